@@ -1,0 +1,1 @@
+"""Pure data and math: no Qt, no I/O, no asyncio."""

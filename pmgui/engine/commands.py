@@ -1,0 +1,75 @@
+"""Commands: what the UI (or CLI) asks the engine to do (DESIGN §2).
+
+Sent with `Engine.submit(cmd)`, which returns a concurrent.futures.Future resolved on the
+manager thread with a `CommandResult`, or with a `PmguiError` (typed, readable message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pmgui.domain.enums import Side
+from pmgui.domain.models import EMPTY, Scalar
+
+KEEP = "keep"  # sentinel for SetTargets: leave this level as it is
+
+
+@dataclass(frozen=True, slots=True)
+class SetTargets:
+    """Move SL and/or TP. A float sets it, None removes it, KEEP leaves it unchanged."""
+
+    position_id: str
+    sl: float | None | str = KEEP
+    tp: float | None | str = KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePosition:
+    position_id: str
+    fraction: float = 1.0
+    reason: str = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAll:
+    """Flatten: cancel protective orders, close every position, re-check for residuals."""
+
+    reason: str = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class SetAutomation:
+    position_id: str | None  # None: every position
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetPreset:
+    position_id: str
+    preset: str
+    overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    symbol: str
+    side: Side
+    qty: float
+    leverage: float = 1.0
+    sl: float | None = None
+    tp: float | None = None
+    preset: str | None = None
+    overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
+
+
+Command = SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | OpenPosition
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    ok: bool
+    message: str = ""
+    position_id: str | None = None
+    fills: tuple = ()
+    residual: tuple[str, ...] = ()  # CloseAll: positions still open after the re-check

@@ -1,0 +1,121 @@
+"""Events: immutable snapshots the engine publishes to the UI (DESIGN §2).
+
+Each event has a `key`: the bridge keeps only the newest pending event per key (a price
+tick for BTC replaces the previous BTC tick), except events whose key is None, which are
+never dropped (actions, errors, closed positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pmgui.domain.enums import Protection
+from pmgui.domain.models import Action, Candle, Order, Position
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    position: Position
+    mark: float | None
+    pnl: float  # unrealized, quote, net of fees
+    roi: float
+    r: float | None
+    protection: Protection
+    stale: bool  # the mark is older than max_price_age
+    ts: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("position", self.position.id)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRemoved:
+    """A position left the open set (closed); carries its final state."""
+
+    position: Position
+    ts: float
+    key = None
+
+    @property
+    def clears(self) -> tuple[str, str]:
+        return ("position", self.position.id)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSnapshot:
+    order: Order
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("order", self.order.client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TickEvent:
+    symbol: str
+    price: float
+    ts: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("tick", self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class CandlesEvent:
+    """The recent candle window of a symbol (last one possibly still forming)."""
+
+    symbol: str
+    candles: tuple[Candle, ...]
+    timeframe: str = "1m"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("candles", self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTaken:
+    action: Action
+    symbol: str
+    ok: bool = True
+    detail: str = ""
+    key = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    exchange: str
+    market_data: bool
+    orders: bool
+    last_tick_age: float | None  # seconds since the newest tick of any symbol
+    detail: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("connection", self.exchange)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    equity: float
+    balance: float
+    currency: str
+    ts: float
+
+    @property
+    def key(self) -> tuple[str]:
+        return ("account",)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    message: str
+    ts: float
+    position_id: str | None = None
+    key = None
+
+
+Event = (PositionSnapshot | PositionRemoved | OrderSnapshot | TickEvent | CandlesEvent
+         | ActionTaken | ConnectionEvent | AccountEvent | ErrorEvent)

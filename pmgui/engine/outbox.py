@@ -1,0 +1,60 @@
+"""The one bridge point between the manager thread and the GUI thread.
+
+The engine `publish`es immutable events from its thread; the GUI drains them on a timer.
+Events with a key coalesce (latest value per key wins, so a slow GUI never shows a stale
+price and never builds a backlog); events without a key (actions, errors, closes) are
+queued in order and never dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from pmgui.engine.events import Event
+
+
+class Outbox:
+    def __init__(self, max_unkeyed: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._keyed: OrderedDict[object, Event] = OrderedDict()
+        self._unkeyed: list[Event] = []
+        self._max_unkeyed = max_unkeyed
+        self._listeners: list[Callable[[Event], None]] = []
+        self.dropped = 0
+
+    def publish(self, event: Event) -> None:
+        key = event.key
+        with self._lock:
+            if key is None:
+                clears = getattr(event, "clears", None)
+                if clears is not None:  # e.g. a closed position's pending snapshot
+                    self._keyed.pop(clears, None)
+                if len(self._unkeyed) >= self._max_unkeyed:
+                    self._unkeyed.pop(0)
+                    self.dropped += 1
+                self._unkeyed.append(event)
+            else:
+                self._keyed.pop(key, None)
+                self._keyed[key] = event
+            listeners = list(self._listeners)
+        for listener in listeners:  # console logging in --headless; never Qt objects
+            listener(event)
+
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        """Called on the publishing thread for every event (headless logging, tests)."""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def drain(self) -> list[Event]:
+        """Everything pending, unkeyed events first in publish order, then the newest per key.
+
+        A PositionRemoved clears its position's pending snapshot when published, so a
+        drained batch never resurrects a closed position.
+        """
+        with self._lock:
+            unkeyed, self._unkeyed = self._unkeyed, []
+            keyed = list(self._keyed.values())
+            self._keyed.clear()
+        return unkeyed + keyed
