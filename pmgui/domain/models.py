@@ -8,9 +8,9 @@ or the store without copying and without locks.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from collections.abc import Mapping
 
 from pmgui.domain.enums import (
     ActionType,

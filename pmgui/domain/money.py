@@ -25,7 +25,7 @@ def move(side: Side, entry: float, price: float) -> float:
     """Unleveraged favourable price move as a fraction of entry."""
     if not (valid_price(entry) and valid_price(price)):
         return 0.0
-    return side.dir * (price - entry) / entry
+    return finite_or(side.dir * (price - entry) / entry)
 
 
 def roi(side: Side, entry: float, price: float, leverage: float, fee_rate: float = 0.0) -> float:
@@ -48,7 +48,8 @@ def pnl_r(side: Side, entry: float, price: float, initial_sl: float | None) -> f
     r = risk_per_unit(entry, initial_sl)
     if r is None or not valid_price(price):
         return None
-    return side.dir * (price - entry) / r
+    v = side.dir * (price - entry) / r
+    return v if math.isfinite(v) else None
 
 
 def unrealized_pnl(side: Side, entry: float, price: float, qty: float,
@@ -93,7 +94,8 @@ def price_at_roi(side: Side, entry: float, target_roi: float, leverage: float,
     if not valid_price(entry) or leverage <= 0:
         return None
     d = side.dir
-    # target·entry/lev = d·(p − entry) − f·(entry + p)  →  p·(d − f) = target·entry/lev + d·entry + f·entry
+    # target·entry/lev = d·(p − entry) − f·(entry + p)
+    #   →  p·(d − f) = target·entry/lev + d·entry + f·entry
     denom = d - fee_rate
     if denom == 0:
         return None

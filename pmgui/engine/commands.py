@@ -20,8 +20,8 @@ class SetTargets:
     """Move SL and/or TP. A float sets it, None removes it, KEEP leaves it unchanged."""
 
     position_id: str
-    sl: float | None | str = KEEP
-    tp: float | None | str = KEEP
+    sl: float | str | None = KEEP
+    tp: float | str | None = KEEP
 
 
 @dataclass(frozen=True, slots=True)

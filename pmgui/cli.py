@@ -1,0 +1,204 @@
+"""`pmgui` command line (DESIGN §8). Wrong arguments give one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pmgui import __version__
+from pmgui.domain.errors import PmguiError
+
+log = logging.getLogger("pmgui")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or positive, got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pmgui", description="Live position monitor and manager for crypto futures.")
+    p.add_argument("--version", action="version", version=f"pmgui {__version__}")
+    p.add_argument("--headless", action="store_true",
+                   help="run the engine without a window, logging to the console")
+    p.add_argument("--db", type=Path, help="SQLite database (default: user data directory)")
+    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.add_argument("--exchange", metavar="ID", help="exchange id (paper or a ccxt id)")
+    p.add_argument("--paper", action="store_true", help="use the built-in paper exchange")
+    p.add_argument("--exit-after", type=_positive, metavar="SECONDS",
+                   help="quit after this many seconds")
+    p.add_argument("--screenshot", type=Path, metavar="PNG",
+                   help="save the main window to PNG after --exit-after and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    r = sub.add_parser("replay", help="run the rules over a recorded price path")
+    r.add_argument("data", type=Path, help="CSV: timestamp,price or timestamp,open,high,low,close")
+    r.add_argument("--side", required=True, choices=["long", "short"])
+    r.add_argument("--entry", required=True, type=_positive)
+    r.add_argument("--qty", required=True, type=_positive)
+    r.add_argument("--leverage", type=_positive, default=1.0)
+    r.add_argument("--sl", type=_positive)
+    r.add_argument("--tp", type=_positive)
+    r.add_argument("--preset", default="manual")
+    r.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="RULE.PARAM=VALUE")
+    r.add_argument("--fee", type=_non_negative, help="fee rate per side (default: paper taker)")
+    r.add_argument("--slippage", type=_non_negative, default=0.0)
+    r.add_argument("--json", action="store_true", help="one JSON object per line")
+    r.add_argument("--symbol", default=None, help="symbol name to report (default: file name)")
+
+    s = sub.add_parser("positions", help="open positions with their SL/TP and orders")
+    s.add_argument("--db", type=Path, dest="positions_db")
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        if args.command == "replay":
+            from pmgui.engine.replay import run_replay_cli
+
+            return run_replay_cli(args)
+        if args.command == "positions":
+            return _positions(args.positions_db or args.db, args.json)
+        if args.screenshot and not args.exit_after:
+            parser.error("--screenshot needs --exit-after SECONDS")
+        if args.screenshot and args.headless:
+            parser.error("--screenshot needs the window; drop --headless")
+        return _run(args)
+    except PmguiError as exc:
+        print(f"pmgui: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from pmgui.config import ExchangeConfig, default_db_path, load_config
+
+    config = load_config(args.config)
+    if args.paper and args.exchange and args.exchange != "paper":
+        raise PmguiError("--paper and --exchange contradict each other")
+    if args.paper:
+        config = replace(config, exchange=ExchangeConfig("paper"))
+    elif args.exchange:
+        import ccxt
+
+        if args.exchange != "paper" and args.exchange not in ccxt.exchanges:
+            raise PmguiError(f"unknown exchange {args.exchange!r}")
+        config = replace(config, exchange=replace(config.exchange, id=args.exchange))
+    db = args.db or default_db_path()
+    return config, db
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pmgui.engine.build import build_engine
+
+    config, db = _load(args)
+    engine = build_engine(config, db)
+    if args.headless:
+        return _headless(engine, args.exit_after)
+    from pmgui.ui.app import run_gui
+
+    engine.start()
+    try:
+        return run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
+                       theme=config.ui.theme, confirm_drags=config.ui.confirm_drags)
+    finally:
+        engine.stop()
+
+
+def _headless(engine, exit_after: float | None) -> int:
+    from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
+
+    def on_event(ev) -> None:
+        if isinstance(ev, ActionTaken):
+            a = ev.action
+            log.info("%s %s %s qty=%s price=%s sl=%s tp=%s %s", ev.symbol, a.type.value,
+                     a.reason.value, a.qty, a.price, a.sl, a.tp, ev.detail)
+        elif isinstance(ev, ErrorEvent):
+            log.warning("%s", ev.message)
+        elif isinstance(ev, PositionRemoved):
+            p = ev.position
+            log.info("closed %s %s @ %s (%s) P/L %.2f", p.symbol, p.side.value, p.exit_price,
+                     p.exit_reason, p.realized_pnl)
+
+    engine.outbox.add_listener(on_event)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    engine.start()
+    log.info("engine running on %s; Ctrl+C to stop", engine.exchange_id)
+    deadline = time.monotonic() + exit_after if exit_after else None
+    try:
+        while not stop.is_set() and engine.running:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            stop.wait(0.25)
+    finally:
+        engine.stop()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _positions(db: Path | None, as_json: bool) -> int:
+    from pmgui.config import default_db_path
+    from pmgui.store.db import Store
+
+    path = db or default_db_path()
+    if not path.exists():
+        raise PmguiError(f"no database at {path}")
+    store = Store.open(path, readonly=True)
+    try:
+        report = store.positions_report()
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    if not report:
+        print("no open positions")
+        return 0
+    for p in report:
+        print(f"{p['symbol']:<18} {p['side']:<5} qty {p['qty']:<10g} entry {p['entry']:<12g} "
+              f"SL {p.get('sl')}  TP {p.get('tp')}  orders {len(p.get('orders', []))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The configuration file (DESIGN §9): TOML, validated on load, never written over.
+
+Every problem names the key and the line in the file, and stops start-up before anything
+is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_config_dir, user_data_dir
+
+from pmgui.domain.errors import ConfigError, ValidationError
+from pmgui.domain.models import EMPTY, Scalar, frozen_map
+from pmgui.engine.settings import EngineSettings, SymbolRules
+
+APP = "pmgui"
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("PMGUI_CONFIG_DIR") or user_config_dir(APP)) / "config.toml"
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("PMGUI_DATA_DIR") or user_data_dir(APP)) / "pmgui.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeConfig:
+    id: str = "paper"
+    demo: bool = False
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class UiConfig:
+    theme: str = "dark"
+    confirm_drags: bool = False
+    colorblind: bool = False
+    red_up: bool = False
+    drag_modifier: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PaperConfig:
+    balance: float = 10_000.0
+    seed: int | None = None  # None: a new random walk every start
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    ui: UiConfig = field(default_factory=UiConfig)
+    path: Path | None = None
+
+
+_SCHEMA: dict[str, set[str]] = {
+    "": {"exchange", "rules", "symbols", "ui", "paper"},
+    "exchange": {"id", "demo", "options"},
+    "rules": {"preset", "set"},
+    "ui": {"theme", "confirm_drags", "colorblind", "red_up", "drag_modifier"},
+    "paper": {"balance", "seed", "demo_positions"},
+    "symbol": {"preset", "set"},
+}
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pat = re.compile(rf'^\s*(\[+[^\]]*)?["\']?{re.escape(key)}["\']?\s*(=|\]|\.)', re.M)
+    m = pat.search(text)
+    if m is None:
+        pat = re.compile(rf'["\']?{re.escape(key)}["\']?\s*=', re.M)
+        m = pat.search(text)
+    return None if m is None else text.count("\n", 0, m.start()) + 1
+
+
+class _Reader:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.text = path, text
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        leaf = key.split(".")[-1].strip('"')
+        line = _line_of(self.text, leaf)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return ConfigError(f"{where}: {key}: {message}")
+
+    def check_keys(self, table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+        for k in table:
+            if k not in allowed:
+                name = f"{prefix}.{k}" if prefix else k
+                raise self.fail(name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def get(self, table: Mapping[str, Any], key: str, typ: type | tuple[type, ...],
+            prefix: str, default: Any) -> Any:
+        if key not in table:
+            return default
+        v = table[key]
+        ok = isinstance(v, typ) and not (isinstance(v, bool) and typ in (int, float, (int, float)))
+        if not ok:
+            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise self.fail(f"{prefix}.{key}" if prefix else key,
+                            f"must be {names}, got {type(v).__name__} {v!r}")
+        return v
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate `path` (None or missing default file → defaults: paper mode)."""
+    explicit = path is not None
+    path = path or default_config_path()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"{path}: config file not found")
+        return Config(engine=EngineSettings(demo_positions=True))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, path, text)
+
+
+def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
+    from pmgui.rules.params import resolve_params  # rules validate their own parameters
+
+    r = _Reader(path, text)
+    r.check_keys(data, _SCHEMA[""], "")
+    ex = data.get("exchange", {})
+    if not isinstance(ex, dict):
+        raise r.fail("exchange", "must be a table")
+    r.check_keys(ex, _SCHEMA["exchange"], "exchange")
+    ex_id = r.get(ex, "id", str, "exchange", "paper").strip()
+    if not ex_id:
+        raise r.fail("exchange.id", "must not be empty")
+    if ex_id != "paper":
+        import ccxt  # only to validate the id
+
+        if ex_id not in ccxt.exchanges:
+            raise r.fail("exchange.id", f"unknown exchange {ex_id!r} (not a ccxt exchange id)")
+    demo = r.get(ex, "demo", bool, "exchange", False)
+    options = r.get(ex, "options", dict, "exchange", {})
+
+    rules = data.get("rules", {})
+    if not isinstance(rules, dict):
+        raise r.fail("rules", "must be a table")
+    r.check_keys(rules, _SCHEMA["rules"], "rules")
+    preset = r.get(rules, "preset", str, "rules", "guardian")
+    overrides = r.get(rules, "set", dict, "rules", {})
+    try:
+        resolve_params(preset, overrides)
+    except ValidationError as exc:
+        key = next((k for k in overrides if k in str(exc)), "rules.preset")
+        raise r.fail(f"rules.set.{key}" if key != "rules.preset" else key, str(exc)) from exc
+
+    symbols: dict[str, SymbolRules] = {}
+    sym_tab = data.get("symbols", {})
+    if not isinstance(sym_tab, dict):
+        raise r.fail("symbols", "must be a table")
+    for sym, spec in sym_tab.items():
+        prefix = f'symbols."{sym}"'
+        if not isinstance(spec, dict):
+            raise r.fail(sym, "must be a table")
+        r.check_keys(spec, _SCHEMA["symbol"], prefix)
+        sp = r.get(spec, "preset", str, prefix, None)
+        so = r.get(spec, "set", dict, prefix, {})
+        merged = dict(overrides)
+        merged.update(so)
+        try:
+            resolve_params(sp or preset, merged)
+        except ValidationError as exc:
+            raise r.fail(sym, str(exc)) from exc
+        symbols[sym] = SymbolRules(sp, frozen_map(_scalars(so)))
+
+    paper = data.get("paper", {})
+    if not isinstance(paper, dict):
+        raise r.fail("paper", "must be a table")
+    r.check_keys(paper, _SCHEMA["paper"], "paper")
+    demo_positions = r.get(paper, "demo_positions", bool, "paper", ex_id == "paper")
+    balance = float(r.get(paper, "balance", (int, float), "paper", 10_000.0))
+    if not 0 < balance < 1e12:
+        raise r.fail("paper.balance", f"must be positive, got {balance:g}")
+    seed = r.get(paper, "seed", int, "paper", None)
+
+    ui = data.get("ui", {})
+    if not isinstance(ui, dict):
+        raise r.fail("ui", "must be a table")
+    r.check_keys(ui, _SCHEMA["ui"], "ui")
+    theme = r.get(ui, "theme", str, "ui", "dark")
+    if theme not in ("dark", "light"):
+        raise r.fail("ui.theme", f"must be 'dark' or 'light', got {theme!r}")
+    ui_cfg = UiConfig(theme=theme,
+                      confirm_drags=r.get(ui, "confirm_drags", bool, "ui", False),
+                      colorblind=r.get(ui, "colorblind", bool, "ui", False),
+                      red_up=r.get(ui, "red_up", bool, "ui", False),
+                      drag_modifier=r.get(ui, "drag_modifier", bool, "ui", False))
+    engine = EngineSettings(default_preset=preset, overrides=frozen_map(_scalars(overrides)),
+                            symbols=frozen_map_any(symbols), demo_positions=demo_positions)
+    return Config(ExchangeConfig(ex_id, demo, frozen_map_any(options)), PaperConfig(balance, seed),
+                  engine, ui_cfg, path)
+
+
+def _scalars(d: Mapping[str, Any]) -> dict[str, Scalar]:
+    return {str(k): v for k, v in d.items()}
+
+
+def frozen_map_any(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    from types import MappingProxyType
+
+    return MappingProxyType(dict(d))

@@ -1,0 +1,42 @@
+"""Engine settings: what the config file decides about how positions are managed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pmgui.domain.models import EMPTY, Scalar
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRules:
+    preset: str | None = None
+    overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    default_preset: str = "guardian"
+    overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
+    symbols: Mapping[str, SymbolRules] = field(default_factory=lambda: EMPTY)
+    protect_on_exchange: bool = True
+    # Automated (trailing) moves replace the exchange order at most this often; the local
+    # stop keeps guarding in between. Manual moves are sent at once.
+    protect_throttle: float = 2.0
+    demo_positions: bool = False
+    candle_timeframe: float = 60.0
+    candle_window: int = 300
+    reconcile_interval: float = 60.0
+    equity_interval: float = 10.0
+    save_interval: float = 5.0  # peak/best-price bookkeeping is persisted at most this often
+
+    def preset_for(self, symbol: str) -> str:
+        rules = self.symbols.get(symbol)
+        return (rules.preset if rules and rules.preset else None) or self.default_preset
+
+    def overrides_for(self, symbol: str) -> dict[str, Scalar]:
+        merged: dict[str, Scalar] = dict(self.overrides)
+        rules = self.symbols.get(symbol)
+        if rules:
+            merged.update(rules.overrides)
+        return merged
