@@ -1,0 +1,602 @@
+"""The pmgui database: one SQLite file (WAL) written only by the manager thread (DESIGN §6).
+
+Why it is built this way:
+- **Nothing is ever written to a file we do not understand.** `Store.open` first looks at an
+  existing file through a separate read-only connection: the SQLite header, `PRAGMA
+  quick_check`, the pmgui `meta` table and its schema version. A corrupt file, another
+  program's database or one written by a newer pmgui raises `StoreError` and the file's bytes
+  stay exactly as they were. Only then is the file opened for writing, switched to WAL and
+  migrated forward.
+- **Every acknowledged write survives a crash.** Each public write method runs in its own
+  transaction (`sqlite_utils.Database.atomic`) that is committed before the method returns,
+  with `synchronous=FULL`, so a SIGKILL (or power loss) right after a call loses nothing.
+  Several writes can be grouped with `transaction()`; they then commit together at the end of the
+  outermost block (nested blocks become savepoints), or not at all.
+- **The journal comes first.** `journal_order` stores an intended order in status `pending`
+  before the engine sends it; whatever is still `pending` after a restart (`pending_orders`) is
+  an order whose fate is unknown and must be looked up on the exchange by its client id, never
+  blindly re-sent.
+- **Idempotent fills.** A fill is keyed by its id; recording it twice is a no-op that returns
+  False, so the engine can apply a fill's effect only when `record_fill` returns True.
+- **One writer.** The connection is created with `check_same_thread=False` so the engine may
+  open the store on one thread and hand it to the manager thread, but it must then be used from
+  that one thread only. Readers in other processes (`pmgui positions`) open with
+  `readonly=True` (SQLite `mode=ro`); WAL lets them read while the engine writes.
+
+Bad input (a NaN price, an unknown enum value, a value JSON cannot hold) raises
+`ValidationError` naming the field, and nothing is written. SQLite failures (disk full, I/O
+error, locked by another writer) are raised as `StoreError` with the operation named.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import platformdirs
+from sqlite_utils import Database
+
+from pmgui.domain.enums import OrderRole, OrderStatus, PositionStatus
+from pmgui.domain.errors import StoreError, ValidationError
+from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position
+from pmgui.store import migrations as mig
+from pmgui.store.metrics import TradeMetrics, compute_metrics
+from pmgui.store.serialize import (
+    Row,
+    action_record,
+    action_to_row,
+    dumps_json,
+    fill_from_row,
+    fill_to_row,
+    order_from_row,
+    order_to_row,
+    position_from_row,
+    position_to_row,
+    tranche_from_row,
+    tranche_to_row,
+)
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 5000
+_LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
+_PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
+
+
+def default_db_path() -> Path:
+    """The database in the user data directory (DESIGN §6); `--db` overrides it."""
+    return platformdirs.user_data_path("pmgui", appauthor=False) / "pmgui.db"
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredState:
+    """Everything the engine needs from the store on start-up, read in one go."""
+
+    positions: tuple[Position, ...]
+    open_orders: tuple[Order, ...]  # PENDING or OPEN, including the pending journal
+    pending_orders: tuple[Order, ...]  # journaled but never acknowledged: look them up first
+
+
+def _guard(fn: Callable[P, T]) -> Callable[P, T]:
+    """Turn a raw sqlite3 failure into a StoreError that names the operation."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.Error as e:
+            raise StoreError(f"database error in {fn.__name__}: {e}") from e
+
+    return wrapper
+
+
+def _check_header(path: Path) -> int:
+    """Size of the file; StoreError if it is non-empty and not a SQLite database."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise StoreError(f"cannot read the database file {path}: {e.strerror or e}") from e
+    if size == 0:
+        return 0
+    if size < 100 or head != SQLITE_HEADER:
+        raise StoreError(f"{path} is not a SQLite database or is corrupt; it was not modified")
+    return size
+
+
+def _ro_uri(path: Path) -> str:
+    return path.resolve().as_uri() + "?mode=ro"
+
+
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(_ro_uri(path), uri=True, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open the database {path} for reading: {e}") from e
+    return conn
+
+
+def _inspect(conn: sqlite3.Connection, path: Path) -> int:
+    """quick_check + schema version of an open (read-only) connection; StoreError if unusable."""
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} is corrupt ({e}); it was not modified") from e
+    problems = [str(r[0]) for r in rows if r and r[0] != "ok"]
+    if problems:
+        raise StoreError(f"{path} is corrupt ({'; '.join(problems[:3])}); "
+                         "it was not modified")
+    try:
+        return mig.read_version(Database(conn, recursive_triggers=False, execute_plugins=False))
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} cannot be read ({e}); it was not modified") from e
+
+
+class Store:
+    """Persistence of trading state. See the module docstring for the guarantees."""
+
+    SCHEMA_VERSION: int = mig.SCHEMA_VERSION
+
+    def __init__(self, db: Database, path: Path, *, readonly: bool) -> None:
+        """Use `Store.open`; this only wires an already validated connection."""
+        self.db = db
+        self.path = path
+        self.readonly = readonly
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening / closing
+
+    @classmethod
+    def open(cls, path: Path | str, *, readonly: bool = False) -> Store:
+        """Open (creating it if missing, unless `readonly`) and migrate the database at `path`.
+
+        Raises StoreError for a file that is not SQLite or is corrupt, another program's
+        database, one written by a newer pmgui, or a path that cannot be created or written.
+        Such files are never modified. `readonly` opens with SQLite `mode=ro`, never migrates
+        and refuses a database that needs an upgrade.
+        """
+        p = Path(path).expanduser()
+        if p.is_dir():
+            raise StoreError(f"{p} is a directory, not a database file")
+        if readonly:
+            return cls._open_readonly(p)
+        return cls._open_writable(p)
+
+    @classmethod
+    def _open_readonly(cls, p: Path) -> Store:
+        if not p.exists():
+            raise StoreError(f"there is no pmgui database at {p}")
+        _check_header(p)
+        conn = _connect_ro(p)
+        try:
+            version = _inspect(conn, p)
+            mig.check_supported(version, cls.SCHEMA_VERSION)
+            if version < cls.SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database {p} has schema {version} and needs an upgrade to "
+                    f"{cls.SCHEMA_VERSION}; start pmgui once with it (not read-only) to upgrade")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db = Database(conn, execute_plugins=False)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(db, p, readonly=True)
+
+    @classmethod
+    def _open_writable(cls, p: Path) -> Store:
+        if p.exists():
+            if _check_header(p) > 0:
+                # Look before touching: a separate read-only connection cannot write, not even
+                # a WAL checkpoint, so a refused file keeps its exact bytes.
+                conn = _connect_ro(p)
+                try:
+                    mig.check_supported(_inspect(conn, p), cls.SCHEMA_VERSION)
+                finally:
+                    conn.close()
+        else:
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder for the database {p}: "
+                                 f"{e.strerror or e}") from e
+        try:
+            conn = sqlite3.connect(str(p), check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot create or open the database {p}: {e}") from e
+        try:
+            db = Database(conn, execute_plugins=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            db.enable_wal()
+            if db.journal_mode != "wal":
+                raise StoreError(f"the database {p} could not be switched to WAL mode")
+            conn.execute("PRAGMA synchronous = FULL")
+            # Probe for write access now (read-only file, another process holding the write
+            # lock) rather than failing on the first trade.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            mig.migrate(db)
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"cannot write the database {p}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        return cls(db, p, readonly=False)
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Committed data is already on disk."""
+        if not self._closed:
+            self._closed = True
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return mig.read_version(self.db)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Group several writes: all are committed at the end of the outermost block, or none.
+
+        Nesting-safe: an inner block is a savepoint, rolled back alone if it raises.
+        """
+        self._writable()
+        with self.db.atomic():
+            yield self
+
+    # ------------------------------------------------------------------ helpers
+
+    def _writable(self) -> None:
+        if self._closed:
+            raise StoreError("the database is closed")
+        if self.readonly:
+            raise StoreError("the database was opened read-only; nothing was written")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if self._closed:
+            raise StoreError("the database is closed")
+        cur = self.db.execute(sql, list(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def _tranches_for(self, ids: Sequence[str]) -> dict[str, list]:
+        out: dict[str, list] = {i: [] for i in ids}
+        for chunk_start in range(0, len(ids), 500):
+            chunk = list(ids[chunk_start:chunk_start + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(f"SELECT * FROM tranches WHERE position_id IN ({marks}) "
+                                "ORDER BY position_id, seq", chunk):
+                out[r["position_id"]].append(tranche_from_row(r))
+        return out
+
+    def _positions(self, where: str, params: Sequence[Any], order: str,
+                   limit: int | None = None) -> list[Position]:
+        sql = f"SELECT * FROM positions WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {_check_limit(limit)}"
+        rows = self._rows(sql, params)
+        tranches = self._tranches_for([r["id"] for r in rows])
+        return [position_from_row(r, tranches[r["id"]]) for r in rows]
+
+    # ------------------------------------------------------------------ positions
+
+    @_guard
+    def save_position(self, pos: Position) -> None:
+        """Insert or replace the full state of `pos`, its tranches included."""
+        self._writable()
+        row = position_to_row(pos, time.time())
+        trows = [tranche_to_row(pos.id, i, t) for i, t in enumerate(pos.tranches)]
+        ids = [t["id"] for t in trows]
+        if len(set(ids)) != len(ids):
+            raise ValidationError(f"position {pos.id} has two tranches with the same id",
+                                  field="tranches")
+        with self.db.atomic():
+            self.db["positions"].upsert(row, pk="id")
+            self.db.execute("DELETE FROM tranches WHERE position_id = ?", [pos.id])
+            if trows:
+                self.db["tranches"].insert_all(trows)
+
+    @_guard
+    def load_open_positions(self) -> list[Position]:
+        """Every open position, oldest first, exactly as saved."""
+        return self._positions("status = ?", [PositionStatus.OPEN.value], "opened_at, id")
+
+    @_guard
+    def load_position(self, position_id: str) -> Position | None:
+        found = self._positions("id = ?", [position_id], "id")
+        return found[0] if found else None
+
+    @_guard
+    def closed_positions(self, limit: int | None = None) -> list[Position]:
+        """Closed positions, most recently closed first."""
+        return self._positions("status = ?", [PositionStatus.CLOSED.value],
+                               "closed_at DESC, id", limit)
+
+    # ------------------------------------------------------------------ orders / journal
+
+    @_guard
+    def journal_order(self, req: OrderRequest, ts: float) -> Order:
+        """Record an intended order as PENDING before it is sent; returns that Order.
+
+        Journaling the same request again (same client id and content, e.g. a retried step
+        after a crash) returns the stored order unchanged; a different order under an existing
+        client id is refused (client ids must be unique or the exchange would deduplicate it).
+        The order is linked to `req.position_id` with `req.role` when it has one.
+        """
+        self._writable()
+        order = Order.from_request(req, ts)
+        row = order_to_row(order)
+        with self.db.atomic():
+            existing = self._order(req.client_id)
+            if existing is not None:
+                if _same_request(existing, order):
+                    return existing
+                raise ValidationError(
+                    f"client order id {req.client_id} is already used by another order",
+                    field="client_id")
+            self.db["orders"].insert(row)
+            if order.position_id:
+                self._link(order.position_id, order.client_id, order.role.value, ts)
+        return order
+
+    @_guard
+    def save_order(self, order: Order) -> None:
+        """Insert or update an order by client id (status, exchange id, fills, error...)."""
+        self._writable()
+        row = order_to_row(order)
+        with self.db.atomic():
+            self.db["orders"].upsert(row, pk="client_id")
+            if order.position_id:
+                self._link(order.position_id, order.client_id, order.role.value,
+                           order.updated_at, update_role=False)
+
+    @_guard
+    def pending_orders(self) -> list[Order]:
+        """Journaled orders never acknowledged by the exchange (crash recovery), oldest first."""
+        rows = self._rows("SELECT * FROM orders WHERE status = ? ORDER BY created_at, client_id",
+                          [OrderStatus.PENDING.value])
+        return [order_from_row(r) for r in rows]
+
+    @_guard
+    def open_orders(self, position_id: str | None = None) -> list[Order]:
+        """Orders PENDING or OPEN, optionally only those of one position (own or linked)."""
+        sql = "SELECT * FROM orders WHERE status IN (?, ?)"
+        params: list[Any] = list(_LIVE_STATUSES)
+        if position_id is not None:
+            sql += (" AND (position_id = ? OR client_id IN "
+                    "(SELECT client_id FROM order_links WHERE position_id = ?))")
+            params += [position_id, position_id]
+        rows = self._rows(sql + " ORDER BY created_at, client_id", params)
+        return [order_from_row(r) for r in rows]
+
+    @_guard
+    def order(self, client_id: str) -> Order | None:
+        return self._order(client_id)
+
+    def _order(self, client_id: str) -> Order | None:
+        rows = self._rows("SELECT * FROM orders WHERE client_id = ?", [client_id])
+        return order_from_row(rows[0]) if rows else None
+
+    @_guard
+    def link_order(self, position_id: str, client_id: str, role: OrderRole) -> None:
+        """Tie a journaled order to a position with the role it plays (updates the role)."""
+        self._writable()
+        if not isinstance(position_id, str) or not position_id:
+            raise ValidationError("position id must be non-empty text", field="position_id")
+        try:
+            role_value = OrderRole(role).value
+        except ValueError as e:
+            raise ValidationError(f"unknown order role {role!r}", field="role") from e
+        with self.db.atomic():
+            if self._order(client_id) is None:
+                raise ValidationError(f"order {client_id} is not in the journal; journal it "
+                                      "before linking it", field="client_id")
+            self._link(position_id, client_id, role_value, time.time())
+
+    def _link(self, position_id: str, client_id: str, role: str, ts: float,
+              *, update_role: bool = True) -> None:
+        action = "UPDATE SET role = excluded.role" if update_role else "NOTHING"
+        self.db.execute(
+            "INSERT INTO order_links (position_id, client_id, role, created_at) "
+            f"VALUES (?, ?, ?, ?) ON CONFLICT(position_id, client_id) DO {action}",
+            [position_id, client_id, role, ts])
+
+    @_guard
+    def linked_orders(self, position_id: str) -> list[Order]:
+        """Every order linked to the position (any status), oldest first."""
+        rows = self._rows(
+            "SELECT o.* FROM orders o JOIN order_links l ON l.client_id = o.client_id "
+            "WHERE l.position_id = ? ORDER BY o.created_at, o.client_id", [position_id])
+        return [order_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ fills
+
+    @_guard
+    def record_fill(self, fill: Fill, position_id: str | None) -> bool:
+        """Store a fill once. Returns False (and changes nothing) for a fill id already stored.
+
+        Exception: a fill first stored without a position (e.g. seen before the position
+        existed) gets its position id filled in; it still returns False.
+        """
+        self._writable()
+        row = fill_to_row(fill, position_id)
+        cols = list(row)
+        with self.db.atomic():
+            cur = self.db.execute(
+                f"INSERT INTO fills ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                "ON CONFLICT(id) DO NOTHING", [row[c] for c in cols])
+            if cur.rowcount == 1:
+                return True
+            if position_id is not None:
+                self.db.execute("UPDATE fills SET position_id = ? "
+                                "WHERE id = ? AND position_id IS NULL", [position_id, fill.id])
+        log.debug("fill %s already recorded; ignored", fill.id)
+        return False
+
+    @_guard
+    def fills(self, position_id: str | None = None) -> list[Fill]:
+        if position_id is None:
+            rows = self._rows("SELECT * FROM fills ORDER BY ts, id")
+        else:
+            rows = self._rows("SELECT * FROM fills WHERE position_id = ? ORDER BY ts, id",
+                              [position_id])
+        return [fill_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ actions
+
+    @_guard
+    def record_action(self, action: Action, *, symbol: str, ok: bool = True,
+                      detail: str = "") -> int:
+        """Log a decision (rule, manual command, reconciliation); returns its row id.
+
+        `ok=False` with a `detail` records a decision that could not be carried out.
+        Non-finite `inputs` are stored as null (see serialize).
+        """
+        self._writable()
+        row = action_to_row(action, symbol=symbol, ok=ok, detail=detail)
+        with self.db.atomic():
+            table = self.db["actions"].insert(row)
+        rowid = table.last_rowid
+        if rowid is None:  # pragma: no cover - sqlite always reports the rowid of an insert
+            raise StoreError("the action was not recorded")
+        return int(rowid)
+
+    @_guard
+    def actions(self, position_id: str | None = None, limit: int = 500) -> list[dict]:
+        """Logged actions, newest first, as JSON-able dicts (`serialize.action_from_record`
+        rebuilds the Action)."""
+        n = _check_limit(limit)
+        if position_id is None:
+            rows = self._rows(f"SELECT * FROM actions ORDER BY id DESC LIMIT {n}")
+        else:
+            rows = self._rows(f"SELECT * FROM actions WHERE position_id = ? "
+                              f"ORDER BY id DESC LIMIT {n}", [position_id])
+        return [action_record(r) for r in rows]
+
+    # ------------------------------------------------------------------ equity
+
+    @_guard
+    def record_equity(self, ts: float, equity: float, balance: float) -> None:
+        """One point of the equity curve (a second point at the same ts replaces the first)."""
+        self._writable()
+        row = {"ts": _num(ts, "ts"), "equity": _num(equity, "equity"),
+               "balance": _num(balance, "balance")}
+        with self.db.atomic():
+            self.db["equity"].upsert(row, pk="ts")
+
+    @_guard
+    def equity_curve(self, since: float | None = None) -> list[tuple[float, float]]:
+        if since is None:
+            rows = self._rows("SELECT ts, equity FROM equity ORDER BY ts")
+        else:
+            rows = self._rows("SELECT ts, equity FROM equity WHERE ts >= ? ORDER BY ts",
+                              [_num(since, "since")])
+        return [(float(r["ts"]), float(r["equity"])) for r in rows]
+
+    # ------------------------------------------------------------------ settings
+
+    @_guard
+    def get_setting(self, key: str, default: object = None) -> object:
+        rows = self._rows("SELECT value FROM settings WHERE key = ?", [key])
+        return json.loads(rows[0]["value"]) if rows else default
+
+    @_guard
+    def set_setting(self, key: str, value: object) -> None:
+        """Store any JSON value (tuples come back as lists; NaN/inf are refused)."""
+        self._writable()
+        if not isinstance(key, str) or not key:
+            raise ValidationError("a setting needs a non-empty text key", field="key")
+        text = dumps_json(value, f"setting {key!r}")
+        with self.db.atomic():
+            self.db["settings"].upsert({"key": key, "value": text}, pk="key")
+
+    # ------------------------------------------------------------------ history / reports
+
+    @_guard
+    def trade_metrics(self) -> TradeMetrics:
+        """Closed-trade metrics for the history tab (definitions in pmgui.store.metrics)."""
+        closed = self.closed_positions()
+        reasons: dict[str, set[str]] = {}
+        for r in self._rows(
+                "SELECT DISTINCT a.position_id, a.reason FROM actions a "
+                "JOIN positions p ON p.id = a.position_id "
+                "WHERE a.ok = 1 AND p.status = ?", [PositionStatus.CLOSED.value]):
+            reasons.setdefault(r["position_id"], set()).add(r["reason"])
+        return compute_metrics(closed, reasons)
+
+    @_guard
+    def positions_report(self) -> list[dict]:
+        """Open positions with their live protective orders, for `pmgui positions --json`."""
+        out: list[dict] = []
+        for pos in self.load_open_positions():
+            rows = self._rows(
+                "SELECT o.*, l.role AS link_role FROM order_links l "
+                "JOIN orders o ON o.client_id = l.client_id "
+                "WHERE l.position_id = ? AND o.status IN (?, ?) AND l.role IN (?, ?) "
+                "ORDER BY o.created_at, o.client_id",
+                [pos.id, *_LIVE_STATUSES, *_PROTECTIVE_ROLES])
+            out.append({
+                "id": pos.id, "symbol": pos.symbol, "side": pos.side.value, "qty": pos.qty,
+                "entry": pos.entry, "leverage": pos.leverage, "sl": pos.sl, "tp": pos.tp,
+                "trailing": pos.trailing, "liquidation": pos.liquidation,
+                "preset": pos.preset, "automation": pos.automation,
+                "opened_at": pos.opened_at, "exchange": pos.exchange,
+                "orders": [{
+                    "client_id": r["client_id"], "role": r["link_role"], "type": r["type"],
+                    "side": r["side"], "amount": r["amount"],
+                    "trigger_price": r["trigger_price"], "status": r["status"],
+                    "exchange_id": r["exchange_id"],
+                } for r in rows],
+            })
+        return out
+
+    @_guard
+    def restore(self) -> RestoredState:
+        """The engine's start-up state: open positions, live orders, the pending journal."""
+        return RestoredState(
+            positions=tuple(self.load_open_positions()),
+            open_orders=tuple(self.open_orders()),
+            pending_orders=tuple(self.pending_orders()),
+        )
+
+
+def _same_request(a: Order, b: Order) -> bool:
+    keys = ("symbol", "side", "type", "amount", "price", "trigger_price", "reduce_only",
+            "position_id", "role", "reason")
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+def _num(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise ValidationError(f"{field} must be a finite number, got {value!r}", field=field)
+    return float(value)
+
+
+def _check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValidationError(f"limit must be a non-negative whole number, got {limit!r}",
+                              field="limit")
+    return limit

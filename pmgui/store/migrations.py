@@ -1,0 +1,100 @@
+"""Schema versions and forward migrations.
+
+`MIGRATIONS[v]` turns a database at schema version `v` into version `v + 1`; the current version
+is `len(MIGRATIONS)`. Version 0 is an empty file (no tables at all): a brand-new database and a
+zero-byte file both start there. Each step runs in its own transaction together with the update of
+`meta.schema_version`, so a crash or an error mid-migration leaves the database at the previous
+version, never half-migrated. A database that reports a version above `len(MIGRATIONS)` was
+written by a newer pmgui and is refused before anything is written (see `Store.open`).
+
+To add version N+1: append a function here that alters the tables (sqlite-utils `transform`,
+`add_column`, `create`), and extend the tests with a database at version N.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from sqlite_utils import Database
+
+from pmgui.domain.errors import StoreError
+from pmgui.store.schema import create_v1
+
+Migration = Callable[[Database], None]
+
+APP_NAME = "pmgui"
+
+
+def _v0_to_v1(db: Database) -> None:
+    """Empty file → the first schema (DESIGN §6 tables) plus identification in `meta`."""
+    create_v1(db)
+    db["meta"].insert_all([
+        {"key": "app", "value": APP_NAME},
+        {"key": "created_at", "value": repr(time.time())},
+    ])
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def read_version(db: Database) -> int:
+    """The schema version of `db`; 0 for a database without any table.
+
+    Raises StoreError for a SQLite file that has tables but no pmgui `meta` table (another
+    program's database) or an unreadable version, so such a file is never "migrated".
+    """
+    names = set(db.table_names())
+    if "meta" not in names:
+        if names:
+            raise StoreError(
+                f"this SQLite file is not a pmgui database (it has tables "
+                f"{', '.join(sorted(names)[:5])} but no pmgui meta table); it was not modified")
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise StoreError("the pmgui database has no schema version; it was not modified")
+    try:
+        version = int(row[0])
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"the pmgui database has an unreadable schema version {row[0]!r}; "
+                         "it was not modified") from e
+    if version < 0:
+        raise StoreError(f"the pmgui database has an invalid schema version {version}; "
+                         "it was not modified")
+    return version
+
+
+def check_supported(version: int, supported: int = SCHEMA_VERSION) -> None:
+    """Refuse a database written by a newer pmgui (its tables may mean something else)."""
+    if version > supported:
+        raise StoreError(
+            f"database was written by a newer pmgui (schema {version}, this version supports "
+            f"{supported}); it was not modified")
+
+
+def migrate(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> tuple[int, int]:
+    """Apply every missing step, one transaction each. Returns (version before, version after).
+
+    A failing step is rolled back completely and re-raised as StoreError; the steps before it
+    stay committed (each one is a consistent schema on its own).
+    """
+    target = len(migrations)
+    start = read_version(db)
+    check_supported(start, target)
+    version = start
+    while version < target:
+        step = migrations[version]
+        try:
+            with db.atomic():
+                step(db)
+                db["meta"].upsert({"key": "schema_version", "value": str(version + 1)},
+                                  pk="key")
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"upgrading the database from schema {version} to {version + 1} "
+                             f"failed: {e}; it was left at schema {version}") from e
+        version += 1
+    return start, version

@@ -1,0 +1,328 @@
+"""Row ↔ domain-object conversion for the store.
+
+Why a separate module: every table row is a flat dict of SQLite values (TEXT, REAL, INTEGER,
+NULL) while the domain objects carry enums, frozensets, read-only mappings and tuples. Keeping
+both directions side by side makes the exact round trip (every field, including None) easy to
+check and to test.
+
+Conventions:
+- Enums are stored as their string values, booleans as 0/1.
+- Mappings (`overrides`, `inputs`) and sets (`flags`) are stored as JSON text (sorted keys,
+  sorted flag lists) so equal objects give byte-identical rows.
+- Every float that reaches SQLite must be finite: SQLite silently stores NaN as NULL, which would
+  turn a bug into a plausible-looking "no stop loss". A non-finite value is refused with a
+  `ValidationError` naming the field, and nothing is written.
+- Action `inputs` are explanatory only; a non-finite input (e.g. "distance to TP = ∞" when there
+  is no TP) is stored as null rather than refusing the whole action record, so the action log
+  never holds NaN/inf and logging a decision never fails because of one odd input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pmgui.domain.enums import (
+    ActionType,
+    OrderRole,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionStatus,
+    Reason,
+    Side,
+    StopKind,
+)
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Action, Fill, Order, Position, Scalar, Tranche, frozen_map
+
+Row = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _finite(value: object, field: str, what: str) -> float:
+    """A finite float, or a ValidationError naming `what.field`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{what}.{field} must be a number, got {value!r}", field=field)
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValidationError(f"{what}.{field} is {value!r}; only finite numbers can be stored",
+                              field=field)
+    return f
+
+
+def _opt_finite(value: object, field: str, what: str) -> float | None:
+    return None if value is None else _finite(value, field, what)
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _text(value: object, field: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what}.{field} must be text, got {value!r}", field=field)
+    return value
+
+
+def _opt_text(value: object, field: str, what: str) -> str | None:
+    return None if value is None else _text(value, field, what)
+
+
+def dumps_json(value: object, field: str = "value") -> str:
+    """JSON text with sorted keys; refuses NaN/inf and objects JSON cannot represent."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise ValidationError(f"{field} cannot be stored as JSON: {e}", field=field) from e
+
+
+def _scalar_map(m: Mapping[str, Scalar], field: str, what: str) -> str:
+    for k, v in m.items():
+        if not isinstance(k, str):
+            raise ValidationError(f"{what}.{field} keys must be text, got {k!r}", field=field)
+        if v is not None and not isinstance(v, (str, bool, int, float)):
+            raise ValidationError(f"{what}.{field}[{k!r}] must be a number, text, bool or None, "
+                                  f"got {v!r}", field=field)
+    return dumps_json(dict(m), f"{what}.{field}")
+
+
+def _sanitized_inputs(m: Mapping[str, Scalar]) -> str:
+    clean: dict[str, Scalar] = {}
+    for k, v in m.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            clean[str(k)] = None
+        elif v is None or isinstance(v, (str, bool, int, float)):
+            clean[str(k)] = v
+        else:
+            clean[str(k)] = str(v)
+    return dumps_json(clean, "action.inputs")
+
+
+def _flags(flags: Iterable[str], what: str) -> str:
+    out = []
+    for f in flags:
+        if not isinstance(f, str):
+            raise ValidationError(f"{what}.flags must be text, got {f!r}", field="flags")
+        out.append(f)
+    return dumps_json(sorted(out), f"{what}.flags")
+
+
+def _enum_value(enum_cls: type, value: object, field: str, what: str) -> str:
+    try:
+        return str(enum_cls(value).value)
+    except ValueError as e:
+        raise ValidationError(f"{what}.{field} has an unknown value {value!r}", field=field) from e
+
+
+# --------------------------------------------------------------------------- positions
+
+_POS_REQUIRED_FLOATS = ("qty", "entry", "leverage", "opened_at", "initial_qty", "fee_rate",
+                        "contract_size", "peak_roi", "realized_pnl", "fees_paid")
+_POS_OPTIONAL_FLOATS = ("sl", "tp", "initial_sl", "trailing", "liquidation", "best_price",
+                        "closed_at", "exit_price")
+
+
+def position_to_row(pos: Position, updated_at: float) -> Row:
+    """The `positions` row of `pos` (tranches go to their own table)."""
+    w = "position"
+    row: Row = {
+        "id": _text(pos.id, "id", w),
+        "symbol": _text(pos.symbol, "symbol", w),
+        "side": _enum_value(Side, pos.side, "side", w),
+        "sl_kind": _enum_value(StopKind, pos.sl_kind, "sl_kind", w),
+        "status": _enum_value(PositionStatus, pos.status, "status", w),
+        "preset": _text(pos.preset, "preset", w),
+        "overrides": _scalar_map(pos.overrides, "overrides", w),
+        "automation": 1 if pos.automation else 0,
+        "flags": _flags(pos.flags, w),
+        "exit_reason": _opt_text(pos.exit_reason, "exit_reason", w),
+        "exchange": _text(pos.exchange, "exchange", w),
+        "updated_at": float(updated_at),
+    }
+    if not pos.id:
+        raise ValidationError("position.id must not be empty", field="id")
+    for f in _POS_REQUIRED_FLOATS:
+        row[f] = _finite(getattr(pos, f), f, w)
+    for f in _POS_OPTIONAL_FLOATS:
+        row[f] = _opt_finite(getattr(pos, f), f, w)
+    return row
+
+
+def tranche_to_row(position_id: str, seq: int, t: Tranche) -> Row:
+    w = "tranche"
+    if not isinstance(t.id, str) or not t.id:
+        raise ValidationError(f"tranche id must be non-empty text, got {t.id!r}", field="id")
+    return {
+        "position_id": position_id,
+        "id": t.id,
+        "seq": seq,
+        "qty": _finite(t.qty, "qty", w),
+        "entry": _finite(t.entry, "entry", w),
+        "opened_at": _finite(t.opened_at, "opened_at", w),
+        "sl": _opt_finite(t.sl, "sl", w),
+        "tp": _opt_finite(t.tp, "tp", w),
+        "source": _text(t.source, "source", w),
+    }
+
+
+def tranche_from_row(r: Row) -> Tranche:
+    return Tranche(
+        id=r["id"], qty=float(r["qty"]), entry=float(r["entry"]),
+        opened_at=float(r["opened_at"]), sl=_opt_float(r["sl"]), tp=_opt_float(r["tp"]),
+        source=r["source"],
+    )
+
+
+def position_from_row(r: Row, tranches: Iterable[Tranche]) -> Position:
+    return Position(
+        id=r["id"], symbol=r["symbol"], side=Side(r["side"]), qty=float(r["qty"]),
+        entry=float(r["entry"]), leverage=float(r["leverage"]), opened_at=float(r["opened_at"]),
+        initial_qty=float(r["initial_qty"]), sl=_opt_float(r["sl"]), tp=_opt_float(r["tp"]),
+        initial_sl=_opt_float(r["initial_sl"]), sl_kind=StopKind(r["sl_kind"]),
+        trailing=_opt_float(r["trailing"]), liquidation=_opt_float(r["liquidation"]),
+        fee_rate=float(r["fee_rate"]), contract_size=float(r["contract_size"]),
+        preset=r["preset"], overrides=frozen_map(json.loads(r["overrides"])),
+        automation=bool(r["automation"]), status=PositionStatus(r["status"]),
+        peak_roi=float(r["peak_roi"]), best_price=_opt_float(r["best_price"]),
+        flags=frozenset(json.loads(r["flags"])), realized_pnl=float(r["realized_pnl"]),
+        fees_paid=float(r["fees_paid"]), tranches=tuple(tranches),
+        closed_at=_opt_float(r["closed_at"]), exit_price=_opt_float(r["exit_price"]),
+        exit_reason=r["exit_reason"], exchange=r["exchange"],
+    )
+
+
+# --------------------------------------------------------------------------- orders
+
+def order_to_row(o: Order) -> Row:
+    w = "order"
+    if not isinstance(o.client_id, str) or not o.client_id:
+        raise ValidationError(f"order client id must be non-empty text, got {o.client_id!r}",
+                              field="client_id")
+    return {
+        "client_id": o.client_id,
+        "symbol": _text(o.symbol, "symbol", w),
+        "side": _enum_value(OrderSide, o.side, "side", w),
+        "type": _enum_value(OrderType, o.type, "type", w),
+        "amount": _finite(o.amount, "amount", w),
+        "status": _enum_value(OrderStatus, o.status, "status", w),
+        "exchange_id": _opt_text(o.exchange_id, "exchange_id", w),
+        "price": _opt_finite(o.price, "price", w),
+        "trigger_price": _opt_finite(o.trigger_price, "trigger_price", w),
+        "filled": _finite(o.filled, "filled", w),
+        "average": _opt_finite(o.average, "average", w),
+        "reduce_only": 1 if o.reduce_only else 0,
+        "position_id": _opt_text(o.position_id, "position_id", w),
+        "role": _enum_value(OrderRole, o.role, "role", w),
+        "reason": _opt_text(o.reason, "reason", w),
+        "created_at": _finite(o.created_at, "created_at", w),
+        "updated_at": _finite(o.updated_at, "updated_at", w),
+        "error": _opt_text(o.error, "error", w),
+    }
+
+
+def order_from_row(r: Row) -> Order:
+    return Order(
+        client_id=r["client_id"], symbol=r["symbol"], side=OrderSide(r["side"]),
+        type=OrderType(r["type"]), amount=float(r["amount"]), status=OrderStatus(r["status"]),
+        exchange_id=r["exchange_id"], price=_opt_float(r["price"]),
+        trigger_price=_opt_float(r["trigger_price"]), filled=float(r["filled"]),
+        average=_opt_float(r["average"]), reduce_only=bool(r["reduce_only"]),
+        position_id=r["position_id"], role=OrderRole(r["role"]), reason=r["reason"],
+        created_at=float(r["created_at"]), updated_at=float(r["updated_at"]), error=r["error"],
+    )
+
+
+# --------------------------------------------------------------------------- fills
+
+def fill_to_row(f: Fill, position_id: str | None) -> Row:
+    w = "fill"
+    if not isinstance(f.id, str) or not f.id:
+        raise ValidationError(f"fill id must be non-empty text, got {f.id!r}", field="id")
+    return {
+        "id": f.id,
+        "order_client_id": _opt_text(f.order_client_id, "order_client_id", w),
+        "position_id": _opt_text(position_id, "position_id", w),
+        "symbol": _text(f.symbol, "symbol", w),
+        "side": _enum_value(OrderSide, f.side, "side", w),
+        "qty": _finite(f.qty, "qty", w),
+        "price": _finite(f.price, "price", w),
+        "fee": _finite(f.fee, "fee", w),
+        "ts": _finite(f.ts, "ts", w),
+        "exchange_order_id": _opt_text(f.exchange_order_id, "exchange_order_id", w),
+        "liquidation": 1 if f.liquidation else 0,
+    }
+
+
+def fill_from_row(r: Row) -> Fill:
+    return Fill(
+        id=r["id"], order_client_id=r["order_client_id"], symbol=r["symbol"],
+        side=OrderSide(r["side"]), qty=float(r["qty"]), price=float(r["price"]),
+        fee=float(r["fee"]), ts=float(r["ts"]), exchange_order_id=r["exchange_order_id"],
+        liquidation=bool(r["liquidation"]),
+    )
+
+
+# --------------------------------------------------------------------------- actions
+
+def action_to_row(a: Action, *, symbol: str, ok: bool, detail: str) -> Row:
+    w = "action"
+    return {
+        "ts": _finite(a.ts, "ts", w),
+        "position_id": _text(a.position_id, "position_id", w),
+        "symbol": _text(symbol, "symbol", w),
+        "type": _enum_value(ActionType, a.type, "type", w),
+        "reason": _enum_value(Reason, a.reason, "reason", w),
+        "price": _finite(a.price, "price", w),
+        "qty": _opt_finite(a.qty, "qty", w),
+        "sl": _opt_finite(a.sl, "sl", w),
+        "tp": _opt_finite(a.tp, "tp", w),
+        "rule": _text(a.rule, "rule", w),
+        "priority": int(a.priority),
+        "inputs": _sanitized_inputs(a.inputs),
+        "flags": _flags(a.flags, w),
+        "stop_kind": None if a.stop_kind is None
+        else _enum_value(StopKind, a.stop_kind, "stop_kind", w),
+        "is_limit": 1 if a.limit else 0,
+        "ok": 1 if ok else 0,
+        "detail": _text(detail, "detail", w),
+    }
+
+
+def action_record(r: Row) -> dict[str, Any]:
+    """An `actions` row as a plain JSON-able dict (what `Store.actions` returns)."""
+    return {
+        "id": int(r["id"]),
+        "ts": float(r["ts"]),
+        "position_id": r["position_id"],
+        "symbol": r["symbol"],
+        "type": r["type"],
+        "reason": r["reason"],
+        "price": float(r["price"]),
+        "qty": _opt_float(r["qty"]),
+        "sl": _opt_float(r["sl"]),
+        "tp": _opt_float(r["tp"]),
+        "rule": r["rule"],
+        "priority": int(r["priority"]),
+        "inputs": json.loads(r["inputs"]),
+        "flags": json.loads(r["flags"]),
+        "stop_kind": r["stop_kind"],
+        "limit": bool(r["is_limit"]),
+        "ok": bool(r["ok"]),
+        "detail": r["detail"],
+    }
+
+
+def action_from_record(d: Mapping[str, Any]) -> Action:
+    """Rebuild the Action from a dict returned by `Store.actions` (e.g. for chart markers)."""
+    return Action(
+        type=ActionType(d["type"]), reason=Reason(d["reason"]), position_id=d["position_id"],
+        price=float(d["price"]), qty=d["qty"], sl=d["sl"], tp=d["tp"], rule=d["rule"],
+        priority=int(d["priority"]), ts=float(d["ts"]), inputs=frozen_map(d["inputs"]),
+        flags=frozenset(d["flags"]),
+        stop_kind=None if d["stop_kind"] is None else StopKind(d["stop_kind"]),
+        limit=bool(d["limit"]),
+    )

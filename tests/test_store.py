@@ -1,0 +1,429 @@
+"""Store: exact round trips, the order journal, idempotent fills, actions, equity, settings."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pmgui.domain.enums import (
+    ActionType,
+    OrderRole,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionStatus,
+    Reason,
+    Side,
+    StopKind,
+)
+from pmgui.domain.errors import StoreError, ValidationError
+from pmgui.domain.models import (
+    Action,
+    Fill,
+    Order,
+    OrderRequest,
+    Position,
+    Tranche,
+    frozen_map,
+)
+from pmgui.store import Store
+from pmgui.store.serialize import action_from_record
+
+
+@pytest.fixture
+def store(db_path):
+    s = Store.open(db_path)
+    yield s
+    s.close()
+
+
+def full_position(pid: str = "p1", **kw) -> Position:
+    """A position with every field set to a non-default value."""
+    base = dict(
+        id=pid, symbol="BTC/USDT:USDT", side=Side.SHORT, qty=0.125, entry=43251.7,
+        leverage=12.5, opened_at=1_700_000_000.123456, initial_qty=0.25, sl=44000.1,
+        tp=41000.0, initial_sl=44500.5, sl_kind=StopKind.TRAILING, trailing=43900.3,
+        liquidation=46789.01, fee_rate=0.0004, contract_size=0.001, preset="breakout",
+        overrides=frozen_map({"trailing.mode": "chandelier", "trailing.atr_mult": 2.5,
+                              "r_targets.tp1_r": 1, "add_on.enabled": False,
+                              "x.none": None}),
+        automation=False, status=PositionStatus.OPEN, peak_roi=0.1834,
+        best_price=42000.25, flags=frozenset({"tp1_done", "breakeven_set"}),
+        realized_pnl=-12.345678901234, fees_paid=3.1e-3,
+        tranches=(
+            Tranche("t1", 0.2, 43300.0, 1_700_000_000.0, sl=44500.5, tp=41000.0),
+            Tranche("t2", 0.05, 43056.5, 1_700_000_100.5, source="add_on"),
+        ),
+        closed_at=None, exit_price=None, exit_reason=None, exchange="binanceusdm",
+    )
+    base.update(kw)
+    return Position(**base)
+
+
+def minimal_position(pid: str = "m1") -> Position:
+    return Position(id=pid, symbol="ETH/USDT:USDT", side=Side.LONG, qty=1.0, entry=2000.0,
+                    leverage=5, opened_at=1_700_000_500.0, initial_qty=1.0)
+
+
+def test_position_round_trip_every_field(store):
+    pos = full_position()
+    store.save_position(pos)
+    loaded = store.load_position("p1")
+    assert loaded == pos
+    for f in fields(Position):  # field by field, so a failure names the field
+        assert getattr(loaded, f.name) == getattr(pos, f.name), f.name
+    assert isinstance(loaded.side, Side) and isinstance(loaded.sl_kind, StopKind)
+    assert isinstance(loaded.flags, frozenset) and isinstance(loaded.tranches, tuple)
+    tp1_r = loaded.overrides["r_targets.tp1_r"]
+    assert tp1_r == 1 and type(tp1_r) is int
+    assert loaded.overrides["add_on.enabled"] is False
+    with pytest.raises(TypeError):
+        loaded.overrides["x"] = 1  # type: ignore[index]
+
+
+def test_position_round_trip_defaults_and_none_fields(store):
+    pos = minimal_position()
+    store.save_position(pos)
+    assert store.load_position("m1") == pos
+    assert store.load_position("nope") is None
+
+
+def test_save_position_updates_and_replaces_tranches(store):
+    pos = full_position()
+    store.save_position(pos)
+    moved = pos.evolve(sl=43800.0, sl_kind=StopKind.BREAKEVEN, tranches=pos.tranches[:1],
+                       flags=pos.flags | {"add_on_executed"}, qty=0.2)
+    store.save_position(moved)
+    assert store.load_position("p1") == moved
+    assert store.db["tranches"].count == 1
+    assert store.db["positions"].count == 1
+
+
+def test_load_open_and_closed_positions(store):
+    a = full_position("a", opened_at=10.0)
+    b = minimal_position("b")
+    c = full_position("c", opened_at=5.0, status=PositionStatus.CLOSED, closed_at=50.0,
+                      exit_price=41000.0, exit_reason="take_profit", qty=0.0)
+    d = minimal_position("d").evolve(status=PositionStatus.CLOSED, closed_at=60.0,
+                                     exit_price=1900.0, exit_reason="stop_loss")
+    for p in (b, a, c, d):
+        store.save_position(p)
+    assert store.load_open_positions() == [a, b]
+    assert store.closed_positions() == [d, c]
+    assert store.closed_positions(limit=1) == [d]
+    with pytest.raises(ValidationError):
+        store.closed_positions(limit=-1)
+
+
+@pytest.mark.parametrize("field,value", [("entry", math.nan), ("qty", math.inf),
+                                         ("sl", -math.inf), ("best_price", math.nan)])
+def test_non_finite_position_refused_and_nothing_written(store, field, value):
+    good = full_position()
+    store.save_position(good)
+    with pytest.raises(ValidationError) as ei:
+        store.save_position(good.evolve(**{field: value}))
+    assert field in str(ei.value)
+    assert store.load_position("p1") == good
+
+
+def test_bad_overrides_and_tranches_refused(store):
+    with pytest.raises(ValidationError):
+        store.save_position(full_position(overrides=frozen_map({"a": math.nan})))
+    with pytest.raises(ValidationError):
+        store.save_position(full_position(overrides={"a": [1, 2]}))  # type: ignore[dict-item]
+    dup = (Tranche("t", 1.0, 1.0, 1.0), Tranche("t", 1.0, 1.0, 1.0))
+    with pytest.raises(ValidationError):
+        store.save_position(full_position(tranches=dup))
+    with pytest.raises(ValidationError):
+        store.save_position(full_position(tranches=(Tranche("t", 1.0, math.nan, 1.0),)))
+    assert store.db["positions"].count == 0 and store.db["tranches"].count == 0
+
+
+_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(qty=_floats, entry=_floats, sl=st.none() | _floats, peak=_floats,
+       flags=st.frozensets(st.text(max_size=12), max_size=4),
+       overrides=st.dictionaries(st.text(max_size=10),
+                                 st.none() | st.booleans() | st.integers(-2**53, 2**53)
+                                 | _floats | st.text(max_size=10), max_size=4))
+def test_position_round_trip_property(qty, entry, sl, peak, flags, overrides):
+    with tempfile.TemporaryDirectory() as d, Store.open(Path(d) / "h.db") as s:
+        pos = full_position(qty=qty, entry=entry, sl=sl, peak_roi=peak, flags=flags,
+                            overrides=frozen_map(overrides))
+        s.save_position(pos)
+        assert s.load_position(pos.id) == pos
+
+
+# ---------------------------------------------------------------- orders / journal
+
+def sl_request(cid: str = "c-sl-1", pid: str | None = "p1") -> OrderRequest:
+    return OrderRequest(client_id=cid, symbol="BTC/USDT:USDT", side=OrderSide.BUY,
+                        type=OrderType.STOP_MARKET, amount=0.125, trigger_price=44000.1,
+                        reduce_only=True, position_id=pid, role=OrderRole.STOP_LOSS,
+                        reason="stop_loss")
+
+
+def test_journal_order_is_pending_and_linked(store):
+    o = store.journal_order(sl_request(), ts=1000.5)
+    assert o.status is OrderStatus.PENDING and o.created_at == 1000.5
+    assert store.order("c-sl-1") == o
+    assert store.pending_orders() == [o]
+    assert store.open_orders() == [o]
+    assert store.open_orders("p1") == [o]
+    assert store.open_orders("other") == []
+    assert store.linked_orders("p1") == [o]
+
+
+def test_journal_same_request_twice_is_idempotent_but_conflicts_refused(store):
+    first = store.journal_order(sl_request(), ts=1.0)
+    again = store.journal_order(sl_request(), ts=2.0)
+    assert again == first and store.db["orders"].count == 1
+    other = OrderRequest(client_id="c-sl-1", symbol="BTC/USDT:USDT", side=OrderSide.SELL,
+                         type=OrderType.MARKET, amount=1.0)
+    with pytest.raises(ValidationError, match="already used"):
+        store.journal_order(other, ts=3.0)
+    assert store.order("c-sl-1") == first
+
+
+def test_order_lifecycle_and_round_trip(store):
+    o = store.journal_order(sl_request(), ts=1.0)
+    acked = Order(client_id=o.client_id, symbol=o.symbol, side=o.side, type=o.type,
+                  amount=o.amount, status=OrderStatus.OPEN, exchange_id="ex-77",
+                  price=None, trigger_price=44000.1, filled=0.0, average=None,
+                  reduce_only=True, position_id="p1", role=OrderRole.STOP_LOSS,
+                  reason="stop_loss", created_at=1.0, updated_at=2.5, error=None)
+    store.save_order(acked)
+    assert store.order(o.client_id) == acked
+    assert store.pending_orders() == []
+    assert store.open_orders("p1") == [acked]
+    done = acked.__class__(**{**{f.name: getattr(acked, f.name) for f in fields(Order)},
+                              "status": OrderStatus.FILLED, "filled": 0.125,
+                              "average": 44001.2, "updated_at": 3.0, "error": "x"})
+    store.save_order(done)
+    assert store.order(o.client_id) == done
+    assert store.open_orders() == []
+    assert store.linked_orders("p1") == [done]
+
+
+def test_every_order_field_round_trips(store):
+    o = Order(client_id="c9", symbol="SOL/USDT:USDT", side=OrderSide.SELL,
+              type=OrderType.LIMIT, amount=3.3, status=OrderStatus.REJECTED, exchange_id="e9",
+              price=101.25, trigger_price=100.5, filled=1.1, average=101.2, reduce_only=True,
+              position_id="pX", role=OrderRole.ADD, reason="add_on", created_at=5.5,
+              updated_at=6.5, error="margin is insufficient")
+    store.save_order(o)
+    assert store.order("c9") == o
+    bare = Order(client_id="c10", symbol="S", side=OrderSide.BUY, type=OrderType.MARKET,
+                 amount=1.0, status=OrderStatus.OPEN)
+    store.save_order(bare)
+    assert store.order("c10") == bare
+    assert store.linked_orders("pX") == [o]
+
+
+def test_link_order_requires_a_journaled_order(store):
+    with pytest.raises(ValidationError, match="not in the journal"):
+        store.link_order("p1", "ghost", OrderRole.TAKE_PROFIT)
+    store.journal_order(sl_request("c-tp", pid=None), ts=1.0)
+    store.link_order("p1", "c-tp", OrderRole.TAKE_PROFIT)
+    assert [o.client_id for o in store.linked_orders("p1")] == ["c-tp"]
+    assert store.open_orders("p1")[0].client_id == "c-tp"
+    with pytest.raises(ValidationError):
+        store.link_order("p1", "c-tp", "bogus")  # type: ignore[arg-type]
+
+
+def test_non_finite_order_refused(store):
+    bad = OrderRequest(client_id="c", symbol="S", side=OrderSide.BUY, type=OrderType.LIMIT,
+                       amount=1.0, price=math.nan)
+    with pytest.raises(ValidationError, match="price"):
+        store.journal_order(bad, ts=1.0)
+    assert store.order("c") is None
+
+
+# ---------------------------------------------------------------- fills
+
+def fill(fid: str = "f1", **kw) -> Fill:
+    base = dict(id=fid, order_client_id="c-sl-1", symbol="BTC/USDT:USDT",
+                side=OrderSide.BUY, qty=0.125, price=44001.2, fee=2.2000600000000003,
+                ts=1234.5, exchange_order_id="ex-77", liquidation=True)
+    base.update(kw)
+    return Fill(**base)
+
+
+def test_fill_round_trip_and_idempotent(store):
+    f = fill()
+    assert store.record_fill(f, "p1") is True
+    assert store.record_fill(f, "p1") is False
+    assert store.record_fill(fill(qty=9.0), "p1") is False  # same id: ignored, not updated
+    assert store.fills() == [f]
+    assert store.fills("p1") == [f]
+    g = fill("f2", order_client_id=None, exchange_order_id=None, liquidation=False, ts=1.0)
+    assert store.record_fill(g, None) is True
+    assert store.fills() == [g, f]
+    assert store.fills("p1") == [f]
+    # a fill first seen without a position is attached to it later, still "not new"
+    assert store.record_fill(g, "p2") is False
+    assert store.fills("p2") == [g]
+
+
+def test_bad_fill_refused(store):
+    with pytest.raises(ValidationError, match="price"):
+        store.record_fill(fill(price=math.inf), "p1")
+    assert store.fills() == []
+
+
+# ---------------------------------------------------------------- actions
+
+def test_action_round_trip(store):
+    a = Action(type=ActionType.MOVE_SL, reason=Reason.TRAILING, position_id="p1",
+               price=43123.4, qty=None, sl=43900.3, tp=None, rule="trailing",
+               priority=7, ts=1700.25,
+               inputs=frozen_map({"roi": 0.123, "mode": "adaptive", "n": 3, "ok": True,
+                                  "none": None}),
+               flags=frozenset({"x", "y"}), stop_kind=StopKind.TRAILING, limit=True)
+    aid = store.record_action(a, symbol="BTC/USDT:USDT", ok=False, detail="exchange refused")
+    [rec] = store.actions("p1")
+    assert rec["id"] == aid and rec["symbol"] == "BTC/USDT:USDT"
+    assert rec["ok"] is False and rec["detail"] == "exchange refused"
+    assert action_from_record(rec) == a
+    json.dumps(rec, allow_nan=False)  # plain JSON for the UI/CLI
+
+
+def test_actions_newest_first_limit_and_filter(store):
+    for i in range(5):
+        store.record_action(Action(type=ActionType.CLOSE, reason=Reason.MANUAL,
+                                   position_id=f"p{i % 2}", price=100.0 + i, qty=1.0, ts=i),
+                            symbol="S")
+    assert [r["price"] for r in store.actions()] == [104.0, 103.0, 102.0, 101.0, 100.0]
+    assert [r["price"] for r in store.actions(limit=2)] == [104.0, 103.0]
+    assert [r["price"] for r in store.actions("p1")] == [103.0, 101.0]
+    assert action_from_record(store.actions("p0", limit=1)[0]).stop_kind is None
+
+
+def test_action_non_finite_inputs_become_null_but_price_must_be_finite(store):
+    a = Action(type=ActionType.CLOSE, reason=Reason.SMART_TAKE_PROFIT, position_id="p",
+               price=1.0, inputs=frozen_map({"tp_distance": math.inf, "m": 0.2}))
+    store.record_action(a, symbol="S")
+    assert store.actions()[0]["inputs"] == {"tp_distance": None, "m": 0.2}
+    with pytest.raises(ValidationError):
+        store.record_action(Action(type=ActionType.CLOSE, reason=Reason.MANUAL,
+                                   position_id="p", price=math.nan), symbol="S")
+    assert len(store.actions()) == 1
+
+
+# ---------------------------------------------------------------- equity, settings
+
+def test_equity_curve(store):
+    store.record_equity(10.0, 10_000.0, 9_000.0)
+    store.record_equity(5.0, 9_990.5, 9_000.0)
+    store.record_equity(20.0, 10_050.0, 9_100.0)
+    store.record_equity(20.0, 10_060.0, 9_100.0)  # same ts: replaced
+    assert store.equity_curve() == [(5.0, 9990.5), (10.0, 10000.0), (20.0, 10060.0)]
+    assert store.equity_curve(since=10.0) == [(10.0, 10000.0), (20.0, 10060.0)]
+    with pytest.raises(ValidationError):
+        store.record_equity(30.0, math.nan, 1.0)
+    assert len(store.equity_curve()) == 3
+
+
+def test_settings(store):
+    assert store.get_setting("ui.theme") is None
+    assert store.get_setting("ui.theme", "dark") == "dark"
+    store.set_setting("ui.theme", "light")
+    store.set_setting("layout", {"splitter": [1, 2], "visible": True, "zoom": 1.5})
+    assert store.get_setting("ui.theme") == "light"
+    assert store.get_setting("layout") == {"splitter": [1, 2], "visible": True, "zoom": 1.5}
+    store.set_setting("ui.theme", None)
+    assert store.get_setting("ui.theme", "dark") is None  # stored null is not "missing"
+    with pytest.raises(ValidationError):
+        store.set_setting("bad", math.inf)
+    with pytest.raises(ValidationError):
+        store.set_setting("bad", object())
+    with pytest.raises(ValidationError):
+        store.set_setting("", 1)
+    assert store.get_setting("bad", "absent") == "absent"
+
+
+# ---------------------------------------------------------------- transactions
+
+def test_transaction_groups_writes_and_rolls_back_on_error(store):
+    with pytest.raises(RuntimeError), store.transaction():
+        store.save_position(full_position())
+        store.journal_order(sl_request(), ts=1.0)
+        raise RuntimeError("boom")
+    assert store.load_position("p1") is None and store.order("c-sl-1") is None
+    with store.transaction():
+        store.save_position(full_position())
+        with pytest.raises(ValidationError), store.transaction():  # nested: savepoint
+            store.journal_order(sl_request(), ts=1.0)
+            store.record_fill(fill(price=math.nan), "p1")
+        store.record_fill(fill(), "p1")
+    assert store.load_position("p1") is not None
+    assert store.order("c-sl-1") is None  # the inner block alone was rolled back
+    assert store.fills() == [fill()]
+
+
+def test_writes_are_committed_when_the_method_returns(store, db_path):
+    store.save_position(full_position())
+    other = sqlite3.connect(db_path)  # a second connection sees it without any close/commit
+    try:
+        assert other.execute("SELECT count(*) FROM positions").fetchone()[0] == 1
+    finally:
+        other.close()
+
+
+# ---------------------------------------------------------------- restore / report
+
+def test_restore_and_positions_report(store):
+    pos = full_position()
+    store.save_position(pos)
+    store.save_position(full_position("closed", status=PositionStatus.CLOSED, closed_at=9.0))
+    sl = store.journal_order(sl_request(), ts=1.0)
+    store.save_order(Order(**{**{f.name: getattr(sl, f.name) for f in fields(Order)},
+                              "status": OrderStatus.OPEN, "exchange_id": "E1"}))
+    tp = store.journal_order(OrderRequest(
+        client_id="c-tp-1", symbol=pos.symbol, side=OrderSide.BUY,
+        type=OrderType.TAKE_PROFIT_MARKET, amount=0.125, trigger_price=41000.0,
+        reduce_only=True, position_id="p1", role=OrderRole.TAKE_PROFIT), ts=2.0)
+    store.journal_order(OrderRequest(  # a market close is not a protective order
+        client_id="c-close", symbol=pos.symbol, side=OrderSide.BUY, type=OrderType.MARKET,
+        amount=0.1, reduce_only=True, position_id="p1", role=OrderRole.REDUCE), ts=3.0)
+    state = store.restore()
+    assert state.positions == (pos,)
+    assert [o.client_id for o in state.pending_orders] == ["c-tp-1", "c-close"]
+    assert [o.client_id for o in state.open_orders] == ["c-sl-1", "c-tp-1", "c-close"]
+
+    [rep] = store.positions_report()
+    json.dumps(rep, allow_nan=False)
+    assert {k: rep[k] for k in ("id", "symbol", "side", "qty", "entry", "leverage", "sl", "tp",
+                                "trailing", "liquidation", "preset", "automation",
+                                "opened_at")} == {
+        "id": "p1", "symbol": "BTC/USDT:USDT", "side": "short", "qty": 0.125,
+        "entry": 43251.7, "leverage": 12.5, "sl": 44000.1, "tp": 41000.0,
+        "trailing": 43900.3, "liquidation": 46789.01, "preset": "breakout",
+        "automation": False, "opened_at": 1_700_000_000.123456}
+    assert rep["orders"] == [
+        {"client_id": "c-sl-1", "role": "stop_loss", "type": "stop_market", "side": "buy",
+         "amount": 0.125, "trigger_price": 44000.1, "status": "open", "exchange_id": "E1"},
+        {"client_id": tp.client_id, "role": "take_profit", "type": "take_profit_market",
+         "side": "buy", "amount": 0.125, "trigger_price": 41000.0, "status": "pending",
+         "exchange_id": None},
+    ]
+
+
+def test_closed_store_refuses_use(db_path):
+    s = Store.open(db_path)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        s.save_position(minimal_position())
+    with pytest.raises(StoreError, match="closed"):
+        s.load_open_positions()
