@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from pmgui.domain import money
@@ -46,6 +46,7 @@ from pmgui.domain.models import (
     Order,
     OrderRequest,
     Position,
+    Scalar,
     Tick,
     Tranche,
     frozen_map,
@@ -808,11 +809,36 @@ class EngineCore:
                          f"(preset {pos.preset})")
         return notes
 
+    async def adopt(self, r: ExchangePosition, *, sl: float | None = None,
+                    tp: float | None = None, preset: str | None = None,
+                    overrides: Mapping[str, Scalar] | None = None,
+                    entry_fee: float | None = None) -> Position:
+        """Take over a position that exists on the exchange (replay start, manual adoption).
+
+        `entry_fee` is the fee rate the entry paid; it is booked so realized P/L is net.
+        """
+        price = self._price(r.symbol) or r.entry
+        validate_targets(r.side, price, sl, tp)
+        if preset is not None or overrides:
+            resolve_params(preset or self.settings.preset_for(r.symbol), dict(overrides or {}))
+        pos = self._adopt(r, sl=sl, tp=tp, preset=preset, overrides=overrides,
+                          reason=Reason.MANUAL, fee_rate=entry_fee)
+        if entry_fee:
+            fee = r.qty * r.entry * pos.contract_size * entry_fee
+            pos = pos.evolve(fees_paid=fee, realized_pnl=-fee)
+            self._set(pos)
+        await self._sync_protection(pos.id, force=True)
+        self._publish_position(pos.id)
+        return self.positions.get(pos.id, pos)
+
     def _adopt(self, r: ExchangePosition, *, sl: float | None = None, tp: float | None = None,
-               preset: str | None = None, reason: Reason = Reason.RECONCILE) -> Position:
+               preset: str | None = None, overrides: Mapping[str, Scalar] | None = None,
+               reason: Reason = Reason.RECONCILE, fee_rate: float | None = None) -> Position:
         now = self.clock()
         preset = preset or self.settings.preset_for(r.symbol)
         pos = Position(
+            fee_rate=0.0005 if fee_rate is None else fee_rate,
+            overrides=frozen_map(overrides or {}),
             id=new_position_id(r.symbol, r.side.value, now), symbol=r.symbol, side=r.side,
             qty=r.qty, entry=r.entry, leverage=r.leverage or 1.0,
             opened_at=r.opened_at or now, initial_qty=r.qty, sl=sl, tp=tp, initial_sl=sl,

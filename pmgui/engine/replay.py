@@ -1,0 +1,256 @@
+"""`pmgui replay`: the live engine, over the paper exchange, in simulated time (DESIGN §8).
+
+There is no second implementation of the rules here: a recorded price path drives the paper
+exchange (which fills protective orders exactly as it does live), and `EngineCore` evaluates
+the same policy it runs in the GUI. Time is the data's time, so price-age checks, candle
+windows and "after 30 minutes" rules behave as they would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pmgui.domain.enums import Side
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Market, Position, Scalar, Tick
+from pmgui.engine.core import EngineCore
+from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
+from pmgui.engine.outbox import Outbox
+from pmgui.engine.settings import EngineSettings
+from pmgui.exchange.base import ExchangePosition, OrderUpdate
+from pmgui.exchange.csvdata import PriceData, load_price_csv, symbol_from_filename
+from pmgui.exchange.feeds import ReplayFeed
+from pmgui.exchange.paper import PaperExchange
+from pmgui.rules.params import parse_assignment, resolve_params
+from pmgui.store.db import Store
+
+DEFAULT_TAKER_FEE = 0.0005
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    side: Side
+    entry: float
+    qty: float
+    leverage: float = 1.0
+    sl: float | None = None
+    tp: float | None = None
+    preset: str = "manual"
+    overrides: Mapping[str, Scalar] = field(default_factory=dict)
+    fee: float = DEFAULT_TAKER_FEE
+    slippage: float = 0.0
+    symbol: str = "REPLAY/USDT:USDT"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    actions: tuple[dict, ...]
+    summary: dict
+
+
+def infer_market(symbol: str, data: PriceData, qty: float) -> Market:
+    """A market fine enough not to distort the recorded prices or the requested size."""
+    return Market(symbol, tick_size=_step_of(_prices(data)), amount_step=_step_of([qty]),
+                  min_amount=0.0, min_notional=0.0, mmr=0.004)
+
+
+def _prices(data: PriceData) -> list[float]:
+    if data.kind == "ticks":
+        return [t.price for t in data.ticks[:2000]]
+    out: list[float] = []
+    for c in data.candles[:500]:
+        out += [c.open, c.high, c.low, c.close]
+    return out
+
+
+def _step_of(values: list[float]) -> float:
+    decimals = 0
+    for v in values:
+        text = f"{v:.10f}".rstrip("0")
+        if "." in text:
+            decimals = max(decimals, len(text.split(".")[1]))
+    return 10.0 ** -min(decimals, 10)
+
+
+class _ReplaySink:
+    """Opens the position on the first tick (at the requested entry), then forwards."""
+
+    def __init__(self, engine: EngineCore, paper: PaperExchange, req: ReplayRequest,
+                 progress: Callable[[float], None] | None) -> None:
+        self.engine, self.paper, self.req = engine, paper, req
+        self.opened: Position | None = None
+        self.progress = progress
+        self.n = 0
+
+    async def on_tick(self, tick: Tick) -> None:
+        if self.opened is None:
+            await self._open(tick)
+        self.n += 1
+        if self.progress and self.n % 2000 == 0:
+            self.progress(tick.ts)
+        await self.engine.on_tick(tick)
+
+    async def on_candle(self, symbol, candle, closed) -> None:
+        await self.engine.on_candle(symbol, candle, closed)
+
+    async def on_order_update(self, update: OrderUpdate) -> None:
+        await self.engine.on_order_update(update)
+
+    async def on_connection(self, state) -> None:
+        await self.engine.on_connection(state)
+
+    async def _open(self, tick: Tick) -> None:
+        r = self.req
+        self.paper.seed_position(r.symbol, r.side, r.qty, r.entry, r.leverage, ts=tick.ts)
+        self.engine._last[r.symbol] = tick  # the first price is known before the open
+        self.opened = await self.engine.adopt(
+            ExchangePosition(r.symbol, r.side, r.qty, r.entry, r.leverage, opened_at=tick.ts),
+            sl=r.sl, tp=r.tp, preset=r.preset, overrides=r.overrides, entry_fee=r.fee)
+
+
+async def run_replay(data: PriceData, req: ReplayRequest,
+                     on_action: Callable[[dict], None] | None = None,
+                     progress: Callable[[float], None] | None = None,
+                     workdir: Path | None = None) -> ReplayResult:
+    resolve_params(req.preset, req.overrides)  # fail before doing anything
+    market = infer_market(req.symbol, data, req.qty)
+    feed = ReplayFeed(data, symbol=req.symbol)
+    notional = req.entry * req.qty
+    paper = PaperExchange({req.symbol: market}, feed, balance=max(1e6, notional * 10),
+                          taker_fee=req.fee, maker_fee=req.fee, slippage=req.slippage,
+                          realtime=False)
+    outbox = Outbox()
+    actions: list[dict] = []
+    errors: list[str] = []
+    removed: list[Position] = []
+
+    def listen(ev) -> None:
+        if isinstance(ev, ActionTaken) and ev.symbol == req.symbol and ev.ok:
+            row = action_row(ev)
+            actions.append(row)
+            if on_action:
+                on_action(row)
+        elif isinstance(ev, ErrorEvent):
+            errors.append(ev.message)
+        elif isinstance(ev, PositionRemoved):
+            removed.append(ev.position)
+
+    outbox.add_listener(listen)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        store = Store.open(Path(tmp) / "replay.db")
+        settings = EngineSettings(default_preset=req.preset, overrides=dict(req.overrides),
+                                  protect_throttle=0.0, save_interval=math.inf,
+                                  candle_window=500)
+        engine = EngineCore(paper, store, outbox, settings, clock=paper.now)
+        await engine.start()
+        sink = _ReplaySink(engine, paper, req, progress)
+        await paper.run(sink)
+        last = paper.now()
+        final = removed[-1] if removed else (
+            engine.positions.get(sink.opened.id) if sink.opened else None)
+        last_price = engine._last.get(req.symbol)
+        await engine.shutdown()
+    return ReplayResult(tuple(actions), summarize(final, req, last_price, last, errors))
+
+
+def action_row(ev: ActionTaken) -> dict:
+    a = ev.action
+    row: dict = {"ts": a.ts, "type": a.type.value, "reason": a.reason.value,
+                 "price": _num(a.price), "qty": _num(a.qty), "sl": _num(a.sl), "tp": _num(a.tp),
+                 "rule": a.rule}
+    if a.inputs:
+        row["inputs"] = {k: _num(v) if isinstance(v, float) else v for k, v in a.inputs.items()}
+    return row
+
+
+def _num(v: float | None) -> float | None:
+    if v is None or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return round(float(v), 10)
+
+
+def summarize(pos: Position | None, req: ReplayRequest, last: Tick | None, ts: float,
+              errors: list[str]) -> dict:
+    margin = req.entry * req.qty / req.leverage if req.leverage else 0.0
+    out: dict = {"type": "summary", "exit_reason": None, "exit_price": None,
+                 "realized_pnl": 0.0, "roi": 0.0, "open_qty": 0.0, "final_price": None,
+                 "ts": ts}
+    if pos is not None:
+        out["realized_pnl"] = _num(pos.realized_pnl)
+        out["roi"] = _num(pos.realized_pnl / margin) if margin else 0.0
+        out["open_qty"] = _num(pos.qty) if pos.is_open else 0.0
+        out["exit_reason"] = pos.exit_reason
+        out["exit_price"] = _num(pos.exit_price)
+        out["sl"] = _num(pos.sl)
+        out["tp"] = _num(pos.tp)
+    if last is not None:
+        out["final_price"] = _num(last.price)
+    if errors:
+        out["errors"] = errors
+    return out
+
+
+def _fmt_ts(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _human(row: dict) -> str:
+    parts = [_fmt_ts(row["ts"]), f"{row['type']:<8}", f"{row['reason']:<32}",
+             f"price {row['price']:g}" if row["price"] is not None else ""]
+    if row.get("qty") is not None and row["type"] in ("open", "reduce", "add", "close"):
+        parts.append(f"qty {row['qty']:g}")
+    if row["type"] in ("open", "move_sl") and row.get("sl") is not None:
+        parts.append(f"sl {row['sl']:g}")
+    if row["type"] in ("open", "move_tp") and row.get("tp") is not None:
+        parts.append(f"tp {row['tp']:g}")
+    return "  ".join(p for p in parts if p)
+
+
+def run_replay_cli(args: argparse.Namespace) -> int:
+    overrides: dict[str, Scalar] = {}
+    for text in args.overrides:
+        k, v = parse_assignment(text)
+        overrides[k] = v
+    resolve_params(args.preset, overrides)
+    if not args.data.exists():
+        raise ValidationError(f"{args.data}: file not found")
+    symbol = args.symbol or symbol_from_filename(args.data)
+    data = load_price_csv(args.data, symbol)
+    req = ReplayRequest(Side(args.side), args.entry, args.qty, args.leverage, args.sl, args.tp,
+                        args.preset, overrides,
+                        DEFAULT_TAKER_FEE if args.fee is None else args.fee, args.slippage,
+                        symbol)
+    total = len(data)
+    end_ts = data.ticks[-1].ts if data.kind == "ticks" else data.candles[-1].ts
+    start_ts = data.ticks[0].ts if data.kind == "ticks" else data.candles[0].ts
+    show_progress = sys.stderr.isatty() and total > 5000
+
+    def progress(ts: float) -> None:
+        frac = 0.0 if end_ts <= start_ts else (ts - start_ts) / (end_ts - start_ts)
+        bar = "#" * int(frac * 40)
+        print(f"\r[{bar:<40}] {frac:6.1%}", end="", file=sys.stderr, flush=True)
+
+    def emit(row: dict) -> None:
+        print(json.dumps(row) if args.json else _human(row), flush=False)
+
+    result = asyncio.run(run_replay(data, req, emit, progress if show_progress else None))
+    if show_progress:
+        print(file=sys.stderr)
+    s = result.summary
+    if args.json:
+        print(json.dumps(s))
+    else:
+        print(f"exit: {s['exit_reason'] or 'still open'} @ {s['exit_price']}  realized P/L "
+              f"{s['realized_pnl']:+.4f}  ROI {s['roi']:+.2%}  final price {s['final_price']}")
+        for e in s.get("errors", []):
+            print(f"warning: {e}", file=sys.stderr)
+    return 0
