@@ -1,0 +1,76 @@
+"""GUI start-up: QApplication + qasync loop + main window.
+
+The caller (the CLI) owns the engine: it starts it before `run_gui` and stops it after.
+`exit_after` exists for smoke tests and documentation screenshots: after that many
+seconds the window is grabbed to `screenshot` (if given) and the app quits with 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import qasync
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from pmgui.ui.handle import EngineHandle
+from pmgui.ui.main_window import MainWindow, UiSettings
+from pmgui.ui.theme import THEMES
+
+log = logging.getLogger(__name__)
+
+
+def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
+            screenshot: Path | None = None, theme: str = "dark",
+            confirm_drags: bool = False) -> int:
+    """Run the GUI until the window closes (or `exit_after` seconds); return the exit code."""
+    if theme not in THEMES:
+        raise ValueError(f"unknown theme {theme!r}: choose one of {', '.join(THEMES)}")
+    if exit_after is not None and not (exit_after >= 0):
+        raise ValueError(f"exit_after must be a non-negative number of seconds: {exit_after!r}")
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("pmgui")
+    app.setOrganizationName("pmgui")
+    window = MainWindow(engine, settings=UiSettings(theme=theme, confirm_drags=confirm_drags))
+    exit_code = 0
+
+    def finish() -> None:
+        nonlocal exit_code
+        window.bridge.flush_now()
+        if screenshot is not None:
+            try:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                if not window.grab().save(str(screenshot)):
+                    log.error("could not save the screenshot to %s", screenshot)
+                    exit_code = 1
+            except OSError as e:
+                log.error("could not save the screenshot to %s: %s", screenshot, e)
+                exit_code = 1
+        window.close()
+
+    loop = qasync.QEventLoop(app)
+    previous = None
+    try:
+        previous = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        previous = None
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    window.destroyed.connect(lambda *_: closed.set())
+    app.lastWindowClosed.connect(closed.set)
+    window.show()
+    if exit_after is not None:
+        QTimer.singleShot(int(exit_after * 1000), finish)
+    try:
+        with loop:
+            loop.run_until_complete(closed.wait())
+    finally:
+        asyncio.set_event_loop(previous if previous is not None and not previous.is_closed()
+                               else None)
+    return exit_code

@@ -1,0 +1,150 @@
+"""Bridge: drains the engine's Outbox on GUI timers and re-emits typed Qt signals.
+
+Why two rates: the table is read by a human (≤ 10 Hz is plenty and keeps the view cheap),
+the chart's last-price line should feel live (≤ 30 Hz). The Outbox already coalesces per
+key on the engine side; the bridge drains it at the fast rate and keeps its own
+"newest per key" buffer for the slow signals, so whatever is emitted is always the newest
+value known — never an older price after a newer one.
+
+Unkeyed events (actions, errors, closed positions) are emitted in publish order at the fast
+rate and never dropped; a PositionRemoved also discards that position's pending snapshot so
+a closed position is not resurrected by a late flush.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from pmgui.engine.events import (
+    AccountEvent,
+    ActionTaken,
+    CandlesEvent,
+    ConnectionEvent,
+    ErrorEvent,
+    Event,
+    OrderSnapshot,
+    PositionRemoved,
+    PositionSnapshot,
+    TickEvent,
+)
+from pmgui.engine.outbox import Outbox
+
+TABLE_HZ = 10.0
+CHART_HZ = 30.0
+
+
+class Bridge(QObject):
+    """Outbox → Qt signals. Lives in (and must only be used from) the GUI thread."""
+
+    positionsChanged = Signal(list)  # list[PositionSnapshot], newest per position
+    positionRemoved = Signal(object)  # PositionRemoved
+    orderChanged = Signal(object)  # OrderSnapshot
+    tick = Signal(object)  # TickEvent
+    candles = Signal(object)  # CandlesEvent
+    action = Signal(object)  # ActionTaken
+    connection = Signal(object)  # ConnectionEvent
+    account = Signal(object)  # AccountEvent
+    error = Signal(object)  # ErrorEvent
+
+    def __init__(self, outbox: Outbox, parent: QObject | None = None, *,
+                 table_hz: float = TABLE_HZ, chart_hz: float = CHART_HZ) -> None:
+        super().__init__(parent)
+        if not (0 < table_hz <= TABLE_HZ and 0 < chart_hz <= CHART_HZ):
+            raise ValueError(f"rates must be in (0, {TABLE_HZ:g}] and (0, {CHART_HZ:g}] Hz")
+        self.outbox = outbox
+        # Pending slow-rate values, newest per key (dicts keep the newest by overwrite).
+        self._positions: dict[str, PositionSnapshot] = {}
+        self._orders: dict[str, OrderSnapshot] = {}
+        self._connection: dict[str, ConnectionEvent] = {}
+        self._account: AccountEvent | None = None
+        self._removed: dict[str, float] = {}  # position id → close time: no resurrection
+        self._chart_timer = QTimer(self)
+        self._chart_timer.setInterval(max(1, round(1000 / chart_hz)))
+        self._chart_timer.timeout.connect(self.pump)
+        self._table_timer = QTimer(self)
+        self._table_timer.setInterval(max(1, round(1000 / table_hz)))
+        self._table_timer.timeout.connect(self.flush_table)
+        self.emitted = 0  # signals emitted so far (diagnostics and benchmarks)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._chart_timer.start()
+        self._table_timer.start()
+
+    def stop(self) -> None:
+        self._chart_timer.stop()
+        self._table_timer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._chart_timer.isActive()
+
+    # -- draining ---------------------------------------------------------------------------
+    def pump(self) -> None:
+        """Fast tick: drain the Outbox; emit chart and unkeyed events; buffer table events."""
+        latest_tick: dict[str, TickEvent] = {}
+        latest_candles: dict[str, CandlesEvent] = {}
+        for ev in self.outbox.drain():
+            self._route(ev, latest_tick, latest_candles)
+        for t in latest_tick.values():
+            self._emit(self.tick, t)
+        for c in latest_candles.values():
+            self._emit(self.candles, c)
+
+    def flush_table(self) -> None:
+        """Slow tick: emit the newest pending table-rate values."""
+        if self._positions:
+            snaps, self._positions = list(self._positions.values()), {}
+            self._emit(self.positionsChanged, snaps)
+        if self._orders:
+            orders, self._orders = list(self._orders.values()), {}
+            for o in orders:
+                self._emit(self.orderChanged, o)
+        if self._connection:
+            conns, self._connection = list(self._connection.values()), {}
+            for c in conns:
+                self._emit(self.connection, c)
+        if self._account is not None:
+            acct, self._account = self._account, None
+            self._emit(self.account, acct)
+
+    def flush_now(self) -> None:
+        """Drain and emit everything pending at once (start-up, tests, before a screenshot)."""
+        self.pump()
+        self.flush_table()
+
+    # -- internals --------------------------------------------------------------------------
+    def _route(self, ev: Event, ticks: dict[str, TickEvent],
+               candles: dict[str, CandlesEvent]) -> None:
+        if isinstance(ev, TickEvent):
+            prev = ticks.get(ev.symbol)
+            if prev is None or ev.ts >= prev.ts:
+                ticks[ev.symbol] = ev
+        elif isinstance(ev, CandlesEvent):
+            candles[ev.symbol] = ev
+        elif isinstance(ev, PositionSnapshot):
+            pid = ev.position.id
+            if pid in self._removed and ev.ts <= self._removed[pid]:
+                return
+            prev_snap = self._positions.get(pid)
+            if prev_snap is None or ev.ts >= prev_snap.ts:
+                self._positions[pid] = ev
+        elif isinstance(ev, PositionRemoved):
+            self._positions.pop(ev.position.id, None)
+            self._removed[ev.position.id] = ev.ts
+            self._emit(self.positionRemoved, ev)
+        elif isinstance(ev, OrderSnapshot):
+            self._orders[ev.order.client_id] = ev
+        elif isinstance(ev, ConnectionEvent):
+            self._connection[ev.exchange] = ev
+        elif isinstance(ev, AccountEvent):
+            if self._account is None or ev.ts >= self._account.ts:
+                self._account = ev
+        elif isinstance(ev, ActionTaken):
+            self._emit(self.action, ev)
+        elif isinstance(ev, ErrorEvent):
+            self._emit(self.error, ev)
+
+    def _emit(self, signal: Signal, value: object) -> None:
+        self.emitted += 1
+        signal.emit(value)  # type: ignore[attr-defined]

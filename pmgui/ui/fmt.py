@@ -1,0 +1,124 @@
+"""Number formatting for the trader's surface.
+
+One place decides how prices, quantities and signed values look, so the table, the chart
+labels and the dialogs agree. Nothing here ever returns "nan" or "inf": a missing or
+non-finite value is shown as an em dash.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pmgui.domain.models import Market
+
+DASH = "—"
+MINUS = "\u2212"  # a real minus sign: as wide as "+", unlike the hyphen
+
+
+def is_num(value: object) -> bool:
+    """A finite real number (bools excluded): the only thing we ever print as a number."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def step_decimals(step: float | None, fallback: int = 2) -> int:
+    """How many decimals represent multiples of `step` exactly (0.5 → 1, 0.25 → 2, 10 → 0)."""
+    if not is_num(step) or step <= 0:
+        return fallback
+    for d in range(0, 11):
+        if abs(round(step, d) - step) <= step * 1e-9:
+            return d
+    return 10
+
+
+def auto_decimals(value: float) -> int:
+    """Decimals for a price whose market is unknown: about six significant digits."""
+    a = abs(value)
+    if a == 0 or not math.isfinite(a):
+        return 2
+    digits = math.floor(math.log10(a)) + 1
+    return max(0, min(10, 6 - digits))
+
+
+def price_decimals(market: Market | None, value: float | None = None) -> int:
+    if market is not None and market.tick_size > 0:
+        return step_decimals(market.tick_size)
+    return auto_decimals(value) if is_num(value) else 2
+
+
+def fmt_price(value: float | None, market: Market | None = None) -> str:
+    """A price with thousands separators, to the market's tick size (`41,250.5`)."""
+    if not is_num(value):
+        return DASH
+    assert value is not None
+    if market is not None and market.tick_size > 0:
+        value = market.round_price(value)
+    d = price_decimals(market, value)
+    return _minus(f"{value:,.{d}f}")
+
+
+def fmt_qty(value: float | None, market: Market | None = None) -> str:
+    if not is_num(value):
+        return DASH
+    assert value is not None
+    d = step_decimals(market.amount_step, 4) if market is not None else _qty_decimals(value)
+    return _minus(f"{value:,.{d}f}")
+
+
+def _qty_decimals(value: float) -> int:
+    for d in range(0, 9):
+        if abs(round(value, d) - value) <= abs(value) * 1e-9:
+            return d
+    return 8
+
+
+def fmt_signed(value: float | None, decimals: int = 2, suffix: str = "",
+               prefix: str = "") -> str:
+    """`+1,234.50`, `−92.00 $`: an explicit sign so meaning never rests on colour alone."""
+    if not is_num(value):
+        return DASH
+    assert value is not None
+    rounded = round(value, decimals)
+    sign = "+" if rounded > 0 else (MINUS if rounded < 0 else "")
+    return f"{sign}{prefix}{abs(rounded):,.{decimals}f}{suffix}"
+
+
+def fmt_pct(fraction: float | None, decimals: int = 2) -> str:
+    """A signed percentage from a fraction (0.018 → `+1.80%`)."""
+    if not is_num(fraction):
+        return DASH
+    assert fraction is not None
+    return fmt_signed(fraction * 100.0, decimals, "%")
+
+
+def fmt_r(r: float | None, decimals: int = 2) -> str:
+    return fmt_signed(r, decimals, "R")
+
+
+def fmt_money(value: float | None, currency: str = "USDT", decimals: int = 2) -> str:
+    """A signed amount of quote currency; `$` for the dollar stablecoins (`−$92.00`)."""
+    if currency.upper() in ("USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"):
+        return fmt_signed(value, decimals, prefix="$")
+    return fmt_signed(value, decimals, f" {currency}")
+
+
+def fmt_age(seconds: float | None) -> str:
+    """`42s`, `5m 03s`, `2h 07m`, `3d 04h`: compact and monotonic to read."""
+    if not is_num(seconds):
+        return DASH
+    assert seconds is not None
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h {m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d {h:02d}h"
+
+
+def _minus(text: str) -> str:
+    return text.replace("-", MINUS, 1) if text.startswith("-") else text

@@ -1,0 +1,526 @@
+"""The main window: positions table, chart, action log, status bar, toolbar.
+
+It is wired to the engine only through the Bridge (events in) and the CommandRunner
+(commands out). Everything shown comes from the newest engine snapshot; nothing here
+computes trading state of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QDockWidget,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolBar,
+    QWidget,
+)
+
+from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.models import Market
+from pmgui.engine.commands import CloseAll, ClosePosition, CommandResult
+from pmgui.engine.events import (
+    AccountEvent,
+    ActionTaken,
+    ConnectionEvent,
+    ErrorEvent,
+    PositionRemoved,
+    PositionSnapshot,
+    TickEvent,
+)
+from pmgui.ui.bridge import Bridge
+from pmgui.ui.chart import ChartWidget
+from pmgui.ui.confirm import ConfirmDialog
+from pmgui.ui.fmt import DASH, fmt_age, fmt_price, fmt_qty, is_num
+from pmgui.ui.handle import EngineHandle
+from pmgui.ui.positions_model import ID_ROLE, PositionsModel, PositionsProxy
+from pmgui.ui.runner import CommandRunner
+from pmgui.ui.theme import Theme, apply_theme, make_theme, tabular_font
+
+MAX_LOG_ROWS = 2000
+STALE_AFTER = 5.0  # seconds: DESIGN §4 max_price_age (live)
+
+
+@dataclass(slots=True)
+class UiSettings:
+    """Per-user UI choices (persisted by the settings layer)."""
+
+    theme: str = "dark"
+    colour_blind: bool = False
+    red_up: bool = False
+    confirm_drags: bool = False
+    drag_modifier: bool = False  # require Shift to drag SL/TP lines
+    stale_after: float = STALE_AFTER
+
+
+class MainWindow(QMainWindow):
+    """pmgui's window. `clock` is monotonic seconds (injectable so tests need no sleeps)."""
+
+    statusMessage = Signal(str)
+
+    def __init__(self, engine: EngineHandle, *, settings: UiSettings | None = None,
+                 bridge: Bridge | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time, start: bool = True,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle(f"pmgui — {engine.exchange_id}")
+        self.engine = engine
+        self.settings = settings or UiSettings()
+        self.theme: Theme = make_theme(self.settings.theme,
+                                       colour_blind=self.settings.colour_blind,
+                                       red_up=self.settings.red_up)
+        self._clock = clock
+        self._wall = wall_clock
+        self.bridge = bridge or Bridge(engine.outbox, self)
+        self.runner = CommandRunner(engine, self)
+        self._conn: ConnectionEvent | None = None
+        self._conn_at: float | None = None  # clock() when the connection event arrived
+        self._tick_at: float | None = None  # clock() when the newest tick arrived
+        self._closed_ok: set[str] = set()  # positions whose full close the engine confirmed
+        self.confirm_dialog: ConfirmDialog | None = None
+
+        # table
+        self.model = PositionsModel(engine.market, theme=self.theme, clock=wall_clock)
+        self.proxy = PositionsProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setObjectName("positionsTable")
+        self.table.setAccessibleName("Open positions")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep insertion order
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        hdr = self.table.horizontalHeader()
+        hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hdr.setStretchLastSection(True)
+        hdr.setHighlightSections(False)
+        self._size_columns()
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.model.rowsInserted.connect(self._ensure_selection)
+        self.model.rowsRemoved.connect(self._ensure_selection)
+
+        # chart
+        self.chart = ChartWidget(self.theme)
+        self.chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
+                                    if self.settings.drag_modifier
+                                    else Qt.KeyboardModifier.NoModifier)
+
+        # Layout: the table spans the full width on top (a fixed dock, so the window
+        # state — including its height — is saved with the docks); the chart is central
+        # and the action log sits to its right.
+        self.table_dock = QDockWidget("Positions", self)
+        self.table_dock.setObjectName("positionsDock")
+        self.table_dock.setWidget(self.table)
+        self.table_dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.table_dock.setTitleBarWidget(QWidget())
+        self.setCorner(Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.TopDockWidgetArea)
+        self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.TopDockWidgetArea)
+        self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, self.table_dock)
+        self.setCentralWidget(self.chart)
+
+        # action log
+        self.action_log = QTableWidget(0, 4)
+        self.action_log.setObjectName("actionLog")
+        self.action_log.setAccessibleName("Action log, newest first")
+        self.action_log.setHorizontalHeaderLabels(["Time", "Symbol", "Reason", "Detail"])
+        self.action_log.verticalHeader().setVisible(False)
+        self.action_log.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.action_log.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.action_log.horizontalHeader().setStretchLastSection(True)
+        self.action_log.verticalHeader().setDefaultSectionSize(22)
+        for c, w in enumerate((64, 112, 150)):
+            self.action_log.setColumnWidth(c, w)
+        self.log_dock = QDockWidget("Action log", self)
+        self.log_dock.setObjectName("actionLogDock")
+        self.log_dock.setWidget(self.action_log)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.log_dock)
+        self.resizeDocks([self.log_dock], [470], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.table_dock], [230], Qt.Orientation.Vertical)
+
+        self._build_actions()
+        self._build_status_bar()
+        self._connect_bridge()
+
+        self._second = QTimer(self)
+        self._second.setInterval(1000)
+        self._second.timeout.connect(self.refresh_status)
+        self.apply_theme(self.theme)
+        self.resize(1480, 900)
+        self.refresh_status()
+        if start:
+            self.bridge.start()
+            self._second.start()
+
+    # -- construction ------------------------------------------------------------------------
+    def _build_actions(self) -> None:
+        tb = QToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(tb)
+        self.toolbar = tb
+
+        def act(name: str, text: str, slot: Callable[[], None], shortcut: str | None = None,
+                tip: str = "") -> QAction:
+            a = QAction(text, self)
+            a.setObjectName(name)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.setToolTip(f"{tip or text}" + (f" ({shortcut})" if shortcut else ""))
+            a.setStatusTip(tip or text)
+            a.triggered.connect(slot)
+            return a
+
+        self.act_emergency = act("emergencyClose", "Emergency close", self.emergency_close,
+                                 "Ctrl+Shift+X", "Close the selected position at market")
+        self.act_close_all = act("closeAll", "Close all / flatten", self.close_all,
+                                 "Ctrl+Shift+F", "Cancel orders and close every position")
+        self.act_theme = act("toggleTheme", "Light theme", self.toggle_theme, None,
+                             "Switch between dark and light themes")
+        for a in (self.act_emergency, self.act_close_all):
+            tb.addAction(a)
+            tb.widgetForAction(a).setObjectName(a.objectName())
+            tb.widgetForAction(a).setAccessibleName(a.text())
+        tb.addSeparator()
+        self._toolbar_tail = tb.addSeparator()
+        tb.addAction(self.act_theme)
+        tb.widgetForAction(self.act_theme).setObjectName("toggleTheme")
+        self.addAction(self.act_emergency)
+        self.addAction(self.act_close_all)
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        sb.setObjectName("statusBar")
+
+        def label(name: str, tip: str) -> QLabel:
+            lab = QLabel()
+            lab.setObjectName(name)
+            lab.setAccessibleName(tip)
+            lab.setToolTip(tip)
+            lab.setTextFormat(Qt.TextFormat.PlainText)
+            lab.setContentsMargins(8, 0, 8, 0)
+            sb.addPermanentWidget(lab)
+            return lab
+
+        self.market_data_label = label("marketDataStatus", "Market data connection")
+        self.orders_label = label("ordersStatus", "Order connection")
+        self.tick_age_label = label("tickAge", "Age of the newest price")
+        self.tick_age_label.setFont(tabular_font())
+        self.equity_label = label("equity", "Account equity")
+        self.equity_label.setFont(tabular_font())
+        self.equity_label.setText("Equity —")
+
+    def _connect_bridge(self) -> None:
+        b = self.bridge
+        b.positionsChanged.connect(self.on_positions)
+        b.positionRemoved.connect(self.on_position_removed)
+        b.tick.connect(self.on_tick)
+        b.candles.connect(self.chart.on_candles)
+        b.action.connect(self.on_action)
+        b.connection.connect(self.on_connection)
+        b.account.connect(self.on_account)
+        b.error.connect(self.on_error)
+
+    def _size_columns(self) -> None:
+        widths = {"symbol": 150, "side": 80, "qty": 80, "entry": 95, "mark": 105, "pnl": 100,
+                  "roi": 80, "r": 65, "sl": 95, "tp": 95, "trailing": 95,
+                  "liquidation": 95, "preset": 120, "protection": 120, "age": 70}
+        for c, col in enumerate(self.model.columns):
+            self.table.setColumnWidth(c, widths.get(col.key, 90))
+
+    # -- event handlers ----------------------------------------------------------------------
+    def on_positions(self, snaps: list[PositionSnapshot]) -> None:
+        self.model.update(snaps)
+        for s in snaps:
+            self.chart.on_snapshot(s)
+
+    def on_position_removed(self, ev: PositionRemoved) -> None:
+        p = ev.position
+        was_shown = self.chart.position_id == p.id
+        self.model.remove(p.id)
+        self._closed_ok.discard(p.id)
+        reason = p.exit_reason or "closed"
+        price = fmt_price(p.exit_price, self.engine.market(p.symbol))
+        self.notify(f"{p.symbol} {_side(p.side)} closed ({reason}) at {price}", alert=True)
+        if was_shown:
+            self._show_current()
+
+    def on_tick(self, ev: TickEvent) -> None:
+        self._tick_at = self._clock()
+        self.chart.on_tick(ev)
+
+    def on_action(self, ev: ActionTaken) -> None:
+        a = ev.action
+        when = a.ts if a.ts > 0 else self._wall()
+        detail = ev.detail or _action_detail(ev, self.engine.market(ev.symbol))
+        if not ev.ok:
+            detail = f"FAILED · {detail}"
+        row_values = (time.strftime("%H:%M:%S", time.localtime(when)), ev.symbol,
+                      a.reason.value, detail)
+        log = self.action_log
+        log.insertRow(0)
+        for c, text in enumerate(row_values):
+            item = QTableWidgetItem(text)
+            item.setToolTip(text)
+            log.setItem(0, c, item)
+        while log.rowCount() > MAX_LOG_ROWS:
+            log.removeRow(log.rowCount() - 1)
+        self.chart.on_action(ev)
+
+    def on_connection(self, ev: ConnectionEvent) -> None:
+        self._conn = ev
+        self._conn_at = self._clock()
+        self.refresh_status()
+
+    def on_account(self, ev: AccountEvent) -> None:
+        if is_num(ev.equity):
+            self.equity_label.setText(f"Equity {ev.equity:,.2f} {ev.currency}")
+        else:
+            self.equity_label.setText(f"Equity {DASH}")
+
+    def on_error(self, ev: ErrorEvent) -> None:
+        self.notify(f"⚠ {ev.message}")
+
+    # -- status ------------------------------------------------------------------------------
+    def tick_age(self) -> float | None:
+        """Seconds since the newest price, from the engine's report and our own tick receipt."""
+        now = self._clock()
+        ages = []
+        if self._conn is not None and self._conn_at is not None and is_num(
+                self._conn.last_tick_age):
+            ages.append(float(self._conn.last_tick_age) + (now - self._conn_at))  # type: ignore[arg-type]
+        if self._tick_at is not None:
+            ages.append(now - self._tick_at)
+        return max(0.0, min(ages)) if ages else None
+
+    def is_stale(self) -> bool:
+        age = self.tick_age()
+        return age is None or age > self.settings.stale_after
+
+    def refresh_status(self) -> None:
+        t = self.theme
+        c = self._conn
+        md = c.market_data if c else False
+        od = c.orders if c else False
+        self._set_state(self.market_data_label, "Market data", md, c is not None)
+        self._set_state(self.orders_label, "Orders", od, c is not None)
+        age = self.tick_age()
+        if age is None:
+            self.tick_age_label.setText("Last tick —")
+            self.tick_age_label.setStyleSheet(f"color: {t.warning};")
+        elif age > self.settings.stale_after:
+            self.tick_age_label.setText(f"⚠ STALE: last tick {fmt_age(age)} ago")
+            self.tick_age_label.setStyleSheet(f"color: {t.warning}; font-weight: bold;")
+        else:
+            self.tick_age_label.setText(f"Last tick {fmt_age(age)} ago")
+            self.tick_age_label.setStyleSheet(f"color: {t.text};")
+        self.model.refresh_live()
+
+    def _set_state(self, lab: QLabel, name: str, up: bool, known: bool) -> None:
+        if not known:
+            lab.setText(f"○ {name}: unknown")
+            lab.setStyleSheet(f"color: {self.theme.muted};")
+        elif up:
+            lab.setText(f"● {name}: connected")
+            lab.setStyleSheet(f"color: {self.theme.ok};")
+        else:
+            lab.setText(f"✖ {name}: DISCONNECTED")
+            lab.setStyleSheet(f"color: {self.theme.warning}; font-weight: bold;")
+
+    def notify(self, text: str, *, alert: bool = False, timeout_ms: int = 15000) -> None:
+        """Say something in the status bar (and, for alerts, as a desktop notification)."""
+        self.statusBar().showMessage(text, timeout_ms)
+        self.statusMessage.emit(text)
+        if alert:
+            self._desktop_alert(text)
+
+    def _desktop_alert(self, text: str) -> None:
+        """Hook for a tray notification; the base window only uses the status bar."""
+
+    # -- selection ---------------------------------------------------------------------------
+    def selected_position_id(self) -> str | None:
+        idx = self.table.currentIndex()
+        if not idx.isValid():
+            return None
+        return self.proxy.data(idx, ID_ROLE)
+
+    def select_position(self, position_id: str) -> bool:
+        row = self.model.row_of(position_id)
+        if row is None:
+            return False
+        pidx = self.proxy.mapFromSource(self.model.index(row, 0))
+        self.table.selectionModel().setCurrentIndex(
+            pidx, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows)
+        return True
+
+    def _ensure_selection(self, *_args: object) -> None:
+        if self.table.currentIndex().isValid() or self.proxy.rowCount() == 0:
+            if self.proxy.rowCount() == 0:
+                self.chart.set_position(None, None)
+            return
+        first = self.proxy.index(0, 0)
+        self.table.selectionModel().setCurrentIndex(
+            first, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self._show_current()
+
+    def _show_current(self) -> None:
+        pid = self.selected_position_id()
+        snap = self.model.snapshot(pid) if pid else None
+        market = self.engine.market(snap.position.symbol) if snap else None
+        self.chart.set_position(snap, market)
+
+    def selected_snapshot(self) -> PositionSnapshot | None:
+        pid = self.selected_position_id()
+        return self.model.snapshot(pid) if pid else None
+
+    # -- emergency close / close all ---------------------------------------------------------
+    def emergency_close(self) -> None:
+        """Ask (stating exactly what happens), then send one ClosePosition for the selection."""
+        snap = self.selected_snapshot()
+        if snap is None:
+            self.notify("Emergency close: no position selected")
+            return
+        p = snap.position
+        if self.runner.busy(("close", p.id)) or p.id in self._closed_ok:
+            self.notify(f"{p.symbol}: a close is already on its way")
+            return
+        if self.confirm_dialog is not None and self.confirm_dialog.isVisible():
+            return  # one question at a time: repeats of the shortcut do nothing
+        market = self.engine.market(p.symbol)
+        mark = fmt_price(snap.mark, market)
+        text = (f"Close {p.symbol} {_side(p.side)} {fmt_qty(p.qty, market)} now with a "
+                f"reduce-only MARKET order (last price {mark}).\n\n"
+                f"Its SL/TP orders are cancelled. This works even while automation is paused "
+                f"and cannot be undone.")
+        dlg = ConfirmDialog("Emergency close", text, f"Close {p.symbol} now", self,
+                            object_name="emergencyConfirm")
+        dlg.confirmed.connect(lambda pid=p.id: self.send_close(pid))
+        self.confirm_dialog = dlg
+        dlg.open()
+
+    def send_close(self, position_id: str) -> bool:
+        """Send ClosePosition once; repeats while one is pending (or done) are ignored."""
+        if position_id in self._closed_ok:
+            return False
+        key = ("close", position_id)
+        if self.runner.busy(key):
+            return False
+        snap = self.model.snapshot(position_id)
+        label = snap.position.symbol if snap else position_id
+        self.notify(f"Closing {label} at market…")  # before: the answer may come at once
+        return self.runner.submit(
+            ClosePosition(position_id, 1.0, "manual"),
+            lambda res, err: self._on_close_done(position_id, label, res, err), key=key)
+
+    def _on_close_done(self, pid: str, label: str, res: CommandResult | None,
+                       err: str | None) -> None:
+        if err is not None:
+            self.notify(f"✖ Close {label} failed: {err}", alert=True)
+            return
+        self._closed_ok.add(pid)
+        self.notify(f"✔ {label} closed{_fills_text(res, self.engine.market(label))}",
+                    alert=True)
+
+    def close_all(self) -> None:
+        n = self.model.rowCount()
+        if self.runner.busy("close_all"):
+            self.notify("Close all is already on its way")
+            return
+        if self.confirm_dialog is not None and self.confirm_dialog.isVisible():
+            return
+        text = (f"Flatten: cancel every protective order and close all {n} open "
+                f"position{'s' if n != 1 else ''} with reduce-only MARKET orders, then re-check "
+                f"the exchange for anything left.\n\nThis works even while automation is "
+                f"paused and cannot be undone.")
+        dlg = ConfirmDialog("Close all / flatten", text, f"Close all {n} now", self,
+                            object_name="closeAllConfirm")
+        dlg.confirmed.connect(self.send_close_all)
+        self.confirm_dialog = dlg
+        dlg.open()
+
+    def send_close_all(self) -> bool:
+        if self.runner.busy("close_all"):
+            return False
+        self.notify("Closing all positions…")
+        return self.runner.submit(CloseAll("manual"), self._on_close_all_done, key="close_all")
+
+    def _on_close_all_done(self, res: CommandResult | None, err: str | None) -> None:
+        if err is not None:
+            self.notify(f"✖ Close all failed: {err}", alert=True)
+            return
+        if res is not None and res.residual:
+            self.notify(f"⚠ Close all: still open after re-check: {', '.join(res.residual)}",
+                        alert=True)
+            return
+        self.notify(f"✔ All positions closed{_fills_text(res, None)}", alert=True)
+
+    # -- theme -------------------------------------------------------------------------------
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, theme)
+        self.model.set_theme(theme)
+        self.chart.set_theme(theme)
+        self.act_theme.setText("Light theme" if theme.dark else "Dark theme")
+        self.refresh_status()
+
+    def toggle_theme(self) -> None:
+        name = "light" if self.theme.dark else "dark"
+        self.settings.theme = name
+        self.apply_theme(make_theme(name, colour_blind=self.settings.colour_blind,
+                                    red_up=self.settings.red_up))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.bridge.stop()
+        self._second.stop()
+        super().closeEvent(event)
+
+
+def _side(side: Side) -> str:
+    return "▲ LONG" if side is Side.LONG else "▼ SHORT"
+
+
+def _action_detail(ev: ActionTaken, market: Market | None) -> str:
+    a = ev.action
+    parts = [a.type.value, f"@ {fmt_price(a.price, market)}"]
+    if a.qty is not None:
+        parts.append(f"qty {fmt_qty(a.qty, market)}")
+    if a.type is ActionType.MOVE_SL and a.sl is not None:
+        parts.append(f"SL → {fmt_price(a.sl, market)}")
+    if a.type is ActionType.MOVE_TP and a.tp is not None:
+        parts.append(f"TP → {fmt_price(a.tp, market)}")
+    return " ".join(parts)
+
+
+def _fills_text(res: CommandResult | None, market: Market | None) -> str:
+    if res is None or not res.fills:
+        return f": {res.message}" if res is not None and res.message else ""
+    parts = []
+    for f in res.fills:
+        qty, price = getattr(f, "qty", None), getattr(f, "price", None)
+        if is_num(qty) and is_num(price):
+            parts.append(f"{fmt_qty(qty, market)} @ {fmt_price(price, market)}")
+    return (": filled " + ", ".join(parts)) if parts else ""

@@ -1,0 +1,371 @@
+"""The positions table: a model with declarative columns and incremental updates.
+
+Each column is one `Column` value (title, raw value getter, formatter, alignment, tone),
+so adding a column is one line and sorting, display and colouring cannot disagree: the
+proxy sorts on the raw value, the view shows the formatted text.
+
+Updates are incremental: a new snapshot of a known position emits `dataChanged` only over
+the columns whose text changed; new positions are inserted, closed ones removed. The model
+is never reset per tick, so selection, scroll position and sorting survive live updates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtGui import QBrush, QColor, QFont
+
+from pmgui.domain.enums import Protection, Side
+from pmgui.domain.models import Market
+from pmgui.engine.events import PositionSnapshot
+from pmgui.ui.fmt import (
+    DASH,
+    fmt_age,
+    fmt_money,
+    fmt_pct,
+    fmt_price,
+    fmt_qty,
+    fmt_r,
+    is_num,
+)
+from pmgui.ui.theme import Theme, make_theme, tabular_font
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the raw value a column sorts by
+ID_ROLE = Qt.ItemDataRole.UserRole + 2  # the position id of a row
+SNAPSHOT_ROLE = Qt.ItemDataRole.UserRole + 3  # the PositionSnapshot of a row
+
+RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+CENTER = Qt.AlignmentFlag.AlignCenter
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What one table row knows: the newest snapshot and the market it trades on."""
+
+    snap: PositionSnapshot
+    market: Market | None
+
+    @property
+    def quote(self) -> str:
+        return self.market.quote if self.market is not None else "USDT"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column, declared: `value` gives the raw (sortable) value, `fmt` its text.
+
+    `tone` maps the raw value to +1 (up colour), −1 (down colour), 2 (warning) or 0
+    (plain); colour only ever repeats what the text already says with a sign or symbol.
+    """
+
+    key: str
+    title: str
+    value: Callable[[Row, float], object]
+    fmt: Callable[[object, Row], str]
+    align: Qt.AlignmentFlag = RIGHT
+    numeric: bool = True
+    tone: Callable[[object, Row], int] | None = None
+    tip: str = ""
+    live: bool = False  # changes with the clock, not with snapshots (age)
+
+
+def _sign_tone(v: object, _row: Row) -> int:
+    if not is_num(v):
+        return 0
+    return 1 if v > 0 else (-1 if v < 0 else 0)  # type: ignore[operator]
+
+
+def _side_text(v: object, _row: Row) -> str:
+    return "▲ LONG" if v == Side.LONG.value else "▼ SHORT"
+
+
+def _side_tone(v: object, _row: Row) -> int:
+    return 1 if v == Side.LONG.value else -1
+
+
+_BADGE = {
+    Protection.ON_EXCHANGE.value: "● exchange",
+    Protection.LOCAL_ONLY.value: "◐ local only",
+    Protection.UNPROTECTED.value: "○ UNPROTECTED",
+}
+
+
+def _badge_tone(v: object, _row: Row) -> int:
+    return 0 if v == Protection.ON_EXCHANGE.value else 2
+
+
+def _preset_text(v: object, row: Row) -> str:
+    name = str(v)
+    return name if row.snap.position.automation else f"{name} ‖ paused"
+
+
+def _mark_text(v: object, row: Row) -> str:
+    text = fmt_price(v, row.market)  # type: ignore[arg-type]
+    return f"⚠ {text}" if row.snap.stale and text != DASH else text
+
+
+def _price(getter: Callable[[Row], float | None]) -> Callable[[Row, float], object]:
+    return lambda row, _now: getter(row)
+
+
+def _fmt_price(v: object, row: Row) -> str:
+    return fmt_price(v, row.market)  # type: ignore[arg-type]
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("symbol", "Symbol", lambda r, _n: r.snap.position.symbol, lambda v, _r: str(v),
+           LEFT, numeric=False),
+    Column("side", "Side", lambda r, _n: r.snap.position.side.value, _side_text, LEFT,
+           numeric=False, tone=_side_tone),
+    Column("qty", "Qty", lambda r, _n: r.snap.position.qty,
+           lambda v, r: fmt_qty(v, r.market)),  # type: ignore[arg-type]
+    Column("entry", "Entry", _price(lambda r: r.snap.position.entry), _fmt_price),
+    Column("mark", "Mark", _price(lambda r: r.snap.mark), _mark_text,
+           tip="Mark price; ⚠ marks a price older than the allowed age"),
+    Column("pnl", "P/L", lambda r, _n: r.snap.pnl,
+           lambda v, r: fmt_money(v, r.quote), tone=_sign_tone,  # type: ignore[arg-type]
+           tip="Unrealized profit/loss in quote currency, net of fees"),
+    Column("roi", "ROI %", lambda r, _n: r.snap.roi, lambda v, _r: fmt_pct(v),  # type: ignore[arg-type]
+           tone=_sign_tone, tip="Return on margin (leveraged), net of fees"),
+    Column("r", "R", lambda r, _n: r.snap.r, lambda v, _r: fmt_r(v),  # type: ignore[arg-type]
+           tone=_sign_tone, tip="Profit in multiples of the initial risk (entry − initial SL)"),
+    Column("sl", "SL", _price(lambda r: r.snap.position.sl), _fmt_price),
+    Column("tp", "TP", _price(lambda r: r.snap.position.tp), _fmt_price),
+    Column("trailing", "Trailing", _price(lambda r: r.snap.position.trailing), _fmt_price),
+    Column("liquidation", "Liq.", _price(lambda r: r.snap.position.liquidation), _fmt_price,
+           tip="Liquidation price"),
+    Column("preset", "Preset", lambda r, _n: r.snap.position.preset, _preset_text, LEFT,
+           numeric=False),
+    Column("protection", "Protection", lambda r, _n: r.snap.protection.value,
+           lambda v, _r: _BADGE.get(str(v), str(v)), LEFT, numeric=False, tone=_badge_tone,
+           tip="Protective orders: on the exchange, local only, or none"),
+    Column("age", "Age", lambda r, now: now - r.snap.position.opened_at,
+           lambda v, _r: fmt_age(v), live=True),  # type: ignore[arg-type]
+)
+
+COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+
+
+def column_index(key: str) -> int:
+    return COLUMN_KEYS.index(key)
+
+
+@dataclass(slots=True)
+class _Cached:
+    row: Row
+    texts: tuple[str, ...] = field(default_factory=tuple)
+
+
+class PositionsModel(QAbstractTableModel):
+    """Open positions, one row each, keyed by position id."""
+
+    def __init__(self, market_for: Callable[[str], Market | None] | None = None, *,
+                 theme: Theme | None = None, clock: Callable[[], float] = time.time,
+                 columns: Sequence[Column] = COLUMNS, parent=None) -> None:
+        super().__init__(parent)
+        self._market_for = market_for or (lambda _s: None)
+        self._markets: dict[str, Market] = {}
+        self._columns = tuple(columns)
+        self._rows: list[_Cached] = []
+        self._index: dict[str, int] = {}
+        self._clock = clock
+        self._theme = theme or make_theme("dark")
+        self._font = tabular_font()
+        self._bold = QFont(self._font)
+        self._bold.setBold(True)
+
+    # -- Qt model API ------------------------------------------------------------------------
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._columns)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self._columns):
+            return None
+        col = self._columns[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return col.title
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(col.align)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return col.tip or None
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        cached = self._rows[index.row()]
+        col = self._columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col.live:
+                return col.fmt(col.value(cached.row, self._clock()), cached.row)
+            return cached.texts[index.column()]
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(col.align)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if col.tone is None:
+                return None
+            tone = col.tone(col.value(cached.row, self._clock()), cached.row)
+            colour = {1: self._theme.up, -1: self._theme.down, 2: self._theme.warning}.get(tone)
+            return QBrush(QColor(colour)) if colour else None
+        if role == Qt.ItemDataRole.FontRole:
+            if col.key == "symbol":
+                return self._bold
+            return self._font if col.numeric else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(cached.row, col)
+        if role == SORT_ROLE:
+            return self.sort_value(index.row(), index.column())
+        if role == ID_ROLE:
+            return cached.row.snap.position.id
+        if role == SNAPSHOT_ROLE:
+            return cached.row.snap
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{col.title}: {cached.texts[index.column()] if not col.live else ''}"
+        return None
+
+    # -- our API -----------------------------------------------------------------------------
+    def sort_value(self, row: int, column: int) -> object:
+        """The raw value a cell sorts by (None for missing: the proxy puts those last)."""
+        cached = self._rows[row]
+        v = self._columns[column].value(cached.row, self._clock())
+        if isinstance(v, float) and not is_num(v):
+            return None
+        return v
+
+    def update(self, snapshots: Iterable[PositionSnapshot]) -> None:
+        """Apply newest snapshots: insert new positions, change only cells that differ."""
+        for snap in snapshots:
+            pid = snap.position.id
+            row = Row(snap, self._market(snap.position.symbol))
+            texts = self._texts(row)
+            i = self._index.get(pid)
+            if i is None:
+                n = len(self._rows)
+                self.beginInsertRows(QModelIndex(), n, n)
+                self._rows.append(_Cached(row, texts))
+                self._index[pid] = n
+                self.endInsertRows()
+                continue
+            old = self._rows[i]
+            changed = [c for c, (a, b) in enumerate(zip(old.texts, texts, strict=True))
+                       if a != b]
+            tone_changed = old.row.snap.stale != snap.stale or (
+                old.row.snap.position.automation != snap.position.automation)
+            old.row, old.texts = row, texts
+            if changed:
+                self.dataChanged.emit(self.index(i, min(changed)), self.index(i, max(changed)))
+            elif tone_changed:
+                self.dataChanged.emit(self.index(i, 0), self.index(i, len(self._columns) - 1))
+
+    def remove(self, position_id: str) -> bool:
+        """Remove a closed position's row; False when it was not shown."""
+        i = self._index.get(position_id)
+        if i is None:
+            return False
+        self.beginRemoveRows(QModelIndex(), i, i)
+        del self._rows[i]
+        self._index = {c.row.snap.position.id: n for n, c in enumerate(self._rows)}
+        self.endRemoveRows()
+        return True
+
+    def refresh_live(self) -> None:
+        """Re-read clock-driven cells (age) — called once a second by the window."""
+        if not self._rows:
+            return
+        for c, col in enumerate(self._columns):
+            if col.live:
+                self.dataChanged.emit(self.index(0, c), self.index(len(self._rows) - 1, c),
+                                      [Qt.ItemDataRole.DisplayRole])
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(len(self._rows) - 1, len(self._columns) - 1),
+                                  [Qt.ItemDataRole.ForegroundRole])
+
+    def snapshot(self, position_id: str) -> PositionSnapshot | None:
+        i = self._index.get(position_id)
+        return None if i is None else self._rows[i].row.snap
+
+    def snapshot_at(self, row: int) -> PositionSnapshot:
+        return self._rows[row].row.snap
+
+    def row_of(self, position_id: str) -> int | None:
+        return self._index.get(position_id)
+
+    def position_ids(self) -> list[str]:
+        return [c.row.snap.position.id for c in self._rows]
+
+    def market(self, symbol: str) -> Market | None:
+        return self._market(symbol)
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return self._columns
+
+    # -- internals ---------------------------------------------------------------------------
+    def _market(self, symbol: str) -> Market | None:
+        m = self._markets.get(symbol)
+        if m is None:
+            m = self._market_for(symbol)
+            if m is not None:
+                self._markets[symbol] = m
+        return m
+
+    def _texts(self, row: Row) -> tuple[str, ...]:
+        now = self._clock()
+        return tuple("" if col.live else col.fmt(col.value(row, now), row)
+                     for col in self._columns)
+
+    def _tooltip(self, row: Row, col: Column) -> str | None:
+        if col.key == "mark" and row.snap.stale:
+            return "Stale price: older than the allowed price age; rules are not acting on it"
+        if col.key == "preset" and not row.snap.position.automation:
+            return "Automation paused: rules do not act on this position"
+        return col.tip or None
+
+
+class PositionsProxy(QSortFilterProxyModel):
+    """Sorts by each column's raw value (numbers as numbers); missing values always last."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+
+    def lessThan(self, left: Index, right: Index) -> bool:
+        src = self.sourceModel()
+        if not isinstance(src, PositionsModel):
+            return super().lessThan(left, right)
+        a = src.sort_value(left.row(), left.column())
+        b = src.sort_value(right.row(), right.column())
+        if a is None or b is None:
+            # None last in ascending order, and — Qt reverses the comparison for descending —
+            # last in descending too.
+            desc = self.sortOrder() == Qt.SortOrder.DescendingOrder
+            if a is None and b is None:
+                return False
+            return (a is None) if desc else (b is None)
+        if isinstance(a, str) and isinstance(b, str):
+            return a.casefold() < b.casefold()
+        try:
+            return a < b  # type: ignore[operator]
+        except TypeError:
+            return str(a) < str(b)

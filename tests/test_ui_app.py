@@ -1,0 +1,33 @@
+"""run_gui: a real QApplication + qasync loop, exits on its own with a screenshot."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtGui import QImage
+
+from pmgui.ui.app import run_gui
+from pmgui.ui.handle import EngineHandle
+from tests.ui_doubles import BTC, EngineDouble, candles, candles_event, position, snapshot
+
+
+def test_engine_double_satisfies_the_handle_protocol():
+    assert isinstance(EngineDouble(), EngineHandle)
+
+
+def test_run_gui_exits_after_and_saves_a_screenshot(qapp, tmp_path):
+    eng = EngineDouble()
+    eng.outbox.publish(snapshot(position(), 40_100.0))
+    eng.outbox.publish(candles_event(BTC.symbol, candles(30)))
+    shot = tmp_path / "shots" / "main.png"
+    assert run_gui(eng, exit_after=0.2, screenshot=shot, theme="light",
+                   confirm_drags=False) == 0
+    img = QImage(str(shot))
+    assert not img.isNull() and img.width() > 600
+    assert eng.outbox.drain() == []  # the window consumed the events
+
+
+def test_run_gui_rejects_bad_arguments(qapp):
+    with pytest.raises(ValueError, match="unknown theme 'neon'"):
+        run_gui(EngineDouble(), exit_after=0, theme="neon")
+    with pytest.raises(ValueError, match="exit_after"):
+        run_gui(EngineDouble(), exit_after=float("nan"))

@@ -1,0 +1,165 @@
+"""Positions model: declarative columns, formatting, incremental updates, sorting by value."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from PySide6.QtCore import Qt
+
+from pmgui.domain.enums import Protection, Side
+from pmgui.engine.events import PositionSnapshot
+from pmgui.ui.fmt import fmt_money, fmt_pct, fmt_price, step_decimals
+from pmgui.ui.positions_model import (
+    COLUMNS,
+    ID_ROLE,
+    PositionsModel,
+    PositionsProxy,
+    column_index,
+)
+from tests.ui_doubles import BTC, ETH, SOL, T0, EngineDouble, position, snapshot
+
+DISPLAY = Qt.ItemDataRole.DisplayRole
+
+
+def text(model, row: int, key: str) -> str:
+    return model.data(model.index(row, column_index(key)), DISPLAY)
+
+
+@pytest.fixture
+def model(qtbot):
+    eng = EngineDouble()
+    return PositionsModel(eng.market, clock=lambda: T0)
+
+
+def test_columns_are_the_designed_set():
+    assert [c.key for c in COLUMNS] == [
+        "symbol", "side", "qty", "entry", "mark", "pnl", "roi", "r", "sl", "tp", "trailing",
+        "liquidation", "preset", "protection", "age"]
+
+
+def test_row_shows_signed_values_symbols_and_tick_size(model):
+    p = position(trailing=39_500.0, liquidation=36_200.0, preset="breakout")
+    model.update([snapshot(p, 40_600.0)])
+    assert model.rowCount() == 1
+    assert text(model, 0, "symbol") == "BTC/USDT:USDT"
+    assert text(model, 0, "side") == "▲ LONG"
+    assert text(model, 0, "qty") == "0.500"
+    assert text(model, 0, "entry") == "40,000.0"  # tick 0.1 → one decimal
+    assert text(model, 0, "mark") == "40,600.0"
+    # 0.5·600 − fees 0.0005·(20000 + 20300) = 300 − 20.15
+    assert text(model, 0, "pnl") == "+$279.85"
+    assert text(model, 0, "roi").startswith("+") and text(model, 0, "roi").endswith("%")
+    assert text(model, 0, "r") == "+0.60R"
+    assert text(model, 0, "sl") == "39,000.0"
+    assert text(model, 0, "trailing") == "39,500.0"
+    assert text(model, 0, "liquidation") == "36,200.0"
+    assert text(model, 0, "preset") == "breakout"
+    assert text(model, 0, "protection") == "● exchange"
+    assert text(model, 0, "age") == "10m 00s"
+    align = model.data(model.index(0, column_index("pnl")), Qt.ItemDataRole.TextAlignmentRole)
+    assert align & int(Qt.AlignmentFlag.AlignRight)
+
+
+def test_short_losing_paused_unprotected_row(model):
+    p = position("s1", ETH.symbol, Side.SHORT, qty=3, entry=3000.0, sl=3100.0, tp=2800.0,
+                 automation=False)
+    model.update([snapshot(p, 3050.0, protection=Protection.UNPROTECTED, stale=True)])
+    assert text(model, 0, "side") == "▼ SHORT"
+    assert text(model, 0, "pnl").startswith("−$")  # a real minus sign, not colour alone
+    assert text(model, 0, "r") == "−0.50R"
+    assert text(model, 0, "mark") == "⚠ 3,050.00"
+    assert "paused" in text(model, 0, "preset")
+    assert text(model, 0, "protection") == "○ UNPROTECTED"
+    fg = model.data(model.index(0, column_index("pnl")), Qt.ItemDataRole.ForegroundRole)
+    assert fg is not None  # colour repeats the sign
+
+
+def test_missing_and_non_finite_values_show_a_dash(model):
+    p = position(sl=None, tp=None)
+    bad = PositionSnapshot(position=p, mark=math.nan, pnl=math.inf, roi=math.nan, r=None,
+                           protection=Protection.LOCAL_ONLY, stale=False, ts=T0)
+    model.update([bad])
+    for key in ("mark", "pnl", "roi", "r", "sl", "tp", "trailing", "liquidation"):
+        assert text(model, 0, key) == "—", key
+    for c in range(model.columnCount()):
+        shown = model.data(model.index(0, c), DISPLAY)
+        assert "nan" not in shown.lower() and "inf" not in shown.lower()
+
+
+def test_updates_are_incremental(model):
+    inserted, removed, changed, resets = [], [], [], []
+    model.rowsInserted.connect(lambda _p, a, b: inserted.append((a, b)))
+    model.rowsRemoved.connect(lambda _p, a, b: removed.append((a, b)))
+    model.dataChanged.connect(lambda tl, br, _r=None: changed.append(
+        (tl.row(), tl.column(), br.row(), br.column())))
+    model.modelReset.connect(lambda: resets.append(1))
+    a = position("a")
+    b = position("b", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
+    model.update([snapshot(a, 40_100.0), snapshot(b, 3010.0)])
+    assert inserted == [(0, 0), (1, 1)]
+    model.update([snapshot(b, 3020.0, T0 + 1)])
+    # only row 1, only from the mark column to the R column (qty/entry/SL did not change)
+    assert changed == [(1, column_index("mark"), 1, column_index("r"))]
+    model.update([snapshot(b, 3020.0, T0 + 2)])  # same values: nothing to repaint
+    assert len(changed) == 1
+    assert model.remove("a") is True
+    assert removed == [(0, 0)]
+    assert model.remove("a") is False
+    assert model.position_ids() == ["b"]
+    assert model.data(model.index(0, 0), ID_ROLE) == "b"
+    assert resets == []
+
+
+def test_price_formatting_follows_each_markets_tick_size():
+    assert fmt_price(41250.0, BTC) == "41,250.0"
+    assert fmt_price(150.1234, SOL) == "150.123"
+    assert fmt_price(41250.04, BTC) == "41,250.0"  # snapped to the tick
+    assert fmt_price(math.nan, BTC) == "—"
+    assert step_decimals(0.5) == 1 and step_decimals(0.25) == 2 and step_decimals(10) == 0
+    assert fmt_money(-92.0, "USDT", 0) == "−$92"
+    assert fmt_pct(-0.018, 1) == "−1.8%"
+
+
+def sorted_column(proxy, key: str) -> list[str]:
+    c = column_index(key)
+    return [proxy.data(proxy.index(r, c), DISPLAY) for r in range(proxy.rowCount())]
+
+
+def test_sorting_is_by_value_not_by_text(model):
+    proxy = PositionsProxy()
+    proxy.setSourceModel(model)
+    # P/L +9.x, +100.x, −5.x: text order would be wrong in both directions
+    pa = position("a", entry=100.0, qty=1.0, sl=90.0, tp=None, fee_rate=0.0)
+    pb = position("b", entry=100.0, qty=10.0, sl=90.0, tp=None, fee_rate=0.0)
+    pc = position("c", entry=100.0, qty=1.0, sl=None, tp=None, fee_rate=0.0)
+    model.update([snapshot(pa, 109.0), snapshot(pb, 110.0), snapshot(pc, 95.0)])
+    proxy.sort(column_index("pnl"), Qt.SortOrder.AscendingOrder)
+    assert sorted_column(proxy, "pnl") == ["−$5.00", "+$9.00", "+$100.00"]
+    proxy.sort(column_index("pnl"), Qt.SortOrder.DescendingOrder)
+    assert sorted_column(proxy, "pnl") == ["+$100.00", "+$9.00", "−$5.00"]
+    # R is undefined for c (no stop): last in both orders
+    proxy.sort(column_index("r"), Qt.SortOrder.AscendingOrder)
+    assert sorted_column(proxy, "r")[-1] == "—"
+    proxy.sort(column_index("r"), Qt.SortOrder.DescendingOrder)
+    assert sorted_column(proxy, "r") == ["+1.00R", "+0.90R", "—"]
+    # live re-sort when a value changes
+    proxy.sort(column_index("pnl"), Qt.SortOrder.DescendingOrder)
+    model.update([snapshot(pc, 200.0, T0 + 1)])
+    assert sorted_column(proxy, "pnl")[0] == "+$100.00"
+    assert proxy.data(proxy.index(0, 0), ID_ROLE) in ("b", "c")
+    assert {proxy.data(proxy.index(r, 0), ID_ROLE) for r in range(2)} == {"b", "c"}
+    assert proxy.data(proxy.index(2, 0), ID_ROLE) == "a"
+
+
+def test_age_is_live(qtbot):
+    now = [T0]
+    m = PositionsModel(EngineDouble().market, clock=lambda: now[0])
+    m.update([snapshot(position(), 40_000.0)])
+    assert text(m, 0, "age") == "10m 00s"
+    seen = []
+    m.dataChanged.connect(lambda tl, br, roles=None: seen.append(tl.column()))
+    now[0] += 3600
+    m.refresh_live()
+    assert seen == [column_index("age")]
+    assert text(m, 0, "age") == "1h 10m"

@@ -1,0 +1,246 @@
+"""Main window driven by real events through a real Outbox and Bridge."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QTableWidget, QToolButton
+
+from pmgui.domain.enums import ActionType, Reason, Side
+from pmgui.domain.errors import ExchangeError
+from pmgui.domain.models import Fill
+from pmgui.engine.commands import CloseAll, ClosePosition, CommandResult
+from pmgui.engine.events import AccountEvent, ConnectionEvent, PositionRemoved
+from pmgui.ui.main_window import MainWindow, UiSettings
+from pmgui.ui.positions_model import column_index
+from tests.ui_doubles import (
+    BTC,
+    ETH,
+    T0,
+    EngineDouble,
+    action,
+    candles,
+    candles_event,
+    position,
+    snapshot,
+    tick,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def env(qtbot):
+    eng = EngineDouble()
+    clock = Clock()
+    win = MainWindow(eng, clock=clock, wall_clock=lambda: T0, start=False,
+                     settings=UiSettings())
+    qtbot.addWidget(win)
+    win.show()
+    return eng, win, clock
+
+
+def publish(eng, win, *events) -> None:
+    for ev in events:
+        eng.outbox.publish(ev)
+    win.bridge.flush_now()
+
+
+BTC_POS = position()
+ETH_POS = position("p2", ETH.symbol, Side.SHORT, qty=3.0, entry=3000.0, sl=3100.0, tp=2800.0,
+                   leverage=5.0, trailing=3050.0, liquidation=3570.0)
+
+
+def cell(win, row: int, key: str) -> str:
+    return win.proxy.index(row, column_index(key)).data()
+
+
+def test_table_shows_positions_and_follows_new_snapshots(env):
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), snapshot(ETH_POS, 2990.0))
+    assert win.proxy.rowCount() == 2
+    assert cell(win, 0, "mark") == "40,100.0"
+    publish(eng, win, snapshot(BTC_POS, 40_250.5, T0 + 1))
+    assert cell(win, 0, "mark") == "40,250.5"
+    assert win.findChild(type(win.table), "positionsTable") is win.table
+
+
+def test_first_position_is_selected_and_charted(env):
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), snapshot(ETH_POS, 2990.0))
+    assert win.selected_position_id() == "p1"
+    chart = win.chart
+    assert chart.position_id == "p1"
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    assert chart.line("tp").value() == pytest.approx(42_000.0)
+    assert chart.line("entry").value() == pytest.approx(40_000.0)
+    assert not chart.line("trailing").isVisible()  # BTC position has no trailing stop
+    assert chart.line("sl").objectName() == "slLine" and chart.line("tp").objectName() == "tpLine"
+
+
+def test_chart_follows_selection_ticks_and_candles(env):
+    eng, win, _ = env
+    btc_c, eth_c = candles(20), candles(20, start=3000.0, step=2.0)
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), snapshot(ETH_POS, 2990.0),
+            candles_event(BTC.symbol, btc_c), candles_event(ETH.symbol, eth_c))
+    chart = win.chart
+    assert chart.candle_item.candles == btc_c
+    publish(eng, win, tick(BTC.symbol, 40_321.0, T0 + 5), tick(ETH.symbol, 2980.0, T0 + 5))
+    assert chart.line("last").value() == pytest.approx(40_321.0)
+    # an older tick arriving later never replaces a newer price
+    publish(eng, win, tick(BTC.symbol, 40_000.0, T0 + 1))
+    assert chart.line("last").value() == pytest.approx(40_321.0)
+    # select ETH: chart switches position, candles, lines and last price
+    assert win.select_position("p2")
+    assert chart.position_id == "p2"
+    assert chart.candle_item.candles == eth_c
+    assert chart.line("sl").value() == pytest.approx(3100.0)
+    assert chart.line("tp").value() == pytest.approx(2800.0)
+    assert chart.line("trailing").isVisible()
+    assert chart.line("trailing").value() == pytest.approx(3050.0)
+    assert chart.line("liquidation").value() == pytest.approx(3570.0)
+    assert chart.line("last").value() == pytest.approx(2980.0)
+    # a new snapshot with a moved SL moves the line in place
+    publish(eng, win, snapshot(ETH_POS.evolve(sl=3075.0), 2985.0, T0 + 6))
+    assert chart.line("sl").value() == pytest.approx(3075.0)
+
+
+def test_closed_position_leaves_table_and_selection_moves(env):
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), snapshot(ETH_POS, 2990.0))
+    closed = BTC_POS.evolve(exit_reason="stop_loss", exit_price=39_000.0)
+    publish(eng, win, PositionRemoved(closed, T0 + 2))
+    assert win.model.position_ids() == ["p2"]
+    assert win.chart.position_id == "p2"
+    assert "closed (stop_loss)" in win.statusBar().currentMessage()
+
+
+def test_status_bar_shows_connections_tick_age_and_staleness(env):
+    eng, win, clock = env
+    md, od = win.findChild(QLabel, "marketDataStatus"), win.findChild(QLabel, "ordersStatus")
+    age = win.findChild(QLabel, "tickAge")
+    assert "unknown" in md.text()
+    publish(eng, win, ConnectionEvent("paper", market_data=True, orders=False,
+                                      last_tick_age=1.0))
+    assert "connected" in md.text() and "DISCONNECTED" in od.text()
+    assert age.text() == "Last tick 1s ago"
+    clock.t += 10  # no ticks for 10 s
+    win.refresh_status()
+    assert "STALE" in age.text() and "11s" in age.text()
+    assert win.is_stale()
+    publish(eng, win, tick(BTC.symbol, 40_000.0, T0 + 20))
+    win.refresh_status()
+    assert age.text() == "Last tick 0s ago"
+    assert not win.is_stale()
+
+
+def test_equity_is_shown(env):
+    eng, win, _ = env
+    publish(eng, win, AccountEvent(10_234.5, 10_000.0, "USDT", T0))
+    assert win.findChild(QLabel, "equity").text() == "Equity 10,234.50 USDT"
+
+
+def test_action_log_is_newest_first_and_marks_the_chart(env):
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0))
+    publish(eng, win,
+            action("p1", BTC.symbol, ActionType.MOVE_SL, Reason.TRAILING, 40_500.0, T0,
+                   sl=39_600.0),
+            action("p1", BTC.symbol, ActionType.REDUCE, Reason.TP1, 41_000.0, T0 + 60,
+                   qty=0.25))
+    log = win.findChild(QTableWidget, "actionLog")
+    assert log.rowCount() == 2
+    assert log.item(0, 2).text() == "tp1" and log.item(1, 2).text() == "trailing"
+    assert "SL → 39,600.0" in log.item(1, 3).text()
+    tips = [t for _x, _y, t in win.chart.marker_points()]
+    assert tips == ["trailing · move_sl", "tp1 · reduce"]
+    # an automated SL move is annotated on the SL line with its reason
+    assert "trailing" in win.chart.line("sl").label.toPlainText()
+
+
+def toolbar_button(win, name: str) -> QToolButton:
+    btn = win.toolbar.findChild(QToolButton, name)
+    assert btn is not None, name
+    return btn
+
+
+def test_emergency_close_states_what_happens_and_sends_one_close(env, qtbot):
+    eng, win, _ = env
+    eng.hold = True  # the close stays in flight: repeats must not send another
+    publish(eng, win, snapshot(BTC_POS, 40_100.0))
+    qtbot.mouseClick(toolbar_button(win, "emergencyClose"), Qt.MouseButton.LeftButton)
+    dlg = win.confirm_dialog
+    assert dlg is not None and dlg.isVisible()
+    text = dlg.label.text()
+    assert "BTC/USDT:USDT" in text and "0.500" in text and "MARKET" in text
+    confirm = dlg.findChild(QPushButton, "confirmButton")
+    qtbot.mouseClick(confirm, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(confirm, Qt.MouseButton.LeftButton)  # double click
+    win.emergency_close()  # and the shortcut again while in flight
+    assert eng.of_type(ClosePosition) == [ClosePosition("p1", 1.0, "manual")]
+    eng.held[0].set_result(CommandResult(True, "closed", "p1", fills=(
+        Fill("f1", "c1", BTC.symbol, BTC_POS.side.close_side, 0.5, 40_090.0, 10.0, T0),)))
+    assert "filled 0.500 @ 40,090.0" in win.statusBar().currentMessage()
+    win.emergency_close()  # already closed: still nothing new sent
+    assert len(eng.of_type(ClosePosition)) == 1
+
+
+def test_emergency_close_enter_cancels_and_failure_is_reported(env, qtbot):
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0))
+    win.act_emergency.trigger()
+    dlg = win.confirm_dialog
+    qtbot.keyClick(dlg, Qt.Key.Key_Return)  # the default is Cancel
+    assert not dlg.isVisible()
+    assert eng.submitted == []
+
+    def refuse(cmd):
+        raise ExchangeError("exchange rejected the order: reduce-only would increase")
+    eng.answer = refuse
+    win.act_emergency.trigger()
+    win.confirm_dialog.confirm_button.click()
+    assert "Close BTC/USDT:USDT failed: exchange rejected" in win.statusBar().currentMessage()
+    win.act_emergency.trigger()  # after a failure the trader can try again
+    win.confirm_dialog.confirm_button.click()
+    assert len(eng.of_type(ClosePosition)) == 2
+
+
+def test_emergency_close_works_while_automation_is_paused(env, qtbot):
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS.evolve(automation=False), 40_100.0))
+    qtbot.mouseClick(toolbar_button(win, "emergencyClose"), Qt.MouseButton.LeftButton)
+    win.confirm_dialog.confirm_button.click()
+    assert eng.of_type(ClosePosition) == [ClosePosition("p1", 1.0, "manual")]
+
+
+def test_close_all_confirms_then_flattens_once_and_reports_residuals(env, qtbot):
+    eng, win, _ = env
+    eng.answer = lambda cmd: CommandResult(True, "", residual=("p2",))
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), snapshot(ETH_POS, 2990.0))
+    qtbot.mouseClick(toolbar_button(win, "closeAll"), Qt.MouseButton.LeftButton)
+    dlg = win.confirm_dialog
+    assert "all 2 open positions" in dlg.label.text()
+    dlg.confirm_button.click()
+    dlg.confirm_button.click()
+    assert eng.of_type(CloseAll) == [CloseAll("manual")]
+    assert "still open after re-check: p2" in win.statusBar().currentMessage()
+
+
+def test_theme_switch_and_screenshot(env, tmp_path):
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), candles_event(BTC.symbol, candles(30)))
+    dark_bg = QApplication.palette().window().color().name()
+    win.toggle_theme()
+    assert not win.theme.dark
+    assert QApplication.palette().window().color().name() != dark_bg
+    path = tmp_path / "ui.png"
+    assert win.grab().save(str(path))
+    img = QImage(str(path))
+    assert img.width() > 800 and img.height() > 500

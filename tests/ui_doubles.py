@@ -1,0 +1,114 @@
+"""Test doubles and builders for the UI tests (real Outbox, real events, fake engine only).
+
+`EngineDouble` implements pmgui.ui.handle.EngineHandle by recording every submitted
+command and answering with a future — completed at once by default, or left pending
+(`hold=True`) so a test can check what happens while a command is on its way.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pmgui.domain.enums import ActionType, Protection, Reason, Side, StopKind
+from pmgui.domain.models import Action, Candle, Market, Position
+from pmgui.domain.money import position_pnl, position_r, position_roi
+from pmgui.engine.commands import Command, CommandResult
+from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
+from pmgui.engine.outbox import Outbox
+
+T0 = 1_763_700_000.0  # a fixed wall-clock origin for deterministic ages
+
+BTC = Market("BTC/USDT:USDT", tick_size=0.1, amount_step=0.001, min_amount=0.001,
+             base="BTC", quote="USDT")
+ETH = Market("ETH/USDT:USDT", tick_size=0.01, amount_step=0.01, min_amount=0.01,
+             base="ETH", quote="USDT")
+SOL = Market("SOL/USDT:USDT", tick_size=0.001, amount_step=0.1, min_amount=0.1,
+             base="SOL", quote="USDT")
+
+
+@dataclass
+class EngineDouble:
+    outbox: Outbox = field(default_factory=Outbox)
+    exchange_id: str = "paper"
+    markets: dict[str, Market] = field(
+        default_factory=lambda: {m.symbol: m for m in (BTC, ETH, SOL)})
+    submitted: list[Command] = field(default_factory=list)
+    answer: Callable[[Command], CommandResult] | None = None  # may raise a PmguiError
+    hold: bool = False
+    held: list[concurrent.futures.Future] = field(default_factory=list)
+    db: Path | None = None
+
+    def submit(self, cmd: Command) -> concurrent.futures.Future:
+        self.submitted.append(cmd)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        if self.hold:
+            self.held.append(fut)
+            return fut
+        try:
+            fut.set_result(self.answer(cmd) if self.answer else CommandResult(True, "ok"))
+        except Exception as e:  # the engine's typed errors travel in the future
+            fut.set_exception(e)
+        return fut
+
+    def market(self, symbol: str) -> Market | None:
+        return self.markets.get(symbol)
+
+    def store_path(self) -> Path | None:
+        return self.db
+
+    def of_type(self, kind: type) -> list[Command]:
+        return [c for c in self.submitted if isinstance(c, kind)]
+
+
+def position(pid: str = "p1", symbol: str = BTC.symbol, side: Side = Side.LONG,
+             qty: float = 0.5, entry: float = 40_000.0, leverage: float = 10.0,
+             sl: float | None = 39_000.0, tp: float | None = 42_000.0, **kw: object
+             ) -> Position:
+    """A plausible open position; SL defines R (initial_sl = sl unless given)."""
+    kw.setdefault("initial_sl", sl)
+    kw.setdefault("opened_at", T0 - 600)
+    return Position(id=pid, symbol=symbol, side=side, qty=qty, entry=entry,
+                    leverage=leverage, initial_qty=qty, sl=sl, tp=tp,
+                    **kw)  # type: ignore[arg-type]
+
+
+def snapshot(pos: Position, mark: float | None, ts: float = T0, *, stale: bool = False,
+             protection: Protection = Protection.ON_EXCHANGE) -> PositionSnapshot:
+    """A snapshot computed with the real money math, as the engine would publish it."""
+    m = mark if mark is not None else pos.entry
+    return PositionSnapshot(position=pos, mark=mark, pnl=position_pnl(pos, m),
+                            roi=position_roi(pos, m), r=position_r(pos, m),
+                            protection=protection, stale=stale, ts=ts)
+
+
+def candles(n: int = 30, start: float = 40_000.0, step: float = 20.0, t0: float = T0 - 1800,
+            width: float = 60.0) -> tuple[Candle, ...]:
+    out = []
+    price = start
+    for i in range(n):
+        o = price
+        c = price + (step if i % 3 else -step / 2)
+        out.append(Candle(ts=t0 + i * width, open=o, high=max(o, c) + 8, low=min(o, c) - 8,
+                          close=c, volume=1.0))
+        price = c
+    return tuple(out)
+
+
+def tick(symbol: str, price: float, ts: float = T0) -> TickEvent:
+    return TickEvent(symbol, price, ts)
+
+
+def candles_event(symbol: str, cs: tuple[Candle, ...]) -> CandlesEvent:
+    return CandlesEvent(symbol, cs)
+
+
+def action(pid: str, symbol: str, kind: ActionType = ActionType.MOVE_SL,
+           reason: Reason = Reason.TRAILING, price: float = 40_500.0, ts: float = T0,
+           sl: float | None = None, tp: float | None = None, qty: float | None = None,
+           ok: bool = True, detail: str = "") -> ActionTaken:
+    a = Action(type=kind, reason=reason, position_id=pid, price=price, qty=qty, sl=sl, tp=tp,
+               ts=ts, stop_kind=StopKind.TRAILING if kind is ActionType.MOVE_SL else None)
+    return ActionTaken(a, symbol, ok, detail)
