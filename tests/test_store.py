@@ -427,3 +427,20 @@ def test_closed_store_refuses_use(db_path):
         s.save_position(minimal_position())
     with pytest.raises(StoreError, match="closed"):
         s.load_open_positions()
+
+
+def test_disk_full_is_a_store_error_and_loses_nothing_committed(store):
+    store.save_position(full_position("keep"))
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")  # the "disk" is now full
+    big = full_position("big", overrides=frozen_map({f"k{i}": "x" * 200 for i in range(100)}))
+    with pytest.raises(StoreError, match="save_position.*full"):
+        store.save_position(big)
+    with pytest.raises(StoreError, match="transaction.*full"), store.transaction():
+        store.db["settings"].insert({"key": "k", "value": json.dumps("y" * 50_000)})
+    assert store.load_position("big") is None
+    assert store.load_position("keep") == full_position("keep")
+    assert not store.db.conn.in_transaction
+    store.db.execute("PRAGMA max_page_count = 1073741823")
+    store.save_position(big)  # usable again once there is room
+    assert store.load_position("big") == big

@@ -310,3 +310,43 @@ def test_file_permissions_untouched_on_refusal(db_path):
     with pytest.raises(StoreError):
         Store.open(db_path)
     assert (db_path.stat().st_mode & 0o777) == 0o640
+
+
+# ---------------------------------------------------------------- one writer
+
+def test_second_writable_open_refused_until_the_first_closes(db_path):
+    first = Store.open(db_path)
+    try:
+        first.save_position(pos())
+        with pytest.raises(StoreError, match=rf"already open in another pmgui \(process "
+                                             rf"{os.getpid()}\)"):
+            Store.open(db_path)
+        with Store.open(db_path, readonly=True) as reader:  # readers are always welcome
+            assert reader.load_position("p1") == pos()
+        first.save_position(pos("p2"))  # the refused open disturbed nothing
+    finally:
+        first.close()
+    with Store.open(db_path) as again:
+        assert {p.id for p in again.load_open_positions()} == {"p1", "p2"}
+
+
+def test_lock_held_by_another_process_and_released_when_it_dies(db_path):
+    import signal
+    import subprocess
+    import sys
+
+    fresh_db(db_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pmgui.store import Store\n"
+         "s = Store.open(sys.argv[1])\nprint('ready', flush=True)\ntime.sleep(60)\n",
+         str(db_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreError, match=f"process {child.pid}"):
+            Store.open(db_path)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with Store.open(db_path) as s:  # the OS dropped the dead writer's lock
+        assert s.load_position("p1") == pos()

@@ -18,7 +18,9 @@ Why it is built this way:
   blindly re-sent.
 - **Idempotent fills.** A fill is keyed by its id; recording it twice is a no-op that returns
   False, so the engine can apply a fill's effect only when `record_fill` returns True.
-- **One writer.** The connection is created with `check_same_thread=False` so the engine may
+- **One writer.** A writable Store holds an OS lock on `<db>.lock` (pmgui.store.lock), so a
+  second pmgui on the same database is refused instead of managing the same positions twice.
+  The connection is created with `check_same_thread=False` so the engine may
   open the store on one thread and hand it to the manager thread, but it must then be used from
   that one thread only. Readers in other processes (`pmgui positions`) open with
   `readonly=True` (SQLite `mode=ro`); WAL lets them read while the engine writes.
@@ -42,13 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import platformdirs
 from sqlite_utils import Database
 
 from pmgui.domain.enums import OrderRole, OrderStatus, PositionStatus
 from pmgui.domain.errors import StoreError, ValidationError
 from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position
 from pmgui.store import migrations as mig
+from pmgui.store.lock import WriterLock
 from pmgui.store.metrics import TradeMetrics, compute_metrics
 from pmgui.store.serialize import (
     Row,
@@ -74,11 +76,6 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
 _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
-
-
-def default_db_path() -> Path:
-    """The database in the user data directory (DESIGN §6); `--db` overrides it."""
-    return platformdirs.user_data_path("pmgui", appauthor=False) / "pmgui.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +149,13 @@ class Store:
 
     SCHEMA_VERSION: int = mig.SCHEMA_VERSION
 
-    def __init__(self, db: Database, path: Path, *, readonly: bool) -> None:
+    def __init__(self, db: Database, path: Path, *, readonly: bool,
+                 lock: WriterLock | None = None) -> None:
         """Use `Store.open`; this only wires an already validated connection."""
         self.db = db
         self.path = path
         self.readonly = readonly
+        self._lock = lock
         self._closed = False
 
     # ------------------------------------------------------------------ opening / closing
@@ -214,10 +213,12 @@ class Store:
             except OSError as e:
                 raise StoreError(f"cannot create the folder for the database {p}: "
                                  f"{e.strerror or e}") from e
+        lock = WriterLock(p)
         try:
             conn = sqlite3.connect(str(p), check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as e:
+            lock.release()
             raise StoreError(f"cannot create or open the database {p}: {e}") from e
         try:
             db = Database(conn, execute_plugins=False)
@@ -234,17 +235,23 @@ class Store:
             mig.migrate(db)
         except sqlite3.Error as e:
             conn.close()
+            lock.release()
             raise StoreError(f"cannot write the database {p}: {e}") from e
         except BaseException:
             conn.close()
+            lock.release()
             raise
-        return cls(db, p, readonly=False)
+        return cls(db, p, readonly=False, lock=lock)
 
     def close(self) -> None:
         """Close the connection (idempotent). Committed data is already on disk."""
         if not self._closed:
             self._closed = True
-            self.db.close()
+            try:
+                self.db.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -263,8 +270,11 @@ class Store:
         Nesting-safe: an inner block is a savepoint, rolled back alone if it raises.
         """
         self._writable()
-        with self.db.atomic():
-            yield self
+        try:
+            with self.db.atomic():
+                yield self
+        except sqlite3.Error as e:  # e.g. the final COMMIT failing on a full disk
+            raise StoreError(f"database error in transaction: {e}") from e
 
     # ------------------------------------------------------------------ helpers
 
