@@ -1,0 +1,221 @@
+"""Incremental indicators: each update is O(1) (amortised) and never replays history.
+
+Why incremental: the engine feeds every completed candle of every watched symbol; recomputing
+a 22-period ATR over the whole history on each candle would grow without bound in a long
+session. Every class keeps only the state its formula needs.
+
+Conventions (DESIGN §4, matching the `ta` library so values can be cross-checked):
+- EMA: `ewm(span=n, adjust=False)`: alpha = 2/(n+1), seeded with the first value; reported
+  once n values have been seen (ta's `min_periods=n`).
+- ATR: true range TR = max(high-low, |high-prev close|, |low-prev close|), the first TR being
+  high-low; Wilder smoothing ATR = (ATR·(n-1) + TR)/n seeded with the mean of the first n TRs
+  (reported from the n-th candle on), as `ta.volatility.AverageTrueRange`.
+- RSI: Wilder smoothing (alpha 1/n) of gains and losses, exactly as `ta.momentum.RSIIndicator`:
+  both averages start at 0 on the first close (which has no change), RSI = 100 when the
+  average loss is 0, reported once n closes have been seen.
+- Rolling highest high / lowest low over the last n candles (including the newest).
+- Volatility: mean over the window of the candle range (high-low)/close — the "intraday
+  volatility" of seed 004 when candles are daily, the per-candle range otherwise.
+- Momentum: close / close n candles ago - 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from pmgui.domain.errors import ValidationError
+
+
+def _check_period(period: object, what: str) -> int:
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        raise ValidationError(f"{what} period must be a whole number >= 1 (got {period!r})",
+                              field=what)
+    return period
+
+
+def _check_value(x: float, what: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ValidationError(f"{what} must be a finite number (got {x!r})", field=what)
+    return float(x)
+
+
+class EMA:
+    """Exponential moving average, `ewm(span=n, adjust=False)`."""
+
+    __slots__ = ("_alpha", "_count", "_value", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = _check_period(period, "EMA")
+        self._alpha = 2.0 / (period + 1.0)
+        self._value: float | None = None
+        self._count = 0
+
+    def update(self, x: float) -> float | None:
+        x = _check_value(x, "EMA input")
+        if self._value is None:
+            self._value = x
+        else:
+            self._value += self._alpha * (x - self._value)
+        self._count += 1
+        return self.value
+
+    @property
+    def value(self) -> float | None:
+        return self._value if self._count >= self.period else None
+
+    @property
+    def raw(self) -> float | None:
+        """The running average even before warm-up (for charts that want a line at once)."""
+        return self._value
+
+
+class ATR:
+    """Average true range, Wilder-smoothed and seeded with the mean of the first n TRs."""
+
+    __slots__ = ("_count", "_prev_close", "_sum", "_value", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = _check_period(period, "ATR")
+        self._prev_close: float | None = None
+        self._sum = 0.0
+        self._count = 0
+        self._value: float | None = None
+
+    @staticmethod
+    def true_range(high: float, low: float, prev_close: float | None) -> float:
+        if prev_close is None:
+            return high - low
+        return max(high - low, abs(high - prev_close), abs(low - prev_close))
+
+    def update(self, high: float, low: float, close: float) -> float | None:
+        tr = self.true_range(high, low, self._prev_close)
+        self._prev_close = close
+        self._count += 1
+        n = self.period
+        if self._value is None:
+            self._sum += tr
+            if self._count == n:
+                self._value = self._sum / n
+        else:
+            self._value = (self._value * (n - 1) + tr) / n
+        return self._value
+
+    @property
+    def value(self) -> float | None:
+        return self._value
+
+
+class RSI:
+    """Relative strength index with Wilder smoothing (alpha 1/n), as ta's RSIIndicator."""
+
+    __slots__ = ("_alpha", "_count", "_down", "_prev", "_up", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = _check_period(period, "RSI")
+        self._alpha = 1.0 / period
+        self._prev: float | None = None
+        self._up = 0.0
+        self._down = 0.0
+        self._count = 0
+
+    def update(self, close: float) -> float | None:
+        close = _check_value(close, "RSI input")
+        if self._prev is not None:
+            diff = close - self._prev
+            a = self._alpha
+            self._up += a * (max(diff, 0.0) - self._up)
+            self._down += a * (max(-diff, 0.0) - self._down)
+        self._prev = close
+        self._count += 1
+        return self.value
+
+    @property
+    def value(self) -> float | None:
+        if self._count < self.period:
+            return None
+        if self._down == 0.0:
+            return 100.0
+        return 100.0 - 100.0 / (1.0 + self._up / self._down)
+
+
+class RollingExtreme:
+    """Highest (or lowest) of the last n values: a monotonic deque, amortised O(1)."""
+
+    __slots__ = ("_highest", "_i", "_q", "period")
+
+    def __init__(self, period: int, highest: bool = True) -> None:
+        self.period = _check_period(period, "channel")
+        self._highest = highest
+        self._q: deque[tuple[int, float]] = deque()
+        self._i = 0
+
+    def update(self, x: float) -> float | None:
+        x = _check_value(x, "channel input")
+        q = self._q
+        if self._highest:
+            while q and q[-1][1] <= x:
+                q.pop()
+        else:
+            while q and q[-1][1] >= x:
+                q.pop()
+        q.append((self._i, x))
+        while q[0][0] <= self._i - self.period:
+            q.popleft()
+        self._i += 1
+        return self.value
+
+    @property
+    def value(self) -> float | None:
+        return self._q[0][1] if self._i >= self.period else None
+
+
+class RollingMean:
+    """Mean of the last n values with a running sum (re-summed now and then against drift)."""
+
+    __slots__ = ("_buf", "_since_resum", "_sum", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = _check_period(period, "window")
+        self._buf: deque[float] = deque(maxlen=period)
+        self._sum = 0.0
+        self._since_resum = 0
+
+    def update(self, x: float) -> float | None:
+        x = _check_value(x, "window input")
+        if len(self._buf) == self.period:
+            self._sum -= self._buf[0]
+        self._buf.append(x)
+        self._sum += x
+        self._since_resum += 1
+        if self._since_resum >= 64 * self.period:  # bound floating-point drift
+            self._sum = math.fsum(self._buf)
+            self._since_resum = 0
+        return self.value
+
+    @property
+    def value(self) -> float | None:
+        if len(self._buf) < self.period:
+            return None
+        return self._sum / self.period
+
+
+class Change:
+    """x / x[n updates ago] - 1 (momentum, trend); None until n+1 values or on a zero base."""
+
+    __slots__ = ("_buf", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = _check_period(period, "momentum")
+        self._buf: deque[float] = deque(maxlen=period + 1)
+
+    def update(self, x: float) -> float | None:
+        self._buf.append(_check_value(x, "momentum input"))
+        return self.value
+
+    @property
+    def value(self) -> float | None:
+        if len(self._buf) <= self.period or self._buf[0] == 0:
+            return None
+        v = self._buf[-1] / self._buf[0] - 1.0
+        return v if math.isfinite(v) else None

@@ -1,0 +1,74 @@
+"""Adding to winners (priority 9): the EMA add-on (seed 001) and momentum scaling (seed 004).
+
+Why lowest priority: adding risk is the least urgent thing a tick can decide and must never
+accompany a close or a stop adjustment that outranks it.
+
+Interpretations:
+- Add-on: pnl_r ≥ 0.5, |p - EMA|/EMA ≤ 0.5% → a limit order at the EMA (rounded to the tick)
+  for add_on.fraction (50%) of the original quantity, once (flag `add_on_executed`). No R
+  (no initial SL) → no add-on.
+- Scaling: roi ≥ 5%, favourable momentum > 2%, mean quote volume per candle > 100k, age <
+  15 min → a market add of scaling.fraction (25%) of the original quantity, once (flag
+  `scaled`), capped so the position never exceeds scaling.max_size_mult × the original
+  quantity (seed 004's "maximum position size"). The engine recomputes the average entry
+  (`pmgui.domain.money.average_entry`) on the fill.
+- An add below the market minimum after flooring to the step is skipped, never enlarged.
+"""
+
+from __future__ import annotations
+
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, Priority, Reason
+from pmgui.domain.models import Action
+from pmgui.rules.common import FLAG_ADD_ON, FLAG_SCALED, Ctx, action
+from pmgui.rules.sizing import add_size
+
+
+def add_on(ctx: Ctx) -> list[Action]:
+    pos, p = ctx.pos, ctx.params
+    if FLAG_ADD_ON in pos.flags:
+        return []
+    r = money.position_r(pos, ctx.price)
+    min_r = p.f("add_on.min_r")
+    ema = ctx.ind.ema9
+    if r is None or r < min_r or ema is None or ema <= 0:
+        return []
+    band = p.f("add_on.ema_band")
+    dist = abs(ctx.price - ema) / ema
+    if dist > band:
+        return []
+    base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
+    frac = p.f("add_on.fraction")
+    qty = add_size(frac * base, ctx.market)
+    limit = ctx.market.round_price(ema)
+    if qty is None or limit <= 0:
+        return []
+    return [action(ctx, ActionType.ADD, Reason.ADD_ON, "add_on", Priority.ADD, qty=qty,
+                   price=limit, limit=True, flags=(FLAG_ADD_ON,),
+                   inputs={"r": r, "min_r": min_r, "ema": ema, "ema_distance": dist,
+                           "ema_band": band, "fraction": frac, "trigger_price": ctx.price})]
+
+
+def scaling(ctx: Ctx) -> list[Action]:
+    pos, p = ctx.pos, ctx.params
+    if FLAG_SCALED in pos.flags:
+        return []
+    min_roi = p.f("scaling.min_roi")
+    min_mom = p.f("scaling.min_momentum")
+    min_vol = p.f("scaling.min_volume")
+    max_age = p.f("scaling.max_age")
+    mom, vol = ctx.ind.momentum, ctx.ind.volume
+    if (ctx.roi < min_roi or mom is None or ctx.dir * mom <= min_mom or vol is None
+            or vol <= min_vol or ctx.age >= max_age):
+        return []
+    base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
+    frac = p.f("scaling.fraction")
+    room = p.f("scaling.max_size_mult") * base - pos.qty
+    qty = add_size(min(frac * base, room), ctx.market)
+    if qty is None:
+        return []
+    return [action(ctx, ActionType.ADD, Reason.SCALING, "scaling", Priority.ADD, qty=qty,
+                   flags=(FLAG_SCALED,),
+                   inputs={"min_roi": min_roi, "momentum": mom, "min_momentum": min_mom,
+                           "volume": vol, "min_volume": min_vol, "age": ctx.age,
+                           "max_age": max_age, "fraction": frac, "room": room})]

@@ -1,0 +1,181 @@
+"""What every rule shares: the evaluation context, action builders and tick arithmetic.
+
+Why a context object: each rule needs the same derived numbers (ROI with fees, peak ROI,
+price move, best price, age); computing them once per tick keeps the rules short and makes
+sure two rules never disagree about "the ROI" on the same tick.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import (
+    Action,
+    Indicators,
+    Market,
+    MarketState,
+    Position,
+    Scalar,
+    frozen_map,
+)
+from pmgui.rules.params import Params
+
+FLAG_TP1 = "tp1_done"
+FLAG_TP2 = "tp2_done"
+FLAG_BREAKEVEN = "breakeven_set"
+FLAG_ADD_ON = "add_on_executed"
+FLAG_BOOKED_1 = "booked_50"
+FLAG_BOOKED_2 = "booked_75"
+FLAG_SCALED = "scaled"
+FLAG_TP_EXTENDED = "tp_extended"
+FLAG_TP_PULLED_IN = "tp_pulled_in"
+TRANCHE_CLOSED_PREFIX = "tranche_closed:"
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """One position on one tick, with the numbers every rule reads."""
+
+    pos: Position
+    mkt: MarketState
+    params: Params
+    price: float
+    roi: float  # ROI on margin, fees included (DESIGN §3)
+    peak: float  # best ROI since open, including this tick
+    move: float  # unleveraged favourable price move
+    best: float  # most favourable price since open, including this tick
+    age: float  # seconds since open (market time)
+
+    @property
+    def side(self) -> Side:
+        return self.pos.side
+
+    @property
+    def dir(self) -> int:
+        return self.pos.side.dir
+
+    @property
+    def ind(self) -> Indicators:
+        return self.mkt.indicators
+
+    @property
+    def market(self) -> Market:
+        return self.mkt.market
+
+    @property
+    def tick(self) -> float:
+        t = self.mkt.market.tick_size
+        return t if math.isfinite(t) and t > 0 else 0.0
+
+
+def best_price(pos: Position, price: float) -> float:
+    """Most favourable of the recorded best price (the entry if none) and `price`."""
+    prev = pos.best_price if money.valid_price(pos.best_price) else pos.entry
+    return max(prev, price) if pos.side is Side.LONG else min(prev, price)
+
+
+def make_ctx(pos: Position, mkt: MarketState, params: Params) -> Ctx:
+    price = float(mkt.price)
+    r = money.position_roi(pos, price)
+    peak = pos.peak_roi if math.isfinite(pos.peak_roi) else 0.0
+    age = mkt.ts - pos.opened_at if math.isfinite(mkt.ts - pos.opened_at) else 0.0
+    return Ctx(pos=pos, mkt=mkt, params=params, price=price, roi=r, peak=max(peak, r),
+               move=money.position_move(pos, price), best=best_price(pos, price),
+               age=max(age, 0.0))
+
+
+def clean(value: object) -> Scalar:
+    """A value safe for `Action.inputs`: finite numbers, strings, bools or None."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)
+
+
+def action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str, priority: Priority, *,
+           qty: float | None = None, sl: float | None = None, tp: float | None = None,
+           price: float | None = None, inputs: Mapping[str, object] | None = None,
+           flags: Iterable[str] = (), stop_kind: StopKind | None = None,
+           limit: bool = False) -> Action:
+    """An Action with the common inputs (price, roi, peak, move) and every number finite."""
+    base: dict[str, Scalar] = {"price": ctx.price, "roi": ctx.roi, "peak": ctx.peak,
+                               "move": ctx.move}
+    for k, v in (inputs or {}).items():
+        base[k] = clean(v)
+    for name, v in (("qty", qty), ("sl", sl), ("tp", tp), ("price", price)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValidationError(f"rule {rule} produced an invalid {name}: {v!r}", field=name)
+    return Action(
+        type=type_, reason=reason, position_id=ctx.pos.id,
+        price=ctx.price if price is None else price, qty=qty, sl=sl, tp=tp, rule=rule,
+        priority=int(priority), ts=ctx.mkt.ts if math.isfinite(ctx.mkt.ts) else 0.0,
+        inputs=frozen_map({k: clean(v) for k, v in base.items()}), flags=frozenset(flags),
+        stop_kind=stop_kind, limit=limit,
+    )
+
+
+def close_all(ctx: Ctx, reason: Reason, rule: str, priority: Priority,
+              inputs: Mapping[str, object] | None = None,
+              flags: Iterable[str] = ()) -> Action:
+    return action(ctx, ActionType.CLOSE, reason, rule, priority, qty=ctx.pos.qty,
+                  inputs=inputs, flags=flags)
+
+
+# Tick arithmetic -------------------------------------------------------------------------
+
+def _decimals(step: float) -> int:
+    if step <= 0:
+        return 12
+    return max(0, min(12, -math.floor(math.log10(step) + 1e-12) + 2))
+
+
+def floor_to(value: float, step: float) -> float:
+    if step <= 0:
+        return value
+    return round(math.floor(value / step + _EPS) * step, _decimals(step))
+
+
+def ceil_to(value: float, step: float) -> float:
+    if step <= 0:
+        return value
+    return round(math.ceil(value / step - _EPS) * step, _decimals(step))
+
+
+def round_stop(side: Side, stop: float, tick: float) -> float:
+    """A stop on the tick grid, rounded away from the price (never tighter than computed)."""
+    return floor_to(stop, tick) if side is Side.LONG else ceil_to(stop, tick)
+
+
+def stop_improves(ctx: Ctx, candidate: float) -> bool:
+    """`candidate` is strictly tighter than the current SL by at least one tick and still on
+    the safe side of the price by at least one tick (a stop that would trigger at once is
+    never placed)."""
+    if not money.valid_price(candidate):
+        return False
+    tick = ctx.tick
+    gap = max(tick, 0.0)
+    if ctx.side is Side.LONG:
+        if candidate > ctx.price - gap or (tick == 0 and candidate >= ctx.price):
+            return False
+    elif candidate < ctx.price + gap or (tick == 0 and candidate <= ctx.price):
+        return False
+    sl = ctx.pos.sl
+    if sl is None:
+        return True
+    if not money.is_improvement(ctx.side, sl, candidate):
+        return False
+    return abs(candidate - sl) >= tick * (1 - 1e-6) if tick > 0 else True
+
+
+def frac(ctx: Ctx, key: str) -> float:
+    return ctx.params.f(key)

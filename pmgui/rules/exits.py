@@ -1,0 +1,149 @@
+"""Full and protective exits: emergency stops, SL/TP (with instant TP), per-tranche SL/TP,
+smart profit taking, momentum loss (priorities 1-5 of DESIGN §4).
+
+Why they close everything (except tranche hits): each of these says the trade as a whole is
+over — a loss cap, the stop or target the trader set, or a profit that must be protected now.
+
+Interpretations:
+- Emergency tiers compare the ROI on margin including fees; the deepest tier breached is
+  reported (seed 000 §2 checks -40% first).
+- Smart TP uses the unleveraged price move m (seed 000 says "price movement") and the TP
+  distance d = dir·(tp - p)/p, infinite without a TP, so m >= 5% alone closes a position
+  that has no TP. m >= threshold is inclusive, d > threshold strict, as in the seed.
+- Momentum loss: give-back = (peak - roi)/peak with peak the best ROI since open; the
+  50% test applies at any ROI, the 30% test only while the current ROI is inside
+  [band_low, band_high] (DESIGN: "roi in [.03, .15]").
+- Tranches (seed 002): a tranche whose own SL (or TP) is crossed is reduced by its quantity;
+  all tranches crossed on the same tick go in one reduction (one closing action per tick),
+  flagged `tranche_closed:<id>` so the engine drops them. A reduction that reaches the
+  position size becomes a full close.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, Priority, Reason, StopKind
+from pmgui.domain.models import Action
+from pmgui.rules.common import TRANCHE_CLOSED_PREFIX, Ctx, action, close_all
+from pmgui.rules.sizing import scale_out
+
+
+def emergency(ctx: Ctx) -> list[Action]:
+    p = ctx.params
+    tiers = (
+        ("emergency.liquidation_roi", Reason.EMERGENCY_STOP_LIQUIDATION_RISK),
+        ("emergency.severe_roi", Reason.EMERGENCY_STOP_SEVERE_LOSS),
+        ("emergency.excessive_roi", Reason.EMERGENCY_STOP_EXCESSIVE_LOSS),
+    )
+    for key, reason in tiers:
+        threshold = p.f(key)
+        if ctx.roi <= threshold:
+            return [close_all(ctx, reason, "emergency", Priority.EMERGENCY,
+                              {"threshold": threshold, "tier": key.split(".")[1]})]
+    return []
+
+
+_STOP_REASON = {
+    StopKind.TRAILING: Reason.TRAILING_STOP,
+    StopKind.BREAKEVEN: Reason.BREAKEVEN_STOP,
+}
+
+
+def stop_loss(ctx: Ctx) -> list[Action]:
+    pos = ctx.pos
+    if not money.stop_hit(pos.side, pos.sl, ctx.price):
+        return []
+    reason = _STOP_REASON.get(pos.sl_kind, Reason.STOP_LOSS)
+    return [close_all(ctx, reason, "stop_loss", Priority.STOP_LOSS,
+                      {"sl": pos.sl, "sl_kind": pos.sl_kind.value,
+                       "initial_sl": pos.initial_sl})]
+
+
+def take_profit(ctx: Ctx) -> list[Action]:
+    """Instant TP (seed 002): the price passed TP, close at market now (the engine cancels the
+    protective orders first) instead of waiting for the exchange order to fill."""
+    pos = ctx.pos
+    if not ctx.params["take_profit.instant"] or not money.target_hit(pos.side, pos.tp,
+                                                                     ctx.price):
+        return []
+    return [close_all(ctx, Reason.TAKE_PROFIT, "take_profit", Priority.TAKE_PROFIT,
+                      {"tp": pos.tp, "instant": True})]
+
+
+def _tranche_exit(ctx: Ctx, kind: str) -> list[Action]:
+    pos = ctx.pos
+    hit = []
+    for t in pos.tranches:
+        level = t.sl if kind == "sl" else t.tp
+        crossed = (money.stop_hit(pos.side, level, ctx.price) if kind == "sl"
+                   else money.target_hit(pos.side, level, ctx.price))
+        if crossed and math.isfinite(t.qty) and t.qty > 0:
+            hit.append(t)
+    if not hit:
+        return []
+    reason = Reason.STOP_LOSS if kind == "sl" else Reason.TAKE_PROFIT
+    priority = Priority.STOP_LOSS if kind == "sl" else Priority.TAKE_PROFIT
+    requested = min(sum(t.qty for t in hit), pos.qty)
+    qty, everything = scale_out(requested, pos.qty, ctx.market)
+    flags = [TRANCHE_CLOSED_PREFIX + t.id for t in hit]
+    inputs = {"tranches": ",".join(t.id for t in hit), "level_kind": kind,
+              "level": (hit[0].sl if kind == "sl" else hit[0].tp), "requested_qty": requested}
+    if everything:
+        return [close_all(ctx, reason, "tranches", priority, inputs, flags)]
+    return [action(ctx, ActionType.REDUCE, reason, "tranches", priority, qty=qty,
+                   inputs=inputs, flags=flags)]
+
+
+def tranche_stops(ctx: Ctx) -> list[Action]:
+    return _tranche_exit(ctx, "sl")
+
+
+def tranche_targets(ctx: Ctx) -> list[Action]:
+    if not ctx.params["take_profit.instant"]:
+        return []
+    return _tranche_exit(ctx, "tp")
+
+
+def smart_tp(ctx: Ctx) -> list[Action]:
+    p = ctx.params
+    pos = ctx.pos
+    m = ctx.move
+    d = (ctx.dir * (pos.tp - ctx.price) / ctx.price) if pos.tp is not None else math.inf
+    tiers = (
+        ("always", p.f("smart_tp.always_move"), -math.inf),
+        ("t1", p.f("smart_tp.t1_move"), p.f("smart_tp.t1_tp_dist")),
+        ("t2", p.f("smart_tp.t2_move"), p.f("smart_tp.t2_tp_dist")),
+        ("t3", p.f("smart_tp.t3_move"), p.f("smart_tp.t3_tp_dist")),
+        ("t4", p.f("smart_tp.t4_move"), p.f("smart_tp.t4_tp_dist")),
+    )
+    for name, move_min, dist_min in tiers:
+        if m >= move_min and d > dist_min:
+            return [close_all(ctx, Reason.SMART_TAKE_PROFIT, "smart_tp", Priority.SMART_TP, {
+                "tier": name, "move_threshold": move_min,
+                "tp_distance": d if math.isfinite(d) else None,
+                "tp_distance_threshold": dist_min if math.isfinite(dist_min) else None,
+                "tp": pos.tp})]
+    return []
+
+
+def momentum_loss(ctx: Ctx) -> list[Action]:
+    p = ctx.params
+    peak = ctx.peak
+    min_peak = p.f("momentum_loss.min_peak")
+    if peak < min_peak or peak <= 0:
+        return []
+    giveback = (peak - ctx.roi) / peak
+    full = p.f("momentum_loss.giveback")
+    lo, hi = p.f("momentum_loss.band_low"), p.f("momentum_loss.band_high")
+    band = p.f("momentum_loss.band_giveback")
+    inputs = {"giveback": giveback, "min_peak": min_peak, "giveback_threshold": full,
+              "band_low": lo, "band_high": hi, "band_giveback": band}
+    if giveback >= full:
+        return [close_all(ctx, Reason.MOMENTUM_LOSS, "momentum_loss", Priority.MOMENTUM_LOSS,
+                          {**inputs, "test": "giveback"})]
+    if lo <= ctx.roi <= hi and giveback >= band:
+        return [close_all(ctx, Reason.MOMENTUM_LOSS, "momentum_loss", Priority.MOMENTUM_LOSS,
+                          {**inputs, "test": "band"})]
+    return []

@@ -1,0 +1,222 @@
+"""The policy: runs a position's enabled rules in DESIGN §4 priority order, one decision per tick.
+
+Why one function: the engine, `pmgui replay` and the tests all call `evaluate` the same way,
+so what a replay shows is what the live engine does.
+
+Per call (one position, one tick):
+1. Nothing for a closed position or an unusable price (not finite/positive: seed 000 §4-5).
+   Staleness needs the wall clock, which rules do not read: the engine calls
+   `price_is_usable(price, price_ts, now, params["price.max_age"])` before `evaluate`.
+2. With automation paused (`pos.automation == False`) only protection runs: the position's
+   SL and TP (and the tranches' SL/TP). Protection is never paused.
+3. Candidates from every enabled rule are sorted by priority (1 emergency … 9 add). The
+   first closing action (CLOSE/REDUCE) is the one close of this tick; non-closing actions
+   (MOVE_SL, MOVE_TP, ADD) survive only if their priority is strictly before it. At most one
+   MOVE_SL (the most protective; the flags of the merged candidates are kept), one MOVE_TP
+   and one ADD are returned.
+
+Every action carries its rule id, reason, priority, the triggering price and its inputs
+(price, roi, peak, move, indicator values, thresholds), all finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, Priority, Side
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Action, Market, MarketState, Position
+from pmgui.indicators.indicator_set import IndicatorSpec
+from pmgui.rules import adds, exits, stops, targets
+from pmgui.rules.common import Ctx, best_price, make_ctx
+from pmgui.rules.params import Params, resolve_params
+from pmgui.rules.sizing import add_size, scale_out
+
+__all__ = [
+    "add_size", "evaluate", "indicator_spec", "initial_targets", "observe", "params_for",
+    "price_is_usable", "scale_out",
+]
+
+RuleFn = Callable[[Ctx], list[Action]]
+
+# (rule id whose `enabled` gates it, function, protection?) in priority order.
+_PIPELINE: tuple[tuple[str, RuleFn, bool], ...] = (
+    ("emergency", exits.emergency, False),
+    ("stop_loss", exits.stop_loss, True),
+    ("tranches", exits.tranche_stops, True),
+    ("take_profit", exits.take_profit, True),
+    ("tranches", exits.tranche_targets, True),
+    ("smart_tp", exits.smart_tp, False),
+    ("momentum_loss", exits.momentum_loss, False),
+    ("r_targets", targets.r_targets, False),
+    ("profit_booking", targets.profit_booking, False),
+    ("r_targets", stops.breakeven_after_tp1, False),
+    ("breakeven_plus", stops.breakeven_plus, False),
+    ("trailing", stops.trailing, False),
+    ("dynamic_tp", targets.dynamic_tp, False),
+    ("add_on", adds.add_on, False),
+    ("scaling", adds.scaling, False),
+)
+
+
+def observe(pos: Position, price: float) -> Position:
+    """Bookkeeping before evaluation: peak ROI and best price since open.
+
+    Returns `pos` itself when nothing changes, the price is unusable or the position is closed.
+    """
+    if not pos.is_open or not money.valid_price(price) or not money.valid_price(pos.entry):
+        return pos
+    r = money.position_roi(pos, price)
+    peak = max(pos.peak_roi if math.isfinite(pos.peak_roi) else 0.0, r)
+    best = best_price(pos, price)
+    if peak == pos.peak_roi and best == pos.best_price:
+        return pos
+    return pos.evolve(peak_roi=peak, best_price=best)
+
+
+def _usable_position(pos: Position) -> bool:
+    return (pos.is_open and money.valid_price(pos.entry) and math.isfinite(pos.qty)
+            and pos.qty > 0 and math.isfinite(pos.leverage) and pos.leverage > 0)
+
+
+def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
+    """The actions for this position on this tick (see the module docstring)."""
+    if not isinstance(params, Params):
+        raise ValidationError("evaluate needs Params from resolve_params()")
+    if mkt.symbol != pos.symbol:
+        raise ValidationError(
+            f"market state for {mkt.symbol} given to a {pos.symbol} position", field="symbol")
+    if not _usable_position(pos) or not money.valid_price(mkt.price):
+        return []
+    ctx = make_ctx(pos, mkt, params)
+    candidates: list[Action] = []
+    for rule, fn, protection in _PIPELINE:
+        if not params.enabled(rule):
+            continue
+        if not pos.automation and not protection:
+            continue
+        candidates.extend(fn(ctx))
+    return select(candidates, pos.side)
+
+
+def select(candidates: list[Action], side: Side) -> list[Action]:
+    """DESIGN §4 arbitration: one close (the highest priority), only earlier adjustments."""
+    ordered = sorted(candidates, key=lambda a: a.priority)  # stable: pipeline order in ties
+    closing = next((a for a in ordered if a.is_closing), None)
+    limit = closing.priority if closing is not None else math.inf
+    move_sl: Action | None = None
+    merged_flags: set[str] = set()
+    move_tp: Action | None = None
+    add: Action | None = None
+    for a in ordered:
+        if a.is_closing or a.priority >= limit:
+            continue
+        if a.type is ActionType.MOVE_SL and a.sl is not None:
+            merged_flags |= a.flags
+            if move_sl is None or money.is_improvement(side, move_sl.sl, a.sl):
+                move_sl = a
+        elif a.type is ActionType.MOVE_TP and move_tp is None:
+            move_tp = a
+        elif a.type is ActionType.ADD and add is None:
+            add = a
+    out: list[Action] = []
+    if move_sl is not None:
+        if merged_flags - move_sl.flags:
+            move_sl = replace(move_sl, flags=frozenset(merged_flags))
+        out.append(move_sl)
+    if move_tp is not None:
+        out.append(move_tp)
+    if add is not None:
+        out.append(add)
+    out.sort(key=lambda a: a.priority)
+    if closing is not None:
+        out.append(closing)
+    return out
+
+
+def initial_targets(side: Side, entry: float, params: Params,
+                    market: Market) -> tuple[float | None, float | None]:
+    """(SL, TP) from `stop_loss.pct` / `take_profit.pct` for presets that set them (`auto`),
+    rounded to the tick and kept at least one tick off the entry. None where not set."""
+    if not money.valid_price(entry):
+        raise ValidationError(f"entry price must be a finite positive number (got {entry!r})",
+                              field="entry")
+    tick = market.tick_size if market.tick_size > 0 else 0.0
+    d = side.dir
+    sl = tp = None
+    if params.enabled("stop_loss") and params["stop_loss.auto"]:
+        sl = market.round_price(entry * (1 - d * params.f("stop_loss.pct")))
+        if tick and (entry - sl) * d < tick:
+            sl = market.round_price(entry - d * tick)
+        if sl <= 0:
+            raise ValidationError("the stop-loss distance leaves no valid stop price",
+                                  field="stop_loss.pct")
+    if params.enabled("take_profit") and params["take_profit.auto"]:
+        pct = params.f("take_profit.pct")
+        raw = entry * (1 + d * pct)
+        if raw <= 0:
+            raise ValidationError(
+                f"take_profit.pct {pct:.2%} is impossible for a short (the price cannot fall "
+                "below zero)", field="take_profit.pct")
+        tp = market.round_price(raw)
+        if tick and (tp - entry) * d < tick:
+            tp = market.round_price(entry + d * tick)
+        if tp <= 0:
+            raise ValidationError("the take-profit distance leaves no valid price",
+                                  field="take_profit.pct")
+    return sl, tp
+
+
+def indicator_spec(params: Params) -> IndicatorSpec:
+    """The indicator periods this position's rules read."""
+    n = params.i("trailing.atr_period")
+    return IndicatorSpec(
+        ema_period=params.i("add_on.ema_period"),
+        atr_period=n,
+        channel_period=n,
+        rsi_period=params.i("dynamic_tp.rsi_period"),
+        volatility_window=params.i("indicators.volatility_window"),
+        momentum_window=params.i("indicators.momentum_window"),
+        volume_window=params.i("indicators.volume_window"),
+    )
+
+
+def price_is_usable(price: float | None, price_ts: float | None, now: float,
+                    max_age: float) -> bool:
+    """Seed 000 §4: finite, positive and not older than `max_age` seconds. A timestamp from
+    the future (clock skew) counts as fresh."""
+    if not money.valid_price(price):
+        return False
+    if isinstance(price_ts, bool) or not isinstance(price_ts, (int, float)):
+        return False
+    if not (math.isfinite(price_ts) and math.isfinite(now) and math.isfinite(max_age)):
+        return False
+    return now - price_ts <= max_age
+
+
+def params_for(pos: Position, base_overrides: Mapping[str, object] | None = None) -> Params:
+    """The parameters of one position: its preset, then the symbol/config overrides, then the
+    position's own overrides (the last word)."""
+    merged: dict[str, object] = dict(base_overrides or {})
+    merged.update(pos.overrides)
+    return resolve_params(pos.preset, merged)
+
+
+def priority_of(rule: str) -> Priority:
+    """The DESIGN §4 priority a rule's closing action carries (for the UI's explanations)."""
+    table = {
+        "emergency": Priority.EMERGENCY, "stop_loss": Priority.STOP_LOSS,
+        "tranches": Priority.STOP_LOSS, "take_profit": Priority.TAKE_PROFIT,
+        "smart_tp": Priority.SMART_TP, "momentum_loss": Priority.MOMENTUM_LOSS,
+        "r_targets": Priority.PARTIAL, "profit_booking": Priority.PARTIAL,
+        "trailing": Priority.STOP_ADJUST, "breakeven_plus": Priority.STOP_ADJUST,
+        "tightening": Priority.STOP_ADJUST, "dynamic_tp": Priority.TP_ADJUST,
+        "add_on": Priority.ADD, "scaling": Priority.ADD,
+    }
+    try:
+        return table[rule]
+    except KeyError:
+        raise ValidationError(f"unknown rule '{rule}'", field="rule") from None

@@ -1,0 +1,195 @@
+"""Stop adjustments (priority 7): trailing (fixed, adaptive, chandelier) with volatility/time
+tightening, the breakeven move after TP1, and breakeven+.
+
+Why every stop goes through `stop_improves`: a stop only ever ratchets — up for a long, down
+for a short — by at least one tick, and never to a level the price has already crossed (it
+would trigger at once; the exchange would reject it). So a stop can never loosen by itself.
+
+Trailing levels:
+- fixed: long best·(1 - d), short best·(1 + d), best = most favourable price since open
+  (the entry until the price improves), d = `trailing.distance`, as freqtrade's trailing stop.
+- adaptive (seed 000, DESIGN §4): d = distance × volatility mult (high ≥ trailing.high_volatility
+  → ×1.3 wider, low ≤ trailing.low_volatility → ×0.7) × profit mult (roi > .10 → ×0.5,
+  > .05 → ×0.7, > .03 → ×0.85) × momentum mult (favourable momentum ≥ strong → ×1.2,
+  ≤ weak → ×0.8), clamped to [trailing.min, trailing.max]. A missing indicator counts as 1.
+- chandelier (seed 001): long HH(n) - mult·ATR(n), short LL(n) + mult·ATR(n), n =
+  `trailing.atr_period`, from completed candles; nothing until the indicators are warm.
+- tightening (seed 004), for fixed and adaptive: volatility > tightening.high_volatility →
+  d - 0.005; age beyond tightening.start_hours while profitable (roi > 0) → d - 0.002 per
+  hour beyond (continuous); never below tightening.min_distance (or d itself if d is already
+  smaller).
+- `trailing.after_breakeven` (breakout) gates trailing until the stop is at breakeven: the
+  `breakeven_set` flag, or TP1 done with the current SL already at or beyond the breakeven
+  level.
+Levels are rounded to the tick away from the price (long down, short up).
+"""
+
+from __future__ import annotations
+
+from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
+from pmgui.domain.models import Action
+from pmgui.rules.common import (
+    FLAG_BREAKEVEN,
+    FLAG_TP1,
+    Ctx,
+    action,
+    round_stop,
+    stop_improves,
+)
+
+
+def breakeven_level(ctx: Ctx) -> float:
+    """Seed 001: entry·(1 + dir·offset) — breakeven plus the fees of the round trip."""
+    return ctx.pos.entry * (1 + ctx.dir * ctx.params.f("r_targets.breakeven_offset"))
+
+
+def breakeven_reached(ctx: Ctx) -> bool:
+    flags = ctx.pos.flags
+    if FLAG_BREAKEVEN in flags:
+        return True
+    sl = ctx.pos.sl
+    if sl is None:
+        return False
+    level = breakeven_level(ctx)
+    at_or_beyond = sl >= level - 1e-12 if ctx.side is Side.LONG else sl <= level + 1e-12
+    return at_or_beyond and (FLAG_TP1 in flags or ctx.pos.sl_kind is StopKind.BREAKEVEN)
+
+
+def _tightened(ctx: Ctx, d: float) -> tuple[float, dict[str, object]]:
+    p = ctx.params
+    info: dict[str, object] = {}
+    if not p.enabled("tightening"):
+        return d, info
+    floor = min(p.f("tightening.min_distance"), d)
+    out = d
+    vol = ctx.ind.volatility
+    hv = p.f("tightening.high_volatility")
+    if vol is not None and vol > hv:
+        out -= p.f("tightening.volatility_step")
+        info["tightening_volatility"] = vol
+        info["tightening_volatility_threshold"] = hv
+    hours = ctx.age / 3600.0
+    start = p.f("tightening.start_hours")
+    if hours > start and ctx.roi > 0:
+        out -= p.f("tightening.per_hour") * (hours - start)
+        info["tightening_hours_beyond"] = hours - start
+    out = max(out, floor)
+    info["tightening_floor"] = floor
+    return out, info
+
+
+def _adaptive_distance(ctx: Ctx) -> tuple[float, dict[str, object]]:
+    p = ctx.params
+    base = p.f("trailing.distance")
+    vol = ctx.ind.volatility
+    vol_mult = 1.0
+    if vol is not None:
+        if vol >= p.f("trailing.high_volatility"):
+            vol_mult = p.f("trailing.high_vol_mult")
+        elif vol <= p.f("trailing.low_volatility"):
+            vol_mult = p.f("trailing.low_vol_mult")
+    profit_mult = 1.0
+    for i in (1, 2, 3):
+        if ctx.roi > p.f(f"trailing.profit_roi_{i}"):
+            profit_mult = p.f(f"trailing.profit_mult_{i}")
+            break
+    mom = ctx.ind.momentum
+    mom_mult = 1.0
+    if mom is not None:
+        fav = ctx.dir * mom
+        if fav >= p.f("trailing.strong_momentum"):
+            mom_mult = p.f("trailing.strong_mult")
+        elif fav <= p.f("trailing.weak_momentum"):
+            mom_mult = p.f("trailing.weak_mult")
+    raw = base * vol_mult * profit_mult * mom_mult
+    d = min(max(raw, p.f("trailing.min")), p.f("trailing.max"))
+    return d, {"base_distance": base, "volatility": vol, "volatility_mult": vol_mult,
+               "profit_mult": profit_mult, "momentum": mom, "momentum_mult": mom_mult,
+               "raw_distance": raw, "min_distance": p.f("trailing.min"),
+               "max_distance": p.f("trailing.max")}
+
+
+def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
+    """The trailing stop this tick (before ratcheting) and the inputs that produced it."""
+    p = ctx.params
+    mode = str(p["trailing.mode"])
+    info: dict[str, object] = {"mode": mode}
+    if mode == "chandelier":
+        ind = ctx.ind
+        mult = p.f("trailing.atr_mult")
+        info.update({"atr": ind.atr, "atr_mult": mult, "atr_period": p.i("trailing.atr_period"),
+                     "highest_high": ind.highest_high, "lowest_low": ind.lowest_low})
+        if ind.atr is None:
+            return None, info
+        if ctx.side is Side.LONG:
+            if ind.highest_high is None:
+                return None, info
+            return ind.highest_high - mult * ind.atr, info
+        if ind.lowest_low is None:
+            return None, info
+        return ind.lowest_low + mult * ind.atr, info
+    if mode == "adaptive":
+        d, extra = _adaptive_distance(ctx)
+        info.update(extra)
+    else:
+        d = p.f("trailing.distance")
+    d, extra = _tightened(ctx, d)
+    info.update(extra)
+    info["distance"] = d
+    info["best_price"] = ctx.best
+    return ctx.best * (1 - ctx.dir * d), info
+
+
+def trailing(ctx: Ctx) -> list[Action]:
+    p = ctx.params
+    if p["trailing.after_breakeven"] and not breakeven_reached(ctx):
+        return []
+    level, info = trailing_level(ctx)
+    if level is None or level <= 0:
+        return []
+    stop = round_stop(ctx.side, level, ctx.tick)
+    if not stop_improves(ctx, stop):
+        return []
+    info.update({"level": level, "previous_sl": ctx.pos.sl})
+    return [action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing", Priority.STOP_ADJUST,
+                   sl=stop, inputs=info, stop_kind=StopKind.TRAILING)]
+
+
+def breakeven_after_tp1(ctx: Ctx) -> list[Action]:
+    """Seed 001: once TP1 has been taken, the stop goes to breakeven (+ fees)."""
+    flags = ctx.pos.flags
+    if FLAG_TP1 not in flags or FLAG_BREAKEVEN in flags:
+        return []
+    level = breakeven_level(ctx)
+    stop = round_stop(ctx.side, level, ctx.tick)
+    # rounding away from the price may put the stop just on the loss side: take the next tick
+    tick = ctx.tick
+    if tick > 0 and (stop - ctx.pos.entry) * ctx.dir < 0:
+        stop = stop + ctx.dir * tick
+    if not stop_improves(ctx, stop):
+        return []
+    return [action(ctx, ActionType.MOVE_SL, Reason.BREAKEVEN, "r_targets",
+                   Priority.STOP_ADJUST, sl=stop, stop_kind=StopKind.BREAKEVEN,
+                   flags=(FLAG_BREAKEVEN,),
+                   inputs={"entry": ctx.pos.entry, "level": level,
+                           "offset": ctx.params.f("r_targets.breakeven_offset"),
+                           "previous_sl": ctx.pos.sl})]
+
+
+def breakeven_plus(ctx: Ctx) -> list[Action]:
+    """Seed 004: at roi >= 10% the stop goes to entry·(1 + dir·2%) if that is better and the
+    price is beyond it (at high leverage 10% ROI can be less than a 2% move: then nothing)."""
+    p = ctx.params
+    min_roi = p.f("breakeven_plus.min_roi")
+    if ctx.roi < min_roi:
+        return []
+    buffer = p.f("breakeven_plus.buffer")
+    level = ctx.pos.entry * (1 + ctx.dir * buffer)
+    stop = round_stop(ctx.side, level, ctx.tick)
+    if not stop_improves(ctx, stop):
+        return []
+    return [action(ctx, ActionType.MOVE_SL, Reason.BREAKEVEN, "breakeven_plus",
+                   Priority.STOP_ADJUST, sl=stop, stop_kind=StopKind.BREAKEVEN,
+                   flags=(FLAG_BREAKEVEN,),
+                   inputs={"entry": ctx.pos.entry, "level": level, "buffer": buffer,
+                           "min_roi": min_roi, "previous_sl": ctx.pos.sl})]

@@ -1,0 +1,149 @@
+"""Partial exits (priority 6: R targets TP1/TP2, profit booking) and TP adjustment
+(priority 8: dynamic TP).
+
+Why fractions of the *original* quantity: seed 001 closes "50% of the position" at TP1 and
+"25%" at TP2 and means the size at entry; using the current size would make TP2 close 25% of
+what is left. `Position.initial_qty` is that size.
+
+Interpretations:
+- R targets need R = |entry - initial_sl|; without an initial SL they stay silent. TP1 at
+  pnl_r ≥ tp1_r closes tp1_fraction·initial_qty (flag `tp1_done`); TP2 at pnl_r ≥ tp2_r,
+  only after TP1, closes tp2_fraction·initial_qty (flag `tp2_done`). The breakeven move is
+  in `pmgui.rules.stops`.
+- Profit booking (seed 004) books a *cumulative* fraction of the original quantity: level 1
+  (roi ≥ 15% and open ≥ 30 min) brings the booked share to 50% (flag `booked_50`); level 2
+  (roi ≥ 25%, any age) brings it to 75% (flag `booked_75`), i.e. 25% more after level 1, or
+  75% at once if level 1 never fired (then both flags are set). Each level fires once.
+- Dynamic TP (seed 000 §7) is frozen while progress = (p - entry)/(tp - entry) ≥ 0.70 (the
+  anti-moving-away fix). Below that: on strong favourable momentum (≥ dynamic_tp.
+  strong_momentum) with a favourable EMA trend (≥ dynamic_tp.min_trend) TP is extended once
+  by `dynamic_tp.extend` × |tp - entry| (flag `tp_extended`); when momentum has faded
+  (favourable momentum ≤ dynamic_tp.fade_momentum) and RSI is stretched (> 70 long, < 30
+  short) while in profit, TP is pulled in once to p + (tp - p)·(1 - pull_in) (flag
+  `tp_pulled_in`). A new TP is always at least one tick beyond the price.
+"""
+
+from __future__ import annotations
+
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, Priority, Reason
+from pmgui.domain.models import Action
+from pmgui.rules.common import (
+    FLAG_BOOKED_1,
+    FLAG_BOOKED_2,
+    FLAG_TP1,
+    FLAG_TP2,
+    FLAG_TP_EXTENDED,
+    FLAG_TP_PULLED_IN,
+    Ctx,
+    action,
+    close_all,
+)
+from pmgui.rules.sizing import scale_out
+
+
+def _partial(ctx: Ctx, requested: float, reason: Reason, rule: str,
+             inputs: dict[str, object], flags: tuple[str, ...]) -> list[Action]:
+    requested = min(requested, ctx.pos.qty)
+    if requested <= 0:
+        return []
+    qty, everything = scale_out(requested, ctx.pos.qty, ctx.market)
+    inputs = {**inputs, "requested_qty": requested, "initial_qty": ctx.pos.initial_qty}
+    if everything:
+        return [close_all(ctx, reason, rule, Priority.PARTIAL, inputs, flags)]
+    return [action(ctx, ActionType.REDUCE, reason, rule, Priority.PARTIAL, qty=qty,
+                   inputs=inputs, flags=flags)]
+
+
+def r_targets(ctx: Ctx) -> list[Action]:
+    pos, p = ctx.pos, ctx.params
+    r = money.position_r(pos, ctx.price)
+    if r is None:
+        return []
+    risk = money.risk_per_unit(pos.entry, pos.initial_sl)
+    base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
+    if FLAG_TP1 not in pos.flags:
+        tp1_r = p.f("r_targets.tp1_r")
+        if r >= tp1_r:
+            frac = p.f("r_targets.tp1_fraction")
+            return _partial(ctx, frac * base, Reason.TP1, "r_targets",
+                            {"r": r, "tp1_r": tp1_r, "fraction": frac, "risk": risk,
+                             "target": pos.entry + ctx.dir * tp1_r * (risk or 0.0)},
+                            (FLAG_TP1,))
+        return []
+    if FLAG_TP2 not in pos.flags:
+        tp2_r = p.f("r_targets.tp2_r")
+        if r >= tp2_r:
+            frac = p.f("r_targets.tp2_fraction")
+            return _partial(ctx, frac * base, Reason.TP2, "r_targets",
+                            {"r": r, "tp2_r": tp2_r, "fraction": frac, "risk": risk,
+                             "target": pos.entry + ctx.dir * tp2_r * (risk or 0.0)},
+                            (FLAG_TP2,))
+    return []
+
+
+def profit_booking(ctx: Ctx) -> list[Action]:
+    pos, p = ctx.pos, ctx.params
+    base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
+    f1 = p.f("profit_booking.level1_fraction")
+    f2 = p.f("profit_booking.level2_fraction")
+    roi2 = p.f("profit_booking.level2_roi")
+    if FLAG_BOOKED_2 not in pos.flags and ctx.roi >= roi2:
+        already = f1 if FLAG_BOOKED_1 in pos.flags else 0.0
+        return _partial(ctx, (f2 - already) * base, Reason.PROFIT_BOOKING, "profit_booking",
+                        {"level": 2, "roi_threshold": roi2, "booked_fraction": f2,
+                         "already_booked": already, "age": ctx.age},
+                        (FLAG_BOOKED_1, FLAG_BOOKED_2))
+    roi1 = p.f("profit_booking.level1_roi")
+    min_age = p.f("profit_booking.level1_min_age")
+    if (FLAG_BOOKED_1 not in pos.flags and FLAG_BOOKED_2 not in pos.flags
+            and ctx.roi >= roi1 and ctx.age >= min_age):
+        return _partial(ctx, f1 * base, Reason.PROFIT_BOOKING, "profit_booking",
+                        {"level": 1, "roi_threshold": roi1, "booked_fraction": f1,
+                         "min_age": min_age, "age": ctx.age},
+                        (FLAG_BOOKED_1,))
+    return []
+
+
+def dynamic_tp(ctx: Ctx) -> list[Action]:
+    pos, p = ctx.pos, ctx.params
+    tp = pos.tp
+    if tp is None or tp == pos.entry:
+        return []
+    progress = (ctx.price - pos.entry) / (tp - pos.entry)
+    freeze = p.f("dynamic_tp.freeze_progress")
+    if progress >= freeze:
+        return []  # anti-moving-away: let it close at the target
+    ind = ctx.ind
+    tick = ctx.tick
+    base_inputs = {"tp": tp, "progress": progress, "freeze_progress": freeze,
+                   "momentum": ind.momentum, "trend": ind.trend, "rsi": ind.rsi}
+    mom = None if ind.momentum is None else ctx.dir * ind.momentum
+    trend = None if ind.trend is None else ctx.dir * ind.trend
+    strong = p.f("dynamic_tp.strong_momentum")
+    min_trend = p.f("dynamic_tp.min_trend")
+    if (FLAG_TP_EXTENDED not in pos.flags and mom is not None and trend is not None
+            and mom >= strong and trend >= min_trend):
+        ext = p.f("dynamic_tp.extend")
+        new_tp = ctx.market.round_price(tp + ctx.dir * ext * abs(tp - pos.entry))
+        if (new_tp - tp) * ctx.dir >= max(tick, 1e-12) and new_tp > 0:
+            return [action(ctx, ActionType.MOVE_TP, Reason.DYNAMIC_TP, "dynamic_tp",
+                           Priority.TP_ADJUST, tp=new_tp, flags=(FLAG_TP_EXTENDED,),
+                           inputs={**base_inputs, "change": "extend", "extend": ext,
+                                   "strong_momentum": strong, "min_trend": min_trend})]
+    rsi = ind.rsi
+    fade = p.f("dynamic_tp.fade_momentum")
+    hi, lo = p.f("dynamic_tp.rsi_high"), p.f("dynamic_tp.rsi_low")
+    stretched = rsi is not None and (rsi > hi if ctx.dir > 0 else rsi < lo)
+    if (FLAG_TP_PULLED_IN not in pos.flags and progress > 0 and mom is not None
+            and mom <= fade and stretched):
+        cut = p.f("dynamic_tp.pull_in")
+        new_tp = ctx.market.round_price(ctx.price + (tp - ctx.price) * (1 - cut))
+        beyond_price = (new_tp - ctx.price) * ctx.dir >= max(tick, 1e-12)
+        closer = (tp - new_tp) * ctx.dir >= max(tick, 1e-12)
+        if beyond_price and closer:
+            return [action(ctx, ActionType.MOVE_TP, Reason.DYNAMIC_TP, "dynamic_tp",
+                           Priority.TP_ADJUST, tp=new_tp, flags=(FLAG_TP_PULLED_IN,),
+                           inputs={**base_inputs, "change": "pull_in", "pull_in": cut,
+                                   "fade_momentum": fade, "rsi_high": hi, "rsi_low": lo})]
+    return []
