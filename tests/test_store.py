@@ -193,6 +193,12 @@ def test_journal_same_request_twice_is_idempotent_but_conflicts_refused(store):
     with pytest.raises(ValidationError, match="already used"):
         store.journal_order(other, ts=3.0)
     assert store.order("c-sl-1") == first
+    acked = Order(**{**{f.name: getattr(first, f.name) for f in fields(Order)},
+                     "status": OrderStatus.OPEN, "exchange_id": "E"})
+    store.save_order(acked)
+    with pytest.raises(ValidationError, match="already sent"):
+        store.journal_order(sl_request(), ts=4.0)
+    assert store.order("c-sl-1") == acked
 
 
 def test_order_lifecycle_and_round_trip(store):

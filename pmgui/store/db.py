@@ -145,7 +145,13 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
 
 
 class Store:
-    """Persistence of trading state. See the module docstring for the guarantees."""
+    """Persistence of trading state. See the module docstring for the guarantees.
+
+    `db` (a `sqlite_utils.Database`) is public so the paper exchange can keep its own
+    `paper_*` tables in the same file. Group such writes with `db.atomic()` (or
+    `Store.transaction()`), never `with db.conn:` — the sqlite3 context manager commits
+    whatever transaction is open, which would break an enclosing `transaction()`.
+    """
 
     SCHEMA_VERSION: int = mig.SCHEMA_VERSION
 
@@ -350,9 +356,11 @@ class Store:
     def journal_order(self, req: OrderRequest, ts: float) -> Order:
         """Record an intended order as PENDING before it is sent; returns that Order.
 
-        Journaling the same request again (same client id and content, e.g. a retried step
-        after a crash) returns the stored order unchanged; a different order under an existing
-        client id is refused (client ids must be unique or the exchange would deduplicate it).
+        Journaling the same request again while it is still PENDING (same client id and
+        content, e.g. a retried step after a crash) returns the stored order unchanged — its
+        fate is unknown, so look it up on the exchange before sending. A client id whose order
+        was already acknowledged, or that belongs to a different order, is refused with
+        ValidationError (client ids are unique; the exchange deduplicates on them).
         The order is linked to `req.position_id` with `req.role` when it has one.
         """
         self._writable()
@@ -361,6 +369,11 @@ class Store:
         with self.db.atomic():
             existing = self._order(req.client_id)
             if existing is not None:
+                if existing.status is not OrderStatus.PENDING:
+                    raise ValidationError(
+                        f"order {req.client_id} was already sent (status "
+                        f"{existing.status.value}); it is not journaled again",
+                        field="client_id")
                 if _same_request(existing, order):
                     return existing
                 raise ValidationError(
