@@ -450,3 +450,13 @@ def test_disk_full_is_a_store_error_and_loses_nothing_committed(store):
     store.db.execute("PRAGMA max_page_count = 1073741823")
     store.save_position(big)  # usable again once there is room
     assert store.load_position("big") == big
+
+
+def test_undecodable_stored_data_is_a_store_error(store):
+    store.save_position(full_position())
+    store.db.execute("UPDATE positions SET side = 'sideways' WHERE id = 'p1'")
+    with pytest.raises(StoreError, match="load_open_positions.*sideways"):
+        store.load_open_positions()
+    store.db.execute("UPDATE positions SET side = 'short', flags = '{broken' WHERE id = 'p1'")
+    with pytest.raises(StoreError, match="load_position"):
+        store.load_position("p1")

@@ -88,7 +88,9 @@ class RestoredState:
 
 
 def _guard(fn: Callable[P, T]) -> Callable[P, T]:
-    """Turn a raw sqlite3 failure into a StoreError that names the operation."""
+    """Turn a raw sqlite3 failure, or a stored value that cannot be decoded (an unknown enum
+    value, broken JSON), into a StoreError that names the operation. Input errors are
+    ValidationError (not a ValueError) and pass through unchanged."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -96,6 +98,8 @@ def _guard(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
         except sqlite3.Error as e:
             raise StoreError(f"database error in {fn.__name__}: {e}") from e
+        except (ValueError, KeyError) as e:  # a stored value this pmgui cannot decode
+            raise StoreError(f"the database holds data {fn.__name__} cannot read: {e!r}") from e
 
     return wrapper
 
