@@ -136,6 +136,8 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
     """quick_check + schema version of an open (read-only) connection; StoreError if unusable."""
     try:
         rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.OperationalError as e:  # locked, unreadable, out of memory: not corruption
+        raise StoreError(f"cannot read the database {path} ({e}); it was not modified") from e
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path} is corrupt ({e}); it was not modified") from e
     problems = [str(r[0]) for r in rows if r and r[0] != "ok"]
