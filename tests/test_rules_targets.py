@@ -1,0 +1,216 @@
+"""R targets with breakeven, profit booking, dynamic TP, add-on and scaling."""
+
+from __future__ import annotations
+
+import pytest
+
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, Reason, Side, StopKind
+from pmgui.domain.models import Market
+from pmgui.rules.policy import evaluate
+from tests.rules_support import mkt, pos, rules_only, step
+
+L, S = Side.LONG, Side.SHORT
+
+
+# R targets ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("side", [L, S])
+def test_r_targets_full_cycle(side):
+    d = side.dir
+    params = rules_only("stop_loss", "r_targets", "trailing", trailing__mode="chandelier",
+                        trailing__after_breakeven=True)
+    p = pos(side, qty=2.0, leverage=5, fee=0.0005, sl=100.0 - d * 2.0,
+            initial_sl=100.0 - d * 2.0)  # R = 2
+    ind = {"atr": 0.5, "highest_high": 104.5, "lowest_low": 95.5}
+    p, acts = step(p, 100.0 + d * 1.99, params, **ind)
+    assert [a for a in acts if a.is_closing] == []
+    # chandelier gated before breakeven
+    assert [a for a in acts if a.type is ActionType.MOVE_SL] == []
+    p, acts = step(p, 100.0 + d * 2.0, params, **ind)
+    [tp1] = acts
+    assert tp1.type is ActionType.REDUCE and tp1.reason is Reason.TP1 and tp1.qty == 1.0
+    assert tp1.flags == {"tp1_done"} and tp1.inputs["r"] == pytest.approx(1.0)
+    assert p.qty == 1.0
+    # next tick: stop to breakeven + fees
+    p, acts = step(p, 100.0 + d * 2.5, params, **ind)
+    be = [a for a in acts if a.type is ActionType.MOVE_SL]
+    assert be[0].reason is Reason.BREAKEVEN and be[0].sl == pytest.approx(100.0 + d * 0.1)
+    assert be[0].stop_kind is StopKind.BREAKEVEN and p.sl_kind is StopKind.BREAKEVEN
+    assert "breakeven_set" in p.flags
+    # once breakeven is set the chandelier trails: HH − 3·ATR = 103 / LL + 3·ATR = 97
+    p, acts = step(p, 100.0 + d * 3.99, params, **ind)
+    [mv] = acts
+    assert mv.stop_kind is StopKind.TRAILING and mv.sl == pytest.approx(100.0 + d * 3.0)
+    # TP2 only at 2R: 25% of the original qty; a trailing move on that tick is held back
+    ind = {"atr": 0.5, "highest_high": 105.0, "lowest_low": 95.0}
+    p, acts = step(p, 100.0 + d * 4.0, params, **ind)
+    [tp2] = acts
+    assert tp2.reason is Reason.TP2 and tp2.qty == 0.5 and p.qty == 0.5
+    p, acts = step(p, 100.0 + d * 4.0, params, **ind)
+    [mv] = acts
+    assert mv.sl == pytest.approx(100.0 + d * 3.5)
+    # retrace through the trailed stop: trailing_stop
+    p, acts = step(p, 100.0 + d * 3.4, params, **ind)
+    assert acts[-1].reason is Reason.TRAILING_STOP and not p.is_open
+
+
+def test_r_targets_need_an_initial_stop():
+    assert evaluate(pos(L, sl=98.0), mkt(110.0), rules_only("r_targets")) == []
+
+
+def test_tp2_waits_for_tp1():
+    p = pos(L, initial_sl=98.0)
+    [a] = evaluate(p, mkt(104.0), rules_only("r_targets"))
+    assert a.reason is Reason.TP1  # a gap straight to 2R takes TP1 first
+
+
+def test_breakeven_waits_for_price_beyond_it():
+    p = pos(L, sl=98.0, initial_sl=98.0, flags=frozenset({"tp1_done"}))
+    assert evaluate(p, mkt(100.05), rules_only("r_targets")) == []  # below entry·1.001
+    [a] = evaluate(p, mkt(100.2), rules_only("r_targets"))
+    assert a.sl == pytest.approx(100.1)
+
+
+# Profit booking ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("side", [L, S])
+@pytest.mark.parametrize(("roi", "age", "flags", "qty", "new_flags"), [
+    (0.1499, 3600.0, (), None, None),
+    (0.15, 1799.0, (), None, None),             # too young for level 1
+    (0.15, 1800.0, (), 0.5, {"booked_50"}),
+    (0.2499, 7200.0, ("booked_50",), None, None),
+    (0.25, 60.0, (), 0.75, {"booked_50", "booked_75"}),  # level 2 at any age, from nothing
+    (0.25, 7200.0, ("booked_50",), 0.25, {"booked_50", "booked_75"}),
+    (0.40, 7200.0, ("booked_50", "booked_75"), None, None),  # each level once
+])
+def test_profit_booking(side, roi, age, flags, qty, new_flags):
+    lev = 10
+    target = roi + (1e-9 if qty is not None else 0.0)
+    price = money.price_at_roi(side, 100.0, target, lev, 0.0005)
+    p = pos(side, qty=1.0, leverage=lev, fee=0.0005, flags=frozenset(flags))
+    acts = evaluate(p, mkt(price, ts=age), rules_only("profit_booking"))
+    if qty is None:
+        assert acts == []
+    else:
+        [a] = acts
+        assert a.type is ActionType.REDUCE and a.reason is Reason.PROFIT_BOOKING
+        assert a.qty == pytest.approx(qty) and a.flags == new_flags and a.priority == 6
+
+
+def test_profit_booking_uses_original_quantity_after_level1():
+    p = pos(L, qty=0.5, initial_qty=1.0, leverage=10, flags=frozenset({"booked_50"}))
+    [a] = evaluate(p, mkt(103.0, ts=10.0), rules_only("profit_booking"))
+    assert a.qty == pytest.approx(0.25)
+
+
+# Dynamic TP --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("side", [L, S])
+def test_dynamic_tp_extends_on_strong_momentum_and_trend(side):
+    d = side.dir
+    p = pos(side, tp=100.0 + d * 10.0)
+    params = rules_only("dynamic_tp")
+    [a] = evaluate(p, mkt(100.0 + d * 6.99, momentum=d * 0.02, trend=d * 0.001), params)
+    assert a.type is ActionType.MOVE_TP and a.reason is Reason.DYNAMIC_TP
+    assert a.tp == pytest.approx(100.0 + d * 12.5) and a.flags == {"tp_extended"}
+    # weak momentum or a trend against: nothing
+    assert evaluate(p, mkt(100.0 + d * 5, momentum=d * 0.0199, trend=d * 0.01), params) == []
+    assert evaluate(p, mkt(100.0 + d * 5, momentum=d * 0.05, trend=-d * 0.01), params) == []
+    # once only
+    assert evaluate(p.evolve(flags=frozenset({"tp_extended"})),
+                    mkt(100.0 + d * 5, momentum=d * 0.05, trend=d * 0.01), params) == []
+
+
+@pytest.mark.parametrize("side", [L, S])
+def test_dynamic_tp_freezes_at_70_percent(side):
+    d = side.dir
+    p = pos(side, tp=100.0 + d * 10.0)
+    params = rules_only("dynamic_tp")
+    strong = {"momentum": d * 0.1, "trend": d * 0.1}
+    assert evaluate(p, mkt(100.0 + d * 7.0, **strong), params) == []
+    assert evaluate(p, mkt(100.0 + d * 9.0, momentum=0.0, rsi=50 + d * 40), params) == []
+
+
+@pytest.mark.parametrize("side", [L, S])
+def test_dynamic_tp_pulls_in_when_momentum_fades_and_rsi_stretched(side):
+    d = side.dir
+    p = pos(side, tp=100.0 + d * 10.0)
+    params = rules_only("dynamic_tp")
+    stretched = 70.01 if side is L else 29.99
+    [a] = evaluate(p, mkt(100.0 + d * 4.0, momentum=0.0, rsi=stretched), params)
+    assert a.tp == pytest.approx(100.0 + d * 7.0) and a.flags == {"tp_pulled_in"}
+    assert a.inputs["change"] == "pull_in" and a.priority == 8
+    edge = 70.0 if side is L else 30.0
+    assert evaluate(p, mkt(100.0 + d * 4.0, momentum=0.0, rsi=edge), params) == []
+    assert evaluate(p, mkt(100.0 + d * 4.0, momentum=d * 0.01, rsi=stretched), params) == []
+    # not while losing
+    assert evaluate(p, mkt(100.0 - d * 1.0, momentum=0.0, rsi=stretched), params) == []
+
+
+# Add-on ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("side", [L, S])
+@pytest.mark.parametrize(("r", "ema_off", "fires"), [
+    (0.5, 0.0, True), (0.4999, 0.0, False), (1.0, 0.005, True), (1.0, -0.005, True),
+    (1.0, 0.00501, False),
+])
+def test_add_on(side, r, ema_off, fires):
+    d = side.dir
+    price = 100.0 + d * 2.0 * r  # R = 2
+    ema = price / (1 + ema_off)  # |p − ema|/ema = ema_off
+    if fires and ema_off:
+        ema = price / (1 + ema_off * (1 - 1e-9))
+    p = pos(side, qty=2.0, initial_sl=100.0 - d * 2.0)
+    acts = evaluate(p, mkt(price, ema9=ema), rules_only("add_on"))
+    if fires:
+        [a] = acts
+        assert a.type is ActionType.ADD and a.reason is Reason.ADD_ON and a.limit
+        assert a.qty == 1.0 and a.price == pytest.approx(round(ema, 2))
+        assert a.flags == {"add_on_executed"} and a.priority == 9
+    else:
+        assert acts == []
+
+
+def test_add_on_once_and_not_without_ema():
+    p = pos(L, initial_sl=98.0, flags=frozenset({"add_on_executed"}))
+    assert evaluate(p, mkt(101.0, ema9=101.0), rules_only("add_on")) == []
+    assert evaluate(pos(L, initial_sl=98.0), mkt(101.0), rules_only("add_on")) == []
+
+
+# Scaling -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("side", [L, S])
+@pytest.mark.parametrize(("roi", "mom", "vol", "age", "fires"), [
+    (0.05, 0.0201, 100001.0, 899.0, True),
+    (0.0499, 0.0201, 100001.0, 899.0, False),
+    (0.05, 0.02, 100001.0, 899.0, False),    # momentum must exceed 2%
+    (0.05, 0.0201, 100000.0, 899.0, False),  # volume must exceed 100k
+    (0.05, 0.0201, 100001.0, 900.0, False),  # younger than 15 min only
+    (0.05, None, 100001.0, 60.0, False),
+])
+def test_scaling(side, roi, mom, vol, age, fires):
+    d = side.dir
+    lev = 5
+    price = money.price_at_roi(side, 100.0, roi + (1e-9 if fires else 0.0), lev, 0.0)
+    p = pos(side, qty=1.0, leverage=lev)
+    m = None if mom is None else d * mom
+    acts = evaluate(p, mkt(price, ts=age, momentum=m, volume=vol), rules_only("scaling"))
+    if fires:
+        [a] = acts
+        assert a.type is ActionType.ADD and a.reason is Reason.SCALING and not a.limit
+        assert a.qty == pytest.approx(0.25) and a.flags == {"scaled"}
+    else:
+        assert acts == []
+
+
+def test_scaling_capped_by_max_size_and_minimum():
+    params = rules_only("scaling", scaling__max_size_mult=1.1)
+    p = pos(L, qty=1.0, leverage=5)
+    [a] = evaluate(p, mkt(101.0, ts=10.0, momentum=0.05, volume=1e6), params)
+    assert a.qty == pytest.approx(0.1)
+    full = pos(L, qty=1.1, initial_qty=1.0, leverage=5)
+    assert evaluate(full, mkt(101.0, ts=10.0, momentum=0.05, volume=1e6), params) == []
+    big_min = Market(symbol="BTC/USDT:USDT", tick_size=0.01, amount_step=0.001, min_amount=0.5)
+    assert evaluate(p, mkt(101.0, ts=10.0, market=big_min, momentum=0.05, volume=1e6),
+                    rules_only("scaling")) == []
