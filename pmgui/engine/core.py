@@ -406,7 +406,13 @@ class EngineCore:
             log.info("cancel %s: %s", order.client_id, exc)
         await self._apply_order(result, ())
 
-    async def _apply_order(self, order: Order, fills: Iterable[Fill]) -> None:
+    async def _apply_order(self, order: Order, fills: Iterable[Fill],
+                           synthesize: bool = False) -> None:
+        """Apply what changed in `order` since we last saw it.
+
+        Fill records come from the exchange's own fills (they arrive with the stream). Only
+        reconciliation, which sees a filled order but never its fills, `synthesize`s one.
+        """
         fills = tuple(fills)
         known = self.orders.get(order.client_id) or self.store.order(order.client_id)
         if known is None:
@@ -423,7 +429,7 @@ class EngineCore:
             self.store.save_order(merged)
             for f in fills:
                 self.store.record_fill(f, merged.position_id)
-            if delta > EPS and not fills and price is not None:
+            if synthesize and delta > EPS and not fills and price is not None:
                 self.store.record_fill(
                     Fill(f"{merged.client_id}#{merged.filled:.12g}", merged.client_id,
                          merged.symbol, merged.side, delta, price,
@@ -750,7 +756,7 @@ class EngineCore:
                     notes.append(f"order {order.client_id} no longer on the exchange")
                 continue
             self.orders.setdefault(order.client_id, order)
-            await self._apply_order(found, ())
+            await self._apply_order(found, (), synthesize=True)
         try:
             remote = await self.exchange.fetch_positions()
         except ExchangeError as exc:
@@ -1081,9 +1087,6 @@ class EngineCore:
             self.store.save_order(replace(result, position_id=pid, role=OrderRole.ENTRY,
                                           reason="open"))
             self.store.link_order(pid, req.client_id, OrderRole.ENTRY)
-            self.store.record_fill(Fill(f"{req.client_id}#open", req.client_id, c.symbol,
-                                        req.side, result.filled, result.average, fee, now,
-                                        result.exchange_id), pid)
             action = Action(ActionType.OPEN, Reason.MANUAL, pid, result.average,
                             qty=result.filled, sl=pos.sl, tp=pos.tp, rule="manual", ts=now)
             self.store.record_action(action, symbol=c.symbol)

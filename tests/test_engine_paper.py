@@ -1,0 +1,196 @@
+"""The engine end to end on the real paper exchange and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Protection, Reason, Side
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Tick
+from pmgui.engine import commands as cmd
+from pmgui.engine.events import ActionTaken, PositionRemoved, PositionSnapshot
+from pmgui.engine.settings import EngineSettings
+from pmgui.store.db import Store
+from tests.engine_support import SYMBOL, Harness
+
+T0 = 1_700_000_000.0
+
+
+async def _tick(h: Harness, price: float, i: int) -> None:
+    await h.paper.deliver(Tick(SYMBOL, price, T0 + i), h.engine)
+
+
+async def _open(h: Harness, side=Side.LONG, qty=0.01, lev=10, sl=59_000.0, tp=62_000.0,
+                **kw) -> str:
+    await h.engine.start()
+    await _tick(h, 60_000.0, 0)
+    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, side, qty, lev, sl=sl, tp=tp, **kw))
+    assert res.ok
+    return res.position_id
+
+
+async def test_open_places_protective_orders_on_exchange(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    pos = h.engine.positions[pid]
+    assert pos.qty == pytest.approx(0.01) and pos.sl == 59_000.0 and pos.tp == 62_000.0
+    open_orders = await h.paper.fetch_open_orders(SYMBOL)
+    kinds = sorted((o.type.value, o.trigger_price, o.reduce_only) for o in open_orders)
+    assert kinds == [("stop_market", 59_000.0, True), ("take_profit_market", 62_000.0, True)]
+    assert h.engine.protection(pos) is Protection.ON_EXCHANGE
+    linked = {o.role for o in h.store.linked_orders(pid)}
+    assert {OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT} <= linked
+    await h.engine.shutdown()
+
+
+async def test_stop_crossed_closes_journals_and_publishes(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    await _tick(h, 59_500.0, 1)
+    assert h.engine.positions[pid].is_open
+    await _tick(h, 58_900.0, 2)  # crosses the SL: the exchange's stop order fills
+    assert pid not in h.engine.positions
+    closed = h.store.load_position(pid)
+    assert not closed.is_open and closed.exit_reason == "stop_loss"
+    assert closed.realized_pnl < 0
+    assert (await h.paper.fetch_positions()) == []
+    assert await h.paper.fetch_open_orders(SYMBOL) == []  # the TP was cancelled
+    removed = h.of(PositionRemoved)
+    assert [e.position.id for e in removed] == [pid]
+    closes = [e for e in h.of(ActionTaken) if e.action.type is ActionType.CLOSE]
+    assert closes and closes[-1].action.reason is Reason.STOP_LOSS
+    logged = [a for a in h.store.actions(pid) if a["type"] == "close"]
+    assert logged and logged[0]["reason"] == "stop_loss"
+    assert len(h.store.fills(pid)) == 2  # entry and stop
+    await h.engine.shutdown()
+
+
+async def test_short_take_profit(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h, side=Side.SHORT, sl=61_000.0, tp=58_000.0)
+    await _tick(h, 57_990.0, 1)
+    closed = h.store.load_position(pid)
+    assert closed.exit_reason == "take_profit" and closed.realized_pnl > 0
+    await h.engine.shutdown()
+
+
+async def test_fixed_trailing_ratchets_and_moves_exchange_stop(db_path):
+    settings = EngineSettings(default_preset="manual", protect_throttle=0.0,
+                              overrides={"trailing.enabled": True, "trailing.mode": "fixed",
+                                         "trailing.distance": 0.01})
+    h = Harness(db_path, [], settings)
+    pid = await _open(h, sl=58_000.0, tp=70_000.0)
+    for i, p in enumerate([60_500.0, 61_000.0, 60_800.0, 60_900.0], start=1):
+        await _tick(h, p, i)
+    pos = h.engine.positions[pid]
+    assert pos.sl == pytest.approx(61_000.0 * 0.99, abs=0.1)  # best 61 000, never lowered
+    stops = [o for o in await h.paper.fetch_open_orders(SYMBOL) if o.type.value == "stop_market"]
+    assert len(stops) == 1 and stops[0].trigger_price == pytest.approx(pos.sl)
+    await _tick(h, 60_300.0, 10)
+    closed = h.store.load_position(pid)
+    assert closed.exit_reason == "trailing_stop"
+    await h.engine.shutdown()
+
+
+async def test_restart_restores_everything_without_duplicates(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    orders_before = sorted(o.client_id for o in await h.paper.fetch_open_orders(SYMBOL))
+    await h.engine.shutdown()
+
+    h2 = Harness(db_path, [])
+    await h2.engine.start()
+    pos = h2.engine.positions[pid]
+    assert pos.sl == 59_000.0 and pos.tp == 62_000.0 and pos.qty == pytest.approx(0.01)
+    orders_after = sorted(o.client_id for o in await h2.paper.fetch_open_orders(SYMBOL))
+    assert orders_after == orders_before
+    await _tick(h2, 60_100.0, 5)
+    assert sorted(o.client_id for o in await h2.paper.fetch_open_orders(SYMBOL)) == orders_before
+    await h2.engine.shutdown()
+
+
+async def test_unsent_journal_entry_is_resolved_on_restart(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    from pmgui.domain.enums import OrderSide, OrderType
+    from pmgui.domain.models import OrderRequest
+
+    # A crash right after journaling, before sending: the order must not be sent on restart.
+    h.store.journal_order(OrderRequest("pmgcrash0001", SYMBOL, OrderSide.SELL, OrderType.MARKET,
+                                       0.01, reduce_only=True, position_id=pid), T0)
+    await h.engine.shutdown()
+    h2 = Harness(db_path, [])
+    await h2.engine.start()
+    o = h2.store.order("pmgcrash0001")
+    assert o.status is OrderStatus.REJECTED
+    assert h2.engine.positions[pid].qty == pytest.approx(0.01)
+    await h2.engine.shutdown()
+
+
+async def test_set_targets_validates_and_changes_nothing_on_error(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    with pytest.raises(ValidationError, match="below the current price"):
+        await h.engine.handle(cmd.SetTargets(pid, sl=60_500.0))
+    assert h.engine.positions[pid].sl == 59_000.0
+    res = await h.engine.handle(cmd.SetTargets(pid, sl=59_512.34))
+    assert res.ok and h.engine.positions[pid].sl == 59_512.3  # snapped to the tick
+    stops = [o for o in await h.paper.fetch_open_orders(SYMBOL) if o.type.value == "stop_market"]
+    assert [o.trigger_price for o in stops] == [59_512.3]
+    assert Store.open  # the store persisted it
+    assert h.store.load_position(pid).sl == 59_512.3
+    await h.engine.shutdown()
+
+
+async def test_emergency_close_is_idempotent(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    results = await asyncio.gather(h.engine.handle(cmd.ClosePosition(pid)),
+                                   h.engine.handle(cmd.ClosePosition(pid)),
+                                   return_exceptions=True)
+    assert any(getattr(r, "ok", False) for r in results)
+    reduces = [o for o in h.store.linked_orders(pid) if o.role is OrderRole.REDUCE]
+    assert len(reduces) == 1
+    assert h.store.load_position(pid).exit_reason == "manual"
+    await h.engine.shutdown()
+
+
+async def test_close_all_flattens_and_rechecks(db_path):
+    h = Harness(db_path, [])
+    a = await _open(h)
+    b = (await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.SHORT, 0.02, 5, sl=61_000.0,
+                                                tp=58_000.0))).position_id
+    res = await h.engine.handle(cmd.CloseAll())
+    assert res.ok and res.residual == ()
+    assert not h.engine.positions
+    assert await h.paper.fetch_positions() == []
+    assert await h.paper.fetch_open_orders() == []
+    for pid in (a, b):
+        assert not h.store.load_position(pid).is_open
+    await h.engine.shutdown()
+
+
+async def test_partial_close_updates_protective_quantity(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h, qty=0.02)
+    await h.engine.handle(cmd.ClosePosition(pid, 0.5))
+    pos = h.engine.positions[pid]
+    assert pos.qty == pytest.approx(0.01)
+    await _tick(h, 60_010.0, 3)
+    await h.engine.periodic()
+    stops = [o for o in await h.paper.fetch_open_orders(SYMBOL) if o.type.value == "stop_market"]
+    assert len(stops) == 1 and stops[0].amount == pytest.approx(0.01)
+    await h.engine.shutdown()
+
+
+async def test_snapshots_are_finite_and_follow_ticks(db_path):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    await _tick(h, 60_600.0, 1)
+    snaps = [e for e in h.of(PositionSnapshot) if e.position.id == pid]
+    last = snaps[-1]
+    assert last.mark == 60_600.0
+    assert last.roi == pytest.approx(10 * (600 - 0.0005 * (60_000 + 60_600)) / 60_000, rel=1e-3)
+    assert last.r == pytest.approx(600 / 1000)
