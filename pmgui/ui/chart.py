@@ -267,6 +267,8 @@ class ChartWidget(QWidget):
         self._last: dict[str, TickEvent] = {}
         self._markers: dict[str, list[tuple[float, float, str, str]]] = {}
         self._pending: dict[str, float] = {}  # kind → level sent to the engine, awaiting result
+        self._pending_note: dict[str, str] = {}
+        self._pending_since: dict[str, float] = {}  # snapshot ts when the level was sent
         self._held: dict[str, float] = {}  # kind → level accepted, until the next snapshot
         self._notes: dict[str, str] = {}  # kind → reason of the last automated move
         self._drag_line: LevelLine | None = None
@@ -327,6 +329,18 @@ class ChartWidget(QWidget):
             return tick.price
         return mark
 
+    def price_of(self, symbol: str) -> float | None:
+        """The newest tick price seen for any symbol (order entry, previews)."""
+        t = self._last.get(symbol)
+        if t is not None:
+            return t.price
+        if self._snap is not None and self._snap.position.symbol == symbol:
+            return self.last_price()
+        return None
+
+    def known_symbols(self) -> list[str]:
+        return sorted(set(self._last) | set(self._candles))
+
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
         self.plot.setBackground(theme.base)
@@ -349,6 +363,8 @@ class ChartWidget(QWidget):
         self._snap, self._market = snap, market
         if changed:
             self._pending.clear()
+            self._pending_note.clear()
+            self._pending_since.clear()
             self._held.clear()
             self._notes.clear()
             sym = snap.position.symbol if snap is not None else None
@@ -412,16 +428,27 @@ class ChartWidget(QWidget):
         return [(x, y, t) for x, y, t, _s in self._markers.get(pid, [])] if pid else []
 
     # -- pending commits (driven by the main window) -----------------------------------------
-    def set_pending(self, kind: str, level: float) -> None:
-        """The level was sent to the engine: draw it there, marked pending."""
+    def set_pending(self, kind: str, level: float, note: str = "pending…") -> None:
+        """Draw `kind` at `level`, marked with `note`, until `resolve_pending`.
+
+        Used while a dropped level waits for the trader's confirmation ("confirm?") or for
+        the engine's answer ("pending…"); the line cannot be dragged meanwhile.
+        """
         self._pending[kind] = level
+        self._pending_note[kind] = note
+        self._pending_since[kind] = self._snap.ts if self._snap is not None else 0.0
         self._update_levels()
 
     def resolve_pending(self, kind: str, ok: bool) -> None:
-        """The engine answered: accepted levels stay until the next snapshot shows them."""
+        """The outcome is known. Rejected: back to the engine's level. Accepted: the level
+        stays until the engine's next snapshot shows it (unless one already arrived)."""
         level = self._pending.pop(kind, None)
-        if ok and level is not None:
+        self._pending_note.pop(kind, None)
+        since = self._pending_since.pop(kind, 0.0)
+        fresher = self._snap is not None and self._snap.ts > since
+        if ok and level is not None and not fresher:
             self._held[kind] = level
+        self._notes.pop(kind, None)
         self._update_levels()
 
     def pending(self) -> dict[str, float]:
@@ -549,7 +576,7 @@ class ChartWidget(QWidget):
             else:
                 text = f"{LINE_TITLES[kind]} {fmt_price(level, self._market)}"
             if kind in self._pending:
-                text += " · pending…"
+                text += f" · {self._pending_note.get(kind, 'pending…')}"
             elif kind in self._notes:
                 text += f" · ◆ {self._notes[kind]}"
             if kind in DRAGGABLE and not p.automation:

@@ -8,9 +8,12 @@ on first use so a second click cannot send a second command.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QFrame,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
@@ -56,3 +59,67 @@ class ConfirmDialog(QDialog):
         self.confirm_button.setEnabled(False)
         self.confirmed.emit()
         self.accept()
+
+
+class DragConfirmBar(QFrame):
+    """The confirm/discard step after a drag (when the `confirm_drags` setting is on).
+
+    Shown above the chart, never modal: the chart keeps updating while the trader decides.
+    Esc discards; Apply must be clicked (Enter does not apply by accident).
+    """
+
+    applied = Signal(str, str, float)  # position id, kind, level
+    discarded = Signal(str, str, float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("dragConfirmBar")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.label = QLabel()
+        self.label.setObjectName("dragConfirmText")
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setObjectName("dragApply")
+        self.apply_button.setAutoDefault(False)
+        self.discard_button = QPushButton("Discard (Esc)")
+        self.discard_button.setObjectName("dragDiscard")
+        self.discard_button.setAutoDefault(False)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 8, 4)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(self.apply_button)
+        lay.addWidget(self.discard_button)
+        self.apply_button.clicked.connect(self.apply)
+        self.discard_button.clicked.connect(self.discard)
+        self._esc = QAction(self)
+        self._esc.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        self._esc.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self._esc.triggered.connect(self.discard)
+        self._esc.setEnabled(False)
+        self.addAction(self._esc)
+        self.proposal: tuple[str, str, float] | None = None
+        self.hide()
+
+    def ask(self, position_id: str, kind: str, level: float, text: str) -> None:
+        if self.proposal is not None:
+            self.discard()
+        self.proposal = (position_id, kind, level)
+        self.label.setText(text)
+        self._esc.setEnabled(True)
+        self.show()
+
+    def apply(self) -> None:
+        p = self._take()
+        if p is not None:
+            self.applied.emit(*p)
+
+    def discard(self) -> None:
+        p = self._take()
+        if p is not None:
+            self.discarded.emit(*p)
+
+    def _take(self) -> tuple[str, str, float] | None:
+        p, self.proposal = self.proposal, None
+        self._esc.setEnabled(False)
+        self.hide()
+        return p

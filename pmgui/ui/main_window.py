@@ -11,25 +11,47 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QByteArray,
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    QSettings,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QDialog,
     QDockWidget,
     QHeaderView,
     QLabel,
     QMainWindow,
+    QMenu,
+    QSystemTrayIcon,
     QTableView,
     QTableWidget,
     QTableWidgetItem,
     QToolBar,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from pmgui.domain.enums import ActionType, Side
 from pmgui.domain.models import Market
-from pmgui.engine.commands import CloseAll, ClosePosition, CommandResult
+from pmgui.engine.commands import (
+    CloseAll,
+    ClosePosition,
+    Command,
+    CommandResult,
+    SetAutomation,
+    SetPreset,
+    SetTargets,
+)
 from pmgui.engine.events import (
     AccountEvent,
     ActionTaken,
@@ -40,8 +62,9 @@ from pmgui.engine.events import (
     TickEvent,
 )
 from pmgui.ui.bridge import Bridge
-from pmgui.ui.chart import ChartWidget
-from pmgui.ui.confirm import ConfirmDialog
+from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
+from pmgui.ui.confirm import ConfirmDialog, DragConfirmBar
+from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, ShortcutsDialog, preset_names
 from pmgui.ui.fmt import DASH, fmt_age, fmt_price, fmt_qty, is_num
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.positions_model import ID_ROLE, PositionsModel, PositionsProxy
@@ -72,7 +95,7 @@ class MainWindow(QMainWindow):
     def __init__(self, engine: EngineHandle, *, settings: UiSettings | None = None,
                  bridge: Bridge | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, start: bool = True,
-                 parent: QWidget | None = None) -> None:
+                 qsettings: QSettings | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle(f"pmgui — {engine.exchange_id}")
@@ -90,6 +113,10 @@ class MainWindow(QMainWindow):
         self._tick_at: float | None = None  # clock() when the newest tick arrived
         self._closed_ok: set[str] = set()  # positions whose full close the engine confirmed
         self.confirm_dialog: ConfirmDialog | None = None
+        self.dialog: QDialog | None = None  # the edit/order/help dialog shown last
+        self.alerts: list[str] = []  # close alerts raised this session (newest last)
+        self._tray: QSystemTrayIcon | None = None
+        self._qsettings = qsettings
 
         # table
         self.model = PositionsModel(engine.market, theme=self.theme, clock=wall_clock)
@@ -133,7 +160,23 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.TopDockWidgetArea)
         self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.TopDockWidgetArea)
         self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, self.table_dock)
-        self.setCentralWidget(self.chart)
+        self.drag_bar = DragConfirmBar()
+        self.drag_bar.applied.connect(self._drag_confirmed)
+        self.drag_bar.discarded.connect(self._drag_discarded)
+        centre = QWidget()
+        centre_lay = QVBoxLayout(centre)
+        centre_lay.setContentsMargins(0, 0, 0, 0)
+        centre_lay.setSpacing(0)
+        centre_lay.addWidget(self.drag_bar)
+        centre_lay.addWidget(self.chart, 1)
+        self.setCentralWidget(centre)
+        self.chart.levelDropped.connect(self._on_level_dropped)
+        self.chart.dragRejected.connect(self._on_drag_rejected)
+        self.chart.dragCancelled.connect(
+            lambda kind: self.notify(f"{LINE_TITLES[kind]} drag cancelled: line restored"))
+        self.table.doubleClicked.connect(lambda _i: self.edit_targets())
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_context_menu)
 
         # action log
         self.action_log = QTableWidget(0, 4)
@@ -163,6 +206,8 @@ class MainWindow(QMainWindow):
         self._second.timeout.connect(self.refresh_status)
         self.apply_theme(self.theme)
         self.resize(1480, 900)
+        if qsettings is not None:
+            self.restore_layout(qsettings)
         self.refresh_status()
         if start:
             self.bridge.start()
@@ -178,33 +223,74 @@ class MainWindow(QMainWindow):
         self.toolbar = tb
 
         def act(name: str, text: str, slot: Callable[[], None], shortcut: str | None = None,
-                tip: str = "") -> QAction:
+                tip: str = "", checkable: bool = False) -> QAction:
             a = QAction(text, self)
             a.setObjectName(name)
+            a.setCheckable(checkable)
             if shortcut:
                 a.setShortcut(QKeySequence(shortcut))
                 a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             a.setToolTip(f"{tip or text}" + (f" ({shortcut})" if shortcut else ""))
             a.setStatusTip(tip or text)
-            a.triggered.connect(slot)
+            a.triggered.connect(lambda *_: slot())
+            self.addAction(a)  # shortcuts work wherever the focus is in the window
             return a
 
         self.act_emergency = act("emergencyClose", "Emergency close", self.emergency_close,
                                  "Ctrl+Shift+X", "Close the selected position at market")
         self.act_close_all = act("closeAll", "Close all / flatten", self.close_all,
                                  "Ctrl+Shift+F", "Cancel orders and close every position")
-        self.act_theme = act("toggleTheme", "Light theme", self.toggle_theme, None,
+        self.act_edit = act("editTargets", "Edit TP/SL…", self.edit_targets, "Ctrl+E",
+                            "Edit the selected position's stop loss and take profit")
+        self.act_order = act("newOrder", "New position…", self.new_order, "Ctrl+N",
+                             "Open a position at market")
+        self.act_automation = act("toggleAutomation", "Automation", self.toggle_automation,
+                                  "Ctrl+P", "Pause or resume the rules for the selected "
+                                  "position", checkable=True)
+        self.act_help = act("shortcutsHelp", "Shortcuts", self.show_shortcuts, "F1",
+                            "Keyboard shortcuts")
+        self.act_theme = act("toggleTheme", "Light theme", self.toggle_theme, "Ctrl+T",
                              "Switch between dark and light themes")
-        for a in (self.act_emergency, self.act_close_all):
+        self.act_colour_blind = act("colourBlind", "Colour-blind-safe palette",
+                                    self._palette_changed, None,
+                                    "Blue/orange instead of green/red", checkable=True)
+        self.act_red_up = act("redUp", "Red means up", self._palette_changed, None,
+                              "East-Asian convention: red for rising, green for falling",
+                              checkable=True)
+        self.act_confirm_drags = act("confirmDrags", "Confirm dragged SL/TP",
+                                     self._drag_options_changed, None,
+                                     "Ask to confirm or discard after dragging a line",
+                                     checkable=True)
+        self.act_drag_modifier = act("dragModifier", "Require Shift to drag lines",
+                                     self._drag_options_changed, None,
+                                     "Lines only move while Shift is held", checkable=True)
+        self.act_colour_blind.setChecked(self.settings.colour_blind)
+        self.act_red_up.setChecked(self.settings.red_up)
+        self.act_confirm_drags.setChecked(self.settings.confirm_drags)
+        self.act_drag_modifier.setChecked(self.settings.drag_modifier)
+
+        for a in (self.act_emergency, self.act_close_all, None, self.act_edit, self.act_order,
+                  self.act_automation, None, self.act_theme, self.act_help):
+            if a is None:
+                tb.addSeparator()
+                continue
             tb.addAction(a)
-            tb.widgetForAction(a).setObjectName(a.objectName())
-            tb.widgetForAction(a).setAccessibleName(a.text())
-        tb.addSeparator()
-        self._toolbar_tail = tb.addSeparator()
-        tb.addAction(self.act_theme)
-        tb.widgetForAction(self.act_theme).setObjectName("toggleTheme")
-        self.addAction(self.act_emergency)
-        self.addAction(self.act_close_all)
+            w = tb.widgetForAction(a)
+            w.setObjectName(a.objectName())
+            w.setAccessibleName(a.text())
+        options = QMenu("Options", self)
+        options.setObjectName("optionsMenu")
+        for a in (self.act_colour_blind, self.act_red_up, self.act_confirm_drags,
+                  self.act_drag_modifier):
+            options.addAction(a)
+        btn = QToolButton()
+        btn.setObjectName("optionsButton")
+        btn.setText("Options")
+        btn.setMenu(options)
+        btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        tb.addWidget(btn)
+        self.options_menu = options
+        self._update_action_state()
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -251,6 +337,7 @@ class MainWindow(QMainWindow):
         self.model.update(snaps)
         for s in snaps:
             self.chart.on_snapshot(s)
+        self._update_action_state()
 
     def on_position_removed(self, ev: PositionRemoved) -> None:
         p = ev.position
@@ -353,7 +440,15 @@ class MainWindow(QMainWindow):
             self._desktop_alert(text)
 
     def _desktop_alert(self, text: str) -> None:
-        """Hook for a tray notification; the base window only uses the status bar."""
+        """A desktop notification through the system tray, where the platform has one."""
+        self.alerts.append(text)
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            return
+        if self._tray is None:
+            self._tray = QSystemTrayIcon(self.windowIcon(), self)
+            self._tray.setToolTip("pmgui")
+            self._tray.show()
+        self._tray.showMessage("pmgui", text, QSystemTrayIcon.MessageIcon.Information, 8000)
 
     # -- selection ---------------------------------------------------------------------------
     def selected_position_id(self) -> str | None:
@@ -387,9 +482,12 @@ class MainWindow(QMainWindow):
 
     def _show_current(self) -> None:
         pid = self.selected_position_id()
+        if self.drag_bar.proposal is not None and self.drag_bar.proposal[0] != pid:
+            self.drag_bar.discard()
         snap = self.model.snapshot(pid) if pid else None
         market = self.engine.market(snap.position.symbol) if snap else None
         self.chart.set_position(snap, market)
+        self._update_action_state()
 
     def selected_snapshot(self) -> PositionSnapshot | None:
         pid = self.selected_position_id()
@@ -476,6 +574,204 @@ class MainWindow(QMainWindow):
             return
         self.notify(f"✔ All positions closed{_fills_text(res, None)}", alert=True)
 
+    # -- drag to modify ----------------------------------------------------------------------
+    def _on_level_dropped(self, pid: str, kind: str, level: float) -> None:
+        if not self.settings.confirm_drags:
+            self.commit_level(pid, kind, level)
+            return
+        snap = self.model.snapshot(pid)
+        if snap is None:
+            return
+        p = snap.position
+        market = self.engine.market(p.symbol)
+        ctx = DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate, p.initial_sl,
+                          self.chart.last_price(), market)
+        self.chart.set_pending(kind, level, "confirm or discard")
+        self.drag_bar.ask(pid, kind, level,
+                          f"{p.symbol}: move {consequence(kind, level, ctx)} ?")
+
+    def commit_level(self, pid: str, kind: str, level: float) -> bool:
+        """Send one SetTargets for a dragged level; the line shows it as pending meanwhile."""
+        key = ("targets", pid, kind)
+        if self.runner.busy(key):
+            return False
+        cmd = SetTargets(pid, sl=level) if kind == "sl" else SetTargets(pid, tp=level)
+        if self.chart.position_id == pid:
+            self.chart.set_pending(kind, level, "pending…")
+        return self.runner.submit(cmd, lambda _res, err: self._level_done(pid, kind, level, err),
+                                  key=key)
+
+    def _level_done(self, pid: str, kind: str, level: float, err: str | None) -> None:
+        if self.chart.position_id == pid:
+            self.chart.resolve_pending(kind, err is None)
+        snap = self.model.snapshot(pid)
+        market = self.engine.market(snap.position.symbol) if snap else None
+        name = LINE_TITLES[kind]
+        if err is not None:
+            self.notify(f"✖ {name} {fmt_price(level, market)} rejected: {err} — line restored")
+        else:
+            self.notify(f"✔ {name} set to {fmt_price(level, market)}")
+
+    def _drag_confirmed(self, pid: str, kind: str, level: float) -> None:
+        self.commit_level(pid, kind, level)
+
+    def _drag_discarded(self, pid: str, kind: str, level: float) -> None:
+        if self.chart.position_id == pid:
+            self.chart.resolve_pending(kind, False)
+        self.notify(f"{LINE_TITLES[kind]} change discarded: line restored")
+
+    def _on_drag_rejected(self, kind: str, reason: str) -> None:
+        self.notify(f"✖ {reason} — {LINE_TITLES[kind]} not moved")
+
+    # -- per-position commands ---------------------------------------------------------------
+    def _send(self, cmd: Command, done: Callable[[CommandResult | None, str | None], None]
+              ) -> bool:
+        return self.runner.submit(cmd, done)
+
+    def edit_targets(self) -> None:
+        snap = self.selected_snapshot()
+        if snap is None:
+            self.notify("Edit TP/SL: no position selected")
+            return
+        market = self.engine.market(snap.position.symbol)
+        price = self.chart.last_price() if self.chart.position_id == snap.position.id \
+            else snap.mark
+        dlg = EditTargetsDialog(snap, market, price, self._send, self)
+        dlg.accepted.connect(lambda s=snap.position.symbol: self.notify(f"✔ {s}: TP/SL updated"))
+        self.dialog = dlg
+        dlg.open()
+
+    def new_order(self) -> None:
+        snaps = [self.model.snapshot_at(r) for r in range(self.model.rowCount())]
+        symbols = [s.position.symbol for s in snaps] + self.chart.known_symbols()
+        dlg = OrderDialog(symbols, self.engine.market, self.chart.price_of,
+                          [s.position for s in snaps], self._send, self)
+        dlg.accepted.connect(lambda: self.notify("✔ Position opened"))
+        self.dialog = dlg
+        dlg.open()
+
+    def toggle_automation(self) -> None:
+        snap = self.selected_snapshot()
+        if snap is None:
+            self._update_action_state()
+            return
+        p = snap.position
+        enable = not p.automation
+        verb = "resumed" if enable else "paused"
+
+        def done(_res: CommandResult | None, err: str | None) -> None:
+            self.notify(f"✖ {p.symbol}: automation not changed: {err}" if err
+                        else f"✔ {p.symbol}: automation {verb}")
+            self._update_action_state()
+
+        self.runner.submit(SetAutomation(p.id, enable), done, key=("automation", p.id))
+        self._update_action_state()
+
+    def set_preset(self, name: str) -> None:
+        snap = self.selected_snapshot()
+        if snap is None:
+            return
+        p = snap.position
+
+        def done(_res: CommandResult | None, err: str | None) -> None:
+            self.notify(f"✖ {p.symbol}: preset not changed: {err}" if err
+                        else f"✔ {p.symbol}: preset {name}")
+
+        self.runner.submit(SetPreset(p.id, name), done, key=("preset", p.id))
+
+    def show_shortcuts(self) -> None:
+        dlg = ShortcutsDialog(self.actions(), self)
+        self.dialog = dlg
+        dlg.open()
+
+    def build_context_menu(self) -> QMenu:
+        """The selected row's menu: edit, automation, preset, emergency close."""
+        menu = QMenu(self)
+        menu.setObjectName("positionMenu")
+        menu.addAction(self.act_edit)
+        menu.addAction(self.act_automation)
+        presets = menu.addMenu("Preset")
+        presets.setObjectName("presetMenu")
+        snap = self.selected_snapshot()
+        current = snap.position.preset if snap else None
+        for name in preset_names():
+            a = presets.addAction(name)
+            a.setObjectName(f"preset_{name}")
+            a.setCheckable(True)
+            a.setChecked(name == current)
+            a.triggered.connect(lambda _c=False, n=name: self.set_preset(n))
+        presets.setEnabled(snap is not None)
+        menu.addSeparator()
+        menu.addAction(self.act_emergency)
+        return menu
+
+    def _show_context_menu(self, pos: QPoint) -> None:
+        idx = self.table.indexAt(pos)
+        if idx.isValid():
+            self.table.selectionModel().setCurrentIndex(
+                idx, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                | QItemSelectionModel.SelectionFlag.Rows)
+        self.build_context_menu().popup(self.table.viewport().mapToGlobal(pos))
+
+    def _update_action_state(self) -> None:
+        if not hasattr(self, "act_automation"):
+            return
+        snap = self.selected_snapshot()
+        has = snap is not None
+        for a in (self.act_edit, self.act_emergency, self.act_automation):
+            a.setEnabled(has)
+        on = bool(snap and snap.position.automation)
+        self.act_automation.setChecked(on)
+        self.act_automation.setText("Automation on" if on or not has else "Automation paused")
+
+    # -- options and layout ------------------------------------------------------------------
+    def _palette_changed(self) -> None:
+        self.settings.colour_blind = self.act_colour_blind.isChecked()
+        self.settings.red_up = self.act_red_up.isChecked()
+        self.apply_theme(make_theme(self.settings.theme, colour_blind=self.settings.colour_blind,
+                                    red_up=self.settings.red_up))
+
+    def _drag_options_changed(self) -> None:
+        self.settings.confirm_drags = self.act_confirm_drags.isChecked()
+        self.settings.drag_modifier = self.act_drag_modifier.isChecked()
+        self.chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
+                                    if self.settings.drag_modifier
+                                    else Qt.KeyboardModifier.NoModifier)
+
+    def save_layout(self, qs: QSettings) -> None:
+        """Window geometry and docks, column widths and order, sorting, palette options."""
+        qs.setValue("window/geometry", self.saveGeometry())
+        qs.setValue("window/state", self.saveState())
+        qs.setValue("table/header", self.table.horizontalHeader().saveState())
+        qs.setValue("ui/colour_blind", self.settings.colour_blind)
+        qs.setValue("ui/red_up", self.settings.red_up)
+        qs.setValue("ui/drag_modifier", self.settings.drag_modifier)
+        qs.sync()
+
+    def restore_layout(self, qs: QSettings) -> bool:
+        """Apply a saved layout; unknown or damaged values are ignored, never fatal."""
+        restored = False
+        geo, state = qs.value("window/geometry"), qs.value("window/state")
+        if isinstance(geo, QByteArray):
+            restored |= self.restoreGeometry(geo)
+        if isinstance(state, QByteArray):
+            restored |= self.restoreState(state)
+        hdr_state = qs.value("table/header")
+        hdr = self.table.horizontalHeader()
+        if isinstance(hdr_state, QByteArray) and hdr.restoreState(hdr_state):
+            restored = True
+            if 0 <= hdr.sortIndicatorSection() < self.model.columnCount():
+                self.table.sortByColumn(hdr.sortIndicatorSection(), hdr.sortIndicatorOrder())
+        for key, act in (("ui/colour_blind", self.act_colour_blind),
+                         ("ui/red_up", self.act_red_up),
+                         ("ui/drag_modifier", self.act_drag_modifier)):
+            v = qs.value(key)
+            if v is not None:
+                act.setChecked(str(v).lower() in ("true", "1"))
+        self._drag_options_changed()
+        self._palette_changed()
+        return restored
+
     # -- theme -------------------------------------------------------------------------------
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
@@ -494,6 +790,8 @@ class MainWindow(QMainWindow):
                                     red_up=self.settings.red_up))
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self._qsettings is not None:
+            self.save_layout(self._qsettings)
         self.bridge.stop()
         self._second.stop()
         super().closeEvent(event)

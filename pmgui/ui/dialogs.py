@@ -1,0 +1,416 @@
+"""Dialogs: edit TP/SL, order entry, keyboard shortcuts.
+
+Dialogs never talk to the engine themselves: they build a command and hand it to a
+`send(cmd, done)` callable supplied by the window (which goes through the CommandRunner),
+then show the engine's answer. Input is parsed from text, so every bad input — NaN, zero,
+negative, wrong side, beyond liquidation — gets its own message instead of being silently
+clamped by a spin box.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pmgui.domain.enums import Side
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Market, Position
+from pmgui.domain.money import risk_per_unit, valid_price
+from pmgui.domain.validation import (
+    require_price,
+    validate_new_position,
+    validate_targets,
+)
+from pmgui.engine.commands import KEEP, Command, CommandResult, OpenPosition, SetTargets
+from pmgui.engine.events import PositionSnapshot
+from pmgui.ui.chart import DragContext, consequence
+from pmgui.ui.fmt import fmt_price
+
+Send = Callable[[Command, Callable[[CommandResult | None, str | None], None]], bool]
+
+MODES = ("Price", "% from entry", "R")
+DESIGN_PRESETS = ("guardian", "breakout", "monitor", "active", "manual")
+
+
+def preset_names() -> tuple[str, ...]:
+    """The rule presets (from pmgui.rules.presets when present, else DESIGN §4's list)."""
+    try:
+        from pmgui.rules.presets import PRESETS
+    except ImportError:
+        return DESIGN_PRESETS
+    return tuple(PRESETS) or DESIGN_PRESETS
+
+
+def parse_number(text: str, name: str) -> float:
+    """A number typed by a trader: thousands separators and a Unicode minus allowed."""
+    t = text.strip().replace(",", "").replace("\u2212", "-").replace("%", "").rstrip("Rr")
+    try:
+        v = float(t)
+    except ValueError:
+        raise ValidationError(f"{name} must be a number (got {text.strip()!r})",
+                              field=name.lower()) from None
+    if math.isnan(v):
+        raise ValidationError(f"{name} is not a number (NaN)", field=name.lower())
+    if math.isinf(v):
+        raise ValidationError(f"{name} must be finite", field=name.lower())
+    return v
+
+
+def level_from_input(text: str, mode: str, name: str, pos: Position) -> float | None:
+    """Convert the typed value to a price. Empty → None (no level).
+
+    `% from entry` is the signed favourable move (−2 is a 2% loss for either side); `R` is
+    in multiples of the initial risk |entry − initial SL| (−1 is the initial stop).
+    """
+    if not text.strip():
+        return None
+    v = parse_number(text, name)
+    if mode == MODES[0]:
+        return require_price(v, name)
+    if mode == MODES[1]:
+        price = pos.entry * (1 + pos.side.dir * v / 100.0)
+        if not price > 0:
+            raise ValidationError(f"{name} {v:g}% from entry gives a price of zero or below",
+                                  field=name.lower())
+        return price
+    r = risk_per_unit(pos.entry, pos.initial_sl)
+    if r is None:
+        raise ValidationError(f"{name} in R is undefined: the position has no initial stop",
+                              field=name.lower())
+    price = pos.entry + pos.side.dir * v * r
+    if not price > 0:
+        raise ValidationError(f"{name} {v:g}R gives a price of zero or below",
+                              field=name.lower())
+    return price
+
+
+def check_level(kind: str, level: float, pos: Position, price: float | None) -> None:
+    """Wrong side of the current price / beyond liquidation → ValidationError."""
+    ref = price if valid_price(price) else pos.entry
+    assert ref is not None
+    if kind == "sl":
+        validate_targets(pos.side, ref, level, None, pos.liquidation)
+    else:
+        validate_targets(pos.side, ref, None, level)
+
+
+class EditTargetsDialog(QDialog):
+    """Edit SL and TP as price, % from entry or R, with a live preview of each level."""
+
+    def __init__(self, snap: PositionSnapshot, market: Market | None, price: float | None,
+                 send: Send, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("editTargetsDialog")
+        p = snap.position
+        self.setWindowTitle(f"Edit TP/SL — {p.symbol}")
+        self._snap, self._market, self._price, self._send = snap, market, price, send
+        self._ctx = DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate,
+                                p.initial_sl, price, market)
+        self.inputs: dict[str, QLineEdit] = {}
+        self.modes: dict[str, QComboBox] = {}
+        self.previews: dict[str, QLabel] = {}
+        side = "▲ LONG" if p.side is Side.LONG else "▼ SHORT"
+        head = QLabel(f"{p.symbol}  {side}  entry {fmt_price(p.entry, market)}  ·  "
+                      f"price {fmt_price(price, market)}  ·  liq. "
+                      f"{fmt_price(p.liquidation, market)}")
+        head.setObjectName("targetsHeader")
+        grid = QGridLayout()
+        for row, (kind, title, current) in enumerate((("sl", "Stop loss", p.sl),
+                                                      ("tp", "Take profit", p.tp))):
+            edit = QLineEdit(fmt_price(current, market) if current is not None else "")
+            edit.setObjectName(f"{kind}Input")
+            edit.setAccessibleName(f"{title} level")
+            edit.setPlaceholderText("none")
+            mode = QComboBox()
+            mode.addItems(MODES)
+            mode.setObjectName(f"{kind}Mode")
+            mode.setAccessibleName(f"{title} unit")
+            preview = QLabel()
+            preview.setObjectName(f"{kind}Preview")
+            preview.setTextFormat(Qt.TextFormat.PlainText)
+            grid.addWidget(QLabel(title), row * 2, 0)
+            grid.addWidget(edit, row * 2, 1)
+            grid.addWidget(mode, row * 2, 2)
+            grid.addWidget(preview, row * 2 + 1, 1, 1, 2)
+            self.inputs[kind], self.modes[kind], self.previews[kind] = edit, mode, preview
+            edit.textChanged.connect(self._refresh)
+            mode.currentIndexChanged.connect(lambda _i, k=kind: self._mode_changed(k))
+        self.error = QLabel()
+        self.error.setObjectName("targetsError")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #ff6b6b;")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setObjectName("targetsOk")
+        self.buttons.accepted.connect(self.submit)
+        self.buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(head)
+        lay.addLayout(grid)
+        lay.addWidget(self.error)
+        lay.addWidget(self.buttons)
+        self._busy = False
+        self.result_message = ""
+        self._refresh()
+
+    def _mode_changed(self, kind: str) -> None:
+        """Switching unit converts the shown value instead of reinterpreting it."""
+        p = self._snap.position
+        edit = self.inputs[kind]
+        mode = self.modes[kind].currentText()
+        prev = getattr(self, f"_last_{kind}", None)
+        if prev is not None and valid_price(prev):
+            if mode == MODES[0]:
+                edit.setText(fmt_price(prev, self._market).replace(",", ""))
+            elif mode == MODES[1]:
+                edit.setText(f"{p.side.dir * (prev - p.entry) / p.entry * 100:.3f}")
+            else:
+                r = risk_per_unit(p.entry, p.initial_sl)
+                edit.setText(f"{p.side.dir * (prev - p.entry) / r:.3f}" if r else "")
+        self._refresh()
+
+    def _level(self, kind: str) -> tuple[float | None, bool]:
+        """(level, changed) for one field; raises ValidationError with a specific message."""
+        p = self._snap.position
+        name = "SL" if kind == "sl" else "TP"
+        text, mode = self.inputs[kind].text(), self.modes[kind].currentText()
+        level = level_from_input(text, mode, name, p)
+        if level is not None and self._market is not None:
+            level = self._market.round_price(level)
+        current = p.sl if kind == "sl" else p.tp
+        if level is None or current is None:
+            changed = level is not current
+        else:
+            tol = self._market.tick_size / 2 if self._market is not None else 1e-12
+            changed = abs(level - current) > tol
+        if changed and level is not None:
+            check_level(kind, level, p, self._price)
+        return level, changed
+
+    def parsed(self) -> tuple[float | str | None, float | str | None]:
+        """(sl, tp) as SetTargets wants them (KEEP where unchanged). Raises ValidationError."""
+        out: list[float | str | None] = []
+        for kind in ("sl", "tp"):
+            level, changed = self._level(kind)
+            out.append(level if changed else KEEP)
+        return out[0], out[1]
+
+    def _refresh(self) -> None:
+        problems = []
+        for kind, name in (("sl", "SL"), ("tp", "TP")):
+            prev = self.previews[kind]
+            try:
+                level, _changed = self._level(kind)
+            except ValidationError as e:
+                prev.setText(f"✖ {e}")
+                problems.append(str(e))
+                setattr(self, f"_last_{kind}", None)
+                continue
+            setattr(self, f"_last_{kind}", level)
+            if level is None:
+                prev.setText(f"no {name}" + (": the position has no stop!" if kind == "sl"
+                                             else ""))
+            else:
+                prev.setText(f"→ {consequence(kind, level, self._ctx)}")
+        self.error.setText("\n".join(problems))
+        self.ok_button.setEnabled(not problems and not self._busy)
+
+    def submit(self) -> None:
+        if self._busy:
+            return  # Enter repeats while the engine is answering
+        try:
+            sl, tp = self.parsed()
+        except ValidationError as e:
+            self.error.setText(str(e))
+            return
+        if sl == KEEP and tp == KEEP:
+            self.reject()
+            return
+        self._busy = True
+        self.ok_button.setEnabled(False)
+        self.error.setText("Sending…")
+        cmd = SetTargets(self._snap.position.id, sl=sl, tp=tp)
+        self._send(cmd, self._on_done)
+
+    def _on_done(self, res: CommandResult | None, err: str | None) -> None:
+        self._busy = False
+        if err is not None:
+            self.error.setText(f"✖ Rejected: {err}")
+            self._refresh_ok_only()
+            return
+        self.result_message = res.message if res is not None else ""
+        self.accept()
+
+    def _refresh_ok_only(self) -> None:
+        self.ok_button.setEnabled(True)
+
+
+class OrderDialog(QDialog):
+    """Manual entry (paper and live): OpenPosition with optional SL/TP and a preset."""
+
+    def __init__(self, symbols: Sequence[str], market_for: Callable[[str], Market | None],
+                 price_for: Callable[[str], float | None], open_positions: Iterable[Position],
+                 send: Send, parent: QWidget | None = None, *, default_preset: str = "") -> None:
+        super().__init__(parent)
+        self.setObjectName("orderDialog")
+        self.setWindowTitle("New position")
+        self._market_for, self._price_for, self._send = market_for, price_for, send
+        self._open = list(open_positions)
+        self.symbol = QComboBox()
+        self.symbol.setEditable(True)
+        self.symbol.addItems(list(dict.fromkeys(symbols)))
+        self.symbol.setObjectName("symbolInput")
+        self.side = QComboBox()
+        self.side.addItems(["▲ LONG (buy)", "▼ SHORT (sell)"])
+        self.side.setObjectName("sideInput")
+        self.qty = QLineEdit()
+        self.qty.setObjectName("qtyInput")
+        self.leverage = QLineEdit("5")
+        self.leverage.setObjectName("leverageInput")
+        self.sl = QLineEdit()
+        self.sl.setObjectName("slInput")
+        self.sl.setPlaceholderText("none")
+        self.tp = QLineEdit()
+        self.tp.setObjectName("tpInput")
+        self.tp.setPlaceholderText("none")
+        self.preset = QComboBox()
+        self.preset.setObjectName("presetInput")
+        names = preset_names()
+        self.preset.addItems(list(names))
+        if default_preset in names:
+            self.preset.setCurrentText(default_preset)
+        self.info = QLabel()
+        self.info.setObjectName("orderInfo")
+        self.error = QLabel()
+        self.error.setObjectName("orderError")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #ff6b6b;")
+        form = QFormLayout()
+        for label, w in (("Symbol", self.symbol), ("Side", self.side), ("Quantity", self.qty),
+                         ("Leverage", self.leverage), ("Stop loss", self.sl),
+                         ("Take profit", self.tp), ("Preset", self.preset)):
+            form.addRow(label, w)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = QPushButton("Open at market")
+        self.ok_button.setObjectName("orderOk")
+        self.ok_button.setAutoDefault(False)
+        self.buttons.addButton(self.ok_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.ok_button.clicked.connect(self.submit)
+        self.buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.info)
+        lay.addWidget(self.error)
+        lay.addWidget(self.buttons)
+        for w in (self.qty, self.leverage, self.sl, self.tp):
+            w.textChanged.connect(self._refresh)
+        self.symbol.currentTextChanged.connect(self._refresh)
+        self.side.currentIndexChanged.connect(self._refresh)
+        self._busy = False
+        self._refresh()
+
+    def command(self) -> OpenPosition:
+        """The OpenPosition the form describes. Raises ValidationError with a specific message."""
+        symbol = self.symbol.currentText().strip()
+        if not symbol:
+            raise ValidationError("choose a symbol", field="symbol")
+        side = Side.LONG if self.side.currentIndex() == 0 else Side.SHORT
+        qty = require_price(parse_number(self.qty.text(), "Quantity"), "Quantity")
+        lev = parse_number(self.leverage.text(), "Leverage")
+        market = self._market_for(symbol)
+        price = self._price_for(symbol)
+        validate_new_position(symbol, side, qty, lev, self._open, market, price)
+        sl = require_price(parse_number(self.sl.text(), "SL"), "SL") if self.sl.text().strip() \
+            else None
+        tp = require_price(parse_number(self.tp.text(), "TP"), "TP") if self.tp.text().strip() \
+            else None
+        if market is not None:
+            qty = market.round_amount(qty)
+            sl = market.round_price(sl) if sl is not None else None
+            tp = market.round_price(tp) if tp is not None else None
+        if price is not None and valid_price(price):
+            validate_targets(side, price, sl, tp)
+        return OpenPosition(symbol, side, qty, lev, sl, tp, self.preset.currentText() or None)
+
+    def _refresh(self) -> None:
+        symbol = self.symbol.currentText().strip()
+        price = self._price_for(symbol) if symbol else None
+        market = self._market_for(symbol) if symbol else None
+        self.info.setText(f"Last price {fmt_price(price, market)}")
+        try:
+            self.command()
+        except ValidationError as e:
+            self.error.setText(str(e) if self.qty.text().strip() else "Enter a quantity")
+            self.ok_button.setEnabled(False)
+            return
+        self.error.setText("")
+        self.ok_button.setEnabled(not self._busy)
+
+    def submit(self) -> None:
+        if self._busy:
+            return
+        try:
+            cmd = self.command()
+        except ValidationError as e:
+            self.error.setText(str(e))
+            return
+        self._busy = True
+        self.ok_button.setEnabled(False)
+        self.error.setText("Sending…")
+        self._send(cmd, self._on_done)
+
+    def _on_done(self, res: CommandResult | None, err: str | None) -> None:
+        self._busy = False
+        if err is not None:
+            self.error.setText(f"✖ Rejected: {err}")
+            self.ok_button.setEnabled(True)
+            return
+        self.accept()
+
+
+class ShortcutsDialog(QDialog):
+    """Every action with a shortcut, read from the actions themselves (never out of date)."""
+
+    def __init__(self, actions: Iterable, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("shortcutsDialog")
+        self.setWindowTitle("Keyboard shortcuts")
+        rows = [(a.text().replace("&", ""), a.shortcut().toString(
+            QKeySequence.SequenceFormat.NativeText)) for a in actions if not a.shortcut().isEmpty()]
+        self.table = QTableWidget(len(rows), 2)
+        self.table.setObjectName("shortcutsTable")
+        self.table.setHorizontalHeaderLabels(["Action", "Shortcut"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(0, 260)
+        for r, (name, keys) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(name))
+            self.table.setItem(r, 1, QTableWidgetItem(keys))
+        note = QLabel("Drag the SL or TP line on the chart to move it; Esc or a right click "
+                      "cancels a drag. Double-click a row to edit its TP/SL.")
+        note.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.table)
+        lay.addWidget(note)
+        lay.addWidget(buttons)
+        self.resize(460, 420)

@@ -1,0 +1,283 @@
+"""Drag SL/TP lines with real mouse events on the chart viewport (as a user would)."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication
+
+from pmgui.domain.enums import ActionType, Reason, Side
+from pmgui.domain.errors import ValidationError
+from pmgui.engine.commands import KEEP, CommandResult, SetTargets
+from pmgui.ui.main_window import MainWindow, UiSettings
+from tests.ui_doubles import (
+    BTC,
+    ETH,
+    T0,
+    EngineDouble,
+    action,
+    candles,
+    candles_event,
+    position,
+    snapshot,
+    tick,
+)
+
+NO_MOD = Qt.KeyboardModifier.NoModifier
+LEFT = Qt.MouseButton.LeftButton
+RIGHT = Qt.MouseButton.RightButton
+
+
+@pytest.fixture(autouse=True)
+def _fast_mouse():
+    old = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)  # deliver every synthetic move
+    yield
+    pg.setConfigOption("mouseRateLimit", old)
+
+
+def _send(w, kind, pos: QPoint, button, buttons, mods=NO_MOD) -> None:
+    local = QPointF(pos)
+    ev = QMouseEvent(kind, local, QPointF(w.mapToGlobal(pos)), button, buttons, mods)
+    QApplication.sendEvent(w, ev)
+
+
+class Mouse:
+    """Press / move / release on the plot's viewport at data coordinates."""
+
+    def __init__(self, chart) -> None:
+        self.chart = chart
+        self.vp = chart.plot.viewport()
+        self.buttons = Qt.MouseButton.NoButton
+
+    def at(self, y: float, x_frac: float = 0.5) -> QPoint:
+        vb = self.chart.plot.getPlotItem().vb
+        (x0, x1), _ = vb.viewRange()
+        scene = vb.mapViewToScene(QPointF(x0 + (x1 - x0) * x_frac, y))
+        return self.chart.plot.mapFromScene(scene)
+
+    def move(self, p: QPoint, mods=NO_MOD) -> None:
+        _send(self.vp, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, self.buttons, mods)
+
+    def press(self, p: QPoint, button=LEFT, mods=NO_MOD) -> None:
+        self.buttons |= button
+        _send(self.vp, QEvent.Type.MouseButtonPress, p, button, self.buttons, mods)
+
+    def release(self, p: QPoint, button=LEFT, mods=NO_MOD) -> None:
+        self.buttons &= ~button
+        _send(self.vp, QEvent.Type.MouseButtonRelease, p, button, self.buttons, mods)
+
+    def drag(self, y0: float, y1: float, mods=NO_MOD, steps: int = 4) -> None:
+        a, b = self.at(y0), self.at(y1)
+        self.move(a, mods)
+        self.press(a, LEFT, mods)
+        for i in range(1, steps + 1):
+            self.move(a + (b - a) * (i / steps), mods)
+        self.release(b, LEFT, mods)
+
+
+POS = position()  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,000, 10x
+SHORT = position("s1", ETH.symbol, Side.SHORT, qty=3.0, entry=3000.0, sl=3100.0, tp=2800.0,
+                 leverage=5.0)
+
+
+def make(qtbot, snaps, settings: UiSettings | None = None, answer=None):
+    eng = EngineDouble(answer=answer)
+    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
+                     settings=settings or UiSettings())
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    for s in snaps:
+        eng.outbox.publish(s)
+    sym = snaps[0].position.symbol
+    eng.outbox.publish(candles_event(sym, candles(30, start=snaps[0].position.entry,
+                                                  step=snaps[0].position.entry / 4000)))
+    eng.outbox.publish(tick(sym, snaps[0].mark, T0))
+    win.bridge.flush_now()
+    chart = win.chart
+    p = snaps[0].position
+    lo, hi = min(p.sl, p.tp), max(p.sl, p.tp)
+    pad = (hi - lo) * 0.25
+    chart.plot.getPlotItem().vb.setRange(yRange=(lo - pad, hi + pad), padding=0)
+    QApplication.processEvents()
+    return eng, win, chart, Mouse(chart)
+
+
+def test_drag_sl_sends_one_snapped_set_targets_and_shows_the_confirmed_level(qtbot):
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    sl = chart.line("sl")
+    labels = []
+    chart.plot.scene().sigMouseMoved.connect(lambda _p: labels.append(sl.label.toPlainText()))
+    mouse.drag(39_000.0, 39_523.37)
+    cmds = eng.of_type(SetTargets)
+    assert len(cmds) == 1
+    cmd = cmds[0]
+    assert cmd.position_id == "p1" and cmd.tp == KEEP
+    assert cmd.sl == BTC.round_price(cmd.sl)  # snapped to the 0.1 tick
+    assert abs(cmd.sl - 39_523.37) < 60  # where the mouse went (within a few pixels)
+    # during the drag the label showed level and consequence
+    assert any(t.startswith("SL 39,") and "%" in t and "$" in t and "R" in t for t in labels)
+    # the engine accepted: the line stays at the new level until the next snapshot…
+    assert sl.value() == pytest.approx(cmd.sl)
+    # …which then decides (the engine confirmed a slightly different level)
+    eng.outbox.publish(snapshot(POS.evolve(sl=39_520.0), 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    assert sl.value() == pytest.approx(39_520.0)
+    assert "SL set to" in win.statusBar().currentMessage()
+
+
+def test_consequence_label_format():
+    from pmgui.ui.chart import DragContext, consequence
+    ctx = DragContext(Side.LONG, 40_000.0, 0.5, 1.0, 0.0, 39_000.0, 40_500.0, BTC)
+    assert consequence("sl", 39_280.0, ctx) == "SL 39,280.0 · −1.8% · −$360 · −0.7R"
+    assert consequence("tp", 40_120.0, ctx) == "TP 40,120.0 · +0.3% · +$60.00 · +0.1R"
+
+
+def test_drag_tp_of_a_short(qtbot):
+    eng, _win, _chart, mouse = make(qtbot, [snapshot(SHORT, 2950.0)])
+    mouse.drag(2800.0, 2700.0)
+    (cmd,) = eng.of_type(SetTargets)
+    assert cmd.sl == KEEP and cmd.tp == ETH.round_price(cmd.tp) and abs(cmd.tp - 2700) < 10
+
+
+def test_escape_cancels_and_restores(qtbot):
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    a, b = mouse.at(39_000.0), mouse.at(39_600.0)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(a + (b - a) * 0.5)
+    mouse.move(b)
+    assert chart.line("sl").value() > 39_300  # it follows the mouse
+    qtbot.keyClick(chart.plot, Qt.Key.Key_Escape)
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    mouse.move(a + (b - a) * 0.2)  # the rest of the gesture does nothing
+    mouse.release(b)
+    assert eng.of_type(SetTargets) == []
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    assert "cancelled" in win.statusBar().currentMessage()
+
+
+def test_right_click_cancels(qtbot):
+    eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    a, b = mouse.at(42_000.0), mouse.at(41_000.0)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(b)
+    assert chart.line("tp").value() < 41_500  # dragging
+    mouse.press(b, RIGHT)
+    mouse.release(b, RIGHT)
+    mouse.release(b)
+    assert eng.of_type(SetTargets) == []
+    assert chart.line("tp").value() == pytest.approx(42_000.0)
+
+
+@pytest.mark.parametrize("kind,start,end,word", [
+    ("sl", 39_000.0, 40_900.0, "stop out at once"),   # SL above the price of a long
+    ("tp", 42_000.0, 39_800.0, "take profit at once"),  # TP below it
+])
+def test_a_level_that_would_trigger_at_once_cannot_be_dropped(qtbot, kind, start, end, word):
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    mouse.drag(start, end)
+    assert eng.of_type(SetTargets) == []
+    assert chart.line(kind).value() == pytest.approx(start)
+    msg = win.statusBar().currentMessage()
+    assert word in msg and "not moved" in msg
+
+
+def test_short_mirror_sl_below_price_is_refused(qtbot):
+    eng, win, _chart, mouse = make(qtbot, [snapshot(SHORT, 2950.0)])
+    mouse.drag(3100.0, 2900.0)
+    assert eng.of_type(SetTargets) == []
+    assert "short would stop out at once" in win.statusBar().currentMessage()
+
+
+def test_rejected_change_reverts_with_the_reason(qtbot):
+    def refuse(cmd):
+        raise ValidationError("SL 39,500 is too close to the price for the exchange")
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)], answer=refuse)
+    mouse.drag(39_000.0, 39_500.0)
+    assert len(eng.of_type(SetTargets)) == 1
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    assert "too close to the price" in win.statusBar().currentMessage()
+    assert chart.pending() == {}
+
+
+def test_confirm_step_apply_and_discard(qtbot):
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
+                                  settings=UiSettings(confirm_drags=True))
+    mouse.drag(39_000.0, 39_400.0)
+    assert eng.submitted == []
+    bar = win.drag_bar
+    assert bar.isVisible() and "move SL 39," in bar.label.text()
+    assert chart.line("sl").value() > 39_200  # shown where dropped, awaiting the decision
+    qtbot.keyClick(win, Qt.Key.Key_Escape)  # discard
+    assert not bar.isVisible()
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    assert eng.submitted == []
+    mouse.drag(39_000.0, 39_400.0)
+    qtbot.mouseClick(bar.apply_button, LEFT)
+    (cmd,) = eng.of_type(SetTargets)
+    assert 39_300 < cmd.sl < 39_500
+
+
+def test_modifier_can_be_required(qtbot):
+    eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
+                                  settings=UiSettings(drag_modifier=True))
+    mouse.drag(39_000.0, 39_400.0)  # no Shift: the line does not move
+    assert eng.of_type(SetTargets) == []
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    mouse.drag(39_000.0, 39_400.0, mods=Qt.KeyboardModifier.ShiftModifier)
+    assert len(eng.of_type(SetTargets)) == 1
+
+
+def test_trailing_entry_and_liquidation_lines_are_not_draggable(qtbot):
+    pos = POS.evolve(trailing=39_500.0, liquidation=36_500.0)
+    eng, _win, chart, mouse = make(qtbot, [snapshot(pos, 40_500.0)])
+    for kind in ("trailing", "entry"):
+        before = chart.line(kind).value()
+        mouse.drag(before, before + 300)
+        assert chart.line(kind).value() == pytest.approx(before)
+        assert not chart.line(kind).movable
+    assert eng.of_type(SetTargets) == []
+
+
+def test_hover_highlights_the_line(qtbot):
+    _eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    sl = chart.line("sl")
+    mouse.move(mouse.at(39_700.0))
+    assert not sl.mouseHovering
+    mouse.move(mouse.at(39_000.0))
+    assert sl.mouseHovering
+
+
+def test_paused_automation_and_automated_moves_are_drawn_differently(qtbot):
+    eng, win, chart, _mouse = make(qtbot, [snapshot(POS.evolve(automation=False), 40_500.0)])
+    assert chart.line("sl").pen.style() == Qt.PenStyle.DashLine
+    assert "paused" in chart.line("sl").label.toPlainText()
+    eng.outbox.publish(snapshot(POS, 40_500.0, T0 + 1))
+    eng.outbox.publish(action("p1", BTC.symbol, ActionType.MOVE_SL, Reason.BREAKEVEN,
+                              40_600.0, T0 + 1, sl=40_040.0))
+    eng.outbox.publish(snapshot(POS.evolve(sl=40_040.0), 40_600.0, T0 + 2))
+    win.bridge.flush_now()
+    sl = chart.line("sl")
+    assert sl.pen.style() == Qt.PenStyle.SolidLine
+    assert sl.value() == pytest.approx(40_040.0)
+    assert "◆ breakeven" in sl.label.toPlainText()
+    assert any("breakeven" in t for _x, _y, t in chart.marker_points())
+
+
+def test_pending_line_is_not_draggable_until_the_engine_answers(qtbot):
+    eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    eng.hold = True
+    mouse.drag(39_000.0, 39_400.0)
+    (cmd,) = eng.of_type(SetTargets)
+    assert "pending" in chart.line("sl").label.toPlainText()
+    mouse.drag(cmd.sl, cmd.sl - 200)  # grabbing it again does nothing
+    assert len(eng.of_type(SetTargets)) == 1
+    eng.held[0].set_result(CommandResult(True, "ok", "p1"))
+    assert chart.pending() == {}
+    assert chart.line("sl").movable
