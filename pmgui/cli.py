@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -133,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     engine = build_engine(config, db)
     if args.headless:
         return _headless(engine, args.exit_after)
+    _check_display(args.screenshot is not None)
     from pmgui.ui.app import run_gui
 
     engine.start()
@@ -141,6 +143,19 @@ def _run(args: argparse.Namespace) -> int:
                        theme=config.ui.theme, confirm_drags=config.ui.confirm_drags)
     finally:
         engine.stop()
+
+
+def _check_display(screenshot: bool) -> None:
+    """Without a display Qt aborts the process; say what to do instead (or, for a
+    screenshot, which needs no screen, render offscreen)."""
+    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if screenshot:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        return
+    raise PmguiError("no display found: run with --headless, or set QT_QPA_PLATFORM=offscreen")
 
 
 def _headless(engine, exit_after: float | None) -> int:

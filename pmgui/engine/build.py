@@ -27,12 +27,11 @@ def make_exchange(config: Config, store: Store, clock_holder: dict | None = None
     """The venue named by the config; created on the manager thread."""
     ex = config.exchange
     if ex.id == "paper":
-        from pmgui.exchange.demo import DEMO_MARKETS, DEMO_START_PRICES
-        from pmgui.exchange.feeds import RandomWalkFeed
+        from pmgui.exchange.demo import DEMO_MARKETS, demo_feed
         from pmgui.exchange.paper import PaperExchange
 
         seed = config.paper.seed if config.paper.seed is not None else random.randrange(2**31)
-        feed = RandomWalkFeed(dict(DEMO_START_PRICES), seed=seed, tick_interval=0.25)
+        feed = demo_feed(seed, realtime=True, tick_interval=0.5)
         return PaperExchange(dict(DEMO_MARKETS), feed, balance=config.paper.balance,
                              db=store.db, realtime=True)
     from pmgui.exchange.ccxt_adapter import CcxtExchange

@@ -115,6 +115,7 @@ class EngineCore:
         self.settings = settings or EngineSettings()
         self.clock = clock or time.time
         self._demo = tuple(demo)
+        self._demo_pending: dict[str, DemoSpec] = {}
         self.positions: dict[str, Position] = {}
         self.orders: dict[str, Order] = {}  # open / pending orders we track, by client id
         self._markets: dict[str, Market] = {}
@@ -151,7 +152,8 @@ class EngineCore:
         for symbol in symbols:
             await self._load_history(symbol)
         if self._demo and not self.store.get_setting("demo_opened", False):
-            await self._open_demo()
+            # Opened on each symbol's first live price (the venue may have none yet).
+            self._demo_pending = {d.symbol: d for d in self._demo}
         for pos in list(self.positions.values()):
             await self._sync_protection(pos.id, force=True)
             self._publish_position(pos.id)
@@ -179,15 +181,13 @@ class EngineCore:
                 window.append(c)
         self._publish_candles(symbol)
 
-    async def _open_demo(self) -> None:
-        for spec in self._demo:
-            if any(p.symbol == spec.symbol and p.side is spec.side
+    async def _open_demo(self, spec: DemoSpec, tick: Tick) -> None:
+        """First start in paper mode: open one demo position at the current price."""
+        del self._demo_pending[spec.symbol]
+        if not self._demo_pending:
+            self.store.set_setting("demo_opened", True)
+        if not any(p.symbol == spec.symbol and p.side is spec.side
                    for p in self.positions.values()):
-                continue
-            tick = self._last.get(spec.symbol) or await self.exchange.fetch_price(spec.symbol)
-            if tick is None:
-                continue
-            self._last[spec.symbol] = tick
             d = spec.side.dir
             market = self._markets.get(spec.symbol)
             sl = tick.price * (1 - d * spec.sl_pct)
@@ -199,7 +199,6 @@ class EngineCore:
                                                    sl=sl, tp=tp, preset=spec.preset))
             except PmguiError as exc:
                 log.warning("demo position %s not opened: %s", spec.symbol, exc)
-        self.store.set_setting("demo_opened", True)
 
     # ------------------------------------------------------------------ sink
 
@@ -225,6 +224,8 @@ class EngineCore:
         self._last[tick.symbol] = tick
         self._update_forming(tick)
         self.outbox.publish(TickEvent(tick.symbol, tick.price, tick.ts))
+        if tick.symbol in self._demo_pending:
+            await self._open_demo(self._demo_pending[tick.symbol], tick)
         for pid in [p.id for p in self.positions.values() if p.symbol == tick.symbol]:
             await self._on_position_tick(pid, tick)
 
