@@ -1,0 +1,238 @@
+"""Recorded price files (DESIGN §8): ticks `timestamp,price` or candles
+`timestamp,open,high,low,close[,volume]`.
+
+The same loader serves `pmgui replay`, the paper exchange's replay feed and the bundled data,
+so a file that replays in one place replays identically in the others. Every problem is a
+`ValidationError` naming the file and its line, because a trader fixing a CSV needs to find
+the offending row, and nothing half-loaded is ever returned.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pmgui
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Candle, Tick
+
+PriceKind = Literal["ticks", "candles"]
+
+_TS_NAMES = ("timestamp", "time", "ts", "date", "datetime")
+_CANDLE_COLS = ("open", "high", "low", "close")
+# Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+_MS_THRESHOLD = 1e11
+_QUOTES = ("USDT", "USDC", "BUSD", "USD")
+
+
+@dataclass(frozen=True, slots=True)
+class PriceData:
+    """A validated price file: either ticks or candles (the other tuple is empty)."""
+
+    kind: PriceKind
+    symbol: str
+    ticks: tuple[Tick, ...] = ()
+    candles: tuple[Candle, ...] = ()
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ticks) if self.kind == "ticks" else len(self.candles)
+
+    @property
+    def first_price(self) -> float:
+        return self.ticks[0].price if self.kind == "ticks" else self.candles[0].open
+
+    @property
+    def interval(self) -> float:
+        """Candle interval in seconds: the smallest gap between consecutive candles (gaps in
+        the data do not widen it); 60 for a single candle or for tick data."""
+        if self.kind != "candles" or len(self.candles) < 2:
+            return 60.0
+        return min(b.ts - a.ts for a, b in zip(self.candles, self.candles[1:], strict=False))
+
+
+def resources_dir() -> Path:
+    """The repository's `resources/` folder (the package is installed editable, DESIGN §1)."""
+    return Path(pmgui.__file__).resolve().parent.parent / "resources"
+
+
+def symbol_from_filename(path: str | Path) -> str:
+    """Guess the market a file stands for from its name's first token.
+
+    `BTCUSD-1h-coinbase.csv` → `BTC/USDT:USDT`, `eth_usdt.csv` → `ETH/USDT:USDT`. USD spot
+    data stand in for the USDT perpetual. A name without a recognisable quote is used as is
+    (upper-cased), so the caller can always pass an explicit symbol instead.
+    """
+    stem = Path(path).name.split(".")[0]
+    parts = [t for t in re.split(r"[-_ ]", stem.upper()) if t]
+    if not parts:
+        return stem
+    first = parts[0]
+    for quote in _QUOTES:
+        if first.endswith(quote) and len(first) > len(quote):
+            return f"{first[: -len(quote)]}/USDT:USDT"
+    if len(parts) > 1 and parts[1] in _QUOTES:
+        return f"{first}/USDT:USDT"
+    return first
+
+
+def parse_timestamp(text: str) -> float:
+    """Epoch seconds, epoch milliseconds (by magnitude) or ISO-8601 → seconds (UTC).
+
+    Raises ValueError with a short reason; the caller adds the file and line.
+    """
+    s = text.strip()
+    if not s:
+        raise ValueError("empty timestamp")
+    try:
+        v = float(s)
+    except ValueError:
+        v = None
+    if v is not None:
+        if not math.isfinite(v):
+            raise ValueError(f"timestamp {s!r} is not finite")
+        if v < 0:
+            raise ValueError(f"timestamp {s!r} is negative")
+        return v / 1000.0 if v >= _MS_THRESHOLD else v
+    iso = s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s
+    try:
+        d = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError(
+            f"timestamp {s!r} is neither epoch seconds/milliseconds nor ISO-8601") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return d.timestamp()
+
+
+def _number(text: str, col: str, *, positive: bool = True) -> float:
+    s = text.strip()
+    if not s:
+        raise ValueError(f"{col} is empty")
+    try:
+        v = float(s)
+    except ValueError:
+        raise ValueError(f"{col} {s!r} is not a number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{col} {s!r} is not a finite number")
+    if positive and v <= 0:
+        raise ValueError(f"{col} must be positive (got {s})")
+    if not positive and v < 0:
+        raise ValueError(f"{col} cannot be negative (got {s})")
+    return v
+
+
+def load_price_csv(path: str | Path, symbol: str | None = None) -> PriceData:
+    """Load and validate a tick or candle CSV.
+
+    The first non-blank line that is not a `#` comment is the header (case and surrounding
+    spaces ignored; extra columns ignored). With open/high/low/close present the file is
+    candles, else with `price` it is ticks. Rows must be strictly increasing in time.
+    `symbol` defaults to `symbol_from_filename(path)`.
+    """
+    p = Path(path)
+    name = p.name
+    try:
+        raw = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValidationError(f"{p}: file not found", field="path") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValidationError(f"{p}: cannot be read ({e})", field="path") from None
+
+    lines = raw.splitlines()
+    rows = [(i + 1, line) for i, line in enumerate(lines)
+            if line.strip() and not line.lstrip().startswith("#")]
+    if not rows:
+        raise ValidationError(f"{name}: the file is empty (expected a header line)", field="path")
+    header_line, header_text = rows[0]
+    header = [h.strip().lower() for h in next(csv.reader([header_text]))]
+    ts_col = next((header.index(n) for n in _TS_NAMES if n in header), None)
+    if ts_col is None:
+        raise ValidationError(
+            f"{name} line {header_line}: missing column 'timestamp' "
+            f"(header is {header_text.strip()!r})", field="path")
+    has_candles = all(c in header for c in _CANDLE_COLS)
+    if not has_candles and "price" not in header:
+        missing = [c for c in _CANDLE_COLS if c not in header]
+        raise ValidationError(
+            f"{name} line {header_line}: missing column 'price' (tick file) or "
+            f"{', '.join(repr(c) for c in missing)} (candle file); header is "
+            f"{header_text.strip()!r}", field="path")
+    body = rows[1:]
+    if not body:
+        raise ValidationError(f"{name}: no data rows after the header", field="path")
+
+    sym = symbol or symbol_from_filename(p)
+    ticks: list[Tick] = []
+    candles: list[Candle] = []
+    last_ts: float | None = None
+    last_line = 0
+    if has_candles:
+        idx = {c: header.index(c) for c in _CANDLE_COLS}
+        vol_idx = header.index("volume") if "volume" in header else None
+    else:
+        price_idx = header.index("price")
+        vol_idx = header.index("volume") if "volume" in header else None
+    width = len(header)
+
+    for lineno, text in body:
+        fields = next(csv.reader([text]))
+        if len(fields) < width:
+            raise ValidationError(
+                f"{name} line {lineno}: expected {width} columns, found {len(fields)}",
+                field="path")
+        try:
+            ts = parse_timestamp(fields[ts_col])
+            volume = (_number(fields[vol_idx], "volume", positive=False)
+                      if vol_idx is not None and fields[vol_idx].strip() else 0.0)
+            if has_candles:
+                o = _number(fields[idx["open"]], "open")
+                h = _number(fields[idx["high"]], "high")
+                lo = _number(fields[idx["low"]], "low")
+                c = _number(fields[idx["close"]], "close")
+                if h < lo:
+                    raise ValueError(f"high {h:g} is below low {lo:g}")
+                for col, v in (("open", o), ("close", c)):
+                    if not lo <= v <= h:
+                        raise ValueError(f"{col} {v:g} is outside the low-high range "
+                                         f"{lo:g}-{h:g}")
+            else:
+                price = _number(fields[price_idx], "price")
+        except ValueError as e:
+            raise ValidationError(f"{name} line {lineno}: {e}", field="path") from None
+        if last_ts is not None and ts <= last_ts:
+            what = "duplicate" if ts == last_ts else "out-of-order"
+            raise ValidationError(
+                f"{name} line {lineno}: {what} timestamp {fields[ts_col].strip()} "
+                f"(line {last_line} has {_fmt_ts(last_ts)}; rows must be sorted oldest "
+                f"first, each time once)", field="path")
+        last_ts, last_line = ts, lineno
+        if has_candles:
+            candles.append(Candle(ts=ts, open=o, high=h, low=lo, close=c, volume=volume))
+        else:
+            ticks.append(Tick(symbol=sym, price=price, ts=ts, volume=volume))
+
+    if has_candles:
+        return PriceData(kind="candles", symbol=sym, candles=tuple(candles), source=str(p))
+    return PriceData(kind="ticks", symbol=sym, ticks=tuple(ticks), source=str(p))
+
+
+def _fmt_ts(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def candle_path_ticks(candle: Candle) -> list[float]:
+    """The intra-candle price path (DESIGN §8): open→low→high→close for a rising candle
+    (close ≥ open), open→high→low→close for a falling one.
+
+    Visiting the adverse extreme first for a rising candle is the conservative guess: a stop
+    inside the candle's range is hit before the target.
+    """
+    if candle.close >= candle.open:
+        return [candle.open, candle.low, candle.high, candle.close]
+    return [candle.open, candle.high, candle.low, candle.close]

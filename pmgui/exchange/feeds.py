@@ -1,0 +1,335 @@
+"""Market simulators for the paper exchange: replay of recorded history, and a random walk.
+
+A feed is an iterator of events: a `Tick`, or a `CandleClosed` when a candle is complete.
+Indicators are built only from completed candles (DESIGN §8), so the feed — not the engine —
+decides when a candle is done: for candle files that is after the candle's four path ticks,
+for tick data and the random walk it is when the first tick of the next time bucket arrives.
+Feeds are plain synchronous iterators; the paper exchange paces them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Candle, Market, Tick
+from pmgui.exchange.csvdata import PriceData, candle_path_ticks, load_price_csv, resources_dir
+
+
+@dataclass(frozen=True, slots=True)
+class CandleClosed:
+    """A completed candle of `symbol` (its `ts` is the candle's open time)."""
+
+    symbol: str
+    candle: Candle
+
+
+FeedEvent = Tick | CandleClosed
+
+
+class Feed(Protocol):
+    """What the paper exchange consumes. `tick_interval` is the wall-clock pause between
+    time steps in realtime mode (None: let the exchange choose)."""
+
+    tick_interval: float | None
+
+    def events(self) -> Iterator[FeedEvent]: ...
+
+    def symbols(self) -> tuple[str, ...]: ...
+
+
+def bundled_data() -> list[Path]:
+    """The real price files shipped in `resources/data/` (see its README for provenance)."""
+    folder = resources_dir() / "data"
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.csv"))
+
+
+def bucket_start(ts: float, timeframe: float) -> float:
+    return math.floor(ts / timeframe) * timeframe
+
+
+class CandleAggregator:
+    """Builds `timeframe`-second candles from ticks, per symbol.
+
+    `add` returns the previous candle of the tick's symbol when the tick opens a new bucket:
+    the arrival of a later tick is what proves the bucket complete.
+    """
+
+    def __init__(self, timeframe: float = 60.0) -> None:
+        if not (math.isfinite(timeframe) and timeframe > 0):
+            raise ValidationError(f"timeframe must be a positive number of seconds "
+                                  f"(got {timeframe!r})", field="timeframe")
+        self.timeframe = float(timeframe)
+        self._open: dict[str, Candle] = {}
+
+    def add(self, tick: Tick) -> CandleClosed | None:
+        start = bucket_start(tick.ts, self.timeframe)
+        cur = self._open.get(tick.symbol)
+        if cur is None:
+            self._open[tick.symbol] = Candle(start, tick.price, tick.price, tick.price,
+                                             tick.price, tick.volume)
+            return None
+        if start > cur.ts:
+            self._open[tick.symbol] = Candle(start, tick.price, tick.price, tick.price,
+                                             tick.price, tick.volume)
+            return CandleClosed(tick.symbol, cur)
+        self._open[tick.symbol] = replace(
+            cur, high=max(cur.high, tick.price), low=min(cur.low, tick.price),
+            close=tick.price, volume=cur.volume + tick.volume)
+        return None
+
+    def current(self, symbol: str) -> Candle | None:
+        """The forming (incomplete) candle, for display only."""
+        return self._open.get(symbol)
+
+    def flush(self) -> list[CandleClosed]:
+        """Close every forming candle (end of data)."""
+        out = [CandleClosed(s, c) for s, c in self._open.items()]
+        self._open.clear()
+        return out
+
+
+class ReplayFeed:
+    """Replays a recorded file as ticks, deterministically.
+
+    Candle data: each candle becomes four ticks along `candle_path_ticks` at the candle's open
+    time, +1/3 and +2/3 of the interval, and the close just before the interval ends
+    (interval − min(1 s, interval/100)); then `CandleClosed` with the candle as recorded.
+    Tick data: ticks as recorded; candles aggregated at `timeframe` seconds, `CandleClosed`
+    emitted (before the tick) when a tick opens a new bucket, and for the last bucket when the
+    data end — the data ending is what completes it.
+    """
+
+    def __init__(self, data: PriceData, *, symbol: str | None = None,
+                 timeframe: float = 60.0, tick_interval: float | None = None) -> None:
+        if len(data) == 0:
+            raise ValidationError("price data has no rows", field="data")
+        self.data = data
+        self.symbol = symbol or data.symbol
+        self.timeframe = float(timeframe)
+        CandleAggregator(self.timeframe)  # validates the timeframe now, not mid-replay
+        self.tick_interval = tick_interval
+
+    @classmethod
+    def from_csv(cls, path: str | Path, *, symbol: str | None = None,
+                 timeframe: float = 60.0, tick_interval: float | None = None) -> ReplayFeed:
+        return cls(load_price_csv(path, symbol), symbol=symbol, timeframe=timeframe,
+                   tick_interval=tick_interval)
+
+    def symbols(self) -> tuple[str, ...]:
+        return (self.symbol,)
+
+    def events(self) -> Iterator[FeedEvent]:
+        sym = self.symbol
+        if self.data.kind == "candles":
+            interval = self.data.interval
+            close_at = interval - min(1.0, interval / 100.0)
+            offsets = (0.0, interval / 3.0, 2.0 * interval / 3.0, close_at)
+            for c in self.data.candles:
+                vol = c.volume / 4.0
+                for off, price in zip(offsets, candle_path_ticks(c), strict=True):
+                    yield Tick(sym, price, c.ts + off, vol)
+                yield CandleClosed(sym, c)
+            return
+        agg = CandleAggregator(self.timeframe)
+        for t in self.data.ticks:
+            tick = t if t.symbol == sym else replace(t, symbol=sym)
+            closed = agg.add(tick)
+            if closed is not None:
+                yield closed
+            yield tick
+        yield from agg.flush()
+
+
+# --- random walk ---------------------------------------------------------------------------
+
+REGIMES: tuple[str, ...] = ("calm", "normal", "wild")
+_REGIME_VOL = {"calm": 0.5, "normal": 1.0, "wild": 2.5}
+_REGIME_MEAN_SECONDS = {"calm": 600.0, "normal": 900.0, "wild": 180.0}
+_REGIME_NEXT = {  # where a switch goes, with probabilities
+    "calm": (("normal", 0.9), ("wild", 0.1)),
+    "normal": (("calm", 0.6), ("wild", 0.4)),
+    "wild": (("normal", 0.8), ("calm", 0.2)),
+}
+_JUMP_MEAN_SECONDS = 7200.0  # one jump per two hours on average
+_REVERSION_SECONDS = 2 * 86_400.0  # weak pull back to the start level (stays realistic)
+_DAY = 86_400.0
+
+# Typical daily volatility by base asset; anything else gets the default.
+DAILY_VOL: dict[str, float] = {"BTC": 0.03, "ETH": 0.04, "SOL": 0.06, "BNB": 0.035,
+                               "XRP": 0.055, "DOGE": 0.065}
+DEFAULT_DAILY_VOL = 0.05
+
+
+def _base(symbol: str) -> str:
+    return symbol.split("/")[0].upper()
+
+
+@dataclass(slots=True)
+class _Walker:
+    """One symbol's random-walk state (mutable; private to the feed)."""
+
+    symbol: str
+    anchor: float  # start price: the level it reverts to
+    price: float
+    regime: str
+    rng: random.Random
+    daily_vol: float
+    scale: float
+
+    def step(self, dt: float) -> float:
+        """Advance `dt` seconds; returns the new (unrounded) price."""
+        rng = self.rng
+        if rng.random() < min(1.0, dt / _REGIME_MEAN_SECONDS[self.regime]):
+            u, acc = rng.random(), 0.0
+            for nxt, p in _REGIME_NEXT[self.regime]:
+                acc += p
+                if u < acc:
+                    self.regime = nxt
+                    break
+        sigma = self.daily_vol * self.scale * _REGIME_VOL[self.regime] * math.sqrt(dt / _DAY)
+        drift = -math.log(self.price / self.anchor) * dt / _REVERSION_SECONDS
+        r = drift - 0.5 * sigma * sigma + sigma * rng.gauss(0.0, 1.0)
+        if rng.random() < min(1.0, dt / _JUMP_MEAN_SECONDS):
+            size = self.daily_vol * self.scale * rng.uniform(0.1, 0.4)
+            r += size if rng.random() < 0.5 else -size
+        r = max(-0.5, min(0.5, r))  # never a one-step collapse to zero
+        self.price *= math.exp(r)
+        return self.price
+
+
+class RandomWalkFeed:
+    """A seeded, reproducible geometric random walk for several symbols.
+
+    Per symbol: volatility regimes calm/normal/wild (×0.5/×1/×2.5 of the asset's typical
+    daily volatility, Markov switching with mean durations 10/15/3 min), jumps of 0.1–0.4
+    daily sigmas about every 2 hours, and a weak mean reversion to the start price (half-life
+    of days) so levels stay realistic over a long session. Each symbol has its own RNG seeded
+    from (seed, symbol): its path does not depend on which other symbols are walked.
+
+    Every step emits one tick per symbol. Timestamps are `start_ts + n·tick_interval`, or
+    `clock()` at generation when a clock is given (realtime: ticks carry wall time, so price
+    age checks see fresh prices). Candles are aggregated at `timeframe` seconds.
+    `volatility_scale` multiplies every volatility (a livelier demo).
+    """
+
+    def __init__(self, symbols: Mapping[str, float], seed: int, tick_interval: float = 1.0,
+                 *, start_ts: float | None = None, clock: Callable[[], float] | None = None,
+                 markets: Mapping[str, Market] | None = None,
+                 daily_vol: Mapping[str, float] | None = None,
+                 volatility_scale: float = 1.0, timeframe: float = 60.0) -> None:
+        if not symbols:
+            raise ValidationError("a random-walk feed needs at least one symbol",
+                                  field="symbols")
+        for sym, p in symbols.items():
+            if not (isinstance(p, (int, float)) and math.isfinite(p) and p > 0):
+                raise ValidationError(f"start price of {sym} must be a positive number "
+                                      f"(got {p!r})", field="symbols")
+        if not (math.isfinite(tick_interval) and tick_interval > 0):
+            raise ValidationError(f"tick interval must be positive (got {tick_interval!r})",
+                                  field="tick_interval")
+        if not (math.isfinite(volatility_scale) and volatility_scale > 0):
+            raise ValidationError("volatility scale must be positive", field="volatility_scale")
+        self.start_prices = dict(symbols)
+        self.seed = int(seed)
+        self.tick_interval: float | None = float(tick_interval)
+        self.clock = clock
+        now = clock() if clock is not None else time.time()
+        self.start_ts = float(start_ts) if start_ts is not None else float(now)
+        self.markets = dict(markets or {})
+        self._vols = dict(daily_vol or {})
+        self.volatility_scale = float(volatility_scale)
+        self.timeframe = float(timeframe)
+        CandleAggregator(self.timeframe)
+
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self.start_prices)
+
+    def daily_vol(self, symbol: str) -> float:
+        return self._vols.get(symbol, DAILY_VOL.get(_base(symbol), DEFAULT_DAILY_VOL))
+
+    def _walker(self, symbol: str, salt: str = "") -> _Walker:
+        p0 = float(self.start_prices[symbol])
+        return _Walker(symbol=symbol, anchor=p0, price=p0, regime="normal",
+                       rng=random.Random(f"pmgui-walk:{self.seed}:{symbol}{salt}"),
+                       daily_vol=self.daily_vol(symbol), scale=self.volatility_scale)
+
+    def _round(self, symbol: str, price: float) -> float:
+        m = self.markets.get(symbol)
+        if m is not None and m.tick_size > 0:
+            return max(m.round_price(price), m.tick_size)
+        return float(f"{price:.8g}")
+
+    def _volume(self, rng: random.Random, price: float, regime: str, dt: float) -> float:
+        """Base-asset volume of one step: ~50k quote per second, busier in wild regimes."""
+        quote = 50_000.0 * dt * _REGIME_VOL[regime] * rng.lognormvariate(0.0, 0.75)
+        return float(f"{quote / price:.6g}")
+
+    def events(self) -> Iterator[FeedEvent]:
+        """Infinite: one tick per symbol per step; the first tick is the start price."""
+        walkers = [self._walker(s) for s in self.start_prices]
+        agg = CandleAggregator(self.timeframe)
+        dt = float(self.tick_interval or 1.0)
+        last_ts = -math.inf
+        n = 0
+        while True:
+            if self.clock is not None:
+                ts = max(float(self.clock()), last_ts)
+            else:
+                ts = self.start_ts + n * dt
+            last_ts = ts
+            for w in walkers:
+                raw = w.price if n == 0 else w.step(dt)
+                tick = Tick(w.symbol, self._round(w.symbol, raw), ts,
+                            self._volume(w.rng, raw, w.regime, dt))
+                closed = agg.add(tick)
+                if closed is not None:
+                    yield closed
+                yield tick
+            n += 1
+
+    def history(self, symbol: str, n_candles: int) -> list[Candle]:
+        """`n_candles` completed warm-up candles before `start_ts`, the last closing at the
+        start price, so a chart and the indicators have data on first start.
+
+        Walked forward with the same model (12 sub-steps per candle, own RNG stream) and then
+        scaled so the final close is the start price; deterministic for a seed.
+        """
+        if symbol not in self.start_prices:
+            raise ValidationError(f"{symbol} is not walked by this feed", field="symbol")
+        if n_candles <= 0:
+            return []
+        sub = 12
+        dt = self.timeframe / sub
+        w = self._walker(symbol, ":history")
+        path: list[list[float]] = []
+        vols: list[float] = []
+        prev = w.price
+        for _ in range(n_candles):
+            seg = [prev]
+            vol = 0.0
+            for _ in range(sub):
+                seg.append(w.step(dt))
+                vol += self._volume(w.rng, w.price, w.regime, dt)
+            prev = seg[-1]
+            path.append(seg)
+            vols.append(vol)
+        scale = self.start_prices[symbol] / path[-1][-1]
+        first = bucket_start(self.start_ts, self.timeframe) - n_candles * self.timeframe
+        out: list[Candle] = []
+        for i, (seg, vol) in enumerate(zip(path, vols, strict=True)):
+            pts = [self._round(symbol, p * scale) for p in seg]
+            if i == n_candles - 1:
+                pts[-1] = self._round(symbol, self.start_prices[symbol])
+            o, c = pts[0], pts[-1]
+            out.append(Candle(first + i * self.timeframe, o, max(pts), min(pts), c,
+                              float(f"{vol:.6g}")))
+        return out

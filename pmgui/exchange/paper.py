@@ -1,0 +1,923 @@
+"""The paper exchange: a simulated USDT-margined futures venue (DESIGN §5).
+
+It behaves like a real venue as far as the engine can tell: orders are accepted or refused
+with the same typed errors, fills arrive as `OrderUpdate`s through the sink, positions live
+on the venue (hedge mode, isolated margin) and, with a database, survive a crash of the app
+exactly as a real exchange's would. Everything is deterministic given the same feed and the
+same sequence of calls, so replays are reproducible.
+
+Exact behaviour:
+
+- Positions are keyed (symbol, side) — hedge mode. A BUY without reduce-only opens/increases
+  the LONG, a SELL the SHORT; a reduce-only SELL reduces the LONG, a reduce-only BUY the
+  SHORT. A reduce-only fill is clipped to the position size (never flips, never over-closes);
+  a reduce-only order without a position is rejected at creation and canceled at trigger.
+  When a position closes completely, its remaining reduce-only orders are canceled.
+- MARKET: fills at once at the last price ± slippage (buy higher, sell lower), taker fee.
+  LIMIT: rests; fills at the limit price, maker fee, on the first tick at or through it
+  (buy: price ≤ limit; sell: price ≥ limit). A limit that is marketable on arrival fills at
+  once as a taker at the last price ± slippage, never worse than its limit.
+  STOP_MARKET / TAKE_PROFIT_MARKET: trigger on crossing (SELL stop p ≤ trigger, BUY stop
+  p ≥ trigger, SELL TP p ≥ trigger, BUY TP p ≤ trigger), fill at the triggering tick's price
+  ± slippage, taker fee. One that would trigger at creation raises
+  `OrderWouldTriggerImmediately` (Binance -2021).
+- Amounts are floored to the step, prices rounded to the tick. Below the minimum amount, or
+  below the minimum notional for an order that is not reduce-only (as on Binance), raises
+  `InvalidOrder`. Opening orders reserve margin (notional/leverage + taker fee) from the free
+  wallet; not enough raises `InsufficientFunds`.
+- Isolated margin: a position holds notional/leverage of the wallet; fees and realized P/L
+  settle into the wallet. `Balance.total` is the wallet (realized only), `used` the margin
+  of positions and open opening orders, `free` the rest.
+- Liquidation: when a tick crosses the isolated liquidation price
+  (`money.liquidation_price` with the market's mmr) the position closes at that price (taker
+  fee) through a synthetic market order (role REDUCE, reason "liquidation") whose fill has
+  `liquidation=True`; its reduce-only orders are canceled. Orders are matched before the
+  liquidation check, in the order they were created.
+- `create_order` returns the resulting Order (FILLED for a market order) and queues the same
+  `OrderUpdate` for the sink; `cancel_order` likewise. `run()` delivers queued updates before
+  the next feed event, and while it sleeps in realtime mode it wakes up to deliver them at
+  once — never from inside the caller's own `await`, so the engine is never re-entered.
+  Fill ids (`paper-fill-N`) and exchange order ids (`paper-N`) are sequential and persisted.
+- Per tick: resting orders and liquidations are matched first and each change is awaited
+  through `sink.on_order_update`, then `sink.on_tick`. Completed candles go to
+  `sink.on_candle(symbol, candle, True)`. Realtime mode sleeps `feed.tick_interval / speed`
+  after each step (one tick per symbol); otherwise the feed runs as fast as it can and
+  `now()` is the last tick's timestamp (simulated time).
+- With `db`, the whole venue state (wallet, positions, orders with client ids, fills,
+  leverage, last prices, id counters) lives in `paper_*` tables and every change is written
+  in one transaction; `connect()` restores it. Prices are written at most once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
+from pmgui.domain.errors import (
+    ExchangeError,
+    InsufficientFunds,
+    InvalidOrder,
+    OrderWouldTriggerImmediately,
+)
+from pmgui.domain.models import Candle, Fill, Market, Order, OrderRequest, Tick
+from pmgui.domain.money import average_entry, liquidation_price, valid_price
+from pmgui.exchange.base import (
+    Balance,
+    Capabilities,
+    ConnectionState,
+    ExchangePosition,
+    ExchangeSink,
+    OrderUpdate,
+)
+from pmgui.exchange.feeds import CandleClosed, Feed, FeedEvent, bucket_start
+
+DEFAULT_LEVERAGE = 10.0
+SCHEMA_VERSION = 1
+_EPS = 1e-9
+_PRICE_WRITE_INTERVAL = 1.0  # seconds of wall time between price writes
+_MAX_CANDLES = 5000
+
+_TIMEFRAMES = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def timeframe_seconds(timeframe: str) -> float:
+    """'1m' → 60, '4h' → 14400 (ccxt notation)."""
+    tf = timeframe.strip()
+    try:
+        n, unit = int(tf[:-1]), tf[-1]
+        return float(n * _TIMEFRAMES[unit])
+    except (ValueError, KeyError, IndexError):
+        raise ExchangeError(f"unknown timeframe {timeframe!r} (use e.g. 1m, 5m, 1h, 1d)") \
+            from None
+
+
+@dataclass(slots=True)
+class _Pos:
+    """A venue position (mutable, private; published as ExchangePosition)."""
+
+    symbol: str
+    side: Side
+    qty: float
+    entry: float
+    leverage: float
+    margin: float
+    opened_at: float
+    realized: float = 0.0
+    fees: float = 0.0
+
+
+@dataclass(slots=True)
+class _Dirty:
+    """What the current change touched: written together in one transaction."""
+
+    state: bool = False
+    positions: set[tuple[str, Side]] = field(default_factory=set)
+    orders: set[str] = field(default_factory=set)
+    fills: list[Fill] = field(default_factory=list)
+    leverage: set[str] = field(default_factory=set)
+
+    def any(self) -> bool:
+        return bool(self.state or self.positions or self.orders or self.fills or self.leverage)
+
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS paper_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS paper_positions (symbol TEXT NOT NULL, side TEXT NOT NULL, "
+    "qty REAL NOT NULL, entry REAL NOT NULL, leverage REAL NOT NULL, margin REAL NOT NULL, "
+    "opened_at REAL NOT NULL, realized REAL NOT NULL, fees REAL NOT NULL, "
+    "PRIMARY KEY (symbol, side))",
+    "CREATE TABLE IF NOT EXISTS paper_orders (client_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+    " exchange_id TEXT, symbol TEXT NOT NULL, side TEXT NOT NULL, type TEXT NOT NULL, "
+    "amount REAL NOT NULL, status TEXT NOT NULL, price REAL, trigger_price REAL, "
+    "filled REAL NOT NULL, average REAL, reduce_only INTEGER NOT NULL, position_id TEXT, "
+    "role TEXT NOT NULL, reason TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+    "error TEXT)",
+    "CREATE TABLE IF NOT EXISTS paper_fills (id TEXT PRIMARY KEY, order_client_id TEXT, "
+    "symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL, "
+    "fee REAL NOT NULL, ts REAL NOT NULL, exchange_order_id TEXT, liquidation INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS paper_leverage (symbol TEXT PRIMARY KEY, leverage REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS paper_prices (symbol TEXT PRIMARY KEY, price REAL NOT NULL, "
+    "ts REAL NOT NULL, volume REAL NOT NULL)",
+)
+
+_ORDER_COLS = ("client_id", "seq", "exchange_id", "symbol", "side", "type", "amount", "status",
+               "price", "trigger_price", "filled", "average", "reduce_only", "position_id",
+               "role", "reason", "created_at", "updated_at", "error")
+
+
+def _triggered(otype: OrderType, side: OrderSide, trigger: float, price: float) -> bool:
+    """Crossing rule for conditional orders (see module docstring)."""
+    if otype is OrderType.STOP_MARKET:
+        return price <= trigger if side is OrderSide.SELL else price >= trigger
+    if otype is OrderType.TAKE_PROFIT_MARKET:
+        return price >= trigger if side is OrderSide.SELL else price <= trigger
+    return False
+
+
+def _limit_crossed(side: OrderSide, limit: float, price: float) -> bool:
+    return price <= limit if side is OrderSide.BUY else price >= limit
+
+
+def _reduced_side(side: OrderSide) -> Side:
+    """The position a reduce-only order of this side reduces."""
+    return Side.LONG if side is OrderSide.SELL else Side.SHORT
+
+
+def _opened_side(side: OrderSide) -> Side:
+    return Side.LONG if side is OrderSide.BUY else Side.SHORT
+
+
+def _money(v: float) -> str:
+    return f"{v:,.2f}"
+
+
+class PaperExchange:
+    """A simulated futures exchange implementing `pmgui.exchange.base.Exchange`."""
+
+    id = "paper"
+
+    def __init__(self, markets: dict[str, Market], feed: Feed | None = None, *,
+                 balance: float = 10_000.0, taker_fee: float = 0.0005,
+                 maker_fee: float = 0.0002, slippage: float = 0.0002, realtime: bool = True,
+                 db: Any = None, clock: Callable[[], float] | None = None,
+                 currency: str = "USDT", default_leverage: float = DEFAULT_LEVERAGE,
+                 speed: float = 1.0) -> None:
+        if not markets:
+            raise ExchangeError("the paper exchange needs at least one market")
+        for name, value, hi in (("balance", balance, math.inf), ("taker fee", taker_fee, 0.1),
+                                ("maker fee", maker_fee, 0.1), ("slippage", slippage, 0.1)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value)
+                    and 0 <= value < hi):
+                raise ExchangeError(f"paper {name} must be a number from 0 to below {hi:g} "
+                                    f"(got {value!r})")
+        if not (math.isfinite(speed) and speed > 0):
+            raise ExchangeError(f"paper speed must be positive (got {speed!r})")
+        self._markets = dict(markets)
+        self.feed = feed
+        self.taker_fee = float(taker_fee)
+        self.maker_fee = float(maker_fee)
+        self.slippage = float(slippage)
+        self.realtime = realtime
+        self.db = db
+        self._clock = clock
+        self.currency = currency
+        self.default_leverage = float(default_leverage)
+        self.speed = float(speed)
+        self.capabilities = Capabilities(
+            stop_orders=True, take_profit_orders=True, edit_orders=False, watch_tickers=True,
+            watch_orders=True, watch_positions=True, fetch_ohlcv=True)
+
+        self._initial_balance = float(balance)
+        self._balance = float(balance)
+        self._positions: dict[tuple[str, Side], _Pos] = {}
+        self._orders: dict[str, Order] = {}
+        self._order_seq: dict[str, int] = {}
+        self._open: dict[str, None] = {}  # insertion-ordered set of open client ids
+        self._by_exchange_id: dict[str, str] = {}
+        self._fills: list[Fill] = []
+        self._leverage: dict[str, float] = {}
+        self._last: dict[str, Tick] = {}
+        self._candles: dict[str, deque[Candle]] = {}
+        self._history: dict[str, list[Candle]] = {}
+        self._seq = 0
+        self._fill_seq = 0
+        self._sim_ts: float | None = None
+        self._pending: list[OrderUpdate] = []
+        self._subscribed: set[str] = set()
+        self._dirty = _Dirty()
+        self._loaded = False
+        self._connected = False
+        self._running = False
+        self._wake: asyncio.Event | None = None
+        self._last_price_write = -math.inf
+
+    # --- time ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Wall time (or `clock()`) in realtime mode; the last tick's timestamp otherwise."""
+        if self.realtime:
+            return float(self._clock()) if self._clock is not None else time.time()
+        if self._sim_ts is not None:
+            return self._sim_ts
+        return float(self._clock()) if self._clock is not None else 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Restore the venue from the database (or initialise it there)."""
+        self._ensure_loaded()
+        self._connected = True
+
+    async def close(self) -> None:
+        if self._loaded:
+            self._write_prices(force=True)
+        self._connected = False
+
+    def markets(self) -> dict[str, Market]:
+        return dict(self._markets)
+
+    def subscribe(self, symbols: Sequence[str]) -> None:
+        unknown = [s for s in symbols if s not in self._markets]
+        if unknown:
+            raise ExchangeError(f"the paper exchange has no market {', '.join(unknown)} "
+                                f"(markets: {', '.join(sorted(self._markets))})")
+        self._subscribed.update(symbols)
+
+    # --- queries ---------------------------------------------------------------------------
+
+    async def fetch_positions(self) -> list[ExchangePosition]:
+        self._ensure_loaded()
+        return [self._export_position(p) for p in self._positions.values()]
+
+    async def fetch_balance(self) -> Balance:
+        self._ensure_loaded()
+        free = self._free()
+        return Balance(self.currency, total=self._balance, free=free,
+                       used=self._balance - free)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        self._ensure_loaded()
+        return [self._orders[c] for c in self._open
+                if symbol is None or self._orders[c].symbol == symbol]
+
+    async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
+        self._ensure_loaded()
+        o = self._orders.get(client_id)
+        return o if o is not None and o.symbol == symbol else None
+
+    async def fetch_price(self, symbol: str) -> Tick | None:
+        self._ensure_loaded()
+        return self._last.get(symbol)
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m",
+                          limit: int = 200) -> list[Candle]:
+        """Completed candles seen by the venue, preceded by the feed's warm-up history when
+        there are fewer than `limit` (the forming candle is not included). Coarser timeframes
+        are aggregated from the stored candles."""
+        self._market(symbol)
+        tf = timeframe_seconds(timeframe)
+        if limit <= 0:
+            return []
+        seen = list(self._candles.get(symbol, ()))
+        base = seen[1].ts - seen[0].ts if len(seen) > 1 else 60.0
+        want = limit * max(1, round(tf / base)) if tf > base else limit
+        candles = seen
+        if len(seen) < want:
+            hist = self._warmup(symbol, want)
+            first = seen[0].ts if seen else math.inf
+            candles = [c for c in hist if c.ts < first] + seen
+        if tf > base + _EPS:
+            candles = _aggregate(candles, tf)
+        return candles[-limit:]
+
+    def fills(self) -> list[Fill]:
+        """Every fill so far, oldest first (the venue's trade history)."""
+        self._ensure_loaded()
+        return list(self._fills)
+
+    def leverage(self, symbol: str) -> float:
+        self._market(symbol)
+        return self._leverage.get(symbol, self.default_leverage)
+
+    # --- orders ----------------------------------------------------------------------------
+
+    async def set_leverage(self, symbol: str, leverage: float) -> None:
+        """Leverage of the symbol for new fills and its open positions (their isolated margin
+        is re-sized: raising it frees margin, lowering it needs free wallet)."""
+        self._ensure_loaded()
+        m = self._market(symbol)
+        if (isinstance(leverage, bool) or not isinstance(leverage, (int, float))
+                or not math.isfinite(leverage) or not 1 <= leverage <= m.max_leverage):
+            raise InvalidOrder(f"leverage for {symbol} must be between 1x and "
+                               f"{m.max_leverage}x (got {leverage!r})")
+        lev = float(leverage)
+        changes = []
+        delta = 0.0
+        for p in self._positions.values():
+            if p.symbol == symbol:
+                new_margin = p.entry * p.qty * m.contract_size / lev
+                changes.append((p, new_margin))
+                delta += new_margin - p.margin
+        if delta > self._free() + _EPS:
+            raise InsufficientFunds(
+                f"lowering {symbol} leverage to {lev:g}x needs {_money(delta)} {self.currency} "
+                f"more margin; {_money(self._free())} {self.currency} available")
+        for p, new_margin in changes:
+            p.leverage, p.margin = lev, new_margin
+            self._dirty.positions.add((p.symbol, p.side))
+        self._leverage[symbol] = lev
+        self._dirty.leverage.add(symbol)
+        self._commit()
+
+    async def create_order(self, req: OrderRequest) -> Order:
+        self._ensure_loaded()
+        updates = self._create(req)
+        self._commit()
+        self._queue(updates)
+        return updates[0].order
+
+    async def cancel_order(self, order: Order) -> Order:
+        """Cancel by client id (or exchange id). An order that is already final is returned
+        unchanged (a race with its fill is not an error); an unknown one raises."""
+        self._ensure_loaded()
+        cid = order.client_id if order.client_id in self._orders else \
+            self._by_exchange_id.get(order.exchange_id or "")
+        if cid is None:
+            raise InvalidOrder(f"unknown order {order.client_id} on the paper exchange")
+        current = self._orders[cid]
+        if current.status.is_final:
+            return current
+        upd = self._cancel(cid, None)
+        self._commit()
+        self._queue([upd])
+        return upd.order
+
+    # --- streaming -------------------------------------------------------------------------
+
+    async def run(self, sink: ExchangeSink) -> None:
+        """Consume the feed until it ends (replay) or the task is cancelled (random walk)."""
+        self._ensure_loaded()
+        self._running = True
+        self._wake = asyncio.Event()
+        try:
+            await sink.on_connection(ConnectionState(True, True, "paper exchange"))
+            await self._flush(sink)
+            if self.feed is None:
+                while True:
+                    await self._pause(3600.0, sink)
+            step = max(1, len(self.feed.symbols()))
+            interval = (getattr(self.feed, "tick_interval", None) or 1.0) / self.speed
+            n_ticks = 0
+            for ev in self.feed.events():
+                await self.deliver(ev, sink)
+                if isinstance(ev, Tick):
+                    n_ticks += 1
+                    if self.realtime and n_ticks % step == 0:
+                        await self._pause(interval, sink)
+                    elif not self.realtime:
+                        await asyncio.sleep(0)  # let commands in between simulated ticks
+            await self._flush(sink)
+        finally:
+            self._running = False
+            self._wake = None
+            if self._loaded:
+                self._write_prices(force=True)
+
+    async def deliver(self, event: FeedEvent, sink: ExchangeSink) -> None:
+        """Process one feed event as `run` does (also for driving the venue by hand):
+        first the updates queued by commands since the last event, then the event."""
+        self._ensure_loaded()
+        await self._flush(sink)
+        if isinstance(event, CandleClosed):
+            self._record_candle(event.symbol, event.candle)
+            if self._wants(event.symbol):
+                await sink.on_candle(event.symbol, event.candle, True)
+            return
+        if event.symbol not in self._markets or not valid_price(event.price):
+            return
+        updates = self._on_tick(event)
+        for u in updates:
+            await sink.on_order_update(u)
+        if self._wants(event.symbol):
+            await sink.on_tick(event)
+
+    async def _flush(self, sink: ExchangeSink) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            for u in batch:
+                await sink.on_order_update(u)
+
+    async def _pause(self, seconds: float, sink: ExchangeSink) -> None:
+        """Sleep `seconds`, waking to deliver updates queued by commands meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        assert self._wake is not None
+        while True:
+            await self._flush(sink)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def _queue(self, updates: Iterable[OrderUpdate]) -> None:
+        self._pending.extend(updates)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _wants(self, symbol: str) -> bool:
+        if not self._subscribed or symbol in self._subscribed:
+            return True
+        return any(p.symbol == symbol for p in self._positions.values()) or any(
+            self._orders[c].symbol == symbol for c in self._open)
+
+    # --- matching --------------------------------------------------------------------------
+
+    def _on_tick(self, tick: Tick) -> list[OrderUpdate]:
+        self._last[tick.symbol] = tick
+        if not self.realtime:
+            self._sim_ts = tick.ts if self._sim_ts is None else max(self._sim_ts, tick.ts)
+        updates: list[OrderUpdate] = []
+        price = tick.price
+        for cid in [c for c in self._open if self._orders[c].symbol == tick.symbol]:
+            if cid not in self._open:  # canceled by an earlier fill in this tick
+                continue
+            o = self._orders[cid]
+            if o.type is OrderType.LIMIT:
+                assert o.price is not None
+                if _limit_crossed(o.side, o.price, price):
+                    updates.extend(self._execute(cid, o.price, self.maker_fee))
+            elif o.trigger_price is not None and _triggered(o.type, o.side, o.trigger_price,
+                                                            price):
+                updates.extend(self._execute(cid, self._slipped(o.symbol, o.side, price),
+                                             self.taker_fee))
+        for key in [k for k in self._positions if k[0] == tick.symbol]:
+            p = self._positions.get(key)
+            if p is None:
+                continue
+            liq = self._liq_price(p)
+            if liq is not None and (price <= liq if p.side is Side.LONG else price >= liq):
+                updates.extend(self._liquidate(p, liq))
+        self._commit()
+        self._write_prices()
+        return updates
+
+    def _slipped(self, symbol: str, side: OrderSide, price: float) -> float:
+        m = self._markets[symbol]
+        raw = price * (1 + self.slippage) if side is OrderSide.BUY else \
+            price * (1 - self.slippage)
+        return max(m.round_price(raw), m.tick_size if m.tick_size > 0 else raw)
+
+    def _liq_price(self, p: _Pos) -> float | None:
+        m = self._markets.get(p.symbol)
+        if m is None:
+            return None
+        liq = liquidation_price(p.side, p.entry, p.leverage, m.mmr)
+        return m.round_price(liq) if liq is not None else None
+
+    # --- order creation --------------------------------------------------------------------
+
+    def _market(self, symbol: str) -> Market:
+        m = self._markets.get(symbol)
+        if m is None:
+            raise InvalidOrder(f"unknown symbol {symbol!r} on the paper exchange "
+                               f"(markets: {', '.join(sorted(self._markets))})")
+        return m
+
+    def _create(self, req: OrderRequest) -> list[OrderUpdate]:
+        """Validate, then accept (and possibly fill) an order. Raises before any change."""
+        m = self._market(req.symbol)
+        if not isinstance(req.client_id, str) or not req.client_id.strip():
+            raise InvalidOrder("an order needs a client order id")
+        if req.client_id in self._orders:
+            raise InvalidOrder(f"client order id {req.client_id} is already used "
+                               f"(order {self._orders[req.client_id].status})")
+        try:
+            side, otype = OrderSide(req.side), OrderType(req.type)
+        except ValueError as e:
+            raise InvalidOrder(f"invalid order: {e}") from None
+        amount = req.amount
+        if (isinstance(amount, bool) or not isinstance(amount, (int, float))
+                or not math.isfinite(amount) or amount <= 0):
+            raise InvalidOrder(f"order amount must be a positive number (got {amount!r})")
+        base = m.base or m.symbol.split("/")[0]
+        amount = m.floor_amount(float(amount))
+        if amount <= 0 or amount < m.min_amount - _EPS:
+            raise InvalidOrder(f"order amount {req.amount:g} {base} is below the minimum "
+                               f"{max(m.min_amount, m.amount_step):g} {base} for {m.symbol}")
+        last = self._last.get(m.symbol)
+        price = trigger = None
+        if otype is OrderType.LIMIT:
+            if not valid_price(req.price):
+                raise InvalidOrder(f"a limit order needs a positive price (got {req.price!r})")
+            price = m.round_price(float(req.price))  # type: ignore[arg-type]
+            if price <= 0:
+                raise InvalidOrder(f"limit price {req.price!r} rounds to zero for {m.symbol}")
+            ref = price
+        elif otype is OrderType.MARKET:
+            if last is None:
+                raise InvalidOrder(f"no price for {m.symbol} yet: a market order needs one")
+            ref = self._slipped(m.symbol, side, last.price)
+        else:
+            if not valid_price(req.trigger_price):
+                raise InvalidOrder(f"a {otype.value.replace('_', '-')} order needs a positive "
+                                   f"trigger price (got {req.trigger_price!r})")
+            trigger = m.round_price(float(req.trigger_price))  # type: ignore[arg-type]
+            if trigger <= 0:
+                raise InvalidOrder(f"trigger price {req.trigger_price!r} rounds to zero")
+            ref = trigger
+        if req.reduce_only:
+            pside = _reduced_side(side)
+            if (m.symbol, pside) not in self._positions:
+                raise InvalidOrder(f"reduce-only {side.value} order rejected: there is no "
+                                   f"{pside.value} position on {m.symbol}")
+        notional = amount * ref * m.contract_size
+        if not req.reduce_only and notional < m.min_notional - _EPS:
+            raise InvalidOrder(f"order value {notional:.2f} {m.quote} is below the minimum "
+                               f"{m.min_notional:g} {m.quote} for {m.symbol}")
+        if trigger is not None and last is not None and _triggered(otype, side, trigger,
+                                                                   last.price):
+            kind = "stop" if otype is OrderType.STOP_MARKET else "take-profit"
+            where = ("below" if side is OrderSide.SELL else "above") if kind == "stop" else \
+                ("above" if side is OrderSide.SELL else "below")
+            raise OrderWouldTriggerImmediately(
+                f"{side.value} {kind} at {trigger:g} would trigger immediately: the last "
+                f"price of {m.symbol} is {last.price:g} (it must be {where} the price)")
+        if not req.reduce_only:
+            lev = self.leverage(m.symbol)
+            need = notional / lev + notional * self.taker_fee
+            free = self._free()
+            if need > free + _EPS:
+                raise InsufficientFunds(
+                    f"insufficient margin: this order needs {_money(need)} {m.quote} "
+                    f"({_money(notional)} at {lev:g}x plus fee), {_money(free)} {m.quote} "
+                    f"available")
+
+        now = self.now()
+        self._seq += 1
+        self._dirty.state = True
+        order = Order(
+            client_id=req.client_id, symbol=m.symbol, side=side, type=otype, amount=amount,
+            status=OrderStatus.OPEN, exchange_id=f"paper-{self._seq}", price=price,
+            trigger_price=trigger, reduce_only=req.reduce_only, position_id=req.position_id,
+            role=req.role, reason=req.reason, created_at=now, updated_at=now)
+        self._store_order(order)
+        self._open[order.client_id] = None
+
+        if otype is OrderType.MARKET:
+            return self._execute(order.client_id, ref, self.taker_fee)
+        if otype is OrderType.LIMIT and last is not None and _limit_crossed(side, price,
+                                                                            last.price):
+            fill_at = self._slipped(m.symbol, side, last.price)
+            fill_at = min(fill_at, price) if side is OrderSide.BUY else max(fill_at, price)
+            return self._execute(order.client_id, fill_at, self.taker_fee)
+        return [OrderUpdate(order)]
+
+    def _store_order(self, order: Order) -> None:
+        if order.client_id not in self._order_seq:
+            self._order_seq[order.client_id] = self._seq
+        self._orders[order.client_id] = order
+        if order.exchange_id:
+            self._by_exchange_id[order.exchange_id] = order.client_id
+        if order.status.is_final:
+            self._open.pop(order.client_id, None)
+        self._dirty.orders.add(order.client_id)
+
+    # --- fills -----------------------------------------------------------------------------
+
+    def _execute(self, cid: str, price: float, fee_rate: float) -> list[OrderUpdate]:
+        """Fill the open order `cid` completely at `price` (clipped if reduce-only)."""
+        o = self._orders[cid]
+        m = self._markets[o.symbol]
+        now = self.now()
+        if o.reduce_only:
+            key = (o.symbol, _reduced_side(o.side))
+            pos = self._positions.get(key)
+            if pos is None:
+                return [self._cancel(cid, "reduce-only order canceled: the position it would "
+                                          "reduce no longer exists", OrderStatus.EXPIRED)]
+            qty = min(o.remaining, pos.qty)
+        else:
+            key = (o.symbol, _opened_side(o.side))
+            qty = o.remaining
+            notional = price * qty * m.contract_size
+            need = notional / self.leverage(o.symbol) + notional * fee_rate
+            free = self._free(exclude=cid)
+            if need > free + _EPS:
+                return [self._cancel(
+                    cid, f"insufficient margin at execution: needs {_money(need)} {m.quote}, "
+                         f"{_money(free)} {m.quote} available", OrderStatus.REJECTED)]
+        fill = self._make_fill(o, qty, price, fee_rate, now)
+        closed = self._apply(key, o.reduce_only, qty, price, fill.fee, now)
+        error = None
+        if o.reduce_only and qty < o.remaining - _EPS:
+            error = f"reduce-only: filled {qty:g} of {o.amount:g}, the whole position"
+        done = replace(o, status=OrderStatus.FILLED, filled=m.round_amount(o.filled + qty),
+                       average=price, updated_at=now, error=error)
+        self._store_order(done)
+        updates = [OrderUpdate(done, (fill,))]
+        if closed:
+            updates.extend(self._cancel_reducers(key, "position closed"))
+        return updates
+
+    def _make_fill(self, o: Order, qty: float, price: float, fee_rate: float, now: float,
+                   *, liquidation: bool = False) -> Fill:
+        m = self._markets[o.symbol]
+        self._fill_seq += 1
+        self._dirty.state = True
+        fee = round(price * qty * m.contract_size * fee_rate, 10)
+        fill = Fill(id=f"paper-fill-{self._fill_seq}", order_client_id=o.client_id,
+                    symbol=o.symbol, side=o.side, qty=qty, price=price, fee=fee, ts=now,
+                    exchange_order_id=o.exchange_id, liquidation=liquidation)
+        self._fills.append(fill)
+        self._dirty.fills.append(fill)
+        return fill
+
+    def _apply(self, key: tuple[str, Side], reduce: bool, qty: float, price: float,
+               fee: float, now: float) -> bool:
+        """Book a fill on the position and the wallet; True when the position closed."""
+        m = self._markets[key[0]]
+        cs = m.contract_size
+        self._balance -= fee
+        self._dirty.state = True
+        self._dirty.positions.add(key)
+        pos = self._positions.get(key)
+        if not reduce:
+            lev = self.leverage(key[0])
+            if pos is None:
+                self._positions[key] = _Pos(key[0], key[1], qty, price, lev,
+                                            price * qty * cs / lev, now, 0.0, fee)
+            else:
+                pos.entry = average_entry(pos.qty, pos.entry, qty, price)
+                pos.qty = m.round_amount(pos.qty + qty)
+                pos.margin += price * qty * cs / lev
+                pos.fees += fee
+            return False
+        assert pos is not None
+        pnl = key[1].dir * (price - pos.entry) * qty * cs
+        self._balance += pnl
+        remaining = m.round_amount(pos.qty - qty)
+        if remaining <= _EPS:
+            del self._positions[key]
+            return True
+        pos.margin *= remaining / pos.qty
+        pos.qty = remaining
+        pos.realized += pnl
+        pos.fees += fee
+        return False
+
+    def _liquidate(self, p: _Pos, liq: float) -> list[OrderUpdate]:
+        now = self.now()
+        self._seq += 1
+        self._dirty.state = True
+        key = (p.symbol, p.side)
+        o = Order(client_id=f"paper-liq-{self._seq}", symbol=p.symbol,
+                  side=p.side.close_side, type=OrderType.MARKET, amount=p.qty,
+                  status=OrderStatus.OPEN, exchange_id=f"paper-{self._seq}",
+                  reduce_only=True, role=OrderRole.REDUCE, reason="liquidation",
+                  created_at=now, updated_at=now)
+        fill = self._make_fill(o, p.qty, liq, self.taker_fee, now, liquidation=True)
+        self._apply(key, True, p.qty, liq, fill.fee, now)
+        done = replace(o, status=OrderStatus.FILLED, filled=p.qty, average=liq,
+                       error=f"liquidated at {liq:g}")
+        self._store_order(done)
+        return [OrderUpdate(done, (fill,)), *self._cancel_reducers(key, "position liquidated")]
+
+    def _cancel_reducers(self, key: tuple[str, Side], why: str) -> list[OrderUpdate]:
+        close_side = key[1].close_side
+        out = []
+        for cid in list(self._open):
+            o = self._orders[cid]
+            if o.symbol == key[0] and o.reduce_only and o.side is close_side:
+                out.append(self._cancel(cid, f"canceled: {why}"))
+        return out
+
+    def _cancel(self, cid: str, error: str | None,
+                status: OrderStatus = OrderStatus.CANCELED) -> OrderUpdate:
+        o = replace(self._orders[cid], status=status, updated_at=self.now(), error=error)
+        self._store_order(o)
+        return OrderUpdate(o)
+
+    # --- wallet ----------------------------------------------------------------------------
+
+    def _reserve(self, o: Order) -> float:
+        if o.reduce_only:
+            return 0.0
+        m = self._markets[o.symbol]
+        ref = o.price if o.price is not None else (o.trigger_price or 0.0)
+        notional = ref * o.remaining * m.contract_size
+        return notional / self.leverage(o.symbol) + notional * self.taker_fee
+
+    def _free(self, exclude: str | None = None) -> float:
+        used = sum(p.margin for p in self._positions.values())
+        used += sum(self._reserve(self._orders[c]) for c in self._open if c != exclude)
+        return self._balance - used
+
+    def _export_position(self, p: _Pos) -> ExchangePosition:
+        m = self._markets.get(p.symbol)
+        last = self._last.get(p.symbol)
+        mark = last.price if last is not None else None
+        cs = m.contract_size if m is not None else 1.0
+        upnl = p.side.dir * (mark - p.entry) * p.qty * cs if mark is not None else None
+        return ExchangePosition(symbol=p.symbol, side=p.side, qty=p.qty, entry=p.entry,
+                                leverage=p.leverage, liquidation=self._liq_price(p), mark=mark,
+                                unrealized_pnl=upnl, opened_at=p.opened_at)
+
+    # --- candles ---------------------------------------------------------------------------
+
+    def _record_candle(self, symbol: str, candle: Candle) -> None:
+        dq = self._candles.setdefault(symbol, deque(maxlen=_MAX_CANDLES))
+        if dq and candle.ts <= dq[-1].ts:
+            return
+        dq.append(candle)
+
+    def _warmup(self, symbol: str, n: int) -> list[Candle]:
+        history = getattr(self.feed, "history", None)
+        if history is None or symbol not in getattr(self.feed, "start_prices", {symbol: 0}):
+            return []
+        cached = self._history.get(symbol)
+        if cached is None or len(cached) < n:
+            cached = list(history(symbol, max(n, 500)))
+            self._history[symbol] = cached
+        return cached[-n:]
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        if self.db is None:
+            return
+        with self._tx() as conn:
+            for sql in _TABLES:
+                conn.execute(sql)
+        rows = dict(self.db.execute("SELECT key, value FROM paper_state").fetchall())
+        if "balance" not in rows:
+            self._dirty.state = True
+            self._commit()
+            return
+        self._restore(rows)
+
+    def _restore(self, state: dict[str, str]) -> None:
+        ex = self.db.execute
+        self._balance = float(state["balance"])
+        self._seq = int(state.get("order_seq", "0"))
+        self._fill_seq = int(state.get("fill_seq", "0"))
+        for sym, lev in ex("SELECT symbol, leverage FROM paper_leverage").fetchall():
+            self._leverage[sym] = float(lev)
+        for r in ex("SELECT symbol, side, qty, entry, leverage, margin, opened_at, realized, "
+                    "fees FROM paper_positions").fetchall():
+            p = _Pos(r[0], Side(r[1]), *map(float, r[2:]))
+            self._positions[(p.symbol, p.side)] = p
+        for r in ex(f"SELECT {', '.join(_ORDER_COLS)} FROM paper_orders ORDER BY seq").fetchall():
+            d = dict(zip(_ORDER_COLS, r, strict=True))
+            seq = d.pop("seq")
+            o = Order(client_id=d["client_id"], symbol=d["symbol"], side=OrderSide(d["side"]),
+                      type=OrderType(d["type"]), amount=d["amount"],
+                      status=OrderStatus(d["status"]), exchange_id=d["exchange_id"],
+                      price=d["price"], trigger_price=d["trigger_price"], filled=d["filled"],
+                      average=d["average"], reduce_only=bool(d["reduce_only"]),
+                      position_id=d["position_id"], role=OrderRole(d["role"]),
+                      reason=d["reason"], created_at=d["created_at"],
+                      updated_at=d["updated_at"], error=d["error"])
+            self._order_seq[o.client_id] = int(seq)
+            self._orders[o.client_id] = o
+            if o.exchange_id:
+                self._by_exchange_id[o.exchange_id] = o.client_id
+            if not o.status.is_final:
+                self._open[o.client_id] = None
+        for r in ex("SELECT id, order_client_id, symbol, side, qty, price, fee, ts, "
+                    "exchange_order_id, liquidation FROM paper_fills ORDER BY rowid").fetchall():
+            self._fills.append(Fill(r[0], r[1], r[2], OrderSide(r[3]), r[4], r[5], r[6], r[7],
+                                    r[8], bool(r[9])))
+        for sym, price, ts, vol in ex("SELECT symbol, price, ts, volume FROM paper_prices"):
+            self._last[sym] = Tick(sym, float(price), float(ts), float(vol))
+            if not self.realtime:
+                self._sim_ts = max(self._sim_ts or ts, ts)
+        self._dirty = _Dirty()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """One transaction on the shared connection (a savepoint inside someone else's)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT paper_tx")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO SAVEPOINT paper_tx")
+                conn.execute("RELEASE SAVEPOINT paper_tx")
+                raise
+            conn.execute("RELEASE SAVEPOINT paper_tx")
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _commit(self) -> None:
+        """Write everything the current change touched, atomically."""
+        d, self._dirty = self._dirty, _Dirty()
+        if self.db is None or not d.any():
+            return
+        with self._tx() as conn:
+            if d.state:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO paper_state (key, value) VALUES (?, ?)",
+                    [("balance", repr(self._balance)), ("order_seq", str(self._seq)),
+                     ("fill_seq", str(self._fill_seq)),
+                     ("schema_version", str(SCHEMA_VERSION))])
+            for key in d.positions:
+                p = self._positions.get(key)
+                if p is None:
+                    conn.execute("DELETE FROM paper_positions WHERE symbol = ? AND side = ?",
+                                 (key[0], key[1].value))
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO paper_positions (symbol, side, qty, entry, "
+                        "leverage, margin, opened_at, realized, fees) VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (p.symbol, p.side.value, p.qty, p.entry, p.leverage, p.margin,
+                         p.opened_at, p.realized, p.fees))
+            for cid in d.orders:
+                o = self._orders[cid]
+                conn.execute(
+                    f"INSERT OR REPLACE INTO paper_orders ({', '.join(_ORDER_COLS)}) VALUES "
+                    f"({', '.join('?' * len(_ORDER_COLS))})",
+                    (o.client_id, self._order_seq.get(cid, 0), o.exchange_id, o.symbol,
+                     o.side.value, o.type.value, o.amount, o.status.value, o.price,
+                     o.trigger_price, o.filled, o.average, int(o.reduce_only), o.position_id,
+                     o.role.value, o.reason, o.created_at, o.updated_at, o.error))
+            conn.executemany(
+                "INSERT INTO paper_fills (id, order_client_id, symbol, side, qty, price, fee, "
+                "ts, exchange_order_id, liquidation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f.id, f.order_client_id, f.symbol, f.side.value, f.qty, f.price, f.fee, f.ts,
+                  f.exchange_order_id, int(f.liquidation)) for f in d.fills])
+            conn.executemany(
+                "INSERT OR REPLACE INTO paper_leverage (symbol, leverage) VALUES (?, ?)",
+                [(s, self._leverage[s]) for s in d.leverage])
+            if d.fills:  # prices that produced fills are part of the state they explain
+                self._write_prices_into(conn)
+
+    def _write_prices(self, force: bool = False) -> None:
+        if self.db is None or not self._last:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_price_write < _PRICE_WRITE_INTERVAL:
+            return
+        with self._tx() as conn:
+            self._write_prices_into(conn)
+
+    def _write_prices_into(self, conn: Any) -> None:
+        self._last_price_write = time.monotonic()
+        conn.executemany(
+            "INSERT OR REPLACE INTO paper_prices (symbol, price, ts, volume) VALUES (?, ?, ?, ?)",
+            [(t.symbol, t.price, t.ts, t.volume) for t in self._last.values()])
+
+
+def _aggregate(candles: list[Candle], timeframe: float) -> list[Candle]:
+    """Merge candles into `timeframe` buckets (open of the first, close of the last)."""
+    out: list[Candle] = []
+    for c in candles:
+        start = bucket_start(c.ts, timeframe)
+        if out and out[-1].ts == start:
+            last = out[-1]
+            out[-1] = Candle(start, last.open, max(last.high, c.high), min(last.low, c.low),
+                             c.close, last.volume + c.volume)
+        else:
+            out.append(Candle(start, c.open, c.high, c.low, c.close, c.volume))
+    return out
