@@ -1,0 +1,251 @@
+"""Edit TP/SL and order dialogs, automation/preset commands, shortcuts, layout, alerts."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QTableWidget
+
+from pmgui.domain.enums import Side
+from pmgui.domain.errors import ExchangeError
+from pmgui.engine.commands import (
+    KEEP,
+    CommandResult,
+    OpenPosition,
+    SetAutomation,
+    SetPreset,
+    SetTargets,
+)
+from pmgui.engine.events import PositionRemoved
+from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, preset_names
+from pmgui.ui.main_window import MainWindow
+from pmgui.ui.positions_model import column_index
+from tests.ui_doubles import BTC, ETH, T0, EngineDouble, position, snapshot, tick
+
+POS = position(liquidation=36_500.0)  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,000
+
+
+@pytest.fixture
+def env(qtbot):
+    eng = EngineDouble()
+    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False)
+    qtbot.addWidget(win)
+    win.show()
+    eng.outbox.publish(snapshot(POS, 40_500.0))
+    eng.outbox.publish(tick(BTC.symbol, 40_500.0, T0))
+    win.bridge.flush_now()
+    return eng, win
+
+
+def open_editor(win) -> EditTargetsDialog:
+    win.act_edit.trigger()
+    dlg = win.dialog
+    assert isinstance(dlg, EditTargetsDialog) and dlg.isVisible()
+    return dlg
+
+
+def test_double_click_on_a_row_opens_the_editor(env, qtbot):
+    _eng, win = env
+    rect = win.table.visualRect(win.proxy.index(0, column_index("sl")))
+    vp = win.table.viewport()
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=rect.center())  # a real double click
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=rect.center())  # starts with a press
+    qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, pos=rect.center())
+    assert isinstance(win.dialog, EditTargetsDialog) and win.dialog.isVisible()
+
+
+def test_shortcut_opens_the_editor(env, qtbot):
+    _eng, win = env
+    win.activateWindow()
+    win.table.setFocus()
+    qtbot.keyClick(win.table, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert isinstance(win.dialog, EditTargetsDialog)
+
+
+def test_context_menu_has_edit_automation_preset_and_emergency_close(env):
+    _eng, win = env
+    menu = win.build_context_menu()
+    names = [a.objectName() for a in menu.actions()]
+    assert {"editTargets", "toggleAutomation", "emergencyClose"} <= set(names)
+    presets = menu.findChild(type(menu), "presetMenu")
+    assert [a.text() for a in presets.actions()] == list(preset_names())
+
+
+@pytest.mark.parametrize("field,text,message", [
+    ("sl", "abc", "SL must be a number"),
+    ("sl", "nan", "SL is not a number (NaN)"),
+    ("sl", "inf", "SL must be finite"),
+    ("sl", "0", "SL cannot be zero"),
+    ("sl", "-5", "SL cannot be negative"),
+    ("sl", "40,600", "must be below the current price"),  # wrong side for a long
+    ("sl", "36,000", "beyond the liquidation price"),
+    ("tp", "40,400", "must be above the current price"),
+])
+def test_bad_inputs_get_specific_messages_and_block_ok(env, field, text, message):
+    eng, win = env
+    dlg = open_editor(win)
+    dlg.inputs[field].setText(text)
+    assert message in dlg.error.text()
+    assert message in dlg.previews[field].text()
+    assert not dlg.ok_button.isEnabled()
+    dlg.submit()  # even forced, nothing is sent
+    assert eng.submitted == []
+
+
+def test_price_percent_and_r_inputs_with_live_preview(env, qtbot):
+    eng, win = env
+    dlg = open_editor(win)
+    assert dlg.previews["sl"].text() == "→ SL 39,000.0 · −2.5% · −$520 · −1.0R"
+    dlg.modes["sl"].setCurrentText("% from entry")
+    assert dlg.inputs["sl"].text() == "-2.500"  # the unit switch converts the value
+    dlg.inputs["sl"].setText("-1.5")
+    assert dlg.previews["sl"].text().startswith("→ SL 39,400.0 · −1.5%")
+    dlg.modes["tp"].setCurrentText("R")
+    dlg.inputs["tp"].setText("3")
+    assert dlg.previews["tp"].text().startswith("→ TP 43,000.0 · +7.5%")
+    assert dlg.ok_button.isEnabled()
+    qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+    assert eng.of_type(SetTargets) == [SetTargets("p1", sl=39_400.0, tp=43_000.0)]
+    assert not dlg.isVisible()
+    assert "TP/SL updated" in win.statusBar().currentMessage()
+
+
+def test_unchanged_level_is_kept_and_empty_removes(env):
+    eng, win = env
+    dlg = open_editor(win)
+    dlg.inputs["tp"].setText("")
+    assert dlg.previews["tp"].text() == "no TP"
+    dlg.submit()
+    assert eng.of_type(SetTargets) == [SetTargets("p1", sl=KEEP, tp=None)]
+
+
+def test_r_is_refused_without_an_initial_stop(qtbot):
+    eng = EngineDouble()
+    snap = snapshot(position(sl=None, tp=None), 40_500.0)
+    dlg = EditTargetsDialog(snap, BTC, 40_500.0, lambda cmd, done: eng.submit(cmd) and True)
+    qtbot.addWidget(dlg)
+    dlg.modes["sl"].setCurrentText("R")
+    dlg.inputs["sl"].setText("-1")
+    assert "R is undefined" in dlg.error.text()
+
+
+def test_engine_rejection_keeps_the_dialog_open_with_the_reason(env):
+    eng, win = env
+
+    def refuse(cmd):
+        raise ExchangeError("Binance: order would immediately trigger")
+    eng.answer = refuse
+    dlg = open_editor(win)
+    dlg.inputs["sl"].setText("39500")
+    dlg.submit()
+    assert dlg.isVisible()
+    assert "Rejected: Binance: order would immediately trigger" in dlg.error.text()
+    assert dlg.ok_button.isEnabled()
+
+
+def test_enter_repeats_send_one_set_targets(env, qtbot):
+    eng, win = env
+    eng.hold = True
+    dlg = open_editor(win)
+    dlg.inputs["sl"].setText("39500")
+    for _ in range(3):
+        qtbot.keyClick(dlg.inputs["sl"], Qt.Key.Key_Return)
+    assert len(eng.of_type(SetTargets)) == 1
+    eng.held[0].set_result(CommandResult(True))
+    assert not dlg.isVisible()
+
+
+def test_automation_toggle_and_preset_choice_send_commands(env):
+    eng, win = env
+    assert win.act_automation.isChecked()
+    win.act_automation.trigger()
+    assert eng.of_type(SetAutomation) == [SetAutomation("p1", False)]
+    eng.outbox.publish(snapshot(POS.evolve(automation=False), 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    assert not win.act_automation.isChecked()
+    assert "paused" in win.proxy.index(0, column_index("preset")).data()
+    menu = win.build_context_menu()
+    presets = menu.findChild(type(menu), "presetMenu")
+    target = next(a for a in presets.actions() if a.text() == "guardian")
+    target.trigger()
+    assert eng.of_type(SetPreset) == [SetPreset("p1", "guardian")]
+
+
+def test_order_dialog_validates_and_sends_open_position(env, qtbot):
+    eng, win = env
+    win.act_order.trigger()
+    dlg = win.dialog
+    assert isinstance(dlg, OrderDialog)
+    dlg.symbol.setCurrentText(BTC.symbol)
+    dlg.qty.setText("0.1")
+    assert "already open" in dlg.error.text()  # one position per symbol and side
+    assert not dlg.ok_button.isEnabled()
+    dlg.side.setCurrentIndex(1)  # short BTC is allowed
+    dlg.leverage.setText("200")
+    assert "leverage must be between 1x and 125x" in dlg.error.text()
+    dlg.leverage.setText("10")
+    dlg.sl.setText("40,000")  # below the price for a short
+    assert "SL 40000 must be above the current price" in dlg.error.text()
+    dlg.sl.setText("41,000")
+    dlg.tp.setText("38,000")
+    dlg.qty.setText("0")
+    assert "Quantity cannot be zero" in dlg.error.text()
+    dlg.qty.setText("0.1234")
+    dlg.preset.setCurrentText("breakout")
+    assert dlg.ok_button.isEnabled(), dlg.error.text()
+    qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+    (cmd,) = eng.of_type(OpenPosition)
+    assert cmd == OpenPosition(BTC.symbol, Side.SHORT, 0.123, 10.0, 41_000.0, 38_000.0,
+                               "breakout")
+    assert not dlg.isVisible()
+
+
+def test_shortcuts_help_lists_the_shortcuts(env):
+    _eng, win = env
+    win.act_help.trigger()
+    table = win.dialog.findChild(QTableWidget, "shortcutsTable")
+    rows = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert rows["Emergency close"] == "Ctrl+Shift+X"
+    assert rows["Edit TP/SL…"] == "Ctrl+E"
+    assert "F1" in rows.values()
+
+
+def test_layout_is_saved_and_restored(qtbot, tmp_path):
+    ini = str(tmp_path / "layout.ini")
+    eng = EngineDouble()
+    win = MainWindow(eng, start=False, qsettings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    eng.outbox.publish(snapshot(POS, 40_500.0))
+    eng.outbox.publish(snapshot(position("p2", ETH.symbol, entry=3000.0, sl=2900.0,
+                                         tp=3300.0), 3100.0))
+    win.bridge.flush_now()
+    win.table.setColumnWidth(column_index("pnl"), 177)
+    win.table.sortByColumn(column_index("pnl"), Qt.SortOrder.DescendingOrder)
+    win.act_colour_blind.trigger()
+    win.close()  # saves
+    win2 = MainWindow(eng, start=False, qsettings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(win2)
+    hdr = win2.table.horizontalHeader()
+    assert win2.table.columnWidth(column_index("pnl")) == 177
+    assert hdr.sortIndicatorSection() == column_index("pnl")
+    assert hdr.sortIndicatorOrder() == Qt.SortOrder.DescendingOrder
+    assert win2.settings.colour_blind and win2.theme.colour_blind
+
+
+def test_damaged_layout_is_ignored(qtbot, tmp_path):
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[window]\ngeometry=garbage\nstate=@ByteArray(xx)\n[table]\nheader=1\n")
+    win = MainWindow(EngineDouble(), start=False,
+                     qsettings=QSettings(str(ini), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    assert win.model.columnCount() == 15
+
+
+def test_close_raises_an_alert(env):
+    eng, win = env
+    eng.outbox.publish(PositionRemoved(POS.evolve(exit_reason="take_profit",
+                                                  exit_price=42_000.0), T0 + 5))
+    win.bridge.flush_now()
+    assert win.alerts and "take_profit" in win.alerts[-1] and "42,000.0" in win.alerts[-1]
+    assert "closed (take_profit)" in win.statusBar().currentMessage()
+    assert win.model.rowCount() == 0 and win.chart.position_id is None
