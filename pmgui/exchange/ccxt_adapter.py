@@ -1,0 +1,1173 @@
+"""Live exchanges through ccxt.pro (REST + websockets), behind the `Exchange` protocol.
+
+Why it is shaped like this:
+
+- The ccxt instance is created in `connect()`, i.e. inside the manager thread's running loop
+  (ccxt binds its aiohttp session and websocket clients to the loop that first uses them),
+  and closed in `close()` on that same loop.
+- Market data never lies: `watch_*` does not reconnect by itself, so every stream runs in a
+  loop with backoff; a stream that errors or stays silent is re-subscribed, and while a
+  symbol has no fresh price the REST ticker is polled. Staleness is tracked per symbol and
+  reported through `ConnectionState`.
+- Orders are never duplicated: every order carries the client id the engine journaled
+  before sending. A create that times out is resolved by looking that client id up; it is
+  re-sent only when the lookup proves the order does not exist.
+- Errors reach the trader as `pmgui.domain.errors` types (see `retry.map_error`); only the
+  NetworkError family is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import ccxt.pro as ccxtpro
+from ccxt.base import errors as cx
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
+
+from pmgui.domain import errors as pe
+from pmgui.domain.enums import OrderSide, OrderStatus, OrderType, Side
+from pmgui.domain.models import Candle, Fill, Market, Order, OrderRequest, Tick
+from pmgui.exchange.base import (
+    Balance,
+    Capabilities,
+    ConnectionState,
+    ExchangePosition,
+    ExchangeSink,
+    OrderUpdate,
+)
+from pmgui.exchange.credentials import Credentials, load_credentials
+from pmgui.exchange.retry import Backoff, is_ambiguous, is_rate_limit, map_error, retry_call
+
+log = logging.getLogger(__name__)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_TRIGGER_TYPES = (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
+_EPS = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSettings:
+    """Timings of the stream supervision. Defaults suit live trading; tests shrink them."""
+
+    stale_after: float = 5.0  # no price for this long → REST polling (DESIGN max_price_age)
+    poll_interval: float = 1.0  # REST ticker polling period while a symbol is stale
+    resubscribe_after: float = 20.0  # a stream silent this long is torn down and re-made
+    order_poll_interval: float = 5.0  # REST order polling while the order stream is down
+    supervisor_interval: float = 0.25
+    rest_attempts: int = 4
+    create_attempts: int = 3  # sends of one client id, only after proving it is absent
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, max_delay=30.0))
+    price_source: str = "auto"  # auto | ticker | bids_asks | trades
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _f(value: Any) -> float | None:
+    """A finite float or None: nothing NaN/inf leaves this module."""
+    if value is None or value == "":
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _pos(value: Any) -> float | None:
+    x = _f(value)
+    return x if x is not None and x > 0 else None
+
+
+class CcxtExchange:
+    """A ccxt.pro exchange implementing `pmgui.exchange.base.Exchange`."""
+
+    def __init__(
+        self,
+        exchange_id: str,
+        *,
+        demo: bool = False,
+        options: Mapping[str, Any] = _EMPTY,
+        credentials: Credentials | None = None,
+        clock: Callable[[], float] = time.time,
+        settings: AdapterSettings | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if exchange_id not in ccxtpro.exchanges:
+            raise pe.ValidationError(
+                f"Unknown or non-streaming exchange '{exchange_id}': ccxt.pro supports "
+                f"{', '.join(sorted(ccxtpro.exchanges)[:12])}, …", field="exchange.id")
+        self.id = exchange_id
+        self.demo = demo
+        self.capabilities = Capabilities()
+        self._options = copy.deepcopy(dict(options))
+        self._credentials = credentials
+        self._clock = clock
+        self._settings = settings or AdapterSettings()
+        self._sleep = sleep
+        self._ex: Any = None
+        self._markets: dict[str, Market] = {}
+        self._raw_markets: dict[str, dict[str, Any]] = {}
+        self._settle = "USDT"
+        self._symbols: set[str] = set()
+        # market data
+        self._last_price_at: dict[str, float] = {}  # receipt time (clock) of the last price
+        self._last_stream_at: dict[str, float] = {}
+        self._last_poll_at: dict[str, float] = {}
+        self._stream_up: dict[str, bool] = {}
+        self._stream_started_at: dict[str, float] = {}
+        self._candles: dict[str, Candle] = {}
+        self._last_price: dict[str, float] = {}
+        # orders
+        self._requests: dict[str, OrderRequest] = {}  # client id → what pmgui asked for
+        self._emitted: dict[str, tuple[Any, ...]] = {}  # order key → last emitted signature
+        self._fill_progress: dict[str, tuple[float, float]] = {}  # key → (filled, cost)
+        self._algo_by_child: dict[str, str] = {}  # child exchange id → algo exchange id
+        self._algo_raw: dict[str, dict[str, Any]] = {}
+        self._tracked_open: dict[str, tuple[str, str, bool]] = {}  # key → (ex id, sym, trig)
+        self._orders_up = False
+        self._orders_error = ""
+        self._last_order_poll = 0.0
+        self._sink: ExchangeSink | None = None
+        self._connection: ConnectionState | None = None
+        self._process_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def is_binance(self) -> bool:
+        return self.id.startswith("binance")
+
+    def _default_config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"enableRateLimit": True, "newUpdates": True, "options": {}}
+        if self.is_binance:
+            # sapi currencies are a spot-wallet call a futures key may not reach; and
+            # open orders without a symbol are wanted (reconciliation needs all of them)
+            cfg["options"].update({"fetchCurrencies": False,
+                                   "warnOnFetchOpenOrdersWithoutSymbol": False,
+                                   "defaultType": "swap"})
+        elif self.id in ("bybit", "okx"):
+            cfg["options"]["defaultType"] = "swap"
+        return cfg
+
+    async def connect(self) -> None:
+        """Create the ccxt.pro client in this loop, load markets, verify the credentials."""
+        creds = self._credentials if self._credentials is not None else \
+            load_credentials(self.id)
+        if creds is None:
+            raise pe.AuthenticationError(
+                f"No API credentials for {self.id}: store them in the OS keyring (service "
+                f"'pmgui', user '{self.id}', JSON with apiKey/secret/password) or set "
+                "PMGUI_API_KEY and PMGUI_API_SECRET")
+        config = _deep_merge(self._default_config(), self._options)
+        config.update(creds.ccxt_config())
+        ex = getattr(ccxtpro, self.id)(config)
+        self._ex = ex
+        try:
+            if self.demo:
+                self._enable_demo(ex)
+            try:
+                ex.check_required_credentials()
+            except cx.AuthenticationError as e:
+                raise pe.AuthenticationError(
+                    f"{self.id} needs more credentials: {', '.join(self._required(ex))} "
+                    f"({e})") from None
+            await retry_call(lambda: ex.load_markets(True), exchange_id=self.id,
+                             attempts=self._settings.rest_attempts,
+                             backoff=self._settings.backoff, sleep=self._sleep,
+                             what="load_markets")
+            self._load_markets(ex)
+            self.capabilities = self._capabilities(ex)
+            try:
+                await retry_call(ex.fetch_balance, exchange_id=self.id,
+                                 attempts=self._settings.rest_attempts,
+                                 backoff=self._settings.backoff, sleep=self._sleep,
+                                 what="credential check")
+            except pe.AuthenticationError:
+                raise
+            except pe.ExchangeError as e:
+                raise pe.AuthenticationError(
+                    f"{self.id}: could not verify the API key ({e})") from e
+        except BaseException:
+            await self._close_client()
+            raise
+        log.info("connected to %s%s: %d markets; missing: %s", self.id,
+                 " (demo)" if self.demo else "", len(self._markets),
+                 ", ".join(self.capabilities.missing) or "nothing")
+
+    def _required(self, ex: Any) -> list[str]:
+        req = getattr(ex, "requiredCredentials", {}) or {}
+        return [k for k, v in req.items() if v]
+
+    def _enable_demo(self, ex: Any) -> None:
+        if self.is_binance and hasattr(ex, "enable_demo_trading"):
+            ex.enable_demo_trading(True)  # binanceusdm has no sandbox any more
+            return
+        if ex.urls.get("test"):
+            ex.set_sandbox_mode(True)
+            return
+        if hasattr(ex, "enable_demo_trading") and ex.urls.get("demo"):
+            ex.enable_demo_trading(True)
+            return
+        raise pe.ExchangeError(f"{self.id} has no demo or testnet mode in ccxt; "
+                               "set exchange.demo = false or choose another exchange")
+
+    async def close(self) -> None:
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        ex, self._ex = self._ex, None
+        if ex is not None:
+            with contextlib.suppress(Exception):
+                await ex.close()
+
+    def _client(self) -> Any:
+        if self._ex is None:
+            raise pe.ExchangeError(f"{self.id}: not connected")
+        return self._ex
+
+    # ------------------------------------------------------------------ markets
+    def _step(self, ex: Any, value: Any) -> float:
+        v = _pos(value)
+        if v is None:
+            return 0.0
+        mode = getattr(ex, "precisionMode", TICK_SIZE)
+        if mode == DECIMAL_PLACES:
+            return 10.0 ** -int(v)
+        if mode == SIGNIFICANT_DIGITS:
+            return 0.0  # no fixed step; ccxt's *_to_precision still applies on send
+        return v
+
+    def _load_markets(self, ex: Any) -> None:
+        markets: dict[str, Market] = {}
+        raw: dict[str, dict[str, Any]] = {}
+        settles: dict[str, int] = {}
+        for symbol, m in (ex.markets or {}).items():
+            if not m.get("contract") or m.get("linear") is False or m.get("active") is False:
+                continue
+            limits = m.get("limits") or {}
+            prec = m.get("precision") or {}
+            max_lev = _pos((limits.get("leverage") or {}).get("max"))
+            markets[symbol] = Market(
+                symbol=symbol,
+                tick_size=self._step(ex, prec.get("price")),
+                amount_step=self._step(ex, prec.get("amount")),
+                min_amount=_pos((limits.get("amount") or {}).get("min")) or 0.0,
+                min_notional=_pos((limits.get("cost") or {}).get("min")) or 0.0,
+                contract_size=_pos(m.get("contractSize")) or 1.0,
+                max_leverage=max(1, min(125, int(max_lev))) if max_lev else 125,
+                base=str(m.get("base") or ""),
+                quote=str(m.get("quote") or "USDT"),
+            )
+            raw[symbol] = m
+            settle = str(m.get("settle") or m.get("quote") or "USDT")
+            settles[settle] = settles.get(settle, 0) + 1
+        if not markets:
+            raise pe.ExchangeError(f"{self.id}: no linear futures/swap markets found")
+        self._markets = markets
+        self._raw_markets = raw
+        self._settle = max(settles, key=lambda k: settles[k])
+
+    def markets(self) -> dict[str, Market]:
+        return dict(self._markets)
+
+    def _market(self, symbol: str) -> Market:
+        m = self._markets.get(symbol)
+        if m is None:
+            raise pe.InvalidOrder(f"{self.id}: unknown symbol '{symbol}'")
+        return m
+
+    def _capabilities(self, ex: Any) -> Capabilities:
+        h = ex.has
+        stop = bool(h.get("createStopMarketOrder") or h.get("createStopLossOrder")
+                    or h.get("createStopOrder") or h.get("createTriggerOrder"))
+        tp = bool(h.get("createTakeProfitOrder") or h.get("createTriggerOrder"))
+        watch_t = bool(h.get("watchTicker") or h.get("watchBidsAsks") or h.get("watchTrades"))
+        caps = Capabilities(
+            stop_orders=stop,
+            take_profit_orders=tp,
+            # Binance TP/SL (algo) orders cannot be edited: always cancel and replace
+            edit_orders=bool(h.get("editOrder")) and not self.is_binance,
+            watch_tickers=watch_t,
+            watch_orders=bool(h.get("watchOrders")),
+            watch_positions=bool(h.get("watchPositions")),
+            fetch_ohlcv=bool(h.get("fetchOHLCV")),
+        )
+        missing = []
+        labels = [
+            (caps.stop_orders, "stop-loss orders on the exchange (SL stays local only)"),
+            (caps.take_profit_orders, "take-profit orders on the exchange (TP stays local)"),
+            (caps.watch_tickers, "live price stream (REST polling instead)"),
+            (caps.watch_orders, "live order stream (REST polling instead)"),
+            (caps.watch_positions, "live position stream (REST reconciliation instead)"),
+            (caps.fetch_ohlcv, "candle history for the chart"),
+            (bool(h.get("fetchPositions")), "fetching positions"),
+            (bool(h.get("fetchOpenOrders")), "fetching open orders"),
+            (bool(h.get("setLeverage")), "setting leverage"),
+            (bool(h.get("fetchTicker")), "REST price fallback"),
+            (bool(h.get("fetchOrder") or h.get("fetchOpenOrders")),
+             "looking up orders by client id"),
+        ]
+        for ok, label in labels:
+            if not ok:
+                missing.append(label)
+        return replace(caps, missing=tuple(missing))
+
+    # ------------------------------------------------------------------ REST: account
+    async def _rest(self, fn: Callable[[], Awaitable[Any]], what: str,
+                    attempts: int | None = None) -> Any:
+        return await retry_call(fn, exchange_id=self.id,
+                                attempts=attempts or self._settings.rest_attempts,
+                                backoff=self._settings.backoff, sleep=self._sleep, what=what)
+
+    async def fetch_positions(self) -> list[ExchangePosition]:
+        ex = self._client()
+        if not ex.has.get("fetchPositions"):
+            raise pe.ExchangeError(f"{self.id} cannot report positions through ccxt")
+        raw = await self._rest(lambda: ex.fetch_positions(), "fetch_positions")
+        out = []
+        for p in raw or []:
+            qty = _pos(p.get("contracts"))
+            entry = _pos(p.get("entryPrice"))
+            symbol = p.get("symbol")
+            if qty is None or entry is None or not symbol:
+                continue
+            side_raw = str(p.get("side") or "").lower()
+            if side_raw not in ("long", "short"):
+                continue
+            out.append(ExchangePosition(
+                symbol=symbol, side=Side(side_raw), qty=qty, entry=entry,
+                leverage=self._leverage_of(p), liquidation=_pos(p.get("liquidationPrice")),
+                mark=_pos(p.get("markPrice")), unrealized_pnl=_f(p.get("unrealizedPnl")),
+                opened_at=None))
+        return out
+
+    @staticmethod
+    def _leverage_of(p: Mapping[str, Any]) -> float:
+        lev = _pos(p.get("leverage"))
+        if lev is None:
+            imp = _pos(p.get("initialMarginPercentage"))
+            lev = round(1.0 / imp, 2) if imp else None
+        if lev is None:
+            notional, im = _pos(p.get("notional")), _pos(p.get("initialMargin"))
+            lev = round(abs(notional) / im, 2) if notional and im else None
+        return lev or 1.0
+
+    async def fetch_balance(self) -> Balance:
+        ex = self._client()
+        raw = await self._rest(lambda: ex.fetch_balance(), "fetch_balance")
+        entry = raw.get(self._settle) or {}
+        total = _f(entry.get("total")) or 0.0
+        free = _f(entry.get("free")) or 0.0
+        used = _f(entry.get("used"))
+        return Balance(self._settle, total, free, used if used is not None else total - free)
+
+    async def set_leverage(self, symbol: str, leverage: float) -> None:
+        ex = self._client()
+        market = self._market(symbol)
+        lev = _f(leverage)
+        if lev is None or lev < 1 or lev > market.max_leverage:
+            raise pe.ValidationError(
+                f"Leverage must be between 1 and {market.max_leverage} for {symbol}",
+                field="leverage")
+        if not ex.has.get("setLeverage"):
+            raise pe.ExchangeError(f"{self.id} cannot set leverage through ccxt; set it on "
+                                   "the exchange")
+        try:
+            await self._rest(lambda: ex.set_leverage(round(lev), symbol), "set_leverage")
+        except pe.ExchangeError as e:
+            if "not modified" in str(e).lower() or "110043" in str(e):
+                return  # bybit: already at that leverage
+            raise
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m",
+                          limit: int = 200) -> list[Candle]:
+        ex = self._client()
+        self._market(symbol)
+        if not ex.has.get("fetchOHLCV"):
+            raise pe.ExchangeError(f"{self.id} does not provide candle history")
+        if timeframe not in (ex.timeframes or {}):
+            raise pe.ValidationError(f"{self.id} has no '{timeframe}' candles",
+                                     field="timeframe")
+        rows = await self._rest(lambda: ex.fetch_ohlcv(symbol, timeframe, None, int(limit)),
+                                "fetch_ohlcv")
+        out = []
+        for r in rows or []:
+            vals = [_f(v) for v in r[:6]]
+            if len(vals) < 5 or any(v is None for v in vals[:5]):
+                continue
+            ts, o, h, lo, c = (float(v) for v in vals[:5])  # type: ignore[arg-type]
+            if min(o, h, lo, c) <= 0:
+                continue
+            out.append(Candle(ts / 1000.0, o, h, lo, c, vals[5] or 0.0 if len(vals) > 5
+                              else 0.0))
+        return out
+
+    async def fetch_price(self, symbol: str) -> Tick | None:
+        ex = self._client()
+        self._market(symbol)
+        if not ex.has.get("fetchTicker"):
+            return None
+        t = await self._rest(lambda: ex.fetch_ticker(symbol), "fetch_ticker", attempts=3)
+        return self._tick_from(symbol, t)
+
+    def _tick_from(self, symbol: str, t: Mapping[str, Any] | None) -> Tick | None:
+        if not t:
+            return None
+        price = _pos(t.get("last")) or _pos(t.get("close"))
+        if price is None:
+            bid, ask = _pos(t.get("bid")), _pos(t.get("ask"))
+            price = (bid + ask) / 2 if bid and ask else _pos(t.get("markPrice"))
+        if price is None:
+            return None
+        ts = _pos(t.get("timestamp"))
+        return Tick(symbol, price, ts / 1000.0 if ts else self._clock(),
+                    _f(t.get("baseVolume")) or 0.0)
+
+    # ------------------------------------------------------------------ orders: mapping
+    def _order_type_of(self, o: Mapping[str, Any]) -> OrderType:
+        info = o.get("info") or {}
+        raw = ""
+        if self.is_binance and isinstance(info, dict):
+            raw = str(info.get("type") or info.get("orderType") or info.get("origType")
+                      or info.get("o") or info.get("ot") or "")
+        raw = (raw or str(o.get("type") or "")).lower()
+        if "take_profit" in raw or _pos(o.get("takeProfitPrice")):
+            return OrderType.TAKE_PROFIT_MARKET
+        if "stop" in raw or _pos(o.get("stopLossPrice")) or _pos(o.get("triggerPrice")) \
+                or _pos(o.get("stopPrice")):
+            return OrderType.STOP_MARKET
+        return OrderType.LIMIT if raw == "limit" else OrderType.MARKET
+
+    @staticmethod
+    def _status_of(o: Mapping[str, Any], default: OrderStatus) -> OrderStatus:
+        info = o.get("info") or {}
+        algo_status = None
+        if isinstance(info, dict) and ("aid" in info or "algoId" in info):
+            algo_status = str(info.get("X") or info.get("algoStatus") or "")
+        if algo_status in ("TRIGGERING", "TRIGGERED"):
+            return OrderStatus.OPEN  # fired; its market order is working
+        if algo_status == "FINISHED":
+            return OrderStatus.FILLED
+        s = o.get("status")
+        return {"open": OrderStatus.OPEN, "closed": OrderStatus.FILLED,
+                "canceled": OrderStatus.CANCELED, "cancelled": OrderStatus.CANCELED,
+                "rejected": OrderStatus.REJECTED, "expired": OrderStatus.EXPIRED,
+                }.get(str(s).lower() if s else "", default)
+
+    def _to_order(self, o: Mapping[str, Any], *, filled: float | None = None,
+                  average: float | None = None, status: OrderStatus | None = None) -> Order:
+        client_id = str(o.get("clientOrderId") or "") or f"ext-{o.get('id')}"
+        req = self._requests.get(client_id)
+        otype = self._order_type_of(o)
+        side_raw = str(o.get("side") or (req.side if req else "")).lower()
+        side = OrderSide(side_raw) if side_raw in ("buy", "sell") else \
+            (req.side if req else OrderSide.SELL)
+        amount = _pos(o.get("amount")) or (req.amount if req else 0.0)
+        trig = _pos(o.get("triggerPrice")) or _pos(o.get("stopPrice")) or \
+            _pos(o.get("takeProfitPrice")) or _pos(o.get("stopLossPrice"))
+        ts = _pos(o.get("timestamp"))
+        upd = _pos(o.get("lastUpdateTimestamp")) or ts
+        now = self._clock()
+        st = status or self._status_of(o, OrderStatus.OPEN)
+        fl = filled if filled is not None else (_f(o.get("filled")) or 0.0)
+        if st is OrderStatus.OPEN and otype in _TRIGGER_TYPES and filled is None:
+            fl = 0.0  # an untriggered/working conditional order has filled nothing yet
+        return Order(
+            client_id=client_id,
+            symbol=str(o.get("symbol") or (req.symbol if req else "")),
+            side=side, type=otype, amount=amount, status=st,
+            exchange_id=str(o["id"]) if o.get("id") is not None else None,
+            price=_pos(o.get("price")) if otype is OrderType.LIMIT else None,
+            trigger_price=trig if otype in _TRIGGER_TYPES else None,
+            filled=min(max(0.0, fl), amount) if amount else max(0.0, fl),
+            average=average if average is not None else _pos(o.get("average")),
+            reduce_only=bool(o.get("reduceOnly")) if o.get("reduceOnly") is not None
+            else bool(req and req.reduce_only),
+            position_id=req.position_id if req else None,
+            role=req.role if req else Order.__dataclass_fields__["role"].default,
+            reason=req.reason if req else None,
+            created_at=ts / 1000.0 if ts else now,
+            updated_at=upd / 1000.0 if upd else now,
+        )
+
+    # ------------------------------------------------------------------ orders: REST
+    def _params(self, **kw: Any) -> dict[str, Any]:
+        """A fresh params dict for every call: ccxt mutates what it is given."""
+        return {k: v for k, v in kw.items() if v is not None}
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        ex = self._client()
+        if symbol is not None:
+            self._market(symbol)
+        if not ex.has.get("fetchOpenOrders"):
+            raise pe.ExchangeError(f"{self.id} cannot list open orders through ccxt")
+        regular = await self._rest(lambda: ex.fetch_open_orders(symbol, None, None,
+                                                                self._params()),
+                                   "fetch_open_orders")
+        trigger: list[Any] = []
+        try:
+            trigger = await self._rest(
+                lambda: ex.fetch_open_orders(symbol, None, None, self._params(trigger=True)),
+                "fetch_open_orders(trigger)")
+        except pe.ExchangeError as e:
+            if e.retryable:
+                raise
+            log.info("%s: no separate trigger-order listing (%s)", self.id, e)
+        seen: set[str] = set()
+        out = []
+        for o in list(regular or []) + list(trigger or []):
+            key = str(o.get("id"))
+            if key in seen:
+                continue
+            seen.add(key)
+            order = self._to_order(o)
+            if order.symbol in self._markets or symbol is None:
+                out.append(order)
+        return out
+
+    async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
+        """Find an order by the client id pmgui gave it (regular or conditional).
+
+        None means the exchange answered and the order is not there; a network failure
+        raises (RetryableExchangeError), because "unknown" must never be read as "absent".
+        """
+        ex = self._client()
+        self._market(symbol)
+        req = self._requests.get(client_id)
+        trigger_first = bool(req and req.type in _TRIGGER_TYPES)
+        if self.is_binance or ex.has.get("fetchOrder"):
+            variants = [True, False] if trigger_first else [False, True]
+            for trig in variants:
+                try:
+                    o = await self._rest(
+                        lambda trig=trig: ex.fetch_order(
+                            None, symbol, self._params(clientOrderId=client_id,
+                                                       trigger=True if trig else None)),
+                        "fetch_order")
+                except pe.ExchangeError as e:
+                    if e.retryable:
+                        raise
+                    continue  # not found there (or this variant unsupported)
+                if o and str(o.get("clientOrderId") or "") == client_id:
+                    return self._to_order(o)
+            if self.is_binance:
+                return None
+        for order in await self.fetch_open_orders(symbol):
+            if order.client_id == client_id:
+                return order
+        for name in ("fetchClosedOrders", "fetchCanceledAndClosedOrders", "fetchOrders"):
+            if ex.has.get(name):
+                fn = getattr(ex, _snake(name))
+                for trig in (False, True):
+                    try:
+                        rows = await self._rest(
+                            lambda fn=fn, trig=trig: fn(symbol, None, 100,
+                                                        self._params(trigger=trig or None)),
+                            name)
+                    except pe.ExchangeError as e:
+                        if e.retryable:
+                            raise
+                        continue
+                    for o in rows or []:
+                        if str(o.get("clientOrderId") or "") == client_id:
+                            return self._to_order(o)
+                break
+        return None
+
+    def _prepare(self, req: OrderRequest) -> tuple[str, float, float | None, dict[str, Any]]:
+        """Validate against the market and build (type, amount, price, params)."""
+        ex = self._client()
+        market = self._market(req.symbol)
+        amount = _pos(req.amount)
+        if amount is None:
+            raise pe.InvalidOrder(f"Order amount must be a positive number, got {req.amount!r}")
+        try:
+            amount = float(ex.amount_to_precision(req.symbol, amount))
+        except cx.BaseError:
+            amount = 0.0
+        if amount <= 0 or (market.min_amount and amount < market.min_amount - _EPS):
+            raise pe.InvalidOrder(
+                f"{req.symbol}: amount {req.amount} is below the minimum {market.min_amount}")
+        params: dict[str, Any] = {"clientOrderId": req.client_id}
+        if req.reduce_only:
+            params["reduceOnly"] = True
+        price: float | None = None
+        ref: float | None = None
+        if req.type is OrderType.LIMIT:
+            p = _pos(req.price)
+            if p is None:
+                raise pe.InvalidOrder("A limit order needs a positive price")
+            price = self._price_precise(req.symbol, p)
+            ref = price
+            ccxt_type = "limit"
+        elif req.type in _TRIGGER_TYPES:
+            trig = _pos(req.trigger_price)
+            if trig is None:
+                raise pe.InvalidOrder("A stop/take-profit order needs a positive trigger price")
+            trig = self._price_precise(req.symbol, trig)
+            if req.type is OrderType.STOP_MARKET:
+                if not self.capabilities.stop_orders:
+                    raise pe.InvalidOrder(f"{self.id} does not support stop orders")
+                params["stopLossPrice"] = trig
+            else:
+                if not self.capabilities.take_profit_orders:
+                    raise pe.InvalidOrder(f"{self.id} does not support take-profit orders")
+                params["takeProfitPrice"] = trig
+            ref = trig
+            ccxt_type = "market"
+        else:
+            ccxt_type = "market"
+            ref = self._last_price.get(req.symbol)
+        if not req.reduce_only and market.min_notional and ref is not None:
+            notional = amount * ref * market.contract_size
+            if notional < market.min_notional - _EPS:
+                raise pe.InvalidOrder(
+                    f"{req.symbol}: order value {notional:.2f} is below the exchange minimum "
+                    f"of {market.min_notional:g} {market.quote}")
+        return ccxt_type, amount, price, params
+
+    def _price_precise(self, symbol: str, price: float) -> float:
+        try:
+            out = _pos(self._client().price_to_precision(symbol, price))
+        except cx.BaseError as e:
+            raise pe.InvalidOrder(f"{symbol}: price {price} is not valid ({e})") from None
+        if out is None:
+            raise pe.InvalidOrder(f"{symbol}: price {price} rounds to nothing at this tick size")
+        return out
+
+    async def create_order(self, req: OrderRequest) -> Order:
+        """Send one order. Never sends the same client id twice unless proven absent."""
+        ex = self._client()
+        if req.type is OrderType.MARKET and not req.reduce_only and \
+                req.symbol in self._markets and req.symbol not in self._last_price:
+            # an entry needs a reference price for the minimum-notional check
+            with contextlib.suppress(pe.ExchangeError):
+                tick = await self.fetch_price(req.symbol)
+                if tick is not None:
+                    self._last_price[req.symbol] = tick.price
+        ccxt_type, amount, price, params = self._prepare(req)
+        self._requests[req.client_id] = req
+        trigger = req.type in _TRIGGER_TYPES
+        attempts = max(1, self._settings.create_attempts)
+        rate_limited = 0
+        attempt = 0
+        while True:
+            try:
+                raw = await ex.create_order(req.symbol, ccxt_type, req.side.value, amount,
+                                            price, dict(params))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_rate_limit(exc) and rate_limited < self._settings.rest_attempts - 1:
+                    # a 429 is refused before processing: waiting and sending again is safe
+                    await self._sleep(self._settings.backoff.delay(rate_limited) * 2)
+                    rate_limited += 1
+                    continue
+                if not is_ambiguous(exc):
+                    raise map_error(exc, self.id, trigger=trigger) from exc
+                log.warning("%s create %s timed out (%s); looking it up by client id",
+                            self.id, req.client_id, type(exc).__name__)
+                try:
+                    found = await self.fetch_order_by_client_id(req.client_id, req.symbol)
+                except pe.ExchangeError as e:
+                    raise pe.RetryableExchangeError(
+                        f"{self.id}: the order {req.client_id} may or may not have been "
+                        f"placed (create timed out, lookup failed: {e}); it will be "
+                        "reconciled, not re-sent") from exc
+                if found is not None:
+                    self._track(found, trigger)
+                    return found
+                attempt += 1
+                if attempt >= attempts:
+                    raise pe.RetryableExchangeError(
+                        f"{self.id}: the exchange did not answer; order {req.client_id} was "
+                        f"verified absent and not placed after {attempts} tries") from exc
+                await self._sleep(self._settings.backoff.delay(attempt - 1))
+                continue
+            order = self._to_order(raw)
+            if not order.symbol:
+                order = replace(order, symbol=req.symbol)
+            if order.client_id != req.client_id and not raw.get("clientOrderId"):
+                order = replace(order, client_id=req.client_id)
+            self._track(order, trigger)
+            return order
+
+    def _track(self, order: Order, trigger: bool) -> None:
+        if order.exchange_id and not order.status.is_final:
+            key = f"{'a' if trigger and self.is_binance else 'o'}:{order.exchange_id}"
+            self._tracked_open[key] = (order.exchange_id, order.symbol, trigger)
+
+    async def cancel_order(self, order: Order) -> Order:
+        ex = self._client()
+        trigger = order.type in _TRIGGER_TYPES
+        params = self._params(trigger=True if trigger else None)
+        if not order.exchange_id:
+            params["clientOrderId"] = order.client_id
+        try:
+            raw = await self._rest(lambda: ex.cancel_order(order.exchange_id, order.symbol,
+                                                           dict(params)), "cancel_order")
+        except pe.ExchangeError as e:
+            if e.retryable:
+                raise
+            # gone already? then report what it became instead of failing the caller
+            found = await self.fetch_order_by_client_id(order.client_id, order.symbol)
+            if found is not None and found.status.is_final:
+                return found
+            raise
+        now = self._clock()
+        result = replace(order, status=OrderStatus.CANCELED, updated_at=now)
+        status = self._status_of(raw or {}, OrderStatus.CANCELED)
+        if status.is_final:
+            result = replace(result, status=status)
+        for key in [k for k, v in self._tracked_open.items() if v[0] == order.exchange_id]:
+            self._tracked_open.pop(key, None)
+        return result
+
+    async def replace_order(self, old: Order, new: OrderRequest) -> Order:
+        """Move a protective order: cancel then create (Binance TP/SL cannot be edited).
+
+        If the cancel finds the old order already filled, the new one is not sent.
+        """
+        cancelled = await self.cancel_order(old)
+        if cancelled.status is OrderStatus.FILLED:
+            return cancelled
+        return await self.create_order(new)
+
+    # ------------------------------------------------------------------ streams
+    def subscribe(self, symbols: Sequence[str]) -> None:
+        for s in symbols:
+            if s not in self._markets and self._markets:
+                raise pe.ValidationError(f"{self.id}: unknown symbol '{s}'", field="symbol")
+            self._symbols.add(s)
+
+    async def run(self, sink: ExchangeSink) -> None:
+        """Stream until cancelled: prices per symbol, orders, connection state."""
+        self._client()
+        self._sink = sink
+        md_tasks: dict[str, asyncio.Task[None]] = {}
+        orders_task: asyncio.Task[None] | None = None
+        last_resub: dict[str, float] = {}
+        try:
+            if self.capabilities.watch_orders:
+                orders_task = asyncio.create_task(self._orders_loop(), name="ccxt-orders")
+            await self._publish_connection(force=True)
+            while True:
+                now = self._clock()
+                for sym in sorted(self._symbols):
+                    task = md_tasks.get(sym)
+                    if self.capabilities.watch_tickers and (task is None or task.done()):
+                        if task is not None and task.done() and not task.cancelled() \
+                                and task.exception():
+                            log.error("%s price stream for %s died: %r", self.id, sym,
+                                      task.exception())
+                        md_tasks[sym] = asyncio.create_task(self._md_loop(sym),
+                                                            name=f"ccxt-md-{sym}")
+                        self._stream_started_at[sym] = now
+                    await self._poll_if_stale(sym, now)
+                    silent_since = max(self._last_stream_at.get(sym, 0.0),
+                                       self._stream_started_at.get(sym, now))
+                    if (self.capabilities.watch_tickers
+                            and now - silent_since > self._settings.resubscribe_after
+                            and now - last_resub.get(sym, 0.0) > self._settings.resubscribe_after):
+                        log.warning("%s price stream for %s silent for %.1fs; resubscribing",
+                                    self.id, sym, now - silent_since)
+                        last_resub[sym] = now
+                        await self._resubscribe(md_tasks)
+                if not self.capabilities.watch_orders or not self._orders_up:
+                    await self._poll_orders_if_due(now)
+                await self._publish_connection()
+                await self._sleep(self._settings.supervisor_interval)
+        finally:
+            tasks = [t for t in md_tasks.values()] + ([orders_task] if orders_task else [])
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            self._sink = None
+
+    async def _resubscribe(self, md_tasks: dict[str, asyncio.Task[None]]) -> None:
+        """Tear down the public websocket clients so the next watch dials afresh."""
+        for t in md_tasks.values():
+            t.cancel()
+        for t in md_tasks.values():
+            with contextlib.suppress(BaseException):
+                await t
+        md_tasks.clear()
+        ex = self._client()
+        for url, client in list((getattr(ex, "clients", None) or {}).items()):
+            if "listenKey" in url or "/private" in url:
+                continue
+            with contextlib.suppress(Exception):
+                await client.close()
+            ex.clients.pop(url, None)
+        for sym in self._symbols:
+            self._stream_up[sym] = False
+
+    async def _watch_price(self, symbol: str) -> Tick | None:
+        ex = self._client()
+        h = ex.has
+        src = self._settings.price_source
+        if src == "auto":
+            src = "ticker" if h.get("watchTicker") else \
+                "bids_asks" if h.get("watchBidsAsks") else "trades"
+        if src == "bids_asks":
+            res = await ex.watch_bids_asks([symbol])
+            return self._tick_from(symbol, (res or {}).get(symbol))
+        if src == "trades":
+            trades = await ex.watch_trades(symbol)
+            if not trades:
+                return None
+            t = trades[-1]
+            price = _pos(t.get("price"))
+            if price is None:
+                return None
+            ts = _pos(t.get("timestamp"))
+            return Tick(symbol, price, ts / 1000.0 if ts else self._clock(),
+                        _f(t.get("amount")) or 0.0)
+        return self._tick_from(symbol, await ex.watch_ticker(symbol))
+
+    async def _md_loop(self, symbol: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                tick = await self._watch_price(symbol)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                err = map_error(exc, self.id)
+                self._stream_up[symbol] = False
+                log.warning("%s price stream %s: %s", self.id, symbol, err)
+                await self._publish_connection(detail=str(err))
+                await self._sleep(self._settings.backoff.delay(attempt))
+                attempt += 1
+                self._stream_started_at[symbol] = self._clock()
+                continue
+            attempt = 0
+            now = self._clock()
+            self._last_stream_at[symbol] = now
+            if not self._stream_up.get(symbol):
+                self._stream_up[symbol] = True
+                await self._publish_connection()
+            if tick is not None:
+                await self._emit_tick(tick)
+
+    async def _emit_tick(self, tick: Tick) -> None:
+        if not (math.isfinite(tick.price) and tick.price > 0):
+            return
+        self._last_price_at[tick.symbol] = self._clock()
+        self._last_price[tick.symbol] = tick.price
+        sink = self._sink
+        if sink is None:
+            return
+        await sink.on_tick(tick)
+        await self._update_candle(sink, tick)
+
+    async def _update_candle(self, sink: ExchangeSink, tick: Tick) -> None:
+        """1-minute candles built from the ticks, closed when a new minute starts."""
+        start = math.floor(tick.ts / 60.0) * 60.0
+        cur = self._candles.get(tick.symbol)
+        if cur is not None and start > cur.ts:
+            await sink.on_candle(tick.symbol, cur, True)
+            cur = None
+        if cur is None or start < cur.ts:
+            cur = Candle(start, tick.price, tick.price, tick.price, tick.price, tick.volume)
+        else:
+            cur = Candle(cur.ts, cur.open, max(cur.high, tick.price), min(cur.low, tick.price),
+                         tick.price, cur.volume)
+        self._candles[tick.symbol] = cur
+        await sink.on_candle(tick.symbol, cur, False)
+
+    async def _poll_if_stale(self, symbol: str, now: float) -> None:
+        last = self._last_price_at.get(symbol)
+        stale = last is None or now - last > self._settings.stale_after
+        stream_ok = self._stream_up.get(symbol, False)
+        if not stale and stream_ok:
+            return
+        if last is not None and now - last <= self._settings.poll_interval:
+            return
+        if now - self._last_poll_at.get(symbol, 0.0) < self._settings.poll_interval:
+            return
+        if not self._client().has.get("fetchTicker"):
+            return
+        self._last_poll_at[symbol] = now
+        try:
+            t = await self._client().fetch_ticker(symbol)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s REST price poll %s failed: %s", self.id, symbol,
+                        map_error(exc, self.id))
+            return
+        tick = self._tick_from(symbol, t)
+        if tick is not None:
+            # a REST ticker's timestamp may be the 24 h window's close; stamp it as received
+            await self._emit_tick(replace(tick, ts=self._clock()))
+
+    def price_age(self, symbol: str) -> float | None:
+        """Seconds since the last valid price for `symbol` (None: never had one)."""
+        last = self._last_price_at.get(symbol)
+        return None if last is None else max(0.0, self._clock() - last)
+
+    async def _publish_connection(self, detail: str = "", force: bool = False) -> None:
+        now = self._clock()
+        stale = []
+        for sym in sorted(self._symbols):
+            last = self._last_price_at.get(sym)
+            if last is None or now - last > self._settings.stale_after:
+                stale.append(sym)
+        md_ok = not stale
+        orders_ok = self._orders_up or (not self.capabilities.watch_orders
+                                        and self._last_order_poll > 0)
+        parts = []
+        if stale:
+            parts.append("no fresh price: " + ", ".join(stale))
+        polled = [s for s in sorted(self._symbols) if not self._stream_up.get(s)]
+        if polled:
+            parts.append("price stream down (REST polling): " + ", ".join(polled))
+        if not self._orders_up and self.capabilities.watch_orders:
+            parts.append("order stream down" + (f": {self._orders_error}"
+                                                if self._orders_error else ""))
+        if detail and not parts:
+            parts.append(detail)
+        state = ConnectionState(market_data=md_ok, orders=orders_ok, detail="; ".join(parts))
+        prev = self._connection
+        if not force and prev is not None and (prev.market_data, prev.orders) == \
+                (state.market_data, state.orders) and prev.detail == state.detail:
+            return
+        self._connection = state
+        if self._sink is not None:
+            await self._sink.on_connection(state)
+
+    # ------------------------------------------------------------------ order stream
+    async def _orders_loop(self) -> None:
+        ex = self._client()
+        attempt = 0
+        pending: asyncio.Task[Any] | None = None
+        resync = True
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(ex.watch_orders())
+                done, _ = await asyncio.wait({pending}, timeout=1.0)
+                if not done:
+                    if not self._orders_up and self._private_connected():
+                        self._orders_up = True
+                        self._orders_error = ""
+                        await self._publish_connection()
+                    if self._orders_up and resync:
+                        resync = False
+                        await self._resync_tracked()
+                    await self._process_cache()
+                    continue
+                task, pending = pending, None
+                try:
+                    task.result()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    err = map_error(exc, self.id)
+                    self._orders_up = False
+                    self._orders_error = str(err)
+                    log.warning("%s order stream: %s", self.id, err)
+                    await self._publish_connection()
+                    await self._sleep(self._settings.backoff.delay(attempt))
+                    attempt += 1
+                    resync = True
+                    continue
+                attempt = 0
+                if not self._orders_up:
+                    self._orders_up = True
+                    self._orders_error = ""
+                    await self._publish_connection()
+                await self._process_cache()
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    def _private_connected(self) -> bool:
+        ex = self._ex
+        for url, client in list((getattr(ex, "clients", None) or {}).items()):
+            if ("listenKey" in url or "/private" in url) and not client.closed():
+                return True
+        return False
+
+    async def _process_cache(self) -> None:
+        ex = self._ex
+        if ex is None:
+            return
+        cache = getattr(ex, "orders", None)
+        if not cache:
+            return
+        await self._process_orders(list(cache))
+
+    async def _process_orders(self, raw_orders: list[Mapping[str, Any]]) -> None:
+        """Diff ccxt order states against what was emitted; emit changes with their fills."""
+        async with self._process_lock:
+            algos, regular = [], []
+            for o in raw_orders:
+                info = o.get("info") or {}
+                is_algo = isinstance(info, dict) and ("aid" in info or "algoId" in info)
+                (algos if is_algo else regular).append(o)
+            algo_by_client: dict[str, str] = {}
+            for o in algos:
+                aid = str(o.get("id"))
+                prev = self._algo_raw.get(aid)
+                if prev is None or (o.get("lastUpdateTimestamp") or 0) >= \
+                        (prev.get("lastUpdateTimestamp") or 0):
+                    self._algo_raw[aid] = dict(o)
+                info = o.get("info") or {}
+                child = str(info.get("ai") or info.get("actualOrderId") or "")
+                if child:
+                    self._algo_by_child[child] = aid
+                if o.get("clientOrderId"):
+                    algo_by_client[str(o["clientOrderId"])] = aid
+            for aid, a in self._algo_raw.items():
+                if a.get("clientOrderId"):
+                    algo_by_client.setdefault(str(a["clientOrderId"]), aid)
+            children: dict[str, Mapping[str, Any]] = {}
+            for o in regular:
+                oid = str(o.get("id"))
+                cid = str(o.get("clientOrderId") or "")
+                aid = self._algo_by_child.get(oid) or algo_by_client.get(cid)
+                if aid is not None:
+                    self._algo_by_child[oid] = aid
+                    children[aid] = o
+                    continue
+                await self._emit_order(f"o:{oid}", self._to_order(o), o)
+            batch_algo_ids = {str(o.get("id")) for o in algos}
+            for aid, a in list(self._algo_raw.items()):
+                child = children.get(aid)
+                if child is None and aid not in batch_algo_ids:
+                    continue
+                if child is not None:
+                    cstatus = self._status_of(child, OrderStatus.OPEN)
+                    filled = _f(child.get("filled")) or 0.0
+                    astatus = self._status_of(a, OrderStatus.OPEN)
+                    status = OrderStatus.FILLED if cstatus is OrderStatus.FILLED else \
+                        (cstatus if cstatus.is_final else
+                         (OrderStatus.OPEN if not astatus.is_final else astatus))
+                    order = self._to_order(a, filled=filled, average=_pos(child.get("average")),
+                                           status=status)
+                    await self._emit_order(f"a:{aid}", order, child)
+                else:
+                    await self._emit_order(f"a:{aid}", self._to_order(a), a)
+
+    async def _emit_order(self, key: str, order: Order, source: Mapping[str, Any]) -> None:
+        sig = (order.status, round(order.filled, 12), order.trigger_price, order.price,
+               order.amount)
+        if self._emitted.get(key) == sig:
+            return
+        self._emitted[key] = sig
+        fills = self._fills_for(key, order, source)
+        if order.status.is_final:
+            self._tracked_open.pop(key, None)
+        elif order.exchange_id:
+            self._tracked_open.setdefault(
+                key, (order.exchange_id, order.symbol, key.startswith("a:")))
+        if self._sink is not None:
+            await self._sink.on_order_update(OrderUpdate(order, fills))
+
+    def _fills_for(self, key: str, order: Order, source: Mapping[str, Any]) -> tuple[Fill, ...]:
+        """New fills since the last update of this order, from its cumulative filled/average.
+
+        Fill ids are `<order key>:<cumulative filled>`, so the same progress reported twice
+        (a resync after a reconnect) yields the same id and the engine can ignore it.
+        """
+        prev_filled, prev_cost = self._fill_progress.get(key, (0.0, 0.0))
+        filled = order.filled
+        delta = filled - prev_filled
+        if delta <= _EPS:
+            return ()
+        avg = order.average
+        cost = _pos(source.get("cost"))
+        if cost is None and avg is not None:
+            cost = avg * filled
+        if cost is None:
+            return ()  # no price yet: wait for the update that carries it
+        price = (cost - prev_cost) / delta if cost > prev_cost else (avg or cost / filled)
+        if not (math.isfinite(price) and price > 0):
+            price = avg or cost / filled
+        self._fill_progress[key] = (filled, cost)
+        info = source.get("info") or {}
+        fee = None
+        if isinstance(info, dict) and _f(info.get("l")) is not None and \
+                abs((_f(info.get("l")) or 0.0) - delta) < 1e-12:
+            fee = _f(info.get("n"))
+        if fee is None:
+            raw_market = self._raw_markets.get(order.symbol) or {}
+            rate = _f(raw_market.get("taker")) or 0.0005
+            fee = abs(delta * price * rate * self._markets.get(
+                order.symbol, Market(order.symbol, 0, 0)).contract_size)
+        ts = _pos(source.get("lastTradeTimestamp")) or _pos(source.get("lastUpdateTimestamp"))
+        return (Fill(
+            id=f"{self.id}:{key}:{filled:.12g}",
+            order_client_id=order.client_id,
+            symbol=order.symbol, side=order.side, qty=delta, price=price, fee=fee or 0.0,
+            ts=ts / 1000.0 if ts else self._clock(),
+            exchange_order_id=order.exchange_id,
+        ),)
+
+    async def _resync_tracked(self) -> None:
+        """After the order stream (re)connects, fetch what may have changed meanwhile."""
+        ex = self._ex
+        if ex is None:
+            return
+        rows: list[Mapping[str, Any]] = []
+        for key, (oid, symbol, trigger) in list(self._tracked_open.items()):
+            try:
+                o = await ex.fetch_order(oid, symbol, self._params(
+                    trigger=True if trigger else None))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s resync of %s failed: %s", self.id, key, map_error(exc, self.id))
+                continue
+            if o:
+                rows.append(o)
+                info = o.get("info") or {}
+                child = str(info.get("actualOrderId") or "") if isinstance(info, dict) else ""
+                if trigger and child and child != "0":
+                    try:
+                        c = await ex.fetch_order(child, symbol, self._params())
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        c = None
+                    if c:
+                        self._algo_by_child[str(c.get("id"))] = oid
+                        rows.append(c)
+        if rows:
+            await self._process_orders(rows)
+
+    async def _poll_orders_if_due(self, now: float) -> None:
+        if now - self._last_order_poll < self._settings.order_poll_interval:
+            return
+        self._last_order_poll = now
+        await self._resync_tracked()
+
+
+def _snake(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch.isupper():
+            out.append("_" + ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out)

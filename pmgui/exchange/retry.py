@@ -1,0 +1,209 @@
+"""Error mapping (ccxt → pmgui) and retries with backoff for exchange calls.
+
+Why this exists: a trading app must never turn a clear refusal into a retry storm, and never
+turn a transient hiccup into a trader-facing failure. ccxt already classifies most errors,
+but only for the real hosts' URLs: pointed at a proxy or a local test server, Binance's
+futures codes (-2019 margin insufficient, -2021 would trigger immediately, -4164 minimum
+notional …) arrive as a bare `ExchangeError`. So the exchange's own error code, when the
+message carries one, is looked up here first, and ccxt's class is the fallback.
+
+Only the NetworkError family (timeouts, rate limits/DDoS protection, exchange unavailable)
+is retryable. Insufficient funds, invalid orders and authentication errors reach the trader
+as `pmgui.domain.errors` exceptions with a message written for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ccxt.base import errors as cx
+
+from pmgui.domain import errors as pe
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Binance USDⓈ-M codes that ccxt maps only for the real fapi hosts.
+_BINANCE_CODES: dict[str, tuple[type[pe.ExchangeError], str]] = {
+    "-2019": (pe.InsufficientFunds, "not enough margin for this order"),
+    "-2018": (pe.InsufficientFunds, "the balance is insufficient"),
+    "-2021": (pe.OrderWouldTriggerImmediately,
+              "the stop/take-profit price is already crossed, the order would trigger at once"),
+    "-2022": (pe.InvalidOrder, "the reduce-only order was rejected (no position to reduce "
+              "or it would increase the position)"),
+    "-4164": (pe.InvalidOrder, "the order is below the market's minimum notional value"),
+    "-4003": (pe.InvalidOrder, "the quantity is below the market's minimum"),
+    "-1111": (pe.InvalidOrder, "the price or quantity has more decimals than the market allows"),
+    "-1013": (pe.InvalidOrder, "the price or quantity breaks the market's filters"),
+    "-4014": (pe.InvalidOrder, "the price is not a multiple of the tick size"),
+    "-4013": (pe.InvalidOrder, "the price is below the market's minimum"),
+    "-4016": (pe.InvalidOrder, "the price is above the market's maximum"),
+    "-4015": (pe.InvalidOrder, "the client order id is not valid"),
+    "-4116": (pe.InvalidOrder, "the client order id is already in use"),
+    "-4120": (pe.InvalidOrder, "this order type must use the algo (conditional) order API"),
+    "-1121": (pe.InvalidOrder, "the symbol is not valid on this exchange"),
+    "-4028": (pe.InvalidOrder, "the leverage is not valid for this symbol"),
+    "-2015": (pe.AuthenticationError, "the API key is invalid, lacks permissions or the IP "
+              "is not whitelisted"),
+    "-2014": (pe.AuthenticationError, "the API key format is invalid"),
+    "-1022": (pe.AuthenticationError, "the request signature is invalid (check the secret)"),
+    "-1003": (pe.RetryableExchangeError, "too many requests (rate limited)"),
+    "-1008": (pe.RetryableExchangeError, "the exchange is overloaded"),
+    "-1001": (pe.RetryableExchangeError, "the exchange disconnected internally"),
+    "-1007": (pe.RetryableExchangeError, "the exchange timed out; the order status is unknown"),
+    "-1021": (pe.RetryableExchangeError, "the request timestamp is outside the receive window "
+              "(clock drift)"),
+}
+
+# Bybit / OKX codes for a trigger price that is already crossed (the "would trigger
+# immediately" family), which ccxt maps to generic classes or not at all.
+_TRIGGER_CODES = {
+    "110092", "110093",  # bybit: expect Rising/Falling, trigger price vs current
+    "51277", "51278", "51279", "51280",  # okx: TP/SL trigger price vs last price
+}
+_TRIGGER_TEXT = re.compile(
+    r"immediately trigger|would trigger immediately|expect (rising|falling)|"
+    r"trigger price (cannot|must|should)|sl trigger price|tp trigger price",
+    re.IGNORECASE,
+)
+_CODE_IN_TEXT = re.compile(r'"(?:code|retCode|sCode)"\s*:\s*"?(-?\d+)"?')
+
+
+def exchange_code(message: str) -> str | None:
+    """The venue's numeric error code embedded in a ccxt message body, if any."""
+    m = _CODE_IN_TEXT.search(message)
+    if m is None:
+        return None
+    code = m.group(1)
+    return None if code in ("0", "200") else code
+
+
+def _venue_message(message: str) -> str:
+    """The exchange's own msg text from a ccxt error, for the trader's message."""
+    brace = message.find("{")
+    if brace >= 0:
+        try:
+            body = json.loads(message[brace:])
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            for key in ("msg", "retMsg", "sMsg"):
+                if body.get(key):
+                    return str(body[key])
+            data = body.get("data")
+            if isinstance(data, list) and data and isinstance(data[0], dict):
+                if data[0].get("sMsg"):
+                    return str(data[0]["sMsg"])
+    return message
+
+
+def map_error(exc: BaseException, exchange_id: str, *, trigger: bool = False) -> pe.ExchangeError:
+    """Translate any exception from a ccxt call into a pmgui ExchangeError subclass.
+
+    `trigger` says the failed request was a stop/take-profit order, so that a generic
+    "immediately fillable" reply is recognised as "would trigger immediately".
+    Already-mapped pmgui errors pass through unchanged.
+    """
+    if isinstance(exc, pe.ExchangeError):
+        return exc
+    text = str(exc)
+    venue_msg = _venue_message(text)
+    code = exchange_code(text)
+    who = exchange_id
+    if code is not None and exchange_id.startswith("binance") and code in _BINANCE_CODES:
+        cls, human = _BINANCE_CODES[code]
+        return cls(f"{who}: {human} ({venue_msg})")
+    if (code in _TRIGGER_CODES or _TRIGGER_TEXT.search(text)
+            or (trigger and isinstance(exc, cx.OrderImmediatelyFillable))):
+        return pe.OrderWouldTriggerImmediately(
+            f"{who}: the stop/take-profit price is already crossed, the order would trigger "
+            f"at once ({venue_msg})")
+    if isinstance(exc, cx.InsufficientFunds):
+        return pe.InsufficientFunds(f"{who}: insufficient funds or margin ({venue_msg})")
+    if isinstance(exc, cx.AuthenticationError):
+        return pe.AuthenticationError(
+            f"{who}: authentication failed, check the API key, secret and permissions "
+            f"({venue_msg})")
+    if isinstance(exc, cx.OrderNotFound):
+        return pe.InvalidOrder(f"{who}: order not found ({venue_msg})")
+    if isinstance(exc, cx.InvalidOrder | cx.BadSymbol | cx.BadRequest | cx.ArgumentsRequired):
+        return pe.InvalidOrder(f"{who}: the order was rejected ({venue_msg})")
+    if isinstance(exc, cx.DDoSProtection | cx.RateLimitExceeded):
+        return pe.RetryableExchangeError(f"{who}: rate limited, slowing down ({venue_msg})")
+    if isinstance(exc, cx.RequestTimeout):
+        return pe.RetryableExchangeError(f"{who}: the request timed out ({venue_msg})")
+    if isinstance(exc, cx.NetworkError):
+        return pe.RetryableExchangeError(f"{who}: network problem ({venue_msg})")
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError | ConnectionError | OSError):
+        return pe.RetryableExchangeError(f"{who}: connection problem ({exc!r})")
+    if isinstance(exc, cx.NotSupported):
+        return pe.ExchangeError(f"{who}: not supported by this exchange ({venue_msg})")
+    if isinstance(exc, cx.BaseError):
+        return pe.ExchangeError(f"{who}: {venue_msg}")
+    return pe.ExchangeError(f"{who}: unexpected error {type(exc).__name__}: {exc}")
+
+
+def is_ambiguous(exc: BaseException) -> bool:
+    """True when a create may have reached the exchange although no answer came back."""
+    if isinstance(exc, cx.RequestTimeout | cx.NetworkError | asyncio.TimeoutError | OSError):
+        return not isinstance(exc, cx.DDoSProtection | cx.RateLimitExceeded)
+    return exchange_code(str(exc)) in ("-1007", "-1001")
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    return isinstance(exc, cx.DDoSProtection | cx.RateLimitExceeded) or \
+        exchange_code(str(exc)) == "-1003"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff: base·factor^attempt, capped, with optional ± jitter fraction."""
+
+    base: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.1
+
+    def delay(self, attempt: int) -> float:
+        d = min(self.max_delay, self.base * self.factor ** max(0, attempt))
+        if self.jitter > 0:
+            d *= 1.0 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, d)
+
+
+async def retry_call(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    exchange_id: str,
+    attempts: int = 4,
+    backoff: Backoff = Backoff(),
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    what: str = "request",
+) -> T:
+    """Run `fn` and retry only retryable failures; raise the mapped pmgui error otherwise.
+
+    Rate limits wait twice as long as other network errors: hammering a venue that already
+    said "slow down" gets the API key banned.
+    """
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = map_error(exc, exchange_id)
+            if not err.retryable or attempt == attempts - 1:
+                raise err from exc
+            delay = backoff.delay(attempt) * (2.0 if is_rate_limit(exc) else 1.0)
+            log.warning("%s %s failed (%s); retry %d/%d in %.2fs", exchange_id, what,
+                        type(exc).__name__, attempt + 1, attempts - 1, delay)
+            await sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
