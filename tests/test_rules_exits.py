@@ -240,3 +240,15 @@ def test_closes_never_exceed_the_position():
     [a] = evaluate(p, mkt(105.0), rules_only("r_targets"))
     assert a.type is ActionType.CLOSE and a.qty == 0.003  # 50% of 0.01 > what is left
     assert MARKET.min_amount == 0.001
+
+
+def test_thresholds_met_exactly_by_prices():
+    # a threshold that holds on paper holds despite float error (and a strict one does not)
+    # d = (110.25 − 105)/105 = 0.05 exactly on paper: "d > 5%" is false, tier 4 stays quiet
+    assert evaluate(pos(L, tp=110.25), mkt(105.0), rules_only("smart_tp")) == []
+    # progress (102.8 − 100)/(104 − 100) = 0.7 on paper (0.69999… in floats): frozen
+    assert evaluate(pos(L, tp=104.0), mkt(102.8, momentum=0.1, trend=0.1),
+                    rules_only("dynamic_tp")) == []
+    # ROI 10·(103.3 − 100)/100 = 33%, peak 66%: exactly 50% given back
+    [a] = evaluate(pos(L, leverage=10, peak_roi=0.66), mkt(103.3), rules_only("momentum_loss"))
+    assert a.reason is Reason.MOMENTUM_LOSS

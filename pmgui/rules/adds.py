@@ -20,7 +20,7 @@ from __future__ import annotations
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason
 from pmgui.domain.models import Action
-from pmgui.rules.common import FLAG_ADD_ON, FLAG_SCALED, Ctx, action
+from pmgui.rules.common import FLAG_ADD_ON, FLAG_SCALED, Ctx, action, ge, gt, le, lt
 from pmgui.rules.sizing import add_size
 
 
@@ -31,11 +31,11 @@ def add_on(ctx: Ctx) -> list[Action]:
     r = money.position_r(pos, ctx.price)
     min_r = p.f("add_on.min_r")
     ema = ctx.ind.ema9
-    if r is None or r < min_r or ema is None or ema <= 0:
+    if r is None or lt(r, min_r) or ema is None or ema <= 0:
         return []
     band = p.f("add_on.ema_band")
     dist = abs(ctx.price - ema) / ema
-    if dist > band:
+    if gt(dist, band):
         return []
     base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
     frac = p.f("add_on.fraction")
@@ -58,8 +58,8 @@ def scaling(ctx: Ctx) -> list[Action]:
     min_vol = p.f("scaling.min_volume")
     max_age = p.f("scaling.max_age")
     mom, vol = ctx.ind.momentum, ctx.ind.volume
-    if (ctx.roi < min_roi or mom is None or ctx.dir * mom <= min_mom or vol is None
-            or vol <= min_vol or ctx.age >= max_age):
+    if (lt(ctx.roi, min_roi) or mom is None or le(ctx.dir * mom, min_mom) or vol is None
+            or le(vol, min_vol) or ge(ctx.age, max_age)):
         return []
     base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
     frac = p.f("scaling.fraction")

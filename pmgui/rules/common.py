@@ -38,6 +38,27 @@ TRANCHE_CLOSED_PREFIX = "tranche_closed:"
 
 _EPS = 1e-9
 
+THRESHOLD_EPS = 1e-10
+"""Tolerance of every threshold comparison: a value that equals a threshold on paper (a 15%
+ROI computed from prices) must count as equal even when float arithmetic lands it 1e-16
+short, so "≥ 15%" fires and "> 2%" does not."""
+
+
+def ge(value: float, threshold: float) -> bool:
+    return value >= threshold - THRESHOLD_EPS
+
+
+def le(value: float, threshold: float) -> bool:
+    return value <= threshold + THRESHOLD_EPS
+
+
+def gt(value: float, threshold: float) -> bool:
+    return value > threshold + THRESHOLD_EPS
+
+
+def lt(value: float, threshold: float) -> bool:
+    return value < threshold - THRESHOLD_EPS
+
 
 @dataclass(frozen=True, slots=True)
 class Ctx:

@@ -26,7 +26,7 @@ import math
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, StopKind
 from pmgui.domain.models import Action
-from pmgui.rules.common import TRANCHE_CLOSED_PREFIX, Ctx, action, close_all
+from pmgui.rules.common import TRANCHE_CLOSED_PREFIX, Ctx, action, close_all, ge, gt, le, lt
 from pmgui.rules.sizing import scale_out
 
 
@@ -39,7 +39,7 @@ def emergency(ctx: Ctx) -> list[Action]:
     )
     for key, reason in tiers:
         threshold = p.f(key)
-        if ctx.roi <= threshold:
+        if le(ctx.roi, threshold):
             return [close_all(ctx, reason, "emergency", Priority.EMERGENCY,
                               {"threshold": threshold, "tier": key.split(".")[1]})]
     return []
@@ -119,7 +119,7 @@ def smart_tp(ctx: Ctx) -> list[Action]:
         ("t4", p.f("smart_tp.t4_move"), p.f("smart_tp.t4_tp_dist")),
     )
     for name, move_min, dist_min in tiers:
-        if m >= move_min and d > dist_min:
+        if ge(m, move_min) and gt(d, dist_min):
             return [close_all(ctx, Reason.SMART_TAKE_PROFIT, "smart_tp", Priority.SMART_TP, {
                 "tier": name, "move_threshold": move_min,
                 "tp_distance": d if math.isfinite(d) else None,
@@ -132,7 +132,7 @@ def momentum_loss(ctx: Ctx) -> list[Action]:
     p = ctx.params
     peak = ctx.peak
     min_peak = p.f("momentum_loss.min_peak")
-    if peak < min_peak or peak <= 0:
+    if lt(peak, min_peak) or peak <= 0:
         return []
     giveback = (peak - ctx.roi) / peak
     full = p.f("momentum_loss.giveback")
@@ -140,10 +140,10 @@ def momentum_loss(ctx: Ctx) -> list[Action]:
     band = p.f("momentum_loss.band_giveback")
     inputs = {"giveback": giveback, "min_peak": min_peak, "giveback_threshold": full,
               "band_low": lo, "band_high": hi, "band_giveback": band}
-    if giveback >= full:
+    if ge(giveback, full):
         return [close_all(ctx, Reason.MOMENTUM_LOSS, "momentum_loss", Priority.MOMENTUM_LOSS,
                           {**inputs, "test": "giveback"})]
-    if lo <= ctx.roi <= hi and giveback >= band:
+    if ge(ctx.roi, lo) and le(ctx.roi, hi) and ge(giveback, band):
         return [close_all(ctx, Reason.MOMENTUM_LOSS, "momentum_loss", Priority.MOMENTUM_LOSS,
                           {**inputs, "test": "band"})]
     return []

@@ -33,6 +33,10 @@ from pmgui.rules.common import (
     FLAG_TP1,
     Ctx,
     action,
+    ge,
+    gt,
+    le,
+    lt,
     round_stop,
     stop_improves,
 )
@@ -64,13 +68,13 @@ def _tightened(ctx: Ctx, d: float) -> tuple[float, dict[str, object]]:
     out = d
     vol = ctx.ind.volatility
     hv = p.f("tightening.high_volatility")
-    if vol is not None and vol > hv:
+    if vol is not None and gt(vol, hv):
         out -= p.f("tightening.volatility_step")
         info["tightening_volatility"] = vol
         info["tightening_volatility_threshold"] = hv
     hours = ctx.age / 3600.0
     start = p.f("tightening.start_hours")
-    if hours > start and ctx.roi > 0:
+    if gt(hours, start) and gt(ctx.roi, 0.0):
         out -= p.f("tightening.per_hour") * (hours - start)
         info["tightening_hours_beyond"] = hours - start
     out = max(out, floor)
@@ -84,22 +88,22 @@ def _adaptive_distance(ctx: Ctx) -> tuple[float, dict[str, object]]:
     vol = ctx.ind.volatility
     vol_mult = 1.0
     if vol is not None:
-        if vol >= p.f("trailing.high_volatility"):
+        if ge(vol, p.f("trailing.high_volatility")):
             vol_mult = p.f("trailing.high_vol_mult")
-        elif vol <= p.f("trailing.low_volatility"):
+        elif le(vol, p.f("trailing.low_volatility")):
             vol_mult = p.f("trailing.low_vol_mult")
     profit_mult = 1.0
     for i in (1, 2, 3):
-        if ctx.roi > p.f(f"trailing.profit_roi_{i}"):
+        if gt(ctx.roi, p.f(f"trailing.profit_roi_{i}")):
             profit_mult = p.f(f"trailing.profit_mult_{i}")
             break
     mom = ctx.ind.momentum
     mom_mult = 1.0
     if mom is not None:
         fav = ctx.dir * mom
-        if fav >= p.f("trailing.strong_momentum"):
+        if ge(fav, p.f("trailing.strong_momentum")):
             mom_mult = p.f("trailing.strong_mult")
-        elif fav <= p.f("trailing.weak_momentum"):
+        elif le(fav, p.f("trailing.weak_momentum")):
             mom_mult = p.f("trailing.weak_mult")
     raw = base * vol_mult * profit_mult * mom_mult
     d = min(max(raw, p.f("trailing.min")), p.f("trailing.max"))
@@ -181,7 +185,7 @@ def breakeven_plus(ctx: Ctx) -> list[Action]:
     price is beyond it (at high leverage 10% ROI can be less than a 2% move: then nothing)."""
     p = ctx.params
     min_roi = p.f("breakeven_plus.min_roi")
-    if ctx.roi < min_roi:
+    if lt(ctx.roi, min_roi):
         return []
     buffer = p.f("breakeven_plus.buffer")
     level = ctx.pos.entry * (1 + ctx.dir * buffer)

@@ -38,6 +38,10 @@ from pmgui.rules.common import (
     Ctx,
     action,
     close_all,
+    ge,
+    gt,
+    le,
+    lt,
 )
 from pmgui.rules.sizing import scale_out
 
@@ -64,7 +68,7 @@ def r_targets(ctx: Ctx) -> list[Action]:
     base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
     if FLAG_TP1 not in pos.flags:
         tp1_r = p.f("r_targets.tp1_r")
-        if r >= tp1_r:
+        if ge(r, tp1_r):
             frac = p.f("r_targets.tp1_fraction")
             return _partial(ctx, frac * base, Reason.TP1, "r_targets",
                             {"r": r, "tp1_r": tp1_r, "fraction": frac, "risk": risk,
@@ -73,7 +77,7 @@ def r_targets(ctx: Ctx) -> list[Action]:
         return []
     if FLAG_TP2 not in pos.flags:
         tp2_r = p.f("r_targets.tp2_r")
-        if r >= tp2_r:
+        if ge(r, tp2_r):
             frac = p.f("r_targets.tp2_fraction")
             return _partial(ctx, frac * base, Reason.TP2, "r_targets",
                             {"r": r, "tp2_r": tp2_r, "fraction": frac, "risk": risk,
@@ -88,7 +92,7 @@ def profit_booking(ctx: Ctx) -> list[Action]:
     f1 = p.f("profit_booking.level1_fraction")
     f2 = p.f("profit_booking.level2_fraction")
     roi2 = p.f("profit_booking.level2_roi")
-    if FLAG_BOOKED_2 not in pos.flags and ctx.roi >= roi2:
+    if FLAG_BOOKED_2 not in pos.flags and ge(ctx.roi, roi2):
         already = f1 if FLAG_BOOKED_1 in pos.flags else 0.0
         return _partial(ctx, (f2 - already) * base, Reason.PROFIT_BOOKING, "profit_booking",
                         {"level": 2, "roi_threshold": roi2, "booked_fraction": f2,
@@ -97,7 +101,7 @@ def profit_booking(ctx: Ctx) -> list[Action]:
     roi1 = p.f("profit_booking.level1_roi")
     min_age = p.f("profit_booking.level1_min_age")
     if (FLAG_BOOKED_1 not in pos.flags and FLAG_BOOKED_2 not in pos.flags
-            and ctx.roi >= roi1 and ctx.age >= min_age):
+            and ge(ctx.roi, roi1) and ge(ctx.age, min_age)):
         return _partial(ctx, f1 * base, Reason.PROFIT_BOOKING, "profit_booking",
                         {"level": 1, "roi_threshold": roi1, "booked_fraction": f1,
                          "min_age": min_age, "age": ctx.age},
@@ -112,7 +116,7 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
         return []
     progress = (ctx.price - pos.entry) / (tp - pos.entry)
     freeze = p.f("dynamic_tp.freeze_progress")
-    if progress >= freeze:
+    if ge(progress, freeze):
         return []  # anti-moving-away: let it close at the target
     ind = ctx.ind
     tick = ctx.tick
@@ -123,7 +127,7 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     strong = p.f("dynamic_tp.strong_momentum")
     min_trend = p.f("dynamic_tp.min_trend")
     if (FLAG_TP_EXTENDED not in pos.flags and mom is not None and trend is not None
-            and mom >= strong and trend >= min_trend):
+            and ge(mom, strong) and ge(trend, min_trend)):
         ext = p.f("dynamic_tp.extend")
         new_tp = ctx.market.round_price(tp + ctx.dir * ext * abs(tp - pos.entry))
         if (new_tp - tp) * ctx.dir >= max(tick, 1e-12) and new_tp > 0:
@@ -134,9 +138,9 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     rsi = ind.rsi
     fade = p.f("dynamic_tp.fade_momentum")
     hi, lo = p.f("dynamic_tp.rsi_high"), p.f("dynamic_tp.rsi_low")
-    stretched = rsi is not None and (rsi > hi if ctx.dir > 0 else rsi < lo)
-    if (FLAG_TP_PULLED_IN not in pos.flags and progress > 0 and mom is not None
-            and mom <= fade and stretched):
+    stretched = rsi is not None and (gt(rsi, hi) if ctx.dir > 0 else lt(rsi, lo))
+    if (FLAG_TP_PULLED_IN not in pos.flags and gt(progress, 0.0) and mom is not None
+            and le(mom, fade) and stretched):
         cut = p.f("dynamic_tp.pull_in")
         new_tp = ctx.market.round_price(ctx.price + (tp - ctx.price) * (1 - cut))
         beyond_price = (new_tp - ctx.price) * ctx.dir >= max(tick, 1e-12)

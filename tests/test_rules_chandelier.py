@@ -1,0 +1,82 @@
+"""Chandelier trailing on real data vs an independent computation (ta's ATR + pandas rolling)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from ta.volatility import AverageTrueRange
+
+from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.models import Candle, Market, MarketState
+from pmgui.indicators import IndicatorSet
+from pmgui.rules.params import resolve_params
+from pmgui.rules.policy import evaluate, indicator_spec, observe
+from tests.rules_support import apply, pos
+
+DATA = Path(__file__).parent / "data"
+
+
+def _reference(df: pd.DataFrame, n: int, mult: float) -> tuple[pd.Series, pd.Series]:
+    atr = AverageTrueRange(df.high, df.low, df.close, window=n).average_true_range()
+    atr[: n - 1] = float("nan")  # ta fills the warm-up with zeros
+    long_level = df.high.rolling(n).max() - mult * atr
+    short_level = df.low.rolling(n).min() + mult * atr
+    return long_level, short_level
+
+
+@pytest.mark.parametrize("name", ["BTCUSD-1h-coinbase-2019-first1000.csv",
+                                  "ETHUSD-1d-bitstamp.csv"])
+@pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
+@pytest.mark.parametrize("mult", [3.0, 2.0])
+def test_chandelier_matches_reference_and_ratchets(name, side, mult):
+    df = pd.read_csv(DATA / name)
+    params = resolve_params("breakout", {"trailing.after_breakeven": False,
+                                         "trailing.atr_mult": mult, "r_targets.enabled": False,
+                                         "add_on.enabled": False, "take_profit.enabled": False,
+                                         "stop_loss.enabled": False})
+    spec = indicator_spec(params)
+    assert spec.atr_period == 22 and spec.channel_period == 22
+    tick = 0.01
+    market = Market(symbol="BTC/USDT:USDT", tick_size=tick, amount_step=0.001)
+    ref_long, ref_short = _reference(df, 22, mult)
+    ref = ref_long if side is Side.LONG else ref_short
+    ind = IndicatorSet(spec)
+    p = pos(side, entry=float(df.close.iloc[0]), opened_at=float(df.timestamp.iloc[0]))
+    expected_sl: float | None = None
+    checked = moved = 0
+    for i, r in enumerate(df.itertuples()):
+        ind.update(Candle(ts=float(r.timestamp), open=r.open, high=r.high, low=r.low,
+                          close=r.close, volume=r.volume))
+        snap = ind.snapshot()
+        price = float(r.close)
+        state = MarketState(symbol=market.symbol, price=price, ts=float(r.timestamp),
+                            market=market, indicators=snap)
+        p = observe(p, price)
+        acts = evaluate(p, state, params)
+        level = ref.iloc[i]
+        if math.isnan(level):
+            assert acts == []
+            continue
+        checked += 1
+        # the reference's level, rounded away from the price, placed only when it ratchets
+        # and sits at least one tick on the safe side of the price
+        d = side.dir
+        rounded = (math.floor(level / tick + 1e-9) * tick if d > 0
+                   else math.ceil(level / tick - 1e-9) * tick)
+        safe = (rounded <= price - tick) if d > 0 else (rounded >= price + tick)
+        better = expected_sl is None or (rounded - expected_sl) * d >= tick * (1 - 1e-6)
+        if safe and better:
+            [a] = acts
+            assert a.type is ActionType.MOVE_SL
+            assert a.inputs["level"] == pytest.approx(level, rel=1e-9)
+            assert a.sl == pytest.approx(rounded, abs=1e-9)
+            expected_sl = a.sl
+            moved += 1
+        else:
+            assert acts == [], (i, level, price, expected_sl)
+        p = apply(p, acts)
+        assert p.sl == expected_sl
+    assert checked > 700 and moved > 10
