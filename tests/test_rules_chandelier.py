@@ -61,11 +61,10 @@ def test_chandelier_matches_reference_and_ratchets(name, side, mult):
             assert acts == []
             continue
         checked += 1
-        # the reference's level, rounded away from the price, placed only when it ratchets
-        # and sits at least one tick on the safe side of the price
+        # the reference's level on the tick grid, placed only when it ratchets and sits at
+        # least one tick on the safe side of the price
         d = side.dir
-        rounded = (math.floor(level / tick + 1e-9) * tick if d > 0
-                   else math.ceil(level / tick - 1e-9) * tick)
+        rounded = round(level / tick) * tick
         safe = (rounded <= price - tick) if d > 0 else (rounded >= price + tick)
         better = expected_sl is None or (rounded - expected_sl) * d >= tick * (1 - 1e-6)
         if safe and better:

@@ -160,11 +160,6 @@ def _decimals(step: float) -> int:
     return max(0, min(12, -math.floor(math.log10(step) + 1e-12) + 2))
 
 
-def floor_to(value: float, step: float) -> float:
-    if step <= 0:
-        return value
-    return round(math.floor(value / step + _EPS) * step, _decimals(step))
-
 
 def ceil_to(value: float, step: float) -> float:
     if step <= 0:
@@ -173,8 +168,12 @@ def ceil_to(value: float, step: float) -> float:
 
 
 def round_stop(side: Side, stop: float, tick: float) -> float:
-    """A stop on the tick grid, rounded away from the price (never tighter than computed)."""
-    return floor_to(stop, tick) if side is Side.LONG else ceil_to(stop, tick)
+    """A stop on the tick grid: the nearest tick, as `Market.round_price` and the exchange's
+    price precision do (at most half a tick from the computed level, on either side)."""
+    del side  # same rule for both sides; kept so call sites read as "a stop for this side"
+    if tick <= 0:
+        return stop
+    return round(round(stop / tick) * tick, _decimals(tick))
 
 
 def stop_improves(ctx: Ctx, candidate: float) -> bool:

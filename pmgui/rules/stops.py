@@ -21,7 +21,7 @@ Trailing levels:
 - `trailing.after_breakeven` (breakout) gates trailing until the stop is at breakeven: the
   `breakeven_set` flag, or TP1 done with the current SL already at or beyond the breakeven
   level.
-Levels are rounded to the tick away from the price (long down, short up).
+Levels are rounded to the nearest tick (the market's price precision).
 """
 
 from __future__ import annotations
