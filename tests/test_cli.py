@@ -1,0 +1,112 @@
+"""The command line as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ENV = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PMGUI_CONFIG_DIR": "/nonexistent-pmgui",
+       "PYTHONUNBUFFERED": "1"}
+
+
+def pmgui(*args: str, timeout: float = 90, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pmgui.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=ENV, **kw)
+
+
+def test_version():
+    r = pmgui("--version")
+    assert r.returncode == 0 and r.stdout.startswith("pmgui ")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--exit-after", "abc"], "not a number"),
+    (["--bogus"], "unrecognized arguments"),
+    (["replay"], "required"),
+    (["--screenshot", "x.png"], "--exit-after"),
+])
+def test_bad_arguments_give_one_line(args, needle):
+    r = pmgui(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_bad_config_names_file_line_and_key(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[exchange]\nid = "paper"\n\n[ui]\ntheme = "blue"\n')
+    r = pmgui("--config", str(cfg), "--headless", "--exit-after", "1",
+              "--db", str(tmp_path / "x.db"))
+    assert r.returncode == 1
+    assert f"{cfg}:5: ui.theme" in r.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_corrupt_database_is_refused_and_untouched(tmp_path):
+    db = tmp_path / "x.db"
+    db.write_bytes(b"not a database at all" * 100)
+    before = db.read_bytes()
+    r = pmgui("--headless", "--exit-after", "1", "--db", str(db))
+    assert r.returncode == 1 and "error" in r.stderr and "Traceback" not in r.stderr
+    assert db.read_bytes() == before
+
+
+def test_headless_then_positions_json(tmp_path):
+    db = tmp_path / "x.db"
+    r = pmgui("--headless", "--exit-after", "4", "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    out = pmgui("positions", "--db", str(db), "--json")
+    assert out.returncode == 0, out.stderr
+    positions = json.loads(out.stdout)
+    assert len(positions) >= 3
+    for p in positions:
+        assert p["sl"] is not None and p["tp"] is not None
+        assert {o["role"] for o in p["orders"]} == {"stop_loss", "take_profit"}
+
+
+def test_sigkill_then_restart_loses_nothing(tmp_path):
+    db = tmp_path / "x.db"
+    proc = subprocess.Popen([sys.executable, "-m", "pmgui.cli", "--headless", "--db", str(db)],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    seen = []
+    while time.time() < deadline:  # wait until the demo positions are open
+        line = proc.stdout.readline()
+        seen.append(line)
+        if sum("open manual" in s for s in seen) >= 5:
+            break
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = json.loads(pmgui("positions", "--db", str(db), "--json").stdout)
+    assert len(before) == 5
+    r = pmgui("--headless", "--exit-after", "3", "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    after = json.loads(pmgui("positions", "--db", str(db), "--json").stdout)
+    closed_by_rules = [ln for ln in r.stderr.splitlines() if "pmgui: closed " in ln]
+    ids_before = {p["id"] for p in before}
+    ids_after = {p["id"] for p in after}
+    assert ids_after <= ids_before  # nothing duplicated or invented
+    assert len(ids_before - ids_after) <= len(closed_by_rules)  # only rule closes removed any
+    for p in after:  # each position keeps exactly one SL and one TP order
+        roles = sorted(o["role"] for o in p["orders"])
+        assert roles == ["stop_loss", "take_profit"], p
+
+
+def test_screenshot_writes_png(tmp_path):
+    shot = tmp_path / "shot.png"
+    r = pmgui("--screenshot", str(shot), "--exit-after", "3", "--db", str(tmp_path / "x.db"))
+    assert r.returncode == 0, r.stderr
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_positions_without_database(tmp_path):
+    r = pmgui("positions", "--db", str(tmp_path / "none.db"))
+    assert r.returncode == 1 and "no database" in r.stderr
