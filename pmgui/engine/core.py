@@ -859,7 +859,7 @@ class EngineCore:
         pos = self._with_default_targets(pos)
         self._set(pos)
         action = Action(ActionType.OPEN, reason, pos.id, r.entry, qty=r.qty, sl=pos.sl, tp=pos.tp,
-                        rule="reconcile", ts=now)
+                        rule="reconcile" if reason is Reason.RECONCILE else "manual", ts=now)
         self.store.record_action(action, symbol=pos.symbol)
         self.outbox.publish(ActionTaken(action, pos.symbol, True, "adopted"))
         return pos
