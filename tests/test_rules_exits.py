@@ -252,3 +252,29 @@ def test_thresholds_met_exactly_by_prices():
     # ROI 10·(103.3 − 100)/100 = 33%, peak 66%: exactly 50% given back
     [a] = evaluate(pos(L, leverage=10, peak_roi=0.66), mkt(103.3), rules_only("momentum_loss"))
     assert a.reason is Reason.MOMENTUM_LOSS
+
+
+def test_tranche_helpers():
+    from pmgui.rules.tranches import order_groups, reduce_tranches, tranche_levels
+
+    m = resolve_params("monitor")
+    assert tranche_levels(L, 101.0, m, MARKET) == (99.99, 103.02)
+    assert tranche_levels(S, 100.0, m, MARKET) == (101.0, 98.0)
+    assert tranche_levels(L, 100.0, resolve_params("manual"), MARKET) == (None, None)
+    with pytest.raises(ValidationError):
+        tranche_levels(L, float("nan"), m, MARKET)
+    ts = (Tranche(id="a", qty=1.0, entry=100.0, opened_at=0.0, sl=99.0, tp=102.0),
+          Tranche(id="b", qty=0.5, entry=100.005, opened_at=1.0, sl=99.01, tp=102.01),
+          Tranche(id="c", qty=0.25, entry=101.0, opened_at=2.0, sl=99.99, tp=103.02))
+    groups = order_groups(ts, 0.01)
+    assert [g.tranche_ids for g in groups] == [("a", "b"), ("c",)]
+    assert groups[0].qty == 1.5 and groups[0].sl == 99.0
+    assert [g.tranche_ids for g in order_groups(ts, 0.001)] == [("a",), ("b",), ("c",)]
+    # a flagged tranche goes first and whole; the rest is FIFO
+    left = reduce_tranches(ts, 0.25, frozenset({"tranche_closed:c"}))
+    assert [(t.id, t.qty) for t in left] == [("a", 1.0), ("b", 0.5)]
+    left = reduce_tranches(ts, 1.2)
+    assert [(t.id, t.qty) for t in left] == [("b", pytest.approx(0.3)), ("c", 0.25)]
+    # a flagged tranche is not hit twice while the engine catches up
+    p = _tranched().evolve(flags=frozenset({"tranche_closed:b"}))
+    assert evaluate(p, mkt(99.99), rules_only("tranches")) == []

@@ -75,7 +75,11 @@ def take_profit(ctx: Ctx) -> list[Action]:
 def _tranche_exit(ctx: Ctx, kind: str) -> list[Action]:
     pos = ctx.pos
     hit = []
+    already = {f[len(TRANCHE_CLOSED_PREFIX):] for f in pos.flags
+               if f.startswith(TRANCHE_CLOSED_PREFIX)}
     for t in pos.tranches:
+        if t.id in already:  # closed by an earlier tick's reduction still being applied
+            continue
         level = t.sl if kind == "sl" else t.tp
         crossed = (money.stop_hit(pos.side, level, ctx.price) if kind == "sl"
                    else money.target_hit(pos.side, level, ctx.price))
