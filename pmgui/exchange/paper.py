@@ -356,6 +356,43 @@ class PaperExchange:
         self._dirty.leverage.add(symbol)
         self._commit()
 
+    def seed_position(self, symbol: str, side: Side, qty: float, entry: float,
+                      leverage: float, *, ts: float | None = None) -> ExchangePosition:
+        """Place a position on the venue as if it had been opened at `entry` (no fee, no
+        order): `pmgui replay` starts from the trader's recorded entry this way. Sets the
+        symbol's leverage and reserves the isolated margin; an existing position on that
+        side, bad numbers or too little free margin raise and change nothing."""
+        self._ensure_loaded()
+        m = self._market(symbol)
+        side = Side(side)
+        if (symbol, side) in self._positions:
+            raise InvalidOrder(f"there is already a {side.value} position on {symbol}")
+        if not valid_price(entry):
+            raise InvalidOrder(f"entry price must be a positive number (got {entry!r})")
+        if not (isinstance(qty, (int, float)) and math.isfinite(qty) and qty > 0):
+            raise InvalidOrder(f"position size must be a positive number (got {qty!r})")
+        if (isinstance(leverage, bool) or not isinstance(leverage, (int, float))
+                or not math.isfinite(leverage) or not 1 <= leverage <= m.max_leverage):
+            raise InvalidOrder(f"leverage for {symbol} must be between 1x and "
+                               f"{m.max_leverage}x (got {leverage!r})")
+        lev = float(leverage)
+        margin = entry * qty * m.contract_size / lev
+        if margin > self._free() + _EPS:
+            raise InsufficientFunds(f"a {side.value} of {qty:g} {symbol} at {entry:g} needs "
+                                    f"{_money(margin)} {m.quote} margin; "
+                                    f"{_money(self._free())} {m.quote} available")
+        for p in self._positions.values():
+            if p.symbol == symbol and p.leverage != lev:
+                raise InvalidOrder(f"{symbol} already has a position at {p.leverage:g}x")
+        self._leverage[symbol] = lev
+        self._dirty.leverage.add(symbol)
+        pos = _Pos(symbol, side, float(qty), float(entry), lev, margin,
+                   self.now() if ts is None else float(ts))
+        self._positions[(symbol, side)] = pos
+        self._dirty.positions.add((symbol, side))
+        self._commit()
+        return self._export_position(pos)
+
     async def create_order(self, req: OrderRequest) -> Order:
         self._ensure_loaded()
         updates = self._create(req)
@@ -427,6 +464,10 @@ class PaperExchange:
             await sink.on_order_update(u)
         if self._wants(event.symbol):
             await sink.on_tick(event)
+
+    async def flush(self, sink: ExchangeSink) -> None:
+        """Deliver the updates queued by commands now (`deliver` and `run` do it first)."""
+        await self._flush(sink)
 
     async def _flush(self, sink: ExchangeSink) -> None:
         while self._pending:
