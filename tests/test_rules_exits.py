@@ -216,14 +216,23 @@ def test_partial_with_earlier_adjustments_only():
     assert [a.reason for a in acts] == [Reason.TP1]
 
 
-def test_adjustments_without_close_are_kept_and_merged():
-    # breakeven+ and trailing on one tick: one MOVE_SL, the tighter, with both flags
-    p = pos(L, sl=90.0, best_price=115.0)
+@pytest.mark.parametrize("side", [L, S])
+def test_stop_moves_on_one_tick_only_tighten_in_order(side):
+    # breakeven+ and trailing on one tick: both reported, loosest first
+    d = side.dir
+    p = pos(side, sl=100.0 - d * 10, best_price=100.0 + d * 15)
     params = rules_only("breakeven_plus", "trailing", trailing__distance=0.02)
-    acts = evaluate(p, mkt(115.0), params)
-    [a] = acts
-    assert a.type is ActionType.MOVE_SL and a.sl == pytest.approx(112.7)
-    assert a.stop_kind is StopKind.TRAILING and "breakeven_set" in a.flags
+    acts = evaluate(p, mkt(100.0 + d * 15), params)
+    assert [a.reason for a in acts] == [Reason.BREAKEVEN, Reason.TRAILING]
+    assert acts[0].sl == pytest.approx(100.0 + d * 2) and "breakeven_set" in acts[0].flags
+    trail = 115.0 * 0.98 if side is L else 85.0 * 1.02
+    assert acts[1].sl == pytest.approx(trail) and acts[1].stop_kind is StopKind.TRAILING
+    # the same level from two rules: one move, both flags
+    q = pos(side, sl=100.0 - d * 10, best_price=100.0 + d * 2, flags=frozenset({"tp1_done"}))
+    params = rules_only("r_targets", "trailing", r_targets__breakeven_offset=0.0,
+                        trailing__distance=0.0196 if side is L else 0.0204)
+    [a] = evaluate(q, mkt(100.0 + d * 2), params)
+    assert a.sl == 100.0 and a.reason is Reason.BREAKEVEN and "breakeven_set" in a.flags
 
 
 def test_every_action_explains_itself():

@@ -94,13 +94,14 @@ def test_active_seed_004():
     assert book2.qty == 1.5 and book2.flags == {"booked_50", "booked_75"}
     # 10% ROI at 2x = 5% move: breakeven+ stop at +2% (trailing at 2% is tighter: 102.9)
     acts = evaluate(pos(L, leverage=2, sl=95.0, best_price=105.0), mkt(105.0, ts=60.0), a)
-    [mv] = acts
-    assert mv.sl == pytest.approx(102.9) and "breakeven_set" in mv.flags
+    assert [x.reason for x in acts] == [Reason.BREAKEVEN, Reason.TRAILING]
+    assert acts[0].sl == pytest.approx(102.0) and "breakeven_set" in acts[0].flags
+    assert acts[1].sl == pytest.approx(102.9)
     # scaling: 6% ROI, 3% momentum, 500k volume, 5 min old → add 25%
     acts = evaluate(pos(L, leverage=3, sl=97.0, best_price=102.0),
                     mkt(102.0, ts=300.0, momentum=0.03, volume=5e5), a)
     assert [x.type for x in acts] == [ActionType.MOVE_SL, ActionType.ADD]
-    assert acts[1].reason is Reason.SCALING and acts[1].qty == 0.25
+    assert acts[-1].reason is Reason.SCALING and acts[-1].qty == 0.25
     # time tightening: 3 h old and profitable → trailing 1.8%
     [tt] = evaluate(pos(L, best_price=101.0), mkt(101.0, ts=3 * 3600.0), a)
     assert tt.inputs["distance"] == pytest.approx(0.018)

@@ -78,8 +78,14 @@ def _run(s: dict) -> None:
             assert c.qty is not None and 0 < c.qty <= before.qty + 1e-12
             if c.type is ActionType.CLOSE:
                 assert c.qty == before.qty
+        last_sl = before.sl
         for a in acts:
             assert _finite_action(a), a
+            if a.type is ActionType.MOVE_SL:
+                assert a.sl is not None
+                if last_sl is not None:
+                    assert (a.sl - last_sl) * d > 0, "moves on one tick must only tighten"
+                last_sl = a.sl
             assert a.rule and a.priority >= 1 and "price" in a.inputs
             if a.type is ActionType.MOVE_SL:
                 assert a.sl is not None

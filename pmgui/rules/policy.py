@@ -11,9 +11,9 @@ Per call (one position, one tick):
    SL and TP (and the tranches' SL/TP). Protection is never paused.
 3. Candidates from every enabled rule are sorted by priority (1 emergency … 9 add). The
    first closing action (CLOSE/REDUCE) is the one close of this tick; non-closing actions
-   (MOVE_SL, MOVE_TP, ADD) survive only if their priority is strictly before it. At most one
-   MOVE_SL (the most protective; the flags of the merged candidates are kept), one MOVE_TP
-   and one ADD are returned.
+   (MOVE_SL, MOVE_TP, ADD) survive only if their priority is strictly before it. Stop moves
+   come loosest first and each strictly tighter than the last (see `select`); at most one
+   MOVE_TP and one ADD are returned.
 
 Every action carries its rule id, reason, priority, the triggering price and its inputs
 (price, roi, peak, move, indicator values, thresholds), all finite.
@@ -103,35 +103,43 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
 
 
 def select(candidates: list[Action], side: Side) -> list[Action]:
-    """DESIGN §4 arbitration: one close (the highest priority), only earlier adjustments."""
+    """DESIGN §4 arbitration: one close (the highest priority), only earlier adjustments.
+
+    Stop moves are all kept (each is a decision with its own reason: breakeven and trailing
+    may both move the stop on one tick) but ordered from the loosest to the tightest, and a
+    move that is not strictly tighter than the one before it is dropped (its flags go to the
+    kept move at the same level), so applying them in order only ever tightens the stop.
+    """
     ordered = sorted(candidates, key=lambda a: a.priority)  # stable: pipeline order in ties
     closing = next((a for a in ordered if a.is_closing), None)
     limit = closing.priority if closing is not None else math.inf
-    move_sl: Action | None = None
-    merged_flags: set[str] = set()
+    stops: list[Action] = []
     move_tp: Action | None = None
     add: Action | None = None
     for a in ordered:
         if a.is_closing or a.priority >= limit:
             continue
         if a.type is ActionType.MOVE_SL and a.sl is not None:
-            merged_flags |= a.flags
-            if move_sl is None or money.is_improvement(side, move_sl.sl, a.sl):
-                move_sl = a
+            stops.append(a)
         elif a.type is ActionType.MOVE_TP and move_tp is None:
             move_tp = a
         elif a.type is ActionType.ADD and add is None:
             add = a
     out: list[Action] = []
-    if move_sl is not None:
-        if merged_flags - move_sl.flags:
-            move_sl = replace(move_sl, flags=frozenset(merged_flags))
-        out.append(move_sl)
+    # loosest first: ascending for a long, descending for a short (stable for equal levels)
+    stops.sort(key=lambda a: side.dir * (a.sl or 0.0))
+    for a in stops:
+        if out and a.sl == out[-1].sl:
+            out[-1] = replace(out[-1], flags=out[-1].flags | a.flags)
+            continue
+        if out and not money.is_improvement(side, out[-1].sl, a.sl or 0.0):
+            continue
+        out.append(a)
     if move_tp is not None:
         out.append(move_tp)
     if add is not None:
         out.append(add)
-    out.sort(key=lambda a: a.priority)
+    out.sort(key=lambda a: a.priority)  # stable: the stop order above is kept
     if closing is not None:
         out.append(closing)
     return out
