@@ -244,3 +244,20 @@ def test_theme_switch_and_screenshot(env, tmp_path):
     assert win.grab().save(str(path))
     img = QImage(str(path))
     assert img.width() > 800 and img.height() > 500
+
+
+def test_qt_binding_does_not_leak_references_to_none(env):
+    """PySide6 6.12.0 drops a reference to None on every invalid QVariant it returns (pyqtgraph
+    hits that path on every line move): on Python 3.11 the GUI then dies with
+    "deallocating None" after a while. This guards the installed binding."""
+    import sys
+
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), candles_event(BTC.symbol, candles(30)))
+    before = sys.getrefcount(None)
+    for i in range(100):
+        publish(eng, win, snapshot(BTC_POS, 40_100.0 + i, T0 + i), tick(BTC.symbol,
+                                                                       40_100.0 + i, T0 + i))
+    win.chart.line("sl").setValue(39_100.0)
+    win.proxy.index(0, 0).data(Qt.ItemDataRole.DecorationRole)  # an invalid QVariant
+    assert sys.getrefcount(None) >= before - 10
