@@ -1,0 +1,162 @@
+"""The paper venue keeps its state in `paper_*` tables and gets it back after a crash."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import sqlite_utils
+
+from pmgui.domain.enums import OrderStatus, OrderType, Side
+from pmgui.domain.errors import InvalidOrder
+from pmgui.exchange.paper import PaperExchange
+from tests.paper_support import BTC, ETH, MARKETS, Driver, req
+
+STOP, TP, LIMIT = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET, OrderType.LIMIT
+
+
+def _open(path, **kw) -> PaperExchange:
+    kw.setdefault("realtime", False)
+    kw.setdefault("slippage", 0.0)
+    return PaperExchange(dict(MARKETS), None, db=sqlite_utils.Database(path), **kw)
+
+
+async def _snapshot(ex: PaperExchange) -> dict:
+    orders = {cid: await ex.fetch_order_by_client_id(cid, o.symbol)
+              for cid, o in ex._orders.items()}
+    return {
+        "positions": sorted(await ex.fetch_positions(), key=lambda p: (p.symbol, p.side)),
+        "balance": await ex.fetch_balance(),
+        "open": await ex.fetch_open_orders(),
+        "orders": orders,
+        "fills": ex.fills(),
+        "leverage": {s: ex.leverage(s) for s in MARKETS},
+        "prices": {s: await ex.fetch_price(s) for s in MARKETS},
+    }
+
+
+def _no_mark(positions: list) -> list:
+    return [replace(p, mark=None, unrealized_pnl=None) for p in positions]
+
+
+async def _build_state(path) -> tuple[PaperExchange, Driver]:
+    ex = _open(path)
+    await ex.connect()
+    d = Driver(ex)
+    await ex.set_leverage(BTC, 20)
+    await ex.set_leverage(ETH, 5)
+    await d.tick(60_000.0)
+    await d.tick(3_000.0, ETH)
+    await ex.create_order(req("btc-long", "buy", amount=0.1))
+    await ex.create_order(req("btc-sl", "sell", STOP, 0.1, trigger_price=58_000.0,
+                              reduce_only=True, position_id="P1"))
+    await ex.create_order(req("btc-tp", "sell", TP, 0.1, trigger_price=63_000.0,
+                              reduce_only=True, position_id="P1"))
+    await ex.create_order(req("eth-short", "sell", amount=1.0, symbol=ETH))
+    await ex.create_order(req("eth-limit", "sell", LIMIT, 0.5, symbol=ETH, price=3_100.0))
+    cancel_me = await ex.create_order(req("eth-cancel", "buy", LIMIT, 0.5, symbol=ETH,
+                                          price=2_500.0))
+    await ex.cancel_order(cancel_me)
+    await d.tick(3_150.0, ETH)  # fills the resting sell limit (increases the short)
+    await d.tick(60_500.0)
+    return ex, d
+
+
+async def test_state_survives_a_kill_and_restart(db_path):
+    ex, _ = await _build_state(db_path)
+    before = await _snapshot(ex)
+    assert len(before["positions"]) == 2 and len(before["open"]) == 2
+    assert before["orders"]["eth-limit"].status is OrderStatus.FILLED
+    # No close(): the process "dies" here. A fresh process opens the same file.
+    again = _open(db_path, balance=123.0)  # the stored wallet wins over the constructor's
+    await again.connect()
+    after = await _snapshot(again)
+    # Marks are market data, written at most once a second: the last second may be lost.
+    assert _no_mark(after["positions"]) == _no_mark(before["positions"])
+    assert after["balance"] == before["balance"]
+    assert after["open"] == before["open"]
+    assert after["orders"] == before["orders"]
+    assert after["fills"] == before["fills"]
+    assert after["leverage"] == before["leverage"]
+    assert after["prices"][ETH] == before["prices"][ETH]  # written with its fill
+
+
+async def test_a_clean_close_keeps_the_last_prices_too(db_path):
+    ex, _ = await _build_state(db_path)
+    before = await _snapshot(ex)
+    await ex.close()
+    again = _open(db_path)
+    await again.connect()
+    assert await _snapshot(again) == before
+
+
+async def test_restored_venue_keeps_trading_with_fresh_ids(db_path):
+    ex, _ = await _build_state(db_path)
+    n_fills = len(ex.fills())
+    again = _open(db_path)
+    await again.connect()
+    d = Driver(again)
+    ups = await d.tick(57_000.0)  # the restored stop still protects the long
+    filled = [u for u in ups if u.fills]
+    assert [u.order.client_id for u in filled] == ["btc-sl"]
+    assert filled[0].fills[0].id == f"paper-fill-{n_fills + 1}"
+    assert {u.order.client_id for u in ups if not u.fills} == {"btc-tp"}
+    o = await again.create_order(req("new", "buy", amount=0.01))
+    assert o.exchange_id not in {x.exchange_id for x in ex._orders.values()}
+    with pytest.raises(InvalidOrder, match="already used"):
+        await again.create_order(req("btc-long", "buy", amount=0.01))
+
+
+async def test_a_refused_order_writes_nothing(db_path):
+    ex = _open(db_path)
+    await ex.connect()
+    await Driver(ex).tick(3_200.0)
+    db = sqlite_utils.Database(db_path)
+
+    def dump() -> dict:
+        return {t: list(db[t].rows) for t in ("paper_state", "paper_positions", "paper_orders",
+                                               "paper_fills")}
+
+    before = dump()
+    with pytest.raises(InvalidOrder, match="below the minimum 5 USDT"):
+        await ex.create_order(req("tiny", "buy", amount=0.001))
+    assert dump() == before
+
+
+async def test_tables_are_prefixed_and_initial_wallet_is_stored(db_path):
+    ex = _open(db_path, balance=2_500.0)
+    await ex.connect()
+    db = sqlite_utils.Database(db_path)
+    assert {t for t in db.table_names()} >= {"paper_state", "paper_positions", "paper_orders",
+                                             "paper_fills", "paper_leverage", "paper_prices"}
+    assert all(t.startswith("paper_") for t in db.table_names())
+    state = {r["key"]: r["value"] for r in db["paper_state"].rows}
+    assert float(state["balance"]) == 2_500.0
+
+
+async def test_nests_inside_an_open_transaction_on_a_shared_connection(db_path):
+    db = sqlite_utils.Database(db_path)
+    db["engine_rows"].insert({"id": 1}, pk="id")
+    ex = PaperExchange(dict(MARKETS), None, db=db, realtime=False)
+    await ex.connect()
+    await Driver(ex).tick(60_000.0)
+    db.conn.execute("BEGIN")
+    db.conn.execute("INSERT INTO engine_rows (id) VALUES (2)")
+    await ex.create_order(req("a", "buy", amount=0.01))  # a savepoint, not a stray COMMIT
+    assert db.conn.in_transaction
+    db.conn.execute("COMMIT")
+    other = sqlite_utils.Database(db_path)
+    assert [r["id"] for r in other["engine_rows"].rows] == [1, 2]
+    assert [r["client_id"] for r in other["paper_orders"].rows] == ["a"]
+
+
+async def test_seeded_position_persists(db_path):
+    ex = _open(db_path)
+    await ex.connect()
+    ex.seed_position(BTC, Side.LONG, 0.5, 50_000.0, 4, ts=10.0)
+    again = _open(db_path)
+    await again.connect()
+    [p] = await again.fetch_positions()
+    assert (p.symbol, p.side, p.qty, p.entry, p.leverage) == (BTC, Side.LONG, 0.5, 50_000.0,
+                                                              4.0)
+    assert again.leverage(BTC) == 4.0
