@@ -43,7 +43,7 @@ def test_every_rule_has_enabled_and_design_names_exist():
     ("tightening.high_volatility", 0.03), ("tightening.volatility_step", 0.005),
     ("tightening.start_hours", 2.0), ("tightening.per_hour", 0.002),
     ("tightening.min_distance", 0.004), ("stop_loss.pct", 0.01), ("take_profit.pct", 0.02),
-    ("price.max_age", 5.0),
+    ("price.max_age", 5.0), ("price.rest_retries", 3), ("price.rest_backoff", 0.5),
 ])
 def test_seed_defaults(name, default):
     assert PARAMS[name].default == default

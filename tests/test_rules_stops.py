@@ -293,3 +293,12 @@ def test_initial_targets_monitor():
     big = Market(symbol="X", tick_size=5.0, amount_step=1.0)
     sl, tp = initial_targets(L, 100.0, params, big)
     assert sl == 95.0 and tp == 105.0
+
+
+def test_protection_works_without_a_sane_leverage():
+    params = resolve_params("guardian")
+    for lev in (0.0, math.nan):
+        [a] = evaluate(pos(L, sl=95.0, leverage=lev), mkt(94.0), params)
+        assert a.reason is Reason.STOP_LOSS
+        for x in evaluate(pos(L, sl=95.0, leverage=lev), mkt(99.0), params):
+            assert all(not isinstance(v, float) or math.isfinite(v) for v in x.inputs.values())

@@ -174,6 +174,10 @@ _SPECS: tuple[ParamSpec, ...] = (
     # price validation (seed 000 §4)
     _p("price.max_age", "float", 5.0, "seconds after which a price is stale and never acted on",
        lo=0.0, hi=3600.0, lo_x=True),
+    _p("price.rest_retries", "int", 3,
+       "REST price look-ups after a gap in the stream before the tick is skipped", lo=0, hi=10),
+    _p("price.rest_backoff", "float", 0.5,
+       "seconds before the first REST retry; doubles each try (0.5, 1, 2)", lo=0.0, hi=60.0),
     # indicator windows shared by several rules
     _p("indicators.volatility_window", "int", 20,
        "candles averaged for volatility: mean of (high - low) / close", lo=1, hi=1000),

@@ -78,8 +78,10 @@ def observe(pos: Position, price: float) -> Position:
 
 
 def _usable_position(pos: Position) -> bool:
+    """Open, with a valid entry and a size. A missing or odd leverage (an adopted position)
+    does not disable protection: the ROI math treats it as no ROI at all."""
     return (pos.is_open and money.valid_price(pos.entry) and math.isfinite(pos.qty)
-            and pos.qty > 0 and math.isfinite(pos.leverage) and pos.leverage > 0)
+            and pos.qty > 0)
 
 
 def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
