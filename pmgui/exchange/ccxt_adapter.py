@@ -63,6 +63,7 @@ class AdapterSettings:
     resubscribe_after: float = 20.0  # a stream silent this long is torn down and re-made
     order_poll_interval: float = 5.0  # REST order polling while the order stream is down
     supervisor_interval: float = 0.25
+    order_stream_check: float = 1.0  # how often a quiet order stream is checked and diffed
     rest_attempts: int = 4
     create_attempts: int = 3  # sends of one client id, only after proving it is absent
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, max_delay=30.0))
@@ -965,7 +966,8 @@ class CcxtExchange:
             while True:
                 if pending is None:
                     pending = asyncio.ensure_future(ex.watch_orders())
-                done, _ = await asyncio.wait({pending}, timeout=1.0)
+                done, _ = await asyncio.wait({pending},
+                                             timeout=self._settings.order_stream_check)
                 if not done:
                     if not self._orders_up and self._private_connected():
                         self._orders_up = True

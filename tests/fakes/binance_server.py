@@ -240,6 +240,7 @@ class BinanceServer:
         self.host = host
         self.port = port
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
+        self.ws_connects = {"market": 0, "user": 0}  # websocket handshakes so far
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -300,8 +301,12 @@ class BinanceServer:
         return {"api": api, "demo": api, "test": api}
 
     def ccxt_config(self) -> dict[str, Any]:
-        """Constructor config for ccxt: urls plus quick timeouts for tests."""
-        return {"urls": self.ccxt_urls(), "timeout": 2000,
+        """Constructor config for ccxt: urls, quick timeouts, no client-side throttling.
+
+        ccxt's rate limiter would make weight-40 calls (open orders of all symbols) wait 2 s
+        each; the 429 behaviour under test is the server's, not ccxt's pacing.
+        """
+        return {"urls": self.ccxt_urls(), "timeout": 2000, "enableRateLimit": False,
                 "options": {"adjustForTimeDifference": False, "fetchCurrencies": False}}
 
     # ------------------------------------------------------------------ test controls
@@ -907,6 +912,7 @@ class BinanceServer:
         listen_key = request.query.get("listenKey")
         category = request.match_info.get("category", "")
         is_user = listen_key is not None or category == "private"
+        self.ws_connects["user" if is_user else "market"] += 1
         if is_user:
             if listen_key not in self._listen_keys:
                 await ws.send_json({"e": "listenKeyExpired", "E": _ms(),

@@ -1,0 +1,156 @@
+"""CcxtExchange.run(): prices, order updates and connection state from the emulator's
+websockets, with drops, silent stalls and REST fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from pmgui.domain.enums import OrderSide, OrderStatus, OrderType
+from pmgui.domain.models import OrderRequest
+from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
+from pmgui.exchange.credentials import Credentials
+from pmgui.exchange.retry import Backoff
+from tests.fakes.binance_server import BinanceServer
+from tests.fakes.recording_sink import RecordingSink
+
+BTC = "BTC/USDT:USDT"
+FAST = AdapterSettings(stale_after=0.6, poll_interval=0.2, resubscribe_after=1.5,
+                       order_poll_interval=0.3, supervisor_interval=0.05, order_stream_check=0.1,
+                       backoff=Backoff(0.05, 2.0, 0.3, 0.0))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BinanceServer]:
+    srv = BinanceServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def running(server: BinanceServer) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
+    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                      credentials=Credentials("test-key", "s"), settings=FAST)
+    await ex.connect()
+    ex.subscribe([BTC])
+    sink = RecordingSink()
+    task = asyncio.create_task(ex.run(sink))
+    await sink.wait_for(lambda: sink.connections and sink.connections[-1].market_data
+                        and sink.connections[-1].orders)
+    yield ex, sink
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await ex.close()
+
+
+async def test_ticks_candles_and_connection(server: BinanceServer,
+                                            running: tuple[CcxtExchange, RecordingSink]) -> None:
+    ex, sink = running
+    await server.set_price(BTC, 50100)
+    await sink.wait_for(lambda: any(t.price == 50100 for t in sink.ticks))
+    assert all(t.symbol == BTC and t.price > 0 for t in sink.ticks)
+    assert sink.candles and sink.candles[-1][1].close == 50100
+    assert sink.connections[-1].market_data and sink.connections[-1].orders
+    assert "btcusdt@miniTicker" in server.ws_subscriptions()
+    age = ex.price_age(BTC)
+    assert age is not None and age >= 0
+
+
+async def test_order_stream_reports_fills_and_triggered_stop(
+        server: BinanceServer, running: tuple[CcxtExchange, RecordingSink]) -> None:
+    ex, sink = running
+    entry = await ex.create_order(OrderRequest("s-entry", BTC, OrderSide.BUY, OrderType.MARKET,
+                                               0.01))
+    assert entry.status is OrderStatus.FILLED
+    await sink.wait_for(lambda: sink.fills("s-entry"))
+    (fill,) = sink.fills("s-entry")
+    assert fill.qty == pytest.approx(0.01) and fill.price == 50000.0 and fill.fee > 0
+
+    await ex.create_order(OrderRequest("s-sl", BTC, OrderSide.SELL, OrderType.STOP_MARKET,
+                                       0.01, trigger_price=49500, reduce_only=True))
+    await sink.wait_for(lambda: any(u.order.client_id == "s-sl" for u in sink.updates))
+    await server.set_price(BTC, 49400)
+    await sink.wait_for(lambda: any(u.order.client_id == "s-sl"
+                                    and u.order.status is OrderStatus.FILLED
+                                    for u in sink.updates))
+    sl_updates = [u for u in sink.updates if u.order.client_id == "s-sl"]
+    assert all(u.order.type is OrderType.STOP_MARKET for u in sl_updates)
+    assert all(u.order.trigger_price == 49500 for u in sl_updates)
+    fills = sink.fills("s-sl")
+    assert sum(f.qty for f in fills) == pytest.approx(0.01)
+    assert fills[-1].price == 49400.0
+    ids = [f.id for f in sink.fills()]
+    assert len(ids) == len(set(ids))
+    assert server.state.positions["BTCUSDT"].amount == 0
+
+
+async def test_websocket_drop_reconnects_and_resubscribes(
+        server: BinanceServer, running: tuple[CcxtExchange, RecordingSink]) -> None:
+    _, sink = running
+    before = dict(server.ws_connects)
+    await server.drop_websockets()
+    await sink.wait_for(lambda: not sink.connections[-1].orders)
+    await sink.wait_for(lambda: server.ws_connects["market"] > before["market"]
+                        and server.ws_connects["user"] > before["user"]
+                        and "btcusdt@miniTicker" in server.ws_subscriptions())
+    await sink.wait_for(lambda: sink.connections[-1].orders
+                        and sink.connections[-1].market_data)
+    n = len(sink.ticks)
+    await server.set_price(BTC, 50321.5)
+    await sink.wait_for(lambda: any(t.price == 50321.5 for t in sink.ticks[n:]))
+
+
+async def test_silent_stall_falls_back_to_rest_then_resubscribes(
+        server: BinanceServer, running: tuple[CcxtExchange, RecordingSink]) -> None:
+    _, sink = running
+    markets_before = server.ws_connects["market"]
+    server.faults.market_data_stalled = True
+    # the price moves but the websocket says nothing: only REST polling can see it
+    server.state.prices["BTCUSDT"] = Decimal("50777")
+    await sink.wait_for(lambda: any(t.price == 50777 for t in sink.ticks))
+    assert any(p.endswith("ticker/24hr") for p in server.paths())
+    # after `resubscribe_after` of silence the stream is torn down and dialled again
+    await sink.wait_for(lambda: server.ws_connects["market"] > markets_before)
+    server.faults.market_data_stalled = False
+    await server.set_price(BTC, 50800)
+    await sink.wait_for(lambda: any(t.price == 50800 for t in sink.ticks))
+
+
+async def test_stream_and_rest_down_reports_stale_market_data(
+        server: BinanceServer, running: tuple[CcxtExchange, RecordingSink]) -> None:
+    _, sink = running
+    server.faults.market_data_stalled = True
+    server.faults.http_429 = 10_000
+    server.faults.http_429_paths = ("ticker",)
+    await sink.wait_for(lambda: not sink.connections[-1].market_data)
+    assert "no fresh price" in sink.connections[-1].detail
+    server.faults.http_429 = 0
+    server.faults.market_data_stalled = False
+    await server.set_price(BTC, 50010)
+    await sink.wait_for(lambda: sink.connections[-1].market_data)
+
+
+async def test_missed_order_events_are_recovered_after_reconnect(
+        server: BinanceServer, running: tuple[CcxtExchange, RecordingSink]) -> None:
+    ex, sink = running
+    server.state.set_position("BTCUSDT", "0.01", "50000")
+    await ex.create_order(OrderRequest("r-sl", BTC, OrderSide.SELL, OrderType.STOP_MARKET,
+                                       0.01, trigger_price=49500, reduce_only=True))
+    await sink.wait_for(lambda: any(u.order.client_id == "r-sl" for u in sink.updates))
+    # the user stream goes deaf and drops; the stop fires while nobody listens
+    server.faults.user_stream_stalled = True
+    await server.drop_websockets(market=False, user=True)
+    await server.set_price(BTC, 49000)
+    server.faults.user_stream_stalled = False
+    await sink.wait_for(lambda: any(u.order.client_id == "r-sl"
+                                    and u.order.status is OrderStatus.FILLED
+                                    for u in sink.updates))
+    fills = sink.fills("r-sl")
+    assert sum(f.qty for f in fills) == pytest.approx(0.01)
+    assert fills[-1].price == 49000.0
