@@ -214,3 +214,8 @@ def test_scaling_capped_by_max_size_and_minimum():
     big_min = Market(symbol="BTC/USDT:USDT", tick_size=0.01, amount_step=0.001, min_amount=0.5)
     assert evaluate(p, mkt(101.0, ts=10.0, market=big_min, momentum=0.05, volume=1e6),
                     rules_only("scaling")) == []
+
+
+def test_dynamic_tp_ignores_a_tp_on_the_loss_side():
+    p = pos(L, tp=95.0)
+    assert evaluate(p, mkt(94.0, momentum=0.1, trend=0.1), rules_only("dynamic_tp")) == []

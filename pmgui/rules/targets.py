@@ -112,8 +112,8 @@ def profit_booking(ctx: Ctx) -> list[Action]:
 def dynamic_tp(ctx: Ctx) -> list[Action]:
     pos, p = ctx.pos, ctx.params
     tp = pos.tp
-    if tp is None or tp == pos.entry:
-        return []
+    if tp is None or (tp - pos.entry) * ctx.dir <= 0:
+        return []  # no TP, or one on the loss side of the entry: nothing to extend or pull
     progress = (ctx.price - pos.entry) / (tp - pos.entry)
     freeze = p.f("dynamic_tp.freeze_progress")
     if ge(progress, freeze):
