@@ -498,11 +498,9 @@ def resolve_params(preset: str, overrides: Mapping[str, object] | None = None) -
     from pmgui.rules.presets import PRESETS  # presets import this module
 
     if not isinstance(preset, str) or preset not in PRESETS:
-        names = sorted(PRESETS)
-        close = difflib.get_close_matches(str(preset), names, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        # the list is short: naming every choice beats guessing which one was meant
         raise ValidationError(
-            f"unknown preset '{preset}'{hint}; choose one of: {', '.join(names)}",
+            f"unknown preset '{preset}'; choose one of: {', '.join(sorted(PRESETS))}",
             field="preset")
     values = defaults()
     values.update(validate_overrides(PRESETS[preset]))
