@@ -35,6 +35,10 @@ DRAGGABLE = ("sl", "tp")
 LINE_TITLES = {"entry": "Entry", "sl": "SL", "tp": "TP", "trailing": "Trail",
                "liquidation": "Liq", "last": "Last"}
 MAX_MARKERS = 500
+# Where along the line each label sits (fraction of the view width), so labels of nearby
+# levels (entry vs. last price, SL vs. trailing) do not cover each other.
+LABEL_POSITIONS = {"entry": 0.02, "liquidation": 0.02, "trailing": 0.45, "sl": 0.84,
+                   "tp": 0.84, "last": 0.995}
 
 
 class CandlestickItem(pg.GraphicsObject):
@@ -98,6 +102,14 @@ class CandlestickItem(pg.GraphicsObject):
 
     def paint(self, p: QPainter, *args: object) -> None:
         p.drawPicture(0, 0, self._picture)
+
+    def dataBounds(self, axis: int, frac: float = 1.0,
+                   orthoRange: object = None) -> tuple[float, float] | None:
+        """Auto-range on the candles only; nothing at all when there are none (not 0)."""
+        if not self._candles:
+            return None
+        r = self._rect
+        return (r.left(), r.right()) if axis == 0 else (r.top(), r.bottom())
 
     def boundingRect(self) -> QRectF:
         return QRectF(self._rect)
@@ -183,7 +195,9 @@ class LevelLine(pg.InfiniteLine):
         self.dragging = False
         self.cancelled = False
         self.start_value: float | None = None
-        self.label = pg.InfLineLabel(self, text="", position=0.97, anchors=[(1, 1), (1, 0)],
+        pos = LABEL_POSITIONS.get(kind, 0.97)
+        anchors = [(1, 1), (1, 0)] if pos > 0.5 else [(0, 1), (0, 0)]
+        self.label = pg.InfLineLabel(self, text="", position=pos, anchors=anchors,
                                      movable=False)
         self.setZValue(20 if kind in DRAGGABLE else 10)
         self.setVisible(False)
@@ -371,6 +385,7 @@ class ChartWidget(QWidget):
             self.candle_item.set_candles(self._candles.get(sym, ()) if sym else ())
             self._refresh_markers()
             self.plot.enableAutoRange()
+            self._frame_time()
         self._update_levels()
         self._update_last()
         self._update_title()
@@ -398,7 +413,21 @@ class ChartWidget(QWidget):
     def on_candles(self, ev: CandlesEvent) -> None:
         self._candles[ev.symbol] = tuple(ev.candles)
         if self._snap is not None and ev.symbol == self._snap.position.symbol:
+            had = bool(self.candle_item.candles)
             self.candle_item.set_candles(ev.candles)
+            if not had and self.candle_item.candles:
+                self.plot.enableAutoRange(axis="x")
+
+    def _frame_time(self) -> None:
+        """Without candles nothing bounds the time axis: show the last hour up to now."""
+        if self.candle_item.candles or self._snap is None:
+            return
+        t = self._snap.ts
+        tick = self._last.get(self._snap.position.symbol)
+        if tick is not None:
+            t = max(t, tick.ts)
+        if t > 0:
+            self.plot.setXRange(t - 3600, t + 60, padding=0)
 
     def on_action(self, ev: ActionTaken) -> None:
         a = ev.action

@@ -169,6 +169,7 @@ class EditTargetsDialog(QDialog):
         lay.addWidget(self.buttons)
         self._busy = False
         self.result_message = ""
+        self.setMinimumWidth(540)
         self._refresh()
 
     def _mode_changed(self, kind: str) -> None:
@@ -325,6 +326,7 @@ class OrderDialog(QDialog):
         self.symbol.currentTextChanged.connect(self._refresh)
         self.side.currentIndexChanged.connect(self._refresh)
         self._busy = False
+        self.setMinimumWidth(420)
         self._refresh()
 
     def command(self) -> OpenPosition:

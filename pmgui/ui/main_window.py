@@ -781,6 +781,13 @@ class MainWindow(QMainWindow):
         self.model.set_theme(theme)
         self.chart.set_theme(theme)
         self.act_theme.setText("Light theme" if theme.dark else "Dark theme")
+        danger = "#d73a49" if theme.dark else "#b31d28"
+        self.toolbar.setStyleSheet(
+            f"QToolButton#emergencyClose, QToolButton#closeAll {{ color: {danger}; "
+            f"font-weight: bold; border: 1px solid {danger}; border-radius: 3px; "
+            f"padding: 2px 8px; margin: 1px 3px; }}"
+            f"QToolButton#emergencyClose:disabled {{ color: {theme.muted}; "
+            f"border-color: {theme.muted}; }}")
         self.refresh_status()
 
     def toggle_theme(self) -> None:
