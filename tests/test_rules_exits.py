@@ -227,12 +227,20 @@ def test_stop_moves_on_one_tick_only_tighten_in_order(side):
     assert acts[0].sl == pytest.approx(100.0 + d * 2) and "breakeven_set" in acts[0].flags
     trail = 115.0 * 0.98 if side is L else 85.0 * 1.02
     assert acts[1].sl == pytest.approx(trail) and acts[1].stop_kind is StopKind.TRAILING
-    # the same level from two rules: one move, both flags
-    q = pos(side, sl=100.0 - d * 10, best_price=100.0 + d * 2, flags=frozenset({"tp1_done"}))
-    params = rules_only("r_targets", "trailing", r_targets__breakeven_offset=0.0,
-                        trailing__distance=0.0196 if side is L else 0.0204)
-    [a] = evaluate(q, mkt(100.0 + d * 2), params)
-    assert a.sl == 100.0 and a.reason is Reason.BREAKEVEN and "breakeven_set" in a.flags
+    # the same level from two rules: one move, both flags; a looser one after a tighter: dropped
+    from pmgui.domain.models import Action
+    from pmgui.rules.policy import select
+
+    def mv(sl, reason, flags=()):
+        return Action(type=ActionType.MOVE_SL, reason=reason, position_id="p1", price=100.0,
+                      sl=sl, priority=7, flags=frozenset(flags))
+
+    out = select([mv(100.0 - d, Reason.BREAKEVEN, {"breakeven_set"}),
+                  mv(100.0 - d, Reason.TRAILING, {"x"}), mv(100.0 - 2 * d, Reason.TRAILING)],
+                 side)
+    assert [(a.sl, a.reason) for a in out] == [(100.0 - 2 * d, Reason.TRAILING),
+                                               (100.0 - d, Reason.BREAKEVEN)]
+    assert out[1].flags == {"breakeven_set", "x"}
 
 
 def test_every_action_explains_itself():

@@ -167,34 +167,30 @@ def ceil_to(value: float, step: float) -> float:
     return round(math.ceil(value / step - _EPS) * step, _decimals(step))
 
 
-def round_stop(side: Side, stop: float, tick: float) -> float:
-    """A stop on the tick grid: the nearest tick, as `Market.round_price` and the exchange's
-    price precision do (at most half a tick from the computed level, on either side)."""
-    del side  # same rule for both sides; kept so call sites read as "a stop for this side"
-    if tick <= 0:
-        return stop
-    return round(round(stop / tick) * tick, _decimals(tick))
+def stop_improves(ctx: Ctx, candidate: float, min_step: float = 0.0) -> bool:
+    """`candidate` is strictly tighter than the current SL (by more than `min_step`, a price
+    fraction) and still on the safe side of the price by at least one tick (a stop that would
+    trigger at once is never placed).
 
-
-def stop_improves(ctx: Ctx, candidate: float) -> bool:
-    """`candidate` is strictly tighter than the current SL by at least one tick and still on
-    the safe side of the price by at least one tick (a stop that would trigger at once is
-    never placed)."""
+    Why levels are not rounded here: the local stop is exact, so it ratchets exactly as the
+    formula says (freqtrade's best·(1 - d)); the engine rounds the exchange order's trigger
+    to the tick when it mirrors the level (`Market.round_price`).
+    """
     if not money.valid_price(candidate):
         return False
     tick = ctx.tick
-    gap = max(tick, 0.0)
     if ctx.side is Side.LONG:
-        if candidate > ctx.price - gap or (tick == 0 and candidate >= ctx.price):
+        if candidate > ctx.price - tick or candidate >= ctx.price:
             return False
-    elif candidate < ctx.price + gap or (tick == 0 and candidate <= ctx.price):
+    elif candidate < ctx.price + tick or candidate <= ctx.price:
         return False
     sl = ctx.pos.sl
-    if sl is None:
+    if sl is None or not math.isfinite(sl):
         return True
     if not money.is_improvement(ctx.side, sl, candidate):
         return False
-    return abs(candidate - sl) >= tick * (1 - 1e-6) if tick > 0 else True
+    gain = abs(candidate - sl)
+    return gain > 1e-12 * max(abs(sl), 1.0) and gain >= min_step * ctx.price
 
 
 def frac(ctx: Ctx, key: str) -> float:

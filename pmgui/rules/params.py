@@ -233,6 +233,9 @@ _SPECS: tuple[ParamSpec, ...] = (
     _frac("trailing.distance", 0.02, "trailing distance as a fraction of the best price"),
     _frac("trailing.min", 0.004, "adaptive: tightest distance"),
     _frac("trailing.max", 0.04, "adaptive: widest distance"),
+    _p("trailing.min_step", "float", 0.0,
+       "send a trailing move only when it tightens by more than this fraction of the price "
+       "(0: every improvement, as freqtrade)", lo=0.0, hi=0.1),
     _p("trailing.after_breakeven", "bool", False,
        "trail only once the stop has been moved to breakeven (breakout)"),
     _p("trailing.atr_period", "int", 22, "chandelier: ATR and highest-high/lowest-low period",

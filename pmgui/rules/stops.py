@@ -21,7 +21,8 @@ Trailing levels:
 - `trailing.after_breakeven` (breakout) gates trailing until the stop is at breakeven: the
   `breakeven_set` flag, or TP1 done with the current SL already at or beyond the breakeven
   level.
-Levels are rounded to the nearest tick (the market's price precision).
+Levels are exact (not rounded: the engine rounds the exchange order); a trailing move is
+sent on any strict improvement, or only beyond `trailing.min_step` × price when set.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from pmgui.rules.common import (
     gt,
     le,
     lt,
-    round_stop,
     stop_improves,
 )
 
@@ -151,8 +151,8 @@ def trailing(ctx: Ctx) -> list[Action]:
     level, info = trailing_level(ctx)
     if level is None or level <= 0:
         return []
-    stop = round_stop(ctx.side, level, ctx.tick)
-    if not stop_improves(ctx, stop):
+    stop = level
+    if not stop_improves(ctx, stop, p.f("trailing.min_step")):
         return []
     info.update({"level": level, "previous_sl": ctx.pos.sl})
     return [action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing", Priority.STOP_ADJUST,
@@ -165,11 +165,7 @@ def breakeven_after_tp1(ctx: Ctx) -> list[Action]:
     if FLAG_TP1 not in flags or FLAG_BREAKEVEN in flags:
         return []
     level = breakeven_level(ctx)
-    stop = round_stop(ctx.side, level, ctx.tick)
-    # rounding away from the price may put the stop just on the loss side: take the next tick
-    tick = ctx.tick
-    if tick > 0 and (stop - ctx.pos.entry) * ctx.dir < 0:
-        stop = stop + ctx.dir * tick
+    stop = level
     if not stop_improves(ctx, stop):
         return []
     return [action(ctx, ActionType.MOVE_SL, Reason.BREAKEVEN, "r_targets",
@@ -189,7 +185,7 @@ def breakeven_plus(ctx: Ctx) -> list[Action]:
         return []
     buffer = p.f("breakeven_plus.buffer")
     level = ctx.pos.entry * (1 + ctx.dir * buffer)
-    stop = round_stop(ctx.side, level, ctx.tick)
+    stop = level
     if not stop_improves(ctx, stop):
         return []
     return [action(ctx, ActionType.MOVE_SL, Reason.BREAKEVEN, "breakeven_plus",
