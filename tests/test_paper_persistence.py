@@ -160,3 +160,31 @@ async def test_seeded_position_persists(db_path):
     assert (p.symbol, p.side, p.qty, p.entry, p.leverage) == (BTC, Side.LONG, 0.5, 50_000.0,
                                                               4.0)
     assert again.leverage(BTC) == 4.0
+
+
+async def test_a_failed_save_is_retryable_and_written_by_the_next_change(db_path):
+    import sqlite3
+
+    from pmgui.domain.errors import RetryableExchangeError
+
+    ex = PaperExchange(dict(MARKETS), None, realtime=False, slippage=0.0,
+                       db=sqlite_utils.Database(sqlite3.connect(db_path, timeout=0)))
+    await ex.connect()
+    await Driver(ex).tick(60_000.0)
+    blocker = sqlite3.connect(db_path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(RetryableExchangeError, match="look it up by its client id"):
+            await ex.create_order(req("a", "buy", amount=0.01))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    found = await ex.fetch_order_by_client_id("a", BTC)
+    assert found is not None and found.status is OrderStatus.FILLED  # it did execute
+    await ex.create_order(req("b", "buy", amount=0.01))
+    again = _open(db_path)
+    await again.connect()
+    assert {o.client_id for o in again._orders.values()} == {"a", "b"}
+    assert len(again.fills()) == 2
+    [p] = await again.fetch_positions()
+    assert p.qty == pytest.approx(0.02)

@@ -51,7 +51,9 @@ Exact behaviour:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -65,6 +67,7 @@ from pmgui.domain.errors import (
     InsufficientFunds,
     InvalidOrder,
     OrderWouldTriggerImmediately,
+    RetryableExchangeError,
 )
 from pmgui.domain.models import Candle, Fill, Market, Order, OrderRequest, Tick
 from pmgui.domain.money import average_entry, liquidation_price, valid_price
@@ -77,6 +80,8 @@ from pmgui.exchange.base import (
     OrderUpdate,
 )
 from pmgui.exchange.feeds import CandleClosed, Feed, FeedEvent, bucket_start
+
+log = logging.getLogger("pmgui.paper")
 
 DEFAULT_LEVERAGE = 10.0
 SCHEMA_VERSION = 1
@@ -529,7 +534,7 @@ class PaperExchange:
             liq = self._liq_price(p)
             if liq is not None and (price <= liq if p.side is Side.LONG else price >= liq):
                 updates.extend(self._liquidate(p, liq))
-        self._commit()
+        self._commit(raise_errors=False)
         self._write_prices()
         return updates
 
@@ -890,11 +895,27 @@ class PaperExchange:
             raise
         conn.execute("COMMIT")
 
-    def _commit(self) -> None:
-        """Write everything the current change touched, atomically."""
+    def _commit(self, *, raise_errors: bool = True) -> None:
+        """Write everything the current change touched, atomically.
+
+        If the write fails, the change stays pending (the next commit retries it) and a
+        retryable error is raised: like a real venue timing out, the change may have
+        happened, and the caller resolves it with `fetch_order_by_client_id`.
+        """
         d, self._dirty = self._dirty, _Dirty()
         if self.db is None or not d.any():
             return
+        try:
+            self._write(d)
+        except sqlite3.Error as e:
+            self._dirty = _merge(d, self._dirty)
+            if raise_errors:
+                raise RetryableExchangeError(
+                    f"the paper exchange could not save its state ({e}); the order may "
+                    f"have been executed — look it up by its client id") from e
+            log.warning("paper exchange: saving state failed, will retry: %s", e)
+
+    def _write(self, d: _Dirty) -> None:
         with self._tx() as conn:
             if d.state:
                 conn.executemany(
@@ -935,19 +956,31 @@ class PaperExchange:
                 self._write_prices_into(conn)
 
     def _write_prices(self, force: bool = False) -> None:
+        """Last prices, at most once a second: market data, not venue state, so a failed
+        write is only logged."""
         if self.db is None or not self._last:
             return
         now = time.monotonic()
         if not force and now - self._last_price_write < _PRICE_WRITE_INTERVAL:
             return
-        with self._tx() as conn:
-            self._write_prices_into(conn)
+        try:
+            with self._tx() as conn:
+                self._write_prices_into(conn)
+        except sqlite3.Error as e:
+            self._last_price_write = now
+            log.warning("paper exchange: saving prices failed: %s", e)
 
     def _write_prices_into(self, conn: Any) -> None:
         self._last_price_write = time.monotonic()
         conn.executemany(
             "INSERT OR REPLACE INTO paper_prices (symbol, price, ts, volume) VALUES (?, ?, ?, ?)",
             [(t.symbol, t.price, t.ts, t.volume) for t in self._last.values()])
+
+
+def _merge(a: _Dirty, b: _Dirty) -> _Dirty:
+    return _Dirty(state=a.state or b.state, positions=a.positions | b.positions,
+                  orders=a.orders | b.orders, fills=a.fills + b.fills,
+                  leverage=a.leverage | b.leverage)
 
 
 def _aggregate(candles: list[Candle], timeframe: float) -> list[Candle]:
