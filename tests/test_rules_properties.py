@@ -16,6 +16,11 @@ from pmgui.rules.presets import PRESETS
 from tests.rules_support import apply, pos
 
 MARKET = Market(symbol="BTC/USDT:USDT", tick_size=0.01, amount_step=0.001, min_amount=0.001)
+MARKETS = [
+    MARKET,
+    Market(symbol="BTC/USDT:USDT", tick_size=0.5, amount_step=0.1, min_amount=0.2),
+    Market(symbol="BTC/USDT:USDT", tick_size=0.0, amount_step=0.0),
+]
 SPEC = IndicatorSpec(ema_period=3, atr_period=4, channel_period=4, rsi_period=3,
                      volatility_window=3, momentum_window=2, volume_window=2)
 
@@ -32,6 +37,8 @@ scenario = st.fixed_dictionaries({
     "automation": st.booleans(),
     "returns": paths,
     "drift": st.sampled_from([0.0, 0.004, -0.004, 0.012, -0.012]),
+    "market": st.sampled_from(MARKETS),
+    "qty": st.sampled_from([1.0, 0.3, 2.5]),
 })
 
 
@@ -51,10 +58,11 @@ def _run(s: dict) -> None:
     entry = 100.0
     sl = None if s["sl_pct"] is None else round(entry * (1 - d * s["sl_pct"]), 2)
     tp = None if s["tp_pct"] is None else round(entry * (1 + d * s["tp_pct"]), 2)
-    auto_sl, auto_tp = initial_targets(side, entry, params, MARKET)
+    market: Market = s["market"]
+    auto_sl, auto_tp = initial_targets(side, entry, params, market)
     sl = sl if sl is not None else auto_sl
     tp = tp if tp is not None else auto_tp
-    p: Position = pos(side, entry=entry, qty=1.0, leverage=s["leverage"], fee=s["fee"],
+    p: Position = pos(side, entry=entry, qty=s["qty"], leverage=s["leverage"], fee=s["fee"],
                       sl=sl, tp=tp, initial_sl=sl, automation=s["automation"])
     ind = IndicatorSet(SPEC)
     price = entry
@@ -65,7 +73,7 @@ def _run(s: dict) -> None:
         t += 600.0
         hi, lo = max(prev, price) * 1.002, min(prev, price) * 0.998
         ind.update(Candle(ts=t, open=prev, high=hi, low=lo, close=price, volume=5000.0))
-        state = MarketState(symbol=MARKET.symbol, price=price, ts=t, market=MARKET,
+        state = MarketState(symbol=market.symbol, price=price, ts=t, market=market,
                             indicators=ind.snapshot())
         before = observe(p, price)
         acts = evaluate(before, state, params)
@@ -78,6 +86,11 @@ def _run(s: dict) -> None:
             assert c.qty is not None and 0 < c.qty <= before.qty + 1e-12
             if c.type is ActionType.CLOSE:
                 assert c.qty == before.qty
+            else:  # a partial goes through the market's precision and minimum
+                assert c.qty >= market.min_amount
+                if market.amount_step > 0:
+                    steps = c.qty / market.amount_step
+                    assert abs(steps - round(steps)) < 1e-6
         last_sl = before.sl
         for a in acts:
             assert _finite_action(a), a
