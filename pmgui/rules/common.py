@@ -192,6 +192,3 @@ def stop_improves(ctx: Ctx, candidate: float, min_step: float = 0.0) -> bool:
     gain = abs(candidate - sl)
     return gain > 1e-12 * max(abs(sl), 1.0) and gain >= min_step * ctx.price
 
-
-def frac(ctx: Ctx, key: str) -> float:
-    return ctx.params.f(key)

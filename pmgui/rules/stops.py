@@ -1,8 +1,8 @@
 """Stop adjustments (priority 7): trailing (fixed, adaptive, chandelier) with volatility/time
 tightening, the breakeven move after TP1, and breakeven+.
 
-Why every stop goes through `stop_improves`: a stop only ever ratchets — up for a long, down
-for a short — by at least one tick, and never to a level the price has already crossed (it
+Why every stop goes through `stop_improves`: a stop only ever ratchets — strictly up for a
+long, down for a short — and never to a level within one tick of the price or beyond it (it
 would trigger at once; the exchange would reject it). So a stop can never loosen by itself.
 
 Trailing levels:
