@@ -499,3 +499,28 @@ def test_bad_configuration_is_refused():
         from pmgui.exchange.paper import PaperExchange
         PaperExchange({}, None)
 
+
+
+async def test_a_gap_through_stop_and_liquidation_liquidates_losing_at_most_the_margin():
+    d = Driver(venue(slippage=0.0))
+    await _long(d)  # 10x: margin 600, liquidation 54240
+    await d.ex.create_order(req("sl", "sell", STOP, 0.1, trigger_price=58_000.0,
+                                reduce_only=True))
+    ups = await d.tick(40_000.0)  # a crash straight through both
+    [liq] = [u for u in ups if u.fills]
+    assert liq.fills[0].liquidation and liq.fills[0].price == 54_240.0
+    assert {u.order.client_id: u.order.status for u in ups if not u.fills} == {
+        "sl": OrderStatus.CANCELED}
+    lost = 10_000.0 - (await d.ex.fetch_balance()).total
+    assert lost < 600.0 + 3.0 + 3.0  # the margin and the two fees, not 2000
+
+
+async def test_an_opening_stop_that_cannot_be_paid_for_at_execution_is_rejected():
+    d = Driver(venue(slippage=0.0, balance=100.0))
+    await d.tick(60_000.0)
+    await d.ex.create_order(req("breakout", "buy", STOP, 0.01, trigger_price=61_000.0))
+    ups = await d.tick(100_000.0)  # gaps far above the trigger: 100 USDT margin + fee > 100
+    [u] = ups
+    assert u.order.status is OrderStatus.REJECTED and "insufficient margin" in u.order.error
+    assert u.fills == () and await d.ex.fetch_positions() == []
+    assert (await d.ex.fetch_balance()).total == 100.0

@@ -96,7 +96,7 @@ async def test_restored_venue_keeps_trading_with_fresh_ids(db_path):
     again = _open(db_path)
     await again.connect()
     d = Driver(again)
-    ups = await d.tick(57_000.0)  # the restored stop still protects the long
+    ups = await d.tick(57_800.0)  # the restored stop still protects the long (liq 57240)
     filled = [u for u in ups if u.fills]
     assert [u.order.client_id for u in filled] == ["btc-sl"]
     assert filled[0].fills[0].id == f"paper-fill-{n_fills + 1}"

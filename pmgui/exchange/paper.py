@@ -11,8 +11,10 @@ Exact behaviour:
 - Positions are keyed (symbol, side) — hedge mode. A BUY without reduce-only opens/increases
   the LONG, a SELL the SHORT; a reduce-only SELL reduces the LONG, a reduce-only BUY the
   SHORT. A reduce-only fill is clipped to the position size (never flips, never over-closes);
-  a reduce-only order without a position is rejected at creation and canceled at trigger.
-  When a position closes completely, its remaining reduce-only orders are canceled.
+  a reduce-only order without a position is rejected at creation (`InvalidOrder`) and, should
+  its position be gone when it triggers, ends EXPIRED. When a position closes completely, its
+  remaining reduce-only orders are CANCELED. A clipped order ends FILLED with `filled` below
+  `amount` and says so in `error`.
 - MARKET: fills at once at the last price ± slippage (buy higher, sell lower), taker fee.
   LIMIT: rests; fills at the limit price, maker fee, on the first tick at or through it
   (buy: price ≤ limit; sell: price ≥ limit). A limit that is marketable on arrival fills at
@@ -24,21 +26,25 @@ Exact behaviour:
 - Amounts are floored to the step, prices rounded to the tick. Below the minimum amount, or
   below the minimum notional for an order that is not reduce-only (as on Binance), raises
   `InvalidOrder`. Opening orders reserve margin (notional/leverage + taker fee) from the free
-  wallet; not enough raises `InsufficientFunds`.
+  wallet; not enough raises `InsufficientFunds` (and a resting one that cannot be paid for
+  when it executes ends REJECTED). Leverage is per symbol (default 10x) and also re-sizes
+  the margin of that symbol's open positions.
 - Isolated margin: a position holds notional/leverage of the wallet; fees and realized P/L
   settle into the wallet. `Balance.total` is the wallet (realized only), `used` the margin
   of positions and open opening orders, `free` the rest.
 - Liquidation: when a tick crosses the isolated liquidation price
   (`money.liquidation_price` with the market's mmr) the position closes at that price (taker
   fee) through a synthetic market order (role REDUCE, reason "liquidation") whose fill has
-  `liquidation=True`; its reduce-only orders are canceled. Orders are matched before the
-  liquidation check, in the order they were created.
+  `liquidation=True`; its reduce-only orders are canceled. The liquidation check comes
+  before order matching, so a gap through both a stop and the liquidation price liquidates:
+  an isolated position never loses more than its margin (plus fees). Then resting orders
+  are matched in the order they were created.
 - `create_order` returns the resulting Order (FILLED for a market order) and queues the same
   `OrderUpdate` for the sink; `cancel_order` likewise. `run()` delivers queued updates before
   the next feed event, and while it sleeps in realtime mode it wakes up to deliver them at
   once — never from inside the caller's own `await`, so the engine is never re-entered.
   Fill ids (`paper-fill-N`) and exchange order ids (`paper-N`) are sequential and persisted.
-- Per tick: resting orders and liquidations are matched first and each change is awaited
+- Per tick: liquidations and resting orders are matched first and each change is awaited
   through `sink.on_order_update`, then `sink.on_tick`. Completed candles go to
   `sink.on_candle(symbol, candle, True)`. Realtime mode sleeps `feed.tick_interval / speed`
   after each step (one tick per symbol); otherwise the feed runs as fast as it can and
@@ -515,6 +521,13 @@ class PaperExchange:
             self._sim_ts = tick.ts if self._sim_ts is None else max(self._sim_ts, tick.ts)
         updates: list[OrderUpdate] = []
         price = tick.price
+        # Liquidation first: a gap through both a stop and the liquidation price liquidates
+        # (the loss of an isolated position never exceeds its margin); its stops are canceled.
+        for key in [k for k in self._positions if k[0] == tick.symbol]:
+            p = self._positions[key]
+            liq = self._liq_price(p)
+            if liq is not None and (price <= liq if p.side is Side.LONG else price >= liq):
+                updates.extend(self._liquidate(p, liq))
         for cid in [c for c in self._open if self._orders[c].symbol == tick.symbol]:
             if cid not in self._open:  # canceled by an earlier fill in this tick
                 continue
@@ -527,13 +540,6 @@ class PaperExchange:
                                                             price):
                 updates.extend(self._execute(cid, self._slipped(o.symbol, o.side, price),
                                              self.taker_fee))
-        for key in [k for k in self._positions if k[0] == tick.symbol]:
-            p = self._positions.get(key)
-            if p is None:
-                continue
-            liq = self._liq_price(p)
-            if liq is not None and (price <= liq if p.side is Side.LONG else price >= liq):
-                updates.extend(self._liquidate(p, liq))
         self._commit(raise_errors=False)
         self._write_prices()
         return updates
