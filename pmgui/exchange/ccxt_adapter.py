@@ -162,8 +162,12 @@ class CcxtExchange:
             cfg["options"].update({"fetchCurrencies": False,
                                    "warnOnFetchOpenOrdersWithoutSymbol": False,
                                    "defaultType": "swap"})
-        elif self.id in ("bybit", "okx"):
-            cfg["options"]["defaultType"] = "swap"
+        elif self.id == "bybit":
+            cfg["options"].update({"defaultType": "swap",
+                                   "fetchMarkets": {"types": ["linear"]}})
+        elif self.id == "okx":
+            cfg["options"].update({"defaultType": "swap",
+                                   "fetchMarkets": {"types": ["swap"]}})
         return cfg
 
     async def connect(self) -> None:
@@ -632,6 +636,9 @@ class CcxtExchange:
                 params["takeProfitPrice"] = trig
             ref = trig
             ccxt_type = "market"
+            if self.id.startswith("okx"):
+                # okx finds algo orders by algoClOrdId; ccxt only sets clOrdId
+                params["algoClOrdId"] = req.client_id
         else:
             ccxt_type = "market"
             ref = self._last_price.get(req.symbol)
@@ -704,6 +711,16 @@ class CcxtExchange:
             order = self._to_order(raw)
             if not order.symbol:
                 order = replace(order, symbol=req.symbol)
+            # the exchange executes the type that was asked for; an acknowledgement may
+            # lack the order's shape (bybit, okx) or blur stop vs take-profit
+            sent_trigger = params.get("stopLossPrice") or params.get("takeProfitPrice")
+            order = replace(order, type=req.type,
+                            amount=order.amount or amount,
+                            price=(order.price or price) if req.type is OrderType.LIMIT
+                            else None,
+                            trigger_price=(order.trigger_price or sent_trigger)
+                            if trigger else None,
+                            reduce_only=order.reduce_only or req.reduce_only)
             if order.client_id != req.client_id and not raw.get("clientOrderId"):
                 order = replace(order, client_id=req.client_id)
             self._track(order, trigger)

@@ -77,13 +77,15 @@ _TRIGGER_TEXT = re.compile(
 _CODE_IN_TEXT = re.compile(r'"(?:code|retCode|sCode)"\s*:\s*"?(-?\d+)"?')
 
 
+def exchange_codes(message: str) -> list[str]:
+    """Every venue error code in a ccxt message body (okx nests sCode under code)."""
+    return [c for c in _CODE_IN_TEXT.findall(message) if c not in ("0", "200")]
+
+
 def exchange_code(message: str) -> str | None:
-    """The venue's numeric error code embedded in a ccxt message body, if any."""
-    m = _CODE_IN_TEXT.search(message)
-    if m is None:
-        return None
-    code = m.group(1)
-    return None if code in ("0", "200") else code
+    """The venue's first numeric error code embedded in a ccxt message body, if any."""
+    codes = exchange_codes(message)
+    return codes[0] if codes else None
 
 
 def _venue_message(message: str) -> str:
@@ -116,12 +118,14 @@ def map_error(exc: BaseException, exchange_id: str, *, trigger: bool = False) ->
         return exc
     text = str(exc)
     venue_msg = _venue_message(text)
-    code = exchange_code(text)
+    codes = exchange_codes(text)
     who = exchange_id
-    if code is not None and exchange_id.startswith("binance") and code in _BINANCE_CODES:
-        cls, human = _BINANCE_CODES[code]
-        return cls(f"{who}: {human} ({venue_msg})")
-    if (code in _TRIGGER_CODES or _TRIGGER_TEXT.search(text)
+    if exchange_id.startswith("binance"):
+        for code in codes:
+            if code in _BINANCE_CODES:
+                cls, human = _BINANCE_CODES[code]
+                return cls(f"{who}: {human} ({venue_msg})")
+    if (_TRIGGER_CODES.intersection(codes) or _TRIGGER_TEXT.search(text)
             or (trigger and isinstance(exc, cx.OrderImmediatelyFillable))):
         return pe.OrderWouldTriggerImmediately(
             f"{who}: the stop/take-profit price is already crossed, the order would trigger "
