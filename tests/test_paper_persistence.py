@@ -188,3 +188,24 @@ async def test_a_failed_save_is_retryable_and_written_by_the_next_change(db_path
     assert len(again.fills()) == 2
     [p] = await again.fetch_positions()
     assert p.qty == pytest.approx(0.02)
+
+
+async def test_random_walk_resumes_from_the_restored_prices(db_path):
+    from pmgui.exchange.feeds import RandomWalkFeed
+
+    ex = _open(db_path)
+    await ex.connect()
+    await Driver(ex).tick(91_234.5)
+    await ex.close()
+    feed = RandomWalkFeed({BTC: 87_500.0, ETH: 3_150.0}, seed=1, start_ts=0, markets=MARKETS)
+    again = PaperExchange(dict(MARKETS), feed, realtime=False,
+                          db=sqlite_utils.Database(db_path))
+    await again.connect()
+    first = {}
+    for ev in feed.events():
+        if hasattr(ev, "price"):
+            first.setdefault(ev.symbol, ev.price)
+        if len(first) == 2:
+            break
+    assert first == {BTC: 91_234.5, ETH: 3_150.0}  # ETH had no stored price
+    assert (await again.fetch_ohlcv(BTC, "1m", 10))[-1].close == 91_234.5

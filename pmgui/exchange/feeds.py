@@ -239,6 +239,7 @@ class RandomWalkFeed:
         if not (math.isfinite(volatility_scale) and volatility_scale > 0):
             raise ValidationError("volatility scale must be positive", field="volatility_scale")
         self.start_prices = dict(symbols)
+        self._resume: dict[str, float] = {}
         self.seed = int(seed)
         self.tick_interval: float | None = float(tick_interval)
         self.clock = clock
@@ -253,12 +254,26 @@ class RandomWalkFeed:
     def symbols(self) -> tuple[str, ...]:
         return tuple(self.start_prices)
 
+    def resume_from(self, prices: Mapping[str, float]) -> None:
+        """Start the walk (and end the warm-up history) at these prices instead of the start
+        prices — the venue's last prices after a restart, so open positions do not see a jump.
+        The slow mean reversion still pulls towards the original levels. Unknown symbols and
+        invalid prices are ignored; call before `events()`."""
+        for sym, p in prices.items():
+            if sym in self.start_prices and isinstance(p, (int, float)) and math.isfinite(p) \
+                    and p > 0:
+                self._resume[sym] = float(p)
+
+    def start_price(self, symbol: str) -> float:
+        """Where the walk of `symbol` begins (a resumed price, else the start price)."""
+        return self._resume.get(symbol, float(self.start_prices[symbol]))
+
     def daily_vol(self, symbol: str) -> float:
         return self._vols.get(symbol, DAILY_VOL.get(_base(symbol), DEFAULT_DAILY_VOL))
 
     def _walker(self, symbol: str, salt: str = "") -> _Walker:
         p0 = float(self.start_prices[symbol])
-        return _Walker(symbol=symbol, anchor=p0, price=p0, regime="normal",
+        return _Walker(symbol=symbol, anchor=p0, price=self.start_price(symbol), regime="normal",
                        rng=random.Random(f"pmgui-walk:{self.seed}:{symbol}{salt}"),
                        daily_vol=self.daily_vol(symbol), scale=self.volatility_scale)
 
@@ -322,13 +337,13 @@ class RandomWalkFeed:
             prev = seg[-1]
             path.append(seg)
             vols.append(vol)
-        scale = self.start_prices[symbol] / path[-1][-1]
+        scale = self.start_price(symbol) / path[-1][-1]
         first = bucket_start(self.start_ts, self.timeframe) - n_candles * self.timeframe
         out: list[Candle] = []
         for i, (seg, vol) in enumerate(zip(path, vols, strict=True)):
             pts = [self._round(symbol, p * scale) for p in seg]
             if i == n_candles - 1:
-                pts[-1] = self._round(symbol, self.start_prices[symbol])
+                pts[-1] = self._round(symbol, self.start_price(symbol))
             o, c = pts[0], pts[-1]
             out.append(Candle(first + i * self.timeframe, o, max(pts), min(pts), c,
                               float(f"{vol:.6g}")))

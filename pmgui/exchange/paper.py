@@ -262,9 +262,15 @@ class PaperExchange:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Restore the venue from the database (or initialise it there)."""
+        """Restore the venue from the database (or initialise it there). A random-walk feed
+        then resumes from the restored last prices, so positions carried over a restart do
+        not see a jump back to the feed's start prices."""
         self._ensure_loaded()
         self._connected = True
+        resume = getattr(self.feed, "resume_from", None)
+        if resume is not None and self._last and not self._running:
+            resume({s: t.price for s, t in self._last.items()})
+            self._history.clear()
 
     async def close(self) -> None:
         if self._loaded:
