@@ -430,9 +430,20 @@ class ChartWidget(QWidget):
             self.plot.setXRange(t - 3600, t + 60, padding=0)
 
     def on_action(self, ev: ActionTaken) -> None:
+        """A live action: marker, and for automated SL/TP moves a note on the line."""
+        a = ev.action
+        if not self.add_marker(ev):
+            return
+        if a.type in (ActionType.MOVE_SL, ActionType.MOVE_TP) and a.reason.value != "manual":
+            self._notes["sl" if a.type is ActionType.MOVE_SL else "tp"] = a.reason.value
+        if a.position_id == self.position_id:
+            self._update_levels()
+
+    def add_marker(self, ev: ActionTaken) -> bool:
+        """Put an action on its position's chart (with its reason as tooltip)."""
         a = ev.action
         if not valid_price(a.price):
-            return
+            return False
         ts = a.ts if a.ts > 0 else self._now_ts(ev.symbol)
         tip = f"{a.reason.value} · {a.type.value}"
         if ev.detail:
@@ -444,12 +455,11 @@ class ChartWidget(QWidget):
                   ActionType.MOVE_TP: "d"}.get(a.type, "o")
         lst = self._markers.setdefault(a.position_id, [])
         lst.append((ts, a.price, tip, symbol))
+        lst.sort(key=lambda m: m[0])
         del lst[:-MAX_MARKERS]
-        if a.type in (ActionType.MOVE_SL, ActionType.MOVE_TP) and a.reason.value != "manual":
-            self._notes["sl" if a.type is ActionType.MOVE_SL else "tp"] = a.reason.value
         if a.position_id == self.position_id:
             self._refresh_markers()
-            self._update_levels()
+        return True
 
     def marker_points(self) -> list[tuple[float, float, str]]:
         """The markers shown now as (x, y, tooltip) — for tests and accessibility."""
@@ -587,6 +597,10 @@ class ChartWidget(QWidget):
                   "liquidation": p.liquidation}
         levels.update(self._held)
         levels.update(self._pending)
+        sl, trail = levels.get("sl"), levels.get("trailing")
+        tol = self._market.tick_size / 2 if self._market is not None else 1e-9
+        if valid_price(sl) and valid_price(trail) and abs(sl - trail) <= tol:  # type: ignore[operator]
+            levels["trailing"] = None  # the SL *is* the trailing stop: one line, one label
         ctx = self._context()
         for kind, level in levels.items():
             line = self.lines[kind]

@@ -21,7 +21,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -61,12 +61,14 @@ from pmgui.engine.events import (
     PositionSnapshot,
     TickEvent,
 )
+from pmgui.store.serialize import action_from_record
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
 from pmgui.ui.confirm import ConfirmDialog, DragConfirmBar
 from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, ShortcutsDialog, preset_names
 from pmgui.ui.fmt import DASH, fmt_age, fmt_price, fmt_qty, is_num
 from pmgui.ui.handle import EngineHandle
+from pmgui.ui.history import HistoryData, HistoryPanel
 from pmgui.ui.positions_model import ID_ROLE, PositionsModel, PositionsProxy
 from pmgui.ui.runner import CommandRunner
 from pmgui.ui.theme import Theme, apply_theme, make_theme, tabular_font
@@ -188,7 +190,7 @@ class MainWindow(QMainWindow):
         self.action_log.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.action_log.horizontalHeader().setStretchLastSection(True)
         self.action_log.verticalHeader().setDefaultSectionSize(22)
-        for c, w in enumerate((64, 112, 150)):
+        for c, w in enumerate((64, 128, 140)):
             self.action_log.setColumnWidth(c, w)
         self.log_dock = QDockWidget("Action log", self)
         self.log_dock.setObjectName("actionLogDock")
@@ -196,6 +198,18 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.log_dock)
         self.resizeDocks([self.log_dock], [470], Qt.Orientation.Horizontal)
         self.resizeDocks([self.table_dock], [230], Qt.Orientation.Vertical)
+
+        # history (closed trades, metrics, equity) from the store, read-only
+        self.history = HistoryPanel(engine.store_path, engine.market, self.theme)
+        self.history.loaded.connect(self._on_history_loaded)
+        self.history_dock = QDockWidget("History", self)
+        self.history_dock.setObjectName("historyDock")
+        self.history_dock.setWidget(self.history)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_dock)
+        self.tabifyDockWidget(self.log_dock, self.history_dock)
+        self.log_dock.raise_()
+        self._logged: set[tuple] = set()  # action keys shown, so stored ones are not repeated
+        self._history_seeded = False
 
         self._build_actions()
         self._build_status_bar()
@@ -212,6 +226,7 @@ class MainWindow(QMainWindow):
         if start:
             self.bridge.start()
             self._second.start()
+            self.history.refresh()
 
     # -- construction ------------------------------------------------------------------------
     def _build_actions(self) -> None:
@@ -347,6 +362,8 @@ class MainWindow(QMainWindow):
         reason = p.exit_reason or "closed"
         price = fmt_price(p.exit_price, self.engine.market(p.symbol))
         self.notify(f"{p.symbol} {_side(p.side)} closed ({reason}) at {price}", alert=True)
+        if self._second.isActive():  # live window: the engine has just written the close
+            QTimer.singleShot(500, self.history.refresh)
         if was_shown:
             self._show_current()
 
@@ -355,7 +372,18 @@ class MainWindow(QMainWindow):
         self.chart.on_tick(ev)
 
     def on_action(self, ev: ActionTaken) -> None:
+        self._log_action(ev, newest=True)
+        self.chart.on_action(ev)
+
+    def _log_action(self, ev: ActionTaken, *, newest: bool) -> bool:
+        """Add a row to the action log (at the top for live actions, at the bottom for
+        older ones loaded from the store). False if the same action is already shown."""
         a = ev.action
+        key = (round(a.ts, 3), a.position_id, a.type.value, a.reason.value, a.price)
+        if a.ts > 0 and key in self._logged:
+            return False
+        if a.ts > 0:
+            self._logged.add(key)
         when = a.ts if a.ts > 0 else self._wall()
         detail = ev.detail or _action_detail(ev, self.engine.market(ev.symbol))
         if not ev.ok:
@@ -363,14 +391,35 @@ class MainWindow(QMainWindow):
         row_values = (time.strftime("%H:%M:%S", time.localtime(when)), ev.symbol,
                       a.reason.value, detail)
         log = self.action_log
-        log.insertRow(0)
+        row = 0 if newest else log.rowCount()
+        if not newest and row >= MAX_LOG_ROWS:
+            return False
+        log.insertRow(row)
         for c, text in enumerate(row_values):
             item = QTableWidgetItem(text)
-            item.setToolTip(text)
-            log.setItem(0, c, item)
+            item.setToolTip(text if c != 0 else time.strftime("%Y-%m-%d %H:%M:%S",
+                                                               time.localtime(when)))
+            if not ev.ok:
+                item.setForeground(QColor(self.theme.warning))
+            log.setItem(row, c, item)
         while log.rowCount() > MAX_LOG_ROWS:
             log.removeRow(log.rowCount() - 1)
-        self.chart.on_action(ev)
+        return True
+
+    def _on_history_loaded(self, data: HistoryData) -> None:
+        """First load: show the stored recent actions under the live ones (and on the chart)."""
+        if self._history_seeded:
+            return
+        self._history_seeded = True
+        for rec in data.actions:  # newest first → appended in order below the live rows
+            try:
+                action = action_from_record(rec)
+            except (KeyError, ValueError, TypeError):
+                continue
+            ev = ActionTaken(action, str(rec.get("symbol", "")), bool(rec.get("ok", True)),
+                             str(rec.get("detail", "")))
+            if self._log_action(ev, newest=False):
+                self.chart.add_marker(ev)
 
     def on_connection(self, ev: ConnectionEvent) -> None:
         self._conn = ev
@@ -780,6 +829,8 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
         self.model.set_theme(theme)
         self.chart.set_theme(theme)
+        if hasattr(self, "history"):
+            self.history.set_theme(theme)
         self.act_theme.setText("Light theme" if theme.dark else "Dark theme")
         danger = "#d73a49" if theme.dark else "#b31d28"
         self.toolbar.setStyleSheet(
@@ -801,6 +852,7 @@ class MainWindow(QMainWindow):
             self.save_layout(self._qsettings)
         self.bridge.stop()
         self._second.stop()
+        self.history.shutdown()
         super().closeEvent(event)
 
 

@@ -1,0 +1,230 @@
+"""History: closed trades, their metrics and the equity curve, read from the store.
+
+The engine is the only writer of the SQLite file; the UI opens it read-only (`mode=ro`)
+for these queries, on a worker thread so a slow disk never freezes the window. Results
+come back to the GUI thread through a queued signal, like command results.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pmgui.domain.enums import Side
+from pmgui.domain.errors import PmguiError
+from pmgui.domain.models import Position
+from pmgui.store.db import Store
+from pmgui.store.metrics import TradeMetrics, trade_r
+from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_price, fmt_qty, fmt_r, is_num
+from pmgui.ui.theme import Theme, make_theme, tabular_font
+
+log = logging.getLogger(__name__)
+
+CLOSED_COLUMNS = ("Closed", "Symbol", "Side", "Qty", "Entry", "Exit", "P/L", "R", "Reason",
+                  "Held")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryData:
+    closed: tuple[Position, ...]
+    metrics: TradeMetrics
+    equity: tuple[tuple[float, float], ...]
+    actions: tuple[dict, ...]  # newest first, as Store.actions returns them
+
+
+def load_history(path: Path, *, closed_limit: int = 500,
+                 actions_limit: int = 300) -> HistoryData:
+    """Read everything the history view shows, read-only. Raises StoreError on a bad file."""
+    store = Store.open(path, readonly=True)
+    try:
+        return HistoryData(tuple(store.closed_positions(closed_limit)), store.trade_metrics(),
+                           tuple(store.equity_curve()), tuple(store.actions(limit=actions_limit)))
+    finally:
+        store.close()
+
+
+def metrics_text(m: TradeMetrics, currency: str = "USDT") -> str:
+    if m.count == 0:
+        return "No closed trades yet"
+    parts = [f"Trades {m.count} ({m.wins} won, {m.losses} lost)",
+             f"Win rate {m.win_rate * 100:.0f}%",
+             f"Avg R {fmt_r(m.avg_r)}",
+             f"TP1 hit {_rate(m.tp1_hit_rate)}", f"TP2 hit {_rate(m.tp2_hit_rate)}",
+             f"Avg hold {fmt_age(m.avg_hold_seconds)}",
+             f"Breakeven {m.breakeven_count}", f"Trailing {m.trailing_count}",
+             f"Add-ons {m.add_on_count}", f"Total P/L {fmt_money(m.total_pnl, currency)}"]
+    return " · ".join(parts)
+
+
+def _rate(v: float | None) -> str:
+    return f"{v * 100:.0f}%" if is_num(v) else DASH
+
+
+class HistoryPanel(QWidget):
+    """Metrics line, closed-trades table and equity curve; `refresh()` reloads in the background."""
+
+    loaded = Signal(object)  # HistoryData, in the GUI thread
+    failed = Signal(str)
+    _done = Signal(int, object, object)  # generation, data, error (cross-thread)
+
+    def __init__(self, store_path: Callable[[], Path | None],
+                 market_for: Callable[[str], object] | None = None,
+                 theme: Theme | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("history")
+        self._store_path = store_path
+        self._market_for = market_for or (lambda _s: None)
+        self._theme = theme or make_theme("dark")
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                           thread_name_prefix="pmgui-history")
+        self._generation = 0
+        self._busy = False
+        self.data: HistoryData | None = None
+        self._done.connect(self._on_done)
+
+        self.metrics_label = QLabel("No history loaded")
+        self.metrics_label.setObjectName("metricsLabel")
+        self.metrics_label.setWordWrap(True)
+        self.metrics_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setObjectName("historyRefresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        top = QHBoxLayout()
+        top.addWidget(self.metrics_label, 1)
+        top.addWidget(self.refresh_button)
+
+        self.table = QTableWidget(0, len(CLOSED_COLUMNS))
+        self.table.setObjectName("closedTrades")
+        self.table.setAccessibleName("Closed trades, newest first")
+        self.table.setHorizontalHeaderLabels(list(CLOSED_COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+
+        self.equity_plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
+        self.equity_plot.setObjectName("equityCurve")
+        self.equity_plot.setAccessibleName("Equity curve")
+        self.equity_plot.setMenuEnabled(False)
+        self.equity_plot.hideButtons()
+        self.equity_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.equity_curve = self.equity_plot.plot([], [])
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.setObjectName("historySplitter")
+        split.addWidget(self.table)
+        split.addWidget(self.equity_plot)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(top)
+        lay.addWidget(split, 1)
+        self.set_theme(self._theme)
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self.equity_plot.setBackground(theme.base)
+        self.equity_curve.setPen(pg.mkPen(theme.last, width=2))
+        if self.data is not None:
+            self._fill_table(self.data)
+
+    def refresh(self) -> bool:
+        """Start a background reload; False when there is no store (or one is running)."""
+        path = self._store_path()
+        if path is None:
+            self.metrics_label.setText("No database: history is not kept in this mode")
+            return False
+        if not Path(path).exists():
+            self.metrics_label.setText("No closed trades yet")
+            return False
+        if self._busy:
+            return False
+        self._busy = True
+        self._generation += 1
+        gen = self._generation
+        fut = self._pool.submit(load_history, Path(path))
+        fut.add_done_callback(lambda f, g=gen: self._finish(g, f))
+        return True
+
+    def _finish(self, gen: int, fut: concurrent.futures.Future) -> None:
+        try:
+            data, err = fut.result(), None
+        except PmguiError as e:
+            data, err = None, str(e)
+        except Exception as e:  # sqlite3 errors etc.: show them, never crash the GUI
+            log.exception("history query failed")
+            data, err = None, f"history could not be read: {e}"
+        try:
+            self._done.emit(gen, data, err)
+        except RuntimeError:  # the panel was destroyed meanwhile
+            pass
+
+    def _on_done(self, gen: int, data: object, err: object) -> None:
+        self._busy = False
+        if gen != self._generation:
+            return
+        if err is not None:
+            self.metrics_label.setText(f"⚠ {err}")
+            self.failed.emit(str(err))
+            return
+        assert isinstance(data, HistoryData)
+        self.data = data
+        self.metrics_label.setText(metrics_text(data.metrics))
+        self._fill_table(data)
+        xs = [t for t, e in data.equity if is_num(t) and is_num(e)]
+        ys = [e for t, e in data.equity if is_num(t) and is_num(e)]
+        self.equity_curve.setData(xs, ys)
+        self.loaded.emit(data)
+
+    def _fill_table(self, data: HistoryData) -> None:
+        t = self._theme
+        self.table.setRowCount(len(data.closed))
+        font = tabular_font()
+        for row, p in enumerate(data.closed):
+            market = self._market_for(p.symbol)
+            r = trade_r(p)
+            held = (p.closed_at - p.opened_at) if p.closed_at is not None else None
+            when = (time.strftime("%Y-%m-%d %H:%M", time.localtime(p.closed_at))
+                    if is_num(p.closed_at) else DASH)
+            cells = (when, p.symbol, "▲ LONG" if p.side is Side.LONG else "▼ SHORT",
+                     fmt_qty(p.initial_qty, market), fmt_price(p.entry, market),  # type: ignore[arg-type]
+                     fmt_price(p.exit_price, market), fmt_money(p.realized_pnl),  # type: ignore[arg-type]
+                     fmt_r(r), p.exit_reason or DASH, fmt_age(held))
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c in (3, 4, 5, 6, 7, 9):
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                    item.setFont(font)
+                if c == 6 and is_num(p.realized_pnl) and p.realized_pnl != 0:
+                    item.setForeground(pg.mkColor(t.up if p.realized_pnl > 0 else t.down))
+                self.table.setItem(row, c, item)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
