@@ -22,6 +22,7 @@ from pmgui.exchange.feeds import (
     ReplayFeed,
     _Walker,
     bundled_data,
+    bundled_feed,
 )
 from pmgui.exchange.paper import PaperExchange
 from tests.paper_support import RecordingSink
@@ -249,3 +250,12 @@ def test_bundled_data_is_real_licensed_and_loads():
         d = load_price_csv(p)
         assert d.kind == "candles" and len(d) > 500
     assert load_price_csv(files[2]).symbol == ETH
+
+
+def test_bundled_feed_replays_a_bundled_file_by_name():
+    f = bundled_feed("ETHUSD-1d-bitstamp.csv")
+    first = next(iter(f.events()))
+    assert first == Tick(ETH, 322.15, 1_510_185_600.0, 13_118.15 / 4)
+    assert f.tick_interval == 1.0 and f.symbols() == (ETH,)
+    with pytest.raises(ValidationError, match="no bundled data file 'nope.csv'"):
+        bundled_feed("nope.csv")

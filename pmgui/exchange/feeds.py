@@ -52,6 +52,17 @@ def bundled_data() -> list[Path]:
     return sorted(folder.glob("*.csv"))
 
 
+def bundled_feed(name: str = "BTCUSD-1h-coinbase-2019.csv", *, symbol: str | None = None,
+                 tick_interval: float | None = 1.0) -> ReplayFeed:
+    """A replay of one bundled file (real history); `name` is a file name from
+    `bundled_data()`. In realtime mode each path tick lasts `tick_interval` seconds."""
+    for path in bundled_data():
+        if path.name == name:
+            return ReplayFeed.from_csv(path, symbol=symbol, tick_interval=tick_interval)
+    names = ", ".join(p.name for p in bundled_data()) or "none"
+    raise ValidationError(f"no bundled data file {name!r} (bundled: {names})", field="name")
+
+
 def bucket_start(ts: float, timeframe: float) -> float:
     return math.floor(ts / timeframe) * timeframe
 
