@@ -259,3 +259,12 @@ def test_bundled_feed_replays_a_bundled_file_by_name():
     assert f.tick_interval == 1.0 and f.symbols() == (ETH,)
     with pytest.raises(ValidationError, match="no bundled data file 'nope.csv'"):
         bundled_feed("nope.csv")
+
+
+async def test_paper_exchange_serves_replayed_candles_and_aggregates_them():
+    cs = tuple(Candle(i * 60.0, 10 + i, 12 + i, 9 + i, 11 + i, 1) for i in range(10))
+    ex = PaperExchange({BTC: DEMO_MARKETS[BTC]}, ReplayFeed(_candles(*cs)), realtime=False)
+    await ex.run(RecordingSink())
+    assert await ex.fetch_ohlcv(BTC, "1m", 3) == list(cs[-3:])
+    five = await ex.fetch_ohlcv(BTC, "5m", 10)
+    assert five == [Candle(0, 10, 16, 9, 15, 5), Candle(300, 15, 21, 14, 20, 5)]

@@ -524,3 +524,24 @@ async def test_an_opening_stop_that_cannot_be_paid_for_at_execution_is_rejected(
     assert u.order.status is OrderStatus.REJECTED and "insufficient margin" in u.order.error
     assert u.fills == () and await d.ex.fetch_positions() == []
     assert (await d.ex.fetch_balance()).total == 100.0
+
+
+async def test_lowering_leverage_counts_the_margin_of_resting_opening_orders():
+    d = Driver(venue(slippage=0.0, balance=1_000.0))
+    await d.tick(60_000.0)
+    await d.ex.create_order(req("l", "buy", LIMIT, 0.1, price=59_000.0))  # 590 at 10x
+    with pytest.raises(InsufficientFunds, match="needs 590.00 USDT more margin"):
+        await d.ex.set_leverage(BTC, 5)  # would reserve 1180
+    assert d.ex.leverage(BTC) == 10.0
+    await d.ex.set_leverage(BTC, 20)
+    assert (await d.ex.fetch_balance()).used == pytest.approx(295.0 + 2.95)
+
+
+async def test_simulated_clock_is_the_last_tick_and_stamps_orders_and_fills():
+    d = Driver(venue())
+    assert d.ex.now() == 0.0
+    await d.tick(60_000.0)
+    assert d.ex.now() == d.ts
+    o = await d.ex.create_order(req("m", "buy", amount=0.01))
+    assert o.created_at == d.ts and d.ex.fills()[-1].ts == d.ts
+    assert venue(realtime=True, clock=lambda: 42.0).now() == 42.0

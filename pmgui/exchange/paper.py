@@ -362,6 +362,13 @@ class PaperExchange:
                 new_margin = p.entry * p.qty * m.contract_size / lev
                 changes.append((p, new_margin))
                 delta += new_margin - p.margin
+        old_lev = self.leverage(symbol)
+        for c in self._open:  # resting opening orders reserve margin at the leverage too
+            o = self._orders[c]
+            if o.symbol == symbol and not o.reduce_only:
+                ref = o.price if o.price is not None else (o.trigger_price or 0.0)
+                notional = ref * o.remaining * m.contract_size
+                delta += notional / lev - notional / old_lev
         if delta > self._free() + _EPS:
             raise InsufficientFunds(
                 f"lowering {symbol} leverage to {lev:g}x needs {_money(delta)} {self.currency} "
