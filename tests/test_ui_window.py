@@ -261,3 +261,14 @@ def test_qt_binding_does_not_leak_references_to_none(env):
     win.chart.line("sl").setValue(39_100.0)
     win.proxy.index(0, 0).data(Qt.ItemDataRole.DecorationRole)  # an invalid QVariant
     assert sys.getrefcount(None) >= before - 10
+
+
+def test_engine_errors_reach_status_bar_and_log(env):
+    from pmgui.engine.events import ErrorEvent
+
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0))
+    publish(eng, win, ErrorEvent("SL order rejected by the exchange: -2021", T0, "p1"))
+    assert "SL order rejected" in win.statusBar().currentMessage()
+    log = win.findChild(QTableWidget, "actionLog")
+    assert log.item(0, 1).text() == BTC.symbol and log.item(0, 2).text() == "⚠ error"

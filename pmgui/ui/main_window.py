@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         self.action_log.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.action_log.horizontalHeader().setStretchLastSection(True)
         self.action_log.verticalHeader().setDefaultSectionSize(22)
-        for c, w in enumerate((64, 128, 140)):
+        for c, w in enumerate((64, 118, 118)):
             self.action_log.setColumnWidth(c, w)
         self.log_dock = QDockWidget("Action log", self)
         self.log_dock.setObjectName("actionLogDock")
@@ -433,7 +433,21 @@ class MainWindow(QMainWindow):
             self.equity_label.setText(f"Equity {DASH}")
 
     def on_error(self, ev: ErrorEvent) -> None:
+        """Engine errors go to the status bar and stay in the action log (in warning colour)."""
         self.notify(f"⚠ {ev.message}")
+        snap = self.model.snapshot(ev.position_id) if ev.position_id else None
+        symbol = snap.position.symbol if snap is not None else "—"
+        when = ev.ts if is_num(ev.ts) and ev.ts > 0 else self._wall()
+        log = self.action_log
+        log.insertRow(0)
+        for c, text in enumerate((time.strftime("%H:%M:%S", time.localtime(when)), symbol,
+                                  "⚠ error", ev.message)):
+            item = QTableWidgetItem(text)
+            item.setToolTip(ev.message)
+            item.setForeground(QColor(self.theme.warning))
+            log.setItem(0, c, item)
+        while log.rowCount() > MAX_LOG_ROWS:
+            log.removeRow(log.rowCount() - 1)
 
     # -- status ------------------------------------------------------------------------------
     def tick_age(self) -> float | None:
