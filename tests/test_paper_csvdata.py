@@ -52,6 +52,7 @@ def test_timestamps_in_seconds_milliseconds_and_iso(tmp_path):
     assert parse_timestamp("1704164645") == iso
     assert parse_timestamp("1704164645000") == iso
     assert parse_timestamp("1704164645500") == iso + 0.5
+    assert parse_timestamp("1704164645000000") == iso  # microseconds
     assert parse_timestamp("2024-01-02T03:04:05Z") == iso
     assert parse_timestamp("2024-01-02T03:04:05+00:00") == iso
     assert parse_timestamp("2024-01-02 03:04:05") == iso  # naive means UTC

@@ -25,8 +25,10 @@ PriceKind = Literal["ticks", "candles"]
 
 _TS_NAMES = ("timestamp", "time", "ts", "date", "datetime")
 _CANDLE_COLS = ("open", "high", "low", "close")
-# Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+# Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973;
+# and from 1e14 on microseconds (1e14 ms would be the year 5138 again).
 _MS_THRESHOLD = 1e11
+_US_THRESHOLD = 1e14
 _QUOTES = ("USDT", "USDC", "BUSD", "USD")
 
 
@@ -82,7 +84,8 @@ def symbol_from_filename(path: str | Path) -> str:
 
 
 def parse_timestamp(text: str) -> float:
-    """Epoch seconds, epoch milliseconds (by magnitude) or ISO-8601 → seconds (UTC).
+    """Epoch seconds, milliseconds or microseconds (told apart by magnitude) or ISO-8601
+    → seconds (UTC).
 
     Raises ValueError with a short reason; the caller adds the file and line.
     """
@@ -98,6 +101,8 @@ def parse_timestamp(text: str) -> float:
             raise ValueError(f"timestamp {s!r} is not finite")
         if v < 0:
             raise ValueError(f"timestamp {s!r} is negative")
+        if v >= _US_THRESHOLD:
+            return v / 1_000_000.0
         return v / 1000.0 if v >= _MS_THRESHOLD else v
     iso = s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s
     try:
