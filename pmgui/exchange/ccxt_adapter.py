@@ -34,7 +34,7 @@ from ccxt.base import errors as cx
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
 
 from pmgui.domain import errors as pe
-from pmgui.domain.enums import OrderSide, OrderStatus, OrderType, Side
+from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
 from pmgui.domain.models import Candle, Fill, Market, Order, OrderRequest, Tick
 from pmgui.exchange.base import (
     Balance,
@@ -45,7 +45,14 @@ from pmgui.exchange.base import (
     OrderUpdate,
 )
 from pmgui.exchange.credentials import Credentials, load_credentials
-from pmgui.exchange.retry import Backoff, is_ambiguous, is_rate_limit, map_error, retry_call
+from pmgui.exchange.retry import (
+    Backoff,
+    exchange_code,
+    is_ambiguous,
+    is_rate_limit,
+    map_error,
+    retry_call,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class AdapterSettings:
     order_stream_check: float = 1.0  # how often a quiet order stream is checked and diffed
     rest_attempts: int = 4
     create_attempts: int = 3  # sends of one client id, only after proving it is absent
+    lookup_grace: float = 1.0  # wait before looking up a timed-out create (let it land)
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, max_delay=30.0))
     price_source: str = "auto"  # auto | ticker | bids_asks | trades
 
@@ -505,7 +513,7 @@ class CcxtExchange:
             reduce_only=bool(o.get("reduceOnly")) if o.get("reduceOnly") is not None
             else bool(req and req.reduce_only),
             position_id=req.position_id if req else None,
-            role=req.role if req else Order.__dataclass_fields__["role"].default,
+            role=req.role if req else OrderRole.REDUCE,
             reason=req.reason if req else None,
             created_at=ts / 1000.0 if ts else now,
             updated_at=upd / 1000.0 if upd else now,
@@ -687,10 +695,14 @@ class CcxtExchange:
                     await self._sleep(self._settings.backoff.delay(rate_limited) * 2)
                     rate_limited += 1
                     continue
-                if not is_ambiguous(exc):
+                duplicate = attempt > 0 and (isinstance(exc, cx.DuplicateOrderId)
+                                             or exchange_code(str(exc)) in ("-4116",))
+                if not is_ambiguous(exc) and not duplicate:
                     raise map_error(exc, self.id, trigger=trigger) from exc
-                log.warning("%s create %s timed out (%s); looking it up by client id",
-                            self.id, req.client_id, type(exc).__name__)
+                log.warning("%s create %s: %s; looking it up by client id", self.id,
+                            req.client_id, "duplicate on resend" if duplicate
+                            else f"no answer ({type(exc).__name__})")
+                await self._sleep(self._settings.lookup_grace)
                 try:
                     found = await self.fetch_order_by_client_id(req.client_id, req.symbol)
                 except pe.ExchangeError as e:
@@ -724,6 +736,8 @@ class CcxtExchange:
             if order.client_id != req.client_id and not raw.get("clientOrderId"):
                 order = replace(order, client_id=req.client_id)
             self._track(order, trigger)
+            if order.filled > 0 and self._sink is not None:
+                await self._process_orders([raw])  # fills now, even without an order stream
             return order
 
     def _track(self, order: Order, trigger: bool) -> None:
@@ -956,9 +970,10 @@ class CcxtExchange:
         parts = []
         if stale:
             parts.append("no fresh price: " + ", ".join(stale))
-        polled = [s for s in sorted(self._symbols) if not self._stream_up.get(s)]
+        polled = [s for s in sorted(self._symbols) if not self._stream_up.get(s)
+                  or now - self._last_stream_at.get(s, 0.0) > self._settings.stale_after]
         if polled:
-            parts.append("price stream down (REST polling): " + ", ".join(polled))
+            parts.append("price stream down or silent (REST polling): " + ", ".join(polled))
         if not self._orders_up and self.capabilities.watch_orders:
             parts.append("order stream down" + (f": {self._orders_error}"
                                                 if self._orders_error else ""))
@@ -1091,8 +1106,8 @@ class CcxtExchange:
     async def _emit_order(self, key: str, order: Order, source: Mapping[str, Any]) -> None:
         sig = (order.status, round(order.filled, 12), order.trigger_price, order.price,
                order.amount)
-        if self._emitted.get(key) == sig:
-            return
+        if self._emitted.get(key) == sig or self._sink is None:
+            return  # unchanged, or nobody to tell yet (kept for when run() is active)
         self._emitted[key] = sig
         fills = self._fills_for(key, order, source)
         if order.status.is_final:
