@@ -281,3 +281,26 @@ def test_pending_line_is_not_draggable_until_the_engine_answers(qtbot):
     eng.held[0].set_result(CommandResult(True, "ok", "p1"))
     assert chart.pending() == {}
     assert chart.line("sl").movable
+
+
+def test_live_updates_and_re_sorting_do_not_break_a_drag(qtbot):
+    from pmgui.ui.positions_model import column_index
+
+    other = position("p9", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0), snapshot(other, 3001.0)])
+    win.table.sortByColumn(column_index("pnl"), Qt.SortOrder.DescendingOrder)
+    assert win.selected_position_id() == "p1"
+    a, b = mouse.at(39_000.0), mouse.at(39_500.0)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(a + (b - a) * 0.5)
+    # ETH jumps to the top of the P/L sort while the trader drags BTC's SL
+    eng.outbox.publish(snapshot(other, 3_900.0, T0 + 1))
+    eng.outbox.publish(snapshot(POS, 40_450.0, T0 + 1))
+    win.bridge.flush_now()
+    assert win.proxy.index(0, 0).data() == ETH.symbol
+    assert chart.line("sl").dragging
+    mouse.move(b)
+    mouse.release(b)
+    (cmd,) = eng.of_type(SetTargets)
+    assert cmd.position_id == "p1" and abs(cmd.sl - 39_500.0) < 60

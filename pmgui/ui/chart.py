@@ -370,10 +370,10 @@ class ChartWidget(QWidget):
 
     def set_position(self, snap: PositionSnapshot | None, market: Market | None) -> None:
         """Show `snap`'s position (None: show nothing). Cancels a drag of another position."""
-        if self._drag_line is not None:
-            self._drag_line.cancel_drag()
         changed = (snap is None or self._snap is None
                    or snap.position.id != self._snap.position.id)
+        if changed and self._drag_line is not None:
+            self._drag_line.cancel_drag()  # a drag belongs to the position it started on
         self._snap, self._market = snap, market
         if changed:
             self._pending.clear()
