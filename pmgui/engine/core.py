@@ -78,6 +78,7 @@ from pmgui.rules.policy import (
     price_is_usable,
     scale_out,
 )
+from pmgui.rules.tranches import reduce_tranches, tranche_levels
 from pmgui.store.db import Store
 
 log = logging.getLogger("pmgui.engine")
@@ -130,6 +131,7 @@ class EngineCore:
         self._protect_dirty: set[str] = set()
         self._protect_last: dict[str, float] = {}
         self._saved_at: dict[str, float] = {}
+        self._reduce_flags: dict[str, frozenset[str]] = {}  # client id → the action's flags
         self._connection = ConnectionState(False, False, "connecting")
         self._balance: tuple[float, float, str] | None = None
         self.started = False
@@ -487,7 +489,10 @@ class EngineCore:
         if opening:
             new_qty = pos.qty + qty
             entry = money.average_entry(pos.qty, pos.entry, qty, price)
-            tranche = Tranche(order.client_id, qty, price, now, pos.sl, pos.tp,
+            t_sl, t_tp = tranche_levels(pos.side, price, self.params(pos),
+                                        self._market(pos.symbol))
+            tranche = Tranche(order.client_id, qty, price, now,
+                              pos.sl if t_sl is None else t_sl, pos.tp if t_tp is None else t_tp,
                               "add_on" if order.role is OrderRole.ADD else "entry")
             pos = pos.evolve(qty=new_qty, entry=entry, fees_paid=pos.fees_paid + fee,
                              realized_pnl=pos.realized_pnl - fee,
@@ -505,8 +510,10 @@ class EngineCore:
         step = self._market(pos.symbol).amount_step
         if remaining <= max(EPS, step * 1e-6):
             remaining = 0.0
+        tranches = reduce_tranches(pos.tranches, q,
+                                   self._reduce_flags.get(order.client_id, frozenset()))
         pos = pos.evolve(qty=remaining, realized_pnl=pos.realized_pnl + gross - fee,
-                         fees_paid=pos.fees_paid + fee, tranches=_reduce_tranches(pos.tranches, q))
+                         fees_paid=pos.fees_paid + fee, tranches=tranches)
         reason = self._fill_reason(pos, order, liquidation)
         if remaining == 0.0:
             pos = pos.evolve(status=PositionStatus.CLOSED, closed_at=now, exit_price=price,
@@ -567,7 +574,12 @@ class EngineCore:
         req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, OrderType.MARKET,
                            qty, reduce_only=True, position_id=pos.id, role=OrderRole.REDUCE,
                            reason=str(getattr(reason, "value", reason)))
-        order = await self._place(req)
+        if flags:
+            self._reduce_flags[req.client_id] = flags
+        try:
+            order = await self._place(req)
+        finally:
+            self._reduce_flags.pop(req.client_id, None)
         cur = self.positions.get(pos.id)
         if flags and cur is not None and cur.is_open:
             self._set(cur.evolve(flags=cur.flags | flags))
@@ -925,7 +937,9 @@ class EngineCore:
         async with self._lock(pos.id):
             pos = self._get(c.position_id)
             now = self.clock()
-            new = pos.evolve(sl=sl, tp=tp)
+            new = pos.evolve(sl=sl, tp=tp, tranches=tuple(
+                replace(t, sl=sl if sl != pos.sl else t.sl, tp=tp if tp != pos.tp else t.tp)
+                for t in pos.tranches))
             if sl != pos.sl:
                 new = new.evolve(sl_kind=StopKind.MANUAL,
                                  initial_sl=pos.initial_sl if pos.initial_sl is not None else sl)
@@ -1122,18 +1136,3 @@ def _delta_price(known: Order, new: Order, delta: float, fills: tuple[Fill, ...]
     if new.average is not None:
         return new.average
     return new.price or new.trigger_price
-
-
-def _reduce_tranches(tranches: tuple[Tranche, ...], qty: float) -> tuple[Tranche, ...]:
-    """Reduce first-in, first-out (the oldest tranche is closed first)."""
-    out: list[Tranche] = []
-    left = qty
-    for t in tranches:
-        if left <= EPS:
-            out.append(t)
-            continue
-        take = min(t.qty, left)
-        left -= take
-        if t.qty - take > EPS:
-            out.append(replace(t, qty=t.qty - take))
-    return tuple(out)

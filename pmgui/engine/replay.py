@@ -59,7 +59,9 @@ class ReplayResult:
 
 def infer_market(symbol: str, data: PriceData, qty: float) -> Market:
     """A market fine enough not to distort the recorded prices or the requested size."""
-    return Market(symbol, tick_size=_step_of(_prices(data)), amount_step=_step_of([qty]),
+    # The amount step is fine, not the decimals of --qty: a whole-number quantity must still
+    # allow partial exits (TP1 closes 50% of `--qty 1`).
+    return Market(symbol, tick_size=_step_of(_prices(data)), amount_step=1e-8,
                   min_amount=0.0, min_notional=0.0, mmr=0.004)
 
 
