@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,7 @@ from pmgui.exchange.base import Exchange
 from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
 from pmgui.exchange.credentials import Credentials
 from pmgui.exchange.retry import Backoff
-from tests.fakes.binance_server import BinanceServer, FakeMarket
+from tests.fakes.binance_server import BinanceServer, FakeMarket, ThreadedBinanceServer
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
@@ -370,3 +371,46 @@ async def test_added_market_reaches_pmgui(server: BinanceServer) -> None:
         assert (sol.tick_size, sol.amount_step, sol.min_amount) == (0.001, 1.0, 1.0)
     finally:
         await exchange.close()
+
+
+def test_threaded_server_serves_plain_ccxt() -> None:
+    """The emulator in its own thread, for synchronous (Qt) tests: plain sync ccxt works."""
+    import ccxt
+
+    with ThreadedBinanceServer() as srv:
+        client = ccxt.binanceusdm({**srv.ccxt_config(), "apiKey": "test-key", "secret": "s"})
+        srv.state.set_position("BTCUSDT", "0.003", "49000")
+        srv.set_price(BTC, 49500)
+        (pos,) = client.fetch_positions()
+        assert pos["contracts"] == 0.003 and pos["markPrice"] == 49500.0
+        order = client.create_order(BTC, "market", "sell", 0.003, None,
+                                    {"clientOrderId": "sync-1", "reduceOnly": True})
+        assert order["clientOrderId"] == "sync-1" and order["status"] == "closed"
+        assert srv.state.positions["BTCUSDT"].amount == 0
+
+
+async def test_missing_capabilities_are_listed_and_enforced(server: BinanceServer) -> None:
+    import ccxt.pro
+
+    deribit = ccxt.pro.deribit()
+    try:
+        probe = CcxtExchange("deribit")
+        caps = probe._capabilities(deribit)
+    finally:
+        await deribit.close()
+    assert caps.stop_orders and not caps.take_profit_orders
+    assert any("take-profit" in m for m in caps.missing)
+    assert any("leverage" in m for m in caps.missing)
+
+    ex = make(server)
+    await ex.connect()
+    try:
+        server.state.set_position("BTCUSDT", "0.02", "50000")
+        ex.capabilities = replace(ex.capabilities, take_profit_orders=False)
+        with pytest.raises(pe.InvalidOrder, match="take-profit"):
+            await ex.create_order(OrderRequest("tp-x", BTC, OrderSide.SELL,
+                                               OrderType.TAKE_PROFIT_MARKET, 0.02,
+                                               trigger_price=52000, reduce_only=True))
+        assert posts(server, "/algoOrder") == []
+    finally:
+        await ex.close()

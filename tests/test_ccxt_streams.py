@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -154,3 +155,54 @@ async def test_missed_order_events_are_recovered_after_reconnect(
     fills = sink.fills("r-sl")
     assert sum(f.qty for f in fills) == pytest.approx(0.01)
     assert fills[-1].price == 49000.0
+
+
+async def test_without_streams_prices_and_orders_come_from_rest(server: BinanceServer) -> None:
+    """A venue without websockets: REST polling carries prices and order fills."""
+    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                      credentials=Credentials("test-key", "s"), settings=FAST)
+    await ex.connect()
+    ex.capabilities = replace(ex.capabilities, watch_tickers=False, watch_orders=False,
+                              missing=("live price stream", "live order stream"))
+    ex.subscribe([BTC])
+    sink = RecordingSink()
+    task = asyncio.create_task(ex.run(sink))
+    try:
+        await sink.wait_for(lambda: sink.ticks and sink.connections[-1].market_data)
+        server.state.set_position("BTCUSDT", "0.01", "50000")
+        await ex.create_order(OrderRequest("p-sl", BTC, OrderSide.SELL, OrderType.STOP_MARKET,
+                                           0.01, trigger_price=49500, reduce_only=True))
+        await server.set_price(BTC, 49300)
+        await sink.wait_for(lambda: any(t.price == 49300 for t in sink.ticks))
+        await sink.wait_for(lambda: any(u.order.client_id == "p-sl"
+                                        and u.order.status is OrderStatus.FILLED
+                                        for u in sink.updates))
+        fills = sink.fills("p-sl")
+        assert sum(f.qty for f in fills) == pytest.approx(0.01)
+        assert fills[-1].price == 49300.0
+        assert server.ws_connects == {"market": 0, "user": 0}
+        assert sink.connections[-1].orders  # polling works, so orders are not "down"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()
+
+
+async def test_bids_asks_price_source(server: BinanceServer) -> None:
+    settings = replace(FAST, price_source="bids_asks")
+    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                      credentials=Credentials("test-key", "s"), settings=settings)
+    await ex.connect()
+    ex.subscribe([BTC])
+    sink = RecordingSink()
+    task = asyncio.create_task(ex.run(sink))
+    try:
+        await sink.wait_for(lambda: "btcusdt@bookTicker" in server.ws_subscriptions())
+        await server.set_price(BTC, 50200)
+        await sink.wait_for(lambda: any(t.price == 50200 for t in sink.ticks))  # mid price
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()
