@@ -31,3 +31,18 @@ def test_run_gui_rejects_bad_arguments(qapp):
         run_gui(EngineDouble(), exit_after=0, theme="neon")
     with pytest.raises(ValueError, match="exit_after"):
         run_gui(EngineDouble(), exit_after=float("nan"))
+
+
+def test_ctrl_c_closes_the_window_and_returns(qapp, tmp_path):
+    import os
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    shot = tmp_path / "not-taken.png"
+    before = signal.getsignal(signal.SIGINT)
+    QTimer.singleShot(300, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # exit_after is only a safety net: had SIGINT not closed the window, it would save `shot`
+    assert run_gui(EngineDouble(), exit_after=30, screenshot=shot) == 0
+    assert not shot.exists()
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back

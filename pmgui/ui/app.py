@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import qasync
@@ -67,10 +70,33 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     window.show()
     if exit_after is not None:
         QTimer.singleShot(int(exit_after * 1000), finish)
+    restore_sigint = _close_on_sigint(window)
     try:
         with loop:
             loop.run_until_complete(closed.wait())
     finally:
+        restore_sigint()
         asyncio.set_event_loop(previous if previous is not None and not previous.is_closed()
                                else None)
     return exit_code
+
+
+def _close_on_sigint(window: MainWindow) -> Callable[[], None]:
+    """Ctrl+C in the terminal closes the window (so the CLI stops the engine cleanly).
+
+    Qt's event loop does not return to Python while idle, so a light timer gives the
+    interpreter a chance to run the handler. Only possible from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda *_: QTimer.singleShot(0, window.close))
+    wake = QTimer(window)
+    wake.setInterval(250)
+    wake.timeout.connect(lambda: None)
+    wake.start()
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore

@@ -472,6 +472,13 @@ class MainWindow(QMainWindow):
         od = c.orders if c else False
         self._set_state(self.market_data_label, "Market data", md, c is not None)
         self._set_state(self.orders_label, "Orders", od, c is not None)
+        detail = c.detail if c is not None and c.detail else ""
+        for lab, what in ((self.market_data_label, "Market data connection"),
+                          (self.orders_label, "Order connection")):
+            lab.setToolTip(f"{what} ({self.engine.exchange_id})" + (f": {detail}" if detail
+                                                                     else ""))
+        if md and detail and "REST" in detail:
+            self.market_data_label.setText("● Market data: REST polling")
         age = self.tick_age()
         if age is None:
             self.tick_age_label.setText("Last tick —")
