@@ -85,6 +85,10 @@ class Tick:
     price: float
     ts: float  # seconds since the epoch (simulated time in replay)
     volume: float = 0.0
+    # True when price moved continuously from the previous tick to this one (the inside of a
+    # replayed candle's O→L→H→C path): an order triggered in between fills at its own level,
+    # as it would have in the market. False for real ticks: a gap fills at this price.
+    continuous: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,8 +146,10 @@ class ReplayFeed:
             offsets = (0.0, interval / 3.0, 2.0 * interval / 3.0, close_at)
             for c in self.data.candles:
                 vol = c.volume / 4.0
-                for off, price in zip(offsets, candle_path_ticks(c), strict=True):
-                    yield Tick(sym, price, c.ts + off, vol)
+                for i, (off, price) in enumerate(zip(offsets, candle_path_ticks(c),
+                                                     strict=True)):
+                    # Inside a candle the path is continuous; its open may gap.
+                    yield Tick(sym, price, c.ts + off, vol, continuous=i > 0)
                 yield CandleClosed(sym, c)
             return
         agg = CandleAggregator(self.timeframe)

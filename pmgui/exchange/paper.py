@@ -551,7 +551,10 @@ class PaperExchange:
                     updates.extend(self._execute(cid, o.price, self.maker_fee))
             elif o.trigger_price is not None and _triggered(o.type, o.side, o.trigger_price,
                                                             price):
-                updates.extend(self._execute(cid, self._slipped(o.symbol, o.side, price),
+                # A continuous move crossed the trigger: the market order fills there; a gap
+                # (a real next tick, a candle's open) fills at the price after the gap.
+                at = o.trigger_price if tick.continuous else price
+                updates.extend(self._execute(cid, self._slipped(o.symbol, o.side, at),
                                              self.taker_fee))
         self._commit(raise_errors=False)
         self._write_prices()
