@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import qasync
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from pmgui.ui.handle import EngineHandle
@@ -26,10 +27,24 @@ from pmgui.ui.theme import THEMES
 log = logging.getLogger(__name__)
 
 
+def settings_store(path: Path | None = None) -> QSettings:
+    """Where the window layout lives: `path`, else $PMGUI_UI_SETTINGS, else the per-user
+    config location (an INI file, so it is readable and easy to reset)."""
+    target = path or (Path(os.environ["PMGUI_UI_SETTINGS"])
+                      if os.environ.get("PMGUI_UI_SETTINGS") else None)
+    if target is not None:
+        return QSettings(str(target), QSettings.Format.IniFormat)
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "pmgui", "ui")
+
+
 def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
             screenshot: Path | None = None, theme: str = "dark",
-            confirm_drags: bool = False) -> int:
-    """Run the GUI until the window closes (or `exit_after` seconds); return the exit code."""
+            confirm_drags: bool = False, settings_path: Path | None = None) -> int:
+    """Run the GUI until the window closes (or `exit_after` seconds); return the exit code.
+
+    The layout (window, docks, columns, sorting, palette options) is restored from and
+    saved to `settings_store(settings_path)`.
+    """
     if theme not in THEMES:
         raise ValueError(f"unknown theme {theme!r}: choose one of {', '.join(THEMES)}")
     if exit_after is not None and not (exit_after >= 0):
@@ -40,7 +55,8 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     assert isinstance(app, QApplication)
     app.setApplicationName("pmgui")
     app.setOrganizationName("pmgui")
-    window = MainWindow(engine, settings=UiSettings(theme=theme, confirm_drags=confirm_drags))
+    window = MainWindow(engine, settings=UiSettings(theme=theme, confirm_drags=confirm_drags),
+                        qsettings=settings_store(settings_path))
     exit_code = 0
 
     def finish() -> None:
