@@ -545,3 +545,19 @@ async def test_simulated_clock_is_the_last_tick_and_stamps_orders_and_fills():
     o = await d.ex.create_order(req("m", "buy", amount=0.01))
     assert o.created_at == d.ts and d.ex.fills()[-1].ts == d.ts
     assert venue(realtime=True, clock=lambda: 42.0).now() == 42.0
+
+
+async def test_stop_crossed_on_a_continuous_path_fills_at_its_level_a_gap_at_the_price():
+    d = Driver(venue(slippage=0.0))
+    await _long(d)
+    await d.ex.create_order(req("sl", "sell", STOP, 0.05, trigger_price=59_000.0,
+                                reduce_only=True))
+    await d.ex.flush(d.sink)
+    # inside a replayed candle (open → low): the price passed 59000 on its way to 58000
+    await d.ex.deliver(Tick(BTC, 58_000.0, d.ts + 1, continuous=True), d.sink)
+    assert d.ex.fills()[-1].price == 59_000.0
+    await d.ex.create_order(req("sl2", "sell", STOP, 0.05, trigger_price=57_000.0,
+                                reduce_only=True))
+    await d.ex.flush(d.sink)
+    await d.ex.deliver(Tick(BTC, 56_000.0, d.ts + 2), d.sink)  # a real gap
+    assert d.ex.fills()[-1].price == 56_000.0

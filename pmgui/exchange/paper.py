@@ -21,8 +21,9 @@ Exact behaviour:
   once as a taker at the last price ± slippage, never worse than its limit.
   STOP_MARKET / TAKE_PROFIT_MARKET: trigger on crossing (SELL stop p ≤ trigger, BUY stop
   p ≥ trigger, SELL TP p ≥ trigger, BUY TP p ≤ trigger), fill at the triggering tick's price
-  ± slippage, taker fee. One that would trigger at creation raises
-  `OrderWouldTriggerImmediately` (Binance -2021).
+  ± slippage, taker fee — except on a `continuous` tick (inside a replayed candle's path),
+  where the price passed through the trigger and the fill is at the trigger ± slippage.
+  One that would trigger at creation raises `OrderWouldTriggerImmediately` (Binance -2021).
 - Amounts are floored to the step, prices rounded to the tick. Below the minimum amount, or
   below the minimum notional for an order that is not reduce-only (as on Binance), raises
   `InvalidOrder`. Opening orders reserve margin (notional/leverage + taker fee) from the free
