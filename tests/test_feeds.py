@@ -268,3 +268,24 @@ async def test_paper_exchange_serves_replayed_candles_and_aggregates_them():
     assert await ex.fetch_ohlcv(BTC, "1m", 3) == list(cs[-3:])
     five = await ex.fetch_ohlcv(BTC, "5m", 10)
     assert five == [Candle(0, 10, 16, 9, 15, 5), Candle(300, 15, 21, 14, 20, 5)]
+
+
+def test_replay_with_a_clock_stamps_live_time_and_keeps_the_prices():
+    now = [5_000.0]
+
+    def clock() -> float:
+        now[0] += 0.5
+        return now[0]
+
+    cs = (Candle(0, 10, 12, 9, 11), Candle(3600, 11, 11.5, 10, 10.5))
+    plain = list(ReplayFeed(_candles(*cs)).events())
+    live = list(ReplayFeed(_candles(*cs), clock=clock).events())
+    assert [e.price for e in live if isinstance(e, Tick)] == \
+        [e.price for e in plain if isinstance(e, Tick)]
+    assert [e.ts for e in live if isinstance(e, Tick)] == [5_000.5 + 0.5 * i for i in range(8)]
+    closed = [e.candle for e in live if isinstance(e, CandleClosed)]
+    assert [c.ts for c in closed] == [5_000.5, 5_002.5]
+    assert closed[0].close == 11 and closed[1].open == 11
+    ticks = PriceData("ticks", BTC, ticks=(Tick(BTC, 1, 0), Tick(BTC, 2, 100)))
+    assert [e.ts for e in ReplayFeed(ticks, clock=clock).events()
+            if isinstance(e, Tick)] == [5_004.5, 5_005.0]

@@ -53,12 +53,15 @@ def bundled_data() -> list[Path]:
 
 
 def bundled_feed(name: str = "BTCUSD-1h-coinbase-2019.csv", *, symbol: str | None = None,
-                 tick_interval: float | None = 1.0) -> ReplayFeed:
+                 tick_interval: float | None = 1.0,
+                 clock: Callable[[], float] | None = None) -> ReplayFeed:
     """A replay of one bundled file (real history); `name` is a file name from
-    `bundled_data()`. In realtime mode each path tick lasts `tick_interval` seconds."""
+    `bundled_data()`. In realtime mode each path tick lasts `tick_interval` seconds; pass
+    `clock=time.time` there so the ticks carry wall time."""
     for path in bundled_data():
         if path.name == name:
-            return ReplayFeed.from_csv(path, symbol=symbol, tick_interval=tick_interval)
+            return ReplayFeed.from_csv(path, symbol=symbol, tick_interval=tick_interval,
+                                       clock=clock)
     names = ", ".join(p.name for p in bundled_data()) or "none"
     raise ValidationError(f"no bundled data file {name!r} (bundled: {names})", field="name")
 
@@ -117,10 +120,15 @@ class ReplayFeed:
     Tick data: ticks as recorded; candles aggregated at `timeframe` seconds, `CandleClosed`
     emitted (before the tick) when a tick opens a new bucket, and for the last bucket when the
     data end — the data ending is what completes it.
+
+    With a `clock` (a realtime demo on recorded prices) every tick is stamped with `clock()`
+    when it is produced, and each replayed candle with the time of its first tick, so price
+    age checks see live prices; the prices and their order are unchanged.
     """
 
     def __init__(self, data: PriceData, *, symbol: str | None = None,
-                 timeframe: float = 60.0, tick_interval: float | None = None) -> None:
+                 timeframe: float = 60.0, tick_interval: float | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         if len(data) == 0:
             raise ValidationError("price data has no rows", field="data")
         self.data = data
@@ -128,12 +136,14 @@ class ReplayFeed:
         self.timeframe = float(timeframe)
         CandleAggregator(self.timeframe)  # validates the timeframe now, not mid-replay
         self.tick_interval = tick_interval
+        self.clock = clock
 
     @classmethod
     def from_csv(cls, path: str | Path, *, symbol: str | None = None,
-                 timeframe: float = 60.0, tick_interval: float | None = None) -> ReplayFeed:
+                 timeframe: float = 60.0, tick_interval: float | None = None,
+                 clock: Callable[[], float] | None = None) -> ReplayFeed:
         return cls(load_price_csv(path, symbol), symbol=symbol, timeframe=timeframe,
-                   tick_interval=tick_interval)
+                   tick_interval=tick_interval, clock=clock)
 
     def symbols(self) -> tuple[str, ...]:
         return (self.symbol,)
@@ -144,17 +154,27 @@ class ReplayFeed:
             interval = self.data.interval
             close_at = interval - min(1.0, interval / 100.0)
             offsets = (0.0, interval / 3.0, 2.0 * interval / 3.0, close_at)
+            last = -math.inf
             for c in self.data.candles:
                 vol = c.volume / 4.0
+                opened = c.ts
                 for i, (off, price) in enumerate(zip(offsets, candle_path_ticks(c),
                                                      strict=True)):
+                    ts = c.ts + off
+                    if self.clock is not None:
+                        ts = last = max(float(self.clock()), last)
+                        opened = ts if i == 0 else opened
                     # Inside a candle the path is continuous; its open may gap.
-                    yield Tick(sym, price, c.ts + off, vol, continuous=i > 0)
-                yield CandleClosed(sym, c)
+                    yield Tick(sym, price, ts, vol, continuous=i > 0)
+                yield CandleClosed(sym, c if self.clock is None else replace(c, ts=opened))
             return
         agg = CandleAggregator(self.timeframe)
+        last = -math.inf
         for t in self.data.ticks:
             tick = t if t.symbol == sym else replace(t, symbol=sym)
+            if self.clock is not None:
+                last = max(float(self.clock()), last)
+                tick = replace(tick, ts=last)
             closed = agg.add(tick)
             if closed is not None:
                 yield closed
