@@ -1,0 +1,134 @@
+"""`pmgui replay`: the same engine over the paper exchange in simulated time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from pmgui.domain.enums import Side
+from pmgui.domain.models import Tick
+from pmgui.engine.replay import ReplayRequest, run_replay
+from pmgui.exchange.csvdata import PriceData, resources_dir
+
+BTC_1H = resources_dir() / "data" / "BTCUSD-1h-coinbase-2019.csv"
+TYPES = {"open", "move_sl", "move_tp", "reduce", "add", "close"}
+
+
+def replay_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pmgui.cli", "replay", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _finite(v) -> bool:
+    return v is None or isinstance(v, str) or (isinstance(v, (int, float)) and math.isfinite(v))
+
+
+@pytest.mark.parametrize("preset,extra", [
+    ("manual", ["--sl", "8300", "--tp", "9500"]),
+    ("guardian", ["--sl", "8200", "--tp", "9800"]),
+    ("breakout", ["--sl", "8300"]),
+    ("monitor", []),
+    ("active", ["--sl", "8000", "--set", "trailing.enabled=true"]),
+])
+def test_each_preset_end_to_end_on_bundled_real_data(preset, extra):
+    r = replay_cli(str(BTC_1H), "--side", "long", "--entry", "8554.06", "--qty", "1",
+                   "--leverage", "5", "--preset", preset, "--json", *extra)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    *actions, summary = rows
+    assert summary["type"] == "summary"
+    assert {"exit_reason", "exit_price", "realized_pnl", "roi"} <= summary.keys()
+    assert actions[0]["type"] == "open" and actions[0]["price"] == 8554.06
+    closed = 0.0
+    for a in actions:
+        assert a["type"] in TYPES
+        assert {"ts", "type", "reason", "price", "qty", "sl", "tp"} <= a.keys()
+        assert all(_finite(v) for v in a.values() if not isinstance(v, dict))
+        if a["type"] in ("reduce", "close"):
+            closed += a["qty"]
+    added = sum(a["qty"] for a in actions if a["type"] == "add")
+    assert closed <= 1 + added + 1e-9  # no close ever exceeds the position
+    assert summary["exit_reason"] is not None  # every preset exits somewhere in 4.5 months
+    if preset == "monitor":  # seed 002 defaults: SL 1%, TP 2% from entry
+        assert actions[0]["sl"] == pytest.approx(8554.06 * 0.99, abs=0.01)
+        assert actions[0]["tp"] == pytest.approx(8554.06 * 1.02, abs=0.01)
+
+
+def test_breakout_takes_tp1_then_moves_to_breakeven():
+    r = replay_cli(str(BTC_1H), "--side", "long", "--entry", "8554.06", "--qty", "1",
+                   "--preset", "breakout", "--sl", "8300", "--json")
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    reasons = [a["reason"] for a in rows[:-1]]
+    assert "tp1" in reasons
+    tp1 = next(a for a in rows if a.get("reason") == "tp1")
+    assert tp1["type"] == "reduce" and tp1["qty"] == pytest.approx(0.5)
+    assert tp1["price"] >= 8554.06 + (8554.06 - 8300) - 1e-6
+    be = next(a for a in rows if a.get("reason") == "breakeven")
+    assert be["sl"] == pytest.approx(8554.06 * 1.001, abs=0.01)
+
+
+def test_human_output_and_summary():
+    r = replay_cli(str(BTC_1H), "--side", "short", "--entry", "8554.06", "--qty", "0.5",
+                   "--sl", "8800", "--tp", "8000")
+    assert r.returncode == 0, r.stderr
+    assert "open" in r.stdout and "exit:" in r.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("timestamp,close\n1,100\n", "column"),
+    ("timestamp,price\n1,100\n2,abc\n", "line 3"),
+    ("timestamp,price\n1,100\n2,-5\n", "line 3"),
+    ("timestamp,price\n5,100\n2,101\n", "line 3"),
+])
+def test_bad_files_name_the_line(tmp_path, content, needle):
+    f = tmp_path / "bad.csv"
+    f.write_text(content)
+    r = replay_cli(str(f), "--side", "long", "--entry", "100", "--qty", "1")
+    assert r.returncode == 1
+    assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_preset_and_parameter_are_clear_errors(tmp_path):
+    r = replay_cli(str(BTC_1H), "--side", "long", "--entry", "1", "--qty", "1",
+                   "--preset", "gardian")
+    assert r.returncode == 1 and "unknown preset 'gardian'" in r.stderr
+    r = replay_cli(str(BTC_1H), "--side", "long", "--entry", "1", "--qty", "1",
+                   "--set", "trailing.distanse=0.1")
+    assert r.returncode == 1 and "trailing.distance" in r.stderr  # a suggestion
+
+
+def _path(prices: list[float]) -> PriceData:
+    return PriceData("ticks", "X/USDT:USDT",
+                     tuple(Tick("X/USDT:USDT", p, 1_700_000_000 + 5 * i)
+                           for i, p in enumerate(prices)))
+
+
+def test_fixed_trailing_short_freqtrade_semantics():
+    """A short's stop trails the lowest price by the distance and only moves down."""
+    prices = [100, 99, 97, 98, 96, 96.5, 97.5, 98.2]
+    req = ReplayRequest(Side.SHORT, 100.0, 1.0, 1.0, sl=105.0, preset="manual",
+                        overrides={"trailing.enabled": True, "trailing.distance": 0.02},
+                        fee=0.0, symbol="X/USDT:USDT")
+    res = asyncio.run(run_replay(_path(prices), req))
+    sls = [a["sl"] for a in res.actions if a["type"] == "move_sl"]
+    assert sls == sorted(sls, reverse=True)
+    assert sls[-1] == pytest.approx(96 * 1.02)
+    s = res.summary
+    assert s["exit_reason"] == "trailing_stop" and s["exit_price"] == 98.2  # a tick gap
+    assert s["realized_pnl"] == pytest.approx(100 - 98.2)
+
+
+def test_replay_is_deterministic(tmp_path):
+    prices = [100 + 3 * math.sin(i / 7) + i * 0.05 for i in range(400)]
+    req = ReplayRequest(Side.LONG, 100.0, 2.0, 10.0, sl=97.0, tp=130.0, preset="guardian",
+                        symbol="X/USDT:USDT")
+    a = asyncio.run(run_replay(_path(prices), req))
+    b = asyncio.run(run_replay(_path(prices), req))
+    strip = [{k: v for k, v in r.items() if k != "inputs"} for r in a.actions]
+    assert strip == [{k: v for k, v in r.items() if k != "inputs"} for r in b.actions]
+    assert a.summary == b.summary
