@@ -272,3 +272,15 @@ def test_engine_errors_reach_status_bar_and_log(env):
     assert "SL order rejected" in win.statusBar().currentMessage()
     log = win.findChild(QTableWidget, "actionLog")
     assert log.item(0, 1).text() == BTC.symbol and log.item(0, 2).text() == "⚠ error"
+
+
+def test_market_learned_after_the_first_snapshot_is_used(env):
+    eng, win, _ = env
+    eng.markets.pop(BTC.symbol)
+    publish(eng, win, snapshot(BTC_POS, 40_100.0))
+    assert win.chart.market is None
+    eng.markets[BTC.symbol] = BTC
+    publish(eng, win, snapshot(BTC_POS, 40_123.47, T0 + 1))
+    assert win.chart.market is BTC
+    assert win.chart.snap_level(39_123.456) == 39_123.5
+    assert cell(win, 0, "mark") == "40,123.5"  # now to the 0.1 tick

@@ -330,6 +330,10 @@ class ChartWidget(QWidget):
     def snapshot(self) -> PositionSnapshot | None:
         return self._snap
 
+    @property
+    def market(self) -> Market | None:
+        return self._market
+
     def line(self, kind: str) -> LevelLine:
         return self.lines[kind]
 
@@ -389,6 +393,14 @@ class ChartWidget(QWidget):
         self._update_levels()
         self._update_last()
         self._update_title()
+
+    def set_market(self, market: Market | None) -> None:
+        """The market became known (tick size for snapping and labels)."""
+        if market is not None and market != self._market:
+            self._market = market
+            self._update_levels()
+            self._update_last()
+            self._update_title()
 
     def on_snapshot(self, snap: PositionSnapshot) -> None:
         """A newer snapshot of some position; redraws only if it is the one shown."""

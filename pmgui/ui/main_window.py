@@ -352,6 +352,8 @@ class MainWindow(QMainWindow):
         self.model.update(snaps)
         for s in snaps:
             self.chart.on_snapshot(s)
+        if self.chart.symbol is not None and self.chart.market is None:
+            self.chart.set_market(self.engine.market(self.chart.symbol))
         self._update_action_state()
 
     def on_position_removed(self, ev: PositionRemoved) -> None:
