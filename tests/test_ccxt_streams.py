@@ -206,3 +206,45 @@ async def test_bids_asks_price_source(server: BinanceServer) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await ex.close()
+
+
+class ReactiveSink(RecordingSink):
+    """An engine-like sink: closes at market when an entry fills; its tick handler is buggy."""
+
+    exchange: CcxtExchange | None = None
+
+    async def on_tick(self, tick) -> None:  # type: ignore[no-untyped-def]
+        await super().on_tick(tick)
+        raise RuntimeError("engine bug while handling a tick")
+
+    async def on_order_update(self, update) -> None:  # type: ignore[no-untyped-def]
+        await super().on_order_update(update)
+        if update.order.client_id == "re-entry" and update.fills and self.exchange:
+            await self.exchange.create_order(OrderRequest(
+                "re-close", BTC, OrderSide.SELL, OrderType.MARKET, 0.01, reduce_only=True))
+
+
+async def test_engine_reacting_inside_callbacks_neither_deadlocks_nor_kills_streams(
+        server: BinanceServer) -> None:
+    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                      credentials=Credentials("test-key", "s"), settings=FAST)
+    await ex.connect()
+    ex.subscribe([BTC])
+    sink = ReactiveSink()
+    sink.exchange = ex
+    task = asyncio.create_task(ex.run(sink))
+    try:
+        await sink.wait_for(lambda: sink.connections and sink.connections[-1].orders)
+        await ex.create_order(OrderRequest("re-entry", BTC, OrderSide.BUY, OrderType.MARKET,
+                                           0.01))
+        await sink.wait_for(lambda: sink.fills("re-close"))
+        assert server.state.positions["BTCUSDT"].amount == 0
+        n = len(sink.ticks)
+        await server.set_price(BTC, 50055)
+        await sink.wait_for(lambda: any(t.price == 50055 for t in sink.ticks[n:]))
+        assert len(sink.fills("re-entry")) == 1 and len(sink.fills("re-close")) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()

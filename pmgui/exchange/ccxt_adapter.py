@@ -180,6 +180,7 @@ class CcxtExchange:
 
     async def connect(self) -> None:
         """Create the ccxt.pro client in this loop, load markets, verify the credentials."""
+        await self._close_client()  # a reconnect must not leak the previous client
         creds = self._credentials if self._credentials is not None else \
             load_credentials(self.id)
         if creds is None:
@@ -552,6 +553,8 @@ class CcxtExchange:
             order = self._to_order(o)
             if order.symbol in self._markets or symbol is None:
                 out.append(order)
+                # watched from now on: missed stream events get resynced by REST
+                self._track(order, order.type in _TRIGGER_TYPES)
         return out
 
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
@@ -821,6 +824,12 @@ class CcxtExchange:
                                     self.id, sym, now - silent_since)
                         last_resub[sym] = now
                         await self._resubscribe(md_tasks)
+                if orders_task is not None and orders_task.done():
+                    if not orders_task.cancelled() and orders_task.exception():
+                        log.error("%s order stream task died: %r", self.id,
+                                  orders_task.exception())
+                    self._orders_up = False
+                    orders_task = asyncio.create_task(self._orders_loop(), name="ccxt-orders")
                 if not self.capabilities.watch_orders or not self._orders_up:
                     await self._poll_orders_if_due(now)
                 await self._publish_connection()
@@ -900,6 +909,15 @@ class CcxtExchange:
             if tick is not None:
                 await self._emit_tick(tick)
 
+    async def _deliver(self, what: str, coro_fn: Callable[[], Awaitable[None]]) -> None:
+        """Call into the engine; its failure is logged, never allowed to kill a stream."""
+        try:
+            await coro_fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: the engine failed handling %s", self.id, what)
+
     async def _emit_tick(self, tick: Tick) -> None:
         if not (math.isfinite(tick.price) and tick.price > 0):
             return
@@ -908,7 +926,7 @@ class CcxtExchange:
         sink = self._sink
         if sink is None:
             return
-        await sink.on_tick(tick)
+        await self._deliver("a tick", lambda: sink.on_tick(tick))
         await self._update_candle(sink, tick)
 
     async def _update_candle(self, sink: ExchangeSink, tick: Tick) -> None:
@@ -916,7 +934,8 @@ class CcxtExchange:
         start = math.floor(tick.ts / 60.0) * 60.0
         cur = self._candles.get(tick.symbol)
         if cur is not None and start > cur.ts:
-            await sink.on_candle(tick.symbol, cur, True)
+            closed = cur
+            await self._deliver("a candle", lambda: sink.on_candle(tick.symbol, closed, True))
             cur = None
         if cur is None or start < cur.ts:
             cur = Candle(start, tick.price, tick.price, tick.price, tick.price, tick.volume)
@@ -924,7 +943,8 @@ class CcxtExchange:
             cur = Candle(cur.ts, cur.open, max(cur.high, tick.price), min(cur.low, tick.price),
                          tick.price, cur.volume)
         self._candles[tick.symbol] = cur
-        await sink.on_candle(tick.symbol, cur, False)
+        live = cur
+        await self._deliver("a candle", lambda: sink.on_candle(tick.symbol, live, False))
 
     async def _poll_if_stale(self, symbol: str, now: float) -> None:
         last = self._last_price_at.get(symbol)
@@ -985,8 +1005,9 @@ class CcxtExchange:
                 (state.market_data, state.orders) and prev.detail == state.detail:
             return
         self._connection = state
-        if self._sink is not None:
-            await self._sink.on_connection(state)
+        sink = self._sink
+        if sink is not None:
+            await self._deliver("a connection change", lambda: sink.on_connection(state))
 
     # ------------------------------------------------------------------ order stream
     async def _orders_loop(self) -> None:
@@ -1052,7 +1073,13 @@ class CcxtExchange:
         await self._process_orders(list(cache))
 
     async def _process_orders(self, raw_orders: list[Mapping[str, Any]]) -> None:
-        """Diff ccxt order states against what was emitted; emit changes with their fills."""
+        """Diff ccxt order states against what was emitted; emit changes with their fills.
+
+        Updates are computed under the lock and delivered after it is released, so an
+        engine that reacts to a fill by placing an order (which lands here again) cannot
+        deadlock.
+        """
+        out: list[OrderUpdate] = []
         async with self._process_lock:
             algos, regular = [], []
             for o in raw_orders:
@@ -1084,7 +1111,7 @@ class CcxtExchange:
                     self._algo_by_child[oid] = aid
                     children[aid] = o
                     continue
-                await self._emit_order(f"o:{oid}", self._to_order(o), o)
+                self._emit_order(out, f"o:{oid}", self._to_order(o), o)
             batch_algo_ids = {str(o.get("id")) for o in algos}
             for aid, a in list(self._algo_raw.items()):
                 child = children.get(aid)
@@ -1099,11 +1126,17 @@ class CcxtExchange:
                          (OrderStatus.OPEN if not astatus.is_final else astatus))
                     order = self._to_order(a, filled=filled, average=_pos(child.get("average")),
                                            status=status)
-                    await self._emit_order(f"a:{aid}", order, child)
+                    self._emit_order(out, f"a:{aid}", order, child)
                 else:
-                    await self._emit_order(f"a:{aid}", self._to_order(a), a)
+                    self._emit_order(out, f"a:{aid}", self._to_order(a), a)
+        sink = self._sink
+        if sink is not None:
+            for update in out:
+                await self._deliver("an order update",
+                                    lambda u=update: sink.on_order_update(u))
 
-    async def _emit_order(self, key: str, order: Order, source: Mapping[str, Any]) -> None:
+    def _emit_order(self, out: list[OrderUpdate], key: str, order: Order,
+                    source: Mapping[str, Any]) -> None:
         sig = (order.status, round(order.filled, 12), order.trigger_price, order.price,
                order.amount)
         if self._emitted.get(key) == sig or self._sink is None:
@@ -1115,8 +1148,7 @@ class CcxtExchange:
         elif order.exchange_id:
             self._tracked_open.setdefault(
                 key, (order.exchange_id, order.symbol, key.startswith("a:")))
-        if self._sink is not None:
-            await self._sink.on_order_update(OrderUpdate(order, fills))
+        out.append(OrderUpdate(order, fills))
 
     def _fills_for(self, key: str, order: Order, source: Mapping[str, Any]) -> tuple[Fill, ...]:
         """New fills since the last update of this order, from its cumulative filled/average.
