@@ -14,7 +14,7 @@ from pmgui.domain.models import OrderRequest
 from pmgui.exchange.base import Exchange
 from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
 from pmgui.exchange.credentials import Credentials
-from pmgui.exchange.retry import Backoff
+from pmgui.exchange.retry import Backoff, OrderStatusUnknown
 from tests.fakes.binance_server import BinanceServer, FakeMarket, ThreadedBinanceServer
 
 BTC = "BTC/USDT:USDT"
@@ -305,9 +305,10 @@ async def test_create_timeout_with_failing_lookup_never_resends(server: BinanceS
         server.faults.http_429 = 100  # every lookup is refused: the outcome stays unknown
         server.faults.http_429_paths = ("order", "algoOrder")
         server.faults.http_429_methods = ("GET",)
-        with pytest.raises(pe.RetryableExchangeError, match="reconciled"):
+        with pytest.raises(OrderStatusUnknown, match="reconciled") as info:
             await exchange.create_order(OrderRequest("amb-1", BTC, OrderSide.BUY,
                                                      OrderType.MARKET, 0.01))
+        assert info.value.retryable and info.value.client_id == "amb-1"
         assert len(posts(server, "/order")) == 1
     finally:
         server.faults.http_429 = 0

@@ -47,6 +47,7 @@ from pmgui.exchange.base import (
 from pmgui.exchange.credentials import Credentials, load_credentials
 from pmgui.exchange.retry import (
     Backoff,
+    OrderStatusUnknown,
     exchange_code,
     is_ambiguous,
     is_rate_limit,
@@ -709,10 +710,10 @@ class CcxtExchange:
                 try:
                     found = await self.fetch_order_by_client_id(req.client_id, req.symbol)
                 except pe.ExchangeError as e:
-                    raise pe.RetryableExchangeError(
+                    raise OrderStatusUnknown(
                         f"{self.id}: the order {req.client_id} may or may not have been "
                         f"placed (create timed out, lookup failed: {e}); it will be "
-                        "reconciled, not re-sent") from exc
+                        "reconciled, not re-sent", req.client_id) from exc
                 if found is not None:
                     self._track(found, trigger)
                     return found

@@ -77,6 +77,18 @@ _TRIGGER_TEXT = re.compile(
 _CODE_IN_TEXT = re.compile(r'"(?:code|retCode|sCode)"\s*:\s*"?(-?\d+)"?')
 
 
+class OrderStatusUnknown(pe.RetryableExchangeError):
+    """A create got no answer and the lookup by client id failed too: the order may exist.
+
+    The caller must keep the journaled order pending and let reconciliation decide; it must
+    neither send it again nor mark it rejected.
+    """
+
+    def __init__(self, message: str, client_id: str) -> None:
+        super().__init__(message)
+        self.client_id = client_id
+
+
 def exchange_codes(message: str) -> list[str]:
     """Every venue error code in a ccxt message body (okx nests sCode under code)."""
     return [c for c in _CODE_IN_TEXT.findall(message) if c not in ("0", "200")]
