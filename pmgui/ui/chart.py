@@ -313,8 +313,14 @@ class ChartWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(2)
+        self.empty = QLabel("No open position to show.\n\nOpen one with New position "
+                            "(Ctrl+N), or select a row in the table.")
+        self.empty.setObjectName("chartEmpty")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.title)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.empty, 1)
+        self.plot.hide()
         self.set_theme(self._theme)
 
     # -- public API --------------------------------------------------------------------------
@@ -368,6 +374,7 @@ class ChartWidget(QWidget):
             ax.setPen(pg.mkPen(theme.muted))
             ax.setTextPen(pg.mkPen(theme.text))
         self.title.setStyleSheet(f"color: {theme.text}; font-weight: bold;")
+        self.empty.setStyleSheet(f"color: {theme.muted}; font-size: 14px;")
         self.candle_item.set_theme(theme)
         self._style_lines()
         self._refresh_markers()
@@ -379,6 +386,8 @@ class ChartWidget(QWidget):
         if changed and self._drag_line is not None:
             self._drag_line.cancel_drag()  # a drag belongs to the position it started on
         self._snap, self._market = snap, market
+        self.plot.setVisible(snap is not None)
+        self.empty.setVisible(snap is None)
         if changed:
             self._pending.clear()
             self._pending_note.clear()

@@ -121,6 +121,8 @@ class HistoryPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setDefaultSectionSize(22)
+        for c, w in enumerate((84, 118, 72, 60, 78, 78, 80, 60, 110, 60)):
+            self.table.setColumnWidth(c, w)
 
         self.equity_plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
         self.equity_plot.setObjectName("equityCurve")
@@ -205,7 +207,7 @@ class HistoryPanel(QWidget):
             market = self._market_for(p.symbol)
             r = trade_r(p)
             held = (p.closed_at - p.opened_at) if p.closed_at is not None else None
-            when = (time.strftime("%Y-%m-%d %H:%M", time.localtime(p.closed_at))
+            when = (time.strftime("%m-%d %H:%M", time.localtime(p.closed_at))
                     if is_num(p.closed_at) else DASH)
             cells = (when, p.symbol, "▲ LONG" if p.side is Side.LONG else "▼ SHORT",
                      fmt_qty(p.initial_qty, market), fmt_price(p.entry, market),  # type: ignore[arg-type]
