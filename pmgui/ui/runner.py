@@ -71,23 +71,23 @@ class CommandRunner(QObject):
         return True
 
     def _complete(self, token: int, fut: concurrent.futures.Future) -> None:
-        """Runs on whatever thread completed the future: only emits a signal."""
+        """Runs on whatever thread completed the future: only emits a (queued) signal."""
+        result: object = None
         try:
             result = fut.result()
+            error = (result.message or "the engine refused"
+                     if isinstance(result, CommandResult) and not result.ok else None)
         except concurrent.futures.CancelledError:
-            self._resolved.emit(token, None, "the command was cancelled")
-            return
+            error = "the command was cancelled"
         except PmguiError as e:
-            self._resolved.emit(token, None, str(e) or type(e).__name__)
-            return
+            error = str(e) or type(e).__name__
         except Exception as e:
             log.error("command failed: %r", e)
-            self._resolved.emit(token, None, f"internal error: {e}")
-            return
-        if isinstance(result, CommandResult) and not result.ok:
-            self._resolved.emit(token, result, result.message or "the engine refused")
-        else:
-            self._resolved.emit(token, result, None)
+            error = f"internal error: {e}"
+        try:
+            self._resolved.emit(token, result, error)
+        except RuntimeError:  # the window is gone (closing): nobody is waiting any more
+            log.debug("command %d finished after the UI closed", token)
 
     def _on_resolved(self, token: int, result: object, error: object) -> None:
         entry = self._waiting.pop(token, None)
