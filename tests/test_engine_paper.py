@@ -194,3 +194,32 @@ async def test_snapshots_are_finite_and_follow_ticks(db_path):
     assert last.mark == 60_600.0
     assert last.roi == pytest.approx(10 * (600 - 0.0005 * (60_000 + 60_600)) / 60_000, rel=1e-3)
     assert last.r == pytest.approx(600 / 1000)
+
+
+async def test_stale_price_falls_back_to_rest_and_never_acts_on_old_prices(db_path,
+                                                                         monkeypatch):
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    clock = {"now": T0 + 100.0}  # 100 s after the last tick: stale (max age 5 s)
+    h.engine.clock = lambda: clock["now"]
+    h.engine.params(h.engine.positions[pid])  # resolved
+    await h.engine.on_tick(Tick(SYMBOL, 58_000.0, T0 + 1))  # an old tick through the SL
+    assert h.engine.positions[pid].is_open  # never acted on: too old
+    snap = h.engine.snapshot(h.engine.positions[pid])
+    assert snap.stale
+    import pmgui.engine.core as core_mod
+    from pmgui.engine.events import ErrorEvent
+
+    sleeps: list[float] = []
+
+    async def no_sleep(s):
+        sleeps.append(s)
+
+    monkeypatch.setattr(core_mod.asyncio, "sleep", no_sleep)
+    await h.engine.periodic()  # REST has only the old price: reported once
+    await h.engine.periodic()
+    monkeypatch.undo()
+    assert sleeps[:2] == [0.5, 1.0]  # 3 tries, backoff 0.5·2ⁿ
+    errors = [e for e in h.of(ErrorEvent) if "no fresh price" in e.message]
+    assert len(errors) == 1
+    assert h.engine.positions[pid].is_open

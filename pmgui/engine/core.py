@@ -131,7 +131,8 @@ class EngineCore:
         self._protect_dirty: set[str] = set()
         self._protect_last: dict[str, float] = {}
         self._saved_at: dict[str, float] = {}
-        self._reduce_flags: dict[str, frozenset[str]] = {}  # client id → the action's flags
+        self._reduce_flags: dict[str, frozenset[str]] = {}
+        self._stale_reported: set[str] = set()  # client id → the action's flags
         self._connection = ConnectionState(False, False, "connecting")
         self._balance: tuple[float, float, str] | None = None
         self.started = False
@@ -730,12 +731,49 @@ class EngineCore:
 
     async def periodic(self) -> None:
         """Housekeeping the manager thread runs every few seconds."""
+        await self._refresh_stale_prices()
         self.publish_all()
         for pid in list(self._protect_dirty):
             async with self._lock(pid):
                 await self._sync_protection(pid)
         for pid in list(self.positions):
             self._maybe_persist(pid)
+
+    async def _refresh_stale_prices(self) -> None:
+        """Seed 000 §4: on a gap in the stream, ask REST (3 tries, backoff 0.5·2ⁿ s).
+
+        A price that is still not fresh is never used: rules stay idle for that symbol and
+        the trader is told once per gap (the table shows the staleness meanwhile).
+        """
+        by_symbol: dict[str, Params] = {}
+        for pos in self.positions.values():
+            by_symbol.setdefault(pos.symbol, self.params(pos))
+        for symbol, params in by_symbol.items():
+            max_age = params.f("price.max_age")
+            last = self._last.get(symbol)
+            if last is not None and self.clock() - last.ts <= max_age:
+                self._stale_reported.discard(symbol)
+                continue
+            tries = params.i("price.rest_retries") if "price.rest_retries" in params else 3
+            backoff = params.f("price.rest_backoff") if "price.rest_backoff" in params else 0.5
+            for attempt in range(tries):
+                try:
+                    tick = await self.exchange.fetch_price(symbol)
+                except ExchangeError:
+                    tick = None
+                if tick is not None and money.valid_price(tick.price) \
+                        and self.clock() - tick.ts <= max_age:
+                    await self.on_tick(tick)
+                    self._stale_reported.discard(symbol)
+                    break
+                if attempt + 1 < tries:
+                    await asyncio.sleep(backoff * 2 ** attempt)
+            else:
+                if symbol not in self._stale_reported:
+                    self._stale_reported.add(symbol)
+                    self.outbox.publish(ErrorEvent(
+                        f"{symbol}: no fresh price (stream and REST); rules are paused for it "
+                        "until prices return", self.clock()))
 
     # ------------------------------------------------------------------ reconciliation
 
