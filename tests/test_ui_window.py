@@ -284,3 +284,26 @@ def test_market_learned_after_the_first_snapshot_is_used(env):
     assert win.chart.market is BTC
     assert win.chart.snap_level(39_123.456) == 39_123.5
     assert cell(win, 0, "mark") == "40,123.5"  # now to the 0.1 tick
+
+
+def test_protection_badge_lists_the_live_protective_orders(env):
+    from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType
+    from pmgui.domain.models import Order
+    from pmgui.engine.events import OrderSnapshot
+
+    eng, win, _ = env
+    publish(eng, win, snapshot(BTC_POS, 40_100.0))
+    sl = Order("sl1", BTC.symbol, OrderSide.SELL, OrderType.STOP_MARKET, 0.5, OrderStatus.OPEN,
+               trigger_price=39_000.0, reduce_only=True, position_id="p1",
+               role=OrderRole.STOP_LOSS)
+    tp = Order("tp1", BTC.symbol, OrderSide.SELL, OrderType.TAKE_PROFIT_MARKET, 0.5,
+               OrderStatus.OPEN, trigger_price=42_000.0, reduce_only=True, position_id="p1",
+               role=OrderRole.TAKE_PROFIT)
+    publish(eng, win, OrderSnapshot(sl), OrderSnapshot(tp))
+    tip = win.proxy.index(0, column_index("protection")).data(Qt.ItemDataRole.ToolTipRole)
+    assert "SL stop_market 0.500 @ 39,000.0 · on exchange" in tip
+    assert "TP take_profit_market 0.500 @ 42,000.0 · on exchange" in tip
+    from dataclasses import replace
+    publish(eng, win, OrderSnapshot(replace(sl, status=OrderStatus.CANCELED)))
+    tip = win.proxy.index(0, column_index("protection")).data(Qt.ItemDataRole.ToolTipRole)
+    assert "SL" not in tip.split("\n", 1)[1] and "TP take_profit_market" in tip

@@ -41,8 +41,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pmgui.domain.enums import ActionType, Side
-from pmgui.domain.models import Market
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Side
+from pmgui.domain.models import Market, Order
 from pmgui.engine.commands import (
     CloseAll,
     ClosePosition,
@@ -57,6 +57,7 @@ from pmgui.engine.events import (
     ActionTaken,
     ConnectionEvent,
     ErrorEvent,
+    OrderSnapshot,
     PositionRemoved,
     PositionSnapshot,
     TickEvent,
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
         self._conn_at: float | None = None  # clock() when the connection event arrived
         self._tick_at: float | None = None  # clock() when the newest tick arrived
         self._closed_ok: set[str] = set()  # positions whose full close the engine confirmed
+        self._orders: dict[str, dict[str, Order]] = {}  # position id → live SL/TP orders
         self.confirm_dialog: ConfirmDialog | None = None
         self.dialog: QDialog | None = None  # the edit/order/help dialog shown last
         self.alerts: list[str] = []  # close alerts raised this session (newest last)
@@ -333,6 +335,7 @@ class MainWindow(QMainWindow):
         b = self.bridge
         b.positionsChanged.connect(self.on_positions)
         b.positionRemoved.connect(self.on_position_removed)
+        b.orderChanged.connect(self.on_order)
         b.tick.connect(self.on_tick)
         b.candles.connect(self.chart.on_candles)
         b.action.connect(self.on_action)
@@ -356,10 +359,31 @@ class MainWindow(QMainWindow):
             self.chart.set_market(self.engine.market(self.chart.symbol))
         self._update_action_state()
 
+    def on_order(self, ev: OrderSnapshot) -> None:
+        """Keep each position's live protective orders, shown on its protection badge."""
+        o = ev.order
+        if o.position_id is None:
+            return
+        orders = self._orders.setdefault(o.position_id, {})
+        if o.status.is_final or o.role not in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
+            orders.pop(o.client_id, None)
+        else:
+            orders[o.client_id] = o
+        market = self.engine.market(o.symbol)
+        lines = []
+        for x in sorted(orders.values(), key=lambda x: x.role.value):
+            name = "SL" if x.role is OrderRole.STOP_LOSS else "TP"
+            state = "on exchange" if x.status is OrderStatus.OPEN else x.status.value
+            lines.append(f"{name} {x.type.value} {fmt_qty(x.amount, market)} @ "
+                         f"{fmt_price(x.trigger_price or x.price, market)} · {state}")
+        self.model.set_protection_detail(
+            o.position_id, "\n".join(lines) if lines else "no protective orders on the exchange")
+
     def on_position_removed(self, ev: PositionRemoved) -> None:
         p = ev.position
         was_shown = self.chart.position_id == p.id
         self.model.remove(p.id)
+        self._orders.pop(p.id, None)
         self._closed_ok.discard(p.id)
         reason = p.exit_reason or "closed"
         price = fmt_price(p.exit_price, self.engine.market(p.symbol))

@@ -183,6 +183,7 @@ class PositionsModel(QAbstractTableModel):
         self._clock = clock
         self._theme = theme or make_theme("dark")
         self._font = tabular_font()
+        self._protection_detail: dict[str, str] = {}
         self._bold = QFont(self._font)
         self._bold.setBold(True)
 
@@ -280,6 +281,7 @@ class PositionsModel(QAbstractTableModel):
             return False
         self.beginRemoveRows(QModelIndex(), i, i)
         del self._rows[i]
+        self._protection_detail.pop(position_id, None)
         self._index = {c.row.snap.position.id: n for n, c in enumerate(self._rows)}
         self.endRemoveRows()
         return True
@@ -334,7 +336,24 @@ class PositionsModel(QAbstractTableModel):
         return tuple("" if col.live else col.fmt(col.value(row, now), row)
                      for col in self._columns)
 
+    def set_protection_detail(self, position_id: str, text: str) -> None:
+        """What protects a position on the exchange (its live SL/TP orders), as a tooltip."""
+        if self._protection_detail.get(position_id) == text:
+            return
+        self._protection_detail[position_id] = text
+        i = self._index.get(position_id)
+        if i is not None:
+            c = column_index("protection")
+            self.dataChanged.emit(self.index(i, c), self.index(i, c),
+                                  [Qt.ItemDataRole.ToolTipRole])
+
+    def protection_detail(self, position_id: str) -> str:
+        return self._protection_detail.get(position_id, "")
+
     def _tooltip(self, row: Row, col: Column) -> str | None:
+        if col.key == "protection":
+            detail = self._protection_detail.get(row.snap.position.id)
+            return f"{col.tip}\n{detail}" if detail else col.tip
         if col.key == "mark" and row.snap.stale:
             return "Stale price: older than the allowed price age; rules are not acting on it"
         if col.key == "preset" and not row.snap.position.automation:
