@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PMGUI_NO_KEYRING", "1")  # tests never touch the user's keyring
+# Nor the user's window layout or config: each test run gets its own throwaway folder.
+_scratch = tempfile.mkdtemp(prefix="pmgui-tests-")
+os.environ.setdefault("PMGUI_UI_SETTINGS", os.path.join(_scratch, "ui.ini"))
+os.environ.setdefault("PMGUI_CONFIG_DIR", os.path.join(_scratch, "config"))
 
 import pytest  # noqa: E402
 
