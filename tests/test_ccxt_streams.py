@@ -248,3 +248,31 @@ async def test_engine_reacting_inside_callbacks_neither_deadlocks_nor_kills_stre
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await ex.close()
+
+
+async def test_late_child_order_events_do_not_duplicate_fills(
+        server: BinanceServer, running: tuple[CcxtExchange, RecordingSink]) -> None:
+    """The stop's ALGO_UPDATE (with avg price and qty) arrives first, the triggered market
+    order's own events later: one execution, one fill id."""
+    ex, sink = running
+    server.state.set_position("BTCUSDT", "0.01", "50000")
+    await ex.create_order(OrderRequest("late-sl", BTC, OrderSide.SELL, OrderType.STOP_MARKET,
+                                       0.01, trigger_price=49500, reduce_only=True))
+    await sink.wait_for(lambda: any(u.order.client_id == "late-sl" for u in sink.updates))
+    server.faults.hold_order_events = True
+    await server.set_price(BTC, 49450)
+    await sink.wait_for(lambda: sink.fills("late-sl"))
+    server.faults.hold_order_events = False
+    assert await server.release_held_events() > 0
+    (algo,) = [o for o in server.state.algo_orders.values() if o.client_id == "late-sl"]
+    child = str(algo.actual_order_id)
+    # wait until the adapter has processed the late child events (it links them to the stop)
+    await sink.wait_for(lambda: ex._algo_by_child.get(child) == str(algo.order_id)
+                        and any(str(o.get("id")) == child for o in ex._ex.orders))
+    await ex._process_cache()  # the stream loop's own pass, run now to be deterministic
+    fills = sink.fills("late-sl")
+    assert len({f.id for f in fills}) == 1
+    assert sum(f.qty for f in {f.id: f for f in fills}.values()) == pytest.approx(0.01)
+    assert fills[0].price == 49450.0
+    assert all(u.order.type is OrderType.STOP_MARKET for u in sink.updates
+               if u.order.client_id == "late-sl")

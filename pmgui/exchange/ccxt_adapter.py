@@ -1112,7 +1112,7 @@ class CcxtExchange:
                     self._algo_by_child[oid] = aid
                     children[aid] = o
                     continue
-                self._emit_order(out, f"o:{oid}", self._to_order(o), o)
+                self._emit_order(out, f"o:{oid}", self._to_order(o), o, f"o:{oid}")
             batch_algo_ids = {str(o.get("id")) for o in algos}
             for aid, a in list(self._algo_raw.items()):
                 child = children.get(aid)
@@ -1127,9 +1127,12 @@ class CcxtExchange:
                          (OrderStatus.OPEN if not astatus.is_final else astatus))
                     order = self._to_order(a, filled=filled, average=_pos(child.get("average")),
                                            status=status)
-                    self._emit_order(out, f"a:{aid}", order, child)
+                    self._emit_order(out, f"a:{aid}", order, child, f"o:{child.get('id')}")
                 else:
-                    self._emit_order(out, f"a:{aid}", self._to_order(a), a)
+                    info = a.get("info") or {}
+                    child_id = str(info.get("ai") or info.get("actualOrderId") or "")
+                    exec_key = f"o:{child_id}" if child_id and child_id != "0" else f"a:{aid}"
+                    self._emit_order(out, f"a:{aid}", self._to_order(a), a, exec_key)
         sink = self._sink
         if sink is not None:
             for update in out:
@@ -1137,13 +1140,19 @@ class CcxtExchange:
                                     lambda u=update: sink.on_order_update(u))
 
     def _emit_order(self, out: list[OrderUpdate], key: str, order: Order,
-                    source: Mapping[str, Any]) -> None:
+                    source: Mapping[str, Any], exec_key: str) -> None:
+        """Queue an update for `order` if it changed; fills are keyed by the order that
+        executed (a triggered conditional order's market child), so the same execution
+        seen through the child, the algo update or a REST resync has one fill id."""
+        if self._sink is None:
+            return  # nobody to tell yet: keep the state for when run() is active
+        fills = self._fills_for(exec_key, order, source)
+        progressed = self._fill_progress.get(exec_key, (0.0, 0.0))[0]
         sig = (order.status, round(order.filled, 12), order.trigger_price, order.price,
-               order.amount)
-        if self._emitted.get(key) == sig or self._sink is None:
-            return  # unchanged, or nobody to tell yet (kept for when run() is active)
+               order.amount, round(progressed, 12))
+        if self._emitted.get(key) == sig and not fills:
+            return
         self._emitted[key] = sig
-        fills = self._fills_for(key, order, source)
         if order.status.is_final:
             self._tracked_open.pop(key, None)
         elif order.exchange_id:
@@ -1154,8 +1163,9 @@ class CcxtExchange:
     def _fills_for(self, key: str, order: Order, source: Mapping[str, Any]) -> tuple[Fill, ...]:
         """New fills since the last update of this order, from its cumulative filled/average.
 
-        Fill ids are `<order key>:<cumulative filled>`, so the same progress reported twice
-        (a resync after a reconnect) yields the same id and the engine can ignore it.
+        Fill ids are `<exchange>:<executing order key>:<cumulative filled>`, so the same
+        progress reported twice (a resync after a reconnect) yields the same id and the
+        engine can ignore it.
         """
         prev_filled, prev_cost = self._fill_progress.get(key, (0.0, 0.0))
         filled = order.filled

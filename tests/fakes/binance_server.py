@@ -156,6 +156,7 @@ class Faults:
     response_delay: float = 5.0  # seconds the delayed responses hang
     market_data_stalled: bool = False  # market websockets stay open but stay silent
     user_stream_stalled: bool = False  # the user-data stream stays silent
+    hold_order_events: bool = False  # ORDER_TRADE_UPDATEs are held back (late delivery)
     reject_auth: bool = False  # every private request → -2015
     insufficient_margin: bool = False  # every opening order → -2019
 
@@ -249,6 +250,7 @@ class BinanceServer:
         self._user_ws: set[web.WebSocketResponse] = set()
         self._listen_keys: set[str] = set()
         self._delayed: set[asyncio.Task[Any]] = set()
+        self._held: list[dict[str, Any]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -326,6 +328,13 @@ class BinanceServer:
         for ws in list(victims):
             await ws.close(code=1006, message=b"dropped by test")
         return len(victims)
+
+    async def release_held_events(self) -> int:
+        """Deliver the ORDER_TRADE_UPDATEs held back by `faults.hold_order_events`."""
+        held, self._held = self._held, []
+        for event in held:
+            await self._push_user(event)
+        return len(held)
 
     def paths(self) -> list[str]:
         return [p for _, p, _ in self.requests]
@@ -997,7 +1006,8 @@ class BinanceServer:
     async def _push_order_update(self, o: FakeOrder, execution: str,
                                  trade: FakeTrade | None = None) -> None:
         now = _ms()
-        await self._push_user({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": {
+        push = self._held.append if self.faults.hold_order_events else None
+        event = {"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": {
             "s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force,
             "q": _s(o.qty), "p": _s(o.price), "ap": _s(o.avg), "sp": _s(o.stop_price),
             "x": execution, "X": o.status, "i": o.order_id,
@@ -1008,7 +1018,11 @@ class BinanceServer:
             "m": trade.maker if trade else False, "R": o.reduce_only, "wt": "CONTRACT_PRICE",
             "ot": o.type, "ps": "BOTH", "cp": o.close_position,
             "rp": _s(trade.realized) if trade else "0", "pP": False, "si": 0, "ss": 0,
-            "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0}})
+            "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0}}
+        if push is not None:
+            push(event)
+        else:
+            await self._push_user(event)
 
     async def _push_algo_update(self, o: FakeOrder) -> None:
         now = _ms()
