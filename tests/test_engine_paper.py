@@ -223,3 +223,23 @@ async def test_stale_price_falls_back_to_rest_and_never_acts_on_old_prices(db_pa
     errors = [e for e in h.of(ErrorEvent) if "no fresh price" in e.message]
     assert len(errors) == 1
     assert h.engine.positions[pid].is_open
+
+
+async def test_symbol_rules_from_the_app_apply_to_new_positions_and_persist(db_path):
+    h = Harness(db_path, [])
+    await h.engine.start()
+    await _tick(h, 60_000.0, 0)
+    with pytest.raises(ValidationError, match="unknown preset"):
+        await h.engine.handle(cmd.SetSymbolRules(SYMBOL, "gardian"))
+    await h.engine.handle(cmd.SetSymbolRules(SYMBOL, "monitor",
+                                             {"stop_loss.pct": 0.01, "take_profit.pct": 0.02}))
+    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 5))
+    pos = h.engine.positions[res.position_id]
+    assert pos.preset == "monitor"
+    assert pos.sl == pytest.approx(pos.entry * 0.99, abs=0.1)
+    assert pos.tp == pytest.approx(pos.entry * 1.02, abs=0.1)
+    await h.engine.shutdown()
+    h2 = Harness(db_path, [])
+    await h2.engine.start()
+    assert h2.engine.settings.preset_for(SYMBOL) == "monitor"
+    await h2.engine.shutdown()

@@ -63,7 +63,18 @@ class OpenPosition:
     overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
 
 
-Command = SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | OpenPosition
+@dataclass(frozen=True, slots=True)
+class SetSymbolRules:
+    """The preset (None: the default) and overrides for new and adopted positions of a
+    symbol. Stored in the database on top of the config file, which is never written."""
+
+    symbol: str
+    preset: str | None
+    overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
+
+
+Command = (SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | OpenPosition
+           | SetSymbolRules)
 
 
 @dataclass(frozen=True, slots=True)

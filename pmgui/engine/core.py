@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from pmgui.domain import money
 from pmgui.domain.enums import (
@@ -66,7 +67,7 @@ from pmgui.engine.events import (
 )
 from pmgui.engine.ids import is_ours, new_client_id, new_position_id
 from pmgui.engine.outbox import Outbox
-from pmgui.engine.settings import EngineSettings
+from pmgui.engine.settings import EngineSettings, SymbolRules
 from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, OrderUpdate
 from pmgui.indicators import IndicatorSet, IndicatorSpec
 from pmgui.rules.params import Params, resolve_params
@@ -143,6 +144,9 @@ class EngineCore:
         """Connect, restore from the store, reconcile with the exchange, protect."""
         await self.exchange.connect()
         self._markets = dict(self.exchange.markets())
+        stored_rules = self.store.get_setting("symbol_rules", {}) or {}
+        if stored_rules:
+            self._apply_symbol_rules(stored_rules)
         for pos in self.store.load_open_positions():
             self.positions[pos.id] = pos
         for order in self.store.open_orders():
@@ -948,6 +952,8 @@ class EngineCore:
             return self._set_preset(command)
         if isinstance(command, cmd.OpenPosition):
             return await self._open(command)
+        if isinstance(command, cmd.SetSymbolRules):
+            return self._set_symbol_rules(command)
         raise ValidationError(f"unknown command {type(command).__name__}")
 
     def _get(self, pid: str) -> Position:
@@ -1083,6 +1089,35 @@ class EngineCore:
         self._set(pos.evolve(preset=c.preset, overrides=frozen_map(c.overrides)))
         self._publish_position(pos.id)
         return cmd.CommandResult(True, f"{pos.symbol}: preset {c.preset}", pos.id)
+
+    def _set_symbol_rules(self, c: cmd.SetSymbolRules) -> cmd.CommandResult:
+        if not c.symbol:
+            raise ValidationError("symbol must not be empty")
+        merged = dict(self.settings.overrides)
+        merged.update(c.overrides)
+        resolve_params(c.preset or self.settings.default_preset, merged)  # validates
+        stored = dict(self.store.get_setting("symbol_rules", {}) or {})
+        if c.preset is None and not c.overrides:
+            stored.pop(c.symbol, None)
+        else:
+            stored[c.symbol] = {"preset": c.preset, "overrides": dict(c.overrides)}
+        self.store.set_setting("symbol_rules", stored)
+        self._apply_symbol_rules(stored)
+        return cmd.CommandResult(True, f"{c.symbol}: new positions use preset "
+                                       f"{self.settings.preset_for(c.symbol)}")
+
+    def _apply_symbol_rules(self, stored: Mapping[str, Mapping[str, object]]) -> None:
+        """Rules chosen in the app win over the config file's, symbol by symbol."""
+        symbols = dict(self.settings.symbols)
+        for symbol, spec in stored.items():
+            symbols[symbol] = SymbolRules(spec.get("preset"),  # type: ignore[arg-type]
+                                          frozen_map(spec.get("overrides") or {}))
+        self.settings = replace(self.settings, symbols=MappingProxyType(symbols))
+
+    def symbol_rules(self) -> dict[str, tuple[str, dict[str, Scalar]]]:
+        """Effective preset and overrides per configured symbol (for the settings dialog)."""
+        return {sym: (self.settings.preset_for(sym), self.settings.overrides_for(sym))
+                for sym in sorted(set(self.settings.symbols) | set(self._markets))}
 
     async def _open(self, c: cmd.OpenPosition) -> cmd.CommandResult:
         market = self._markets.get(c.symbol)

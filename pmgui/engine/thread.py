@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Market
@@ -21,6 +22,7 @@ from pmgui.engine.events import ErrorEvent
 from pmgui.engine.outbox import Outbox
 
 log = logging.getLogger("pmgui.engine")
+T = TypeVar("T")
 
 
 class EngineThread:
@@ -54,6 +56,19 @@ class EngineThread:
             fut.set_exception(PmguiError("the engine is not running"))
             return fut
         return asyncio.run_coroutine_threadsafe(self._core.handle(command), self._loop)
+
+    def query(self, fn: Callable[[EngineCore], T]) -> concurrent.futures.Future[T]:
+        """Run a read-only `fn(core)` on the manager thread (state is only read there)."""
+        if self._loop is None or self._core is None or self._stopped.is_set():
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_exception(PmguiError("the engine is not running"))
+            return fut
+        core = self._core
+
+        async def run() -> T:
+            return fn(core)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop)
 
     def market(self, symbol: str) -> Market | None:
         return self._markets.get(symbol)
