@@ -415,3 +415,28 @@ async def test_missing_capabilities_are_listed_and_enforced(server: BinanceServe
         assert posts(server, "/algoOrder") == []
     finally:
         await ex.close()
+
+
+async def test_unreachable_exchange_is_retryable_not_an_auth_error() -> None:
+    srv = BinanceServer()
+    await srv.start()
+    options = srv.ccxt_config()
+    await srv.stop()  # nothing listens there any more
+    sleeps = Sleeps()
+    exchange = CcxtExchange("binanceusdm", options=options, credentials=KEY, sleep=sleeps,
+                            settings=AdapterSettings(backoff=Backoff(0.01, 2.0, 0.1, 0.0)))
+    with pytest.raises(pe.RetryableExchangeError) as info:
+        await exchange.connect()
+    assert not isinstance(info.value, pe.AuthenticationError)
+    assert len(sleeps.delays) == AdapterSettings().rest_attempts - 1
+    assert exchange._ex is None
+
+
+async def test_rate_limited_connect_still_connects(server: BinanceServer) -> None:
+    server.faults.http_429 = 2
+    exchange = make(server)
+    await exchange.connect()
+    try:
+        assert BTC in exchange.markets()
+    finally:
+        await exchange.close()

@@ -213,9 +213,9 @@ class CcxtExchange:
                                  attempts=self._settings.rest_attempts,
                                  backoff=self._settings.backoff, sleep=self._sleep,
                                  what="credential check")
-            except pe.AuthenticationError:
-                raise
             except pe.ExchangeError as e:
+                if isinstance(e, pe.AuthenticationError) or e.retryable:
+                    raise  # a bad key, or the venue is unreachable: say exactly that
                 raise pe.AuthenticationError(
                     f"{self.id}: could not verify the API key ({e})") from e
         except BaseException:
