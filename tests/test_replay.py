@@ -132,3 +132,29 @@ def test_replay_is_deterministic(tmp_path):
     strip = [{k: v for k, v in r.items() if k != "inputs"} for r in a.actions]
     assert strip == [{k: v for k, v in r.items() if k != "inputs"} for r in b.actions]
     assert a.summary == b.summary
+
+
+def test_chandelier_stop_matches_an_independent_library_on_real_data():
+    """Every chandelier move equals HH(22) − 3·ATR(22) over the completed candles (ta)."""
+    pd = pytest.importorskip("pandas")
+    ta_vol = pytest.importorskip("ta.volatility")
+    from pmgui.exchange.csvdata import load_price_csv
+
+    data = load_price_csv(BTC_1H)
+    req = ReplayRequest(Side.LONG, data.candles[0].open, 1.0, 1.0, sl=1000.0, preset="manual",
+                        overrides={"trailing.enabled": True, "trailing.mode": "chandelier"},
+                        fee=0.0, symbol="BTC/USDT:USDT")
+    res = asyncio.run(run_replay(data, req))
+    moves = [a for a in res.actions if a["type"] == "move_sl"]
+    assert len(moves) > 10
+    df = pd.DataFrame([(c.ts, c.high, c.low, c.close) for c in data.candles],
+                      columns=["ts", "high", "low", "close"])
+    atr = ta_vol.AverageTrueRange(df.high, df.low, df.close, window=22).average_true_range()
+    hh = df.high.rolling(22).max()
+    level = hh - 3.0 * atr
+    by_ts = dict(zip(df.ts, level, strict=True))
+    starts = list(df.ts)
+    for m in moves:
+        # the tick's candle is the last start <= ts; indicators use the candle before it
+        k = max(i for i, t in enumerate(starts) if t <= m["ts"]) - 1
+        assert m["sl"] == pytest.approx(by_ts[starts[k]], rel=1e-9, abs=1e-6)

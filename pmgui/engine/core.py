@@ -127,7 +127,6 @@ class EngineCore:
         self._closing: dict[str, asyncio.Future] = {}
         self._candles: dict[str, deque[Candle]] = {}
         self._forming: dict[str, Candle] = {}
-        self._exchange_candles: set[str] = set()
         self._indicators: dict[tuple[str, IndicatorSpec], IndicatorSet] = {}
         self._protect_dirty: set[str] = set()
         self._protect_last: dict[str, float] = {}
@@ -240,7 +239,6 @@ class EngineCore:
         if not closed:
             self._forming[symbol] = candle
             return
-        self._exchange_candles.add(symbol)
         self._close_candle(symbol, candle)
 
     async def on_order_update(self, update: OrderUpdate) -> None:
@@ -249,12 +247,12 @@ class EngineCore:
     # ------------------------------------------------------------------ candles & indicators
 
     def _update_forming(self, tick: Tick) -> None:
+        """The still-forming candle, for the chart only. Completed candles (and so every
+        indicator) come from the venue's `on_candle`: a replayed hourly file must not be
+        cut into minutes by the engine."""
         tf = self.settings.candle_timeframe
         bucket = tick.ts - (tick.ts % tf)
         cur = self._forming.get(tick.symbol)
-        if cur is not None and bucket > cur.ts and tick.symbol not in self._exchange_candles:
-            self._close_candle(tick.symbol, cur)
-            cur = None
         if cur is None or bucket > cur.ts:
             cur = Candle(bucket, tick.price, tick.price, tick.price, tick.price, tick.volume)
         else:
