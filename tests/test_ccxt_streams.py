@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from pmgui.domain.enums import OrderSide, OrderStatus, OrderType
-from pmgui.domain.models import OrderRequest
+from pmgui.domain.models import Candle, OrderRequest, Tick
 from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
 from pmgui.exchange.credentials import Credentials
 from pmgui.exchange.retry import Backoff
@@ -276,3 +276,35 @@ async def test_late_child_order_events_do_not_duplicate_fills(
     assert fills[0].price == 49450.0
     assert all(u.order.type is OrderType.STOP_MARKET for u in sink.updates
                if u.order.client_id == "late-sl")
+
+
+async def test_candles_from_ticks_close_on_the_minute_and_prefer_the_venue_kline(
+        server: BinanceServer) -> None:
+    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                      credentials=Credentials("test-key", "s"), settings=FAST)
+    await ex.connect()
+    sink = RecordingSink()
+    try:
+        # ticks far in the past: the venue has no kline for that minute → built from ticks
+        for ts, price in ((120.0, 100.0), (130.0, 104.0), (150.0, 98.0), (110.0, 500.0),
+                          (185.0, 101.0)):
+            await ex._update_candle(sink, Tick(BTC, price, ts))
+        await asyncio.gather(*ex._background)
+        closed = [c for s, c, done in sink.candles if done]
+        assert closed == [Candle(120.0, 100.0, 104.0, 98.0, 98.0, 0.0)]  # late tick ignored
+        forming = [c for s, c, done in sink.candles if not done]
+        assert forming[-1] == Candle(180.0, 101.0, 101.0, 101.0, 101.0, 0.0)
+
+        # a minute the venue knows: its kline (true high/low) replaces the tick-built one
+        (venue,) = await ex.fetch_ohlcv(BTC, "1m", limit=1)
+        built = Candle(venue.ts, venue.close, venue.close, venue.close, venue.close, 0.0)
+        await ex._emit_closed_candle(sink, BTC, built)
+        assert sink.candles[-1] == (BTC, venue, True)
+        assert venue.high > venue.close > venue.low
+
+        server.faults.http_429 = 100  # unreachable: fall back to the tick-built candle
+        await ex._emit_closed_candle(sink, BTC, built)
+        assert sink.candles[-1] == (BTC, built, True)
+    finally:
+        server.faults.http_429 = 0
+        await ex.close()

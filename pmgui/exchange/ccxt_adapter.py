@@ -144,6 +144,7 @@ class CcxtExchange:
         self._stream_started_at: dict[str, float] = {}
         self._candles: dict[str, Candle] = {}
         self._last_price: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
         # orders
         self._requests: dict[str, OrderRequest] = {}  # client id → what pmgui asked for
         self._emitted: dict[str, tuple[Any, ...]] = {}  # order key → last emitted signature
@@ -836,7 +837,8 @@ class CcxtExchange:
                 await self._publish_connection()
                 await self._sleep(self._settings.supervisor_interval)
         finally:
-            tasks = [t for t in md_tasks.values()] + ([orders_task] if orders_task else [])
+            tasks = [*md_tasks.values(), *self._background] + \
+                ([orders_task] if orders_task else [])
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -935,10 +937,13 @@ class CcxtExchange:
         start = math.floor(tick.ts / 60.0) * 60.0
         cur = self._candles.get(tick.symbol)
         if cur is not None and start > cur.ts:
-            closed = cur
-            await self._deliver("a candle", lambda: sink.on_candle(tick.symbol, closed, True))
+            task = asyncio.create_task(self._emit_closed_candle(sink, tick.symbol, cur))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
             cur = None
-        if cur is None or start < cur.ts:
+        if cur is not None and start < cur.ts:
+            return  # a late tick of a finished minute: the candle is already closed
+        if cur is None:
             cur = Candle(start, tick.price, tick.price, tick.price, tick.price, tick.volume)
         else:
             cur = Candle(cur.ts, cur.open, max(cur.high, tick.price), min(cur.low, tick.price),
@@ -946,6 +951,36 @@ class CcxtExchange:
         self._candles[tick.symbol] = cur
         live = cur
         await self._deliver("a candle", lambda: sink.on_candle(tick.symbol, live, False))
+
+    async def _emit_closed_candle(self, sink: ExchangeSink, symbol: str,
+                                  built: Candle) -> None:
+        """Deliver a finished minute, preferring the exchange's own candle.
+
+        Ticks sampled from a ticker stream miss intrabar extremes, which would understate
+        ATR and volatility; the venue's kline has the true high/low. The tick-built candle
+        is the fallback when the venue has no candles or cannot be reached.
+        """
+        candle = built
+        ex = self._ex
+        if ex is not None and self.capabilities.fetch_ohlcv:
+            try:
+                rows = await ex.fetch_ohlcv(symbol, "1m", None, 3)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("%s: candle %s from ticks (%s)", self.id, symbol,
+                         map_error(exc, self.id))
+                rows = []
+            for r in rows or []:
+                vals = [_f(v) for v in r[:6]]
+                if len(vals) >= 5 and vals[0] is not None and \
+                        abs(vals[0] / 1000.0 - built.ts) < 1e-6 and \
+                        all(v is not None and v > 0 for v in vals[1:5]):
+                    o, h, lo, c = (float(v) for v in vals[1:5])  # type: ignore[arg-type]
+                    vol = vals[5] if len(vals) > 5 and vals[5] is not None else built.volume
+                    candle = Candle(built.ts, o, max(h, o, c), min(lo, o, c), c, vol)
+                    break
+        await self._deliver("a candle", lambda: sink.on_candle(symbol, candle, True))
 
     async def _poll_if_stale(self, symbol: str, now: float) -> None:
         last = self._last_price_at.get(symbol)
