@@ -249,7 +249,6 @@ class BinanceServer:
         self._subs: dict[web.WebSocketResponse, set[str]] = {}
         self._user_ws: set[web.WebSocketResponse] = set()
         self._listen_keys: set[str] = set()
-        self._delayed: set[asyncio.Task[Any]] = set()
         self._held: list[dict[str, Any]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -263,7 +262,9 @@ class BinanceServer:
         app.router.add_route("GET", "/{category}/ws/{stream}", self._ws)
         app.router.add_route("GET", "/ws", self._ws)
         app.router.add_route("GET", "/ws/{stream}", self._ws)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        # a short shutdown timeout: a test that left a delayed response hanging must not
+        # make stop() wait for it
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -276,8 +277,6 @@ class BinanceServer:
     async def stop(self) -> None:
         for ws in list(self._market_ws | self._user_ws):
             await ws.close()
-        for task in list(self._delayed):
-            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
