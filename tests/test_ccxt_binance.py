@@ -440,3 +440,12 @@ async def test_rate_limited_connect_still_connects(server: BinanceServer) -> Non
         assert BTC in exchange.markets()
     finally:
         await exchange.close()
+
+
+async def test_hedge_mode_account_is_refused_with_a_clear_message(
+        server: BinanceServer) -> None:
+    server.state.hedge_mode = True
+    exchange = make(server)
+    with pytest.raises(pe.ExchangeError, match="one-way"):
+        await exchange.connect()
+    assert exchange._ex is None

@@ -209,6 +209,7 @@ class CcxtExchange:
                              what="load_markets")
             self._load_markets(ex)
             self.capabilities = self._capabilities(ex)
+            await self._check_position_mode(ex)
             try:
                 await retry_call(ex.fetch_balance, exchange_id=self.id,
                                  attempts=self._settings.rest_attempts,
@@ -225,6 +226,25 @@ class CcxtExchange:
         log.info("connected to %s%s: %d markets; missing: %s", self.id,
                  " (demo)" if self.demo else "", len(self._markets),
                  ", ".join(self.capabilities.missing) or "nothing")
+
+    async def _check_position_mode(self, ex: Any) -> None:
+        """pmgui manages one-way positions; a hedge-mode account would reject its orders.
+
+        Checked where ccxt can tell (Binance); elsewhere the orders' own errors speak.
+        """
+        if not (self.is_binance and ex.has.get("fetchPositionMode")):
+            return
+        try:
+            mode = await self._rest(lambda: ex.fetch_position_mode(None), "position mode")
+        except pe.ExchangeError as e:
+            if e.retryable:
+                raise
+            log.warning("%s: position mode unknown (%s)", self.id, e)
+            return
+        if (mode or {}).get("hedged"):
+            raise pe.ExchangeError(
+                f"{self.id}: the account is in hedge (dual-side) position mode; pmgui "
+                "manages one-way positions. Switch the futures account to one-way mode.")
 
     def _required(self, ex: Any) -> list[str]:
         req = getattr(ex, "requiredCredentials", {}) or {}

@@ -175,6 +175,7 @@ class ExchangeState:
     wallet: Decimal = Decimal("10000")
     asset: str = "USDT"
     api_keys: set[str] = field(default_factory=lambda: {"test-key"})
+    hedge_mode: bool = False  # dual-side position mode (pmgui requires one-way)
 
     @classmethod
     def default(cls) -> ExchangeState:
@@ -400,6 +401,7 @@ class BinanceServer:
             ("GET", "v2", "positionRisk"): self._priv_position_risk_v2,
             ("GET", "v3", "positionRisk"): self._priv_position_risk,
             ("POST", "v1", "leverage"): self._priv_set_leverage,
+            ("GET", "v1", "positionSide/dual"): self._priv_position_mode,
             ("POST", "v1", "order"): self._priv_create_order,
             ("GET", "v1", "order"): self._priv_get_order,
             ("DELETE", "v1", "order"): self._priv_cancel_order,
@@ -596,6 +598,9 @@ class BinanceServer:
                  "crossWalletBalance": _s(st.wallet), "crossUnPnl": _s(st.total_unrealized()),
                  "availableBalance": _s(st.available()), "maxWithdrawAmount": _s(st.available()),
                  "marginAvailable": True, "updateTime": _ms()}]
+
+    async def _priv_position_mode(self, params: dict[str, str]) -> dict[str, Any]:
+        return {"dualSidePosition": self.state.hedge_mode}
 
     async def _priv_set_leverage(self, params: dict[str, str]) -> dict[str, Any]:
         m = self._market(params)
