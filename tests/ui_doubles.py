@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pmgui.domain.enums import ActionType, Protection, Reason, Side, StopKind
-from pmgui.domain.models import Action, Candle, Market, Position
+from pmgui.domain.models import Action, Candle, Market, Position, Scalar
 from pmgui.domain.money import position_pnl, position_r, position_roi
-from pmgui.engine.commands import Command, CommandResult
+from pmgui.engine.commands import Command, CommandResult, SetSymbolRules
 from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
 from pmgui.engine.outbox import Outbox
+from pmgui.rules.params import resolve_params
 
 T0 = 1_763_700_000.0  # a fixed wall-clock origin for deterministic ages
 
@@ -40,6 +41,10 @@ class EngineDouble:
     hold: bool = False
     held: list[concurrent.futures.Future] = field(default_factory=list)
     db: Path | None = None
+    # {symbol: (preset, overrides)} as EngineCore.symbol_rules() returns it
+    rules: dict[str, tuple[str, dict[str, Scalar]]] = field(
+        default_factory=lambda: {m.symbol: ("guardian", {}) for m in (BTC, ETH, SOL)})
+    default_preset: str = "guardian"
 
     def submit(self, cmd: Command) -> concurrent.futures.Future:
         self.submitted.append(cmd)
@@ -48,8 +53,32 @@ class EngineDouble:
             self.held.append(fut)
             return fut
         try:
-            fut.set_result(self.answer(cmd) if self.answer else CommandResult(True, "ok"))
+            if self.answer is not None:
+                fut.set_result(self.answer(cmd))
+            elif isinstance(cmd, SetSymbolRules):
+                fut.set_result(self._set_symbol_rules(cmd))
+            else:
+                fut.set_result(CommandResult(True, "ok"))
         except Exception as e:  # the engine's typed errors travel in the future
+            fut.set_exception(e)
+        return fut
+
+    def _set_symbol_rules(self, cmd: SetSymbolRules) -> CommandResult:
+        """What the engine does: validate with the real resolver, then remember."""
+        preset = cmd.preset or self.default_preset
+        resolve_params(preset, dict(cmd.overrides))  # raises ValidationError
+        self.rules[cmd.symbol] = (preset, dict(cmd.overrides))
+        return CommandResult(True, f"{cmd.symbol}: new positions use preset {preset}")
+
+    def symbol_rules(self) -> dict[str, tuple[str, dict[str, Scalar]]]:
+        return {s: (p, dict(o)) for s, (p, o) in sorted(self.rules.items())}
+
+    def query(self, fn: Callable[[EngineDouble], object]) -> concurrent.futures.Future:
+        """Runs `fn(self)` at once (the double is its own core)."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            fut.set_result(fn(self))
+        except Exception as e:
             fut.set_exception(e)
         return fut
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pmgui.domain.errors import AuthenticationError
+from pmgui.domain.errors import AuthenticationError, PmguiError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +111,87 @@ def load_credentials(exchange_id: str,
         raise AuthenticationError(f"{missing} is not set: both {ENV_KEY} and {ENV_SECRET} are "
                                   "required")
     return Credentials(key, secret, env.get(ENV_PASSWORD) or None, source="env")
+
+
+class KeyringUnavailable(PmguiError):
+    """The OS keyring cannot be used (no backend, locked, disabled); the message says why."""
+
+
+def _backend(backend: object | None, environ: Mapping[str, str] | None) -> object:
+    """The keyring backend to write to: the given one, else the OS default.
+
+    PMGUI_NO_KEYRING=1 disables the default (tests and headless set-ups must never touch
+    the user's keyring); an explicitly passed backend is always used.
+    """
+    if backend is not None:
+        return backend
+    env = os.environ if environ is None else environ
+    if env.get(ENV_NO_KEYRING, "") in ("1", "true", "yes"):
+        raise KeyringUnavailable(f"the OS keyring is disabled ({ENV_NO_KEYRING} is set); use "
+                                 f"{ENV_KEY} / {ENV_SECRET} instead")
+    try:
+        import keyring
+    except ImportError:  # pragma: no cover - keyring is a declared dependency
+        raise KeyringUnavailable("the keyring package is not installed") from None
+    return keyring.get_keyring()
+
+
+def _keyring_failure(action: str, e: Exception) -> KeyringUnavailable:
+    from keyring.errors import NoKeyringError
+
+    if isinstance(e, NoKeyringError):
+        return KeyringUnavailable(
+            f"no OS keyring is available to {action} the API key (install/unlock a Secret "
+            f"Service, KWallet, macOS Keychain or Windows Credential Locker), or set "
+            f"{ENV_KEY} / {ENV_SECRET} in the environment instead")
+    # the type only: a backend's message might echo what it was given
+    return KeyringUnavailable(f"the OS keyring could not {action} the API key "
+                              f"({type(e).__name__})")
+
+
+def store_credentials(exchange_id: str, creds: Credentials, *, backend: object | None = None,
+                      environ: Mapping[str, str] | None = None) -> None:
+    """Save `creds` for `exchange_id` in the keyring as the JSON `load_credentials` reads.
+
+    Raises KeyringUnavailable when there is no usable keyring (nothing is written then) and
+    ValidationError for an empty exchange id. Secrets never appear in a message or log.
+    """
+    if not exchange_id or not exchange_id.strip():
+        raise ValidationError("the exchange id must not be empty", field="exchange")
+    kr = _backend(backend, environ)
+    payload = {"apiKey": creds.api_key, "secret": creds.secret}
+    if creds.password:
+        payload["password"] = creds.password
+    try:
+        kr.set_password(KEYRING_SERVICE, exchange_id, json.dumps(payload))  # type: ignore[attr-defined]
+    except Exception as e:
+        raise _keyring_failure("store", e) from None
+    log.info("API credentials for %s stored in the OS keyring", exchange_id)
+
+
+def delete_credentials(exchange_id: str, *, backend: object | None = None,
+                       environ: Mapping[str, str] | None = None) -> bool:
+    """Remove the keyring entry of `exchange_id`; False when there was none."""
+    from keyring.errors import PasswordDeleteError
+
+    kr = _backend(backend, environ)
+    try:
+        if kr.get_password(KEYRING_SERVICE, exchange_id) is None:  # type: ignore[attr-defined]
+            return False
+        kr.delete_password(KEYRING_SERVICE, exchange_id)  # type: ignore[attr-defined]
+    except PasswordDeleteError:
+        return False
+    except Exception as e:
+        raise _keyring_failure("delete", e) from None
+    log.info("API credentials for %s removed from the OS keyring", exchange_id)
+    return True
+
+
+def credentials_stored(exchange_id: str, *, backend: object | None = None,
+                       environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the keyring holds an entry for `exchange_id` (its content is not returned)."""
+    kr = _backend(backend, environ)
+    try:
+        return kr.get_password(KEYRING_SERVICE, exchange_id) is not None  # type: ignore[attr-defined]
+    except Exception as e:
+        raise _keyring_failure("read", e) from None

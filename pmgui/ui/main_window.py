@@ -7,6 +7,7 @@ computes trading state of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryData, HistoryPanel
 from pmgui.ui.positions_model import ID_ROLE, PositionsModel, PositionsProxy
 from pmgui.ui.runner import CommandRunner
-from pmgui.ui.theme import Theme, apply_theme, make_theme, tabular_font
+from pmgui.ui.settings_dialog import SettingsDialog
+from pmgui.ui.theme import THEMES, Theme, apply_theme, make_theme, tabular_font
 
 MAX_LOG_ROWS = 2000
 STALE_AFTER = 5.0  # seconds: DESIGN §4 max_price_age (live)
@@ -87,7 +89,17 @@ class UiSettings:
     red_up: bool = False
     confirm_drags: bool = False
     drag_modifier: bool = False  # require Shift to drag SL/TP lines
+    sound_alerts: bool = False  # beep on closes and emergency stops
     stale_after: float = STALE_AFTER
+
+
+# QSettings keys of the persisted UiSettings fields (the layout's file, group "ui")
+_PERSISTED = ("theme", "colour_blind", "red_up", "confirm_drags", "drag_modifier",
+              "sound_alerts")
+
+
+def _is_emergency(reason: str | None) -> bool:
+    return bool(reason) and str(reason).startswith("emergency_stop")
 
 
 class MainWindow(QMainWindow):
@@ -121,6 +133,9 @@ class MainWindow(QMainWindow):
         self.alerts: list[str] = []  # close alerts raised this session (newest last)
         self._tray: QSystemTrayIcon | None = None
         self._qsettings = qsettings
+        self.keyring_backend: object | None = None  # None: the OS keyring (tests inject one)
+        self.settings_dialog: SettingsDialog | None = None
+        self.sounds = 0  # alert sounds played this session
 
         # table
         self.model = PositionsModel(engine.market, theme=self.theme, clock=wall_clock)
@@ -266,6 +281,8 @@ class MainWindow(QMainWindow):
                                   "position", checkable=True)
         self.act_help = act("shortcutsHelp", "Shortcuts", self.show_shortcuts, "F1",
                             "Keyboard shortcuts")
+        self.act_settings = act("openSettings", "Settings…", self.open_settings, "Ctrl+,",
+                                "Exchange credentials, presets per symbol, behaviour")
         self.act_theme = act("toggleTheme", "Light theme", self.toggle_theme, "Ctrl+T",
                              "Switch between dark and light themes")
         self.act_colour_blind = act("colourBlind", "Colour-blind-safe palette",
@@ -287,7 +304,8 @@ class MainWindow(QMainWindow):
         self.act_drag_modifier.setChecked(self.settings.drag_modifier)
 
         for a in (self.act_emergency, self.act_close_all, None, self.act_edit, self.act_order,
-                  self.act_automation, None, self.act_theme, self.act_help):
+                  self.act_automation, None, self.act_theme, self.act_settings,
+                  self.act_help):
             if a is None:
                 tb.addSeparator()
                 continue
@@ -300,6 +318,8 @@ class MainWindow(QMainWindow):
         for a in (self.act_colour_blind, self.act_red_up, self.act_confirm_drags,
                   self.act_drag_modifier):
             options.addAction(a)
+        options.addSeparator()
+        options.addAction(self.act_settings)
         btn = QToolButton()
         btn.setObjectName("optionsButton")
         btn.setText("Options")
@@ -312,6 +332,8 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         sb.setObjectName("statusBar")
+        self.critical_alert = False
+        sb.messageChanged.connect(self._status_message_changed)
 
         def label(name: str, tip: str) -> QLabel:
             lab = QLabel()
@@ -387,7 +409,11 @@ class MainWindow(QMainWindow):
         self._closed_ok.discard(p.id)
         reason = p.exit_reason or "closed"
         price = fmt_price(p.exit_price, self.engine.market(p.symbol))
-        self.notify(f"{p.symbol} {_side(p.side)} closed ({reason}) at {price}", alert=True)
+        if _is_emergency(reason):
+            self.notify(f"⚠ EMERGENCY STOP: {p.symbol} {_side(p.side)} closed ({reason}) at "
+                        f"{price}", alert=True, critical=True, timeout_ms=60_000)
+        else:
+            self.notify(f"{p.symbol} {_side(p.side)} closed ({reason}) at {price}", alert=True)
         if self._second.isActive():  # live window: the engine has just written the close
             QTimer.singleShot(500, self.history.refresh)
         if was_shown:
@@ -528,23 +554,52 @@ class MainWindow(QMainWindow):
             lab.setText(f"✖ {name}: DISCONNECTED")
             lab.setStyleSheet(f"color: {self.theme.warning}; font-weight: bold;")
 
-    def notify(self, text: str, *, alert: bool = False, timeout_ms: int = 15000) -> None:
-        """Say something in the status bar (and, for alerts, as a desktop notification)."""
-        self.statusBar().showMessage(text, timeout_ms)
+    def notify(self, text: str, *, alert: bool = False, critical: bool = False,
+               timeout_ms: int = 15000) -> None:
+        """Say something in the status bar; alerts also go to the desktop (tray) and, when
+        the sound setting is on, beep. Critical alerts (emergency stops) highlight the status
+        bar until the message goes away."""
+        sb = self.statusBar()
+        self.critical_alert = critical
+        self._style_status_bar()
+        sb.showMessage(text, timeout_ms)
         self.statusMessage.emit(text)
-        if alert:
-            self._desktop_alert(text)
+        if alert or critical:
+            self._desktop_alert(text, critical=critical)
 
-    def _desktop_alert(self, text: str) -> None:
-        """A desktop notification through the system tray, where the platform has one."""
+    def _style_status_bar(self) -> None:
+        if getattr(self, "critical_alert", False):
+            fg = "#ffffff"
+            bg = "#b31d28" if self.theme.dark else "#cf222e"
+            self.statusBar().setStyleSheet(
+                f"QStatusBar {{ background: {bg}; color: {fg}; font-weight: bold; }}")
+        else:
+            self.statusBar().setStyleSheet("")
+
+    def _status_message_changed(self, text: str) -> None:
+        if not text and getattr(self, "critical_alert", False):
+            self.critical_alert = False
+            self._style_status_bar()
+
+    def _desktop_alert(self, text: str, *, critical: bool = False) -> None:
+        """A desktop notification through the system tray where the platform has one, and
+        a sound (QApplication.beep: QtMultimedia is not a dependency) when enabled."""
         self.alerts.append(text)
+        if self.settings.sound_alerts:
+            self.sounds += 1
+            QApplication.beep()
+            if critical:  # a stronger alert: a second beep
+                QApplication.beep()
         if not QSystemTrayIcon.isSystemTrayAvailable():
             return
         if self._tray is None:
             self._tray = QSystemTrayIcon(self.windowIcon(), self)
             self._tray.setToolTip("pmgui")
             self._tray.show()
-        self._tray.showMessage("pmgui", text, QSystemTrayIcon.MessageIcon.Information, 8000)
+        icon = (QSystemTrayIcon.MessageIcon.Critical if critical
+                else QSystemTrayIcon.MessageIcon.Information)
+        self._tray.showMessage("pmgui — EMERGENCY STOP" if critical else "pmgui", text, icon,
+                               30_000 if critical else 8000)
 
     # -- selection ---------------------------------------------------------------------------
     def selected_position_id(self) -> str | None:
@@ -775,6 +830,43 @@ class MainWindow(QMainWindow):
 
         self.runner.submit(SetPreset(p.id, name), done, key=("preset", p.id))
 
+    def open_settings(self) -> SettingsDialog:
+        """The Settings dialog (one at a time: a second request raises the open one)."""
+        dlg = self.settings_dialog
+        if dlg is not None and dlg.isVisible():
+            dlg.raise_()
+            dlg.activateWindow()
+            return dlg
+        dlg = SettingsDialog(self.engine, self.settings, self.apply_settings, self._send,
+                             keyring_backend=self.keyring_backend,
+                             error_colour=self.theme.sl, parent=self)
+        self.settings_dialog = dlg
+        dlg.open()
+        return dlg
+
+    def apply_settings(self, new: UiSettings) -> None:
+        """Apply behaviour settings live (theme, palette, drags, sound) and persist them."""
+        if new.theme not in THEMES:
+            raise ValueError(f"unknown theme {new.theme!r}")
+        self.settings = dataclasses.replace(new)
+        for act, on in ((self.act_colour_blind, new.colour_blind), (self.act_red_up, new.red_up),
+                        (self.act_confirm_drags, new.confirm_drags),
+                        (self.act_drag_modifier, new.drag_modifier)):
+            act.blockSignals(True)
+            act.setChecked(on)
+            act.blockSignals(False)
+        self._drag_options_changed()
+        self.apply_theme(make_theme(new.theme, colour_blind=new.colour_blind,
+                                    red_up=new.red_up))
+        if self._qsettings is not None:
+            self.persist_settings(self._qsettings)
+
+    def persist_settings(self, qs: QSettings) -> None:
+        """The behaviour settings, in the layout's file (no secrets ever go here)."""
+        for name in _PERSISTED:
+            qs.setValue(f"ui/{name}", getattr(self.settings, name))
+        qs.sync()
+
     def show_shortcuts(self) -> None:
         dlg = ShortcutsDialog(self.actions(), self)
         self.dialog = dlg
@@ -839,10 +931,7 @@ class MainWindow(QMainWindow):
         qs.setValue("window/geometry", self.saveGeometry())
         qs.setValue("window/state", self.saveState())
         qs.setValue("table/header", self.table.horizontalHeader().saveState())
-        qs.setValue("ui/colour_blind", self.settings.colour_blind)
-        qs.setValue("ui/red_up", self.settings.red_up)
-        qs.setValue("ui/drag_modifier", self.settings.drag_modifier)
-        qs.sync()
+        self.persist_settings(qs)
 
     def restore_layout(self, qs: QSettings) -> bool:
         """Apply a saved layout; unknown or damaged values are ignored, never fatal."""
@@ -858,12 +947,20 @@ class MainWindow(QMainWindow):
             restored = True
             if 0 <= hdr.sortIndicatorSection() < self.model.columnCount():
                 self.table.sortByColumn(hdr.sortIndicatorSection(), hdr.sortIndicatorOrder())
+        # settings chosen in the app win over the config file's (as symbol rules do)
+        theme = qs.value("ui/theme")
+        if theme in THEMES:
+            self.settings.theme = str(theme)
         for key, act in (("ui/colour_blind", self.act_colour_blind),
                          ("ui/red_up", self.act_red_up),
+                         ("ui/confirm_drags", self.act_confirm_drags),
                          ("ui/drag_modifier", self.act_drag_modifier)):
             v = qs.value(key)
             if v is not None:
                 act.setChecked(str(v).lower() in ("true", "1"))
+        sound = qs.value("ui/sound_alerts")
+        if sound is not None:
+            self.settings.sound_alerts = str(sound).lower() in ("true", "1")
         self._drag_options_changed()
         self._palette_changed()
         return restored
@@ -879,6 +976,8 @@ class MainWindow(QMainWindow):
         if hasattr(self, "history"):
             self.history.set_theme(theme)
         self.act_theme.setText("Light theme" if theme.dark else "Dark theme")
+        if hasattr(self, "critical_alert"):
+            self._style_status_bar()
         danger = "#d73a49" if theme.dark else "#b31d28"
         self.toolbar.setStyleSheet(
             f"QToolButton#emergencyClose, QToolButton#closeAll {{ color: {danger}; "
