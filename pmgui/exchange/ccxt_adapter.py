@@ -341,7 +341,9 @@ class CcxtExchange:
             edit_orders=bool(h.get("editOrder")) and not self.is_binance,
             watch_tickers=watch_t,
             watch_orders=bool(h.get("watchOrders")),
-            watch_positions=bool(h.get("watchPositions")),
+            # the ExchangeSink has no position callback: positions are reconciled by REST,
+            # so the adapter does not claim a position stream even where ccxt has one
+            watch_positions=False,
             fetch_ohlcv=bool(h.get("fetchOHLCV")),
         )
         missing = []
