@@ -37,7 +37,7 @@ LINE_TITLES = {"entry": "Entry", "sl": "SL", "tp": "TP", "trailing": "Trail",
 MAX_MARKERS = 500
 # Where along the line each label sits (fraction of the view width), so labels of nearby
 # levels (entry vs. last price, SL vs. trailing) do not cover each other.
-LABEL_POSITIONS = {"entry": 0.02, "liquidation": 0.02, "trailing": 0.45, "sl": 0.84,
+LABEL_POSITIONS = {"entry": 0.02, "liquidation": 0.02, "trailing": 0.22, "sl": 0.84,
                    "tp": 0.84, "last": 0.995}
 
 

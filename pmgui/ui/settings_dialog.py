@@ -128,7 +128,7 @@ class SettingsDialog(QDialog):
         lay.addWidget(buttons)
 
         self.refresh_credentials_state()
-        self._ask(lambda core: bool(getattr(getattr(core, "exchange", None), "demo", False)),
+        self._ask(lambda core: getattr(getattr(core, "exchange", None), "demo", None),
                   self._on_demo)
         self.load_rules()
 
@@ -224,13 +224,18 @@ class SettingsDialog(QDialog):
     def _on_demo(self, value: object, err: str | None) -> None:
         if self._engine.exchange_id == "paper":
             return
-        if err is not None:
-            self.demo_label.setText("unknown (the engine did not answer)")
+        if err is not None or not isinstance(value, bool):
+            self.demo_label.setText("unknown (the engine did not say)")
         else:
             self.demo_label.setText("on (demo / testnet)" if value else "off (LIVE trading)")
 
     def _cred_problem(self, message: str) -> None:
         self.cred_error.setText(f"✖ {message}")
+        self.cred_error.setStyleSheet(f"color: {self._error_colour};")
+
+    def _cred_note(self, message: str) -> None:
+        self.cred_error.setText(message)
+        self.cred_error.setStyleSheet("")
 
     def refresh_credentials_state(self) -> None:
         """Whether the keyring holds a key for this exchange; never its content."""
@@ -264,7 +269,7 @@ class SettingsDialog(QDialog):
         for e in (self.api_key_edit, self.secret_edit, self.password_edit):
             e.clear()
         self.refresh_credentials_state()
-        self.cred_error.setText("✔ Saved. Restart pmgui to use the new credentials.")
+        self._cred_note("✔ Saved. Restart pmgui to use the new credentials.")
         return True
 
     def remove_credentials(self) -> bool:
@@ -275,8 +280,7 @@ class SettingsDialog(QDialog):
             self._cred_problem(str(e))
             return False
         self.refresh_credentials_state()
-        self.cred_error.setText("✔ Removed from the keyring." if removed
-                                else "Nothing was stored.")
+        self._cred_note("✔ Removed from the keyring." if removed else "Nothing was stored.")
         return removed
 
     # -- presets ----------------------------------------------------------------------------
@@ -371,6 +375,9 @@ class SettingsDialog(QDialog):
         lab.setText(text)
         lab.setToolTip(text)
         lab.setStyleSheet("" if ok else f"color: {self._error_colour}; font-weight: bold;")
+        row = self._rows[symbol]  # room for a long reason, never less than the default
+        need = lab.heightForWidth(self.rules_table.columnWidth(3) - 8) + 8
+        self.rules_table.setRowHeight(row, max(28, need))
 
     def apply_rules(self) -> int:
         """Send SetSymbolRules for each changed row; returns how many were sent."""
