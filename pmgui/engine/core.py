@@ -69,6 +69,7 @@ from pmgui.engine.ids import is_ours, new_client_id, new_position_id
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings, SymbolRules
 from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, OrderUpdate
+from pmgui.exchange.retry import OrderStatusUnknown
 from pmgui.indicators import IndicatorSet, IndicatorSpec
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.policy import (
@@ -390,6 +391,10 @@ class EngineCore:
         self.orders[req.client_id] = order
         try:
             result = await self.exchange.create_order(req)
+        except OrderStatusUnknown:
+            # Maybe placed, maybe not: it stays PENDING in the journal and reconciliation
+            # looks it up by client id. Never re-sent, never assumed rejected.
+            raise
         except ExchangeError as exc:
             rejected = replace(order, status=OrderStatus.REJECTED, error=str(exc),
                                updated_at=self.clock())
