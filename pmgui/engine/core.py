@@ -1151,6 +1151,8 @@ class EngineCore:
         order = self.store.journal_order(req, now)
         try:
             result = await self.exchange.create_order(req)
+        except OrderStatusUnknown:
+            raise  # stays pending: reconciliation adopts the position if it was opened
         except ExchangeError as exc:
             self.store.save_order(replace(order, status=OrderStatus.REJECTED, error=str(exc)))
             raise
