@@ -75,6 +75,14 @@ def metrics_text(m: TradeMetrics, currency: str = "USDT") -> str:
     return " · ".join(parts)
 
 
+def equity_points(rows: tuple[tuple[float, float], ...]) -> tuple[list[float], list[float]]:
+    """Plottable (time, equity) points: finite, a real timestamp (an unset clock's 0 would
+    stretch the time axis back to 1970), in time order."""
+    pts = sorted((float(t), float(e)) for t, e in rows
+                 if is_num(t) and is_num(e) and t > 0)
+    return [t for t, _e in pts], [e for _t, e in pts]
+
+
 def _rate(v: float | None) -> str:
     return f"{v * 100:.0f}%" if is_num(v) else DASH
 
@@ -131,6 +139,8 @@ class HistoryPanel(QWidget):
         self.equity_plot.hideButtons()
         self.equity_plot.showGrid(x=True, y=True, alpha=0.15)
         self.equity_curve = self.equity_plot.plot([], [])
+        # room for "10,250"-wide labels: pyqtgraph leaves them out when they do not fit
+        self.equity_plot.getPlotItem().getAxis("left").setWidth(58)
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.setObjectName("historySplitter")
@@ -148,6 +158,11 @@ class HistoryPanel(QWidget):
         self._theme = theme
         self.equity_plot.setBackground(theme.base)
         self.equity_curve.setPen(pg.mkPen(theme.last, width=2))
+        pi = self.equity_plot.getPlotItem()
+        for name in ("bottom", "left"):  # readable on both themes, like the chart's axes
+            ax = pi.getAxis(name)
+            ax.setPen(pg.mkPen(theme.muted))
+            ax.setTextPen(pg.mkPen(theme.text))
         if self.data is not None:
             self._fill_table(self.data)
 
@@ -194,9 +209,9 @@ class HistoryPanel(QWidget):
         self.data = data
         self.metrics_label.setText(metrics_text(data.metrics))
         self._fill_table(data)
-        xs = [t for t, e in data.equity if is_num(t) and is_num(e)]
-        ys = [e for t, e in data.equity if is_num(t) and is_num(e)]
+        xs, ys = equity_points(data.equity)
         self.equity_curve.setData(xs, ys)
+        self.equity_plot.enableAutoRange()
         self.loaded.emit(data)
 
     def _fill_table(self, data: HistoryData) -> None:
