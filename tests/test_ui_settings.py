@@ -338,3 +338,42 @@ def test_emergency_stop_is_a_stronger_alert(qtbot, beeps):
     # the highlight goes with the message
     win.statusBar().clearMessage()
     assert not win.critical_alert and win.statusBar().styleSheet() == ""
+
+
+# -- the real engine thread ---------------------------------------------------------------------
+def test_presets_tab_against_the_real_engine_thread(qtbot, tmp_path):
+    """Queries and commands cross to the manager thread and back; the choice is stored."""
+    from pmgui.config import Config
+    from pmgui.engine.build import build_engine
+    from pmgui.engine.settings import EngineSettings
+
+    engine = build_engine(Config(engine=EngineSettings(demo_positions=False)),
+                          tmp_path / "pmgui.db")
+    engine.start()
+    try:
+        win = MainWindow(engine, start=False)
+        qtbot.addWidget(win)
+        dlg = win.open_settings()
+        # the answer crosses threads through a queued signal: it arrives in the GUI loop
+        qtbot.waitUntil(lambda: dlg.rules_table.rowCount() > 0, timeout=10_000)
+        assert dlg.demo_label.text() == "paper trading (simulated)"
+        symbols = [dlg.rules_table.item(r, 0).text() for r in range(dlg.rules_table.rowCount())]
+        assert BTC.symbol in symbols
+        dlg.preset_combo(BTC.symbol).setCurrentText("monitor")
+        dlg.overrides_edit(BTC.symbol).setText("stop_loss.pct=0.01, take_profit.pct=0.02")
+        with qtbot.waitSignal(dlg.rulesApplied, timeout=10_000) as ok:
+            assert dlg.apply_rules() == 1
+        assert ok.args == [BTC.symbol, True]
+        rules = engine.query(lambda core: core.symbol_rules()).result(10)
+        assert rules[BTC.symbol][0] == "monitor"
+        assert rules[BTC.symbol][1]["stop_loss.pct"] == 0.01
+        dlg.overrides_edit(BTC.symbol).setText("trailing.min=0.05, trailing.max=0.01")
+        with qtbot.waitSignal(dlg.rulesApplied, timeout=10_000) as bad:
+            dlg.apply_rules()
+        assert bad.args == [BTC.symbol, False]
+        assert "trailing.min" in dlg.row_status(BTC.symbol).text()
+        rules = engine.query(lambda core: core.symbol_rules()).result(10)
+        assert "trailing.min" not in rules[BTC.symbol][1]  # nothing changed
+    finally:
+        engine.stop()
+
