@@ -11,7 +11,7 @@ import pytest
 from keyring.backends import fail
 from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QApplication, QDialog, QLabel, QLineEdit
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QLineEdit, QPushButton
 
 from pmgui.domain.enums import Side
 from pmgui.engine.commands import SetSymbolRules
@@ -333,11 +333,16 @@ def test_emergency_stop_is_a_stronger_alert(qtbot, beeps):
     win.bridge.flush_now()
     msg = win.statusBar().currentMessage()
     assert msg.startswith("⚠ EMERGENCY STOP") and "emergency_stop_severe_loss" in msg
-    assert win.critical_alert and "background" in win.statusBar().styleSheet()
+    notice = win.findChild(QPushButton, "emergencyAlert")
+    assert win.critical_alert and notice.isVisible() and "background" in notice.styleSheet()
+    assert notice.text().startswith(msg)
     assert win.alerts[-1] == msg and len(beeps) == 2
-    # the highlight goes with the message
+    # a hover tip or the next message does not take the notice away; a click does
+    win.notify("Close the selected position at market")
     win.statusBar().clearMessage()
-    assert not win.critical_alert and win.statusBar().styleSheet() == ""
+    assert notice.isVisible()
+    qtbot.mouseClick(notice, Qt.MouseButton.LeftButton)
+    assert not win.critical_alert and not notice.isVisible()
 
 
 # -- the real engine thread ---------------------------------------------------------------------

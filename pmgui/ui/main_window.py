@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QPushButton,
     QSystemTrayIcon,
     QTableView,
     QTableWidget,
@@ -332,8 +333,17 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         sb.setObjectName("statusBar")
-        self.critical_alert = False
-        sb.messageChanged.connect(self._status_message_changed)
+        # Emergency stops: a permanent, highlighted notice that stays until clicked (a plain
+        # status message would be wiped by the next hover tip or message).
+        self.alert_button = QPushButton()
+        self.alert_button.setObjectName("emergencyAlert")
+        self.alert_button.setAccessibleName("Emergency stop alert (click to dismiss)")
+        self.alert_button.setFlat(True)
+        self.alert_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.alert_button.clicked.connect(self.dismiss_alert)
+        self.alert_button.hide()
+        self._critical: list[str] = []
+        sb.addPermanentWidget(self.alert_button, 1)
 
         def label(name: str, tip: str) -> QLabel:
             lab = QLabel()
@@ -559,27 +569,34 @@ class MainWindow(QMainWindow):
         """Say something in the status bar; alerts also go to the desktop (tray) and, when
         the sound setting is on, beep. Critical alerts (emergency stops) highlight the status
         bar until the message goes away."""
-        sb = self.statusBar()
-        self.critical_alert = critical
-        self._style_status_bar()
-        sb.showMessage(text, timeout_ms)
+        self.statusBar().showMessage(text, timeout_ms)
         self.statusMessage.emit(text)
+        if critical:
+            self._critical.append(text)
+            self.alert_button.setText(text + (f"   (+{len(self._critical) - 1} more)"
+                                              if len(self._critical) > 1 else "")
+                                      + "   ✕")
+            self.alert_button.setToolTip("\n".join(self._critical) + "\n\nClick to dismiss")
+            self._style_alert()
+            self.alert_button.show()
         if alert or critical:
             self._desktop_alert(text, critical=critical)
 
-    def _style_status_bar(self) -> None:
-        if getattr(self, "critical_alert", False):
-            fg = "#ffffff"
-            bg = "#b31d28" if self.theme.dark else "#cf222e"
-            self.statusBar().setStyleSheet(
-                f"QStatusBar {{ background: {bg}; color: {fg}; font-weight: bold; }}")
-        else:
-            self.statusBar().setStyleSheet("")
+    @property
+    def critical_alert(self) -> bool:
+        """An emergency-stop notice is showing (until the trader dismisses it)."""
+        return not self.alert_button.isHidden()
 
-    def _status_message_changed(self, text: str) -> None:
-        if not text and getattr(self, "critical_alert", False):
-            self.critical_alert = False
-            self._style_status_bar()
+    def dismiss_alert(self) -> None:
+        self._critical.clear()
+        self.alert_button.hide()
+
+    def _style_alert(self) -> None:
+        bg = "#b31d28" if self.theme.dark else "#cf222e"
+        self.alert_button.setStyleSheet(
+            f"QPushButton#emergencyAlert {{ background: {bg}; color: #ffffff; "
+            f"font-weight: bold; border: none; border-radius: 3px; padding: 2px 10px; "
+            f"text-align: left; }}")
 
     def _desktop_alert(self, text: str, *, critical: bool = False) -> None:
         """A desktop notification through the system tray where the platform has one, and
@@ -976,8 +993,8 @@ class MainWindow(QMainWindow):
         if hasattr(self, "history"):
             self.history.set_theme(theme)
         self.act_theme.setText("Light theme" if theme.dark else "Dark theme")
-        if hasattr(self, "critical_alert"):
-            self._style_status_bar()
+        if hasattr(self, "alert_button"):
+            self._style_alert()
         danger = "#d73a49" if theme.dark else "#b31d28"
         self.toolbar.setStyleSheet(
             f"QToolButton#emergencyClose, QToolButton#closeAll {{ color: {danger}; "
