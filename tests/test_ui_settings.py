@@ -125,6 +125,13 @@ def test_drag_options_from_settings_reach_the_chart(qtbot):
     click_box(qtbot, dlg.confirm_drags_box)
     assert win.chart.drag_modifier == Qt.KeyboardModifier.ShiftModifier
     assert win.settings.confirm_drags and win.act_confirm_drags.isChecked()
+    # and the other way round: the toolbar's theme switch shows in the open dialog
+    win.act_theme.trigger()
+    assert dlg.theme_combo.currentText() == "light" and win.theme.name == "light"
+    win.act_red_up.trigger()
+    assert dlg.red_up_box.isChecked()
+    click_box(qtbot, dlg.sound_box)  # a change in the dialog keeps the toolbar's choices
+    assert win.theme.name == "light" and win.settings.red_up and win.settings.sound_alerts
 
 
 def test_settings_opens_from_the_options_menu_once(qtbot):

@@ -942,6 +942,13 @@ class MainWindow(QMainWindow):
         self.chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
                                     if self.settings.drag_modifier
                                     else Qt.KeyboardModifier.NoModifier)
+        self._sync_settings_dialog()
+
+    def _sync_settings_dialog(self) -> None:
+        """Changes made from the toolbar/menu show in an open Settings dialog too."""
+        dlg = getattr(self, "settings_dialog", None)
+        if dlg is not None:
+            dlg.show_behaviour(self.settings)
 
     def save_layout(self, qs: QSettings) -> None:
         """Window geometry and docks, column widths and order, sorting, palette options."""
@@ -995,6 +1002,7 @@ class MainWindow(QMainWindow):
         self.act_theme.setText("Light theme" if theme.dark else "Dark theme")
         if hasattr(self, "alert_button"):
             self._style_alert()
+        self._sync_settings_dialog()
         danger = "#d73a49" if theme.dark else "#b31d28"
         self.toolbar.setStyleSheet(
             f"QToolButton#emergencyClose, QToolButton#closeAll {{ color: {danger}; "

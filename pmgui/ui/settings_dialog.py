@@ -452,6 +452,23 @@ class SettingsDialog(QDialog):
         lay.addStretch(1)
         return w
 
+    def show_behaviour(self, settings: UiSettings) -> None:
+        """Reflect settings changed elsewhere (toolbar, menu) without re-applying them."""
+        self._settings = dataclasses.replace(settings)
+        pairs = ((self.colour_blind_box, settings.colour_blind), (self.red_up_box, settings.red_up),
+                 (self.confirm_drags_box, settings.confirm_drags),
+                 (self.drag_modifier_box, settings.drag_modifier),
+                 (self.sound_box, settings.sound_alerts))
+        for w in (self.theme_combo, *(b for b, _ in pairs)):
+            w.blockSignals(True)
+        try:
+            self.theme_combo.setCurrentText(settings.theme)
+            for b, on in pairs:
+                b.setChecked(on)
+        finally:
+            for w in (self.theme_combo, *(b for b, _ in pairs)):
+                w.blockSignals(False)
+
     def _behaviour_changed(self) -> None:
         self._settings = dataclasses.replace(
             self._settings, theme=self.theme_combo.currentText(),
