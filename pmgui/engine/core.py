@@ -821,7 +821,9 @@ class EngineCore:
             notes.append(f"positions unavailable: {exc}")
             remote = None
         if remote is not None:
-            notes += await self._reconcile_positions(remote)
+            position_notes = await self._reconcile_positions(remote)
+        else:
+            position_notes = []
         try:
             open_remote = await self.exchange.fetch_open_orders()
         except ExchangeError:
@@ -842,12 +844,14 @@ class EngineCore:
                     notes.append(f"orphaned order {o.client_id} not cancelled: {exc}")
         for note in notes:
             self._log_reconcile(note)
+        notes += position_notes
         if not startup:
             for pid in list(self.positions):
                 await self._sync_protection(pid, force=True)
         return notes
 
     async def _reconcile_positions(self, remote: list[ExchangePosition]) -> list[str]:
+        """Notes returned here are journaled already (on their position)."""
         notes: list[str] = []
         by_key = {(r.symbol, r.side): r for r in remote if r.qty > 0}
         for pos in list(self.positions.values()):
@@ -857,21 +861,45 @@ class EngineCore:
                 closed = pos.evolve(status=PositionStatus.CLOSED, qty=0.0, closed_at=self.clock(),
                                     exit_price=price, exit_reason=Reason.RECONCILE.value)
                 self._set(closed)
-                notes.append(f"{pos.symbol} {pos.side.value} was closed outside pmgui")
+                note = f"{pos.symbol} {pos.side.value} was closed outside pmgui"
+                self._journal_reconcile(ActionType.CLOSE, pos, note, price, pos.qty)
+                notes.append(note)
                 await self._finish_close(closed)
                 continue
             market = self._market(pos.symbol)
             if abs(r.qty - pos.qty) > market.amount_step / 2:
-                notes.append(f"{pos.symbol} {pos.side.value} quantity {pos.qty:g} → {r.qty:g} "
-                             "(changed outside pmgui)")
-                self._set(pos.evolve(qty=r.qty, entry=r.entry or pos.entry))
+                note = (f"{pos.symbol} {pos.side.value} quantity {pos.qty:g} → {r.qty:g} "
+                        "(changed outside pmgui)")
+                if r.qty < pos.qty:  # the tranches shrink with it, oldest first
+                    tranches = reduce_tranches(pos.tranches, pos.qty - r.qty)
+                else:
+                    tranches = (*pos.tranches, Tranche(
+                        f"reconcile-{int(self.clock() * 1000):x}", r.qty - pos.qty,
+                        r.entry or pos.entry, self.clock(), pos.sl, pos.tp, "adopted"))
+                self._journal_reconcile(
+                    ActionType.REDUCE if r.qty < pos.qty else ActionType.ADD, pos, note,
+                    self._price(pos.symbol) or pos.entry, abs(pos.qty - r.qty))
+                notes.append(note)
+                self._set(pos.evolve(qty=r.qty, entry=r.entry or pos.entry, tranches=tranches))
+                # the protective orders are re-sized by the sync that follows reconciliation
+                self._protect_dirty.add(pos.id)
             if r.liquidation and r.liquidation != pos.liquidation:
                 self._set(self.positions[pos.id].evolve(liquidation=r.liquidation))
         for r in by_key.values():
-            pos = self._adopt(r)
-            notes.append(f"adopted {r.symbol} {r.side.value} {r.qty:g} @ {r.entry:g} "
-                         f"(preset {pos.preset})")
+            pos = self._adopt(r)  # journals its own OPEN action
+            log.info("reconcile: adopted %s %s %g @ %g (preset %s)", r.symbol, r.side.value,
+                     r.qty, r.entry, pos.preset)
         return notes
+
+    def _journal_reconcile(self, kind: ActionType, pos: Position, note: str, price: float,
+                           qty: float) -> None:
+        """A discrepancy with the exchange that changed a position: journaled on that
+        position (the history shows why its quantity changed or why it closed)."""
+        log.warning("reconcile: %s", note)
+        action = Action(kind, Reason.RECONCILE, pos.id, price, qty=qty, rule="reconcile",
+                        ts=self.clock(), inputs=frozen_map({"note": note}))
+        self.store.record_action(action, symbol=pos.symbol)
+        self.outbox.publish(ActionTaken(action, pos.symbol, True, note))
 
     async def adopt(self, r: ExchangePosition, *, sl: float | None = None,
                     tp: float | None = None, preset: str | None = None,
@@ -914,6 +942,9 @@ class EngineCore:
             pos = pos.evolve(liquidation=money.liquidation_price(
                 pos.side, pos.entry, pos.leverage, self._market(pos.symbol).mmr))
         pos = self._with_default_targets(pos)
+        pos = pos.evolve(tranches=tuple(
+            replace(t, sl=pos.sl if t.sl is None else t.sl, tp=pos.tp if t.tp is None else t.tp)
+            for t in pos.tranches))
         self._set(pos)
         action = Action(ActionType.OPEN, reason, pos.id, r.entry, qty=r.qty, sl=pos.sl, tp=pos.tp,
                         rule="reconcile" if reason is Reason.RECONCILE else "manual", ts=now)
