@@ -134,6 +134,9 @@ class EngineCore:
         self._saved_at: dict[str, float] = {}
         self._reduce_flags: dict[str, frozenset[str]] = {}
         self._stale_reported: set[str] = set()  # client id → the action's flags
+        self._cancelling: set[str] = set()  # client ids pmgui is cancelling right now
+        self._creating: set[str] = set()  # client ids whose create call is in flight
+        self._protect_failing: dict[tuple[str, OrderRole], str] = {}  # → last error told
         self._connection = ConnectionState(False, False, "connecting")
         self._balance: tuple[float, float, str] | None = None
         self.started = False
@@ -389,11 +392,13 @@ class EngineCore:
         if req.position_id:
             self.store.link_order(req.position_id, req.client_id, req.role)
         self.orders[req.client_id] = order
+        self._creating.add(req.client_id)
         try:
             result = await self.exchange.create_order(req)
         except OrderStatusUnknown:
-            # Maybe placed, maybe not: it stays PENDING in the journal and reconciliation
-            # looks it up by client id. Never re-sent, never assumed rejected.
+            # Maybe placed, maybe not: it stays PENDING in the journal and is looked up by
+            # client id (`_resolve_pending`, reconciliation). Never re-sent blindly, never
+            # assumed rejected.
             raise
         except ExchangeError as exc:
             rejected = replace(order, status=OrderStatus.REJECTED, error=str(exc),
@@ -402,20 +407,29 @@ class EngineCore:
             self.orders.pop(req.client_id, None)
             self.outbox.publish(OrderSnapshot(rejected))
             raise
+        finally:
+            self._creating.discard(req.client_id)
         await self._apply_order(result, ())
         return self.orders.get(req.client_id) or result
 
     async def _cancel(self, order: Order) -> None:
+        # While our cancel is in flight, the stream's CANCELED for this order is ours, not
+        # a protective order disappearing behind pmgui's back.
+        self._cancelling.add(order.client_id)
         try:
-            result = await self.exchange.cancel_order(order)
-        except ExchangeError as exc:
-            # Already gone (filled or cancelled): the exchange's word decides.
-            found = await self.exchange.fetch_order_by_client_id(order.client_id, order.symbol)
-            if found is None or not found.status.is_final:
-                raise
-            result = found
-            log.info("cancel %s: %s", order.client_id, exc)
-        await self._apply_order(result, ())
+            try:
+                result = await self.exchange.cancel_order(order)
+            except ExchangeError as exc:
+                # Already gone (filled or cancelled): the exchange's word decides.
+                found = await self.exchange.fetch_order_by_client_id(order.client_id,
+                                                                     order.symbol)
+                if found is None or not found.status.is_final:
+                    raise
+                result = found
+                log.info("cancel %s: %s", order.client_id, exc)
+            await self._apply_order(result, ())
+        finally:
+            self._cancelling.discard(order.client_id)
 
     async def _apply_order(self, order: Order, fills: Iterable[Fill],
                            synthesize: bool = False) -> None:
@@ -452,12 +466,34 @@ class EngineCore:
         else:
             self.orders[merged.client_id] = merged
         self.outbox.publish(OrderSnapshot(merged))
+        if merged.status.is_final and not known.status.is_final and merged.filled <= EPS \
+                and merged.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT) \
+                and merged.client_id not in self._cancelling:
+            self._protective_order_lost(merged)
         if delta > EPS and price is not None and merged.position_id:
             if fee is None:
                 fee = delta * price * self._market(merged.symbol).contract_size * \
                     self._fee_rate(merged)
             await self._apply_fill(merged, delta, price, fee,
                                    liquidation=any(f.liquidation for f in fills))
+
+    def _protective_order_lost(self, order: Order, how: str | None = None) -> None:
+        """A live SL/TP order of an open position ended without pmgui cancelling it
+        (cancelled on the exchange's website, expired, lost): tell the trader at once and
+        re-place it on the next housekeeping pass instead of at the next reconciliation."""
+        pos = self.positions.get(order.position_id or "")
+        if pos is None or not pos.is_open:
+            return
+        what = "stop-loss" if order.role is OrderRole.STOP_LOSS else "take-profit"
+        guard = "; the position is guarded locally only" \
+            if self.protection(pos) is not Protection.ON_EXCHANGE else ""
+        message = (f"{pos.symbol}: the {what} order on the exchange was "
+                   f"{how or order.status.value} outside pmgui{guard}; re-placing it")
+        log.warning("%s (%s)", message, order.client_id)
+        self.outbox.publish(ErrorEvent(message, self.clock(), pos.id))
+        self._protect_dirty.add(pos.id)
+        self._protect_last.pop(pos.id, None)  # not throttled: protection is missing
+        self._publish_position(pos.id)
 
     def _fee_rate(self, order: Order) -> float:
         pos = self.positions.get(order.position_id or "")
@@ -567,6 +603,8 @@ class EngineCore:
         self.positions.pop(pos.id, None)
         self._params.pop(pos.id, None)
         self._protect_dirty.discard(pos.id)
+        for role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
+            self._protect_failing.pop((pos.id, role), None)
         self.outbox.publish(PositionRemoved(pos, self.clock()))
         await self.refresh_account()
 
@@ -609,11 +647,15 @@ class EngineCore:
     # ------------------------------------------------------------------ protection
 
     def protection(self, pos: Position) -> Protection:
+        """ON_EXCHANGE only while an SL order the exchange acknowledged (OPEN, not merely
+        journaled) covers the whole current quantity; a smaller one (the position grew) or
+        none at all leaves the stop guarded locally only."""
         if pos.sl is None:
             return Protection.UNPROTECTED
+        half_step = self._market(pos.symbol).amount_step / 2
         for o in self.orders.values():
             if o.position_id == pos.id and o.role is OrderRole.STOP_LOSS \
-                    and o.status is OrderStatus.OPEN:
+                    and o.status is OrderStatus.OPEN and o.amount + half_step + EPS >= pos.qty:
                 return Protection.ON_EXCHANGE
         return Protection.LOCAL_ONLY
 
@@ -653,7 +695,14 @@ class EngineCore:
             keep = [o for o in current if o.trigger_price is not None
                     and abs(o.trigger_price - trigger) < half_tick
                     and abs(o.amount - pos.qty) <= half_step]
+            keep.sort(key=lambda o: o.status is not OrderStatus.OPEN)  # acknowledged first
+            if keep and keep[0].status is OrderStatus.PENDING:
+                # Its create went unanswered: until its fate is known, what protects the
+                # position now is not cancelled, and nothing new is sent (it may exist).
+                self._protect_dirty.add(pos.id)
+                return
             if keep:
+                self._protect_failing.pop((pos.id, role), None)
                 for o in current:
                     if o is not keep[0]:
                         await self._cancel_quietly(pos, o)
@@ -661,9 +710,11 @@ class EngineCore:
             req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, otype, pos.qty,
                                trigger_price=trigger, reduce_only=True, position_id=pos.id,
                                role=role, reason=role.value)
+            key = (pos.id, role)
             try:
                 await self._place(req)
             except OrderWouldTriggerImmediately as exc:
+                self._protect_failing.pop(key, None)
                 # The level is already through the market: close now (DESIGN §5), journaled.
                 reason = STOP_REASON[pos.sl_kind] if role is OrderRole.STOP_LOSS \
                     else Reason.TAKE_PROFIT
@@ -673,11 +724,27 @@ class EngineCore:
                                 inputs=frozen_map({"level": level, "error": str(exc)}))
                 await self._execute(action)
                 return
-            except ExchangeError as exc:
+            except OrderStatusUnknown as exc:
+                # It may be on the exchange: looked up by client id shortly (never re-sent
+                # while its fate is unknown; `current` keeps the pending order).
+                self._protect_failing[key] = str(exc)
+                self._protect_dirty.add(pos.id)  # finish the move once it is resolved
                 self.outbox.publish(ErrorEvent(
-                    f"{pos.symbol}: {role.value} order not placed ({exc}); guarded locally only",
-                    self.clock(), pos.id))
+                    f"{pos.symbol}: the exchange did not confirm the {role.value} order "
+                    f"({exc}); checking it by its id", self.clock(), pos.id))
                 return
+            except ExchangeError as exc:
+                if exc.retryable:  # rate limit, timeout, outage: try again next pass
+                    self._protect_dirty.add(pos.id)
+                if key not in self._protect_failing:  # once per failure streak, not per try
+                    self.outbox.publish(ErrorEvent(
+                        f"{pos.symbol}: {role.value} order not placed ({exc}); guarded "
+                        f"locally only{'; retrying' if exc.retryable else ''}",
+                        self.clock(), pos.id))
+                self._protect_failing[key] = str(exc)
+                return
+            if self._protect_failing.pop(key, None) is not None:
+                log.info("%s: %s order placed after earlier failures", pos.symbol, role.value)
         for o in current:
             await self._cancel_quietly(pos, o)
 
@@ -739,12 +806,47 @@ class EngineCore:
     async def periodic(self) -> None:
         """Housekeeping the manager thread runs every few seconds."""
         await self._refresh_stale_prices()
+        await self._resolve_pending()
         self.publish_all()
         for pid in list(self._protect_dirty):
             async with self._lock(pid):
                 await self._sync_protection(pid)
         for pid in list(self.positions):
             self._maybe_persist(pid)
+
+    async def _resolve_pending(self, min_age: float = 2.0) -> None:
+        """Look up, by client id, orders whose create got no answer (OrderStatusUnknown).
+
+        Without this a pending protective order would only be resolved by the next full
+        reconciliation (a minute later), and while it is pending it is neither trusted as
+        protection nor re-sent. Orders whose create call is still in flight are left alone.
+        """
+        now = self.clock()
+        for order in [o for o in self.orders.values() if o.status is OrderStatus.PENDING
+                      and o.client_id not in self._creating and now - o.created_at >= min_age]:
+            try:
+                found = await self.exchange.fetch_order_by_client_id(order.client_id,
+                                                                      order.symbol)
+            except ExchangeError as exc:
+                log.info("pending order %s still unresolved: %s", order.client_id, exc)
+                continue
+            if order.client_id not in self.orders:
+                continue  # resolved meanwhile (the order stream)
+            if found is None:
+                dead = replace(order, status=OrderStatus.REJECTED,
+                               error="never reached the exchange", updated_at=self.clock())
+                self.store.save_order(dead)
+                self.orders.pop(order.client_id, None)
+                self.outbox.publish(OrderSnapshot(dead))
+                self._log_reconcile(f"order {order.client_id} never reached the exchange")
+                if order.position_id:
+                    self._protect_dirty.add(order.position_id)
+                    self._protect_last.pop(order.position_id, None)
+            else:
+                await self._apply_order(found, (), synthesize=True)
+            if order.position_id:
+                self._protect_failing.pop((order.position_id, order.role), None)
+                self._protect_dirty.add(order.position_id)
 
     async def _refresh_stale_prices(self) -> None:
         """Seed 000 §4: on a gap in the stream, ask REST (3 tries, backoff 0.5·2ⁿ s).
@@ -812,6 +914,8 @@ class EngineCore:
                     self.store.save_order(gone)
                     self.orders.pop(order.client_id, None)
                     notes.append(f"order {order.client_id} no longer on the exchange")
+                    if gone.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
+                        self._protective_order_lost(gone, "missing")
                 continue
             self.orders.setdefault(order.client_id, order)
             await self._apply_order(found, (), synthesize=True)
@@ -845,9 +949,12 @@ class EngineCore:
         for note in notes:
             self._log_reconcile(note)
         notes += position_notes
-        if not startup:
+        if not startup:  # (start() protects every position itself once reconciled)
             for pid in list(self.positions):
-                await self._sync_protection(pid, force=True)
+                # under the position's lock: a tick handler may be moving this very stop,
+                # and two syncs at once would both place an order
+                async with self._lock(pid):
+                    await self._sync_protection(pid, force=True)
         return notes
 
     async def _reconcile_positions(self, remote: list[ExchangePosition]) -> list[str]:
@@ -919,7 +1026,8 @@ class EngineCore:
             fee = r.qty * r.entry * pos.contract_size * entry_fee
             pos = pos.evolve(fees_paid=fee, realized_pnl=-fee)
             self._set(pos)
-        await self._sync_protection(pos.id, force=True)
+        async with self._lock(pos.id):
+            await self._sync_protection(pos.id, force=True)
         self._publish_position(pos.id)
         return self.positions.get(pos.id, pos)
 
@@ -1215,7 +1323,8 @@ class EngineCore:
                             qty=result.filled, sl=pos.sl, tp=pos.tp, rule="manual", ts=now)
             self.store.record_action(action, symbol=c.symbol)
         self.outbox.publish(ActionTaken(action, c.symbol))
-        await self._sync_protection(pid, force=True)
+        async with self._lock(pid):  # ticks may already be evaluating the new position
+            await self._sync_protection(pid, force=True)
         self._publish_position(pid)
         return cmd.CommandResult(True, f"opened {c.side.value} {result.filled:g} {c.symbol} @ "
                                  f"{result.average:g}", pid)
