@@ -43,3 +43,62 @@ def test_demo_positions_show_up_and_emergency_close_closes_one(qtbot, tmp_path):
         assert len(store.load_open_positions()) == 4
     finally:
         store.close()
+
+
+def test_drag_sl_on_the_chart_moves_the_stop_in_engine_store_and_exchange(qtbot, tmp_path):
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from tests.test_ui_drag import Mouse
+
+    db = tmp_path / "pmgui.db"
+    engine = build_engine(Config(paper=PaperConfig(seed=5),
+                                 engine=EngineSettings(demo_positions=True)), db)
+    engine.start()
+    old = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)
+    try:
+        win = MainWindow(engine)
+        qtbot.addWidget(win)
+        win.resize(1400, 900)
+        win.show()
+        qtbot.waitExposed(win)
+        qtbot.waitUntil(lambda: win.model.rowCount() >= 5, timeout=20_000)
+        qtbot.waitUntil(lambda: win.selected_snapshot() is not None
+                        and win.selected_snapshot().mark is not None, timeout=10_000)
+        snap = win.selected_snapshot()
+        pos = snap.position
+        # pause automation so no trailing move races the trader's drag
+        from pmgui.engine.commands import SetAutomation
+        engine.submit(SetAutomation(pos.id, False)).result(10)
+        qtbot.waitUntil(lambda: not win.selected_snapshot().position.automation, timeout=5_000)
+        pos = win.selected_snapshot().position
+        mark = win.selected_snapshot().mark
+        lo, hi = min(pos.sl, pos.tp), max(pos.sl, pos.tp)
+        vb = win.chart.plot.getPlotItem().vb
+        vb.setRange(yRange=(lo - (hi - lo) * 0.25, hi + (hi - lo) * 0.25), padding=0)
+        QApplication.processEvents()
+        target = pos.sl + (mark - pos.sl) * 0.4  # towards the price, still a valid stop
+        Mouse(win.chart).drag(pos.sl, target)
+        market = engine.market(pos.symbol)
+
+        def moved() -> bool:
+            cur = win.model.snapshot(pos.id)
+            return cur is not None and cur.position.sl != pos.sl
+
+        qtbot.waitUntil(moved, timeout=10_000)
+        new_sl = win.model.snapshot(pos.id).position.sl
+        assert new_sl == market.round_price(new_sl)
+        assert abs(new_sl - target) < (hi - lo) * 0.05
+        orders = engine.query(lambda core: [o for o in core.orders.values()
+                                            if o.position_id == pos.id
+                                            and o.role.value == "stop_loss"]).result(10)
+        assert [o.trigger_price for o in orders] == [new_sl]  # the exchange order moved
+    finally:
+        pg.setConfigOption("mouseRateLimit", old)
+        engine.stop()
+    store = Store.open(db, readonly=True)
+    try:
+        assert store.load_position(pos.id).sl == new_sl
+    finally:
+        store.close()
