@@ -1,0 +1,74 @@
+"""A scripted trader around the real headless engine, run as its own process by crash tests.
+
+`python -m tests.engine_driver --config C --db D` builds the engine exactly as
+`pmgui --headless` does (config file, credentials from the environment, store, ccxt
+adapter, manager thread), prints `READY` once it is connected, reconciled and protecting,
+then reads commands from stdin, one per line, and answers `OK …` or `ERR …`:
+
+    open SYMBOL long|short QTY LEVERAGE
+
+End of input stops the engine cleanly. A test SIGKILLs it whenever it likes: that is the
+point — the kill can land in the middle of an open, a stop move or a fill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pmgui.config import load_config
+from pmgui.domain.enums import Side
+from pmgui.domain.errors import PmguiError
+from pmgui.engine import commands as cmd
+from pmgui.engine.build import build_engine
+from pmgui.engine.events import ActionTaken, ErrorEvent
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="engine_driver")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--db", type=Path, required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("driver")
+    engine = build_engine(load_config(args.config), args.db)
+
+    def on_event(ev: object) -> None:
+        if isinstance(ev, ActionTaken):
+            a = ev.action
+            log.info("%s %s %s qty=%s sl=%s %s", ev.symbol, a.type.value, a.reason.value,
+                     a.qty, a.sl, ev.detail)
+        elif isinstance(ev, ErrorEvent):
+            log.warning("%s", ev.message)
+
+    engine.outbox.add_listener(on_event)
+    engine.start()
+    _say("READY")
+    try:
+        for line in sys.stdin:
+            parts = line.split()
+            if not parts:
+                continue
+            if parts[0] != "open" or len(parts) != 5:
+                _say(f"ERR unknown command {line.strip()!r}")
+                continue
+            symbol, side, qty, lev = parts[1], Side(parts[2]), float(parts[3]), float(parts[4])
+            try:
+                res = engine.submit(cmd.OpenPosition(symbol, side, qty, lev)).result(60)
+                _say(f"OK {res.message}")
+            except PmguiError as exc:
+                _say(f"ERR {exc}")
+    finally:
+        engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
