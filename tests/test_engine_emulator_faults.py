@@ -319,3 +319,30 @@ async def test_stop_missing_on_the_exchange_is_reported_and_replaced(server, rig
     grown = rig.position().evolve(qty=0.03)
     assert rig.engine.protection(grown) is Protection.LOCAL_ONLY
     assert not [a for a in rig.of(ActionTaken) if not a.ok]
+
+
+async def test_reconcile_during_a_slow_open_or_close_does_not_double_or_misclose(server, rig):
+    """The minute's reconciliation can run while a command waits on the exchange: an entry
+    placed but unanswered must not be adopted as a second position, and a market close in
+    flight must not be taken for a close made outside pmgui."""
+    server.faults.response_delay = 3.0
+    await rig.start()
+    server.faults.create_timeouts = 1
+    opening = asyncio.create_task(rig.engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10)))
+    await until(lambda: server.state.positions.get("BTCUSDT")
+                and server.state.positions["BTCUSDT"].amount)
+    await rig.engine.reconcile()  # while the entry's answer is still outstanding
+    res = await opening
+    assert [p.id for p in rig.engine.positions.values()] == [res.position_id]
+    assert [p.id for p in rig.store.load_open_positions()] == [res.position_id]
+    rig.agree()
+
+    server.faults.create_timeouts = 1
+    closing = asyncio.create_task(rig.engine.handle(cmd.ClosePosition(res.position_id)))
+    await until(lambda: not server.state.positions["BTCUSDT"].amount)
+    await rig.engine.reconcile()  # the close is ours, merely unanswered yet
+    await closing
+    closed = rig.store.load_position(res.position_id)
+    assert closed is not None and closed.exit_reason == "manual"
+    assert not any(a["reason"] == "reconcile" for a in rig.store.actions(res.position_id))
+    rig.agree()

@@ -136,6 +136,11 @@ class EngineCore:
         self._stale_reported: set[str] = set()  # client id → the action's flags
         self._cancelling: set[str] = set()  # client ids pmgui is cancelling right now
         self._creating: set[str] = set()  # client ids whose create call is in flight
+        self._opening: set[tuple[str, Side]] = set()  # entries in flight (not positions yet)
+        # A change counter, bumped by every fill/open/close and remembered per (symbol,
+        # side): reconciliation ignores what changed after its snapshot was requested.
+        self._changes = 0
+        self._touched: dict[tuple[str, Side], int] = {}
         self._protect_failing: dict[tuple[str, OrderRole], str] = {}  # → last error told
         self._connection = ConnectionState(False, False, "connecting")
         self._balance: tuple[float, float, str] | None = None
@@ -521,6 +526,10 @@ class EngineCore:
 
     # ------------------------------------------------------------------ fills → positions
 
+    def _touch(self, symbol: str, side: Side) -> None:
+        self._changes += 1
+        self._touched[(symbol, side)] = self._changes
+
     async def _apply_fill(self, order: Order, qty: float, price: float, fee: float,
                           liquidation: bool = False) -> None:
         pos = self.positions.get(order.position_id or "")
@@ -528,6 +537,7 @@ class EngineCore:
             pos = self.store.load_position(order.position_id or "")
             if pos is None or not pos.is_open:
                 return
+        self._touch(pos.symbol, pos.side)
         opening = order.side is pos.side.open_side and not order.reduce_only
         now = self.clock()
         if opening:
@@ -600,6 +610,7 @@ class EngineCore:
                     self.outbox.publish(ErrorEvent(
                         f"{pos.symbol}: could not cancel {order.type.value} order: {exc}",
                         self.clock(), pos.id))
+        self._touch(pos.symbol, pos.side)
         self.positions.pop(pos.id, None)
         self._params.pop(pos.id, None)
         self._protect_dirty.discard(pos.id)
@@ -897,6 +908,8 @@ class EngineCore:
         notes: list[str] = []
         for order in list(self.store.pending_orders()) + [
                 o for o in self.orders.values() if o.status is OrderStatus.OPEN]:
+            if order.client_id in self._creating:
+                continue  # its create call is still waiting for the answer: not ours to judge
             try:
                 found = await self.exchange.fetch_order_by_client_id(order.client_id, order.symbol)
             except ExchangeError as exc:
@@ -919,13 +932,14 @@ class EngineCore:
                 continue
             self.orders.setdefault(order.client_id, order)
             await self._apply_order(found, (), synthesize=True)
+        mark = self._changes
         try:
             remote = await self.exchange.fetch_positions()
         except ExchangeError as exc:
             notes.append(f"positions unavailable: {exc}")
             remote = None
         if remote is not None:
-            position_notes = await self._reconcile_positions(remote)
+            position_notes = await self._reconcile_positions(remote, mark)
         else:
             position_notes = []
         try:
@@ -957,12 +971,28 @@ class EngineCore:
                     await self._sync_protection(pid, force=True)
         return notes
 
-    async def _reconcile_positions(self, remote: list[ExchangePosition]) -> list[str]:
-        """Notes returned here are journaled already (on their position)."""
+    async def _reconcile_positions(self, remote: list[ExchangePosition],
+                                   mark: int | None = None) -> list[str]:
+        """Notes returned here are journaled already (on their position).
+
+        `remote` is a snapshot requested when the change counter stood at `mark`: a
+        position filled, opened or closed since then, or with an order in flight (its lock
+        held), or an entry still waiting for its answer, is left to the next pass instead
+        of being "fixed" against an outdated picture (a second, adopted copy of a position
+        being opened; a close of ours taken for one made outside pmgui).
+        """
         notes: list[str] = []
         by_key = {(r.symbol, r.side): r for r in remote if r.qty > 0}
+
+        def busy(key: tuple[str, Side]) -> bool:
+            return key in self._opening or (
+                mark is not None and self._touched.get(key, 0) > mark)
+
         for pos in list(self.positions.values()):
-            r = by_key.pop((pos.symbol, pos.side), None)
+            key = (pos.symbol, pos.side)
+            r = by_key.pop(key, None)
+            if busy(key) or self._lock(pos.id).locked() or not pos.is_open:
+                continue
             if r is None:
                 price = self._last[pos.symbol].price if pos.symbol in self._last else pos.entry
                 closed = pos.evolve(status=PositionStatus.CLOSED, qty=0.0, closed_at=self.clock(),
@@ -993,6 +1023,8 @@ class EngineCore:
             if r.liquidation and r.liquidation != pos.liquidation:
                 self._set(self.positions[pos.id].evolve(liquidation=r.liquidation))
         for r in by_key.values():
+            if busy((r.symbol, r.side)):
+                continue
             pos = self._adopt(r)  # journals its own OPEN action
             log.info("reconcile: adopted %s %s %g @ %g (preset %s)", r.symbol, r.side.value,
                      r.qty, r.entry, pos.preset)
@@ -1288,6 +1320,8 @@ class EngineCore:
         req = OrderRequest(new_client_id(), c.symbol, c.side.open_side, OrderType.MARKET, qty,
                            position_id=None, role=OrderRole.ENTRY, reason="open")
         order = self.store.journal_order(req, now)
+        self._creating.add(req.client_id)
+        self._opening.add((c.symbol, c.side))
         try:
             result = await self.exchange.create_order(req)
         except OrderStatusUnknown:
@@ -1295,6 +1329,10 @@ class EngineCore:
         except ExchangeError as exc:
             self.store.save_order(replace(order, status=OrderStatus.REJECTED, error=str(exc)))
             raise
+        finally:
+            self._creating.discard(req.client_id)
+            self._opening.discard((c.symbol, c.side))
+            self._touch(c.symbol, c.side)
         if result.filled <= 0 or result.average is None:
             self.store.save_order(result)
             raise ExchangeError(f"{c.symbol}: entry order not filled ({result.status.value})")
