@@ -362,6 +362,9 @@ class EngineCore:
         pos = self.positions.get(action.position_id)
         if pos is None or not pos.is_open:
             return
+        if action.sl is None or action.tp is None:  # the log shows the levels in force
+            action = replace(action, sl=pos.sl if action.sl is None else action.sl,
+                             tp=pos.tp if action.tp is None else action.tp)
         self.store.record_action(action, symbol=pos.symbol)
         ok, detail = True, ""
         try:
