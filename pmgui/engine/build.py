@@ -7,10 +7,10 @@ import random
 from pathlib import Path
 
 from pmgui.config import Config
-from pmgui.domain.enums import Side
-from pmgui.engine.core import DemoSpec, EngineCore
+from pmgui.engine.core import EngineCore
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.thread import EngineThread
+from pmgui.exchange.demo import DEMO_POSITIONS
 from pmgui.store.db import Store
 
 log = logging.getLogger("pmgui")
@@ -62,13 +62,6 @@ def protect_logs(*secrets: str | None) -> None:
             handler.addFilter(REDACTOR)
 
 
-def demo_specs() -> list[DemoSpec]:
-    from pmgui.exchange.demo import DEMO_POSITIONS
-
-    return [DemoSpec(d.symbol, Side(d.side), d.qty, d.leverage, d.sl_pct, d.tp_pct,
-                     getattr(d, "preset", None)) for d in DEMO_POSITIONS]
-
-
 def make_exchange(config: Config, store: Store, clock_holder: dict | None = None):
     """The venue named by the config; created on the manager thread."""
     ex = config.exchange
@@ -98,7 +91,7 @@ def build_engine(config: Config, db_path: Path) -> EngineThread:
         except BaseException:
             store.close()
             raise
-        demo = demo_specs() if (config.exchange.id == "paper"
+        demo = DEMO_POSITIONS if (config.exchange.id == "paper"
                                 and config.engine.demo_positions) else []
         return EngineCore(exchange, store, outbox, config.engine, demo=demo)
 

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import MappingProxyType
 
 from pmgui.domain import money
@@ -69,6 +69,7 @@ from pmgui.engine.ids import is_ours, new_client_id, new_position_id
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings, SymbolRules
 from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, OrderUpdate
+from pmgui.exchange.demo import DemoPosition
 from pmgui.exchange.retry import OrderStatusUnknown
 from pmgui.indicators import IndicatorSet, IndicatorSpec
 from pmgui.rules.params import Params, resolve_params
@@ -94,31 +95,20 @@ STOP_REASON = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class DemoSpec:
-    symbol: str
-    side: Side
-    qty: float
-    leverage: float
-    sl_pct: float
-    tp_pct: float
-    preset: str | None = None
-
-
 class EngineCore:
     """Owns positions, orders and the policy; implements `ExchangeSink`."""
 
     def __init__(self, exchange: Exchange, store: Store, outbox: Outbox,
                  settings: EngineSettings | None = None,
                  clock: Callable[[], float] | None = None,
-                 demo: Iterable[DemoSpec] = ()) -> None:
+                 demo: Iterable[DemoPosition] = ()) -> None:
         self.exchange = exchange
         self.store = store
         self.outbox = outbox
         self.settings = settings or EngineSettings()
         self.clock = clock or time.time
         self._demo = tuple(demo)
-        self._demo_pending: dict[str, DemoSpec] = {}
+        self._demo_pending: dict[str, DemoPosition] = {}
         self.positions: dict[str, Position] = {}
         self.orders: dict[str, Order] = {}  # open / pending orders we track, by client id
         self._markets: dict[str, Market] = {}
@@ -196,22 +186,17 @@ class EngineCore:
                 window.append(c)
         self._publish_candles(symbol)
 
-    async def _open_demo(self, spec: DemoSpec, tick: Tick) -> None:
+    async def _open_demo(self, spec: DemoPosition, tick: Tick) -> None:
         """First start in paper mode: open one demo position at the current price."""
         del self._demo_pending[spec.symbol]
         if not self._demo_pending:
             self.store.set_setting("demo_opened", True)
         if not any(p.symbol == spec.symbol and p.side is spec.side
                    for p in self.positions.values()):
-            d = spec.side.dir
-            market = self._markets.get(spec.symbol)
-            sl = tick.price * (1 - d * spec.sl_pct)
-            tp = tick.price * (1 + d * spec.tp_pct)
-            if market:
-                sl, tp = market.round_price(sl), market.round_price(tp)
+            sl, tp = spec.targets(tick.price, self._markets.get(spec.symbol))
             try:
                 await self.handle(cmd.OpenPosition(spec.symbol, spec.side, spec.qty, spec.leverage,
-                                                   sl=sl, tp=tp, preset=spec.preset))
+                                                   sl=sl, tp=tp))
             except PmguiError as exc:
                 log.warning("demo position %s not opened: %s", spec.symbol, exc)
 
