@@ -78,9 +78,30 @@ Command = (SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | O
 
 
 @dataclass(frozen=True, slots=True)
+class ProtectionOutcome:
+    """What the venue confirmed for one protective level after a command (DESIGN §2).
+
+    `level` is the level now in force (None: none); `protection` is `on_exchange` only when the
+    venue acknowledged a reduce-only order at that level covering the position, `local_only`
+    when only pmgui's rules guard it (with the venue's `reason`), `unprotected` when nothing does.
+    The UI shows success only for `on_exchange`.
+    """
+
+    role: str  # "sl" | "tp"
+    level: float | None
+    protection: str  # Protection value: on_exchange | local_only | unprotected
+    reason: str = ""  # the venue's refusal or why it is local only; empty when on exchange
+
+
+@dataclass(frozen=True, slots=True)
 class CommandResult:
     ok: bool
     message: str = ""
     position_id: str | None = None
-    fills: tuple = ()
+    fills: tuple = ()  # the fills of *this* command's orders only (a close: its closing fills)
     residual: tuple[str, ...] = ()  # CloseAll: positions still open after the re-check
+    outcomes: tuple[ProtectionOutcome, ...] = ()  # SetTargets (and opens): per-level outcome
+    realized_pnl: float | None = None  # closes: P/L realized by this command's fills
+
+    def outcome(self, role: str) -> ProtectionOutcome | None:
+        return next((o for o in self.outcomes if o.role == role), None)
