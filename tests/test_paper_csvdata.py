@@ -15,6 +15,7 @@ from pmgui.exchange.csvdata import (
     resources_dir,
     symbol_from_filename,
 )
+from pmgui.resources import resource_path
 
 
 def _write(tmp_path, text: str, name: str = "BTCUSDT-test.csv"):
@@ -120,5 +121,6 @@ def test_candle_path_rising_and_falling():
     assert candle_path_ticks(Candle(0, 10, 10, 10, 10)) == [10, 10, 10, 10]  # flat is rising
 
 
-def test_resources_dir_is_the_repository_folder():
+def test_resources_dir_is_the_package_resources_folder():
+    assert resources_dir() == resource_path()
     assert (resources_dir() / "data" / "README.md").is_file()

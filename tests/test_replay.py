@@ -13,9 +13,10 @@ import pytest
 from pmgui.domain.enums import Side
 from pmgui.domain.models import Tick
 from pmgui.engine.replay import ReplayRequest, run_replay
-from pmgui.exchange.csvdata import PriceData, resources_dir
+from pmgui.exchange.csvdata import PriceData
+from pmgui.resources import resource_path
 
-BTC_1H = resources_dir() / "data" / "BTCUSD-1h-coinbase-2019.csv"
+BTC_1H = resource_path("data", "BTCUSD-1h-coinbase-2019.csv")
 TYPES = {"open", "move_sl", "move_tp", "reduce", "add", "close"}
 
 

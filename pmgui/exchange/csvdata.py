@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import pmgui
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Tick
+from pmgui.resources import resource_path
 
 PriceKind = Literal["ticks", "candles"]
 
@@ -59,8 +59,8 @@ class PriceData:
 
 
 def resources_dir() -> Path:
-    """The repository's `resources/` folder (the package is installed editable, DESIGN §1)."""
-    return Path(pmgui.__file__).resolve().parent.parent / "resources"
+    """The bundled resources folder (kept for callers; new code uses `pmgui.resources`)."""
+    return resource_path()
 
 
 def symbol_from_filename(path: str | Path) -> str:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from pmgui import resources
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Market, Tick
-from pmgui.exchange.csvdata import PriceData, candle_path_ticks, load_price_csv, resources_dir
+from pmgui.exchange.csvdata import PriceData, candle_path_ticks, load_price_csv
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +46,8 @@ class Feed(Protocol):
 
 
 def bundled_data() -> list[Path]:
-    """The real price files shipped in `resources/data/` (see its README for provenance)."""
-    folder = resources_dir() / "data"
-    if not folder.is_dir():
-        return []
-    return sorted(folder.glob("*.csv"))
+    """The real price files shipped in `pmgui/resources/data/` (see its README for provenance)."""
+    return [resources.resource_path("data", n) for n in resources.names("data", suffix=".csv")]
 
 
 def bundled_feed(name: str = "BTCUSD-1h-coinbase-2019.csv", *, symbol: str | None = None,

