@@ -210,9 +210,10 @@ class EngineCore:
         now = self.clock()
         newest = max((t.ts for t in self._last.values()), default=None)
         age = max(0.0, now - newest) if newest is not None else None
-        self.outbox.publish(ConnectionEvent(self.exchange.id, self._connection.market_data,
-                                            self._connection.orders, age,
-                                            self._connection.detail))
+        c = self._connection
+        self.outbox.publish(ConnectionEvent(self.exchange.id, c.market_data, c.orders, age,
+                                            c.detail, c.clock_offset, c.streams,
+                                            c.rate_limit_headroom))
 
     async def on_tick(self, tick: Tick) -> None:
         if not money.valid_price(tick.price):

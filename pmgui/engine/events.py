@@ -91,6 +91,9 @@ class ConnectionEvent:
     orders: bool
     last_tick_age: float | None  # seconds since the newest tick of any symbol
     detail: str = ""
+    clock_offset: float | None = None  # exchange clock minus ours, seconds (None: unknown)
+    streams: tuple[tuple[str, str], ...] = ()  # (stream, state): ("orders", "up"), …
+    rate_limit_headroom: float | None = None  # share of the venue's request budget left
 
     @property
     def key(self) -> tuple[str, str]:

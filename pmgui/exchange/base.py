@@ -65,6 +65,9 @@ class ConnectionState:
     market_data: bool
     orders: bool
     detail: str = ""
+    clock_offset: float | None = None  # exchange clock minus ours, seconds (None: unknown)
+    streams: tuple[tuple[str, str], ...] = ()  # (stream, state) e.g. ("orders", "up")
+    rate_limit_headroom: float | None = None  # share of the request budget left, 0..1
 
 
 class ExchangeSink(Protocol):

@@ -14,6 +14,20 @@ Why it is shaped like this:
   re-sent only when the lookup proves the order does not exist.
 - Errors reach the trader as `pmgui.domain.errors` types (see `retry.map_error`); only the
   NetworkError family is retried.
+- Venue health (DESIGN §5): the ccxt client is a thin subclass (`_health_class`) whose
+  `fetch2` sees every REST call. It syncs the clock offset at connect and again on a timestamp
+  refusal (Binance -1021 / ccxt InvalidNonce), then retries that request exactly once; it
+  reads the rate-limit headers for the headroom. Its `handle_message` sees the private
+  stream's `listenKeyExpired`. The private (order) stream is recreated with a fresh listen key
+  when the key expires, a keep-alive finds it gone, or the stream stays silent about an order
+  it must have seen (a stall). Clock offset, stream states and headroom travel in
+  `ConnectionState`.
+- Nothing secret is logged: listen keys (they grant the account's order stream) are masked
+  in this module's and ccxt's log output through `build.protect_logs`.
+
+Why over 400 lines: one venue connection is one cohesive state machine (REST calls,
+streams, order diffing and their health share the client and its caches); splitting it
+would spread that shared state over modules that all reach into each other.
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ from pmgui.exchange.retry import (
     exchange_code,
     is_ambiguous,
     is_rate_limit,
+    is_timestamp_error,
     map_error,
     retry_call,
 )
@@ -77,6 +92,41 @@ class AdapterSettings:
     lookup_grace: float = 1.0  # wait before looking up a timed-out create (let it land)
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, max_delay=30.0))
     price_source: str = "auto"  # auto | ticker | bids_asks | trades
+    listen_key_check: float = 60.0  # keep-alive probe of the private stream's listen key
+    stream_ack_timeout: float = 10.0  # an acknowledged order unseen by the stream → stalled
+
+
+_HEALTH_CLASSES: dict[type, type] = {}
+
+
+def _health_class(base: type) -> type:
+    """`base` (a ccxt.pro exchange class) with two hooks for `CcxtExchange`: every REST call
+    (`fetch2`) and every websocket message (`handle_message`) pass by the owner first."""
+    cls = _HEALTH_CLASSES.get(base)
+    if cls is not None:
+        return cls
+
+    async def fetch2(self: Any, path: Any, api: Any = "public", method: str = "GET",
+                     params: Any = None, config: Any = None) -> Any:
+        parent = super(cls, self).fetch2  # type: ignore[arg-type]
+        params = {} if params is None else params
+        config = {} if config is None else config
+        owner = self.pm_owner
+        if owner is None:
+            return await parent(path, api, method, params, config)
+        return await owner._rest_call(parent, path, api, method, params, config)
+
+    def handle_message(self: Any, client: Any, message: Any) -> Any:
+        owner = self.pm_owner
+        if owner is not None:
+            owner._on_ws_message(client, message)
+        return super(cls, self).handle_message(client, message)  # type: ignore[arg-type]
+
+    cls = type(f"Pmgui{base.__name__}", (base,), {
+        "pm_owner": None, "fetch2": fetch2, "handle_message": handle_message,
+        "__module__": __name__})
+    _HEALTH_CLASSES[base] = cls
+    return cls
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,6 +208,15 @@ class CcxtExchange:
         self._sink: ExchangeSink | None = None
         self._connection: ConnectionState | None = None
         self._process_lock = asyncio.Lock()
+        # venue health
+        self._clock_lock = asyncio.Lock()
+        self._clock_syncs = 0
+        self._clock_offset: float | None = None  # exchange clock minus ours, seconds
+        self._weight_limit: float | None = None  # request weight per minute (Binance)
+        self._headroom: float | None = None  # share of the rate limit still free, 0..1
+        self._renew_reason = ""  # set → the order loop recreates the private stream
+        self._awaiting_stream: dict[str, tuple[float, str]] = {}  # ex id → (deadline, cid)
+        self._stream_renewals = 0
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -192,7 +251,8 @@ class CcxtExchange:
                 "PMGUI_API_KEY and PMGUI_API_SECRET")
         config = _deep_merge(self._default_config(), self._options)
         config.update(creds.ccxt_config())
-        ex = getattr(ccxtpro, self.id)(config)
+        ex = _health_class(getattr(ccxtpro, self.id))(config)
+        ex.pm_owner = self
         self._ex = ex
         try:
             if self.demo:
@@ -208,6 +268,7 @@ class CcxtExchange:
                              backoff=self._settings.backoff, sleep=self._sleep,
                              what="load_markets")
             self._load_markets(ex)
+            await self._sync_clock_at_start(ex)
             self.capabilities = self._capabilities(ex)
             await self._check_position_mode(ex)
             try:
@@ -223,9 +284,109 @@ class CcxtExchange:
         except BaseException:
             await self._close_client()
             raise
-        log.info("connected to %s%s: %d markets; missing: %s", self.id,
+        log.info("connected to %s%s: %d markets; clock offset %s; missing: %s", self.id,
                  " (demo)" if self.demo else "", len(self._markets),
+                 "unknown" if self._clock_offset is None else f"{self._clock_offset:+.3f} s",
                  ", ".join(self.capabilities.missing) or "nothing")
+
+    # ------------------------------------------------------------------ venue health
+    @property
+    def clock_offset(self) -> float | None:
+        """The exchange's clock minus ours in seconds (None: never measured)."""
+        return self._clock_offset
+
+    @property
+    def rate_limit_headroom(self) -> float | None:
+        """Share of the venue's request budget still free (0..1; None: the venue does not
+        say)."""
+        return self._headroom
+
+    @property
+    def stream_renewals(self) -> int:
+        return self._stream_renewals
+
+    async def _sync_clock_at_start(self, ex: Any) -> None:
+        if not ex.has.get("fetchTime"):
+            return
+        try:
+            await self._rest(lambda: self._sync_clock(ex), "clock sync")
+        except pe.ExchangeError as e:
+            if e.retryable:
+                raise
+            log.warning("%s: clock offset unknown (%s)", self.id, e)
+
+    async def _sync_clock(self, ex: Any, seen: int | None = None) -> None:
+        """Measure the exchange's clock (ccxt `load_time_difference`: `timeDifference` in
+        ms, which every signed request subtracts from its timestamp). `seen` is the sync
+        count the caller saw fail: a sync done meanwhile by a concurrent request counts."""
+        async with self._clock_lock:
+            if seen is not None and self._clock_syncs != seen:
+                return
+            diff = await ex.load_time_difference()
+            self._clock_syncs += 1
+            self._clock_offset = -float(diff) / 1000.0
+        log.info("%s: clock offset %+.3f s (exchange minus local)", self.id,
+                 self._clock_offset)
+
+    async def _rest_call(self, parent: Callable[..., Awaitable[Any]], path: Any, api: Any,
+                         method: str, params: Any, config: Any) -> Any:
+        """One ccxt REST call: a timestamp refusal resyncs the clock and retries once."""
+        snapshot = copy.deepcopy(params)
+        seen = self._clock_syncs
+        try:
+            result = await parent(path, api, method, params, config)
+        except Exception as exc:
+            self._note_rate_limit(exc)
+            if not is_timestamp_error(exc) or self._ex is None:
+                raise
+            log.warning("%s: request timestamp refused (%s); syncing the clock and retrying "
+                        "once", self.id, type(exc).__name__)
+            try:
+                await self._sync_clock(self._ex, seen)
+            except Exception as sync_exc:
+                raise map_error(sync_exc, self.id) from exc
+            try:
+                result = await parent(path, api, method, snapshot, config)
+            except Exception as exc2:
+                self._note_rate_limit(exc2)
+                if is_timestamp_error(exc2):
+                    off = self._clock_offset or 0.0
+                    raise pe.ExchangeError(
+                        f"{self.id}: the exchange refused the request time even after syncing "
+                        f"the clock (offset {off:+.1f} s); check this computer's clock") \
+                        from exc2
+                raise
+        self._note_rate_limit(None)
+        if isinstance(result, dict) and isinstance(result.get("rateLimits"), list):
+            for lim in result["rateLimits"]:
+                if isinstance(lim, dict) and lim.get("rateLimitType") == "REQUEST_WEIGHT":
+                    per = {"SECOND": 1 / 60, "MINUTE": 1.0, "HOUR": 60.0}.get(
+                        str(lim.get("interval")), 0.0) * (_pos(lim.get("intervalNum")) or 1.0)
+                    if per == 1.0 and _pos(lim.get("limit")):
+                        self._weight_limit = _pos(lim.get("limit"))
+        return result
+
+    def _note_rate_limit(self, exc: BaseException | None) -> None:
+        if exc is not None and is_rate_limit(exc):
+            self._headroom = 0.0
+            return
+        ex = self._ex
+        headers = getattr(ex, "last_response_headers", None) if ex is not None else None
+        if not headers:
+            return
+        h = {str(k).lower(): v for k, v in dict(headers).items()}
+        used = _f(h.get("x-mbx-used-weight-1m"))
+        if used is not None:
+            limit = self._weight_limit or 2400.0
+            self._headroom = max(0.0, min(1.0, 1.0 - used / limit))
+            return
+        left, limit = _f(h.get("x-bapi-limit-status")), _pos(h.get("x-bapi-limit"))
+        if left is not None and limit:
+            self._headroom = max(0.0, min(1.0, left / limit))
+
+    def _on_ws_message(self, client: Any, message: Any) -> None:
+        if isinstance(message, dict) and message.get("e") == "listenKeyExpired":
+            self._renew_reason = "listen key expired"
 
     async def _check_position_mode(self, ex: Any) -> None:
         """pmgui manages one-way positions; a hedge-mode account would reject its orders.
@@ -750,6 +911,10 @@ class CcxtExchange:
             order = self._to_order(raw)
             if not order.symbol:
                 order = replace(order, symbol=req.symbol)
+            if order.exchange_id and self._orders_up and self._sink is not None:
+                # the order stream must mention it soon; silence means a stalled stream
+                self._awaiting_stream[order.exchange_id] = (
+                    self._clock() + self._settings.stream_ack_timeout, req.client_id)
             # the exchange executes the type that was asked for; an acknowledgement may
             # lack the order's shape (bybit, okx) or blur stop vs take-profit
             sent_trigger = params.get("stopLossPrice") or params.get("takeProfitPrice")
@@ -1057,10 +1222,24 @@ class CcxtExchange:
                                                 if self._orders_error else ""))
         if detail and not parts:
             parts.append(detail)
-        state = ConnectionState(market_data=md_ok, orders=orders_ok, detail="; ".join(parts))
+        streams: list[tuple[str, str]] = []
+        for sym in sorted(self._symbols):
+            if sym in polled:
+                streams.append((f"price {sym}", "stale" if sym in stale else "REST polling"))
+            else:
+                streams.append((f"price {sym}", "up"))
+        if self.capabilities.watch_orders:
+            streams.append(("orders", "up" if self._orders_up else
+                            ("down: " + self._orders_error if self._orders_error else "down")))
+        else:
+            streams.append(("orders", "REST polling"))
+        headroom = None if self._headroom is None else round(self._headroom, 2)
+        offset = None if self._clock_offset is None else round(self._clock_offset, 1)
+        state = ConnectionState(market_data=md_ok, orders=orders_ok, detail="; ".join(parts),
+                                clock_offset=offset, streams=tuple(streams),
+                                rate_limit_headroom=headroom)
         prev = self._connection
-        if not force and prev is not None and (prev.market_data, prev.orders) == \
-                (state.market_data, state.orders) and prev.detail == state.detail:
+        if not force and prev == state:
             return
         self._connection = state
         sink = self._sink
@@ -1073,8 +1252,24 @@ class CcxtExchange:
         attempt = 0
         pending: asyncio.Task[Any] | None = None
         resync = True
+        last_key_check = self._clock()
         try:
             while True:
+                if self._renew_reason:
+                    reason, self._renew_reason = self._renew_reason, ""
+                    if pending is not None:
+                        pending.cancel()
+                        with contextlib.suppress(BaseException):
+                            await pending
+                        pending = None
+                    log.warning("%s order stream: %s; recreating it", self.id, reason)
+                    self._orders_up = False
+                    self._orders_error = f"{reason}, recreating"
+                    await self._publish_connection()
+                    await self._reset_private_stream(ex)
+                    self._stream_renewals += 1
+                    resync = True
+                    last_key_check = self._clock()
                 if pending is None:
                     pending = asyncio.ensure_future(ex.watch_orders())
                 done, _ = await asyncio.wait({pending},
@@ -1088,6 +1283,12 @@ class CcxtExchange:
                         resync = False
                         await self._resync_tracked()
                     await self._process_cache()
+                    self._check_stall()
+                    now = self._clock()
+                    if self._orders_up and now - last_key_check >= \
+                            self._settings.listen_key_check:
+                        last_key_check = now
+                        await self._check_listen_key(ex)
                     continue
                 task, pending = pending, None
                 try:
@@ -1100,6 +1301,8 @@ class CcxtExchange:
                     self._orders_error = str(err)
                     log.warning("%s order stream: %s", self.id, err)
                     await self._publish_connection()
+                    # the next dial must not reuse a listen key that may be dead
+                    self._forget_listen_key(ex)
                     await self._sleep(self._settings.backoff.delay(attempt))
                     attempt += 1
                     resync = True
@@ -1113,6 +1316,54 @@ class CcxtExchange:
         finally:
             if pending is not None:
                 pending.cancel()
+
+    def _forget_listen_key(self, ex: Any) -> None:
+        """Make ccxt's next `authenticate` ask for a listen key instead of reusing its cached
+        one (ccxt refreshes it only every ~20 min, so an expired key would be re-dialled)."""
+        if not self.is_binance:
+            return
+        for name, opts in list(ex.options.items()):
+            if isinstance(opts, dict) and "listenKey" in opts:
+                ex.options[name] = {**opts, "listenKey": None, "lastAuthenticatedTime": 0}
+
+    async def _reset_private_stream(self, ex: Any) -> None:
+        self._forget_listen_key(ex)
+        for url, client in list((getattr(ex, "clients", None) or {}).items()):
+            if "listenKey" in url or "/private" in url:
+                with contextlib.suppress(Exception):
+                    await client.close()
+                ex.clients.pop(url, None)
+
+    def _check_stall(self) -> None:
+        """An order the venue acknowledged over REST that its order stream never mentions
+        within `stream_ack_timeout` means the stream is deaf: recreate it."""
+        if not self._awaiting_stream or self._renew_reason:
+            return
+        ex = self._ex
+        seen = {str(o.get("id")) for o in (getattr(ex, "orders", None) or [])}
+        for oid in [k for k in self._awaiting_stream if k in seen]:
+            self._awaiting_stream.pop(oid, None)
+        now = self._clock()
+        late = [cid for deadline, cid in self._awaiting_stream.values() if now > deadline]
+        if late:
+            self._awaiting_stream.clear()
+            self._renew_reason = (f"stalled (no event for {', '.join(late[:3])} within "
+                                  f"{self._settings.stream_ack_timeout:g} s)")
+
+    async def _check_listen_key(self, ex: Any) -> None:
+        """Keep the listen key alive and learn early when it is gone (-1125)."""
+        if not self.is_binance or not hasattr(ex, "fapiPrivatePutListenKey"):
+            return
+        try:
+            await ex.fapiPrivatePutListenKey({})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = map_error(exc, self.id)
+            if err.retryable:
+                log.info("%s: listen key keep-alive failed (%s)", self.id, err)
+                return
+            self._renew_reason = f"listen key no longer valid ({err})"
 
     def _private_connected(self) -> bool:
         ex = self._ex

@@ -174,6 +174,25 @@ def is_ambiguous(exc: BaseException) -> bool:
     return exchange_code(str(exc)) in ("-1007", "-1001")
 
 
+_TIMESTAMP_CODES = {
+    "-1021",  # binance: timestamp outside the recvWindow / ahead of the server
+    "10002",  # bybit: the request time exceeds the time window
+    "50102",  # okx: timestamp request expired
+    "50112",  # okx: invalid OK-ACCESS-TIMESTAMP
+}
+
+
+def is_timestamp_error(exc: BaseException) -> bool:
+    """The venue refused a signed request's timestamp (our clock is off from its clock).
+
+    ccxt raises InvalidNonce for Binance's -1021; a venue behind another URL or a code ccxt
+    does not map arrives as a bare ExchangeError carrying the code.
+    """
+    if isinstance(exc, cx.InvalidNonce):
+        return True
+    return bool(_TIMESTAMP_CODES.intersection(exchange_codes(str(exc))))
+
+
 def is_rate_limit(exc: BaseException) -> bool:
     return isinstance(exc, cx.DDoSProtection | cx.RateLimitExceeded) or \
         exchange_code(str(exc)) == "-1003"

@@ -15,7 +15,9 @@ and realized P/L. Its errors carry the real Binance codes and messages (-2019, -
 
 Fault switches (`server.faults`) inject what live venues do to a trading app: HTTP 429 storms,
 a create-order that is placed but whose response never arrives in time, websocket drops,
-silent stalls, auth failures.
+silent stalls, auth failures, a server clock that is off (`faults.clock_skew`: signed requests
+outside the receive window get -1021, `/time` tells the skewed time) and expiring listen keys
+(`expire_listen_keys()`). Every REST answer carries `X-MBX-USED-WEIGHT-1M`.
 
 Use it from an asyncio test:
 
@@ -159,6 +161,7 @@ class Faults:
     hold_order_events: bool = False  # ORDER_TRADE_UPDATEs are held back (late delivery)
     reject_auth: bool = False  # every private request → -2015
     insufficient_margin: bool = False  # every opening order → -2019
+    clock_skew: float = 0.0  # seconds the server's clock runs ahead (+) or behind (-) ours
 
 
 @dataclass
@@ -243,6 +246,7 @@ class BinanceServer:
         self.port = port
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
         self.ws_connects = {"market": 0, "user": 0}  # websocket handshakes so far
+        self.user_ws_keys: list[str] = []  # the listen key of every user-stream handshake
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -251,6 +255,8 @@ class BinanceServer:
         self._user_ws: set[web.WebSocketResponse] = set()
         self._listen_keys: set[str] = set()
         self._held: list[dict[str, Any]] = []
+        self._weights: list[float] = []  # arrival times of the REST requests of the last minute
+        self.weight_limit = 2400
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -329,6 +335,26 @@ class BinanceServer:
             await ws.close(code=1006, message=b"dropped by test")
         return len(victims)
 
+    async def expire_listen_keys(self, close: bool = True, notify: bool = True) -> int:
+        """Expire every listen key as Binance does after 60 min without a keep-alive: the
+        user streams get `listenKeyExpired` (unless not `notify`); with `close` they are then
+        closed, otherwise they stay open and silent. Old keys are refused from now on
+        (keep-alive → -1125, a handshake → listenKeyExpired and close)."""
+        self._listen_keys.clear()
+        victims = list(self._user_ws)
+        for ws in victims:
+            if notify and not ws.closed:
+                await ws.send_json({"e": "listenKeyExpired", "E": _ms(), "listenKey": "expired"})
+            if close:
+                await ws.close()
+            else:
+                self._user_ws.discard(ws)  # nothing more reaches it
+        return len(victims)
+
+    @property
+    def listen_keys(self) -> set[str]:
+        return set(self._listen_keys)
+
     async def release_held_events(self) -> int:
         """Deliver the ORDER_TRADE_UPDATEs held back by `faults.hold_order_events`."""
         held, self._held = self._held, []
@@ -361,6 +387,7 @@ class BinanceServer:
 
                 params.update(dict(parse_qsl(body, keep_blank_values=True)))
         self.requests.append((request.method, f"/fapi/{version}/{path}", params))
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self._used_weight())}
         if self.faults.http_429 > 0 and (
             not self.faults.http_429_paths
             or any(p in path for p in self.faults.http_429_paths)
@@ -368,21 +395,51 @@ class BinanceServer:
             self.faults.http_429 -= 1
             return web.json_response(
                 {"code": -1003, "msg": "Too many requests; current limit is 2400 requests "
-                 "per minute."}, status=429)
+                 "per minute."}, status=429, headers=headers)
         handler = self._routes().get((request.method, version, path))
         if handler is None:
             return web.json_response(
                 {"code": -5000, "msg": f"Path {request.method} /fapi/{version}/{path} "
-                 "is not emulated"}, status=404)
+                 "is not emulated"}, status=404, headers=headers)
         try:
             if handler.__name__.startswith("_priv_"):
                 self._check_auth(request)
+                self._check_timestamp(params)
             result = await handler(params)
         except BinanceApiError as e:
-            return web.json_response({"code": e.code, "msg": e.msg}, status=e.status)
+            return web.json_response({"code": e.code, "msg": e.msg}, status=e.status,
+                                     headers=headers)
         if isinstance(result, web.StreamResponse):
             return result
-        return web.json_response(result)
+        return web.json_response(result, headers=headers)
+
+    def _used_weight(self) -> int:
+        now = time.monotonic()
+        self._weights = [t for t in self._weights if now - t < 60.0]
+        self._weights.append(now)
+        return len(self._weights)
+
+    def server_ms(self) -> int:
+        """The server's own clock (the real one shifted by `faults.clock_skew`)."""
+        return int((time.time() + self.faults.clock_skew) * 1000)
+
+    def _check_timestamp(self, params: dict[str, str]) -> None:
+        """Binance's receive-window rule for signed requests (-1021 either way)."""
+        if "timestamp" not in params:
+            return  # listen-key calls are not signed
+        try:
+            ts = int(params["timestamp"])
+            window = int(params.get("recvWindow") or 5000)
+        except ValueError:
+            raise BinanceApiError(-1100, "Illegal characters found in parameter 'timestamp'.") \
+                from None
+        now = self.server_ms()
+        if ts >= now + 1000:
+            raise BinanceApiError(-1021, "Timestamp for this request was 1000ms ahead of the "
+                                  "server's time.")
+        if now - ts > window:
+            raise BinanceApiError(-1021, "Timestamp for this request is outside of the "
+                                  "recvWindow.")
 
     def _routes(self) -> dict[tuple[str, str, str], Callable[[dict[str, str]], Any]]:
         return {
@@ -413,7 +470,7 @@ class BinanceServer:
             ("DELETE", "v1", "algoOrder"): self._priv_cancel_algo,
             ("GET", "v1", "openAlgoOrders"): self._priv_open_algo,
             ("POST", "v1", "listenKey"): self._priv_listen_key,
-            ("PUT", "v1", "listenKey"): self._priv_listen_key,
+            ("PUT", "v1", "listenKey"): self._priv_keepalive_listen_key,
             ("DELETE", "v1", "listenKey"): self._priv_delete_listen_key,
         }
 
@@ -434,7 +491,7 @@ class BinanceServer:
         return {}
 
     async def _time(self, params: dict[str, str]) -> dict[str, Any]:
-        return {"serverTime": _ms()}
+        return {"serverTime": self.server_ms()}
 
     async def _exchange_info(self, params: dict[str, str]) -> dict[str, Any]:
         symbols = []
@@ -467,8 +524,12 @@ class BinanceServer:
                 "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
                 "permissionSets": ["GRID", "COPY"],
             })
-        return {"timezone": "UTC", "serverTime": _ms(), "futuresType": "U_MARGINED",
-                "rateLimits": [], "exchangeFilters": [],
+        return {"timezone": "UTC", "serverTime": self.server_ms(), "futuresType": "U_MARGINED",
+                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                                "intervalNum": 1, "limit": self.weight_limit},
+                               {"rateLimitType": "ORDERS", "interval": "MINUTE",
+                                "intervalNum": 1, "limit": 1200}],
+                "exchangeFilters": [],
                 "assets": [{"asset": "USDT", "marginAvailable": True,
                             "autoAssetExchange": "-10000"}],
                 "symbols": symbols}
@@ -884,9 +945,15 @@ class BinanceServer:
         return [self._algo_json(o) for o in self.state.open_orders(sym, algo=True)]
 
     async def _priv_listen_key(self, params: dict[str, str]) -> dict[str, Any]:
+        """POST: the active key (extended) or a new one; PUT: extend the active key."""
         key = f"lk{next(self._ids)}" if not self._listen_keys else next(iter(self._listen_keys))
         self._listen_keys.add(key)
         return {"listenKey": key}
+
+    async def _priv_keepalive_listen_key(self, params: dict[str, str]) -> dict[str, Any]:
+        if not self._listen_keys:
+            raise BinanceApiError(-1125, "This listenKey does not exist.")
+        return {"listenKey": next(iter(self._listen_keys))}
 
     async def _priv_delete_listen_key(self, params: dict[str, str]) -> dict[str, Any]:
         self._listen_keys.clear()
@@ -927,6 +994,7 @@ class BinanceServer:
         is_user = listen_key is not None or category == "private"
         self.ws_connects["user" if is_user else "market"] += 1
         if is_user:
+            self.user_ws_keys.append(str(listen_key))
             if listen_key not in self._listen_keys:
                 await ws.send_json({"e": "listenKeyExpired", "E": _ms(),
                                     "listenKey": listen_key})
