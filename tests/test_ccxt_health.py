@@ -211,3 +211,47 @@ async def test_connection_state_reports_offset_streams_and_rate_limit_headroom(
             await ex.fetch_balance()
         assert ex.rate_limit_headroom == 0.0
         await sink.wait_for(lambda: sink.connections[-1].rate_limit_headroom == 0.0)
+
+
+@pytest.mark.parametrize("skew", [20.0, -20.0])
+async def test_engine_orders_reach_the_exchange_after_a_clock_jump(
+        server: BinanceServer, tmp_path, skew: float) -> None:
+    """Through the whole engine: the venue's clock jumps by ±20 s while pmgui runs; the next
+    open (entry, then its SL and TP) reaches the emulator within the bound, each once."""
+    import time
+
+    from pmgui.domain.enums import Side
+    from pmgui.domain.models import frozen_map
+    from pmgui.engine import commands as cmd
+    from pmgui.engine.core import EngineCore
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings, SymbolRules
+    from pmgui.store.db import Store
+
+    ex = _exchange(server)
+    store = Store.open(tmp_path / "skew.db")
+    settings = EngineSettings(default_preset="manual", protect_throttle=0.0,
+                              symbols=frozen_map({BTC: SymbolRules("monitor")}))
+    engine = EngineCore(ex, store, Outbox(), settings, clock=time.time)
+    await engine.start()
+    run = asyncio.create_task(ex.run(engine))
+    try:
+        server.faults.clock_skew = skew
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=49_000.0,
+                                             tp=52_000.0))
+        took = loop.time() - t0
+        print(f"\nengine, clock jump {skew:+.0f} s: position and SL/TP on the exchange after "
+              f"{took:.3f} s")
+        assert took < RECOVERY_BOUND
+        assert float(server.state.positions["BTCUSDT"].amount) == pytest.approx(0.01)
+        stops = sorted(float(o.stop_price) for o in server.state.open_orders(algo=True))
+        assert stops == [49_000.0, 52_000.0]
+        syncs = [p for m, p, _ in server.requests if m == "GET" and p.endswith("/time")]
+        assert len(syncs) == 2  # connect, and one resync however many requests were refused
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await engine.shutdown()

@@ -103,6 +103,26 @@ def _is_emergency(reason: str | None) -> bool:
     return bool(reason) and str(reason).startswith("emergency_stop")
 
 
+def venue_health(c: ConnectionEvent | None) -> tuple[str, str]:
+    """(status-bar suffix, tooltip lines) for the venue's clock offset, rate-limit headroom
+    and per-stream states; empty where the venue does not report them (paper)."""
+    if c is None:
+        return "", ""
+    short: list[str] = []
+    long: list[str] = []
+    if is_num(c.clock_offset):
+        off = float(c.clock_offset)  # type: ignore[arg-type]
+        short.append(f"clock {off:+.1f} s")
+        long.append(f"Exchange clock minus this computer's: {off:+.2f} s (synced)")
+    if is_num(c.rate_limit_headroom):
+        free = float(c.rate_limit_headroom)  # type: ignore[arg-type]
+        short.append(f"API {free:.0%} free" if free > 0 else "⚠ API rate-limited")
+        long.append(f"Request budget left: {free:.0%}")
+    for name, state in c.streams:
+        long.append(f"{name}: {state}")
+    return " · ".join(short), "\n".join(long)
+
+
 class MainWindow(QMainWindow):
     """pmgui's window. `clock` is monotonic seconds (injectable so tests need no sleeps)."""
 
@@ -541,6 +561,11 @@ class MainWindow(QMainWindow):
                                                                      else ""))
         if md and detail and "REST" in detail:
             self.market_data_label.setText("● Market data: REST polling")
+        short, long = venue_health(c)
+        if short:
+            self.orders_label.setText(f"{self.orders_label.text()} · {short}")
+        if long:
+            self.orders_label.setToolTip(f"{self.orders_label.toolTip()}\n{long}")
         age = self.tick_age()
         if age is None:
             self.tick_age_label.setText("Last tick —")
