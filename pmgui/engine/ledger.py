@@ -1,0 +1,353 @@
+"""The order ledger: every order pmgui placed, its lifecycle state, and fill-delta accounting.
+
+One owner for order state (DESIGN §2, §6). An order goes through
+
+    intended → sent → acknowledged → partially_filled → filled | cancelled | rejected | unknown
+
+* `intended`: journaled (SQLite) before anything is sent, so a crash can never lose it;
+* `sent`: the create call is on its way;
+* `acknowledged` / `partially_filled`: the venue has it (resting, or partly filled);
+* `filled`, `cancelled`, `rejected`: final;
+* `unknown`: the create got no answer (timeout, crash before the answer). Never re-sent: it
+  is looked up by client id and resolved to what the venue says (or `rejected` when the
+  venue never saw it).
+
+Transitions the engine *asks for* (`mark_sent`, `mark_unknown`, `reject`, `transition`) are
+checked against `ALLOWED`; an illegal one raises `IllegalOrderTransition` and changes nothing.
+Updates the *venue reports* arrive out of order (a create's answer after the stream's fill, a
+REST poll older than the stream): an update that would move an order backwards is *stale*:
+its status is ignored, its fill quantity still counts if it is larger (fills only grow).
+
+Accounting is driven by fill deltas, not by fill messages: the ledger remembers how much of
+each order has been applied, so the same fill arriving twice (stream and REST, or before and
+after a crash) is applied once. `apply()` returns the delta for the engine to book on the
+position.
+
+The journal (SQLite `orders`/`fills`/`order_links`) keeps the coarse `OrderStatus`
+(pending/open/filled/canceled/rejected/expired); the finer state lives here and is derived
+again from the journal on start-up (a stored `pending` order is `unknown`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from pmgui.domain import money
+from pmgui.domain.enums import OrderRole, OrderStatus
+from pmgui.domain.errors import PmguiError
+from pmgui.domain.models import Fill, Order, OrderRequest
+from pmgui.engine.events import OrderSnapshot
+from pmgui.engine.outbox import Outbox
+from pmgui.store.db import Store
+
+log = logging.getLogger("pmgui.engine.ledger")
+
+EPS = 1e-12
+
+
+class OrderState(StrEnum):
+    INTENDED = "intended"
+    SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL
+
+    @property
+    def is_live(self) -> bool:
+        """Resting on the venue as far as we know (acknowledged, partly filled)."""
+        return self in (OrderState.ACKNOWLEDGED, OrderState.PARTIALLY_FILLED)
+
+
+S = OrderState
+FINAL = frozenset({S.FILLED, S.CANCELLED, S.REJECTED})
+_RESOLVED = frozenset({S.ACKNOWLEDGED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED})
+ALLOWED: dict[OrderState, frozenset[OrderState]] = {
+    # never sent: refused before it left (validation, the adapter's own checks)
+    S.INTENDED: frozenset({S.SENT, S.REJECTED}),
+    S.SENT: _RESOLVED | {S.UNKNOWN},
+    S.UNKNOWN: _RESOLVED,  # resolved by a lookup by client id
+    S.ACKNOWLEDGED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED}),
+    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED}),
+    S.FILLED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REJECTED: frozenset(),
+}
+# How far along an order is: a venue update ranked lower than the current state is stale.
+_RANK = {S.INTENDED: 0, S.SENT: 1, S.UNKNOWN: 1, S.ACKNOWLEDGED: 2, S.PARTIALLY_FILLED: 3,
+         S.FILLED: 4, S.CANCELLED: 4, S.REJECTED: 4}
+
+
+class IllegalOrderTransition(PmguiError):
+    """The engine asked for an order state change the lifecycle does not allow."""
+
+    def __init__(self, client_id: str, old: OrderState, new: OrderState) -> None:
+        super().__init__(f"order {client_id}: {old.value} → {new.value} is not an allowed "
+                         "transition")
+        self.client_id, self.old, self.new = client_id, old, new
+
+
+def allowed(old: OrderState, new: OrderState) -> bool:
+    return new in ALLOWED[old]
+
+
+def state_of(order: Order) -> OrderState:
+    """The lifecycle state a venue report (or a journal row) says an order is in."""
+    st = order.status
+    if st is OrderStatus.OPEN:
+        return S.PARTIALLY_FILLED if order.filled > EPS else S.ACKNOWLEDGED
+    if st is OrderStatus.FILLED:
+        return S.FILLED
+    if st in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+        return S.CANCELLED
+    if st is OrderStatus.REJECTED:
+        return S.REJECTED
+    return S.UNKNOWN  # PENDING: journaled, its fate not known
+
+
+def status_of(state: OrderState, order: Order) -> OrderStatus:
+    """The journal's coarse status for a lifecycle state (keeps EXPIRED as the venue said)."""
+    if state in (S.INTENDED, S.SENT, S.UNKNOWN):
+        return OrderStatus.PENDING
+    if state.is_live:
+        return OrderStatus.OPEN
+    if state is S.FILLED:
+        return OrderStatus.FILLED
+    if state is S.CANCELLED:
+        return OrderStatus.EXPIRED if order.status is OrderStatus.EXPIRED \
+            else OrderStatus.CANCELED
+    return OrderStatus.REJECTED
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one venue update changed: the merged order, the fill delta to book, and whether
+    a protective order ended without filling (and without pmgui cancelling it)."""
+
+    order: Order
+    previous: Order
+    delta: float
+    price: float | None
+    fee: float | None
+    liquidation: bool
+    lost_protection: bool
+
+
+class OrderLedger:
+    """Orders by client id with their lifecycle state; the journal's only writer for orders
+    and fills. `live` holds every order that is not final (pending or resting)."""
+
+    def __init__(self, store: Store, outbox: Outbox, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.clock = clock
+        self.live: dict[str, Order] = {}
+        self._state: dict[str, OrderState] = {}
+        self._by_position: dict[str, dict[str, Order]] = {}
+        self.creating: set[str] = set()  # create call in flight
+        self.cancelling: set[str] = set()  # pmgui's own cancel in flight
+        self.reduce_flags: dict[str, frozenset[str]] = {}  # client id → the action's flags
+
+    # ---------------------------------------------------------------- queries
+
+    def state(self, client_id: str) -> OrderState | None:
+        s = self._state.get(client_id)
+        if s is None:
+            known = self.store.order(client_id)
+            return None if known is None else state_of(known)
+        return s
+
+    def get(self, client_id: str) -> Order | None:
+        return self.live.get(client_id) or self.store.order(client_id)
+
+    def of_position(self, pid: str) -> dict[str, Order]:
+        """The live orders of one position (the same dict object for the position's lifetime:
+        its `PositionRuntime` holds it as its pending orders)."""
+        return self._by_position.setdefault(pid, {})
+
+    def forget_position(self, pid: str) -> None:
+        if not self._by_position.get(pid):
+            self._by_position.pop(pid, None)
+
+    def __iter__(self) -> Iterator[Order]:
+        return iter(list(self.live.values()))
+
+    def resting(self) -> list[Order]:
+        """Orders the venue acknowledged and that are still open."""
+        return [o for o in self.live.values() if o.status is OrderStatus.OPEN]
+
+    def unresolved(self) -> list[Order]:
+        return [o for o in self.live.values() if o.status is OrderStatus.PENDING]
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    def _track(self, order: Order, state: OrderState) -> None:
+        cid = order.client_id
+        self._state[cid] = state
+        old = self.live.get(cid)
+        if old is not None and old.position_id and old.position_id != order.position_id:
+            self._by_position.get(old.position_id, {}).pop(cid, None)
+        if state.is_final:
+            self.live.pop(cid, None)
+            if order.position_id:
+                self._by_position.get(order.position_id, {}).pop(cid, None)
+        else:
+            self.live[cid] = order
+            if order.position_id:
+                self._by_position.setdefault(order.position_id, {})[cid] = order
+
+    def load(self) -> None:
+        """Start-up: the journal's open and pending orders (pending = `unknown` now)."""
+        for order in self.store.open_orders():
+            self._track(order, state_of(order))
+
+    def adopt(self, order: Order) -> None:
+        """Track an order found on the venue (a foreign close booked on one of ours)."""
+        self.store.save_order(order)
+        if order.position_id:
+            self.store.link_order(order.position_id, order.client_id, order.role)
+        self._track(order, state_of(order))
+
+    def bind(self, order: Order) -> Order:
+        """An entry's answer, now tied to the position it opened. A state the stream already
+        reported further along is kept."""
+        cur = self.state(order.client_id)
+        new = state_of(order)
+        if cur is not None and _RANK[cur] > _RANK[new]:
+            new, order = cur, replace(order, status=status_of(cur, order))
+        self.store.save_order(order)
+        if order.position_id:
+            self.store.link_order(order.position_id, order.client_id, order.role)
+        self._track(order, new)
+        return order
+
+    def transition(self, client_id: str, new: OrderState, **changes: object) -> Order:
+        """An explicit state change the engine makes (checked; journaled)."""
+        order = self.get(client_id)
+        if order is None:
+            raise PmguiError(f"order {client_id} is not in the ledger")
+        old = self.state(client_id) or state_of(order)
+        if not allowed(old, new):
+            raise IllegalOrderTransition(client_id, old, new)
+        order = replace(order, status=status_of(new, order), updated_at=self.clock(),
+                        **changes)  # type: ignore[arg-type]
+        self.store.save_order(order)
+        self._track(order, new)
+        return order
+
+    def journal(self, req: OrderRequest) -> Order:
+        """`intended`: written to the journal (and linked to its position) before sending."""
+        order = self.store.journal_order(req, self.clock())  # links it to its position
+        self._track(order, S.INTENDED)
+        return order
+
+    def mark_sent(self, client_id: str) -> None:
+        old = self.state(client_id)
+        if old is None or not allowed(old, S.SENT):
+            raise IllegalOrderTransition(client_id, old or S.UNKNOWN, S.SENT)
+        self._state[client_id] = S.SENT  # the journal says pending either way
+        self.creating.add(client_id)
+
+    def create_answered(self, client_id: str) -> None:
+        self.creating.discard(client_id)
+
+    def mark_unknown(self, client_id: str) -> None:
+        """The create got no answer: it stays pending in the journal, looked up later."""
+        self.creating.discard(client_id)
+        old = self.state(client_id)
+        if old is S.SENT:
+            self._state[client_id] = S.UNKNOWN
+        elif old is None or old is S.INTENDED:
+            raise IllegalOrderTransition(client_id, old or S.INTENDED, S.UNKNOWN)
+        # else: already unknown, or the stream answered while the create timed out
+
+    def reject(self, client_id: str, error: str) -> Order | None:
+        """The venue refused it (or never saw it): final, journaled, published."""
+        self.creating.discard(client_id)
+        if self.state(client_id) is S.REJECTED:
+            return self.get(client_id)
+        order = self.transition(client_id, S.REJECTED, error=error)
+        self.outbox.publish(OrderSnapshot(order))
+        return order
+
+    # ---------------------------------------------------------------- venue updates
+
+    def apply(self, order: Order, fills: Iterable[Fill], *, synthesize: bool = False,
+              fee_rate: float = 0.0005, contract_size: float = 1.0) -> Applied | None:
+        """Merge a venue report of one of our orders; journal it and its fills.
+
+        Returns None for an order the ledger does not know (not ours, or foreign). Fill
+        records come with the stream; only reconciliation, which sees a filled order but never
+        its fills, `synthesize`s one for the delta.
+        """
+        fills = tuple(fills)
+        known = self.live.get(order.client_id) or self.store.order(order.client_id)
+        if known is None:
+            return None
+        old = self._state.get(order.client_id) or state_of(known)
+        merged = replace(order, position_id=known.position_id, role=known.role,
+                         reason=known.reason, created_at=known.created_at or order.created_at)
+        if merged.filled + EPS < known.filled:  # a stale update must not undo fills
+            merged = replace(merged, filled=known.filled, average=known.average)
+        new = old if merged.status is OrderStatus.PENDING else state_of(merged)
+        if new != old and not allowed(old, new):
+            if _RANK[new] < _RANK[old]:
+                new = old  # stale report (older than what we know): its status is ignored
+            elif old.is_final:
+                log.warning("order %s: the venue reports %s after %s; keeping %s",
+                            order.client_id, new.value, old.value, old.value)
+                new = old
+            else:  # a jump the lifecycle does not foresee: the venue's word is the truth
+                log.info("order %s: the venue reports %s after %s", order.client_id,
+                         new.value, old.value)
+        merged = replace(merged, status=status_of(new, merged if new is state_of(merged)
+                                                  else known),
+                         error=merged.error or known.error)
+        delta = merged.filled - known.filled
+        price = _delta_price(known, merged, delta, fills)
+        fee = sum(f.fee for f in fills) if fills else None
+        with self.store.transaction():
+            self.store.save_order(merged)
+            for f in fills:
+                self.store.record_fill(f, merged.position_id)
+            if synthesize and delta > EPS and not fills and price is not None:
+                self.store.record_fill(
+                    Fill(f"{merged.client_id}#{merged.filled:.12g}", merged.client_id,
+                         merged.symbol, merged.side, delta, price,
+                         delta * price * contract_size * fee_rate, self.clock(),
+                         merged.exchange_id),
+                    merged.position_id)
+        self._track(merged, new)
+        self.outbox.publish(OrderSnapshot(merged))
+        lost = (new.is_final and not old.is_final and merged.filled <= EPS
+                and merged.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
+                and merged.client_id not in self.cancelling)
+        if delta > EPS and price is not None and fee is None:
+            fee = delta * price * contract_size * fee_rate
+        return Applied(merged, known, delta if delta > EPS else 0.0, price, fee,
+                       any(f.liquidation for f in fills), lost)
+
+
+def _delta_price(known: Order, new: Order, delta: float, fills: tuple[Fill, ...]) -> float | None:
+    if delta <= EPS:
+        return None
+    if fills:
+        q = sum(f.qty for f in fills)
+        if q > 0:
+            return sum(f.qty * f.price for f in fills) / q
+    if new.average is not None and known.average is not None and known.filled > 0:
+        p = (new.average * new.filled - known.average * known.filled) / delta
+        if money.valid_price(p):
+            return p
+    if new.average is not None:
+        return new.average
+    return new.price or new.trigger_price

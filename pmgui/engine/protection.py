@@ -1,0 +1,208 @@
+"""Protection: the exchange's reduce-only SL/TP orders mirror each position's local levels.
+
+New order first, then cancel the old one: the position is never without an order on the
+exchange during a move (reduce-only guarantees two cannot over-close). A create whose answer
+never came stays pending and is not re-sent; what protected the position until then stays.
+
+`sync()` answers per level with a `ProtectionOutcome`: `on_exchange` only when the venue
+acknowledged an order at that level covering the position, `local_only` with the venue's
+reason otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, OrderType, Protection, Reason
+from pmgui.domain.errors import ExchangeError, OrderWouldTriggerImmediately
+from pmgui.domain.models import Action, Order, OrderRequest, Position, frozen_map
+from pmgui.engine.commands import ProtectionOutcome
+from pmgui.engine.events import ErrorEvent
+from pmgui.engine.ids import new_client_id
+from pmgui.engine.runtime import PositionRuntime
+from pmgui.exchange.retry import OrderStatusUnknown
+
+if TYPE_CHECKING:
+    from pmgui.engine.core import EngineCore
+
+log = logging.getLogger("pmgui.engine.protection")
+
+EPS = 1e-12
+ROLE_KEY = {OrderRole.STOP_LOSS: "sl", OrderRole.TAKE_PROFIT: "tp"}
+PROTECTIVE = (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
+
+
+class Protector:
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+
+    # ---------------------------------------------------------------- state
+
+    def covering(self, rt: PositionRuntime, role: OrderRole,
+                 pos: Position | None = None) -> Order | None:
+        """The acknowledged order of `role` covering the whole quantity of `pos` (default:
+        the runtime's position), if any."""
+        pos = pos or rt.position
+        half_step = self.core.market.market(pos.symbol).amount_step / 2
+        for o in rt.resting(role):
+            if o.amount + half_step + EPS >= pos.qty:
+                return o
+        return None
+
+    def protection(self, rt: PositionRuntime, pos: Position | None = None) -> Protection:
+        """ON_EXCHANGE only while an SL order the exchange acknowledged (OPEN, not merely
+        journaled) covers the whole current quantity; a smaller one (the position grew) or
+        none at all leaves the stop guarded locally only."""
+        pos = pos or rt.position
+        if pos.sl is None:
+            return Protection.UNPROTECTED
+        if self.covering(rt, OrderRole.STOP_LOSS, pos) is not None:
+            return Protection.ON_EXCHANGE
+        return Protection.LOCAL_ONLY
+
+    def outcome(self, rt: PositionRuntime, role: OrderRole) -> ProtectionOutcome:
+        """What protects one level right now, in the command-result contract's terms."""
+        pos = rt.position
+        level = pos.sl if role is OrderRole.STOP_LOSS else pos.tp
+        key = ROLE_KEY[role]
+        if level is None:
+            return ProtectionOutcome(key, None, Protection.UNPROTECTED.value)
+        o = self.covering(rt, role)
+        market = self.core.market.market(pos.symbol)
+        if o is not None and o.trigger_price is not None \
+                and abs(o.trigger_price - market.round_price(level)) < market.tick_size / 2:
+            return ProtectionOutcome(key, level, Protection.ON_EXCHANGE.value)
+        reason = rt.protect_failing.get(role, "")
+        if not reason:
+            if not self.core.settings.protect_on_exchange:
+                reason = "exchange-side protection is off"
+            elif not self._supported(role):
+                reason = f"{self.core.exchange.id} has no {role.value} orders"
+            elif any(o.status is OrderStatus.PENDING for o in rt.pending(role)):
+                reason = "the exchange has not confirmed the order yet"
+            else:
+                reason = "no confirmed order on the exchange"
+        return ProtectionOutcome(key, level, Protection.LOCAL_ONLY.value, reason)
+
+    def _supported(self, role: OrderRole) -> bool:
+        caps = self.core.exchange.capabilities
+        return caps.stop_orders and (role is OrderRole.STOP_LOSS or caps.take_profit_orders)
+
+    def mark_dirty(self, rt: PositionRuntime, urgent: bool = False) -> None:
+        rt.protect_dirty = True
+        if urgent:
+            rt.protect_last = float("-inf")  # not throttled: protection is missing
+
+    # ---------------------------------------------------------------- sync
+
+    async def sync(self, rt: PositionRuntime, force: bool = False) -> None:
+        """Make the exchange's reduce-only SL/TP orders mirror the local levels (call under
+        the position's lock)."""
+        core = self.core
+        if not rt.is_open or core.book.runtime(rt.id) is not rt:
+            return
+        caps = core.exchange.capabilities
+        if not core.settings.protect_on_exchange or not caps.stop_orders:
+            rt.protect_dirty = False
+            return
+        now = core.clock()
+        if not force and now - rt.protect_last < core.settings.protect_throttle:
+            rt.protect_dirty = True
+            return
+        rt.protect_dirty = False
+        rt.protect_last = now
+        await self._sync_one(rt, OrderRole.STOP_LOSS, OrderType.STOP_MARKET)
+        if rt.is_open and caps.take_profit_orders:
+            await self._sync_one(rt, OrderRole.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET)
+
+    async def _sync_one(self, rt: PositionRuntime, role: OrderRole, otype: OrderType) -> None:
+        core = self.core
+        pos = rt.position
+        level = pos.sl if role is OrderRole.STOP_LOSS else pos.tp
+        market = core.market.market(pos.symbol)
+        current = [o for o in rt.pending(role)
+                   if o.status in (OrderStatus.OPEN, OrderStatus.PENDING)]
+        if level is not None:
+            trigger = market.round_price(level)
+            half_tick, half_step = market.tick_size / 2, market.amount_step / 2
+            keep = [o for o in current if o.trigger_price is not None
+                    and abs(o.trigger_price - trigger) < half_tick
+                    and abs(o.amount - pos.qty) <= half_step]
+            keep.sort(key=lambda o: o.status is not OrderStatus.OPEN)  # acknowledged first
+            if keep and keep[0].status is OrderStatus.PENDING:
+                # Its create went unanswered: until its fate is known, what protects the
+                # position now is not cancelled, and nothing new is sent (it may exist).
+                rt.protect_dirty = True
+                return
+            if keep:
+                rt.protect_failing.pop(role, None)
+                for o in current:
+                    if o is not keep[0]:
+                        await self.cancel_quietly(rt, o)
+                return
+            req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, otype, pos.qty,
+                               trigger_price=trigger, reduce_only=True, position_id=pos.id,
+                               role=role, reason=role.value)
+            try:
+                await core.place(req)
+            except OrderWouldTriggerImmediately as exc:
+                rt.protect_failing.pop(role, None)
+                # The level is already through the market: close now (DESIGN §5), journaled.
+                reason = core.stop_reason(pos) if role is OrderRole.STOP_LOSS \
+                    else Reason.TAKE_PROFIT
+                price = core.market.price(pos.symbol) or level
+                action = Action(ActionType.CLOSE, reason, pos.id, price, qty=pos.qty,
+                                rule="protection", ts=core.clock(),
+                                inputs=frozen_map({"level": level, "error": str(exc)}))
+                await core.execute(action)
+                return
+            except OrderStatusUnknown as exc:
+                # It may be on the exchange: looked up by client id shortly (never re-sent
+                # while its fate is unknown; `current` keeps the pending order).
+                rt.protect_failing[role] = str(exc)
+                rt.protect_dirty = True  # finish the move once it is resolved
+                core.outbox.publish(ErrorEvent(
+                    f"{pos.symbol}: the exchange did not confirm the {role.value} order "
+                    f"({exc}); checking it by its id", core.clock(), pos.id))
+                return
+            except ExchangeError as exc:
+                if exc.retryable:  # rate limit, timeout, outage: try again next pass
+                    rt.protect_dirty = True
+                if role not in rt.protect_failing:  # once per failure streak, not per try
+                    core.outbox.publish(ErrorEvent(
+                        f"{pos.symbol}: {role.value} order not placed ({exc}); guarded "
+                        f"locally only{'; retrying' if exc.retryable else ''}",
+                        core.clock(), pos.id))
+                rt.protect_failing[role] = str(exc)
+                return
+            if rt.protect_failing.pop(role, None) is not None:
+                log.info("%s: %s order placed after earlier failures", pos.symbol, role.value)
+        for o in current:
+            await self.cancel_quietly(rt, o)
+
+    async def cancel_quietly(self, rt: PositionRuntime, order: Order) -> None:
+        try:
+            await self.core.cancel(order)
+        except ExchangeError as exc:
+            self.core.outbox.publish(ErrorEvent(f"{rt.symbol}: cancel failed: {exc}",
+                                                self.core.clock(), rt.id))
+
+    def lost(self, order: Order, how: str | None = None) -> None:
+        """A live SL/TP order of an open position ended without pmgui cancelling it
+        (cancelled on the exchange's website, expired, lost): tell the trader at once and
+        re-place it on the next housekeeping pass instead of at the next reconciliation."""
+        core = self.core
+        rt = core.book.runtime(order.position_id)
+        if rt is None or not rt.is_open:
+            return
+        pos = rt.position
+        what = "stop-loss" if order.role is OrderRole.STOP_LOSS else "take-profit"
+        guard = "; the position is guarded locally only" \
+            if self.protection(rt) is not Protection.ON_EXCHANGE else ""
+        message = (f"{pos.symbol}: the {what} order on the exchange was "
+                   f"{how or order.status.value} outside pmgui{guard}; re-placing it")
+        log.warning("%s (%s)", message, order.client_id)
+        core.outbox.publish(ErrorEvent(message, core.clock(), pos.id))
+        self.mark_dirty(rt, urgent=True)
+        core.publish_position(rt)

@@ -1,0 +1,264 @@
+"""Reconciliation: the journal and the engine's state brought in line with the exchange.
+
+1. Journaled orders the exchange never acknowledged are looked up by client id.
+2. Orders we believe open are refreshed (fills that happened while we were away).
+3. Positions are compared: adopt unknown ones, close vanished ones, fix quantities.
+4. Orphaned protective orders of ours are cancelled; missing ones re-created.
+
+Every fix is journaled with reason `reconcile`. A snapshot is never judged when it may be
+outdated: a change counter, bumped by every fill/open/close and remembered per (symbol,
+side), tells which positions changed after the snapshot was requested; those (and positions
+with an order in flight, and entries awaiting their answer) wait for the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, OrderStatus, PositionStatus, Reason, Side
+from pmgui.domain.errors import ExchangeError
+from pmgui.domain.models import Action, Position, Scalar, Tranche, frozen_map
+from pmgui.engine.events import ActionTaken
+from pmgui.engine.ids import is_ours, new_position_id
+from pmgui.engine.ledger import OrderState
+from pmgui.engine.protection import PROTECTIVE
+from pmgui.exchange.base import ExchangePosition
+from pmgui.rules.tranches import reduce_tranches
+
+if TYPE_CHECKING:
+    from pmgui.engine.core import EngineCore
+
+log = logging.getLogger("pmgui.engine.reconcile")
+
+
+class Reconciler:
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+        self.opening: set[tuple[str, Side]] = set()  # entries in flight (not positions yet)
+        self._changes = 0
+        self._touched: dict[tuple[str, Side], int] = {}
+
+    def touch(self, symbol: str, side: Side) -> None:
+        """A fill, open or close changed (symbol, side): older snapshots do not judge it."""
+        self._changes += 1
+        self._touched[(symbol, side)] = self._changes
+
+    def _busy(self, key: tuple[str, Side], mark: int | None) -> bool:
+        return key in self.opening or (mark is not None and self._touched.get(key, 0) > mark)
+
+    # ---------------------------------------------------------------- orders
+
+    async def resolve_pending(self, min_age: float = 2.0) -> None:
+        """Look up, by client id, orders whose create got no answer (OrderStatusUnknown).
+
+        Without this a pending protective order would only be resolved by the next full
+        reconciliation (a minute later), and while it is pending it is neither trusted as
+        protection nor re-sent. Orders whose create call is still in flight are left alone.
+        """
+        core, ledger = self.core, self.core.ledger
+        now = core.clock()
+        for order in [o for o in ledger.unresolved()
+                      if o.client_id not in ledger.creating and now - o.created_at >= min_age]:
+            try:
+                found = await core.exchange.fetch_order_by_client_id(order.client_id,
+                                                                      order.symbol)
+            except ExchangeError as exc:
+                log.info("pending order %s still unresolved: %s", order.client_id, exc)
+                continue
+            if order.client_id not in ledger.live:
+                continue  # resolved meanwhile (the order stream)
+            rt = core.book.runtime(order.position_id)
+            if found is None:
+                ledger.reject(order.client_id, "never reached the exchange")
+                self.log(f"order {order.client_id} never reached the exchange")
+                if rt is not None:
+                    core.protector.mark_dirty(rt, urgent=True)
+            else:
+                await core.apply_order(found, (), synthesize=True)
+            if rt is not None:
+                rt.protect_failing.pop(order.role, None)
+                rt.protect_dirty = True
+
+    async def _refresh_orders(self, notes: list[str]) -> None:
+        core, ledger = self.core, self.core.ledger
+        for order in list(core.store.pending_orders()) + ledger.resting():
+            if order.client_id in ledger.creating:
+                continue  # its create call is still waiting for the answer: not ours to judge
+            try:
+                found = await core.exchange.fetch_order_by_client_id(order.client_id, order.symbol)
+            except ExchangeError as exc:
+                notes.append(f"could not check order {order.client_id}: {exc}")
+                continue
+            if found is None:
+                state = ledger.state(order.client_id)
+                if order.status is OrderStatus.PENDING:
+                    ledger.reject(order.client_id, "never reached the exchange")
+                    notes.append(f"order {order.client_id} never reached the exchange")
+                elif order.status is OrderStatus.OPEN and state is not None \
+                        and not state.is_final:
+                    gone = ledger.transition(order.client_id, OrderState.CANCELLED)
+                    notes.append(f"order {order.client_id} no longer on the exchange")
+                    if gone.role in PROTECTIVE:
+                        core.protector.lost(gone, "missing")
+                continue
+            await core.apply_order(found, (), synthesize=True)
+
+    # ---------------------------------------------------------------- the pass
+
+    async def reconcile(self, startup: bool = False) -> list[str]:
+        """Bring the store in line with the exchange; every fix is logged as `reconcile`."""
+        core = self.core
+        notes: list[str] = []
+        await self._refresh_orders(notes)
+        mark = self._changes
+        try:
+            remote = await core.exchange.fetch_positions()
+        except ExchangeError as exc:
+            notes.append(f"positions unavailable: {exc}")
+            remote = None
+        position_notes = await self._positions(remote, mark) if remote is not None else []
+        try:
+            open_remote = await core.exchange.fetch_open_orders()
+        except ExchangeError:
+            open_remote = []
+        for o in open_remote:
+            if not is_ours(o.client_id):
+                continue
+            known = core.ledger.get(o.client_id)
+            owner = core.book.runtime(known.position_id if known else None)
+            if o.reduce_only and (owner is None or not owner.is_open):
+                try:
+                    await core.exchange.cancel_order(o)
+                    notes.append(f"cancelled orphaned {o.type.value} order {o.client_id}")
+                    state = core.ledger.state(o.client_id)
+                    if known and state is not None and not state.is_final:
+                        core.ledger.transition(o.client_id, OrderState.CANCELLED)
+                except ExchangeError as exc:
+                    notes.append(f"orphaned order {o.client_id} not cancelled: {exc}")
+        for note in notes:
+            self.log(note)
+        notes += position_notes
+        if not startup:  # (start() protects every position itself once reconciled)
+            for rt in core.book.runtimes():
+                # under the position's lock: a tick handler may be moving this very stop,
+                # and two syncs at once would both place an order
+                async with rt.lock:
+                    await core.protector.sync(rt, force=True)
+        return notes
+
+    async def _positions(self, remote: list[ExchangePosition],
+                         mark: int | None = None) -> list[str]:
+        """Notes returned here are journaled already (on their position).
+
+        `remote` is a snapshot requested when the change counter stood at `mark`: a
+        position filled, opened or closed since then, or with an order in flight (its lock
+        held), or an entry still waiting for its answer, is left to the next pass instead
+        of being "fixed" against an outdated picture (a second, adopted copy of a position
+        being opened; a close of ours taken for one made outside pmgui).
+        """
+        core = self.core
+        notes: list[str] = []
+        by_key = {(r.symbol, r.side): r for r in remote if r.qty > 0}
+        for rt in core.book.runtimes():
+            pos = rt.position
+            key = (pos.symbol, pos.side)
+            r = by_key.pop(key, None)
+            if self._busy(key, mark) or rt.lock.locked() or not pos.is_open:
+                continue
+            if r is None:
+                price = core.market.price(pos.symbol) or pos.entry
+                closed = pos.evolve(status=PositionStatus.CLOSED, qty=0.0,
+                                    closed_at=core.clock(), exit_price=price,
+                                    exit_reason=Reason.RECONCILE.value)
+                core.set_position(closed)
+                note = f"{pos.symbol} {pos.side.value} was closed outside pmgui"
+                self.journal(ActionType.CLOSE, pos, note, price, pos.qty)
+                notes.append(note)
+                await core.finish_close(closed)
+                continue
+            market = core.market.market(pos.symbol)
+            if abs(r.qty - pos.qty) > market.amount_step / 2:
+                note = (f"{pos.symbol} {pos.side.value} quantity {pos.qty:g} → {r.qty:g} "
+                        "(changed outside pmgui)")
+                if r.qty < pos.qty:  # the tranches shrink with it, oldest first
+                    tranches = reduce_tranches(pos.tranches, pos.qty - r.qty)
+                else:
+                    tranches = (*pos.tranches, Tranche(
+                        f"reconcile-{int(core.clock() * 1000):x}", r.qty - pos.qty,
+                        r.entry or pos.entry, core.clock(), pos.sl, pos.tp, "adopted"))
+                self.journal(
+                    ActionType.REDUCE if r.qty < pos.qty else ActionType.ADD, pos, note,
+                    core.market.price(pos.symbol) or pos.entry, abs(pos.qty - r.qty))
+                notes.append(note)
+                core.set_position(pos.evolve(qty=r.qty, entry=r.entry or pos.entry,
+                                             tranches=tranches))
+                # the protective orders are re-sized by the sync that follows reconciliation
+                rt.protect_dirty = True
+            if r.liquidation and r.liquidation != rt.position.liquidation:
+                core.set_position(rt.position.evolve(liquidation=r.liquidation))
+        for r in by_key.values():
+            if self._busy((r.symbol, r.side), mark):
+                continue
+            pos = self.adopt(r)  # journals its own OPEN action
+            log.info("reconcile: adopted %s %s %g @ %g (preset %s)", r.symbol, r.side.value,
+                     r.qty, r.entry, pos.preset)
+        return notes
+
+    # ---------------------------------------------------------------- adoption
+
+    def adopt(self, r: ExchangePosition, *, sl: float | None = None, tp: float | None = None,
+              preset: str | None = None, overrides: Mapping[str, Scalar] | None = None,
+              reason: Reason = Reason.RECONCILE, fee_rate: float | None = None) -> Position:
+        """Take over a position found on the exchange; journals its OPEN action."""
+        core = self.core
+        now = core.clock()
+        preset = preset or core.settings.preset_for(r.symbol)
+        pos = Position(
+            fee_rate=0.0005 if fee_rate is None else fee_rate,
+            overrides=frozen_map(overrides or {}),
+            id=new_position_id(r.symbol, r.side.value, now), symbol=r.symbol, side=r.side,
+            qty=r.qty, entry=r.entry, leverage=r.leverage or 1.0,
+            opened_at=r.opened_at or now, initial_qty=r.qty, sl=sl, tp=tp, initial_sl=sl,
+            liquidation=r.liquidation, preset=preset, exchange=core.exchange.id,
+            contract_size=core.market.market(r.symbol).contract_size,
+            tranches=(Tranche("adopted", r.qty, r.entry, r.opened_at or now, sl, tp, "adopted"),),
+        )
+        if pos.liquidation is None and core.exchange.id == "paper":
+            pos = pos.evolve(liquidation=money.liquidation_price(
+                pos.side, pos.entry, pos.leverage, core.market.market(pos.symbol).mmr))
+        pos = core.with_default_targets(pos)
+        pos = pos.evolve(tranches=tuple(
+            replace(t, sl=pos.sl if t.sl is None else t.sl, tp=pos.tp if t.tp is None else t.tp)
+            for t in pos.tranches))
+        core.set_position(pos)
+        action = Action(ActionType.OPEN, reason, pos.id, r.entry, qty=r.qty, sl=pos.sl, tp=pos.tp,
+                        rule="reconcile" if reason is Reason.RECONCILE else "manual", ts=now)
+        core.store.record_action(action, symbol=pos.symbol)
+        core.outbox.publish(ActionTaken(action, pos.symbol, True, "adopted"))
+        return pos
+
+    # ---------------------------------------------------------------- journal
+
+    def journal(self, kind: ActionType, pos: Position, note: str, price: float,
+                qty: float) -> None:
+        """A discrepancy with the exchange that changed a position: journaled on that
+        position (the history shows why its quantity changed or why it closed)."""
+        core = self.core
+        log.warning("reconcile: %s", note)
+        action = Action(kind, Reason.RECONCILE, pos.id, price, qty=qty, rule="reconcile",
+                        ts=core.clock(), inputs=frozen_map({"note": note}))
+        core.store.record_action(action, symbol=pos.symbol)
+        core.outbox.publish(ActionTaken(action, pos.symbol, True, note))
+
+    def log(self, note: str) -> None:
+        core = self.core
+        log.info("reconcile: %s", note)
+        action = Action(ActionType.CLOSE if "closed outside" in note else ActionType.MOVE_SL,
+                        Reason.RECONCILE, "", 0.0, rule="reconcile", ts=core.clock(),
+                        inputs=frozen_map({"note": note}))
+        core.store.record_action(action, symbol="")
+        core.outbox.publish(ActionTaken(action, "", True, note))

@@ -1,0 +1,108 @@
+"""One runtime object per managed position, and the book that indexes them by symbol.
+
+`PositionRuntime` holds everything the engine keeps about one position while it is managed:
+the position itself, its lock (one order decision at a time), its resolved rule parameters,
+its protection state (dirty, last sync, failures told), its pending orders (the ledger's live
+orders of this position) and when it was last saved. Nothing about a position lives in a
+dict keyed by its id anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from pmgui.domain.enums import OrderRole, OrderStatus, Side
+from pmgui.domain.models import Order, Position
+from pmgui.rules.params import Params
+
+
+@dataclass(eq=False)
+class PositionRuntime:
+    position: Position
+    orders: dict[str, Order]  # live orders of this position (owned and written by the ledger)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    params: Params | None = None  # resolved lazily; dropped when the preset changes
+    protect_dirty: bool = False  # the exchange SL/TP orders must be re-synced
+    protect_last: float = float("-inf")  # when they were last synced (throttle)
+    protect_failing: dict[OrderRole, str] = field(default_factory=dict)  # last error told
+    saved_at: float = 0.0
+    closing: asyncio.Future | None = None  # the full close in flight (idempotent closes)
+
+    @property
+    def id(self) -> str:
+        return self.position.id
+
+    @property
+    def symbol(self) -> str:
+        return self.position.symbol
+
+    @property
+    def side(self) -> Side:
+        return self.position.side
+
+    @property
+    def is_open(self) -> bool:
+        return self.position.is_open
+
+    def pending(self, role: OrderRole | None = None) -> list[Order]:
+        """Live orders (resting or awaiting their answer), optionally of one role."""
+        return [o for o in self.orders.values() if role is None or o.role is role]
+
+    def resting(self, role: OrderRole | None = None) -> list[Order]:
+        """Orders the venue acknowledged that are still open."""
+        return [o for o in self.pending(role) if o.status is OrderStatus.OPEN]
+
+
+class PositionBook(Mapping[str, Position]):
+    """Runtimes by position id, indexed by symbol (a tick only concerns its symbol).
+
+    As a Mapping it reads like `{position id: Position}` for callers outside the engine.
+    """
+
+    def __init__(self) -> None:
+        self._rt: dict[str, PositionRuntime] = {}
+        self._by_symbol: dict[str, dict[str, PositionRuntime]] = {}
+
+    def __getitem__(self, pid: str) -> Position:
+        return self._rt[pid].position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rt)
+
+    def __len__(self) -> int:
+        return len(self._rt)
+
+    def runtime(self, pid: str | None) -> PositionRuntime | None:
+        return self._rt.get(pid or "")
+
+    def runtimes(self) -> list[PositionRuntime]:
+        return list(self._rt.values())
+
+    def add(self, rt: PositionRuntime) -> PositionRuntime:
+        self._rt[rt.id] = rt
+        self._by_symbol.setdefault(rt.symbol, {})[rt.id] = rt
+        return rt
+
+    def remove(self, pid: str) -> PositionRuntime | None:
+        rt = self._rt.pop(pid, None)
+        if rt is not None:
+            group = self._by_symbol.get(rt.symbol, {})
+            group.pop(pid, None)
+            if not group:
+                self._by_symbol.pop(rt.symbol, None)
+        return rt
+
+    def for_symbol(self, symbol: str) -> list[PositionRuntime]:
+        return list(self._by_symbol.get(symbol, {}).values())
+
+    def find(self, symbol: str, side: Side) -> PositionRuntime | None:
+        """The open position of this symbol and side (one per symbol and side)."""
+        for rt in self._by_symbol.get(symbol, {}).values():
+            if rt.side is side and rt.is_open:
+                return rt
+        return None
+
+    def symbols(self) -> set[str]:
+        return set(self._by_symbol)

@@ -1,0 +1,176 @@
+"""The order ledger's state machine and fill-delta accounting, on a real SQLite journal."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import product
+from pathlib import Path
+
+import pytest
+
+from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType
+from pmgui.domain.models import Fill, Order, OrderRequest
+from pmgui.engine.events import OrderSnapshot
+from pmgui.engine.ledger import (
+    ALLOWED,
+    IllegalOrderTransition,
+    OrderLedger,
+    OrderState,
+    allowed,
+    state_of,
+)
+from pmgui.engine.outbox import Outbox
+from pmgui.store.db import Store
+
+S = OrderState
+SYM = "BTC/USDT:USDT"
+
+# The lifecycle, written out edge by edge (DESIGN §2): anything else is refused.
+LEGAL = {
+    (S.INTENDED, S.SENT), (S.INTENDED, S.REJECTED),
+    *((S.SENT, s) for s in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED,
+                            S.REJECTED, S.UNKNOWN)),
+    *((S.UNKNOWN, s) for s in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED,
+                               S.REJECTED)),
+    (S.ACKNOWLEDGED, S.PARTIALLY_FILLED), (S.ACKNOWLEDGED, S.FILLED),
+    (S.ACKNOWLEDGED, S.CANCELLED),
+    (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED), (S.PARTIALLY_FILLED, S.FILLED),
+    (S.PARTIALLY_FILLED, S.CANCELLED),
+}
+
+
+@pytest.fixture
+def ledger(tmp_path: Path):
+    store = Store.open(tmp_path / "j.db")
+    outbox = Outbox()
+    led = OrderLedger(store, outbox, lambda: 1_700_000_000.0)
+    led.seen = []  # type: ignore[attr-defined]
+    outbox.add_listener(led.seen.append)  # type: ignore[attr-defined]
+    yield led
+    store.close()
+
+
+def req(cid: str = "pmg-1", amount: float = 1.0) -> OrderRequest:
+    return OrderRequest(cid, SYM, OrderSide.SELL, OrderType.MARKET, amount, reduce_only=True,
+                        position_id="P1", role=OrderRole.REDUCE, reason="manual")
+
+
+def venue(order: Order, status: OrderStatus, filled: float = 0.0,
+          average: float | None = None) -> Order:
+    return replace(order, status=status, filled=filled, average=average, exchange_id="x1")
+
+
+def test_the_transition_table_is_exactly_the_lifecycle() -> None:
+    for a, b in product(OrderState, OrderState):
+        assert allowed(a, b) == ((a, b) in LEGAL), (a, b)
+    assert all(not ALLOWED[s] for s in (S.FILLED, S.CANCELLED, S.REJECTED))
+
+
+def test_a_fill_walks_the_lifecycle_and_is_booked_once(ledger: OrderLedger) -> None:
+    order = ledger.journal(req())
+    assert ledger.state("pmg-1") is S.INTENDED
+    assert ledger.store.order("pmg-1").status is OrderStatus.PENDING  # journaled first
+    ledger.mark_sent("pmg-1")
+    assert ledger.state("pmg-1") is S.SENT and "pmg-1" in ledger.creating
+    a = ledger.apply(venue(order, OrderStatus.OPEN), ())
+    assert ledger.state("pmg-1") is S.ACKNOWLEDGED and a.delta == 0
+    fill = Fill("f1", "pmg-1", SYM, OrderSide.SELL, 0.4, 100.0, 0.02, 1.0)
+    a = ledger.apply(venue(order, OrderStatus.OPEN, 0.4, 100.0), (fill,))
+    assert ledger.state("pmg-1") is S.PARTIALLY_FILLED
+    assert (a.delta, a.price, a.fee) == (pytest.approx(0.4), 100.0, 0.02)
+    again = ledger.apply(venue(order, OrderStatus.OPEN, 0.4, 100.0), (fill,))
+    assert again.delta == 0  # the same fill twice (stream + REST) counts once
+    a = ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 102.0), ())
+    assert ledger.state("pmg-1") is S.FILLED
+    assert a.delta == pytest.approx(0.6)
+    assert a.price == pytest.approx((102.0 * 1.0 - 100.0 * 0.4) / 0.6)  # the delta's own price
+    assert "pmg-1" not in ledger.live and not ledger.of_position("P1")
+    assert ledger.store.order("pmg-1").status is OrderStatus.FILLED
+    assert [e.order.status for e in ledger.seen if isinstance(e, OrderSnapshot)] == \
+        [OrderStatus.OPEN, OrderStatus.OPEN, OrderStatus.OPEN, OrderStatus.FILLED]
+
+
+def test_a_stale_venue_report_never_moves_an_order_back(ledger: OrderLedger) -> None:
+    order = ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 100.0), ())  # the stream was first
+    late = ledger.apply(venue(order, OrderStatus.OPEN), ())  # then the create's own answer
+    assert late.delta == 0 and late.order.status is OrderStatus.FILLED
+    assert ledger.state("pmg-1") is S.FILLED and "pmg-1" not in ledger.live
+    assert ledger.store.order("pmg-1").status is OrderStatus.FILLED
+    assert ledger.store.order("pmg-1").filled == 1.0
+
+
+@pytest.mark.parametrize("first, then", [
+    (S.FILLED, S.SENT), (S.FILLED, S.CANCELLED), (S.CANCELLED, S.ACKNOWLEDGED),
+    (S.REJECTED, S.SENT), (S.ACKNOWLEDGED, S.SENT), (S.ACKNOWLEDGED, S.REJECTED),
+    (S.INTENDED, S.FILLED), (S.INTENDED, S.UNKNOWN),
+])
+def test_an_illegal_transition_is_a_clear_error_and_changes_nothing(
+        ledger: OrderLedger, first: OrderState, then: OrderState) -> None:
+    order = ledger.journal(req())
+    path = {S.INTENDED: [], S.ACKNOWLEDGED: [S.SENT, S.ACKNOWLEDGED],
+            S.FILLED: [S.SENT, S.FILLED], S.CANCELLED: [S.SENT, S.CANCELLED],
+            S.REJECTED: [S.SENT, S.REJECTED]}[first]
+    for step in path:
+        ledger.transition("pmg-1", step)
+    assert ledger.state("pmg-1") is first
+    before = ledger.store.order("pmg-1")
+    with pytest.raises(IllegalOrderTransition) as err:
+        if then is S.UNKNOWN:
+            ledger.mark_unknown("pmg-1")
+        elif then is S.SENT:
+            ledger.mark_sent("pmg-1")
+        else:
+            ledger.transition("pmg-1", then)
+    assert str(err.value) == (f"order pmg-1: {first.value} → {then.value} is not an allowed "
+                              "transition")
+    assert ledger.state("pmg-1") is first
+    assert ledger.store.order("pmg-1") == before
+    del order
+
+
+def test_an_unanswered_create_is_unknown_until_looked_up(ledger: OrderLedger,
+                                                         tmp_path: Path) -> None:
+    order = ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    ledger.mark_unknown("pmg-1")
+    assert ledger.state("pmg-1") is S.UNKNOWN and "pmg-1" not in ledger.creating
+    assert [o.client_id for o in ledger.unresolved()] == ["pmg-1"]
+    # after a restart the journal's pending order is unknown again
+    fresh = OrderLedger(ledger.store, Outbox(), ledger.clock)
+    fresh.load()
+    assert fresh.state("pmg-1") is S.UNKNOWN
+    a = fresh.apply(venue(order, OrderStatus.FILLED, 1.0, 99.0), (), synthesize=True)
+    assert fresh.state("pmg-1") is S.FILLED and a.delta == 1.0
+    (fill,) = fresh.store.fills("P1")  # reconciliation books a fill it never saw
+    assert (fill.qty, fill.price, fill.order_client_id) == (1.0, 99.0, "pmg-1")
+
+
+def test_never_reached_the_exchange_is_rejected_and_final(ledger: OrderLedger) -> None:
+    ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    ledger.mark_unknown("pmg-1")
+    ledger.reject("pmg-1", "never reached the exchange")
+    assert ledger.state("pmg-1") is S.REJECTED
+    stored = ledger.store.order("pmg-1")
+    assert (stored.status, stored.error) == (OrderStatus.REJECTED, "never reached the exchange")
+    with pytest.raises(IllegalOrderTransition):
+        ledger.transition("pmg-1", S.ACKNOWLEDGED)
+
+
+def test_a_protective_order_ending_unfilled_is_lost_unless_we_cancelled_it(
+        ledger: OrderLedger) -> None:
+    stop = replace(req("pmg-s"), type=OrderType.STOP_MARKET, trigger_price=90.0,
+                   role=OrderRole.STOP_LOSS)
+    order = ledger.journal(stop)
+    ledger.mark_sent("pmg-s")
+    ledger.apply(venue(order, OrderStatus.OPEN), ())
+    assert state_of(ledger.live["pmg-s"]) is S.ACKNOWLEDGED
+    assert ledger.of_position("P1")["pmg-s"].status is OrderStatus.OPEN
+    assert ledger.apply(venue(order, OrderStatus.CANCELED), ()).lost_protection
+    ours = ledger.journal(replace(stop, client_id="pmg-t"))
+    ledger.mark_sent("pmg-t")
+    ledger.apply(venue(ours, OrderStatus.OPEN), ())
+    ledger.cancelling.add("pmg-t")
+    assert not ledger.apply(venue(ours, OrderStatus.CANCELED), ()).lost_protection
