@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.errors import ValidationError
-from pmgui.engine.commands import KEEP, CommandResult, SetTargets
+from pmgui.engine.commands import KEEP, CommandResult, ProtectionOutcome, SetTargets
 from pmgui.ui.main_window import MainWindow, UiSettings
 from tests.ui_doubles import (
     BTC,
@@ -83,6 +83,13 @@ SHORT = position("s1", ETH.symbol, Side.SHORT, qty=3.0, entry=3000.0, sl=3100.0,
                  leverage=5.0)
 
 
+def on_exchange(cmd):
+    """What the engine answers when the venue acknowledged the new protective order."""
+    outs = tuple(ProtectionOutcome(role, getattr(cmd, role), "on_exchange")
+                 for role in ("sl", "tp") if getattr(cmd, role) != KEEP)
+    return CommandResult(True, "ok", cmd.position_id, outcomes=outs)
+
+
 def make(qtbot, snaps, settings: UiSettings | None = None, answer=None):
     eng = EngineDouble(answer=answer)
     win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
@@ -108,7 +115,7 @@ def make(qtbot, snaps, settings: UiSettings | None = None, answer=None):
 
 
 def test_drag_sl_sends_one_snapped_set_targets_and_shows_the_confirmed_level(qtbot):
-    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)], answer=on_exchange)
     sl = chart.line("sl")
     labels = []
     chart.plot.scene().sigMouseMoved.connect(lambda _p: labels.append(sl.label.toPlainText()))
@@ -121,13 +128,15 @@ def test_drag_sl_sends_one_snapped_set_targets_and_shows_the_confirmed_level(qtb
     assert abs(cmd.sl - 39_523.37) < 60  # where the mouse went (within a few pixels)
     # during the drag the label showed level and consequence
     assert any(t.startswith("SL 39,") and "%" in t and "$" in t and "R" in t for t in labels)
-    # the engine accepted: the line stays at the new level until the next snapshot…
+    # the venue confirmed: the line stays at the new level until the next snapshot…
     assert sl.value() == pytest.approx(cmd.sl)
+    assert "✔ on exchange" in sl.label.toPlainText()
+    assert "SL set to" in win.statusBar().currentMessage()
     # …which then decides (the engine confirmed a slightly different level)
     eng.outbox.publish(snapshot(POS.evolve(sl=39_520.0), 40_500.0, T0 + 1))
     win.bridge.flush_now()
     assert sl.value() == pytest.approx(39_520.0)
-    assert "SL set to" in win.statusBar().currentMessage()
+    assert "✔" not in sl.label.toPlainText()
 
 
 def test_consequence_label_format():

@@ -98,7 +98,8 @@ def test_window_seeds_the_action_log_from_the_store_without_duplicates(qtbot, st
     log = win.action_log
     reasons = [log.item(r, 2).text() for r in range(log.rowCount())]
     assert reasons == ["trailing", "take_profit"]
-    assert [t for _x, _y, t in win.chart.marker_points()] == ["trailing · move_sl"]
+    assert [t.splitlines()[0] for _x, _y, t in win.chart.marker_points()] == [
+        "trailing · move sl → 3,060.00"]
 
 
 def test_sl_that_is_the_trailing_stop_is_drawn_once(qtbot):

@@ -159,8 +159,8 @@ def test_action_log_is_newest_first_and_marks_the_chart(env):
     assert log.rowCount() == 2
     assert log.item(0, 2).text() == "tp1" and log.item(1, 2).text() == "trailing"
     assert "SL → 39,600.0" in log.item(1, 3).text()
-    tips = [t for _x, _y, t in win.chart.marker_points()]
-    assert tips == ["trailing · move_sl", "tp1 · reduce"]
+    tips = [t.splitlines()[0] for _x, _y, t in win.chart.marker_points()]
+    assert tips == ["trailing · move sl → 39,600.0", "tp1 · reduce 0.250"]
     # an automated SL move is annotated on the SL line with its reason
     assert "trailing" in win.chart.line("sl").label.toPlainText()
 

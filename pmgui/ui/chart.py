@@ -1,264 +1,71 @@
-"""The chart of the selected position: candles, level lines, last price, action markers.
+"""The chart of the selected position: candles with volume, level lines, the rule's
+indicator, the last price, action markers, a crosshair, timeframes.
 
-Items are created once and updated in place (candles regenerate their QPicture, lines
-move with `setValue`, markers with `setData`), so a tick costs a line move, not a rebuild.
+Pieces (each in its own module):
+- chart_candles: the candle series per symbol (engine window + forming candle from ticks,
+  timeframes aggregated for display);
+- chart_items: candles, lines and price tags (tags never overlap; a line out of view shows
+  as a tag at that edge, ▲/▼ with its price);
+- chart_state: one `LineMachine` per line (idle → dragging → proposed → pending →
+  confirmed | local_only | rejected);
+- chart_drag: the `DragController` (frozen view during a drag, snapping, Esc/right-click
+  cancel, refusing levels that would trigger at once, creating SL/TP from the entry line);
+- chart_indicator: the indicator the position's rules follow (chandelier, trail, EMA).
 
-SL and TP lines (`slLine`, `tpLine`) are draggable: the drag snaps to the market's tick
-size and labels the level with its consequence (`SL 41,250 · −1.8% · −$92 · −0.9R`); Esc or
-a right click cancels and restores the line; a level that would trigger at once cannot be
-dropped (the line returns and `dragRejected` says why). A drop emits `levelDropped`; the
-owner (the main window) decides whether to commit at once or after confirmation and tells
-the chart the outcome. Entry, trailing and liquidation lines are never draggable.
+Items are created once and updated in place, so a tick costs a candle and a line move, not
+a rebuild. The chart never talks to the engine: a drop emits `levelDropped(position id,
+kind, level)`; the owner sends it (`mark_sent`) or asks first (`propose` / `discard`), and
+hands the command's result to `resolve`, which reads the protection outcome: only a level the
+venue confirmed shows ✔, anything else says `local only: <reason>` or `✖ <reason>`.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QPainter, QPicture
-from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from pmgui.domain.enums import ActionType, Side
-from pmgui.domain.models import Candle, Market
-from pmgui.domain.money import pnl_r, unrealized_pnl, valid_price
+from pmgui.domain.models import Market
+from pmgui.domain.money import valid_price
+from pmgui.engine.commands import CommandResult
 from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
-from pmgui.ui.fmt import fmt_money, fmt_pct, fmt_price, fmt_qty, fmt_r
+from pmgui.ui.chart_candles import TIMEFRAMES, CandleSeries
+from pmgui.ui.chart_drag import (
+    LINE_TITLES,
+    DragContext,
+    DragController,
+    consequence,
+    created_kind,
+    trigger_reason,
+)
+from pmgui.ui.chart_indicator import IndicatorLine, rule_indicator
+from pmgui.ui.chart_items import CandlestickItem, LevelLine, LevelTag, stack_tags
+from pmgui.ui.chart_state import LineMachine, LineState, Verdict, verdict
+from pmgui.ui.fmt import fmt_price, fmt_qty
 from pmgui.ui.theme import Theme, make_theme
+
+__all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext",
+           "consequence", "trigger_reason"]
 
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 DRAGGABLE = ("sl", "tp")
-LINE_TITLES = {"entry": "Entry", "sl": "SL", "tp": "TP", "trailing": "Trail",
-               "liquidation": "Liq", "last": "Last"}
 MAX_MARKERS = 500
-# Where along the line each label sits (fraction of the view width), so labels of nearby
-# levels (entry vs. last price, SL vs. trailing) do not cover each other.
-LABEL_POSITIONS = {"entry": 0.02, "liquidation": 0.02, "trailing": 0.22, "sl": 0.84,
-                   "tp": 0.84, "last": 0.995}
-
-
-class CandlestickItem(pg.GraphicsObject):
-    """OHLC candles drawn once into a QPicture (pyqtgraph's customGraphicsItem recipe).
-
-    `set_candles` regenerates the picture only when the candle window really changed.
-    """
-
-    def __init__(self, theme: Theme) -> None:
-        super().__init__()
-        self._theme = theme
-        self._candles: tuple[Candle, ...] = ()
-        self._picture = QPicture()
-        self._rect = QRectF()
-
-    @property
-    def candles(self) -> tuple[Candle, ...]:
-        return self._candles
-
-    def set_theme(self, theme: Theme) -> None:
-        self._theme = theme
-        self._regenerate()
-
-    def set_candles(self, candles: Sequence[Candle]) -> None:
-        valid = tuple(c for c in candles if _valid_candle(c))
-        if valid == self._candles:
-            return
-        self._candles = valid
-        self._regenerate()
-
-    def _regenerate(self) -> None:
-        self.prepareGeometryChange()
-        pic = QPicture()
-        p = QPainter(pic)
-        cs = self._candles
-        if cs:
-            width = _candle_width(cs) * 0.35
-            up_pen, down_pen = pg.mkPen(self._theme.up), pg.mkPen(self._theme.down)
-            up_brush, down_brush = pg.mkBrush(self._theme.up), pg.mkBrush(self._theme.down)
-            for c in cs:
-                rising = c.close >= c.open
-                p.setPen(up_pen if rising else down_pen)
-                p.setBrush(up_brush if rising else down_brush)
-                p.drawLine(QPointF(c.ts, c.low), QPointF(c.ts, c.high))
-                body = c.close - c.open
-                if body == 0:
-                    p.drawLine(QPointF(c.ts - width, c.open), QPointF(c.ts + width, c.open))
-                else:
-                    p.drawRect(QRectF(c.ts - width, c.open, width * 2, body))
-        p.end()
-        self._picture = pic
-        if cs:
-            width = _candle_width(cs) * 0.35
-            lo = min(c.low for c in cs)
-            hi = max(c.high for c in cs)
-            x0, x1 = cs[0].ts - width, cs[-1].ts + width
-            self._rect = QRectF(x0, lo, x1 - x0, hi - lo)
-        else:
-            self._rect = QRectF()
-        self.update()
-
-    def paint(self, p: QPainter, *args: object) -> None:
-        p.drawPicture(0, 0, self._picture)
-
-    def dataBounds(self, axis: int, frac: float = 1.0,
-                   orthoRange: object = None) -> tuple[float, float] | None:
-        """Auto-range on the candles only; nothing at all when there are none (not 0)."""
-        if not self._candles:
-            return None
-        r = self._rect
-        return (r.left(), r.right()) if axis == 0 else (r.top(), r.bottom())
-
-    def boundingRect(self) -> QRectF:
-        return QRectF(self._rect)
-
-
-def _valid_candle(c: Candle) -> bool:
-    return all(valid_price(v) for v in (c.open, c.high, c.low, c.close)) and math.isfinite(c.ts)
-
-
-def _candle_width(cs: Sequence[Candle]) -> float:
-    if len(cs) < 2:
-        return 60.0
-    gaps = sorted(b.ts - a.ts for a, b in itertools.pairwise(cs) if b.ts > a.ts)
-    return gaps[len(gaps) // 2] if gaps else 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class DragContext:
-    """What a drag needs to know: the position, its market and the current price."""
-
-    side: Side
-    entry: float
-    qty: float
-    contract_size: float
-    fee_rate: float
-    initial_sl: float | None
-    price: float | None
-    market: Market | None
-
-
-def consequence(kind: str, level: float, ctx: DragContext) -> str:
-    """`SL 41,250 · −1.8% · −$92 · −0.9R`: what the trader gets if price reaches `level`.
-
-    The percentage is the price move from entry (direction-aware), the money is the P/L of
-    the whole position at that level net of fees, R relative to the initial stop.
-    """
-    move = ctx.side.dir * (level - ctx.entry) / ctx.entry if valid_price(ctx.entry) else None
-    pnl = unrealized_pnl(ctx.side, ctx.entry, level, ctx.qty, ctx.contract_size, ctx.fee_rate)
-    r = pnl_r(ctx.side, ctx.entry, level, ctx.initial_sl)
-    quote = ctx.market.quote if ctx.market is not None else "USDT"
-    parts = [f"{LINE_TITLES[kind]} {fmt_price(level, ctx.market)}", fmt_pct(move, 1),
-             fmt_money(pnl, quote, 0 if abs(pnl) >= 100 else 2)]
-    if r is not None:
-        parts.append(fmt_r(r, 1))
-    return " · ".join(parts)
-
-
-def trigger_reason(kind: str, level: float, ctx: DragContext) -> str | None:
-    """Why `level` cannot be dropped (it would trigger at once), or None if it can."""
-    p = ctx.price
-    if p is None or not valid_price(p):
-        return None
-    fp = fmt_price(p, ctx.market)
-    fl = fmt_price(level, ctx.market)
-    name = LINE_TITLES[kind]
-    if kind == "sl":
-        if ctx.side is Side.LONG and level >= p:
-            return f"{name} {fl} is at or above the price {fp}: a long would stop out at once"
-        if ctx.side is Side.SHORT and level <= p:
-            return f"{name} {fl} is at or below the price {fp}: a short would stop out at once"
-    if kind == "tp":
-        if ctx.side is Side.LONG and level <= p:
-            return f"{name} {fl} is at or below the price {fp}: a long would take profit at once"
-        if ctx.side is Side.SHORT and level >= p:
-            return f"{name} {fl} is at or above the price {fp}: a short would take profit at once"
-    return None
-
-
-class LevelLine(pg.InfiniteLine):
-    """A horizontal level with a label; SL/TP variants can be dragged by the line itself.
-
-    Dragging is only possible when `draggable` is set (by the chart) and, if a modifier is
-    required, while it is held. pyqtgraph delivers the drag only to the item under the
-    cursor, so the line has to be grabbed (it highlights on hover).
-    """
-
-    def __init__(self, kind: str, chart: ChartWidget) -> None:
-        super().__init__(angle=0, movable=False)
-        self.kind = kind
-        self.setObjectName(f"{kind}Line")
-        self._chart = chart
-        self.draggable = False
-        self.dragging = False
-        self.cancelled = False
-        self.start_value: float | None = None
-        pos = LABEL_POSITIONS.get(kind, 0.97)
-        anchors = [(1, 1), (1, 0)] if pos > 0.5 else [(0, 1), (0, 0)]
-        self.label = pg.InfLineLabel(self, text="", position=pos, anchors=anchors,
-                                     movable=False)
-        self.setZValue(20 if kind in DRAGGABLE else 10)
-        self.setVisible(False)
-
-    # pyqtgraph consults `movable` to accept hover-drags; keep it in sync with `draggable`.
-    def set_draggable(self, on: bool) -> None:
-        self.draggable = on
-        self.setMovable(on)
-
-    def set_text(self, text: str) -> None:
-        self.label.setFormat(text.replace("{", "{{").replace("}", "}}"))
-        self.label.valueChanged()
-
-    def hoverEvent(self, ev) -> None:  # ev: a pyqtgraph mouse event
-        if self.draggable and not ev.isExit() and self._modifier_ok(ev.modifiers()):
-            if ev.acceptDrags(Qt.MouseButton.LeftButton):
-                self.setMouseHover(True)
-                return
-        self.setMouseHover(False)
-
-    def mouseDragEvent(self, ev) -> None:  # ev: a pyqtgraph mouse event
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        if ev.isStart():
-            if not self.draggable or not self._modifier_ok(ev.modifiers()):
-                ev.ignore()
-                return
-            self.dragging, self.cancelled = True, False
-            self.start_value = self.value()
-            self._chart._drag_started(self)
-        if not self.dragging and not self.cancelled:
-            ev.ignore()
-            return
-        ev.accept()
-        if self.cancelled:
-            if ev.isFinish():
-                self.cancelled = False
-            return
-        y = self.mapToParent(ev.pos()).y()
-        self._chart._drag_moved(self, y)
-        if ev.isFinish():
-            self.dragging = False
-            self._chart._drag_finished(self)
-
-    def mouseClickEvent(self, ev) -> None:  # ev: a pyqtgraph mouse event
-        if self.dragging and ev.button() == Qt.MouseButton.RightButton:
-            ev.accept()
-            self.cancel_drag()
-            return
-        self.sigClicked.emit(self, ev)
-
-    def cancel_drag(self) -> None:
-        """Esc / right click: restore the line where it was; the rest of the drag is ignored."""
-        if not self.dragging:
-            return
-        self.dragging, self.cancelled = False, True
-        self._chart._drag_cancelled(self)
-
-    def _modifier_ok(self, mods: Qt.KeyboardModifier) -> bool:
-        need = self._chart.drag_modifier
-        return need == Qt.KeyboardModifier.NoModifier or bool(mods & need)
+TAG_MARGIN = 4  # pixels between a tag and the view's edge
+NOTES = {LineState.PROPOSED: "confirm or discard", LineState.PENDING: "pending…",
+         LineState.CONFIRMED: "✔ on exchange"}
 
 
 class ChartWidget(QWidget):
@@ -267,48 +74,119 @@ class ChartWidget(QWidget):
     levelDropped = Signal(str, str, float)  # position id, kind ("sl"/"tp"), snapped level
     dragRejected = Signal(str, str)  # kind, reason (the line went back)
     dragCancelled = Signal(str)  # kind
+    dragStarted = Signal(str)  # kind of the grabbed item ("entry" when creating SL/TP)
+    timeframeChanged = Signal(str)
 
     def __init__(self, theme: Theme | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chart")
         self.setAccessibleName("Position chart")
         self._theme = theme or make_theme("dark")
-        self.drag_modifier = Qt.KeyboardModifier.NoModifier
+        self._drag_modifier = Qt.KeyboardModifier.NoModifier
         self.drag_enabled = True
+        self.timeframe = "1m"
         self._snap: PositionSnapshot | None = None
         self._market: Market | None = None
-        self._candles: dict[str, tuple[Candle, ...]] = {}
+        self._series: dict[str, CandleSeries] = {}
         self._last: dict[str, TickEvent] = {}
         self._markers: dict[str, list[tuple[float, float, str, str]]] = {}
-        self._pending: dict[str, float] = {}  # kind → level sent to the engine, awaiting result
-        self._pending_note: dict[str, str] = {}
-        self._pending_since: dict[str, float] = {}  # snapshot ts when the level was sent
-        self._held: dict[str, float] = {}  # kind → level accepted, until the next snapshot
-        self._notes: dict[str, str] = {}  # kind → reason of the last automated move
-        self._drag_line: LevelLine | None = None
+        self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
+        self._indicator: IndicatorLine | None = None
+        self._indicator_key: tuple | None = None
+        self._rendered: tuple | None = None
+        self._entry_hint = ""
 
+        # header: title, timeframes; crosshair read-out under it
         self.title = QLabel("No position selected")
         self.title.setObjectName("chartTitle")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.tf_group = QButtonGroup(self)
+        self.tf_group.setExclusive(True)
+        self.tf_buttons: dict[str, QToolButton] = {}
+        header = QHBoxLayout()
+        header.setContentsMargins(0, 0, 0, 0)
+        header.setSpacing(2)
+        header.addWidget(self.title, 1)
+        for name in TIMEFRAMES:
+            b = QToolButton()
+            b.setText(name)
+            b.setObjectName(f"timeframe_{name}")
+            b.setCheckable(True)
+            b.setAutoRaise(True)
+            b.setToolTip(f"Show {name} candles")
+            b.setAccessibleName(f"{name} candles")
+            b.setChecked(name == self.timeframe)
+            b.clicked.connect(lambda _c=False, n=name: self.set_timeframe(n))
+            self.tf_group.addButton(b)
+            self.tf_buttons[name] = b
+            header.addWidget(b)
+        self.readout = QLabel(" ")
+        self.readout.setObjectName("crosshairReadout")
+        self.readout.setAccessibleName("Price, time and result of a stop or target under the "
+                                       "cursor")
+        self.readout.setTextFormat(Qt.TextFormat.PlainText)
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+        # plot
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setObjectName("chartPlot")
         self.plot.setAccessibleName("Price chart with entry, stop-loss and take-profit lines")
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.showGrid(x=True, y=True, alpha=0.15)
-        self.plot.getPlotItem().showAxis("right")
-        self.plot.getPlotItem().hideAxis("left")
+        pi = self.plot.getPlotItem()
+        pi.showAxis("right")
+        pi.hideAxis("left")
+        self.vb = pi.vb
+        # volume: bars in their own view under the prices (bottom fifth), x linked
+        self.volume_vb = pg.ViewBox(enableMouse=False)
+        self.volume_vb.setMouseEnabled(False, False)
+        self.volume_vb.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.volume_vb.setZValue(-100)
+        pi.scene().addItem(self.volume_vb)
+        self.volume_vb.setXLink(self.vb)
+        self.volume_vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
+        self.volume = pg.BarGraphItem(x=[], height=[], width=1.0)
+        self.volume_vb.addItem(self.volume)
+        self.vb.sigResized.connect(self._sync_volume_view)
+
         self.candle_item = CandlestickItem(self._theme)
+        self.forming_item = CandlestickItem(self._theme)
         self.plot.addItem(self.candle_item)
+        self.plot.addItem(self.forming_item)
+        self.indicator_curve = pg.PlotDataItem([], [])
+        self.indicator_curve.setObjectName("indicatorCurve")
+        self.indicator_curve.setZValue(5)
+        self.plot.addItem(self.indicator_curve, ignoreBounds=True)
+        self.indicator_tag = LevelTag(LevelLine("indicator"))
+        self.plot.addItem(self.indicator_tag, ignoreBounds=True)
         self.lines: dict[str, LevelLine] = {}
+        self.tags: dict[str, LevelTag] = {}
+        self.drag = DragController(self)
         for kind in LINE_KINDS:
-            line = LevelLine(kind, self)
-            self.lines[kind] = line
-            self.plot.addItem(line, ignoreBounds=(kind == "liquidation"))
+            line = LevelLine(kind)
+            tag = LevelTag(line, right=(kind == "last"))
+            self.lines[kind], self.tags[kind] = line, tag
+            self.plot.addItem(line, ignoreBounds=(kind in ("liquidation", "last")))
+            self.plot.addItem(tag, ignoreBounds=True)
+            if kind in ("sl", "tp", "entry"):
+                self.drag.attach(line)
+                self.drag.attach(tag)
         self.markers = pg.ScatterPlotItem(size=11, hoverable=True, tip=self._marker_tip,
                                           pxMode=True)
         self.markers.setZValue(30)
         self.plot.addItem(self.markers)
+        # crosshair
+        self.cross_v = pg.InfiniteLine(angle=90, movable=False)
+        self.cross_h = pg.InfiniteLine(angle=0, movable=False)
+        for c in (self.cross_v, self.cross_h):
+            c.setZValue(50)
+            c.setVisible(False)
+            self.plot.addItem(c, ignoreBounds=True)
+        self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.vb.sigRangeChanged.connect(lambda *_: self._layout_tags())
+        self.vb.sigResized.connect(lambda *_: self._layout_tags())
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -317,13 +195,24 @@ class ChartWidget(QWidget):
                             "(Ctrl+N), or select a row in the table.")
         self.empty.setObjectName("chartEmpty")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout.addWidget(self.title)
+        layout.addLayout(header)
+        layout.addWidget(self.readout)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.empty, 1)
         self.plot.hide()
         self.set_theme(self._theme)
 
     # -- public API --------------------------------------------------------------------------
+    @property
+    def drag_modifier(self) -> Qt.KeyboardModifier:
+        return self._drag_modifier
+
+    @drag_modifier.setter
+    def drag_modifier(self, mod: Qt.KeyboardModifier) -> None:
+        self._drag_modifier = mod
+        for item in (*self.lines.values(), *self.tags.values()):
+            item.modifier = mod
+
     @property
     def position_id(self) -> str | None:
         return self._snap.position.id if self._snap is not None else None
@@ -342,6 +231,16 @@ class ChartWidget(QWidget):
 
     def line(self, kind: str) -> LevelLine:
         return self.lines[kind]
+
+    def machine(self, kind: str) -> LineMachine:
+        return self.machines[kind]
+
+    def candles(self) -> tuple:
+        """The candles shown now (at the selected timeframe), the forming one last."""
+        return (*self.candle_item.candles, *self.forming_item.candles)
+
+    def indicator(self) -> IndicatorLine | None:
+        return self._indicator
 
     def last_price(self) -> float | None:
         """The newest price known for the shown symbol (tick or snapshot mark, by time)."""
@@ -363,7 +262,7 @@ class ChartWidget(QWidget):
         return None
 
     def known_symbols(self) -> list[str]:
-        return sorted(set(self._last) | set(self._candles))
+        return sorted(set(self._last) | set(self._series))
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
@@ -374,51 +273,76 @@ class ChartWidget(QWidget):
             ax.setPen(pg.mkPen(theme.muted))
             ax.setTextPen(pg.mkPen(theme.text))
         self.title.setStyleSheet(f"color: {theme.text}; font-weight: bold;")
+        self.readout.setStyleSheet(f"color: {theme.muted};")
         self.empty.setStyleSheet(f"color: {theme.muted}; font-size: 14px;")
         self.candle_item.set_theme(theme)
+        self.forming_item.set_theme(theme)
+        for c in (self.cross_v, self.cross_h):
+            c.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
+        self.indicator_curve.setPen(pg.mkPen(theme.trailing, width=1,
+                                             style=Qt.PenStyle.DotLine))
+        self._style_tag(self.indicator_tag, theme.trailing)
+        self._rendered = None
+        self._render_candles()
         self._style_lines()
         self._refresh_markers()
+
+    def set_timeframe(self, name: str) -> None:
+        """Show candles of `name` (one of TIMEFRAMES), aggregated from the base candles."""
+        if name not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {name!r}; choose one of "
+                             f"{', '.join(TIMEFRAMES)}")
+        self.tf_buttons[name].setChecked(True)
+        if name == self.timeframe:
+            return
+        self.timeframe = name
+        self._rendered = None
+        self._render_candles()
+        self.vb.enableAutoRange(axis=pg.ViewBox.XAxis)
+        self.timeframeChanged.emit(name)
 
     def set_position(self, snap: PositionSnapshot | None, market: Market | None) -> None:
         """Show `snap`'s position (None: show nothing). Cancels a drag of another position."""
         changed = (snap is None or self._snap is None
                    or snap.position.id != self._snap.position.id)
-        if changed and self._drag_line is not None:
-            self._drag_line.cancel_drag()  # a drag belongs to the position it started on
+        if changed:
+            self.drag.cancel()  # a drag belongs to the position it started on
         self._snap, self._market = snap, market
         self.plot.setVisible(snap is not None)
         self.empty.setVisible(snap is None)
         if changed:
-            self._pending.clear()
-            self._pending_note.clear()
-            self._pending_since.clear()
-            self._held.clear()
-            self._notes.clear()
-            sym = snap.position.symbol if snap is not None else None
-            self.candle_item.set_candles(self._candles.get(sym, ()) if sym else ())
+            for m in self.machines.values():
+                m.reset()
+            self._rendered = None
+            self._render_candles()
             self._refresh_markers()
-            self.plot.enableAutoRange()
+            self.vb.enableAutoRange()
             self._frame_time()
-        self._update_levels()
-        self._update_last()
+        self._update_indicator()
+        self.refresh_levels()
         self._update_title()
 
     def set_market(self, market: Market | None) -> None:
         """The market became known (tick size for snapping and labels)."""
         if market is not None and market != self._market:
             self._market = market
-            self._update_levels()
-            self._update_last()
+            self.refresh_levels()
             self._update_title()
 
     def on_snapshot(self, snap: PositionSnapshot) -> None:
         """A newer snapshot of some position; redraws only if it is the one shown."""
         if self._snap is None or snap.position.id != self._snap.position.id:
             return
+        old = self._snap.position
         self._snap = snap
-        self._held.clear()  # the engine's level now speaks for itself
-        self._update_levels()
-        self._update_last()
+        p = snap.position
+        tol = self._tolerance()
+        for kind in DRAGGABLE:
+            self.machines[kind].settle(getattr(p, kind), snap.ts, tol)
+        if (p.preset, p.overrides, p.side, p.opened_at) != (old.preset, old.overrides,
+                                                             old.side, old.opened_at):
+            self._update_indicator()
+        self.refresh_levels()
         self._update_title()
 
     def on_tick(self, ev: TickEvent) -> None:
@@ -428,27 +352,23 @@ class ChartWidget(QWidget):
         if prev is not None and ev.ts < prev.ts:
             return  # never step back to an older price
         self._last[ev.symbol] = ev
+        series = self._series.setdefault(ev.symbol, CandleSeries())
+        changed = series.on_tick(ev.price, ev.ts)
         if self._snap is not None and ev.symbol == self._snap.position.symbol:
+            if changed:
+                self._render_candles()
             self._update_last()
 
     def on_candles(self, ev: CandlesEvent) -> None:
-        self._candles[ev.symbol] = tuple(ev.candles)
+        series = self._series.setdefault(ev.symbol, CandleSeries())
+        series.merge(ev.candles)
         if self._snap is not None and ev.symbol == self._snap.position.symbol:
             had = bool(self.candle_item.candles)
-            self.candle_item.set_candles(ev.candles)
+            self._render_candles()
+            self._update_indicator()
+            self._layout_tags()
             if not had and self.candle_item.candles:
-                self.plot.enableAutoRange(axis="x")
-
-    def _frame_time(self) -> None:
-        """Without candles nothing bounds the time axis: show the last hour up to now."""
-        if self.candle_item.candles or self._snap is None:
-            return
-        t = self._snap.ts
-        tick = self._last.get(self._snap.position.symbol)
-        if tick is not None:
-            t = max(t, tick.ts)
-        if t > 0:
-            self.plot.setXRange(t - 3600, t + 60, padding=0)
+                self.vb.enableAutoRange(axis=pg.ViewBox.XAxis)
 
     def on_action(self, ev: ActionTaken) -> None:
         """A live action: marker, and for automated SL/TP moves a note on the line."""
@@ -456,26 +376,23 @@ class ChartWidget(QWidget):
         if not self.add_marker(ev):
             return
         if a.type in (ActionType.MOVE_SL, ActionType.MOVE_TP) and a.reason.value != "manual":
-            self._notes["sl" if a.type is ActionType.MOVE_SL else "tp"] = a.reason.value
+            m = self.machines["sl" if a.type is ActionType.MOVE_SL else "tp"]
+            if a.position_id == self.position_id:
+                m.auto = a.reason.value
         if a.position_id == self.position_id:
-            self._update_levels()
+            self.refresh_levels()
 
     def add_marker(self, ev: ActionTaken) -> bool:
-        """Put an action on its position's chart (with its reason as tooltip)."""
+        """Put an action on its position's chart, explained on hover (reason and inputs)."""
         a = ev.action
         if not valid_price(a.price):
             return False
         ts = a.ts if a.ts > 0 else self._now_ts(ev.symbol)
-        tip = f"{a.reason.value} · {a.type.value}"
-        if ev.detail:
-            tip += f" · {ev.detail}"
-        if not ev.ok:
-            tip += " · FAILED"
         symbol = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
                   ActionType.REDUCE: "t", ActionType.MOVE_SL: "d",
                   ActionType.MOVE_TP: "d"}.get(a.type, "o")
         lst = self._markers.setdefault(a.position_id, [])
-        lst.append((ts, a.price, tip, symbol))
+        lst.append((ts, a.price, self._explain(ev), symbol))
         lst.sort(key=lambda m: m[0])
         del lst[:-MAX_MARKERS]
         if a.position_id == self.position_id:
@@ -487,35 +404,42 @@ class ChartWidget(QWidget):
         pid = self.position_id
         return [(x, y, t) for x, y, t, _s in self._markers.get(pid, [])] if pid else []
 
-    # -- pending commits (driven by the main window) -----------------------------------------
-    def set_pending(self, kind: str, level: float, note: str = "pending…") -> None:
-        """Draw `kind` at `level`, marked with `note`, until `resolve_pending`.
+    # -- proposals and commits (driven by the owner) -----------------------------------------
+    def propose(self, kind: str, level: float) -> None:
+        """`kind` at `level` awaits the trader's decision (drawn dashed, not draggable)."""
+        m = self.machines[kind]
+        if m.state is not LineState.PROPOSED or m.level != level:
+            m.propose(level)
+        self.refresh_levels()
 
-        Used while a dropped level waits for the trader's confirmation ("confirm?") or for
-        the engine's answer ("pending…"); the line cannot be dragged meanwhile.
-        """
-        self._pending[kind] = level
-        self._pending_note[kind] = note
-        self._pending_since[kind] = self._snap.ts if self._snap is not None else 0.0
-        self._update_levels()
+    def discard(self, kind: str) -> None:
+        """The proposal was discarded: back to the engine's level."""
+        m = self.machines[kind]
+        if m.state is LineState.PROPOSED:
+            m.discard()
+        self.refresh_levels()
 
-    def resolve_pending(self, kind: str, ok: bool) -> None:
-        """The outcome is known. Rejected: back to the engine's level. Accepted: the level
-        stays until the engine's next snapshot shows it (unless one already arrived)."""
-        level = self._pending.pop(kind, None)
-        self._pending_note.pop(kind, None)
-        since = self._pending_since.pop(kind, 0.0)
-        fresher = self._snap is not None and self._snap.ts > since
-        if ok and level is not None and not fresher:
-            self._held[kind] = level
-        self._notes.pop(kind, None)
-        self._update_levels()
+    def mark_sent(self, kind: str, level: float) -> None:
+        """The level went to the engine; the line waits for `resolve`."""
+        self.machines[kind].send(level, self._snap.ts if self._snap is not None else 0.0)
+        self.refresh_levels()
+
+    def resolve(self, kind: str, result: CommandResult | None, error: str | None) -> Verdict:
+        """The command's answer: confirmed only when the venue holds the order."""
+        m = self.machines[kind]
+        v = verdict(kind, m.level if m.level is not None else math.nan, result, error)
+        if m.state is LineState.PENDING:
+            m.resolve(v, self._snap.ts if self._snap is not None else 0.0)
+        self.refresh_levels()
+        return v
 
     def pending(self) -> dict[str, float]:
-        return dict(self._pending)
+        """Levels proposed or sent and not answered yet."""
+        return {k: m.level for k, m in self.machines.items()
+                if m.state in (LineState.PROPOSED, LineState.PENDING) and m.level is not None}
 
-    # -- drag plumbing (called by LevelLine) -------------------------------------------------
-    def _context(self) -> DragContext | None:
+    # -- helpers for the drag controller -----------------------------------------------------
+    def context(self) -> DragContext | None:
         s = self._snap
         if s is None:
             return None
@@ -523,69 +447,41 @@ class ChartWidget(QWidget):
         return DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate, p.initial_sl,
                            self.last_price(), self._market)
 
+    _context = context
+
     def snap_level(self, y: float) -> float:
         if self._market is not None and self._market.tick_size > 0:
             return self._market.round_price(y)
         return y
 
-    def _drag_started(self, line: LevelLine) -> None:
-        self._drag_line = line
-        app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self)
-        self.plot.setFocus()
+    def engine_level(self, kind: str) -> float | None:
+        """The level the engine's latest snapshot shows for `kind`."""
+        if self._snap is None:
+            return None
+        v = getattr(self._snap.position, kind, None)
+        return v if valid_price(v) else None
 
-    def _drag_moved(self, line: LevelLine, y: float) -> None:
-        ctx = self._context()
-        if ctx is None or not math.isfinite(y) or y <= 0:
-            return
-        level = self.snap_level(y)
-        if not valid_price(level):
-            return
-        line.setValue(level)
-        text = consequence(line.kind, level, ctx)
-        if trigger_reason(line.kind, level, ctx):
-            text += " · ✖ would trigger now"
-        line.set_text(text)
+    def level_of(self, kind: str) -> float | None:
+        """Where `kind` is drawn now."""
+        line = self.lines[kind]
+        return line.value() if line.isVisible() else self.engine_level(kind)
 
-    def _drag_finished(self, line: LevelLine) -> None:
-        self._end_drag()
-        ctx = self._context()
-        level = line.value()
-        pid = self.position_id
-        if ctx is None or pid is None:
-            self._update_levels()
-            return
-        reason = trigger_reason(line.kind, level, ctx)
-        if reason is None and line.start_value is not None and level == line.start_value:
-            self._update_levels()  # dropped where it was: nothing to do
-            return
-        if reason is not None:
-            self._update_levels()
-            self.dragRejected.emit(line.kind, reason)
-            return
-        self.levelDropped.emit(pid, line.kind, float(level))
-
-    def _drag_cancelled(self, line: LevelLine) -> None:
-        self._end_drag()
-        self._update_levels()
-        self.dragCancelled.emit(line.kind)
-
-    def _end_drag(self) -> None:
-        self._drag_line = None
-        app = QApplication.instance()
-        if app is not None:
-            app.removeEventFilter(self)
-
-    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
-        """While a line is dragged, Esc anywhere in the app cancels the drag."""
-        if (ev.type() == QEvent.Type.KeyPress and self._drag_line is not None
-                and isinstance(ev, QKeyEvent) and ev.key() == Qt.Key.Key_Escape):
-            self._drag_line.cancel_drag()
-            return True
-        return False
+    def show_entry_hint(self, kind: str) -> None:
+        """Dragging out of the entry towards a level that exists already."""
+        self._entry_hint = (f"{LINE_TITLES[kind]} exists: drag its line" if kind else "")
+        self.refresh_levels()
 
     # -- drawing -----------------------------------------------------------------------------
+    def _tolerance(self) -> float:
+        return self._market.tick_size / 2 if self._market is not None else 1e-9
+
+    def _style_tag(self, tag: LevelTag, colour: str) -> None:
+        tag.setColor(colour)
+        base = self._theme.base
+        tag.fill = pg.mkBrush(base + "dd") if len(base) == 7 else pg.mkBrush(base)
+        tag.border = pg.mkPen(colour)
+        tag.update()
+
     def _style_lines(self) -> None:
         t = self._theme
         paused = self._snap is not None and not self._snap.position.automation
@@ -596,67 +492,218 @@ class ChartWidget(QWidget):
                   "liquidation": Qt.PenStyle.DashDotLine, "last": Qt.PenStyle.DotLine}
         for kind, line in self.lines.items():
             style = styles[kind]
-            if kind in DRAGGABLE and (paused or kind in self._pending):
-                style = Qt.PenStyle.DashLine  # paused automation or awaiting the engine
+            st = self.machines[kind].state
+            if kind in DRAGGABLE and (paused or st in (LineState.PROPOSED, LineState.PENDING,
+                                                       LineState.LOCAL_ONLY)):
+                style = Qt.PenStyle.DashLine  # paused, awaiting the engine, or local only
             width = 2 if kind in DRAGGABLE else 1
             line.setPen(pg.mkPen(colours[kind], width=width, style=style))
             line.setHoverPen(pg.mkPen(colours[kind], width=4, style=style))
-            line.label.setColor(colours[kind])
-            line.label.fill = pg.mkBrush(t.base + "cc") if len(t.base) == 7 else None
-            line.label.update()
+            self._style_tag(self.tags[kind], colours[kind])
 
-    def _update_levels(self) -> None:
+    def refresh_levels(self) -> None:
+        """Lines and tags from the snapshot and each line's state."""
         s = self._snap
         self._style_lines()
         if s is None:
-            for line in self.lines.values():
+            for kind, line in self.lines.items():
                 line.setVisible(False)
                 line.set_draggable(False)
+                self.tags[kind].draggable = False
+            self._layout_tags()
             return
         p = s.position
-        levels = {"entry": p.entry, "sl": p.sl, "tp": p.tp, "trailing": p.trailing,
-                  "liquidation": p.liquidation}
-        levels.update(self._held)
-        levels.update(self._pending)
+        levels: dict[str, float | None] = {"entry": p.entry, "sl": p.sl, "tp": p.tp,
+                                           "trailing": p.trailing,
+                                           "liquidation": p.liquidation}
+        for kind in DRAGGABLE:
+            m = self.machines[kind]
+            if m.state not in (LineState.IDLE, LineState.REJECTED) and m.level is not None:
+                levels[kind] = m.level
         sl, trail = levels.get("sl"), levels.get("trailing")
-        tol = self._market.tick_size / 2 if self._market is not None else 1e-9
-        if valid_price(sl) and valid_price(trail) and abs(sl - trail) <= tol:  # type: ignore[operator]
-            levels["trailing"] = None  # the SL *is* the trailing stop: one line, one label
-        ctx = self._context()
+        if valid_price(sl) and valid_price(trail) and abs(sl - trail) <= self._tolerance():  # type: ignore[operator]
+            levels["trailing"] = None  # the SL *is* the trailing stop: one line, one tag
+        ctx = self.context()
+        busy = any(self.machines[k].busy for k in DRAGGABLE)
         for kind, level in levels.items():
-            line = self.lines[kind]
-            if line.dragging:
-                continue
+            line, tag, m = self.lines[kind], self.tags[kind], self.machines[kind]
             ok = valid_price(level)
             line.setVisible(ok)
+            tag.setVisible(ok)
             if kind in DRAGGABLE:
-                line.set_draggable(ok and self.drag_enabled and kind not in self._pending)
+                on = ok and self.drag_enabled and m.can_drag
+                line.set_draggable(on)
+                tag.draggable = on
+            elif kind == "entry":
+                on = (ok and self.drag_enabled and not busy
+                      and (not valid_price(p.sl) or not valid_price(p.tp)))
+                line.set_draggable(on)
+                tag.draggable = on
             if not ok:
                 continue
             assert level is not None
             line.setValue(level)
-            if kind in DRAGGABLE and ctx is not None:
-                text = consequence(kind, level, ctx)
-            else:
-                text = f"{LINE_TITLES[kind]} {fmt_price(level, self._market)}"
-            if kind in self._pending:
-                text += f" · {self._pending_note.get(kind, 'pending…')}"
-            elif kind in self._notes:
-                text += f" · ◆ {self._notes[kind]}"
-            if kind in DRAGGABLE and not p.automation:
-                text += " · ‖ paused"
-            line.set_text(text)
+            tag.set_text(self._tag_text(kind, level, ctx, m, p.automation))
+        self._update_last()
+
+    def _tag_text(self, kind: str, level: float, ctx: DragContext | None, m: LineMachine,
+                  automation: bool) -> str:
+        if kind in DRAGGABLE and ctx is not None:
+            text = consequence(kind, level, ctx)
+        else:
+            text = f"{LINE_TITLES[kind]} {fmt_price(level, self._market)}"
+        st = m.state
+        if st is LineState.DRAGGING:
+            if ctx is not None and trigger_reason(kind, level, ctx):
+                text += " · ✖ would trigger now"
+            return text
+        if kind == "entry" and self.drag.creating and self._entry_hint:
+            return f"{text} · {self._entry_hint}"
+        if kind == "entry" and self.lines["entry"].draggable:
+            missing = [LINE_TITLES[k] for k in DRAGGABLE if self.engine_level(k) is None]
+            return f"{text} · drag for {'/'.join(missing)}"
+        if st in NOTES:
+            text += f" · {NOTES[st]}"
+        elif st is LineState.LOCAL_ONLY:
+            text += f" · ⚠ local only: {_short(m.reason)}"
+        elif st is LineState.REJECTED:
+            text += f" · ✖ {_short(m.reason)}"
+        elif m.auto:
+            text += f" · ◆ {m.auto}"
+        if kind in DRAGGABLE and not automation:
+            text += " · ‖ paused"
+        return text
 
     def _update_last(self) -> None:
-        line = self.lines["last"]
+        line, tag = self.lines["last"], self.tags["last"]
         price = self.last_price()
         if price is None or not valid_price(price):
             line.setVisible(False)
+            tag.setVisible(False)
+            self._layout_tags()
             return
         line.setVisible(True)
+        tag.setVisible(True)
         line.setValue(price)
         stale = self._snap is not None and self._snap.stale
-        line.set_text(f"{fmt_price(price, self._market)}{' ⚠ stale' if stale else ''}")
+        tag.set_text(f"{fmt_price(price, self._market)}{' ⚠ stale' if stale else ''}")
+        self._layout_tags()
+
+    def _layout_tags(self) -> None:
+        """Put every visible tag beside its level without overlapping another; a level out
+        of view gets its tag at that edge with ▲/▼."""
+        vb = self.vb
+        rect = vb.sceneBoundingRect()
+        if rect.height() <= 0 or self._snap is None:
+            return
+        x0 = vb.viewRange()[0][0]
+        top, bottom = rect.top() + 1, rect.bottom() - 1
+        items: list[tuple[LevelTag, float, str]] = [
+            (self.tags[k], self.lines[k].value(), k) for k in LINE_KINDS
+            if self.tags[k].isVisible()]
+        ind = self._indicator
+        if ind is not None and ind.last is not None and self.indicator_tag.isVisible():
+            items.append((self.indicator_tag, ind.last, "indicator"))
+        wanted: dict[bool, list[tuple[str, float, float]]] = {False: [], True: []}
+        widths: dict[bool, float] = {False: 0.0, True: 0.0}
+        by_key: dict[str, LevelTag] = {}
+        for tag, level, key in items:
+            y = vb.mapViewToScene(QPointF(x0, level)).y()
+            edge = 1 if y < top else -1 if y > bottom else 0
+            if edge != tag.edge:
+                tag.edge = edge
+            text = tag._text.lstrip("▲▼ ")
+            tag.set_text(("▲ " if edge > 0 else "▼ " if edge < 0 else "") + text)
+            br = tag.textItem.boundingRect()
+            wanted[tag.right].append((key, y, br.height()))
+            widths[tag.right] = max(widths[tag.right], br.width())
+            by_key[key] = tag
+        if widths[False] + widths[True] + 3 * TAG_MARGIN > rect.width():
+            columns = [wanted[False] + wanted[True]]  # too narrow: one stack for all
+        else:
+            columns = [wanted[False], wanted[True]]
+        for col in columns:
+            for key, c in stack_tags(col, top, bottom).items():
+                tag = by_key[key]
+                sx = rect.right() - TAG_MARGIN if tag.right else rect.left() + TAG_MARGIN
+                pos = vb.mapSceneToView(QPointF(sx, c))
+                tag.setPos(pos.x(), pos.y())
+
+    def _render_candles(self) -> None:
+        sym = self.symbol
+        series = self._series.get(sym) if sym else None
+        if series is None:
+            self.candle_item.set_candles(())
+            self.forming_item.set_candles(())
+            self.volume.setOpts(x=[], height=[])
+            self._update_tf_buttons(None)
+            return
+        self._update_tf_buttons(series)
+        sec = max(TIMEFRAMES[self.timeframe], series.base)
+        cs = series.view(sec)
+        key = (sym, sec, series.version, len(cs))
+        if series.forming and cs:
+            head, tail = cs[:-1], cs[-1:]
+        else:
+            head, tail = cs, []
+        if key != self._rendered:
+            self._rendered = key
+            self.candle_item.set_candles(head, sec)
+            vols = [c.volume for c in head]
+            top = max(vols, default=0.0)
+            if top > 0:
+                t = self._theme
+                self.volume.setOpts(x=[c.ts for c in head], height=vols, width=sec * 0.7,
+                                    brushes=[pg.mkBrush(t.up + "55" if c.close >= c.open
+                                                        else t.down + "55") for c in head],
+                                    pen=pg.mkPen(None))
+                self.volume_vb.setYRange(0, top * 5, padding=0)
+            else:
+                self.volume.setOpts(x=[], height=[])
+        self.forming_item.set_candles(tail, sec)
+
+    def _update_tf_buttons(self, series: CandleSeries | None) -> None:
+        allowed = set(series.timeframes()) if series is not None else set(TIMEFRAMES)
+        for name, b in self.tf_buttons.items():
+            b.setEnabled(name in allowed)
+
+    def _sync_volume_view(self) -> None:
+        self.volume_vb.setGeometry(self.vb.sceneBoundingRect())
+
+    def _update_indicator(self) -> None:
+        s = self._snap
+        series = self._series.get(s.position.symbol) if s is not None else None
+        if s is None or series is None:
+            self._indicator = None
+        else:
+            p = s.position
+            key = (p.id, p.preset, tuple(sorted(p.overrides.items())), p.side, p.opened_at,
+                   series.version, self._market)
+            if key != self._indicator_key:
+                self._indicator_key = key
+                cs = series.candles
+                done = cs[:-1] if series.forming else cs
+                self._indicator = rule_indicator(p, done, self._market, series.base)
+        ind = self._indicator
+        if ind is None:
+            self.indicator_curve.setData([], [])
+            self.indicator_tag.setVisible(False)
+        else:
+            self.indicator_curve.setData(list(ind.xs), list(ind.ys))
+            self.indicator_tag.set_text(f"{ind.name} {fmt_price(ind.last, self._market)}")
+            self.indicator_tag.setVisible(True)
+        self._layout_tags()
+
+    def _frame_time(self) -> None:
+        """Without candles nothing bounds the time axis: show the last hour up to now."""
+        if self.candle_item.candles or self.forming_item.candles or self._snap is None:
+            return
+        t = self._snap.ts
+        tick = self._last.get(self._snap.position.symbol)
+        if tick is not None:
+            t = max(t, tick.ts)
+        if t > 0:
+            self.plot.setXRange(t - 3600, t + 60, padding=0)
 
     def _update_title(self) -> None:
         s = self._snap
@@ -669,6 +716,54 @@ class ChartWidget(QWidget):
         self.title.setText(
             f"{p.symbol}   {arrow} {fmt_qty(p.qty, self._market)} @ "
             f"{fmt_price(p.entry, self._market)}   {p.leverage:g}x   {p.preset}{auto}")
+
+    # -- crosshair ---------------------------------------------------------------------------
+    def _on_mouse_moved(self, pos: QPointF) -> None:
+        inside = self._snap is not None and self.vb.sceneBoundingRect().contains(pos)
+        self.cross_v.setVisible(inside)
+        self.cross_h.setVisible(inside)
+        if not inside:
+            self.readout.setText(" ")
+            return
+        pt = self.vb.mapSceneToView(pos)
+        self.cross_v.setValue(pt.x())
+        self.cross_h.setValue(pt.y())
+        self.readout.setText(self.crosshair_text(pt.x(), pt.y()))
+
+    def crosshair_text(self, x: float, y: float) -> str:
+        """`30 Nov 14:32 · 41,250.0 · SL here −1.8% · −$92 · −0.9R`: the price and time
+        under the cursor and what a stop or target there would give (net of fees)."""
+        ctx = self.context()
+        if ctx is None or not valid_price(y) or not math.isfinite(x):
+            return " "
+        level = self.snap_level(y)
+        when = time.strftime("%d %b %H:%M", time.localtime(x)) if 0 < x < 1e11 else ""
+        price = ctx.price if ctx.price is not None else ctx.entry
+        kind = created_kind(ctx.side, price, level)
+        what = consequence(kind, level, ctx).split(" · ", 1)
+        tail = f" · {what[1]}" if len(what) > 1 else ""
+        return f"{when} · {fmt_price(level, self._market)} · {LINE_TITLES[kind]} here{tail}"
+
+    # -- markers -----------------------------------------------------------------------------
+    def _explain(self, ev: ActionTaken) -> str:
+        """Reason, what was done, and the inputs that caused it."""
+        a = ev.action
+        m = self._market if self._snap is not None and ev.symbol == self.symbol else None
+        head = f"{a.reason.value.replace('_', ' ')} · {a.type.value.replace('_', ' ')}"
+        if a.type is ActionType.MOVE_SL and a.sl is not None:
+            head += f" → {fmt_price(a.sl, m)}"
+        elif a.type is ActionType.MOVE_TP and a.tp is not None:
+            head += f" → {fmt_price(a.tp, m)}"
+        elif a.qty is not None:
+            head += f" {fmt_qty(a.qty, m)}"
+        lines = [head, f"at {fmt_price(a.price, m)}" + (f" · rule {a.rule}" if a.rule else "")]
+        if a.inputs:
+            lines.append(_inputs(a.inputs, m))
+        if ev.detail:
+            lines.append(ev.detail)
+        if not ev.ok:
+            lines.append("FAILED")
+        return "\n".join(lines)
 
     def _refresh_markers(self) -> None:
         pid = self.position_id
@@ -688,5 +783,20 @@ class ChartWidget(QWidget):
         tick = self._last.get(symbol)
         if tick is not None:
             return tick.ts
-        cs = self._candles.get(symbol)
-        return cs[-1].ts if cs else 0.0
+        s = self._series.get(symbol)
+        return s.candles[-1].ts if s is not None and s.candles else 0.0
+
+
+def _short(text: str, n: int = 48) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _inputs(inputs: Mapping[str, object], market: Market | None) -> str:
+    parts = []
+    for k, v in inputs.items():
+        if isinstance(v, float):
+            s = fmt_price(v, market) if abs(v) >= 100 else f"{v:.4g}"
+        else:
+            s = str(v)
+        parts.append(f"{k.replace('_', ' ')} {s}")
+    return " · ".join(parts)

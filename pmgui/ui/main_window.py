@@ -67,6 +67,7 @@ from pmgui.engine.events import (
 from pmgui.store.serialize import action_from_record
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
+from pmgui.ui.chart_state import verdict, verdict_message
 from pmgui.ui.confirm import ConfirmDialog, DragConfirmBar
 from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, ShortcutsDialog, preset_names
 from pmgui.ui.fmt import DASH, fmt_age, fmt_price, fmt_qty, is_num
@@ -779,7 +780,7 @@ class MainWindow(QMainWindow):
         market = self.engine.market(p.symbol)
         ctx = DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate, p.initial_sl,
                           self.chart.last_price(), market)
-        self.chart.set_pending(kind, level, "confirm or discard")
+        self.chart.propose(kind, level)
         self.drag_bar.ask(pid, kind, level,
                           f"{p.symbol}: move {consequence(kind, level, ctx)} ?")
 
@@ -790,27 +791,24 @@ class MainWindow(QMainWindow):
             return False
         cmd = SetTargets(pid, sl=level) if kind == "sl" else SetTargets(pid, tp=level)
         if self.chart.position_id == pid:
-            self.chart.set_pending(kind, level, "pending…")
-        return self.runner.submit(cmd, lambda _res, err: self._level_done(pid, kind, level, err),
-                                  key=key)
+            self.chart.mark_sent(kind, level)
+        return self.runner.submit(
+            cmd, lambda res, err: self._level_done(pid, kind, level, res, err), key=key)
 
-    def _level_done(self, pid: str, kind: str, level: float, err: str | None) -> None:
-        if self.chart.position_id == pid:
-            self.chart.resolve_pending(kind, err is None)
+    def _level_done(self, pid: str, kind: str, level: float, res: CommandResult | None,
+                    err: str | None) -> None:
+        v = (self.chart.resolve(kind, res, err) if self.chart.position_id == pid
+             else verdict(kind, level, res, err))
         snap = self.model.snapshot(pid)
         market = self.engine.market(snap.position.symbol) if snap else None
-        name = LINE_TITLES[kind]
-        if err is not None:
-            self.notify(f"✖ {name} {fmt_price(level, market)} rejected: {err} — line restored")
-        else:
-            self.notify(f"✔ {name} set to {fmt_price(level, market)}")
+        self.notify(verdict_message(LINE_TITLES[kind], level, v, market))
 
     def _drag_confirmed(self, pid: str, kind: str, level: float) -> None:
         self.commit_level(pid, kind, level)
 
     def _drag_discarded(self, pid: str, kind: str, level: float) -> None:
         if self.chart.position_id == pid:
-            self.chart.resolve_pending(kind, False)
+            self.chart.discard(kind)
         self.notify(f"{LINE_TITLES[kind]} change discarded: line restored")
 
     def _on_drag_rejected(self, kind: str, reason: str) -> None:

@@ -1,0 +1,237 @@
+"""Dragging levels on the chart: what a drag means and the controller that runs it.
+
+The `DragController` listens to the lines' and tags' signals (started / moved / finished /
+cancelled) and drives the line's `LineMachine`. While a drag lasts:
+- the view's range is frozen (auto-range off on both axes, restored after the drop), so the
+  scale never moves under the cursor and the level is exactly the price under the cursor,
+  snapped to the tick size;
+- Esc anywhere in the application or a right click cancels and restores the line;
+- dragging out of the entry line creates a missing SL or TP (the side of the entry the
+  cursor is on decides which, as in MT5 and TradingView).
+A level that would trigger at once cannot be dropped (`dragRejected` says why); a drop where
+the line started does nothing; any other drop leaves the line `proposed` and emits
+`levelDropped` — the owner sends it (`ChartWidget.mark_sent`) or discards it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QApplication
+
+from pmgui.domain.enums import Side
+from pmgui.domain.models import Market
+from pmgui.domain.money import pnl_r, unrealized_pnl, valid_price
+from pmgui.ui.chart_state import LineState
+from pmgui.ui.fmt import fmt_money, fmt_pct, fmt_price, fmt_r
+
+if TYPE_CHECKING:
+    from pmgui.ui.chart import ChartWidget
+
+LINE_TITLES = {"entry": "Entry", "sl": "SL", "tp": "TP", "trailing": "Trail",
+               "liquidation": "Liq", "last": "Last"}
+
+
+@dataclass(frozen=True, slots=True)
+class DragContext:
+    """What a drag needs to know: the position, its market and the current price."""
+
+    side: Side
+    entry: float
+    qty: float
+    contract_size: float
+    fee_rate: float
+    initial_sl: float | None
+    price: float | None
+    market: Market | None
+
+
+def consequence(kind: str, level: float, ctx: DragContext) -> str:
+    """`SL 41,250 · −1.8% · −$92 · −0.9R`: what the trader gets if price reaches `level`.
+
+    The percentage is the price move from entry (direction-aware), the money is the P/L of
+    the whole position at that level net of fees, R relative to the initial stop.
+    """
+    move = ctx.side.dir * (level - ctx.entry) / ctx.entry if valid_price(ctx.entry) else None
+    pnl = unrealized_pnl(ctx.side, ctx.entry, level, ctx.qty, ctx.contract_size, ctx.fee_rate)
+    r = pnl_r(ctx.side, ctx.entry, level, ctx.initial_sl)
+    quote = ctx.market.quote if ctx.market is not None else "USDT"
+    parts = [f"{LINE_TITLES[kind]} {fmt_price(level, ctx.market)}", fmt_pct(move, 1),
+             fmt_money(pnl, quote, 0 if abs(pnl) >= 100 else 2)]
+    if r is not None:
+        parts.append(fmt_r(r, 1))
+    return " · ".join(parts)
+
+
+def trigger_reason(kind: str, level: float, ctx: DragContext) -> str | None:
+    """Why `level` cannot be dropped (it would trigger at once), or None if it can."""
+    p = ctx.price
+    if p is None or not valid_price(p):
+        return None
+    fp = fmt_price(p, ctx.market)
+    fl = fmt_price(level, ctx.market)
+    name = LINE_TITLES[kind]
+    if kind == "sl":
+        if ctx.side is Side.LONG and level >= p:
+            return f"{name} {fl} is at or above the price {fp}: a long would stop out at once"
+        if ctx.side is Side.SHORT and level <= p:
+            return f"{name} {fl} is at or below the price {fp}: a short would stop out at once"
+    if kind == "tp":
+        if ctx.side is Side.LONG and level <= p:
+            return f"{name} {fl} is at or below the price {fp}: a long would take profit at once"
+        if ctx.side is Side.SHORT and level >= p:
+            return f"{name} {fl} is at or above the price {fp}: a short would take profit at once"
+    return None
+
+
+def created_kind(side: Side, entry: float, y: float) -> str:
+    """Dragging out of the entry line: below a long's entry is its stop, above its target
+    (mirrored for a short)."""
+    below = y < entry
+    return "sl" if below == (side is Side.LONG) else "tp"
+
+
+class DragController(QObject):
+    """Owns every drag on one chart (see the module docstring)."""
+
+    def __init__(self, chart: ChartWidget) -> None:
+        super().__init__(chart)
+        self.chart = chart
+        self.item = None  # the LevelLine / LevelTag being dragged
+        self.kind: str | None = None  # the level being changed ("sl"/"tp")
+        self.creating = False  # dragged out of the entry line
+        self._saved_auto: list | None = None
+        self.frozen_range: tuple | None = None  # the view range held during the drag
+
+    @property
+    def active(self) -> bool:
+        return self.item is not None
+
+    def attach(self, item) -> None:
+        item.sigStarted.connect(self._started)
+        item.sigMoved.connect(self._moved)
+        item.sigFinished.connect(self._finished)
+        item.sigCancelled.connect(lambda _item: self.cancel())
+
+    # -- gesture -----------------------------------------------------------------------------
+    def _started(self, item, _pos: QPointF) -> None:
+        chart = self.chart
+        if chart.position_id is None or self.active:
+            item.abort()
+            return
+        self.item = item
+        self.creating = item.kind == "entry"
+        self.kind = None
+        if not self.creating:
+            self.kind = item.kind
+            chart.machine(item.kind).start_drag(chart.level_of(item.kind))
+        self._freeze()
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
+        chart.plot.setFocus()
+        chart.dragStarted.emit(item.kind)
+
+    def _moved(self, item, pos: QPointF) -> None:
+        if item is not self.item:
+            return
+        chart = self.chart
+        y = chart.vb.mapSceneToView(pos).y()
+        if not math.isfinite(y) or y <= 0:
+            return
+        level = chart.snap_level(y)
+        if not valid_price(level):
+            return
+        if self.creating:
+            snap = chart.snapshot
+            assert snap is not None
+            want = created_kind(snap.position.side, snap.position.entry, level)
+            if want != self.kind:
+                if self.kind is not None:
+                    chart.machine(self.kind).cancel()
+                    chart.refresh_levels()
+                self.kind = None
+                if chart.engine_level(want) is None:  # only a missing level can be created
+                    self.kind = want
+                    chart.machine(want).start_drag(None)
+            if self.kind is None:
+                chart.show_entry_hint(want)
+                return
+        assert self.kind is not None
+        chart.machine(self.kind).move(level)
+        chart.refresh_levels()
+
+    def _finished(self, item, _pos: QPointF) -> None:
+        if item is not self.item:
+            return
+        chart = self.chart
+        kind = self.kind
+        self._end()
+        if kind is None:  # an entry drag that created nothing
+            chart.refresh_levels()
+            return
+        m = chart.machine(kind)
+        level = m.level
+        ctx = chart.context()
+        reason = trigger_reason(kind, level, ctx) if ctx is not None and level else None
+        if level is None or reason is not None or level == m.start or ctx is None:
+            m.cancel()
+            chart.refresh_levels()
+            if reason is not None:
+                chart.dragRejected.emit(kind, reason)
+            return
+        m.drop(level)
+        chart.refresh_levels()
+        pid = chart.position_id
+        assert pid is not None
+        chart.levelDropped.emit(pid, kind, float(level))
+
+    def cancel(self) -> None:
+        """Esc / right click / another position shown: restore the line, ignore the rest."""
+        if not self.active:
+            return
+        item, kind = self.item, self.kind
+        item.abort()
+        self._end()
+        if kind is not None and self.chart.machine(kind).state is LineState.DRAGGING:
+            self.chart.machine(kind).cancel()
+        self.chart.refresh_levels()
+        self.chart.dragCancelled.emit(kind or item.kind)
+
+    def _end(self) -> None:
+        self.item = None
+        self.creating = False
+        self.kind = None
+        self._unfreeze()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
+
+    # -- frozen view -------------------------------------------------------------------------
+    def _freeze(self) -> None:
+        vb = self.chart.vb
+        self._saved_auto = list(vb.state["autoRange"])
+        vb.disableAutoRange()
+        self.frozen_range = tuple(tuple(r) for r in vb.viewRange())
+
+    def _unfreeze(self) -> None:
+        vb = self.chart.vb
+        saved, self._saved_auto = self._saved_auto, None
+        self.frozen_range = None
+        if saved is None:
+            return
+        for axis, enable in zip((vb.XAxis, vb.YAxis), saved, strict=True):
+            if enable:
+                vb.enableAutoRange(axis=axis, enable=enable)
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        """While a line is dragged, Esc anywhere in the app cancels the drag."""
+        if (ev.type() == QEvent.Type.KeyPress and self.active
+                and isinstance(ev, QKeyEvent) and ev.key() == Qt.Key.Key_Escape):
+            self.cancel()
+            return True
+        return False

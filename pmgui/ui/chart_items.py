@@ -1,0 +1,263 @@
+"""Graphics items of the chart: candles, volume bars, level lines and their price tags.
+
+The interactive items (`LevelLine`, `LevelTag`) only speak through signals — started,
+moved, finished, cancelled, with the cursor's scene position — in the manner of pyqtgraph's
+`InfiniteLine.sigDragged`/`sigPositionChangeFinished`; what a drag means is decided by the
+`DragController` (chart_drag.py). An item accepts a drag only while `draggable` is set and
+the required keyboard modifier (if any) is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QPainter, QPicture
+
+from pmgui.domain.models import Candle
+from pmgui.ui.chart_candles import base_seconds, valid_candle
+from pmgui.ui.theme import Theme
+
+
+class CandlestickItem(pg.GraphicsObject):
+    """OHLC candles drawn once into a QPicture (pyqtgraph's customGraphicsItem recipe).
+
+    `set_candles` regenerates the picture only when the candles really changed. The chart
+    uses one item for the completed candles and one for the forming candle, so a tick
+    redraws one candle.
+    """
+
+    def __init__(self, theme: Theme) -> None:
+        super().__init__()
+        self._theme = theme
+        self._candles: tuple[Candle, ...] = ()
+        self._width = 60.0
+        self._picture = QPicture()
+        self._rect = QRectF()
+
+    @property
+    def candles(self) -> tuple[Candle, ...]:
+        return self._candles
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self._regenerate()
+
+    def set_candles(self, candles: Sequence[Candle], width: float | None = None) -> None:
+        valid = tuple(c for c in candles if valid_candle(c))
+        w = width if width is not None else base_seconds(valid)
+        if valid == self._candles and w == self._width:
+            return
+        self._candles, self._width = valid, w
+        self._regenerate()
+
+    def _regenerate(self) -> None:
+        self.prepareGeometryChange()
+        pic = QPicture()
+        p = QPainter(pic)
+        cs = self._candles
+        half = self._width * 0.35
+        if cs:
+            up_pen, down_pen = pg.mkPen(self._theme.up), pg.mkPen(self._theme.down)
+            up_brush, down_brush = pg.mkBrush(self._theme.up), pg.mkBrush(self._theme.down)
+            for c in cs:
+                rising = c.close >= c.open
+                p.setPen(up_pen if rising else down_pen)
+                p.setBrush(up_brush if rising else down_brush)
+                p.drawLine(QPointF(c.ts, c.low), QPointF(c.ts, c.high))
+                body = c.close - c.open
+                if body == 0:
+                    p.drawLine(QPointF(c.ts - half, c.open), QPointF(c.ts + half, c.open))
+                else:
+                    p.drawRect(QRectF(c.ts - half, c.open, half * 2, body))
+        p.end()
+        self._picture = pic
+        if cs:
+            lo = min(c.low for c in cs)
+            hi = max(c.high for c in cs)
+            x0, x1 = cs[0].ts - half, cs[-1].ts + half
+            self._rect = QRectF(x0, lo, x1 - x0, hi - lo)
+        else:
+            self._rect = QRectF()
+        self.update()
+
+    def paint(self, p: QPainter, *args: object) -> None:
+        p.drawPicture(0, 0, self._picture)
+
+    def dataBounds(self, axis: int, frac: float = 1.0,
+                   orthoRange: object = None) -> tuple[float, float] | None:
+        """Auto-range on the candles only; nothing at all when there are none (not 0)."""
+        if not self._candles:
+            return None
+        r = self._rect
+        return (r.left(), r.right()) if axis == 0 else (r.top(), r.bottom())
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(self._rect)
+
+
+class _Draggable:
+    """The gesture part shared by lines and tags: accept a left drag when allowed, report
+    it as signals, swallow the rest of a gesture that was cancelled."""
+
+    kind: str
+    draggable: bool
+    modifier: Qt.KeyboardModifier
+    dragging: bool
+    cancelled: bool
+
+    def _init_drag(self) -> None:
+        self.draggable = False
+        self.modifier = Qt.KeyboardModifier.NoModifier
+        self.dragging = False
+        self.cancelled = False
+
+    def modifier_ok(self, mods: Qt.KeyboardModifier) -> bool:
+        need = self.modifier
+        return need == Qt.KeyboardModifier.NoModifier or bool(mods & need)
+
+    def _drag(self, ev) -> None:  # ev: a pyqtgraph MouseDragEvent
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        if ev.isStart():
+            if not self.draggable or not self.modifier_ok(ev.modifiers()):
+                ev.ignore()
+                return
+            self.dragging, self.cancelled = True, False
+            self.sigStarted.emit(self, ev.scenePos())  # type: ignore[attr-defined]
+        if not self.dragging and not self.cancelled:
+            ev.ignore()
+            return
+        ev.accept()
+        if self.cancelled:
+            if ev.isFinish():
+                self.cancelled = False
+            return
+        self.sigMoved.emit(self, ev.scenePos())  # type: ignore[attr-defined]
+        if ev.isFinish():
+            self.dragging = False
+            self.sigFinished.emit(self, ev.scenePos())  # type: ignore[attr-defined]
+
+    def _click(self, ev) -> bool:
+        """Right click during a drag cancels it. True: handled."""
+        if self.dragging and ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            self.sigCancelled.emit(self)  # type: ignore[attr-defined]
+            return True
+        return False
+
+    def abort(self) -> None:
+        """The controller cancelled the drag: ignore the rest of this gesture."""
+        if self.dragging:
+            self.dragging, self.cancelled = False, True
+
+
+class LevelLine(pg.InfiniteLine, _Draggable):
+    """A horizontal level. Its price tag is a separate `LevelTag` (laid out by the chart)."""
+
+    sigStarted = Signal(object, object)  # item, scene position
+    sigMoved = Signal(object, object)
+    sigFinished = Signal(object, object)
+    sigCancelled = Signal(object)
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(angle=0, movable=False)
+        self._init_drag()
+        self.kind = kind
+        self.setObjectName(f"{kind}Line")
+        self.tag: LevelTag | None = None
+        self.setZValue(20 if kind in ("sl", "tp") else 10)
+        self.setVisible(False)
+
+    # pyqtgraph consults `movable` to accept hover-drags; keep it in sync with `draggable`.
+    def set_draggable(self, on: bool) -> None:
+        self.draggable = on
+        self.setMovable(on)
+
+    @property
+    def label(self) -> LevelTag:
+        assert self.tag is not None
+        return self.tag
+
+    def hoverEvent(self, ev) -> None:  # ev: a pyqtgraph HoverEvent
+        if self.draggable and not ev.isExit() and self.modifier_ok(ev.modifiers()):
+            if ev.acceptDrags(Qt.MouseButton.LeftButton):
+                self.setMouseHover(True)
+                return
+        self.setMouseHover(False)
+
+    def mouseDragEvent(self, ev) -> None:
+        self._drag(ev)
+
+    def mouseClickEvent(self, ev) -> None:
+        if not self._click(ev):
+            self.sigClicked.emit(self, ev)
+
+
+class LevelTag(pg.TextItem, _Draggable):
+    """The price tag of a line: `SL 41,250 · −1.8% · −$92 · −0.9R`. When the line is out of
+    view the tag sits at that edge with ▲/▼ (an edge marker); SL/TP tags can be dragged like
+    their line, also from the edge."""
+
+    sigStarted = Signal(object, object)
+    sigMoved = Signal(object, object)
+    sigFinished = Signal(object, object)
+    sigCancelled = Signal(object)
+
+    def __init__(self, line: LevelLine, right: bool = False) -> None:
+        super().__init__(text="", anchor=(1, 0.5) if right else (0, 0.5))
+        self._init_drag()
+        self.line = line
+        self.kind = line.kind
+        self.right = right
+        self.edge = 0  # -1: the line is below the view, +1: above, 0: in view
+        self.setObjectName(f"{line.kind}Tag")
+        line.tag = self
+        self.setZValue(40 if line.kind in ("sl", "tp") else 35)
+        self.setVisible(False)
+        self._text = ""
+
+    def set_text(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.setText(text)
+
+    def toPlainText(self) -> str:
+        return self.textItem.toPlainText()
+
+    def hoverEvent(self, ev) -> None:
+        if self.draggable and not ev.isExit() and self.modifier_ok(ev.modifiers()):
+            ev.acceptDrags(Qt.MouseButton.LeftButton)
+            self.setCursor(Qt.CursorShape.SizeVerCursor)
+        else:
+            self.unsetCursor()
+
+    def mouseDragEvent(self, ev) -> None:
+        self._drag(ev)
+
+    def mouseClickEvent(self, ev) -> None:
+        self._click(ev)
+
+
+def stack_tags(wanted: Sequence[tuple[str, float, float]], top: float, bottom: float,
+               gap: float = 1.0) -> dict[str, float]:
+    """Vertical centres (pixels, growing downwards) for tags that must not overlap.
+
+    `wanted` is (key, desired centre, height). Tags keep their order, move the least needed
+    to clear each other, and stay between `top` and `bottom` when they fit.
+    """
+    items = sorted(wanted, key=lambda w: w[1])
+    out: list[list] = []
+    for key, y, h in items:
+        c = min(max(y, top + h / 2), bottom - h / 2)
+        if out:
+            _pk, pc, ph = out[-1]
+            c = max(c, pc + ph / 2 + gap + h / 2)
+        out.append([key, c, h])
+    for i in range(len(out) - 1, -1, -1):  # push back up from the bottom edge
+        key, c, h = out[i]
+        limit = bottom - h / 2 if i == len(out) - 1 else out[i + 1][1] - out[i + 1][2] / 2 \
+            - gap - h / 2
+        out[i][1] = min(c, limit)
+    return {k: c for k, c, _h in out}
