@@ -107,7 +107,8 @@ def make(qtbot, snaps, settings: UiSettings | None = None, answer=None):
     win.bridge.flush_now()
     chart = win.chart
     p = snaps[0].position
-    lo, hi = min(p.sl, p.tp), max(p.sl, p.tp)
+    levels = [v for v in (p.sl, p.tp, p.entry) if v is not None]
+    lo, hi = min(levels), max(levels)
     pad = (hi - lo) * 0.25
     chart.plot.getPlotItem().vb.setRange(yRange=(lo - pad, hi + pad), padding=0)
     QApplication.processEvents()

@@ -146,7 +146,7 @@ class ChartWidget(QWidget):
         self.volume_vb.setZValue(-100)
         pi.scene().addItem(self.volume_vb)
         self.volume_vb.setXLink(self.vb)
-        self.volume_vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
+        self.volume_vb.disableAutoRange()  # x follows the prices' view, y is set per data
         self.volume = pg.BarGraphItem(x=[], height=[], width=1.0)
         self.volume_vb.addItem(self.volume)
         self.vb.sigResized.connect(self._sync_volume_view)

@@ -1,0 +1,414 @@
+"""The chart as a trader uses it: real mouse events on the plot's viewport, real widgets.
+
+Drags near the edge land on the price under the cursor (the view is frozen while dragging),
+lines out of view are edge tags that can be dragged, SL/TP are created out of the entry line,
+timeframes, the forming candle, the crosshair's P/L, the rule's indicator, explained markers,
+tags that never overlap, and the state machine behind every line.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QApplication
+
+from pmgui.domain.enums import ActionType, Reason, Side
+from pmgui.domain.models import Action, Candle
+from pmgui.engine.commands import KEEP, CommandResult, ProtectionOutcome, SetTargets
+from pmgui.engine.events import ActionTaken
+from pmgui.indicators.indicator_set import IndicatorSet, IndicatorSpec
+from pmgui.ui.chart_candles import CandleSeries, aggregate
+from pmgui.ui.chart_drag import consequence
+from pmgui.ui.chart_items import stack_tags
+from pmgui.ui.chart_state import LineMachine, LineState, TransitionError, verdict
+from pmgui.ui.main_window import MainWindow, UiSettings
+from tests.test_ui_drag import LEFT, Mouse, _fast_mouse, make, on_exchange  # noqa: F401
+from tests.ui_doubles import (
+    BTC,
+    T0,
+    EngineDouble,
+    candles,
+    candles_event,
+    position,
+    snapshot,
+    tick,
+)
+
+POS = position()  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,000
+
+
+def viewport_point(chart, scene: QPointF) -> QPoint:
+    return chart.plot.mapFromScene(scene)
+
+
+def price_at(chart, p: QPoint) -> float:
+    """The price under a viewport point, as the view maps it now."""
+    return chart.vb.mapSceneToView(chart.plot.mapToScene(p)).y()
+
+
+def auto_ranged(qtbot, pos=POS, mark=40_500.0, settings=None, answer=None, size=(1400, 900)):
+    """A window whose chart auto-ranges by itself (no range set by the test)."""
+    eng = EngineDouble(answer=answer)
+    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
+                     settings=settings or UiSettings())
+    qtbot.addWidget(win)
+    win.resize(*size)
+    win.show()
+    qtbot.waitExposed(win)
+    eng.outbox.publish(snapshot(pos, mark))
+    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=40_000.0, step=10.0)))
+    eng.outbox.publish(tick(pos.symbol, mark, T0))
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    chart = win.chart
+    chart.vb.updateAutoRange()
+    QApplication.processEvents()
+    return eng, win, chart, Mouse(chart)
+
+
+# -- dragging exactly where the hand goes --------------------------------------------------
+
+@pytest.mark.parametrize("dy", [12, 26, -40])
+def test_drag_at_the_edge_lands_on_the_price_under_the_cursor(qtbot, dy):
+    """The issue's case: SL below every candle, near the view's bottom edge, auto-range on.
+    A 12 px drag must move it by 12 px worth of price, not hundreds of dollars (a drag starts
+    past Qt's start-drag distance, 10 px)."""
+    eng, _win, chart, mouse = auto_ranged(qtbot)
+    assert chart.vb.autoRangeEnabled()[1]
+    a = mouse.at(39_000.0)
+    (_x0, _x1), (y0, y1) = chart.vb.viewRange()
+    assert 39_000.0 - y0 < (y1 - y0) * 0.1  # the SL sits near the bottom edge
+    b = a + QPoint(0, dy)
+    expected = price_at(chart, b)
+    y_before = chart.vb.viewRange()[1]
+    mouse.move(a)
+    mouse.press(a)
+    ranges = []
+    for i in range(1, 9):
+        mouse.move(a + (b - a) * (i / 8))
+        QApplication.processEvents()
+        chart.vb.updateAutoRange()  # what a paint would do: auto-range must be off
+        if chart.drag.active:
+            ranges.append(chart.vb.viewRange())
+    frozen = chart.drag.frozen_range
+    assert frozen is not None and list(frozen[1]) == y_before
+    assert ranges and all(r == [list(frozen[0]), list(frozen[1])] for r in ranges)
+    assert chart.line("sl").value() == pytest.approx(expected, abs=BTC.tick_size)
+    mouse.release(b)
+    (cmd,) = eng.of_type(SetTargets)
+    assert abs(cmd.sl - expected) <= BTC.tick_size / 2 + 1e-9  # within one tick (snapped)
+    assert chart.vb.autoRangeEnabled()[1]  # auto-range is back after the drop
+
+
+def test_each_move_puts_the_line_under_the_cursor(qtbot):
+    _eng, _win, chart, mouse = auto_ranged(qtbot)
+    a = mouse.at(42_000.0)
+    mouse.move(a)
+    mouse.press(a)
+    for dy in (17, 41, 90, 160, 12):
+        p = a + QPoint(0, dy)
+        mouse.move(p)
+        assert chart.line("tp").value() == pytest.approx(price_at(chart, p), abs=BTC.tick_size)
+    mouse.release(a + QPoint(0, 12))
+
+
+def test_a_line_out_of_view_is_an_edge_tag_that_can_be_dragged(qtbot):
+    pos = POS.evolve(liquidation=36_400.0)
+    eng, _win, chart, mouse = make(qtbot, [snapshot(pos, 40_500.0)])
+    chart.vb.setRange(yRange=(39_600.0, 42_400.0), padding=0)
+    QApplication.processEvents()
+    sl_tag, liq_tag = chart.tags["sl"], chart.tags["liquidation"]
+    vb_rect = chart.vb.sceneBoundingRect()
+    for tag, title in ((sl_tag, "SL 39,000.0"), (liq_tag, "Liq 36,400.0")):
+        assert tag.isVisible() and tag.edge == -1
+        assert tag.toPlainText().startswith("▼ " + title)  # the price, with where it is
+        assert vb_rect.contains(tag.sceneBoundingRect())  # inside the view, at the bottom
+        assert tag.sceneBoundingRect().bottom() > vb_rect.bottom() - 3 * tag.sceneBoundingRect(
+        ).height()
+    # grab the SL's edge tag and pull the stop into view
+    start = viewport_point(chart, sl_tag.sceneBoundingRect().center())
+    target = mouse.at(39_800.0)
+    expected = price_at(chart, target)
+    mouse.move(start)
+    mouse.press(start)
+    mouse.move(start + (target - start) * 0.5)
+    assert chart.machine("sl").state is LineState.DRAGGING
+    mouse.move(target)
+    assert sl_tag.edge == 0 and not sl_tag.toPlainText().startswith("▼")
+    mouse.release(target)
+    (cmd,) = eng.of_type(SetTargets)
+    assert abs(cmd.sl - expected) <= BTC.tick_size / 2 + 1e-9
+    assert liq_tag.edge == -1  # liquidation is shown, never draggable
+    assert not liq_tag.draggable
+
+
+def test_drag_out_of_the_entry_line_creates_the_missing_stop(qtbot):
+    pos = POS.evolve(sl=None, initial_sl=None)
+    eng, _win, chart, mouse = make(qtbot, [snapshot(pos, 40_500.0)], answer=on_exchange)
+    chart.vb.setRange(yRange=(38_500.0, 42_500.0), padding=0)
+    QApplication.processEvents()
+    entry = chart.line("entry")
+    assert entry.movable and "drag for SL" in chart.tags["entry"].toPlainText()
+    assert not chart.line("sl").isVisible()
+    a, b = mouse.at(40_000.0), mouse.at(39_400.0)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(a + (b - a) * 0.5)
+    mouse.move(b)
+    sl = chart.line("sl")
+    assert sl.isVisible() and chart.machine("sl").state is LineState.DRAGGING
+    assert sl.value() == pytest.approx(price_at(chart, b), abs=BTC.tick_size)
+    assert chart.tags["sl"].toPlainText().startswith("SL 39,")
+    assert entry.value() == pytest.approx(40_000.0)  # the entry itself never moves
+    mouse.release(b)
+    (cmd,) = eng.of_type(SetTargets)
+    assert cmd.tp == KEEP and abs(cmd.sl - price_at(chart, b)) <= BTC.tick_size
+    assert chart.machine("sl").state is LineState.CONFIRMED
+    assert "✔ on exchange" in chart.tags["sl"].toPlainText()
+
+
+def test_entry_drag_towards_an_existing_level_creates_nothing(qtbot):
+    pos = POS.evolve(sl=None, initial_sl=None)
+    eng, _win, chart, mouse = make(qtbot, [snapshot(pos, 40_500.0)])
+    chart.vb.setRange(yRange=(38_500.0, 42_500.0), padding=0)
+    QApplication.processEvents()
+    a, b = mouse.at(40_000.0), mouse.at(41_000.0)  # upwards: the TP, which exists
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(b)
+    assert "TP exists" in chart.tags["entry"].toPlainText()
+    mouse.release(b)
+    assert eng.of_type(SetTargets) == []
+    assert chart.line("tp").value() == pytest.approx(42_000.0)
+
+
+def test_entry_of_a_short_without_targets_creates_a_take_profit_below(qtbot):
+    pos = position("s", side=Side.SHORT, entry=40_000.0, sl=None, tp=None, initial_sl=None)
+    eng, _win, chart, mouse = make(qtbot, [snapshot(pos, 40_000.0)])
+    chart.vb.setRange(yRange=(38_500.0, 41_500.0), padding=0)
+    QApplication.processEvents()
+    mouse.drag(40_000.0, 39_000.0)
+    (cmd,) = eng.of_type(SetTargets)
+    assert cmd.sl == KEEP and abs(cmd.tp - 39_000.0) < 30
+
+
+# -- results of a change --------------------------------------------------------------------
+
+def test_local_only_result_says_so_and_is_never_shown_as_success(qtbot):
+    def local(cmd):
+        return CommandResult(True, "ok", cmd.position_id, outcomes=(
+            ProtectionOutcome("sl", cmd.sl, "local_only", "-2021 order would trigger"),))
+
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)], answer=local)
+    mouse.drag(39_000.0, 39_400.0)
+    (cmd,) = eng.of_type(SetTargets)
+    m, tag = chart.machine("sl"), chart.tags["sl"]
+    assert m.state is LineState.LOCAL_ONLY
+    assert "⚠ local only: -2021 order would trigger" in tag.toPlainText()
+    assert "✔" not in tag.toPlainText() and "✔" not in win.statusBar().currentMessage()
+    assert "local only" in win.statusBar().currentMessage()
+    assert chart.line("sl").pen.style() == Qt.PenStyle.DashLine
+    # the engine's snapshot shows that level: the warning stays; a new level clears it
+    eng.outbox.publish(snapshot(POS.evolve(sl=cmd.sl), 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    assert m.state is LineState.LOCAL_ONLY
+    eng.outbox.publish(snapshot(POS.evolve(sl=39_450.0), 40_500.0, T0 + 2))
+    win.bridge.flush_now()
+    assert m.state is LineState.IDLE and "local only" not in tag.toPlainText()
+
+
+def test_refused_result_restores_the_engine_level_with_the_reason(qtbot):
+    def refuse(cmd):
+        return CommandResult(False, "the venue is in maintenance", cmd.position_id)
+
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)], answer=refuse)
+    mouse.drag(39_000.0, 39_400.0)
+    assert chart.machine("sl").state is LineState.REJECTED
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    assert "✖ the venue is in maintenance" in chart.tags["sl"].toPlainText()
+    assert "rejected" in win.statusBar().currentMessage()
+    mouse.drag(39_000.0, 39_300.0)  # a rejected line can be dragged again
+    assert len(eng.of_type(SetTargets)) == 2
+
+
+def test_line_machine_transitions():
+    m = LineMachine("sl")
+    assert m.state is LineState.IDLE and m.can_drag and not m.busy
+    m.start_drag(39_000.0)
+    m.move(39_100.0)
+    m.cancel()
+    assert m.state is LineState.IDLE and m.level is None
+    m.start_drag(39_000.0)
+    m.drop(39_200.0)
+    assert m.state is LineState.PROPOSED and m.busy
+    m.discard()
+    assert m.state is LineState.IDLE
+    m.start_drag(39_000.0)
+    m.drop(39_200.0)
+    m.send(39_200.0, snapshot_ts=T0)
+    assert m.state is LineState.PENDING and not m.can_drag
+    with pytest.raises(TransitionError):
+        m.start_drag(39_200.0)
+    with pytest.raises(TransitionError):
+        m.drop(39_300.0)
+    ok = CommandResult(True, "ok", "p1", outcomes=(
+        ProtectionOutcome("sl", 39_200.0, "on_exchange"),))
+    m.resolve(verdict("sl", 39_200.0, ok, None), T0)
+    assert m.state is LineState.CONFIRMED and m.level == 39_200.0
+    m.settle(39_200.0, T0, 0.05)  # not newer: nothing changes
+    assert m.state is LineState.CONFIRMED
+    m.settle(39_200.0, T0 + 1, 0.05)
+    assert m.state is LineState.IDLE
+    # rejected from an error, from ok=False; local only without a venue order
+    for res, err, state in ((None, "too close", LineState.REJECTED),
+                            (CommandResult(False, "nope"), None, LineState.REJECTED),
+                            (CommandResult(True, "ok"), None, LineState.LOCAL_ONLY),
+                            (CommandResult(True, "ok", outcomes=(ProtectionOutcome(
+                                "sl", 39_300.0, "unprotected", "no stop orders"),)), None,
+                             LineState.LOCAL_ONLY)):
+        m.send(39_300.0, T0)
+        v = verdict("sl", 39_300.0, res, err)
+        m.resolve(v, T0)
+        assert m.state is state, (res, err)
+        assert (m.level is None) == (state is LineState.REJECTED)
+        assert v.reason
+        m.start_drag(39_000.0)  # any result may start a new drag
+        m.cancel()
+    with pytest.raises(TransitionError):
+        m.move(1.0)
+
+
+# -- candles, timeframes, crosshair, indicator, markers -------------------------------------
+
+def test_forming_candle_follows_the_last_price(qtbot):
+    eng, win, chart, _mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    cs = chart.candles()
+    assert cs[-1].ts == T0 and cs[-1].close == 40_500.0  # make()'s tick formed a candle
+    new_ts = T0 + 60 + 5
+    for price, ts in ((40_600.0, new_ts), (40_650.0, new_ts + 10), (40_580.0, new_ts + 20)):
+        eng.outbox.publish(tick(BTC.symbol, price, ts))
+        win.bridge.flush_now()
+        last = chart.candles()[-1]
+        assert last.close == price == chart.line("last").value()
+        assert last.low <= price <= last.high
+    assert len(chart.candles()) == len(cs) + 1
+    assert chart.forming_item.candles == (Candle(T0 + 60, 40_600.0, 40_650.0,
+                                                 40_580.0, 40_580.0, 0.0),)
+    assert chart.candle_item.candles == cs  # the completed ones are not redrawn
+
+
+def test_timeframe_buttons_aggregate_the_candles(qtbot):
+    eng, win, chart, _mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    base = (*candles(30, start=40_000.0, step=10.0),
+            Candle(T0, 40_500.0, 40_500.0, 40_500.0, 40_500.0, 0.0))  # formed by make()'s tick
+    assert chart.candles() == base
+    chart.tf_buttons["5m"].click()  # QTest clicks would move the global cursor
+    assert chart.timeframe == "5m" and chart.tf_buttons["5m"].isChecked()
+    shown = chart.candles()
+    assert shown == tuple(aggregate(base, 300.0))
+    assert len(shown) == 7
+    first = shown[0]
+    assert (first.open, first.close) == (base[0].open, base[4].close)
+    assert first.high == max(c.high for c in base[:5]) and first.volume == 5.0
+    # a tick extends the newest 5-minute candle
+    eng.outbox.publish(tick(BTC.symbol, 41_000.0, T0 + 130))  # 2 min later: same 5m bucket
+    win.bridge.flush_now()
+    assert chart.candles()[-1] == Candle(T0, 40_500.0, 41_000.0, 40_500.0, 41_000.0, 0.0)
+    assert len(chart.candles()) == 7
+    chart.tf_buttons["1m"].click()  # QTest clicks would move the global cursor
+    assert len(chart.candles()) == 32
+    with pytest.raises(ValueError, match="unknown timeframe"):
+        chart.set_timeframe("7m")
+
+
+def test_hourly_data_offers_no_finer_timeframe():
+    s = CandleSeries()
+    s.merge([Candle(3600.0 * i, 10, 11, 9, 10, 1) for i in range(1, 30)])
+    assert s.base == 3600.0 and s.timeframes() == ["1h", "4h", "1d"]
+    s.on_tick(10.5, 3600.0 * 30 + 5)
+    assert s.candles[-1].ts == 3600.0 * 30 and s.forming
+
+
+def test_crosshair_shows_price_time_and_the_result_of_a_stop_or_target_there(qtbot):
+    _eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    p = mouse.at(39_500.0, x_frac=0.3)
+    mouse.move(p)
+    y = price_at(chart, p)
+    text = chart.readout.text()
+    level = BTC.round_price(y)
+    assert chart.cross_h.isVisible() and chart.cross_h.value() == pytest.approx(y)
+    ctx = chart.context()
+    want = consequence("sl", level, ctx).split(" · ", 1)[1]
+    assert f"SL here · {want}" in text and "−$" in text and "R" in text
+    assert f"{level:,.1f}" in text and ":" in text.split(" · ")[0]  # the time
+    p = mouse.at(41_500.0, x_frac=0.3)
+    mouse.move(p)
+    assert "TP here · +" in chart.readout.text()
+
+
+def test_the_rules_indicator_is_drawn_thin_with_its_name(qtbot):
+    pos = POS.evolve(preset="breakout")  # chandelier trailing, 22 × 3 ATR
+    eng, win, chart, _mouse = make(qtbot, [snapshot(pos, 40_500.0)])
+    base = candles(30, start=40_000.0, step=10.0)
+    ind = chart.indicator()
+    assert ind is not None and ind.name == "Chandelier 22×3"
+    ref = IndicatorSet(IndicatorSpec(atr_period=22, channel_period=22))
+    for c in base:
+        ref.update(c)
+    snap = ref.snapshot()
+    assert ind.last == pytest.approx(snap.highest_high - 3 * snap.atr)
+    assert len(ind.xs) == 30 - 22 + 1
+    assert chart.indicator_curve.opts["pen"].width() <= 1
+    assert chart.indicator_tag.isVisible()
+    assert chart.indicator_tag.toPlainText().startswith("Chandelier 22×3 ")
+    # a fixed trailing preset draws its trail from the open, EMA for add-on-only
+    eng.outbox.publish(snapshot(pos.evolve(preset="active"), 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    assert chart.indicator().name.startswith("Trail ")
+
+
+def test_marker_hover_explains_reason_and_inputs(qtbot):
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    a = Action(ActionType.MOVE_SL, Reason.TRAILING, "p1", 40_300.0, sl=39_400.0,
+               rule="trailing", ts=T0 - 600,
+               inputs={"atr": 120.5, "atr_mult": 3.0, "highest_high": 40_761.0})
+    eng.outbox.publish(ActionTaken(a, BTC.symbol))
+    win.bridge.flush_now()
+    ((x, y, tip),) = chart.marker_points()
+    assert tip.splitlines()[0] == "trailing · move sl → 39,400.0"
+    assert "atr 120.5" in tip and "highest high 40,761.0" in tip and "rule trailing" in tip
+    scene = chart.vb.mapViewToScene(QPointF(x, y))
+    mouse.move(viewport_point(chart, scene))
+    assert "highest high 40,761.0" in chart.vb.toolTip()
+
+
+# -- labels at 1024×700 ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_no_tags_overlap_at_1024x700(qtbot, theme):
+    pos = POS.evolve(sl=39_950.0, trailing=39_960.0, liquidation=36_400.0, preset="breakout")
+    _eng, win, chart, _mouse = auto_ranged(qtbot, pos, 40_020.0,
+                                           settings=UiSettings(theme=theme), size=(1024, 700))
+    QApplication.processEvents()
+    chart.vb.updateAutoRange()
+    QApplication.processEvents()
+    tags = [t for t in (*chart.tags.values(), chart.indicator_tag) if t.isVisible()]
+    assert {t.kind for t in tags} >= {"entry", "sl", "tp", "trailing", "liquidation", "last",
+                                      "indicator"}
+    vb_rect = chart.vb.sceneBoundingRect()
+    for a, b in itertools.combinations(tags, 2):
+        ra, rb = a.sceneBoundingRect(), b.sceneBoundingRect()
+        assert not ra.intersects(rb), (a.kind, a.toPlainText(), b.kind, b.toPlainText())
+    for t in tags:
+        assert vb_rect.adjusted(-1, -1, 1, 1).contains(t.sceneBoundingRect()), t.kind
+    win.chart.grab().save(f"/tmp/pmgui_chart_1024_{theme}.png")
+
+
+def test_stack_tags_keeps_order_and_bounds():
+    out = stack_tags([("a", 50, 20), ("b", 52, 20), ("c", 54, 20), ("d", 300, 20)], 0, 100)
+    assert out["a"] < out["b"] < out["c"]
+    assert out["b"] - out["a"] >= 21 and out["c"] - out["b"] >= 21
+    assert out["d"] == 90  # clamped to the bottom edge
+    assert out["c"] <= out["d"] - 21
