@@ -64,6 +64,7 @@ LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 DRAGGABLE = ("sl", "tp")
 MAX_MARKERS = 500
 TAG_MARGIN = 4  # pixels between a tag and the view's edge
+VOLUME_SHARE = 7  # the highest volume bar reaches 1/7 of the view's height
 NOTES = {LineState.PROPOSED: "confirm or discard", LineState.PENDING: "pending…",
          LineState.CONFIRMED: "✔ on exchange"}
 
@@ -654,10 +655,10 @@ class ChartWidget(QWidget):
             if top > 0:
                 t = self._theme
                 self.volume.setOpts(x=[c.ts for c in head], height=vols, width=sec * 0.7,
-                                    brushes=[pg.mkBrush(t.up + "55" if c.close >= c.open
-                                                        else t.down + "55") for c in head],
+                                    brushes=[pg.mkBrush(t.up + "40" if c.close >= c.open
+                                                        else t.down + "40") for c in head],
                                     pen=pg.mkPen(None))
-                self.volume_vb.setYRange(0, top * 5, padding=0)
+                self.volume_vb.setYRange(0, top * VOLUME_SHARE, padding=0)
             else:
                 self.volume.setOpts(x=[], height=[])
         self.forming_item.set_candles(tail, sec)
@@ -716,6 +717,7 @@ class ChartWidget(QWidget):
         self.title.setText(
             f"{p.symbol}   {arrow} {fmt_qty(p.qty, self._market)} @ "
             f"{fmt_price(p.entry, self._market)}   {p.leverage:g}x   {p.preset}{auto}")
+        self.title.setToolTip(self.title.text())  # the header may cut it short
 
     # -- crosshair ---------------------------------------------------------------------------
     def _on_mouse_moved(self, pos: QPointF) -> None:
