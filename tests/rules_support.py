@@ -66,4 +66,8 @@ def apply(p: Position, acts: list[Action], ts: float = 1.0) -> Position:
             p = replace(p, qty=0.0, status=PositionStatus.CLOSED, closed_at=ts,
                         exit_price=a.price, exit_reason=a.reason.value)
         p = replace(p, flags=p.flags | a.flags)
+        if a.type in (ActionType.ADD, ActionType.CANCEL):
+            # an add fills at once in this driver, a cancel withdraws it: nothing rests
+            p = replace(p, flags=frozenset(f for f in p.flags
+                                           if not f.startswith("add_on_open:")))
     return p

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from ta.volatility import AverageTrueRange
 
-from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.models import Candle, Market, MarketState
 from pmgui.indicators import IndicatorSet
 from pmgui.rules.params import resolve_params
@@ -46,7 +46,7 @@ def test_chandelier_matches_reference_and_ratchets(name, side, mult):
     ind = IndicatorSet(spec)
     p = pos(side, entry=float(df.close.iloc[0]), opened_at=float(df.timestamp.iloc[0]))
     expected_sl: float | None = None
-    checked = moved = 0
+    checked = moved = due = 0
     for i, r in enumerate(df.itertuples()):
         ind.update(Candle(ts=float(r.timestamp), open=r.open, high=r.high, low=r.low,
                           close=r.close, volume=r.volume))
@@ -66,12 +66,20 @@ def test_chandelier_matches_reference_and_ratchets(name, side, mult):
         d = side.dir
         safe = (level <= price - tick) if d > 0 else (level >= price + tick)
         better = expected_sl is None or (level - expected_sl) * d > 1e-9
+        crossed = (price <= level) if d > 0 else (price >= level)
         if safe and better:
             [a] = acts
             assert a.type is ActionType.MOVE_SL
             assert a.sl == pytest.approx(level, rel=1e-9)
             expected_sl = a.sl
             moved += 1
+        elif crossed and better:
+            # the new level is already through the price: the stop is due, close at market
+            [a] = acts
+            assert a.type is ActionType.CLOSE and a.reason is Reason.TRAILING_STOP
+            assert a.inputs["level"] == pytest.approx(level, rel=1e-9) and a.inputs["due"]
+            due += 1
+            continue  # keep checking the levels on the still-open copy
         else:
             assert acts == [], (i, level, price, expected_sl)
         p = apply(p, acts)

@@ -209,11 +209,13 @@ def test_stop_hit_suppresses_lower_priority_moves_and_partials():
 
 
 def test_partial_with_earlier_adjustments_only():
-    # TP1 (priority 6) on the same tick as a trailing move (7) and an add (9): only TP1
+    # TP1 (priority 6) on the same tick as a trailing move (7) and an add (9): only TP1 and
+    # the breakeven move that rides with it (after it, same evaluation)
     p = pos(L, sl=95.0, initial_sl=95.0)
     params = rules_only("stop_loss", "r_targets", "trailing", trailing__distance=0.01)
     acts = evaluate(p, mkt(105.0), params)
-    assert [a.reason for a in acts] == [Reason.TP1]
+    assert [a.reason for a in acts] == [Reason.TP1, Reason.BREAKEVEN]
+    assert acts[1].sl == pytest.approx(100.1) and acts[1].inputs["follows"] == "tp1"
 
 
 @pytest.mark.parametrize("side", [L, S])

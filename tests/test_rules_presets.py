@@ -53,12 +53,13 @@ def test_breakout_seed_001():
     [add] = acts
     assert add.type is ActionType.ADD and add.limit and add.qty == 2.0 and add.price == 102.9
     p = p.evolve(qty=4.0)  # the limit did not fill in this test
-    p, acts = step(p, 105.0, b, **ind)
-    assert [x.reason for x in acts] == [Reason.TP1] and acts[0].qty == 2.0
-    p, acts = step(p, 106.0, b, **ind)
-    assert acts[0].reason is Reason.BREAKEVEN and acts[0].sl == pytest.approx(100.1)
-    p, acts = step(p, 107.0, b, **ind)  # chandelier now allowed: 112 − 3 = 109 > price: no
-    assert acts == []
+    p = p.evolve(flags=p.flags - {f for f in p.flags if f.startswith("add_on_open:")})
+    p, acts = step(p, 105.0, b, **ind)  # TP1 and, in the same evaluation, breakeven
+    assert [x.reason for x in acts] == [Reason.TP1, Reason.BREAKEVEN] and acts[0].qty == 2.0
+    assert acts[1].sl == pytest.approx(100.1)
+    # chandelier now allowed: 107.5 − 3 = 104.5 trails
+    p, acts = step(p, 106.0, b, **{**ind, "highest_high": 107.5})
+    assert [x.reason for x in acts] == [Reason.TRAILING] and acts[0].sl == pytest.approx(104.5)
     p, acts = step(p, 110.0, b, **ind)
     assert [x.reason for x in acts] == [Reason.TP2] and acts[0].qty == 1.0
     p, acts = step(p, 110.0, b, **ind)
@@ -92,10 +93,11 @@ def test_active_seed_004():
     acts = evaluate(pos(L, leverage=10, qty=2.0), mkt(102.6, ts=60.0), a)
     [book2] = [x for x in acts if x.is_closing]
     assert book2.qty == 1.5 and book2.flags == {"booked_50", "booked_75"}
-    # 10% ROI at 2x = 5% move: breakeven+ stop at +2% (trailing at 2% is tighter: 102.9)
+    # 10% ROI at 2x = 5% move: breakeven+ stop where ROI = +2% (a 1% move at 2x, no fees;
+    # trailing at 2% is tighter: 102.9)
     acts = evaluate(pos(L, leverage=2, sl=95.0, best_price=105.0), mkt(105.0, ts=60.0), a)
     assert [x.reason for x in acts] == [Reason.BREAKEVEN, Reason.TRAILING]
-    assert acts[0].sl == pytest.approx(102.0) and "breakeven_set" in acts[0].flags
+    assert acts[0].sl == pytest.approx(101.0) and "breakeven_set" in acts[0].flags
     assert acts[1].sl == pytest.approx(102.9)
     # scaling: 6% ROI, 3% momentum, 500k volume, 5 min old → add 25%
     acts = evaluate(pos(L, leverage=3, sl=97.0, best_price=102.0),

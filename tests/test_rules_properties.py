@@ -81,8 +81,13 @@ def _run(s: dict) -> None:
         assert len(closing) <= 1
         if closing:
             c = closing[0]
-            assert acts[-1] is c  # the close comes last
-            assert all(a.priority < c.priority for a in acts if a is not c)
+            i = acts.index(c)
+            # the close comes last, but for the breakeven move that rides with TP1
+            assert all(a.type is ActionType.MOVE_SL and a.inputs.get("follows") == c.reason
+                       and c.type is ActionType.REDUCE for a in acts[i + 1:])
+            # before it only higher-priority adjustments (and the cancel of a resting add)
+            assert all(a.priority < c.priority or a.type is ActionType.CANCEL
+                       for a in acts[:i])
             assert c.qty is not None and 0 < c.qty <= before.qty + 1e-12
             if c.type is ActionType.CLOSE:
                 assert c.qty == before.qty

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Reason, Side, StopKind
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Market
@@ -171,10 +172,21 @@ def test_trailing_move_carries_inputs():
     assert a.inputs["mode"] == "fixed" and a.priority == 7 and a.rule == "trailing"
 
 
-def test_trailing_never_placed_through_the_price():
-    # best price far above (e.g. tracked while paused): the level would trigger at once
+@pytest.mark.parametrize("side", [L, S])
+def test_trailing_never_placed_through_the_price_it_closes_instead(side):
+    # best price far beyond (e.g. tracked while paused): the level would trigger at once, so
+    # the stop is due: close at market with the trailing stop's reason, never a stop placed
+    # through the price and never the old, looser stop kept
+    d = side.dir
     params = rules_only("trailing", trailing__distance=0.02)
-    assert evaluate(pos(L, best_price=120.0, sl=90.0), mkt(110.0), params) == []
+    [a] = evaluate(pos(side, best_price=100 + d * 20, sl=100 - d * 10), mkt(100 + d * 10),
+                   params)
+    assert a.type is ActionType.CLOSE and a.reason is Reason.TRAILING_STOP and a.qty == 1.0
+    assert a.priority == 2 and a.inputs["due"] is True
+    assert a.inputs["level"] == pytest.approx((100 + d * 20) * (1 - d * 0.02))
+    # within one tick of the price but not crossed: refused, nothing happens
+    p = pos(side, best_price=100.0, sl=100 - d * 10)
+    assert evaluate(p, mkt(100 - d * 1.995), params) == []
 
 
 # Adaptive trailing -------------------------------------------------------------------------
@@ -226,16 +238,17 @@ def test_chandelier_long_and_short():
     [b] = evaluate(pos(S), mkt(100.0, atr=1.5, highest_high=104.0, lowest_low=97.0), params)
     assert b.sl == pytest.approx(101.5) and b.inputs["lowest_low"] == 97.0
     assert evaluate(pos(L), mkt(100.0, atr=None, highest_high=104.0), params) == []
-    # level above the price (sharp drop): no move, never an instant trigger
-    assert evaluate(pos(L), mkt(99.0, atr=1.0, highest_high=104.0), params) == []
+    # level above the price (sharp drop): never placed through the price; the stop is due
+    [c] = evaluate(pos(L), mkt(99.0, atr=1.0, highest_high=104.0), params)
+    assert c.type is ActionType.CLOSE and c.reason is Reason.TRAILING_STOP
+    assert c.inputs["level"] == pytest.approx(101.0)
 
 
 def test_breakout_chandelier_gated_until_breakeven():
     params = resolve_params("breakout")
     ind = {"atr": 1.0, "highest_high": 110.0, "lowest_low": 90.0}
     p = pos(L, sl=95.0, initial_sl=95.0)
-    assert [a for a in evaluate(p, mkt(108.0, **ind), params)
-            if a.type is ActionType.MOVE_SL] == []
+    assert [a for a in evaluate(p, mkt(108.0, **ind), params) if a.rule == "trailing"] == []
     p2 = pos(L, sl=100.1, initial_sl=95.0, flags=frozenset({"tp1_done", "breakeven_set"}),
              sl_kind=StopKind.BREAKEVEN)
     [a] = [a for a in evaluate(p2, mkt(108.0, **ind), params) if a.type is ActionType.MOVE_SL]
@@ -244,20 +257,28 @@ def test_breakout_chandelier_gated_until_breakeven():
 
 # Breakeven+ and tightening -----------------------------------------------------------------
 
-@pytest.mark.parametrize(("side", "price", "lev", "expect"), [
-    (L, 110.0, 1, 102.0), (L, 109.9, 1, None), (S, 90.0, 1, 98.0), (S, 90.1, 1, None),
-    (L, 101.0, 10, None),  # 10% ROI but only a 1% move: +2% stop would be above the price
-    (L, 103.0, 5, 102.0),
+@pytest.mark.parametrize(("side", "price", "lev", "fee", "expect"), [
+    (L, 110.0, 1, 0.0, 102.0), (L, 109.9, 1, 0.0, None), (S, 90.0, 1, 0.0, 98.0),
+    (S, 90.1, 1, 0.0, None),
+    # 10% ROI at 10x is a 1% move: the stop goes where ROI = +2%, a 0.2% move (it used to
+    # be entry + 2% of price, above the price, and nothing happened)
+    (L, 101.0, 10, 0.0, 100.2), (S, 99.0, 10, 0.0, 99.8),
+    (L, 103.0, 5, 0.0, 100.4), (L, 100.99, 10, 0.0, None),
+    # after fees: roi(p) = 10·((p − 100) − 0.0005·(100 + p))/100 = 0.02
+    (L, 101.2, 10, 0.0005, 100.30015007503751), (S, 98.8, 10, 0.0005, 99.7001499250375),
 ])
-def test_breakeven_plus(side, price, lev, expect):
+def test_breakeven_plus_buffer_is_roi_after_fees(side, price, lev, fee, expect):
     params = rules_only("breakeven_plus")
-    acts = evaluate(pos(side, leverage=lev, sl=90.0 if side is L else 110.0), mkt(price), params)
+    p = pos(side, leverage=lev, fee=fee, sl=90.0 if side is L else 110.0)
+    acts = evaluate(p, mkt(price), params)
     if expect is None:
         assert acts == []
     else:
         [a] = acts
         assert a.sl == pytest.approx(expect) and a.stop_kind is StopKind.BREAKEVEN
+        assert money.roi(side, 100.0, a.sl, lev, fee) == pytest.approx(0.02)
         assert a.reason is Reason.BREAKEVEN and "breakeven_set" in a.flags
+        assert a.inputs["buffer_roi"] == 0.02
 
 
 def test_tightening_volatility_and_time():

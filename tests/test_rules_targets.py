@@ -28,16 +28,19 @@ def test_r_targets_full_cycle(side):
     # chandelier gated before breakeven
     assert [a for a in acts if a.type is ActionType.MOVE_SL] == []
     p, acts = step(p, 100.0 + d * 2.0, params, **ind)
-    [tp1] = acts
+    # TP1, and in the same evaluation the stop to breakeven + fees (after the reduction)
+    [tp1, be] = acts
     assert tp1.type is ActionType.REDUCE and tp1.reason is Reason.TP1 and tp1.qty == 1.0
     assert tp1.flags == {"tp1_done"} and tp1.inputs["r"] == pytest.approx(1.0)
     assert p.qty == 1.0
-    # next tick: stop to breakeven + fees
-    p, acts = step(p, 100.0 + d * 2.5, params, **ind)
-    be = [a for a in acts if a.type is ActionType.MOVE_SL]
-    assert be[0].reason is Reason.BREAKEVEN and be[0].sl == pytest.approx(100.0 + d * 0.1)
-    assert be[0].stop_kind is StopKind.BREAKEVEN and p.sl_kind is StopKind.BREAKEVEN
-    assert "breakeven_set" in p.flags
+    assert be.reason is Reason.BREAKEVEN and be.sl == pytest.approx(100.0 + d * 0.1)
+    assert be.stop_kind is StopKind.BREAKEVEN and p.sl_kind is StopKind.BREAKEVEN
+    assert "breakeven_set" in p.flags and be.inputs["follows"] == "tp1"
+    p, acts = step(p, 100.0 + d * 2.5, params, **ind)  # chandelier 103 / 97: beyond price
+    assert [a.reason for a in acts] == [Reason.TRAILING_STOP]  # due: closes at market
+    p = pos(side, qty=1.0, initial_qty=2.0, leverage=5, fee=0.0005, sl=100.0 + d * 0.1,
+            initial_sl=100.0 - d * 2.0, sl_kind=StopKind.BREAKEVEN,
+            flags=frozenset({"tp1_done", "breakeven_set"}), best_price=100.0 + d * 2.5)
     # once breakeven is set the chandelier trails: HH − 3·ATR = 103 / LL + 3·ATR = 97
     p, acts = step(p, 100.0 + d * 3.99, params, **ind)
     [mv] = acts
@@ -61,15 +64,21 @@ def test_r_targets_need_an_initial_stop():
 
 def test_tp2_waits_for_tp1():
     p = pos(L, initial_sl=98.0)
-    [a] = evaluate(p, mkt(104.0), rules_only("r_targets"))
+    [a, be] = evaluate(p, mkt(104.0), rules_only("r_targets"))
     assert a.reason is Reason.TP1  # a gap straight to 2R takes TP1 first
+    assert be.reason is Reason.BREAKEVEN
 
 
-def test_breakeven_waits_for_price_beyond_it():
+def test_breakeven_after_an_earlier_tp1_moves_or_closes_when_due():
+    # TP1 taken without its breakeven move (e.g. an older journal): the move comes now, or,
+    # when the price is already back through the level, the position closes at market
     p = pos(L, sl=98.0, initial_sl=98.0, flags=frozenset({"tp1_done"}))
-    assert evaluate(p, mkt(100.05), rules_only("r_targets")) == []  # below entry·1.001
+    [c] = evaluate(p, mkt(100.05), rules_only("r_targets"))  # below entry·1.001
+    assert c.type is ActionType.CLOSE and c.reason is Reason.BREAKEVEN_STOP and c.priority == 2
+    assert c.inputs["level"] == pytest.approx(100.1)
     [a] = evaluate(p, mkt(100.2), rules_only("r_targets"))
     assert a.sl == pytest.approx(100.1)
+    assert evaluate(p, mkt(100.105), rules_only("r_targets")) == []  # within a tick: wait
 
 
 # Profit booking ----------------------------------------------------------------------------
@@ -129,7 +138,7 @@ def test_dynamic_tp_freezes_at_70_percent(side):
     params = rules_only("dynamic_tp")
     strong = {"momentum": d * 0.1, "trend": d * 0.1}
     assert evaluate(p, mkt(100.0 + d * 7.0, **strong), params) == []
-    assert evaluate(p, mkt(100.0 + d * 9.0, momentum=0.0, rsi=50 + d * 40), params) == []
+    assert evaluate(p, mkt(100.0 + d * 9.0, last_change=0.0, rsi=50 + d * 40), params) == []
 
 
 @pytest.mark.parametrize("side", [L, S])
@@ -138,14 +147,14 @@ def test_dynamic_tp_pulls_in_when_momentum_fades_and_rsi_stretched(side):
     p = pos(side, tp=100.0 + d * 10.0)
     params = rules_only("dynamic_tp")
     stretched = 70.01 if side is L else 29.99
-    [a] = evaluate(p, mkt(100.0 + d * 4.0, momentum=0.0, rsi=stretched), params)
+    [a] = evaluate(p, mkt(100.0 + d * 4.0, last_change=0.0, rsi=stretched), params)
     assert a.tp == pytest.approx(100.0 + d * 7.0) and a.flags == {"tp_pulled_in"}
     assert a.inputs["change"] == "pull_in" and a.priority == 8
     edge = 70.0 if side is L else 30.0
-    assert evaluate(p, mkt(100.0 + d * 4.0, momentum=0.0, rsi=edge), params) == []
-    assert evaluate(p, mkt(100.0 + d * 4.0, momentum=d * 0.01, rsi=stretched), params) == []
+    assert evaluate(p, mkt(100.0 + d * 4.0, last_change=0.0, rsi=edge), params) == []
+    assert evaluate(p, mkt(100.0 + d * 4.0, last_change=d * 0.01, rsi=stretched), params) == []
     # not while losing
-    assert evaluate(p, mkt(100.0 - d * 1.0, momentum=0.0, rsi=stretched), params) == []
+    assert evaluate(p, mkt(100.0 - d * 1.0, last_change=0.0, rsi=stretched), params) == []
 
 
 # Add-on ------------------------------------------------------------------------------------
@@ -167,7 +176,7 @@ def test_add_on(side, r, ema_off, fires):
         [a] = acts
         assert a.type is ActionType.ADD and a.reason is Reason.ADD_ON and a.limit
         assert a.qty == 1.0 and a.price == pytest.approx(round(ema, 2))
-        assert a.flags == {"add_on_executed"} and a.priority == 9
+        assert a.flags == {"add_on_executed", "add_on_open:1.0"} and a.priority == 9
     else:
         assert acts == []
 

@@ -86,6 +86,7 @@ class ActionType(StrEnum):
     REDUCE = "reduce"
     ADD = "add"
     CLOSE = "close"
+    CANCEL = "cancel"  # withdraw a resting order of the position (a stale add-on)
 
 
 class Reason(StrEnum):
@@ -104,6 +105,7 @@ class Reason(StrEnum):
     TP2 = "tp2"
     PROFIT_BOOKING = "profit_booking"
     ADD_ON = "add_on"
+    ADD_ON_CANCEL = "add_on_cancel"
     SCALING = "scaling"
     BREAKEVEN = "breakeven"
     TRAILING = "trailing"

@@ -270,6 +270,10 @@ class Indicators:
     momentum: float | None = None  # recent price change as a fraction
     volume: float | None = None  # recent quote volume
     trend: float | None = None  # EMA slope as a fraction
+    last_change: float | None = None  # the last completed candle's close / previous close - 1
+    # confirmed recent swing highs / lows (support and resistance), newest last
+    swing_highs: tuple[float, ...] = ()
+    swing_lows: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,3 +285,10 @@ class MarketState:
     ts: float
     market: Market
     indicators: Indicators = field(default_factory=Indicators)
+    # Indicators per timeframe (`1m` … `1d`, see `pmgui.domain.timeframes`). A rule reads the
+    # frame of its `timeframe` parameter; a timeframe missing here falls back to
+    # `indicators` (callers that compute one set only, e.g. single-timeframe tests).
+    frames: Mapping[str, Indicators] = field(default_factory=lambda: MappingProxyType({}))
+
+    def indicators_for(self, timeframe: str) -> Indicators:
+        return self.frames.get(timeframe, self.indicators)

@@ -17,6 +17,9 @@ Conventions (DESIGN §4, matching the `ta` library so values can be cross-checke
 - Volatility: mean over the window of the candle range (high-low)/close — the "intraday
   volatility" of seed 004 when candles are daily, the per-candle range otherwise.
 - Momentum: close / close n candles ago - 1.
+- Swings (support/resistance): a swing high is a candle whose high is strictly above the
+  highs of the `strength` candles before and after it (confirmed `strength` candles later);
+  a swing low likewise with lows. The swings of the last `lookback` candles are kept.
 """
 
 from __future__ import annotations
@@ -219,3 +222,35 @@ class Change:
             return None
         v = self._buf[-1] / self._buf[0] - 1.0
         return v if math.isfinite(v) else None
+
+
+class Swings:
+    """Confirmed swing highs or lows of the last `lookback` candles (support/resistance)."""
+
+    __slots__ = ("_found", "_highest", "_i", "_win", "lookback", "strength")
+
+    def __init__(self, strength: int, lookback: int, highest: bool = True) -> None:
+        self.strength = _check_period(strength, "swing strength")
+        self.lookback = _check_period(lookback, "swing lookback")
+        self._highest = highest
+        self._win: deque[float] = deque(maxlen=2 * strength + 1)
+        self._found: deque[tuple[int, float]] = deque()
+        self._i = 0
+
+    def update(self, x: float) -> tuple[float, ...]:
+        x = _check_value(x, "swing input")
+        self._win.append(x)
+        self._i += 1
+        k = self.strength
+        if len(self._win) == 2 * k + 1:
+            mid = self._win[k]
+            others = [v for j, v in enumerate(self._win) if j != k]
+            if (mid > max(others)) if self._highest else (mid < min(others)):
+                self._found.append((self._i - 1 - k, mid))
+        while self._found and self._found[0][0] < self._i - self.lookback:
+            self._found.popleft()
+        return self.value
+
+    @property
+    def value(self) -> tuple[float, ...]:
+        return tuple(v for _, v in self._found)

@@ -12,7 +12,10 @@ Definitions of the derived values (see `pmgui.indicators.core` for the formulas)
 - `volatility`: mean of (high-low)/close over spec.volatility_window candles.
 - `momentum`: close / close[spec.momentum_window] - 1.
 - `volume`: mean quote volume (volume·close) per candle over spec.volume_window candles.
+- `last_change`: the last candle's close / the previous close - 1 (a fading move).
 - `trend`: EMA slope, ema / ema[spec.momentum_window candles ago] - 1, once the EMA is warm.
+- `swing_highs`, `swing_lows`: confirmed swing highs/lows (spec.swing_strength candles on each
+  side) of the last spec.swing_lookback candles: resistance and support.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Indicators
-from pmgui.indicators.core import ATR, EMA, RSI, Change, RollingExtreme, RollingMean
+from pmgui.indicators.core import ATR, EMA, RSI, Change, RollingExtreme, RollingMean, Swings
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +40,13 @@ class IndicatorSpec:
     volatility_window: int = 20
     momentum_window: int = 10
     volume_window: int = 20
+    swing_strength: int = 2
+    swing_lookback: int = 50
 
     def __post_init__(self) -> None:
         for name in ("ema_period", "atr_period", "channel_period", "rsi_period",
-                     "volatility_window", "momentum_window", "volume_window"):
+                     "volatility_window", "momentum_window", "volume_window",
+                     "swing_strength", "swing_lookback"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 10_000:
                 raise ValidationError(
@@ -90,6 +96,9 @@ class IndicatorSet:
         self._mom = Change(s.momentum_window)
         self._volume = RollingMean(s.volume_window)
         self._trend = Change(s.momentum_window)
+        self._last_change = Change(1)
+        self._swing_hi = Swings(s.swing_strength, s.swing_lookback, highest=True)
+        self._swing_lo = Swings(s.swing_strength, s.swing_lookback, highest=False)
         self._count = 0
         self._last_ts: float | None = None
         self._last_close: float | None = None
@@ -133,7 +142,10 @@ class IndicatorSet:
         self._rsi.update(c)
         self._vol.update((h - low) / c)
         self._mom.update(c)
+        self._last_change.update(c)
         self._volume.update(float(candle.volume) * c)
+        self._swing_hi.update(h)
+        self._swing_lo.update(low)
         self._count += 1
         self._last_ts = float(candle.ts)
         self._last_close = c
@@ -150,6 +162,9 @@ class IndicatorSet:
             momentum=_finite(self._mom.value),
             volume=_finite(self._volume.value),
             trend=_finite(self._trend.value),
+            last_change=_finite(self._last_change.value),
+            swing_highs=self._swing_hi.value,
+            swing_lows=self._swing_lo.value,
         )
 
 

@@ -29,6 +29,10 @@ FLAG_TP1 = "tp1_done"
 FLAG_TP2 = "tp2_done"
 FLAG_BREAKEVEN = "breakeven_set"
 FLAG_ADD_ON = "add_on_executed"
+ADD_ON_OPEN_PREFIX = "add_on_open:"
+"""`add_on_open:<ts>`: an add-on limit order placed at market time <ts> is resting. Set by
+the ADD action; the engine removes it when the order fills or is cancelled (a CANCEL action
+or any other reason)."""
 FLAG_BOOKED_1 = "booked_50"
 FLAG_BOOKED_2 = "booked_75"
 FLAG_SCALED = "scaled"
@@ -84,7 +88,12 @@ class Ctx:
 
     @property
     def ind(self) -> Indicators:
+        """The single-timeframe indicators (`MarketState.indicators`); rules read `frame`."""
         return self.mkt.indicators
+
+    def frame(self, rule: str) -> Indicators:
+        """The indicators of `rule`'s own timeframe (`rule.timeframe`)."""
+        return self.mkt.indicators_for(str(self.params[f"{rule}.timeframe"]))
 
     @property
     def market(self) -> Market:
@@ -165,6 +174,27 @@ def ceil_to(value: float, step: float) -> float:
     if step <= 0:
         return value
     return round(math.ceil(value / step - _EPS) * step, _decimals(step))
+
+
+def add_on_open_since(flags: frozenset[str]) -> float | None:
+    """Market time the resting add-on order was placed, or None when none is resting."""
+    for f in flags:
+        if f.startswith(ADD_ON_OPEN_PREFIX):
+            try:
+                ts = float(f[len(ADD_ON_OPEN_PREFIX):])
+            except ValueError:
+                return 0.0
+            return ts if math.isfinite(ts) else 0.0
+    return None
+
+
+def stop_due(ctx: Ctx, candidate: float) -> bool:
+    """`candidate` is tighter than the current SL but the price has already crossed it: a
+    stop moved there would trigger at once, so the position closes at market instead."""
+    if not money.valid_price(candidate) or not money.stop_hit(ctx.side, candidate, ctx.price):
+        return False
+    sl = ctx.pos.sl
+    return sl is None or not math.isfinite(sl) or money.is_improvement(ctx.side, sl, candidate)
 
 
 def stop_improves(ctx: Ctx, candidate: float, min_step: float = 0.0) -> bool:

@@ -26,6 +26,18 @@ Interpretations of the seeds that are fixed here (see also `pmgui.rules.policy`)
   nothing across symbols.
 - Time-based tightening counts hours beyond `tightening.start_hours` continuously (2.5 h →
   0.5 h beyond → 0.001 off the distance).
+- Timeframes (`rule.timeframe`, `1m` … `1d`): every rule that reads indicators reads them on
+  completed candles of its own timeframe. The defaults were chosen by measuring how often
+  each regime fires on the bundled real data (`python -m tests.regimes`; issue 11):
+  `trailing` 4h (adaptive: on 1h candles "high volatility" ≥ 3% fired 1% of the time, on
+  1d 76-99%; on 4h high 22% / low 2% / strong momentum 31% / weak 50%), `tightening` 4h
+  (seed 004's "intraday volatility" is a within-day range: > 3% on 4h candles fired 22%, on
+  1d candles 76% for BTC and 99% for ETH, i.e. always), `dynamic_tp` 4h (with trailing),
+  `add_on` 1h and the breakout preset's chandelier 1h (3·ATR(22) ≈ 2.8% of the price: the
+  scale of a breakout trade's R; on 4h ≈ 6.5%, on 1d ≈ 15%), `scaling` 1h (momentum > 2%
+  over 10 candles fired 16%).
+- `breakeven_plus.buffer` is an ROI (after fees) like every "profit" in the seeds: the stop
+  goes to the price where the ROI is +2%, so it also works at high leverage.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from dataclasses import dataclass
 
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Scalar
+from pmgui.domain.timeframes import TIMEFRAMES
 
 RULE_IDS: tuple[str, ...] = (
     "emergency", "stop_loss", "take_profit", "smart_tp", "momentum_loss", "trailing",
@@ -170,6 +183,16 @@ def _enabled(rule: str, default: bool, what: str) -> ParamSpec:
     return _p(f"{rule}.enabled", "bool", default, f"turn {what} on or off")
 
 
+def _timeframe(rule: str, default: str, what: str) -> ParamSpec:
+    """The candle timeframe a rule's indicators are computed on (completed candles only)."""
+    return _p(f"{rule}.timeframe", "str", default, f"candle timeframe of {what}",
+              choices=tuple(TIMEFRAMES))
+
+
+TIMEFRAME_RULES: tuple[str, ...] = ("trailing", "tightening", "dynamic_tp", "add_on", "scaling")
+"""Rules that read indicators, each with its own `rule.timeframe`."""
+
+
 _SPECS: tuple[ParamSpec, ...] = (
     # price validation (seed 000 §4)
     _p("price.max_age", "float", 5.0, "seconds after which a price is stale and never acted on",
@@ -230,6 +253,8 @@ _SPECS: tuple[ParamSpec, ...] = (
     _p("trailing.mode", "str", "fixed",
        "fixed distance, adaptive (seed 000) or chandelier (seed 001)",
        choices=("fixed", "adaptive", "chandelier")),
+    _timeframe("trailing", "4h",
+               "the adaptive volatility/momentum and the chandelier ATR/channel"),
     _frac("trailing.distance", 0.02, "trailing distance as a fraction of the best price"),
     _frac("trailing.min", 0.004, "adaptive: tightest distance"),
     _frac("trailing.max", 0.04, "adaptive: widest distance"),
@@ -267,6 +292,7 @@ _SPECS: tuple[ParamSpec, ...] = (
        lo=0.0, hi=10.0, lo_x=True),
     # dynamic TP (seed 000 §7)
     _enabled("dynamic_tp", False, "dynamic take-profit adjustment"),
+    _timeframe("dynamic_tp", "4h", "momentum, trend, RSI and the swing highs/lows"),
     _frac("dynamic_tp.freeze_progress", 0.70,
        "never move TP once this share of the way from entry to TP is done"),
     _p("dynamic_tp.strong_momentum", "float", 0.02,
@@ -277,12 +303,22 @@ _SPECS: tuple[ParamSpec, ...] = (
     _p("dynamic_tp.extend", "float", 0.25,
        "extension as a fraction of the entry-to-TP distance (once)", lo=0.0, hi=10.0, lo_x=True),
     _p("dynamic_tp.fade_momentum", "float", 0.0,
-       "favourable momentum at or below this counts as faded", lo=-1.0, hi=1.0),
+       "the last completed candle's favourable close-to-close change at or below this counts "
+       "as a faded move", lo=-1.0, hi=1.0),
     _p("dynamic_tp.rsi_period", "int", 14, "RSI period", lo=2, hi=1000),
     _p("dynamic_tp.rsi_high", "float", 70.0, "long: RSI above this is stretched", lo=50.0,
        hi=100.0),
     _p("dynamic_tp.rsi_low", "float", 30.0, "short: RSI below this is stretched", lo=0.0, hi=50.0),
     _frac("dynamic_tp.pull_in", 0.5, "pull-in: share of the remaining price-to-TP distance cut"),
+    _p("dynamic_tp.swing_strength", "int", 2,
+       "a swing high/low is a candle extreme not exceeded by this many candles on each side",
+       lo=1, hi=50),
+    _p("dynamic_tp.swing_lookback", "int", 50,
+       "swing highs/lows (resistance/support) are looked for in this many recent candles",
+       lo=3, hi=1000),
+    _p("dynamic_tp.stale_hours", "float", 24.0,
+       "time in position after which TP is no longer extended and a faded move pulls it in "
+       "without a stretched RSI", lo=0.0, hi=10000.0, lo_x=True),
     # R targets (seed 001)
     _enabled("r_targets", False, "TP1/TP2 partial exits at R multiples with breakeven after TP1"),
     _p("r_targets.tp1_r", "float", 1.0, "TP1 distance in R", lo=0.0, hi=100.0, lo_x=True),
@@ -294,11 +330,16 @@ _SPECS: tuple[ParamSpec, ...] = (
        "after TP1 the stop goes to entry * (1 + dir * offset) to cover fees", lo=0.0, hi=0.5),
     # add-on (seed 001)
     _enabled("add_on", False, "one add-on at the EMA on a pullback"),
+    _timeframe("add_on", "1h", "the EMA pullback level"),
     _p("add_on.min_r", "float", 0.5, "profit in R needed before adding", lo=0.0, hi=100.0),
     _frac("add_on.ema_band", 0.005, "price within this fraction of the EMA counts as near"),
     _p("add_on.fraction", "float", 0.5, "add up to this share of the original quantity",
        lo=0.0, hi=10.0, lo_x=True),
     _p("add_on.ema_period", "int", 9, "EMA period for the pullback level", lo=1, hi=1000),
+    _frac("add_on.cancel_band", 0.015,
+          "cancel the resting add-on when the price is farther than this from the EMA"),
+    _p("add_on.max_wait", "int", 6,
+       "cancel the resting add-on after this many candles of add_on.timeframe", lo=1, hi=10000),
     # profit booking (seed 004)
     _enabled("profit_booking", False, "partial profit booking at ROI levels"),
     _roi("profit_booking.level1_roi", 0.15, "ROI of the first booking level"),
@@ -310,6 +351,7 @@ _SPECS: tuple[ParamSpec, ...] = (
           "booked share of the original quantity, level 2 (cumulative)"),
     # scaling (seed 004)
     _enabled("scaling", False, "scaling into a winning position"),
+    _timeframe("scaling", "1h", "the momentum and volume"),
     _roi("scaling.min_roi", 0.05, "ROI needed to scale in"),
     _p("scaling.min_momentum", "float", 0.02, "favourable momentum must exceed this",
        lo=-1.0, hi=1.0),
@@ -324,10 +366,11 @@ _SPECS: tuple[ParamSpec, ...] = (
     # breakeven+ (seed 004)
     _enabled("breakeven_plus", False, "moving the stop into profit at an ROI level"),
     _roi("breakeven_plus.min_roi", 0.10, "ROI at which the stop moves"),
-    _p("breakeven_plus.buffer", "float", 0.02, "stop at entry * (1 + dir * buffer)",
-       lo=0.0, hi=0.5),
+    _p("breakeven_plus.buffer", "float", 0.02,
+       "the stop goes to the price where the ROI (after fees) is this much", lo=0.0, hi=100.0),
     # volatility / time tightening of the trailing distance (seed 004)
     _enabled("tightening", False, "volatility and time tightening of the trailing distance"),
+    _timeframe("tightening", "4h", "the intraday volatility (a within-day candle range)"),
     _frac("tightening.high_volatility", 0.03, "volatility above this tightens"),
     _frac("tightening.volatility_step", 0.005, "distance removed in high volatility"),
     _p("tightening.start_hours", "float", 2.0, "profitable positions older than this tighten",
@@ -483,6 +526,11 @@ def _check_consistency(values: Mapping[str, Scalar]) -> None:
         raise ValidationError(
             "profit_booking.level1_fraction cannot exceed level2_fraction (they are cumulative)",
             field="profit_booking.level1_fraction")
+    if f("breakeven_plus.buffer") >= f("breakeven_plus.min_roi"):
+        raise ValidationError(
+            f"breakeven_plus.buffer ({f('breakeven_plus.buffer'):g}) must be below "
+            f"breakeven_plus.min_roi ({f('breakeven_plus.min_roi'):g}): the stop goes to a "
+            "smaller profit than the one that moves it", field="breakeven_plus.buffer")
     tiers = [f("smart_tp.always_move"), f("smart_tp.t1_move"), f("smart_tp.t2_move"),
              f("smart_tp.t3_move"), f("smart_tp.t4_move")]
     if tiers != sorted(tiers, reverse=True):

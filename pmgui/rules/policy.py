@@ -14,6 +14,10 @@ Per call (one position, one tick):
    (MOVE_SL, MOVE_TP, ADD) survive only if their priority is strictly before it. Stop moves
    come loosest first and each strictly tighter than the last (see `select`); at most one
    MOVE_TP and one ADD are returned.
+4. Two exceptions keep money safe: the breakeven move that rides with a TP1 reduction
+   (`inputs["follows"] == "tp1"`) comes right after that reduction in the same evaluation,
+   and a CANCEL of a resting add-on is always kept (before the close); an evaluation that
+   closes or reduces the position while an add-on rests cancels it (`why = closing`).
 
 Every action carries its rule id, reason, priority, the triggering price and its inputs
 (price, roi, peak, move, indicator values, thresholds), all finite.
@@ -31,12 +35,13 @@ from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Action, Market, MarketState, Position
 from pmgui.indicators.indicator_set import IndicatorSpec
 from pmgui.rules import adds, exits, stops, targets
-from pmgui.rules.common import Ctx, best_price, make_ctx
+from pmgui.rules.common import Ctx, add_on_open_since, best_price, make_ctx
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.sizing import add_size, scale_out
 
 __all__ = [
-    "add_size", "evaluate", "indicator_spec", "initial_targets", "observe", "params_for",
+    "add_size", "evaluate", "indicator_frames", "indicator_spec", "initial_targets", "observe",
+    "params_for",
     "price_is_usable", "scale_out",
 ]
 
@@ -58,6 +63,7 @@ _PIPELINE: tuple[tuple[str, RuleFn, bool], ...] = (
     ("trailing", stops.trailing, False),
     ("dynamic_tp", targets.dynamic_tp, False),
     ("add_on", adds.add_on, False),
+    ("add_on", adds.add_on_cancel, False),
     ("scaling", adds.scaling, False),
 )
 
@@ -101,7 +107,13 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
         if not pos.automation and not protection:
             continue
         candidates.extend(fn(ctx))
-    return select(candidates, pos.side)
+    out = select(candidates, pos.side)
+    if (add_on_open_since(pos.flags) is not None and any(a.is_closing for a in out)
+            and not any(a.type is ActionType.CANCEL for a in out)):
+        closing = next(a for a in out if a.is_closing)
+        cancel = adds.cancel_add_on(ctx, "closing", closing_reason=closing.reason.value)
+        out.insert(out.index(closing), cancel)
+    return out
 
 
 def select(candidates: list[Action], side: Side) -> list[Action]:
@@ -118,7 +130,18 @@ def select(candidates: list[Action], side: Side) -> list[Action]:
     stops: list[Action] = []
     move_tp: Action | None = None
     add: Action | None = None
+    cancel: Action | None = None
+    follow: list[Action] = []
     for a in ordered:
+        if a.type is ActionType.CANCEL:
+            cancel = cancel or a
+            continue
+        if "follows" in a.inputs:
+            if (closing is not None and closing.type is ActionType.REDUCE
+                    and a.inputs["follows"] == closing.reason.value and a.rule == closing.rule
+                    and a.type is ActionType.MOVE_SL and not follow):
+                follow.append(a)
+            continue
         if a.is_closing or a.priority >= limit:
             continue
         if a.type is ActionType.MOVE_SL and a.sl is not None:
@@ -141,10 +164,26 @@ def select(candidates: list[Action], side: Side) -> list[Action]:
         out.append(move_tp)
     if add is not None:
         out.append(add)
+    if cancel is not None:
+        out.append(cancel)
     out.sort(key=lambda a: a.priority)  # stable: the stop order above is kept
     if closing is not None:
+        if cancel is not None:  # withdraw the resting add before closing
+            out.remove(cancel)
+            out.append(cancel)
         out.append(closing)
+        last = out_last_sl(out)
+        if follow and (last is None or money.is_improvement(side, last, follow[0].sl or 0.0)):
+            out.extend(follow)
     return out
+
+
+def out_last_sl(actions: list[Action]) -> float | None:
+    """The last stop level set by `actions` (None when none moves it)."""
+    for a in reversed(actions):
+        if a.type is ActionType.MOVE_SL:
+            return a.sl
+    return None
 
 
 def initial_targets(side: Side, entry: float, params: Params,
@@ -181,7 +220,7 @@ def initial_targets(side: Side, entry: float, params: Params,
 
 
 def indicator_spec(params: Params) -> IndicatorSpec:
-    """The indicator periods this position's rules read."""
+    """The indicator periods this position's rules read (the same on every timeframe)."""
     n = params.i("trailing.atr_period")
     return IndicatorSpec(
         ema_period=params.i("add_on.ema_period"),
@@ -191,7 +230,31 @@ def indicator_spec(params: Params) -> IndicatorSpec:
         volatility_window=params.i("indicators.volatility_window"),
         momentum_window=params.i("indicators.momentum_window"),
         volume_window=params.i("indicators.volume_window"),
+        swing_strength=params.i("dynamic_tp.swing_strength"),
+        swing_lookback=params.i("dynamic_tp.swing_lookback"),
     )
+
+
+def indicator_frames(params: Params) -> dict[str, tuple[str, ...]]:
+    """Timeframe → the enabled rules that read indicators on it (in their current mode).
+
+    Only these timeframes need candles: a fixed trailing stop without tightening, for one,
+    reads no indicator, so no timeframe constrains it (replay of a coarse file stays valid).
+    """
+    users: list[str] = []
+    trailing = params.enabled("trailing")
+    mode = str(params["trailing.mode"])
+    if trailing and mode in ("adaptive", "chandelier"):
+        users.append("trailing")
+    if trailing and mode != "chandelier" and params.enabled("tightening"):
+        users.append("tightening")
+    for rule in ("dynamic_tp", "add_on", "scaling"):
+        if params.enabled(rule):
+            users.append(rule)
+    out: dict[str, list[str]] = {}
+    for rule in users:
+        out.setdefault(str(params[f"{rule}.timeframe"]), []).append(rule)
+    return {tf: tuple(rules) for tf, rules in out.items()}
 
 
 def price_is_usable(price: float | None, price_ts: float | None, now: float,

@@ -23,10 +23,27 @@ Trailing levels:
   level.
 Levels are exact (not rounded: the engine rounds the exchange order); a trailing move is
 sent on any strict improvement, or only beyond `trailing.min_step` × price when set.
+
+Indicators come from each rule's own timeframe: the adaptive volatility/momentum and the
+chandelier ATR/channel from `trailing.timeframe`, the tightening volatility from
+`tightening.timeframe` (`Ctx.frame`).
+
+Stops that are due act at once (DESIGN §4): when a rule's new level is tighter than the
+current SL but the price has already crossed it (a gap after TP1, a chandelier level that
+jumped above the price on a new candle), the position closes at market with that stop's
+reason — `trailing_stop` for trailing, `breakeven_stop` for breakeven and breakeven+ —
+instead of the move being refused and the old, looser stop kept. A level merely within one
+tick of the price (not crossed) is still refused.
+
+Breakeven+ (seed 004, DESIGN §4): at roi >= `breakeven_plus.min_roi` the stop goes to the
+price where the ROI, fees included, is `breakeven_plus.buffer` (+2%), if that is tighter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
 from pmgui.domain.models import Action
 from pmgui.rules.common import (
@@ -34,12 +51,30 @@ from pmgui.rules.common import (
     FLAG_TP1,
     Ctx,
     action,
+    close_all,
     ge,
     gt,
     le,
     lt,
+    stop_due,
     stop_improves,
 )
+
+_DUE_REASON = {StopKind.TRAILING: Reason.TRAILING_STOP, StopKind.BREAKEVEN: Reason.BREAKEVEN_STOP}
+
+
+def move_or_close(ctx: Ctx, level: float, reason: Reason, rule: str, kind: StopKind,
+                  inputs: Mapping[str, object], flags: Iterable[str] = (),
+                  min_step: float = 0.0) -> list[Action]:
+    """MOVE_SL to `level` when it tightens the stop on the safe side of the price; a market
+    CLOSE with the stop's reason when the price has already crossed it; else nothing."""
+    if stop_improves(ctx, level, min_step):
+        return [action(ctx, ActionType.MOVE_SL, reason, rule, Priority.STOP_ADJUST, sl=level,
+                       inputs=inputs, stop_kind=kind, flags=flags)]
+    if stop_due(ctx, level):
+        return [close_all(ctx, _DUE_REASON[kind], rule, Priority.STOP_LOSS,
+                          {**inputs, "due": True, "sl": ctx.pos.sl, "level": level}, flags)]
+    return []
 
 
 def breakeven_level(ctx: Ctx) -> float:
@@ -66,7 +101,7 @@ def _tightened(ctx: Ctx, d: float) -> tuple[float, dict[str, object]]:
         return d, info
     floor = min(p.f("tightening.min_distance"), d)
     out = d
-    vol = ctx.ind.volatility
+    vol = ctx.frame("tightening").volatility
     hv = p.f("tightening.high_volatility")
     if vol is not None and gt(vol, hv):
         out -= p.f("tightening.volatility_step")
@@ -85,7 +120,8 @@ def _tightened(ctx: Ctx, d: float) -> tuple[float, dict[str, object]]:
 def _adaptive_distance(ctx: Ctx) -> tuple[float, dict[str, object]]:
     p = ctx.params
     base = p.f("trailing.distance")
-    vol = ctx.ind.volatility
+    ind = ctx.frame("trailing")
+    vol = ind.volatility
     vol_mult = 1.0
     if vol is not None:
         if ge(vol, p.f("trailing.high_volatility")):
@@ -97,7 +133,7 @@ def _adaptive_distance(ctx: Ctx) -> tuple[float, dict[str, object]]:
         if gt(ctx.roi, p.f(f"trailing.profit_roi_{i}")):
             profit_mult = p.f(f"trailing.profit_mult_{i}")
             break
-    mom = ctx.ind.momentum
+    mom = ind.momentum
     mom_mult = 1.0
     if mom is not None:
         fav = ctx.dir * mom
@@ -118,8 +154,10 @@ def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
     p = ctx.params
     mode = str(p["trailing.mode"])
     info: dict[str, object] = {"mode": mode}
+    if mode in ("adaptive", "chandelier"):
+        info["timeframe"] = str(p["trailing.timeframe"])
     if mode == "chandelier":
-        ind = ctx.ind
+        ind = ctx.frame("trailing")
         mult = p.f("trailing.atr_mult")
         info.update({"atr": ind.atr, "atr_mult": mult, "atr_period": p.i("trailing.atr_period"),
                      "highest_high": ind.highest_high, "lowest_low": ind.lowest_low})
@@ -151,45 +189,57 @@ def trailing(ctx: Ctx) -> list[Action]:
     level, info = trailing_level(ctx)
     if level is None or level <= 0:
         return []
-    stop = level
-    if not stop_improves(ctx, stop, p.f("trailing.min_step")):
-        return []
     info.update({"level": level, "previous_sl": ctx.pos.sl})
-    return [action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing", Priority.STOP_ADJUST,
-                   sl=stop, inputs=info, stop_kind=StopKind.TRAILING)]
+    return move_or_close(ctx, level, Reason.TRAILING, "trailing", StopKind.TRAILING, info,
+                         min_step=p.f("trailing.min_step"))
+
+
+def breakeven_move(ctx: Ctx, follows: str | None = None) -> list[Action]:
+    """The seed 001 breakeven move (or, when already crossed, the breakeven close).
+    `follows="tp1"` marks the move that accompanies the TP1 reduction itself."""
+    level = breakeven_level(ctx)
+    inputs: dict[str, object] = {"entry": ctx.pos.entry, "level": level,
+                                 "offset": ctx.params.f("r_targets.breakeven_offset"),
+                                 "previous_sl": ctx.pos.sl}
+    if follows is not None:
+        inputs["follows"] = follows
+        if not stop_improves(ctx, level):
+            return []  # crossed already: `breakeven_after_tp1` closes on the next evaluation
+    return move_or_close(ctx, level, Reason.BREAKEVEN, "r_targets", StopKind.BREAKEVEN, inputs,
+                         flags=(FLAG_BREAKEVEN,))
 
 
 def breakeven_after_tp1(ctx: Ctx) -> list[Action]:
-    """Seed 001: once TP1 has been taken, the stop goes to breakeven (+ fees)."""
+    """Seed 001: once TP1 has been taken, the stop goes to breakeven (+ fees). Normally the
+    move rides with the TP1 reduction (`pmgui.rules.targets.r_targets`); this catches a TP1
+    taken without it (the level was within a tick of the price, or an older journal)."""
     flags = ctx.pos.flags
     if FLAG_TP1 not in flags or FLAG_BREAKEVEN in flags:
         return []
-    level = breakeven_level(ctx)
-    stop = level
-    if not stop_improves(ctx, stop):
-        return []
-    return [action(ctx, ActionType.MOVE_SL, Reason.BREAKEVEN, "r_targets",
-                   Priority.STOP_ADJUST, sl=stop, stop_kind=StopKind.BREAKEVEN,
-                   flags=(FLAG_BREAKEVEN,),
-                   inputs={"entry": ctx.pos.entry, "level": level,
-                           "offset": ctx.params.f("r_targets.breakeven_offset"),
-                           "previous_sl": ctx.pos.sl})]
+    return breakeven_move(ctx)
+
+
+def breakeven_plus_level(ctx: Ctx) -> float | None:
+    """The price at which the position's ROI after fees is `breakeven_plus.buffer`."""
+    pos = ctx.pos
+    return money.price_at_roi(pos.side, pos.entry, ctx.params.f("breakeven_plus.buffer"),
+                              pos.leverage, pos.fee_rate)
 
 
 def breakeven_plus(ctx: Ctx) -> list[Action]:
-    """Seed 004: at roi >= 10% the stop goes to entry·(1 + dir·2%) if that is better and the
-    price is beyond it (at high leverage 10% ROI can be less than a 2% move: then nothing)."""
+    """Seed 004: at roi >= 10% the stop goes to the price where roi = +2% after fees, if that
+    is tighter. Without a usable leverage there is no ROI and nothing moves."""
     p = ctx.params
     min_roi = p.f("breakeven_plus.min_roi")
-    if lt(ctx.roi, min_roi):
+    lev = ctx.pos.leverage
+    if not (isinstance(lev, (int, float)) and lev > 0) or lt(ctx.roi, min_roi):
         return []
     buffer = p.f("breakeven_plus.buffer")
-    level = ctx.pos.entry * (1 + ctx.dir * buffer)
-    stop = level
-    if not stop_improves(ctx, stop):
+    level = breakeven_plus_level(ctx)
+    if level is None:
         return []
-    return [action(ctx, ActionType.MOVE_SL, Reason.BREAKEVEN, "breakeven_plus",
-                   Priority.STOP_ADJUST, sl=stop, stop_kind=StopKind.BREAKEVEN,
-                   flags=(FLAG_BREAKEVEN,),
-                   inputs={"entry": ctx.pos.entry, "level": level, "buffer": buffer,
-                           "min_roi": min_roi, "previous_sl": ctx.pos.sl})]
+    return move_or_close(ctx, level, Reason.BREAKEVEN, "breakeven_plus", StopKind.BREAKEVEN,
+                         {"entry": ctx.pos.entry, "level": level, "buffer_roi": buffer,
+                          "min_roi": min_roi, "leverage": lev, "fee_rate": ctx.pos.fee_rate,
+                          "previous_sl": ctx.pos.sl},
+                         flags=(FLAG_BREAKEVEN,))

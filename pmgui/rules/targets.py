@@ -9,18 +9,29 @@ Interpretations:
 - R targets need R = |entry - initial_sl|; without an initial SL they stay silent. TP1 at
   pnl_r ≥ tp1_r closes tp1_fraction·initial_qty (flag `tp1_done`); TP2 at pnl_r ≥ tp2_r,
   only after TP1, closes tp2_fraction·initial_qty (flag `tp2_done`). The breakeven move is
-  in `pmgui.rules.stops`.
+  in `pmgui.rules.stops`; it rides with the TP1 reduction (a MOVE_SL after it in the same
+  evaluation, `inputs["follows"] = "tp1"`), so a price that falls straight back after TP1
+  meets the breakeven stop, not the original one.
 - Profit booking (seed 004) books a *cumulative* fraction of the original quantity: level 1
   (roi ≥ 15% and open ≥ 30 min) brings the booked share to 50% (flag `booked_50`); level 2
   (roi ≥ 25%, any age) brings it to 75% (flag `booked_75`), i.e. 25% more after level 1, or
   75% at once if level 1 never fired (then both flags are set). Each level fires once.
-- Dynamic TP (seed 000 §7) is frozen while progress = (p - entry)/(tp - entry) ≥ 0.70 (the
-  anti-moving-away fix). Below that: on strong favourable momentum (≥ dynamic_tp.
-  strong_momentum) with a favourable EMA trend (≥ dynamic_tp.min_trend) TP is extended once
-  by `dynamic_tp.extend` × |tp - entry| (flag `tp_extended`); when momentum has faded
-  (favourable momentum ≤ dynamic_tp.fade_momentum) and RSI is stretched (> 70 long, < 30
-  short) while in profit, TP is pulled in once to p + (tp - p)·(1 - pull_in) (flag
-  `tp_pulled_in`). A new TP is always at least one tick beyond the price.
+- Dynamic TP (seed 000 §7) reads momentum, trend, RSI and support/resistance on
+  `dynamic_tp.timeframe`, and the time in position. It is frozen while progress =
+  (p - entry)/(tp - entry) ≥ 0.70 (the anti-moving-away fix). Below that: on strong
+  favourable momentum (≥ dynamic_tp.strong_momentum) with a favourable EMA trend
+  (≥ dynamic_tp.min_trend), and while the position is younger than `dynamic_tp.stale_hours`,
+  TP is extended once by `dynamic_tp.extend` × |tp - entry| (flag `tp_extended`) but never
+  through the nearest resistance (long: lowest recent swing high above the price) or support
+  (short: highest swing low below it): at most to that level, and not at all when the level
+  is already at or inside the TP. When the move has faded (the last completed candle's
+  favourable close-to-close change ≤ dynamic_tp.fade_momentum: 10-candle momentum ≤ 0 and
+  RSI > 70 practically never hold together — measured 0% on every bundled file) while in
+  profit and either RSI is stretched (> 70 long, < 30
+  short) or the position is stale (open ≥ stale_hours), TP is pulled in once to
+  p + (tp - p)·(1 - pull_in), or to the resistance/support lying between the price and that
+  point (flag `tp_pulled_in`). A new TP is always at least one tick beyond the price. The
+  action's inputs name `resistance`, `support`, `age_hours` and `stale_hours`.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from pmgui.domain.models import Action
 from pmgui.rules.common import (
     FLAG_BOOKED_1,
     FLAG_BOOKED_2,
+    FLAG_BREAKEVEN,
     FLAG_TP1,
     FLAG_TP2,
     FLAG_TP_EXTENDED,
@@ -44,6 +56,7 @@ from pmgui.rules.common import (
     lt,
 )
 from pmgui.rules.sizing import scale_out
+from pmgui.rules.stops import breakeven_move
 
 
 def _partial(ctx: Ctx, requested: float, reason: Reason, rule: str,
@@ -70,10 +83,15 @@ def r_targets(ctx: Ctx) -> list[Action]:
         tp1_r = p.f("r_targets.tp1_r")
         if ge(r, tp1_r):
             frac = p.f("r_targets.tp1_fraction")
-            return _partial(ctx, frac * base, Reason.TP1, "r_targets",
-                            {"r": r, "tp1_r": tp1_r, "fraction": frac, "risk": risk,
-                             "target": pos.entry + ctx.dir * tp1_r * (risk or 0.0)},
-                            (FLAG_TP1,))
+            out = _partial(ctx, frac * base, Reason.TP1, "r_targets",
+                           {"r": r, "tp1_r": tp1_r, "fraction": frac, "risk": risk,
+                            "target": pos.entry + ctx.dir * tp1_r * (risk or 0.0)},
+                           (FLAG_TP1,))
+            if out and out[0].type is ActionType.REDUCE and FLAG_BREAKEVEN not in pos.flags:
+                # breakeven in the same evaluation as the TP1 fill (DESIGN §4), not a tick
+                # later when the price may already be back through it
+                out += breakeven_move(ctx, follows=Reason.TP1.value)
+            return out
         return []
     if FLAG_TP2 not in pos.flags:
         tp2_r = p.f("r_targets.tp2_r")
@@ -109,6 +127,15 @@ def profit_booking(ctx: Ctx) -> list[Action]:
     return []
 
 
+def _sr_levels(ctx: Ctx, highs: tuple[float, ...], lows: tuple[float, ...]
+               ) -> tuple[float | None, float | None]:
+    """(resistance, support) nearest the price: the lowest swing high above it and the highest
+    swing low below it (None where there is none)."""
+    above = [h for h in highs if h > ctx.price]
+    below = [x for x in lows if x < ctx.price]
+    return (min(above) if above else None), (max(below) if below else None)
+
+
 def dynamic_tp(ctx: Ctx) -> list[Action]:
     pos, p = ctx.pos, ctx.params
     tp = pos.tp
@@ -118,36 +145,59 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     freeze = p.f("dynamic_tp.freeze_progress")
     if ge(progress, freeze):
         return []  # anti-moving-away: let it close at the target
-    ind = ctx.ind
+    ind = ctx.frame("dynamic_tp")
     tick = ctx.tick
+    gap = max(tick, 1e-12)
+    resistance, support = _sr_levels(ctx, ind.swing_highs, ind.swing_lows)
+    # the level in the trade's way: resistance above a long, support below a short
+    barrier = resistance if ctx.dir > 0 else support
+    age_hours = ctx.age / 3600.0
+    stale_hours = p.f("dynamic_tp.stale_hours")
+    stale = ge(age_hours, stale_hours)
     base_inputs = {"tp": tp, "progress": progress, "freeze_progress": freeze,
-                   "momentum": ind.momentum, "trend": ind.trend, "rsi": ind.rsi}
+                   "momentum": ind.momentum, "trend": ind.trend, "rsi": ind.rsi,
+                   "timeframe": str(p["dynamic_tp.timeframe"]), "resistance": resistance,
+                   "support": support, "age_hours": age_hours, "stale_hours": stale_hours}
     mom = None if ind.momentum is None else ctx.dir * ind.momentum
     trend = None if ind.trend is None else ctx.dir * ind.trend
     strong = p.f("dynamic_tp.strong_momentum")
     min_trend = p.f("dynamic_tp.min_trend")
-    if (FLAG_TP_EXTENDED not in pos.flags and mom is not None and trend is not None
-            and ge(mom, strong) and ge(trend, min_trend)):
+    if (FLAG_TP_EXTENDED not in pos.flags and not stale and mom is not None
+            and trend is not None and ge(mom, strong) and ge(trend, min_trend)):
         ext = p.f("dynamic_tp.extend")
         new_tp = ctx.market.round_price(tp + ctx.dir * ext * abs(tp - pos.entry))
-        if (new_tp - tp) * ctx.dir >= max(tick, 1e-12) and new_tp > 0:
+        capped = False
+        if barrier is not None and (new_tp - barrier) * ctx.dir > 0:
+            # never extend through support/resistance: at most up to the level itself
+            new_tp, capped = ctx.market.round_price(barrier), True
+        if (new_tp - tp) * ctx.dir >= gap and new_tp > 0:
             return [action(ctx, ActionType.MOVE_TP, Reason.DYNAMIC_TP, "dynamic_tp",
                            Priority.TP_ADJUST, tp=new_tp, flags=(FLAG_TP_EXTENDED,),
                            inputs={**base_inputs, "change": "extend", "extend": ext,
+                                   "capped_by_level": capped,
                                    "strong_momentum": strong, "min_trend": min_trend})]
     rsi = ind.rsi
     fade = p.f("dynamic_tp.fade_momentum")
+    last = None if ind.last_change is None else ctx.dir * ind.last_change
     hi, lo = p.f("dynamic_tp.rsi_high"), p.f("dynamic_tp.rsi_low")
     stretched = rsi is not None and (gt(rsi, hi) if ctx.dir > 0 else lt(rsi, lo))
-    if (FLAG_TP_PULLED_IN not in pos.flags and gt(progress, 0.0) and mom is not None
-            and le(mom, fade) and stretched):
+    if (FLAG_TP_PULLED_IN not in pos.flags and gt(progress, 0.0) and last is not None
+            and le(last, fade) and (stretched or stale)):
         cut = p.f("dynamic_tp.pull_in")
         new_tp = ctx.market.round_price(ctx.price + (tp - ctx.price) * (1 - cut))
-        beyond_price = (new_tp - ctx.price) * ctx.dir >= max(tick, 1e-12)
-        closer = (tp - new_tp) * ctx.dir >= max(tick, 1e-12)
+        at_level = False
+        if barrier is not None and (tp - barrier) * ctx.dir > 0 \
+                and (new_tp - barrier) * ctx.dir > 0 and (barrier - ctx.price) * ctx.dir >= gap:
+            # a level between the price and the target: take profit there
+            new_tp, at_level = ctx.market.round_price(barrier), True
+        beyond_price = (new_tp - ctx.price) * ctx.dir >= gap
+        closer = (tp - new_tp) * ctx.dir >= gap
         if beyond_price and closer:
             return [action(ctx, ActionType.MOVE_TP, Reason.DYNAMIC_TP, "dynamic_tp",
                            Priority.TP_ADJUST, tp=new_tp, flags=(FLAG_TP_PULLED_IN,),
                            inputs={**base_inputs, "change": "pull_in", "pull_in": cut,
-                                   "fade_momentum": fade, "rsi_high": hi, "rsi_low": lo})]
+                                   "at_level": at_level, "stretched": stretched,
+                                   "last_change": ind.last_change,
+                                   "stale": stale, "fade_momentum": fade, "rsi_high": hi,
+                                   "rsi_low": lo})]
     return []
