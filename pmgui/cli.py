@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--slippage", type=_non_negative, default=0.0)
     r.add_argument("--json", action="store_true", help="one JSON object per line")
     r.add_argument("--symbol", default=None, help="symbol name to report (default: file name)")
+    r.add_argument("--strict", action="store_true",
+                   help="rows with an invalid price (NaN, zero, negative) are an error; by "
+                        "default they are skipped and reported, as the live engine skips them")
 
     s = sub.add_parser("positions", help="open positions with their SL/TP and orders")
     s.add_argument("--db", type=Path, dest="positions_db")

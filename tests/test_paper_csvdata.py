@@ -88,7 +88,7 @@ def test_timestamps_in_seconds_milliseconds_and_iso(tmp_path):
 def test_errors_name_the_file_and_line(tmp_path, text, message):
     p = _write(tmp_path, text, "prices.csv")
     with pytest.raises(ValidationError) as e:
-        load_price_csv(p)
+        load_price_csv(p, strict=True)
     assert "prices.csv" in str(e.value)
     assert message in str(e.value)
 
@@ -96,7 +96,29 @@ def test_errors_name_the_file_and_line(tmp_path, text, message):
 def test_blank_and_comment_lines_do_not_shift_line_numbers(tmp_path):
     p = _write(tmp_path, "timestamp,price\n\n# note\n1,100\n2,x\n")
     with pytest.raises(ValidationError, match="line 5: price 'x'"):
-        load_price_csv(p)
+        load_price_csv(p, strict=True)
+    assert load_price_csv(p).skipped == (5,)
+
+
+def test_invalid_price_rows_are_skipped_like_the_live_engine(tmp_path):
+    p = _write(tmp_path, "timestamp,price\n1,100\n2,nan\n3,0\n4,101\n5,-2\n6,\n7,inf\n"
+                         "8,abc\n9,102\n")
+    d = load_price_csv(p)
+    assert [t.price for t in d.ticks] == [100.0, 101.0, 102.0]
+    assert d.skipped == (3, 4, 6, 7, 8, 9)
+    assert d.skipped_reasons[0] == "price 'nan' is not a finite number"
+    # the skipped row's timestamp does not count for the ordering check
+    q = _write(tmp_path, "timestamp,open,high,low,close\n1,10,12,9,11\n5,10,nan,9,11\n"
+                         "3,10,12,9,11\n", "c.csv")
+    c = load_price_csv(q)
+    assert [x.ts for x in c.candles] == [1.0, 3.0] and c.skipped == (3,)
+    with pytest.raises(ValidationError, match="c.csv line 3: high 'nan'"):
+        load_price_csv(q, strict=True)
+    # structural problems stay errors even when not strict
+    with pytest.raises(ValidationError, match="out-of-order"):
+        load_price_csv(_write(tmp_path, "timestamp,price\n2,1\n1,2\n", "o.csv"))
+    with pytest.raises(ValidationError, match="no valid price rows .2 skipped.*lines 2, 3"):
+        load_price_csv(_write(tmp_path, "timestamp,price\n1,0\n2,nan\n", "z.csv"))
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

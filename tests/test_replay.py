@@ -89,7 +89,7 @@ def test_human_output_and_summary():
 def test_bad_files_name_the_line(tmp_path, content, needle):
     f = tmp_path / "bad.csv"
     f.write_text(content)
-    r = replay_cli(str(f), "--side", "long", "--entry", "100", "--qty", "1")
+    r = replay_cli(str(f), "--side", "long", "--entry", "100", "--qty", "1", "--strict")
     assert r.returncode == 1
     assert needle in r.stderr and "Traceback" not in r.stderr
 
@@ -159,3 +159,43 @@ def test_chandelier_stop_matches_an_independent_library_on_real_data():
         # the tick's candle is the last start <= ts; indicators use the candle before it
         k = max(i for i, t in enumerate(starts) if t <= m["ts"]) - 1
         assert m["sl"] == pytest.approx(by_ts[starts[k]], rel=1e-9, abs=1e-6)
+
+
+def test_invalid_price_rows_skipped_reported_and_strict(tmp_path):
+    f = tmp_path / "X-USDT.csv"
+    rows = ["timestamp,price"] + [f"{1_700_000_000 + 5 * i},{100 + i * 0.1}" for i in range(40)]
+    rows[4] = f"{1_700_000_000 + 15},nan"
+    rows[9] = f"{1_700_000_000 + 40},0"
+    rows[12] = f"{1_700_000_000 + 55},-3"
+    f.write_text("\n".join(rows) + "\n")
+    args = ("--side", "long", "--entry", "100", "--qty", "1", "--sl", "90", "--json")
+    r = replay_cli(str(f), *args)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 3 rows with an invalid price (lines 5, 10, 13" in r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["skipped_rows"] == 3 and summary["skipped_lines"] == [5, 10, 13]
+    r = replay_cli(str(f), *args, "--strict")
+    assert r.returncode == 1 and "line 5: price 'nan' is not a finite number" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_rule_timeframe_finer_than_a_candle_file_is_an_error_naming_it():
+    daily = resources_dir() / "data" / "BTCUSD-1d-coinbase.csv"
+    r = replay_cli(str(daily), "--side", "long", "--entry", "300", "--qty", "1",
+                   "--preset", "active", "--json")
+    assert r.returncode == 1
+    assert ("tightening.timeframe is 4h and scaling.timeframe is 1h: finer than the 1d "
+            "candles of BTCUSD-1d-coinbase.csv") in r.stderr
+    assert "--set tightening.timeframe=1d --set scaling.timeframe=1d" in r.stderr
+    assert "Traceback" not in r.stderr
+    # coarser or equal is fine: built from the file's candles
+    r = replay_cli(str(daily), "--side", "long", "--entry", "300", "--qty", "1",
+                   "--preset", "active", "--set", "scaling.timeframe=1d",
+                   "--set", "tightening.timeframe=1d", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.splitlines()[-1])
+    assert s["timeframes"] == {"1d": ["tightening", "scaling"]} and s["data_timeframe"] == "1d"
+    # a fixed trailing stop reads no indicator: any file will do
+    r = replay_cli(str(daily), "--side", "long", "--entry", "300", "--qty", "1", "--sl", "250",
+                   "--set", "trailing.enabled=true", "--json")
+    assert r.returncode == 0, r.stderr

@@ -4,6 +4,13 @@ There is no second implementation of the rules here: a recorded price path drive
 exchange (which fills protective orders exactly as it does live), and `EngineCore` evaluates
 the same policy it runs in the GUI. Time is the data's time, so price-age checks, candle
 windows and "after 30 minutes" rules behave as they would have.
+
+Rows with an invalid price are skipped, as the live engine skips such ticks; how many and the
+first line numbers go to stderr and the summary (`skipped_rows`, `skipped_lines`); `--strict`
+makes them an error. Candle files have a timeframe of their own (the smallest gap between
+rows): a rule timeframe coarser than it is built from the file's candles, one finer than it is
+an error naming the file's timeframe (candles cannot be split). Tick files build any
+timeframe.
 """
 
 from __future__ import annotations
@@ -22,15 +29,22 @@ from pathlib import Path
 from pmgui.domain.enums import Side
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Market, Position, Scalar, Tick
+from pmgui.domain.timeframes import describe, seconds
 from pmgui.engine.core import EngineCore
 from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings
 from pmgui.exchange.base import ExchangePosition, OrderUpdate
-from pmgui.exchange.csvdata import PriceData, load_price_csv, symbol_from_filename
+from pmgui.exchange.csvdata import (
+    PriceData,
+    describe_lines,
+    load_price_csv,
+    symbol_from_filename,
+)
 from pmgui.exchange.feeds import ReplayFeed
 from pmgui.exchange.paper import PaperExchange
-from pmgui.rules.params import parse_assignment, resolve_params
+from pmgui.rules.params import Params, parse_assignment, resolve_params
+from pmgui.rules.policy import indicator_frames
 from pmgui.store.db import Store
 
 DEFAULT_TAKER_FEE = 0.0005
@@ -49,6 +63,7 @@ class ReplayRequest:
     fee: float = DEFAULT_TAKER_FEE
     slippage: float = 0.0
     symbol: str = "REPLAY/USDT:USDT"
+    strict: bool = False  # rows with an invalid price are an error, not skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +134,43 @@ class _ReplaySink:
             sl=r.sl, tp=r.tp, preset=r.preset, overrides=r.overrides, entry_fee=r.fee)
 
 
+def check_timeframes(data: PriceData, params: Params) -> dict[str, tuple[str, ...]]:
+    """The timeframes the position's rules read ({timeframe: rules}); ValidationError when one
+    is finer than a candle file's own timeframe or not made of whole candles of it."""
+    frames = indicator_frames(params)
+    if data.kind != "candles" or len(data.candles) < 2:
+        return frames
+    interval = data.interval
+    name = Path(data.source).name if data.source else "the data"
+    finer: list[tuple[str, str]] = []
+    for tf, rules in frames.items():
+        sec = seconds(tf)
+        if sec < interval - 1e-9:
+            finer += [(r, tf) for r in rules]
+        elif abs(sec / interval - round(sec / interval)) > 1e-9:
+            raise ValidationError(
+                f"{', '.join(f'{r}.timeframe' for r in rules)} is {tf}, which is not a whole "
+                f"number of the {describe(interval)} candles of {name}",
+                field=f"{rules[0]}.timeframe")
+    if finer:
+        which = " and ".join(f"{r}.timeframe is {tf}" for r, tf in finer)
+        fix = " ".join(f"--set {r}.timeframe={describe(interval)}" for r, _ in finer)
+        raise ValidationError(
+            f"{which}: finer than the {describe(interval)} candles of {name} (candles cannot be "
+            f"split); use {fix} (or coarser), or a file with finer candles or ticks",
+            field=f"{finer[0][0]}.timeframe")
+    return frames
+
+
 async def run_replay(data: PriceData, req: ReplayRequest,
                      on_action: Callable[[dict], None] | None = None,
                      progress: Callable[[float], None] | None = None,
                      workdir: Path | None = None) -> ReplayResult:
-    resolve_params(req.preset, req.overrides)  # fail before doing anything
+    frames = check_timeframes(data, resolve_params(req.preset, req.overrides))  # fail first
+    if req.strict and data.skipped:
+        raise ValidationError(
+            f"{Path(data.source).name or 'the data'}: {len(data.skipped)} rows with an invalid "
+            f"price ({describe_lines(data.skipped)})", field="data")
     market = infer_market(req.symbol, data, req.qty)
     feed = ReplayFeed(data, symbol=req.symbol)
     notional = req.entry * req.qty
@@ -161,7 +208,13 @@ async def run_replay(data: PriceData, req: ReplayRequest,
             engine.positions.get(sink.opened.id) if sink.opened else None)
         last_price = engine._last.get(req.symbol)
         await engine.shutdown()
-    return ReplayResult(tuple(actions), summarize(final, req, last_price, last, errors))
+    summary = summarize(final, req, last_price, last, errors)
+    summary["skipped_rows"] = len(data.skipped)
+    summary["skipped_lines"] = list(data.skipped[:10])
+    summary["timeframes"] = {tf: list(rules) for tf, rules in frames.items()}
+    if data.kind == "candles":
+        summary["data_timeframe"] = describe(data.interval)
+    return ReplayResult(tuple(actions), summary)
 
 
 def action_row(ev: ActionTaken) -> dict:
@@ -222,15 +275,22 @@ def run_replay_cli(args: argparse.Namespace) -> int:
     for text in args.overrides:
         k, v = parse_assignment(text)
         overrides[k] = v
-    resolve_params(args.preset, overrides)
+    params = resolve_params(args.preset, overrides)
     if not args.data.exists():
         raise ValidationError(f"{args.data}: file not found")
     symbol = args.symbol or symbol_from_filename(args.data)
-    data = load_price_csv(args.data, symbol)
+    strict = bool(getattr(args, "strict", False))
+    data = load_price_csv(args.data, symbol, strict=strict)
+    check_timeframes(data, params)
+    if data.skipped:
+        n = len(data.skipped)
+        print(f"warning: {args.data.name}: skipped {n} row{'s' if n != 1 else ''} with an "
+              f"invalid price ({describe_lines(data.skipped)}; first: {data.skipped_reasons[0]}); "
+              "--strict makes this an error", file=sys.stderr)
     req = ReplayRequest(Side(args.side), args.entry, args.qty, args.leverage, args.sl, args.tp,
                         args.preset, overrides,
                         DEFAULT_TAKER_FEE if args.fee is None else args.fee, args.slippage,
-                        symbol)
+                        symbol, strict)
     total = len(data)
     end_ts = data.ticks[-1].ts if data.kind == "ticks" else data.candles[-1].ts
     start_ts = data.ticks[0].ts if data.kind == "ticks" else data.candles[0].ts

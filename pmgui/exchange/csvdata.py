@@ -1,6 +1,12 @@
 """Recorded price files (DESIGN §8): ticks `timestamp,price` or candles
 `timestamp,open,high,low,close[,volume]`.
 
+A row whose price (or open/high/low/close) is empty, not a number, not finite, zero or
+negative is skipped, as the live engine skips such ticks; `PriceData.skipped` lists the line
+numbers so replay can say how many and where. `strict=True` makes such a row an error instead.
+Everything else wrong with a file (header, columns, timestamps, order, a high below the low)
+is always an error.
+
 The same loader serves `pmgui replay`, the paper exchange's replay feed and the bundled data,
 so a file that replays in one place replays identically in the others. Every problem is a
 `ValidationError` naming the file and its line, because a trader fixing a CSV needs to find
@@ -41,6 +47,8 @@ class PriceData:
     ticks: tuple[Tick, ...] = ()
     candles: tuple[Candle, ...] = ()
     source: str = ""
+    skipped: tuple[int, ...] = ()  # line numbers of rows skipped for an invalid price
+    skipped_reasons: tuple[str, ...] = ()  # what was wrong, per skipped line (same order)
 
     def __len__(self) -> int:
         return len(self.ticks) if self.kind == "ticks" else len(self.candles)
@@ -115,25 +123,32 @@ def parse_timestamp(text: str) -> float:
     return d.timestamp()
 
 
+class InvalidPrice(ValueError):
+    """A price field that the live engine would skip (not a finite positive number)."""
+
+
 def _number(text: str, col: str, *, positive: bool = True) -> float:
+    bad = InvalidPrice if positive else ValueError
     s = text.strip()
     if not s:
-        raise ValueError(f"{col} is empty")
+        raise bad(f"{col} is empty")
     try:
         v = float(s)
     except ValueError:
-        raise ValueError(f"{col} {s!r} is not a number") from None
+        raise bad(f"{col} {s!r} is not a number") from None
     if not math.isfinite(v):
-        raise ValueError(f"{col} {s!r} is not a finite number")
+        raise bad(f"{col} {s!r} is not a finite number")
     if positive and v <= 0:
-        raise ValueError(f"{col} must be positive (got {s})")
+        raise bad(f"{col} must be positive (got {s})")
     if not positive and v < 0:
         raise ValueError(f"{col} cannot be negative (got {s})")
     return v
 
 
-def load_price_csv(path: str | Path, symbol: str | None = None) -> PriceData:
-    """Load and validate a tick or candle CSV.
+def load_price_csv(path: str | Path, symbol: str | None = None, *,
+                   strict: bool = False) -> PriceData:
+    """Load and validate a tick or candle CSV (rows with invalid prices skipped unless
+    `strict`, see the module docstring).
 
     The first non-blank line that is not a `#` comment is the header (case and surrounding
     spaces ignored; extra columns ignored). With open/high/low/close present the file is
@@ -184,6 +199,8 @@ def load_price_csv(path: str | Path, symbol: str | None = None) -> PriceData:
         price_idx = header.index("price")
         vol_idx = header.index("volume") if "volume" in header else None
     width = len(header)
+    skipped: list[int] = []
+    reasons: list[str] = []
 
     for lineno, text in body:
         fields = next(csv.reader([text]))
@@ -200,14 +217,24 @@ def load_price_csv(path: str | Path, symbol: str | None = None) -> PriceData:
                 h = _number(fields[idx["high"]], "high")
                 lo = _number(fields[idx["low"]], "low")
                 c = _number(fields[idx["close"]], "close")
+            else:
+                price = _number(fields[price_idx], "price")
+        except InvalidPrice as e:
+            if strict:
+                raise ValidationError(f"{name} line {lineno}: {e}", field="path") from None
+            skipped.append(lineno)
+            reasons.append(str(e))
+            continue
+        except ValueError as e:
+            raise ValidationError(f"{name} line {lineno}: {e}", field="path") from None
+        try:
+            if has_candles:
                 if h < lo:
                     raise ValueError(f"high {h:g} is below low {lo:g}")
                 for col, v in (("open", o), ("close", c)):
                     if not lo <= v <= h:
                         raise ValueError(f"{col} {v:g} is outside the low-high range "
                                          f"{lo:g}-{h:g}")
-            else:
-                price = _number(fields[price_idx], "price")
         except ValueError as e:
             raise ValidationError(f"{name} line {lineno}: {e}", field="path") from None
         if last_ts is not None and ts <= last_ts:
@@ -222,9 +249,22 @@ def load_price_csv(path: str | Path, symbol: str | None = None) -> PriceData:
         else:
             ticks.append(Tick(symbol=sym, price=price, ts=ts, volume=volume))
 
+    if not ticks and not candles:
+        raise ValidationError(
+            f"{name}: no valid price rows ({len(skipped)} skipped for an invalid price: "
+            f"{describe_lines(skipped)})", field="path")
+    extra = {"source": str(p), "skipped": tuple(skipped), "skipped_reasons": tuple(reasons)}
     if has_candles:
-        return PriceData(kind="candles", symbol=sym, candles=tuple(candles), source=str(p))
-    return PriceData(kind="ticks", symbol=sym, ticks=tuple(ticks), source=str(p))
+        return PriceData(kind="candles", symbol=sym, candles=tuple(candles), **extra)
+    return PriceData(kind="ticks", symbol=sym, ticks=tuple(ticks), **extra)
+
+
+def describe_lines(lines: tuple[int, ...] | list[int], first: int = 10) -> str:
+    """`lines 3, 7, 9` or `lines 3, 7, … (12 in all)` for messages."""
+    shown = ", ".join(str(n) for n in lines[:first])
+    if len(lines) > first:
+        shown += f", … ({len(lines)} in all)"
+    return ("line " if len(lines) == 1 else "lines ") + shown
 
 
 def _fmt_ts(ts: float) -> str:
