@@ -15,17 +15,16 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pmgui.domain.models import Candle, Indicators
 from pmgui.domain.timeframes import seconds
-from pmgui.exchange.csvdata import load_price_csv
+from pmgui.exchange.csvdata import load_price_csv, resources_dir
 from pmgui.indicators import IndicatorSet, aggregate
 from pmgui.rules.common import ge, gt, le
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.policy import indicator_spec
 
-DATA = Path(__file__).resolve().parent.parent / "resources" / "data"
+DATA = resources_dir() / "data"
 
 Pred = Callable[[Candle, Indicators, Params], bool | None]
 

@@ -180,7 +180,7 @@ def test_invalid_price_rows_skipped_reported_and_strict(tmp_path):
 
 
 def test_rule_timeframe_finer_than_a_candle_file_is_an_error_naming_it():
-    daily = resources_dir() / "data" / "BTCUSD-1d-coinbase.csv"
+    daily = resource_path("data", "BTCUSD-1d-coinbase.csv")
     r = replay_cli(str(daily), "--side", "long", "--entry", "300", "--qty", "1",
                    "--preset", "active", "--json")
     assert r.returncode == 1

@@ -256,3 +256,30 @@ def test_add_on_cancelled_at_breakeven_and_when_closing():
     # nothing resting: nothing to cancel
     none = pos(L, qty=2.0, initial_sl=98.0, sl=98.0, flags=frozenset({"add_on_executed"}))
     assert evaluate(none, framed(105.0, "1h", ema9=101.0), rules_only("add_on")) == []
+
+
+# Tranche protection on the exchange ----------------------------------------------------------
+
+def test_protective_orders_one_pair_per_tranche_group():
+    from pmgui.domain.models import Market, Tranche
+    from pmgui.rules.tranches import protective_orders
+
+    m = Market("BTC/USDT:USDT", tick_size=0.5, amount_step=0.001)
+    t = (Tranche("a", 1.0, 100.0, 0.0, sl=99.0, tp=102.0),
+         Tranche("b", 0.5, 100.2, 1.0, sl=99.2, tp=102.3),  # within a tick of a: shared
+         Tranche("c", 0.25, 104.0, 2.0, sl=103.0, tp=106.0))
+    p = pos(L, qty=1.75, entry=100.9, sl=98.0, tp=110.0, tranches=t)
+    orders = protective_orders(p, m)
+    assert [(o.role, o.trigger, o.qty, o.tranche_ids) for o in orders] == [
+        ("sl", 99.0, 1.5, ("a", "b")), ("tp", 102.0, 1.5, ("a", "b")),
+        ("sl", 103.0, 0.25, ("c",)), ("tp", 106.0, 0.25, ("c",))]
+    assert sum(o.qty for o in orders if o.role == "sl") == pytest.approx(p.qty)
+    # a trailing stop above every tranche's own SL protects them all: one group per TP
+    trailed = p.evolve(sl=103.5)
+    assert [(o.role, o.trigger, o.qty) for o in protective_orders(trailed, m)] == [
+        ("sl", 103.5, 1.5), ("tp", 102.0, 1.5), ("sl", 103.5, 0.25), ("tp", 106.0, 0.25)]
+    # no tranches, or tranches that do not add up (reconciled outside): whole position
+    assert [(o.role, o.qty) for o in protective_orders(p.evolve(tranches=()), m)] == [
+        ("sl", 1.75), ("tp", 1.75)]
+    assert [o.qty for o in protective_orders(p.evolve(qty=3.0), m)] == [3.0, 3.0]
+    assert [o.trigger for o in protective_orders(p, m, per_tranche=False)] == [98.0, 110.0]

@@ -8,6 +8,12 @@ semantics; the engine should not have to re-derive them.
   measured from *its* entry (not the average entry), rounded to the tick.
 - `order_groups`: tranches whose SL and TP both coincide within one tick share orders
   (one reduce-only SL and one TP for their summed quantity).
+- `protective_orders`: the reduce-only SL/TP orders the exchange must hold so that every
+  tranche exits on its own levels while pmgui is closed: one SL and one TP per order group,
+  sized to the group. A tranche's effective SL is the tighter of its own and the position's
+  (a trailing or breakeven move protects every tranche); its TP defaults to the position's.
+  Without tranches (or when they do not add up to the position) one SL and one TP cover the
+  whole position at the position's levels.
 - `reduce_tranches`: apply a reduction: the tranches named by `tranche_closed:<id>` flags
   (a `tranches` rule exit) go first and whole, any remainder is taken first-in, first-out.
 """
@@ -19,7 +25,7 @@ from dataclasses import dataclass, replace
 from pmgui.domain import money
 from pmgui.domain.enums import Side
 from pmgui.domain.errors import ValidationError
-from pmgui.domain.models import Market, Tranche
+from pmgui.domain.models import Market, Position, Tranche
 from pmgui.rules.common import TRANCHE_CLOSED_PREFIX
 from pmgui.rules.params import Params
 
@@ -114,3 +120,56 @@ def reduce_tranches(tranches: tuple[Tranche, ...], qty: float,
         if t.qty - take > _EPS:
             out.append(replace(t, qty=t.qty - take))
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectiveOrder:
+    """One reduce-only order the exchange should hold: `role` is "sl" or "tp"."""
+
+    role: str
+    trigger: float
+    qty: float
+    tranche_ids: tuple[str, ...] = ()
+
+
+def effective_tranches(pos: Position) -> tuple[Tranche, ...]:
+    """The open tranches with the levels that apply to them: SL tightened by the position's
+    SL, TP defaulting to the position's."""
+    out = []
+    for t in pos.tranches:
+        if not (t.qty > 0):
+            continue
+        sl = money.tighter_stop(pos.side, t.sl, pos.sl)
+        tp = t.tp if t.tp is not None else pos.tp
+        out.append(replace(t, sl=sl, tp=tp))
+    return tuple(out)
+
+
+def protective_orders(pos: Position, market: Market,
+                      per_tranche: bool = True) -> tuple[ProtectiveOrder, ...]:
+    """The reduce-only SL/TP orders that protect `pos` (see the module docstring); triggers
+    rounded to the tick, quantities to the amount step, never more than the position."""
+    tick = market.tick_size if market.tick_size > 0 else 0.0
+    tranches = effective_tranches(pos) if per_tranche else ()
+    total = sum(t.qty for t in tranches)
+    half_step = market.amount_step / 2 if market.amount_step > 0 else 1e-12
+    if not tranches or abs(total - pos.qty) > half_step:
+        out = []
+        if pos.sl is not None:
+            out.append(ProtectiveOrder("sl", market.round_price(pos.sl), pos.qty))
+        if pos.tp is not None:
+            out.append(ProtectiveOrder("tp", market.round_price(pos.tp), pos.qty))
+        return tuple(out)
+    orders: list[ProtectiveOrder] = []
+    groups = order_groups(tranches, tick)
+    left = pos.qty
+    for i, g in enumerate(groups):
+        qty = left if i == len(groups) - 1 else min(market.round_amount(g.qty), left)
+        left -= qty
+        if qty <= 0:
+            continue
+        if g.sl is not None:
+            orders.append(ProtectiveOrder("sl", market.round_price(g.sl), qty, g.tranche_ids))
+        if g.tp is not None:
+            orders.append(ProtectiveOrder("tp", market.round_price(g.tp), qty, g.tranche_ids))
+    return tuple(orders)
