@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true",
                    help="run the engine without a window, logging to the console")
     p.add_argument("--db", type=Path, help="SQLite database (default: user data directory)")
+    p.add_argument("--new-db", action="store_true",
+                   help="allow --db to create a new database for a live exchange")
     p.add_argument("--config", type=Path, help="TOML configuration file")
     p.add_argument("--exchange", metavar="ID", help="exchange id (paper or a ccxt id)")
     p.add_argument("--paper", action="store_true", help="use the built-in paper exchange")
@@ -85,12 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def disable_core_dumps() -> None:
+    """The process holds the API secret: a core dump would write it to disk."""
+    try:
+        import resource
+    except ImportError:  # Windows has no core dumps to disable
+        return
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    disable_core_dumps()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    from pmgui.redact import install_log_redaction
+
+    install_log_redaction()
     try:
         if args.command == "replay":
             from pmgui.engine.replay import run_replay_cli
@@ -106,8 +124,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PmguiError as exc:
         print(f"pmgui: error: {exc}", file=sys.stderr)
         return 1
+    except (OSError, sqlite3.Error) as exc:  # a full disk, unreadable files: one line
+        log.debug("failed", exc_info=True)
+        print(f"pmgui: error: {_os_message(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _os_message(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return f"database: {exc}"
+
+
+def _stopped(engine) -> int:
+    """Exit status after the engine stopped: a failure in its last act (the final save on
+    a full disk) is one clear line and a non-zero status, never a silent 0."""
+    error = getattr(engine, "error", None)
+    if error is None:
+        return 0
+    what = str(error) if isinstance(error, PmguiError) else _os_message(error) \
+        if isinstance(error, OSError | sqlite3.Error) else f"{type(error).__name__}: {error}"
+    print(f"pmgui: error: the engine stopped with an error; the last state may not be saved: "
+          f"{what}", file=sys.stderr)
+    return 1
 
 
 def _load(args: argparse.Namespace):
@@ -115,6 +157,9 @@ def _load(args: argparse.Namespace):
 
     from pmgui.config import ExchangeConfig, default_db_path, load_config
 
+    if args.exchange is not None and not args.exchange.strip():
+        raise PmguiError("--exchange needs an exchange id (paper or a ccxt id such as "
+                         "binanceusdm), got an empty one")
     config = load_config(args.config)
     if args.paper and args.exchange and args.exchange != "paper":
         raise PmguiError("--paper and --exchange contradict each other")
@@ -126,8 +171,33 @@ def _load(args: argparse.Namespace):
         if args.exchange != "paper" and args.exchange not in ccxt.exchanges:
             raise PmguiError(f"unknown exchange {args.exchange!r}")
         config = replace(config, exchange=replace(config.exchange, id=args.exchange))
-    db = args.db or default_db_path()
-    return config, db
+    if args.db is None:
+        return config, default_db_path()
+    return config, _check_db_arg(args.db, live=config.exchange.id != "paper",
+                                 new_db=args.new_db)
+
+
+def _check_db_arg(db: Path, *, live: bool, new_db: bool) -> Path:
+    """An explicit --db: a typo must not silently start somewhere else.
+
+    The folder must exist (pmgui creates no folders for --db). For a live exchange the file
+    must exist too, unless --new-db says a fresh journal is wanted: starting a live venue on
+    an empty journal re-adopts every position as if pmgui had never seen it (its stops,
+    history and client ids unknown), so pmgui refuses rather than asks — headless runs and
+    services cannot answer a question.
+    """
+    from pmgui.store.db import check_db_path
+
+    db = check_db_path(db).expanduser()
+    parent = db.parent if str(db.parent) else Path(".")
+    if not parent.is_dir():
+        raise PmguiError(f"--db {db}: the folder {parent} does not exist (pmgui does not "
+                         "create folders for --db; create it or fix the path)")
+    if live and not db.exists() and not new_db:
+        raise PmguiError(f"--db {db}: no database there; for a live exchange pmgui does not "
+                         "start on a fresh empty journal by accident. Check the path, or add "
+                         "--new-db to create it")
+    return db
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -136,16 +206,17 @@ def _run(args: argparse.Namespace) -> int:
     config, db = _load(args)
     engine = build_engine(config, db)
     if args.headless:
-        return _headless(engine, args.exit_after)
+        return _headless(engine, args.exit_after, db)
     _check_display(args.screenshot is not None)
     from pmgui.ui.app import run_gui
 
-    engine.start()
+    _start(engine, db)
     try:
-        return run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
-                       theme=config.ui.theme, confirm_drags=config.ui.confirm_drags)
+        status = run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
+                         theme=config.ui.theme, confirm_drags=config.ui.confirm_drags)
     finally:
         engine.stop()
+    return status or _stopped(engine)
 
 
 def _check_display(screenshot: bool) -> None:
@@ -161,7 +232,21 @@ def _check_display(screenshot: bool) -> None:
     raise PmguiError("no display found: run with --headless, or set QT_QPA_PLATFORM=offscreen")
 
 
-def _headless(engine, exit_after: float | None) -> int:
+def _start(engine, db: Path) -> None:
+    """Start the engine; a start-up that fails on a database this run created leaves no
+    empty database behind (a full disk, a refused key: nothing changed)."""
+    from pmgui.store.db import discard_unused
+
+    fresh = not db.exists()
+    try:
+        engine.start()
+    except BaseException:
+        if fresh:
+            discard_unused(db)
+        raise
+
+
+def _headless(engine, exit_after: float | None, db: Path | None = None) -> int:
     from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
 
     def on_event(ev) -> None:
@@ -180,7 +265,10 @@ def _headless(engine, exit_after: float | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    engine.start()
+    if db is not None:
+        _start(engine, db)
+    else:
+        engine.start()
     log.info("engine running on %s; Ctrl+C to stop", engine.exchange_id)
     deadline = time.monotonic() + exit_after if exit_after else None
     try:
@@ -190,15 +278,17 @@ def _headless(engine, exit_after: float | None) -> int:
             stop.wait(0.25)
     finally:
         engine.stop()
-    log.info("stopped cleanly")
-    return 0
+    status = _stopped(engine)
+    if status == 0:
+        log.info("stopped cleanly")
+    return status
 
 
 def _positions(db: Path | None, as_json: bool) -> int:
     from pmgui.config import default_db_path
-    from pmgui.store.db import Store
+    from pmgui.store.db import Store, check_db_path
 
-    path = db or default_db_path()
+    path = check_db_path(db) if db is not None else default_db_path()
     if not path.exists():
         raise PmguiError(f"no database at {path}")
     store = Store.open(path, readonly=True)

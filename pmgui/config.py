@@ -21,6 +21,7 @@ from pmgui.domain.models import EMPTY, Scalar, frozen_map
 from pmgui.engine.settings import EngineSettings, SymbolRules
 
 APP = "pmgui"
+MAX_CONFIG_BYTES = 1 << 20  # a pmgui config is a few KB; /dev/zero or a log file is not one
 
 
 def default_config_path() -> Path:
@@ -85,8 +86,9 @@ class _Reader:
     def __init__(self, path: Path, text: str) -> None:
         self.path, self.text = path, text
 
-    def fail(self, key: str, message: str) -> ConfigError:
-        leaf = key.split(".")[-1].strip('"')
+    def fail(self, key: str, message: str, search: str | None = None) -> ConfigError:
+        """`search`: the text to find the line by (default: the key's last part)."""
+        leaf = search or key.split(".")[-1].strip('"')
         line = _line_of(self.text, leaf)
         where = f"{self.path}:{line}" if line else str(self.path)
         return ConfigError(f"{where}: {key}: {message}")
@@ -119,9 +121,18 @@ def load_config(path: Path | None) -> Config:
             raise ConfigError(f"{path}: config file not found")
         return Config(engine=EngineSettings(demo_positions=True))
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a pmgui "
+                          "configuration file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") \
+            from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -158,8 +169,7 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
     try:
         resolve_params(preset, overrides)
     except ValidationError as exc:
-        key = next((k for k in overrides if k in str(exc)), "rules.preset")
-        raise r.fail(f"rules.set.{key}" if key != "rules.preset" else key, str(exc)) from exc
+        raise _override_error(r, "rules.set", preset, overrides, exc) from exc
 
     symbols: dict[str, SymbolRules] = {}
     sym_tab = data.get("symbols", {})
@@ -177,6 +187,8 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
         try:
             resolve_params(sp or preset, merged)
         except ValidationError as exc:
+            if exc.field in so:
+                raise _override_error(r, f"{prefix}.set", sp or preset, so, exc) from exc
             raise r.fail(sym, str(exc)) from exc
         symbols[sym] = SymbolRules(sp, frozen_map(_scalars(so)))
 
@@ -206,6 +218,24 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
                             symbols=frozen_map_any(symbols), demo_positions=demo_positions)
     return Config(ExchangeConfig(ex_id, demo, frozen_map_any(options)), PaperConfig(balance, seed),
                   engine, ui_cfg, path)
+
+
+def _override_error(r: _Reader, table: str, preset: str, overrides: Mapping[str, Any],
+                    exc: ValidationError) -> ConfigError:
+    """Name the override that is wrong (its own key and line), not the preset."""
+    from pmgui.rules.params import resolve_params
+
+    key = exc.field if exc.field in overrides else None
+    if key is None:  # the message does not say: the override that fails on its own
+        for k, v in overrides.items():
+            try:
+                resolve_params(preset, {k: v})
+            except ValidationError:
+                key = k
+                break
+    if key is None:
+        return r.fail(f"{table.rsplit('.', 1)[0]}.preset", str(exc))
+    return r.fail(f"{table}.{key}", str(exc), search=str(key))
 
 
 def _scalars(d: Mapping[str, Any]) -> dict[str, Scalar]:

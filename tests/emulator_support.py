@@ -82,7 +82,9 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 def run_headless(config: Path, db: Path, exit_after: float = 2.0,
                  *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("--headless", "--config", str(config), "--db", str(db),
+    # a live venue starts on a new database only when told so (--new-db)
+    new = () if db.exists() else ("--new-db",)
+    return run_cli("--headless", "--config", str(config), "--db", str(db), *new,
                    "--exit-after", str(exit_after), *extra)
 
 

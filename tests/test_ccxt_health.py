@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -255,3 +256,43 @@ async def test_engine_orders_reach_the_exchange_after_a_clock_jump(
         with contextlib.suppress(asyncio.CancelledError):
             await run
         await engine.shutdown()
+
+
+async def test_listen_keys_and_api_keys_never_reach_the_logs(
+        server: BinanceServer, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """ccxt at its most talkative (DEBUG request/response dumps, `verbose` websocket
+    traces) through connect, the order stream, a listen-key expiry, the renewal and the
+    keep-alive: no listen key, API key or secret appears in any record or on the console."""
+    api_key, secret = "Kx9Qe2LmVt7RwZ4yNp1S", "Sc8Hd3JfWq6TbYk0Lr5M"
+    server.state.api_keys = {api_key}
+    caplog.set_level(logging.DEBUG)
+    ex = CcxtExchange("binanceusdm", options={**server.ccxt_config(), "verbose": True},
+                      credentials=Credentials(api_key, secret),
+                      settings=replace(FAST, listen_key_check=0.2))
+    await ex.connect()
+    ex.subscribe([BTC])
+    sink = RecordingSink()
+    task = asyncio.create_task(ex.run(sink))
+    try:
+        await sink.wait_for(lambda: sink.connections and sink.connections[-1].orders)
+        await ex.create_order(_entry("log-probe"))
+        await server.expire_listen_keys(close=True)
+        await sink.wait_for(lambda: len(server.issued_listen_keys) >= 2
+                            and server.user_ws_keys[-1] == server.issued_listen_keys[-1]
+                            and sink.connections[-1].orders)
+        await sink.wait_for(lambda: sum(m == "PUT" and p.endswith("listenKey")
+                                        for m, p, _ in server.requests) >= 1)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()
+    out = capsys.readouterr()
+    texts = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    blob = "\n".join(texts) + out.out + out.err
+    # the talkative paths really ran: request dumps and the stream URL, masked
+    assert any("listenKey" in t and "***" in t for t in texts)
+    assert any("X-MBX-APIKEY" in t for t in texts)
+    for token in [*server.issued_listen_keys, api_key, secret]:
+        assert token not in blob, token

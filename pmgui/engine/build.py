@@ -11,55 +11,14 @@ from pmgui.engine.core import EngineCore
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.thread import EngineThread
 from pmgui.exchange.demo import DEMO_POSITIONS
+from pmgui.redact import REDACTOR, SecretRedactor, protect_logs
 from pmgui.store.db import Store
 
 log = logging.getLogger("pmgui")
 
 
-class SecretRedactor(logging.Filter):
-    """Masks API secrets in log records before any handler writes them.
-
-    Why: with `-v`, ccxt's debug log dumps every request with its headers, and Binance's
-    API key travels in the `X-MBX-APIKEY` header. A key must never reach a log file or a
-    console a trader pastes into a bug report (DESIGN §5).
-    """
-
-    def __init__(self) -> None:
-        super().__init__("pmgui-redact")
-        self._secrets: set[str] = set()
-
-    def add(self, *secrets: str | None) -> None:
-        self._secrets.update(s for s in secrets if s and len(s) >= 4)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the logging module's problem, not ours
-            return True
-        hits = [s for s in self._secrets if s in message]
-        if hits:
-            for s in sorted(hits, key=len, reverse=True):
-                message = message.replace(s, "***")
-            record.msg, record.args = message, None
-        return True
-
-
-REDACTOR = SecretRedactor()
-
-
-def protect_logs(*secrets: str | None) -> None:
-    """Mask `secrets` in everything logged from now on: ccxt's own logger (where request
-    dumps originate) and every handler the root logger has (records propagated from
-    anywhere pass through those)."""
-    REDACTOR.add(*secrets)
-    for logger in (logging.getLogger("ccxt.base.exchange"), logging.getLogger()):
-        if REDACTOR not in logger.filters:
-            logger.addFilter(REDACTOR)
-    for handler in logging.getLogger().handlers:
-        if REDACTOR not in handler.filters:
-            handler.addFilter(REDACTOR)
+# the redactor lives in pmgui.redact (the exchange adapter registers listen keys with it)
+__all__ = ["REDACTOR", "SecretRedactor", "build_engine", "make_exchange", "protect_logs"]
 
 
 def make_exchange(config: Config, store: Store, clock_holder: dict | None = None):

@@ -45,6 +45,8 @@ class EngineThread:
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._startup_error: BaseException | None = None
+        self.error: BaseException | None = None  # what stopped a started engine (e.g. the
+        # final save failing on a full disk); the caller turns it into a non-zero exit
         self._stop_event: asyncio.Event | None = None
         self._markets: dict[str, Market] = {}
 
@@ -113,7 +115,8 @@ class EngineThread:
                 self._startup_error = exc
                 self._ready.set()
             else:
-                log.exception("engine stopped with an error")
+                self.error = exc
+                log.debug("engine stopped with an error", exc_info=True)
         finally:
             self._stopped.set()
             loop.run_until_complete(loop.shutdown_asyncgens())

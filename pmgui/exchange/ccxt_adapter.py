@@ -69,6 +69,7 @@ from pmgui.exchange.retry import (
     map_error,
     retry_call,
 )
+from pmgui.redact import REDACTOR, protect_logs
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class AdapterSettings:
 
 
 _HEALTH_CLASSES: dict[type, type] = {}
+_verbose_log = logging.getLogger("ccxt.verbose")
 
 
 def _health_class(base: type) -> type:
@@ -122,8 +124,13 @@ def _health_class(base: type) -> type:
             owner._on_ws_message(client, message)
         return super(cls, self).handle_message(client, message)  # type: ignore[arg-type]
 
+    def log_(self: Any, *args: Any) -> None:
+        # ccxt's `verbose` output (REST and websocket dumps) goes to the log, where secrets
+        # are masked, instead of print()ing keys to stdout
+        _verbose_log.debug(" ".join(str(a) for a in args))
+
     cls = type(f"Pmgui{base.__name__}", (base,), {
-        "pm_owner": None, "fetch2": fetch2, "handle_message": handle_message,
+        "pm_owner": None, "fetch2": fetch2, "handle_message": handle_message, "log": log_,
         "__module__": __name__})
     _HEALTH_CLASSES[base] = cls
     return cls
@@ -251,6 +258,7 @@ class CcxtExchange:
                 "PMGUI_API_KEY and PMGUI_API_SECRET")
         config = _deep_merge(self._default_config(), self._options)
         config.update(creds.ccxt_config())
+        protect_logs(*(v for v in creds.ccxt_config().values() if isinstance(v, str)))
         ex = _health_class(getattr(ccxtpro, self.id))(config)
         ex.pm_owner = self
         self._ex = ex
@@ -357,6 +365,8 @@ class CcxtExchange:
                         from exc2
                 raise
         self._note_rate_limit(None)
+        if isinstance(result, dict) and isinstance(result.get("listenKey"), str):
+            REDACTOR.add(result["listenKey"])
         if isinstance(result, dict) and isinstance(result.get("rateLimits"), list):
             for lim in result["rateLimits"]:
                 if isinstance(lim, dict) and lim.get("rateLimitType") == "REQUEST_WEIGHT":

@@ -109,6 +109,8 @@ def parse_timestamp(text: str) -> float:
             raise ValueError(f"timestamp {s!r} is not finite")
         if v < 0:
             raise ValueError(f"timestamp {s!r} is negative")
+        if v > 253_402_300_799_999_999:  # past 9999-12-31 even read as microseconds
+            raise ValueError(f"timestamp {s!r} is beyond the year 9999")
         if v >= _US_THRESHOLD:
             return v / 1_000_000.0
         return v / 1000.0 if v >= _MS_THRESHOLD else v

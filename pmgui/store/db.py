@@ -32,6 +32,7 @@ error, locked by another writer) are raised as `StoreError` with the operation n
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -119,17 +120,66 @@ def _check_header(path: Path) -> int:
     return size
 
 
-def _ro_uri(path: Path) -> str:
-    return path.resolve().as_uri() + "?mode=ro"
+def _ro_uri(path: Path, immutable: bool = False) -> str:
+    return path.resolve().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+
+
+def check_db_path(path: Path | str) -> Path:
+    """A database path a user can see and type: no control characters (a newline or an
+    escape sequence in a file name hides what is really opened)."""
+    text = str(path)
+    bad = [c for c in text if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise StoreError(f"the database name {text!r} contains control characters; "
+                         "choose a plain file name")
+    if not text.strip():
+        raise StoreError("the database path is empty")
+    return Path(path)
+
+
+def _side_files(path: Path) -> list[Path]:
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+
+
+@contextmanager
+def _leave_no_side_files(path: Path) -> Iterator[None]:
+    """On failure, remove the -wal/-shm files SQLite created beside `path` meanwhile (a
+    refused database keeps exactly the files it had)."""
+    before = {f for f in _side_files(path) if f.exists()}
+    try:
+        yield
+    except BaseException:
+        for f in _side_files(path):
+            if f not in before:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+        raise
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(_ro_uri(path), uri=True, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the database {path} for reading: {e}") from e
-    return conn
+    """A read-only connection. On read-only media SQLite cannot create the WAL index
+    (-shm) that `mode=ro` needs, so the file is then opened `immutable=1` (nothing can
+    change it there anyway)."""
+    last: sqlite3.Error | None = None
+    for immutable in (False, True):
+        try:
+            conn = sqlite3.connect(_ro_uri(path, immutable), uri=True, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as e:
+            last = e
+            continue
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()  # really opens the file
+        except sqlite3.OperationalError as e:
+            conn.close()
+            last = e
+            if "unable to open" in str(e) or "readonly" in str(e) or "read-only" in str(e):
+                continue
+            break
+        except sqlite3.DatabaseError:
+            return conn  # not a database: _inspect says so with its own words
+        return conn
+    raise StoreError(f"cannot open the database {path} for reading: {last}") from last
 
 
 def _inspect(conn: sqlite3.Connection, path: Path) -> int:
@@ -148,6 +198,33 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
         return mig.read_version(Database(conn, recursive_triggers=False, execute_plugins=False))
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path} cannot be read ({e}); it was not modified") from e
+
+
+_JOURNAL_TABLES = ("positions", "orders", "fills", "actions")
+
+
+def discard_unused(path: Path) -> bool:
+    """Remove a database this run created when it journaled nothing (a start-up that failed,
+    e.g. on a full disk), with its -wal/-shm/lock files. A database holding any position,
+    order, fill or action is kept: it may be the only record of an order sent."""
+    p = Path(path)
+    if not p.exists():
+        return False
+    try:
+        conn = sqlite3.connect(_ro_uri(p), uri=True)
+        try:
+            for table in _JOURNAL_TABLES:
+                with contextlib.suppress(sqlite3.OperationalError):  # no such table: empty
+                    if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                        return False
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    for f in (p, *_side_files(p), p.with_name(p.name + ".lock")):
+        with contextlib.suppress(OSError):
+            f.unlink()
+    return True
 
 
 class Store:
@@ -181,7 +258,7 @@ class Store:
         Such files are never modified. `readonly` opens with SQLite `mode=ro`, never migrates
         and refuses a database that needs an upgrade.
         """
-        p = Path(path).expanduser()
+        p = check_db_path(path).expanduser()
         if p.is_dir():
             raise StoreError(f"{p} is a directory, not a database file")
         if readonly:
@@ -193,6 +270,11 @@ class Store:
         if not p.exists():
             raise StoreError(f"there is no pmgui database at {p}")
         _check_header(p)
+        with _leave_no_side_files(p):
+            return cls._readonly_from(p)
+
+    @classmethod
+    def _readonly_from(cls, p: Path) -> Store:
         conn = _connect_ro(p)
         try:
             version = _inspect(conn, p)
@@ -210,6 +292,22 @@ class Store:
 
     @classmethod
     def _open_writable(cls, p: Path) -> Store:
+        created = not p.exists()
+        lock_file = p.with_name(p.name + ".lock")
+        lock_existed = lock_file.exists()
+        try:
+            with _leave_no_side_files(p):
+                return cls._writable_at(p)
+        except BaseException:
+            # e.g. a full disk: no empty database or lock file left behind
+            for f, made in ((p, created), (lock_file, not lock_existed)):
+                if made and f.exists():
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+            raise
+
+    @classmethod
+    def _writable_at(cls, p: Path) -> Store:
         if p.exists():
             if _check_header(p) > 0:
                 # Look before touching: a separate read-only connection cannot write, not even

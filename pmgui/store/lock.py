@@ -10,6 +10,7 @@ take it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import IO
@@ -41,6 +42,7 @@ class WriterLock:
 
     def __init__(self, db_path: Path) -> None:
         self.path = db_path.with_name(db_path.name + ".lock")
+        existed = self.path.exists()
         try:
             fh = open(self.path, "a+", encoding="utf-8")  # held until release()
         except OSError as e:
@@ -54,10 +56,21 @@ class WriterLock:
             raise StoreError(
                 f"the database {db_path} is already open in another pmgui (process {holder}); "
                 "close that one first") from e
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+        except OSError as e:  # a full disk: leave nothing behind
+            with contextlib.suppress(OSError):
+                _unlock(fh)
+            with contextlib.suppress(OSError):
+                fh.close()
+            if not existed:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+            raise StoreError(f"cannot write the lock file {self.path}: {e.strerror or e}") \
+                from e
         self._fh: IO[str] | None = fh
 
     def release(self) -> None:

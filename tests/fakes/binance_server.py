@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -247,6 +248,7 @@ class BinanceServer:
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
         self.ws_connects = {"market": 0, "user": 0}  # websocket handshakes so far
         self.user_ws_keys: list[str] = []  # the listen key of every user-stream handshake
+        self.issued_listen_keys: list[str] = []  # every listen key handed out (64 hex chars)
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -946,8 +948,10 @@ class BinanceServer:
 
     async def _priv_listen_key(self, params: dict[str, str]) -> dict[str, Any]:
         """POST: the active key (extended) or a new one; PUT: extend the active key."""
-        key = f"lk{next(self._ids)}" if not self._listen_keys else next(iter(self._listen_keys))
+        key = secrets.token_hex(32) if not self._listen_keys else next(iter(self._listen_keys))
         self._listen_keys.add(key)
+        if key not in self.issued_listen_keys:
+            self.issued_listen_keys.append(key)
         return {"listenKey": key}
 
     async def _priv_keepalive_listen_key(self, params: dict[str, str]) -> dict[str, Any]:
