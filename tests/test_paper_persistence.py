@@ -209,3 +209,54 @@ async def test_random_walk_resumes_from_the_restored_prices(db_path):
             break
     assert first == {BTC: 91_234.5, ETH: 3_150.0}  # ETH had no stored price
     assert (await again.fetch_ohlcv(BTC, "1m", 10))[-1].close == 91_234.5
+
+
+async def test_candle_history_survives_a_restart(db_path):
+    """The chart's past is the venue's own: warm-up and completed candles come back after a
+    restart instead of a new walk invented around the resumed price."""
+    from pmgui.domain.models import Candle
+    from pmgui.exchange.feeds import CandleClosed, RandomWalkFeed
+
+    def feed():
+        return RandomWalkFeed({BTC: 87_500.0, ETH: 3_150.0}, seed=1, start_ts=1_700_000_000.0,
+                              markets=MARKETS)
+
+    ex = PaperExchange(dict(MARKETS), feed(), realtime=False, db=sqlite_utils.Database(db_path))
+    await ex.connect()
+    warm = await ex.fetch_ohlcv(BTC, "1m", 50)
+    assert len(warm) == 50
+    d = Driver(ex)
+    await d.tick(88_000.0)
+    done = Candle(warm[-1].ts + 60, 87_500.0, 88_100.0, 87_400.0, 88_000.0, 12.5)
+    await ex.deliver(CandleClosed(BTC, done), d.sink)
+    await ex.close()
+
+    again = PaperExchange(dict(MARKETS), feed(), realtime=False,
+                          db=sqlite_utils.Database(db_path))
+    await again.connect()
+    back = await again.fetch_ohlcv(BTC, "1m", 51)
+    assert back == [*warm, done]
+    assert (await again.fetch_ohlcv(BTC, "5m", 3))[-1].close == 88_000.0
+    # a venue without a database keeps nothing and writes nothing
+    mem = PaperExchange(dict(MARKETS), feed(), realtime=False)
+    await mem.connect()
+    await mem.fetch_ohlcv(BTC, "1m", 50)
+    assert mem._candle_rows == []
+
+
+async def test_stored_candles_are_capped_per_symbol(db_path, monkeypatch):
+    from pmgui.domain.models import Candle
+    from pmgui.exchange import paper
+    from pmgui.exchange.feeds import CandleClosed
+
+    monkeypatch.setattr(paper, "_MAX_CANDLES", 5)
+    ex = _open(db_path)
+    await ex.connect()
+    d = Driver(ex)
+    await d.tick(60_000.0)
+    for i in range(8):
+        await ex.deliver(CandleClosed(BTC, Candle(60.0 * i, 1, 2, 0.5, 1.5, 1)), d.sink)
+    await ex.close()
+    rows = sqlite_utils.Database(db_path).execute(
+        "SELECT ts FROM paper_candles WHERE symbol = ? ORDER BY ts", [BTC]).fetchall()
+    assert [r[0] for r in rows] == [180.0, 240.0, 300.0, 360.0, 420.0]

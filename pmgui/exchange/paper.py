@@ -157,6 +157,9 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS paper_leverage (symbol TEXT PRIMARY KEY, leverage REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS paper_prices (symbol TEXT PRIMARY KEY, price REAL NOT NULL, "
     "ts REAL NOT NULL, volume REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS paper_candles (symbol TEXT NOT NULL, ts REAL NOT NULL, "
+    "open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, "
+    "volume REAL NOT NULL, PRIMARY KEY (symbol, ts))",
 )
 
 _ORDER_COLS = ("client_id", "seq", "exchange_id", "symbol", "side", "type", "amount", "status",
@@ -238,6 +241,8 @@ class PaperExchange:
         self._last: dict[str, Tick] = {}
         self._candles: dict[str, deque[Candle]] = {}
         self._history: dict[str, list[Candle]] = {}
+        self._candle_rows: list[tuple[str, Candle]] = []  # completed candles not yet written
+        self._stored_candles: set[str] = set()  # symbols whose history came from the database
         self._seq = 0
         self._fill_seq = 0
         self._sim_ts: float | None = None
@@ -318,19 +323,28 @@ class PaperExchange:
                           limit: int = 200) -> list[Candle]:
         """Completed candles seen by the venue, preceded by the feed's warm-up history when
         there are fewer than `limit` (the forming candle is not included). Coarser timeframes
-        are aggregated from the stored candles."""
+        are aggregated from the stored candles. With a database the candles (warm-up included)
+        are kept in `paper_candles`, so the history survives a restart."""
         self._market(symbol)
         tf = timeframe_seconds(timeframe)
         if limit <= 0:
             return []
+        self._ensure_loaded()
         seen = list(self._candles.get(symbol, ()))
         base = seen[1].ts - seen[0].ts if len(seen) > 1 else 60.0
         want = limit * max(1, round(tf / base)) if tf > base else limit
         candles = seen
-        if len(seen) < want:
-            hist = self._warmup(symbol, want)
+        if len(seen) < want and symbol not in self._stored_candles:
+            # The warm-up history becomes the venue's own: kept and stored, so the chart
+            # shows the same past after a restart (a resumed walk would invent another).
             first = seen[0].ts if seen else math.inf
-            candles = [c for c in hist if c.ts < first] + seen
+            older = [c for c in self._warmup(symbol, want) if c.ts < first]
+            if older:
+                candles = older + seen
+                self._candles[symbol] = deque(candles, maxlen=_MAX_CANDLES)
+                if self.db is not None:
+                    self._candle_rows.extend((symbol, c) for c in older)
+                    self._write_prices(force=True)
         if tf > base + _EPS:
             candles = _aggregate(candles, tf)
         return candles[-limit:]
@@ -829,6 +843,9 @@ class PaperExchange:
         if dq and candle.ts <= dq[-1].ts:
             return
         dq.append(candle)
+        if self.db is not None:
+            self._candle_rows.append((symbol, candle))
+            self._write_prices()
 
     def _warmup(self, symbol: str, n: int) -> list[Candle]:
         history = getattr(self.feed, "history", None)
@@ -890,6 +907,11 @@ class PaperExchange:
                     "exchange_order_id, liquidation FROM paper_fills ORDER BY rowid").fetchall():
             self._fills.append(Fill(r[0], r[1], r[2], OrderSide(r[3]), r[4], r[5], r[6], r[7],
                                     r[8], bool(r[9])))
+        for sym, *row in ex("SELECT symbol, ts, open, high, low, close, volume FROM "
+                            "paper_candles ORDER BY symbol, ts"):
+            self._candles.setdefault(sym, deque(maxlen=_MAX_CANDLES)).append(
+                Candle(*map(float, row)))
+            self._stored_candles.add(sym)
         for sym, price, ts, vol in ex("SELECT symbol, price, ts, volume FROM paper_prices"):
             self._last[sym] = Tick(sym, float(price), float(ts), float(vol))
             if not self.realtime:
@@ -981,17 +1003,34 @@ class PaperExchange:
     def _write_prices(self, force: bool = False) -> None:
         """Last prices, at most once a second: market data, not venue state, so a failed
         write is only logged."""
-        if self.db is None or not self._last:
+        if self.db is None or not (self._last or self._candle_rows):
             return
         now = time.monotonic()
         if not force and now - self._last_price_write < _PRICE_WRITE_INTERVAL:
             return
+        rows, self._candle_rows = self._candle_rows, []
         try:
             with self._tx() as conn:
                 self._write_prices_into(conn)
+                self._write_candles_into(conn, rows)
         except sqlite3.Error as e:
             self._last_price_write = now
+            self._candle_rows = rows + self._candle_rows  # retried with the next write
             log.warning("paper exchange: saving prices failed: %s", e)
+
+    def _write_candles_into(self, conn: Any, rows: list[tuple[str, Candle]]) -> None:
+        """Completed candles, keeping the newest `_MAX_CANDLES` of each symbol."""
+        if not rows:
+            return
+        conn.executemany(
+            "INSERT OR REPLACE INTO paper_candles (symbol, ts, open, high, low, close, volume) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(sym, c.ts, c.open, c.high, c.low, c.close, c.volume) for sym, c in rows])
+        for sym in {sym for sym, _c in rows}:
+            dq = self._candles.get(sym)
+            if dq:
+                conn.execute("DELETE FROM paper_candles WHERE symbol = ? AND ts < ?",
+                             (sym, dq[0].ts))
 
     def _write_prices_into(self, conn: Any) -> None:
         self._last_price_write = time.monotonic()
