@@ -167,6 +167,8 @@ def test_drag_out_of_the_entry_line_creates_the_missing_stop(qtbot):
     assert cmd.tp == KEEP and abs(cmd.sl - price_at(chart, b)) <= BTC.tick_size
     assert chart.machine("sl").state is LineState.CONFIRMED
     assert "✔ on exchange" in chart.tags["sl"].toPlainText()
+    # the new stop counts at once: the entry offers nothing more to create
+    assert not entry.movable and "drag for" not in chart.tags["entry"].toPlainText()
 
 
 def test_entry_drag_towards_an_existing_level_creates_nothing(qtbot):
@@ -309,6 +311,10 @@ def test_timeframe_buttons_aggregate_the_candles(qtbot):
     shown = chart.candles()
     assert shown == tuple(aggregate(base, 300.0))
     assert len(shown) == 7
+    # volume bars under the completed candles, at the same times
+    vol = chart.volume.opts
+    assert list(vol["x"]) == [c.ts for c in shown[:-1]]
+    assert list(vol["height"]) == [c.volume for c in shown[:-1]] == [5.0] * 6
     first = shown[0]
     assert (first.open, first.close) == (base[0].open, base[4].close)
     assert first.high == max(c.high for c in base[:5]) and first.volume == 5.0

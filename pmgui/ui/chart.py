@@ -467,6 +467,16 @@ class ChartWidget(QWidget):
         line = self.lines[kind]
         return line.value() if line.isVisible() else self.engine_level(kind)
 
+    def missing_levels(self) -> list[str]:
+        """SL/TP the position has not got (neither from the engine nor on its way)."""
+        out = []
+        for kind in DRAGGABLE:
+            m = self.machines[kind]
+            held = m.level is not None and m.state not in (LineState.IDLE, LineState.DRAGGING)
+            if self.engine_level(kind) is None and not held:
+                out.append(kind)
+        return out
+
     def show_entry_hint(self, kind: str) -> None:
         """Dragging out of the entry towards a level that exists already."""
         self._entry_hint = (f"{LINE_TITLES[kind]} exists: drag its line" if kind else "")
@@ -536,8 +546,7 @@ class ChartWidget(QWidget):
                 line.set_draggable(on)
                 tag.draggable = on
             elif kind == "entry":
-                on = (ok and self.drag_enabled and not busy
-                      and (not valid_price(p.sl) or not valid_price(p.tp)))
+                on = ok and self.drag_enabled and not busy and bool(self.missing_levels())
                 line.set_draggable(on)
                 tag.draggable = on
             if not ok:
@@ -561,8 +570,7 @@ class ChartWidget(QWidget):
         if kind == "entry" and self.drag.creating and self._entry_hint:
             return f"{text} · {self._entry_hint}"
         if kind == "entry" and self.lines["entry"].draggable:
-            missing = [LINE_TITLES[k] for k in DRAGGABLE if self.engine_level(k) is None]
-            return f"{text} · drag for {'/'.join(missing)}"
+            return f"{text} · drag for {'/'.join(LINE_TITLES[k] for k in self.missing_levels())}"
         if st in NOTES:
             text += f" · {NOTES[st]}"
         elif st is LineState.LOCAL_ONLY:

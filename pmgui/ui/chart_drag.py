@@ -155,7 +155,7 @@ class DragController(QObject):
                     chart.machine(self.kind).cancel()
                     chart.refresh_levels()
                 self.kind = None
-                if chart.engine_level(want) is None:  # only a missing level can be created
+                if want in chart.missing_levels():  # only a missing level can be created
                     self.kind = want
                     chart.machine(want).start_drag(None)
             if self.kind is None:
