@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
 from pmgui.domain.enums import ActionType, Reason, Side
@@ -352,6 +352,8 @@ def test_crosshair_shows_price_time_and_the_result_of_a_stop_or_target_there(qtb
     p = mouse.at(41_500.0, x_frac=0.3)
     mouse.move(p)
     assert "TP here · +" in chart.readout.text()
+    QApplication.sendEvent(chart.plot.viewport(), QEvent(QEvent.Type.Leave))
+    assert not chart.cross_h.isVisible() and chart.readout.text().strip() == ""
 
 
 def test_the_rules_indicator_is_drawn_thin_with_its_name(qtbot):
@@ -418,3 +420,23 @@ def test_stack_tags_keeps_order_and_bounds():
     assert out["b"] - out["a"] >= 21 and out["c"] - out["b"] >= 21
     assert out["d"] == 90  # clamped to the bottom edge
     assert out["c"] <= out["d"] - 21
+
+
+def test_indicator_follows_new_candles_one_at_a_time():
+    """The GUI thread never recomputes the whole history for a new candle: the tracker adds
+    it, and the result equals a fresh computation over the same candles."""
+    from pmgui.ui.chart_indicator import IndicatorTracker, rule_indicator
+
+    cs = candles(120, start=40_000.0, step=7.0)
+    pos = POS.evolve(preset="breakout")
+    tracker = IndicatorTracker(max_candles=200)
+    first = tracker.update(pos, cs[:100], BTC)
+    assert first is not None and len(first.xs) == 100 - 22 + 1
+    line = None
+    for n in range(101, 121):
+        line = tracker.update(pos, cs[:n], BTC)
+    assert line == rule_indicator(pos, cs, BTC)
+    assert tracker.update(pos, cs, BTC) is line  # nothing new: nothing recomputed
+    # other rules start over; rules without an indicator give none
+    assert tracker.update(pos.evolve(preset="active"), cs, BTC).name == "Trail 2%"
+    assert tracker.update(POS, cs, BTC) is None

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -51,7 +51,7 @@ from pmgui.ui.chart_drag import (
     created_kind,
     trigger_reason,
 )
-from pmgui.ui.chart_indicator import IndicatorLine, rule_indicator
+from pmgui.ui.chart_indicator import IndicatorLine, IndicatorTracker
 from pmgui.ui.chart_items import CandlestickItem, LevelLine, LevelTag, stack_tags
 from pmgui.ui.chart_state import LineMachine, LineState, Verdict, verdict
 from pmgui.ui.fmt import fmt_price, fmt_qty
@@ -93,7 +93,7 @@ class ChartWidget(QWidget):
         self._markers: dict[str, list[tuple[float, float, str, str]]] = {}
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
         self._indicator: IndicatorLine | None = None
-        self._indicator_key: tuple | None = None
+        self._tracker = IndicatorTracker()
         self._rendered: tuple | None = None
         self._entry_hint = ""
 
@@ -186,6 +186,7 @@ class ChartWidget(QWidget):
             c.setVisible(False)
             self.plot.addItem(c, ignoreBounds=True)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot.viewport().installEventFilter(self)  # leaving the plot hides the crosshair
         self.vb.sigRangeChanged.connect(lambda *_: self._layout_tags())
         self.vb.sigResized.connect(lambda *_: self._layout_tags())
 
@@ -685,14 +686,9 @@ class ChartWidget(QWidget):
         if s is None or series is None:
             self._indicator = None
         else:
-            p = s.position
-            key = (p.id, p.preset, tuple(sorted(p.overrides.items())), p.side, p.opened_at,
-                   series.version, self._market)
-            if key != self._indicator_key:
-                self._indicator_key = key
-                cs = series.candles
-                done = cs[:-1] if series.forming else cs
-                self._indicator = rule_indicator(p, done, self._market, series.base)
+            cs = series.candles
+            done = cs[:-1] if series.forming else cs
+            self._indicator = self._tracker.update(s.position, done, self._market, series.base)
         ind = self._indicator
         if ind is None:
             self.indicator_curve.setData([], [])
@@ -739,6 +735,13 @@ class ChartWidget(QWidget):
         self.cross_v.setValue(pt.x())
         self.cross_h.setValue(pt.y())
         self.readout.setText(self.crosshair_text(pt.x(), pt.y()))
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        if ev.type() == QEvent.Type.Leave and obj is self.plot.viewport():
+            self.cross_v.setVisible(False)
+            self.cross_h.setVisible(False)
+            self.readout.setText(" ")
+        return False
 
     def crosshair_text(self, x: float, y: float) -> str:
         """`30 Nov 14:32 · 41,250.0 · SL here −1.8% · −$92 · −0.9R`: the price and time
