@@ -1,3 +1,5 @@
 """pmgui — a live position monitor and manager for crypto-futures traders."""
 
-__version__ = "0.1.0"
+from pmgui.identity import version as _version
+
+__version__ = _version()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pmgui import __version__
+from pmgui import identity
 from pmgui.domain.errors import PmguiError
 
 log = logging.getLogger("pmgui")
@@ -48,7 +48,7 @@ def _non_negative(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pmgui", description="Live position monitor and manager for crypto futures.")
-    p.add_argument("--version", action="version", version=f"pmgui {__version__}")
+    p.add_argument("--version", action="version", version=identity.version_line())
     p.add_argument("--headless", action="store_true",
                    help="run the engine without a window, logging to the console")
     p.add_argument("--db", type=Path, help="SQLite database (default: user data directory)")
@@ -204,10 +204,14 @@ def _run(args: argparse.Namespace) -> int:
     from pmgui.engine.build import build_engine
 
     config, db = _load(args)
+    if not args.headless:  # before the database exists: a window that cannot open, stops here
+        from pmgui.qtcheck import check_qt_libraries
+
+        _check_display(args.screenshot is not None)
+        check_qt_libraries()
     engine = build_engine(config, db)
     if args.headless:
         return _headless(engine, args.exit_after, db)
-    _check_display(args.screenshot is not None)
     from pmgui.ui.app import run_gui
 
     _start(engine, db)

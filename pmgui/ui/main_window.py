@@ -65,6 +65,7 @@ from pmgui.engine.events import (
     TickEvent,
 )
 from pmgui.store.serialize import action_from_record
+from pmgui.ui.about import show_about
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
 from pmgui.ui.chart_state import verdict, verdict_message
@@ -349,6 +350,7 @@ class MainWindow(QMainWindow):
         btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         tb.addWidget(btn)
         self.options_menu = options
+        self.menuBar().addMenu("&Help").addAction("About pmgui…", lambda: show_about(self))
         self._update_action_state()
 
     def _build_status_bar(self) -> None:

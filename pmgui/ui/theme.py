@@ -9,10 +9,13 @@ different values of the same fields.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, replace
 
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QPalette
 from PySide6.QtWidgets import QApplication
+
+from pmgui import resources
 
 THEMES = ("dark", "light")
 
@@ -43,21 +46,14 @@ class Theme:
     red_up: bool = False
 
 
-_DARK = Theme(
-    name="dark", dark=True, window="#1b1e23", base="#14161a", alt_base="#1a1d22",
-    text="#e6e8eb", muted="#9aa3ad", grid="#2c3138", highlight="#2f5d8a",
-    up="#26a69a", down="#ef5350", entry="#c9d1d9", sl="#ff6b6b", tp="#4cd694",
-    trailing="#f0b429", liquidation="#c77dff", last="#58a6ff", warning="#ffb020",
-    ok="#4cd694", marker="#ffd166",
-)
+def _load(name: str) -> Theme:
+    """A theme from its bundled file (pmgui/resources/themes/NAME.toml)."""
+    return Theme(name=name, **tomllib.loads(resources.read_text("themes", f"{name}.toml")))
 
-_LIGHT = Theme(
-    name="light", dark=False, window="#f3f4f6", base="#ffffff", alt_base="#f6f8fa",
-    text="#1f2328", muted="#57606a", grid="#d0d7de", highlight="#9cc3ef",
-    up="#0b8a5f", down="#cf222e", entry="#424a53", sl="#cf222e", tp="#0b8a5f",
-    trailing="#9a6700", liquidation="#8250df", last="#0969da", warning="#9a6700",
-    ok="#0b8a5f", marker="#bc4c00",
-)
+
+_DARK = _load("dark")
+
+_LIGHT = _load("light")
 
 # Okabe–Ito: distinguishable with every common colour-vision deficiency.
 _CB_UP, _CB_DOWN = "#0072b2", "#e69f00"
