@@ -133,10 +133,14 @@ async def test_a_clock_still_refused_after_the_sync_fails_clearly_without_a_loop
         await ex.close()
 
 
+LIVE = replace(AdapterSettings(), stream_ack_timeout=FAST.stream_ack_timeout)
+
+
 @pytest.mark.parametrize("close", [True, False], ids=["closed", "left-open"])
+@pytest.mark.parametrize("settings", [FAST, LIVE], ids=["fast", "live-timings"])
 async def test_listen_key_expiry_recreates_the_order_stream(
-        server: BinanceServer, close: bool) -> None:
-    async with _running(server) as (ex, sink):
+        server: BinanceServer, close: bool, settings: AdapterSettings) -> None:
+    async with _running(server, settings) as (ex, sink):
         (old_key,) = server.listen_keys
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -146,8 +150,9 @@ async def test_listen_key_expiry_recreates_the_order_stream(
                             and server.user_ws_keys[-1] in server.listen_keys
                             and sink.connections[-1].orders, timeout=RECOVERY_BOUND)
         took = loop.time() - t0
-        print(f"\nlisten key expired ({'closed' if close else 'left open'}): stream back "
-              f"after {took:.3f} s")
+        print(f"\nlisten key expired ({'closed' if close else 'left open'}, "
+              f"{'live' if settings is LIVE else 'fast'} timings): stream back after "
+              f"{took:.3f} s")
         assert ex.stream_renewals >= (0 if close else 1)
         # and it carries events again: a fill arrives through the new stream
         n = len(sink.updates)
@@ -159,7 +164,7 @@ async def test_listen_key_expiry_recreates_the_order_stream(
 
 
 async def test_silently_expired_key_is_found_by_the_keep_alive(server: BinanceServer) -> None:
-    settings = replace(FAST, listen_key_check=0.3)
+    settings = replace(FAST, listen_key_check=AdapterSettings().listen_key_check)
     async with _running(server, settings) as (ex, sink):
         (old_key,) = server.listen_keys
         loop = asyncio.get_running_loop()
@@ -168,7 +173,9 @@ async def test_silently_expired_key_is_found_by_the_keep_alive(server: BinanceSe
         await sink.wait_for(lambda: server.listen_keys and old_key not in server.listen_keys
                             and server.user_stream_connected
                             and sink.connections[-1].orders, timeout=RECOVERY_BOUND)
-        print(f"\nlisten key expired silently: stream back after {loop.time() - t0:.3f} s")
+        took = loop.time() - t0
+        print(f"\nlisten key expired silently: stream back after {took:.3f} s")
+        assert took < RECOVERY_BOUND
         assert ex.stream_renewals == 1
         assert any(p.endswith("/listenKey") and m == "PUT" for m, p, _ in server.requests)
 
@@ -214,29 +221,45 @@ async def test_connection_state_reports_offset_streams_and_rate_limit_headroom(
         await sink.wait_for(lambda: sink.connections[-1].rate_limit_headroom == 0.0)
 
 
-@pytest.mark.parametrize("skew", [20.0, -20.0])
-async def test_engine_orders_reach_the_exchange_after_a_clock_jump(
-        server: BinanceServer, tmp_path, skew: float) -> None:
-    """Through the whole engine: the venue's clock jumps by ±20 s while pmgui runs; the next
-    open (entry, then its SL and TP) reaches the emulator within the bound, each once."""
+@contextlib.asynccontextmanager
+async def _engine(server: BinanceServer, db_path, settings: AdapterSettings = FAST):
+    """EngineCore over the adapter over the emulator, streaming, with a real store."""
     import time
 
-    from pmgui.domain.enums import Side
     from pmgui.domain.models import frozen_map
-    from pmgui.engine import commands as cmd
     from pmgui.engine.core import EngineCore
     from pmgui.engine.outbox import Outbox
     from pmgui.engine.settings import EngineSettings, SymbolRules
     from pmgui.store.db import Store
 
-    ex = _exchange(server)
-    store = Store.open(tmp_path / "skew.db")
-    settings = EngineSettings(default_preset="manual", protect_throttle=0.0,
-                              symbols=frozen_map({BTC: SymbolRules("monitor")}))
-    engine = EngineCore(ex, store, Outbox(), settings, clock=time.time)
+    ex = _exchange(server, settings)
+    store = Store.open(db_path)
+    outbox = Outbox()
+    events: list[object] = []
+    outbox.add_listener(events.append)
+    rules = EngineSettings(default_preset="manual", protect_throttle=0.0,
+                           symbols=frozen_map({BTC: SymbolRules("monitor")}))
+    engine = EngineCore(ex, store, outbox, rules, clock=time.time)
     await engine.start()
     run = asyncio.create_task(ex.run(engine))
     try:
+        yield engine, events
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await engine.shutdown()
+
+
+@pytest.mark.parametrize("skew", [20.0, -20.0])
+async def test_engine_orders_reach_the_exchange_after_a_clock_jump(
+        server: BinanceServer, tmp_path, skew: float) -> None:
+    """Through the whole engine: the venue's clock jumps by ±20 s while pmgui runs; the next
+    open (entry, then its SL and TP) reaches the emulator within the bound, each once."""
+    from pmgui.domain.enums import Side
+    from pmgui.engine import commands as cmd
+
+    async with _engine(server, tmp_path / "skew.db") as (engine, _):
         server.faults.clock_skew = skew
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -251,11 +274,39 @@ async def test_engine_orders_reach_the_exchange_after_a_clock_jump(
         assert stops == [49_000.0, 52_000.0]
         syncs = [p for m, p, _ in server.requests if m == "GET" and p.endswith("/time")]
         assert len(syncs) == 2  # connect, and one resync however many requests were refused
-    finally:
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
-        await engine.shutdown()
+
+
+async def test_engine_hears_a_stop_fill_through_the_recreated_stream(
+        server: BinanceServer, tmp_path) -> None:
+    """The listen key expires while a position is protected; the order stream comes back
+    (REST order polling is slowed right down, so only the stream can tell) and the stop
+    that fills afterwards closes the position in the engine and the store."""
+    from pmgui.domain.enums import Side
+    from pmgui.engine import commands as cmd
+    from pmgui.engine.events import ConnectionEvent, PositionRemoved
+
+    slow_rest = replace(FAST, order_poll_interval=3600.0)
+    async with _engine(server, tmp_path / "lk.db", slow_rest) as (engine, events):
+        await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=49_500.0))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await server.expire_listen_keys(close=True)
+        sink = RecordingSink()  # (only for its wait_for)
+
+        def orders_up() -> bool:
+            conns = [e for e in events if isinstance(e, ConnectionEvent)]
+            return bool(conns) and conns[-1].orders and server.user_stream_connected > 0 \
+                and server.user_ws_keys[-1] in server.listen_keys
+
+        await sink.wait_for(orders_up, timeout=RECOVERY_BOUND)
+        print(f"\nengine, listen key expired: order stream back after {loop.time() - t0:.3f} s")
+        await server.set_price(BTC, 49_400)
+        await sink.wait_for(lambda: any(isinstance(e, PositionRemoved) for e in events),
+                            timeout=RECOVERY_BOUND)
+        (gone,) = [e.position for e in events if isinstance(e, PositionRemoved)]
+        assert gone.exit_price == pytest.approx(49_400.0)
+        assert not engine.store.load_open_positions()
+        assert not any(p.amount for p in server.state.positions.values())
 
 
 async def test_listen_keys_and_api_keys_never_reach_the_logs(
@@ -296,3 +347,27 @@ async def test_listen_keys_and_api_keys_never_reach_the_logs(
     assert any("X-MBX-APIKEY" in t for t in texts)
     for token in [*server.issued_listen_keys, api_key, secret]:
         assert token not in blob, token
+
+
+async def test_a_rest_outage_is_said_once_and_its_end_is_said(
+        server: BinanceServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Market stream silent and REST refused for a while: one warning per failing thing,
+    not one per symbol per second, and one line when it works again."""
+    async with _running(server) as (_ex, sink):
+        caplog.set_level(logging.DEBUG, logger="pmgui.exchange.ccxt_adapter")
+        server.faults.market_data_stalled = True
+        server.faults.http_429 = 10_000
+        server.faults.http_429_paths = ("ticker",)
+        n0 = sum(p.endswith("ticker/24hr") for p in server.paths())
+        await sink.wait_for(lambda: sum(p.endswith("ticker/24hr") for p in server.paths())
+                            >= n0 + 6)  # many refused polls
+        server.faults.http_429 = 0
+        await sink.wait_for(lambda: any("works again after" in r.getMessage()
+                                        for r in caplog.records))
+        server.faults.market_data_stalled = False
+    polls = [r for r in caplog.records if f"REST price poll {BTC}" in r.getMessage()]
+    warned = [r for r in polls if r.levelno >= logging.WARNING]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    again = [r for r in polls if "works again after" in r.getMessage()]
+    assert len(again) == 1 and again[0].levelno == logging.INFO
+    assert "failures)" in again[0].getMessage()

@@ -93,7 +93,9 @@ class AdapterSettings:
     lookup_grace: float = 1.0  # wait before looking up a timed-out create (let it land)
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, max_delay=30.0))
     price_source: str = "auto"  # auto | ticker | bids_asks | trades
-    listen_key_check: float = 60.0  # keep-alive probe of the private stream's listen key
+    # keep-alive probe of the listen key (weight 1): a key that expired without a word is
+    # found within this, so the order stream is back well inside 10 s
+    listen_key_check: float = 5.0
     stream_ack_timeout: float = 10.0  # an acknowledged order unseen by the stream → stalled
 
 
@@ -224,6 +226,7 @@ class CcxtExchange:
         self._renew_reason = ""  # set → the order loop recreates the private stream
         self._awaiting_stream: dict[str, tuple[float, str]] = {}  # ex id → (deadline, cid)
         self._stream_renewals = 0
+        self._outages: dict[str, tuple[float, int]] = {}  # what → (since, failures)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -393,6 +396,22 @@ class CcxtExchange:
         left, limit = _f(h.get("x-bapi-limit-status")), _pos(h.get("x-bapi-limit"))
         if left is not None and limit:
             self._headroom = max(0.0, min(1.0, left / limit))
+
+    def _failing(self, what: str, err: object) -> None:
+        """A repeated failure is said once (then at debug level) until `_working(what)`."""
+        since, n = self._outages.get(what, (self._clock(), 0))
+        self._outages[what] = (since, n + 1)
+        if n == 0:
+            log.warning("%s %s: %s (said once, until it recovers)", self.id, what, err)
+        else:
+            log.debug("%s %s: %s (failure %d)", self.id, what, err, n + 1)
+
+    def _working(self, what: str) -> None:
+        outage = self._outages.pop(what, None)
+        if outage is not None:
+            since, n = outage
+            log.info("%s %s works again after %.1f s (%d failures)", self.id, what,
+                     max(0.0, self._clock() - since), n)
 
     def _on_ws_message(self, client: Any, message: Any) -> None:
         if isinstance(message, dict) and message.get("e") == "listenKeyExpired":
@@ -1094,13 +1113,14 @@ class CcxtExchange:
             except Exception as exc:
                 err = map_error(exc, self.id)
                 self._stream_up[symbol] = False
-                log.warning("%s price stream %s: %s", self.id, symbol, err)
+                self._failing(f"price stream {symbol}", err)
                 await self._publish_connection(detail=str(err))
                 await self._sleep(self._settings.backoff.delay(attempt))
                 attempt += 1
                 self._stream_started_at[symbol] = self._clock()
                 continue
             attempt = 0
+            self._working(f"price stream {symbol}")
             now = self._clock()
             self._last_stream_at[symbol] = now
             if not self._stream_up.get(symbol):
@@ -1197,9 +1217,9 @@ class CcxtExchange:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("%s REST price poll %s failed: %s", self.id, symbol,
-                        map_error(exc, self.id))
+            self._failing(f"REST price poll {symbol}", map_error(exc, self.id))
             return
+        self._working(f"REST price poll {symbol}")
         tick = self._tick_from(symbol, t)
         if tick is not None:
             # a REST ticker's timestamp may be the 24 h window's close; stamp it as received
@@ -1286,6 +1306,7 @@ class CcxtExchange:
                                              timeout=self._settings.order_stream_check)
                 if not done:
                     if not self._orders_up and self._private_connected():
+                        self._working("order stream")
                         self._orders_up = True
                         self._orders_error = ""
                         await self._publish_connection()
@@ -1309,7 +1330,7 @@ class CcxtExchange:
                     err = map_error(exc, self.id)
                     self._orders_up = False
                     self._orders_error = str(err)
-                    log.warning("%s order stream: %s", self.id, err)
+                    self._failing("order stream", err)
                     await self._publish_connection()
                     # the next dial must not reuse a listen key that may be dead
                     self._forget_listen_key(ex)
@@ -1318,6 +1339,7 @@ class CcxtExchange:
                     resync = True
                     continue
                 attempt = 0
+                self._working("order stream")
                 if not self._orders_up:
                     self._orders_up = True
                     self._orders_error = ""
@@ -1525,15 +1547,16 @@ class CcxtExchange:
         if ex is None:
             return
         rows: list[Mapping[str, Any]] = []
-        for key, (oid, symbol, trigger) in list(self._tracked_open.items()):
+        for oid, symbol, trigger in list(self._tracked_open.values()):
             try:
                 o = await ex.fetch_order(oid, symbol, self._params(
                     trigger=True if trigger else None))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("%s resync of %s failed: %s", self.id, key, map_error(exc, self.id))
+                self._failing("order resync by REST", map_error(exc, self.id))
                 continue
+            self._working("order resync by REST")
             if o:
                 rows.append(o)
                 info = o.get("info") or {}
