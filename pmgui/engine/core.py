@@ -263,12 +263,20 @@ class EngineCore:
         return STOP_REASON[pos.sl_kind]
 
     async def execute(self, action: Action) -> None:
-        """Carry out one decision. The decision is journaled first, then acted on."""
+        """Carry out one decision, the rules' and the trader's alike (a manual SetTargets is
+        MOVE_SL/MOVE_TP actions through here). The decision is journaled first, then acted
+        on; level moves leave the position dirty for the protection sync that follows."""
         rt = self.book.runtime(action.position_id)
         if rt is None or not rt.is_open:
             return
         pos = rt.position
-        if action.sl is None or action.tp is None:  # the log shows the levels in force
+        moved: Position | None = None
+        if action.type in (ActionType.MOVE_SL, ActionType.MOVE_TP):
+            moved = self._moved(pos, action)
+            if moved is None:
+                return
+            action = replace(action, sl=moved.sl, tp=moved.tp)  # the log shows the new levels
+        elif action.sl is None or action.tp is None:  # the log shows the levels in force
             action = replace(action, sl=pos.sl if action.sl is None else action.sl,
                              tp=pos.tp if action.tp is None else action.tp)
         self.store.record_action(action, symbol=pos.symbol)
@@ -278,17 +286,8 @@ class EngineCore:
                 await self._reduce(rt, pos.qty, action.reason, action)
             elif action.type is ActionType.REDUCE:
                 await self._reduce(rt, action.qty or 0.0, action.reason, action)
-            elif action.type is ActionType.MOVE_SL and action.sl is not None:
-                kind = action.stop_kind or StopKind.MANUAL
-                new = pos.evolve(sl=action.sl, sl_kind=kind,
-                                 trailing=action.sl if kind is StopKind.TRAILING else pos.trailing,
-                                 initial_sl=pos.initial_sl if pos.initial_sl is not None
-                                 else action.sl,
-                                 flags=pos.flags | action.flags)
-                self.set_position(new)
-                rt.protect_dirty = True
-            elif action.type is ActionType.MOVE_TP and action.tp is not None:
-                self.set_position(pos.evolve(tp=action.tp, flags=pos.flags | action.flags))
+            elif moved is not None:
+                self.set_position(moved)
                 rt.protect_dirty = True
             elif action.type is ActionType.ADD and action.qty:
                 await self._add(rt, action)
@@ -297,6 +296,31 @@ class EngineCore:
             self.outbox.publish(ErrorEvent(f"{pos.symbol}: {action.reason.value} failed: {exc}",
                                            self.clock(), pos.id))
         self.outbox.publish(ActionTaken(action, pos.symbol, ok, detail))
+
+    @staticmethod
+    def _moved(pos: Position, action: Action) -> Position | None:
+        """The position after a level move. A rule names the new level in `sl`/`tp`; a manual
+        move may also remove one (`inputs` new_sl/new_tp = None) and re-levels the tranches."""
+        manual = action.reason is Reason.MANUAL
+        if action.type is ActionType.MOVE_SL:
+            sl = action.inputs["new_sl"] if "new_sl" in action.inputs else action.sl
+            if sl is None and not manual:
+                return None
+            kind = StopKind.MANUAL if manual else (action.stop_kind or StopKind.MANUAL)
+            new = pos.evolve(sl=sl, sl_kind=kind,
+                             trailing=sl if kind is StopKind.TRAILING else pos.trailing,
+                             initial_sl=pos.initial_sl if pos.initial_sl is not None else sl,
+                             flags=pos.flags | action.flags)
+            if manual:
+                new = new.evolve(tranches=tuple(replace(t, sl=sl) for t in pos.tranches))
+            return new
+        tp = action.inputs["new_tp"] if "new_tp" in action.inputs else action.tp
+        if tp is None and not manual:
+            return None
+        new = pos.evolve(tp=tp, flags=pos.flags | action.flags)
+        if manual:
+            new = new.evolve(tranches=tuple(replace(t, tp=tp) for t in pos.tranches))
+        return new
 
     # ------------------------------------------------------------------ orders
 
@@ -648,6 +672,8 @@ class EngineCore:
         return rt
 
     async def _set_targets(self, c: cmd.SetTargets) -> cmd.CommandResult:
+        """The trader's level change: MOVE_SL/MOVE_TP actions through `execute`, then the
+        protection sync; the result says per level what the venue confirmed."""
         rt = self._runtime(c.position_id)
         pos = rt.position
         market = self.market.market(pos.symbol)
@@ -663,29 +689,32 @@ class EngineCore:
         async with rt.lock:
             pos = self._runtime(c.position_id).position
             now = self.clock()
-            new = pos.evolve(sl=sl, tp=tp, tranches=tuple(
-                replace(t, sl=sl if sl != pos.sl else t.sl, tp=tp if tp != pos.tp else t.tp)
-                for t in pos.tranches))
             if sl != pos.sl:
-                new = new.evolve(sl_kind=StopKind.MANUAL,
-                                 initial_sl=pos.initial_sl if pos.initial_sl is not None else sl)
-                a = Action(ActionType.MOVE_SL, Reason.MANUAL, pos.id, price, sl=sl, tp=tp,
-                           rule="manual", ts=now, stop_kind=StopKind.MANUAL,
-                           inputs=frozen_map({"old_sl": pos.sl, "new_sl": sl}))
-                self.store.record_action(a, symbol=pos.symbol)
-                self.outbox.publish(ActionTaken(a, pos.symbol))
+                await self.execute(Action(
+                    ActionType.MOVE_SL, Reason.MANUAL, pos.id, price, sl=sl, rule="manual",
+                    ts=now, stop_kind=StopKind.MANUAL,
+                    inputs=frozen_map({"old_sl": pos.sl, "new_sl": sl})))
             if tp != pos.tp:
-                a = Action(ActionType.MOVE_TP, Reason.MANUAL, pos.id, price, sl=sl, tp=tp,
-                           rule="manual", ts=now, inputs=frozen_map({"old_tp": pos.tp,
-                                                                      "new_tp": tp}))
-                self.store.record_action(a, symbol=pos.symbol)
-                self.outbox.publish(ActionTaken(a, pos.symbol))
-            self.set_position(new)
+                await self.execute(Action(
+                    ActionType.MOVE_TP, Reason.MANUAL, pos.id, price, tp=tp, rule="manual",
+                    ts=now, inputs=frozen_map({"old_tp": pos.tp, "new_tp": tp})))
             await self.protector.sync(rt, force=True)
         self.publish_position(rt)
         cur = rt.position
-        return cmd.CommandResult(True, f"{pos.symbol}: SL {_fmt(cur.sl)} · TP {_fmt(cur.tp)}",
-                                 pos.id)
+        if not cur.is_open:  # the level was already through the market: closed at once
+            return cmd.CommandResult(True, f"{cur.symbol}: closed at once "
+                                           f"({cur.exit_reason}) — the level was already "
+                                           "crossed", cur.id,
+                                     realized_pnl=cur.realized_pnl)
+        outcomes = tuple(self.protector.outcome(rt, role) for role in PROTECTIVE)
+        parts = []
+        for o in outcomes:
+            text = f"{o.role.upper()} {_fmt(o.level)}"
+            if o.level is not None and o.protection != Protection.ON_EXCHANGE.value:
+                text += f" (local only: {o.reason})"
+            parts.append(text)
+        return cmd.CommandResult(True, f"{cur.symbol}: " + " · ".join(parts), cur.id,
+                                 outcomes=outcomes)
 
     async def _close_command(self, c: cmd.ClosePosition) -> cmd.CommandResult:
         if not 0 < c.fraction <= 1:
@@ -876,8 +905,10 @@ class EngineCore:
         async with rt.lock:  # ticks may already be evaluating the new position
             await self.protector.sync(rt, force=True)
         self.publish_position(rt)
+        outcomes = tuple(self.protector.outcome(rt, role) for role in PROTECTIVE) \
+            if rt.is_open else ()
         return cmd.CommandResult(True, f"opened {c.side.value} {result.filled:g} {c.symbol} @ "
-                                 f"{result.average:g}", pid)
+                                 f"{result.average:g}", pid, outcomes=outcomes)
 
 
 def _number(value: object, name: str) -> float:
