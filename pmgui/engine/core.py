@@ -23,6 +23,7 @@ places.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +45,7 @@ from pmgui.domain.errors import (
     ExchangeError,
     PmguiError,
     PositionNotFound,
+    RetryableExchangeError,
     ValidationError,
 )
 from pmgui.domain.models import (
@@ -123,7 +125,9 @@ class EngineCore:
         self.protector = Protector(self)
         self.reconciler = Reconciler(self)
         self._connection = ConnectionState(False, False, "connecting")
-        self.started = False
+        self._orders_up = asyncio.Event()
+        self.stream_task: asyncio.Task[None] | None = None
+        self.started = False  # rules act only once the start-up reconciliation is done
 
     # read-only views for callers outside the engine (UI queries, tests, replay)
     @property
@@ -140,8 +144,15 @@ class EngineCore:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Connect, restore from the store, reconcile with the exchange, protect."""
+    async def start(self, stream: bool = False, stream_wait: float = 10.0) -> None:
+        """Connect, restore from the store, reconcile with the exchange, protect; rules act
+        only after that (DESIGN §2 start-up order).
+
+        With `stream`, the venue's streams (`exchange.run`) are started here, before the
+        snapshot: the order/user stream is up first (waited for up to `stream_wait` s), so
+        a fill after the snapshot arrives through it instead of falling into a blind spot.
+        The task is `stream_task`; `shutdown()` stops it.
+        """
         await self.exchange.connect()
         self.market.markets = dict(self.exchange.markets())
         stored_rules = self.store.get_setting("symbol_rules", {}) or {}
@@ -150,6 +161,13 @@ class EngineCore:
         for pos in self.store.load_open_positions():
             self.set_position(pos, persist=False)
         self.ledger.load()
+        symbols = sorted(self.book.symbols() | {d.symbol for d in self._demo})
+        if symbols:
+            self.exchange.subscribe(symbols)
+        if stream:
+            self.stream_task = asyncio.create_task(self.exchange.run(self),
+                                                   name="exchange-stream")
+            await self._wait_for_order_stream(stream_wait)
         await self.reconciler.reconcile(startup=True)
         symbols = sorted(self.book.symbols() | {d.symbol for d in self._demo})
         if symbols:
@@ -165,8 +183,35 @@ class EngineCore:
         await self.refresh_account()
         self.started = True
 
+    async def _wait_for_order_stream(self, timeout: float) -> None:
+        task = self.stream_task
+        assert task is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._connection.orders:
+            if task.done():
+                task.result()  # the stream failed at once: raise its error
+                raise ExchangeError(f"{self.exchange.id}: the exchange stream ended at start")
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("%s: the order stream is not up after %.0f s; reconciling anyway "
+                            "(orders are polled until it is)", self.exchange.id, timeout)
+                return
+            self._orders_up.clear()
+            try:
+                await asyncio.wait_for(self._orders_up.wait(), min(left, 0.25))
+            except TimeoutError:
+                pass
+
+    async def stop_stream(self) -> None:
+        task, self.stream_task = self.stream_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def shutdown(self) -> None:
         """Persist everything that is only in memory; the exchange keeps the orders."""
+        await self.stop_stream()
         for pos in self.book.values():
             self.store.save_position(pos)
         try:
@@ -191,6 +236,8 @@ class EngineCore:
 
     async def on_connection(self, state: ConnectionState) -> None:
         self._connection = state
+        if state.orders:
+            self._orders_up.set()
         self.publish_connection()
 
     def publish_connection(self) -> None:
@@ -242,7 +289,9 @@ class EngineCore:
         if observed is not pos:
             self.set_position(observed, persist=False)
             pos = observed
-        if rt.lock.locked():  # an order for this position is in flight: decide next tick
+        if rt.lock.locked() or not self.started:
+            # an order for this position is in flight, or start-up has not reconciled yet:
+            # decide on a later tick
             self.publish_position(rt)
             return
         async with rt.lock:
@@ -488,13 +537,68 @@ class EngineCore:
         self.outbox.publish(PositionRemoved(pos, self.clock()))
         await self.refresh_account()
 
+    async def verify_before_close(self, rt: PositionRuntime,
+                                  remote: list[ExchangePosition] | None = None) -> float:
+        """Never act on a position that may not be ours any more (DESIGN §5).
+
+        Before a market close: the state of the position's resting stop/TP orders is looked
+        up (a stop that filled closes the position in the ledger, and nothing is sent), then
+        what the exchange holds for the symbol and side right now (`remote`, fetched when not
+        given) bounds the close; a position the exchange no longer holds is reconciled, not
+        closed. Returns the quantity that may be closed (0: nothing to send). Raises
+        ExchangeError when the venue cannot tell: no close is sent blind.
+        """
+        pos = rt.position
+        protective = [o for o in rt.pending() if o.role in PROTECTIVE]
+        if protective:
+            answers = await asyncio.gather(
+                *(self.exchange.fetch_order_by_client_id(o.client_id, o.symbol)
+                  for o in protective), return_exceptions=True)
+            for o, found in zip(protective, answers, strict=True):
+                if isinstance(found, BaseException):
+                    if not isinstance(found, ExchangeError):
+                        raise found
+                    raise _unsure(found, f"{pos.symbol}: not closing while the state of "
+                                         f"its {o.role.value} order is unknown ({found})")
+                if found is not None:
+                    await self.apply_order(found, (), synthesize=True)
+                if not rt.is_open:
+                    return 0.0  # its own stop/TP closed it: nothing to send
+                if found is not None and found.status is OrderStatus.FILLED \
+                        and found.filled <= EPS:
+                    # it fired; its fill is on its way (the order stream or the next
+                    # lookup books it): closing now could hit someone else's position
+                    log.info("%s: its %s order fired; waiting for its fill instead of "
+                             "closing", pos.symbol, o.role.value)
+                    return 0.0
+        if remote is None:
+            try:
+                remote = await self.exchange.fetch_positions()
+            except ExchangeError as exc:
+                raise _unsure(exc, f"{pos.symbol}: not closing while the exchange's "
+                                   f"position is unknown ({exc})") from exc
+        if not rt.is_open:
+            return 0.0
+        pos = rt.position
+        r = next((r for r in remote if r.symbol == pos.symbol and r.side is pos.side
+                  and r.qty > 0), None)
+        held = r.qty if r is not None else 0.0
+        if held + self.market.market(pos.symbol).amount_step / 2 < pos.qty:
+            await self.reconciler.align(rt, r)  # closed or reduced outside pmgui: journaled
+        return min(held, rt.position.qty) if rt.is_open else 0.0
+
     async def _reduce(self, rt: PositionRuntime, qty: float, reason: Reason | str,
-                      action: Action | None = None) -> Order | None:
+                      action: Action | None = None,
+                      remote: list[ExchangePosition] | None = None) -> Order | None:
+        """A reduce-only market close of `qty` (None: nothing was left to send)."""
+        closable = await self.verify_before_close(rt, remote)
+        if closable <= 0:
+            return None
         pos = rt.position
         market = self.market.market(pos.symbol)
-        qty, close_all = scale_out(qty, pos.qty, market)
+        qty, close_all = scale_out(min(qty, closable), closable, market)
         if close_all:
-            qty = pos.qty
+            qty = closable
         if qty <= 0:
             raise ValidationError(f"nothing to close in {pos.symbol}")
         flags = action.flags if action else frozenset()
@@ -505,6 +609,16 @@ class EngineCore:
             self.ledger.reduce_flags[req.client_id] = flags
         try:
             order = await self.place(req)
+        except OrderStatusUnknown:
+            raise  # looked up by client id; never re-sent while its fate is unknown
+        except ExchangeError:
+            # Refused (e.g. nothing left to reduce): look up and reconcile, never re-send.
+            if rt.is_open:
+                try:
+                    await self.verify_before_close(rt)
+                except ExchangeError as exc:
+                    log.info("%s: lookup after a refused close failed: %s", pos.symbol, exc)
+            raise
         finally:
             self.ledger.reduce_flags.pop(req.client_id, None)
         if flags and rt.is_open and self.book.runtime(rt.id) is rt:
@@ -716,7 +830,8 @@ class EngineCore:
         return cmd.CommandResult(True, f"{cur.symbol}: " + " · ".join(parts), cur.id,
                                  outcomes=outcomes)
 
-    async def _close_command(self, c: cmd.ClosePosition) -> cmd.CommandResult:
+    async def _close_command(self, c: cmd.ClosePosition,
+                             remote: list[ExchangePosition] | None = None) -> cmd.CommandResult:
         if not 0 < c.fraction <= 1:
             raise ValidationError(f"close fraction must be in (0, 1], got {c.fraction:g}")
         rt = self.book.runtime(c.position_id)
@@ -729,6 +844,7 @@ class EngineCore:
         try:
             async with rt.lock:
                 pos = self._runtime(c.position_id).position
+                before = {f.id for f in self.store.fills(pos.id)}
                 price = self.market.price(pos.symbol) or pos.entry
                 qty = pos.qty if c.fraction >= 1 else pos.qty * c.fraction
                 action = Action(ActionType.CLOSE if c.fraction >= 1 else ActionType.REDUCE,
@@ -736,12 +852,9 @@ class EngineCore:
                                 else Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
                                 ts=self.clock())
                 self.store.record_action(action, symbol=pos.symbol)
-                order = await self._reduce(rt, qty, action.reason)
+                await self._reduce(rt, qty, action.reason, remote=remote)
                 self.outbox.publish(ActionTaken(action, pos.symbol))
-            result = cmd.CommandResult(
-                True, f"{pos.symbol}: closed {order.filled if order else 0:g} @ "
-                      f"{_fmt(order.average if order else None)}", pos.id,
-                fills=tuple(self.store.fills(pos.id)))
+            result = self._close_result(pos, before)
             if not fut.done():
                 fut.set_result(result)
             return result
@@ -754,35 +867,83 @@ class EngineCore:
             if rt.closing is fut:
                 rt.closing = None
 
+    def _close_result(self, pos: Position, before: set[str]) -> cmd.CommandResult:
+        """Only this close's own fills (the closing ones, never the opening fill) and the P/L
+        they realized (net of their fees)."""
+        fills = tuple(f for f in self.store.fills(pos.id) if f.id not in before)
+        now = self.book.get(pos.id) or self.store.load_position(pos.id) or pos
+        qty = sum(f.qty for f in fills)
+        avg = sum(f.qty * f.price for f in fills) / qty if qty > 0 else None
+        pnl = now.realized_pnl - pos.realized_pnl
+        how = ""
+        if not fills and not now.is_open:
+            how = f" ({now.exit_reason})" if now.exit_reason else ""
+            msg = f"{pos.symbol}: already closed{how}; nothing was sent"
+        else:
+            if not now.is_open and now.exit_reason and now.exit_reason != Reason.MANUAL.value:
+                how = f" by its {now.exit_reason.replace('_', ' ')}"
+            msg = (f"{pos.symbol}: closed {qty:g} @ {_fmt(avg)}{how}; realized "
+                   f"{pnl:+,.2f}")
+        return cmd.CommandResult(True, msg, pos.id, fills=fills, realized_pnl=pnl)
+
     async def _close_all(self, c: cmd.CloseAll) -> cmd.CommandResult:
+        """Flatten (DESIGN §5): every position closed at once with reduce-only market orders
+        while its protective orders still stand; then the protective orders left are
+        cancelled, the exchange re-checked and residuals reported."""
         errors: list[str] = []
-        for order in self.ledger.resting():
+        rts = [rt for rt in self.book.runtimes() if rt.is_open]
+        remote: list[ExchangePosition] | None = None
+        if rts:
             try:
-                await self.cancel(order)
+                remote = await self.exchange.fetch_positions()  # one look for all of them
             except ExchangeError as exc:
-                errors.append(f"cancel {order.symbol}: {exc}")
-        closed = 0
-        for pid in list(self.book):
-            try:
-                await self._close_command(cmd.ClosePosition(pid, 1.0, c.reason))
+                errors.append(f"positions unavailable: {exc}")
+        if remote is not None or not rts:
+            results = await asyncio.gather(
+                *(self._close_command(cmd.ClosePosition(rt.id, 1.0, c.reason), remote)
+                  for rt in rts), return_exceptions=True)
+        else:
+            results = []
+        closed, realized, fills = 0, 0.0, []
+        for rt, res in zip(rts, results, strict=False):
+            if isinstance(res, cmd.CommandResult):
                 closed += 1
-            except PmguiError as exc:
-                errors.append(f"{pid}: {exc}")
+                realized += res.realized_pnl or 0.0
+                fills += res.fills
+            elif isinstance(res, PmguiError):
+                errors.append(f"{rt.symbol}: {res}")
+            elif isinstance(res, BaseException):
+                raise res
+        def orphaned(o: Order) -> bool:
+            owner = self.book.runtime(o.position_id)
+            return owner is None or not owner.is_open
+
+        # a position that could not be closed keeps its protection
+        leftovers = [o for o in self.ledger.resting() if o.role in PROTECTIVE and orphaned(o)]
+        cancels = await asyncio.gather(*(self.cancel(o) for o in leftovers),
+                                       return_exceptions=True)
+        for o, res in zip(leftovers, cancels, strict=True):
+            if isinstance(res, ExchangeError):
+                errors.append(f"cancel {o.symbol} {o.role.value}: {res}")
         residual: list[str] = []
         try:
             for r in await self.exchange.fetch_positions():
                 if r.qty > 0:
                     residual.append(f"{r.symbol} {r.side.value} {r.qty:g}")
+            notes: list[str] = []
+            await self.reconciler.cancel_orphans(await self.exchange.fetch_open_orders(), notes)
+            errors += [n for n in notes if "not cancelled" in n]
         except ExchangeError as exc:
             errors.append(f"re-check failed: {exc}")
-        msg = f"closed {closed} position(s)"
+        msg = f"closed {closed} position(s); realized {realized:+,.2f}"
         if residual:
             msg += "; STILL OPEN: " + ", ".join(residual)
             self.outbox.publish(ErrorEvent("Flatten left positions open: " + ", ".join(residual),
                                            self.clock()))
         if errors:
             msg += "; errors: " + "; ".join(errors)
-        return cmd.CommandResult(not residual and not errors, msg, residual=tuple(residual))
+        return cmd.CommandResult(not residual and not errors, msg, residual=tuple(residual),
+                                 fills=tuple(fills), realized_pnl=realized)
 
     def _set_automation(self, c: cmd.SetAutomation) -> cmd.CommandResult:
         targets = [self._runtime(c.position_id)] if c.position_id else self.book.runtimes()
@@ -915,6 +1076,10 @@ def _number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{name} must be a number")
     return float(value)
+
+
+def _unsure(exc: ExchangeError, message: str) -> ExchangeError:
+    return RetryableExchangeError(message) if exc.retryable else ExchangeError(message)
 
 
 def _fmt(v: float | None) -> str:

@@ -299,6 +299,11 @@ class OrderLedger:
         if merged.filled + EPS < known.filled:  # a stale update must not undo fills
             merged = replace(merged, filled=known.filled, average=known.average)
         new = old if merged.status is OrderStatus.PENDING else state_of(merged)
+        if new is S.FILLED and merged.filled <= EPS < merged.amount and not old.is_final:
+            # "filled" without a filled quantity: a conditional order fired and its market
+            # child's fill is still on its way. Not final until the quantity is known (else
+            # the stop would look lost and the position look closed by someone else).
+            new = old if old.is_live else S.ACKNOWLEDGED
         if new != old and not allowed(old, new):
             if _RANK[new] < _RANK[old]:
                 new = old  # stale report (older than what we know): its status is ignored

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, OrderStatus, PositionStatus, Reason, Side
 from pmgui.domain.errors import ExchangeError
-from pmgui.domain.models import Action, Position, Scalar, Tranche, frozen_map
+from pmgui.domain.models import Action, Order, Position, Scalar, Tranche, frozen_map
 from pmgui.engine.events import ActionTaken
 from pmgui.engine.ids import is_ours, new_position_id
 from pmgui.engine.ledger import OrderState
 from pmgui.engine.protection import PROTECTIVE
+from pmgui.engine.runtime import PositionRuntime
 from pmgui.exchange.base import ExchangePosition
 from pmgui.rules.tranches import reduce_tranches
 
@@ -125,20 +126,7 @@ class Reconciler:
             open_remote = await core.exchange.fetch_open_orders()
         except ExchangeError:
             open_remote = []
-        for o in open_remote:
-            if not is_ours(o.client_id):
-                continue
-            known = core.ledger.get(o.client_id)
-            owner = core.book.runtime(known.position_id if known else None)
-            if o.reduce_only and (owner is None or not owner.is_open):
-                try:
-                    await core.exchange.cancel_order(o)
-                    notes.append(f"cancelled orphaned {o.type.value} order {o.client_id}")
-                    state = core.ledger.state(o.client_id)
-                    if known and state is not None and not state.is_final:
-                        core.ledger.transition(o.client_id, OrderState.CANCELLED)
-                except ExchangeError as exc:
-                    notes.append(f"orphaned order {o.client_id} not cancelled: {exc}")
+        await self.cancel_orphans(open_remote, notes)
         for note in notes:
             self.log(note)
         notes += position_notes
@@ -149,6 +137,26 @@ class Reconciler:
                 async with rt.lock:
                     await core.protector.sync(rt, force=True)
         return notes
+
+    async def cancel_orphans(self, open_remote: list[Order], notes: list[str]) -> None:
+        """Reduce-only orders of ours on the exchange whose position is not open: cancelled."""
+        core = self.core
+        for o in open_remote:
+            if not is_ours(o.client_id) or not o.reduce_only:
+                continue
+            known = core.ledger.get(o.client_id)
+            owner = core.book.runtime(known.position_id if known else None)
+            if owner is not None and owner.is_open:
+                continue
+            try:
+                await core.exchange.cancel_order(o)
+            except ExchangeError as exc:
+                notes.append(f"orphaned order {o.client_id} not cancelled: {exc}")
+                continue
+            notes.append(f"cancelled orphaned {o.type.value} order {o.client_id}")
+            state = core.ledger.state(o.client_id)
+            if known and state is not None and not state.is_final:
+                core.ledger.transition(o.client_id, OrderState.CANCELLED)
 
     async def _positions(self, remote: list[ExchangePosition],
                          mark: int | None = None) -> list[str]:
@@ -169,37 +177,9 @@ class Reconciler:
             r = by_key.pop(key, None)
             if self._busy(key, mark) or rt.lock.locked() or not pos.is_open:
                 continue
-            if r is None:
-                price = core.market.price(pos.symbol) or pos.entry
-                closed = pos.evolve(status=PositionStatus.CLOSED, qty=0.0,
-                                    closed_at=core.clock(), exit_price=price,
-                                    exit_reason=Reason.RECONCILE.value)
-                core.set_position(closed)
-                note = f"{pos.symbol} {pos.side.value} was closed outside pmgui"
-                self.journal(ActionType.CLOSE, pos, note, price, pos.qty)
+            note = await self.align(rt, r)
+            if note:
                 notes.append(note)
-                await core.finish_close(closed)
-                continue
-            market = core.market.market(pos.symbol)
-            if abs(r.qty - pos.qty) > market.amount_step / 2:
-                note = (f"{pos.symbol} {pos.side.value} quantity {pos.qty:g} → {r.qty:g} "
-                        "(changed outside pmgui)")
-                if r.qty < pos.qty:  # the tranches shrink with it, oldest first
-                    tranches = reduce_tranches(pos.tranches, pos.qty - r.qty)
-                else:
-                    tranches = (*pos.tranches, Tranche(
-                        f"reconcile-{int(core.clock() * 1000):x}", r.qty - pos.qty,
-                        r.entry or pos.entry, core.clock(), pos.sl, pos.tp, "adopted"))
-                self.journal(
-                    ActionType.REDUCE if r.qty < pos.qty else ActionType.ADD, pos, note,
-                    core.market.price(pos.symbol) or pos.entry, abs(pos.qty - r.qty))
-                notes.append(note)
-                core.set_position(pos.evolve(qty=r.qty, entry=r.entry or pos.entry,
-                                             tranches=tranches))
-                # the protective orders are re-sized by the sync that follows reconciliation
-                rt.protect_dirty = True
-            if r.liquidation and r.liquidation != rt.position.liquidation:
-                core.set_position(rt.position.evolve(liquidation=r.liquidation))
         for r in by_key.values():
             if self._busy((r.symbol, r.side), mark):
                 continue
@@ -207,6 +187,43 @@ class Reconciler:
             log.info("reconcile: adopted %s %s %g @ %g (preset %s)", r.symbol, r.side.value,
                      r.qty, r.entry, pos.preset)
         return notes
+
+    async def align(self, rt: PositionRuntime, r: ExchangePosition | None) -> str:
+        """One position brought in line with what the exchange holds for its symbol and side
+        (`r`, None: nothing): closed or resized outside pmgui, journaled; returns the note."""
+        core = self.core
+        pos = rt.position
+        if r is None or r.qty <= 0:
+            price = core.market.price(pos.symbol) or pos.entry
+            closed = pos.evolve(status=PositionStatus.CLOSED, qty=0.0,
+                                closed_at=core.clock(), exit_price=price,
+                                exit_reason=Reason.RECONCILE.value)
+            core.set_position(closed)
+            note = f"{pos.symbol} {pos.side.value} was closed outside pmgui"
+            self.journal(ActionType.CLOSE, pos, note, price, pos.qty)
+            await core.finish_close(closed)
+            return note
+        note = ""
+        market = core.market.market(pos.symbol)
+        if abs(r.qty - pos.qty) > market.amount_step / 2:
+            note = (f"{pos.symbol} {pos.side.value} quantity {pos.qty:g} → {r.qty:g} "
+                    "(changed outside pmgui)")
+            if r.qty < pos.qty:  # the tranches shrink with it, oldest first
+                tranches = reduce_tranches(pos.tranches, pos.qty - r.qty)
+            else:
+                tranches = (*pos.tranches, Tranche(
+                    f"reconcile-{int(core.clock() * 1000):x}", r.qty - pos.qty,
+                    r.entry or pos.entry, core.clock(), pos.sl, pos.tp, "adopted"))
+            self.journal(
+                ActionType.REDUCE if r.qty < pos.qty else ActionType.ADD, pos, note,
+                core.market.price(pos.symbol) or pos.entry, abs(pos.qty - r.qty))
+            core.set_position(pos.evolve(qty=r.qty, entry=r.entry or pos.entry,
+                                         tranches=tranches))
+            # the protective orders are re-sized by the next protection sync
+            rt.protect_dirty = True
+        if r.liquidation and r.liquidation != rt.position.liquidation:
+            core.set_position(rt.position.evolve(liquidation=r.liquidation))
+        return note
 
     # ---------------------------------------------------------------- adoption
 

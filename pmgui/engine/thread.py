@@ -126,7 +126,7 @@ class EngineThread:
         self._stop_event = asyncio.Event()
         core = self._factory(self.outbox)
         try:
-            await core.start()
+            await core.start(stream=True)  # streams first, then snapshot + reconcile
         except BaseException:
             try:
                 await core.shutdown()
@@ -136,7 +136,8 @@ class EngineThread:
         self._core = core
         self._markets = dict(core.exchange.markets())
         self._ready.set()
-        stream = asyncio.create_task(core.exchange.run(core), name="exchange-stream")
+        stream = core.stream_task or asyncio.create_task(core.exchange.run(core),
+                                                         name="exchange-stream")
         housekeeping = asyncio.create_task(self._housekeeping(core), name="housekeeping")
         stopper = asyncio.create_task(self._stop_event.wait())
         done, _ = await asyncio.wait({stream, stopper}, return_when=asyncio.FIRST_COMPLETED)
