@@ -128,3 +128,78 @@ async def test_stop_filling_during_start_up_then_a_manual_reopen(server, tmp_pat
     finally:
         server.faults.hold_order_events = False
         await rig.stop()
+
+
+# ------------------------------------------------------------------ flatten (paper + latency)
+
+def paper_venue(n: int, latency: float = 0.0):
+    """n markets on the real paper exchange, one long position on each, behind a latency."""
+    from pmgui.domain.enums import Side
+    from pmgui.domain.models import Market
+    from pmgui.exchange.paper import PaperExchange
+    from tests.fakes.latency import LatentExchange
+
+    markets = {f"C{i:02d}/USDT:USDT": Market(f"C{i:02d}/USDT:USDT", tick_size=0.01,
+                                             amount_step=0.001, min_amount=0.001)
+               for i in range(n)}
+    paper = PaperExchange(markets, None, realtime=False, slippage=0.0, balance=1e7,
+                          clock=lambda: T0)
+    for sym in markets:
+        paper.seed_position(sym, Side.LONG, 1.0, 100.0, 5, ts=T0)
+    return paper, LatentExchange(paper, latency)
+
+
+T0 = 1_700_000_000.0
+
+
+async def flatten(n: int, tmp_path: Path, latency: float = 0.05):
+    from pmgui.engine.core import EngineCore
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings, SymbolRules
+    from pmgui.store.db import Store
+
+    paper, venue = paper_venue(n)
+    store = Store.open(tmp_path / f"flat{n}.db")
+    symbols = {s: SymbolRules("monitor") for s in paper.markets()}
+    engine = EngineCore(venue, store, Outbox(),
+                        EngineSettings(default_preset="manual", protect_throttle=0.0,
+                                       symbols=symbols), clock=lambda: T0)
+    await engine.start()  # adopts every position, SL and TP on the exchange
+    for sym in paper.markets():
+        await paper.deliver(Tick(sym, 101.0, T0), engine)
+    assert len(engine.positions) == n
+    assert len(await paper.fetch_open_orders()) == 2 * n
+    venue.latency = latency
+    venue.calls.clear()
+    started = time.monotonic()
+    res = await engine.handle(cmd.CloseAll())
+    took = time.monotonic() - started
+    try:
+        assert res.ok and not res.residual, res.message
+        assert await paper.fetch_positions() == []
+        assert await paper.fetch_open_orders() == []
+        assert not engine.positions
+        closes = [c for c in venue.calls if c.name == "create_order" and "reduce" in c.detail
+                  and "market" in c.detail]
+        assert len(closes) == n  # one close per position, nothing re-sent
+        flat_at = max(c.ended for c in closes) - started
+        # protection is never stripped first: each position's SL/TP are cancelled only
+        # after its close has filled
+        for c in [c for c in venue.calls if c.name == "cancel_order"]:
+            (close,) = [x for x in closes if x.detail.split()[0] == c.detail.split()[0]] or \
+                [None]
+            assert close is not None and c.started >= close.ended, c
+        assert len(res.fills) == n and {f.price for f in res.fills} == {101.0}
+        pnl = sum(p.realized_pnl for p in store.closed_positions())
+        assert res.realized_pnl == pytest.approx(pnl) and res.realized_pnl > 0
+        return took, flat_at, venue.max_in_flight.get("create_order", 0)
+    finally:
+        await engine.shutdown()
+
+
+async def test_flatten_50_positions_at_once_never_stripping_protection_first(tmp_path):
+    took, flat_at, concurrent = await flatten(50, tmp_path)
+    # all 50 closes were in flight together: time-to-flat does not grow with the count
+    assert concurrent == 50
+    print(f"flatten 50 positions at 50 ms latency: flat after {flat_at:.3f} s, "
+          f"command done after {took:.3f} s")

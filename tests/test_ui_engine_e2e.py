@@ -33,7 +33,9 @@ def test_demo_positions_show_up_and_emergency_close_closes_one(qtbot, tmp_path):
         qtbot.mouseClick(dlg.confirm_button, Qt.MouseButton.LeftButton)
         qtbot.mouseClick(dlg.confirm_button, Qt.MouseButton.LeftButton)  # a double click
         qtbot.waitUntil(lambda: win.model.snapshot(pid) is None, timeout=20_000)
-        assert any("closed" in m for m in said)
+        qtbot.waitUntil(lambda: any("closed" in m and "✔" in m for m in said), timeout=20_000)
+        (done,) = [m for m in said if "closed" in m and "✔" in m]
+        assert "filled" in done and "realized" in done  # the closing fill and its P/L
     finally:
         engine.stop()
     store = Store.open(db, readonly=True)

@@ -852,9 +852,9 @@ class EngineCore:
                                 else Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
                                 ts=self.clock())
                 self.store.record_action(action, symbol=pos.symbol)
-                await self._reduce(rt, qty, action.reason, remote=remote)
+                order = await self._reduce(rt, qty, action.reason, remote=remote)
                 self.outbox.publish(ActionTaken(action, pos.symbol))
-            result = self._close_result(pos, before)
+            result = self._close_result(pos, before, order)
             if not fut.done():
                 fut.set_result(result)
             return result
@@ -867,15 +867,26 @@ class EngineCore:
             if rt.closing is fut:
                 rt.closing = None
 
-    def _close_result(self, pos: Position, before: set[str]) -> cmd.CommandResult:
+    def _close_result(self, pos: Position, before: set[str],
+                      order: Order | None) -> cmd.CommandResult:
         """Only this close's own fills (the closing ones, never the opening fill) and the P/L
         they realized (net of their fees)."""
         fills = tuple(f for f in self.store.fills(pos.id) if f.id not in before)
+        if not fills and order is not None and order.filled > EPS and order.average:
+            # the venue's fill records follow on the stream: the order's own fill says it
+            fills = (Fill(f"{order.client_id}#{order.filled:.12g}", order.client_id,
+                          order.symbol, order.side, order.filled, order.average,
+                          order.filled * order.average * pos.contract_size * pos.fee_rate,
+                          order.updated_at or self.clock(), order.exchange_id),)
         now = self.book.get(pos.id) or self.store.load_position(pos.id) or pos
         qty = sum(f.qty for f in fills)
         avg = sum(f.qty * f.price for f in fills) / qty if qty > 0 else None
         pnl = now.realized_pnl - pos.realized_pnl
         how = ""
+        if not fills and now.is_open:
+            return cmd.CommandResult(False, f"{pos.symbol}: nothing sent — its stop/TP order on "
+                                            "the exchange has fired; its fill is on its way",
+                                     pos.id, realized_pnl=0.0)
         if not fills and not now.is_open:
             how = f" ({now.exit_reason})" if now.exit_reason else ""
             msg = f"{pos.symbol}: already closed{how}; nothing was sent"

@@ -1076,4 +1076,5 @@ def _fills_text(res: CommandResult | None, market: Market | None) -> str:
         qty, price = getattr(f, "qty", None), getattr(f, "price", None)
         if is_num(qty) and is_num(price):
             parts.append(f"{fmt_qty(qty, market)} @ {fmt_price(price, market)}")
-    return (": filled " + ", ".join(parts)) if parts else ""
+    pnl = f" · realized {res.realized_pnl:+,.2f}" if is_num(res.realized_pnl) else ""
+    return (": filled " + ", ".join(parts) + pnl) if parts else ""
