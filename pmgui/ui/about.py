@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from pmgui import identity, resources
+from pmgui.config import default_config_path, default_db_path
 
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 
@@ -124,8 +125,8 @@ def about_html() -> str:
             "<h3>Built with</h3><table cellspacing='0' cellpadding='3'>"
             f"<tr><th align='left'>component</th><th align='left'>version</th>"
             f"<th align='left'>licence</th></tr>{rows}</table>"
-            f"<h3>Folders</h3><p>settings: {e(str(identity.user_config_dir()))}<br>"
-            f"data: {e(str(identity.user_data_dir()))}</p>")
+            f"<h3>Folders</h3><p>configuration: {e(str(default_config_path()))}<br>"
+            f"database: {e(str(default_db_path()))}</p>")
 
 
 class AboutDialog(QDialog):
