@@ -80,6 +80,11 @@ def test_headless_adopts_with_the_symbol_preset_and_protects_once(server, tmp_pa
     # the key and secret reach the exchange but nothing pmgui writes
     assert API_KEY in server.state.api_keys and API_SECRET not in cfg.read_text()
     assert secrets_absent(db_bytes(db), r.stdout, r.stderr, *outputs)
+    # and the order stream's listen keys (each grants the account's order feed) neither,
+    # although the -v run logged every request and response ccxt made
+    keys = server.server.issued_listen_keys
+    assert keys and any("listenKey" in o and "***" in o for o in outputs)
+    assert not any(k in o for k in keys for o in [r.stdout, r.stderr, *outputs])
 
 
 def test_position_closed_on_the_exchange_while_down(server, tmp_path):
