@@ -10,6 +10,7 @@ from pmgui.domain.models import Action
 from pmgui.store.db import Store
 from pmgui.ui.history import HistoryPanel
 from pmgui.ui.main_window import MainWindow
+from pmgui.ui.runner import CommandRunner
 from tests.ui_doubles import BTC, ETH, T0, EngineDouble, action, position, snapshot
 
 
@@ -44,7 +45,7 @@ def store_file(tmp_path):
 
 def test_history_shows_closed_trades_metrics_and_equity(qtbot, store_file):
     eng = EngineDouble(db=store_file)
-    panel = HistoryPanel(eng.store_path, eng.market)
+    panel = HistoryPanel(CommandRunner(eng).request, eng.market)
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.loaded, timeout=10_000):
         assert panel.refresh()
@@ -68,7 +69,7 @@ def test_a_file_that_is_not_a_database_is_reported_and_left_alone(qtbot, tmp_pat
     bad = tmp_path / "notes.db"
     bad.write_bytes(b"this is not sqlite" * 10)
     before = bad.read_bytes()
-    panel = HistoryPanel(lambda: bad)
+    panel = HistoryPanel(CommandRunner(EngineDouble(db=bad)).request)
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.failed, timeout=10_000) as blocker:
         panel.refresh()
@@ -77,10 +78,12 @@ def test_a_file_that_is_not_a_database_is_reported_and_left_alone(qtbot, tmp_pat
 
 
 def test_no_store_means_no_history(qtbot):
-    panel = HistoryPanel(lambda: None)
+    panel = HistoryPanel(CommandRunner(EngineDouble()).request)
     qtbot.addWidget(panel)
-    assert panel.refresh() is False
-    assert "No database" in panel.metrics_label.text()
+    with qtbot.waitSignal(panel.failed, timeout=10_000):
+        panel.refresh()
+    assert "no database" in panel.metrics_label.text()
+    assert HistoryPanel(None).refresh() is False
 
 
 def test_window_seeds_the_action_log_from_the_store_without_duplicates(qtbot, store_file):

@@ -17,6 +17,7 @@ from pmgui.engine.settings import EngineSettings
 from pmgui.ui.fmt import fmt_r
 from pmgui.ui.history import CLOSED_COLUMNS, HistoryPanel, equity_points
 from pmgui.ui.main_window import MainWindow
+from pmgui.ui.runner import CommandRunner
 from tests.engine_support import MARKET, SYMBOL, Harness
 from tests.ui_doubles import EngineDouble
 
@@ -79,7 +80,8 @@ async def test_history_after_real_closes_and_after_reopening(qtbot, traded, db_p
     assert expected.count == 3 and expected.tp1_hit_rate is not None
 
     eng = EngineDouble(db=db_path, markets={SYMBOL: MARKET})
-    panel = HistoryPanel(eng.store_path, eng.market)  # while the engine still has the file
+    # while the engine still has the file
+    panel = HistoryPanel(CommandRunner(eng).request, eng.market)
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.loaded, timeout=10_000):
         assert panel.refresh()

@@ -78,7 +78,13 @@ def open_settings(qtbot, win: MainWindow) -> SettingsDialog:
     qtbot.keyClick(win.table, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
     dlg = win.findChild(QDialog, "settingsDialog")
     assert isinstance(dlg, SettingsDialog) and dlg.isVisible()
+    settle(qtbot, dlg)
     return dlg
+
+
+def settle(qtbot, dlg: SettingsDialog) -> None:
+    """Keyring calls run on a worker thread: wait for their answers."""
+    qtbot.waitUntil(lambda: not dlg.keyring_busy, timeout=10_000)
 
 
 def click_box(qtbot, box) -> None:
@@ -162,6 +168,7 @@ def test_credentials_go_to_the_keyring_and_are_never_shown_back(qtbot, tmp_path,
     qtbot.keyClicks(dlg.secret_edit, SECRET)
     qtbot.keyClicks(dlg.password_edit, PASSPHRASE)
     qtbot.mouseClick(dlg.save_creds, Qt.MouseButton.LeftButton)
+    settle(qtbot, dlg)
 
     stored = json.loads(memory_keyring.entries[("pmgui", "okx")])
     assert stored == {"apiKey": KEY, "secret": SECRET, "password": PASSPHRASE}
@@ -198,6 +205,7 @@ def test_removing_credentials(qtbot, memory_keyring):
     dlg = open_settings(qtbot, win)
     assert dlg.cred_state.text() == "API key: stored in the OS keyring"
     qtbot.mouseClick(dlg.delete_creds, Qt.MouseButton.LeftButton)
+    settle(qtbot, dlg)
     assert memory_keyring.entries == {}
     assert dlg.cred_state.text() == "API key: not stored"
     assert delete_credentials("bybit", backend=memory_keyring) is False
@@ -211,9 +219,10 @@ def test_no_keyring_backend_is_a_clear_error(qtbot):
     qtbot.keyClicks(dlg.api_key_edit, KEY)
     qtbot.keyClicks(dlg.secret_edit, SECRET)
     qtbot.mouseClick(dlg.save_creds, Qt.MouseButton.LeftButton)
+    settle(qtbot, dlg)
     assert "no OS keyring is available" in dlg.cred_error.text()
     assert "PMGUI_API_KEY" in dlg.cred_error.text()
-    # the typed fields keep the input (to retry); no message repeats it
+    # the typed fields are cleared (the secret left them); no message repeats it
     assert SECRET not in "\n".join(lab.text() for lab in dlg.findChildren(QLabel))
 
 
@@ -281,13 +290,17 @@ def test_preset_change_sends_set_symbol_rules_and_shows_engine_errors(qtbot):
     assert dlg.rules_state.text() == "Nothing changed"
 
 
+def test_paper_mode_hides_credentials_and_never_touches_the_keyring(qtbot):
+    win = make_window(qtbot, EngineDouble(exchange_id="paper"))
+    win.keyring_backend = fail.Keyring()  # would show a red error if it were asked
+    dlg = open_settings(qtbot, win)
+    assert not dlg.credentials_box.isVisible() and dlg.paper_note.isVisible()
+    assert dlg.cred_error.text() == ""
+    assert "needs no API key" in dlg.paper_note.text()
+
+
 def test_rules_query_failure_is_reported(qtbot):
-    eng = EngineDouble()
-
-    def broken(fn):
-        raise RuntimeError("the engine is not running")
-
-    eng.query = broken  # type: ignore[method-assign]
+    eng = EngineDouble(broken_requests="the engine is not running")
     win = make_window(qtbot, eng)
     dlg = open_settings(qtbot, win)
     assert "not running" in dlg.rules_state.text()

@@ -13,9 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pmgui.domain.enums import ActionType, Protection, Reason, Side, StopKind
+from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Action, Candle, Market, Position, Scalar
 from pmgui.domain.money import position_pnl, position_r, position_roi
-from pmgui.engine.commands import Command, CommandResult, SetSymbolRules
+from pmgui.engine.commands import (
+    REQUESTS,
+    Command,
+    CommandResult,
+    EngineInfo,
+    GetEngineInfo,
+    GetHistory,
+    GetSymbolRules,
+    SetSymbolRules,
+    SymbolRulesSnapshot,
+)
 from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
 from pmgui.engine.outbox import Outbox
 from pmgui.rules.params import resolve_params
@@ -45,6 +56,8 @@ class EngineDouble:
     rules: dict[str, tuple[str, dict[str, Scalar]]] = field(
         default_factory=lambda: {m.symbol: ("guardian", {}) for m in (BTC, ETH, SOL)})
     default_preset: str = "guardian"
+    demo: bool | None = None  # what GetEngineInfo says about demo mode
+    broken_requests: str | None = None  # every request fails with this message
 
     def submit(self, cmd: Command) -> concurrent.futures.Future:
         self.submitted.append(cmd)
@@ -53,7 +66,9 @@ class EngineDouble:
             self.held.append(fut)
             return fut
         try:
-            if self.answer is not None:
+            if isinstance(cmd, REQUESTS):
+                fut.set_result(self._request(cmd))
+            elif self.answer is not None:
                 fut.set_result(self.answer(cmd))
             elif isinstance(cmd, SetSymbolRules):
                 fut.set_result(self._set_symbol_rules(cmd))
@@ -69,6 +84,28 @@ class EngineDouble:
         resolve_params(preset, dict(cmd.overrides))  # raises ValidationError
         self.rules[cmd.symbol] = (preset, dict(cmd.overrides))
         return CommandResult(True, f"{cmd.symbol}: new positions use preset {preset}")
+
+    def _request(self, req: Command) -> object:
+        """The engine's own answers (pmgui.engine.queries), over the test's store file."""
+        from pmgui.engine import queries
+
+        if self.broken_requests is not None:
+            raise PmguiError(self.broken_requests)
+        if isinstance(req, GetHistory):
+            if self.db is None:
+                raise PmguiError("no database: history is not kept in this mode")
+            from pmgui.store.db import Store
+
+            store = Store.open(self.db, readonly=True)
+            try:
+                return queries.history_from_store(store, req, lambda: T0 + 7200)
+            finally:
+                store.close()
+        if isinstance(req, GetSymbolRules):
+            return SymbolRulesSnapshot(self.symbol_rules(), queries.preset_names())
+        if isinstance(req, GetEngineInfo):
+            return EngineInfo(self.exchange_id, self.demo, queries.preset_names())
+        raise PmguiError(f"unknown request {req!r}")
 
     def symbol_rules(self) -> dict[str, tuple[str, dict[str, Scalar]]]:
         return {s: (p, dict(o)) for s, (p, o) in sorted(self.rules.items())}

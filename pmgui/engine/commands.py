@@ -73,8 +73,63 @@ class SetSymbolRules:
     overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
 
 
+# -- requests: read-only questions answered with snapshots (pmgui/engine/queries.py) --------
+# The UI never opens the store or reaches into the core: it asks, and the future resolves to
+# one of the frozen snapshots below (not a CommandResult).
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistory:
+    """Closed trades, their metrics, the equity curve and recent actions → HistorySnapshot."""
+
+    closed_limit: int = 500
+    actions_limit: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class GetSymbolRules:
+    """The effective preset and overrides per symbol → SymbolRulesSnapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetEngineInfo:
+    """What the engine runs against (exchange, demo mode, presets) → EngineInfo."""
+
+
+Request = GetHistory | GetSymbolRules | GetEngineInfo
+REQUESTS = (GetHistory, GetSymbolRules, GetEngineInfo)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedTrade:
+    position: object  # pmgui.domain.models.Position (closed)
+    r: float | None  # the trade's result in R (None without an initial stop)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySnapshot:
+    closed: tuple[ClosedTrade, ...]
+    metrics: object  # TradeMetrics (count, wins, losses, win_rate, avg_r, ... total_pnl)
+    equity: tuple[tuple[float, float], ...]  # (time, equity), oldest first
+    actions: tuple = ()  # ActionTaken events of recent actions, newest first
+    realized_today: float = 0.0  # P/L realized by positions closed since local midnight
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRulesSnapshot:
+    rules: Mapping[str, tuple[str, Mapping[str, Scalar]]]  # symbol → (preset, overrides)
+    presets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    exchange: str
+    demo: bool | None  # None: the venue does not say
+    presets: tuple[str, ...] = ()
+
+
 Command = (SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | OpenPosition
-           | SetSymbolRules)
+           | SetSymbolRules | GetHistory | GetSymbolRules | GetEngineInfo)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,15 +2,14 @@
 
 The UI never imports the engine: it codes against this protocol, so the lead's Engine, a
 test double and a future remote engine are interchangeable. Every method is safe to call
-from the GUI thread: `submit` and `query` only enqueue, `market`/`store_path` are thread-safe reads.
+from the GUI thread: `submit` only enqueues, `market`/`store_path` are thread-safe reads.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from pmgui.domain.models import Market
 from pmgui.engine.commands import Command
@@ -23,12 +22,8 @@ class EngineHandle(Protocol):
     exchange_id: str
 
     def submit(self, cmd: Command) -> concurrent.futures.Future:
-        """Enqueue `cmd`; the future resolves to a CommandResult or raises a PmguiError."""
-        ...
-
-    def query(self, fn: Callable[[Any], Any]) -> concurrent.futures.Future:
-        """Run the read-only `fn(core)` where the engine's state lives; the future holds
-        its result (e.g. `core.symbol_rules()` for the settings dialog)."""
+        """Enqueue `cmd`; the future resolves to a CommandResult (a request: its snapshot,
+        see pmgui.engine.commands.GetHistory) or raises a PmguiError."""
         ...
 
     def market(self, symbol: str) -> Market | None:

@@ -1,18 +1,16 @@
-"""History: closed trades, their metrics and the equity curve, read from the store.
+"""History: closed trades, their metrics and the equity curve, asked of the engine.
 
-The engine is the only writer of the SQLite file; the UI opens it read-only (`mode=ro`)
-for these queries, on a worker thread so a slow disk never freezes the window. Results
-come back to the GUI thread through a queued signal, like command results.
+The UI never opens the store: it sends a `GetHistory` request and the engine answers with a
+frozen `HistorySnapshot` (pmgui/engine/queries.py). The answer comes back to the GUI thread
+through the CommandRunner's queued signal, like command results, so nothing here blocks.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -30,10 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from pmgui.domain.enums import Side
-from pmgui.domain.errors import PmguiError
-from pmgui.domain.models import Position
-from pmgui.store.db import Store
-from pmgui.store.metrics import TradeMetrics, trade_r
+from pmgui.engine.commands import GetHistory, HistorySnapshot
 from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_price, fmt_qty, fmt_r, is_num
 from pmgui.ui.theme import Theme, make_theme, tabular_font
 
@@ -43,26 +38,12 @@ CLOSED_COLUMNS = ("Closed", "Symbol", "Side", "Qty", "Entry", "Exit", "P/L", "R"
                   "Held")
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryData:
-    closed: tuple[Position, ...]
-    metrics: TradeMetrics
-    equity: tuple[tuple[float, float], ...]
-    actions: tuple[dict, ...]  # newest first, as Store.actions returns them
+HistoryData = HistorySnapshot  # the engine's answer, shown as it is
+
+Ask = Callable[[GetHistory, Callable[[object, str | None], None]], bool]
 
 
-def load_history(path: Path, *, closed_limit: int = 500,
-                 actions_limit: int = 300) -> HistoryData:
-    """Read everything the history view shows, read-only. Raises StoreError on a bad file."""
-    store = Store.open(path, readonly=True)
-    try:
-        return HistoryData(tuple(store.closed_positions(closed_limit)), store.trade_metrics(),
-                           tuple(store.equity_curve()), tuple(store.actions(limit=actions_limit)))
-    finally:
-        store.close()
-
-
-def metrics_text(m: TradeMetrics, currency: str = "USDT") -> str:
+def metrics_text(m: Any, currency: str = "USDT") -> str:
     if m.count == 0:
         return "No closed trades yet"
     parts = [f"Trades {m.count} ({m.wins} won, {m.losses} lost)",
@@ -94,16 +75,14 @@ class HistoryPanel(QWidget):
     failed = Signal(str)
     _done = Signal(int, object, object)  # generation, data, error (cross-thread)
 
-    def __init__(self, store_path: Callable[[], Path | None],
+    def __init__(self, ask: Ask | None,
                  market_for: Callable[[str], object] | None = None,
                  theme: Theme | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("history")
-        self._store_path = store_path
+        self._ask = ask
         self._market_for = market_for or (lambda _s: None)
         self._theme = theme or make_theme("dark")
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1,
-                                                           thread_name_prefix="pmgui-history")
         self._generation = 0
         self._busy = False
         self.data: HistoryData | None = None
@@ -167,35 +146,19 @@ class HistoryPanel(QWidget):
             self._fill_table(self.data)
 
     def refresh(self) -> bool:
-        """Start a background reload; False when there is no store (or one is running)."""
-        path = self._store_path()
-        if path is None:
-            self.metrics_label.setText("No database: history is not kept in this mode")
-            return False
-        if not Path(path).exists():
-            self.metrics_label.setText("No closed trades yet")
+        """Ask the engine for the history; False when there is no engine (or one is running)."""
+        if self._ask is None:
+            self.metrics_label.setText("No engine: history is not available in this mode")
             return False
         if self._busy:
             return False
         self._busy = True
         self._generation += 1
         gen = self._generation
-        fut = self._pool.submit(load_history, Path(path))
-        fut.add_done_callback(lambda f, g=gen: self._finish(g, f))
-        return True
-
-    def _finish(self, gen: int, fut: concurrent.futures.Future) -> None:
-        try:
-            data, err = fut.result(), None
-        except PmguiError as e:
-            data, err = None, str(e)
-        except Exception as e:  # sqlite3 errors etc.: show them, never crash the GUI
-            log.exception("history query failed")
-            data, err = None, f"history could not be read: {e}"
-        try:
-            self._done.emit(gen, data, err)
-        except RuntimeError:  # the panel was destroyed meanwhile
-            pass
+        sent = self._ask(GetHistory(), lambda data, err, g=gen: self._on_done(g, data, err))
+        if not sent:
+            self._busy = False
+        return sent
 
     def _on_done(self, gen: int, data: object, err: object) -> None:
         self._busy = False
@@ -205,7 +168,10 @@ class HistoryPanel(QWidget):
             self.metrics_label.setText(f"⚠ {err}")
             self.failed.emit(str(err))
             return
-        assert isinstance(data, HistoryData)
+        if not isinstance(data, HistorySnapshot):
+            self.metrics_label.setText("⚠ the engine gave no history")
+            self.failed.emit("the engine gave no history")
+            return
         self.data = data
         self.metrics_label.setText(metrics_text(data.metrics))
         self._fill_table(data)
@@ -218,9 +184,9 @@ class HistoryPanel(QWidget):
         t = self._theme
         self.table.setRowCount(len(data.closed))
         font = tabular_font()
-        for row, p in enumerate(data.closed):
+        for row, trade in enumerate(data.closed):
+            p, r = trade.position, trade.r
             market = self._market_for(p.symbol)
-            r = trade_r(p)
             held = (p.closed_at - p.opened_at) if p.closed_at is not None else None
             when = (time.strftime("%m-%d %H:%M", time.localtime(p.closed_at))
                     if is_num(p.closed_at) else DASH)
@@ -239,7 +205,7 @@ class HistoryPanel(QWidget):
                 self.table.setItem(row, c, item)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._ask = None  # answers still on their way are shown nowhere
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

@@ -64,7 +64,6 @@ from pmgui.engine.events import (
     PositionSnapshot,
     TickEvent,
 )
-from pmgui.store.serialize import action_from_record
 from pmgui.ui.about import show_about
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
@@ -240,7 +239,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.table_dock], [230], Qt.Orientation.Vertical)
 
         # history (closed trades, metrics, equity) from the store, read-only
-        self.history = HistoryPanel(engine.store_path, engine.market, self.theme)
+        self.history = HistoryPanel(self.runner.request, engine.market, self.theme)
         self.history.loaded.connect(self._on_history_loaded)
         self.history_dock = QDockWidget("History", self)
         self.history_dock.setObjectName("historyDock")
@@ -496,13 +495,7 @@ class MainWindow(QMainWindow):
         if self._history_seeded:
             return
         self._history_seeded = True
-        for rec in data.actions:  # newest first → appended in order below the live rows
-            try:
-                action = action_from_record(rec)
-            except (KeyError, ValueError, TypeError):
-                continue
-            ev = ActionTaken(action, str(rec.get("symbol", "")), bool(rec.get("ok", True)),
-                             str(rec.get("detail", "")))
+        for ev in data.actions:  # newest first → appended in order below the live rows
             if self._log_action(ev, newest=False):
                 self.chart.add_marker(ev)
 
@@ -880,7 +873,7 @@ class MainWindow(QMainWindow):
             dlg.activateWindow()
             return dlg
         dlg = SettingsDialog(self.engine, self.settings, self.apply_settings, self._send,
-                             keyring_backend=self.keyring_backend,
+                             ask=self.runner.request, keyring_backend=self.keyring_backend,
                              error_colour=self.theme.sl, parent=self)
         self.settings_dialog = dlg
         dlg.open()

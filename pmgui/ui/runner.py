@@ -27,6 +27,7 @@ from pmgui.ui.handle import EngineHandle
 log = logging.getLogger(__name__)
 
 Done = Callable[[CommandResult | None, str | None], None]
+Answer = Callable[[object, str | None], None]  # (snapshot or None, error message or None)
 
 
 class CommandRunner(QObject):
@@ -40,6 +41,7 @@ class CommandRunner(QObject):
         self._engine = engine
         self._tokens = itertools.count(1)
         self._waiting: dict[int, tuple[Command, Done | None, Hashable | None]] = {}
+        self._raw: set[int] = set()  # tokens of requests: their answer is passed as it is
         self._in_flight: set[Hashable] = set()
         self._resolved.connect(self._on_resolved)
 
@@ -52,9 +54,12 @@ class CommandRunner(QObject):
     def submit(self, cmd: Command, on_done: Done | None = None, *,
                key: Hashable | None = None) -> bool:
         """Send `cmd`. False (and nothing sent) if a command with the same `key` is pending."""
+        return self._submit_token(next(self._tokens), cmd, on_done, key)
+
+    def _submit_token(self, token: int, cmd: Command, on_done: Done | None,
+                      key: Hashable | None) -> bool:
         if key is not None and key in self._in_flight:
             return False
-        token = next(self._tokens)
         self._waiting[token] = (cmd, on_done, key)
         if key is not None:
             self._in_flight.add(key)
@@ -69,6 +74,17 @@ class CommandRunner(QObject):
             return True
         fut.add_done_callback(lambda f, t=token: self._complete(t, f))
         return True
+
+    def request(self, req: Command, on_answer: Answer, *, key: Hashable | None = None
+                ) -> bool:
+        """Ask a read-only question (GetHistory, GetSymbolRules, GetEngineInfo); the engine's
+        snapshot (or the error) reaches `on_answer` in the GUI thread."""
+        token = next(self._tokens)
+        self._raw.add(token)
+        ok = self._submit_token(token, req, on_answer, key)  # type: ignore[arg-type]
+        if not ok:
+            self._raw.discard(token)
+        return ok
 
     def _complete(self, token: int, fut: concurrent.futures.Future) -> None:
         """Runs on whatever thread completed the future: only emits a (queued) signal."""
@@ -96,8 +112,13 @@ class CommandRunner(QObject):
         cmd, on_done, key = entry
         if key is not None:
             self._in_flight.discard(key)
-        res = result if isinstance(result, CommandResult) else None
         err = str(error) if error is not None else None
+        if token in self._raw:
+            self._raw.discard(token)
+            if on_done is not None:
+                on_done(result if err is None else None, err)  # type: ignore[arg-type]
+            return
+        res = result if isinstance(result, CommandResult) else None
         if on_done is not None:
             on_done(res, err)
         self.finished.emit(cmd, res, err)

@@ -4,7 +4,8 @@ Why three very different tabs in one dialog: a trader looks for "settings" in on
 Each tab writes to exactly one home, and says which:
 - Exchange: the API key goes to the OS keyring (never QSettings, SQLite, logs or this
   window once saved); the exchange id and demo mode come from config.toml, which pmgui
-  never writes, so they are shown read-only.
+  never writes, so they are shown read-only. Keyring calls run on a worker thread (a
+  locked keyring may prompt or hang); paper trading needs no key, so the section is hidden.
 - Presets: `SetSymbolRules` commands; the engine validates and stores them in its database.
   A row the engine rejects shows the reason beside it and keeps its old rules.
 - Behaviour: the window's UiSettings, applied at once and persisted by the window in the
@@ -39,9 +40,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pmgui.domain.errors import PmguiError, ValidationError
+from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Scalar
-from pmgui.engine.commands import Command, CommandResult, SetSymbolRules
+from pmgui.engine.commands import (
+    Command,
+    CommandResult,
+    EngineInfo,
+    GetEngineInfo,
+    GetSymbolRules,
+    SetSymbolRules,
+    SymbolRulesSnapshot,
+)
 from pmgui.exchange.credentials import (
     Credentials,
     credentials_stored,
@@ -57,6 +66,7 @@ if TYPE_CHECKING:
     from pmgui.ui.main_window import UiSettings
 
 Send = Callable[[Command, Callable[[CommandResult | None, str | None], None]], bool]
+Ask = Callable[[Command, Callable[[object, str | None], None]], bool]
 Rules = dict[str, tuple[str, dict[str, Scalar]]]
 
 PRESET_COLUMNS = ("Symbol", "Preset", "Overrides (rule.param=value, …)", "Status")
@@ -102,7 +112,8 @@ class SettingsDialog(QDialog):
 
     def __init__(self, engine: EngineHandle, settings: UiSettings,
                  apply_ui: Callable[[UiSettings], None], send: Send, *,
-                 keyring_backend: object | None = None, error_colour: str = "#d73a49",
+                 ask: Ask | None = None, keyring_backend: object | None = None,
+                 error_colour: str = "#d73a49",
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("settingsDialog")
@@ -112,7 +123,12 @@ class SettingsDialog(QDialog):
         self._settings = dataclasses.replace(settings)
         self._apply_ui = apply_ui
         self._send = send
+        self._ask_engine = ask
         self._keyring = keyring_backend
+        self._keyring_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="pmgui-keyring")
+        self.paper = engine.exchange_id == "paper"
+        self._keyring_jobs = 0
         self._error_colour = error_colour
         self._answer.connect(lambda cb, value, err: cb(value, err))
 
@@ -127,23 +143,30 @@ class SettingsDialog(QDialog):
         lay.addWidget(self.tabs)
         lay.addWidget(buttons)
 
-        self.refresh_credentials_state()
-        self._ask(lambda core: getattr(getattr(core, "exchange", None), "demo", None),
-                  self._on_demo)
+        if not self.paper:
+            self.refresh_credentials_state()
+            self._ask(GetEngineInfo(), self._on_demo)
         self.load_rules()
 
-    # -- engine queries, answered in the GUI thread ----------------------------------------
-    def _ask(self, fn: Callable[[object], object],
-             done: Callable[[object, str | None], None]) -> None:
-        query = getattr(self._engine, "query", None)
-        if query is None:
-            done(None, "this engine cannot be queried")
+    # -- engine requests and keyring calls, answered in the GUI thread ----------------------
+    def _ask(self, req: Command, done: Callable[[object, str | None], None]) -> None:
+        if self._ask_engine is None:
+            done(None, "this engine cannot be asked")
             return
+        self._ask_engine(req, done)
+
+    def _off_thread(self, fn: Callable[[], object],
+                    done: Callable[[object, str | None], None]) -> None:
+        """Run a keyring call on the worker thread; `done(value, error)` in the GUI thread."""
         try:
-            fut: concurrent.futures.Future = query(fn)
-        except Exception as e:  # the engine is gone: say so, do not crash
-            done(None, str(e) or type(e).__name__)
+            fut = self._keyring_pool.submit(fn)
+        except RuntimeError:  # the dialog is closing
             return
+        self._keyring_jobs += 1
+
+        def finish(value: object, err: str | None) -> None:
+            self._keyring_jobs -= 1
+            done(value, err)
 
         def complete(f: concurrent.futures.Future) -> None:
             try:
@@ -151,11 +174,19 @@ class SettingsDialog(QDialog):
             except Exception as e:
                 value, err = None, str(e) or type(e).__name__
             try:
-                self._answer.emit(done, value, err)
+                self._answer.emit(finish, value, err)
             except RuntimeError:  # the dialog was closed meanwhile
                 pass
 
         fut.add_done_callback(complete)
+
+    def done(self, r: int) -> None:
+        self._keyring_pool.shutdown(wait=False, cancel_futures=True)
+        super().done(r)
+
+    @property
+    def keyring_busy(self) -> bool:
+        return self._keyring_jobs > 0
 
     # -- exchange ---------------------------------------------------------------------------
     def _exchange_tab(self) -> QWidget:
@@ -214,20 +245,33 @@ class SettingsDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(note)
         lay.addSpacing(10)
-        lay.addLayout(creds)
-        lay.addLayout(row)
-        lay.addWidget(self.cred_error)
-        lay.addWidget(restart)
+        self.credentials_box = QWidget()
+        self.credentials_box.setObjectName("credentialsBox")
+        box = QVBoxLayout(self.credentials_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(creds)
+        box.addLayout(row)
+        box.addWidget(self.cred_error)
+        box.addWidget(restart)
+        lay.addWidget(self.credentials_box)
+        self.paper_note = QLabel("Paper trading is simulated: it needs no API key. Set an "
+                                 "exchange id in config.toml to trade on a real venue.")
+        self.paper_note.setObjectName("paperNote")
+        self.paper_note.setWordWrap(True)
+        lay.addWidget(self.paper_note)
+        self.credentials_box.setVisible(ex != "paper")
+        self.paper_note.setVisible(ex == "paper")
         lay.addStretch(1)
         return w
 
     def _on_demo(self, value: object, err: str | None) -> None:
-        if self._engine.exchange_id == "paper":
+        if self.paper:
             return
-        if err is not None or not isinstance(value, bool):
+        demo = value.demo if isinstance(value, EngineInfo) else None
+        if err is not None or not isinstance(demo, bool):
             self.demo_label.setText("unknown (the engine did not say)")
         else:
-            self.demo_label.setText("on (demo / testnet)" if value else "off (LIVE trading)")
+            self.demo_label.setText("on (demo / testnet)" if demo else "off (LIVE trading)")
 
     def _cred_problem(self, message: str) -> None:
         self.cred_error.setText(f"✖ {message}")
@@ -239,49 +283,57 @@ class SettingsDialog(QDialog):
 
     def refresh_credentials_state(self) -> None:
         """Whether the keyring holds a key for this exchange; never its content."""
-        try:
-            stored = credentials_stored(self._engine.exchange_id, backend=self._keyring)
-        except PmguiError as e:
+        self.cred_state.setText("API key: checking the OS keyring…")
+        ex, backend = self._engine.exchange_id, self._keyring
+        self._off_thread(lambda: credentials_stored(ex, backend=backend), self._on_stored)
+
+    def _on_stored(self, stored: object, err: str | None) -> None:
+        if err is not None:
             self.cred_state.setText("API key: keyring unavailable")
-            self._cred_problem(str(e))
+            self._cred_problem(err)
             self.save_creds.setEnabled(True)  # trying again names the reason again
             self.delete_creds.setEnabled(False)
             return
         self.cred_state.setText("API key: stored in the OS keyring" if stored
                                 else "API key: not stored")
-        self.delete_creds.setEnabled(stored)
+        self.delete_creds.setEnabled(bool(stored))
 
     def save_credentials(self) -> bool:
-        """Store the typed key in the keyring, then clear the fields (nothing is shown back)."""
+        """Store the typed key in the keyring (off the GUI thread), then clear the fields
+        (nothing is shown back). False when the input is refused before trying."""
         self.cred_error.clear()
         key, secret = self.api_key_edit.text().strip(), self.secret_edit.text().strip()
         password = self.password_edit.text().strip() or None
         if not key or not secret:
             self._cred_problem("both the API key and the secret are required")
             return False
-        try:
-            store_credentials(self._engine.exchange_id,
-                              Credentials(key, secret, password, source="settings"),
-                              backend=self._keyring)
-        except PmguiError as e:
-            self._cred_problem(str(e))
-            return False
         for e in (self.api_key_edit, self.secret_edit, self.password_edit):
             e.clear()
+        ex, backend = self._engine.exchange_id, self._keyring
+        creds = Credentials(key, secret, password, source="settings")
+        self._cred_note("Saving to the OS keyring…")
+        self._off_thread(lambda: store_credentials(ex, creds, backend=backend), self._on_saved)
+        return True
+
+    def _on_saved(self, _value: object, err: str | None) -> None:
+        if err is not None:
+            self._cred_problem(err)
+            return
         self.refresh_credentials_state()
         self._cred_note("✔ Saved. Restart pmgui to use the new credentials.")
-        return True
 
     def remove_credentials(self) -> bool:
         self.cred_error.clear()
-        try:
-            removed = delete_credentials(self._engine.exchange_id, backend=self._keyring)
-        except PmguiError as e:
-            self._cred_problem(str(e))
-            return False
+        ex, backend = self._engine.exchange_id, self._keyring
+        self._off_thread(lambda: delete_credentials(ex, backend=backend), self._on_removed)
+        return True
+
+    def _on_removed(self, removed: object, err: str | None) -> None:
+        if err is not None:
+            self._cred_problem(err)
+            return
         self.refresh_credentials_state()
         self._cred_note("✔ Removed from the keyring." if removed else "Nothing was stored.")
-        return removed
 
     # -- presets ----------------------------------------------------------------------------
     def _presets_tab(self) -> QWidget:
@@ -322,18 +374,19 @@ class SettingsDialog(QDialog):
         return w
 
     def load_rules(self) -> None:
-        self._ask(lambda core: core.symbol_rules(), self._on_rules)  # type: ignore[attr-defined]
+        self._ask(GetSymbolRules(), self._on_rules)
 
     def _on_rules(self, value: object, err: str | None) -> None:
-        if err is not None or not isinstance(value, dict):
-            self.rules_state.setText(f"✖ Could not read the symbols' rules: {err}")
+        if err is not None or not isinstance(value, SymbolRulesSnapshot):
+            self.rules_state.setText(f"✖ Could not read the symbols' rules: "
+                                     f"{err or 'no answer'}")
             self.apply_rules_button.setEnabled(False)
             return
-        self._rules = {str(s): (str(p), dict(o)) for s, (p, o) in value.items()}
+        self._rules = {str(s): (str(p), dict(o)) for s, (p, o) in value.rules.items()}
         t = self.rules_table
         t.setRowCount(len(self._rules))
         self._rows = {}
-        names = list(preset_names())
+        names = list(value.presets) or list(preset_names())
         for row, (symbol, (preset, overrides)) in enumerate(self._rules.items()):
             self._rows[symbol] = row
             item = QTableWidgetItem(symbol)
