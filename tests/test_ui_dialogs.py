@@ -19,7 +19,7 @@ from pmgui.engine.commands import (
 from pmgui.engine.events import PositionRemoved
 from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, preset_names
 from pmgui.ui.main_window import MainWindow
-from pmgui.ui.positions_model import column_index
+from pmgui.ui.positions_model import COLUMNS, column_index
 from tests.ui_doubles import BTC, ETH, T0, EngineDouble, position, snapshot, tick
 
 POS = position(liquidation=36_500.0)  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,000
@@ -238,7 +238,7 @@ def test_damaged_layout_is_ignored(qtbot, tmp_path):
     win = MainWindow(EngineDouble(), start=False,
                      qsettings=QSettings(str(ini), QSettings.Format.IniFormat))
     qtbot.addWidget(win)
-    assert win.model.columnCount() == 15
+    assert win.model.columnCount() == len(COLUMNS)
 
 
 def test_close_raises_an_alert(env):

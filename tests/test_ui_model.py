@@ -35,7 +35,8 @@ def model(qtbot):
 def test_columns_are_the_designed_set():
     assert [c.key for c in COLUMNS] == [
         "symbol", "side", "qty", "entry", "mark", "pnl", "roi", "r", "sl", "tp", "trailing",
-        "liquidation", "preset", "protection", "age"]
+        "liquidation", "liq_dist", "notional", "margin", "leverage", "mode", "preset",
+        "protection", "age"]
 
 
 def test_row_shows_signed_values_symbols_and_tick_size(model):
@@ -50,7 +51,10 @@ def test_row_shows_signed_values_symbols_and_tick_size(model):
     # 0.5·600 − fees 0.0005·(20000 + 20300) = 300 − 20.15
     assert text(model, 0, "pnl") == "+$279.85"
     assert text(model, 0, "roi").startswith("+") and text(model, 0, "roi").endswith("%")
-    assert text(model, 0, "r") == "+0.60R"
+    assert text(model, 0, "r") == "+0.56R"  # 279.85 / (1000 risk × 0.5): net of fees too
+    assert text(model, 0, "notional") == "20,300.00" and text(model, 0, "margin") == "2,000.00"
+    assert text(model, 0, "leverage") == "10×" and text(model, 0, "mode") == "isolated"
+    assert text(model, 0, "liq_dist") == "10.8%"  # (40,600 − 36,200) / 40,600
     assert text(model, 0, "sl") == "39,000.0"
     assert text(model, 0, "trailing") == "39,500.0"
     assert text(model, 0, "liquidation") == "36,200.0"
@@ -67,12 +71,24 @@ def test_short_losing_paused_unprotected_row(model):
     model.update([snapshot(p, 3050.0, protection=Protection.UNPROTECTED, stale=True)])
     assert text(model, 0, "side") == "▼ SHORT"
     assert text(model, 0, "pnl").startswith("−$")  # a real minus sign, not colour alone
-    assert text(model, 0, "r") == "−0.50R"
+    assert text(model, 0, "r") == "−0.53R"  # (−150 − 9.075 fees) / 300
     assert text(model, 0, "mark") == "⚠ 3,050.00"
     assert "paused" in text(model, 0, "preset")
     assert text(model, 0, "protection") == "○ UNPROTECTED"
     fg = model.data(model.index(0, column_index("pnl")), Qt.ItemDataRole.ForegroundRole)
     assert fg is not None  # colour repeats the sign
+
+
+def test_pnl_roi_and_r_agree_in_sign_net_of_fees_with_gross_roe_in_the_tooltip(model):
+    # a small favourable move that the fees eat: the exchange's ROE is positive, net is not
+    p = position("x", ETH.symbol, qty=100, entry=0.5, sl=0.45, tp=None, leverage=10.0,
+                 fees_paid=0.025)
+    model.update([snapshot(p, 0.5002)])
+    pnl, roi, r = (text(model, 0, k) for k in ("pnl", "roi", "r"))
+    assert pnl.startswith("−$") and roi.startswith("−") and r.startswith("−"), (pnl, roi, r)
+    tip = model.data(model.index(0, column_index("roi")), Qt.ItemDataRole.ToolTipRole)
+    assert "Exchange ROE (gross, before fees) +0.40%" in tip
+    assert "Fees −$0.05" in tip and "Gross P/L +$0.02" in tip
 
 
 def test_missing_and_non_finite_values_show_a_dash(model):
@@ -99,8 +115,9 @@ def test_updates_are_incremental(model):
     model.update([snapshot(a, 40_100.0), snapshot(b, 3010.0)])
     assert inserted == [(0, 0), (1, 1)]
     model.update([snapshot(b, 3020.0, T0 + 1)])
-    # only row 1, only from the mark column to the R column (qty/entry/SL did not change)
-    assert changed == [(1, column_index("mark"), 1, column_index("r"))]
+    # only row 1, only from the mark column to the notional column (qty/entry/SL did not
+    # change; the notional follows the mark)
+    assert changed == [(1, column_index("mark"), 1, column_index("notional"))]
     model.update([snapshot(b, 3020.0, T0 + 2)])  # same values: nothing to repaint
     assert len(changed) == 1
     assert model.remove("a") is True

@@ -112,14 +112,24 @@ def test_chart_follows_selection_ticks_and_candles(env):
     assert chart.line("sl").value() == pytest.approx(3075.0)
 
 
-def test_closed_position_leaves_table_and_selection_moves(env):
+def test_closed_position_leaves_the_table_and_the_selection_does_not_jump(env, qtbot):
     eng, win, _ = env
     publish(eng, win, snapshot(BTC_POS, 40_100.0), snapshot(ETH_POS, 2990.0))
+    assert win.selected_position_id() == "p1"
     closed = BTC_POS.evolve(exit_reason="stop_loss", exit_price=39_000.0)
     publish(eng, win, PositionRemoved(closed, T0 + 2))
     assert win.model.position_ids() == ["p2"]
-    assert win.chart.position_id == "p2"
+    # nothing is selected: a repeated shortcut cannot hit another position
+    assert win.selected_position_id() is None and win.chart.position_id is None
+    assert not win.act_emergency.isEnabled()
     assert "closed (stop_loss)" in win.statusBar().currentMessage()
+    # a new position does not take the selection either; a click does
+    publish(eng, win, snapshot(BTC_POS.evolve(id="p3"), 40_100.0, T0 + 3))
+    assert win.selected_position_id() is None
+    row = win.proxy.mapFromSource(win.model.index(win.model.row_of("p2"), 0))
+    rect = win.table.visualRect(row)
+    qtbot.mouseClick(win.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert win.selected_position_id() == "p2" and win.chart.position_id == "p2"
 
 
 def test_status_bar_shows_connections_tick_age_and_staleness(env):
@@ -141,10 +151,24 @@ def test_status_bar_shows_connections_tick_age_and_staleness(env):
     assert not win.is_stale()
 
 
-def test_equity_is_shown(env):
+def test_account_panel_moves_with_the_positions_not_with_the_account_timer(env):
     eng, win, _ = env
-    publish(eng, win, AccountEvent(10_234.5, 10_000.0, "USDT", T0))
-    assert win.findChild(QLabel, "equity").text() == "Equity 10,234.50 USDT"
+    publish(eng, win, AccountEvent(10_000.0, 10_000.0, "USDT", T0))
+    acct = win.account
+    assert acct.text("equity") == "Equity 10,000.00 USDT"
+    assert acct.text("wallet") == "Wallet 10,000.00"
+    # long 0.5 BTC from 40,000 at 10×: +100 gross − 10 entry fee − 10.05 exit fee
+    publish(eng, win, snapshot(BTC_POS, 40_200.0))
+    assert win.findChild(QLabel, "account_equity").text() == "Equity 10,079.95 USDT"
+    assert acct.text("upnl") == "Unrealized +$79.95"
+    assert acct.text("margin") == "Margin 2,000.00"
+    assert acct.text("available") == "Available 8,000.00"
+    assert acct.text("ratio") == "Margin ratio 0.8%"  # 0.4 % × 20,100 / 10,079.95
+    publish(eng, win, snapshot(BTC_POS, 39_800.0, T0 + 1))  # no account event needed
+    assert acct.text("upnl") == "Unrealized −$119.95"
+    assert acct.text("equity") == "Equity 9,880.05 USDT"
+    # the table's P/L and the panel's unrealized P/L are the same number
+    assert cell(win, 0, "pnl") == "−$119.95"
 
 
 def test_action_log_is_newest_first_and_marks_the_chart(env):

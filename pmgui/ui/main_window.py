@@ -15,54 +15,41 @@ from dataclasses import dataclass
 from PySide6.QtCore import (
     QByteArray,
     QItemSelectionModel,
-    QModelIndex,
     QPoint,
     QSettings,
     Qt,
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QApplication,
     QDialog,
     QDockWidget,
-    QHeaderView,
-    QLabel,
     QMainWindow,
     QMenu,
-    QPushButton,
     QSystemTrayIcon,
-    QTableView,
-    QTableWidget,
-    QTableWidgetItem,
     QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Side
-from pmgui.domain.models import Market, Order
+from pmgui.domain.enums import Side
+from pmgui.domain.models import Market
 from pmgui.engine.commands import (
     CloseAll,
     ClosePosition,
     Command,
     CommandResult,
+    HistorySnapshot,
     SetAutomation,
     SetPreset,
     SetTargets,
 )
 from pmgui.engine.events import (
-    AccountEvent,
-    ActionTaken,
-    ConnectionEvent,
-    ErrorEvent,
-    OrderSnapshot,
     PositionRemoved,
     PositionSnapshot,
-    TickEvent,
 )
 from pmgui.ui.about import show_about
 from pmgui.ui.bridge import Bridge
@@ -70,15 +57,20 @@ from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
 from pmgui.ui.chart_state import verdict, verdict_message
 from pmgui.ui.confirm import ConfirmDialog, DragConfirmBar
 from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, ShortcutsDialog, preset_names
-from pmgui.ui.fmt import DASH, fmt_age, fmt_price, fmt_qty, is_num
+from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
 from pmgui.ui.handle import EngineHandle
-from pmgui.ui.history import HistoryData, HistoryPanel
-from pmgui.ui.positions_model import ID_ROLE, PositionsModel, PositionsProxy
+from pmgui.ui.history import HistoryPanel
+from pmgui.ui.panels import (
+    ActionLogPanel,
+    AlertButton,
+    ConnectionStatus,
+    PositionsPanel,
+    venue_health,  # noqa: F401 (re-exported: the status bar's venue read-out)
+)
 from pmgui.ui.runner import CommandRunner
 from pmgui.ui.settings_dialog import SettingsDialog
-from pmgui.ui.theme import THEMES, Theme, apply_theme, make_theme, tabular_font
+from pmgui.ui.theme import THEMES, Theme, apply_theme, make_theme
 
-MAX_LOG_ROWS = 2000
 STALE_AFTER = 5.0  # seconds: DESIGN §4 max_price_age (live)
 
 
@@ -104,24 +96,6 @@ def _is_emergency(reason: str | None) -> bool:
     return bool(reason) and str(reason).startswith("emergency_stop")
 
 
-def venue_health(c: ConnectionEvent | None) -> tuple[str, str]:
-    """(status-bar suffix, tooltip lines) for the venue's clock offset, rate-limit headroom
-    and per-stream states; empty where the venue does not report them (paper)."""
-    if c is None:
-        return "", ""
-    short: list[str] = []
-    long: list[str] = []
-    if is_num(c.clock_offset):
-        off = float(c.clock_offset)  # type: ignore[arg-type]
-        short.append(f"clock {off:+.1f} s")
-        long.append(f"Exchange clock minus this computer's: {off:+.2f} s (synced)")
-    if is_num(c.rate_limit_headroom):
-        free = float(c.rate_limit_headroom)  # type: ignore[arg-type]
-        short.append(f"API {free:.0%} free" if free > 0 else "⚠ API rate-limited")
-        long.append(f"Request budget left: {free:.0%}")
-    for name, state in c.streams:
-        long.append(f"{name}: {state}")
-    return " · ".join(short), "\n".join(long)
 
 
 class MainWindow(QMainWindow):
@@ -145,11 +119,7 @@ class MainWindow(QMainWindow):
         self._wall = wall_clock
         self.bridge = bridge or Bridge(engine.outbox, self)
         self.runner = CommandRunner(engine, self)
-        self._conn: ConnectionEvent | None = None
-        self._conn_at: float | None = None  # clock() when the connection event arrived
-        self._tick_at: float | None = None  # clock() when the newest tick arrived
         self._closed_ok: set[str] = set()  # positions whose full close the engine confirmed
-        self._orders: dict[str, dict[str, Order]] = {}  # position id → live SL/TP orders
         self.confirm_dialog: ConfirmDialog | None = None
         self.dialog: QDialog | None = None  # the edit/order/help dialog shown last
         self.alerts: list[str] = []  # close alerts raised this session (newest last)
@@ -159,30 +129,12 @@ class MainWindow(QMainWindow):
         self.settings_dialog: SettingsDialog | None = None
         self.sounds = 0  # alert sounds played this session
 
-        # table
-        self.model = PositionsModel(engine.market, theme=self.theme, clock=wall_clock)
-        self.proxy = PositionsProxy(self)
-        self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
-        self.table.setObjectName("positionsTable")
-        self.table.setAccessibleName("Open positions")
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep insertion order
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(24)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        hdr = self.table.horizontalHeader()
-        hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        hdr.setStretchLastSection(True)
-        hdr.setHighlightSections(False)
-        self._size_columns()
-        self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
-        self.model.rowsInserted.connect(self._ensure_selection)
-        self.model.rowsRemoved.connect(self._ensure_selection)
+        # panels subscribe to the bridge themselves; the window assembles them
+        self.positions = PositionsPanel(self.bridge, engine.market, self.theme, wall_clock)
+        self.model, self.proxy, self.table = (self.positions.model, self.positions.proxy,
+                                              self.positions.table)
+        self.account = self.positions.account
+        self.positions.currentChanged.connect(lambda _pid: self._show_current())
 
         # chart
         self.chart = ChartWidget(self.theme)
@@ -195,7 +147,7 @@ class MainWindow(QMainWindow):
         # and the action log sits to its right.
         self.table_dock = QDockWidget("Positions", self)
         self.table_dock.setObjectName("positionsDock")
-        self.table_dock.setWidget(self.table)
+        self.table_dock.setWidget(self.positions)
         self.table_dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.table_dock.setTitleBarWidget(QWidget())
         self.setCorner(Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.TopDockWidgetArea)
@@ -220,17 +172,10 @@ class MainWindow(QMainWindow):
         self.table.customContextMenuRequested.connect(self._show_context_menu)
 
         # action log
-        self.action_log = QTableWidget(0, 4)
-        self.action_log.setObjectName("actionLog")
-        self.action_log.setAccessibleName("Action log, newest first")
-        self.action_log.setHorizontalHeaderLabels(["Time", "Symbol", "Reason", "Detail"])
-        self.action_log.verticalHeader().setVisible(False)
-        self.action_log.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.action_log.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.action_log.horizontalHeader().setStretchLastSection(True)
-        self.action_log.verticalHeader().setDefaultSectionSize(22)
-        for c, w in enumerate((64, 118, 118)):
-            self.action_log.setColumnWidth(c, w)
+        self.action_log = ActionLogPanel(
+            self.bridge, engine.market, self.theme,
+            lambda pid: (snap.position.symbol if (snap := self.model.snapshot(pid)) else None),
+            wall_clock)
         self.log_dock = QDockWidget("Action log", self)
         self.log_dock.setObjectName("actionLogDock")
         self.log_dock.setWidget(self.action_log)
@@ -241,14 +186,13 @@ class MainWindow(QMainWindow):
         # history (closed trades, metrics, equity) from the store, read-only
         self.history = HistoryPanel(self.runner.request, engine.market, self.theme)
         self.history.loaded.connect(self._on_history_loaded)
+        self.history.loaded.connect(self.account.on_history)
         self.history_dock = QDockWidget("History", self)
         self.history_dock.setObjectName("historyDock")
         self.history_dock.setWidget(self.history)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_dock)
         self.tabifyDockWidget(self.log_dock, self.history_dock)
         self.log_dock.raise_()
-        self._logged: set[tuple] = set()  # action keys shown, so stored ones are not repeated
-        self._history_seeded = False
 
         self._build_actions()
         self._build_status_bar()
@@ -355,89 +299,34 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         sb.setObjectName("statusBar")
-        # Emergency stops: a permanent, highlighted notice that stays until clicked (a plain
-        # status message would be wiped by the next hover tip or message).
-        self.alert_button = QPushButton()
-        self.alert_button.setObjectName("emergencyAlert")
-        self.alert_button.setAccessibleName("Emergency stop alert (click to dismiss)")
-        self.alert_button.setFlat(True)
-        self.alert_button.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.alert_button.clicked.connect(self.dismiss_alert)
-        self.alert_button.hide()
-        self._critical: list[str] = []
+        self.alert_button = AlertButton(self.theme)
         sb.addPermanentWidget(self.alert_button, 1)
-
-        def label(name: str, tip: str) -> QLabel:
-            lab = QLabel()
-            lab.setObjectName(name)
-            lab.setAccessibleName(tip)
-            lab.setToolTip(tip)
-            lab.setTextFormat(Qt.TextFormat.PlainText)
-            lab.setContentsMargins(8, 0, 8, 0)
-            sb.addPermanentWidget(lab)
-            return lab
-
-        self.market_data_label = label("marketDataStatus", "Market data connection")
-        self.orders_label = label("ordersStatus", "Order connection")
-        self.tick_age_label = label("tickAge", "Age of the newest price")
-        self.tick_age_label.setFont(tabular_font())
-        self.equity_label = label("equity", "Account equity")
-        self.equity_label.setFont(tabular_font())
-        self.equity_label.setText("Equity —")
+        self.status = ConnectionStatus(self.bridge, sb, self.engine.exchange_id, self.theme,
+                                       self._clock, lambda: self.settings.stale_after, self)
+        self.market_data_label = self.status.market_data_label
+        self.orders_label = self.status.orders_label
+        self.tick_age_label = self.status.tick_age_label
 
     def _connect_bridge(self) -> None:
+        """What the window itself follows: the chart of the selection, closes (alerts)."""
         b = self.bridge
         b.positionsChanged.connect(self.on_positions)
         b.positionRemoved.connect(self.on_position_removed)
-        b.orderChanged.connect(self.on_order)
-        b.tick.connect(self.on_tick)
+        b.tick.connect(self.chart.on_tick)
         b.candles.connect(self.chart.on_candles)
-        b.action.connect(self.on_action)
-        b.connection.connect(self.on_connection)
-        b.account.connect(self.on_account)
-        b.error.connect(self.on_error)
-
-    def _size_columns(self) -> None:
-        widths = {"symbol": 150, "side": 80, "qty": 80, "entry": 95, "mark": 105, "pnl": 100,
-                  "roi": 80, "r": 65, "sl": 95, "tp": 95, "trailing": 95,
-                  "liquidation": 95, "preset": 120, "protection": 120, "age": 70}
-        for c, col in enumerate(self.model.columns):
-            self.table.setColumnWidth(c, widths.get(col.key, 90))
+        b.action.connect(self.chart.on_action)
+        b.error.connect(lambda ev: self.notify(f"⚠ {ev.message}"))
 
     # -- event handlers ----------------------------------------------------------------------
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:
-        self.model.update(snaps)
         for s in snaps:
             self.chart.on_snapshot(s)
         if self.chart.symbol is not None and self.chart.market is None:
             self.chart.set_market(self.engine.market(self.chart.symbol))
         self._update_action_state()
 
-    def on_order(self, ev: OrderSnapshot) -> None:
-        """Keep each position's live protective orders, shown on its protection badge."""
-        o = ev.order
-        if o.position_id is None:
-            return
-        orders = self._orders.setdefault(o.position_id, {})
-        if o.status.is_final or o.role not in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
-            orders.pop(o.client_id, None)
-        else:
-            orders[o.client_id] = o
-        market = self.engine.market(o.symbol)
-        lines = []
-        for x in sorted(orders.values(), key=lambda x: x.role.value):
-            name = "SL" if x.role is OrderRole.STOP_LOSS else "TP"
-            state = "on exchange" if x.status is OrderStatus.OPEN else x.status.value
-            lines.append(f"{name} {x.type.value} {fmt_qty(x.amount, market)} @ "
-                         f"{fmt_price(x.trigger_price or x.price, market)} · {state}")
-        self.model.set_protection_detail(
-            o.position_id, "\n".join(lines) if lines else "no protective orders on the exchange")
-
     def on_position_removed(self, ev: PositionRemoved) -> None:
         p = ev.position
-        was_shown = self.chart.position_id == p.id
-        self.model.remove(p.id)
-        self._orders.pop(p.id, None)
         self._closed_ok.discard(p.id)
         reason = p.exit_reason or "closed"
         price = fmt_price(p.exit_price, self.engine.market(p.symbol))
@@ -448,142 +337,24 @@ class MainWindow(QMainWindow):
             self.notify(f"{p.symbol} {_side(p.side)} closed ({reason}) at {price}", alert=True)
         if self._second.isActive():  # live window: the engine has just written the close
             QTimer.singleShot(500, self.history.refresh)
-        if was_shown:
+        if self.chart.position_id == p.id:
             self._show_current()
 
-    def on_tick(self, ev: TickEvent) -> None:
-        self._tick_at = self._clock()
-        self.chart.on_tick(ev)
-
-    def on_action(self, ev: ActionTaken) -> None:
-        self._log_action(ev, newest=True)
-        self.chart.on_action(ev)
-
-    def _log_action(self, ev: ActionTaken, *, newest: bool) -> bool:
-        """Add a row to the action log (at the top for live actions, at the bottom for
-        older ones loaded from the store). False if the same action is already shown."""
-        a = ev.action
-        key = (round(a.ts, 3), a.position_id, a.type.value, a.reason.value, a.price)
-        if a.ts > 0 and key in self._logged:
-            return False
-        if a.ts > 0:
-            self._logged.add(key)
-        when = a.ts if a.ts > 0 else self._wall()
-        detail = ev.detail or _action_detail(ev, self.engine.market(ev.symbol))
-        if not ev.ok:
-            detail = f"FAILED · {detail}"
-        row_values = (time.strftime("%H:%M:%S", time.localtime(when)), ev.symbol,
-                      a.reason.value, detail)
-        log = self.action_log
-        row = 0 if newest else log.rowCount()
-        if not newest and row >= MAX_LOG_ROWS:
-            return False
-        log.insertRow(row)
-        for c, text in enumerate(row_values):
-            item = QTableWidgetItem(text)
-            item.setToolTip(text if c != 0 else time.strftime("%Y-%m-%d %H:%M:%S",
-                                                               time.localtime(when)))
-            if not ev.ok:
-                item.setForeground(QColor(self.theme.warning))
-            log.setItem(row, c, item)
-        while log.rowCount() > MAX_LOG_ROWS:
-            log.removeRow(log.rowCount() - 1)
-        return True
-
-    def _on_history_loaded(self, data: HistoryData) -> None:
-        """First load: show the stored recent actions under the live ones (and on the chart)."""
-        if self._history_seeded:
-            return
-        self._history_seeded = True
-        for ev in data.actions:  # newest first → appended in order below the live rows
-            if self._log_action(ev, newest=False):
-                self.chart.add_marker(ev)
-
-    def on_connection(self, ev: ConnectionEvent) -> None:
-        self._conn = ev
-        self._conn_at = self._clock()
-        self.refresh_status()
-
-    def on_account(self, ev: AccountEvent) -> None:
-        if is_num(ev.equity):
-            self.equity_label.setText(f"Equity {ev.equity:,.2f} {ev.currency}")
-        else:
-            self.equity_label.setText(f"Equity {DASH}")
-
-    def on_error(self, ev: ErrorEvent) -> None:
-        """Engine errors go to the status bar and stay in the action log (in warning colour)."""
-        self.notify(f"⚠ {ev.message}")
-        snap = self.model.snapshot(ev.position_id) if ev.position_id else None
-        symbol = snap.position.symbol if snap is not None else "—"
-        when = ev.ts if is_num(ev.ts) and ev.ts > 0 else self._wall()
-        log = self.action_log
-        log.insertRow(0)
-        for c, text in enumerate((time.strftime("%H:%M:%S", time.localtime(when)), symbol,
-                                  "⚠ error", ev.message)):
-            item = QTableWidgetItem(text)
-            item.setToolTip(ev.message)
-            item.setForeground(QColor(self.theme.warning))
-            log.setItem(0, c, item)
-        while log.rowCount() > MAX_LOG_ROWS:
-            log.removeRow(log.rowCount() - 1)
+    def _on_history_loaded(self, data: HistorySnapshot) -> None:
+        """First load: the stored recent actions under the live ones (and on the chart)."""
+        for ev in self.action_log.seed(data):
+            self.chart.add_marker(ev)
 
     # -- status ------------------------------------------------------------------------------
     def tick_age(self) -> float | None:
-        """Seconds since the newest price, from the engine's report and our own tick receipt."""
-        now = self._clock()
-        ages = []
-        if self._conn is not None and self._conn_at is not None and is_num(
-                self._conn.last_tick_age):
-            ages.append(float(self._conn.last_tick_age) + (now - self._conn_at))  # type: ignore[arg-type]
-        if self._tick_at is not None:
-            ages.append(now - self._tick_at)
-        return max(0.0, min(ages)) if ages else None
+        return self.status.tick_age()
 
     def is_stale(self) -> bool:
-        age = self.tick_age()
-        return age is None or age > self.settings.stale_after
+        return self.status.is_stale()
 
     def refresh_status(self) -> None:
-        t = self.theme
-        c = self._conn
-        md = c.market_data if c else False
-        od = c.orders if c else False
-        self._set_state(self.market_data_label, "Market data", md, c is not None)
-        self._set_state(self.orders_label, "Orders", od, c is not None)
-        detail = c.detail if c is not None and c.detail else ""
-        for lab, what in ((self.market_data_label, "Market data connection"),
-                          (self.orders_label, "Order connection")):
-            lab.setToolTip(f"{what} ({self.engine.exchange_id})" + (f": {detail}" if detail
-                                                                     else ""))
-        if md and detail and "REST" in detail:
-            self.market_data_label.setText("● Market data: REST polling")
-        short, long = venue_health(c)
-        if short:
-            self.orders_label.setText(f"{self.orders_label.text()} · {short}")
-        if long:
-            self.orders_label.setToolTip(f"{self.orders_label.toolTip()}\n{long}")
-        age = self.tick_age()
-        if age is None:
-            self.tick_age_label.setText("Last tick —")
-            self.tick_age_label.setStyleSheet(f"color: {t.warning};")
-        elif age > self.settings.stale_after:
-            self.tick_age_label.setText(f"⚠ STALE: last tick {fmt_age(age)} ago")
-            self.tick_age_label.setStyleSheet(f"color: {t.warning}; font-weight: bold;")
-        else:
-            self.tick_age_label.setText(f"Last tick {fmt_age(age)} ago")
-            self.tick_age_label.setStyleSheet(f"color: {t.text};")
+        self.status.refresh()
         self.model.refresh_live()
-
-    def _set_state(self, lab: QLabel, name: str, up: bool, known: bool) -> None:
-        if not known:
-            lab.setText(f"○ {name}: unknown")
-            lab.setStyleSheet(f"color: {self.theme.muted};")
-        elif up:
-            lab.setText(f"● {name}: connected")
-            lab.setStyleSheet(f"color: {self.theme.ok};")
-        else:
-            lab.setText(f"✖ {name}: DISCONNECTED")
-            lab.setStyleSheet(f"color: {self.theme.warning}; font-weight: bold;")
 
     def notify(self, text: str, *, alert: bool = False, critical: bool = False,
                timeout_ms: int = 15000) -> None:
@@ -593,13 +364,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, timeout_ms)
         self.statusMessage.emit(text)
         if critical:
-            self._critical.append(text)
-            self.alert_button.setText(text + (f"   (+{len(self._critical) - 1} more)"
-                                              if len(self._critical) > 1 else "")
-                                      + "   ✕")
-            self.alert_button.setToolTip("\n".join(self._critical) + "\n\nClick to dismiss")
-            self._style_alert()
-            self.alert_button.show()
+            self.alert_button.add(text)
         if alert or critical:
             self._desktop_alert(text, critical=critical)
 
@@ -609,15 +374,7 @@ class MainWindow(QMainWindow):
         return not self.alert_button.isHidden()
 
     def dismiss_alert(self) -> None:
-        self._critical.clear()
-        self.alert_button.hide()
-
-    def _style_alert(self) -> None:
-        bg = "#b31d28" if self.theme.dark else "#cf222e"
-        self.alert_button.setStyleSheet(
-            f"QPushButton#emergencyAlert {{ background: {bg}; color: #ffffff; "
-            f"font-weight: bold; border: none; border-radius: 3px; padding: 2px 10px; "
-            f"text-align: left; }}")
+        self.alert_button.dismiss()
 
     def _desktop_alert(self, text: str, *, critical: bool = False) -> None:
         """A desktop notification through the system tray where the platform has one, and
@@ -641,33 +398,10 @@ class MainWindow(QMainWindow):
 
     # -- selection ---------------------------------------------------------------------------
     def selected_position_id(self) -> str | None:
-        idx = self.table.currentIndex()
-        if not idx.isValid():
-            return None
-        return self.proxy.data(idx, ID_ROLE)
+        return self.positions.selected_id()
 
     def select_position(self, position_id: str) -> bool:
-        row = self.model.row_of(position_id)
-        if row is None:
-            return False
-        pidx = self.proxy.mapFromSource(self.model.index(row, 0))
-        self.table.selectionModel().setCurrentIndex(
-            pidx, QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows)
-        return True
-
-    def _ensure_selection(self, *_args: object) -> None:
-        if self.table.currentIndex().isValid() or self.proxy.rowCount() == 0:
-            if self.proxy.rowCount() == 0:
-                self.chart.set_position(None, None)
-            return
-        first = self.proxy.index(0, 0)
-        self.table.selectionModel().setCurrentIndex(
-            first, QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows)
-
-    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        self._show_current()
+        return self.positions.select(position_id)
 
     def _show_current(self) -> None:
         pid = self.selected_position_id()
@@ -1013,13 +747,15 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if isinstance(app, QApplication):
             apply_theme(app, theme)
-        self.model.set_theme(theme)
+        self.positions.set_theme(theme)
+        self.action_log.set_theme(theme)
         self.chart.set_theme(theme)
         if hasattr(self, "history"):
             self.history.set_theme(theme)
         self.act_theme.setText("Light theme" if theme.dark else "Dark theme")
         if hasattr(self, "alert_button"):
-            self._style_alert()
+            self.alert_button.set_theme(theme)
+            self.status.set_theme(theme)
         self._sync_settings_dialog()
         danger = "#d73a49" if theme.dark else "#b31d28"
         self.toolbar.setStyleSheet(
@@ -1047,18 +783,6 @@ class MainWindow(QMainWindow):
 
 def _side(side: Side) -> str:
     return "▲ LONG" if side is Side.LONG else "▼ SHORT"
-
-
-def _action_detail(ev: ActionTaken, market: Market | None) -> str:
-    a = ev.action
-    parts = [a.type.value, f"@ {fmt_price(a.price, market)}"]
-    if a.qty is not None:
-        parts.append(f"qty {fmt_qty(a.qty, market)}")
-    if a.type is ActionType.MOVE_SL and a.sl is not None:
-        parts.append(f"SL → {fmt_price(a.sl, market)}")
-    if a.type is ActionType.MOVE_TP and a.tp is not None:
-        parts.append(f"TP → {fmt_price(a.tp, market)}")
-    return " ".join(parts)
 
 
 def _fills_text(res: CommandResult | None, market: Market | None) -> str:

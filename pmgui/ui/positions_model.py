@@ -27,6 +27,7 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from pmgui.domain.enums import Protection, Side
 from pmgui.domain.models import Market
 from pmgui.engine.events import PositionSnapshot
+from pmgui.ui.figures import Figures, figures
 from pmgui.ui.fmt import (
     DASH,
     fmt_age,
@@ -61,6 +62,10 @@ class Row:
     def quote(self) -> str:
         return self.market.quote if self.market is not None else "USDT"
 
+    @property
+    def fig(self) -> Figures:
+        return figures(self.snap, self.market)
+
 
 @dataclass(frozen=True, slots=True)
 class Column:
@@ -79,6 +84,7 @@ class Column:
     tone: Callable[[object, Row], int] | None = None
     tip: str = ""
     live: bool = False  # changes with the clock, not with snapshots (age)
+    default: bool = True  # shown unless the trader hides it (the column chooser)
 
 
 def _sign_tone(v: object, _row: Row) -> int:
@@ -111,6 +117,21 @@ def _preset_text(v: object, row: Row) -> str:
     return name if row.snap.position.automation else f"{name} ‖ paused"
 
 
+def _liq_tone(v: object, _row: Row) -> int:
+    return 2 if is_num(v) and v < 0.05 else 0  # type: ignore[operator]
+
+
+def _margin_mode(row: Row) -> str:
+    return "isolated" if row.snap.position.exchange == "paper" else "—"
+
+
+def fmt_amount(v: float | None, quote: str) -> str:
+    """An unsigned amount of money (notional, margin): `12,345.67`."""
+    if not is_num(v):
+        return DASH
+    return f"{v:,.2f}"
+
+
 def _mark_text(v: object, row: Row) -> str:
     text = fmt_price(v, row.market)  # type: ignore[arg-type]
     return f"⚠ {text}" if row.snap.stale and text != DASH else text
@@ -134,18 +155,36 @@ COLUMNS: tuple[Column, ...] = (
     Column("entry", "Entry", _price(lambda r: r.snap.position.entry), _fmt_price),
     Column("mark", "Mark", _price(lambda r: r.snap.mark), _mark_text,
            tip="Mark price; ⚠ marks a price older than the allowed age"),
-    Column("pnl", "P/L", lambda r, _n: r.snap.pnl,
+    Column("pnl", "P/L", lambda r, _n: r.fig.pnl,
            lambda v, r: fmt_money(v, r.quote), tone=_sign_tone,  # type: ignore[arg-type]
-           tip="Unrealized profit/loss in quote currency, net of fees"),
-    Column("roi", "ROI %", lambda r, _n: r.snap.roi, lambda v, _r: fmt_pct(v),  # type: ignore[arg-type]
-           tone=_sign_tone, tip="Return on margin (leveraged), net of fees"),
-    Column("r", "R", lambda r, _n: r.snap.r, lambda v, _r: fmt_r(v),  # type: ignore[arg-type]
-           tone=_sign_tone, tip="Profit in multiples of the initial risk (entry − initial SL)"),
+           tip="Unrealized profit/loss in quote currency, net of the entry fees paid and "
+               "the estimated exit fee"),
+    Column("roi", "ROI %", lambda r, _n: r.fig.roi, lambda v, _r: fmt_pct(v),  # type: ignore[arg-type]
+           tone=_sign_tone, tip="Net P/L on the initial margin (after fees); the exchange's "
+                                "ROE, before fees, is in the cell's tooltip"),
+    Column("r", "R", lambda r, _n: r.fig.r, lambda v, _r: fmt_r(v),  # type: ignore[arg-type]
+           tone=_sign_tone, tip="Net P/L in multiples of the initial risk "
+                                "(|entry − initial SL| × qty), after fees"),
     Column("sl", "SL", _price(lambda r: r.snap.position.sl), _fmt_price),
     Column("tp", "TP", _price(lambda r: r.snap.position.tp), _fmt_price),
     Column("trailing", "Trailing", _price(lambda r: r.snap.position.trailing), _fmt_price),
     Column("liquidation", "Liq.", _price(lambda r: r.snap.position.liquidation), _fmt_price,
            tip="Liquidation price"),
+    Column("liq_dist", "Liq. dist.", lambda r, _n: r.fig.liq_distance,
+           lambda v, _r: fmt_pct(v, 1).lstrip("+"), tone=_liq_tone,  # type: ignore[arg-type]
+           tip="How far the mark may still move against the position before liquidation "
+               "(% of the mark); ⚠ under 5 %"),
+    Column("notional", "Notional", lambda r, _n: r.fig.notional,
+           lambda v, r: fmt_amount(v, r.quote), default=False,  # type: ignore[arg-type]
+           tip="Position value at the mark price (qty × mark × contract size)"),
+    Column("margin", "Margin", lambda r, _n: r.fig.margin,
+           lambda v, r: fmt_amount(v, r.quote), default=False,  # type: ignore[arg-type]
+           tip="Initial margin held for the position (entry value / leverage)"),
+    Column("leverage", "Lev.", lambda r, _n: r.snap.position.leverage,
+           lambda v, _r: f"{v:g}×" if is_num(v) else DASH, tip="Leverage"),
+    Column("mode", "Mode", lambda r, _n: _margin_mode(r), lambda v, _r: str(v), LEFT,
+           numeric=False, default=False,
+           tip="Margin mode: isolated (the paper venue) or as the exchange reports it"),
     Column("preset", "Preset", lambda r, _n: r.snap.position.preset, _preset_text, LEFT,
            numeric=False),
     Column("protection", "Protection", lambda r, _n: r.snap.protection.value,
@@ -156,6 +195,9 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+# the columns that matter first: kept when the window is narrow (1024 px)
+ESSENTIAL = ("symbol", "side", "qty", "entry", "mark", "pnl", "roi", "r", "sl", "tp",
+             "liq_dist", "protection")
 
 
 def column_index(key: str) -> int:
@@ -356,9 +398,23 @@ class PositionsModel(QAbstractTableModel):
             return f"{col.tip}\n{detail}" if detail else col.tip
         if col.key == "mark" and row.snap.stale:
             return "Stale price: older than the allowed price age; rules are not acting on it"
+        if col.key in ("pnl", "roi", "r"):
+            return _pnl_tip(row, col)
         if col.key == "preset" and not row.snap.position.automation:
             return "Automation paused: rules do not act on this position"
         return col.tip or None
+
+
+def _pnl_tip(row: Row, col: Column) -> str:
+    f = row.fig
+    if f.gross_pnl is None:
+        return col.tip
+    lines = [col.tip, "",
+             f"Gross P/L {fmt_money(f.gross_pnl, row.quote)}",
+             f"Fees {fmt_money(-f.fees, row.quote)} (entry paid + estimated exit)",
+             f"Net P/L {fmt_money(f.pnl, row.quote)}",
+             f"Exchange ROE (gross, before fees) {fmt_pct(f.roe)}"]
+    return "\n".join(lines)
 
 
 class PositionsProxy(QSortFilterProxyModel):

@@ -1,0 +1,637 @@
+"""Panels that subscribe to the bridge themselves (vn.py's BaseMonitor idea).
+
+Each panel declares what it shows and connects to the Bridge signals it needs; the main
+window only assembles them into docks and menus and wires the few cross-panel links
+(selection → chart, history → action log and account). No panel computes trading state:
+everything shown comes from the newest engine snapshot (see figures.py for the derived
+numbers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSizePolicy,
+    QStatusBar,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus
+from pmgui.domain.models import Market, Order
+from pmgui.engine.commands import HistorySnapshot
+from pmgui.engine.events import (
+    AccountEvent,
+    ActionTaken,
+    ConnectionEvent,
+    ErrorEvent,
+    OrderSnapshot,
+    PositionRemoved,
+    PositionSnapshot,
+    TickEvent,
+)
+from pmgui.ui.bridge import Bridge
+from pmgui.ui.figures import account_figures
+from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_pct, fmt_price, fmt_qty, is_num
+from pmgui.ui.positions_model import (
+    COLUMNS,
+    ESSENTIAL,
+    ID_ROLE,
+    PositionsModel,
+    PositionsProxy,
+    fmt_amount,
+)
+from pmgui.ui.theme import Theme, tabular_font
+
+MAX_LOG_ROWS = 2000
+MarketFor = Callable[[str], Market | None]
+
+# width of each column (px at 96 dpi; scaled with the font on high-DPI screens)
+WIDTHS = {"symbol": 132, "side": 78, "qty": 72, "entry": 88, "mark": 92, "pnl": 92,
+          "roi": 70, "r": 62, "sl": 88, "tp": 88, "trailing": 88, "liquidation": 88,
+          "liq_dist": 72, "notional": 96, "margin": 88, "leverage": 52, "mode": 70,
+          "preset": 110, "protection": 112, "age": 66}
+
+
+# -- positions ---------------------------------------------------------------------------------
+class PositionsPanel(QWidget):
+    """The open positions table: sorting that can be held still, a column chooser, and a
+    selection that only the trader moves (a closed position leaves nothing selected)."""
+
+    currentChanged = Signal(object)  # position id or None
+
+    def __init__(self, bridge: Bridge, market_for: MarketFor, theme: Theme,
+                 clock: Callable[[], float] = time.time, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("positionsPanel")
+        self._market_for = market_for
+        self._theme = theme
+        self._orders: dict[str, dict[str, Order]] = {}  # position id → live SL/TP orders
+        self._removing: str | None = None  # the selected id whose row is being removed
+        self.model = PositionsModel(market_for, theme=theme, clock=clock)
+        # before the proxy connects: know a selected row is going *before* the view moves
+        # the current index to its neighbour
+        self.model.rowsAboutToBeRemoved.connect(self._before_remove)
+        self.proxy = PositionsProxy(self)
+        self.proxy.setSourceModel(self.model)
+        t = self.table = QTableView()
+        t.setObjectName("positionsTable")
+        t.setAccessibleName("Open positions")
+        t.setModel(self.proxy)
+        t.setSortingEnabled(True)
+        t.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep insertion order
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setAlternatingRowColors(True)
+        t.verticalHeader().setVisible(False)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        hdr = t.horizontalHeader()
+        hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hdr.setStretchLastSection(True)
+        hdr.setHighlightSections(False)
+        hdr.setSectionsMovable(True)
+        hdr.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        hdr.customContextMenuRequested.connect(self._header_menu)
+        self.size_columns()
+        for c, col in enumerate(self.model.columns):
+            t.setColumnHidden(c, not col.default)
+
+        self.hold_button = QToolButton()
+        self.hold_button.setObjectName("holdOrder")
+        self.hold_button.setCheckable(True)
+        self.hold_button.setText("⏸ Hold row order")
+        self.hold_button.setToolTip("Stop re-sorting rows while values change (the sort "
+                                    "column is kept; click again to re-sort live)")
+        self.hold_button.toggled.connect(self.hold_order)
+        self.columns_button = QToolButton()
+        self.columns_button.setObjectName("chooseColumns")
+        self.columns_button.setText("Columns ▾")
+        self.columns_button.setToolTip("Choose the columns shown (also: right-click a header)")
+        self.columns_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.columns_menu = QMenu(self)
+        self.columns_menu.setObjectName("columnsMenu")
+        self.columns_menu.aboutToShow.connect(self._fill_columns_menu)
+        self.columns_button.setMenu(self.columns_menu)
+        self.account = AccountPanel(bridge, market_for, theme)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 2)
+        bar.addWidget(self.account, 1)
+        bar.addWidget(self.hold_button)
+        bar.addWidget(self.columns_button)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(bar)
+        lay.addWidget(t, 1)
+
+        t.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.model.rowsInserted.connect(self._select_first_if_none)
+        self.model.rowsRemoved.connect(self._after_remove)
+        bridge.positionsChanged.connect(self.on_positions)
+        bridge.positionRemoved.connect(self.on_position_removed)
+        bridge.orderChanged.connect(self.on_order)
+
+    # -- events -------------------------------------------------------------------------------
+    def on_positions(self, snaps: list[PositionSnapshot]) -> None:
+        self.model.update(snaps)
+
+    def on_position_removed(self, ev: PositionRemoved) -> None:
+        self.model.remove(ev.position.id)
+        self._orders.pop(ev.position.id, None)
+
+    def on_order(self, ev: OrderSnapshot) -> None:
+        """Keep each position's live protective orders, shown on its protection badge."""
+        o = ev.order
+        if o.position_id is None:
+            return
+        orders = self._orders.setdefault(o.position_id, {})
+        if o.status.is_final or o.role not in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
+            orders.pop(o.client_id, None)
+        else:
+            orders[o.client_id] = o
+        market = self._market_for(o.symbol)
+        lines = []
+        for x in sorted(orders.values(), key=lambda x: x.role.value):
+            name = "SL" if x.role is OrderRole.STOP_LOSS else "TP"
+            state = "on exchange" if x.status is OrderStatus.OPEN else x.status.value
+            lines.append(f"{name} {x.type.value} {fmt_qty(x.amount, market)} @ "
+                         f"{fmt_price(x.trigger_price or x.price, market)} · {state}")
+        self.model.set_protection_detail(
+            o.position_id, "\n".join(lines) if lines else "no protective orders on the exchange")
+
+    # -- selection ----------------------------------------------------------------------------
+    def selected_id(self) -> str | None:
+        idx = self.table.currentIndex()
+        return self.proxy.data(idx, ID_ROLE) if idx.isValid() else None
+
+    def select(self, position_id: str | None) -> bool:
+        sm = self.table.selectionModel()
+        if position_id is None:
+            sm.clear()
+            self.table.setCurrentIndex(QModelIndex())
+            return True
+        row = self.model.row_of(position_id)
+        if row is None:
+            return False
+        pidx = self.proxy.mapFromSource(self.model.index(row, 0))
+        sm.setCurrentIndex(pidx, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                           | QItemSelectionModel.SelectionFlag.Rows)
+        return True
+
+    def _select_first_if_none(self, *_a: object) -> None:
+        """Only when nothing was ever chosen (start-up): never a jump to another row."""
+        if self.table.currentIndex().isValid() or self.proxy.rowCount() == 0:
+            return
+        if getattr(self, "_chosen", False):
+            return
+        first = self.proxy.index(0, 0)
+        self.table.selectionModel().setCurrentIndex(
+            first, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _before_remove(self, _parent: QModelIndex, first: int, last: int) -> None:
+        sel = self.selected_id()
+        ids = self.model.position_ids()[first:last + 1]
+        self._removing = sel if sel in ids else None
+
+    def _after_remove(self, *_a: object) -> None:
+        if self._removing is not None:
+            # Qt moves the current index to a neighbour: undo that, the selection was closed
+            self._removing = None
+            self.table.selectionModel().blockSignals(True)
+            self.select(None)
+            self.table.selectionModel().blockSignals(False)
+            self.currentChanged.emit(None)
+
+    def _current_changed(self, current: QModelIndex, _prev: QModelIndex) -> None:
+        if self._removing is not None:
+            return  # the neighbour Qt picks while removing the selected row
+        if current.isValid():
+            self._chosen = True
+        self.currentChanged.emit(self.selected_id())
+
+    # -- sorting and columns ------------------------------------------------------------------
+    def hold_order(self, held: bool) -> None:
+        """Hold the rows where they are (values keep updating) or re-sort live again."""
+        self.proxy.setDynamicSortFilter(not held)
+        if self.hold_button.isChecked() != held:
+            self.hold_button.setChecked(held)
+        self.hold_button.setText("▶ Re-sort live" if held else "⏸ Hold row order")
+        if not held:
+            self.proxy.invalidate()
+
+    @property
+    def order_held(self) -> bool:
+        return not self.proxy.dynamicSortFilter()
+
+    def size_columns(self) -> None:
+        scale = max(1.0, self.table.fontMetrics().height() / 16.0)  # high-DPI / large fonts
+        for c, col in enumerate(self.model.columns):
+            self.table.setColumnWidth(c, round(WIDTHS.get(col.key, 90) * scale))
+
+    def set_column_visible(self, key: str, visible: bool) -> None:
+        c = [col.key for col in self.model.columns].index(key)
+        self.table.setColumnHidden(c, not visible)
+
+    def visible_columns(self) -> list[str]:
+        return [col.key for c, col in enumerate(self.model.columns)
+                if not self.table.isColumnHidden(c)]
+
+    def fit_width(self, width: int) -> None:
+        """Narrow windows: show the essential columns first, the rest stay in the chooser."""
+        shown = self.visible_columns()
+        need = sum(self.table.columnWidth(c) for c, col in enumerate(self.model.columns)
+                   if col.key in shown)
+        if need <= width:
+            return
+        for col in reversed(COLUMNS):
+            if need <= width:
+                break
+            if col.key in shown and col.key not in ESSENTIAL:
+                self.set_column_visible(col.key, False)
+                need -= self.table.columnWidth([c.key for c in COLUMNS].index(col.key))
+
+    def _fill_columns_menu(self) -> None:
+        menu = self.columns_menu
+        menu.clear()
+        for c, col in enumerate(self.model.columns):
+            a = QAction(col.title, menu)
+            a.setObjectName(f"column_{col.key}")
+            a.setCheckable(True)
+            a.setChecked(not self.table.isColumnHidden(c))
+            a.setEnabled(col.key != "symbol")
+            a.toggled.connect(lambda on, k=col.key: self.set_column_visible(k, on))
+            menu.addAction(a)
+
+    def _header_menu(self, pos: QPoint) -> None:
+        self._fill_columns_menu()
+        self.columns_menu.popup(self.table.horizontalHeader().mapToGlobal(pos))
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self.model.set_theme(theme)
+        self.account.set_theme(theme)
+
+
+# -- account -----------------------------------------------------------------------------------
+class AccountPanel(QWidget):
+    """Wallet, unrealized P/L, equity, margin, available, margin ratio, today's realized P/L
+    and funding: recomputed with every positions update (the wallet with each account
+    event), so the equity moves with the P/L column, not every 10 s."""
+
+    FIELDS = (("equity", "Equity", "Wallet balance plus the net unrealized P/L"),
+              ("wallet", "Wallet", "Wallet balance: deposits plus realized P/L, minus fees "
+                                   "and funding"),
+              ("upnl", "Unrealized", "Net unrealized P/L of the open positions (after fees)"),
+              ("margin", "Margin", "Initial margin held by the open positions"),
+              ("available", "Available", "Wallet balance not held as margin: what new "
+                                         "orders can use"),
+              ("ratio", "Margin ratio", "Maintenance margin / equity: liquidation at 100 %"),
+              ("today", "Today", "P/L realized by positions closed since local midnight"),
+              ("funding", "Funding", "Funding fees paid (−) or received (+) so far"))
+
+    def __init__(self, bridge: Bridge, market_for: MarketFor, theme: Theme,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("accountPanel")
+        self.setAccessibleName("Account summary")
+        self._market_for = market_for
+        self._theme = theme
+        self._snaps: dict[str, PositionSnapshot] = {}
+        self._wallet: float | None = None
+        self._currency = "USDT"
+        self._funding: float | None = None
+        self._today: float | None = None
+        self.labels: dict[str, QLabel] = {}
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(14)
+        font = tabular_font()
+        for key, title, tip in self.FIELDS:
+            lab = QLabel()
+            lab.setObjectName(f"account_{key}")
+            lab.setToolTip(tip)
+            lab.setAccessibleName(title)
+            lab.setTextFormat(Qt.TextFormat.PlainText)
+            lab.setFont(font)
+            lab.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+            lay.addWidget(lab)
+            self.labels[key] = lab
+        lay.addStretch(1)
+        bridge.account.connect(self.on_account)
+        bridge.positionsChanged.connect(self.on_positions)
+        bridge.positionRemoved.connect(self.on_position_removed)
+        self.refresh()
+
+    def on_account(self, ev: AccountEvent) -> None:
+        if is_num(ev.balance):
+            self._wallet = float(ev.balance)
+        self._currency = ev.currency or self._currency
+        funding = getattr(ev, "funding", None)
+        self._funding = float(funding) if is_num(funding) else self._funding
+        self.refresh()
+
+    def on_positions(self, snaps: list[PositionSnapshot]) -> None:
+        for s in snaps:
+            self._snaps[s.position.id] = s
+        self.refresh()
+
+    def on_position_removed(self, ev: PositionRemoved) -> None:
+        self._snaps.pop(ev.position.id, None)
+        self.refresh()
+
+    def on_history(self, data: object) -> None:
+        if isinstance(data, HistorySnapshot):
+            self._today = data.realized_today
+            self.refresh()
+
+    def figures(self):
+        return account_figures(self._wallet, list(self._snaps.values()), self._market_for)
+
+    def refresh(self) -> None:
+        f = self.figures()
+        cur = self._currency
+        texts = {
+            "equity": f"Equity {fmt_amount(f.equity, cur)} {cur}",
+            "wallet": f"Wallet {fmt_amount(f.wallet, cur)}",
+            "upnl": f"Unrealized {fmt_money(f.unrealized, cur)}",
+            "margin": f"Margin {fmt_amount(f.margin, cur)}",
+            "available": f"Available {fmt_amount(f.available, cur)}",
+            "ratio": f"Margin ratio {fmt_pct(f.margin_ratio, 1).lstrip('+')}",
+            "today": f"Today {fmt_money(self._today, cur)}",
+            "funding": f"Funding {fmt_money(self._funding, cur)}",
+        }
+        t = self._theme
+        for key, text in texts.items():
+            lab = self.labels[key]
+            lab.setText(text)
+        for key, v in (("upnl", f.unrealized), ("today", self._today),
+                       ("funding", self._funding)):
+            colour = t.up if is_num(v) and v > 0 else t.down if is_num(v) and v < 0 else t.text  # type: ignore[operator]
+            self.labels[key].setStyleSheet(f"color: {colour};")
+        warn = is_num(f.margin_ratio) and f.margin_ratio >= 0.8  # type: ignore[operator]
+        self.labels["ratio"].setStyleSheet(f"color: {t.warning}; font-weight: bold;" if warn
+                                           else f"color: {t.text};")
+
+    def text(self, key: str) -> str:
+        return self.labels[key].text()
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self.refresh()
+
+
+# -- action log --------------------------------------------------------------------------------
+class ActionLogPanel(QTableWidget):
+    """Every action and engine error, newest first; stored ones below the live ones."""
+
+    def __init__(self, bridge: Bridge, market_for: MarketFor, theme: Theme,
+                 symbol_of: Callable[[str], str | None],
+                 wall_clock: Callable[[], float] = time.time,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(0, 4, parent)
+        self.setObjectName("actionLog")
+        self.setAccessibleName("Action log, newest first")
+        self.setHorizontalHeaderLabels(["Time", "Symbol", "Reason", "Detail"])
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.horizontalHeader().setStretchLastSection(True)
+        for c, w in enumerate((64, 118, 118)):
+            self.setColumnWidth(c, w)
+        self._market_for = market_for
+        self._theme = theme
+        self._symbol_of = symbol_of
+        self._wall = wall_clock
+        self._logged: set[tuple] = set()  # action keys shown, so stored ones are not repeated
+        self.seeded = False
+        bridge.action.connect(lambda ev: self.log_action(ev, newest=True))
+        bridge.error.connect(self.on_error)
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+
+    def log_action(self, ev: ActionTaken, *, newest: bool) -> bool:
+        """Add a row (at the top for live actions, at the bottom for older ones loaded from
+        the store). False if the same action is already shown."""
+        a = ev.action
+        key = (round(a.ts, 3), a.position_id, a.type.value, a.reason.value, a.price)
+        if a.ts > 0 and key in self._logged:
+            return False
+        if a.ts > 0:
+            self._logged.add(key)
+        when = a.ts if a.ts > 0 else self._wall()
+        detail = ev.detail or action_detail(ev, self._market_for(ev.symbol))
+        if not ev.ok:
+            detail = f"FAILED · {detail}"
+        row = 0 if newest else self.rowCount()
+        if not newest and row >= MAX_LOG_ROWS:
+            return False
+        self._put(row, when, (ev.symbol, a.reason.value, detail), warn=not ev.ok)
+        return True
+
+    def seed(self, data: HistorySnapshot) -> list[ActionTaken]:
+        """First history answer: stored actions under the live ones; returns those added."""
+        if self.seeded:
+            return []
+        self.seeded = True
+        return [ev for ev in data.actions if self.log_action(ev, newest=False)]
+
+    def on_error(self, ev: ErrorEvent) -> None:
+        symbol = (self._symbol_of(ev.position_id) if ev.position_id else None) or DASH
+        when = ev.ts if is_num(ev.ts) and ev.ts > 0 else self._wall()
+        self._put(0, when, (symbol, "⚠ error", ev.message), warn=True, tip=ev.message)
+
+    def _put(self, row: int, when: float, values: tuple[str, str, str], *, warn: bool,
+             tip: str | None = None) -> None:
+        self.insertRow(row)
+        cells = (time.strftime("%H:%M:%S", time.localtime(when)), *values)
+        for c, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setToolTip(tip or (text if c else time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                  time.localtime(when))))
+            if warn:
+                item.setForeground(QColor(self._theme.warning))
+            self.setItem(row, c, item)
+        while self.rowCount() > MAX_LOG_ROWS:
+            self.removeRow(self.rowCount() - 1)
+
+
+def action_detail(ev: ActionTaken, market: Market | None) -> str:
+    a = ev.action
+    parts = [a.type.value, f"@ {fmt_price(a.price, market)}"]
+    if a.qty is not None:
+        parts.append(f"qty {fmt_qty(a.qty, market)}")
+    if a.type is ActionType.MOVE_SL and a.sl is not None:
+        parts.append(f"SL → {fmt_price(a.sl, market)}")
+    if a.type is ActionType.MOVE_TP and a.tp is not None:
+        parts.append(f"TP → {fmt_price(a.tp, market)}")
+    return " ".join(parts)
+
+
+def venue_health(c: ConnectionEvent | None) -> tuple[str, str]:
+    """(status-bar suffix, tooltip lines) for the venue's clock offset, rate-limit headroom
+    and per-stream states; empty where the venue does not report them (paper)."""
+    if c is None:
+        return "", ""
+    short: list[str] = []
+    long: list[str] = []
+    if is_num(c.clock_offset):
+        off = float(c.clock_offset)  # type: ignore[arg-type]
+        short.append(f"clock {off:+.1f} s")
+        long.append(f"Exchange clock minus this computer's: {off:+.2f} s (synced)")
+    if is_num(c.rate_limit_headroom):
+        free = float(c.rate_limit_headroom)  # type: ignore[arg-type]
+        short.append(f"API {free:.0%} free" if free > 0 else "⚠ API rate-limited")
+        long.append(f"Request budget left: {free:.0%}")
+    for name, state in c.streams:
+        long.append(f"{name}: {state}")
+    return " · ".join(short), "\n".join(long)
+
+
+# -- connection status -------------------------------------------------------------------------
+class ConnectionStatus(QObject):
+    """Market data and order connections, and the newest price's age, in the status bar."""
+
+    def __init__(self, bridge: Bridge, status_bar: QStatusBar, exchange_id: str,
+                 theme: Theme, clock: Callable[[], float], stale_after: Callable[[], float],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._exchange = exchange_id
+        self._theme = theme
+        self._clock = clock
+        self._stale_after = stale_after
+        self._conn: ConnectionEvent | None = None
+        self._conn_at: float | None = None
+        self._tick_at: float | None = None
+
+        def label(name: str, tip: str) -> QLabel:
+            lab = QLabel()
+            lab.setObjectName(name)
+            lab.setAccessibleName(tip)
+            lab.setToolTip(tip)
+            lab.setTextFormat(Qt.TextFormat.PlainText)
+            lab.setContentsMargins(6, 0, 6, 0)
+            status_bar.addPermanentWidget(lab)
+            return lab
+
+        self.market_data_label = label("marketDataStatus", "Market data connection")
+        self.orders_label = label("ordersStatus", "Order connection")
+        self.tick_age_label = label("tickAge", "Age of the newest price")
+        self.tick_age_label.setFont(tabular_font())
+        bridge.connection.connect(self.on_connection)
+        bridge.tick.connect(self.on_tick)
+
+    def on_connection(self, ev: ConnectionEvent) -> None:
+        self._conn = ev
+        self._conn_at = self._clock()
+        self.refresh()
+
+    def on_tick(self, _ev: TickEvent) -> None:
+        self._tick_at = self._clock()
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self.refresh()
+
+    def tick_age(self) -> float | None:
+        """Seconds since the newest price, from the engine's report and our own tick receipt."""
+        now = self._clock()
+        ages = []
+        if self._conn is not None and self._conn_at is not None and is_num(
+                self._conn.last_tick_age):
+            ages.append(float(self._conn.last_tick_age) + (now - self._conn_at))  # type: ignore[arg-type]
+        if self._tick_at is not None:
+            ages.append(now - self._tick_at)
+        return max(0.0, min(ages)) if ages else None
+
+    def is_stale(self) -> bool:
+        age = self.tick_age()
+        return age is None or age > self._stale_after()
+
+    def refresh(self) -> None:
+        t, c = self._theme, self._conn
+        md = c.market_data if c else False
+        od = c.orders if c else False
+        self._set_state(self.market_data_label, "Market data", md, c is not None)
+        self._set_state(self.orders_label, "Orders", od, c is not None)
+        detail = c.detail if c is not None and c.detail else ""
+        for lab, what in ((self.market_data_label, "Market data connection"),
+                          (self.orders_label, "Order connection")):
+            lab.setToolTip(f"{what} ({self._exchange})" + (f": {detail}" if detail else ""))
+        if md and detail and "REST" in detail:
+            self.market_data_label.setText("● Market data: REST polling")
+        short, long = venue_health(c)
+        if short:
+            self.orders_label.setText(f"{self.orders_label.text()} · {short}")
+        if long:
+            self.orders_label.setToolTip(f"{self.orders_label.toolTip()}\n{long}")
+        age = self.tick_age()
+        if age is None:
+            self.tick_age_label.setText("Last tick —")
+            self.tick_age_label.setStyleSheet(f"color: {t.warning};")
+        elif age > self._stale_after():
+            self.tick_age_label.setText(f"⚠ STALE: last tick {fmt_age(age)} ago")
+            self.tick_age_label.setStyleSheet(f"color: {t.warning}; font-weight: bold;")
+        else:
+            self.tick_age_label.setText(f"Last tick {fmt_age(age)} ago")
+            self.tick_age_label.setStyleSheet(f"color: {t.text};")
+
+    def _set_state(self, lab: QLabel, name: str, up: bool, known: bool) -> None:
+        if not known:
+            lab.setText(f"○ {name}: unknown")
+            lab.setStyleSheet(f"color: {self._theme.muted};")
+        elif up:
+            lab.setText(f"● {name}: connected")
+            lab.setStyleSheet(f"color: {self._theme.ok};")
+        else:
+            lab.setText(f"✖ {name}: DISCONNECTED")
+            lab.setStyleSheet(f"color: {self._theme.warning}; font-weight: bold;")
+
+
+# -- alerts ------------------------------------------------------------------------------------
+class AlertButton(QPushButton):
+    """Emergency stops: a highlighted status-bar notice that stays until clicked."""
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("emergencyAlert")
+        self.setAccessibleName("Emergency stop alert (click to dismiss)")
+        self.setFlat(True)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.clicked.connect(self.dismiss)
+        self.hide()
+        self.messages: list[str] = []
+        self.set_theme(theme)
+
+    def add(self, text: str) -> None:
+        self.messages.append(text)
+        more = len(self.messages) - 1
+        self.setText(text + (f"   (+{more} more)" if more else "") + "   ✕")
+        self.setToolTip("\n".join(self.messages) + "\n\nClick to dismiss")
+        self.show()
+
+    def dismiss(self) -> None:
+        self.messages.clear()
+        self.hide()
+
+    def set_theme(self, theme: Theme) -> None:
+        bg = "#b31d28" if theme.dark else "#cf222e"
+        self.setStyleSheet(
+            f"QPushButton#emergencyAlert {{ background: {bg}; color: #ffffff; "
+            f"font-weight: bold; border: none; border-radius: 3px; padding: 2px 10px; "
+            f"text-align: left; }}")
