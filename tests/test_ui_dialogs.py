@@ -12,6 +12,7 @@ from pmgui.engine.commands import (
     KEEP,
     CommandResult,
     OpenPosition,
+    ProtectionOutcome,
     SetAutomation,
     SetPreset,
     SetTargets,
@@ -107,7 +108,23 @@ def test_price_percent_and_r_inputs_with_live_preview(env, qtbot):
     qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
     assert eng.of_type(SetTargets) == [SetTargets("p1", sl=39_400.0, tp=43_000.0)]
     assert not dlg.isVisible()
-    assert "TP/SL updated" in win.statusBar().currentMessage()
+    # the double's answer carries no protection outcome: no success is claimed
+    msg = win.statusBar().currentMessage()
+    assert "✔" not in msg and "⚠ SL / TP sent; the engine did not confirm" in msg
+
+
+def test_success_is_shown_only_for_levels_the_exchange_confirmed(env, qtbot):
+    eng, win = env
+    eng.answer = lambda cmd: CommandResult(True, "ok", "p1", outcomes=(
+        ProtectionOutcome("sl", 39_400.0, "on_exchange"),
+        ProtectionOutcome("tp", 43_000.0, "local_only", "venue refused: price too far")))
+    dlg = open_editor(win)
+    dlg.inputs["sl"].setText("39,400")
+    dlg.inputs["tp"].setText("43,000")
+    qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+    msg = win.statusBar().currentMessage()
+    assert "✔ SL 39,400.0 on the exchange" in msg
+    assert "⚠ TP 43,000.0 guarded by pmgui only: venue refused: price too far" in msg
 
 
 def test_unchanged_level_is_kept_and_empty_removes(env):
@@ -189,7 +206,7 @@ def test_order_dialog_validates_and_sends_open_position(env, qtbot):
     dlg.sl.setText("41,000")
     dlg.tp.setText("38,000")
     dlg.qty.setText("0")
-    assert "Quantity cannot be zero" in dlg.error.text()
+    assert "Size cannot be zero" in dlg.error.text()
     dlg.qty.setText("0.1234")
     dlg.preset.setCurrentText("breakout")
     assert dlg.ok_button.isEnabled(), dlg.error.text()

@@ -36,6 +36,9 @@ def test_demo_positions_show_up_and_emergency_close_closes_one(qtbot, tmp_path):
         qtbot.waitUntil(lambda: any("closed" in m and "✔" in m for m in said), timeout=20_000)
         (done,) = [m for m in said if "closed" in m and "✔" in m]
         assert "filled" in done and "realized" in done  # the closing fill and its P/L
+        # the closed position's row is gone and nothing else took its selection
+        assert win.selected_position_id() is None
+        win.ask_before_quit = False
     finally:
         engine.stop()
     store = Store.open(db, readonly=True)

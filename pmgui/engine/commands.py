@@ -64,6 +64,14 @@ class OpenPosition:
 
 
 @dataclass(frozen=True, slots=True)
+class AddToPosition:
+    """Add `qty` (coins/contracts) at market to an open position (pmgui/engine/manual.py)."""
+
+    position_id: str
+    qty: float
+
+
+@dataclass(frozen=True, slots=True)
 class SetSymbolRules:
     """The preset (None: the default) and overrides for new and adopted positions of a
     symbol. Stored in the database on top of the config file, which is never written."""
@@ -129,7 +137,7 @@ class EngineInfo:
 
 
 Command = (SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | OpenPosition
-           | SetSymbolRules | GetHistory | GetSymbolRules | GetEngineInfo)
+           | AddToPosition | SetSymbolRules | GetHistory | GetSymbolRules | GetEngineInfo)
 
 
 @dataclass(frozen=True, slots=True)

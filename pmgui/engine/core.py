@@ -63,7 +63,7 @@ from pmgui.domain.models import (
 )
 from pmgui.domain.validation import validate_new_position, validate_targets
 from pmgui.engine import commands as cmd
-from pmgui.engine import queries
+from pmgui.engine import manual, queries
 from pmgui.engine.events import (
     AccountEvent,
     ActionTaken,
@@ -778,6 +778,8 @@ class EngineCore:
             return await self._open(command)
         if isinstance(command, cmd.SetSymbolRules):
             return self._set_symbol_rules(command)
+        if isinstance(command, cmd.AddToPosition):
+            return await manual.add_to_position(self, command)
         if isinstance(command, cmd.REQUESTS):  # read-only requests → snapshots
             return await queries.answer(self, command)  # type: ignore[return-value]
         raise ValidationError(f"unknown command {type(command).__name__}")

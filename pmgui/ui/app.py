@@ -73,6 +73,7 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
             except OSError as e:
                 log.error("could not save the screenshot to %s: %s", screenshot, e)
                 exit_code = 1
+        window.ask_before_quit = False  # a timed exit (screenshots, demos) asks nobody
         window.close()
 
     loop = qasync.QEventLoop(app)
@@ -85,6 +86,13 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     closed = asyncio.Event()
     window.destroyed.connect(lambda *_: closed.set())
     app.lastWindowClosed.connect(closed.set)
+    size = os.environ.get("PMGUI_WINDOW_SIZE", "")  # e.g. 1024x700 (screenshots, checks)
+    if size:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+            window.resize(w, h)
+        except ValueError:
+            log.warning("PMGUI_WINDOW_SIZE=%r is not WIDTHxHEIGHT; ignored", size)
     window.show()
     if exit_after is not None:
         QTimer.singleShot(int(exit_after * 1000), finish)
@@ -108,7 +116,11 @@ def _close_on_sigint(window: MainWindow) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda *_: QTimer.singleShot(0, window.close))
+    def interrupted(*_a: object) -> None:
+        window.ask_before_quit = False  # Ctrl+C in the terminal is the trader's answer
+        QTimer.singleShot(0, window.close)
+
+    signal.signal(signal.SIGINT, interrupted)
     wake = QTimer(window)
     wake.setInterval(250)
     wake.timeout.connect(lambda: None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QGridLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -32,16 +33,18 @@ from PySide6.QtWidgets import (
 from pmgui.domain.enums import Side
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Market, Position
-from pmgui.domain.money import risk_per_unit, valid_price
+from pmgui.domain.money import liquidation_price, risk_per_unit, valid_price
 from pmgui.domain.validation import (
     require_price,
+    validate_leverage,
     validate_new_position,
     validate_targets,
 )
 from pmgui.engine.commands import KEEP, Command, CommandResult, OpenPosition, SetTargets
 from pmgui.engine.events import PositionSnapshot
 from pmgui.ui.chart import DragContext, consequence
-from pmgui.ui.fmt import fmt_price
+from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
+from pmgui.ui.theme import tabular_font
 
 Send = Callable[[Command, Callable[[CommandResult | None, str | None], None]], bool]
 
@@ -169,6 +172,7 @@ class EditTargetsDialog(QDialog):
         lay.addWidget(self.buttons)
         self._busy = False
         self.result_message = ""
+        self.result: CommandResult | None = None
         self.setMinimumWidth(540)
         self._refresh()
 
@@ -258,22 +262,35 @@ class EditTargetsDialog(QDialog):
             self._refresh_ok_only()
             return
         self.result_message = res.message if res is not None else ""
+        self.result = res
         self.accept()
 
     def _refresh_ok_only(self) -> None:
         self.ok_button.setEnabled(True)
 
 
+SIZE_UNITS = ("coins", "quote", "% of balance", "risk % of balance")
+ENTRY_FEE_RATE = 0.0005  # taker fee assumed for the preview (the venue's own is charged)
+
+
 class OrderDialog(QDialog):
-    """Manual entry (paper and live): OpenPosition with optional SL/TP and a preset."""
+    """Manual entry (paper and live): OpenPosition with a bracket SL/TP and a preset.
+
+    Size in coins, in quote currency (notional), as % of the balance (margin) or by risk
+    (the loss at the stop as % of the balance: R from the stop). A live preview shows the
+    notional, margin, fees, liquidation price and risk before anything is sent; every bad
+    value is refused with its reason on the line reserved under its field (no reflow)."""
 
     def __init__(self, symbols: Sequence[str], market_for: Callable[[str], Market | None],
                  price_for: Callable[[str], float | None], open_positions: Iterable[Position],
-                 send: Send, parent: QWidget | None = None, *, default_preset: str = "") -> None:
+                 send: Send, parent: QWidget | None = None, *, default_preset: str = "",
+                 balance: Callable[[], float | None] = lambda: None,
+                 side: Side | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("orderDialog")
         self.setWindowTitle("New position")
         self._market_for, self._price_for, self._send = market_for, price_for, send
+        self._balance = balance
         self._open = list(open_positions)
         self.symbol = QComboBox()
         self.symbol.setEditable(True)
@@ -282,8 +299,15 @@ class OrderDialog(QDialog):
         self.side = QComboBox()
         self.side.addItems(["▲ LONG (buy)", "▼ SHORT (sell)"])
         self.side.setObjectName("sideInput")
+        if side is Side.SHORT:
+            self.side.setCurrentIndex(1)
         self.qty = QLineEdit()
         self.qty.setObjectName("qtyInput")
+        self.qty.setPlaceholderText("size")
+        self.size_unit = QComboBox()
+        self.size_unit.setObjectName("sizeUnit")
+        self.size_unit.setAccessibleName("Size unit")
+        self.size_unit.addItems(list(SIZE_UNITS))
         self.leverage = QLineEdit("5")
         self.leverage.setObjectName("leverageInput")
         self.sl = QLineEdit()
@@ -300,15 +324,40 @@ class OrderDialog(QDialog):
             self.preset.setCurrentText(default_preset)
         self.info = QLabel()
         self.info.setObjectName("orderInfo")
+        self.preview = QLabel()
+        self.preview.setObjectName("orderPreview")
+        self.preview.setTextFormat(Qt.TextFormat.PlainText)
+        self.preview.setFont(tabular_font())
         self.error = QLabel()
         self.error.setObjectName("orderError")
-        self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #ff6b6b;")
-        form = QFormLayout()
-        for label, w in (("Symbol", self.symbol), ("Side", self.side), ("Quantity", self.qty),
-                         ("Leverage", self.leverage), ("Stop loss", self.sl),
-                         ("Take profit", self.tp), ("Preset", self.preset)):
-            form.addRow(label, w)
+        # one reserved line under each field: an error appears without moving anything
+        self.field_errors: dict[str, QLabel] = {}
+        grid = QGridLayout()
+        grid.setVerticalSpacing(0)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.qty, 1)
+        size_row.addWidget(self.size_unit)
+        rows = (("symbol", "Symbol", self.symbol), ("side", "Side", self.side),
+                ("qty", "Size", size_row), ("leverage", "Leverage", self.leverage),
+                ("sl", "Stop loss", self.sl), ("tp", "Take profit", self.tp),
+                ("preset", "Preset", self.preset))
+        line_h = self.fontMetrics().height()
+        for i, (key, title, w) in enumerate(rows):
+            grid.addWidget(QLabel(title), 2 * i, 0)
+            if isinstance(w, QHBoxLayout):
+                grid.addLayout(w, 2 * i, 1)
+            else:
+                grid.addWidget(w, 2 * i, 1)
+            err = QLabel()
+            err.setObjectName(f"{key}Error")
+            err.setFixedHeight(line_h + 2)
+            err.setStyleSheet("color: #ff6b6b;")
+            err.setTextFormat(Qt.TextFormat.PlainText)
+            grid.addWidget(err, 2 * i + 1, 1)
+            self.field_errors[key] = err
+        self.error.setFixedHeight(line_h + 2)
+        self.preview.setFixedHeight(4 * line_h + 6)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = QPushButton("Open at market")
         self.ok_button.setObjectName("orderOk")
@@ -317,53 +366,151 @@ class OrderDialog(QDialog):
         self.ok_button.clicked.connect(self.submit)
         self.buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
-        lay.addLayout(form)
+        lay.addLayout(grid)
         lay.addWidget(self.info)
+        lay.addWidget(self.preview)
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
         for w in (self.qty, self.leverage, self.sl, self.tp):
             w.textChanged.connect(self._refresh)
         self.symbol.currentTextChanged.connect(self._refresh)
         self.side.currentIndexChanged.connect(self._refresh)
+        self.size_unit.currentIndexChanged.connect(self._refresh)
         self._busy = False
-        self.setMinimumWidth(420)
+        self.result: CommandResult | None = None
+        self.setMinimumWidth(460)
         self._refresh()
 
+    # -- the form -----------------------------------------------------------------------------
+    def _side(self) -> Side:
+        return Side.LONG if self.side.currentIndex() == 0 else Side.SHORT
+
+    def _quantity(self, market: Market | None, price: float | None, lev: float,
+                  sl: float | None) -> float:
+        """The size in coins (contracts) the size field and its unit describe."""
+        v = parse_number(self.qty.text(), "Size")
+        if not v > 0:
+            raise ValidationError("Size must be positive" if v < 0 else "Size cannot be zero",
+                                  field="qty")
+        unit = self.size_unit.currentIndex()
+        if unit == 0:
+            return v
+        cs = market.contract_size if market is not None else 1.0
+        if not valid_price(price):
+            raise ValidationError("no price yet: size it in coins", field="qty")
+        assert price is not None
+        if unit == 1:
+            return v / (price * cs)
+        balance = self._balance()
+        if not is_num(balance) or balance <= 0:  # type: ignore[operator]
+            raise ValidationError("the balance is not known yet: size it in coins",
+                                  field="qty")
+        assert balance is not None
+        if v > 100:
+            raise ValidationError(f"{v:g} % is more than the whole balance", field="qty")
+        if unit == 2:
+            return balance * v / 100 * lev / (price * cs)
+        if sl is None:
+            raise ValidationError("risk sizing needs a stop loss (R is the distance to it)",
+                                  field="qty")
+        per_unit = abs(price - sl) * cs + ENTRY_FEE_RATE * (price + sl) * cs
+        return balance * v / 100 / per_unit
+
     def command(self) -> OpenPosition:
-        """The OpenPosition the form describes. Raises ValidationError with a specific message."""
+        """The OpenPosition the form describes. Raises ValidationError with a specific message
+        and the field it belongs to."""
         symbol = self.symbol.currentText().strip()
         if not symbol:
             raise ValidationError("choose a symbol", field="symbol")
-        side = Side.LONG if self.side.currentIndex() == 0 else Side.SHORT
-        qty = require_price(parse_number(self.qty.text(), "Quantity"), "Quantity")
-        lev = parse_number(self.leverage.text(), "Leverage")
+        side = self._side()
         market = self._market_for(symbol)
         price = self._price_for(symbol)
-        validate_new_position(symbol, side, qty, lev, self._open, market, price)
+        lev = parse_number(self.leverage.text(), "Leverage")
+        validate_leverage(lev, market.max_leverage if market else 125)
         sl = require_price(parse_number(self.sl.text(), "SL"), "SL") if self.sl.text().strip() \
             else None
         tp = require_price(parse_number(self.tp.text(), "TP"), "TP") if self.tp.text().strip() \
             else None
         if market is not None:
-            qty = market.round_amount(qty)
             sl = market.round_price(sl) if sl is not None else None
             tp = market.round_price(tp) if tp is not None else None
         if price is not None and valid_price(price):
-            validate_targets(side, price, sl, tp)
+            liq = liquidation_price(side, price, lev, market.mmr if market else 0.004)
+            validate_targets(side, price, sl, tp, liq)
+        qty = self._quantity(market, price, lev, sl)
+        if market is not None:
+            qty = market.floor_amount(qty)
+        validate_new_position(symbol, side, qty, lev, self._open, market, price)
+        self._check_funds(qty, lev, market, price)
         return OpenPosition(symbol, side, qty, lev, sl, tp, self.preset.currentText() or None)
+
+    def _check_funds(self, qty: float, lev: float, market: Market | None,
+                     price: float | None) -> None:
+        balance = self._balance()
+        if not (is_num(balance) and valid_price(price)):
+            return
+        assert balance is not None and price is not None
+        cs = market.contract_size if market is not None else 1.0
+        notional = qty * price * cs
+        need = notional / lev + notional * ENTRY_FEE_RATE
+        used = sum(p.entry * p.qty * p.contract_size / p.leverage for p in self._open
+                   if p.leverage > 0)
+        free = balance - used
+        if need > free:
+            quote = market.quote if market is not None else "USDT"
+            raise ValidationError(
+                f"needs {need:,.2f} {quote} margin + fee; {max(free, 0):,.2f} {quote} "
+                f"available", field="qty")
+
+    def _preview(self, cmd: OpenPosition) -> str:
+        market = self._market_for(cmd.symbol)
+        price = self._price_for(cmd.symbol)
+        if not valid_price(price):
+            return ""
+        assert price is not None
+        cs = market.contract_size if market is not None else 1.0
+        quote = market.quote if market is not None else "USDT"
+        notional = cmd.qty * price * cs
+        fees = ENTRY_FEE_RATE * notional * 2
+        liq = liquidation_price(cmd.side, price, cmd.leverage, market.mmr if market else 0.004)
+        base = (market.base if market is not None and market.base
+                else cmd.symbol.split("/")[0])
+        lines = [f"Size {fmt_qty(cmd.qty, market)} {base} · notional {notional:,.2f} {quote}",
+                 f"Margin {notional / cmd.leverage:,.2f} {quote} · fees ≈ {fees:,.2f} "
+                 f"(entry + exit) · liq. {fmt_price(liq, market)}"]
+        balance = self._balance()
+        if cmd.sl is not None:
+            risk = abs(price - cmd.sl) * cmd.qty * cs + fees
+            pct = (f" ({risk / balance * 100:.2f} % of balance)"
+                   if is_num(balance) and balance > 0 else "")  # type: ignore[operator]
+            lines.append(f"Risk to SL −{risk:,.2f} {quote}{pct} = 1R")
+            if cmd.tp is not None and risk > 0:
+                reward = abs(cmd.tp - price) * cmd.qty * cs - fees
+                lines.append(f"Reward at TP {reward:+,.2f} {quote} = {reward / risk:+.2f}R")
+        else:
+            lines.append("No stop loss: the risk is up to the margin")
+        return "\n".join(lines)
 
     def _refresh(self) -> None:
         symbol = self.symbol.currentText().strip()
         price = self._price_for(symbol) if symbol else None
         market = self._market_for(symbol) if symbol else None
         self.info.setText(f"Last price {fmt_price(price, market)}")
+        for lab in self.field_errors.values():
+            lab.setText("")
         try:
-            self.command()
+            cmd = self.command()
         except ValidationError as e:
-            self.error.setText(str(e) if self.qty.text().strip() else "Enter a quantity")
+            msg = str(e) if self.qty.text().strip() else "Enter a size"
+            key = _FIELD_OF.get((e.field or "").lower(), "qty")
+            if self.qty.text().strip() or key != "qty":
+                self.field_errors[key].setText(f"✖ {msg}")
+            self.error.setText(msg)
+            self.preview.setText("")
             self.ok_button.setEnabled(False)
             return
         self.error.setText("")
+        self.preview.setText(self._preview(cmd))
         self.ok_button.setEnabled(not self._busy)
 
     def submit(self) -> None:
@@ -385,6 +532,113 @@ class OrderDialog(QDialog):
             self.error.setText(f"✖ Rejected: {err}")
             self.ok_button.setEnabled(True)
             return
+        self.result = res
+        self.accept()
+
+
+# ValidationError.field → the form row whose reserved line shows the reason
+_FIELD_OF = {"symbol": "symbol", "amount": "qty", "qty": "qty", "size": "qty",
+             "quantity": "qty", "leverage": "leverage", "sl": "sl", "tp": "tp",
+             "stop loss": "sl", "take profit": "tp"}
+
+
+def protection_summary(res: CommandResult | None, market: Market | None,
+                       roles: Sequence[str] = ("sl", "tp"), *,
+                       default: float | None = None) -> str:
+    """What the venue confirmed, in words: ✔ only for levels acknowledged on the exchange,
+    ⚠ with the reason for anything else (DESIGN §2: the UI shows success only for that)."""
+    names = {"sl": "SL", "tp": "TP"}
+    outcomes = [o for o in (res.outcomes if res is not None else ()) if o.role in roles]
+    if not outcomes:
+        what = " / ".join(names.get(r, r) for r in roles)
+        level = f" {fmt_price(default, market)}" if default is not None else ""
+        return (f"⚠ {what}{level} sent; the engine did not confirm an order on the exchange"
+                + (f" ({res.message})" if res is not None and res.message else ""))
+    parts = []
+    for o in outcomes:
+        name = names.get(o.role, o.role)
+        if o.level is None:
+            parts.append(f"✔ {name} removed" if o.protection != "local_only"
+                         else f"⚠ {name} removed locally only: {o.reason}")
+        elif o.protection == "on_exchange":
+            parts.append(f"✔ {name} {fmt_price(o.level, market)} on the exchange")
+        elif o.protection == "local_only":
+            parts.append(f"⚠ {name} {fmt_price(o.level, market)} guarded by pmgui only"
+                         + (f": {o.reason}" if o.reason else ""))
+        else:
+            parts.append(f"⚠ {name} {fmt_price(o.level, market)} NOT protected"
+                         + (f": {o.reason}" if o.reason else ""))
+    return " · ".join(parts)
+
+
+class AmountDialog(QDialog):
+    """One number with a live preview and a reserved error line (partial close %, add qty).
+
+    `parse(text)` returns (value, preview text) or raises ValidationError; OK emits `chosen`.
+    """
+
+    chosen = Signal(float)
+
+    def __init__(self, title: str, label: str, parse: Callable[[str], tuple[float, str]],
+                 parent: QWidget | None = None, *, object_name: str = "amountDialog",
+                 ok_text: str = "OK") -> None:
+        super().__init__(parent)
+        self.setObjectName(object_name)
+        self.setWindowTitle(title)
+        self._parse = parse
+        self.input = QLineEdit()
+        self.input.setObjectName("amountInput")
+        self.input.setAccessibleName(label)
+        self.preview = QLabel()
+        self.preview.setObjectName("amountPreview")
+        self.error = QLabel()
+        self.error.setObjectName("amountError")
+        self.error.setStyleSheet("color: #ff6b6b;")
+        h = self.fontMetrics().height() + 2
+        self.preview.setFixedHeight(h)
+        self.error.setFixedHeight(h)
+        form = QFormLayout()
+        form.addRow(label, self.input)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = QPushButton(ok_text)
+        self.ok_button.setObjectName("amountOk")
+        self.ok_button.setAutoDefault(False)
+        self.buttons.addButton(self.ok_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.ok_button.clicked.connect(self.submit)
+        self.buttons.rejected.connect(self.reject)
+        self.input.returnPressed.connect(self.submit)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.preview)
+        lay.addWidget(self.error)
+        lay.addWidget(self.buttons)
+        self.input.textChanged.connect(self._refresh)
+        self.setMinimumWidth(400)
+        self._refresh()
+
+    def _refresh(self) -> float | None:
+        if not self.input.text().strip():
+            self.preview.setText("")
+            self.error.setText("")
+            self.ok_button.setEnabled(False)
+            return None
+        try:
+            value, preview = self._parse(self.input.text())
+        except ValidationError as e:
+            self.preview.setText("")
+            self.error.setText(f"✖ {e}")
+            self.ok_button.setEnabled(False)
+            return None
+        self.preview.setText(preview)
+        self.error.setText("")
+        self.ok_button.setEnabled(True)
+        return value
+
+    def submit(self) -> None:
+        value = self._refresh()
+        if value is None:
+            return
+        self.chosen.emit(value)
         self.accept()
 
 

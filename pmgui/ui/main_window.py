@@ -36,13 +36,16 @@ from PySide6.QtWidgets import (
 )
 
 from pmgui.domain.enums import Side
-from pmgui.domain.models import Market
+from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import Market, Position
 from pmgui.engine.commands import (
+    AddToPosition,
     CloseAll,
     ClosePosition,
     Command,
     CommandResult,
     HistorySnapshot,
+    OpenPosition,
     SetAutomation,
     SetPreset,
     SetTargets,
@@ -56,8 +59,16 @@ from pmgui.ui.bridge import Bridge
 from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
 from pmgui.ui.chart_state import verdict, verdict_message
 from pmgui.ui.confirm import ConfirmDialog, DragConfirmBar
-from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, ShortcutsDialog, preset_names
-from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
+from pmgui.ui.dialogs import (
+    AmountDialog,
+    EditTargetsDialog,
+    OrderDialog,
+    ShortcutsDialog,
+    parse_number,
+    preset_names,
+    protection_summary,
+)
+from pmgui.ui.fmt import fmt_money, fmt_price, fmt_qty, is_num
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryPanel
 from pmgui.ui.panels import (
@@ -84,12 +95,13 @@ class UiSettings:
     confirm_drags: bool = False
     drag_modifier: bool = False  # require Shift to drag SL/TP lines
     sound_alerts: bool = False  # beep on closes and emergency stops
+    one_click: bool = False  # partial closes, adds and reverses without a confirmation
     stale_after: float = STALE_AFTER
 
 
 # QSettings keys of the persisted UiSettings fields (the layout's file, group "ui")
 _PERSISTED = ("theme", "colour_blind", "red_up", "confirm_drags", "drag_modifier",
-              "sound_alerts")
+              "sound_alerts", "one_click")
 
 
 def _is_emergency(reason: str | None) -> bool:
@@ -128,6 +140,8 @@ class MainWindow(QMainWindow):
         self.keyring_backend: object | None = None  # None: the OS keyring (tests inject one)
         self.settings_dialog: SettingsDialog | None = None
         self.sounds = 0  # alert sounds played this session
+        self.ask_before_quit = start  # the live window asks before leaving positions alone
+        self._quit_ok = False
 
         # panels subscribe to the bridge themselves; the window assembles them
         self.positions = PositionsPanel(self.bridge, engine.market, self.theme, wall_clock)
@@ -242,9 +256,32 @@ class MainWindow(QMainWindow):
                             "Edit the selected position's stop loss and take profit")
         self.act_order = act("newOrder", "New position…", self.new_order, "Ctrl+N",
                              "Open a position at market")
-        self.act_automation = act("toggleAutomation", "Automation", self.toggle_automation,
-                                  "Ctrl+P", "Pause or resume the rules for the selected "
-                                  "position", checkable=True)
+        self.act_automation = act("toggleAutomation", "Automation (this position)",
+                                  self.toggle_automation, "Ctrl+P",
+                                  "Pause or resume the rules for the SELECTED position only "
+                                  "(Options: pause or resume all)", checkable=True)
+        self.act_pause_all = act("pauseAll", "Pause automation for all positions",
+                                 lambda: self.set_automation_all(False), None,
+                                 "Rules stop acting on every open position (exchange SL/TP "
+                                 "orders stay)")
+        self.act_resume_all = act("resumeAll", "Resume automation for all positions",
+                                  lambda: self.set_automation_all(True), None,
+                                  "Rules act again on every open position")
+        self.act_close_parts = [
+            act(f"close{pct}", f"Close {pct} %", lambda f=pct / 100: self.close_part(f),
+                f"Alt+{i}", f"Close {pct} % of the selected position at market")
+            for i, pct in enumerate((25, 50, 75), start=1)]
+        self.act_close_custom = act("closeCustom", "Close part…", self.close_custom, "Alt+4",
+                                    "Close a chosen % of the selected position at market")
+        self.act_add = act("addToPosition", "Add to position…", self.add_to_position,
+                           "Ctrl+Shift+A", "Add to the selected position at market")
+        self.act_reverse = act("reversePosition", "Reverse", self.reverse, "Ctrl+Shift+R",
+                               "Close the selected position and open the same size the "
+                               "other way")
+        self.act_one_click = act("oneClick", "One-click trading", self._one_click_changed,
+                                 None, "Partial close, add and reverse act without asking "
+                                       "(emergency close and close all still ask)",
+                                 checkable=True)
         self.act_help = act("shortcutsHelp", "Shortcuts", self.show_shortcuts, "F1",
                             "Keyboard shortcuts")
         self.act_settings = act("openSettings", "Settings…", self.open_settings, "Ctrl+,",
@@ -268,6 +305,7 @@ class MainWindow(QMainWindow):
         self.act_red_up.setChecked(self.settings.red_up)
         self.act_confirm_drags.setChecked(self.settings.confirm_drags)
         self.act_drag_modifier.setChecked(self.settings.drag_modifier)
+        self.act_one_click.setChecked(self.settings.one_click)
 
         for a in (self.act_emergency, self.act_close_all, None, self.act_edit, self.act_order,
                   self.act_automation, None, self.act_theme, self.act_settings,
@@ -282,8 +320,11 @@ class MainWindow(QMainWindow):
         options = QMenu("Options", self)
         options.setObjectName("optionsMenu")
         for a in (self.act_colour_blind, self.act_red_up, self.act_confirm_drags,
-                  self.act_drag_modifier):
+                  self.act_drag_modifier, self.act_one_click):
             options.addAction(a)
+        options.addSeparator()
+        options.addAction(self.act_pause_all)
+        options.addAction(self.act_resume_all)
         options.addSeparator()
         options.addAction(self.act_settings)
         btn = QToolButton()
@@ -557,18 +598,208 @@ class MainWindow(QMainWindow):
         price = self.chart.last_price() if self.chart.position_id == snap.position.id \
             else snap.mark
         dlg = EditTargetsDialog(snap, market, price, self._send, self)
-        dlg.accepted.connect(lambda s=snap.position.symbol: self.notify(f"✔ {s}: TP/SL updated"))
+        dlg.accepted.connect(lambda s=snap.position.symbol, d=dlg, m=market: self.notify(
+            f"{s}: " + protection_summary(d.result, m)))
         self.dialog = dlg
         dlg.open()
 
-    def new_order(self) -> None:
+    def new_order(self, symbol: str | None = None, side: Side | None = None) -> OrderDialog:
+        """The order ticket (also the chart's entry point: symbol and side preset)."""
         snaps = [self.model.snapshot_at(r) for r in range(self.model.rowCount())]
         symbols = [s.position.symbol for s in snaps] + self.chart.known_symbols()
+        if symbol:
+            symbols.insert(0, symbol)
         dlg = OrderDialog(symbols, self.engine.market, self.chart.price_of,
-                          [s.position for s in snaps], self._send, self)
-        dlg.accepted.connect(lambda: self.notify("✔ Position opened"))
+                          [s.position for s in snaps], self._send, self,
+                          balance=lambda: self.account.figures().wallet, side=side)
+        dlg.accepted.connect(lambda d=dlg: self._opened(d.result))
         self.dialog = dlg
         dlg.open()
+        return dlg
+
+    def _opened(self, res: CommandResult | None) -> None:
+        text = "Position opened" + (f" ({res.message})" if res is not None and res.message
+                                    else "")
+        if res is not None and res.outcomes:
+            text += " · " + protection_summary(res, None)
+        else:
+            text = "✔ " + text
+        self.notify(text)
+
+    # -- partial close, add, reverse -------------------------------------------------------
+    def _ask_or_do(self, title: str, text: str, confirm: str, do: Callable[[], object],
+                   name: str) -> None:
+        """One-click trading acts at once; otherwise the question states what will happen."""
+        if self.settings.one_click:
+            do()
+            return
+        if self.confirm_dialog is not None and self.confirm_dialog.isVisible():
+            return
+        dlg = ConfirmDialog(title, text, confirm, self, object_name=name)
+        dlg.confirmed.connect(do)
+        self.confirm_dialog = dlg
+        dlg.open()
+
+    def close_part(self, fraction: float) -> None:
+        """Close `fraction` of the selected position at market (25/50/75 % or custom)."""
+        snap = self.selected_snapshot()
+        if snap is None:
+            self.notify("Partial close: no position selected")
+            return
+        if not 0 < fraction <= 1:
+            self.notify(f"✖ Partial close: {fraction * 100:g} % is not between 0 and 100 %")
+            return
+        p = snap.position
+        market = self.engine.market(p.symbol)
+        qty = p.qty * fraction
+        if market is not None:
+            qty = market.floor_amount(qty)
+            if qty <= 0 or (market.min_amount and qty < market.min_amount):
+                self.notify(f"✖ {p.symbol}: {fraction * 100:g} % is "
+                            f"{fmt_qty(p.qty * fraction, market)}, below the minimum "
+                            f"{fmt_qty(market.min_amount, market)}")
+                return
+        pct = f"{fraction * 100:g} %"
+        text = (f"Close {pct} of {p.symbol} {_side(p.side)}: {fmt_qty(qty, market)} of "
+                f"{fmt_qty(p.qty, market)} with a reduce-only MARKET order (last price "
+                f"{fmt_price(snap.mark, market)}). The SL/TP orders are resized to the rest.")
+        self._ask_or_do(f"Close {pct}", text, f"Close {pct}",
+                        lambda: self._send_partial(p.id, p.symbol, fraction), "partialConfirm")
+
+    def _send_partial(self, pid: str, symbol: str, fraction: float) -> bool:
+        key = ("close", pid)
+        if self.runner.busy(key):
+            self.notify(f"{symbol}: a close is already on its way")
+            return False
+        self.notify(f"Closing {fraction * 100:g} % of {symbol}…")
+        market = self.engine.market(symbol)
+
+        def done(res: CommandResult | None, err: str | None) -> None:
+            if err is not None:
+                self.notify(f"✖ {symbol}: partial close failed: {err}", alert=True)
+                return
+            pnl = (f" · realized {fmt_money(res.realized_pnl, market.quote if market else 'USDT')}"
+                   if res is not None and is_num(res.realized_pnl) else "")
+            self.notify(f"✔ {symbol}: {fraction * 100:g} % closed"
+                        f"{_fills_text(res, market)}{pnl}")
+
+        return self.runner.submit(ClosePosition(pid, fraction, "manual"), done, key=key)
+
+    def close_custom(self) -> AmountDialog | None:
+        snap = self.selected_snapshot()
+        if snap is None:
+            self.notify("Partial close: no position selected")
+            return None
+        p = snap.position
+        market = self.engine.market(p.symbol)
+
+        def parse(text: str) -> tuple[float, str]:
+            pct = parse_number(text, "Percent")
+            if not 0 < pct <= 100:
+                raise ValidationError("enter a percentage above 0 and at most 100",
+                                      field="percent")
+            qty = market.floor_amount(p.qty * pct / 100) if market else p.qty * pct / 100
+            if qty <= 0 or (market is not None and market.min_amount
+                            and qty < market.min_amount):
+                raise ValidationError(f"{pct:g} % is below the minimum order size",
+                                      field="percent")
+            return pct / 100, f"closes {fmt_qty(qty, market)} of {fmt_qty(p.qty, market)}"
+
+        dlg = AmountDialog(f"Close part of {p.symbol}", "Close %", parse, self,
+                           object_name="closePartDialog", ok_text="Close")
+        dlg.chosen.connect(lambda f: self._send_partial(p.id, p.symbol, f))
+        self.dialog = dlg
+        dlg.open()
+        return dlg
+
+    def add_to_position(self) -> AmountDialog | None:
+        snap = self.selected_snapshot()
+        if snap is None:
+            self.notify("Add: no position selected")
+            return None
+        p = snap.position
+        market = self.engine.market(p.symbol)
+        base = (market.base if market is not None and market.base else p.symbol.split("/")[0])
+
+        def parse(text: str) -> tuple[float, str]:
+            qty = parse_number(text, "Quantity")
+            if not qty > 0:
+                raise ValidationError("enter a positive quantity", field="qty")
+            if market is not None:
+                qty = market.floor_amount(qty)
+                if qty <= 0 or (market.min_amount and qty < market.min_amount):
+                    raise ValidationError(f"below the minimum "
+                                          f"{fmt_qty(market.min_amount, market)} {base}",
+                                          field="qty")
+            price = snap.mark if is_num(snap.mark) else p.entry
+            new_qty = p.qty + qty
+            avg = (p.entry * p.qty + price * qty) / new_qty
+            margin = price * qty * p.contract_size / p.leverage
+            return qty, (f"new size {fmt_qty(new_qty, market)} {base} · average entry ≈ "
+                         f"{fmt_price(avg, market)} · margin +{margin:,.2f}")
+
+        dlg = AmountDialog(f"Add to {p.symbol} {_side(p.side)}", f"Add ({base})", parse,
+                           self, object_name="addDialog", ok_text="Add at market")
+
+        def send(qty: float) -> None:
+            def done(res: CommandResult | None, err: str | None) -> None:
+                self.notify(f"✖ {p.symbol}: add failed: {err}" if err else
+                            f"✔ {p.symbol}: add of {fmt_qty(qty, market)} sent")
+            self.runner.submit(AddToPosition(p.id, qty), done, key=("add", p.id))
+
+        dlg.chosen.connect(send)
+        self.dialog = dlg
+        dlg.open()
+        return dlg
+
+    def reverse(self) -> None:
+        snap = self.selected_snapshot()
+        if snap is None:
+            self.notify("Reverse: no position selected")
+            return
+        p = snap.position
+        market = self.engine.market(p.symbol)
+        other = Side.SHORT if p.side is Side.LONG else Side.LONG
+        text = (f"Reverse {p.symbol}: close the {_side(p.side)} {fmt_qty(p.qty, market)} at "
+                f"market, then open {_side(other)} {fmt_qty(p.qty, market)} at "
+                f"{p.leverage:g}× (preset {p.preset}, no SL/TP until you set them or the "
+                f"preset does).")
+        self._ask_or_do("Reverse position", text, "Reverse",
+                        lambda: self._send_reverse(p, other), "reverseConfirm")
+
+    def _send_reverse(self, p: Position, other: Side) -> None:
+        key = ("close", p.id)
+        if self.runner.busy(key):
+            return
+
+        def opened(res: CommandResult | None, err: str | None) -> None:
+            self.notify(f"✖ {p.symbol}: closed, but the reverse entry failed: {err}"
+                        if err else f"✔ {p.symbol} reversed to {_side(other)}", alert=True)
+
+        def closed(res: CommandResult | None, err: str | None) -> None:
+            if err is not None:
+                self.notify(f"✖ {p.symbol}: reverse stopped, close failed: {err}", alert=True)
+                return
+            self._closed_ok.add(p.id)
+            self.runner.submit(OpenPosition(p.symbol, other, p.qty, p.leverage,
+                                            preset=p.preset), opened)
+
+        self.notify(f"Reversing {p.symbol}…")
+        self.runner.submit(ClosePosition(p.id, 1.0, "manual"), closed, key=key)
+
+    def set_automation_all(self, enable: bool) -> None:
+        verb = "resumed" if enable else "paused"
+
+        def done(res: CommandResult | None, err: str | None) -> None:
+            self.notify(f"✖ automation not changed: {err}" if err
+                        else f"✔ automation {verb} for all positions")
+
+        self.runner.submit(SetAutomation(None, enable), done, key="automation_all")
+
+    def _one_click_changed(self) -> None:
+        self.settings.one_click = self.act_one_click.isChecked()
+        if self._qsettings is not None:
+            self.persist_settings(self._qsettings)
 
     def toggle_automation(self) -> None:
         snap = self.selected_snapshot()
@@ -613,6 +844,15 @@ class MainWindow(QMainWindow):
         dlg.open()
         return dlg
 
+    def _quit_confirmed(self) -> None:
+        self._quit_ok = True
+        self.close()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        # narrow windows: the columns that matter first, the rest stay in the chooser
+        self.positions.fit_width(self.table.viewport().width() or event.size().width() - 24)
+
     def apply_settings(self, new: UiSettings) -> None:
         """Apply behaviour settings live (theme, palette, drags, sound) and persist them."""
         if new.theme not in THEMES:
@@ -646,6 +886,13 @@ class MainWindow(QMainWindow):
         menu = QMenu(self)
         menu.setObjectName("positionMenu")
         menu.addAction(self.act_edit)
+        close = menu.addMenu("Close part")
+        close.setObjectName("closePartMenu")
+        for a in (*self.act_close_parts, self.act_close_custom):
+            close.addAction(a)
+        menu.addAction(self.act_add)
+        menu.addAction(self.act_reverse)
+        menu.addSeparator()
         menu.addAction(self.act_automation)
         presets = menu.addMenu("Preset")
         presets.setObjectName("presetMenu")
@@ -675,11 +922,19 @@ class MainWindow(QMainWindow):
             return
         snap = self.selected_snapshot()
         has = snap is not None
-        for a in (self.act_edit, self.act_emergency, self.act_automation):
+        for a in (self.act_edit, self.act_emergency, self.act_automation, self.act_add,
+                  self.act_reverse, self.act_close_custom, *self.act_close_parts):
             a.setEnabled(has)
         on = bool(snap and snap.position.automation)
         self.act_automation.setChecked(on)
-        self.act_automation.setText("Automation on" if on or not has else "Automation paused")
+        sym = snap.position.symbol.split("/")[0] if snap else ""
+        self.act_automation.setText(f"Automation {sym}: on" if on else
+                                    f"Automation {sym}: paused" if has
+                                    else "Automation (select a position)")
+        self.act_automation.setToolTip(
+            f"Rules for {snap.position.symbol} only — Ctrl+P pauses or resumes this one "
+            f"position; Options → pause/resume all" if has else
+            "Select a position: this switch acts on one position (Options: all)")
 
     # -- options and layout ------------------------------------------------------------------
     def _palette_changed(self) -> None:
@@ -772,7 +1027,53 @@ class MainWindow(QMainWindow):
         self.apply_theme(make_theme(name, colour_blind=self.settings.colour_blind,
                                     red_up=self.settings.red_up))
 
+    def quit_text(self) -> str:
+        """What quitting means for the open positions: what stays on the exchange, what stops."""
+        snaps = [self.model.snapshot_at(r) for r in range(self.model.rowCount())]
+        protected, exposed = [], []
+        for sn in snaps:
+            p = sn.position
+            m = self.engine.market(p.symbol)
+            levels = []
+            if p.sl is not None:
+                levels.append(f"SL {fmt_price(p.sl, m)}")
+            if p.tp is not None:
+                levels.append(f"TP {fmt_price(p.tp, m)}")
+            line = f"• {p.symbol} {_side(p.side)} {fmt_qty(p.qty, m)}"
+            if sn.protection.value == "on_exchange":
+                protected.append(f"{line}: {' · '.join(levels)} stay on the exchange")
+            else:
+                why = ("NO stop at all" if p.sl is None
+                       else "its stop is only guarded by pmgui, which stops")
+                exposed.append(f"{line}: {why}")
+        auto = [sn.position.symbol for sn in snaps if sn.position.automation]
+        trailing = [sn.position.symbol for sn in snaps if sn.position.trailing is not None]
+        parts = [f"{len(snaps)} position{'s' if len(snaps) != 1 else ''} stay open on "
+                 f"{self.engine.exchange_id}."]
+        if protected:
+            parts.append("Protected on the exchange while pmgui is closed:\n"
+                         + "\n".join(protected))
+        if exposed:
+            parts.append("NOT protected on the exchange:\n" + "\n".join(exposed))
+        stops = ["the rules stop (breakeven, partial take-profits, add-ons, emergency caps)"
+                 + (f" for {', '.join(auto)}" if auto else "")]
+        if trailing:
+            stops.append(f"trailing stops stop following the price ({', '.join(trailing)}): "
+                         f"their last level stays")
+        parts.append("When pmgui quits: " + "; ".join(stops) + ".")
+        return "\n\n".join(parts)
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.ask_before_quit and not self._quit_ok and self.model.rowCount() > 0:
+            event.ignore()
+            if self.confirm_dialog is not None and self.confirm_dialog.isVisible():
+                return
+            dlg = ConfirmDialog("Quit pmgui?", self.quit_text(), "Quit anyway", self,
+                                object_name="quitConfirm")
+            dlg.confirmed.connect(self._quit_confirmed)
+            self.confirm_dialog = dlg
+            dlg.open()
+            return
         if self._qsettings is not None:
             self.save_layout(self._qsettings)
         self.bridge.stop()

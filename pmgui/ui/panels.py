@@ -46,9 +46,9 @@ from pmgui.engine.events import (
 )
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.figures import account_figures
+from pmgui.ui.flow import FlowLayout
 from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_pct, fmt_price, fmt_qty, is_num
 from pmgui.ui.positions_model import (
-    COLUMNS,
     ESSENTIAL,
     ID_ROLE,
     PositionsModel,
@@ -61,10 +61,10 @@ MAX_LOG_ROWS = 2000
 MarketFor = Callable[[str], Market | None]
 
 # width of each column (px at 96 dpi; scaled with the font on high-DPI screens)
-WIDTHS = {"symbol": 132, "side": 78, "qty": 72, "entry": 88, "mark": 92, "pnl": 92,
-          "roi": 70, "r": 62, "sl": 88, "tp": 88, "trailing": 88, "liquidation": 88,
-          "liq_dist": 72, "notional": 96, "margin": 88, "leverage": 52, "mode": 70,
-          "preset": 110, "protection": 112, "age": 66}
+WIDTHS = {"symbol": 120, "side": 76, "qty": 66, "entry": 84, "mark": 84, "pnl": 86,
+          "roi": 68, "r": 60, "sl": 84, "tp": 84, "trailing": 84, "liquidation": 84,
+          "liq_dist": 66, "notional": 92, "margin": 84, "leverage": 50, "mode": 70,
+          "preset": 110, "protection": 104, "age": 64}
 
 
 # -- positions ---------------------------------------------------------------------------------
@@ -98,6 +98,8 @@ class PositionsPanel(QWidget):
         t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         t.setAlternatingRowColors(True)
         t.verticalHeader().setVisible(False)
+        t.verticalHeader().setDefaultSectionSize(24)
+        t.setWordWrap(False)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         hdr = t.horizontalHeader()
         hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -113,7 +115,7 @@ class PositionsPanel(QWidget):
         self.hold_button = QToolButton()
         self.hold_button.setObjectName("holdOrder")
         self.hold_button.setCheckable(True)
-        self.hold_button.setText("⏸ Hold row order")
+        self.hold_button.setText("Hold row order")
         self.hold_button.setToolTip("Stop re-sorting rows while values change (the sort "
                                     "column is kept; click again to re-sort live)")
         self.hold_button.toggled.connect(self.hold_order)
@@ -144,6 +146,11 @@ class PositionsPanel(QWidget):
         bridge.positionsChanged.connect(self.on_positions)
         bridge.positionRemoved.connect(self.on_position_removed)
         bridge.orderChanged.connect(self.on_order)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        sb = self.table.verticalScrollBar()
+        self.fit_width(event.size().width() - 2 - (sb.width() if sb.isVisible() else 0))
 
     # -- events -------------------------------------------------------------------------------
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:
@@ -230,7 +237,7 @@ class PositionsPanel(QWidget):
         self.proxy.setDynamicSortFilter(not held)
         if self.hold_button.isChecked() != held:
             self.hold_button.setChecked(held)
-        self.hold_button.setText("▶ Re-sort live" if held else "⏸ Hold row order")
+        self.hold_button.setText("Re-sort live" if held else "Hold row order")
         if not held:
             self.proxy.invalidate()
 
@@ -246,24 +253,56 @@ class PositionsPanel(QWidget):
     def set_column_visible(self, key: str, visible: bool) -> None:
         c = [col.key for col in self.model.columns].index(key)
         self.table.setColumnHidden(c, not visible)
+        getattr(self, "_auto_hidden", set()).discard(key)  # the trader's choice wins
 
     def visible_columns(self) -> list[str]:
         return [col.key for c, col in enumerate(self.model.columns)
                 if not self.table.isColumnHidden(c)]
 
+    def header_need(self, c: int) -> int:
+        """Width a header label needs to be read whole (with the sort arrow's room)."""
+        hdr = self.table.horizontalHeader()
+        title = str(self.model.headerData(c, Qt.Orientation.Horizontal))
+        arrow = 18 if hdr.sortIndicatorSection() == c else 0
+        return hdr.fontMetrics().horizontalAdvance(title) + 14 + arrow
+
+    def _designed(self, c: int) -> int:
+        scale = max(1.0, self.table.fontMetrics().height() / 16.0)
+        return round(WIDTHS.get(self.model.columns[c].key, 90) * scale)
+
     def fit_width(self, width: int) -> None:
-        """Narrow windows: show the essential columns first, the rest stay in the chooser."""
-        shown = self.visible_columns()
-        need = sum(self.table.columnWidth(c) for c, col in enumerate(self.model.columns)
-                   if col.key in shown)
+        """Any width: the designed column widths when they fit; when narrow, first the
+        columns that matter (the rest go to the chooser, and come back when there is room
+        again), then compact widths that still show every header and value whole."""
+        if width <= 0:
+            return
+        cols = self.model.columns
+        keys = [col.key for col in cols]
+        hidden_by_me: set[str] = getattr(self, "_auto_hidden", set())
+        self._auto_hidden = hidden_by_me
+        shown = [c for c in range(len(cols)) if not self.table.isColumnHidden(c)]
+        need = sum(self.table.columnWidth(c) for c in shown)
+        for c in range(len(cols)):  # room again: bring back what we hid, in column order
+            if keys[c] in hidden_by_me and need + self._designed(c) <= width:
+                self.table.setColumnHidden(c, False)
+                self.table.setColumnWidth(c, self._designed(c))
+                hidden_by_me.discard(keys[c])
+                need += self._designed(c)
+                shown.append(c)
         if need <= width:
             return
-        for col in reversed(COLUMNS):
+        for c in shown:  # too wide: designed widths first (a narrowed window starts over)
+            self.table.setColumnWidth(c, self._designed(c))
+        need = sum(self._designed(c) for c in shown)
+        for c in reversed(range(len(cols))):
             if need <= width:
                 break
-            if col.key in shown and col.key not in ESSENTIAL:
-                self.set_column_visible(col.key, False)
-                need -= self.table.columnWidth([c.key for c in COLUMNS].index(col.key))
+            if c in shown and keys[c] not in ESSENTIAL:
+                self.table.setColumnHidden(c, True)
+                hidden_by_me.add(keys[c])
+                need -= self._designed(c)
+                shown.remove(c)
+        # still too wide (a very small window): the table scrolls sideways; nothing is cut
 
     def _fill_columns_menu(self) -> None:
         menu = self.columns_menu
@@ -317,9 +356,7 @@ class AccountPanel(QWidget):
         self._funding: float | None = None
         self._today: float | None = None
         self.labels: dict[str, QLabel] = {}
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(14)
+        lay = FlowLayout(self, h_spacing=14)
         font = tabular_font()
         for key, title, tip in self.FIELDS:
             lab = QLabel()
@@ -331,7 +368,6 @@ class AccountPanel(QWidget):
             lab.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
             lay.addWidget(lab)
             self.labels[key] = lab
-        lay.addStretch(1)
         bridge.account.connect(self.on_account)
         bridge.positionsChanged.connect(self.on_positions)
         bridge.positionRemoved.connect(self.on_position_removed)

@@ -170,15 +170,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("trailing", "Trailing", _price(lambda r: r.snap.position.trailing), _fmt_price),
     Column("liquidation", "Liq.", _price(lambda r: r.snap.position.liquidation), _fmt_price,
            tip="Liquidation price"),
-    Column("liq_dist", "Liq. dist.", lambda r, _n: r.fig.liq_distance,
+    Column("liq_dist", "To liq.", lambda r, _n: r.fig.liq_distance,
            lambda v, _r: fmt_pct(v, 1).lstrip("+"), tone=_liq_tone,  # type: ignore[arg-type]
            tip="How far the mark may still move against the position before liquidation "
                "(% of the mark); ⚠ under 5 %"),
     Column("notional", "Notional", lambda r, _n: r.fig.notional,
-           lambda v, r: fmt_amount(v, r.quote), default=False,  # type: ignore[arg-type]
+           lambda v, r: fmt_amount(v, r.quote),  # type: ignore[arg-type]
            tip="Position value at the mark price (qty × mark × contract size)"),
     Column("margin", "Margin", lambda r, _n: r.fig.margin,
-           lambda v, r: fmt_amount(v, r.quote), default=False,  # type: ignore[arg-type]
+           lambda v, r: fmt_amount(v, r.quote),  # type: ignore[arg-type]
            tip="Initial margin held for the position (entry value / leverage)"),
     Column("leverage", "Lev.", lambda r, _n: r.snap.position.leverage,
            lambda v, _r: f"{v:g}×" if is_num(v) else DASH, tip="Leverage"),
