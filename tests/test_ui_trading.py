@@ -1,0 +1,294 @@
+"""Order entry and position actions as a trader does them: real keys and clicks on the real
+window, real Outbox and Bridge; the engine double records what would be sent."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication, QHeaderView, QLabel, QWidget
+
+from pmgui.domain.enums import Side
+from pmgui.engine.commands import (
+    AddToPosition,
+    ClosePosition,
+    OpenPosition,
+    SetAutomation,
+)
+from pmgui.engine.events import AccountEvent, PositionRemoved
+from pmgui.ui.confirm import ConfirmDialog
+from pmgui.ui.dialogs import AmountDialog, OrderDialog
+from pmgui.ui.main_window import MainWindow, UiSettings
+from pmgui.ui.positions_model import ESSENTIAL, column_index
+from tests.ui_doubles import BTC, ETH, SOL, T0, EngineDouble, position, snapshot, tick
+
+POS = position(liquidation=36_500.0)  # long 0.5 BTC @ 40,000 at 10×, SL 39,000, TP 42,000
+ETH_POS = position("p2", ETH.symbol, Side.SHORT, qty=3.0, entry=3000.0, sl=3100.0, tp=2800.0,
+                   leverage=5.0)
+
+
+def make(qtbot, *, one_click: bool = False, size: tuple[int, int] | None = None):
+    eng = EngineDouble()
+    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
+                     settings=UiSettings(one_click=one_click))
+    qtbot.addWidget(win)
+    if size is not None:
+        win.resize(*size)
+    win.show()
+    qtbot.waitExposed(win)
+    for ev in (AccountEvent(10_000.0, 10_000.0, "USDT", T0), snapshot(POS, 40_500.0),
+               tick(BTC.symbol, 40_500.0, T0), tick(ETH.symbol, 3_000.0, T0),
+               tick(SOL.symbol, 150.0, T0)):
+        eng.outbox.publish(ev)
+    win.bridge.flush_now()
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    win.table.setFocus()
+    return eng, win
+
+
+def key(qtbot, win, k, mod=Qt.KeyboardModifier.NoModifier) -> None:
+    qtbot.keyClick(win.table, k, mod)
+
+
+def confirm(qtbot, win) -> None:
+    dlg = win.confirm_dialog
+    assert isinstance(dlg, ConfirmDialog) and dlg.isVisible()
+    qtbot.mouseClick(dlg.confirm_button, Qt.MouseButton.LeftButton)
+
+
+# -- order ticket ---------------------------------------------------------------------------------
+def open_ticket(qtbot, win) -> OrderDialog:
+    key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    dlg = win.dialog
+    assert isinstance(dlg, OrderDialog) and dlg.isVisible()
+    return dlg
+
+
+def test_size_in_quote_percent_of_balance_and_by_risk_with_a_live_preview(qtbot):
+    eng, win = make(qtbot)
+    dlg = open_ticket(qtbot, win)
+    dlg.symbol.setCurrentText(ETH.symbol)  # ETH last 3,000
+    dlg.leverage.clear()
+    qtbot.keyClicks(dlg.leverage, "10")
+    qtbot.keyClicks(dlg.sl, "2,940")
+    qtbot.keyClicks(dlg.tp, "3,120")
+    dlg.size_unit.setCurrentText("quote")
+    qtbot.keyClicks(dlg.qty, "6000")  # 6,000 USDT of ETH = 2 ETH
+    assert dlg.command().qty == pytest.approx(2.0)
+    text = dlg.preview.text()
+    assert "Size 2.00 ETH · notional 6,000.00 USDT" in text
+    assert "Margin 600.00 USDT" in text and "fees ≈ 6.00" in text
+    assert "liq. 2,712.00" in text  # 3,000 × (1 − 1/10 + 0.004)
+    assert "Risk to SL −126.00 USDT (1.26 % of balance) = 1R" in text  # 2×60 + 6 fees
+    assert "Reward at TP +234.00 USDT = +1.86R" in text
+    dlg.size_unit.setCurrentText("% of balance")  # 10 % of 10,000 as margin, 10× → 1,000… ETH
+    dlg.qty.clear()
+    qtbot.keyClicks(dlg.qty, "10")
+    assert dlg.command().qty == pytest.approx(3.33)  # 10,000 notional / 3,000, floored
+    dlg.size_unit.setCurrentText("risk % of balance")  # lose 1 % (100 USDT) at the stop
+    dlg.qty.clear()
+    qtbot.keyClicks(dlg.qty, "1")
+    qty = dlg.command().qty
+    assert qty == pytest.approx(100 / (60 + 0.0005 * (3000 + 2940)), abs=0.01)
+    qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+    (cmd,) = eng.of_type(OpenPosition)
+    assert cmd.symbol == ETH.symbol and cmd.side is Side.LONG and cmd.qty == qty
+    assert (cmd.sl, cmd.tp, cmd.leverage) == (2_940.0, 3_120.0, 10.0)
+
+
+def test_bad_values_are_refused_beside_their_field_without_moving_anything(qtbot):
+    eng, win = make(qtbot)
+    dlg = open_ticket(qtbot, win)
+    dlg.symbol.setCurrentText(SOL.symbol)
+    geometry = {w.objectName(): w.geometry() for w in dlg.findChildren(QWidget)
+                if w.objectName()}
+    qtbot.keyClicks(dlg.qty, "1000000000")  # 1e9 SOL: refused before sending
+    err = dlg.field_errors["qty"].text()
+    assert err.startswith("✖ needs") and "available" in err
+    qtbot.keyClicks(dlg.sl, "151")  # above the price for a long
+    assert "must be below the current price" in dlg.field_errors["sl"].text()
+    dlg.leverage.clear()
+    qtbot.keyClicks(dlg.leverage, "500")
+    assert "leverage" in dlg.field_errors["leverage"].text()
+    assert not dlg.ok_button.isEnabled()
+    # no reflow: every named widget is where it was before the errors appeared
+    after = {w.objectName(): w.geometry() for w in dlg.findChildren(QWidget)
+             if w.objectName() in geometry}
+    assert after == geometry
+    # the SL field is still where the trader aims
+    qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+    assert eng.of_type(OpenPosition) == []
+
+
+def test_new_position_from_the_chart_preselects_symbol_and_side(qtbot):
+    _eng, win = make(qtbot)
+    dlg = win.new_order(ETH.symbol, Side.SHORT)
+    assert dlg.symbol.currentText() == ETH.symbol and dlg.side.currentIndex() == 1
+
+
+# -- partial close, add, reverse -----------------------------------------------------------------
+def test_partial_close_from_the_keyboard_asks_then_sends_the_fraction(qtbot):
+    eng, win = make(qtbot)
+    key(qtbot, win, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # 50 %
+    assert "0.250 of 0.500" in win.confirm_dialog.label.text()
+    assert eng.of_type(ClosePosition) == []
+    confirm(qtbot, win)
+    assert eng.of_type(ClosePosition) == [ClosePosition("p1", 0.5, "manual")]
+    assert "50 % closed" in win.statusBar().currentMessage()
+
+
+def test_one_click_trading_is_off_by_default_and_acts_at_once_when_on(qtbot):
+    assert UiSettings().one_click is False
+    eng, win = make(qtbot, one_click=True)
+    key(qtbot, win, Qt.Key.Key_1, Qt.KeyboardModifier.AltModifier)  # 25 %, no question
+    assert eng.of_type(ClosePosition) == [ClosePosition("p1", 0.25, "manual")]
+    assert win.confirm_dialog is None
+
+
+def test_custom_partial_close_from_the_context_menu(qtbot):
+    eng, win = make(qtbot)
+    menu = win.build_context_menu()
+    part = menu.findChild(type(menu), "closePartMenu")
+    custom = next(a for a in part.actions() if a.objectName() == "closeCustom")
+    custom.trigger()
+    dlg = win.dialog
+    assert isinstance(dlg, AmountDialog) and dlg.isVisible()
+    qtbot.keyClicks(dlg.input, "150")
+    assert "at most 100" in dlg.error.text() and not dlg.ok_button.isEnabled()
+    dlg.input.clear()
+    qtbot.keyClicks(dlg.input, "0.1")  # 0.0005 BTC: below the 0.001 minimum
+    assert "below the minimum" in dlg.error.text()
+    dlg.input.clear()
+    qtbot.keyClicks(dlg.input, "40")
+    assert dlg.preview.text() == "closes 0.200 of 0.500"
+    qtbot.keyClick(dlg.input, Qt.Key.Key_Return)
+    assert eng.of_type(ClosePosition) == [ClosePosition("p1", 0.4, "manual")]
+
+
+def test_add_to_position_shows_the_new_average_and_sends_an_add(qtbot):
+    eng, win = make(qtbot)
+    key(qtbot, win, Qt.Key.Key_A,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    dlg = win.dialog
+    assert isinstance(dlg, AmountDialog)
+    qtbot.keyClicks(dlg.input, "0.5")
+    assert "new size 1.000 BTC · average entry ≈ 40,250.0" in dlg.preview.text()
+    qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+    assert eng.of_type(AddToPosition) == [AddToPosition("p1", 0.5)]
+
+
+def test_reverse_closes_then_opens_the_other_way(qtbot):
+    eng, win = make(qtbot)
+    key(qtbot, win, Qt.Key.Key_R,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert "then open ▼ SHORT 0.500" in win.confirm_dialog.label.text()
+    confirm(qtbot, win)
+    assert eng.of_type(ClosePosition) == [ClosePosition("p1", 1.0, "manual")]
+    (opened,) = eng.of_type(OpenPosition)
+    assert (opened.symbol, opened.side, opened.qty, opened.leverage) == (
+        BTC.symbol, Side.SHORT, 0.5, 10.0)
+
+
+# -- safety and calm ------------------------------------------------------------------------------
+def test_quitting_with_open_positions_asks_and_says_what_stays_and_what_stops(qtbot):
+    eng, win = make(qtbot)
+    eng.outbox.publish(snapshot(POS.evolve(trailing=39_500.0), 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    win.ask_before_quit = True
+    win.close()
+    assert win.isVisible()  # not closed yet
+    dlg = win.confirm_dialog
+    text = dlg.label.text()
+    assert "1 position stay open on paper" in text
+    assert "SL 39,000.0 · TP 42,000.0 stay on the exchange" in text
+    assert "the rules stop" in text and "trailing stops stop following the price" in text
+    confirm(qtbot, win)
+    assert not win.isVisible()
+
+
+def test_live_resorting_can_be_held(qtbot):
+    eng, win = make(qtbot)
+    eng.outbox.publish(snapshot(ETH_POS, 3_000.0))
+    win.bridge.flush_now()
+    win.table.sortByColumn(column_index("pnl"), Qt.SortOrder.DescendingOrder)
+
+    def order() -> list[str]:
+        return [win.proxy.index(r, 0).data() for r in range(win.proxy.rowCount())]
+
+    assert order() == [BTC.symbol, ETH.symbol]  # BTC +$229.75, ETH −$9
+    qtbot.mouseClick(win.positions.hold_button, Qt.MouseButton.LeftButton)
+    assert win.positions.order_held
+    eng.outbox.publish(snapshot(ETH_POS, 2_800.0, T0 + 1))  # ETH now far ahead
+    win.bridge.flush_now()
+    assert order() == [BTC.symbol, ETH.symbol]  # held still
+    assert win.proxy.index(1, column_index("pnl")).data().startswith("+$")  # values live
+    qtbot.mouseClick(win.positions.hold_button, Qt.MouseButton.LeftButton)
+    assert order() == [ETH.symbol, BTC.symbol]
+
+
+def test_automation_control_says_it_acts_on_one_position_and_all_is_separate(qtbot):
+    eng, win = make(qtbot)
+    assert win.act_automation.text() == "Automation BTC: on"
+    assert "only" in win.act_automation.toolTip()
+    win.act_pause_all.trigger()
+    assert eng.of_type(SetAutomation) == [SetAutomation(None, False)]
+    closed = POS.evolve(exit_reason="manual", exit_price=40_500.0)
+    eng.outbox.publish(PositionRemoved(closed, T0 + 5))
+    win.bridge.flush_now()
+    assert win.act_automation.text() == "Automation (select a position)"
+    assert not win.act_automation.isEnabled()
+
+
+# -- any size -------------------------------------------------------------------------------------
+def visible_sections(win) -> list[int]:
+    hdr = win.table.horizontalHeader()
+    return [c for c in range(hdr.count()) if not hdr.isSectionHidden(c)]
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1920, 1080)])
+def test_no_column_header_is_cut_and_no_labels_overlap(qtbot, size):
+    eng, win = make(qtbot, size=size)
+    eng.outbox.publish(snapshot(ETH_POS, 3_010.0))
+    win.bridge.flush_now()
+    qtbot.waitUntil(lambda: win.width() == size[0], timeout=5000)
+    QApplication.processEvents()
+    hdr: QHeaderView = win.table.horizontalHeader()
+    shown = [win.model.columns[c].key for c in visible_sections(win)]
+    assert set(ESSENTIAL) <= set(shown)
+    right = 0
+    for c in visible_sections(win):
+        # every shown header fits whole in its section, and inside the table's viewport
+        assert hdr.sectionSize(c) >= win.positions.header_need(c) - 18, shown[c:c + 1]
+        right = max(right, hdr.sectionViewportPosition(c) + hdr.sectionSize(c))
+    assert right <= win.table.viewport().width() + 1  # no sideways scrolling
+    # and every cell's text fits (no "…")
+    for r in range(win.proxy.rowCount()):
+        for c in visible_sections(win):
+            text = str(win.proxy.index(r, c).data() or "")
+            width = win.table.fontMetrics().horizontalAdvance(text)
+            assert width <= hdr.sectionSize(c), (win.model.columns[c].key, text)
+    # labels of the account strip and the status bar never overlap
+    for parent in (win.account, win.statusBar()):
+        labels = [lab for lab in parent.findChildren(QLabel) if lab.isVisible() and lab.text()]
+        rects = [(lab.mapTo(win, QPoint(0, 0)), lab.size()) for lab in labels]
+        for i, (p1, s1) in enumerate(rects):
+            for p2, s2 in rects[i + 1:]:
+                apart = (p1.x() + s1.width() <= p2.x() or p2.x() + s2.width() <= p1.x()
+                         or p1.y() + s1.height() <= p2.y() or p2.y() + s2.height() <= p1.y())
+                assert apart, (labels[rects.index((p1, s1))].text(), )
+        for lab in labels:  # and none is cut
+            assert lab.width() >= lab.fontMetrics().horizontalAdvance(lab.text()), lab.text()
+
+
+def test_column_chooser_hides_and_shows_columns(qtbot):
+    _eng, win = make(qtbot, size=(1920, 1080))
+    c = column_index("notional")
+    assert not win.table.isColumnHidden(c)
+    win.positions._fill_columns_menu()
+    action = next(a for a in win.positions.columns_menu.actions()
+                  if a.objectName() == "column_notional")
+    action.trigger()
+    assert win.table.isColumnHidden(c)
+    win.resize(1900, 1080)  # a resize does not undo the trader's choice
+    QApplication.processEvents()
+    assert win.table.isColumnHidden(c)
