@@ -68,7 +68,7 @@ from pmgui.ui.dialogs import (
     preset_names,
     protection_summary,
 )
-from pmgui.ui.fmt import fmt_money, fmt_price, fmt_qty, is_num
+from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryPanel
 from pmgui.ui.panels import (
@@ -678,10 +678,8 @@ class MainWindow(QMainWindow):
             if err is not None:
                 self.notify(f"✖ {symbol}: partial close failed: {err}", alert=True)
                 return
-            pnl = (f" · realized {fmt_money(res.realized_pnl, market.quote if market else 'USDT')}"
-                   if res is not None and is_num(res.realized_pnl) else "")
             self.notify(f"✔ {symbol}: {fraction * 100:g} % closed"
-                        f"{_fills_text(res, market)}{pnl}")
+                        f"{_fills_text(res, market)}")  # with its own fills and realized P/L
 
         return self.runner.submit(ClosePosition(pid, fraction, "manual"), done, key=key)
 
