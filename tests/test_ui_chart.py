@@ -409,8 +409,17 @@ def test_no_tags_overlap_at_1024x700(qtbot, theme):
     for a, b in itertools.combinations(tags, 2):
         ra, rb = a.sceneBoundingRect(), b.sceneBoundingRect()
         assert not ra.intersects(rb), (a.kind, a.toPlainText(), b.kind, b.toPlainText())
+    axis = chart.plot.getPlotItem().getAxis("right").sceneBoundingRect()
     for t in tags:
-        assert vb_rect.adjusted(-1, -1, 1, 1).contains(t.sceneBoundingRect()), t.kind
+        r = t.sceneBoundingRect()
+        assert vb_rect.top() - 1 <= r.top() and r.bottom() <= vb_rect.bottom() + 1, t.kind
+        if t.kind == "last":  # on the price axis, never over the newest candle
+            assert r.right() <= axis.right() + 1 and r.left() >= vb_rect.right() - r.width()
+            newest = chart.candles()[-1]
+            x = chart.vb.mapViewToScene(QPointF(newest.ts, newest.close)).x()
+            assert x < r.left()
+        else:
+            assert vb_rect.adjusted(-1, -1, 1, 1).contains(r), t.kind
     win.chart.grab().save(f"/tmp/pmgui_chart_1024_{theme}.png")
 
 

@@ -170,7 +170,10 @@ class ChartWidget(QWidget):
             tag = LevelTag(line, right=(kind == "last"))
             self.lines[kind], self.tags[kind] = line, tag
             self.plot.addItem(line, ignoreBounds=(kind in ("liquidation", "last")))
-            self.plot.addItem(tag, ignoreBounds=True)
+            if tag.right:  # on the price axis, as exchanges show it: it never hides a candle
+                self.plot.scene().addItem(tag)
+            else:
+                self.plot.addItem(tag, ignoreBounds=True)
             if kind in ("sl", "tp", "entry"):
                 self.drag.attach(line)
                 self.drag.attach(tag)
@@ -628,16 +631,19 @@ class ChartWidget(QWidget):
             wanted[tag.right].append((key, y, br.height()))
             widths[tag.right] = max(widths[tag.right], br.width())
             by_key[key] = tag
-        if widths[False] + widths[True] + 3 * TAG_MARGIN > rect.width():
+        axis_right = self.plot.getPlotItem().getAxis("right").sceneBoundingRect().right() - 1
+        if widths[False] + widths[True] + 2 * TAG_MARGIN > axis_right - rect.left():
             columns = [wanted[False] + wanted[True]]  # too narrow: one stack for all
         else:
             columns = [wanted[False], wanted[True]]
         for col in columns:
             for key, c in stack_tags(col, top, bottom).items():
                 tag = by_key[key]
-                sx = rect.right() - TAG_MARGIN if tag.right else rect.left() + TAG_MARGIN
-                pos = vb.mapSceneToView(QPointF(sx, c))
-                tag.setPos(pos.x(), pos.y())
+                if tag.right:  # a scene item, right-aligned on the axis
+                    tag.setPos(axis_right, c)
+                else:
+                    pos = vb.mapSceneToView(QPointF(rect.left() + TAG_MARGIN, c))
+                    tag.setPos(pos.x(), pos.y())
 
     def _render_candles(self) -> None:
         sym = self.symbol
