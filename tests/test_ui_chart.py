@@ -349,11 +349,14 @@ def test_crosshair_shows_price_time_and_the_result_of_a_stop_or_target_there(qtb
     want = consequence("sl", level, ctx).split(" · ", 1)[1]
     assert f"SL here · {want}" in text and "−$" in text and "R" in text
     assert f"{level:,.1f}" in text and ":" in text.split(" · ")[0]  # the time
+    assert chart.cross_tag.isVisible() and chart.cross_tag.textItem.toPlainText() == \
+        f"{level:,.1f}"  # and the price on the axis
     p = mouse.at(41_500.0, x_frac=0.3)
     mouse.move(p)
     assert "TP here · +" in chart.readout.text()
     QApplication.sendEvent(chart.plot.viewport(), QEvent(QEvent.Type.Leave))
     assert not chart.cross_h.isVisible() and chart.readout.text().strip() == ""
+    assert not chart.cross_tag.isVisible()
 
 
 def test_the_rules_indicator_is_drawn_thin_with_its_name(qtbot):
@@ -449,3 +452,34 @@ def test_indicator_follows_new_candles_one_at_a_time():
     # other rules start over; rules without an indicator give none
     assert tracker.update(pos.evolve(preset="active"), cs, BTC).name == "Trail 2%"
     assert tracker.update(POS, cs, BTC) is None
+
+
+def test_a_new_candle_redraws_one_chunk_of_the_history(qtbot):
+    import pyqtgraph as pg
+
+    from pmgui.ui.chart_items import CandleLayer
+    from pmgui.ui.theme import make_theme
+
+    plot = pg.PlotWidget()
+    qtbot.addWidget(plot)
+    layer = CandleLayer(plot, make_theme("dark"))
+    cs = candles(1000, start=40_000.0, step=3.0, t0=0.0)
+    layer.set_candles(cs[:999], 60.0)
+    items = layer.items
+    assert len(items) == 5 and sum(len(i.candles) for i in items) == 999
+    pictures = [i._picture for i in items]
+    layer.set_candles(cs, 60.0)
+    assert layer.candles == cs
+    changed = [a is not b._picture for a, b in zip(pictures, layer.items, strict=True)]
+    assert changed == [False, False, False, False, True]
+    layer.set_candles(cs[400:], 60.0)  # the oldest dropped: their chunks go away
+    assert len(layer.items) == 3 and layer.candles == cs[400:]
+    assert [i for i in plot.getPlotItem().items if i in items[:2]] == []
+
+
+def test_series_view_returns_only_the_newest_candles():
+    s = CandleSeries()
+    s.merge(candles(600, t0=0.0))
+    assert s.view(60.0, 100) == list(candles(600, t0=0.0)[-100:])
+    five = s.view(300.0, 10)
+    assert len(five) == 10 and five == aggregate(candles(600, t0=0.0), 300.0)[-10:]

@@ -52,7 +52,13 @@ from pmgui.ui.chart_drag import (
     trigger_reason,
 )
 from pmgui.ui.chart_indicator import IndicatorLine, IndicatorTracker
-from pmgui.ui.chart_items import CandlestickItem, LevelLine, LevelTag, stack_tags
+from pmgui.ui.chart_items import (
+    CandleLayer,
+    CandlestickItem,
+    LevelLine,
+    LevelTag,
+    stack_tags,
+)
 from pmgui.ui.chart_state import LineMachine, LineState, Verdict, verdict
 from pmgui.ui.fmt import fmt_price, fmt_qty
 from pmgui.ui.theme import Theme, make_theme
@@ -64,6 +70,7 @@ LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 DRAGGABLE = ("sl", "tp")
 MAX_MARKERS = 500
 TAG_MARGIN = 4  # pixels between a tag and the view's edge
+MAX_SHOWN = 3000  # candles drawn at the selected timeframe (the newest; ~75 ms to draw)
 VOLUME_SHARE = 7  # the highest volume bar reaches 1/7 of the view's height
 NOTES = {LineState.PROPOSED: "confirm or discard", LineState.PENDING: "pending…",
          LineState.CONFIRMED: "✔ on exchange"}
@@ -152,9 +159,8 @@ class ChartWidget(QWidget):
         self.volume_vb.addItem(self.volume)
         self.vb.sigResized.connect(self._sync_volume_view)
 
-        self.candle_item = CandlestickItem(self._theme)
+        self.candle_item = CandleLayer(self.plot, self._theme)  # completed candles
         self.forming_item = CandlestickItem(self._theme)
-        self.plot.addItem(self.candle_item)
         self.plot.addItem(self.forming_item)
         self.indicator_curve = pg.PlotDataItem([], [])
         self.indicator_curve.setObjectName("indicatorCurve")
@@ -188,6 +194,10 @@ class ChartWidget(QWidget):
             c.setZValue(50)
             c.setVisible(False)
             self.plot.addItem(c, ignoreBounds=True)
+        self.cross_tag = pg.TextItem("", anchor=(1, 0.5))  # the cursor's price on the axis
+        self.cross_tag.setZValue(60)
+        self.cross_tag.setVisible(False)
+        self.plot.scene().addItem(self.cross_tag)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.plot.viewport().installEventFilter(self)  # leaving the plot hides the crosshair
         self.vb.sigRangeChanged.connect(lambda *_: self._layout_tags())
@@ -284,6 +294,8 @@ class ChartWidget(QWidget):
         self.forming_item.set_theme(theme)
         for c in (self.cross_v, self.cross_h):
             c.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
+        self.cross_tag.setColor(theme.base)
+        self.cross_tag.fill = pg.mkBrush(theme.muted)
         self.indicator_curve.setPen(pg.mkPen(theme.trailing, width=1,
                                              style=Qt.PenStyle.DotLine))
         self._style_tag(self.indicator_tag, theme.trailing)
@@ -380,10 +392,9 @@ class ChartWidget(QWidget):
         a = ev.action
         if not self.add_marker(ev):
             return
-        if a.type in (ActionType.MOVE_SL, ActionType.MOVE_TP) and a.reason.value != "manual":
+        if a.type in (ActionType.MOVE_SL, ActionType.MOVE_TP) and a.position_id == self.position_id:
             m = self.machines["sl" if a.type is ActionType.MOVE_SL else "tp"]
-            if a.position_id == self.position_id:
-                m.auto = a.reason.value
+            m.auto = "" if a.reason.value == "manual" else a.reason.value  # who moved it last
         if a.position_id == self.position_id:
             self.refresh_levels()
 
@@ -649,14 +660,14 @@ class ChartWidget(QWidget):
         sym = self.symbol
         series = self._series.get(sym) if sym else None
         if series is None:
-            self.candle_item.set_candles(())
+            self.candle_item.set_candles((), 60.0)
             self.forming_item.set_candles(())
             self.volume.setOpts(x=[], height=[])
             self._update_tf_buttons(None)
             return
         self._update_tf_buttons(series)
         sec = max(TIMEFRAMES[self.timeframe], series.base)
-        cs = series.view(sec)
+        cs = series.view(sec, MAX_SHOWN)
         key = (sym, sec, series.version, len(cs))
         if series.forming and cs:
             head, tail = cs[:-1], cs[-1:]
@@ -669,9 +680,9 @@ class ChartWidget(QWidget):
             top = max(vols, default=0.0)
             if top > 0:
                 t = self._theme
+                up, down = pg.mkBrush(t.up + "40"), pg.mkBrush(t.down + "40")
                 self.volume.setOpts(x=[c.ts for c in head], height=vols, width=sec * 0.7,
-                                    brushes=[pg.mkBrush(t.up + "40" if c.close >= c.open
-                                                        else t.down + "40") for c in head],
+                                    brushes=[up if c.close >= c.open else down for c in head],
                                     pen=pg.mkPen(None))
                 self.volume_vb.setYRange(0, top * VOLUME_SHARE, padding=0)
             else:
@@ -732,8 +743,8 @@ class ChartWidget(QWidget):
     # -- crosshair ---------------------------------------------------------------------------
     def _on_mouse_moved(self, pos: QPointF) -> None:
         inside = self._snap is not None and self.vb.sceneBoundingRect().contains(pos)
-        self.cross_v.setVisible(inside)
-        self.cross_h.setVisible(inside)
+        for item in (self.cross_v, self.cross_h, self.cross_tag):
+            item.setVisible(inside)
         if not inside:
             self.readout.setText(" ")
             return
@@ -741,11 +752,14 @@ class ChartWidget(QWidget):
         self.cross_v.setValue(pt.x())
         self.cross_h.setValue(pt.y())
         self.readout.setText(self.crosshair_text(pt.x(), pt.y()))
+        self.cross_tag.setText(fmt_price(self.snap_level(pt.y()), self._market))
+        right = self.plot.getPlotItem().getAxis("right").sceneBoundingRect().right() - 1
+        self.cross_tag.setPos(right, pos.y())
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
         if ev.type() == QEvent.Type.Leave and obj is self.plot.viewport():
-            self.cross_v.setVisible(False)
-            self.cross_h.setVisible(False)
+            for item in (self.cross_v, self.cross_h, self.cross_tag):
+                item.setVisible(False)
             self.readout.setText(" ")
         return False
 

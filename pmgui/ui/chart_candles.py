@@ -118,21 +118,21 @@ class CandleSeries:
         """The timeframes these candles can be shown at (none finer than the base)."""
         return [name for name, sec in TIMEFRAMES.items() if sec >= self.base - 1e-9]
 
-    def view(self, seconds: float) -> list[Candle]:
-        """The candles at `seconds` (the last one possibly forming). The completed part is
-        cached, so a tick re-aggregates only the newest bucket."""
+    def view(self, seconds: float, limit: int | None = None) -> list[Candle]:
+        """The newest `limit` candles at `seconds` (the last one possibly forming). The
+        completed part is cached, so a tick re-aggregates only the newest bucket."""
         cs = self._candles
         if not cs:
             return []
         if seconds <= self.base + 1e-9:
-            return list(cs)
+            return cs[-limit:] if limit else list(cs)
         cached = self._cache.get(seconds)
         if cached is None or cached[0] != self._version:
             head = aggregate(cs[:-1], seconds)
             self._cache[seconds] = (self._version, head)
         else:
             head = cached[1]
-        out = list(head)
+        out = head[-limit:] if limit else list(head)
         c = cs[-1]
         start = bucket_start(c.ts, seconds)
         if out and out[-1].ts == start:
@@ -141,4 +141,4 @@ class CandleSeries:
                              p.volume + c.volume)
         else:
             out.append(Candle(start, c.open, c.high, c.low, c.close, c.volume))
-        return out
+        return out[-limit:] if limit else out
