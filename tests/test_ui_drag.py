@@ -262,6 +262,7 @@ def test_hover_highlights_the_line(qtbot):
     assert not sl.mouseHovering
     mouse.move(mouse.at(39_000.0))
     assert sl.mouseHovering
+    assert sl.cursor().shape() == Qt.CursorShape.SizeVerCursor  # says "drag me up or down"
 
 
 def test_paused_automation_and_automated_moves_are_drawn_differently(qtbot):

@@ -86,6 +86,8 @@ def test_drag_sl_on_the_chart_moves_the_stop_in_engine_store_and_exchange(qtbot,
         vb.setRange(yRange=(lo - (hi - lo) * 0.25, hi + (hi - lo) * 0.25), padding=0)
         QApplication.processEvents()
         target = pos.sl + (mark - pos.sl) * 0.4  # towards the price, still a valid stop
+        said: list[str] = []
+        win.statusMessage.connect(said.append)
         Mouse(win.chart).drag(pos.sl, target)
         market = engine.market(pos.symbol)
 
@@ -101,6 +103,10 @@ def test_drag_sl_on_the_chart_moves_the_stop_in_engine_store_and_exchange(qtbot,
                                             if o.position_id == pos.id
                                             and o.role.value == "stop_loss"]).result(10)
         assert [o.trigger_price for o in orders] == [new_sl]  # the exchange order moved
+        # the command's answer reaches the trader: never "rejected" for an accepted stop
+        qtbot.waitUntil(lambda: any(m.startswith(("✔ SL", "⚠ SL", "✖ SL")) for m in said),
+                        timeout=10_000)
+        assert not any("rejected" in m for m in said), said
     finally:
         pg.setConfigOption("mouseRateLimit", old)
         engine.stop()

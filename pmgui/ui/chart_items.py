@@ -232,8 +232,10 @@ class LevelLine(pg.InfiniteLine, _Draggable):
         if self.draggable and not ev.isExit() and self.modifier_ok(ev.modifiers()):
             if ev.acceptDrags(Qt.MouseButton.LeftButton):
                 self.setMouseHover(True)
+                self.setCursor(Qt.CursorShape.SizeVerCursor)
                 return
         self.setMouseHover(False)
+        self.unsetCursor()
 
     def mouseDragEvent(self, ev) -> None:
         self._drag(ev)
