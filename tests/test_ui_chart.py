@@ -483,3 +483,31 @@ def test_series_view_returns_only_the_newest_candles():
     assert s.view(60.0, 100) == list(candles(600, t0=0.0)[-100:])
     five = s.view(300.0, 10)
     assert len(five) == 10 and five == aggregate(candles(600, t0=0.0), 300.0)[-10:]
+
+
+def test_tag_texts_say_the_state_of_each_line():
+    from pmgui.ui.chart_drag import DragContext
+    from pmgui.ui.chart_text import tag_text
+
+    ctx = DragContext(Side.LONG, 40_000.0, 0.5, 1.0, 0.0, 39_000.0, 40_500.0, BTC)
+    m = LineMachine("sl")
+
+    def text(level=39_400.0, automation=True, kind="sl", note=""):
+        return tag_text(kind, level, ctx, m, automation=automation, market=BTC,
+                        entry_note=note)
+
+    assert text() == "SL 39,400.0 · −1.5% · −$300 · −0.6R"
+    assert text(automation=False).endswith(" · ‖ paused")
+    m.start_drag(39_500.0)
+    assert text(40_600.0).endswith(" · ✖ would trigger now")
+    m.drop(39_600.0)
+    assert text().endswith("confirm or discard")
+    m.send(39_600.0, T0)
+    assert text().endswith("pending…")
+    m.resolve(verdict("sl", 39_600.0, None, "x" * 80), T0)
+    assert text().endswith(" · ✖ " + "x" * 47 + "…")  # long reasons are cut short
+    m.reset()
+    m.auto = "trailing"
+    assert text().endswith(" · ◆ trailing")
+    assert tag_text("entry", 40_000.0, ctx, LineMachine("entry"), automation=True,
+                    market=BTC, entry_note="drag for SL") == "Entry 40,000.0 · drag for SL"

@@ -10,7 +10,8 @@ Pieces (each in its own module):
   confirmed | local_only | rejected);
 - chart_drag: the `DragController` (frozen view during a drag, snapping, Esc/right-click
   cancel, refusing levels that would trigger at once, creating SL/TP from the entry line);
-- chart_indicator: the indicator the position's rules follow (chandelier, trail, EMA).
+- chart_indicator: the indicator the position's rules follow (chandelier, trail, EMA);
+- chart_text: what the tags, the crosshair read-out and the markers' tooltips say.
 
 Items are created once and updated in place, so a tick costs a candle and a line move, not
 a rebuild. The chart never talks to the engine: a drop emits `levelDropped(position id,
@@ -22,8 +23,6 @@ venue confirmed shows ✔, anything else says `local only: <reason>` or `✖ <re
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Mapping
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
@@ -48,7 +47,6 @@ from pmgui.ui.chart_drag import (
     DragContext,
     DragController,
     consequence,
-    created_kind,
     trigger_reason,
 )
 from pmgui.ui.chart_indicator import IndicatorLine, IndicatorTracker
@@ -60,6 +58,7 @@ from pmgui.ui.chart_items import (
     stack_tags,
 )
 from pmgui.ui.chart_state import LineMachine, LineState, Verdict, verdict
+from pmgui.ui.chart_text import DRAGGABLE, crosshair_text, explain_action, tag_text
 from pmgui.ui.fmt import fmt_price, fmt_qty
 from pmgui.ui.theme import Theme, make_theme
 
@@ -67,13 +66,10 @@ __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext
            "consequence", "trigger_reason"]
 
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
-DRAGGABLE = ("sl", "tp")
 MAX_MARKERS = 500
 TAG_MARGIN = 4  # pixels between a tag and the view's edge
 MAX_SHOWN = 3000  # candles drawn at the selected timeframe (the newest; ~75 ms to draw)
 VOLUME_SHARE = 7  # the highest volume bar reaches 1/7 of the view's height
-NOTES = {LineState.PROPOSED: "confirm or discard", LineState.PENDING: "pending…",
-         LineState.CONFIRMED: "✔ on exchange"}
 
 
 class ChartWidget(QWidget):
@@ -408,7 +404,8 @@ class ChartWidget(QWidget):
                   ActionType.REDUCE: "t", ActionType.MOVE_SL: "d",
                   ActionType.MOVE_TP: "d"}.get(a.type, "o")
         lst = self._markers.setdefault(a.position_id, [])
-        lst.append((ts, a.price, self._explain(ev), symbol))
+        market = self._market if ev.symbol == self.symbol else None
+        lst.append((ts, a.price, explain_action(ev, market), symbol))
         lst.sort(key=lambda m: m[0])
         del lst[:-MAX_MARKERS]
         if a.position_id == self.position_id:
@@ -463,8 +460,6 @@ class ChartWidget(QWidget):
         return DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate, p.initial_sl,
                            self.last_price(), self._market)
 
-    _context = context
-
     def snap_level(self, y: float) -> float:
         if self._market is not None and self._market.tick_size > 0:
             return self._market.round_price(y)
@@ -491,6 +486,15 @@ class ChartWidget(QWidget):
             if self.engine_level(kind) is None and not held:
                 out.append(kind)
         return out
+
+    def _entry_note(self, kind: str) -> str:
+        if kind != "entry":
+            return ""
+        if self.drag.creating and self._entry_hint:
+            return self._entry_hint
+        if self.lines["entry"].draggable:
+            return f"drag for {'/'.join(LINE_TITLES[k] for k in self.missing_levels())}"
+        return ""
 
     def show_entry_hint(self, kind: str) -> None:
         """Dragging out of the entry towards a level that exists already."""
@@ -568,35 +572,9 @@ class ChartWidget(QWidget):
                 continue
             assert level is not None
             line.setValue(level)
-            tag.set_text(self._tag_text(kind, level, ctx, m, p.automation))
+            tag.set_text(tag_text(kind, level, ctx, m, automation=p.automation,
+                                  market=self._market, entry_note=self._entry_note(kind)))
         self._update_last()
-
-    def _tag_text(self, kind: str, level: float, ctx: DragContext | None, m: LineMachine,
-                  automation: bool) -> str:
-        if kind in DRAGGABLE and ctx is not None:
-            text = consequence(kind, level, ctx)
-        else:
-            text = f"{LINE_TITLES[kind]} {fmt_price(level, self._market)}"
-        st = m.state
-        if st is LineState.DRAGGING:
-            if ctx is not None and trigger_reason(kind, level, ctx):
-                text += " · ✖ would trigger now"
-            return text
-        if kind == "entry" and self.drag.creating and self._entry_hint:
-            return f"{text} · {self._entry_hint}"
-        if kind == "entry" and self.lines["entry"].draggable:
-            return f"{text} · drag for {'/'.join(LINE_TITLES[k] for k in self.missing_levels())}"
-        if st in NOTES:
-            text += f" · {NOTES[st]}"
-        elif st is LineState.LOCAL_ONLY:
-            text += f" · ⚠ local only: {_short(m.reason)}"
-        elif st is LineState.REJECTED:
-            text += f" · ✖ {_short(m.reason)}"
-        elif m.auto:
-            text += f" · ◆ {m.auto}"
-        if kind in DRAGGABLE and not automation:
-            text += " · ‖ paused"
-        return text
 
     def _update_last(self) -> None:
         line, tag = self.lines["last"], self.tags["last"]
@@ -764,40 +742,11 @@ class ChartWidget(QWidget):
         return False
 
     def crosshair_text(self, x: float, y: float) -> str:
-        """`30 Nov 14:32 · 41,250.0 · SL here −1.8% · −$92 · −0.9R`: the price and time
-        under the cursor and what a stop or target there would give (net of fees)."""
-        ctx = self.context()
-        if ctx is None or not valid_price(y) or not math.isfinite(x):
-            return " "
-        level = self.snap_level(y)
-        when = time.strftime("%d %b %H:%M", time.localtime(x)) if 0 < x < 1e11 else ""
-        price = ctx.price if ctx.price is not None else ctx.entry
-        kind = created_kind(ctx.side, price, level)
-        what = consequence(kind, level, ctx).split(" · ", 1)
-        tail = f" · {what[1]}" if len(what) > 1 else ""
-        return f"{when} · {fmt_price(level, self._market)} · {LINE_TITLES[kind]} here{tail}"
+        """The read-out for the point (x, y) of the view (see chart_text.crosshair_text)."""
+        level = self.snap_level(y) if valid_price(y) else y
+        return crosshair_text(x, level, self.context(), self._market)
 
     # -- markers -----------------------------------------------------------------------------
-    def _explain(self, ev: ActionTaken) -> str:
-        """Reason, what was done, and the inputs that caused it."""
-        a = ev.action
-        m = self._market if self._snap is not None and ev.symbol == self.symbol else None
-        head = f"{a.reason.value.replace('_', ' ')} · {a.type.value.replace('_', ' ')}"
-        if a.type is ActionType.MOVE_SL and a.sl is not None:
-            head += f" → {fmt_price(a.sl, m)}"
-        elif a.type is ActionType.MOVE_TP and a.tp is not None:
-            head += f" → {fmt_price(a.tp, m)}"
-        elif a.qty is not None:
-            head += f" {fmt_qty(a.qty, m)}"
-        lines = [head, f"at {fmt_price(a.price, m)}" + (f" · rule {a.rule}" if a.rule else "")]
-        if a.inputs:
-            lines.append(_inputs(a.inputs, m))
-        if ev.detail:
-            lines.append(ev.detail)
-        if not ev.ok:
-            lines.append("FAILED")
-        return "\n".join(lines)
-
     def _refresh_markers(self) -> None:
         pid = self.position_id
         pts = self._markers.get(pid, []) if pid else []
@@ -819,17 +768,3 @@ class ChartWidget(QWidget):
         s = self._series.get(symbol)
         return s.candles[-1].ts if s is not None and s.candles else 0.0
 
-
-def _short(text: str, n: int = 48) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _inputs(inputs: Mapping[str, object], market: Market | None) -> str:
-    parts = []
-    for k, v in inputs.items():
-        if isinstance(v, float):
-            s = fmt_price(v, market) if abs(v) >= 100 else f"{v:.4g}"
-        else:
-            s = str(v)
-        parts.append(f"{k.replace('_', ' ')} {s}")
-    return " · ".join(parts)
