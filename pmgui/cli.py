@@ -136,7 +136,7 @@ def _os_message(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
-    return f"database: {exc}"
+    return f"database error: {exc}"
 
 
 def _stopped(engine) -> int:

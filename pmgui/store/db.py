@@ -298,12 +298,15 @@ class Store:
         try:
             with _leave_no_side_files(p):
                 return cls._writable_at(p)
-        except BaseException:
+        except BaseException as e:
             # e.g. a full disk: no empty database or lock file left behind
             for f, made in ((p, created), (lock_file, not lock_existed)):
                 if made and f.exists():
                     with contextlib.suppress(OSError):
                         f.unlink()
+            if created and isinstance(e, StoreError) and isinstance(e.__cause__, sqlite3.Error):
+                raise StoreError(f"cannot create the database {p}: {e.__cause__}; nothing "
+                                 "was left behind") from e
             raise
 
     @classmethod
