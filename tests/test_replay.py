@@ -135,30 +135,45 @@ def test_replay_is_deterministic(tmp_path):
     assert a.summary == b.summary
 
 
-def test_chandelier_stop_matches_an_independent_library_on_real_data():
-    """Every chandelier move equals HH(22) − 3·ATR(22) over the completed candles (ta)."""
+@pytest.mark.parametrize("tf", ["1h", "4h"])
+def test_chandelier_stop_matches_an_independent_library_on_real_data(tf):
+    """Every chandelier decision equals HH(22) − 3·ATR(22) over the completed candles of the
+    rule's timeframe (ta, on pandas-resampled candles): the hourly file as it is, and its
+    hours built into 4h candles."""
     pd = pytest.importorskip("pandas")
     ta_vol = pytest.importorskip("ta.volatility")
     from pmgui.exchange.csvdata import load_price_csv
 
     data = load_price_csv(BTC_1H)
     req = ReplayRequest(Side.LONG, data.candles[0].open, 1.0, 1.0, sl=1000.0, preset="manual",
-                        overrides={"trailing.enabled": True, "trailing.mode": "chandelier"},
+                        overrides={"trailing.enabled": True, "trailing.mode": "chandelier",
+                                   "trailing.timeframe": tf},
                         fee=0.0, symbol="BTC/USDT:USDT")
     res = asyncio.run(run_replay(data, req))
-    moves = [a for a in res.actions if a["type"] == "move_sl"]
-    assert len(moves) > 10
-    df = pd.DataFrame([(c.ts, c.high, c.low, c.close) for c in data.candles],
-                      columns=["ts", "high", "low", "close"])
-    atr = ta_vol.AverageTrueRange(df.high, df.low, df.close, window=22).average_true_range()
-    hh = df.high.rolling(22).max()
-    level = hh - 3.0 * atr
-    by_ts = dict(zip(df.ts, level, strict=True))
-    starts = list(df.ts)
-    for m in moves:
-        # the tick's candle is the last start <= ts; indicators use the candle before it
+    decisions = [a for a in res.actions if a["rule"] == "trailing"]
+    assert decisions and res.summary["timeframes"] == {tf: ["trailing"]}
+    if tf == "1h":
+        assert len(decisions) > 10
+    df = pd.DataFrame([(c.ts, c.open, c.high, c.low, c.close) for c in data.candles],
+                      columns=["ts", "open", "high", "low", "close"])
+    df.index = pd.to_datetime(df.ts, unit="s")
+    bars = df.resample(tf, origin="epoch").agg(
+        {"ts": "first", "open": "first", "high": "max", "low": "min", "close": "last"}).dropna()
+    bars["start"] = [t.timestamp() for t in bars.index]
+    atr = ta_vol.AverageTrueRange(bars.high, bars.low, bars.close,
+                                  window=22).average_true_range()
+    level = list(bars.high.rolling(22).max() - 3.0 * atr)
+    starts = list(bars.start)
+    for m in decisions:
+        # the tick's candle is the last start <= ts; indicators use the completed one before
         k = max(i for i, t in enumerate(starts) if t <= m["ts"]) - 1
-        assert m["sl"] == pytest.approx(by_ts[starts[k]], rel=1e-9, abs=1e-6)
+        assert m["inputs"]["level"] == pytest.approx(level[k], rel=1e-9, abs=1e-6)
+        if m["type"] == "move_sl":
+            assert m["sl"] == pytest.approx(level[k], rel=1e-9, abs=1e-6)
+        else:  # the level jumped above the price on a new candle: the stop was due
+            assert m["type"] == "close" and m["reason"] == "trailing_stop"
+            assert m["price"] <= level[k]
+
 
 
 def test_invalid_price_rows_skipped_reported_and_strict(tmp_path):

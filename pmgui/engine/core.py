@@ -83,9 +83,11 @@ from pmgui.engine.settings import EngineSettings, SymbolRules
 from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, OrderUpdate
 from pmgui.exchange.demo import DemoPosition
 from pmgui.exchange.retry import OrderStatusUnknown
+from pmgui.rules.common import ADD_ON_OPEN_PREFIX, add_on_open_since
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.policy import (
     evaluate,
+    indicator_frames,
     indicator_spec,
     initial_targets,
     observe,
@@ -295,13 +297,28 @@ class EngineCore:
             # decide on a later tick
             self.publish_position(rt)
             return
+        frames = indicator_frames(params)
+        if frames:  # each rule's timeframe: the venue's history once, then live closes
+            await self.market.ensure_frames(self.exchange, pos.symbol, frames)
         async with rt.lock:
+            pos = rt.position
+            if not pos.is_open or self.book.runtime(rt.id) is not rt:
+                return
+            if add_on_open_since(pos.flags) is not None and not rt.pending(OrderRole.ADD):
+                # the add-on order filled or ended: nothing rests any more
+                pos = self.set_position(pos.evolve(flags=frozenset(
+                    f for f in pos.flags if not f.startswith(ADD_ON_OPEN_PREFIX)))).position
             market = self.market.market(pos.symbol)
+            spec = indicator_spec(params)
             mkt = MarketState(pos.symbol, tick.price, tick.ts, market,
-                              self.market.indicator_set(pos.symbol,
-                                                        indicator_spec(params)).snapshot())
+                              self.market.indicator_set(pos.symbol, spec).snapshot(),
+                              self.market.frames(pos.symbol, spec, frames))
+            failed_close = False
             for action in evaluate(pos, mkt, params):
-                await self.execute(replace(action, ts=tick.ts))
+                if "follows" in action.inputs and failed_close:
+                    continue  # the breakeven that rides with a TP1 that was not carried out
+                ok = await self.execute(replace(action, ts=tick.ts))
+                failed_close = action.is_closing and not ok
                 if not rt.is_open:
                     break
             if rt.protect_dirty and rt.is_open:
@@ -312,19 +329,20 @@ class EngineCore:
     def stop_reason(self, pos: Position) -> Reason:
         return STOP_REASON[pos.sl_kind]
 
-    async def execute(self, action: Action) -> None:
+    async def execute(self, action: Action) -> bool:
         """Carry out one decision, the rules' and the trader's alike (a manual SetTargets is
         MOVE_SL/MOVE_TP actions through here). The decision is journaled first, then acted
-        on; level moves leave the position dirty for the protection sync that follows."""
+        on; level moves leave the position dirty for the protection sync that follows.
+        True when it was carried out."""
         rt = self.book.runtime(action.position_id)
         if rt is None or not rt.is_open:
-            return
+            return False
         pos = rt.position
         moved: Position | None = None
         if action.type in (ActionType.MOVE_SL, ActionType.MOVE_TP):
             moved = self._moved(pos, action)
             if moved is None:
-                return
+                return False
             action = replace(action, sl=moved.sl, tp=moved.tp)  # the log shows the new levels
         elif action.sl is None or action.tp is None:  # the log shows the levels in force
             action = replace(action, sl=pos.sl if action.sl is None else action.sl,
@@ -341,11 +359,29 @@ class EngineCore:
                 rt.protect_dirty = True
             elif action.type is ActionType.ADD and action.qty:
                 await self._add(rt, action)
+            elif action.type is ActionType.CANCEL:
+                detail = await self._cancel_adds(rt, action)
         except PmguiError as exc:
             ok, detail = False, str(exc)
             self.outbox.publish(ErrorEvent(f"{pos.symbol}: {action.reason.value} failed: {exc}",
                                            self.clock(), pos.id))
         self.outbox.publish(ActionTaken(action, pos.symbol, ok, detail))
+        return ok
+
+    async def _cancel_adds(self, rt: PositionRuntime, action: Action) -> str:
+        """Withdraw the position's resting add-on order (issue 11): its conditions no longer
+        hold (`action.inputs["why"]`)."""
+        cancelled = []
+        for order in rt.pending(OrderRole.ADD):
+            if order.type is OrderType.LIMIT:
+                await self.cancel(order)
+                cancelled.append(order.client_id)
+        pos = rt.position
+        self.set_position(pos.evolve(flags=frozenset(
+            f for f in pos.flags if not f.startswith(ADD_ON_OPEN_PREFIX))))
+        why = action.inputs.get("why", "")
+        return (f"add-on order cancelled ({why})" if cancelled
+                else f"no resting add-on order ({why})")
 
     @staticmethod
     def _moved(pos: Position, action: Action) -> Position | None:

@@ -7,6 +7,14 @@ Candles are kept per `(symbol, timeframe)` in a `CandleSeries` with its own indi
 The venue's stream feeds `STREAM` (the base timeframe); another timeframe is one more series:
 `series(symbol, "1h")` creates it, `close_candle(symbol, candle, timeframe="1h")` feeds it,
 `indicator_set(symbol, spec, timeframe="1h")` reads it.
+
+Rule timeframes (`1m` … `1d`, issue 11): `frames(symbol, spec, timeframes)` gives the rules
+the indicators of each timeframe they read, from completed candles only. A rule timeframe's
+series starts from the venue's history at that timeframe (`fetch_ohlcv(symbol, tf)`, loaded
+once by `ensure_frames`; only candles whose end has passed, the venue's forming one seeds the
+bucket in progress) and continues with the stream's completed candles aggregated into it
+(`CandleBuilder`); a timeframe finer than the stream's candles is built from ticks. A bucket
+is complete when the stream candle that ends it arrives (or a later one).
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ from dataclasses import dataclass, field
 
 from pmgui.domain import money
 from pmgui.domain.errors import ExchangeError
-from pmgui.domain.models import Candle, Market, Tick
+from pmgui.domain.models import Candle, Indicators, Market, Tick
+from pmgui.domain.timeframes import seconds
 from pmgui.engine.events import CandlesEvent, ErrorEvent, TickEvent
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings
 from pmgui.exchange.base import Exchange
-from pmgui.indicators import IndicatorSet, IndicatorSpec
+from pmgui.indicators import CandleBuilder, IndicatorSet, IndicatorSpec
 
 log = logging.getLogger("pmgui.engine.marketdata")
 
@@ -64,6 +73,8 @@ class MarketData:
         self._series: dict[tuple[str, str], CandleSeries] = {}
         self._forming: dict[str, Candle] = {}
         self._stale_reported: set[str] = set()
+        self._builders: dict[tuple[str, str], CandleBuilder] = {}  # rule timeframes
+        self._history_due: set[tuple[str, str]] = set()
 
     # ---------------------------------------------------------------- markets & prices
 
@@ -91,6 +102,7 @@ class MarketData:
             return False  # out of order: never let an older price replace a newer one
         self.last[tick.symbol] = tick
         self._update_forming(tick)
+        self._frames_tick(tick)
         self.outbox.publish(TickEvent(tick.symbol, tick.price, tick.ts))
         return True
 
@@ -132,6 +144,7 @@ class MarketData:
         if not self.series(symbol, timeframe).append(candle):
             return
         if timeframe == STREAM:
+            self._frames_candle(symbol, candle)
             forming = self._forming.get(symbol)
             if forming is not None and forming.ts <= candle.ts:
                 del self._forming[symbol]
@@ -154,6 +167,73 @@ class MarketData:
         for c in history:
             series.append(c)
         self.publish_candles(symbol)
+
+    # ---------------------------------------------------------------- rule timeframes
+
+    def want(self, symbol: str, timeframe: str) -> None:
+        """Keep candles of `timeframe` for `symbol` from now on (history loaded by
+        `ensure_frames`)."""
+        key = (symbol, timeframe)
+        if key not in self._builders:
+            self._builders[key] = CandleBuilder(seconds(timeframe))
+            self._history_due.add(key)
+            self.series(symbol, timeframe)
+
+    def frames(self, symbol: str, spec: IndicatorSpec,
+               timeframes: Iterable[str]) -> dict[str, Indicators]:
+        """The indicators of `spec` on each of `timeframes` (completed candles only)."""
+        out: dict[str, Indicators] = {}
+        for tf in timeframes:
+            self.want(symbol, tf)
+            out[tf] = self.series(symbol, tf).indicator_set(spec).snapshot()
+        return out
+
+    async def ensure_frames(self, exchange: Exchange, symbol: str,
+                            timeframes: Iterable[str]) -> None:
+        """Load the venue's history of each timeframe not loaded yet (once per timeframe)."""
+        for tf in timeframes:
+            self.want(symbol, tf)
+            key = (symbol, tf)
+            if key in self._history_due:
+                self._history_due.discard(key)
+                await self._load_frame(exchange, symbol, tf)
+
+    async def _load_frame(self, exchange: Exchange, symbol: str, tf: str) -> None:
+        sec = seconds(tf)
+        try:
+            history = await exchange.fetch_ohlcv(symbol, tf, self.settings.candle_window)
+        except (ExchangeError, NotImplementedError) as exc:
+            log.warning("no %s candle history for %s: %s", tf, symbol, exc)
+            return
+        now = self.clock()
+        done = sorted((c for c in history if c.ts + sec <= now), key=lambda c: c.ts)
+        forming = [c for c in history if c.ts + sec > now]
+        series = self.series(symbol, tf)
+        newer = [c for c in series.window if not done or c.ts > done[-1].ts]
+        series.window.clear()
+        series.indicators.clear()  # rebuilt from the window when next read
+        for c in (*done, *newer):
+            if not series.window or c.ts > series.window[-1].ts:
+                series.window.append(c)
+        builder = self._builders[(symbol, tf)]
+        if series.window:
+            builder.start_after(series.window[-1].ts)
+        if forming:
+            builder.seed_forming(max(forming, key=lambda c: c.ts))
+
+    def _frames_candle(self, symbol: str, candle: Candle) -> None:
+        interval = float(self.settings.candle_timeframe)
+        for (sym, tf), builder in self._builders.items():
+            if sym == symbol and builder.tf >= interval - 1e-9:
+                for done in builder.add_candle(candle, interval):
+                    self.series(sym, tf).append(done)
+
+    def _frames_tick(self, tick: Tick) -> None:
+        interval = float(self.settings.candle_timeframe)
+        for (sym, tf), builder in self._builders.items():
+            if sym == tick.symbol and builder.tf < interval - 1e-9:
+                for done in builder.add_tick(tick.price, tick.ts, tick.volume):
+                    self.series(sym, tf).append(done)
 
     # ---------------------------------------------------------------- stale prices
 

@@ -198,7 +198,10 @@ async def run_replay(data: PriceData, req: ReplayRequest,
         store = Store.open(Path(tmp) / "replay.db")
         settings = EngineSettings(default_preset=req.preset, overrides=dict(req.overrides),
                                   protect_throttle=0.0, save_interval=math.inf,
-                                  candle_window=500)
+                                  candle_window=500,
+                                  # the stream's candles: the file's own, or minutes of ticks
+                                  candle_timeframe=data.interval if data.kind == "candles"
+                                  else feed.timeframe)
         engine = EngineCore(paper, store, outbox, settings, clock=paper.now)
         await engine.start()
         sink = _ReplaySink(engine, paper, req, progress)

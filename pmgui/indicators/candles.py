@@ -85,6 +85,27 @@ class CandleBuilder:
             out.append(cur)
         return out
 
+    def start_after(self, ts: float) -> None:
+        """Candles up to the one opening at `ts` are known already (history): never build
+        them again, and drop a forming candle of such a bucket."""
+        self._last = ts if self._last is None else max(self._last, ts)
+        if self._cur is not None and self._cur.ts <= ts:
+            self._cur = None
+
+    def seed_forming(self, candle: Candle) -> None:
+        """Start the forming candle from the venue's partial one (what happened in this bucket
+        before pmgui was watching); later candles or ticks extend it."""
+        b = bucket_start(candle.ts, self.tf)
+        if self._late(b):
+            return
+        cur = self._cur
+        if cur is None or cur.ts < b:
+            self._cur = Candle(b, candle.open, candle.high, candle.low, candle.close,
+                               candle.volume)
+        elif cur.ts == b:
+            self._cur = Candle(b, candle.open, max(cur.high, candle.high),
+                               min(cur.low, candle.low), cur.close, cur.volume)
+
     def close_until(self, now: float) -> list[Candle]:
         """Complete the forming candle once the clock has passed its end."""
         cur = self._cur
