@@ -331,3 +331,26 @@ def test_protection_badge_lists_the_live_protective_orders(env):
     publish(eng, win, OrderSnapshot(replace(sl, status=OrderStatus.CANCELED)))
     tip = win.proxy.index(0, column_index("protection")).data(Qt.ItemDataRole.ToolTipRole)
     assert "SL" not in tip.split("\n", 1)[1] and "TP take_profit_market" in tip
+
+
+def test_protection_tooltip_names_the_tranches_each_order_protects(env):
+    from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType
+    from pmgui.domain.models import Order
+    from pmgui.engine.events import OrderSnapshot
+
+    eng, win, _clock = env
+    publish(eng, win, snapshot(BTC_POS, 60_000.0))
+
+    def order(cid, role, otype, trigger, amount, reason, status=OrderStatus.OPEN):
+        return OrderSnapshot(Order(cid, BTC.symbol, OrderSide.SELL, otype, amount, status,
+                                   trigger_price=trigger, reduce_only=True,
+                                   position_id=BTC_POS.id, role=role, reason=reason))
+
+    publish(eng, win,
+            order("a", OrderRole.STOP_LOSS, OrderType.STOP_MARKET, 59_400.0, 0.1,
+                  "stop_loss tranches=t1,t2"),
+            order("b", OrderRole.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET, 61_812.0, 0.05,
+                  "take_profit tranches=t3", OrderStatus.PENDING))
+    tip = win.model.protection_detail(BTC_POS.id)
+    assert "on exchange · tranches t1, t2" in tip
+    assert "pending · tranches t3" in tip

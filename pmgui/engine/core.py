@@ -76,14 +76,14 @@ from pmgui.engine.ids import new_client_id, new_position_id
 from pmgui.engine.ledger import EPS, OrderLedger
 from pmgui.engine.marketdata import MarketData
 from pmgui.engine.outbox import Outbox
-from pmgui.engine.protection import PROTECTIVE, Protector
+from pmgui.engine.protection import PROTECTIVE, Protector, tranche_ids
 from pmgui.engine.reconcile import Reconciler
 from pmgui.engine.runtime import PositionBook, PositionRuntime
 from pmgui.engine.settings import EngineSettings, SymbolRules
 from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, OrderUpdate
 from pmgui.exchange.demo import DemoPosition
 from pmgui.exchange.retry import OrderStatusUnknown
-from pmgui.rules.common import ADD_ON_OPEN_PREFIX, add_on_open_since
+from pmgui.rules.common import ADD_ON_OPEN_PREFIX, TRANCHE_CLOSED_PREFIX, add_on_open_since
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.policy import (
     evaluate,
@@ -523,8 +523,11 @@ class EngineCore:
         remaining = pos.qty - q
         if remaining <= max(EPS, market.amount_step * 1e-6):
             remaining = 0.0
-        tranches = reduce_tranches(pos.tranches, q,
-                                   self.ledger.reduce_flags.get(order.client_id, frozenset()))
+        flags = self.ledger.reduce_flags.get(order.client_id, frozenset())
+        ids = tranche_ids(self.ledger.get(order.client_id) or order)
+        if ids:  # a per-tranche protective order: exactly its tranches leave
+            flags = flags | {TRANCHE_CLOSED_PREFIX + i for i in ids}
+        tranches = reduce_tranches(pos.tranches, q, flags)
         pos = pos.evolve(qty=remaining, realized_pnl=pos.realized_pnl + gross - fee,
                          fees_paid=pos.fees_paid + fee, tranches=tranches)
         reason = self._fill_reason(pos, order, liquidation)

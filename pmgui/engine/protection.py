@@ -7,6 +7,12 @@ never came stays pending and is not re-sent; what protected the position until t
 `sync()` answers per level with a `ProtectionOutcome`: `on_exchange` only when the venue
 acknowledged an order at that level covering the position, `local_only` with the venue's
 reason otherwise.
+
+Tranches (seed 002, issue 11): with the `tranches` rule on and tranches whose levels differ,
+each order group (`pmgui.rules.tranches.protective_orders`: tranches whose SL and TP coincide
+within a tick) gets its own reduce-only SL and TP sized to it, so each tranche exits on its
+own levels while pmgui is closed. Such orders carry `tranches=<ids>` in their reason: a fill
+removes exactly those tranches, and the badge's tooltip names them.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, OrderType, Protection, Reason
-from pmgui.domain.errors import ExchangeError, OrderWouldTriggerImmediately
+from pmgui.domain.errors import ExchangeError, OrderWouldTriggerImmediately, PmguiError
 from pmgui.domain.models import Action, Order, OrderRequest, Position, frozen_map
 from pmgui.engine.commands import ProtectionOutcome
 from pmgui.engine.events import ErrorEvent
 from pmgui.engine.ids import new_client_id
 from pmgui.engine.runtime import PositionRuntime
 from pmgui.exchange.retry import OrderStatusUnknown
+from pmgui.rules.tranches import ProtectiveOrder, protective_orders
 
 if TYPE_CHECKING:
     from pmgui.engine.core import EngineCore
@@ -30,6 +37,15 @@ log = logging.getLogger("pmgui.engine.protection")
 
 EPS = 1e-12
 ROLE_KEY = {OrderRole.STOP_LOSS: "sl", OrderRole.TAKE_PROFIT: "tp"}
+TRANCHES_TAG = " tranches="
+
+
+def tranche_ids(order: Order) -> tuple[str, ...]:
+    """The tranches a per-tranche protective order protects (none for a whole-position one)."""
+    reason = order.reason or ""
+    if TRANCHES_TAG not in reason:
+        return ()
+    return tuple(x for x in reason.split(TRANCHES_TAG, 1)[1].split(",") if x)
 PROTECTIVE = (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
 
 
@@ -42,13 +58,55 @@ class Protector:
     def covering(self, rt: PositionRuntime, role: OrderRole,
                  pos: Position | None = None) -> Order | None:
         """The acknowledged order of `role` covering the whole quantity of `pos` (default:
-        the runtime's position), if any."""
+        the runtime's position), if any. Per-tranche orders cover it together: the first of
+        them stands for the set when every group has its acknowledged order."""
         pos = pos or rt.position
         half_step = self.core.market.market(pos.symbol).amount_step / 2
         for o in rt.resting(role):
             if o.amount + half_step + EPS >= pos.qty:
                 return o
+        wanted = self.tranche_orders(rt, pos, role)
+        if wanted:
+            matched = self._match(rt.resting(role), wanted, pos)[0]
+            if all(m is not None for m in matched):
+                return matched[0]
         return None
+
+    def tranche_orders(self, rt: PositionRuntime, pos: Position | None = None,
+                       role: OrderRole | None = None) -> list[ProtectiveOrder]:
+        """The per-tranche orders `pos` needs (empty when one SL/TP covers it all)."""
+        pos = pos or rt.position
+        try:
+            per_tranche = self.core.params(pos).enabled("tranches")
+        except PmguiError:
+            return []
+        if not per_tranche or not pos.tranches:
+            return []
+        market = self.core.market.market(pos.symbol)
+        orders = protective_orders(pos, market)
+        whole = protective_orders(pos, market, per_tranche=False)
+        if [(o.role, o.trigger, o.qty) for o in orders] == \
+                [(o.role, o.trigger, o.qty) for o in whole]:
+            return []  # one group at the position's levels: the whole-position orders
+        return [o for o in orders if role is None or o.role == ROLE_KEY[role]]
+
+    def _match(self, current: list[Order], wanted: list[ProtectiveOrder],
+               pos: Position) -> tuple[list[Order | None], list[Order]]:
+        """Pair each wanted order with a live one at its trigger and size for the same
+        tranches; the rest are unmatched (to cancel)."""
+        market = self.core.market.market(pos.symbol)
+        half_tick, half_step = market.tick_size / 2, market.amount_step / 2
+        left = sorted(current, key=lambda o: o.status is not OrderStatus.OPEN)
+        out: list[Order | None] = []
+        for w in wanted:
+            m = next((o for o in left if o.trigger_price is not None
+                      and abs(o.trigger_price - w.trigger) < half_tick + EPS
+                      and abs(o.amount - w.qty) <= half_step + EPS
+                      and tranche_ids(o) == w.tranche_ids), None)
+            if m is not None:
+                left.remove(m)
+            out.append(m)
+        return out, left
 
     def protection(self, rt: PositionRuntime, pos: Position | None = None) -> Protection:
         """ON_EXCHANGE only while an SL order the exchange acknowledged (OPEN, not merely
@@ -68,9 +126,12 @@ class Protector:
         key = ROLE_KEY[role]
         if level is None:
             return ProtectionOutcome(key, None, Protection.UNPROTECTED.value)
+        wanted = self.tranche_orders(rt, role=role)
+        if wanted and all(m is not None for m in self._match(rt.resting(role), wanted, pos)[0]):
+            return ProtectionOutcome(key, level, Protection.ON_EXCHANGE.value)
         o = self.covering(rt, role)
         market = self.core.market.market(pos.symbol)
-        if o is not None and o.trigger_price is not None \
+        if not wanted and o is not None and o.trigger_price is not None \
                 and abs(o.trigger_price - market.round_price(level)) < market.tick_size / 2:
             return ProtectionOutcome(key, level, Protection.ON_EXCHANGE.value)
         reason = rt.protect_failing.get(role, "")
@@ -112,9 +173,57 @@ class Protector:
             return
         rt.protect_dirty = False
         rt.protect_last = now
+        if self.tranche_orders(rt):
+            await self._sync_tranches(rt, OrderRole.STOP_LOSS, OrderType.STOP_MARKET)
+            if rt.is_open and caps.take_profit_orders:
+                await self._sync_tranches(rt, OrderRole.TAKE_PROFIT,
+                                          OrderType.TAKE_PROFIT_MARKET)
+            return
         await self._sync_one(rt, OrderRole.STOP_LOSS, OrderType.STOP_MARKET)
         if rt.is_open and caps.take_profit_orders:
             await self._sync_one(rt, OrderRole.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET)
+
+    async def _sync_tranches(self, rt: PositionRuntime, role: OrderRole,
+                             otype: OrderType) -> None:
+        """One reduce-only order of `role` per tranche group, sized to it: new ones first,
+        then the ones no group needs any more are cancelled."""
+        core = self.core
+        pos = rt.position
+        wanted = self.tranche_orders(rt, pos, role)
+        current = [o for o in rt.pending(role)
+                   if o.status in (OrderStatus.OPEN, OrderStatus.PENDING)]
+        if any(o.status is OrderStatus.PENDING for o in current):
+            rt.protect_dirty = True  # an unanswered create: wait until its fate is known
+            return
+        matched, unmatched = self._match(current, wanted, pos)
+        failed = False
+        for w, m in zip(wanted, matched, strict=True):
+            if m is not None:
+                continue
+            req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, otype, w.qty,
+                               trigger_price=w.trigger, reduce_only=True, position_id=pos.id,
+                               role=role, reason=role.value + TRANCHES_TAG
+                               + ",".join(w.tranche_ids))
+            try:
+                await core.place(req)
+            except OrderStatusUnknown as exc:
+                rt.protect_failing[role] = str(exc)
+                rt.protect_dirty = True
+                return
+            except ExchangeError as exc:  # incl. a level already through the price: the
+                failed = True             # tranche rule closes that tranche locally
+                if exc.retryable:
+                    rt.protect_dirty = True
+                if role not in rt.protect_failing:
+                    core.outbox.publish(ErrorEvent(
+                        f"{pos.symbol}: {role.value} order for tranches "
+                        f"{', '.join(w.tranche_ids)} not placed ({exc}); guarded locally only",
+                        core.clock(), pos.id))
+                rt.protect_failing[role] = str(exc)
+        if not failed:
+            rt.protect_failing.pop(role, None)
+        for o in unmatched:
+            await self.cancel_quietly(rt, o)
 
     async def _sync_one(self, rt: PositionRuntime, role: OrderRole, otype: OrderType) -> None:
         core = self.core

@@ -342,20 +342,24 @@ class RandomWalkFeed:
                 yield tick
             n += 1
 
-    def history(self, symbol: str, n_candles: int) -> list[Candle]:
+    def history(self, symbol: str, n_candles: int,
+                timeframe: float | None = None) -> list[Candle]:
         """`n_candles` completed warm-up candles before `start_ts`, the last closing at the
         start price, so a chart and the indicators have data on first start.
 
         Walked forward with the same model (12 sub-steps per candle, own RNG stream) and then
-        scaled so the final close is the start price; deterministic for a seed.
+        scaled so the final close is the start price; deterministic for a seed. `timeframe`
+        (seconds, default the feed's) walks candles of that length directly: a rule reading
+        4h or daily candles gets its warm-up without walking every minute of it.
         """
+        tf = float(timeframe) if timeframe else self.timeframe
         if symbol not in self.start_prices:
             raise ValidationError(f"{symbol} is not walked by this feed", field="symbol")
         if n_candles <= 0:
             return []
         sub = 12
-        dt = self.timeframe / sub
-        w = self._walker(symbol, ":history")
+        dt = tf / sub
+        w = self._walker(symbol, ":history" if tf == self.timeframe else f":history{tf:g}")
         path: list[list[float]] = []
         vols: list[float] = []
         prev = w.price
@@ -369,13 +373,13 @@ class RandomWalkFeed:
             path.append(seg)
             vols.append(vol)
         scale = self.start_price(symbol) / path[-1][-1]
-        first = bucket_start(self.start_ts, self.timeframe) - n_candles * self.timeframe
+        first = bucket_start(self.start_ts, tf) - n_candles * tf
         out: list[Candle] = []
         for i, (seg, vol) in enumerate(zip(path, vols, strict=True)):
             pts = [self._round(symbol, p * scale) for p in seg]
             if i == n_candles - 1:
                 pts[-1] = self._round(symbol, self.start_price(symbol))
             o, c = pts[0], pts[-1]
-            out.append(Candle(first + i * self.timeframe, o, max(pts), min(pts), c,
+            out.append(Candle(first + i * tf, o, max(pts), min(pts), c,
                               float(f"{vol:.6g}")))
         return out

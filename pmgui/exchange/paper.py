@@ -333,6 +333,13 @@ class PaperExchange:
         seen = list(self._candles.get(symbol, ()))
         base = seen[1].ts - seen[0].ts if len(seen) > 1 else 60.0
         want = limit * max(1, round(tf / base)) if tf > base else limit
+        if tf > base + _EPS and len(seen) < want:
+            # a coarse timeframe's warm-up walked at that timeframe (not minute by minute),
+            # then what the venue has seen, aggregated
+            own = _aggregate(seen, tf) if seen else []
+            first = own[0].ts if own else math.inf
+            hist = [c for c in self._warmup(symbol, limit, tf) if c.ts < first]
+            return (hist + own)[-limit:]
         candles = seen
         if len(seen) < want and symbol not in self._stored_candles:
             # The warm-up history becomes the venue's own: kept and stored, so the chart
@@ -731,6 +738,15 @@ class PaperExchange:
         updates = [OrderUpdate(done, (fill,))]
         if closed:
             updates.extend(self._cancel_reducers(key, "position closed"))
+        elif o.reduce_only and " tranches=" in (o.reason or ""):
+            # a per-tranche TP/SL pair is a bracket (Bybit's Partial TP/SL mode): when one
+            # side fills, the other is cancelled, so it cannot close another tranche
+            tag = (o.reason or "").split(" tranches=", 1)[1]
+            for other in list(self._open):
+                x = self._orders[other]
+                if x.symbol == o.symbol and x.reduce_only and x.side is o.side and \
+                        (x.reason or "").endswith(" tranches=" + tag):
+                    updates.append(self._cancel(other, "canceled: its tranche was closed"))
         return updates
 
     def _make_fill(self, o: Order, qty: float, price: float, fee_rate: float, now: float,
@@ -847,14 +863,21 @@ class PaperExchange:
             self._candle_rows.append((symbol, candle))
             self._write_prices()
 
-    def _warmup(self, symbol: str, n: int) -> list[Candle]:
+    def _warmup(self, symbol: str, n: int, timeframe: float | None = None) -> list[Candle]:
         history = getattr(self.feed, "history", None)
         if history is None or symbol not in getattr(self.feed, "start_prices", {symbol: 0}):
             return []
-        cached = self._history.get(symbol)
+        key = symbol if timeframe is None else f"{symbol}@{timeframe:g}"
+        cached = self._history.get(key)
         if cached is None or len(cached) < n:
-            cached = list(history(symbol, max(n, 500)))
-            self._history[symbol] = cached
+            if timeframe is None:
+                cached = list(history(symbol, max(n, 500)))
+            else:
+                try:
+                    cached = list(history(symbol, max(n, 100), timeframe=timeframe))
+                except TypeError:  # a feed without per-timeframe history
+                    return []
+            self._history[key] = cached
         return cached[-n:]
 
     # --- persistence -----------------------------------------------------------------------

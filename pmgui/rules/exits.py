@@ -13,7 +13,9 @@ Interpretations:
 - Momentum loss: give-back = (peak - roi)/peak with peak the best ROI since open; the
   50% test applies at any ROI, the 30% test only while the current ROI is inside
   [band_low, band_high] (DESIGN: "roi in [.03, .15]").
-- Tranches (seed 002): a tranche whose own SL (or TP) is crossed is reduced by its quantity;
+- Tranches (seed 002): with tranches, the position's TP does not close them all: each
+  tranche's own TP does (the exchange holds one TP per tranche group). A tranche whose own
+  SL (or TP) is crossed is reduced by its quantity;
   all tranches crossed on the same tick go in one reduction (one closing action per tick),
   flagged `tranche_closed:<id>` so the engine drops them. A reduction that reaches the
   position size becomes a full close.
@@ -68,6 +70,8 @@ def take_profit(ctx: Ctx) -> list[Action]:
     if not ctx.params["take_profit.instant"] or not money.target_hit(pos.side, pos.tp,
                                                                      ctx.price):
         return []
+    if ctx.params.enabled("tranches") and pos.tranches:
+        return []  # each tranche's own TP decides (`tranche_targets`), as on the exchange
     return [close_all(ctx, Reason.TAKE_PROFIT, "take_profit", Priority.TAKE_PROFIT,
                       {"tp": pos.tp, "instant": True})]
 

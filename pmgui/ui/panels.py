@@ -175,8 +175,10 @@ class PositionsPanel(QWidget):
         for x in sorted(orders.values(), key=lambda x: x.role.value):
             name = "SL" if x.role is OrderRole.STOP_LOSS else "TP"
             state = "on exchange" if x.status is OrderStatus.OPEN else x.status.value
+            tranches = (x.reason or "").partition(" tranches=")[2]
+            which = f" · tranches {tranches.replace(',', ', ')}" if tranches else ""
             lines.append(f"{name} {x.type.value} {fmt_qty(x.amount, market)} @ "
-                         f"{fmt_price(x.trigger_price or x.price, market)} · {state}")
+                         f"{fmt_price(x.trigger_price or x.price, market)} · {state}{which}")
         self.model.set_protection_detail(
             o.position_id, "\n".join(lines) if lines else "no protective orders on the exchange")
 
