@@ -100,18 +100,24 @@ class ChartWidget(QWidget):
         self._rendered: tuple | None = None
         self._entry_hint = ""
 
-        # header: title, timeframes; crosshair read-out under it
+        # title on top; under it the crosshair read-out and the timeframes
         self.title = QLabel("No position selected")
         self.title.setObjectName("chartTitle")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.readout = QLabel(" ")
+        self.readout.setObjectName("crosshairReadout")
+        self.readout.setAccessibleName("Price, time and result of a stop or target under the "
+                                       "cursor")
+        self.readout.setTextFormat(Qt.TextFormat.PlainText)
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.tf_group = QButtonGroup(self)
         self.tf_group.setExclusive(True)
         self.tf_buttons: dict[str, QToolButton] = {}
-        header = QHBoxLayout()
-        header.setContentsMargins(0, 0, 0, 0)
-        header.setSpacing(2)
-        header.addWidget(self.title, 1)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.setSpacing(0)
+        bar.addWidget(self.readout, 1)
         for name in TIMEFRAMES:
             b = QToolButton()
             b.setText(name)
@@ -124,13 +130,7 @@ class ChartWidget(QWidget):
             b.clicked.connect(lambda _c=False, n=name: self.set_timeframe(n))
             self.tf_group.addButton(b)
             self.tf_buttons[name] = b
-            header.addWidget(b)
-        self.readout = QLabel(" ")
-        self.readout.setObjectName("crosshairReadout")
-        self.readout.setAccessibleName("Price, time and result of a stop or target under the "
-                                       "cursor")
-        self.readout.setTextFormat(Qt.TextFormat.PlainText)
-        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            bar.addWidget(b)
 
         # plot
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
@@ -206,8 +206,8 @@ class ChartWidget(QWidget):
                             "(Ctrl+N), or select a row in the table.")
         self.empty.setObjectName("chartEmpty")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout.addLayout(header)
-        layout.addWidget(self.readout)
+        layout.addWidget(self.title)
+        layout.addLayout(bar)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.empty, 1)
         self.plot.hide()
@@ -712,10 +712,10 @@ class ChartWidget(QWidget):
             return
         p = s.position
         arrow = "▲ LONG" if p.side is Side.LONG else "▼ SHORT"
-        auto = "" if p.automation else "   ‖ automation paused"
+        auto = "" if p.automation else " · ‖ automation paused"
         self.title.setText(
-            f"{p.symbol}   {arrow} {fmt_qty(p.qty, self._market)} @ "
-            f"{fmt_price(p.entry, self._market)}   {p.leverage:g}x   {p.preset}{auto}")
+            f"{p.symbol}  {arrow} {fmt_qty(p.qty, self._market)} @ "
+            f"{fmt_price(p.entry, self._market)} · {p.leverage:g}x · {p.preset}{auto}")
         self.title.setToolTip(self.title.text())  # the header may cut it short
 
     # -- crosshair ---------------------------------------------------------------------------
