@@ -511,3 +511,22 @@ def test_tag_texts_say_the_state_of_each_line():
     assert text().endswith(" · ◆ trailing")
     assert tag_text("entry", 40_000.0, ctx, LineMachine("entry"), automation=True,
                     market=BTC, entry_note="drag for SL") == "Entry 40,000.0 · drag for SL"
+
+
+def test_escape_while_creating_from_the_entry_creates_nothing(qtbot):
+    pos = POS.evolve(sl=None, initial_sl=None)
+    eng, win, chart, mouse = make(qtbot, [snapshot(pos, 40_500.0)])
+    chart.vb.setRange(yRange=(38_500.0, 42_500.0), padding=0)
+    QApplication.processEvents()
+    a, b = mouse.at(40_000.0), mouse.at(39_300.0)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(b)
+    assert chart.line("sl").isVisible()
+    qtbot.keyClick(chart.plot, Qt.Key.Key_Escape)
+    assert not chart.line("sl").isVisible() and chart.machine("sl").state is LineState.IDLE
+    mouse.move(a)  # the rest of the gesture does nothing
+    mouse.release(a)
+    assert eng.of_type(SetTargets) == []
+    assert "cancelled" in win.statusBar().currentMessage()
+    assert chart.line("entry").movable  # and the entry still offers the stop
