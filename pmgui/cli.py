@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -64,19 +65,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
-    r = sub.add_parser("replay", help="run the rules over a recorded price path")
+    r = sub.add_parser(
+        "replay", help="run the rules over a recorded price path",
+        description=textwrap.fill(
+            "Replay a recorded price path through the live engine and the paper exchange: "
+            "one position is opened at --entry and managed by the preset's rules until it "
+            "closes or the data ends; every action is printed.", 78),
+        epilog=_presets_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("data", type=Path, help="CSV: timestamp,price or timestamp,open,high,low,close")
-    r.add_argument("--side", required=True, choices=["long", "short"])
-    r.add_argument("--entry", required=True, type=_positive)
-    r.add_argument("--qty", required=True, type=_positive)
-    r.add_argument("--leverage", type=_positive, default=1.0)
-    r.add_argument("--sl", type=_positive)
-    r.add_argument("--tp", type=_positive)
-    r.add_argument("--preset", default="manual")
+    r.add_argument("--side", required=True, choices=["long", "short"],
+                   help="direction of the replayed position")
+    r.add_argument("--entry", required=True, type=_positive,
+                   help="entry price of the position (quote currency)")
+    r.add_argument("--qty", required=True, type=_positive,
+                   help="position size in coins (contracts)")
+    r.add_argument("--leverage", type=_positive, default=1.0,
+                   help="leverage: sets the margin, ROI and liquidation price (default: 1)")
+    r.add_argument("--sl", type=_positive,
+                   help="initial stop-loss price; defines 1R (optional)")
+    r.add_argument("--tp", type=_positive,
+                   help="take-profit price (optional)")
+    r.add_argument("--preset", default="manual",
+                   help="rule preset managing the position (listed below; default: manual)")
     r.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="RULE.PARAM=VALUE")
+                   metavar="RULE.PARAM=VALUE",
+                   help="override one rule parameter, e.g. trailing.distance=0.02 "
+                        "(repeatable)")
     r.add_argument("--fee", type=_non_negative, help="fee rate per side (default: paper taker)")
-    r.add_argument("--slippage", type=_non_negative, default=0.0)
+    r.add_argument("--slippage", type=_non_negative, default=0.0,
+                   help="slippage of market fills as a fraction of the price (default: 0)")
     r.add_argument("--json", action="store_true", help="one JSON object per line")
     r.add_argument("--symbol", default=None, help="symbol name to report (default: file name)")
     r.add_argument("--strict", action="store_true",
@@ -87,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", type=Path, dest="positions_db")
     s.add_argument("--json", action="store_true")
     return p
+
+
+def _presets_epilog() -> str:
+    """The presets `--preset` accepts, each with what it does."""
+    try:
+        from pmgui.rules.presets import PRESET_DESCRIPTIONS, PRESETS
+    except ImportError:  # pragma: no cover - the rules package is part of pmgui
+        return ""
+    width = max(len(n) for n in PRESETS)
+    lines = ["presets:"]
+    for name in PRESETS:
+        lines.append(textwrap.fill(PRESET_DESCRIPTIONS.get(name, ""), 78,
+                                   initial_indent=f"  {name:<{width}}  ",
+                                   subsequent_indent=" " * (width + 4)))
+    return "\n".join(lines)
 
 
 def disable_core_dumps() -> None:
@@ -252,18 +284,23 @@ def _start(engine, db: Path) -> None:
 
 def _headless(engine, exit_after: float | None, db: Path | None = None) -> int:
     from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
+    from pmgui.ui.fmt import plain_price, plain_qty  # pure formatting (no Qt)
 
     def on_event(ev) -> None:
         if isinstance(ev, ActionTaken):
             a = ev.action
+            m = engine.market(ev.symbol)  # numbers to the market's precision
             log.info("%s %s %s qty=%s price=%s sl=%s tp=%s %s", ev.symbol, a.type.value,
-                     a.reason.value, a.qty, a.price, a.sl, a.tp, ev.detail)
+                     a.reason.value, plain_qty(a.qty, m) if a.qty is not None else "-",
+                     plain_price(a.price, m), plain_price(a.sl, m), plain_price(a.tp, m),
+                     ev.detail)
         elif isinstance(ev, ErrorEvent):
             log.warning("%s", ev.message)
         elif isinstance(ev, PositionRemoved):
             p = ev.position
-            log.info("closed %s %s @ %s (%s) P/L %.2f", p.symbol, p.side.value, p.exit_price,
-                     p.exit_reason, p.realized_pnl)
+            log.info("closed %s %s @ %s (%s) P/L %.2f", p.symbol, p.side.value,
+                     plain_price(p.exit_price, engine.market(p.symbol)), p.exit_reason,
+                     p.realized_pnl)
 
     engine.outbox.add_listener(on_event)
     stop = threading.Event()
@@ -306,9 +343,15 @@ def _positions(db: Path | None, as_json: bool) -> int:
     if not report:
         print("no open positions")
         return 0
+    from pmgui.ui.fmt import plain_price, venue_decimals
+
     for p in report:
-        print(f"{p['symbol']:<18} {p['side']:<5} qty {p['qty']:<10g} entry {p['entry']:<12g} "
-              f"SL {p.get('sl')}  TP {p.get('tp')}  orders {len(p.get('orders', []))}")
+        # to the precision of the venue's own prices (the store keeps no tick sizes)
+        d = venue_decimals(p["entry"], [o.get("trigger_price") for o in p.get("orders", [])])
+        print(f"{p['symbol']:<18} {p['side']:<5} qty {p['qty']:<10g} "
+              f"entry {plain_price(p['entry'], None, d):<12} "
+              f"SL {plain_price(p.get('sl'), None, d)}  TP {plain_price(p.get('tp'), None, d)}"
+              f"  orders {len(p.get('orders', []))}")
     return 0
 
 

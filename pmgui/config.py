@@ -51,6 +51,7 @@ class UiConfig:
 class PaperConfig:
     balance: float = 10_000.0
     seed: int | None = None  # None: a new random walk every start
+    funding_rate: float = 0.0001  # per 8 h of the position's value; longs pay when positive
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ _SCHEMA: dict[str, set[str]] = {
     "exchange": {"id", "demo", "options"},
     "rules": {"preset", "set"},
     "ui": {"theme", "confirm_drags", "colorblind", "red_up", "drag_modifier"},
-    "paper": {"balance", "seed", "demo_positions"},
+    "paper": {"balance", "seed", "demo_positions", "funding_rate"},
     "symbol": {"preset", "set"},
 }
 
@@ -208,6 +209,10 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
     if not 0 < balance < 1e12:
         raise r.fail("paper.balance", f"must be positive, got {balance:g}")
     seed = r.get(paper, "seed", int, "paper", None)
+    funding_rate = float(r.get(paper, "funding_rate", (int, float), "paper", 0.0001))
+    if not -0.01 < funding_rate < 0.01:
+        raise r.fail("paper.funding_rate", f"must be between -0.01 and 0.01 (a fraction per "
+                                           f"8 h), got {funding_rate:g}")
 
     ui = data.get("ui", {})
     if not isinstance(ui, dict):
@@ -223,8 +228,8 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
                       drag_modifier=r.get(ui, "drag_modifier", bool, "ui", False))
     engine = EngineSettings(default_preset=preset, overrides=frozen_map(_scalars(overrides)),
                             symbols=frozen_map_any(symbols), demo_positions=demo_positions)
-    return Config(ExchangeConfig(ex_id, demo, frozen_map_any(options)), PaperConfig(balance, seed),
-                  engine, ui_cfg, path)
+    return Config(ExchangeConfig(ex_id, demo, frozen_map_any(options)),
+                  PaperConfig(balance, seed, funding_rate), engine, ui_cfg, path)
 
 
 def _override_error(r: _Reader, table: str, preset: str, overrides: Mapping[str, Any],

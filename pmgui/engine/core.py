@@ -733,7 +733,7 @@ class EngineCore:
                    for p in self.book.values() if p.symbol in self.market.last)
         equity = bal.total + upnl
         now = self.clock()
-        self.outbox.publish(AccountEvent(equity, bal.total, bal.currency, now))
+        self.outbox.publish(AccountEvent(equity, bal.total, bal.currency, now, bal.funding))
         self.store.record_equity(now, equity, bal.total)
 
     async def periodic(self) -> None:

@@ -106,6 +106,7 @@ class AccountEvent:
     balance: float
     currency: str
     ts: float
+    funding: float | None = None  # funding received (+) or paid (−) so far, when known
 
     @property
     def key(self) -> tuple[str]:

@@ -36,6 +36,7 @@ class Balance:
     total: float
     free: float
     used: float
+    funding: float | None = None  # funding received (+) or paid (−) so far, when known
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,9 @@ _MAX_CANDLES = 5000
 _TIMEFRAMES = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
+FUNDING_PERIOD = 8 * 3600.0  # seconds between funding payments (00:00, 08:00, 16:00 UTC)
+
+
 def timeframe_seconds(timeframe: str) -> float:
     """'1m' → 60, '4h' → 14400 (ccxt notation)."""
     tf = timeframe.strip()
@@ -203,7 +206,7 @@ class PaperExchange:
                  maker_fee: float = 0.0002, slippage: float = 0.0002, realtime: bool = True,
                  db: Any = None, clock: Callable[[], float] | None = None,
                  currency: str = "USDT", default_leverage: float = DEFAULT_LEVERAGE,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, funding_rate: float = 0.0) -> None:
         if not markets:
             raise ExchangeError("the paper exchange needs at least one market")
         for name, value, hi in (("balance", balance, math.inf), ("taker fee", taker_fee, 0.1),
@@ -212,6 +215,10 @@ class PaperExchange:
                     and 0 <= value < hi):
                 raise ExchangeError(f"paper {name} must be a number from 0 to below {hi:g} "
                                     f"(got {value!r})")
+        if not (isinstance(funding_rate, (int, float)) and math.isfinite(funding_rate)
+                and abs(funding_rate) < 0.01):
+            raise ExchangeError(f"paper funding rate must be a number between -1 % and 1 % "
+                                f"per 8 h (got {funding_rate!r})")
         if not (math.isfinite(speed) and speed > 0):
             raise ExchangeError(f"paper speed must be positive (got {speed!r})")
         self._markets = dict(markets)
@@ -225,6 +232,11 @@ class PaperExchange:
         self.currency = currency
         self.default_leverage = float(default_leverage)
         self.speed = float(speed)
+        # Funding every 8 h (00:00, 08:00, 16:00 UTC) at this rate of the position's value at
+        # the mark: longs pay shorts when positive (as perpetual futures venues do).
+        self.funding_rate = float(funding_rate)
+        self.funding_paid = 0.0  # total paid (−: received) since the venue was created
+        self._funding_slot: int | None = None  # the last 8-hour period charged
         self.capabilities = Capabilities(
             stop_orders=True, take_profit_orders=True, edit_orders=False, watch_tickers=True,
             watch_orders=True, watch_positions=True, fetch_ohlcv=True)
@@ -303,7 +315,7 @@ class PaperExchange:
         self._ensure_loaded()
         free = self._free()
         return Balance(self.currency, total=self._balance, free=free,
-                       used=self._balance - free)
+                       used=self._balance - free, funding=-self.funding_paid)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         self._ensure_loaded()
@@ -578,9 +590,34 @@ class PaperExchange:
                 at = o.trigger_price if tick.continuous else price
                 updates.extend(self._execute(cid, self._slipped(o.symbol, o.side, at),
                                              self.taker_fee))
+        self._charge_funding(tick.ts if not self.realtime else self.now())
         self._commit(raise_errors=False)
         self._write_prices()
         return updates
+
+    def _charge_funding(self, now: float) -> None:
+        """At each 8-hour boundary, move rate × value at the mark between wallet and venue
+        (once per boundary crossed; none before the first tick sets the clock)."""
+        slot = int(now // FUNDING_PERIOD)
+        if self._funding_slot is None:
+            self._funding_slot = slot
+            self._dirty.state = True
+            return
+        periods = slot - self._funding_slot
+        if periods <= 0:
+            return
+        self._funding_slot = slot
+        self._dirty.state = True
+        if self.funding_rate == 0:
+            return
+        for p in self._positions.values():
+            last = self._last.get(p.symbol)
+            if last is None:
+                continue
+            cs = self._markets[p.symbol].contract_size
+            fee = periods * self.funding_rate * p.qty * last.price * cs * p.side.dir
+            self._balance -= fee
+            self.funding_paid += fee
 
     def _slipped(self, symbol: str, side: OrderSide, price: float) -> float:
         m = self._markets[symbol]
@@ -901,6 +938,9 @@ class PaperExchange:
     def _restore(self, state: dict[str, str]) -> None:
         ex = self.db.execute
         self._balance = float(state["balance"])
+        self.funding_paid = float(state.get("funding_paid", "0") or 0)
+        slot = state.get("funding_slot", "")
+        self._funding_slot = int(slot) if slot else None
         self._seq = int(state.get("order_seq", "0"))
         self._fill_seq = int(state.get("fill_seq", "0"))
         for sym, lev in ex("SELECT symbol, leverage FROM paper_leverage").fetchall():
@@ -990,6 +1030,9 @@ class PaperExchange:
                     "INSERT OR REPLACE INTO paper_state (key, value) VALUES (?, ?)",
                     [("balance", repr(self._balance)), ("order_seq", str(self._seq)),
                      ("fill_seq", str(self._fill_seq)),
+                     ("funding_paid", repr(self.funding_paid)),
+                     ("funding_slot", str(self._funding_slot if self._funding_slot is not None
+                                          else "")),
                      ("schema_version", str(SCHEMA_VERSION))])
             for key in d.positions:
                 p = self._positions.get(key)

@@ -46,6 +46,42 @@ def price_decimals(market: Market | None, value: float | None = None) -> int:
     return auto_decimals(value) if is_num(value) else 2
 
 
+def plain_price(value: float | None, market: Market | None = None,
+                decimals: int | None = None) -> str:
+    """A price for logs and the command line: the market's precision, no separators."""
+    if not is_num(value):
+        return DASH
+    assert value is not None
+    if market is not None and market.tick_size > 0:
+        value = market.round_price(value)
+    d = decimals if decimals is not None else price_decimals(market, value)
+    return f"{value:.{d}f}"
+
+
+def plain_qty(value: float | None, market: Market | None = None) -> str:
+    if not is_num(value):
+        return DASH
+    assert value is not None
+    d = step_decimals(market.amount_step, 4) if market is not None else _qty_decimals(value)
+    return f"{value:.{d}f}"
+
+
+def venue_decimals(entry: float, venue_prices: list[float]) -> int:
+    """The precision the venue's own prices show (its order triggers, the entry), for when
+    the market's tick size is not at hand (`pmgui positions` reads only the database)."""
+    def decimals(v: float) -> int:
+        for d in range(0, 11):
+            if abs(round(v, d) - v) <= abs(v) * 1e-12:
+                return d
+        return 10
+    values = [v for v in venue_prices if is_num(v) and v > 0] or (
+        [entry] if is_num(entry) and entry > 0 else [])
+    if not values:
+        return 2
+    cap = auto_decimals(entry) + 1 if is_num(entry) and entry > 0 else 8
+    return min(max(decimals(v) for v in values), cap)
+
+
 def fmt_price(value: float | None, market: Market | None = None) -> str:
     """A price with thousands separators, to the market's tick size (`41,250.5`)."""
     if not is_num(value):
