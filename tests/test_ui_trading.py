@@ -292,3 +292,26 @@ def test_column_chooser_hides_and_shows_columns(qtbot):
     win.resize(1900, 1080)  # a resize does not undo the trader's choice
     QApplication.processEvents()
     assert win.table.isColumnHidden(c)
+
+
+def test_the_edit_dialog_validates_against_the_newest_price(qtbot):
+    eng, win = make(qtbot)
+    key(qtbot, win, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    dlg = win.dialog
+    sl = dlg.inputs["sl"]
+    sl.clear()
+    qtbot.keyClicks(sl, "40,300")  # below the 40,500 the dialog opened with: fine
+    assert dlg.ok_button.isEnabled()
+    eng.outbox.publish(tick(BTC.symbol, 40_200.0, T0 + 30))  # the market falls meanwhile
+    win.bridge.flush_now()
+    assert "price 40,200.0" in dlg.header.text()
+    assert "must be below the current price" in dlg.error.text()
+    assert not dlg.ok_button.isEnabled()
+
+
+def test_account_panel_shows_funding_from_the_venue(qtbot):
+    eng, win = make(qtbot)
+    eng.outbox.publish(AccountEvent(10_000.0, 9_998.7, "USDT", T0 + 1, funding=-1.3))
+    win.bridge.flush_now()
+    assert win.account.text("funding") == "Funding −$1.30"
+    assert win.account.text("wallet") == "Wallet 9,998.70"

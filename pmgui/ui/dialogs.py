@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
@@ -130,10 +131,12 @@ class EditTargetsDialog(QDialog):
         self.modes: dict[str, QComboBox] = {}
         self.previews: dict[str, QLabel] = {}
         side = "▲ LONG" if p.side is Side.LONG else "▼ SHORT"
+        self._side_text = side
         head = QLabel(f"{p.symbol}  {side}  entry {fmt_price(p.entry, market)}  ·  "
                       f"price {fmt_price(price, market)}  ·  liq. "
                       f"{fmt_price(p.liquidation, market)}")
         head.setObjectName("targetsHeader")
+        self.header = head
         grid = QGridLayout()
         for row, (kind, title, current) in enumerate((("sl", "Stop loss", p.sl),
                                                       ("tp", "Take profit", p.tp))):
@@ -175,6 +178,21 @@ class EditTargetsDialog(QDialog):
         self.result: CommandResult | None = None
         self.setMinimumWidth(540)
         self._refresh()
+
+    def on_tick(self, ev: object) -> None:
+        """Validate against the newest price, not the one the dialog opened with."""
+        p = self._snap.position
+        price = getattr(ev, "price", None)
+        if getattr(ev, "symbol", None) != p.symbol or not valid_price(price):
+            return
+        self._price = price
+        self._ctx = replace(self._ctx, price=price)
+        self.header.setText(f"{p.symbol}  {self._side_text}  entry "
+                            f"{fmt_price(p.entry, self._market)}  ·  price "
+                            f"{fmt_price(price, self._market)}  ·  liq. "
+                            f"{fmt_price(p.liquidation, self._market)}")
+        if not self._busy:
+            self._refresh()
 
     def _mode_changed(self, kind: str) -> None:
         """Switching unit converts the shown value instead of reinterpreting it."""

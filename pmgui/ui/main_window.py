@@ -598,6 +598,8 @@ class MainWindow(QMainWindow):
         price = self.chart.last_price() if self.chart.position_id == snap.position.id \
             else snap.mark
         dlg = EditTargetsDialog(snap, market, price, self._send, self)
+        self.bridge.tick.connect(dlg.on_tick)  # the newest price, while it is open
+        dlg.finished.connect(lambda _r, d=dlg: self.bridge.tick.disconnect(d.on_tick))
         dlg.accepted.connect(lambda s=snap.position.symbol, d=dlg, m=market: self.notify(
             f"{s}: " + protection_summary(d.result, m)))
         self.dialog = dlg
