@@ -77,8 +77,8 @@ def test_size_in_quote_percent_of_balance_and_by_risk_with_a_live_preview(qtbot)
     assert dlg.command().qty == pytest.approx(2.0)
     text = dlg.preview.text()
     assert "Size 2.00 ETH · notional 6,000.00 USDT" in text
-    assert "Margin 600.00 USDT" in text and "fees ≈ 6.00" in text
-    assert "liq. 2,712.00" in text  # 3,000 × (1 − 1/10 + 0.004)
+    assert "Margin 600.00 USDT" in text and "Fees ≈ 6.00 USDT" in text
+    assert "liquidation 2,712.00" in text  # 3,000 × (1 − 1/10 + 0.004)
     assert "Risk to SL −126.00 USDT (1.26 % of balance) = 1R" in text  # 2×60 + 6 fees
     assert "Reward at TP +234.00 USDT = +1.86R" in text
     dlg.size_unit.setCurrentText("% of balance")  # 10 % of 10,000 as margin, 10× → 1,000… ETH

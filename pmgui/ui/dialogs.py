@@ -375,7 +375,7 @@ class OrderDialog(QDialog):
             grid.addWidget(err, 2 * i + 1, 1)
             self.field_errors[key] = err
         self.error.setFixedHeight(line_h + 2)
-        self.preview.setFixedHeight(4 * line_h + 6)
+        self.preview.setFixedHeight(5 * line_h + 6)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = QPushButton("Open at market")
         self.ok_button.setObjectName("orderOk")
@@ -396,7 +396,7 @@ class OrderDialog(QDialog):
         self.size_unit.currentIndexChanged.connect(self._refresh)
         self._busy = False
         self.result: CommandResult | None = None
-        self.setMinimumWidth(460)
+        self.setMinimumWidth(520)
         self._refresh()
 
     # -- the form -----------------------------------------------------------------------------
@@ -494,8 +494,9 @@ class OrderDialog(QDialog):
         base = (market.base if market is not None and market.base
                 else cmd.symbol.split("/")[0])
         lines = [f"Size {fmt_qty(cmd.qty, market)} {base} · notional {notional:,.2f} {quote}",
-                 f"Margin {notional / cmd.leverage:,.2f} {quote} · fees ≈ {fees:,.2f} "
-                 f"(entry + exit) · liq. {fmt_price(liq, market)}"]
+                 f"Margin {notional / cmd.leverage:,.2f} {quote} · liquidation "
+                 f"{fmt_price(liq, market)}",
+                 f"Fees ≈ {fees:,.2f} {quote} (entry + exit, taker)"]
         balance = self._balance()
         if cmd.sl is not None:
             risk = abs(price - cmd.sl) * cmd.qty * cs + fees
@@ -509,6 +510,43 @@ class OrderDialog(QDialog):
             lines.append("No stop loss: the risk is up to the margin")
         return "\n".join(lines)
 
+    def field_problems(self) -> dict[str, str]:
+        """Every field's own problem at once (each checked as far as it can be alone)."""
+        out: dict[str, str] = {}
+        symbol = self.symbol.currentText().strip()
+        market = self._market_for(symbol) if symbol else None
+        price = self._price_for(symbol) if symbol else None
+        side = self._side()
+
+        def check(key: str, fn: Callable[[], object]) -> object:
+            try:
+                return fn()
+            except ValidationError as e:
+                out.setdefault(key, str(e))
+                return None
+
+        lev = check("leverage", lambda: parse_number(self.leverage.text(), "Leverage"))
+        if lev is not None:
+            check("leverage", lambda: validate_leverage(
+                lev, market.max_leverage if market else 125))
+        levels: dict[str, float | None] = {}
+        for key, edit, name in (("sl", self.sl, "SL"), ("tp", self.tp, "TP")):
+            if not edit.text().strip():
+                levels[key] = None
+                continue
+            v = check(key, lambda e=edit, n=name: require_price(parse_number(e.text(), n), n))
+            if v is None:
+                continue
+            v = market.round_price(v) if market is not None else v  # type: ignore[arg-type]
+            levels[key] = v  # type: ignore[assignment]
+            if valid_price(price) and "leverage" not in out and lev is not None:
+                liq = liquidation_price(side, price, lev,  # type: ignore[arg-type]
+                                        market.mmr if market else 0.004)
+                check(key, lambda k=key, lv=v, lq=liq: validate_targets(
+                    side, price, lv if k == "sl" else None, lv if k == "tp" else None,
+                    lq if k == "sl" else None))
+        return out
+
     def _refresh(self) -> None:
         symbol = self.symbol.currentText().strip()
         price = self._price_for(symbol) if symbol else None
@@ -516,20 +554,27 @@ class OrderDialog(QDialog):
         self.info.setText(f"Last price {fmt_price(price, market)}")
         for lab in self.field_errors.values():
             lab.setText("")
+        problems = self.field_problems()
         try:
             cmd = self.command()
         except ValidationError as e:
-            msg = str(e) if self.qty.text().strip() else "Enter a size"
             key = _FIELD_OF.get((e.field or "").lower(), "qty")
-            if self.qty.text().strip() or key != "qty":
-                self.field_errors[key].setText(f"✖ {msg}")
-            self.error.setText(msg)
-            self.preview.setText("")
-            self.ok_button.setEnabled(False)
-            return
-        self.error.setText("")
-        self.preview.setText(self._preview(cmd))
-        self.ok_button.setEnabled(not self._busy)
+            problems.setdefault(key, str(e))
+        else:
+            if not problems:
+                self.error.setText("")
+                self.preview.setText(self._preview(cmd))
+                self.ok_button.setEnabled(not self._busy)
+                return
+        if not self.qty.text().strip():
+            problems.pop("qty", None)
+        for key, msg in problems.items():
+            self.field_errors[key].setText(f"✖ {msg}")
+        first = next(iter(problems.values()), "Enter a size")
+        self.error.setText(first if len(problems) < 2
+                           else f"{len(problems)} problems: {first}")
+        self.preview.setText("")
+        self.ok_button.setEnabled(False)
 
     def submit(self) -> None:
         if self._busy:
