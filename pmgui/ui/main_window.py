@@ -36,16 +36,12 @@ from PySide6.QtWidgets import (
 )
 
 from pmgui.domain.enums import Side
-from pmgui.domain.errors import ValidationError
-from pmgui.domain.models import Market, Position
 from pmgui.engine.commands import (
-    AddToPosition,
     CloseAll,
     ClosePosition,
     Command,
     CommandResult,
     HistorySnapshot,
-    OpenPosition,
     SetAutomation,
     SetPreset,
     SetTargets,
@@ -64,11 +60,10 @@ from pmgui.ui.dialogs import (
     EditTargetsDialog,
     OrderDialog,
     ShortcutsDialog,
-    parse_number,
     preset_names,
     protection_summary,
 )
-from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
+from pmgui.ui.fmt import fmt_price, fmt_qty
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryPanel
 from pmgui.ui.panels import (
@@ -81,6 +76,7 @@ from pmgui.ui.panels import (
 from pmgui.ui.runner import CommandRunner
 from pmgui.ui.settings_dialog import SettingsDialog
 from pmgui.ui.theme import THEMES, Theme, apply_theme, make_theme
+from pmgui.ui.trading import PositionActions, fills_text, quit_text
 
 STALE_AFTER = 5.0  # seconds: DESIGN §4 max_price_age (live)
 
@@ -149,6 +145,7 @@ class MainWindow(QMainWindow):
                                               self.positions.table)
         self.account = self.positions.account
         self.positions.currentChanged.connect(lambda _pid: self._show_current())
+        self.trading = PositionActions(self)
 
         # chart
         self.chart = ChartWidget(self.theme)
@@ -502,7 +499,7 @@ class MainWindow(QMainWindow):
             self.notify(f"✖ Close {label} failed: {err}", alert=True)
             return
         self._closed_ok.add(pid)
-        self.notify(f"✔ {label} closed{_fills_text(res, self.engine.market(label))}",
+        self.notify(f"✔ {label} closed{fills_text(res, self.engine.market(label))}",
                     alert=True)
 
     def close_all(self) -> None:
@@ -536,7 +533,7 @@ class MainWindow(QMainWindow):
             self.notify(f"⚠ Close all: still open after re-check: {', '.join(res.residual)}",
                         alert=True)
             return
-        self.notify(f"✔ All positions closed{_fills_text(res, None)}", alert=True)
+        self.notify(f"✔ All positions closed{fills_text(res, None)}", alert=True)
 
     # -- drag to modify ----------------------------------------------------------------------
     def _on_level_dropped(self, pid: str, kind: str, level: float) -> None:
@@ -628,164 +625,18 @@ class MainWindow(QMainWindow):
             text = "✔ " + text
         self.notify(text)
 
-    # -- partial close, add, reverse -------------------------------------------------------
-    def _ask_or_do(self, title: str, text: str, confirm: str, do: Callable[[], object],
-                   name: str) -> None:
-        """One-click trading acts at once; otherwise the question states what will happen."""
-        if self.settings.one_click:
-            do()
-            return
-        if self.confirm_dialog is not None and self.confirm_dialog.isVisible():
-            return
-        dlg = ConfirmDialog(title, text, confirm, self, object_name=name)
-        dlg.confirmed.connect(do)
-        self.confirm_dialog = dlg
-        dlg.open()
-
+    # -- partial close, add, reverse (pmgui/ui/trading.py) -------------------------------
     def close_part(self, fraction: float) -> None:
-        """Close `fraction` of the selected position at market (25/50/75 % or custom)."""
-        snap = self.selected_snapshot()
-        if snap is None:
-            self.notify("Partial close: no position selected")
-            return
-        if not 0 < fraction <= 1:
-            self.notify(f"✖ Partial close: {fraction * 100:g} % is not between 0 and 100 %")
-            return
-        p = snap.position
-        market = self.engine.market(p.symbol)
-        qty = p.qty * fraction
-        if market is not None:
-            qty = market.floor_amount(qty)
-            if qty <= 0 or (market.min_amount and qty < market.min_amount):
-                self.notify(f"✖ {p.symbol}: {fraction * 100:g} % is "
-                            f"{fmt_qty(p.qty * fraction, market)}, below the minimum "
-                            f"{fmt_qty(market.min_amount, market)}")
-                return
-        pct = f"{fraction * 100:g} %"
-        text = (f"Close {pct} of {p.symbol} {_side(p.side)}: {fmt_qty(qty, market)} of "
-                f"{fmt_qty(p.qty, market)} with a reduce-only MARKET order (last price "
-                f"{fmt_price(snap.mark, market)}). The SL/TP orders are resized to the rest.")
-        self._ask_or_do(f"Close {pct}", text, f"Close {pct}",
-                        lambda: self._send_partial(p.id, p.symbol, fraction), "partialConfirm")
-
-    def _send_partial(self, pid: str, symbol: str, fraction: float) -> bool:
-        key = ("close", pid)
-        if self.runner.busy(key):
-            self.notify(f"{symbol}: a close is already on its way")
-            return False
-        self.notify(f"Closing {fraction * 100:g} % of {symbol}…")
-        market = self.engine.market(symbol)
-
-        def done(res: CommandResult | None, err: str | None) -> None:
-            if err is not None:
-                self.notify(f"✖ {symbol}: partial close failed: {err}", alert=True)
-                return
-            self.notify(f"✔ {symbol}: {fraction * 100:g} % closed"
-                        f"{_fills_text(res, market)}")  # with its own fills and realized P/L
-
-        return self.runner.submit(ClosePosition(pid, fraction, "manual"), done, key=key)
+        self.trading.close_part(fraction)
 
     def close_custom(self) -> AmountDialog | None:
-        snap = self.selected_snapshot()
-        if snap is None:
-            self.notify("Partial close: no position selected")
-            return None
-        p = snap.position
-        market = self.engine.market(p.symbol)
-
-        def parse(text: str) -> tuple[float, str]:
-            pct = parse_number(text, "Percent")
-            if not 0 < pct <= 100:
-                raise ValidationError("enter a percentage above 0 and at most 100",
-                                      field="percent")
-            qty = market.floor_amount(p.qty * pct / 100) if market else p.qty * pct / 100
-            if qty <= 0 or (market is not None and market.min_amount
-                            and qty < market.min_amount):
-                raise ValidationError(f"{pct:g} % is below the minimum order size",
-                                      field="percent")
-            return pct / 100, f"closes {fmt_qty(qty, market)} of {fmt_qty(p.qty, market)}"
-
-        dlg = AmountDialog(f"Close part of {p.symbol}", "Close %", parse, self,
-                           object_name="closePartDialog", ok_text="Close")
-        dlg.chosen.connect(lambda f: self._send_partial(p.id, p.symbol, f))
-        self.dialog = dlg
-        dlg.open()
-        return dlg
+        return self.trading.close_custom()
 
     def add_to_position(self) -> AmountDialog | None:
-        snap = self.selected_snapshot()
-        if snap is None:
-            self.notify("Add: no position selected")
-            return None
-        p = snap.position
-        market = self.engine.market(p.symbol)
-        base = (market.base if market is not None and market.base else p.symbol.split("/")[0])
-
-        def parse(text: str) -> tuple[float, str]:
-            qty = parse_number(text, "Quantity")
-            if not qty > 0:
-                raise ValidationError("enter a positive quantity", field="qty")
-            if market is not None:
-                qty = market.floor_amount(qty)
-                if qty <= 0 or (market.min_amount and qty < market.min_amount):
-                    raise ValidationError(f"below the minimum "
-                                          f"{fmt_qty(market.min_amount, market)} {base}",
-                                          field="qty")
-            price = snap.mark if is_num(snap.mark) else p.entry
-            new_qty = p.qty + qty
-            avg = (p.entry * p.qty + price * qty) / new_qty
-            margin = price * qty * p.contract_size / p.leverage
-            return qty, (f"new size {fmt_qty(new_qty, market)} {base} · average entry ≈ "
-                         f"{fmt_price(avg, market)} · margin +{margin:,.2f}")
-
-        dlg = AmountDialog(f"Add to {p.symbol} {_side(p.side)}", f"Add ({base})", parse,
-                           self, object_name="addDialog", ok_text="Add at market")
-
-        def send(qty: float) -> None:
-            def done(res: CommandResult | None, err: str | None) -> None:
-                self.notify(f"✖ {p.symbol}: add failed: {err}" if err else
-                            f"✔ {p.symbol}: add of {fmt_qty(qty, market)} sent")
-            self.runner.submit(AddToPosition(p.id, qty), done, key=("add", p.id))
-
-        dlg.chosen.connect(send)
-        self.dialog = dlg
-        dlg.open()
-        return dlg
+        return self.trading.add_to_position()
 
     def reverse(self) -> None:
-        snap = self.selected_snapshot()
-        if snap is None:
-            self.notify("Reverse: no position selected")
-            return
-        p = snap.position
-        market = self.engine.market(p.symbol)
-        other = Side.SHORT if p.side is Side.LONG else Side.LONG
-        text = (f"Reverse {p.symbol}: close the {_side(p.side)} {fmt_qty(p.qty, market)} at "
-                f"market, then open {_side(other)} {fmt_qty(p.qty, market)} at "
-                f"{p.leverage:g}× (preset {p.preset}, no SL/TP until you set them or the "
-                f"preset does).")
-        self._ask_or_do("Reverse position", text, "Reverse",
-                        lambda: self._send_reverse(p, other), "reverseConfirm")
-
-    def _send_reverse(self, p: Position, other: Side) -> None:
-        key = ("close", p.id)
-        if self.runner.busy(key):
-            return
-
-        def opened(res: CommandResult | None, err: str | None) -> None:
-            self.notify(f"✖ {p.symbol}: closed, but the reverse entry failed: {err}"
-                        if err else f"✔ {p.symbol} reversed to {_side(other)}", alert=True)
-
-        def closed(res: CommandResult | None, err: str | None) -> None:
-            if err is not None:
-                self.notify(f"✖ {p.symbol}: reverse stopped, close failed: {err}", alert=True)
-                return
-            self._closed_ok.add(p.id)
-            self.runner.submit(OpenPosition(p.symbol, other, p.qty, p.leverage,
-                                            preset=p.preset), opened)
-
-        self.notify(f"Reversing {p.symbol}…")
-        self.runner.submit(ClosePosition(p.id, 1.0, "manual"), closed, key=key)
+        self.trading.reverse()
 
     def set_automation_all(self, enable: bool) -> None:
         verb = "resumed" if enable else "paused"
@@ -1028,40 +879,8 @@ class MainWindow(QMainWindow):
                                     red_up=self.settings.red_up))
 
     def quit_text(self) -> str:
-        """What quitting means for the open positions: what stays on the exchange, what stops."""
-        snaps = [self.model.snapshot_at(r) for r in range(self.model.rowCount())]
-        protected, exposed = [], []
-        for sn in snaps:
-            p = sn.position
-            m = self.engine.market(p.symbol)
-            levels = []
-            if p.sl is not None:
-                levels.append(f"SL {fmt_price(p.sl, m)}")
-            if p.tp is not None:
-                levels.append(f"TP {fmt_price(p.tp, m)}")
-            line = f"• {p.symbol} {_side(p.side)} {fmt_qty(p.qty, m)}"
-            if sn.protection.value == "on_exchange":
-                protected.append(f"{line}: {' · '.join(levels)} stay on the exchange")
-            else:
-                why = ("NO stop at all" if p.sl is None
-                       else "its stop is only guarded by pmgui, which stops")
-                exposed.append(f"{line}: {why}")
-        auto = [sn.position.symbol for sn in snaps if sn.position.automation]
-        trailing = [sn.position.symbol for sn in snaps if sn.position.trailing is not None]
-        parts = [f"{len(snaps)} position{'s' if len(snaps) != 1 else ''} stay open on "
-                 f"{self.engine.exchange_id}."]
-        if protected:
-            parts.append("Protected on the exchange while pmgui is closed:\n"
-                         + "\n".join(protected))
-        if exposed:
-            parts.append("NOT protected on the exchange:\n" + "\n".join(exposed))
-        stops = ["the rules stop (breakeven, partial take-profits, add-ons, emergency caps)"
-                 + (f" for {', '.join(auto)}" if auto else "")]
-        if trailing:
-            stops.append(f"trailing stops stop following the price ({', '.join(trailing)}): "
-                         f"their last level stays")
-        parts.append("When pmgui quits: " + "; ".join(stops) + ".")
-        return "\n\n".join(parts)
+        return quit_text(self.engine.exchange_id, self.engine.market,
+                         [self.model.snapshot_at(r) for r in range(self.model.rowCount())])
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.ask_before_quit and not self._quit_ok and self.model.rowCount() > 0:
@@ -1084,15 +903,3 @@ class MainWindow(QMainWindow):
 
 def _side(side: Side) -> str:
     return "▲ LONG" if side is Side.LONG else "▼ SHORT"
-
-
-def _fills_text(res: CommandResult | None, market: Market | None) -> str:
-    if res is None or not res.fills:
-        return f": {res.message}" if res is not None and res.message else ""
-    parts = []
-    for f in res.fills:
-        qty, price = getattr(f, "qty", None), getattr(f, "price", None)
-        if is_num(qty) and is_num(price):
-            parts.append(f"{fmt_qty(qty, market)} @ {fmt_price(price, market)}")
-    pnl = f" · realized {res.realized_pnl:+,.2f}" if is_num(res.realized_pnl) else ""
-    return (": filled " + ", ".join(parts) + pnl) if parts else ""
