@@ -740,6 +740,7 @@ class EngineCore:
         """Housekeeping the manager thread runs every few seconds."""
         await self._refresh_stale_prices()
         await self.reconciler.resolve_pending()
+        await self._cancel_orphans()
         self.publish_all()
         for rt in self.book.runtimes():
             if rt.protect_dirty:
@@ -747,6 +748,20 @@ class EngineCore:
                     await self.protector.sync(rt)
         for rt in self.book.runtimes():
             self._maybe_persist(rt)
+
+    async def _cancel_orphans(self) -> None:
+        """Protective orders whose position is no longer open (their cancel failed, or the
+        position closed while pmgui was down) do not survive one housekeeping pass."""
+        for o in self.ledger.resting():
+            owner = self.book.runtime(o.position_id)
+            if o.role in PROTECTIVE and (owner is None or not owner.is_open) \
+                    and o.client_id not in self.ledger.cancelling:
+                try:
+                    await self.cancel(o)
+                    self.reconciler.log(f"cancelled orphaned {o.type.value} order "
+                                        f"{o.client_id}")
+                except ExchangeError as exc:
+                    log.info("orphaned order %s not cancelled yet: %s", o.client_id, exc)
 
     async def _refresh_stale_prices(self) -> None:
         wanted: dict[str, tuple[str, float, int, float]] = {}
