@@ -203,3 +203,41 @@ async def test_flatten_50_positions_at_once_never_stripping_protection_first(tmp
     assert concurrent == 50
     print(f"flatten 50 positions at 50 ms latency: flat after {flat_at:.3f} s, "
           f"command done after {took:.3f} s")
+
+
+async def test_a_429_storm_leaves_no_unretrieved_future_exception(server, rig, caplog):
+    import gc
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    server.state.set_position("BTCUSDT", "0.02", "50000", leverage=10)
+    await rig.start()
+    pid = rig.position().id
+    server.faults.http_429 = 10_000  # every REST request: 429
+    for i in range(3):
+        await server.set_price(BTC, 50_000 + 10 * i)
+        await rig.engine.periodic()
+        res = await rig.engine.handle(cmd.SetTargets(pid, sl=49_600.0 + i))
+        assert res.outcome("sl").protection == "local_only"
+    flat = await rig.engine.handle(cmd.CloseAll())
+    assert not flat.ok and rig.engine.positions  # nothing closed blind during the storm
+    assert closes_sent(server) == []
+    server.faults.http_429 = 0
+    await rig.engine.stop_stream()
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_replay_guardian_reports_no_fault_for_its_own_replace(side, capsys):
+    """pmgui's own stop replace (new order first, then cancel the old) is never reported
+    as a protective order cancelled outside pmgui."""
+    from pmgui.cli import main
+    from pmgui.resources import resource_path
+
+    csv = resource_path("data", "BTCUSD-1h-coinbase-2019.csv")
+    assert main(["replay", str(csv), "--side", side, "--entry", "8554.06", "--qty", "0.5",
+                 "--preset", "guardian", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "outside pmgui" not in out.out + out.err
+    assert '"type": "summary"' in out.out and '"errors"' not in out.out
