@@ -4,8 +4,8 @@
 asyncio loop for the GUI and `--headless`, and `pmgui replay` runs the very same object over
 the paper exchange in simulated time. It is the only writer of trading state.
 
-It keeps the tick → policy → execute loop, order placement and fill booking, and command
-dispatch; the parts it is made of each own one thing:
+It keeps the tick → policy → execute loop, order placement, fill booking and the position
+lifecycle, and dispatches commands; the parts it is made of each own one thing:
 
 * `runtime.PositionBook` / `PositionRuntime`: one object per position (position, lock,
   params, protection state, pending orders, last save), indexed by symbol;
@@ -13,11 +13,12 @@ dispatch; the parts it is made of each own one thing:
   accounting (the same fill arriving twice is applied once);
 * `protection.Protector`: the exchange's SL/TP orders mirror the local levels;
 * `reconcile.Reconciler`: journal and state brought in line with the exchange;
-* `marketdata.MarketData`: prices, candles per symbol and timeframe, indicators.
+* `marketdata.MarketData`: prices, candles per symbol and timeframe, indicators;
+* `manual.ManualCommands`: the trader's commands, through the same paths as the rules.
 
-Over ~400 lines because command handling (open, close, flatten, levels) shares the order and
-fill paths with the rule loop; splitting them apart would put the one execute path in two
-places.
+Over ~400 lines because placing an order, booking its fills on the position and closing the
+position are one path that every caller (rules, commands, protection, reconciliation)
+shares; cutting it apart would spread one order's life over several modules.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from pmgui.domain.enums import (
 from pmgui.domain.errors import (
     ExchangeError,
     PmguiError,
-    PositionNotFound,
     RetryableExchangeError,
     ValidationError,
 )
@@ -61,9 +61,9 @@ from pmgui.domain.models import (
     Tranche,
     frozen_map,
 )
-from pmgui.domain.validation import validate_new_position, validate_targets
+from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
-from pmgui.engine import manual, queries
+from pmgui.engine import queries
 from pmgui.engine.events import (
     AccountEvent,
     ActionTaken,
@@ -72,8 +72,9 @@ from pmgui.engine.events import (
     PositionRemoved,
     PositionSnapshot,
 )
-from pmgui.engine.ids import new_client_id, new_position_id
+from pmgui.engine.ids import new_client_id
 from pmgui.engine.ledger import EPS, OrderLedger
+from pmgui.engine.manual import ManualCommands
 from pmgui.engine.marketdata import MarketData
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.protection import PROTECTIVE, Protector, tranche_ids
@@ -127,6 +128,7 @@ class EngineCore:
         self.market = MarketData(outbox, self.settings, now)
         self.protector = Protector(self)
         self.reconciler = Reconciler(self)
+        self.commands = ManualCommands(self)
         self._connection = ConnectionState(False, False, "connecting")
         self._orders_up = asyncio.Event()
         self.stream_task: asyncio.Task[None] | None = None
@@ -160,7 +162,7 @@ class EngineCore:
         self.market.markets = dict(self.exchange.markets())
         stored_rules = self.store.get_setting("symbol_rules", {}) or {}
         if stored_rules:
-            self._apply_symbol_rules(stored_rules)
+            self.apply_symbol_rules(stored_rules)
         for pos in self.store.load_open_positions():
             self.set_position(pos, persist=False)
         self.ledger.load()
@@ -351,9 +353,9 @@ class EngineCore:
         ok, detail = True, ""
         try:
             if action.type is ActionType.CLOSE:
-                await self._reduce(rt, pos.qty, action.reason, action)
+                await self.reduce(rt, pos.qty, action.reason, action)
             elif action.type is ActionType.REDUCE:
-                await self._reduce(rt, action.qty or 0.0, action.reason, action)
+                await self.reduce(rt, action.qty or 0.0, action.reason, action)
             elif moved is not None:
                 self.set_position(moved)
                 rt.protect_dirty = True
@@ -627,7 +629,7 @@ class EngineCore:
             await self.reconciler.align(rt, r)  # closed or reduced outside pmgui: journaled
         return min(held, rt.position.qty) if rt.is_open else 0.0
 
-    async def _reduce(self, rt: PositionRuntime, qty: float, reason: Reason | str,
+    async def reduce(self, rt: PositionRuntime, qty: float, reason: Reason | str,
                       action: Action | None = None,
                       remote: list[ExchangePosition] | None = None) -> Order | None:
         """A reduce-only market close of `qty` (None: nothing was left to send)."""
@@ -819,238 +821,26 @@ class EngineCore:
     async def handle(self, command: cmd.Command) -> cmd.CommandResult:
         """Run one command; raises PmguiError subclasses with a readable message."""
         if isinstance(command, cmd.SetTargets):
-            return await self._set_targets(command)
+            return await self.commands.set_targets(command)
         if isinstance(command, cmd.ClosePosition):
-            return await self._close_command(command)
+            return await self.commands.close(command)
         if isinstance(command, cmd.CloseAll):
-            return await self._close_all(command)
+            return await self.commands.close_all(command)
         if isinstance(command, cmd.SetAutomation):
-            return self._set_automation(command)
+            return self.commands.set_automation(command)
         if isinstance(command, cmd.SetPreset):
-            return self._set_preset(command)
+            return self.commands.set_preset(command)
         if isinstance(command, cmd.OpenPosition):
-            return await self._open(command)
+            return await self.commands.open(command)
         if isinstance(command, cmd.SetSymbolRules):
-            return self._set_symbol_rules(command)
+            return self.commands.set_symbol_rules(command)
         if isinstance(command, cmd.AddToPosition):
-            return await manual.add_to_position(self, command)
+            return await self.commands.add(command)
         if isinstance(command, cmd.REQUESTS):  # read-only requests → snapshots
             return await queries.answer(self, command)  # type: ignore[return-value]
         raise ValidationError(f"unknown command {type(command).__name__}")
 
-    def _runtime(self, pid: str) -> PositionRuntime:
-        rt = self.book.runtime(pid)
-        if rt is None or not rt.is_open:
-            raise PositionNotFound(f"position {pid} is not open")
-        return rt
-
-    async def _set_targets(self, c: cmd.SetTargets) -> cmd.CommandResult:
-        """The trader's level change: MOVE_SL/MOVE_TP actions through `execute`, then the
-        protection sync; the result says per level what the venue confirmed."""
-        rt = self._runtime(c.position_id)
-        pos = rt.position
-        market = self.market.market(pos.symbol)
-        sl = pos.sl if c.sl == cmd.KEEP else (None if c.sl is None else market.round_price(
-            _number(c.sl, "SL")))
-        tp = pos.tp if c.tp == cmd.KEEP else (None if c.tp is None else market.round_price(
-            _number(c.tp, "TP")))
-        price = self.market.price(pos.symbol)
-        if price is None:
-            raise ValidationError(f"no current price for {pos.symbol}; try again in a moment")
-        validate_targets(pos.side, price, sl if c.sl != cmd.KEEP else None,
-                         tp if c.tp != cmd.KEEP else None, pos.liquidation)
-        async with rt.lock:
-            pos = self._runtime(c.position_id).position
-            now = self.clock()
-            if sl != pos.sl:
-                await self.execute(Action(
-                    ActionType.MOVE_SL, Reason.MANUAL, pos.id, price, sl=sl, rule="manual",
-                    ts=now, stop_kind=StopKind.MANUAL,
-                    inputs=frozen_map({"old_sl": pos.sl, "new_sl": sl})))
-            if tp != pos.tp:
-                await self.execute(Action(
-                    ActionType.MOVE_TP, Reason.MANUAL, pos.id, price, tp=tp, rule="manual",
-                    ts=now, inputs=frozen_map({"old_tp": pos.tp, "new_tp": tp})))
-            await self.protector.sync(rt, force=True)
-        self.publish_position(rt)
-        cur = rt.position
-        if not cur.is_open:  # the level was already through the market: closed at once
-            return cmd.CommandResult(True, f"{cur.symbol}: closed at once "
-                                           f"({cur.exit_reason}) — the level was already "
-                                           "crossed", cur.id,
-                                     realized_pnl=cur.realized_pnl)
-        outcomes = tuple(self.protector.outcome(rt, role) for role in PROTECTIVE)
-        parts = []
-        for o in outcomes:
-            text = f"{o.role.upper()} {_fmt(o.level)}"
-            if o.level is not None and o.protection != Protection.ON_EXCHANGE.value:
-                text += f" (local only: {o.reason})"
-            parts.append(text)
-        return cmd.CommandResult(True, f"{cur.symbol}: " + " · ".join(parts), cur.id,
-                                 outcomes=outcomes)
-
-    async def _close_command(self, c: cmd.ClosePosition,
-                             remote: list[ExchangePosition] | None = None) -> cmd.CommandResult:
-        if not 0 < c.fraction <= 1:
-            raise ValidationError(f"close fraction must be in (0, 1], got {c.fraction:g}")
-        rt = self.book.runtime(c.position_id)
-        if rt is not None and rt.closing is not None and c.fraction >= 1:
-            return await asyncio.shield(rt.closing)  # idempotent: one close per position
-        rt = self._runtime(c.position_id)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        if c.fraction >= 1:
-            rt.closing = fut
-        try:
-            async with rt.lock:
-                pos = self._runtime(c.position_id).position
-                before = {f.id for f in self.store.fills(pos.id)}
-                price = self.market.price(pos.symbol) or pos.entry
-                qty = pos.qty if c.fraction >= 1 else pos.qty * c.fraction
-                action = Action(ActionType.CLOSE if c.fraction >= 1 else ActionType.REDUCE,
-                                Reason(c.reason) if c.reason in Reason._value2member_map_
-                                else Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
-                                ts=self.clock())
-                self.store.record_action(action, symbol=pos.symbol)
-                order = await self._reduce(rt, qty, action.reason, remote=remote)
-                self.outbox.publish(ActionTaken(action, pos.symbol))
-            result = self._close_result(pos, before, order)
-            if not fut.done():
-                fut.set_result(result)
-            return result
-        except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved
-            raise
-        finally:
-            if rt.closing is fut:
-                rt.closing = None
-
-    def _close_result(self, pos: Position, before: set[str],
-                      order: Order | None) -> cmd.CommandResult:
-        """Only this close's own fills (the closing ones, never the opening fill) and the P/L
-        they realized (net of their fees)."""
-        fills = tuple(f for f in self.store.fills(pos.id) if f.id not in before)
-        if not fills and order is not None and order.filled > EPS and order.average:
-            # the venue's fill records follow on the stream: the order's own fill says it
-            fills = (Fill(f"{order.client_id}#{order.filled:.12g}", order.client_id,
-                          order.symbol, order.side, order.filled, order.average,
-                          order.filled * order.average * pos.contract_size * pos.fee_rate,
-                          order.updated_at or self.clock(), order.exchange_id),)
-        now = self.book.get(pos.id) or self.store.load_position(pos.id) or pos
-        qty = sum(f.qty for f in fills)
-        avg = sum(f.qty * f.price for f in fills) / qty if qty > 0 else None
-        pnl = now.realized_pnl - pos.realized_pnl
-        how = ""
-        if not fills and now.is_open:
-            return cmd.CommandResult(False, f"{pos.symbol}: nothing sent — its stop/TP order on "
-                                            "the exchange has fired; its fill is on its way",
-                                     pos.id, realized_pnl=0.0)
-        if not fills and not now.is_open:
-            how = f" ({now.exit_reason})" if now.exit_reason else ""
-            msg = f"{pos.symbol}: already closed{how}; nothing was sent"
-        else:
-            if not now.is_open and now.exit_reason and now.exit_reason != Reason.MANUAL.value:
-                how = f" by its {now.exit_reason.replace('_', ' ')}"
-            msg = (f"{pos.symbol}: closed {qty:g} @ {_fmt(avg)}{how}; realized "
-                   f"{pnl:+,.2f}")
-        return cmd.CommandResult(True, msg, pos.id, fills=fills, realized_pnl=pnl)
-
-    async def _close_all(self, c: cmd.CloseAll) -> cmd.CommandResult:
-        """Flatten (DESIGN §5): every position closed at once with reduce-only market orders
-        while its protective orders still stand; then the protective orders left are
-        cancelled, the exchange re-checked and residuals reported."""
-        errors: list[str] = []
-        rts = [rt for rt in self.book.runtimes() if rt.is_open]
-        remote: list[ExchangePosition] | None = None
-        if rts:
-            try:
-                remote = await self.exchange.fetch_positions()  # one look for all of them
-            except ExchangeError as exc:
-                errors.append(f"positions unavailable: {exc}")
-        if remote is not None or not rts:
-            results = await asyncio.gather(
-                *(self._close_command(cmd.ClosePosition(rt.id, 1.0, c.reason), remote)
-                  for rt in rts), return_exceptions=True)
-        else:
-            results = []
-        closed, realized, fills = 0, 0.0, []
-        for rt, res in zip(rts, results, strict=False):
-            if isinstance(res, cmd.CommandResult):
-                closed += 1
-                realized += res.realized_pnl or 0.0
-                fills += res.fills
-            elif isinstance(res, PmguiError):
-                errors.append(f"{rt.symbol}: {res}")
-            elif isinstance(res, BaseException):
-                raise res
-        def orphaned(o: Order) -> bool:
-            owner = self.book.runtime(o.position_id)
-            return owner is None or not owner.is_open
-
-        # a position that could not be closed keeps its protection
-        leftovers = [o for o in self.ledger.resting() if o.role in PROTECTIVE and orphaned(o)]
-        cancels = await asyncio.gather(*(self.cancel(o) for o in leftovers),
-                                       return_exceptions=True)
-        for o, res in zip(leftovers, cancels, strict=True):
-            if isinstance(res, ExchangeError):
-                errors.append(f"cancel {o.symbol} {o.role.value}: {res}")
-        residual: list[str] = []
-        try:
-            for r in await self.exchange.fetch_positions():
-                if r.qty > 0:
-                    residual.append(f"{r.symbol} {r.side.value} {r.qty:g}")
-            notes: list[str] = []
-            await self.reconciler.cancel_orphans(await self.exchange.fetch_open_orders(), notes)
-            errors += [n for n in notes if "not cancelled" in n]
-        except ExchangeError as exc:
-            errors.append(f"re-check failed: {exc}")
-        msg = f"closed {closed} position(s); realized {realized:+,.2f}"
-        if residual:
-            msg += "; STILL OPEN: " + ", ".join(residual)
-            self.outbox.publish(ErrorEvent("Flatten left positions open: " + ", ".join(residual),
-                                           self.clock()))
-        if errors:
-            msg += "; errors: " + "; ".join(errors)
-        return cmd.CommandResult(not residual and not errors, msg, residual=tuple(residual),
-                                 fills=tuple(fills), realized_pnl=realized)
-
-    def _set_automation(self, c: cmd.SetAutomation) -> cmd.CommandResult:
-        targets = [self._runtime(c.position_id)] if c.position_id else self.book.runtimes()
-        for rt in targets:
-            self.set_position(rt.position.evolve(automation=c.enabled))
-            self.publish_position(rt)
-        state = "on" if c.enabled else "paused"
-        return cmd.CommandResult(True, f"automation {state} for {len(targets)} position(s)")
-
-    def _set_preset(self, c: cmd.SetPreset) -> cmd.CommandResult:
-        rt = self._runtime(c.position_id)
-        pos = rt.position
-        overrides = self.settings.overrides_for(pos.symbol)
-        overrides.update(c.overrides)
-        resolve_params(c.preset, overrides)  # validates; raises ValidationError
-        rt.params = None
-        self.set_position(pos.evolve(preset=c.preset, overrides=frozen_map(c.overrides)))
-        self.publish_position(rt)
-        return cmd.CommandResult(True, f"{pos.symbol}: preset {c.preset}", pos.id)
-
-    def _set_symbol_rules(self, c: cmd.SetSymbolRules) -> cmd.CommandResult:
-        if not c.symbol:
-            raise ValidationError("symbol must not be empty")
-        merged = dict(self.settings.overrides)
-        merged.update(c.overrides)
-        resolve_params(c.preset or self.settings.default_preset, merged)  # validates
-        stored = dict(self.store.get_setting("symbol_rules", {}) or {})
-        if c.preset is None and not c.overrides:
-            stored.pop(c.symbol, None)
-        else:
-            stored[c.symbol] = {"preset": c.preset, "overrides": dict(c.overrides)}
-        self.store.set_setting("symbol_rules", stored)
-        self._apply_symbol_rules(stored)
-        return cmd.CommandResult(True, f"{c.symbol}: new positions use preset "
-                                       f"{self.settings.preset_for(c.symbol)}")
-
-    def _apply_symbol_rules(self, stored: Mapping[str, Mapping[str, object]]) -> None:
+    def apply_symbol_rules(self, stored: Mapping[str, Mapping[str, object]]) -> None:
         """Rules chosen in the app win over the config file's, symbol by symbol."""
         symbols = dict(self.settings.symbols)
         for symbol, spec in stored.items():
@@ -1064,93 +854,5 @@ class EngineCore:
         return {sym: (self.settings.preset_for(sym), self.settings.overrides_for(sym))
                 for sym in sorted(set(self.settings.symbols) | set(self.market.markets))}
 
-    async def _open(self, c: cmd.OpenPosition) -> cmd.CommandResult:
-        market = self.market.markets.get(c.symbol)
-        if market is None:
-            raise ValidationError(f"unknown symbol {c.symbol}")
-        price = self.market.price(c.symbol)
-        if price is None:
-            tick = await self.exchange.fetch_price(c.symbol)
-            if tick is None:
-                raise ValidationError(f"no price for {c.symbol} yet")
-            self.market.last[c.symbol] = tick
-            price = tick.price
-        validate_new_position(c.symbol, c.side, c.qty, c.leverage, self.book.values(),
-                              market, price)
-        preset = c.preset or self.settings.preset_for(c.symbol)
-        overrides = self.settings.overrides_for(c.symbol)
-        overrides.update(c.overrides)
-        resolve_params(preset, overrides)
-        validate_targets(c.side, price, c.sl, c.tp,
-                         money.liquidation_price(c.side, price, c.leverage, market.mmr))
-        qty = market.floor_amount(c.qty)
-        await self.exchange.set_leverage(c.symbol, c.leverage)
-        self.exchange.subscribe([c.symbol])
-        now = self.clock()
-        pid = new_position_id(c.symbol, c.side.value, now)
-        req = OrderRequest(new_client_id(), c.symbol, c.side.open_side, OrderType.MARKET, qty,
-                           position_id=None, role=OrderRole.ENTRY, reason="open")
-        self.ledger.journal(req)
-        self.ledger.mark_sent(req.client_id)
-        self.reconciler.opening.add((c.symbol, c.side))
-        try:
-            result = await self.exchange.create_order(req)
-        except OrderStatusUnknown:
-            # stays pending: reconciliation adopts the position if it was opened
-            self.ledger.mark_unknown(req.client_id)
-            raise
-        except ExchangeError as exc:
-            self.ledger.reject(req.client_id, str(exc))
-            raise
-        finally:
-            self.ledger.create_answered(req.client_id)
-            self.reconciler.opening.discard((c.symbol, c.side))
-            self.reconciler.touch(c.symbol, c.side)
-        if result.filled <= 0 or result.average is None:
-            self.ledger.apply(result, ())
-            raise ExchangeError(f"{c.symbol}: entry order not filled ({result.status.value})")
-        pos = Position(
-            id=pid, symbol=c.symbol, side=c.side, qty=result.filled, entry=result.average,
-            leverage=c.leverage, opened_at=now, initial_qty=result.filled,
-            sl=None if c.sl is None else market.round_price(c.sl),
-            tp=None if c.tp is None else market.round_price(c.tp),
-            initial_sl=None if c.sl is None else market.round_price(c.sl),
-            preset=preset, overrides=frozen_map(c.overrides), exchange=self.exchange.id,
-            contract_size=market.contract_size, best_price=result.average,
-            liquidation=money.liquidation_price(c.side, result.average, c.leverage, market.mmr)
-            if self.exchange.id == "paper" else None,
-            tranches=(Tranche(req.client_id, result.filled, result.average, now,
-                              c.sl, c.tp, "entry"),),
-        )
-        fee = result.filled * result.average * market.contract_size * pos.fee_rate
-        pos = pos.evolve(fees_paid=fee, realized_pnl=-fee)
-        pos = self.with_default_targets(pos)
-        with self.store.transaction():
-            rt = self.set_position(pos)
-            self.ledger.bind(replace(result, position_id=pid, role=OrderRole.ENTRY,
-                                     reason="open"))
-            action = Action(ActionType.OPEN, Reason.MANUAL, pid, result.average,
-                            qty=result.filled, sl=pos.sl, tp=pos.tp, rule="manual", ts=now)
-            self.store.record_action(action, symbol=c.symbol)
-        self.outbox.publish(ActionTaken(action, c.symbol))
-        async with rt.lock:  # ticks may already be evaluating the new position
-            await self.protector.sync(rt, force=True)
-        self.publish_position(rt)
-        outcomes = tuple(self.protector.outcome(rt, role) for role in PROTECTIVE) \
-            if rt.is_open else ()
-        return cmd.CommandResult(True, f"opened {c.side.value} {result.filled:g} {c.symbol} @ "
-                                 f"{result.average:g}", pid, outcomes=outcomes)
-
-
-def _number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{name} must be a number")
-    return float(value)
-
-
 def _unsure(exc: ExchangeError, message: str) -> ExchangeError:
     return RetryableExchangeError(message) if exc.retryable else ExchangeError(message)
-
-
-def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{v:g}"

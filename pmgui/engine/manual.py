@@ -1,39 +1,373 @@
-"""Manual position actions that are not plain level changes (the UI's Add).
+"""The trader's commands: open, close, add, flatten, move levels, automation, presets.
 
-Kept beside the core so the core's command dispatch stays one line per command. An add
-is an Action through the same executor path the rules use (journal first, then the order).
+Each handler validates first (bad input: a clear error, nothing changed), then acts through
+the engine's own paths: level changes are actions through `EngineCore.execute`, closes go
+through the verified reduce path, opens through the journal. Results tell the truth
+(`CommandResult.outcomes`, the command's own fills and realized P/L).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from pmgui.domain.enums import ActionType, Reason
-from pmgui.domain.errors import ValidationError
-from pmgui.domain.models import Action
-from pmgui.domain.validation import validate_amount
+from pmgui.domain import money
+from pmgui.domain.enums import ActionType, OrderRole, OrderType, Protection, Reason, StopKind
+from pmgui.domain.errors import ExchangeError, PmguiError, PositionNotFound, ValidationError
+from pmgui.domain.models import (
+    Action,
+    Fill,
+    Order,
+    OrderRequest,
+    Position,
+    Tranche,
+    frozen_map,
+)
+from pmgui.domain.validation import validate_amount, validate_new_position, validate_targets
 from pmgui.engine import commands as cmd
-from pmgui.engine.events import ActionTaken
+from pmgui.engine.events import ActionTaken, ErrorEvent
+from pmgui.engine.ids import new_client_id, new_position_id
+from pmgui.engine.ledger import EPS
+from pmgui.engine.protection import PROTECTIVE
+from pmgui.engine.runtime import PositionRuntime
+from pmgui.exchange.base import ExchangePosition
+from pmgui.exchange.retry import OrderStatusUnknown
+from pmgui.rules.params import resolve_params
+
+if TYPE_CHECKING:
+    from pmgui.engine.core import EngineCore
 
 
-async def add_to_position(core: Any, c: cmd.AddToPosition) -> cmd.CommandResult:
-    rt = core._runtime(c.position_id)
-    pos = rt.position
-    qty = validate_amount(c.qty, "add quantity")
-    market = core.market.market(pos.symbol)
-    price = core.market.price(pos.symbol)
-    if price is None:
-        raise ValidationError(f"no current price for {pos.symbol}; try again in a moment")
-    if market.min_amount and market.floor_amount(qty) < market.min_amount:
-        raise ValidationError(f"add of {qty:g} is below the minimum {market.min_amount:g} "
-                              f"for {pos.symbol}", field="qty")
-    action = Action(ActionType.ADD, Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
-                    ts=core.clock())
-    async with rt.lock:
-        core._runtime(c.position_id)  # still open
-        core.store.record_action(action, symbol=pos.symbol)
-        await core._add(rt, action)
-    core.outbox.publish(ActionTaken(action, pos.symbol))
-    core.publish_position(rt)
-    return cmd.CommandResult(True, f"{pos.symbol}: add {market.floor_amount(qty):g} sent",
-                             pos.id)
+class ManualCommands:
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+
+    def runtime(self, pid: str) -> PositionRuntime:
+        rt = self.core.book.runtime(pid)
+        if rt is None or not rt.is_open:
+            raise PositionNotFound(f"position {pid} is not open")
+        return rt
+
+    async def set_targets(self, c: cmd.SetTargets) -> cmd.CommandResult:
+        """The trader's level change: MOVE_SL/MOVE_TP actions through `execute`, then the
+        protection sync; the result says per level what the venue confirmed."""
+        rt = self.runtime(c.position_id)
+        pos = rt.position
+        market = self.core.market.market(pos.symbol)
+        sl = pos.sl if c.sl == cmd.KEEP else (None if c.sl is None else market.round_price(
+            _number(c.sl, "SL")))
+        tp = pos.tp if c.tp == cmd.KEEP else (None if c.tp is None else market.round_price(
+            _number(c.tp, "TP")))
+        price = self.core.market.price(pos.symbol)
+        if price is None:
+            raise ValidationError(f"no current price for {pos.symbol}; try again in a moment")
+        validate_targets(pos.side, price, sl if c.sl != cmd.KEEP else None,
+                         tp if c.tp != cmd.KEEP else None, pos.liquidation)
+        async with rt.lock:
+            pos = self.runtime(c.position_id).position
+            now = self.core.clock()
+            if sl != pos.sl:
+                await self.core.execute(Action(
+                    ActionType.MOVE_SL, Reason.MANUAL, pos.id, price, sl=sl, rule="manual",
+                    ts=now, stop_kind=StopKind.MANUAL,
+                    inputs=frozen_map({"old_sl": pos.sl, "new_sl": sl})))
+            if tp != pos.tp:
+                await self.core.execute(Action(
+                    ActionType.MOVE_TP, Reason.MANUAL, pos.id, price, tp=tp, rule="manual",
+                    ts=now, inputs=frozen_map({"old_tp": pos.tp, "new_tp": tp})))
+            await self.core.protector.sync(rt, force=True)
+        self.core.publish_position(rt)
+        cur = rt.position
+        if not cur.is_open:  # the level was already through the market: closed at once
+            return cmd.CommandResult(True, f"{cur.symbol}: closed at once "
+                                           f"({cur.exit_reason}) — the level was already "
+                                           "crossed", cur.id,
+                                     realized_pnl=cur.realized_pnl)
+        outcomes = tuple(self.core.protector.outcome(rt, role) for role in PROTECTIVE)
+        parts = []
+        for o in outcomes:
+            text = f"{o.role.upper()} {_fmt(o.level)}"
+            if o.level is not None and o.protection != Protection.ON_EXCHANGE.value:
+                text += f" (local only: {o.reason})"
+            parts.append(text)
+        return cmd.CommandResult(True, f"{cur.symbol}: " + " · ".join(parts), cur.id,
+                                 outcomes=outcomes)
+
+    async def close(self, c: cmd.ClosePosition,
+                             remote: list[ExchangePosition] | None = None) -> cmd.CommandResult:
+        if not 0 < c.fraction <= 1:
+            raise ValidationError(f"close fraction must be in (0, 1], got {c.fraction:g}")
+        rt = self.core.book.runtime(c.position_id)
+        if rt is not None and rt.closing is not None and c.fraction >= 1:
+            return await asyncio.shield(rt.closing)  # idempotent: one close per position
+        rt = self.runtime(c.position_id)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        if c.fraction >= 1:
+            rt.closing = fut
+        try:
+            async with rt.lock:
+                pos = self.runtime(c.position_id).position
+                before = {f.id for f in self.core.store.fills(pos.id)}
+                price = self.core.market.price(pos.symbol) or pos.entry
+                qty = pos.qty if c.fraction >= 1 else pos.qty * c.fraction
+                action = Action(ActionType.CLOSE if c.fraction >= 1 else ActionType.REDUCE,
+                                Reason(c.reason) if c.reason in Reason._value2member_map_
+                                else Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
+                                ts=self.core.clock())
+                self.core.store.record_action(action, symbol=pos.symbol)
+                order = await self.core.reduce(rt, qty, action.reason, remote=remote)
+                self.core.outbox.publish(ActionTaken(action, pos.symbol))
+            result = self._close_result(pos, before, order)
+            if not fut.done():
+                fut.set_result(result)
+            return result
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved
+            raise
+        finally:
+            if rt.closing is fut:
+                rt.closing = None
+
+    def _close_result(self, pos: Position, before: set[str],
+                      order: Order | None) -> cmd.CommandResult:
+        """Only this close's own fills (the closing ones, never the opening fill) and the P/L
+        they realized (net of their fees)."""
+        fills = tuple(f for f in self.core.store.fills(pos.id) if f.id not in before)
+        if not fills and order is not None and order.filled > EPS and order.average:
+            # the venue's fill records follow on the stream: the order's own fill says it
+            fills = (Fill(f"{order.client_id}#{order.filled:.12g}", order.client_id,
+                          order.symbol, order.side, order.filled, order.average,
+                          order.filled * order.average * pos.contract_size * pos.fee_rate,
+                          order.updated_at or self.core.clock(), order.exchange_id),)
+        now = self.core.book.get(pos.id) or self.core.store.load_position(pos.id) or pos
+        qty = sum(f.qty for f in fills)
+        avg = sum(f.qty * f.price for f in fills) / qty if qty > 0 else None
+        pnl = now.realized_pnl - pos.realized_pnl
+        how = ""
+        if not fills and now.is_open:
+            return cmd.CommandResult(False, f"{pos.symbol}: nothing sent — its stop/TP order on "
+                                            "the exchange has fired; its fill is on its way",
+                                     pos.id, realized_pnl=0.0)
+        if not fills and not now.is_open:
+            how = f" ({now.exit_reason})" if now.exit_reason else ""
+            msg = f"{pos.symbol}: already closed{how}; nothing was sent"
+        else:
+            if not now.is_open and now.exit_reason and now.exit_reason != Reason.MANUAL.value:
+                how = f" by its {now.exit_reason.replace('_', ' ')}"
+            msg = (f"{pos.symbol}: closed {qty:g} @ {_fmt(avg)}{how}; realized "
+                   f"{pnl:+,.2f}")
+        return cmd.CommandResult(True, msg, pos.id, fills=fills, realized_pnl=pnl)
+
+    async def close_all(self, c: cmd.CloseAll) -> cmd.CommandResult:
+        """Flatten (DESIGN §5): every position closed at once with reduce-only market orders
+        while its protective orders still stand; then the protective orders left are
+        cancelled, the exchange re-checked and residuals reported."""
+        errors: list[str] = []
+        rts = [rt for rt in self.core.book.runtimes() if rt.is_open]
+        remote: list[ExchangePosition] | None = None
+        if rts:
+            try:
+                remote = await self.core.exchange.fetch_positions()  # one look for all of them
+            except ExchangeError as exc:
+                errors.append(f"positions unavailable: {exc}")
+        if remote is not None or not rts:
+            results = await asyncio.gather(
+                *(self.close(cmd.ClosePosition(rt.id, 1.0, c.reason), remote)
+                  for rt in rts), return_exceptions=True)
+        else:
+            results = []
+        closed, realized, fills = 0, 0.0, []
+        for rt, res in zip(rts, results, strict=False):
+            if isinstance(res, cmd.CommandResult):
+                closed += 1
+                realized += res.realized_pnl or 0.0
+                fills += res.fills
+            elif isinstance(res, PmguiError):
+                errors.append(f"{rt.symbol}: {res}")
+            elif isinstance(res, BaseException):
+                raise res
+        def orphaned(o: Order) -> bool:
+            owner = self.core.book.runtime(o.position_id)
+            return owner is None or not owner.is_open
+
+        # a position that could not be closed keeps its protection
+        leftovers = [o for o in self.core.ledger.resting() if o.role in PROTECTIVE and orphaned(o)]
+        cancels = await asyncio.gather(*(self.core.cancel(o) for o in leftovers),
+                                       return_exceptions=True)
+        for o, res in zip(leftovers, cancels, strict=True):
+            if isinstance(res, ExchangeError):
+                errors.append(f"cancel {o.symbol} {o.role.value}: {res}")
+        residual: list[str] = []
+        try:
+            for r in await self.core.exchange.fetch_positions():
+                if r.qty > 0:
+                    residual.append(f"{r.symbol} {r.side.value} {r.qty:g}")
+            notes: list[str] = []
+            open_remote = await self.core.exchange.fetch_open_orders()
+            await self.core.reconciler.cancel_orphans(open_remote, notes)
+            errors += [n for n in notes if "not cancelled" in n]
+        except ExchangeError as exc:
+            errors.append(f"re-check failed: {exc}")
+        msg = f"closed {closed} position(s); realized {realized:+,.2f}"
+        if residual:
+            msg += "; STILL OPEN: " + ", ".join(residual)
+            self.core.outbox.publish(ErrorEvent(
+                "Flatten left positions open: " + ", ".join(residual), self.core.clock()))
+        if errors:
+            msg += "; errors: " + "; ".join(errors)
+        return cmd.CommandResult(not residual and not errors, msg, residual=tuple(residual),
+                                 fills=tuple(fills), realized_pnl=realized)
+
+    def set_automation(self, c: cmd.SetAutomation) -> cmd.CommandResult:
+        targets = [self.runtime(c.position_id)] if c.position_id else self.core.book.runtimes()
+        for rt in targets:
+            self.core.set_position(rt.position.evolve(automation=c.enabled))
+            self.core.publish_position(rt)
+        state = "on" if c.enabled else "paused"
+        return cmd.CommandResult(True, f"automation {state} for {len(targets)} position(s)")
+
+    def set_preset(self, c: cmd.SetPreset) -> cmd.CommandResult:
+        rt = self.runtime(c.position_id)
+        pos = rt.position
+        overrides = self.core.settings.overrides_for(pos.symbol)
+        overrides.update(c.overrides)
+        resolve_params(c.preset, overrides)  # validates; raises ValidationError
+        rt.params = None
+        self.core.set_position(pos.evolve(preset=c.preset, overrides=frozen_map(c.overrides)))
+        self.core.publish_position(rt)
+        return cmd.CommandResult(True, f"{pos.symbol}: preset {c.preset}", pos.id)
+
+    def set_symbol_rules(self, c: cmd.SetSymbolRules) -> cmd.CommandResult:
+        if not c.symbol:
+            raise ValidationError("symbol must not be empty")
+        merged = dict(self.core.settings.overrides)
+        merged.update(c.overrides)
+        resolve_params(c.preset or self.core.settings.default_preset, merged)  # validates
+        stored = dict(self.core.store.get_setting("symbol_rules", {}) or {})
+        if c.preset is None and not c.overrides:
+            stored.pop(c.symbol, None)
+        else:
+            stored[c.symbol] = {"preset": c.preset, "overrides": dict(c.overrides)}
+        self.core.store.set_setting("symbol_rules", stored)
+        self.core.apply_symbol_rules(stored)
+        return cmd.CommandResult(True, f"{c.symbol}: new positions use preset "
+                                       f"{self.core.settings.preset_for(c.symbol)}")
+
+    async def open(self, c: cmd.OpenPosition) -> cmd.CommandResult:
+        market = self.core.market.markets.get(c.symbol)
+        if market is None:
+            raise ValidationError(f"unknown symbol {c.symbol}")
+        price = self.core.market.price(c.symbol)
+        if price is None:
+            tick = await self.core.exchange.fetch_price(c.symbol)
+            if tick is None:
+                raise ValidationError(f"no price for {c.symbol} yet")
+            self.core.market.last[c.symbol] = tick
+            price = tick.price
+        validate_new_position(c.symbol, c.side, c.qty, c.leverage, self.core.book.values(),
+                              market, price)
+        preset = c.preset or self.core.settings.preset_for(c.symbol)
+        overrides = self.core.settings.overrides_for(c.symbol)
+        overrides.update(c.overrides)
+        resolve_params(preset, overrides)
+        validate_targets(c.side, price, c.sl, c.tp,
+                         money.liquidation_price(c.side, price, c.leverage, market.mmr))
+        qty = market.floor_amount(c.qty)
+        await self.core.exchange.set_leverage(c.symbol, c.leverage)
+        self.core.exchange.subscribe([c.symbol])
+        now = self.core.clock()
+        pid = new_position_id(c.symbol, c.side.value, now)
+        req = OrderRequest(new_client_id(), c.symbol, c.side.open_side, OrderType.MARKET, qty,
+                           position_id=None, role=OrderRole.ENTRY, reason="open")
+        self.core.ledger.journal(req)
+        self.core.ledger.mark_sent(req.client_id)
+        self.core.reconciler.opening.add((c.symbol, c.side))
+        try:
+            result = await self.core.exchange.create_order(req)
+        except OrderStatusUnknown:
+            # stays pending: reconciliation adopts the position if it was opened
+            self.core.ledger.mark_unknown(req.client_id)
+            raise
+        except ExchangeError as exc:
+            self.core.ledger.reject(req.client_id, str(exc))
+            raise
+        finally:
+            self.core.ledger.create_answered(req.client_id)
+            self.core.reconciler.opening.discard((c.symbol, c.side))
+            self.core.reconciler.touch(c.symbol, c.side)
+        if result.filled <= 0 or result.average is None:
+            self.core.ledger.apply(result, ())
+            raise ExchangeError(f"{c.symbol}: entry order not filled ({result.status.value})")
+        pos = Position(
+            id=pid, symbol=c.symbol, side=c.side, qty=result.filled, entry=result.average,
+            leverage=c.leverage, opened_at=now, initial_qty=result.filled,
+            sl=None if c.sl is None else market.round_price(c.sl),
+            tp=None if c.tp is None else market.round_price(c.tp),
+            initial_sl=None if c.sl is None else market.round_price(c.sl),
+            preset=preset, overrides=frozen_map(c.overrides), exchange=self.core.exchange.id,
+            contract_size=market.contract_size, best_price=result.average,
+            liquidation=money.liquidation_price(c.side, result.average, c.leverage, market.mmr)
+            if self.core.exchange.id == "paper" else None,
+            tranches=(Tranche(req.client_id, result.filled, result.average, now,
+                              c.sl, c.tp, "entry"),),
+        )
+        fee = result.filled * result.average * market.contract_size * pos.fee_rate
+        pos = pos.evolve(fees_paid=fee, realized_pnl=-fee)
+        pos = self.core.with_default_targets(pos)
+        with self.core.store.transaction():
+            rt = self.core.set_position(pos)
+            self.core.ledger.bind(replace(result, position_id=pid, role=OrderRole.ENTRY,
+                                     reason="open"))
+            action = Action(ActionType.OPEN, Reason.MANUAL, pid, result.average,
+                            qty=result.filled, sl=pos.sl, tp=pos.tp, rule="manual", ts=now)
+            self.core.store.record_action(action, symbol=c.symbol)
+        self.core.outbox.publish(ActionTaken(action, c.symbol))
+        async with rt.lock:  # ticks may already be evaluating the new position
+            await self.core.protector.sync(rt, force=True)
+        self.core.publish_position(rt)
+        outcomes = tuple(self.core.protector.outcome(rt, role) for role in PROTECTIVE) \
+            if rt.is_open else ()
+        return cmd.CommandResult(True, f"opened {c.side.value} {result.filled:g} {c.symbol} @ "
+                                 f"{result.average:g}", pid, outcomes=outcomes)
+
+    async def add(self, c: cmd.AddToPosition) -> cmd.CommandResult:
+        """The UI's Add: an ADD action through the same executor path the rules use
+        (journal first, then the order)."""
+        core = self.core
+        rt = self.runtime(c.position_id)
+        pos = rt.position
+        qty = validate_amount(c.qty, "add quantity")
+        market = core.market.market(pos.symbol)
+        price = core.market.price(pos.symbol)
+        if price is None:
+            raise ValidationError(f"no current price for {pos.symbol}; try again in a moment")
+        if market.min_amount and market.floor_amount(qty) < market.min_amount:
+            raise ValidationError(f"add of {qty:g} is below the minimum {market.min_amount:g} "
+                                  f"for {pos.symbol}", field="qty")
+        action = Action(ActionType.ADD, Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
+                        ts=core.clock())
+        async with rt.lock:
+            self.runtime(c.position_id)  # still open
+            core.store.record_action(action, symbol=pos.symbol)
+            await core._add(rt, action)
+        core.outbox.publish(ActionTaken(action, pos.symbol))
+        core.publish_position(rt)
+        return cmd.CommandResult(True, f"{pos.symbol}: add {market.floor_amount(qty):g} sent",
+                                 pos.id)
+
+
+async def add_to_position(core: EngineCore, c: cmd.AddToPosition) -> cmd.CommandResult:
+    return await core.commands.add(c)
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{name} must be a number")
+    return float(value)
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:g}"
