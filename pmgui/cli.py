@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows with an invalid price (NaN, zero, negative) are an error; by "
                         "default they are skipped and reported, as the live engine skips them")
 
+    from pmgui.service.cli import add_arguments
+
+    add_arguments(p, sub)
+
     s = sub.add_parser("positions", help="open positions with their SL/TP and orders")
     s.add_argument("--db", type=Path, dest="positions_db")
     s.add_argument("--json", action="store_true")
@@ -141,7 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pmgui.redact import install_log_redaction
 
     install_log_redaction()
+    from pmgui.service import cli as service_cli
+
+    service_cli.check_arguments(parser, args)
+    service_cli.setup_logging(args)
     try:
+        if args.command in ("token", "service"):
+            return service_cli.run_subcommand(args)
         if args.command == "replay":
             from pmgui.engine.replay import run_replay_cli
 
@@ -234,24 +244,40 @@ def _check_db_arg(db: Path, *, live: bool, new_db: bool) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     from pmgui.engine.build import build_engine
+    from pmgui.service import cli as service_cli
 
     config, db = _load(args)
-    if not args.headless:  # before the database exists: a window that cannot open, stops here
-        from pmgui.qtcheck import check_qt_libraries
-
-        _check_display(args.screenshot is not None)
-        check_qt_libraries()
-    engine = build_engine(config, db)
     if args.headless:
-        return _headless(engine, args.exit_after, db)
+        service_cli.wait_for_db(args, db)
+        engine = build_engine(config, db)
+        return _headless(engine, args.exit_after, db,
+                         service_cli.HeadlessService(engine, config, db, args.listen))
+    # before the database exists: a window that cannot open, stops here
+    from pmgui.qtcheck import check_qt_libraries
+
+    _check_display(args.screenshot is not None)
+    check_qt_libraries()
     from pmgui.ui.app import run_gui
 
+    remote = service_cli.choose_remote(args, db)  # the window attaches to a running engine
+    if remote is not None:
+        try:
+            return run_gui(remote, exit_after=args.exit_after, screenshot=args.screenshot,
+                           theme=config.ui.theme, confirm_drags=config.ui.confirm_drags,
+                           on_window=service_cli.window_hook(remote))
+        finally:
+            remote.stop()
+    engine = build_engine(config, db)
+    notifier = service_cli.attach_notifier(engine, config)
     _start(engine, db)
     try:
         status = run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
                          theme=config.ui.theme, confirm_drags=config.ui.confirm_drags)
     finally:
         engine.stop()
+        if notifier is not None:
+            notifier.stop()
+        service_cli.after_window(args, db)
     return status or _stopped(engine)
 
 
@@ -282,7 +308,7 @@ def _start(engine, db: Path) -> None:
         raise
 
 
-def _headless(engine, exit_after: float | None, db: Path | None = None) -> int:
+def _headless(engine, exit_after: float | None, db: Path | None = None, service=None) -> int:
     from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
     from pmgui.ui.fmt import plain_price, plain_qty  # pure formatting (no Qt)
 
@@ -303,6 +329,8 @@ def _headless(engine, exit_after: float | None, db: Path | None = None) -> int:
                      p.realized_pnl)
 
     engine.outbox.add_listener(on_event)
+    if service is not None:
+        service.attach()  # before start: the service sees every event
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -313,11 +341,17 @@ def _headless(engine, exit_after: float | None, db: Path | None = None) -> int:
     log.info("engine running on %s; Ctrl+C to stop", engine.exchange_id)
     deadline = time.monotonic() + exit_after if exit_after else None
     try:
+        if service is not None:
+            service.start()  # listen once the engine is connected and reconciled
         while not stop.is_set() and engine.running:
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if service is not None:
+                service.tick()
             stop.wait(0.25)
     finally:
+        if service is not None:
+            service.stop()
         engine.stop()
     status = _stopped(engine)
     if status == 0:

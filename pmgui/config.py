@@ -18,6 +18,7 @@ from pmgui import identity, resources
 from pmgui.domain.errors import ConfigError, ValidationError
 from pmgui.domain.models import EMPTY, Scalar, frozen_map
 from pmgui.engine.settings import EngineSettings, SymbolRules
+from pmgui.service.settings import NotifyConfig, ServiceConfig, parse_notify, parse_service
 
 APP = identity.NAME
 MAX_CONFIG_BYTES = 1 << 20  # a pmgui config is a few KB; /dev/zero or a log file is not one
@@ -61,10 +62,12 @@ class Config:
     engine: EngineSettings = field(default_factory=EngineSettings)
     ui: UiConfig = field(default_factory=UiConfig)
     path: Path | None = None
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
 
 _SCHEMA: dict[str, set[str]] = {
-    "": {"exchange", "rules", "symbols", "ui", "paper"},
+    "": {"exchange", "rules", "symbols", "ui", "paper", "service", "notify"},
     "exchange": {"id", "demo", "options"},
     "rules": {"preset", "set"},
     "ui": {"theme", "confirm_drags", "colorblind", "red_up", "drag_modifier"},
@@ -229,7 +232,8 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
     engine = EngineSettings(default_preset=preset, overrides=frozen_map(_scalars(overrides)),
                             symbols=frozen_map_any(symbols), demo_positions=demo_positions)
     return Config(ExchangeConfig(ex_id, demo, frozen_map_any(options)),
-                  PaperConfig(balance, seed, funding_rate), engine, ui_cfg, path)
+                  PaperConfig(balance, seed, funding_rate), engine, ui_cfg, path,
+                  parse_service(r, data, path.parent), parse_notify(r, data))
 
 
 def _override_error(r: _Reader, table: str, preset: str, overrides: Mapping[str, Any],

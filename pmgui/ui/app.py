@@ -42,7 +42,8 @@ def settings_store(path: Path | None = None) -> QSettings:
 
 def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
             screenshot: Path | None = None, theme: str = "dark",
-            confirm_drags: bool = False, settings_path: Path | None = None) -> int:
+            confirm_drags: bool = False, settings_path: Path | None = None,
+            on_window: Callable[[MainWindow], None] | None = None) -> int:
     """Run the GUI until the window closes (or `exit_after` seconds); return the exit code.
 
     The layout (window, docks, columns, sorting, palette options) is restored from and
@@ -59,6 +60,8 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     apply_identity(app)
     window = MainWindow(engine, settings=UiSettings(theme=theme, confirm_drags=confirm_drags),
                         qsettings=settings_store(settings_path))
+    if on_window is not None:  # e.g. the remote engine's link indicator
+        on_window(window)
     exit_code = 0
 
     def finish() -> None:

@@ -1,0 +1,61 @@
+"""The window attached to a remote engine: a link indicator in the status bar.
+
+The remote engine's client runs on its own thread and only sets plain attributes
+(`link`, `link_detail`); the indicator reads them on a GUI timer, so no Qt object is touched
+from another thread. Disconnected is shown in red with the reason; commands are refused by
+the client while disconnected (never queued), and reconnecting resyncs the full state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QMainWindow
+
+LINK_TEXT = {
+    "connected": "● engine {url}",
+    "connecting": "◌ connecting to {url}…",
+    "disconnected": "✖ ENGINE DISCONNECTED — reconnecting to {url}",
+    "refused": "✖ ENGINE REFUSED — {detail}",
+    "stopped": "✖ engine link stopped",
+}
+
+
+class RemoteLinkIndicator(QLabel):
+    def __init__(self, remote: Any, parent: QMainWindow | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("remoteLink")
+        self.remote = remote
+        self.state = ""
+        self._timer = QTimer(self)
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+        self._title = parent.windowTitle() if parent is not None else ""
+        self.refresh()
+
+    def refresh(self) -> None:
+        state, detail = self.remote.link, self.remote.link_detail
+        if state == self.state and detail == self.toolTip():
+            return
+        self.state = state
+        text = LINK_TEXT.get(state, state).format(url=self.remote.url, detail=detail)
+        scope = getattr(self.remote, "scope", "")
+        if state == "connected" and scope == "read":
+            text += " (read-only)"
+        self.setText(text)
+        self.setToolTip(detail)
+        ok = state == "connected"
+        self.setStyleSheet("" if ok else "QLabel { color: white; background: #b3261e; "
+                                         "font-weight: bold; padding: 0 6px; }")
+        win = self.window()
+        if isinstance(win, QMainWindow) and self._title:
+            win.setWindowTitle(self._title + (" — remote" if ok else " — DISCONNECTED"))
+
+
+def attach_indicator(window: QMainWindow, remote: Any) -> RemoteLinkIndicator:
+    label = RemoteLinkIndicator(remote, window)
+    window.statusBar().addPermanentWidget(label)
+    window.remote_link = label  # type: ignore[attr-defined]
+    return label
