@@ -135,10 +135,12 @@ class RemoteEngine:
             raise PmguiError(self._first_error)
 
     def stop(self, timeout: float = 10.0) -> None:
-        loop, ev = self._loop, self._stop
+        loop, ev, ws = self._loop, self._stop, self._ws
         if loop is not None and ev is not None:
             try:
                 loop.call_soon_threadsafe(ev.set)
+                if ws is not None:
+                    asyncio.run_coroutine_threadsafe(ws.close(), loop)
             except RuntimeError:
                 pass
         if self._thread is not None and self._thread is not threading.current_thread():

@@ -426,7 +426,8 @@ class EngineService:
             if allowance < 1.0:
                 refusals += 1
                 await self._refuse(ws, "rate_limited", f"more than {s.rate:g} frames per "
-                                   "second: refused, nothing done", close=refusals >= MAX_REFUSALS)
+                                   "second: refused, nothing done", _frame_id(msg),
+                                   close=refusals >= MAX_REFUSALS)
                 if refusals >= MAX_REFUSALS:
                     log.warning("client %d flooded: closed", client.id)
                     return
@@ -495,5 +496,12 @@ class EngineService:
             log.info("result of %s not delivered: the client left", type(cmd).__name__)
 
 
-def health_text(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=1)
+def _frame_id(msg: Any) -> Any:
+    """The id of a frame refused unread (so the client knows which command was refused)."""
+    if msg.type != WSMsgType.TEXT:
+        return None
+    try:
+        data = json.loads(msg.data)
+    except (ValueError, RecursionError):
+        return None
+    return data.get("id") if isinstance(data, dict) else None

@@ -84,7 +84,7 @@ def add_json_log(path: Path, max_bytes: int = 10_000_000, backups: int = 5) -> l
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes,
                                                    backupCount=backups, encoding="utf-8")
     handler.setFormatter(JsonFormatter())
-    from pmgui.engine.build import REDACTOR  # API secrets and tokens never reach the file
+    from pmgui.redact import REDACTOR  # API secrets and tokens never reach the file
 
     handler.addFilter(REDACTOR)
     logging.getLogger().addHandler(handler)
