@@ -43,9 +43,11 @@ def add_arguments(p: argparse.ArgumentParser, sub: Any) -> None:
     tc.add_argument("--scope", required=True, choices=["read", "trade"])
     tc.add_argument("--label", default="")
     _config_option(tc)
-    tsub.add_parser("list", help="the tokens (id, scope, label; never the token)")
+    tl = tsub.add_parser("list", help="the tokens (id, scope, label; never the token)")
+    _config_option(tl)
     tr = tsub.add_parser("revoke", help="revoke a token by id")
     tr.add_argument("id")
+    _config_option(tr)
 
     s = sub.add_parser("service", help="run the engine as a systemd user service")
     ssub = s.add_subparsers(dest="service_command", required=True)

@@ -1,0 +1,148 @@
+"""Service command line: tokens, the systemd unit, sd_notify, JSON logs, listen rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from pmgui.cli import main
+from pmgui.service import systemd
+from pmgui.service.tokens import TokenStore, digest
+
+
+def test_token_create_prints_once_and_stores_only_the_hash(tmp_path, capsys):
+    cfg = tmp_path / "config.toml"
+    assert main(["token", "create", "--scope", "read", "--label", "phone",
+                 "--config", str(cfg)]) == 0
+    out, err = capsys.readouterr()
+    token = out.strip()
+    assert token.startswith("pmgui_") and len(token) > 40
+    path = tmp_path / "tokens.json"
+    text = path.read_text()
+    assert token not in text and digest(token) in text
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert token not in err
+    store = TokenStore(path)
+    assert store.scope_of(token) == "read" and store.scope_of(token + "x") is None
+    assert main(["token", "list", "--config", str(cfg)]) == 0
+    listed = capsys.readouterr().out
+    assert "read" in listed and "phone" in listed and token not in listed
+    token_id = listed.split()[0]
+    assert main(["token", "revoke", token_id, "--config", str(cfg)]) == 0
+    assert store.scope_of(token) is None
+    assert main(["token", "revoke", "nope", "--config", str(cfg)]) == 1
+    assert "no token with id" in capsys.readouterr().err
+
+
+def test_token_scope_is_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["token", "create", "--scope", "admin", "--config", str(tmp_path / "c.toml")])
+    assert e.value.code == 2
+    assert "invalid choice: 'admin'" in capsys.readouterr().err
+
+
+def test_listen_needs_headless_and_a_valid_address(capsys):
+    for argv, message in ((["--listen", "127.0.0.1:1"], "add --headless"),
+                          (["--headless", "--listen", "host:port"], "port must be a number"),
+                          (["--headless", "--connect", "ws://x:1"], "drop --headless"),
+                          (["--token-file", "t"], "goes with --connect")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_public_address_needs_tls_and_a_token(tmp_path):
+    from pmgui.domain.errors import PmguiError
+    from pmgui.service.server import EngineService
+    from pmgui.service.settings import ServiceConfig
+    from pmgui.service.tokens import Authenticator
+
+    class Engine:  # never started: the refusal comes before anything listens
+        outbox = None
+        exchange_id = "paper"
+
+    auth = Authenticator(TokenStore(tmp_path / "tokens.json"))
+    with pytest.raises(PmguiError, match="needs TLS: set \\[service\\] tls_cert"):
+        EngineService(Engine(), auth, ServiceConfig()).start("0.0.0.0", 0)
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    with pytest.raises(PmguiError, match="needs a token"):
+        EngineService(Engine(), auth, ServiceConfig(tls_cert=cert, tls_key=key)).start(
+            "0.0.0.0", 0)
+    auth.store.create("read")
+    with pytest.raises(PmguiError, match="cannot load the TLS certificate"):
+        EngineService(Engine(), auth, ServiceConfig(tls_cert=cert, tls_key=key)).start(
+            "0.0.0.0", 0)
+
+
+def test_service_install_writes_the_user_unit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    db = tmp_path / "data dir" / "p.db"
+    assert main(["service", "install", "--user", "--listen", "127.0.0.1:9000",
+                 "--db", str(db), "--log-json", str(tmp_path / "log.jsonl")]) == 0
+    unit = tmp_path / "xdg" / "systemd" / "user" / "pmgui.service"
+    text = unit.read_text()
+    assert "Restart=always" in text and "WatchdogSec=" in text and "Type=notify" in text
+    assert "--headless --listen 127.0.0.1:9000" in text
+    assert f'--db "{db}"' in text  # quoted: the path has a space
+    assert "systemctl --user" in capsys.readouterr().out
+
+
+def test_sd_notify_sends_a_datagram(tmp_path, monkeypatch):
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+        monkeypatch.delenv("WATCHDOG_PID", raising=False)
+        assert systemd.sd_notify("READY=1")
+        assert server.recv(64) == b"READY=1"
+        alive = [True]
+        dog = systemd.Watchdog(lambda: alive[0])
+        assert dog.interval == 1.0
+        dog.tick()
+        assert server.recv(64) == b"WATCHDOG=1"
+        dog._next = 0.0
+        alive[0] = False
+        dog.tick()  # a hung engine: no ping, systemd restarts it
+        server.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            server.recv(64)
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not systemd.sd_notify("READY=1")
+
+
+def test_json_logs_rotate_and_mask_tokens(tmp_path):
+    from pmgui.engine.build import protect_logs
+
+    path = tmp_path / "logs" / "pmgui.jsonl"
+    handler = systemd.add_json_log(path, max_bytes=2000, backups=2)
+    try:
+        protect_logs("pmgui_secret_token_value")
+        log = logging.getLogger("pmgui.test")
+        log.setLevel(logging.INFO)
+        for i in range(60):
+            log.info("line %d with pmgui_secret_token_value", i)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    lines = path.read_text().splitlines()
+    entries = [json.loads(x) for x in lines]
+    assert entries[-1]["msg"] == "line 59 with ***" and entries[-1]["level"] == "INFO"
+    assert (tmp_path / "logs" / "pmgui.jsonl.1").exists()
+    assert not (tmp_path / "logs" / "pmgui.jsonl.3").exists()
+    assert all("pmgui_secret" not in p.read_text() for p in (tmp_path / "logs").iterdir())
+
+
+def test_python_dash_m_pmgui_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "pmgui", "token", "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert out.returncode == 0 and "create" in out.stdout

@@ -1,0 +1,173 @@
+"""The real window attached to a real headless engine process over a websocket on 127.0.0.1.
+
+The engine runs as `python -m pmgui --headless --listen 127.0.0.1:PORT` in its own process
+(paper venue, its own database); the window runs here, through RemoteEngine and the same
+bridge as the embedded engine. Every wait is for a condition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pmgui.engine.commands import ClosePosition, SetAutomation, SetTargets
+from pmgui.service.client import RemoteEngine
+from pmgui.service.handoff import endpoint_path
+from pmgui.service.tokens import TokenStore
+from pmgui.store.db import Store
+from pmgui.ui.main_window import MainWindow
+from pmgui.ui.remote import attach_indicator
+
+
+class EngineProcess:
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+        self.db = tmp_path / "pmgui.db"
+        self.config = tmp_path / "config.toml"
+        self.config.write_text("[paper]\nseed = 21\n")
+        store = TokenStore(tmp_path / "tokens.json")
+        self.tokens = {s: store.create(s)[0] for s in ("read", "trade")}
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self, qtbot, port: int = 0) -> str:
+        endpoint_path(self.db).unlink(missing_ok=True)
+        self.starts += 1
+        log = open(self.dir / f"engine{self.starts}.log", "wb")  # noqa: SIM115 (kept open)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pmgui", "--headless", "--listen", f"127.0.0.1:{port}",
+             "--db", str(self.db), "--config", str(self.config)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        qtbot.waitUntil(lambda: endpoint_path(self.db).exists() or self.proc.poll() is not None,
+                        timeout=90_000)
+        assert self.proc.poll() is None, (self.dir / f"engine{self.starts}.log").read_text()
+        return json.loads(endpoint_path(self.db).read_text())["url"]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def stored(self) -> dict:
+        store = Store.open(self.db, readonly=True)
+        try:
+            return {p.id: p for p in store.load_open_positions()}
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def engine_proc(tmp_path):
+    ep = EngineProcess(tmp_path)
+    yield ep
+    ep.kill()
+
+
+def attach(qtbot, url: str, token: str) -> tuple[RemoteEngine, MainWindow]:
+    remote = RemoteEngine(url, token)
+    remote.start(timeout=60)
+    win = MainWindow(remote)
+    qtbot.addWidget(win)
+    attach_indicator(win, remote)
+    win.show()
+    qtbot.waitUntil(lambda: win.model.rowCount() >= 5, timeout=60_000)
+    return remote, win
+
+
+def test_window_steers_a_remote_engine_and_survives_its_restart(qtbot, engine_proc):
+    url = engine_proc.start(qtbot)
+    port = int(url.rsplit(":", 1)[1])
+    remote, win = attach(qtbot, url, engine_proc.tokens["trade"])
+    try:
+        assert win.remote_link.text().startswith("● engine ws://127.0.0.1")
+        done: list = []
+        win.runner.submit(SetAutomation(None, False), lambda r, e: done.append((r, e)))
+        qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+        assert done[0][1] is None
+        qtbot.waitUntil(lambda: all(not win.model.snapshot(pid).position.automation
+                                    for pid in win.model.position_ids()), timeout=30_000)
+        pid = sorted(win.model.position_ids())[0]
+        pos = win.model.snapshot(pid).position
+        tick = remote.market(pos.symbol).tick_size  # markets travel with the snapshots
+        away = -10 if pos.side.value == "long" else 10  # a little further from the price
+        new_sl = round(round(pos.sl / tick) * tick + away * tick, 10)
+        done.clear()
+        win.runner.submit(SetTargets(pid, sl=new_sl), lambda r, e: done.append((r, e)))
+        qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+        res, err = done[0]
+        assert err is None and res.ok, err
+        # the remote engine moved it: the window shows it, the engine's store has it
+        qtbot.waitUntil(lambda: win.model.snapshot(pid).position.sl == pytest.approx(new_sl),
+                        timeout=30_000)
+        qtbot.waitUntil(lambda: engine_proc.stored()[pid].sl == pytest.approx(new_sl),
+                        timeout=30_000)
+
+        # the engine dies: the window says so, and refuses commands instead of queueing them
+        engine_proc.kill()
+        qtbot.waitUntil(lambda: remote.link == "disconnected", timeout=30_000)
+        qtbot.waitUntil(lambda: "DISCONNECTED" in win.remote_link.text(), timeout=10_000)
+        assert "DISCONNECTED" in win.windowTitle()
+        done.clear()
+        win.runner.submit(ClosePosition(pid), lambda r, e: done.append((r, e)))
+        qtbot.waitUntil(lambda: bool(done), timeout=10_000)
+        assert done[0][0] is None and "not sent" in done[0][1]
+
+        # it comes back on the same port: the window reconnects and shows the same state
+        syncs = remote.syncs
+        engine_proc.start(qtbot, port)
+        qtbot.waitUntil(lambda: remote.link == "connected" and remote.syncs > syncs,
+                        timeout=60_000)
+        qtbot.waitUntil(lambda: win.remote_link.text().startswith("● engine"), timeout=10_000)
+        stored = engine_proc.stored()
+        assert pid in stored and stored[pid].sl == pytest.approx(new_sl)
+        qtbot.waitUntil(lambda: set(win.model.position_ids()) == set(engine_proc.stored()),
+                        timeout=30_000)
+        assert win.model.snapshot(pid).position.sl == pytest.approx(new_sl)
+    finally:
+        win.close()
+        remote.stop()
+
+
+def test_two_windows_see_the_same_positions_and_a_read_only_one_cannot_close(qtbot,
+                                                                             engine_proc):
+    url = engine_proc.start(qtbot)
+    trader, win1 = attach(qtbot, url, engine_proc.tokens["trade"])
+    viewer, win2 = attach(qtbot, url, engine_proc.tokens["read"])
+    try:
+        assert viewer.scope == "read" and "(read-only)" in win2.remote_link.text()
+        qtbot.waitUntil(lambda: set(win1.model.position_ids()) == set(win2.model.position_ids())
+                        and len(win1.model.position_ids()) >= 5, timeout=30_000)
+        done: list = []
+        win1.runner.submit(SetAutomation(None, False), lambda r, e: done.append((r, e)))
+        qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+        pid = sorted(win2.model.position_ids())[0]
+        done.clear()
+        win2.runner.submit(ClosePosition(pid), lambda r, e: done.append((r, e)))
+        qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+        res, err = done[0]
+        assert res is None and "read-only" in err and "ClosePosition" in err
+        # the trader's change shows in both windows; the refused close changed nothing
+        pos = win1.model.snapshot(pid).position
+        tick = trader.market(pos.symbol).tick_size
+        new_tp = round(round(pos.tp / tick) * tick + (10 if pos.side.value == "long" else -10)
+                       * tick, 10)
+        done.clear()
+        win1.runner.submit(SetTargets(pid, tp=new_tp), lambda r, e: done.append((r, e)))
+        qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+        assert done[0][1] is None
+        for win in (win1, win2):
+            qtbot.waitUntil(lambda w=win: w.model.snapshot(pid) is not None
+                            and w.model.snapshot(pid).position.tp == pytest.approx(new_tp),
+                            timeout=30_000)
+        assert pid in engine_proc.stored()
+    finally:
+        for w in (win1, win2):
+            w.close()
+        trader.stop()
+        viewer.stop()
