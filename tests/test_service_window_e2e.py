@@ -38,12 +38,12 @@ class EngineProcess:
     def start(self, qtbot, port: int = 0) -> str:
         endpoint_path(self.db).unlink(missing_ok=True)
         self.starts += 1
-        log = open(self.dir / f"engine{self.starts}.log", "wb")  # noqa: SIM115 (kept open)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pmgui", "--headless", "--listen", f"127.0.0.1:{port}",
-             "--db", str(self.db), "--config", str(self.config)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        with open(self.dir / f"engine{self.starts}.log", "wb") as log:  # the child keeps a copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pmgui", "--headless", "--listen", f"127.0.0.1:{port}",
+                 "--db", str(self.db), "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         qtbot.waitUntil(lambda: endpoint_path(self.db).exists() or self.proc.poll() is not None,
                         timeout=90_000)
         assert self.proc.poll() is None, (self.dir / f"engine{self.starts}.log").read_text()
