@@ -94,6 +94,17 @@ def test_service_install_writes_the_user_unit(tmp_path, monkeypatch, capsys):
     assert "systemctl --user" in capsys.readouterr().out
 
 
+def test_the_shipped_unit_matches_the_generated_one():
+    from pathlib import Path
+
+    shipped = (Path(__file__).parents[1] / "packaging" / "pmgui.service").read_text()
+    body = "\n".join(line for line in shipped.splitlines() if not line.startswith("#"))
+    generated = systemd.unit_text(["%h/.local/bin/pmgui", "--headless", "--listen",
+                                   "127.0.0.1:8765", "--log-json",
+                                   "%h/.local/state/pmgui/pmgui.jsonl"])
+    assert body.strip() == generated.replace("%%h", "%h").strip()
+
+
 def test_sd_notify_sends_a_datagram(tmp_path, monkeypatch):
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:

@@ -100,9 +100,6 @@ def unit_text(exec_args: list[str], watchdog: int = 60) -> str:
     cmd = " ".join(_quote(a) for a in exec_args)
     return f"""[Unit]
 Description=pmgui engine: manages crypto-futures positions around the clock
-Documentation=https://github.com/pmgui/pmgui
-After=network-online.target
-Wants=network-online.target
 
 [Service]
 Type=notify
@@ -121,8 +118,10 @@ WantedBy=default.target
 
 
 def _quote(arg: str) -> str:
-    if not arg or any(c in arg for c in " \t\"'\\$%;"):
-        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+    """One ExecStart argument: `%` doubled (systemd specifiers), quoted when needed."""
+    arg = arg.replace("%", "%%")
+    if not arg or any(c in arg for c in " \t\"'\\$;"):
+        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return arg
 
 
