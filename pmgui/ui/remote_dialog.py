@@ -26,6 +26,17 @@ KEY = "remote/endpoints"
 KEYRING_SERVICE = "pmgui-engine"
 
 
+def keyring_token(url: str) -> str | None:
+    """The token saved for `url` (the dialog runs before the window and its engine exist)."""
+    try:
+        import keyring
+
+        return keyring.get_password(KEYRING_SERVICE, url)
+    except Exception as e:  # no keyring backend on this machine
+        log.debug("keyring unavailable: %s", e)
+        return None
+
+
 def saved_endpoints(settings: QSettings) -> list[str]:
     value = settings.value(KEY, [])
     if isinstance(value, str):
@@ -70,8 +81,6 @@ class ConnectDialog(QDialog):
             return
         token = self.token.text().strip()
         if not token:
-            from pmgui.service.cli import keyring_token
-
             token = keyring_token(url) or ""
         if not token:
             self.error.setText("Enter the engine's token (pmgui token create on the engine)")
