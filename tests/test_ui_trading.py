@@ -315,3 +315,57 @@ def test_account_panel_shows_funding_from_the_venue(qtbot):
     win.bridge.flush_now()
     assert win.account.text("funding") == "Funding −$1.30"
     assert win.account.text("wallet") == "Wallet 9,998.70"
+
+
+# -- over the real engine thread and paper exchange -------------------------------------------
+def test_a_trader_opens_adds_and_partly_closes_through_the_real_engine(qtbot, tmp_path):
+    from pmgui.config import Config, PaperConfig
+    from pmgui.engine.build import build_engine
+    from pmgui.engine.settings import EngineSettings
+
+    engine = build_engine(Config(paper=PaperConfig(seed=3),
+                                 engine=EngineSettings(demo_positions=False)),
+                          tmp_path / "pmgui.db")
+    engine.start()
+    try:
+        win = MainWindow(engine)  # live: bridge, timers, history asked of the engine
+        qtbot.addWidget(win)
+        win.show()
+        qtbot.waitExposed(win)
+        with qtbot.waitSignal(win.history.loaded, timeout=20_000):
+            win.history.refresh()  # GetHistory answered by the engine thread
+        qtbot.waitUntil(lambda: win.chart.price_of(ETH.symbol) is not None, timeout=20_000)
+        win.activateWindow()
+        qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+        dlg = open_ticket(qtbot, win)
+        dlg.symbol.setCurrentText(ETH.symbol)
+        qtbot.keyClicks(dlg.qty, "0.5")
+        assert dlg.ok_button.isEnabled(), dlg.error.text()
+        qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: win.model.rowCount() == 1, timeout=20_000)
+        win.select_position(win.model.position_ids()[0])
+        pid = win.selected_position_id()
+        assert not dlg.isVisible()
+        win.activateWindow()
+        qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+        win.table.setFocus()
+        key(qtbot, win, Qt.Key.Key_A,
+            Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+        qtbot.keyClicks(win.dialog.input, "0.25")
+        qtbot.keyClick(win.dialog.input, Qt.Key.Key_Return)
+        qtbot.waitUntil(lambda: win.model.snapshot(pid).position.qty == pytest.approx(0.75),
+                        timeout=20_000)
+        win.activateWindow()  # the add dialog had the focus
+        qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+        win.table.setFocus()
+        key(qtbot, win, Qt.Key.Key_3, Qt.KeyboardModifier.AltModifier)  # close 75 %
+        confirm(qtbot, win)
+        qtbot.waitUntil(lambda: win.model.snapshot(pid) is not None
+                        and win.model.snapshot(pid).position.qty < 0.75 - 1e-9,
+                        timeout=20_000)
+        assert win.model.snapshot(pid).position.qty == pytest.approx(0.19, abs=0.011)
+        qtbot.waitUntil(lambda: "75 % closed" in " ".join(win.alerts[-3:])
+                        or "75 % closed" in win.statusBar().currentMessage(), timeout=20_000)
+        win.ask_before_quit = False
+    finally:
+        engine.stop()
