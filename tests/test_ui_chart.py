@@ -359,25 +359,44 @@ def test_crosshair_shows_price_time_and_the_result_of_a_stop_or_target_there(qtb
     assert not chart.cross_tag.isVisible()
 
 
-def test_the_rules_indicator_is_drawn_thin_with_its_name(qtbot):
-    pos = POS.evolve(preset="breakout")  # chandelier trailing, 22 × 3 ATR
-    eng, win, chart, _mouse = make(qtbot, [snapshot(pos, 40_500.0)])
-    base = candles(30, start=40_000.0, step=10.0)
+def test_the_rules_indicator_is_drawn_thin_on_the_rules_timeframe(qtbot):
+    """breakout trails a chandelier 22 × 3 ATR on 1h candles: the line is computed on 1h
+    candles (the engine's), built from the chart's 1-minute ones, and is a step line."""
+    from pmgui.ui.chart import ChartWidget
+
+    chart = ChartWidget()
+    qtbot.addWidget(chart)
+    chart.resize(900, 500)
+    chart.show()
+    pos = POS.evolve(preset="breakout")
+    minutes = candles(60 * 30, start=40_000.0, step=3.0, t0=T0 - 60 * 60 * 30)
+    chart.on_candles(candles_event(BTC.symbol, minutes))
+    chart.set_position(snapshot(pos, 40_500.0), BTC)
     ind = chart.indicator()
-    assert ind is not None and ind.name == "Chandelier 22×3"
+    assert ind is not None and ind.name == "Chandelier 22×3 · 1h" and ind.step
+    hours = aggregate(minutes, 3600.0)[:-1]  # the last hour completes with the next one
     ref = IndicatorSet(IndicatorSpec(atr_period=22, channel_period=22))
-    for c in base:
+    for c in hours:
         ref.update(c)
     snap = ref.snapshot()
     assert ind.last == pytest.approx(snap.highest_high - 3 * snap.atr)
-    assert len(ind.xs) == 30 - 22 + 1
+    assert len(set(ind.ys)) <= len(hours) - 22 + 1  # one level per completed hour
+    assert ind.xs[-1] == minutes[-1].ts + 60  # the last step runs to the newest candle
     assert chart.indicator_curve.opts["pen"].width() <= 1
     assert chart.indicator_tag.isVisible()
-    assert chart.indicator_tag.toPlainText().startswith("Chandelier 22×3 ")
-    # a fixed trailing preset draws its trail from the open, EMA for add-on-only
-    eng.outbox.publish(snapshot(pos.evolve(preset="active"), 40_500.0, T0 + 1))
-    win.bridge.flush_now()
+    assert chart.indicator_tag.toPlainText().lstrip("▲▼ ").startswith("Chandelier 22×3 · 1h ")
+    # a fixed trailing preset draws its trail from the open
+    chart.on_snapshot(snapshot(pos.evolve(preset="active"), 40_500.0, T0 + 1))
     assert chart.indicator().name.startswith("Trail ")
+
+
+def test_an_indicator_not_warm_yet_says_how_far_it_is(qtbot):
+    pos = POS.evolve(preset="breakout")  # 1h candles; make() gives 30 minutes of history
+    _eng, _win, chart, _mouse = make(qtbot, [snapshot(pos, 40_500.0)])
+    ind = chart.indicator()
+    assert ind is not None and ind.xs == () and not chart.indicator_tag.isVisible()
+    assert ind.note == "Chandelier 22×3 on 1h candles: 0 of 22 so far"
+    assert chart.readout.text() == ind.note
 
 
 def test_marker_hover_explains_reason_and_inputs(qtbot):
@@ -399,7 +418,7 @@ def test_marker_hover_explains_reason_and_inputs(qtbot):
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
 def test_no_tags_overlap_at_1024x700(qtbot, theme):
-    pos = POS.evolve(sl=39_950.0, trailing=39_960.0, liquidation=36_400.0, preset="breakout")
+    pos = POS.evolve(sl=39_950.0, trailing=39_960.0, liquidation=36_400.0, preset="active")
     _eng, win, chart, _mouse = auto_ranged(qtbot, pos, 40_020.0,
                                            settings=UiSettings(theme=theme), size=(1024, 700))
     QApplication.processEvents()
@@ -439,19 +458,19 @@ def test_indicator_follows_new_candles_one_at_a_time():
     it, and the result equals a fresh computation over the same candles."""
     from pmgui.ui.chart_indicator import IndicatorTracker, rule_indicator
 
-    cs = candles(120, start=40_000.0, step=7.0)
+    cs = candles(120, start=40_000.0, step=7.0, width=3600.0)  # hourly: breakout's frame
     pos = POS.evolve(preset="breakout")
     tracker = IndicatorTracker(max_candles=200)
-    first = tracker.update(pos, cs[:100], BTC)
-    assert first is not None and len(first.xs) == 100 - 22 + 1
+    first = tracker.update(pos, cs[:100], BTC, 3600.0)
+    assert first is not None and len(first.xs) == 2 * (100 - 22 + 1)  # a step per hour
     line = None
     for n in range(101, 121):
-        line = tracker.update(pos, cs[:n], BTC)
-    assert line == rule_indicator(pos, cs, BTC)
-    assert tracker.update(pos, cs, BTC) is line  # nothing new: nothing recomputed
+        line = tracker.update(pos, cs[:n], BTC, 3600.0)
+    assert line == rule_indicator(pos, cs, BTC, 3600.0)
+    assert tracker.update(pos, cs, BTC, 3600.0) is line  # nothing new: nothing recomputed
     # other rules start over; rules without an indicator give none
-    assert tracker.update(pos.evolve(preset="active"), cs, BTC).name == "Trail 2%"
-    assert tracker.update(POS, cs, BTC) is None
+    assert tracker.update(pos.evolve(preset="active"), cs, BTC, 3600.0).name == "Trail 2%"
+    assert tracker.update(POS, cs, BTC, 3600.0) is None
 
 
 def test_a_new_candle_redraws_one_chunk_of_the_history(qtbot):

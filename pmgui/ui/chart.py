@@ -685,14 +685,21 @@ class ChartWidget(QWidget):
             done = cs[:-1] if series.forming else cs
             self._indicator = self._tracker.update(s.position, done, self._market, series.base)
         ind = self._indicator
-        if ind is None:
+        if ind is None or ind.last is None:
             self.indicator_curve.setData([], [])
             self.indicator_tag.setVisible(False)
         else:
             self.indicator_curve.setData(list(ind.xs), list(ind.ys))
             self.indicator_tag.set_text(f"{ind.name} {fmt_price(ind.last, self._market)}")
             self.indicator_tag.setVisible(True)
+        if not self.cross_h.isVisible():
+            self.readout.setText(self._idle_text())
         self._layout_tags()
+
+    def _idle_text(self) -> str:
+        """The read-out without a cursor: why the rule's indicator is not drawn yet."""
+        ind = self._indicator
+        return ind.note if ind is not None and ind.note else " "
 
     def _frame_time(self) -> None:
         """Without candles nothing bounds the time axis: show the last hour up to now."""
@@ -724,7 +731,7 @@ class ChartWidget(QWidget):
         for item in (self.cross_v, self.cross_h, self.cross_tag):
             item.setVisible(inside)
         if not inside:
-            self.readout.setText(" ")
+            self.readout.setText(self._idle_text())
             return
         pt = self.vb.mapSceneToView(pos)
         self.cross_v.setValue(pt.x())
@@ -738,7 +745,7 @@ class ChartWidget(QWidget):
         if ev.type() == QEvent.Type.Leave and obj is self.plot.viewport():
             for item in (self.cross_v, self.cross_h, self.cross_tag):
                 item.setVisible(False)
-            self.readout.setText(" ")
+            self.readout.setText(self._idle_text())
         return False
 
     def crosshair_text(self, x: float, y: float) -> str:
