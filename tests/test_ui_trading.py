@@ -369,3 +369,22 @@ def test_a_trader_opens_adds_and_partly_closes_through_the_real_engine(qtbot, tm
         win.ask_before_quit = False
     finally:
         engine.stop()
+
+
+def test_edit_dialog_errors_never_move_or_widen_the_form(qtbot):
+    _eng, win = make(qtbot)
+    key(qtbot, win, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    dlg = win.dialog
+    before = {w.objectName(): w.geometry() for w in dlg.findChildren(QWidget)
+              if w.objectName()}
+    size = dlg.size()
+    sl = dlg.inputs["sl"]
+    sl.clear()
+    qtbot.keyClicks(sl, "99999999999")  # a long, wrong value: a long message
+    assert "must be below the current price" in dlg.previews["sl"].text()
+    assert dlg.previews["sl"].toolTip() == dlg.previews["sl"].text()
+    QApplication.processEvents()
+    assert dlg.size() == size
+    after = {n: w.geometry() for n, w in ((w.objectName(), w) for w in
+                                          dlg.findChildren(QWidget)) if n in before}
+    assert after == before

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -60,6 +61,23 @@ def preset_names() -> tuple[str, ...]:
     except ImportError:
         return DESIGN_PRESETS
     return tuple(PRESETS) or DESIGN_PRESETS
+
+
+def fixed_line(label: QLabel, lines: int = 1) -> QLabel:
+    """A message line whose space is reserved: text appearing in it never moves the form,
+    and a long text is cut at the dialog's edge (the whole of it is in the tooltip)."""
+    label.setFixedHeight(lines * label.fontMetrics().height() + 4)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+class _TipLabel(QLabel):
+    """A QLabel whose tooltip repeats its text (for reserved lines that may cut it)."""
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setToolTip(text)
 
 
 def parse_number(text: str, name: str) -> float:
@@ -148,9 +166,8 @@ class EditTargetsDialog(QDialog):
             mode.addItems(MODES)
             mode.setObjectName(f"{kind}Mode")
             mode.setAccessibleName(f"{title} unit")
-            preview = QLabel()
+            preview = fixed_line(_TipLabel())
             preview.setObjectName(f"{kind}Preview")
-            preview.setTextFormat(Qt.TextFormat.PlainText)
             grid.addWidget(QLabel(title), row * 2, 0)
             grid.addWidget(edit, row * 2, 1)
             grid.addWidget(mode, row * 2, 2)
@@ -158,7 +175,7 @@ class EditTargetsDialog(QDialog):
             self.inputs[kind], self.modes[kind], self.previews[kind] = edit, mode, preview
             edit.textChanged.connect(self._refresh)
             mode.currentIndexChanged.connect(lambda _i, k=kind: self._mode_changed(k))
-        self.error = QLabel()
+        self.error = fixed_line(_TipLabel(), 2)
         self.error.setObjectName("targetsError")
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #ff6b6b;")
@@ -342,11 +359,11 @@ class OrderDialog(QDialog):
             self.preset.setCurrentText(default_preset)
         self.info = QLabel()
         self.info.setObjectName("orderInfo")
-        self.preview = QLabel()
+        self.preview = fixed_line(QLabel(), 5)
         self.preview.setObjectName("orderPreview")
         self.preview.setTextFormat(Qt.TextFormat.PlainText)
         self.preview.setFont(tabular_font())
-        self.error = QLabel()
+        self.error = fixed_line(_TipLabel())
         self.error.setObjectName("orderError")
         self.error.setStyleSheet("color: #ff6b6b;")
         # one reserved line under each field: an error appears without moving anything
@@ -367,7 +384,7 @@ class OrderDialog(QDialog):
                 grid.addLayout(w, 2 * i, 1)
             else:
                 grid.addWidget(w, 2 * i, 1)
-            err = QLabel()
+            err = fixed_line(_TipLabel())
             err.setObjectName(f"{key}Error")
             err.setFixedHeight(line_h + 2)
             err.setStyleSheet("color: #ff6b6b;")
@@ -652,9 +669,9 @@ class AmountDialog(QDialog):
         self.input = QLineEdit()
         self.input.setObjectName("amountInput")
         self.input.setAccessibleName(label)
-        self.preview = QLabel()
+        self.preview = fixed_line(_TipLabel())
         self.preview.setObjectName("amountPreview")
-        self.error = QLabel()
+        self.error = fixed_line(_TipLabel())
         self.error.setObjectName("amountError")
         self.error.setStyleSheet("color: #ff6b6b;")
         h = self.fontMetrics().height() + 2
