@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slippage of market fills as a fraction of the price (default: 0)")
     r.add_argument("--json", action="store_true", help="one JSON object per line")
     r.add_argument("--symbol", default=None, help="symbol name to report (default: file name)")
+    r.add_argument("--open-at", metavar="TIME", default=None,
+                   help="open the position at the first price at or after TIME (epoch seconds "
+                        "or ISO-8601); the rows before it are market history that warms the "
+                        "indicators (default: the first row)")
     r.add_argument("--strict", action="store_true",
                    help="rows with an invalid price (NaN, zero, negative) are an error; by "
                         "default they are skipped and reported, as the live engine skips them")

@@ -214,3 +214,44 @@ def test_rule_timeframe_finer_than_a_candle_file_is_an_error_naming_it():
     r = replay_cli(str(daily), "--side", "long", "--entry", "300", "--qty", "1", "--sl", "250",
                    "--set", "trailing.enabled=true", "--json")
     assert r.returncode == 0, r.stderr
+
+
+def test_open_at_gives_the_indicators_their_history_so_scaling_can_fire():
+    """Seed 004's scaling needs 10 hourly candles of momentum but a position younger than
+    15 minutes: opened at the first row it can never fire; with --open-at the rows before are
+    the market's history, as the venue's candles are live."""
+    from pmgui.exchange.csvdata import load_price_csv
+    from pmgui.indicators import IndicatorSet, IndicatorSpec
+
+    data = load_price_csv(BTC_1H)
+    ind = IndicatorSet(IndicatorSpec())
+    k = None
+    for i, c in enumerate(data.candles[:-1]):
+        ind.update(c)
+        mom = ind.snapshot().momentum
+        if i >= 30 and mom is not None and mom > 0.025:
+            k = i + 1
+            break
+    assert k is not None
+    at = data.candles[k]
+    entry = round(at.open * 0.99, 2)  # ~ +9 % ROI at 10x after fees at the open
+    args = ("--side", "long", "--entry", str(entry), "--qty", "1", "--leverage", "10",
+            "--sl", str(round(entry * 0.97, 2)), "--preset", "active", "--json")
+    r = replay_cli(str(BTC_1H), *args, "--open-at", str(int(at.ts)))
+    assert r.returncode == 0, r.stderr
+    *rows, summary = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows[0]["type"] == "open" and rows[0]["ts"] == at.ts
+    assert summary["opened_at"] == at.ts
+    [scale] = [x for x in rows if x["reason"] == "scaling"]
+    assert scale["ts"] == at.ts and scale["qty"] == pytest.approx(0.25)
+    assert scale["inputs"]["momentum"] > 0.02 and scale["inputs"]["timeframe"] == "1h"
+    # from the first row the same trade never scales: no history at the open
+    r = replay_cli(str(BTC_1H), "--side", "long", "--entry", str(round(data.candles[0].open
+                                                                          * 0.99, 2)),
+                   *args[4:])
+    assert r.returncode == 0 and '"reason": "scaling"' not in r.stdout
+    # a time after the data is a clear error
+    r = replay_cli(str(BTC_1H), *args, "--open-at", "2030-01-01")
+    assert r.returncode == 1 and "no price at or after --open-at" in r.stderr
+    r = replay_cli(str(BTC_1H), *args, "--open-at", "soon")
+    assert r.returncode == 1 and "--open-at: timestamp 'soon'" in r.stderr

@@ -39,6 +39,7 @@ from pmgui.exchange.csvdata import (
     PriceData,
     describe_lines,
     load_price_csv,
+    parse_timestamp,
     symbol_from_filename,
 )
 from pmgui.exchange.feeds import ReplayFeed
@@ -64,6 +65,9 @@ class ReplayRequest:
     slippage: float = 0.0
     symbol: str = "REPLAY/USDT:USDT"
     strict: bool = False  # rows with an invalid price are an error, not skipped
+    # open at the first price at or after this time; the rows before it are the market's
+    # history (as the venue's candles are live), so indicators are warm at the open
+    open_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +103,8 @@ def _step_of(values: list[float]) -> float:
 
 
 class _ReplaySink:
-    """Opens the position on the first tick (at the requested entry), then forwards."""
+    """Opens the position on the first tick (or the first at/after `open_at`: the earlier
+    rows are history the venue has seen), then forwards."""
 
     def __init__(self, engine: EngineCore, paper: PaperExchange, req: ReplayRequest,
                  progress: Callable[[float], None] | None) -> None:
@@ -110,6 +115,8 @@ class _ReplaySink:
 
     async def on_tick(self, tick: Tick) -> None:
         if self.opened is None:
+            if self.req.open_at is not None and tick.ts < self.req.open_at:
+                return  # history: the venue records it, no position yet
             await self._open(tick)
         self.n += 1
         if self.progress and self.n % 2000 == 0:
@@ -211,7 +218,12 @@ async def run_replay(data: PriceData, req: ReplayRequest,
             engine.positions.get(sink.opened.id) if sink.opened else None)
         last_price = engine._last.get(req.symbol)
         await engine.shutdown()
+    if sink.opened is None:
+        raise ValidationError(
+            f"no price at or after --open-at {_fmt_ts(req.open_at or 0.0)} in the data "
+            f"(it ends {_fmt_ts(last)})", field="open_at")
     summary = summarize(final, req, last_price, last, errors)
+    summary["opened_at"] = sink.opened.opened_at
     summary["skipped_rows"] = len(data.skipped)
     summary["skipped_lines"] = list(data.skipped[:10])
     summary["timeframes"] = {tf: list(rules) for tf, rules in frames.items()}
@@ -273,6 +285,15 @@ def _human(row: dict) -> str:
     return "  ".join(p for p in parts if p)
 
 
+def _open_at(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError as e:
+        raise ValidationError(f"--open-at: {e}", field="open_at") from None
+
+
 def run_replay_cli(args: argparse.Namespace) -> int:
     overrides: dict[str, Scalar] = {}
     for text in args.overrides:
@@ -293,7 +314,7 @@ def run_replay_cli(args: argparse.Namespace) -> int:
     req = ReplayRequest(Side(args.side), args.entry, args.qty, args.leverage, args.sl, args.tp,
                         args.preset, overrides,
                         DEFAULT_TAKER_FEE if args.fee is None else args.fee, args.slippage,
-                        symbol, strict)
+                        symbol, strict, _open_at(getattr(args, "open_at", None)))
     total = len(data)
     end_ts = data.ticks[-1].ts if data.kind == "ticks" else data.candles[-1].ts
     start_ts = data.ticks[0].ts if data.kind == "ticks" else data.candles[0].ts
