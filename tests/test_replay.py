@@ -255,3 +255,38 @@ def test_open_at_gives_the_indicators_their_history_so_scaling_can_fire():
     assert r.returncode == 1 and "no price at or after --open-at" in r.stderr
     r = replay_cli(str(BTC_1H), *args, "--open-at", "soon")
     assert r.returncode == 1 and "--open-at: timestamp 'soon'" in r.stderr
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+@pytest.mark.parametrize("kind", ["ticks", "candles"])
+def test_breakeven_after_tp1_holds_when_the_price_falls_straight_back(tmp_path, side, kind):
+    """Issue 11's money bug: TP1 books half at 1R and the next price (or the same candle) is
+    already back through entry + 0.1 %: the rest leaves at breakeven, not at the first stop."""
+    d = 1 if side == "long" else -1
+
+    def p(x: float) -> float:
+        return round(100 + d * (x - 100), 4)
+
+    f = tmp_path / "X-USDT.csv"
+    t = 1_700_002_800
+    if kind == "ticks":
+        rows = ["timestamp,price"] + [f"{t + 60 * i},{p(x)}"
+                                      for i, x in enumerate([100.0, 101.0, 102.5, 99.0, 98.9])]
+    else:  # one candle whose extreme hits TP1 and that closes back below the entry
+        bars = [(100.0, 100.5, 99.5, 100.2), (101.0, 102.5, 99.0, 99.2),
+                (99.2, 99.5, 98.9, 99.3)]
+        rows = ["timestamp,open,high,low,close"]
+        for i, (o, h, lo, c) in enumerate(bars):
+            hi_, lo_ = (p(h), p(lo)) if d > 0 else (p(lo), p(h))
+            rows.append(f"{t + 3600 * i},{p(o)},{hi_},{lo_},{p(c)}")
+    f.write_text("\n".join(rows) + "\n")
+    r = replay_cli(str(f), "--side", side, "--entry", "100", "--qty", "2", "--sl", str(p(98)),
+                   "--preset", "breakout", "--fee", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    *acts, s = [json.loads(line) for line in r.stdout.splitlines()]
+    reasons = [a["reason"] for a in acts]
+    assert reasons[:4] == ["manual", "tp1", "breakeven", "breakeven_stop"], reasons
+    tp1, be = acts[1], acts[2]
+    assert tp1["ts"] == be["ts"] and be["sl"] == pytest.approx(p(100.1))  # same evaluation
+    assert s["exit_reason"] == "breakeven_stop"
+    assert s["realized_pnl"] > 0  # a winning trade stays a winner
