@@ -276,7 +276,8 @@ def _run(args: argparse.Namespace) -> int:
     _start(engine, db)
     try:
         status = run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
-                         theme=config.ui.theme, confirm_drags=config.ui.confirm_drags)
+                         theme=config.ui.theme, confirm_drags=config.ui.confirm_drags,
+                         on_window=service_cli.window_hook(None))
     finally:
         engine.stop()
         if notifier is not None:

@@ -15,13 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from pmgui.engine.commands import ClosePosition, SetAutomation, SetTargets
+from pmgui.engine.commands import (
+    ClosePosition,
+    EngineInfo,
+    GetEngineInfo,
+    GetHistory,
+    HistorySnapshot,
+    SetAutomation,
+    SetTargets,
+)
 from pmgui.service.client import RemoteEngine
 from pmgui.service.handoff import endpoint_path
 from pmgui.service.tokens import TokenStore
 from pmgui.store.db import Store
 from pmgui.ui.main_window import MainWindow
-from pmgui.ui.remote import attach_indicator
+from pmgui.ui.remote import attach_remote
 
 
 class EngineProcess:
@@ -74,7 +82,7 @@ def attach(qtbot, url: str, token: str) -> tuple[RemoteEngine, MainWindow]:
     remote.start(timeout=60)
     win = MainWindow(remote)
     qtbot.addWidget(win)
-    attach_indicator(win, remote)
+    attach_remote(win, remote)
     win.show()
     qtbot.waitUntil(lambda: win.model.rowCount() >= 5, timeout=60_000)
     return remote, win
@@ -141,6 +149,11 @@ def test_two_windows_see_the_same_positions_and_a_read_only_one_cannot_close(qtb
     viewer, win2 = attach(qtbot, url, engine_proc.tokens["read"])
     try:
         assert viewer.scope == "read" and "(read-only)" in win2.remote_link.text()
+        # read-only requests are answered with their snapshots over the wire
+        history = viewer.submit(GetHistory()).result(60)
+        assert isinstance(history, HistorySnapshot) and history.metrics is not None
+        info = viewer.submit(GetEngineInfo()).result(60)
+        assert isinstance(info, EngineInfo) and info.exchange == "paper" and info.presets
         qtbot.waitUntil(lambda: set(win1.model.position_ids()) == set(win2.model.position_ids())
                         and len(win1.model.position_ids()) >= 5, timeout=30_000)
         done: list = []
@@ -171,3 +184,24 @@ def test_two_windows_see_the_same_positions_and_a_read_only_one_cannot_close(qtb
             w.close()
         trader.stop()
         viewer.stop()
+
+
+def test_pmgui_connect_runs_the_window_against_the_engine_process(qtbot, engine_proc, tmp_path):
+    url = engine_proc.start(qtbot)
+    token_file = tmp_path / "token"
+    token_file.write_text(engine_proc.tokens["read"] + "\n")
+    shot = tmp_path / "remote.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PMGUI_UI_SETTINGS": str(tmp_path / "ui.ini"), "PMGUI_CONFIG_DIR": str(tmp_path),
+           "PMGUI_DATA_DIR": str(tmp_path / "desk")}
+    env.pop("PMGUI_TOKEN", None)
+    out = subprocess.run([sys.executable, "-m", "pmgui", "--connect", url, "--token-file",
+                          str(token_file), "--exit-after", "2", "--screenshot", str(shot)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert shot.stat().st_size > 10_000
+    assert "attached to the engine" in out.stderr and engine_proc.tokens["read"] not in out.stderr
+    token_file.write_text("pmgui_not_a_token")
+    out = subprocess.run([sys.executable, "-m", "pmgui", "--connect", url, "--token-file",
+                          str(token_file)], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 1 and "refused the token" in out.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMainWindow
 
 from pmgui.ui.remote import attach_indicator
@@ -45,3 +45,37 @@ def test_link_indicator_shows_disconnects_clearly(qtbot):
     qtbot.waitUntil(lambda: "DISCONNECTED" in label.text(), timeout=5000)
     assert label.toolTip() == "connection lost" and "b3261e" in label.styleSheet()
     assert win.windowTitle() == "pmgui — paper — DISCONNECTED"
+
+
+def test_quit_question_offers_a_background_engine(qtbot):
+    from pmgui.ui.remote import offer_background_engine
+    from tests.test_ui_trading import POS, make
+    from tests.ui_doubles import T0, snapshot
+
+    eng, win = make(qtbot)
+    asked: list[bool] = []
+    offer_background_engine(win, lambda: asked.append(True))
+    eng.outbox.publish(snapshot(POS, 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    win.ask_before_quit = True
+    win.close()
+    dlg = win.confirm_dialog
+    assert win.isVisible() and dlg is not None
+    assert "background pmgui engine" in dlg.label.text()
+    qtbot.mouseClick(dlg.handoff_button, Qt.MouseButton.LeftButton)
+    assert asked == [True]
+    assert not win.isVisible()
+
+
+def test_a_window_on_a_remote_engine_quits_without_asking(qtbot):
+    from pmgui.ui.remote import attach_remote
+    from tests.test_ui_trading import POS, make
+    from tests.ui_doubles import T0, snapshot
+
+    eng, win = make(qtbot)
+    win.ask_before_quit = True
+    attach_remote(win, Link())
+    eng.outbox.publish(snapshot(POS, 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    win.close()
+    assert not win.isVisible()  # the engine keeps running: nothing to ask

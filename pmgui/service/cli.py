@@ -186,6 +186,9 @@ class HeadlessService:
             host, port = parse_listen(self.listen or self.config.service.listen)
             self.server.start(host, port)
             token = self.server.auth.add_session_token("trade")
+            from pmgui.redact import protect_logs
+
+            protect_logs(token)  # it is in the endpoint file, never in a log
             path = write_endpoint(self.db, self.server.url, token)
             log.info("engine service at %s (endpoint file %s)", self.server.url, path)
         sd_notify("READY=1")
@@ -293,14 +296,19 @@ def choose_remote(args: argparse.Namespace, db: Path) -> Any | None:
 
 
 def window_hook(remote: Any | None) -> Any:
-    """Called with the main window once built: the link indicator for a remote engine."""
-    if remote is None:
-        return None
+    """Called with the main window once built: the link indicator for a remote engine; for
+    the embedded one, the quit question's "keep protecting in the background"."""
 
     def hook(window: Any) -> None:
-        from pmgui.ui.remote import attach_indicator
+        if remote is not None:
+            from pmgui.ui.remote import attach_remote
 
-        attach_indicator(window, remote)
+            attach_remote(window, remote)
+        else:
+            from pmgui.service.handoff import request_background_engine
+            from pmgui.ui.remote import offer_background_engine
+
+            offer_background_engine(window, request_background_engine)
 
     return hook
 

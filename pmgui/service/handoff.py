@@ -125,8 +125,10 @@ def start_background_engine(db: Path, config: Path | None = None, *,
     database, then serves on a free loopback port recorded in `<db>.service.json`. Its log
     goes to `log_path` (default `<db>.service.log`).
     """
-    cmd = [sys.executable, "-m", "pmgui", "--headless", "--listen", "127.0.0.1:0",
-           "--db", str(db), "--wait-for-db", f"{wait:g}"]
+    program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m",
+                                                                       "pmgui"]
+    cmd = [*program, "--headless", "--listen", "127.0.0.1:0", "--db", str(db),
+           "--wait-for-db", f"{wait:g}"]
     if config is not None:
         cmd += ["--config", str(config)]
     log_file = log_path or db.with_name(db.name + ".service.log")

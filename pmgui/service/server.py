@@ -293,6 +293,8 @@ class EngineService:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, report = self.health()
+        if not is_loopback(request.remote or ""):  # no token here: counts, not symbols
+            report["unprotected"] = len(report["unprotected"])
         return web.json_response(report, status=200 if ok else 503)
 
     # -- websocket -----------------------------------------------------------------------------

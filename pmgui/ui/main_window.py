@@ -138,6 +138,9 @@ class MainWindow(QMainWindow):
         self.sounds = 0  # alert sounds played this session
         self.ask_before_quit = start  # the live window asks before leaving positions alone
         self._quit_ok = False
+        # extend the quit question (pmgui.ui.remote.offer_background_engine adds "keep
+        # protecting in the background")
+        self.quit_dialog_hooks: list[Callable[[ConfirmDialog], None]] = []
 
         # panels subscribe to the bridge themselves; the window assembles them
         self.positions = PositionsPanel(self.bridge, engine.market, self.theme, wall_clock)
@@ -890,6 +893,8 @@ class MainWindow(QMainWindow):
             dlg = ConfirmDialog("Quit pmgui?", self.quit_text(), "Quit anyway", self,
                                 object_name="quitConfirm")
             dlg.confirmed.connect(self._quit_confirmed)
+            for hook in self.quit_dialog_hooks:
+                hook(dlg)
             self.confirm_dialog = dlg
             dlg.open()
             return

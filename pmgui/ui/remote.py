@@ -8,10 +8,11 @@ the client while disconnected (never queued), and reconnecting resyncs the full 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QMainWindow
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMainWindow, QPushButton
 
 LINK_TEXT = {
     "connected": "● engine {url}",
@@ -59,3 +60,34 @@ def attach_indicator(window: QMainWindow, remote: Any) -> RemoteLinkIndicator:
     window.statusBar().addPermanentWidget(label)
     window.remote_link = label  # type: ignore[attr-defined]
     return label
+
+
+def attach_remote(window: Any, remote: Any) -> RemoteLinkIndicator:
+    """The window on a remote engine: the link indicator, and no quit question (closing the
+    window stops nothing: the engine keeps managing the positions)."""
+    window.ask_before_quit = False
+    return attach_indicator(window, remote)
+
+
+HANDOFF_TEXT = ("Or keep protecting: a background pmgui engine on this computer takes over "
+                "the rules and trailing stops; the next pmgui you start attaches to it.")
+
+
+def offer_background_engine(window: Any, on_handoff: Callable[[], None]) -> None:
+    """Add "Keep protecting in the background" to the window's quit question."""
+
+    def extend(dlg: Any) -> None:
+        button = QPushButton("Keep protecting in the background")
+        button.setObjectName("quitHandoff")
+        button.setAutoDefault(False)
+        dlg.buttons.addButton(button, QDialogButtonBox.ButtonRole.AcceptRole)
+        dlg.label.setText(dlg.label.text() + "\n\n" + HANDOFF_TEXT)
+        dlg.handoff_button = button
+
+        def chosen() -> None:
+            on_handoff()
+            dlg.confirm_button.click()  # then quit as confirmed
+
+        button.clicked.connect(chosen)
+
+    window.quit_dialog_hooks.append(extend)
