@@ -1,7 +1,29 @@
-"""`python -m pmgui.bench [--json] [--quick]`: how fast the hot paths are.
+"""`python -m pmgui.bench [--json] [--quick] [--only NAME...]`: how fast pmgui is, measured on
+the real path, each figure beside a baseline measured in the same run.
 
-Speed is measured here, never asserted in tests. Each benchmark reports operations per
-second and the median time of one operation, measured over repeated rounds.
+Rows: `name, value, unit, baseline, ratio, params` (ratio = value / baseline). What each
+measures, and its baseline:
+
+* `rules[preset]`: evaluations per CPU second of one position kept open on a volatile path,
+  actions applied; baseline: the indicators recomputed from the window on every tick.
+* `storm.*`: the real engine + paper venue in real time + SQLite on disk, `positions` on
+  positions/2 symbols (long and short each), `rate` ticks/s offered for `duration` s, stops on
+  the exchange: ticks/s sustained (baseline: offered), backlog, tick → closing order
+  acknowledged p50/p99/max (probe positions whose exchange stop is crossed; baseline: the 5 ms
+  target), CPU per tick (baseline: the same at the smallest book).
+* `gui.*`: the real main window offscreen, 500 rows, fed by the engine during the storm: GUI
+  CPU per tick, longest stall of a 5 ms heartbeat, displayed price lag p99; baseline: a
+  vn.py-style QTableWidget monitor on the same storm.
+* `memory.*`: engine bytes per position (tracemalloc, marginal from 50 to 500; baseline: the
+  Position values alone), resident MB at 500 positions (baseline: the same process before).
+* `journal.actions`: actions journaled per s on disk (baseline: bare sqlite3, same sync).
+* `replay[preset]`: ticks per CPU second of `pmgui replay`, start-up removed by marginal cost
+  (baseline: the rules alone on the same path).
+* `flat.50`: seconds to flat 50 positions with CloseAll (baseline: one by one).
+* `startup.first_paint`: spawn → first painted window (baseline: a bare PySide6 window).
+
+Timings are never asserted in tests; the workload each figure claims is asserted here (an
+engine storm whose positions closed raises instead of reporting a number).
 """
 
 from __future__ import annotations
@@ -11,180 +33,235 @@ import asyncio
 import json
 import math
 import os
-import statistics
+import platform
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from pmgui.domain.enums import Side
-from pmgui.domain.models import Candle, Indicators, Market, MarketState, Position, Tick
-from pmgui.engine.events import PositionSnapshot, TickEvent
-from pmgui.engine.outbox import Outbox
-
-
-def _measure(name: str, fn: Callable[[], int], rounds: int) -> dict:
-    """Run `fn` (which returns how many operations it did) `rounds` times."""
-    per_op: list[float] = []
-    total_ops = 0
-    total_t = 0.0
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        n = fn()
-        dt = time.perf_counter() - t0
-        per_op.append(dt / max(n, 1))
-        total_ops += n
-        total_t += dt
-    return {"name": name, "ops_per_s": total_ops / total_t if total_t else math.inf,
-            "median_us": statistics.median(per_op) * 1e6, "rounds": rounds,
-            "ops": total_ops}
+PRESETS = ("manual", "guardian", "breakout", "active", "monitor")
+TARGETS = {"storm.ticks_per_s": 2000.0, "storm.close_ack_p99": 5.0, "gui.stall_max": 50.0,
+           "gui.price_lag_p99": 100.0, "rules[guardian]": 100_000.0,
+           "replay[manual]": 100_000.0, "memory.bytes_per_position": 4096.0,
+           "startup.first_paint": 1.5}
 
 
-def bench_policy(n: int, preset: str) -> Callable[[], int]:
-    from pmgui.indicators import IndicatorSet
-    from pmgui.rules.params import resolve_params
-    from pmgui.rules.policy import evaluate, indicator_spec, observe
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    params: dict = field(default_factory=dict)
 
-    params = resolve_params(preset, {})
-    market = Market("BTC/USDT:USDT", 0.1, 0.001)
-    ind = IndicatorSet.from_candles(indicator_spec(params), [
-        Candle(i * 60.0, 100 + i % 7, 101 + i % 7, 99 + i % 7, 100.5 + i % 7, 1000.0)
-        for i in range(100)])
-    snap = ind.snapshot() if ind else Indicators()
-    pos = Position("b", "BTC/USDT:USDT", Side.LONG, 1.0, 100.0, 10, 0.0, 1.0, sl=95.0,
-                   tp=120.0, initial_sl=95.0, preset=preset)
-    prices = [100.0 + 3 * math.sin(i / 50) for i in range(n)]
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or not self.baseline or not math.isfinite(self.value):
+            return None
+        return self.value / self.baseline
 
-    def run() -> int:
-        p = pos
-        for i, price in enumerate(prices):
-            p = observe(p, price)
-            evaluate(p, MarketState(p.symbol, price, float(i), market, snap), params)
-        return n
-
-    return run
+    def as_dict(self) -> dict:
+        r = self.ratio
+        return {"name": self.name, "value": _clean(self.value), "unit": self.unit,
+                "baseline": _clean(self.baseline), "ratio": _clean(r),
+                "params": self.params}
 
 
-def bench_indicators(n: int) -> Callable[[], int]:
-    from pmgui.indicators import IndicatorSet, IndicatorSpec
-
-    candles = [Candle(i * 60.0, 100 + math.sin(i / 9), 101 + math.sin(i / 9),
-                      99 + math.sin(i / 9), 100.2 + math.sin(i / 9), 10.0) for i in range(n)]
-
-    def run() -> int:
-        ind = IndicatorSet(IndicatorSpec())
-        for c in candles:
-            ind.update(c)
-        ind.snapshot()
-        return n
-
-    return run
-
-
-def bench_outbox(n: int) -> Callable[[], int]:
-    symbols = [f"S{i}/USDT:USDT" for i in range(20)]
-
-    def run() -> int:
-        box = Outbox()
-        for i in range(n):
-            box.publish(TickEvent(symbols[i % 20], 100.0 + i, float(i)))
-            if i % 100 == 0:
-                box.drain()
-        box.drain()
-        return n
-
-    return run
-
-
-def bench_engine_ticks(n: int, positions: int) -> Callable[[], int]:
-    """Ticks through the whole engine (paper matching, policy, store) in simulated time."""
-    from pmgui.engine import commands as cmd
-    from pmgui.engine.core import EngineCore
-    from pmgui.engine.settings import EngineSettings
-    from pmgui.exchange.paper import PaperExchange
-    from pmgui.store.db import Store
-
-    symbols = [f"C{i}/USDT:USDT" for i in range(positions)]
-    markets = {s: Market(s, 0.01, 0.001, min_notional=0.0) for s in symbols}
-
-    def run() -> int:
-        async def go() -> None:
-            with tempfile.TemporaryDirectory() as tmp:
-                store = Store.open(Path(tmp) / "bench.db")
-                paper = PaperExchange(markets, None, realtime=False, db=store.db,
-                                      balance=1e9)
-                core = EngineCore(paper, store, Outbox(),
-                                  EngineSettings(default_preset="guardian",
-                                                 protect_throttle=2.0), clock=paper.now)
-                await core.start()
-                for s in symbols:
-                    await paper.deliver(Tick(s, 100.0, 0.0), core)
-                    await core.handle(cmd.OpenPosition(s, Side.LONG, 1.0, 5, sl=90.0,
-                                                       tp=150.0))
-                for i in range(1, n + 1):
-                    s = symbols[i % positions]
-                    price = 100.0 + 2 * math.sin(i / 40)
-                    await paper.deliver(Tick(s, price, i * 0.1), core)
-                await core.shutdown()
-
-        asyncio.run(go())
-        return n
-
-    return run
-
-
-def bench_model(n: int) -> Callable[[], int] | None:
-    try:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        from PySide6.QtWidgets import QApplication
-
-        from pmgui.domain.enums import Protection
-        from pmgui.ui.positions_model import PositionsModel
-    except ImportError:
+def _clean(v: float | None) -> float | None:
+    if v is None or not math.isfinite(v):
         return None
-    app = QApplication.instance() or QApplication([])
-    del app
-    positions = [Position(f"p{i}", f"S{i}/USDT:USDT", Side.LONG, 1.0, 100.0, 10, 0.0, 1.0,
-                          sl=95.0, tp=110.0, initial_sl=95.0) for i in range(20)]
+    return float(f"{v:.6g}")
 
-    def run() -> int:
-        model = PositionsModel()
-        for i in range(n):
-            p = positions[i % 20]
-            mark = 100 + (i % 50) / 10
-            model.update([PositionSnapshot(p, mark, mark - 100, 0.1, 0.5,
-                                                    Protection.ON_EXCHANGE, False, float(i))])
-        return n
 
-    return run
+@dataclass(frozen=True)
+class Plan:
+    rules_n: int
+    rules_base_n: int
+    storm_s: float
+    storm_sizes: tuple[int, ...]
+    gui_s: float
+    replay_n: int
+    journal_s: float
+    paint_runs: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(3000, 600, 3.0, (50, 500, 2000), 3.0, 1500, 0.5, 1)
+        return cls(20000, 2000, 20.0, (50, 500, 2000), 10.0, 5000, 2.0, 3)
+
+
+# ------------------------------------------------------------------------------- sections
+
+def bench_rules(plan: Plan) -> list[Row]:
+    from pmgui.bench.rules import run_rules
+
+    rows = []
+    for preset in PRESETS:
+        ours = run_rules(preset, plan.rules_n)
+        ours.check()
+        base = run_rules(preset, plan.rules_base_n, recompute=True)
+        base.check()
+        rows.append(Row(f"rules[{preset}]", ours.per_s, "evals/s (CPU)", base.per_s,
+                        {"evaluations": ours.evaluations, "actions": ours.actions,
+                         "reopened": ours.reopened,
+                         "baseline": "indicators recomputed per tick"}))
+    return rows
+
+
+def storm_rows(res, prefix: str, cpu_base: float | None) -> list[Row]:
+    p = {"positions": res.positions, "symbols": res.symbols, "rate": res.rate,
+         "duration_s": round(res.wall, 2), "delivered": res.delivered,
+         "exchange_stops": res.exchange_stops, "rule_actions": res.actions,
+         "open_after": res.open_after}
+    lat = {**p, "probes": res.probes_sent, "probes_unacked": res.probes_censored,
+           "baseline": "target 5 ms"}
+    return [
+        Row(f"{prefix}.ticks_per_s", res.ticks_per_s, "ticks/s", res.rate,
+            {**p, "baseline": "offered rate"}),
+        Row(f"{prefix}.backlog", res.backlog, "ticks", float(res.offered),
+            {**p, "baseline": "ticks offered"}),
+        Row(f"{prefix}.close_ack_p50", res.pct(50) * 1e3, "ms", 5.0, lat),
+        Row(f"{prefix}.close_ack_p99", res.pct(99) * 1e3, "ms", 5.0, lat),
+        Row(f"{prefix}.close_ack_max", max(res.latencies, default=math.nan) * 1e3, "ms", 5.0,
+            lat),
+        Row(f"{prefix}.cpu_per_tick", res.cpu_per_tick * 1e6, "µs", cpu_base,
+            {**p, "baseline": "CPU per tick at the smallest book" if cpu_base else "none"}),
+    ]
+
+
+def bench_storm(plan: Plan) -> list[Row]:
+    from pmgui.bench.storm import run_storm
+
+    rows: list[Row] = []
+    results = {}
+    for n in plan.storm_sizes:
+        res = asyncio.run(run_storm(n, 2000.0, plan.storm_s))
+        res.check()
+        results[n] = res
+    small = results[min(results)].cpu_per_tick * 1e6
+    for n, res in results.items():
+        prefix = "storm" if n == 500 else f"storm[{n}]"
+        rows += storm_rows(res, prefix, small if n != min(results) else None)
+    return rows
+
+
+def bench_gui(plan: Plan) -> list[Row]:
+    from pmgui.bench.gui import lag_percentile, run_gui_storm
+
+    ours = run_gui_storm(500, 2000.0, plan.gui_s)
+    base = run_gui_storm(500, 2000.0, plan.gui_s, baseline=True)
+    p = {"rows": ours.rows, "delivered": ours.delivered, "baseline_delivered": base.delivered,
+         "rate": 2000, "duration_s": round(ours.wall, 2), "lag_samples": ours.samples,
+         "stalls_over_50ms": ours.stalls_over(0.05),
+         "baseline_stalls_over_50ms": base.stalls_over(0.05),
+         "baseline": "vn.py-style QTableWidget monitor, same storm"}
+    return [
+        Row("gui.cpu_per_tick", ours.cpu_per_tick * 1e6, "µs", base.cpu_per_tick * 1e6, p),
+        Row("gui.stall_max", ours.max_stall * 1e3, "ms", base.max_stall * 1e3, p),
+        Row("gui.price_lag_p99", lag_percentile(ours, 99) * 1e3, "ms",
+            lag_percentile(base, 99) * 1e3, p),
+    ]
+
+
+def bench_memory(plan: Plan) -> list[Row]:
+    from pmgui.bench.misc import bytes_per_position, rss_at
+
+    per, bare = bytes_per_position(50, 500)
+    rss, rss0 = rss_at(500)
+    return [Row("memory.bytes_per_position", per, "B", bare,
+                {"from": 50, "to": 500, "baseline": "the Position values alone"}),
+            Row("memory.rss_500", rss, "MB", rss0,
+                {"positions": 500, "baseline": "the same process before opening any"})]
+
+
+def bench_journal(plan: Plan) -> list[Row]:
+    from pmgui.bench.misc import journal_rate
+
+    ours, raw, n = journal_rate(plan.journal_s)
+    return [Row("journal.actions", ours, "actions/s", raw,
+                {"rows": n, "baseline": "bare sqlite3 insert + synced commit"})]
+
+
+def bench_replay(plan: Plan) -> list[Row]:
+    from pmgui.bench.rules import evaluate_only, replay_marginal
+
+    rows = []
+    for preset in ("manual", "guardian"):
+        per_s, a, b = replay_marginal(preset, plan.replay_n)
+        rows.append(Row(f"replay[{preset}]", per_s, "ticks/s (CPU, marginal)",
+                        evaluate_only(preset, plan.replay_n),
+                        {"ticks": [a.ticks, b.ticks], "cpu_s": [round(a.cpu, 3),
+                                                                round(b.cpu, 3)],
+                         "actions": b.actions, "baseline": "the rules alone, same path"}))
+    return rows
+
+
+def bench_flat(plan: Plan) -> list[Row]:
+    from pmgui.bench.misc import time_to_flat
+
+    together, one_by_one = time_to_flat(50)
+    return [Row("flat.50", together, "s", one_by_one,
+                {"positions": 50, "baseline": "closed one by one"})]
+
+
+def bench_startup(plan: Plan) -> list[Row]:
+    from pmgui.bench.misc import first_paint
+
+    ours, bare = first_paint(plan.paint_runs)
+    return [Row("startup.first_paint", ours, "s", bare,
+                {"runs": plan.paint_runs, "mode": "--paper",
+                 "baseline": "bare PySide6 window with a table"})]
+
+
+SECTIONS = {"rules": bench_rules, "storm": bench_storm, "gui": bench_gui,
+            "memory": bench_memory, "journal": bench_journal, "replay": bench_replay,
+            "flat": bench_flat, "startup": bench_startup}
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pmgui.bench")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    ap.add_argument("--quick", action="store_true", help="shorter runs (smoke run)")
+    ap.add_argument("--only", nargs="+", choices=sorted(SECTIONS), metavar="SECTION",
+                    help=f"run only these sections ({', '.join(SECTIONS)})")
     args = ap.parse_args(argv)
-    k = 1 if args.quick else 10
-    rounds = 3 if args.quick else 5
-    results = []
-    for preset in ("manual", "guardian", "breakout", "active", "monitor"):
-        results.append(_measure(f"policy.evaluate[{preset}]", bench_policy(500 * k, preset),
-                                rounds))
-    results.append(_measure("indicators.update", bench_indicators(1000 * k), rounds))
-    results.append(_measure("outbox.publish", bench_outbox(5000 * k), rounds))
-    results.append(_measure("engine.tick[5 positions, paper+store]",
-                            bench_engine_ticks(200 * k, 5), rounds))
-    model = bench_model(500 * k)
-    if model is not None:
-        results.append(_measure("ui.positions_model.apply", model, rounds))
+    plan = Plan.make(args.quick)
+    rows: list[Row] = []
+    t0 = time.time()
+    for name, fn in SECTIONS.items():
+        if args.only and name not in args.only:
+            continue
+        section = fn(plan)
+        rows += section
+        if not args.json:
+            for r in section:
+                _print(r)
+            sys.stdout.flush()
     if args.json:
-        print(json.dumps({"results": results, "quick": args.quick}, indent=2))
-    else:
-        for r in results:
-            print(f"{r['name']:<42} {r['ops_per_s']:>12,.0f} ops/s   "
-                  f"median {r['median_us']:>9.1f} µs/op")
+        print(json.dumps({"results": [r.as_dict() for r in rows], "quick": args.quick,
+                          "machine": machine(), "seconds": round(time.time() - t0, 1)},
+                         indent=2, ensure_ascii=False))
     return 0
+
+
+def _print(r: Row) -> None:
+    base = "" if r.baseline is None else f"   baseline {r.baseline:>12,.4g}"
+    ratio = "" if r.ratio is None else f"   ×{r.ratio:,.3g}"
+    print(f"{r.name:<28} {r.value:>12,.4g} {r.unit:<22}{base}{ratio}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,297 @@
+"""The GUI storm: the real main window (offscreen) with its positions fed by the real engine
+on its manager thread (paper venue, SQLite on disk) during a storm.
+
+Measured on the GUI thread: its CPU time per tick delivered to the engine, the longest gap
+of a 5 ms heartbeat timer (a stall: nothing else can run meanwhile), and how far behind the
+*displayed* price is: the mark column's text is read from the model as the view would paint
+it, and each price names the tick it came from (`PricePath`); its lag is 0 when it is the
+newest price offered for that symbol, else the time since the first newer one was offered.
+
+Baseline, same storm, same process: a vn.py-style monitor (`QTableWidget`, one signal per
+position event queued to the GUI thread, every cell of the row set from the event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pmgui.bench.storm import PricePath, open_book, percentile, storm_markets, storm_symbols
+
+
+@dataclass
+class GuiResult:
+    name: str
+    rows: int
+    delivered: int = 0
+    wall: float = 0.0
+    gui_cpu: float = 0.0  # GUI-thread CPU seconds, the measurement's own work taken out
+    gaps: list[float] = field(default_factory=list)  # heartbeat intervals, s
+    lags: list[float] = field(default_factory=list)  # displayed price lag samples, s
+    samples: int = 0
+
+    @property
+    def cpu_per_tick(self) -> float:
+        return self.gui_cpu / self.delivered if self.delivered else math.inf
+
+    @property
+    def max_stall(self) -> float:
+        return max(self.gaps, default=math.nan)
+
+    def stalls_over(self, s: float) -> int:
+        return sum(1 for g in self.gaps if g > s)
+
+    def check(self) -> None:
+        if self.delivered == 0:
+            raise AssertionError(f"gui[{self.name}]: no tick was delivered")
+        if self.rows == 0:
+            raise AssertionError(f"gui[{self.name}]: the table had no rows")
+
+
+class Offered:
+    """Per symbol, the offered prices and when (written by the engine thread)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.prices: dict[str, list[float]] = {}
+
+    def add(self, symbol: str, price: float, at: float) -> None:
+        self.times.setdefault(symbol, []).append(at)
+        self.prices.setdefault(symbol, []).append(price)
+
+    def lag(self, symbol: str, shown: float, now: float) -> float | None:
+        prices = self.prices.get(symbol)
+        if not prices:
+            return None
+        times = self.times[symbol]
+        n = min(len(prices), len(times))
+        for j in range(n - 1, max(-1, n - 1001), -1):
+            if abs(prices[j] - shown) < 5e-7:
+                return 0.0 if j == n - 1 else max(0.0, now - times[j + 1])
+        return None  # shown before the storm (the opening price)
+
+
+def _parse(text: object) -> float | None:
+    try:
+        return float(str(text).replace("⚠", "").replace(",", "").strip())
+    except ValueError:
+        return None
+
+
+def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 10.0, *,
+                  baseline: bool = False, seed: int = 7) -> GuiResult:
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from pmgui.engine.core import EngineCore
+    from pmgui.engine.thread import EngineThread
+    from pmgui.exchange.paper import PaperExchange
+    from pmgui.store.db import Store
+
+    app = QApplication.instance() or QApplication([])
+    symbols = storm_symbols(max(1, positions // 2))
+    offered = Offered()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "gui.db"
+
+        def factory(outbox):
+            store = Store.open(db)
+            paper = PaperExchange(storm_markets(symbols), None, realtime=True, db=store.db,
+                                  balance=1e12)
+            return EngineCore(paper, store, outbox)
+
+        engine = EngineThread(factory, db_path=db)
+        engine.start()
+        loop = engine._loop
+        core = engine._core
+        assert loop is not None and core is not None
+
+        async def setup() -> None:
+            core.store.db.conn.execute("PRAGMA synchronous = OFF")
+            await open_book(core, symbols, core.exchange, time.time)
+            core.store.db.conn.execute("PRAGMA synchronous = FULL")
+
+        asyncio.run_coroutine_threadsafe(setup(), loop).result(600)
+        if baseline:
+            view = _VnpyMonitor(engine.outbox)
+        else:
+            from pmgui.ui.main_window import MainWindow
+            from pmgui.ui.positions_model import column_index
+
+            view = MainWindow(engine)
+            mark_col = column_index("mark")
+        view.resize(1400, 900)
+        view.show()
+        # wait until every position is shown
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            n = view.rows() if baseline else view.model.rowCount()
+            if n >= positions:
+                break
+        res = GuiResult("vnpy-style QTableWidget" if baseline else "pmgui main window",
+                        view.rows() if baseline else view.model.rowCount())
+        own = [0.0]  # GUI CPU spent by the measurement itself
+        last = [time.perf_counter()]
+        rng = random.Random(seed)
+
+        def beat() -> None:
+            c0 = time.thread_time()
+            now = time.perf_counter()
+            res.gaps.append(now - last[0])
+            last[0] = now
+            if len(res.gaps) % 10 == 0:  # sample the displayed prices every ~50 ms
+                n = view.rows() if baseline else view.model.rowCount()
+                for _ in range(min(20, n)):
+                    r = rng.randrange(n)
+                    if baseline:
+                        sym, text = view.symbol_at(r), view.mark_text(r)
+                    else:
+                        m = view.model
+                        sym = m.snapshot_at(r).position.symbol
+                        text = m.data(m.index(r, mark_col))
+                    shown = _parse(text)
+                    if shown is None:
+                        continue
+                    lag = offered.lag(sym, shown, time.perf_counter())
+                    if lag is not None:
+                        res.lags.append(lag)
+                        res.samples += 1
+            own[0] += time.thread_time() - c0
+
+        stop = threading.Event()
+
+        async def drive() -> int:
+            path = PricePath(symbols, seed)
+            pick = random.Random(seed + 1)
+            from pmgui.domain.models import Tick
+
+            t0 = time.perf_counter()
+            i = 0
+            while not stop.is_set():
+                due = i / rate
+                now = time.perf_counter() - t0
+                if due > now:
+                    await asyncio.sleep(due - now)
+                    continue
+                s = symbols[pick.randrange(len(symbols))]
+                p = path.next(s)
+                offered.add(s, p, t0 + due)
+                await core.exchange.deliver(Tick(s, p, time.time()), core)
+                i += 1
+                if i % 64 == 0:
+                    await asyncio.sleep(0)
+            return i
+
+        heartbeat = QTimer()
+        heartbeat.setInterval(5)
+        heartbeat.timeout.connect(beat)
+        fut = asyncio.run_coroutine_threadsafe(drive(), loop)
+        cpu0 = time.thread_time()
+        t0 = time.perf_counter()
+        last[0] = t0
+        heartbeat.start()
+        ev = QEventLoop()
+        QTimer.singleShot(int(duration * 1000), ev.quit)
+        ev.exec()
+        heartbeat.stop()
+        res.wall = time.perf_counter() - t0
+        res.gui_cpu = time.thread_time() - cpu0 - own[0]
+        stop.set()
+        res.delivered = fut.result(60)
+        view.close()
+        if baseline:
+            view.detach()
+        engine.stop()
+        view.deleteLater()
+        app.processEvents()
+    res.check()
+    return res
+
+
+def _vnpy_monitor_class():
+    from PySide6.QtCore import Qt, Signal
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QTableWidget, QTableWidgetItem
+
+    from pmgui.engine.events import PositionSnapshot
+
+    headers = ("symbol", "side", "qty", "entry", "mark", "pnl", "roi", "r", "sl", "tp",
+               "trailing", "liquidation", "preset", "protection", "stale", "ts")
+
+    class VnpyMonitor(QTableWidget):
+        """vn.py's BaseMonitor/PositionMonitor, reduced to what it does per event: one
+        queued signal per event, the row found by key, every cell set (`set_content`)."""
+
+        signal = Signal(object)
+
+        def __init__(self, outbox) -> None:
+            super().__init__()
+            self.setColumnCount(len(headers))
+            self.setHorizontalHeaderLabels(list(headers))
+            self.verticalHeader().setVisible(False)
+            self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+            self.cells: dict[str, dict[str, QTableWidgetItem]] = {}
+            self.signal.connect(self.process_event, Qt.ConnectionType.QueuedConnection)
+            self.outbox = outbox
+            self._listening = True
+            outbox.add_listener(self._listen)
+            for ev in outbox.drain():  # positions already open
+                self._listen(ev)
+
+        def _listen(self, ev) -> None:  # engine thread: one signal per event, like vn.py
+            if self._listening and isinstance(ev, PositionSnapshot):
+                self.signal.emit(ev)
+
+        def detach(self) -> None:
+            self._listening = False
+
+        def rows(self) -> int:
+            return self.rowCount()
+
+        def symbol_at(self, r: int) -> str:
+            item = self.item(r, 0)
+            return item.text() if item is not None else ""
+
+        def mark_text(self, r: int) -> str:
+            item = self.item(r, 4)
+            return item.text() if item is not None else ""
+
+        def process_event(self, ev: PositionSnapshot) -> None:
+            p = ev.position
+            values = (p.symbol, p.side.value, p.qty, p.entry, ev.mark, ev.pnl, ev.roi, ev.r,
+                      p.sl, p.tp, p.trailing, p.liquidation, p.preset, ev.protection.value,
+                      ev.stale, ev.ts)
+            row = self.cells.get(p.id)
+            if row is None:
+                self.insertRow(0)
+                row = {}
+                for c, h in enumerate(headers):
+                    item = QTableWidgetItem()
+                    self.setItem(0, c, item)
+                    row[h] = item
+                self.cells[p.id] = row
+            for h, v in zip(headers, values, strict=True):
+                item = row[h]
+                item.setText("" if v is None else str(v))
+                if h == "pnl":
+                    item.setForeground(QColor("red") if v < 0 else QColor("green"))
+
+    return VnpyMonitor
+
+
+def _VnpyMonitor(outbox):
+    return _vnpy_monitor_class()(outbox)
+
+
+def lag_percentile(res: GuiResult, q: float) -> float:
+    return percentile(res.lags, q)

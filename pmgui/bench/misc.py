@@ -1,0 +1,244 @@
+"""Memory per position, resident size, the action journal, time to flat, start-up to paint."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from pmgui.bench.storm import open_book, storm_markets, storm_symbols
+from pmgui.domain.enums import ActionType, Reason
+from pmgui.domain.models import Action, Position
+
+
+async def _engine(n_positions: int, tmp: str, *, sync_off: bool = True):
+    from pmgui.engine.core import EngineCore
+    from pmgui.engine.outbox import Outbox
+    from pmgui.exchange.paper import PaperExchange
+    from pmgui.store.db import Store
+
+    symbols = storm_symbols(max(1, n_positions // 2))
+    store = Store.open(Path(tmp) / "m.db")
+    paper = PaperExchange(storm_markets(symbols), None, realtime=True, db=store.db,
+                          balance=1e12)
+    core = EngineCore(paper, store, Outbox())
+    await core.start()
+    if sync_off:
+        store.db.conn.execute("PRAGMA synchronous = OFF")
+    return core, paper, symbols
+
+
+def bytes_per_position(small: int = 50, large: int = 500) -> tuple[float, float]:
+    """(engine bytes per position, bytes of the bare Position values) by tracemalloc: the
+    marginal growth from `small` to `large` positions (both open through the real path)."""
+    async def go() -> tuple[float, float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            core, paper, symbols = await _engine(large, tmp)
+            await open_book(core, symbols[:small // 2], paper, time.time)
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            await open_book(core, symbols[small // 2:large // 2], paper, time.time)
+            core.outbox.drain()
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            n = len(core.book) - small
+            if n != large - small:
+                raise AssertionError(f"memory: {n} positions opened, wanted {large - small}")
+            per = (after - before) / n
+            # baseline: the positions' own values alone
+            tracemalloc.start()
+            b0 = tracemalloc.get_traced_memory()[0]
+            copies = [Position(p.id + "x", p.symbol, p.side, p.qty, p.entry, p.leverage,
+                               p.opened_at, p.initial_qty, sl=p.sl, tp=p.tp,
+                               initial_sl=p.initial_sl, tranches=p.tranches)
+                      for p in list(core.book.values())[small:]]
+            b1 = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            bare = (b1 - b0) / len(copies)
+            await core.shutdown()
+            return per, bare
+
+    return asyncio.run(go())
+
+
+_RSS_SCRIPT = """
+import asyncio, json, sys, tempfile
+from pmgui.bench.misc import _engine, rss_kb
+from pmgui.bench.storm import open_book
+import time
+n = int(sys.argv[1])
+async def go():
+    with tempfile.TemporaryDirectory() as tmp:
+        core, paper, symbols = await _engine(n, tmp)
+        base = rss_kb()
+        await open_book(core, symbols, paper, time.time)
+        full = rss_kb()
+        assert len(core.book) == n, len(core.book)
+        await core.shutdown()
+        return base, full
+print(json.dumps(asyncio.run(go())))
+"""
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_at(n: int) -> tuple[float, float]:
+    """(resident MB of an engine process holding `n` positions, the same process before it
+    opened any): a fresh interpreter, so nothing else is counted."""
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(n)], capture_output=True,
+                         text=True, check=True, timeout=600)
+    base, full = json.loads(out.stdout.strip().splitlines()[-1])
+    return full / 1024, base / 1024
+
+
+def journal_rate(seconds: float) -> tuple[float, float, int]:
+    """(actions journaled per s through Store.record_action on disk, the same rows through
+    bare sqlite3 with the same durability, rows written)."""
+    from pmgui.store.db import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "j.db")
+        a = Action(ActionType.MOVE_SL, Reason.TRAILING_STOP, "pos-1", 100.0, sl=99.0,
+                   rule="trailing", ts=1.0)
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            store.record_action(a, symbol="BENCH/USDT:USDT")
+            n += 1
+        ours = n / (time.perf_counter() - t0)
+        stored = len(store.actions(limit=n + 10))
+        store.close()
+        if stored != n:
+            raise AssertionError(f"journal: {stored} of {n} actions stored")
+        conn = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, pid TEXT, type TEXT, "
+                     "reason TEXT, price REAL, sl REAL, rule TEXT, ts REAL, inputs TEXT)")
+        m = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO a (pid, type, reason, price, sl, rule, ts, inputs) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         ("pos-1", "move_sl", "trailing_stop", 100.0, 99.0, "trailing", 1.0,
+                          "{}"))
+            conn.execute("COMMIT")
+            m += 1
+        raw = m / (time.perf_counter() - t0)
+        conn.close()
+    return ours, raw, n
+
+
+def time_to_flat(n: int = 50) -> tuple[float, float]:
+    """(seconds for CloseAll of `n` positions, seconds to close them one by one), each on
+    its own engine with the paper venue and SQLite on disk."""
+    from pmgui.engine import commands as cmd
+
+    async def go(all_at_once: bool) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            core, paper, symbols = await _engine(n, tmp)
+            await open_book(core, symbols, paper, time.time)
+            core.store.db.conn.execute("PRAGMA synchronous = FULL")
+            if len(core.book) != n:
+                raise AssertionError(f"flat: {len(core.book)} of {n} positions opened")
+            t0 = time.perf_counter()
+            if all_at_once:
+                res = await core.handle(cmd.CloseAll())
+                if not res.ok:
+                    raise AssertionError(f"flat: {res.message}")
+            else:
+                for pid in list(core.book):
+                    await core.handle(cmd.ClosePosition(pid, 1.0))
+            dt = time.perf_counter() - t0
+            if len(core.book):
+                raise AssertionError(f"flat: {len(core.book)} positions still open")
+            await core.shutdown()
+            return dt
+
+    return asyncio.run(go(True)), asyncio.run(go(False))
+
+
+_PAINT_APP = """
+import os, sys, time
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QApplication
+class First(QObject):
+    def eventFilter(self, obj, ev):
+        if ev.type() == QEvent.Type.Paint:
+            sys.stdout.write(repr(time.time()) + "\\n"); sys.stdout.flush(); os._exit(0)
+        return False
+_first = First()
+import pmgui.ui.app as app_mod
+_Base = app_mod.MainWindow
+class Probe(_Base):
+    def __init__(self, *a, **k):
+        QApplication.instance().installEventFilter(_first)
+        super().__init__(*a, **k)
+app_mod.MainWindow = Probe
+from pmgui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+_PAINT_BARE = """
+import os, sys, time
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QApplication, QMainWindow, QTableView
+class First(QObject):
+    def eventFilter(self, obj, ev):
+        if ev.type() == QEvent.Type.Paint:
+            sys.stdout.write(repr(time.time()) + "\\n"); sys.stdout.flush(); os._exit(0)
+        return False
+app = QApplication([])
+f = First(); app.installEventFilter(f)
+w = QMainWindow(); w.setCentralWidget(QTableView()); w.resize(1024, 700); w.show()
+app.exec()
+"""
+
+
+def first_paint(runs: int = 3) -> tuple[float, float]:
+    """(median seconds from spawning `python -m pmgui` in paper mode to its first painted
+    window, the same for a bare PySide6 window with a table): a fresh process each time."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+
+    def once(script: str, args: list[str]) -> float:
+        t0 = time.time()
+        out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                             text=True, env=env, timeout=120)
+        lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+        if not lines:
+            raise AssertionError(f"first paint: no paint ({out.stderr[-500:]})")
+        return float(lines[-1]) - t0
+
+    ours, bare = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        env["PMGUI_CONFIG_DIR"] = tmp
+        env["PMGUI_DATA_DIR"] = tmp
+        env["PMGUI_UI_SETTINGS"] = str(Path(tmp) / "ui.ini")
+        for i in range(runs):
+            ours.append(once(_PAINT_APP, ["--paper", "--db", str(Path(tmp) / f"p{i}.db"),
+                                          "--exit-after", "30"]))
+            bare.append(once(_PAINT_BARE, []))
+    ours.sort()
+    bare.sort()
+    return ours[len(ours) // 2], bare[len(bare) // 2]
+
+
+
+

@@ -1,0 +1,212 @@
+"""Rules and replay: evaluations per CPU second on a realistic path, actions applied.
+
+A position is kept open for the whole path: an action is applied as the engine would
+(stop/TP moves change the levels, a reduction the size) and a close re-opens the position
+at the current price, so every evaluation sees an open position with live levels.
+`RulesRun.evaluations` and `RulesRun.actions` say what was measured; `check()` refuses a
+run whose position was not open for its evaluations.
+
+Baseline (the same path, the same run): the indicators recomputed from the candle window
+on every tick instead of updated once per closed candle.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+
+from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.models import Candle, Market, MarketState, Position, Tick
+
+SYMBOL = "BENCH/USDT:USDT"
+MARKET = Market(SYMBOL, 0.01, 0.001)
+TICKS_PER_CANDLE = 60
+
+
+def realistic_path(n: int, seed: int = 3, start: float = 100.0) -> list[float]:
+    """A volatile walk with trends and pull-backs (≈ 0.1 % per tick, regime switches)."""
+    rng = random.Random(seed)
+    p, drift, out = start, 0.0, []
+    for i in range(n):
+        if i % 500 == 0:
+            drift = rng.choice((-1, 0, 1)) * 0.0003
+        p *= 1 + drift + rng.gauss(0.0, 0.001)
+        p = max(p, 1.0)
+        out.append(round(p, 2))
+    return out
+
+
+def quiet_path(n: int, seed: int = 5, band: float = 0.0015) -> list[float]:
+    """A mean-reverting walk inside ±`band` of 100: no preset's exit fires on it, so a
+    replay's position stays open to the end."""
+    rng = random.Random(seed)
+    x, out = 0.0, []
+    for _ in range(n):
+        x = max(-band, min(band, x + rng.gauss(0.0, 0.0003) - 0.05 * x))
+        out.append(round(100.0 * (1 + x), 2))
+    return out
+
+
+def _candles(path: list[float]) -> list[Candle]:
+    out = []
+    for k in range(0, len(path), TICKS_PER_CANDLE):
+        seg = path[k:k + TICKS_PER_CANDLE]
+        out.append(Candle(k * 1.0, seg[0], max(seg), min(seg), seg[-1], 10.0))
+    return out
+
+
+def fresh_position(preset: str, price: float, side: Side, ts: float) -> Position:
+    d = side.dir
+    sl = round(price * (1 - d * 0.03), 2)
+    tp = round(price * (1 + d * 0.06), 2)
+    return Position(f"b{ts:.0f}", SYMBOL, side, 1.0, price, 5, ts, 1.0, sl=sl, tp=tp,
+                    initial_sl=sl, preset=preset, best_price=price)
+
+
+def apply(pos: Position, action, price: float) -> Position | None:
+    """The position after `action` (None: closed)."""
+    t = action.type
+    if t is ActionType.CLOSE:
+        return None
+    if t is ActionType.REDUCE:
+        q = pos.qty - (action.qty or 0.0)
+        if q <= 1e-9:
+            return None
+        return pos.evolve(qty=q, flags=pos.flags | action.flags)
+    if t is ActionType.MOVE_SL and action.sl is not None:
+        return pos.evolve(sl=action.sl, sl_kind=action.stop_kind or pos.sl_kind,
+                          flags=pos.flags | action.flags)
+    if t is ActionType.MOVE_TP and action.tp is not None:
+        return pos.evolve(tp=action.tp, flags=pos.flags | action.flags)
+    if t is ActionType.ADD and action.qty:
+        return pos.evolve(qty=pos.qty + action.qty, flags=pos.flags | action.flags)
+    return pos.evolve(flags=pos.flags | action.flags)
+
+
+@dataclass
+class RulesRun:
+    preset: str
+    evaluations: int = 0
+    open_evaluations: int = 0  # evaluations that saw an open position
+    actions: int = 0
+    reopened: int = 0
+    cpu: float = 0.0
+
+    @property
+    def per_s(self) -> float:
+        return self.evaluations / self.cpu if self.cpu > 0 else math.inf
+
+    def check(self) -> None:
+        if self.open_evaluations != self.evaluations or self.evaluations == 0:
+            raise AssertionError(f"rules[{self.preset}]: {self.evaluations - self.open_evaluations}"
+                                 " evaluations saw no open position")
+
+
+def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3) -> RulesRun:
+    """`n` ticks through observe + evaluate + apply for one position kept open."""
+    from pmgui.indicators import IndicatorSet
+    from pmgui.rules.params import resolve_params
+    from pmgui.rules.policy import evaluate, indicator_spec, observe
+
+    params = resolve_params(preset, {})
+    spec = indicator_spec(params)
+    warm = realistic_path(300 * TICKS_PER_CANDLE, seed + 100)
+    history = _candles(warm)
+    path = realistic_path(n, seed, start=warm[-1])
+    window: deque[Candle] = deque(history, maxlen=300)
+    ind = IndicatorSet.from_candles(spec, window)
+    snap = ind.snapshot()
+    run = RulesRun(preset)
+    side = Side.LONG
+    pos = fresh_position(preset, path[0], side, 0.0)
+    hi = lo = path[0]
+    base_ts = history[-1].ts + 60
+    cpu0 = time.process_time()
+    for i, price in enumerate(path):
+        ts = base_ts + i
+        if i and i % TICKS_PER_CANDLE == 0:
+            candle = Candle(ts - TICKS_PER_CANDLE, path[i - TICKS_PER_CANDLE], hi, lo,
+                            path[i - 1], 10.0)
+            window.append(candle)
+            hi = lo = price
+            if not recompute:
+                ind.update(candle)
+                snap = ind.snapshot()
+        hi, lo = max(hi, price), min(lo, price)
+        if recompute:
+            snap = IndicatorSet.from_candles(spec, window).snapshot()
+        pos = observe(pos, price)
+        run.evaluations += 1
+        run.open_evaluations += pos.is_open
+        for a in evaluate(pos, MarketState(SYMBOL, price, ts, MARKET, snap), params):
+            run.actions += 1
+            nxt = apply(pos, a, price)
+            if nxt is None:
+                side = Side.SHORT if side is Side.LONG else Side.LONG
+                nxt = fresh_position(preset, price, side, ts)
+                run.reopened += 1
+                pos = nxt
+                break
+            pos = nxt
+    run.cpu = time.process_time() - cpu0
+    return run
+
+
+# ---------------------------------------------------------------------------------- replay
+
+@dataclass
+class ReplayRun:
+    preset: str
+    ticks: int
+    cpu: float
+    actions: int
+
+
+def replay_cpu(preset: str, n: int, seed: int = 5) -> ReplayRun:
+    """CPU seconds of `pmgui replay` over `n` ticks (start-up included)."""
+    import asyncio
+
+    from pmgui.engine.replay import ReplayRequest, run_replay
+    from pmgui.exchange.csvdata import PriceData
+
+    path = quiet_path(n, seed)
+    data = PriceData("ticks", SYMBOL, ticks=tuple(Tick(SYMBOL, p, 1.7e9 + i)
+                                                   for i, p in enumerate(path)))
+    # wide levels: the position stays open for the whole path (the workload must not vanish)
+    req = ReplayRequest(Side.LONG, path[0], 1.0, 1.0, sl=path[0] * 0.2, tp=path[0] * 5,
+                        preset=preset, symbol=SYMBOL)
+    cpu0 = time.process_time()
+    result = asyncio.run(run_replay(data, req))
+    cpu = time.process_time() - cpu0
+    if not result.summary.get("open_qty"):
+        raise AssertionError(f"replay[{preset}]: the position closed ({result.summary}); the "
+                             "workload vanished")
+    return ReplayRun(preset, n, cpu, len(result.actions))
+
+
+def replay_marginal(preset: str, n: int) -> tuple[float, ReplayRun, ReplayRun]:
+    """Ticks per CPU second with start-up removed: n extra ticks / extra CPU time."""
+    a = replay_cpu(preset, n)
+    b = replay_cpu(preset, 2 * n)
+    extra = b.cpu - a.cpu
+    return (n / extra if extra > 0 else math.inf), a, b
+
+
+def evaluate_only(preset: str, n: int) -> float:
+    """The rules alone over the replay's path (ticks per CPU second)."""
+    from pmgui.rules.params import resolve_params
+    from pmgui.rules.policy import evaluate, observe
+
+    params = resolve_params(preset, {})
+    path = quiet_path(n, 5)
+    pos = replace(fresh_position(preset, path[0], Side.LONG, 0.0), sl=path[0] * 0.2,
+                  tp=path[0] * 5)
+    cpu0 = time.process_time()
+    for i, price in enumerate(path):
+        pos = observe(pos, price)
+        for a in evaluate(pos, MarketState(SYMBOL, price, float(i), MARKET), params):
+            pos = apply(pos, a, price) or pos
+    return n / max(time.process_time() - cpu0, 1e-9)

@@ -1,0 +1,279 @@
+"""The engine storm: the real engine, the real paper venue in real time, SQLite on disk.
+
+`positions` positions on `positions / 2` symbols (a long and a short on each), paced at `rate`
+ticks/s for `duration` s. Ticks are offered on a fixed schedule (tick i at t0 + i/rate);
+the engine takes them one after the other, so a slow engine builds a backlog instead of
+slowing the schedule. Measured: ticks delivered per second, the backlog at the end, CPU time
+per tick (process CPU: the engine, the venue and SQLite run on this one thread), and the
+latency from a tick to the closing order acknowledged for *probe* positions: every
+`probe_every` s one probe symbol gets a tick through its stop; the probe position's stop
+order on the venue fires and the engine books the close. A probe is re-opened at once, so
+the book keeps its size.
+
+The main positions must stay open through the run: a figure that improves because the
+workload vanished is a defect, so `StormResult.check()` raises when any of them closed or
+when the ticks did not reach them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.models import Market, Tick
+
+TICK = 1e-6  # price tick of the storm's markets: each offered price is unique per symbol
+PROBE_SL = 0.99  # probe stops sit 1 % under the probe's price
+
+
+def storm_symbols(n_symbols: int) -> list[str]:
+    return [f"S{i:04d}/USDT:USDT" for i in range(n_symbols)]
+
+
+def probe_symbols(n: int) -> list[str]:
+    return [f"P{i:02d}/USDT:USDT" for i in range(n)]
+
+
+def storm_markets(symbols: list[str]) -> dict[str, Market]:
+    return {s: Market(s, TICK, 0.001, min_notional=0.0) for s in symbols}
+
+
+class PricePath:
+    """Per symbol a bounded, mean-reverting walk around 100 (±`band`), on the 0.01 grid, with
+    the tick counter in the last decimals so every offered price of a symbol is unique within
+    1000 ticks: a displayed price names the tick it came from."""
+
+    def __init__(self, symbols: list[str], seed: int = 7, band: float = 0.003) -> None:
+        self.rng = random.Random(seed)
+        self.x = dict.fromkeys(symbols, 0.0)
+        self.band = band
+        self.count = dict.fromkeys(symbols, 0)
+
+    def next(self, symbol: str) -> float:
+        x = self.x[symbol]
+        x += self.rng.gauss(0.0, 0.0004) - 0.05 * x
+        x = max(-self.band, min(self.band, x))
+        self.x[symbol] = x
+        k = self.count[symbol] = self.count[symbol] + 1
+        return round(100.0 * (1 + x), 2) + (k % 1000) * TICK
+
+
+@dataclass
+class StormResult:
+    positions: int
+    symbols: int
+    rate: float
+    duration: float
+    offered: int = 0  # ticks due by the end of the run
+    delivered: int = 0
+    delivered_main: int = 0  # ticks on the main symbols
+    cpu: float = 0.0  # process CPU seconds during the run
+    wall: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # s, tick → closing order acked
+    probes_sent: int = 0
+    open_before: int = 0
+    open_after: int = 0
+    closed_main: list[str] = field(default_factory=list)
+    actions: int = 0  # rule actions taken on main positions (moves) during the run
+    exchange_stops: bool = True
+    probes_censored: int = 0  # probes not acked by the end (counted at their least latency)
+
+    @property
+    def ticks_per_s(self) -> float:
+        return self.delivered / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def backlog(self) -> int:
+        return max(0, self.offered - self.delivered)
+
+    @property
+    def cpu_per_tick(self) -> float:
+        return self.cpu / self.delivered if self.delivered else math.inf
+
+    def pct(self, q: float) -> float:
+        return percentile(self.latencies, q)
+
+    def check(self) -> None:
+        """The workload was the one announced (else the figures mean nothing)."""
+        if self.open_before != self.positions:
+            raise AssertionError(f"storm: {self.open_before} of {self.positions} positions "
+                                 "opened")
+        if self.closed_main or self.open_after != self.positions:
+            raise AssertionError(f"storm: {len(self.closed_main)} main positions closed during "
+                                 f"the run ({self.open_after} of {self.positions} open): the "
+                                 "workload vanished")
+        if self.delivered_main < min(self.offered, self.delivered) * 0.5:
+            raise AssertionError("storm: the ticks did not go to the positions' symbols")
+        if self.probes_sent and not self.latencies:
+            raise AssertionError("storm: no probe close was acknowledged")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))
+    return s[k]
+
+
+async def open_book(core, symbols: list[str], paper, clock: Callable[[], float],
+                    preset: str | None = None, leverage: float = 5.0) -> list[str]:
+    """A long and a short on each symbol, through the engine's own OpenPosition command."""
+    from pmgui.engine import commands as cmd
+
+    ids: list[str] = []
+    for s in symbols:
+        await paper.deliver(Tick(s, 100.0, clock()), core)
+        for side in (Side.LONG, Side.SHORT):
+            d = side.dir
+            res = await core.handle(cmd.OpenPosition(s, side, 1.0, leverage, sl=100 * (1 - d * .05),
+                                                     tp=100 * (1 + d * .05), preset=preset))
+            ids.append(res.position_id)
+    return ids
+
+
+async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float = 20.0, *,
+                    probes: int = 4, probe_every: float = 0.25, exchange_stops: bool = True,
+                    preset: str | None = None, workdir: Path | None = None,
+                    seed: int = 7) -> StormResult:
+    """One storm on a fresh engine (see the module docstring)."""
+    from pmgui.engine.core import EngineCore
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings
+    from pmgui.exchange.paper import PaperExchange
+    from pmgui.store.db import Store
+
+    n_sym = max(1, positions // 2)
+    symbols = storm_symbols(n_sym)
+    psyms = probe_symbols(probes)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        store = Store.open(Path(tmp) / "storm.db")
+        paper = PaperExchange(storm_markets(symbols + psyms), None, realtime=True,
+                              db=store.db, balance=1e12)
+        settings = EngineSettings(protect_on_exchange=exchange_stops)
+        core = EngineCore(paper, store, Outbox(), settings)
+        await core.start()
+        res = StormResult(positions, n_sym, rate, duration, exchange_stops=exchange_stops)
+        # Setting up is not measured: without syncing, 2,000 opens take seconds, not minutes.
+        store.db.conn.execute("PRAGMA synchronous = OFF")
+        main_ids = await open_book(core, symbols, paper, time.time, preset)
+        for p in psyms:
+            await _open_probe(core, paper, p)
+        store.db.conn.execute("PRAGMA synchronous = FULL")
+        res.open_before = sum(1 for i in main_ids if i in core.book)
+        try:
+            await _drive(core, paper, res, symbols, psyms, probe_every, seed)
+        finally:
+            res.open_after = sum(1 for i in main_ids if i in core.book)
+            res.closed_main = [i for i in main_ids if i not in core.book]
+            await core.shutdown()
+    return res
+
+
+async def _open_probe(core, paper, symbol: str) -> None:
+    from pmgui.engine import commands as cmd
+
+    await paper.deliver(Tick(symbol, 100.0, time.time()), core)
+    await core.handle(cmd.OpenPosition(symbol, Side.LONG, 1.0, 5, sl=100 * PROBE_SL, tp=150.0,
+                                       preset="manual"))
+
+
+async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[str],
+                 probe_every: float, seed: int) -> None:
+    from pmgui.engine.events import ActionTaken
+
+    path = PricePath(symbols, seed)
+    rng = random.Random(seed + 1)
+    psym_set = set(psyms)
+    sent: dict[str, float] = {}  # probe symbol → when its stop-crossing tick was offered
+    acked: list[str] = []
+    main_ids = set(core.book)
+
+    def listen(ev: object) -> None:
+        if not isinstance(ev, ActionTaken) or not ev.ok:
+            return
+        a = ev.action
+        if ev.symbol in psym_set and a.type is ActionType.CLOSE and ev.symbol in sent:
+            res.latencies.append(time.perf_counter() - sent.pop(ev.symbol))
+            acked.append(ev.symbol)
+        elif a.position_id in main_ids:
+            res.actions += 1
+
+    core.outbox.add_listener(listen)
+    loop = asyncio.get_running_loop()
+    rate, duration = res.rate, res.duration
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    next_probe = probe_every
+    probe_turn = 0
+    housekeeping = asyncio.create_task(_housekeeping(core))
+    i = 0
+    while True:
+        now = time.perf_counter() - t0
+        if now >= duration:
+            break
+        if acked:  # re-open the probes that closed (the book keeps its size)
+            for s in acked:
+                await _open_probe(core, paper, s)
+            acked.clear()
+        due = i / rate
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        offered_at = t0 + due
+        if due >= next_probe and psyms:
+            next_probe += probe_every
+            s = psyms[probe_turn % len(psyms)]
+            probe_turn += 1
+            if s not in sent and core.book.find(s, Side.LONG) is not None:
+                sent[s] = offered_at
+                res.probes_sent += 1
+                await paper.deliver(Tick(s, round(100 * PROBE_SL - 0.05, 2), time.time()),
+                                    core)
+                i += 1
+                res.delivered += 1
+                continue
+        s = symbols[rng.randrange(len(symbols))]
+        await paper.deliver(Tick(s, path.next(s), time.time()), core)
+        i += 1
+        res.delivered += 1
+        res.delivered_main += 1
+        if i % 64 == 0:
+            await asyncio.sleep(0)
+    res.wall = time.perf_counter() - t0
+    res.cpu = time.process_time() - cpu0
+    res.offered = int(res.wall * rate)
+    # Probes still waiting in the backlog (never reached, or reached and not yet acked)
+    # count with the least latency they will have: a backlog is latency too.
+    missed = 0
+    t = next_probe
+    while t < res.wall:
+        res.latencies.append(res.wall - t)
+        missed += 1
+        t += probe_every
+    for at in sent.values():
+        res.latencies.append(time.perf_counter() - at)
+        missed += 1
+    res.probes_censored = missed
+    housekeeping.cancel()
+    await asyncio.gather(housekeeping, return_exceptions=True)
+    del loop
+
+
+async def _housekeeping(core) -> None:
+    """What the manager thread runs beside the stream (`EngineThread._housekeeping`)."""
+    while True:
+        await asyncio.sleep(1.0)
+        await core.periodic()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan

@@ -1,0 +1,94 @@
+"""The benchmark measures what it says: its workloads, counts and ratios (never timings)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from pmgui.bench import __main__ as bench
+from pmgui.bench.gui import Offered
+from pmgui.bench.rules import run_rules
+from pmgui.bench.storm import PricePath, StormResult, percentile, run_storm
+
+
+def test_row_ratio_and_json_shape():
+    r = bench.Row("x", 50.0, "ticks/s", 200.0, {"a": 1})
+    d = r.as_dict()
+    assert set(d) == {"name", "value", "unit", "baseline", "ratio", "params"}
+    assert d["ratio"] == 0.25
+    assert bench.Row("y", 1.0, "s", None).as_dict()["ratio"] is None
+    assert bench.Row("z", float("nan"), "ms", 5.0).as_dict()["value"] is None
+    json.dumps(d)
+
+
+def test_percentile():
+    values = [float(i) for i in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([3.0], 99) == 3.0
+
+
+def test_price_path_prices_name_their_tick():
+    path = PricePath(["A", "B"], seed=1)
+    seen = [path.next("A") for _ in range(1000)]
+    assert len(set(seen)) == 1000  # unique within 1000 ticks: a shown price names its tick
+    assert all(99.6 < p < 100.4 for p in seen)  # bounded: no preset's exit fires
+
+
+def test_offered_lag_is_zero_for_the_newest_and_counts_from_the_next():
+    o = Offered()
+    o.add("A", 100.000001, 1.0)
+    o.add("A", 100.010002, 2.0)
+    assert o.lag("A", 100.010002, 5.0) == 0.0
+    assert o.lag("A", 100.000001, 5.0) == 3.0  # behind since the newer price came at 2.0
+    assert o.lag("A", 42.0, 5.0) is None
+
+
+@pytest.mark.parametrize("preset", ["manual", "guardian", "active"])
+def test_rules_bench_keeps_the_position_open_and_applies_actions(preset):
+    run = run_rules(preset, 1500)
+    run.check()
+    assert run.evaluations == 1500 == run.open_evaluations
+    if preset != "manual":
+        assert run.actions > 0  # the rules act on this path, their actions are applied
+
+
+def test_rules_bench_check_refuses_a_vanished_workload():
+    run = run_rules("manual", 10)
+    run.open_evaluations -= 1
+    with pytest.raises(AssertionError, match="no open position"):
+        run.check()
+
+
+def test_storm_keeps_its_book_and_measures_probe_closes(tmp_path):
+    res = asyncio.run(run_storm(8, 400.0, 1.0, probes=2, probe_every=0.1, workdir=tmp_path))
+    res.check()
+    assert res.open_before == res.open_after == 8 and not res.closed_main
+    assert res.symbols == 4
+    assert res.delivered > 0 and res.delivered_main > 0
+    assert res.probes_sent > 0
+    assert len(res.latencies) >= 1 and all(x >= 0 for x in res.latencies)
+    assert res.cpu > 0 and res.offered >= res.delivered - 1
+
+
+def test_storm_check_refuses_closed_positions():
+    res = StormResult(10, 5, 100.0, 1.0, offered=10, delivered=10, delivered_main=10,
+                      open_before=10, open_after=9, closed_main=["p1"])
+    with pytest.raises(AssertionError, match="workload vanished"):
+        res.check()
+    ok = StormResult(10, 5, 100.0, 1.0, offered=10, delivered=10, delivered_main=10,
+                     open_before=10, open_after=10)
+    ok.check()
+    assert ok.backlog == 0 and ok.cpu_per_tick == 0.0
+
+
+def test_cli_runs_a_section_as_json(capsys):
+    assert bench.main(["--quick", "--json", "--only", "journal"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["results"]
+    assert row["name"] == "journal.actions" and row["params"]["rows"] > 0
+    assert row["baseline"] and row["ratio"] == pytest.approx(row["value"] / row["baseline"],
+                                                             rel=1e-3)
+    assert "python" in out["machine"]
