@@ -12,6 +12,13 @@ Why it is built this way:
   with `synchronous=FULL`, so a SIGKILL (or power loss) right after a call loses nothing.
   Several writes can be grouped with `transaction()`; they then commit together at the end of the
   outermost block (nested blocks become savepoints), or not at all.
+- **Written behind, never for an order.** State that can be rebuilt from the journal and
+  the venue (peaks, trailing levels, a rule's level moves and their log lines) may be queued
+  (`save_position_behind`, `record_action_behind`) and written in one transaction per short
+  window (`flush_behind`); any synced write, any read and `close()` write the queue first.
+  Venue reports and such windows may be committed `relaxed()` (WAL, not fsynced: a killed
+  process loses nothing; the next synced commit syncs them). Hot-path writes use prepared
+  SQL (sqlite-utils keeps schema and migrations).
 - **The journal comes first.** `journal_order` stores an intended order in status `pending`
   before the engine sends it; whatever is still `pending` after a restart (`pending_orders`) is
   an order whose fate is unknown and must be looked up on the exchange by its client id, never
@@ -75,6 +82,8 @@ T = TypeVar("T")
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
+_UPSERT_SQL: dict[tuple, str] = {}  # prepared once per table and column set
+_INSERT_SQL: dict[tuple, str] = {}
 _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
 
@@ -246,6 +255,13 @@ class Store:
         self.readonly = readonly
         self._lock = lock
         self._closed = False
+        # Write-behind (DESIGN §6): state that can be rebuilt (peaks, trailing levels, rule
+        # level moves and their log lines) waits here and is written in one transaction per
+        # short window (`flush_behind`), before any synced write and before any read.
+        self._behind_positions: dict[str, tuple[Row, list[Row]]] = {}
+        self._behind_actions: list[Row] = []
+        self._behind_since: float | None = None
+        self._relaxed = 0
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -359,6 +375,11 @@ class Store:
     def close(self) -> None:
         """Close the connection (idempotent). Committed data is already on disk."""
         if not self._closed:
+            try:
+                if not self.readonly:
+                    self.flush_behind()
+            except StoreError:
+                log.warning("closing: state written behind could not be saved", exc_info=True)
             self._closed = True
             try:
                 self.db.close()
@@ -389,6 +410,134 @@ class Store:
         except sqlite3.Error as e:  # e.g. the final COMMIT failing on a full disk
             raise StoreError(f"database error in transaction: {e}") from e
 
+    @contextmanager
+    def relaxed(self) -> Iterator[Store]:
+        """Commits inside are written but not fsynced (`synchronous=NORMAL`): in WAL mode a
+        killed process loses none of them; only a power cut can lose the newest, and the next
+        synced commit (an order journaled) syncs them too. For what the venue can tell again
+        (its order reports) and state that can be rebuilt — never for an intended order."""
+        conn = self.db.conn
+        toggle = self._relaxed == 0 and not conn.in_transaction and not self.readonly \
+            and not self._closed
+        if toggle:
+            conn.execute("PRAGMA synchronous = NORMAL")
+        self._relaxed += 1
+        try:
+            yield self
+        finally:
+            self._relaxed -= 1
+            if toggle and not self._closed:
+                conn.execute("PRAGMA synchronous = FULL")
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """One write transaction that first writes whatever waits behind (so the log and the
+        positions never go back in time behind a synced write)."""
+        with self.db.atomic():
+            self._write_behind()
+            yield
+
+    # ------------------------------------------------------------------ write-behind
+
+    @_guard
+    def save_position_behind(self, pos: Position) -> None:
+        """`save_position` written behind: validated now, stored with the next window."""
+        self._writable()
+        row, trows = self._position_rows(pos)
+        self._behind_positions[pos.id] = (row, trows)
+        if self._behind_since is None:
+            self._behind_since = time.monotonic()
+
+    @_guard
+    def record_action_behind(self, action: Action, *, symbol: str, ok: bool = True,
+                             detail: str = "") -> None:
+        """`record_action` written behind (a decision that sends no order: a rule's level
+        move). Validated now; its row id comes with the write."""
+        self._writable()
+        self._behind_actions.append(action_to_row(action, symbol=symbol, ok=ok,
+                                                  detail=detail))
+        if self._behind_since is None:
+            self._behind_since = time.monotonic()
+
+    @property
+    def behind(self) -> int:
+        """How many rows wait to be written behind."""
+        return len(self._behind_positions) + len(self._behind_actions)
+
+    @_guard
+    def flush_behind(self, older_than: float = 0.0) -> int:
+        """Write what waits behind in one transaction (not fsynced: see `relaxed`) when the
+        oldest of it waited at least `older_than` s; returns the rows written."""
+        if self._behind_since is None or self._closed:
+            return 0
+        if older_than > 0 and time.monotonic() - self._behind_since < older_than:
+            return 0
+        n = self.behind
+        with self.relaxed(), self.db.atomic():
+            self._write_behind()
+        return n
+
+    def _write_behind(self) -> None:
+        if self._behind_since is None:
+            return
+        positions, self._behind_positions = self._behind_positions, {}
+        actions, self._behind_actions = self._behind_actions, []
+        self._behind_since = None
+        try:
+            for row, trows in positions.values():
+                self._write_position(row, trows)
+            for arow in actions:
+                self._insert("actions", arow)
+        except BaseException:
+            # not written: kept for the next try (newer states queued meanwhile win)
+            for pid, rows in positions.items():
+                self._behind_positions.setdefault(pid, rows)
+            self._behind_actions[:0] = actions
+            self._behind_since = self._behind_since or time.monotonic()
+            raise
+
+    def _upsert(self, table: str, row: Row, pk: str) -> None:
+        cols = tuple(row)
+        sql = _UPSERT_SQL.get((table, cols, pk))
+        if sql is None:
+            names = ", ".join(cols)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
+            sql = _UPSERT_SQL[(table, cols, pk)] = (
+                f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))}) "
+                f"ON CONFLICT({pk}) DO UPDATE SET {updates}")
+        self.db.conn.execute(sql, tuple(row.values()))
+
+    def _insert(self, table: str, row: Row) -> int | None:
+        cols = tuple(row)
+        sql = _INSERT_SQL.get((table, cols))
+        if sql is None:
+            sql = _INSERT_SQL[(table, cols)] = (
+                f"INSERT INTO {table} ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})")
+        return self.db.conn.execute(sql, tuple(row.values())).lastrowid
+
+    def _position_rows(self, pos: Position) -> tuple[Row, list[Row]]:
+        row = position_to_row(pos, time.time())
+        trows = [tranche_to_row(pos.id, i, t) for i, t in enumerate(pos.tranches)]
+        ids = [t["id"] for t in trows]
+        if len(set(ids)) != len(ids):
+            raise ValidationError(f"position {pos.id} has two tranches with the same id",
+                                  field="tranches")
+        return row, trows
+
+    def _write_position(self, row: Row, trows: list[Row]) -> None:
+        self._upsert("positions", row, "id")
+        conn = self.db.conn
+        conn.execute("DELETE FROM tranches WHERE position_id = ?", (row["id"],))
+        if trows:
+            cols = tuple(trows[0])
+            sql = _INSERT_SQL.get(("tranches", cols))
+            if sql is None:
+                sql = _INSERT_SQL[("tranches", cols)] = (
+                    f"INSERT INTO tranches ({', '.join(cols)}) "
+                    f"VALUES ({', '.join('?' * len(cols))})")
+            conn.executemany(sql, [tuple(t.values()) for t in trows])
+
     # ------------------------------------------------------------------ helpers
 
     def _writable(self) -> None:
@@ -416,6 +565,8 @@ class Store:
 
     def _positions(self, where: str, params: Sequence[Any], order: str,
                    limit: int | None = None) -> list[Position]:
+        if self._behind_since is not None and not self.readonly:
+            self.flush_behind()
         sql = f"SELECT * FROM positions WHERE {where} ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {_check_limit(limit)}"
@@ -429,17 +580,10 @@ class Store:
     def save_position(self, pos: Position) -> None:
         """Insert or replace the full state of `pos`, its tranches included."""
         self._writable()
-        row = position_to_row(pos, time.time())
-        trows = [tranche_to_row(pos.id, i, t) for i, t in enumerate(pos.tranches)]
-        ids = [t["id"] for t in trows]
-        if len(set(ids)) != len(ids):
-            raise ValidationError(f"position {pos.id} has two tranches with the same id",
-                                  field="tranches")
-        with self.db.atomic():
-            self.db["positions"].upsert(row, pk="id")
-            self.db.execute("DELETE FROM tranches WHERE position_id = ?", [pos.id])
-            if trows:
-                self.db["tranches"].insert_all(trows)
+        row, trows = self._position_rows(pos)
+        self._behind_positions.pop(pos.id, None)  # this newer state supersedes it
+        with self._atomic():
+            self._write_position(row, trows)
 
     @_guard
     def load_open_positions(self) -> list[Position]:
@@ -473,7 +617,7 @@ class Store:
         self._writable()
         order = Order.from_request(req, ts)
         row = order_to_row(order)
-        with self.db.atomic():
+        with self._atomic():
             existing = self._order(req.client_id)
             if existing is not None:
                 if existing.status is not OrderStatus.PENDING:
@@ -486,7 +630,7 @@ class Store:
                 raise ValidationError(
                     f"client order id {req.client_id} is already used by another order",
                     field="client_id")
-            self.db["orders"].insert(row)
+            self._insert("orders", row)
             if order.position_id:
                 self._link(order.position_id, order.client_id, order.role.value, ts)
         return order
@@ -496,8 +640,8 @@ class Store:
         """Insert or update an order by client id (status, exchange id, fills, error...)."""
         self._writable()
         row = order_to_row(order)
-        with self.db.atomic():
-            self.db["orders"].upsert(row, pk="client_id")
+        with self._atomic():
+            self._upsert("orders", row, "client_id")
             if order.position_id:
                 self._link(order.position_id, order.client_id, order.role.value,
                            order.updated_at, update_role=False)
@@ -573,7 +717,7 @@ class Store:
         self._writable()
         row = fill_to_row(fill, position_id)
         cols = list(row)
-        with self.db.atomic():
+        with self._atomic():
             cur = self.db.execute(
                 f"INSERT INTO fills ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                 "ON CONFLICT(id) DO NOTHING", [row[c] for c in cols])
@@ -606,9 +750,8 @@ class Store:
         """
         self._writable()
         row = action_to_row(action, symbol=symbol, ok=ok, detail=detail)
-        with self.db.atomic():
-            table = self.db["actions"].insert(row)
-        rowid = table.last_rowid
+        with self._atomic():
+            rowid = self._insert("actions", row)
         if rowid is None:  # pragma: no cover - sqlite always reports the rowid of an insert
             raise StoreError("the action was not recorded")
         return int(rowid)
@@ -618,6 +761,8 @@ class Store:
         """Logged actions, newest first, as JSON-able dicts (`serialize.action_from_record`
         rebuilds the Action)."""
         n = _check_limit(limit)
+        if self._behind_since is not None and not self.readonly:
+            self.flush_behind()
         if position_id is None:
             rows = self._rows(f"SELECT * FROM actions ORDER BY id DESC LIMIT {n}")
         else:
