@@ -258,6 +258,7 @@ class EngineCore:
             await self._open_demo(self._demo_pending[tick.symbol], tick)
         for rt in self.book.for_symbol(tick.symbol):
             await self._on_position_tick(rt, tick)
+        self.store.flush_behind(self.settings.write_behind)
 
     async def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         self.market.on_candle(symbol, candle, closed)
@@ -349,7 +350,13 @@ class EngineCore:
         elif action.sl is None or action.tp is None:  # the log shows the levels in force
             action = replace(action, sl=pos.sl if action.sl is None else action.sl,
                              tp=pos.tp if action.tp is None else action.tp)
-        self.store.record_action(action, symbol=pos.symbol)
+        # A rule's level move sends no order and can be rebuilt (the rules recompute it):
+        # written behind. Everything else — closes, adds, the trader's own moves — is synced.
+        behind = moved is not None and action.reason is not Reason.MANUAL
+        if behind:
+            self.store.record_action_behind(action, symbol=pos.symbol)
+        else:
+            self.store.record_action(action, symbol=pos.symbol)
         ok, detail = True, ""
         try:
             if action.type is ActionType.CLOSE:
@@ -357,7 +364,7 @@ class EngineCore:
             elif action.type is ActionType.REDUCE:
                 await self.reduce(rt, action.qty or 0.0, action.reason, action)
             elif moved is not None:
-                self.set_position(moved)
+                self.set_position(moved, persist="behind" if behind else True)
                 rt.protect_dirty = True
             elif action.type is ActionType.ADD and action.qty:
                 await self._add(rt, action)
@@ -536,9 +543,13 @@ class EngineCore:
         if remaining == 0.0:
             pos = pos.evolve(status=PositionStatus.CLOSED, closed_at=now, exit_price=price,
                              exit_reason=reason)
-            self.set_position(pos)
-            if order.role in PROTECTIVE or liquidation or order.reason == Reason.RECONCILE.value:
-                self._note_external_close(pos, order, q, price, reason)
+            # booked from the venue's fill: the venue can tell it again (reconciliation), so
+            # it is committed without waiting for a sync (a killed process loses nothing)
+            with self.store.relaxed():
+                self.set_position(pos)
+                if order.role in PROTECTIVE or liquidation \
+                        or order.reason == Reason.RECONCILE.value:
+                    self._note_external_close(pos, order, q, price, reason)
             await self.finish_close(pos)
         else:
             self.set_position(pos)
@@ -689,21 +700,27 @@ class EngineCore:
             return Protection.UNPROTECTED if pos.sl is None else Protection.LOCAL_ONLY
         return self.protector.protection(rt, pos)
 
-    def set_position(self, pos: Position, persist: bool = True) -> PositionRuntime:
+    def set_position(self, pos: Position, persist: bool | str = True) -> PositionRuntime:
+        """Replace the position's state; `persist`: True (synced now), "behind" (rebuildable
+        state, written with the next write-behind window) or False."""
         rt = self.book.runtime(pos.id)
         if rt is None:
             rt = self.book.add(PositionRuntime(pos, self.ledger.of_position(pos.id)))
         else:
             rt.position = pos
-        if persist:
+        if persist == "behind":
+            self.store.save_position_behind(pos)
+            rt.saved_at = self.clock()
+        elif persist:
             self.store.save_position(pos)
             rt.saved_at = self.clock()
         return rt
 
     def _maybe_persist(self, rt: PositionRuntime) -> None:
+        # peaks and best prices: rebuildable, written behind
         if self.book.runtime(rt.id) is rt and \
                 self.clock() - rt.saved_at >= self.settings.save_interval:
-            self.set_position(rt.position)
+            self.set_position(rt.position, persist="behind")
 
     def snapshot(self, pos: Position) -> PositionSnapshot:
         tick = self.market.last.get(pos.symbol)
@@ -747,9 +764,10 @@ class EngineCore:
         for rt in self.book.runtimes():
             if rt.protect_dirty:
                 async with rt.lock:
-                    await self.protector.sync(rt)
+                    await self.protector.sync(rt, settle=True)
         for rt in self.book.runtimes():
             self._maybe_persist(rt)
+        self.store.flush_behind()
 
     async def _cancel_orphans(self) -> None:
         """Protective orders whose position is no longer open (their cancel failed, or the

@@ -320,7 +320,9 @@ class OrderLedger:
         delta = merged.filled - known.filled
         price = _delta_price(known, merged, delta, fills)
         fee = sum(f.fee for f in fills) if fills else None
-        with self.store.transaction():
+        # A venue report: what the venue can tell again (looked up by client id), so it is
+        # committed without a sync of its own (a killed process still loses nothing).
+        with self.store.relaxed(), self.store.transaction():
             self.store.save_order(merged)
             for f in fills:
                 self.store.record_fill(f, merged.position_id)

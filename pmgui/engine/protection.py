@@ -52,6 +52,9 @@ PROTECTIVE = (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
 class Protector:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
+        # re-placement budget for automated moves (token bucket over all positions)
+        self._tokens = float(core.settings.protect_budget)
+        self._refilled = core.clock()
 
     # ---------------------------------------------------------------- state
 
@@ -157,9 +160,16 @@ class Protector:
 
     # ---------------------------------------------------------------- sync
 
-    async def sync(self, rt: PositionRuntime, force: bool = False) -> None:
+    async def sync(self, rt: PositionRuntime, force: bool = False,
+                   settle: bool = False) -> None:
         """Make the exchange's reduce-only SL/TP orders mirror the local levels (call under
-        the position's lock)."""
+        the position's lock).
+
+        `force` (a manual change, an open, start-up): at once. Otherwise (a rule's move) the
+        position is throttled, a move smaller than `protect_min_step` of the price waits for
+        `settle` (the housekeeping pass), and all positions share `protect_budget`
+        re-placements per second: never one re-placement per tick of a trail. The local stop
+        guards meanwhile."""
         core = self.core
         if not rt.is_open or core.book.runtime(rt.id) is not rt:
             return
@@ -171,6 +181,13 @@ class Protector:
         if not force and now - rt.protect_last < core.settings.protect_throttle:
             rt.protect_dirty = True
             return
+        if not force:
+            if not settle and not self._worth_replacing(rt):
+                rt.protect_dirty = True  # the housekeeping pass aligns it
+                return
+            if not self._take_token(now):
+                rt.protect_dirty = True
+                return
         rt.protect_dirty = False
         rt.protect_last = now
         if self.tranche_orders(rt):
@@ -224,6 +241,42 @@ class Protector:
             rt.protect_failing.pop(role, None)
         for o in unmatched:
             await self.cancel_quietly(rt, o)
+
+    def _worth_replacing(self, rt: PositionRuntime) -> bool:
+        """A rule's move re-places the exchange order only when an order is missing or its
+        level is at least `protect_min_step` of the price away."""
+        core = self.core
+        pos = rt.position
+        market = core.market.market(pos.symbol)
+        price = core.market.price(pos.symbol) or pos.entry
+        step = max(core.settings.protect_min_step * price, market.tick_size / 2)
+        for role in PROTECTIVE:
+            if role is OrderRole.TAKE_PROFIT and not core.exchange.capabilities.take_profit_orders:
+                continue
+            level = pos.sl if role is OrderRole.STOP_LOSS else pos.tp
+            live = rt.pending(role)
+            if any(o.status is not OrderStatus.OPEN for o in live) or len(live) > 1:
+                return True  # something unresolved: let _sync_one decide
+            if level is None:
+                if live:
+                    return True
+                continue
+            o = self.covering(rt, role)
+            if o is None or o.trigger_price is None or abs(o.amount - pos.qty) > \
+                    market.amount_step / 2 or abs(o.trigger_price - level) >= step:
+                return True
+        return False
+
+    def _take_token(self, now: float) -> bool:
+        budget = self.core.settings.protect_budget
+        if budget <= 0 or budget == float("inf"):
+            return True
+        self._tokens = min(budget, self._tokens + (now - self._refilled) * budget)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     async def _sync_one(self, rt: PositionRuntime, role: OrderRole, otype: OrderType) -> None:
         core = self.core

@@ -29,6 +29,14 @@ class EngineSettings:
     reconcile_interval: float = 60.0
     equity_interval: float = 10.0
     save_interval: float = 5.0  # peak/best-price bookkeeping is persisted at most this often
+    # Rebuildable state (peaks, a rule's level moves and their log) is written behind in one
+    # transaction per window of this many seconds; intended orders are always synced first.
+    write_behind: float = 0.25
+    # Automated moves re-place the exchange order only when the level moved at least this
+    # fraction of the price, and at most `protect_budget` re-placements per second over all
+    # positions (the local stop guards the gap meanwhile); manual moves are sent at once.
+    protect_min_step: float = 0.001
+    protect_budget: float = 10.0
 
     def preset_for(self, symbol: str) -> str:
         rules = self.symbols.get(symbol)

@@ -247,6 +247,7 @@ class PaperExchange:
         self._orders: dict[str, Order] = {}
         self._order_seq: dict[str, int] = {}
         self._open: dict[str, None] = {}  # insertion-ordered set of open client ids
+        self._open_by_symbol: dict[str, dict[str, None]] = {}  # the same, per symbol
         self._by_exchange_id: dict[str, str] = {}
         self._fills: list[Fill] = []
         self._leverage: dict[str, float] = {}
@@ -570,12 +571,14 @@ class PaperExchange:
         price = tick.price
         # Liquidation first: a gap through both a stop and the liquidation price liquidates
         # (the loss of an isolated position never exceeds its margin); its stops are canceled.
-        for key in [k for k in self._positions if k[0] == tick.symbol]:
-            p = self._positions[key]
+        for side in (Side.LONG, Side.SHORT):  # one tick concerns only its own symbol
+            p = self._positions.get((tick.symbol, side))
+            if p is None:
+                continue
             liq = self._liq_price(p)
             if liq is not None and (price <= liq if p.side is Side.LONG else price >= liq):
                 updates.extend(self._liquidate(p, liq))
-        for cid in [c for c in self._open if self._orders[c].symbol == tick.symbol]:
+        for cid in list(self._open_by_symbol.get(tick.symbol, ())):
             if cid not in self._open:  # canceled by an earlier fill in this tick
                 continue
             o = self._orders[cid]
@@ -720,6 +723,7 @@ class PaperExchange:
             role=req.role, reason=req.reason, created_at=now, updated_at=now)
         self._store_order(order)
         self._open[order.client_id] = None
+        self._open_by_symbol.setdefault(order.symbol, {})[order.client_id] = None
 
         if otype is OrderType.MARKET:
             return self._execute(order.client_id, ref, self.taker_fee)
@@ -738,6 +742,9 @@ class PaperExchange:
             self._by_exchange_id[order.exchange_id] = order.client_id
         if order.status.is_final:
             self._open.pop(order.client_id, None)
+            group = self._open_by_symbol.get(order.symbol)
+            if group is not None:
+                group.pop(order.client_id, None)
         self._dirty.orders.add(order.client_id)
 
     # --- fills -----------------------------------------------------------------------------
@@ -852,7 +859,7 @@ class PaperExchange:
     def _cancel_reducers(self, key: tuple[str, Side], why: str) -> list[OrderUpdate]:
         close_side = key[1].close_side
         out = []
-        for cid in list(self._open):
+        for cid in list(self._open_by_symbol.get(key[0], ())):
             o = self._orders[cid]
             if o.symbol == key[0] and o.reduce_only and o.side is close_side:
                 out.append(self._cancel(cid, f"canceled: {why}"))
@@ -966,6 +973,7 @@ class PaperExchange:
                 self._by_exchange_id[o.exchange_id] = o.client_id
             if not o.status.is_final:
                 self._open[o.client_id] = None
+                self._open_by_symbol.setdefault(o.symbol, {})[o.client_id] = None
         for r in ex("SELECT id, order_client_id, symbol, side, qty, price, fee, ts, "
                     "exchange_order_id, liquidation FROM paper_fills ORDER BY rowid").fetchall():
             self._fills.append(Fill(r[0], r[1], r[2], OrderSide(r[3]), r[4], r[5], r[6], r[7],
@@ -995,13 +1003,23 @@ class PaperExchange:
                 raise
             conn.execute("RELEASE SAVEPOINT paper_tx")
             return
-        conn.execute("BEGIN")
+        # The simulated venue's own writes are committed without an fsync of their own
+        # (synchronous=NORMAL in WAL: a killed app loses none of them); the engine's journal
+        # of intended orders is still synced before anything is sent.
+        mode = conn.execute("PRAGMA synchronous").fetchone()[0]
+        if mode > 1:
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if mode > 1:
+                conn.execute(f"PRAGMA synchronous = {int(mode)}")
 
     def _commit(self, *, raise_errors: bool = True) -> None:
         """Write everything the current change touched, atomically.
@@ -1064,7 +1082,7 @@ class PaperExchange:
                 "INSERT OR REPLACE INTO paper_leverage (symbol, leverage) VALUES (?, ?)",
                 [(s, self._leverage[s]) for s in d.leverage])
             if d.fills:  # prices that produced fills are part of the state they explain
-                self._write_prices_into(conn)
+                self._write_prices_into(conn, {f.symbol for f in d.fills})
 
     def _write_prices(self, force: bool = False) -> None:
         """Last prices, at most once a second: market data, not venue state, so a failed
@@ -1098,11 +1116,15 @@ class PaperExchange:
                 conn.execute("DELETE FROM paper_candles WHERE symbol = ? AND ts < ?",
                              (sym, dq[0].ts))
 
-    def _write_prices_into(self, conn: Any) -> None:
-        self._last_price_write = time.monotonic()
+    def _write_prices_into(self, conn: Any, symbols: set[str] | None = None) -> None:
+        if symbols is None:  # all of them (the once-a-second write)
+            self._last_price_write = time.monotonic()
+            ticks = list(self._last.values())
+        else:
+            ticks = [self._last[s] for s in symbols if s in self._last]
         conn.executemany(
             "INSERT OR REPLACE INTO paper_prices (symbol, price, ts, volume) VALUES (?, ?, ?, ?)",
-            [(t.symbol, t.price, t.ts, t.volume) for t in self._last.values()])
+            [(t.symbol, t.price, t.ts, t.volume) for t in ticks])
 
 
 def _merge(a: _Dirty, b: _Dirty) -> _Dirty:

@@ -261,7 +261,8 @@ class Store:
         self._behind_positions: dict[str, tuple[Row, list[Row]]] = {}
         self._behind_actions: list[Row] = []
         self._behind_since: float | None = None
-        self._relaxed = 0
+        self._normal = False  # synchronous=NORMAL in force (inside `relaxed()`)
+        self._sp = 0  # savepoint counter
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -405,7 +406,7 @@ class Store:
         """
         self._writable()
         try:
-            with self.db.atomic():
+            with self._tx():
                 yield self
         except sqlite3.Error as e:  # e.g. the final COMMIT failing on a full disk
             raise StoreError(f"database error in transaction: {e}") from e
@@ -415,25 +416,76 @@ class Store:
         """Commits inside are written but not fsynced (`synchronous=NORMAL`): in WAL mode a
         killed process loses none of them; only a power cut can lose the newest, and the next
         synced commit (an order journaled) syncs them too. For what the venue can tell again
-        (its order reports) and state that can be rebuilt — never for an intended order."""
+        (its order reports) and state that can be rebuilt. Never held across an `await`.
+        An intended order journaled inside is still synced (see `journal_order`)."""
         conn = self.db.conn
-        toggle = self._relaxed == 0 and not conn.in_transaction and not self.readonly \
+        toggle = not self._normal and not conn.in_transaction and not self.readonly \
             and not self._closed
         if toggle:
             conn.execute("PRAGMA synchronous = NORMAL")
-        self._relaxed += 1
+            self._normal = True
         try:
             yield self
         finally:
-            self._relaxed -= 1
             if toggle and not self._closed:
                 conn.execute("PRAGMA synchronous = FULL")
+                self._normal = False
+
+    @contextmanager
+    def _durable(self) -> Iterator[None]:
+        """The enclosed commit is fsynced, even inside `relaxed()`."""
+        conn = self.db.conn
+        if not self._normal:
+            yield
+            return
+        if conn.in_transaction:
+            raise StoreError("an intended order cannot be journaled inside a transaction "
+                             "that is not synced; nothing was written")
+        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            yield
+        finally:
+            if not self._closed:
+                conn.execute("PRAGMA synchronous = NORMAL")
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """A transaction, or a savepoint inside one (sqlite-utils' `atomic` without its random
+        savepoint names, which cost a urandom read each)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            self._sp += 1
+            name = f"pmgui_sp{self._sp}"
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                    conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
         """One write transaction that first writes whatever waits behind (so the log and the
         positions never go back in time behind a synced write)."""
-        with self.db.atomic():
+        with self._tx():
             self._write_behind()
             yield
 
@@ -473,7 +525,7 @@ class Store:
         if older_than > 0 and time.monotonic() - self._behind_since < older_than:
             return 0
         n = self.behind
-        with self.relaxed(), self.db.atomic():
+        with self.relaxed(), self._tx():
             self._write_behind()
         return n
 
@@ -617,7 +669,7 @@ class Store:
         self._writable()
         order = Order.from_request(req, ts)
         row = order_to_row(order)
-        with self._atomic():
+        with self._durable(), self._atomic():
             existing = self._order(req.client_id)
             if existing is not None:
                 if existing.status is not OrderStatus.PENDING:
