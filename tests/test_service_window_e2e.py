@@ -205,3 +205,50 @@ def test_pmgui_connect_runs_the_window_against_the_engine_process(qtbot, engine_
     out = subprocess.run([sys.executable, "-m", "pmgui", "--connect", url, "--token-file",
                           str(token_file)], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 1 and "refused the token" in out.stderr
+
+
+def test_dragging_the_stop_in_the_remote_window_moves_it_in_the_engine_process(qtbot,
+                                                                               engine_proc):
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from tests.test_ui_drag import Mouse
+
+    url = engine_proc.start(qtbot)
+    old = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)
+    remote, win = attach(qtbot, url, engine_proc.tokens["trade"])
+    try:
+        win.resize(1400, 900)
+        qtbot.waitExposed(win)
+        qtbot.waitUntil(lambda: win.selected_snapshot() is not None
+                        and win.selected_snapshot().mark is not None, timeout=30_000)
+        pid = win.selected_snapshot().position.id
+        assert remote.submit(SetAutomation(pid, False)).result(60).ok  # no rule races the drag
+        qtbot.waitUntil(lambda: not win.selected_snapshot().position.automation,
+                        timeout=30_000)
+        snap = win.selected_snapshot()
+        pos, mark = snap.position, snap.mark
+        lo, hi = min(pos.sl, pos.tp), max(pos.sl, pos.tp)
+        win.chart.plot.getPlotItem().vb.setRange(
+            yRange=(lo - (hi - lo) * 0.25, hi + (hi - lo) * 0.25), padding=0)
+        QApplication.processEvents()
+        said: list[str] = []
+        win.statusMessage.connect(said.append)
+        target = pos.sl + (mark - pos.sl) * 0.4  # towards the price, still a valid stop
+        Mouse(win.chart).drag(pos.sl, target)
+        qtbot.waitUntil(lambda: win.model.snapshot(pid) is not None
+                        and win.model.snapshot(pid).position.sl != pos.sl, timeout=60_000)
+        new_sl = win.model.snapshot(pid).position.sl
+        market = remote.market(pos.symbol)
+        assert new_sl == market.round_price(new_sl)
+        assert abs(new_sl - target) < (hi - lo) * 0.05
+        # the engine process has it in its store; the venue's acknowledgement reached the window
+        qtbot.waitUntil(lambda: engine_proc.stored()[pid].sl == new_sl, timeout=60_000)
+        qtbot.waitUntil(lambda: any(m.startswith(("✔ SL", "⚠ SL", "✖ SL")) for m in said),
+                        timeout=60_000)
+        assert any(m.startswith("✔ SL set to") for m in said), said
+    finally:
+        pg.setConfigOption("mouseRateLimit", old)
+        win.close()
+        remote.stop()
