@@ -165,3 +165,33 @@ def test_bad_notify_urls_are_config_errors(tmp_path):
     cfg.write_text('[notify]\nurls = ["json://127.0.0.1:9/x"]\n')
     assert load_config(cfg).notify.urls == ("json://127.0.0.1:9/x",)
     assert json.dumps(list(load_config(cfg).notify.urls))
+
+
+def test_the_headless_engine_process_sends_its_alerts(qtbot, endpoint, tmp_path):
+    from pmgui.engine.commands import ClosePosition
+    from pmgui.service.client import RemoteEngine
+    from tests.test_service_window_e2e import EngineProcess
+
+    proc = EngineProcess(tmp_path, f'[notify]\nurls = ["json://127.0.0.1:{endpoint.port}/'
+                                   'alerts"]\ndaily_summary = false\n')
+    try:
+        url = proc.start(qtbot)
+        remote = RemoteEngine(url, proc.tokens["trade"])
+        remote.start(timeout=60)
+        try:
+            qtbot.waitUntil(lambda: len(proc.stored()) >= 5, timeout=60_000)
+            pid = sorted(proc.stored())[0]
+            symbol = proc.stored()[pid].symbol
+            result = remote.submit(ClosePosition(pid, reason="manual")).result(60)
+            assert result.ok
+        finally:
+            remote.stop()
+        with endpoint.cond:
+            assert endpoint.cond.wait_for(
+                lambda: any(p["title"] == f"pmgui: {symbol} closed" for p in endpoint.posts),
+                60), endpoint.posts
+        post = next(p for p in endpoint.posts if p["title"] == f"pmgui: {symbol} closed")
+        assert "(manual)" in post["message"] and "P/L" in post["message"]
+        assert set(endpoint.paths) == {"/alerts"}
+    finally:
+        proc.kill()

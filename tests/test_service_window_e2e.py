@@ -33,11 +33,11 @@ from pmgui.ui.remote import attach_remote
 
 
 class EngineProcess:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, extra_config: str = "") -> None:
         self.dir = tmp_path
         self.db = tmp_path / "pmgui.db"
         self.config = tmp_path / "config.toml"
-        self.config.write_text("[paper]\nseed = 21\n")
+        self.config.write_text("[paper]\nseed = 21\n" + extra_config)
         store = TokenStore(tmp_path / "tokens.json")
         self.tokens = {s: store.create(s)[0] for s in ("read", "trade")}
         self.proc: subprocess.Popen | None = None
