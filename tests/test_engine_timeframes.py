@@ -162,3 +162,19 @@ def test_tick_and_candle_files_decide_alike_at_several_timeframes(preset, over):
     assert (len(da) >= 2 and da[-1][1] == "close") or len(da) > 3
     assert da == db
     assert a.summary["timeframes"] == b.summary["timeframes"]
+
+
+async def test_stream_candle_length_is_learned_from_the_stream(db_path):
+    # a paper venue streaming a recorded file's hours while the settings say minutes: the
+    # 4h candles still complete with the hour that ends them
+    h = Harness(db_path, [], EngineSettings(default_preset="manual", protect_throttle=0.0))
+    await h.engine.start()
+    md = h.engine.market
+    md.want(SYMBOL, "4h")
+    hours = [Candle(T0 + H * i, 100 + i, 101 + i, 99 + i, 100.5 + i, 1.0) for i in range(9)]
+    for i, c in enumerate(hours):
+        await h.paper.deliver(CandleClosed(SYMBOL, c), h.engine)
+        if i >= 1:
+            assert len(md.candles(SYMBOL, "4h")) == (i + 1) // 4
+    assert md.candles(SYMBOL, "4h") == tuple(aggregate(hours, H, 4 * H))
+    await h.engine.shutdown()

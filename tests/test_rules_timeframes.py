@@ -283,3 +283,14 @@ def test_protective_orders_one_pair_per_tranche_group():
         ("sl", 1.75), ("tp", 1.75)]
     assert [o.qty for o in protective_orders(p.evolve(qty=3.0), m)] == [3.0, 3.0]
     assert [o.trigger for o in protective_orders(p, m, per_tranche=False)] == [98.0, 110.0]
+
+
+def test_nothing_is_tracked_while_automation_is_paused():
+    # a run-up and fall while paused must not make the resumed trailing stop "due"
+    params = rules_only("trailing", "stop_loss", trailing__distance=0.02)
+    p = pos(L, sl=95.0, best_price=100.0, automation=False)
+    p, acts = step(p, 110.0, params)
+    assert acts == [] and p.best_price == 100.0 and p.peak_roi == 0.0
+    p, acts = step(p.evolve(automation=True), 103.0, params)
+    [a] = acts
+    assert a.type is ActionType.MOVE_SL and a.sl == pytest.approx(103.0 * 0.98)

@@ -75,6 +75,7 @@ class MarketData:
         self._stale_reported: set[str] = set()
         self._builders: dict[tuple[str, str], CandleBuilder] = {}  # rule timeframes
         self._history_due: set[tuple[str, str]] = set()
+        self._stream_gap: dict[str, float] = {}  # the stream's candle length, as seen
 
     # ---------------------------------------------------------------- markets & prices
 
@@ -221,15 +222,25 @@ class MarketData:
         if forming:
             builder.seed_forming(max(forming, key=lambda c: c.ts))
 
+    def _interval(self, symbol: str) -> float:
+        """The length of the stream's candles: the smallest gap seen between two of them
+        (a paper venue may stream a recorded file's hours), else the configured one."""
+        return self._stream_gap.get(symbol, float(self.settings.candle_timeframe))
+
     def _frames_candle(self, symbol: str, candle: Candle) -> None:
-        interval = float(self.settings.candle_timeframe)
+        window = self.series(symbol).window
+        if len(window) >= 2:
+            gap = window[-1].ts - window[-2].ts
+            if gap > 0 and gap < self._stream_gap.get(symbol, float("inf")):
+                self._stream_gap[symbol] = gap
+        interval = self._interval(symbol)
         for (sym, tf), builder in self._builders.items():
             if sym == symbol and builder.tf >= interval - 1e-9:
                 for done in builder.add_candle(candle, interval):
                     self.series(sym, tf).append(done)
 
     def _frames_tick(self, tick: Tick) -> None:
-        interval = float(self.settings.candle_timeframe)
+        interval = self._interval(tick.symbol)
         for (sym, tf), builder in self._builders.items():
             if sym == tick.symbol and builder.tf < interval - 1e-9:
                 for done in builder.add_tick(tick.price, tick.ts, tick.volume):

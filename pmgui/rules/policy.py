@@ -72,8 +72,12 @@ def observe(pos: Position, price: float) -> Position:
     """Bookkeeping before evaluation: peak ROI and best price since open.
 
     Returns `pos` itself when nothing changes, the price is unusable or the position is closed.
+    While automation is paused nothing is tracked: a stop that is due closes at once
+    (`pmgui.rules.stops`), so a trailing level or momentum-loss peak taken from prices the
+    rules never acted on would close the position the moment automation resumes.
     """
-    if not pos.is_open or not money.valid_price(price) or not money.valid_price(pos.entry):
+    if not pos.is_open or not pos.automation or not money.valid_price(price) \
+            or not money.valid_price(pos.entry):
         return pos
     r = money.position_roi(pos, price)
     peak = max(pos.peak_roi if math.isfinite(pos.peak_roi) else 0.0, r)
