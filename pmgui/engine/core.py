@@ -591,15 +591,18 @@ class EngineCore:
         await self.refresh_account()
 
     async def verify_before_close(self, rt: PositionRuntime,
-                                  remote: list[ExchangePosition] | None = None) -> float:
+                                  remote: list[ExchangePosition] | None = None,
+                                  mark: int = 0) -> float:
         """Never act on a position that may not be ours any more (DESIGN §5).
 
         Before a market close: the state of the position's resting stop/TP orders is looked
         up (a stop that filled closes the position in the ledger, and nothing is sent), then
         what the exchange holds for the symbol and side right now (`remote`, fetched when not
-        given) bounds the close; a position the exchange no longer holds is reconciled, not
-        closed. Returns the quantity that may be closed (0: nothing to send). Raises
-        ExchangeError when the venue cannot tell: no close is sent blind.
+        given, with the change `mark` it was requested at) bounds the close; a position the
+        exchange no longer holds is reconciled, not closed (unless a fill of ours changed it
+        since the snapshot: then the snapshot only bounds the close). Returns the quantity
+        that may be closed (0: nothing to send). Raises ExchangeError when the venue cannot
+        tell: no close is sent blind.
         """
         pos = rt.position
         protective = [o for o in rt.pending() if o.role in PROTECTIVE]
@@ -625,6 +628,7 @@ class EngineCore:
                              "closing", pos.symbol, o.role.value)
                     return 0.0
         if remote is None:
+            mark = self.reconciler.mark
             try:
                 remote = await self.exchange.fetch_positions()
             except ExchangeError as exc:
@@ -636,15 +640,17 @@ class EngineCore:
         r = next((r for r in remote if r.symbol == pos.symbol and r.side is pos.side
                   and r.qty > 0), None)
         held = r.qty if r is not None else 0.0
-        if held + self.market.market(pos.symbol).amount_step / 2 < pos.qty:
+        if held + self.market.market(pos.symbol).amount_step / 2 < pos.qty \
+                and not self.reconciler.changed_since((pos.symbol, pos.side), mark):
             await self.reconciler.align(rt, r)  # closed or reduced outside pmgui: journaled
         return min(held, rt.position.qty) if rt.is_open else 0.0
 
     async def reduce(self, rt: PositionRuntime, qty: float, reason: Reason | str,
                       action: Action | None = None,
-                      remote: list[ExchangePosition] | None = None) -> Order | None:
+                      remote: list[ExchangePosition] | None = None,
+                     mark: int = 0) -> Order | None:
         """A reduce-only market close of `qty` (None: nothing was left to send)."""
-        closable = await self.verify_before_close(rt, remote)
+        closable = await self.verify_before_close(rt, remote, mark)
         if closable <= 0:
             return None
         pos = rt.position

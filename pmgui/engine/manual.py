@@ -95,7 +95,8 @@ class ManualCommands:
                                  outcomes=outcomes)
 
     async def close(self, c: cmd.ClosePosition,
-                             remote: list[ExchangePosition] | None = None) -> cmd.CommandResult:
+                    remote: list[ExchangePosition] | None = None,
+                    mark: int = 0) -> cmd.CommandResult:
         if not 0 < c.fraction <= 1:
             raise ValidationError(f"close fraction must be in (0, 1], got {c.fraction:g}")
         rt = self.core.book.runtime(c.position_id)
@@ -116,7 +117,8 @@ class ManualCommands:
                                 else Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
                                 ts=self.core.clock())
                 self.core.store.record_action(action, symbol=pos.symbol)
-                order = await self.core.reduce(rt, qty, action.reason, remote=remote)
+                order = await self.core.reduce(rt, qty, action.reason, remote=remote,
+                                               mark=mark)
                 self.core.outbox.publish(ActionTaken(action, pos.symbol))
             result = self._close_result(pos, before, order)
             if not fut.done():
@@ -168,6 +170,7 @@ class ManualCommands:
         errors: list[str] = []
         rts = [rt for rt in self.core.book.runtimes() if rt.is_open]
         remote: list[ExchangePosition] | None = None
+        mark = self.core.reconciler.mark
         if rts:
             try:
                 remote = await self.core.exchange.fetch_positions()  # one look for all of them
@@ -175,7 +178,7 @@ class ManualCommands:
                 errors.append(f"positions unavailable: {exc}")
         if remote is not None or not rts:
             results = await asyncio.gather(
-                *(self.close(cmd.ClosePosition(rt.id, 1.0, c.reason), remote)
+                *(self.close(cmd.ClosePosition(rt.id, 1.0, c.reason), remote, mark)
                   for rt in rts), return_exceptions=True)
         else:
             results = []

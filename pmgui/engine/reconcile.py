@@ -48,6 +48,14 @@ class Reconciler:
         self._changes += 1
         self._touched[(symbol, side)] = self._changes
 
+    @property
+    def mark(self) -> int:
+        """The change counter now: take it just before requesting a snapshot."""
+        return self._changes
+
+    def changed_since(self, key: tuple[str, Side], mark: int) -> bool:
+        return self._touched.get(key, 0) > mark
+
     def _busy(self, key: tuple[str, Side], mark: int | None) -> bool:
         return key in self.opening or (mark is not None and self._touched.get(key, 0) > mark)
 
