@@ -241,3 +241,24 @@ def test_replay_guardian_reports_no_fault_for_its_own_replace(side, capsys):
     out = capsys.readouterr()
     assert "outside pmgui" not in out.out + out.err
     assert '"type": "summary"' in out.out and '"errors"' not in out.out
+
+
+async def test_a_crossed_stop_is_left_to_the_exchange_order_for_its_grace(server, rig):
+    """The exchange's own stop at the crossed level closes the position; a market close
+    racing it is sent only when it has not filled within `exchange_stop_grace`."""
+    server.state.set_position("BTCUSDT", "0.02", "50000", leverage=10)
+    await rig.start()
+    pid = rig.position().id
+    grace = rig.engine.settings.exchange_stop_grace
+    # the engine sees a price through its 49 500 stop the exchange has not acted on
+    await rig.engine.on_tick(Tick(BTC, 49_400.0, time.time() + rig.offset))
+    assert closes_sent(server) == [] and rig.engine.positions[pid].is_open
+    rig.offset += grace / 2
+    await rig.engine.on_tick(Tick(BTC, 49_400.0, time.time() + rig.offset))
+    assert closes_sent(server) == []  # still the exchange's turn
+    rig.offset += grace
+    await rig.engine.on_tick(Tick(BTC, 49_400.0, time.time() + rig.offset))
+    assert len(closes_sent(server)) == 1  # its stop did not fill: closed at market, once
+    assert pid not in rig.engine.positions
+    (closed,) = rig.store.closed_positions()
+    assert closed.exit_reason == "stop_loss"

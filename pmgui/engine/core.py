@@ -317,6 +317,7 @@ class EngineCore:
                               self.market.indicator_set(pos.symbol, spec).snapshot(),
                               self.market.frames(pos.symbol, spec, frames))
             failed_close = False
+            rt.deferred_seen = False
             for action in evaluate(pos, mkt, params):
                 if "follows" in action.inputs and failed_close:
                     continue  # the breakeven that rides with a TP1 that was not carried out
@@ -324,6 +325,8 @@ class EngineCore:
                 failed_close = action.is_closing and not ok
                 if not rt.is_open:
                     break
+            if not rt.deferred_seen:
+                rt.deferred_since = None  # the price is back: the grace starts afresh
             if rt.protect_dirty and rt.is_open:
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
@@ -350,6 +353,9 @@ class EngineCore:
         elif action.sl is None or action.tp is None:  # the log shows the levels in force
             action = replace(action, sl=pos.sl if action.sl is None else action.sl,
                              tp=pos.tp if action.tp is None else action.tp)
+        if action.type is ActionType.CLOSE and action.rule != "manual" \
+                and self._exchange_will_close(rt, action):
+            return False
         # A rule's level move sends no order and can be rebuilt (the rules recompute it):
         # written behind. Everything else — closes, adds, the trader's own moves — is synced.
         behind = moved is not None and action.reason is not Reason.MANUAL
@@ -376,6 +382,35 @@ class EngineCore:
                                            self.clock(), pos.id))
         self.outbox.publish(ActionTaken(action, pos.symbol, ok, detail))
         return ok
+
+    def _exchange_will_close(self, rt: PositionRuntime, action: Action) -> bool:
+        """A stop/TP close whose level an acknowledged exchange order covering the position
+        holds is left to that order for `exchange_stop_grace` seconds: its fill closes the
+        position; a market close sent meanwhile would race it (refused for lack of a
+        position, or filling against one opened since). After the grace the engine acts."""
+        if action.reason in STOP_REASON.values():
+            role, level = OrderRole.STOP_LOSS, rt.position.sl
+        elif action.reason is Reason.TAKE_PROFIT:
+            role, level = OrderRole.TAKE_PROFIT, rt.position.tp
+        else:
+            return False
+        order = self.protector.covering(rt, role)
+        market = self.market.market(rt.symbol)
+        if level is None or order is None or order.trigger_price is None \
+                or abs(order.trigger_price - market.round_price(level)) >= market.tick_size / 2:
+            return False
+        now = self.clock()
+        rt.deferred_seen = True
+        if rt.deferred_since is None:
+            rt.deferred_since = now
+            log.info("%s: %s crossed; its order on the exchange closes it", rt.symbol,
+                     action.reason.value)
+        if now - rt.deferred_since < self.settings.exchange_stop_grace:
+            return True
+        log.warning("%s: the exchange's %s order has not filled %.1f s after its level was "
+                    "crossed; closing at market", rt.symbol, role.value,
+                    now - rt.deferred_since)
+        return False
 
     async def _cancel_adds(self, rt: PositionRuntime, action: Action) -> str:
         """Withdraw the position's resting add-on order (issue 11): its conditions no longer

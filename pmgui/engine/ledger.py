@@ -196,7 +196,8 @@ class OrderLedger:
         old = self.live.get(cid)
         if old is not None and old.position_id and old.position_id != order.position_id:
             self._by_position.get(old.position_id, {}).pop(cid, None)
-        if state.is_final:
+        if state.is_final:  # final: the journal row says it from now on (nothing kept here)
+            self._state.pop(cid, None)
             self.live.pop(cid, None)
             if order.position_id:
                 self._by_position.get(order.position_id, {}).pop(cid, None)

@@ -29,6 +29,9 @@ class PositionRuntime:
     protect_failing: dict[OrderRole, str] = field(default_factory=dict)  # last error told
     saved_at: float = 0.0
     closing: asyncio.Future | None = None  # the full close in flight (idempotent closes)
+    # since when a stop/TP close is left to the exchange's own order at that level
+    deferred_since: float | None = None
+    deferred_seen: bool = False  # this evaluation deferred to the exchange's order
 
     @property
     def id(self) -> str:

@@ -28,6 +28,11 @@ class EngineSettings:
     candle_window: int = 300
     reconcile_interval: float = 60.0
     equity_interval: float = 10.0
+    # A stop/TP order acknowledged on the exchange at the level the price crossed closes the
+    # position itself: the engine waits this long for its fill before closing at market
+    # (a market close racing the exchange's own stop is refused or, worse, hits a position
+    # opened since).
+    exchange_stop_grace: float = 3.0
     save_interval: float = 5.0  # peak/best-price bookkeeping is persisted at most this often
     # Rebuildable state (peaks, a rule's level moves and their log) is written behind in one
     # transaction per window of this many seconds; intended orders are always synced first.
