@@ -82,8 +82,12 @@ def tabular_font(base: QFont | None = None) -> QFont:
 
 
 def apply_theme(app: QApplication, theme: Theme) -> None:
-    """Fusion style plus a palette built from `theme` (consistent on every platform)."""
-    app.setStyle("Fusion")
+    """Fusion style plus a palette built from `theme` (consistent on every platform).
+
+    The style is set once: replacing it deletes the old QStyle while widgets being torn down
+    (a closed window's, deleted later) may still reach for it — a crash in Qt."""
+    if app.style().objectName().lower() != "fusion":
+        app.setStyle("Fusion")
     pal = QPalette()
     role = QPalette.ColorRole
     pal.setColor(role.Window, QColor(theme.window))
