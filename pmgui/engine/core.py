@@ -457,7 +457,19 @@ class EngineCore:
     async def place(self, req: OrderRequest) -> Order:
         """Journal, then send. Never re-sent blindly: the adapter resolves timeouts by id."""
         ledger = self.ledger
-        order = ledger.journal(req)
+        if self.store.can_sync_wal:
+            # Journaled, then synced in a worker thread: the loop keeps taking ticks during
+            # the fsync, and nothing is sent before it is done.
+            order = ledger.journal(req, sync=False)
+            ledger.creating.add(req.client_id)  # not a forgotten create meanwhile
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.store.sync_wal)
+            except BaseException as exc:
+                ledger.creating.discard(req.client_id)
+                ledger.reject(req.client_id, f"not sent: {exc}")
+                raise
+        else:
+            order = ledger.journal(req)
         ledger.mark_sent(req.client_id)
         try:
             result = await self.exchange.create_order(req)
@@ -776,11 +788,17 @@ class EngineCore:
 
     def publish_position(self, rt: PositionRuntime) -> None:
         if rt.is_open and self.book.runtime(rt.id) is rt:
-            self.outbox.publish(self.snapshot(rt.position))
+            snap = self.snapshot(rt.position)
+            rt.published_at = snap.ts
+            self.outbox.publish(snap)
 
-    def publish_all(self) -> None:
+    def publish_all(self, max_age: float = 0.0) -> None:
+        """Publish every position (with `max_age`: those not published for that long; a
+        tick publishes its own positions anyway)."""
+        now = self.clock()
         for rt in self.book.runtimes():
-            self.publish_position(rt)
+            if not max_age or now - rt.published_at >= max_age:
+                self.publish_position(rt)
         self.publish_connection()
 
     async def refresh_account(self) -> None:
@@ -801,7 +819,7 @@ class EngineCore:
         await self._refresh_stale_prices()
         await self.reconciler.resolve_pending()
         await self._cancel_orphans()
-        self.publish_all()
+        self.publish_all(max_age=1.0)  # staleness and ages move on without ticks
         for rt in self.book.runtimes():
             if rt.protect_dirty:
                 async with rt.lock:

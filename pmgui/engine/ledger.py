@@ -245,9 +245,10 @@ class OrderLedger:
         self._track(order, new)
         return order
 
-    def journal(self, req: OrderRequest) -> Order:
-        """`intended`: written to the journal (and linked to its position) before sending."""
-        order = self.store.journal_order(req, self.clock())  # links it to its position
+    def journal(self, req: OrderRequest, *, sync: bool = True) -> Order:
+        """`intended`: written to the journal (and linked to its position) before sending.
+        With `sync=False` the caller syncs it (`Store.sync_wal`) before sending."""
+        order = self.store.journal_order(req, self.clock(), sync=sync)  # links it
         self._track(order, S.INTENDED)
         return order
 

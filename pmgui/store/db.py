@@ -44,6 +44,7 @@ import functools
 import json
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -262,6 +263,7 @@ class Store:
         self._behind_actions: list[Row] = []
         self._behind_since: float | None = None
         self._normal = False  # synchronous=NORMAL in force (inside `relaxed()`)
+        self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
         self._sp = 0  # savepoint counter
 
     # ------------------------------------------------------------------ opening / closing
@@ -382,6 +384,10 @@ class Store:
             except StoreError:
                 log.warning("closing: state written behind could not be saved", exc_info=True)
             self._closed = True
+            if self._wal_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._wal_fd)
+                self._wal_fd = None
             try:
                 self.db.close()
             finally:
@@ -430,6 +436,31 @@ class Store:
             if toggle and not self._closed:
                 conn.execute("PRAGMA synchronous = FULL")
                 self._normal = False
+
+    @property
+    def can_sync_wal(self) -> bool:
+        """`sync_wal` is available (a writable database in WAL mode whose -wal file is
+        there)."""
+        if self.readonly or self._closed:
+            return False
+        if self._wal_fd is None:
+            try:
+                self._wal_fd = os.open(str(self.path) + "-wal", os.O_RDONLY)
+            except OSError:
+                return False
+        return True
+
+    def sync_wal(self) -> None:
+        """fsync the WAL: every commit made before the call is on disk when it returns.
+        Touches no SQLite object, so it may run in a worker thread while the engine's loop
+        goes on (check `can_sync_wal` first, on the engine's thread)."""
+        fd = self._wal_fd
+        if fd is None:
+            raise StoreError("the journal cannot be synced: no WAL file is open")
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise StoreError(f"the journal could not be synced to disk: {e}") from e
 
     @contextmanager
     def _durable(self) -> Iterator[None]:
@@ -656,8 +687,12 @@ class Store:
     # ------------------------------------------------------------------ orders / journal
 
     @_guard
-    def journal_order(self, req: OrderRequest, ts: float) -> Order:
+    def journal_order(self, req: OrderRequest, ts: float, *, sync: bool = True) -> Order:
         """Record an intended order as PENDING before it is sent; returns that Order.
+
+        The commit is fsynced before this returns. With `sync=False` it is only written (a
+        killed process still keeps it) and the caller must call `sync_wal()` — off the event
+        loop, in a worker thread — and wait for it before sending the order.
 
         Journaling the same request again while it is still PENDING (same client id and
         content, e.g. a retried step after a crash) returns the stored order unchanged — its
@@ -669,7 +704,7 @@ class Store:
         self._writable()
         order = Order.from_request(req, ts)
         row = order_to_row(order)
-        with self._durable(), self._atomic():
+        with (self._durable() if sync else self.relaxed()), self._atomic():
             existing = self._order(req.client_id)
             if existing is not None:
                 if existing.status is not OrderStatus.PENDING:

@@ -72,10 +72,14 @@ def _opt_text(value: object, field: str, what: str) -> str | None:
     return None if value is None else _text(value, field, what)
 
 
+# one encoder (json.dumps with non-default options builds a new one per call)
+_ENCODER = json.JSONEncoder(sort_keys=True, allow_nan=False, separators=(",", ":"))
+
+
 def dumps_json(value: object, field: str = "value") -> str:
     """JSON text with sorted keys; refuses NaN/inf and objects JSON cannot represent."""
     try:
-        return json.dumps(value, sort_keys=True, allow_nan=False, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as e:
         raise ValidationError(f"{field} cannot be stored as JSON: {e}", field=field) from e
 
