@@ -113,7 +113,7 @@ def test_updates_are_incremental(model):
     a = position("a")
     b = position("b", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
     model.update([snapshot(a, 40_100.0), snapshot(b, 3010.0)])
-    assert inserted == [(0, 0), (1, 1)]
+    assert inserted == [(0, 1)]  # one insertion for the batch
     model.update([snapshot(b, 3020.0, T0 + 1)])
     # only row 1, only from the mark column to the notional column (qty/entry/SL did not
     # change; the notional follows the mark)
@@ -126,6 +126,32 @@ def test_updates_are_incremental(model):
     assert model.position_ids() == ["b"]
     assert model.data(model.index(0, 0), ID_ROLE) == "b"
     assert resets == []
+
+
+def test_a_batch_repaints_once_and_formats_only_changed_values(model, monkeypatch):
+    changed = []
+    model.dataChanged.connect(lambda tl, br, _r=None: changed.append(
+        (tl.row(), tl.column(), br.row(), br.column())))
+    ps = [position(f"p{i}") for i in range(5)]
+    model.update([snapshot(p, 40_000.0 + i) for i, p in enumerate(ps)])
+    calls = []
+    import pmgui.ui.positions_model as pm
+    real = pm.fmt_price
+    monkeypatch.setattr(pm, "fmt_price", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for r in range(5):  # shown once: every price cell formatted once
+        for key in ("entry", "mark", "sl", "tp"):
+            text(model, r, key)
+    calls.clear()
+    model.update([snapshot(ps[1], 40_101.0, T0 + 1), snapshot(ps[3], 40_103.0, T0 + 1)])
+    # one signal over the block of changed rows, from the mark to the notional column
+    assert changed == [(1, column_index("mark"), 3, column_index("notional"))]
+    assert calls == []  # nothing is formatted until it is shown
+    assert text(model, 1, "mark") == "40,101.0" and text(model, 3, "mark") == "40,103.0"
+    assert text(model, 2, "mark") == "40,002.0"
+    for r in range(5):
+        for key in ("entry", "mark", "sl", "tp"):
+            text(model, r, key)
+    assert len(calls) == 2  # only the two changed marks were formatted again
 
 
 def test_price_formatting_follows_each_markets_tick_size():

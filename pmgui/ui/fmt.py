@@ -7,6 +7,7 @@ non-finite value is shown as an em dash.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from pmgui.domain.models import Market
@@ -21,6 +22,7 @@ def is_num(value: object) -> bool:
             and math.isfinite(value))
 
 
+@functools.lru_cache(maxsize=4096)  # one answer per market's tick or step
 def step_decimals(step: float | None, fallback: int = 2) -> int:
     """How many decimals represent multiples of `step` exactly (0.5 → 1, 0.25 → 2, 10 → 0)."""
     if not is_num(step) or step <= 0:

@@ -57,6 +57,7 @@ class Row:
 
     snap: PositionSnapshot
     market: Market | None
+    _fig: Figures | None = field(default=None, compare=False, repr=False)
 
     @property
     def quote(self) -> str:
@@ -64,7 +65,11 @@ class Row:
 
     @property
     def fig(self) -> Figures:
-        return figures(self.snap, self.market)
+        f = self._fig
+        if f is None:  # computed once per snapshot, read by several columns
+            f = figures(self.snap, self.market)
+            object.__setattr__(self, "_fig", f)
+        return f
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +212,13 @@ def column_index(key: str) -> int:
 @dataclass(slots=True)
 class _Cached:
     row: Row
-    texts: tuple[str, ...] = field(default_factory=tuple)
+    texts: list[str | None] = field(default_factory=list)  # None: not formatted yet
+    values: tuple[object, ...] = field(default_factory=tuple)  # raw values the texts show
+    sig: tuple[object, ...] = ()  # what else the texts depend on (market, staleness, ...)
+
+
+def _sig(row: Row) -> tuple[object, ...]:
+    return (id(row.market), row.snap.stale, row.snap.position.automation)
 
 
 class PositionsModel(QAbstractTableModel):
@@ -257,7 +268,7 @@ class PositionsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if col.live:
                 return col.fmt(col.value(cached.row, self._clock()), cached.row)
-            return cached.texts[index.column()]
+            return self._text(cached, index.column())
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(col.align)
         if role == Qt.ItemDataRole.ForegroundRole:
@@ -279,7 +290,7 @@ class PositionsModel(QAbstractTableModel):
         if role == SNAPSHOT_ROLE:
             return cached.row.snap
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"{col.title}: {cached.texts[index.column()] if not col.live else ''}"
+            return f"{col.title}: {self._text(cached, index.column()) if not col.live else ''}"
         return None
 
     # -- our API -----------------------------------------------------------------------------
@@ -292,29 +303,60 @@ class PositionsModel(QAbstractTableModel):
         return v
 
     def update(self, snapshots: Iterable[PositionSnapshot]) -> None:
-        """Apply newest snapshots: insert new positions, change only cells that differ."""
+        """Apply newest snapshots: insert new positions, mark only the cells whose raw value
+        changed, and tell the view once per batch (one `dataChanged` over the changed block,
+        one insertion for all new rows). A cell's text is formatted when it is shown (the
+        view asks only for visible rows) and kept until its value changes: a storm over 500
+        rows formats the few dozen cells on screen, not 500 rows × every column."""
+        now = self._clock()
+        cols = self._columns
+        fresh: dict[str, _Cached] = {}
+        top = bottom = -1
+        left, right = len(cols), -1
         for snap in snapshots:
             pid = snap.position.id
             row = Row(snap, self._market(snap.position.symbol))
-            texts = self._texts(row)
+            values = tuple(None if col.live else col.value(row, now) for col in cols)
+            sig = _sig(row)
             i = self._index.get(pid)
             if i is None:
-                n = len(self._rows)
-                self.beginInsertRows(QModelIndex(), n, n)
-                self._rows.append(_Cached(row, texts))
-                self._index[pid] = n
-                self.endInsertRows()
+                fresh[pid] = _Cached(row, [None] * len(cols), values, sig)
                 continue
             old = self._rows[i]
-            changed = [c for c, (a, b) in enumerate(zip(old.texts, texts, strict=True))
-                       if a != b]
-            tone_changed = old.row.snap.stale != snap.stale or (
-                old.row.snap.position.automation != snap.position.automation)
-            old.row, old.texts = row, texts
-            if changed:
-                self.dataChanged.emit(self.index(i, min(changed)), self.index(i, max(changed)))
-            elif tone_changed:
-                self.dataChanged.emit(self.index(i, 0), self.index(i, len(self._columns) - 1))
+            texts = old.texts
+            if old.sig != sig:  # staleness, automation, market: every text may change
+                texts = [None] * len(cols)
+                lo, hi = 0, len(cols) - 1
+            else:
+                lo, hi = len(cols), -1
+                for c, (a, b) in enumerate(zip(old.values, values, strict=True)):
+                    if a == b and type(a) is type(b):
+                        continue
+                    texts[c] = None
+                    if c < lo:
+                        lo = c
+                    hi = c
+            old.row, old.texts, old.values, old.sig = row, texts, values, sig
+            if hi >= 0:
+                top = i if top < 0 else min(top, i)
+                bottom = max(bottom, i)
+                left, right = min(left, lo), max(right, hi)
+        if bottom >= 0:
+            self.dataChanged.emit(self.index(top, left), self.index(bottom, right))
+        if fresh:
+            n = len(self._rows)
+            self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
+            for k, (pid, cached) in enumerate(fresh.items()):
+                self._rows.append(cached)
+                self._index[pid] = n + k
+            self.endInsertRows()
+
+    def _text(self, cached: _Cached, c: int) -> str:
+        text = cached.texts[c]
+        if text is None:
+            col = self._columns[c]
+            text = cached.texts[c] = col.fmt(cached.values[c], cached.row)
+        return text
 
     def remove(self, position_id: str) -> bool:
         """Remove a closed position's row; False when it was not shown."""
@@ -372,11 +414,6 @@ class PositionsModel(QAbstractTableModel):
             if m is not None:
                 self._markets[symbol] = m
         return m
-
-    def _texts(self, row: Row) -> tuple[str, ...]:
-        now = self._clock()
-        return tuple("" if col.live else col.fmt(col.value(row, now), row)
-                     for col in self._columns)
 
     def set_protection_detail(self, position_id: str, text: str) -> None:
         """What protects a position on the exchange (its live SL/TP orders), as a tooltip."""
