@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ccxt.base import errors as cx
-
 from pmgui.domain import errors as pe
 
 log = logging.getLogger(__name__)
@@ -77,6 +75,14 @@ _TRIGGER_TEXT = re.compile(
 _CODE_IN_TEXT = re.compile(r'"(?:code|retCode|sCode)"\s*:\s*"?(-?\d+)"?')
 
 
+def _ccxt_errors():
+    """ccxt's error classes, imported on first use: ccxt takes ~1 s to import and the paper
+    venue never needs it (start-up)."""
+    from ccxt.base import errors
+
+    return errors
+
+
 class OrderStatusUnknown(pe.RetryableExchangeError):
     """A create got no answer and the lookup by client id failed too: the order may exist.
 
@@ -126,6 +132,7 @@ def map_error(exc: BaseException, exchange_id: str, *, trigger: bool = False) ->
     "immediately fillable" reply is recognised as "would trigger immediately".
     Already-mapped pmgui errors pass through unchanged.
     """
+    cx = _ccxt_errors()
     if isinstance(exc, pe.ExchangeError):
         return exc
     text = str(exc)
@@ -169,6 +176,7 @@ def map_error(exc: BaseException, exchange_id: str, *, trigger: bool = False) ->
 
 def is_ambiguous(exc: BaseException) -> bool:
     """True when a create may have reached the exchange although no answer came back."""
+    cx = _ccxt_errors()
     if isinstance(exc, cx.RequestTimeout | cx.NetworkError | asyncio.TimeoutError | OSError):
         return not isinstance(exc, cx.DDoSProtection | cx.RateLimitExceeded)
     return exchange_code(str(exc)) in ("-1007", "-1001")
@@ -188,12 +196,14 @@ def is_timestamp_error(exc: BaseException) -> bool:
     ccxt raises InvalidNonce for Binance's -1021; a venue behind another URL or a code ccxt
     does not map arrives as a bare ExchangeError carrying the code.
     """
+    cx = _ccxt_errors()
     if isinstance(exc, cx.InvalidNonce):
         return True
     return bool(_TIMESTAMP_CODES.intersection(exchange_codes(str(exc))))
 
 
 def is_rate_limit(exc: BaseException) -> bool:
+    cx = _ccxt_errors()
     return isinstance(exc, cx.DDoSProtection | cx.RateLimitExceeded) or \
         exchange_code(str(exc)) == "-1003"
 

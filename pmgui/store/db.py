@@ -46,6 +46,7 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,7 +54,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlite_utils import Database
+if "pandas" in sys.modules:  # already loaded by someone: nothing to save
+    from sqlite_utils import Database
+else:
+    # sqlite-utils imports pandas when it is installed, only to map pandas.Timestamp, which
+    # pmgui never stores: 0.3-0.6 s of start-up. Its import is refused while sqlite-utils
+    # loads, then allowed again for anyone who really wants pandas.
+    sys.modules["pandas"] = None  # type: ignore[assignment]
+    try:
+        from sqlite_utils import Database
+    finally:
+        del sys.modules["pandas"]
 
 from pmgui.domain.enums import OrderRole, OrderStatus, PositionStatus
 from pmgui.domain.errors import StoreError, ValidationError
