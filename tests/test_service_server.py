@@ -241,9 +241,9 @@ def test_healthz_reports_streams_and_unprotected_positions(tmp_path):
     with served_engine(tmp_path) as (engine, service, _tokens):
         url = service.url.replace("ws://", "http://") + "/healthz"
         pid = sorted(open_ids(engine))[0]
-        for _ in range(600):  # the first ticks arrive
+        for _ in range(600):  # the first ticks arrive and the demo positions are open
             status, body = get(url)
-            if status == 200:
+            if status == 200 and body["positions"] >= 5:
                 break
             engine.wait(0.05)
         assert status == 200 and body["status"] == "ok", body
