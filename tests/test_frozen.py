@@ -102,6 +102,20 @@ def test_frozen_app_headless_positions_version_and_desktop_files(app):
     assert {"libqxcb.so", "libqoffscreen.so"} <= platforms and "libqvnc.so" not in platforms
 
 
+@pytest.mark.frozen
+@pytest.mark.timeout(1800)
+@needs_pyinstaller
+def test_frozen_app_runs_with_alerts_configured(app):
+    """apprise finds its notification plugins on disk at run time: the frozen app must carry
+    them as files (a missing plugins/ folder stopped the engine at start-up)."""
+    exe, tmp = app
+    cfg = tmp / "notify.toml"
+    cfg.write_text('[notify]\nurls = ["json://127.0.0.1:9/pmgui"]\n')
+    r = run([str(exe), "--headless", "--config", str(cfg), "--exit-after", "2",
+             "--db", str(tmp / "notify.db")], frozen_env(tmp), tmp)
+    assert r.returncode == 0 and "stopped cleanly" in r.stderr, r.stderr[-3000:]
+
+
 def test_build_without_pyinstaller_says_how_to_get_it(tmp_path):
     venv = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
