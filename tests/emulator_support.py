@@ -114,8 +114,8 @@ def ccxt_symbol(exchange_symbol: str) -> str:
 
 
 def emulator_positions(state: ExchangeState) -> dict[tuple[str, str], float]:
-    return {(ccxt_symbol(s), "long" if p.amount > 0 else "short"): float(abs(p.amount))
-            for s, p in list(state.positions.items()) if p.amount != 0}
+    return {(ccxt_symbol(p.symbol), "long" if p.amount > 0 else "short"): float(abs(p.amount))
+            for p in list(state.positions.values()) if p.amount != 0}
 
 
 def store_view(db: Path) -> tuple[dict[tuple[str, str], float], dict[str, Any]]:

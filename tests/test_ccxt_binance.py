@@ -442,10 +442,12 @@ async def test_rate_limited_connect_still_connects(server: BinanceServer) -> Non
         await exchange.close()
 
 
-async def test_hedge_mode_account_is_refused_with_a_clear_message(
-        server: BinanceServer) -> None:
+async def test_hedge_mode_account_is_detected_at_connect(server: BinanceServer) -> None:
     server.state.hedge_mode = True
     exchange = make(server)
-    with pytest.raises(pe.ExchangeError, match="one-way"):
-        await exchange.connect()
-    assert exchange._ex is None
+    await exchange.connect()
+    try:
+        assert exchange.hedged is True and exchange.is_hedged(BTC)
+        assert exchange.capabilities.hedge_mode
+    finally:
+        await exchange.close()

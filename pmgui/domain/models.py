@@ -176,6 +176,7 @@ class OrderRequest:
     position_id: str | None = None
     role: OrderRole = OrderRole.REDUCE
     reason: str | None = None
+    trigger_ref: str = "mark"  # price a stop/take-profit triggers on: "mark" | "last"
 
 
 @dataclass(frozen=True, slots=True)

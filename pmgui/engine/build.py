@@ -33,14 +33,14 @@ def make_exchange(config: Config, store: Store, clock_holder: dict | None = None
         return PaperExchange(dict(DEMO_MARKETS), feed, balance=config.paper.balance,
                              db=store.db, realtime=True,
                              funding_rate=config.paper.funding_rate)
-    from pmgui.exchange.ccxt_adapter import CcxtExchange
     from pmgui.exchange.credentials import load_credentials
+    from pmgui.exchange.venues.factory import create_exchange
 
     credentials = load_credentials(ex.id)
     if credentials is not None:
         protect_logs(credentials.api_key, credentials.secret, credentials.password)
-    return CcxtExchange(ex.id, demo=ex.demo, options=dict(ex.options),
-                        credentials=credentials)
+    return create_exchange(ex.id, demo=ex.demo, options=dict(ex.options),
+                           credentials=credentials)
 
 
 def build_engine(config: Config, db_path: Path) -> EngineThread:

@@ -321,6 +321,8 @@ class EngineCore:
             for action in evaluate(pos, mkt, params):
                 if "follows" in action.inputs and failed_close:
                     continue  # the breakeven that rides with a TP1 that was not carried out
+                if self._venue_owns_stop(rt, action, params):
+                    continue
                 ok = await self.execute(replace(action, ts=tick.ts))
                 failed_close = action.is_closing and not ok
                 if not rt.is_open:
@@ -331,6 +333,13 @@ class EngineCore:
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
         self.publish_position(rt)
+
+    def _venue_owns_stop(self, rt: PositionRuntime, action: Action, params: Params) -> bool:
+        """A stop resting on the exchange that triggers on the mark price decides by itself:
+        the last price wicking through its level is not a stop-out (seed 002)."""
+        return (action.type is ActionType.CLOSE and action.reason in STOP_REASON.values()
+                and str(params["protection.trigger"]) == "mark"
+                and self.protector.protection(rt) is Protection.ON_EXCHANGE)
 
     def stop_reason(self, pos: Position) -> Reason:
         return STOP_REASON[pos.sl_kind]

@@ -149,6 +149,10 @@ class Protector:
                 reason = "no confirmed order on the exchange"
         return ProtectionOutcome(key, level, Protection.LOCAL_ONLY.value, reason)
 
+    def trigger_ref(self, pos: Position) -> str:
+        """The price the exchange's SL/TP trigger on (`protection.trigger`: mark | last)."""
+        return str(self.core.params(pos)["protection.trigger"])
+
     def _supported(self, role: OrderRole) -> bool:
         caps = self.core.exchange.capabilities
         return caps.stop_orders and (role is OrderRole.STOP_LOSS or caps.take_profit_orders)
@@ -305,7 +309,7 @@ class Protector:
                 return
             req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, otype, pos.qty,
                                trigger_price=trigger, reduce_only=True, position_id=pos.id,
-                               role=role, reason=role.value)
+                               role=role, reason=role.value, trigger_ref=self.trigger_ref(pos))
             try:
                 await core.place(req)
             except OrderWouldTriggerImmediately as exc:

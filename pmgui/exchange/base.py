@@ -28,6 +28,10 @@ class ExchangePosition:
     mark: float | None = None
     unrealized_pnl: float | None = None
     opened_at: float | None = None
+    margin_mode: str | None = None  # "cross" | "isolated" as the venue reports it (None: unsaid)
+    hedged: bool = False  # held in hedge (long/short) position mode
+    sl: float | None = None  # position-level stop/take-profit already set on the venue
+    tp: float | None = None  # (Bybit trading-stop), read on adoption
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,10 @@ class Capabilities:
     watch_orders: bool = True
     watch_positions: bool = False
     fetch_ohlcv: bool = True
+    hedge_mode: bool = False  # positions of both sides per symbol (positionSide/Idx, posSide)
+    isolated_margin: bool = False  # orders follow each position's margin mode
+    mark_trigger: bool = False  # stops can trigger on the mark price
+    position_tpsl: bool = False  # the venue's own position TP/SL (shown in its app)
     missing: tuple[str, ...] = field(default_factory=tuple)
 
 

@@ -69,6 +69,7 @@ from pmgui.exchange.retry import (
     map_error,
     retry_call,
 )
+from pmgui.exchange.venues import mapping as vm
 from pmgui.redact import REDACTOR, protect_logs
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,20 @@ def _pos(value: Any) -> float | None:
 
 
 class CcxtExchange:
-    """A ccxt.pro exchange implementing `pmgui.exchange.base.Exchange`."""
+    """A ccxt.pro exchange implementing `pmgui.exchange.base.Exchange`: the generic base
+    every venue shares (pmgui.exchange.venues holds the per-venue classes)."""
+
+    closed_page = 100  # orders asked per closed-order page (the venue's maximum)
+
+    def __new__(cls, exchange_id: str, *args: Any, **kwargs: Any) -> CcxtExchange:
+        """`CcxtExchange("bybit", ...)` is the Bybit adapter: the base dispatches to the
+        venue's own class (pmgui.exchange.venues.factory)."""
+        if cls is CcxtExchange:
+            from pmgui.exchange.venues.factory import venue_class
+
+            cls = venue_class(exchange_id)
+        return super().__new__(cls)
+    algo_orders = False  # conditional orders live in their own (algo) book with own ids
 
     def __init__(
         self,
@@ -227,6 +241,12 @@ class CcxtExchange:
         self._awaiting_stream: dict[str, tuple[float, str]] = {}  # ex id → (deadline, cid)
         self._stream_renewals = 0
         self._outages: dict[str, tuple[float, int]] = {}  # what → (since, failures)
+        # account modes (detected at connect and from every position listing, never guessed)
+        self.hedged: bool | None = None  # the account's position mode (None: unknown yet)
+        self._hedged_symbols: dict[str, bool] = {}  # per-symbol mode where the venue has one
+        self.account_margin_mode: str | None = None  # account-wide margin mode (Bybit UTA)
+        self._margin_modes: dict[tuple[str, Side], str] = {}  # (symbol, side) → cross|isolated
+        self._algo_by_client_child: dict[str, str] = {}  # algo client id → algo exchange id
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -281,7 +301,7 @@ class CcxtExchange:
             self._load_markets(ex)
             await self._sync_clock_at_start(ex)
             self.capabilities = self._capabilities(ex)
-            await self._check_position_mode(ex)
+            await self._detect_account_mode(ex)
             try:
                 await retry_call(ex.fetch_balance, exchange_id=self.id,
                                  attempts=self._settings.rest_attempts,
@@ -417,12 +437,10 @@ class CcxtExchange:
         if isinstance(message, dict) and message.get("e") == "listenKeyExpired":
             self._renew_reason = "listen key expired"
 
-    async def _check_position_mode(self, ex: Any) -> None:
-        """pmgui manages one-way positions; a hedge-mode account would reject its orders.
-
-        Checked where ccxt can tell (Binance); elsewhere the orders' own errors speak.
-        """
-        if not (self.is_binance and ex.has.get("fetchPositionMode")):
+    async def _detect_account_mode(self, ex: Any) -> None:
+        """Learn the account's position mode (one-way / hedge) where ccxt can tell; each
+        venue adds what it knows (margin mode, per-symbol modes)."""
+        if not ex.has.get("fetchPositionMode"):
             return
         try:
             mode = await self._rest(lambda: ex.fetch_position_mode(None), "position mode")
@@ -431,10 +449,16 @@ class CcxtExchange:
                 raise
             log.warning("%s: position mode unknown (%s)", self.id, e)
             return
-        if (mode or {}).get("hedged"):
-            raise pe.ExchangeError(
-                f"{self.id}: the account is in hedge (dual-side) position mode; pmgui "
-                "manages one-way positions. Switch the futures account to one-way mode.")
+        self.hedged = bool((mode or {}).get("hedged"))
+        log.info("%s: %s position mode", self.id, "hedge" if self.hedged else "one-way")
+
+    def is_hedged(self, symbol: str) -> bool:
+        """Whether orders on `symbol` must name their position side (hedge mode)."""
+        return self._hedged_symbols.get(symbol, bool(self.hedged))
+
+    def margin_mode(self, symbol: str, side: Side) -> str | None:
+        """The margin mode of the (symbol, side) position as last reported by the venue."""
+        return self._margin_modes.get((symbol, side)) or self.account_margin_mode
 
     def _required(self, ex: Any) -> list[str]:
         req = getattr(ex, "requiredCredentials", {}) or {}
@@ -551,10 +575,19 @@ class CcxtExchange:
             (bool(h.get("fetchOrder") or h.get("fetchOpenOrders")),
              "looking up orders by client id"),
         ]
+        caps = replace(caps, **self.venue_capabilities(ex))
+        labels += [
+            (caps.hedge_mode, "hedge-mode orders (one-way positions only)"),
+            (caps.mark_trigger, "mark-price triggers (stops trigger on the last price)"),
+        ]
         for ok, label in labels:
             if not ok:
                 missing.append(label)
         return replace(caps, missing=tuple(missing))
+
+    def venue_capabilities(self, ex: Any) -> dict[str, Any]:
+        """The venue's entries of the capability table (the generic base knows none)."""
+        return {}
 
     # ------------------------------------------------------------------ REST: account
     async def _rest(self, fn: Callable[[], Awaitable[Any]], what: str,
@@ -567,34 +600,31 @@ class CcxtExchange:
         ex = self._client()
         if not ex.has.get("fetchPositions"):
             raise pe.ExchangeError(f"{self.id} cannot report positions through ccxt")
-        raw = await self._rest(lambda: ex.fetch_positions(), "fetch_positions")
+        raw = await self._fetch_positions_raw(ex)
         out = []
         for p in raw or []:
-            qty = _pos(p.get("contracts"))
-            entry = _pos(p.get("entryPrice"))
-            symbol = p.get("symbol")
-            if qty is None or entry is None or not symbol:
+            pos = vm.position_from(self.id, p, self.account_margin_mode)
+            if pos is None:
                 continue
-            side_raw = str(p.get("side") or "").lower()
-            if side_raw not in ("long", "short"):
-                continue
-            out.append(ExchangePosition(
-                symbol=symbol, side=Side(side_raw), qty=qty, entry=entry,
-                leverage=self._leverage_of(p), liquidation=_pos(p.get("liquidationPrice")),
-                mark=_pos(p.get("markPrice")), unrealized_pnl=_f(p.get("unrealizedPnl")),
-                opened_at=None))
+            self._note_position(pos)
+            out.append(pos)
         return out
+
+    async def _fetch_positions_raw(self, ex: Any) -> list[Any]:
+        return list(await self._rest(lambda: ex.fetch_positions(), "fetch_positions") or [])
+
+    def _note_position(self, pos: ExchangePosition) -> None:
+        """Remember what the venue said about this position's modes (orders follow it)."""
+        if pos.margin_mode:
+            self._margin_modes[(pos.symbol, pos.side)] = pos.margin_mode
+        if pos.hedged:
+            self._hedged_symbols[pos.symbol] = True
+        elif self.hedged is None:
+            self._hedged_symbols.setdefault(pos.symbol, False)
 
     @staticmethod
     def _leverage_of(p: Mapping[str, Any]) -> float:
-        lev = _pos(p.get("leverage"))
-        if lev is None:
-            imp = _pos(p.get("initialMarginPercentage"))
-            lev = round(1.0 / imp, 2) if imp else None
-        if lev is None:
-            notional, im = _pos(p.get("notional")), _pos(p.get("initialMargin"))
-            lev = round(abs(notional) / im, 2) if notional and im else None
-        return lev or 1.0
+        return vm.leverage_of(p)
 
     async def fetch_balance(self) -> Balance:
         ex = self._client()
@@ -617,11 +647,18 @@ class CcxtExchange:
             raise pe.ExchangeError(f"{self.id} cannot set leverage through ccxt; set it on "
                                    "the exchange")
         try:
-            await self._rest(lambda: ex.set_leverage(round(lev), symbol), "set_leverage")
+            for params in self._leverage_params(symbol):
+                await self._rest(lambda p=params: ex.set_leverage(round(lev), symbol, dict(p)),
+                                 "set_leverage")
         except pe.ExchangeError as e:
             if "not modified" in str(e).lower() or "110043" in str(e):
                 return  # bybit: already at that leverage
             raise
+
+    def _leverage_params(self, symbol: str) -> list[dict[str, Any]]:
+        """The venue params of each call a leverage change takes (OKX: per margin mode,
+        and per leg for isolated hedge positions)."""
+        return [{}]
 
     async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m",
                           limit: int = 200) -> list[Candle]:
@@ -669,38 +706,15 @@ class CcxtExchange:
 
     # ------------------------------------------------------------------ orders: mapping
     def _order_type_of(self, o: Mapping[str, Any]) -> OrderType:
-        info = o.get("info") or {}
-        raw = ""
-        if self.is_binance and isinstance(info, dict):
-            raw = str(info.get("type") or info.get("orderType") or info.get("origType")
-                      or info.get("o") or info.get("ot") or "")
-        raw = (raw or str(o.get("type") or "")).lower()
-        if "take_profit" in raw or _pos(o.get("takeProfitPrice")):
-            return OrderType.TAKE_PROFIT_MARKET
-        if "stop" in raw or _pos(o.get("stopLossPrice")) or _pos(o.get("triggerPrice")) \
-                or _pos(o.get("stopPrice")):
-            return OrderType.STOP_MARKET
-        return OrderType.LIMIT if raw == "limit" else OrderType.MARKET
+        return vm.order_type_of(self.id, o)
 
-    @staticmethod
-    def _status_of(o: Mapping[str, Any], default: OrderStatus) -> OrderStatus:
-        info = o.get("info") or {}
-        algo_status = None
-        if isinstance(info, dict) and ("aid" in info or "algoId" in info):
-            algo_status = str(info.get("X") or info.get("algoStatus") or "")
-        if algo_status in ("TRIGGERING", "TRIGGERED"):
-            return OrderStatus.OPEN  # fired; its market order is working
-        if algo_status == "FINISHED":
-            return OrderStatus.FILLED
-        s = o.get("status")
-        return {"open": OrderStatus.OPEN, "closed": OrderStatus.FILLED,
-                "canceled": OrderStatus.CANCELED, "cancelled": OrderStatus.CANCELED,
-                "rejected": OrderStatus.REJECTED, "expired": OrderStatus.EXPIRED,
-                }.get(str(s).lower() if s else "", default)
+    def _status_of(self, o: Mapping[str, Any], default: OrderStatus) -> OrderStatus:
+        return vm.status_of(self.id, o, default)
 
     def _to_order(self, o: Mapping[str, Any], *, filled: float | None = None,
                   average: float | None = None, status: OrderStatus | None = None) -> Order:
-        client_id = str(o.get("clientOrderId") or "") or f"ext-{o.get('id')}"
+        oid = vm.order_id_of(self.id, o)
+        client_id = vm.client_id_of(self.id, o) or f"ext-{oid}"
         req = self._requests.get(client_id)
         otype = self._order_type_of(o)
         side_raw = str(o.get("side") or (req.side if req else "")).lower()
@@ -720,12 +734,12 @@ class CcxtExchange:
             client_id=client_id,
             symbol=str(o.get("symbol") or (req.symbol if req else "")),
             side=side, type=otype, amount=amount, status=st,
-            exchange_id=str(o["id"]) if o.get("id") is not None else None,
+            exchange_id=oid,
             price=_pos(o.get("price")) if otype is OrderType.LIMIT else None,
             trigger_price=trig if otype in _TRIGGER_TYPES else None,
             filled=min(max(0.0, fl), amount) if amount else max(0.0, fl),
             average=average if average is not None else _pos(o.get("average")),
-            reduce_only=bool(o.get("reduceOnly")) if o.get("reduceOnly") is not None
+            reduce_only=ro if (ro := vm.reduce_only_of(self.id, o)) is not None
             else bool(req and req.reduce_only),
             position_id=req.position_id if req else None,
             role=req.role if req else OrderRole.REDUCE,
@@ -745,22 +759,21 @@ class CcxtExchange:
             self._market(symbol)
         if not ex.has.get("fetchOpenOrders"):
             raise pe.ExchangeError(f"{self.id} cannot list open orders through ccxt")
-        regular = await self._rest(lambda: ex.fetch_open_orders(symbol, None, None,
-                                                                self._params()),
-                                   "fetch_open_orders")
-        trigger: list[Any] = []
-        try:
-            trigger = await self._rest(
-                lambda: ex.fetch_open_orders(symbol, None, None, self._params(trigger=True)),
-                "fetch_open_orders(trigger)")
-        except pe.ExchangeError as e:
-            if e.retryable:
-                raise
-            log.info("%s: no separate trigger-order listing (%s)", self.id, e)
+        rows: list[Any] = []
+        for i, query in enumerate(self._open_order_queries(symbol)):
+            try:
+                rows += await self._rest(
+                    lambda q=query: ex.fetch_open_orders(symbol, None, None, dict(q)),
+                    f"fetch_open_orders{query or ''}") or []
+            except pe.ExchangeError as e:
+                if e.retryable or i == 0:
+                    raise
+                log.info("%s: no separate listing %s (%s)", self.id, query, e)
         seen: set[str] = set()
         out = []
-        for o in list(regular or []) + list(trigger or []):
-            key = str(o.get("id"))
+        for o in rows:
+            is_algo = vm.algo_id_of(self.id, o) is not None
+            key = f"{'a' if is_algo else 'o'}:{vm.order_id_of(self.id, o)}"
             if key in seen:
                 continue
             seen.add(key)
@@ -770,6 +783,11 @@ class CcxtExchange:
                 # watched from now on: missed stream events get resynced by REST
                 self._track(order, order.type in _TRIGGER_TYPES)
         return out
+
+    def _open_order_queries(self, symbol: str | None) -> list[dict[str, Any]]:
+        """The params of each open-order listing that together cover the whole book
+        (regular and conditional orders; every page)."""
+        return [{}, {"trigger": True}]
 
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
         """Find an order by the client id pmgui gave it (regular or conditional).
@@ -807,7 +825,7 @@ class CcxtExchange:
                 for trig in (False, True):
                     try:
                         rows = await self._rest(
-                            lambda fn=fn, trig=trig: fn(symbol, None, 100,
+                            lambda fn=fn, trig=trig: fn(symbol, None, self.closed_page,
                                                         self._params(trigger=trig or None)),
                             name)
                     except pe.ExchangeError as e:
@@ -861,9 +879,6 @@ class CcxtExchange:
                 params["takeProfitPrice"] = trig
             ref = trig
             ccxt_type = "market"
-            if self.id.startswith("okx"):
-                # okx finds algo orders by algoClOrdId; ccxt only sets clOrdId
-                params["algoClOrdId"] = req.client_id
         else:
             ccxt_type = "market"
             ref = self._last_price.get(req.symbol)
@@ -873,7 +888,16 @@ class CcxtExchange:
                 raise pe.InvalidOrder(
                     f"{req.symbol}: order value {notional:.2f} is below the exchange minimum "
                     f"of {market.min_notional:g} {market.quote}")
+        self._venue_order_params(req, params)
         return ccxt_type, amount, price, params
+
+    def _venue_order_params(self, req: OrderRequest, params: dict[str, Any]) -> None:
+        """Add the venue's own order parameters (position side in hedge mode, margin mode,
+        trigger price type). The generic base has none."""
+
+    def _position_side(self, req: OrderRequest) -> Side:
+        """The leg `req` belongs to: a buy opens a long and closes a short."""
+        return vm.position_side_for(req.side.value, req.reduce_only)
 
     def _price_precise(self, symbol: str, price: float) -> float:
         try:
@@ -963,7 +987,7 @@ class CcxtExchange:
 
     def _track(self, order: Order, trigger: bool) -> None:
         if order.exchange_id and not order.status.is_final:
-            key = f"{'a' if trigger and self.is_binance else 'o'}:{order.exchange_id}"
+            key = f"{'a' if trigger and self.algo_orders else 'o'}:{order.exchange_id}"
             self._tracked_open[key] = (order.exchange_id, order.symbol, trigger)
 
     async def cancel_order(self, order: Order) -> Order:
@@ -1278,6 +1302,39 @@ class CcxtExchange:
 
     # ------------------------------------------------------------------ order stream
     async def _orders_loop(self) -> None:
+        extra = [asyncio.create_task(self._extra_order_stream(name, watch),
+                                     name=f"ccxt-orders-{name}")
+                 for name, watch in self._extra_order_watches()]
+        try:
+            await self._main_orders_loop()
+        finally:
+            for t in extra:
+                t.cancel()
+            for t in extra:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    def _extra_order_watches(self) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+        """Order streams besides ccxt's `watch_orders()` (OKX algo orders)."""
+        return []
+
+    async def _extra_order_stream(self, name: str,
+                                  watch: Callable[[], Awaitable[Any]]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s %s stream: %s", self.id, name, map_error(exc, self.id))
+                await self._sleep(self._settings.backoff.delay(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            await self._process_cache()
+
+    async def _main_orders_loop(self) -> None:
         ex = self._client()
         attempt = 0
         pending: asyncio.Task[Any] | None = None
@@ -1408,10 +1465,14 @@ class CcxtExchange:
         ex = self._ex
         if ex is None:
             return
-        cache = getattr(ex, "orders", None)
-        if not cache:
+        rows = self._cached_orders(ex)
+        if not rows:
             return
-        await self._process_orders(list(cache))
+        await self._process_orders(rows)
+
+    def _cached_orders(self, ex: Any) -> list[Mapping[str, Any]]:
+        """Every order ccxt's streams have cached (a venue may keep algo orders apart)."""
+        return list(getattr(ex, "orders", None) or [])
 
     async def _process_orders(self, raw_orders: list[Mapping[str, Any]]) -> None:
         """Diff ccxt order states against what was emitted; emit changes with their fills.
@@ -1424,30 +1485,36 @@ class CcxtExchange:
         async with self._process_lock:
             algos, regular = [], []
             for o in raw_orders:
-                info = o.get("info") or {}
-                is_algo = isinstance(info, dict) and ("aid" in info or "algoId" in info)
+                is_algo = vm.algo_id_of(self.id, o) is not None
                 (algos if is_algo else regular).append(o)
             algo_by_client: dict[str, str] = {}
             for o in algos:
-                aid = str(o.get("id"))
+                aid = str(vm.algo_id_of(self.id, o))
                 prev = self._algo_raw.get(aid)
                 if prev is None or (o.get("lastUpdateTimestamp") or 0) >= \
                         (prev.get("lastUpdateTimestamp") or 0):
                     self._algo_raw[aid] = dict(o)
-                info = o.get("info") or {}
-                child = str(info.get("ai") or info.get("actualOrderId") or "")
+                child = vm.algo_child_of(o)
                 if child:
                     self._algo_by_child[child] = aid
-                if o.get("clientOrderId"):
-                    algo_by_client[str(o["clientOrderId"])] = aid
+                cid = vm.client_id_of(self.id, o)
+                if cid:
+                    algo_by_client[cid] = aid
             for aid, a in self._algo_raw.items():
-                if a.get("clientOrderId"):
-                    algo_by_client.setdefault(str(a["clientOrderId"]), aid)
+                cid = vm.client_id_of(self.id, a)
+                if cid:
+                    algo_by_client.setdefault(cid, aid)
             children: dict[str, Mapping[str, Any]] = {}
             for o in regular:
-                oid = str(o.get("id"))
+                oid = str(vm.order_id_of(self.id, o))
                 cid = str(o.get("clientOrderId") or "")
-                aid = self._algo_by_child.get(oid) or algo_by_client.get(cid)
+                parent, parent_cid = vm.algo_parent_of(self.id, o)
+                aid = self._algo_by_child.get(oid) or algo_by_client.get(cid) or \
+                    (algo_by_client.get(parent_cid or "") or parent if parent else None)
+                if aid is not None and aid not in self._algo_raw and parent is not None:
+                    # the triggered order of an algo order this session never listed:
+                    # rebuild the algo from what the child says about it
+                    self._algo_raw[aid] = self._algo_from_child(o, aid, parent_cid)
                 if aid is not None:
                     self._algo_by_child[oid] = aid
                     children[aid] = o
@@ -1467,17 +1534,30 @@ class CcxtExchange:
                          (OrderStatus.OPEN if not astatus.is_final else astatus))
                     order = self._to_order(a, filled=filled, average=_pos(child.get("average")),
                                            status=status)
-                    self._emit_order(out, f"a:{aid}", order, child, f"o:{child.get('id')}")
+                    self._emit_order(out, f"a:{aid}", order, child,
+                                     f"o:{vm.order_id_of(self.id, child)}")
                 else:
-                    info = a.get("info") or {}
-                    child_id = str(info.get("ai") or info.get("actualOrderId") or "")
-                    exec_key = f"o:{child_id}" if child_id and child_id != "0" else f"a:{aid}"
+                    child_id = vm.algo_child_of(a)
+                    exec_key = f"o:{child_id}" if child_id else f"a:{aid}"
                     self._emit_order(out, f"a:{aid}", self._to_order(a), a, exec_key)
         sink = self._sink
         if sink is not None:
             for update in out:
                 await self._deliver("an order update",
                                     lambda u=update: sink.on_order_update(u))
+
+    def _algo_from_child(self, child: Mapping[str, Any], aid: str,
+                         algo_cid: str | None) -> dict[str, Any]:
+        """An algo order known only through the order it created when it triggered."""
+        req = self._requests.get(algo_cid or "")
+        tp = req is not None and req.type is OrderType.TAKE_PROFIT_MARKET
+        trig = req.trigger_price if req else None
+        return {**child, "id": aid, "clientOrderId": algo_cid, "status": "open",
+                "filled": 0.0, "cost": None, "average": None,
+                "triggerPrice": trig,
+                "info": {"algoId": aid, "algoClOrdId": algo_cid or "", "ordType": "conditional",
+                         "ordId": vm.order_id_of(self.id, child) or "", "state": "live",
+                         ("tpTriggerPx" if tp else "slTriggerPx"): str(trig or 1)}}
 
     def _emit_order(self, out: list[OrderUpdate], key: str, order: Order,
                     source: Mapping[str, Any], exec_key: str) -> None:
@@ -1549,8 +1629,7 @@ class CcxtExchange:
         rows: list[Mapping[str, Any]] = []
         for oid, symbol, trigger in list(self._tracked_open.values()):
             try:
-                o = await ex.fetch_order(oid, symbol, self._params(
-                    trigger=True if trigger else None))
+                o = await self._fetch_order_by_id(ex, oid, symbol, trigger)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -1559,20 +1638,22 @@ class CcxtExchange:
             self._working("order resync by REST")
             if o:
                 rows.append(o)
-                info = o.get("info") or {}
-                child = str(info.get("actualOrderId") or "") if isinstance(info, dict) else ""
-                if trigger and child and child != "0":
+                child = vm.algo_child_of(o) if self.algo_orders else None
+                if trigger and child:
                     try:
-                        c = await ex.fetch_order(child, symbol, self._params())
+                        c = await self._fetch_order_by_id(ex, child, symbol, False)
                     except asyncio.CancelledError:
                         raise
                     except Exception:
                         c = None
                     if c:
-                        self._algo_by_child[str(c.get("id"))] = oid
+                        self._algo_by_child[str(vm.order_id_of(self.id, c))] = oid
                         rows.append(c)
         if rows:
             await self._process_orders(rows)
+
+    async def _fetch_order_by_id(self, ex: Any, oid: str, symbol: str, trigger: bool) -> Any:
+        return await ex.fetch_order(oid, symbol, self._params(trigger=True if trigger else None))
 
     async def _poll_orders_if_due(self, now: float) -> None:
         if now - self._last_order_poll < self._settings.order_poll_interval:

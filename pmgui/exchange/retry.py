@@ -24,42 +24,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pmgui.domain import errors as pe
+from pmgui.exchange.venues.codes import table_for
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Binance USDⓈ-M codes that ccxt maps only for the real fapi hosts.
-_BINANCE_CODES: dict[str, tuple[type[pe.ExchangeError], str]] = {
-    "-2019": (pe.InsufficientFunds, "not enough margin for this order"),
-    "-2018": (pe.InsufficientFunds, "the balance is insufficient"),
-    "-2021": (pe.OrderWouldTriggerImmediately,
-              "the stop/take-profit price is already crossed, the order would trigger at once"),
-    "-2022": (pe.InvalidOrder, "the reduce-only order was rejected (no position to reduce "
-              "or it would increase the position)"),
-    "-4164": (pe.InvalidOrder, "the order is below the market's minimum notional value"),
-    "-4003": (pe.InvalidOrder, "the quantity is below the market's minimum"),
-    "-1111": (pe.InvalidOrder, "the price or quantity has more decimals than the market allows"),
-    "-1013": (pe.InvalidOrder, "the price or quantity breaks the market's filters"),
-    "-4014": (pe.InvalidOrder, "the price is not a multiple of the tick size"),
-    "-4013": (pe.InvalidOrder, "the price is below the market's minimum"),
-    "-4016": (pe.InvalidOrder, "the price is above the market's maximum"),
-    "-4015": (pe.InvalidOrder, "the client order id is not valid"),
-    "-4116": (pe.InvalidOrder, "the client order id is already in use"),
-    "-4120": (pe.InvalidOrder, "this order type must use the algo (conditional) order API"),
-    "-1121": (pe.InvalidOrder, "the symbol is not valid on this exchange"),
-    "-4028": (pe.InvalidOrder, "the leverage is not valid for this symbol"),
-    "-2015": (pe.AuthenticationError, "the API key is invalid, lacks permissions or the IP "
-              "is not whitelisted"),
-    "-2014": (pe.AuthenticationError, "the API key format is invalid"),
-    "-1022": (pe.AuthenticationError, "the request signature is invalid (check the secret)"),
-    "-1003": (pe.RetryableExchangeError, "too many requests (rate limited)"),
-    "-1008": (pe.RetryableExchangeError, "the exchange is overloaded"),
-    "-1001": (pe.RetryableExchangeError, "the exchange disconnected internally"),
-    "-1007": (pe.RetryableExchangeError, "the exchange timed out; the order status is unknown"),
-    "-1021": (pe.RetryableExchangeError, "the request timestamp is outside the receive window "
-              "(clock drift)"),
-}
+# Each venue's codes that ccxt maps only for the real hosts: pmgui.exchange.venues.codes
 
 # Bybit / OKX codes for a trigger price that is already crossed (the "would trigger
 # immediately" family), which ccxt maps to generic classes or not at all.
@@ -139,11 +110,11 @@ def map_error(exc: BaseException, exchange_id: str, *, trigger: bool = False) ->
     venue_msg = _venue_message(text)
     codes = exchange_codes(text)
     who = exchange_id
-    if exchange_id.startswith("binance"):
-        for code in codes:
-            if code in _BINANCE_CODES:
-                cls, human = _BINANCE_CODES[code]
-                return cls(f"{who}: {human} ({venue_msg})")
+    table = table_for(exchange_id)
+    for code in codes:
+        if code in table:
+            cls, human = table[code]
+            return cls(f"{who}: {human} ({venue_msg})")
     if (_TRIGGER_CODES.intersection(codes) or _TRIGGER_TEXT.search(text)
             or (trigger and isinstance(exc, cx.OrderImmediatelyFillable))):
         return pe.OrderWouldTriggerImmediately(
@@ -205,7 +176,7 @@ def is_timestamp_error(exc: BaseException) -> bool:
 def is_rate_limit(exc: BaseException) -> bool:
     cx = _ccxt_errors()
     return isinstance(exc, cx.DDoSProtection | cx.RateLimitExceeded) or \
-        exchange_code(str(exc)) == "-1003"
+        bool({"-1003", "10006", "50011"}.intersection(exchange_codes(str(exc))))
 
 
 @dataclass(frozen=True, slots=True)

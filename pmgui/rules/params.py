@@ -58,7 +58,7 @@ RULE_IDS: tuple[str, ...] = (
 )
 """Rule ids of DESIGN §4, in catalogue order."""
 
-GROUPS: tuple[str, ...] = (*RULE_IDS, "price", "indicators")
+GROUPS: tuple[str, ...] = (*RULE_IDS, "price", "indicators", "protection")
 """Every prefix a parameter may have: the rules plus the non-rule groups."""
 
 _TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
@@ -217,6 +217,10 @@ _SPECS: tuple[ParamSpec, ...] = (
        lo=-100.0, hi=0.0, hi_x=True),
     _p("emergency.excessive_roi", "float", -0.15,
        "ROI at or below which to close: excessive loss", lo=-100.0, hi=0.0, hi_x=True),
+    # the exchange's own protective orders (seed 002: working type)
+    _p("protection.trigger", "str", "mark",
+       "price that triggers the SL/TP orders on the exchange: mark (spares wick stop-outs) "
+       "or last", choices=("mark", "last")),
     # stop loss / take profit
     _enabled("stop_loss", True, "closing at market when the price crosses the stop"),
     _frac("stop_loss.pct", 0.01, "initial stop distance as a fraction of entry (seed 002: 1%)"),

@@ -96,6 +96,7 @@ class FakePosition:
     amount: Decimal = Decimal(0)  # signed: > 0 long, < 0 short
     entry: Decimal = Decimal(0)
     update_time: int = 0
+    side: str = "BOTH"  # positionSide: BOTH (one-way) | LONG | SHORT (hedge-mode legs)
 
 
 @dataclass
@@ -114,6 +115,8 @@ class FakeOrder:
     executed: Decimal = Decimal(0)
     cum_quote: Decimal = Decimal(0)
     algo: bool = False
+    position_side: str = "BOTH"
+    working_type: str = "CONTRACT_PRICE"  # what a conditional order triggers on
     actual_order_id: int | None = None  # algo: the order placed when it triggered
     create_time: int = 0
     update_time: int = 0
@@ -179,7 +182,9 @@ class ExchangeState:
     wallet: Decimal = Decimal("10000")
     asset: str = "USDT"
     api_keys: set[str] = field(default_factory=lambda: {"test-key"})
-    hedge_mode: bool = False  # dual-side position mode (pmgui requires one-way)
+    hedge_mode: bool = False  # dual-side position mode: positions per (symbol, LONG|SHORT)
+    marks: dict[str, Decimal] = field(default_factory=dict)  # mark price (default: last)
+    margin_types: dict[str, str] = field(default_factory=dict)  # symbol → cross | isolated
 
     @classmethod
     def default(cls) -> ExchangeState:
@@ -194,33 +199,39 @@ class ExchangeState:
         self.prices[market.symbol] = _d(price)
         self.leverage.setdefault(market.symbol, 20)
 
-    def position(self, symbol: str) -> FakePosition:
-        pos = self.positions.get(symbol)
+    def position(self, symbol: str, side: str = "BOTH") -> FakePosition:
+        """The one-way position of `symbol` (key: symbol) or a hedge-mode leg (key:
+        "symbol:LONG" / "symbol:SHORT"; its amount keeps the sign of its side)."""
+        key = symbol if side == "BOTH" else f"{symbol}:{side}"
+        pos = self.positions.get(key)
         if pos is None:
-            pos = self.positions[symbol] = FakePosition(symbol)
+            pos = self.positions[key] = FakePosition(symbol, side=side)
         return pos
 
+    def mark(self, symbol: str) -> Decimal:
+        return self.marks.get(symbol, self.prices[symbol])
+
     def set_position(self, symbol: str, amount: float | str, entry: float | str,
-                     leverage: int | None = None) -> None:
+                     leverage: int | None = None, side: str = "BOTH") -> None:
         """Give the account a position as if it had been opened elsewhere."""
-        pos = self.position(symbol)
+        pos = self.position(symbol, side)
         pos.amount = _d(amount)
         pos.entry = _d(entry)
         pos.update_time = _ms()
         if leverage is not None:
             self.leverage[symbol] = leverage
 
-    def unrealized(self, symbol: str) -> Decimal:
-        pos = self.positions.get(symbol)
+    def unrealized(self, key: str) -> Decimal:
+        pos = self.positions.get(key)
         if pos is None or pos.amount == 0:
             return Decimal(0)
-        return (self.prices[symbol] - pos.entry) * pos.amount
+        return (self.prices[pos.symbol] - pos.entry) * pos.amount
 
-    def position_margin(self, symbol: str) -> Decimal:
-        pos = self.positions.get(symbol)
+    def position_margin(self, key: str) -> Decimal:
+        pos = self.positions.get(key)
         if pos is None or pos.amount == 0:
             return Decimal(0)
-        return abs(pos.amount) * self.prices[symbol] / self.leverage.get(symbol, 20)
+        return abs(pos.amount) * self.prices[pos.symbol] / self.leverage.get(pos.symbol, 20)
 
     def used_margin(self) -> Decimal:
         return sum((self.position_margin(s) for s in self.positions), Decimal(0))
@@ -325,6 +336,13 @@ class BinanceServer:
         sym = symbol.replace("/", "").split(":")[0]
         self.state.prices[sym] = _d(price)
         await self._push_market(sym)
+        await self._match(sym)
+
+    async def set_mark(self, symbol: str, price: float | str) -> None:
+        """Move the mark price only (a wick on the last price leaves it alone): triggers
+        the conditional orders that watch MARK_PRICE."""
+        sym = symbol.replace("/", "").split(":")[0]
+        self.state.marks[sym] = _d(price)
         await self._match(sym)
 
     async def push_ticker(self, symbol: str) -> None:
@@ -594,9 +612,11 @@ class BinanceServer:
 
     def _position_rows(self, v2: bool) -> list[dict[str, Any]]:
         rows = []
-        for sym, pos in self.state.positions.items():
+        for key, pos in self.state.positions.items():
             if pos.amount == 0:
                 continue
+            sym = pos.symbol
+            isolated = self.state.margin_types.get(sym, "cross") == "isolated"
             price = self.state.prices[sym]
             lev = self.state.leverage.get(sym, 20)
             notional = pos.amount * price
@@ -604,17 +624,21 @@ class BinanceServer:
             liq = pos.entry * (1 - _d(1) / lev + _d("0.004")) if pos.amount > 0 else \
                 pos.entry * (1 + _d(1) / lev - _d("0.004"))
             row: dict[str, Any] = {
-                "symbol": sym, "positionSide": "BOTH", "positionAmt": _s(pos.amount),
+                "symbol": sym, "positionSide": pos.side, "positionAmt": _s(pos.amount),
                 "entryPrice": _s(pos.entry), "breakEvenPrice": _s(pos.entry),
-                "markPrice": _s(price), "unRealizedProfit": _s(self.state.unrealized(sym)),
-                "liquidationPrice": _s(round(liq, 2)), "isolatedMargin": "0",
-                "notional": _s(notional), "marginAsset": "USDT", "isolatedWallet": "0",
+                "markPrice": _s(self.state.mark(sym)),
+                "unRealizedProfit": _s(self.state.unrealized(key)),
+                "liquidationPrice": _s(round(liq, 2)),
+                "isolatedMargin": _s(margin) if isolated else "0",
+                "notional": _s(notional), "marginAsset": "USDT",
+                "isolatedWallet": _s(margin) if isolated else "0",
                 "updateTime": pos.update_time,
             }
             if v2:
                 row.update({"leverage": str(lev), "maxNotionalValue": "6000000",
-                            "marginType": "cross", "isAutoAddMargin": "false",
-                            "isolated": False, "adlQuantile": "2"})
+                            "marginType": "isolated" if isolated else "cross",
+                            "isAutoAddMargin": "false",
+                            "isolated": isolated, "adlQuantile": "2"})
             else:
                 row.update({"initialMargin": _s(margin), "maintMargin": _s(margin / 10),
                             "positionInitialMargin": _s(margin), "openOrderInitialMargin": "0",
@@ -675,7 +699,8 @@ class BinanceServer:
 
     # ------------------------------------------------------------------ orders
     def _validate_order(self, m: FakeMarket, side: str, qty: Decimal, price: Decimal,
-                        reduce_only: bool, close_position: bool) -> None:
+                        reduce_only: bool, close_position: bool,
+                        position_side: str = "BOTH") -> None:
         if qty <= 0 and not close_position:
             raise BinanceApiError(-4003, "Quantity less than or equal to zero.")
         step = _d(m.step_size)
@@ -685,7 +710,9 @@ class BinanceServer:
             raise BinanceApiError(-4003, "Quantity less than or equal to zero.")
         if price and (price % _d(m.tick_size)) != 0:
             raise BinanceApiError(-1111, "Precision is over the maximum defined for this asset.")
-        pos = self.state.position(m.symbol)
+        pos = self.state.position(m.symbol, position_side)
+        if position_side != "BOTH" and (side == "SELL") == (position_side == "LONG"):
+            reduce_only = True  # hedge mode: the opposite side of a leg closes it
         if reduce_only or close_position:
             direction = 1 if side == "BUY" else -1
             if pos.amount == 0 or (pos.amount > 0) == (direction > 0):
@@ -750,6 +777,15 @@ class BinanceServer:
         stop = _d(params.get("triggerPrice" if algo else "stopPrice", "0") or "0")
         reduce_only = params.get("reduceOnly", "false").lower() == "true"
         close_position = params.get("closePosition", "false").lower() == "true"
+        position_side = params.get("positionSide", "BOTH").upper()
+        if position_side not in ("BOTH", "LONG", "SHORT"):
+            raise BinanceApiError(-4006, "Position side is invalid.")
+        if (position_side == "BOTH") == self.state.hedge_mode:
+            raise BinanceApiError(-4061, "Order's position side does not match user's "
+                                  "setting.")
+        if position_side != "BOTH" and "reduceOnly" in params:
+            raise BinanceApiError(-1106, "Parameter 'reduceonly' sent when not required.")
+        working_type = params.get("workingType", "CONTRACT_PRICE")
         client_id = params.get("clientAlgoId" if algo else "newClientOrderId") or \
             f"auto{next(self._ids)}"
         if len(client_id) > 36:
@@ -769,13 +805,16 @@ class BinanceServer:
         if algo and not stop:
             raise BinanceApiError(-1102, "Mandatory parameter 'triggerPrice' was not sent, "
                                   "was empty/null, or malformed.")
-        self._validate_order(m, side, qty, price, reduce_only, close_position)
-        if algo and self._would_trigger(otype, side, stop, self.state.prices[m.symbol]):
+        self._validate_order(m, side, qty, price, reduce_only, close_position, position_side)
+        ref_price = self.state.mark(m.symbol) if working_type == "MARK_PRICE" \
+            else self.state.prices[m.symbol]
+        if algo and self._would_trigger(otype, side, stop, ref_price):
             raise BinanceApiError(-2021, "Order would immediately trigger.")
         now = _ms()
         order = FakeOrder(order_id=next(self._ids), client_id=client_id, symbol=m.symbol,
                           side=side, type=otype, qty=qty, price=price, stop_price=stop,
                           reduce_only=reduce_only, close_position=close_position, algo=algo,
+                          position_side=position_side, working_type=working_type,
                           create_time=now, update_time=now,
                           time_in_force=params.get("timeInForce", "GTC"))
         if algo:
@@ -803,10 +842,12 @@ class BinanceServer:
     async def _fill(self, order: FakeOrder, price: Decimal, maker: bool) -> None:
         """Execute the order's remaining quantity at `price`; update position and wallet."""
         st = self.state
-        pos = st.position(order.symbol)
+        pos = st.position(order.symbol, order.position_side)
         qty = order.qty - order.executed
         direction = Decimal(1) if order.side == "BUY" else Decimal(-1)
-        if order.reduce_only or order.close_position:
+        hedge_close = order.position_side != "BOTH" and \
+            (order.side == "SELL") == (order.position_side == "LONG")
+        if order.reduce_only or order.close_position or hedge_close:
             if pos.amount == 0 or (pos.amount > 0) == (direction > 0):
                 order.status = "EXPIRED"
                 order.update_time = _ms()
@@ -843,7 +884,7 @@ class BinanceServer:
                           time=order.update_time, maker=maker)
         st.trades.append(trade)
         await self._push_order_update(order, "TRADE", trade)
-        await self._push_account_update(order.symbol)
+        await self._push_account_update(order.symbol, order.position_side)
 
     async def _match(self, symbol: str) -> None:
         price = self.state.prices[symbol]
@@ -852,8 +893,9 @@ class BinanceServer:
                     and self._limit_crosses(order, price):
                 await self._fill(order, order.price, maker=True)
         for algo in list(self.state.algo_orders.values()):
+            ref = self.state.mark(symbol) if algo.working_type == "MARK_PRICE" else price
             if algo.symbol == symbol and algo.is_open and \
-                    self._would_trigger(algo.type, algo.side, algo.stop_price, price):
+                    self._would_trigger(algo.type, algo.side, algo.stop_price, ref):
                 await self._trigger(algo, price)
 
     async def _trigger(self, algo: FakeOrder, price: Decimal) -> None:
@@ -863,6 +905,7 @@ class BinanceServer:
         child = FakeOrder(order_id=next(self._ids), client_id=algo.client_id,
                           symbol=algo.symbol, side=algo.side, type="MARKET", qty=algo.qty,
                           reduce_only=algo.reduce_only, close_position=algo.close_position,
+                          position_side=algo.position_side,
                           create_time=algo.update_time, update_time=algo.update_time)
         algo.actual_order_id = child.order_id
         self.state.orders[child.order_id] = child
@@ -969,8 +1012,9 @@ class BinanceServer:
                 "origQty": _s(o.qty), "executedQty": _s(o.executed),
                 "cumQty": _s(o.executed), "cumQuote": _s(o.cum_quote),
                 "timeInForce": o.time_in_force, "type": o.type, "reduceOnly": o.reduce_only,
-                "closePosition": o.close_position, "side": o.side, "positionSide": "BOTH",
-                "stopPrice": _s(o.stop_price), "workingType": "CONTRACT_PRICE",
+                "closePosition": o.close_position, "side": o.side,
+                "positionSide": o.position_side,
+                "stopPrice": _s(o.stop_price), "workingType": o.working_type,
                 "priceProtect": False, "origType": o.type, "priceMatch": "NONE",
                 "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
                 "time": o.create_time, "updateTime": o.update_time}
@@ -978,12 +1022,12 @@ class BinanceServer:
     def _algo_json(self, o: FakeOrder) -> dict[str, Any]:
         return {"algoId": o.order_id, "clientAlgoId": o.client_id, "algoType": "CONDITIONAL",
                 "orderType": o.type, "symbol": o.symbol, "side": o.side,
-                "positionSide": "BOTH", "timeInForce": o.time_in_force,
+                "positionSide": o.position_side, "timeInForce": o.time_in_force,
                 "quantity": _s(o.qty), "algoStatus": o.status,
                 "actualOrderId": str(o.actual_order_id or ""),
                 "actualPrice": _s(o.avg), "triggerPrice": _s(o.stop_price),
                 "price": _s(o.price), "icebergQuantity": None,
-                "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": "CONTRACT_PRICE",
+                "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": o.working_type,
                 "priceMatch": "NONE", "closePosition": o.close_position,
                 "priceProtect": False, "reduceOnly": o.reduce_only,
                 "createTime": o.create_time, "updateTime": o.update_time,
@@ -1091,8 +1135,8 @@ class BinanceServer:
             "L": _s(trade.price) if trade else "0", "N": "USDT",
             "n": _s(trade.fee) if trade else "0", "T": o.update_time,
             "t": trade.id if trade else 0, "b": "0", "a": "0",
-            "m": trade.maker if trade else False, "R": o.reduce_only, "wt": "CONTRACT_PRICE",
-            "ot": o.type, "ps": "BOTH", "cp": o.close_position,
+            "m": trade.maker if trade else False, "R": o.reduce_only, "wt": o.working_type,
+            "ot": o.type, "ps": o.position_side, "cp": o.close_position,
             "rp": _s(trade.realized) if trade else "0", "pP": False, "si": 0, "ss": 0,
             "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0}}
         if push is not None:
@@ -1104,23 +1148,25 @@ class BinanceServer:
         now = _ms()
         await self._push_user({"e": "ALGO_UPDATE", "T": now, "E": now, "o": {
             "caid": o.client_id, "aid": o.order_id, "at": "CONDITIONAL", "o": o.type,
-            "s": o.symbol, "S": o.side, "ps": "BOTH", "f": o.time_in_force, "q": _s(o.qty),
+            "s": o.symbol, "S": o.side, "ps": o.position_side, "f": o.time_in_force,
+            "q": _s(o.qty),
             "X": o.status, "ai": str(o.actual_order_id or ""), "ap": _s(o.avg),
             "aq": _s(o.executed), "act": "MARKET" if o.actual_order_id else "0",
             "tp": _s(o.stop_price), "p": _s(o.price), "V": "EXPIRE_MAKER",
-            "wt": "CONTRACT_PRICE", "pm": "NONE", "cp": o.close_position, "pP": False,
+            "wt": o.working_type, "pm": "NONE", "cp": o.close_position, "pP": False,
             "R": o.reduce_only, "tt": o.update_time if o.status != "NEW" else 0, "gtd": 0}})
 
-    async def _push_account_update(self, symbol: str) -> None:
+    async def _push_account_update(self, symbol: str, side: str = "BOTH") -> None:
         st = self.state
-        pos = st.position(symbol)
+        pos = st.position(symbol, side)
+        key = symbol if side == "BOTH" else f"{symbol}:{side}"
         now = _ms()
         await self._push_user({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {
             "m": "ORDER",
             "B": [{"a": st.asset, "wb": _s(st.wallet), "cw": _s(st.wallet), "bc": "0"}],
             "P": [{"s": symbol, "pa": _s(pos.amount), "ep": _s(pos.entry),
-                   "bep": _s(pos.entry), "cr": "0", "up": _s(st.unrealized(symbol)),
-                   "mt": "cross", "iw": "0", "ps": "BOTH"}]}})
+                   "bep": _s(pos.entry), "cr": "0", "up": _s(st.unrealized(key)),
+                   "mt": st.margin_types.get(symbol, "cross"), "iw": "0", "ps": side}]}})
 
 
 class ThreadedBinanceServer:
