@@ -346,7 +346,8 @@ class BybitServer:
         await self.core.cancel(order)
         return {"orderId": order.id, "orderLinkId": order.client_id}
 
-    _STATUS: ClassVar[dict[str, str]] = {"new": "New", "partially_filled": "PartiallyFilled", "filled": "Filled",
+    _STATUS: ClassVar[dict[str, str]] = {"new": "New", "partially_filled": "PartiallyFilled",
+                                         "filled": "Filled",
                                          "cancelled": "Cancelled", "rejected": "Rejected",
                                          "triggered": "Triggered"}
 
