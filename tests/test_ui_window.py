@@ -319,13 +319,13 @@ def test_protection_badge_lists_the_live_protective_orders(env):
     publish(eng, win, snapshot(BTC_POS, 40_100.0))
     sl = Order("sl1", BTC.symbol, OrderSide.SELL, OrderType.STOP_MARKET, 0.5, OrderStatus.OPEN,
                trigger_price=39_000.0, reduce_only=True, position_id="p1",
-               role=OrderRole.STOP_LOSS)
+               role=OrderRole.STOP_LOSS, trigger_ref="mark")
     tp = Order("tp1", BTC.symbol, OrderSide.SELL, OrderType.TAKE_PROFIT_MARKET, 0.5,
                OrderStatus.OPEN, trigger_price=42_000.0, reduce_only=True, position_id="p1",
                role=OrderRole.TAKE_PROFIT)
     publish(eng, win, OrderSnapshot(sl), OrderSnapshot(tp))
     tip = win.proxy.index(0, column_index("protection")).data(Qt.ItemDataRole.ToolTipRole)
-    assert "SL stop_market 0.500 @ 39,000.0 · on exchange" in tip
+    assert "SL stop_market 0.500 @ 39,000.0 · on exchange · triggers on mark price" in tip
     assert "TP take_profit_market 0.500 @ 42,000.0 · on exchange" in tip
     from dataclasses import replace
     publish(eng, win, OrderSnapshot(replace(sl, status=OrderStatus.CANCELED)))

@@ -199,6 +199,7 @@ class Order:
     created_at: float = 0.0
     updated_at: float = 0.0
     error: str | None = None
+    trigger_ref: str | None = None  # stop / take-profit: triggers on "mark" or "last" price
 
     @property
     def remaining(self) -> float:
@@ -212,6 +213,7 @@ class Order:
             trigger_price=req.trigger_price, reduce_only=req.reduce_only,
             position_id=req.position_id, role=req.role, reason=req.reason,
             created_at=ts, updated_at=ts,
+            trigger_ref=req.trigger_ref if req.trigger_price is not None else None,
         )
 
 

@@ -746,6 +746,8 @@ class CcxtExchange:
             reason=req.reason if req else None,
             created_at=ts / 1000.0 if ts else now,
             updated_at=upd / 1000.0 if upd else now,
+            trigger_ref=None if otype not in _TRIGGER_TYPES else
+            (req.trigger_ref if req else vm.trigger_ref_of(self.id, o)),
         )
 
     # ------------------------------------------------------------------ orders: REST

@@ -177,8 +177,10 @@ class PositionsPanel(QWidget):
             state = "on exchange" if x.status is OrderStatus.OPEN else x.status.value
             tranches = (x.reason or "").partition(" tranches=")[2]
             which = f" · tranches {tranches.replace(',', ', ')}" if tranches else ""
+            ref = f" · triggers on {x.trigger_ref} price" if x.trigger_ref else ""
             lines.append(f"{name} {x.type.value} {fmt_qty(x.amount, market)} @ "
-                         f"{fmt_price(x.trigger_price or x.price, market)} · {state}{which}")
+                         f"{fmt_price(x.trigger_price or x.price, market)} · {state}{which}"
+                         f"{ref}")
         self.model.set_protection_detail(
             o.position_id, "\n".join(lines) if lines else "no protective orders on the exchange")
 

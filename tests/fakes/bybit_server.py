@@ -108,8 +108,8 @@ class BybitServer:
         for ws in list(self._public) + list(self._private):
             await ws.close()
 
-    def sent(self, path: str) -> list[dict[str, Any]]:
-        return [p for _m, q, p in self.requests if q == path]
+    def sent(self, path: str, method: str = "POST") -> list[dict[str, Any]]:
+        return [p for m, q, p in self.requests if q == path and m == method]
 
     # ------------------------------------------------------------ REST
     async def _rest(self, request: web.Request) -> web.StreamResponse:

@@ -59,7 +59,8 @@ def margin_mode_of(venue: str, p: Mapping[str, Any],
             mode = "isolated" if str(info.get("isolated")).lower() == "true" else "cross"
     elif venue == "bybit":
         # unified accounts: the account's margin mode; classic accounts: tradeMode 1
-        trade_mode = str(info.get("tradeMode") or "")
+        raw_mode = info.get("tradeMode")
+        trade_mode = "" if raw_mode is None else str(raw_mode)
         if trade_mode == "1":
             mode = "isolated"
         elif account_margin_mode:
@@ -314,4 +315,16 @@ def reduce_only_of(venue: str, o: Mapping[str, Any]) -> bool | None:
         return (leg == "long") == (side == "sell")
     if o.get("reduceOnly") is not None:
         return bool(o.get("reduceOnly"))
+    return None
+
+
+def trigger_ref_of(venue: str, o: Mapping[str, Any]) -> str | None:
+    """The price a resting stop / take-profit triggers on, as the venue reports it."""
+    info = info_of(o)
+    raw = str(info.get("workingType") or info.get("wt") or info.get("triggerBy")
+              or info.get("slTriggerPxType") or info.get("tpTriggerPxType") or "").lower()
+    if raw in ("mark_price", "markprice", "mark"):
+        return "mark"
+    if raw in ("contract_price", "lastprice", "last"):
+        return "last"
     return None
