@@ -149,3 +149,21 @@ def test_each_venues_codes_map_to_domain_errors(venue: str, code: str, kind: typ
     key = {"bybit": "retCode", "okx": "sCode"}.get(venue, "code")
     err = map_error(ccxt.ExchangeError(f'{venue} {{"{key}": "{code}", "msg": "x"}}'), venue)
     assert type(err) is kind
+
+
+@pytest.mark.parametrize(("venue", "check"), [
+    ("bybit", lambda ex: ex.urls["api"]["public"].startswith("https://api-demo.")
+     and "testnet" not in ex.urls["api"]["public"]),
+    ("okx", lambda ex: ex.headers.get("x-simulated-trading") == "1"),
+    ("binanceusdm", lambda ex: "demo-fapi" in ex.urls["api"]["fapiPrivate"]),
+])
+def test_demo_is_each_venues_own_demo(venue: str, check) -> None:
+    """Bybit demo trading (not the testnet), OKX simulated trading, Binance demo."""
+    import ccxt.pro as ccxtpro
+
+    from pmgui.exchange.venues.factory import create_exchange
+
+    adapter = create_exchange(venue, demo=True)
+    ex = getattr(ccxtpro, venue)()
+    adapter._enable_demo(ex)
+    assert check(ex)

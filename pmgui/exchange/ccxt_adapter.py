@@ -963,6 +963,10 @@ class CcxtExchange:
                         f"verified absent and not placed after {attempts} tries") from exc
                 await self._sleep(self._settings.backoff.delay(attempt - 1))
                 continue
+            if req.type is OrderType.MARKET and raw.get("status") is None and raw.get("id"):
+                # an acknowledgement without the order's state (Bybit, OKX): a market
+                # order's fill is asked for by its id, so the caller sees what happened
+                raw = await self._fetch_after_ack(ex, raw, req)
             order = self._to_order(raw)
             if not order.symbol:
                 order = replace(order, symbol=req.symbol)
@@ -986,6 +990,24 @@ class CcxtExchange:
             if order.filled > 0 and self._sink is not None:
                 await self._process_orders([raw])  # fills now, even without an order stream
             return order
+
+    async def _fetch_after_ack(self, ex: Any, raw: Any, req: OrderRequest) -> Any:
+        oid = str(vm.order_id_of(self.id, raw) or raw.get("id"))
+        for attempt in range(self._settings.rest_attempts):
+            try:
+                found = await self._fetch_order_by_id(ex, oid, req.symbol, False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("%s: state of %s not read yet (%s)", self.id, req.client_id,
+                         map_error(exc, self.id))
+                found = None
+            if found and found.get("status") not in (None, "open"):
+                return found
+            if found and attempt == self._settings.rest_attempts - 1:
+                return found
+            await self._sleep(self._settings.backoff.delay(attempt) / 4)
+        return raw
 
     def _track(self, order: Order, trigger: bool) -> None:
         if order.exchange_id and not order.status.is_final:

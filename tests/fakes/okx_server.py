@@ -133,7 +133,8 @@ class OkxServer:
                     {"clOrdId": "", "ordId": "", "algoId": "", "algoClOrdId": "",
                      "sCode": code, "sMsg": e.msg, "tag": ""}]})
             return web.json_response({"code": code, "msg": e.msg, "data": []})
-        if path in ("/api/v5/trade/order", "/api/v5/trade/order-algo") and \
+        if path in ("/api/v5/trade/order", "/api/v5/trade/order-algo",
+                    "/api/v5/trade/batch-orders") and \
                 request.method == "POST" and self.faults.create_timeouts > 0:
             self.faults.create_timeouts -= 1
             await asyncio.sleep(self.faults.response_delay)
@@ -305,6 +306,13 @@ class OkxServer:
             price=d(p.get("px") or 0))
         return [{"clOrdId": order.client_id, "ordId": order.id, "tag": "", "ts": str(ms()),
                  "sCode": "0", "sMsg": "Order placed"}]
+
+    async def _r_trade_batch_orders(self, p: Any) -> Any:
+        """ccxt's default for create_order: a list of one order (errors per item)."""
+        out = []
+        for item in p if isinstance(p, list) else [p]:
+            out += await self._r_trade_order({**item, "side": item.get("side", "")})
+        return out
 
     async def _r_trade_order_algo(self, p: dict[str, Any]) -> Any:
         if not p or "side" not in p:
