@@ -1,5 +1,8 @@
 """Bybit through the whole engine: EngineCore over the Bybit adapter over the local Bybit
-v5 emulator (real ccxt.pro `bybit`, REST and websockets on 127.0.0.1)."""
+v5 emulator (real ccxt.pro `bybit`, REST and websockets on 127.0.0.1).
+
+Protection covering a whole position is the position's own TP/SL (trading-stop), so the
+Bybit app shows it; it is read on adoption and never doubled by conditional orders."""
 
 from __future__ import annotations
 
@@ -23,43 +26,66 @@ async def server() -> AsyncIterator[BybitServer]:
     await srv.stop()
 
 
-def protective(server: BybitServer, symbol: str = "BTCUSDT") -> list:
+def conditional(server: BybitServer, symbol: str = "BTCUSDT") -> list:
     return [o for o in server.core.open_orders(symbol) if o.conditional]
+
+
+def tpsl(server: BybitServer, leg: str, symbol: str = "BTCUSDT") -> tuple:
+    pos = server.core.positions[(symbol, leg)]
+    return float(pos.sl), float(pos.tp), pos.sl_ref, pos.tp_ref
 
 
 def creates(server: BybitServer) -> list[dict]:
     return server.sent("/v5/order/create")
 
 
-async def test_adoption_protects_once_on_mark_price(server: BybitServer, tmp_path: Path) -> None:
+async def test_adoption_protects_once_as_position_tpsl_and_restart(
+        server: BybitServer, tmp_path: Path) -> None:
     server.core.set_position("BTCUSDT", "long", "0.02", "50000")
     rig = VenueRig("bybit", server, tmp_path / "db.sqlite")
     try:
         await rig.start()
         (pos,) = rig.open_positions()
         assert (pos.side, pos.qty) == (Side.LONG, 0.02)
-        stops = sorted(protective(server), key=lambda o: o.trigger)
-        assert [(o.kind, float(o.trigger), float(o.qty), o.leg) for o in stops] == [
-            ("stop", 49_500.0, 0.02, "net"), ("take_profit", 51_000.0, 0.02, "net")]
-        assert all(o.trigger_ref == "mark" and o.reduce_only for o in stops)
-        assert {c["triggerBy"] for c in creates(server)} == {"MarkPrice"}
-        assert {c["positionIdx"] for c in creates(server)} == {0}
+        assert tpsl(server, "net") == (49_500.0, 51_000.0, "mark", "mark")
+        assert not conditional(server) and not creates(server)
+        assert {(t["positionIdx"], t["tpslMode"]) for t in server.trading_stops} == \
+            {(0, "Full")}
         assert rig.engine.protection(pos) is Protection.ON_EXCHANGE
         await rig.engine.reconcile()
-        assert len(protective(server)) == 2 and len(creates(server)) == 2
+        assert tpsl(server, "net")[:2] == (49_500.0, 51_000.0) and not conditional(server)
+        n = len(server.trading_stops)
     finally:
         await rig.stop()
-    # restart: nothing placed twice
     rig2 = VenueRig("bybit", server, tmp_path / "db.sqlite")
     try:
         await rig2.start()
-        assert len(rig2.open_positions()) == 1
-        assert len(protective(server)) == 2 and len(creates(server)) == 2
+        (pos,) = rig2.open_positions()
+        assert tpsl(server, "net")[:2] == (49_500.0, 51_000.0)
+        assert not conditional(server) and not creates(server)
+        assert rig2.engine.protection(pos) is Protection.ON_EXCHANGE
+        assert len(server.trading_stops) - n <= 2  # re-set at most, never doubled
     finally:
         await rig2.stop()
 
 
-async def test_hedge_mode_both_legs_protected_and_a_stop_filling(
+async def test_tpsl_set_in_the_bybit_app_is_read_on_adoption(server: BybitServer,
+                                                             tmp_path: Path) -> None:
+    pos = server.core.set_position("BTCUSDT", "long", "0.01", "50000")
+    pos.sl, pos.tp = server.core.prices["BTCUSDT"] - 800, server.core.prices["BTCUSDT"] + 1500
+    rig = VenueRig("bybit", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        (p,) = rig.open_positions()
+        assert (p.sl, p.tp) == (49_200.0, 51_500.0)  # the app's levels, not the preset's
+        assert tpsl(server, "net")[:2] == (49_200.0, 51_500.0)
+        assert not conditional(server) and not creates(server)
+        assert rig.engine.protection(p) is Protection.ON_EXCHANGE
+    finally:
+        await rig.stop()
+
+
+async def test_hedge_mode_both_legs_protected_and_a_mark_stop_filling(
         server: BybitServer, tmp_path: Path) -> None:
     server.core.hedge_mode = True
     server.core.set_position("BTCUSDT", "long", "0.01", "50000")
@@ -69,29 +95,22 @@ async def test_hedge_mode_both_legs_protected_and_a_stop_filling(
         await rig.start()
         legs = {p.side: p for p in rig.open_positions()}
         assert set(legs) == {Side.LONG, Side.SHORT}
-        by_leg = {(o.leg, o.kind): (float(o.trigger), float(o.qty), o.side)
-                  for o in protective(server)}
-        assert by_leg == {
-            ("long", "stop"): (49_500.0, 0.01, "sell"),
-            ("long", "take_profit"): (51_000.0, 0.01, "sell"),
-            ("short", "stop"): (50_500.0, 0.02, "buy"),
-            ("short", "take_profit"): (49_000.0, 0.02, "buy")}
+        assert tpsl(server, "long") == (49_500.0, 51_000.0, "mark", "mark")
+        assert tpsl(server, "short") == (50_500.0, 49_000.0, "mark", "mark")
+        assert {t["positionIdx"] for t in server.trading_stops} == {1, 2}
         assert all(rig.engine.protection(p) is Protection.ON_EXCHANGE for p in legs.values())
 
-        # a wick on the last price does not reach the mark-price stop
-        await server.set_price("BTCUSDT", "49400", mark="49800")
-        assert len(protective(server)) == 4
-        # the mark follows: the long leg's stop fills on the venue
-        sent_before = len(creates(server))
-        await server.set_mark("BTCUSDT", "49450")
+        await until(lambda: server._private, what="the private stream")
+        await server.set_price("BTCUSDT", "49400", mark="49800")  # a wick of the last price
+        assert len(rig.open_positions()) == 2 and not creates(server)
+        await server.set_mark("BTCUSDT", "49450")  # the mark reaches the long leg's stop
         await until(lambda: [p.side for p in rig.open_positions()] == [Side.SHORT],
                     what="the long leg closed by its stop")
-        await until(lambda: len(protective(server)) == 2, what="the long leg's TP cancelled")
-        assert float(server.core.positions[("BTCUSDT", "short")].qty) == 0.02  # untouched
-        assert float(server.core.positions[("BTCUSDT", "long")].qty) == 0
-        assert len(creates(server)) == sent_before  # nothing re-sent to close it
-        assert {(o.leg, o.kind) for o in protective(server)} == {
-            ("short", "stop"), ("short", "take_profit")}
+        assert not creates(server)  # nothing sent to close it
+        assert float(server.core.positions[("BTCUSDT", "short")].qty) == 0.02
+        assert tpsl(server, "short")[:2] == (50_500.0, 49_000.0)
+        (closed,) = rig.store.closed_positions()
+        assert closed.side is Side.LONG and closed.exit_reason != "reconcile"
     finally:
         await rig.stop()
 
@@ -105,15 +124,26 @@ async def test_isolated_account_and_last_price_trigger(server: BybitServer,
         await rig.start()
         (remote,) = await rig.exchange.fetch_positions()
         assert remote.margin_mode == "isolated"
-        assert {c["triggerBy"] for c in creates(server)} == {"LastPrice"}
-        assert {o.trigger_ref for o in protective(server)} == {"last"}
-        sent_before = len(creates(server))
+        assert tpsl(server, "net") == (50_500.0, 49_000.0, "last", "last")
         await server.set_price("BTCUSDT", "50600", mark="50100")  # last crosses the stop
         await until(lambda: not rig.open_positions(), what="short closed by its stop")
-        await until(lambda: not protective(server), what="TP cancelled")
-        closes = [c for c in creates(server)[sent_before:] if "triggerPrice" not in c]
         rejected = [o for o in server.core.orders.values()
                     if o.extra.get("cancel_reason") == "reduce_only"]
-        assert len(closes) <= 1 and not rejected  # at most one close, never a storm
+        assert len(creates(server)) <= 1 and not rejected  # never a storm of closes
+    finally:
+        await rig.stop()
+
+
+async def test_open_entry_and_its_protection(server: BybitServer, tmp_path: Path) -> None:
+    from pmgui.engine import commands as cmd
+
+    rig = VenueRig("bybit", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        res = await rig.engine.handle(cmd.OpenPosition("BTC/USDT:USDT", Side.LONG, 0.01, 10))
+        assert res.ok, res
+        await until(lambda: tpsl(server, "net")[:2] == (49_500.0, 51_000.0),
+                    what="position TP/SL set after the entry")
+        assert [c["orderType"] for c in creates(server)] == ["Market"]
     finally:
         await rig.stop()

@@ -199,7 +199,9 @@ class Order:
     created_at: float = 0.0
     updated_at: float = 0.0
     error: str | None = None
-    trigger_ref: str | None = None  # stop / take-profit: triggers on "mark" or "last" price
+    # stop / take-profit: the price it triggers on ("mark" | "last") as the venue
+    # acknowledged it (not journaled: the venue's listing says it again after a restart)
+    trigger_ref: str | None = None
 
     @property
     def remaining(self) -> float:
@@ -213,7 +215,6 @@ class Order:
             trigger_price=req.trigger_price, reduce_only=req.reduce_only,
             position_id=req.position_id, role=req.role, reason=req.reason,
             created_at=ts, updated_at=ts,
-            trigger_ref=req.trigger_ref if req.trigger_price is not None else None,
         )
 
 

@@ -242,6 +242,9 @@ class Reconciler:
         core = self.core
         now = core.clock()
         preset = preset or core.settings.preset_for(r.symbol)
+        # a TP/SL the venue keeps on the position itself (Bybit) is the position's level
+        sl = r.sl if sl is None else sl
+        tp = r.tp if tp is None else tp
         pos = Position(
             fee_rate=0.0005 if fee_rate is None else fee_rate,
             overrides=frozen_map(overrides or {}),

@@ -51,6 +51,7 @@ class BybitServer:
                                      min_qty="0.01"), "3000")
         self.core.on_order = self._push_order
         self.account_margin_mode = "REGULAR_MARGIN"  # or ISOLATED_MARGIN
+        self.trading_stops: list[dict[str, Any]] = []  # every trading-stop request
         self.faults = BybitFaults()
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.host = "127.0.0.1"
@@ -290,10 +291,22 @@ class BybitServer:
         pos = self.core.positions.get((sym, leg))
         if pos is None or pos.qty == 0:
             raise VenueError("reduce_only", "can not set tp/sl/ts for zero position")
-        if "stopLoss" in p:
-            pos.sl = d(p["stopLoss"] or 0)
-        if "takeProfit" in p:
-            pos.tp = d(p["takeProfit"] or 0)
+        refs = {"MarkPrice": "mark", "LastPrice": "last", "IndexPrice": "mark"}
+        side = "sell" if pos.signed > 0 else "buy"
+        for key, kind in (("stopLoss", "stop"), ("takeProfit", "take_profit")):
+            if key not in p:
+                continue
+            level = d(p[key] or 0)
+            ref = refs.get(str(p.get("slTriggerBy" if kind == "stop" else "tpTriggerBy")
+                               or "LastPrice"), "last")
+            at = self.core.mark(sym) if ref == "mark" else self.core.prices[sym]
+            if level and self.core._would_trigger(kind, side, level, at):
+                raise VenueError("param", f"{key} {level} is already crossed (current {at})")
+            if kind == "stop":
+                pos.sl, pos.sl_ref = level, ref
+            else:
+                pos.tp, pos.tp_ref = level, ref
+        self.trading_stops.append(dict(p))
         return {}
 
     async def _r_order_create(self, p: dict[str, Any]) -> Any:

@@ -65,6 +65,8 @@ class VPosition:
     updated: int = 0
     sl: Decimal = Decimal(0)  # Bybit position TP/SL (trading-stop), 0 = none
     tp: Decimal = Decimal(0)
+    sl_ref: str = "last"  # what the position TP/SL trigger on
+    tp_ref: str = "last"
 
     @property
     def signed(self) -> Decimal:
@@ -324,9 +326,11 @@ class VenueCore:
                 if self._would_trigger(o.kind, o.side, o.trigger, ref):
                     await self.trigger(o, price)
         for pos in [p for p in self.positions.values() if p.symbol == symbol and p.qty]:
-            for level, kind in ((pos.sl, "stop"), (pos.tp, "take_profit")):
+            for level, kind, ref in ((pos.sl, "stop", pos.sl_ref),
+                                     (pos.tp, "take_profit", pos.tp_ref)):
+                at = self.mark(symbol) if ref == "mark" else price
                 if level and pos.qty and self._would_trigger(
-                        kind, "sell" if pos.signed > 0 else "buy", level, self.mark(symbol)):
+                        kind, "sell" if pos.signed > 0 else "buy", level, at):
                     await self.place(symbol=symbol, side="sell" if pos.signed > 0 else "buy",
                                      kind="market", qty=abs(pos.signed), client_id="",
                                      leg=pos.leg, reduce_only=True,

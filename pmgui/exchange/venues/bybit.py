@@ -9,21 +9,33 @@
 - Lookups: `fetch_order` is refused without `acknowledged`; open and closed orders are
   asked for directly (`orderId` / `orderLinkId`), open orders come 20 to a page (cursor,
   max 50) and the closed-order history at most 50.
+- Protection in Bybit's own form: a stop-loss / take-profit covering the whole position is
+  the position's TP/SL (`/v5/position/trading-stop`, tpslMode Full, `slTriggerBy` /
+  `tpTriggerBy`), so the Bybit app shows it; a level already set there is read on adoption.
+  Setting a level is idempotent (a re-send cannot duplicate it); "cancelling" clears it
+  only while it is still the level pmgui set. The market order Bybit creates when it fires
+  (createType CreateByStopLoss / CreateByTakeProfit, no orderLinkId) is reported as the fill
+  of pmgui's protective order. Tranches (less than the whole position) use conditional
+  orders.
 - Demo: Bybit's demo trading (`enable_demo_trading`), not the testnet.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, ClassVar
 
 from ccxt.base import errors as cx
 
 from pmgui.domain import errors as pe
-from pmgui.domain.enums import Side
+from pmgui.domain.enums import OrderRole, OrderStatus, OrderType, Side
 from pmgui.domain.models import Order, OrderRequest
+from pmgui.exchange.base import ExchangePosition
 from pmgui.exchange.ccxt_adapter import _TRIGGER_TYPES, CcxtExchange
 from pmgui.exchange.retry import map_error
+from pmgui.exchange.venues import mapping as vm
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +54,169 @@ class BybitExchange(CcxtExchange):
 
     def venue_capabilities(self, ex: Any) -> dict[str, Any]:
         return {"hedge_mode": True, "isolated_margin": True, "mark_trigger": True,
-                "position_tpsl": False, "edit_orders": False}
+                "position_tpsl": True, "edit_orders": False}
+
+    # ------------------------------------------------------------ position TP/SL
+    _IDX: ClassVar[dict[Side, int]] = {Side.LONG: 1, Side.SHORT: 2}
+
+    def _tpsl_state(self) -> dict[tuple[str, int, str], tuple[str, float]]:
+        st = getattr(self, "_tpsl", None)
+        if st is None:
+            st = self._tpsl = {}  # (symbol, positionIdx, "sl"|"tp") → (client id, level)
+        return st
+
+    def _position_sizes(self) -> dict[tuple[str, Side], float]:
+        sizes = getattr(self, "_sizes", None)
+        if sizes is None:
+            sizes = self._sizes = {}
+        return sizes
+
+    def _note_position(self, pos: ExchangePosition) -> None:
+        super()._note_position(pos)
+        self._position_sizes()[(pos.symbol, pos.side)] = pos.qty
+
+    def _leg_idx(self, symbol: str, leg: Side) -> int:
+        return self._IDX[leg] if self.is_hedged(symbol) else 0
+
+    def _uses_position_tpsl(self, req: OrderRequest) -> bool:
+        if req.type not in _TRIGGER_TYPES or not req.reduce_only or \
+                req.role not in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
+            return False
+        size = self._position_sizes().get((req.symbol, self._position_side(req)))
+        step = self._markets[req.symbol].amount_step if req.symbol in self._markets else 0.0
+        return size is not None and req.amount + step / 2 >= size
+
+    async def _trading_stop(self, symbol: str, idx: int, kind: str, level: float,
+                            ref: str) -> None:
+        ex = self._client()
+        market = ex.market(symbol)
+        body: dict[str, Any] = {"category": "linear", "symbol": market["id"],
+                                "positionIdx": idx, "tpslMode": "Full"}
+        price = "0" if level <= 0 else ex.price_to_precision(symbol, level)
+        by = "MarkPrice" if ref == "mark" else "LastPrice"
+        if kind == "sl":
+            body.update(stopLoss=price, slTriggerBy=by, slOrderType="Market")
+        else:
+            body.update(takeProfit=price, tpTriggerBy=by, tpOrderType="Market")
+        await self._rest(lambda: ex.privatePostV5PositionTradingStop(dict(body)),
+                         "trading-stop")
+
+    def _tpsl_order(self, req: OrderRequest, idx: int, kind: str,
+                    status: OrderStatus = OrderStatus.OPEN) -> Order:
+        now = self._clock()
+        ex_id = f"tpsl:{kind}:{idx}:{req.symbol}"
+        return Order(client_id=req.client_id, symbol=req.symbol, side=req.side, type=req.type,
+                     amount=req.amount, status=status, exchange_id=ex_id,
+                     trigger_price=req.trigger_price, reduce_only=True,
+                     position_id=req.position_id, role=req.role, reason=req.reason,
+                     created_at=now, updated_at=now, trigger_ref=req.trigger_ref)
+
+    async def _create_position_tpsl(self, req: OrderRequest) -> Order:
+        leg = self._position_side(req)
+        idx = self._leg_idx(req.symbol, leg)
+        kind = "sl" if req.type is OrderType.STOP_MARKET else "tp"
+        level = self._price_precise(req.symbol, float(req.trigger_price or 0.0))
+        req = replace(req, trigger_price=level)
+        self._requests[req.client_id] = req
+        try:
+            await self._trading_stop(req.symbol, idx, kind, level, req.trigger_ref)
+        except pe.ExchangeError as e:
+            raise map_error(e, self.id, trigger=True) from e
+        self._tpsl_state()[(req.symbol, idx, kind)] = (req.client_id, level)
+        return self._tpsl_order(req, idx, kind)
+
+    async def cancel_order(self, order: Order) -> Order:
+        ex_id = order.exchange_id or ""
+        if not ex_id.startswith("tpsl:"):
+            return await super().cancel_order(order)
+        _, kind, idx_text, symbol = ex_id.split(":", 3)
+        key = (symbol, int(idx_text), kind)
+        current = self._tpsl_state().get(key)
+        if current is not None and current[0] == order.client_id:
+            # still pmgui's level there: clear it (a newer level set meanwhile stays)
+            try:
+                await self._trading_stop(symbol, int(idx_text), kind, 0.0, "mark")
+            except pe.ExchangeError as e:
+                if e.retryable:
+                    raise
+                log.info("bybit: clearing %s of %s: %s", kind, symbol, e)
+            self._tpsl_state().pop(key, None)
+        return replace(order, status=OrderStatus.CANCELED, updated_at=self._clock())
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        orders = await super().fetch_open_orders(symbol)
+        return orders + await self._open_position_tpsl(symbol)
+
+    async def _open_position_tpsl(self, symbol: str | None) -> list[Order]:
+        """The position TP/SL levels as (synthetic) open orders, with pmgui's client id
+        where pmgui set them."""
+        out = []
+        for p in await self.fetch_positions():
+            if symbol is not None and p.symbol != symbol:
+                continue
+            idx = self._leg_idx(p.symbol, p.side)
+            for kind, level in (("sl", p.sl), ("tp", p.tp)):
+                if not level:
+                    continue
+                cid, mine = self._tpsl_state().get((p.symbol, idx, kind), ("", 0.0))
+                if not cid or abs(mine - level) > 1e-9:
+                    cid = f"ext-tpsl-{kind}-{idx}-{p.symbol}"
+                req = self._requests.get(cid)
+                otype = OrderType.STOP_MARKET if kind == "sl" else OrderType.TAKE_PROFIT_MARKET
+                base = req or OrderRequest(cid, p.symbol, p.side.close_side, otype, p.qty,
+                                           trigger_price=level, reduce_only=True)
+                out.append(self._tpsl_order(replace(base, trigger_price=level,
+                                                    amount=p.qty), idx, kind))
+        return out
+
+    def _fill_of_position_tpsl(self, o: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The market order Bybit created for a position TP/SL, as pmgui's order."""
+        info = vm.info_of(o)
+        kind = {"CreateByStopLoss": "sl", "CreateByTakeProfit": "tp",
+                "CreateByPartialStopLoss": "sl", "CreateByPartialTakeProfit": "tp"}.get(
+            str(info.get("createType") or ""))
+        if kind is None or o.get("clientOrderId"):
+            return o
+        idx = int(info.get("positionIdx") or 0)
+        current = self._tpsl_state().get((str(o.get("symbol")), idx, kind))
+        if current is None:
+            return o
+        return {**o, "clientOrderId": current[0],
+                "type": "stop_market" if kind == "sl" else "take_profit_market",
+                "triggerPrice": current[1], "reduceOnly": True}
+
+    async def _resync_tracked(self) -> None:
+        """Besides the tracked orders: a position TP/SL pmgui set that is no longer on its
+        position fired (or was removed) while the stream was away; the order Bybit created
+        for it is in the order history."""
+        await super()._resync_tracked()
+        state = self._tpsl_state()
+        if not state or self._ex is None:
+            return
+        try:
+            remaining = {(o.symbol, o.exchange_id): o.client_id
+                         for o in await self._open_position_tpsl(None)}
+        except pe.ExchangeError as e:
+            log.info("bybit: position TP/SL resync failed: %s", e)
+            return
+        gone = [(key, cid) for key, (cid, _lvl) in state.items()
+                if cid not in remaining.values()]
+        for symbol in sorted({key[0] for key, _ in gone}):
+            try:
+                rows = await self._rest(lambda s=symbol: self._client()
+                                        .fetch_canceled_and_closed_orders(
+                                            s, None, self.closed_page, {}),
+                                        "order history")
+            except pe.ExchangeError as e:
+                log.info("bybit: order history of %s unavailable: %s", symbol, e)
+                continue
+            fired = [o for o in rows or [] if str(vm.info_of(o).get("createType") or "")
+                     .startswith(("CreateByStopLoss", "CreateByTakeProfit"))]
+            if fired:
+                await self._process_orders(fired)
+
+    async def _process_orders(self, raw_orders: list[Mapping[str, Any]]) -> None:
+        await super()._process_orders([self._fill_of_position_tpsl(o) for o in raw_orders])
 
     def _enable_demo(self, ex: Any) -> None:
         ex.enable_demo_trading(True)
@@ -94,7 +268,19 @@ class BybitExchange(CcxtExchange):
     async def create_order(self, req: OrderRequest) -> Order:
         if req.symbol in self._markets:
             await self._symbol_mode(req.symbol)
-        return await super().create_order(req)
+        if req.type in _TRIGGER_TYPES and req.symbol in self._markets and \
+                (req.symbol, self._position_side(req)) not in self._position_sizes():
+            try:  # a position opened since the last listing: its size decides the form
+                await self.fetch_positions()
+            except pe.ExchangeError as e:
+                if e.retryable:
+                    raise
+        if self._uses_position_tpsl(req):
+            return await self._create_position_tpsl(req)
+        order = await super().create_order(req)
+        if req.type is OrderType.MARKET and order.filled > 0:
+            self._position_sizes().pop((req.symbol, self._position_side(req)), None)
+        return order
 
     def _venue_order_params(self, req: OrderRequest, params: dict[str, Any]) -> None:
         if req.type in _TRIGGER_TYPES:
@@ -125,6 +311,13 @@ class BybitExchange(CcxtExchange):
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
         ex = self._client()
         self._market(symbol)
+        if any(cid == client_id for cid, _ in self._tpsl_state().values()):
+            for o in await self._open_position_tpsl(symbol):
+                if o.client_id == client_id:
+                    return o
+            req = self._requests.get(client_id)
+            return None if req is None else replace(
+                self._tpsl_order(req, 0, "sl"), status=OrderStatus.CANCELED)
         lookups = [
             ("open orders", lambda: ex.fetch_open_orders(symbol, None, None,
                                                          {"orderLinkId": client_id})),
