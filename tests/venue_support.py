@@ -51,9 +51,7 @@ class VenueRig:
         self.run: asyncio.Task[None] | None = None
 
     async def start(self, stream: bool = True) -> None:
-        await self.engine.start()
-        if stream:
-            self.run = asyncio.create_task(self.exchange.run(self.engine))
+        await self.engine.start(stream=stream)  # streams first, then snapshot + reconcile
 
     async def stop(self) -> None:
         if self.run is not None:
