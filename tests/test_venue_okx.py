@@ -72,6 +72,7 @@ async def test_hedge_isolated_both_legs_and_a_mark_stop_filling(
         await rig.start()
         legs = {p.side: p for p in rig.open_positions()}
         assert set(legs) == {Side.LONG, Side.SHORT}
+        assert {(p.margin_mode, p.hedge) for p in legs.values()} == {("isolated", True)}
         by_leg = {(o.leg, o.kind): (float(o.trigger), float(o.qty)) for o in algos(server)}
         assert by_leg == {("long", "stop"): (49_500.0, 1.0),
                           ("long", "take_profit"): (51_000.0, 1.0),

@@ -148,6 +148,10 @@ class Position:
     exit_price: float | None = None
     exit_reason: str | None = None
     exchange: str = "paper"
+    # as the venue reports it at every reconciliation (not journaled): cross | isolated,
+    # and whether the position is one leg of a hedge-mode (long/short) account
+    margin_mode: str | None = None
+    hedge: bool = False
 
     @property
     def dir(self) -> int:

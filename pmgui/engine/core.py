@@ -338,8 +338,10 @@ class EngineCore:
         """A stop resting on the exchange that triggers on the mark price decides by itself:
         the last price wicking through its level is not a stop-out (seed 002)."""
         return (action.type is ActionType.CLOSE and action.reason in STOP_REASON.values()
+                and self.exchange.capabilities.mark_trigger
                 and str(params["protection.trigger"]) == "mark"
-                and self.protector.protection(rt) is Protection.ON_EXCHANGE)
+                and self.protector.outcome(rt, OrderRole.STOP_LOSS).protection
+                == Protection.ON_EXCHANGE.value)
 
     def stop_reason(self, pos: Position) -> Reason:
         return STOP_REASON[pos.sl_kind]

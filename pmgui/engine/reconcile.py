@@ -231,6 +231,8 @@ class Reconciler:
             rt.protect_dirty = True
         if r.liquidation and r.liquidation != rt.position.liquidation:
             core.set_position(rt.position.evolve(liquidation=r.liquidation))
+        if (r.margin_mode, r.hedged) != (rt.position.margin_mode, rt.position.hedge):
+            core.set_position(rt.position.evolve(margin_mode=r.margin_mode, hedge=r.hedged))
         return note
 
     # ---------------------------------------------------------------- adoption
@@ -252,6 +254,7 @@ class Reconciler:
             qty=r.qty, entry=r.entry, leverage=r.leverage or 1.0,
             opened_at=r.opened_at or now, initial_qty=r.qty, sl=sl, tp=tp, initial_sl=sl,
             liquidation=r.liquidation, preset=preset, exchange=core.exchange.id,
+            margin_mode=r.margin_mode, hedge=r.hedged,
             contract_size=core.market.market(r.symbol).contract_size,
             tranches=(Tranche("adopted", r.qty, r.entry, r.opened_at or now, sl, tp, "adopted"),),
         )

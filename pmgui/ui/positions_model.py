@@ -127,7 +127,9 @@ def _liq_tone(v: object, _row: Row) -> int:
 
 
 def _margin_mode(row: Row) -> str:
-    return "isolated" if row.snap.position.exchange == "paper" else "—"
+    pos = row.snap.position
+    mode = "isolated" if pos.exchange == "paper" else (pos.margin_mode or "—")
+    return f"{mode} · hedge" if pos.hedge else mode
 
 
 def fmt_amount(v: float | None, quote: str) -> str:
