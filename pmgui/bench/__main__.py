@@ -166,10 +166,14 @@ def bench_gui(plan: Plan) -> list[Row]:
 def bench_memory(plan: Plan) -> list[Row]:
     from pmgui.bench.misc import bytes_per_position, rss_at
 
-    per, bare = bytes_per_position(50, 500)
+    per, with_venue, bare = bytes_per_position(50, 500)
     rss, rss0 = rss_at(500)
     return [Row("memory.bytes_per_position", per, "B", bare,
-                {"from": 50, "to": 500, "baseline": "the Position values alone"}),
+                {"from": 50, "to": 500, "with_paper_venue": round(with_venue),
+                 "baseline": "the Position values alone"}),
+            Row("memory.bytes_per_position_with_venue", with_venue, "B", bare,
+                {"from": 50, "to": 500, "baseline": "the Position values alone",
+                 "note": "includes the simulated venue's own orders, fills and positions"}),
             Row("memory.rss_500", rss, "MB", rss0,
                 {"positions": 500, "baseline": "the same process before opening any"})]
 

@@ -30,7 +30,9 @@ EMPTY: Mapping[str, Scalar] = MappingProxyType({})
 
 def frozen_map(d: Mapping[str, Scalar] | None = None) -> Mapping[str, Scalar]:
     """A read-only copy of `d`; used for free-form inputs carried by actions."""
-    return MappingProxyType(dict(d or {}))
+    if not d:
+        return EMPTY  # one shared empty map (most positions have no overrides)
+    return MappingProxyType(dict(d))
 
 
 @dataclass(frozen=True, slots=True)

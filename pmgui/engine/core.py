@@ -123,6 +123,7 @@ class EngineCore:
         self._demo = tuple(demo)
         self._demo_pending: dict[str, DemoPosition] = {}
         self.book = PositionBook()
+        self._params_cache: dict[tuple, Params] = {}
         now = lambda: self.clock()  # noqa: E731 (callers may swap the engine's clock)
         self.ledger = OrderLedger(store, outbox, now)
         self.market = MarketData(outbox, self.settings, now)
@@ -277,7 +278,14 @@ class EngineCore:
             return rt.params
         overrides = self.settings.overrides_for(pos.symbol)
         overrides.update(pos.overrides)
-        p = resolve_params(pos.preset, overrides)
+        # Params are immutable: positions with the same preset and overrides share one
+        # (≈ 3 KB each; 500 positions need a handful, not 500)
+        key = (pos.preset, tuple(sorted(overrides.items())))
+        p = self._params_cache.get(key)
+        if p is None:
+            p = resolve_params(pos.preset, overrides)
+            if len(self._params_cache) < 1024:
+                self._params_cache[key] = p
         if rt is not None:
             rt.params = p
         return p

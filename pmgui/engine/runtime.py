@@ -18,7 +18,7 @@ from pmgui.domain.models import Order, Position
 from pmgui.rules.params import Params
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PositionRuntime:
     position: Position
     orders: dict[str, Order]  # live orders of this position (owned and written by the ledger)
