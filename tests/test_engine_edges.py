@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from pmgui.domain.enums import Protection
-from pmgui.domain.models import Tick
+from pmgui.domain.models import Tick, frozen_map
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken
+from pmgui.engine.settings import EngineSettings, SymbolRules
 from tests.fakes.binance_server import BinanceServer
 from tests.test_engine_emulator_faults import BTC, Rig
 
@@ -243,10 +244,25 @@ def test_replay_guardian_reports_no_fault_for_its_own_replace(side, capsys):
     assert '"type": "summary"' in out.out and '"errors"' not in out.out
 
 
-async def test_a_crossed_stop_is_left_to_the_exchange_order_for_its_grace(server, rig):
+def _rig_triggering_on(server: BinanceServer, db: Path, trigger: str) -> Rig:
+    rules = SymbolRules("monitor", frozen_map({"protection.trigger": trigger}))
+    return Rig(server, db, EngineSettings(default_preset="manual", protect_throttle=0.0,
+                                          symbols=frozen_map({BTC: rules})))
+
+
+async def test_a_crossed_stop_is_left_to_the_exchange_order_for_its_grace(server, tmp_path):
     """The exchange's own stop at the crossed level closes the position; a market close
-    racing it is sent only when it has not filled within `exchange_stop_grace`."""
+    racing it is sent only when it has not filled within `exchange_stop_grace`. (A stop that
+    triggers on the last price: the price the engine sees is the one it triggers on.)"""
     server.state.set_position("BTCUSDT", "0.02", "50000", leverage=10)
+    rig = _rig_triggering_on(server, tmp_path / "pmgui.db", "last")
+    try:
+        await _stop_crossed_then_closed_after_grace(server, rig)
+    finally:
+        await rig.stop()
+
+
+async def _stop_crossed_then_closed_after_grace(server: BinanceServer, rig: Rig) -> None:
     await rig.start()
     pid = rig.position().id
     grace = rig.engine.settings.exchange_stop_grace
@@ -262,3 +278,22 @@ async def test_a_crossed_stop_is_left_to_the_exchange_order_for_its_grace(server
     assert pid not in rig.engine.positions
     (closed,) = rig.store.closed_positions()
     assert closed.exit_reason == "stop_loss"
+
+
+async def test_a_mark_triggered_stop_on_the_exchange_is_never_raced_on_the_last_price(
+        server, tmp_path):
+    """protection.trigger = "mark" (the default): the last price wicking through the level is
+    not a stop-out. The venue's acknowledged mark-price stop decides; the engine sends no
+    market close however long the last price stays through it."""
+    server.state.set_position("BTCUSDT", "0.02", "50000", leverage=10)
+    rig = _rig_triggering_on(server, tmp_path / "pmgui.db", "mark")
+    try:
+        await rig.start()
+        pid = rig.position().id
+        grace = rig.engine.settings.exchange_stop_grace
+        for _ in range(3):
+            await rig.engine.on_tick(Tick(BTC, 49_400.0, time.time() + rig.offset))
+            rig.offset += grace
+        assert closes_sent(server) == [] and rig.engine.positions[pid].is_open
+    finally:
+        await rig.stop()
