@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pmgui.domain.enums import Protection, Side
+from pmgui.engine.events import ErrorEvent
 from tests.fakes.bybit_server import BybitServer
 from tests.venue_support import VenueRig, monitor, until
 
@@ -64,7 +65,8 @@ async def test_adoption_protects_once_as_position_tpsl_and_restart(
         assert tpsl(server, "net")[:2] == (49_500.0, 51_000.0)
         assert not conditional(server) and not creates(server)
         assert rig2.engine.protection(pos) is Protection.ON_EXCHANGE
-        assert len(server.trading_stops) - n <= 2  # re-set at most, never doubled
+        assert len(server.trading_stops) == n  # recognised as pmgui's: nothing re-set
+        assert not [e for e in rig2.of(ErrorEvent) if "missing" in e.message]
     finally:
         await rig2.stop()
 

@@ -160,6 +160,9 @@ class EngineCore:
         The task is `stream_task`; `shutdown()` stops it.
         """
         await self.exchange.connect()
+        recall = getattr(self.exchange, "recall_orders", None)
+        if recall is not None:  # orders only the journal can name (Bybit position TP/SL)
+            recall(self.store.open_orders())
         self.market.markets = dict(self.exchange.markets())
         stored_rules = self.store.get_setting("symbol_rules", {}) or {}
         if stored_rules:

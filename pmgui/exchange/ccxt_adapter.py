@@ -893,6 +893,10 @@ class CcxtExchange:
         self._venue_order_params(req, params)
         return ccxt_type, amount, price, params
 
+    def recall_orders(self, orders: Sequence[Order]) -> None:
+        """The journal's open orders after a restart, for venues whose orders cannot carry
+        pmgui's client id (the generic base needs none)."""
+
     def _venue_order_params(self, req: OrderRequest, params: dict[str, Any]) -> None:
         """Add the venue's own order parameters (position side in hedge mode, margin mode,
         trigger price type). The generic base has none."""

@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -100,6 +100,20 @@ class BybitExchange(CcxtExchange):
             body.update(takeProfit=price, tpTriggerBy=by, tpOrderType="Market")
         await self._rest(lambda: ex.privatePostV5PositionTradingStop(dict(body)),
                          "trading-stop")
+
+    def recall_orders(self, orders: Sequence[Order]) -> None:
+        """A position TP/SL has no client id at Bybit: after a restart the journal names
+        which level pmgui set (exchange id `tpsl:<sl|tp>:<idx>:<symbol>`)."""
+        for o in orders:
+            ex_id = o.exchange_id or ""
+            if ex_id.startswith("tpsl:") and o.trigger_price:
+                _, kind, idx_text, symbol = ex_id.split(":", 3)
+                self._tpsl_state()[(symbol, int(idx_text), kind)] = (o.client_id,
+                                                                    o.trigger_price)
+                self._requests.setdefault(o.client_id, OrderRequest(
+                    o.client_id, o.symbol, o.side, o.type, o.amount,
+                    trigger_price=o.trigger_price, reduce_only=True,
+                    position_id=o.position_id, role=o.role, reason=o.reason))
 
     def _tpsl_order(self, req: OrderRequest, idx: int, kind: str,
                     status: OrderStatus = OrderStatus.OPEN) -> Order:
