@@ -61,6 +61,18 @@ class OpenPosition:
     tp: float | None = None
     preset: str | None = None
     overrides: Mapping[str, Scalar] = field(default_factory=lambda: EMPTY)
+    # "market": filled at once; "limit" / "stop": a resting entry at `price` (limit below the
+    # market for a long, above for a short; a stop the other way) that opens the position,
+    # with its bracket SL/TP, when it fills (pmgui/engine/entries.py)
+    order_type: str = "market"
+    price: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Cancel a working entry order of ours (by client id)."""
+
+    client_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +149,8 @@ class EngineInfo:
 
 
 Command = (SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | OpenPosition
-           | AddToPosition | SetSymbolRules | GetHistory | GetSymbolRules | GetEngineInfo)
+           | AddToPosition | CancelOrder | SetSymbolRules | GetHistory | GetSymbolRules
+           | GetEngineInfo)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from pmgui.domain.models import (
 from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine import queries
+from pmgui.engine.entries import RestingEntries
 from pmgui.engine.events import (
     AccountEvent,
     ActionTaken,
@@ -130,6 +131,7 @@ class EngineCore:
         self.protector = Protector(self)
         self.reconciler = Reconciler(self)
         self.commands = ManualCommands(self)
+        self.entries = RestingEntries(self)
         self._connection = ConnectionState(False, False, "connecting")
         self._orders_up = asyncio.Event()
         self.stream_task: asyncio.Task[None] | None = None
@@ -189,6 +191,8 @@ class EngineCore:
         for rt in self.book.runtimes():
             await self.protector.sync(rt, force=True)
             self.publish_position(rt)
+        self.entries.prune()
+        self.entries.publish()
         await self.refresh_account()
         self.started = True
 
@@ -569,6 +573,11 @@ class EngineCore:
     async def _apply_fill(self, order: Order, qty: float, price: float, fee: float,
                           liquidation: bool = False) -> None:
         rt = self.book.runtime(order.position_id)
+        if rt is None and order.role is OrderRole.ENTRY and not order.reduce_only:
+            # a resting entry's fill: it creates its position (or adds to the open one)
+            rt = await self.entries.filled(order, qty, price, fee)
+            if rt is None:
+                return
         if rt is None:
             stored = self.store.load_position(order.position_id or "")
             if stored is None or not stored.is_open:
@@ -586,9 +595,14 @@ class EngineCore:
             tranche = Tranche(order.client_id, qty, price, now,
                               pos.sl if t_sl is None else t_sl, pos.tp if t_tp is None else t_tp,
                               "add_on" if order.role is OrderRole.ADD else "entry")
+            same = next((t for t in pos.tranches if t.id == tranche.id), None)
+            if same is None:
+                tranches = (*pos.tranches, tranche)
+            else:  # a later partial fill of the same order: its tranche grows
+                tranches = tuple(replace(t, qty=t.qty + qty, entry=money.average_entry(
+                    t.qty, t.entry, qty, price)) if t is same else t for t in pos.tranches)
             pos = pos.evolve(qty=new_qty, entry=entry, fees_paid=pos.fees_paid + fee,
-                             realized_pnl=pos.realized_pnl - fee,
-                             tranches=(*pos.tranches, tranche))
+                             realized_pnl=pos.realized_pnl - fee, tranches=tranches)
             if pos.liquidation is not None or self.exchange.id == "paper":
                 pos = pos.evolve(liquidation=money.liquidation_price(
                     pos.side, pos.entry, pos.leverage, market.mmr))
@@ -821,6 +835,7 @@ class EngineCore:
         for rt in self.book.runtimes():
             if not max_age or now - rt.published_at >= max_age:
                 self.publish_position(rt)
+        self.entries.publish()
         self.publish_connection()
 
     async def refresh_account(self) -> None:
@@ -841,6 +856,7 @@ class EngineCore:
         await self._refresh_stale_prices()
         await self.reconciler.resolve_pending()
         await self._cancel_orphans()
+        self.entries.prune()
         self.publish_all(max_age=1.0)  # staleness and ages move on without ticks
         for rt in self.book.runtimes():
             if rt.protect_dirty:
@@ -935,6 +951,8 @@ class EngineCore:
             return self.commands.set_symbol_rules(command)
         if isinstance(command, cmd.AddToPosition):
             return await self.commands.add(command)
+        if isinstance(command, cmd.CancelOrder):
+            return await self.entries.cancel(command)
         if isinstance(command, cmd.REQUESTS):  # read-only requests → snapshots
             return await queries.answer(self, command)  # type: ignore[return-value]
         raise ValidationError(f"unknown command {type(command).__name__}")

@@ -260,6 +260,8 @@ class ManualCommands:
                                        f"{self.core.settings.preset_for(c.symbol)}")
 
     async def open(self, c: cmd.OpenPosition) -> cmd.CommandResult:
+        if c.order_type != "market":  # a resting limit/stop entry (pmgui/engine/entries.py)
+            return await self.core.entries.place(c)
         market = self.core.market.markets.get(c.symbol)
         if market is None:
             raise ValidationError(f"unknown symbol {c.symbol}")

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pmgui.domain import money
-from pmgui.domain.enums import ActionType, OrderStatus, PositionStatus, Reason, Side
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, PositionStatus, Reason, Side
 from pmgui.domain.errors import ExchangeError
 from pmgui.domain.models import Action, Order, Position, Scalar, Tranche, frozen_map
 from pmgui.engine.events import ActionTaken
@@ -189,12 +189,20 @@ class Reconciler:
             if note:
                 notes.append(note)
         for r in by_key.values():
-            if self._busy((r.symbol, r.side), mark):
+            if self._busy((r.symbol, r.side), mark) or self._entry_fill(r):
                 continue
             pos = self.adopt(r)  # journals its own OPEN action
             log.info("reconcile: adopted %s %s %g @ %g (preset %s)", r.symbol, r.side.value,
                      r.qty, r.entry, pos.preset)
         return notes
+
+    def _entry_fill(self, r: ExchangePosition) -> bool:
+        """A position that may be the fill of a resting entry of ours not booked yet: left to
+        the order lookup of the next pass (which books it on its own position), not adopted."""
+        working = sum(o.amount - o.filled for o in self.core.ledger
+                      if o.role is OrderRole.ENTRY and o.symbol == r.symbol
+                      and o.side is r.side.open_side)
+        return working > 0 and r.qty <= working * (1 + 1e-9)
 
     async def align(self, rt: PositionRuntime, r: ExchangePosition | None) -> str:
         """One position brought in line with what the exchange holds for its symbol and side
