@@ -111,3 +111,20 @@ def validate_close_qty(qty: object, position: Position) -> float:
         raise ValidationError(
             f"cannot close {v:g}: the position is only {position.qty:g}", field="qty")
     return min(v, position.qty)
+
+
+def check_entry_price(kind: str, side: Side, price: float, market_price: float) -> None:
+    """A limit entry waits for a better price, a stop entry for a breakout (pure)."""
+    below = (kind == "limit") == (side is Side.LONG)
+    if below and not price < market_price:
+        raise ValidationError(
+            f"a {kind} {'buy' if side is Side.LONG else 'sell'} must be below the market "
+            f"({market_price:g}); {price:g} is not"
+            + (" — use a stop entry to buy a breakout" if kind == "limit"
+               else " — use a limit entry to sell a rally"), field="price")
+    if not below and not price > market_price:
+        raise ValidationError(
+            f"a {kind} {'buy' if side is Side.LONG else 'sell'} must be above the market "
+            f"({market_price:g}); {price:g} is not"
+            + (" — use a stop entry to sell a breakdown" if kind == "limit"
+               else " — use a limit entry to buy a dip"), field="price")

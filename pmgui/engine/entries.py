@@ -28,7 +28,12 @@ from pmgui.domain import money
 from pmgui.domain.enums import ActionType, OrderRole, OrderType, Reason, Side
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Action, Order, OrderRequest, Position, Tranche, frozen_map
-from pmgui.domain.validation import validate_amount, validate_leverage, validate_targets
+from pmgui.domain.validation import (
+    check_entry_price,
+    validate_amount,
+    validate_leverage,
+    validate_targets,
+)
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken, OrderSnapshot
 from pmgui.engine.ids import new_client_id, new_position_id
@@ -43,23 +48,6 @@ log = logging.getLogger("pmgui.engine.entries")
 
 SETTING = "resting_entries"  # settings key: client id → what the position will be
 ENTRY_TYPES = {"limit": OrderType.LIMIT, "stop": OrderType.STOP_MARKET}
-
-
-def check_entry_price(kind: str, side: Side, price: float, market_price: float) -> None:
-    """A limit entry waits for a better price, a stop entry for a breakout (pure)."""
-    below = (kind == "limit") == (side is Side.LONG)
-    if below and not price < market_price:
-        raise ValidationError(
-            f"a {kind} {'buy' if side is Side.LONG else 'sell'} must be below the market "
-            f"({market_price:g}); {price:g} is not"
-            + (" — use a stop entry to buy a breakout" if kind == "limit"
-               else " — use a limit entry to sell a rally"), field="price")
-    if not below and not price > market_price:
-        raise ValidationError(
-            f"a {kind} {'buy' if side is Side.LONG else 'sell'} must be above the market "
-            f"({market_price:g}); {price:g} is not"
-            + (" — use a stop entry to sell a breakdown" if kind == "limit"
-               else " — use a limit entry to buy a dip"), field="price")
 
 
 class RestingEntries:

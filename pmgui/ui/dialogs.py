@@ -37,6 +37,7 @@ from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Market, Position
 from pmgui.domain.money import liquidation_price, risk_per_unit, valid_price
 from pmgui.domain.validation import (
+    check_entry_price,
     require_price,
     validate_leverage,
     validate_new_position,
@@ -51,6 +52,9 @@ from pmgui.ui.theme import tabular_font
 Send = Callable[[Command, Callable[[CommandResult | None, str | None], None]], bool]
 
 MODES = ("Price", "% from entry", "R")
+ORDER_TYPES = {"Market": "market", "Limit": "limit", "Stop": "stop"}
+ENTRY_BUTTON = {"market": "Open at market", "limit": "Place limit order",
+                "stop": "Place stop order"}
 DESIGN_PRESETS = ("guardian", "breakout", "monitor", "active", "manual")
 
 
@@ -336,6 +340,14 @@ class OrderDialog(QDialog):
         self.side.setObjectName("sideInput")
         if side is Side.SHORT:
             self.side.setCurrentIndex(1)
+        self.order_type = QComboBox()
+        self.order_type.setObjectName("orderTypeInput")
+        self.order_type.setAccessibleName("Order type")
+        self.order_type.addItems(list(ORDER_TYPES))
+        self.price = QLineEdit()
+        self.price.setObjectName("priceInput")
+        self.price.setPlaceholderText("at market")
+        self.price.setEnabled(False)
         self.qty = QLineEdit()
         self.qty.setObjectName("qtyInput")
         self.qty.setPlaceholderText("size")
@@ -374,6 +386,7 @@ class OrderDialog(QDialog):
         size_row.addWidget(self.qty, 1)
         size_row.addWidget(self.size_unit)
         rows = (("symbol", "Symbol", self.symbol), ("side", "Side", self.side),
+                ("type", "Order type", self.order_type), ("price", "Price", self.price),
                 ("qty", "Size", size_row), ("leverage", "Leverage", self.leverage),
                 ("sl", "Stop loss", self.sl), ("tp", "Take profit", self.tp),
                 ("preset", "Preset", self.preset))
@@ -406,8 +419,9 @@ class OrderDialog(QDialog):
         lay.addWidget(self.preview)
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
-        for w in (self.qty, self.leverage, self.sl, self.tp):
+        for w in (self.qty, self.leverage, self.sl, self.tp, self.price):
             w.textChanged.connect(self._refresh)
+        self.order_type.currentIndexChanged.connect(self._type_changed)
         self.symbol.currentTextChanged.connect(self._refresh)
         self.side.currentIndexChanged.connect(self._refresh)
         self.size_unit.currentIndexChanged.connect(self._refresh)
@@ -419,6 +433,33 @@ class OrderDialog(QDialog):
     # -- the form -----------------------------------------------------------------------------
     def _side(self) -> Side:
         return Side.LONG if self.side.currentIndex() == 0 else Side.SHORT
+
+    def _kind(self) -> str:
+        return ORDER_TYPES[self.order_type.currentText()]
+
+    def _type_changed(self) -> None:
+        kind = self._kind()
+        self.price.setEnabled(kind != "market")
+        self.price.setPlaceholderText("at market" if kind == "market" else
+                                      "limit price" if kind == "limit" else "trigger price")
+        self.ok_button.setText(ENTRY_BUTTON[kind])
+        self._refresh()
+
+    def _entry_price(self, market: Market | None, last: float | None) -> float | None:
+        """The price the entry is expected at: the market's for a market order, the typed
+        limit/trigger (checked against the market) for a resting one."""
+        kind = self._kind()
+        if kind == "market":
+            return last
+        if not self.price.text().strip():
+            raise ValidationError(f"enter the {'limit' if kind == 'limit' else 'trigger'} "
+                                  "price", field="price")
+        price = require_price(parse_number(self.price.text(), "Price"), "price")
+        if market is not None:
+            price = market.round_price(price)
+        if valid_price(last):
+            check_entry_price(kind, self._side(), price, last)  # type: ignore[arg-type]
+        return price
 
     def _quantity(self, market: Market | None, price: float | None, lev: float,
                   sl: float | None) -> float:
@@ -459,7 +500,8 @@ class OrderDialog(QDialog):
             raise ValidationError("choose a symbol", field="symbol")
         side = self._side()
         market = self._market_for(symbol)
-        price = self._price_for(symbol)
+        kind = self._kind()
+        price = self._entry_price(market, self._price_for(symbol))
         lev = parse_number(self.leverage.text(), "Leverage")
         validate_leverage(lev, market.max_leverage if market else 125)
         sl = require_price(parse_number(self.sl.text(), "SL"), "SL") if self.sl.text().strip() \
@@ -475,9 +517,12 @@ class OrderDialog(QDialog):
         qty = self._quantity(market, price, lev, sl)
         if market is not None:
             qty = market.floor_amount(qty)
-        validate_new_position(symbol, side, qty, lev, self._open, market, price)
+        # a resting entry may add to the open position of that side when it fills
+        validate_new_position(symbol, side, qty, lev, self._open if kind == "market" else (),
+                              market, price)
         self._check_funds(qty, lev, market, price)
-        return OpenPosition(symbol, side, qty, lev, sl, tp, self.preset.currentText() or None)
+        return OpenPosition(symbol, side, qty, lev, sl, tp, self.preset.currentText() or None,
+                            order_type=kind, price=None if kind == "market" else price)
 
     def _check_funds(self, qty: float, lev: float, market: Market | None,
                      price: float | None) -> None:
@@ -499,7 +544,7 @@ class OrderDialog(QDialog):
 
     def _preview(self, cmd: OpenPosition) -> str:
         market = self._market_for(cmd.symbol)
-        price = self._price_for(cmd.symbol)
+        price = cmd.price if cmd.price is not None else self._price_for(cmd.symbol)
         if not valid_price(price):
             return ""
         assert price is not None
@@ -525,6 +570,10 @@ class OrderDialog(QDialog):
                 lines.append(f"Reward at TP {reward:+,.2f} {quote} = {reward / risk:+.2f}R")
         else:
             lines.append("No stop loss: the risk is up to the margin")
+        if cmd.order_type != "market":
+            verb = "buy" if cmd.side is Side.LONG else "sell"
+            lines[0] = (f"{cmd.order_type.capitalize()} {verb} at {fmt_price(price, market)} "
+                        "(rests until then) · " + lines[0])
         return "\n".join(lines)
 
     def field_problems(self) -> dict[str, str]:
@@ -541,6 +590,9 @@ class OrderDialog(QDialog):
             except ValidationError as e:
                 out.setdefault(key, str(e))
                 return None
+
+        if self._kind() != "market":
+            price = check("price", lambda: self._entry_price(market, price))  # type: ignore
 
         lev = check("leverage", lambda: parse_number(self.leverage.text(), "Leverage"))
         if lev is not None:
@@ -617,7 +669,8 @@ class OrderDialog(QDialog):
 
 
 # ValidationError.field → the form row whose reserved line shows the reason
-_FIELD_OF = {"symbol": "symbol", "amount": "qty", "qty": "qty", "size": "qty",
+_FIELD_OF = {"price": "price", "order_type": "type", "symbol": "symbol", "amount": "qty",
+             "qty": "qty", "size": "qty",
              "quantity": "qty", "leverage": "leverage", "sl": "sl", "tp": "tp",
              "stop loss": "sl", "take profit": "tp"}
 

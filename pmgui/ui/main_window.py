@@ -66,6 +66,7 @@ from pmgui.ui.dialogs import (
 from pmgui.ui.fmt import fmt_price, fmt_qty
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryPanel
+from pmgui.ui.orders_panel import WorkingOrdersPanel
 from pmgui.ui.panels import (
     ActionLogPanel,
     AlertButton,
@@ -206,6 +207,14 @@ class MainWindow(QMainWindow):
         self.history_dock.setWidget(self.history)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_dock)
         self.tabifyDockWidget(self.log_dock, self.history_dock)
+        # working (resting) entry orders, with Cancel
+        self.orders = WorkingOrdersPanel(self.bridge, engine.market, self._send)
+        self.orders.message.connect(self.notify)
+        self.orders_dock = QDockWidget("Orders", self)
+        self.orders_dock.setObjectName("ordersDock")
+        self.orders_dock.setWidget(self.orders)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.orders_dock)
+        self.tabifyDockWidget(self.log_dock, self.orders_dock)
         self.log_dock.raise_()
 
         self._build_actions()
