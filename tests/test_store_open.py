@@ -247,21 +247,40 @@ def _broken_step(db: Database) -> None:
 
 
 def test_v0_migrates_step_by_step_to_a_later_version(db_path):
+    n = mig.SCHEMA_VERSION  # the synthetic step below is version n + 1
     raw = Database(sqlite3.connect(db_path))
     assert mig.read_version(raw) == 0
-    assert mig.migrate(raw, [*mig.MIGRATIONS]) == (0, mig.SCHEMA_VERSION)
+    assert mig.migrate(raw, [*mig.MIGRATIONS]) == (0, n)
     raw.execute("INSERT INTO meta (key, value) VALUES ('probe', 'kept')")
-    assert mig.migrate(raw, [*mig.MIGRATIONS, _v1_to_v2]) == (1, 2)
-    assert mig.read_version(raw) == 2
+    assert mig.migrate(raw, [*mig.MIGRATIONS, _v1_to_v2]) == (n, n + 1)
+    assert mig.read_version(raw) == n + 1
     assert "note" in raw["positions"].columns_dict and "alerts" in raw.table_names()
     assert raw.execute("SELECT value FROM meta WHERE key='probe'").fetchone()[0] == "kept"
-    assert mig.migrate(raw, [*mig.MIGRATIONS, _v1_to_v2]) == (2, 2)  # nothing to do
+    assert mig.migrate(raw, [*mig.MIGRATIONS, _v1_to_v2]) == (n + 1, n + 1)  # nothing to do
     raw.close()
-    # this pmgui only knows schema 1: the migrated file is now "newer" and left alone
+    # this pmgui only knows schema n: the migrated file is now "newer" and left alone
     before = digest(db_path)
-    with pytest.raises(StoreError, match=r"newer pmgui \(schema 2"):
+    with pytest.raises(StoreError, match=rf"newer pmgui \(schema {n + 1}"):
         Store.open(db_path)
     assert digest(db_path) == before
+
+
+def test_schema_1_database_gains_the_funding_column_and_keeps_its_positions(db_path):
+    raw = Database(sqlite3.connect(db_path))
+    mig.migrate(raw, [mig.MIGRATIONS[0]])  # a file written before per-position funding
+    raw.execute("INSERT INTO positions (id, symbol, side, status, qty, entry, leverage, "
+                "opened_at, initial_qty, sl_kind, fee_rate, contract_size, preset, overrides, "
+                "automation, peak_roi, flags, realized_pnl, fees_paid, exchange, updated_at) "
+                "VALUES ('old', 'BTC/USDT:USDT', 'long', 'open', 0.5, 40000, 5, 1, 0.5, "
+                "'initial', 0.0005, 1, 'manual', '{}', 1, 0, '[]', 0, 0, 'paper', 1)")
+    raw.conn.commit()
+    raw.close()
+    with Store.open(db_path) as s:
+        assert s.schema_version == mig.SCHEMA_VERSION
+        (pos,) = s.load_open_positions()
+        assert pos.id == "old" and pos.qty == 0.5 and pos.funding is None
+        s.save_position(pos.evolve(funding=-1.5))
+        assert s.load_position("old").funding == -1.5
 
 
 def test_v1_database_with_data_migrates_and_keeps_data(db_path):
@@ -276,9 +295,10 @@ def test_v1_database_with_data_migrates_and_keeps_data(db_path):
 def test_failed_migration_step_is_rolled_back(db_path):
     fresh_db(db_path)
     raw = Database(sqlite3.connect(db_path))
-    with pytest.raises(StoreError, match="from schema 1 to 2 failed: disk on fire"):
+    n = mig.SCHEMA_VERSION
+    with pytest.raises(StoreError, match=f"from schema {n} to {n + 1} failed: disk on fire"):
         mig.migrate(raw, [*mig.MIGRATIONS, _broken_step])
-    assert mig.read_version(raw) == 1
+    assert mig.read_version(raw) == n
     assert "half_done" not in raw.table_names()
     assert not raw.conn.in_transaction
     raw.close()

@@ -388,3 +388,25 @@ def test_edit_dialog_errors_never_move_or_widen_the_form(qtbot):
     after = {n: w.geometry() for n, w in ((w.objectName(), w) for w in
                                           dlg.findChildren(QWidget)) if n in before}
     assert after == before
+
+
+def test_funding_column_tooltip_and_account_strip_per_position(qtbot):
+    eng, win = make(qtbot)
+    eng.outbox.publish(AccountEvent(10_000.0, 9_998.7, "USDT", T0 + 1, funding=-1.3))
+    eng.outbox.publish(snapshot(position("p2", funding=-1.25), 40_500.0))
+    eng.outbox.publish(snapshot(position("p3", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0,
+                                         funding=0.4), 3100.0))
+    eng.outbox.publish(snapshot(position("p4", SOL.symbol, entry=150.0, sl=140.0, tp=170.0),
+                                155.0))  # a venue that does not report it per position
+    win.bridge.flush_now()
+    col = column_index("funding")
+    assert not win.table.isColumnHidden(col)
+    def cell(pid: str, key: str, role=Qt.ItemDataRole.DisplayRole):
+        return win.model.data(win.model.index(win.model.row_of(pid), column_index(key)), role)
+
+    assert cell("p2", "funding") == "−$1.25" and cell("p3", "funding") == "+$0.40"
+    assert cell("p4", "funding") == "—"
+    assert "Funding −$1.25" in cell("p2", "pnl", Qt.ItemDataRole.ToolTipRole)
+    assert "Funding —" in cell("p4", "pnl", Qt.ItemDataRole.ToolTipRole)
+    # the account's own figure, and the open positions' share of it
+    assert win.account.text("funding") == "Funding −$1.30 · open −$0.85"

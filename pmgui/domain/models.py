@@ -154,6 +154,8 @@ class Position:
     # and whether the position is one leg of a hedge-mode (long/short) account
     margin_mode: str | None = None
     hedge: bool = False
+    # funding received (+) or paid (−) by this position so far; None: the venue does not say
+    funding: float | None = None
 
     @property
     def dir(self) -> int:

@@ -73,6 +73,7 @@ from pmgui.engine.events import (
     PositionRemoved,
     PositionSnapshot,
 )
+from pmgui.engine.funding import sync_funding
 from pmgui.engine.ids import new_client_id
 from pmgui.engine.ledger import EPS, OrderLedger
 from pmgui.engine.manual import ManualCommands
@@ -839,6 +840,7 @@ class EngineCore:
         self.publish_connection()
 
     async def refresh_account(self) -> None:
+        await sync_funding(self)  # per position, from the venue's funding history
         try:
             bal = await self.exchange.fetch_balance()
         except ExchangeError as exc:

@@ -44,6 +44,16 @@ class Balance:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """One funding settlement of one position: `amount` received (+) or paid (−)."""
+
+    ts: float
+    symbol: str
+    side: Side
+    amount: float
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     """What the venue can do; missing capabilities are shown to the trader, not hidden."""
 

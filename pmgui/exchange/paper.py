@@ -84,6 +84,7 @@ from pmgui.exchange.base import (
     ConnectionState,
     ExchangePosition,
     ExchangeSink,
+    FundingPayment,
     OrderUpdate,
 )
 from pmgui.exchange.feeds import CandleClosed, Feed, FeedEvent, bucket_start
@@ -137,12 +138,16 @@ class _Dirty:
     orders: set[str] = field(default_factory=set)
     fills: list[Fill] = field(default_factory=list)
     leverage: set[str] = field(default_factory=set)
+    funding: list[FundingPayment] = field(default_factory=list)
 
     def any(self) -> bool:
-        return bool(self.state or self.positions or self.orders or self.fills or self.leverage)
+        return bool(self.state or self.positions or self.orders or self.fills or self.leverage
+                    or self.funding)
 
 
 _TABLES = (
+    "CREATE TABLE IF NOT EXISTS paper_funding (ts REAL NOT NULL, symbol TEXT NOT NULL, "
+    "side TEXT NOT NULL, amount REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS paper_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS paper_positions (symbol TEXT NOT NULL, side TEXT NOT NULL, "
     "qty REAL NOT NULL, entry REAL NOT NULL, leverage REAL NOT NULL, margin REAL NOT NULL, "
@@ -236,6 +241,7 @@ class PaperExchange:
         # the mark: longs pay shorts when positive (as perpetual futures venues do).
         self.funding_rate = float(funding_rate)
         self.funding_paid = 0.0  # total paid (−: received) since the venue was created
+        self._funding_log: list[FundingPayment] = []  # every settlement, per position
         self._funding_slot: int | None = None  # the last 8-hour period charged
         self.capabilities = Capabilities(
             stop_orders=True, take_profit_orders=True, edit_orders=False, watch_tickers=True,
@@ -311,6 +317,11 @@ class PaperExchange:
     async def fetch_positions(self) -> list[ExchangePosition]:
         self._ensure_loaded()
         return [self._export_position(p) for p in self._positions.values()]
+
+    async def fetch_funding_history(self, since: float = 0.0) -> list[FundingPayment]:
+        """Every funding settlement since `since`, per position (symbol, side), oldest first."""
+        self._ensure_loaded()
+        return [f for f in self._funding_log if f.ts >= since]
 
     async def fetch_balance(self) -> Balance:
         self._ensure_loaded()
@@ -621,6 +632,9 @@ class PaperExchange:
             fee = periods * self.funding_rate * p.qty * last.price * cs * p.side.dir
             self._balance -= fee
             self.funding_paid += fee
+            pay = FundingPayment(slot * FUNDING_PERIOD, p.symbol, p.side, -fee)
+            self._funding_log.append(pay)  # attributed to this position (symbol, side)
+            self._dirty.funding.append(pay)
 
     def _slipped(self, symbol: str, side: OrderSide, price: float) -> float:
         m = self._markets[symbol]
@@ -950,6 +964,9 @@ class PaperExchange:
         self._funding_slot = int(slot) if slot else None
         self._seq = int(state.get("order_seq", "0"))
         self._fill_seq = int(state.get("fill_seq", "0"))
+        self._funding_log = [FundingPayment(float(r[0]), r[1], Side(r[2]), float(r[3]))
+                             for r in ex("SELECT ts, symbol, side, amount FROM paper_funding "
+                                         "ORDER BY ts, rowid").fetchall()]
         for sym, lev in ex("SELECT symbol, leverage FROM paper_leverage").fetchall():
             self._leverage[sym] = float(lev)
         for r in ex("SELECT symbol, side, qty, entry, leverage, margin, opened_at, realized, "
@@ -1052,6 +1069,10 @@ class PaperExchange:
                      ("funding_slot", str(self._funding_slot if self._funding_slot is not None
                                           else "")),
                      ("schema_version", str(SCHEMA_VERSION))])
+            if d.funding:
+                conn.executemany(
+                    "INSERT INTO paper_funding (ts, symbol, side, amount) VALUES (?, ?, ?, ?)",
+                    [(f.ts, f.symbol, f.side.value, f.amount) for f in d.funding])
             for key in d.positions:
                 p = self._positions.get(key)
                 if p is None:
@@ -1130,7 +1151,7 @@ class PaperExchange:
 def _merge(a: _Dirty, b: _Dirty) -> _Dirty:
     return _Dirty(state=a.state or b.state, positions=a.positions | b.positions,
                   orders=a.orders | b.orders, fills=a.fills + b.fills,
-                  leverage=a.leverage | b.leverage)
+                  leverage=a.leverage | b.leverage, funding=a.funding + b.funding)
 
 
 def _aggregate(candles: list[Candle], timeframe: float) -> list[Candle]:

@@ -35,7 +35,12 @@ def _v0_to_v1(db: Database) -> None:
     ])
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1,)
+def _v1_to_v2(db: Database) -> None:
+    """Funding received (+) or paid (−) per position (NULL: the venue does not report it)."""
+    db["positions"].add_column("funding", float)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -127,7 +127,7 @@ def _enum_value(enum_cls: type, value: object, field: str, what: str) -> str:
 _POS_REQUIRED_FLOATS = ("qty", "entry", "leverage", "opened_at", "initial_qty", "fee_rate",
                         "contract_size", "peak_roi", "realized_pnl", "fees_paid")
 _POS_OPTIONAL_FLOATS = ("sl", "tp", "initial_sl", "trailing", "liquidation", "best_price",
-                        "closed_at", "exit_price")
+                        "closed_at", "exit_price", "funding")
 
 
 def position_to_row(pos: Position, updated_at: float) -> Row:
@@ -196,6 +196,7 @@ def position_from_row(r: Row, tranches: Iterable[Tranche]) -> Position:
         fees_paid=float(r["fees_paid"]), tranches=tuple(tranches),
         closed_at=_opt_float(r["closed_at"]), exit_price=_opt_float(r["exit_price"]),
         exit_reason=r["exit_reason"], exchange=r["exchange"],
+        funding=_opt_float(r.get("funding")),
     )
 
 

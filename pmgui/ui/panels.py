@@ -345,7 +345,9 @@ class AccountPanel(QWidget):
                                          "orders can use"),
               ("ratio", "Margin ratio", "Maintenance margin / equity: liquidation at 100 %"),
               ("today", "Today", "P/L realized by positions closed since local midnight"),
-              ("funding", "Funding", "Funding fees paid (−) or received (+) so far"))
+              ("funding", "Funding", "Funding fees paid (−) or received (+) so far by the "
+                                     "account; 'open': the open positions' share (the "
+                                     "Funding column summed)"))
 
     def __init__(self, bridge: Bridge, market_for: MarketFor, theme: Theme,
                  parent: QWidget | None = None) -> None:
@@ -415,6 +417,9 @@ class AccountPanel(QWidget):
             "today": f"Today {fmt_money(self._today, cur)}",
             "funding": f"Funding {fmt_money(self._funding, cur)}",
         }
+        own = [s.position.funding for s in self._snaps.values() if is_num(s.position.funding)]
+        if own:
+            texts["funding"] += f" · open {fmt_money(sum(own), cur)}"  # type: ignore[arg-type]
         t = self._theme
         for key, text in texts.items():
             lab = self.labels[key]

@@ -187,6 +187,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("margin", "Margin", lambda r, _n: r.fig.margin,
            lambda v, r: fmt_amount(v, r.quote),  # type: ignore[arg-type]
            tip="Initial margin held for the position (entry value / leverage)"),
+    Column("funding", "Funding", lambda r, _n: r.snap.position.funding,
+           lambda v, r: fmt_money(v, r.quote) if is_num(v) else DASH,  # type: ignore[arg-type]
+           tone=_sign_tone,
+           tip="Funding received (+) or paid (−) by this position so far; — where the venue "
+               "does not report it per position"),
     Column("leverage", "Lev.", lambda r, _n: r.snap.position.leverage,
            lambda v, _r: f"{v:g}×" if is_num(v) else DASH, tip="Leverage"),
     Column("mode", "Mode", lambda r, _n: _margin_mode(r), lambda v, _r: str(v), LEFT,
@@ -453,6 +458,9 @@ def _pnl_tip(row: Row, col: Column) -> str:
              f"Fees {fmt_money(-f.fees, row.quote)} (entry paid + estimated exit)",
              f"Net P/L {fmt_money(f.pnl, row.quote)}",
              f"Exchange ROE (gross, before fees) {fmt_pct(f.roe)}"]
+    funding = row.snap.position.funding
+    lines.append(f"Funding {fmt_money(funding, row.quote)} (not in the P/L above)"
+                 if is_num(funding) else "Funding — (not reported per position by the venue)")
     return "\n".join(lines)
 
 

@@ -1,0 +1,56 @@
+"""Funding per position: the paper venue's 8-hourly charges attributed to their positions by the
+real engine, persisted with them, and consistent with the account-wide figure."""
+
+from __future__ import annotations
+
+import pytest
+
+from pmgui.domain.enums import Side
+from pmgui.domain.models import Tick
+from pmgui.engine import commands as cmd
+from pmgui.engine.events import AccountEvent
+from pmgui.exchange.paper import FUNDING_PERIOD
+from tests.engine_support import SYMBOL, Harness
+
+START = 1_700_006_400.0  # an 8-hour boundary
+
+
+async def _tick(h: Harness, price: float, ts: float) -> None:
+    await h.paper.deliver(Tick(SYMBOL, price, ts), h.engine)
+
+
+async def test_each_charge_is_attributed_to_its_position_and_persisted(db_path):
+    h = Harness(db_path, [])
+    h.paper.funding_rate = 0.0001
+    await h.engine.start()
+    await _tick(h, 60_000.0, START - 100)
+    long_ = (await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10))).position_id
+    short = (await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.SHORT, 0.02, 10))).position_id
+    await h.engine.refresh_account()
+    assert h.engine.positions[long_].funding == 0.0  # known, nothing charged yet
+    await _tick(h, 60_000.0, START + 1)  # the long pays 600 × 0.01 %, the short receives
+    await h.engine.refresh_account()
+    assert h.engine.positions[long_].funding == pytest.approx(-0.06)
+    assert h.engine.positions[short].funding == pytest.approx(0.12)
+    account = h.of(AccountEvent)[-1].funding
+    assert account == pytest.approx(0.06)  # the account's figure is the positions' sum
+    assert h.store.load_position(long_).funding == pytest.approx(-0.06)
+    await h.engine.refresh_account()  # seen again: counted once
+    assert h.engine.positions[long_].funding == pytest.approx(-0.06)
+    await h.engine.shutdown()
+
+    h2 = Harness(db_path, [])
+    h2.paper.funding_rate = 0.0001
+    await h2.engine.start()  # restored with the position; recomputed, never added twice
+    assert h2.engine.positions[long_].funding == pytest.approx(-0.06)
+    await _tick(h2, 60_000.0, START + FUNDING_PERIOD + 1)
+    await h2.engine.refresh_account()
+    assert h2.engine.positions[long_].funding == pytest.approx(-0.12)
+    assert h2.engine.positions[short].funding == pytest.approx(0.24)
+    # a position opened after a charge does not inherit it
+    await h2.engine.handle(cmd.ClosePosition(long_))
+    again = (await h2.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10))).position_id
+    await h2.engine.refresh_account()
+    assert h2.engine.positions[again].funding == 0.0
+    assert h2.store.load_position(long_).funding == pytest.approx(-0.12)  # kept when closed
+    await h2.engine.shutdown()
