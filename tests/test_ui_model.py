@@ -35,7 +35,7 @@ def model(qtbot):
 def test_columns_are_the_designed_set():
     assert [c.key for c in COLUMNS] == [
         "symbol", "side", "qty", "entry", "mark", "pnl", "roi", "r", "sl", "tp", "trailing",
-        "liquidation", "liq_dist", "notional", "margin", "leverage", "mode", "preset",
+        "liquidation", "liq_dist", "notional", "margin", "funding", "leverage", "mode", "preset",
         "protection", "age"]
 
 
