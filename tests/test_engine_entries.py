@@ -196,3 +196,15 @@ async def test_entry_filling_while_a_position_is_open_adds_to_it(db_path):
     [pos] = h.engine.positions.values()
     assert pos.id == first.position_id and pos.qty == pytest.approx(0.03)
     await h.engine.shutdown()
+
+
+async def test_flatten_also_cancels_working_entries(db_path):
+    h = await _started(db_path)
+    await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_000.0))
+    await h.engine.handle(_entry("stop", 61_000.0, side=Side.LONG, qty=0.01))
+    res = await h.engine.handle(cmd.CloseAll())
+    assert res.ok, res.message
+    assert await h.paper.fetch_open_orders(SYMBOL) == []
+    await _tick(h, 61_500.0, 1)  # through the stop entry's trigger: nothing opens
+    assert not h.engine.positions
+    await h.engine.shutdown()

@@ -198,6 +198,8 @@ class ManualCommands:
 
         # a position that could not be closed keeps its protection
         leftovers = [o for o in self.core.ledger.resting() if o.role in PROTECTIVE and orphaned(o)]
+        # and the working entries: a flatten leaves nothing that opens a position later
+        leftovers += [o for o in self.core.entries.working() if o.status.value == "open"]
         cancels = await asyncio.gather(*(self.core.cancel(o) for o in leftovers),
                                        return_exceptions=True)
         for o, res in zip(leftovers, cancels, strict=True):

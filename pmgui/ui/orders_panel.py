@@ -67,7 +67,8 @@ class WorkingOrdersPanel(QWidget):
 
     def on_order(self, ev: OrderSnapshot) -> None:
         o = ev.order
-        if o.role is not OrderRole.ENTRY or o.type not in ENTRY_TYPES:
+        if o.role is not OrderRole.ENTRY or o.type not in ENTRY_TYPES \
+                or self.orders.get(o.client_id) == o:  # (re-published unchanged)
             return
         if o.status.is_final:
             if self.orders.pop(o.client_id, None) is None:
