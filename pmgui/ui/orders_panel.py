@@ -54,7 +54,7 @@ class WorkingOrdersPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel_selected)
         self.status = QLabel("No working orders")
-        self.status.setObjectName("ordersStatus")
+        self.status.setObjectName("workingOrdersStatus")
         bar = QHBoxLayout()
         bar.addWidget(self.status, 1)
         bar.addWidget(self.cancel_button)
