@@ -460,3 +460,25 @@ def test_undecodable_stored_data_is_a_store_error(store):
     store.db.execute("UPDATE positions SET side = 'short', flags = '{broken' WHERE id = 'p1'")
     with pytest.raises(StoreError, match="load_position"):
         store.load_position("p1")
+
+
+def test_journal_synced_off_the_loop_is_committed_before_its_wal_sync(tmp_path):
+    """`journal_order(sync=False)` commits (a killed process keeps it) and `sync_wal` then
+    fsyncs it; inside an open transaction the WAL sync is not offered (it would come before
+    the commit)."""
+    from pmgui.domain.enums import OrderRole, OrderSide, OrderType
+    from pmgui.domain.models import OrderRequest
+    from pmgui.store import Store
+
+    store = Store.open(tmp_path / "j.db")
+    req = OrderRequest("c-1", "BTC/USDT:USDT", OrderSide.SELL, OrderType.STOP_MARKET, 1.0,
+                       trigger_price=90.0, reduce_only=True, role=OrderRole.STOP_LOSS)
+    store.journal_order(req, 1.0, sync=False)
+    assert store.can_sync_wal
+    store.sync_wal()
+    with Store.open(tmp_path / "j.db", readonly=True) as reader:  # committed, visible
+        assert reader.order("c-1") is not None
+    with store.transaction():
+        assert not store.can_sync_wal
+    store.close()
+    assert not store.can_sync_wal

@@ -451,8 +451,9 @@ class Store:
     @property
     def can_sync_wal(self) -> bool:
         """`sync_wal` is available (a writable database in WAL mode whose -wal file is
-        there)."""
-        if self.readonly or self._closed:
+        there) and would cover the next commit (no transaction is open that would commit
+        only later)."""
+        if self.readonly or self._closed or self.db.conn.in_transaction:
             return False
         if self._wal_fd is None:
             try:
