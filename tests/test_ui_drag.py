@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.errors import ValidationError
 from pmgui.engine.commands import KEEP, CommandResult, ProtectionOutcome, SetTargets
+from pmgui.ui.chart_state import LineState
 from pmgui.ui.main_window import MainWindow, UiSettings
 from tests.ui_doubles import (
     BTC,
@@ -315,3 +316,49 @@ def test_live_updates_and_re_sorting_do_not_break_a_drag(qtbot):
     mouse.release(b)
     (cmd,) = eng.of_type(SetTargets)
     assert cmd.position_id == "p1" and abs(cmd.sl - 39_500.0) < 60
+
+
+def test_redragging_a_proposal_keeps_the_line_and_the_confirm_bar_agreeing(qtbot):
+    """A proposed SL dragged away and back onto its level, re-dragged elsewhere, a re-drag
+    cancelled with Esc or dropped where it would trigger: the line always shows the proposal
+    the confirm bar is asking about; nothing is sent until Apply."""
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
+                                  settings=UiSettings(confirm_drags=True))
+    bar = win.drag_bar
+    sl = chart.machine("sl")
+
+    def gesture(y0, y1, back=False, esc=False):
+        p, q = mouse.at(y0), mouse.at(y1)
+        mouse.move(p)
+        mouse.press(p)
+        for i in range(1, 5):
+            mouse.move(p + (q - p) * (i / 4))
+        assert chart.drag.active
+        if back:
+            mouse.move(p)
+        if esc:
+            qtbot.keyClick(chart.plot, Qt.Key.Key_Escape)
+        mouse.release(p if back else q)
+
+    def shows_proposal(near, tol):
+        assert sl.state is LineState.PROPOSED and sl.level == pytest.approx(near, abs=tol)
+        assert chart.line("sl").value() == sl.level
+        assert bar.isVisible() and bar.proposal[1:] == ("sl", sl.level)
+        return sl.level
+
+    gesture(39_000.0, 39_400.0)
+    proposed = shows_proposal(39_400.0, 10.0)
+    gesture(proposed, 39_700.0, esc=True)  # a re-drag cancelled with Esc: still the proposal
+    assert shows_proposal(proposed, 0.0) == proposed
+    assert not chart.drag.active
+    gesture(proposed, 40_800.0)  # above the price: refused, the proposal stays
+    assert shows_proposal(proposed, 0.0) == proposed
+    assert "not moved" in win.statusBar().currentMessage()
+    gesture(proposed, 39_700.0, back=True)  # away and back onto it (within a pixel)
+    proposed = shows_proposal(proposed, 10.0)
+    gesture(proposed, 39_700.0)  # re-dragged to another level: both show that one
+    moved = shows_proposal(39_700.0, 10.0)
+    assert eng.of_type(SetTargets) == []
+    qtbot.mouseClick(bar.apply_button, LEFT)
+    (cmd,) = eng.of_type(SetTargets)
+    assert cmd.sl == moved

@@ -106,6 +106,7 @@ class DragController(QObject):
         self.creating = False  # dragged out of the entry line
         self._saved_auto: list | None = None
         self.frozen_range: tuple | None = None  # the view range held during the drag
+        self.proposed: float | None = None  # the line was a proposal when the drag began
 
     @property
     def active(self) -> bool:
@@ -128,7 +129,9 @@ class DragController(QObject):
         self.kind = None
         if not self.creating:
             self.kind = item.kind
-            chart.machine(item.kind).start_drag(chart.level_of(item.kind))
+            m = chart.machine(item.kind)
+            self.proposed = m.level if m.state is LineState.PROPOSED else None
+            m.start_drag(chart.level_of(item.kind))
         self._freeze()
         app = QApplication.instance()
         if app is not None:
@@ -169,7 +172,7 @@ class DragController(QObject):
         if item is not self.item:
             return
         chart = self.chart
-        kind = self.kind
+        kind, proposed = self.kind, self.proposed
         self._end()
         if kind is None:  # an entry drag that created nothing
             chart.refresh_levels()
@@ -179,7 +182,7 @@ class DragController(QObject):
         ctx = chart.context()
         reason = trigger_reason(kind, level, ctx) if ctx is not None and level else None
         if level is None or reason is not None or level == m.start or ctx is None:
-            m.cancel()
+            self._restore(kind, proposed)
             chart.refresh_levels()
             if reason is not None:
                 chart.dragRejected.emit(kind, reason)
@@ -194,16 +197,27 @@ class DragController(QObject):
         """Esc / right click / another position shown: restore the line, ignore the rest."""
         if not self.active:
             return
-        item, kind = self.item, self.kind
+        item, kind, proposed = self.item, self.kind, self.proposed
         item.abort()
         self._end()
-        if kind is not None and self.chart.machine(kind).state is LineState.DRAGGING:
-            self.chart.machine(kind).cancel()
+        if kind is not None:
+            self._restore(kind, proposed)
         self.chart.refresh_levels()
         self.chart.dragCancelled.emit(kind or item.kind)
 
+    def _restore(self, kind: str, proposed: float | None) -> None:
+        """A drag that changed nothing: the line is what it was before it — the engine's
+        level, or the proposal still awaiting the trader's decision (the confirm bar stays
+        open for it, so the line must keep showing it)."""
+        m = self.chart.machine(kind)
+        if m.state is LineState.DRAGGING:
+            m.cancel()
+            if proposed is not None:
+                m.propose(proposed)
+
     def _end(self) -> None:
         self.item = None
+        self.proposed = None
         self.creating = False
         self.kind = None
         self._unfreeze()
@@ -230,8 +244,12 @@ class DragController(QObject):
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
         """While a line is dragged, Esc anywhere in the app cancels the drag."""
-        if (ev.type() == QEvent.Type.KeyPress and self.active
-                and isinstance(ev, QKeyEvent) and ev.key() == Qt.Key.Key_Escape):
+        if not (self.active and isinstance(ev, QKeyEvent) and ev.key() == Qt.Key.Key_Escape):
+            return False
+        if ev.type() == QEvent.Type.ShortcutOverride:
+            ev.accept()  # Esc is the drag's, not a shortcut's (e.g. discarding a proposal)
+            return True
+        if ev.type() == QEvent.Type.KeyPress:
             self.cancel()
             return True
         return False

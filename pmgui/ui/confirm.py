@@ -101,7 +101,9 @@ class DragConfirmBar(QFrame):
         self.hide()
 
     def ask(self, position_id: str, kind: str, level: float, text: str) -> None:
-        if self.proposal is not None:
+        # another level's proposal is discarded; the same line re-dragged replaces its own
+        # (discarding it would restore the line that now shows the new proposal)
+        if self.proposal is not None and self.proposal[:2] != (position_id, kind):
             self.discard()
         self.proposal = (position_id, kind, level)
         self.label.setText(text)
