@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pmgui.domain.enums import Side
-from pmgui.domain.models import EMPTY, Scalar
+from pmgui.domain.models import EMPTY, Candle, Scalar
 
 KEEP = "keep"  # sentinel for SetTargets: leave this level as it is
 
@@ -116,8 +116,19 @@ class GetEngineInfo:
     """What the engine runs against (exchange, demo mode, presets) → EngineInfo."""
 
 
-Request = GetHistory | GetSymbolRules | GetEngineInfo
-REQUESTS = (GetHistory, GetSymbolRules, GetEngineInfo)
+@dataclass(frozen=True, slots=True)
+class GetCandles:
+    """The newest `limit` completed candles of `symbol` at `timeframe` (`1m` … `1d`) →
+    CandlesSnapshot: the engine's own candles of that timeframe, completed from the venue's
+    history when it has fewer. For display (the chart after a restart), never indicators."""
+
+    symbol: str
+    timeframe: str = "1h"
+    limit: int = 300
+
+
+Request = GetHistory | GetSymbolRules | GetEngineInfo | GetCandles
+REQUESTS = (GetHistory, GetSymbolRules, GetEngineInfo, GetCandles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +150,14 @@ class HistorySnapshot:
 class SymbolRulesSnapshot:
     rules: Mapping[str, tuple[str, Mapping[str, Scalar]]]  # symbol → (preset, overrides)
     presets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CandlesSnapshot:
+    symbol: str
+    timeframe: str
+    candles: tuple[Candle, ...]  # completed, oldest first
+    source: str = "engine"  # "engine" | "exchange" (the venue's history was needed)
 
 
 @dataclass(frozen=True, slots=True)

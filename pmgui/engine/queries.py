@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pmgui.domain.errors import ValidationError
+from pmgui.domain.errors import ExchangeError, ValidationError
+from pmgui.domain.timeframes import seconds
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken
 from pmgui.store.db import Store
@@ -53,6 +54,43 @@ def history_from_store(store: Store, req: cmd.GetHistory,
                                tuple(actions), float(today))
 
 
+MAX_CANDLES = 1500
+
+
+async def candles_snapshot(core: Any, req: cmd.GetCandles) -> cmd.CandlesSnapshot:
+    """The engine's completed candles of the timeframe (the stream's own when it is that
+    timeframe), with the venue's history (`fetch_ohlcv`) in front when they are fewer than
+    asked. Awaited on the manager thread; the GUI waits for nothing."""
+    sec = seconds(req.timeframe)
+    if isinstance(req.limit, bool) or not isinstance(req.limit, int) \
+            or not 1 <= req.limit <= MAX_CANDLES:
+        raise ValidationError(f"limit must be a whole number from 1 to {MAX_CANDLES}",
+                              field="limit")
+    market = core.market
+    if market.markets and req.symbol not in market.markets:
+        raise ValidationError(f"unknown symbol {req.symbol!r}", field="symbol")
+    stream = market.candles(req.symbol)
+    interval = market._interval(req.symbol)
+    own = stream if stream and abs(interval - sec) < 1e-6 \
+        else market.candles(req.symbol, req.timeframe)
+    if len(own) >= req.limit:
+        return cmd.CandlesSnapshot(req.symbol, req.timeframe, tuple(own[-req.limit:]))
+    try:
+        # one more: the venue may count its forming candle among them
+        fetched = await core.exchange.fetch_ohlcv(req.symbol, req.timeframe, req.limit + 1)
+    except (ExchangeError, NotImplementedError) as exc:
+        if own:
+            return cmd.CandlesSnapshot(req.symbol, req.timeframe, tuple(own))
+        raise ExchangeError(f"no {req.timeframe} candles for {req.symbol}: {exc}") from exc
+    now = core.clock()
+    first = own[0].ts if own else float("inf")
+    older = sorted((c for c in fetched if c.ts + sec <= now and c.ts < first),
+                   key=lambda c: c.ts)
+    merged = (*older, *own)
+    return cmd.CandlesSnapshot(req.symbol, req.timeframe, tuple(merged[-req.limit:]),
+                               "exchange" if older else "engine")
+
+
 async def answer(core: Any, req: cmd.Request) -> object:
     """The snapshot answering `req`, read where the engine's state lives."""
     if isinstance(req, cmd.GetHistory):
@@ -64,4 +102,6 @@ async def answer(core: Any, req: cmd.Request) -> object:
         demo = getattr(core.exchange, "demo", None)
         return cmd.EngineInfo(str(getattr(core.exchange, "id", "")),
                               demo if isinstance(demo, bool) else None, preset_names())
+    if isinstance(req, cmd.GetCandles):
+        return await candles_snapshot(core, req)
     raise ValidationError(f"unknown request {type(req).__name__}")

@@ -23,6 +23,7 @@ venue confirmed shows ✔, anything else says `local only: <reason>` or `✖ <re
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
@@ -39,7 +40,7 @@ from PySide6.QtWidgets import (
 from pmgui.domain.enums import ActionType, Side
 from pmgui.domain.models import Market
 from pmgui.domain.money import valid_price
-from pmgui.engine.commands import CommandResult
+from pmgui.engine.commands import CandlesSnapshot, CommandResult, GetCandles
 from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
 from pmgui.ui.chart_candles import TIMEFRAMES, CandleSeries
 from pmgui.ui.chart_drag import (
@@ -70,6 +71,9 @@ MAX_MARKERS = 500
 TAG_MARGIN = 4  # pixels between a tag and the view's edge
 MAX_SHOWN = 3000  # candles drawn at the selected timeframe (the newest; ~75 ms to draw)
 VOLUME_SHARE = 7  # the highest volume bar reaches 1/7 of the view's height
+HISTORY_CANDLES = 300  # asked of the engine per symbol and coarse timeframe (GetCandles)
+# how the chart asks the engine a read-only question: CommandRunner.request
+Ask = Callable[..., bool]
 
 
 class ChartWidget(QWidget):
@@ -99,6 +103,8 @@ class ChartWidget(QWidget):
         self._tracker = IndicatorTracker()
         self._rendered: tuple | None = None
         self._entry_hint = ""
+        self._ask: Ask | None = None
+        self._asked: set[tuple[str, str]] = set()
 
         # title on top; under it the crosshair read-out and the timeframes
         self.title = QLabel("No position selected")
@@ -312,7 +318,41 @@ class ChartWidget(QWidget):
         self._rendered = None
         self._render_candles()
         self.vb.enableAutoRange(axis=pg.ViewBox.XAxis)
+        self._want_history()
         self.timeframeChanged.emit(name)
+
+    def set_requester(self, ask: Ask | None) -> None:
+        """How to ask the engine for older candles (`CommandRunner.request`: answered on the
+        manager thread, the answer comes back to the GUI thread; nothing here waits)."""
+        self._ask = ask
+        self._want_history()
+
+    def _want_history(self) -> None:
+        """A timeframe coarser than the base candles shows the engine's candles of that
+        timeframe before what the base candles cover (1h/4h/1d are not thin after a
+        restart). Asked once per symbol and timeframe; for display only."""
+        sym, tf = self.symbol, self.timeframe
+        if sym is None or self._ask is None or (sym, tf) in self._asked:
+            return
+        series = self._series.get(sym)
+        if TIMEFRAMES[tf] <= (series.base if series is not None else 60.0) + 1e-9:
+            return
+        self._asked.add((sym, tf))
+        self._ask(GetCandles(sym, tf, HISTORY_CANDLES),
+                  lambda data, err, k=(sym, tf): self._on_history(k, data, err),
+                  key=("candles", sym, tf))
+
+    def _on_history(self, key: tuple[str, str], data: object, error: str | None) -> None:
+        if error is not None or not isinstance(data, CandlesSnapshot):
+            self._asked.discard(key)  # asked again when shown again
+            return
+        series = self._series.setdefault(data.symbol, CandleSeries())
+        series.set_history(TIMEFRAMES[data.timeframe], data.candles)
+        if data.symbol == self.symbol:
+            self._rendered = None
+            self._render_candles()
+            if data.timeframe == self.timeframe:
+                self.vb.enableAutoRange(axis=pg.ViewBox.XAxis)
 
     def set_position(self, snap: PositionSnapshot | None, market: Market | None) -> None:
         """Show `snap`'s position (None: show nothing). Cancels a drag of another position."""
@@ -331,6 +371,7 @@ class ChartWidget(QWidget):
             self._refresh_markers()
             self.vb.enableAutoRange()
             self._frame_time()
+            self._want_history()
         self._update_indicator()
         self.refresh_levels()
         self._update_title()

@@ -59,6 +59,7 @@ class CandleSeries:
         self.base = 60.0
         self._candles: list[Candle] = []
         self._cache: dict[float, tuple[int, list[Candle]]] = {}  # seconds → (version, agg)
+        self._history: dict[float, list[Candle]] = {}  # seconds → the engine's older candles
         self._version = 0  # bumps when anything but the last candle changes
         self.forming = False  # the last candle was built or extended from ticks
 
@@ -86,6 +87,28 @@ class CandleSeries:
         self._candles = merged[-self.max_len:]
         self._version += 1
         self.forming = bool(old) and old[-1].ts > last
+
+    def set_history(self, seconds: float, candles: Sequence[Candle]) -> None:
+        """Completed candles of `seconds` from the engine (GetCandles): shown before what
+        the base candles cover, for display only."""
+        self._history[seconds] = sorted((c for c in candles if valid_candle(c)),
+                                        key=lambda c: c.ts)
+        self._version += 1
+
+    def history(self, seconds: float) -> list[Candle]:
+        return list(self._history.get(seconds, ()))
+
+    def _with_history(self, seconds: float, head: list[Candle]) -> list[Candle]:
+        hist = self._history.get(seconds)
+        if not hist:
+            return head
+        first = self._candles[0].ts if self._candles else math.inf
+        start = bucket_start(first, seconds) if math.isfinite(first) else math.inf
+        cut = first if first == start else start + seconds  # the first complete bucket
+        older = [c for c in hist if c.ts < cut]
+        if not older:
+            return head
+        return older + [c for c in head if c.ts > older[-1].ts]
 
     def on_tick(self, price: float, ts: float) -> bool:
         """Extend the forming candle (or open the next one). False: nothing changed."""
@@ -123,12 +146,12 @@ class CandleSeries:
         completed part is cached, so a tick re-aggregates only the newest bucket."""
         cs = self._candles
         if not cs:
-            return []
+            return self.history(seconds)[-limit:] if limit else self.history(seconds)
         if seconds <= self.base + 1e-9:
             return cs[-limit:] if limit else list(cs)
         cached = self._cache.get(seconds)
         if cached is None or cached[0] != self._version:
-            head = aggregate(cs[:-1], seconds)
+            head = self._with_history(seconds, aggregate(cs[:-1], seconds))
             self._cache[seconds] = (self._version, head)
         else:
             head = cached[1]

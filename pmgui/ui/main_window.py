@@ -153,6 +153,7 @@ class MainWindow(QMainWindow):
 
         # chart
         self.chart = ChartWidget(self.theme)
+        self.chart.set_requester(self.runner.request)  # older candles per timeframe
         self.chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
                                     if self.settings.drag_modifier
                                     else Qt.KeyboardModifier.NoModifier)
