@@ -54,3 +54,37 @@ async def test_each_charge_is_attributed_to_its_position_and_persisted(db_path):
     assert h2.engine.positions[again].funding == 0.0
     assert h2.store.load_position(long_).funding == pytest.approx(-0.12)  # kept when closed
     await h2.engine.shutdown()
+
+
+async def test_a_live_venue_funding_history_is_attributed_by_symbol(tmp_path):
+    """binanceusdm through ccxt against the local emulator: the income history's funding
+    fees (not commissions) land on the position of their symbol, persisted with it."""
+    import time
+
+    from tests.fakes.binance_server import BinanceServer
+    from tests.test_engine_emulator_faults import Rig
+
+    server = BinanceServer()
+    await server.start()
+    rig = Rig(server, tmp_path / "pmgui.db")
+    try:
+        server.state.set_position("BTCUSDT", "0.02", "50000", leverage=10)
+        now_ms = int(time.time() * 1000)
+        server.state.income += [
+            {"symbol": "BTCUSDT", "incomeType": "FUNDING_FEE", "income": "-0.40",
+             "time": now_ms + 1000},
+            {"symbol": "BTCUSDT", "incomeType": "FUNDING_FEE", "income": "0.15",
+             "time": now_ms + 2000},
+            {"symbol": "BTCUSDT", "incomeType": "COMMISSION", "income": "-9.00",
+             "time": now_ms + 2000},
+            {"symbol": "ETHUSDT", "incomeType": "FUNDING_FEE", "income": "-3.00",
+             "time": now_ms + 2000},
+        ]
+        await rig.start()
+        (pos,) = rig.engine.positions.values()
+        assert pos.funding == pytest.approx(-0.25)
+        assert rig.store.load_position(pos.id).funding == pytest.approx(-0.25)
+        assert any(p.endswith("/income") for _, p, _ in server.requests)
+    finally:
+        await rig.stop()
+        await server.stop()

@@ -73,7 +73,7 @@ from pmgui.engine.events import (
     PositionRemoved,
     PositionSnapshot,
 )
-from pmgui.engine.funding import sync_funding
+from pmgui.engine.funding import FundingSync
 from pmgui.engine.ids import new_client_id
 from pmgui.engine.ledger import EPS, OrderLedger
 from pmgui.engine.manual import ManualCommands
@@ -133,6 +133,7 @@ class EngineCore:
         self.reconciler = Reconciler(self)
         self.commands = ManualCommands(self)
         self.entries = RestingEntries(self)
+        self.funding = FundingSync(self)
         self._connection = ConnectionState(False, False, "connecting")
         self._orders_up = asyncio.Event()
         self.stream_task: asyncio.Task[None] | None = None
@@ -840,7 +841,7 @@ class EngineCore:
         self.publish_connection()
 
     async def refresh_account(self) -> None:
-        await sync_funding(self)  # per position, from the venue's funding history
+        await self.funding.sync()  # per position, from the venue's funding history
         try:
             bal = await self.exchange.fetch_balance()
         except ExchangeError as exc:

@@ -2,8 +2,11 @@
 its symbol and side that was open at that moment, summed and stored with the position.
 
 Recomputed from the venue's history each time (never accumulated by increments), so a
-settlement seen twice, or seen again after a restart, is counted once. A venue without a
-per-position funding history leaves `Position.funding` as None (the table shows "—").
+settlement seen twice, or seen again after a restart, is counted once. A venue that names
+only the symbol (ccxt's funding history) is attributed where that symbol has one open
+position; with both sides open, or a venue without a funding history, `Position.funding`
+stays None (the table shows "—"). Live venues are asked at most once a minute (settlements
+come every few hours); the paper venue's own record is read each time.
 """
 
 from __future__ import annotations
@@ -18,29 +21,50 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pmgui.engine.funding")
 
+LIVE_INTERVAL = 60.0  # seconds between funding-history requests to a live venue
 
-async def sync_funding(core: EngineCore) -> int:
-    """Bring every open position's funding in line with the venue; returns how many changed."""
-    fetch = getattr(core.exchange, "fetch_funding_history", None)
-    rts = [rt for rt in core.book.runtimes() if rt.is_open]
-    if fetch is None or not rts:
-        return 0
-    try:
-        payments = await fetch(min(rt.position.opened_at for rt in rts))
-    except ExchangeError as exc:
-        log.info("funding history unavailable: %s", exc)
-        return 0
-    if payments is None:
-        return 0
-    changed = 0
-    for rt in rts:
-        pos = rt.position
-        total = sum(p.amount for p in payments if p.symbol == pos.symbol
-                    and p.side is pos.side and p.ts >= pos.opened_at)
-        if pos.funding is None or abs(total - pos.funding) > 1e-12:
+
+class FundingSync:
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+        self.asked_at: float | None = None
+
+    async def sync(self, force: bool = False) -> int:
+        """Bring every open position's funding in line with the venue; returns how many
+        changed."""
+        core = self.core
+        fetch = getattr(core.exchange, "fetch_funding_history", None)
+        rts = [rt for rt in core.book.runtimes() if rt.is_open]
+        if fetch is None or not rts:
+            return 0
+        now = core.clock()
+        if core.exchange.id != "paper" and not force and self.asked_at is not None \
+                and now - self.asked_at < LIVE_INTERVAL:
+            return 0
+        self.asked_at = now
+        try:
+            payments = await fetch(min(rt.position.opened_at for rt in rts))
+        except ExchangeError as exc:
+            log.info("funding history unavailable: %s", exc)
+            return 0
+        if payments is None:
+            return 0
+        per_symbol: dict[str, int] = {}
+        for rt in rts:
+            per_symbol[rt.symbol] = per_symbol.get(rt.symbol, 0) + 1
+        changed = 0
+        for rt in rts:
+            pos = rt.position
+            if any(p.side is None for p in payments if p.symbol == pos.symbol) \
+                    and per_symbol[pos.symbol] > 1:
+                continue  # both sides open: the venue does not say which one paid
+            total = sum(p.amount for p in payments if p.symbol == pos.symbol
+                        and (p.side is None or p.side is pos.side) and p.ts >= pos.opened_at)
+            if pos.funding is not None and abs(total - pos.funding) <= 1e-12:
+                continue
             if not rt.is_open or core.book.runtime(rt.id) is not rt:
                 continue
             core.set_position(rt.position.evolve(funding=total))
             core.publish_position(rt)
             changed += 1
-    return changed
+        return changed

@@ -45,11 +45,13 @@ class Balance:
 
 @dataclass(frozen=True, slots=True)
 class FundingPayment:
-    """One funding settlement of one position: `amount` received (+) or paid (−)."""
+    """One funding settlement of one position: `amount` received (+) or paid (−). `side` is
+    None where the venue names only the symbol (then it is attributed only to a symbol with
+    one open position)."""
 
     ts: float
     symbol: str
-    side: Side
+    side: Side | None
     amount: float
 
 

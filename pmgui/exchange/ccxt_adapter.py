@@ -56,6 +56,7 @@ from pmgui.exchange.base import (
     ConnectionState,
     ExchangePosition,
     ExchangeSink,
+    FundingPayment,
     OrderUpdate,
 )
 from pmgui.exchange.credentials import Credentials, load_credentials
@@ -634,6 +635,22 @@ class CcxtExchange:
         free = _f(entry.get("free")) or 0.0
         used = _f(entry.get("used"))
         return Balance(self._settle, total, free, used if used is not None else total - free)
+
+    async def fetch_funding_history(self, since: float = 0.0) -> list[FundingPayment] | None:
+        """Funding settlements since `since` (None: the venue has no funding history in
+        ccxt). ccxt's entries name the symbol, not the side: `side` stays None."""
+        ex = self._client()
+        if not ex.has.get("fetchFundingHistory"):
+            return None
+        rows = await self._rest(
+            lambda: ex.fetch_funding_history(None, int(since * 1000), 1000),
+            "fetch_funding_history")
+        out = []
+        for r in rows or []:
+            amount, ts, symbol = _f(r.get("amount")), _f(r.get("timestamp")), r.get("symbol")
+            if amount is not None and ts is not None and symbol:
+                out.append(FundingPayment(ts / 1000, symbol, None, amount))
+        return out
 
     async def set_leverage(self, symbol: str, leverage: float) -> None:
         ex = self._client()

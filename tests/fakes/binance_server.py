@@ -185,6 +185,8 @@ class ExchangeState:
     hedge_mode: bool = False  # dual-side position mode: positions per (symbol, LONG|SHORT)
     marks: dict[str, Decimal] = field(default_factory=dict)  # mark price (default: last)
     margin_types: dict[str, str] = field(default_factory=dict)  # symbol → cross | isolated
+    # /fapi/v1/income rows: {"symbol", "incomeType", "income", "time"} (tests add them)
+    income: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def default(cls) -> ExchangeState:
@@ -485,6 +487,7 @@ class BinanceServer:
             ("GET", "v1", "openOrders"): self._priv_open_orders,
             ("GET", "v1", "allOrders"): self._priv_all_orders,
             ("GET", "v1", "userTrades"): self._priv_user_trades,
+            ("GET", "v1", "income"): self._priv_income,
             ("POST", "v1", "algoOrder"): self._priv_create_algo,
             ("GET", "v1", "algoOrder"): self._priv_get_algo,
             ("DELETE", "v1", "algoOrder"): self._priv_cancel_algo,
@@ -967,6 +970,14 @@ class BinanceServer:
                  "realizedPnl": _s(t.realized), "side": t.side, "positionSide": "BOTH",
                  "symbol": t.symbol, "time": t.time}
                 for t in self.state.trades if t.symbol == m.symbol]
+
+    async def _priv_income(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        kind, sym = params.get("incomeType"), params.get("symbol")
+        start = int(params.get("startTime", "0") or 0)
+        rows = [r for r in self.state.income if (kind is None or r["incomeType"] == kind)
+                and (sym is None or r["symbol"] == sym) and r["time"] >= start]
+        return [{"asset": "USDT", "info": "", "tranId": i + 1, "tradeId": "", **r}
+                for i, r in enumerate(rows[:int(params.get("limit", "100"))])]
 
     async def _priv_get_algo(self, params: dict[str, str]) -> dict[str, Any]:
         order = self._find(self.state.algo_orders, params, "algoId", "clientAlgoId")
