@@ -314,8 +314,8 @@ def _start(engine, db: Path) -> None:
 
 
 def _headless(engine, exit_after: float | None, db: Path | None = None, service=None) -> int:
+    from pmgui.domain.numbers import plain_price, plain_qty
     from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
-    from pmgui.ui.fmt import plain_price, plain_qty  # pure formatting (no Qt)
 
     def on_event(ev) -> None:
         if isinstance(ev, ActionTaken):

@@ -61,6 +61,7 @@ from pmgui.domain.models import (
     Tranche,
     frozen_map,
 )
+from pmgui.domain.numbers import plain_price, plain_qty
 from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine import queries
@@ -657,7 +658,9 @@ class EngineCore:
                         sl=pos.sl, tp=pos.tp, rule="exchange", ts=self.clock(),
                         inputs=frozen_map({"order": order.client_id, "price": price}))
         self.store.record_action(action, symbol=pos.symbol)
-        self.outbox.publish(ActionTaken(action, pos.symbol, True, f"filled {qty:g} @ {price:g}"))
+        market = self.market.market(pos.symbol)
+        self.outbox.publish(ActionTaken(action, pos.symbol, True, f"filled "
+                                        f"{plain_qty(qty, market)} @ {plain_price(price, market)}"))
 
     async def finish_close(self, pos: Position) -> None:
         """Closed: cancel what protected it, publish, forget."""

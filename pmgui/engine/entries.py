@@ -28,6 +28,7 @@ from pmgui.domain import money
 from pmgui.domain.enums import ActionType, OrderRole, OrderType, Reason, Side
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Action, Order, OrderRequest, Position, Tranche, frozen_map
+from pmgui.domain.numbers import plain_price, plain_qty
 from pmgui.domain.validation import (
     check_entry_price,
     validate_amount,
@@ -111,7 +112,8 @@ class RestingEntries:
         validate_leverage(c.leverage, market.max_leverage or 125)
         qty = market.floor_amount(qty)
         if market.min_amount and qty < market.min_amount:
-            raise ValidationError(f"amount {qty:g} is below the minimum {market.min_amount:g} "
+            raise ValidationError(f"amount {plain_qty(qty, market)} is below the minimum "
+                                  f"{plain_qty(market.min_amount, market)} "
                                   f"for {c.symbol}", field="amount")
         if market.min_notional and qty * price * market.contract_size < market.min_notional:
             raise ValidationError(
@@ -147,7 +149,8 @@ class RestingEntries:
                  else order.status.value if order.status.is_final else "working")
         return cmd.CommandResult(
             order.status.value != "rejected",
-            f"{kind} {c.side.open_side.value} {qty:g} {c.symbol} @ {price:g}: {state}",
+            f"{kind} {c.side.open_side.value} {plain_qty(qty, market)} {c.symbol} @ "
+            f"{plain_price(price, market)}: {state}",
             pid if rt is None else rt.id, outcomes=outcomes)
 
     async def cancel(self, c: cmd.CancelOrder) -> cmd.CommandResult:
@@ -218,10 +221,11 @@ class RestingEntries:
         core.reconciler.touch(order.symbol, side)
         core.outbox.publish(ActionTaken(action, order.symbol, True,
                                         f"{spec.get('kind', 'entry')} entry filled "
-                                        f"{qty:g} @ {price:g}"))
+                                        f"{plain_qty(qty, market)} @ "
+                                        f"{plain_price(price, market)}"))
         async with rt.lock:
             await core.protector.sync(rt, force=True)
         core.publish_position(rt)
-        log.info("%s %s opened by its resting entry %s: %g @ %g", order.symbol, side.value,
-                 order.client_id, qty, price)
+        log.info("%s %s opened by its resting entry %s: %s @ %s", order.symbol, side.value,
+                 order.client_id, plain_qty(qty, market), plain_price(price, market))
         return None

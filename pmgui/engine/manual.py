@@ -24,6 +24,7 @@ from pmgui.domain.models import (
     Tranche,
     frozen_map,
 )
+from pmgui.domain.numbers import plain_price, plain_qty
 from pmgui.domain.validation import validate_amount, validate_new_position, validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken, ErrorEvent
@@ -85,9 +86,10 @@ class ManualCommands:
                                            "crossed", cur.id,
                                      realized_pnl=cur.realized_pnl)
         outcomes = tuple(self.core.protector.outcome(rt, role) for role in PROTECTIVE)
+        market = self.core.market.market(cur.symbol)
         parts = []
         for o in outcomes:
-            text = f"{o.role.upper()} {_fmt(o.level)}"
+            text = f"{o.role.upper()} {plain_price(o.level, market)}"
             if o.level is not None and o.protection != Protection.ON_EXCHANGE.value:
                 text += f" (local only: {o.reason})"
             parts.append(text)
@@ -159,7 +161,9 @@ class ManualCommands:
         else:
             if not now.is_open and now.exit_reason and now.exit_reason != Reason.MANUAL.value:
                 how = f" by its {now.exit_reason.replace('_', ' ')}"
-            msg = (f"{pos.symbol}: closed {qty:g} @ {_fmt(avg)}{how}; realized "
+            market = self.core.market.market(pos.symbol)
+            msg = (f"{pos.symbol}: closed {plain_qty(qty, market)} @ {plain_price(avg, market)}"
+                   f"{how}; realized "
                    f"{pnl:+,.2f}")
         return cmd.CommandResult(True, msg, pos.id, fills=fills, realized_pnl=pnl)
 
@@ -209,7 +213,8 @@ class ManualCommands:
         try:
             for r in await self.core.exchange.fetch_positions():
                 if r.qty > 0:
-                    residual.append(f"{r.symbol} {r.side.value} {r.qty:g}")
+                    residual.append(f"{r.symbol} {r.side.value} "
+                                    f"{plain_qty(r.qty, self.core.market.market(r.symbol))}")
             notes: list[str] = []
             open_remote = await self.core.exchange.fetch_open_orders()
             await self.core.reconciler.cancel_orphans(open_remote, notes)
@@ -337,8 +342,10 @@ class ManualCommands:
         self.core.publish_position(rt)
         outcomes = tuple(self.core.protector.outcome(rt, role) for role in PROTECTIVE) \
             if rt.is_open else ()
-        return cmd.CommandResult(True, f"opened {c.side.value} {result.filled:g} {c.symbol} @ "
-                                 f"{result.average:g}", pid, outcomes=outcomes)
+        market = self.core.market.market(c.symbol)
+        return cmd.CommandResult(True, f"opened {c.side.value} {plain_qty(result.filled, market)} "
+                                 f"{c.symbol} @ {plain_price(result.average, market)}", pid,
+                                 outcomes=outcomes)
 
     async def add(self, c: cmd.AddToPosition) -> cmd.CommandResult:
         """The UI's Add: an ADD action through the same executor path the rules use
@@ -352,7 +359,8 @@ class ManualCommands:
         if price is None:
             raise ValidationError(f"no current price for {pos.symbol}; try again in a moment")
         if market.min_amount and market.floor_amount(qty) < market.min_amount:
-            raise ValidationError(f"add of {qty:g} is below the minimum {market.min_amount:g} "
+            raise ValidationError(f"add of {plain_qty(qty, market)} is below the minimum "
+                                  f"{plain_qty(market.min_amount, market)} "
                                   f"for {pos.symbol}", field="qty")
         action = Action(ActionType.ADD, Reason.MANUAL, pos.id, price, qty=qty, rule="manual",
                         ts=core.clock())
@@ -362,7 +370,8 @@ class ManualCommands:
             await core._add(rt, action)
         core.outbox.publish(ActionTaken(action, pos.symbol))
         core.publish_position(rt)
-        return cmd.CommandResult(True, f"{pos.symbol}: add {market.floor_amount(qty):g} sent",
+        return cmd.CommandResult(True, f"{pos.symbol}: add "
+                                       f"{plain_qty(market.floor_amount(qty), market)} sent",
                                  pos.id)
 
 
@@ -376,5 +385,3 @@ def _number(value: object, name: str) -> float:
     return float(value)
 
 
-def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{v:g}"

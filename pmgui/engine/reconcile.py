@@ -22,6 +22,7 @@ from pmgui.domain import money
 from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, PositionStatus, Reason, Side
 from pmgui.domain.errors import ExchangeError
 from pmgui.domain.models import Action, Order, Position, Scalar, Tranche, frozen_map
+from pmgui.domain.numbers import plain_price, plain_qty
 from pmgui.engine.events import ActionTaken
 from pmgui.engine.ids import is_ours, new_position_id
 from pmgui.engine.ledger import OrderState
@@ -192,8 +193,9 @@ class Reconciler:
             if self._busy((r.symbol, r.side), mark) or self._entry_fill(r):
                 continue
             pos = self.adopt(r)  # journals its own OPEN action
-            log.info("reconcile: adopted %s %s %g @ %g (preset %s)", r.symbol, r.side.value,
-                     r.qty, r.entry, pos.preset)
+            market = self.core.market.market(r.symbol)
+            log.info("reconcile: adopted %s %s %s @ %s (preset %s)", r.symbol, r.side.value,
+                     plain_qty(r.qty, market), plain_price(r.entry, market), pos.preset)
         return notes
 
     def _entry_fill(self, r: ExchangePosition) -> bool:
@@ -222,7 +224,8 @@ class Reconciler:
         note = ""
         market = core.market.market(pos.symbol)
         if abs(r.qty - pos.qty) > market.amount_step / 2:
-            note = (f"{pos.symbol} {pos.side.value} quantity {pos.qty:g} → {r.qty:g} "
+            note = (f"{pos.symbol} {pos.side.value} quantity {plain_qty(pos.qty, market)} → "
+                    f"{plain_qty(r.qty, market)} "
                     "(changed outside pmgui)")
             if r.qty < pos.qty:  # the tranches shrink with it, oldest first
                 tranches = reduce_tranches(pos.tranches, pos.qty - r.qty)
