@@ -76,9 +76,10 @@ def _clean(value: float, step: float) -> float:
 
 
 def _round_to(value: float, step: float) -> float:
-    if step <= 0:
+    steps = value / step if step > 0 else math.inf
+    if not math.isfinite(steps):  # no step, or a value too large to count in steps
         return value
-    return _clean(round(value / step) * step, step)
+    return _clean(round(steps) * step, step)
 
 
 @dataclass(frozen=True, slots=True)
