@@ -10,8 +10,15 @@ from PySide6.QtWidgets import QApplication
 
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.errors import ValidationError
-from pmgui.engine.commands import KEEP, CommandResult, ProtectionOutcome, SetTargets
+from pmgui.engine.commands import (
+    KEEP,
+    CommandResult,
+    OpenPosition,
+    ProtectionOutcome,
+    SetTargets,
+)
 from pmgui.ui.chart_state import LineState
+from pmgui.ui.dialogs import OrderDialog
 from pmgui.ui.main_window import MainWindow, UiSettings
 from tests.ui_doubles import (
     BTC,
@@ -362,3 +369,35 @@ def test_redragging_a_proposal_keeps_the_line_and_the_confirm_bar_agreeing(qtbot
     qtbot.mouseClick(bar.apply_button, LEFT)
     (cmd,) = eng.of_type(SetTargets)
     assert cmd.sl == moved
+
+
+def test_right_click_on_the_chart_offers_an_entry_at_that_price_through_the_ticket(qtbot):
+    """Trading from the chart: a right click below the market offers a buy limit and a sell
+    stop at the clicked price (snapped to the tick); the ticket opens filled in and sends
+    only when the trader confirms it there."""
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    with qtbot.waitSignal(chart.tradeMenuRequested, timeout=5000) as sig:
+        p = mouse.at(39_800.0)
+        mouse.move(p)
+        mouse.press(p, Qt.MouseButton.RightButton)
+        mouse.release(p, Qt.MouseButton.RightButton)
+    price = sig.args[0]
+    assert price == BTC.round_price(price) and abs(price - 39_800.0) < 60
+    assert not eng.of_type(OpenPosition)  # a click alone sends nothing
+    menu = win.build_chart_menu(price)
+    names = {a.objectName() for a in menu.actions()}
+    assert {"chartEntry_long_limit", "chartEntry_short_stop"} <= names
+    assert not {"chartEntry_long_stop", "chartEntry_short_limit"} & names
+    above = {a.objectName() for a in win.build_chart_menu(41_000.0).actions()}
+    assert {"chartEntry_long_stop", "chartEntry_short_limit"} <= above
+    buy = next(a for a in menu.actions() if a.objectName() == "chartEntry_long_limit")
+    buy.trigger()
+    dlg = win.dialog
+    assert isinstance(dlg, OrderDialog) and dlg.isVisible()
+    assert dlg.order_type.currentText() == "Limit" and dlg.side.currentIndex() == 0
+    qtbot.keyClicks(dlg.qty, "0.01")
+    qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(eng.of_type(OpenPosition)), timeout=5000)
+    (sent,) = eng.of_type(OpenPosition)
+    assert sent.symbol == BTC.symbol and sent.side is Side.LONG
+    assert sent.order_type == "limit" and sent.price == pytest.approx(price)

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -84,6 +84,9 @@ class ChartWidget(QWidget):
     dragCancelled = Signal(str)  # kind
     dragStarted = Signal(str)  # kind of the grabbed item ("entry" when creating SL/TP)
     timeframeChanged = Signal(str)
+    # a right click on the plot (not during a drag): the price under the cursor, snapped to
+    # the tick, and where to show the trade menu (global screen position)
+    tradeMenuRequested = Signal(float, QPoint)
 
     def __init__(self, theme: Theme | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -201,6 +204,7 @@ class ChartWidget(QWidget):
         self.cross_tag.setVisible(False)
         self.plot.scene().addItem(self.cross_tag)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.plot.viewport().installEventFilter(self)  # leaving the plot hides the crosshair
         self.vb.sigRangeChanged.connect(lambda *_: self._layout_tags())
         self.vb.sigResized.connect(lambda *_: self._layout_tags())
@@ -781,6 +785,20 @@ class ChartWidget(QWidget):
         self.cross_tag.setText(fmt_price(self.snap_level(pt.y()), self._market))
         right = self.plot.getPlotItem().getAxis("right").sceneBoundingRect().right() - 1
         self.cross_tag.setPos(right, pos.y())
+
+    def _on_mouse_clicked(self, ev) -> None:
+        """Right click on the plot: trade at that price (the window builds the menu). During
+        a drag the right button cancels the drag instead (the line item takes it)."""
+        if ev.button() != Qt.MouseButton.RightButton or self.drag.active or self._snap is None:
+            return
+        pos = ev.scenePos()
+        if not self.vb.sceneBoundingRect().contains(pos):
+            return
+        y = self.vb.mapSceneToView(pos).y()
+        if not valid_price(y):
+            return
+        ev.accept()
+        self.tradeMenuRequested.emit(self.snap_level(y), ev.screenPos().toPoint())
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
         if ev.type() == QEvent.Type.Leave and obj is self.plot.viewport():

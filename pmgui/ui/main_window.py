@@ -56,6 +56,7 @@ from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
 from pmgui.ui.chart_state import verdict, verdict_message
 from pmgui.ui.confirm import ConfirmDialog, DragConfirmBar
 from pmgui.ui.dialogs import (
+    ORDER_TYPES,
     AmountDialog,
     EditTargetsDialog,
     OrderDialog,
@@ -63,7 +64,7 @@ from pmgui.ui.dialogs import (
     preset_names,
     protection_summary,
 )
-from pmgui.ui.fmt import fmt_price, fmt_qty
+from pmgui.ui.fmt import fmt_price, fmt_qty, plain_price
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryPanel
 from pmgui.ui.orders_panel import WorkingOrdersPanel
@@ -180,6 +181,8 @@ class MainWindow(QMainWindow):
         centre_lay.addWidget(self.chart, 1)
         self.setCentralWidget(centre)
         self.chart.levelDropped.connect(self._on_level_dropped)
+        self.chart.tradeMenuRequested.connect(
+            lambda price, at: self.build_chart_menu(price).popup(at))
         self.chart.dragRejected.connect(self._on_drag_rejected)
         self.chart.dragCancelled.connect(
             lambda kind: self.notify(f"{LINE_TITLES[kind]} drag cancelled: line restored"))
@@ -744,6 +747,36 @@ class MainWindow(QMainWindow):
         dlg = ShortcutsDialog(self.actions(), self)
         self.dialog = dlg
         dlg.open()
+
+    def build_chart_menu(self, price: float) -> QMenu:
+        """Right click on the chart: an entry order at that price — a limit where the price is
+        better than the market, a stop where it is worse — opens the ticket with its type, side
+        and price filled in (nothing is sent without the ticket), then the position's actions."""
+        menu = self.build_context_menu()
+        symbol = self.chart.symbol
+        last = self.chart.price_of(symbol) if symbol else None
+        if symbol is None or last is None or price == last:
+            return menu
+        first = menu.actions()[0] if menu.actions() else None
+        level = fmt_price(price, self.engine.market(symbol))
+        below = price < last
+        for side, kind in ((Side.LONG, "limit" if below else "stop"),
+                           (Side.SHORT, "stop" if below else "limit")):
+            verb = "Buy" if side is Side.LONG else "Sell"
+            act = QAction(f"{verb} {kind} @ {level}…", menu)
+            act.setObjectName(f"chartEntry_{side.value}_{kind}")
+            act.triggered.connect(
+                lambda _c=False, sd=side, k=kind: self.ticket_at(symbol, sd, k, price))
+            menu.insertAction(first, act)
+        menu.insertSeparator(first)
+        return menu
+
+    def ticket_at(self, symbol: str, side: Side, kind: str, price: float) -> OrderDialog:
+        """The order ticket for an entry order of `kind` at `price` (from the chart)."""
+        dlg = self.new_order(symbol, side)
+        dlg.order_type.setCurrentText(next(k for k, v in ORDER_TYPES.items() if v == kind))
+        dlg.price.setText(plain_price(price, self.engine.market(symbol)))
+        return dlg
 
     def build_context_menu(self) -> QMenu:
         """The selected row's menu: edit, automation, preset, emergency close."""
