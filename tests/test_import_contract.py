@@ -46,11 +46,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("pmgui.ui.app", "pmgui.config"): "the composition root reads the configuration",
     ("pmgui.ui.about", "pmgui.config"): "About shows the configuration and database paths "
                                         "in use (read-only path helpers)",
-    # Known debt (issue 12, chart): the chart recomputes the rule's indicator line (chandelier,
-    # EMA) from the published candles with the rules' own pure functions, so the drawn line
-    # is the one the stop follows. It belongs in an engine event; until then it is named here.
-    ("pmgui.ui.chart_indicator", "pmgui.indicators"): "indicator line (see above)",
-    ("pmgui.ui.chart_indicator", "pmgui.rules"): "indicator line (see above)",
 }
 
 # the package itself (its data directory, its version) and its cross-cutting helpers

@@ -75,7 +75,8 @@ def test_roundtrip_gives_back_an_equal_value(value):
 
 
 def test_request_commands_roundtrip_too():
-    needed = {"GetCandles": ("BTC/USDT:USDT", "4h", 120)}  # requests with required fields
+    # requests with required fields
+    needed = {"GetCandles": ("BTC/USDT:USDT", "4h", 120), "GetIndicatorLine": ("p1",)}
     for t in protocol.read_only_types():
         value = t(*needed.get(t.__name__, ()))
         assert roundtrip(value) == value

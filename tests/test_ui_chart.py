@@ -17,8 +17,7 @@ from PySide6.QtWidgets import QApplication
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.models import Action, Candle
 from pmgui.engine.commands import KEEP, CommandResult, ProtectionOutcome, SetTargets
-from pmgui.engine.events import ActionTaken
-from pmgui.indicators.indicator_set import IndicatorSet, IndicatorSpec
+from pmgui.engine.events import ActionTaken, RuleIndicator
 from pmgui.ui.chart_candles import CandleSeries, aggregate
 from pmgui.ui.chart_drag import consequence
 from pmgui.ui.chart_items import stack_tags
@@ -359,44 +358,71 @@ def test_crosshair_shows_price_time_and_the_result_of_a_stop_or_target_there(qtb
     assert not chart.cross_tag.isVisible()
 
 
-def test_the_rules_indicator_is_drawn_thin_on_the_rules_timeframe(qtbot):
-    """breakout trails a chandelier 22 × 3 ATR on 1h candles: the line is computed on 1h
-    candles (the engine's), built from the chart's 1-minute ones, and is a step line."""
+def chandelier(value, since, have=30):
+    return RuleIndicator("Chandelier 22×3 · 1h", "1h", value, since, True, have, 22)
+
+
+def test_the_rules_indicator_is_the_engines_values_drawn_thin(qtbot):
+    """The line is what the engine sends: its past (GetIndicatorLine) and the value on each
+    snapshot; a stepped line holds each level from its candle's close to the next one."""
+    from pmgui.engine.commands import IndicatorHistory
     from pmgui.ui.chart import ChartWidget
 
     chart = ChartWidget()
     qtbot.addWidget(chart)
     chart.resize(900, 500)
     chart.show()
+    asked = []
+    chart.set_requester(lambda req, done, **kw: asked.append((req, done)) or True)
     pos = POS.evolve(preset="breakout")
-    minutes = candles(60 * 30, start=40_000.0, step=3.0, t0=T0 - 60 * 60 * 30)
+    minutes = candles(60 * 5, start=40_000.0, step=3.0, t0=T0 - 60 * 60 * 5)
     chart.on_candles(candles_event(BTC.symbol, minutes))
-    chart.set_position(snapshot(pos, 40_500.0), BTC)
+    h = T0 - T0 % 3600
+    chart.set_position(snapshot(pos, 40_500.0, indicator=chandelier(39_800.0, h)), BTC)
+    (req, done), = [(r, d) for r, d in asked if type(r).__name__ == "GetIndicatorLine"]
+    assert req.position_id == pos.id
     ind = chart.indicator()
-    assert ind is not None and ind.name == "Chandelier 22×3 · 1h" and ind.step
-    hours = aggregate(minutes, 3600.0)[:-1]  # the last hour completes with the next one
-    ref = IndicatorSet(IndicatorSpec(atr_period=22, channel_period=22))
-    for c in hours:
-        ref.update(c)
-    snap = ref.snapshot()
-    assert ind.last == pytest.approx(snap.highest_high - 3 * snap.atr)
-    assert len(set(ind.ys)) <= len(hours) - 22 + 1  # one level per completed hour
-    assert ind.xs[-1] == minutes[-1].ts + 60  # the last step runs to the newest candle
+    assert ind.name == "Chandelier 22×3 · 1h" and ind.step and ind.last == 39_800.0
+    done(IndicatorHistory(pos.id, chandelier(39_800.0, h),
+                          ((h - 7200, 39_600.0), (h - 3600, 39_700.0), (h, 39_800.0))), None)
+    ind = chart.indicator()
+    end = minutes[-1].ts + 60
+    assert ind.xs == (h - 7200, h - 3600, h - 3600, h, h, end)
+    assert ind.ys == (39_600.0, 39_600.0, 39_700.0, 39_700.0, 39_800.0, 39_800.0)
+    chart.on_snapshot(snapshot(pos, 40_600.0, T0 + 3600,
+                               indicator=chandelier(39_900.0, h + 3600)))
+    assert chart.indicator().ys[-2:] == (39_900.0, 39_900.0) and len(chart.indicator().xs) == 8
     assert chart.indicator_curve.opts["pen"].width() <= 1
     assert chart.indicator_tag.isVisible()
-    assert chart.indicator_tag.toPlainText().lstrip("▲▼ ").startswith("Chandelier 22×3 · 1h ")
-    # a fixed trailing preset draws its trail from the open
-    chart.on_snapshot(snapshot(pos.evolve(preset="active"), 40_500.0, T0 + 1))
-    assert chart.indicator().name.startswith("Trail ")
+    assert chart.indicator_tag.toPlainText().lstrip("▲▼ ") == "Chandelier 22×3 · 1h 39,900.0"
+    # another preset: another line, its past asked again
+    trail = RuleIndicator("Trail 2%", "", 39_690.0, T0 + 3601, False, distance=0.02)
+    chart.on_snapshot(snapshot(pos.evolve(preset="active"), 40_500.0, T0 + 3601,
+                               indicator=trail))
+    assert chart.indicator().name == "Trail 2%" and chart.indicator().ys == (39_690.0,)
+    assert sum(type(r).__name__ == "GetIndicatorLine" for r, _d in asked) == 2
 
 
 def test_an_indicator_not_warm_yet_says_how_far_it_is(qtbot):
-    pos = POS.evolve(preset="breakout")  # 1h candles; make() gives 30 minutes of history
-    _eng, _win, chart, _mouse = make(qtbot, [snapshot(pos, 40_500.0)])
+    pos = POS.evolve(preset="breakout")
+    _eng, _win, chart, _mouse = make(qtbot, [snapshot(pos, 40_500.0,
+                                                      indicator=chandelier(None, T0, 5))])
     ind = chart.indicator()
     assert ind is not None and ind.xs == () and not chart.indicator_tag.isVisible()
-    assert ind.note == "Chandelier 22×3 on 1h candles: 0 of 22 so far"
+    assert ind.note == "Chandelier 22×3 on 1h candles: 5 of 22 so far"
     assert chart.readout.text() == ind.note
+
+
+def test_a_trail_keeps_two_values_per_candle():
+    from pmgui.ui.chart_indicator import IndicatorFeed
+
+    feed = IndicatorFeed(bucket=60.0)
+    feed.reset("p1")
+    for i in range(600):  # ten minutes of ticks every second
+        feed.on_value(RuleIndicator("Trail 2%", "", 39_000.0 + i, T0 + i, False))
+    line = feed.line()
+    assert len(line.xs) <= 2 * 11 and line.ys[-1] == 39_599.0 and line.xs[-1] == T0 + 599
+    assert list(line.xs) == sorted(line.xs)
 
 
 def test_marker_hover_explains_reason_and_inputs(qtbot):
@@ -419,8 +445,11 @@ def test_marker_hover_explains_reason_and_inputs(qtbot):
 @pytest.mark.parametrize("theme", ["dark", "light"])
 def test_no_tags_overlap_at_1024x700(qtbot, theme):
     pos = POS.evolve(sl=39_950.0, trailing=39_960.0, liquidation=36_400.0, preset="active")
-    _eng, win, chart, _mouse = auto_ranged(qtbot, pos, 40_020.0,
-                                           settings=UiSettings(theme=theme), size=(1024, 700))
+    eng, win, chart, _mouse = auto_ranged(qtbot, pos, 40_020.0,
+                                          settings=UiSettings(theme=theme), size=(1024, 700))
+    trail = RuleIndicator("Trail 2%", "", 39_955.0, T0, False, distance=0.02)
+    eng.outbox.publish(snapshot(pos, 40_020.0, T0 + 1, indicator=trail))
+    win.bridge.flush_now()
     QApplication.processEvents()
     chart.vb.updateAutoRange()
     QApplication.processEvents()
@@ -451,26 +480,6 @@ def test_stack_tags_keeps_order_and_bounds():
     assert out["b"] - out["a"] >= 21 and out["c"] - out["b"] >= 21
     assert out["d"] == 90  # clamped to the bottom edge
     assert out["c"] <= out["d"] - 21
-
-
-def test_indicator_follows_new_candles_one_at_a_time():
-    """The GUI thread never recomputes the whole history for a new candle: the tracker adds
-    it, and the result equals a fresh computation over the same candles."""
-    from pmgui.ui.chart_indicator import IndicatorTracker, rule_indicator
-
-    cs = candles(120, start=40_000.0, step=7.0, width=3600.0)  # hourly: breakout's frame
-    pos = POS.evolve(preset="breakout")
-    tracker = IndicatorTracker(max_candles=200)
-    first = tracker.update(pos, cs[:100], BTC, 3600.0)
-    assert first is not None and len(first.xs) == 2 * (100 - 22 + 1)  # a step per hour
-    line = None
-    for n in range(101, 121):
-        line = tracker.update(pos, cs[:n], BTC, 3600.0)
-    assert line == rule_indicator(pos, cs, BTC, 3600.0)
-    assert tracker.update(pos, cs, BTC, 3600.0) is line  # nothing new: nothing recomputed
-    # other rules start over; rules without an indicator give none
-    assert tracker.update(pos.evolve(preset="active"), cs, BTC, 3600.0).name == "Trail 2%"
-    assert tracker.update(POS, cs, BTC, 3600.0) is None
 
 
 def test_a_new_candle_redraws_one_chunk_of_the_history(qtbot):

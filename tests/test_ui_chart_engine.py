@@ -84,3 +84,40 @@ def test_history_fills_only_what_the_base_candles_do_not_cover():
     assert shown[:9] == list(hours[:9])  # up to and including the partial hour: the engine's
     assert shown[9].ts == t0 + 1800 and shown[9].open == series.candles[30].open
     assert series.view(60.0) == list(series.candles)  # the base timeframe is untouched
+
+
+def test_the_chandelier_line_is_the_engines_and_matches_an_independent_computation(
+        qtbot, engine):
+    """A position switched to breakout (chandelier 22×3 on 1h): the chart's thin line comes
+    from the engine (warm at once from the venue's 1h history) and its newest level equals
+    HH(22) − 3·ATR(22) computed here with a fresh IndicatorSet over the engine's 1h candles."""
+    from pmgui.domain.enums import Side
+    from pmgui.engine.commands import SetPreset
+    from pmgui.indicators import IndicatorSet, IndicatorSpec
+
+    win = MainWindow(engine)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitUntil(lambda: win.selected_snapshot() is not None, timeout=20_000)
+    chart = win.chart
+    pos = win.selected_snapshot().position
+    assert engine.submit(SetPreset(pos.id, "breakout")).result(30).ok
+    qtbot.waitUntil(lambda: chart.indicator() is not None
+                    and chart.indicator().name == "Chandelier 22×3 · 1h"
+                    and len(set(chart.indicator().ys)) > 50, timeout=30_000)
+    ind = chart.indicator()  # the past came from the engine (days of hours), warm at once
+    assert ind.step
+    hours = engine.submit(GetCandles(pos.symbol, "1h", 300)).result(30).candles
+    ref = IndicatorSet(IndicatorSpec(atr_period=22, channel_period=22))
+    for c in hours:
+        ref.update(c)
+    snap = ref.snapshot()
+    want = (snap.highest_high - 3 * snap.atr if pos.side is Side.LONG
+            else snap.lowest_low + 3 * snap.atr)
+    assert ind.last == pytest.approx(want, rel=1e-6)
+    assert chart.indicator_tag.isVisible() and "Chandelier 22×3 · 1h" in \
+        chart.indicator_tag.toPlainText()
+    assert chart.readout.text().strip() == ""  # nothing "warming"
+    chart.grab().save("/tmp/pmgui_chart_chandelier_engine.png")
+    win.ask_before_quit = False

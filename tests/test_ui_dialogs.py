@@ -90,7 +90,7 @@ def test_bad_inputs_get_specific_messages_and_block_ok(env, field, text, message
     assert message in dlg.previews[field].text()
     assert not dlg.ok_button.isEnabled()
     dlg.submit()  # even forced, nothing is sent
-    assert eng.submitted == []
+    assert eng.commands() == []
 
 
 def test_price_percent_and_r_inputs_with_live_preview(env, qtbot):

@@ -228,14 +228,14 @@ def test_confirm_step_apply_and_discard(qtbot):
     eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
                                   settings=UiSettings(confirm_drags=True))
     mouse.drag(39_000.0, 39_400.0)
-    assert eng.submitted == []
+    assert eng.commands() == []
     bar = win.drag_bar
     assert bar.isVisible() and "move SL 39," in bar.label.text()
     assert chart.line("sl").value() > 39_200  # shown where dropped, awaiting the decision
     qtbot.keyClick(win, Qt.Key.Key_Escape)  # discard
     assert not bar.isVisible()
     assert chart.line("sl").value() == pytest.approx(39_000.0)
-    assert eng.submitted == []
+    assert eng.commands() == []
     mouse.drag(39_000.0, 39_400.0)
     qtbot.mouseClick(bar.apply_button, LEFT)
     (cmd,) = eng.of_type(SetTargets)

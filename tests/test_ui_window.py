@@ -223,7 +223,7 @@ def test_emergency_close_enter_cancels_and_failure_is_reported(env, qtbot):
     dlg = win.confirm_dialog
     qtbot.keyClick(dlg, Qt.Key.Key_Return)  # the default is Cancel
     assert not dlg.isVisible()
-    assert eng.submitted == []
+    assert eng.commands() == []
 
     def refuse(cmd):
         raise ExchangeError("exchange rejected the order: reduce-only would increase")

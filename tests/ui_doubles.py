@@ -27,7 +27,13 @@ from pmgui.engine.commands import (
     SetSymbolRules,
     SymbolRulesSnapshot,
 )
-from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
+from pmgui.engine.events import (
+    ActionTaken,
+    CandlesEvent,
+    PositionSnapshot,
+    RuleIndicator,
+    TickEvent,
+)
 from pmgui.engine.outbox import Outbox
 from pmgui.rules.params import resolve_params
 
@@ -49,7 +55,8 @@ class EngineDouble:
         default_factory=lambda: {m.symbol: m for m in (BTC, ETH, SOL)})
     submitted: list[Command] = field(default_factory=list)
     answer: Callable[[Command], CommandResult] | None = None  # may raise a PmguiError
-    hold: bool = False
+    hold: bool = False  # commands stay in flight (read-only requests are answered at once)
+    hold_requests: bool = False  # … requests too
     held: list[concurrent.futures.Future] = field(default_factory=list)
     db: Path | None = None
     # {symbol: (preset, overrides)} as EngineCore.symbol_rules() returns it
@@ -62,7 +69,7 @@ class EngineDouble:
     def submit(self, cmd: Command) -> concurrent.futures.Future:
         self.submitted.append(cmd)
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        if self.hold:
+        if self.hold and (self.hold_requests or not isinstance(cmd, REQUESTS)):
             self.held.append(fut)
             return fut
         try:
@@ -125,6 +132,10 @@ class EngineDouble:
     def store_path(self) -> Path | None:
         return self.db
 
+    def commands(self) -> list[Command]:
+        """What was sent besides read-only requests (the chart asks those by itself)."""
+        return [c for c in self.submitted if not isinstance(c, REQUESTS)]
+
     def of_type(self, kind: type) -> list[Command]:
         return [c for c in self.submitted if isinstance(c, kind)]
 
@@ -142,12 +153,13 @@ def position(pid: str = "p1", symbol: str = BTC.symbol, side: Side = Side.LONG,
 
 
 def snapshot(pos: Position, mark: float | None, ts: float = T0, *, stale: bool = False,
-             protection: Protection = Protection.ON_EXCHANGE) -> PositionSnapshot:
+             protection: Protection = Protection.ON_EXCHANGE,
+             indicator: RuleIndicator | None = None) -> PositionSnapshot:
     """A snapshot computed with the real money math, as the engine would publish it."""
     m = mark if mark is not None else pos.entry
     return PositionSnapshot(position=pos, mark=mark, pnl=position_pnl(pos, m),
                             roi=position_roi(pos, m), r=position_r(pos, m),
-                            protection=protection, stale=stale, ts=ts)
+                            protection=protection, stale=stale, ts=ts, indicator=indicator)
 
 
 def candles(n: int = 30, start: float = 40_000.0, step: float = 20.0, t0: float = T0 - 1800,

@@ -127,8 +127,16 @@ class GetCandles:
     limit: int = 300
 
 
-Request = GetHistory | GetSymbolRules | GetEngineInfo | GetCandles
-REQUESTS = (GetHistory, GetSymbolRules, GetEngineInfo, GetCandles)
+@dataclass(frozen=True, slots=True)
+class GetIndicatorLine:
+    """The past values of the indicator the position's rules follow → IndicatorHistory
+    (the chart's thin line when the position is shown; live values ride on its snapshots)."""
+
+    position_id: str
+
+
+Request = GetHistory | GetSymbolRules | GetEngineInfo | GetCandles | GetIndicatorLine
+REQUESTS = (GetHistory, GetSymbolRules, GetEngineInfo, GetCandles, GetIndicatorLine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +166,13 @@ class CandlesSnapshot:
     timeframe: str
     candles: tuple[Candle, ...]  # completed, oldest first
     source: str = "engine"  # "engine" | "exchange" (the venue's history was needed)
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorHistory:
+    position_id: str
+    indicator: object  # pmgui.engine.events.RuleIndicator now, or None
+    points: tuple[tuple[float, float], ...]  # (time, value), oldest first
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ from pmgui.domain.models import (
 from pmgui.domain.numbers import plain_price, plain_qty
 from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
-from pmgui.engine import queries
+from pmgui.engine import indicator_line, queries
 from pmgui.engine.entries import RestingEntries
 from pmgui.engine.events import (
     AccountEvent,
@@ -347,6 +347,7 @@ class EngineCore:
                     break
             if not rt.deferred_seen:
                 rt.deferred_since = None  # the price is back: the grace starts afresh
+            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params)
             if rt.protect_dirty and rt.is_open:
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
@@ -821,11 +822,14 @@ class EngineCore:
         mark = tick.price if tick else None
         now = self.clock()
         stale = tick is None or now - tick.ts > float(self.params(pos)["price.max_age"])
+        rt = self.book.runtime(pos.id)
+        ind = rt.indicator if rt is not None else None
         if mark is None:
-            return PositionSnapshot(pos, None, 0.0, 0.0, None, self.protection(pos), True, now)
+            return PositionSnapshot(pos, None, 0.0, 0.0, None, self.protection(pos), True, now,
+                                    ind)  # type: ignore[arg-type]
         return PositionSnapshot(pos, mark, money.position_pnl(pos, mark),
                                 money.position_roi(pos, mark), money.position_r(pos, mark),
-                                self.protection(pos), stale, now)
+                                self.protection(pos), stale, now, ind)  # type: ignore[arg-type]
 
     def publish_position(self, rt: PositionRuntime) -> None:
         if rt.is_open and self.book.runtime(rt.id) is rt:

@@ -14,6 +14,23 @@ from pmgui.domain.models import Action, Candle, Order, Position
 
 
 @dataclass(frozen=True, slots=True)
+class RuleIndicator:
+    """The indicator a position's rules follow, as the engine computed it on the rule's own
+    timeframe (DESIGN §7: the chart's thin line): the chandelier level, the trailing level
+    (fixed / adaptive trail, with its `distance`) or the add-on's EMA. `value` is None while
+    the timeframe has fewer than `need` completed candles (`have` so far)."""
+
+    name: str  # "Chandelier 22×3 · 4h", "Adaptive trail · 15m", "Trail 2%", "EMA 9 · 1h"
+    timeframe: str  # the candles it is read on ("" for a fixed trail)
+    value: float | None
+    since: float  # stepped: close of the candle that produced it; else the price's time
+    step: bool  # changes only when a candle of `timeframe` completes
+    have: int = 0
+    need: int = 0
+    distance: float | None = None  # a trail's distance as a fraction of the best price
+
+
+@dataclass(frozen=True, slots=True)
 class PositionSnapshot:
     position: Position
     mark: float | None
@@ -23,6 +40,7 @@ class PositionSnapshot:
     protection: Protection
     stale: bool  # the mark is older than max_price_age
     ts: float
+    indicator: RuleIndicator | None = None  # what its rules follow (None: no indicator)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -91,6 +91,23 @@ async def candles_snapshot(core: Any, req: cmd.GetCandles) -> cmd.CandlesSnapsho
                                "exchange" if older else "engine")
 
 
+async def indicator_history(core: Any, req: cmd.GetIndicatorLine) -> cmd.IndicatorHistory:
+    """The past of the line the position's rules follow (engine candles, rules' functions)."""
+    from pmgui.engine.indicator_line import history
+    from pmgui.rules.policy import indicator_frames
+
+    rt = core.book.runtime(req.position_id)
+    if rt is None or not rt.is_open:
+        raise ValidationError(f"no open position {req.position_id!r}", field="position_id")
+    pos = rt.position
+    params = core.params(pos)
+    frames = indicator_frames(params)
+    if frames:  # the venue's history of the rule's timeframe, once (as a tick would)
+        await core.market.ensure_frames(core.exchange, pos.symbol, frames)
+    return cmd.IndicatorHistory(pos.id, rt.indicator,
+                                history(core.market, rt.position, params, rt.indicator))
+
+
 async def answer(core: Any, req: cmd.Request) -> object:
     """The snapshot answering `req`, read where the engine's state lives."""
     if isinstance(req, cmd.GetHistory):
@@ -104,4 +121,6 @@ async def answer(core: Any, req: cmd.Request) -> object:
                               demo if isinstance(demo, bool) else None, preset_names())
     if isinstance(req, cmd.GetCandles):
         return await candles_snapshot(core, req)
+    if isinstance(req, cmd.GetIndicatorLine):
+        return await indicator_history(core, req)
     raise ValidationError(f"unknown request {type(req).__name__}")

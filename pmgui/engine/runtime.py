@@ -33,6 +33,7 @@ class PositionRuntime:
     # since when a stop/TP close is left to the exchange's own order at that level
     deferred_since: float | None = None
     deferred_seen: bool = False  # this evaluation deferred to the exchange's order
+    indicator: object | None = None  # RuleIndicator: what its rules follow (for the chart)
 
     @property
     def id(self) -> str:

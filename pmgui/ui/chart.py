@@ -10,14 +10,17 @@ Pieces (each in its own module):
   confirmed | local_only | rejected);
 - chart_drag: the `DragController` (frozen view during a drag, snapping, Esc/right-click
   cancel, refusing levels that would trigger at once, creating SL/TP from the entry line);
-- chart_indicator: the indicator the position's rules follow (chandelier, trail, EMA);
+- chart_indicator: the indicator the position's rules follow (chandelier, trail, EMA), as
+  the engine sends it (values on the snapshots, the past by a GetIndicatorLine request);
 - chart_text: what the tags, the crosshair read-out and the markers' tooltips say.
 
 Items are created once and updated in place, so a tick costs a candle and a line move, not
-a rebuild. The chart never talks to the engine: a drop emits `levelDropped(position id,
-kind, level)`; the owner sends it (`mark_sent`) or asks first (`propose` / `discard`), and
-hands the command's result to `resolve`, which reads the protection outcome: only a level the
-venue confirmed shows ✔, anything else says `local only: <reason>` or `✖ <reason>`.
+a rebuild. The chart sends no command: it only asks read-only questions (GetCandles,
+GetIndicatorLine) through the requester its owner gives it (`set_requester`), answered in
+the GUI thread without waiting. A drop emits `levelDropped(position id, kind, level)`; the
+owner sends it (`mark_sent`) or asks first (`propose` / `discard`), and hands the command's
+result to `resolve`, which reads the protection outcome: only a level the venue confirmed
+shows ✔, anything else says `local only: <reason>` or `✖ <reason>`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,13 @@ from PySide6.QtWidgets import (
 from pmgui.domain.enums import ActionType, Side
 from pmgui.domain.models import Market
 from pmgui.domain.money import valid_price
-from pmgui.engine.commands import CandlesSnapshot, CommandResult, GetCandles
+from pmgui.engine.commands import (
+    CandlesSnapshot,
+    CommandResult,
+    GetCandles,
+    GetIndicatorLine,
+    IndicatorHistory,
+)
 from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
 from pmgui.ui.chart_candles import TIMEFRAMES, CandleSeries
 from pmgui.ui.chart_drag import (
@@ -50,7 +59,7 @@ from pmgui.ui.chart_drag import (
     consequence,
     trigger_reason,
 )
-from pmgui.ui.chart_indicator import IndicatorLine, IndicatorTracker
+from pmgui.ui.chart_indicator import IndicatorFeed, IndicatorLine
 from pmgui.ui.chart_items import (
     CandleLayer,
     CandlestickItem,
@@ -103,7 +112,7 @@ class ChartWidget(QWidget):
         self._markers: dict[str, list[tuple[float, float, str, str]]] = {}
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
         self._indicator: IndicatorLine | None = None
-        self._tracker = IndicatorTracker()
+        self._feed = IndicatorFeed()  # the engine's values of the rule's indicator
         self._rendered: tuple | None = None
         self._entry_hint = ""
         self._ask: Ask | None = None
@@ -346,6 +355,28 @@ class ChartWidget(QWidget):
                   lambda data, err, k=(sym, tf): self._on_history(k, data, err),
                   key=("candles", sym, tf))
 
+    def _take_indicator(self, snap: PositionSnapshot) -> bool:
+        """The engine's value on `snap`; True when the line changed. A line seen first (the
+        position shown, another preset) has its past asked of the engine."""
+        was = self._feed.current
+        if not self._feed.on_value(snap.indicator):
+            return False
+        now = self._feed.current
+        if now is not None and (was is None or was.name != now.name):
+            self._ask_indicator()
+        return True
+
+    def _ask_indicator(self) -> None:
+        pid = self.position_id
+        if pid is None or self._ask is None:
+            return
+        self._ask(GetIndicatorLine(pid), self._on_indicator_history)
+
+    def _on_indicator_history(self, data: object, error: str | None) -> None:
+        if error is None and isinstance(data, IndicatorHistory) \
+                and self._feed.on_history(data):
+            self._update_indicator()
+
     def _on_history(self, key: tuple[str, str], data: object, error: str | None) -> None:
         if error is not None or not isinstance(data, CandlesSnapshot):
             self._asked.discard(key)  # asked again when shown again
@@ -370,12 +401,15 @@ class ChartWidget(QWidget):
         if changed:
             for m in self.machines.values():
                 m.reset()
+            self._feed.reset(snap.position.id if snap is not None else None)
             self._rendered = None
             self._render_candles()
             self._refresh_markers()
             self.vb.enableAutoRange()
             self._frame_time()
             self._want_history()
+        if snap is not None:
+            self._take_indicator(snap)
         self._update_indicator()
         self.refresh_levels()
         self._update_title()
@@ -391,14 +425,12 @@ class ChartWidget(QWidget):
         """A newer snapshot of some position; redraws only if it is the one shown."""
         if self._snap is None or snap.position.id != self._snap.position.id:
             return
-        old = self._snap.position
         self._snap = snap
         p = snap.position
         tol = self._tolerance()
         for kind in DRAGGABLE:
             self.machines[kind].settle(getattr(p, kind), snap.ts, tol)
-        if (p.preset, p.overrides, p.side, p.opened_at) != (old.preset, old.overrides,
-                                                             old.side, old.opened_at):
+        if self._take_indicator(snap):
             self._update_indicator()
         self.refresh_levels()
         self._update_title()
@@ -723,12 +755,10 @@ class ChartWidget(QWidget):
     def _update_indicator(self) -> None:
         s = self._snap
         series = self._series.get(s.position.symbol) if s is not None else None
-        if s is None or series is None:
-            self._indicator = None
-        else:
-            cs = series.candles
-            done = cs[:-1] if series.forming else cs
-            self._indicator = self._tracker.update(s.position, done, self._market, series.base)
+        end = (series.candles[-1].ts + series.base) if series is not None and series.candles \
+            else 0.0
+        self._feed.bucket = series.base if series is not None else 60.0
+        self._indicator = self._feed.line(end) if s is not None else None
         ind = self._indicator
         if ind is None or ind.last is None:
             self.indicator_curve.setData([], [])
