@@ -115,7 +115,7 @@ def test_partial_close_on_the_exchange_while_down(server, tmp_path):
 
     r = run_headless(cfg, db, 1.5)
     assert r.returncode == 0, r.stderr
-    assert "quantity 0.02 → 0.005" in r.stderr
+    assert "quantity 0.020 → 0.005" in r.stderr
     (p,) = positions_json(db)
     assert p["qty"] == 0.005 and (p["sl"], p["tp"]) == (49_500.0, 51_000.0)
     prot = protective(server.state, "BTCUSDT")
