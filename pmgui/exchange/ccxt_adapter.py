@@ -150,20 +150,9 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def _f(value: Any) -> float | None:
-    """A finite float or None: nothing NaN/inf leaves this module."""
-    if value is None or value == "":
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _pos(value: Any) -> float | None:
-    x = _f(value)
-    return x if x is not None and x > 0 else None
+# ccxt's numbers through the pure mapping module's one definition (finite floats or None)
+_f = vm.num
+_pos = vm.pos_num
 
 
 class CcxtExchange:
