@@ -35,14 +35,14 @@ from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Action, Market, MarketState, Position
 from pmgui.indicators.indicator_set import IndicatorSpec
 from pmgui.rules import adds, exits, stops, targets
+from pmgui.rules.bands import QuietBand, quiet_band
 from pmgui.rules.common import Ctx, add_on_open_since, best_price, make_ctx
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.sizing import add_size, scale_out
 
 __all__ = [
-    "add_size", "evaluate", "indicator_frames", "indicator_spec", "initial_targets", "observe",
-    "params_for",
-    "price_is_usable", "scale_out",
+    "QuietBand", "add_size", "evaluate", "indicator_frames", "indicator_spec",
+    "initial_targets", "observe", "params_for", "price_is_usable", "quiet_band", "scale_out",
 ]
 
 RuleFn = Callable[[Ctx], list[Action]]

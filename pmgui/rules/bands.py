@@ -1,0 +1,523 @@
+"""Quiet bands (DESIGN §10): the prices and times at which a position's rules cannot act.
+
+Why: a tick concerns a position only when it can change something. Every rule family reads
+the price through a few monotone quantities (the price itself against SL/TP/tranche levels,
+the ROI, the unleveraged move, R multiples, the distance to an EMA, the progress to TP) or
+through levels that are fixed until the position, the parameters or a candle changes. So
+after an evaluation the set of prices at which nothing can happen is known in advance: the
+engine keeps `QuietBand(lo, hi, until)` per position and evaluates only a tick outside it.
+
+Contract (`quiet_band`): computed right after an evaluation at `mkt` with the position as it
+then is. For any price p and market time ts with `band.holds(p, ts)`, with the same `pos`
+object, the same params and the same indicator values:
+
+    observe(pos, p) is pos   and   evaluate(pos, replace(mkt, price=p, ts=ts), params) == []
+
+The engine drops the band whenever the position object changes, the params change or a
+candle of the symbol closes. `None` means "no band: evaluate every tick" — a closed or
+unusable position, a price at which something acts, or a state no family can bound.
+
+How it is computed: each family reports the **firing sets** — closed price intervals in
+which it may act (a superset of where it does) — and timers (the market time at which an
+age/wait threshold is reached). The band is the gap between the nearest firing sets around
+the current price, and `until` the earliest timer. Anything computed (ROI, move, R, EMA
+distance inverted to a price) is widened by a relative margin (`_REL`, far above float
+error and far below a tick), so rounding never lets a band cover a price that acts. Prices
+compared exactly by the rules (SL, TP, tranche levels, the best price) are used exactly.
+
+Time: timers are set only for thresholds that become true as time passes (age, waits,
+staleness). A rule that an age threshold *disables* (scaling's max age, dynamic TP's
+extension once stale) is treated as enabled: the band then also holds for an earlier ts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+from pmgui.domain import money
+from pmgui.domain.enums import Side
+from pmgui.domain.models import MarketState, Position
+from pmgui.domain.timeframes import seconds
+from pmgui.rules import stops
+from pmgui.rules.adds import at_breakeven
+from pmgui.rules.common import (
+    FLAG_ADD_ON,
+    FLAG_BOOKED_1,
+    FLAG_BOOKED_2,
+    FLAG_BREAKEVEN,
+    FLAG_SCALED,
+    FLAG_TP1,
+    FLAG_TP2,
+    FLAG_TP_EXTENDED,
+    FLAG_TP_PULLED_IN,
+    THRESHOLD_EPS,
+    TRANCHE_CLOSED_PREFIX,
+    Ctx,
+    add_on_open_since,
+    ge,
+    gt,
+    le,
+    make_ctx,
+)
+from pmgui.rules.params import Params
+from pmgui.rules.sizing import add_size
+
+__all__ = ["QuietBand", "quiet_band"]
+
+_EPS = THRESHOLD_EPS
+_REL = 1e-9
+"""Relative widening of every computed price edge (1e-9 of the price: about 1e7 times the
+float error of the ROI/move formulas, 1e-7 of a 0.01 % tick)."""
+_ROI_ABS = 1e-12
+_TIME_MARGIN = 1e-3
+"""Seconds a timer fires early (market time is float seconds since the epoch: 2e-7 ulp)."""
+_INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class QuietBand:
+    """Prices strictly inside (lo, hi) before market time `until` cannot make the rules act."""
+
+    lo: float  # exclusive: a price <= lo must be evaluated
+    hi: float  # exclusive: a price >= hi must be evaluated
+    until: float  # a tick with ts >= until must be evaluated; math.inf when no timer
+
+    def holds(self, price: float, ts: float) -> bool:
+        return self.lo < price < self.hi and ts < self.until
+
+
+class _Unbounded(Exception):
+    """A family acts at the current price, or cannot be bounded: no band."""
+
+
+class _Builder:
+    __slots__ = ("dir", "e", "f", "hi", "lev", "lo", "p0", "roi_ok", "until")
+
+    def __init__(self, pos: Position, p0: float) -> None:
+        self.p0 = p0
+        self.lo = -_INF
+        self.hi = _INF
+        self.until = _INF
+        self.dir = pos.side.dir
+        self.e = pos.entry
+        lev, f = pos.leverage, pos.fee_rate
+        self.roi_ok = (isinstance(lev, (int, float)) and not isinstance(lev, bool)
+                       and math.isfinite(lev) and lev > 0 and isinstance(f, (int, float))
+                       and math.isfinite(f) and -0.5 < f < 0.5)
+        self.lev = float(lev) if self.roi_ok else 1.0
+        self.f = float(f) if self.roi_ok else 0.0
+
+    # firing sets ------------------------------------------------------------------------
+    def fire(self, x: float, y: float) -> None:
+        """The rules may act at prices in the closed interval [x, y]."""
+        p0 = self.p0
+        if y < p0:
+            if y > self.lo:
+                self.lo = y
+        elif x > p0:
+            if x < self.hi:
+                self.hi = x
+        else:  # contains the current price, or NaN
+            raise _Unbounded
+
+    def fire_approx(self, x: float, y: float) -> None:
+        """[x, y] computed with float error: widened by the relative margin."""
+        if x > y:
+            return
+        self.fire(x - abs(x) * _REL, y + abs(y) * _REL)
+
+    def price_at_roi(self, r: float) -> float:
+        e, d, f = self.e, self.dir, self.f
+        return (r * e / self.lev + d * e + f * e) / (d - f)
+
+    def fire_roi(self, r1: float, r2: float) -> None:
+        """The rules may act while the ROI is in [r1, r2] (ROI is monotone in the price)."""
+        if not self.roi_ok:
+            raise _Unbounded
+        if r1 > r2:
+            return
+        r1 -= _ROI_ABS * (1.0 + abs(r1)) if math.isfinite(r1) else 0.0
+        r2 += _ROI_ABS * (1.0 + abs(r2)) if math.isfinite(r2) else 0.0
+        a, b = self.price_at_roi(r1), self.price_at_roi(r2)
+        if self.dir > 0:
+            self.fire_approx(a, b)
+        else:
+            self.fire_approx(b, a)
+
+    def at_ts(self, ts: float) -> None:
+        """Evaluate again from market time `ts` on."""
+        if ts < self.until:
+            self.until = ts
+
+    def band(self, now: float) -> QuietBand | None:
+        if not self.lo < self.p0 < self.hi or not self.until > now:
+            return None
+        return QuietBand(self.lo, self.hi, self.until)
+
+
+def _age(pos: Position, ts: float) -> float:
+    a = ts - pos.opened_at
+    return max(a if math.isfinite(a) else 0.0, 0.0)
+
+
+def _age_timer(b: _Builder, pos: Position, now: float, threshold_s: float) -> bool:
+    """Whether the age (seconds) is already >= threshold_s (with the rules' tolerance);
+    if not, a timer at the moment it will be."""
+    if ge(_age(pos, now), threshold_s):
+        return True
+    if math.isfinite(pos.opened_at) and math.isfinite(threshold_s):
+        at = pos.opened_at + threshold_s
+        b.at_ts(at - _TIME_MARGIN - 4 * math.ulp(at))
+    return False
+
+
+def _hours_timer(b: _Builder, pos: Position, now: float, hours: float, strict: bool) -> bool:
+    """`ge` (or `gt` when strict) of the age in hours against `hours`; timer if not yet."""
+    h = _age(pos, now) / 3600.0
+    if (gt(h, hours) if strict else ge(h, hours)):
+        return True
+    if math.isfinite(pos.opened_at) and math.isfinite(hours):
+        at = pos.opened_at + 3600.0 * hours
+        b.at_ts(at - _TIME_MARGIN - 4 * math.ulp(at))
+    return False
+
+
+def _price_level_stop(b: _Builder, side: Side, level: float | None) -> None:
+    """A stop-like level: price <= level (long) / >= level (short) acts (exact compare)."""
+    if level is None:
+        return
+    if side is Side.LONG:
+        b.fire(-_INF, level)
+    else:
+        b.fire(level, _INF)
+
+
+def _price_level_target(b: _Builder, side: Side, level: float | None) -> None:
+    if level is None:
+        return
+    if side is Side.LONG:
+        b.fire(level, _INF)
+    else:
+        b.fire(-_INF, level)
+
+
+def _could_move_stop(pos: Position, level: float | None) -> bool:
+    """Whether a stop rule with this level could act at some price: a move or a due close
+    both need the level to tighten the current SL."""
+    if level is None or not money.valid_price(level):
+        return False
+    sl = pos.sl
+    if sl is None or not math.isfinite(sl):
+        return True
+    return money.is_improvement(pos.side, sl, level)
+
+
+# families ----------------------------------------------------------------------------------
+
+def _protection(b: _Builder, pos: Position, params: Params) -> None:
+    side = pos.side
+    if params.enabled("stop_loss"):
+        _price_level_stop(b, side, pos.sl)
+    instant = bool(params["take_profit.instant"])
+    tranches = params.enabled("tranches")
+    if tranches and pos.tranches:
+        closed = {f[len(TRANCHE_CLOSED_PREFIX):] for f in pos.flags
+                  if f.startswith(TRANCHE_CLOSED_PREFIX)}
+        for t in pos.tranches:
+            if t.id in closed or not (math.isfinite(t.qty) and t.qty > 0):
+                continue
+            _price_level_stop(b, side, t.sl)
+            if instant:
+                _price_level_target(b, side, t.tp)
+    if params.enabled("take_profit") and instant and not (tranches and pos.tranches):
+        _price_level_target(b, side, pos.tp)
+
+
+def _observe(b: _Builder, pos: Position) -> None:
+    best = pos.best_price
+    if not money.valid_price(best) or not math.isfinite(pos.peak_roi):
+        raise _Unbounded  # observe records a new value on every tick
+    assert best is not None
+    if pos.side is Side.LONG:
+        b.fire(math.nextafter(best, _INF), _INF)
+    else:
+        b.fire(-_INF, math.nextafter(best, -_INF))
+    b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
+
+
+def _emergency(b: _Builder, p: Params) -> None:
+    thr = max(p.f("emergency.liquidation_roi"), p.f("emergency.severe_roi"),
+              p.f("emergency.excessive_roi"))
+    b.fire_roi(-_INF, thr + _EPS)
+
+
+def _smart_tp(b: _Builder, pos: Position, p: Params) -> None:
+    tp = pos.tp
+    if tp is not None and not money.valid_price(tp):
+        raise _Unbounded
+    e, d = pos.entry, pos.side.dir
+    tiers = [(p.f("smart_tp.always_move"), None)]
+    for i in (1, 2, 3, 4):
+        tiers.append((p.f(f"smart_tp.t{i}_move"), p.f(f"smart_tp.t{i}_tp_dist")))
+    for move_min, dist_min in tiers:
+        a = move_min - _EPS
+        if d > 0:
+            x = e * (1 + a)
+            y = _INF if (tp is None or dist_min is None) else tp / (1 + dist_min + _EPS)
+        else:
+            y = e * (1 - a)
+            x = -_INF if (tp is None or dist_min is None) else tp / (1 - dist_min - _EPS)
+        b.fire_approx(x, y)
+
+
+def _momentum_loss(b: _Builder, pos: Position, p: Params) -> None:
+    peak = pos.peak_roi  # within the band the ROI never exceeds it (the observe edge)
+    min_peak = p.f("momentum_loss.min_peak")
+    if peak < min_peak - _EPS or peak <= 0:
+        return
+    full = p.f("momentum_loss.giveback")
+    b.fire_roi(-_INF, peak * (1 - full + _EPS))
+    lo, hi = p.f("momentum_loss.band_low"), p.f("momentum_loss.band_high")
+    band = p.f("momentum_loss.band_giveback")
+    b.fire_roi(lo - _EPS, min(hi + _EPS, peak * (1 - band + _EPS)))
+
+
+def _fire_r(b: _Builder, pos: Position, risk: float, r_min: float) -> None:
+    """pnl_r >= r_min (with the rules' tolerance) acts."""
+    x = pos.entry + pos.side.dir * risk * (r_min - _EPS)
+    if pos.side is Side.LONG:
+        b.fire_approx(x, _INF)
+    else:
+        b.fire_approx(-_INF, x)
+
+
+def _r_targets(b: _Builder, ctx: Ctx, p: Params) -> None:
+    pos = ctx.pos
+    flags = pos.flags
+    risk = money.risk_per_unit(pos.entry, pos.initial_sl)
+    if risk is not None:
+        if FLAG_TP1 not in flags:
+            _fire_r(b, pos, risk, p.f("r_targets.tp1_r"))
+        elif FLAG_TP2 not in flags:
+            _fire_r(b, pos, risk, p.f("r_targets.tp2_r"))
+    # breakeven_after_tp1
+    if FLAG_TP1 in flags and FLAG_BREAKEVEN not in flags and _could_move_stop(
+            pos, stops.breakeven_level(ctx)):
+        raise _Unbounded
+
+
+def _profit_booking(b: _Builder, pos: Position, p: Params, now: float) -> None:
+    flags = pos.flags
+    if FLAG_BOOKED_2 not in flags:
+        b.fire_roi(p.f("profit_booking.level2_roi") - _EPS, _INF)
+    if FLAG_BOOKED_1 not in flags and FLAG_BOOKED_2 not in flags and _age_timer(
+            b, pos, now, p.f("profit_booking.level1_min_age")):
+        b.fire_roi(p.f("profit_booking.level1_roi") - _EPS, _INF)
+
+
+def _breakeven_plus(b: _Builder, ctx: Ctx, p: Params) -> None:
+    lev = ctx.pos.leverage
+    if not (isinstance(lev, (int, float)) and lev > 0):
+        return
+    if _could_move_stop(ctx.pos, stops.breakeven_plus_level(ctx)):
+        b.fire_roi(p.f("breakeven_plus.min_roi") - _EPS, _INF)
+
+
+def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
+    pos = ctx.pos
+    if p["trailing.after_breakeven"] and not stops.breakeven_reached(ctx):
+        return
+    mode = str(p["trailing.mode"])
+    if mode == "chandelier":
+        level, _ = stops.trailing_level(ctx)
+        if level is not None and level > 0 and _could_move_stop(pos, level):
+            raise _Unbounded  # the level is fixed: it acts at (nearly) any price
+        return
+    # fixed / adaptive: best · (1 ∓ distance), the best price fixed inside the band; the
+    # distance depends on the price only through ROI thresholds (`gt`), and on time only
+    # through tightening's hours beyond start (while roi > 0)
+    cuts: set[float] = set()
+    if mode == "adaptive":
+        for i in (1, 2, 3):
+            cuts.add(p.f(f"trailing.profit_roi_{i}") + _EPS)
+    timed = False
+    if p.enabled("tightening"):
+        cuts.add(0.0 + _EPS)
+        timed = _hours_timer(b, pos, now, p.f("tightening.start_hours"), strict=True)
+    edges = sorted(cuts)
+    regions: list[tuple[float, float, float]] = []  # (roi from, roi to, representative)
+    if not edges:
+        regions.append((-_INF, _INF, ctx.roi))
+    else:
+        regions.append((-_INF, edges[0], edges[0] - 1.0))
+        for lo, hi in itertools.pairwise(edges):
+            regions.append((lo, hi, (lo + hi) / 2))
+        regions.append((edges[-1], _INF, edges[-1] + 1.0))
+    for r_lo, r_hi, rep in regions:
+        rctx = replace(ctx, roi=rep)
+        level, info = stops.trailing_level(rctx)
+        if level is None or level <= 0:
+            continue
+        if timed and gt(rep, 0.0) and info.get("distance") != info.get("tightening_floor"):
+            b.fire_roi(r_lo, r_hi)  # tightens with every second: acts on every tick
+            continue
+        if _could_move_stop(pos, level):
+            b.fire_roi(r_lo, r_hi)
+
+
+def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
+    pos = ctx.pos
+    tp, e, d = pos.tp, pos.entry, pos.side.dir
+    if tp is None or (tp - e) * d <= 0:
+        return
+    freeze = p.f("dynamic_tp.freeze_progress")
+    # progress = (p - e)/(tp - e) grows towards TP; frozen at progress >= freeze - eps
+    p_freeze = e + (freeze - _EPS) * (tp - e)
+    frozen_now = ge((ctx.price - e) / (tp - e), freeze)
+    ind = ctx.frame("dynamic_tp")
+    mom = None if ind.momentum is None else d * ind.momentum
+    trend = None if ind.trend is None else d * ind.trend
+    if (FLAG_TP_EXTENDED not in pos.flags and mom is not None and trend is not None
+            and ge(mom, p.f("dynamic_tp.strong_momentum"))
+            and ge(trend, p.f("dynamic_tp.min_trend"))):
+        if frozen_now:  # the whole unfrozen side may extend
+            if d > 0:
+                b.fire_approx(-_INF, p_freeze)
+            else:
+                b.fire_approx(p_freeze, _INF)
+        else:
+            if _extension_acts(ctx, p):
+                raise _Unbounded
+            # the barrier (nearest swing level beyond the price) is fixed between levels
+            b.fire_approx(p_freeze, p_freeze)
+            for s in (*ind.swing_highs, *ind.swing_lows):
+                b.fire_approx(s, s)
+    last = None if ind.last_change is None else d * ind.last_change
+    if FLAG_TP_PULLED_IN in pos.flags or last is None or not le(
+            last, p.f("dynamic_tp.fade_momentum")):
+        return
+    rsi = ind.rsi
+    stretched = rsi is not None and (gt(rsi, p.f("dynamic_tp.rsi_high")) if d > 0
+                                     else rsi < p.f("dynamic_tp.rsi_low") - _EPS)
+    if stretched or _hours_timer(b, pos, now, p.f("dynamic_tp.stale_hours"), strict=False):
+        a = e + _EPS * (tp - e)  # progress > 0 (strictly, with tolerance) up to the freeze
+        b.fire_approx(min(a, p_freeze), max(a, p_freeze))
+
+
+def _extension_acts(ctx: Ctx, p: Params) -> bool:
+    """Whether dynamic TP's extension acts at the current price (its staleness ignored)."""
+    pos, d = ctx.pos, ctx.dir
+    tp = pos.tp
+    assert tp is not None
+    ind = ctx.frame("dynamic_tp")
+    gap = max(ctx.tick, 1e-12)
+    if d > 0:
+        above = [h for h in ind.swing_highs if h > ctx.price]
+        barrier = min(above) if above else None
+    else:
+        below = [x for x in ind.swing_lows if x < ctx.price]
+        barrier = max(below) if below else None
+    ext = p.f("dynamic_tp.extend")
+    new_tp = ctx.market.round_price(tp + d * ext * abs(tp - pos.entry))
+    if barrier is not None and (new_tp - barrier) * d > 0:
+        new_tp = ctx.market.round_price(barrier)
+    return (new_tp - tp) * d >= gap and new_tp > 0
+
+
+def _add_on(b: _Builder, ctx: Ctx, p: Params) -> None:
+    pos = ctx.pos
+    if FLAG_ADD_ON not in pos.flags:
+        risk = money.risk_per_unit(pos.entry, pos.initial_sl)
+        ema = ctx.frame("add_on").ema9
+        if risk is not None and ema is not None and ema > 0:
+            base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
+            qty = add_size(p.f("add_on.fraction") * base, ctx.market)
+            if qty is not None and ctx.market.round_price(ema) > 0:
+                band = p.f("add_on.ema_band") + _EPS
+                x, y = ema * (1 - band), ema * (1 + band)
+                r_edge = pos.entry + pos.side.dir * risk * (p.f("add_on.min_r") - _EPS)
+                if pos.side is Side.LONG:
+                    x = max(x, r_edge)
+                else:
+                    y = min(y, r_edge)
+                b.fire_approx(x, y)
+    since = add_on_open_since(pos.flags)
+    if since is None:
+        return
+    if at_breakeven(ctx):
+        raise _Unbounded
+    ema = ctx.frame("add_on").ema9
+    if ema is not None and ema > 0:
+        cb = p.f("add_on.cancel_band") + _EPS
+        b.fire_approx(-_INF, ema * (1 - cb))
+        b.fire_approx(ema * (1 + cb), _INF)
+    step = seconds(str(p["add_on.timeframe"]))
+    max_wait = p.i("add_on.max_wait")
+    waited = (ctx.mkt.ts - since) / step
+    if math.isfinite(waited):
+        if ge(waited, max_wait):
+            raise _Unbounded
+        at = since + (max_wait - _EPS) * step
+        b.at_ts(at - _TIME_MARGIN - 4 * math.ulp(at))
+
+
+def _scaling(b: _Builder, ctx: Ctx, p: Params) -> None:
+    pos = ctx.pos
+    if FLAG_SCALED in pos.flags:
+        return
+    ind = ctx.frame("scaling")
+    mom, vol = ind.momentum, ind.volume
+    if (mom is None or le(ctx.dir * mom, p.f("scaling.min_momentum")) or vol is None
+            or le(vol, p.f("scaling.min_volume"))):
+        return
+    base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
+    room = p.f("scaling.max_size_mult") * base - pos.qty
+    if add_size(min(p.f("scaling.fraction") * base, room), ctx.market) is None:
+        return
+    # age < max_age is ignored (conservative): only ever disables the rule
+    b.fire_roi(p.f("scaling.min_roi") - _EPS, _INF)
+
+
+def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | None:
+    """The band of prices/times inside which the rules cannot act (module docstring)."""
+    if not isinstance(params, Params) or mkt.symbol != pos.symbol:
+        return None
+    price, now = mkt.price, mkt.ts
+    if not (money.valid_price(price) and pos.is_open and money.valid_price(pos.entry)
+            and math.isfinite(pos.qty) and pos.qty > 0 and isinstance(now, (int, float))
+            and math.isfinite(now)):
+        return None
+    b = _Builder(pos, float(price))
+    try:
+        _protection(b, pos, params)
+        if pos.automation:
+            if not b.roi_ok:
+                return None
+            _observe(b, pos)
+            ctx = make_ctx(pos, mkt, params)
+            en = params.enabled
+            if en("emergency"):
+                _emergency(b, params)
+            if en("smart_tp"):
+                _smart_tp(b, pos, params)
+            if en("momentum_loss"):
+                _momentum_loss(b, pos, params)
+            if en("r_targets"):
+                _r_targets(b, ctx, params)
+            if en("profit_booking"):
+                _profit_booking(b, pos, params, now)
+            if en("breakeven_plus"):
+                _breakeven_plus(b, ctx, params)
+            if en("trailing"):
+                _trailing(b, ctx, params, now)
+            if en("dynamic_tp"):
+                _dynamic_tp(b, ctx, params, now)
+            if en("add_on"):
+                _add_on(b, ctx, params)
+            if en("scaling"):
+                _scaling(b, ctx, params)
+    except _Unbounded:
+        return None
+    return b.band(now)

@@ -1,0 +1,335 @@
+"""Quiet bands (DESIGN §10): deciding with bands is identical to evaluating every tick.
+
+Two drivers walk the same random path: one runs observe + evaluate on every tick, the other
+evaluates only when the position's band does not hold (recomputing it after every evaluation,
+every position change and every candle close). Their actions and positions must be equal on
+every tick. Every band is also probed directly: prices inside it (edges included) at times
+before its timer never make the rules act nor observe record anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pmgui.domain.enums import ActionType, PositionStatus, Side, StopKind
+from pmgui.domain.models import Action, Indicators, Market, MarketState, Position, Tranche
+from pmgui.rules import bands as bands_mod
+from pmgui.rules.bands import QuietBand, quiet_band
+from pmgui.rules.params import resolve_params
+from pmgui.rules.policy import evaluate, observe
+from pmgui.rules.presets import PRESETS
+
+SYMBOL = "BTC/USDT:USDT"
+MARKETS = [
+    Market(SYMBOL, 0.01, 0.001, min_amount=0.001),
+    Market(SYMBOL, 0.5, 0.1, min_amount=0.2),
+    Market(SYMBOL, 0.0, 0.0),
+]
+FLAGS = ["tp1_done", "tp2_done", "breakeven_set", "booked_50", "booked_75", "scaled",
+         "tp_extended", "tp_pulled_in", "add_on_executed"]
+
+maybe = st.one_of(st.none(), st.floats(-0.05, 0.05))
+indicators = st.builds(
+    Indicators,
+    ema9=st.one_of(st.none(), st.floats(90.0, 112.0)),
+    atr=st.one_of(st.none(), st.floats(0.1, 4.0)),
+    highest_high=st.one_of(st.none(), st.floats(95.0, 115.0)),
+    lowest_low=st.one_of(st.none(), st.floats(85.0, 105.0)),
+    rsi=st.one_of(st.none(), st.floats(0.0, 100.0)),
+    volatility=st.one_of(st.none(), st.sampled_from([0.005, 0.01, 0.02, 0.03, 0.05])),
+    momentum=maybe,
+    volume=st.one_of(st.none(), st.sampled_from([5e4, 1e5, 5e5])),
+    trend=maybe,
+    last_change=maybe,
+    swing_highs=st.lists(st.floats(95.0, 120.0), max_size=3).map(tuple),
+    swing_lows=st.lists(st.floats(80.0, 105.0), max_size=3).map(tuple),
+)
+steps = st.lists(
+    st.tuples(
+        st.one_of(st.just(0.0), st.floats(-0.002, 0.002), st.floats(-0.03, 0.03)),  # return
+        st.sampled_from([0.0, 1.0, 1.0, 30.0, 600.0, 3600.0]),  # seconds to the next tick
+        st.booleans() | st.just(False),  # a candle closes before this tick
+    ),
+    min_size=5, max_size=70)
+overrides = st.fixed_dictionaries({}, optional={
+    "emergency.enabled": st.booleans(),
+    "smart_tp.enabled": st.booleans(),
+    "momentum_loss.enabled": st.booleans(),
+    "trailing.enabled": st.booleans(),
+    "trailing.mode": st.sampled_from(["fixed", "adaptive", "chandelier"]),
+    "trailing.min_step": st.sampled_from([0.0, 0.001]),
+    "trailing.after_breakeven": st.booleans(),
+    "tightening.enabled": st.booleans(),
+    "tightening.start_hours": st.sampled_from([0.0, 0.2, 2.0]),
+    "dynamic_tp.enabled": st.booleans(),
+    "dynamic_tp.stale_hours": st.sampled_from([0.1, 24.0]),
+    "r_targets.enabled": st.booleans(),
+    "profit_booking.enabled": st.booleans(),
+    "profit_booking.level1_min_age": st.sampled_from([60.0, 1800.0]),
+    "breakeven_plus.enabled": st.booleans(),
+    "add_on.enabled": st.booleans(),
+    "add_on.max_wait": st.sampled_from([1, 6]),
+    "scaling.enabled": st.booleans(),
+    "scaling.max_age": st.sampled_from([900.0, 1e6]),
+    "tranches.enabled": st.booleans(),
+    "take_profit.instant": st.booleans(),
+})
+scenario = st.fixed_dictionaries({
+    "preset": st.sampled_from(sorted(PRESETS)),
+    "overrides": overrides,
+    "side": st.sampled_from([Side.LONG, Side.SHORT]),
+    "leverage": st.sampled_from([1.0, 3.0, 10.0, 50.0]),
+    "fee": st.sampled_from([0.0, 0.0005, 0.002]),
+    "sl_pct": st.one_of(st.none(), st.floats(0.003, 0.2)),
+    "tp_pct": st.one_of(st.none(), st.floats(0.003, 0.4)),
+    "flags": st.frozensets(st.sampled_from(FLAGS), max_size=3),
+    "add_on_open": st.booleans(),
+    "tranches": st.booleans(),
+    "automation": st.booleans(),
+    "age": st.sampled_from([0.0, 100.0, 7000.0, 200000.0]),
+    "market": st.sampled_from(MARKETS),
+    "indicators": st.lists(indicators, min_size=1, max_size=4),
+    "steps": steps,
+    "probe": st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
+})
+
+
+def apply(pos: Position, actions: list[Action], ts: float) -> Position:
+    """Actions as the engine carries them out (fills at once, a limit add rests)."""
+    for a in actions:
+        flags = pos.flags | a.flags
+        if a.type is ActionType.MOVE_SL:
+            kind = a.stop_kind or StopKind.MANUAL
+            pos = replace(pos, sl=a.sl, sl_kind=kind, flags=flags)
+        elif a.type is ActionType.MOVE_TP:
+            pos = replace(pos, tp=a.tp, flags=flags)
+        elif a.type is ActionType.REDUCE:
+            assert a.qty is not None
+            pos = replace(pos, qty=round(pos.qty - a.qty, 9), flags=flags)
+        elif a.type is ActionType.ADD:
+            assert a.qty is not None
+            if a.limit:  # rests: add_on_open:<ts> stays until a cancel
+                pos = replace(pos, flags=flags)
+            else:
+                pos = replace(pos, qty=round(pos.qty + a.qty, 9), flags=flags)
+        elif a.type is ActionType.CANCEL:
+            pos = replace(pos, flags=frozenset(f for f in flags
+                                               if not f.startswith("add_on_open:")))
+        elif a.type is ActionType.CLOSE:
+            pos = replace(pos, qty=0.0, status=PositionStatus.CLOSED, closed_at=ts,
+                          exit_price=a.price, flags=flags)
+    return pos
+
+
+def _params(s: dict):
+    try:
+        return resolve_params(s["preset"], s["overrides"])
+    except Exception:  # an inconsistent override combination: the preset alone
+        return resolve_params(s["preset"], {})
+
+
+def _start(s: dict) -> Position:
+    side: Side = s["side"]
+    d, entry = side.dir, 100.0
+    sl = None if s["sl_pct"] is None else round(entry * (1 - d * s["sl_pct"]), 2)
+    tp = None if s["tp_pct"] is None else round(entry * (1 + d * s["tp_pct"]), 2)
+    flags = set(s["flags"])
+    if s["add_on_open"]:
+        flags.add(f"add_on_open:{-50.0!r}")
+    tranches: tuple[Tranche, ...] = ()
+    if s["tranches"]:
+        tranches = (Tranche("t1", 0.6, entry, 0.0, sl=sl, tp=tp),
+                    Tranche("t2", 0.4, entry, 0.0,
+                            sl=None if sl is None else round(sl - d * 0.5, 2),
+                            tp=None if tp is None else round(tp + d * 0.7, 2)))
+    return Position("p1", SYMBOL, side, 1.0, entry, s["leverage"], -s["age"], 1.0, sl=sl,
+                    tp=tp, initial_sl=sl, fee_rate=s["fee"], automation=s["automation"],
+                    best_price=entry, flags=frozenset(flags), tranches=tranches,
+                    preset=s["preset"])
+
+
+def _probe(band: QuietBand, pos: Position, mkt: MarketState, params, fractions) -> None:
+    """The contract, directly: inside the band nothing is recorded and nothing acts."""
+    lo = band.lo if math.isfinite(band.lo) else mkt.price * 0.5
+    hi = band.hi if math.isfinite(band.hi) else mkt.price * 1.5
+    prices = [math.nextafter(band.lo, math.inf), math.nextafter(band.hi, -math.inf),
+              mkt.price, *(lo + (hi - lo) * f for f in fractions)]
+    horizon = band.until if math.isfinite(band.until) else mkt.ts + 1e6
+    times = [mkt.ts, math.nextafter(band.until, -math.inf) if math.isfinite(band.until)
+             else mkt.ts + 1e6, mkt.ts + (horizon - mkt.ts) * fractions[0]]
+    for p in prices:
+        for ts in times:
+            if not band.holds(p, ts) or not p > 0:
+                continue
+            assert observe(pos, p) is pos, (band, p)
+            got = evaluate(pos, replace(mkt, price=p, ts=ts), params)
+            assert got == [], (band, p, ts, got)
+
+
+def _run(s: dict) -> tuple[int, int]:
+    params = _params(s)
+    market: Market = s["market"]
+    snaps = s["indicators"]
+    full = banded = _start(s)
+    band: QuietBand | None = None
+    price, ts, k = 100.0, 0.0, 0
+    quiet = evaluated = 0
+    for ret, dt, candle in s["steps"]:
+        price = max(price * (1 + ret), 1.0)
+        if market.tick_size > 0 and ret and dt >= 30:
+            price = market.round_price(price)
+        ts += dt
+        if candle:
+            k += 1
+            band = None  # a candle closed: indicators changed
+        mkt = MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)])
+        # every tick, in full
+        full = observe(full, price)
+        acts_full = evaluate(full, mkt, params)
+        full = apply(full, acts_full, ts)
+        # the engine's way
+        if band is not None and band.holds(price, ts):
+            quiet += 1
+            acts = []
+        else:
+            evaluated += 1
+            obs = observe(banded, price)
+            acts = evaluate(obs, mkt, params)
+            banded = apply(obs, acts, ts)
+            band = quiet_band(banded, mkt, params)
+            if band is not None:
+                _probe(band, banded, mkt, params, s["probe"])
+        assert acts == acts_full
+        assert banded == full
+        if not full.is_open:
+            break
+    return quiet, evaluated
+
+
+@settings(max_examples=600, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario)
+def test_decisions_with_bands_equal_full_evaluation(s):
+    _run(s)
+
+
+@settings(max_examples=600, deadline=None, database=None, report_multiple_bugs=False,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario)
+def _mutant(s):
+    _run(s)
+
+
+def test_the_property_catches_a_band_that_is_too_wide(monkeypatch):
+    """Mutation check: widening every band by a few ticks makes the property fail."""
+    real = bands_mod.QuietBand
+
+    def wide(lo, hi, until):
+        return real(lo - 0.05 * abs(lo) if math.isfinite(lo) else lo,
+                    hi + 0.05 * abs(hi) if math.isfinite(hi) else hi, until)
+
+    monkeypatch.setattr(bands_mod, "QuietBand", wide)
+    with pytest.raises(AssertionError):
+        _mutant()
+
+
+def test_the_property_catches_a_late_timer(monkeypatch):
+    """Mutation check: timers that fire late are caught."""
+    real = bands_mod.QuietBand
+    monkeypatch.setattr(bands_mod, "QuietBand",
+                        lambda lo, hi, until: real(lo, hi, until + 7200.0))
+    with pytest.raises(AssertionError):
+        _mutant()
+
+
+# --------------------------------------------------------------------------- concrete vectors
+
+MARKET = MARKETS[0]
+
+
+def _pos(side: Side = Side.LONG, **kw) -> Position:
+    base = dict(id="p1", symbol=SYMBOL, side=side, qty=1.0, entry=100.0, leverage=5.0,
+                opened_at=0.0, initial_qty=1.0, best_price=100.0)
+    base.update(kw)
+    return Position(**base)
+
+
+def _band(pos: Position, price: float, preset: str = "manual", ts: float = 10.0,
+          ind: Indicators | None = None, **ov) -> QuietBand | None:
+    params = resolve_params(preset, ov)
+    mkt = MarketState(SYMBOL, price, ts, MARKET, ind or Indicators())
+    pos = observe(pos, price)
+    return quiet_band(pos, mkt, params)
+
+
+def test_long_with_stop_and_target_is_quiet_between_the_stop_and_the_best_price():
+    b = _band(_pos(sl=95.0, tp=110.0), 100.0)
+    assert b is not None
+    assert b.lo == 95.0
+    assert 100.0 * (1 - 1e-8) < b.hi <= math.nextafter(100.0, math.inf)
+    assert b.until == math.inf
+    assert b.holds(99.0, 1e9) and b.holds(95.01, 10.0)
+    assert not b.holds(95.0, 10.0) and not b.holds(100.5, 10.0)
+
+
+def test_after_a_pull_back_the_band_reaches_the_best_price_and_the_stop():
+    b = _band(_pos(sl=95.0, tp=110.0, best_price=104.0, peak_roi=0.2), 101.0)
+    assert b is not None and b.lo == 95.0
+    assert 104.0 * (1 - 1e-8) < b.hi <= math.nextafter(104.0, math.inf)
+
+
+def test_short_mirrors_the_long():
+    b = _band(_pos(Side.SHORT, sl=105.0, tp=90.0, best_price=97.0, peak_roi=0.15), 99.0)
+    assert b is not None and b.hi == 105.0
+    assert math.nextafter(97.0, -math.inf) <= b.lo < 97.0 * (1 + 1e-8)
+
+
+def test_take_profit_bounds_the_band_when_the_best_price_is_beyond_it():
+    b = _band(_pos(sl=95.0, tp=103.0, best_price=104.0, peak_roi=0.2), 101.0)
+    assert b is not None and (b.lo, b.hi) == (95.0, 103.0)
+
+
+def test_emergency_tier_is_a_price_edge():
+    # guardian at 10x: -15% ROI after fees is about 1.5% below the entry
+    p = _pos(leverage=10.0, sl=None, tp=None, fee_rate=0.0005)
+    b = _band(p, 100.0, "manual", **{"emergency.enabled": True})
+    assert b is not None
+    from pmgui.domain.money import price_at_roi
+    edge = price_at_roi(Side.LONG, 100.0, -0.15, 10.0, 0.0005)
+    assert edge is not None and edge < b.lo + 1e-6 and b.lo < edge * (1 + 1e-6)
+
+
+def test_paused_automation_keeps_only_protection():
+    b = _band(_pos(sl=95.0, tp=110.0, automation=False, best_price=None), 100.0, "guardian")
+    assert b is not None and (b.lo, b.hi, b.until) == (95.0, 110.0, math.inf)
+
+
+def test_profit_booking_age_is_a_timer():
+    p = _pos(sl=98.5, tp=130.0, leverage=10.0)  # above the 2% trail: trailing is quiet
+    b = _band(p, 100.0, "active", ts=100.0)
+    assert b is not None and 1799.0 < b.until < 1800.0
+
+
+def test_add_on_expiry_is_a_timer():
+    p = _pos(sl=95.0, tp=130.0, flags=frozenset({"add_on_open:0.0", "add_on_executed"}))
+    b = _band(p, 100.0, "breakout", ts=100.0, ind=Indicators(ema9=100.0))
+    assert b is not None and 6 * 3600 - 1 < b.until < 6 * 3600
+
+
+def test_no_band_for_closed_or_unusable_positions_or_a_price_that_acts():
+    params = resolve_params("manual", {})
+    m = MarketState(SYMBOL, 100.0, 1.0, MARKET)
+    assert quiet_band(_pos(status=PositionStatus.CLOSED), m, params) is None
+    assert quiet_band(_pos(qty=0.0), m, params) is None
+    assert quiet_band(_pos(sl=101.0), m, params) is None  # the stop is crossed
+    assert quiet_band(_pos(best_price=None), m, params) is None  # observe records
+
+
+def test_policy_exports_quiet_band():
+    from pmgui.rules.policy import quiet_band as exported
+    assert exported is quiet_band
