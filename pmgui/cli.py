@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import textwrap
 import threading
@@ -23,8 +21,35 @@ log = logging.getLogger("pmgui")
 
 
 class _Parser(argparse.ArgumentParser):
+    """One-line errors; an `epilog` given as a function is only built for --help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        epilog = kwargs.get("epilog")
+        self._epilog_fn = epilog if callable(epilog) else None
+        if self._epilog_fn is not None:
+            kwargs["epilog"] = None
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        if self._epilog_fn is not None:
+            self.epilog, self._epilog_fn = self._epilog_fn(), None
+        return super().format_help()
+
     def error(self, message: str) -> None:  # one line, not usage + traceback
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """--version: the versions are read from the installed metadata only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit") -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
+                         help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(identity.version_line())  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def _positive(text: str) -> float:
@@ -49,7 +74,7 @@ def _non_negative(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pmgui", description="Live position monitor and manager for crypto futures.")
-    p.add_argument("--version", action="version", version=identity.version_line())
+    p.add_argument("--version", action=_Version)
     p.add_argument("--headless", action="store_true",
                    help="run the engine without a window, logging to the console")
     p.add_argument("--db", type=Path, help="SQLite database (default: user data directory)")
@@ -71,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Replay a recorded price path through the live engine and the paper exchange: "
             "one position is opened at --entry and managed by the preset's rules until it "
             "closes or the data ends; every action is printed.", 78),
-        epilog=_presets_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_presets_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("data", type=Path, help="CSV: timestamp,price or timestamp,open,high,low,close")
     r.add_argument("--side", required=True, choices=["long", "short"],
                    help="direction of the replayed position")
@@ -170,12 +195,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PmguiError as exc:
         print(f"pmgui: error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, sqlite3.Error) as exc:  # a full disk, unreadable files: one line
+    except (OSError, _sqlite_error()) as exc:  # a full disk, unreadable files: one line
         log.debug("failed", exc_info=True)
         print(f"pmgui: error: {_os_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _sqlite_error() -> type[BaseException]:
+    """sqlite3.Error where sqlite3 is loaded (nothing raises it before it is imported)."""
+    mod = sys.modules.get("sqlite3")
+    return mod.Error if mod is not None else OSError
 
 
 def _os_message(exc: BaseException) -> str:
@@ -192,7 +223,7 @@ def _stopped(engine) -> int:
     if error is None:
         return 0
     what = str(error) if isinstance(error, PmguiError) else _os_message(error) \
-        if isinstance(error, OSError | sqlite3.Error) else f"{type(error).__name__}: {error}"
+        if isinstance(error, OSError | _sqlite_error()) else f"{type(error).__name__}: {error}"
     print(f"pmgui: error: the engine stopped with an error; the last state may not be saved: "
           f"{what}", file=sys.stderr)
     return 1
@@ -247,11 +278,12 @@ def _check_db_arg(db: Path, *, live: bool, new_db: bool) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pmgui.engine.build import build_engine
     from pmgui.service import cli as service_cli
 
     config, db = _load(args)
     if args.headless:
+        from pmgui.engine.build import build_engine
+
         service_cli.wait_for_db(args, db)
         engine = build_engine(config, db)
         return _headless(engine, args.exit_after, db,
@@ -271,18 +303,34 @@ def _run(args: argparse.Namespace) -> int:
                            on_window=service_cli.window_hook(remote))
         finally:
             remote.stop()
-    engine = build_engine(config, db)
-    notifier = service_cli.attach_notifier(engine, config)
-    _start(engine, db)
+    # the window first: the engine is built and started on a helper thread once the
+    # window's first frame is painted (pmgui.launch); a failed start closes the window
+    from pmgui.launch import EngineLauncher
+
+    notifiers = []
+
+    def build(outbox):
+        from pmgui.engine.build import build_engine
+
+        engine = build_engine(config, db, outbox)
+        notifier = service_cli.attach_notifier(engine, config)
+        if notifier is not None:
+            notifiers.append(notifier)
+        return engine
+
+    engine = EngineLauncher(config.exchange.id, db, build, start=lambda e: _start(e, db))
     try:
         status = run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
                          theme=config.ui.theme, confirm_drags=config.ui.confirm_drags,
                          on_window=service_cli.window_hook(None))
     finally:
         engine.stop()
-        if notifier is not None:
+        for notifier in notifiers:
             notifier.stop()
-        service_cli.after_window(args, db)
+        if engine.startup_error is None:
+            service_cli.after_window(args, db)
+    if engine.startup_error is not None:
+        raise engine.startup_error
     return status or _stopped(engine)
 
 
@@ -377,6 +425,8 @@ def _positions(db: Path | None, as_json: bool) -> int:
     finally:
         store.close()
     if as_json:
+        import json
+
         print(json.dumps(report, indent=2, default=str))
         return 0
     if not report:

@@ -8,7 +8,6 @@ the standard library only, so it is safe to import from anywhere, before Qt.
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
 NAME = "pmgui"  # distribution, command, settings and folder name
@@ -28,6 +27,8 @@ def version() -> str:
     """The installed distribution's version (importlib.metadata), or this module's
     `__version__` where no metadata exists (a bare source tree, a frozen app built without
     its dist-info)."""
+    from importlib import metadata
+
     try:
         return metadata.version(NAME)
     except metadata.PackageNotFoundError:
@@ -38,6 +39,7 @@ def version_line() -> str:
     """`pmgui --version`: this version and the ones a bug report needs (from the installed
     metadata, so nothing heavy is imported)."""
     import platform
+    from importlib import metadata
 
     parts = [f"Python {platform.python_version()}"]
     for dist in ("ccxt", "PySide6-Essentials"):

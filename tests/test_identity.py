@@ -47,7 +47,7 @@ def test_version_falls_back_without_metadata(monkeypatch):
     def missing(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(identity.metadata, "version", missing)
+    monkeypatch.setattr(metadata, "version", missing)  # identity reads it when asked
     assert identity.version() == identity.__version__
 
 

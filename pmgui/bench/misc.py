@@ -181,70 +181,89 @@ def time_to_flat(n: int = 50) -> tuple[float, float]:
     return asyncio.run(go(True)), asyncio.run(go(False))
 
 
-_PAINT_APP = """
+# The probe runs before anything else in the spawned interpreter: it only puts an event
+# filter on the QApplication (whoever creates it) and reports the wall-clock time once the
+# first frame of the window named "mainWindow" is painted: at its first paint event it
+# queues the report, which runs after that frame (children included) has been painted and
+# flushed. The application itself then runs exactly as `python -m pmgui ARGS` would.
+_PAINT_PROBE = """
 import os, sys, time
-from PySide6.QtCore import QEvent, QObject
-from PySide6.QtWidgets import QApplication
-class First(QObject):
+from PySide6 import QtWidgets
+from PySide6.QtCore import QEvent, QObject, QTimer
+
+class _FirstFrame(QObject):
+    seen = False
     def eventFilter(self, obj, ev):
-        if ev.type() == QEvent.Type.Paint:
-            sys.stdout.write(repr(time.time()) + "\\n"); sys.stdout.flush(); os._exit(0)
+        if (not self.seen and ev.type() == QEvent.Type.Paint and obj.isWidgetType()
+                and obj.isWindow() and obj.objectName() == "mainWindow"):
+            self.seen = True
+            QTimer.singleShot(0, self.report)
         return False
-_first = First()
-import pmgui.ui.app as app_mod
-_Base = app_mod.MainWindow
-class Probe(_Base):
-    def __init__(self, *a, **k):
-        QApplication.instance().installEventFilter(_first)
-        super().__init__(*a, **k)
-app_mod.MainWindow = Probe
-from pmgui.cli import main
-sys.exit(main(sys.argv[1:]))
+    def report(self):
+        sys.stdout.write(repr(time.time()) + "\\n")
+        sys.stdout.flush()
+        os._exit(0)
+
+_first = _FirstFrame()
+
+class _ProbedApplication(QtWidgets.QApplication):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.installEventFilter(_first)
+
+QtWidgets.QApplication = _ProbedApplication
 """
 
-_PAINT_BARE = """
-import os, sys, time
-from PySide6.QtCore import QEvent, QObject
+_PAINT_APP = _PAINT_PROBE + """
+import runpy
+sys.argv = ["pmgui", *sys.argv[1:]]
+runpy.run_module("pmgui", run_name="__main__", alter_sys=True)
+"""
+
+_PAINT_BARE = _PAINT_PROBE + """
 from PySide6.QtWidgets import QApplication, QMainWindow, QTableView
-class First(QObject):
-    def eventFilter(self, obj, ev):
-        if ev.type() == QEvent.Type.Paint:
-            sys.stdout.write(repr(time.time()) + "\\n"); sys.stdout.flush(); os._exit(0)
-        return False
-app = QApplication([])
-f = First(); app.installEventFilter(f)
-w = QMainWindow(); w.setCentralWidget(QTableView()); w.resize(1024, 700); w.show()
+app = QApplication(sys.argv[:1])
+w = QMainWindow()
+w.setObjectName("mainWindow")
+w.setCentralWidget(QTableView())
+w.statusBar().showMessage("ready")
+w.menuBar().addMenu("&Help")
+w.resize(1024, 700)
+w.show()
 app.exec()
 """
 
 
-def first_paint(runs: int = 3) -> tuple[float, float]:
-    """(median seconds from spawning `python -m pmgui` in paper mode to its first painted
-    window, the same for a bare PySide6 window with a table): a fresh process each time."""
+def first_paint(runs: int = 3) -> tuple[float, float, list[float], list[float]]:
+    """(median seconds from spawning `python -m pmgui --paper` to its first painted window,
+    the same for a bare PySide6 window with a table, a status bar and a menu, and the runs of
+    each): a fresh interpreter and fresh, empty config and data folders for every spawn
+    (a first start: no database yet), the two interleaved so both see the same machine."""
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.pop("PMGUI_WINDOW_SIZE", None)
 
-    def once(script: str, args: list[str]) -> float:
+    def once(script: str, args: list[str], tmp: Path) -> float:
+        env["PMGUI_CONFIG_DIR"] = str(tmp / "config")
+        env["PMGUI_DATA_DIR"] = str(tmp / "data")
+        env["PMGUI_UI_SETTINGS"] = str(tmp / "ui.ini")
         t0 = time.time()
         out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
                              text=True, env=env, timeout=120)
         lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
-        if not lines:
-            raise AssertionError(f"first paint: no paint ({out.stderr[-500:]})")
+        if out.returncode != 0 or not lines:
+            raise AssertionError(f"first paint: no painted window (exit {out.returncode}): "
+                                 f"{out.stderr[-800:]}")
         return float(lines[-1]) - t0
 
     ours, bare = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        env["PMGUI_CONFIG_DIR"] = tmp
-        env["PMGUI_DATA_DIR"] = tmp
-        env["PMGUI_UI_SETTINGS"] = str(Path(tmp) / "ui.ini")
         for i in range(runs):
-            ours.append(once(_PAINT_APP, ["--paper", "--db", str(Path(tmp) / f"p{i}.db"),
-                                          "--exit-after", "30"]))
-            bare.append(once(_PAINT_BARE, []))
-    ours.sort()
-    bare.sort()
-    return ours[len(ours) // 2], bare[len(bare) // 2]
+            ours.append(once(_PAINT_APP, ["--paper"], Path(tmp) / f"app{i}"))
+            bare.append(once(_PAINT_BARE, [], Path(tmp) / f"bare{i}"))
+    return _median(ours), _median(bare), ours, bare
 
 
-
-
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2

@@ -43,7 +43,7 @@ def make_exchange(config: Config, store: Store, clock_holder: dict | None = None
                            credentials=credentials)
 
 
-def build_engine(config: Config, db_path: Path) -> EngineThread:
+def build_engine(config: Config, db_path: Path, outbox: Outbox | None = None) -> EngineThread:
     def factory(outbox: Outbox) -> EngineCore:
         store = Store.open(db_path)
         try:
@@ -55,4 +55,4 @@ def build_engine(config: Config, db_path: Path) -> EngineThread:
                                 and config.engine.demo_positions) else []
         return EngineCore(exchange, store, outbox, config.engine, demo=demo)
 
-    return EngineThread(factory, db_path=db_path, exchange_id=config.exchange.id)
+    return EngineThread(factory, outbox, db_path=db_path, exchange_id=config.exchange.id)

@@ -1,22 +1,31 @@
 """The rule engine core (DESIGN §4): parameters, presets, rule families and the policy.
 
-Pure: imports nothing from Qt, asyncio, ccxt or sqlite. Entry points are re-exported here.
+Pure: imports nothing from Qt, asyncio, ccxt or sqlite. Entry points are re-exported here,
+each loaded when first used: reading the configuration validates rule parameters
+(`pmgui.rules.params`) before the window shows, without loading every rule family.
 """
 
-from pmgui.rules.params import PARAMS, Params, ParamSpec, parse_assignment, resolve_params
-from pmgui.rules.policy import (
-    evaluate,
-    indicator_spec,
-    initial_targets,
-    observe,
-    params_for,
-    price_is_usable,
-    scale_out,
-)
-from pmgui.rules.presets import PRESET_DESCRIPTIONS, PRESETS
+from __future__ import annotations
 
-__all__ = [
-    "PARAMS", "PRESETS", "PRESET_DESCRIPTIONS", "ParamSpec", "Params", "evaluate",
-    "indicator_spec", "initial_targets", "observe", "params_for", "parse_assignment",
-    "price_is_usable", "resolve_params", "scale_out",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "PARAMS": "params", "Params": "params", "ParamSpec": "params",
+    "parse_assignment": "params", "resolve_params": "params",
+    "evaluate": "policy", "indicator_spec": "policy", "initial_targets": "policy",
+    "observe": "policy", "params_for": "policy", "price_is_usable": "policy",
+    "scale_out": "policy",
+    "PRESETS": "presets", "PRESET_DESCRIPTIONS": "presets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pmgui.rules' has no attribute {name!r}")
+    value = getattr(import_module(f"pmgui.rules.{module}"), name)
+    globals()[name] = value
+    return value

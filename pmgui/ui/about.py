@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import platform
 from dataclasses import dataclass
-from importlib import import_module, metadata
+from importlib import import_module
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, qVersion
@@ -45,7 +45,8 @@ def apply_identity(app: QApplication) -> None:
     app.setApplicationName(identity.NAME)
     app.setApplicationDisplayName(identity.DISPLAY_NAME)
     app.setOrganizationName(identity.ORGANISATION)
-    app.setApplicationVersion(identity.version())
+    # the source's version: the installed metadata is made from it (pyproject: dynamic)
+    app.setApplicationVersion(identity.__version__)
     app.setDesktopFileName(identity.APP_ID)  # Wayland/X11 match the window to its .desktop
     app.setWindowIcon(app_icon())
 
@@ -92,6 +93,8 @@ DATA_SOURCES = (
 
 
 def _version_of(dist: str, module: str) -> str:
+    from importlib import metadata  # only when About is opened: it costs at every start
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:  # a frozen app without that dist-info

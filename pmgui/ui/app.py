@@ -1,13 +1,16 @@
 """GUI start-up: QApplication + qasync loop + main window.
 
-The caller (the CLI) owns the engine: it starts it before `run_gui` and stops it after.
+The caller (the CLI) owns the engine and stops it after `run_gui`. The window comes first:
+nothing heavy runs between the QApplication and the window's first frame. Right after that
+frame, an engine that still has to start (pmgui.launch.EngineLauncher: it has
+`start_in_background`) is started on its own thread, and the chart (pyqtgraph) is built
+into the window. A start that fails closes the window; the caller reports the error.
 `exit_after` exists for smoke tests and documentation screenshots: after that many
 seconds the window is grabbed to `screenshot` (if given) and the app quits with 0.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -15,9 +18,9 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import qasync
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from pmgui import identity
@@ -25,6 +28,9 @@ from pmgui.ui.about import apply_identity
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.main_window import MainWindow, UiSettings
 from pmgui.ui.theme import THEMES
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,7 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     assert isinstance(app, QApplication)
     apply_identity(app)
     window = MainWindow(engine, settings=UiSettings(theme=theme, confirm_drags=confirm_drags),
-                        qsettings=settings_store(settings_path))
+                        qsettings=settings_store(settings_path), defer_chart=True)
     if on_window is not None:  # e.g. the remote engine's link indicator
         on_window(window)
     exit_code = 0
@@ -68,6 +74,10 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
         nonlocal exit_code
         window.bridge.flush_now()
         if screenshot is not None:
+            window.build_chart()  # the whole window, chart included, however early
+            layout = window.layout()
+            if layout is not None:
+                layout.activate()
             try:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 if not window.grab().save(str(screenshot)):
@@ -79,16 +89,6 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
         window.ask_before_quit = False  # a timed exit (screenshots, demos) asks nobody
         window.close()
 
-    loop = qasync.QEventLoop(app)
-    previous = None
-    try:
-        previous = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        previous = None
-    asyncio.set_event_loop(loop)
-    closed = asyncio.Event()
-    window.destroyed.connect(lambda *_: closed.set())
-    app.lastWindowClosed.connect(closed.set)
     size = os.environ.get("PMGUI_WINDOW_SIZE", "")  # e.g. 1024x700 (screenshots, checks)
     if size:
         try:
@@ -96,18 +96,123 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
             window.resize(w, h)
         except ValueError:
             log.warning("PMGUI_WINDOW_SIZE=%r is not WIDTHxHEIGHT; ignored", size)
-    window.show()
+    # the window is shown and painted before anything else: a plain Qt loop runs until its
+    # first frame; only then are the engine started, the chart built and the qasync loop
+    # (asyncio) imported
+    first_loop = QEventLoop()
+    closed = _Closed(window, first_loop)
+
+    def after_first_frame() -> None:
+        first_loop.quit()
+        _after_first_frame(window, engine)
+
+    window.installEventFilter(_FirstFrame(window, after_first_frame))
     if exit_after is not None:
         QTimer.singleShot(int(exit_after * 1000), finish)
     restore_sigint = _close_on_sigint(window)
     try:
-        with loop:
-            loop.run_until_complete(closed.wait())
+        window.show()
+        if not closed.is_set:
+            first_loop.exec()
+        if not closed.is_set:
+            _run_qasync(app, closed)
     finally:
         restore_sigint()
+    return exit_code
+
+
+class _Closed(QObject):
+    """Whether the window has closed (or was destroyed); ends the first-frame loop then, and
+    later the qasync loop's wait (`event`)."""
+
+    def __init__(self, window: MainWindow, first_loop: QEventLoop) -> None:
+        super().__init__()
+        self.is_set = False
+        self.event: asyncio.Event | None = None
+        self._first_loop = first_loop
+        window.destroyed.connect(self.set)
+        app = QApplication.instance()
+        if app is not None:
+            app.lastWindowClosed.connect(self.set)
+
+    def set(self, *_a: object) -> None:
+        self.is_set = True
+        self._first_loop.quit()
+        if self.event is not None:
+            self.event.set()
+
+
+def _run_qasync(app: QApplication, closed: _Closed) -> None:
+    """Run the qasync loop (Qt's loop under asyncio) until the window closes."""
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QEventLoop(app)
+    try:
+        previous = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        previous = None
+    asyncio.set_event_loop(loop)
+    closed.event = asyncio.Event()
+    try:
+        with loop:
+            loop.run_until_complete(closed.event.wait())
+    finally:
+        closed.event = None
         asyncio.set_event_loop(previous if previous is not None and not previous.is_closed()
                                else None)
-    return exit_code
+
+
+class _FirstFrame(QObject):
+    """Runs `then` once, right after the window's first frame is painted (queued behind
+    that paint, so the frame is complete and on screen first). A window that is never
+    painted (started minimised, a platform that paints nothing) runs it after FALLBACK_MS."""
+
+    FALLBACK_MS = 1000
+
+    def __init__(self, window: MainWindow, then: Callable[[], None]) -> None:
+        super().__init__(window)
+        self._then: Callable[[], None] | None = then
+        QTimer.singleShot(self.FALLBACK_MS, self, self._run)
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        if ev.type() == QEvent.Type.Paint and self._then is not None:
+            obj.removeEventFilter(self)
+            QTimer.singleShot(0, self, self._run)
+        return False
+
+    def _run(self) -> None:
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+
+
+class _StartFailed(QObject):
+    """Closes the window when the engine's background start fails (emitted on the helper
+    thread, delivered on the GUI thread)."""
+
+    failed = Signal(str)
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self._window = window
+        self.failed.connect(self._close)
+
+    def _close(self, message: str) -> None:
+        self._window.notify(f"⚠ the engine did not start: {message}")
+        self._window.ask_before_quit = False
+        self._window.close()
+
+
+def _after_first_frame(window: MainWindow, engine: EngineHandle) -> None:
+    """Start an engine that waits for the window, then build the chart (the GUI thread
+    imports pyqtgraph while the engine starts on its own thread)."""
+    start = getattr(engine, "start_in_background", None)
+    if start is not None:
+        closer = _StartFailed(window)
+        start(on_failed=lambda exc: closer.failed.emit(str(exc)))
+    QTimer.singleShot(0, window, window.build_chart)
 
 
 def _close_on_sigint(window: MainWindow) -> Callable[[], None]:

@@ -45,7 +45,7 @@ from pmgui.domain.validation import (
 )
 from pmgui.engine.commands import KEEP, Command, CommandResult, OpenPosition, SetTargets
 from pmgui.engine.events import PositionSnapshot
-from pmgui.ui.chart import DragContext, consequence
+from pmgui.ui.chart_drag import DragContext, consequence
 from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
 from pmgui.ui.theme import tabular_font
 

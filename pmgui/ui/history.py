@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -111,22 +110,14 @@ class HistoryPanel(QWidget):
         for c, w in enumerate((84, 118, 72, 60, 78, 78, 80, 60, 110, 60)):
             self.table.setColumnWidth(c, w)
 
-        self.equity_plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
-        self.equity_plot.setObjectName("equityCurve")
-        self.equity_plot.setAccessibleName("Equity curve")
-        self.equity_plot.setMenuEnabled(False)
-        self.equity_plot.hideButtons()
-        self.equity_plot.showGrid(x=True, y=True, alpha=0.15)
-        self.equity_curve = self.equity_plot.plot([], [])
-        # room for "10,250"-wide labels: pyqtgraph leaves them out when they do not fit
-        self.equity_plot.getPlotItem().getAxis("left").setWidth(58)
-
+        # the equity curve (pyqtgraph) is built when first needed (the first history
+        # answer), so the window's first frame does not wait for pyqtgraph
+        self._equity_plot: Any = None
+        self._equity_curve: Any = None
         split = QSplitter(Qt.Orientation.Vertical)
         split.setObjectName("historySplitter")
         split.addWidget(self.table)
-        split.addWidget(self.equity_plot)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        self._split = split
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(top)
@@ -135,15 +126,51 @@ class HistoryPanel(QWidget):
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
-        self.equity_plot.setBackground(theme.base)
-        self.equity_curve.setPen(pg.mkPen(theme.last, width=2))
-        pi = self.equity_plot.getPlotItem()
+        if self._equity_plot is not None:
+            self._style_equity(theme)
+        if self.data is not None:
+            self._fill_table(self.data)
+
+    @property
+    def equity_plot(self) -> Any:
+        if self._equity_plot is None:
+            self._build_equity()
+        return self._equity_plot
+
+    @property
+    def equity_curve(self) -> Any:
+        if self._equity_curve is None:
+            self._build_equity()
+        return self._equity_curve
+
+    def _build_equity(self) -> None:
+        import pyqtgraph as pg
+
+        plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
+        plot.setObjectName("equityCurve")
+        plot.setAccessibleName("Equity curve")
+        plot.setMenuEnabled(False)
+        plot.hideButtons()
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        self._equity_plot = plot
+        self._equity_curve = plot.plot([], [])
+        # room for "10,250"-wide labels: pyqtgraph leaves them out when they do not fit
+        plot.getPlotItem().getAxis("left").setWidth(58)
+        self._split.addWidget(plot)
+        self._split.setStretchFactor(0, 3)
+        self._split.setStretchFactor(1, 2)
+        self._style_equity(self._theme)
+
+    def _style_equity(self, theme: Theme) -> None:
+        import pyqtgraph as pg
+
+        self._equity_plot.setBackground(theme.base)
+        self._equity_curve.setPen(pg.mkPen(theme.last, width=2))
+        pi = self._equity_plot.getPlotItem()
         for name in ("bottom", "left"):  # readable on both themes, like the chart's axes
             ax = pi.getAxis(name)
             ax.setPen(pg.mkPen(theme.muted))
             ax.setTextPen(pg.mkPen(theme.text))
-        if self.data is not None:
-            self._fill_table(self.data)
 
     def refresh(self) -> bool:
         """Ask the engine for the history; False when there is no engine (or one is running)."""
@@ -201,7 +228,7 @@ class HistoryPanel(QWidget):
                                           | Qt.AlignmentFlag.AlignVCenter)
                     item.setFont(font)
                 if c == 6 and is_num(p.realized_pnl) and p.realized_pnl != 0:
-                    item.setForeground(pg.mkColor(t.up if p.realized_pnl > 0 else t.down))
+                    item.setForeground(QColor(t.up if p.realized_pnl > 0 else t.down))
                 self.table.setItem(row, c, item)
 
     def shutdown(self) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QByteArray,
@@ -52,7 +53,7 @@ from pmgui.engine.events import (
 )
 from pmgui.ui.about import show_about
 from pmgui.ui.bridge import Bridge
-from pmgui.ui.chart import LINE_TITLES, ChartWidget, DragContext, consequence
+from pmgui.ui.chart_drag import LINE_TITLES, DragContext, consequence
 from pmgui.ui.chart_state import verdict, verdict_message
 from pmgui.ui.confirm import ConfirmDialog, DragConfirmBar
 from pmgui.ui.dialogs import (
@@ -79,6 +80,9 @@ from pmgui.ui.runner import CommandRunner
 from pmgui.ui.settings_dialog import SettingsDialog
 from pmgui.ui.theme import THEMES, Theme, apply_theme, make_theme
 from pmgui.ui.trading import PositionActions, fills_text, quit_text
+
+if TYPE_CHECKING:  # the chart (pyqtgraph) is imported when it is built: build_chart
+    from pmgui.ui.chart import ChartWidget
 
 STALE_AFTER = 5.0  # seconds: DESIGN §4 max_price_age (live)
 
@@ -116,7 +120,8 @@ class MainWindow(QMainWindow):
     def __init__(self, engine: EngineHandle, *, settings: UiSettings | None = None,
                  bridge: Bridge | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, start: bool = True,
-                 qsettings: QSettings | None = None, parent: QWidget | None = None) -> None:
+                 qsettings: QSettings | None = None, parent: QWidget | None = None,
+                 defer_chart: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle(f"pmgui — {engine.exchange_id}")
@@ -152,12 +157,9 @@ class MainWindow(QMainWindow):
         self.positions.currentChanged.connect(lambda _pid: self._show_current())
         self.trading = PositionActions(self)
 
-        # chart
-        self.chart = ChartWidget(self.theme)
-        self.chart.set_requester(self.runner.request)  # older candles per timeframe
-        self.chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
-                                    if self.settings.drag_modifier
-                                    else Qt.KeyboardModifier.NoModifier)
+        # chart: built by build_chart (at once, or — defer_chart — by whoever shows the
+        # window, right after its first frame; anything needing it earlier builds it)
+        self._chart: ChartWidget | None = None
 
         # Layout: the table spans the full width on top (a fixed dock, so the window
         # state — including its height — is saved with the docks); the chart is central
@@ -178,14 +180,10 @@ class MainWindow(QMainWindow):
         centre_lay.setContentsMargins(0, 0, 0, 0)
         centre_lay.setSpacing(0)
         centre_lay.addWidget(self.drag_bar)
-        centre_lay.addWidget(self.chart, 1)
+        self._centre_lay = centre_lay
         self.setCentralWidget(centre)
-        self.chart.levelDropped.connect(self._on_level_dropped)
-        self.chart.tradeMenuRequested.connect(
-            lambda price, at: self.build_chart_menu(price).popup(at))
-        self.chart.dragRejected.connect(self._on_drag_rejected)
-        self.chart.dragCancelled.connect(
-            lambda kind: self.notify(f"{LINE_TITLES[kind]} drag cancelled: line restored"))
+        if not defer_chart:
+            self.build_chart()
         self.table.doubleClicked.connect(lambda _i: self.edit_targets())
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._show_context_menu)
@@ -366,10 +364,35 @@ class MainWindow(QMainWindow):
         b = self.bridge
         b.positionsChanged.connect(self.on_positions)
         b.positionRemoved.connect(self.on_position_removed)
-        b.tick.connect(self.chart.on_tick)
-        b.candles.connect(self.chart.on_candles)
-        b.action.connect(self.chart.on_action)
         b.error.connect(lambda ev: self.notify(f"⚠ {ev.message}"))
+
+    @property
+    def chart(self) -> ChartWidget:
+        return self._chart if self._chart is not None else self.build_chart()
+
+    def build_chart(self) -> ChartWidget:
+        """Create the chart in the central area (this imports pyqtgraph); once only."""
+        if self._chart is not None:
+            return self._chart
+        from pmgui.ui.chart import ChartWidget
+
+        chart = self._chart = ChartWidget(self.theme)
+        chart.set_requester(self.runner.request)  # older candles per timeframe
+        chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
+                               if self.settings.drag_modifier
+                               else Qt.KeyboardModifier.NoModifier)
+        self._centre_lay.addWidget(chart, 1)
+        chart.levelDropped.connect(self._on_level_dropped)
+        chart.tradeMenuRequested.connect(
+            lambda price, at: self.build_chart_menu(price).popup(at))
+        chart.dragRejected.connect(self._on_drag_rejected)
+        chart.dragCancelled.connect(
+            lambda kind: self.notify(f"{LINE_TITLES[kind]} drag cancelled: line restored"))
+        b = self.bridge
+        b.tick.connect(chart.on_tick)
+        b.candles.connect(chart.on_candles)
+        b.action.connect(chart.on_action)
+        return chart
 
     # -- event handlers ----------------------------------------------------------------------
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:
@@ -843,9 +866,10 @@ class MainWindow(QMainWindow):
     def _drag_options_changed(self) -> None:
         self.settings.confirm_drags = self.act_confirm_drags.isChecked()
         self.settings.drag_modifier = self.act_drag_modifier.isChecked()
-        self.chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
-                                    if self.settings.drag_modifier
-                                    else Qt.KeyboardModifier.NoModifier)
+        if self._chart is not None:
+            self._chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
+                                         if self.settings.drag_modifier
+                                         else Qt.KeyboardModifier.NoModifier)
         self._sync_settings_dialog()
 
     def _sync_settings_dialog(self) -> None:
@@ -901,7 +925,8 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
         self.positions.set_theme(theme)
         self.action_log.set_theme(theme)
-        self.chart.set_theme(theme)
+        if self._chart is not None:
+            self._chart.set_theme(theme)
         if hasattr(self, "history"):
             self.history.set_theme(theme)
         self.act_theme.setText("Light theme" if theme.dark else "Dark theme")

@@ -12,7 +12,6 @@ same position while the first is still on its way is not sent at all.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import itertools
 import logging
@@ -126,4 +125,6 @@ class CommandRunner(QObject):
 
 async def submit_async(engine: EngineHandle, cmd: Command) -> CommandResult:
     """Await a command under qasync (raises the engine's PmguiError on failure)."""
+    import asyncio  # (only coroutine code under qasync awaits; asyncio loads after paint)
+
     return await asyncio.wrap_future(engine.submit(cmd))
