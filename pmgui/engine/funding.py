@@ -5,8 +5,10 @@ Recomputed from the venue's history each time (never accumulated by increments),
 settlement seen twice, or seen again after a restart, is counted once. A venue that names
 only the symbol (ccxt's funding history) is attributed where that symbol has one open
 position; with both sides open, or a venue without a funding history, `Position.funding`
-stays None (the table shows "—"). Live venues are asked at most once a minute (settlements
-come every few hours); the paper venue's own record is read each time.
+stays None (the table shows "—"). The sum is written behind (rebuilt from the venue on the
+next pass), so a first pass over a large book is not hundreds of synced writes. Live
+venues are asked at most once a minute (settlements come every few hours); the paper venue's
+own record is read each time.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class FundingSync:
                 continue
             if not rt.is_open or core.book.runtime(rt.id) is not rt:
                 continue
-            core.set_position(rt.position.evolve(funding=total))
+            core.set_position(rt.position.evolve(funding=total), persist="behind")
             core.publish_position(rt)
             changed += 1
         return changed

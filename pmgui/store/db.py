@@ -873,12 +873,15 @@ class Store:
 
     @_guard
     def record_equity(self, ts: float, equity: float, balance: float) -> None:
-        """One point of the equity curve (a second point at the same ts replaces the first)."""
+        """One point of the equity curve (a second point at the same ts replaces the first).
+
+        Market data the venue can tell again, not a decision: committed without an fsync of
+        its own (`relaxed`; a killed process still keeps it), so it never stalls the loop."""
         self._writable()
         row = {"ts": _num(ts, "ts"), "equity": _num(equity, "equity"),
                "balance": _num(balance, "balance")}
-        with self.db.atomic():
-            self.db["equity"].upsert(row, pk="ts")
+        with self.relaxed(), self._tx():
+            self._upsert("equity", row, "ts")
 
     @_guard
     def equity_curve(self, since: float | None = None) -> list[tuple[float, float]]:
