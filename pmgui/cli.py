@@ -232,7 +232,7 @@ def _stopped(engine) -> int:
 def _load(args: argparse.Namespace):
     from dataclasses import replace
 
-    from pmgui.config import ExchangeConfig, default_db_path, load_config
+    from pmgui.config import ExchangeConfig, ccxt_exchange_ids, default_db_path, load_config
 
     if args.exchange is not None and not args.exchange.strip():
         raise PmguiError("--exchange needs an exchange id (paper or a ccxt id such as "
@@ -243,9 +243,7 @@ def _load(args: argparse.Namespace):
     if args.paper:
         config = replace(config, exchange=ExchangeConfig("paper"))
     elif args.exchange:
-        import ccxt
-
-        if args.exchange != "paper" and args.exchange not in ccxt.exchanges:
+        if args.exchange != "paper" and args.exchange not in ccxt_exchange_ids():
             raise PmguiError(f"unknown exchange {args.exchange!r}")
         config = replace(config, exchange=replace(config.exchange, id=args.exchange))
     if args.db is None:

@@ -115,6 +115,32 @@ class _Reader:
         return v
 
 
+def ccxt_exchange_ids() -> frozenset[str]:
+    """The exchange ids ccxt offers (`ccxt.exchanges`), read from ccxt's package source
+    without running it: importing ccxt takes most of a second, and the configuration is
+    read before the window shows. Where that source cannot be read (a frozen app), ccxt is
+    imported."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("ccxt")
+    try:
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        if origin is not None and origin.suffix == ".py":
+            for node in ast.parse(origin.read_text(encoding="utf-8")).body:
+                if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                        and isinstance(node.targets[0], ast.Name)
+                        and node.targets[0].id == "exchanges"):
+                    ids = ast.literal_eval(node.value)
+                    if ids and all(isinstance(i, str) for i in ids):
+                        return frozenset(ids)
+    except (OSError, SyntaxError, ValueError, TypeError, UnicodeDecodeError):
+        pass
+    import ccxt
+
+    return frozenset(ccxt.exchanges)
+
+
 def load_config(path: Path | None) -> Config:
     """Read and validate `path` (None or missing default file → defaults: paper mode)."""
     explicit = path is not None
@@ -164,9 +190,7 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
     if not ex_id:
         raise r.fail("exchange.id", "must not be empty")
     if ex_id != "paper":
-        import ccxt  # only to validate the id
-
-        if ex_id not in ccxt.exchanges:
+        if ex_id not in ccxt_exchange_ids():
             raise r.fail("exchange.id", f"unknown exchange {ex_id!r} (not a ccxt exchange id)")
     demo = r.get(ex, "demo", bool, "exchange", False)
     options = r.get(ex, "options", dict, "exchange", {})

@@ -190,3 +190,39 @@ def test_stopped_before_its_start_the_waiting_commands_fail(tmp_path):
     with pytest.raises(PmguiError, match="not running"):
         launcher.submit(GetEngineInfo()).result(timeout=1)
     assert launcher.startup_error is None  # not a failed start: nothing to report
+
+
+def test_a_live_exchange_id_is_checked_without_importing_ccxt(tmp_path):
+    """The config is read before the window shows: ccxt (most of a second to import) is
+    not loaded to validate `exchange.id`, and the ids accepted are exactly ccxt's."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[exchange]\nid = "binanceusdm"\n', encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[exchange]\nid = "binanceusdmx"\n', encoding="utf-8")
+    code = (
+        "import json, sys\n"
+        "from pmgui.config import ccxt_exchange_ids, load_config\n"
+        "from pmgui.domain.errors import ConfigError\n"
+        f"cfg = load_config(__import__('pathlib').Path({str(cfg)!r}))\n"
+        "try:\n"
+        f"    load_config(__import__('pathlib').Path({str(bad)!r})); refused = ''\n"
+        "except ConfigError as e:\n"
+        "    refused = str(e)\n"
+        "loaded = 'ccxt' in sys.modules\n"
+        "ids = sorted(ccxt_exchange_ids())\n"
+        "import ccxt\n"
+        "print(json.dumps([cfg.exchange.id, refused, loaded, ids == sorted(ccxt.exchanges)]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=_env(tmp_path), timeout=300, cwd=tmp_path)
+    exchange, refused, loaded, same = json.loads(r.stdout.strip().splitlines()[-1])
+    assert exchange == "binanceusdm" and not loaded and same
+    assert "exchange.id" in refused and "binanceusdmx" in refused
+
+
+def test_the_startup_bench_times_spawn_to_the_window_and_beside_a_bare_one():
+    from pmgui.bench.misc import Startup, first_paint
+
+    r = first_paint(1)  # raises unless each spawn painted its window named mainWindow
+    assert len(r.paint) == len(r.ready) == len(r.bare) == 1
+    assert 0 < r.paint[0] <= r.ready[0] and r.bare[0] > 0  # ready: chart and rows, later
+    assert Startup.median([3.0, 1.0, 2.0]) == 2.0 and Startup.median([4.0, 1.0]) == 2.5

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pmgui.bench.storm import open_book, storm_markets, storm_symbols
@@ -182,34 +183,50 @@ def time_to_flat(n: int = 50) -> tuple[float, float]:
 
 
 # The probe runs before anything else in the spawned interpreter: it only puts an event
-# filter on the QApplication (whoever creates it) and reports the wall-clock time once the
-# first frame of the window named "mainWindow" is painted: at its first paint event it
-# queues the report, which runs after that frame (children included) has been painted and
-# flushed. The application itself then runs exactly as `python -m pmgui ARGS` would.
+# filter on the QApplication (whoever creates it) and reports wall-clock times. "paint":
+# the first frame of the window named "mainWindow" — at its first paint event the report
+# is queued, so it runs once that frame (children included) is painted and flushed.
+# "ready": then the window also shows the chart (a visible child named "chart") and lists
+# positions (the table named "positionsTable" has rows), checked every 5 ms; a window
+# without them (the bare baseline) is ready at its first frame. The application itself
+# runs exactly as `python -m pmgui ARGS` would.
 _PAINT_PROBE = """
-import os, sys, time
+import json, os, sys, time
 from PySide6 import QtWidgets
 from PySide6.QtCore import QEvent, QObject, QTimer
 
-class _FirstFrame(QObject):
-    seen = False
+class _Probe(QObject):
+    window = None
+    times = {}
     def eventFilter(self, obj, ev):
-        if (not self.seen and ev.type() == QEvent.Type.Paint and obj.isWidgetType()
+        if (self.window is None and ev.type() == QEvent.Type.Paint and obj.isWidgetType()
                 and obj.isWindow() and obj.objectName() == "mainWindow"):
-            self.seen = True
-            QTimer.singleShot(0, self.report)
+            self.window = obj
+            QTimer.singleShot(0, self.painted)
         return False
-    def report(self):
-        sys.stdout.write(repr(time.time()) + "\\n")
-        sys.stdout.flush()
-        os._exit(0)
+    def painted(self):
+        self.times["paint"] = time.time()
+        self.poll = QTimer()
+        self.poll.timeout.connect(self.check)
+        self.poll.start(5)
+        self.check()
+    def check(self):
+        w = self.window
+        table = w.findChild(QtWidgets.QTableView, "positionsTable")
+        chart = w.findChild(QtWidgets.QWidget, "chart")
+        if table is None or (chart is not None and chart.isVisible()
+                             and table.model().rowCount() > 0):
+            self.times["ready"] = time.time()
+            sys.stdout.write(json.dumps(self.times) + "\\n")
+            sys.stdout.flush()
+            os._exit(0)
 
-_first = _FirstFrame()
+_probe = _Probe()
 
 class _ProbedApplication(QtWidgets.QApplication):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.installEventFilter(_first)
+        self.installEventFilter(_probe)
 
 QtWidgets.QApplication = _ProbedApplication
 """
@@ -234,15 +251,31 @@ app.exec()
 """
 
 
-def first_paint(runs: int = 3) -> tuple[float, float, list[float], list[float]]:
-    """(median seconds from spawning `python -m pmgui --paper` to its first painted window,
-    the same for a bare PySide6 window with a table, a status bar and a menu, and the runs of
-    each): a fresh interpreter and fresh, empty config and data folders for every spawn
-    (a first start: no database yet), the two interleaved so both see the same machine."""
+@dataclass
+class Startup:
+    """Seconds from spawn, one entry per run (fresh interpreter, fresh folders)."""
+
+    paint: list[float] = field(default_factory=list)  # pmgui's first frame
+    ready: list[float] = field(default_factory=list)  # pmgui with its chart and positions
+    bare: list[float] = field(default_factory=list)  # the bare PySide6 window's first frame
+
+    @staticmethod
+    def median(xs: list[float]) -> float:
+        s = sorted(xs)
+        n = len(s)
+        return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def first_paint(runs: int = 3) -> Startup:
+    """Spawn `python -m pmgui --paper` and a bare PySide6 window (a table, a status bar, a
+    menu) `runs` times each, interleaved so both see the same machine, each with a fresh
+    interpreter and fresh, empty config and data folders (a first start: no database):
+    seconds to the first painted frame of each, and to pmgui showing its chart and the
+    paper demo positions."""
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     env.pop("PMGUI_WINDOW_SIZE", None)
 
-    def once(script: str, args: list[str], tmp: Path) -> float:
+    def once(script: str, args: list[str], tmp: Path) -> tuple[float, float]:
         env["PMGUI_CONFIG_DIR"] = str(tmp / "config")
         env["PMGUI_DATA_DIR"] = str(tmp / "data")
         env["PMGUI_UI_SETTINGS"] = str(tmp / "ui.ini")
@@ -253,17 +286,16 @@ def first_paint(runs: int = 3) -> tuple[float, float, list[float], list[float]]:
         if out.returncode != 0 or not lines:
             raise AssertionError(f"first paint: no painted window (exit {out.returncode}): "
                                  f"{out.stderr[-800:]}")
-        return float(lines[-1]) - t0
+        times = json.loads(lines[-1])
+        if not t0 < times["paint"] <= times["ready"]:
+            raise AssertionError(f"first paint: times out of order: {times} (spawn {t0})")
+        return times["paint"] - t0, times["ready"] - t0
 
-    ours, bare = [], []
+    result = Startup()
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(runs):
-            ours.append(once(_PAINT_APP, ["--paper"], Path(tmp) / f"app{i}"))
-            bare.append(once(_PAINT_BARE, [], Path(tmp) / f"bare{i}"))
-    return _median(ours), _median(bare), ours, bare
-
-
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+            paint, ready = once(_PAINT_APP, ["--paper"], Path(tmp) / f"app{i}")
+            result.paint.append(paint)
+            result.ready.append(ready)
+            result.bare.append(once(_PAINT_BARE, [], Path(tmp) / f"bare{i}")[0])
+    return result
