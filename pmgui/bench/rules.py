@@ -89,11 +89,15 @@ def apply(pos: Position, action, price: float) -> Position | None:
 @dataclass
 class RulesRun:
     preset: str
-    evaluations: int = 0
-    open_evaluations: int = 0  # evaluations that saw an open position
+    evaluations: int = 0  # ticks decided (by a full evaluation or by the quiet band)
+    open_evaluations: int = 0  # of them, ticks that saw an open position
     actions: int = 0
     reopened: int = 0
     cpu: float = 0.0
+    mode: str = "full"  # "full": evaluate every tick; "band": the engine's way
+    full_evaluations: int = 0  # ticks that ran observe + evaluate
+    band_ticks: int = 0  # ticks decided by the quiet band alone
+    decisions: list[tuple[int, str, str]] | None = None  # (tick, action type, reason)
 
     @property
     def per_s(self) -> float:
@@ -103,11 +107,22 @@ class RulesRun:
         if self.open_evaluations != self.evaluations or self.evaluations == 0:
             raise AssertionError(f"rules[{self.preset}]: {self.evaluations - self.open_evaluations}"
                                  " evaluations saw no open position")
+        if self.full_evaluations + self.band_ticks != self.evaluations:
+            raise AssertionError(f"rules[{self.preset}]: ticks not accounted for")
 
 
-def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3) -> RulesRun:
-    """`n` ticks through observe + evaluate + apply for one position kept open."""
+def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
+              bands: bool = False, record: bool = False) -> RulesRun:
+    """`n` ticks through the policy for one position kept open, actions applied.
+
+    `bands=False`: observe + evaluate on every tick. `bands=True`: as the engine runs it —
+    a tick inside the position's quiet band is decided by the band alone (observe would
+    return the position unchanged and evaluate nothing, `pmgui.rules.bands`); any other
+    tick runs observe + evaluate, and the band is recomputed after it (and dropped when a
+    candle closes). `record` keeps every decision for comparing the two.
+    """
     from pmgui.indicators import IndicatorSet
+    from pmgui.rules.bands import quiet_band
     from pmgui.rules.params import resolve_params
     from pmgui.rules.policy import evaluate, indicator_spec, observe
 
@@ -119,11 +134,13 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3) ->
     window: deque[Candle] = deque(history, maxlen=300)
     ind = IndicatorSet.from_candles(spec, window)
     snap = ind.snapshot()
-    run = RulesRun(preset)
+    run = RulesRun(preset, mode="band" if bands else "full",
+                   decisions=[] if record else None)
     side = Side.LONG
     pos = fresh_position(preset, path[0], side, 0.0)
     hi = lo = path[0]
     base_ts = history[-1].ts + 60
+    band = None
     cpu0 = time.process_time()
     for i, price in enumerate(path):
         ts = base_ts + i
@@ -132,17 +149,26 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3) ->
                             path[i - 1], 10.0)
             window.append(candle)
             hi = lo = price
+            band = None
             if not recompute:
                 ind.update(candle)
                 snap = ind.snapshot()
         hi, lo = max(hi, price), min(lo, price)
         if recompute:
             snap = IndicatorSet.from_candles(spec, window).snapshot()
-        pos = observe(pos, price)
         run.evaluations += 1
+        if band is not None and band.holds(price, ts):
+            run.band_ticks += 1
+            run.open_evaluations += pos.is_open
+            continue
+        run.full_evaluations += 1
+        pos = observe(pos, price)
         run.open_evaluations += pos.is_open
-        for a in evaluate(pos, MarketState(SYMBOL, price, ts, MARKET, snap), params):
+        mkt = MarketState(SYMBOL, price, ts, MARKET, snap)
+        for a in evaluate(pos, mkt, params):
             run.actions += 1
+            if run.decisions is not None:
+                run.decisions.append((i, a.type.value, a.reason.value))
             nxt = apply(pos, a, price)
             if nxt is None:
                 side = Side.SHORT if side is Side.LONG else Side.LONG
@@ -151,6 +177,8 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3) ->
                 pos = nxt
                 break
             pos = nxt
+        if bands:
+            band = quiet_band(pos, mkt, params)
     run.cpu = time.process_time() - cpu0
     return run
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pmgui.domain import money
 from pmgui.domain.enums import Side
@@ -327,11 +327,12 @@ def _breakeven_plus(b: _Builder, ctx: Ctx, p: Params) -> None:
 
 def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     pos = ctx.pos
-    if p["trailing.after_breakeven"] and not stops.breakeven_reached(ctx):
+    c = stops.trailing_config(p)
+    if c.after_breakeven and not stops.breakeven_reached(ctx):
         return
-    mode = str(p["trailing.mode"])
+    mode = c.mode
     if mode == "chandelier":
-        level, _ = stops.trailing_level(ctx)
+        level = stops.trailing_stop_level(ctx)
         if level is not None and level > 0 and _could_move_stop(pos, level):
             raise _Unbounded  # the level is fixed: it acts at (nearly) any price
         return
@@ -356,11 +357,10 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
             regions.append((lo, hi, (lo + hi) / 2))
         regions.append((edges[-1], _INF, edges[-1] + 1.0))
     for r_lo, r_hi, rep in regions:
-        rctx = replace(ctx, roi=rep)
-        level, info = stops.trailing_level(rctx)
+        level = stops.trailing_stop_level(ctx, rep)
         if level is None or level <= 0:
             continue
-        if timed and gt(rep, 0.0) and info.get("distance") != info.get("tightening_floor"):
+        if timed and gt(rep, 0.0) and not stops.tightening_floored(ctx, rep):
             b.fire_roi(r_lo, r_hi)  # tightens with every second: acts on every tick
             continue
         if _could_move_stop(pos, level):

@@ -64,9 +64,20 @@ def lt(value: float, threshold: float) -> bool:
     return value < threshold - THRESHOLD_EPS
 
 
-@dataclass(frozen=True, slots=True)
+def valid_price(p: object) -> bool:
+    """`money.valid_price` with a fast path for the usual float."""
+    if type(p) is float:
+        return 0.0 < p < _INF  # NaN fails both comparisons
+    return money.valid_price(p)  # type: ignore[arg-type]
+
+
+_INF = math.inf
+
+
+@dataclass(slots=True, eq=False)
 class Ctx:
-    """One position on one tick, with the numbers every rule reads."""
+    """One position on one tick, with the numbers every rule reads (built once per
+    evaluation by `make_ctx`; never changed afterwards)."""
 
     pos: Position
     mkt: MarketState
@@ -77,14 +88,9 @@ class Ctx:
     move: float  # unleveraged favourable price move
     best: float  # most favourable price since open, including this tick
     age: float  # seconds since open (market time)
-
-    @property
-    def side(self) -> Side:
-        return self.pos.side
-
-    @property
-    def dir(self) -> int:
-        return self.pos.side.dir
+    side: Side = Side.LONG
+    dir: int = 1  # +1 long, -1 short
+    tick: float = 0.0  # the market's tick size (0.0 when unusable)
 
     @property
     def ind(self) -> Indicators:
@@ -93,32 +99,56 @@ class Ctx:
 
     def frame(self, rule: str) -> Indicators:
         """The indicators of `rule`'s own timeframe (`rule.timeframe`)."""
-        return self.mkt.indicators_for(str(self.params[f"{rule}.timeframe"]))
+        tf = self.params.memo(_timeframes, _timeframes)[rule]
+        return self.mkt.indicators_for(tf)
 
     @property
     def market(self) -> Market:
         return self.mkt.market
 
-    @property
-    def tick(self) -> float:
-        t = self.mkt.market.tick_size
-        return t if math.isfinite(t) and t > 0 else 0.0
+
+def _timeframes(params: Params) -> dict[str, str]:
+    return {k[:-10]: str(v) for k, v in params.items() if k.endswith(".timeframe")}
 
 
 def best_price(pos: Position, price: float) -> float:
     """Most favourable of the recorded best price (the entry if none) and `price`."""
-    prev = pos.best_price if money.valid_price(pos.best_price) else pos.entry
+    prev = pos.best_price if valid_price(pos.best_price) else pos.entry
     return max(prev, price) if pos.side is Side.LONG else min(prev, price)
+
+
+def position_roi(pos: Position, price: float) -> float:
+    """`money.position_roi`, the same arithmetic, without re-checking what is known."""
+    entry, lev = pos.entry, pos.leverage
+    if not (valid_price(entry) and valid_price(price)) or not math.isfinite(lev):
+        return 0.0
+    lev = max(lev, 0.0)
+    d = 1 if pos.side is Side.LONG else -1
+    v = lev * (d * (price - entry) - pos.fee_rate * (entry + price)) / entry
+    return v if math.isfinite(v) else 0.0
 
 
 def make_ctx(pos: Position, mkt: MarketState, params: Params) -> Ctx:
     price = float(mkt.price)
-    r = money.position_roi(pos, price)
+    side = pos.side
+    d = 1 if side is Side.LONG else -1
+    r = position_roi(pos, price)
     peak = pos.peak_roi if math.isfinite(pos.peak_roi) else 0.0
-    age = mkt.ts - pos.opened_at if math.isfinite(mkt.ts - pos.opened_at) else 0.0
-    return Ctx(pos=pos, mkt=mkt, params=params, price=price, roi=r, peak=max(peak, r),
-               move=money.position_move(pos, price), best=best_price(pos, price),
-               age=max(age, 0.0))
+    age = mkt.ts - pos.opened_at
+    if not math.isfinite(age):
+        age = 0.0
+    entry = pos.entry
+    if valid_price(entry) and valid_price(price):
+        mv = d * (price - entry) / entry
+        if not math.isfinite(mv):
+            mv = 0.0
+    else:
+        mv = 0.0
+    prev = pos.best_price if valid_price(pos.best_price) else entry
+    best = (max(prev, price) if d > 0 else min(prev, price))
+    t = mkt.market.tick_size
+    return Ctx(pos, mkt, params, price, r, max(peak, r), mv, best, max(age, 0.0), side, d,
+               t if math.isfinite(t) and t > 0 else 0.0)
 
 
 def clean(value: object) -> Scalar:

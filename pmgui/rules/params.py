@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Scalar
@@ -60,6 +61,8 @@ RULE_IDS: tuple[str, ...] = (
 
 GROUPS: tuple[str, ...] = (*RULE_IDS, "price", "indicators", "protection")
 """Every prefix a parameter may have: the rules plus the non-rule groups."""
+
+T = TypeVar("T")
 
 _TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
@@ -396,13 +399,20 @@ class Params(Mapping[str, Scalar]):
     the action log and the settings dialog can show where a value came from.
     """
 
-    __slots__ = ("_overrides", "_preset", "_values")
+    __slots__ = ("_enabled", "_floats", "_memo", "_overrides", "_preset", "_values")
 
     def __init__(self, values: Mapping[str, Scalar], preset: str = "",
                  overrides: Mapping[str, Scalar] | None = None) -> None:
         self._values = dict(values)
         self._preset = preset
         self._overrides = dict(overrides or {})
+        # read on every tick by the rules: numbers as floats and the on/off of each rule,
+        # converted once (the values never change)
+        self._floats = {k: float(v) for k, v in self._values.items()
+                        if isinstance(v, (int, float))}
+        self._enabled = {k[:-8]: bool(v) for k, v in self._values.items()
+                         if k.endswith(".enabled")}
+        self._memo: dict[object, object] = {}
 
     def __getitem__(self, key: str) -> Scalar:
         try:
@@ -437,14 +447,26 @@ class Params(Mapping[str, Scalar]):
 
     def enabled(self, rule: str) -> bool:
         """Whether rule `rule` is on; ValidationError for an unknown rule id."""
-        key = f"{rule}.enabled"
-        if key not in self._values:
-            raise ValidationError(_unknown_rule_message(rule), field=key)
-        return bool(self._values[key])
+        try:
+            return self._enabled[rule]
+        except KeyError:
+            raise ValidationError(_unknown_rule_message(rule), field=f"{rule}.enabled") from None
 
     def f(self, key: str) -> float:
         """A numeric parameter as float (rules do arithmetic with it)."""
-        return float(self[key])  # type: ignore[arg-type]
+        try:
+            return self._floats[key]
+        except KeyError:
+            return float(self[key])  # type: ignore[arg-type]
+
+    def memo(self, key: object, make: Callable[[Params], T]) -> T:
+        """`make(self)`, computed once per Params: what the rules derive from the values
+        alone (the enabled pipeline, thresholds) is not re-derived on every tick."""
+        try:
+            return self._memo[key]  # type: ignore[return-value]
+        except KeyError:
+            value = self._memo[key] = make(self)
+            return value
 
     def i(self, key: str) -> int:
         return int(self[key])  # type: ignore[arg-type]

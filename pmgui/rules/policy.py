@@ -30,13 +30,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from pmgui.domain import money
-from pmgui.domain.enums import ActionType, Priority, Side
+from pmgui.domain.enums import ActionType, PositionStatus, Priority, Side
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Action, Market, MarketState, Position
 from pmgui.indicators.indicator_set import IndicatorSpec
 from pmgui.rules import adds, exits, stops, targets
 from pmgui.rules.bands import QuietBand, quiet_band
-from pmgui.rules.common import Ctx, add_on_open_since, best_price, make_ctx
+from pmgui.rules.common import (
+    Ctx,
+    add_on_open_since,
+    best_price,
+    make_ctx,
+    position_roi,
+    valid_price,
+)
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.sizing import add_size, scale_out
 
@@ -46,6 +53,7 @@ __all__ = [
 ]
 
 RuleFn = Callable[[Ctx], list[Action]]
+_OPEN = PositionStatus.OPEN
 
 # (rule id whose `enabled` gates it, function, protection?) in priority order.
 _PIPELINE: tuple[tuple[str, RuleFn, bool], ...] = (
@@ -76,13 +84,14 @@ def observe(pos: Position, price: float) -> Position:
     (`pmgui.rules.stops`), so a trailing level or momentum-loss peak taken from prices the
     rules never acted on would close the position the moment automation resumes.
     """
-    if not pos.is_open or not pos.automation or not money.valid_price(price) \
-            or not money.valid_price(pos.entry):
+    if pos.status is not _OPEN or not pos.automation or not valid_price(price) \
+            or not valid_price(pos.entry):
         return pos
-    r = money.position_roi(pos, price)
-    peak = max(pos.peak_roi if math.isfinite(pos.peak_roi) else 0.0, r)
+    r = position_roi(pos, price)
+    prev_peak = pos.peak_roi
+    peak = max(prev_peak if math.isfinite(prev_peak) else 0.0, r)
     best = best_price(pos, price)
-    if peak == pos.peak_roi and best == pos.best_price:
+    if peak == prev_peak and best == pos.best_price:
         return pos
     return pos.evolve(peak_roi=peak, best_price=best)
 
@@ -94,6 +103,14 @@ def _usable_position(pos: Position) -> bool:
             and pos.qty > 0)
 
 
+def _pipelines(params: Params) -> tuple[tuple[RuleFn, ...], tuple[RuleFn, ...]]:
+    """The enabled rules of `params` in priority order: (automation on, protection only)."""
+    on = tuple(fn for rule, fn, _ in _PIPELINE if params.enabled(rule))
+    protect = tuple(fn for rule, fn, protection in _PIPELINE
+                    if protection and params.enabled(rule))
+    return on, protect
+
+
 def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
     """The actions for this position on this tick (see the module docstring)."""
     if not isinstance(params, Params):
@@ -101,16 +118,20 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
     if mkt.symbol != pos.symbol:
         raise ValidationError(
             f"market state for {mkt.symbol} given to a {pos.symbol} position", field="symbol")
-    if not _usable_position(pos) or not money.valid_price(mkt.price):
+    qty = pos.qty
+    if (pos.status is not _OPEN or not valid_price(pos.entry) or not 0.0 < qty < math.inf
+            or not valid_price(mkt.price)) and not (
+                _usable_position(pos) and money.valid_price(mkt.price)):
         return []
     ctx = make_ctx(pos, mkt, params)
+    on, protect = params.memo(_pipelines, _pipelines)
     candidates: list[Action] = []
-    for rule, fn, protection in _PIPELINE:
-        if not params.enabled(rule):
-            continue
-        if not pos.automation and not protection:
-            continue
-        candidates.extend(fn(ctx))
+    for fn in (on if pos.automation else protect):
+        found = fn(ctx)
+        if found:
+            candidates.extend(found)
+    if not candidates:
+        return []
     out = select(candidates, pos.side)
     if (add_on_open_since(pos.flags) is not None and any(a.is_closing for a in out)
             and not any(a.type is ActionType.CANCEL for a in out)):

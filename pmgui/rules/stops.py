@@ -42,6 +42,7 @@ price where the ROI, fees included, is `breakeven_plus.buffer` (+2%), if that is
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
@@ -59,6 +60,7 @@ from pmgui.rules.common import (
     stop_due,
     stop_improves,
 )
+from pmgui.rules.params import Params
 
 _DUE_REASON = {StopKind.TRAILING: Reason.TRAILING_STOP, StopKind.BREAKEVEN: Reason.BREAKEVEN_STOP}
 
@@ -182,16 +184,136 @@ def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
     return ctx.best * (1 - ctx.dir * d), info
 
 
+@dataclass(frozen=True, slots=True)
+class _TrailCfg:
+    """The trailing and tightening parameters as floats, read once per Params."""
+
+    mode: str
+    after_breakeven: bool
+    min_step: float
+    distance: float
+    high_volatility: float
+    low_volatility: float
+    high_vol_mult: float
+    low_vol_mult: float
+    profit: tuple[tuple[float, float], ...]
+    strong_momentum: float
+    weak_momentum: float
+    strong_mult: float
+    weak_mult: float
+    min: float
+    max: float
+    atr_mult: float
+    tightening: bool
+    t_min_distance: float
+    t_high_volatility: float
+    t_volatility_step: float
+    t_start_hours: float
+    t_per_hour: float
+
+
+def _trail_cfg(p: Params) -> _TrailCfg:
+    f = p.f
+    return _TrailCfg(
+        str(p["trailing.mode"]), bool(p["trailing.after_breakeven"]), f("trailing.min_step"),
+        f("trailing.distance"), f("trailing.high_volatility"), f("trailing.low_volatility"),
+        f("trailing.high_vol_mult"), f("trailing.low_vol_mult"),
+        tuple((f(f"trailing.profit_roi_{i}"), f(f"trailing.profit_mult_{i}"))
+              for i in (1, 2, 3)),
+        f("trailing.strong_momentum"), f("trailing.weak_momentum"), f("trailing.strong_mult"),
+        f("trailing.weak_mult"), f("trailing.min"), f("trailing.max"), f("trailing.atr_mult"),
+        p.enabled("tightening"), f("tightening.min_distance"), f("tightening.high_volatility"),
+        f("tightening.volatility_step"), f("tightening.start_hours"), f("tightening.per_hour"))
+
+
+def trailing_config(p: Params) -> _TrailCfg:
+    return p.memo(_trail_cfg, _trail_cfg)
+
+
+def trailing_stop_level(ctx: Ctx, roi: float | None = None) -> float | None:
+    """`trailing_level(ctx)[0]` — the same arithmetic, without the inputs — at ROI `roi`
+    (default: the tick's). The quiet bands ask it for the ROI ranges of the price band."""
+    c = trailing_config(ctx.params)
+    if roi is None:
+        roi = ctx.roi
+    mode = c.mode
+    if mode == "chandelier":
+        ind = ctx.frame("trailing")
+        if ind.atr is None:
+            return None
+        if ctx.side is Side.LONG:
+            if ind.highest_high is None:
+                return None
+            return ind.highest_high - c.atr_mult * ind.atr
+        if ind.lowest_low is None:
+            return None
+        return ind.lowest_low + c.atr_mult * ind.atr
+    if mode == "adaptive":
+        ind = ctx.frame("trailing")
+        vol = ind.volatility
+        vol_mult = 1.0
+        if vol is not None:
+            if ge(vol, c.high_volatility):
+                vol_mult = c.high_vol_mult
+            elif le(vol, c.low_volatility):
+                vol_mult = c.low_vol_mult
+        profit_mult = 1.0
+        for threshold, mult in c.profit:
+            if gt(roi, threshold):
+                profit_mult = mult
+                break
+        mom = ind.momentum
+        mom_mult = 1.0
+        if mom is not None:
+            fav = ctx.dir * mom
+            if ge(fav, c.strong_momentum):
+                mom_mult = c.strong_mult
+            elif le(fav, c.weak_momentum):
+                mom_mult = c.weak_mult
+        raw = c.distance * vol_mult * profit_mult * mom_mult
+        d = min(max(raw, c.min), c.max)
+    else:
+        d = c.distance
+    if c.tightening:
+        floor = min(c.t_min_distance, d)
+        out = d
+        vol = ctx.frame("tightening").volatility
+        if vol is not None and gt(vol, c.t_high_volatility):
+            out -= c.t_volatility_step
+        hours = ctx.age / 3600.0
+        if gt(hours, c.t_start_hours) and gt(roi, 0.0):
+            out -= c.t_per_hour * (hours - c.t_start_hours)
+        d = max(out, floor)
+    return ctx.best * (1 - ctx.dir * d)
+
+
+def tightening_floored(ctx: Ctx, roi: float) -> bool:
+    """Whether time tightening has reached its floor at ROI `roi` (then the distance no
+    longer changes with time)."""
+    c = trailing_config(ctx.params)
+    _, info = trailing_level(_at_roi(ctx, roi))
+    return bool(c.tightening) and info.get("distance") == info.get("tightening_floor")
+
+
+def _at_roi(ctx: Ctx, roi: float) -> Ctx:
+    return Ctx(ctx.pos, ctx.mkt, ctx.params, ctx.price, roi, ctx.peak, ctx.move, ctx.best,
+               ctx.age, ctx.side, ctx.dir, ctx.tick)
+
+
 def trailing(ctx: Ctx) -> list[Action]:
-    p = ctx.params
-    if p["trailing.after_breakeven"] and not breakeven_reached(ctx):
+    c = trailing_config(ctx.params)
+    if c.after_breakeven and not breakeven_reached(ctx):
         return []
-    level, info = trailing_level(ctx)
+    level = trailing_stop_level(ctx)
     if level is None or level <= 0:
         return []
+    if not (stop_improves(ctx, level, c.min_step) or stop_due(ctx, level)):
+        return []  # the stop stays: no inputs to gather
+    level, info = trailing_level(ctx)
+    assert level is not None
     info.update({"level": level, "previous_sl": ctx.pos.sl})
     return move_or_close(ctx, level, Reason.TRAILING, "trailing", StopKind.TRAILING, info,
-                         min_step=p.f("trailing.min_step"))
+                         min_step=c.min_step)
 
 
 def breakeven_move(ctx: Ctx, follows: str | None = None) -> list[Action]:
