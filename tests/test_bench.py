@@ -55,6 +55,18 @@ def test_rules_bench_keeps_the_position_open_and_applies_actions(preset):
         assert run.actions > 0  # the rules act on this path, their actions are applied
 
 
+@pytest.mark.parametrize("preset", ["manual", "guardian", "breakout", "active", "monitor"])
+def test_rules_bench_band_path_decides_exactly_as_full_evaluation(preset):
+    full = run_rules(preset, 2400, record=True)
+    banded = run_rules(preset, 2400, bands=True, record=True)
+    banded.check()
+    assert banded.decisions == full.decisions  # same actions on the same ticks
+    assert (banded.actions, banded.reopened) == (full.actions, full.reopened)
+    assert banded.full_evaluations + banded.band_ticks == banded.evaluations == 2400
+    assert full.full_evaluations == 2400 and full.band_ticks == 0
+    assert banded.band_ticks > 0  # the bands do decide ticks on this path
+
+
 def test_rules_bench_check_refuses_a_vanished_workload():
     run = run_rules("manual", 10)
     run.open_evaluations -= 1

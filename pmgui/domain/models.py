@@ -8,8 +8,9 @@ or the store without copying and without locks.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from pmgui.domain.enums import (
@@ -167,7 +168,25 @@ class Position:
         return self.status is PositionStatus.OPEN
 
     def evolve(self, **changes: object) -> Position:
-        return replace(self, **changes)
+        """`dataclasses.replace(self, **changes)`, about twice as fast (it runs on every
+        tick that moves a peak, a best price or a stop): the fields are copied straight
+        into a new instance (Position has no __post_init__ to run)."""
+        for name in changes:
+            if name not in _POSITION_INDEX:
+                return replace(self, **changes)  # raises the same TypeError as replace
+        new = _object_new(Position)
+        for setter, value in zip(_POSITION_SETTERS, _POSITION_GET(self), strict=True):
+            setter(new, value)
+        for name, value in changes.items():
+            _POSITION_SETTERS[_POSITION_INDEX[name]](new, value)
+        return new
+
+
+_POSITION_NAMES = tuple(f.name for f in fields(Position))
+_POSITION_INDEX = {name: i for i, name in enumerate(_POSITION_NAMES)}
+_POSITION_GET = operator.attrgetter(*_POSITION_NAMES)
+_POSITION_SETTERS = tuple(getattr(Position, name).__set__ for name in _POSITION_NAMES)
+_object_new = object.__new__
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ from pmgui.rules.common import (
     gt,
     le,
     make_ctx,
+    position_roi,
 )
 from pmgui.rules.params import Params
 from pmgui.rules.sizing import add_size
@@ -244,7 +245,24 @@ def _observe(b: _Builder, pos: Position) -> None:
         b.fire(math.nextafter(best, _INF), _INF)
     else:
         b.fire(-_INF, math.nextafter(best, -_INF))
-    b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
+    if not (_roi_monotone(pos, best) and position_roi(pos, best) <= pos.peak_roi):
+        b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
+
+
+def _roi_monotone(pos: Position, best: float) -> bool:
+    """Whether the float ROI (`position_roi`) never decreases towards the best price, so a
+    price no better than the best has an ROI no higher than the best's.
+
+    Each float operation rounds monotonically. A short's ROI is fl(fl(-(p - e)) - fl(f·(e
+    + p))): both terms fall as p rises, so it is monotone for f >= 0; a long's for f <= 0.
+    A long with a fee has two terms rising with p; the difference is monotone while the
+    fee term's rounding (a fraction f of the price's ulp) stays below the price term's
+    step: small fees and a price term on the price's own scale (best >= entry / 2). Checked
+    on 6e6 float-adjacent prices (entries 1e-4..1e5, fees to 1%, leverage 0.5..125)."""
+    f = pos.fee_rate
+    if pos.side is Side.SHORT:
+        return f >= 0
+    return f <= 0 or (f <= 0.01 and best >= pos.entry / 2)
 
 
 def _emergency(b: _Builder, p: Params) -> None:
@@ -339,25 +357,14 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     # fixed / adaptive: best · (1 ∓ distance), the best price fixed inside the band; the
     # distance depends on the price only through ROI thresholds (`gt`), and on time only
     # through tightening's hours beyond start (while roi > 0)
-    cuts: set[float] = set()
-    if mode == "adaptive":
-        for i in (1, 2, 3):
-            cuts.add(p.f(f"trailing.profit_roi_{i}") + _EPS)
     timed = False
-    if p.enabled("tightening"):
-        cuts.add(0.0 + _EPS)
-        timed = _hours_timer(b, pos, now, p.f("tightening.start_hours"), strict=True)
-    edges = sorted(cuts)
-    regions: list[tuple[float, float, float]] = []  # (roi from, roi to, representative)
-    if not edges:
-        regions.append((-_INF, _INF, ctx.roi))
-    else:
-        regions.append((-_INF, edges[0], edges[0] - 1.0))
-        for lo, hi in itertools.pairwise(edges):
-            regions.append((lo, hi, (lo + hi) / 2))
-        regions.append((edges[-1], _INF, edges[-1] + 1.0))
-    for r_lo, r_hi, rep in regions:
-        level = stops.trailing_stop_level(ctx, rep)
+    if c.tightening:
+        timed = _hours_timer(b, pos, now, c.t_start_hours, strict=True)
+    regions = p.memo(_trailing_regions, _trailing_regions)
+    if regions is None:
+        regions = ((-_INF, _INF, ctx.roi),)
+    levels = stops.trailing_stop_levels(ctx, tuple(rep for _, _, rep in regions))
+    for (r_lo, r_hi, rep), level in zip(regions, levels, strict=True):
         if level is None or level <= 0:
             continue
         if timed and gt(rep, 0.0) and not stops.tightening_floored(ctx, rep):
@@ -365,6 +372,24 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
             continue
         if _could_move_stop(pos, level):
             b.fire_roi(r_lo, r_hi)
+
+
+def _trailing_regions(p: Params) -> tuple[tuple[float, float, float], ...] | None:
+    """The ROI ranges inside which the fixed/adaptive trailing distance is the same (ROI
+    range, a representative ROI inside it); None when it never depends on the ROI."""
+    c = stops.trailing_config(p)
+    cuts: set[float] = set()
+    if c.mode == "adaptive":
+        cuts.update(threshold + _EPS for threshold, _ in c.profit)
+    if c.tightening:
+        cuts.add(0.0 + _EPS)
+    if not cuts:
+        return None
+    edges = sorted(cuts)
+    regions = [(-_INF, edges[0], edges[0] - 1.0)]
+    regions += [(lo, hi, (lo + hi) / 2) for lo, hi in itertools.pairwise(edges)]
+    regions.append((edges[-1], _INF, edges[-1] + 1.0))
+    return tuple(regions)
 
 
 def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
@@ -480,6 +505,53 @@ def _scaling(b: _Builder, ctx: Ctx, p: Params) -> None:
     b.fire_roi(p.f("scaling.min_roi") - _EPS, _INF)
 
 
+class _Recorder(_Builder):
+    """Records firing sets instead of narrowing a band (for `_static_families`)."""
+
+    __slots__ = ("sets",)
+
+    def __init__(self, pos: Position) -> None:
+        super().__init__(pos, math.nan)
+        self.sets: list[tuple[float, float]] = []
+
+    def fire(self, x: float, y: float) -> None:
+        self.sets.append((x, y))
+
+
+_UNBOUNDED: list[tuple[float, float]] = [(-_INF, _INF)]
+_CACHE_SIZE = 1024
+
+
+def _static_cache(params: Params) -> dict[tuple[object, ...], list[tuple[float, float]]]:
+    return {}
+
+
+def _static_families(b: _Builder, pos: Position, params: Params) -> None:
+    """Emergency tiers and smart TP: their firing sets depend only on the entry, TP, side,
+    leverage and fees, so they are computed once per such position and Params."""
+    if not (params.enabled("emergency") or params.enabled("smart_tp")):
+        return
+    cache = params.memo(_static_cache, _static_cache)
+    key = (pos.side, pos.entry, pos.tp, pos.leverage, pos.fee_rate)
+    sets = cache.get(key)
+    if sets is None:
+        rec = _Recorder(pos)
+        try:
+            if params.enabled("emergency"):
+                _emergency(rec, params)
+            if params.enabled("smart_tp"):
+                _smart_tp(rec, pos, params)
+            sets = rec.sets
+        except _Unbounded:
+            sets = _UNBOUNDED
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = sets
+    fire = b.fire
+    for x, y in sets:
+        fire(x, y)
+
+
 def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | None:
     """The band of prices/times inside which the rules cannot act (module docstring)."""
     if not isinstance(params, Params) or mkt.symbol != pos.symbol:
@@ -498,10 +570,7 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
             _observe(b, pos)
             ctx = make_ctx(pos, mkt, params)
             en = params.enabled
-            if en("emergency"):
-                _emergency(b, params)
-            if en("smart_tp"):
-                _smart_tp(b, pos, params)
+            _static_families(b, pos, params)
             if en("momentum_loss"):
                 _momentum_loss(b, pos, params)
             if en("r_targets"):

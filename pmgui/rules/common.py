@@ -153,6 +153,11 @@ def make_ctx(pos: Position, mkt: MarketState, params: Params) -> Ctx:
 
 def clean(value: object) -> Scalar:
     """A value safe for `Action.inputs`: finite numbers, strings, bools or None."""
+    t = type(value)
+    if t is float:
+        return value if math.isfinite(value) else None  # type: ignore[arg-type, return-value]
+    if t is str or t is int or t is bool or value is None:
+        return value  # type: ignore[return-value]
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -168,10 +173,11 @@ def action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str, priority: Pri
            flags: Iterable[str] = (), stop_kind: StopKind | None = None,
            limit: bool = False) -> Action:
     """An Action with the common inputs (price, roi, peak, move) and every number finite."""
-    base: dict[str, Scalar] = {"price": ctx.price, "roi": ctx.roi, "peak": ctx.peak,
-                               "move": ctx.move}
-    for k, v in (inputs or {}).items():
-        base[k] = clean(v)
+    base: dict[str, Scalar] = {"price": clean(ctx.price), "roi": clean(ctx.roi),
+                               "peak": clean(ctx.peak), "move": clean(ctx.move)}
+    if inputs:
+        for k, v in inputs.items():
+            base[k] = clean(v)
     for name, v in (("qty", qty), ("sl", sl), ("tp", tp), ("price", price)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise ValidationError(f"rule {rule} produced an invalid {name}: {v!r}", field=name)
@@ -179,7 +185,7 @@ def action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str, priority: Pri
         type=type_, reason=reason, position_id=ctx.pos.id,
         price=ctx.price if price is None else price, qty=qty, sl=sl, tp=tp, rule=rule,
         priority=int(priority), ts=ctx.mkt.ts if math.isfinite(ctx.mkt.ts) else 0.0,
-        inputs=frozen_map({k: clean(v) for k, v in base.items()}), flags=frozenset(flags),
+        inputs=frozen_map(base), flags=frozenset(flags),
         stop_kind=stop_kind, limit=limit,
     )
 

@@ -29,21 +29,25 @@ from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, StopKind
 from pmgui.domain.models import Action
 from pmgui.rules.common import TRANCHE_CLOSED_PREFIX, Ctx, action, close_all, ge, gt, le, lt
+from pmgui.rules.params import Params
 from pmgui.rules.sizing import scale_out
 
 
-def emergency(ctx: Ctx) -> list[Action]:
-    p = ctx.params
+def _emergency_tiers(p: Params) -> tuple[tuple[float, Reason, str], ...]:
     tiers = (
         ("emergency.liquidation_roi", Reason.EMERGENCY_STOP_LIQUIDATION_RISK),
         ("emergency.severe_roi", Reason.EMERGENCY_STOP_SEVERE_LOSS),
         ("emergency.excessive_roi", Reason.EMERGENCY_STOP_EXCESSIVE_LOSS),
     )
-    for key, reason in tiers:
-        threshold = p.f(key)
-        if le(ctx.roi, threshold):
+    return tuple((p.f(key), reason, key.split(".")[1]) for key, reason in tiers)
+
+
+def emergency(ctx: Ctx) -> list[Action]:
+    roi = ctx.roi
+    for threshold, reason, tier in ctx.params.memo(_emergency_tiers, _emergency_tiers):
+        if le(roi, threshold):
             return [close_all(ctx, reason, "emergency", Priority.EMERGENCY,
-                              {"threshold": threshold, "tier": key.split(".")[1]})]
+                              {"threshold": threshold, "tier": tier})]
     return []
 
 
@@ -114,18 +118,23 @@ def tranche_targets(ctx: Ctx) -> list[Action]:
     return _tranche_exit(ctx, "tp")
 
 
-def smart_tp(ctx: Ctx) -> list[Action]:
-    p = ctx.params
-    pos = ctx.pos
-    m = ctx.move
-    d = (ctx.dir * (pos.tp - ctx.price) / ctx.price) if pos.tp is not None else math.inf
-    tiers = (
+def _smart_tiers(p: Params) -> tuple[tuple[str, float, float], ...]:
+    return (
         ("always", p.f("smart_tp.always_move"), -math.inf),
         ("t1", p.f("smart_tp.t1_move"), p.f("smart_tp.t1_tp_dist")),
         ("t2", p.f("smart_tp.t2_move"), p.f("smart_tp.t2_tp_dist")),
         ("t3", p.f("smart_tp.t3_move"), p.f("smart_tp.t3_tp_dist")),
         ("t4", p.f("smart_tp.t4_move"), p.f("smart_tp.t4_tp_dist")),
     )
+
+
+def smart_tp(ctx: Ctx) -> list[Action]:
+    tiers = ctx.params.memo(_smart_tiers, _smart_tiers)
+    m = ctx.move
+    if not any(ge(m, move_min) for _, move_min, _ in tiers):
+        return []  # below every tier's move: the TP distance cannot matter
+    pos = ctx.pos
+    d = (ctx.dir * (pos.tp - ctx.price) / ctx.price) if pos.tp is not None else math.inf
     for name, move_min, dist_min in tiers:
         if ge(m, move_min) and gt(d, dist_min):
             return [close_all(ctx, Reason.SMART_TAKE_PROFIT, "smart_tp", Priority.SMART_TP, {
@@ -136,22 +145,25 @@ def smart_tp(ctx: Ctx) -> list[Action]:
     return []
 
 
+def _momentum_params(p: Params) -> tuple[float, float, float, float, float]:
+    return (p.f("momentum_loss.min_peak"), p.f("momentum_loss.giveback"),
+            p.f("momentum_loss.band_low"), p.f("momentum_loss.band_high"),
+            p.f("momentum_loss.band_giveback"))
+
+
 def momentum_loss(ctx: Ctx) -> list[Action]:
-    p = ctx.params
     peak = ctx.peak
-    min_peak = p.f("momentum_loss.min_peak")
+    min_peak, full, lo, hi, band = ctx.params.memo(_momentum_params, _momentum_params)
     if lt(peak, min_peak) or peak <= 0:
         return []
     giveback = (peak - ctx.roi) / peak
-    full = p.f("momentum_loss.giveback")
-    lo, hi = p.f("momentum_loss.band_low"), p.f("momentum_loss.band_high")
-    band = p.f("momentum_loss.band_giveback")
+    if ge(giveback, full):
+        test = "giveback"
+    elif ge(ctx.roi, lo) and le(ctx.roi, hi) and ge(giveback, band):
+        test = "band"
+    else:
+        return []
     inputs = {"giveback": giveback, "min_peak": min_peak, "giveback_threshold": full,
               "band_low": lo, "band_high": hi, "band_giveback": band}
-    if ge(giveback, full):
-        return [close_all(ctx, Reason.MOMENTUM_LOSS, "momentum_loss", Priority.MOMENTUM_LOSS,
-                          {**inputs, "test": "giveback"})]
-    if ge(ctx.roi, lo) and le(ctx.roi, hi) and ge(giveback, band):
-        return [close_all(ctx, Reason.MOMENTUM_LOSS, "momentum_loss", Priority.MOMENTUM_LOSS,
-                          {**inputs, "test": "band"})]
-    return []
+    return [close_all(ctx, Reason.MOMENTUM_LOSS, "momentum_loss", Priority.MOMENTUM_LOSS,
+                      {**inputs, "test": test})]

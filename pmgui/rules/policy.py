@@ -149,7 +149,15 @@ def select(candidates: list[Action], side: Side) -> list[Action]:
     move that is not strictly tighter than the one before it is dropped (its flags go to the
     kept move at the same level), so applying them in order only ever tightens the stop.
     """
-    ordered = sorted(candidates, key=lambda a: a.priority)  # stable: pipeline order in ties
+    if len(candidates) == 1:
+        a = candidates[0]
+        t = a.type
+        if "follows" not in a.inputs and (
+                t is ActionType.CLOSE or t is ActionType.REDUCE or t is ActionType.CANCEL
+                or t is ActionType.MOVE_TP or t is ActionType.ADD
+                or (t is ActionType.MOVE_SL and a.sl is not None)):
+            return [a]  # what the arbitration below keeps of a lone candidate
+    ordered = sorted(candidates, key=_priority)  # stable: pipeline order in ties
     closing = next((a for a in ordered if a.is_closing), None)
     limit = closing.priority if closing is not None else math.inf
     stops: list[Action] = []
@@ -201,6 +209,10 @@ def select(candidates: list[Action], side: Side) -> list[Action]:
         if follow and (last is None or money.is_improvement(side, last, follow[0].sl or 0.0)):
             out.extend(follow)
     return out
+
+
+def _priority(a: Action) -> int:
+    return a.priority
 
 
 def out_last_sl(actions: list[Action]) -> float | None:

@@ -96,72 +96,18 @@ def breakeven_reached(ctx: Ctx) -> bool:
     return at_or_beyond and (FLAG_TP1 in flags or ctx.pos.sl_kind is StopKind.BREAKEVEN)
 
 
-def _tightened(ctx: Ctx, d: float) -> tuple[float, dict[str, object]]:
-    p = ctx.params
-    info: dict[str, object] = {}
-    if not p.enabled("tightening"):
-        return d, info
-    floor = min(p.f("tightening.min_distance"), d)
-    out = d
-    vol = ctx.frame("tightening").volatility
-    hv = p.f("tightening.high_volatility")
-    if vol is not None and gt(vol, hv):
-        out -= p.f("tightening.volatility_step")
-        info["tightening_volatility"] = vol
-        info["tightening_volatility_threshold"] = hv
-    hours = ctx.age / 3600.0
-    start = p.f("tightening.start_hours")
-    if gt(hours, start) and gt(ctx.roi, 0.0):
-        out -= p.f("tightening.per_hour") * (hours - start)
-        info["tightening_hours_beyond"] = hours - start
-    out = max(out, floor)
-    info["tightening_floor"] = floor
-    return out, info
-
-
-def _adaptive_distance(ctx: Ctx) -> tuple[float, dict[str, object]]:
-    p = ctx.params
-    base = p.f("trailing.distance")
-    ind = ctx.frame("trailing")
-    vol = ind.volatility
-    vol_mult = 1.0
-    if vol is not None:
-        if ge(vol, p.f("trailing.high_volatility")):
-            vol_mult = p.f("trailing.high_vol_mult")
-        elif le(vol, p.f("trailing.low_volatility")):
-            vol_mult = p.f("trailing.low_vol_mult")
-    profit_mult = 1.0
-    for i in (1, 2, 3):
-        if gt(ctx.roi, p.f(f"trailing.profit_roi_{i}")):
-            profit_mult = p.f(f"trailing.profit_mult_{i}")
-            break
-    mom = ind.momentum
-    mom_mult = 1.0
-    if mom is not None:
-        fav = ctx.dir * mom
-        if ge(fav, p.f("trailing.strong_momentum")):
-            mom_mult = p.f("trailing.strong_mult")
-        elif le(fav, p.f("trailing.weak_momentum")):
-            mom_mult = p.f("trailing.weak_mult")
-    raw = base * vol_mult * profit_mult * mom_mult
-    d = min(max(raw, p.f("trailing.min")), p.f("trailing.max"))
-    return d, {"base_distance": base, "volatility": vol, "volatility_mult": vol_mult,
-               "profit_mult": profit_mult, "momentum": mom, "momentum_mult": mom_mult,
-               "raw_distance": raw, "min_distance": p.f("trailing.min"),
-               "max_distance": p.f("trailing.max")}
-
-
 def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
-    """The trailing stop this tick (before ratcheting) and the inputs that produced it."""
-    p = ctx.params
-    mode = str(p["trailing.mode"])
+    """The trailing stop this tick (before ratcheting) and the inputs that produced it
+    (the arithmetic of `trailing_stop_levels`, step by step, with each input recorded)."""
+    c = trailing_config(ctx.params)
+    mode = c.mode
     info: dict[str, object] = {"mode": mode}
-    if mode in ("adaptive", "chandelier"):
-        info["timeframe"] = str(p["trailing.timeframe"])
+    if mode != "fixed":
+        info["timeframe"] = c.timeframe
     if mode == "chandelier":
         ind = ctx.frame("trailing")
-        mult = p.f("trailing.atr_mult")
-        info.update({"atr": ind.atr, "atr_mult": mult, "atr_period": p.i("trailing.atr_period"),
+        mult = c.atr_mult
+        info.update({"atr": ind.atr, "atr_mult": mult, "atr_period": c.atr_period,
                      "highest_high": ind.highest_high, "lowest_low": ind.lowest_low})
         if ind.atr is None:
             return None, info
@@ -173,12 +119,49 @@ def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
             return None, info
         return ind.lowest_low + mult * ind.atr, info
     if mode == "adaptive":
-        d, extra = _adaptive_distance(ctx)
-        info.update(extra)
+        base = c.distance
+        ind = ctx.frame("trailing")
+        vol = ind.volatility
+        vol_mult = 1.0
+        if vol is not None:
+            if ge(vol, c.high_volatility):
+                vol_mult = c.high_vol_mult
+            elif le(vol, c.low_volatility):
+                vol_mult = c.low_vol_mult
+        profit_mult = 1.0
+        for threshold, mult in c.profit:
+            if gt(ctx.roi, threshold):
+                profit_mult = mult
+                break
+        mom = ind.momentum
+        mom_mult = 1.0
+        if mom is not None:
+            fav = ctx.dir * mom
+            if ge(fav, c.strong_momentum):
+                mom_mult = c.strong_mult
+            elif le(fav, c.weak_momentum):
+                mom_mult = c.weak_mult
+        raw = base * vol_mult * profit_mult * mom_mult
+        d = min(max(raw, c.min), c.max)
+        info.update({"base_distance": base, "volatility": vol, "volatility_mult": vol_mult,
+                     "profit_mult": profit_mult, "momentum": mom, "momentum_mult": mom_mult,
+                     "raw_distance": raw, "min_distance": c.min, "max_distance": c.max})
     else:
-        d = p.f("trailing.distance")
-    d, extra = _tightened(ctx, d)
-    info.update(extra)
+        d = c.distance
+    if c.tightening:
+        floor = min(c.t_min_distance, d)
+        out = d
+        tvol = ctx.frame("tightening").volatility
+        if tvol is not None and gt(tvol, c.t_high_volatility):
+            out -= c.t_volatility_step
+            info["tightening_volatility"] = tvol
+            info["tightening_volatility_threshold"] = c.t_high_volatility
+        hours = ctx.age / 3600.0
+        if gt(hours, c.t_start_hours) and gt(ctx.roi, 0.0):
+            out -= c.t_per_hour * (hours - c.t_start_hours)
+            info["tightening_hours_beyond"] = hours - c.t_start_hours
+        d = max(out, floor)
+        info["tightening_floor"] = floor
     info["distance"] = d
     info["best_price"] = ctx.best
     return ctx.best * (1 - ctx.dir * d), info
@@ -189,6 +172,8 @@ class _TrailCfg:
     """The trailing and tightening parameters as floats, read once per Params."""
 
     mode: str
+    timeframe: str
+    atr_period: int
     after_breakeven: bool
     min_step: float
     distance: float
@@ -215,7 +200,8 @@ class _TrailCfg:
 def _trail_cfg(p: Params) -> _TrailCfg:
     f = p.f
     return _TrailCfg(
-        str(p["trailing.mode"]), bool(p["trailing.after_breakeven"]), f("trailing.min_step"),
+        str(p["trailing.mode"]), str(p["trailing.timeframe"]), p.i("trailing.atr_period"),
+        bool(p["trailing.after_breakeven"]), f("trailing.min_step"),
         f("trailing.distance"), f("trailing.high_volatility"), f("trailing.low_volatility"),
         f("trailing.high_vol_mult"), f("trailing.low_vol_mult"),
         tuple((f(f"trailing.profit_roi_{i}"), f(f"trailing.profit_mult_{i}"))
@@ -232,59 +218,70 @@ def trailing_config(p: Params) -> _TrailCfg:
 
 def trailing_stop_level(ctx: Ctx, roi: float | None = None) -> float | None:
     """`trailing_level(ctx)[0]` — the same arithmetic, without the inputs — at ROI `roi`
-    (default: the tick's). The quiet bands ask it for the ROI ranges of the price band."""
+    (default: the tick's)."""
+    return trailing_stop_levels(ctx, (ctx.roi if roi is None else roi,))[0]
+
+
+def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None]:
+    """`trailing_stop_level` at each ROI of `rois` (the quiet bands ask for the ROI ranges
+    of a price band): what does not depend on the ROI is read once."""
     c = trailing_config(ctx.params)
-    if roi is None:
-        roi = ctx.roi
     mode = c.mode
     if mode == "chandelier":
         ind = ctx.frame("trailing")
+        level: float | None
         if ind.atr is None:
-            return None
-        if ctx.side is Side.LONG:
-            if ind.highest_high is None:
-                return None
-            return ind.highest_high - c.atr_mult * ind.atr
-        if ind.lowest_low is None:
-            return None
-        return ind.lowest_low + c.atr_mult * ind.atr
-    if mode == "adaptive":
+            level = None
+        elif ctx.side is Side.LONG:
+            level = None if ind.highest_high is None else ind.highest_high - c.atr_mult * ind.atr
+        else:
+            level = None if ind.lowest_low is None else ind.lowest_low + c.atr_mult * ind.atr
+        return [level] * len(rois)
+    adaptive = mode == "adaptive"
+    vol_mult = mom_mult = 1.0
+    if adaptive:
         ind = ctx.frame("trailing")
         vol = ind.volatility
-        vol_mult = 1.0
         if vol is not None:
             if ge(vol, c.high_volatility):
                 vol_mult = c.high_vol_mult
             elif le(vol, c.low_volatility):
                 vol_mult = c.low_vol_mult
-        profit_mult = 1.0
-        for threshold, mult in c.profit:
-            if gt(roi, threshold):
-                profit_mult = mult
-                break
         mom = ind.momentum
-        mom_mult = 1.0
         if mom is not None:
             fav = ctx.dir * mom
             if ge(fav, c.strong_momentum):
                 mom_mult = c.strong_mult
             elif le(fav, c.weak_momentum):
                 mom_mult = c.weak_mult
-        raw = c.distance * vol_mult * profit_mult * mom_mult
-        d = min(max(raw, c.min), c.max)
-    else:
-        d = c.distance
     if c.tightening:
-        floor = min(c.t_min_distance, d)
-        out = d
-        vol = ctx.frame("tightening").volatility
-        if vol is not None and gt(vol, c.t_high_volatility):
-            out -= c.t_volatility_step
+        tvol = ctx.frame("tightening").volatility
+        tight_vol = tvol is not None and gt(tvol, c.t_high_volatility)
         hours = ctx.age / 3600.0
-        if gt(hours, c.t_start_hours) and gt(roi, 0.0):
-            out -= c.t_per_hour * (hours - c.t_start_hours)
-        d = max(out, floor)
-    return ctx.best * (1 - ctx.dir * d)
+        aged = gt(hours, c.t_start_hours)
+    best, d_sign = ctx.best, ctx.dir
+    out: list[float | None] = []
+    for roi in rois:
+        if adaptive:
+            profit_mult = 1.0
+            for threshold, mult in c.profit:
+                if gt(roi, threshold):
+                    profit_mult = mult
+                    break
+            raw = c.distance * vol_mult * profit_mult * mom_mult
+            d = min(max(raw, c.min), c.max)
+        else:
+            d = c.distance
+        if c.tightening:
+            floor = min(c.t_min_distance, d)
+            o = d
+            if tight_vol:
+                o -= c.t_volatility_step
+            if aged and gt(roi, 0.0):
+                o -= c.t_per_hour * (hours - c.t_start_hours)
+            d = max(o, floor)
+        out.append(best * (1 - d_sign * d))
+    return out
 
 
 def tightening_floored(ctx: Ctx, roi: float) -> bool:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason
-from pmgui.domain.models import Action
+from pmgui.domain.models import Action, Indicators
 from pmgui.rules.common import (
     FLAG_BOOKED_1,
     FLAG_BOOKED_2,
@@ -136,6 +136,23 @@ def _sr_levels(ctx: Ctx, highs: tuple[float, ...], lows: tuple[float, ...]
     return (min(above) if above else None), (max(below) if below else None)
 
 
+def _dynamic_tp_may_act(ctx: Ctx, ind: Indicators, progress: float) -> bool:
+    """The price-independent gates of `dynamic_tp`'s two changes (the same tests)."""
+    p, d, flags = ctx.params, ctx.dir, ctx.pos.flags
+    stale = ge(ctx.age / 3600.0, p.f("dynamic_tp.stale_hours"))
+    if (FLAG_TP_EXTENDED not in flags and not stale and ind.momentum is not None
+            and ind.trend is not None and ge(d * ind.momentum, p.f("dynamic_tp.strong_momentum"))
+            and ge(d * ind.trend, p.f("dynamic_tp.min_trend"))):
+        return True
+    if FLAG_TP_PULLED_IN in flags or not gt(progress, 0.0) or ind.last_change is None \
+            or not le(d * ind.last_change, p.f("dynamic_tp.fade_momentum")):
+        return False
+    rsi = ind.rsi
+    stretched = rsi is not None and (gt(rsi, p.f("dynamic_tp.rsi_high")) if d > 0
+                                     else lt(rsi, p.f("dynamic_tp.rsi_low")))
+    return stretched or stale
+
+
 def dynamic_tp(ctx: Ctx) -> list[Action]:
     pos, p = ctx.pos, ctx.params
     tp = pos.tp
@@ -146,6 +163,8 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     if ge(progress, freeze):
         return []  # anti-moving-away: let it close at the target
     ind = ctx.frame("dynamic_tp")
+    if not _dynamic_tp_may_act(ctx, ind, progress):
+        return []  # neither the extension nor the pull-in can act: no inputs to gather
     tick = ctx.tick
     gap = max(tick, 1e-12)
     resistance, support = _sr_levels(ctx, ind.swing_highs, ind.swing_lows)
