@@ -482,3 +482,103 @@ def test_journal_synced_off_the_loop_is_committed_before_its_wal_sync(tmp_path):
         assert not store.can_sync_wal
     store.close()
     assert not store.can_sync_wal
+
+
+def test_checkpoints_run_in_the_background_and_stop_with_the_store(tmp_path):
+    """`checkpoint_in_background`: SQLite's inline checkpoint (a stall of the writing thread
+    at an arbitrary commit) becomes a backstop; a thread of its own copies the WAL into the
+    database once enough pages wait there, and stops when the store closes."""
+    import os
+    import time
+
+    store = Store.open(tmp_path / "c.db")
+    assert store.checkpoint_in_background(pages=8, interval=0.005)
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] > 1000
+    worker = store._checkpointer
+    assert worker is not None and worker.is_alive()
+    for i in range(50):  # each commit appends pages to the WAL
+        store.set_setting(f"k{i}", "x" * 2000)
+    shm = os.open(str(tmp_path / "c.db-shm"), os.O_RDONLY)
+    deadline = time.monotonic() + 30
+    while worker.checkpoints == 0 or worker.waiting(shm) >= 8:  # wait for the condition
+        assert time.monotonic() < deadline, "no background checkpoint"
+        time.sleep(0.005)
+    os.close(shm)
+    assert store.get_setting("k49") == "x" * 2000
+    store.close()
+    assert not worker.is_alive()
+    assert not (tmp_path / "c.db-wal").exists()  # the last connection removed the WAL
+    with Store.open(tmp_path / "c.db", readonly=True) as reader:
+        assert reader.get_setting("k0") == "x" * 2000
+    readonly = Store.open(tmp_path / "c.db", readonly=True)
+    assert not readonly.checkpoint_in_background()
+    readonly.close()
+
+
+def _peek(db_path) -> Store:
+    """What another process would read now (committed rows only)."""
+    return Store.open(db_path, readonly=True)
+
+
+def _move(pid: str, price: float, ts: float) -> Action:
+    return Action(type=ActionType.MOVE_SL, reason=Reason.TRAILING, position_id=pid,
+                  price=price, sl=price - 1, rule="trailing", ts=ts,
+                  stop_kind=StopKind.TRAILING)
+
+
+def test_a_due_window_is_written_behind_in_chunks_in_the_order_recorded(store, db_path):
+    """A storm's backlog is written a chunk per call (no long commit holds up the loop); the
+    log keeps the order of the decisions (ids are taken when recorded)."""
+    store.behind_chunk = 16
+    for i in range(40):
+        store.save_position(minimal_position(f"m{i}"))
+    for i in range(40):
+        store.save_position_behind(minimal_position(f"m{i}").evolve(sl=1900.0 + i))
+        store.record_action_behind(_move(f"m{i}", 2000.0 + i, float(i)), symbol="ETH")
+    assert store.flush_behind(older_than=3600.0) == 0  # the window is not due yet
+    store._behind_since -= 7200.0  # it is now (white-box: no waiting in tests)
+    written = []
+    while store.behind:
+        n = store.flush_behind(older_than=3600.0)
+        assert 0 < n <= 16
+        written.append(n)
+    assert sum(written) == 80 and len(written) == 5
+    with _peek(db_path) as reader:
+        assert {p.id: p.sl for p in reader.load_open_positions()} == \
+            {f"m{i}": 1900.0 + i for i in range(40)}
+        assert [r["price"] for r in reader.actions(limit=100)] == \
+            [2000.0 + i for i in reversed(range(40))]
+
+
+def test_a_synced_write_carries_only_its_own_positions_state_behind(store, db_path):
+    """An order journaled for a position lands with that position's newer levels, not with
+    the whole queue; a line recorded at once after lines queued behind still comes after
+    them in the log."""
+    for pid in ("p1", "p2"):
+        store.save_position(full_position(pid))
+    store.save_position_behind(full_position("p1", sl=44100.0))
+    store.save_position_behind(full_position("p2", sl=44200.0))
+    store.record_action_behind(_move("p2", 43000.0, 1.0), symbol="BTC")
+    store.journal_order(sl_request("c-1", "p1"), 2.0)
+    with _peek(db_path) as reader:
+        assert reader.load_position("p1").sl == 44100.0  # its own state came along
+        assert reader.load_position("p2").sl == 44000.1  # the rest waits for its window
+        assert reader.actions() == []
+    close = Action(type=ActionType.CLOSE, reason=Reason.MANUAL, position_id="p2",
+                   price=43001.0, qty=0.125, ts=3.0)
+    aid = store.record_action(close, symbol="BTC")
+    assert store.behind == 1  # its levels came along; the move line waits for its window
+    store.flush_behind()
+    assert [r["type"] for r in store.actions()] == ["close", "move_sl"]  # newest first
+    assert store.actions()[0]["id"] == aid
+    assert store.load_position("p2").sl == 44200.0
+
+
+def test_a_rolled_back_write_leaves_its_positions_state_waiting_behind(store):
+    store.save_position(full_position("p1"))
+    store.save_position_behind(full_position("p1", sl=44100.0))
+    with pytest.raises(RuntimeError), store.transaction():
+        store.save_order(Order.from_request(sl_request("c-1", "p1"), 1.0))
+        raise RuntimeError("boom")
+    assert store.behind == 1
+    assert store.load_position("p1").sl == 44100.0  # a read writes the queue first

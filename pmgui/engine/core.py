@@ -165,6 +165,7 @@ class EngineCore:
         The task is `stream_task`; `shutdown()` stops it.
         """
         await self.exchange.connect()
+        self.store.checkpoint_in_background()  # no WAL checkpoint stalls the loop
         recall = getattr(self.exchange, "recall_orders", None)
         if recall is not None:  # orders only the journal can name (Bybit position TP/SL)
             recall(self.store.open_orders())

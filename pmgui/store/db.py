@@ -14,11 +14,16 @@ Why it is built this way:
   outermost block (nested blocks become savepoints), or not at all.
 - **Written behind, never for an order.** State that can be rebuilt from the journal and
   the venue (peaks, trailing levels, a rule's level moves and their log lines) may be queued
-  (`save_position_behind`, `record_action_behind`) and written in one transaction per short
-  window (`flush_behind`); any synced write, any read and `close()` write the queue first.
-  Venue reports and such windows may be committed `relaxed()` (WAL, not fsynced: a killed
-  process loses nothing; the next synced commit syncs them). Hot-path writes use prepared
-  SQL (sqlite-utils keeps schema and migrations).
+  (`save_position_behind`, `record_action_behind`) and written once its short window is due
+  (`flush_behind`), in chunks of at most `behind_chunk` rows per call so that no commit of a
+  large backlog holds up the loop; any read and `close()` write the whole queue first. A
+  synced write carries only what waits behind for its own position (an order journaled for
+  a position is never on disk without the levels it was placed at), so it never queues
+  behind the backlog; a log line's id is taken when it is recorded, so the log keeps the
+  order of the decisions whichever commit writes them. Venue reports and such windows may be
+  committed `relaxed()` (WAL, not fsynced: a killed process loses nothing; the next synced
+  commit syncs them). Hot-path writes use prepared SQL (sqlite-utils keeps schema and
+  migrations).
 - **The journal comes first.** `journal_order` stores an intended order in status `pending`
   before the engine sends it; whatever is still `pending` after a restart (`pending_orders`) is
   an order whose fate is unknown and must be looked up on the exchange by its client id, never
@@ -46,7 +51,9 @@ import logging
 import math
 import os
 import sqlite3
+import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -97,6 +104,11 @@ BUSY_TIMEOUT_MS = 5000
 _UPSERT_SQL: dict[tuple, str] = {}  # prepared once per table and column set
 _INSERT_SQL: dict[tuple, str] = {}
 _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
+# WAL checkpoints (see `Store.checkpoint_in_background`): a background PASSIVE checkpoint once
+# this many pages wait in the WAL; SQLite's own inline checkpoint only as a backstop.
+CHECKPOINT_PAGES = 1000
+BACKSTOP_PAGES = 20000
+BEHIND_CHUNK = 32  # rows written behind per commit of a due window (`Store.flush_behind`)
 _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
 
 
@@ -268,14 +280,21 @@ class Store:
         self._lock = lock
         self._closed = False
         # Write-behind (DESIGN §6): state that can be rebuilt (peaks, trailing levels, rule
-        # level moves and their log lines) waits here and is written in one transaction per
-        # short window (`flush_behind`), before any synced write and before any read.
+        # level moves and their log lines) waits here and is written in chunks once its
+        # window is due (`flush_behind`), before any read; a synced write takes along only
+        # what waits for its own position.
         self._behind_positions: dict[str, tuple[Row, list[Row]]] = {}
         self._behind_actions: list[Row] = []
         self._behind_since: float | None = None
+        self.behind_chunk = BEHIND_CHUNK
+        self._next_action_id: int | None = None  # ids are taken when a line is recorded
+        # rows taken from the queue by the open transaction (queued again if it rolls back)
+        self._carried_positions: dict[str, tuple[Row, list[Row]]] = {}
+        self._carried_actions: list[Row] = []
         self._normal = False  # synchronous=NORMAL in force (inside `relaxed()`)
         self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
         self._sp = 0  # savepoint counter
+        self._checkpointer: _Checkpointer | None = None
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -395,6 +414,9 @@ class Store:
             except StoreError:
                 log.warning("closing: state written behind could not be saved", exc_info=True)
             self._closed = True
+            if self._checkpointer is not None:  # first: the last connection removes the WAL
+                self._checkpointer.stop()
+                self._checkpointer = None
             if self._wal_fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(self._wal_fd)
@@ -474,6 +496,26 @@ class Store:
         except OSError as e:
             raise StoreError(f"the journal could not be synced to disk: {e}") from e
 
+    def checkpoint_in_background(self, pages: int = CHECKPOINT_PAGES,
+                                 interval: float = 0.25) -> bool:
+        """Move WAL checkpoints off the writing thread (the engine's loop).
+
+        SQLite checkpoints inline: the commit that fills the WAL past 1000 pages copies them
+        into the database and fsyncs both files before it returns — a stall of the engine's
+        loop at an arbitrary commit, e.g. the one booking a close. Here a daemon thread with
+        its own connection runs a PASSIVE checkpoint (it never blocks the writer, and the
+        writer never waits for it) once `pages` wait in the WAL; the inline checkpoint stays
+        only as a backstop at `BACKSTOP_PAGES`. Durability does not change: a commit is as
+        durable as its own sync made it, whoever copies it into the database later.
+        Returns False (nothing started) for a read-only or closed store."""
+        if self.readonly or self._closed:
+            return False
+        if self._checkpointer is None:
+            self.db.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            self._checkpointer = _Checkpointer(self.path, pages, interval)
+            self._checkpointer.start()
+        return True
+
     @contextmanager
     def _durable(self) -> Iterator[None]:
         """The enclosed commit is fsynced, even inside `relaxed()`."""
@@ -516,21 +558,51 @@ class Store:
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._requeue_carried()
             raise
         try:
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._requeue_carried()
             raise
+        self._carried_positions.clear()
+        self._carried_actions.clear()
+
+    def _requeue_carried(self) -> None:
+        """A rolled-back transaction had taken rows from the write-behind queue: they wait
+        there again (newer states queued meanwhile win)."""
+        for pid, rows in self._carried_positions.items():
+            self._behind_positions.setdefault(pid, rows)
+        self._behind_actions[:0] = self._carried_actions
+        if (self._carried_positions or self._carried_actions) and self._behind_since is None:
+            self._behind_since = time.monotonic()
+        self._carried_positions.clear()
+        self._carried_actions.clear()
 
     @contextmanager
-    def _atomic(self) -> Iterator[None]:
-        """One write transaction that first writes whatever waits behind (so the log and the
-        positions never go back in time behind a synced write)."""
+    def _atomic(self, position_id: str | None = None) -> Iterator[None]:
+        """One write transaction that first writes what waits behind for `position_id` (an
+        order or a fill of a position is never on disk without the position's newer levels);
+        the rest of the queue waits for its window."""
         with self._tx():
-            self._write_behind()
-            yield
+            taken = None
+            if position_id is not None:
+                taken = self._behind_positions.pop(position_id, None)
+            try:
+                if taken is not None:
+                    self._write_position(*taken)
+                    self._carried_positions[position_id] = taken  # type: ignore[index]
+                yield
+            except BaseException:
+                if taken is not None:  # rolled back: it waits behind again
+                    self._behind_positions.setdefault(position_id, taken)  # type: ignore[arg-type]
+                    if self._behind_since is None:
+                        self._behind_since = time.monotonic()
+                raise
+            if not self._behind_positions and not self._behind_actions:
+                self._behind_since = None
 
     # ------------------------------------------------------------------ write-behind
 
@@ -549,8 +621,7 @@ class Store:
         """`record_action` written behind (a decision that sends no order: a rule's level
         move). Validated now; its row id comes with the write."""
         self._writable()
-        self._behind_actions.append(action_to_row(action, symbol=symbol, ok=ok,
-                                                  detail=detail))
+        self._behind_actions.append(self._action_row(action, symbol, ok, detail))
         if self._behind_since is None:
             self._behind_since = time.monotonic()
 
@@ -561,35 +632,66 @@ class Store:
 
     @_guard
     def flush_behind(self, older_than: float = 0.0) -> int:
-        """Write what waits behind in one transaction (not fsynced: see `relaxed`) when the
-        oldest of it waited at least `older_than` s; returns the rows written."""
+        """Write what waits behind (not fsynced: see `relaxed`); returns the rows written.
+
+        With `older_than` (the window, from the tick path): nothing until the oldest row
+        waited that long, then at most `behind_chunk` rows per call, one commit each, until
+        the queue is empty — a large backlog (a storm's level moves over thousands of
+        positions) is spread over the next ticks instead of one long commit that every tick
+        behind it waits for. Without it: everything, in one transaction."""
         if self._behind_since is None or self._closed:
             return 0
-        if older_than > 0 and time.monotonic() - self._behind_since < older_than:
-            return 0
-        n = self.behind
+        limit = None
+        if older_than > 0:
+            if time.monotonic() - self._behind_since < older_than:
+                return 0
+            limit = max(1, self.behind_chunk)
         with self.relaxed(), self._tx():
-            self._write_behind()
-        return n
+            return self._write_behind(limit)
 
-    def _write_behind(self) -> None:
+    def _write_behind(self, limit: int | None = None) -> int:
+        """Write up to `limit` rows of the queue (all without); the rest stays queued."""
         if self._behind_since is None:
-            return
-        positions, self._behind_positions = self._behind_positions, {}
-        actions, self._behind_actions = self._behind_actions, []
-        self._behind_since = None
+            return 0
+        positions, actions = self._behind_positions, self._behind_actions
+        if limit is None or len(positions) + len(actions) <= limit:
+            taken_p, taken_a = positions, actions
+            self._behind_positions, self._behind_actions = {}, []
+        else:
+            n_a = min(len(actions), limit // 2 if positions else limit)
+            taken_a, self._behind_actions = actions[:n_a], actions[n_a:]
+            taken_p = {}
+            for pid in list(positions)[:limit - n_a]:
+                taken_p[pid] = positions.pop(pid)
+        since = self._behind_since
+        if not self._behind_positions and not self._behind_actions:
+            self._behind_since = None
         try:
-            for row, trows in positions.values():
+            for row, trows in taken_p.values():
                 self._write_position(row, trows)
-            for arow in actions:
+            for arow in taken_a:
                 self._insert("actions", arow)
         except BaseException:
             # not written: kept for the next try (newer states queued meanwhile win)
-            for pid, rows in positions.items():
+            for pid, rows in taken_p.items():
                 self._behind_positions.setdefault(pid, rows)
-            self._behind_actions[:0] = actions
-            self._behind_since = self._behind_since or time.monotonic()
+            self._behind_actions[:0] = taken_a
+            self._behind_since = since
             raise
+        self._carried_positions.update(taken_p)  # until the transaction commits
+        self._carried_actions.extend(taken_a)
+        return len(taken_p) + len(taken_a)
+
+    def _action_row(self, action: Action, symbol: str, ok: bool, detail: str) -> Row:
+        """The action's row with its id taken now: the log keeps the order in which the
+        decisions were recorded, whether a line is written at once or behind."""
+        row = action_to_row(action, symbol=symbol, ok=ok, detail=detail)
+        if self._next_action_id is None:
+            last = self.db.execute("SELECT MAX(id) FROM actions").fetchone()[0]
+            self._next_action_id = int(last or 0) + 1
+        row["id"] = self._next_action_id
+        self._next_action_id += 1
+        return row
 
     def _upsert(self, table: str, row: Row, pk: str) -> None:
         cols = tuple(row)
@@ -677,7 +779,7 @@ class Store:
         self._writable()
         row, trows = self._position_rows(pos)
         self._behind_positions.pop(pos.id, None)  # this newer state supersedes it
-        with self._atomic():
+        with self._tx():
             self._write_position(row, trows)
 
     @_guard
@@ -716,7 +818,7 @@ class Store:
         self._writable()
         order = Order.from_request(req, ts)
         row = order_to_row(order)
-        with (self._durable() if sync else self.relaxed()), self._atomic():
+        with (self._durable() if sync else self.relaxed()), self._atomic(req.position_id):
             existing = self._order(req.client_id)
             if existing is not None:
                 if existing.status is not OrderStatus.PENDING:
@@ -739,7 +841,7 @@ class Store:
         """Insert or update an order by client id (status, exchange id, fills, error...)."""
         self._writable()
         row = order_to_row(order)
-        with self._atomic():
+        with self._atomic(order.position_id):
             self._upsert("orders", row, "client_id")
             if order.position_id:
                 self._link(order.position_id, order.client_id, order.role.value,
@@ -816,7 +918,7 @@ class Store:
         self._writable()
         row = fill_to_row(fill, position_id)
         cols = list(row)
-        with self._atomic():
+        with self._atomic(position_id):
             cur = self.db.execute(
                 f"INSERT INTO fills ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
                 "ON CONFLICT(id) DO NOTHING", [row[c] for c in cols])
@@ -848,8 +950,8 @@ class Store:
         Non-finite `inputs` are stored as null (see serialize).
         """
         self._writable()
-        row = action_to_row(action, symbol=symbol, ok=ok, detail=detail)
-        with self._atomic():
+        row = self._action_row(action, symbol, ok, detail)
+        with self._atomic(action.position_id):
             rowid = self._insert("actions", row)
         if rowid is None:  # pragma: no cover - sqlite always reports the rowid of an insert
             raise StoreError("the action was not recorded")
@@ -957,6 +1059,58 @@ class Store:
             open_orders=tuple(self.open_orders()),
             pending_orders=tuple(self.pending_orders()),
         )
+
+
+class _Checkpointer(threading.Thread):
+    """PASSIVE WAL checkpoints on a connection of its own (`Store.checkpoint_in_background`).
+
+    How many pages wait is read from the WAL index (the -shm file's documented header:
+    mxFrame at byte 16, the checkpoint's nBackfill at byte 96, native byte order); it only
+    decides *when* to checkpoint, so a torn read costs at most one checkpoint too many or
+    too few (the inline backstop remains)."""
+
+    def __init__(self, path: Path, pages: int, interval: float) -> None:
+        super().__init__(name="pmgui-checkpoint", daemon=True)
+        self.path, self.pages, self.interval = path, pages, interval
+        self._stop_event = threading.Event()
+        self.checkpoints = 0
+
+    def waiting(self, shm: int) -> int:
+        head = os.pread(shm, 100, 0)
+        if len(head) < 100:
+            return 0
+        mx_frame = struct.unpack_from("=I", head, 16)[0]
+        backfilled = struct.unpack_from("=I", head, 96)[0]
+        return max(0, mx_frame - backfilled)
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error:
+            log.debug("no background checkpoints", exc_info=True)
+            return
+        shm: int | None = None
+        try:
+            while not self._stop_event.wait(self.interval):
+                try:
+                    if shm is None:
+                        shm = os.open(str(self.path) + "-shm", os.O_RDONLY)
+                    if self.waiting(shm) < self.pages:
+                        continue
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except (OSError, sqlite3.Error, struct.error):
+                    log.debug("background checkpoint skipped", exc_info=True)
+        finally:
+            if shm is not None:
+                with contextlib.suppress(OSError):
+                    os.close(shm)
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10.0)
 
 
 def _same_request(a: Order, b: Order) -> bool:
