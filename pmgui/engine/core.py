@@ -229,6 +229,7 @@ class EngineCore:
     async def shutdown(self) -> None:
         """Persist everything that is only in memory; the exchange keeps the orders."""
         await self.stop_stream()
+        await self.protector.settle_background()
         for pos in self.book.values():
             self.store.save_position(pos)
         try:

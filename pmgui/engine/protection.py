@@ -17,6 +17,7 @@ removes exactly those tranches, and the badge's tooltip names them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,7 @@ class Protector:
         # re-placement budget for automated moves (token bucket over all positions)
         self._tokens = float(core.settings.protect_budget)
         self._refilled = core.clock()
+        self._beside: set[asyncio.Task[None]] = set()  # re-placements beside the stream
 
     # ---------------------------------------------------------------- state
 
@@ -173,7 +175,14 @@ class Protector:
         position is throttled, a move smaller than `protect_min_step` of the price waits for
         `settle` (the housekeeping pass), and all positions share `protect_budget`
         re-placements per second: never one re-placement per tick of a trail. The local stop
-        guards meanwhile."""
+        guards meanwhile.
+
+        A rule's move found on the tick path (neither `force` nor `settle`) is carried out
+        *beside* the stream, in a task of its own that takes the position's lock once the
+        tick is done: journaling (its fsync), the venue's answer and the cancel of the old
+        order then hold up this position's decisions only, never every other symbol's ticks
+        (the old order protects until the new one is acknowledged). A venue in simulated
+        time (replay) has no stream to hold up: there it stays in line, deterministic."""
         core = self.core
         if not rt.is_open or core.book.runtime(rt.id) is not rt:
             return
@@ -194,6 +203,37 @@ class Protector:
                 return
         rt.protect_dirty = False
         rt.protect_last = now
+        if not force and not settle and getattr(core.exchange, "realtime", True):
+            task = asyncio.get_running_loop().create_task(self._beside_stream(rt),
+                                                          name=f"protect-{rt.symbol}")
+            self._beside.add(task)
+            task.add_done_callback(self._beside.discard)
+            return
+        await self._replace(rt)
+
+    async def _beside_stream(self, rt: PositionRuntime) -> None:
+        core = self.core
+        async with rt.lock:
+            if not rt.is_open or core.book.runtime(rt.id) is not rt:
+                return
+            try:
+                await self._replace(rt)
+            except PmguiError as exc:
+                rt.protect_dirty = True  # the housekeeping pass tries again
+                core.outbox.publish(ErrorEvent(f"{rt.symbol}: protective orders not "
+                                               f"updated: {exc}", core.clock(), rt.id))
+            except Exception:
+                rt.protect_dirty = True
+                log.exception("%s: re-placing the protective orders failed", rt.symbol)
+        core.publish_position(rt)
+
+    async def settle_background(self, timeout: float = 10.0) -> None:
+        """Wait for the re-placements running beside the stream (shutdown)."""
+        if self._beside:
+            await asyncio.wait(set(self._beside), timeout=timeout)
+
+    async def _replace(self, rt: PositionRuntime) -> None:
+        caps = self.core.exchange.capabilities
         if self.tranche_orders(rt):
             await self._sync_tranches(rt, OrderRole.STOP_LOSS, OrderType.STOP_MARKET)
             if rt.is_open and caps.take_profit_orders:

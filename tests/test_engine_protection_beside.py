@@ -1,0 +1,70 @@
+"""A rule's stop move re-places the exchange order beside the stream, not in the tick path.
+
+Journaling the new order (its fsync), the venue's answer and the cancel of the old one hold up
+only the moved position; every other symbol's ticks go on meanwhile, and the old order keeps
+protecting until the new one is acknowledged. (In simulated time — replay — the re-placement
+stays in line: `test_engine_paper.test_fixed_trailing_ratchets_and_moves_exchange_stop`.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from pmgui.domain.enums import OrderType, Side
+from pmgui.domain.models import Market, Tick
+from pmgui.engine import commands as cmd
+from pmgui.engine.core import EngineCore
+from pmgui.engine.outbox import Outbox
+from pmgui.engine.settings import EngineSettings
+from pmgui.exchange.paper import PaperExchange
+from pmgui.store.db import Store
+
+A, B = "AAA/USDT:USDT", "BBB/USDT:USDT"
+
+
+def _market(symbol: str) -> Market:
+    return Market(symbol, tick_size=0.01, amount_step=0.001, min_amount=0.001, min_notional=0.0)
+
+
+async def _stops(paper: PaperExchange, symbol: str) -> list[float]:
+    return sorted(o.trigger_price for o in await paper.fetch_open_orders(symbol)
+                  if o.type is OrderType.STOP_MARKET)
+
+
+async def test_a_trailing_move_is_re_placed_beside_the_stream(db_path):
+    store = Store.open(db_path)
+    paper = PaperExchange({A: _market(A), B: _market(B)}, None, realtime=True, db=store.db,
+                          balance=1e9)
+    settings = EngineSettings(default_preset="manual", protect_throttle=0.0,
+                              overrides={"trailing.enabled": True, "trailing.mode": "fixed",
+                                         "trailing.distance": 0.01})
+    engine = EngineCore(paper, store, Outbox(), settings)
+    await engine.start()
+    for s in (A, B):
+        await paper.deliver(Tick(s, 100.0, time.time()), engine)
+        await engine.handle(cmd.OpenPosition(s, Side.LONG, 1.0, 5, sl=95.0, tp=150.0))
+    assert await _stops(paper, A) == [95.0]
+
+    gate = asyncio.Event()  # the venue's answer to the new order waits for the test
+    create = paper.create_order
+
+    async def slow_create(req):
+        await gate.wait()
+        return await create(req)
+
+    paper.create_order = slow_create  # type: ignore[method-assign]
+    await asyncio.wait_for(paper.deliver(Tick(A, 104.0, time.time()), engine), 10)
+    moved = engine.positions[engine.book.find(A, Side.LONG).id].sl
+    assert moved == pytest.approx(104.0 * 0.99)
+    # The re-placement of A's stop waits for the venue; B's ticks are taken meanwhile.
+    for price in (100.5, 100.7, 100.9):
+        await asyncio.wait_for(paper.deliver(Tick(B, price, time.time()), engine), 10)
+    assert engine.market.price(B) == 100.9
+    assert await _stops(paper, A) == [95.0]  # the old stop protects until then
+    gate.set()
+    await engine.protector.settle_background()
+    assert await _stops(paper, A) == [pytest.approx(moved)]  # new first, then the old cancelled
+    await engine.shutdown()
