@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -23,6 +24,15 @@ from pmgui.engine.outbox import Outbox
 
 log = logging.getLogger("pmgui.engine")
 T = TypeVar("T")
+
+
+def freeze_startup_objects() -> None:
+    """Started: what exists now lives as long as the engine (modules, classes, the restored
+    book, resolved parameters, markets). `gc.freeze()` takes it out of the collector's
+    generations, so a full collection during a storm traverses only what the storm made —
+    tens of thousands of objects fewer, a pause of milliseconds instead of tens of them in
+    the middle of a tick. Frozen objects are still freed by reference counting."""
+    gc.freeze()
 
 
 class EngineThread:
@@ -135,6 +145,7 @@ class EngineThread:
             raise
         self._core = core
         self._markets = dict(core.exchange.markets())
+        freeze_startup_objects()
         self._ready.set()
         stream = core.stream_task or asyncio.create_task(core.exchange.run(core),
                                                          name="exchange-stream")
