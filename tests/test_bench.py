@@ -83,6 +83,12 @@ def test_storm_keeps_its_book_and_measures_probe_closes(tmp_path):
     assert res.probes_sent > 0
     assert len(res.latencies) >= 1 and all(x >= 0 for x in res.latencies)
     assert res.cpu > 0 and res.offered >= res.delivered - 1
+    # each acknowledged close is split into the wait for the engine and the engine's part
+    acked = len(res.engine_parts)
+    assert acked >= 1 and len(res.waits) == acked
+    assert res.probes_sent >= acked
+    for lat, wait, part in zip(res.latencies, res.waits, res.engine_parts, strict=False):
+        assert wait >= 0 and part >= 0 and lat == pytest.approx(wait + part, abs=1e-6)
 
 
 def test_storm_check_refuses_closed_positions():

@@ -6,9 +6,14 @@ the engine takes them one after the other, so a slow engine builds a backlog ins
 slowing the schedule. Measured: ticks delivered per second, the backlog at the end, CPU time
 per tick (process CPU: the engine, the venue and SQLite run on this one thread), and the
 latency from a tick to the closing order acknowledged for *probe* positions: every
-`probe_every` s one probe symbol gets a tick through its stop; the probe position's stop
-order on the venue fires and the engine books the close. A probe is re-opened at once, so
-the book keeps its size.
+`probe_every` s (20 a second by default, so a 20 s run has ~400 of them and its p99 is not
+simply its maximum, which is reported apart) one probe symbol gets a tick through its stop;
+the probe position's stop order on the venue fires and the engine books the close. Each
+latency is split into the wait (the tick offered → the engine takes it: a backlog, a stall
+of the loop) and the engine's own part (taken → acknowledged). A closed probe is re-opened
+through the engine's OpenPosition command running beside the stream, as a trader's command
+would (its tick at 100 is part of the stream), so the book keeps its size; a probe is crossed
+again only once its stop order rests on the venue.
 
 The main positions must stay open through the run: a figure that improves because the
 workload vanished is a defect, so `StormResult.check()` raises when any of them closed or
@@ -18,6 +23,7 @@ when the ticks did not reach them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import random
 import statistics
@@ -27,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.enums import ActionType, Protection, Side
 from pmgui.domain.models import Market, Tick
 
 TICK = 1e-6  # price tick of the storm's markets: each offered price is unique per symbol
@@ -85,6 +91,9 @@ class StormResult:
     actions: int = 0  # rule actions taken on main positions (moves) during the run
     exchange_stops: bool = True
     probes_censored: int = 0  # probes not acked by the end (counted at their least latency)
+    probes_skipped: int = 0  # probe times at which no probe was ready (none sent)
+    waits: list[float] = field(default_factory=list)  # s, offered → the engine takes it
+    engine_parts: list[float] = field(default_factory=list)  # s, taken → acked
 
     @property
     def ticks_per_s(self) -> float:
@@ -141,13 +150,14 @@ async def open_book(core, symbols: list[str], paper, clock: Callable[[], float],
 
 
 async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float = 20.0, *,
-                    probes: int = 4, probe_every: float = 0.25, exchange_stops: bool = True,
+                    probes: int = 8, probe_every: float = 0.05, exchange_stops: bool = True,
                     preset: str | None = None, workdir: Path | None = None,
                     seed: int = 7) -> StormResult:
     """One storm on a fresh engine (see the module docstring)."""
     from pmgui.engine.core import EngineCore
     from pmgui.engine.outbox import Outbox
     from pmgui.engine.settings import EngineSettings
+    from pmgui.engine.thread import freeze_startup_objects
     from pmgui.exchange.paper import PaperExchange
     from pmgui.store.db import Store
 
@@ -169,9 +179,11 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
             await _open_probe(core, paper, p)
         store.db.conn.execute("PRAGMA synchronous = FULL")
         res.open_before = sum(1 for i in main_ids if i in core.book)
+        freeze_startup_objects()  # as the manager thread does once started (the book here)
         try:
             await _drive(core, paper, res, symbols, psyms, probe_every, seed)
         finally:
+            gc.unfreeze()  # the next storm of the bench starts from the same state
             res.open_after = sum(1 for i in main_ids if i in core.book)
             res.closed_main = [i for i in main_ids if i not in core.book]
             await core.shutdown()
@@ -179,9 +191,13 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
 
 
 async def _open_probe(core, paper, symbol: str) -> None:
+    await paper.deliver(Tick(symbol, 100.0, time.time()), core)
+    await _open_probe_position(core, symbol)
+
+
+async def _open_probe_position(core, symbol: str) -> None:
     from pmgui.engine import commands as cmd
 
-    await paper.deliver(Tick(symbol, 100.0, time.time()), core)
     await core.handle(cmd.OpenPosition(symbol, Side.LONG, 1.0, 5, sl=100 * PROBE_SL, tp=150.0,
                                        preset="manual"))
 
@@ -194,7 +210,9 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
     rng = random.Random(seed + 1)
     psym_set = set(psyms)
     sent: dict[str, float] = {}  # probe symbol → when its stop-crossing tick was offered
+    taken: dict[str, float] = {}  # probe symbol → when the engine took that tick
     acked: list[str] = []
+    reopening: dict[str, asyncio.Task] = {}
     main_ids = set(core.book)
 
     def listen(ev: object) -> None:
@@ -202,10 +220,24 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
             return
         a = ev.action
         if ev.symbol in psym_set and a.type is ActionType.CLOSE and ev.symbol in sent:
-            res.latencies.append(time.perf_counter() - sent.pop(ev.symbol))
+            now = time.perf_counter()
+            at, took = sent.pop(ev.symbol), taken.pop(ev.symbol, now)
+            res.latencies.append(now - at)
+            res.waits.append(took - at)
+            res.engine_parts.append(now - took)
             acked.append(ev.symbol)
         elif a.position_id in main_ids:
             res.actions += 1
+
+    def ready(s: str) -> bool:
+        task = reopening.get(s)
+        if task is not None:
+            if not task.done():
+                return False
+            del reopening[s]
+            task.result()  # a probe that cannot be re-opened is a broken bench
+        rt = core.book.find(s, Side.LONG)
+        return rt is not None and core.protection(rt.position) is Protection.ON_EXCHANGE
 
     core.outbox.add_listener(listen)
     loop = asyncio.get_running_loop()
@@ -222,7 +254,8 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
             break
         if acked:  # re-open the probes that closed (the book keeps its size)
             for s in acked:
-                await _open_probe(core, paper, s)
+                await paper.deliver(Tick(s, 100.0, time.time()), core)
+                reopening[s] = asyncio.create_task(_open_probe_position(core, s))
             acked.clear()
         due = i / rate
         if due > now:
@@ -231,11 +264,15 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
         offered_at = t0 + due
         if due >= next_probe and psyms:
             next_probe += probe_every
-            s = psyms[probe_turn % len(psyms)]
+            turn = [psyms[(probe_turn + k) % len(psyms)] for k in range(len(psyms))]
             probe_turn += 1
-            if s not in sent and core.book.find(s, Side.LONG) is not None:
+            s = next((p for p in turn if p not in sent and ready(p)), None)
+            if s is None:
+                res.probes_skipped += 1  # every probe still closing or re-opening
+            else:
                 sent[s] = offered_at
                 res.probes_sent += 1
+                taken[s] = time.perf_counter()
                 await paper.deliver(Tick(s, round(100 * PROBE_SL - 0.05, 2), time.time()),
                                     core)
                 i += 1
@@ -265,6 +302,7 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
     res.probes_censored = missed
     housekeeping.cancel()
     await asyncio.gather(housekeeping, return_exceptions=True)
+    await asyncio.gather(*reopening.values())
     del loop
 
 
