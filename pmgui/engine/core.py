@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from pmgui.domain import money
@@ -87,6 +87,7 @@ from pmgui.engine.settings import EngineSettings, SymbolRules
 from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, OrderUpdate
 from pmgui.exchange.demo import DemoPosition
 from pmgui.exchange.retry import OrderStatusUnknown
+from pmgui.indicators import IndicatorSpec
 from pmgui.rules.common import ADD_ON_OPEN_PREFIX, TRANCHE_CLOSED_PREFIX, add_on_open_since
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.policy import (
@@ -127,6 +128,11 @@ class EngineCore:
         self._demo_pending: dict[str, DemoPosition] = {}
         self.book = PositionBook()
         self._params_cache: dict[tuple, Params] = {}
+        # what the tick path derives from a Params object (it is immutable): by its id
+        self._rule_info: dict[int, tuple[Params, _RuleInfo]] = {}
+        # while held (`hold_marks`), the tick path's position snapshots are published once
+        # per position at `release_marks` (coalesced), not on every tick
+        self._marks: dict[str, PositionRuntime] | None = None
         now = lambda: self.clock()  # noqa: E731 (callers may swap the engine's clock)
         self.ledger = OrderLedger(store, outbox, now)
         self.market = MarketData(outbox, self.settings, now)
@@ -302,14 +308,48 @@ class EngineCore:
             rt.params = p
         return p
 
+    def rule_info(self, params: Params) -> _RuleInfo:
+        """What the tick path reads from `params`, derived once per Params object."""
+        hit = self._rule_info.get(id(params))
+        if hit is not None and hit[0] is params:
+            return hit[1]
+        frames = indicator_frames(params)
+        info = _RuleInfo(indicator_spec(params), frames, tuple(frames),
+                         float(params["price.max_age"]))
+        if len(self._rule_info) >= 1024:
+            self._rule_info.clear()
+        self._rule_info[id(params)] = (params, info)
+        return info
+
+    def hold_marks(self) -> None:
+        """Coalesce the tick path's publications (prices, position marks) until
+        `release_marks()`: a batch of ticks publishes each symbol's and position's last
+        state once. Actions, fills and errors are published at once as always."""
+        if self._marks is None:
+            self._marks = {}
+        self.market.hold()
+
+    def release_marks(self, keep_holding: bool = False) -> None:
+        marks, self._marks = self._marks, ({} if keep_holding else None)
+        self.market.release(keep_holding)
+        for rt in (marks or {}).values():
+            self.publish_position(rt)
+
+    def _publish_mark(self, rt: PositionRuntime) -> None:
+        if self._marks is not None:
+            self._marks[rt.id] = rt
+        else:
+            self.publish_position(rt)
+
     async def _on_position_tick(self, rt: PositionRuntime, tick: Tick) -> None:
         pos = rt.position
         if not pos.is_open or self.book.runtime(rt.id) is not rt:
             return
         params = self.params(pos)
+        info = self.rule_info(params)
         now = self.clock()
-        if not price_is_usable(tick.price, tick.ts, now, float(params["price.max_age"])):
-            self.publish_position(rt)
+        if not price_is_usable(tick.price, tick.ts, now, info.max_age):
+            self._publish_mark(rt)
             return
         observed = observe(pos, tick.price)
         if observed is not pos:
@@ -318,9 +358,9 @@ class EngineCore:
         if rt.lock.locked() or not self.started:
             # an order for this position is in flight, or start-up has not reconciled yet:
             # decide on a later tick
-            self.publish_position(rt)
+            self._publish_mark(rt)
             return
-        frames = indicator_frames(params)
+        frames = info.frames
         if frames:  # each rule's timeframe: the venue's history once, then live closes
             await self.market.ensure_frames(self.exchange, pos.symbol, frames)
         async with rt.lock:
@@ -332,10 +372,8 @@ class EngineCore:
                 pos = self.set_position(pos.evolve(flags=frozenset(
                     f for f in pos.flags if not f.startswith(ADD_ON_OPEN_PREFIX)))).position
             market = self.market.market(pos.symbol)
-            spec = indicator_spec(params)
-            mkt = MarketState(pos.symbol, tick.price, tick.ts, market,
-                              self.market.indicator_set(pos.symbol, spec).snapshot(),
-                              self.market.frames(pos.symbol, spec, frames))
+            indicators, frame_sets = self.market.state(pos.symbol, info.spec, info.timeframes)
+            mkt = MarketState(pos.symbol, tick.price, tick.ts, market, indicators, frame_sets)
             failed_close = False
             rt.deferred_seen = False
             for action in evaluate(pos, mkt, params):
@@ -353,7 +391,7 @@ class EngineCore:
             if rt.protect_dirty and rt.is_open:
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
-        self.publish_position(rt)
+        self._publish_mark(rt)
 
     def _venue_owns_stop(self, rt: PositionRuntime, action: Action, params: Params) -> bool:
         """A stop resting on the exchange that triggers on the mark price decides by itself:
@@ -679,7 +717,9 @@ class EngineCore:
         self.book.remove(pos.id)
         self.ledger.forget_position(pos.id)
         self.outbox.publish(PositionRemoved(pos, self.clock()))
-        await self.refresh_account()
+        # the balance moved; the other positions' funding did not (it is brought in line
+        # by the periodic refresh and at start)
+        await self.refresh_account(funding=False)
 
     async def verify_before_close(self, rt: PositionRuntime,
                                   remote: list[ExchangePosition] | None = None,
@@ -849,8 +889,9 @@ class EngineCore:
         self.entries.publish()
         self.publish_connection()
 
-    async def refresh_account(self) -> None:
-        await self.funding.sync()  # per position, from the venue's funding history
+    async def refresh_account(self, funding: bool = True) -> None:
+        if funding:
+            await self.funding.sync()  # per position, from the venue's funding history
         try:
             bal = await self.exchange.fetch_balance()
         except ExchangeError as exc:
@@ -982,6 +1023,14 @@ class EngineCore:
         """Effective preset and overrides per configured symbol (for the settings dialog)."""
         return {sym: (self.settings.preset_for(sym), self.settings.overrides_for(sym))
                 for sym in sorted(set(self.settings.symbols) | set(self.market.markets))}
+
+@dataclass(frozen=True, slots=True)
+class _RuleInfo:
+    spec: IndicatorSpec
+    frames: dict[str, tuple[str, ...]]  # timeframe → the rules that read it
+    timeframes: tuple[str, ...]
+    max_age: float  # price.max_age
+
 
 def _unsure(exc: ExchangeError, message: str) -> ExchangeError:
     return RetryableExchangeError(message) if exc.retryable else ExchangeError(message)

@@ -54,18 +54,22 @@ class FundingSync:
         per_symbol: dict[str, int] = {}
         for rt in rts:
             per_symbol[rt.symbol] = per_symbol.get(rt.symbol, 0) + 1
+        paid: dict[str, list] = {}  # the payments of each symbol (not a scan per position)
+        for p in payments:
+            paid.setdefault(p.symbol, []).append(p)
         changed = 0
         for rt in rts:
             pos = rt.position
-            if any(p.side is None for p in payments if p.symbol == pos.symbol) \
-                    and per_symbol[pos.symbol] > 1:
+            mine = paid.get(pos.symbol, ())
+            if per_symbol[pos.symbol] > 1 and any(p.side is None for p in mine):
                 continue  # both sides open: the venue does not say which one paid
-            total = sum(p.amount for p in payments if p.symbol == pos.symbol
-                        and (p.side is None or p.side is pos.side) and p.ts >= pos.opened_at)
+            total = sum(p.amount for p in mine
+                        if (p.side is None or p.side is pos.side) and p.ts >= pos.opened_at)
             if pos.funding is not None and abs(total - pos.funding) <= 1e-12:
                 continue
             if not rt.is_open or core.book.runtime(rt.id) is not rt:
                 continue
+            # recomputed from the venue's history every time: written behind, not synced
             core.set_position(rt.position.evolve(funding=total), persist="behind")
             core.publish_position(rt)
             changed += 1

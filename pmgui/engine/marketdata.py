@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from pmgui.domain import money
 from pmgui.domain.errors import ExchangeError
@@ -46,20 +47,50 @@ class CandleSeries:
 
     window: deque[Candle]
     indicators: dict[IndicatorSpec, IndicatorSet] = field(default_factory=dict)
+    # each set's snapshot, taken once per completed candle (not once per tick)
+    snapshots: dict[IndicatorSpec, Indicators] = field(default_factory=dict)
 
     def append(self, candle: Candle) -> bool:
         if self.window and candle.ts <= self.window[-1].ts:
             return False
         self.window.append(candle)
+        self.snapshots.clear()
         for ind in self.indicators.values():
             ind.update(candle)
         return True
+
+    def reset(self) -> None:
+        """The window was replaced: every indicator set is rebuilt when next read."""
+        self.indicators.clear()
+        self.snapshots.clear()
 
     def indicator_set(self, spec: IndicatorSpec) -> IndicatorSet:
         ind = self.indicators.get(spec)
         if ind is None:
             ind = self.indicators[spec] = IndicatorSet.from_candles(spec, list(self.window))
         return ind
+
+    def snapshot(self, spec: IndicatorSpec) -> Indicators:
+        """`indicator_set(spec).snapshot()`, the same object until the next candle."""
+        snap = self.snapshots.get(spec)
+        if snap is None:
+            snap = self.snapshots[spec] = self.indicator_set(spec).snapshot()
+        return snap
+
+
+class _Forming:
+    """The candle forming from ticks (display only), kept mutable: one tick updates four
+    numbers instead of building a candle."""
+
+    __slots__ = ("close", "high", "low", "open", "ts", "volume")
+
+    def __init__(self, ts: float, open_: float, high: float, low: float, close: float,
+                 volume: float) -> None:
+        self.ts, self.open, self.high, self.low, self.close = ts, open_, high, low, close
+        self.volume = volume
+
+    def candle(self) -> Candle:
+        return Candle(self.ts, self.open, self.high, self.low, self.close, self.volume)
 
 
 class MarketData:
@@ -71,11 +102,19 @@ class MarketData:
         self.markets: dict[str, Market] = {}
         self.last: dict[str, Tick] = {}
         self._series: dict[tuple[str, str], CandleSeries] = {}
-        self._forming: dict[str, Candle] = {}
+        self._forming: dict[str, Candle | _Forming] = {}
         self._stale_reported: set[str] = set()
         self._builders: dict[tuple[str, str], CandleBuilder] = {}  # rule timeframes
+        self._builders_of: dict[str, list[tuple[str, CandleBuilder]]] = {}  # by symbol
         self._history_due: set[tuple[str, str]] = set()
         self._stream_gap: dict[str, float] = {}  # the stream's candle length, as seen
+        # per symbol, bumped whenever a candle of any of its timeframes completes (or its
+        # history is replaced): what the rules read from candles is unchanged while it is
+        self._version: dict[str, int] = {}
+        self._states: dict[tuple[str, IndicatorSpec, tuple[str, ...]],
+                           tuple[int, Indicators, Mapping[str, Indicators]]] = {}
+        # while held (`hold()`), ticks are published once per symbol at `release()`
+        self._held: dict[str, Tick] | None = None
 
     # ---------------------------------------------------------------- markets & prices
 
@@ -98,14 +137,53 @@ class MarketData:
         if not money.valid_price(tick.price):
             log.warning("ignoring invalid price %r for %s", tick.price, tick.symbol)
             return False
-        prev = self.last.get(tick.symbol)
+        symbol = tick.symbol
+        prev = self.last.get(symbol)
         if prev is not None and tick.ts < prev.ts:
             return False  # out of order: never let an older price replace a newer one
-        self.last[tick.symbol] = tick
+        self.last[symbol] = tick
         self._update_forming(tick)
-        self._frames_tick(tick)
-        self.outbox.publish(TickEvent(tick.symbol, tick.price, tick.ts))
+        if symbol in self._builders_of:
+            self._frames_tick(tick)
+        if self._held is not None:
+            self._held[symbol] = tick
+        else:
+            self.outbox.publish(TickEvent(symbol, tick.price, tick.ts))
         return True
+
+    def hold(self) -> None:
+        """Publish prices coalesced from now on: the last tick per symbol at `release()`."""
+        if self._held is None:
+            self._held = {}
+
+    def release(self, keep_holding: bool = False) -> None:
+        held, self._held = self._held, ({} if keep_holding else None)
+        for tick in (held or {}).values():
+            self.outbox.publish(TickEvent(tick.symbol, tick.price, tick.ts))
+
+    def version(self, symbol: str) -> int:
+        """Changes whenever a candle of `symbol` (any timeframe) completes."""
+        return self._version.get(symbol, 0)
+
+    def _changed(self, symbol: str) -> None:
+        self._version[symbol] = self._version.get(symbol, 0) + 1
+
+    def state(self, symbol: str, spec: IndicatorSpec, timeframes: tuple[str, ...]
+              ) -> tuple[Indicators, Mapping[str, Indicators]]:
+        """The indicators the rules read: `spec` on the stream's candles and on each of
+        `timeframes` — computed once per completed candle of the symbol, not per tick."""
+        key = (symbol, spec, timeframes)
+        version = self._version.get(symbol, 0)
+        hit = self._states.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1], hit[2]
+        base = self.series(symbol).snapshot(spec)
+        frames = MappingProxyType(self.frames(symbol, spec, timeframes))
+        version = self._version.get(symbol, 0)  # a frame created just now may have bumped it
+        if len(self._states) > 4096:
+            self._states.clear()
+        self._states[key] = (version, base, frames)
+        return base, frames
 
     # ---------------------------------------------------------------- candles
 
@@ -126,14 +204,27 @@ class MarketData:
 
     def _update_forming(self, tick: Tick) -> None:
         tf = self.settings.candle_timeframe
-        bucket = tick.ts - (tick.ts % tf)
+        ts, price = tick.ts, tick.price
+        bucket = ts - (ts % tf)
         cur = self._forming.get(tick.symbol)
         if cur is None or bucket > cur.ts:
-            cur = Candle(bucket, tick.price, tick.price, tick.price, tick.price, tick.volume)
-        else:
-            cur = Candle(cur.ts, cur.open, max(cur.high, tick.price), min(cur.low, tick.price),
-                         tick.price, cur.volume + tick.volume)
-        self._forming[tick.symbol] = cur
+            self._forming[tick.symbol] = _Forming(bucket, price, price, price, price,
+                                                  tick.volume)
+            return
+        if not isinstance(cur, _Forming):  # the venue's own forming candle
+            cur = self._forming[tick.symbol] = _Forming(cur.ts, cur.open, cur.high, cur.low,
+                                                        cur.close, cur.volume)
+        if price > cur.high:
+            cur.high = price
+        if price < cur.low:
+            cur.low = price
+        cur.close = price
+        cur.volume += tick.volume
+
+    def forming(self, symbol: str) -> Candle | None:
+        """The candle forming now (display only)."""
+        cur = self._forming.get(symbol)
+        return cur.candle() if isinstance(cur, _Forming) else cur
 
     def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         if not closed:
@@ -141,8 +232,14 @@ class MarketData:
             return
         self.close_candle(symbol, candle)
 
-    def close_candle(self, symbol: str, candle: Candle, timeframe: str = STREAM) -> None:
+    def _append(self, symbol: str, timeframe: str, candle: Candle) -> bool:
         if not self.series(symbol, timeframe).append(candle):
+            return False
+        self._version[symbol] = self._version.get(symbol, 0) + 1
+        return True
+
+    def close_candle(self, symbol: str, candle: Candle, timeframe: str = STREAM) -> None:
+        if not self._append(symbol, timeframe, candle):
             return
         if timeframe == STREAM:
             self._frames_candle(symbol, candle)
@@ -155,7 +252,7 @@ class MarketData:
         candles = self.candles(symbol)
         forming = self._forming.get(symbol)
         if forming is not None and (not candles or forming.ts > candles[-1].ts):
-            candles = (*candles, forming)
+            candles = (*candles, forming.candle() if isinstance(forming, _Forming) else forming)
         self.outbox.publish(CandlesEvent(symbol, candles))
 
     async def load_history(self, exchange: Exchange, symbol: str) -> None:
@@ -164,9 +261,8 @@ class MarketData:
         except (ExchangeError, NotImplementedError) as exc:
             log.warning("no candle history for %s: %s", symbol, exc)
             history = []
-        series = self.series(symbol)
         for c in history:
-            series.append(c)
+            self._append(symbol, STREAM, c)
         self.publish_candles(symbol)
 
     # ---------------------------------------------------------------- rule timeframes
@@ -176,7 +272,8 @@ class MarketData:
         `ensure_frames`)."""
         key = (symbol, timeframe)
         if key not in self._builders:
-            self._builders[key] = CandleBuilder(seconds(timeframe))
+            builder = self._builders[key] = CandleBuilder(seconds(timeframe))
+            self._builders_of.setdefault(symbol, []).append((timeframe, builder))
             self._history_due.add(key)
             self.series(symbol, timeframe)
 
@@ -186,7 +283,7 @@ class MarketData:
         out: dict[str, Indicators] = {}
         for tf in timeframes:
             self.want(symbol, tf)
-            out[tf] = self.series(symbol, tf).indicator_set(spec).snapshot()
+            out[tf] = self.series(symbol, tf).snapshot(spec)
         return out
 
     async def ensure_frames(self, exchange: Exchange, symbol: str,
@@ -212,7 +309,8 @@ class MarketData:
         series = self.series(symbol, tf)
         newer = [c for c in series.window if not done or c.ts > done[-1].ts]
         series.window.clear()
-        series.indicators.clear()  # rebuilt from the window when next read
+        series.reset()  # rebuilt from the window when next read
+        self._changed(symbol)
         for c in (*done, *newer):
             if not series.window or c.ts > series.window[-1].ts:
                 series.window.append(c)
@@ -234,17 +332,17 @@ class MarketData:
             if gap > 0 and gap < self._stream_gap.get(symbol, float("inf")):
                 self._stream_gap[symbol] = gap
         interval = self._interval(symbol)
-        for (sym, tf), builder in self._builders.items():
-            if sym == symbol and builder.tf >= interval - 1e-9:
+        for tf, builder in self._builders_of.get(symbol, ()):
+            if builder.tf >= interval - 1e-9:
                 for done in builder.add_candle(candle, interval):
-                    self.series(sym, tf).append(done)
+                    self._append(symbol, tf, done)
 
     def _frames_tick(self, tick: Tick) -> None:
         interval = self._interval(tick.symbol)
-        for (sym, tf), builder in self._builders.items():
-            if sym == tick.symbol and builder.tf < interval - 1e-9:
+        for tf, builder in self._builders_of.get(tick.symbol, ()):
+            if builder.tf < interval - 1e-9:
                 for done in builder.add_tick(tick.price, tick.ts, tick.volume):
-                    self.series(sym, tf).append(done)
+                    self._append(tick.symbol, tf, done)
 
     # ---------------------------------------------------------------- stale prices
 

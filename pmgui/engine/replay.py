@@ -212,7 +212,14 @@ async def run_replay(data: PriceData, req: ReplayRequest,
         engine = EngineCore(paper, store, outbox, settings, clock=paper.now)
         await engine.start()
         sink = _ReplaySink(engine, paper, req, progress)
-        await paper.run(sink)
+        # Nothing else runs beside a replay: the venue yields to the loop now and then (not
+        # after every tick), and prices and marks are published once per batch.
+        paper.yield_every = 256
+        engine.hold_marks()
+        try:
+            await paper.run(sink)
+        finally:
+            engine.release_marks()
         last = paper.now()
         final = removed[-1] if removed else (
             engine.positions.get(sink.opened.id) if sink.opened else None)

@@ -80,31 +80,33 @@ class CandleAggregator:
             raise ValidationError(f"timeframe must be a positive number of seconds "
                                   f"(got {timeframe!r})", field="timeframe")
         self.timeframe = float(timeframe)
-        self._open: dict[str, Candle] = {}
+        # per symbol the forming candle as [ts, open, high, low, close, volume] (mutable:
+        # a tick updates it in place; a Candle is built when it completes)
+        self._open: dict[str, list[float]] = {}
 
     def add(self, tick: Tick) -> CandleClosed | None:
+        price = tick.price
         start = bucket_start(tick.ts, self.timeframe)
         cur = self._open.get(tick.symbol)
-        if cur is None:
-            self._open[tick.symbol] = Candle(start, tick.price, tick.price, tick.price,
-                                             tick.price, tick.volume)
-            return None
-        if start > cur.ts:
-            self._open[tick.symbol] = Candle(start, tick.price, tick.price, tick.price,
-                                             tick.price, tick.volume)
-            return CandleClosed(tick.symbol, cur)
-        self._open[tick.symbol] = replace(
-            cur, high=max(cur.high, tick.price), low=min(cur.low, tick.price),
-            close=tick.price, volume=cur.volume + tick.volume)
+        if cur is None or start > cur[0]:
+            self._open[tick.symbol] = [start, price, price, price, price, tick.volume]
+            return None if cur is None else CandleClosed(tick.symbol, Candle(*cur))
+        if price > cur[2]:
+            cur[2] = price
+        if price < cur[3]:
+            cur[3] = price
+        cur[4] = price
+        cur[5] = cur[5] + tick.volume
         return None
 
     def current(self, symbol: str) -> Candle | None:
         """The forming (incomplete) candle, for display only."""
-        return self._open.get(symbol)
+        cur = self._open.get(symbol)
+        return Candle(*cur) if cur is not None else None
 
     def flush(self) -> list[CandleClosed]:
         """Close every forming candle (end of data)."""
-        out = [CandleClosed(s, c) for s, c in self._open.items()]
+        out = [CandleClosed(s, Candle(*c)) for s, c in self._open.items()]
         self._open.clear()
         return out
 

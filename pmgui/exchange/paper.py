@@ -243,6 +243,7 @@ class PaperExchange:
         self.funding_paid = 0.0  # total paid (−: received) since the venue was created
         self._funding_log: list[FundingPayment] = []  # every settlement, per position
         self._funding_slot: int | None = None  # the last 8-hour period charged
+        self._funding_due = -math.inf  # time the period after `_funding_slot` starts
         self.capabilities = Capabilities(
             stop_orders=True, take_profit_orders=True, edit_orders=False, watch_tickers=True,
             watch_orders=True, watch_positions=True, fetch_ohlcv=True)
@@ -273,6 +274,13 @@ class PaperExchange:
         self._running = False
         self._wake: asyncio.Event | None = None
         self._last_price_write = -math.inf
+        # per symbol, the price interval (lo, hi) inside which no resting order triggers and
+        # no position is liquidated: a tick strictly inside it matches nothing. Dropped when
+        # the symbol's orders or positions change; rebuilt on its next tick.
+        self._calm: dict[str, tuple[float, float]] = {}
+        # simulated mode: ticks delivered between two yields to the event loop (1: after
+        # every tick; more lets a replay run without one loop iteration per tick)
+        self.yield_every = 1
 
     # --- time ------------------------------------------------------------------------------
 
@@ -422,6 +430,7 @@ class PaperExchange:
         for p, new_margin in changes:
             p.leverage, p.margin = lev, new_margin
             self._dirty.positions.add((p.symbol, p.side))
+        self._calm.pop(symbol, None)
         self._leverage[symbol] = lev
         self._dirty.leverage.add(symbol)
         self._commit()
@@ -460,6 +469,7 @@ class PaperExchange:
                    self.now() if ts is None else float(ts))
         self._positions[(symbol, side)] = pos
         self._dirty.positions.add((symbol, side))
+        self._calm.pop(symbol, None)
         self._commit()
         return self._export_position(pos)
 
@@ -506,9 +516,10 @@ class PaperExchange:
                 await self.deliver(ev, sink)
                 if isinstance(ev, Tick):
                     n_ticks += 1
-                    if self.realtime and n_ticks % step == 0:
-                        await self._pause(interval, sink)
-                    elif not self.realtime:
+                    if self.realtime:
+                        if n_ticks % step == 0:
+                            await self._pause(interval, sink)
+                    elif n_ticks % self.yield_every == 0:
                         await asyncio.sleep(0)  # let commands in between simulated ticks
             await self._flush(sink)
         finally:
@@ -520,8 +531,10 @@ class PaperExchange:
     async def deliver(self, event: FeedEvent, sink: ExchangeSink) -> None:
         """Process one feed event as `run` does (also for driving the venue by hand):
         first the updates queued by commands since the last event, then the event."""
-        self._ensure_loaded()
-        await self._flush(sink)
+        if not self._loaded:
+            self._ensure_loaded()
+        if self._pending:
+            await self._flush(sink)
         if isinstance(event, CandleClosed):
             self._record_candle(event.symbol, event.candle)
             if self._wants(event.symbol):
@@ -578,8 +591,16 @@ class PaperExchange:
         self._last[tick.symbol] = tick
         if not self.realtime:
             self._sim_ts = tick.ts if self._sim_ts is None else max(self._sim_ts, tick.ts)
-        updates: list[OrderUpdate] = []
         price = tick.price
+        calm = self._calm.get(tick.symbol)
+        if calm is None:
+            calm = self._calm[tick.symbol] = self._calm_band(tick.symbol)
+        if calm[0] < price < calm[1]:  # nothing can trigger: no matching
+            self._charge_funding(tick.ts if not self.realtime else self.now())
+            self._commit(raise_errors=False)
+            self._write_prices()
+            return []
+        updates: list[OrderUpdate] = []
         # Liquidation first: a gap through both a stop and the liquidation price liquidates
         # (the loss of an isolated position never exceeds its margin); its stops are canceled.
         for side in (Side.LONG, Side.SHORT):  # one tick concerns only its own symbol
@@ -609,18 +630,54 @@ class PaperExchange:
         self._write_prices()
         return updates
 
+    def _calm_band(self, symbol: str) -> tuple[float, float]:
+        """(lo, hi): no liquidation of the symbol's positions and no trigger of its resting
+        orders for a price strictly between them (the crossing rules of `_on_tick`)."""
+        lo, hi = -math.inf, math.inf
+        for side in (Side.LONG, Side.SHORT):
+            p = self._positions.get((symbol, side))
+            liq = self._liq_price(p) if p is not None else None
+            if liq is None:
+                continue
+            if side is Side.LONG:
+                lo = max(lo, liq)
+            else:
+                hi = min(hi, liq)
+        for cid in self._open_by_symbol.get(symbol, ()):
+            o = self._orders[cid]
+            level = o.price if o.type is OrderType.LIMIT else o.trigger_price
+            if level is None:
+                continue
+            if o.type is OrderType.LIMIT:
+                below = o.side is OrderSide.BUY  # fills at or below the limit
+            elif o.type is OrderType.STOP_MARKET:
+                below = o.side is OrderSide.SELL
+            elif o.type is OrderType.TAKE_PROFIT_MARKET:
+                below = o.side is OrderSide.BUY
+            else:
+                continue
+            if below:
+                lo = max(lo, level)
+            else:
+                hi = min(hi, level)
+        return lo, hi
+
     def _charge_funding(self, now: float) -> None:
         """At each 8-hour boundary, move rate × value at the mark between wallet and venue
         (once per boundary crossed; none before the first tick sets the clock)."""
+        if now < self._funding_due:
+            return  # still in the period last charged
         slot = int(now // FUNDING_PERIOD)
         if self._funding_slot is None:
             self._funding_slot = slot
+            self._funding_due = (slot + 1) * FUNDING_PERIOD
             self._dirty.state = True
             return
         periods = slot - self._funding_slot
         if periods <= 0:
             return
         self._funding_slot = slot
+        self._funding_due = (slot + 1) * FUNDING_PERIOD
         self._dirty.state = True
         if self.funding_rate == 0:
             return
@@ -749,6 +806,7 @@ class PaperExchange:
         return [OrderUpdate(order)]
 
     def _store_order(self, order: Order) -> None:
+        self._calm.pop(order.symbol, None)
         if order.client_id not in self._order_seq:
             self._order_seq[order.client_id] = self._seq
         self._orders[order.client_id] = order
@@ -828,6 +886,7 @@ class PaperExchange:
         self._balance -= fee
         self._dirty.state = True
         self._dirty.positions.add(key)
+        self._calm.pop(key[0], None)
         pos = self._positions.get(key)
         if not reduce:
             lev = self.leverage(key[0])
@@ -962,6 +1021,9 @@ class PaperExchange:
         self.funding_paid = float(state.get("funding_paid", "0") or 0)
         slot = state.get("funding_slot", "")
         self._funding_slot = int(slot) if slot else None
+        self._funding_due = (self._funding_slot + 1) * FUNDING_PERIOD \
+            if self._funding_slot is not None else -math.inf
+        self._calm.clear()
         self._seq = int(state.get("order_seq", "0"))
         self._fill_seq = int(state.get("fill_seq", "0"))
         self._funding_log = [FundingPayment(float(r[0]), r[1], Side(r[2]), float(r[3]))
@@ -1045,8 +1107,10 @@ class PaperExchange:
         retryable error is raised: like a real venue timing out, the change may have
         happened, and the caller resolves it with `fetch_order_by_client_id`.
         """
+        if not self._dirty.any():
+            return
         d, self._dirty = self._dirty, _Dirty()
-        if self.db is None or not d.any():
+        if self.db is None:
             return
         try:
             self._write(d)
