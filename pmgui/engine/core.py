@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -88,6 +89,7 @@ from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, Ord
 from pmgui.exchange.demo import DemoPosition
 from pmgui.exchange.retry import OrderStatusUnknown
 from pmgui.indicators import IndicatorSpec
+from pmgui.rules.bands import quiet_band
 from pmgui.rules.common import ADD_ON_OPEN_PREFIX, TRANCHE_CLOSED_PREFIX, add_on_open_since
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.policy import (
@@ -133,6 +135,7 @@ class EngineCore:
         # while held (`hold_marks`), the tick path's position snapshots are published once
         # per position at `release_marks` (coalesced), not on every tick
         self._marks: dict[str, PositionRuntime] | None = None
+        self.quiet_ticks = 0  # position ticks inside their quiet band (rules skipped)
         now = lambda: self.clock()  # noqa: E731 (callers may swap the engine's clock)
         self.ledger = OrderLedger(store, outbox, now)
         self.market = MarketData(outbox, self.settings, now)
@@ -277,7 +280,8 @@ class EngineCore:
             await self._open_demo(self._demo_pending[tick.symbol], tick)
         for rt in self.book.for_symbol(tick.symbol):
             await self._on_position_tick(rt, tick)
-        self.store.flush_behind(self.settings.write_behind)
+        if self.store.behind:
+            self.store.flush_behind(self.settings.write_behind)
 
     async def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         self.market.on_candle(symbol, candle, closed)
@@ -345,11 +349,22 @@ class EngineCore:
         pos = rt.position
         if not pos.is_open or self.book.runtime(rt.id) is not rt:
             return
-        params = self.params(pos)
+        params = rt.params if rt.params is not None else self.params(pos)
         info = self.rule_info(params)
         now = self.clock()
-        if not price_is_usable(tick.price, tick.ts, now, info.max_age):
+        ts = tick.ts
+        # price_is_usable, its common case first (the price was validated by market.on_tick)
+        if not (ts.__class__ is float and now - ts <= info.max_age and math.isfinite(ts)
+                and math.isfinite(now)) \
+                and not price_is_usable(tick.price, ts, now, info.max_age):
             self._publish_mark(rt)
+            return
+        band = rt.band
+        if band is not None and band.lo < tick.price < band.hi and ts < band.until \
+                and rt.band_pos is pos and rt.band_params is params \
+                and rt.band_version == self.market.version(pos.symbol) \
+                and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
+            await self._quiet_tick(rt, tick, now)
             return
         observed = observe(pos, tick.price)
         if observed is not pos:
@@ -373,6 +388,7 @@ class EngineCore:
                     f for f in pos.flags if not f.startswith(ADD_ON_OPEN_PREFIX)))).position
             market = self.market.market(pos.symbol)
             indicators, frame_sets = self.market.state(pos.symbol, info.spec, info.timeframes)
+            version = self.market.version(pos.symbol)
             mkt = MarketState(pos.symbol, tick.price, tick.ts, market, indicators, frame_sets)
             failed_close = False
             rt.deferred_seen = False
@@ -388,10 +404,56 @@ class EngineCore:
             if not rt.deferred_seen:
                 rt.deferred_since = None  # the price is back: the grace starts afresh
             rt.indicator = indicator_line.current(self.market, rt.position, mkt, params)
+            rt.indicator_due = None
+            self._set_band(rt, mkt, params, version)
             if rt.protect_dirty and rt.is_open:
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
         self._publish_mark(rt)
+
+    def _set_band(self, rt: PositionRuntime, mkt: MarketState, params: Params,
+                  version: int) -> None:
+        """After an evaluation: the prices and times at which the rules cannot act on this
+        position as it now is (`pmgui.rules.bands`), kept with what it was computed for."""
+        pos = rt.position
+        if not self.settings.quiet_bands or not pos.is_open:
+            rt.band = None
+            return
+        rt.band = quiet_band(pos, mkt, params)
+        rt.band_pos, rt.band_params, rt.band_version = pos, params, version
+        rt.band_add_on = add_on_open_since(pos.flags) is not None
+
+    async def _quiet_tick(self, rt: PositionRuntime, tick: Tick, now: float) -> None:
+        """A tick inside the position's quiet band: `observe` would keep the position and
+        `evaluate` return nothing (the band's contract), so only what a tick without actions
+        does besides remains: the start-up and in-flight gates, the exchange-stop grace
+        restarting, the pending protection sync, saving, and the mark for the window."""
+        self.quiet_ticks += 1
+        if rt.lock.locked() or not self.started:
+            self._publish_mark(rt)
+            return
+        rt.deferred_since = None  # no stop/TP close was due: the grace starts afresh
+        rt.indicator_due = tick  # the chart's line, computed when next published
+        if rt.protect_dirty:
+            async with rt.lock:
+                if rt.protect_dirty and rt.is_open and self.book.runtime(rt.id) is rt:
+                    await self.protector.sync(rt)
+                now = self.clock()
+        self._maybe_persist(rt, now)
+        self._publish_mark(rt)
+
+    def indicator_of(self, rt: PositionRuntime) -> object | None:
+        """The line the position's rules follow (RuleIndicator), as of its last tick."""
+        tick = rt.indicator_due
+        if tick is not None:
+            rt.indicator_due = None
+            params = self.params(rt.position)
+            info = self.rule_info(params)
+            indicators, frames = self.market.state(rt.symbol, info.spec, info.timeframes)
+            mkt = MarketState(rt.symbol, tick.price, tick.ts, self.market.market(rt.symbol),
+                              indicators, frames)
+            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params)
+        return rt.indicator
 
     def _venue_owns_stop(self, rt: PositionRuntime, action: Action, params: Params) -> bool:
         """A stop resting on the exchange that triggers on the mark price decides by itself:
@@ -853,10 +915,10 @@ class EngineCore:
             rt.saved_at = self.clock()
         return rt
 
-    def _maybe_persist(self, rt: PositionRuntime) -> None:
+    def _maybe_persist(self, rt: PositionRuntime, now: float | None = None) -> None:
         # peaks and best prices: rebuildable, written behind
-        if self.book.runtime(rt.id) is rt and \
-                self.clock() - rt.saved_at >= self.settings.save_interval:
+        if (self.clock() if now is None else now) - rt.saved_at >= self.settings.save_interval \
+                and self.book.runtime(rt.id) is rt:
             self.set_position(rt.position, persist="behind")
 
     def snapshot(self, pos: Position) -> PositionSnapshot:
@@ -865,7 +927,7 @@ class EngineCore:
         now = self.clock()
         stale = tick is None or now - tick.ts > float(self.params(pos)["price.max_age"])
         rt = self.book.runtime(pos.id)
-        ind = rt.indicator if rt is not None else None
+        ind = self.indicator_of(rt) if rt is not None else None
         if mark is None:
             return PositionSnapshot(pos, None, 0.0, 0.0, None, self.protection(pos), True, now,
                                     ind)  # type: ignore[arg-type]

@@ -104,8 +104,8 @@ async def indicator_history(core: Any, req: cmd.GetIndicatorLine) -> cmd.Indicat
     frames = indicator_frames(params)
     if frames:  # the venue's history of the rule's timeframe, once (as a tick would)
         await core.market.ensure_frames(core.exchange, pos.symbol, frames)
-    return cmd.IndicatorHistory(pos.id, rt.indicator,
-                                history(core.market, rt.position, params, rt.indicator))
+    ind = core.indicator_of(rt)
+    return cmd.IndicatorHistory(pos.id, ind, history(core.market, rt.position, params, ind))
 
 
 async def answer(core: Any, req: cmd.Request) -> object:

@@ -172,7 +172,10 @@ def check_timeframes(data: PriceData, params: Params) -> dict[str, tuple[str, ..
 async def run_replay(data: PriceData, req: ReplayRequest,
                      on_action: Callable[[dict], None] | None = None,
                      progress: Callable[[float], None] | None = None,
-                     workdir: Path | None = None) -> ReplayResult:
+                     workdir: Path | None = None, fast: bool = True) -> ReplayResult:
+    """Replay `data` for the position `req` describes. `fast=False` runs the reference
+    path the fast one must equal: every tick evaluated (no quiet bands), one loop iteration
+    and one publication per tick."""
     frames = check_timeframes(data, resolve_params(req.preset, req.overrides))  # fail first
     if req.strict and data.skipped:
         raise ValidationError(
@@ -208,14 +211,15 @@ async def run_replay(data: PriceData, req: ReplayRequest,
                                   candle_window=500,
                                   # the stream's candles: the file's own, or minutes of ticks
                                   candle_timeframe=data.interval if data.kind == "candles"
-                                  else feed.timeframe)
+                                  else feed.timeframe, quiet_bands=fast)
         engine = EngineCore(paper, store, outbox, settings, clock=paper.now)
         await engine.start()
         sink = _ReplaySink(engine, paper, req, progress)
         # Nothing else runs beside a replay: the venue yields to the loop now and then (not
         # after every tick), and prices and marks are published once per batch.
-        paper.yield_every = 256
-        engine.hold_marks()
+        if fast:
+            paper.yield_every = 256
+            engine.hold_marks()
         try:
             await paper.run(sink)
         finally:

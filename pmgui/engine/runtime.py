@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pmgui.domain.enums import OrderRole, OrderStatus, Side
-from pmgui.domain.models import Order, Position
+from pmgui.domain.models import Order, Position, Tick
+from pmgui.rules.bands import QuietBand
 from pmgui.rules.params import Params
 
 
@@ -34,6 +35,15 @@ class PositionRuntime:
     deferred_since: float | None = None
     deferred_seen: bool = False  # this evaluation deferred to the exchange's order
     indicator: object | None = None  # RuleIndicator: what its rules follow (for the chart)
+    indicator_due: Tick | None = None  # a later tick `indicator` is to be recomputed for
+    # The quiet band (`pmgui.rules.bands`) of the last evaluation, valid only for the
+    # position object, Params object and candle version it was computed with: a tick
+    # inside it skips observe/evaluate (decisions are the same, see the band's contract).
+    band: QuietBand | None = None
+    band_pos: Position | None = None
+    band_params: Params | None = None
+    band_version: int = -1
+    band_add_on: bool = False  # an add-on order rested then (its end is a change)
 
     @property
     def id(self) -> str:

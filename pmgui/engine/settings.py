@@ -42,6 +42,9 @@ class EngineSettings:
     # positions (the local stop guards the gap meanwhile); manual moves are sent at once.
     protect_min_step: float = 0.001
     protect_budget: float = 10.0
+    # Ticks inside a position's quiet band skip the rules (the same decisions, DESIGN §10);
+    # off: every tick is evaluated (the reference the band is tested against).
+    quiet_bands: bool = True
 
     def preset_for(self, symbol: str) -> str:
         rules = self.symbols.get(symbol)
