@@ -14,7 +14,7 @@ from tests.ui_doubles import BTC, ETH, T0, action, position, snapshot, tick
 class Recorder:
     def __init__(self, bridge: Bridge) -> None:
         self.got: dict[str, list] = {}
-        for name in ("positionsChanged", "positionRemoved", "tick", "candles", "action",
+        for name in ("positionsChanged", "positionRemoved", "ticks", "candles", "actions",
                      "connection", "account", "error", "orderChanged"):
             getattr(bridge, name).connect(lambda v, n=name: self.got.setdefault(n, []).append(v))
 
@@ -35,8 +35,9 @@ def test_ticks_coalesce_to_newest_per_symbol(setup):
         ob.publish(tick(BTC.symbol, p, T0 + i))
     ob.publish(tick(ETH.symbol, 3000.0, T0))
     br.pump()
-    assert [(t.symbol, t.price) for t in rec["tick"]] == [(BTC.symbol, 40_020.0),
-                                                          (ETH.symbol, 3000.0)]
+    assert len(rec["ticks"]) == 1  # one list per pump
+    assert [(t.symbol, t.price) for t in rec["ticks"][0]] == [(BTC.symbol, 40_020.0),
+                                                              (ETH.symbol, 3000.0)]
 
 
 def test_positions_wait_for_the_table_flush_and_carry_the_newest(setup):
@@ -73,7 +74,8 @@ def test_unkeyed_events_are_never_dropped_and_keep_order(setup):
         ob.publish(action("p1", BTC.symbol, reason=Reason.TRAILING, price=40_000.0 + i))
     ob.publish(ErrorEvent("exchange said no", T0))
     br.pump()
-    assert [a.action.price for a in rec["action"]] == [40_000.0 + i for i in range(5)]
+    (batch,) = rec["actions"]  # one list per pump
+    assert [a.action.price for a in batch] == [40_000.0 + i for i in range(5)]
     assert [e.message for e in rec["error"]] == ["exchange said no"]
 
 

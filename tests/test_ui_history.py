@@ -99,7 +99,7 @@ def test_window_seeds_the_action_log_from_the_store_without_duplicates(qtbot, st
     with qtbot.waitSignal(win.history.loaded, timeout=10_000):
         win.history.refresh()
     log = win.action_log
-    reasons = [log.item(r, 2).text() for r in range(log.rowCount())]
+    reasons = [log.text(r, 2) for r in range(log.rowCount())]
     assert reasons == ["trailing", "take_profit"]
     assert [t.splitlines()[0] for _x, _y, t in win.chart.marker_points()] == [
         "trailing · move sl → 3,060.00"]

@@ -114,7 +114,7 @@ async def test_history_after_real_closes_and_after_reopening(qtbot, traded, db_p
     again = rows_of(win.history.findChild(QTableWidget, "closedTrades"))
     assert sorted(again) == sorted(rows)
     assert win.history.metrics_label.text() == text
-    logged = [win.action_log.item(r, 2).text() for r in range(win.action_log.rowCount())]
+    logged = [win.action_log.text(r, 2) for r in range(win.action_log.rowCount())]
     assert {"tp1", "tp2", "breakeven", "breakeven_stop", "trailing_stop",
             "stop_loss"} <= set(logged)
 

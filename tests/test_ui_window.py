@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QTableWidget, QToolButton
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolButton
 
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.errors import ExchangeError
@@ -179,10 +179,10 @@ def test_action_log_is_newest_first_and_marks_the_chart(env):
                    sl=39_600.0),
             action("p1", BTC.symbol, ActionType.REDUCE, Reason.TP1, 41_000.0, T0 + 60,
                    qty=0.25))
-    log = win.findChild(QTableWidget, "actionLog")
+    log = win.action_log
     assert log.rowCount() == 2
-    assert log.item(0, 2).text() == "tp1" and log.item(1, 2).text() == "trailing"
-    assert "SL → 39,600.0" in log.item(1, 3).text()
+    assert log.text(0, 2) == "tp1" and log.text(1, 2) == "trailing"
+    assert "SL → 39,600.0" in log.text(1, 3)
     tips = [t.splitlines()[0] for _x, _y, t in win.chart.marker_points()]
     assert tips == ["trailing · move sl → 39,600.0", "tp1 · reduce 0.250"]
     # an automated SL move is annotated on the SL line with its reason
@@ -294,8 +294,8 @@ def test_engine_errors_reach_status_bar_and_log(env):
     publish(eng, win, snapshot(BTC_POS, 40_100.0))
     publish(eng, win, ErrorEvent("SL order rejected by the exchange: -2021", T0, "p1"))
     assert "SL order rejected" in win.statusBar().currentMessage()
-    log = win.findChild(QTableWidget, "actionLog")
-    assert log.item(0, 1).text() == BTC.symbol and log.item(0, 2).text() == "⚠ error"
+    log = win.action_log
+    assert log.text(0, 1) == BTC.symbol and log.text(0, 2) == "⚠ error"
 
 
 def test_market_learned_after_the_first_snapshot_is_used(env):

@@ -9,9 +9,17 @@ value known — never an older price after a newer one.
 Unkeyed events (actions, errors, closed positions) are emitted in publish order at the fast
 rate and never dropped; a PositionRemoved also discards that position's pending snapshot so
 a closed position is not resurrected by a late flush.
+
+In a fast market every signal counts (a storm is hundreds of rule actions and thousands of
+prices a second): prices and actions go out as *one list per pump*, not one signal each.
+A pump hands on at most `MAX_LOG_PER_PUMP` actions/errors, the rest waits (in order) for the
+next pump, so one pump stays short after the GUI was held up; `flush_now` hands on all.
 """
 
 from __future__ import annotations
+
+import sys
+from collections import deque
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -31,6 +39,7 @@ from pmgui.engine.outbox import Outbox
 
 TABLE_HZ = 10.0
 CHART_HZ = 30.0
+MAX_LOG_PER_PUMP = 1000  # actions + errors handed on per pump; the rest waits, in order
 
 
 class Bridge(QObject):
@@ -39,12 +48,13 @@ class Bridge(QObject):
     positionsChanged = Signal(list)  # list[PositionSnapshot], newest per position
     positionRemoved = Signal(object)  # PositionRemoved
     orderChanged = Signal(object)  # OrderSnapshot
-    tick = Signal(object)  # TickEvent
+    ticks = Signal(list)  # list[TickEvent], the newest per symbol, one list per pump
     candles = Signal(object)  # CandlesEvent
-    action = Signal(object)  # ActionTaken
+    actions = Signal(list)  # list[ActionTaken] in publish order, one list per run
     connection = Signal(object)  # ConnectionEvent
     account = Signal(object)  # AccountEvent
-    error = Signal(object)  # ErrorEvent
+    error = Signal(object)  # ErrorEvent (in order with the actions around it)
+    flushed = Signal()  # flush_now: everything pending was handed on (show it now)
 
     def __init__(self, outbox: Outbox, parent: QObject | None = None, *,
                  table_hz: float = TABLE_HZ, chart_hz: float = CHART_HZ) -> None:
@@ -58,6 +68,7 @@ class Bridge(QObject):
         self._connection: dict[str, ConnectionEvent] = {}
         self._account: AccountEvent | None = None
         self._removed: dict[str, float] = {}  # position id → close time: no resurrection
+        self._log: deque[ActionTaken | ErrorEvent] = deque()  # waiting, in publish order
         self._chart_timer = QTimer(self)
         self._chart_timer.setInterval(max(1, round(1000 / chart_hz)))
         self._chart_timer.timeout.connect(self.pump)
@@ -80,16 +91,41 @@ class Bridge(QObject):
         return self._chart_timer.isActive()
 
     # -- draining ---------------------------------------------------------------------------
-    def pump(self) -> None:
+    def pump(self, limit: int = MAX_LOG_PER_PUMP) -> None:
         """Fast tick: drain the Outbox; emit chart and unkeyed events; buffer table events."""
         latest_tick: dict[str, TickEvent] = {}
         latest_candles: dict[str, CandlesEvent] = {}
         for ev in self.outbox.drain():
             self._route(ev, latest_tick, latest_candles)
-        for t in latest_tick.values():
-            self._emit(self.tick, t)
+        if latest_tick:
+            self._emit(self.ticks, list(latest_tick.values()))
         for c in latest_candles.values():
             self._emit(self.candles, c)
+        self._hand_on_log(limit)
+
+    @property
+    def waiting(self) -> int:
+        """Actions and errors drained but not handed on yet (a pump's bound)."""
+        return len(self._log)
+
+    def _hand_on_log(self, limit: int) -> None:
+        """Up to `limit` waiting actions/errors, in order: runs of actions as one list each,
+        errors one by one between them (never dropped, never reordered)."""
+        log = self._log
+        run: list[ActionTaken] = []
+        n = 0
+        while log and n < limit:
+            ev = log.popleft()
+            n += 1
+            if isinstance(ev, ActionTaken):
+                run.append(ev)
+                continue
+            if run:
+                self._emit(self.actions, run)
+                run = []
+            self._emit(self.error, ev)
+        if run:
+            self._emit(self.actions, run)
 
     def flush_table(self) -> None:
         """Slow tick: emit the newest pending table-rate values."""
@@ -110,8 +146,9 @@ class Bridge(QObject):
 
     def flush_now(self) -> None:
         """Drain and emit everything pending at once (start-up, tests, before a screenshot)."""
-        self.pump()
+        self.pump(limit=sys.maxsize)
         self.flush_table()
+        self.flushed.emit()
 
     # -- internals --------------------------------------------------------------------------
     def _route(self, ev: Event, ticks: dict[str, TickEvent],
@@ -140,10 +177,8 @@ class Bridge(QObject):
         elif isinstance(ev, AccountEvent):
             if self._account is None or ev.ts >= self._account.ts:
                 self._account = ev
-        elif isinstance(ev, ActionTaken):
-            self._emit(self.action, ev)
-        elif isinstance(ev, ErrorEvent):
-            self._emit(self.error, ev)
+        elif isinstance(ev, (ActionTaken, ErrorEvent)):
+            self._log.append(ev)
 
     def _emit(self, signal: Signal, value: object) -> None:
         self.emitted += 1

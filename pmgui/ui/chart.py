@@ -25,6 +25,7 @@ shows ✔, anything else says `local only: <reason>` or `✖ <reason>`.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 
@@ -77,6 +78,8 @@ __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext
 
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 MAX_MARKERS = 500
+_MARKER_SYMBOL = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
+                  ActionType.REDUCE: "t", ActionType.MOVE_SL: "d", ActionType.MOVE_TP: "d"}
 TAG_MARGIN = 4  # pixels between a tag and the view's edge
 MAX_SHOWN = 3000  # candles drawn at the selected timeframe (the newest; ~75 ms to draw)
 VOLUME_SHARE = 7  # the highest volume bar reaches 1/7 of the view's height
@@ -436,17 +439,30 @@ class ChartWidget(QWidget):
         self._update_title()
 
     def on_tick(self, ev: TickEvent) -> None:
-        if not valid_price(ev.price):
-            return
-        prev = self._last.get(ev.symbol)
-        if prev is not None and ev.ts < prev.ts:
-            return  # never step back to an older price
-        self._last[ev.symbol] = ev
-        series = self._series.setdefault(ev.symbol, CandleSeries())
-        changed = series.on_tick(ev.price, ev.ts)
-        if self._snap is not None and ev.symbol == self._snap.position.symbol:
-            if changed:
-                self._render_candles()
+        self.on_ticks([ev])
+
+    def on_ticks(self, evs: list[TickEvent]) -> None:
+        """The newest price of each symbol (one list per bridge pump): every symbol's series
+        follows; the chart redraws once, and only if its own symbol moved."""
+        shown = self._snap.position.symbol if self._snap is not None else None
+        render = moved = False
+        for ev in evs:
+            if not valid_price(ev.price):
+                continue
+            prev = self._last.get(ev.symbol)
+            if prev is not None and ev.ts < prev.ts:
+                continue  # never step back to an older price
+            self._last[ev.symbol] = ev
+            series = self._series.get(ev.symbol)
+            if series is None:
+                series = self._series[ev.symbol] = CandleSeries()
+            changed = series.on_tick(ev.price, ev.ts)
+            if ev.symbol == shown:
+                moved = True
+                render = render or changed
+        if render:
+            self._render_candles()
+        if moved:
             self._update_last()
 
     def on_candles(self, ev: CandlesEvent) -> None:
@@ -461,38 +477,59 @@ class ChartWidget(QWidget):
                 self.vb.enableAutoRange(axis=pg.ViewBox.XAxis)
 
     def on_action(self, ev: ActionTaken) -> None:
-        """A live action: marker, and for automated SL/TP moves a note on the line."""
-        a = ev.action
-        if not self.add_marker(ev):
-            return
-        if a.type in (ActionType.MOVE_SL, ActionType.MOVE_TP) and a.position_id == self.position_id:
-            m = self.machines["sl" if a.type is ActionType.MOVE_SL else "tp"]
-            m.auto = "" if a.reason.value == "manual" else a.reason.value  # who moved it last
-        if a.position_id == self.position_id:
+        self.on_actions([ev])
+
+    def on_actions(self, evs: list[ActionTaken]) -> None:
+        """Live actions (one list per bridge pump): markers, and for automated SL/TP moves a
+        note on the line. Markers are stored for every position (shown when it is selected),
+        their tooltips written only on hover; the chart redraws once, and only when the
+        position it shows has acted."""
+        shown = self.position_id
+        mine = False
+        for ev in evs:
+            if not self._store_marker(ev):
+                continue
+            a = ev.action
+            if a.position_id != shown:
+                continue
+            mine = True
+            if a.type in (ActionType.MOVE_SL, ActionType.MOVE_TP):
+                m = self.machines["sl" if a.type is ActionType.MOVE_SL else "tp"]
+                m.auto = "" if a.reason.value == "manual" else a.reason.value  # who moved it
+        if mine:
+            self._refresh_markers()
             self.refresh_levels()
 
     def add_marker(self, ev: ActionTaken) -> bool:
         """Put an action on its position's chart, explained on hover (reason and inputs)."""
+        if not self._store_marker(ev):
+            return False
+        if ev.action.position_id == self.position_id:
+            self._refresh_markers()
+        return True
+
+    def _store_marker(self, ev: ActionTaken) -> bool:
         a = ev.action
         if not valid_price(a.price):
             return False
         ts = a.ts if a.ts > 0 else self._now_ts(ev.symbol)
-        symbol = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
-                  ActionType.REDUCE: "t", ActionType.MOVE_SL: "d",
-                  ActionType.MOVE_TP: "d"}.get(a.type, "o")
-        lst = self._markers.setdefault(a.position_id, [])
-        market = self._market if ev.symbol == self.symbol else None
-        lst.append((ts, a.price, explain_action(ev, market), symbol))
-        lst.sort(key=lambda m: m[0])
-        del lst[:-MAX_MARKERS]
-        if a.position_id == self.position_id:
-            self._refresh_markers()
+        lst = self._markers.get(a.position_id)
+        if lst is None:
+            lst = self._markers[a.position_id] = []
+        item = (ts, a.price, ev, _MARKER_SYMBOL.get(a.type, "o"))
+        if not lst or lst[-1][0] <= ts:
+            lst.append(item)
+        else:
+            bisect.insort(lst, item, key=lambda m: m[0])
+        if len(lst) > MAX_MARKERS + MAX_MARKERS // 10:  # trimmed in chunks
+            del lst[:-MAX_MARKERS]
         return True
 
     def marker_points(self) -> list[tuple[float, float, str]]:
         """The markers shown now as (x, y, tooltip) — for tests and accessibility."""
         pid = self.position_id
-        return [(x, y, t) for x, y, t, _s in self._markers.get(pid, [])] if pid else []
+        pts = self._markers.get(pid, [])[-MAX_MARKERS:] if pid else []
+        return [(x, y, self._marker_tip(x, y, ev)) for x, y, ev, _s in pts]
 
     # -- proposals and commits (driven by the owner) -----------------------------------------
     def propose(self, kind: str, level: float) -> None:
@@ -845,16 +882,20 @@ class ChartWidget(QWidget):
     # -- markers -----------------------------------------------------------------------------
     def _refresh_markers(self) -> None:
         pid = self.position_id
-        pts = self._markers.get(pid, []) if pid else []
+        pts = self._markers.get(pid, [])[-MAX_MARKERS:] if pid else []
         if not pts:
             self.markers.setData([], [])
             return
         self.markers.setData(
             x=[x for x, *_ in pts], y=[y for _x, y, *_ in pts],
-            data=[t for _x, _y, t, _s in pts], symbol=[s for *_, s in pts],
+            data=[ev for _x, _y, ev, _s in pts], symbol=[s for *_, s in pts],
             brush=pg.mkBrush(self._theme.marker), pen=pg.mkPen(self._theme.base))
 
     def _marker_tip(self, x: float, y: float, data: object) -> str:
+        """A marker's explanation, written when it is asked for (hover), not per action."""
+        if isinstance(data, ActionTaken):
+            market = self._market if data.symbol == self.symbol else None
+            return explain_action(data, market)
         return str(data)
 
     def _now_ts(self, symbol: str) -> float:

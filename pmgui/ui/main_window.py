@@ -52,6 +52,7 @@ from pmgui.engine.events import (
     PositionSnapshot,
 )
 from pmgui.ui.about import show_about
+from pmgui.ui.action_log import ActionLogPanel
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.chart_drag import LINE_TITLES, DragContext, consequence
 from pmgui.ui.chart_state import verdict, verdict_message
@@ -70,7 +71,6 @@ from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryPanel
 from pmgui.ui.orders_panel import WorkingOrdersPanel
 from pmgui.ui.panels import (
-    ActionLogPanel,
     AlertButton,
     ConnectionStatus,
     PositionsPanel,
@@ -389,15 +389,17 @@ class MainWindow(QMainWindow):
         chart.dragCancelled.connect(
             lambda kind: self.notify(f"{LINE_TITLES[kind]} drag cancelled: line restored"))
         b = self.bridge
-        b.tick.connect(chart.on_tick)
+        b.ticks.connect(chart.on_ticks)
         b.candles.connect(chart.on_candles)
-        b.action.connect(chart.on_action)
+        b.actions.connect(chart.on_actions)
         return chart
 
     # -- event handlers ----------------------------------------------------------------------
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:
+        shown = self.chart.position_id
         for s in snaps:
-            self.chart.on_snapshot(s)
+            if s.position.id == shown:
+                self.chart.on_snapshot(s)
         if self.chart.symbol is not None and self.chart.market is None:
             self.chart.set_market(self.engine.market(self.chart.symbol))
         self._update_action_state()
@@ -634,8 +636,13 @@ class MainWindow(QMainWindow):
         price = self.chart.last_price() if self.chart.position_id == snap.position.id \
             else snap.mark
         dlg = EditTargetsDialog(snap, market, price, self._send, self)
-        self.bridge.tick.connect(dlg.on_tick)  # the newest price, while it is open
-        dlg.finished.connect(lambda _r, d=dlg: self.bridge.tick.disconnect(d.on_tick))
+        def on_ticks(evs: list, d=dlg, sym=snap.position.symbol) -> None:
+            for ev in evs:
+                if ev.symbol == sym:
+                    d.on_tick(ev)
+
+        self.bridge.ticks.connect(on_ticks)  # the newest price, while it is open
+        dlg.finished.connect(lambda _r: self.bridge.ticks.disconnect(on_ticks))
         dlg.accepted.connect(lambda s=snap.position.symbol, d=dlg, m=market: self.notify(
             f"{s}: " + protection_summary(d.result, m)))
         self.dialog = dlg

@@ -12,8 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, Qt, Signal
-from PySide6.QtGui import QAction, QColor
+from PySide6.QtCore import (
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPoint,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -24,21 +32,17 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QStatusBar,
     QTableView,
-    QTableWidget,
-    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from pmgui.domain.enums import ActionType, OrderRole, OrderStatus
+from pmgui.domain.enums import OrderRole, OrderStatus
 from pmgui.domain.models import Market, Order
 from pmgui.engine.commands import HistorySnapshot
 from pmgui.engine.events import (
     AccountEvent,
-    ActionTaken,
     ConnectionEvent,
-    ErrorEvent,
     OrderSnapshot,
     PositionRemoved,
     PositionSnapshot,
@@ -47,7 +51,7 @@ from pmgui.engine.events import (
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.figures import account_figures
 from pmgui.ui.flow import FlowLayout
-from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_pct, fmt_price, fmt_qty, is_num
+from pmgui.ui.fmt import fmt_age, fmt_money, fmt_pct, fmt_price, fmt_qty, is_num
 from pmgui.ui.positions_model import (
     ESSENTIAL,
     ID_ROLE,
@@ -57,8 +61,8 @@ from pmgui.ui.positions_model import (
 )
 from pmgui.ui.theme import Theme, tabular_font
 
-MAX_LOG_ROWS = 2000
 MarketFor = Callable[[str], Market | None]
+ACCOUNT_MS = 250  # the account's sums over all positions: at most 4 times a second
 
 # width of each column (px at 96 dpi; scaled with the font on high-DPI screens)
 WIDTHS = {"symbol": 120, "side": 76, "qty": 66, "entry": 84, "mark": 84, "pnl": 86,
@@ -374,9 +378,19 @@ class AccountPanel(QWidget):
             lab.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
             lay.addWidget(lab)
             self.labels[key] = lab
+        self._styles: dict[str, str] = {}
+        # a storm updates every position at each flush: the account's sums over all of
+        # them are redone at most every ACCOUNT_MS (at once on the first change and when
+        # the bridge is flushed), not at every flush
+        self._dirty = False
+        self._cooldown = QTimer(self)
+        self._cooldown.setSingleShot(True)
+        self._cooldown.setInterval(ACCOUNT_MS)
+        self._cooldown.timeout.connect(self._after_cooldown)
         bridge.account.connect(self.on_account)
         bridge.positionsChanged.connect(self.on_positions)
         bridge.positionRemoved.connect(self.on_position_removed)
+        bridge.flushed.connect(self._refresh_if_dirty)
         self.refresh()
 
     def on_account(self, ev: AccountEvent) -> None:
@@ -390,7 +404,20 @@ class AccountPanel(QWidget):
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:
         for s in snaps:
             self._snaps[s.position.id] = s
-        self.refresh()
+        if self._cooldown.isActive():
+            self._dirty = True
+        else:
+            self.refresh()
+            self._cooldown.start()
+
+    def _after_cooldown(self) -> None:
+        if self._dirty:
+            self.refresh()
+            self._cooldown.start()
+
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
+            self.refresh()
 
     def on_position_removed(self, ev: PositionRemoved) -> None:
         self._snaps.pop(ev.position.id, None)
@@ -405,6 +432,7 @@ class AccountPanel(QWidget):
         return account_figures(self._wallet, list(self._snaps.values()), self._market_for)
 
     def refresh(self) -> None:
+        self._dirty = False
         f = self.figures()
         cur = self._currency
         texts = {
@@ -423,14 +451,21 @@ class AccountPanel(QWidget):
         t = self._theme
         for key, text in texts.items():
             lab = self.labels[key]
-            lab.setText(text)
+            if lab.text() != text:
+                lab.setText(text)
         for key, v in (("upnl", f.unrealized), ("today", self._today),
                        ("funding", self._funding)):
             colour = t.up if is_num(v) and v > 0 else t.down if is_num(v) and v < 0 else t.text  # type: ignore[operator]
-            self.labels[key].setStyleSheet(f"color: {colour};")
+            self._style(key, f"color: {colour};")
         warn = is_num(f.margin_ratio) and f.margin_ratio >= 0.8  # type: ignore[operator]
-        self.labels["ratio"].setStyleSheet(f"color: {t.warning}; font-weight: bold;" if warn
-                                           else f"color: {t.text};")
+        self._style("ratio", f"color: {t.warning}; font-weight: bold;" if warn
+                    else f"color: {t.text};")
+
+    def _style(self, key: str, sheet: str) -> None:
+        """A style sheet is re-parsed and re-polished whenever it is set: only on change."""
+        if self._styles.get(key) != sheet:
+            self._styles[key] = sheet
+            self.labels[key].setStyleSheet(sheet)
 
     def text(self, key: str) -> str:
         return self.labels[key].text()
@@ -438,94 +473,6 @@ class AccountPanel(QWidget):
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
         self.refresh()
-
-
-# -- action log --------------------------------------------------------------------------------
-class ActionLogPanel(QTableWidget):
-    """Every action and engine error, newest first; stored ones below the live ones."""
-
-    def __init__(self, bridge: Bridge, market_for: MarketFor, theme: Theme,
-                 symbol_of: Callable[[str], str | None],
-                 wall_clock: Callable[[], float] = time.time,
-                 parent: QWidget | None = None) -> None:
-        super().__init__(0, 4, parent)
-        self.setObjectName("actionLog")
-        self.setAccessibleName("Action log, newest first")
-        self.setHorizontalHeaderLabels(["Time", "Symbol", "Reason", "Detail"])
-        self.verticalHeader().setVisible(False)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.horizontalHeader().setStretchLastSection(True)
-        for c, w in enumerate((64, 118, 118)):
-            self.setColumnWidth(c, w)
-        self._market_for = market_for
-        self._theme = theme
-        self._symbol_of = symbol_of
-        self._wall = wall_clock
-        self._logged: set[tuple] = set()  # action keys shown, so stored ones are not repeated
-        self.seeded = False
-        bridge.action.connect(lambda ev: self.log_action(ev, newest=True))
-        bridge.error.connect(self.on_error)
-
-    def set_theme(self, theme: Theme) -> None:
-        self._theme = theme
-
-    def log_action(self, ev: ActionTaken, *, newest: bool) -> bool:
-        """Add a row (at the top for live actions, at the bottom for older ones loaded from
-        the store). False if the same action is already shown."""
-        a = ev.action
-        key = (round(a.ts, 3), a.position_id, a.type.value, a.reason.value, a.price)
-        if a.ts > 0 and key in self._logged:
-            return False
-        if a.ts > 0:
-            self._logged.add(key)
-        when = a.ts if a.ts > 0 else self._wall()
-        detail = ev.detail or action_detail(ev, self._market_for(ev.symbol))
-        if not ev.ok:
-            detail = f"FAILED · {detail}"
-        row = 0 if newest else self.rowCount()
-        if not newest and row >= MAX_LOG_ROWS:
-            return False
-        self._put(row, when, (ev.symbol, a.reason.value, detail), warn=not ev.ok)
-        return True
-
-    def seed(self, data: HistorySnapshot) -> list[ActionTaken]:
-        """First history answer: stored actions under the live ones; returns those added."""
-        if self.seeded:
-            return []
-        self.seeded = True
-        return [ev for ev in data.actions if self.log_action(ev, newest=False)]
-
-    def on_error(self, ev: ErrorEvent) -> None:
-        symbol = (self._symbol_of(ev.position_id) if ev.position_id else None) or DASH
-        when = ev.ts if is_num(ev.ts) and ev.ts > 0 else self._wall()
-        self._put(0, when, (symbol, "⚠ error", ev.message), warn=True, tip=ev.message)
-
-    def _put(self, row: int, when: float, values: tuple[str, str, str], *, warn: bool,
-             tip: str | None = None) -> None:
-        self.insertRow(row)
-        cells = (time.strftime("%H:%M:%S", time.localtime(when)), *values)
-        for c, text in enumerate(cells):
-            item = QTableWidgetItem(text)
-            item.setToolTip(tip or (text if c else time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                  time.localtime(when))))
-            if warn:
-                item.setForeground(QColor(self._theme.warning))
-            self.setItem(row, c, item)
-        while self.rowCount() > MAX_LOG_ROWS:
-            self.removeRow(self.rowCount() - 1)
-
-
-def action_detail(ev: ActionTaken, market: Market | None) -> str:
-    a = ev.action
-    parts = [a.type.value, f"@ {fmt_price(a.price, market)}"]
-    if a.qty is not None:
-        parts.append(f"qty {fmt_qty(a.qty, market)}")
-    if a.type is ActionType.MOVE_SL and a.sl is not None:
-        parts.append(f"SL → {fmt_price(a.sl, market)}")
-    if a.type is ActionType.MOVE_TP and a.tp is not None:
-        parts.append(f"TP → {fmt_price(a.tp, market)}")
-    return " ".join(parts)
 
 
 def venue_health(c: ConnectionEvent | None) -> tuple[str, str]:
@@ -579,7 +526,7 @@ class ConnectionStatus(QObject):
         self.tick_age_label = label("tickAge", "Age of the newest price")
         self.tick_age_label.setFont(tabular_font())
         bridge.connection.connect(self.on_connection)
-        bridge.tick.connect(self.on_tick)
+        bridge.ticks.connect(self.on_ticks)
 
     def on_connection(self, ev: ConnectionEvent) -> None:
         self._conn = ev
@@ -587,6 +534,9 @@ class ConnectionStatus(QObject):
         self.refresh()
 
     def on_tick(self, _ev: TickEvent) -> None:
+        self._tick_at = self._clock()
+
+    def on_ticks(self, _evs: list[TickEvent]) -> None:
         self._tick_at = self._clock()
 
     def set_theme(self, theme: Theme) -> None:

@@ -222,10 +222,29 @@ class _Cached:
     texts: list[str | None] = field(default_factory=list)  # None: not formatted yet
     values: tuple[object, ...] = field(default_factory=tuple)  # raw values the texts show
     sig: tuple[object, ...] = ()  # what else the texts depend on (market, staleness, ...)
+    stale: bool = False  # `row` is newer than `values`: compared when next shown
+    tones: list[object] = field(default_factory=list)  # brush per cell; _UNSET: not yet
+
+
+_UNSET = object()
+# what follows the mark when the position itself did not change (figures.py)
+_MARK_KEYS = ("mark", "pnl", "roi", "r", "liq_dist", "notional")
 
 
 def _sig(row: Row) -> tuple[object, ...]:
     return (id(row.market), row.snap.stale, row.snap.position.automation)
+
+
+# roles as plain ints: comparing with the enum members costs more than the whole lookup
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_FONT = int(Qt.ItemDataRole.FontRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_ACCESSIBLE = int(Qt.ItemDataRole.AccessibleTextRole)
+_SORT = int(SORT_ROLE)
+_ID = int(ID_ROLE)
+_SNAPSHOT = int(SNAPSHOT_ROLE)
 
 
 class PositionsModel(QAbstractTableModel):
@@ -246,6 +265,14 @@ class PositionsModel(QAbstractTableModel):
         self._protection_detail: dict[str, str] = {}
         self._bold = QFont(self._font)
         self._bold.setBold(True)
+        self._brushes: dict[str, QBrush] = {}
+        self._aligns = [int(col.align) for col in self._columns]
+        keys = [col.key for col in self._columns]
+        follow = [c for c, k in enumerate(keys) if k in _MARK_KEYS] or [0, len(keys) - 1]
+        self._mark_span = (min(follow), max(follow))  # the columns that follow the mark
+        self._protection_col = keys.index("protection") if "protection" in keys else 0
+        self._fonts = [self._bold if col.key == "symbol" else self._font if col.numeric
+                       else None for col in self._columns]
 
     # -- Qt model API ------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -268,37 +295,56 @@ class PositionsModel(QAbstractTableModel):
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+        # The view asks ~7 roles of every visible cell at each paint: keep this path short
+        # (ints, cached texts and brushes) — it is most of the table's cost in a storm.
+        r = index.row()
+        rows = self._rows
+        if not 0 <= r < len(rows):
             return None
-        cached = self._rows[index.row()]
-        col = self._columns[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
+        role = int(role)
+        c = index.column()
+        cached = rows[r]
+        if cached.stale:
+            self._refresh(cached)
+        if role == _DISPLAY:
+            col = self._columns[c]
             if col.live:
                 return col.fmt(col.value(cached.row, self._clock()), cached.row)
-            return self._text(cached, index.column())
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(col.align)
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if col.tone is None:
-                return None
-            tone = col.tone(col.value(cached.row, self._clock()), cached.row)
-            colour = {1: self._theme.up, -1: self._theme.down, 2: self._theme.warning}.get(tone)
-            return QBrush(QColor(colour)) if colour else None
-        if role == Qt.ItemDataRole.FontRole:
-            if col.key == "symbol":
-                return self._bold
-            return self._font if col.numeric else None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(cached.row, col)
-        if role == SORT_ROLE:
-            return self.sort_value(index.row(), index.column())
-        if role == ID_ROLE:
+            return self._text(cached, c)
+        if role == _FOREGROUND:
+            brush = cached.tones[c]
+            if brush is _UNSET:
+                brush = cached.tones[c] = self._tone(cached, c)
+            return brush
+        if role == _ALIGN:
+            return self._aligns[c]
+        if role == _FONT:
+            return self._fonts[c]
+        if role == _TOOLTIP:
+            return self._tooltip(cached.row, self._columns[c])
+        if role == _SORT:
+            return self.sort_value(r, c)
+        if role == _ID:
             return cached.row.snap.position.id
-        if role == SNAPSHOT_ROLE:
+        if role == _SNAPSHOT:
             return cached.row.snap
-        if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"{col.title}: {self._text(cached, index.column()) if not col.live else ''}"
+        if role == _ACCESSIBLE:
+            col = self._columns[c]
+            return f"{col.title}: {self._text(cached, c) if not col.live else ''}"
         return None
+
+    def _tone(self, cached: _Cached, c: int) -> QBrush | None:
+        col = self._columns[c]
+        if col.tone is None:
+            return None
+        tone = col.tone(col.value(cached.row, self._clock()), cached.row)
+        colour = {1: self._theme.up, -1: self._theme.down, 2: self._theme.warning}.get(tone)
+        if not colour:
+            return None
+        brush = self._brushes.get(colour)
+        if brush is None:
+            brush = self._brushes[colour] = QBrush(QColor(colour))
+        return brush
 
     # -- our API -----------------------------------------------------------------------------
     def sort_value(self, row: int, column: int) -> object:
@@ -310,55 +356,88 @@ class PositionsModel(QAbstractTableModel):
         return v
 
     def update(self, snapshots: Iterable[PositionSnapshot]) -> None:
-        """Apply newest snapshots: insert new positions, mark only the cells whose raw value
-        changed, and tell the view once per batch (one `dataChanged` over the changed block,
-        one insertion for all new rows). A cell's text is formatted when it is shown (the
-        view asks only for visible rows) and kept until its value changes: a storm over 500
-        rows formats the few dozen cells on screen, not 500 rows × every column."""
-        now = self._clock()
-        cols = self._columns
+        """Apply newest snapshots: insert new positions, keep the newest snapshot of the
+        others, and tell the view once per batch (one `dataChanged` over the changed rows,
+        one insertion for all new rows). Nothing is computed or formatted here: when the
+        view paints a row (only visible rows are painted) its raw values are compared with
+        the ones on screen and only the cells whose value changed are formatted again — a
+        storm over 500 rows costs a dictionary update per snapshot, and the few dozen cells
+        on screen."""
+        ncols = len(self._columns)
         fresh: dict[str, _Cached] = {}
-        top = bottom = -1
-        left, right = len(cols), -1
+        top = bottom = right = -1
+        left = ncols
+        index = self._index
+        rows = self._rows
         for snap in snapshots:
             pid = snap.position.id
-            row = Row(snap, self._market(snap.position.symbol))
-            values = tuple(None if col.live else col.value(row, now) for col in cols)
-            sig = _sig(row)
-            i = self._index.get(pid)
+            i = index.get(pid)
             if i is None:
-                fresh[pid] = _Cached(row, [None] * len(cols), values, sig)
+                row = Row(snap, self._market(snap.position.symbol))
+                fresh[pid] = _Cached(row, [None] * ncols, (), _sig(row), True,
+                                     [_UNSET] * ncols)
                 continue
-            old = self._rows[i]
-            texts = old.texts
-            if old.sig != sig:  # staleness, automation, market: every text may change
-                texts = [None] * len(cols)
-                lo, hi = 0, len(cols) - 1
+            cached = rows[i]
+            old = cached.row.snap
+            cached.row = Row(snap, cached.row.market or self._market(snap.position.symbol))
+            # which cells can have changed, from the snapshot's own fields (cheap): the
+            # same position at another mark changes only the mark's block of columns
+            if snap.position is old.position or snap.position == old.position:
+                if snap.stale != old.stale:
+                    lo, hi = 0, ncols - 1
+                elif snap.mark == old.mark and snap.pnl == old.pnl:
+                    if snap.protection is old.protection:
+                        continue  # nothing shown changed (values stay valid)
+                    lo = hi = self._protection_col
+                else:
+                    lo, hi = self._mark_span
+                    if snap.protection is not old.protection:
+                        lo, hi = min(lo, self._protection_col), max(hi, self._protection_col)
             else:
-                lo, hi = len(cols), -1
-                for c, (a, b) in enumerate(zip(old.values, values, strict=True)):
-                    if a == b and type(a) is type(b):
-                        continue
-                    texts[c] = None
-                    if c < lo:
-                        lo = c
-                    hi = c
-            old.row, old.texts, old.values, old.sig = row, texts, values, sig
-            if hi >= 0:
-                top = i if top < 0 else min(top, i)
-                bottom = max(bottom, i)
-                left, right = min(left, lo), max(right, hi)
+                lo, hi = 0, ncols - 1
+            cached.stale = True
+            if top < 0 or i < top:
+                top = i
+            if i > bottom:
+                bottom = i
+            if lo < left:
+                left = lo
+            if hi > right:
+                right = hi
         if bottom >= 0:
             self.dataChanged.emit(self.index(top, left), self.index(bottom, right))
         if fresh:
-            n = len(self._rows)
+            n = len(rows)
             self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
             for k, (pid, cached) in enumerate(fresh.items()):
-                self._rows.append(cached)
-                self._index[pid] = n + k
+                rows.append(cached)
+                index[pid] = n + k
             self.endInsertRows()
 
+    def _refresh(self, cached: _Cached) -> None:
+        """The row's newest snapshot is about to be shown: forget the texts (and colours) of
+        the cells whose raw value changed."""
+        cached.stale = False
+        row = cached.row
+        now = self._clock()
+        values = tuple(None if col.live else col.value(row, now) for col in self._columns)
+        sig = _sig(row)
+        texts, tones = cached.texts, cached.tones
+        if cached.sig != sig or len(cached.values) != len(values):
+            for c in range(len(values)):
+                texts[c] = None
+                tones[c] = _UNSET
+        else:
+            for c, (a, b) in enumerate(zip(cached.values, values, strict=True)):
+                if a == b and type(a) is type(b):
+                    continue
+                texts[c] = None
+                tones[c] = _UNSET
+        cached.values, cached.sig = values, sig
+
     def _text(self, cached: _Cached, c: int) -> str:
+        if cached.stale:
+            self._refresh(cached)
         text = cached.texts[c]
         if text is None:
             col = self._columns[c]
@@ -388,6 +467,9 @@ class PositionsModel(QAbstractTableModel):
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
+        self._brushes.clear()
+        for cached in self._rows:
+            cached.tones = [_UNSET] * len(self._columns)
         if self._rows:
             self.dataChanged.emit(self.index(0, 0),
                                   self.index(len(self._rows) - 1, len(self._columns) - 1),

@@ -1,0 +1,330 @@
+"""The action log: every rule action and engine error, newest first.
+
+Built for a fast market: the bridge hands actions over as one list per pump, the model
+inserts each list with one `beginInsertRows` and formats a row's text only when the view
+asks for it (the few rows on screen), so 500 trailing moves a second cost a few appends,
+not 500 × 4 widget items. The log holds at most `MAX_LOG_ROWS` rows; when it is full, the
+oldest *routine* rows (successful automated SL/TP moves) go first, so what the trader must
+see — errors, failures, opens, fills, reductions, closes — is never pushed out by a storm of
+trailing moves (those are only dropped when the log holds nothing but must-see rows).
+The position's levels themselves are always current in the table and on the chart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+)
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QAbstractItemView, QTableView, QWidget
+
+from pmgui.domain.enums import ActionType
+from pmgui.domain.models import Market
+from pmgui.engine.commands import HistorySnapshot
+from pmgui.engine.events import ActionTaken, ErrorEvent
+from pmgui.ui.fmt import DASH, fmt_price, fmt_qty, is_num
+from pmgui.ui.theme import Theme
+
+MAX_LOG_ROWS = 2000
+TRIM_SLACK = 200  # rows over the cap before trimming (trim in chunks, not per row)
+COMMIT_MS = 200  # live rows reach the view at most 5 times a second
+HEADERS = ("Time", "Symbol", "Reason", "Detail")
+ROUTINE = (ActionType.MOVE_SL, ActionType.MOVE_TP)
+
+MarketFor = Callable[[str], Market | None]
+Index = QModelIndex | QPersistentModelIndex
+
+
+def action_detail(ev: ActionTaken, market: Market | None) -> str:
+    a = ev.action
+    parts = [a.type.value, f"@ {fmt_price(a.price, market)}"]
+    if a.qty is not None:
+        parts.append(f"qty {fmt_qty(a.qty, market)}")
+    if a.type is ActionType.MOVE_SL and a.sl is not None:
+        parts.append(f"SL → {fmt_price(a.sl, market)}")
+    if a.type is ActionType.MOVE_TP and a.tp is not None:
+        parts.append(f"TP → {fmt_price(a.tp, market)}")
+    return " ".join(parts)
+
+
+def _key(ev: ActionTaken) -> tuple:
+    a = ev.action
+    return (round(a.ts, 3), a.position_id, a.type.value, a.reason.value, a.price)
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One row: an action or an error; its text is made when first shown."""
+
+    when: float
+    symbol: str
+    event: ActionTaken | ErrorEvent
+    warn: bool
+    routine: bool  # may be trimmed before must-see rows
+    key: tuple | None = None  # the action's identity (so stored ones are not repeated)
+    texts: tuple[str, str, str, str] | None = None
+
+
+def entry_of(ev: ActionTaken | ErrorEvent, wall: float,
+             symbol_of: Callable[[str], str | None]) -> LogEntry:
+    if isinstance(ev, ErrorEvent):
+        symbol = (symbol_of(ev.position_id) if ev.position_id else None) or DASH
+        when = ev.ts if is_num(ev.ts) and ev.ts > 0 else wall
+        return LogEntry(when, symbol, ev, True, False)
+    a = ev.action
+    return LogEntry(a.ts if a.ts > 0 else wall, ev.symbol, ev, not ev.ok,
+                    ev.ok and a.type in ROUTINE, _key(ev) if a.ts > 0 else None)
+
+
+class ActionLogModel(QAbstractTableModel):
+    """Rows newest first; live batches inserted at the top, stored ones at the bottom."""
+
+    def __init__(self, market_for: MarketFor, theme: Theme, *,
+                 max_rows: int = MAX_LOG_ROWS, parent=None) -> None:
+        super().__init__(parent)
+        self._market_for = market_for
+        self._rows: list[LogEntry] = []
+        self._keys: set[tuple] = set()
+        self._max = max_rows
+        self._warn = QBrush(QColor(theme.warning))
+        self.trimmed = 0  # rows dropped by the cap so far (routine ones first)
+
+    # -- Qt model API ----------------------------------------------------------------------
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if (role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal
+                and 0 <= section < len(HEADERS)):
+            return HEADERS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        r = index.row()
+        if not 0 <= r < len(self._rows):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.texts(r)[index.column()]
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self._warn if self._rows[r].warn else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            e = self._rows[r]
+            if index.column() == 0:
+                return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.when))
+            if isinstance(e.event, ErrorEvent):
+                return e.event.message
+            return self.texts(r)[index.column()]
+        return None
+
+    # -- our API ---------------------------------------------------------------------------
+    def texts(self, r: int) -> tuple[str, str, str, str]:
+        e = self._rows[r]
+        if e.texts is None:
+            e.texts = self._format(e)
+        return e.texts
+
+    def entry(self, r: int) -> LogEntry:
+        return self._rows[r]
+
+    def has(self, ev: ActionTaken) -> bool:
+        return ev.action.ts > 0 and _key(ev) in self._keys
+
+    def set_theme(self, theme: Theme) -> None:
+        self._warn = QBrush(QColor(theme.warning))
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(len(self._rows) - 1, len(HEADERS) - 1),
+                                  [Qt.ItemDataRole.ForegroundRole])
+
+    def add_newest(self, entries: Sequence[LogEntry]) -> int:
+        """Put live rows on top (the last of `entries` is the newest); the same action is
+        never shown twice. Returns how many were added."""
+        fresh = self._unseen(entries)
+        if not fresh:
+            return 0
+        fresh.reverse()
+        self.beginInsertRows(QModelIndex(), 0, len(fresh) - 1)
+        self._rows[0:0] = fresh
+        self.endInsertRows()
+        if len(self._rows) > self._max + TRIM_SLACK:
+            self._trim()
+        return len(fresh)
+
+    def add_oldest(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
+        """Stored rows under the live ones, while there is room; returns those added."""
+        fresh = self._unseen(entries, self._max - len(self._rows))
+        if fresh:
+            n = len(self._rows)
+            self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
+            self._rows.extend(fresh)
+            self.endInsertRows()
+        return fresh
+
+    def _unseen(self, entries: Iterable[LogEntry], limit: int | None = None) -> list[LogEntry]:
+        out: list[LogEntry] = []
+        keys = self._keys
+        for e in entries:
+            if limit is not None and len(out) >= limit:
+                break
+            if e.key is not None:
+                if e.key in keys:
+                    continue
+                keys.add(e.key)
+            out.append(e)
+        return out
+
+    def _trim(self) -> None:
+        """Back to the cap: the oldest routine rows go first, then the oldest of the rest.
+        One layout change for the whole trim (selection and scroll survive)."""
+        rows = self._rows
+        excess = len(rows) - self._max
+        drop: set[int] = set()
+        for i in range(len(rows) - 1, -1, -1):  # oldest first
+            if len(drop) == excess:
+                break
+            if rows[i].routine:
+                drop.add(i)
+        i = len(rows) - 1
+        while len(drop) < excess:
+            if i not in drop:
+                drop.add(i)
+            i -= 1
+        self.layoutAboutToBeChanged.emit()
+        moved: dict[int, int] = {}
+        kept: list[LogEntry] = []
+        for i, e in enumerate(rows):
+            if i in drop:
+                if e.key is not None:
+                    self._keys.discard(e.key)
+                continue
+            moved[i] = len(kept)
+            kept.append(e)
+        self._rows = kept
+        old = self.persistentIndexList()
+        self.changePersistentIndexList(
+            old, [self.index(moved[p.row()], p.column()) if p.row() in moved else QModelIndex()
+                  for p in old])
+        self.layoutChanged.emit()
+        self.trimmed += len(drop)
+
+    def _format(self, e: LogEntry) -> tuple[str, str, str, str]:
+        hhmmss = time.strftime("%H:%M:%S", time.localtime(e.when))
+        ev = e.event
+        if isinstance(ev, ErrorEvent):
+            return (hhmmss, e.symbol, "⚠ error", ev.message)
+        detail = ev.detail or action_detail(ev, self._market_for(ev.symbol))
+        if not ev.ok:
+            detail = f"FAILED · {detail}"
+        return (hhmmss, e.symbol, ev.action.reason.value, detail)
+
+
+class ActionLogPanel(QTableView):
+    """Every action and engine error, newest first; stored ones below the live ones.
+
+    Live rows are collected as the bridge hands them on and reach the view at most every
+    `COMMIT_MS` (a human reads the log; a storm must not repaint it at every pump), and at
+    once when the bridge is flushed (`Bridge.flushed`)."""
+
+    def __init__(self, bridge, market_for: MarketFor, theme: Theme,
+                 symbol_of: Callable[[str], str | None],
+                 wall_clock: Callable[[], float] = time.time,
+                 parent: QWidget | None = None, *, max_rows: int = MAX_LOG_ROWS) -> None:
+        super().__init__(parent)
+        self.setObjectName("actionLog")
+        self.setAccessibleName("Action log, newest first")
+        self.log_model = ActionLogModel(market_for, theme, max_rows=max_rows, parent=self)
+        self.setModel(self.log_model)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(
+            self.verticalHeader().minimumSectionSize() + 6)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setWordWrap(False)
+        self.horizontalHeader().setStretchLastSection(True)
+        for c, w in enumerate((64, 118, 118)):
+            self.setColumnWidth(c, w)
+        self._symbol_of = symbol_of
+        self._wall = wall_clock
+        self._pending: list[LogEntry] = []
+        self._commit = QTimer(self)
+        self._commit.setSingleShot(True)
+        self._commit.setInterval(COMMIT_MS)
+        self._commit.timeout.connect(self.commit)
+        self.seeded = False
+        bridge.actions.connect(self.on_actions)
+        bridge.error.connect(self.on_error)
+        bridge.flushed.connect(self.commit)
+
+    # -- live ------------------------------------------------------------------------------
+    def on_actions(self, evs: list[ActionTaken]) -> None:
+        wall = self._wall()
+        self._pending.extend(entry_of(ev, wall, self._symbol_of) for ev in evs)
+        self._schedule()
+
+    def on_error(self, ev: ErrorEvent) -> None:
+        self._pending.append(entry_of(ev, self._wall(), self._symbol_of))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._commit.isActive():
+            self._commit.start()
+
+    def commit(self) -> None:
+        """Show the collected live rows now."""
+        self._commit.stop()
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.log_model.add_newest(batch)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def log_action(self, ev: ActionTaken, *, newest: bool) -> bool:
+        """Add one row now (at the top for live actions, at the bottom for older ones loaded
+        from the store). False if the same action is already shown."""
+        self.commit()
+        e = entry_of(ev, self._wall(), self._symbol_of)
+        if newest:
+            return self.log_model.add_newest([e]) == 1
+        return bool(self.log_model.add_oldest([e]))
+
+    def seed(self, data: HistorySnapshot) -> list[ActionTaken]:
+        """First history answer: stored actions under the live ones; returns those added."""
+        if self.seeded:
+            return []
+        self.seeded = True
+        self.commit()
+        wall = self._wall()
+        added = self.log_model.add_oldest(entry_of(ev, wall, self._symbol_of)
+                                          for ev in data.actions)
+        return [e.event for e in added if isinstance(e.event, ActionTaken)]
+
+    # -- reading (tests, accessibility) ----------------------------------------------------
+    def rowCount(self) -> int:
+        return self.log_model.rowCount()
+
+    def text(self, row: int, column: int) -> str:
+        return self.log_model.texts(row)[column]
+
+    def tooltip(self, row: int, column: int) -> str:
+        return str(self.log_model.data(self.log_model.index(row, column),
+                                       Qt.ItemDataRole.ToolTipRole) or "")
+
+    def is_warning(self, row: int) -> bool:
+        return self.log_model.entry(row).warn
+
+    def set_theme(self, theme: Theme) -> None:
+        self.log_model.set_theme(theme)
