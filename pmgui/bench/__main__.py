@@ -189,7 +189,9 @@ def bench_gui(plan: Plan) -> list[Row]:
     base = run_gui_storm(500, 2000.0, plan.gui_s, baseline=True)
     p = {"rows": ours.rows, "delivered": ours.delivered, "baseline_delivered": base.delivered,
          "rate": 2000, "duration_s": round(ours.wall, 2), "lag_samples": ours.samples,
-         "stalls_over_50ms": ours.stalls_over(0.05),
+         "stalls_over_50ms": ours.stalls_over(0.05), "updates": ours.updates,
+         "baseline_updates": base.updates, "actions": ours.actions, "paints": ours.paints,
+         "baseline_paints": base.paints,
          "baseline_stalls_over_50ms": base.stalls_over(0.05),
          "baseline": "vn.py-style QTableWidget monitor, same storm"}
     return [

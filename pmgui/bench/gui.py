@@ -5,7 +5,12 @@ Measured on the GUI thread: its CPU time per tick delivered to the engine, the l
 of a 5 ms heartbeat timer (a stall: nothing else can run meanwhile), and how far behind the
 *displayed* price is: the mark column's text is read from the model as the view would paint
 it, and each price names the tick it came from (`PricePath`); its lag is 0 when it is the
-newest price offered for that symbol, else the time since the first newer one was offered.
+newest price the engine has received for that symbol, else the time since the engine received
+the first newer one (the engine's own backlog is the storm bench's business, not the GUI's).
+
+The workload is checked, not assumed: the window must have shown the storm — position
+updates applied to the table, rule actions received by the log and the chart, the table
+painted, displayed prices sampled.
 
 Baseline, same storm, same process: a vn.py-style monitor (`QTableWidget`, one signal per
 position event queued to the GUI thread, every cell of the row set from the event).
@@ -35,6 +40,9 @@ class GuiResult:
     gaps: list[float] = field(default_factory=list)  # heartbeat intervals, s
     lags: list[float] = field(default_factory=list)  # displayed price lag samples, s
     samples: int = 0
+    updates: int = 0  # position snapshots the view applied
+    actions: int | None = None  # rule actions the view received (None: it shows none)
+    paints: int = 0  # paint events of the positions table
 
     @property
     def cpu_per_tick(self) -> float:
@@ -52,6 +60,15 @@ class GuiResult:
             raise AssertionError(f"gui[{self.name}]: no tick was delivered")
         if self.rows == 0:
             raise AssertionError(f"gui[{self.name}]: the table had no rows")
+        if self.updates < self.rows:
+            raise AssertionError(f"gui[{self.name}]: only {self.updates} position updates "
+                                 f"reached the table of {self.rows} rows")
+        if self.actions == 0:
+            raise AssertionError(f"gui[{self.name}]: no rule action reached the window")
+        if self.paints == 0:
+            raise AssertionError(f"gui[{self.name}]: the table was never painted")
+        if self.samples == 0:
+            raise AssertionError(f"gui[{self.name}]: no displayed price could be sampled")
 
 
 class Offered:
@@ -89,7 +106,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
     from pmgui.engine.core import EngineCore
@@ -140,6 +157,32 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
                 break
         res = GuiResult("vnpy-style QTableWidget" if baseline else "pmgui main window",
                         view.rows() if baseline else view.model.rowCount())
+        counting = [False]
+
+        class PaintCounter(QObject):
+            def eventFilter(self, _obj, ev) -> bool:
+                if counting[0] and ev.type() == QEvent.Type.Paint:
+                    res.paints += 1
+                return False
+
+        table = view if baseline else view.positions.table
+        painter = PaintCounter()
+        table.viewport().installEventFilter(painter)
+        if baseline:
+            view.applied = 0
+        else:
+            res.actions = 0
+
+            def on_snaps(snaps: list) -> None:
+                if counting[0]:
+                    res.updates += len(snaps)
+
+            def on_actions(evs: list) -> None:
+                if counting[0]:
+                    res.actions += len(evs)  # type: ignore[operator]
+
+            view.bridge.positionsChanged.connect(on_snaps)
+            view.bridge.actions.connect(on_actions)
         own = [0.0]  # GUI CPU spent by the measurement itself
         last = [time.perf_counter()]
         rng = random.Random(seed)
@@ -185,7 +228,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
                     continue
                 s = symbols[pick.randrange(len(symbols))]
                 p = path.next(s)
-                offered.add(s, p, t0 + due)
+                offered.add(s, p, time.perf_counter())  # the engine receives it now
                 await core.exchange.deliver(Tick(s, p, time.time()), core)
                 i += 1
                 if i % 64 == 0:
@@ -199,6 +242,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
         cpu0 = time.thread_time()
         t0 = time.perf_counter()
         last[0] = t0
+        counting[0] = True
         heartbeat.start()
         ev = QEventLoop()
         QTimer.singleShot(int(duration * 1000), ev.quit)
@@ -206,6 +250,10 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
         heartbeat.stop()
         res.wall = time.perf_counter() - t0
         res.gui_cpu = time.thread_time() - cpu0 - own[0]
+        counting[0] = False
+        if baseline:
+            res.updates = view.applied
+        table.viewport().removeEventFilter(painter)
         stop.set()
         res.delivered = fut.result(60)
         view.close()
@@ -241,6 +289,7 @@ def _vnpy_monitor_class():
             self.verticalHeader().setVisible(False)
             self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
             self.cells: dict[str, dict[str, QTableWidgetItem]] = {}
+            self.applied = 0  # events applied (the bench's workload check)
             self.signal.connect(self.process_event, Qt.ConnectionType.QueuedConnection)
             self.outbox = outbox
             self._listening = True
@@ -267,6 +316,7 @@ def _vnpy_monitor_class():
             return item.text() if item is not None else ""
 
         def process_event(self, ev: PositionSnapshot) -> None:
+            self.applied += 1
             p = ev.position
             values = (p.symbol, p.side.value, p.qty, p.entry, ev.mark, ev.pnl, ev.roi, ev.r,
                       p.sl, p.tp, p.trailing, p.liquidation, p.preset, ev.protection.value,

@@ -153,12 +153,11 @@ class Bridge(QObject):
     # -- internals --------------------------------------------------------------------------
     def _route(self, ev: Event, ticks: dict[str, TickEvent],
                candles: dict[str, CandlesEvent]) -> None:
+        # the bulk of a storm first: prices, snapshots, actions
         if isinstance(ev, TickEvent):
             prev = ticks.get(ev.symbol)
             if prev is None or ev.ts >= prev.ts:
                 ticks[ev.symbol] = ev
-        elif isinstance(ev, CandlesEvent):
-            candles[ev.symbol] = ev
         elif isinstance(ev, PositionSnapshot):
             pid = ev.position.id
             if pid in self._removed and ev.ts <= self._removed[pid]:
@@ -166,6 +165,10 @@ class Bridge(QObject):
             prev_snap = self._positions.get(pid)
             if prev_snap is None or ev.ts >= prev_snap.ts:
                 self._positions[pid] = ev
+        elif isinstance(ev, (ActionTaken, ErrorEvent)):
+            self._log.append(ev)
+        elif isinstance(ev, CandlesEvent):
+            candles[ev.symbol] = ev
         elif isinstance(ev, PositionRemoved):
             self._positions.pop(ev.position.id, None)
             self._removed[ev.position.id] = ev.ts
@@ -177,8 +180,6 @@ class Bridge(QObject):
         elif isinstance(ev, AccountEvent):
             if self._account is None or ev.ts >= self._account.ts:
                 self._account = ev
-        elif isinstance(ev, (ActionTaken, ErrorEvent)):
-            self._log.append(ev)
 
     def _emit(self, signal: Signal, value: object) -> None:
         self.emitted += 1

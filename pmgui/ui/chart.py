@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -78,6 +78,7 @@ __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext
 
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 MAX_MARKERS = 500
+REDRAW_MS = 66  # live redraws of the chart: at most ~15 a second
 _MARKER_SYMBOL = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
                   ActionType.REDUCE: "t", ActionType.MOVE_SL: "d", ActionType.MOVE_TP: "d"}
 TAG_MARGIN = 4  # pixels between a tag and the view's edge
@@ -112,8 +113,15 @@ class ChartWidget(QWidget):
         self._market: Market | None = None
         self._series: dict[str, CandleSeries] = {}
         self._last: dict[str, TickEvent] = {}
-        self._markers: dict[str, list[tuple[float, float, str, str]]] = {}
+        self._markers: dict[str, list[tuple[float, float, ActionTaken, str]]] = {}
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
+        # live redraws (prices, actions of the shown position) at most every REDRAW_MS:
+        # the first at once, the next when the interval is over (never a stale end state)
+        self._due: set[str] = set()  # what waits: "candles", "last", "markers", "levels"
+        self._cooldown = QTimer(self)
+        self._cooldown.setSingleShot(True)
+        self._cooldown.setInterval(REDRAW_MS)
+        self._cooldown.timeout.connect(self._after_cooldown)
         self._indicator: IndicatorLine | None = None
         self._feed = IndicatorFeed()  # the engine's values of the rule's indicator
         self._rendered: tuple | None = None
@@ -440,6 +448,30 @@ class ChartWidget(QWidget):
 
     def on_tick(self, ev: TickEvent) -> None:
         self.on_ticks([ev])
+        self.redraw_now()
+
+    def _redraw_soon(self) -> None:
+        if not self._due or self._cooldown.isActive():
+            return
+        self.redraw_now()
+        self._cooldown.start()
+
+    def _after_cooldown(self) -> None:
+        if self._due:
+            self.redraw_now()
+            self._cooldown.start()
+
+    def redraw_now(self) -> None:
+        """Draw what the live updates changed (the owner calls it when flushed)."""
+        due, self._due = self._due, set()
+        if "candles" in due:
+            self._render_candles()
+        if "markers" in due:
+            self._refresh_markers()
+        if "levels" in due:
+            self.refresh_levels()  # also places the last price
+        elif "last" in due:
+            self._update_last()
 
     def on_ticks(self, evs: list[TickEvent]) -> None:
         """The newest price of each symbol (one list per bridge pump): every symbol's series
@@ -461,9 +493,10 @@ class ChartWidget(QWidget):
                 moved = True
                 render = render or changed
         if render:
-            self._render_candles()
+            self._due.add("candles")
         if moved:
-            self._update_last()
+            self._due.add("last")
+        self._redraw_soon()
 
     def on_candles(self, ev: CandlesEvent) -> None:
         series = self._series.setdefault(ev.symbol, CandleSeries())
@@ -478,6 +511,7 @@ class ChartWidget(QWidget):
 
     def on_action(self, ev: ActionTaken) -> None:
         self.on_actions([ev])
+        self.redraw_now()
 
     def on_actions(self, evs: list[ActionTaken]) -> None:
         """Live actions (one list per bridge pump): markers, and for automated SL/TP moves a
@@ -497,8 +531,8 @@ class ChartWidget(QWidget):
                 m = self.machines["sl" if a.type is ActionType.MOVE_SL else "tp"]
                 m.auto = "" if a.reason.value == "manual" else a.reason.value  # who moved it
         if mine:
-            self._refresh_markers()
-            self.refresh_levels()
+            self._due.update(("markers", "levels"))
+            self._redraw_soon()
 
     def add_marker(self, ev: ActionTaken) -> bool:
         """Put an action on its position's chart, explained on hover (reason and inputs)."""

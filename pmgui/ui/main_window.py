@@ -392,6 +392,7 @@ class MainWindow(QMainWindow):
         b.ticks.connect(chart.on_ticks)
         b.candles.connect(chart.on_candles)
         b.actions.connect(chart.on_actions)
+        b.flushed.connect(chart.redraw_now)
         return chart
 
     # -- event handlers ----------------------------------------------------------------------

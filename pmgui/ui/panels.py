@@ -55,6 +55,7 @@ from pmgui.ui.fmt import fmt_age, fmt_money, fmt_pct, fmt_price, fmt_qty, is_num
 from pmgui.ui.positions_model import (
     ESSENTIAL,
     ID_ROLE,
+    CellDelegate,
     PositionsModel,
     PositionsProxy,
     fmt_amount,
@@ -96,6 +97,7 @@ class PositionsPanel(QWidget):
         t.setObjectName("positionsTable")
         t.setAccessibleName("Open positions")
         t.setModel(self.proxy)
+        t.setItemDelegate(CellDelegate(t))
         t.setSortingEnabled(True)
         t.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep insertion order
         t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
