@@ -74,10 +74,8 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
         nonlocal exit_code
         window.bridge.flush_now()
         if screenshot is not None:
-            window.build_chart()  # the whole window, chart included, however early
-            layout = window.layout()
-            if layout is not None:
-                layout.activate()
+            window.build_chart()  # the whole window, chart included, however early,
+            QApplication.sendPostedEvents()  # shown and laid out (queued show, layouts)
             try:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 if not window.grab().save(str(screenshot)):
