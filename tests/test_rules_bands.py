@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pmgui.domain.enums import ActionType, PositionStatus, Side, StopKind
 from pmgui.domain.models import Action, Indicators, Market, MarketState, Position, Tranche
 from pmgui.rules import bands as bands_mod
-from pmgui.rules.bands import QuietBand, quiet_band
+from pmgui.rules.bands import BandGate, QuietBand, quiet_band
 from pmgui.rules.params import resolve_params
 from pmgui.rules.policy import evaluate, observe
 from pmgui.rules.presets import PRESETS
@@ -177,6 +177,7 @@ def _run(s: dict) -> tuple[int, int]:
     snaps = s["indicators"]
     full = banded = _start(s)
     band: QuietBand | None = None
+    gate = BandGate()  # the same band, computed lazily: must agree tick by tick
     price, ts, k = 100.0, 0.0, 0
     quiet = evaluated = 0
     for ret, dt, candle in s["steps"]:
@@ -187,12 +188,14 @@ def _run(s: dict) -> tuple[int, int]:
         if candle:
             k += 1
             band = None  # a candle closed: indicators changed
+            gate.clear()
         mkt = MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)])
         # every tick, in full
         full = observe(full, price)
         acts_full = evaluate(full, mkt, params)
         full = apply(full, acts_full, ts)
         # the engine's way
+        assert gate.quiet(price, ts) == (band is not None and band.holds(price, ts))
         if band is not None and band.holds(price, ts):
             quiet += 1
             acts = []
@@ -202,6 +205,7 @@ def _run(s: dict) -> tuple[int, int]:
             acts = evaluate(obs, mkt, params)
             banded = apply(obs, acts, ts)
             band = quiet_band(banded, mkt, params)
+            gate.settle(banded, mkt, params)
             if band is not None:
                 _probe(band, banded, mkt, params, s["probe"])
         assert acts == acts_full
@@ -333,3 +337,19 @@ def test_no_band_for_closed_or_unusable_positions_or_a_price_that_acts():
 def test_policy_exports_quiet_band():
     from pmgui.rules.policy import quiet_band as exported
     assert exported is quiet_band
+
+
+def test_band_gate_computes_the_band_only_when_a_tick_needs_it(monkeypatch):
+    calls = []
+    real = bands_mod.quiet_band
+    monkeypatch.setattr(bands_mod, "quiet_band", lambda *a: calls.append(a) or real(*a))
+    params = resolve_params("manual", {})
+    pos = _pos(sl=95.0, tp=110.0)
+    gate = BandGate()
+    gate.settle(pos, MarketState(SYMBOL, 100.0, 1.0, MARKET), params)
+    assert not gate.quiet(100.5, 2.0) and calls == []  # a new best: no band computed
+    assert gate.quiet(99.0, 2.0) and len(calls) == 1  # now computed, once
+    assert gate.quiet(98.0, 3.0) and not gate.quiet(95.0, 3.0) and len(calls) == 1
+    assert gate.band == real(pos, MarketState(SYMBOL, 100.0, 1.0, MARKET), params)
+    gate.clear()
+    assert not gate.quiet(99.0, 4.0) and gate.band is None

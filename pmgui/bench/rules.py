@@ -118,11 +118,12 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     `bands=False`: observe + evaluate on every tick. `bands=True`: as the engine runs it —
     a tick inside the position's quiet band is decided by the band alone (observe would
     return the position unchanged and evaluate nothing, `pmgui.rules.bands`); any other
-    tick runs observe + evaluate, and the band is recomputed after it (and dropped when a
-    candle closes). `record` keeps every decision for comparing the two.
+    tick runs observe + evaluate, after which the band is that of the position as it then
+    is (`BandGate`: computed when a tick first needs it), dropped when a candle closes.
+    `record` keeps every decision for comparing the two.
     """
     from pmgui.indicators import IndicatorSet
-    from pmgui.rules.bands import quiet_band
+    from pmgui.rules.bands import BandGate
     from pmgui.rules.params import resolve_params
     from pmgui.rules.policy import evaluate, indicator_spec, observe
 
@@ -140,7 +141,7 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     pos = fresh_position(preset, path[0], side, 0.0)
     hi = lo = path[0]
     base_ts = history[-1].ts + 60
-    band = None
+    gate = BandGate()
     cpu0 = time.process_time()
     for i, price in enumerate(path):
         ts = base_ts + i
@@ -149,7 +150,7 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
                             path[i - 1], 10.0)
             window.append(candle)
             hi = lo = price
-            band = None
+            gate.clear()  # the indicators change
             if not recompute:
                 ind.update(candle)
                 snap = ind.snapshot()
@@ -157,7 +158,7 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
         if recompute:
             snap = IndicatorSet.from_candles(spec, window).snapshot()
         run.evaluations += 1
-        if band is not None and band.holds(price, ts):
+        if bands and gate.quiet(price, ts):
             run.band_ticks += 1
             run.open_evaluations += pos.is_open
             continue
@@ -178,7 +179,7 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
                 break
             pos = nxt
         if bands:
-            band = quiet_band(pos, mkt, params)
+            gate.settle(pos, mkt, params)
     run.cpu = time.process_time() - cpu0
     return run
 

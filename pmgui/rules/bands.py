@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pmgui.domain import money
@@ -61,11 +62,12 @@ from pmgui.rules.common import (
     le,
     make_ctx,
     position_roi,
+    valid_price,
 )
 from pmgui.rules.params import Params
 from pmgui.rules.sizing import add_size
 
-__all__ = ["QuietBand", "quiet_band"]
+__all__ = ["BandGate", "QuietBand", "quiet_band"]
 
 _EPS = THRESHOLD_EPS
 _REL = 1e-9
@@ -139,10 +141,16 @@ class _Builder:
             raise _Unbounded
         if r1 > r2:
             return
-        r1 -= _ROI_ABS * (1.0 + abs(r1)) if math.isfinite(r1) else 0.0
-        r2 += _ROI_ABS * (1.0 + abs(r2)) if math.isfinite(r2) else 0.0
-        a, b = self.price_at_roi(r1), self.price_at_roi(r2)
-        if self.dir > 0:
+        d = self.dir
+        if r1 == -_INF:
+            a = -_INF * d
+        else:
+            a = self.price_at_roi(r1 - _ROI_ABS * (1.0 + abs(r1)))
+        if r2 == _INF:
+            b = _INF * d
+        else:
+            b = self.price_at_roi(r2 + _ROI_ABS * (1.0 + abs(r2)))
+        if d > 0:
             self.fire_approx(a, b)
         else:
             self.fire_approx(b, a)
@@ -207,22 +215,26 @@ def _price_level_target(b: _Builder, side: Side, level: float | None) -> None:
 def _could_move_stop(pos: Position, level: float | None) -> bool:
     """Whether a stop rule with this level could act at some price: a move or a due close
     both need the level to tighten the current SL."""
-    if level is None or not money.valid_price(level):
+    if level is None or not valid_price(level):
         return False
     sl = pos.sl
     if sl is None or not math.isfinite(sl):
         return True
-    return money.is_improvement(pos.side, sl, level)
+    return level > sl if pos.side is Side.LONG else level < sl  # money.is_improvement
 
 
 # families ----------------------------------------------------------------------------------
 
+def _protection_params(params: Params) -> tuple[bool, bool, bool, bool]:
+    return (params.enabled("stop_loss"), params.enabled("take_profit"),
+            bool(params["take_profit.instant"]), params.enabled("tranches"))
+
+
 def _protection(b: _Builder, pos: Position, params: Params) -> None:
     side = pos.side
-    if params.enabled("stop_loss"):
+    sl_on, tp_on, instant, tranches = params.memo(_protection_params, _protection_params)
+    if sl_on:
         _price_level_stop(b, side, pos.sl)
-    instant = bool(params["take_profit.instant"])
-    tranches = params.enabled("tranches")
     if tranches and pos.tranches:
         closed = {f[len(TRANCHE_CLOSED_PREFIX):] for f in pos.flags
                   if f.startswith(TRANCHE_CLOSED_PREFIX)}
@@ -232,7 +244,7 @@ def _protection(b: _Builder, pos: Position, params: Params) -> None:
             _price_level_stop(b, side, t.sl)
             if instant:
                 _price_level_target(b, side, t.tp)
-    if params.enabled("take_profit") and instant and not (tranches and pos.tranches):
+    if tp_on and instant and not (tranches and pos.tranches):
         _price_level_target(b, side, pos.tp)
 
 
@@ -364,14 +376,26 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     if regions is None:
         regions = ((-_INF, _INF, ctx.roi),)
     levels = stops.trailing_stop_levels(ctx, tuple(rep for _, _, rep in regions))
-    for (r_lo, r_hi, rep), level in zip(regions, levels, strict=True):
+    roi = ctx.roi
+    here = 0  # the region of the current ROI
+    while here < len(regions) - 1 and roi > regions[here][1]:
+        here += 1
+
+    def fires(k: int) -> bool:
+        level = levels[k]
         if level is None or level <= 0:
-            continue
-        if timed and gt(rep, 0.0) and not stops.tightening_floored(ctx, rep):
-            b.fire_roi(r_lo, r_hi)  # tightens with every second: acts on every tick
-            continue
-        if _could_move_stop(pos, level):
-            b.fire_roi(r_lo, r_hi)
+            return False
+        if timed and gt(regions[k][2], 0.0) and not stops.tightening_floored(
+                ctx, regions[k][2]):
+            return True  # tightens with every second: acts on every tick
+        return _could_move_stop(pos, level)
+
+    # only the nearest firing range on each side of the current one can bound the band
+    for order in (range(here, len(regions)), range(here - 1, -1, -1)):
+        for k in order:
+            if fires(k):
+                b.fire_roi(regions[k][0], regions[k][1])
+                break
 
 
 def _trailing_regions(p: Params) -> tuple[tuple[float, float, float], ...] | None:
@@ -552,14 +576,33 @@ def _static_families(b: _Builder, pos: Position, params: Params) -> None:
         fire(x, y)
 
 
+Family = Callable[[_Builder, Ctx, Params, float], None]
+
+
+def _families(params: Params) -> tuple[Family, ...]:
+    """The band families of the rules `params` enables (automation on), once per Params."""
+    table: tuple[tuple[str, Family], ...] = (
+        ("momentum_loss", lambda b, ctx, p, now: _momentum_loss(b, ctx.pos, p)),
+        ("r_targets", lambda b, ctx, p, now: _r_targets(b, ctx, p)),
+        ("profit_booking", lambda b, ctx, p, now: _profit_booking(b, ctx.pos, p, now)),
+        ("breakeven_plus", lambda b, ctx, p, now: _breakeven_plus(b, ctx, p)),
+        ("trailing", _trailing),
+        ("dynamic_tp", _dynamic_tp),
+        ("add_on", lambda b, ctx, p, now: _add_on(b, ctx, p)),
+        ("scaling", lambda b, ctx, p, now: _scaling(b, ctx, p)),
+    )
+    return tuple(fn for rule, fn in table if params.enabled(rule))
+
+
 def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | None:
     """The band of prices/times inside which the rules cannot act (module docstring)."""
     if not isinstance(params, Params) or mkt.symbol != pos.symbol:
         return None
     price, now = mkt.price, mkt.ts
-    if not (money.valid_price(price) and pos.is_open and money.valid_price(pos.entry)
-            and math.isfinite(pos.qty) and pos.qty > 0 and isinstance(now, (int, float))
-            and math.isfinite(now)):
+    qty = pos.qty
+    if not (valid_price(price) and pos.is_open and valid_price(pos.entry)
+            and isinstance(qty, (int, float)) and 0 < qty < _INF
+            and isinstance(now, (int, float)) and -_INF < now < _INF):
         return None
     b = _Builder(pos, float(price))
     try:
@@ -568,25 +611,60 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
             if not b.roi_ok:
                 return None
             _observe(b, pos)
-            ctx = make_ctx(pos, mkt, params)
-            en = params.enabled
             _static_families(b, pos, params)
-            if en("momentum_loss"):
-                _momentum_loss(b, pos, params)
-            if en("r_targets"):
-                _r_targets(b, ctx, params)
-            if en("profit_booking"):
-                _profit_booking(b, pos, params, now)
-            if en("breakeven_plus"):
-                _breakeven_plus(b, ctx, params)
-            if en("trailing"):
-                _trailing(b, ctx, params, now)
-            if en("dynamic_tp"):
-                _dynamic_tp(b, ctx, params, now)
-            if en("add_on"):
-                _add_on(b, ctx, params)
-            if en("scaling"):
-                _scaling(b, ctx, params)
+            families = params.memo(_families, _families)
+            if families:
+                ctx = make_ctx(pos, mkt, params)
+                for family in families:
+                    family(b, ctx, params, now)
     except _Unbounded:
         return None
     return b.band(now)
+
+
+class BandGate:
+    """One position's band, computed when it is first needed (for the engine's tick loop).
+
+    `settle(pos, mkt, params)` after each evaluation (with the position as it now is);
+    `quiet(price, ts)` on every tick: True when the tick is inside the band — the rules
+    cannot act and observe records nothing, so the tick needs no evaluation. The band is
+    exactly `quiet_band(pos, mkt, params)` of the last `settle`, only computed at the first
+    tick that needs it: a tick beyond the recorded best price cannot be inside any band
+    (its favourable edge is the best price while automation runs), so in a trend — every
+    tick a new best, evaluated anyway — no band is computed just to be dropped. `clear()`
+    when the position, its params or its indicators change outside an evaluation."""
+
+    __slots__ = ("_band", "_pending")
+
+    def __init__(self) -> None:
+        self._band: QuietBand | None = None
+        self._pending: tuple[Position, MarketState, Params] | None = None
+
+    def settle(self, pos: Position, mkt: MarketState, params: Params) -> None:
+        self._band = None
+        self._pending = (pos, mkt, params)
+
+    def clear(self) -> None:
+        self._band = None
+        self._pending = None
+
+    def quiet(self, price: float, ts: float) -> bool:
+        pending = self._pending
+        if pending is not None:
+            pos = pending[0]
+            best = pos.best_price
+            if pos.automation and best is not None and (
+                    price > best if pos.side is Side.LONG else price < best):
+                return False  # a new best: outside any band of this position
+            self._band = quiet_band(*pending)
+            self._pending = None
+        band = self._band
+        return band is not None and band.holds(price, ts)
+
+    @property
+    def band(self) -> QuietBand | None:
+        """The band (computed now if still pending)."""
+        if self._pending is not None:
+            self._band = quiet_band(*self._pending)
+            self._pending = None
+        return self._band

@@ -227,7 +227,7 @@ def add_on_open_since(flags: frozenset[str]) -> float | None:
 def stop_due(ctx: Ctx, candidate: float) -> bool:
     """`candidate` is tighter than the current SL but the price has already crossed it: a
     stop moved there would trigger at once, so the position closes at market instead."""
-    if not money.valid_price(candidate) or not money.stop_hit(ctx.side, candidate, ctx.price):
+    if not valid_price(candidate) or not money.stop_hit(ctx.side, candidate, ctx.price):
         return False
     sl = ctx.pos.sl
     return sl is None or not math.isfinite(sl) or money.is_improvement(ctx.side, sl, candidate)
@@ -242,7 +242,7 @@ def stop_improves(ctx: Ctx, candidate: float, min_step: float = 0.0) -> bool:
     formula says (freqtrade's best·(1 - d)); the engine rounds the exchange order's trigger
     to the tick when it mirrors the level (`Market.round_price`).
     """
-    if not money.valid_price(candidate):
+    if not valid_price(candidate):
         return False
     tick = ctx.tick
     if ctx.side is Side.LONG:

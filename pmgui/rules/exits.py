@@ -59,6 +59,9 @@ _STOP_REASON = {
 
 def stop_loss(ctx: Ctx) -> list[Action]:
     pos = ctx.pos
+    sl = pos.sl
+    if sl is None or not (ctx.price <= sl if ctx.dir > 0 else ctx.price >= sl):
+        return []  # not crossed (the test below, without its call)
     if not money.stop_hit(pos.side, pos.sl, ctx.price):
         return []
     reason = _STOP_REASON.get(pos.sl_kind, Reason.STOP_LOSS)
@@ -71,6 +74,9 @@ def take_profit(ctx: Ctx) -> list[Action]:
     """Instant TP (seed 002): the price passed TP, close at market now (the engine cancels the
     protective orders first) instead of waiting for the exchange order to fill."""
     pos = ctx.pos
+    tp = pos.tp
+    if tp is None or not (ctx.price >= tp if ctx.dir > 0 else ctx.price <= tp):
+        return []  # not reached (the test below, without its calls)
     if not ctx.params["take_profit.instant"] or not money.target_hit(pos.side, pos.tp,
                                                                      ctx.price):
         return []
@@ -118,6 +124,10 @@ def tranche_targets(ctx: Ctx) -> list[Action]:
     return _tranche_exit(ctx, "tp")
 
 
+def _smart_min_move(p: Params) -> float:
+    return min(move for _, move, _ in _smart_tiers(p))
+
+
 def _smart_tiers(p: Params) -> tuple[tuple[str, float, float], ...]:
     return (
         ("always", p.f("smart_tp.always_move"), -math.inf),
@@ -129,10 +139,10 @@ def _smart_tiers(p: Params) -> tuple[tuple[str, float, float], ...]:
 
 
 def smart_tp(ctx: Ctx) -> list[Action]:
-    tiers = ctx.params.memo(_smart_tiers, _smart_tiers)
     m = ctx.move
-    if not any(ge(m, move_min) for _, move_min, _ in tiers):
+    if not ge(m, ctx.params.memo(_smart_min_move, _smart_min_move)):
         return []  # below every tier's move: the TP distance cannot matter
+    tiers = ctx.params.memo(_smart_tiers, _smart_tiers)
     pos = ctx.pos
     d = (ctx.dir * (pos.tp - ctx.price) / ctx.price) if pos.tp is not None else math.inf
     for name, move_min, dist_min in tiers:

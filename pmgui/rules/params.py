@@ -414,6 +414,10 @@ class Params(Mapping[str, Scalar]):
                          if k.endswith(".enabled")}
         self._memo: dict[object, object] = {}
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # the derived caches (`memo`) are rebuilt, never copied or pickled
+        return (Params, (self._values, self._preset, self._overrides))
+
     def __getitem__(self, key: str) -> Scalar:
         try:
             return self._values[key]

@@ -219,6 +219,9 @@ def trailing_config(p: Params) -> _TrailCfg:
 def trailing_stop_level(ctx: Ctx, roi: float | None = None) -> float | None:
     """`trailing_level(ctx)[0]` — the same arithmetic, without the inputs — at ROI `roi`
     (default: the tick's)."""
+    c = trailing_config(ctx.params)
+    if c.mode == "fixed" and not c.tightening:
+        return ctx.best * (1 - ctx.dir * c.distance)
     return trailing_stop_levels(ctx, (ctx.roi if roi is None else roi,))[0]
 
 
