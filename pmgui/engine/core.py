@@ -106,6 +106,8 @@ from pmgui.store.db import Store
 
 log = logging.getLogger("pmgui.engine")
 
+HOUSEKEEPING_SLICE = 64  # positions per slice of a housekeeping pass (`periodic`)
+
 STOP_REASON = {
     StopKind.INITIAL: Reason.STOP_LOSS,
     StopKind.MANUAL: Reason.STOP_LOSS,
@@ -589,19 +591,7 @@ class EngineCore:
     async def place(self, req: OrderRequest) -> Order:
         """Journal, then send. Never re-sent blindly: the adapter resolves timeouts by id."""
         ledger = self.ledger
-        if self.store.can_sync_wal:
-            # Journaled, then synced in a worker thread: the loop keeps taking ticks during
-            # the fsync, and nothing is sent before it is done.
-            order = ledger.journal(req, sync=False)
-            ledger.creating.add(req.client_id)  # not a forgotten create meanwhile
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, self.store.sync_wal)
-            except BaseException as exc:
-                ledger.creating.discard(req.client_id)
-                ledger.reject(req.client_id, f"not sent: {exc}")
-                raise
-        else:
-            order = ledger.journal(req)
+        order = await ledger.journal_synced(req)  # its fsync off the loop
         ledger.mark_sent(req.client_id)
         try:
             result = await self.exchange.create_order(req)
@@ -967,19 +957,29 @@ class EngineCore:
         self.store.record_equity(now, equity, bal.total)
 
     async def periodic(self) -> None:
-        """Housekeeping the manager thread runs every few seconds."""
+        """Housekeeping the manager thread runs every few seconds. Incremental: it hands the
+        loop back between its parts and every `HOUSEKEEPING_SLICE` positions, so a pass over
+        a large book never holds up the ticks behind it for milliseconds at a time."""
         await self._refresh_stale_prices()
+        await asyncio.sleep(0)
         await self.reconciler.resolve_pending()
         await self._cancel_orphans()
+        await asyncio.sleep(0)
         self.entries.prune()
         self.publish_all(max_age=1.0)  # staleness and ages move on without ticks
-        for rt in self.book.runtimes():
+        for i, rt in enumerate(self.book.runtimes(), 1):
             if rt.protect_dirty:
                 async with rt.lock:
                     await self.protector.sync(rt, settle=True)
-        for rt in self.book.runtimes():
+            if i % HOUSEKEEPING_SLICE == 0:
+                await asyncio.sleep(0)
+        for i, rt in enumerate(self.book.runtimes(), 1):
             self._maybe_persist(rt)
-        self.store.flush_behind()
+            if i % HOUSEKEEPING_SLICE == 0:
+                await asyncio.sleep(0)
+        # what waits behind, a chunk at a time with the ticks in between (not one long commit)
+        while self.store.flush_behind(self.settings.write_behind):
+            await asyncio.sleep(0)
 
     async def _cancel_orphans(self) -> None:
         """Protective orders whose position is no longer open (their cancel failed, or the

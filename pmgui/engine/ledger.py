@@ -30,6 +30,7 @@ again from the journal on start-up (a stored `pending` order is `unknown`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -250,6 +251,24 @@ class OrderLedger:
         With `sync=False` the caller syncs it (`Store.sync_wal`) before sending."""
         order = self.store.journal_order(req, self.clock(), sync=sync)  # links it
         self._track(order, S.INTENDED)
+        return order
+
+    async def journal_synced(self, req: OrderRequest) -> Order:
+        """`intended`, journaled and synced before this returns — without holding up the
+        loop: the commit is written at once and its fsync runs in a worker thread (ticks go
+        on meanwhile; nothing may be sent before it is done). A store that cannot sync its
+        WAL apart is synced in line. The order counts as `creating` meanwhile (not a
+        forgotten create); a failed sync rejects it (never sent)."""
+        if not self.store.can_sync_wal:
+            return self.journal(req)
+        order = self.journal(req, sync=False)
+        self.creating.add(req.client_id)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.sync_wal)
+        except BaseException as exc:
+            self.creating.discard(req.client_id)
+            self.reject(req.client_id, f"not sent: {exc}")
+            raise
         return order
 
     def mark_sent(self, client_id: str) -> None:

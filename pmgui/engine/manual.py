@@ -294,9 +294,13 @@ class ManualCommands:
         pid = new_position_id(c.symbol, c.side.value, now)
         req = OrderRequest(new_client_id(), c.symbol, c.side.open_side, OrderType.MARKET, qty,
                            position_id=None, role=OrderRole.ENTRY, reason="open")
-        self.core.ledger.journal(req)
-        self.core.ledger.mark_sent(req.client_id)
         self.core.reconciler.opening.add((c.symbol, c.side))
+        try:
+            await self.core.ledger.journal_synced(req)  # synced off the loop, then sent
+        except BaseException:
+            self.core.reconciler.opening.discard((c.symbol, c.side))
+            raise
+        self.core.ledger.mark_sent(req.client_id)
         try:
             result = await self.core.exchange.create_order(req)
         except OrderStatusUnknown:
@@ -329,7 +333,10 @@ class ManualCommands:
         fee = result.filled * result.average * market.contract_size * pos.fee_rate
         pos = pos.evolve(fees_paid=fee, realized_pnl=-fee)
         pos = self.core.with_default_targets(pos)
-        with self.core.store.transaction():
+        # Booked from the venue's answer (it can tell it again: reconciliation), so committed
+        # without an fsync on the loop; a killed process loses nothing, and the protective
+        # orders journaled next are synced before they are sent, this with them.
+        with self.core.store.relaxed(), self.core.store.transaction():
             rt = self.core.set_position(pos)
             self.core.ledger.bind(replace(result, position_id=pid, role=OrderRole.ENTRY,
                                      reason="open"))
