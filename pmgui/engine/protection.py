@@ -195,12 +195,15 @@ class Protector:
             rt.protect_dirty = True
             return
         if not force:
+            # the budget first: with thousands of positions trailing, most ticks find it
+            # spent, and then nothing could be sent whatever the levels say
+            if not self._token_ready(now):
+                rt.protect_dirty = True
+                return
             if not settle and not self._worth_replacing(rt):
                 rt.protect_dirty = True  # the housekeeping pass aligns it
                 return
-            if not self._take_token(now):
-                rt.protect_dirty = True
-                return
+            self._spend_token()
         rt.protect_dirty = False
         rt.protect_last = now
         if not force and not settle and getattr(core.exchange, "realtime", True):
@@ -311,16 +314,19 @@ class Protector:
                 return True
         return False
 
-    def _take_token(self, now: float) -> bool:
+    def _token_ready(self, now: float) -> bool:
+        """A re-placement fits the budget now (the bucket refilled to `now`)."""
         budget = self.core.settings.protect_budget
         if budget <= 0 or budget == float("inf"):
             return True
         self._tokens = min(budget, self._tokens + (now - self._refilled) * budget)
         self._refilled = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
+        return self._tokens >= 1.0
+
+    def _spend_token(self) -> None:
+        budget = self.core.settings.protect_budget
+        if 0 < budget < float("inf"):
+            self._tokens -= 1.0
 
     async def _sync_one(self, rt: PositionRuntime, role: OrderRole, otype: OrderType) -> None:
         core = self.core
