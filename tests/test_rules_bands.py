@@ -353,3 +353,23 @@ def test_band_gate_computes_the_band_only_when_a_tick_needs_it(monkeypatch):
     assert gate.band == real(pos, MarketState(SYMBOL, 100.0, 1.0, MARKET), params)
     gate.clear()
     assert not gate.quiet(99.0, 4.0) and gate.band is None
+
+
+def test_every_rule_of_the_policy_has_a_band_family():
+    """A rule added to the policy without its band family would make bands wrong: the
+    pipeline's functions are pinned here, and an unknown enabled rule gives no band."""
+    from pmgui.rules import policy
+    from pmgui.rules.bands import HANDLED_RULES
+    from pmgui.rules.params import RULE_IDS
+    assert {rule for rule, _, _ in policy._PIPELINE} <= HANDLED_RULES
+    assert set(RULE_IDS) <= HANDLED_RULES
+    assert [fn.__name__ for _, fn, _ in policy._PIPELINE] == [
+        "emergency", "stop_loss", "tranche_stops", "take_profit", "tranche_targets",
+        "smart_tp", "momentum_loss", "r_targets", "profit_booking", "breakeven_after_tp1",
+        "breakeven_plus", "trailing", "dynamic_tp", "add_on", "add_on_cancel", "scaling"]
+
+
+def test_an_enabled_rule_without_a_family_gives_no_band(monkeypatch):
+    from pmgui.rules import bands
+    monkeypatch.setattr(bands, "HANDLED_RULES", bands.HANDLED_RULES - {"stop_loss"})
+    assert _band(_pos(sl=95.0, tp=110.0), 100.0) is None

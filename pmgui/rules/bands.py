@@ -579,8 +579,23 @@ def _static_families(b: _Builder, pos: Position, params: Params) -> None:
 Family = Callable[[_Builder, Ctx, Params, float], None]
 
 
+HANDLED_RULES = frozenset({
+    "stop_loss", "take_profit", "tranches", "emergency", "smart_tp", "momentum_loss",
+    "r_targets", "profit_booking", "breakeven_plus", "trailing", "tightening", "dynamic_tp",
+    "add_on", "scaling",
+})
+"""Rule ids whose band family is implemented here. A rule that is enabled but not listed
+(a new rule without its family) gives no band at all: every tick is evaluated."""
+
+
+def _unknown(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
+    raise _Unbounded
+
+
 def _families(params: Params) -> tuple[Family, ...]:
     """The band families of the rules `params` enables (automation on), once per Params."""
+    if any(on and rule not in HANDLED_RULES for rule, on in params._enabled.items()):
+        return (_unknown,)
     table: tuple[tuple[str, Family], ...] = (
         ("momentum_loss", lambda b, ctx, p, now: _momentum_loss(b, ctx.pos, p)),
         ("r_targets", lambda b, ctx, p, now: _r_targets(b, ctx, p)),
@@ -606,6 +621,8 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
         return None
     b = _Builder(pos, float(price))
     try:
+        if params.memo(_families, _families) == (_unknown,):
+            raise _Unbounded  # an enabled rule without a band family (protection included)
         _protection(b, pos, params)
         if pos.automation:
             if not b.roi_ok:

@@ -151,6 +151,9 @@ def make_ctx(pos: Position, mkt: MarketState, params: Params) -> Ctx:
                t if math.isfinite(t) and t > 0 else 0.0)
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def clean(value: object) -> Scalar:
     """A value safe for `Action.inputs`: finite numbers, strings, bools or None."""
     t = type(value)
@@ -173,11 +176,14 @@ def action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str, priority: Pri
            flags: Iterable[str] = (), stop_kind: StopKind | None = None,
            limit: bool = False) -> Action:
     """An Action with the common inputs (price, roi, peak, move) and every number finite."""
-    base: dict[str, Scalar] = {"price": clean(ctx.price), "roi": clean(ctx.roi),
-                               "peak": clean(ctx.peak), "move": clean(ctx.move)}
+    raw: dict[str, object] = {"price": ctx.price, "roi": ctx.roi, "peak": ctx.peak,
+                              "move": ctx.move}
     if inputs:
-        for k, v in inputs.items():
-            base[k] = clean(v)
+        raw.update(inputs)
+    # `clean` of every value, inlined for the usual finite floats and plain scalars
+    base: dict[str, Scalar] = {
+        k: v if (type(v) is float and v - v == 0.0) or type(v) in _PLAIN else clean(v)
+        for k, v in raw.items()}
     for name, v in (("qty", qty), ("sl", sl), ("tp", tp), ("price", price)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise ValidationError(f"rule {rule} produced an invalid {name}: {v!r}", field=name)
