@@ -14,7 +14,7 @@ measures, and its baseline:
 * `storm.*`: the real engine + paper venue in real time + SQLite on disk, `positions` on
   positions/2 symbols (long and short each), `rate` ticks/s offered for `duration` s, stops on
   the exchange: ticks/s sustained (baseline: offered), backlog, tick → closing order
-  acknowledged p50/p99/max (probe positions whose exchange stop is crossed, 20 a second, so
+  acknowledged p50/p99/max (probe positions whose exchange stop is crossed, 10 a second, so
   p99 is not the maximum; each split into the wait for the engine and its own part, in the
   row's params; baseline: the 5 ms target), CPU per tick (baseline: the same at the smallest
   book).
