@@ -361,14 +361,23 @@ class EngineCore:
                 and not price_is_usable(tick.price, ts, now, info.max_age):
             self._publish_mark(rt)
             return
-        band = rt.band
-        if band is not None and band.lo < tick.price < band.hi and ts < band.until \
-                and rt.band_pos is pos and rt.band_params is params \
-                and rt.band_version == self.market.version(pos.symbol) \
-                and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
-            await self._quiet_tick(rt, tick, now)
-            return
-        observed = observe(pos, tick.price)
+        observed: Position | None = None
+        if rt.band_pos is pos and rt.band_params is params \
+                and rt.band_version == self.market.version(pos.symbol):
+            band = rt.band
+            if band is None and rt.band_mkt is not None:
+                # computed on the first tick after the evaluation that does not move the
+                # position's bookkeeping (a tick that does is evaluated anyway)
+                observed = observe(pos, tick.price)
+                if observed is pos:
+                    band = rt.band = quiet_band(pos, rt.band_mkt, params)
+                rt.band_mkt = None
+            if band is not None and band.lo < tick.price < band.hi and ts < band.until \
+                    and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
+                await self._quiet_tick(rt, tick, now)
+                return
+        if observed is None:
+            observed = observe(pos, tick.price)
         if observed is not pos:
             self.set_position(observed, persist=False)
             pos = observed
@@ -399,13 +408,15 @@ class EngineCore:
                     continue  # the breakeven that rides with a TP1 that was not carried out
                 if self._venue_owns_stop(rt, action, params):
                     continue
-                ok = await self.execute(replace(action, ts=tick.ts))
+                ok = await self.execute(action if action.ts == tick.ts
+                                        else replace(action, ts=tick.ts))
                 failed_close = action.is_closing and not ok
                 if not rt.is_open:
                     break
             if not rt.deferred_seen:
                 rt.deferred_since = None  # the price is back: the grace starts afresh
-            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params)
+            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params,
+                                                  info.spec)
             rt.indicator_due = None
             self._set_band(rt, mkt, params, version)
             if rt.protect_dirty and rt.is_open:
@@ -418,10 +429,10 @@ class EngineCore:
         """After an evaluation: the prices and times at which the rules cannot act on this
         position as it now is (`pmgui.rules.bands`), kept with what it was computed for."""
         pos = rt.position
+        rt.band = rt.band_mkt = rt.band_pos = None
         if not self.settings.quiet_bands or not pos.is_open:
-            rt.band = None
             return
-        rt.band = quiet_band(pos, mkt, params)
+        rt.band_mkt = mkt  # the band itself is computed when first needed
         rt.band_pos, rt.band_params, rt.band_version = pos, params, version
         rt.band_add_on = add_on_open_since(pos.flags) is not None
 
@@ -454,7 +465,8 @@ class EngineCore:
             indicators, frames = self.market.state(rt.symbol, info.spec, info.timeframes)
             mkt = MarketState(rt.symbol, tick.price, tick.ts, self.market.market(rt.symbol),
                               indicators, frames)
-            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params)
+            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params,
+                                                  info.spec)
         return rt.indicator
 
     def _venue_owns_stop(self, rt: PositionRuntime, action: Action, params: Params) -> bool:

@@ -19,7 +19,7 @@ from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Indicators, MarketState, Position
 from pmgui.domain.timeframes import seconds
 from pmgui.engine.events import RuleIndicator
-from pmgui.indicators import IndicatorSet
+from pmgui.indicators import IndicatorSet, IndicatorSpec
 from pmgui.rules.common import make_ctx
 from pmgui.rules.params import Params
 from pmgui.rules.policy import indicator_spec
@@ -57,9 +57,10 @@ def _level(mode: str, pos: Position, mkt: MarketState, params: Params,
     return level, (float(d) if isinstance(d, (int, float)) else None)
 
 
-def current(market: MarketData, pos: Position, mkt: MarketState,
-            params: Params) -> RuleIndicator | None:
-    """The line's value on this tick (`mkt`: the state the rules were given)."""
+def current(market: MarketData, pos: Position, mkt: MarketState, params: Params,
+            spec: IndicatorSpec | None = None) -> RuleIndicator | None:
+    """The line's value on this tick (`mkt`: the state the rules were given; `spec`:
+    `indicator_spec(params)` when the caller has it)."""
     try:
         desc = describe(params)
         if desc is None:
@@ -70,7 +71,7 @@ def current(market: MarketData, pos: Position, mkt: MarketState,
         since = mkt.ts
         if tf:
             series = market.series(pos.symbol, tf)
-            have = series.indicator_set(indicator_spec(params)).count
+            have = series.indicator_set(spec or indicator_spec(params)).count
             if step:
                 since = series.window[-1].ts + seconds(tf) if series.window else 0.0
         level, distance = _level(mode, pos, mkt, params, tf)

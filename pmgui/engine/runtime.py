@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pmgui.domain.enums import OrderRole, OrderStatus, Side
-from pmgui.domain.models import Order, Position, Tick
+from pmgui.domain.models import MarketState, Order, Position, Tick
 from pmgui.rules.bands import QuietBand
 from pmgui.rules.params import Params
 
@@ -40,6 +40,7 @@ class PositionRuntime:
     # position object, Params object and candle version it was computed with: a tick
     # inside it skips observe/evaluate (decisions are the same, see the band's contract).
     band: QuietBand | None = None
+    band_mkt: MarketState | None = None  # what the band is to be computed from (pending)
     band_pos: Position | None = None
     band_params: Params | None = None
     band_version: int = -1
