@@ -107,6 +107,7 @@ from pmgui.store.db import Store
 log = logging.getLogger("pmgui.engine")
 
 HOUSEKEEPING_SLICE = 64  # positions per slice of a housekeeping pass (`periodic`)
+ACCOUNT_INTERVAL = 1.0  # s: closes refresh the account at most this often
 
 STOP_REASON = {
     StopKind.INITIAL: Reason.STOP_LOSS,
@@ -138,6 +139,8 @@ class EngineCore:
         # per position at `release_marks` (coalesced), not on every tick
         self._marks: dict[str, PositionRuntime] | None = None
         self.quiet_ticks = 0  # position ticks inside their quiet band (rules skipped)
+        self._account_at = float("-inf")  # engine time of the last account refresh
+        self._account_due = False  # a close since then has not been reflected
         now = lambda: self.clock()  # noqa: E731 (callers may swap the engine's clock)
         self.ledger = OrderLedger(store, outbox, now)
         self.market = MarketData(outbox, self.settings, now)
@@ -782,8 +785,12 @@ class EngineCore:
         self.ledger.forget_position(pos.id)
         self.outbox.publish(PositionRemoved(pos, self.clock()))
         # the balance moved; the other positions' funding did not (it is brought in line
-        # by the periodic refresh and at start)
-        await self.refresh_account(funding=False)
+        # by the periodic refresh and at start). The account sums every open position: at
+        # most once a second from closes, a burst of closes leaves it to the housekeeping
+        if self.clock() - self._account_at >= ACCOUNT_INTERVAL:
+            await self.refresh_account(funding=False)
+        else:
+            self._account_due = True
 
     async def verify_before_close(self, rt: PositionRuntime,
                                   remote: list[ExchangePosition] | None = None,
@@ -965,6 +972,7 @@ class EngineCore:
                    for p in self.book.values() if p.symbol in self.market.last)
         equity = bal.total + upnl
         now = self.clock()
+        self._account_at, self._account_due = now, False
         self.outbox.publish(AccountEvent(equity, bal.total, bal.currency, now, bal.funding))
         self.store.record_equity(now, equity, bal.total)
 
@@ -979,6 +987,8 @@ class EngineCore:
         await asyncio.sleep(0)
         self.entries.prune()
         self.publish_all(max_age=1.0)  # staleness and ages move on without ticks
+        if self._account_due:
+            await self.refresh_account(funding=False)
         for i, rt in enumerate(self.book.runtimes(), 1):
             if rt.protect_dirty:
                 async with rt.lock:

@@ -279,7 +279,8 @@ class ManualCommands:
                 raise ValidationError(f"no price for {c.symbol} yet")
             self.core.market.last[c.symbol] = tick
             price = tick.price
-        validate_new_position(c.symbol, c.side, c.qty, c.leverage, self.core.book.values(),
+        validate_new_position(c.symbol, c.side, c.qty, c.leverage,
+                              [rt.position for rt in self.core.book.for_symbol(c.symbol)],
                               market, price)
         preset = c.preset or self.core.settings.preset_for(c.symbol)
         overrides = self.core.settings.overrides_for(c.symbol)

@@ -278,6 +278,11 @@ class PaperExchange:
         # no position is liquidated: a tick strictly inside it matches nothing. Dropped when
         # the symbol's orders or positions change; rebuilt on its next tick.
         self._calm: dict[str, tuple[float, float]] = {}
+        # margin in use per symbol (its positions' margin and its open orders' reserve),
+        # recomputed for a symbol only after it changed: the free wallet is not a scan of
+        # every position and order of the venue
+        self._used: dict[str, float] = {}
+        self._used_stale: set[str] = set()
         # simulated mode: ticks delivered between two yields to the event loop (1: after
         # every tick; more lets a replay run without one loop iteration per tick)
         self.yield_every = 1
@@ -411,15 +416,16 @@ class PaperExchange:
         lev = float(leverage)
         changes = []
         delta = 0.0
-        for p in self._positions.values():
-            if p.symbol == symbol:
+        for side in (Side.LONG, Side.SHORT):  # the symbol's positions (a sum of two: exact
+            p = self._positions.get((symbol, side))  # in either order)
+            if p is not None:
                 new_margin = p.entry * p.qty * m.contract_size / lev
                 changes.append((p, new_margin))
                 delta += new_margin - p.margin
         old_lev = self.leverage(symbol)
-        for c in self._open:  # resting opening orders reserve margin at the leverage too
-            o = self._orders[c]
-            if o.symbol == symbol and not o.reduce_only:
+        for c in self._open_by_symbol.get(symbol, ()):  # resting opening orders reserve
+            o = self._orders[c]                           # margin at the leverage too
+            if not o.reduce_only:
                 ref = o.price if o.price is not None else (o.trigger_price or 0.0)
                 notional = ref * o.remaining * m.contract_size
                 delta += notional / lev - notional / old_lev
@@ -431,6 +437,7 @@ class PaperExchange:
             p.leverage, p.margin = lev, new_margin
             self._dirty.positions.add((p.symbol, p.side))
         self._calm.pop(symbol, None)
+        self._used_stale.add(symbol)
         self._leverage[symbol] = lev
         self._dirty.leverage.add(symbol)
         self._commit()
@@ -470,6 +477,7 @@ class PaperExchange:
         self._positions[(symbol, side)] = pos
         self._dirty.positions.add((symbol, side))
         self._calm.pop(symbol, None)
+        self._used_stale.add(symbol)
         self._commit()
         return self._export_position(pos)
 
@@ -807,6 +815,7 @@ class PaperExchange:
 
     def _store_order(self, order: Order) -> None:
         self._calm.pop(order.symbol, None)
+        self._used_stale.add(order.symbol)
         if order.client_id not in self._order_seq:
             self._order_seq[order.client_id] = self._seq
         self._orders[order.client_id] = order
@@ -887,6 +896,7 @@ class PaperExchange:
         self._dirty.state = True
         self._dirty.positions.add(key)
         self._calm.pop(key[0], None)
+        self._used_stale.add(key[0])
         pos = self._positions.get(key)
         if not reduce:
             lev = self.leverage(key[0])
@@ -955,9 +965,23 @@ class PaperExchange:
         return notional / self.leverage(o.symbol) + notional * self.taker_fee
 
     def _free(self, exclude: str | None = None) -> float:
-        used = sum(p.margin for p in self._positions.values())
-        used += sum(self._reserve(self._orders[c]) for c in self._open if c != exclude)
-        return self._balance - used
+        used = self._used
+        for symbol in self._used_stale:
+            u = math.fsum((*(p.margin for p in (self._positions.get((symbol, Side.LONG)),
+                                                self._positions.get((symbol, Side.SHORT)))
+                             if p is not None),
+                           *(self._reserve(self._orders[c])
+                             for c in self._open_by_symbol.get(symbol, ()))))
+            if u or (symbol, Side.LONG) in self._positions \
+                    or (symbol, Side.SHORT) in self._positions:
+                used[symbol] = u
+            else:
+                used.pop(symbol, None)
+        self._used_stale.clear()
+        total = math.fsum(used.values())
+        if exclude is not None and exclude in self._open:
+            total -= self._reserve(self._orders[exclude])
+        return self._balance - total
 
     def _export_position(self, p: _Pos) -> ExchangePosition:
         m = self._markets.get(p.symbol)
@@ -1067,6 +1091,9 @@ class PaperExchange:
             if not self.realtime:
                 self._sim_ts = max(self._sim_ts or ts, ts)
         self._dirty = _Dirty()
+        self._calm.clear()
+        self._used.clear()
+        self._used_stale = {s for s, _ in self._positions} | set(self._open_by_symbol)
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
