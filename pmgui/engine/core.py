@@ -948,15 +948,24 @@ class EngineCore:
         if rt.is_open and self.book.runtime(rt.id) is rt:
             snap = self.snapshot(rt.position)
             rt.published_at = snap.ts
+            rt.published_stale = snap.stale
             self.outbox.publish(snap)
 
     def publish_all(self, max_age: float = 0.0) -> None:
-        """Publish every position (with `max_age`: those not published for that long; a
-        tick publishes its own positions anyway)."""
+        """Publish every position (with `max_age`: those not published for that long whose
+        snapshot moved with the clock alone — its price became stale —; a tick publishes its
+        own positions anyway, the window counts ages itself)."""
         now = self.clock()
+        last = self.market.last
         for rt in self.book.runtimes():
-            if not max_age or now - rt.published_at >= max_age:
+            if not max_age:
                 self.publish_position(rt)
+            elif now - rt.published_at >= max_age:
+                tick = last.get(rt.symbol)
+                stale = tick is None or now - tick.ts > self.rule_info(
+                    self.params(rt.position)).max_age
+                if stale is not rt.published_stale:
+                    self.publish_position(rt)
         self.entries.publish()
         self.publish_connection()
 

@@ -30,6 +30,7 @@ class PositionRuntime:
     protect_failing: dict[OrderRole, str] = field(default_factory=dict)  # last error told
     saved_at: float = 0.0
     published_at: float = float("-inf")  # when its last snapshot was published
+    published_stale: bool | None = None  # whether that snapshot's price was stale
     closing: asyncio.Future | None = None  # the full close in flight (idempotent closes)
     # since when a stop/TP close is left to the exchange's own order at that level
     deferred_since: float | None = None
