@@ -377,7 +377,12 @@ class EngineCore:
                 rt.band_mkt = None
             if band is not None and band.lo < tick.price < band.hi and ts < band.until \
                     and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
-                await self._quiet_tick(rt, tick, now)
+                if self._quiet_tick(rt, tick, now):  # a protection sync is pending
+                    async with rt.lock:
+                        if rt.protect_dirty and rt.is_open and self.book.runtime(rt.id) is rt:
+                            await self.protector.sync(rt)
+                    self._maybe_persist(rt)
+                    self._publish_mark(rt)
                 return
         if observed is None:
             observed = observe(pos, tick.price)
@@ -439,24 +444,24 @@ class EngineCore:
         rt.band_pos, rt.band_params, rt.band_version = pos, params, version
         rt.band_add_on = add_on_open_since(pos.flags) is not None
 
-    async def _quiet_tick(self, rt: PositionRuntime, tick: Tick, now: float) -> None:
+    def _quiet_tick(self, rt: PositionRuntime, tick: Tick, now: float) -> bool:
         """A tick inside the position's quiet band: `observe` would keep the position and
         `evaluate` return nothing (the band's contract), so only what a tick without actions
         does besides remains: the start-up and in-flight gates, the exchange-stop grace
-        restarting, the pending protection sync, saving, and the mark for the window."""
+        restarting, the pending protection sync, saving, and the mark for the window.
+        True when the protection sync is due: the caller runs it under the lock, then saves
+        and publishes."""
         self.quiet_ticks += 1
         if rt.lock.locked() or not self.started:
             self._publish_mark(rt)
-            return
+            return False
         rt.deferred_since = None  # no stop/TP close was due: the grace starts afresh
         rt.indicator_due = tick  # the chart's line, computed when next published
         if rt.protect_dirty:
-            async with rt.lock:
-                if rt.protect_dirty and rt.is_open and self.book.runtime(rt.id) is rt:
-                    await self.protector.sync(rt)
-                now = self.clock()
+            return True
         self._maybe_persist(rt, now)
         self._publish_mark(rt)
+        return False
 
     def indicator_of(self, rt: PositionRuntime) -> object | None:
         """The line the position's rules follow (RuleIndicator), as of its last tick."""

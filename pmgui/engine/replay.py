@@ -118,6 +118,8 @@ class _ReplaySink:
             if self.req.open_at is not None and tick.ts < self.req.open_at:
                 return  # history: the venue records it, no position yet
             await self._open(tick)
+            if self.progress is None:  # from now on the venue's ticks go straight on
+                self.on_tick = self.engine.on_tick  # type: ignore[method-assign]
         self.n += 1
         if self.progress and self.n % 2000 == 0:
             self.progress(tick.ts)
