@@ -115,11 +115,12 @@ def test_updates_are_incremental(model):
     model.update([snapshot(a, 40_100.0), snapshot(b, 3010.0)])
     assert inserted == [(0, 1)]  # one insertion for the batch
     model.update([snapshot(b, 3020.0, T0 + 1)])
-    # only row 1, only from the mark column to the notional column (qty/entry/SL did not
-    # change; the notional follows the mark)
-    assert changed == [(1, column_index("mark"), 1, column_index("notional"))]
+    # only row 1, only the columns that follow the mark (mark to R, to-liq. and notional;
+    # qty/entry/SL did not change)
+    assert changed == [(1, column_index("mark"), 1, column_index("r")),
+                       (1, column_index("liq_dist"), 1, column_index("notional"))]
     model.update([snapshot(b, 3020.0, T0 + 2)])  # same values: nothing to repaint
-    assert len(changed) == 1
+    assert len(changed) == 2  # (the two blocks above)
     assert model.remove("a") is True
     assert removed == [(0, 0)]
     assert model.remove("a") is False
@@ -143,8 +144,9 @@ def test_a_batch_repaints_once_and_formats_only_changed_values(model, monkeypatc
             text(model, r, key)
     calls.clear()
     model.update([snapshot(ps[1], 40_101.0, T0 + 1), snapshot(ps[3], 40_103.0, T0 + 1)])
-    # one signal over the block of changed rows, from the mark to the notional column
-    assert changed == [(1, column_index("mark"), 3, column_index("notional"))]
+    # over the block of changed rows: one signal per block of columns following the mark
+    assert changed == [(1, column_index("mark"), 3, column_index("r")),
+                       (1, column_index("liq_dist"), 3, column_index("notional"))]
     assert calls == []  # nothing is formatted until it is shown
     assert text(model, 1, "mark") == "40,101.0" and text(model, 3, "mark") == "40,103.0"
     assert text(model, 2, "mark") == "40,002.0"

@@ -1,10 +1,12 @@
 """Bridge: drains the engine's Outbox on GUI timers and re-emits typed Qt signals.
 
-Why two rates: the table is read by a human (≤ 10 Hz is plenty and keeps the view cheap),
-the chart's last-price line should feel live (≤ 30 Hz). The Outbox already coalesces per
-key on the engine side; the bridge drains it at the fast rate and keeps its own
-"newest per key" buffer for the slow signals, so whatever is emitted is always the newest
-value known — never an older price after a newer one.
+Why two rates: the table is read by a human (≤ 15 Hz: its prices at most ~70 ms old, and
+the view stays cheap), the chart's last-price line should feel live (≤ 30 Hz). The Outbox
+already coalesces per key on the engine side; the bridge drains it at the fast rate and
+keeps its own "newest per key" buffer for the slow signals, so whatever is emitted is always
+the newest value known — never an older price after a newer one. The table flush rides on
+every n-th pump, right after its drain (one timer: a table value is never a whole period
+older than the drain that brought it).
 
 Unkeyed events (actions, errors, closed positions) are emitted in publish order at the fast
 rate and never dropped; a PositionRemoved also discards that position's pending snapshot so
@@ -37,7 +39,7 @@ from pmgui.engine.events import (
 )
 from pmgui.engine.outbox import Outbox
 
-TABLE_HZ = 10.0
+TABLE_HZ = 15.0
 CHART_HZ = 30.0
 MAX_LOG_PER_PUMP = 1000  # actions + errors handed on per pump; the rest waits, in order
 
@@ -71,20 +73,17 @@ class Bridge(QObject):
         self._log: deque[ActionTaken | ErrorEvent] = deque()  # waiting, in publish order
         self._chart_timer = QTimer(self)
         self._chart_timer.setInterval(max(1, round(1000 / chart_hz)))
-        self._chart_timer.timeout.connect(self.pump)
-        self._table_timer = QTimer(self)
-        self._table_timer.setInterval(max(1, round(1000 / table_hz)))
-        self._table_timer.timeout.connect(self.flush_table)
+        self._chart_timer.timeout.connect(self._on_timer)
+        self._table_every = max(1, round(chart_hz / table_hz))  # pumps per table flush
+        self._pumps = 0
         self.emitted = 0  # signals emitted so far (diagnostics and benchmarks)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         self._chart_timer.start()
-        self._table_timer.start()
 
     def stop(self) -> None:
         self._chart_timer.stop()
-        self._table_timer.stop()
 
     @property
     def running(self) -> bool:
@@ -102,6 +101,12 @@ class Bridge(QObject):
         for c in latest_candles.values():
             self._emit(self.candles, c)
         self._hand_on_log(limit)
+
+    def _on_timer(self) -> None:
+        self.pump()
+        self._pumps += 1
+        if self._pumps % self._table_every == 0:
+            self.flush_table()
 
     @property
     def waiting(self) -> int:

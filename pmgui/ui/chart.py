@@ -33,6 +33,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QGraphicsItem,
     QHBoxLayout,
     QLabel,
     QSizePolicy,
@@ -117,7 +118,8 @@ class ChartWidget(QWidget):
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
         # live redraws (prices, actions of the shown position) at most every REDRAW_MS:
         # the first at once, the next when the interval is over (never a stale end state)
-        self._due: set[str] = set()  # what waits: "candles", "last", "markers", "levels"
+        # what waits: "candles", "indicator", "last", "markers", "levels", "title"
+        self._due: set[str] = set()
         self._cooldown = QTimer(self)
         self._cooldown.setSingleShot(True)
         self._cooldown.setInterval(REDRAW_MS)
@@ -171,6 +173,11 @@ class ChartWidget(QWidget):
         pi = self.plot.getPlotItem()
         pi.showAxis("right")
         pi.hideAxis("left")
+        # the axes draw the grid over the whole plot: kept as a pixmap, so a moving price
+        # line or tag repaints a blit, not every grid line and label (redrawn when the
+        # range changes)
+        for name in ("right", "bottom"):
+            pi.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.vb = pi.vb
         # volume: bars in their own view under the prices (bottom fifth), x linked
         self.volume_vb = pg.ViewBox(enableMouse=False)
@@ -432,8 +439,9 @@ class ChartWidget(QWidget):
             self.refresh_levels()
             self._update_title()
 
-    def on_snapshot(self, snap: PositionSnapshot) -> None:
-        """A newer snapshot of some position; redraws only if it is the one shown."""
+    def on_snapshot(self, snap: PositionSnapshot, *, defer: bool = False) -> None:
+        """A newer snapshot of some position; redraws only if it is the one shown (with
+        `defer`, as a live redraw: at most every REDRAW_MS, the line states settled now)."""
         if self._snap is None or snap.position.id != self._snap.position.id:
             return
         self._snap = snap
@@ -442,6 +450,13 @@ class ChartWidget(QWidget):
         for kind in DRAGGABLE:
             self.machines[kind].settle(getattr(p, kind), snap.ts, tol)
         if self._take_indicator(snap):
+            self._due.add("indicator")
+        if defer:
+            self._due.update(("levels", "title"))
+            self._redraw_soon()
+            return
+        if "indicator" in self._due:
+            self._due.discard("indicator")
             self._update_indicator()
         self.refresh_levels()
         self._update_title()
@@ -466,6 +481,10 @@ class ChartWidget(QWidget):
         due, self._due = self._due, set()
         if "candles" in due:
             self._render_candles()
+        if "indicator" in due:
+            self._update_indicator()
+        if "title" in due:
+            self._update_title()
         if "markers" in due:
             self._refresh_markers()
         if "levels" in due:

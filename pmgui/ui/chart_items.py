@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QPainter, QPicture
+from PySide6.QtWidgets import QGraphicsItem
 
 from pmgui.domain.models import Candle
 from pmgui.ui.chart_candles import base_seconds, valid_candle
@@ -34,6 +35,8 @@ class CandlestickItem(pg.GraphicsObject):
         self._candles: tuple[Candle, ...] = ()
         self._width = 60.0
         self._picture = QPicture()
+        # a pixmap of the candles: a price line moving over them repaints a blit
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._rect = QRectF()
 
     @property

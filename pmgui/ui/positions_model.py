@@ -270,9 +270,16 @@ class PositionsModel(QAbstractTableModel):
         self._bold.setBold(True)
         self._brushes: dict[str, QBrush] = {}
         self._aligns = [int(col.align) for col in self._columns]
+        self._align_flags = [Qt.AlignmentFlag(a) for a in self._aligns]
         keys = [col.key for col in self._columns]
-        follow = [c for c, k in enumerate(keys) if k in _MARK_KEYS] or [0, len(keys) - 1]
-        self._mark_span = (min(follow), max(follow))  # the columns that follow the mark
+        follow = [c for c, k in enumerate(keys) if k in _MARK_KEYS]
+        blocks: list[tuple[int, int]] = []  # contiguous runs of the columns following the mark
+        for c in follow:
+            if blocks and blocks[-1][1] == c - 1:
+                blocks[-1] = (blocks[-1][0], c)
+            else:
+                blocks.append((c, c))
+        self._mark_blocks = tuple(blocks) or ((0, len(keys) - 1),)
         self._protection_col = keys.index("protection") if "protection" in keys else 0
         self._fonts = [self._bold if col.key == "symbol" else self._font if col.numeric
                        else None for col in self._columns]
@@ -316,7 +323,7 @@ class PositionsModel(QAbstractTableModel):
             brush = cached.tones[c]
             if brush is _UNSET:
                 brush = cached.tones[c] = self._tone(cached, c)
-            return (text, brush, self._fonts[c], self._aligns[c])
+            return (text, brush, self._fonts[c], self._align_flags[c])
         if role == _DISPLAY:
             col = self._columns[c]
             if col.live:
@@ -368,16 +375,16 @@ class PositionsModel(QAbstractTableModel):
 
     def update(self, snapshots: Iterable[PositionSnapshot]) -> None:
         """Apply newest snapshots: insert new positions, keep the newest snapshot of the
-        others, and tell the view once per batch (one `dataChanged` over the changed rows,
-        one insertion for all new rows). Nothing is computed or formatted here: when the
-        view paints a row (only visible rows are painted) its raw values are compared with
-        the ones on screen and only the cells whose value changed are formatted again — a
-        storm over 500 rows costs a dictionary update per snapshot, and the few dozen cells
-        on screen."""
+        others, and tell the view once per batch (one `dataChanged` per block of columns that
+        can have changed, over the changed rows; one insertion for all new rows). Nothing is
+        computed or formatted here: when the view paints a row (only visible rows are
+        painted) its raw values are compared with the ones on screen and only the cells whose
+        value changed are formatted again — a storm over 500 rows costs a dictionary update
+        per snapshot, and the few dozen cells on screen."""
         ncols = len(self._columns)
         fresh: dict[str, _Cached] = {}
-        top = bottom = right = -1
-        left = ncols
+        top = bottom = -1
+        full = marks = badge = False
         index = self._index
         rows = self._rows
         for snap in snapshots:
@@ -392,31 +399,34 @@ class PositionsModel(QAbstractTableModel):
             old = cached.row.snap
             cached.row = Row(snap, cached.row.market or self._market(snap.position.symbol))
             # which cells can have changed, from the snapshot's own fields (cheap): the
-            # same position at another mark changes only the mark's block of columns
+            # same position at another mark changes only the columns that follow the mark
             if snap.position is old.position or snap.position == old.position:
                 if snap.stale != old.stale:
-                    lo, hi = 0, ncols - 1
+                    full = True
                 elif snap.mark == old.mark and snap.pnl == old.pnl:
                     if snap.protection is old.protection:
                         continue  # nothing shown changed (values stay valid)
-                    lo = hi = self._protection_col
+                    badge = True
                 else:
-                    lo, hi = self._mark_span
+                    marks = True
                     if snap.protection is not old.protection:
-                        lo, hi = min(lo, self._protection_col), max(hi, self._protection_col)
+                        badge = True
             else:
-                lo, hi = 0, ncols - 1
+                full = True
             cached.stale = True
             if top < 0 or i < top:
                 top = i
             if i > bottom:
                 bottom = i
-            if lo < left:
-                left = lo
-            if hi > right:
-                right = hi
         if bottom >= 0:
-            self.dataChanged.emit(self.index(top, left), self.index(bottom, right))
+            if full:
+                blocks = [(0, ncols - 1)]
+            else:
+                blocks = list(self._mark_blocks) if marks else []
+                if badge:
+                    blocks.append((self._protection_col, self._protection_col))
+            for lo, hi in blocks:  # one signal per block of columns over the changed rows
+                self.dataChanged.emit(self.index(top, lo), self.index(bottom, hi))
         if fresh:
             n = len(rows)
             self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
@@ -566,6 +576,10 @@ class CellDelegate(QStyledItemDelegate):
     _HAS_DISPLAY = QStyleOptionViewItem.ViewItemFeature.HasDisplay
     _TEXT = QPalette.ColorRole.Text
 
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._metrics: dict[int, tuple[QFont, QFontMetrics]] = {}  # the font kept alive
+
     def initStyleOption(self, option: QStyleOptionViewItem, index: Index) -> None:
         cell = index.data(_CELL)
         if not isinstance(cell, tuple):
@@ -575,10 +589,13 @@ class CellDelegate(QStyledItemDelegate):
         option.index = index
         option.text = text
         option.features |= self._HAS_DISPLAY
-        option.displayAlignment = Qt.AlignmentFlag(align)
+        option.displayAlignment = align
         if font is not None:
             option.font = font
-            option.fontMetrics = QFontMetrics(font)
+            metrics = self._metrics.get(id(font))
+            if metrics is None:
+                metrics = self._metrics[id(font)] = (font, QFontMetrics(font))
+            option.fontMetrics = metrics[1]
         if brush is not None:
             option.palette.setBrush(self._TEXT, brush)
 
