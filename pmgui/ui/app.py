@@ -71,19 +71,25 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     exit_code = 0
 
     def finish() -> None:
-        nonlocal exit_code
         window.bridge.flush_now()
-        if screenshot is not None:
-            window.build_chart()  # the whole window, chart included, however early,
-            QApplication.sendPostedEvents()  # shown and laid out (queued show, layouts)
-            try:
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                if not window.grab().save(str(screenshot)):
-                    log.error("could not save the screenshot to %s", screenshot)
-                    exit_code = 1
-            except OSError as e:
-                log.error("could not save the screenshot to %s: %s", screenshot, e)
+        if screenshot is None:
+            close()
+        elif window.build_chart() is not None:  # the whole window, chart included
+            QTimer.singleShot(0, window, shoot)  # once its queued show and layouts ran
+
+    def shoot() -> None:
+        nonlocal exit_code
+        try:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            if not window.grab().save(str(screenshot)):
+                log.error("could not save the screenshot to %s", screenshot)
                 exit_code = 1
+        except OSError as e:
+            log.error("could not save the screenshot to %s: %s", screenshot, e)
+            exit_code = 1
+        close()
+
+    def close() -> None:
         window.ask_before_quit = False  # a timed exit (screenshots, demos) asks nobody
         window.close()
 
