@@ -923,16 +923,17 @@ class EngineCore:
             rt.position = pos
         if persist == "behind":
             self.store.save_position_behind(pos)
-            rt.saved_at = self.clock()
+            rt.saved_at, rt.saved = self.clock(), pos
         elif persist:
             self.store.save_position(pos)
-            rt.saved_at = self.clock()
+            rt.saved_at, rt.saved = self.clock(), pos
         return rt
 
     def _maybe_persist(self, rt: PositionRuntime, now: float | None = None) -> None:
-        # peaks and best prices: rebuildable, written behind
-        if (self.clock() if now is None else now) - rt.saved_at >= self.settings.save_interval \
-                and self.book.runtime(rt.id) is rt:
+        # peaks and best prices: rebuildable, written behind (unless unchanged since saved)
+        if rt.position is not rt.saved \
+                and (self.clock() if now is None else now) - rt.saved_at \
+                >= self.settings.save_interval and self.book.runtime(rt.id) is rt:
             self.set_position(rt.position, persist="behind")
 
     def snapshot(self, pos: Position) -> PositionSnapshot:

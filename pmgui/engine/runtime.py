@@ -29,6 +29,7 @@ class PositionRuntime:
     protect_last: float = float("-inf")  # when they were last synced (throttle)
     protect_failing: dict[OrderRole, str] = field(default_factory=dict)  # last error told
     saved_at: float = 0.0
+    saved: Position | None = None  # the position object last saved (at `saved_at`)
     published_at: float = float("-inf")  # when its last snapshot was published
     published_stale: bool | None = None  # whether that snapshot's price was stale
     closing: asyncio.Future | None = None  # the full close in flight (idempotent closes)
