@@ -208,3 +208,27 @@ def test_age_is_live(qtbot):
     m.refresh_live()
     assert seen == [column_index("age")]
     assert text(m, 0, "age") == "1h 10m"
+
+
+def test_a_storm_snapshot_names_only_the_columns_that_can_change(model):
+    """Rule memory (best price, peak) changes with every tick and shows nothing: a new mark
+    repaints the mark's columns, a trailing move the level columns too, anything else all."""
+    import dataclasses
+
+    changed = []
+    model.dataChanged.connect(lambda tl, br, _r=None: changed.append((tl.column(), br.column())))
+    p = position("a", trailing=39_500.0)
+    model.update([snapshot(p, 40_100.0)])
+    p2 = dataclasses.replace(p, best_price=40_200.0, peak_roi=0.05)
+    model.update([snapshot(p2, 40_200.0, T0 + 1)])
+    assert changed == [(column_index("mark"), column_index("r")),
+                       (column_index("liq_dist"), column_index("notional"))]
+    changed.clear()
+    p3 = dataclasses.replace(p2, trailing=39_700.0, best_price=40_300.0)
+    model.update([snapshot(p3, 40_300.0, T0 + 2)])
+    assert changed == [(column_index("mark"), column_index("notional"))]
+    assert text(model, 0, "trailing") == "39,700.0" and text(model, 0, "mark") == "40,300.0"
+    changed.clear()
+    model.update([snapshot(dataclasses.replace(p3, qty=0.25), 40_300.0, T0 + 3)])
+    assert changed == [(0, model.columnCount() - 1)]
+    assert text(model, 0, "qty") == "0.250"

@@ -354,3 +354,31 @@ def test_protection_tooltip_names_the_tranches_each_order_protects(env):
     tip = win.model.protection_detail(BTC_POS.id)
     assert "on exchange · tranches t1, t2" in tip
     assert "pending · tranches t3" in tip
+
+
+def test_the_positions_view_repaints_only_the_columns_a_price_changes(env, qtbot):
+    """A storm's snapshots (new mark, new rule memory) name only the columns that follow the
+    mark, and the view repaints only those (painting is most of the GUI's work in a storm,
+    when every row changes at each flush)."""
+    from pmgui.ui.positions_model import CellDelegate, column_index
+
+    eng, win, _ = env
+    ps = [position(f"q{i}") for i in range(500)]  # a storm's book: far more than shown
+    publish(eng, win, *[snapshot(p, 40_100.0) for p in ps])
+    painted: list[int] = []
+
+    class Counting(CellDelegate):
+        def initStyleOption(self, option, index) -> None:
+            painted.append(index.column())
+            super().initStyleOption(option, index)
+
+    table = win.positions.table
+    table.setItemDelegate(Counting(table))
+    qtbot.waitUntil(lambda: column_index("symbol") in painted)  # everything once
+    QApplication.processEvents()
+    painted.clear()
+    publish(eng, win, *[snapshot(p, 40_200.0, T0 + 1) for p in ps])
+    qtbot.waitUntil(lambda: bool(painted))
+    follows = {column_index(k) for k in ("mark", "pnl", "roi", "r", "liq_dist", "notional")}
+    assert set(painted) <= follows
+    assert cell(win, 0, "mark") == "40,200.0"

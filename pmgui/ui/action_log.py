@@ -35,7 +35,7 @@ from pmgui.ui.theme import Theme
 
 MAX_LOG_ROWS = 2000
 TRIM_SLACK = 200  # rows over the cap before trimming (trim in chunks, not per row)
-COMMIT_MS = 200  # live rows reach the view at most 5 times a second
+COMMIT_MS = 500  # live rows reach the view at most twice a second (a human reads the log)
 HEADERS = ("Time", "Symbol", "Reason", "Detail")
 ROUTINE = (ActionType.MOVE_SL, ActionType.MOVE_TP)
 

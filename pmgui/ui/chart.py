@@ -79,7 +79,7 @@ __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext
 
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 MAX_MARKERS = 500
-REDRAW_MS = 66  # live redraws of the chart: at most ~15 a second
+REDRAW_MS = 100  # live redraws of the chart: at most 10 a second
 _MARKER_SYMBOL = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
                   ActionType.REDUCE: "t", ActionType.MOVE_SL: "d", ActionType.MOVE_TP: "d"}
 TAG_MARGIN = 4  # pixels between a tag and the view's edge

@@ -400,7 +400,7 @@ class MainWindow(QMainWindow):
         shown = self.chart.position_id
         for s in snaps:
             if s.position.id == shown:
-                self.chart.on_snapshot(s, defer=True)  # a live redraw (≤ ~15 a second)
+                self.chart.on_snapshot(s, defer=True)  # a live redraw (≤ 10 a second)
         if self.chart.symbol is not None and self.chart.market is None:
             self.chart.set_market(self.engine.market(self.chart.symbol))
         self._update_action_state()

@@ -74,6 +74,9 @@ WIDTHS = {"symbol": 120, "side": 76, "qty": 66, "entry": 84, "mark": 84, "pnl": 
 
 
 # -- positions ---------------------------------------------------------------------------------
+_UNPAINTED = (int(Qt.ItemDataRole.ToolTipRole),)  # roles whose change shows nothing
+
+
 class PositionsTable(QTableView):
     """The positions view, repainting only the cells a change names.
 

@@ -231,6 +231,30 @@ class _Cached:
 _UNSET = object()
 # what follows the mark when the position itself did not change (figures.py)
 _MARK_KEYS = ("mark", "pnl", "roi", "r", "liq_dist", "notional")
+_LEVEL_KEYS = ("sl", "tp", "trailing", "liquidation", "liq_dist")  # follow the stop levels
+
+
+def _levels(p) -> tuple:
+    return (p.sl, p.tp, p.trailing, p.liquidation)
+
+
+def _shown(p) -> tuple:
+    """The position's fields the table shows or computes from, besides its levels (rule
+    memory — peaks, best price, flags — changes with every tick and shows nothing)."""
+    return (p.symbol, p.side, p.qty, p.entry, p.leverage, p.opened_at, p.initial_qty,
+            p.initial_sl, p.fee_rate, p.contract_size, p.preset, p.automation, p.fees_paid,
+            p.exchange, p.margin_mode, p.hedge, p.funding)
+
+
+def _merge(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Column blocks sorted, overlapping or touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(blocks):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _sig(row: Row) -> tuple[object, ...]:
@@ -280,6 +304,8 @@ class PositionsModel(QAbstractTableModel):
             else:
                 blocks.append((c, c))
         self._mark_blocks = tuple(blocks) or ((0, len(keys) - 1),)
+        lv = [c for c, k in enumerate(keys) if k in _LEVEL_KEYS]
+        self._level_blocks = tuple(_merge([(c, c) for c in lv])) or ((0, len(keys) - 1),)
         self._protection_col = keys.index("protection") if "protection" in keys else 0
         self._fonts = [self._bold if col.key == "symbol" else self._font if col.numeric
                        else None for col in self._columns]
@@ -384,7 +410,7 @@ class PositionsModel(QAbstractTableModel):
         ncols = len(self._columns)
         fresh: dict[str, _Cached] = {}
         top = bottom = -1
-        full = marks = badge = False
+        full = marks = levels = badge = False
         index = self._index
         rows = self._rows
         for snap in snapshots:
@@ -398,21 +424,24 @@ class PositionsModel(QAbstractTableModel):
             cached = rows[i]
             old = cached.row.snap
             cached.row = Row(snap, cached.row.market or self._market(snap.position.symbol))
-            # which cells can have changed, from the snapshot's own fields (cheap): the
-            # same position at another mark changes only the columns that follow the mark
-            if snap.position is old.position or snap.position == old.position:
-                if snap.stale != old.stale:
-                    full = True
-                elif snap.mark == old.mark and snap.pnl == old.pnl:
+            # which cells can have changed, from the snapshot's own fields (cheap): a
+            # position whose shown fields are the same at another mark changes only the
+            # columns that follow the mark; a moved stop only the level columns besides
+            op, np_ = old.position, snap.position
+            if snap.stale != old.stale or (np_ is not op and _shown(np_) != _shown(op)):
+                full = True
+            else:
+                moved = np_ is not op and _levels(np_) != _levels(op)
+                same_mark = snap.mark == old.mark and snap.pnl == old.pnl
+                if same_mark and not moved:
                     if snap.protection is old.protection:
                         continue  # nothing shown changed (values stay valid)
                     badge = True
                 else:
-                    marks = True
+                    marks = marks or not same_mark
+                    levels = levels or moved
                     if snap.protection is not old.protection:
                         badge = True
-            else:
-                full = True
             cached.stale = True
             if top < 0 or i < top:
                 top = i
@@ -423,6 +452,9 @@ class PositionsModel(QAbstractTableModel):
                 blocks = [(0, ncols - 1)]
             else:
                 blocks = list(self._mark_blocks) if marks else []
+                if levels:
+                    blocks.extend(self._level_blocks)
+                blocks = _merge(blocks)
                 if badge:
                     blocks.append((self._protection_col, self._protection_col))
             for lo, hi in blocks:  # one signal per block of columns over the changed rows
