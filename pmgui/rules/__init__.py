@@ -16,6 +16,7 @@ _EXPORTS = {
     "evaluate": "policy", "indicator_spec": "policy", "initial_targets": "policy",
     "observe": "policy", "params_for": "policy", "price_is_usable": "policy",
     "scale_out": "policy",
+    "BandGate": "bands", "QuietBand": "bands", "quiet_band": "bands",
     "PRESETS": "presets", "PRESET_DESCRIPTIONS": "presets",
 }
 

@@ -90,8 +90,12 @@ def observe(pos: Position, price: float) -> Position:
     r = position_roi(pos, price)
     prev_peak = pos.peak_roi
     peak = max(prev_peak if math.isfinite(prev_peak) else 0.0, r)
-    best = best_price(pos, price)
-    if peak == prev_peak and best == pos.best_price:
+    prev_best = pos.best_price
+    if valid_price(prev_best):  # `best_price`, inlined
+        best = max(prev_best, price) if pos.side is Side.LONG else min(prev_best, price)
+    else:
+        best = best_price(pos, price)
+    if peak == prev_peak and best == prev_best:
         return pos
     return pos.evolve(peak_roi=peak, best_price=best)
 

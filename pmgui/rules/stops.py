@@ -307,11 +307,16 @@ def trailing(ctx: Ctx) -> list[Action]:
     level = trailing_stop_level(ctx)
     if level is None or level <= 0:
         return []
-    if not (stop_improves(ctx, level, c.min_step) or stop_due(ctx, level)):
+    improves = stop_improves(ctx, level, c.min_step)
+    if not (improves or stop_due(ctx, level)):
         return []  # the stop stays: no inputs to gather
     level, info = trailing_level(ctx)
     assert level is not None
     info.update({"level": level, "previous_sl": ctx.pos.sl})
+    if improves:  # `move_or_close`'s move, its test already made
+        return [action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing",
+                       Priority.STOP_ADJUST, sl=level, inputs=info,
+                       stop_kind=StopKind.TRAILING)]
     return move_or_close(ctx, level, Reason.TRAILING, "trailing", StopKind.TRAILING, info,
                          min_step=c.min_step)
 
