@@ -171,6 +171,7 @@ async def flatten(n: int, tmp_path: Path, latency: float = 0.05):
     assert len(engine.positions) == n
     assert len(await paper.fetch_open_orders()) == 2 * n
     venue.latency = latency
+    venue.hold("create_order", n)  # concurrent closes all meet there; serial ones fail below
     venue.calls.clear()
     started = time.monotonic()
     res = await engine.handle(cmd.CloseAll())

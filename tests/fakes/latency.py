@@ -13,6 +13,10 @@ from typing import Any
 
 from pmgui.domain.models import Order, OrderRequest
 
+GATE_PATIENCE = 30.0
+"""How long held requests wait for the rest of their group before going on anyway (then the
+gate stays open): a one-at-a-time caller makes the test fail, it never hangs it."""
+
 _REQUESTS = ("fetch_positions", "fetch_balance", "fetch_open_orders",
              "fetch_order_by_client_id", "cancel_order", "set_leverage", "fetch_ohlcv",
              "fetch_price")
@@ -36,6 +40,13 @@ class LatentExchange:
         self.in_flight = 0
         self.max_in_flight: dict[str, int] = {}
         self._inflight_by: dict[str, int] = {}
+        self._gates: dict[str, tuple[int, asyncio.Event]] = {}
+
+    def hold(self, name: str, count: int) -> None:
+        """Requests `name` wait (after their latency) until `count` of them are in flight
+        together, so "were they sent concurrently?" does not depend on how fast this machine
+        journals each one before sending it (a busy machine made a 50 ms latency too short)."""
+        self._gates[name] = (count, asyncio.Event())
 
     def __getattr__(self, name: str) -> Any:
         if name in _REQUESTS:
@@ -64,7 +75,21 @@ class LatentExchange:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)  # the way there (the venue's network)
+            await self._gate(name)
             return await call
         finally:
             self._inflight_by[name] -= 1
             self.calls.append(Call(name, detail, started, time.monotonic()))
+
+    async def _gate(self, name: str) -> None:
+        gate = self._gates.get(name)
+        if gate is None:
+            return
+        count, opened = gate
+        if self._inflight_by[name] >= count:
+            opened.set()
+        if not opened.is_set():
+            try:
+                await asyncio.wait_for(opened.wait(), GATE_PATIENCE)
+            except TimeoutError:
+                opened.set()  # the group never formed: let everything through
