@@ -110,3 +110,22 @@ def test_cli_runs_a_section_as_json(capsys):
     assert row["baseline"] and row["ratio"] == pytest.approx(row["value"] / row["baseline"],
                                                              rel=1e-3)
     assert "python" in out["machine"]
+
+
+def test_gui_check_refuses_a_window_that_did_not_show_the_storm():
+    from pmgui.bench.gui import GuiResult
+
+    def shown(**kw) -> GuiResult:
+        r = GuiResult("w", rows=500, delivered=1000, updates=5000, actions=300, paints=20,
+                      samples=50)
+        for k, v in kw.items():
+            setattr(r, k, v)
+        return r
+
+    shown().check()
+    shown(actions=None).check()  # a baseline that shows no actions
+    for kw, why in (({"updates": 10}, "position updates"), ({"actions": 0}, "rule action"),
+                    ({"paints": 0}, "never painted"), ({"samples": 0}, "sampled"),
+                    ({"delivered": 0}, "no tick")):
+        with pytest.raises(AssertionError, match=why):
+            shown(**kw).check()
