@@ -3,8 +3,9 @@
 The caller (the CLI) owns the engine and stops it after `run_gui`. The window comes first:
 nothing heavy runs between the QApplication and the window's first frame. Right after that
 frame, an engine that still has to start (pmgui.launch.EngineLauncher: it has
-`start_in_background`) is started on its own thread, and the chart (pyqtgraph) is built
-into the window. A start that fails closes the window; the caller reports the error.
+`start_in_background`) is started on its own thread, and the chart (pyqtgraph, imported on
+a helper thread) is built into the window. A start that fails closes the window; the
+caller reports the error.
 `exit_after` exists for smoke tests and documentation screenshots: after that many
 seconds the window is grabbed to `screenshot` (if given) and the app quits with 0.
 """
@@ -17,6 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -209,14 +211,38 @@ class _StartFailed(QObject):
         self._window.close()
 
 
+class _ChartLoaded(QObject):
+    """Builds the chart on the GUI thread once its module (pyqtgraph) is imported."""
+
+    loaded = Signal()
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.loaded.connect(window.build_chart)
+
+
 def _after_first_frame(window: MainWindow, engine: EngineHandle) -> None:
-    """Start an engine that waits for the window, then build the chart (the GUI thread
-    imports pyqtgraph while the engine starts on its own thread)."""
+    """Start an engine that waits for the window, and build the chart: its module
+    (pyqtgraph, a few hundred ms) is imported on a helper thread, so the window that has
+    just appeared stays responsive; the widget is then built on the GUI thread (anything
+    needing the chart sooner builds it at once, waiting for that import)."""
     start = getattr(engine, "start_in_background", None)
     if start is not None:
         closer = _StartFailed(window)
         start(on_failed=lambda exc: closer.failed.emit(str(exc)))
-    QTimer.singleShot(0, window, window.build_chart)
+    chart_loaded = _ChartLoaded(window)
+
+    def load() -> None:
+        try:
+            import_module("pmgui.ui.chart")
+        except BaseException:  # build_chart raises it again, on the GUI thread
+            log.debug("importing the chart failed", exc_info=True)
+        try:
+            chart_loaded.loaded.emit()
+        except RuntimeError:  # the window is gone
+            pass
+
+    threading.Thread(target=load, name="pmgui-chart-import", daemon=True).start()
 
 
 def _close_on_sigint(window: MainWindow) -> Callable[[], None]:
