@@ -108,9 +108,11 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     first_loop = QEventLoop()
     closed = _Closed(window, first_loop)
 
+    helpers: list[threading.Thread] = []
+
     def after_first_frame() -> None:
         first_loop.quit()
-        _after_first_frame(window, engine)
+        helpers.append(_after_first_frame(window, engine))
 
     window.installEventFilter(_FirstFrame(window, after_first_frame))
     if exit_after is not None:
@@ -124,6 +126,8 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
             _run_qasync(app, closed)
     finally:
         restore_sigint()
+        for helper in helpers:  # (an import: it ends) — the window outlives its signal
+            helper.join()
     return exit_code
 
 
@@ -221,7 +225,7 @@ class _ChartLoaded(QObject):
         self.loaded.connect(window.build_chart)
 
 
-def _after_first_frame(window: MainWindow, engine: EngineHandle) -> None:
+def _after_first_frame(window: MainWindow, engine: EngineHandle) -> threading.Thread:
     """Start an engine that waits for the window, and build the chart: its module
     (pyqtgraph, a few hundred ms) is imported on a helper thread, so the window that has
     just appeared stays responsive; the widget is then built on the GUI thread (anything
@@ -242,7 +246,9 @@ def _after_first_frame(window: MainWindow, engine: EngineHandle) -> None:
         except RuntimeError:  # the window is gone
             pass
 
-    threading.Thread(target=load, name="pmgui-chart-import", daemon=True).start()
+    helper = threading.Thread(target=load, name="pmgui-chart-import", daemon=True)
+    helper.start()
+    return helper
 
 
 def _close_on_sigint(window: MainWindow) -> Callable[[], None]:
