@@ -181,7 +181,11 @@ class Protector:
         *beside* the stream, in a task of its own that takes the position's lock once the
         tick is done: journaling (its fsync), the venue's answer and the cancel of the old
         order then hold up this position's decisions only, never every other symbol's ticks
-        (the old order protects until the new one is acknowledged). A venue in simulated
+        (the old order protects until the new one is acknowledged). Its ticks meanwhile are
+        not evaluated, as for any order of the position in flight: with the stop resting on
+        the exchange a crossing is the venue's to decide (mark trigger) or left to it for
+        `exchange_stop_grace` (last), which is what those ticks would have decided had the
+        stream waited; the next tick after the lock is free is evaluated. A venue in simulated
         time (replay) has no stream to hold up: there it stays in line, deterministic."""
         core = self.core
         if not rt.is_open or core.book.runtime(rt.id) is not rt:
@@ -231,9 +235,17 @@ class Protector:
         core.publish_position(rt)
 
     async def settle_background(self, timeout: float = 10.0) -> None:
-        """Wait for the re-placements running beside the stream (shutdown)."""
-        if self._beside:
-            await asyncio.wait(set(self._beside), timeout=timeout)
+        """Wait for the re-placements running beside the stream (shutdown). One still
+        running after `timeout` is cancelled and awaited before the store and the exchange
+        close under it: an order whose create was cut off stays pending in the journal and
+        is looked up by its client id at the next start."""
+        if not self._beside:
+            return
+        _, rest = await asyncio.wait(set(self._beside), timeout=timeout)
+        for task in rest:
+            task.cancel()
+        if rest:
+            await asyncio.gather(*rest, return_exceptions=True)
 
     async def _replace(self, rt: PositionRuntime) -> None:
         caps = self.core.exchange.capabilities
