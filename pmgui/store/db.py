@@ -511,8 +511,16 @@ class Store:
         if self.readonly or self._closed:
             return False
         if self._checkpointer is None:
+            try:
+                conn = sqlite3.connect(str(self.path), check_same_thread=False,
+                                       timeout=BUSY_TIMEOUT_MS / 1000)
+            except sqlite3.Error as exc:
+                log.warning("no background WAL checkpoints (%s): SQLite checkpoints inline",
+                            exc)
+                return False
+            # the inline checkpoint becomes a backstop only once its replacement can run
             self.db.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-            self._checkpointer = _Checkpointer(self.path, pages, interval)
+            self._checkpointer = _Checkpointer(conn, self.path, pages, interval)
             self._checkpointer.start()
         return True
 
@@ -1069,9 +1077,10 @@ class _Checkpointer(threading.Thread):
     decides *when* to checkpoint, so a torn read costs at most one checkpoint too many or
     too few (the inline backstop remains)."""
 
-    def __init__(self, path: Path, pages: int, interval: float) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, pages: int,
+                 interval: float) -> None:
         super().__init__(name="pmgui-checkpoint", daemon=True)
-        self.path, self.pages, self.interval = path, pages, interval
+        self.conn, self.path, self.pages, self.interval = conn, path, pages, interval
         self._stop_event = threading.Event()
         self.checkpoints = 0
 
@@ -1084,13 +1093,9 @@ class _Checkpointer(threading.Thread):
         return max(0, mx_frame - backfilled)
 
     def run(self) -> None:
-        try:
-            conn = sqlite3.connect(str(self.path), check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-        except sqlite3.Error:
-            log.debug("no background checkpoints", exc_info=True)
-            return
+        conn = self.conn
         shm: int | None = None
+        failing = False  # told once per streak: the WAL grows towards the inline backstop
         try:
             while not self._stop_event.wait(self.interval):
                 try:
@@ -1100,8 +1105,11 @@ class _Checkpointer(threading.Thread):
                         continue
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
-                except (OSError, sqlite3.Error, struct.error):
-                    log.debug("background checkpoint skipped", exc_info=True)
+                    failing = False
+                except (OSError, sqlite3.Error, struct.error) as exc:
+                    if not failing:
+                        log.warning("background WAL checkpoint failed (%s); retrying", exc)
+                    failing = True
         finally:
             if shm is not None:
                 with contextlib.suppress(OSError):
