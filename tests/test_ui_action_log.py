@@ -8,7 +8,7 @@ import pytest
 from pmgui.domain.enums import ActionType, Reason
 from pmgui.engine.events import ErrorEvent
 from pmgui.engine.outbox import Outbox
-from pmgui.ui.action_log import MAX_LOG_ROWS, ActionLogPanel
+from pmgui.ui.action_log import MAX_LOG_ROWS, TRIM_SLACK, ActionLogPanel
 from pmgui.ui.bridge import MAX_LOG_PER_PUMP, Bridge
 from pmgui.ui.theme import make_theme
 from tests.ui_doubles import BTC, T0, action
@@ -102,3 +102,19 @@ def test_live_rows_wait_for_the_commit_and_the_same_action_is_shown_once(rig):
     br.flush_now()  # a flush shows everything at once
     assert [log.text(r, 2) for r in range(log.rowCount())] == ["⚠ error", "trailing"]
     assert log.tooltip(0, 3) == "exchange down"
+
+
+def test_a_stored_close_is_kept_when_trailing_moves_filled_the_log_first(rig):
+    ob, br, log = rig
+    for i in range(MAX_LOG_ROWS + TRIM_SLACK):  # the storm reached the log before the history
+        ob.publish(action(f"p{i % 500}", BTC.symbol, ActionType.MOVE_SL, Reason.TRAILING,
+                          40_000.0 + i, T0 + i * 0.002, sl=39_000.0 + i))
+    br.flush_now()
+    assert log.rowCount() == MAX_LOG_ROWS + TRIM_SLACK  # full
+    stored = action("p7", BTC.symbol, ActionType.CLOSE, Reason.STOP_LOSS, 38_000.0,
+                    T0 - 60, qty=0.01)
+    assert log.log_action(stored, newest=False) is True
+    assert log.rowCount() == MAX_LOG_ROWS  # trimmed: routine moves made room for it
+    rows = [(log.text(r, 2), log.text(r, 3)) for r in range(log.rowCount())]
+    assert rows[-1] == ("stop_loss", "close @ 38,000.0 qty 0.010")
+    assert log.log_action(stored, newest=False) is False  # shown once

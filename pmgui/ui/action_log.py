@@ -138,9 +138,6 @@ class ActionLogModel(QAbstractTableModel):
     def entry(self, r: int) -> LogEntry:
         return self._rows[r]
 
-    def has(self, ev: ActionTaken) -> bool:
-        return ev.action.ts > 0 and _key(ev) in self._keys
-
     def set_theme(self, theme: Theme) -> None:
         self._warn = QBrush(QColor(theme.warning))
         if self._rows:
@@ -163,21 +160,26 @@ class ActionLogModel(QAbstractTableModel):
         return len(fresh)
 
     def add_oldest(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
-        """Stored rows under the live ones, while there is room; returns those added."""
-        fresh = self._unseen(entries, self._max - len(self._rows))
-        if fresh:
-            n = len(self._rows)
-            self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
-            self._rows.extend(fresh)
-            self.endInsertRows()
+        """Stored rows under the live ones; returns those kept. Over the cap, the trim drops
+        routine rows first — live or stored — so a stored close, fill or failure is not kept
+        out by a storm of trailing moves that reached the log before the history did."""
+        fresh = self._unseen(entries)
+        if not fresh:
+            return fresh
+        n = len(self._rows)
+        self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
+        self._rows.extend(fresh)
+        self.endInsertRows()
+        if len(self._rows) > self._max + TRIM_SLACK:
+            self._trim()
+            kept = {id(e) for e in self._rows}
+            fresh = [e for e in fresh if id(e) in kept]
         return fresh
 
-    def _unseen(self, entries: Iterable[LogEntry], limit: int | None = None) -> list[LogEntry]:
+    def _unseen(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
         out: list[LogEntry] = []
         keys = self._keys
         for e in entries:
-            if limit is not None and len(out) >= limit:
-                break
             if e.key is not None:
                 if e.key in keys:
                     continue
