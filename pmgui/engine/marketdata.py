@@ -221,11 +221,6 @@ class MarketData:
         cur.close = price
         cur.volume += tick.volume
 
-    def forming(self, symbol: str) -> Candle | None:
-        """The candle forming now (display only)."""
-        cur = self._forming.get(symbol)
-        return cur.candle() if isinstance(cur, _Forming) else cur
-
     def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         if not closed:
             self._forming[symbol] = candle

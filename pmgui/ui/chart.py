@@ -461,10 +461,6 @@ class ChartWidget(QWidget):
         self.refresh_levels()
         self._update_title()
 
-    def on_tick(self, ev: TickEvent) -> None:
-        self.on_ticks([ev])
-        self.redraw_now()
-
     def _redraw_soon(self) -> None:
         if not self._due or self._cooldown.isActive():
             return
@@ -527,10 +523,6 @@ class ChartWidget(QWidget):
             self._layout_tags()
             if not had and self.candle_item.candles:
                 self.vb.enableAutoRange(axis=pg.ViewBox.XAxis)
-
-    def on_action(self, ev: ActionTaken) -> None:
-        self.on_actions([ev])
-        self.redraw_now()
 
     def on_actions(self, evs: list[ActionTaken]) -> None:
         """Live actions (one list per bridge pump): markers, and for automated SL/TP moves a

@@ -74,7 +74,6 @@ WIDTHS = {"symbol": 120, "side": 76, "qty": 66, "entry": 84, "mark": 84, "pnl": 
 
 
 # -- positions ---------------------------------------------------------------------------------
-_UNPAINTED = (int(Qt.ItemDataRole.ToolTipRole),)  # roles whose change shows nothing
 
 
 class PositionsTable(QTableView):
@@ -588,9 +587,6 @@ class ConnectionStatus(QObject):
         self._conn = ev
         self._conn_at = self._clock()
         self.refresh()
-
-    def on_tick(self, _ev: TickEvent) -> None:
-        self._tick_at = self._clock()
 
     def on_ticks(self, _evs: list[TickEvent]) -> None:
         self._tick_at = self._clock()
