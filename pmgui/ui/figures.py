@@ -75,21 +75,10 @@ class AccountFigures:
 
 def account_terms(snap: PositionSnapshot, market: Market | None = None
                   ) -> tuple[float, float, float]:
-    """A position's share of the account: (net P/L, initial margin, maintenance margin) —
-    `figures`' own formulas, without the rest (the account sums these over every position,
-    several times a second in a storm)."""
-    p = snap.position
-    cs = p.contract_size
-    margin = p.entry * p.qty * cs / p.leverage if p.leverage > 0 and valid_price(p.entry) \
-        else 0.0
-    mark = snap.mark
-    if not valid_price(mark):
-        return (0.0, margin, 0.0)
-    notional = mark * p.qty * cs  # type: ignore[operator]
-    gross = p.side.dir * (mark - p.entry) * p.qty * cs  # type: ignore[operator]
-    net = gross - (open_entry_fees(p) + p.fee_rate * notional)
-    mmr = market.mmr if market is not None else 0.0
-    return (net, margin, mmr * notional)
+    """A position's share of the account: (net P/L, initial margin, maintenance margin),
+    from `figures` (the account panel caches it per snapshot)."""
+    f = figures(snap, market)
+    return (f.pnl or 0.0, f.margin, f.maintenance)
 
 
 def account_figures(wallet: float | None, snaps: list[PositionSnapshot],
