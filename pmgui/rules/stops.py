@@ -310,8 +310,7 @@ def trailing(ctx: Ctx) -> list[Action]:
     improves = stop_improves(ctx, level, c.min_step)
     if not (improves or stop_due(ctx, level)):
         return []  # the stop stays: no inputs to gather
-    level, info = trailing_level(ctx)
-    assert level is not None
+    _, info = trailing_level(ctx)  # its inputs; the level acted on is the one just tested
     info.update({"level": level, "previous_sl": ctx.pos.sl})
     if improves:  # `move_or_close`'s move, its test already made
         return [action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing",
