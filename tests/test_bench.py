@@ -129,3 +129,37 @@ def test_gui_check_refuses_a_window_that_did_not_show_the_storm():
                     ({"delivered": 0}, "no tick")):
         with pytest.raises(AssertionError, match=why):
             shown(**kw).check()
+
+
+def test_gui_baseline_is_vnpy_position_monitor(qtbot):
+    """The baseline does what vn.py's PositionMonitor does per event: one queued signal, the
+    table re-sorted after each event, only the `update` columns set again, PnL coloured by
+    sign — and the reduced reference sets every cell without sorting."""
+    from pmgui.bench.gui import _VnpyMonitor
+    from pmgui.engine.outbox import Outbox
+    from tests.ui_doubles import position, snapshot
+
+    box = Outbox()
+    mon = _VnpyMonitor(box)
+    qtbot.addWidget(mon)
+    a, b = position("a", symbol="ZZZ/USDT:USDT"), position("b", symbol="AAA/USDT:USDT")
+    for ev in (snapshot(a, 41_000.0), snapshot(b, 39_000.0)):
+        box.publish(ev)
+    qtbot.waitUntil(lambda: mon.applied == 2)
+    assert mon.isSortingEnabled()
+    assert [mon.symbol_at(r) for r in range(2)] == ["AAA/USDT:USDT", "ZZZ/USDT:USDT"]
+    box.publish(snapshot(a, 41_500.0))
+    qtbot.waitUntil(lambda: mon.applied == 3)
+    assert mon.mark_text(1) == "41500.0" and mon.mark_text(0) == "39000.0"
+    assert "symbol" not in mon.cells["a"] and "mark" in mon.cells["a"]
+    pnl_b = mon.cells["b"]["pnl"]
+    assert pnl_b.text().startswith("-") and pnl_b.foreground().color().name() == "#008000"
+    mon.detach()
+
+    box2 = Outbox()
+    reduced = _VnpyMonitor(box2, faithful=False)
+    qtbot.addWidget(reduced)
+    box2.publish(snapshot(a, 41_000.0))
+    qtbot.waitUntil(lambda: reduced.applied == 1)
+    assert not reduced.isSortingEnabled() and "symbol" in reduced.cells["a"]
+    reduced.detach()

@@ -12,8 +12,11 @@ The workload is checked, not assumed: the window must have shown the storm — p
 updates applied to the table, rule actions received by the log and the chart, the table
 painted, displayed prices sampled.
 
-Baseline, same storm, same process: a vn.py-style monitor (`QTableWidget`, one signal per
-position event queued to the GUI thread, every cell of the row set from the event).
+Baseline, same storm, same process: vn.py's PositionMonitor as vn.py builds it
+(`QTableWidget`, one queued signal per position event, the table re-sorted after each event,
+Python cell classes; see `_vnpy_monitor_class`). The older, cheaper reduction of it (plain
+items, no sorting) is run too and reported as a reference row, so the change of baseline is
+visible in the results.
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ def _parse(text: object) -> float | None:
 
 
 def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 10.0, *,
-                  baseline: bool = False, seed: int = 7) -> GuiResult:
+                  baseline: bool = False, reduced: bool = False, seed: int = 7) -> GuiResult:
+    """One storm against the window, or with `baseline` against vn.py's monitor (`reduced`: the
+    older, cheaper reduction of it without vn.py's per-event re-sort and cell classes)."""
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -139,7 +144,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
 
         asyncio.run_coroutine_threadsafe(setup(), loop).result(600)
         if baseline:
-            view = _VnpyMonitor(engine.outbox)
+            view = _VnpyMonitor(engine.outbox, faithful=not reduced)
         else:
             from pmgui.ui.main_window import MainWindow
             from pmgui.ui.positions_model import column_index
@@ -155,7 +160,9 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
             n = view.rows() if baseline else view.model.rowCount()
             if n >= positions:
                 break
-        res = GuiResult("vnpy-style QTableWidget" if baseline else "pmgui main window",
+        name = ("vn.py monitor (reduced)" if reduced else "vn.py PositionMonitor") if baseline \
+            else "pmgui main window"
+        res = GuiResult(name,
                         view.rows() if baseline else view.model.rowCount())
         counting = [False]
 
@@ -266,28 +273,90 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
     return res
 
 
-def _vnpy_monitor_class():
+def _vnpy_monitor_class(faithful: bool = True):
+    """vn.py's monitor, as a class built once Qt is imported.
+
+    faithful (the baseline): vn.py's `BaseMonitor`/`PositionMonitor` mechanics as they are in
+    `vnpy/trader/ui/widget.py` — one queued signal per event; per event sorting switched off and
+    back on (`sorting = True`, so Qt re-sorts the table after every event); rows inserted at
+    the top; cells are Python `QTableWidgetItem` subclasses (`BaseCell`, `EnumCell`,
+    `DirectionCell`, `PnlCell`) centred, coloured by direction and by the sign of the PnL;
+    only the columns flagged `update` are set again; alternating row colours. Columns: the
+    same 16 the pmgui table shows (vn.py's PositionMonitor has no mark price, which the lag
+    measurement needs).
+
+    not faithful (the older reduced baseline, kept as a reference row): plain items, no
+    sorting, every cell of the row set per event.
+    """
     from PySide6.QtCore import Qt, Signal
     from PySide6.QtGui import QColor
     from PySide6.QtWidgets import QTableWidget, QTableWidgetItem
 
+    from pmgui.domain.models import Side
     from pmgui.engine.events import PositionSnapshot
 
-    headers = ("symbol", "side", "qty", "entry", "mark", "pnl", "roi", "r", "sl", "tp",
-               "trailing", "liquidation", "preset", "protection", "stale", "ts")
+    color_long, color_short = QColor("red"), QColor("green")  # vn.py's own choice
+
+    class BaseCell(QTableWidgetItem):
+        def __init__(self, content, data) -> None:
+            super().__init__()
+            self.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.set_content(content, data)
+
+        def set_content(self, content, data) -> None:
+            self.setText(str(content))
+            self._data = data
+
+    class EnumCell(BaseCell):
+        def set_content(self, content, data) -> None:
+            if content:
+                super().set_content(content.value, data)
+
+    class DirectionCell(EnumCell):
+        def set_content(self, content, data) -> None:
+            super().set_content(content, data)
+            self.setForeground(color_short if content is Side.SHORT else color_long)
+
+    class PnlCell(BaseCell):
+        def set_content(self, content, data) -> None:
+            super().set_content(content, data)
+            self.setForeground(color_short if str(content).startswith("-") else color_long)
+
+    # header → (cell type, updated on every event, value from the snapshot)
+    headers = {
+        "symbol": (BaseCell, False, lambda e: e.position.symbol),
+        "side": (DirectionCell, False, lambda e: e.position.side),
+        "qty": (BaseCell, True, lambda e: e.position.qty),
+        "entry": (BaseCell, True, lambda e: e.position.entry),
+        "mark": (BaseCell, True, lambda e: e.mark),
+        "pnl": (PnlCell, True, lambda e: e.pnl),
+        "roi": (PnlCell, True, lambda e: e.roi),
+        "r": (BaseCell, True, lambda e: e.r),
+        "sl": (BaseCell, True, lambda e: e.position.sl),
+        "tp": (BaseCell, True, lambda e: e.position.tp),
+        "trailing": (BaseCell, True, lambda e: e.position.trailing),
+        "liquidation": (BaseCell, True, lambda e: e.position.liquidation),
+        "preset": (BaseCell, False, lambda e: e.position.preset),
+        "protection": (EnumCell, True, lambda e: e.protection),
+        "stale": (BaseCell, True, lambda e: e.stale),
+        "ts": (BaseCell, True, lambda e: e.ts),
+    }
+    names = tuple(headers)
+    mark_col = names.index("mark")
 
     class VnpyMonitor(QTableWidget):
-        """vn.py's BaseMonitor/PositionMonitor, reduced to what it does per event: one
-        queued signal per event, the row found by key, every cell set (`set_content`)."""
-
         signal = Signal(object)
+        sorting = faithful
 
         def __init__(self, outbox) -> None:
             super().__init__()
-            self.setColumnCount(len(headers))
-            self.setHorizontalHeaderLabels(list(headers))
+            self.setColumnCount(len(names))
+            self.setHorizontalHeaderLabels(list(names))
             self.verticalHeader().setVisible(False)
             self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+            if faithful:
+                self.setAlternatingRowColors(True)
+            self.setSortingEnabled(self.sorting)
             self.cells: dict[str, dict[str, QTableWidgetItem]] = {}
             self.applied = 0  # events applied (the bench's workload check)
             self.signal.connect(self.process_event, Qt.ConnectionType.QueuedConnection)
@@ -312,35 +381,47 @@ def _vnpy_monitor_class():
             return item.text() if item is not None else ""
 
         def mark_text(self, r: int) -> str:
-            item = self.item(r, 4)
+            item = self.item(r, mark_col)
             return item.text() if item is not None else ""
 
         def process_event(self, ev: PositionSnapshot) -> None:
             self.applied += 1
-            p = ev.position
-            values = (p.symbol, p.side.value, p.qty, p.entry, ev.mark, ev.pnl, ev.roi, ev.r,
-                      p.sl, p.tp, p.trailing, p.liquidation, p.preset, ev.protection.value,
-                      ev.stale, ev.ts)
-            row = self.cells.get(p.id)
+            if self.sorting:
+                self.setSortingEnabled(False)
+            row = self.cells.get(ev.position.id)
             if row is None:
-                self.insertRow(0)
-                row = {}
-                for c, h in enumerate(headers):
-                    item = QTableWidgetItem()
-                    self.setItem(0, c, item)
-                    row[h] = item
-                self.cells[p.id] = row
-            for h, v in zip(headers, values, strict=True):
-                item = row[h]
-                item.setText("" if v is None else str(v))
-                if h == "pnl":
-                    item.setForeground(QColor("red") if v < 0 else QColor("green"))
+                self.insert_new_row(ev)
+            elif faithful:
+                for h, cell in row.items():
+                    cell.set_content(headers[h][2](ev), ev)
+            else:
+                for h, item in row.items():
+                    v = headers[h][2](ev)
+                    item.setText("" if v is None else str(v))
+                    if h == "pnl":
+                        item.setForeground(QColor("red") if v < 0 else QColor("green"))
+            if self.sorting:
+                self.setSortingEnabled(True)
+
+        def insert_new_row(self, ev: PositionSnapshot) -> None:
+            self.insertRow(0)
+            row = {}
+            for c, (h, (cell_type, update, value)) in enumerate(headers.items()):
+                if faithful:
+                    cell = cell_type(value(ev), ev)
+                else:
+                    v = value(ev)
+                    cell = QTableWidgetItem("" if v is None else str(v))
+                self.setItem(0, c, cell)
+                if update or not faithful:
+                    row[h] = cell
+            self.cells[ev.position.id] = row
 
     return VnpyMonitor
 
 
-def _VnpyMonitor(outbox):
-    return _vnpy_monitor_class()(outbox)
+def _VnpyMonitor(outbox, faithful: bool = True):
+    return _vnpy_monitor_class(faithful)(outbox)
 
 
 def lag_percentile(res: GuiResult, q: float) -> float:
