@@ -582,3 +582,100 @@ def test_a_rolled_back_write_leaves_its_positions_state_waiting_behind(store):
         raise RuntimeError("boom")
     assert store.behind == 1
     assert store.load_position("p1").sl == 44100.0  # a read writes the queue first
+
+
+# ---------------------------------------------------------------- what the store remembers
+# A level move rewrites only the columns that changed and leaves equal tranches alone: the
+# store remembers what it last wrote per position. These fail if that memory goes stale.
+
+def test_a_level_move_after_a_rolled_back_one_is_written(store, db_path):
+    """The rollback undid a write the store had remembered: the same write again must reach
+    the file (a stale memory would find "nothing changed" and skip it)."""
+    pos = full_position("p1")
+    store.save_position(pos)
+    moved = pos.evolve(sl=43700.0, trailing=43700.0, peak_roi=0.25,
+                       tranches=pos.tranches[:1])
+    with pytest.raises(RuntimeError), store.transaction():
+        store.save_position(moved)
+        raise RuntimeError("boom")
+    assert store.load_position("p1") == pos
+    store.save_position(moved)
+    with _peek(db_path) as reader:
+        assert reader.load_position("p1") == moved
+        assert reader.db["tranches"].count == 1
+
+
+def test_a_level_move_rolled_back_in_a_savepoint_is_written_again(store, db_path):
+    pos = full_position("p1")
+    store.save_position(pos)
+    moved = pos.evolve(sl=43750.0, tranches=pos.tranches[1:])
+    with store.transaction():
+        with pytest.raises(ValidationError), store.transaction():
+            store.save_position(moved)
+            store.record_fill(fill(price=math.nan), "p1")
+    store.save_position(moved)
+    with _peek(db_path) as reader:
+        assert reader.load_position("p1") == moved
+
+
+def test_moves_written_behind_reach_the_file_column_by_column(store, db_path):
+    """Successive moves (a few columns each, tranches unchanged) and then a change of the
+    tranches, of flags and back to an earlier value: each state read back exactly."""
+    pos = full_position("p1")
+    store.save_position(pos)
+    states = [pos.evolve(sl=44000.1 - i, trailing=44000.1 - i, best_price=42000.0 - i)
+              for i in range(1, 4)]
+    states.append(states[-1].evolve(flags=frozenset({"tp1_done"}), peak_roi=0.0))
+    states.append(states[-1].evolve(tranches=(*pos.tranches, Tranche(
+        "t3", 0.01, 43000.0, 1_700_000_200.0, source="add_on")), qty=0.135))
+    states.append(states[-1].evolve(sl=pos.sl, flags=pos.flags, tranches=pos.tranches,
+                                    qty=pos.qty, peak_roi=pos.peak_roi))
+    for s in states:
+        store.save_position_behind(s)
+        store.flush_behind()
+        with _peek(db_path) as reader:
+            loaded = reader.load_position("p1")
+            assert loaded == s and loaded.tranches == s.tranches
+
+
+def test_a_row_changed_behind_the_stores_back_is_written_whole(store):
+    """Rows removed by someone else (not the engine's store) are not assumed present."""
+    pos = full_position("p1")
+    store.save_position(pos)
+    store.db.conn.execute("DELETE FROM tranches")
+    store.db.conn.execute("DELETE FROM positions")
+    store.db.conn.commit()
+    store._forget_written()  # what a new Store (a restart) would know
+    moved = pos.evolve(sl=43800.0)
+    store.save_position(moved)
+    assert store.load_position("p1") == moved
+
+
+def test_an_update_of_a_row_that_vanished_inserts_it(store):
+    pos = full_position("p1")
+    store.save_position(pos)
+    store.db.conn.execute("DELETE FROM tranches")
+    store.db.conn.execute("DELETE FROM positions")
+    store.db.conn.commit()
+    store.save_position(pos.evolve(sl=43800.0))  # its row is gone: inserted whole
+    assert store.load_position("p1").sl == 43800.0
+
+
+def test_equal_flag_sets_and_actions_are_encoded_alike(store):
+    """The flag-set encodings are remembered per set: equal sets, the same text; a set
+    of anything but text is still refused."""
+    a = full_position("p1", flags=frozenset({"b", "a"}))
+    b = full_position("p2", flags=frozenset(["a", "b"]))
+    store.save_position(a)
+    store.save_position(b)
+    rows = {r["id"]: r["flags"] for r in store.db["positions"].rows}
+    assert rows["p1"] == rows["p2"] == '["a","b"]'
+    with pytest.raises(ValidationError):
+        store.save_position(full_position("p3", flags=frozenset({1})))
+    mv = _move("p1", 43000.0, 1.0)
+    mv = Action(**{**{f.name: getattr(mv, f.name) for f in fields(Action)},
+                   "inputs": frozen_map({"b": 1.5, "a": math.inf, "c": None, "d": "x",
+                                         "e": True, "f": 2})})
+    store.record_action(mv, symbol="BTC")
+    assert store.actions()[0]["inputs"] == {"a": None, "b": 1.5, "c": None, "d": "x",
+                                            "e": True, "f": 2}

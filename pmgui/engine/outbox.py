@@ -9,7 +9,7 @@ queued in order and never dropped.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from pmgui.engine.events import Event
@@ -19,9 +19,9 @@ class Outbox:
     def __init__(self, max_unkeyed: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._keyed: OrderedDict[object, Event] = OrderedDict()
-        self._unkeyed: list[Event] = []
+        self._unkeyed: deque[Event] = deque()  # oldest dropped in O(1) when full
         self._max_unkeyed = max_unkeyed
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: tuple[Callable[[Event], None], ...] = ()  # replaced, never mutated
         self.dropped = 0
 
     def publish(self, event: Event) -> None:
@@ -32,20 +32,20 @@ class Outbox:
                 if clears is not None:  # e.g. a closed position's pending snapshot
                     self._keyed.pop(clears, None)
                 if len(self._unkeyed) >= self._max_unkeyed:
-                    self._unkeyed.pop(0)
+                    self._unkeyed.popleft()
                     self.dropped += 1
                 self._unkeyed.append(event)
             else:
                 self._keyed.pop(key, None)
                 self._keyed[key] = event
-            listeners = list(self._listeners)
+            listeners = self._listeners
         for listener in listeners:  # console logging in --headless; never Qt objects
             listener(event)
 
     def add_listener(self, fn: Callable[[Event], None]) -> None:
         """Called on the publishing thread for every event (headless logging, tests)."""
         with self._lock:
-            self._listeners.append(fn)
+            self._listeners = (*self._listeners, fn)
 
     def drain(self) -> list[Event]:
         """Everything pending, unkeyed events first in publish order, then the newest per key.
@@ -54,7 +54,7 @@ class Outbox:
         drained batch never resurrects a closed position.
         """
         with self._lock:
-            unkeyed, self._unkeyed = self._unkeyed, []
+            unkeyed, self._unkeyed = self._unkeyed, deque()
             keyed = list(self._keyed.values())
             self._keyed.clear()
-        return unkeyed + keyed
+        return [*unkeyed, *keyed]

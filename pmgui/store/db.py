@@ -23,7 +23,9 @@ Why it is built this way:
   order of the decisions whichever commit writes them. Venue reports and such windows may be
   committed `relaxed()` (WAL, not fsynced: a killed process loses nothing; the next synced
   commit syncs them). Hot-path writes use prepared SQL (sqlite-utils keeps schema and
-  migrations).
+  migrations). The store remembers the position row and tranche rows it last wrote: a level
+  move updates only the columns that changed and leaves equal tranches alone (a rollback
+  forgets it all, so nothing undone is taken for written).
 - **The journal comes first.** `journal_order` stores an intended order in status `pending`
   before the engine sends it; whatever is still `pending` after a restart (`pending_orders`) is
   an order whose fate is unknown and must be looked up on the exchange by its client id, never
@@ -103,6 +105,17 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
 _UPSERT_SQL: dict[tuple, str] = {}  # prepared once per table and column set
 _INSERT_SQL: dict[tuple, str] = {}
+_UPDATE_SQL: dict[tuple, str] = {}
+
+
+def _same(a: object, b: object) -> bool:
+    """The same stored value (type included: 1 and 1.0 or 0.0 and -0.0 are not)."""
+    if a is b:
+        return True
+    if a.__class__ is not b.__class__ or a != b:
+        return False
+    return a.__class__ is not float or a != 0.0 or math.copysign(1.0, a) == math.copysign(  # type: ignore[arg-type]
+        1.0, b)  # type: ignore[arg-type]
 _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 # WAL checkpoints (see `Store.checkpoint_in_background`): a background PASSIVE checkpoint once
 # this many pages wait in the WAL; SQLite's own inline checkpoint only as a backstop.
@@ -295,6 +308,15 @@ class Store:
         self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
         self._sp = 0  # savepoint counter
         self._checkpointer: _Checkpointer | None = None
+        # per position: its tranches tuple (immutable) and the rows built from it, so a
+        # level move (same tranches) does not validate and build them again
+        self._tranche_rows: dict[str, tuple[tuple, list[Row]]] = {}
+        # per position: the row and tranche rows this connection last wrote for it; a write
+        # updates only the columns that differ and leaves equal tranches alone (a level move
+        # changes a few columns; rewriting the row would touch every index of the table).
+        # Forgotten whenever a transaction rolls back (`_forget_written`).
+        self._rows_written: dict[str, Row] = {}
+        self._tranches_written: dict[str, list[Row]] = {}
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -553,6 +575,7 @@ class Store:
             try:
                 yield
             except BaseException:
+                self._forget_written()  # what the rollback undid is unknown here
                 if conn.in_transaction:
                     conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
                     conn.execute(f"RELEASE SAVEPOINT {name}")
@@ -564,6 +587,7 @@ class Store:
         try:
             yield
         except BaseException:
+            self._forget_written()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._requeue_carried()
@@ -571,12 +595,17 @@ class Store:
         try:
             conn.execute("COMMIT")
         except BaseException:
+            self._forget_written()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._requeue_carried()
             raise
         self._carried_positions.clear()
         self._carried_actions.clear()
+
+    def _forget_written(self) -> None:
+        self._rows_written.clear()
+        self._tranches_written.clear()
 
     def _requeue_carried(self) -> None:
         """A rolled-back transaction had taken rows from the write-behind queue: they wait
@@ -677,8 +706,7 @@ class Store:
         try:
             for row, trows in taken_p.values():
                 self._write_position(row, trows)
-            for arow in taken_a:
-                self._insert("actions", arow)
+            self._insert_many("actions", taken_a)
         except BaseException:
             # not written: kept for the next try (newer states queued meanwhile win)
             for pid, rows in taken_p.items():
@@ -721,19 +749,68 @@ class Store:
                 f"VALUES ({', '.join('?' * len(cols))})")
         return self.db.conn.execute(sql, tuple(row.values())).lastrowid
 
+    def _update_changed(self, table: str, pk: str, prev: Row, row: Row) -> bool:
+        """UPDATE only the columns of `row` that differ from `prev` (the row as this
+        connection last wrote it); False when that is not possible (other columns, or the
+        row is not there any more): the caller writes the whole row."""
+        if prev.keys() != row.keys():
+            return False
+        cols = tuple(c for c, v in row.items() if not _same(prev[c], v))
+        if not cols:
+            return True
+        sql = _UPDATE_SQL.get((table, cols, pk))
+        if sql is None:
+            sql = _UPDATE_SQL[(table, cols, pk)] = (
+                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {pk} = ?")
+        cur = self.db.conn.execute(sql, (*(row[c] for c in cols), row[pk]))
+        return cur.rowcount == 1
+
+    def _insert_many(self, table: str, rows: list[Row]) -> None:
+        """Insert rows of one column set (the queued log lines) with one statement."""
+        if not rows:
+            return
+        cols = tuple(rows[0])
+        if any(tuple(r) != cols for r in rows):  # not one column set: one by one
+            for r in rows:
+                self._insert(table, r)
+            return
+        sql = _INSERT_SQL.get((table, cols))
+        if sql is None:
+            sql = _INSERT_SQL[(table, cols)] = (
+                f"INSERT INTO {table} ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})")
+        self.db.conn.executemany(sql, [tuple(r.values()) for r in rows])
+
     def _position_rows(self, pos: Position) -> tuple[Row, list[Row]]:
         row = position_to_row(pos, time.time())
-        trows = [tranche_to_row(pos.id, i, t) for i, t in enumerate(pos.tranches)]
+        tranches = pos.tranches
+        hit = self._tranche_rows.get(pos.id)
+        if hit is not None and hit[0] is tranches:
+            return row, hit[1]  # the same (immutable) tranches: the rows built from them
+        trows = [tranche_to_row(pos.id, i, t) for i, t in enumerate(tranches)]
         ids = [t["id"] for t in trows]
         if len(set(ids)) != len(ids):
             raise ValidationError(f"position {pos.id} has two tranches with the same id",
                                   field="tranches")
+        if len(self._tranche_rows) >= 8192:
+            self._tranche_rows.clear()
+        self._tranche_rows[pos.id] = (tranches, trows)
         return row, trows
 
     def _write_position(self, row: Row, trows: list[Row]) -> None:
-        self._upsert("positions", row, "id")
+        pid = row["id"]
+        prev = self._rows_written.pop(pid, None)
+        if prev is None or not self._update_changed("positions", "id", prev, row):
+            self._upsert("positions", row, "id")
+        if len(self._rows_written) >= 8192:
+            self._rows_written.clear()
+        self._rows_written[pid] = row
+        written = self._tranches_written.get(pid)
+        if written is not None and (written is trows or written == trows):
+            return  # a level move: the tranches on disk are these already
         conn = self.db.conn
-        conn.execute("DELETE FROM tranches WHERE position_id = ?", (row["id"],))
+        self._tranches_written.pop(pid, None)
+        conn.execute("DELETE FROM tranches WHERE position_id = ?", (pid,))
         if trows:
             cols = tuple(trows[0])
             sql = _INSERT_SQL.get(("tranches", cols))
@@ -742,6 +819,9 @@ class Store:
                     f"INSERT INTO tranches ({', '.join(cols)}) "
                     f"VALUES ({', '.join('?' * len(cols))})")
             conn.executemany(sql, [tuple(t.values()) for t in trows])
+        if len(self._tranches_written) >= 8192:
+            self._tranches_written.clear()
+        self._tranches_written[pid] = trows
 
     # ------------------------------------------------------------------ helpers
 

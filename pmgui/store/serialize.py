@@ -45,6 +45,8 @@ Row = dict[str, Any]
 
 def _finite(value: object, field: str, what: str) -> float:
     """A finite float, or a ValidationError naming `what.field`."""
+    if value.__class__ is float and value - value == 0.0:  # type: ignore[operator]
+        return value  # type: ignore[return-value]  # the usual case (NaN/inf fail the test)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{what}.{field} must be a number, got {value!r}", field=field)
     f = float(value)
@@ -55,7 +57,11 @@ def _finite(value: object, field: str, what: str) -> float:
 
 
 def _opt_finite(value: object, field: str, what: str) -> float | None:
-    return None if value is None else _finite(value, field, what)
+    if value is None:
+        return None
+    if value.__class__ is float and value - value == 0.0:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
+    return _finite(value, field, what)
 
 
 def _opt_float(value: object) -> float | None:
@@ -85,6 +91,8 @@ def dumps_json(value: object, field: str = "value") -> str:
 
 
 def _scalar_map(m: Mapping[str, Scalar], field: str, what: str) -> str:
+    if not m:
+        return "{}"  # most positions have no overrides
     for k, v in m.items():
         if not isinstance(k, str):
             raise ValidationError(f"{what}.{field} keys must be text, got {k!r}", field=field)
@@ -97,7 +105,11 @@ def _scalar_map(m: Mapping[str, Scalar], field: str, what: str) -> str:
 def _sanitized_inputs(m: Mapping[str, Scalar]) -> str:
     clean: dict[str, Scalar] = {}
     for k, v in m.items():
-        if isinstance(v, float) and not math.isfinite(v):
+        t = v.__class__
+        if k.__class__ is str and (t is str or t is int or t is bool or v is None
+                                   or (t is float and v - v == 0.0)):  # type: ignore[operator]
+            clean[k] = v  # the usual plain, finite value
+        elif isinstance(v, float) and not math.isfinite(v):
             clean[str(k)] = None
         elif v is None or isinstance(v, (str, bool, int, float)):
             clean[str(k)] = v
@@ -106,16 +118,31 @@ def _sanitized_inputs(m: Mapping[str, Scalar]) -> str:
     return dumps_json(clean, "action.inputs")
 
 
+_FLAGS_JSON: dict[frozenset[str], str] = {frozenset(): "[]"}  # flag sets met so far
+
+
 def _flags(flags: Iterable[str], what: str) -> str:
+    if flags.__class__ is frozenset:
+        hit = _FLAGS_JSON.get(flags)  # type: ignore[call-overload]
+        if hit is not None:
+            return hit  # an equal set was checked and encoded before (sets are immutable)
     out = []
     for f in flags:
         if not isinstance(f, str):
             raise ValidationError(f"{what}.flags must be text, got {f!r}", field="flags")
         out.append(f)
-    return dumps_json(sorted(out), f"{what}.flags")
+    text = dumps_json(sorted(out), f"{what}.flags")
+    if flags.__class__ is frozenset:
+        if len(_FLAGS_JSON) >= 4096:
+            _FLAGS_JSON.clear()
+            _FLAGS_JSON[frozenset()] = "[]"
+        _FLAGS_JSON[flags] = text  # type: ignore[index]
+    return text
 
 
 def _enum_value(enum_cls: type, value: object, field: str, what: str) -> str:
+    if value.__class__ is enum_cls:
+        return value._value_  # type: ignore[attr-defined]  # a member: its (str) value
     try:
         return str(enum_cls(value).value)
     except ValueError as e:
