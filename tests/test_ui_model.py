@@ -7,6 +7,7 @@ import math
 import pytest
 from PySide6.QtCore import Qt
 
+import pmgui.ui.positions_model as pm
 from pmgui.domain.enums import Protection, Side
 from pmgui.engine.events import PositionSnapshot
 from pmgui.ui.fmt import fmt_money, fmt_pct, fmt_price, step_decimals
@@ -105,7 +106,8 @@ def test_missing_and_non_finite_values_show_a_dash(model):
 
 def test_updates_are_incremental(model):
     inserted, removed, changed, resets = [], [], [], []
-    model.rowsInserted.connect(lambda _p, a, b: inserted.append((a, b)))
+    model.rowsInserted.connect(lambda _p, a, b: inserted.append(
+        (a, b, model.data(model.index(a, column_index("symbol"))))))
     model.rowsRemoved.connect(lambda _p, a, b: removed.append((a, b)))
     model.dataChanged.connect(lambda tl, br, _r=None: changed.append(
         (tl.row(), tl.column(), br.row(), br.column())))
@@ -113,7 +115,9 @@ def test_updates_are_incremental(model):
     a = position("a")
     b = position("b", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
     model.update([snapshot(a, 40_100.0), snapshot(b, 3010.0)])
-    assert inserted == [(0, 1)]  # one insertion for the batch
+    # one insertion per new row, announced with its cells written (a view, or a slot
+    # selecting the first row, reads them at once)
+    assert inserted == [(0, 0, BTC.symbol), (1, 1, ETH.symbol)]
     model.update([snapshot(b, 3020.0, T0 + 1)])
     # only row 1, only the columns that follow the mark (mark to R, to-liq. and notional;
     # qty/entry/SL did not change)
@@ -136,24 +140,38 @@ def test_a_batch_repaints_once_and_formats_only_changed_values(model, monkeypatc
     ps = [position(f"p{i}") for i in range(5)]
     model.update([snapshot(p, 40_000.0 + i) for i, p in enumerate(ps)])
     calls = []
-    import pmgui.ui.positions_model as pm
-    real = pm.fmt_price
-    monkeypatch.setattr(pm, "fmt_price", lambda *a, **k: calls.append(a) or real(*a, **k))
-    for r in range(5):  # shown once: every price cell formatted once
-        for key in ("entry", "mark", "sl", "tp"):
-            text(model, r, key)
-    calls.clear()
+    real = pm.price_text
+    monkeypatch.setattr(pm, "price_text", lambda *a, **k: calls.append(a) or real(*a, **k))
     model.update([snapshot(ps[1], 40_101.0, T0 + 1), snapshot(ps[3], 40_103.0, T0 + 1)])
     # over the block of changed rows: one signal per block of columns following the mark
     assert changed == [(1, column_index("mark"), 3, column_index("r")),
                        (1, column_index("liq_dist"), 3, column_index("notional"))]
-    assert calls == []  # nothing is formatted until it is shown
+    assert len(calls) == 2  # only the two changed marks were formatted again (no view:
+    # written at once)
     assert text(model, 1, "mark") == "40,101.0" and text(model, 3, "mark") == "40,103.0"
     assert text(model, 2, "mark") == "40,002.0"
-    for r in range(5):
-        for key in ("entry", "mark", "sl", "tp"):
-            text(model, r, key)
-    assert len(calls) == 2  # only the two changed marks were formatted again
+    assert len(calls) == 2  # reading formats nothing
+
+
+def test_rows_off_screen_are_written_when_they_come_into_view(model, monkeypatch):
+    """With a view, the rows on screen are written at each update; the others keep their
+    mark and sort values current and get the rest when they come into view."""
+    ps = [position(f"p{i}") for i in range(4)]
+    model.update([snapshot(p, 40_000.0) for p in ps])
+    model.visible = lambda: [0]
+    model.prepare_sort(column_index("roi"))
+    model.update([snapshot(p, 41_000.0, T0 + 1) for p in ps])
+    assert [text(model, r, "mark") for r in range(4)] == ["41,000.0"] * 4
+    shown_pnl = text(model, 0, "pnl")
+    assert text(model, 2, "pnl") != shown_pnl  # not on screen: not written yet
+    roi = column_index("roi")  # the sort column: current in every row
+    assert model.data(model.index(2, roi), pm.SORT_ROLE) == pytest.approx(
+        model.sort_value(0, roi))
+    assert text(model, 2, "roi") == text(model, 0, "roi")
+    model.refresh_rows([2])
+    assert text(model, 2, "pnl") == shown_pnl
+    model.refresh_rows(None)
+    assert text(model, 3, "pnl") == shown_pnl
 
 
 def test_price_formatting_follows_each_markets_tick_size():

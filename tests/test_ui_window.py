@@ -360,14 +360,16 @@ def test_the_positions_view_repaints_only_the_columns_a_price_changes(env, qtbot
     """A storm's snapshots (new mark, new rule memory) name only the columns that follow the
     mark, and the view repaints only those (painting is most of the GUI's work in a storm,
     when every row changes at each flush)."""
-    from pmgui.ui.positions_model import CellDelegate, column_index
+    from PySide6.QtWidgets import QStyledItemDelegate
+
+    from pmgui.ui.positions_model import column_index
 
     eng, win, _ = env
     ps = [position(f"q{i}") for i in range(500)]  # a storm's book: far more than shown
     publish(eng, win, *[snapshot(p, 40_100.0) for p in ps])
     painted: list[int] = []
 
-    class Counting(CellDelegate):
+    class Counting(QStyledItemDelegate):
         def initStyleOption(self, option, index) -> None:
             painted.append(index.column())
             super().initStyleOption(option, index)
@@ -382,3 +384,53 @@ def test_the_positions_view_repaints_only_the_columns_a_price_changes(env, qtbot
     follows = {column_index(k) for k in ("mark", "pnl", "roi", "r", "liq_dist", "notional")}
     assert set(painted) <= follows
     assert cell(win, 0, "mark") == "40,200.0"
+
+
+def _painted_text(win, proxy_row: int, key: str) -> str:
+    """What the view paints in a cell: the cell's data as the (C++) delegate reads it."""
+    return win.proxy.index(proxy_row, column_index(key)).data()
+
+
+def test_a_changed_cell_is_shown_on_screen_and_off_screen_rows_when_scrolled_to(env, qtbot):
+    """Rows on screen are written at each update; rows off screen when they come into view:
+    a new mark changes the P/L text and flips its colour with the sign wherever it shows."""
+    eng, win, _ = env
+    ps = [position(f"s{i}") for i in range(80)]  # more rows than the view shows
+    publish(eng, win, *[snapshot(p, 40_100.0) for p in ps])
+    t = win.table
+    qtbot.waitUntil(lambda: t.rowAt(0) == 0)
+    fg = Qt.ItemDataRole.ForegroundRole
+    up = win.proxy.index(0, column_index("pnl")).data(fg)
+    assert _painted_text(win, 0, "pnl").startswith("+")
+    publish(eng, win, *[snapshot(p, 39_000.0, T0 + 1) for p in ps])  # all now losing
+    assert _painted_text(win, 0, "mark") == "39,000.0"
+    assert _painted_text(win, 0, "pnl").startswith("−")
+    down = win.proxy.index(0, column_index("pnl")).data(fg)
+    assert down is not None and up is not None and down.color() != up.color()
+    t.scrollToBottom()
+    last = win.proxy.rowCount() - 1
+    qtbot.waitUntil(lambda: t.rowAt(t.viewport().height() - 1) == last)
+    assert _painted_text(win, last, "pnl").startswith("−")  # written as it came into view
+    assert win.proxy.index(last, column_index("pnl")).data(fg).color() == down.color()
+    assert _painted_text(win, last, "roi").startswith("−")
+
+
+def test_sorting_and_the_selection_survive_live_updates(env, qtbot):
+    eng, win, _ = env
+    ps = [position(f"v{i}", qty=0.1 * (i + 1)) for i in range(40)]
+    publish(eng, win, *[snapshot(p, 40_100.0) for p in ps])
+    win.table.sortByColumn(column_index("pnl"), Qt.SortOrder.DescendingOrder)
+    assert win.proxy.index(0, 0).data(Qt.ItemDataRole.UserRole + 2) == "v39"  # largest
+    assert win.select_position("v5")
+    # the market turns: the biggest position now loses most; the rows re-sort live
+    publish(eng, win, *[snapshot(p, 39_500.0, T0 + 1) for p in ps])
+    ids = [win.proxy.index(r, 0).data(Qt.ItemDataRole.UserRole + 2)
+           for r in range(win.proxy.rowCount())]
+    assert ids[0] == "v0" and ids[-1] == "v39"
+    pnls = [win.proxy.index(r, column_index("pnl")).data(Qt.ItemDataRole.UserRole + 5)
+            for r in range(win.proxy.rowCount())]
+    assert pnls == sorted(pnls, reverse=True)
+    assert win.selected_position_id() == "v5"  # the selection follows its row
+    row = win.table.currentIndex().row()
+    assert _painted_text(win, row, "pnl").startswith("−")
+    assert win.chart.position_id == "v5"

@@ -90,6 +90,34 @@ HISTORY_CANDLES = 300  # asked of the engine per symbol and coarse timeframe (Ge
 Ask = Callable[..., bool]
 
 
+class SteadyViewBox(pg.ViewBox):
+    """Auto-range that holds still while the prices stay in view.
+
+    pyqtgraph re-ranges for every new high or low of the forming candle and every move of a
+    trailing line; a new range regenerates both axes with their grid (and every tag moves),
+    which in a fast market is most of the chart's cost. Here the price range auto-range
+    wants is taken with `SLACK` of room above and below, and kept while what must be shown
+    is inside it and it is not much larger than needed (`LOOSE`)."""
+
+    SLACK = 0.06  # room added above and below when the price range must change
+    LOOSE = 1.5  # a range more than this × the needed height is tightened again
+
+    def setRange(self, rect=None, xRange=None, yRange=None, padding=None, update=True,
+                 disableAutoRange=True):
+        if (yRange is not None and rect is None and not disableAutoRange
+                and self._updatingRange):  # asked by updateAutoRange
+            lo, hi = float(yRange[0]), float(yRange[1])
+            c0, c1 = self.viewRange()[1]
+            span = hi - lo
+            if c0 <= lo and hi <= c1 and (c1 - c0) <= span * self.LOOSE:
+                yRange = None  # in view, not too loose: the range stays
+            elif span > 0:
+                yRange = (lo - span * self.SLACK, hi + span * self.SLACK)
+            if xRange is None and yRange is None:
+                return
+        super().setRange(rect, xRange, yRange, padding, update, disableAutoRange)
+
+
 class ChartWidget(QWidget):
     """The selected position on a chart. Feed it snapshots, ticks, candles and actions."""
 
@@ -164,7 +192,8 @@ class ChartWidget(QWidget):
             bar.addWidget(b)
 
         # plot
-        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot = pg.PlotWidget(viewBox=SteadyViewBox(),
+                                  axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setObjectName("chartPlot")
         self.plot.setAccessibleName("Price chart with entry, stop-loss and take-profit lines")
         self.plot.setMenuEnabled(False)

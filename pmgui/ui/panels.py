@@ -56,7 +56,6 @@ from pmgui.ui.fmt import fmt_age, fmt_money, fmt_pct, fmt_price, fmt_qty, is_num
 from pmgui.ui.positions_model import (
     ESSENTIAL,
     ID_ROLE,
-    CellDelegate,
     PositionsModel,
     PositionsProxy,
     fmt_amount,
@@ -65,6 +64,7 @@ from pmgui.ui.theme import Theme, tabular_font
 
 MarketFor = Callable[[str], Market | None]
 ACCOUNT_MS = 400  # the account's sums over all positions: at most ~2.5 times a second
+VISIBLE_MARGIN = 4  # rows above and below the view written with the rows on screen
 
 # width of each column (px at 96 dpi; scaled with the font on high-DPI screens)
 WIDTHS = {"symbol": 120, "side": 76, "qty": 66, "entry": 84, "mark": 84, "pnl": 86,
@@ -112,6 +112,19 @@ class PositionsTable(QTableView):
         y1 = self.rowViewportPosition(r1) + self.rowHeight(r1)
         vp.update(QRect(x0, y0, x1 - x0, y1 - y0))
 
+    # rows come into view: their cells are written first (PositionsModel.refresh_rows)
+    view_changed: Callable[[], None] | None = None
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.view_changed is not None:
+            self.view_changed()
+
+    def showEvent(self, event) -> None:
+        if self.view_changed is not None:
+            self.view_changed()
+        super().showEvent(event)
+
 
 class PositionsPanel(QWidget):
     """The open positions table: sorting that can be held still, a column chooser, and a
@@ -137,7 +150,13 @@ class PositionsPanel(QWidget):
         t.setObjectName("positionsTable")
         t.setAccessibleName("Open positions")
         t.setModel(self.proxy)
-        t.setItemDelegate(CellDelegate(t))
+        # the model writes the rows on screen at each update, the others when they come into
+        # view (scrolling, resizing, re-sorting, rows removed above)
+        self.model.visible = self._visible_rows
+        t.view_changed = self._refresh_visible
+        t.verticalScrollBar().valueChanged.connect(self._refresh_visible)
+        self.proxy.layoutChanged.connect(self._refresh_visible)
+        self.proxy.rowsRemoved.connect(self._refresh_visible)
         t.setSortingEnabled(True)
         t.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep insertion order
         t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -197,6 +216,26 @@ class PositionsPanel(QWidget):
         super().resizeEvent(event)
         sb = self.table.verticalScrollBar()
         self.fit_width(event.size().width() - 2 - (sb.width() if sb.isVisible() else 0))
+
+    def _visible_rows(self) -> list[int] | None:
+        """The source rows on screen (with a margin); None: the view shows nothing yet, so
+        every row is written at once."""
+        t = self.table
+        if not t.isVisible():
+            return None
+        p = self.proxy
+        n = p.rowCount()
+        first = t.rowAt(0)
+        if n == 0 or first < 0:
+            return None
+        last = t.rowAt(t.viewport().height() - 1)
+        if last < 0:
+            last = n - 1
+        lo, hi = max(0, first - VISIBLE_MARGIN), min(n - 1, last + VISIBLE_MARGIN)
+        return [p.mapToSource(p.index(r, 0)).row() for r in range(lo, hi + 1)]
+
+    def _refresh_visible(self, *_a: object) -> None:
+        self.model.refresh_rows(self._visible_rows())
 
     # -- events -------------------------------------------------------------------------------
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:

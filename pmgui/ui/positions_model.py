@@ -11,19 +11,18 @@ is never reset per tick, so selection, scroll position and sorting survive live 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPalette
-from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 
 from pmgui.domain.enums import Protection, Side
 from pmgui.domain.models import Market
@@ -31,6 +30,7 @@ from pmgui.engine.events import PositionSnapshot
 from pmgui.ui.figures import Figures, figures
 from pmgui.ui.fmt import (
     DASH,
+    MINUS,
     fmt_age,
     fmt_money,
     fmt_pct,
@@ -38,13 +38,13 @@ from pmgui.ui.fmt import (
     fmt_qty,
     fmt_r,
     is_num,
+    step_decimals,
 )
 from pmgui.ui.theme import Theme, make_theme, tabular_font
 
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the raw value a column sorts by
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the raw value a column sorts by (ascending)
 ID_ROLE = Qt.ItemDataRole.UserRole + 2  # the position id of a row
-SNAPSHOT_ROLE = Qt.ItemDataRole.UserRole + 3  # the PositionSnapshot of a row
-CELL_ROLE = Qt.ItemDataRole.UserRole + 4  # (text, foreground, font, alignment) in one call
+SORT_DESC_ROLE = Qt.ItemDataRole.UserRole + 5  # the same, descending (missing: last)
 
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
@@ -141,8 +141,42 @@ def fmt_amount(v: float | None, quote: str) -> str:
     return f"{v:,.2f}"
 
 
+_PRICE_TEXT: dict[int, tuple[Market, Callable[[object], str]]] = {}  # id(market) → formatter
+
+
+def _price_formatter(market: Market | None) -> Callable[[object], str]:
+    """`fmt_price` for one market with its decimals and rounding worked out once (a storm
+    formats thousands of prices a second): the same text, a third of the work."""
+    if market is None or not market.tick_size > 0:
+        return lambda v: fmt_price(v, market)  # type: ignore[arg-type]
+    tick = market.tick_size
+    clean = max(0, min(12, -math.floor(math.log10(tick) + 1e-12) + 2))  # Market._clean's
+    spec = f",.{step_decimals(tick)}f"
+
+    def text(v: object) -> str:
+        if v.__class__ is not float or v - v != 0:  # type: ignore[operator]
+            return fmt_price(v, market)  # type: ignore[arg-type]  (None, ints, nan, inf)
+        steps = v / tick  # type: ignore[operator]
+        if steps - steps != 0:
+            return fmt_price(v, market)  # type: ignore[arg-type]
+        out = format(round(round(steps) * tick, clean), spec)
+        return MINUS + out[1:] if out[0] == "-" else out
+
+    return text
+
+
+def price_text(v: object, market: Market | None) -> str:
+    """The same as `fmt_price(v, market)`, with the market's formatter cached."""
+    hit = _PRICE_TEXT.get(id(market))
+    if hit is None or hit[0] is not market:
+        if len(_PRICE_TEXT) > 4096:
+            _PRICE_TEXT.clear()
+        hit = _PRICE_TEXT[id(market)] = (market, _price_formatter(market))  # type: ignore[assignment]
+    return hit[1](v)
+
+
 def _mark_text(v: object, row: Row) -> str:
-    text = fmt_price(v, row.market)  # type: ignore[arg-type]
+    text = price_text(v, row.market)
     return f"⚠ {text}" if row.snap.stale and text != DASH else text
 
 
@@ -151,7 +185,7 @@ def _price(getter: Callable[[Row], float | None]) -> Callable[[Row, float], obje
 
 
 def _fmt_price(v: object, row: Row) -> str:
-    return fmt_price(v, row.market)  # type: ignore[arg-type]
+    return price_text(v, row.market)
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -218,20 +252,20 @@ def column_index(key: str) -> int:
     return COLUMN_KEYS.index(key)
 
 
-@dataclass(slots=True)
-class _Cached:
-    row: Row
-    texts: list[str | None] = field(default_factory=list)  # None: not formatted yet
-    values: tuple[object, ...] = field(default_factory=tuple)  # raw values the texts show
-    sig: tuple[object, ...] = ()  # what else the texts depend on (market, staleness, ...)
-    stale: bool = False  # `row` is newer than `values`: compared when next shown
-    tones: list[object] = field(default_factory=list)  # brush per cell; _UNSET: not yet
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_SORT = int(SORT_ROLE)
+_SORT_DESC = int(SORT_DESC_ROLE)
+_ID = int(ID_ROLE)
+_FLAGS = (Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
+          | Qt.ItemFlag.ItemNeverHasChildren)
 
 
-_UNSET = object()
 # what follows the mark when the position itself did not change (figures.py)
 _MARK_KEYS = ("mark", "pnl", "roi", "r", "liq_dist", "notional")
 _LEVEL_KEYS = ("sl", "tp", "trailing", "liquidation", "liq_dist")  # follow the stop levels
+_TIP_KEYS = ("pnl", "roi", "r")  # tooltips written from the row's figures
+_MISSING_LAST = math.inf  # ascending sort value of a missing number (last)
 
 
 def _levels(p) -> tuple:
@@ -261,30 +295,46 @@ def _sig(row: Row) -> tuple[object, ...]:
     return (id(row.market), row.snap.stale, row.snap.position.automation)
 
 
-# roles as plain ints: comparing with the enum members costs more than the whole lookup
-_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
-_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
-_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
-_FONT = int(Qt.ItemDataRole.FontRole)
-_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
-_ACCESSIBLE = int(Qt.ItemDataRole.AccessibleTextRole)
-_SORT = int(SORT_ROLE)
-_ID = int(ID_ROLE)
-_SNAPSHOT = int(SNAPSHOT_ROLE)
-_CELL = int(CELL_ROLE)
+_NOT_SET = object()  # a cell never written
 
 
-class PositionsModel(QAbstractTableModel):
-    """Open positions, one row each, keyed by position id."""
+@dataclass(slots=True, eq=False)
+class _Line:
+    """One row: its newest snapshot, its Qt items, and what the items show now."""
+
+    row: Row
+    items: list[QStandardItem]
+    values: list[object]  # raw values the texts show (_NOT_SET: not written yet)
+    texts: list[str | None]
+    tones: list[str | None]  # colour of each cell's text (None: the palette's)
+    sorts: list[object]  # raw sort values written
+    sig: tuple[object, ...] = ()  # what else the texts depend on (market, staleness, ...)
+    dirty: bool = True  # `row` is newer than what the items show
+
+
+class PositionsModel(QStandardItemModel):
+    """Open positions, one row each, keyed by position id.
+
+    The cells are `QStandardItem`s holding their text, colour, font, alignment, tooltip and
+    sort value, so a view paints them without calling into Python (no `data()` override, no
+    delegate): in a storm each such call would wait for the interpreter while the engine
+    thread runs. `update` writes only the cells whose value changed, with the model's
+    signals held, and then names the changed blocks of columns once per batch.
+
+    What is written when: with a `visible` callback (the view's rows on screen, as source
+    rows) the rows on screen are written at each update, and the others when they come into
+    view (`refresh_rows`); their mark and the sort column are always written, so sorting and
+    the price column are current for every row. Without one, every changed row is written
+    at once."""
 
     def __init__(self, market_for: Callable[[str], Market | None] | None = None, *,
                  theme: Theme | None = None, clock: Callable[[], float] = time.time,
                  columns: Sequence[Column] = COLUMNS, parent=None) -> None:
-        super().__init__(parent)
+        super().__init__(0, len(columns), parent)
         self._market_for = market_for or (lambda _s: None)
         self._markets: dict[str, Market] = {}
         self._columns = tuple(columns)
-        self._rows: list[_Cached] = []
+        self._lines: list[_Line] = []
         self._index: dict[str, int] = {}
         self._clock = clock
         self._theme = theme or make_theme("dark")
@@ -293,9 +343,8 @@ class PositionsModel(QAbstractTableModel):
         self._bold = QFont(self._font)
         self._bold.setBold(True)
         self._brushes: dict[str, QBrush] = {}
-        self._aligns = [int(col.align) for col in self._columns]
-        self._align_flags = [Qt.AlignmentFlag(a) for a in self._aligns]
         keys = [col.key for col in self._columns]
+        self._keys = keys
         follow = [c for c, k in enumerate(keys) if k in _MARK_KEYS]
         blocks: list[tuple[int, int]] = []  # contiguous runs of the columns following the mark
         for c in follow:
@@ -307,123 +356,49 @@ class PositionsModel(QAbstractTableModel):
         lv = [c for c, k in enumerate(keys) if k in _LEVEL_KEYS]
         self._level_blocks = tuple(_merge([(c, c) for c in lv])) or ((0, len(keys) - 1),)
         self._protection_col = keys.index("protection") if "protection" in keys else 0
+        self._mark_col = keys.index("mark") if "mark" in keys else -1
+        self._tip_cols = tuple(c for c, k in enumerate(keys) if k in _TIP_KEYS)
         self._fonts = [self._bold if col.key == "symbol" else self._font if col.numeric
                        else None for col in self._columns]
-
-    # -- Qt model API ------------------------------------------------------------------------
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._columns)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self._columns):
-            return None
-        col = self._columns[section]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return col.title
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(col.align)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return col.tip or None
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        # The view asks ~7 roles of every visible cell at each paint: keep this path short
-        # (ints, cached texts and brushes) — it is most of the table's cost in a storm.
-        r = index.row()
-        rows = self._rows
-        if not 0 <= r < len(rows):
-            return None
-        role = int(role)
-        c = index.column()
-        cached = rows[r]
-        if cached.stale:
-            self._refresh(cached)
-        if role == _CELL:  # what the delegate paints: one call per cell, not seven
-            col = self._columns[c]
-            text = (col.fmt(col.value(cached.row, self._clock()), cached.row) if col.live
-                    else self._text(cached, c))
-            brush = cached.tones[c]
-            if brush is _UNSET:
-                brush = cached.tones[c] = self._tone(cached, c)
-            return (text, brush, self._fonts[c], self._align_flags[c])
-        if role == _DISPLAY:
-            col = self._columns[c]
-            if col.live:
-                return col.fmt(col.value(cached.row, self._clock()), cached.row)
-            return self._text(cached, c)
-        if role == _FOREGROUND:
-            brush = cached.tones[c]
-            if brush is _UNSET:
-                brush = cached.tones[c] = self._tone(cached, c)
-            return brush
-        if role == _ALIGN:
-            return self._aligns[c]
-        if role == _FONT:
-            return self._fonts[c]
-        if role == _TOOLTIP:
-            return self._tooltip(cached.row, self._columns[c])
-        if role == _SORT:
-            return self.sort_value(r, c)
-        if role == _ID:
-            return cached.row.snap.position.id
-        if role == _SNAPSHOT:
-            return cached.row.snap
-        if role == _ACCESSIBLE:
-            col = self._columns[c]
-            return f"{col.title}: {self._text(cached, c) if not col.live else ''}"
-        return None
-
-    def _tone(self, cached: _Cached, c: int) -> QBrush | None:
-        col = self._columns[c]
-        if col.tone is None:
-            return None
-        tone = col.tone(col.value(cached.row, self._clock()), cached.row)
-        colour = {1: self._theme.up, -1: self._theme.down, 2: self._theme.warning}.get(tone)
-        if not colour:
-            return None
-        brush = self._brushes.get(colour)
-        if brush is None:
-            brush = self._brushes[colour] = QBrush(QColor(colour))
-        return brush
+        self._live = tuple(c for c, col in enumerate(self._columns) if col.live)
+        # the view's rows on screen (source rows; None: everything is written at once)
+        self.visible: Callable[[], Iterable[int] | None] | None = None
+        self.sort_column = -1  # the column the proxy sorts by: written for every row
+        self.rowsRemoved.connect(self._on_rows_removed)
+        for c, col in enumerate(self._columns):
+            h = QStandardItem(col.title)
+            h.setData(int(col.align), _ALIGN)
+            if col.tip:
+                h.setToolTip(col.tip)
+            self.setHorizontalHeaderItem(c, h)
 
     # -- our API -----------------------------------------------------------------------------
     def sort_value(self, row: int, column: int) -> object:
         """The raw value a cell sorts by (None for missing: the proxy puts those last)."""
-        cached = self._rows[row]
-        v = self._columns[column].value(cached.row, self._clock())
-        if isinstance(v, float) and not is_num(v):
-            return None
-        return v
+        line = self._lines[row]
+        v = self._columns[column].value(line.row, self._clock())
+        return _sortable(v)
 
     def update(self, snapshots: Iterable[PositionSnapshot]) -> None:
         """Apply newest snapshots: insert new positions, keep the newest snapshot of the
-        others, and tell the view once per batch (one `dataChanged` per block of columns that
-        can have changed, over the changed rows; one insertion for all new rows). Nothing is
-        computed or formatted here: when the view paints a row (only visible rows are
-        painted) its raw values are compared with the ones on screen and only the cells whose
-        value changed are formatted again — a storm over 500 rows costs a dictionary update
-        per snapshot, and the few dozen cells on screen."""
-        ncols = len(self._columns)
-        fresh: dict[str, _Cached] = {}
+        others, write the cells whose value changed (see the class) and tell the view once
+        per batch: one `dataChanged` per block of columns that can have changed, over the
+        changed rows."""
+        fresh: dict[str, PositionSnapshot] = {}
+        changed: list[_Line] = []
         top = bottom = -1
         full = marks = levels = badge = False
         index = self._index
-        rows = self._rows
+        lines = self._lines
         for snap in snapshots:
             pid = snap.position.id
             i = index.get(pid)
             if i is None:
-                row = Row(snap, self._market(snap.position.symbol))
-                fresh[pid] = _Cached(row, [None] * ncols, (), _sig(row), True,
-                                     [_UNSET] * ncols)
+                fresh[pid] = snap
                 continue
-            cached = rows[i]
-            old = cached.row.snap
-            cached.row = Row(snap, cached.row.market or self._market(snap.position.symbol))
+            line = lines[i]
+            old = line.row.snap
+            line.row = Row(snap, line.row.market or self._market(snap.position.symbol))
             # which cells can have changed, from the snapshot's own fields (cheap): a
             # position whose shown fields are the same at another mark changes only the
             # columns that follow the mark; a moved stop only the level columns besides
@@ -442,14 +417,34 @@ class PositionsModel(QAbstractTableModel):
                     levels = levels or moved
                     if snap.protection is not old.protection:
                         badge = True
-            cached.stale = True
+            line.dirty = True
+            changed.append(line)
             if top < 0 or i < top:
                 top = i
             if i > bottom:
                 bottom = i
-        if bottom >= 0:
+        if changed:
+            visible = self.visible() if self.visible is not None else None
+            was = self.blockSignals(True)
+            try:
+                if visible is None:
+                    for line in changed:
+                        self._write(line)
+                else:
+                    # every row: the mark (the price column) and the sort column; the rest
+                    # of a row when it is on screen (below) or comes into view
+                    mark, sort = self._mark_col, self.sort_column
+                    mark_only = (mark,) if 0 <= mark != sort else ()
+                    sort_only = (sort,) if 0 <= sort < len(self._columns) else ()
+                    for line in changed:
+                        if mark_only:
+                            self._write_mark(line)
+                        if sort_only:
+                            self._write_cells(line, sort_only)
+            finally:
+                self.blockSignals(was)
             if full:
-                blocks = [(0, ncols - 1)]
+                blocks = [(0, len(self._columns) - 1)]
             else:
                 blocks = list(self._mark_blocks) if marks else []
                 if levels:
@@ -459,87 +454,220 @@ class PositionsModel(QAbstractTableModel):
                     blocks.append((self._protection_col, self._protection_col))
             for lo, hi in blocks:  # one signal per block of columns over the changed rows
                 self.dataChanged.emit(self.index(top, lo), self.index(bottom, hi))
-        if fresh:
-            n = len(rows)
-            self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
-            for k, (pid, cached) in enumerate(fresh.items()):
-                rows.append(cached)
-                index[pid] = n + k
-            self.endInsertRows()
+            if visible is not None:
+                # (a re-sort that brought other rows into view wrote them already: the view
+                # asks for them on the proxy's layoutChanged)
+                self.refresh_rows(visible)
+        for snap in fresh.values():
+            self._insert(snap)
 
-    def _refresh(self, cached: _Cached) -> None:
-        """The row's newest snapshot is about to be shown: forget the texts (and colours) of
-        the cells whose raw value changed."""
-        cached.stale = False
-        row = cached.row
+    def refresh_rows(self, rows: Iterable[int] | None = None) -> None:
+        """Write the rows not written since their last snapshot (`rows`: those source rows;
+        None: all) — the view calls it for the rows coming into view."""
+        lines = self._lines
+        n = len(lines)
+        todo = [lines[r] for r in (range(n) if rows is None else rows)
+                if 0 <= r < n and lines[r].dirty]
+        if not todo:
+            return
+        was = self.blockSignals(True)
+        try:
+            for line in todo:
+                self._write(line)
+        finally:
+            self.blockSignals(was)
+
+    def prepare_sort(self, column: int) -> None:
+        """The proxy is about to sort by `column`: its sort values are written for every
+        row (the rows off screen may not have been written since their last snapshot)."""
+        self.sort_column = column
+        if not 0 <= column < len(self._columns):
+            return
+        was = self.blockSignals(True)
+        try:
+            for line in self._lines:
+                if line.dirty:
+                    self._write_cells(line, (column,))
+        finally:
+            self.blockSignals(was)
+
+    def _insert(self, snap: PositionSnapshot) -> None:
+        pid = snap.position.id
+        row = Row(snap, self._market(snap.position.symbol))
+        n = len(self._columns)
+        items = []
+        for c in range(n):
+            it = QStandardItem()
+            it.setFlags(_FLAGS)
+            it.setData(pid, _ID)
+            it.setData(int(self._columns[c].align), _ALIGN)
+            if self._fonts[c] is not None:
+                it.setFont(self._fonts[c])
+            items.append(it)
+        line = _Line(row, items, [_NOT_SET] * n, [None] * n, [None] * n, [_NOT_SET] * n)
+        self._write(line)
+        self._lines.append(line)
+        self._index[pid] = len(self._lines) - 1
+        self.appendRow(items)
+
+    def _write(self, line: _Line) -> None:
+        """Write every cell of the row whose value changed since it was last written."""
+        line.dirty = False
+        self._write_cells(line, range(len(self._columns)))
+
+    def _write_mark(self, line: _Line) -> None:
+        """Only the mark's text (the rest of the row waits until it is on screen)."""
+        row = line.row
+        if _sig(row) != line.sig:
+            self._write(line)
+            return
+        c = self._mark_col
+        col = self._columns[c]
+        v = col.value(row, 0.0)
+        a = line.values[c]
+        if a == v and type(a) is type(v):
+            return
+        line.values[c] = v
+        text = col.fmt(v, row)
+        if text != line.texts[c]:
+            line.texts[c] = text
+            line.items[c].setText(text)
+
+    def _write_cells(self, line: _Line, cols: Iterable[int], sort: bool = True) -> None:
+        row = line.row
         now = self._clock()
-        values = tuple(None if col.live else col.value(row, now) for col in self._columns)
+        values, texts, items = line.values, line.texts, line.items
         sig = _sig(row)
-        texts, tones = cached.texts, cached.tones
-        if cached.sig != sig or len(cached.values) != len(values):
+        if sig != line.sig:  # the texts depend on more than the values: all written again
+            line.sig = sig
             for c in range(len(values)):
-                texts[c] = None
-                tones[c] = _UNSET
-        else:
-            for c, (a, b) in enumerate(zip(cached.values, values, strict=True)):
-                if a == b and type(a) is type(b):
-                    continue
-                texts[c] = None
-                tones[c] = _UNSET
-        cached.values, cached.sig = values, sig
-
-    def _text(self, cached: _Cached, c: int) -> str:
-        if cached.stale:
-            self._refresh(cached)
-        text = cached.texts[c]
-        if text is None:
+                values[c] = _NOT_SET
+            self._write_tips(line, static=True)
+            if line.dirty:
+                line.dirty = False
+                cols = range(len(self._columns))
+        tips = False
+        for c in cols:
             col = self._columns[c]
-            text = cached.texts[c] = col.fmt(cached.values[c], cached.row)
-        return text
+            v = col.value(row, now)
+            if sort:
+                sv = _sortable(-row.snap.position.opened_at if col.live else v)
+                old = line.sorts[c]
+                if sv != old or type(sv) is not type(old):
+                    line.sorts[c] = sv
+                    _set_sort(items[c], sv)
+            if col.live:
+                v = None  # the text follows the clock (refresh_live)
+                if texts[c] is None:
+                    text = col.fmt(col.value(row, now), row)
+                    texts[c] = text
+                    items[c].setText(text)
+                continue
+            a = values[c]
+            if a == v and type(a) is type(v):
+                continue
+            values[c] = v
+            text = col.fmt(v, row)
+            if text != texts[c]:
+                texts[c] = text
+                items[c].setText(text)
+            if col.tone is not None:
+                tone = col.tone(v, row)
+                colour = (self._theme.up if tone == 1 else self._theme.down if tone == -1
+                          else self._theme.warning if tone == 2 else None) or None
+                if colour != line.tones[c]:
+                    line.tones[c] = colour
+                    items[c].setData(self._brush(colour), _FOREGROUND)
+            if c in self._tip_cols:
+                tips = True
+        if tips:
+            self._write_tips(line)
+
+    def _write_tips(self, line: _Line, static: bool = False) -> None:
+        """The tooltips that follow the row's figures (P/L, ROI, R); with `static` also
+        those that follow its state (staleness, automation, protective orders)."""
+        cols = range(len(self._columns)) if static else self._tip_cols
+        for c in cols:
+            tip = self._tooltip(line.row, self._columns[c])
+            if line.items[c].toolTip() != (tip or ""):
+                line.items[c].setToolTip(tip or "")
+
+    def _brush(self, colour: str | None) -> QBrush | None:
+        if not colour:
+            return None
+        brush = self._brushes.get(colour)
+        if brush is None:
+            brush = self._brushes[colour] = QBrush(QColor(colour))
+        return brush
 
     def remove(self, position_id: str) -> bool:
         """Remove a closed position's row; False when it was not shown."""
         i = self._index.get(position_id)
         if i is None:
             return False
-        self.beginRemoveRows(QModelIndex(), i, i)
-        del self._rows[i]
         self._protection_detail.pop(position_id, None)
-        self._index = {c.row.snap.position.id: n for n, c in enumerate(self._rows)}
-        self.endRemoveRows()
+        self.removeRow(i)  # _on_rows_removed keeps the lines in step
         return True
+
+    def _on_rows_removed(self, _parent: Index, first: int, last: int) -> None:
+        # connected first: the lines follow Qt's rows before anyone else hears of it
+        del self._lines[first:last + 1]
+        self._index = {ln.row.snap.position.id: n for n, ln in enumerate(self._lines)}
 
     def refresh_live(self) -> None:
         """Re-read clock-driven cells (age) — called once a second by the window."""
-        if not self._rows:
+        if not self._lines or not self._live:
             return
-        for c, col in enumerate(self._columns):
-            if col.live:
-                self.dataChanged.emit(self.index(0, c), self.index(len(self._rows) - 1, c),
-                                      [Qt.ItemDataRole.DisplayRole])
+        now = self._clock()
+        was = self.blockSignals(True)
+        try:
+            for line in self._lines:
+                for c in self._live:
+                    col = self._columns[c]
+                    text = col.fmt(col.value(line.row, now), line.row)
+                    if text != line.texts[c]:
+                        line.texts[c] = text
+                        line.items[c].setText(text)
+        finally:
+            self.blockSignals(was)
+        for c in self._live:
+            self.dataChanged.emit(self.index(0, c), self.index(len(self._lines) - 1, c),
+                                  [Qt.ItemDataRole.DisplayRole])
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
         self._brushes.clear()
-        for cached in self._rows:
-            cached.tones = [_UNSET] * len(self._columns)
-        if self._rows:
+        was = self.blockSignals(True)
+        try:
+            for line in self._lines:
+                for c, col in enumerate(self._columns):
+                    v = line.values[c]
+                    if col.tone is None or v is _NOT_SET:
+                        continue
+                    tone = col.tone(v, line.row)
+                    colour = (theme.up if tone == 1 else theme.down if tone == -1
+                              else theme.warning if tone == 2 else None) or None
+                    line.tones[c] = colour
+                    line.items[c].setData(self._brush(colour), _FOREGROUND)
+        finally:
+            self.blockSignals(was)
+        if self._lines:
             self.dataChanged.emit(self.index(0, 0),
-                                  self.index(len(self._rows) - 1, len(self._columns) - 1),
+                                  self.index(len(self._lines) - 1, len(self._columns) - 1),
                                   [Qt.ItemDataRole.ForegroundRole])
 
     def snapshot(self, position_id: str) -> PositionSnapshot | None:
         i = self._index.get(position_id)
-        return None if i is None else self._rows[i].row.snap
+        return None if i is None else self._lines[i].row.snap
 
     def snapshot_at(self, row: int) -> PositionSnapshot:
-        return self._rows[row].row.snap
+        return self._lines[row].row.snap
 
     def row_of(self, position_id: str) -> int | None:
         return self._index.get(position_id)
 
     def position_ids(self) -> list[str]:
-        return [c.row.snap.position.id for c in self._rows]
+        return [ln.row.snap.position.id for ln in self._lines]
 
     def market(self, symbol: str) -> Market | None:
         return self._market(symbol)
@@ -564,9 +692,9 @@ class PositionsModel(QAbstractTableModel):
         self._protection_detail[position_id] = text
         i = self._index.get(position_id)
         if i is not None:
-            c = column_index("protection")
-            self.dataChanged.emit(self.index(i, c), self.index(i, c),
-                                  [Qt.ItemDataRole.ToolTipRole])
+            c = self._protection_col
+            line = self._lines[i]
+            line.items[c].setToolTip(self._tooltip(line.row, self._columns[c]) or "")
 
     def protection_detail(self, position_id: str) -> str:
         return self._protection_detail.get(position_id, "")
@@ -577,11 +705,33 @@ class PositionsModel(QAbstractTableModel):
             return f"{col.tip}\n{detail}" if detail else col.tip
         if col.key == "mark" and row.snap.stale:
             return "Stale price: older than the allowed price age; rules are not acting on it"
-        if col.key in ("pnl", "roi", "r"):
+        if col.key in _TIP_KEYS:
             return _pnl_tip(row, col)
         if col.key == "preset" and not row.snap.position.automation:
             return "Automation paused: rules do not act on this position"
         return col.tip or None
+
+
+def _sortable(v: object) -> object:
+    if v is None or (isinstance(v, float) and not is_num(v)):
+        return None
+    if isinstance(v, str):
+        return v.casefold()
+    return v
+
+
+def _set_sort(item: QStandardItem, v: object) -> None:
+    """The cell's sort values: ascending (`SORT_ROLE`) and descending (`SORT_DESC_ROLE`);
+    a missing value sorts last in both orders."""
+    if v is None:
+        item.setData(_MISSING_LAST, _SORT)
+        item.setData(-_MISSING_LAST, _SORT_DESC)
+    elif isinstance(v, bool):
+        item.setData(int(v), _SORT)
+        item.setData(int(v), _SORT_DESC)
+    else:
+        item.setData(v, _SORT)
+        item.setData(v, _SORT_DESC)
 
 
 def _pnl_tip(row: Row, col: Column) -> str:
@@ -599,63 +749,21 @@ def _pnl_tip(row: Row, col: Column) -> str:
     return "\n".join(lines)
 
 
-class CellDelegate(QStyledItemDelegate):
-    """Paints a positions cell from one `CELL_ROLE` answer instead of the ~7 roles Qt's
-    default delegate asks one by one (each a call from C++ into Python, and in a storm each
-    a wait for the interpreter while the engine thread runs): the table's paint is most of
-    the GUI's cost when every row moves."""
-
-    _HAS_DISPLAY = QStyleOptionViewItem.ViewItemFeature.HasDisplay
-    _TEXT = QPalette.ColorRole.Text
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._metrics: dict[int, tuple[QFont, QFontMetrics]] = {}  # the font kept alive
-
-    def initStyleOption(self, option: QStyleOptionViewItem, index: Index) -> None:
-        cell = index.data(_CELL)
-        if not isinstance(cell, tuple):
-            super().initStyleOption(option, index)
-            return
-        text, brush, font, align = cell
-        option.index = index
-        option.text = text
-        option.features |= self._HAS_DISPLAY
-        option.displayAlignment = align
-        if font is not None:
-            option.font = font
-            metrics = self._metrics.get(id(font))
-            if metrics is None:
-                metrics = self._metrics[id(font)] = (font, QFontMetrics(font))
-            option.fontMetrics = metrics[1]
-        if brush is not None:
-            option.palette.setBrush(self._TEXT, brush)
-
-
 class PositionsProxy(QSortFilterProxyModel):
-    """Sorts by each column's raw value (numbers as numbers); missing values always last."""
+    """Sorts by each column's raw value (numbers as numbers, text without case); a missing
+    value is last in both orders. The comparison is Qt's own on the cells' sort values
+    (`SORT_ROLE` ascending, `SORT_DESC_ROLE` descending): no Python per comparison."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
 
-    def lessThan(self, left: Index, right: Index) -> bool:
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         src = self.sourceModel()
-        if not isinstance(src, PositionsModel):
-            return super().lessThan(left, right)
-        a = src.sort_value(left.row(), left.column())
-        b = src.sort_value(right.row(), right.column())
-        if a is None or b is None:
-            # None last in ascending order, and — Qt reverses the comparison for descending —
-            # last in descending too.
-            desc = self.sortOrder() == Qt.SortOrder.DescendingOrder
-            if a is None and b is None:
-                return False
-            return (a is None) if desc else (b is None)
-        if isinstance(a, str) and isinstance(b, str):
-            return a.casefold() < b.casefold()
-        try:
-            return a < b  # type: ignore[operator]
-        except TypeError:
-            return str(a) < str(b)
+        if isinstance(src, PositionsModel):
+            src.prepare_sort(column)
+        role = SORT_DESC_ROLE if order == Qt.SortOrder.DescendingOrder else SORT_ROLE
+        if self.sortRole() != role:
+            self.setSortRole(role)
+        super().sort(column, order)
