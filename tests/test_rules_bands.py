@@ -13,7 +13,7 @@ import math
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pmgui.domain.enums import ActionType, PositionStatus, Side, StopKind
@@ -373,3 +373,121 @@ def test_an_enabled_rule_without_a_family_gives_no_band(monkeypatch):
     from pmgui.rules import bands
     monkeypatch.setattr(bands, "HANDLED_RULES", bands.HANDLED_RULES - {"stop_loss"})
     assert _band(_pos(sl=95.0, tp=110.0), 100.0) is None
+
+
+# ------------------------------------------------------- caches of the trailing arithmetic
+
+from pmgui.rules import stops as stops_mod  # noqa: E402
+from pmgui.rules.common import action as make_action  # noqa: E402
+from pmgui.rules.common import make_ctx  # noqa: E402
+
+_POOL = [Indicators(volatility=v, momentum=m)
+         for v in (None, 0.005, 0.02, 0.05) for m in (None, -0.03, 0.0, 0.01, 0.03)]
+"""Shared indicator objects: a candle close hands the rules a new object (a cache miss),
+the ticks between closes the same one again (a hit)."""
+
+cached_steps = st.lists(st.tuples(
+    st.integers(0, len(_POOL) - 1),  # the indicators in force
+    st.booleans(),  # an equal copy instead of the shared object
+    st.floats(80.0, 125.0),  # price
+    st.floats(0.0, 30.0),  # how far the best price is beyond the price (%)
+    st.sampled_from([0.0, 3000.0, 9000.0, 90000.0]),  # age
+), min_size=1, max_size=25)
+
+
+def _check_cached_equal_fresh(s: dict, steps) -> None:
+    params = _params(s)  # one Params for the whole path: its caches live across ticks
+    fresh_of = lambda: type(params)(params.as_dict(), params.preset)  # noqa: E731 - no caches
+    side: Side = s["side"]
+    for k, copy, price, beyond, age in steps:
+        ind = _POOL[k]
+        if copy:
+            ind = replace(ind)
+        best = price * (1 + side.dir * beyond / 100)
+        pos = replace(_start(s), best_price=best, peak_roi=0.3, opened_at=-age)
+        mkt = MarketState(SYMBOL, price, 0.0, s["market"], ind)
+        fresh = fresh_of()
+        ctx, ref = make_ctx(pos, mkt, params), make_ctx(pos, mkt, fresh)
+        assert stops_mod.trailing(ctx) == stops_mod.trailing(ref)
+        assert stops_mod.trailing_level(ctx) == stops_mod.trailing_level(ref)
+        reps = params.memo(bands_mod._trailing_reps, bands_mod._trailing_reps)[1]
+        if reps:
+            assert stops_mod.trailing_stop_levels_at(ctx, reps) == \
+                stops_mod.trailing_stop_levels(ref, reps)
+        assert quiet_band(pos, mkt, params) == quiet_band(pos, mkt, fresh)
+        assert evaluate(pos, mkt, params) == evaluate(pos, mkt, fresh)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario, cached_steps)
+def test_cached_trailing_arithmetic_equals_a_fresh_computation(s, steps):
+    """What is kept per Params between ticks (the indicator multipliers, the distances of
+    the band's ROI regions) gives what a Params without caches computes, tick by tick."""
+    _check_cached_equal_fresh(s, steps)
+
+
+@settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=False,
+          phases=(Phase.generate,),  # a mutant only has to fail: no shrinking
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario, cached_steps)
+def _cached_mutant(s, steps):
+    _check_cached_equal_fresh(s, steps)
+
+
+def test_the_cache_property_catches_stale_indicator_parts(monkeypatch):
+    """Mutation check: indicator multipliers kept across a candle close are caught."""
+    real = stops_mod.indicator_parts
+
+    def stale(ctx, c):  # the parts of the first indicators, kept with the Params
+        return ctx.params.memo("stale parts", lambda p: real(ctx, c))
+
+    monkeypatch.setattr(stops_mod, "indicator_parts", stale)
+    with pytest.raises(AssertionError):
+        _cached_mutant()
+
+
+def test_the_cache_property_catches_stale_region_distances(monkeypatch):
+    """Mutation check: band region distances reused for other indicators are caught."""
+    real = stops_mod.trailing_stop_levels_at
+
+    def first_distances(ctx, rois):
+        real(ctx, rois)
+        return ctx.params.memo(stops_mod._distances_holder, stops_mod._distances_holder)[0][2]
+
+    def stale(ctx, rois):  # the distances of the first indicators, kept with the Params
+        c = stops_mod.trailing_config(ctx.params)
+        if c.tightening or c.mode == "chandelier":
+            return real(ctx, rois)
+        dists = ctx.params.memo("stale distances", lambda p: first_distances(ctx, rois))
+        return [ctx.best * (1 - ctx.dir * d) for d in dists]
+
+    monkeypatch.setattr(stops_mod, "trailing_stop_levels_at", stale)
+    with pytest.raises(AssertionError):
+        _cached_mutant()
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=5), st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.booleans(), st.none(),
+    st.text(max_size=3), st.just(Side.LONG), st.just((1, 2))), max_size=6),
+    st.sampled_from([(), ("tp1_done",), ["a", "b"]]))
+def test_actions_are_built_as_the_dataclass_builds_them(inputs, flags):
+    """`action` builds its Action through the slot descriptors: the same object, field by
+    field, as `Action(...)` with `frozen_map` of the cleaned inputs."""
+    from pmgui.domain.enums import Priority, Reason
+    from pmgui.domain.models import frozen_map
+    from pmgui.rules.common import clean
+    pos = _pos(sl=95.0, tp=110.0)
+    ctx = make_ctx(pos, MarketState(SYMBOL, 101.0, 5.0, MARKET), resolve_params("manual"))
+    got = make_action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing",
+                      Priority.STOP_ADJUST, sl=99.0, inputs=inputs, flags=flags,
+                      stop_kind=StopKind.TRAILING)
+    raw = {"price": 101.0, "roi": ctx.roi, "peak": ctx.peak, "move": ctx.move, **inputs}
+    want = Action(type=ActionType.MOVE_SL, reason=Reason.TRAILING, position_id="p1",
+                  price=101.0, sl=99.0, rule="trailing", priority=int(Priority.STOP_ADJUST),
+                  ts=5.0, inputs=frozen_map({k: clean(v) for k, v in raw.items()}),
+                  flags=frozenset(flags), stop_kind=StopKind.TRAILING)
+    assert got == want
+    assert type(got.priority) is int and type(got.flags) is frozenset
+    assert all(v is None or isinstance(v, (str, int)) or math.isfinite(v)
+               for v in got.inputs.values())

@@ -8,8 +8,7 @@ or the store without copying and without locks.
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
@@ -168,25 +167,42 @@ class Position:
         return self.status is PositionStatus.OPEN
 
     def evolve(self, **changes: object) -> Position:
-        """`dataclasses.replace(self, **changes)`, about twice as fast (it runs on every
-        tick that moves a peak, a best price or a stop): the fields are copied straight
-        into a new instance (Position has no __post_init__ to run)."""
-        for name in changes:
-            if name not in _POSITION_INDEX:
+        """`dataclasses.replace(self, **changes)`, several times faster (it runs on every
+        tick that moves a peak, a best price or a stop): one generated function per set of
+        changed field names copies the other fields straight into a new instance (Position
+        has no __post_init__ to run)."""
+        fn = _EVOLVERS.get(tuple(changes))
+        if fn is None:
+            fn = _evolver(tuple(changes))
+            if fn is None:
                 return replace(self, **changes)  # raises the same TypeError as replace
-        new = _object_new(Position)
-        for setter, value in zip(_POSITION_SETTERS, _POSITION_GET(self), strict=True):
-            setter(new, value)
-        for name, value in changes.items():
-            _POSITION_SETTERS[_POSITION_INDEX[name]](new, value)
-        return new
+        return fn(self, *changes.values())
 
 
 _POSITION_NAMES = tuple(f.name for f in fields(Position))
-_POSITION_INDEX = {name: i for i, name in enumerate(_POSITION_NAMES)}
-_POSITION_GET = operator.attrgetter(*_POSITION_NAMES)
-_POSITION_SETTERS = tuple(getattr(Position, name).__set__ for name in _POSITION_NAMES)
-_object_new = object.__new__
+_EVOLVERS: dict[tuple[str, ...], Callable[..., Position]] = {}
+
+
+def _evolver(names: tuple[str, ...]) -> Callable[..., Position] | None:
+    """`fn(pos, *values)`: a copy of `pos` with `names` set to `values` (None when a name is
+    not a field). Each slot is set through its descriptor, as the frozen dataclass's own
+    __init__ does, without a per-field Python loop."""
+    if len(set(names)) != len(names) or not set(names) <= set(_POSITION_NAMES):
+        return None
+    args = [f"v{i}" for i in range(len(names))]
+    given = dict(zip(names, args, strict=True))
+    lines = [f"def evolve(self, {', '.join(args)}):" if args else "def evolve(self):",
+             "    new = _new(Position)"]
+    env: dict[str, object] = {"_new": object.__new__, "Position": Position}
+    for i, name in enumerate(_POSITION_NAMES):
+        env[f"_s{i}"] = getattr(Position, name).__set__
+        lines.append(f"    _s{i}(new, {given.get(name, f'self.{name}')})")
+    lines.append("    return new")
+    exec("\n".join(lines), env)  # code built from the field names above
+    fn = env["evolve"]
+    if len(_EVOLVERS) < 256:
+        _EVOLVERS[names] = fn  # type: ignore[assignment]
+    return fn  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)

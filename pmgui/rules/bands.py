@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pmgui.domain import money
-from pmgui.domain.enums import Side
+from pmgui.domain.enums import PositionStatus, Side
 from pmgui.domain.models import MarketState, Position
 from pmgui.domain.timeframes import seconds
 from pmgui.rules import stops
@@ -77,6 +77,7 @@ _ROI_ABS = 1e-12
 _TIME_MARGIN = 1e-3
 """Seconds a timer fires early (market time is float seconds since the epoch: 2e-7 ulp)."""
 _INF = math.inf
+_OPEN = PositionStatus.OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +104,18 @@ class _Builder:
         self.lo = -_INF
         self.hi = _INF
         self.until = _INF
-        self.dir = pos.side.dir
+        self.dir = 1 if pos.side is Side.LONG else -1
         self.e = pos.entry
         lev, f = pos.leverage, pos.fee_rate
-        self.roi_ok = (isinstance(lev, (int, float)) and not isinstance(lev, bool)
-                       and math.isfinite(lev) and lev > 0 and isinstance(f, (int, float))
-                       and math.isfinite(f) and -0.5 < f < 0.5)
-        self.lev = float(lev) if self.roi_ok else 1.0
-        self.f = float(f) if self.roi_ok else 0.0
+        if type(lev) is float and type(f) is float:  # the usual case: the test below
+            ok = 0.0 < lev < _INF and -0.5 < f < 0.5
+        else:
+            ok = (isinstance(lev, (int, float)) and not isinstance(lev, bool)
+                  and math.isfinite(lev) and lev > 0 and isinstance(f, (int, float))
+                  and math.isfinite(f) and -0.5 < f < 0.5)
+        self.roi_ok = ok
+        self.lev = float(lev) if ok else 1.0
+        self.f = float(f) if ok else 0.0
 
     # firing sets ------------------------------------------------------------------------
     def fire(self, x: float, y: float) -> None:
@@ -161,9 +166,10 @@ class _Builder:
             self.until = ts
 
     def band(self, now: float) -> QuietBand | None:
-        if not self.lo < self.p0 < self.hi or not self.until > now:
+        lo, hi, until = self.lo, self.hi, self.until
+        if not lo < self.p0 < hi or not until > now:
             return None
-        return QuietBand(self.lo, self.hi, self.until)
+        return QuietBand(lo, hi, until)
 
 
 def _age(pos: Position, ts: float) -> float:
@@ -304,14 +310,21 @@ def _smart_tp(b: _Builder, pos: Position, p: Params) -> None:
 
 def _momentum_loss(b: _Builder, pos: Position, p: Params) -> None:
     peak = pos.peak_roi  # within the band the ROI never exceeds it (the observe edge)
-    min_peak = p.f("momentum_loss.min_peak")
+    min_peak, full, lo, hi, band = p.memo(_momentum_params, _momentum_params)
     if peak < min_peak - _EPS or peak <= 0:
         return
-    full = p.f("momentum_loss.giveback")
     b.fire_roi(-_INF, peak * (1 - full + _EPS))
-    lo, hi = p.f("momentum_loss.band_low"), p.f("momentum_loss.band_high")
-    band = p.f("momentum_loss.band_giveback")
     b.fire_roi(lo - _EPS, min(hi + _EPS, peak * (1 - band + _EPS)))
+
+
+def _momentum_params(p: Params) -> tuple[float, float, float, float, float]:
+    return (p.f("momentum_loss.min_peak"), p.f("momentum_loss.giveback"),
+            p.f("momentum_loss.band_low"), p.f("momentum_loss.band_high"),
+            p.f("momentum_loss.band_giveback"))
+
+
+def _momentum_loss_family(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
+    _momentum_loss(b, ctx.pos, p)
 
 
 def _fire_r(b: _Builder, pos: Position, risk: float, r_min: float) -> None:
@@ -372,30 +385,42 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     timed = False
     if c.tightening:
         timed = _hours_timer(b, pos, now, c.t_start_hours, strict=True)
-    regions = p.memo(_trailing_regions, _trailing_regions)
-    if regions is None:
-        regions = ((-_INF, _INF, ctx.roi),)
-    levels = stops.trailing_stop_levels(ctx, tuple(rep for _, _, rep in regions))
+    regions, reps = p.memo(_trailing_reps, _trailing_reps)
     roi = ctx.roi
+    if regions is None:
+        regions, reps = ((-_INF, _INF, roi),), (roi,)
+        levels = stops.trailing_stop_levels(ctx, reps)
+    else:
+        levels = stops.trailing_stop_levels_at(ctx, reps)
+    n = len(regions)
     here = 0  # the region of the current ROI
-    while here < len(regions) - 1 and roi > regions[here][1]:
+    while here < n - 1 and roi > regions[here][1]:
         here += 1
-
-    def fires(k: int) -> bool:
-        level = levels[k]
-        if level is None or level <= 0:
-            return False
-        if timed and gt(regions[k][2], 0.0) and not stops.tightening_floored(
-                ctx, regions[k][2]):
-            return True  # tightens with every second: acts on every tick
-        return _could_move_stop(pos, level)
-
+    sl = pos.sl
+    any_sl = sl is None or not math.isfinite(sl)
+    long = pos.side is Side.LONG
     # only the nearest firing range on each side of the current one can bound the band
-    for order in (range(here, len(regions)), range(here - 1, -1, -1)):
+    for order in (range(here, n), range(here - 1, -1, -1)):
         for k in order:
-            if fires(k):
-                b.fire_roi(regions[k][0], regions[k][1])
-                break
+            level = levels[k]
+            if level is None or level <= 0:
+                continue
+            if timed and gt(regions[k][2], 0.0) and not stops.tightening_floored(
+                    ctx, regions[k][2]):
+                pass  # tightens with every second: acts on every tick
+            elif not (valid_price(level)  # `_could_move_stop`, inlined
+                      and (any_sl or (level > sl if long else level < sl))):  # type: ignore[operator]
+                continue
+            b.fire_roi(regions[k][0], regions[k][1])
+            break
+
+
+def _trailing_reps(p: Params) -> tuple[tuple[tuple[float, float, float], ...] | None,
+                                       tuple[float, ...]]:
+    """`_trailing_regions` and their representative ROIs (one tuple object per Params: the
+    trailing levels at them are cached for it, `stops.trailing_stop_levels_at`)."""
+    regions = _trailing_regions(p)
+    return regions, () if regions is None else tuple(rep for _, _, rep in regions)
 
 
 def _trailing_regions(p: Params) -> tuple[tuple[float, float, float], ...] | None:
@@ -597,7 +622,7 @@ def _families(params: Params) -> tuple[Family, ...]:
     if any(on and rule not in HANDLED_RULES for rule, on in params._enabled.items()):
         return (_unknown,)
     table: tuple[tuple[str, Family], ...] = (
-        ("momentum_loss", lambda b, ctx, p, now: _momentum_loss(b, ctx.pos, p)),
+        ("momentum_loss", _momentum_loss_family),
         ("r_targets", lambda b, ctx, p, now: _r_targets(b, ctx, p)),
         ("profit_booking", lambda b, ctx, p, now: _profit_booking(b, ctx.pos, p, now)),
         ("breakeven_plus", lambda b, ctx, p, now: _breakeven_plus(b, ctx, p)),
@@ -615,13 +640,14 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
         return None
     price, now = mkt.price, mkt.ts
     qty = pos.qty
-    if not (valid_price(price) and pos.is_open and valid_price(pos.entry)
+    if not (valid_price(price) and pos.status is _OPEN and valid_price(pos.entry)
             and isinstance(qty, (int, float)) and 0 < qty < _INF
             and isinstance(now, (int, float)) and -_INF < now < _INF):
         return None
     b = _Builder(pos, float(price))
+    families = params.memo(_families, _families)
     try:
-        if params.memo(_families, _families) == (_unknown,):
+        if families == (_unknown,):
             raise _Unbounded  # an enabled rule without a band family (protection included)
         _protection(b, pos, params)
         if pos.automation:
@@ -629,7 +655,6 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
                 return None
             _observe(b, pos)
             _static_families(b, pos, params)
-            families = params.memo(_families, _families)
             if families:
                 ctx = make_ctx(pos, mkt, params)
                 for family in families:

@@ -8,8 +8,9 @@ sure two rules never disagree about "the ROI" on the same tick.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
 
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
@@ -21,7 +22,6 @@ from pmgui.domain.models import (
     MarketState,
     Position,
     Scalar,
-    frozen_map,
 )
 from pmgui.rules.params import Params
 
@@ -132,23 +132,34 @@ def make_ctx(pos: Position, mkt: MarketState, params: Params) -> Ctx:
     price = float(mkt.price)
     side = pos.side
     d = 1 if side is Side.LONG else -1
-    r = position_roi(pos, price)
-    peak = pos.peak_roi if math.isfinite(pos.peak_roi) else 0.0
-    age = mkt.ts - pos.opened_at
-    if not math.isfinite(age):
-        age = 0.0
     entry = pos.entry
     if valid_price(entry) and valid_price(price):
+        lev = pos.leverage
+        if math.isfinite(lev):  # `position_roi`, inlined (the same arithmetic)
+            lev = max(lev, 0.0)
+            r = lev * (d * (price - entry) - pos.fee_rate * (entry + price)) / entry
+            if not math.isfinite(r):
+                r = 0.0
+        else:
+            r = 0.0
         mv = d * (price - entry) / entry
         if not math.isfinite(mv):
             mv = 0.0
     else:
-        mv = 0.0
-    prev = pos.best_price if valid_price(pos.best_price) else entry
+        r = mv = 0.0
+    peak = pos.peak_roi
+    if not math.isfinite(peak):
+        peak = 0.0
+    age = mkt.ts - pos.opened_at
+    if not math.isfinite(age):
+        age = 0.0
+    prev = pos.best_price
+    if not valid_price(prev):
+        prev = entry
     best = (max(prev, price) if d > 0 else min(prev, price))
     t = mkt.market.tick_size
-    return Ctx(pos, mkt, params, price, r, max(peak, r), mv, best, max(age, 0.0), side, d,
-               t if math.isfinite(t) and t > 0 else 0.0)
+    return Ctx(pos, mkt, params, price, r, r if r > peak else peak, mv, best,
+               0.0 if age < 0.0 else age, side, d, t if math.isfinite(t) and t > 0 else 0.0)
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -176,24 +187,55 @@ def action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str, priority: Pri
            flags: Iterable[str] = (), stop_kind: StopKind | None = None,
            limit: bool = False) -> Action:
     """An Action with the common inputs (price, roi, peak, move) and every number finite."""
-    raw: dict[str, object] = {"price": ctx.price, "roi": ctx.roi, "peak": ctx.peak,
-                              "move": ctx.move}
+    base: dict[str, object] = {"price": ctx.price, "roi": ctx.roi, "peak": ctx.peak,
+                               "move": ctx.move}
     if inputs:
-        raw.update(inputs)
-    # `clean` of every value, inlined for the usual finite floats and plain scalars
-    base: dict[str, Scalar] = {
-        k: v if (type(v) is float and v - v == 0.0) or type(v) in _PLAIN else clean(v)
-        for k, v in raw.items()}
+        base.update(inputs)
+    # `clean` of every value: a pass that only looks, the usual finite floats and plain
+    # scalars kept as they are; anything else (rare) replaced in a second pass
+    for v in base.values():
+        t = type(v)
+        if t is float:
+            if v - v != 0.0:  # type: ignore[operator]
+                break  # inf or NaN
+        elif t is not str and t is not int and t is not bool and v is not None:
+            break
+    else:
+        v = None
+    if v is not None:
+        base = {k: v if (type(v) is float and v - v == 0.0) or type(v) in _PLAIN
+                else clean(v) for k, v in base.items()}
     for name, v in (("qty", qty), ("sl", sl), ("tp", tp), ("price", price)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise ValidationError(f"rule {rule} produced an invalid {name}: {v!r}", field=name)
-    return Action(
-        type=type_, reason=reason, position_id=ctx.pos.id,
-        price=ctx.price if price is None else price, qty=qty, sl=sl, tp=tp, rule=rule,
-        priority=int(priority), ts=ctx.mkt.ts if math.isfinite(ctx.mkt.ts) else 0.0,
-        inputs=frozen_map(base), flags=frozenset(flags),
-        stop_kind=stop_kind, limit=limit,
-    )
+    ts = ctx.mkt.ts
+    return _new_action(
+        type_, reason, ctx.pos.id, ctx.price if price is None else price, qty, sl, tp, rule,
+        _INT_PRIORITY.get(priority) or int(priority), ts if math.isfinite(ts) else 0.0,
+        MappingProxyType(base),  # `frozen_map` without its copy: `base` is this call's own
+        _NO_FLAGS if flags == () else frozenset(flags), stop_kind, limit)
+
+
+_INT_PRIORITY = {p: int(p) for p in Priority}
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
+def _action_factory() -> Callable[..., Action]:
+    """`Action(*values)` in field order, built as the frozen dataclass's __init__ would
+    (no __post_init__, every field given) but through the slot descriptors directly: an
+    action is built on most ticks that leave the quiet band."""
+    names = [f.name for f in fields(Action)]
+    env: dict[str, object] = {"_new": object.__new__, "Action": Action}
+    lines = [f"def make({', '.join(names)}):", "    new = _new(Action)"]
+    for i, name in enumerate(names):
+        env[f"_s{i}"] = getattr(Action, name).__set__
+        lines.append(f"    _s{i}(new, {name})")
+    lines.append("    return new")
+    exec("\n".join(lines), env)  # code built from Action's own field names
+    return env["make"]  # type: ignore[return-value]
+
+
+_new_action = _action_factory()
 
 
 def close_all(ctx: Ctx, reason: Reason, rule: str, priority: Priority,

@@ -41,7 +41,6 @@ from pmgui.rules.common import (
     add_on_open_since,
     best_price,
     make_ctx,
-    position_roi,
     valid_price,
 )
 from pmgui.rules.params import Params, resolve_params
@@ -87,12 +86,21 @@ def observe(pos: Position, price: float) -> Position:
     if pos.status is not _OPEN or not pos.automation or not valid_price(price) \
             or not valid_price(pos.entry):
         return pos
-    r = position_roi(pos, price)
+    lev, entry = pos.leverage, pos.entry
+    long = pos.side is Side.LONG
+    if math.isfinite(lev):  # `position_roi`, inlined (the same arithmetic)
+        lev = max(lev, 0.0)
+        r = lev * ((1 if long else -1) * (price - entry)
+                   - pos.fee_rate * (entry + price)) / entry
+        if not math.isfinite(r):
+            r = 0.0
+    else:
+        r = 0.0
     prev_peak = pos.peak_roi
     peak = max(prev_peak if math.isfinite(prev_peak) else 0.0, r)
     prev_best = pos.best_price
     if valid_price(prev_best):  # `best_price`, inlined
-        best = max(prev_best, price) if pos.side is Side.LONG else min(prev_best, price)
+        best = max(prev_best, price) if long else min(prev_best, price)
     else:
         best = best_price(pos, price)
     if peak == prev_peak and best == prev_best:

@@ -118,53 +118,64 @@ def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
         if ind.lowest_low is None:
             return None, info
         return ind.lowest_low + mult * ind.atr, info
-    if mode == "adaptive":
-        base = c.distance
-        ind = ctx.frame("trailing")
-        vol = ind.volatility
-        vol_mult = 1.0
-        if vol is not None:
-            if ge(vol, c.high_volatility):
-                vol_mult = c.high_vol_mult
-            elif le(vol, c.low_volatility):
-                vol_mult = c.low_vol_mult
+    parts = indicator_parts(ctx, c)
+    terms = _distance_terms(ctx, c, parts)
+    _info_of(info, ctx, c, parts, terms)
+    return ctx.best * (1 - ctx.dir * terms[0]), info
+
+
+_Terms = tuple[float, float, float, float, float | None]
+
+
+def _distance_terms(ctx: Ctx, c: _TrailCfg, parts: _Parts) -> _Terms:
+    """The fixed/adaptive distance at the tick's ROI and the terms that made it: (distance,
+    profit multiplier, raw distance, tightening floor, hours beyond tightening's start or
+    None). The arithmetic of `trailing_stop_levels`."""
+    _, vol_mult, _, mom_mult, _, tight_vol = parts
+    profit_mult = raw = floor = 0.0
+    if c.mode == "adaptive":
         profit_mult = 1.0
         for threshold, mult in c.profit:
             if gt(ctx.roi, threshold):
                 profit_mult = mult
                 break
-        mom = ind.momentum
-        mom_mult = 1.0
-        if mom is not None:
-            fav = ctx.dir * mom
-            if ge(fav, c.strong_momentum):
-                mom_mult = c.strong_mult
-            elif le(fav, c.weak_momentum):
-                mom_mult = c.weak_mult
-        raw = base * vol_mult * profit_mult * mom_mult
+        raw = c.distance * vol_mult * profit_mult * mom_mult
         d = min(max(raw, c.min), c.max)
-        info.update({"base_distance": base, "volatility": vol, "volatility_mult": vol_mult,
-                     "profit_mult": profit_mult, "momentum": mom, "momentum_mult": mom_mult,
-                     "raw_distance": raw, "min_distance": c.min, "max_distance": c.max})
     else:
         d = c.distance
+    beyond = None
     if c.tightening:
         floor = min(c.t_min_distance, d)
         out = d
-        tvol = ctx.frame("tightening").volatility
-        if tvol is not None and gt(tvol, c.t_high_volatility):
+        if tight_vol:
             out -= c.t_volatility_step
-            info["tightening_volatility"] = tvol
-            info["tightening_volatility_threshold"] = c.t_high_volatility
         hours = ctx.age / 3600.0
         if gt(hours, c.t_start_hours) and gt(ctx.roi, 0.0):
-            out -= c.t_per_hour * (hours - c.t_start_hours)
-            info["tightening_hours_beyond"] = hours - c.t_start_hours
+            beyond = hours - c.t_start_hours
+            out -= c.t_per_hour * beyond
         d = max(out, floor)
+    return d, profit_mult, raw, floor, beyond
+
+
+def _info_of(info: dict[str, object], ctx: Ctx, c: _TrailCfg, parts: _Parts,
+             terms: _Terms) -> None:
+    """The inputs of a fixed/adaptive trailing level (`trailing_level`'s record)."""
+    vol, vol_mult, mom, mom_mult, tvol, tight_vol = parts
+    d, profit_mult, raw, floor, beyond = terms
+    if c.mode == "adaptive":
+        info.update({"base_distance": c.distance, "volatility": vol,
+                     "volatility_mult": vol_mult, "profit_mult": profit_mult, "momentum": mom,
+                     "momentum_mult": mom_mult, "raw_distance": raw, "min_distance": c.min,
+                     "max_distance": c.max})
+    if c.tightening:
+        if tight_vol:
+            info["tightening_volatility"] = tvol
+            info["tightening_volatility_threshold"] = c.t_high_volatility
+        if beyond is not None:
+            info["tightening_hours_beyond"] = beyond
         info["tightening_floor"] = floor
     info["distance"] = d
     info["best_price"] = ctx.best
-    return ctx.best * (1 - ctx.dir * d), info
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +227,52 @@ def trailing_config(p: Params) -> _TrailCfg:
     return p.memo(_trail_cfg, _trail_cfg)
 
 
+_Parts = tuple[float | None, float, float | None, float, float | None, bool]
+_NO_PARTS: tuple[object, object, int, _Parts] = (None, None, 0, (None, 1.0, None, 1.0, None,
+                                                               False))
+
+
+def _parts_holder(p: Params) -> list[tuple[object, object, int, _Parts]]:
+    return [_NO_PARTS]
+
+
+def indicator_parts(ctx: Ctx, c: _TrailCfg) -> _Parts:
+    """What the fixed/adaptive trailing distance reads from the indicators, which do not
+    change between candle closes: (volatility, its multiplier, momentum, its multiplier,
+    the tightening volatility, whether it is high). Kept per Params for the last indicator
+    objects seen (immutable: the same objects give the same parts)."""
+    ind = ctx.frame("trailing") if c.mode == "adaptive" else None
+    tind = ctx.frame("tightening") if c.tightening else None
+    holder = ctx.params.memo(_parts_holder, _parts_holder)
+    last = holder[0]  # one tuple, replaced whole: never read half-updated
+    d = ctx.dir
+    if last[0] is ind and last[1] is tind and last[2] == d:
+        return last[3]
+    vol = mom = tvol = None
+    vol_mult = mom_mult = 1.0
+    if ind is not None:
+        vol = ind.volatility
+        if vol is not None:
+            if ge(vol, c.high_volatility):
+                vol_mult = c.high_vol_mult
+            elif le(vol, c.low_volatility):
+                vol_mult = c.low_vol_mult
+        mom = ind.momentum
+        if mom is not None:
+            fav = d * mom
+            if ge(fav, c.strong_momentum):
+                mom_mult = c.strong_mult
+            elif le(fav, c.weak_momentum):
+                mom_mult = c.weak_mult
+    tight_vol = False
+    if tind is not None:
+        tvol = tind.volatility
+        tight_vol = tvol is not None and gt(tvol, c.t_high_volatility)
+    out: _Parts = (vol, vol_mult, mom, mom_mult, tvol, tight_vol)
+    holder[0] = (ind, tind, d, out)
+    return out
+
+
 def trailing_stop_level(ctx: Ctx, roi: float | None = None) -> float | None:
     """`trailing_level(ctx)[0]` — the same arithmetic, without the inputs — at ROI `roi`
     (default: the tick's)."""
@@ -241,25 +298,8 @@ def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None
             level = None if ind.lowest_low is None else ind.lowest_low + c.atr_mult * ind.atr
         return [level] * len(rois)
     adaptive = mode == "adaptive"
-    vol_mult = mom_mult = 1.0
-    if adaptive:
-        ind = ctx.frame("trailing")
-        vol = ind.volatility
-        if vol is not None:
-            if ge(vol, c.high_volatility):
-                vol_mult = c.high_vol_mult
-            elif le(vol, c.low_volatility):
-                vol_mult = c.low_vol_mult
-        mom = ind.momentum
-        if mom is not None:
-            fav = ctx.dir * mom
-            if ge(fav, c.strong_momentum):
-                mom_mult = c.strong_mult
-            elif le(fav, c.weak_momentum):
-                mom_mult = c.weak_mult
+    _, vol_mult, _, mom_mult, _, tight_vol = indicator_parts(ctx, c)
     if c.tightening:
-        tvol = ctx.frame("tightening").volatility
-        tight_vol = tvol is not None and gt(tvol, c.t_high_volatility)
         hours = ctx.age / 3600.0
         aged = gt(hours, c.t_start_hours)
     best, d_sign = ctx.best, ctx.dir
@@ -287,6 +327,45 @@ def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None
     return out
 
 
+def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None]:
+    """`trailing_stop_levels(ctx, rois)` for a `rois` object that is asked for again and
+    again (the quiet bands' ROI regions of a Params): without tightening the distance at
+    each ROI depends only on the indicators, so it is kept with them (the level is the
+    same product of the best price and the same distance)."""
+    c = trailing_config(ctx.params)
+    if c.tightening or c.mode == "chandelier":
+        return trailing_stop_levels(ctx, rois)
+    parts = indicator_parts(ctx, c)
+    holder = ctx.params.memo(_distances_holder, _distances_holder)
+    last = holder[0]
+    if last[0] is parts and last[1] is rois:
+        dists = last[2]
+    else:
+        _, vol_mult, _, mom_mult, _, _ = parts
+        adaptive = c.mode == "adaptive"
+        out = []
+        for roi in rois:  # the arithmetic of `trailing_stop_levels`
+            if adaptive:
+                profit_mult = 1.0
+                for threshold, mult in c.profit:
+                    if gt(roi, threshold):
+                        profit_mult = mult
+                        break
+                raw = c.distance * vol_mult * profit_mult * mom_mult
+                d = min(max(raw, c.min), c.max)
+            else:
+                d = c.distance
+            out.append(d)
+        dists = tuple(out)
+        holder[0] = (parts, rois, dists)
+    best, d_sign = ctx.best, ctx.dir
+    return [best * (1 - d_sign * d) for d in dists]
+
+
+def _distances_holder(p: Params) -> list[tuple[object, object, tuple[float, ...]]]:
+    return [(None, None, ())]
+
+
 def tightening_floored(ctx: Ctx, roi: float) -> bool:
     """Whether time tightening has reached its floor at ROI `roi` (then the distance no
     longer changes with time)."""
@@ -304,14 +383,27 @@ def trailing(ctx: Ctx) -> list[Action]:
     c = trailing_config(ctx.params)
     if c.after_breakeven and not breakeven_reached(ctx):
         return []
-    level = trailing_stop_level(ctx)
+    if c.mode == "chandelier":
+        level = trailing_stop_level(ctx)
+        parts = terms = None
+    else:  # `trailing_level`'s arithmetic, its inputs gathered only if the stop moves
+        parts = indicator_parts(ctx, c)
+        terms = _distance_terms(ctx, c, parts)
+        level = ctx.best * (1 - ctx.dir * terms[0])
     if level is None or level <= 0:
         return []
     improves = stop_improves(ctx, level, c.min_step)
     if not (improves or stop_due(ctx, level)):
         return []  # the stop stays: no inputs to gather
-    _, info = trailing_level(ctx)  # its inputs; the level acted on is the one just tested
-    info.update({"level": level, "previous_sl": ctx.pos.sl})
+    if parts is None or terms is None:
+        _, info = trailing_level(ctx)  # its inputs; the level acted on is the one tested
+    else:
+        info = {"mode": c.mode}
+        if c.mode != "fixed":
+            info["timeframe"] = c.timeframe
+        _info_of(info, ctx, c, parts, terms)
+    info["level"] = level
+    info["previous_sl"] = ctx.pos.sl
     if improves:  # `move_or_close`'s move, its test already made
         return [action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing",
                        Priority.STOP_ADJUST, sl=level, inputs=info,
