@@ -142,6 +142,10 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     hi = lo = path[0]
     base_ts = history[-1].ts + 60
     gate = BandGate()
+    quiet = gate.quiet
+    decisions = run.decisions
+    # the run's counters are kept in locals inside the timed loop and stored after it
+    evaluations = open_evaluations = actions = reopened = full_evaluations = band_ticks = 0
     cpu0 = time.process_time()
     for i, price in enumerate(path):
         ts = base_ts + i
@@ -154,33 +158,38 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
             if not recompute:
                 ind.update(candle)
                 snap = ind.snapshot()
-        hi, lo = max(hi, price), min(lo, price)
+        if price > hi:
+            hi = price
+        elif price < lo:
+            lo = price
         if recompute:
             snap = IndicatorSet.from_candles(spec, window).snapshot()
-        run.evaluations += 1
-        if bands and gate.quiet(price, ts):
-            run.band_ticks += 1
-            run.open_evaluations += pos.is_open
+        evaluations += 1
+        if bands and quiet(price, ts):
+            band_ticks += 1
+            open_evaluations += pos.is_open
             continue
-        run.full_evaluations += 1
+        full_evaluations += 1
         pos = observe(pos, price)
-        run.open_evaluations += pos.is_open
+        open_evaluations += pos.is_open
         mkt = MarketState(SYMBOL, price, ts, MARKET, snap)
         for a in evaluate(pos, mkt, params):
-            run.actions += 1
-            if run.decisions is not None:
-                run.decisions.append((i, a.type.value, a.reason.value))
+            actions += 1
+            if decisions is not None:
+                decisions.append((i, a.type.value, a.reason.value))
             nxt = apply(pos, a, price)
             if nxt is None:
                 side = Side.SHORT if side is Side.LONG else Side.LONG
                 nxt = fresh_position(preset, price, side, ts)
-                run.reopened += 1
+                reopened += 1
                 pos = nxt
                 break
             pos = nxt
         if bands:
             gate.settle(pos, mkt, params)
     run.cpu = time.process_time() - cpu0
+    run.evaluations, run.open_evaluations, run.actions = evaluations, open_evaluations, actions
+    run.reopened, run.full_evaluations, run.band_ticks = reopened, full_evaluations, band_ticks
     return run
 
 

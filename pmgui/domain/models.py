@@ -183,6 +183,15 @@ _POSITION_NAMES = tuple(f.name for f in fields(Position))
 _EVOLVERS: dict[tuple[str, ...], Callable[..., Position]] = {}
 
 
+def evolver(*names: str) -> Callable[..., Position]:
+    """`fn(pos, *values)` = `pos.evolve(**dict(zip(names, values)))`, without the keyword
+    handling (for a hot path that always changes the same fields)."""
+    fn = _evolver(names)
+    if fn is None:
+        raise TypeError(f"Position has no field among {names!r} (or one is repeated)")
+    return fn
+
+
 def _evolver(names: tuple[str, ...]) -> Callable[..., Position] | None:
     """`fn(pos, *values)`: a copy of `pos` with `names` set to `values` (None when a name is
     not a field). Each slot is set through its descriptor, as the frozen dataclass's own

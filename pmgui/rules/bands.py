@@ -676,19 +676,28 @@ class BandGate:
     tick a new best, evaluated anyway — no band is computed just to be dropped. `clear()`
     when the position, its params or its indicators change outside an evaluation."""
 
-    __slots__ = ("_band", "_pending")
+    __slots__ = ("_band", "_hi", "_lo", "_pending", "_until")
 
     def __init__(self) -> None:
         self._band: QuietBand | None = None
         self._pending: tuple[Position, MarketState, Params] | None = None
+        self._lo = self._hi = self._until = math.nan  # the band's edges (NaN: none)
 
     def settle(self, pos: Position, mkt: MarketState, params: Params) -> None:
         self._band = None
+        self._lo = self._hi = self._until = math.nan
         self._pending = (pos, mkt, params)
 
     def clear(self) -> None:
         self._band = None
+        self._lo = self._hi = self._until = math.nan
         self._pending = None
+
+    def _compute(self) -> None:
+        band = self._band = quiet_band(*self._pending)  # type: ignore[misc]
+        self._pending = None
+        if band is not None:
+            self._lo, self._hi, self._until = band.lo, band.hi, band.until
 
     def quiet(self, price: float, ts: float) -> bool:
         pending = self._pending
@@ -698,15 +707,12 @@ class BandGate:
             if pos.automation and best is not None and (
                     price > best if pos.side is Side.LONG else price < best):
                 return False  # a new best: outside any band of this position
-            self._band = quiet_band(*pending)
-            self._pending = None
-        band = self._band
-        return band is not None and band.holds(price, ts)
+            self._compute()
+        return self._lo < price < self._hi and ts < self._until  # `band.holds`; NaN: none
 
     @property
     def band(self) -> QuietBand | None:
         """The band (computed now if still pending)."""
         if self._pending is not None:
-            self._band = quiet_band(*self._pending)
-            self._pending = None
+            self._compute()
         return self._band

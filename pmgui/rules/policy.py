@@ -32,7 +32,7 @@ from dataclasses import replace
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, PositionStatus, Priority, Side
 from pmgui.domain.errors import ValidationError
-from pmgui.domain.models import Action, Market, MarketState, Position
+from pmgui.domain.models import Action, Market, MarketState, Position, evolver
 from pmgui.indicators.indicator_set import IndicatorSpec
 from pmgui.rules import adds, exits, stops, targets
 from pmgui.rules.bands import QuietBand, quiet_band
@@ -53,6 +53,7 @@ __all__ = [
 
 RuleFn = Callable[[Ctx], list[Action]]
 _OPEN = PositionStatus.OPEN
+_evolve_peak_best = evolver("peak_roi", "best_price")
 
 # (rule id whose `enabled` gates it, function, protection?) in priority order.
 _PIPELINE: tuple[tuple[str, RuleFn, bool], ...] = (
@@ -105,7 +106,7 @@ def observe(pos: Position, price: float) -> Position:
         best = best_price(pos, price)
     if peak == prev_peak and best == prev_best:
         return pos
-    return pos.evolve(peak_roi=peak, best_price=best)
+    return _evolve_peak_best(pos, peak, best)  # pos.evolve(peak_roi=…, best_price=…)
 
 
 def _usable_position(pos: Position) -> bool:
