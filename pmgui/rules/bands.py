@@ -146,19 +146,23 @@ class _Builder:
             raise _Unbounded
         if r1 > r2:
             return
-        d = self.dir
+        d, e, f = self.dir, self.e, self.f
+        # `price_at_roi` and `fire_approx`, inlined (the same arithmetic)
         if r1 == -_INF:
             a = -_INF * d
         else:
-            a = self.price_at_roi(r1 - _ROI_ABS * (1.0 + abs(r1)))
+            r = r1 - _ROI_ABS * (1.0 + abs(r1))
+            a = (r * e / self.lev + d * e + f * e) / (d - f)
         if r2 == _INF:
             b = _INF * d
         else:
-            b = self.price_at_roi(r2 + _ROI_ABS * (1.0 + abs(r2)))
-        if d > 0:
-            self.fire_approx(a, b)
-        else:
-            self.fire_approx(b, a)
+            r = r2 + _ROI_ABS * (1.0 + abs(r2))
+            b = (r * e / self.lev + d * e + f * e) / (d - f)
+        if d < 0:
+            a, b = b, a
+        if a > b:
+            return
+        self.fire(a - abs(a) * _REL, b + abs(b) * _REL)
 
     def at_ts(self, ts: float) -> None:
         """Evaluate again from market time `ts` on."""
@@ -256,7 +260,7 @@ def _protection(b: _Builder, pos: Position, params: Params) -> None:
 
 def _observe(b: _Builder, pos: Position) -> None:
     best = pos.best_price
-    if not money.valid_price(best) or not math.isfinite(pos.peak_roi):
+    if not valid_price(best) or not math.isfinite(pos.peak_roi):
         raise _Unbounded  # observe records a new value on every tick
     assert best is not None
     if pos.side is Side.LONG:
@@ -596,9 +600,17 @@ def _static_families(b: _Builder, pos: Position, params: Params) -> None:
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
         cache[key] = sets
-    fire = b.fire
-    for x, y in sets:
-        fire(x, y)
+    p0, lo, hi = b.p0, b.lo, b.hi
+    for x, y in sets:  # `b.fire(x, y)`, inlined
+        if y < p0:
+            if y > lo:
+                lo = y
+        elif x > p0:
+            if x < hi:
+                hi = x
+        else:
+            raise _Unbounded
+    b.lo, b.hi = lo, hi
 
 
 Family = Callable[[_Builder, Ctx, Params, float], None]

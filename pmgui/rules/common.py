@@ -99,8 +99,10 @@ class Ctx:
 
     def frame(self, rule: str) -> Indicators:
         """The indicators of `rule`'s own timeframe (`rule.timeframe`)."""
-        tf = self.params.memo(_timeframes, _timeframes)[rule]
-        return self.mkt.indicators_for(tf)
+        mkt = self.mkt
+        if not mkt.frames:  # one set for every timeframe (`indicators_for`'s fallback)
+            return mkt.indicators
+        return mkt.indicators_for(self.params.memo(_timeframes, _timeframes)[rule])
 
     @property
     def market(self) -> Market:

@@ -55,6 +55,7 @@ from pmgui.rules.common import (
     le,
     lt,
 )
+from pmgui.rules.params import Params
 from pmgui.rules.sizing import scale_out
 from pmgui.rules.stops import breakeven_move
 
@@ -136,20 +137,30 @@ def _sr_levels(ctx: Ctx, highs: tuple[float, ...], lows: tuple[float, ...]
     return (min(above) if above else None), (max(below) if below else None)
 
 
+def _dynamic_tp_params(p: Params) -> tuple[float, float, float, float, float, float, float]:
+    """(freeze_progress, stale_hours, strong_momentum, min_trend, fade_momentum, rsi_high,
+    rsi_low), read once per Params."""
+    return (p.f("dynamic_tp.freeze_progress"), p.f("dynamic_tp.stale_hours"),
+            p.f("dynamic_tp.strong_momentum"), p.f("dynamic_tp.min_trend"),
+            p.f("dynamic_tp.fade_momentum"), p.f("dynamic_tp.rsi_high"),
+            p.f("dynamic_tp.rsi_low"))
+
+
 def _dynamic_tp_may_act(ctx: Ctx, ind: Indicators, progress: float) -> bool:
     """The price-independent gates of `dynamic_tp`'s two changes (the same tests)."""
-    p, d, flags = ctx.params, ctx.dir, ctx.pos.flags
-    stale = ge(ctx.age / 3600.0, p.f("dynamic_tp.stale_hours"))
+    d, flags = ctx.dir, ctx.pos.flags
+    _, stale_hours, strong, min_trend, fade, rsi_high, rsi_low = ctx.params.memo(
+        _dynamic_tp_params, _dynamic_tp_params)
+    stale = ge(ctx.age / 3600.0, stale_hours)
     if (FLAG_TP_EXTENDED not in flags and not stale and ind.momentum is not None
-            and ind.trend is not None and ge(d * ind.momentum, p.f("dynamic_tp.strong_momentum"))
-            and ge(d * ind.trend, p.f("dynamic_tp.min_trend"))):
+            and ind.trend is not None and ge(d * ind.momentum, strong)
+            and ge(d * ind.trend, min_trend)):
         return True
     if FLAG_TP_PULLED_IN in flags or not gt(progress, 0.0) or ind.last_change is None \
-            or not le(d * ind.last_change, p.f("dynamic_tp.fade_momentum")):
+            or not le(d * ind.last_change, fade):
         return False
     rsi = ind.rsi
-    stretched = rsi is not None and (gt(rsi, p.f("dynamic_tp.rsi_high")) if d > 0
-                                     else lt(rsi, p.f("dynamic_tp.rsi_low")))
+    stretched = rsi is not None and (gt(rsi, rsi_high) if d > 0 else lt(rsi, rsi_low))
     return stretched or stale
 
 
@@ -159,7 +170,7 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     if tp is None or (tp - pos.entry) * ctx.dir <= 0:
         return []  # no TP, or one on the loss side of the entry: nothing to extend or pull
     progress = (ctx.price - pos.entry) / (tp - pos.entry)
-    freeze = p.f("dynamic_tp.freeze_progress")
+    freeze = p.memo(_dynamic_tp_params, _dynamic_tp_params)[0]
     if ge(progress, freeze):
         return []  # anti-moving-away: let it close at the target
     ind = ctx.frame("dynamic_tp")
