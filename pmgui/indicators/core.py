@@ -38,6 +38,8 @@ def _check_period(period: object, what: str) -> int:
 
 
 def _check_value(x: float, what: str) -> float:
+    if type(x) is float and x - x == 0.0:  # the usual finite float: as it is
+        return x
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         raise ValidationError(f"{what} must be a finite number (got {x!r})", field=what)
     return float(x)

@@ -61,7 +61,6 @@ from pmgui.rules.common import (
     gt,
     le,
     make_ctx,
-    position_roi,
     valid_price,
 )
 from pmgui.rules.params import Params
@@ -90,6 +89,13 @@ class QuietBand:
 
     def holds(self, price: float, ts: float) -> bool:
         return self.lo < price < self.hi and ts < self.until
+
+
+_QUIET_BAND = QuietBand
+_new = object.__new__
+_set_lo = QuietBand.lo.__set__  # type: ignore[attr-defined]
+_set_hi = QuietBand.hi.__set__  # type: ignore[attr-defined]
+_set_until = QuietBand.until.__set__  # type: ignore[attr-defined]
 
 
 class _Unbounded(Exception):
@@ -136,10 +142,6 @@ class _Builder:
             return
         self.fire(x - abs(x) * _REL, y + abs(y) * _REL)
 
-    def price_at_roi(self, r: float) -> float:
-        e, d, f = self.e, self.dir, self.f
-        return (r * e / self.lev + d * e + f * e) / (d - f)
-
     def fire_roi(self, r1: float, r2: float) -> None:
         """The rules may act while the ROI is in [r1, r2] (ROI is monotone in the price)."""
         if not self.roi_ok:
@@ -147,7 +149,7 @@ class _Builder:
         if r1 > r2:
             return
         d, e, f = self.dir, self.e, self.f
-        # `price_at_roi` and `fire_approx`, inlined (the same arithmetic)
+        # the prices at r1 and r2 (`money.price_at_roi`'s formula), widened as `fire_approx`
         if r1 == -_INF:
             a = -_INF * d
         else:
@@ -173,7 +175,13 @@ class _Builder:
         lo, hi, until = self.lo, self.hi, self.until
         if not lo < self.p0 < hi or not until > now:
             return None
-        return QuietBand(lo, hi, until)
+        if QuietBand is not _QUIET_BAND:
+            return QuietBand(lo, hi, until)  # replaced (the tests' mutants)
+        band = _new(_QUIET_BAND)  # `QuietBand(lo, hi, until)` without the frozen __init__
+        _set_lo(band, lo)
+        _set_hi(band, hi)
+        _set_until(band, until)
+        return band
 
 
 def _age(pos: Position, ts: float) -> float:
@@ -263,11 +271,23 @@ def _observe(b: _Builder, pos: Position) -> None:
     if not valid_price(best) or not math.isfinite(pos.peak_roi):
         raise _Unbounded  # observe records a new value on every tick
     assert best is not None
-    if pos.side is Side.LONG:
+    long = pos.side is Side.LONG
+    if long:
         b.fire(math.nextafter(best, _INF), _INF)
     else:
         b.fire(-_INF, math.nextafter(best, -_INF))
-    if not (_roi_monotone(pos, best) and position_roi(pos, best) <= pos.peak_roi):
+    if not _roi_monotone(pos, best):
+        b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
+        return
+    lev, e = pos.leverage, pos.entry
+    if valid_price(e) and math.isfinite(lev):  # `position_roi(pos, best)`, inlined
+        lev = max(lev, 0.0)
+        r = lev * ((1 if long else -1) * (best - e) - pos.fee_rate * (e + best)) / e
+        if not math.isfinite(r):
+            r = 0.0
+    else:
+        r = 0.0
+    if not r <= pos.peak_roi:
         b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
 
 
@@ -312,23 +332,19 @@ def _smart_tp(b: _Builder, pos: Position, p: Params) -> None:
         b.fire_approx(x, y)
 
 
-def _momentum_loss(b: _Builder, pos: Position, p: Params) -> None:
-    peak = pos.peak_roi  # within the band the ROI never exceeds it (the observe edge)
-    min_peak, full, lo, hi, band = p.memo(_momentum_params, _momentum_params)
-    if peak < min_peak - _EPS or peak <= 0:
-        return
-    b.fire_roi(-_INF, peak * (1 - full + _EPS))
-    b.fire_roi(lo - _EPS, min(hi + _EPS, peak * (1 - band + _EPS)))
-
-
 def _momentum_params(p: Params) -> tuple[float, float, float, float, float]:
     return (p.f("momentum_loss.min_peak"), p.f("momentum_loss.giveback"),
             p.f("momentum_loss.band_low"), p.f("momentum_loss.band_high"),
             p.f("momentum_loss.band_giveback"))
 
 
-def _momentum_loss_family(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
-    _momentum_loss(b, ctx.pos, p)
+def _momentum_loss(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
+    peak = ctx.pos.peak_roi  # within the band the ROI never exceeds it (the observe edge)
+    min_peak, full, lo, hi, band = p.memo(_momentum_params, _momentum_params)
+    if peak < min_peak - _EPS or peak <= 0:
+        return
+    b.fire_roi(-_INF, peak * (1 - full + _EPS))
+    b.fire_roi(lo - _EPS, min(hi + _EPS, peak * (1 - band + _EPS)))
 
 
 def _fire_r(b: _Builder, pos: Position, risk: float, r_min: float) -> None:
@@ -634,7 +650,7 @@ def _families(params: Params) -> tuple[Family, ...]:
     if any(on and rule not in HANDLED_RULES for rule, on in params._enabled.items()):
         return (_unknown,)
     table: tuple[tuple[str, Family], ...] = (
-        ("momentum_loss", _momentum_loss_family),
+        ("momentum_loss", _momentum_loss),
         ("r_targets", lambda b, ctx, p, now: _r_targets(b, ctx, p)),
         ("profit_booking", lambda b, ctx, p, now: _profit_booking(b, ctx.pos, p, now)),
         ("breakeven_plus", lambda b, ctx, p, now: _breakeven_plus(b, ctx, p)),
