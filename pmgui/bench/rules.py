@@ -71,19 +71,19 @@ def apply(pos: Position, action, price: float) -> Position | None:
     t = action.type
     if t is ActionType.CLOSE:
         return None
+    flags = pos.flags | action.flags if action.flags else pos.flags
     if t is ActionType.REDUCE:
         q = pos.qty - (action.qty or 0.0)
         if q <= 1e-9:
             return None
-        return pos.evolve(qty=q, flags=pos.flags | action.flags)
+        return pos.evolve(qty=q, flags=flags)
     if t is ActionType.MOVE_SL and action.sl is not None:
-        return pos.evolve(sl=action.sl, sl_kind=action.stop_kind or pos.sl_kind,
-                          flags=pos.flags | action.flags)
+        return pos.evolve(sl=action.sl, sl_kind=action.stop_kind or pos.sl_kind, flags=flags)
     if t is ActionType.MOVE_TP and action.tp is not None:
-        return pos.evolve(tp=action.tp, flags=pos.flags | action.flags)
+        return pos.evolve(tp=action.tp, flags=flags)
     if t is ActionType.ADD and action.qty:
-        return pos.evolve(qty=pos.qty + action.qty, flags=pos.flags | action.flags)
-    return pos.evolve(flags=pos.flags | action.flags)
+        return pos.evolve(qty=pos.qty + action.qty, flags=flags)
+    return pos.evolve(flags=flags)
 
 
 @dataclass

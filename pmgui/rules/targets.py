@@ -47,6 +47,7 @@ from pmgui.rules.common import (
     FLAG_TP2,
     FLAG_TP_EXTENDED,
     FLAG_TP_PULLED_IN,
+    THRESHOLD_EPS,
     Ctx,
     action,
     close_all,
@@ -137,6 +138,9 @@ def _sr_levels(ctx: Ctx, highs: tuple[float, ...], lows: tuple[float, ...]
     return (min(above) if above else None), (max(below) if below else None)
 
 
+_TOL = THRESHOLD_EPS
+
+
 def _dynamic_tp_params(p: Params) -> tuple[float, float, float, float, float, float, float]:
     """(freeze_progress, stale_hours, strong_momentum, min_trend, fade_momentum, rsi_high,
     rsi_low), read once per Params."""
@@ -147,20 +151,23 @@ def _dynamic_tp_params(p: Params) -> tuple[float, float, float, float, float, fl
 
 
 def _dynamic_tp_may_act(ctx: Ctx, ind: Indicators, progress: float) -> bool:
-    """The price-independent gates of `dynamic_tp`'s two changes (the same tests)."""
+    """The price-independent gates of `dynamic_tp`'s two changes (the same tests; `ge`,
+    `gt`, `le` and `lt` written out: this runs on every evaluated tick)."""
     d, flags = ctx.dir, ctx.pos.flags
     _, stale_hours, strong, min_trend, fade, rsi_high, rsi_low = ctx.params.memo(
         _dynamic_tp_params, _dynamic_tp_params)
-    stale = ge(ctx.age / 3600.0, stale_hours)
-    if (FLAG_TP_EXTENDED not in flags and not stale and ind.momentum is not None
-            and ind.trend is not None and ge(d * ind.momentum, strong)
-            and ge(d * ind.trend, min_trend)):
+    stale = ctx.age / 3600.0 >= stale_hours - _TOL
+    mom, trend = ind.momentum, ind.trend
+    if (FLAG_TP_EXTENDED not in flags and not stale and mom is not None
+            and trend is not None and d * mom >= strong - _TOL
+            and d * trend >= min_trend - _TOL):
         return True
-    if FLAG_TP_PULLED_IN in flags or not gt(progress, 0.0) or ind.last_change is None \
-            or not le(d * ind.last_change, fade):
+    last = ind.last_change
+    if FLAG_TP_PULLED_IN in flags or not progress > _TOL or last is None \
+            or not d * last <= fade + _TOL:
         return False
     rsi = ind.rsi
-    stretched = rsi is not None and (gt(rsi, rsi_high) if d > 0 else lt(rsi, rsi_low))
+    stretched = rsi is not None and (rsi > rsi_high + _TOL if d > 0 else rsi < rsi_low - _TOL)
     return stretched or stale
 
 
@@ -171,7 +178,7 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
         return []  # no TP, or one on the loss side of the entry: nothing to extend or pull
     progress = (ctx.price - pos.entry) / (tp - pos.entry)
     freeze = p.memo(_dynamic_tp_params, _dynamic_tp_params)[0]
-    if ge(progress, freeze):
+    if progress >= freeze - _TOL:  # ge(progress, freeze)
         return []  # anti-moving-away: let it close at the target
     ind = ctx.frame("dynamic_tp")
     if not _dynamic_tp_may_act(ctx, ind, progress):
