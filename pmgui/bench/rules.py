@@ -18,10 +18,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from pmgui.domain.enums import ActionType, Side
-from pmgui.domain.models import Candle, Market, MarketState, Position, Tick
+from pmgui.domain.enums import ActionType, PositionStatus, Side
+from pmgui.domain.models import Candle, Market, MarketState, Position, Tick, evolver
 
 SYMBOL = "BENCH/USDT:USDT"
+OPEN = PositionStatus.OPEN
+_evolve_stop = evolver("sl", "sl_kind", "flags")
 MARKET = Market(SYMBOL, 0.01, 0.001)
 TICKS_PER_CANDLE = 60
 
@@ -77,8 +79,8 @@ def apply(pos: Position, action, price: float) -> Position | None:
         if q <= 1e-9:
             return None
         return pos.evolve(qty=q, flags=flags)
-    if t is ActionType.MOVE_SL and action.sl is not None:
-        return pos.evolve(sl=action.sl, sl_kind=action.stop_kind or pos.sl_kind, flags=flags)
+    if t is ActionType.MOVE_SL and action.sl is not None:  # the usual one: no keywords
+        return _evolve_stop(pos, action.sl, action.stop_kind or pos.sl_kind, flags)
     if t is ActionType.MOVE_TP and action.tp is not None:
         return pos.evolve(tp=action.tp, flags=flags)
     if t is ActionType.ADD and action.qty:
@@ -167,11 +169,11 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
         evaluations += 1
         if bands and quiet(price, ts):
             band_ticks += 1
-            open_evaluations += pos.is_open
+            open_evaluations += pos.status is OPEN  # `is_open`
             continue
         full_evaluations += 1
         pos = observe(pos, price)
-        open_evaluations += pos.is_open
+        open_evaluations += pos.status is OPEN  # `is_open`
         mkt = MarketState(SYMBOL, price, ts, MARKET, snap)
         for a in evaluate(pos, mkt, params):
             actions += 1

@@ -207,9 +207,12 @@ def action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str, priority: Pri
     if v is not None:
         base = {k: v if (type(v) is float and v - v == 0.0) or type(v) in _PLAIN
                 else clean(v) for k, v in base.items()}
-    for name, v in (("qty", qty), ("sl", sl), ("tp", tp), ("price", price)):
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ValidationError(f"rule {rule} produced an invalid {name}: {v!r}", field=name)
+    if not ((qty is None or 0 < qty < _INF) and (sl is None or 0 < sl < _INF)
+            and (tp is None or 0 < tp < _INF) and (price is None or 0 < price < _INF)):
+        for name, v in (("qty", qty), ("sl", sl), ("tp", tp), ("price", price)):
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValidationError(f"rule {rule} produced an invalid {name}: {v!r}",
+                                      field=name)
     ts = ctx.mkt.ts
     return _new_action(
         type_, reason, ctx.pos.id, ctx.price if price is None else price, qty, sl, tp, rule,
@@ -303,7 +306,7 @@ def stop_improves(ctx: Ctx, candidate: float, min_step: float = 0.0) -> bool:
     sl = ctx.pos.sl
     if sl is None or not math.isfinite(sl):
         return True
-    if not money.is_improvement(ctx.side, sl, candidate):
+    if not (candidate > sl if ctx.dir > 0 else candidate < sl):  # money.is_improvement
         return False
     gain = abs(candidate - sl)
     return gain > 1e-12 * max(abs(sl), 1.0) and gain >= min_step * ctx.price

@@ -166,9 +166,9 @@ def select(candidates: list[Action], side: Side) -> list[Action]:
         a = candidates[0]
         t = a.type
         if "follows" not in a.inputs and (
-                t is ActionType.CLOSE or t is ActionType.REDUCE or t is ActionType.CANCEL
-                or t is ActionType.MOVE_TP or t is ActionType.ADD
-                or (t is ActionType.MOVE_SL and a.sl is not None)):
+                (t is ActionType.MOVE_SL and a.sl is not None) or t is ActionType.CLOSE
+                or t is ActionType.REDUCE or t is ActionType.CANCEL
+                or t is ActionType.MOVE_TP or t is ActionType.ADD):
             return [a]  # what the arbitration below keeps of a lone candidate
     ordered = sorted(candidates, key=_priority)  # stable: pipeline order in ties
     closing = next((a for a in ordered if a.is_closing), None)

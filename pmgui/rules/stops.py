@@ -101,10 +101,8 @@ def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
     (the arithmetic of `trailing_stop_levels`, step by step, with each input recorded)."""
     c = trailing_config(ctx.params)
     mode = c.mode
-    info: dict[str, object] = {"mode": mode}
-    if mode != "fixed":
-        info["timeframe"] = c.timeframe
     if mode == "chandelier":
+        info: dict[str, object] = {"mode": mode, "timeframe": c.timeframe}
         ind = ctx.frame("trailing")
         mult = c.atr_mult
         info.update({"atr": ind.atr, "atr_mult": mult, "atr_period": c.atr_period,
@@ -120,8 +118,7 @@ def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
         return ind.lowest_low + mult * ind.atr, info
     parts = indicator_parts(ctx, c)
     terms = _distance_terms(ctx, c, parts)
-    _info_of(info, ctx, c, parts, terms)
-    return ctx.best * (1 - ctx.dir * terms[0]), info
+    return ctx.best * (1 - ctx.dir * terms[0]), _info_of(ctx, c, parts, terms)
 
 
 _Terms = tuple[float, float, float, float, float | None]
@@ -157,16 +154,18 @@ def _distance_terms(ctx: Ctx, c: _TrailCfg, parts: _Parts) -> _Terms:
     return d, profit_mult, raw, floor, beyond
 
 
-def _info_of(info: dict[str, object], ctx: Ctx, c: _TrailCfg, parts: _Parts,
-             terms: _Terms) -> None:
+def _info_of(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms) -> dict[str, object]:
     """The inputs of a fixed/adaptive trailing level (`trailing_level`'s record)."""
     vol, vol_mult, mom, mom_mult, tvol, tight_vol = parts
     d, profit_mult, raw, floor, beyond = terms
+    info: dict[str, object]
     if c.mode == "adaptive":
-        info.update({"base_distance": c.distance, "volatility": vol,
-                     "volatility_mult": vol_mult, "profit_mult": profit_mult, "momentum": mom,
-                     "momentum_mult": mom_mult, "raw_distance": raw, "min_distance": c.min,
-                     "max_distance": c.max})
+        info = {"mode": "adaptive", "timeframe": c.timeframe, "base_distance": c.distance,
+                "volatility": vol, "volatility_mult": vol_mult, "profit_mult": profit_mult,
+                "momentum": mom, "momentum_mult": mom_mult, "raw_distance": raw,
+                "min_distance": c.min, "max_distance": c.max}
+    else:
+        info = {"mode": c.mode}
     if c.tightening:
         if tight_vol:
             info["tightening_volatility"] = tvol
@@ -176,6 +175,7 @@ def _info_of(info: dict[str, object], ctx: Ctx, c: _TrailCfg, parts: _Parts,
         info["tightening_floor"] = floor
     info["distance"] = d
     info["best_price"] = ctx.best
+    return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,10 +398,7 @@ def trailing(ctx: Ctx) -> list[Action]:
     if parts is None or terms is None:
         _, info = trailing_level(ctx)  # its inputs; the level acted on is the one tested
     else:
-        info = {"mode": c.mode}
-        if c.mode != "fixed":
-            info["timeframe"] = c.timeframe
-        _info_of(info, ctx, c, parts, terms)
+        info = _info_of(ctx, c, parts, terms)
     info["level"] = level
     info["previous_sl"] = ctx.pos.sl
     if improves:  # `move_or_close`'s move, its test already made
