@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QTableView, QWidget
 
 from pmgui.domain.enums import ActionType
@@ -37,6 +36,9 @@ MAX_LOG_ROWS = 2000
 TRIM_SLACK = 200  # rows over the cap before trimming (trim in chunks, not per row)
 COMMIT_MS = 500  # live rows reach the view at most twice a second (a human reads the log)
 HEADERS = ("Time", "Symbol", "Reason", "Detail")
+FILL_MARGIN = 10  # rows above and below the view whose cells are made with the rows on screen
+_FLAGS = (Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
+          | Qt.ItemFlag.ItemNeverHasChildren)
 ROUTINE = (ActionType.MOVE_SL, ActionType.MOVE_TP)
 
 MarketFor = Callable[[str], Market | None]
@@ -71,6 +73,7 @@ class LogEntry:
     routine: bool  # may be trimmed before must-see rows
     key: tuple | None = None  # the action's identity (so stored ones are not repeated)
     texts: tuple[str, str, str, str] | None = None
+    shown: bool = False  # its cells are made (see ActionLogModel)
 
 
 def entry_of(ev: ActionTaken | ErrorEvent, wall: float,
@@ -84,49 +87,26 @@ def entry_of(ev: ActionTaken | ErrorEvent, wall: float,
                     ev.ok and a.type in ROUTINE, _key(ev) if a.ts > 0 else None)
 
 
-class ActionLogModel(QAbstractTableModel):
-    """Rows newest first; live batches inserted at the top, stored ones at the bottom."""
+class ActionLogModel(QStandardItemModel):
+    """Rows newest first; live batches inserted at the top, stored ones at the bottom.
+
+    The cells are `QStandardItem`s (a view paints them without calling into Python), made
+    for the rows on screen (`visible`: the view's first and last row) when they are added
+    and for the others when they come into view (`fill_visible`): a storm's hundreds of
+    rows a second cost a list insert each, and text only for the few rows on screen."""
 
     def __init__(self, market_for: MarketFor, theme: Theme, *,
                  max_rows: int = MAX_LOG_ROWS, parent=None) -> None:
-        super().__init__(parent)
+        super().__init__(0, len(HEADERS), parent)
+        self.setHorizontalHeaderLabels(list(HEADERS))
         self._market_for = market_for
         self._rows: list[LogEntry] = []
         self._keys: set[tuple] = set()
         self._max = max_rows
         self._warn = QBrush(QColor(theme.warning))
         self.trimmed = 0  # rows dropped by the cap so far (routine ones first)
-
-    # -- Qt model API ----------------------------------------------------------------------
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if (role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal
-                and 0 <= section < len(HEADERS)):
-            return HEADERS[section]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        r = index.row()
-        if not 0 <= r < len(self._rows):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.texts(r)[index.column()]
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return self._warn if self._rows[r].warn else None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            e = self._rows[r]
-            if index.column() == 0:
-                return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.when))
-            if isinstance(e.event, ErrorEvent):
-                return e.event.message
-            return self.texts(r)[index.column()]
-        return None
+        # the rows on screen, (first, last); None: none (nothing is made until shown)
+        self.visible: Callable[[], tuple[int, int] | None] | None = None
 
     # -- our API ---------------------------------------------------------------------------
     def texts(self, r: int) -> tuple[str, str, str, str]:
@@ -135,11 +115,29 @@ class ActionLogModel(QAbstractTableModel):
             e.texts = self._format(e)
         return e.texts
 
+    def tooltip(self, r: int, c: int) -> str:
+        e = self._rows[r]
+        if c == 0:
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.when))
+        if isinstance(e.event, ErrorEvent):
+            return e.event.message
+        return self.texts(r)[c]
+
     def entry(self, r: int) -> LogEntry:
         return self._rows[r]
 
     def set_theme(self, theme: Theme) -> None:
         self._warn = QBrush(QColor(theme.warning))
+        was = self.blockSignals(True)
+        try:
+            for r, e in enumerate(self._rows):
+                if e.warn and e.shown:
+                    for c in range(len(HEADERS)):
+                        it = self.item(r, c)
+                        if it is not None:
+                            it.setForeground(self._warn)
+        finally:
+            self.blockSignals(was)
         if self._rows:
             self.dataChanged.emit(self.index(0, 0),
                                   self.index(len(self._rows) - 1, len(HEADERS) - 1),
@@ -152,11 +150,11 @@ class ActionLogModel(QAbstractTableModel):
         if not fresh:
             return 0
         fresh.reverse()
-        self.beginInsertRows(QModelIndex(), 0, len(fresh) - 1)
         self._rows[0:0] = fresh
-        self.endInsertRows()
+        self.insertRows(0, len(fresh))  # empty rows: made when shown
         if len(self._rows) > self._max + TRIM_SLACK:
             self._trim()
+        self.fill_visible()
         return len(fresh)
 
     def add_oldest(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
@@ -167,14 +165,44 @@ class ActionLogModel(QAbstractTableModel):
         if not fresh:
             return fresh
         n = len(self._rows)
-        self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
         self._rows.extend(fresh)
-        self.endInsertRows()
+        self.insertRows(n, len(fresh))
         if len(self._rows) > self._max + TRIM_SLACK:
             self._trim()
             kept = {id(e) for e in self._rows}
             fresh = [e for e in fresh if id(e) in kept]
+        self.fill_visible()
         return fresh
+
+    def fill_visible(self) -> None:
+        """Make the cells of the rows on screen (and a few around) that have none yet."""
+        span = self.visible() if self.visible is not None else None
+        if span is None or not self._rows:
+            return
+        first, last = max(0, span[0] - FILL_MARGIN), min(len(self._rows) - 1,
+                                                          span[1] + FILL_MARGIN)
+        todo = [r for r in range(first, last + 1) if not self._rows[r].shown]
+        if not todo:
+            return
+        was = self.blockSignals(True)
+        try:
+            for r in todo:
+                self._fill(r)
+        finally:
+            self.blockSignals(was)
+        self.dataChanged.emit(self.index(todo[0], 0), self.index(todo[-1], len(HEADERS) - 1))
+
+    def _fill(self, r: int) -> None:
+        e = self._rows[r]
+        e.shown = True
+        texts = self.texts(r)
+        for c, text in enumerate(texts):
+            it = QStandardItem(text)
+            it.setFlags(_FLAGS)
+            it.setToolTip(self.tooltip(r, c))
+            if e.warn:
+                it.setForeground(self._warn)
+            self.setItem(r, c, it)
 
     def _unseen(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
         out: list[LogEntry] = []
@@ -189,7 +217,7 @@ class ActionLogModel(QAbstractTableModel):
 
     def _trim(self) -> None:
         """Back to the cap: the oldest routine rows go first, then the oldest of the rest.
-        One layout change for the whole trim (selection and scroll survive)."""
+        Removed in runs of rows from the bottom up (selection and scroll survive)."""
         rows = self._rows
         excess = len(rows) - self._max
         drop: set[int] = set()
@@ -203,22 +231,19 @@ class ActionLogModel(QAbstractTableModel):
             if i not in drop:
                 drop.add(i)
             i -= 1
-        self.layoutAboutToBeChanged.emit()
-        moved: dict[int, int] = {}
-        kept: list[LogEntry] = []
-        for i, e in enumerate(rows):
-            if i in drop:
-                if e.key is not None:
-                    self._keys.discard(e.key)
-                continue
-            moved[i] = len(kept)
-            kept.append(e)
-        self._rows = kept
-        old = self.persistentIndexList()
-        self.changePersistentIndexList(
-            old, [self.index(moved[p.row()], p.column()) if p.row() in moved else QModelIndex()
-                  for p in old])
-        self.layoutChanged.emit()
+        for i in drop:
+            key = rows[i].key
+            if key is not None:
+                self._keys.discard(key)
+        runs: list[tuple[int, int]] = []  # (first, count), from the bottom up
+        for i in sorted(drop, reverse=True):
+            if runs and runs[-1][0] == i + 1:
+                runs[-1] = (i, runs[-1][1] + 1)
+            else:
+                runs.append((i, 1))
+        for first, count in runs:
+            del self._rows[first:first + count]
+            self.removeRows(first, count)
         self.trimmed += len(drop)
 
     def _format(self, e: LogEntry) -> tuple[str, str, str, str]:
@@ -248,6 +273,9 @@ class ActionLogPanel(QTableView):
         self.setAccessibleName("Action log, newest first")
         self.log_model = ActionLogModel(market_for, theme, max_rows=max_rows, parent=self)
         self.setModel(self.log_model)
+        self.log_model.visible = self._visible_rows
+        self.verticalScrollBar().valueChanged.connect(self._fill)
+        self.log_model.layoutChanged.connect(self._fill)
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(
             self.verticalHeader().minimumSectionSize() + 6)
@@ -268,6 +296,29 @@ class ActionLogPanel(QTableView):
         bridge.actions.connect(self.on_actions)
         bridge.error.connect(self.on_error)
         bridge.flushed.connect(self.commit)
+
+    def _visible_rows(self) -> tuple[int, int] | None:
+        if not self.isVisible():
+            return None
+        n = self.log_model.rowCount()
+        first = self.rowAt(0)
+        if n == 0:
+            return None
+        if first < 0:
+            first = 0
+        last = self.rowAt(self.viewport().height() - 1)
+        return first, (last if last >= 0 else n - 1)
+
+    def _fill(self, *_a: object) -> None:
+        self.log_model.fill_visible()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.log_model.fill_visible()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.log_model.fill_visible()
 
     # -- live ------------------------------------------------------------------------------
     def on_actions(self, evs: list[ActionTaken]) -> None:
@@ -322,8 +373,7 @@ class ActionLogPanel(QTableView):
         return self.log_model.texts(row)[column]
 
     def tooltip(self, row: int, column: int) -> str:
-        return str(self.log_model.data(self.log_model.index(row, column),
-                                       Qt.ItemDataRole.ToolTipRole) or "")
+        return self.log_model.tooltip(row, column)
 
     def is_warning(self, row: int) -> bool:
         return self.log_model.entry(row).warn

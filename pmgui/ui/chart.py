@@ -155,6 +155,8 @@ class ChartWidget(QWidget):
         self._indicator: IndicatorLine | None = None
         self._feed = IndicatorFeed()  # the engine's values of the rule's indicator
         self._rendered: tuple | None = None
+        self._styled: tuple | None = None  # what the lines' pens were made for
+        self._levels_drawn: tuple | None = None  # _levels_key() when the lines were drawn
         self._entry_hint = ""
         self._ask: Ask | None = None
         self._asked: set[tuple[str, str]] = set()
@@ -362,6 +364,7 @@ class ChartWidget(QWidget):
                                              style=Qt.PenStyle.DotLine))
         self._style_tag(self.indicator_tag, theme.trailing)
         self._rendered = None
+        self._styled = None
         self._render_candles()
         self._style_lines()
         self._refresh_markers()
@@ -481,7 +484,10 @@ class ChartWidget(QWidget):
         if self._take_indicator(snap):
             self._due.add("indicator")
         if defer:
-            self._due.update(("levels", "title"))
+            # a new mark alone moves only the last price (the lines, their tags and the
+            # title follow the position's levels and fields, not the price)
+            self._due.add("levels" if self._levels_key() != self._levels_drawn else "last")
+            self._due.add("title")
             self._redraw_soon()
             return
         if "indicator" in self._due:
@@ -703,6 +709,10 @@ class ChartWidget(QWidget):
     def _style_lines(self) -> None:
         t = self._theme
         paused = self._snap is not None and not self._snap.position.automation
+        key = (t, paused, tuple(self.machines[k].state for k in DRAGGABLE))
+        if key == self._styled:
+            return  # pens and tag colours as they are (setting them repaints every tag)
+        self._styled = key
         colours = {"entry": t.entry, "sl": t.sl, "tp": t.tp, "trailing": t.trailing,
                    "liquidation": t.liquidation, "last": t.last}
         styles = {"entry": Qt.PenStyle.SolidLine, "sl": Qt.PenStyle.SolidLine,
@@ -719,9 +729,21 @@ class ChartWidget(QWidget):
             line.setHoverPen(pg.mkPen(colours[kind], width=4, style=style))
             self._style_tag(self.tags[kind], colours[kind])
 
+    def _levels_key(self) -> tuple:
+        """What the lines and their tags are drawn from (besides the theme)."""
+        s = self._snap
+        if s is None:
+            return ()
+        p = s.position
+        return (p.id, p.side, p.entry, p.qty, p.sl, p.tp, p.trailing, p.liquidation,
+                p.initial_sl, p.fee_rate, p.contract_size, p.automation, id(self._market),
+                self.drag_enabled, self.drag.creating, self._entry_hint,
+                tuple((m.state, m.level, m.auto, m.reason) for m in self.machines.values()))
+
     def refresh_levels(self) -> None:
         """Lines and tags from the snapshot and each line's state."""
         s = self._snap
+        self._levels_drawn = self._levels_key()
         self._style_lines()
         if s is None:
             for kind, line in self.lines.items():

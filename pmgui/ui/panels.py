@@ -589,6 +589,13 @@ def venue_health(c: ConnectionEvent | None) -> tuple[str, str]:
     return " · ".join(short), "\n".join(long)
 
 
+def _sheet(lab: QWidget, sheet: str) -> None:
+    """A style sheet is re-parsed and the widget re-polished whenever one is set: only on
+    change (the status bar is refreshed every second)."""
+    if lab.styleSheet() != sheet:
+        lab.setStyleSheet(sheet)
+
+
 # -- connection status -------------------------------------------------------------------------
 class ConnectionStatus(QObject):
     """Market data and order connections, and the newest price's age, in the status bar."""
@@ -669,24 +676,24 @@ class ConnectionStatus(QObject):
         age = self.tick_age()
         if age is None:
             self.tick_age_label.setText("Last tick —")
-            self.tick_age_label.setStyleSheet(f"color: {t.warning};")
+            _sheet(self.tick_age_label, f"color: {t.warning};")
         elif age > self._stale_after():
             self.tick_age_label.setText(f"⚠ STALE: last tick {fmt_age(age)} ago")
-            self.tick_age_label.setStyleSheet(f"color: {t.warning}; font-weight: bold;")
+            _sheet(self.tick_age_label, f"color: {t.warning}; font-weight: bold;")
         else:
             self.tick_age_label.setText(f"Last tick {fmt_age(age)} ago")
-            self.tick_age_label.setStyleSheet(f"color: {t.text};")
+            _sheet(self.tick_age_label, f"color: {t.text};")
 
     def _set_state(self, lab: QLabel, name: str, up: bool, known: bool) -> None:
         if not known:
             lab.setText(f"○ {name}: unknown")
-            lab.setStyleSheet(f"color: {self._theme.muted};")
+            _sheet(lab, f"color: {self._theme.muted};")
         elif up:
             lab.setText(f"● {name}: connected")
-            lab.setStyleSheet(f"color: {self._theme.ok};")
+            _sheet(lab, f"color: {self._theme.ok};")
         else:
             lab.setText(f"✖ {name}: DISCONNECTED")
-            lab.setStyleSheet(f"color: {self._theme.warning}; font-weight: bold;")
+            _sheet(lab, f"color: {self._theme.warning}; font-weight: bold;")
 
 
 # -- alerts ------------------------------------------------------------------------------------

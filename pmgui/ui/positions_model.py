@@ -309,7 +309,8 @@ class _Line:
     tones: list[str | None]  # colour of each cell's text (None: the palette's)
     sorts: list[object]  # raw sort values written
     sig: tuple[object, ...] = ()  # what else the texts depend on (market, staleness, ...)
-    dirty: bool = True  # `row` is newer than what the items show
+    pending: int = 0  # columns (bit c) that may show less than `row`: written when on screen
+    price: Callable[[object], str] = fmt_price  # type: ignore[assignment]  # the market's
 
 
 class PositionsModel(QStandardItemModel):
@@ -358,9 +359,19 @@ class PositionsModel(QStandardItemModel):
         self._protection_col = keys.index("protection") if "protection" in keys else 0
         self._mark_col = keys.index("mark") if "mark" in keys else -1
         self._tip_cols = tuple(c for c, k in enumerate(keys) if k in _TIP_KEYS)
+        self._funding_col = keys.index("funding") if "funding" in keys else -1
+        # the mark is the snapshot's, as _mark_text shows it: written inline by update
+        self._fast_mark = self._mark_col >= 0 and self._columns[self._mark_col].fmt is _mark_text
         self._fonts = [self._bold if col.key == "symbol" else self._font if col.numeric
                        else None for col in self._columns]
         self._live = tuple(c for c, col in enumerate(self._columns) if col.live)
+        n = len(self._columns)
+        self._all_mask = (1 << n) - 1
+        self._mark_mask = sum(1 << c for lo, hi in self._mark_blocks for c in range(lo, hi + 1))
+        self._level_mask = sum(1 << c for lo, hi in self._level_blocks
+                               for c in range(lo, hi + 1))
+        self._badge_mask = 1 << self._protection_col
+        self._mask_cols: dict[int, tuple[int, ...]] = {}
         # the view's rows on screen (source rows; None: everything is written at once)
         self.visible: Callable[[], Iterable[int] | None] | None = None
         self.sort_column = -1  # the column the proxy sorts by: written for every row
@@ -385,11 +396,13 @@ class PositionsModel(QStandardItemModel):
         per batch: one `dataChanged` per block of columns that can have changed, over the
         changed rows."""
         fresh: dict[str, PositionSnapshot] = {}
-        changed: list[_Line] = []
+        changed: list[tuple[_Line, int]] = []
         top = bottom = -1
         full = marks = levels = badge = False
         index = self._index
         lines = self._lines
+        all_mask, mark_mask = self._all_mask, self._mark_mask
+        level_mask, badge_mask = self._level_mask, self._badge_mask
         for snap in snapshots:
             pid = snap.position.id
             i = index.get(pid)
@@ -405,20 +418,28 @@ class PositionsModel(QStandardItemModel):
             op, np_ = old.position, snap.position
             if snap.stale != old.stale or (np_ is not op and _shown(np_) != _shown(op)):
                 full = True
+                mask = all_mask
             else:
                 moved = np_ is not op and _levels(np_) != _levels(op)
                 same_mark = snap.mark == old.mark and snap.pnl == old.pnl
+                mask = 0
                 if same_mark and not moved:
                     if snap.protection is old.protection:
                         continue  # nothing shown changed (values stay valid)
                     badge = True
+                    mask = badge_mask
                 else:
-                    marks = marks or not same_mark
-                    levels = levels or moved
+                    if not same_mark:
+                        marks = True
+                        mask = mark_mask
+                    if moved:
+                        levels = True
+                        mask |= level_mask
                     if snap.protection is not old.protection:
                         badge = True
-            line.dirty = True
-            changed.append(line)
+                        mask |= badge_mask
+            line.pending |= mask
+            changed.append((line, mask))
             if top < 0 or i < top:
                 top = i
             if i > bottom:
@@ -428,19 +449,36 @@ class PositionsModel(QStandardItemModel):
             was = self.blockSignals(True)
             try:
                 if visible is None:
-                    for line in changed:
+                    for line, _mask in changed:
                         self._write(line)
                 else:
                     # every row: the mark (the price column) and the sort column; the rest
                     # of a row when it is on screen (below) or comes into view
-                    mark, sort = self._mark_col, self.sort_column
-                    mark_only = (mark,) if 0 <= mark != sort else ()
-                    sort_only = (sort,) if 0 <= sort < len(self._columns) else ()
-                    for line in changed:
-                        if mark_only:
-                            self._write_mark(line)
-                        if sort_only:
-                            self._write_cells(line, sort_only)
+                    mc, sc = self._mark_col, self.sort_column
+                    mbit = 1 << mc if mc >= 0 else 0
+                    sbit = 1 << sc if 0 <= sc < len(self._columns) else 0
+                    fast = self._fast_mark
+                    for line, mask in changed:
+                        if mask & mbit and sc != mc:
+                            row = line.row
+                            if fast and mask != all_mask and line.sig[0] == id(row.market):
+                                # the same as _write_mark, inline (a storm: every row)
+                                v = row.snap.mark
+                                a = line.values[mc]
+                                if a != v or type(a) is not type(v):
+                                    line.values[mc] = v
+                                    text = line.price(v)
+                                    if row.snap.stale and text != DASH:
+                                        text = f"⚠ {text}"
+                                    if text != line.texts[mc]:
+                                        line.texts[mc] = text
+                                        line.items[mc].setText(text)
+                                    line.sorts[mc] = _NOT_SET
+                            else:
+                                self._write_mark(line)
+                        if mask & sbit:
+                            self._write_cells(line, (sc,))
+                            line.pending &= ~sbit
             finally:
                 self.blockSignals(was)
             if full:
@@ -462,20 +500,28 @@ class PositionsModel(QStandardItemModel):
             self._insert(snap)
 
     def refresh_rows(self, rows: Iterable[int] | None = None) -> None:
-        """Write the rows not written since their last snapshot (`rows`: those source rows;
-        None: all) — the view calls it for the rows coming into view."""
+        """Write what changed in rows not written since their last snapshot (`rows`: those
+        source rows; None: all) — the view calls it for the rows coming into view."""
         lines = self._lines
         n = len(lines)
         todo = [lines[r] for r in (range(n) if rows is None else rows)
-                if 0 <= r < n and lines[r].dirty]
+                if 0 <= r < n and lines[r].pending]
         if not todo:
             return
         was = self.blockSignals(True)
         try:
             for line in todo:
-                self._write(line)
+                mask, line.pending = line.pending, 0
+                self._write_cells(line, self._cols_of(mask))
         finally:
             self.blockSignals(was)
+
+    def _cols_of(self, mask: int) -> tuple[int, ...]:
+        cols = self._mask_cols.get(mask)
+        if cols is None:
+            cols = self._mask_cols[mask] = tuple(
+                c for c in range(len(self._columns)) if mask >> c & 1)
+        return cols
 
     def prepare_sort(self, column: int) -> None:
         """The proxy is about to sort by `column`: its sort values are written for every
@@ -483,11 +529,13 @@ class PositionsModel(QStandardItemModel):
         self.sort_column = column
         if not 0 <= column < len(self._columns):
             return
+        bit = 1 << column
         was = self.blockSignals(True)
         try:
             for line in self._lines:
-                if line.dirty:
+                if line.pending & bit:
                     self._write_cells(line, (column,))
+                    line.pending &= ~bit
         finally:
             self.blockSignals(was)
 
@@ -512,11 +560,12 @@ class PositionsModel(QStandardItemModel):
 
     def _write(self, line: _Line) -> None:
         """Write every cell of the row whose value changed since it was last written."""
-        line.dirty = False
+        line.pending = 0
         self._write_cells(line, range(len(self._columns)))
 
     def _write_mark(self, line: _Line) -> None:
-        """Only the mark's text (the rest of the row waits until it is on screen)."""
+        """Only the mark's text (the rest of the row waits until it is on screen; the mark's
+        sort value too: written when the proxy sorts by it)."""
         row = line.row
         if _sig(row) != line.sig:
             self._write(line)
@@ -532,6 +581,8 @@ class PositionsModel(QStandardItemModel):
         if text != line.texts[c]:
             line.texts[c] = text
             line.items[c].setText(text)
+        line.sorts[c] = _NOT_SET  # not written: prepare_sort writes it
+        line.pending |= 1 << c
 
     def _write_cells(self, line: _Line, cols: Iterable[int], sort: bool = True) -> None:
         row = line.row
@@ -540,12 +591,12 @@ class PositionsModel(QStandardItemModel):
         sig = _sig(row)
         if sig != line.sig:  # the texts depend on more than the values: all written again
             line.sig = sig
+            line.price = _price_formatter(row.market)
             for c in range(len(values)):
                 values[c] = _NOT_SET
             self._write_tips(line, static=True)
-            if line.dirty:
-                line.dirty = False
-                cols = range(len(self._columns))
+            line.pending = 0
+            cols = range(len(self._columns))
         tips = False
         for c in cols:
             col = self._columns[c]
@@ -557,9 +608,8 @@ class PositionsModel(QStandardItemModel):
                     line.sorts[c] = sv
                     _set_sort(items[c], sv)
             if col.live:
-                v = None  # the text follows the clock (refresh_live)
                 if texts[c] is None:
-                    text = col.fmt(col.value(row, now), row)
+                    text = col.fmt(v, row)
                     texts[c] = text
                     items[c].setText(text)
                 continue
@@ -578,7 +628,7 @@ class PositionsModel(QStandardItemModel):
                 if colour != line.tones[c]:
                     line.tones[c] = colour
                     items[c].setData(self._brush(colour), _FOREGROUND)
-            if c in self._tip_cols:
+            if c in self._tip_cols or c == self._funding_col:  # (funding: in the tips)
                 tips = True
         if tips:
             self._write_tips(line)
@@ -587,8 +637,13 @@ class PositionsModel(QStandardItemModel):
         """The tooltips that follow the row's figures (P/L, ROI, R); with `static` also
         those that follow its state (staleness, automation, protective orders)."""
         cols = range(len(self._columns)) if static else self._tip_cols
+        detail = _pnl_detail(line.row)  # the same lines under P/L, ROI and R
         for c in cols:
-            tip = self._tooltip(line.row, self._columns[c])
+            col = self._columns[c]
+            if c in self._tip_cols:
+                tip = f"{col.tip}\n\n{detail}" if detail else col.tip
+            else:
+                tip = self._tooltip(line.row, col)
             if line.items[c].toolTip() != (tip or ""):
                 line.items[c].setToolTip(tip or "")
 
@@ -735,11 +790,16 @@ def _set_sort(item: QStandardItem, v: object) -> None:
 
 
 def _pnl_tip(row: Row, col: Column) -> str:
+    detail = _pnl_detail(row)
+    return f"{col.tip}\n\n{detail}" if detail else col.tip
+
+
+def _pnl_detail(row: Row) -> str:
+    """What the P/L, ROI and R tooltips add to their column's own text ("" without a P/L)."""
     f = row.fig
     if f.gross_pnl is None:
-        return col.tip
-    lines = [col.tip, "",
-             f"Gross P/L {fmt_money(f.gross_pnl, row.quote)}",
+        return ""
+    lines = [f"Gross P/L {fmt_money(f.gross_pnl, row.quote)}",
              f"Fees {fmt_money(-f.fees, row.quote)} (entry paid + estimated exit)",
              f"Net P/L {fmt_money(f.pnl, row.quote)}",
              f"Exchange ROE (gross, before fees) {fmt_pct(f.roe)}"]
