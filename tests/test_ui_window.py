@@ -434,3 +434,19 @@ def test_sorting_and_the_selection_survive_live_updates(env, qtbot):
     row = win.table.currentIndex().row()
     assert _painted_text(win, row, "pnl").startswith("−")
     assert win.chart.position_id == "v5"
+
+
+def test_candles_sent_before_the_chart_is_built_are_shown_by_it(qtbot):
+    """The chart is built after the first frame; the engine sends a symbol's candle window
+    once, possibly before that: the window keeps it for the chart."""
+    eng = EngineDouble()
+    win = MainWindow(eng, clock=Clock(), wall_clock=lambda: T0, start=False,
+                     settings=UiSettings(), defer_chart=True)
+    qtbot.addWidget(win)
+    win.show()
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), candles_event(BTC.symbol, candles(30)))
+    chart = win.build_chart()
+    win.select_position(BTC_POS.id)
+    win.positions.currentChanged.emit(BTC_POS.id)
+    assert chart.symbol == BTC.symbol
+    assert len(chart.candles()) >= 30

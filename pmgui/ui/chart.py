@@ -157,6 +157,7 @@ class ChartWidget(QWidget):
         self._rendered: tuple | None = None
         self._styled: tuple | None = None  # what the lines' pens were made for
         self._levels_drawn: tuple | None = None  # _levels_key() when the lines were drawn
+        self._indicator_drawn: tuple | None = None  # (line, market) the curve shows
         self._entry_hint = ""
         self._ask: Ask | None = None
         self._asked: set[tuple[str, str]] = set()
@@ -228,6 +229,8 @@ class ChartWidget(QWidget):
         self.indicator_curve = pg.PlotDataItem([], [])
         self.indicator_curve.setObjectName("indicatorCurve")
         self.indicator_curve.setZValue(5)
+        # kept as pixmaps: the last-price line sweeps across them at every redraw
+        self.indicator_curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.plot.addItem(self.indicator_curve, ignoreBounds=True)
         self.indicator_tag = LevelTag(LevelLine("indicator"))
         self.plot.addItem(self.indicator_tag, ignoreBounds=True)
@@ -249,6 +252,7 @@ class ChartWidget(QWidget):
         self.markers = pg.ScatterPlotItem(size=11, hoverable=True, tip=self._marker_tip,
                                           pxMode=True)
         self.markers.setZValue(30)
+        self.markers.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.plot.addItem(self.markers)
         # crosshair
         self.cross_v = pg.InfiniteLine(angle=90, movable=False)
@@ -893,13 +897,16 @@ class ChartWidget(QWidget):
         self._feed.bucket = series.base if series is not None else 60.0
         self._indicator = self._feed.line(end) if s is not None else None
         ind = self._indicator
-        if ind is None or ind.last is None:
-            self.indicator_curve.setData([], [])
-            self.indicator_tag.setVisible(False)
-        else:
-            self.indicator_curve.setData(list(ind.xs), list(ind.ys))
-            self.indicator_tag.set_text(f"{ind.name} {fmt_price(ind.last, self._market)}")
-            self.indicator_tag.setVisible(True)
+        drawn = (ind, self._market)
+        if drawn != self._indicator_drawn:  # the feed keeps its line while nothing changed
+            self._indicator_drawn = drawn
+            if ind is None or ind.last is None:
+                self.indicator_curve.setData([], [])
+                self.indicator_tag.setVisible(False)
+            else:
+                self.indicator_curve.setData(list(ind.xs), list(ind.ys))
+                self.indicator_tag.set_text(f"{ind.name} {fmt_price(ind.last, self._market)}")
+                self.indicator_tag.setVisible(True)
         if not self.cross_h.isVisible():
             self.readout.setText(self._idle_text())
         self._layout_tags()

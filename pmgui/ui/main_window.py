@@ -48,6 +48,7 @@ from pmgui.engine.commands import (
     SetTargets,
 )
 from pmgui.engine.events import (
+    CandlesEvent,
     PositionRemoved,
     PositionSnapshot,
 )
@@ -160,6 +161,7 @@ class MainWindow(QMainWindow):
         # chart: built by build_chart (at once, or — defer_chart — by whoever shows the
         # window, right after its first frame; anything needing it earlier builds it)
         self._chart: ChartWidget | None = None
+        self._early_candles: list[CandlesEvent] = []  # arrived before the chart was built
 
         # Layout: the table spans the full width on top (a fixed dock, so the window
         # state — including its height — is saved with the docks); the chart is central
@@ -364,6 +366,7 @@ class MainWindow(QMainWindow):
         b = self.bridge
         b.positionsChanged.connect(self.on_positions)
         b.positionRemoved.connect(self.on_position_removed)
+        b.candles.connect(self._keep_candles)
         b.error.connect(lambda ev: self.notify(f"⚠ {ev.message}"))
 
     @property
@@ -391,9 +394,18 @@ class MainWindow(QMainWindow):
         b = self.bridge
         b.ticks.connect(chart.on_ticks)
         b.candles.connect(chart.on_candles)
+        early, self._early_candles = self._early_candles, []
+        for ev in early:  # what the engine sent before the chart existed
+            chart.on_candles(ev)
         b.actions.connect(chart.on_actions)
         b.flushed.connect(chart.redraw_now)
         return chart
+
+    def _keep_candles(self, ev: CandlesEvent) -> None:
+        """Candle windows that arrive before the chart is built (it is built after the first
+        frame) are kept for it: the engine sends a symbol's window once, not again."""
+        if self._chart is None:
+            self._early_candles.append(ev)
 
     # -- event handlers ----------------------------------------------------------------------
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:

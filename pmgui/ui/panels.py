@@ -64,7 +64,7 @@ from pmgui.ui.theme import Theme, tabular_font
 
 MarketFor = Callable[[str], Market | None]
 ACCOUNT_MS = 400  # the account's sums over all positions: at most ~2.5 times a second
-VISIBLE_MARGIN = 4  # rows above and below the view written with the rows on screen
+VISIBLE_MARGIN = 1  # rows above and below the view written with the rows on screen
 
 # width of each column (px at 96 dpi; scaled with the font on high-DPI screens)
 WIDTHS = {"symbol": 120, "side": 76, "qty": 66, "entry": 84, "mark": 84, "pnl": 86,
@@ -456,7 +456,8 @@ class AccountPanel(QWidget):
             lab.setAccessibleName(title)
             lab.setTextFormat(Qt.TextFormat.PlainText)
             lab.setFont(font)
-            lab.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+            lab.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+            lab.setFixedHeight(lab.sizeHint().height())
             lay.addWidget(lab)
             self.labels[key] = lab
         self._styles: dict[str, str] = {}
@@ -546,6 +547,7 @@ class AccountPanel(QWidget):
         for key, text in texts.items():
             lab = self.labels[key]
             if lab.text() != text:
+                self._fit(lab, text)
                 lab.setText(text)
         for key, v in (("upnl", f.unrealized), ("today", self._today),
                        ("funding", self._funding)):
@@ -555,11 +557,23 @@ class AccountPanel(QWidget):
         self._style("ratio", f"color: {t.warning}; font-weight: bold;" if warn
                     else f"color: {t.text};")
 
+    @staticmethod
+    def _fit(lab: QLabel, text: str) -> None:
+        """A label of fixed size (a new text does not re-run the layouts up to the window's,
+        which would resize the chart below at every refresh): widened, with room for a few
+        more digits, only when a text needs more."""
+        fm = lab.fontMetrics()
+        need = fm.horizontalAdvance(text) + 4
+        if need > lab.maximumWidth() or lab.maximumWidth() != lab.minimumWidth():
+            lab.setFixedWidth(need + fm.horizontalAdvance("00"))
+
     def _style(self, key: str, sheet: str) -> None:
         """A style sheet is re-parsed and re-polished whenever it is set: only on change."""
         if self._styles.get(key) != sheet:
             self._styles[key] = sheet
-            self.labels[key].setStyleSheet(sheet)
+            lab = self.labels[key]
+            lab.setStyleSheet(sheet)
+            self._fit(lab, lab.text())  # (bold is wider)
 
     def text(self, key: str) -> str:
         return self.labels[key].text()

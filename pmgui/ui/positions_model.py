@@ -310,6 +310,7 @@ class _Line:
     sorts: list[object]  # raw sort values written
     sig: tuple[object, ...] = ()  # what else the texts depend on (market, staleness, ...)
     pending: int = 0  # columns (bit c) that may show less than `row`: written when on screen
+    shown: tuple = ()  # _shown() of the row's position (what else besides the levels shows)
     price: Callable[[object], str] = fmt_price  # type: ignore[assignment]  # the market's
 
 
@@ -416,7 +417,13 @@ class PositionsModel(QStandardItemModel):
             # position whose shown fields are the same at another mark changes only the
             # columns that follow the mark; a moved stop only the level columns besides
             op, np_ = old.position, snap.position
-            if snap.stale != old.stale or (np_ is not op and _shown(np_) != _shown(op)):
+            if np_ is not op:
+                shown = _shown(np_)
+                shown_changed = shown != line.shown
+                line.shown = shown
+            else:
+                shown_changed = False
+            if snap.stale != old.stale or shown_changed:
                 full = True
                 mask = all_mask
             else:
@@ -553,6 +560,7 @@ class PositionsModel(QStandardItemModel):
                 it.setFont(self._fonts[c])
             items.append(it)
         line = _Line(row, items, [_NOT_SET] * n, [None] * n, [None] * n, [_NOT_SET] * n)
+        line.shown = _shown(snap.position)
         self._write(line)
         self._lines.append(line)
         self._index[pid] = len(self._lines) - 1
