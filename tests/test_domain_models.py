@@ -42,3 +42,14 @@ def test_evolve_rejects_what_replace_rejects():
     assert BASE.evolve() == BASE and BASE.evolve() is not BASE
     # the order of the keywords does not matter
     assert BASE.evolve(sl=90.0, tp=120.0) == BASE.evolve(tp=120.0, sl=90.0)
+
+
+def test_evolver_is_evolve_without_keywords():
+    from pmgui.domain.models import evolver
+    fn = evolver("sl", "sl_kind", "flags")
+    assert fn(BASE, 96.0, StopKind.TRAILING, frozenset()) == BASE.evolve(
+        sl=96.0, sl_kind=StopKind.TRAILING, flags=frozenset())
+    with pytest.raises(TypeError):
+        evolver("sl", "no_such_field")
+    with pytest.raises(TypeError):
+        evolver("sl", "sl")

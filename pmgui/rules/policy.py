@@ -146,7 +146,8 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
     if not candidates:
         return []
     out = select(candidates, pos.side)
-    if (add_on_open_since(pos.flags) is not None and any(a.is_closing for a in out)
+    if (pos.flags and add_on_open_since(pos.flags) is not None
+            and any(a.is_closing for a in out)
             and not any(a.type is ActionType.CANCEL for a in out)):
         closing = next(a for a in out if a.is_closing)
         cancel = adds.cancel_add_on(ctx, "closing", closing_reason=closing.reason.value)
