@@ -27,9 +27,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 
 from pmgui.domain import money
@@ -285,8 +286,9 @@ class EngineCore:
             await self._open_demo(self._demo_pending[tick.symbol], tick)
         for rt in self.book.for_symbol(tick.symbol):
             await self._on_position_tick(rt, tick)
-        if self.store.behind:
-            self.store.flush_behind(self.settings.write_behind)
+        window = self.settings.write_behind
+        if self.store.behind_due(window):
+            self.store.flush_behind(window)
 
     async def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         self.market.on_candle(symbol, candle, closed)
@@ -417,7 +419,7 @@ class EngineCore:
                 if self._venue_owns_stop(rt, action, params):
                     continue
                 ok = await self.execute(action if action.ts == tick.ts
-                                        else replace(action, ts=tick.ts))
+                                        else _action_with(action, ts=tick.ts))
                 failed_close = action.is_closing and not ok
                 if not rt.is_open:
                     break
@@ -427,7 +429,7 @@ class EngineCore:
                                                   info.spec)
             rt.indicator_due = None
             self._set_band(rt, mkt, params, version)
-            if rt.protect_dirty and rt.is_open:
+            if rt.protect_dirty and rt.is_open and self.protector.due(rt, self.clock()):
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
         self._publish_mark(rt)
@@ -457,7 +459,7 @@ class EngineCore:
             return False
         rt.deferred_since = None  # no stop/TP close was due: the grace starts afresh
         rt.indicator_due = tick  # the chart's line, computed when next published
-        if rt.protect_dirty:
+        if rt.protect_dirty and self.protector.due(rt, now):
             return True
         self._maybe_persist(rt, now)
         self._publish_mark(rt)
@@ -503,7 +505,8 @@ class EngineCore:
             moved = self._moved(pos, action)
             if moved is None:
                 return False
-            action = replace(action, sl=moved.sl, tp=moved.tp)  # the log shows the new levels
+            if action.sl != moved.sl or action.tp != moved.tp:  # the log shows the new levels
+                action = _action_with(action, sl=moved.sl, tp=moved.tp)
         elif action.sl is None or action.tp is None:  # the log shows the levels in force
             action = replace(action, sl=pos.sl if action.sl is None else action.sl,
                              tp=pos.tp if action.tp is None else action.tp)
@@ -594,14 +597,14 @@ class EngineCore:
             new = pos.evolve(sl=sl, sl_kind=kind,
                              trailing=sl if kind is StopKind.TRAILING else pos.trailing,
                              initial_sl=pos.initial_sl if pos.initial_sl is not None else sl,
-                             flags=pos.flags | action.flags)
+                             flags=pos.flags | action.flags if action.flags else pos.flags)
             if manual:
                 new = new.evolve(tranches=tuple(replace(t, sl=sl) for t in pos.tranches))
             return new
         tp = action.inputs["new_tp"] if "new_tp" in action.inputs else action.tp
         if tp is None and not manual:
             return None
-        new = pos.evolve(tp=tp, flags=pos.flags | action.flags)
+        new = pos.evolve(tp=tp, flags=pos.flags | action.flags if action.flags else pos.flags)
         if manual:
             new = new.evolve(tranches=tuple(replace(t, tp=tp) for t in pos.tranches))
         return new
@@ -983,8 +986,13 @@ class EngineCore:
         except ExchangeError as exc:
             log.warning("balance unavailable: %s", exc)
             return
-        upnl = sum(money.position_pnl(p, self.market.last[p.symbol].price)
-                   for p in self.book.values() if p.symbol in self.market.last)
+        last = self.market.last
+        upnl = 0.0
+        for rt in self.book.runtimes():  # the positions, without the Mapping view's lookups
+            p = rt.position
+            tick = last.get(p.symbol)
+            if tick is not None:
+                upnl += money.position_pnl(p, tick.price)
         equity = bal.total + upnl
         now = self.clock()
         self._account_at, self._account_due = now, False
@@ -1005,7 +1013,7 @@ class EngineCore:
         if self._account_due:
             await self.refresh_account(funding=False)
         for i, rt in enumerate(self.book.runtimes(), 1):
-            if rt.protect_dirty:
+            if rt.protect_dirty and self.protector.due(rt, self.clock()):
                 async with rt.lock:
                     await self.protector.sync(rt, settle=True)
             if i % HOUSEKEEPING_SLICE == 0:
@@ -1129,6 +1137,24 @@ class _RuleInfo:
     frames: dict[str, tuple[str, ...]]  # timeframe → the rules that read it
     timeframes: tuple[str, ...]
     max_age: float  # price.max_age
+
+
+_ACTION_NAMES = tuple(f.name for f in fields(Action))
+_ACTION_INDEX = {name: i for i, name in enumerate(_ACTION_NAMES)}
+_ACTION_GET = operator.attrgetter(*_ACTION_NAMES)
+_ACTION_SETTERS = tuple(getattr(Action, name).__set__ for name in _ACTION_NAMES)
+
+
+def _action_with(action: Action, **changes: object) -> Action:
+    """`dataclasses.replace(action, **changes)` without its per-call overhead (Action has no
+    __post_init__; every applied rule action passes here)."""
+    values = list(_ACTION_GET(action))
+    for name, value in changes.items():
+        values[_ACTION_INDEX[name]] = value
+    new = object.__new__(Action)
+    for setter, value in zip(_ACTION_SETTERS, values, strict=True):
+        setter(new, value)
+    return new
 
 
 def _unsure(exc: ExchangeError, message: str) -> ExchangeError:

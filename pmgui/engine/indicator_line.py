@@ -62,7 +62,7 @@ def current(market: MarketData, pos: Position, mkt: MarketState, params: Params,
     """The line's value on this tick (`mkt`: the state the rules were given; `spec`:
     `indicator_spec(params)` when the caller has it)."""
     try:
-        desc = describe(params)
+        desc = params.memo(describe, describe)  # from the values alone: once per Params
         if desc is None:
             return None
         mode, tf, name, need = desc

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -47,6 +48,7 @@ from pmgui.store.db import Store
 log = logging.getLogger("pmgui.engine.ledger")
 
 EPS = 1e-12
+FINAL_KEPT = 512  # orders that became final lately, kept in memory beside their journal rows
 
 
 class OrderState(StrEnum):
@@ -157,18 +159,23 @@ class OrderLedger:
         self.creating: set[str] = set()  # create call in flight
         self.cancelling: set[str] = set()  # pmgui's own cancel in flight
         self.reduce_flags: dict[str, frozenset[str]] = {}  # client id → the action's flags
+        # the orders that became final lately, as journaled (the journal row says the same):
+        # a late report of one (a cancel's echo, a fill after its stop fired) is merged
+        # without reading it back from SQLite
+        self._final: OrderedDict[str, Order] = OrderedDict()
 
     # ---------------------------------------------------------------- queries
 
     def state(self, client_id: str) -> OrderState | None:
         s = self._state.get(client_id)
         if s is None:
-            known = self.store.order(client_id)
+            known = self._final.get(client_id) or self.store.order(client_id)
             return None if known is None else state_of(known)
         return s
 
     def get(self, client_id: str) -> Order | None:
-        return self.live.get(client_id) or self.store.order(client_id)
+        return self.live.get(client_id) or self._final.get(client_id) \
+            or self.store.order(client_id)
 
     def of_position(self, pid: str) -> dict[str, Order]:
         """The live orders of one position (the same dict object for the position's lifetime:
@@ -197,12 +204,19 @@ class OrderLedger:
         old = self.live.get(cid)
         if old is not None and old.position_id and old.position_id != order.position_id:
             self._by_position.get(old.position_id, {}).pop(cid, None)
-        if state.is_final:  # final: the journal row says it from now on (nothing kept here)
+        if state.is_final:  # final: the journal row says it from now on
             self._state.pop(cid, None)
             self.live.pop(cid, None)
             if order.position_id:
                 self._by_position.get(order.position_id, {}).pop(cid, None)
+            final = self._final
+            final.pop(cid, None)
+            # as just journaled (the venue's trigger reference is not journaled)
+            final[cid] = order if order.trigger_ref is None else replace(order, trigger_ref=None)
+            if len(final) > FINAL_KEPT:
+                final.popitem(last=False)
         else:
+            self._final.pop(cid, None)
             self.live[cid] = order
             if order.position_id:
                 self._by_position.setdefault(order.position_id, {})[cid] = order
@@ -311,7 +325,7 @@ class OrderLedger:
         its fills, `synthesize`s one for the delta.
         """
         fills = tuple(fills)
-        known = self.live.get(order.client_id) or self.store.order(order.client_id)
+        known = self.get(order.client_id)
         if known is None:
             return None
         old = self._state.get(order.client_id) or state_of(known)

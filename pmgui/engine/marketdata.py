@@ -111,8 +111,8 @@ class MarketData:
         # per symbol, bumped whenever a candle of any of its timeframes completes (or its
         # history is replaced): what the rules read from candles is unchanged while it is
         self._version: dict[str, int] = {}
-        self._states: dict[tuple[str, IndicatorSpec, tuple[str, ...]],
-                           tuple[int, Indicators, Mapping[str, Indicators]]] = {}
+        self._states: dict[tuple[str, int, tuple[str, ...]],
+                           tuple[int, Indicators, Mapping[str, Indicators], IndicatorSpec]] = {}
         # while held (`hold()`), ticks are published once per symbol at `release()`
         self._held: dict[str, Tick] | None = None
 
@@ -172,17 +172,20 @@ class MarketData:
               ) -> tuple[Indicators, Mapping[str, Indicators]]:
         """The indicators the rules read: `spec` on the stream's candles and on each of
         `timeframes` — computed once per completed candle of the symbol, not per tick."""
-        key = (symbol, spec, timeframes)
+        # keyed by the spec object (the engine keeps one per Params): hashing the spec's
+        # fields on every tick costs more than the rest of the lookup; `hit[3] is spec`
+        # (which also keeps the spec alive, so its id is not reused)
+        key = (symbol, id(spec), timeframes)
         version = self._version.get(symbol, 0)
         hit = self._states.get(key)
-        if hit is not None and hit[0] == version:
+        if hit is not None and hit[0] == version and hit[3] is spec:
             return hit[1], hit[2]
         base = self.series(symbol).snapshot(spec)
         frames = MappingProxyType(self.frames(symbol, spec, timeframes))
         version = self._version.get(symbol, 0)  # a frame created just now may have bumped it
         if len(self._states) > 4096:
             self._states.clear()
-        self._states[key] = (version, base, frames)
+        self._states[key] = (version, base, frames, spec)
         return base, frames
 
     # ---------------------------------------------------------------- candles

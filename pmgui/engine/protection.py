@@ -166,6 +166,18 @@ class Protector:
 
     # ---------------------------------------------------------------- sync
 
+    def due(self, rt: PositionRuntime, now: float) -> bool:
+        """Whether `sync(rt)` without `force` (a rule's move, or the housekeeping's `settle`)
+        could do anything now: False while the position's throttle or the shared budget
+        holds it back — then sync would only leave it dirty, so a tick need not take the
+        position's lock for it."""
+        core = self.core
+        if not core.settings.protect_on_exchange or not core.exchange.capabilities.stop_orders:
+            return True  # sync clears the flag
+        if now - rt.protect_last < core.settings.protect_throttle:
+            return False
+        return self._token_ready(now)
+
     async def sync(self, rt: PositionRuntime, force: bool = False,
                    settle: bool = False) -> None:
         """Make the exchange's reduce-only SL/TP orders mirror the local levels (call under

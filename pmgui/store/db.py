@@ -662,6 +662,12 @@ class Store:
         if self._behind_since is None:
             self._behind_since = time.monotonic()
 
+    def behind_due(self, older_than: float) -> bool:
+        """Whether `flush_behind(older_than)` would write anything now (a cheap test for
+        the tick path)."""
+        since = self._behind_since
+        return since is not None and time.monotonic() - since >= older_than
+
     @property
     def behind(self) -> int:
         """How many rows wait to be written behind."""

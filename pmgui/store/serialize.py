@@ -82,6 +82,23 @@ def _opt_text(value: object, field: str, what: str) -> str | None:
 _ENCODER = json.JSONEncoder(sort_keys=True, allow_nan=False, separators=(",", ":"))
 
 
+try:  # the C encoder itself, for flat maps of plain values already checked (no recursion)
+    from json.encoder import c_make_encoder as _c_make_encoder
+    from json.encoder import encode_basestring_ascii as _c_ascii
+except ImportError:  # pragma: no cover - CPython always has it
+    _c_make_encoder = None
+_FLAT = None if _c_make_encoder is None else _c_make_encoder(
+    None, _ENCODER.default, _c_ascii, None, ":", ",", True, False, False)
+
+
+def _flat_json(value: dict[str, Scalar] | list[str]) -> str:
+    """`dumps_json` of a flat dict of finite plain scalars (or a list of text): the same
+    text, without building an encoder per call."""
+    if _FLAT is None:
+        return dumps_json(value)
+    return "".join(_FLAT(value, 0))
+
+
 def dumps_json(value: object, field: str = "value") -> str:
     """JSON text with sorted keys; refuses NaN/inf and objects JSON cannot represent."""
     try:
@@ -104,17 +121,22 @@ def _scalar_map(m: Mapping[str, Scalar], field: str, what: str) -> str:
 
 def _sanitized_inputs(m: Mapping[str, Scalar]) -> str:
     clean: dict[str, Scalar] = {}
+    plain = True
     for k, v in m.items():
         t = v.__class__
         if k.__class__ is str and (t is str or t is int or t is bool or v is None
                                    or (t is float and v - v == 0.0)):  # type: ignore[operator]
             clean[k] = v  # the usual plain, finite value
-        elif isinstance(v, float) and not math.isfinite(v):
+            continue
+        plain = False
+        if isinstance(v, float) and not math.isfinite(v):
             clean[str(k)] = None
         elif v is None or isinstance(v, (str, bool, int, float)):
             clean[str(k)] = v
         else:
             clean[str(k)] = str(v)
+    if plain:
+        return _flat_json(clean)
     return dumps_json(clean, "action.inputs")
 
 
