@@ -174,3 +174,39 @@ def test_a_protective_order_ending_unfilled_is_lost_unless_we_cancelled_it(
     ledger.apply(venue(ours, OrderStatus.OPEN), ())
     ledger.cancelling.add("pmg-t")
     assert not ledger.apply(venue(ours, OrderStatus.CANCELED), ()).lost_protection
+
+
+def test_orders_final_lately_are_kept_as_journaled(ledger: OrderLedger) -> None:
+    """The ledger keeps the orders that became final lately in memory (a late report is
+    merged without reading SQLite): what it keeps is exactly the journal row, through
+    every later report, and a report that would undo a fill finds it there too."""
+    order = ledger.journal(req("pmg-7"))
+    ledger.mark_sent("pmg-7")
+    acked = replace(venue(order, OrderStatus.OPEN), trigger_ref="mark")
+    ledger.apply(acked, ())
+    ledger.apply(replace(venue(order, OrderStatus.FILLED, 1.0, 101.0), trigger_ref="mark"), ())
+    assert "pmg-7" not in ledger.live
+    assert ledger.get("pmg-7") == ledger.store.order("pmg-7")  # trigger_ref not journaled
+    assert ledger.state("pmg-7") is S.FILLED
+    # a late echo of the acknowledgement, then a partial report: neither undoes the fill
+    for late in (venue(order, OrderStatus.OPEN), venue(order, OrderStatus.OPEN, 0.3, 100.0)):
+        a = ledger.apply(late, ())
+        assert a.delta == 0 and a.order.filled == 1.0
+        assert ledger.get("pmg-7") == ledger.store.order("pmg-7")
+    # a fresh ledger over the same journal (a restart) reads the same order
+    fresh = OrderLedger(ledger.store, Outbox(), ledger.clock)
+    assert fresh.get("pmg-7") == ledger.get("pmg-7")
+
+
+def test_the_orders_kept_final_are_bounded(ledger: OrderLedger,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import pmgui.engine.ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "FINAL_KEPT", 3)
+    for i in range(6):
+        cid = f"pmg-b{i}"
+        order = ledger.journal(req(cid))
+        ledger.mark_sent(cid)
+        ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 100.0), ())
+    assert list(ledger._final) == ["pmg-b3", "pmg-b4", "pmg-b5"]
+    assert ledger.get("pmg-b0") == ledger.store.order("pmg-b0")  # from the journal
