@@ -761,7 +761,10 @@ class Store:
         row is not there any more): the caller writes the whole row."""
         if prev.keys() != row.keys():
             return False
-        cols = tuple(c for c, v in row.items() if not _same(prev[c], v))
+        # `!=` first (most columns are equal objects or equal values); `_same` settles the
+        # equal values of another type or sign
+        cols = tuple(c for c, v in row.items()
+                     if (pv := prev[c]) is not v and (pv != v or not _same(pv, v)))
         if not cols:
             return True
         sql = _UPDATE_SQL.get((table, cols, pk))
