@@ -18,3 +18,32 @@ def test_action_copy_is_dataclasses_replace():
         assert got == want and got is not a
         for f in fields(Action):
             assert getattr(got, f.name) is getattr(want, f.name), f.name
+
+
+def test_indicator_states_follow_each_completed_candle_and_each_spec():
+    """The indicator state the rules read is kept per symbol and spec object until the next
+    completed candle: never the state of an older candle, never another spec's."""
+    from pmgui.domain.models import Candle
+    from pmgui.engine.marketdata import MarketData
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings
+    from pmgui.indicators import IndicatorSpec
+
+    md = MarketData(Outbox(), EngineSettings(), lambda: 0.0)
+    spec = IndicatorSpec(ema_period=3, atr_period=3, channel_period=3, volatility_window=3,
+                         momentum_window=3, volume_window=3)
+    other = IndicatorSpec(ema_period=5, atr_period=3, channel_period=3, volatility_window=3,
+                          momentum_window=3, volume_window=3)
+    same = IndicatorSpec(ema_period=3, atr_period=3, channel_period=3, volatility_window=3,
+                         momentum_window=3, volume_window=3)
+    seen = []
+    for i in range(12):
+        p = 100.0 + i * (1 if i % 3 else -2)
+        md.close_candle("BTC", Candle(60.0 * i, p, p + 1, p - 1, p + 0.5, 1.0))
+        ind, _frames = md.state("BTC", spec, ())
+        assert md.state("BTC", spec, ())[0] is ind  # kept until the next candle
+        assert ind == md.series("BTC").indicator_set(spec).snapshot()
+        assert md.state("BTC", same, ())[0] == ind
+        assert md.state("BTC", other, ())[0] == md.series("BTC").indicator_set(other).snapshot()
+        seen.append(ind.ema9)
+    assert len({round(v, 9) for v in seen if v is not None}) > 3  # it moved with the candles

@@ -1042,14 +1042,13 @@ class EngineCore:
 
     async def _refresh_stale_prices(self) -> None:
         wanted: dict[str, tuple[str, float, int, float]] = {}
-        for pos in self.book.values():
-            if pos.symbol in wanted:
+        for rt in self.book.runtimes():
+            symbol = rt.symbol
+            if symbol in wanted:
                 continue
-            params = self.params(pos)
-            wanted[pos.symbol] = (
-                pos.symbol, params.f("price.max_age"),
-                params.i("price.rest_retries") if "price.rest_retries" in params else 3,
-                params.f("price.rest_backoff") if "price.rest_backoff" in params else 0.5)
+            max_age, tries, backoff = self.params(rt.position).memo(_price_policy,
+                                                                   _price_policy)
+            wanted[symbol] = (symbol, max_age, tries, backoff)
         await self.market.refresh_stale(self.exchange, wanted.values(), self.on_tick)
 
     async def reconcile(self, startup: bool = False) -> list[str]:
@@ -1130,6 +1129,13 @@ class EngineCore:
         """Effective preset and overrides per configured symbol (for the settings dialog)."""
         return {sym: (self.settings.preset_for(sym), self.settings.overrides_for(sym))
                 for sym in sorted(set(self.settings.symbols) | set(self.market.markets))}
+
+def _price_policy(params: Params) -> tuple[float, int, float]:
+    """(max age, REST tries, REST backoff) of a position's prices (from the values alone)."""
+    return (params.f("price.max_age"),
+            params.i("price.rest_retries") if "price.rest_retries" in params else 3,
+            params.f("price.rest_backoff") if "price.rest_backoff" in params else 0.5)
+
 
 @dataclass(frozen=True, slots=True)
 class _RuleInfo:
