@@ -80,6 +80,7 @@ __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 MAX_MARKERS = 500
 REDRAW_MS = 100  # live redraws of the chart: at most 10 a second
+FOLD_AFTER = 256  # ticks of a symbol not shown waiting before they are folded into its candles
 _MARKER_SYMBOL = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
                   ActionType.REDUCE: "t", ActionType.MOVE_SL: "d", ActionType.MOVE_TP: "d"}
 TAG_MARGIN = 4  # pixels between a tag and the view's edge
@@ -141,6 +142,9 @@ class ChartWidget(QWidget):
         self._snap: PositionSnapshot | None = None
         self._market: Market | None = None
         self._series: dict[str, CandleSeries] = {}
+        # ticks of the symbols not shown, folded into their series when it is asked for (a
+        # storm's other symbols cost an append per pump, not a candle update)
+        self._waiting: dict[str, list[TickEvent]] = {}
         self._last: dict[str, TickEvent] = {}
         self._markers: dict[str, list[tuple[float, float, ActionTaken, str]]] = {}
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
@@ -345,7 +349,7 @@ class ChartWidget(QWidget):
         return None
 
     def known_symbols(self) -> list[str]:
-        return sorted(set(self._last) | set(self._series))
+        return sorted(set(self._last) | set(self._series) | set(self._waiting))
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
@@ -401,7 +405,7 @@ class ChartWidget(QWidget):
         sym, tf = self.symbol, self.timeframe
         if sym is None or self._ask is None or (sym, tf) in self._asked:
             return
-        series = self._series.get(sym)
+        series = self._series_of(sym)
         if TIMEFRAMES[tf] <= (series.base if series is not None else 60.0) + 1e-9:
             return
         self._asked.add((sym, tf))
@@ -435,7 +439,7 @@ class ChartWidget(QWidget):
         if error is not None or not isinstance(data, CandlesSnapshot):
             self._asked.discard(key)  # asked again when shown again
             return
-        series = self._series.setdefault(data.symbol, CandleSeries())
+        series = self._series_of(data.symbol, create=True)
         series.set_history(TIMEFRAMES[data.timeframe], data.candles)
         if data.symbol == self.symbol:
             self._rendered = None
@@ -539,21 +543,38 @@ class ChartWidget(QWidget):
             if prev is not None and ev.ts < prev.ts:
                 continue  # never step back to an older price
             self._last[ev.symbol] = ev
-            series = self._series.get(ev.symbol)
-            if series is None:
-                series = self._series[ev.symbol] = CandleSeries()
-            changed = series.on_tick(ev.price, ev.ts)
             if ev.symbol == shown:
+                changed = self._series_of(ev.symbol, create=True).on_tick(ev.price, ev.ts)
                 moved = True
                 render = render or changed
+                continue
+            waiting = self._waiting.get(ev.symbol)
+            if waiting is None:
+                self._waiting[ev.symbol] = [ev]
+            else:
+                waiting.append(ev)
+                if len(waiting) >= FOLD_AFTER:
+                    self._series_of(ev.symbol)
         if render:
             self._due.add("candles")
         if moved:
             self._due.add("last")
         self._redraw_soon()
 
+    def _series_of(self, symbol: str, create: bool = False) -> CandleSeries | None:
+        """The symbol's candles with the ticks waiting for it folded in (None: none yet)."""
+        waiting = self._waiting.pop(symbol, None)
+        series = self._series.get(symbol)
+        if series is None and (create or waiting):
+            series = self._series[symbol] = CandleSeries()
+        if waiting:
+            assert series is not None
+            for ev in waiting:
+                series.on_tick(ev.price, ev.ts)
+        return series
+
     def on_candles(self, ev: CandlesEvent) -> None:
-        series = self._series.setdefault(ev.symbol, CandleSeries())
+        series = self._series_of(ev.symbol, create=True)
         series.merge(ev.candles)
         if self._snap is not None and ev.symbol == self._snap.position.symbol:
             had = bool(self.candle_item.candles)
@@ -850,7 +871,7 @@ class ChartWidget(QWidget):
 
     def _render_candles(self) -> None:
         sym = self.symbol
-        series = self._series.get(sym) if sym else None
+        series = self._series_of(sym) if sym else None
         if series is None:
             self.candle_item.set_candles((), 60.0)
             self.forming_item.set_candles(())
@@ -891,7 +912,7 @@ class ChartWidget(QWidget):
 
     def _update_indicator(self) -> None:
         s = self._snap
-        series = self._series.get(s.position.symbol) if s is not None else None
+        series = self._series_of(s.position.symbol) if s is not None else None
         end = (series.candles[-1].ts + series.base) if series is not None and series.candles \
             else 0.0
         self._feed.bucket = series.base if series is not None else 60.0
@@ -1005,6 +1026,6 @@ class ChartWidget(QWidget):
         tick = self._last.get(symbol)
         if tick is not None:
             return tick.ts
-        s = self._series.get(symbol)
+        s = self._series_of(symbol)
         return s.candles[-1].ts if s is not None and s.candles else 0.0
 

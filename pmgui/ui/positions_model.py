@@ -12,6 +12,7 @@ is never reset per tick, so selection, scroll position and sorting survive live 
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -268,16 +269,14 @@ _TIP_KEYS = ("pnl", "roi", "r")  # tooltips written from the row's figures
 _MISSING_LAST = math.inf  # ascending sort value of a missing number (last)
 
 
-def _levels(p) -> tuple:
-    return (p.sl, p.tp, p.trailing, p.liquidation)
-
-
-def _shown(p) -> tuple:
-    """The position's fields the table shows or computes from, besides its levels (rule
-    memory — peaks, best price, flags — changes with every tick and shows nothing)."""
-    return (p.symbol, p.side, p.qty, p.entry, p.leverage, p.opened_at, p.initial_qty,
-            p.initial_sl, p.fee_rate, p.contract_size, p.preset, p.automation, p.fees_paid,
-            p.exchange, p.margin_mode, p.hedge, p.funding)
+# the position's stop and target levels (attrgetter: one tuple, built in C)
+_levels = operator.attrgetter("sl", "tp", "trailing", "liquidation")
+# The position's fields the table shows or computes from, besides its levels (rule memory —
+# peaks, best price, flags — changes with every tick and shows nothing).
+_shown = operator.attrgetter(
+    "symbol", "side", "qty", "entry", "leverage", "opened_at", "initial_qty", "initial_sl",
+    "fee_rate", "contract_size", "preset", "automation", "fees_paid", "exchange",
+    "margin_mode", "hedge", "funding")
 
 
 def _merge(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
