@@ -124,6 +124,7 @@ def test_gui_check_refuses_a_window_that_did_not_show_the_storm():
 
     shown().check()
     shown(actions=None).check()  # a baseline that shows no actions
+    shown(actions=None, samples=0).check()  # … and still shows only pre-storm prices
     for kw, why in (({"updates": 10}, "position updates"), ({"actions": 0}, "rule action"),
                     ({"paints": 0}, "never painted"), ({"samples": 0}, "sampled"),
                     ({"delivered": 0}, "no tick")):

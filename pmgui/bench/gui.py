@@ -70,7 +70,9 @@ class GuiResult:
             raise AssertionError(f"gui[{self.name}]: no rule action reached the window")
         if self.paints == 0:
             raise AssertionError(f"gui[{self.name}]: the table was never painted")
-        if self.samples == 0:
+        if self.samples == 0 and self.actions is not None:
+            # (a baseline so far behind that it still shows only pre-storm prices has no
+            # lag sample: its lag is reported as unknown, its other figures stand)
             raise AssertionError(f"gui[{self.name}]: no displayed price could be sampled")
 
 
