@@ -679,3 +679,141 @@ def test_equal_flag_sets_and_actions_are_encoded_alike(store):
     store.record_action(mv, symbol="BTC")
     assert store.actions()[0]["inputs"] == {"a": None, "b": 1.5, "c": None, "d": "x",
                                             "e": True, "f": 2}
+
+
+# ---------------------------------------------------------------- incremental writes
+# A queued or synced save writes only the columns whose objects changed since the state this
+# connection last wrote (and validates only those): the file must hold exactly what a whole
+# rewrite of the latest state would, and bad input must still be refused with nothing changed.
+
+_VARIANTS: dict[str, list] = {
+    "sl": [None, 44000.1, 43999.0, 44000, 0.0, -0.0],
+    "trailing": [None, 43900.3, 43000.25],
+    "peak_roi": [0.1834, 0.0, -0.0, 0, 0.25],
+    "best_price": [None, 42000.25, 41999.75],
+    "sl_kind": [StopKind.TRAILING, StopKind.BREAKEVEN, StopKind.MANUAL],
+    "flags": [frozenset(), frozenset({"tp1_done"}), frozenset({"b", "a"})],
+    "overrides": [frozen_map(), frozen_map({"a": 1}), frozen_map({"a": 1.0})],
+    "qty": [0.125, 0.1, 1],
+    "automation": [True, False],
+    "exit_reason": [None, "why"],
+}
+_TRANCHES = [
+    (Tranche("t1", 0.2, 43300.0, 1_700_000_000.0, sl=44500.5, tp=41000.0),),
+    (Tranche("t1", 0.2, 43300.0, 1_700_000_000.0, sl=44500.5, tp=41000.0),),  # equal copy
+    (Tranche("t1", 0.2, 43300.0, 1_700_000_000.0, sl=-0.0, tp=41000.0),),
+    (Tranche("t1", 0.2, 43300.0, 1_700_000_000.0, sl=0.0, tp=41000.0),
+     Tranche("t2", 0.05, 43056.5, 1_700_000_100.5, source="add_on")),
+]
+
+
+def _disk(store: Store) -> tuple:
+    """The positions and tranches tables with each value's SQLite type (not updated_at)."""
+    conn = store.db.conn
+    pcols = [r[1] for r in conn.execute("PRAGMA table_info(positions)") if r[1] != "updated_at"]
+    tcols = [r[1] for r in conn.execute("PRAGMA table_info(tranches)")]
+
+    def typed(table, cols, order):
+        sel = ", ".join(f"{c}, typeof({c}), quote({c})" for c in cols)
+        return [tuple(r) for r in conn.execute(f"SELECT {sel} FROM {table} ORDER BY {order}")]
+    return typed("positions", pcols, "id"), typed("tranches", tcols, "position_id, seq")
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(["behind", "behind", "sync", "flush", "rollback"]),
+    st.sampled_from(["p1", "p2"]),
+    st.lists(st.tuples(st.sampled_from([*_VARIANTS, "tranches"]), st.integers(0, 5)),
+             max_size=4)), max_size=25))
+def test_incremental_writes_leave_the_file_as_whole_rewrites_would(steps):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "a.db")
+        ref = Store.open(Path(tmp) / "b.db")
+        latest = {pid: full_position(pid) for pid in ("p1", "p2")}
+        for pos in latest.values():
+            store.save_position(pos)
+        for op, pid, changes in steps:
+            kw = {}
+            for name, i in changes:
+                options = _TRANCHES if name == "tranches" else _VARIANTS[name]
+                kw[name] = options[i % len(options)]
+            new = latest[pid].evolve(**kw)
+            if op == "behind":
+                store.save_position_behind(new)
+            elif op == "sync":
+                store.save_position(new)
+            elif op == "flush":
+                store.flush_behind()
+                continue
+            else:
+                with pytest.raises(RuntimeError), store.transaction():
+                    store.save_position(new)
+                    raise RuntimeError("rolled back")
+                continue
+            latest[pid] = new
+        store.flush_behind()
+        for pos in latest.values():
+            ref._forget_written()  # the whole row and tranches
+            ref.save_position(pos)
+        assert _disk(store) == _disk(ref)
+        for pid, pos in latest.items():
+            loaded = store.load_position(pid)
+            assert loaded == pos and loaded.tranches == pos.tranches
+        store.close()
+        ref.close()
+
+
+@pytest.mark.parametrize("bad", [
+    {"sl": math.nan}, {"trailing": math.inf}, {"peak_roi": None}, {"qty": "1"},
+    {"flags": frozenset({1})}, {"overrides": frozen_map({"a": [1]})},
+    {"sl_kind": "sideways"}, {"symbol": None},
+    {"tranches": (Tranche("t1", 0.1, 1.0, 1.0), Tranche("t1", 0.1, 1.0, 1.0))},
+    {"tranches": (Tranche("t9", math.nan, 1.0, 1.0),)},
+])
+@pytest.mark.parametrize("queued", [False, True])
+def test_a_bad_value_after_valid_saves_is_refused_and_changes_nothing(store, db_path, bad,
+                                                                      queued):
+    """Validation checks only the objects that changed since a state already checked: a
+    bad one among them is still refused, queued or synced, and nothing is written."""
+    pos = full_position("p1")
+    store.save_position(pos)
+    moved = pos.evolve(sl=43800.0)
+    if queued:
+        store.save_position_behind(moved)  # the reference is now the queued state
+    for save in (store.save_position_behind, store.save_position):
+        with pytest.raises(ValidationError):
+            save(moved.evolve(**bad))
+    assert store.behind == (1 if queued else 0)
+    store.flush_behind()
+    assert store.load_position("p1") == (moved if queued else pos)
+
+
+def _inputs_reference(m) -> str:
+    """What the log stores for an action's inputs (serialize's documented rule)."""
+    clean = {}
+    for k, v in m.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        elif not (v is None or isinstance(v, (str, bool, int, float))):
+            v = str(v)
+        clean[str(k)] = v
+    return json.dumps(clean, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+_input_values = st.one_of(
+    st.floats(), st.sampled_from([0.0, -0.0, 0.02, 1.0, 98.17645193999999, 1e300, 5e-324]),
+    st.integers(), st.booleans(), st.none(), st.text(max_size=6),
+    st.sampled_from([Side.LONG, StopKind.TRAILING, (1, 2), [3], {"a": 1}]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(maps=st.lists(st.dictionaries(
+    st.sampled_from(["price", "level", "é", "a\"b", "previous_sl", "mode", "z", "A", 7, None]),
+    _input_values, max_size=8), min_size=1, max_size=4))
+def test_action_inputs_are_stored_as_the_reference_text(maps):
+    """The inputs' text (templates per key set, float texts remembered) is exactly the
+    documented encoding, call after call (a remembered 0.0 never stands for -0.0)."""
+    from pmgui.store.serialize import _sanitized_inputs
+    for m in maps * 2:
+        assert _sanitized_inputs(frozen_map(m)) == _inputs_reference(m)
+        assert _sanitized_inputs(m) == _inputs_reference(m)

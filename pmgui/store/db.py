@@ -23,8 +23,10 @@ Why it is built this way:
   order of the decisions whichever commit writes them. Venue reports and such windows may be
   committed `relaxed()` (WAL, not fsynced: a killed process loses nothing; the next synced
   commit syncs them). Hot-path writes use prepared SQL (sqlite-utils keeps schema and
-  migrations). The store remembers the position row and tranche rows it last wrote: a level
-  move updates only the columns that changed and leaves equal tranches alone (a rollback
+  migrations). The store remembers the Position it last wrote for each id (the engine's
+  own immutable object, not a copy of its row): a level move validates, converts and
+  updates only the columns whose objects changed (queued moves: one UPDATE statement per
+  set of changed columns) and leaves the tranches alone when they are the same (a rollback
   forgets it all, so nothing undone is taken for written).
 - **The journal comes first.** `journal_order` stores an intended order in status `pending`
   before the engine sends it; whatever is still `pending` after a restart (`pending_orders`) is
@@ -90,10 +92,12 @@ from pmgui.store.serialize import (
     fill_to_row,
     order_from_row,
     order_to_row,
+    position_changes,
     position_from_row,
     position_to_row,
+    same_rows,
     tranche_from_row,
-    tranche_to_row,
+    tranche_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -108,14 +112,6 @@ _INSERT_SQL: dict[tuple, str] = {}
 _UPDATE_SQL: dict[tuple, str] = {}
 
 
-def _same(a: object, b: object) -> bool:
-    """The same stored value (type included: 1 and 1.0 or 0.0 and -0.0 are not)."""
-    if a is b:
-        return True
-    if a.__class__ is not b.__class__ or a != b:
-        return False
-    return a.__class__ is not float or a != 0.0 or math.copysign(1.0, a) == math.copysign(  # type: ignore[arg-type]
-        1.0, b)  # type: ignore[arg-type]
 _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 # WAL checkpoints (see `Store.checkpoint_in_background`): a background PASSIVE checkpoint once
 # this many pages wait in the WAL; SQLite's own inline checkpoint only as a backstop.
@@ -123,6 +119,22 @@ CHECKPOINT_PAGES = 1000
 BACKSTOP_PAGES = 20000
 BEHIND_CHUNK = 32  # rows written behind per commit of a due window (`Store.flush_behind`)
 _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
+
+
+# a state's column changes against the Position they were computed from (that Position,
+# the columns, their values)
+_Prep = tuple[Position, tuple[str, ...], list[Any]]
+_Queued = tuple[Position, float, "_Prep | None"]  # a position waiting behind
+
+
+def _update_sql(cols: tuple[str, ...]) -> str:
+    """UPDATE of a position's changed columns and its updated_at (params: values,
+    updated_at, id)."""
+    sql = _UPDATE_SQL.get(cols)
+    if sql is None:
+        sets = ", ".join(f"{c} = ?" for c in (*cols, "updated_at"))
+        sql = _UPDATE_SQL[cols] = f"UPDATE positions SET {sets} WHERE id = ?"
+    return sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,27 +308,28 @@ class Store:
         # level moves and their log lines) waits here and is written in chunks once its
         # window is due (`flush_behind`), before any read; a synced write takes along only
         # what waits for its own position.
-        self._behind_positions: dict[str, tuple[Row, list[Row]]] = {}
+        # per position: (the Position, its updated_at, its column changes against the
+        # state written when it was queued, or None) — rows are built when written
+        self._behind_positions: dict[str, _Queued] = {}
         self._behind_actions: list[Row] = []
         self._behind_since: float | None = None
         self.behind_chunk = BEHIND_CHUNK
         self._next_action_id: int | None = None  # ids are taken when a line is recorded
         # rows taken from the queue by the open transaction (queued again if it rolls back)
-        self._carried_positions: dict[str, tuple[Row, list[Row]]] = {}
+        self._carried_positions: dict[str, _Queued] = {}
         self._carried_actions: list[Row] = []
         self._normal = False  # synchronous=NORMAL in force (inside `relaxed()`)
         self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
         self._sp = 0  # savepoint counter
         self._checkpointer: _Checkpointer | None = None
-        # per position: its tranches tuple (immutable) and the rows built from it, so a
-        # level move (same tranches) does not validate and build them again
-        self._tranche_rows: dict[str, tuple[tuple, list[Row]]] = {}
-        # per position: the row and tranche rows this connection last wrote for it; a write
-        # updates only the columns that differ and leaves equal tranches alone (a level move
-        # changes a few columns; rewriting the row would touch every index of the table).
+        # per position: the Position this connection last wrote (positions are immutable;
+        # usually the very object the engine holds, so remembering it costs a dict entry).
+        # A write updates only the columns whose objects differ from it and leaves the
+        # tranches alone when they are the same (a level move changes a few columns;
+        # rewriting the row would touch every index of the table). A state of the same id
+        # validated before also makes validation cheap: only the new objects are checked.
         # Forgotten whenever a transaction rolls back (`_forget_written`).
-        self._rows_written: dict[str, Row] = {}
-        self._tranches_written: dict[str, list[Row]] = {}
+        self._written: dict[str, Position] = {}
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -604,8 +617,7 @@ class Store:
         self._carried_actions.clear()
 
     def _forget_written(self) -> None:
-        self._rows_written.clear()
-        self._tranches_written.clear()
+        self._written.clear()
 
     def _requeue_carried(self) -> None:
         """A rolled-back transaction had taken rows from the write-behind queue: they wait
@@ -647,8 +659,8 @@ class Store:
     def save_position_behind(self, pos: Position) -> None:
         """`save_position` written behind: validated now, stored with the next window."""
         self._writable()
-        row, trows = self._position_rows(pos)
-        self._behind_positions[pos.id] = (row, trows)
+        prep = self._validate(pos)
+        self._behind_positions[pos.id] = (pos, time.time(), prep)
         if self._behind_since is None:
             self._behind_since = time.monotonic()
 
@@ -710,8 +722,7 @@ class Store:
         if not self._behind_positions and not self._behind_actions:
             self._behind_since = None
         try:
-            for row, trows in taken_p.values():
-                self._write_position(row, trows)
+            self._write_positions(taken_p)
             self._insert_many("actions", taken_a)
         except BaseException:
             # not written: kept for the next try (newer states queued meanwhile win)
@@ -755,25 +766,6 @@ class Store:
                 f"VALUES ({', '.join('?' * len(cols))})")
         return self.db.conn.execute(sql, tuple(row.values())).lastrowid
 
-    def _update_changed(self, table: str, pk: str, prev: Row, row: Row) -> bool:
-        """UPDATE only the columns of `row` that differ from `prev` (the row as this
-        connection last wrote it); False when that is not possible (other columns, or the
-        row is not there any more): the caller writes the whole row."""
-        if prev.keys() != row.keys():
-            return False
-        # `!=` first (most columns are equal objects or equal values); `_same` settles the
-        # equal values of another type or sign
-        cols = tuple(c for c, v in row.items()
-                     if (pv := prev[c]) is not v and (pv != v or not _same(pv, v)))
-        if not cols:
-            return True
-        sql = _UPDATE_SQL.get((table, cols, pk))
-        if sql is None:
-            sql = _UPDATE_SQL[(table, cols, pk)] = (
-                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {pk} = ?")
-        cur = self.db.conn.execute(sql, (*(row[c] for c in cols), row[pk]))
-        return cur.rowcount == 1
-
     def _insert_many(self, table: str, rows: list[Row]) -> None:
         """Insert rows of one column set (the queued log lines) with one statement."""
         if not rows:
@@ -790,36 +782,89 @@ class Store:
                 f"VALUES ({', '.join('?' * len(cols))})")
         self.db.conn.executemany(sql, [tuple(r.values()) for r in rows])
 
-    def _position_rows(self, pos: Position) -> tuple[Row, list[Row]]:
-        row = position_to_row(pos, time.time())
-        tranches = pos.tranches
-        hit = self._tranche_rows.get(pos.id)
-        if hit is not None and hit[0] is tranches:
-            return row, hit[1]  # the same (immutable) tranches: the rows built from them
-        trows = [tranche_to_row(pos.id, i, t) for i, t in enumerate(tranches)]
-        ids = [t["id"] for t in trows]
-        if len(set(ids)) != len(ids):
-            raise ValidationError(f"position {pos.id} has two tranches with the same id",
-                                  field="tranches")
-        if len(self._tranche_rows) >= 8192:
-            self._tranche_rows.clear()
-        self._tranche_rows[pos.id] = (tranches, trows)
-        return row, trows
+    def _validate(self, pos: Position) -> _Prep | None:
+        """Check `pos` before it is queued or written (ValidationError naming the field;
+        nothing changes). Against a state of the same id validated before (queued, or the
+        one last written) only its new objects are checked (`position_changes`); when that
+        state is the one written, the column changes found are returned for the write."""
+        pid = pos.id
+        if pid.__class__ is str:
+            queued = self._behind_positions.get(pid)
+            written = self._written.get(pid)
+            ref = queued[0] if queued is not None else written
+            if ref is not None:
+                cols, vals = position_changes(ref, pos)
+                if pos.tranches is not ref.tranches:
+                    tranche_rows(pos)
+                return (ref, cols, vals) if ref is written else None
+        position_to_row(pos, 0.0)
+        tranche_rows(pos)
+        return None
 
-    def _write_position(self, row: Row, trows: list[Row]) -> None:
-        pid = row["id"]
-        prev = self._rows_written.pop(pid, None)
-        if prev is None or not self._update_changed("positions", "id", prev, row):
-            self._upsert("positions", row, "id")
-        if len(self._rows_written) >= 8192:
-            self._rows_written.clear()
-        self._rows_written[pid] = row
-        written = self._tranches_written.get(pid)
-        if written is not None and (written is trows or written == trows):
-            return  # a level move: the tranches on disk are these already
+    def _changes(self, prev: Position, pos: Position,
+                 prep: _Prep | None) -> tuple[tuple[str, ...], list[Any]]:
+        if prep is not None and prep[0] is prev:
+            return prep[1], prep[2]
+        return position_changes(prev, pos)
+
+    def _remember(self, pos: Position) -> None:
+        if len(self._written) >= 8192:
+            self._written.clear()
+        self._written[pos.id] = pos
+
+    def _write_position(self, pos: Position, updated_at: float,
+                        prep: _Prep | None = None) -> None:
+        """Write `pos` (validated): the columns that changed since this connection last
+        wrote it, or the whole row and its tranches."""
+        prev = self._written.pop(pos.id, None)
+        if prev is not None:
+            cols, vals = self._changes(prev, pos, prep)
+            cur = self.db.conn.execute(_update_sql(cols), (*vals, updated_at, pos.id))
+            if cur.rowcount == 1:
+                self._write_tranches(prev, pos)
+                self._remember(pos)
+                return
+        self._write_whole(pos, updated_at)  # new to this connection, or its row vanished
+
+    def _write_positions(self, taken: dict[str, _Queued]) -> None:
+        """Write queued positions: the level moves (the same few columns changed) as one
+        UPDATE statement per set of changed columns."""
+        groups: dict[tuple[str, ...], list[tuple[Position, tuple]]] = {}
+        written = self._written
+        for pid, (pos, updated_at, prep) in taken.items():
+            prev = written.get(pid)
+            if prev is None:
+                self._write_whole(pos, updated_at)
+                continue
+            cols, vals = self._changes(prev, pos, prep)
+            groups.setdefault(cols, []).append((pos, (*vals, updated_at, pid)))
+            self._write_tranches(prev, pos)
         conn = self.db.conn
-        self._tranches_written.pop(pid, None)
-        conn.execute("DELETE FROM tranches WHERE position_id = ?", (pid,))
+        for cols, items in groups.items():
+            sql = _update_sql(cols)
+            if conn.executemany(sql, [p for _, p in items]).rowcount != len(items):
+                for pos, params in items:  # a row vanished: which one? (equal re-writes)
+                    if conn.execute(sql, params).rowcount != 1:
+                        self._write_whole(pos, params[-2])
+            for pos, _ in items:
+                self._remember(pos)
+
+    def _write_whole(self, pos: Position, updated_at: float) -> None:
+        self._upsert("positions", position_to_row(pos, updated_at), "id")
+        self._replace_tranches(pos, tranche_rows(pos))
+        self._remember(pos)
+
+    def _write_tranches(self, prev: Position, pos: Position) -> None:
+        """The tranches of `pos`, unless those written (`prev`'s) store the same values."""
+        if pos.tranches is prev.tranches:
+            return  # a level move: the tranches on disk are these already
+        trows = tranche_rows(pos)
+        if not same_rows(tranche_rows(prev), trows):
+            self._replace_tranches(pos, trows)
+
+    def _replace_tranches(self, pos: Position, trows: list[Row]) -> None:
+        conn = self.db.conn
+        conn.execute("DELETE FROM tranches WHERE position_id = ?", (pos.id,))
         if trows:
             cols = tuple(trows[0])
             sql = _INSERT_SQL.get(("tranches", cols))
@@ -828,9 +873,6 @@ class Store:
                     f"INSERT INTO tranches ({', '.join(cols)}) "
                     f"VALUES ({', '.join('?' * len(cols))})")
             conn.executemany(sql, [tuple(t.values()) for t in trows])
-        if len(self._tranches_written) >= 8192:
-            self._tranches_written.clear()
-        self._tranches_written[pid] = trows
 
     # ------------------------------------------------------------------ helpers
 
@@ -874,10 +916,20 @@ class Store:
     def save_position(self, pos: Position) -> None:
         """Insert or replace the full state of `pos`, its tranches included."""
         self._writable()
-        row, trows = self._position_rows(pos)
-        self._behind_positions.pop(pos.id, None)  # this newer state supersedes it
-        with self._tx():
-            self._write_position(row, trows)
+        prep = self._validate(pos)
+        updated_at = time.time()
+        taken = self._behind_positions.pop(pos.id, None)  # this newer state supersedes it
+        if taken is not None:  # ... unless it is rolled back: then that one waits again
+            self._carried_positions[pos.id] = taken
+        try:
+            with self._tx():
+                self._write_position(pos, updated_at, prep)
+        except BaseException:
+            if taken is not None:
+                self._behind_positions.setdefault(pos.id, taken)
+                if self._behind_since is None:
+                    self._behind_since = time.monotonic()
+            raise
 
     @_guard
     def load_open_positions(self) -> list[Position]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -119,7 +120,75 @@ def _scalar_map(m: Mapping[str, Scalar], field: str, what: str) -> str:
     return dumps_json(dict(m), f"{what}.{field}")
 
 
+# Action inputs: per key set met (in the mapping's order), the getter of the values in sorted
+# key order and the JSON text before each value; the text of floats met lately (a trailing
+# move's inputs repeat their parameters, and its previous level was the level of the move
+# before). Both only speed up `_sanitized_inputs`: its text is `dumps_json`'s, byte for byte.
+_INPUT_TEMPLATES: dict[tuple[str, ...], tuple[Any, tuple[str, ...]]] = {}
+_FLOAT_TEXT: dict[float, str] = {}
+_float_repr = float.__repr__
+
+
+def _template(keys: tuple) -> tuple[Any, tuple[str, ...]] | None:
+    if not keys or any(k.__class__ is not str for k in keys):
+        return None
+    order = sorted(keys)
+    get = operator.itemgetter(*order)
+    getter = get if len(order) > 1 else (lambda m: (get(m),))
+    heads = tuple(("{" if i == 0 else ",") + _c_ascii(k) + ":" for i, k in enumerate(order))
+    if len(_INPUT_TEMPLATES) >= 256:
+        _INPUT_TEMPLATES.clear()
+    _INPUT_TEMPLATES[keys] = (getter, heads)
+    return getter, heads
+
+
+def _plain_inputs(m: Mapping[str, Scalar]) -> str | None:
+    """`_flat_json` of inputs whose keys are text and values plain finite scalars (exact
+    types), None for anything else (the general path decides)."""
+    keys = tuple(m)
+    t = _INPUT_TEMPLATES.get(keys)
+    if t is None:
+        t = _template(keys)
+        if t is None:
+            return None
+    getter, heads = t
+    parts = []
+    floats = _FLOAT_TEXT
+    for head, v in zip(heads, getter(m)):  # noqa: B905 - equal lengths by construction
+        c = v.__class__
+        if c is float:
+            text = floats.get(v)
+            if text is None:
+                if v - v != 0.0:
+                    return None  # NaN or infinite: stored as null by the general path
+                text = _float_repr(v)
+                if v != 0.0:  # 0.0 and -0.0 are equal keys with different texts
+                    if len(floats) >= 4096:
+                        floats.clear()
+                    floats[v] = text
+        elif c is str:
+            text = _c_ascii(v)
+        elif v is None:
+            text = "null"
+        elif c is bool:
+            text = "true" if v else "false"
+        elif c is int:
+            text = int.__repr__(v)
+        else:
+            return None
+        parts.append(head)
+        parts.append(text)
+    parts.append("}")
+    return "".join(parts)
+
+
 def _sanitized_inputs(m: Mapping[str, Scalar]) -> str:
+    if not m:
+        return "{}"
+    if _c_make_encoder is not None:
+        text = _plain_inputs(m)
+        if text is not None:
+            return text
     clean: dict[str, Scalar] = {}
     plain = True
     for k, v in m.items():
@@ -203,6 +272,92 @@ def position_to_row(pos: Position, updated_at: float) -> Row:
     for f in _POS_OPTIONAL_FLOATS:
         row[f] = _opt_finite(getattr(pos, f), f, w)
     return row
+
+
+def same_value(a: object, b: object) -> bool:
+    """The same stored value (type included: 1 and 1.0 or 0.0 and -0.0 are not)."""
+    if a is b:
+        return True
+    if a.__class__ is not b.__class__ or a != b:
+        return False
+    return a.__class__ is not float or a != 0.0 or math.copysign(1.0, a) == math.copysign(  # type: ignore[arg-type]
+        1.0, b)  # type: ignore[arg-type]
+
+
+def _id_text(value: object, field: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{what}.{field} must be non-empty text, got {value!r}",
+                              field=field)
+    return value
+
+
+def _enum_conv(enum_cls: type) -> Any:
+    return lambda value, field, what: _enum_value(enum_cls, value, field, what)
+
+
+# The stored fields of a Position (all but `tranches`, `margin_mode`, `hedge`) and how each
+# becomes its column's value (validating it), in the column order of `position_to_row`.
+_POS_CONVERT: tuple[tuple[str, Any], ...] = (
+    ("id", _id_text),
+    ("symbol", _text),
+    ("side", _enum_conv(Side)),
+    ("sl_kind", _enum_conv(StopKind)),
+    ("status", _enum_conv(PositionStatus)),
+    ("preset", _text),
+    ("overrides", _scalar_map),
+    ("automation", lambda v, f, w: 1 if v else 0),
+    ("flags", lambda v, f, w: _flags(v, w)),
+    ("exit_reason", _opt_text),
+    ("exchange", _text),
+    *((f, _finite) for f in _POS_REQUIRED_FLOATS),
+    *((f, _opt_finite) for f in _POS_OPTIONAL_FLOATS),
+)
+
+
+def _changed(name: str, conv: Any, a: object, b: object, cols: list[str],
+             vals: list[Any]) -> None:
+    v = conv(b, name, "position")
+    if not same_value(conv(a, name, "position"), v):
+        cols.append(name)
+        vals.append(v)
+
+
+def _changes_fn() -> Any:
+    """`position_changes` as straight-line code: one identity test per stored field."""
+    lines = ["def position_changes(prev, pos):", "    cols = []", "    vals = []"]
+    env: dict[str, object] = {"_changed": _changed}
+    for i, (name, conv) in enumerate(_POS_CONVERT):
+        env[f"_c{i}"] = conv
+        lines += [f"    a = prev.{name}", f"    b = pos.{name}",
+                  f"    if a is not b: _changed({name!r}, _c{i}, a, b, cols, vals)"]
+    lines.append("    return tuple(cols), vals")
+    exec("\n".join(lines), env)  # code built from the field names above
+    return env["position_changes"]
+
+
+# `position_changes(prev, pos) -> (columns, values)`: the columns of `pos`'s row whose value
+# differs from `prev`'s (a Position of the same id already validated), with their new values.
+# Only the fields that are not the very object `prev` holds are converted — and thereby
+# validated: a level move checks and converts its few new values, not the whole row (`prev`'s
+# objects were checked when `prev` was). Equal values (`same_value`) are left out. Tranches
+# are not compared.
+position_changes: Any = _changes_fn()
+
+
+def tranche_rows(pos: Position) -> list[Row]:
+    """The `tranches` rows of `pos` (validated; tranche ids unique within the position)."""
+    rows = [tranche_to_row(pos.id, i, t) for i, t in enumerate(pos.tranches)]
+    if len(rows) > 1 and len({t["id"] for t in rows}) != len(rows):
+        raise ValidationError(f"position {pos.id} has two tranches with the same id",
+                              field="tranches")
+    return rows
+
+
+def same_rows(a: list[Row], b: list[Row]) -> bool:
+    """Rows that store the very same values (`same_value`, column by column)."""
+    return len(a) == len(b) and all(
+        ra.keys() == rb.keys() and all(same_value(v, rb[k]) for k, v in ra.items())
+        for ra, rb in zip(a, b, strict=True))
 
 
 def tranche_to_row(position_id: str, seq: int, t: Tranche) -> Row:
