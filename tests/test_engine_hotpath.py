@@ -6,7 +6,7 @@ from dataclasses import fields, replace
 
 from pmgui.domain.enums import ActionType, Reason, StopKind
 from pmgui.domain.models import Action, frozen_map
-from pmgui.engine.core import _action_with
+from pmgui.engine.core import _MOVE_STOP, _action_copier
 
 
 def test_action_copy_is_dataclasses_replace():
@@ -14,10 +14,22 @@ def test_action_copy_is_dataclasses_replace():
                rule="trailing", priority=7, ts=12.5, inputs=frozen_map({"level": 99.0}),
                flags=frozenset({"x"}), stop_kind=StopKind.TRAILING, limit=False)
     for changes in ({"sl": 98.0, "tp": 110.0}, {"ts": 13.0}, {}):
-        got, want = _action_with(a, **changes), replace(a, **changes)
+        got = _action_copier(*changes)(a, *changes.values())
+        want = replace(a, **changes)
         assert got == want and got is not a
         for f in fields(Action):
             assert getattr(got, f.name) is getattr(want, f.name), f.name
+
+
+def test_a_stop_move_copy_is_evolve():
+    from tests.test_store import full_position
+
+    pos = full_position("p1")
+    values = (43000.5, StopKind.BREAKEVEN, 43000.5, 44500.0, frozenset({"breakeven_set"}))
+    got = _MOVE_STOP(pos, *values)
+    want = replace(pos, sl=values[0], sl_kind=values[1], trailing=values[2],
+                   initial_sl=values[3], flags=values[4])
+    assert got == want
 
 
 def test_indicator_states_follow_each_completed_candle_and_each_spec():

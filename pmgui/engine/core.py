@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -61,6 +60,7 @@ from pmgui.domain.models import (
     Scalar,
     Tick,
     Tranche,
+    evolver,
     frozen_map,
 )
 from pmgui.domain.numbers import plain_price, plain_qty
@@ -419,7 +419,7 @@ class EngineCore:
                 if self._venue_owns_stop(rt, action, params):
                     continue
                 ok = await self.execute(action if action.ts == tick.ts
-                                        else _action_with(action, ts=tick.ts))
+                                        else _action_at(action, tick.ts))
                 failed_close = action.is_closing and not ok
                 if not rt.is_open:
                     break
@@ -506,7 +506,7 @@ class EngineCore:
             if moved is None:
                 return False
             if action.sl != moved.sl or action.tp != moved.tp:  # the log shows the new levels
-                action = _action_with(action, sl=moved.sl, tp=moved.tp)
+                action = _action_levels(action, moved.sl, moved.tp)
         elif action.sl is None or action.tp is None:  # the log shows the levels in force
             action = replace(action, sl=pos.sl if action.sl is None else action.sl,
                              tp=pos.tp if action.tp is None else action.tp)
@@ -594,10 +594,9 @@ class EngineCore:
             if sl is None and not manual:
                 return None
             kind = StopKind.MANUAL if manual else (action.stop_kind or StopKind.MANUAL)
-            new = pos.evolve(sl=sl, sl_kind=kind,
-                             trailing=sl if kind is StopKind.TRAILING else pos.trailing,
-                             initial_sl=pos.initial_sl if pos.initial_sl is not None else sl,
-                             flags=pos.flags | action.flags if action.flags else pos.flags)
+            new = _MOVE_STOP(pos, sl, kind, sl if kind is StopKind.TRAILING else pos.trailing,
+                             pos.initial_sl if pos.initial_sl is not None else sl,
+                             pos.flags | action.flags if action.flags else pos.flags)
             if manual:
                 new = new.evolve(tranches=tuple(replace(t, sl=sl) for t in pos.tranches))
             return new
@@ -1146,21 +1145,28 @@ class _RuleInfo:
 
 
 _ACTION_NAMES = tuple(f.name for f in fields(Action))
-_ACTION_INDEX = {name: i for i, name in enumerate(_ACTION_NAMES)}
-_ACTION_GET = operator.attrgetter(*_ACTION_NAMES)
-_ACTION_SETTERS = tuple(getattr(Action, name).__set__ for name in _ACTION_NAMES)
 
 
-def _action_with(action: Action, **changes: object) -> Action:
-    """`dataclasses.replace(action, **changes)` without its per-call overhead (Action has no
-    __post_init__; every applied rule action passes here)."""
-    values = list(_ACTION_GET(action))
-    for name, value in changes.items():
-        values[_ACTION_INDEX[name]] = value
-    new = object.__new__(Action)
-    for setter, value in zip(_ACTION_SETTERS, values, strict=True):
-        setter(new, value)
-    return new
+def _action_copier(*names: str) -> Callable[..., Action]:
+    """`fn(action, *values)` = `dataclasses.replace(action, **dict(zip(names, values)))`
+    without its per-call overhead (Action has no __post_init__; every applied rule action
+    passes here): straight-line code setting each slot through its descriptor."""
+    args = [f"v{i}" for i in range(len(names))]
+    given = dict(zip(names, args, strict=True))
+    env: dict[str, object] = {"_new": object.__new__, "Action": Action}
+    lines = [f"def copy(a, {', '.join(args)}):", "    new = _new(Action)"]
+    for i, name in enumerate(_ACTION_NAMES):
+        env[f"_s{i}"] = getattr(Action, name).__set__
+        lines.append(f"    _s{i}(new, {given.get(name, f'a.{name}')})")
+    lines.append("    return new")
+    exec("\n".join(lines), env)  # code built from the field names above
+    return env["copy"]  # type: ignore[return-value]
+
+
+_action_at = _action_copier("ts")
+_action_levels = _action_copier("sl", "tp")
+# a rule's stop move: the new stop, its kind, the trailing level, R's stop, the flags
+_MOVE_STOP = evolver("sl", "sl_kind", "trailing", "initial_sl", "flags")
 
 
 def _unsure(exc: ExchangeError, message: str) -> ExchangeError:
