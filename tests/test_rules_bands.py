@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pmgui.domain.enums import ActionType, PositionStatus, Side, StopKind
+from pmgui.domain.enums import ActionType, PositionStatus, Reason, Side, StopKind
 from pmgui.domain.models import Action, Indicators, Market, MarketState, Position, Tranche
 from pmgui.rules import bands as bands_mod
 from pmgui.rules.bands import BandGate, QuietBand, quiet_band
@@ -382,7 +382,7 @@ from pmgui.rules.common import action as make_action  # noqa: E402
 from pmgui.rules.common import make_ctx  # noqa: E402
 
 _POOL = [Indicators(volatility=v, momentum=m)
-         for v in (None, 0.005, 0.02, 0.05) for m in (None, -0.03, 0.0, 0.01, 0.03)]
+         for v in (None, 0.005, 0.02, 0.05, math.nan) for m in (None, -0.03, 0.0, 0.01, 0.03)]
 """Shared indicator objects: a candle close hands the rules a new object (a cache miss),
 the ticks between closes the same one again (a hit)."""
 
@@ -392,24 +392,48 @@ cached_steps = st.lists(st.tuples(
     st.floats(80.0, 125.0),  # price
     st.floats(0.0, 30.0),  # how far the best price is beyond the price (%)
     st.sampled_from([0.0, 3000.0, 9000.0, 90000.0]),  # age
+    st.booleans(),  # the other side (the positions of a book share a Params)
 ), min_size=1, max_size=25)
+
+
+def _trailing_through_action(ctx) -> list[Action]:
+    """`stops.trailing` the plain way: `trailing_level`'s inputs through `move_or_close`
+    (and so `action`, which cleans every value)."""
+    c = stops_mod.trailing_config(ctx.params)
+    if c.after_breakeven and not stops_mod.breakeven_reached(ctx):
+        return []
+    level, info = stops_mod.trailing_level(ctx)
+    if level is None or level <= 0:
+        return []
+    info = {**info, "level": level, "previous_sl": ctx.pos.sl}
+    return stops_mod.move_or_close(ctx, level, Reason.TRAILING, "trailing", StopKind.TRAILING,
+                                   info, min_step=c.min_step)
 
 
 def _check_cached_equal_fresh(s: dict, steps) -> None:
     params = _params(s)  # one Params for the whole path: its caches live across ticks
     fresh_of = lambda: type(params)(params.as_dict(), params.preset)  # noqa: E731 - no caches
-    side: Side = s["side"]
-    for k, copy, price, beyond, age in steps:
+    for k, copy, price, beyond, age, other in steps:
         ind = _POOL[k]
         if copy:
             ind = replace(ind)
+        side: Side = s["side"]
+        pos = _start(s)
+        if other:
+            side = Side.SHORT if side is Side.LONG else Side.LONG
+            pos = replace(pos, side=side, sl=None, tp=None, initial_sl=None, tranches=())
         best = price * (1 + side.dir * beyond / 100)
-        pos = replace(_start(s), best_price=best, peak_roi=0.3, opened_at=-age)
+        pos = replace(pos, best_price=best, peak_roi=0.3, opened_at=-age)
         mkt = MarketState(SYMBOL, price, 0.0, s["market"], ind)
         fresh = fresh_of()
         ctx, ref = make_ctx(pos, mkt, params), make_ctx(pos, mkt, fresh)
-        assert stops_mod.trailing(ctx) == stops_mod.trailing(ref)
+        moved = stops_mod.trailing(ctx)
+        assert moved == stops_mod.trailing(ref) == _trailing_through_action(ref)
+        assert [list(a.inputs) for a in moved] == [
+            list(a.inputs) for a in _trailing_through_action(ref)]
         assert stops_mod.trailing_level(ctx) == stops_mod.trailing_level(ref)
+        level, info = stops_mod.trailing_level(ref)
+        assert stops_mod.trailing_line(pos, mkt, params) == (level, info.get("distance"))
         reps = params.memo(bands_mod._trailing_reps, bands_mod._trailing_reps)[1]
         if reps:
             assert stops_mod.trailing_stop_levels_at(ctx, reps) == \
@@ -447,13 +471,84 @@ def test_the_cache_property_catches_stale_indicator_parts(monkeypatch):
         _cached_mutant()
 
 
+def _both_sides_on_one_params() -> None:
+    """A long and a short of one symbol share the indicators and the Params: each side gets
+    its own multipliers (strong momentum for the long is weak for the short)."""
+    params = resolve_params("guardian")
+    ind = Indicators(volatility=0.02, momentum=0.03)
+    for side in (Side.LONG, Side.SHORT, Side.LONG):
+        pos = _pos(side, best_price=100.0, peak_roi=0.0)
+        mkt = MarketState(SYMBOL, 100.0, 10.0, MARKET, ind)
+        fresh = resolve_params("guardian")
+        level, info = stops_mod.trailing_level(make_ctx(pos, mkt, fresh))
+        assert stops_mod.trailing_level(make_ctx(pos, mkt, params)) == (level, info)
+        assert stops_mod.trailing_line(pos, mkt, params) == (level, info["distance"])
+
+
+def test_indicator_parts_are_kept_per_side():
+    _both_sides_on_one_params()
+
+
+def test_the_side_check_catches_parts_kept_across_sides(monkeypatch):
+    """Mutation check: multipliers of the side that asked first given to the other."""
+    real = stops_mod._indicator_parts
+
+    def keyed_without_side(params, mkt, c, d):
+        kept = params.memo("parts by indicators", lambda p: {})
+        hit = kept.get(id(mkt.indicators))
+        if hit is None or hit[0] is not mkt.indicators:
+            hit = kept[id(mkt.indicators)] = (mkt.indicators, real(params, mkt, c, d))
+        return hit[1]
+
+    monkeypatch.setattr(stops_mod, "_indicator_parts", keyed_without_side)
+    with pytest.raises(AssertionError):
+        _both_sides_on_one_params()
+
+
+def _moves_in_each_profit_region() -> None:
+    """One Params and one indicators object, trailing moves at ROIs in each profit region:
+    each move's inputs (profit multiplier, raw distance) are its own."""
+    params = resolve_params("guardian")
+    ind = Indicators(volatility=0.02, momentum=0.01)
+    seen = set()
+    for price in (100.2, 101.0, 101.5, 103.0, 101.0, 100.2):
+        pos = _pos(best_price=price, peak_roi=0.0, sl=90.0)
+        ctx = make_ctx(pos, MarketState(SYMBOL, price, 10.0, MARKET, ind), params)
+        moved = stops_mod.trailing(ctx)
+        want = _trailing_through_action(ctx)
+        assert moved == want and list(moved[0].inputs) == list(want[0].inputs)
+        seen.add(moved[0].inputs["profit_mult"])
+    assert len(seen) == 4  # every region's multiplier, twice over
+
+
+def test_trailing_moves_carry_their_own_region_inputs():
+    _moves_in_each_profit_region()
+
+
+def test_the_region_check_catches_inputs_kept_across_roi_regions(monkeypatch):
+    """Mutation check: a trailing move's kept inputs reused at another profit multiplier."""
+    real = stops_mod._inputs_prefix
+
+    def per_parts(params, c, parts, terms):
+        kept = params.memo("prefix by parts", lambda p: {})
+        hit = kept.get(id(parts))
+        if hit is None or hit[0] is not parts:
+            hit = kept[id(parts)] = (parts, real(params, c, parts, terms))
+        return hit[1]
+
+    monkeypatch.setattr(stops_mod, "_inputs_prefix", per_parts)
+    with pytest.raises(AssertionError):
+        _moves_in_each_profit_region()
+
+
 def test_the_cache_property_catches_stale_region_distances(monkeypatch):
     """Mutation check: band region distances reused for other indicators are caught."""
     real = stops_mod.trailing_stop_levels_at
 
     def first_distances(ctx, rois):
         real(ctx, rois)
-        return ctx.params.memo(stops_mod._distances_holder, stops_mod._distances_holder)[0][2]
+        cache = ctx.params.memo(stops_mod._distances_cache, stops_mod._distances_cache)
+        return next(iter(cache.values()))[2]
 
     def stale(ctx, rois):  # the distances of the first indicators, kept with the Params
         c = stops_mod.trailing_config(ctx.params)

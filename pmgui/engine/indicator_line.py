@@ -12,6 +12,8 @@ thin line on the chart is the one the stop follows and the GUI computes nothing:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from pmgui.domain import money
@@ -20,10 +22,10 @@ from pmgui.domain.models import Indicators, MarketState, Position
 from pmgui.domain.timeframes import seconds
 from pmgui.engine.events import RuleIndicator
 from pmgui.indicators import IndicatorSet, IndicatorSpec
-from pmgui.rules.common import make_ctx
+from pmgui.rules.common import valid_price
 from pmgui.rules.params import Params
 from pmgui.rules.policy import indicator_spec
-from pmgui.rules.stops import trailing_level
+from pmgui.rules.stops import trailing_line
 
 if TYPE_CHECKING:
     from pmgui.engine.marketdata import MarketData
@@ -52,9 +54,7 @@ def _level(mode: str, pos: Position, mkt: MarketState, params: Params,
            tf: str) -> tuple[float | None, float | None]:
     if mode == "ema":
         return mkt.indicators_for(tf).ema9, None
-    level, info = trailing_level(make_ctx(pos, mkt, params))
-    d = info.get("distance")
-    return level, (float(d) if isinstance(d, (int, float)) else None)
+    return trailing_line(pos, mkt, params)  # `trailing_level`'s level and distance
 
 
 def current(market: MarketData, pos: Position, mkt: MarketState, params: Params,
@@ -77,8 +77,26 @@ def current(market: MarketData, pos: Position, mkt: MarketState, params: Params,
         level, distance = _level(mode, pos, mkt, params, tf)
     except PmguiError:
         return None
-    value = level if money.valid_price(level) else None
-    return RuleIndicator(name, tf, value, since, step, have, need, distance)
+    value = level if valid_price(level) else None
+    return _new_line(name, tf, value, since, step, have, need, distance)
+
+
+def _line_factory() -> Callable[..., RuleIndicator]:
+    """`RuleIndicator(*values)` in field order, built as the frozen dataclass's __init__
+    builds it (every field given) but through the slot descriptors directly: the line is
+    made on every tick of a position that is published."""
+    names = [f.name for f in fields(RuleIndicator)]
+    env: dict[str, object] = {"_new": object.__new__, "RuleIndicator": RuleIndicator}
+    lines = [f"def make({', '.join(names)}):", "    new = _new(RuleIndicator)"]
+    for i, name in enumerate(names):
+        env[f"_s{i}"] = getattr(RuleIndicator, name).__set__
+        lines.append(f"    _s{i}(new, {name})")
+    lines.append("    return new")
+    exec("\n".join(lines), env)  # code built from RuleIndicator's own field names
+    return env["make"]  # type: ignore[return-value]
+
+
+_new_line = _line_factory()
 
 
 def history(market: MarketData, pos: Position, params: Params,

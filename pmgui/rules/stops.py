@@ -41,24 +41,31 @@ price where the ROI, fees included, is `breakeven_plus.buffer` (+2%), if that is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
-from pmgui.domain.models import Action
+from pmgui.domain.models import Action, MarketState, Position
 from pmgui.rules.common import (
     FLAG_BREAKEVEN,
     FLAG_TP1,
+    THRESHOLD_EPS,
     Ctx,
+    _timeframes,
     action,
+    checked_action,
+    clean,
     close_all,
     ge,
     gt,
     le,
     lt,
+    make_ctx,
     stop_due,
     stop_improves,
+    valid_price,
 )
 from pmgui.rules.params import Params
 
@@ -128,15 +135,19 @@ def _distance_terms(ctx: Ctx, c: _TrailCfg, parts: _Parts) -> _Terms:
     """The fixed/adaptive distance at the tick's ROI and the terms that made it: (distance,
     profit multiplier, raw distance, tightening floor, hours beyond tightening's start or
     None). The arithmetic of `trailing_stop_levels`."""
-    _, vol_mult, _, mom_mult, _, tight_vol = parts
+    return _terms_at(c, parts, ctx.roi, ctx.age)
+
+
+def _terms_at(c: _TrailCfg, parts: _Parts, roi: float, age: float) -> _Terms:
+    """`_distance_terms` at ROI `roi` and age `age` (seconds)."""
     profit_mult = raw = floor = 0.0
     if c.mode == "adaptive":
         profit_mult = 1.0
-        for threshold, mult in c.profit:
-            if gt(ctx.roi, threshold):
+        for above, mult in c.profit_above:  # `gt(roi, threshold)`, the tolerance added
+            if roi > above:
                 profit_mult = mult
                 break
-        raw = c.distance * vol_mult * profit_mult * mom_mult
+        raw = c.distance * parts[1] * profit_mult * parts[3]
         d = min(max(raw, c.min), c.max)
     else:
         d = c.distance
@@ -144,14 +155,46 @@ def _distance_terms(ctx: Ctx, c: _TrailCfg, parts: _Parts) -> _Terms:
     if c.tightening:
         floor = min(c.t_min_distance, d)
         out = d
-        if tight_vol:
+        if parts[5]:
             out -= c.t_volatility_step
-        hours = ctx.age / 3600.0
-        if gt(hours, c.t_start_hours) and gt(ctx.roi, 0.0):
+        hours = age / 3600.0
+        if gt(hours, c.t_start_hours) and gt(roi, 0.0):
             beyond = hours - c.t_start_hours
             out -= c.t_per_hour * beyond
         d = max(out, floor)
     return d, profit_mult, raw, floor, beyond
+
+
+def trailing_line(pos: Position, mkt: MarketState, params: Params
+                  ) -> tuple[float | None, float | None]:
+    """(level, distance) of `trailing_level(make_ctx(pos, mkt, params))` — its level and
+    its "distance" input (None for chandelier) — without the context or the inputs: the
+    chart's line asks for it on every tick of the position."""
+    c = trailing_config(params)
+    if c.mode == "chandelier":
+        return trailing_level(make_ctx(pos, mkt, params))[0], None
+    price = float(mkt.price)  # `make_ctx`'s ROI, age and best price (the same arithmetic)
+    d = 1 if pos.side is Side.LONG else -1
+    entry = pos.entry
+    r = 0.0
+    if valid_price(entry) and valid_price(price):
+        lev = pos.leverage
+        if math.isfinite(lev):
+            lev = max(lev, 0.0)
+            r = lev * (d * (price - entry) - pos.fee_rate * (entry + price)) / entry
+            if not math.isfinite(r):
+                r = 0.0
+    age = 0.0
+    if c.tightening:
+        age = mkt.ts - pos.opened_at
+        if not math.isfinite(age) or age < 0.0:
+            age = 0.0
+    prev = pos.best_price
+    if not valid_price(prev):
+        prev = entry
+    best = max(prev, price) if d > 0 else min(prev, price)
+    dist = _terms_at(c, _indicator_parts(params, mkt, c, d), r, age)[0]
+    return best * (1 - d * dist), dist
 
 
 def _info_of(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms) -> dict[str, object]:
@@ -193,6 +236,7 @@ class _TrailCfg:
     high_vol_mult: float
     low_vol_mult: float
     profit: tuple[tuple[float, float], ...]
+    profit_above: tuple[tuple[float, float], ...]  # (threshold + THRESHOLD_EPS, multiplier)
     strong_momentum: float
     weak_momentum: float
     strong_mult: float
@@ -210,13 +254,14 @@ class _TrailCfg:
 
 def _trail_cfg(p: Params) -> _TrailCfg:
     f = p.f
+    profit = tuple((f(f"trailing.profit_roi_{i}"), f(f"trailing.profit_mult_{i}"))
+                   for i in (1, 2, 3))
     return _TrailCfg(
         str(p["trailing.mode"]), str(p["trailing.timeframe"]), p.i("trailing.atr_period"),
         bool(p["trailing.after_breakeven"]), f("trailing.min_step"),
         f("trailing.distance"), f("trailing.high_volatility"), f("trailing.low_volatility"),
         f("trailing.high_vol_mult"), f("trailing.low_vol_mult"),
-        tuple((f(f"trailing.profit_roi_{i}"), f(f"trailing.profit_mult_{i}"))
-              for i in (1, 2, 3)),
+        profit, tuple((threshold + THRESHOLD_EPS, mult) for threshold, mult in profit),
         f("trailing.strong_momentum"), f("trailing.weak_momentum"), f("trailing.strong_mult"),
         f("trailing.weak_mult"), f("trailing.min"), f("trailing.max"), f("trailing.atr_mult"),
         p.enabled("tightening"), f("tightening.min_distance"), f("tightening.high_volatility"),
@@ -228,26 +273,40 @@ def trailing_config(p: Params) -> _TrailCfg:
 
 
 _Parts = tuple[float | None, float, float | None, float, float | None, bool]
-_NO_PARTS: tuple[object, object, int, _Parts] = (None, None, 0, (None, 1.0, None, 1.0, None,
-                                                               False))
+_CACHE_SIZE = 4096
+"""Entries of each per-Params cache keyed by indicator objects (cleared when full): one
+per symbol, direction and candle in force is plenty for a book of thousands."""
 
 
-def _parts_holder(p: Params) -> list[tuple[object, object, int, _Parts]]:
-    return [_NO_PARTS]
+def _parts_cache(p: Params) -> dict[tuple[int, int, int], tuple[object, object, _Parts]]:
+    return {}
 
 
 def indicator_parts(ctx: Ctx, c: _TrailCfg) -> _Parts:
     """What the fixed/adaptive trailing distance reads from the indicators, which do not
     change between candle closes: (volatility, its multiplier, momentum, its multiplier,
-    the tightening volatility, whether it is high). Kept per Params for the last indicator
-    objects seen (immutable: the same objects give the same parts)."""
-    ind = ctx.frame("trailing") if c.mode == "adaptive" else None
-    tind = ctx.frame("tightening") if c.tightening else None
-    holder = ctx.params.memo(_parts_holder, _parts_holder)
-    last = holder[0]  # one tuple, replaced whole: never read half-updated
-    d = ctx.dir
-    if last[0] is ind and last[1] is tind and last[2] == d:
-        return last[3]
+    the tightening volatility, whether it is high)."""
+    return _indicator_parts(ctx.params, ctx.mkt, c, ctx.dir)
+
+
+def _indicator_parts(params: Params, mkt: MarketState, c: _TrailCfg, d: int) -> _Parts:
+    """`indicator_parts` for the indicators of `mkt` and direction `d`. Kept per Params and
+    indicator objects (immutable: the same objects give the same parts; the entry holds
+    them, so an id is never taken for another object's while it is kept): the positions of
+    a book share one Params while each symbol has its own indicators."""
+    if mkt.frames:  # `Ctx.frame` of "trailing" / "tightening"
+        tfs = params.memo(_timeframes, _timeframes)
+        frames, default = mkt.frames, mkt.indicators
+        ind = frames.get(tfs["trailing"], default) if c.mode == "adaptive" else None
+        tind = frames.get(tfs["tightening"], default) if c.tightening else None
+    else:
+        ind = mkt.indicators if c.mode == "adaptive" else None
+        tind = mkt.indicators if c.tightening else None
+    cache = params.memo(_parts_cache, _parts_cache)
+    key = (id(ind), id(tind), d)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is ind and hit[1] is tind:
+        return hit[2]
     vol = mom = tvol = None
     vol_mult = mom_mult = 1.0
     if ind is not None:
@@ -269,7 +328,9 @@ def indicator_parts(ctx: Ctx, c: _TrailCfg) -> _Parts:
         tvol = tind.volatility
         tight_vol = tvol is not None and gt(tvol, c.t_high_volatility)
     out: _Parts = (vol, vol_mult, mom, mom_mult, tvol, tight_vol)
-    holder[0] = (ind, tind, d, out)
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = (ind, tind, out)
     return out
 
 
@@ -307,8 +368,8 @@ def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None
     for roi in rois:
         if adaptive:
             profit_mult = 1.0
-            for threshold, mult in c.profit:
-                if gt(roi, threshold):
+            for above, mult in c.profit_above:  # `gt(roi, threshold)`
+                if roi > above:
                     profit_mult = mult
                     break
             raw = c.distance * vol_mult * profit_mult * mom_mult
@@ -336,10 +397,11 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
     if c.tightening or c.mode == "chandelier":
         return trailing_stop_levels(ctx, rois)
     parts = indicator_parts(ctx, c)
-    holder = ctx.params.memo(_distances_holder, _distances_holder)
-    last = holder[0]
-    if last[0] is parts and last[1] is rois:
-        dists = last[2]
+    cache = ctx.params.memo(_distances_cache, _distances_cache)
+    key = (id(parts), id(rois))
+    hit = cache.get(key)
+    if hit is not None and hit[0] is parts and hit[1] is rois:
+        dists = hit[2]
     else:
         _, vol_mult, _, mom_mult, _, _ = parts
         adaptive = c.mode == "adaptive"
@@ -347,8 +409,8 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
         for roi in rois:  # the arithmetic of `trailing_stop_levels`
             if adaptive:
                 profit_mult = 1.0
-                for threshold, mult in c.profit:
-                    if gt(roi, threshold):
+                for above, mult in c.profit_above:  # `gt(roi, threshold)`
+                    if roi > above:
                         profit_mult = mult
                         break
                 raw = c.distance * vol_mult * profit_mult * mom_mult
@@ -357,13 +419,17 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
                 d = c.distance
             out.append(d)
         dists = tuple(out)
-        holder[0] = (parts, rois, dists)
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = (parts, rois, dists)
     best, d_sign = ctx.best, ctx.dir
     return [best * (1 - d_sign * d) for d in dists]
 
 
-def _distances_holder(p: Params) -> list[tuple[object, object, tuple[float, ...]]]:
-    return [(None, None, ())]
+def _distances_cache(p: Params) -> dict[tuple[int, int], tuple[object, object,
+                                                             tuple[float, ...]]]:
+    """(indicator parts, ROIs) → the distances at those ROIs; the entry holds both."""
+    return {}
 
 
 def tightening_floored(ctx: Ctx, roi: float) -> bool:
@@ -398,6 +464,10 @@ def trailing(ctx: Ctx) -> list[Action]:
     if parts is None or terms is None:
         _, info = trailing_level(ctx)  # its inputs; the level acted on is the one tested
     else:
+        if improves and not c.tightening:
+            move = _trailing_move(ctx, c, parts, terms, level)
+            if move is not None:
+                return [move]
         info = _info_of(ctx, c, parts, terms)
     info["level"] = level
     info["previous_sl"] = ctx.pos.sl
@@ -407,6 +477,59 @@ def trailing(ctx: Ctx) -> list[Action]:
                        stop_kind=StopKind.TRAILING)]
     return move_or_close(ctx, level, Reason.TRAILING, "trailing", StopKind.TRAILING, info,
                          min_step=c.min_step)
+
+
+def _trailing_move(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms,
+                   level: float) -> Action | None:
+    """The MOVE_SL of a fixed/adaptive trail without tightening, as `trailing` builds it
+    through `action` (the same inputs in the same order), from the inputs that depend only
+    on the Params and the indicators, kept cleaned with them. None when a value of this
+    tick is not a finite float (`action` cleans it: the caller takes that path)."""
+    sl = ctx.pos.sl
+    price, roi, peak, move, best = ctx.price, ctx.roi, ctx.peak, ctx.move, ctx.best
+    d = terms[0]
+    if not (type(price) is float and type(roi) is float and type(peak) is float
+            and type(move) is float and type(d) is float and type(best) is float
+            and type(level) is float and (sl is None or type(sl) is float)):
+        return None
+    total = price + roi + peak + move + d + best + level + (0.0 if sl is None else sl)
+    if total - total != 0.0:  # an inf or NaN among them (or a sum beyond floats: rare)
+        return None
+    return checked_action(
+        ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing", Priority.STOP_ADJUST,
+        {"price": price, "roi": roi, "peak": peak, "move": move,
+         **_inputs_prefix(ctx.params, c, parts, terms),
+         "distance": d, "best_price": best, "level": level, "previous_sl": sl},
+        sl=level, stop_kind=StopKind.TRAILING)
+
+
+def _inputs_prefix(params: Params, c: _TrailCfg, parts: _Parts,
+                   terms: _Terms) -> dict[str, object]:
+    """The start of `_info_of`'s record (what comes from the Params, the indicators and
+    the ROI region) with each value as `action` cleans it, kept per (parts, profit
+    multiplier): the raw distance is their product."""
+    if c.mode != "adaptive":
+        return {"mode": clean(c.mode)}
+    cache = params.memo(_prefix_cache, _prefix_cache)
+    profit_mult = terms[1]
+    key = (id(parts), profit_mult)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is parts:
+        return hit[1]
+    vol, vol_mult, mom, mom_mult, _, _ = parts
+    prefix = {k: clean(v) for k, v in (
+        ("mode", "adaptive"), ("timeframe", c.timeframe), ("base_distance", c.distance),
+        ("volatility", vol), ("volatility_mult", vol_mult), ("profit_mult", profit_mult),
+        ("momentum", mom), ("momentum_mult", mom_mult), ("raw_distance", terms[2]),
+        ("min_distance", c.min), ("max_distance", c.max))}
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = (parts, prefix)
+    return prefix
+
+
+def _prefix_cache(p: Params) -> dict[tuple[int, float], tuple[object, dict[str, object]]]:
+    return {}
 
 
 def breakeven_move(ctx: Ctx, follows: str | None = None) -> list[Action]:
