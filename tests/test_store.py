@@ -817,3 +817,39 @@ def test_action_inputs_are_stored_as_the_reference_text(maps):
     for m in maps * 2:
         assert _sanitized_inputs(frozen_map(m)) == _inputs_reference(m)
         assert _sanitized_inputs(m) == _inputs_reference(m)
+
+
+@pytest.mark.parametrize("odd", [
+    {}, {"qty": 2}, {"sl": 7}, {"priority": True}, {"ts": 5}, {"price": 101},
+    {"type": "move_sl"}, {"reason": "trailing"}, {"stop_kind": "trailing"},
+    {"flags": frozenset({"b", "a"})}, {"limit": 1},
+])
+def test_an_action_row_is_the_documented_row_whatever_the_value_types(store, odd):
+    """The common action takes a shortcut to its row; values of other types (an int level,
+    an enum's text) go the long way: the same stored row either way."""
+    from pmgui.store.serialize import ACTION_COLUMNS, action_to_row, action_values
+
+    base = Action(type=ActionType.MOVE_SL, reason=Reason.TRAILING, position_id="p1",
+                  price=100.5, qty=None, sl=99.25, tp=None, rule="trailing", priority=7,
+                  ts=1.5, inputs=frozen_map({"level": 99.25, "mode": "atr"}),
+                  stop_kind=StopKind.TRAILING)
+    a = Action(**{**{f.name: getattr(base, f.name) for f in fields(Action)}, **odd})
+    want = {"id": 3, **action_to_row(a, symbol="BTC", ok=False, detail="d")}
+    got = dict(zip(ACTION_COLUMNS, action_values(a, 3, symbol="BTC", ok=False, detail="d"),
+                   strict=True))
+    assert got == want
+    assert all(type(got[k]) is type(want[k]) for k in want)
+
+
+@pytest.mark.parametrize("bad", [{"price": math.nan}, {"ts": math.inf}, {"sl": "x"},
+                                 {"type": "jump"}, {"position_id": None}])
+def test_a_bad_action_is_refused_and_takes_no_id(store, bad):
+    base = _move("p1", 100.0, 1.0)
+    ok = store.record_action(base, symbol="BTC")
+    a = Action(**{**{f.name: getattr(base, f.name) for f in fields(Action)}, **bad})
+    with pytest.raises(ValidationError):
+        store.record_action_behind(a, symbol="BTC")
+    with pytest.raises(ValidationError):
+        store.record_action(a, symbol="BTC")
+    assert store.behind == 0
+    assert store.record_action(base, symbol="BTC") == ok + 1

@@ -84,9 +84,10 @@ from pmgui.store import migrations as mig
 from pmgui.store.lock import WriterLock
 from pmgui.store.metrics import TradeMetrics, compute_metrics
 from pmgui.store.serialize import (
+    ACTION_COLUMNS,
     Row,
     action_record,
-    action_to_row,
+    action_values,
     dumps_json,
     fill_from_row,
     fill_to_row,
@@ -125,6 +126,10 @@ _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
 # the columns, their values)
 _Prep = tuple[Position, tuple[str, ...], list[Any]]
 _Queued = tuple[Position, float, "_Prep | None"]  # a position waiting behind
+
+
+_ACTION_INSERT = (f"INSERT INTO actions ({', '.join(ACTION_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(ACTION_COLUMNS))})")
 
 
 def _update_sql(cols: tuple[str, ...]) -> str:
@@ -311,13 +316,13 @@ class Store:
         # per position: (the Position, its updated_at, its column changes against the
         # state written when it was queued, or None) — rows are built when written
         self._behind_positions: dict[str, _Queued] = {}
-        self._behind_actions: list[Row] = []
+        self._behind_actions: list[tuple] = []  # `ACTION_COLUMNS` values
         self._behind_since: float | None = None
         self.behind_chunk = BEHIND_CHUNK
         self._next_action_id: int | None = None  # ids are taken when a line is recorded
         # rows taken from the queue by the open transaction (queued again if it rolls back)
         self._carried_positions: dict[str, _Queued] = {}
-        self._carried_actions: list[Row] = []
+        self._carried_actions: list[tuple] = []
         self._normal = False  # synchronous=NORMAL in force (inside `relaxed()`)
         self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
         self._sp = 0  # savepoint counter
@@ -723,7 +728,8 @@ class Store:
             self._behind_since = None
         try:
             self._write_positions(taken_p)
-            self._insert_many("actions", taken_a)
+            if taken_a:
+                self.db.conn.executemany(_ACTION_INSERT, taken_a)
         except BaseException:
             # not written: kept for the next try (newer states queued meanwhile win)
             for pid, rows in taken_p.items():
@@ -735,15 +741,16 @@ class Store:
         self._carried_actions.extend(taken_a)
         return len(taken_p) + len(taken_a)
 
-    def _action_row(self, action: Action, symbol: str, ok: bool, detail: str) -> Row:
-        """The action's row with its id taken now: the log keeps the order in which the
-        decisions were recorded, whether a line is written at once or behind."""
-        row = action_to_row(action, symbol=symbol, ok=ok, detail=detail)
-        if self._next_action_id is None:
+    def _action_row(self, action: Action, symbol: str, ok: bool, detail: str) -> tuple:
+        """The action's row (`ACTION_COLUMNS` values) with its id taken now: the log keeps
+        the order in which the decisions were recorded, whether a line is written at once
+        or behind."""
+        row_id = self._next_action_id
+        if row_id is None:
             last = self.db.execute("SELECT MAX(id) FROM actions").fetchone()[0]
-            self._next_action_id = int(last or 0) + 1
-        row["id"] = self._next_action_id
-        self._next_action_id += 1
+            row_id = int(last or 0) + 1
+        row = action_values(action, row_id, symbol=symbol, ok=ok, detail=detail)
+        self._next_action_id = row_id + 1
         return row
 
     def _upsert(self, table: str, row: Row, pk: str) -> None:
@@ -765,22 +772,6 @@ class Store:
                 f"INSERT INTO {table} ({', '.join(cols)}) "
                 f"VALUES ({', '.join('?' * len(cols))})")
         return self.db.conn.execute(sql, tuple(row.values())).lastrowid
-
-    def _insert_many(self, table: str, rows: list[Row]) -> None:
-        """Insert rows of one column set (the queued log lines) with one statement."""
-        if not rows:
-            return
-        cols = tuple(rows[0])
-        if any(tuple(r) != cols for r in rows):  # not one column set: one by one
-            for r in rows:
-                self._insert(table, r)
-            return
-        sql = _INSERT_SQL.get((table, cols))
-        if sql is None:
-            sql = _INSERT_SQL[(table, cols)] = (
-                f"INSERT INTO {table} ({', '.join(cols)}) "
-                f"VALUES ({', '.join('?' * len(cols))})")
-        self.db.conn.executemany(sql, [tuple(r.values()) for r in rows])
 
     def _validate(self, pos: Position) -> _Prep | None:
         """Check `pos` before it is queued or written (ValidationError naming the field;
@@ -1101,7 +1092,7 @@ class Store:
         self._writable()
         row = self._action_row(action, symbol, ok, detail)
         with self._atomic(action.position_id):
-            rowid = self._insert("actions", row)
+            rowid = self.db.conn.execute(_ACTION_INSERT, row).lastrowid
         if rowid is None:  # pragma: no cover - sqlite always reports the rowid of an insert
             raise StoreError("the action was not recorded")
         return int(rowid)
