@@ -461,12 +461,12 @@ def _cached_mutant(s, steps):
 
 def test_the_cache_property_catches_stale_indicator_parts(monkeypatch):
     """Mutation check: indicator multipliers kept across a candle close are caught."""
-    real = stops_mod.indicator_parts
+    real = stops_mod._indicator_parts
 
-    def stale(ctx, c):  # the parts of the first indicators, kept with the Params
-        return ctx.params.memo("stale parts", lambda p: real(ctx, c))
+    def stale(params, mkt, c, d):  # the parts of the first indicators, kept with the Params
+        return params.memo("stale parts", lambda p: real(params, mkt, c, d))
 
-    monkeypatch.setattr(stops_mod, "indicator_parts", stale)
+    monkeypatch.setattr(stops_mod, "_indicator_parts", stale)
     with pytest.raises(AssertionError):
         _cached_mutant()
 
@@ -547,8 +547,7 @@ def test_the_cache_property_catches_stale_region_distances(monkeypatch):
 
     def first_distances(ctx, rois):
         real(ctx, rois)
-        cache = ctx.params.memo(stops_mod._distances_cache, stops_mod._distances_cache)
-        return next(iter(cache.values()))[2]
+        return ctx.params.memo(stops_mod._distances_cache, stops_mod._distances_cache)[0][2]
 
     def stale(ctx, rois):  # the distances of the first indicators, kept with the Params
         c = stops_mod.trailing_config(ctx.params)

@@ -123,7 +123,7 @@ def trailing_level(ctx: Ctx) -> tuple[float | None, dict[str, object]]:
         if ind.lowest_low is None:
             return None, info
         return ind.lowest_low + mult * ind.atr, info
-    parts = indicator_parts(ctx, c)
+    parts = _indicator_parts(ctx.params, ctx.mkt, c, ctx.dir)
     terms = _distance_terms(ctx, c, parts)
     return ctx.best * (1 - ctx.dir * terms[0]), _info_of(ctx, c, parts, terms)
 
@@ -278,8 +278,13 @@ _CACHE_SIZE = 4096
 per symbol, direction and candle in force is plenty for a book of thousands."""
 
 
-def _parts_cache(p: Params) -> dict[tuple[int, int, int], tuple[object, object, _Parts]]:
-    return {}
+_PartsEntry = tuple[object, object, int, _Parts]
+_NO_PARTS: _PartsEntry = (None, None, 0, (None, 1.0, None, 1.0, None, False))
+
+
+def _parts_cache(p: Params) -> list:
+    """[the entry last used (one tuple, replaced whole), {(ids, side): entry}]."""
+    return [_NO_PARTS, {}]
 
 
 def indicator_parts(ctx: Ctx, c: _TrailCfg) -> _Parts:
@@ -302,11 +307,16 @@ def _indicator_parts(params: Params, mkt: MarketState, c: _TrailCfg, d: int) -> 
     else:
         ind = mkt.indicators if c.mode == "adaptive" else None
         tind = mkt.indicators if c.tightening else None
-    cache = params.memo(_parts_cache, _parts_cache)
+    holder = params.memo(_parts_cache, _parts_cache)
+    hit = holder[0]  # a single position's ticks: the same entry again
+    if hit[0] is ind and hit[1] is tind and hit[2] == d:
+        return hit[3]
+    cache = holder[1]
     key = (id(ind), id(tind), d)
     hit = cache.get(key)
     if hit is not None and hit[0] is ind and hit[1] is tind:
-        return hit[2]
+        holder[0] = hit
+        return hit[3]
     vol = mom = tvol = None
     vol_mult = mom_mult = 1.0
     if ind is not None:
@@ -330,7 +340,7 @@ def _indicator_parts(params: Params, mkt: MarketState, c: _TrailCfg, d: int) -> 
     out: _Parts = (vol, vol_mult, mom, mom_mult, tvol, tight_vol)
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
-    cache[key] = (ind, tind, out)
+    cache[key] = holder[0] = (ind, tind, d, out)
     return out
 
 
@@ -359,7 +369,7 @@ def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None
             level = None if ind.lowest_low is None else ind.lowest_low + c.atr_mult * ind.atr
         return [level] * len(rois)
     adaptive = mode == "adaptive"
-    _, vol_mult, _, mom_mult, _, tight_vol = indicator_parts(ctx, c)
+    _, vol_mult, _, mom_mult, _, tight_vol = _indicator_parts(ctx.params, ctx.mkt, c, ctx.dir)
     if c.tightening:
         hours = ctx.age / 3600.0
         aged = gt(hours, c.t_start_hours)
@@ -396,11 +406,14 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
     c = trailing_config(ctx.params)
     if c.tightening or c.mode == "chandelier":
         return trailing_stop_levels(ctx, rois)
-    parts = indicator_parts(ctx, c)
-    cache = ctx.params.memo(_distances_cache, _distances_cache)
-    key = (id(parts), id(rois))
-    hit = cache.get(key)
-    if hit is not None and hit[0] is parts and hit[1] is rois:
+    parts = _indicator_parts(ctx.params, ctx.mkt, c, ctx.dir)
+    holder = ctx.params.memo(_distances_cache, _distances_cache)
+    hit = holder[0]
+    if hit[0] is parts and hit[1] is rois:
+        dists = hit[2]
+    elif (hit := holder[1].get((id(parts), id(rois)))) is not None \
+            and hit[0] is parts and hit[1] is rois:
+        holder[0] = hit
         dists = hit[2]
     else:
         _, vol_mult, _, mom_mult, _, _ = parts
@@ -419,17 +432,18 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
                 d = c.distance
             out.append(d)
         dists = tuple(out)
+        cache = holder[1]
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
-        cache[key] = (parts, rois, dists)
+        cache[(id(parts), id(rois))] = holder[0] = (parts, rois, dists)
     best, d_sign = ctx.best, ctx.dir
     return [best * (1 - d_sign * d) for d in dists]
 
 
-def _distances_cache(p: Params) -> dict[tuple[int, int], tuple[object, object,
-                                                             tuple[float, ...]]]:
-    """(indicator parts, ROIs) → the distances at those ROIs; the entry holds both."""
-    return {}
+def _distances_cache(p: Params) -> list:
+    """[the entry last used, {(ids of the indicator parts, ROIs): entry}]; an entry is
+    (parts, ROIs, the distances at those ROIs) and holds both."""
+    return [(None, None, ()), {}]
 
 
 def tightening_floored(ctx: Ctx, roi: float) -> bool:
@@ -453,7 +467,7 @@ def trailing(ctx: Ctx) -> list[Action]:
         level = trailing_stop_level(ctx)
         parts = terms = None
     else:  # `trailing_level`'s arithmetic, its inputs gathered only if the stop moves
-        parts = indicator_parts(ctx, c)
+        parts = _indicator_parts(ctx.params, ctx.mkt, c, ctx.dir)
         terms = _distance_terms(ctx, c, parts)
         level = ctx.best * (1 - ctx.dir * terms[0])
     if level is None or level <= 0:
