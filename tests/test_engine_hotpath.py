@@ -59,3 +59,20 @@ def test_indicator_states_follow_each_completed_candle_and_each_spec():
         assert md.state("BTC", other, ())[0] == md.series("BTC").indicator_set(other).snapshot()
         seen.append(ind.ema9)
     assert len({round(v, 9) for v in seen if v is not None}) > 3  # it moved with the candles
+
+
+def test_outbox_keeps_the_newest_event_per_key_in_the_order_last_published():
+    from pmgui.engine.events import ActionTaken, TickEvent
+    from pmgui.engine.outbox import Outbox
+
+    box = Outbox()
+    a = Action(ActionType.MOVE_SL, Reason.TRAILING, "p1", 101.5, sl=99.0, rule="trailing")
+    box.publish(TickEvent("A", 1.0, 1.0))
+    box.publish(TickEvent("B", 2.0, 1.0))
+    box.publish(ActionTaken(a, "A"))
+    box.publish(TickEvent("A", 3.0, 2.0))  # newer A: replaces the first, now after B
+    box.publish(ActionTaken(a, "B"))
+    got = box.drain()
+    assert [type(e).__name__ for e in got[:2]] == ["ActionTaken", "ActionTaken"]
+    assert [(e.symbol, e.price) for e in got[2:]] == [("B", 2.0), ("A", 3.0)]
+    assert box.drain() == []

@@ -526,8 +526,13 @@ class EngineCore:
                 await self.reduce(rt, pos.qty, action.reason, action)
             elif action.type is ActionType.REDUCE:
                 await self.reduce(rt, action.qty or 0.0, action.reason, action)
+            elif behind:  # `set_position(moved, persist="behind")` for the runtime in hand
+                rt.position = moved
+                self.store.save_position_behind(moved)
+                rt.saved_at, rt.saved = self.clock(), moved
+                rt.protect_dirty = True
             elif moved is not None:
-                self.set_position(moved, persist="behind" if behind else True)
+                self.set_position(moved)
                 rt.protect_dirty = True
             elif action.type is ActionType.ADD and action.qty:
                 await self._add(rt, action)

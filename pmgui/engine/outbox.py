@@ -9,7 +9,7 @@ queued in order and never dropped.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 
 from pmgui.engine.events import Event
@@ -18,7 +18,9 @@ from pmgui.engine.events import Event
 class Outbox:
     def __init__(self, max_unkeyed: int = 10_000) -> None:
         self._lock = threading.Lock()
-        self._keyed: OrderedDict[object, Event] = OrderedDict()
+        # newest event per key, in the order of their last publication (a plain dict keeps
+        # insertion order; popping a key before setting it moves it to the end)
+        self._keyed: dict[object, Event] = {}
         self._unkeyed: deque[Event] = deque()  # oldest dropped in O(1) when full
         self._max_unkeyed = max_unkeyed
         self._listeners: tuple[Callable[[Event], None], ...] = ()  # replaced, never mutated
