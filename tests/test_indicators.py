@@ -13,7 +13,7 @@ from ta.trend import EMAIndicator
 from ta.volatility import AverageTrueRange
 
 from pmgui.domain.errors import ValidationError
-from pmgui.domain.models import Candle
+from pmgui.domain.models import Candle, Indicators
 from pmgui.indicators import (
     ATR,
     EMA,
@@ -206,3 +206,31 @@ def test_rolling_primitives():
             assert ch.value == pytest.approx(x / seq[i - 2] - 1)
         else:
             assert mx.value is None and mean.value is None and ch.value is None
+
+
+def _eager(spec: IndicatorSpec) -> IndicatorSet:
+    s = IndicatorSet(spec)
+    s._build()  # the indicators made at once, as before they waited for the first candle
+    return s
+
+
+@pytest.mark.parametrize("spec", [IndicatorSpec(), IndicatorSpec(
+    ema_period=3, atr_period=2, channel_period=4, rsi_period=2, volatility_window=3,
+    momentum_window=1, volume_window=2, swing_strength=1, swing_lookback=5)])
+def test_a_set_makes_its_indicators_with_the_first_candle_and_gives_the_same_values(spec):
+    """A set without candles (a timeframe with no history yet) has made no indicators; its
+    snapshot is what made ones give before any candle, and from the first candle on every
+    snapshot equals that of a set whose indicators were made at once."""
+    lazy, eager = IndicatorSet(spec), _eager(spec)
+    assert lazy.snapshot() == eager.snapshot() == Indicators()
+    assert lazy.count == 0 and lazy.last_ts is None and lazy.last_close is None
+    bad = Candle(ts=1.0, open=10.0, high=9.0, low=8.0, close=9.5)  # high below the open
+    with pytest.raises(ValidationError):
+        lazy.update(bad)
+    assert lazy.snapshot() == Indicators() and lazy.count == 0
+    for c in candles(load(FILES[0]))[:60]:
+        lazy.update(c)
+        eager.update(c)
+        assert lazy.snapshot() == eager.snapshot()
+        assert (lazy.count, lazy.last_ts, lazy.last_close) == (
+            eager.count, eager.last_ts, eager.last_close)

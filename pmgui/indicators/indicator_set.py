@@ -86,6 +86,14 @@ class IndicatorSet:
 
     def __init__(self, spec: IndicatorSpec | None = None) -> None:
         self.spec = spec or IndicatorSpec()
+        self._count = 0
+        self._last_ts: float | None = None
+        self._last_close: float | None = None
+        self._built = False  # the indicators themselves are made with the first candle
+
+    def _build(self) -> None:
+        """The indicators of the spec (a set that never sees a candle — a symbol whose
+        timeframe has no history yet — needs none: its snapshot is all None)."""
         s = self.spec
         self._ema = EMA(s.ema_period)
         self._atr = ATR(s.atr_period)
@@ -99,9 +107,7 @@ class IndicatorSet:
         self._last_change = Change(1)
         self._swing_hi = Swings(s.swing_strength, s.swing_lookback, highest=True)
         self._swing_lo = Swings(s.swing_strength, s.swing_lookback, highest=False)
-        self._count = 0
-        self._last_ts: float | None = None
-        self._last_close: float | None = None
+        self._built = True
 
     @classmethod
     def from_candles(cls, spec: IndicatorSpec | None, candles: Iterable[Candle]) -> IndicatorSet:
@@ -132,6 +138,8 @@ class IndicatorSet:
             raise ValidationError(
                 f"candle at {candle.ts:g} is not newer than the last one ({self._last_ts:g})",
                 field="ts")
+        if not self._built:
+            self._build()
         h, low, c = float(candle.high), float(candle.low), float(candle.close)
         ema = self._ema.update(c)
         if ema is not None:
@@ -152,6 +160,8 @@ class IndicatorSet:
 
     def snapshot(self) -> Indicators:
         """Current values; None for anything not warmed up yet. Never NaN or inf."""
+        if not self._built:
+            return _NOTHING_YET  # what the indicators give before their first value
         return Indicators(
             ema9=_finite(self._ema.value),
             atr=_finite(self._atr.value),
@@ -166,6 +176,10 @@ class IndicatorSet:
             swing_highs=self._swing_hi.value,
             swing_lows=self._swing_lo.value,
         )
+
+
+_NOTHING_YET = Indicators()
+"""The snapshot of a set without candles (immutable: one object serves them all)."""
 
 
 def _finite(v: float | None) -> float | None:
