@@ -260,3 +260,25 @@ async def test_stored_candles_are_capped_per_symbol(db_path, monkeypatch):
     rows = sqlite_utils.Database(db_path).execute(
         "SELECT ts FROM paper_candles WHERE symbol = ? ORDER BY ts", [BTC]).fetchall()
     assert [r[0] for r in rows] == [180.0, 240.0, 300.0, 360.0, 420.0]
+
+
+async def test_the_periodic_price_write_takes_the_changed_symbols_and_restores_all(db_path):
+    """Once a second only the symbols that ticked since are written (the others' rows hold
+    their prices already); a restart restores every symbol's last written price."""
+    ex = _open(db_path)
+    await ex.connect()
+    d = Driver(ex)
+    await d.tick(60_000.0)
+    await d.tick(3_000.0, ETH)
+    ex._write_prices(force=True)  # both written
+    await d.tick(61_000.0)  # BTC only
+    assert ex._prices_dirty == {BTC}
+    ex._last_price_write -= 10.0  # the second has passed (white-box: no waiting)
+    ex._write_prices()
+    assert ex._prices_dirty == set()
+    rows = {r["symbol"]: r["price"] for r in ex.db["paper_prices"].rows}
+    assert rows == {BTC: 61_000.0, ETH: 3_000.0}
+    again = _open(db_path)
+    await again.connect()
+    assert (await again.fetch_price(BTC)).price == 61_000.0
+    assert (await again.fetch_price(ETH)).price == 3_000.0

@@ -274,6 +274,9 @@ class PaperExchange:
         self._running = False
         self._wake: asyncio.Event | None = None
         self._last_price_write = -math.inf
+        # symbols whose last price changed since all prices were last written: the
+        # once-a-second write takes only these (a large book's other rows are unchanged)
+        self._prices_dirty: set[str] = set()
         # per symbol, the price interval (lo, hi) inside which no resting order triggers and
         # no position is liquidated: a tick strictly inside it matches nothing. Dropped when
         # the symbol's orders or positions change; rebuilt on its next tick.
@@ -597,6 +600,7 @@ class PaperExchange:
 
     def _on_tick(self, tick: Tick) -> list[OrderUpdate]:
         self._last[tick.symbol] = tick
+        self._prices_dirty.add(tick.symbol)
         if not self.realtime:
             self._sim_ts = tick.ts if self._sim_ts is None else max(self._sim_ts, tick.ts)
         price = tick.price
@@ -1205,13 +1209,15 @@ class PaperExchange:
         if not force and now - self._last_price_write < _PRICE_WRITE_INTERVAL:
             return
         rows, self._candle_rows = self._candle_rows, []
+        dirty, self._prices_dirty = self._prices_dirty, set()
+        self._last_price_write = now
         try:
             with self._tx() as conn:
-                self._write_prices_into(conn)
+                self._write_prices_into(conn, None if force else dirty)
                 self._write_candles_into(conn, rows)
         except sqlite3.Error as e:
-            self._last_price_write = now
             self._candle_rows = rows + self._candle_rows  # retried with the next write
+            self._prices_dirty |= dirty
             log.warning("paper exchange: saving prices failed: %s", e)
 
     def _write_candles_into(self, conn: Any, rows: list[tuple[str, Candle]]) -> None:
@@ -1229,14 +1235,17 @@ class PaperExchange:
                              (sym, dq[0].ts))
 
     def _write_prices_into(self, conn: Any, symbols: set[str] | None = None) -> None:
-        if symbols is None:  # all of them (the once-a-second write)
-            self._last_price_write = time.monotonic()
+        """The last prices of `symbols` (default: all of them); each row updated in place."""
+        if symbols is None:
             ticks = list(self._last.values())
         else:
             ticks = [self._last[s] for s in symbols if s in self._last]
-        conn.executemany(
-            "INSERT OR REPLACE INTO paper_prices (symbol, price, ts, volume) VALUES (?, ?, ?, ?)",
-            [(t.symbol, t.price, t.ts, t.volume) for t in ticks])
+        if ticks:
+            conn.executemany(
+                "INSERT INTO paper_prices (symbol, price, ts, volume) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(symbol) DO UPDATE SET price = excluded.price, ts = excluded.ts, "
+                "volume = excluded.volume",
+                [(t.symbol, t.price, t.ts, t.volume) for t in ticks])
 
 
 def _merge(a: _Dirty, b: _Dirty) -> _Dirty:
