@@ -164,3 +164,16 @@ def test_gui_baseline_is_vnpy_position_monitor(qtbot):
     qtbot.waitUntil(lambda: reduced.applied == 1)
     assert not reduced.isSortingEnabled() and "symbol" in reduced.cells["a"]
     reduced.detach()
+
+
+@pytest.mark.parametrize("preset", ["manual", "guardian"])
+def test_replay_marginal_replays_n_and_2n_ticks_on_an_open_position(preset):
+    from pmgui.bench.rules import replay_marginal
+
+    per_s, a, b = replay_marginal(preset, 300, pairs=3)
+    # the reported pair is a real pair of the same path: n and 2n ticks, the position
+    # still open at the end (replay_cpu refuses a closed one), the longer run costs more
+    assert (a.ticks, b.ticks) == (300, 600)
+    assert a.preset == b.preset == preset
+    assert b.actions >= a.actions
+    assert per_s > 0
