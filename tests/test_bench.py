@@ -177,3 +177,23 @@ def test_replay_marginal_replays_n_and_2n_ticks_on_an_open_position(preset):
     assert a.preset == b.preset == preset
     assert b.actions >= a.actions
     assert per_s > 0
+
+
+def test_storm_order_goes_there_and_back():
+    assert bench.storm_order((50, 500, 2000), 1) == [50, 500, 2000]
+    assert bench.storm_order((50, 500, 2000), 2) == [50, 500, 2000, 2000, 500, 50]
+    # every size runs once per pass: the same workload in each
+    assert sorted(bench.storm_order((50, 500), 3)) == [50, 50, 50, 500, 500, 500]
+
+
+def test_storm_cpu_row_is_the_mean_of_the_passes():
+    res = StormResult(50, 25, 2000.0, 1.0, exchange_stops=True)
+    res.delivered, res.cpu, res.latencies = 100, 0.01, [0.001, 0.002]
+    rows = {r.name: r for r in bench.storm_rows(res, "storm[50]", 100.0, [1e-4, 3e-4])}
+    cpu = rows["storm[50].cpu_per_tick"]
+    assert cpu.value == pytest.approx(200.0)
+    assert cpu.params["passes_us"] == [100.0, 300.0]
+    assert cpu.ratio == pytest.approx(2.0)
+    # one pass: the run's own CPU per tick
+    one = {r.name: r for r in bench.storm_rows(res, "storm[50]", None)}
+    assert one["storm[50].cpu_per_tick"].value == pytest.approx(res.cpu_per_tick * 1e6)
