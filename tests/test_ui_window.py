@@ -450,3 +450,23 @@ def test_candles_sent_before_the_chart_is_built_are_shown_by_it(qtbot):
     win.positions.currentChanged.emit(BTC_POS.id)
     assert chart.symbol == BTC.symbol
     assert len(chart.candles()) >= 30
+
+
+def test_building_the_chart_takes_the_long_lived_objects_out_of_the_collector(qtbot):
+    """A full collection during a storm must not walk pyqtgraph's and the window's objects
+    (it held the interpreter lock for 50 ms, the window's longest stall): once the chart is
+    built they are frozen."""
+    import gc
+
+    eng = EngineDouble()
+    win = MainWindow(eng, clock=Clock(), wall_clock=lambda: T0, start=False,
+                     settings=UiSettings(), defer_chart=True)
+    qtbot.addWidget(win)
+    probe = [object()]  # a tracked object made before the chart, alive throughout
+    gc.unfreeze()
+    assert any(o is probe for o in gc.get_objects())
+    before = gc.get_freeze_count()
+    win.build_chart()
+    assert gc.get_freeze_count() > before
+    assert not any(o is probe for o in gc.get_objects())
+    gc.unfreeze()  # other tests start from an unfrozen heap
