@@ -6,7 +6,8 @@ from dataclasses import fields, replace
 
 from pmgui.domain.enums import ActionType, Reason, StopKind
 from pmgui.domain.models import Action, frozen_map
-from pmgui.engine.core import _MOVE_STOP, _action_copier
+from pmgui.domain.slots import slot_copier
+from pmgui.engine.core import _MOVE_STOP
 
 
 def test_action_copy_is_dataclasses_replace():
@@ -14,7 +15,7 @@ def test_action_copy_is_dataclasses_replace():
                rule="trailing", priority=7, ts=12.5, inputs=frozen_map({"level": 99.0}),
                flags=frozenset({"x"}), stop_kind=StopKind.TRAILING, limit=False)
     for changes in ({"sl": 98.0, "tp": 110.0}, {"ts": 13.0}, {}):
-        got = _action_copier(*changes)(a, *changes.values())
+        got = slot_copier(Action, tuple(changes))(a, *changes.values())
         want = replace(a, **changes)
         assert got == want and got is not a
         for f in fields(Action):

@@ -23,6 +23,7 @@ from pmgui.domain.enums import (
     Side,
     StopKind,
 )
+from pmgui.domain.slots import slot_copier
 
 Scalar = float | int | str | bool | None
 EMPTY: Mapping[str, Scalar] = MappingProxyType({})
@@ -194,24 +195,14 @@ def evolver(*names: str) -> Callable[..., Position]:
 
 def _evolver(names: tuple[str, ...]) -> Callable[..., Position] | None:
     """`fn(pos, *values)`: a copy of `pos` with `names` set to `values` (None when a name is
-    not a field). Each slot is set through its descriptor, as the frozen dataclass's own
-    __init__ does, without a per-field Python loop."""
-    if len(set(names)) != len(names) or not set(names) <= set(_POSITION_NAMES):
+    not a field or is repeated), straight-line code through the slot descriptors."""
+    try:
+        fn = slot_copier(Position, names)
+    except TypeError:
         return None
-    args = [f"v{i}" for i in range(len(names))]
-    given = dict(zip(names, args, strict=True))
-    lines = [f"def evolve(self, {', '.join(args)}):" if args else "def evolve(self):",
-             "    new = _new(Position)"]
-    env: dict[str, object] = {"_new": object.__new__, "Position": Position}
-    for i, name in enumerate(_POSITION_NAMES):
-        env[f"_s{i}"] = getattr(Position, name).__set__
-        lines.append(f"    _s{i}(new, {given.get(name, f'self.{name}')})")
-    lines.append("    return new")
-    exec("\n".join(lines), env)  # code built from the field names above
-    fn = env["evolve"]
     if len(_EVOLVERS) < 256:
-        _EVOLVERS[names] = fn  # type: ignore[assignment]
-    return fn  # type: ignore[return-value]
+        _EVOLVERS[names] = fn
+    return fn
 
 
 @dataclass(frozen=True, slots=True)

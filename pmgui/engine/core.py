@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from pmgui.domain import money
@@ -64,6 +64,7 @@ from pmgui.domain.models import (
     frozen_map,
 )
 from pmgui.domain.numbers import plain_price, plain_qty
+from pmgui.domain.slots import slot_copier
 from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine import indicator_line, queries
@@ -1149,27 +1150,9 @@ class _RuleInfo:
     max_age: float  # price.max_age
 
 
-_ACTION_NAMES = tuple(f.name for f in fields(Action))
-
-
-def _action_copier(*names: str) -> Callable[..., Action]:
-    """`fn(action, *values)` = `dataclasses.replace(action, **dict(zip(names, values)))`
-    without its per-call overhead (Action has no __post_init__; every applied rule action
-    passes here): straight-line code setting each slot through its descriptor."""
-    args = [f"v{i}" for i in range(len(names))]
-    given = dict(zip(names, args, strict=True))
-    env: dict[str, object] = {"_new": object.__new__, "Action": Action}
-    lines = [f"def copy(a, {', '.join(args)}):", "    new = _new(Action)"]
-    for i, name in enumerate(_ACTION_NAMES):
-        env[f"_s{i}"] = getattr(Action, name).__set__
-        lines.append(f"    _s{i}(new, {given.get(name, f'a.{name}')})")
-    lines.append("    return new")
-    exec("\n".join(lines), env)  # code built from the field names above
-    return env["copy"]  # type: ignore[return-value]
-
-
-_action_at = _action_copier("ts")
-_action_levels = _action_copier("sl", "tp")
+# `dataclasses.replace` of an applied action without its per-call overhead
+_action_at = slot_copier(Action, ("ts",))
+_action_levels = slot_copier(Action, ("sl", "tp"))
 # a rule's stop move: the new stop, its kind, the trailing level, R's stop, the flags
 _MOVE_STOP = evolver("sl", "sl_kind", "trailing", "initial_sl", "flags")
 

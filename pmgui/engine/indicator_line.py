@@ -12,13 +12,12 @@ thin line on the chart is the one the stop follows and the GUI computes nothing:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from pmgui.domain import money
 from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Indicators, MarketState, Position
+from pmgui.domain.slots import slot_constructor
 from pmgui.domain.timeframes import seconds
 from pmgui.engine.events import RuleIndicator
 from pmgui.indicators import IndicatorSet, IndicatorSpec
@@ -81,22 +80,7 @@ def current(market: MarketData, pos: Position, mkt: MarketState, params: Params,
     return _new_line(name, tf, value, since, step, have, need, distance)
 
 
-def _line_factory() -> Callable[..., RuleIndicator]:
-    """`RuleIndicator(*values)` in field order, built as the frozen dataclass's __init__
-    builds it (every field given) but through the slot descriptors directly: the line is
-    made on every tick of a position that is published."""
-    names = [f.name for f in fields(RuleIndicator)]
-    env: dict[str, object] = {"_new": object.__new__, "RuleIndicator": RuleIndicator}
-    lines = [f"def make({', '.join(names)}):", "    new = _new(RuleIndicator)"]
-    for i, name in enumerate(names):
-        env[f"_s{i}"] = getattr(RuleIndicator, name).__set__
-        lines.append(f"    _s{i}(new, {name})")
-    lines.append("    return new")
-    exec("\n".join(lines), env)  # code built from RuleIndicator's own field names
-    return env["make"]  # type: ignore[return-value]
-
-
-_new_line = _line_factory()
+_new_line = slot_constructor(RuleIndicator)  # made on every published tick of a position
 
 
 def history(market: MarketData, pos: Position, params: Params,

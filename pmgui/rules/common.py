@@ -8,8 +8,8 @@ sure two rules never disagree about "the ROI" on the same tick.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from pmgui.domain import money
@@ -23,6 +23,7 @@ from pmgui.domain.models import (
     Position,
     Scalar,
 )
+from pmgui.domain.slots import slot_constructor
 from pmgui.rules.params import Params
 
 FLAG_TP1 = "tp1_done"
@@ -239,22 +240,7 @@ def checked_action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str,
         MappingProxyType(inputs), _NO_FLAGS, stop_kind, False)
 
 
-def _action_factory() -> Callable[..., Action]:
-    """`Action(*values)` in field order, built as the frozen dataclass's __init__ would
-    (no __post_init__, every field given) but through the slot descriptors directly: an
-    action is built on most ticks that leave the quiet band."""
-    names = [f.name for f in fields(Action)]
-    env: dict[str, object] = {"_new": object.__new__, "Action": Action}
-    lines = [f"def make({', '.join(names)}):", "    new = _new(Action)"]
-    for i, name in enumerate(names):
-        env[f"_s{i}"] = getattr(Action, name).__set__
-        lines.append(f"    _s{i}(new, {name})")
-    lines.append("    return new")
-    exec("\n".join(lines), env)  # code built from Action's own field names
-    return env["make"]  # type: ignore[return-value]
-
-
-_new_action = _action_factory()
+_new_action = slot_constructor(Action)  # an action is built on most ticks out of the band
 
 
 def close_all(ctx: Ctx, reason: Reason, rule: str, priority: Priority,
