@@ -21,33 +21,28 @@ def _check(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-def slot_constructor(cls: type) -> Callable[..., Any]:
-    """`fn(*values)` = `cls(*values)`, every field given in field order."""
-    names = _check(cls)
+def _generate(cls: type, args: list[str], value_of: Callable[[str], str]) -> Callable[..., Any]:
+    """`def make(*args)`: a new `cls` whose every slot is set, through its descriptor, to the
+    expression `value_of(field name)`."""
     env: dict[str, object] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def make({', '.join(names)}):", "    new = _new(_cls)"]
-    for i, name in enumerate(names):
+    lines = [f"def make({', '.join(args)}):", "    new = _new(_cls)"]
+    for i, name in enumerate(_check(cls)):
         env[f"_s{i}"] = getattr(cls, name).__set__
-        lines.append(f"    _s{i}(new, {name})")
+        lines.append(f"    _s{i}(new, {value_of(name)})")
     lines.append("    return new")
     exec("\n".join(lines), env)  # code built from the class's own field names
     return env["make"]  # type: ignore[return-value]
 
 
+def slot_constructor(cls: type) -> Callable[..., Any]:
+    """`fn(*values)` = `cls(*values)`, every field given in field order."""
+    return _generate(cls, list(_check(cls)), lambda name: name)
+
+
 def slot_copier(cls: type, names: tuple[str, ...]) -> Callable[..., Any]:
     """`fn(obj, *values)` = `dataclasses.replace(obj, **dict(zip(names, values)))`.
     TypeError when a name is not a field or is repeated."""
-    all_names = _check(cls)
-    if len(set(names)) != len(names) or not set(names) <= set(all_names):
+    if len(set(names)) != len(names) or not set(names) <= set(_check(cls)):
         raise TypeError(f"{cls.__name__} has no field among {names!r} (or one is repeated)")
-    args = [f"v{i}" for i in range(len(names))]
-    given = dict(zip(names, args, strict=True))
-    env: dict[str, object] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def copy(obj, {', '.join(args)}):" if args else "def copy(obj):",
-             "    new = _new(_cls)"]
-    for i, name in enumerate(all_names):
-        env[f"_s{i}"] = getattr(cls, name).__set__
-        lines.append(f"    _s{i}(new, {given.get(name, f'obj.{name}')})")
-    lines.append("    return new")
-    exec("\n".join(lines), env)  # code built from the class's own field names
-    return env["copy"]  # type: ignore[return-value]
+    given = {name: f"v{i}" for i, name in enumerate(names)}
+    return _generate(cls, ["obj", *given.values()], lambda name: given.get(name, f"obj.{name}"))
