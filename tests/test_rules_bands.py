@@ -585,3 +585,74 @@ def test_actions_are_built_as_the_dataclass_builds_them(inputs, flags):
     assert type(got.priority) is int and type(got.flags) is frozenset
     assert all(v is None or isinstance(v, (str, int)) or math.isfinite(v)
                for v in got.inputs.values())
+
+
+# ------------------------------------------- the fixed parts kept per position (`_Fixed`)
+
+_FIXED_FIELDS = ("side", "entry", "tp", "leverage", "fee_rate")
+
+
+def _positions_sharing_all_but_one() -> list[Position]:
+    """Positions that differ from one another in one of `_FIXED_FIELDS` at a time, each
+    an evolution of one base (the engine's way: the other fields are the same objects)."""
+    out = []
+    for side in (Side.LONG, Side.SHORT):
+        d = side.dir
+        base = _pos(side, sl=100.0 * (1 - d * 0.04), tp=100.0 * (1 + d * 0.06),
+                    best_price=100.0 * (1 + d * 0.05), peak_roi=0.3, fee_rate=0.0005)
+        out += [base, base.evolve(entry=100.4), base.evolve(tp=100.0 * (1 + d * 0.045)),
+                base.evolve(leverage=12.0), base.evolve(fee_rate=0.002),
+                base.evolve(tp=None)]  # the same values but the side as the other side's
+    return out
+
+
+_STATIC_ONLY = {"trailing.enabled": False, "momentum_loss.enabled": False,
+                "dynamic_tp.enabled": False, "stop_loss.enabled": False}
+
+
+def _check_fixed_parts(order: list[int]) -> None:
+    """One Params for many positions, asked in `order`: each band is the one a Params
+    without caches gives. With emergency and smart TP alone each position's band is its
+    own (every field changes it); guardian's own adds the trailing regions' prices."""
+    ind = Indicators(volatility=0.02, momentum=0.01)
+    for ov in (_STATIC_ONLY, {}):
+        params = resolve_params("guardian", ov)  # one Params: its caches live across calls
+        positions = _positions_sharing_all_but_one()
+        seen = set()
+        for i in order:
+            pos = positions[i % len(positions)]
+            mkt = MarketState(SYMBOL, 100.0 * (1 + pos.side.dir * 0.02), 10.0, MARKET, ind)
+            got = quiet_band(pos, mkt, params)
+            assert got == quiet_band(pos, mkt, resolve_params("guardian", ov)), (i, pos)
+            seen.add(got)
+        if ov is _STATIC_ONLY:
+            assert None not in seen and len(seen) == len(positions)
+
+
+def _fixed_order() -> list[int]:
+    """Every position right after one that differs from it in a single field (the last
+    one used is checked first), then all of them again in a stride."""
+    n = len(_positions_sharing_all_but_one())
+    half = n // 2
+    pairs = [i for b in (0, half) for k in range(1, half) for i in (b, b + k, b)]
+    return [*pairs, half - 1, n - 1, half - 1, *range(0, 3 * n, 7)]
+
+
+def test_fixed_parts_are_kept_per_side_entry_tp_leverage_and_fees():
+    _check_fixed_parts(_fixed_order())
+
+
+@pytest.mark.parametrize("field", _FIXED_FIELDS)
+def test_the_fixed_parts_check_catches_a_key_without(monkeypatch, field):
+    """Mutation check: `_Fixed` kept by a key that omits one of its inputs is caught."""
+    def fixed(holder, pos):
+        key = tuple(getattr(pos, f) for f in _FIXED_FIELDS if f != field)
+        fx = holder[1].get(key)
+        if fx is None:
+            fx = holder[1][key] = bands_mod._Fixed(pos)
+        holder[0] = fx
+        return fx
+
+    monkeypatch.setattr(bands_mod, "_fixed", fixed)
+    with pytest.raises(AssertionError):
+        _check_fixed_parts(_fixed_order())

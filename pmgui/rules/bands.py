@@ -68,6 +68,8 @@ from pmgui.rules.sizing import add_size
 
 __all__ = ["BandGate", "QuietBand", "quiet_band"]
 
+_LONG = Side.LONG  # a module constant: an enum member lookup costs ~0.1 µs
+_SHORT = Side.SHORT
 _EPS = THRESHOLD_EPS
 _REL = 1e-9
 """Relative widening of every computed price edge (1e-9 of the price: about 1e7 times the
@@ -102,16 +104,27 @@ class _Unbounded(Exception):
     """A family acts at the current price, or cannot be bounded: no band."""
 
 
-class _Builder:
-    __slots__ = ("dir", "e", "f", "hi", "lev", "lo", "p0", "roi_ok", "until")
+class _Fixed:
+    """What a position's band reads that depends only on its side, entry, TP, leverage and
+    fees (and the Params): the ROI → price conversion with its products taken once, and —
+    filled when first needed — the emergency and smart-TP firing sets and the trailing
+    ROI regions as price intervals. A position's ticks bring a new Position object each
+    time its peak, best price or stop moves, the same five values (the same objects: an
+    evolved position shares them) — so they reuse one `_Fixed` (`_fixed`, kept per Params).
+    """
 
-    def __init__(self, pos: Position, p0: float) -> None:
-        self.p0 = p0
-        self.lo = -_INF
-        self.hi = _INF
-        self.until = _INF
-        self.dir = 1 if pos.side is Side.LONG else -1
-        self.e = pos.entry
+    __slots__ = ("de", "dir", "dmf", "e", "entry", "f", "fe", "fee_rate", "lev", "leverage",
+                 "regions", "roi_ok", "sets", "side", "tp")
+
+    def __init__(self, pos: Position) -> None:
+        # the key (the objects themselves: `is` on them is equality, and held here an id
+        # is never another object's)
+        self.side, self.entry, self.tp = pos.side, pos.entry, pos.tp
+        self.leverage, self.fee_rate = pos.leverage, pos.fee_rate
+        self.sets: list[tuple[float, float]] | None = None
+        self.regions: tuple[tuple[float, float] | None, ...] | None = None
+        d = self.dir = 1 if pos.side is _LONG else -1
+        e = self.e = pos.entry
         lev, f = pos.leverage, pos.fee_rate
         if type(lev) is float and type(f) is float:  # the usual case: the test below
             ok = 0.0 < lev < _INF and -0.5 < f < 0.5
@@ -120,8 +133,53 @@ class _Builder:
                   and math.isfinite(lev) and lev > 0 and isinstance(f, (int, float))
                   and math.isfinite(f) and -0.5 < f < 0.5)
         self.roi_ok = ok
-        self.lev = float(lev) if ok else 1.0
-        self.f = float(f) if ok else 0.0
+        if ok:
+            lev, f = float(lev), float(f)
+        else:
+            lev, f = 1.0, 0.0
+        self.lev = lev
+        self.f = f
+        self.de = d * e
+        self.fe = f * e
+        self.dmf = d - f
+
+    def roi_interval(self, r1: float, r2: float) -> tuple[float, float] | None:
+        """The prices at which the ROI is in [r1, r2], widened as `fire_approx` (None: no
+        price); `_Builder.fire_roi`'s arithmetic."""
+        if not self.roi_ok:
+            raise _Unbounded
+        if r1 > r2:
+            return None
+        d = self.dir
+        if r1 == -_INF:
+            a = -_INF * d
+        else:
+            r = r1 - _ROI_ABS * (1.0 + abs(r1))
+            a = (r * self.e / self.lev + self.de + self.fe) / self.dmf
+        if r2 == _INF:
+            b = _INF * d
+        else:
+            r = r2 + _ROI_ABS * (1.0 + abs(r2))
+            b = (r * self.e / self.lev + self.de + self.fe) / self.dmf
+        if d < 0:
+            a, b = b, a
+        if a > b:
+            return None
+        return a - abs(a) * _REL, b + abs(b) * _REL
+
+
+class _Builder:
+    """The band being narrowed: the nearest firing edges below and above `p0` and the
+    earliest timer; `fx` the position's fixed parts (`_Fixed`)."""
+
+    __slots__ = ("fx", "hi", "lo", "p0", "until")
+
+    def __init__(self, fx: _Fixed, p0: float) -> None:
+        self.fx = fx
+        self.p0 = p0
+        self.lo = -_INF
+        self.hi = _INF
+        self.until = _INF
 
     # firing sets ------------------------------------------------------------------------
     def fire(self, x: float, y: float) -> None:
@@ -144,27 +202,40 @@ class _Builder:
 
     def fire_roi(self, r1: float, r2: float) -> None:
         """The rules may act while the ROI is in [r1, r2] (ROI is monotone in the price)."""
-        if not self.roi_ok:
+        fx = self.fx
+        if not fx.roi_ok:
             raise _Unbounded
         if r1 > r2:
             return
-        d, e, f = self.dir, self.e, self.f
-        # the prices at r1 and r2 (`money.price_at_roi`'s formula), widened as `fire_approx`
+        d = fx.dir
+        # the prices at r1 and r2: `(r * e / lev + d * e + f * e) / (d - f)`
+        # (`money.price_at_roi`'s formula), widened as `fire_approx` (`_Fixed.roi_interval`
+        # and `self.fire`, inlined)
         if r1 == -_INF:
             a = -_INF * d
         else:
             r = r1 - _ROI_ABS * (1.0 + abs(r1))
-            a = (r * e / self.lev + d * e + f * e) / (d - f)
+            a = (r * fx.e / fx.lev + fx.de + fx.fe) / fx.dmf
         if r2 == _INF:
             b = _INF * d
         else:
             r = r2 + _ROI_ABS * (1.0 + abs(r2))
-            b = (r * e / self.lev + d * e + f * e) / (d - f)
+            b = (r * fx.e / fx.lev + fx.de + fx.fe) / fx.dmf
         if d < 0:
             a, b = b, a
         if a > b:
             return
-        self.fire(a - abs(a) * _REL, b + abs(b) * _REL)
+        x = a - abs(a) * _REL
+        y = b + abs(b) * _REL
+        p0 = self.p0
+        if y < p0:
+            if y > self.lo:
+                self.lo = y
+        elif x > p0:
+            if x < self.hi:
+                self.hi = x
+        else:
+            raise _Unbounded
 
     def at_ts(self, ts: float) -> None:
         """Evaluate again from market time `ts` on."""
@@ -215,7 +286,7 @@ def _price_level_stop(b: _Builder, side: Side, level: float | None) -> None:
     """A stop-like level: price <= level (long) / >= level (short) acts (exact compare)."""
     if level is None:
         return
-    if side is Side.LONG:
+    if side is _LONG:
         b.fire(-_INF, level)
     else:
         b.fire(level, _INF)
@@ -224,7 +295,7 @@ def _price_level_stop(b: _Builder, side: Side, level: float | None) -> None:
 def _price_level_target(b: _Builder, side: Side, level: float | None) -> None:
     if level is None:
         return
-    if side is Side.LONG:
+    if side is _LONG:
         b.fire(level, _INF)
     else:
         b.fire(-_INF, level)
@@ -238,7 +309,7 @@ def _could_move_stop(pos: Position, level: float | None) -> bool:
     sl = pos.sl
     if sl is None or not math.isfinite(sl):
         return True
-    return level > sl if pos.side is Side.LONG else level < sl  # money.is_improvement
+    return level > sl if pos.side is _LONG else level < sl  # money.is_improvement
 
 
 # families ----------------------------------------------------------------------------------
@@ -248,9 +319,10 @@ def _protection_params(params: Params) -> tuple[bool, bool, bool, bool]:
             bool(params["take_profit.instant"]), params.enabled("tranches"))
 
 
-def _protection(b: _Builder, pos: Position, params: Params) -> None:
+def _protection(b: _Builder, pos: Position,
+                protection: tuple[bool, bool, bool, bool]) -> None:
     side = pos.side
-    sl_on, tp_on, instant, tranches = params.memo(_protection_params, _protection_params)
+    sl_on, tp_on, instant, tranches = protection  # `_protection_params`
     if sl_on:
         _price_level_stop(b, side, pos.sl)
     if tranches and pos.tranches:
@@ -271,11 +343,22 @@ def _observe(b: _Builder, pos: Position) -> None:
     if not valid_price(best) or not math.isfinite(pos.peak_roi):
         raise _Unbounded  # observe records a new value on every tick
     assert best is not None
-    long = pos.side is Side.LONG
+    long = pos.side is _LONG
+    p0 = b.p0  # `b.fire` of the prices beyond the best one, inlined
     if long:
-        b.fire(math.nextafter(best, _INF), _INF)
+        x = math.nextafter(best, _INF)
+        if x > p0:
+            if x < b.hi:
+                b.hi = x
+        else:
+            raise _Unbounded
     else:
-        b.fire(-_INF, math.nextafter(best, -_INF))
+        y = math.nextafter(best, -_INF)
+        if y < p0:
+            if y > b.lo:
+                b.lo = y
+        else:
+            raise _Unbounded
     if not _roi_monotone(pos, best):
         b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
         return
@@ -302,7 +385,7 @@ def _roi_monotone(pos: Position, best: float) -> bool:
     step: small fees and a price term on the price's own scale (best >= entry / 2). Checked
     on 6e6 float-adjacent prices (entries 1e-4..1e5, fees to 1%, leverage 0.5..125)."""
     f = pos.fee_rate
-    if pos.side is Side.SHORT:
+    if pos.side is _SHORT:
         return f >= 0
     return f <= 0 or (f <= 0.01 and best >= pos.entry / 2)
 
@@ -317,7 +400,7 @@ def _smart_tp(b: _Builder, pos: Position, p: Params) -> None:
     tp = pos.tp
     if tp is not None and not money.valid_price(tp):
         raise _Unbounded
-    e, d = pos.entry, pos.side.dir
+    e, d = pos.entry, (1 if pos.side is _LONG else -1)
     tiers = [(p.f("smart_tp.always_move"), None)]
     for i in (1, 2, 3, 4):
         tiers.append((p.f(f"smart_tp.t{i}_move"), p.f(f"smart_tp.t{i}_tp_dist")))
@@ -338,19 +421,25 @@ def _momentum_params(p: Params) -> tuple[float, float, float, float, float]:
             p.f("momentum_loss.band_giveback"))
 
 
+def _momentum_edges(p: Params) -> tuple[float, float, float, float, float]:
+    """`_momentum_params` with their tolerances applied (the same floats, once per Params)."""
+    min_peak, full, lo, hi, band = _momentum_params(p)
+    return min_peak - _EPS, 1 - full + _EPS, lo - _EPS, hi + _EPS, 1 - band + _EPS
+
+
 def _momentum_loss(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     peak = ctx.pos.peak_roi  # within the band the ROI never exceeds it (the observe edge)
-    min_peak, full, lo, hi, band = p.memo(_momentum_params, _momentum_params)
-    if peak < min_peak - _EPS or peak <= 0:
+    min_peak, full, lo, hi, band = p.memo(_momentum_edges, _momentum_edges)
+    if peak < min_peak or peak <= 0:
         return
-    b.fire_roi(-_INF, peak * (1 - full + _EPS))
-    b.fire_roi(lo - _EPS, min(hi + _EPS, peak * (1 - band + _EPS)))
+    b.fire_roi(-_INF, peak * full)
+    b.fire_roi(lo, min(hi, peak * band))
 
 
 def _fire_r(b: _Builder, pos: Position, risk: float, r_min: float) -> None:
     """pnl_r >= r_min (with the rules' tolerance) acts."""
-    x = pos.entry + pos.side.dir * risk * (r_min - _EPS)
-    if pos.side is Side.LONG:
+    x = pos.entry + (1 if pos.side is _LONG else -1) * risk * (r_min - _EPS)
+    if pos.side is _LONG:
         b.fire_approx(x, _INF)
     else:
         b.fire_approx(-_INF, x)
@@ -388,9 +477,23 @@ def _breakeven_plus(b: _Builder, ctx: Ctx, p: Params) -> None:
         b.fire_roi(p.f("breakeven_plus.min_roi") - _EPS, _INF)
 
 
+def _trailing_plan(p: Params) -> tuple[stops._TrailCfg,
+                                       tuple[tuple[float, float, float], ...] | None,
+                                       tuple[float, ...]]:
+    """(`stops.trailing_config`, `_trailing_reps`): one memo for the band's trailing."""
+    regions, reps = p.memo(_trailing_reps, _trailing_reps)
+    return stops.trailing_config(p), regions, reps
+
+
+def _region_prices(fx: _Fixed, regions: tuple[tuple[float, float, float], ...]
+                   ) -> tuple[tuple[float, float] | None, ...]:
+    """The price interval of each ROI region (`b.fire_roi`'s), for `fx.regions`."""
+    return tuple(fx.roi_interval(lo, hi) for lo, hi, _ in regions)
+
+
 def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     pos = ctx.pos
-    c = stops.trailing_config(p)
+    c, regions, reps = p.memo(_trailing_plan, _trailing_plan)
     if c.after_breakeven and not stops.breakeven_reached(ctx):
         return
     mode = c.mode
@@ -405,20 +508,23 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     timed = False
     if c.tightening:
         timed = _hours_timer(b, pos, now, c.t_start_hours, strict=True)
-    regions, reps = p.memo(_trailing_reps, _trailing_reps)
     roi = ctx.roi
+    prices = None  # the regions' price intervals, when they are the Params' own
     if regions is None:
         regions, reps = ((-_INF, _INF, roi),), (roi,)
         levels = stops.trailing_stop_levels(ctx, reps)
     else:
         levels = stops.trailing_stop_levels_at(ctx, reps)
+        prices = b.fx.regions
+        if prices is None:
+            prices = b.fx.regions = _region_prices(b.fx, regions)
     n = len(regions)
     here = 0  # the region of the current ROI
     while here < n - 1 and roi > regions[here][1]:
         here += 1
     sl = pos.sl
     any_sl = sl is None or not math.isfinite(sl)
-    long = pos.side is Side.LONG
+    long = pos.side is _LONG
     # only the nearest firing range on each side of the current one can bound the band
     for order in (range(here, n), range(here - 1, -1, -1)):
         for k in order:
@@ -431,7 +537,19 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
             elif not (valid_price(level)  # `_could_move_stop`, inlined
                       and (any_sl or (level > sl if long else level < sl))):  # type: ignore[operator]
                 continue
-            b.fire_roi(regions[k][0], regions[k][1])
+            if prices is None:
+                b.fire_roi(regions[k][0], regions[k][1])
+            elif (xy := prices[k]) is not None:  # `b.fire_roi` of region k, kept
+                x, y = xy
+                p0 = b.p0
+                if y < p0:
+                    if y > b.lo:
+                        b.lo = y
+                elif x > p0:
+                    if x < b.hi:
+                        b.hi = x
+                else:
+                    raise _Unbounded
             break
 
 
@@ -461,21 +579,28 @@ def _trailing_regions(p: Params) -> tuple[tuple[float, float, float], ...] | Non
     return tuple(regions)
 
 
+def _dynamic_tp_params(p: Params) -> tuple[float, float, float, float, float, float, float]:
+    """(freeze_progress, strong_momentum, min_trend, fade_momentum, rsi_high, rsi_low,
+    stale_hours), read once per Params."""
+    return (p.f("dynamic_tp.freeze_progress"), p.f("dynamic_tp.strong_momentum"),
+            p.f("dynamic_tp.min_trend"), p.f("dynamic_tp.fade_momentum"),
+            p.f("dynamic_tp.rsi_high"), p.f("dynamic_tp.rsi_low"), p.f("dynamic_tp.stale_hours"))
+
+
 def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     pos = ctx.pos
-    tp, e, d = pos.tp, pos.entry, pos.side.dir
+    tp, e, d = pos.tp, pos.entry, ctx.dir
     if tp is None or (tp - e) * d <= 0:
         return
-    freeze = p.f("dynamic_tp.freeze_progress")
+    freeze, strong, min_trend, fade, rsi_high, rsi_low, stale_hours = p.memo(
+        _dynamic_tp_params, _dynamic_tp_params)
     # progress = (p - e)/(tp - e) grows towards TP; frozen at progress >= freeze - eps
     p_freeze = e + (freeze - _EPS) * (tp - e)
-    frozen_now = ge((ctx.price - e) / (tp - e), freeze)
+    frozen_now = (ctx.price - e) / (tp - e) >= freeze - _EPS  # `ge`, written out
     ind = ctx.frame("dynamic_tp")
-    mom = None if ind.momentum is None else d * ind.momentum
-    trend = None if ind.trend is None else d * ind.trend
-    if (FLAG_TP_EXTENDED not in pos.flags and mom is not None and trend is not None
-            and ge(mom, p.f("dynamic_tp.strong_momentum"))
-            and ge(trend, p.f("dynamic_tp.min_trend"))):
+    mom, trend = ind.momentum, ind.trend
+    if (mom is not None and trend is not None and FLAG_TP_EXTENDED not in pos.flags
+            and d * mom >= strong - _EPS and d * trend >= min_trend - _EPS):
         if frozen_now:  # the whole unfrozen side may extend
             if d > 0:
                 b.fire_approx(-_INF, p_freeze)
@@ -488,14 +613,13 @@ def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
             b.fire_approx(p_freeze, p_freeze)
             for s in (*ind.swing_highs, *ind.swing_lows):
                 b.fire_approx(s, s)
-    last = None if ind.last_change is None else d * ind.last_change
-    if FLAG_TP_PULLED_IN in pos.flags or last is None or not le(
-            last, p.f("dynamic_tp.fade_momentum")):
-        return
+    last = ind.last_change
+    if last is None or FLAG_TP_PULLED_IN in pos.flags or not d * last <= fade + _EPS:
+        return  # `le(d * last, fade)` above, written out
     rsi = ind.rsi
-    stretched = rsi is not None and (gt(rsi, p.f("dynamic_tp.rsi_high")) if d > 0
-                                     else rsi < p.f("dynamic_tp.rsi_low") - _EPS)
-    if stretched or _hours_timer(b, pos, now, p.f("dynamic_tp.stale_hours"), strict=False):
+    stretched = rsi is not None and (rsi > rsi_high + _EPS if d > 0  # `gt`
+                                     else rsi < rsi_low - _EPS)
+    if stretched or _hours_timer(b, pos, now, stale_hours, strict=False):
         a = e + _EPS * (tp - e)  # progress > 0 (strictly, with tolerance) up to the freeze
         b.fire_approx(min(a, p_freeze), max(a, p_freeze))
 
@@ -531,8 +655,9 @@ def _add_on(b: _Builder, ctx: Ctx, p: Params) -> None:
             if qty is not None and ctx.market.round_price(ema) > 0:
                 band = p.f("add_on.ema_band") + _EPS
                 x, y = ema * (1 - band), ema * (1 + band)
-                r_edge = pos.entry + pos.side.dir * risk * (p.f("add_on.min_r") - _EPS)
-                if pos.side is Side.LONG:
+                d = 1 if pos.side is _LONG else -1
+                r_edge = pos.entry + d * risk * (p.f("add_on.min_r") - _EPS)
+                if pos.side is _LONG:
                     x = max(x, r_edge)
                 else:
                     y = min(y, r_edge)
@@ -575,47 +700,60 @@ def _scaling(b: _Builder, ctx: Ctx, p: Params) -> None:
 
 
 class _Recorder(_Builder):
-    """Records firing sets instead of narrowing a band (for `_static_families`)."""
+    """Records firing sets instead of narrowing a band (for `_static_sets`)."""
 
     __slots__ = ("sets",)
 
-    def __init__(self, pos: Position) -> None:
-        super().__init__(pos, math.nan)
+    def __init__(self, fx: _Fixed) -> None:
+        super().__init__(fx, math.nan)
         self.sets: list[tuple[float, float]] = []
 
     def fire(self, x: float, y: float) -> None:
         self.sets.append((x, y))
+
+    def fire_roi(self, r1: float, r2: float) -> None:
+        xy = self.fx.roi_interval(r1, r2)
+        if xy is not None:
+            self.sets.append(xy)
 
 
 _UNBOUNDED: list[tuple[float, float]] = [(-_INF, _INF)]
 _CACHE_SIZE = 1024
 
 
-def _static_cache(params: Params) -> dict[tuple[object, ...], list[tuple[float, float]]]:
-    return {}
+def _fixed(holder: list, pos: Position) -> _Fixed:
+    """The `_Fixed` of `pos` (side, entry, TP, leverage, fees) among those kept for one
+    Params: `holder` is [the one last used, {values: _Fixed}]. The caller has checked the
+    last one's objects with `is`; here by value (equal values, equal results)."""
+    cache = holder[1]
+    key = (pos.side, pos.entry, pos.tp, pos.leverage, pos.fee_rate)
+    fx = cache.get(key)
+    if fx is None:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        fx = cache[key] = _Fixed(pos)
+    holder[0] = fx
+    return fx
+
+
+def _static_sets(fx: _Fixed, pos: Position, params: Params) -> list[tuple[float, float]]:
+    """Emergency tiers and smart TP: their firing sets depend only on the entry, TP, side,
+    leverage and fees, so they are computed once per `_Fixed`."""
+    rec = _Recorder(fx)
+    try:
+        if params.enabled("emergency"):
+            _emergency(rec, params)
+        if params.enabled("smart_tp"):
+            _smart_tp(rec, pos, params)
+        return rec.sets
+    except _Unbounded:
+        return _UNBOUNDED
 
 
 def _static_families(b: _Builder, pos: Position, params: Params) -> None:
-    """Emergency tiers and smart TP: their firing sets depend only on the entry, TP, side,
-    leverage and fees, so they are computed once per such position and Params."""
-    if not (params.enabled("emergency") or params.enabled("smart_tp")):
-        return
-    cache = params.memo(_static_cache, _static_cache)
-    key = (pos.side, pos.entry, pos.tp, pos.leverage, pos.fee_rate)
-    sets = cache.get(key)
+    sets = b.fx.sets
     if sets is None:
-        rec = _Recorder(pos)
-        try:
-            if params.enabled("emergency"):
-                _emergency(rec, params)
-            if params.enabled("smart_tp"):
-                _smart_tp(rec, pos, params)
-            sets = rec.sets
-        except _Unbounded:
-            sets = _UNBOUNDED
-        if len(cache) >= _CACHE_SIZE:
-            cache.clear()
-        cache[key] = sets
+        sets = b.fx.sets = _static_sets(b.fx, pos, params)
     p0, lo, hi = b.p0, b.lo, b.hi
     for x, y in sets:  # `b.fire(x, y)`, inlined
         if y < p0:
@@ -662,27 +800,53 @@ def _families(params: Params) -> tuple[Family, ...]:
     return tuple(fn for rule, fn in table if params.enabled(rule))
 
 
+_Plan = tuple[bool, tuple[Family, ...], tuple[bool, bool, bool, bool], bool, list]
+
+
+def _plan(params: Params) -> _Plan:
+    """Everything `quiet_band` reads from the Params alone, in one memo: (an enabled rule
+    without a family, the families, `_protection_params`, emergency or smart TP on, the
+    `_Fixed` holder of `_fixed`)."""
+    families = _families(params)
+    return (families == (_unknown,), families, _protection_params(params),
+            params.enabled("emergency") or params.enabled("smart_tp"), [_NO_FIXED, {}])
+
+
+_NO_FIXED = _Fixed.__new__(_Fixed)  # matches no position (`side` is None)
+_NO_FIXED.side = None  # type: ignore[assignment]
+
+
 def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | None:
     """The band of prices/times inside which the rules cannot act (module docstring)."""
     if not isinstance(params, Params) or mkt.symbol != pos.symbol:
         return None
     price, now = mkt.price, mkt.ts
-    qty = pos.qty
-    if not (valid_price(price) and pos.status is _OPEN and valid_price(pos.entry)
-            and isinstance(qty, (int, float)) and 0 < qty < _INF
-            and isinstance(now, (int, float)) and -_INF < now < _INF):
+    qty, entry = pos.qty, pos.entry
+    if type(price) is float and type(entry) is float and type(qty) is float \
+            and type(now) is float:  # the usual case: the test below, without its calls
+        if not (0.0 < price < _INF and pos.status is _OPEN and 0.0 < entry < _INF
+                and 0 < qty < _INF and -_INF < now < _INF):
+            return None
+    elif not (valid_price(price) and pos.status is _OPEN and valid_price(entry)
+              and isinstance(qty, (int, float)) and 0 < qty < _INF
+              and isinstance(now, (int, float)) and -_INF < now < _INF):
         return None
-    b = _Builder(pos, float(price))
-    families = params.memo(_families, _families)
+    unknown, families, protection, static, holder = params.memo(_plan, _plan)
+    if unknown:
+        return None  # an enabled rule without a band family (protection included)
+    fx = holder[0]
+    if not (fx.side is pos.side and fx.entry is entry and fx.tp is pos.tp
+            and fx.leverage is pos.leverage and fx.fee_rate is pos.fee_rate):
+        fx = _fixed(holder, pos)
+    b = _Builder(fx, float(price))
     try:
-        if families == (_unknown,):
-            raise _Unbounded  # an enabled rule without a band family (protection included)
-        _protection(b, pos, params)
+        _protection(b, pos, protection)
         if pos.automation:
-            if not b.roi_ok:
+            if not fx.roi_ok:
                 return None
             _observe(b, pos)
-            _static_families(b, pos, params)
+            if static:
+                _static_families(b, pos, params)
             if families:
                 ctx = make_ctx(pos, mkt, params)
                 for family in families:
@@ -733,7 +897,7 @@ class BandGate:
             pos = pending[0]
             best = pos.best_price
             if pos.automation and best is not None and (
-                    price > best if pos.side is Side.LONG else price < best):
+                    price > best if pos.side is _LONG else price < best):
                 return False  # a new best: outside any band of this position
             self._compute()
         return self._lo < price < self._hi and ts < self._until  # `band.holds`; NaN: none

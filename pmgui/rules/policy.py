@@ -51,6 +51,10 @@ __all__ = [
     "initial_targets", "observe", "params_for", "price_is_usable", "quiet_band", "scale_out",
 ]
 
+_MOVE_SL, _MOVE_TP, _CLOSE, _REDUCE, _CANCEL, _ADD = (
+    ActionType.MOVE_SL, ActionType.MOVE_TP, ActionType.CLOSE, ActionType.REDUCE,
+    ActionType.CANCEL, ActionType.ADD)
+_LONG = Side.LONG  # a module constant: an enum member lookup costs ~0.1 µs
 RuleFn = Callable[[Ctx], list[Action]]
 _OPEN = PositionStatus.OPEN
 _evolve_peak_best = evolver("peak_roi", "best_price")
@@ -88,7 +92,7 @@ def observe(pos: Position, price: float) -> Position:
             or not valid_price(pos.entry):
         return pos
     lev, entry = pos.leverage, pos.entry
-    long = pos.side is Side.LONG
+    long = pos.side is _LONG
     if math.isfinite(lev):  # `position_roi`, inlined (the same arithmetic)
         lev = max(lev, 0.0)
         r = lev * ((1 if long else -1) * (price - entry)
@@ -148,7 +152,7 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
     out = select(candidates, pos.side)
     if (pos.flags and add_on_open_since(pos.flags) is not None
             and any(a.is_closing for a in out)
-            and not any(a.type is ActionType.CANCEL for a in out)):
+            and not any(a.type is _CANCEL for a in out)):
         closing = next(a for a in out if a.is_closing)
         cancel = adds.cancel_add_on(ctx, "closing", closing_reason=closing.reason.value)
         out.insert(out.index(closing), cancel)
@@ -167,9 +171,9 @@ def select(candidates: list[Action], side: Side) -> list[Action]:
         a = candidates[0]
         t = a.type
         if "follows" not in a.inputs and (
-                (t is ActionType.MOVE_SL and a.sl is not None) or t is ActionType.CLOSE
-                or t is ActionType.REDUCE or t is ActionType.CANCEL
-                or t is ActionType.MOVE_TP or t is ActionType.ADD):
+                (t is _MOVE_SL and a.sl is not None) or t is _CLOSE
+                or t is _REDUCE or t is _CANCEL
+                or t is _MOVE_TP or t is _ADD):
             return [a]  # what the arbitration below keeps of a lone candidate
     ordered = sorted(candidates, key=_priority)  # stable: pipeline order in ties
     closing = next((a for a in ordered if a.is_closing), None)
@@ -180,22 +184,22 @@ def select(candidates: list[Action], side: Side) -> list[Action]:
     cancel: Action | None = None
     follow: list[Action] = []
     for a in ordered:
-        if a.type is ActionType.CANCEL:
+        if a.type is _CANCEL:
             cancel = cancel or a
             continue
         if "follows" in a.inputs:
-            if (closing is not None and closing.type is ActionType.REDUCE
+            if (closing is not None and closing.type is _REDUCE
                     and a.inputs["follows"] == closing.reason.value and a.rule == closing.rule
-                    and a.type is ActionType.MOVE_SL and not follow):
+                    and a.type is _MOVE_SL and not follow):
                 follow.append(a)
             continue
         if a.is_closing or a.priority >= limit:
             continue
-        if a.type is ActionType.MOVE_SL and a.sl is not None:
+        if a.type is _MOVE_SL and a.sl is not None:
             stops.append(a)
-        elif a.type is ActionType.MOVE_TP and move_tp is None:
+        elif a.type is _MOVE_TP and move_tp is None:
             move_tp = a
-        elif a.type is ActionType.ADD and add is None:
+        elif a.type is _ADD and add is None:
             add = a
     out: list[Action] = []
     # loosest first: ascending for a long, descending for a short (stable for equal levels)
@@ -232,7 +236,7 @@ def _priority(a: Action) -> int:
 def out_last_sl(actions: list[Action]) -> float | None:
     """The last stop level set by `actions` (None when none moves it)."""
     for a in reversed(actions):
-        if a.type is ActionType.MOVE_SL:
+        if a.type is _MOVE_SL:
             return a.sl
     return None
 
