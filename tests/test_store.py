@@ -6,7 +6,7 @@ import json
 import math
 import sqlite3
 import tempfile
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ from pmgui.domain.models import (
     frozen_map,
 )
 from pmgui.store import Store
-from pmgui.store.serialize import action_from_record
+from pmgui.store.serialize import ACTION_COLUMNS, action_from_record
 
 
 @pytest.fixture
@@ -827,7 +827,7 @@ def test_action_inputs_are_stored_as_the_reference_text(maps):
 def test_an_action_row_is_the_documented_row_whatever_the_value_types(store, odd):
     """The common action takes a shortcut to its row; values of other types (an int level,
     an enum's text) go the long way: the same stored row either way."""
-    from pmgui.store.serialize import ACTION_COLUMNS, action_to_row, action_values
+    from pmgui.store.serialize import action_to_row, action_values
 
     base = Action(type=ActionType.MOVE_SL, reason=Reason.TRAILING, position_id="p1",
                   price=100.5, qty=None, sl=99.25, tp=None, rule="trailing", priority=7,
@@ -842,7 +842,8 @@ def test_an_action_row_is_the_documented_row_whatever_the_value_types(store, odd
 
 
 @pytest.mark.parametrize("bad", [{"price": math.nan}, {"ts": math.inf}, {"sl": "x"},
-                                 {"type": "jump"}, {"position_id": None}])
+                                 {"type": "jump"}, {"position_id": None},
+                                 {"flags": frozenset({1})}])
 def test_a_bad_action_is_refused_and_takes_no_id(store, bad):
     base = _move("p1", 100.0, 1.0)
     ok = store.record_action(base, symbol="BTC")
@@ -853,3 +854,28 @@ def test_a_bad_action_is_refused_and_takes_no_id(store, bad):
         store.record_action(a, symbol="BTC")
     assert store.behind == 0
     assert store.record_action(base, symbol="BTC") == ok + 1
+
+
+def test_a_line_written_behind_is_the_row_written_at_once(store):
+    """The usual log line queued behind has its row built when the window is written: the
+    row (every column, every type, the inputs' text) is the one `record_action` writes at
+    once for the same decision, odd inputs included."""
+    odd_inputs = [{}, {"price": 1.5, "roi": 0.1, "mode": "adaptive", "on": True, "n": 3,
+                       "none": None}, {"nan": math.nan, "inf": -math.inf, "zero": -0.0},
+                  {"z": 1.0, "a": "é\n\"x\"", 7: "seven"}, {"obj": object.__name__}]
+    base = _move("p1", 100.0, 1.0)
+    made = []
+    for i, inputs in enumerate(odd_inputs):
+        made.append(replace(base, ts=float(i), inputs=frozen_map(inputs),
+                            flags=frozenset({"tp1_done"}) if i % 2 else frozenset()))
+    for a in made:
+        store.record_action(a, symbol="BTC", ok=False, detail="at once")
+    for a in made:
+        store.record_action_behind(a, symbol="BTC", ok=False, detail="at once")
+    assert store.behind == len(made)
+    store.flush_behind()
+    rows = store.db.conn.execute(f"SELECT {', '.join(ACTION_COLUMNS[1:])} FROM actions "
+                                 "ORDER BY id").fetchall()
+    n = len(made)
+    assert rows[:n] == rows[n:]
+    assert [tuple(map(type, r)) for r in rows[:n]] == [tuple(map(type, r)) for r in rows[n:]]

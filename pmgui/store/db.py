@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 
 if "pandas" in sys.modules:  # already loaded by someone: nothing to save
@@ -86,6 +87,7 @@ from pmgui.store.metrics import TradeMetrics, compute_metrics
 from pmgui.store.serialize import (
     ACTION_COLUMNS,
     Row,
+    action_flags,
     action_record,
     action_values,
     dumps_json,
@@ -93,6 +95,7 @@ from pmgui.store.serialize import (
     fill_to_row,
     order_from_row,
     order_to_row,
+    plain_action,
     position_changes,
     position_from_row,
     position_to_row,
@@ -126,6 +129,29 @@ _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
 # the columns, their values)
 _Prep = tuple[Position, tuple[str, ...], list[Any]]
 _Queued = tuple[Position, float, "_Prep | None"]  # a position waiting behind
+
+
+@dataclass(frozen=True, slots=True)
+class _LaterRow:
+    """A log line waiting behind whose row is built when written (`record_action_behind`):
+    the usual action, checked when recorded, so building its row cannot fail. Built in the
+    window's batch, not on the tick that recorded it: the same text, and the serializing
+    code runs hot in a loop instead of cold between two ticks."""
+
+    row_id: int
+    action: Action
+    symbol: str
+    ok: bool
+    detail: str
+
+    def row(self) -> tuple:
+        return action_values(self.action, self.row_id, symbol=self.symbol, ok=self.ok,
+                             detail=self.detail)
+
+
+def _action_rows(queued: list) -> list[tuple]:
+    """The rows (`ACTION_COLUMNS` values) of queued log lines, built or waiting."""
+    return [r if r.__class__ is tuple else r.row() for r in queued]
 
 
 _ACTION_INSERT = (f"INSERT INTO actions ({', '.join(ACTION_COLUMNS)}) "
@@ -316,13 +342,13 @@ class Store:
         # per position: (the Position, its updated_at, its column changes against the
         # state written when it was queued, or None) — rows are built when written
         self._behind_positions: dict[str, _Queued] = {}
-        self._behind_actions: list[tuple] = []  # `ACTION_COLUMNS` values
+        self._behind_actions: list[tuple | _LaterRow] = []  # `ACTION_COLUMNS` values
         self._behind_since: float | None = None
         self.behind_chunk = BEHIND_CHUNK
         self._next_action_id: int | None = None  # ids are taken when a line is recorded
         # rows taken from the queue by the open transaction (queued again if it rolls back)
         self._carried_positions: dict[str, _Queued] = {}
-        self._carried_actions: list[tuple] = []
+        self._carried_actions: list[tuple | _LaterRow] = []
         self._normal = False  # synchronous=NORMAL in force (inside `relaxed()`)
         self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
         self._sp = 0  # savepoint counter
@@ -675,7 +701,12 @@ class Store:
         """`record_action` written behind (a decision that sends no order: a rule's level
         move). Validated now; its row id comes with the write."""
         self._writable()
-        self._behind_actions.append(self._action_row(action, symbol, ok, detail))
+        if action.inputs.__class__ is MappingProxyType and plain_action(action, symbol, detail):
+            action_flags(action)  # the one part that can still be refused: checked now
+            row_id = self._take_action_id()
+            self._behind_actions.append(_LaterRow(row_id, action, symbol, ok, detail))
+        else:
+            self._behind_actions.append(self._action_row(action, symbol, ok, detail))
         if self._behind_since is None:
             self._behind_since = time.monotonic()
 
@@ -729,7 +760,7 @@ class Store:
         try:
             self._write_positions(taken_p)
             if taken_a:
-                self.db.conn.executemany(_ACTION_INSERT, taken_a)
+                self.db.conn.executemany(_ACTION_INSERT, _action_rows(taken_a))
         except BaseException:
             # not written: kept for the next try (newer states queued meanwhile win)
             for pid, rows in taken_p.items():
@@ -745,13 +776,22 @@ class Store:
         """The action's row (`ACTION_COLUMNS` values) with its id taken now: the log keeps
         the order in which the decisions were recorded, whether a line is written at once
         or behind."""
+        row = action_values(action, self._peek_action_id(), symbol=symbol, ok=ok,
+                            detail=detail)
+        self._take_action_id()  # taken once the row is built: a refused action takes none
+        return row
+
+    def _peek_action_id(self) -> int:
         row_id = self._next_action_id
         if row_id is None:
             last = self.db.execute("SELECT MAX(id) FROM actions").fetchone()[0]
-            row_id = int(last or 0) + 1
-        row = action_values(action, row_id, symbol=symbol, ok=ok, detail=detail)
+            row_id = self._next_action_id = int(last or 0) + 1
+        return row_id
+
+    def _take_action_id(self) -> int:
+        row_id = self._peek_action_id()
         self._next_action_id = row_id + 1
-        return row
+        return row_id
 
     def _upsert(self, table: str, row: Row, pk: str) -> None:
         cols = tuple(row)

@@ -510,18 +510,30 @@ def _plain_level(v: object) -> bool:
     return v is None or (v.__class__ is float and v - v == 0.0)  # type: ignore[operator]
 
 
+def plain_action(a: Action, symbol: str, detail: str) -> bool:
+    """Whether `a` is the usual action (plain finite floats, members of the enums, text):
+    then its row cannot fail to build except for its flags (`action_flags`), and
+    `action_values` takes it without checking field by field."""
+    ts, price, sk = a.ts, a.price, a.stop_kind
+    return (ts.__class__ is float and ts - ts == 0.0 and price.__class__ is float
+            and price - price == 0.0 and _plain_level(a.qty) and _plain_level(a.sl)
+            and _plain_level(a.tp) and a.type.__class__ is ActionType
+            and a.reason.__class__ is Reason and (sk is None or sk.__class__ is StopKind)
+            and a.position_id.__class__ is str and symbol.__class__ is str
+            and a.rule.__class__ is str and detail.__class__ is str
+            and a.priority.__class__ is int)
+
+
+def action_flags(a: Action) -> str:
+    """The `flags` column of `a` (ValidationError for a flag that is not text)."""
+    return _flags(a.flags, "action")
+
+
 def action_values(a: Action, row_id: int, *, symbol: str, ok: bool, detail: str) -> tuple:
     """The `actions` row of `a` as values in `ACTION_COLUMNS` order: `action_to_row` with
-    its id, the usual action (plain finite floats, members of the enums, text) checked
-    inline instead of field by field."""
-    ts, price, sk = a.ts, a.price, a.stop_kind
-    if ts.__class__ is float and ts - ts == 0.0 and price.__class__ is float \
-            and price - price == 0.0 and _plain_level(a.qty) and _plain_level(a.sl) \
-            and _plain_level(a.tp) and a.type.__class__ is ActionType \
-            and a.reason.__class__ is Reason and (sk is None or sk.__class__ is StopKind) \
-            and a.position_id.__class__ is str and symbol.__class__ is str \
-            and a.rule.__class__ is str and detail.__class__ is str \
-            and a.priority.__class__ is int:
+    its id, the usual action (`plain_action`) checked inline instead of field by field."""
+    if plain_action(a, symbol, detail):
+        ts, price, sk = a.ts, a.price, a.stop_kind
         return (row_id, ts, a.position_id, symbol, a.type._value_, a.reason._value_, price,
                 a.qty, a.sl, a.tp, a.rule, a.priority, _sanitized_inputs(a.inputs),
                 _flags(a.flags, "action"), None if sk is None else sk._value_,
