@@ -77,3 +77,26 @@ def test_outbox_keeps_the_newest_event_per_key_in_the_order_last_published():
     assert [type(e).__name__ for e in got[:2]] == ["ActionTaken", "ActionTaken"]
     assert [(e.symbol, e.price) for e in got[2:]] == [("B", 2.0), ("A", 3.0)]
     assert box.drain() == []
+
+
+def test_frames_ready_says_when_ensure_frames_has_nothing_to_do():
+    """The tick path skips `ensure_frames` only when it would do nothing: every timeframe
+    wanted and its venue history loaded (or its load under way)."""
+    import asyncio
+
+    from pmgui.domain.models import Market
+    from pmgui.engine.marketdata import MarketData
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings
+    from pmgui.exchange.paper import PaperExchange
+
+    md = MarketData(Outbox(), EngineSettings(), lambda: 0.0)
+    venue = PaperExchange({"BTC": Market("BTC", 0.1, 0.001)}, None)
+    assert md.frames_ready("BTC", ())
+    assert not md.frames_ready("BTC", ("1h",))  # not wanted yet
+    md.want("BTC", "1h")
+    assert not md.frames_ready("BTC", ("1h",))  # wanted, its history not loaded
+    asyncio.run(md.ensure_frames(venue, "BTC", ("1h",)))
+    assert md.frames_ready("BTC", ("1h",))
+    assert not md.frames_ready("BTC", ("1h", "4h"))  # one of them is new
+    assert not md.frames_ready("ETH", ("1h",))  # per symbol

@@ -398,7 +398,8 @@ class EngineCore:
             self._publish_mark(rt)
             return
         frames = info.frames
-        if frames:  # each rule's timeframe: the venue's history once, then live closes
+        if frames and not self.market.frames_ready(pos.symbol, frames):
+            # each rule's timeframe: the venue's history once, then live closes
             await self.market.ensure_frames(self.exchange, pos.symbol, frames)
         async with rt.lock:
             pos = rt.position

@@ -284,6 +284,16 @@ class MarketData:
             out[tf] = self.series(symbol, tf).snapshot(spec)
         return out
 
+    def frames_ready(self, symbol: str, timeframes: Iterable[str]) -> bool:
+        """Whether `ensure_frames` has nothing to do (each timeframe wanted, its history
+        loaded or under way): the tick path then skips it and its coroutine."""
+        builders, due = self._builders, self._history_due
+        for tf in timeframes:
+            key = (symbol, tf)
+            if key not in builders or key in due:
+                return False
+        return True
+
     async def ensure_frames(self, exchange: Exchange, symbol: str,
                             timeframes: Iterable[str]) -> None:
         """Load the venue's history of each timeframe not loaded yet (once per timeframe)."""
