@@ -561,6 +561,19 @@ def test_the_cache_property_catches_stale_region_distances(monkeypatch):
         _cached_mutant()
 
 
+def test_the_cache_property_catches_stale_region_distances_in_bands(monkeypatch):
+    """Mutation check: the band regions' distances (`stops.region_distances`, what the
+    band's trailing family reads) kept across a candle close are caught."""
+    real = stops_mod.region_distances
+
+    def stale(params, mkt, c, d, rois):
+        return params.memo("stale region distances", lambda p: real(params, mkt, c, d, rois))
+
+    monkeypatch.setattr(stops_mod, "region_distances", stale)
+    with pytest.raises(AssertionError):
+        _cached_mutant()
+
+
 @given(st.dictionaries(st.text(min_size=1, max_size=5), st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.booleans(), st.none(),
     st.text(max_size=3), st.just(Side.LONG), st.just((1, 2))), max_size=6),

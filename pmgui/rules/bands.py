@@ -78,6 +78,7 @@ _ROI_ABS = 1e-12
 _TIME_MARGIN = 1e-3
 """Seconds a timer fires early (market time is float seconds since the epoch: 2e-7 ulp)."""
 _INF = math.inf
+_isfinite = math.isfinite
 _OPEN = PositionStatus.OPEN
 
 
@@ -323,8 +324,18 @@ def _protection(b: _Builder, pos: Position,
                 protection: tuple[bool, bool, bool, bool]) -> None:
     side = pos.side
     sl_on, tp_on, instant, tranches = protection  # `_protection_params`
-    if sl_on:
-        _price_level_stop(b, side, pos.sl)
+    if sl_on and (sl := pos.sl) is not None:  # `_price_level_stop(b, side, sl)`, inlined
+        if side is _LONG:  # `b.fire(-_INF, sl)`
+            if sl < b.p0:
+                if sl > b.lo:
+                    b.lo = sl
+            else:
+                raise _Unbounded
+        elif sl > b.p0:  # `b.fire(sl, _INF)`
+            if sl < b.hi:
+                b.hi = sl
+        else:
+            raise _Unbounded
     if tranches and pos.tranches:
         closed = {f[len(TRANCHE_CLOSED_PREFIX):] for f in pos.flags
                   if f.startswith(TRANCHE_CLOSED_PREFIX)}
@@ -339,8 +350,9 @@ def _protection(b: _Builder, pos: Position,
 
 
 def _observe(b: _Builder, pos: Position) -> None:
-    best = pos.best_price
-    if not valid_price(best) or not math.isfinite(pos.peak_roi):
+    best, peak = pos.best_price, pos.peak_roi
+    if not ((0.0 < best < _INF if type(best) is float else valid_price(best))
+            and -_INF < peak < _INF):  # `valid_price(best)`, `math.isfinite(peak)`
         raise _Unbounded  # observe records a new value on every tick
     assert best is not None
     long = pos.side is _LONG
@@ -359,19 +371,21 @@ def _observe(b: _Builder, pos: Position) -> None:
                 b.lo = y
         else:
             raise _Unbounded
-    if not _roi_monotone(pos, best):
-        b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
+    lev, e, f = pos.leverage, pos.entry, pos.fee_rate
+    # `_roi_monotone(pos, best)`, inlined
+    if not (f >= 0 if not long else f <= 0 or (f <= 0.01 and best >= e / 2)):
+        b.fire_roi(peak, _INF)  # a new peak ROI
         return
-    lev, e = pos.leverage, pos.entry
-    if valid_price(e) and math.isfinite(lev):  # `position_roi(pos, best)`, inlined
-        lev = max(lev, 0.0)
-        r = lev * ((1 if long else -1) * (best - e) - pos.fee_rate * (e + best)) / e
-        if not math.isfinite(r):
+    if (0.0 < e < _INF if type(e) is float else valid_price(e)) and _isfinite(lev):
+        if lev < 0.0:  # `position_roi(pos, best)`, inlined: `max(lev, 0.0)`
+            lev = 0.0
+        r = lev * ((1 if long else -1) * (best - e) - f * (e + best)) / e
+        if not _isfinite(r):
             r = 0.0
     else:
         r = 0.0
-    if not r <= pos.peak_roi:
-        b.fire_roi(pos.peak_roi, _INF)  # a new peak ROI
+    if not r <= peak:
+        b.fire_roi(peak, _INF)  # a new peak ROI
 
 
 def _roi_monotone(pos: Position, best: float) -> bool:
@@ -510,14 +524,20 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
         timed = _hours_timer(b, pos, now, c.t_start_hours, strict=True)
     roi = ctx.roi
     prices = None  # the regions' price intervals, when they are the Params' own
+    dists: tuple[float, ...] = ()  # the regions' distances, when kept (no tightening)
+    levels: list[float | None] = []
     if regions is None:
         regions, reps = ((-_INF, _INF, roi),), (roi,)
         levels = stops.trailing_stop_levels(ctx, reps)
     else:
-        levels = stops.trailing_stop_levels_at(ctx, reps)
+        if c.tightening:
+            levels = stops.trailing_stop_levels(ctx, reps)
+        else:  # `trailing_stop_levels_at`: each level taken below only if looked at
+            dists = stops.region_distances(p, ctx.mkt, c, ctx.dir, reps)
         prices = b.fx.regions
         if prices is None:
             prices = b.fx.regions = _region_prices(b.fx, regions)
+    best, d_sign = ctx.best, ctx.dir
     n = len(regions)
     here = 0  # the region of the current ROI
     while here < n - 1 and roi > regions[here][1]:
@@ -528,15 +548,15 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     # only the nearest firing range on each side of the current one can bound the band
     for order in (range(here, n), range(here - 1, -1, -1)):
         for k in order:
-            level = levels[k]
+            level = best * (1 - d_sign * dists[k]) if dists else levels[k]
             if level is None or level <= 0:
                 continue
             if timed and gt(regions[k][2], 0.0) and not stops.tightening_floored(
                     ctx, regions[k][2]):
                 pass  # tightens with every second: acts on every tick
-            elif not (valid_price(level)  # `_could_move_stop`, inlined
+            elif not ((0.0 < level < _INF if type(level) is float else valid_price(level))
                       and (any_sl or (level > sl if long else level < sl))):  # type: ignore[operator]
-                continue
+                continue  # `_could_move_stop`, inlined
             if prices is None:
                 b.fire_roi(regions[k][0], regions[k][1])
             elif (xy := prices[k]) is not None:  # `b.fire_roi` of region k, kept

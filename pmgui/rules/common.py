@@ -133,37 +133,48 @@ def position_roi(pos: Position, price: float) -> float:
 
 
 def make_ctx(pos: Position, mkt: MarketState, params: Params) -> Ctx:
-    price = float(mkt.price)
+    price = mkt.price
+    if type(price) is not float:
+        price = float(price)
     side = pos.side
     d = 1 if side is _LONG else -1
     entry = pos.entry
-    if valid_price(entry) and valid_price(price):
+    # `valid_price(entry) and valid_price(price)`, the usual floats tested inline
+    if (0.0 < entry < _INF if type(entry) is float else valid_price(entry)) \
+            and 0.0 < price < _INF:
         lev = pos.leverage
-        if math.isfinite(lev):  # `position_roi`, inlined (the same arithmetic)
-            lev = max(lev, 0.0)
+        if _isfinite(lev):  # `position_roi`, inlined (the same arithmetic)
+            if lev < 0.0:  # `max(lev, 0.0)`
+                lev = 0.0
             r = lev * (d * (price - entry) - pos.fee_rate * (entry + price)) / entry
-            if not math.isfinite(r):
+            if not _isfinite(r):
                 r = 0.0
         else:
             r = 0.0
         mv = d * (price - entry) / entry
-        if not math.isfinite(mv):
+        if not _isfinite(mv):
             mv = 0.0
     else:
         r = mv = 0.0
     peak = pos.peak_roi
-    if not math.isfinite(peak):
+    if not _isfinite(peak):
         peak = 0.0
     age = mkt.ts - pos.opened_at
-    if not math.isfinite(age):
+    if not _isfinite(age):
         age = 0.0
     prev = pos.best_price
-    if not valid_price(prev):
+    if not (0.0 < prev < _INF if type(prev) is float else valid_price(prev)):
         prev = entry
-    best = (max(prev, price) if d > 0 else min(prev, price))
+    if d > 0:  # `max(prev, price)` / `min(prev, price)`: the first of equals
+        best = price if price > prev else prev
+    else:
+        best = price if price < prev else prev
     t = mkt.market.tick_size
     return Ctx(pos, mkt, params, price, r, r if r > peak else peak, mv, best,
-               0.0 if age < 0.0 else age, side, d, t if math.isfinite(t) and t > 0 else 0.0)
+               0.0 if age < 0.0 else age, side, d, t if _isfinite(t) and t > 0 else 0.0)
+
+
+_isfinite = math.isfinite
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -281,6 +292,10 @@ def add_on_open_since(flags: frozenset[str]) -> float | None:
 def stop_due(ctx: Ctx, candidate: float) -> bool:
     """`candidate` is tighter than the current SL but the price has already crossed it: a
     stop moved there would trigger at once, so the position closes at market instead."""
+    price = ctx.price
+    if type(candidate) is float and not (price <= candidate if ctx.dir > 0
+                                         else price >= candidate):
+        return False  # not crossed (`money.stop_hit` below is false), without the calls
     if not valid_price(candidate) or not money.stop_hit(ctx.side, candidate, ctx.price):
         return False
     sl = ctx.pos.sl
@@ -296,16 +311,16 @@ def stop_improves(ctx: Ctx, candidate: float, min_step: float = 0.0) -> bool:
     formula says (freqtrade's best·(1 - d)); the engine rounds the exchange order's trigger
     to the tick when it mirrors the level (`Market.round_price`).
     """
-    if not valid_price(candidate):
+    if not (0.0 < candidate < _INF if type(candidate) is float else valid_price(candidate)):
         return False
-    tick = ctx.tick
+    tick, price = ctx.tick, ctx.price
     if ctx.side is _LONG:
-        if candidate > ctx.price - tick or candidate >= ctx.price:
+        if candidate > price - tick or candidate >= price:
             return False
-    elif candidate < ctx.price + tick or candidate <= ctx.price:
+    elif candidate < price + tick or candidate <= price:
         return False
     sl = ctx.pos.sl
-    if sl is None or not math.isfinite(sl):
+    if sl is None or not _isfinite(sl):
         return True
     if not (candidate > sl if ctx.dir > 0 else candidate < sl):  # money.is_improvement
         return False

@@ -28,7 +28,16 @@ import math
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, StopKind
 from pmgui.domain.models import Action
-from pmgui.rules.common import TRANCHE_CLOSED_PREFIX, Ctx, action, close_all, ge, gt, le, lt
+from pmgui.rules.common import (
+    THRESHOLD_EPS,
+    TRANCHE_CLOSED_PREFIX,
+    Ctx,
+    action,
+    close_all,
+    ge,
+    gt,
+    le,
+)
 from pmgui.rules.params import Params
 from pmgui.rules.sizing import scale_out
 
@@ -42,8 +51,16 @@ def _emergency_tiers(p: Params) -> tuple[tuple[float, Reason, str], ...]:
     return tuple((p.f(key), reason, key.split(".")[1]) for key, reason in tiers)
 
 
+def _emergency_above(p: Params) -> float:
+    """The ROI above which no tier is breached: `le(roi, threshold)` is `roi <= threshold +
+    THRESHOLD_EPS`, false for every tier exactly when roi exceeds the largest such sum."""
+    return max(threshold + THRESHOLD_EPS for threshold, _, _ in _emergency_tiers(p))
+
+
 def emergency(ctx: Ctx) -> list[Action]:
     roi = ctx.roi
+    if roi > ctx.params.memo(_emergency_above, _emergency_above):
+        return []  # no tier breached (the loop below finds none)
     for threshold, reason, tier in ctx.params.memo(_emergency_tiers, _emergency_tiers):
         if le(roi, threshold):
             return [close_all(ctx, reason, "emergency", Priority.EMERGENCY,
@@ -125,7 +142,8 @@ def tranche_targets(ctx: Ctx) -> list[Action]:
 
 
 def _smart_min_move(p: Params) -> float:
-    return min(move for _, move, _ in _smart_tiers(p))
+    """The smallest tier move less the tolerance: `ge(m, min move)` is `m >= this`."""
+    return min(move for _, move, _ in _smart_tiers(p)) - THRESHOLD_EPS
 
 
 def _smart_tiers(p: Params) -> tuple[tuple[str, float, float], ...]:
@@ -140,7 +158,7 @@ def _smart_tiers(p: Params) -> tuple[tuple[str, float, float], ...]:
 
 def smart_tp(ctx: Ctx) -> list[Action]:
     m = ctx.move
-    if not ge(m, ctx.params.memo(_smart_min_move, _smart_min_move)):
+    if not m >= ctx.params.memo(_smart_min_move, _smart_min_move):
         return []  # below every tier's move: the TP distance cannot matter
     tiers = ctx.params.memo(_smart_tiers, _smart_tiers)
     pos = ctx.pos
@@ -161,11 +179,16 @@ def _momentum_params(p: Params) -> tuple[float, float, float, float, float]:
             p.f("momentum_loss.band_giveback"))
 
 
+def _momentum_floor(p: Params) -> float:
+    """`lt(peak, min_peak)` is `peak < this`."""
+    return p.f("momentum_loss.min_peak") - THRESHOLD_EPS
+
+
 def momentum_loss(ctx: Ctx) -> list[Action]:
     peak = ctx.peak
+    if peak < ctx.params.memo(_momentum_floor, _momentum_floor) or peak <= 0:
+        return []  # `lt(peak, min_peak)`, written out
     min_peak, full, lo, hi, band = ctx.params.memo(_momentum_params, _momentum_params)
-    if lt(peak, min_peak) or peak <= 0:
-        return []
     giveback = (peak - ctx.roi) / peak
     if ge(giveback, full):
         test = "giveback"

@@ -57,6 +57,8 @@ _MOVE_SL, _MOVE_TP, _CLOSE, _REDUCE, _CANCEL, _ADD = (
 _LONG = Side.LONG  # a module constant: an enum member lookup costs ~0.1 µs
 RuleFn = Callable[[Ctx], list[Action]]
 _OPEN = PositionStatus.OPEN
+_INF = math.inf
+_isfinite = math.isfinite
 _evolve_peak_best = evolver("peak_roi", "best_price")
 
 # (rule id whose `enabled` gates it, function, protection?) in priority order.
@@ -88,24 +90,36 @@ def observe(pos: Position, price: float) -> Position:
     (`pmgui.rules.stops`), so a trailing level or momentum-loss peak taken from prices the
     rules never acted on would close the position the moment automation resumes.
     """
-    if pos.status is not _OPEN or not pos.automation or not valid_price(price) \
-            or not valid_price(pos.entry):
+    if pos.status is not _OPEN or not pos.automation:
         return pos
-    lev, entry = pos.leverage, pos.entry
+    entry = pos.entry
+    if type(price) is float and type(entry) is float:  # `valid_price` of both, inline
+        if not (0.0 < price < _INF and 0.0 < entry < _INF):
+            return pos
+    elif not valid_price(price) or not valid_price(entry):
+        return pos
+    lev = pos.leverage
     long = pos.side is _LONG
-    if math.isfinite(lev):  # `position_roi`, inlined (the same arithmetic)
-        lev = max(lev, 0.0)
+    if _isfinite(lev):  # `position_roi`, inlined (the same arithmetic)
+        if lev < 0.0:  # `max(lev, 0.0)`
+            lev = 0.0
         r = lev * ((1 if long else -1) * (price - entry)
                    - pos.fee_rate * (entry + price)) / entry
-        if not math.isfinite(r):
+        if not _isfinite(r):
             r = 0.0
     else:
         r = 0.0
     prev_peak = pos.peak_roi
-    peak = max(prev_peak if math.isfinite(prev_peak) else 0.0, r)
+    peak = prev_peak if _isfinite(prev_peak) else 0.0
+    if r > peak:  # `max(peak, r)`: the first of equals
+        peak = r
     prev_best = pos.best_price
-    if valid_price(prev_best):  # `best_price`, inlined
-        best = max(prev_best, price) if long else min(prev_best, price)
+    if 0.0 < prev_best < _INF if type(prev_best) is float else valid_price(prev_best):
+        # `best_price`, inlined: `max(prev_best, price)` / `min(...)`, the first of equals
+        if long:
+            best = price if price > prev_best else prev_best
+        else:
+            best = price if price < prev_best else prev_best
     else:
         best = best_price(pos, price)
     if peak == prev_peak and best == prev_best:
@@ -135,11 +149,13 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
     if mkt.symbol != pos.symbol:
         raise ValidationError(
             f"market state for {mkt.symbol} given to a {pos.symbol} position", field="symbol")
-    qty = pos.qty
-    if (pos.status is not _OPEN or not valid_price(pos.entry) or not 0.0 < qty < math.inf
-            or not valid_price(mkt.price)) and not (
-                _usable_position(pos) and money.valid_price(mkt.price)):
-        return []
+    qty, entry, price = pos.qty, pos.entry, mkt.price
+    if not (pos.status is _OPEN and type(entry) is float and 0.0 < entry < _INF
+            and 0.0 < qty < _INF and type(price) is float and 0.0 < price < _INF) and (
+            pos.status is not _OPEN or not valid_price(entry) or not 0.0 < qty < _INF
+            or not valid_price(price)) and not (
+                _usable_position(pos) and money.valid_price(price)):
+        return []  # the usual open position and float price pass the first test alone
     ctx = make_ctx(pos, mkt, params)
     on, protect = params.memo(_pipelines, _pipelines)
     candidates: list[Action] = []

@@ -70,6 +70,7 @@ from pmgui.rules.common import (
 from pmgui.rules.params import Params
 
 _LONG = Side.LONG  # a module constant: an enum member lookup costs ~0.1 µs
+_INF = math.inf
 _MOVE_SL, _TRAILING_REASON, _STOP_ADJUST, _TRAILING_KIND = (
     ActionType.MOVE_SL, Reason.TRAILING, Priority.STOP_ADJUST, StopKind.TRAILING)
 _DUE_REASON = {StopKind.TRAILING: Reason.TRAILING_STOP, StopKind.BREAKEVEN: Reason.BREAKEVEN_STOP}
@@ -409,38 +410,47 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
     c = trailing_config(ctx.params)
     if c.tightening or c.mode == "chandelier":
         return trailing_stop_levels(ctx, rois)
-    parts = _indicator_parts(ctx.params, ctx.mkt, c, ctx.dir)
-    holder = ctx.params.memo(_distances_cache, _distances_cache)
-    hit = holder[0]
-    if hit[0] is parts and hit[1] is rois:
-        dists = hit[2]
-    elif (hit := holder[1].get((id(parts), id(rois)))) is not None \
-            and hit[0] is parts and hit[1] is rois:
-        holder[0] = hit
-        dists = hit[2]
-    else:
-        _, vol_mult, _, mom_mult, _, _ = parts
-        adaptive = c.mode == "adaptive"
-        out = []
-        for roi in rois:  # the arithmetic of `trailing_stop_levels`
-            if adaptive:
-                profit_mult = 1.0
-                for above, mult in c.profit_above:  # `gt(roi, threshold)`
-                    if roi > above:
-                        profit_mult = mult
-                        break
-                raw = c.distance * vol_mult * profit_mult * mom_mult
-                d = min(max(raw, c.min), c.max)
-            else:
-                d = c.distance
-            out.append(d)
-        dists = tuple(out)
-        cache = holder[1]
-        if len(cache) >= _CACHE_SIZE:
-            cache.clear()
-        cache[(id(parts), id(rois))] = holder[0] = (parts, rois, dists)
+    dists = region_distances(ctx.params, ctx.mkt, c, ctx.dir, rois)
     best, d_sign = ctx.best, ctx.dir
     return [best * (1 - d_sign * d) for d in dists]
+
+
+def region_distances(params: Params, mkt: MarketState, c: _TrailCfg, d: int,
+                     rois: tuple[float, ...]) -> tuple[float, ...]:
+    """The fixed/adaptive trailing distance (without tightening: `c.tightening` false) at
+    each ROI of `rois` for the indicators of `mkt` and direction `d` — the distances of
+    `trailing_stop_levels_at`, whose level at each is `best * (1 - d * distance)`. Kept
+    per Params by the indicator parts and the `rois` object (the entry holds both)."""
+    parts = _indicator_parts(params, mkt, c, d)
+    holder = params.memo(_distances_cache, _distances_cache)
+    hit = holder[0]
+    if hit[0] is parts and hit[1] is rois:
+        return hit[2]
+    if (hit := holder[1].get((id(parts), id(rois)))) is not None \
+            and hit[0] is parts and hit[1] is rois:
+        holder[0] = hit
+        return hit[2]
+    _, vol_mult, _, mom_mult, _, _ = parts
+    adaptive = c.mode == "adaptive"
+    out = []
+    for roi in rois:  # the arithmetic of `trailing_stop_levels`
+        if adaptive:
+            profit_mult = 1.0
+            for above, mult in c.profit_above:  # `gt(roi, threshold)`
+                if roi > above:
+                    profit_mult = mult
+                    break
+            raw = c.distance * vol_mult * profit_mult * mom_mult
+            dist = min(max(raw, c.min), c.max)
+        else:
+            dist = c.distance
+        out.append(dist)
+    dists = tuple(out)
+    cache = holder[1]
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[(id(parts), id(rois))] = holder[0] = (parts, rois, dists)
+    return dists
 
 
 def _distances_cache(p: Params) -> list:
@@ -471,10 +481,23 @@ def trailing(ctx: Ctx) -> list[Action]:
         parts = terms = None
     else:  # `trailing_level`'s arithmetic, its inputs gathered only if the stop moves
         parts = _indicator_parts(ctx.params, ctx.mkt, c, ctx.dir)
-        terms = _distance_terms(ctx, c, parts)
+        if c.tightening or c.mode != "adaptive":
+            terms = _terms_at(c, parts, ctx.roi, ctx.age)  # `_distance_terms`
+        else:  # `_terms_at` of adaptive without tightening, inlined
+            roi, profit_mult = ctx.roi, 1.0
+            for above, mult in c.profit_above:  # `gt(roi, threshold)`, the tolerance added
+                if roi > above:
+                    profit_mult = mult
+                    break
+            raw = c.distance * parts[1] * profit_mult * parts[3]
+            terms = (min(max(raw, c.min), c.max), profit_mult, raw, 0.0, None)
         level = ctx.best * (1 - ctx.dir * terms[0])
     if level is None or level <= 0:
         return []
+    sl = ctx.pos.sl
+    if sl is not None and ((level <= sl < _INF and ctx.price > level) if ctx.dir > 0
+                           else (-_INF < sl <= level and ctx.price < level)):
+        return []  # not tighter than a finite SL and not crossed: neither a move nor due
     improves = stop_improves(ctx, level, c.min_step)
     if not (improves or stop_due(ctx, level)):
         return []  # the stop stays: no inputs to gather

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason
-from pmgui.domain.models import Action, Indicators
+from pmgui.domain.models import Action
 from pmgui.rules.common import (
     FLAG_BOOKED_1,
     FLAG_BOOKED_2,
@@ -150,39 +150,36 @@ def _dynamic_tp_params(p: Params) -> tuple[float, float, float, float, float, fl
             p.f("dynamic_tp.rsi_low"))
 
 
-def _dynamic_tp_may_act(ctx: Ctx, ind: Indicators, progress: float) -> bool:
-    """The price-independent gates of `dynamic_tp`'s two changes (the same tests; `ge`,
-    `gt`, `le` and `lt` written out: this runs on every evaluated tick)."""
-    d, flags = ctx.dir, ctx.pos.flags
-    _, stale_hours, strong, min_trend, fade, rsi_high, rsi_low = ctx.params.memo(
-        _dynamic_tp_params, _dynamic_tp_params)
-    stale = ctx.age / 3600.0 >= stale_hours - _TOL
-    mom, trend = ind.momentum, ind.trend
-    if (FLAG_TP_EXTENDED not in flags and not stale and mom is not None
-            and trend is not None and d * mom >= strong - _TOL
-            and d * trend >= min_trend - _TOL):
-        return True
-    last = ind.last_change
-    if FLAG_TP_PULLED_IN in flags or not progress > _TOL or last is None \
-            or not d * last <= fade + _TOL:
-        return False
-    rsi = ind.rsi
-    stretched = rsi is not None and (rsi > rsi_high + _TOL if d > 0 else rsi < rsi_low - _TOL)
-    return stretched or stale
-
-
 def dynamic_tp(ctx: Ctx) -> list[Action]:
-    pos, p = ctx.pos, ctx.params
+    pos = ctx.pos
     tp = pos.tp
     if tp is None or (tp - pos.entry) * ctx.dir <= 0:
         return []  # no TP, or one on the loss side of the entry: nothing to extend or pull
+    p = ctx.params
     progress = (ctx.price - pos.entry) / (tp - pos.entry)
-    freeze = p.memo(_dynamic_tp_params, _dynamic_tp_params)[0]
+    freeze, stale_hours, strong, min_trend, fade, rsi_high, rsi_low = p.memo(
+        _dynamic_tp_params, _dynamic_tp_params)
     if progress >= freeze - _TOL:  # ge(progress, freeze)
         return []  # anti-moving-away: let it close at the target
-    ind = ctx.frame("dynamic_tp")
-    if not _dynamic_tp_may_act(ctx, ind, progress):
-        return []  # neither the extension nor the pull-in can act: no inputs to gather
+    mkt = ctx.mkt
+    ind = ctx.frame("dynamic_tp") if mkt.frames else mkt.indicators  # `ctx.frame`
+    # The price-independent gates of the two changes below (the same tests; `ge`, `gt`,
+    # `le` and `lt` written out: this runs on every evaluated tick). Neither can act: no
+    # inputs to gather.
+    d, flags = ctx.dir, pos.flags
+    stale = ctx.age / 3600.0 >= stale_hours - _TOL
+    mom, trend = ind.momentum, ind.trend
+    if not (FLAG_TP_EXTENDED not in flags and not stale and mom is not None
+            and trend is not None and d * mom >= strong - _TOL
+            and d * trend >= min_trend - _TOL):  # not the extension: the pull-in?
+        last = ind.last_change
+        if FLAG_TP_PULLED_IN in flags or not progress > _TOL or last is None \
+                or not d * last <= fade + _TOL:
+            return []
+        rsi = ind.rsi
+        if not stale and not (rsi is not None and (
+                rsi > rsi_high + _TOL if d > 0 else rsi < rsi_low - _TOL)):
+            return []
     tick = ctx.tick
     gap = max(tick, 1e-12)
     resistance, support = _sr_levels(ctx, ind.swing_highs, ind.swing_lows)
