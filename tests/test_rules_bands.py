@@ -669,3 +669,35 @@ def test_the_fixed_parts_check_catches_a_key_without(monkeypatch, field):
     monkeypatch.setattr(bands_mod, "_fixed", fixed)
     with pytest.raises(AssertionError):
         _check_fixed_parts(_fixed_order())
+
+
+def _check_leverage_true_and_one() -> None:
+    """A leverage of True equals 1.0 (and hashes alike) but is no usable leverage: no
+    band with automation on (no ROI to bound), while 1.0 has one — on one Params, in
+    either order, by identity misses (distinct objects) and by value."""
+    params = resolve_params("guardian", _STATIC_ONLY)
+    one = _pos(sl=96.0, tp=106.0, best_price=105.0, peak_roi=0.3, leverage=1.0)
+    mkt = MarketState(SYMBOL, 102.0, 10.0, MARKET, Indicators())
+    for pos in (one.evolve(leverage=True), one, one.evolve(leverage=True), one):
+        assert quiet_band(pos, mkt, params) == quiet_band(
+            pos, mkt, resolve_params("guardian", _STATIC_ONLY)), pos.leverage
+    assert quiet_band(one, mkt, params) is not None
+
+
+def test_fixed_parts_tell_a_leverage_of_true_from_one():
+    _check_leverage_true_and_one()
+
+
+def test_the_leverage_check_catches_a_key_by_value_alone(monkeypatch):
+    """Mutation check: `_Fixed` kept by values without their types is caught."""
+    def fixed(holder, pos):
+        key = tuple(getattr(pos, f) for f in _FIXED_FIELDS)
+        fx = holder[1].get(key)
+        if fx is None:
+            fx = holder[1][key] = bands_mod._Fixed(pos)
+        holder[0] = fx
+        return fx
+
+    monkeypatch.setattr(bands_mod, "_fixed", fixed)
+    with pytest.raises(AssertionError):
+        _check_leverage_true_and_one()

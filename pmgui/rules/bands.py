@@ -744,9 +744,11 @@ _CACHE_SIZE = 1024
 def _fixed(holder: list, pos: Position) -> _Fixed:
     """The `_Fixed` of `pos` (side, entry, TP, leverage, fees) among those kept for one
     Params: `holder` is [the one last used, {values: _Fixed}]. The caller has checked the
-    last one's objects with `is`; here by value (equal values, equal results)."""
+    last one's objects with `is`; here by value and type (equal values of one type give
+    equal results; a leverage of True equals 1.0 but is no leverage at all)."""
     cache = holder[1]
-    key = (pos.side, pos.entry, pos.tp, pos.leverage, pos.fee_rate)
+    entry, tp, lev, fee = pos.entry, pos.tp, pos.leverage, pos.fee_rate
+    key = (pos.side, entry, tp, lev, fee, type(entry), type(tp), type(lev), type(fee))
     fx = cache.get(key)
     if fx is None:
         if len(cache) >= _CACHE_SIZE:
