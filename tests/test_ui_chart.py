@@ -558,3 +558,36 @@ def test_escape_while_creating_from_the_entry_creates_nothing(qtbot):
     assert eng.of_type(SetTargets) == []
     assert "cancelled" in win.statusBar().currentMessage()
     assert chart.line("entry").movable  # and the entry still offers the stop
+
+
+def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_does(qtbot):
+    """The last-price line and the tags are outside the auto-range: moving them must not
+    make pyqtgraph re-range and repaint the whole view (it did at every tick of the shown
+    symbol). The forming candle is inside it: a new high beyond the view re-ranges."""
+    eng, win, chart, _mouse = auto_ranged(qtbot)
+    reported: list[object] = []
+    real = chart.vb.itemBoundsChanged
+
+    def spy(item) -> None:
+        reported.append(item)
+        real(item)
+
+    chart.vb.itemBoundsChanged = spy  # what informViewBoundsChanged calls
+    last = chart.line("last")
+    eng.outbox.publish(tick(POS.symbol, 40_480.0, T0 + 1))  # the forming candle: 480–500
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    reported.clear()
+    eng.outbox.publish(tick(POS.symbol, 40_490.0, T0 + 2))  # inside the forming candle
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    assert last.value() == 40_490.0
+    assert last not in reported and chart.tags["last"] not in reported
+    assert reported == []  # nothing that bounds the view changed
+    _lo, hi = chart.vb.viewRange()[1]
+    high = hi + (hi - _lo)  # far above the view
+    eng.outbox.publish(tick(POS.symbol, high, T0 + 3))
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    assert chart.forming_item in reported  # its new high was reported
+    assert chart.vb.viewRange()[1][1] >= high  # and the view follows it

@@ -250,3 +250,31 @@ def test_a_storm_snapshot_names_only_the_columns_that_can_change(model):
     model.update([snapshot(dataclasses.replace(p3, qty=0.25), 40_300.0, T0 + 3)])
     assert changed == [(0, model.columnCount() - 1)]
     assert text(model, 0, "qty") == "0.250"
+
+
+def test_an_update_names_the_cells_whose_text_or_colour_changed(model):
+    """While `update` tells the view what changed, `shown_changes` names per row the columns
+    whose text or colour changed — the view repaints those cells only — including the rows
+    on screen written in the same update; None at any other time."""
+    seen = []
+    model.dataChanged.connect(lambda *_a: seen.append(dict(model.shown_changes or {})))
+    ps = [position(f"p{i}") for i in range(3)]
+    model.update([snapshot(p, 40_100.0) for p in ps])
+    model.visible = lambda: [0, 1]  # rows 0 and 1 on screen
+    seen.clear()
+    model.update([snapshot(ps[0], 40_200.0, T0 + 1), snapshot(ps[2], 40_300.0, T0 + 1)])
+    assert seen, "the view was told"
+    cols = {k: 1 << column_index(k) for k in ("mark", "pnl", "roi", "notional", "qty", "sl")}
+    on_screen, off_screen = seen[0][0], seen[0][2]
+    # on screen: the mark and what follows it (written now); off screen: the mark only
+    assert on_screen & cols["mark"] and on_screen & cols["pnl"] and on_screen & cols["notional"]
+    assert off_screen == cols["mark"]
+    assert not on_screen & (cols["qty"] | cols["sl"])  # not changed: not repainted
+    assert 1 not in seen[0]  # row 1 did not change
+    assert all(s == seen[0] for s in seen)  # the same for every block signalled
+    assert model.shown_changes is None  # only while the view is told
+    assert text(model, 0, "mark") == "40,200.0" and text(model, 2, "mark") == "40,300.0"
+    # the same mark again: nothing changed, nothing named
+    seen.clear()
+    model.update([snapshot(ps[0], 40_200.0, T0 + 2)])
+    assert seen == []

@@ -386,6 +386,37 @@ def test_the_positions_view_repaints_only_the_columns_a_price_changes(env, qtbot
     assert cell(win, 0, "mark") == "40,200.0"
 
 
+def test_the_positions_view_repaints_only_the_cells_whose_text_changed(env, qtbot):
+    """Of the rows on screen, only those whose snapshot changed what they show are
+    repainted, and of those only the changed cells; the repainted cell shows the new text."""
+    from PySide6.QtWidgets import QStyledItemDelegate
+
+    eng, win, _ = env
+    ps = [position(f"c{i}") for i in range(6)]
+    publish(eng, win, *[snapshot(p, 40_100.0) for p in ps])
+    painted: dict[tuple[int, int], str] = {}
+
+    class Recording(QStyledItemDelegate):
+        def initStyleOption(self, option, index) -> None:
+            super().initStyleOption(option, index)
+            painted[(index.row(), index.column())] = option.text
+
+    table = win.positions.table
+    table.setItemDelegate(Recording(table))
+    qtbot.waitUntil(lambda: (5, column_index("symbol")) in painted)  # everything once
+    QApplication.processEvents()
+    painted.clear()
+    publish(eng, win, snapshot(ps[1], 40_250.0, T0 + 1), snapshot(ps[4], 40_260.0, T0 + 1))
+    mark = column_index("mark")
+    qtbot.waitUntil(lambda: (1, mark) in painted and (4, mark) in painted)
+    QApplication.processEvents()
+    assert painted[(1, mark)] == "40,250.0" and painted[(4, mark)] == "40,260.0"
+    assert {r for r, _c in painted} == {1, 4}  # the unchanged rows are not repainted
+    assert (1, column_index("pnl")) in painted
+    assert column_index("qty") not in {c for _r, c in painted}
+    assert cell(win, 1, "mark") == "40,250.0" and cell(win, 2, "mark") == "40,100.0"
+
+
 def _painted_text(win, proxy_row: int, key: str) -> str:
     """What the view paints in a cell: the cell's data as the (C++) delegate reads it."""
     return win.proxy.index(proxy_row, column_index(key)).data()

@@ -67,6 +67,7 @@ from pmgui.ui.chart_items import (
     CandlestickItem,
     LevelLine,
     LevelTag,
+    outside_range,
     stack_tags,
 )
 from pmgui.ui.chart_state import LineMachine, LineState, Verdict, verdict
@@ -236,6 +237,7 @@ class ChartWidget(QWidget):
         # kept as pixmaps: the last-price line sweeps across them at every redraw
         self.indicator_curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.plot.addItem(self.indicator_curve, ignoreBounds=True)
+        outside_range(self.indicator_curve)
         self.indicator_tag = LevelTag(LevelLine("indicator"))
         self.plot.addItem(self.indicator_tag, ignoreBounds=True)
         self.lines: dict[str, LevelLine] = {}
@@ -245,7 +247,8 @@ class ChartWidget(QWidget):
             line = LevelLine(kind)
             tag = LevelTag(line, right=(kind == "last"))
             self.lines[kind], self.tags[kind] = line, tag
-            self.plot.addItem(line, ignoreBounds=(kind in ("liquidation", "last")))
+            line.in_range = kind not in ("liquidation", "last")
+            self.plot.addItem(line, ignoreBounds=not line.in_range)
             if tag.right:  # on the price axis, as exchanges show it: it never hides a candle
                 self.plot.scene().addItem(tag)
             else:

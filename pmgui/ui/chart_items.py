@@ -21,6 +21,21 @@ from pmgui.ui.chart_candles import base_seconds, valid_candle
 from pmgui.ui.theme import Theme
 
 
+def _unreported() -> None:
+    """(stands in for `informViewBoundsChanged` on items outside the auto-range)"""
+
+
+def outside_range(item: pg.GraphicsObject) -> None:
+    """An item the view's auto-range ignores (added with ignoreBounds) no longer reports its
+    new bounds to the view, nor do its parts (a PlotDataItem's curve and points): pyqtgraph
+    answers each report with a new auto-range and a repaint of the *whole* view
+    (`ViewBox.update`), though the item cannot change the range. Qt still repaints where the
+    item was and where it is now."""
+    for it in (item, *item.childItems()):
+        if isinstance(it, pg.GraphicsObject):
+            it.informViewBoundsChanged = _unreported  # type: ignore[method-assign]
+
+
 class CandlestickItem(pg.GraphicsObject):
     """OHLC candles drawn once into a QPicture (pyqtgraph's customGraphicsItem recipe).
 
@@ -78,6 +93,7 @@ class CandlestickItem(pg.GraphicsObject):
                     p.drawRect(QRectF(c.ts - half, c.open, half * 2, body))
         p.end()
         self._picture = pic
+        before = self._rect
         if cs:
             lo = min(c.low for c in cs)
             hi = max(c.high for c in cs)
@@ -86,6 +102,8 @@ class CandlestickItem(pg.GraphicsObject):
         else:
             self._rect = QRectF()
         self.update()
+        if self._rect != before:  # a new high or low, a new candle: the auto-range follows
+            self.informViewBoundsChanged()
 
     def paint(self, p: QPainter, *args: object) -> None:
         p.drawPicture(0, 0, self._picture)
@@ -212,6 +230,9 @@ class LevelLine(pg.InfiniteLine, _Draggable):
     sigFinished = Signal(object, object)
     sigCancelled = Signal(object)
 
+    # Whether the view's auto-range follows this line (False: added with ignoreBounds).
+    in_range = True
+
     def __init__(self, kind: str) -> None:
         super().__init__(angle=0, movable=False)
         self._init_drag()
@@ -246,6 +267,14 @@ class LevelLine(pg.InfiniteLine, _Draggable):
     def mouseClickEvent(self, ev) -> None:
         if not self._click(ev):
             self.sigClicked.emit(self, ev)
+
+    def informViewBoundsChanged(self) -> None:
+        """Only a line the auto-range follows tells the view it moved: pyqtgraph answers
+        every move with a new auto-range and a repaint of the *whole* view (`ViewBox.update`),
+        which for the last-price line was every tick of the shown symbol. A line outside
+        the range is repainted by Qt where it was and where it is now, nothing else."""
+        if self.in_range:
+            super().informViewBoundsChanged()
 
 
 class LevelTag(pg.TextItem, _Draggable):
@@ -291,6 +320,11 @@ class LevelTag(pg.TextItem, _Draggable):
 
     def mouseClickEvent(self, ev) -> None:
         self._click(ev)
+
+    def informViewBoundsChanged(self) -> None:
+        """Tags never take part in the auto-range (the chart adds them with ignoreBounds or
+        to the scene): moving one must not re-range and repaint the whole view (see
+        `LevelLine.informViewBoundsChanged`)."""
 
 
 def stack_tags(wanted: Sequence[tuple[str, float, float]], top: float, bottom: float,

@@ -75,10 +75,22 @@ class AccountFigures:
 
 def account_terms(snap: PositionSnapshot, market: Market | None = None
                   ) -> tuple[float, float, float]:
-    """A position's share of the account: (net P/L, initial margin, maintenance margin),
-    from `figures` (the account panel caches it per snapshot)."""
-    f = figures(snap, market)
-    return (f.pnl or 0.0, f.margin, f.maintenance)
+    """A position's share of the account: (net P/L, initial margin, maintenance margin) —
+    `figures`' pnl (0 without one), margin and maintenance, by the same arithmetic in the
+    same order (the same floats), without the figures the account does not sum (the panel
+    sums every position a few times a second in a storm)."""
+    p = snap.position
+    cs = p.contract_size
+    margin = p.entry * p.qty * cs / p.leverage if p.leverage > 0 and valid_price(p.entry) \
+        else 0.0
+    if not valid_price(snap.mark):
+        return (0.0, margin, 0.0)
+    mark = snap.mark
+    notional = mark * p.qty * cs
+    gross = p.side.dir * (mark - p.entry) * p.qty * cs
+    fees = open_entry_fees(p) + p.fee_rate * notional
+    mmr = market.mmr if market is not None else 0.0
+    return ((gross - fees) or 0.0, margin, mmr * notional)
 
 
 def account_figures(wallet: float | None, snaps: list[PositionSnapshot],

@@ -375,6 +375,9 @@ class PositionsModel(QStandardItemModel):
         # the view's rows on screen (source rows; None: everything is written at once)
         self.visible: Callable[[], Iterable[int] | None] | None = None
         self.sort_column = -1  # the column the proxy sorts by: written for every row
+        # While `update` tells the view what changed: source row → the columns (bit c) whose
+        # text or colour changed; the view repaints those cells only. None otherwise.
+        self.shown_changes: dict[int, int] | None = None
         self.rowsRemoved.connect(self._on_rows_removed)
         for c, col in enumerate(self._columns):
             h = QStandardItem(col.title)
@@ -396,7 +399,7 @@ class PositionsModel(QStandardItemModel):
         per batch: one `dataChanged` per block of columns that can have changed, over the
         changed rows."""
         fresh: dict[str, PositionSnapshot] = {}
-        changed: list[tuple[_Line, int]] = []
+        changed: list[tuple[int, _Line, int]] = []
         top = bottom = -1
         full = marks = levels = badge = False
         index = self._index
@@ -445,18 +448,20 @@ class PositionsModel(QStandardItemModel):
                         badge = True
                         mask |= badge_mask
             line.pending |= mask
-            changed.append((line, mask))
+            changed.append((i, line, mask))
             if top < 0 or i < top:
                 top = i
             if i > bottom:
                 bottom = i
         if changed:
             visible = self.visible() if self.visible is not None else None
+            shown: dict[int, int] = {}  # row → columns whose text or colour changed
             was = self.blockSignals(True)
             try:
                 if visible is None:
-                    for line, _mask in changed:
-                        self._write(line)
+                    for i, line, _mask in changed:
+                        if m := self._write(line):
+                            shown[i] = m
                 else:
                     # every row: the mark (the price column) and the sort column; the rest
                     # of a row when it is on screen (below) or comes into view
@@ -464,7 +469,7 @@ class PositionsModel(QStandardItemModel):
                     mbit = 1 << mc if mc >= 0 else 0
                     sbit = 1 << sc if 0 <= sc < len(self._columns) else 0
                     fast = self._fast_mark
-                    for line, mask in changed:
+                    for i, line, mask in changed:
                         if mask & mbit and sc != mc:
                             row = line.row
                             if fast and mask != all_mask and line.sig[0] == id(row.market):
@@ -479,12 +484,17 @@ class PositionsModel(QStandardItemModel):
                                     if text != line.texts[mc]:
                                         line.texts[mc] = text
                                         line.items[mc].setText(text)
+                                        shown[i] = mbit
                                     line.sorts[mc] = _NOT_SET
-                            else:
-                                self._write_mark(line)
+                            elif m := self._write_mark(line):
+                                shown[i] = m
                         if mask & sbit:
-                            self._write_cells(line, (sc,))
+                            if m := self._write_cells(line, (sc,)):
+                                shown[i] = shown.get(i, 0) | m
                             line.pending &= ~sbit
+                    # the rows on screen: all they show (a re-sort that brings other rows
+                    # into view writes them: the view asks for them on layoutChanged)
+                    self._refresh(visible, shown)
             finally:
                 self.blockSignals(was)
             if full:
@@ -496,31 +506,34 @@ class PositionsModel(QStandardItemModel):
                 blocks = _merge(blocks)
                 if badge:
                     blocks.append((self._protection_col, self._protection_col))
-            for lo, hi in blocks:  # one signal per block of columns over the changed rows
-                self.dataChanged.emit(self.index(top, lo), self.index(bottom, hi))
-            if visible is not None:
-                # (a re-sort that brought other rows into view wrote them already: the view
-                # asks for them on the proxy's layoutChanged)
-                self.refresh_rows(visible)
+            self.shown_changes = shown
+            try:
+                for lo, hi in blocks:  # one signal per block of columns over the changed rows
+                    self.dataChanged.emit(self.index(top, lo), self.index(bottom, hi))
+            finally:
+                self.shown_changes = None
         for snap in fresh.values():
             self._insert(snap)
 
     def refresh_rows(self, rows: Iterable[int] | None = None) -> None:
         """Write what changed in rows not written since their last snapshot (`rows`: those
         source rows; None: all) — the view calls it for the rows coming into view."""
-        lines = self._lines
-        n = len(lines)
-        todo = [lines[r] for r in (range(n) if rows is None else rows)
-                if 0 <= r < n and lines[r].pending]
-        if not todo:
-            return
         was = self.blockSignals(True)
         try:
-            for line in todo:
-                mask, line.pending = line.pending, 0
-                self._write_cells(line, self._cols_of(mask))
+            self._refresh(rows, {})
         finally:
             self.blockSignals(was)
+
+    def _refresh(self, rows: Iterable[int] | None, shown: dict[int, int]) -> None:
+        """`refresh_rows` with the model's signals held; adds to `shown` (row → columns)
+        the cells whose text or colour changed."""
+        lines = self._lines
+        n = len(lines)
+        for r in (range(n) if rows is None else rows):
+            if 0 <= r < n and (line := lines[r]).pending:
+                mask, line.pending = line.pending, 0
+                if m := self._write_cells(line, self._cols_of(mask)):
+                    shown[r] = shown.get(r, 0) | m
 
     def _cols_of(self, mask: int) -> tuple[int, ...]:
         cols = self._mask_cols.get(mask)
@@ -565,33 +578,37 @@ class PositionsModel(QStandardItemModel):
         self._index[pid] = len(self._lines) - 1
         self.appendRow(items)
 
-    def _write(self, line: _Line) -> None:
-        """Write every cell of the row whose value changed since it was last written."""
+    def _write(self, line: _Line) -> int:
+        """Write every cell of the row whose value changed since it was last written; the
+        columns whose text or colour changed (bit c)."""
         line.pending = 0
-        self._write_cells(line, range(len(self._columns)))
+        return self._write_cells(line, range(len(self._columns)))
 
-    def _write_mark(self, line: _Line) -> None:
+    def _write_mark(self, line: _Line) -> int:
         """Only the mark's text (the rest of the row waits until it is on screen; the mark's
-        sort value too: written when the proxy sorts by it)."""
+        sort value too: written when the proxy sorts by it). Returns as `_write`."""
         row = line.row
         if _sig(row) != line.sig:
-            self._write(line)
-            return
+            return self._write(line)
         c = self._mark_col
         col = self._columns[c]
         v = col.value(row, 0.0)
         a = line.values[c]
         if a == v and type(a) is type(v):
-            return
+            return 0
         line.values[c] = v
         text = col.fmt(v, row)
+        line.sorts[c] = _NOT_SET  # not written: prepare_sort writes it
+        line.pending |= 1 << c
         if text != line.texts[c]:
             line.texts[c] = text
             line.items[c].setText(text)
-        line.sorts[c] = _NOT_SET  # not written: prepare_sort writes it
-        line.pending |= 1 << c
+            return 1 << c
+        return 0
 
-    def _write_cells(self, line: _Line, cols: Iterable[int], sort: bool = True) -> None:
+    def _write_cells(self, line: _Line, cols: Iterable[int], sort: bool = True) -> int:
+        """Write the cells `cols` of the row whose value changed (all of them when what else
+        the texts depend on changed); the columns whose text or colour changed (bit c)."""
         row = line.row
         now = self._clock()
         values, texts, items = line.values, line.texts, line.items
@@ -605,6 +622,7 @@ class PositionsModel(QStandardItemModel):
             line.pending = 0
             cols = range(len(self._columns))
         tips = False
+        shown = 0
         for c in cols:
             col = self._columns[c]
             v = col.value(row, now)
@@ -619,6 +637,7 @@ class PositionsModel(QStandardItemModel):
                     text = col.fmt(v, row)
                     texts[c] = text
                     items[c].setText(text)
+                    shown |= 1 << c
                 continue
             a = values[c]
             if a == v and type(a) is type(v):
@@ -628,6 +647,7 @@ class PositionsModel(QStandardItemModel):
             if text != texts[c]:
                 texts[c] = text
                 items[c].setText(text)
+                shown |= 1 << c
             if col.tone is not None:
                 tone = col.tone(v, row)
                 colour = (self._theme.up if tone == 1 else self._theme.down if tone == -1
@@ -635,10 +655,12 @@ class PositionsModel(QStandardItemModel):
                 if colour != line.tones[c]:
                     line.tones[c] = colour
                     items[c].setData(self._brush(colour), _FOREGROUND)
+                    shown |= 1 << c
             if c in self._tip_cols or c == self._funding_col:  # (funding: in the tips)
                 tips = True
         if tips:
             self._write_tips(line)
+        return shown
 
     def _write_tips(self, line: _Line, static: bool = False) -> None:
         """The tooltips that follow the row's figures (P/L, ROI, R); with `static` also

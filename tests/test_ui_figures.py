@@ -1,0 +1,35 @@
+"""The account's per-position terms are `figures`' own numbers (the panel sums them)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pmgui.domain.enums import Side
+from pmgui.domain.models import Market
+from pmgui.ui.figures import account_terms, figures
+from tests.ui_doubles import BTC, position, snapshot
+
+prices = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False)
+marks = st.one_of(prices, st.none(), st.just(math.nan), st.just(0.0), st.just(-5.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(side=st.sampled_from(list(Side)), qty=st.floats(0.001, 100), entry=prices,
+       mark=marks, leverage=st.sampled_from([0.0, 1.0, 3.0, 125.0]),
+       fee_rate=st.sampled_from([0.0, 0.0004, 0.001]),
+       fees_paid=st.sampled_from([0.0, 1.5]), initial=st.sampled_from([1.0, 2.0]),
+       contract=st.sampled_from([1.0, 0.01]),
+       market=st.sampled_from([None, BTC, Market("X/USDT:USDT", 0.1, 0.001, mmr=0.01)]))
+def test_account_terms_are_the_figures_the_account_sums(side, qty, entry, mark, leverage,
+                                                        fee_rate, fees_paid, initial,
+                                                        contract, market):
+    p = position(side=side, qty=qty, entry=entry, leverage=leverage, fee_rate=fee_rate,
+                 fees_paid=fees_paid, contract_size=contract, sl=entry * 0.9)
+    p = replace(p, initial_qty=qty * initial)
+    snap = snapshot(p, mark)
+    f = figures(snap, market)
+    assert account_terms(snap, market) == (f.pnl or 0.0, f.margin, f.maintenance)
