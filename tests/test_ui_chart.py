@@ -9,8 +9,11 @@ tags that never overlap, and the state machine behind every line.
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
@@ -591,3 +594,33 @@ def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_d
     QApplication.processEvents()
     assert chart.forming_item in reported  # its new high was reported
     assert chart.vb.viewRange()[1][1] >= high  # and the view follows it
+
+
+_tick_prices = st.one_of(st.floats(99.0, 101.0), st.sampled_from([100.0, 100.5, 0.0, -1.0]),
+                         st.just(math.nan), st.none())
+_tick_steps = st.one_of(st.floats(-5.0, 90.0), st.sampled_from([0.0, 60.0, 3600.0]),
+                        st.just(math.inf))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ticks=st.lists(st.tuples(_tick_prices, _tick_steps), max_size=60),
+       start=st.sampled_from(["empty", "window", "forming"]),
+       max_len=st.sampled_from([3, 10_000]))
+def test_folding_waiting_ticks_is_the_same_as_one_tick_at_a_time(ticks, start, max_len):
+    """A symbol not shown folds its waiting ticks in one batch: the same candles, version
+    and forming flag as feeding them one by one."""
+    one, batch = CandleSeries(max_len), CandleSeries(max_len)
+    for s in (one, batch):
+        if start != "empty":
+            s.merge(candles(5, start=100.0, step=0.1, t0=T0 - 300))
+        if start == "forming":
+            s.on_tick(100.2, T0 + 1)
+    ts, pairs = T0, []
+    for price, step in ticks:
+        ts = ts + step if math.isfinite(step) else step
+        pairs.append((price, ts))
+    for price, t in pairs:
+        one.on_tick(price, t)  # type: ignore[arg-type]
+    batch.fold(pairs)  # type: ignore[arg-type]
+    assert batch.candles == one.candles
+    assert (batch.version, batch.forming) == (one.version, one.forming)

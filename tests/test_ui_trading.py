@@ -206,6 +206,29 @@ def test_quitting_with_open_positions_asks_and_says_what_stays_and_what_stops(qt
     assert not win.isVisible()
 
 
+def test_the_automation_switch_follows_the_selection_at_each_flush(qtbot):
+    """The actions are set at each table flush only when what they show changed: a pause
+    by the engine (another window, the rules) still reaches the switch, and so does a new
+    selection."""
+    from dataclasses import replace
+
+    eng, win = make(qtbot)
+    assert win.act_automation.text() == "Automation BTC: on" and win.act_automation.isChecked()
+    eng.outbox.publish(snapshot(POS, 40_600.0, T0 + 1))  # same state: nothing to set
+    win.bridge.flush_now()
+    assert win.act_automation.text() == "Automation BTC: on"
+    eng.outbox.publish(snapshot(replace(POS, automation=False), 40_700.0, T0 + 2))
+    win.bridge.flush_now()
+    assert win.act_automation.text() == "Automation BTC: paused"
+    assert not win.act_automation.isChecked()
+    eng.outbox.publish(snapshot(ETH_POS, 3_000.0, T0 + 2))
+    win.bridge.flush_now()
+    assert win.select_position(ETH_POS.id)
+    eng.outbox.publish(snapshot(ETH_POS, 3_001.0, T0 + 3))
+    win.bridge.flush_now()
+    assert win.act_automation.text() == "Automation ETH: on" and win.act_automation.isChecked()
+
+
 def test_live_resorting_can_be_held(qtbot):
     eng, win = make(qtbot)
     eng.outbox.publish(snapshot(ETH_POS, 3_000.0))

@@ -94,8 +94,23 @@ class Bridge(QObject):
         """Fast tick: drain the Outbox; emit chart and unkeyed events; buffer table events."""
         latest_tick: dict[str, TickEvent] = {}
         latest_candles: dict[str, CandlesEvent] = {}
+        positions, removed = self._positions, self._removed
         for ev in self.outbox.drain():
-            self._route(ev, latest_tick, latest_candles)
+            # the bulk of a storm inline (prices, snapshots); the rest by `_route`
+            cls = ev.__class__
+            if cls is TickEvent:
+                prev = latest_tick.get(ev.symbol)  # type: ignore[attr-defined]
+                if prev is None or ev.ts >= prev.ts:
+                    latest_tick[ev.symbol] = ev  # type: ignore[attr-defined,assignment]
+            elif cls is PositionSnapshot:
+                pid = ev.position.id  # type: ignore[attr-defined]
+                if pid in removed and ev.ts <= removed[pid]:
+                    continue
+                prev_snap = positions.get(pid)
+                if prev_snap is None or ev.ts >= prev_snap.ts:
+                    positions[pid] = ev  # type: ignore[assignment]
+            else:
+                self._route(ev, latest_tick, latest_candles)
         if latest_tick:
             self._emit(self.ticks, list(latest_tick.values()))
         for c in latest_candles.values():

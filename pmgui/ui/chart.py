@@ -153,6 +153,9 @@ class ChartWidget(QWidget):
         # the first at once, the next when the interval is over (never a stale end state)
         # what waits: "candles", "indicator", "last", "markers", "levels", "title"
         self._due: set[str] = set()
+        # during a redraw the tags are laid out once, at its end (the indicator, the levels
+        # and the last price each ask for it; None: not in a redraw)
+        self._layout_wanted: bool | None = None
         self._cooldown = QTimer(self)
         self._cooldown.setSingleShot(True)
         self._cooldown.setInterval(REDRAW_MS)
@@ -521,18 +524,24 @@ class ChartWidget(QWidget):
     def redraw_now(self) -> None:
         """Draw what the live updates changed (the owner calls it when flushed)."""
         due, self._due = self._due, set()
-        if "candles" in due:
-            self._render_candles()
-        if "indicator" in due:
-            self._update_indicator()
-        if "title" in due:
-            self._update_title()
-        if "markers" in due:
-            self._refresh_markers()
-        if "levels" in due:
-            self.refresh_levels()  # also places the last price
-        elif "last" in due:
-            self._update_last()
+        self._layout_wanted = False
+        try:
+            if "candles" in due:
+                self._render_candles()
+            if "indicator" in due:
+                self._update_indicator()
+            if "title" in due:
+                self._update_title()
+            if "markers" in due:
+                self._refresh_markers()
+            if "levels" in due:
+                self.refresh_levels()  # also places the last price
+            elif "last" in due:
+                self._update_last()
+        finally:
+            wanted, self._layout_wanted = self._layout_wanted, None
+        if wanted:
+            self._layout_tags()
 
     def on_ticks(self, evs: list[TickEvent]) -> None:
         """The newest price of each symbol (one list per bridge pump): every symbol's series
@@ -572,8 +581,7 @@ class ChartWidget(QWidget):
             series = self._series[symbol] = CandleSeries()
         if waiting:
             assert series is not None
-            for ev in waiting:
-                series.on_tick(ev.price, ev.ts)
+            series.fold([(ev.price, ev.ts) for ev in waiting])
         return series
 
     def on_candles(self, ev: CandlesEvent) -> None:
@@ -832,6 +840,9 @@ class ChartWidget(QWidget):
     def _layout_tags(self) -> None:
         """Put every visible tag beside its level without overlapping another; a level out
         of view gets its tag at that edge with ▲/▼."""
+        if self._layout_wanted is not None:  # in a redraw: once, at its end
+            self._layout_wanted = True
+            return
         vb = self.vb
         rect = vb.sceneBoundingRect()
         if rect.height() <= 0 or self._snap is None:

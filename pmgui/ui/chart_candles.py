@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pmgui.domain.models import Candle
 from pmgui.domain.money import valid_price
@@ -136,6 +136,51 @@ class CandleSeries:
         self._version += 1
         self.forming = True
         return True
+
+    def fold(self, ticks: Iterable[tuple[float, float]]) -> None:
+        """`on_tick(price, ts)` for each tick in order, making each candle once instead of
+        once per tick (the ticks of the symbols not shown wait and are folded in batches:
+        in a storm that is nearly every tick). The same candles, version and `forming`."""
+        cs = self._candles
+        base = self.base
+        have = bool(cs)
+        t0 = o = hi = lo = cl = vol = 0.0
+        if have:
+            last = cs[-1]
+            t0, o, hi, lo, cl, vol = (last.ts, last.open, last.high, last.low, last.close,
+                                      last.volume)
+        dirty = False  # the last candle (t0, o, hi, lo, cl, vol) is not in `cs` yet
+        for price, ts in ticks:
+            if not valid_price(price) or not math.isfinite(ts):
+                continue
+            if not have:
+                cs.append(Candle(bucket_start(ts, base), price, price, price, price, 0.0))
+                t0, o, hi, lo, cl, vol = cs[-1].ts, price, price, price, price, 0.0
+                have = True
+                self._version += 1
+                self.forming = True
+                continue
+            if ts < t0:
+                continue
+            if ts < t0 + base:
+                if lo <= price <= hi and price == cl:
+                    continue
+                hi, lo, cl = max(hi, price), min(lo, price), price
+                dirty = True
+                self.forming = True
+                continue
+            if dirty:
+                cs[-1] = Candle(t0, o, hi, lo, cl, vol)
+                dirty = False
+            t0 = t0 + math.floor((ts - t0) / base) * base
+            o = hi = lo = cl = price
+            vol = 0.0
+            cs.append(Candle(t0, price, price, price, price, 0.0))
+            del cs[:-self.max_len]
+            self._version += 1
+            self.forming = True
+        if dirty:
+            cs[-1] = Candle(t0, o, hi, lo, cl, vol)
 
     def timeframes(self) -> list[str]:
         """The timeframes these candles can be shown at (none finer than the base)."""

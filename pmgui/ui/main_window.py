@@ -148,6 +148,7 @@ class MainWindow(QMainWindow):
         self.bridge = bridge or Bridge(engine.outbox, self)
         self.runner = CommandRunner(engine, self)
         self._closed_ok: set[str] = set()  # positions whose full close the engine confirmed
+        self._action_state: object = ()  # what the selection's actions show (never () again)
         self.confirm_dialog: ConfirmDialog | None = None
         self.dialog: QDialog | None = None  # the edit/order/help dialog shown last
         self.alerts: list[str] = []  # close alerts raised this session (newest last)
@@ -428,7 +429,7 @@ class MainWindow(QMainWindow):
                 self.chart.on_snapshot(s, defer=True)  # a live redraw (≤ 10 a second)
         if self.chart.symbol is not None and self.chart.market is None:
             self.chart.set_market(self.engine.market(self.chart.symbol))
-        self._update_action_state()
+        self._update_action_state(unless_same=True)
 
     def on_position_removed(self, ev: PositionRemoved) -> None:
         p = ev.position
@@ -870,11 +871,19 @@ class MainWindow(QMainWindow):
                 | QItemSelectionModel.SelectionFlag.Rows)
         self.build_context_menu().popup(self.table.viewport().mapToGlobal(pos))
 
-    def _update_action_state(self) -> None:
+    def _update_action_state(self, *, unless_same: bool = False) -> None:
+        """The actions on the selection (enabled, the automation switch's state and text).
+        `unless_same` (each table flush): nothing is set while the selection's symbol and
+        automation are what was shown last — other callers set it all again (a triggered
+        checkable action has flipped itself, for one)."""
         if not hasattr(self, "act_automation"):
             return
         snap = self.selected_snapshot()
         has = snap is not None
+        state = (snap.position.symbol, snap.position.automation) if snap is not None else None
+        if unless_same and state == self._action_state:
+            return
+        self._action_state = state
         for a in (self.act_edit, self.act_emergency, self.act_automation, self.act_add,
                   self.act_reverse, self.act_close_custom, *self.act_close_parts):
             a.setEnabled(has)

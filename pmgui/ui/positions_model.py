@@ -27,6 +27,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemMod
 
 from pmgui.domain.enums import Protection, Side
 from pmgui.domain.models import Market
+from pmgui.domain.slots import slot_constructor
 from pmgui.engine.events import PositionSnapshot
 from pmgui.ui.figures import Figures, figures
 from pmgui.ui.fmt import (
@@ -290,6 +291,9 @@ def _merge(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+_new_row = slot_constructor(Row)  # Row(snap, market, None), set slot by slot (per snapshot)
+
+
 def _sig(row: Row) -> tuple[object, ...]:
     return (id(row.market), row.snap.stale, row.snap.position.automation)
 
@@ -413,8 +417,9 @@ class PositionsModel(QStandardItemModel):
                 fresh[pid] = snap
                 continue
             line = lines[i]
-            old = line.row.snap
-            line.row = Row(snap, line.row.market or self._market(snap.position.symbol))
+            row = line.row
+            old = row.snap
+            line.row = _new_row(snap, row.market or self._market(snap.position.symbol), None)
             # which cells can have changed, from the snapshot's own fields (cheap): a
             # position whose shown fields are the same at another mark changes only the
             # columns that follow the mark; a moved stop only the level columns besides
