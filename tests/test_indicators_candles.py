@@ -81,3 +81,34 @@ def test_indicator_set_reports_swings():
     assert snap.swing_highs == (12.0, 13.0) and snap.swing_lows == (7.0,)
     with pytest.raises(ValidationError):
         IndicatorSpec(swing_strength=0)
+
+
+def _swings_by_brute_force(xs: list[float], k: int, lookback: int, highest: bool
+                           ) -> tuple[float, ...]:
+    """The confirmed swings of the last `lookback` values, recomputed from all of them."""
+    out = []
+    for j in range(k, len(xs) - k):
+        others = xs[j - k:j] + xs[j + 1:j + k + 1]
+        if (xs[j] > max(others)) if highest else (xs[j] < min(others)):
+            out.append((j, xs[j]))
+    return tuple(v for j, v in out if j >= len(xs) - lookback)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_swings_kept_between_updates_equal_a_recomputation(seed):
+    """`Swings.value` is kept between updates (rebuilt only when a swing is confirmed or
+    forgotten): after every value it equals the swings recomputed from the whole history,
+    through both `update` and the unchecked `push` (short lookbacks: swings expire)."""
+    import random
+    rng = random.Random(seed)
+    for k, lookback, highest in ((1, 3, True), (2, 7, False), (1, 1, False), (3, 40, True)):
+        s, xs = Swings(k, lookback, highest=highest), []
+        for i in range(300):
+            x = float(rng.randint(1, 9))
+            xs.append(x)
+            if i % 2:
+                s.push(x)
+                got = s.value
+            else:
+                got = s.update(x)
+            assert got == s.value == _swings_by_brute_force(xs, k, lookback, highest), i

@@ -57,13 +57,16 @@ class EMA:
         self._count = 0
 
     def update(self, x: float) -> float | None:
-        x = _check_value(x, "EMA input")
+        self.push(_check_value(x, "EMA input"))
+        return self.value
+
+    def push(self, x: float) -> None:
+        """`update` of a value known to be a finite float (`IndicatorSet` checked it)."""
         if self._value is None:
             self._value = x
         else:
             self._value += self._alpha * (x - self._value)
         self._count += 1
-        return self.value
 
     @property
     def value(self) -> float | None:
@@ -125,7 +128,11 @@ class RSI:
         self._count = 0
 
     def update(self, close: float) -> float | None:
-        close = _check_value(close, "RSI input")
+        self.push(_check_value(close, "RSI input"))
+        return self.value
+
+    def push(self, close: float) -> None:
+        """`update` of a value known to be a finite float (`IndicatorSet` checked it)."""
         if self._prev is not None:
             diff = close - self._prev
             a = self._alpha
@@ -133,7 +140,6 @@ class RSI:
             self._down += a * (max(-diff, 0.0) - self._down)
         self._prev = close
         self._count += 1
-        return self.value
 
     @property
     def value(self) -> float | None:
@@ -156,7 +162,11 @@ class RollingExtreme:
         self._i = 0
 
     def update(self, x: float) -> float | None:
-        x = _check_value(x, "channel input")
+        self.push(_check_value(x, "channel input"))
+        return self.value
+
+    def push(self, x: float) -> None:
+        """`update` of a value known to be a finite float (`IndicatorSet` checked it)."""
         q = self._q
         if self._highest:
             while q and q[-1][1] <= x:
@@ -168,7 +178,6 @@ class RollingExtreme:
         while q[0][0] <= self._i - self.period:
             q.popleft()
         self._i += 1
-        return self.value
 
     @property
     def value(self) -> float | None:
@@ -218,6 +227,10 @@ class Change:
         self._buf.append(_check_value(x, "momentum input"))
         return self.value
 
+    def push(self, x: float) -> None:
+        """`update` of a value known to be a finite float (`IndicatorSet` checked it)."""
+        self._buf.append(x)
+
     @property
     def value(self) -> float | None:
         if len(self._buf) <= self.period or self._buf[0] == 0:
@@ -229,7 +242,7 @@ class Change:
 class Swings:
     """Confirmed swing highs or lows of the last `lookback` candles (support/resistance)."""
 
-    __slots__ = ("_found", "_highest", "_i", "_win", "lookback", "strength")
+    __slots__ = ("_found", "_highest", "_i", "_value", "_win", "lookback", "strength")
 
     def __init__(self, strength: int, lookback: int, highest: bool = True) -> None:
         self.strength = _check_period(strength, "swing strength")
@@ -238,9 +251,16 @@ class Swings:
         self._win: deque[float] = deque(maxlen=2 * strength + 1)
         self._found: deque[tuple[int, float]] = deque()
         self._i = 0
+        self._value: tuple[float, ...] = ()  # the swings' levels, oldest first
 
     def update(self, x: float) -> tuple[float, ...]:
-        x = _check_value(x, "swing input")
+        self.push(_check_value(x, "swing input"))
+        return self._value
+
+    def push(self, x: float) -> None:
+        """`update` of a value known to be a finite float (`IndicatorSet` checked it)."""
+        found = self._found
+        changed = False
         self._win.append(x)
         self._i += 1
         k = self.strength
@@ -248,11 +268,14 @@ class Swings:
             mid = self._win[k]
             others = [v for j, v in enumerate(self._win) if j != k]
             if (mid > max(others)) if self._highest else (mid < min(others)):
-                self._found.append((self._i - 1 - k, mid))
-        while self._found and self._found[0][0] < self._i - self.lookback:
-            self._found.popleft()
-        return self.value
+                found.append((self._i - 1 - k, mid))
+                changed = True
+        while found and found[0][0] < self._i - self.lookback:
+            found.popleft()
+            changed = True
+        if changed:  # the value is kept between changes (a snapshot per candle reads it)
+            self._value = tuple(v for _, v in found)
 
     @property
     def value(self) -> tuple[float, ...]:
-        return tuple(v for _, v in self._found)
+        return self._value

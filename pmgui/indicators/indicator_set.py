@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Indicators
+from pmgui.domain.slots import slot_constructor
 from pmgui.indicators.core import ATR, EMA, RSI, Change, RollingExtreme, RollingMean, Swings
 
 
@@ -141,19 +142,22 @@ class IndicatorSet:
         if not self._built:
             self._build()
         h, low, c = float(candle.high), float(candle.low), float(candle.close)
-        ema = self._ema.update(c)
-        if ema is not None:
-            self._trend.update(ema)
+        # `update` of each indicator in this order; `push` where the value is one the
+        # candle check has proven a finite float (the derived ones are still checked)
+        e = self._ema
+        e.push(c)
+        if e._count >= e.period:  # `e.value is not None`
+            self._trend.update(e._value)  # type: ignore[arg-type]
         self._atr.update(h, low, c)
-        self._hh.update(h)
-        self._ll.update(low)
-        self._rsi.update(c)
+        self._hh.push(h)
+        self._ll.push(low)
+        self._rsi.push(c)
         self._vol.update((h - low) / c)
-        self._mom.update(c)
-        self._last_change.update(c)
+        self._mom.push(c)
+        self._last_change.push(c)
         self._volume.update(float(candle.volume) * c)
-        self._swing_hi.update(h)
-        self._swing_lo.update(low)
+        self._swing_hi.push(h)
+        self._swing_lo.push(low)
         self._count += 1
         self._last_ts = float(candle.ts)
         self._last_close = c
@@ -162,25 +166,22 @@ class IndicatorSet:
         """Current values; None for anything not warmed up yet. Never NaN or inf."""
         if not self._built:
             return _NOTHING_YET  # what the indicators give before their first value
-        return Indicators(
-            ema9=_finite(self._ema.value),
-            atr=_finite(self._atr.value),
-            highest_high=_finite(self._hh.value),
-            lowest_low=_finite(self._ll.value),
-            rsi=_finite(self._rsi.value),
-            volatility=_finite(self._vol.value),
-            momentum=_finite(self._mom.value),
-            volume=_finite(self._volume.value),
-            trend=_finite(self._trend.value),
-            last_change=_finite(self._last_change.value),
-            swing_highs=self._swing_hi.value,
-            swing_lows=self._swing_lo.value,
-        )
+        # `Indicators(ema9=_finite(self._ema.value), …)`, made through its slots (a frozen
+        # dataclass's __init__ sets each field through object.__setattr__)
+        return _new_indicators(
+            _finite(self._ema.value), _finite(self._atr.value), _finite(self._hh.value),
+            _finite(self._ll.value), _finite(self._rsi.value), _finite(self._vol.value),
+            _finite(self._mom.value), _finite(self._volume.value),
+            _finite(self._trend.value), _finite(self._last_change.value),
+            self._swing_hi.value, self._swing_lo.value)
 
 
+_new_indicators = slot_constructor(Indicators)
 _NOTHING_YET = Indicators()
 """The snapshot of a set without candles (immutable: one object serves them all)."""
 
 
 def _finite(v: float | None) -> float | None:
+    if type(v) is float:
+        return v if v - v == 0.0 else None  # `math.isfinite(v)`: inf - inf and NaN are NaN
     return v if v is not None and math.isfinite(v) else None

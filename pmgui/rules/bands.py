@@ -199,7 +199,17 @@ class _Builder:
         """[x, y] computed with float error: widened by the relative margin."""
         if x > y:
             return
-        self.fire(x - abs(x) * _REL, y + abs(y) * _REL)
+        x = x - abs(x) * _REL  # `self.fire(x, y)` of the widened interval, inlined
+        y = y + abs(y) * _REL
+        p0 = self.p0
+        if y < p0:
+            if y > self.lo:
+                self.lo = y
+        elif x > p0:
+            if x < self.hi:
+                self.hi = x
+        else:
+            raise _Unbounded
 
     def fire_roi(self, r1: float, r2: float) -> None:
         """The rules may act while the ROI is in [r1, r2] (ROI is monotone in the price)."""
@@ -617,7 +627,8 @@ def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     # progress = (p - e)/(tp - e) grows towards TP; frozen at progress >= freeze - eps
     p_freeze = e + (freeze - _EPS) * (tp - e)
     frozen_now = (ctx.price - e) / (tp - e) >= freeze - _EPS  # `ge`, written out
-    ind = ctx.frame("dynamic_tp")
+    mkt = ctx.mkt
+    ind = ctx.frame("dynamic_tp") if mkt.frames else mkt.indicators  # `ctx.frame`
     mom, trend = ind.momentum, ind.trend
     if (mom is not None and trend is not None and FLAG_TP_EXTENDED not in pos.flags
             and d * mom >= strong - _EPS and d * trend >= min_trend - _EPS):
@@ -730,6 +741,12 @@ class _Recorder(_Builder):
 
     def fire(self, x: float, y: float) -> None:
         self.sets.append((x, y))
+
+    def fire_approx(self, x: float, y: float) -> None:
+        """`_Builder.fire_approx`'s interval, recorded (its inlined `fire` would narrow)."""
+        if x > y:
+            return
+        self.sets.append((x - abs(x) * _REL, y + abs(y) * _REL))
 
     def fire_roi(self, r1: float, r2: float) -> None:
         xy = self.fx.roi_interval(r1, r2)
