@@ -574,6 +574,42 @@ def test_the_cache_property_catches_stale_region_distances_in_bands(monkeypatch)
         _cached_mutant()
 
 
+def _band_distances_per_indicators() -> None:
+    """One position and one Params, the indicators changing (a candle close) and coming
+    back: each band is the one a Params without caches gives, and the trailing regions'
+    distances make the bands differ (the multipliers differ between the indicators)."""
+    ov = {"momentum_loss.enabled": False, "dynamic_tp.enabled": False,
+          "smart_tp.enabled": False, "emergency.enabled": False}
+    params = resolve_params("guardian", ov)
+    for side in (Side.LONG, Side.SHORT):
+        d = side.dir
+        pos = _pos(side, sl=100.0, best_price=100 * (1 + d * 0.02), peak_roi=0.3)
+        seen = set()
+        for ind in [*_POOL, *reversed(_POOL), *_POOL[::3]]:
+            mkt = MarketState(SYMBOL, 100 * (1 + d * 0.003), 10.0, MARKET, ind)
+            got = quiet_band(pos, mkt, params)
+            assert got == quiet_band(pos, mkt, resolve_params("guardian", ov)), ind
+            seen.add(got)
+        assert len(seen - {None}) >= 3
+
+
+def test_band_distances_are_kept_per_indicators():
+    _band_distances_per_indicators()
+
+
+def test_the_band_distances_check_catches_distances_kept_across_indicators(monkeypatch):
+    """Mutation check: the distances a position's `_Fixed` keeps for its bands
+    (`_trailing_distances`) served for other indicators are caught."""
+    real = bands_mod._trailing_distances
+
+    def stale(fx, ctx, p, c, reps):
+        return fx.t_dists or real(fx, ctx, p, c, reps)
+
+    monkeypatch.setattr(bands_mod, "_trailing_distances", stale)
+    with pytest.raises(AssertionError):
+        _band_distances_per_indicators()
+
+
 @given(st.dictionaries(st.text(min_size=1, max_size=5), st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.booleans(), st.none(),
     st.text(max_size=3), st.just(Side.LONG), st.just((1, 2))), max_size=6),

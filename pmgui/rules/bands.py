@@ -105,6 +105,9 @@ class _Unbounded(Exception):
     """A family acts at the current price, or cannot be bounded: no band."""
 
 
+_NO_INDICATORS = object()  # no indicators are these
+
+
 class _Fixed:
     """What a position's band reads that depends only on its side, entry, TP, leverage and
     fees (and the Params): the ROI → price conversion with its products taken once, and —
@@ -115,7 +118,7 @@ class _Fixed:
     """
 
     __slots__ = ("de", "dir", "dmf", "e", "entry", "f", "fe", "fee_rate", "lev", "leverage",
-                 "regions", "roi_ok", "sets", "side", "tp")
+                 "regions", "roi_ok", "sets", "side", "t_dists", "t_ind", "tp")
 
     def __init__(self, pos: Position) -> None:
         # the key (the objects themselves: `is` on them is equality, and held here an id
@@ -124,6 +127,9 @@ class _Fixed:
         self.leverage, self.fee_rate = pos.leverage, pos.fee_rate
         self.sets: list[tuple[float, float]] | None = None
         self.regions: tuple[tuple[float, float] | None, ...] | None = None
+        self.t_ind: object = _NO_INDICATORS  # the indicators of `t_dists`
+        # (`_trailing_distances`)
+        self.t_dists: tuple[float, ...] = ()
         d = self.dir = 1 if pos.side is _LONG else -1
         e = self.e = pos.entry
         lev, f = pos.leverage, pos.fee_rate
@@ -543,7 +549,7 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
         if c.tightening:
             levels = stops.trailing_stop_levels(ctx, reps)
         else:  # `trailing_stop_levels_at`: each level taken below only if looked at
-            dists = stops.region_distances(p, ctx.mkt, c, ctx.dir, reps)
+            dists = _trailing_distances(b.fx, ctx, p, c, reps)
         prices = b.fx.regions
         if prices is None:
             prices = b.fx.regions = _region_prices(b.fx, regions)
@@ -581,6 +587,21 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
                 else:
                     raise _Unbounded
             break
+
+
+def _trailing_distances(fx: _Fixed, ctx: Ctx, p: Params, c: stops._TrailCfg,
+                        reps: tuple[float, ...]) -> tuple[float, ...]:
+    """`stops.region_distances` of the Params' regions without tightening, kept in the
+    position's `_Fixed` (the Params, the side) with the indicators they were read from
+    (the object itself: held there, checked with `is`) — a position's bands between two
+    candle closes read the same ones."""
+    mkt = ctx.mkt
+    ind = ctx.frame("trailing") if mkt.frames else mkt.indicators  # `_indicator_parts`'
+    if fx.t_ind is ind:
+        return fx.t_dists
+    dists = fx.t_dists = stops.region_distances(p, mkt, c, ctx.dir, reps)
+    fx.t_ind = ind
+    return dists
 
 
 def _trailing_reps(p: Params) -> tuple[tuple[tuple[float, float, float], ...] | None,
