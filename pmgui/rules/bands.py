@@ -810,23 +810,6 @@ def _static_sets(fx: _Fixed, pos: Position, params: Params) -> list[tuple[float,
         return _UNBOUNDED
 
 
-def _static_families(b: _Builder, pos: Position, params: Params) -> None:
-    sets = b.fx.sets
-    if sets is None:
-        sets = b.fx.sets = _static_sets(b.fx, pos, params)
-    p0, lo, hi = b.p0, b.lo, b.hi
-    for x, y in sets:  # `b.fire(x, y)`, inlined
-        if y < p0:
-            if y > lo:
-                lo = y
-        elif x > p0:
-            if x < hi:
-                hi = x
-        else:
-            raise _Unbounded
-    b.lo, b.hi = lo, hi
-
-
 Family = Callable[[_Builder, Ctx, Params, float], None]
 
 
@@ -905,8 +888,21 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
             if not fx.roi_ok:
                 return None
             _observe(b, pos)
-            if static:
-                _static_families(b, pos, params)
+            if static:  # the emergency and smart-TP sets (`_static_sets`), kept in `fx`
+                sets = fx.sets
+                if sets is None:
+                    sets = fx.sets = _static_sets(fx, pos, params)
+                p0, lo, hi = b.p0, b.lo, b.hi
+                for x, y in sets:  # `b.fire(x, y)`, inlined
+                    if y < p0:
+                        if y > lo:
+                            lo = y
+                    elif x > p0:
+                        if x < hi:
+                            hi = x
+                    else:
+                        raise _Unbounded
+                b.lo, b.hi = lo, hi
             if families:
                 ctx = make_ctx(pos, mkt, params)
                 for family in families:
