@@ -238,20 +238,6 @@ _INT_PRIORITY = {p: int(p) for p in Priority}
 _NO_FLAGS: frozenset[str] = frozenset()
 
 
-def checked_action(ctx: Ctx, type_: ActionType, reason: Reason, rule: str,
-                   priority: Priority, inputs: dict[str, object], *, sl: float | None = None,
-                   stop_kind: StopKind | None = None) -> Action:
-    """`action(ctx, type_, reason, rule, priority, sl=sl, inputs=…, stop_kind=stop_kind)`
-    — the same Action — for a caller that has made `inputs` itself: the common inputs
-    first, every value one that `clean` keeps as it is (a finite float, a str, int, bool or
-    None), `sl` None or a valid price. `inputs` becomes the action's own."""
-    ts = ctx.mkt.ts
-    return _new_action(
-        type_, reason, ctx.pos.id, ctx.price, None, sl, None, rule,
-        _INT_PRIORITY.get(priority) or int(priority), ts if math.isfinite(ts) else 0.0,
-        MappingProxyType(inputs), _NO_FLAGS, stop_kind, False)
-
-
 _new_action = slot_constructor(Action)  # an action is built on most ticks out of the band
 
 

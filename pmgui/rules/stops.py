@@ -44,18 +44,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
 from pmgui.domain.models import Action, MarketState, Position
 from pmgui.rules.common import (
+    _NO_FLAGS,
     FLAG_BREAKEVEN,
     FLAG_TP1,
     THRESHOLD_EPS,
     Ctx,
+    _new_action,
     _timeframes,
     action,
-    checked_action,
     clean,
     close_all,
     ge,
@@ -73,6 +75,7 @@ _LONG = Side.LONG  # a module constant: an enum member lookup costs ~0.1 µs
 _INF = math.inf
 _MOVE_SL, _TRAILING_REASON, _STOP_ADJUST, _TRAILING_KIND = (
     ActionType.MOVE_SL, Reason.TRAILING, Priority.STOP_ADJUST, StopKind.TRAILING)
+_STOP_ADJUST_INT = int(Priority.STOP_ADJUST)
 _DUE_REASON = {StopKind.TRAILING: Reason.TRAILING_STOP, StopKind.BREAKEVEN: Reason.BREAKEVEN_STOP}
 
 
@@ -535,12 +538,17 @@ def _trailing_move(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms,
     total = price + roi + peak + move + d + best + level + (0.0 if sl is None else sl)
     if total - total != 0.0:  # an inf or NaN among them (or a sum beyond floats: rare)
         return None
-    return checked_action(
-        ctx, _MOVE_SL, _TRAILING_REASON, "trailing", _STOP_ADJUST,
-        {"price": price, "roi": roi, "peak": peak, "move": move,
-         **_inputs_prefix(ctx.params, c, parts, terms),
-         "distance": d, "best_price": best, "level": level, "previous_sl": sl},
-        sl=level, stop_kind=_TRAILING_KIND)
+    # the Action `action(ctx, MOVE_SL, TRAILING, "trailing", STOP_ADJUST, sl=level,
+    # inputs=…, stop_kind=TRAILING)` builds: its checks are made above
+    ts = ctx.mkt.ts
+    return _new_action(
+        _MOVE_SL, _TRAILING_REASON, ctx.pos.id, price, None, level, None, "trailing",
+        _STOP_ADJUST_INT, ts if -_INF < ts < _INF else 0.0,
+        MappingProxyType({"price": price, "roi": roi, "peak": peak, "move": move,
+                          **_inputs_prefix(ctx.params, c, parts, terms),
+                          "distance": d, "best_price": best, "level": level,
+                          "previous_sl": sl}),
+        _NO_FLAGS, _TRAILING_KIND, False)
 
 
 def _inputs_prefix(params: Params, c: _TrailCfg, parts: _Parts,
