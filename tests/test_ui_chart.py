@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import math
 
+import pyqtgraph as pg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QGraphicsWidget
 
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.models import Action, Candle
@@ -563,11 +564,16 @@ def test_escape_while_creating_from_the_entry_creates_nothing(qtbot):
     assert chart.line("entry").movable  # and the entry still offers the stop
 
 
-def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_does(qtbot):
+def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_does(
+        qtbot, monkeypatch):
     """The last-price line and the tags are outside the auto-range: moving them must not
     make pyqtgraph re-range and repaint the whole view (it did at every tick of the shown
     symbol). The forming candle is inside it: a new high beyond the view re-ranges."""
     eng, win, chart, _mouse = auto_ranged(qtbot)
+    eng.outbox.publish(tick(POS.symbol, 40_490.0, T0 + 1))  # settle: the forming candle
+    win.bridge.flush_now()
+    for _ in range(3):
+        QApplication.processEvents()
     reported: list[object] = []
     real = chart.vb.itemBoundsChanged
 
@@ -576,12 +582,25 @@ def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_d
         real(item)
 
     chart.vb.itemBoundsChanged = spy  # what informViewBoundsChanged calls
+    whole: list[tuple] = []  # repaints of the whole view asked for (QGraphicsItem.update)
+
+    def update(self, *a) -> None:
+        if self is chart.vb:
+            whole.append(a)
+        QGraphicsWidget.update(self, *a)
+
+    monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
     last = chart.line("last")
-    eng.outbox.publish(tick(POS.symbol, 40_480.0, T0 + 1))  # the forming candle: 480–500
+    shown = chart.vb.viewRange()
+    assert shown[1][0] < 40_480.0
+    eng.outbox.publish(tick(POS.symbol, 40_480.0, T0 + 2))  # the forming candle: 480–500
     win.bridge.flush_now()
     QApplication.processEvents()
+    # its new low was reported, is inside the view: the range holds, no whole-view repaint
+    assert chart.forming_item in reported and whole == []
+    assert chart.vb.viewRange() == shown
     reported.clear()
-    eng.outbox.publish(tick(POS.symbol, 40_490.0, T0 + 2))  # inside the forming candle
+    eng.outbox.publish(tick(POS.symbol, 40_490.0, T0 + 3))  # inside the forming candle
     win.bridge.flush_now()
     QApplication.processEvents()
     assert last.value() == 40_490.0
@@ -589,7 +608,7 @@ def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_d
     assert reported == []  # nothing that bounds the view changed
     _lo, hi = chart.vb.viewRange()[1]
     high = hi + (hi - _lo)  # far above the view
-    eng.outbox.publish(tick(POS.symbol, high, T0 + 3))
+    eng.outbox.publish(tick(POS.symbol, high, T0 + 4))
     win.bridge.flush_now()
     QApplication.processEvents()
     assert chart.forming_item in reported  # its new high was reported
@@ -624,3 +643,23 @@ def test_folding_waiting_ticks_is_the_same_as_one_tick_at_a_time(ticks, start, m
     batch.fold(pairs)  # type: ignore[arg-type]
     assert batch.candles == one.candles
     assert (batch.version, batch.forming) == (one.version, one.forming)
+
+
+def test_the_title_follows_the_shown_positions_size_and_automation(qtbot):
+    """The title is written only when what it says changed (it is asked at every live
+    redraw): a new size, a pause, a new selection still reach it."""
+    from dataclasses import replace
+
+    eng, win, chart, _mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    assert chart.title.text().startswith(f"{BTC.symbol}  ▲ LONG 0.500 @ 40,000.0")
+    eng.outbox.publish(snapshot(POS, 40_510.0, T0 + 1))  # a new mark: the same title
+    win.bridge.flush_now()
+    assert "0.500" in chart.title.text()
+    smaller = replace(POS, qty=0.25)
+    eng.outbox.publish(snapshot(smaller, 40_520.0, T0 + 2))
+    win.bridge.flush_now()
+    assert chart.title.text().startswith(f"{BTC.symbol}  ▲ LONG 0.250 @")
+    eng.outbox.publish(snapshot(replace(smaller, automation=False), 40_530.0, T0 + 3))
+    win.bridge.flush_now()
+    assert chart.title.text().endswith("‖ automation paused")
+    assert chart.title.toolTip() == chart.title.text()

@@ -184,6 +184,20 @@ def test_price_formatting_follows_each_markets_tick_size():
     assert fmt_pct(-0.018, 1) == "−1.8%"
 
 
+def test_the_shared_price_formatter_is_fmt_price_for_any_sequence_of_prices():
+    """One formatter per market, shared by its rows, remembers the price it formatted last
+    (the positions of a symbol come one after the other): any sequence — repeats, other
+    prices, ints, nan, None, negatives — reads as `fmt_price`."""
+    seq = [41_250.0, 41_250.0, 41_250.04, 41_250.0, 41_251.0, 41_251, None, math.nan,
+           math.nan, -0.0, 0.0, -12.3, 41_251.0, math.inf, 41_250.04]
+    for market in (BTC, SOL):
+        f = pm._formatter_of(market)
+        assert pm._formatter_of(market) is f  # shared
+        assert [f(v) for v in seq] == [fmt_price(v, market) for v in seq]  # type: ignore[arg-type]
+        assert [pm.price_text(v, market) for v in reversed(seq)] == [
+            fmt_price(v, market) for v in reversed(seq)]  # type: ignore[arg-type]
+
+
 def sorted_column(proxy, key: str) -> list[str]:
     c = column_index(key)
     return [proxy.data(proxy.index(r, c), DISPLAY) for r in range(proxy.rowCount())]
@@ -278,3 +292,16 @@ def test_an_update_names_the_cells_whose_text_or_colour_changed(model):
     seen.clear()
     model.update([snapshot(ps[0], 40_200.0, T0 + 2)])
     assert seen == []
+
+
+def test_with_a_view_the_age_of_rows_off_screen_is_written_when_they_come_into_view(qtbot):
+    now = [T0]
+    m = PositionsModel(EngineDouble().market, clock=lambda: now[0])
+    m.update([snapshot(position("a"), 40_000.0), snapshot(position("b"), 40_000.0)])
+    m.visible = lambda: [0]
+    now[0] += 3600
+    m.refresh_live()
+    assert text(m, 0, "age") == "1h 10m"  # on screen: now
+    assert text(m, 1, "age") == "10m 00s"  # off screen: when it comes into view
+    m.refresh_rows([1])
+    assert text(m, 1, "age") == "1h 10m"

@@ -119,6 +119,32 @@ class SteadyViewBox(pg.ViewBox):
                 return
         super().setRange(rect, xRange, yRange, padding, update, disableAutoRange)
 
+    _hold_repaint = False
+
+    def itemBoundsChanged(self, item) -> None:
+        """pyqtgraph answers an item's new bounds by marking the auto-range for the next
+        paint and repainting the *whole* view. A candle item whose time span is the same and
+        whose new prices are inside the range shown (the forming candle's new high or low,
+        many a minute in a storm) leaves the range as it is (the time axis fits the same
+        span; the price range holds while what it must show is in view): the auto-range is
+        still recomputed at the next paint — the one Qt makes for the item itself — and the
+        whole view is repainted only if the range then moves."""
+        if getattr(item, "grew_in_place", False):
+            lo, hi = item.dataBounds(1)
+            y0, y1 = self.viewRange()[1]
+            if y0 <= lo and hi <= y1:
+                self._hold_repaint = True
+                try:
+                    super().itemBoundsChanged(item)
+                finally:
+                    self._hold_repaint = False
+                return
+        super().itemBoundsChanged(item)
+
+    def update(self, *args) -> None:
+        if not self._hold_repaint:
+            super().update(*args)
+
 
 class ChartWidget(QWidget):
     """The selected position on a chart. Feed it snapshots, ticks, candles and actions."""
@@ -153,6 +179,8 @@ class ChartWidget(QWidget):
         # the first at once, the next when the interval is over (never a stale end state)
         # what waits: "candles", "indicator", "last", "markers", "levels", "title"
         self._due: set[str] = set()
+        self._tf_allowed: frozenset[str] | None = None  # the timeframe buttons enabled
+        self._title_of: tuple | None = None  # what the title shows
         # during a redraw the tags are laid out once, at its end (the indicator, the levels
         # and the last price each ask for it; None: not in a redraw)
         self._layout_wanted: bool | None = None
@@ -917,7 +945,10 @@ class ChartWidget(QWidget):
         self.forming_item.set_candles(tail, sec)
 
     def _update_tf_buttons(self, series: CandleSeries | None) -> None:
-        allowed = set(series.timeframes()) if series is not None else set(TIMEFRAMES)
+        allowed = frozenset(series.timeframes() if series is not None else TIMEFRAMES)
+        if allowed == self._tf_allowed:  # (each redraw: set only when it changes)
+            return
+        self._tf_allowed = allowed
         for name, b in self.tf_buttons.items():
             b.setEnabled(name in allowed)
 
@@ -964,10 +995,16 @@ class ChartWidget(QWidget):
 
     def _update_title(self) -> None:
         s = self._snap
-        if s is None:
+        p = s.position if s is not None else None
+        # what the title says (asked at each live redraw: written when it changes)
+        key = None if p is None else (p.symbol, p.side, p.qty, p.entry, p.leverage, p.preset,
+                                      p.automation, self._market)
+        if key == self._title_of and self.title.text():
+            return
+        self._title_of = key
+        if p is None:
             self.title.setText("No position selected")
             return
-        p = s.position
         arrow = "▲ LONG" if p.side is Side.LONG else "▼ SHORT"
         auto = "" if p.automation else " · ‖ automation paused"
         self.title.setText(

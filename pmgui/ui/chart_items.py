@@ -50,6 +50,8 @@ class CandlestickItem(pg.GraphicsObject):
         self._candles: tuple[Candle, ...] = ()
         self._width = 60.0
         self._picture = QPicture()
+        self._tools: tuple | None = None  # the theme's pens and brushes (see _pens)
+        self.grew_in_place = False  # the last change only extended the price span
         # a pixmap of the candles: a price line moving over them repaints a blit
         self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._rect = QRectF()
@@ -60,7 +62,17 @@ class CandlestickItem(pg.GraphicsObject):
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
+        self._tools = None
         self._regenerate()
+
+    def _pens(self) -> tuple:
+        """(up pen, down pen, up brush, down brush) of the theme, made once (the forming
+        candle is redrawn at every tick of the shown symbol)."""
+        if self._tools is None:
+            t = self._theme
+            self._tools = (pg.mkPen(t.up), pg.mkPen(t.down), pg.mkBrush(t.up),
+                           pg.mkBrush(t.down))
+        return self._tools
 
     def set_candles(self, candles: Sequence[Candle], width: float | None = None, *,
                     checked: bool = False) -> None:
@@ -79,8 +91,7 @@ class CandlestickItem(pg.GraphicsObject):
         cs = self._candles
         half = self._width * 0.35
         if cs:
-            up_pen, down_pen = pg.mkPen(self._theme.up), pg.mkPen(self._theme.down)
-            up_brush, down_brush = pg.mkBrush(self._theme.up), pg.mkBrush(self._theme.down)
+            up_pen, down_pen, up_brush, down_brush = self._pens()
             for c in cs:
                 rising = c.close >= c.open
                 p.setPen(up_pen if rising else down_pen)
@@ -101,8 +112,13 @@ class CandlestickItem(pg.GraphicsObject):
             self._rect = QRectF(x0, lo, x1 - x0, hi - lo)
         else:
             self._rect = QRectF()
+        r = self._rect
+        # the same time span, the prices only extended (the forming candle's new high/low)
+        self.grew_in_place = bool(cs) and before.width() > 0 and (
+            r.left() == before.left() and r.right() == before.right()
+            and r.top() <= before.top() and r.bottom() >= before.bottom())
         self.update()
-        if self._rect != before:  # a new high or low, a new candle: the auto-range follows
+        if r != before:  # a new high or low, a new candle: the auto-range follows
             self.informViewBoundsChanged()
 
     def paint(self, p: QPainter, *args: object) -> None:

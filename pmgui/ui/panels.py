@@ -105,7 +105,9 @@ class PositionsTable(QTableView):
         src = self.source
         shown = src.shown_changes if src is not None else None
         if shown is not None:
-            self._repaint_shown(shown, r0, r1, top_left.column(), bottom_right.column())
+            if shown is not self._repainted:  # (one update: one or more blocks signalled)
+                self._repainted = shown
+                self._repaint_shown(shown, first, last)
             return
         xs = [(self.columnViewportPosition(c), self.columnWidth(c))
               for c in range(top_left.column(), bottom_right.column() + 1)
@@ -118,23 +120,23 @@ class PositionsTable(QTableView):
         y1 = self.rowViewportPosition(r1) + self.rowHeight(r1)
         vp.update(QRect(x0, y0, x1 - x0, y1 - y0))
 
-    def _repaint_shown(self, shown: dict[int, int], r0: int, r1: int, c0: int,
-                       c1: int) -> None:
-        """Repaint, of the rows r0..r1 on screen and the columns c0..c1, only the cells whose
-        text or colour the model's update changed (`PositionsModel.shown_changes`): in a
-        storm about half the rows on screen change at each flush, and of those mostly the
-        price and the P/L."""
+    def _repaint_shown(self, shown: dict[int, int], r0: int, r1: int) -> None:
+        """Repaint, of the rows r0..r1 on screen, only the cells whose text or colour the
+        model's update changed (`PositionsModel.shown_changes`), all at the first block the
+        update signals: in a storm about half the rows on screen change at each flush, and
+        of those mostly the price and the P/L."""
+        if not shown:
+            return
         proxy = self.model()
         to_source = proxy.mapToSource if isinstance(proxy, QSortFilterProxyModel) else None
-        span = ((1 << (c1 + 1)) - 1) & ~((1 << c0) - 1)
         vp = self.viewport()
         for r in range(r0, r1 + 1):
             s = to_source(proxy.index(r, 0)).row() if to_source is not None else r
-            mask = (shown.get(s, 0) & span) >> c0
+            mask = shown.get(s, 0)
             if not mask:
                 continue
             y, h = self.rowViewportPosition(r), self.rowHeight(r)
-            c = c0
+            c = 0
             while mask:
                 if mask & 1 and not self.isColumnHidden(c):
                     vp.update(QRect(self.columnViewportPosition(c), y, self.columnWidth(c), h))
@@ -143,6 +145,7 @@ class PositionsTable(QTableView):
 
     # the model the proxy shows (its `shown_changes` names the cells to repaint)
     source: PositionsModel | None = None
+    _repainted: object = None  # the `shown_changes` repainted last
 
     # rows come into view: their cells are written first (PositionsModel.refresh_rows)
     view_changed: Callable[[], None] | None = None

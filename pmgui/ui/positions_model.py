@@ -155,26 +155,37 @@ def _price_formatter(market: Market | None) -> Callable[[object], str]:
     clean = max(0, min(12, -math.floor(math.log10(tick) + 1e-12) + 2))  # Market._clean's
     spec = f",.{step_decimals(tick)}f"
 
+    last: list[object] = [None, ""]  # the price formatted last and its text
+
     def text(v: object) -> str:
         if v.__class__ is not float or v - v != 0:  # type: ignore[operator]
             return fmt_price(v, market)  # type: ignore[arg-type]  (None, ints, nan, inf)
+        if v == last[0]:  # (finite floats only: the positions of one symbol, one after
+            return last[1]  # type: ignore[return-value]  # the other in a flush)
         steps = v / tick  # type: ignore[operator]
         if steps - steps != 0:
             return fmt_price(v, market)  # type: ignore[arg-type]
         out = format(round(round(steps) * tick, clean), spec)
-        return MINUS + out[1:] if out[0] == "-" else out
+        out = MINUS + out[1:] if out[0] == "-" else out
+        last[0], last[1] = v, out
+        return out
 
     return text
 
 
-def price_text(v: object, market: Market | None) -> str:
-    """The same as `fmt_price(v, market)`, with the market's formatter cached."""
+def _formatter_of(market: Market | None) -> Callable[[object], str]:
+    """The market's `_price_formatter`, made once and shared by every row on the market."""
     hit = _PRICE_TEXT.get(id(market))
     if hit is None or hit[0] is not market:
         if len(_PRICE_TEXT) > 4096:
             _PRICE_TEXT.clear()
         hit = _PRICE_TEXT[id(market)] = (market, _price_formatter(market))  # type: ignore[assignment]
-    return hit[1](v)
+    return hit[1]
+
+
+def price_text(v: object, market: Market | None) -> str:
+    """The same as `fmt_price(v, market)`, with the market's formatter cached."""
+    return _formatter_of(market)(v)
 
 
 def _mark_text(v: object, row: Row) -> str:
@@ -369,6 +380,7 @@ class PositionsModel(QStandardItemModel):
         self._fonts = [self._bold if col.key == "symbol" else self._font if col.numeric
                        else None for col in self._columns]
         self._live = tuple(c for c, col in enumerate(self._columns) if col.live)
+        self._live_mask = sum(1 << c for c in self._live)
         n = len(self._columns)
         self._all_mask = (1 << n) - 1
         self._mark_mask = sum(1 << c for lo, hi in self._mark_blocks for c in range(lo, hi + 1))
@@ -620,7 +632,7 @@ class PositionsModel(QStandardItemModel):
         sig = _sig(row)
         if sig != line.sig:  # the texts depend on more than the values: all written again
             line.sig = sig
-            line.price = _price_formatter(row.market)
+            line.price = _formatter_of(row.market)
             for c in range(len(values)):
                 values[c] = _NOT_SET
             self._write_tips(line, static=True)
@@ -637,9 +649,9 @@ class PositionsModel(QStandardItemModel):
                 if sv != old or type(sv) is not type(old):
                     line.sorts[c] = sv
                     _set_sort(items[c], sv)
-            if col.live:
-                if texts[c] is None:
-                    text = col.fmt(v, row)
+            if col.live:  # (its text follows the clock: refresh_live, or written now)
+                text = col.fmt(v, row)
+                if text != texts[c]:
                     texts[c] = text
                     items[c].setText(text)
                     shown |= 1 << c
@@ -704,19 +716,32 @@ class PositionsModel(QStandardItemModel):
         self._index = {ln.row.snap.position.id: n for n, ln in enumerate(self._lines)}
 
     def refresh_live(self) -> None:
-        """Re-read clock-driven cells (age) — called once a second by the window."""
+        """Re-read clock-driven cells (age) — called once a second by the window: with a
+        view, in the rows on screen (the others when they come into view, as any cell)."""
         if not self._lines or not self._live:
             return
         now = self._clock()
+        visible = self.visible() if self.visible is not None else None
+        if visible is None:
+            lines: Iterable[_Line] = self._lines
+        else:
+            n = len(self._lines)
+            on = {r for r in visible if 0 <= r < n}
+            lines = [self._lines[r] for r in sorted(on)]
+            live = self._live_mask
+            for r, line in enumerate(self._lines):
+                if r not in on:
+                    line.pending |= live
         was = self.blockSignals(True)
         try:
-            for line in self._lines:
+            for line in lines:
                 for c in self._live:
                     col = self._columns[c]
                     text = col.fmt(col.value(line.row, now), line.row)
                     if text != line.texts[c]:
                         line.texts[c] = text
                         line.items[c].setText(text)
+                line.pending &= ~self._live_mask
         finally:
             self.blockSignals(was)
         for c in self._live:
