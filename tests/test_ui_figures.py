@@ -33,3 +33,31 @@ def test_account_terms_are_the_figures_the_account_sums(side, qty, entry, mark, 
     snap = snapshot(p, mark)
     f = figures(snap, market)
     assert account_terms(snap, market) == (f.pnl or 0.0, f.margin, f.maintenance)
+
+
+def test_the_account_panel_sums_what_account_figures_sums(qtbot):
+    """The panel keeps each position's terms while its snapshot is the same and sums them
+    in one loop: the same figures as `account_figures` over its positions, also after a
+    position's snapshot changed (a kept term must not outlive its snapshot)."""
+    from pmgui.engine.outbox import Outbox
+    from pmgui.ui.bridge import Bridge
+    from pmgui.ui.figures import account_figures
+    from pmgui.ui.panels import AccountPanel
+    from pmgui.ui.theme import make_theme
+    from tests.ui_doubles import ETH, T0, EngineDouble
+
+    eng = EngineDouble()
+    panel = AccountPanel(Bridge(Outbox()), eng.market, make_theme("dark"))
+    qtbot.addWidget(panel)
+    panel._wallet = 10_000.0
+    a, b = position("a"), position("b", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
+    snaps = [snapshot(a, 40_500.0), snapshot(b, 3_010.0)]
+    panel.on_positions(snaps)
+
+    def expected():
+        return account_figures(10_000.0, list(panel._snaps.values()), eng.market)
+
+    assert panel.figures() == expected()
+    panel.on_positions([snapshot(a, 39_000.0, T0 + 1)])  # the same position, a new mark
+    assert panel.figures() == expected()
+    assert panel.figures().unrealized < 0

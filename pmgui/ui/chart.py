@@ -576,25 +576,28 @@ class ChartWidget(QWidget):
         follows; the chart redraws once, and only if its own symbol moved."""
         shown = self._snap.position.symbol if self._snap is not None else None
         render = moved = False
+        last, waiting_of = self._last, self._waiting
         for ev in evs:
-            if not valid_price(ev.price):
-                continue
-            prev = self._last.get(ev.symbol)
+            p = ev.price
+            if not (p.__class__ is float and 0.0 < p < math.inf) and not valid_price(p):
+                continue  # (a finite positive float, tested inline: a storm's every price)
+            sym = ev.symbol
+            prev = last.get(sym)
             if prev is not None and ev.ts < prev.ts:
                 continue  # never step back to an older price
-            self._last[ev.symbol] = ev
-            if ev.symbol == shown:
-                changed = self._series_of(ev.symbol, create=True).on_tick(ev.price, ev.ts)
+            last[sym] = ev
+            if sym == shown:
+                changed = self._series_of(sym, create=True).on_tick(p, ev.ts)
                 moved = True
                 render = render or changed
                 continue
-            waiting = self._waiting.get(ev.symbol)
+            waiting = waiting_of.get(sym)
             if waiting is None:
-                self._waiting[ev.symbol] = [ev]
+                waiting_of[sym] = [ev]
             else:
                 waiting.append(ev)
                 if len(waiting) >= FOLD_AFTER:
-                    self._series_of(ev.symbol)
+                    self._series_of(sym)
         if render:
             self._due.add("candles")
         if moved:

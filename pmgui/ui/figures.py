@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pmgui.domain.enums import Side
 from pmgui.domain.models import Market, Position
 from pmgui.domain.money import risk_per_unit, valid_price
 from pmgui.engine.events import PositionSnapshot
+
+_INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +84,15 @@ def account_terms(snap: PositionSnapshot, market: Market | None = None
     sums every position a few times a second in a storm)."""
     p = snap.position
     cs = p.contract_size
-    margin = p.entry * p.qty * cs / p.leverage if p.leverage > 0 and valid_price(p.entry) \
-        else 0.0
-    if not valid_price(snap.mark):
-        return (0.0, margin, 0.0)
+    entry = p.entry
+    # (valid_price, with a finite positive float — the usual price — tested inline)
+    margin = entry * p.qty * cs / p.leverage if p.leverage > 0 and (
+        (entry.__class__ is float and 0.0 < entry < _INF) or valid_price(entry)) else 0.0
     mark = snap.mark
+    if not (mark.__class__ is float and 0.0 < mark < _INF) and not valid_price(mark):
+        return (0.0, margin, 0.0)
     notional = mark * p.qty * cs
-    gross = p.side.dir * (mark - p.entry) * p.qty * cs
+    gross = (1 if p.side is Side.LONG else -1) * (mark - entry) * p.qty * cs  # Side.dir
     fees = open_entry_fees(p) + p.fee_rate * notional
     mmr = market.mmr if market is not None else 0.0
     return ((gross - fees) or 0.0, margin, mmr * notional)
@@ -103,6 +108,12 @@ def account_figures(wallet: float | None, snaps: list[PositionSnapshot],
         upnl += t[0]
         margin += t[1]
         maint += t[2]
+    return account_of(wallet, upnl, margin, maint)
+
+
+def account_of(wallet: float | None, upnl: float, margin: float, maint: float
+               ) -> AccountFigures:
+    """The account from its positions' summed terms (`account_figures`' second half)."""
     if wallet is None:
         return AccountFigures(None, upnl, None, margin, None, None)
     equity = wallet + upnl

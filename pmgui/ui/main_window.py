@@ -423,10 +423,15 @@ class MainWindow(QMainWindow):
 
     # -- event handlers ----------------------------------------------------------------------
     def on_positions(self, snaps: list[PositionSnapshot]) -> None:
-        shown = self.chart.position_id
-        for s in snaps:
-            if s.position.id == shown:
-                self.chart.on_snapshot(s, defer=True)  # a live redraw (≤ 10 a second)
+        chart = self.chart
+        shown = chart.position_id
+        if shown is not None:
+            # the table took the batch first (its panel connects first): the newest
+            # snapshot of the chart's position is the table's — a new one when the batch
+            # had it (no look through the batch)
+            s = self.model.snapshot(shown)
+            if s is not None and s is not chart.snapshot:
+                chart.on_snapshot(s, defer=True)  # a live redraw (≤ 10 a second)
         if self.chart.symbol is not None and self.chart.market is None:
             self.chart.set_market(self.engine.market(self.chart.symbol))
         self._update_action_state(unless_same=True)

@@ -51,7 +51,7 @@ from pmgui.engine.events import (
     TickEvent,
 )
 from pmgui.ui.bridge import Bridge
-from pmgui.ui.figures import account_figures, account_terms
+from pmgui.ui.figures import account_of, account_terms
 from pmgui.ui.flow import FlowLayout
 from pmgui.ui.fmt import fmt_age, fmt_money, fmt_pct, fmt_price, fmt_qty, is_num
 from pmgui.ui.positions_model import (
@@ -549,18 +549,19 @@ class AccountPanel(QWidget):
             self.refresh()
 
     def figures(self):
-        return account_figures(self._wallet, list(self._snaps.values()), self._market_for,
-                               self._terms)
-
-    def _terms(self, snap: PositionSnapshot) -> tuple[float, float, float]:
-        """A position's share of the account, kept while its snapshot is the same."""
-        pid = snap.position.id
-        hit = self._term_cache.get(pid)
-        if hit is not None and hit[0] is snap:
-            return hit[1]
-        t = account_terms(snap, self._market_for(snap.position.symbol))
-        self._term_cache[pid] = (snap, t)
-        return t
+        """`account_figures` over the positions (the same sums in the same order), each
+        position's terms kept while its snapshot is the same (see `_terms`), in one loop."""
+        cache, market_for = self._term_cache, self._market_for
+        upnl = margin = maint = 0.0
+        for pid, snap in self._snaps.items():
+            hit = cache.get(pid)
+            if hit is None or hit[0] is not snap:
+                hit = cache[pid] = (snap, account_terms(snap, market_for(snap.position.symbol)))
+            t = hit[1]
+            upnl += t[0]
+            margin += t[1]
+            maint += t[2]
+        return account_of(self._wallet, upnl, margin, maint)
 
     def refresh(self) -> None:
         self._dirty = False

@@ -415,105 +415,104 @@ class PositionsModel(QStandardItemModel):
         per batch: one `dataChanged` per block of columns that can have changed, over the
         changed rows."""
         fresh: dict[str, PositionSnapshot] = {}
-        changed: list[tuple[int, _Line, int]] = []
         top = bottom = -1
         full = marks = levels = badge = False
         index = self._index
         lines = self._lines
         all_mask, mark_mask = self._all_mask, self._mark_mask
         level_mask, badge_mask = self._level_mask, self._badge_mask
-        for snap in snapshots:
-            pid = snap.position.id
-            i = index.get(pid)
-            if i is None:
-                fresh[pid] = snap
-                continue
-            line = lines[i]
-            row = line.row
-            old = row.snap
-            line.row = _new_row(snap, row.market or self._market(snap.position.symbol), None)
-            # which cells can have changed, from the snapshot's own fields (cheap): a
-            # position whose shown fields are the same at another mark changes only the
-            # columns that follow the mark; a moved stop only the level columns besides
-            op, np_ = old.position, snap.position
-            if np_ is not op:
-                shown = _shown(np_)
-                shown_changed = shown != line.shown
-                line.shown = shown
-            else:
-                shown_changed = False
-            if snap.stale != old.stale or shown_changed:
-                full = True
-                mask = all_mask
-            else:
-                moved = np_ is not op and _levels(np_) != _levels(op)
-                same_mark = snap.mark == old.mark and snap.pnl == old.pnl
-                mask = 0
-                if same_mark and not moved:
-                    if snap.protection is old.protection:
-                        continue  # nothing shown changed (values stay valid)
-                    badge = True
-                    mask = badge_mask
+        # with a view: every row gets its mark (the price column) and the sort column now,
+        # the rest when it is on screen (below) or comes into view; without: all of it
+        visible = self.visible() if self.visible is not None else None
+        mc, sc = self._mark_col, self.sort_column
+        mbit = 1 << mc if mc >= 0 else 0
+        sbit = 1 << sc if 0 <= sc < len(self._columns) else 0
+        mark_only = visible is not None and sc != mc
+        fast = self._fast_mark
+        shown: dict[int, int] = {}  # row → columns whose text or colour changed
+        was = self.blockSignals(True)
+        try:
+            for snap in snapshots:
+                np_ = snap.position
+                pid = np_.id
+                i = index.get(pid)
+                if i is None:
+                    fresh[pid] = snap
+                    continue
+                line = lines[i]
+                row = line.row
+                old = row.snap
+                market = row.market or self._market(np_.symbol)
+                line.row = _new_row(snap, market, None)
+                # which cells can have changed, from the snapshot's own fields (cheap): a
+                # position whose shown fields are the same at another mark changes only the
+                # columns that follow the mark; a moved stop only the level columns besides
+                op = old.position
+                if np_ is not op:
+                    fields = _shown(np_)
+                    shown_changed = fields != line.shown
+                    line.shown = fields
                 else:
-                    if not same_mark:
-                        marks = True
-                        mask = mark_mask
-                    if moved:
-                        levels = True
-                        mask |= level_mask
-                    if snap.protection is not old.protection:
+                    shown_changed = False
+                if snap.stale != old.stale or shown_changed:
+                    full = True
+                    mask = all_mask
+                else:
+                    moved = np_ is not op and _levels(np_) != _levels(op)
+                    same_mark = snap.mark == old.mark and snap.pnl == old.pnl
+                    mask = 0
+                    if same_mark and not moved:
+                        if snap.protection is old.protection:
+                            continue  # nothing shown changed (values stay valid)
                         badge = True
-                        mask |= badge_mask
-            line.pending |= mask
-            changed.append((i, line, mask))
-            if top < 0 or i < top:
-                top = i
-            if i > bottom:
-                bottom = i
-        if changed:
-            visible = self.visible() if self.visible is not None else None
-            shown: dict[int, int] = {}  # row → columns whose text or colour changed
-            was = self.blockSignals(True)
-            try:
+                        mask = badge_mask
+                    else:
+                        if not same_mark:
+                            marks = True
+                            mask = mark_mask
+                        if moved:
+                            levels = True
+                            mask |= level_mask
+                        if snap.protection is not old.protection:
+                            badge = True
+                            mask |= badge_mask
+                line.pending |= mask
+                if top < 0 or i < top:
+                    top = i
+                if i > bottom:
+                    bottom = i
                 if visible is None:
-                    for i, line, _mask in changed:
-                        if m := self._write(line):
-                            shown[i] = m
-                else:
-                    # every row: the mark (the price column) and the sort column; the rest
-                    # of a row when it is on screen (below) or comes into view
-                    mc, sc = self._mark_col, self.sort_column
-                    mbit = 1 << mc if mc >= 0 else 0
-                    sbit = 1 << sc if 0 <= sc < len(self._columns) else 0
-                    fast = self._fast_mark
-                    for i, line, mask in changed:
-                        if mask & mbit and sc != mc:
-                            row = line.row
-                            if fast and mask != all_mask and line.sig[0] == id(row.market):
-                                # the same as _write_mark, inline (a storm: every row)
-                                v = row.snap.mark
-                                a = line.values[mc]
-                                if a != v or type(a) is not type(v):
-                                    line.values[mc] = v
-                                    text = line.price(v)
-                                    if row.snap.stale and text != DASH:
-                                        text = f"⚠ {text}"
-                                    if text != line.texts[mc]:
-                                        line.texts[mc] = text
-                                        line.items[mc].setText(text)
-                                        shown[i] = mbit
-                                    line.sorts[mc] = _NOT_SET
-                            elif m := self._write_mark(line):
-                                shown[i] = m
-                        if mask & sbit:
-                            if m := self._write_cells(line, (sc,)):
-                                shown[i] = shown.get(i, 0) | m
-                            line.pending &= ~sbit
-                    # the rows on screen: all they show (a re-sort that brings other rows
-                    # into view writes them: the view asks for them on layoutChanged)
-                    self._refresh(visible, shown)
-            finally:
-                self.blockSignals(was)
+                    if m := self._write(line):
+                        shown[i] = m
+                    continue
+                if mask & mbit and mark_only:
+                    if fast and mask != all_mask and line.sig[0] == id(market):
+                        # the same as _write_mark, inline (a storm: every row)
+                        v = snap.mark
+                        a = line.values[mc]
+                        if a != v or type(a) is not type(v):
+                            line.values[mc] = v
+                            text = line.price(v)
+                            if snap.stale and text != DASH:
+                                text = f"⚠ {text}"
+                            if text != line.texts[mc]:
+                                line.texts[mc] = text
+                                line.items[mc].setText(text)
+                                shown[i] = mbit
+                            line.sorts[mc] = _NOT_SET
+                    elif m := self._write_mark(line):
+                        shown[i] = m
+                if mask & sbit:
+                    if m := self._write_cells(line, (sc,)):
+                        shown[i] = shown.get(i, 0) | m
+                    line.pending &= ~sbit
+            if top >= 0 and visible is not None:
+                # the rows on screen: all they show (a re-sort that brings other rows
+                # into view writes them: the view asks for them on layoutChanged)
+                self._refresh(visible, shown)
+        finally:
+            self.blockSignals(was)
+        if top >= 0:
             if full:
                 blocks = [(0, len(self._columns) - 1)]
             else:
