@@ -383,16 +383,7 @@ def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None
     best, d_sign = ctx.best, ctx.dir
     out: list[float | None] = []
     for roi in rois:
-        if adaptive:
-            profit_mult = 1.0
-            for above, mult in c.profit_above:  # `gt(roi, threshold)`
-                if roi > above:
-                    profit_mult = mult
-                    break
-            raw = c.distance * vol_mult * profit_mult * mom_mult
-            d = min(max(raw, c.min), c.max)
-        else:
-            d = c.distance
+        d = _distance_at(c, adaptive, roi, vol_mult, mom_mult)
         if c.tightening:
             floor = min(c.t_min_distance, d)
             o = d
@@ -403,6 +394,20 @@ def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None
             d = max(o, floor)
         out.append(best * (1 - d_sign * d))
     return out
+
+
+def _distance_at(c: _TrailCfg, adaptive: bool, roi: float, vol_mult: float,
+                 mom_mult: float) -> float:
+    """The fixed/adaptive trailing distance at `roi` before tightening (one definition for
+    `trailing_stop_levels` and `region_distances`)."""
+    if not adaptive:
+        return c.distance
+    profit_mult = 1.0
+    for above, mult in c.profit_above:  # `gt(roi, threshold)`
+        if roi > above:
+            profit_mult = mult
+            break
+    return min(max(c.distance * vol_mult * profit_mult * mom_mult, c.min), c.max)
 
 
 def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None]:
@@ -435,20 +440,7 @@ def region_distances(params: Params, mkt: MarketState, c: _TrailCfg, d: int,
         return hit[2]
     _, vol_mult, _, mom_mult, _, _ = parts
     adaptive = c.mode == "adaptive"
-    out = []
-    for roi in rois:  # the arithmetic of `trailing_stop_levels`
-        if adaptive:
-            profit_mult = 1.0
-            for above, mult in c.profit_above:  # `gt(roi, threshold)`
-                if roi > above:
-                    profit_mult = mult
-                    break
-            raw = c.distance * vol_mult * profit_mult * mom_mult
-            dist = min(max(raw, c.min), c.max)
-        else:
-            dist = c.distance
-        out.append(dist)
-    dists = tuple(out)
+    dists = tuple(_distance_at(c, adaptive, roi, vol_mult, mom_mult) for roi in rois)
     cache = holder[1]
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
