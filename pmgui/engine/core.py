@@ -992,14 +992,7 @@ class EngineCore:
         except ExchangeError as exc:
             log.warning("balance unavailable: %s", exc)
             return
-        last = self.market.last
-        upnl = 0.0
-        for rt in self.book.runtimes():  # the positions, without the Mapping view's lookups
-            p = rt.position
-            tick = last.get(p.symbol)
-            if tick is not None:
-                upnl += money.position_pnl(p, tick.price)
-        equity = bal.total + upnl
+        equity = bal.total + open_pnl(self.book.runtimes(), self.market.last)
         now = self.clock()
         self._account_at, self._account_due = now, False
         self.outbox.publish(AccountEvent(equity, bal.total, bal.currency, now, bal.funding))
@@ -1035,6 +1028,8 @@ class EngineCore:
     async def _cancel_orphans(self) -> None:
         """Protective orders whose position is no longer open (their cancel failed, or the
         position closed while pmgui was down) do not survive one housekeeping pass."""
+        if not self._orphans_possible():
+            return
         for o in self.ledger.resting():
             owner = self.book.runtime(o.position_id)
             if o.role in PROTECTIVE and (owner is None or not owner.is_open) \
@@ -1045,6 +1040,13 @@ class EngineCore:
                                         f"{o.client_id}")
                 except ExchangeError as exc:
                     log.info("orphaned order %s not cancelled yet: %s", o.client_id, exc)
+
+    def _orphans_possible(self) -> bool:
+        """False when `_cancel_orphans` cannot find one: every live order names a position
+        that is open in the book (one test per position, not one per order of a large
+        book)."""
+        owners = self.ledger.owners()
+        return sum(owners.values()) != len(self.ledger.live) or not self.book.all_open(owners)
 
     async def _refresh_stale_prices(self) -> None:
         wanted: dict[str, tuple[str, float, int, float]] = {}
@@ -1135,6 +1137,32 @@ class EngineCore:
         """Effective preset and overrides per configured symbol (for the settings dialog)."""
         return {sym: (self.settings.preset_for(sym), self.settings.overrides_for(sym))
                 for sym in sorted(set(self.settings.symbols) | set(self.market.markets))}
+
+
+def open_pnl(runtimes: Iterable[PositionRuntime], last: Mapping[str, Tick]) -> float:
+    """Σ `money.position_pnl(position, its last price)` over the positions that have a price,
+    in their order (the account's unrealized P/L, summed every second over the whole book):
+    the same float, the usual case — plain finite floats — computed inline."""
+    total = 0.0
+    get = last.get
+    for rt in runtimes:
+        p = rt.position
+        tick = get(p.symbol)
+        if tick is None:
+            continue
+        price, entry, qty, cs, fee_rate = tick.price, p.entry, p.qty, p.contract_size, p.fee_rate
+        if price.__class__ is float and entry.__class__ is float and qty.__class__ is float \
+                and cs.__class__ is float and fee_rate.__class__ is float \
+                and price - price == 0.0 and entry - entry == 0.0 and qty - qty == 0.0 \
+                and price > 0 and entry > 0 and qty > 0:
+            # `money.unrealized_pnl`, its checks made above
+            fees = fee_rate * (entry * qty * cs + price * qty * cs)
+            v = p.side.dir * (price - entry) * qty * cs - fees
+            total += v if v - v == 0.0 else 0.0
+        else:
+            total += money.position_pnl(p, price)
+    return total
+
 
 def _price_policy(params: Params) -> tuple[float, int, float]:
     """(max age, REST tries, REST backoff) of a position's prices (from the values alone)."""

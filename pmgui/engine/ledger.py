@@ -156,6 +156,7 @@ class OrderLedger:
         self.live: dict[str, Order] = {}
         self._state: dict[str, OrderState] = {}
         self._by_position: dict[str, dict[str, Order]] = {}
+        self._pending = 0  # orders in `live` whose journal status is pending (`unresolved`)
         self.creating: set[str] = set()  # create call in flight
         self.cancelling: set[str] = set()  # pmgui's own cancel in flight
         self.reduce_flags: dict[str, frozenset[str]] = {}  # client id → the action's flags
@@ -194,7 +195,14 @@ class OrderLedger:
         return [o for o in self.live.values() if o.status is OrderStatus.OPEN]
 
     def unresolved(self) -> list[Order]:
+        if not self._pending:  # the usual case: no scan of a large book's orders
+            return []
         return [o for o in self.live.values() if o.status is OrderStatus.PENDING]
+
+    def owners(self) -> dict[str, int]:
+        """{position id: how many live orders name it} for the positions with live orders:
+        together they count every live order that names a position."""
+        return {pid: len(orders) for pid, orders in self._by_position.items() if orders}
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -202,6 +210,8 @@ class OrderLedger:
         cid = order.client_id
         self._state[cid] = state
         old = self.live.get(cid)
+        if old is not None and old.status is OrderStatus.PENDING:
+            self._pending -= 1  # counted again below if it stays live and pending
         if old is not None and old.position_id and old.position_id != order.position_id:
             self._by_position.get(old.position_id, {}).pop(cid, None)
         if state.is_final:  # final: the journal row says it from now on
@@ -218,6 +228,8 @@ class OrderLedger:
         else:
             self._final.pop(cid, None)
             self.live[cid] = order
+            if order.status is OrderStatus.PENDING:
+                self._pending += 1
             if order.position_id:
                 self._by_position.setdefault(order.position_id, {})[cid] = order
 

@@ -10,10 +10,10 @@ dict keyed by its id anywhere else.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from pmgui.domain.enums import OrderRole, OrderStatus, Side
+from pmgui.domain.enums import OrderRole, OrderStatus, PositionStatus, Side
 from pmgui.domain.models import MarketState, Order, Position, Tick
 from pmgui.rules.bands import QuietBand
 from pmgui.rules.params import Params
@@ -121,6 +121,15 @@ class PositionBook(Mapping[str, Position]):
             if rt.side is side and rt.is_open:
                 return rt
         return None
+
+    def all_open(self, ids: Iterable[str]) -> bool:
+        """Whether every id names a position of the book that is open."""
+        rts = self._rt
+        for pid in ids:
+            rt = rts.get(pid)
+            if rt is None or rt.position.status is not PositionStatus.OPEN:
+                return False
+        return True
 
     def symbols(self) -> set[str]:
         return set(self._by_symbol)
