@@ -81,6 +81,7 @@ else:
 from pmgui.domain.enums import OrderRole, OrderStatus, PositionStatus
 from pmgui.domain.errors import StoreError, ValidationError
 from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position
+from pmgui.domain.slots import slot_constructor
 from pmgui.store import migrations as mig
 from pmgui.store.lock import WriterLock
 from pmgui.store.metrics import TradeMetrics, compute_metrics
@@ -96,6 +97,7 @@ from pmgui.store.serialize import (
     order_from_row,
     order_to_row,
     plain_action,
+    plain_action_values,
     position_changes,
     position_from_row,
     position_to_row,
@@ -134,9 +136,10 @@ _Queued = tuple[Position, float, "_Prep | None"]  # a position waiting behind
 @dataclass(frozen=True, slots=True)
 class _LaterRow:
     """A log line waiting behind whose row is built when written (`record_action_behind`):
-    the usual action, checked when recorded, so building its row cannot fail. Built in the
-    window's batch, not on the tick that recorded it: the same text, and the serializing
-    code runs hot in a loop instead of cold between two ticks."""
+    the usual action (`plain_action`), checked when recorded, so building its row cannot
+    fail and needs no second check. Built in the window's batch, not on the tick that
+    recorded it: the same text, and the serializing code runs hot in a loop instead of
+    cold between two ticks."""
 
     row_id: int
     action: Action
@@ -145,8 +148,11 @@ class _LaterRow:
     detail: str
 
     def row(self) -> tuple:
-        return action_values(self.action, self.row_id, symbol=self.symbol, ok=self.ok,
-                             detail=self.detail)
+        return plain_action_values(self.action, self.row_id, self.symbol, self.ok,
+                                   self.detail)
+
+
+_later_row = slot_constructor(_LaterRow)  # `_LaterRow(...)` without the frozen __init__
 
 
 def _action_rows(queued: list) -> list[tuple]:
@@ -704,7 +710,7 @@ class Store:
         if action.inputs.__class__ is MappingProxyType and plain_action(action, symbol, detail):
             action_flags(action)  # the one part that can still be refused: checked now
             row_id = self._take_action_id()
-            self._behind_actions.append(_LaterRow(row_id, action, symbol, ok, detail))
+            self._behind_actions.append(_later_row(row_id, action, symbol, ok, detail))
         else:
             self._behind_actions.append(self._action_row(action, symbol, ok, detail))
         if self._behind_since is None:

@@ -323,13 +323,25 @@ def _changed(name: str, conv: Any, a: object, b: object, cols: list[str],
 
 
 def _changes_fn() -> Any:
-    """`position_changes` as straight-line code: one identity test per stored field."""
+    """`position_changes` as straight-line code: one identity test per stored field; a
+    number field's new finite float that differs from the old one (the usual level move)
+    taken inline — `_changed` would convert both to themselves and find them different."""
     lines = ["def position_changes(prev, pos):", "    cols = []", "    vals = []"]
-    env: dict[str, object] = {"_changed": _changed}
+    env: dict[str, object] = {"_changed": _changed, "_float": float}
+    numbers = {*_POS_REQUIRED_FLOATS, *_POS_OPTIONAL_FLOATS}
     for i, (name, conv) in enumerate(_POS_CONVERT):
         env[f"_c{i}"] = conv
-        lines += [f"    a = prev.{name}", f"    b = pos.{name}",
-                  f"    if a is not b: _changed({name!r}, _c{i}, a, b, cols, vals)"]
+        lines += [f"    a = prev.{name}", f"    b = pos.{name}"]
+        if name in numbers:
+            lines += ["    if a is not b:",
+                      "        if b.__class__ is _float and a.__class__ is _float"
+                      " and b - b == 0.0 and a - a == 0.0 and a != b:",
+                      f"            cols.append({name!r})",
+                      "            vals.append(b)",
+                      "        else:",
+                      f"            _changed({name!r}, _c{i}, a, b, cols, vals)"]
+        else:
+            lines.append(f"    if a is not b: _changed({name!r}, _c{i}, a, b, cols, vals)")
     lines.append("    return tuple(cols), vals")
     exec("\n".join(lines), env)  # code built from the field names above
     return env["position_changes"]
@@ -533,13 +545,19 @@ def action_values(a: Action, row_id: int, *, symbol: str, ok: bool, detail: str)
     """The `actions` row of `a` as values in `ACTION_COLUMNS` order: `action_to_row` with
     its id, the usual action (`plain_action`) checked inline instead of field by field."""
     if plain_action(a, symbol, detail):
-        ts, price, sk = a.ts, a.price, a.stop_kind
-        return (row_id, ts, a.position_id, symbol, a.type._value_, a.reason._value_, price,
-                a.qty, a.sl, a.tp, a.rule, a.priority, _sanitized_inputs(a.inputs),
-                _flags(a.flags, "action"), None if sk is None else sk._value_,
-                1 if a.limit else 0, 1 if ok else 0, detail)
+        return plain_action_values(a, row_id, symbol, ok, detail)
     row = action_to_row(a, symbol=symbol, ok=ok, detail=detail)
     return (row_id, *(row[c] for c in ACTION_COLUMNS[1:]))
+
+
+def plain_action_values(a: Action, row_id: int, symbol: str, ok: bool, detail: str) -> tuple:
+    """`action_values` of an action `plain_action` accepted (checked by the caller, e.g.
+    when it was queued: an Action is immutable)."""
+    sk = a.stop_kind
+    return (row_id, a.ts, a.position_id, symbol, a.type._value_, a.reason._value_, a.price,
+            a.qty, a.sl, a.tp, a.rule, a.priority, _sanitized_inputs(a.inputs),
+            _flags(a.flags, "action"), None if sk is None else sk._value_,
+            1 if a.limit else 0, 1 if ok else 0, detail)
 
 
 def action_record(r: Row) -> dict[str, Any]:
