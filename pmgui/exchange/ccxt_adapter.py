@@ -124,8 +124,8 @@ def _health_class(base: type) -> type:
 
     def handle_message(self: Any, client: Any, message: Any) -> Any:
         owner = self.pm_owner
-        if owner is not None:
-            owner._on_ws_message(client, message)
+        if owner is not None and owner._on_ws_message(client, message):
+            return None  # a price the adapter took itself (`CcxtExchange._fast_tick`)
         return super(cls, self).handle_message(client, message)  # type: ignore[arg-type]
 
     def log_(self: Any, *args: Any) -> None:
@@ -148,6 +148,17 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+_RAW_SEEN_MAX = 50_000  # marks of cached order rows kept (then forgotten: diffed again)
+
+
+def _raw_sig(o: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a cached ccxt order row is now: its `info` (the venue's message, replaced on
+    every update) first, then the state fields a diff reads."""
+    return (o.get("info"), o.get("status"), o.get("filled"), o.get("amount"),
+            o.get("lastUpdateTimestamp"), o.get("triggerPrice"), o.get("price"),
+            o.get("average"), o.get("cost"), o.get("clientOrderId"), o.get("type"))
 
 
 # ccxt's numbers through the pure mapping module's one definition (finite floats or None)
@@ -208,12 +219,19 @@ class CcxtExchange:
         self._candles: dict[str, Candle] = {}
         self._last_price: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # prices read straight off the websocket message (`_fast_tick`), newest per symbol,
+        # until the price task takes them; `_fast_ids`: venue market id → subscribed symbol
+        self._fast_ids: dict[str, str] = {}
+        self._fast_pending: dict[str, Tick] = {}
+        self._fast_wake: asyncio.Event | None = None
         # orders
         self._requests: dict[str, OrderRequest] = {}  # client id → what pmgui asked for
         self._emitted: dict[str, tuple[Any, ...]] = {}  # order key → last emitted signature
         self._fill_progress: dict[str, tuple[float, float]] = {}  # key → (filled, cost)
         self._algo_by_child: dict[str, str] = {}  # child exchange id → algo exchange id
         self._algo_raw: dict[str, dict[str, Any]] = {}
+        self._algo_cids: dict[str, str] = {}  # client id → first algo kept with it
+        self._algo_seq: dict[str, int] = {}  # algo id → when first kept (emission order)
         self._tracked_open: dict[str, tuple[str, str, bool]] = {}  # key → (ex id, sym, trig)
         self._orders_up = False
         self._orders_error = ""
@@ -237,6 +255,8 @@ class CcxtExchange:
         self.account_margin_mode: str | None = None  # account-wide margin mode (Bybit UTA)
         self._margin_modes: dict[tuple[str, Side], str] = {}  # (symbol, side) → cross|isolated
         self._algo_by_client_child: dict[str, str] = {}  # algo client id → algo exchange id
+        # (symbol, id) of each cached order row → what it was when last diffed (_raw_sig)
+        self._raw_seen: dict[tuple[Any, Any], tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -423,9 +443,30 @@ class CcxtExchange:
             log.info("%s %s works again after %.1f s (%d failures)", self.id, what,
                      max(0.0, self._clock() - since), n)
 
-    def _on_ws_message(self, client: Any, message: Any) -> None:
+    def _on_ws_message(self, client: Any, message: Any) -> bool:
+        """Every websocket message, before ccxt sees it. True: a price taken here (ccxt's
+        own ticker parsing and its per-symbol futures are skipped for it)."""
+        wake = self._fast_wake
+        if wake is not None:
+            tick = self._fast_tick(message)
+            if tick is not None:
+                self._fast_pending[tick.symbol] = tick
+                wake.set()
+                return True
         if isinstance(message, dict) and message.get("e") == "listenKeyExpired":
             self._renew_reason = "listen key expired"
+        return False
+
+    def _fast_tick(self, message: Any) -> Tick | None:
+        """The venue's ticker message as a Tick, read without ccxt (None: not one, or not
+        a subscribed symbol's; ccxt handles it as usual). The generic base has no reader:
+        every message goes through ccxt's `watch_*`."""
+        return None
+
+    def _fast_reader(self) -> bool:
+        """Whether this venue reads its price messages itself (`_fast_tick`) for the
+        configured price source."""
+        return False
 
     async def _detect_account_mode(self, ex: Any) -> None:
         """Learn the account's position mode (one-way / hedge) where ccxt can tell; each
@@ -1066,6 +1107,9 @@ class CcxtExchange:
             if s not in self._markets and self._markets:
                 raise pe.ValidationError(f"{self.id}: unknown symbol '{s}'", field="symbol")
             self._symbols.add(s)
+            mid = (self._raw_markets.get(s) or {}).get("id")
+            if mid:
+                self._fast_ids[str(mid)] = s
 
     async def run(self, sink: ExchangeSink) -> None:
         """Stream until cancelled: prices per symbol, orders, connection state."""
@@ -1074,9 +1118,14 @@ class CcxtExchange:
         md_tasks: dict[str, asyncio.Task[None]] = {}
         orders_task: asyncio.Task[None] | None = None
         last_resub: dict[str, float] = {}
+        fast_task: asyncio.Task[None] | None = None
         try:
             if self.capabilities.watch_orders:
                 orders_task = asyncio.create_task(self._orders_loop(), name="ccxt-orders")
+            if self.capabilities.watch_tickers and self._fast_reader():
+                self._fast_wake = asyncio.Event()
+                fast_task = asyncio.create_task(self._fast_loop(self._fast_wake),
+                                                name="ccxt-prices")
             await self._publish_connection(force=True)
             while True:
                 now = self._clock()
@@ -1111,8 +1160,10 @@ class CcxtExchange:
                 await self._publish_connection()
                 await self._sleep(self._settings.supervisor_interval)
         finally:
+            self._fast_wake = None
+            self._fast_pending.clear()
             tasks = [*md_tasks.values(), *self._background] + \
-                ([orders_task] if orders_task else [])
+                ([orders_task] if orders_task else []) + ([fast_task] if fast_task else [])
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -1186,6 +1237,28 @@ class CcxtExchange:
                 await self._publish_connection()
             if tick is not None:
                 await self._emit_tick(tick)
+
+    async def _fast_loop(self, wake: asyncio.Event) -> None:
+        """Deliver the prices `_on_ws_message` took, oldest symbol first, the newest price
+        of each. One task for every symbol: a message costs no future and no task switch
+        of its own, and a backlog keeps only the newest price per symbol (as ccxt's
+        `watch_ticker` does). The per-symbol `_md_loop`s still hold the subscriptions:
+        their watch fails when the connection does, and they re-dial with backoff."""
+        pending = self._fast_pending
+        while True:
+            await wake.wait()
+            wake.clear()
+            while pending:
+                batch = list(pending.values())
+                pending.clear()
+                for tick in batch:
+                    symbol = tick.symbol
+                    self._last_stream_at[symbol] = self._clock()
+                    if not self._stream_up.get(symbol):
+                        self._stream_up[symbol] = True
+                        self._working(f"price stream {symbol}")
+                        await self._publish_connection()
+                    await self._emit_tick(tick)
 
     async def _deliver(self, what: str, coro_fn: Callable[[], Awaitable[None]]) -> None:
         """Call into the engine; its failure is logged, never allowed to kill a stream."""
@@ -1374,6 +1447,7 @@ class CcxtExchange:
         pending: asyncio.Task[Any] | None = None
         resync = True
         last_key_check = self._clock()
+        last_full = float("-inf")
         try:
             while True:
                 if self._renew_reason:
@@ -1414,7 +1488,7 @@ class CcxtExchange:
                     continue
                 task, pending = pending, None
                 try:
-                    task.result()
+                    updates = task.result()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -1435,7 +1509,12 @@ class CcxtExchange:
                     self._orders_up = True
                     self._orders_error = ""
                     await self._publish_connection()
-                await self._process_cache()
+                now = self._clock()
+                if now - last_full >= self._settings.order_stream_check:
+                    last_full = now  # the whole cache now and then, busy or not
+                    await self._process_cache()
+                else:
+                    await self._process_updates(updates)
         finally:
             if pending is not None:
                 pending.cancel()
@@ -1496,13 +1575,91 @@ class CcxtExchange:
         return False
 
     async def _process_cache(self) -> None:
+        """Diff the orders ccxt's streams cached: the rows that changed since this last
+        looked, not every cached row on every order event (the cache holds a stop and a
+        take-profit per position: a scan converting each of them cost milliseconds per event
+        with hundreds of positions)."""
         ex = self._ex
         if ex is None:
             return
         rows = self._cached_orders(ex)
         if not rows:
             return
-        await self._process_orders(rows)
+        if self._sink is None:
+            await self._process_orders(rows)  # nothing is emitted yet: nothing to remember
+            return
+        await self._process_changed(rows)
+
+    async def _process_updates(self, updates: Any) -> None:
+        """Diff what `watch_orders` returned (ccxt with `newUpdates`: the rows updated since
+        the previous call) with the cached rows of the same symbols (an algo order is read
+        with its child), not the whole cache."""
+        ex = self._ex
+        buckets = getattr(getattr(ex, "orders", None), "hashmap", None)
+        if ex is None or self._sink is None or not isinstance(updates, list) \
+                or not isinstance(buckets, dict):
+            await self._process_cache()
+            return
+        rows = list(updates)
+        taken = {id(o) for o in rows}
+        for symbol in {o.get("symbol") for o in updates}:
+            for o in (buckets.get(symbol) or {}).values():
+                if id(o) not in taken:
+                    taken.add(id(o))
+                    rows.append(o)
+        if rows:
+            await self._process_changed(rows)
+
+    async def _process_changed(self, rows: list[Mapping[str, Any]]) -> None:
+        changed, marks = self._changed_rows(rows)
+        if changed:
+            await self._process_orders(changed)
+        seen = self._raw_seen
+        if len(seen) > _RAW_SEEN_MAX:
+            seen.clear()  # the next pass diffs every row once more (emits only changes)
+        seen.update(marks)
+
+    def _changed_rows(self, rows: list[Mapping[str, Any]]
+                      ) -> tuple[list[Mapping[str, Any]], dict[tuple[Any, Any], tuple[Any, ...]]]:
+        """The cached rows that changed since they were last processed, with the rows an
+        algo order among them is read together with (its triggered child, the orders with
+        its client id), and the marks to remember once they are processed.
+
+        ccxt updates a cached order in place with the venue's new message as its `info`:
+        a row whose `info` object and state fields are those last processed is unchanged
+        (the mark holds that `info`, so its identity cannot be reused meanwhile)."""
+        seen = self._raw_seen
+        changed: list[Mapping[str, Any]] = []
+        marks: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+        idle_by_id: dict[str, Mapping[str, Any]] = {}
+        idle_by_cid: dict[str, list[Mapping[str, Any]]] = {}
+        algos = []
+        for o in rows:
+            key = (o.get("symbol"), o.get("id"))
+            sig = _raw_sig(o)
+            prev = seen.get(key)
+            if prev is not None and prev[0] is sig[0] and prev[1:] == sig[1:]:
+                idle_by_id[str(o.get("id"))] = o
+                cid = o.get("clientOrderId")
+                if cid:
+                    idle_by_cid.setdefault(str(cid), []).append(o)
+                continue
+            changed.append(o)
+            marks[key] = sig
+            if vm.algo_id_of(self.id, o) is not None:
+                algos.append(o)
+        if algos and (idle_by_id or idle_by_cid):
+            taken = {id(o) for o in changed}
+            for a in algos:
+                child = vm.algo_child_of(a)
+                partners = [idle_by_id[child]] if child and child in idle_by_id else []
+                cid = vm.client_id_of(self.id, a)
+                partners += idle_by_cid.get(cid or "", [])
+                for o in partners:
+                    if id(o) not in taken:
+                        taken.add(id(o))
+                        changed.append(o)
+        return changed, marks
 
     def _cached_orders(self, ex: Any) -> list[Mapping[str, Any]]:
         """Every order ccxt's streams have cached (a venue may keep algo orders apart)."""
@@ -1527,38 +1684,42 @@ class CcxtExchange:
                 prev = self._algo_raw.get(aid)
                 if prev is None or (o.get("lastUpdateTimestamp") or 0) >= \
                         (prev.get("lastUpdateTimestamp") or 0):
-                    self._algo_raw[aid] = dict(o)
+                    self._keep_algo(aid, dict(o))
                 child = vm.algo_child_of(o)
                 if child:
                     self._algo_by_child[child] = aid
                 cid = vm.client_id_of(self.id, o)
                 if cid:
                     algo_by_client[cid] = aid
-            for aid, a in self._algo_raw.items():
-                cid = vm.client_id_of(self.id, a)
-                if cid:
-                    algo_by_client.setdefault(cid, aid)
+            kept = self._algo_cids
+
+            def by_client(client_id: str) -> str | None:
+                """This batch's algo order with that client id, else the first kept."""
+                return algo_by_client.get(client_id) or kept.get(client_id)
+
             children: dict[str, Mapping[str, Any]] = {}
             for o in regular:
                 oid = str(vm.order_id_of(self.id, o))
                 cid = str(o.get("clientOrderId") or "")
                 parent, parent_cid = vm.algo_parent_of(self.id, o)
-                aid = self._algo_by_child.get(oid) or algo_by_client.get(cid) or \
-                    (algo_by_client.get(parent_cid or "") or parent if parent else None)
+                aid = self._algo_by_child.get(oid) or by_client(cid) or \
+                    (by_client(parent_cid or "") or parent if parent else None)
                 if aid is not None and aid not in self._algo_raw and parent is not None:
                     # the triggered order of an algo order this session never listed:
                     # rebuild the algo from what the child says about it
-                    self._algo_raw[aid] = self._algo_from_child(o, aid, parent_cid)
+                    self._keep_algo(aid, self._algo_from_child(o, aid, parent_cid))
                 if aid is not None:
                     self._algo_by_child[oid] = aid
                     children[aid] = o
                     continue
                 self._emit_order(out, f"o:{oid}", self._to_order(o), o, f"o:{oid}")
             batch_algo_ids = {str(o.get("id")) for o in algos}
-            for aid, a in list(self._algo_raw.items()):
+            # the algo orders this batch concerns, in the order they were first kept
+            concerned = [aid for aid in {*children, *batch_algo_ids} if aid in self._algo_raw]
+            concerned.sort(key=self._algo_seq.__getitem__)
+            for aid in concerned:
+                a = self._algo_raw[aid]
                 child = children.get(aid)
-                if child is None and aid not in batch_algo_ids:
-                    continue
                 if child is not None:
                     cstatus = self._status_of(child, OrderStatus.OPEN)
                     filled = _f(child.get("filled")) or 0.0
@@ -1579,6 +1740,16 @@ class CcxtExchange:
             for update in out:
                 await self._deliver("an order update",
                                     lambda u=update: sink.on_order_update(u))
+
+    def _keep_algo(self, aid: str, raw: dict[str, Any]) -> None:
+        """Keep the newest raw state of algo order `aid`, indexed by its client id (the
+        first algo kept with a client id keeps it) and by when it was first kept."""
+        if aid not in self._algo_raw:
+            self._algo_seq[aid] = len(self._algo_seq)
+        self._algo_raw[aid] = raw
+        cid = vm.client_id_of(self.id, raw)
+        if cid:
+            self._algo_cids.setdefault(cid, aid)
 
     def _algo_from_child(self, child: Mapping[str, Any], aid: str,
                          algo_cid: str | None) -> dict[str, Any]:

@@ -11,15 +11,48 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pmgui.domain.enums import Side
-from pmgui.domain.models import OrderRequest
+from pmgui.domain.models import OrderRequest, Tick
 from pmgui.exchange.ccxt_adapter import _TRIGGER_TYPES, CcxtExchange
+
+_TICKER_EVENTS = frozenset({"24hrMiniTicker", "24hrTicker"})
 
 
 class BinanceUsdmExchange(CcxtExchange):
     algo_orders = True
+
+    def _fast_reader(self) -> bool:
+        # `watch_ticker` (the "auto" source here) streams <symbol>@miniTicker
+        return self._settings.price_source in ("auto", "ticker") and \
+            bool(self._client().has.get("watchTicker"))
+
+    def _fast_tick(self, message: Any) -> Tick | None:
+        """A (mini)ticker event of a subscribed symbol, read as ccxt's `parse_ws_ticker` +
+        `_tick_from` would: last price `c`, time `C` (the full ticker's close time) or the
+        event time `E`, base volume `v` (linear markets only are loaded)."""
+        if message.__class__ is not dict:
+            return None
+        if "stream" in message:  # a combined stream's wrapper
+            message = message.get("data")
+            if message.__class__ is not dict:
+                return None
+        if message.get("e") not in _TICKER_EVENTS:
+            return None
+        symbol = self._fast_ids.get(message.get("s"))  # type: ignore[arg-type]
+        if symbol is None:
+            return None
+        try:
+            price = float(message["c"])
+            ts = float(message.get("C") or message["E"]) / 1000.0
+            volume = float(message.get("v") or 0.0)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (price > 0 and math.isfinite(price) and ts > 0 and math.isfinite(ts)):
+            return None  # ccxt's path decides what such a message is
+        return Tick(symbol, price, ts, volume if math.isfinite(volume) else 0.0)
 
     def venue_capabilities(self, ex: Any) -> dict[str, Any]:
         return {"hedge_mode": True, "isolated_margin": True, "mark_trigger": True,
