@@ -129,3 +129,29 @@ async def test_order_events_convert_only_the_orders_that_changed(
     n = len(sink.updates)
     await ex._process_cache()
     assert converted == [] and len(sink.updates) == n
+
+
+async def test_order_rows_cached_after_a_watch_returned_are_taken_at_once() -> None:
+    """`_new_order_rows`: what ccxt's next `watch_orders` would start with, taken now (the
+    last events of a burst are not left waiting for the next event), each row once."""
+    import ccxt.pro as ccxtpro
+    from ccxt.async_support.base.ws.cache import ArrayCacheBySymbolById
+
+    ex = ccxtpro.binanceusdm({"newUpdates": True})
+    try:
+        ex.orders = ArrayCacheBySymbolById(1000)
+        assert CcxtExchange._new_order_rows(ex) == []
+        a = {"symbol": BTC, "id": "1", "status": "open"}
+        b = {"symbol": ETH, "id": "2", "status": "open"}
+        ex.orders.append(a)
+        ex.orders.append(b)
+        assert CcxtExchange._new_order_rows(ex) == [a, b]
+        assert CcxtExchange._new_order_rows(ex) == []  # taken: not again
+        ex.orders.append({"symbol": BTC, "id": "1", "status": "closed"})  # in place
+        assert CcxtExchange._new_order_rows(ex) == [{"symbol": BTC, "id": "1",
+                                                     "status": "closed"}]
+        ex.newUpdates = False  # the client does not count its updates: nothing to take
+        ex.orders.append({"symbol": ETH, "id": "2", "status": "closed"})
+        assert CcxtExchange._new_order_rows(ex) == []
+    finally:
+        await ex.close()

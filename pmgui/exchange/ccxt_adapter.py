@@ -150,6 +150,7 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+_FAST_SLICE = 32  # prices delivered between two looks at the other websocket messages
 _RAW_SEEN_MAX = 50_000  # marks of cached order rows kept (then forgotten: diffed again)
 
 
@@ -1251,7 +1252,9 @@ class CcxtExchange:
             while pending:
                 batch = list(pending.values())
                 pending.clear()
-                for tick in batch:
+                for i, tick in enumerate(batch):
+                    if i and not i % _FAST_SLICE:
+                        await asyncio.sleep(0)  # order events are not held up by a backlog
                     symbol = tick.symbol
                     self._last_stream_at[symbol] = self._clock()
                     if not self._stream_up.get(symbol):
@@ -1515,9 +1518,31 @@ class CcxtExchange:
                     await self._process_cache()
                 else:
                     await self._process_updates(updates)
+                # events cached while these were delivered: a watch armed after them would
+                # wait for the next event (or the quiet check) to return them
+                for _ in range(16):
+                    more = self._new_order_rows(ex)
+                    if not more:
+                        break
+                    await self._process_updates(more)
         finally:
             if pending is not None:
                 pending.cancel()
+
+    @staticmethod
+    def _new_order_rows(ex: Any) -> list[Mapping[str, Any]]:
+        """The rows ccxt's order cache updated since `watch_orders` last returned (what
+        its next return would start with), taken now; [] when there are none or the client
+        does not count them (no `newUpdates`)."""
+        cache = getattr(ex, "orders", None)
+        get_limit = getattr(cache, "getLimit", None)
+        if get_limit is None or not getattr(ex, "newUpdates", False) \
+                or getattr(cache, "_clear_all_updates", False):
+            return []  # (ccxt's flag: nothing appended since its count was last taken)
+        n = get_limit(None, None)
+        if not n:
+            return []
+        return list(ex.filter_by_symbol_since_limit(cache, None, None, n, True))
 
     def _forget_listen_key(self, ex: Any) -> None:
         """Make ccxt's next `authenticate` ask for a listen key instead of reusing its cached
