@@ -93,6 +93,11 @@ class LiveResult:
     open_after: int = 0
     protected_before: int = 0
     latencies: list[float] = field(default_factory=list)  # s, crossing sent → close booked
+    # each booked close split at the venue's first order event about it reaching pmgui's
+    # adapter: the venue's part (its matching, the user stream, pmgui's loop getting to the
+    # message) and pmgui's (that event → the close booked)
+    venue_parts: list[float] = field(default_factory=list)
+    pmgui_parts: list[float] = field(default_factory=list)
     crossings: int = 0
     probes_skipped: int = 0
     startup_s: float = 0.0
@@ -268,7 +273,13 @@ def run_live(positions: int = 500, rate: float = 2000.0, duration: float = 20.0,
             res.cpu = s1["cpu"] - s0["cpu"]
             res.open_after = s2["open_main"]
             res.crossings = len(out["crossings"])
-            res.latencies = _match(out["crossings"], s2["closes"])
+            booked = _match(out["crossings"], s2["closes"])
+            heard = _match(out["crossings"], s2["events"])
+            res.latencies = [b for b in booked if b is not None]
+            for b, h in zip(booked, heard, strict=True):
+                if b is not None and h is not None and h <= b:
+                    res.venue_parts.append(h)
+                    res.pmgui_parts.append(b - h)
         finally:
             if child is not None:
                 child.close()
@@ -277,18 +288,18 @@ def run_live(positions: int = 500, rate: float = 2000.0, duration: float = 20.0,
     return res
 
 
-def _match(crossings: list[list[Any]], closes: list[list[Any]]) -> list[float]:
-    """Each crossing → the first close of that probe booked after it."""
+def _match(crossings: list[list[Any]], stamps: list[list[Any]]) -> list[float | None]:
+    """Each crossing → the time from it to the first stamp of that probe after it (None:
+    none came)."""
     by_sym: dict[str, list[float]] = {}
-    for sym, t in closes:
+    for sym, t in stamps:
         by_sym.setdefault(sym, []).append(t)
-    out = []
+    out: list[float | None] = []
     for sym, t0 in crossings:
         times = by_sym.get(ccxt_symbol(sym), [])
         while times and times[0] < t0:
             times.pop(0)
-        if times:
-            out.append(times.pop(0) - t0)
+        out.append(times.pop(0) - t0 if times else None)
     return out
 
 
@@ -311,6 +322,21 @@ def _child(argv: list[str]) -> int:
     probes = {s for s in args.probes.split(",") if s}
     ticks = [0]
     closes: list[tuple[str, float]] = []
+    events: list[tuple[str, float]] = []  # the venue's order events about probes, received
+
+    from pmgui.exchange.ccxt_adapter import CcxtExchange
+
+    real_on_ws = CcxtExchange._on_ws_message
+
+    def on_ws(self, client: Any, message: Any) -> bool:
+        if message.__class__ is dict and message.get("e") in ("ALGO_UPDATE",
+                                                               "ORDER_TRADE_UPDATE"):
+            sym = ccxt_symbol(str((message.get("o") or {}).get("s") or ""))
+            if sym in probes:
+                events.append((sym, time.time()))
+        return real_on_ws(self, client, message)
+
+    CcxtExchange._on_ws_message = on_ws  # type: ignore[method-assign]
     reopen: queue.Queue[str] = queue.Queue()
     holder: dict[str, Any] = {}
 
@@ -370,7 +396,8 @@ def _child(argv: list[str]) -> int:
                 continue
             engine = holder.get("engine")
             st: dict[str, Any] = {"ticks": ticks[0], "cpu": time.process_time(),
-                                  "closes": list(closes), "open_main": 0,
+                                  "closes": list(closes), "events": list(events),
+                                  "open_main": 0,
                                   "protected_main": 0, "protected": 0}
             if engine is not None and engine.running:
                 try:
@@ -412,8 +439,14 @@ def live_rows(res: LiveResult, prefix: str, paper_cpu: float | None,
         rows.append(Row(f"{prefix}.cpu_per_tick_vs_small", res.cpu_per_tick * 1e6, "µs",
                         small_cpu * 1e6,
                         {**p, "baseline": "live CPU per tick at the smallest book"}))
+    def ms(values: list[float], q: float) -> float | None:
+        v = percentile(values, q)
+        return None if math.isnan(v) else round(v * 1e3, 2)
+
     lat = {**p, "crossings": res.crossings, "closes_booked": len(res.latencies),
            "probes_skipped": res.probes_skipped, "baseline": "target 5 ms",
+           "venue_p50_ms": ms(res.venue_parts, 50), "venue_p99_ms": ms(res.venue_parts, 99),
+           "pmgui_p50_ms": ms(res.pmgui_parts, 50), "pmgui_p99_ms": ms(res.pmgui_parts, 99),
            "measured": "venue sends the crossing price → the engine booked the close "
                        "(exchange stop filled on the venue)"}
     if res.latencies:
@@ -470,17 +503,24 @@ def _main(argv: list[str]) -> int:
                  "-d", str(int(args.duration)), "--pid", str(pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
+    from pmgui.bench.storm import percentile
+
     res = run_live(args.positions, args.rate, args.duration, probes=args.probes,
                    on_storm=on_storm)
     for p in spy:
         p.wait(60)
-    out = {k: v for k, v in res.__dict__.items() if k != "latencies"}
+    out = {k: v for k, v in res.__dict__.items()
+           if k not in ("latencies", "venue_parts", "pmgui_parts")}
     out.update(ticks_per_s=round(res.ticks_per_s, 1),
                cpu_per_tick_us=round(res.cpu_per_tick * 1e6, 1), backlog=res.backlog,
                coalesced=res.coalesced, close_p50_ms=round(res.pct(50) * 1e3, 2),
                close_p99_ms=round(res.pct(99) * 1e3, 2),
                close_max_ms=round(max(res.latencies, default=math.nan) * 1e3, 2),
-               closes=len(res.latencies))
+               closes=len(res.latencies),
+               venue_p50_ms=round(percentile(res.venue_parts, 50) * 1e3, 2),
+               venue_p99_ms=round(percentile(res.venue_parts, 99) * 1e3, 2),
+               pmgui_p50_ms=round(percentile(res.pmgui_parts, 50) * 1e3, 2),
+               pmgui_p99_ms=round(percentile(res.pmgui_parts, 99) * 1e3, 2))
     print(json.dumps(out))
     return 0
 
