@@ -45,6 +45,7 @@ records pmgui's process with py-spy during the storm).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -59,13 +60,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
 VENUE_MODULE = "tests.fakes.storm_venue"
 PROBE_PRESET = "monitor"  # stop 1 % under the entry (the venue crosses it at 98.95)
 
 
+def venue_root() -> Path | None:
+    """The source checkout whose `tests/fakes` holds the emulator, as the import system
+    finds it from here (the current directory of `python -m …` first); None: not found."""
+    try:
+        spec = importlib.util.find_spec(VENUE_MODULE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).resolve().parents[2]
+
+
 def venue_available() -> bool:
-    return (ROOT / "tests" / "fakes" / "storm_venue.py").is_file()
+    return venue_root() is not None
 
 
 def ccxt_symbol(exchange_id: str) -> str:
@@ -141,9 +153,9 @@ class LiveResult:
 class _Proc:
     """A child process spoken to by lines of JSON on its stdin/stdout."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None,
                  stderr: Any = None) -> None:
-        self.p = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.PIPE,
+        self.p = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -219,18 +231,19 @@ def run_live(positions: int = 500, rate: float = 2000.0, duration: float = 20.0,
              on_storm: Any = None) -> LiveResult:
     """One live storm (see the module docstring). `on_storm(pid)` is called as the storm
     starts (a profiler may attach to pmgui's process)."""
-    if not venue_available():
+    root = venue_root() if venue_available() else None
+    if root is None:
         raise RuntimeError(
             "the live storm needs the Binance emulator of the source checkout "
-            f"(tests/fakes/storm_venue.py under {ROOT}); it is not part of the installed "
-            "package: run it from a clone of the repository")
+            f"({VENUE_MODULE.replace('.', '/')}.py, not found from {Path.cwd()}); it is "
+            "not part of the installed package: run it from a clone of the repository")
     n_sym = max(1, positions // 2)
     res = LiveResult(positions, n_sym, rate, duration)
     psyms = probe_symbols(probes)
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         venue = _Proc([sys.executable, "-m", VENUE_MODULE, "--symbols", str(n_sym),
-                       "--probes", str(probes)])
+                       "--probes", str(probes)], root)
         child: _Proc | None = None
         log = (Path(tmp) / "pmgui.log").open("w", encoding="utf-8")  # pmgui's stderr
         try:
@@ -242,7 +255,7 @@ def run_live(positions: int = 500, rate: float = 2000.0, duration: float = 20.0,
                    "PYTHONUNBUFFERED": "1"}
             child = _Proc([sys.executable, "-m", "pmgui.bench.live", "--child",
                            "--config", str(cfg), "--db", str(Path(tmp) / "live.db"),
-                           "--probes", ",".join(psyms)], env=env, stderr=log)
+                           "--probes", ",".join(psyms)], root, env=env, stderr=log)
             want = positions + probes
 
             def ready() -> dict[str, Any] | None:
