@@ -23,6 +23,7 @@ from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Pos
 from pmgui.domain.models import Order, Position, Tick
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore, open_pnl
+from pmgui.engine.events import ErrorEvent
 from pmgui.engine.ledger import OrderLedger, state_of
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.protection import PROTECTIVE
@@ -185,3 +186,24 @@ def test_open_pnl_position_by_position_over_many_values() -> None:
         got = open_pnl([PositionRuntime(pos, {})], {"A": Tick("A", price, 0.0)})
         want = 0.0 + money.position_pnl(pos, price)
         assert got.__class__ is want.__class__ and repr(got) == repr(want), (pos, price)
+
+
+async def test_a_pass_over_the_book_reads_each_positions_own_params(tmp_path: Path) -> None:
+    """`_params_of(rt)` (the housekeeping passes) is `params(rt.position)`: the runtime's
+    resolved Params, or resolved now when it has none (a preset was changed)."""
+    h = Harness(tmp_path / "x.db", [])
+    await h.engine.start()
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
+    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                                 tp=61_000.0))
+    rt = h.engine.book.runtime(res.position_id)
+    resolved = h.engine.params(rt.position)
+    assert h.engine._params_of(rt) is resolved is rt.params
+    rt.params = None
+    again = h.engine._params_of(rt)
+    assert again is not None and again is rt.params
+    assert again is h.engine.params(rt.position)
+    before = [e for e in h.events if isinstance(e, ErrorEvent)]
+    await h.engine._refresh_stale_prices()  # reads them (the price is fresh: nothing told)
+    assert [e for e in h.events if isinstance(e, ErrorEvent)] == before
+    await h.engine.shutdown()

@@ -320,6 +320,12 @@ class EngineCore:
             rt.params = p
         return p
 
+    def _params_of(self, rt: PositionRuntime) -> Params:
+        """`params(rt.position)` for a runtime of the book (a pass over the whole book: its
+        resolved Params at once when it has them)."""
+        p = rt.params
+        return p if p is not None else self.params(rt.position)
+
     def rule_info(self, params: Params) -> _RuleInfo:
         """What the tick path reads from `params`, derived once per Params object."""
         hit = self._rule_info.get(id(params))
@@ -978,7 +984,7 @@ class EngineCore:
             elif now - rt.published_at >= max_age:
                 tick = last.get(rt.symbol)
                 stale = tick is None or now - tick.ts > self.rule_info(
-                    self.params(rt.position)).max_age
+                    self._params_of(rt)).max_age
                 if stale is not rt.published_stale:
                     self.publish_position(rt)
         self.entries.publish()
@@ -1051,11 +1057,10 @@ class EngineCore:
     async def _refresh_stale_prices(self) -> None:
         wanted: dict[str, tuple[str, float, int, float]] = {}
         for rt in self.book.runtimes():
-            symbol = rt.symbol
+            symbol = rt.position.symbol
             if symbol in wanted:
                 continue
-            max_age, tries, backoff = self.params(rt.position).memo(_price_policy,
-                                                                   _price_policy)
+            max_age, tries, backoff = self._params_of(rt).memo(_price_policy, _price_policy)
             wanted[symbol] = (symbol, max_age, tries, backoff)
         await self.market.refresh_stale(self.exchange, wanted.values(), self.on_tick)
 
