@@ -1252,15 +1252,20 @@ class CcxtExchange:
             while pending:
                 batch = list(pending.values())
                 pending.clear()
-                for i, tick in enumerate(batch):
-                    if i and not i % _FAST_SLICE:
-                        await asyncio.sleep(0)  # order events are not held up by a backlog
+                now = self._clock()
+                back = False
+                for tick in batch:
                     symbol = tick.symbol
-                    self._last_stream_at[symbol] = self._clock()
+                    self._last_stream_at[symbol] = now
                     if not self._stream_up.get(symbol):
                         self._stream_up[symbol] = True
                         self._working(f"price stream {symbol}")
-                        await self._publish_connection()
+                        back = True
+                if back:  # once for the batch (after a resubscribe, every symbol is back)
+                    await self._publish_connection()
+                for i, tick in enumerate(batch):
+                    if i and not i % _FAST_SLICE:
+                        await asyncio.sleep(0)  # order events are not held up by a backlog
                     await self._emit_tick(tick)
 
     async def _deliver(self, what: str, coro_fn: Callable[[], Awaitable[None]]) -> None:
