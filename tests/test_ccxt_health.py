@@ -163,6 +163,37 @@ async def test_listen_key_expiry_recreates_the_order_stream(
         assert ("orders", "up") in sink.connections[-1].streams
 
 
+async def test_orders_heard_then_evicted_from_ccxts_cache_are_not_a_stall(
+        server: BinanceServer) -> None:
+    """ccxt keeps only the newest `ordersLimit` orders of the stream: a large book's protective
+    orders push the older acknowledgements out of its cache. An order whose event arrived is
+    heard, cached or not: the stream is not torn down as deaf."""
+    cfg = server.ccxt_config()
+    cfg["options"] = {**cfg["options"], "ordersLimit": 2}
+    ex = CcxtExchange("binanceusdm", options=cfg, credentials=Credentials("test-key", "s"),
+                      settings=FAST)
+    await ex.connect()
+    ex.subscribe([BTC])
+    sink = RecordingSink()
+    task = asyncio.create_task(ex.run(sink))
+    try:
+        await sink.wait_for(lambda: sink.connections and sink.connections[-1].orders)
+        cids = [f"heard-{i}" for i in range(6)]
+        for cid in cids:
+            await ex.create_order(_entry(cid))
+        await sink.wait_for(lambda: all(sink.fills(cid) for cid in cids))
+        assert len(list(ex._ex.orders)) <= 2  # the first acknowledgements left the cache
+        # every acknowledgement was heard: nothing is awaited, nothing was recreated
+        await sink.wait_for(lambda: not ex._awaiting_stream or ex.stream_renewals)
+        assert not ex._renew_reason and ex.stream_renewals == 0
+        assert not any("stalled" in c.detail for c in sink.connections)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()
+
+
 async def test_silently_expired_key_is_found_by_the_keep_alive(server: BinanceServer) -> None:
     settings = replace(FAST, listen_key_check=AdapterSettings().listen_key_check)
     async with _running(server, settings) as (ex, sink):

@@ -1517,6 +1517,7 @@ class CcxtExchange:
                     self._orders_up = True
                     self._orders_error = ""
                     await self._publish_connection()
+                self._heard(updates)
                 now = self._clock()
                 if now - last_full >= self._settings.order_stream_check:
                     last_full = now  # the whole cache now and then, busy or not
@@ -1529,6 +1530,7 @@ class CcxtExchange:
                     more = self._new_order_rows(ex)
                     if not more:
                         break
+                    self._heard(more)
                     await self._process_updates(more)
         finally:
             if pending is not None:
@@ -1565,6 +1567,16 @@ class CcxtExchange:
                 with contextlib.suppress(Exception):
                     await client.close()
                 ex.clients.pop(url, None)
+
+    def _heard(self, rows: Any) -> None:
+        """The orders the stream just mentioned are not awaited any more. Taken from the
+        events themselves, not from ccxt's order cache at check time: the cache keeps only
+        the newest `ordersLimit` orders (1,000 on Binance), so with a stop and a take-profit
+        per position on a large book an acknowledged order's event can leave the cache
+        before `_check_stall` looks, and a healthy stream would be torn down as deaf."""
+        if self._awaiting_stream and isinstance(rows, list):
+            for o in rows:
+                self._awaiting_stream.pop(str(o.get("id")), None)
 
     def _check_stall(self) -> None:
         """An order the venue acknowledged over REST that its order stream never mentions
