@@ -210,7 +210,8 @@ class CcxtExchange:
         self._markets: dict[str, Market] = {}
         self._raw_markets: dict[str, dict[str, Any]] = {}
         self._settle = "USDT"
-        self._symbols: set[str] = set()
+        self._symbols: set[str] = set()  # only ever grows (`subscribe`)
+        self._symbols_sorted: tuple[str, ...] | None = None
         # market data
         self._last_price_at: dict[str, float] = {}  # receipt time (clock) of the last price
         self._last_stream_at: dict[str, float] = {}
@@ -1130,7 +1131,7 @@ class CcxtExchange:
             await self._publish_connection(force=True)
             while True:
                 now = self._clock()
-                for sym in sorted(self._symbols):
+                for sym in self._sorted_symbols():
                     task = md_tasks.get(sym)
                     if self.capabilities.watch_tickers and (task is None or task.done()):
                         if task is not None and task.done() and not task.cancelled() \
@@ -1234,8 +1235,9 @@ class CcxtExchange:
             now = self._clock()
             self._last_stream_at[symbol] = now
             if not self._stream_up.get(symbol):
+                # shown by the supervisor's next cycle (`run`): building the state goes over
+                # every symbol, and after a (re)subscribe every symbol comes back one by one
                 self._stream_up[symbol] = True
-                await self._publish_connection()
             if tick is not None:
                 await self._emit_tick(tick)
 
@@ -1253,16 +1255,13 @@ class CcxtExchange:
                 batch = list(pending.values())
                 pending.clear()
                 now = self._clock()
-                back = False
                 for tick in batch:
                     symbol = tick.symbol
                     self._last_stream_at[symbol] = now
                     if not self._stream_up.get(symbol):
+                        # shown by the supervisor's next cycle (`run`), as in `_md_loop`
                         self._stream_up[symbol] = True
                         self._working(f"price stream {symbol}")
-                        back = True
-                if back:  # once for the batch (after a resubscribe, every symbol is back)
-                    await self._publish_connection()
                 for i, tick in enumerate(batch):
                     if i and not i % _FAST_SLICE:
                         await asyncio.sleep(0)  # order events are not held up by a backlog
@@ -1369,10 +1368,18 @@ class CcxtExchange:
         last = self._last_price_at.get(symbol)
         return None if last is None else max(0.0, self._clock() - last)
 
+    def _sorted_symbols(self) -> tuple[str, ...]:
+        """The subscribed symbols in order, sorted once per change of the set (the connection
+        state is built over every symbol several times a second)."""
+        if self._symbols_sorted is None or len(self._symbols_sorted) != len(self._symbols):
+            self._symbols_sorted = tuple(sorted(self._symbols))
+        return self._symbols_sorted
+
     async def _publish_connection(self, detail: str = "", force: bool = False) -> None:
         now = self._clock()
+        symbols = self._sorted_symbols()
         stale = []
-        for sym in sorted(self._symbols):
+        for sym in symbols:
             last = self._last_price_at.get(sym)
             if last is None or now - last > self._settings.stale_after:
                 stale.append(sym)
@@ -1382,7 +1389,7 @@ class CcxtExchange:
         parts = []
         if stale:
             parts.append("no fresh price: " + ", ".join(stale))
-        polled = [s for s in sorted(self._symbols) if not self._stream_up.get(s)
+        polled = [s for s in symbols if not self._stream_up.get(s)
                   or now - self._last_stream_at.get(s, 0.0) > self._settings.stale_after]
         if polled:
             parts.append("price stream down or silent (REST polling): " + ", ".join(polled))
@@ -1392,9 +1399,10 @@ class CcxtExchange:
         if detail and not parts:
             parts.append(detail)
         streams: list[tuple[str, str]] = []
-        for sym in sorted(self._symbols):
-            if sym in polled:
-                streams.append((f"price {sym}", "stale" if sym in stale else "REST polling"))
+        polled_set, stale_set = set(polled), set(stale)
+        for sym in symbols:
+            if sym in polled_set:
+                streams.append((f"price {sym}", "stale" if sym in stale_set else "REST polling"))
             else:
                 streams.append((f"price {sym}", "up"))
         if self.capabilities.watch_orders:
