@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -41,15 +42,17 @@ async def server() -> AsyncIterator[BinanceServer]:
     await srv.stop()
 
 
-def _exchange(server: BinanceServer, settings: AdapterSettings = FAST) -> CcxtExchange:
-    return CcxtExchange("binanceusdm", options=server.ccxt_config(),
+def _exchange(server: BinanceServer, settings: AdapterSettings = FAST,
+              options: dict[str, Any] | None = None) -> CcxtExchange:
+    return CcxtExchange("binanceusdm", options=options or server.ccxt_config(),
                         credentials=Credentials("test-key", "s"), settings=settings)
 
 
 @contextlib.asynccontextmanager
-async def _running(server: BinanceServer, settings: AdapterSettings = FAST
+async def _running(server: BinanceServer, settings: AdapterSettings = FAST,
+                   options: dict[str, Any] | None = None
                    ) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
-    ex = _exchange(server, settings)
+    ex = _exchange(server, settings, options)
     await ex.connect()
     ex.subscribe([BTC])
     sink = RecordingSink()
@@ -170,14 +173,7 @@ async def test_orders_heard_then_evicted_from_ccxts_cache_are_not_a_stall(
     heard, cached or not: the stream is not torn down as deaf."""
     cfg = server.ccxt_config()
     cfg["options"] = {**cfg["options"], "ordersLimit": 2}
-    ex = CcxtExchange("binanceusdm", options=cfg, credentials=Credentials("test-key", "s"),
-                      settings=FAST)
-    await ex.connect()
-    ex.subscribe([BTC])
-    sink = RecordingSink()
-    task = asyncio.create_task(ex.run(sink))
-    try:
-        await sink.wait_for(lambda: sink.connections and sink.connections[-1].orders)
+    async with _running(server, options=cfg) as (ex, sink):
         cids = [f"heard-{i}" for i in range(6)]
         for cid in cids:
             await ex.create_order(_entry(cid))
@@ -187,11 +183,6 @@ async def test_orders_heard_then_evicted_from_ccxts_cache_are_not_a_stall(
         await sink.wait_for(lambda: not ex._awaiting_stream or ex.stream_renewals)
         assert not ex._renew_reason and ex.stream_renewals == 0
         assert not any("stalled" in c.detail for c in sink.connections)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await ex.close()
 
 
 async def test_silently_expired_key_is_found_by_the_keep_alive(server: BinanceServer) -> None:
