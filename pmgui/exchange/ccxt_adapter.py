@@ -151,6 +151,7 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
 
 
 _FAST_SLICE = 32  # prices delivered between two looks at the other websocket messages
+_POLL_CONCURRENCY = 8  # REST tickers in flight at once where the venue has no batch call
 _RAW_SEEN_MAX = 50_000  # marks of cached order rows kept (then forgotten: diffed again)
 
 
@@ -250,6 +251,7 @@ class CcxtExchange:
         self._renew_reason = ""  # set → the order loop recreates the private stream
         self._awaiting_stream: dict[str, tuple[float, str]] = {}  # ex id → (deadline, cid)
         self._stream_renewals = 0
+        self._stream_renewals_public = 0  # public connections re-dialled for silence
         self._outages: dict[str, tuple[float, int]] = {}  # what → (since, failures)
         # account modes (detected at connect and from every position listing, never guessed)
         self.hedged: bool | None = None  # the account's position mode (None: unknown yet)
@@ -343,6 +345,12 @@ class CcxtExchange:
         """Share of the venue's request budget still free (0..1; None: the venue does not
         say)."""
         return self._headroom
+
+    @property
+    def public_redials(self) -> int:
+        """Public websocket connections torn down and re-dialled because a price stream on
+        them fell silent (the bench and the tests read it)."""
+        return self._stream_renewals_public
 
     @property
     def stream_renewals(self) -> int:
@@ -1121,6 +1129,7 @@ class CcxtExchange:
         orders_task: asyncio.Task[None] | None = None
         last_resub: dict[str, float] = {}
         fast_task: asyncio.Task[None] | None = None
+        poll_task: asyncio.Task[None] | None = None
         try:
             if self.capabilities.watch_orders:
                 orders_task = asyncio.create_task(self._orders_loop(), name="ccxt-orders")
@@ -1131,6 +1140,8 @@ class CcxtExchange:
             await self._publish_connection(force=True)
             while True:
                 now = self._clock()
+                due: list[str] = []
+                silent: list[str] = []
                 for sym in self._sorted_symbols():
                     task = md_tasks.get(sym)
                     if self.capabilities.watch_tickers and (task is None or task.done()):
@@ -1141,7 +1152,8 @@ class CcxtExchange:
                         md_tasks[sym] = asyncio.create_task(self._md_loop(sym),
                                                             name=f"ccxt-md-{sym}")
                         self._stream_started_at[sym] = now
-                    await self._poll_if_stale(sym, now)
+                    if self._poll_due(sym, now):
+                        due.append(sym)
                     silent_since = max(self._last_stream_at.get(sym, 0.0),
                                        self._stream_started_at.get(sym, now))
                     if (self.capabilities.watch_tickers
@@ -1150,7 +1162,15 @@ class CcxtExchange:
                         log.warning("%s price stream for %s silent for %.1fs; resubscribing",
                                     self.id, sym, now - silent_since)
                         last_resub[sym] = now
-                        await self._resubscribe(md_tasks)
+                        silent.append(sym)
+                if due and (poll_task is None or poll_task.done()):
+                    # off the supervisor's path: its other duties never wait for REST
+                    for sym in due:
+                        self._last_poll_at[sym] = now
+                    poll_task = asyncio.create_task(self._poll_prices(due),
+                                                    name="ccxt-price-poll")
+                if silent:
+                    await self._resubscribe(md_tasks, silent)
                 if orders_task is not None and orders_task.done():
                     if not orders_task.cancelled() and orders_task.exception():
                         log.error("%s order stream task died: %r", self.id,
@@ -1165,7 +1185,8 @@ class CcxtExchange:
             self._fast_wake = None
             self._fast_pending.clear()
             tasks = [*md_tasks.values(), *self._background] + \
-                ([orders_task] if orders_task else []) + ([fast_task] if fast_task else [])
+                ([orders_task] if orders_task else []) + ([fast_task] if fast_task else []) + \
+                ([poll_task] if poll_task else [])
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -1173,23 +1194,55 @@ class CcxtExchange:
                     await t
             self._sink = None
 
-    async def _resubscribe(self, md_tasks: dict[str, asyncio.Task[None]]) -> None:
-        """Tear down the public websocket clients so the next watch dials afresh."""
-        for t in md_tasks.values():
+    async def _resubscribe(self, md_tasks: dict[str, asyncio.Task[None]],
+                           silent: Sequence[str]) -> None:
+        """Re-dial only the public connection(s) carrying the `silent` symbols, and restart
+        only the watches of the symbols on them (the supervisor re-creates the tasks).
+
+        A large book on Binance spreads its streams over many connections (ccxt.pro's
+        `streamLimits`); tearing every one down for one silent symbol cut hundreds of healthy
+        streams in exactly the fast market where prices matter. Where the connection of a
+        silent symbol cannot be told, every public connection is re-dialled (the old way)."""
+        ex = self._client()
+        clients = self._public_clients(ex)
+        carried = _symbols_by_client(clients, self._symbols)
+        urls = {url for url, syms in carried.items() if not syms.isdisjoint(silent)}
+        if not any(carried.values()):
+            log.warning("%s: no public websocket client names a subscribed symbol (%d "
+                        "client(s)), so the connection of %s cannot be told; re-dialling "
+                        "every public connection", self.id, len(clients),
+                        ", ".join(sorted(silent)[:5]))
+            urls = set(clients)
+            affected = set(self._symbols)
+        else:
+            # a silent symbol on no connection now (its watch failed and waits out its
+            # backoff) needs its own watch restarted, not anybody else's connection
+            affected = set(silent).union(*(carried[u] for u in urls))
+            log.info("%s: re-dialling %d of %d public connection(s) (%d symbols)", self.id,
+                     len(urls), len(clients), len(affected))
+        tasks = [t for s, t in md_tasks.items() if s in affected]
+        for t in tasks:
             t.cancel()
-        for t in md_tasks.values():
+        for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
-        md_tasks.clear()
-        ex = self._client()
-        for url, client in list((getattr(ex, "clients", None) or {}).items()):
-            if "listenKey" in url or "/private" in url:
-                continue
+        for sym in affected:
+            md_tasks.pop(sym, None)
+        for url in urls:
+            client = clients[url]
             with contextlib.suppress(Exception):
                 await client.close()
-            ex.clients.pop(url, None)
-        for sym in self._symbols:
+            if ex.clients.get(url) is client:
+                ex.clients.pop(url, None)
+        self._stream_renewals_public += len(urls)
+        for sym in affected:
             self._stream_up[sym] = False
+
+    @staticmethod
+    def _public_clients(ex: Any) -> dict[str, Any]:
+        """The public (market data) websocket clients by URL: not the private order stream."""
+        return {url: client for url, client in list((getattr(ex, "clients", None) or {}).items())
+                if "listenKey" not in url and "/private" not in url}
 
     async def _watch_price(self, symbol: str) -> Tick | None:
         ex = self._client()
@@ -1337,31 +1390,67 @@ class CcxtExchange:
                     break
         await self._deliver("a candle", lambda: sink.on_candle(symbol, candle, True))
 
-    async def _poll_if_stale(self, symbol: str, now: float) -> None:
+    def _poll_due(self, symbol: str, now: float) -> bool:
+        """Whether `symbol` needs a REST price now: stale or its stream down, and neither a
+        price nor a poll within `poll_interval`."""
         last = self._last_price_at.get(symbol)
         stale = last is None or now - last > self._settings.stale_after
-        stream_ok = self._stream_up.get(symbol, False)
-        if not stale and stream_ok:
-            return
+        if not stale and self._stream_up.get(symbol, False):
+            return False
         if last is not None and now - last <= self._settings.poll_interval:
-            return
+            return False
         if now - self._last_poll_at.get(symbol, 0.0) < self._settings.poll_interval:
-            return
-        if not self._client().has.get("fetchTicker"):
-            return
-        self._last_poll_at[symbol] = now
-        try:
-            t = await self._client().fetch_ticker(symbol)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._failing(f"REST price poll {symbol}", map_error(exc, self.id))
-            return
-        self._working(f"REST price poll {symbol}")
-        tick = self._tick_from(symbol, t)
-        if tick is not None:
-            # a REST ticker's timestamp may be the 24 h window's close; stamp it as received
-            await self._emit_tick(replace(tick, ts=self._clock()))
+            return False
+        return bool(self._client().has.get("fetchTicker"))
+
+    async def _poll_prices(self, symbols: Sequence[str]) -> None:
+        """REST prices for the stale `symbols` together: one batch call where the venue has
+        one (`_fetch_prices_batch`), else at most `_POLL_CONCURRENCY` tickers in flight.
+
+        With a public stream down, hundreds of symbols go stale at once; one round trip per
+        symbol in turn made a poll cycle hundreds of round trips long (and it held up the
+        supervisor's other duties). Prices are stamped as received: a REST ticker's
+        timestamp may be the 24 h window's close."""
+        ex = self._client()
+        tickers: Mapping[str, Any] | None = None
+        if len(symbols) > 1:
+            try:
+                tickers = await self._fetch_prices_batch(ex, symbols)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failing("REST price poll", map_error(exc, self.id))
+                return
+            if tickers is not None:
+                self._working("REST price poll")
+        if tickers is None:
+            gate = asyncio.Semaphore(_POLL_CONCURRENCY)
+
+            async def one(symbol: str) -> tuple[str, Any]:
+                async with gate:
+                    try:
+                        t = await ex.fetch_ticker(symbol)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        self._failing(f"REST price poll {symbol}", map_error(exc, self.id))
+                        return symbol, None
+                self._working(f"REST price poll {symbol}")
+                return symbol, t
+
+            tickers = dict(await asyncio.gather(*(one(s) for s in symbols)))
+        for symbol in symbols:
+            tick = self._tick_from(symbol, tickers.get(symbol))
+            if tick is not None:
+                await self._emit_tick(replace(tick, ts=self._clock()))
+
+    async def _fetch_prices_batch(self, ex: Any, symbols: Sequence[str]
+                                  ) -> Mapping[str, Any] | None:
+        """Tickers of `symbols` in one REST call, by unified symbol (None: the venue has no
+        such call, the caller asks per symbol)."""
+        if not ex.has.get("fetchTickers"):
+            return None
+        return await ex.fetch_tickers(list(symbols))
 
     def price_age(self, symbol: str) -> float | None:
         """Seconds since the last valid price for `symbol` (None: never had one)."""
@@ -1915,6 +2004,30 @@ class CcxtExchange:
             return
         self._last_order_poll = now
         await self._resync_tracked()
+
+
+def _symbols_by_client(clients: Mapping[str, Any], symbols: set[str]) -> dict[str, set[str]]:
+    """Which of `symbols` each websocket client carries, read off its subscriptions.
+
+    ccxt.pro keys a client's subscriptions by message hash, and every venue's price hash ends
+    in the unified symbol after a ':' or '@' ("ticker:miniTicker@BTC/USDT:USDT" on Binance,
+    "ticker:BTC/USDT:USDT" elsewhere); a hash naming several symbols joins them by ','."""
+    out: dict[str, set[str]] = {}
+    for url, client in clients.items():
+        carried: set[str] = set()
+        for key in list(getattr(client, "subscriptions", None) or ()):
+            if not isinstance(key, str):
+                continue
+            for part in key.split(","):
+                if part in symbols:
+                    carried.add(part)
+                    continue
+                for i, ch in enumerate(part):
+                    if (ch == ":" or ch == "@") and part[i + 1:] in symbols:
+                        carried.add(part[i + 1:])
+                        break
+        out[url] = carried
+    return out
 
 
 def _snake(name: str) -> str:

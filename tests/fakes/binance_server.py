@@ -1,11 +1,11 @@
 """A local Binance USDⓈ-M futures emulator (REST + websockets) for tests.
 
 It speaks the subset of the binanceusdm protocol that pmgui drives through the real ccxt
-classes: exchangeInfo, klines, ticker/24hr, leverageBracket, account (v2/v3), positionRisk
-(v2/v3), leverage, order / openOrders / userTrades, the algo (conditional) order endpoints,
-listenKey, the market websocket (SUBSCRIBE to `<sym>@miniTicker`, `@ticker`, `@bookTicker`,
-`@trade`, `@aggTrade`) and the user-data websocket (ORDER_TRADE_UPDATE, ALGO_UPDATE,
-ACCOUNT_UPDATE).
+classes: exchangeInfo, klines, ticker/24hr, ticker/price, leverageBracket, account (v2/v3),
+positionRisk (v2/v3), leverage, order / openOrders / userTrades, the algo (conditional) order
+endpoints, listenKey, the market websocket (SUBSCRIBE to `<sym>@miniTicker`, `@ticker`,
+`@bookTicker`, `@trade`, `@aggTrade`) and the user-data websocket (ORDER_TRADE_UPDATE,
+ALGO_UPDATE, ACCOUNT_UPDATE).
 
 It is a small matching engine, not a recorder: market orders fill at the current price,
 limit orders rest and fill when the price crosses, conditional (algo) orders trigger on
@@ -161,6 +161,7 @@ class Faults:
     create_drops: int = 0  # next N create-order requests: NOT placed, response delayed
     response_delay: float = 5.0  # seconds the delayed responses hang
     market_data_stalled: bool = False  # market websockets stay open but stay silent
+    silent_symbols: set[str] = field(default_factory=set)  # these ids' streams stay silent
     user_stream_stalled: bool = False  # the user-data stream stays silent
     hold_order_events: bool = False  # ORDER_TRADE_UPDATEs are held back (late delivery)
     reject_auth: bool = False  # every private request → -2015
@@ -260,6 +261,8 @@ class BinanceServer:
         self.port = port
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
         self.ws_connects = {"market": 0, "user": 0}  # websocket handshakes so far
+        self.ws_connects_by_path: dict[str, int] = {}  # market handshakes per URL path
+        self.ws_closed_by_path: dict[str, int] = {}  # market connections ended per URL path
         self.user_ws_keys: list[str] = []  # the listen key of every user-stream handshake
         self.issued_listen_keys: list[str] = []  # every listen key handed out (64 hex chars)
         self._ids = itertools.count(1000)
@@ -267,6 +270,7 @@ class BinanceServer:
         self._runner: web.AppRunner | None = None
         self._market_ws: set[web.WebSocketResponse] = set()
         self._subs: dict[web.WebSocketResponse, set[str]] = {}
+        self._ws_path: dict[web.WebSocketResponse, str] = {}  # market websocket → URL path
         self._user_ws: set[web.WebSocketResponse] = set()
         self._listen_keys: set[str] = set()
         self._held: list[dict[str, Any]] = []
@@ -393,6 +397,14 @@ class BinanceServer:
             out |= subs
         return out
 
+    def ws_subscriptions_by_path(self) -> dict[str, set[str]]:
+        """The streams of the open market websockets, by URL path (ccxt.pro's Binance spreads
+        its subscriptions over `<category>/ws/<n>` connections)."""
+        out: dict[str, set[str]] = {}
+        for ws, subs in self._subs.items():
+            out.setdefault(self._ws_path.get(ws, ""), set()).update(subs)
+        return out
+
     @property
     def user_stream_connected(self) -> int:
         return len(self._user_ws)
@@ -471,6 +483,7 @@ class BinanceServer:
             ("GET", "v1", "klines"): self._klines,
             ("GET", "v1", "ticker/24hr"): self._ticker24,
             ("GET", "v1", "ticker/bookTicker"): self._book_ticker,
+            ("GET", "v2", "ticker/price"): self._ticker_price,
             ("GET", "v1", "premiumIndex"): self._premium_index,
             ("GET", "v1", "leverageBracket"): self._priv_leverage_bracket,
             ("GET", "v2", "account"): self._priv_account,
@@ -584,6 +597,15 @@ class BinanceServer:
                     "openPrice": _s(p), "highPrice": _s(p), "lowPrice": _s(p),
                     "volume": "1000", "quoteVolume": _s(p * 1000), "openTime": _ms() - 86400000,
                     "closeTime": _ms(), "firstId": 1, "lastId": 2, "count": 2}
+
+        if "symbol" in params:
+            return one(self._market(params))
+        return [one(m) for m in self.state.markets.values()]
+
+    async def _ticker_price(self, params: dict[str, str]) -> Any:
+        def one(m: FakeMarket) -> dict[str, Any]:
+            return {"symbol": m.symbol, "price": _s(self.state.prices[m.symbol]),
+                    "time": _ms()}
 
         if "symbol" in params:
             return one(self._market(params))
@@ -1063,6 +1085,9 @@ class BinanceServer:
         else:
             self._market_ws.add(ws)
             self._subs[ws] = set()
+            self._ws_path[ws] = request.path
+            self.ws_connects_by_path[request.path] = \
+                self.ws_connects_by_path.get(request.path, 0) + 1
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -1083,9 +1108,13 @@ class BinanceServer:
                 elif "id" in data:
                     await ws.send_json({"result": None, "id": data.get("id")})
         finally:
+            if not is_user:
+                self.ws_closed_by_path[request.path] = \
+                    self.ws_closed_by_path.get(request.path, 0) + 1
             self._market_ws.discard(ws)
             self._user_ws.discard(ws)
             self._subs.pop(ws, None)
+            self._ws_path.pop(ws, None)
         return ws
 
     def _market_events(self, sym: str, stream: str) -> dict[str, Any] | None:
@@ -1116,7 +1145,7 @@ class BinanceServer:
         return None
 
     async def _push_market(self, sym: str, only: web.WebSocketResponse | None = None) -> None:
-        if self.faults.market_data_stalled:
+        if self.faults.market_data_stalled or sym in self.faults.silent_symbols:
             return
         targets = [only] if only is not None else list(self._subs)
         for ws in targets:

@@ -86,7 +86,7 @@ class StormServer(BinanceServer):
                 await self._fill(order, order.price, maker=True)
 
     async def _push_market(self, sym: str, only: web.WebSocketResponse | None = None) -> None:
-        if self.faults.market_data_stalled:
+        if self.faults.market_data_stalled or sym in self.faults.silent_symbols:
             return
         stream = sym.lower()
         for ws, subs in list(self._subs.items()):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pmgui.domain.enums import Side
@@ -53,6 +54,17 @@ class BinanceUsdmExchange(CcxtExchange):
         if not (price > 0 and math.isfinite(price) and ts > 0 and math.isfinite(ts)):
             return None  # ccxt's path decides what such a message is
         return Tick(symbol, price, ts, volume if math.isfinite(volume) else 0.0)
+
+    async def _fetch_prices_batch(self, ex: Any, symbols: Sequence[str]
+                                  ) -> Mapping[str, Any] | None:
+        """The last prices of every market in one call: `ticker/price` without a symbol
+        weighs 2, where `ticker/24hr` (fetch_tickers) weighs 40 (at one poll a second that
+        alone is the whole 2,400-a-minute budget). Read as tickers (`last`)."""
+        if not ex.has.get("fetchLastPrices"):
+            return await super()._fetch_prices_batch(ex, symbols)
+        prices = await ex.fetch_last_prices(list(symbols))
+        return {sym: {"last": p.get("price"), "timestamp": p.get("timestamp")}
+                for sym, p in (prices or {}).items() if isinstance(p, dict)}
 
     def venue_capabilities(self, ex: Any) -> dict[str, Any]:
         return {"hedge_mode": True, "isolated_margin": True, "mark_trigger": True,

@@ -1,0 +1,229 @@
+"""Price-stream recovery on a large book, through the real ccxt.pro against the Binance
+emulator: a silent symbol re-dials only the connection carrying it (ccxt.pro spreads Binance's
+streams over several, `streamLimits`), the connection state says what really happened, and
+stale symbols are REST-polled in one batch instead of one round trip each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from pmgui.exchange.base import ConnectionState
+from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
+from pmgui.exchange.credentials import Credentials
+from pmgui.exchange.retry import Backoff
+from tests.fakes.binance_server import BinanceServer, ExchangeState, FakeMarket
+from tests.fakes.recording_sink import RecordingSink
+
+# the silence is found (resubscribe_after) well before anything counts as stale: a healthy
+# stream shows "up" in every state unless the machine stalls for seconds
+SETTINGS = AdapterSettings(stale_after=4.0, poll_interval=0.2, resubscribe_after=1.0,
+                           order_poll_interval=0.3, supervisor_interval=0.05,
+                           order_stream_check=0.1, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
+BASES = ("BTC", "ETH", "SOL", "XRP", "ADA", "DOGE")
+
+
+def _sym(base: str) -> str:
+    return f"{base}/USDT:USDT"
+
+
+def _state(bases: Iterable[str]) -> ExchangeState:
+    state = ExchangeState()
+    for i, base in enumerate(bases):
+        state.add_market(FakeMarket(f"{base}USDT", base), price=str(100 + i))
+    return state
+
+
+@contextlib.asynccontextmanager
+async def _running(bases: tuple[str, ...], streams: int, settings: AdapterSettings = SETTINGS,
+                   stalled: bool = False
+                   ) -> AsyncIterator[tuple[BinanceServer, CcxtExchange, RecordingSink]]:
+    server = BinanceServer(_state(bases))
+    server.faults.market_data_stalled = stalled
+    await server.start()
+    config: dict[str, Any] = server.ccxt_config()
+    config["options"]["streamLimits"] = {"linear": streams}
+    ex = CcxtExchange("binanceusdm", options=config, credentials=Credentials("test-key", "s"),
+                      settings=settings)
+    await ex.connect()
+    ex.subscribe([_sym(b) for b in bases])
+    sink = RecordingSink()
+    task = asyncio.create_task(ex.run(sink))
+    try:
+        yield server, ex, sink
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()
+        await server.stop()
+
+
+async def _pump(server: BinanceServer, bases: tuple[str, ...]) -> None:
+    """Every symbol's price moves all the time (a silenced one's stream says nothing)."""
+    step = 0
+    while True:
+        step += 1
+        for i, base in enumerate(bases):
+            await server.set_price(_sym(base), Decimal(100 + i) + Decimal(step % 50) / 100)
+        await asyncio.sleep(0.02)  # the market's pace, not a wait for a condition
+
+
+def _stream_states(state: ConnectionState) -> dict[str, str]:
+    return {name.removeprefix("price "): s for name, s in state.streams
+            if name.startswith("price ")}
+
+
+def _path_of(server: BinanceServer) -> dict[str, str]:
+    """Exchange id (BTCUSDT) → the URL path of the market connection carrying its ticker."""
+    return {stream.split("@")[0].upper(): path
+            for path, streams in server.ws_subscriptions_by_path().items()
+            for stream in streams}
+
+
+async def _all_streaming(server: BinanceServer, sink: RecordingSink,
+                         bases: tuple[str, ...]) -> dict[str, str]:
+    ids = {f"{b}USDT" for b in bases}
+    await sink.wait_for(lambda: set(_path_of(server)) == ids and sink.connections and all(
+        s == "up" for s in _stream_states(sink.connections[-1]).values()))
+    return _path_of(server)
+
+
+async def test_a_silent_symbol_redials_only_its_own_connection() -> None:
+    bases = BASES[:4]
+    async with _running(bases, streams=2) as (server, ex, sink):
+        pump = asyncio.create_task(_pump(server, bases))
+        try:
+            paths = await _all_streaming(server, sink, bases)
+            assert len(set(paths.values())) == 2  # spread over two connections
+            silent_path = paths["BTCUSDT"]
+            neighbours = {i for i, p in paths.items() if p == silent_path}
+            healthy = {i for i, p in paths.items() if p != silent_path}
+            assert healthy and len(neighbours) >= 2
+            first = len(sink.connections)
+
+            server.faults.silent_symbols = {"BTCUSDT"}
+            await sink.wait_for(lambda: server.ws_connects_by_path[silent_path] >= 2)
+            # the trader is told the truth: the torn-down connection's symbols are not "up"
+            # until their stream is back; the healthy connection's symbols stay "up"
+            await sink.wait_for(lambda: any(
+                _stream_states(c)[_sym(i[:-4])] != "up"
+                for c in sink.connections[first:] for i in neighbours))
+            server.faults.silent_symbols = set()
+            n = len(sink.ticks)
+            await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]}
+                                == {_sym(b) for b in bases})
+            await sink.wait_for(lambda: all(
+                s == "up" for s in _stream_states(sink.connections[-1]).values()))
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+        healthy_path = paths[next(iter(healthy))]
+        assert server.ws_connects_by_path[healthy_path] == 1  # never re-dialled
+        assert server.ws_closed_by_path.get(healthy_path, 0) == 0  # never interrupted
+        assert ex.public_redials >= 1
+        for state in sink.connections[first:]:
+            streams = _stream_states(state)
+            assert all(streams[_sym(i[:-4])] == "up" for i in healthy), streams
+
+
+async def test_symbols_silent_together_redial_each_connection_once() -> None:
+    async with _running(BASES, streams=3) as (server, ex, sink):
+        pump = asyncio.create_task(_pump(server, BASES))
+        try:
+            paths = await _all_streaming(server, sink, BASES)
+            by_path: dict[str, set[str]] = {}
+            for sid, path in paths.items():
+                by_path.setdefault(path, set()).add(sid)
+            assert len(by_path) == 3 and all(len(s) == 2 for s in by_path.values())
+            first, second, quiet = sorted(by_path)
+            # both symbols of one connection and one of another fall silent at once
+            server.faults.silent_symbols = by_path[first] | {min(by_path[second])}
+            await sink.wait_for(lambda: server.ws_connects_by_path[first] >= 2
+                                and server.ws_connects_by_path[second] >= 2)
+            redials = ex.public_redials if hasattr(ex, "public_redials") else None
+            server.faults.silent_symbols = set()
+            n = len(sink.ticks)
+            await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]}
+                                == {_sym(b) for b in BASES})
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+        # one re-dial per affected connection, not one per silent symbol; the third never
+        assert server.ws_connects_by_path[quiet] == 1
+        assert server.ws_closed_by_path.get(quiet, 0) == 0
+        assert server.ws_connects_by_path[first] == 2
+        assert server.ws_connects_by_path[second] == 2
+        assert redials == 2
+
+
+def _price_requests(server: BinanceServer) -> tuple[int, int]:
+    """(REST price requests for one symbol, for many at once) the emulator has answered."""
+    one = many = 0
+    for method, path, params in server.requests:
+        if method == "GET" and ("ticker/24hr" in path or "ticker/price" in path):
+            if "symbol" in params:
+                one += 1
+            else:
+                many += 1
+    return one, many
+
+
+async def test_stale_symbols_are_polled_in_one_batch() -> None:
+    bases = tuple(f"T{i:02d}" for i in range(30))
+    async with _running(bases, streams=50, stalled=True) as (server, _ex, sink):
+        every = {_sym(b) for b in bases}
+        # no stream ever says anything: the first poll covers every symbol in one call
+        await sink.wait_for(lambda: {t.symbol for t in sink.ticks} == every)
+        assert _price_requests(server) == (0, 1)
+        assert all(p.endswith("v2/ticker/price") for _, p, q in server.requests
+                   if "ticker" in p)
+        # the market moves; REST polling keeps up with it, still in batches
+        for i, base in enumerate(bases):
+            server.state.prices[f"{base}USDT"] = Decimal(200 + i)
+        n = len(sink.ticks)
+        await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]
+                                     if t.price >= 200} == every)
+        one, many = _price_requests(server)
+        assert many >= 2 and one < len(bases)
+        # the window says where the prices come from: REST, not a stream
+        assert set(_stream_states(sink.connections[-1]).values()) <= {"REST polling", "stale"}
+
+
+@pytest.mark.parametrize("batch", [True, False])
+async def test_a_failing_batch_poll_is_said_once(batch: bool,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A refused batch is one outage ("REST price poll"), said once and its end said once;
+    without a batch call the tickers go per symbol, a few at a time."""
+    bases = tuple(f"T{i:02d}" for i in range(12))
+    caplog.set_level(logging.DEBUG, logger="pmgui.exchange.ccxt_adapter")
+    async with _running(bases, streams=50, stalled=True) as (server, ex, sink):
+        if not batch:
+            ex._client().has["fetchLastPrices"] = False
+            ex._client().has["fetchTickers"] = False
+        server.faults.http_429 = 10_000
+        server.faults.http_429_paths = ("ticker",)
+        await sink.wait_for(lambda: len(_failed(server)) >= 3 * (1 if batch else len(bases)))
+        server.faults.http_429 = 0
+        every = {_sym(b) for b in bases}
+        await sink.wait_for(lambda: {t.symbol for t in sink.ticks} == every)
+        await sink.wait_for(lambda: any("works again after" in r.getMessage()
+                                        for r in caplog.records))
+    one, many = _price_requests(server)
+    assert (one == 0) if batch else (many == 0)
+    polls = [r for r in caplog.records if "REST price poll" in r.getMessage()]
+    warned = [r.getMessage() for r in polls if r.levelno >= logging.WARNING]
+    assert len(warned) == (1 if batch else len(bases)), warned
+
+
+def _failed(server: BinanceServer) -> list[str]:
+    return [p for _, p, _ in server.requests if "ticker" in p]
