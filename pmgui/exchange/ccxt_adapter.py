@@ -6,9 +6,11 @@ Why it is shaped like this:
   (ccxt binds its aiohttp session and websocket clients to the loop that first uses them),
   and closed in `close()` on that same loop.
 - Market data never lies: `watch_*` does not reconnect by itself, so every stream runs in a
-  loop with backoff; a stream that errors or stays silent is re-subscribed, and while a
-  symbol has no fresh price the REST ticker is polled. Staleness is tracked per symbol and
-  reported through `ConnectionState`.
+  loop with backoff; a stream that errors is re-subscribed, one that stays silent has the
+  connection carrying it re-dialled (that one only: ccxt.pro spreads a large book over
+  several), and while a symbol has no fresh price its REST price is polled, the stale
+  symbols together in one batch. Staleness is tracked per symbol and reported through
+  `ConnectionState`.
 - Orders are never duplicated: every order carries the client id the engine journaled
   before sending. A create that times out is resolved by looking that client id up; it is
   re-sent only when the lookup proves the order does not exist.
