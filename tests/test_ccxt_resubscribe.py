@@ -227,3 +227,58 @@ async def test_a_failing_batch_poll_is_said_once(batch: bool,
 
 def _failed(server: BinanceServer) -> list[str]:
     return [p for _, p, _ in server.requests if "ticker" in p]
+
+
+async def test_okx_a_silent_ticker_leaves_the_order_streams_alone() -> None:
+    """OKX: one public connection for every ticker; its algo orders stream on `business`,
+    a URL without "/private". A silent ticker re-dials the public connection only: the order
+    streams (private `orders`, business `orders-algo`) are never interrupted."""
+    from tests.fakes.okx_server import OkxServer
+
+    server = OkxServer()
+    await server.start()
+    ex = CcxtExchange("okx", options=server.ccxt_config(),
+                      credentials=Credentials("test-key", "s", "p"), settings=SETTINGS)
+    await ex.connect()
+    btc, eth = _sym("BTC"), _sym("ETH")
+    ex.subscribe([btc, eth])
+    sink = RecordingSink()
+    task = asyncio.create_task(ex.run(sink))
+
+    async def pump() -> None:
+        step = 0
+        while True:
+            step += 1
+            await server.set_price("BTC-USDT-SWAP", 50_000 + step % 50)
+            await server.set_price("ETH-USDT-SWAP", 3_000 + step % 50)
+            await asyncio.sleep(0.02)  # the market's pace, not a wait for a condition
+
+    pumper = asyncio.create_task(pump())
+    try:
+        await sink.wait_for(lambda: sink.connections and sink.connections[-1].orders
+                                    and server.ws_connects.get("business", 0) >= 1
+                                    and server.ws_connects.get("private", 0) >= 1
+                                    and all(s == "up" for s in
+                                            _stream_states(sink.connections[-1]).values()))
+        private = dict(server.ws_connects)
+        server.faults.silent_insts = {"BTC-USDT-SWAP"}
+        await sink.wait_for(lambda: server.ws_connects["public"] >= private["public"] + 1)
+        server.faults.silent_insts = set()
+        n = len(sink.ticks)
+        await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]} == {btc, eth})
+        await sink.wait_for(lambda: all(
+            s == "up" for s in _stream_states(sink.connections[-1]).values()))
+    finally:
+        pumper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumper
+        closed = dict(server.ws_closed)  # before the teardown below closes everything
+        connects = dict(server.ws_connects)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()
+        await server.stop()
+    assert closed.get("business", 0) == 0 and connects["business"] == private["business"]
+    assert closed.get("private", 0) == 0 and connects["private"] == private["private"]
+    assert connects["public"] == private["public"] + 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aiohttp import WSMsgType, web
@@ -42,6 +42,7 @@ class OkxFaults:
     create_timeouts: int = 0  # order / order-algo: placed, the answer comes too late
     response_delay: float = 5.0
     private_stream_stalled: bool = False
+    silent_insts: set[str] = field(default_factory=set)  # these tickers stay silent
 
 
 class OkxServer:
@@ -61,6 +62,8 @@ class OkxServer:
         self._orders_ws: set[web.WebSocketResponse] = set()
         self._algo_ws: set[web.WebSocketResponse] = set()
         self._conn = itertools.count(1)
+        self.ws_connects: dict[str, int] = {}  # handshakes per access (public/private/…)
+        self.ws_closed: dict[str, int] = {}  # connections ended per access
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> str:
@@ -473,6 +476,7 @@ class OkxServer:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         conn = f"c{next(self._conn)}"
+        self.ws_connects[access] = self.ws_connects.get(access, 0) + 1
         logged_in = False
         if access == "public":
             self._public[ws] = set()
@@ -506,13 +510,14 @@ class OkxServer:
                         elif channel == "orders-algo" and access == "business":
                             self._algo_ws.add(ws)
         finally:
+            self.ws_closed[access] = self.ws_closed.get(access, 0) + 1
             self._public.pop(ws, None)
             self._orders_ws.discard(ws)
             self._algo_ws.discard(ws)
         return ws
 
     async def _push_ticker(self, ws: web.WebSocketResponse, inst: str) -> None:
-        if inst in self.core.markets and not ws.closed:
+        if inst in self.core.markets and not ws.closed and inst not in self.faults.silent_insts:
             await ws.send_json({"arg": {"channel": "tickers", "instId": inst},
                                 "data": [self._ticker(inst)]})
 
