@@ -282,3 +282,32 @@ async def test_okx_a_silent_ticker_leaves_the_order_streams_alone() -> None:
     assert closed.get("business", 0) == 0 and connects["business"] == private["business"]
     assert closed.get("private", 0) == 0 and connects["private"] == private["private"]
     assert connects["public"] == private["public"] + 1
+
+
+async def test_a_connection_that_cannot_be_told_redials_every_public_one(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A venue whose subscriptions name no symbol (here: the real clients' keys made opaque)
+    gets the old full re-dial, and the log says why."""
+    bases = BASES[:4]
+    caplog.set_level(logging.INFO, logger="pmgui.exchange.ccxt_adapter")
+    async with _running(bases, streams=2) as (server, ex, sink):
+        pump = asyncio.create_task(_pump(server, bases))
+        try:
+            paths = await _all_streaming(server, sink, bases)
+            for url, client in list(ex._client().clients.items()):
+                if "listenKey" not in url and "/private" not in url:
+                    client.subscriptions = {f"opaque{i}": v for i, v in
+                                            enumerate(client.subscriptions.values())}
+            server.faults.silent_symbols = {"BTCUSDT"}
+            await sink.wait_for(lambda: all(server.ws_connects_by_path[p] >= 2
+                                            for p in set(paths.values())))
+            server.faults.silent_symbols = set()
+            n = len(sink.ticks)
+            await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]}
+                                == {_sym(b) for b in bases})
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+    said = [r.getMessage() for r in caplog.records if "cannot be told" in r.getMessage()]
+    assert said and "BTC/USDT:USDT" in said[0] and "re-dialling every public" in said[0]
