@@ -42,10 +42,11 @@ def _state(bases: Iterable[str]) -> ExchangeState:
 
 @contextlib.asynccontextmanager
 async def _running(bases: tuple[str, ...], streams: int, settings: AdapterSettings = SETTINGS,
-                   stalled: bool = False
+                   stalled: bool = False, refused: tuple[str, ...] = ()
                    ) -> AsyncIterator[tuple[BinanceServer, CcxtExchange, RecordingSink]]:
     server = BinanceServer(_state(bases))
     server.faults.market_data_stalled = stalled
+    server.faults.refused_paths = refused
     await server.start()
     config: dict[str, Any] = server.ccxt_config()
     config["options"]["streamLimits"] = {"linear": streams}
@@ -311,3 +312,20 @@ async def test_a_connection_that_cannot_be_told_redials_every_public_one(
                 await pump
     said = [r.getMessage() for r in caplog.records if "cannot be told" in r.getMessage()]
     assert said and "BTC/USDT:USDT" in said[0] and "re-dialling every public" in said[0]
+
+
+async def test_a_refused_batch_call_falls_back_to_tickers_per_symbol(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The batch endpoint refused outright (not rate-limited, not down): the stale prices
+    still come, one ticker per symbol, and the refusal is said once."""
+    bases = tuple(f"T{i:02d}" for i in range(6))
+    caplog.set_level(logging.DEBUG, logger="pmgui.exchange.ccxt_adapter")
+    async with _running(bases, streams=50, stalled=True,
+                        refused=("ticker/price",)) as (server, _ex, sink):
+        every = {_sym(b) for b in bases}
+        await sink.wait_for(lambda: {t.symbol for t in sink.ticks} == every)
+        one, _ = _price_requests(server)
+        assert one >= len(bases)
+    said = [r for r in caplog.records if r.getMessage().startswith("binanceusdm REST price "
+                                                                   "poll:")]
+    assert len([r for r in said if r.levelno >= logging.WARNING]) == 1

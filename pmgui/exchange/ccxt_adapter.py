@@ -1421,10 +1421,15 @@ class CcxtExchange:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._failing("REST price poll", map_error(exc, self.id))
-                return
-            if tickers is not None:
-                self._working("REST price poll")
+                err = map_error(exc, self.id)
+                self._failing("REST price poll", err)
+                if err.retryable:
+                    return  # down or rate-limited: one symbol at a time would only add load
+                # the batch call itself is refused (not offered here, a proxy without it):
+                # the prices are still wanted, per symbol
+            else:
+                if tickers is not None:
+                    self._working("REST price poll")
         if tickers is None:
             gate = asyncio.Semaphore(_POLL_CONCURRENCY)
 

@@ -162,6 +162,7 @@ class Faults:
     response_delay: float = 5.0  # seconds the delayed responses hang
     market_data_stalled: bool = False  # market websockets stay open but stay silent
     silent_symbols: set[str] = field(default_factory=set)  # these ids' streams stay silent
+    refused_paths: tuple[str, ...] = ()  # REST paths containing these answer -1100 (400)
     user_stream_stalled: bool = False  # the user-data stream stays silent
     hold_order_events: bool = False  # ORDER_TRADE_UPDATEs are held back (late delivery)
     reject_auth: bool = False  # every private request → -2015
@@ -430,6 +431,9 @@ class BinanceServer:
             return web.json_response(
                 {"code": -1003, "msg": "Too many requests; current limit is 2400 requests "
                  "per minute."}, status=429, headers=headers)
+        if any(p in path for p in self.faults.refused_paths):
+            return web.json_response({"code": -1100, "msg": "Illegal characters found in a "
+                                      "parameter."}, status=400, headers=headers)
         handler = self._routes().get((request.method, version, path))
         if handler is None:
             return web.json_response(
