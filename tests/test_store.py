@@ -550,6 +550,48 @@ def test_a_due_window_is_written_behind_in_chunks_in_the_order_recorded(store, d
             [2000.0 + i for i in reversed(range(40))]
 
 
+def test_the_tick_paths_chunks_are_spaced_not_written_on_consecutive_ticks(store, db_path):
+    """After a chunk, `behind_due` holds the next one back for BEHIND_PACE times what the
+    chunk took (a run of chunks on consecutive ticks is a backlog every tick behind it waits
+    out); once the pause is over the next chunk is due, and the queue still drains whole."""
+    store.behind_chunk = 8
+    for i in range(20):
+        store.save_position(minimal_position(f"m{i}"))
+        store.save_position_behind(minimal_position(f"m{i}").evolve(sl=1900.0 + i))
+    store._behind_since -= 7200.0  # the window is due (white-box: no waiting in tests)
+    assert store.behind_due(3600.0)
+    assert store.flush_behind(older_than=3600.0) == 8
+    assert store.behind == 12 and not store.behind_due(3600.0)  # paced: not on the next tick
+    chunks = 1
+    while store.behind:
+        store._behind_resume -= 7200.0  # the pause is over (white-box)
+        assert store.behind_due(3600.0)
+        assert 0 < store.flush_behind(older_than=3600.0) <= 8
+        chunks += 1
+    assert chunks == 3 and not store.behind_due(0.0)
+    with _peek(db_path) as reader:
+        assert {p.id: p.sl for p in reader.load_open_positions()} == \
+            {f"m{i}": 1900.0 + i for i in range(20)}
+
+
+def test_a_queue_past_the_backlog_limit_is_written_without_pauses(store, monkeypatch):
+    """Pacing never lets the queue grow without bound: past BEHIND_BACKLOG rows the next
+    chunk is due at once."""
+    import pmgui.store.db as db
+
+    monkeypatch.setattr(db, "BEHIND_BACKLOG", 10)
+    store.behind_chunk = 4
+    for i in range(20):
+        store.save_position(minimal_position(f"m{i}"))
+        store.save_position_behind(minimal_position(f"m{i}").evolve(sl=1900.0 + i))
+    store._behind_since -= 7200.0
+    assert store.flush_behind(older_than=3600.0) == 4
+    assert store.behind == 16 and store.behind_due(3600.0)  # over the limit: no pause
+    assert store.flush_behind(older_than=3600.0) == 4
+    assert store.flush_behind(older_than=3600.0) == 4
+    assert store.behind == 8 and not store.behind_due(3600.0)  # under it: paced again
+
+
 def test_a_synced_write_carries_only_its_own_positions_state_behind(store, db_path):
     """An order journaled for a position lands with that position's newer levels, not with
     the whole queue; a line recorded at once after lines queued behind still comes after

@@ -124,6 +124,12 @@ _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 CHECKPOINT_PAGES = 1000
 BACKSTOP_PAGES = 20000
 BEHIND_CHUNK = 32  # rows written behind per commit of a due window (`Store.flush_behind`)
+# The tick path's chunks are spaced (`Store.behind_due`): after a chunk that took d seconds,
+# the next one waits BEHIND_PACE·d, so written-behind commits take at most 1/(1+BEHIND_PACE)
+# of the loop during a storm instead of a run of chunks on consecutive ticks (a backlog every
+# tick behind it waits out); a queue past BEHIND_BACKLOG rows is written without pauses.
+BEHIND_PACE = 4.0
+BEHIND_BACKLOG = 4096
 _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
 
 
@@ -351,6 +357,7 @@ class Store:
         self._behind_actions: list[tuple | _LaterRow] = []  # `ACTION_COLUMNS` values
         self._behind_since: float | None = None
         self.behind_chunk = BEHIND_CHUNK
+        self._behind_resume = 0.0  # monotonic time before which a due chunk waits (paced)
         self._next_action_id: int | None = None  # ids are taken when a line is recorded
         # rows taken from the queue by the open transaction (queued again if it rolls back)
         self._carried_positions: dict[str, _Queued] = {}
@@ -717,10 +724,13 @@ class Store:
             self._behind_since = time.monotonic()
 
     def behind_due(self, older_than: float) -> bool:
-        """Whether `flush_behind(older_than)` would write anything now (a cheap test for
-        the tick path)."""
+        """Whether the tick path should call `flush_behind(older_than)` now (a cheap test):
+        the window is due and the pause after the last chunk (`BEHIND_PACE`) is over."""
         since = self._behind_since
-        return since is not None and time.monotonic() - since >= older_than
+        if since is None:
+            return False
+        now = time.monotonic()
+        return now - since >= older_than and now >= self._behind_resume
 
     @property
     def behind(self) -> int:
@@ -735,7 +745,9 @@ class Store:
         waited that long, then at most `behind_chunk` rows per call, one commit each, until
         the queue is empty — a large backlog (a storm's level moves over thousands of
         positions) is spread over the next ticks instead of one long commit that every tick
-        behind it waits for. Without it: everything, in one transaction."""
+        behind it waits for. Without it: everything, in one transaction. A chunk sets the
+        pause `behind_due` keeps before the next (`BEHIND_PACE` times its own duration): the
+        chunks are spread between the ticks, not written on consecutive ones."""
         if self._behind_since is None or self._closed:
             return 0
         limit = None
@@ -743,8 +755,14 @@ class Store:
             if time.monotonic() - self._behind_since < older_than:
                 return 0
             limit = max(1, self.behind_chunk)
+        start = time.monotonic()
         with self.relaxed(), self._tx():
-            return self._write_behind(limit)
+            written = self._write_behind(limit)
+        if limit is not None:
+            end = time.monotonic()
+            self._behind_resume = end + BEHIND_PACE * (end - start) \
+                if self.behind < BEHIND_BACKLOG else 0.0
+        return written
 
     def _write_behind(self, limit: int | None = None) -> int:
         """Write up to `limit` rows of the queue (all without); the rest stays queued."""
