@@ -282,3 +282,70 @@ async def test_the_periodic_price_write_takes_the_changed_symbols_and_restores_a
     await again.connect()
     assert (await again.fetch_price(BTC)).price == 61_000.0
     assert (await again.fetch_price(ETH)).price == 3_000.0
+
+
+class _SteppingClock:
+    """`time` for the paper module with a monotonic clock that moves 1 ms per reading (a
+    write takes 1 ms) and can be moved on by the test: pacing without waiting."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time = time
+        self.t = 1000.0
+
+    def monotonic(self) -> float:
+        self.t += 0.001
+        return self.t
+
+    def __getattr__(self, name: str):
+        return getattr(self._time, name)
+
+
+async def test_a_due_price_write_over_many_symbols_goes_a_paced_chunk_per_commit(
+        db_path, monkeypatch):
+    """A large book's once-a-second price write is one chunk of rows per commit, the next
+    chunk only after a pause (a write of 1,000 rows in one commit stalled the tick path for
+    ~10 ms); every row ends with its symbol's last price, and a symbol that ticks during the
+    write is written again by the next one."""
+    import pmgui.exchange.paper as paper
+
+    clock = _SteppingClock()
+    monkeypatch.setattr(paper, "time", clock)
+    monkeypatch.setattr(paper, "_PRICE_CHUNK", 1)
+    ex = _open(db_path)
+    await ex.connect()
+    d = Driver(ex)
+    await d.tick(60_000.0)
+    await d.tick(3_000.0, ETH)
+    ex._write_prices(force=True)  # both written at once
+    clock.t += 10.0  # the second has passed
+    await d.tick(61_000.0)  # due: the write takes what ticked (BTC) — one chunk
+    await d.tick(3_100.0, ETH)
+    ex._write_prices(force=True)
+
+    def rows() -> dict:
+        return {r["symbol"]: r["price"] for r in ex.db["paper_prices"].rows}
+
+    await d.tick(62_000.0)
+    await d.tick(3_200.0, ETH)
+    assert rows() == {BTC: 61_000.0, ETH: 3_100.0}  # not due yet: nothing written
+    clock.t += 10.0
+    ex._write_prices()  # due: {BTC, ETH} taken, one row written
+    assert len(ex._price_pass) == 1
+    assert sorted(rows().values()) in ([3_100.0, 62_000.0], [3_200.0, 61_000.0])
+    ex._write_prices()  # right after the chunk: paced, nothing
+    assert len(ex._price_pass) == 1
+    await d.tick(63_000.0)  # a tick during the write: its symbol waits for the next one
+    clock.t += 0.1
+    ex._write_prices()  # the pause is over: the rest
+    assert ex._price_pass == []
+    assert ex._prices_dirty == {BTC}
+    got = rows()
+    assert got[ETH] == 3_200.0 and got[BTC] in (62_000.0, 63_000.0)
+    clock.t += 10.0
+    ex._write_prices()
+    assert rows() == {BTC: 63_000.0, ETH: 3_200.0}
+    again = _open(db_path)
+    await again.connect()
+    assert (await again.fetch_price(BTC)).price == 63_000.0

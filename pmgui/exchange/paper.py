@@ -95,6 +95,11 @@ DEFAULT_LEVERAGE = 10.0
 SCHEMA_VERSION = 1
 _EPS = 1e-9
 _PRICE_WRITE_INTERVAL = 1.0  # seconds of wall time between price writes
+# A price write over a large book (1,000 symbols: ~10 ms in one commit) is a stall of the
+# tick path: it is written _PRICE_CHUNK rows per commit, the next chunk _PRICE_PACE times
+# the last one's duration later (spread between the ticks, not on consecutive ones).
+_PRICE_CHUNK = 128
+_PRICE_PACE = 4.0
 _MAX_CANDLES = 5000
 
 _TIMEFRAMES = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -277,6 +282,10 @@ class PaperExchange:
         # symbols whose last price changed since all prices were last written: the
         # once-a-second write takes only these (a large book's other rows are unchanged)
         self._prices_dirty: set[str] = set()
+        # the symbols of the write under way (taken from `_prices_dirty` when it was due),
+        # written a chunk at a time; the next chunk not before `_price_resume` (monotonic)
+        self._price_pass: list[str] = []
+        self._price_resume = -math.inf
         # per symbol, the price interval (lo, hi) inside which no resting order triggers and
         # no position is liquidated: a tick strictly inside it matches nothing. Dropped when
         # the symbol's orders or positions change; rebuilt on its next tick.
@@ -1201,24 +1210,38 @@ class PaperExchange:
                 self._write_prices_into(conn, {f.symbol for f in d.fills})
 
     def _write_prices(self, force: bool = False) -> None:
-        """Last prices, at most once a second: market data, not venue state, so a failed
-        write is only logged."""
+        """Last prices of the symbols that ticked, at most once a second and `_PRICE_CHUNK`
+        rows per commit (`force`: every symbol at once): market data, not venue state, so a
+        failed write is only logged."""
         if self.db is None or not (self._last or self._candle_rows):
             return
         now = time.monotonic()
-        if not force and now - self._last_price_write < _PRICE_WRITE_INTERVAL:
-            return
+        if force:
+            self._price_pass, self._prices_dirty = [], set()
+            self._last_price_write = now
+            chunk: list[str] | None = None
+        else:
+            if not self._price_pass:  # a new write: once a second, what ticked since
+                if now - self._last_price_write < _PRICE_WRITE_INTERVAL:
+                    return
+                self._price_pass = list(self._prices_dirty)
+                self._prices_dirty = set()
+                self._last_price_write = now
+            elif now < self._price_resume:
+                return  # the rest of the write under way: paced
+            chunk = self._price_pass[-_PRICE_CHUNK:]
+            del self._price_pass[-_PRICE_CHUNK:]
         rows, self._candle_rows = self._candle_rows, []
-        dirty, self._prices_dirty = self._prices_dirty, set()
-        self._last_price_write = now
         try:
             with self._tx() as conn:
-                self._write_prices_into(conn, None if force else dirty)
+                self._write_prices_into(conn, None if chunk is None else set(chunk))
                 self._write_candles_into(conn, rows)
         except sqlite3.Error as e:
             self._candle_rows = rows + self._candle_rows  # retried with the next write
-            self._prices_dirty |= dirty
+            self._prices_dirty.update(chunk or ())
             log.warning("paper exchange: saving prices failed: %s", e)
+        end = time.monotonic()
+        self._price_resume = end + _PRICE_PACE * (end - now)
 
     def _write_candles_into(self, conn: Any, rows: list[tuple[str, Candle]]) -> None:
         """Completed candles, keeping the newest `_MAX_CANDLES` of each symbol."""
