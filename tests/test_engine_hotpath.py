@@ -100,3 +100,35 @@ def test_frames_ready_says_when_ensure_frames_has_nothing_to_do():
     assert md.frames_ready("BTC", ("1h",))
     assert not md.frames_ready("BTC", ("1h", "4h"))  # one of them is new
     assert not md.frames_ready("ETH", ("1h",))  # per symbol
+
+
+def test_a_started_engine_leaves_full_collections_rare():
+    """Once the engine is started (`freeze_startup_objects`), a storm's long-lived objects
+    no longer bring a full collection every 10 collections of the middle generation (each
+    one a pause of tens of ms over a large book): 30 of them here, none full."""
+    import gc
+
+    from pmgui.engine.thread import FULL_COLLECTION_EVERY, freeze_startup_objects
+
+    thresholds = gc.get_threshold()
+    started: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    kept: list[list[list]] = []
+    gc.collect()  # every generation's count starts at zero
+    gc.callbacks.append(seen)
+    try:
+        freeze_startup_objects()
+        young = gc.get_threshold()[0]
+        while started.count(1) < 30:  # long-lived containers, as a storm's state grows
+            kept.append([[] for _ in range(young)])
+        assert FULL_COLLECTION_EVERY > 30
+        assert 2 not in started
+    finally:
+        gc.callbacks.remove(seen)
+        gc.unfreeze()  # other tests start from an unfrozen heap and the usual thresholds
+        gc.set_threshold(*thresholds)
+        del kept

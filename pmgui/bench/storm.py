@@ -183,11 +183,13 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
             await _open_probe(core, paper, p)
         store.db.conn.execute("PRAGMA synchronous = FULL")
         res.open_before = sum(1 for i in main_ids if i in core.book)
+        thresholds = gc.get_threshold()
         freeze_startup_objects()  # as the manager thread does once started (the book here)
         try:
             await _drive(core, paper, res, symbols, psyms, probe_every, seed)
         finally:
             gc.unfreeze()  # the next storm of the bench starts from the same state
+            gc.set_threshold(*thresholds)
             res.open_after = sum(1 for i in main_ids if i in core.book)
             res.closed_main = [i for i in main_ids if i not in core.book]
             await core.shutdown()
