@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import copy
+from dataclasses import FrozenInstanceError, dataclass, fields, replace
 
 import pytest
 
 from pmgui.domain.enums import ActionType, Reason, StopKind
-from pmgui.domain.models import Action, frozen_map
-from pmgui.domain.slots import slot_constructor, slot_copier
+from pmgui.domain.models import Action, Indicators, Market, MarketState, Position, frozen_map
+from pmgui.domain.slots import _twin, slot_constructor, slot_copier
 from pmgui.engine.events import RuleIndicator
 
 ACTION = Action(ActionType.MOVE_SL, Reason.TRAILING, "p1", 101.5, qty=None, sl=99.0, tp=None,
@@ -58,3 +59,53 @@ def test_classes_that_validate_in_post_init_or_have_no_slots_are_refused():
             slot_constructor(cls)
         with pytest.raises(TypeError, match="slotted"):
             slot_copier(cls, ("x",))
+
+
+def test_the_usual_classes_are_made_through_their_plain_twin_and_come_out_whole():
+    """Position, Action and MarketState are built as a plain twin of the same slot layout and
+    then given their class: the result is an instance of the class, equal to what its own
+    constructor makes, and still frozen."""
+    for cls in (Action, Position, MarketState):
+        names = tuple(f.name for f in fields(cls))
+        assert _twin(cls, names) is not None
+    made = slot_constructor(Action)(*[getattr(ACTION, f.name) for f in fields(Action)])
+    assert type(made) is Action and made == ACTION
+    with pytest.raises(FrozenInstanceError):
+        made.sl = 1.0  # type: ignore[misc]
+
+
+def test_a_class_of_another_layout_is_made_slot_by_slot_all_the_same():
+    """A weak-referenceable class has one slot more than its fields: no twin, and the
+    constructor and copier still give what `__init__` and `replace` give."""
+    @dataclass(frozen=True, slots=True, weakref_slot=True)
+    class Referenced:
+        x: float
+        y: str = "a"
+
+    assert _twin(Referenced, ("x", "y")) is None
+    made = slot_constructor(Referenced)(1.5, "b")
+    assert made == Referenced(1.5, "b") and type(made) is Referenced
+    assert slot_copier(Referenced, ("y",))(made, "c") == replace(made, y="c")
+
+
+def test_market_state_is_made_as_the_dataclass_would_make_it():
+    """`MarketState(...)` builds itself in `__new__`: positional and keyword arguments, the
+    shared defaults, `replace` and `copy` give the fields the dataclass's own `__init__`
+    would have set."""
+    market = Market("S/USDT:USDT", 0.01, 0.001)
+    ind = Indicators(ema9=10.0)
+    a = MarketState("S/USDT:USDT", 101.5, 7.0, market, ind, {"1h": ind})
+    b = MarketState(symbol="S/USDT:USDT", price=101.5, ts=7.0, market=market, indicators=ind,
+                    frames={"1h": ind})
+    assert a == b and type(a) is MarketState
+    assert [getattr(a, f.name) for f in fields(MarketState)] == [
+        "S/USDT:USDT", 101.5, 7.0, market, ind, {"1h": ind}]
+    bare = MarketState("S/USDT:USDT", 1.0, 2.0, market)
+    assert bare.indicators == Indicators() and dict(bare.frames) == {}
+    assert replace(a, price=99.0) == MarketState("S/USDT:USDT", 99.0, 7.0, market, ind,
+                                                 {"1h": ind})
+    assert copy.copy(a) == a
+    with pytest.raises(FrozenInstanceError):
+        a.price = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        MarketState("S/USDT:USDT", 1.0)  # type: ignore[call-arg]

@@ -23,7 +23,7 @@ from pmgui.domain.enums import (
     Side,
     StopKind,
 )
-from pmgui.domain.slots import slot_copier
+from pmgui.domain.slots import slot_constructor, slot_copier
 
 Scalar = float | int | str | bool | None
 EMPTY: Mapping[str, Scalar] = MappingProxyType({})
@@ -324,19 +324,40 @@ class Indicators:
     swing_lows: tuple[float, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+_NO_INDICATORS = Indicators()  # frozen: one object serves every state made without any
+_NO_FRAMES: Mapping[str, Indicators] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class MarketState:
-    """What a rule may know about the market at the moment of evaluation."""
+    """What a rule may know about the market at the moment of evaluation.
+
+    Made on every evaluated tick, so `__new__` builds it whole (`_new_market_state`: the
+    slots stored on a plain twin of the class, then the class set) instead of the frozen
+    dataclass `__init__`'s `object.__setattr__` per field; the defaults are shared
+    immutable objects rather than a new empty map per call. Same signature and fields."""
 
     symbol: str
     price: float
     ts: float
     market: Market
-    indicators: Indicators = field(default_factory=Indicators)
+    indicators: Indicators = _NO_INDICATORS
     # Indicators per timeframe (`1m` … `1d`, see `pmgui.domain.timeframes`). A rule reads the
     # frame of its `timeframe` parameter; a timeframe missing here falls back to
     # `indicators` (callers that compute one set only, e.g. single-timeframe tests).
-    frames: Mapping[str, Indicators] = field(default_factory=lambda: MappingProxyType({}))
+    frames: Mapping[str, Indicators] = field(default_factory=lambda: _NO_FRAMES)
+
+    def __new__(cls, symbol: str, price: float, ts: float, market: Market,
+                indicators: Indicators = _NO_INDICATORS,
+                frames: Mapping[str, Indicators] = _NO_FRAMES) -> MarketState:
+        return _new_market_state(symbol, price, ts, market, indicators, frames)
+
+    def __getnewargs__(self) -> tuple:
+        """What `copy` and `pickle` pass to `__new__` (it takes the fields)."""
+        return (self.symbol, self.price, self.ts, self.market, self.indicators, self.frames)
 
     def indicators_for(self, timeframe: str) -> Indicators:
         return self.frames.get(timeframe, self.indicators)
+
+
+_new_market_state = slot_constructor(MarketState)
