@@ -533,14 +533,41 @@ def _trailing_move(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms,
     # the Action `action(ctx, MOVE_SL, TRAILING, "trailing", STOP_ADJUST, sl=level,
     # inputs=…, stop_kind=TRAILING)` builds: its checks are made above
     ts = ctx.mkt.ts
+    params = ctx.params
+    prefix = _inputs_prefix(params, c, parts, terms)
+    kept = params.memo(_template_cache, _template_cache)
+    hit = kept.get(id(prefix))
+    if hit is None or hit[0] is not prefix:
+        if len(kept) >= _CACHE_SIZE:
+            kept.clear()
+        hit = kept[id(prefix)] = (prefix, _inputs_template(prefix))
+    # `{"price": price, …, **prefix, "distance": d, …}`: a copy of the record with its keys
+    # in that order, the tick's values stored over the placeholders (the order is kept)
+    inputs = hit[1].copy()
+    inputs["price"] = price
+    inputs["roi"] = roi
+    inputs["peak"] = peak
+    inputs["move"] = move
+    inputs["distance"] = d
+    inputs["best_price"] = best
+    inputs["level"] = level
+    inputs["previous_sl"] = sl
     return _new_action(
         _MOVE_SL, _TRAILING_REASON, ctx.pos.id, price, None, level, None, "trailing",
-        _STOP_ADJUST_INT, ts if -_INF < ts < _INF else 0.0,
-        MappingProxyType({"price": price, "roi": roi, "peak": peak, "move": move,
-                          **_inputs_prefix(ctx.params, c, parts, terms),
-                          "distance": d, "best_price": best, "level": level,
-                          "previous_sl": sl}),
+        _STOP_ADJUST_INT, ts if -_INF < ts < _INF else 0.0, MappingProxyType(inputs),
         _NO_FLAGS, _TRAILING_KIND, False)
+
+
+def _inputs_template(prefix: dict[str, object]) -> dict[str, object]:
+    """A trailing move's inputs record with `prefix` in place and None where the tick's
+    values go: copying it keeps the key order, storing into it keeps it too."""
+    return {"price": None, "roi": None, "peak": None, "move": None, **prefix,
+            "distance": None, "best_price": None, "level": None, "previous_sl": None}
+
+
+def _template_cache(p: Params) -> dict[int, tuple[dict[str, object], dict[str, object]]]:
+    """{id(prefix): (the prefix, its `_inputs_template`)}: the entry holds the prefix."""
+    return {}
 
 
 def _inputs_prefix(params: Params, c: _TrailCfg, parts: _Parts,
@@ -548,9 +575,12 @@ def _inputs_prefix(params: Params, c: _TrailCfg, parts: _Parts,
     """The start of `_info_of`'s record (what comes from the Params, the indicators and
     the ROI region) with each value as `action` cleans it, kept per (parts, profit
     multiplier): the raw distance is their product."""
-    if c.mode != "adaptive":
-        return {"mode": clean(c.mode)}
     cache = params.memo(_prefix_cache, _prefix_cache)
+    if c.mode != "adaptive":  # one record per mode (kept: the caller keys on its identity)
+        kept = cache.get(c.mode)  # type: ignore[call-overload]
+        if kept is None:
+            kept = cache[c.mode] = (None, {"mode": clean(c.mode)})  # type: ignore[index]
+        return kept[1]
     profit_mult = terms[1]
     key = (id(parts), profit_mult)
     hit = cache.get(key)
@@ -568,7 +598,9 @@ def _inputs_prefix(params: Params, c: _TrailCfg, parts: _Parts,
     return prefix
 
 
-def _prefix_cache(p: Params) -> dict[tuple[int, float], tuple[object, dict[str, object]]]:
+def _prefix_cache(p: Params) -> dict[tuple[int, float] | str,
+                                     tuple[object, dict[str, object]]]:
+    """{(id(parts), profit multiplier) or a non-adaptive mode: (parts, the prefix)}."""
     return {}
 
 
