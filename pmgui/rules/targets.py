@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Priority, Reason
-from pmgui.domain.models import Action
+from pmgui.domain.models import Action, Indicators
 from pmgui.rules.common import (
     FLAG_BOOKED_1,
     FLAG_BOOKED_2,
@@ -150,6 +150,17 @@ def _dynamic_tp_params(p: Params) -> tuple[float, float, float, float, float, fl
             p.f("dynamic_tp.rsi_low"))
 
 
+def _base_inputs(ind: Indicators, tp: float, progress: float, freeze: float,
+                 levels: tuple[float | None, float | None], age_hours: float,
+                 stale_hours: float, p: Params) -> dict[str, object]:
+    """What every dynamic TP change records; gathered only for a change that acts (the
+    extension is often capped by a level and does not)."""
+    return {"tp": tp, "progress": progress, "freeze_progress": freeze,
+            "momentum": ind.momentum, "trend": ind.trend, "rsi": ind.rsi,
+            "timeframe": str(p["dynamic_tp.timeframe"]), "resistance": levels[0],
+            "support": levels[1], "age_hours": age_hours, "stale_hours": stale_hours}
+
+
 def dynamic_tp(ctx: Ctx) -> list[Action]:
     pos = ctx.pos
     tp = pos.tp
@@ -188,10 +199,7 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     age_hours = ctx.age / 3600.0
     stale_hours = p.f("dynamic_tp.stale_hours")
     stale = ge(age_hours, stale_hours)
-    base_inputs = {"tp": tp, "progress": progress, "freeze_progress": freeze,
-                   "momentum": ind.momentum, "trend": ind.trend, "rsi": ind.rsi,
-                   "timeframe": str(p["dynamic_tp.timeframe"]), "resistance": resistance,
-                   "support": support, "age_hours": age_hours, "stale_hours": stale_hours}
+
     mom = None if ind.momentum is None else ctx.dir * ind.momentum
     trend = None if ind.trend is None else ctx.dir * ind.trend
     strong = p.f("dynamic_tp.strong_momentum")
@@ -207,7 +215,9 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
         if (new_tp - tp) * ctx.dir >= gap and new_tp > 0:
             return [action(ctx, ActionType.MOVE_TP, Reason.DYNAMIC_TP, "dynamic_tp",
                            Priority.TP_ADJUST, tp=new_tp, flags=(FLAG_TP_EXTENDED,),
-                           inputs={**base_inputs, "change": "extend", "extend": ext,
+                           inputs={**_base_inputs(ind, tp, progress, freeze, (resistance, support),
+                                                   age_hours, stale_hours, p),
+                                   "change": "extend", "extend": ext,
                                    "capped_by_level": capped,
                                    "strong_momentum": strong, "min_trend": min_trend})]
     rsi = ind.rsi
@@ -229,7 +239,9 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
         if beyond_price and closer:
             return [action(ctx, ActionType.MOVE_TP, Reason.DYNAMIC_TP, "dynamic_tp",
                            Priority.TP_ADJUST, tp=new_tp, flags=(FLAG_TP_PULLED_IN,),
-                           inputs={**base_inputs, "change": "pull_in", "pull_in": cut,
+                           inputs={**_base_inputs(ind, tp, progress, freeze, (resistance, support),
+                                                   age_hours, stale_hours, p),
+                                   "change": "pull_in", "pull_in": cut,
                                    "at_level": at_level, "stretched": stretched,
                                    "last_change": ind.last_change,
                                    "stale": stale, "fade_momentum": fade, "rsi_high": hi,
