@@ -119,3 +119,14 @@ def test_money_functions_are_always_finite(entry, price, lev, fee, side):
 def test_roi_sign_matches_direction_without_fees(entry, price, lev, side):
     r = money.roi(side, entry, price, lev)
     assert math.copysign(1, r) == math.copysign(1, side.dir * (price - entry)) or r == 0
+
+
+@pytest.mark.parametrize("value, ok", [
+    (1.5, True), (math.nextafter(0.0, 1.0), True), (1e308, True), (3, True),
+    (0.0, False), (-0.0, False), (-2.5, False), (math.nan, False), (math.inf, False),
+    (-math.inf, False), (0, False), (-1, False), (True, False), (False, False),
+    (None, False), ("1.5", False)])
+def test_a_valid_price_is_a_finite_positive_number(value, ok):
+    """The float fast path and the general test agree: finite and strictly positive numbers
+    only (a bool is not a price)."""
+    assert money.valid_price(value) is ok

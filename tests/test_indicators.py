@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ta.momentum import RSIIndicator
 from ta.trend import EMAIndicator
 from ta.volatility import AverageTrueRange
@@ -24,6 +26,7 @@ from pmgui.indicators import (
     RollingExtreme,
     RollingMean,
 )
+from pmgui.indicators.indicator_set import _check_candle, _check_candle_fully
 
 DATA = Path(__file__).parent / "data"
 FILES = ["BTCUSD-1h-coinbase-2019-first1000.csv", "ETHUSD-1d-bitstamp.csv"]
@@ -234,3 +237,41 @@ def test_a_set_makes_its_indicators_with_the_first_candle_and_gives_the_same_val
         assert lazy.snapshot() == eager.snapshot()
         assert (lazy.count, lazy.last_ts, lazy.last_close) == (
             eager.count, eager.last_ts, eager.last_close)
+
+
+_ODD = st.one_of(st.sampled_from([0.0, -1.0, math.nan, math.inf, -math.inf, 2, True, 1e-300]),
+                 st.floats(allow_nan=True, allow_infinity=True))
+
+
+@st.composite
+def _candles(draw: st.DrawFn) -> tuple:
+    """A sound candle of floats, then maybe one field replaced by an odd value (wrong type,
+    not finite, not positive, or a price outside high/low)."""
+    prices = sorted(draw(st.lists(st.floats(1e-6, 1e6), min_size=4, max_size=4)))
+    low, high = prices[0], prices[3]
+    o, c = draw(st.permutations([prices[1], prices[2]]))
+    v = [draw(st.floats(-1e9, 1e9)), o, high, low, c, draw(st.floats(0.0, 1e9))]
+    which = draw(st.none() | st.integers(0, 5))
+    if which is not None:
+        v[which] = draw(_ODD)
+    return tuple(v)
+
+
+@given(_candles())
+@settings(max_examples=500, deadline=None)
+def test_the_quick_candle_check_accepts_exactly_what_the_full_one_accepts(v):
+    """`_check_candle` passes a candle of floats by one chained comparison; every candle —
+    floats, ints, bools, NaN, inf, negative, inconsistent high/low — is accepted by it
+    exactly when the full field-by-field check accepts it."""
+    c = Candle(*v)
+    try:
+        _check_candle_fully(c)
+        full = True
+    except ValidationError:
+        full = False
+    try:
+        _check_candle(c)
+        quick = True
+    except ValidationError:
+        quick = False
+    assert quick == full

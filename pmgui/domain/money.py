@@ -13,8 +13,15 @@ from pmgui.domain.models import Position
 
 
 def valid_price(p: float | None) -> bool:
-    """True for a finite, strictly positive number (seed 000 §4-5)."""
+    """True for a finite, strictly positive number (seed 000 §4-5). The usual float is
+    decided by one chained comparison (NaN fails it, as does inf): every tick of every
+    symbol passes here."""
+    if type(p) is float:
+        return 0.0 < p < _INF
     return isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
+
+
+_INF = math.inf
 
 
 def finite_or(value: float, default: float = 0.0) -> float:

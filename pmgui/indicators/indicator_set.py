@@ -63,6 +63,20 @@ class IndicatorSpec:
 
 
 def _check_candle(c: Candle) -> None:
+    o, h, low, close, vol, ts = c.open, c.high, c.low, c.close, c.volume, c.ts
+    if (type(o) is float and type(h) is float and type(low) is float
+            and type(close) is float and type(vol) is float and type(ts) is float
+            and 0.0 < low <= o <= h < _INF and low <= close <= h and low <= h
+            and 0.0 <= vol < _INF and -_INF < ts < _INF):
+        return  # the usual candle of floats, sound: what the checks below pass, at once
+    _check_candle_fully(c)
+
+
+_INF = math.inf
+
+
+def _check_candle_fully(c: Candle) -> None:
+    """`_check_candle` for any candle: ValidationError naming what is wrong."""
     fields = (("open", c.open), ("high", c.high), ("low", c.low), ("close", c.close))
     for name, v in fields:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
