@@ -26,6 +26,7 @@ from pmgui.domain.enums import (
 from pmgui.domain.slots import slot_constructor, slot_copier
 
 Scalar = float | int | str | bool | None
+_OPEN = PositionStatus.OPEN
 EMPTY: Mapping[str, Scalar] = MappingProxyType({})
 
 
@@ -165,7 +166,7 @@ class Position:
 
     @property
     def is_open(self) -> bool:
-        return self.status is PositionStatus.OPEN
+        return self.status is _OPEN  # a module constant: an enum member lookup costs ~0.1 µs
 
     def evolve(self, **changes: object) -> Position:
         """`dataclasses.replace(self, **changes)`, several times faster (it runs on every

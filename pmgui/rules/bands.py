@@ -463,7 +463,8 @@ def _momentum_loss(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     if peak < min_peak or peak <= 0:
         return
     b.fire_roi(-_INF, peak * full)
-    b.fire_roi(lo, min(hi, peak * band))
+    top = peak * band
+    b.fire_roi(lo, top if top < hi else hi)  # `min(hi, top)`
 
 
 def _fire_r(b: _Builder, pos: Position, risk: float, r_min: float) -> None:
