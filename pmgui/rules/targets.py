@@ -76,14 +76,17 @@ def _partial(ctx: Ctx, requested: float, reason: Reason, rule: str,
 
 def r_targets(ctx: Ctx) -> list[Action]:
     pos, p = ctx.pos, ctx.params
+    flags = pos.flags
+    if FLAG_TP1 in flags and FLAG_TP2 in flags:
+        return []  # both targets taken: nothing below can act, whatever R is
     r = money.position_r(pos, ctx.price)
     if r is None:
         return []
-    risk = money.risk_per_unit(pos.entry, pos.initial_sl)
     base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
     if FLAG_TP1 not in pos.flags:
         tp1_r = p.f("r_targets.tp1_r")
         if ge(r, tp1_r):
+            risk = money.risk_per_unit(pos.entry, pos.initial_sl)
             frac = p.f("r_targets.tp1_fraction")
             out = _partial(ctx, frac * base, Reason.TP1, "r_targets",
                            {"r": r, "tp1_r": tp1_r, "fraction": frac, "risk": risk,
@@ -98,6 +101,7 @@ def r_targets(ctx: Ctx) -> list[Action]:
     if FLAG_TP2 not in pos.flags:
         tp2_r = p.f("r_targets.tp2_r")
         if ge(r, tp2_r):
+            risk = money.risk_per_unit(pos.entry, pos.initial_sl)
             frac = p.f("r_targets.tp2_fraction")
             return _partial(ctx, frac * base, Reason.TP2, "r_targets",
                             {"r": r, "tp2_r": tp2_r, "fraction": frac, "risk": risk,
