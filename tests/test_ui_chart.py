@@ -645,6 +645,31 @@ def test_folding_waiting_ticks_is_the_same_as_one_tick_at_a_time(ticks, start, m
     assert (batch.version, batch.forming) == (one.version, one.forming)
 
 
+def test_ticks_of_symbols_not_shown_wait_without_their_events(qtbot):
+    """In a storm nearly every tick is of a symbol not shown; up to FOLD_AFTER of them per
+    symbol wait to be folded into its candles. They wait as numbers, not as the engine's
+    events: tens of thousands of live objects made every full garbage collection long, and
+    a collection holds the interpreter lock (the window stalled for as long). The candles
+    they fold into are the same as one tick at a time."""
+    import gc
+
+    from pmgui.engine.events import TickEvent
+
+    _eng, _win, chart, _mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    other = "ETH/USDT:USDT"
+    prices = [2000.0 + (i % 17) * 0.5 for i in range(200)]
+    for i, p in enumerate(prices):
+        chart.on_ticks([tick(other, p, T0 + i * 7.0)])
+    alive = [o for o in gc.get_objects() if isinstance(o, TickEvent) and o.symbol == other]
+    assert len(alive) <= 1  # the newest price of the symbol, nothing per waiting tick
+    assert chart.price_of(other) == prices[-1]
+    one = CandleSeries()
+    for i, p in enumerate(prices):
+        one.on_tick(p, T0 + i * 7.0)
+    folded = chart._series_of(other)
+    assert folded is not None and folded.candles == one.candles
+
+
 def test_the_title_follows_the_shown_positions_size_and_automation(qtbot):
     """The title is written only when what it says changed (it is asked at every live
     redraw): a new size, a pause, a new selection still reach it."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from array import array
 from collections.abc import Callable
 
 import pyqtgraph as pg
@@ -170,8 +171,12 @@ class ChartWidget(QWidget):
         self._market: Market | None = None
         self._series: dict[str, CandleSeries] = {}
         # ticks of the symbols not shown, folded into their series when it is asked for (a
-        # storm's other symbols cost an append per pump, not a candle update)
-        self._waiting: dict[str, list[TickEvent]] = {}
+        # storm's other symbols cost an append per pump, not a candle update). Kept as
+        # (price, ts) floats in an array, not as the TickEvents: up to FOLD_AFTER of them
+        # per symbol live for seconds, and as objects they were most of what a full garbage
+        # collection walked in a storm (tens of thousands; the collection holds the
+        # interpreter lock, so the window stalls for as long as it runs)
+        self._waiting: dict[str, array] = {}
         self._last: dict[str, TickEvent] = {}
         self._markers: dict[str, list[tuple[float, float, ActionTaken, str]]] = {}
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
@@ -593,10 +598,11 @@ class ChartWidget(QWidget):
                 continue
             waiting = waiting_of.get(sym)
             if waiting is None:
-                waiting_of[sym] = [ev]
+                waiting_of[sym] = array("d", (p, ev.ts))
             else:
-                waiting.append(ev)
-                if len(waiting) >= FOLD_AFTER:
+                waiting.append(p)
+                waiting.append(ev.ts)
+                if len(waiting) >= 2 * FOLD_AFTER:
                     self._series_of(sym)
         if render:
             self._due.add("candles")
@@ -612,7 +618,7 @@ class ChartWidget(QWidget):
             series = self._series[symbol] = CandleSeries()
         if waiting:
             assert series is not None
-            series.fold([(ev.price, ev.ts) for ev in waiting])
+            series.fold(zip(waiting[0::2], waiting[1::2], strict=True))  # (price, ts) pairs
         return series
 
     def on_candles(self, ev: CandlesEvent) -> None:
