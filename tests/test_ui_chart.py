@@ -444,6 +444,33 @@ def test_marker_hover_explains_reason_and_inputs(qtbot):
     assert "highest high 40,761.0" in chart.vb.toolTip()
 
 
+def test_markers_keep_their_explanation_not_the_actions(qtbot):
+    """Markers are kept for every position all session (up to MAX_MARKERS each, shown when
+    it is selected): as plain values, not the actions. Actions are objects the garbage
+    collector walks at every full collection, and a collection holds the interpreter lock
+    (hundreds of thousands of them stalled the window for as long). The tooltip is the same."""
+    import gc
+
+    from pmgui.ui.chart_text import explain_action
+
+    _eng, _win, chart, _mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    other = "p-other"
+    evs = [ActionTaken(Action(ActionType.MOVE_SL, Reason.TRAILING, other, 2000.0 + i,
+                              sl=1900.0 + i, rule="trailing", ts=T0 + i,
+                              inputs={"atr": 12.5, "why": "trail"}), "ETH/USDT:USDT")
+           for i in range(50)]
+    tips = [explain_action(ev, None) for ev in evs]
+    chart.on_actions(evs)
+    del evs
+    gc.collect()
+    alive = [o for o in gc.get_objects()
+             if isinstance(o, ActionTaken) and o.action.position_id == other]
+    assert alive == []
+    stored = chart._markers[other]
+    assert len(stored) == 50 and not any(gc.is_tracked(m) for m in stored)
+    assert [chart._marker_tip(m[0], m[1], m[3:]) for m in stored] == tips
+
+
 # -- labels at 1024×700 ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("theme", ["dark", "light"])

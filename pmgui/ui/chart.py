@@ -30,6 +30,7 @@ import math
 from array import array
 from collections.abc import Callable
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -72,7 +73,13 @@ from pmgui.ui.chart_items import (
     stack_tags,
 )
 from pmgui.ui.chart_state import LineMachine, LineState, Verdict, verdict
-from pmgui.ui.chart_text import DRAGGABLE, crosshair_text, explain_action, tag_text
+from pmgui.ui.chart_text import (
+    DRAGGABLE,
+    action_facts,
+    crosshair_text,
+    explain_facts,
+    tag_text,
+)
 from pmgui.ui.fmt import fmt_price, fmt_qty
 from pmgui.ui.theme import Theme, make_theme
 
@@ -178,7 +185,10 @@ class ChartWidget(QWidget):
         # interpreter lock, so the window stalls for as long as it runs)
         self._waiting: dict[str, array] = {}
         self._last: dict[str, TickEvent] = {}
-        self._markers: dict[str, list[tuple[float, float, ActionTaken, str]]] = {}
+        # per position: (ts, price, glyph, *what the action was) in one flat tuple of plain
+        # values (chart_text.action_facts), not the event: a session's markers are many
+        # thousands, and the garbage collector stops tracking such a tuple
+        self._markers: dict[str, list[tuple[object, ...]]] = {}
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
         # live redraws (prices, actions of the shown position) at most every REDRAW_MS:
         # the first at once, the next when the interval is over (never a stale end state)
@@ -669,7 +679,7 @@ class ChartWidget(QWidget):
         lst = self._markers.get(a.position_id)
         if lst is None:
             lst = self._markers[a.position_id] = []
-        item = (ts, a.price, ev, _MARKER_SYMBOL.get(a.type, "o"))
+        item = (ts, a.price, _MARKER_SYMBOL.get(a.type, "o"), *action_facts(ev))
         if not lst or lst[-1][0] <= ts:
             lst.append(item)
         else:
@@ -682,7 +692,7 @@ class ChartWidget(QWidget):
         """The markers shown now as (x, y, tooltip) — for tests and accessibility."""
         pid = self.position_id
         pts = self._markers.get(pid, [])[-MAX_MARKERS:] if pid else []
-        return [(x, y, self._marker_tip(x, y, ev)) for x, y, ev, _s in pts]
+        return [(m[0], m[1], self._marker_tip(m[0], m[1], m[3:])) for m in pts]
 
     # -- proposals and commits (driven by the owner) -----------------------------------------
     def propose(self, kind: str, level: float) -> None:
@@ -1070,16 +1080,19 @@ class ChartWidget(QWidget):
         if not pts:
             self.markers.setData([], [])
             return
+        facts = np.empty(len(pts), dtype=object)  # one cell per marker (a list of tuples
+        for i, m in enumerate(pts):  # would be read as a 2-D array)
+            facts[i] = m[3:]
         self.markers.setData(
-            x=[x for x, *_ in pts], y=[y for _x, y, *_ in pts],
-            data=[ev for _x, _y, ev, _s in pts], symbol=[s for *_, s in pts],
+            x=[m[0] for m in pts], y=[m[1] for m in pts],
+            data=facts, symbol=[m[2] for m in pts],
             brush=pg.mkBrush(self._theme.marker), pen=pg.mkPen(self._theme.base))
 
     def _marker_tip(self, x: float, y: float, data: object) -> str:
         """A marker's explanation, written when it is asked for (hover), not per action."""
-        if isinstance(data, ActionTaken):
-            market = self._market if data.symbol == self.symbol else None
-            return explain_action(data, market)
+        if isinstance(data, tuple):  # ActionFacts
+            market = self._market if data[9] == self.symbol else None
+            return explain_facts(data, market)  # type: ignore[arg-type]
         return str(data)
 
     def _now_ts(self, symbol: str) -> float:

@@ -69,22 +69,47 @@ def crosshair_text(x: float, level: float, ctx: DragContext | None,
     return f"{when} · {fmt_price(level, market)} · {LINE_TITLES[kind]} here{tail}"
 
 
+# An action's explanation kept as plain values in one flat tuple: kind, reason, price, qty,
+# sl, tp, rule, detail, ok, symbol, then the inputs as name, value, name, value… A tuple of
+# strings, numbers and None is one the garbage collector stops tracking at the first
+# collection it lives through (a nested one takes a collection per level), where the action
+# itself is four objects it walks at every full collection. The chart keeps hundreds of
+# markers per position for a session.
+ActionFacts = tuple[object, ...]
+
+
+def action_facts(ev: ActionTaken) -> ActionFacts:
+    """What `explain_facts` says of `ev`, as plain values."""
+    a = ev.action
+    flat: list[object] = [a.type.value, a.reason.value, a.price, a.qty, a.sl, a.tp, a.rule,
+                          ev.detail, ev.ok, ev.symbol]
+    for kv in a.inputs.items():
+        flat.extend(kv)
+    return tuple(flat)
+
+
 def explain_action(ev: ActionTaken, market: Market | None) -> str:
     """A marker's tooltip: reason and what was done, the price and rule, the inputs."""
-    a = ev.action
-    head = f"{a.reason.value.replace('_', ' ')} · {a.type.value.replace('_', ' ')}"
-    if a.type is ActionType.MOVE_SL and a.sl is not None:
-        head += f" → {fmt_price(a.sl, market)}"
-    elif a.type is ActionType.MOVE_TP and a.tp is not None:
-        head += f" → {fmt_price(a.tp, market)}"
-    elif a.qty is not None:
-        head += f" {fmt_qty(a.qty, market)}"
-    lines = [head, f"at {fmt_price(a.price, market)}" + (f" · rule {a.rule}" if a.rule else "")]
-    if a.inputs:
-        lines.append(inputs_text(a.inputs, market))
-    if ev.detail:
-        lines.append(ev.detail)
-    if not ev.ok:
+    return explain_facts(action_facts(ev), market)
+
+
+def explain_facts(facts: ActionFacts, market: Market | None) -> str:
+    """`explain_action` of the action these facts were taken from."""
+    kind, reason, price, qty, sl, tp, rule, detail, ok, _symbol = facts[:10]
+    inputs = dict(zip(facts[10::2], facts[11::2], strict=True))
+    head = f"{reason.replace('_', ' ')} · {kind.replace('_', ' ')}"
+    if kind == ActionType.MOVE_SL and sl is not None:
+        head += f" → {fmt_price(sl, market)}"
+    elif kind == ActionType.MOVE_TP and tp is not None:
+        head += f" → {fmt_price(tp, market)}"
+    elif qty is not None:
+        head += f" {fmt_qty(qty, market)}"
+    lines = [head, f"at {fmt_price(price, market)}" + (f" · rule {rule}" if rule else "")]
+    if inputs:
+        lines.append(inputs_text(inputs, market))
+    if detail:
+        lines.append(detail)
+    if not ok:
         lines.append("FAILED")
     return "\n".join(lines)
 
