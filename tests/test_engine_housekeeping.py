@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -206,4 +207,34 @@ async def test_a_pass_over_the_book_reads_each_positions_own_params(tmp_path: Pa
     before = [e for e in h.events if isinstance(e, ErrorEvent)]
     await h.engine._refresh_stale_prices()  # reads them (the price is fresh: nothing told)
     assert [e for e in h.events if isinstance(e, ErrorEvent)] == before
+    await h.engine.shutdown()
+
+
+async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The close booked from the venue's stop fill and its log line commit together, and
+    the close is told only once both are on disk: a log line that cannot be written leaves
+    no closed position on disk without it (restart reconciles it from the venue)."""
+    from pmgui.domain.errors import StoreError
+    from pmgui.engine.events import ActionTaken
+    from pmgui.store.db import Store
+
+    h = Harness(tmp_path / "x.db", [])
+    await h.engine.start()
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
+    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                                 tp=61_000.0))
+    pid = res.position_id
+    assert any(o.role is OrderRole.STOP_LOSS for o in h.engine.book.runtime(pid).resting())
+
+    def refuse(*_a, **_k):
+        raise StoreError("disk full (test)")
+
+    monkeypatch.setattr(h.store, "record_action", refuse)
+    told = len(h.of(ActionTaken))
+    with pytest.raises(StoreError):
+        await h.paper.deliver(Tick(SYMBOL, 58_000.0, T0 + 1), h.engine)
+    with Store.open(tmp_path / "x.db", readonly=True) as reader:
+        assert reader.load_position(pid).status is PositionStatus.OPEN  # not half-booked
+    assert len(h.of(ActionTaken)) == told  # nothing told that is not on disk
     await h.engine.shutdown()

@@ -758,12 +758,16 @@ class EngineCore:
             pos = pos.evolve(status=PositionStatus.CLOSED, closed_at=now, exit_price=price,
                              exit_reason=reason)
             # booked from the venue's fill: the venue can tell it again (reconciliation), so
-            # it is committed without waiting for a sync (a killed process loses nothing)
-            with self.store.relaxed():
+            # it is committed without waiting for a sync (a killed process loses nothing);
+            # the closed position and its log line in one commit, published once committed
+            note = None
+            with self.store.relaxed(), self.store.transaction():
                 self.set_position(pos)
                 if order.role in PROTECTIVE or liquidation \
                         or order.reason == Reason.RECONCILE.value:
-                    self._note_external_close(pos, order, q, price, reason)
+                    note = self._note_external_close(pos, order, q, price, reason)
+            if note is not None:
+                self.outbox.publish(note)
             await self.finish_close(pos)
         else:
             self.set_position(pos)
@@ -780,15 +784,16 @@ class EngineCore:
         return order.reason or Reason.MANUAL.value
 
     def _note_external_close(self, pos: Position, order: Order, qty: float, price: float,
-                             reason: str) -> None:
-        """A close the exchange carried out (protective order, liquidation): log it too."""
+                             reason: str) -> ActionTaken:
+        """A close the exchange carried out (protective order, liquidation): log it too.
+        Returns the event, published by the caller once the log line is committed."""
         action = Action(ActionType.CLOSE, Reason(reason), pos.id, price, qty=qty,
                         sl=pos.sl, tp=pos.tp, rule="exchange", ts=self.clock(),
                         inputs=frozen_map({"order": order.client_id, "price": price}))
         self.store.record_action(action, symbol=pos.symbol)
         market = self.market.market(pos.symbol)
-        self.outbox.publish(ActionTaken(action, pos.symbol, True, f"filled "
-                                        f"{plain_qty(qty, market)} @ {plain_price(price, market)}"))
+        return ActionTaken(action, pos.symbol, True, f"filled "
+                           f"{plain_qty(qty, market)} @ {plain_price(price, market)}")
 
     async def finish_close(self, pos: Position) -> None:
         """Closed: cancel what protected it, publish, forget."""
