@@ -942,7 +942,9 @@ class ChartWidget(QWidget):
         self._update_tf_buttons(series)
         sec = max(TIMEFRAMES[self.timeframe], series.base)
         cs = series.view(sec, MAX_SHOWN)
-        key = (sym, sec, series.version, len(cs))
+        # (forming is part of the key: a tick that extends the engine's last completed candle
+        # makes it forming with no new version; drawn again as completed it showed twice)
+        key = (sym, sec, series.version, len(cs), series.forming)
         if series.forming and cs:
             head, tail = cs[:-1], cs[-1:]
         else:
