@@ -132,6 +132,28 @@ def test_gui_check_refuses_a_window_that_did_not_show_the_storm():
             shown(**kw).check()
 
 
+def test_gui_stalls_less_the_hosts_share_are_the_gaps_less_the_cpu_waits():
+    """On a shared machine most of a long heartbeat gap can be the GUI thread waiting for a
+    CPU another process has: the bench reports the gaps (the rows) and, beside them, the gaps
+    less those waits (the process's own share), never instead of them."""
+    import sys
+
+    from pmgui.bench.gui import GuiResult, cpu_wait
+
+    r = GuiResult("w", rows=1, gaps=[0.005, 0.200, 0.060, 0.030],
+                  waits=[0.0, 0.170, 0.001, 0.030])
+    assert r.own_gaps == pytest.approx([0.005, 0.030, 0.059, 0.0])
+    assert r.max_stall == 0.200 and r.stalls_over(0.05) == 2  # the rows: unchanged
+    assert r.host_share() == {"stall_max_less_cpu_wait_ms": 59.0,
+                              "stalls_over_50ms_less_cpu_wait": 1,
+                              "longest_stall_cpu_wait_ms": 170.0}
+    assert GuiResult("w", rows=1, gaps=[0.1]).host_share() == {}  # waits unknown
+    if sys.platform.startswith("linux"):
+        a = cpu_wait()
+        b = cpu_wait()
+        assert a is not None and b is not None and 0.0 <= a <= b
+
+
 def test_gui_baseline_is_vnpy_position_monitor(qtbot):
     """The baseline does what vn.py's PositionMonitor does per event: one queued signal, the
     table re-sorted after each event, only the `update` columns set again, PnL coloured by
