@@ -501,19 +501,3 @@ def test_building_the_chart_takes_the_long_lived_objects_out_of_the_collector(qt
     assert gc.get_freeze_count() > before
     assert not any(o is probe for o in gc.get_objects())
     gc.unfreeze()  # other tests start from an unfrozen heap
-
-
-def test_the_window_lets_no_thread_hold_the_interpreter_long(qtbot):
-    """The window shares the interpreter with the engine's thread: each Python call the GUI
-    thread makes from Qt's loop waits for the lock, up to Python's switch interval (5 ms by
-    default) while the engine is busy. The window bounds that wait to 1 ms."""
-    import sys
-
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.005)  # Python's default, whatever ran before
-    try:
-        win = MainWindow(EngineDouble(), clock=lambda: 0.0, start=False)
-        qtbot.addWidget(win)
-        assert sys.getswitchinterval() <= 0.001
-    finally:
-        sys.setswitchinterval(before)

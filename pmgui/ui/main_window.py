@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,24 +114,6 @@ def _is_emergency(reason: str | None) -> bool:
 
 
 
-# How long a thread may hold the interpreter lock while another waits for it, s (Python's
-# default is 5 ms, made for throughput). The window shares the interpreter with the engine's
-# manager thread. Every Python call the GUI thread makes from Qt's event loop (a timer slot,
-# a pyqtgraph item painting) takes the lock anew, and while the engine is busy in a storm each
-# of them waited up to the whole interval: in the GUI storm the GUI thread spent more of its
-# long gaps waiting for the lock than running. 1 ms bounds that wait (and the engine's wait
-# behind a GUI slot) for a few per cent more switching. Paired GUI storms, 20 s: stalls over
-# 50 ms per 10 s 39/34/30 → 18/24/20, displayed price p99 87/89/89 → 61/66/58 ms.
-SWITCH_INTERVAL = 0.001
-
-
-def _share_the_interpreter() -> None:
-    """The window's process runs the GUI and (usually) the engine in one interpreter:
-    `SWITCH_INTERVAL` lets neither keep the other waiting for the lock for long."""
-    if sys.getswitchinterval() > SWITCH_INTERVAL:
-        sys.setswitchinterval(SWITCH_INTERVAL)
-
-
 def _freeze_long_lived() -> None:
     """The chart is built: pyqtgraph, numpy and the chart's items are imported and made now
     and live as long as the window. `gc.freeze()` takes everything that exists out of the
@@ -155,7 +136,6 @@ class MainWindow(QMainWindow):
                  qsettings: QSettings | None = None, parent: QWidget | None = None,
                  defer_chart: bool = False) -> None:
         super().__init__(parent)
-        _share_the_interpreter()
         self.setObjectName("mainWindow")
         self.setWindowTitle(f"pmgui — {engine.exchange_id}")
         self.engine = engine
