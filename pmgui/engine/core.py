@@ -361,10 +361,14 @@ class EngineCore:
 
     async def _on_position_tick(self, rt: PositionRuntime, tick: Tick) -> None:
         pos = rt.position
-        if not pos.is_open or self.book.runtime(rt.id) is not rt:
+        if not pos.is_open or self.book.runtime(pos.id) is not rt:
             return
         params = rt.params if rt.params is not None else self.params(pos)
-        info = self.rule_info(params)
+        if rt.info_params is params:
+            info: _RuleInfo = rt.info  # type: ignore[assignment]
+        else:
+            info = rt.info = self.rule_info(params)
+            rt.info_params = params
         now = self.clock()
         ts = tick.ts
         # price_is_usable, its common case first (the price was validated by market.on_tick)

@@ -1,0 +1,59 @@
+"""The quiet tick path's caches follow what they were derived from: the book's runtimes per
+symbol follow every add and remove, a position's rule info follows its Params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pmgui.domain.enums import PositionStatus, Side
+from pmgui.domain.models import Position, Tick
+from pmgui.engine import commands as cmd
+from pmgui.engine.runtime import PositionBook, PositionRuntime
+from tests.engine_support import SYMBOL, Harness
+
+T0 = 1_700_000_000.0
+
+
+def _rt(pid: str, symbol: str = SYMBOL) -> PositionRuntime:
+    pos = Position(pid, symbol, Side.LONG, 100.0, 1.0, 1.0, 100.0, T0,
+                   status=PositionStatus.OPEN)
+    return PositionRuntime(pos, {})
+
+
+def test_for_symbol_follows_every_add_and_remove() -> None:
+    """A tick walks `for_symbol`: a position added or removed after an earlier tick asked is
+    in (out of) the next answer, and other symbols are not disturbed."""
+    book = PositionBook()
+    assert book.for_symbol(SYMBOL) == ()
+    a = book.add(_rt("A"))
+    assert book.for_symbol(SYMBOL) == (a,)
+    b = book.add(_rt("B"))
+    other = book.add(_rt("C", "ETH/USDT:USDT"))
+    assert book.for_symbol(SYMBOL) == (a, b)
+    assert book.for_symbol("ETH/USDT:USDT") == (other,)
+    walked = book.for_symbol(SYMBOL)
+    book.remove("A")
+    assert walked == (a, b)  # a walk in progress keeps its snapshot
+    assert book.for_symbol(SYMBOL) == (b,)
+    book.remove("B")
+    assert book.for_symbol(SYMBOL) == ()
+    assert book.for_symbol("ETH/USDT:USDT") == (other,)
+
+
+async def test_the_tick_path_reads_the_rule_info_of_the_positions_current_params(
+        tmp_path: Path) -> None:
+    """A preset change gives the position new Params: the next tick judges staleness (and
+    reads frames and indicators) by the new ones, not by what the previous Params said."""
+    h = Harness(tmp_path / "x.db", [])
+    await h.engine.start()
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
+    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                                 tp=61_000.0))
+    rt = h.engine.book.runtime(res.position_id)
+    assert rt is not None
+    await h.paper.deliver(Tick(SYMBOL, 60_010.0, T0 + 1), h.engine)
+    assert rt.info is not None and rt.info.max_age == 5.0  # type: ignore[attr-defined]
+    await h.engine.handle(cmd.SetPreset(rt.id, "manual", {"price.max_age": 2.0}))
+    await h.paper.deliver(Tick(SYMBOL, 60_020.0, T0 + 2), h.engine)
+    assert rt.info.max_age == 2.0  # type: ignore[union-attr]
+    assert rt.info == h.engine.rule_info(h.engine.params(rt.position))
