@@ -191,7 +191,8 @@ def time_to_flat(n: int = 50) -> tuple[float, float]:
 # without them (the bare baseline) is ready at its first frame. The application itself
 # runs exactly as `python -m pmgui ARGS` would.
 _PAINT_PROBE = """
-import json, os, sys, time
+import faulthandler, json, os, sys, time
+faulthandler.enable()  # a crash of the spawned window says where, in the bench's error
 from PySide6 import QtWidgets
 from PySide6.QtCore import QEvent, QObject, QTimer
 
@@ -285,7 +286,7 @@ def first_paint(runs: int = 3) -> Startup:
         lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
         if out.returncode != 0 or not lines:
             raise AssertionError(f"first paint: no painted window (exit {out.returncode}): "
-                                 f"{out.stderr[-800:]}")
+                                 f"{out.stderr[-3000:]}")
         times = json.loads(lines[-1])
         if not t0 < times["paint"] <= times["ready"]:
             raise AssertionError(f"first paint: times out of order: {times} (spawn {t0})")
