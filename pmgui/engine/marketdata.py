@@ -142,7 +142,18 @@ class MarketData:
         if prev is not None and tick.ts < prev.ts:
             return False  # out of order: never let an older price replace a newer one
         self.last[symbol] = tick
-        self._update_forming(tick)
+        # `_update_forming`'s common case inline (a tick inside the candle it builds)
+        cur = self._forming.get(symbol)
+        ts, price = tick.ts, tick.price
+        if cur.__class__ is _Forming and ts - (ts % self.settings.candle_timeframe) <= cur.ts:
+            if price > cur.high:
+                cur.high = price
+            if price < cur.low:
+                cur.low = price
+            cur.close = price
+            cur.volume += tick.volume
+        else:
+            self._update_forming(tick)
         if symbol in self._builders_of:
             self._frames_tick(tick)
         if self._held is not None:

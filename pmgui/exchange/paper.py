@@ -565,7 +565,7 @@ class PaperExchange:
         updates = self._on_tick(event)
         for u in updates:
             await sink.on_order_update(u)
-        if self._wants(event.symbol):
+        if not self._subscribed or self._wants(event.symbol):  # `_wants`' common case first
             await sink.on_tick(event)
 
     async def flush(self, sink: ExchangeSink) -> None:
@@ -617,8 +617,13 @@ class PaperExchange:
         if calm is None:
             calm = self._calm[tick.symbol] = self._calm_band(tick.symbol)
         if calm[0] < price < calm[1]:  # nothing can trigger: no matching
-            self._charge_funding(tick.ts if not self.realtime else self.now())
-            self._commit(raise_errors=False)
+            # most ticks: no funding boundary and nothing to commit, tested here rather
+            # than by two calls that return at once
+            now = tick.ts if not self.realtime else self.now()
+            if not now < self._funding_due:  # (a NaN clock charges as `_charge_funding` does)
+                self._charge_funding(now)
+            if self._dirty.any():
+                self._commit(raise_errors=False)
             self._write_prices()
             return []
         updates: list[OrderUpdate] = []
