@@ -473,8 +473,13 @@ class EngineCore:
         rt.indicator_due = tick  # the chart's line, computed when next published
         if rt.protect_dirty and self.protector.due(rt, now):
             return True
-        self._maybe_persist(rt, now)
-        self._publish_mark(rt)
+        if rt.position is not rt.saved:  # `_maybe_persist`'s own first test, without the call
+            self._maybe_persist(rt, now)
+        marks = self._marks  # `_publish_mark` inline: a held batch keeps the runtime
+        if marks is not None:
+            marks[rt.id] = rt
+        else:
+            self.publish_position(rt)
         return False
 
     def indicator_of(self, rt: PositionRuntime) -> object | None:
