@@ -132,3 +132,35 @@ def test_a_started_engine_leaves_full_collections_rare():
         gc.unfreeze()  # other tests start from an unfrozen heap and the usual thresholds
         gc.set_threshold(*thresholds)
         del kept
+
+
+def test_the_forming_candle_is_built_from_ticks_and_takes_over_the_venues_own():
+    """The forming candle the chart shows: opened by the first tick of a bucket (its volume
+    that tick's alone), extended in place by the ticks inside it, restarted by a later bucket;
+    a forming candle the venue sent is taken over and extended, never replaced."""
+    from pmgui.domain.models import Candle, Tick
+    from pmgui.engine.marketdata import MarketData
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings
+
+    md = MarketData(Outbox(), EngineSettings(candle_timeframe=60.0), lambda: 0.0)
+
+    def forming() -> Candle:
+        md.publish_candles("BTC")
+        (ev,) = [e for e in md.outbox.drain() if getattr(e, "symbol", None) == "BTC"
+                 and hasattr(e, "candles")]
+        return ev.candles[-1]
+
+    assert md.on_tick(Tick("BTC", 100.0, 120.5, 2.0))
+    assert forming() == Candle(120.0, 100.0, 100.0, 100.0, 100.0, 2.0)
+    for price, ts, vol in ((103.0, 130.0, 1.0), (98.0, 150.0, 0.5), (101.0, 179.9, 0.25)):
+        assert md.on_tick(Tick("BTC", price, ts, vol))
+    assert forming() == Candle(120.0, 100.0, 103.0, 98.0, 101.0, 3.75)
+    assert md.on_tick(Tick("BTC", 99.0, 180.0, 4.0))  # a later bucket starts a new candle
+    assert forming() == Candle(180.0, 99.0, 99.0, 99.0, 99.0, 4.0)
+
+    md.on_candle("BTC", Candle(240.0, 95.0, 97.0, 94.0, 96.0, 10.0), False)  # the venue's
+    assert md.on_tick(Tick("BTC", 98.0, 250.0, 1.0))
+    assert forming() == Candle(240.0, 95.0, 98.0, 94.0, 98.0, 11.0)
+    assert md.on_tick(Tick("BTC", 93.0, 260.0, 1.0))
+    assert forming() == Candle(240.0, 95.0, 98.0, 93.0, 93.0, 12.0)

@@ -142,18 +142,18 @@ class MarketData:
         if prev is not None and tick.ts < prev.ts:
             return False  # out of order: never let an older price replace a newer one
         self.last[symbol] = tick
-        # `_update_forming`'s common case inline (a tick inside the candle it builds)
+        # the forming candle, extended in place (most ticks fall inside the candle it builds;
+        # `_forming_for` only when a new one starts or the venue's own is taken over)
         cur = self._forming.get(symbol)
         ts, price = tick.ts, tick.price
-        if cur.__class__ is _Forming and ts - (ts % self.settings.candle_timeframe) <= cur.ts:
-            if price > cur.high:
-                cur.high = price
-            if price < cur.low:
-                cur.low = price
-            cur.close = price
-            cur.volume += tick.volume
-        else:
-            self._update_forming(tick)
+        if cur.__class__ is not _Forming or ts - (ts % self.settings.candle_timeframe) > cur.ts:
+            cur = self._forming_for(tick, cur)
+        if price > cur.high:
+            cur.high = price
+        if price < cur.low:
+            cur.low = price
+        cur.close = price
+        cur.volume += tick.volume
         if symbol in self._builders_of:
             self._frames_tick(tick)
         if self._held is not None:
@@ -216,24 +216,20 @@ class MarketData:
                       timeframe: str = STREAM) -> IndicatorSet:
         return self.series(symbol, timeframe).indicator_set(spec)
 
-    def _update_forming(self, tick: Tick) -> None:
+    def _forming_for(self, tick: Tick, cur: Candle | _Forming | None) -> _Forming:
+        """The mutable candle `tick` extends: a new one (empty volume, opened at its price)
+        when `tick` starts a later bucket than `cur` (or there is none), else `cur` itself,
+        copied into a `_Forming` if it is the venue's own forming candle."""
         tf = self.settings.candle_timeframe
-        ts, price = tick.ts, tick.price
-        bucket = ts - (ts % tf)
-        cur = self._forming.get(tick.symbol)
+        bucket = tick.ts - (tick.ts % tf)
         if cur is None or bucket > cur.ts:
-            self._forming[tick.symbol] = _Forming(bucket, price, price, price, price,
-                                                  tick.volume)
-            return
-        if not isinstance(cur, _Forming):  # the venue's own forming candle
+            p = tick.price
+            new = self._forming[tick.symbol] = _Forming(bucket, p, p, p, p, 0.0)
+            return new
+        if not isinstance(cur, _Forming):
             cur = self._forming[tick.symbol] = _Forming(cur.ts, cur.open, cur.high, cur.low,
                                                         cur.close, cur.volume)
-        if price > cur.high:
-            cur.high = price
-        if price < cur.low:
-            cur.low = price
-        cur.close = price
-        cur.volume += tick.volume
+        return cur
 
     def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         if not closed:
