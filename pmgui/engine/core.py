@@ -475,11 +475,7 @@ class EngineCore:
             return True
         if rt.position is not rt.saved:  # `_maybe_persist`'s own first test, without the call
             self._maybe_persist(rt, now)
-        marks = self._marks  # `_publish_mark` inline: a held batch keeps the runtime
-        if marks is not None:
-            marks[rt.id] = rt
-        else:
-            self.publish_position(rt)
+        self._publish_mark(rt)
         return False
 
     def indicator_of(self, rt: PositionRuntime) -> object | None:
