@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import pytest
 
@@ -190,15 +191,28 @@ def test_gui_baseline_is_vnpy_position_monitor(qtbot):
 
 @pytest.mark.parametrize("preset", ["manual", "guardian"])
 def test_replay_marginal_replays_n_and_2n_ticks_on_an_open_position(preset):
-    from pmgui.bench.rules import replay_marginal
+    from pmgui.bench.rules import marginal_rate, replay_marginal
 
-    per_s, a, b = replay_marginal(preset, 300, pairs=3)
-    # the reported pair is a real pair of the same path: n and 2n ticks, the position
-    # still open at the end (replay_cpu refuses a closed one), the longer run costs more
-    assert (a.ticks, b.ticks) == (300, 600)
-    assert a.preset == b.preset == preset
-    assert b.actions >= a.actions
-    assert per_s > 0
+    m = replay_marginal(preset, 300, pairs=3)
+    # three real pairs of the same path: n and 2n ticks, the position still open at the end
+    # of each (replay_cpu refuses a closed one); the figure is the one of its own runs
+    assert (m.preset, m.n) == (preset, 300)
+    assert len(m.cpu_n) == len(m.cpu_2n) == 3
+    assert all(c > 0 for c in m.cpu_n + m.cpu_2n)
+    assert m.per_s == marginal_rate(300, m.cpu_n, m.cpu_2n) > 0
+    assert len(m.pair_rates) == 3
+
+
+def test_marginal_rate_is_n_over_the_least_cpu_of_each_size():
+    from pmgui.bench.rules import ReplayMarginal, marginal_rate
+
+    # the machine only adds CPU time to a run: the least of each size, not one pair's
+    # difference (here the pairs give 100/0.5, 100/1.0, 100/0.3)
+    assert marginal_rate(100, [1.0, 0.6, 1.2], [1.5, 1.6, 1.5]) == pytest.approx(100 / 0.9)
+    assert marginal_rate(100, [1.0], [0.9]) == math.inf  # no extra cost: not a figure
+    m = ReplayMarginal("manual", 100, (1.0, 0.6, 1.2), (1.5, 1.6, 1.5), 0)
+    assert m.pair_rates == pytest.approx((200.0, 100.0, 100 / 0.3))
+    assert m.per_s == pytest.approx(100 / 0.9)
 
 
 def test_storm_order_goes_there_and_back():
