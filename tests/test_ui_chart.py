@@ -733,3 +733,36 @@ def test_the_title_follows_the_shown_positions_size_and_automation(qtbot):
     win.bridge.flush_now()
     assert chart.title.text().endswith("‖ automation paused")
     assert chart.title.toolTip() == chart.title.text()
+
+
+def test_a_live_redraw_is_painted_before_the_pump_returns(qtbot):
+    """Each call Qt makes into Python on the GUI thread first takes the interpreter lock,
+    which in a storm the engine's thread holds for up to the 5 ms switch interval at a time.
+    A live redraw used to leave the scene's pass over its dirty items (each moved line and
+    tag asked for its bounds) and the paint to the event loop: a dozen such calls, each
+    waiting its turn (the GUI bench's 90 ms stalls). They run inside the bridge's pump now:
+    the new price is painted when the pump returns, and no paint of it is left to the event
+    loop."""
+    from PySide6.QtCore import QObject
+
+    eng, win, chart, _mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    painted: list[float | None] = []
+
+    class Paints(QObject):
+        def eventFilter(self, _obj, ev) -> bool:
+            if ev.type() == QEvent.Type.Paint:
+                painted.append(chart.line("last").value())
+            return False
+
+    probe = Paints()
+    chart.plot.viewport().installEventFilter(probe)
+    QApplication.processEvents()
+    chart._cooldown.stop()  # the next live change redraws at once, not after the interval
+    painted.clear()
+    eng.outbox.publish(tick(POS.symbol, 40_600.0, T0 + 5))
+    win.bridge.pump()
+    assert painted and painted[-1] == 40_600.0  # on screen when the pump returns
+    n = len(painted)
+    QApplication.processEvents()
+    assert len(painted) == n  # nothing of it left to the event loop
+    chart.plot.viewport().removeEventFilter(probe)
