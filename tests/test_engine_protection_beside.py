@@ -68,3 +68,55 @@ async def test_a_trailing_move_is_re_placed_beside_the_stream(db_path):
     await engine.protector.settle_background()
     assert await _stops(paper, A) == [pytest.approx(moved)]  # new first, then the old cancelled
     await engine.shutdown()
+
+
+async def test_a_re_placement_beside_the_stream_lets_due_ticks_in_between_its_venue_calls(
+        db_path):
+    """Each venue call of a re-placement is a commit or two of CPU: a tick that is due
+    meanwhile (here B's, streaming all along) is taken between placing the new stop and
+    cancelling the old one, not only once the whole re-placement is done."""
+    store = Store.open(db_path)
+    paper = PaperExchange({A: _market(A), B: _market(B)}, None, realtime=True, db=store.db,
+                          balance=1e9)
+    settings = EngineSettings(default_preset="manual", protect_throttle=0.0,
+                              overrides={"trailing.enabled": True, "trailing.mode": "fixed",
+                                         "trailing.distance": 0.01})
+    engine = EngineCore(paper, store, Outbox(), settings)
+    await engine.start()
+    for s in (A, B):
+        await paper.deliver(Tick(s, 100.0, time.time()), engine)
+        await engine.handle(cmd.OpenPosition(s, Side.LONG, 1.0, 5, sl=95.0, tp=150.0))
+    await paper.deliver(Tick(B, 99.9, time.time()), engine)  # B's stop trails to 99 once
+    await engine.protector.settle_background()
+    seen: list[str] = []
+    create, cancel = paper.create_order, paper.cancel_order
+
+    async def logged_create(req):
+        seen.append(f"create {req.symbol} {req.role.value}")
+        return await create(req)
+
+    async def logged_cancel(order):
+        seen.append(f"cancel {order.symbol} {order.role.value}")
+        return await cancel(order)
+
+    paper.create_order = logged_create  # type: ignore[method-assign]
+    paper.cancel_order = logged_cancel  # type: ignore[method-assign]
+    streaming = True
+
+    async def stream_b() -> None:  # under B's best price: its stop stays
+        while streaming:
+            await paper.deliver(Tick(B, 99.9, time.time()), engine)
+            seen.append("tick B")
+            await asyncio.sleep(0)
+
+    stream = asyncio.create_task(stream_b())
+    await paper.deliver(Tick(A, 104.0, time.time()), engine)  # A's trailing stop moves
+    await engine.protector.settle_background()
+    streaming = False
+    await stream
+    calls = [e for e in seen if e != "tick B"]
+    assert calls == [f"create {A} stop_loss", f"cancel {A} stop_loss"]
+    placed, cancelled = seen.index(calls[0]), seen.index(calls[1])
+    assert "tick B" in seen[placed:cancelled]
+    assert await _stops(paper, A) == [pytest.approx(104.0 * 0.99)]
+    await engine.shutdown()

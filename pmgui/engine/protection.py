@@ -50,6 +50,17 @@ def tranche_ids(order: Order) -> tuple[str, ...]:
 PROTECTIVE = (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
 
 
+async def let_due_work_first() -> None:
+    """Hand the loop over until everything that is due now has run: the ticks whose socket
+    or timer is ready, a stop's fill on its way to being booked. One `sleep(0)` only lets
+    what is already queued go first (this task's continuation would still run before the
+    events of the next poll); the second puts it behind them. Work that can wait — a
+    re-placement beside the stream, whose old order protects meanwhile — calls it between
+    its venue calls, so a tick due meanwhile waits for one of them, not for all."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 class Protector:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
@@ -236,7 +247,7 @@ class Protector:
             if not rt.is_open or core.book.runtime(rt.id) is not rt:
                 return
             try:
-                await self._replace(rt)
+                await self._replace(rt, beside=True)
             except PmguiError as exc:
                 rt.protect_dirty = True  # the housekeeping pass tries again
                 core.outbox.publish(ErrorEvent(f"{rt.symbol}: protective orders not "
@@ -259,17 +270,24 @@ class Protector:
         if rest:
             await asyncio.gather(*rest, return_exceptions=True)
 
-    async def _replace(self, rt: PositionRuntime) -> None:
+    async def _replace(self, rt: PositionRuntime, beside: bool = False) -> None:
+        """SL, then TP. `beside` (a re-placement beside the stream): the loop is handed over
+        between the venue calls (`let_due_work_first`), each a commit or two of CPU."""
         caps = self.core.exchange.capabilities
         if self.tranche_orders(rt):
             await self._sync_tranches(rt, OrderRole.STOP_LOSS, OrderType.STOP_MARKET)
+            if beside:
+                await let_due_work_first()
             if rt.is_open and caps.take_profit_orders:
                 await self._sync_tranches(rt, OrderRole.TAKE_PROFIT,
                                           OrderType.TAKE_PROFIT_MARKET)
             return
-        await self._sync_one(rt, OrderRole.STOP_LOSS, OrderType.STOP_MARKET)
+        await self._sync_one(rt, OrderRole.STOP_LOSS, OrderType.STOP_MARKET, beside)
+        if beside:
+            await let_due_work_first()
         if rt.is_open and caps.take_profit_orders:
-            await self._sync_one(rt, OrderRole.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET)
+            await self._sync_one(rt, OrderRole.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET,
+                                 beside)
 
     async def _sync_tranches(self, rt: PositionRuntime, role: OrderRole,
                              otype: OrderType) -> None:
@@ -352,7 +370,10 @@ class Protector:
         if 0 < budget < float("inf"):
             self._tokens -= 1.0
 
-    async def _sync_one(self, rt: PositionRuntime, role: OrderRole, otype: OrderType) -> None:
+    async def _sync_one(self, rt: PositionRuntime, role: OrderRole, otype: OrderType,
+                        beside: bool = False) -> None:
+        """Place the order of `role` at the position's level if none covers it, then cancel
+        the ones it replaces (with `beside`, the loop handed over in between)."""
         core = self.core
         pos = rt.position
         level = pos.sl if role is OrderRole.STOP_LOSS else pos.tp
@@ -414,6 +435,8 @@ class Protector:
                 return
             if rt.protect_failing.pop(role, None) is not None:
                 log.info("%s: %s order placed after earlier failures", pos.symbol, role.value)
+            if beside and current:
+                await let_due_work_first()  # the new order protects; the cancel can wait
         for o in current:
             await self.cancel_quietly(rt, o)
 
