@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from pathlib import Path
@@ -237,4 +238,42 @@ async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path
     with Store.open(tmp_path / "x.db", readonly=True) as reader:
         assert reader.load_position(pid).status is PositionStatus.OPEN  # not half-booked
     assert len(h.of(ActionTaken)) == told  # nothing told that is not on disk
+    await h.engine.shutdown()
+
+
+async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path) -> None:
+    """Publishing the stale snapshots and re-summing the account are each a pass over the
+    whole book: the ticks due after the first are taken before the second starts."""
+    h = Harness(tmp_path / "x.db", [])
+    await h.engine.start()
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
+    await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                           tp=61_000.0))
+    seen: list[str] = []
+    publish_all, refresh_account = h.engine.publish_all, h.engine.refresh_account
+
+    def logged_publish_all(*a, **k) -> None:
+        seen.append("snapshots")
+        publish_all(*a, **k)
+
+    async def logged_refresh_account(*a, **k) -> None:
+        seen.append("account")
+        await refresh_account(*a, **k)
+
+    h.engine.publish_all = logged_publish_all  # type: ignore[method-assign]
+    h.engine.refresh_account = logged_refresh_account  # type: ignore[method-assign]
+    h.engine._account_due = True  # a close since the last refresh
+    passing = True
+
+    async def ticks() -> None:
+        while passing:
+            seen.append("tick")
+            await asyncio.sleep(0)
+
+    stream = asyncio.create_task(ticks())
+    await h.engine.periodic()
+    passing = False
+    await stream
+    first, then = seen.index("snapshots"), seen.index("account")
+    assert "tick" in seen[first:then]
     await h.engine.shutdown()

@@ -80,6 +80,7 @@ from pmgui.engine.events import (
 from pmgui.engine.funding import FundingSync
 from pmgui.engine.ids import new_client_id
 from pmgui.engine.ledger import EPS, OrderLedger
+from pmgui.engine.loop import let_due_work_first
 from pmgui.engine.manual import ManualCommands
 from pmgui.engine.marketdata import MarketData
 from pmgui.engine.outbox import Outbox
@@ -1016,30 +1017,32 @@ class EngineCore:
 
     async def periodic(self) -> None:
         """Housekeeping the manager thread runs every few seconds. Incremental: it hands the
-        loop back between its parts and every `HOUSEKEEPING_SLICE` positions, so a pass over
-        a large book never holds up the ticks behind it for milliseconds at a time."""
+        loop over (`let_due_work_first`: the ticks due meanwhile go first) between its parts
+        and every `HOUSEKEEPING_SLICE` positions, so a pass over a large book never holds up
+        the ticks behind it for milliseconds at a time."""
         await self._refresh_stale_prices()
-        await asyncio.sleep(0)
+        await let_due_work_first()
         await self.reconciler.resolve_pending()
         await self._cancel_orphans()
-        await asyncio.sleep(0)
+        await let_due_work_first()
         self.entries.prune()
         self.publish_all(max_age=1.0)  # staleness and ages move on without ticks
         if self._account_due:
+            await let_due_work_first()  # the account sums the whole book: a part of its own
             await self.refresh_account(funding=False)
         for i, rt in enumerate(self.book.runtimes(), 1):
             if rt.protect_dirty and self.protector.due(rt, self.clock()):
                 async with rt.lock:
                     await self.protector.sync(rt, settle=True)
             if i % HOUSEKEEPING_SLICE == 0:
-                await asyncio.sleep(0)
+                await let_due_work_first()
         for i, rt in enumerate(self.book.runtimes(), 1):
             self._maybe_persist(rt)
             if i % HOUSEKEEPING_SLICE == 0:
-                await asyncio.sleep(0)
+                await let_due_work_first()
         # what waits behind, a chunk at a time with the ticks in between (not one long commit)
         while self.store.flush_behind(self.settings.write_behind):
-            await asyncio.sleep(0)
+            await let_due_work_first()
 
     async def _cancel_orphans(self) -> None:
         """Protective orders whose position is no longer open (their cancel failed, or the

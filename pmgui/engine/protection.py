@@ -27,6 +27,7 @@ from pmgui.domain.models import Action, Order, OrderRequest, Position, frozen_ma
 from pmgui.engine.commands import ProtectionOutcome
 from pmgui.engine.events import ErrorEvent
 from pmgui.engine.ids import new_client_id
+from pmgui.engine.loop import let_due_work_first
 from pmgui.engine.runtime import PositionRuntime
 from pmgui.exchange.retry import OrderStatusUnknown
 from pmgui.rules.tranches import ProtectiveOrder, protective_orders
@@ -48,17 +49,6 @@ def tranche_ids(order: Order) -> tuple[str, ...]:
         return ()
     return tuple(x for x in reason.split(TRANCHES_TAG, 1)[1].split(",") if x)
 PROTECTIVE = (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
-
-
-async def let_due_work_first() -> None:
-    """Hand the loop over until everything that is due now has run: the ticks whose socket
-    or timer is ready, a stop's fill on its way to being booked. One `sleep(0)` only lets
-    what is already queued go first (this task's continuation would still run before the
-    events of the next poll); the second puts it behind them. Work that can wait — a
-    re-placement beside the stream, whose old order protects meanwhile — calls it between
-    its venue calls, so a tick due meanwhile waits for one of them, not for all."""
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
 
 
 class Protector:
