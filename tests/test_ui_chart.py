@@ -766,3 +766,51 @@ def test_a_live_redraw_is_painted_before_the_pump_returns(qtbot):
     QApplication.processEvents()
     assert len(painted) == n  # nothing of it left to the event loop
     chart.plot.viewport().removeEventFilter(probe)
+
+
+def test_actions_during_the_forming_candle_do_not_move_the_time_range(qtbot):
+    """A marker counts in the auto-range, and an action falls anywhere in the forming
+    candle's minute, past its drawn body: each one widened the time range, and a new range
+    lays the whole chart out again (the date axis's labels, every item), ~9 times in 4 s
+    of the GUI storm. The candles' time bounds reach the end of the last one's period, so
+    the forming minute's markers are inside them (and on screen)."""
+    from tests.ui_doubles import action
+
+    eng, win, chart, _mouse = auto_ranged(qtbot)  # forming candle: T0's minute
+    chart.vb.updateAutoRange()  # (settled: the view's final size)
+    QApplication.processEvents()
+    x_range = chart.vb.viewRange()[0]
+    for i, dt in enumerate((40.0, 50.0, 59.0)):
+        eng.outbox.publish(action(POS.id, POS.symbol, ts=T0 + dt, sl=39_100.0 + i))
+        win.bridge.flush_now()
+        chart.vb.updateAutoRange()
+        QApplication.processEvents()
+        assert chart.vb.viewRange()[0] == x_range
+    xs = [x for x, _y, _tip in chart.marker_points()]
+    assert len(xs) == 3 and all(x_range[0] < x < x_range[1] for x in xs)
+
+
+def test_with_no_history_the_forming_minutes_markers_are_on_screen(qtbot):
+    """Markers do not count in the auto-range (each new one moved it); with no history the
+    range is the forming candle's alone, and it covers that candle's whole minute, so an
+    action late in the minute is still shown."""
+    from tests.ui_doubles import action
+
+    eng = EngineDouble()
+    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
+                     settings=UiSettings())
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    eng.outbox.publish(snapshot(POS, 40_500.0))
+    eng.outbox.publish(tick(POS.symbol, 40_500.0, T0))
+    eng.outbox.publish(action(POS.id, POS.symbol, ts=T0 + 50, sl=39_100.0))
+    win.bridge.flush_now()
+    chart = win.chart
+    chart.vb.updateAutoRange()
+    QApplication.processEvents()
+    assert chart.vb.autoRangeEnabled()[0] and not chart.candle_item.candles
+    (x0, x1), _ = chart.vb.viewRange()
+    ((x, _y, _tip),) = chart.marker_points()
+    assert x0 < x == T0 + 50 < x1

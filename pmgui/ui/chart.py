@@ -309,7 +309,10 @@ class ChartWidget(QWidget):
                                           pxMode=True)
         self.markers.setZValue(30)
         self.markers.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        self.plot.addItem(self.markers)
+        # not in the auto-range: each new marker moved it (a new range lays the whole chart
+        # out again, the date axis's labels, every item); they sit on the candles' prices,
+        # and the candles' time range covers the forming candle's whole period
+        self.plot.addItem(self.markers, ignoreBounds=True)
         # crosshair
         self.cross_v = pg.InfiniteLine(angle=90, movable=False)
         self.cross_h = pg.InfiniteLine(angle=0, movable=False)
