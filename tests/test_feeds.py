@@ -9,6 +9,8 @@ import random
 import statistics
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Tick
@@ -21,6 +23,7 @@ from pmgui.exchange.feeds import (
     RandomWalkFeed,
     ReplayFeed,
     _Walker,
+    bucket_start,
     bundled_data,
     bundled_feed,
 )
@@ -79,6 +82,29 @@ def test_aggregator_timeframe_and_validation():
     assert agg.add(Tick(BTC, 3, 300)) == CandleClosed(BTC, Candle(0, 1, 2, 1, 2))
     with pytest.raises(ValidationError, match="timeframe"):
         CandleAggregator(0)
+
+
+@given(tf=st.sampled_from([0.1, 1 / 3, 1.0, 60.0, 300.0, 86_400.0]),
+       start=st.floats(0.0, 2e9), steps=st.lists(
+           st.tuples(st.sampled_from([0.0, 1e-7, 0.05, 0.5, 1.0, 59.999, 60.0, 3600.0]),
+                     st.integers(1, 9)), min_size=1, max_size=60))
+def test_aggregator_cuts_where_bucket_start_does(tf, start, steps):
+    """A tick opens a new candle exactly when `bucket_start` says its bucket is later (the
+    aggregator compares ts / timeframe with the next bucket's index instead): the candles
+    are those of grouping the ticks by `bucket_start`, on exact boundaries too."""
+    ticks, ts = [], start
+    for gap, price in steps:
+        ts += gap
+        ticks.append(Tick(BTC, float(price), ts))
+    ticks.append(Tick(BTC, 5.0, bucket_start(ts, tf) + tf))  # exactly the next boundary
+    agg = CandleAggregator(tf)
+    got = [c.candle for c in (agg.add(t) for t in ticks) if c is not None]
+    got += [c.candle for c in agg.flush()]
+    want = []
+    for b, group in itertools.groupby(ticks, key=lambda t: bucket_start(t.ts, tf)):
+        ps = [t.price for t in group]
+        want.append(Candle(b, ps[0], max(ps), min(ps), ps[-1], 0.0))
+    assert got == want
 
 
 def test_replay_is_deterministic_through_the_paper_exchange():

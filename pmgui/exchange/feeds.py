@@ -80,17 +80,20 @@ class CandleAggregator:
             raise ValidationError(f"timeframe must be a positive number of seconds "
                                   f"(got {timeframe!r})", field="timeframe")
         self.timeframe = float(timeframe)
-        # per symbol the forming candle as [ts, open, high, low, close, volume] (mutable:
-        # a tick updates it in place; a Candle is built when it completes)
+        # per symbol the forming candle as [ts, open, high, low, close, volume, k + 1] with
+        # ts = k · timeframe (mutable: a tick updates it in place; a Candle is built when it
+        # completes). A tick opens a later bucket when floor(tick.ts / timeframe) > k, that
+        # is tick.ts / timeframe >= k + 1: one division per tick, not `bucket_start`'s floor.
         self._open: dict[str, list[float]] = {}
 
     def add(self, tick: Tick) -> CandleClosed | None:
         price = tick.price
-        start = bucket_start(tick.ts, self.timeframe)
         cur = self._open.get(tick.symbol)
-        if cur is None or start > cur[0]:
-            self._open[tick.symbol] = [start, price, price, price, price, tick.volume]
-            return None if cur is None else CandleClosed(tick.symbol, Candle(*cur))
+        if cur is None or tick.ts / self.timeframe >= cur[6]:
+            k = math.floor(tick.ts / self.timeframe)  # `bucket_start`, with its k kept
+            self._open[tick.symbol] = [k * self.timeframe, price, price, price, price,
+                                       tick.volume, k + 1.0]
+            return None if cur is None else CandleClosed(tick.symbol, Candle(*cur[:6]))
         if price > cur[2]:
             cur[2] = price
         if price < cur[3]:
@@ -102,11 +105,11 @@ class CandleAggregator:
     def current(self, symbol: str) -> Candle | None:
         """The forming (incomplete) candle, for display only."""
         cur = self._open.get(symbol)
-        return Candle(*cur) if cur is not None else None
+        return Candle(*cur[:6]) if cur is not None else None
 
     def flush(self) -> list[CandleClosed]:
         """Close every forming candle (end of data)."""
-        out = [CandleClosed(s, Candle(*c)) for s, c in self._open.items()]
+        out = [CandleClosed(s, Candle(*c[:6])) for s, c in self._open.items()]
         self._open.clear()
         return out
 
