@@ -101,6 +101,7 @@ _PRICE_WRITE_INTERVAL = 1.0  # seconds of wall time between price writes
 _PRICE_CHUNK = 128
 _PRICE_PACE = 4.0
 _MAX_CANDLES = 5000
+_NO_UPDATES: tuple[OrderUpdate, ...] = ()  # a calm tick's (not a new list per tick)
 
 _TIMEFRAMES = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -534,7 +535,7 @@ class PaperExchange:
             n_ticks = 0
             for ev in self.feed.events():
                 await self.deliver(ev, sink)
-                if isinstance(ev, Tick):
+                if ev.__class__ is Tick:  # (a feed's events are exactly these two classes)
                     n_ticks += 1
                     if self.realtime:
                         if n_ticks % step == 0:
@@ -555,7 +556,7 @@ class PaperExchange:
             self._ensure_loaded()
         if self._pending:
             await self._flush(sink)
-        if isinstance(event, CandleClosed):
+        if event.__class__ is CandleClosed:
             self._record_candle(event.symbol, event.candle)
             if self._wants(event.symbol):
                 await sink.on_candle(event.symbol, event.candle, True)
@@ -607,25 +608,29 @@ class PaperExchange:
 
     # --- matching --------------------------------------------------------------------------
 
-    def _on_tick(self, tick: Tick) -> list[OrderUpdate]:
+    def _on_tick(self, tick: Tick) -> Sequence[OrderUpdate]:
         self._last[tick.symbol] = tick
         self._prices_dirty.add(tick.symbol)
-        if not self.realtime:
-            self._sim_ts = tick.ts if self._sim_ts is None else max(self._sim_ts, tick.ts)
+        if not self.realtime:  # the clock is the newest tick's time (`max`: ~10x the cost)
+            sim = self._sim_ts
+            if sim is None or tick.ts > sim:
+                self._sim_ts = tick.ts
         price = tick.price
         calm = self._calm.get(tick.symbol)
         if calm is None:
             calm = self._calm[tick.symbol] = self._calm_band(tick.symbol)
         if calm[0] < price < calm[1]:  # nothing can trigger: no matching
             # most ticks: no funding boundary and nothing to commit, tested here rather
-            # than by two calls that return at once
+            # than by calls that return at once
             now = tick.ts if not self.realtime else self.now()
             if not now < self._funding_due:  # (a NaN clock charges as `_charge_funding` does)
                 self._charge_funding(now)
-            if self._dirty.any():
-                self._commit(raise_errors=False)
-            self._write_prices()
-            return []
+            if self.db is not None:  # without one (a replay) a commit only forgets what
+                # changed, which the next command's commit does as well
+                if self._dirty.any():
+                    self._commit(raise_errors=False)
+                self._write_prices()
+            return _NO_UPDATES
         updates: list[OrderUpdate] = []
         # Liquidation first: a gap through both a stop and the liquidation price liquidates
         # (the loss of an isolated position never exceeds its margin); its stops are canceled.
