@@ -560,9 +560,12 @@ class ChartWidget(QWidget):
         self._update_title()
 
     def _redraw_soon(self) -> None:
+        """The first live redraw on the event loop's next turn, as a call of its own: not
+        inside the bridge's pump that brought the change, whose other work (the table, the
+        log) would hold the GUI thread in one stretch with it."""
         if not self._due or self._cooldown.isActive():
             return
-        self._live_redraw()
+        self._cooldown.start(0)
 
     def _after_cooldown(self) -> None:
         if self._due:
@@ -571,7 +574,7 @@ class ChartWidget(QWidget):
     def _live_redraw(self) -> None:
         self.redraw_now()
         self._paint_now()
-        self._cooldown.start()
+        self._cooldown.start(REDRAW_MS)
 
     def redraw_now(self) -> None:
         """Draw what the live updates changed (the owner calls it when flushed)."""
