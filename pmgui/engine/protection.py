@@ -51,6 +51,13 @@ def tranche_ids(order: Order) -> tuple[str, ...]:
 PROTECTIVE = (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
 
 
+def _same(orders: tuple[Order, ...], live: dict[str, Order]) -> bool:
+    """`live` holds exactly the order objects `orders` lists, in that order (a changed order
+    is a new object: orders are immutable)."""
+    return len(orders) == len(live) and all(a is b for a, b in zip(orders, live.values(),
+                                                                   strict=False))
+
+
 class Protector:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
@@ -323,12 +330,23 @@ class Protector:
 
     def _worth_replacing(self, rt: PositionRuntime) -> bool:
         """A rule's move re-places the exchange order only when an order is missing or its
-        level is at least `protect_min_step` of the price away."""
+        level is at least `protect_min_step` of the price away.
+
+        A trailing position asks on every tick until the housekeeping pass settles it, and
+        the answer is mostly the same "no": it is kept (`rt.not_worth`) and given again with
+        one comparison while the position, the market, the settings and the live orders are
+        the same objects — the step is re-computed from the tick's price, as below."""
         core = self.core
         pos = rt.position
         market = core.market.market(pos.symbol)
         price = core.market.price(pos.symbol) or pos.entry
-        step = max(core.settings.protect_min_step * price, market.tick_size / 2)
+        settings = core.settings
+        step = max(settings.protect_min_step * price, market.tick_size / 2)
+        memo = rt.not_worth
+        if memo is not None and memo[0] is pos and memo[1] is market \
+                and memo[2] is settings and memo[4] < step and _same(memo[3], rt.orders):
+            return False
+        farthest = 0.0
         for role in PROTECTIVE:
             if role is OrderRole.TAKE_PROFIT and not core.exchange.capabilities.take_profit_orders:
                 continue
@@ -344,6 +362,8 @@ class Protector:
             if o is None or o.trigger_price is None or abs(o.amount - pos.qty) > \
                     market.amount_step / 2 or abs(o.trigger_price - level) >= step:
                 return True
+            farthest = max(farthest, abs(o.trigger_price - level))
+        rt.not_worth = (pos, market, settings, tuple(rt.orders.values()), farthest)
         return False
 
     def _token_ready(self, now: float) -> bool:

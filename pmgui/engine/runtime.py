@@ -52,6 +52,10 @@ class PositionRuntime:
     # keyed by id(params) (one dict lookup and tuple unpacking fewer per tick).
     info: object | None = None
     info_params: Params | None = None
+    # `Protector._worth_replacing`'s last "no": (position, market, settings, the live orders,
+    # the largest distance of an order's trigger from its level). It holds while those are
+    # the same objects and that distance stays under the step, which grows with the price.
+    not_worth: tuple | None = None
 
     @property
     def id(self) -> str:
