@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -356,7 +355,7 @@ class EngineCore:
 
     def _publish_mark(self, rt: PositionRuntime) -> None:
         if self._marks is not None:
-            self._marks[rt.id] = rt
+            self._marks[rt.position.id] = rt  # `rt.id` without the property call
         else:
             self.publish_position(rt)
 
@@ -372,9 +371,10 @@ class EngineCore:
             rt.info_params = params
         now = self.clock()
         ts = tick.ts
-        # price_is_usable, its common case first (the price was validated by market.on_tick)
-        if not (ts.__class__ is float and now - ts <= info.max_age and math.isfinite(ts)
-                and math.isfinite(now)) \
+        # price_is_usable, its common case first (the price was validated by market.on_tick;
+        # x - x == 0.0: x is finite, math.isfinite's answer for these floats without a call)
+        if not (ts.__class__ is float and now - ts <= info.max_age and ts - ts == 0.0
+                and now - now == 0.0) \
                 and not price_is_usable(tick.price, ts, now, info.max_age):
             self._publish_mark(rt)
             return
