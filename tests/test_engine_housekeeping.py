@@ -252,9 +252,9 @@ async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path)
     seen: list[str] = []
     publish_all, refresh_account = h.engine.publish_all, h.engine.refresh_account
 
-    def logged_publish_all(*a, **k) -> None:
+    async def logged_publish_all(*a, **k) -> None:
+        await publish_all(*a, **k)
         seen.append("snapshots")
-        publish_all(*a, **k)
 
     async def logged_refresh_account(*a, **k) -> None:
         seen.append("account")
@@ -277,3 +277,41 @@ async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path)
     first, then = seen.index("snapshots"), seen.index("account")
     assert "tick" in seen[first:then]
     await h.engine.shutdown()
+
+
+async def test_publishing_everything_lets_ticks_in_between_its_scans(tmp_path: Path) -> None:
+    """The positions, the working entries (a scan of the live orders) and the connection
+    (a scan of every symbol's last tick) are each a step of their own."""
+    h = Harness(tmp_path / "x.db", [])
+    await h.engine.start()
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
+    await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                           tp=61_000.0))
+    seen: list[str] = []
+    engine = h.engine
+
+    def logged(name: str, f):
+        def call(*a, **k) -> None:
+            seen.append(name)
+            f(*a, **k)
+        return call
+
+    for obj, name in ((engine, "publish_position"), (engine.entries, "publish"),
+                      (engine, "publish_connection")):
+        setattr(obj, name, logged(name, getattr(obj, name)))
+    passing = True
+
+    async def ticks() -> None:
+        while passing:
+            seen.append("tick")
+            await asyncio.sleep(0)
+
+    stream = asyncio.create_task(ticks())
+    await engine.publish_all()
+    passing = False
+    await stream
+    steps = [e for e in seen if e != "tick"]
+    assert steps == ["publish_position", "publish", "publish_connection"]
+    at = [seen.index(e) for e in steps]
+    assert "tick" in seen[at[0]:at[1]] and "tick" in seen[at[1]:at[2]]
+    await engine.shutdown()

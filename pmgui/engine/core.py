@@ -983,13 +983,16 @@ class EngineCore:
             rt.published_stale = snap.stale
             self.outbox.publish(snap)
 
-    def publish_all(self, max_age: float = 0.0) -> None:
+    async def publish_all(self, max_age: float = 0.0) -> None:
         """Publish every position (with `max_age`: those not published for that long whose
         snapshot moved with the clock alone — its price became stale —; a tick publishes its
-        own positions anyway, the window counts ages itself)."""
+        own positions anyway, the window counts ages itself), then the working entries and
+        the connection. A pass over the book: the loop is handed over every
+        `HOUSEKEEPING_SLICE` positions and before each of the other two (each a scan of its
+        own: the live orders, every symbol's last tick)."""
         now = self.clock()
         last = self.market.last
-        for rt in self.book.runtimes():
+        for i, rt in enumerate(self.book.runtimes(), 1):
             if not max_age:
                 self.publish_position(rt)
             elif now - rt.published_at >= max_age:
@@ -998,7 +1001,11 @@ class EngineCore:
                     self._params_of(rt)).max_age
                 if stale is not rt.published_stale:
                     self.publish_position(rt)
+            if i % HOUSEKEEPING_SLICE == 0:
+                await let_due_work_first()
+        await let_due_work_first()
         self.entries.publish()
+        await let_due_work_first()
         self.publish_connection()
 
     async def refresh_account(self, funding: bool = True) -> None:
@@ -1026,7 +1033,7 @@ class EngineCore:
         await self._cancel_orphans()
         await let_due_work_first()
         self.entries.prune()
-        self.publish_all(max_age=1.0)  # staleness and ages move on without ticks
+        await self.publish_all(max_age=1.0)  # staleness and ages move on without ticks
         if self._account_due:
             await let_due_work_first()  # the account sums the whole book: a part of its own
             await self.refresh_account(funding=False)
