@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QMetaObject, QObject, QPoint, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QGraphicsItem,
@@ -89,7 +89,6 @@ __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 MAX_MARKERS = 500
 REDRAW_MS = 100  # live redraws of the chart: at most 10 a second
-DIRTY_PASS = "_q_processDirtyItems"  # QGraphicsScene's slot that finds what moved (_paint_now)
 FOLD_AFTER = 256  # ticks of a symbol not shown waiting before they are folded into its candles
 _MARKER_SYMBOL = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
                   ActionType.REDUCE: "t", ActionType.MOVE_SL: "d", ActionType.MOVE_TP: "d"}
@@ -250,8 +249,6 @@ class ChartWidget(QWidget):
         self.plot = pg.PlotWidget(viewBox=SteadyViewBox(),
                                   axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setObjectName("chartPlot")
-        meta = self.plot.scene().metaObject()  # (see _paint_now)
-        self._dirty_pass = DIRTY_PASS if meta.indexOfSlot(f"{DIRTY_PASS}()") >= 0 else ""
         self.plot.setAccessibleName("Price chart with entry, stop-loss and take-profit lines")
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
@@ -562,19 +559,17 @@ class ChartWidget(QWidget):
     def _redraw_soon(self) -> None:
         """The first live redraw on the event loop's next turn, as a call of its own: not
         inside the bridge's pump that brought the change, whose other work (the table, the
-        log) would hold the GUI thread in one stretch with it."""
+        log) would hold the interpreter lock in one stretch with it. In a storm the engine's
+        thread takes the lock from a stretch held past the switch interval (5 ms), and the
+        GUI thread then waits to get it back; short stretches are rarely cut."""
         if not self._due or self._cooldown.isActive():
             return
         self._cooldown.start(0)
 
     def _after_cooldown(self) -> None:
         if self._due:
-            self._live_redraw()
-
-    def _live_redraw(self) -> None:
-        self.redraw_now()
-        self._paint_now()
-        self._cooldown.start(REDRAW_MS)
+            self.redraw_now()
+            self._cooldown.start(REDRAW_MS)
 
     def redraw_now(self) -> None:
         """Draw what the live updates changed (the owner calls it when flushed)."""
@@ -597,29 +592,6 @@ class ChartWidget(QWidget):
             wanted, self._layout_wanted = self._layout_wanted, None
         if wanted:
             self._layout_tags()
-
-    def _paint_now(self) -> None:
-        """Bring the plot's changes on screen now, inside this call, not from the event loop.
-
-        Why: every call Qt makes into Python on the GUI thread (an item's boundingRect or
-        paint, the view's paintEvent) must first take the interpreter lock, and while the
-        engine's thread runs Python it gets it only after the switch interval (5 ms) or
-        later. Left to the event loop, a live redraw came back as a dozen such calls — the
-        scene's pass over its dirty items asks each moved line and tag for its bounds, then
-        paints what they cover — each waiting its turn: a redraw in a busy market stalled
-        the window for tens of milliseconds. Run here, that pass (and the paint it ends
-        with) runs under the lock this call already holds: one wait per redraw.
-
-        The pass is QGraphicsScene's own queued slot, invoked directly (it is in the scene's
-        meta-object, under that name since Qt 4.6); where a Qt lacks it, the event loop
-        runs it as before."""
-        if not self._dirty_pass or not self.plot.isVisible():
-            return
-        scene = self.plot.scene()
-        # what pyqtgraph does at the start of each paint (the views' pending auto-range): if
-        # it moved the range there, every item would be dirty again for one more round
-        scene.prepareForPaint()
-        QMetaObject.invokeMethod(scene, self._dirty_pass, Qt.ConnectionType.DirectConnection)
 
     def on_ticks(self, evs: list[TickEvent]) -> None:
         """The newest price of each symbol (one list per bridge pump): every symbol's series
