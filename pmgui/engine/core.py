@@ -125,12 +125,14 @@ class EngineCore:
     def __init__(self, exchange: Exchange, store: Store, outbox: Outbox,
                  settings: EngineSettings | None = None,
                  clock: Callable[[], float] | None = None,
-                 demo: Iterable[DemoPosition] = ()) -> None:
+                 demo: Iterable[DemoPosition] = (),
+                 client_ids: Callable[[], str] = new_client_id) -> None:
         self.exchange = exchange
         self.store = store
         self.outbox = outbox
         self.settings = settings or EngineSettings()
         self.clock = clock or time.time
+        self.new_client_id = client_ids  # every order's client id comes from here
         self._demo = tuple(demo)
         self._demo_pending: dict[str, DemoPosition] = {}
         self.book = PositionBook()
@@ -894,7 +896,7 @@ class EngineCore:
         if qty <= 0:
             raise ValidationError(f"nothing to close in {pos.symbol}")
         flags = action.flags if action else frozenset()
-        req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, OrderType.MARKET,
+        req = OrderRequest(self.new_client_id(), pos.symbol, pos.side.close_side, OrderType.MARKET,
                            qty, reduce_only=True, position_id=pos.id, role=OrderRole.REDUCE,
                            reason=str(getattr(reason, "value", reason)))
         if flags:
@@ -925,7 +927,7 @@ class EngineCore:
             raise ValidationError(f"add of {action.qty:g} is below the minimum size")
         # Flags first: an add is attempted once even if the order is rejected (seed 001).
         self.set_position(pos.evolve(flags=pos.flags | action.flags))
-        req = OrderRequest(new_client_id(), pos.symbol, pos.side.open_side,
+        req = OrderRequest(self.new_client_id(), pos.symbol, pos.side.open_side,
                            OrderType.LIMIT if action.limit else OrderType.MARKET, qty,
                            price=market.round_price(action.price) if action.limit else None,
                            position_id=pos.id, role=OrderRole.ADD, reason=action.reason.value)

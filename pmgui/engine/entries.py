@@ -37,7 +37,7 @@ from pmgui.domain.validation import (
 )
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken, OrderSnapshot
-from pmgui.engine.ids import new_client_id, new_position_id
+from pmgui.engine.ids import new_position_id
 from pmgui.engine.protection import PROTECTIVE
 from pmgui.engine.runtime import PositionRuntime
 from pmgui.rules.params import resolve_params
@@ -131,7 +131,7 @@ class RestingEntries:
         core.exchange.subscribe([c.symbol])
         pid = new_position_id(c.symbol, c.side.value, core.clock())
         otype = ENTRY_TYPES[kind]
-        req = OrderRequest(new_client_id(), c.symbol, c.side.open_side, otype, qty,
+        req = OrderRequest(core.new_client_id(), c.symbol, c.side.open_side, otype, qty,
                            price=price if otype is OrderType.LIMIT else None,
                            trigger_price=price if otype is OrderType.STOP_MARKET else None,
                            position_id=pid, role=OrderRole.ENTRY, reason=f"open {kind}")

@@ -28,7 +28,7 @@ from pmgui.domain.numbers import plain_price, plain_qty
 from pmgui.domain.validation import validate_amount, validate_new_position, validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken, ErrorEvent
-from pmgui.engine.ids import new_client_id, new_position_id
+from pmgui.engine.ids import new_position_id
 from pmgui.engine.ledger import EPS
 from pmgui.engine.protection import PROTECTIVE
 from pmgui.engine.runtime import PositionRuntime
@@ -293,8 +293,9 @@ class ManualCommands:
         self.core.exchange.subscribe([c.symbol])
         now = self.core.clock()
         pid = new_position_id(c.symbol, c.side.value, now)
-        req = OrderRequest(new_client_id(), c.symbol, c.side.open_side, OrderType.MARKET, qty,
-                           position_id=None, role=OrderRole.ENTRY, reason="open")
+        req = OrderRequest(self.core.new_client_id(), c.symbol, c.side.open_side,
+                           OrderType.MARKET, qty, position_id=None, role=OrderRole.ENTRY,
+                           reason="open")
         self.core.reconciler.opening.add((c.symbol, c.side))
         try:
             await self.core.ledger.journal_synced(req)  # synced off the loop, then sent

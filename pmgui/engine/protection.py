@@ -26,7 +26,6 @@ from pmgui.domain.errors import ExchangeError, OrderWouldTriggerImmediately, Pmg
 from pmgui.domain.models import Action, Order, OrderRequest, Position, frozen_map
 from pmgui.engine.commands import ProtectionOutcome
 from pmgui.engine.events import ErrorEvent
-from pmgui.engine.ids import new_client_id
 from pmgui.engine.loop import let_due_work_first
 from pmgui.engine.runtime import PositionRuntime
 from pmgui.exchange.retry import OrderStatusUnknown
@@ -303,7 +302,7 @@ class Protector:
         for w, m in zip(wanted, matched, strict=True):
             if m is not None:
                 continue
-            req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, otype, w.qty,
+            req = OrderRequest(core.new_client_id(), pos.symbol, pos.side.close_side, otype, w.qty,
                                trigger_price=w.trigger, reduce_only=True, position_id=pos.id,
                                role=role, reason=role.value + TRANCHES_TAG
                                + ",".join(w.tranche_ids))
@@ -408,8 +407,8 @@ class Protector:
                     if o is not keep[0]:
                         await self.cancel_quietly(rt, o)
                 return
-            req = OrderRequest(new_client_id(), pos.symbol, pos.side.close_side, otype, pos.qty,
-                               trigger_price=trigger, reduce_only=True, position_id=pos.id,
+            req = OrderRequest(core.new_client_id(), pos.symbol, pos.side.close_side, otype,
+                               pos.qty, trigger_price=trigger, reduce_only=True, position_id=pos.id,
                                role=role, reason=role.value, trigger_ref=self.trigger_ref(pos))
             try:
                 await core.place(req)

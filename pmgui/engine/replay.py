@@ -32,6 +32,7 @@ from pmgui.domain.models import Market, Position, Scalar, Tick
 from pmgui.domain.timeframes import describe, seconds
 from pmgui.engine.core import EngineCore
 from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
+from pmgui.engine.ids import sequential_client_ids
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings
 from pmgui.exchange.base import ExchangePosition, OrderUpdate
@@ -214,7 +215,8 @@ async def run_replay(data: PriceData, req: ReplayRequest,
                                   # the stream's candles: the file's own, or minutes of ticks
                                   candle_timeframe=data.interval if data.kind == "candles"
                                   else feed.timeframe, quiet_bands=fast)
-        engine = EngineCore(paper, store, outbox, settings, clock=paper.now)
+        engine = EngineCore(paper, store, outbox, settings, clock=paper.now,
+                            client_ids=sequential_client_ids(paper.now))
         await engine.start()
         sink = _ReplaySink(engine, paper, req, progress)
         # Nothing else runs beside a replay: the venue yields to the loop now and then (not
