@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Awaitable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -241,14 +242,37 @@ async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path
     await h.engine.shutdown()
 
 
-async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path) -> None:
-    """Publishing the stale snapshots and re-summing the account are each a pass over the
-    whole book: the ticks due after the first are taken before the second starts."""
+async def _opened(tmp_path: Path) -> Harness:
+    """The engine over the paper venue with one open position (its SL and TP resting)."""
     h = Harness(tmp_path / "x.db", [])
     await h.engine.start()
     await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
     await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
                                            tp=61_000.0))
+    return h
+
+
+async def _beside_ticks(seen: list[str], work: Awaitable[object]) -> None:
+    """Await `work` while a task beside it marks "tick" in `seen` on each loop round."""
+    done = asyncio.Event()
+
+    async def ticks() -> None:
+        while not done.is_set():
+            seen.append("tick")
+            await asyncio.sleep(0)
+
+    stream = asyncio.create_task(ticks())
+    try:
+        await work
+    finally:
+        done.set()
+        await stream
+
+
+async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path) -> None:
+    """Publishing the stale snapshots and re-summing the account are each a pass over the
+    whole book: the ticks due after the first are taken before the second starts."""
+    h = await _opened(tmp_path)
     seen: list[str] = []
     publish_all, refresh_account = h.engine.publish_all, h.engine.refresh_account
 
@@ -263,17 +287,7 @@ async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path)
     h.engine.publish_all = logged_publish_all  # type: ignore[method-assign]
     h.engine.refresh_account = logged_refresh_account  # type: ignore[method-assign]
     h.engine._account_due = True  # a close since the last refresh
-    passing = True
-
-    async def ticks() -> None:
-        while passing:
-            seen.append("tick")
-            await asyncio.sleep(0)
-
-    stream = asyncio.create_task(ticks())
-    await h.engine.periodic()
-    passing = False
-    await stream
+    await _beside_ticks(seen, h.engine.periodic())
     first, then = seen.index("snapshots"), seen.index("account")
     assert "tick" in seen[first:then]
     await h.engine.shutdown()
@@ -282,13 +296,9 @@ async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path)
 async def test_publishing_everything_lets_ticks_in_between_its_scans(tmp_path: Path) -> None:
     """The positions, the working entries (a scan of the live orders) and the connection
     (a scan of every symbol's last tick) are each a step of their own."""
-    h = Harness(tmp_path / "x.db", [])
-    await h.engine.start()
-    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
-    await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
-                                           tp=61_000.0))
-    seen: list[str] = []
+    h = await _opened(tmp_path)
     engine = h.engine
+    seen: list[str] = []
 
     def logged(name: str, f):
         def call(*a, **k) -> None:
@@ -299,17 +309,7 @@ async def test_publishing_everything_lets_ticks_in_between_its_scans(tmp_path: P
     for obj, name in ((engine, "publish_position"), (engine.entries, "publish"),
                       (engine, "publish_connection")):
         setattr(obj, name, logged(name, getattr(obj, name)))
-    passing = True
-
-    async def ticks() -> None:
-        while passing:
-            seen.append("tick")
-            await asyncio.sleep(0)
-
-    stream = asyncio.create_task(ticks())
-    await engine.publish_all()
-    passing = False
-    await stream
+    await _beside_ticks(seen, engine.publish_all())
     steps = [e for e in seen if e != "tick"]
     assert steps == ["publish_position", "publish", "publish_connection"]
     at = [seen.index(e) for e in steps]

@@ -34,7 +34,9 @@ async def _stops(paper: PaperExchange, symbol: str) -> list[float]:
                   if o.type is OrderType.STOP_MARKET)
 
 
-async def test_a_trailing_move_is_re_placed_beside_the_stream(db_path):
+async def _two_trailing_longs(db_path) -> tuple[EngineCore, PaperExchange]:
+    """The engine over the paper venue in real time: a long at 100 on A and on B, each with
+    its stop at 95 on the venue and a 1 % fixed trail."""
     store = Store.open(db_path)
     paper = PaperExchange({A: _market(A), B: _market(B)}, None, realtime=True, db=store.db,
                           balance=1e9)
@@ -46,6 +48,11 @@ async def test_a_trailing_move_is_re_placed_beside_the_stream(db_path):
     for s in (A, B):
         await paper.deliver(Tick(s, 100.0, time.time()), engine)
         await engine.handle(cmd.OpenPosition(s, Side.LONG, 1.0, 5, sl=95.0, tp=150.0))
+    return engine, paper
+
+
+async def test_a_trailing_move_is_re_placed_beside_the_stream(db_path):
+    engine, paper = await _two_trailing_longs(db_path)
     assert await _stops(paper, A) == [95.0]
 
     gate = asyncio.Event()  # the venue's answer to the new order waits for the test
@@ -75,17 +82,7 @@ async def test_a_re_placement_beside_the_stream_lets_due_ticks_in_between_its_ve
     """Each venue call of a re-placement is a commit or two of CPU: a tick that is due
     meanwhile (here B's, streaming all along) is taken between placing the new stop and
     cancelling the old one, not only once the whole re-placement is done."""
-    store = Store.open(db_path)
-    paper = PaperExchange({A: _market(A), B: _market(B)}, None, realtime=True, db=store.db,
-                          balance=1e9)
-    settings = EngineSettings(default_preset="manual", protect_throttle=0.0,
-                              overrides={"trailing.enabled": True, "trailing.mode": "fixed",
-                                         "trailing.distance": 0.01})
-    engine = EngineCore(paper, store, Outbox(), settings)
-    await engine.start()
-    for s in (A, B):
-        await paper.deliver(Tick(s, 100.0, time.time()), engine)
-        await engine.handle(cmd.OpenPosition(s, Side.LONG, 1.0, 5, sl=95.0, tp=150.0))
+    engine, paper = await _two_trailing_longs(db_path)
     await paper.deliver(Tick(B, 99.9, time.time()), engine)  # B's stop trails to 99 once
     await engine.protector.settle_background()
     seen: list[str] = []
