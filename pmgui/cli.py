@@ -283,7 +283,10 @@ def _run(args: argparse.Namespace) -> int:
         from pmgui.engine.build import build_engine
 
         service_cli.wait_for_db(args, db)
-        engine = build_engine(config, db)
+        from pmgui.engine.outbox import Outbox
+
+        # nothing pulls from a headless engine's outbox: its log, notifier and service listen
+        engine = build_engine(config, db, Outbox(buffered=False))
         return _headless(engine, args.exit_after, db,
                          service_cli.HeadlessService(engine, config, db, args.listen))
     # before the database exists: a window that cannot open, stops here

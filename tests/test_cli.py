@@ -110,3 +110,21 @@ def test_screenshot_writes_png(tmp_path):
 def test_positions_without_database(tmp_path):
     r = pmgui("positions", "--db", str(tmp_path / "none.db"))
     assert r.returncode == 1 and "no database" in r.stderr
+
+
+def test_the_headless_engine_keeps_no_events_nobody_drains(tmp_path):
+    """Its log, notifier and service listen; an outbox keeping events for a window that
+    does not exist would hold the last 10,000 actions for ever (see Outbox)."""
+    script = (
+        "import sys, pmgui.engine.build as b, pmgui.cli as c\n"
+        "real = b.build_engine\n"
+        "def spy(config, db, outbox=None):\n"
+        "    print('BUFFERED', outbox is None or outbox.buffered, flush=True)\n"
+        "    return real(config, db, outbox)\n"
+        "b.build_engine = spy\n"
+        "sys.exit(c.main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", script, "--headless", "--exit-after", "1",
+                        "--db", str(tmp_path / "h.db")], capture_output=True, text=True,
+                       timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert "BUFFERED False" in r.stdout

@@ -79,6 +79,31 @@ def test_outbox_keeps_the_newest_event_per_key_in_the_order_last_published():
     assert box.drain() == []
 
 
+def test_an_outbox_nobody_drains_pushes_every_event_and_keeps_none():
+    """`--headless` has listeners only: its outbox must not hold the last 10,000 actions (each
+    would outlive every young collection and burden the collector for ever)."""
+    import sys
+
+    import pytest
+
+    from pmgui.engine.events import ActionTaken, TickEvent
+    from pmgui.engine.outbox import Outbox
+
+    box = Outbox(buffered=False)
+    heard: list = []
+    box.add_listener(heard.append)
+    a = Action(ActionType.MOVE_SL, Reason.TRAILING, "p1", 101.5, sl=99.0, rule="trailing")
+    events = [TickEvent("A", 1.0, 1.0), ActionTaken(a, "A"), TickEvent("A", 2.0, 2.0)]
+    held = [sys.getrefcount(e) for e in events]
+    for published in map(box.publish, events):
+        assert published is None
+    assert heard == events  # every event, in order, none coalesced away
+    heard.clear()
+    assert [sys.getrefcount(e) for e in events] == held  # the outbox kept no reference
+    with pytest.raises(RuntimeError, match="keeps no events"):
+        box.drain()
+
+
 def test_frames_ready_says_when_ensure_frames_has_nothing_to_do():
     """The tick path skips `ensure_frames` only when it would do nothing: every timeframe
     wanted and its venue history loaded (or its load under way)."""

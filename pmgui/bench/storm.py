@@ -19,6 +19,12 @@ and an open cost the engine more with a larger book (the account is re-summed af
 the venue checks margin over all its orders), so more of them would change what is measured
 (20 a second added ~95 µs of CPU per tick at 2,000 positions, ~28 at 50).
 
+The engine publishes its events as `--headless` does: to listeners (the bench's own), with
+nothing kept for a window that is not there (`Outbox(buffered=False)`). Until session 9 the
+storm's outbox was never drained — it held the last 10,000 actions, which no configuration
+of the app does (a window drains on its timer, a headless engine now keeps none), and the
+collector's work grew with them.
+
 The main positions must stay open through the run: a figure that improves because the
 workload vanished is a defect, so `StormResult.check()` raises when any of them closed or
 when the ticks did not reach them.
@@ -173,7 +179,8 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
         paper = PaperExchange(storm_markets(symbols + psyms), None, realtime=True,
                               db=store.db, balance=1e12)
         settings = EngineSettings(protect_on_exchange=exchange_stops)
-        core = EngineCore(paper, store, Outbox(), settings)
+        # as --headless runs it: nothing pulls events, the bench listens (see Outbox)
+        core = EngineCore(paper, store, Outbox(buffered=False), settings)
         await core.start()
         res = StormResult(positions, n_sym, rate, duration, exchange_stops=exchange_stops)
         # Setting up is not measured: without syncing, 2,000 opens take seconds, not minutes.

@@ -4,6 +4,12 @@ The engine `publish`es immutable events from its thread; the GUI drains them on 
 Events with a key coalesce (latest value per key wins, so a slow GUI never shows a stale
 price and never builds a backlog); events without a key (actions, errors, closes) are
 queued in order and never dropped.
+
+An engine nobody pulls from (`--headless`: its console log, notifier and service are
+listeners, pushed every event) keeps nothing (`buffered=False`): an undrained outbox held
+the last 10,000 actions for ever, each of which outlived every young garbage collection and
+was promoted to the oldest generation — the collector's work grew with them, on the engine
+thread, inside whatever tick or close it interrupted.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from pmgui.engine.events import Event
 
 
 class Outbox:
-    def __init__(self, max_unkeyed: int = 10_000) -> None:
+    def __init__(self, max_unkeyed: int = 10_000, *, buffered: bool = True) -> None:
         self._lock = threading.Lock()
+        self.buffered = buffered  # False: events go to the listeners only (nothing drains)
         # newest event per key, in the order of their last publication (a plain dict keeps
         # insertion order; popping a key before setting it moves it to the end)
         self._keyed: dict[object, Event] = {}
@@ -27,6 +34,10 @@ class Outbox:
         self.dropped = 0
 
     def publish(self, event: Event) -> None:
+        if not self.buffered:
+            for listener in self._listeners:  # the tuple is replaced, never mutated
+                listener(event)
+            return
         key = event.key
         with self._lock:
             if key is None:
@@ -55,6 +66,8 @@ class Outbox:
         A PositionRemoved clears its position's pending snapshot when published, so a
         drained batch never resurrects a closed position.
         """
+        if not self.buffered:
+            raise RuntimeError("this outbox keeps no events (buffered=False): listen instead")
         with self._lock:
             unkeyed, self._unkeyed = self._unkeyed, deque()
             keyed = list(self._keyed.values())
