@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pmgui.domain.enums import Side
 from pmgui.domain.models import Market, Tick
+from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.outbox import Outbox
+from pmgui.engine.runtime import PositionRuntime
 from pmgui.engine.settings import EngineSettings
 from pmgui.exchange.csvdata import PriceData
 from pmgui.exchange.feeds import ReplayFeed
@@ -42,3 +45,17 @@ class Harness:
 
     def of(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+async def one_long_open(db: Path, settings: EngineSettings | None = None,
+                        at: float = 1_700_000_000.0) -> tuple[Harness, PositionRuntime]:
+    """The engine over the paper venue, started, with one long open at 60,000 (its SL 58,500
+    and TP 61,000 resting on the venue), and that position's runtime."""
+    h = Harness(db, [], settings)
+    await h.engine.start()
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, at), h.engine)
+    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                                 tp=61_000.0))
+    rt = h.engine.book.runtime(res.position_id)
+    assert rt is not None
+    return h, rt

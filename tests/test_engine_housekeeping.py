@@ -24,14 +24,13 @@ from hypothesis import strategies as st
 from pmgui.domain import money
 from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, PositionStatus, Side
 from pmgui.domain.models import Order, Position, Tick
-from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore, open_pnl
 from pmgui.engine.events import ErrorEvent
 from pmgui.engine.ledger import OrderLedger, state_of
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.protection import PROTECTIVE
 from pmgui.engine.runtime import PositionBook, PositionRuntime
-from tests.engine_support import SYMBOL, Harness
+from tests.engine_support import SYMBOL, one_long_open
 
 T0 = 1_700_000_000.0
 PIDS = ("P1", "P2", "P3", None)
@@ -100,12 +99,7 @@ def test_orphans_possible_whenever_the_full_scan_finds_one(
 
 async def test_cancel_orphans_still_cancels_an_orphan(tmp_path: Path) -> None:
     """Through the engine: a resting stop whose position left the book is cancelled."""
-    h = Harness(tmp_path / "x.db", [])
-    await h.engine.start()
-    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
-    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
-                                                 tp=61_000.0))
-    rt = h.engine.book.runtime(res.position_id)
+    h, rt = await one_long_open(tmp_path / "x.db")
     stops = [o for o in rt.resting() if o.role in PROTECTIVE]
     assert len(stops) == 2 and not h.engine._orphans_possible()
     await h.engine._cancel_orphans()
@@ -194,12 +188,7 @@ def test_open_pnl_position_by_position_over_many_values() -> None:
 async def test_a_pass_over_the_book_reads_each_positions_own_params(tmp_path: Path) -> None:
     """`_params_of(rt)` (the housekeeping passes) is `params(rt.position)`: the runtime's
     resolved Params, or resolved now when it has none (a preset was changed)."""
-    h = Harness(tmp_path / "x.db", [])
-    await h.engine.start()
-    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
-    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
-                                                 tp=61_000.0))
-    rt = h.engine.book.runtime(res.position_id)
+    h, rt = await one_long_open(tmp_path / "x.db")
     resolved = h.engine.params(rt.position)
     assert h.engine._params_of(rt) is resolved is rt.params
     rt.params = None
@@ -221,12 +210,8 @@ async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path
     from pmgui.engine.events import ActionTaken
     from pmgui.store.db import Store
 
-    h = Harness(tmp_path / "x.db", [])
-    await h.engine.start()
-    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
-    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
-                                                 tp=61_000.0))
-    pid = res.position_id
+    h, rt = await one_long_open(tmp_path / "x.db")
+    pid = rt.id
     assert any(o.role is OrderRole.STOP_LOSS for o in h.engine.book.runtime(pid).resting())
 
     def refuse(*_a, **_k):
@@ -240,16 +225,6 @@ async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path
         assert reader.load_position(pid).status is PositionStatus.OPEN  # not half-booked
     assert len(h.of(ActionTaken)) == told  # nothing told that is not on disk
     await h.engine.shutdown()
-
-
-async def _opened(tmp_path: Path) -> Harness:
-    """The engine over the paper venue with one open position (its SL and TP resting)."""
-    h = Harness(tmp_path / "x.db", [])
-    await h.engine.start()
-    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
-    await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
-                                           tp=61_000.0))
-    return h
 
 
 async def _beside_ticks(seen: list[str], work: Awaitable[object]) -> None:
@@ -272,7 +247,7 @@ async def _beside_ticks(seen: list[str], work: Awaitable[object]) -> None:
 async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path) -> None:
     """Publishing the stale snapshots and re-summing the account are each a pass over the
     whole book: the ticks due after the first are taken before the second starts."""
-    h = await _opened(tmp_path)
+    h, _ = await one_long_open(tmp_path / "x.db")
     seen: list[str] = []
     publish_all, refresh_account = h.engine.publish_all, h.engine.refresh_account
 
@@ -296,7 +271,7 @@ async def test_the_pass_lets_ticks_in_before_summing_the_account(tmp_path: Path)
 async def test_publishing_everything_lets_ticks_in_between_its_scans(tmp_path: Path) -> None:
     """The positions, the working entries (a scan of the live orders) and the connection
     (a scan of every symbol's last tick) are each a step of their own."""
-    h = await _opened(tmp_path)
+    h, _ = await one_long_open(tmp_path / "x.db")
     engine = h.engine
     seen: list[str] = []
 

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pmgui.domain.enums import Side
 from pmgui.domain.models import Tick
-from pmgui.engine import commands as cmd
 from pmgui.engine.settings import EngineSettings
-from tests.engine_support import SYMBOL, Harness
+from tests.engine_support import SYMBOL, one_long_open
 
 T0 = 1_700_000_000.0
 
 
 async def test_a_small_move_is_not_worth_it_again_without_a_scan(tmp_path: Path,
                                                                  monkeypatch) -> None:
-    h = Harness(tmp_path / "x.db", [], EngineSettings(default_preset="manual",
-                                                      protect_throttle=0.0))
-    await h.engine.start()
-    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
-    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
-                                                 tp=61_000.0))
-    rt = h.engine.book.runtime(res.position_id)
+    h, rt = await one_long_open(tmp_path / "x.db", EngineSettings(default_preset="manual",
+                                                                 protect_throttle=0.0))
     protector = h.engine.protector
     scans = 0
     covering = protector.covering

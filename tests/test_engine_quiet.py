@@ -9,7 +9,7 @@ from pmgui.domain.enums import PositionStatus, Side
 from pmgui.domain.models import Position, Tick
 from pmgui.engine import commands as cmd
 from pmgui.engine.runtime import PositionBook, PositionRuntime
-from tests.engine_support import SYMBOL, Harness
+from tests.engine_support import SYMBOL, one_long_open
 
 T0 = 1_700_000_000.0
 
@@ -44,13 +44,7 @@ async def test_the_tick_path_reads_the_rule_info_of_the_positions_current_params
         tmp_path: Path) -> None:
     """A preset change gives the position new Params: the next tick judges staleness (and
     reads frames and indicators) by the new ones, not by what the previous Params said."""
-    h = Harness(tmp_path / "x.db", [])
-    await h.engine.start()
-    await h.paper.deliver(Tick(SYMBOL, 60_000.0, T0), h.engine)
-    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
-                                                 tp=61_000.0))
-    rt = h.engine.book.runtime(res.position_id)
-    assert rt is not None
+    h, rt = await one_long_open(tmp_path / "x.db")
     await h.paper.deliver(Tick(SYMBOL, 60_010.0, T0 + 1), h.engine)
     assert rt.info is not None and rt.info.max_age == 5.0  # type: ignore[attr-defined]
     await h.engine.handle(cmd.SetPreset(rt.id, "manual", {"price.max_age": 2.0}))
