@@ -233,3 +233,18 @@ def test_storm_cpu_row_is_the_mean_of_the_passes():
     # one pass: the run's own CPU per tick
     one = {r.name: r for r in bench.storm_rows(res, "storm[50]", None)}
     assert one["storm[50].cpu_per_tick"].value == pytest.approx(res.cpu_per_tick * 1e6)
+
+
+def test_a_replay_pair_without_a_positive_difference_is_null_not_a_crash():
+    """`--quick` replays few ticks: on a busy machine a 2n-tick run can take no more CPU than
+    its n-tick run. That pair has no figure (null in the JSON); the row still reports."""
+    from pmgui.bench.__main__ import replay_row
+    from pmgui.bench.rules import ReplayMarginal
+
+    m = ReplayMarginal("manual", 1000, cpu_n=(0.010, 0.012), cpu_2n=(0.009, 0.020),
+                       actions=1)
+    d = replay_row(m, 2e5).as_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["params"]["pairs_ticks_per_s"] == [None, 125000.0]
+    assert d["value"] is None  # least of 2n (0.009) <= least of n (0.010): no figure either
+    assert d["name"] == "replay[manual]" and d["params"]["ticks"] == [1000, 2000]
