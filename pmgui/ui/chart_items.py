@@ -128,11 +128,11 @@ class CandlestickItem(pg.GraphicsObject):
                    orthoRange: object = None) -> tuple[float, float] | None:
         """Auto-range on the candles only; nothing at all when there are none (not 0).
 
-        In time, up to the end of the last candle's period, not of its drawn body: what
-        happens during the forming candle (its actions' markers, which count in the range
-        too) then falls inside, and each one does not move the time range — a new range
-        lays the whole chart out again (the date axis's labels, every item's place), ~9
-        times in 4 s of a storm."""
+        In time, up to the end of the last candle's period, not of its drawn body: the
+        forming candle's own growth then does not move the time range tick by tick — a new
+        range lays the whole chart out again (the date axis's labels, every item's place).
+        The action markers stay out of the range (`ignoreBounds`), and sit inside this one:
+        they are placed on the candles' times."""
         if not self._candles:
             return None
         r = self._rect
