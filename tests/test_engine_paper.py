@@ -243,3 +243,23 @@ async def test_symbol_rules_from_the_app_apply_to_new_positions_and_persist(db_p
     await h2.engine.start()
     assert h2.engine.settings.preset_for(SYMBOL) == "monitor"
     await h2.engine.shutdown()
+
+
+async def test_actions_are_stamped_when_decided_not_with_an_older_tick(db_path):
+    """A tick that waited in the feed while positions were being opened predates the open
+    it is evaluated after (the paper demo: five opens, then the ticks queued meanwhile;
+    guardian trails and re-targets on the first): its actions carry the engine's time of
+    decision, so the action log never lists them before the open they follow."""
+    h = Harness(db_path, [], EngineSettings(default_preset="guardian", protect_throttle=0.0))
+    await h.engine.start()
+    await _tick(h, 60_000.0, 0)
+    h.engine.clock = lambda: T0 + 0.75  # the open comes 0.75 s after the last tick
+    res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 3, sl=57_600.0,
+                                                 tp=64_800.0))
+    assert res.ok
+    h.engine.clock = lambda: T0 + 1.0
+    await h.paper.deliver(Tick(SYMBOL, 60_010.0, T0 + 0.5), h.engine)  # queued before the open
+    taken = [e.action for e in h.of(ActionTaken) if e.action.position_id == res.position_id]
+    assert taken[0].type is ActionType.OPEN
+    assert len(taken) > 1, "guardian decided nothing at the open: the test shows nothing"
+    assert [a.ts for a in taken] == [T0 + 0.75] + [T0 + 1.0] * (len(taken) - 1)

@@ -433,8 +433,10 @@ class EngineCore:
                     continue  # the breakeven that rides with a TP1 that was not carried out
                 if self._venue_owns_stop(rt, action, params):
                     continue
-                ok = await self.execute(action if action.ts == tick.ts
-                                        else _action_at(action, tick.ts))
+                # stamped when decided, on the engine's clock (a replay's is its ticks'):
+                # the tick may predate the position (evaluated at its open on the last
+                # price), and the action log must not list a stop move before the open
+                ok = await self.execute(_action_at(action, self.clock()))
                 failed_close = action.is_closing and not ok
                 if not rt.is_open:
                     break
