@@ -291,7 +291,11 @@ class ActionLogPanel(QTableView):
         self._commit = QTimer(self)
         self._commit.setSingleShot(True)
         self._commit.setInterval(COMMIT_MS)
-        self._commit.timeout.connect(self.commit)
+        # the commit runs on a turn of its own (`Turns`): its timer often comes due in the
+        # same pass as the bridge's, and the two ran in one stretch
+        self._turns = bridge.turns
+        self._commit.timeout.connect(lambda: self._turns.later(("actionLog", id(self)),
+                                                              self.commit))
         self.seeded = False
         bridge.actions.connect(self.on_actions)
         bridge.error.connect(self.on_error)

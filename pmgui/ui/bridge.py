@@ -5,8 +5,10 @@ the view stays cheap), the chart's last-price line should feel live (≤ 30 Hz).
 already coalesces per key on the engine side; the bridge drains it at the fast rate and
 keeps its own "newest per key" buffer for the slow signals, so whatever is emitted is always
 the newest value known — never an older price after a newer one. The table flush rides on
-every n-th pump, right after its drain (one timer: a table value is never a whole period
-older than the drain that brought it).
+every n-th pump, on the event loop's next turn after its drain (`Turns`: the pump's chart and
+log work and the table's update are a few ms of CPU each; in one stretch they held the window
+long enough for the engine's thread to take the interpreter lock from it — a stall). A table
+value is never a whole period older than the drain that brought it.
 
 Unkeyed events (actions, errors, closed positions) are emitted in publish order at the fast
 rate and never dropped; a PositionRemoved also discards that position's pending snapshot so
@@ -38,6 +40,7 @@ from pmgui.engine.events import (
     TickEvent,
 )
 from pmgui.engine.outbox import Outbox
+from pmgui.ui.turns import Turns
 
 TABLE_HZ = 15.0
 CHART_HZ = 30.0
@@ -76,6 +79,10 @@ class Bridge(QObject):
         self._chart_timer.timeout.connect(self._on_timer)
         self._table_every = max(1, round(chart_hz / table_hz))  # pumps per table flush
         self._pumps = 0
+        # the window's periodic jobs, one per event-loop turn (the table flush; the panels
+        # hand theirs on too). No Qt parent: it lives while the bridge or a panel holds it
+        # (a panel's timer may outlive the bridge)
+        self.turns = Turns()
         self.emitted = 0  # signals emitted so far (diagnostics and benchmarks)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -121,7 +128,7 @@ class Bridge(QObject):
         self.pump()
         self._pumps += 1
         if self._pumps % self._table_every == 0:
-            self.flush_table()
+            self.turns.later("table", self.flush_table)
 
     @property
     def waiting(self) -> int:
@@ -167,6 +174,7 @@ class Bridge(QObject):
     def flush_now(self) -> None:
         """Drain and emit everything pending at once (start-up, tests, before a screenshot)."""
         self.pump(limit=sys.maxsize)
+        self.turns.cancel("table")
         self.flush_table()
         self.flushed.emit()
 

@@ -82,6 +82,7 @@ from pmgui.ui.chart_text import (
 )
 from pmgui.ui.fmt import fmt_price, fmt_qty
 from pmgui.ui.theme import Theme, make_theme
+from pmgui.ui.turns import Turns
 
 __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext",
            "consequence", "trigger_reason"]
@@ -566,7 +567,17 @@ class ChartWidget(QWidget):
             return
         self._cooldown.start(0)
 
+    # the window's `Turns` (set by the window): the live redraw waits for a turn of its own,
+    # not run beside the other jobs due in the same pass of the timers; None: at once
+    turns: Turns | None = None
+
     def _after_cooldown(self) -> None:
+        if self.turns is not None:
+            self.turns.later(("chart", id(self)), self._redraw_due)
+        else:
+            self._redraw_due()
+
+    def _redraw_due(self) -> None:
         if self._due:
             self.redraw_now()
             self._cooldown.start(REDRAW_MS)

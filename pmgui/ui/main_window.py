@@ -394,6 +394,7 @@ class MainWindow(QMainWindow):
 
         chart = self._chart = ChartWidget(self.theme)
         chart.set_requester(self.runner.request)  # older candles per timeframe
+        chart.turns = self.bridge.turns
         chart.drag_modifier = (Qt.KeyboardModifier.ShiftModifier
                                if self.settings.drag_modifier
                                else Qt.KeyboardModifier.NoModifier)

@@ -506,6 +506,7 @@ class AccountPanel(QWidget):
         self._cooldown.setSingleShot(True)
         self._cooldown.setInterval(ACCOUNT_MS)
         self._cooldown.timeout.connect(self._after_cooldown)
+        self._turns = bridge.turns
         bridge.account.connect(self.on_account)
         bridge.positionsChanged.connect(self.on_positions)
         bridge.positionRemoved.connect(self.on_position_removed)
@@ -526,16 +527,24 @@ class AccountPanel(QWidget):
         if self._cooldown.isActive():
             self._dirty = True
         else:
-            self.refresh()
+            self._refresh_later()
             self._cooldown.start()
 
     def _after_cooldown(self) -> None:
         if self._dirty:
-            self.refresh()
+            self._refresh_later()
             self._cooldown.start()
+
+    def _refresh_later(self) -> None:
+        """The sums on a turn of their own (`Turns`), not inside the table's flush that
+        brought the snapshots or beside the other timers due with the cooldown's: a few ms
+        of CPU that made those stretches longer."""
+        self._dirty = True
+        self._turns.later(("account", id(self)), self._refresh_if_dirty)
 
     def _refresh_if_dirty(self) -> None:
         if self._dirty:
+            self._turns.cancel(("account", id(self)))
             self.refresh()
 
     def on_position_removed(self, ev: PositionRemoved) -> None:

@@ -1,0 +1,65 @@
+"""One piece of the window's periodic work per event-loop turn.
+
+In a storm the window's periodic jobs — the table's flush, the action log's commit, the
+account's sums, each a few milliseconds of GUI-thread CPU — come due on timers of their own
+and often in the same pass of Qt's timer list, so they ran back to back, with the repaints
+they caused, in one stretch of 15–25 ms of CPU. The engine's thread takes the interpreter
+lock from a stretch held past the switch interval (5 ms) and the GUI thread waits to get it
+back, so such a stretch held the window for 50–150 ms of wall time: no input, no other timer,
+no repaint meanwhile (the GUI storm's stalls grew with the CPU of the stretch, not with the
+number of calls in it).
+
+`Turns` runs the jobs handed to it one per turn from a zero-interval timer, started again
+when the job is done: a timer that came due during a job (the heartbeat, an input-driven one)
+is earlier in Qt's timer list than the next job and runs first, and the repaint a job caused
+runs before the next job too (posted events come before timers in a loop turn). A job is
+keyed: handing on a key already waiting does not queue it twice (jobs read the newest state
+when they run, so one run serves every request made before it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from PySide6.QtCore import QObject, QTimer
+
+
+class Turns(QObject):
+    """A queue of GUI-thread jobs, one run per event-loop turn (see the module)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._jobs: dict[Hashable, Callable[[], None]] = {}  # waiting, in the order asked
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._run_one)
+        self.runs = 0  # jobs run so far (tests and diagnostics)
+
+    def later(self, key: Hashable, job: Callable[[], None]) -> None:
+        """Run `job` on a later turn, after the jobs already waiting (once: a key waiting
+        already keeps its place and its job)."""
+        if key not in self._jobs:
+            self._jobs[key] = job
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def waiting(self, key: Hashable) -> bool:
+        return key in self._jobs
+
+    def cancel(self, key: Hashable) -> None:
+        """Forget the job waiting under `key` (its caller has just done the work itself)."""
+        self._jobs.pop(key, None)
+
+    def _run_one(self) -> None:
+        if not self._jobs:
+            return
+        key = next(iter(self._jobs))
+        job = self._jobs.pop(key)
+        self.runs += 1
+        try:
+            job()
+        finally:
+            # started after the job: a timer that came due meanwhile is ahead of it
+            if self._jobs:
+                self._timer.start()

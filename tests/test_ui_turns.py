@@ -1,0 +1,171 @@
+"""The window's periodic jobs run one per event-loop turn (`pmgui.ui.turns.Turns`).
+
+In the GUI storm the table's flush, the action log's commit, the account's sums and the
+chart's redraw came due on timers of their own, often in one pass of Qt's timer list, and ran
+back to back: one stretch of 15–25 ms of GUI CPU, which the engine's thread stretched to a
+50–150 ms stall (it takes the interpreter lock from a stretch held past 5 ms). These tests
+check the order of work, never its time: a timer that came due during a job runs before the
+next job, and each panel's job is handed to the window's `Turns`, not run where it was asked.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from pmgui.engine.outbox import Outbox
+from pmgui.ui.bridge import Bridge
+from pmgui.ui.turns import Turns
+from tests.ui_doubles import BTC, T0, EngineDouble, action, position, snapshot, tick
+
+
+def beat_between(order: list[str], name: str) -> QTimer:
+    """A zero-interval timer (the GUI storm's heartbeat, an input's) started now: it is due
+    during the job that starts it."""
+    t = QTimer()
+    t.setSingleShot(True)
+    t.setInterval(0)
+    t.timeout.connect(lambda: order.append(name))
+    t.start()
+    return t
+
+
+def test_a_timer_due_during_a_job_runs_before_the_next_job(qtbot):
+    turns = Turns()
+    order: list[str] = []
+    keep: list[QTimer] = []
+
+    def first() -> None:
+        order.append("first")
+        keep.append(beat_between(order, "beat"))
+
+    turns.later("a", first)
+    turns.later("b", lambda: order.append("second"))
+    qtbot.waitUntil(lambda: len(order) == 3)
+    assert order == ["first", "beat", "second"]
+
+
+def test_a_key_waiting_is_queued_once_and_can_be_cancelled(qtbot):
+    turns = Turns()
+    ran: list[str] = []
+    turns.later("table", lambda: ran.append("table 1"))
+    turns.later("table", lambda: ran.append("table 2"))  # the waiting job serves it
+    turns.later("log", lambda: ran.append("log"))
+    turns.later("gone", lambda: ran.append("gone"))
+    turns.cancel("gone")
+    assert turns.waiting("table") and not turns.waiting("gone")
+    qtbot.waitUntil(lambda: not turns.waiting("log"))
+    QApplication.processEvents()
+    assert ran == ["table 1", "log"]
+    assert turns.runs == 2
+
+
+def test_the_table_flush_is_a_turn_of_its_own_after_the_pump(qtbot):
+    ob = Outbox()
+    br = Bridge(ob)
+    got: list[list] = []
+    br.positionsChanged.connect(got.append)
+    ob.publish(snapshot(position(), 40_100.0, T0))
+    for _ in range(br._table_every):  # the timer's pumps up to the table's
+        br._on_timer()
+    assert got == [] and br.turns.waiting("table")  # not inside the pump's call
+    qtbot.waitUntil(lambda: len(got) == 1)
+    assert [s.mark for s in got[0]] == [40_100.0]
+
+
+def test_flush_now_flushes_the_table_at_once_and_leaves_no_turn_waiting(qtbot):
+    ob = Outbox()
+    br = Bridge(ob)
+    got: list[list] = []
+    br.positionsChanged.connect(got.append)
+    ob.publish(snapshot(position(), 40_100.0, T0))
+    for _ in range(br._table_every):
+        br._on_timer()
+    br.flush_now()
+    assert len(got) == 1 and not br.turns.waiting("table")
+
+
+def test_the_account_sums_wait_for_a_turn_not_the_tables_flush(qtbot):
+    from pmgui.ui.panels import AccountPanel
+    from pmgui.ui.theme import make_theme
+
+    eng = EngineDouble()
+    br = Bridge(Outbox())
+    panel = AccountPanel(br, eng.market, make_theme("dark"))
+    qtbot.addWidget(panel)
+    panel._wallet = 10_000.0
+    before = panel.text("upnl")
+    panel.on_positions([snapshot(position(), 30_000.0)])  # a large loss
+    assert panel.text("upnl") == before  # not summed inside the flush's call
+    qtbot.waitUntil(lambda: panel.text("upnl") != before)
+    assert "-" in panel.text("upnl") or "−" in panel.text("upnl")
+
+
+def test_a_flush_now_shows_the_account_at_once(qtbot):
+    from pmgui.ui.panels import AccountPanel
+    from pmgui.ui.theme import make_theme
+
+    eng = EngineDouble()
+    ob = Outbox()
+    br = Bridge(ob)
+    panel = AccountPanel(br, eng.market, make_theme("dark"))
+    qtbot.addWidget(panel)
+    panel._wallet = 10_000.0
+    before = panel.text("upnl")
+    ob.publish(snapshot(position(), 30_000.0))
+    br.flush_now()
+    assert panel.text("upnl") != before
+
+
+def test_the_logs_commit_waits_for_a_turn_after_its_timer(qtbot, monkeypatch):
+    from pmgui.ui import action_log
+    from pmgui.ui.action_log import ActionLogPanel
+    from pmgui.ui.theme import make_theme
+
+    monkeypatch.setattr(action_log, "COMMIT_MS", 0)
+    ob = Outbox()
+    br = Bridge(ob)
+    log = ActionLogPanel(br, lambda _s: BTC, make_theme("dark"), lambda _pid: BTC.symbol)
+    qtbot.addWidget(log)
+    order: list[str] = []
+    keep: list[QTimer] = []
+    br.turns.later("other", lambda: keep.append(beat_between(order, "beat")))
+    ob.publish(action("p1", BTC.symbol, price=40_100.0))
+    br.pump()  # the commit's timer starts; the other job is ahead of it in the turns
+    real = log.commit
+    monkeypatch.setattr(log, "commit", lambda: (order.append("commit"), real()))
+    qtbot.waitUntil(lambda: log.rowCount() == 1)
+    assert order == ["beat", "commit"]
+
+
+def test_the_charts_live_redraw_waits_for_its_turn_behind_the_window_jobs(qtbot, monkeypatch):
+    from pmgui.ui.main_window import MainWindow, UiSettings
+    from tests.ui_doubles import candles, candles_event
+
+    eng = EngineDouble()
+    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
+                     settings=UiSettings())
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    pos = position()
+    eng.outbox.publish(snapshot(pos, 40_500.0))
+    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,
+                                                         step=pos.entry / 4000)))
+    eng.outbox.publish(tick(pos.symbol, 40_500.0, T0))
+    win.bridge.flush_now()
+    chart = win.chart
+    QApplication.processEvents()
+    chart._cooldown.stop()  # the next live change redraws at once, not after the interval
+    order: list[str] = []
+    keep: list[QTimer] = []
+    real = chart.redraw_now
+    monkeypatch.setattr(chart, "redraw_now", lambda: (order.append("redraw"), real()))
+    eng.outbox.publish(tick(pos.symbol, 40_600.0, T0 + 5))
+    win.bridge.pump()  # the chart's redraw is due on its zero timer
+    win.bridge.turns.later("table", lambda: (order.append("table"),
+                                             keep.append(beat_between(order, "beat"))))
+    qtbot.waitUntil(lambda: "redraw" in order)
+    assert order == ["table", "beat", "redraw"]
+    assert chart.line("last").value() == 40_600.0
