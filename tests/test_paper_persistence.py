@@ -349,3 +349,34 @@ async def test_a_due_price_write_over_many_symbols_goes_a_paced_chunk_per_commit
     again = _open(db_path)
     await again.connect()
     assert (await again.fetch_price(BTC)).price == 63_000.0
+
+
+def test_a_venue_sharing_the_stores_connection_commits_relaxed_without_asking(tmp_path):
+    """Given the store's `relaxed`, the paper venue's commits run inside it: not fsynced, and
+    without reading the level back (`PRAGMA synchronous`) before each; a synced write of the
+    store afterwards still commits at FULL."""
+    import asyncio
+
+    from pmgui.domain.models import Tick
+    from pmgui.store import Store
+    from tests.paper_support import RecordingSink
+
+    store = Store.open(tmp_path / "v.db")
+    ex = PaperExchange(dict(MARKETS), None, realtime=False, db=store.db,
+                       relaxed=store.relaxed)
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+
+    async def go() -> None:
+        await ex.connect()
+        await ex.deliver(Tick(BTC, 100.0, 1.0), RecordingSink())
+        await ex.create_order(req("c-1", "buy"))
+
+    asyncio.run(go())
+    store.set_setting("k", 1)
+    store.close()
+    assert "PRAGMA synchronous" not in statements  # never read back
+    assert statements.count("COMMIT") >= 2
+    first_full = statements.index("PRAGMA synchronous = FULL")
+    assert "COMMIT" in statements[:first_full]  # the venue's commits came before it
+    assert statements[first_full + 1:].count("COMMIT") >= 1

@@ -921,3 +921,49 @@ def test_a_line_written_behind_is_the_row_written_at_once(store):
     n = len(made)
     assert rows[:n] == rows[n:]
     assert [tuple(map(type, r)) for r in rows[:n]] == [tuple(map(type, r)) for r in rows[n:]]
+
+
+def _commit_levels(store: Store) -> list[tuple[str, str]]:
+    """(the statement, the synchronous level in force) for every COMMIT and synchronous
+    PRAGMA the store's connection runs from now on (level "?" until one is set)."""
+    seen: list[tuple[str, str]] = []
+    level = ["?"]
+
+    def trace(sql: str) -> None:
+        if sql.startswith("PRAGMA synchronous"):
+            if "=" in sql:
+                level[0] = sql.split("=")[1].strip()
+            seen.append((sql, level[0]))
+        elif sql == "COMMIT":
+            seen.append((sql, level[0]))
+
+    store.db.conn.set_trace_callback(trace)
+    return seen
+
+
+def test_a_synced_write_commits_at_full_after_relaxed_ones_and_after_anyone_else(store):
+    """A relaxed block leaves the connection at NORMAL (see the next test); every write that
+    must survive a power cut sets FULL itself before its commit — also when someone else
+    sharing the connection (the paper venue, a bench's set-up) lowered the level."""
+    seen = _commit_levels(store)
+    store.record_equity(1.0, 100.0, 100.0)  # relaxed
+    store.save_position(full_position())  # synced
+    store.db.conn.execute("PRAGMA synchronous = NORMAL")  # someone else's statement
+    store.record_action(Action(ActionType.CLOSE, Reason.MANUAL, "p1", 100.0, qty=1.0,
+                               rule="manual", ts=2.0), symbol="BTC/USDT:USDT")
+    store.set_setting("k", 1)
+    commits = [level for sql, level in seen if sql == "COMMIT"]
+    assert commits[0] == "NORMAL"
+    assert commits[1:] == ["FULL"] * (len(commits) - 1) and len(commits) >= 4
+
+
+def test_relaxed_writes_in_a_row_set_the_level_once(store):
+    """Relaxed blocks one after the other (a close booked in two, the write-behind windows
+    between ticks) neither put FULL back after each nor set NORMAL again: each such PRAGMA
+    cost a statement on the close's path."""
+    seen = _commit_levels(store)
+    for i in range(4):
+        store.record_equity(float(i), 100.0, 100.0)
+    pragmas = [sql for sql, _ in seen if sql.startswith("PRAGMA")]
+    assert pragmas == ["PRAGMA synchronous = NORMAL"]
+    assert [level for sql, level in seen if sql == "COMMIT"] == ["NORMAL"] * 4

@@ -177,7 +177,7 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         store = Store.open(Path(tmp) / "storm.db")
         paper = PaperExchange(storm_markets(symbols + psyms), None, realtime=True,
-                              db=store.db, balance=1e12)
+                              db=store.db, relaxed=store.relaxed, balance=1e12)
         settings = EngineSettings(protect_on_exchange=exchange_stops)
         # as --headless runs it: nothing pulls events, the bench listens (see Outbox)
         core = EngineCore(paper, store, Outbox(buffered=False), settings)

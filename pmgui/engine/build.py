@@ -31,7 +31,7 @@ def make_exchange(config: Config, store: Store, clock_holder: dict | None = None
         seed = config.paper.seed if config.paper.seed is not None else random.randrange(2**31)
         feed = demo_feed(seed, realtime=True, tick_interval=0.5)
         return PaperExchange(dict(DEMO_MARKETS), feed, balance=config.paper.balance,
-                             db=store.db, realtime=True,
+                             db=store.db, relaxed=store.relaxed, realtime=True,
                              funding_rate=config.paper.funding_rate)
     from pmgui.exchange.credentials import load_credentials
     from pmgui.exchange.venues.factory import create_exchange

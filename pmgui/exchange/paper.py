@@ -64,7 +64,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -217,7 +217,11 @@ class PaperExchange:
                  maker_fee: float = 0.0002, slippage: float = 0.0002, realtime: bool = True,
                  db: Any = None, clock: Callable[[], float] | None = None,
                  currency: str = "USDT", default_leverage: float = DEFAULT_LEVERAGE,
-                 speed: float = 1.0, funding_rate: float = 0.0) -> None:
+                 speed: float = 1.0, funding_rate: float = 0.0,
+                 relaxed: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
+        """`relaxed`: the owning store's `Store.relaxed` when `db` is its database — the
+        venue's commits then take the store's word for the synchronous level instead of
+        reading it back (a PRAGMA and a read transaction of its own per commit)."""
         if not markets:
             raise ExchangeError("the paper exchange needs at least one market")
         for name, value, hi in (("balance", balance, math.inf), ("taker fee", taker_fee, 0.1),
@@ -233,6 +237,7 @@ class PaperExchange:
         if not (math.isfinite(speed) and speed > 0):
             raise ExchangeError(f"paper speed must be positive (got {speed!r})")
         self._markets = dict(markets)
+        self._relaxed = relaxed
         self.feed = feed
         self.taker_fee = float(taker_fee)
         self.maker_fee = float(maker_fee)
@@ -1135,6 +1140,16 @@ class PaperExchange:
         # The simulated venue's own writes are committed without an fsync of their own
         # (synchronous=NORMAL in WAL: a killed app loses none of them); the engine's journal
         # of intended orders is still synced before anything is sent.
+        if self._relaxed is not None:
+            with self._relaxed():
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            return
         mode = conn.execute("PRAGMA synchronous").fetchone()[0]
         if mode > 1:
             conn.execute("PRAGMA synchronous = NORMAL")

@@ -123,6 +123,9 @@ _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 # this many pages wait in the WAL; SQLite's own inline checkpoint only as a backstop.
 CHECKPOINT_PAGES = 1000
 BACKSTOP_PAGES = 20000
+# s: a relaxed block trusts the NORMAL level it set itself this long (`Store.relaxed`), then
+# sets it again (someone else sharing the connection may have changed it)
+LEVEL_RECHECK = 0.25
 BEHIND_CHUNK = 32  # rows written behind per commit of a due window (`Store.flush_behind`)
 # The tick path's chunks are spaced (`Store.behind_due`): after a chunk that took d seconds,
 # the next one waits BEHIND_PACE·d, so written-behind commits take at most 1/(1+BEHIND_PACE)
@@ -363,6 +366,9 @@ class Store:
         self._carried_positions: dict[str, _Queued] = {}
         self._carried_actions: list[tuple | _LaterRow] = []
         self._normal = False  # synchronous=NORMAL in force (inside `relaxed()`)
+        # until then (monotonic s) the level is NORMAL as this store last set it: a relaxed
+        # block sets nothing (`relaxed`); 0: set it again
+        self._normal_until = 0.0
         self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
         self._sp = 0  # savepoint counter
         self._checkpointer: _Checkpointer | None = None
@@ -535,19 +541,41 @@ class Store:
         killed process loses none of them; only a power cut can lose the newest, and the next
         synced commit (an order journaled) syncs them too. For what the venue can tell again
         (its order reports) and state that can be rebuilt. Never held across an `await`.
-        An intended order journaled inside is still synced (see `journal_order`)."""
+        An intended order journaled inside is still synced (see `journal_order`).
+
+        The level is not put back to FULL on the way out, and a block that finds NORMAL set
+        by this store less than `LEVEL_RECHECK` s ago sets nothing: every commit that must
+        be synced sets FULL itself first (`_synced`). A relaxed block used to cost two
+        PRAGMA statements, each a read transaction of its own on the shared memory (four
+        `fcntl` locks): ~15 % of the CPU of a stop's close (booked in two relaxed blocks)
+        and part of every tick that writes behind. Whoever else sets the level on the
+        shared connection (a bench's set-up) is corrected within `LEVEL_RECHECK` s."""
         conn = self.db.conn
         toggle = not self._normal and not conn.in_transaction and not self.readonly \
             and not self._closed
         if toggle:
-            conn.execute("PRAGMA synchronous = NORMAL")
+            now = time.monotonic()
+            if now >= self._normal_until:
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._normal_until = now + LEVEL_RECHECK
             self._normal = True
         try:
             yield self
         finally:
-            if toggle and not self._closed:
-                conn.execute("PRAGMA synchronous = FULL")
+            if toggle:
                 self._normal = False
+
+    def _synced(self) -> None:
+        """The next commit is fsynced (`synchronous=FULL`): called before every commit that
+        is not `relaxed()` (a relaxed block leaves the connection at NORMAL). Set every time,
+        never taken from a remembered level: whoever else shares the connection (the paper
+        venue, a bench's set-up) may have changed it meanwhile; a synced commit pays an
+        fsync anyway, so the statement costs nothing that shows."""
+        conn = self.db.conn
+        if not self._normal and not conn.in_transaction and not self.readonly \
+                and not self._closed:
+            conn.execute("PRAGMA synchronous = FULL")
+            self._normal_until = 0.0  # the next relaxed block sets NORMAL again
 
     @property
     def can_sync_wal(self) -> bool:
@@ -619,6 +647,7 @@ class Store:
         finally:
             if not self._closed:
                 conn.execute("PRAGMA synchronous = NORMAL")
+                self._normal_until = time.monotonic() + LEVEL_RECHECK
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -640,6 +669,7 @@ class Store:
             else:
                 conn.execute(f"RELEASE SAVEPOINT {name}")
             return
+        self._synced()
         conn.execute("BEGIN")
         try:
             yield
@@ -1088,6 +1118,7 @@ class Store:
             role_value = OrderRole(role).value
         except ValueError as e:
             raise ValidationError(f"unknown order role {role!r}", field="role") from e
+        self._synced()
         with self.db.atomic():
             if self._order(client_id) is None:
                 raise ValidationError(f"order {client_id} is not in the journal; journal it "
@@ -1212,6 +1243,7 @@ class Store:
         if not isinstance(key, str) or not key:
             raise ValidationError("a setting needs a non-empty text key", field="key")
         text = dumps_json(value, f"setting {key!r}")
+        self._synced()
         with self.db.atomic():
             self.db["settings"].upsert({"key": key, "value": text}, pk="key")
 
