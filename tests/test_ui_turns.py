@@ -169,39 +169,3 @@ def test_the_charts_live_redraw_waits_for_its_turn_behind_the_window_jobs(qtbot,
     qtbot.waitUntil(lambda: "redraw" in order)
     assert order == ["table", "beat", "redraw"]
     assert chart.line("last").value() == 40_600.0
-
-
-def test_the_timers_table_flush_hands_on_a_chunk_a_turn_newest_first_come(qtbot):
-    """500 rows' update at once was 5-9 ms of CPU before its repaint: the timer's flush
-    hands on `TABLE_CHUNK` positions a turn; a pending position's newer snapshot still
-    replaces the older one, and flush_now still hands on everything at once."""
-    from pmgui.ui.bridge import TABLE_CHUNK
-
-    ob = Outbox()
-    br = Bridge(ob)
-    got: list[list] = []
-    order: list[str] = []
-    keep: list[QTimer] = []
-
-    def on_positions(snaps: list) -> None:
-        got.append(snaps)
-        order.append(f"chunk {len(snaps)}")
-        if len(got) == 1:
-            keep.append(beat_between(order, "beat"))
-            ob.publish(snapshot(position("p599"), 41_000.0, T0 + 1))  # newer, still pending
-            br.pump()
-
-    br.positionsChanged.connect(on_positions)
-    n = 2 * TABLE_CHUNK + 100
-    for i in range(n):
-        ob.publish(snapshot(position(f"p{i}"), 40_000.0 + i, T0))
-    for _ in range(br._table_every):
-        br._on_timer()
-    qtbot.waitUntil(lambda: sum(len(s) for s in got) == n)
-    assert order == ["chunk 250", "beat", "chunk 250", "chunk 100"]
-    last = {s.position.id: s.mark for s in got[-1]}
-    assert last["p599"] == 41_000.0
-    for i in range(n):
-        ob.publish(snapshot(position(f"p{i}"), 39_000.0 + i, T0 + 2))
-    br.flush_now()
-    assert len(got[-1]) == n

@@ -7,8 +7,7 @@ keeps its own "newest per key" buffer for the slow signals, so whatever is emitt
 the newest value known — never an older price after a newer one. The table flush rides on
 every n-th pump, on the event loop's next turn after its drain (`Turns`: the pump's chart and
 log work and the table's update are a few ms of CPU each; in one stretch they held the window
-long enough for the engine's thread to take the interpreter lock from it — a stall), at most
-`TABLE_CHUNK` positions a turn (the rest on the next turns, still newest-wins). A table
+long enough for the engine's thread to take the interpreter lock from it — a stall). A table
 value is never a whole period older than the drain that brought it.
 
 Unkeyed events (actions, errors, closed positions) are emitted in publish order at the fast
@@ -23,7 +22,6 @@ next pump, so one pump stays short after the GUI was held up; `flush_now` hands 
 
 from __future__ import annotations
 
-import itertools
 import sys
 from collections import deque
 
@@ -47,7 +45,6 @@ from pmgui.ui.turns import Turns
 TABLE_HZ = 15.0
 CHART_HZ = 30.0
 MAX_LOG_PER_PUMP = 1000  # actions + errors handed on per pump; the rest waits, in order
-TABLE_CHUNK = 250  # position snapshots the timer's table flush hands on per event-loop turn
 
 
 class Bridge(QObject):
@@ -131,15 +128,7 @@ class Bridge(QObject):
         self.pump()
         self._pumps += 1
         if self._pumps % self._table_every == 0:
-            self.turns.later("table", self._flush_table_turn)
-
-    def _flush_table_turn(self) -> None:
-        """The timer's table flush: at most `TABLE_CHUNK` positions a turn, the rest on the
-        next turns (each chunk's update and the repaint it causes are one stretch; 500 rows
-        at once were 5-9 ms of CPU before their repaint)."""
-        self.flush_table(TABLE_CHUNK)
-        if self._positions:
-            self.turns.later("table", self._flush_table_turn)
+            self.turns.later("table", self.flush_table)
 
     @property
     def waiting(self) -> int:
@@ -165,16 +154,10 @@ class Bridge(QObject):
         if run:
             self._emit(self.actions, run)
 
-    def flush_table(self, limit: int = sys.maxsize) -> None:
-        """Slow tick: emit the newest pending table-rate values (at most `limit` positions;
-        the others stay pending, still replaced by newer snapshots)."""
-        pending = self._positions
-        if pending:
-            if len(pending) <= limit:
-                snaps, self._positions = list(pending.values()), {}
-            else:
-                keys = list(itertools.islice(pending, limit))
-                snaps = [pending.pop(k) for k in keys]
+    def flush_table(self) -> None:
+        """Slow tick: emit the newest pending table-rate values."""
+        if self._positions:
+            snaps, self._positions = list(self._positions.values()), {}
             self._emit(self.positionsChanged, snaps)
         if self._orders:
             orders, self._orders = list(self._orders.values()), {}
