@@ -169,3 +169,19 @@ def test_the_charts_live_redraw_waits_for_its_turn_behind_the_window_jobs(qtbot,
     qtbot.waitUntil(lambda: "redraw" in order)
     assert order == ["table", "beat", "redraw"]
     assert chart.line("last").value() == 40_600.0
+
+
+def test_the_table_flush_goes_ahead_of_the_jobs_waiting(qtbot):
+    """The table's prices are what the trader reads (the displayed price's lag): its flush
+    is not queued behind a chart redraw or a log commit waiting for their turn."""
+    ob = Outbox()
+    br = Bridge(ob)
+    order: list[str] = []
+    br.positionsChanged.connect(lambda _snaps: order.append("table"))
+    br.turns.later("chart", lambda: order.append("chart"))
+    br.turns.later("log", lambda: order.append("log"))
+    ob.publish(snapshot(position(), 40_100.0, T0))
+    for _ in range(br._table_every):
+        br._on_timer()
+    qtbot.waitUntil(lambda: len(order) == 3)
+    assert order == ["table", "chart", "log"]

@@ -36,11 +36,15 @@ class Turns(QObject):
         self._timer.timeout.connect(self._run_one)
         self.runs = 0  # jobs run so far (tests and diagnostics)
 
-    def later(self, key: Hashable, job: Callable[[], None]) -> None:
-        """Run `job` on a later turn, after the jobs already waiting (once: a key waiting
-        already keeps its place and its job)."""
+    def later(self, key: Hashable, job: Callable[[], None], *, first: bool = False) -> None:
+        """Run `job` on a later turn, after the jobs already waiting — before them with
+        `first` (the table's flush: its prices are what the trader reads, the others can
+        wait a turn) — once: a key waiting already keeps its place and its job."""
         if key not in self._jobs:
-            self._jobs[key] = job
+            if first and self._jobs:
+                self._jobs = {key: job, **self._jobs}
+            else:
+                self._jobs[key] = job
         if not self._timer.isActive():
             self._timer.start()
 
