@@ -30,6 +30,7 @@ from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken, ErrorEvent
 from pmgui.engine.ids import new_position_id
 from pmgui.engine.ledger import EPS
+from pmgui.engine.loop import let_due_work_first
 from pmgui.engine.protection import PROTECTIVE
 from pmgui.engine.runtime import PositionRuntime
 from pmgui.exchange.base import ExchangePosition
@@ -346,6 +347,14 @@ class ManualCommands:
                             qty=result.filled, sl=pos.sl, tp=pos.tp, rule="manual", ts=now)
             self.core.store.record_action(action, symbol=c.symbol)
         self.core.outbox.publish(ActionTaken(action, c.symbol))
+        # Booked: the ticks due meanwhile go first. The entry's answer, its booking and the
+        # stop's journal were one step of the loop (2-4 ms of CPU at 500 positions), and any
+        # symbol's tick — a stop's crossing on its way to being booked — waited it out. Only
+        # after the booking: the position is in the book, its entry bound to it, before
+        # anything else runs with the venue's answer in flight. Meanwhile its ticks are
+        # evaluated as for any open position (the local stop guards, as during the stop's
+        # journal fsync that follows).
+        await let_due_work_first()
         async with rt.lock:  # ticks may already be evaluating the new position
             await self.core.protector.sync(rt, force=True)
         self.core.publish_position(rt)
