@@ -380,3 +380,22 @@ def test_a_venue_sharing_the_stores_connection_commits_relaxed_without_asking(tm
     first_full = statements.index("PRAGMA synchronous = FULL")
     assert "COMMIT" in statements[:first_full]  # the venue's commits came before it
     assert statements[first_full + 1:].count("COMMIT") >= 1
+
+
+async def test_setting_the_leverage_a_symbol_has_writes_nothing_and_keeps_it(db_path):
+    """Every market open sets the symbol's leverage first: when it is the one the venue
+    already holds and no position of the symbol has margin to re-size, nothing is written
+    (no commit in the open's step of the loop); a new value is written and survives."""
+    ex = _open(db_path)
+    await ex.connect()
+    await ex.set_leverage(BTC, 20)
+    commits: list[str] = []
+    ex.db.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    await ex.set_leverage(BTC, 20)
+    assert commits == []
+    await ex.set_leverage(BTC, 15)
+    assert commits == ["COMMIT"]
+    ex.db.conn.set_trace_callback(None)
+    again = _open(db_path)
+    await again.connect()
+    assert again.leverage(BTC) == 15.0

@@ -432,6 +432,12 @@ class PaperExchange:
             raise InvalidOrder(f"leverage for {symbol} must be between 1x and "
                                f"{m.max_leverage}x (got {leverage!r})")
         lev = float(leverage)
+        if self._leverage.get(symbol) == lev and (symbol, Side.LONG) not in self._positions \
+                and (symbol, Side.SHORT) not in self._positions:
+            # what it is already, with no margin to re-size (resting orders reserve at the
+            # same leverage): nothing changes, nothing is written. Every market open sets
+            # the leverage first; its commit was a part of the loop step the open runs in.
+            return
         changes = []
         delta = 0.0
         for side in (Side.LONG, Side.SHORT):  # the symbol's positions (a sum of two: exact
