@@ -737,3 +737,66 @@ def test_the_leverage_check_catches_a_key_by_value_alone(monkeypatch):
     monkeypatch.setattr(bands_mod, "_fixed", fixed)
     with pytest.raises(AssertionError):
         _check_leverage_true_and_one()
+
+
+def test_the_cache_property_catches_a_trailing_table_kept_across_indicators(monkeypatch):
+    """Mutation check: the trailing fast path's table (`stops._trail_table`: each profit
+    region's distance and inputs) kept with the Params across a candle close."""
+    real = stops_mod._trail_table
+
+    def stale(hot, p, mkt, ind, d):  # the first table of each side, whatever the indicators
+        kept = p.memo("stale tables", lambda p: {})
+        if d not in kept:
+            kept[d] = real(hot, p, mkt, ind, d)
+        hot[0] = kept[d]
+        return kept[d]
+
+    monkeypatch.setattr(stops_mod, "_trail_table", stale)
+    with pytest.raises(AssertionError):
+        _cached_mutant()
+
+
+def test_the_cache_property_catches_a_trailing_table_kept_across_sides(monkeypatch):
+    """Mutation check: the table of the side that asked first given to the other."""
+    real = stops_mod._trail_table
+
+    def sideless(hot, p, mkt, ind, d):
+        table = real(hot, p, mkt, ind, 1)
+        table.d = d  # served as this side's
+        return table
+
+    monkeypatch.setattr(stops_mod, "_trail_table", sideless)
+    with pytest.raises(AssertionError):
+        _both_sides_on_one_params_moving()
+
+
+def _both_sides_on_one_params_moving() -> None:
+    """A long and a short of one symbol, one Params and one indicators object, each moving
+    its trailing stop: each side's move is the general path's (`stops._trailing`)."""
+    params = resolve_params("guardian")
+    ind = Indicators(volatility=0.02, momentum=0.03)
+    for side in (Side.LONG, Side.SHORT, Side.LONG, Side.SHORT):
+        pos = _pos(side, best_price=100.0, peak_roi=0.0, sl=80.0 if side is Side.LONG else 120.0)
+        ctx = make_ctx(pos, MarketState(SYMBOL, 100.0, 10.0, MARKET, ind), params)
+        moved = stops_mod.trailing(ctx)
+        assert moved and moved == stops_mod._trailing(ctx) == _trailing_through_action(ctx)
+
+
+def test_trailing_moves_of_both_sides_on_one_params():
+    _both_sides_on_one_params_moving()
+
+
+def test_the_region_check_catches_a_template_shared_across_regions(monkeypatch):
+    """Mutation check: the fast path's inputs template of one profit region reused in
+    another (the record would carry the other region's multiplier and raw distance)."""
+    real = stops_mod._inputs_template
+    first: list[dict] = []
+
+    def shared(prefix):
+        if not first:
+            first.append(real(prefix))
+        return first[0]
+
+    monkeypatch.setattr(stops_mod, "_inputs_template", shared)
+    with pytest.raises(AssertionError):
+        _moves_in_each_profit_region()

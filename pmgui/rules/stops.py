@@ -468,6 +468,141 @@ def _at_roi(ctx: Ctx, roi: float) -> Ctx:
 
 
 def trailing(ctx: Ctx) -> list[Action]:
+    """The trailing stop's move (or its due close) this tick.
+
+    Why two paths: on a trending market nearly every evaluated tick moves the stop, so the
+    usual case — a fixed or adaptive trail without tightening or a breakeven gate, plain
+    finite floats — is decided from a table kept per Params and indicator objects
+    (`_TrailTable`: each profit region's distance and inputs record); anything else takes
+    `_trailing` (the general path, the same arithmetic step by step)."""
+    params = ctx.params
+    try:
+        hot = params._memo[_trail_hot]
+    except KeyError:
+        hot = params.memo(_trail_hot, _trail_hot)
+    if hot is None:
+        return _trailing(ctx)
+    mkt = ctx.mkt
+    frames = mkt.frames
+    ind = frames.get(hot[1], mkt.indicators) if frames else mkt.indicators
+    d = ctx.dir
+    table = hot[0]  # the table last used (a single position's ticks: the same again)
+    if table.ind is not ind or table.d != d:
+        table = _trail_table(hot, params, mkt, ind, d)
+    roi = ctx.roi
+    for row in table.regions:  # `gt(roi, threshold)`: the first passed (the last: -inf)
+        if roi > row[0]:
+            break
+    dist, template = row[1], row[2]
+    if template is None:  # the region's first move with these indicators
+        template = row[2] = _inputs_template(_inputs_prefix(params, table.cfg, table.parts,
+                                                            row[3]))
+    best, price, sl = ctx.best, ctx.price, ctx.pos.sl
+    if not (type(best) is float and type(roi) is float and (sl is None or type(sl) is float)):
+        return _trailing(ctx)
+    level = best * (1 - d * dist)
+    if d > 0:
+        if sl is not None and level <= sl < _INF and price > level:
+            return []  # not tighter than a finite SL and not crossed: neither a move nor due
+        # `stop_improves(ctx, level, min_step)`, written out for the usual floats
+        improves = 0.0 < level < _INF and not (level > price - ctx.tick or level >= price)
+        better = sl is None or not (-_INF < sl < _INF) or level > sl
+    else:
+        if sl is not None and -_INF < sl <= level and price < level:
+            return []
+        improves = 0.0 < level < _INF and not (level < price + ctx.tick or level <= price)
+        better = sl is None or not (-_INF < sl < _INF) or level < sl
+    if improves and better and sl is not None and -_INF < sl < _INF:
+        gain = abs(level - sl)
+        improves = gain > 1e-12 * max(abs(sl), 1.0) and gain >= table.min_step * price
+    if not (improves and better):
+        if price > level if d > 0 else price < level:
+            return []  # no move, and not crossed: not due either (`stop_due`)
+        return _trailing(ctx)  # a due close: the general path decides
+    peak, move = ctx.peak, ctx.move
+    if not (type(price) is float and type(peak) is float and type(move) is float):
+        return _trailing(ctx)
+    total = price + roi + peak + move + dist + best + level + (0.0 if sl is None else sl)
+    if total - total != 0.0:  # an inf or NaN among them: `action` cleans it
+        return _trailing(ctx)
+    # `_trailing_move`'s action: its record copied from the region's template (key order
+    # kept), the tick's values stored over the placeholders
+    inputs = template.copy()
+    inputs["price"] = price
+    inputs["roi"] = roi
+    inputs["peak"] = peak
+    inputs["move"] = move
+    inputs["distance"] = dist
+    inputs["best_price"] = best
+    inputs["level"] = level
+    inputs["previous_sl"] = sl
+    ts = mkt.ts
+    return [_new_action(
+        _MOVE_SL, _TRAILING_REASON, ctx.pos.id, price, None, level, None, "trailing",
+        _STOP_ADJUST_INT, ts if -_INF < ts < _INF else 0.0, MappingProxyType(inputs),
+        _NO_FLAGS, _TRAILING_KIND, False)]
+
+
+class _TrailTable:
+    """A fixed/adaptive trail's per-tick lookup for one indicator object and direction:
+    `regions` = [ROI threshold + tolerance, distance, inputs template (made at the
+    region's first move: None until then), the distance's terms] in `profit_above` order,
+    the last one for "no threshold passed" (threshold −inf); `cfg` and `parts` what the
+    templates are made from."""
+
+    __slots__ = ("cfg", "d", "ind", "min_step", "parts", "regions")
+
+    def __init__(self, ind: object, d: int, cfg: _TrailCfg | None, parts: _Parts | None,
+                 regions: tuple[list, ...]) -> None:
+        self.ind, self.d, self.cfg, self.parts, self.regions = ind, d, cfg, parts, regions
+        self.min_step = 0.0 if cfg is None else cfg.min_step
+
+
+_TrailHot = list  # [the table last used, the trailing timeframe, {(id(ind), d): table}]
+
+
+def _trail_hot(p: Params) -> _TrailHot | None:
+    """The fast path's holder for `p`, or None when `p`'s trail takes the general path
+    (chandelier, tightening or a breakeven gate)."""
+    c = trailing_config(p)
+    if c.mode not in ("fixed", "adaptive") or c.tightening or c.after_breakeven:
+        return None
+    return [_TrailTable(_NO_TABLE_IND, 0, None, None, ()),
+            p.memo(_timeframes, _timeframes).get("trailing"), {}]
+
+
+_NO_TABLE_IND = object()
+
+
+def _trail_table(hot: _TrailHot, p: Params, mkt: MarketState, ind: object,
+                 d: int) -> _TrailTable:
+    """The table of `ind` and `d` (kept per Params; the entry holds `ind`, so an id is never
+    another object's while kept): each region's distance is `_terms_at`'s, its template
+    `_trailing_move`'s, from the same indicator parts (`_indicator_parts`)."""
+    cache = hot[2]
+    table = cache.get((id(ind), d))
+    if table is None or table.ind is not ind:
+        c = trailing_config(p)
+        parts = _indicator_parts(p, mkt, c, d)
+        rows = []
+        terms: _Terms
+        if c.mode == "adaptive":  # `trailing`'s terms at each profit multiplier
+            for above, profit_mult in (*c.profit_above, (-_INF, 1.0)):
+                raw = c.distance * parts[1] * profit_mult * parts[3]
+                terms = (min(max(raw, c.min), c.max), profit_mult, raw, 0.0, None)
+                rows.append([above, terms[0], None, terms])
+        else:  # fixed: `_terms_at`'s
+            rows.append([-_INF, c.distance, None, (c.distance, 0.0, 0.0, 0.0, None)])
+        table = _TrailTable(ind, d, c, parts, tuple(rows))
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[(id(ind), d)] = table
+    hot[0] = table
+    return table
+
+
+def _trailing(ctx: Ctx) -> list[Action]:
+    """`trailing`'s general path (every mode and case)."""
     c = trailing_config(ctx.params)
     if c.after_breakeven and not breakeven_reached(ctx):
         return []
