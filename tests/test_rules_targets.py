@@ -8,7 +8,7 @@ from pmgui.domain import money
 from pmgui.domain.enums import ActionType, Reason, Side, StopKind
 from pmgui.domain.models import Market
 from pmgui.rules.policy import evaluate
-from tests.rules_support import mkt, pos, rules_only, step
+from tests.rules_support import MARKET, mkt, pos, rules_only, step
 
 L, S = Side.LONG, Side.SHORT
 
@@ -228,3 +228,95 @@ def test_scaling_capped_by_max_size_and_minimum():
 def test_dynamic_tp_ignores_a_tp_on_the_loss_side():
     p = pos(L, tp=95.0)
     assert evaluate(p, mkt(94.0, momentum=0.1, trend=0.1), rules_only("dynamic_tp")) == []
+
+
+# dynamic TP's indicator gates, kept per Params (`targets._gates`) -------------------------
+
+import itertools  # noqa: E402
+from dataclasses import fields as _fields  # noqa: E402
+
+from pmgui.domain.models import Indicators, MarketState  # noqa: E402
+from pmgui.rules import targets as targets_mod  # noqa: E402
+from pmgui.rules.common import Ctx, make_ctx  # noqa: E402
+from pmgui.rules.params import resolve_params  # noqa: E402
+
+_GATE_POOL = [Indicators(momentum=m, trend=t, last_change=lc, rsi=r, swing_highs=(130.0,),
+                         swing_lows=(70.0,))
+              for m, t, lc, r in itertools.product((0.03, -0.03, None), (0.01, -0.01),
+                                                   (-0.002, 0.002, None), (80.0, 20.0, 50.0))]
+"""Indicators that open (and close) the extension and the pull-in for one side or the
+other: a long's strong momentum is a short's fade, a long's stretched RSI is not a short's."""
+
+
+def _dynamic_tp_on_one_params() -> None:
+    """One Params for a path of indicator objects and both sides: each tick's dynamic TP
+    is the one a Params without kept gates decides."""
+    params = rules_only("dynamic_tp")
+    n = 0
+    for i, ind in enumerate(_GATE_POOL * 2):
+        side = Side.LONG if (i // 3) % 2 == 0 else Side.SHORT
+        d = side.dir
+        p = pos(side, tp=100.0 * (1 + d * 0.1), sl=100.0 * (1 - d * 0.05), opened_at=0.0)
+        m = MarketState(p.symbol, 100.0 + d * 2.0, 60.0, MARKET, ind)
+        got = targets_mod.dynamic_tp(make_ctx(p, m, params))
+        want = targets_mod.dynamic_tp(make_ctx(p, m, rules_only("dynamic_tp")))
+        assert got == want
+        # DESIGN §4 with the defaults (strong momentum .02, trend >= 0, fade <= 0, RSI
+        # 70/30); the TP 10% away, the price 2% on the way, no level in between
+        mom, trend, last, rsi = ind.momentum, ind.trend, ind.last_change, ind.rsi
+        extend = mom is not None and trend is not None and d * mom >= 0.02 and d * trend >= 0
+        pull = last is not None and d * last <= 0 and rsi is not None and (
+            rsi > 70 if d > 0 else rsi < 30)
+        assert [a.inputs["change"] for a in got] == (
+            ["extend"] if extend else ["pull_in"] if pull else [])
+        n += bool(got)
+    assert n > 10  # both changes act on this path
+
+
+def test_dynamic_tp_gates_kept_per_params_equal_a_fresh_computation():
+    _dynamic_tp_on_one_params()
+
+
+def test_the_gate_check_catches_gates_kept_across_indicators(monkeypatch):
+    """Mutation check: the gates of the first indicators kept for every later candle."""
+    real = targets_mod._gates
+
+    def stale(hot, ind, d):
+        first = hot[2].setdefault("first", {})
+        if d not in first:
+            first[d] = real(hot, ind, d)
+        gates = (ind, d, *first[d][2:])
+        hot[1] = gates
+        return gates
+
+    monkeypatch.setattr(targets_mod, "_gates", stale)
+    with pytest.raises(AssertionError):
+        _dynamic_tp_on_one_params()
+
+
+def test_the_gate_check_catches_gates_kept_across_sides(monkeypatch):
+    """Mutation check: the long's gates given to a short on the same indicators."""
+    real = targets_mod._gates
+
+    def sideless(hot, ind, d):
+        gates = (ind, d, *real(hot, ind, 1)[2:])
+        hot[1] = gates
+        return gates
+
+    monkeypatch.setattr(targets_mod, "_gates", sideless)
+    with pytest.raises(AssertionError):
+        _dynamic_tp_on_one_params()
+
+
+def test_make_ctx_sets_every_field_of_the_context():
+    """`make_ctx` stores the context's slots itself (not through `Ctx(...)`): each field is
+    set, to what the rules read (a missing store would be an AttributeError on a read)."""
+    params = resolve_params("guardian")
+    p = pos(Side.SHORT, entry=100.0, leverage=5.0, fee=0.001, best_price=97.0,
+            peak_roi=0.02, opened_at=10.0)
+    ctx = make_ctx(p, MarketState(p.symbol, 98.0, 70.0, MARKET, Indicators()), params)
+    values = {f.name: getattr(ctx, f.name) for f in _fields(Ctx)}
+    roi = 5.0 * (-(98.0 - 100.0) - 0.001 * (100.0 + 98.0)) / 100.0
+    assert values == {"pos": p, "mkt": ctx.mkt, "params": params, "price": 98.0, "roi": roi,
+                      "peak": max(0.02, roi), "move": -(98.0 - 100.0) / 100.0, "best": 97.0,
+                      "age": 60.0, "side": Side.SHORT, "dir": -1, "tick": MARKET.tick_size}

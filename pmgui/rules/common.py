@@ -170,8 +170,25 @@ def make_ctx(pos: Position, mkt: MarketState, params: Params) -> Ctx:
     else:
         best = price if price < prev else prev
     t = mkt.market.tick_size
-    return Ctx(pos, mkt, params, price, r, r if r > peak else peak, mv, best,
-               0.0 if age < 0.0 else age, side, d, t if _isfinite(t) and t > 0 else 0.0)
+    # `Ctx(pos, mkt, params, price, …)`, its slots stored here: the class call and its
+    # generated __init__ cost more than the stores (one context per evaluation and band)
+    ctx = _new(Ctx)
+    ctx.pos = pos
+    ctx.mkt = mkt
+    ctx.params = params
+    ctx.price = price
+    ctx.roi = r
+    ctx.peak = r if r > peak else peak
+    ctx.move = mv
+    ctx.best = best
+    ctx.age = 0.0 if age < 0.0 else age
+    ctx.side = side
+    ctx.dir = d
+    ctx.tick = t if _isfinite(t) and t > 0 else 0.0
+    return ctx
+
+
+_new = object.__new__
 
 
 _isfinite = math.isfinite

@@ -59,7 +59,12 @@ def _emergency_above(p: Params) -> float:
 
 def emergency(ctx: Ctx) -> list[Action]:
     roi = ctx.roi
-    if roi > ctx.params.memo(_emergency_above, _emergency_above):
+    params = ctx.params
+    try:  # `params.memo(_emergency_above, …)` without the method call (read on every tick)
+        above = params._memo[_emergency_above]
+    except KeyError:
+        above = params.memo(_emergency_above, _emergency_above)
+    if roi > above:
         return []  # no tier breached (the loop below finds none)
     for threshold, reason, tier in ctx.params.memo(_emergency_tiers, _emergency_tiers):
         if le(roi, threshold):
@@ -158,7 +163,12 @@ def _smart_tiers(p: Params) -> tuple[tuple[str, float, float], ...]:
 
 def smart_tp(ctx: Ctx) -> list[Action]:
     m = ctx.move
-    if not m >= ctx.params.memo(_smart_min_move, _smart_min_move):
+    params = ctx.params
+    try:  # `params.memo(_smart_min_move, …)` without the method call
+        least = params._memo[_smart_min_move]
+    except KeyError:
+        least = params.memo(_smart_min_move, _smart_min_move)
+    if not m >= least:
         return []  # below every tier's move: the TP distance cannot matter
     tiers = ctx.params.memo(_smart_tiers, _smart_tiers)
     pos = ctx.pos
@@ -184,15 +194,32 @@ def _momentum_floor(p: Params) -> float:
     return p.f("momentum_loss.min_peak") - THRESHOLD_EPS
 
 
+def _momentum_plan(p: Params) -> tuple[float, float, float, float, float, float, float,
+                                        float, float, float]:
+    """`_momentum_floor`, `_momentum_params` and the tolerances of their tests applied (the
+    same floats: `ge(x, t)` is `x >= t - THRESHOLD_EPS`, `le(x, t)` is `x <= t +
+    THRESHOLD_EPS`), once per Params."""
+    min_peak, full, lo, hi, band = _momentum_params(p)
+    eps = THRESHOLD_EPS
+    return (_momentum_floor(p), min_peak, full, lo, hi, band, full - eps, lo - eps, hi + eps,
+            band - eps)
+
+
 def momentum_loss(ctx: Ctx) -> list[Action]:
     peak = ctx.peak
-    if peak < ctx.params.memo(_momentum_floor, _momentum_floor) or peak <= 0:
+    params = ctx.params
+    try:  # `params.memo(_momentum_plan, …)` without the method call (read on every tick)
+        plan = params._memo[_momentum_plan]
+    except KeyError:
+        plan = params.memo(_momentum_plan, _momentum_plan)
+    if peak < plan[0] or peak <= 0:
         return []  # `lt(peak, min_peak)`, written out
-    min_peak, full, lo, hi, band = ctx.params.memo(_momentum_params, _momentum_params)
-    giveback = (peak - ctx.roi) / peak
-    if ge(giveback, full):
+    _, min_peak, full, lo, hi, band, full_at, lo_at, hi_at, band_at = plan
+    roi = ctx.roi
+    giveback = (peak - roi) / peak
+    if giveback >= full_at:  # `ge(giveback, full)`
         test = "giveback"
-    elif ge(ctx.roi, lo) and le(ctx.roi, hi) and ge(giveback, band):
+    elif roi >= lo_at and roi <= hi_at and giveback >= band_at:  # `ge`, `le`, `ge`
         test = "band"
     else:
         return []

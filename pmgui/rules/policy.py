@@ -157,7 +157,10 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
                 _usable_position(pos) and money.valid_price(price)):
         return []  # the usual open position and float price pass the first test alone
     ctx = make_ctx(pos, mkt, params)
-    on, protect = params.memo(_pipelines, _pipelines)
+    try:  # `params.memo(_pipelines, …)` without the method call
+        on, protect = params._memo[_pipelines]
+    except KeyError:
+        on, protect = params.memo(_pipelines, _pipelines)
     candidates: list[Action] = []
     for fn in (on if pos.automation else protect):
         found = fn(ctx)

@@ -154,6 +154,37 @@ def _dynamic_tp_params(p: Params) -> tuple[float, float, float, float, float, fl
             p.f("dynamic_tp.rsi_low"))
 
 
+_DynHot = list  # [the thresholds, the gates last used, {(id(indicators), dir): gates}]
+_Gates = tuple[object, int, bool, bool, bool]
+
+
+def _dynamic_tp_hot(p: Params) -> _DynHot:
+    """`dynamic_tp`'s per-Params holder: its thresholds and the indicator gates kept."""
+    return [_dynamic_tp_params(p), (None, 0, False, False, False), {}]
+
+
+def _gates(hot: _DynHot, ind: Indicators, d: int) -> _Gates:
+    """(indicators, dir, the extension's indicator test, the pull-in's last-change test,
+    RSI stretched) for `ind` and direction `d` — `dynamic_tp`'s tests of the indicators,
+    which do not change between candle closes. Kept per Params (the entry holds `ind`: an
+    id is never another object's while kept)."""
+    cache = hot[2]
+    gates = cache.get((id(ind), d))
+    if gates is None or gates[0] is not ind:
+        _, _, strong, min_trend, fade, rsi_high, rsi_low = hot[0]
+        mom, trend, last, rsi = ind.momentum, ind.trend, ind.last_change, ind.rsi
+        gates = (ind, d,
+                 mom is not None and trend is not None and d * mom >= strong - _TOL
+                 and d * trend >= min_trend - _TOL,
+                 last is not None and d * last <= fade + _TOL,
+                 rsi is not None and (rsi > rsi_high + _TOL if d > 0 else rsi < rsi_low - _TOL))
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[(id(ind), d)] = gates
+    hot[1] = gates
+    return gates
+
+
 def _base_inputs(ind: Indicators, tp: float, progress: float, freeze: float,
                  levels: tuple[float | None, float | None], age_hours: float,
                  stale_hours: float, p: Params) -> dict[str, object]:
@@ -172,28 +203,29 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
         return []  # no TP, or one on the loss side of the entry: nothing to extend or pull
     p = ctx.params
     progress = (ctx.price - pos.entry) / (tp - pos.entry)
-    freeze, stale_hours, strong, min_trend, fade, rsi_high, rsi_low = p.memo(
-        _dynamic_tp_params, _dynamic_tp_params)
+    try:  # `p.memo(_dynamic_tp_hot, …)` without the method call (read on every tick)
+        hot = p._memo[_dynamic_tp_hot]
+    except KeyError:
+        hot = p.memo(_dynamic_tp_hot, _dynamic_tp_hot)
+    limits = hot[0]  # `_dynamic_tp_params`
+    freeze, stale_hours = limits[0], limits[1]
     if progress >= freeze - _TOL:  # ge(progress, freeze)
         return []  # anti-moving-away: let it close at the target
     mkt = ctx.mkt
     ind = ctx.frame("dynamic_tp") if mkt.frames else mkt.indicators  # `ctx.frame`
     # The price-independent gates of the two changes below (the same tests; `ge`, `gt`,
     # `le` and `lt` written out: this runs on every evaluated tick). Neither can act: no
-    # inputs to gather.
+    # inputs to gather. What they read of the indicators is kept with them (`_gates`).
     d, flags = ctx.dir, pos.flags
+    gates = hot[1]
+    if gates[0] is not ind or gates[1] != d:
+        gates = _gates(hot, ind, d)
     stale = ctx.age / 3600.0 >= stale_hours - _TOL
-    mom, trend = ind.momentum, ind.trend
-    if not (FLAG_TP_EXTENDED not in flags and not stale and mom is not None
-            and trend is not None and d * mom >= strong - _TOL
-            and d * trend >= min_trend - _TOL):  # not the extension: the pull-in?
-        last = ind.last_change
-        if FLAG_TP_PULLED_IN in flags or not progress > _TOL or last is None \
-                or not d * last <= fade + _TOL:
+    if not (gates[2] and FLAG_TP_EXTENDED not in flags and not stale):
+        # not the extension: the pull-in?
+        if not gates[3] or FLAG_TP_PULLED_IN in flags or not progress > _TOL:
             return []
-        rsi = ind.rsi
-        if not stale and not (rsi is not None and (
-                rsi > rsi_high + _TOL if d > 0 else rsi < rsi_low - _TOL)):
+        if not stale and not gates[4]:
             return []
     tick = ctx.tick
     gap = max(tick, 1e-12)
