@@ -352,7 +352,7 @@ def test_crosshair_shows_price_time_and_the_result_of_a_stop_or_target_there(qtb
     want = consequence("sl", level, ctx).split(" · ", 1)[1]
     assert f"SL here · {want}" in text and "−$" in text and "R" in text
     assert f"{level:,.1f}" in text and ":" in text.split(" · ")[0]  # the time
-    assert chart.cross_tag.isVisible() and chart.cross_tag.textItem.toPlainText() == \
+    assert chart.cross_tag.isVisible() and chart.cross_tag.toPlainText() == \
         f"{level:,.1f}"  # and the price on the axis
     p = mouse.at(41_500.0, x_frac=0.3)
     mouse.move(p)

@@ -69,6 +69,7 @@ from pmgui.ui.chart_items import (
     CandlestickItem,
     LevelLine,
     LevelTag,
+    TextTag,
     outside_range,
     stack_tags,
 )
@@ -286,7 +287,7 @@ class ChartWidget(QWidget):
         self.plot.addItem(self.indicator_curve, ignoreBounds=True)
         outside_range(self.indicator_curve)
         self.indicator_tag = LevelTag(LevelLine("indicator"))
-        self.plot.addItem(self.indicator_tag, ignoreBounds=True)
+        self.plot.scene().addItem(self.indicator_tag)
         self.lines: dict[str, LevelLine] = {}
         self.tags: dict[str, LevelTag] = {}
         self.drag = DragController(self)
@@ -296,10 +297,9 @@ class ChartWidget(QWidget):
             self.lines[kind], self.tags[kind] = line, tag
             line.in_range = kind not in ("liquidation", "last")
             self.plot.addItem(line, ignoreBounds=not line.in_range)
-            if tag.right:  # on the price axis, as exchanges show it: it never hides a candle
-                self.plot.scene().addItem(tag)
-            else:
-                self.plot.addItem(tag, ignoreBounds=True)
+            # a scene item placed in pixels by _layout_tags; the last price's on the price
+            # axis, as exchanges show it: it never hides a candle
+            self.plot.scene().addItem(tag)
             if kind in ("sl", "tp", "entry"):
                 self.drag.attach(line)
                 self.drag.attach(tag)
@@ -318,7 +318,7 @@ class ChartWidget(QWidget):
             c.setZValue(50)
             c.setVisible(False)
             self.plot.addItem(c, ignoreBounds=True)
-        self.cross_tag = pg.TextItem("", anchor=(1, 0.5))  # the cursor's price on the axis
+        self.cross_tag = TextTag(anchor_x=1.0)  # the cursor's price on the axis
         self.cross_tag.setZValue(60)
         self.cross_tag.setVisible(False)
         self.plot.scene().addItem(self.cross_tag)
@@ -420,7 +420,7 @@ class ChartWidget(QWidget):
         for c in (self.cross_v, self.cross_h):
             c.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
         self.cross_tag.setColor(theme.base)
-        self.cross_tag.fill = pg.mkBrush(theme.muted)
+        self.cross_tag.set_box(pg.mkBrush(theme.muted), pg.mkPen(None))
         self.indicator_curve.setPen(pg.mkPen(theme.trailing, width=1,
                                              style=Qt.PenStyle.DotLine))
         self._style_tag(self.indicator_tag, theme.trailing)
@@ -803,9 +803,8 @@ class ChartWidget(QWidget):
     def _style_tag(self, tag: LevelTag, colour: str) -> None:
         tag.setColor(colour)
         base = self._theme.base
-        tag.fill = pg.mkBrush(base + "dd") if len(base) == 7 else pg.mkBrush(base)
-        tag.border = pg.mkPen(colour)
-        tag.update()
+        tag.set_box(pg.mkBrush(base + "dd") if len(base) == 7 else pg.mkBrush(base),
+                    pg.mkPen(colour))
 
     def _style_lines(self) -> None:
         t = self._theme
@@ -930,7 +929,7 @@ class ChartWidget(QWidget):
                 tag.edge = edge
             text = tag._text.lstrip("▲▼ ")
             tag.set_text(("▲ " if edge > 0 else "▼ " if edge < 0 else "") + text)
-            br = tag.textItem.boundingRect()
+            br = tag.rect()
             wanted[tag.right].append((key, y, br.height()))
             widths[tag.right] = max(widths[tag.right], br.width())
             by_key[key] = tag
@@ -942,11 +941,8 @@ class ChartWidget(QWidget):
         for col in columns:
             for key, c in stack_tags(col, top, bottom).items():
                 tag = by_key[key]
-                if tag.right:  # a scene item, right-aligned on the axis
-                    tag.setPos(axis_right, c)
-                else:
-                    pos = vb.mapSceneToView(QPointF(rect.left() + TAG_MARGIN, c))
-                    tag.setPos(pos.x(), pos.y())
+                # scene items: right-aligned on the axis, or at the view's left edge
+                tag.setPos(axis_right if tag.right else rect.left() + TAG_MARGIN, c)
 
     def _render_candles(self) -> None:
         sym = self.symbol

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QPainter, QPicture
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPicture
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsSimpleTextItem
 
 from pmgui.domain.models import Candle
 from pmgui.ui.chart_candles import base_seconds, valid_candle
@@ -301,36 +301,87 @@ class LevelLine(pg.InfiniteLine, _Draggable):
             super().informViewBoundsChanged()
 
 
-class LevelTag(pg.TextItem, _Draggable):
-    """The price tag of a line: `SL 41,250 · −1.8% · −$92 · −0.9R`. When the line is out of
-    view the tag sits at that edge with ▲/▼ (an edge marker); SL/TP tags can be dragged like
-    their line, also from the edge."""
+class _TagSignals(QObject):
+    """The drag signals of a `LevelTag` (a Qt-native item is no QObject)."""
 
-    sigStarted = Signal(object, object)
+    sigStarted = Signal(object, object)  # item, scene position
     sigMoved = Signal(object, object)
     sigFinished = Signal(object, object)
     sigCancelled = Signal(object)
 
+
+class TextTag(QGraphicsRectItem):
+    """A label in a box (text, fill, border), placed in *scene* (pixel) coordinates beside
+    a point: `anchor_x` 0 puts the box's left edge on it, 1 its right edge; vertically the
+    box is centred on it.
+
+    Drawn by Qt alone: a `QGraphicsRectItem` with a `QGraphicsSimpleTextItem` child and no
+    Python method Qt calls while painting. pyqtgraph's `TextItem` answered every paint of
+    the scene in Python (`updateTransform` on each `sigPrepareForPaint`, `boundingRect` and
+    `paint` on each item), and every such call from Qt takes the interpreter lock back from
+    the engine's thread: with eight tags that was most of a chart repaint's Python calls.
+    The chart lays the tags out again whenever the view moves or resizes."""
+
+    PAD = 4.0  # pixels between the text and the box's edge
+
+    def __init__(self, anchor_x: float = 0.0) -> None:
+        super().__init__()
+        self.anchor_x = anchor_x
+        self.textItem = QGraphicsSimpleTextItem(self)
+        self.setPen(QPen(Qt.PenStyle.NoPen))
+        self.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+        self._text = ""
+        self._place_text()
+
+    def setText(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.textItem.setText(text)
+            self._place_text()
+
+    def toPlainText(self) -> str:
+        return self._text
+
+    def setColor(self, colour: str) -> None:
+        self.textItem.setBrush(QBrush(QColor(colour)))
+
+    def set_box(self, fill: QBrush, border: QPen) -> None:
+        self.setBrush(fill)
+        self.setPen(border)
+
+    def _place_text(self) -> None:
+        """The box around the text, anchored on the item's position."""
+        r = self.textItem.boundingRect()
+        w, h = r.width() + 2 * self.PAD, r.height() + 2 * self.PAD
+        left = -self.anchor_x * w
+        self.setRect(QRectF(left, -h / 2, w, h))
+        self.textItem.setPos(left + self.PAD, -h / 2 + self.PAD)
+
+
+class LevelTag(TextTag, _Draggable):
+    """The price tag of a line: `SL 41,250 · −1.8% · −$92 · −0.9R`. When the line is out of
+    view the tag sits at that edge with ▲/▼ (an edge marker); SL/TP tags can be dragged like
+    their line, also from the edge (pyqtgraph's scene hands any item with `mouseDragEvent`
+    its drags). A scene item: the chart places it in pixels beside its level."""
+
     def __init__(self, line: LevelLine, right: bool = False) -> None:
-        super().__init__(text="", anchor=(1, 0.5) if right else (0, 0.5))
+        super().__init__(anchor_x=1.0 if right else 0.0)
+        self._signals = _TagSignals()
+        self.sigStarted = self._signals.sigStarted
+        self.sigMoved = self._signals.sigMoved
+        self.sigFinished = self._signals.sigFinished
+        self.sigCancelled = self._signals.sigCancelled
         self._init_drag()
         self.line = line
         self.kind = line.kind
         self.right = right
         self.edge = 0  # -1: the line is below the view, +1: above, 0: in view
-        self.setObjectName(f"{line.kind}Tag")
         line.tag = self
         self.setZValue(40 if line.kind in ("sl", "tp") else 35)
         self.setVisible(False)
-        self._text = ""
 
     def set_text(self, text: str) -> None:
-        if text != self._text:
-            self._text = text
-            self.setText(text)
-
-    def toPlainText(self) -> str:
-        return self.textItem.toPlainText()
+        self.setText(text)
 
     def hoverEvent(self, ev) -> None:
         if self.draggable and not ev.isExit() and self.modifier_ok(ev.modifiers()):
@@ -344,11 +395,6 @@ class LevelTag(pg.TextItem, _Draggable):
 
     def mouseClickEvent(self, ev) -> None:
         self._click(ev)
-
-    def informViewBoundsChanged(self) -> None:
-        """Tags never take part in the auto-range (the chart adds them with ignoreBounds or
-        to the scene): moving one must not re-range and repaint the whole view (see
-        `LevelLine.informViewBoundsChanged`)."""
 
 
 def stack_tags(wanted: Sequence[tuple[str, float, float]], top: float, bottom: float,
