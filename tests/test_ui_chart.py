@@ -22,6 +22,7 @@ from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.models import Action, Candle
 from pmgui.engine.commands import KEEP, CommandResult, ProtectionOutcome, SetTargets
 from pmgui.engine.events import ActionTaken, RuleIndicator
+from pmgui.ui.chart import TAG_MARGIN
 from pmgui.ui.chart_candles import CandleSeries, aggregate
 from pmgui.ui.chart_drag import consequence
 from pmgui.ui.chart_items import stack_tags
@@ -796,3 +797,35 @@ def test_with_no_history_the_forming_minutes_markers_are_on_screen(qtbot):
     (x0, x1), _ = chart.vb.viewRange()
     ((x, _y, _tip),) = chart.marker_points()
     assert x0 < x == T0 + 50 < x1
+
+
+def _python_overrides(item, names=("paint", "boundingRect", "shape")) -> list[str]:
+    """The Qt virtuals a class of `item` written in Python overrides (Qt calls each one
+    back into Python, under the interpreter lock, at every paint)."""
+    return [f"{k.__name__}.{n}" for k in type(item).__mro__
+            if not k.__module__.startswith(("PySide6", "Shiboken")) for n in names
+            if n in vars(k)]
+
+
+def test_tags_are_drawn_by_qt_beside_their_level_and_follow_the_view(qtbot):
+    """Line tags and the crosshair's tag are Qt-native: no Python paint, bounds or
+    per-paint transform (pyqtgraph's TextItem had all three); the text and the place a
+    trader reads are as before, and they follow a pan of the view."""
+    _eng, _win, chart, _mouse = auto_ranged(qtbot)
+    for tag in (*chart.tags.values(), chart.indicator_tag, chart.cross_tag):
+        assert _python_overrides(tag) == [] and _python_overrides(tag.textItem) == []
+        assert tag.textItem.text() == tag.toPlainText()
+    sl = chart.tags["sl"]
+    assert sl.isVisible() and sl.toPlainText().startswith("SL 39,000")
+
+    def beside_its_level() -> None:
+        r, vb = sl.sceneBoundingRect(), chart.vb.sceneBoundingRect()
+        y = chart.vb.mapViewToScene(QPointF(0.0, chart.line("sl").value())).y()
+        assert r.center().y() == pytest.approx(y, abs=1.0)
+        assert r.left() == pytest.approx(vb.left() + TAG_MARGIN, abs=1.0)
+
+    beside_its_level()
+    y0, y1 = chart.vb.viewRange()[1]
+    chart.vb.setYRange(y0 - (y1 - y0) * 0.2, y1 - (y1 - y0) * 0.2, padding=0)  # a pan
+    QApplication.processEvents()
+    beside_its_level()
