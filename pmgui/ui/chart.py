@@ -67,8 +67,10 @@ from pmgui.ui.chart_indicator import IndicatorFeed, IndicatorLine
 from pmgui.ui.chart_items import (
     CandleLayer,
     CandlestickItem,
+    ChartPlotItem,
     LevelLine,
     LevelTag,
+    QuietViewBox,
     TextTag,
     outside_range,
     stack_tags,
@@ -102,14 +104,15 @@ HISTORY_CANDLES = 300  # asked of the engine per symbol and coarse timeframe (Ge
 Ask = Callable[..., bool]
 
 
-class SteadyViewBox(pg.ViewBox):
+class SteadyViewBox(QuietViewBox):
     """Auto-range that holds still while the prices stay in view.
 
     pyqtgraph re-ranges for every new high or low of the forming candle and every move of a
     trailing line; a new range regenerates both axes with their grid (and every tag moves),
     which in a fast market is most of the chart's cost. Here the price range auto-range
     wants is taken with `SLACK` of room above and below, and kept while what must be shown
-    is inside it and it is not much larger than needed (`LOOSE`)."""
+    is inside it and it is not much larger than needed (`LOOSE`). Its bounds, shape and
+    paint are Qt's (`QtBounds`)."""
 
     SLACK = 0.06  # room added above and below when the price range must change
     LOOSE = 1.5  # a range more than this × the needed height is tightened again
@@ -248,8 +251,9 @@ class ChartWidget(QWidget):
             bar.addWidget(b)
 
         # plot
-        self.plot = pg.PlotWidget(viewBox=SteadyViewBox(),
-                                  axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot = pg.PlotWidget(plotItem=ChartPlotItem(
+            viewBox=SteadyViewBox(),
+            axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}))
         self.plot.setObjectName("chartPlot")
         self.plot.setAccessibleName("Price chart with entry, stop-loss and take-profit lines")
         self.plot.setMenuEnabled(False)
@@ -265,7 +269,7 @@ class ChartWidget(QWidget):
             pi.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.vb = pi.vb
         # volume: bars in their own view under the prices (bottom fifth), x linked
-        self.volume_vb = pg.ViewBox(enableMouse=False)
+        self.volume_vb = QuietViewBox(enableMouse=False)
         self.volume_vb.setMouseEnabled(False, False)
         self.volume_vb.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.volume_vb.setZValue(-100)

@@ -14,11 +14,40 @@ from collections.abc import Sequence
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPicture
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsSimpleTextItem
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsRectItem,
+    QGraphicsSimpleTextItem,
+    QGraphicsWidget,
+)
 
 from pmgui.domain.models import Candle
 from pmgui.ui.chart_candles import base_seconds, valid_candle
 from pmgui.ui.theme import Theme
+
+
+class QtBounds:
+    """Put first among the bases of a pyqtgraph widget (a view box, the plot item): Qt's own
+    `boundingRect`, `shape` and `paint`, not pyqtgraph's Python ones, which give the same
+    rectangle (the widget's, untransformed) and, for these widgets, paint nothing.
+
+    Qt asks every item of the scene for its bounds at every paint, and a view box for its
+    shape too (it clips its children to it); each answer written in Python is a call back
+    into the interpreter, which the GUI thread must first take back from the engine's
+    thread. A class attribute that is Qt's own method is no override for PySide: Qt then
+    answers without Python. (A view box given a border would need pyqtgraph's paint.)"""
+
+    boundingRect = QGraphicsWidget.boundingRect
+    shape = QGraphicsWidget.shape
+    paint = QGraphicsWidget.paint
+
+
+class QuietViewBox(QtBounds, pg.ViewBox):
+    """A `pg.ViewBox` whose bounds, shape and paint are Qt's (see `QtBounds`)."""
+
+
+class ChartPlotItem(QtBounds, pg.PlotItem):
+    """A `pg.PlotItem` whose bounds, shape and paint are Qt's (see `QtBounds`)."""
 
 
 def _unreported() -> None:
