@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import types
 
 import pyqtgraph as pg
 import pytest
@@ -800,11 +801,9 @@ def test_with_no_history_the_forming_minutes_markers_are_on_screen(qtbot):
 
 
 def _python_overrides(item, names=("paint", "boundingRect", "shape")) -> list[str]:
-    """The Qt virtuals a class of `item` written in Python overrides (Qt calls each one
-    back into Python, under the interpreter lock, at every paint)."""
-    return [f"{k.__name__}.{n}" for k in type(item).__mro__
-            if not k.__module__.startswith(("PySide6", "Shiboken")) for n in names
-            if n in vars(k)]
+    """The Qt virtuals `item`'s class answers in Python (Qt calls each one back into Python,
+    under the interpreter lock, at every paint)."""
+    return [n for n in names if isinstance(getattr(type(item), n), types.FunctionType)]
 
 
 def test_tags_are_drawn_by_qt_beside_their_level_and_follow_the_view(qtbot):
@@ -829,3 +828,16 @@ def test_tags_are_drawn_by_qt_beside_their_level_and_follow_the_view(qtbot):
     chart.vb.setYRange(y0 - (y1 - y0) * 0.2, y1 - (y1 - y0) * 0.2, padding=0)  # a pan
     QApplication.processEvents()
     beside_its_level()
+
+
+def test_the_views_and_the_plot_answer_paints_in_qt(qtbot):
+    """Qt asks every item for its bounds at every paint (a view box for its shape too): the
+    chart's view boxes and plot item leave those to Qt, with the same rectangle as
+    pyqtgraph's Python versions."""
+    _eng, _win, chart, _mouse = auto_ranged(qtbot)
+    pi = chart.plot.getPlotItem()
+    for w in (chart.vb, chart.volume_vb, pi):
+        assert _python_overrides(w) == [], type(w).__name__
+        assert w.boundingRect() == pg.GraphicsWidget.boundingRect(w)
+        assert w.shape().boundingRect() == w.boundingRect()
+    assert chart.vb.sceneBoundingRect().contains(chart.tags["sl"].sceneBoundingRect())
