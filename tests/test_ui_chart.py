@@ -619,14 +619,24 @@ def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_d
         QGraphicsWidget.update(self, *a)
 
     monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
+    ranged: list[int] = []  # auto-ranges run (each walks every item's bounds in Python)
+    real_range = chart.vb.updateAutoRange
+
+    def auto_range() -> None:
+        ranged.append(1)
+        real_range()
+
+    chart.vb.updateAutoRange = auto_range
     last = chart.line("last")
     shown = chart.vb.viewRange()
     assert shown[1][0] < 40_480.0
     eng.outbox.publish(tick(POS.symbol, 40_480.0, T0 + 2))  # the forming candle: 480–500
     win.bridge.flush_now()
     QApplication.processEvents()
-    # its new low was reported, is inside the view: the range holds, no whole-view repaint
-    assert chart.forming_item in reported and whole == []
+    chart.plot.viewport().repaint()  # the paint that would run a pending auto-range
+    # its new low was reported, is inside the view: the range holds, no whole-view repaint,
+    # and no auto-range is run for it
+    assert chart.forming_item in reported and whole == [] and ranged == []
     assert chart.vb.viewRange() == shown
     reported.clear()
     eng.outbox.publish(tick(POS.symbol, 40_490.0, T0 + 3))  # inside the forming candle
@@ -640,7 +650,8 @@ def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_d
     eng.outbox.publish(tick(POS.symbol, high, T0 + 4))
     win.bridge.flush_now()
     QApplication.processEvents()
-    assert chart.forming_item in reported  # its new high was reported
+    chart.plot.viewport().repaint()
+    assert chart.forming_item in reported and ranged  # its new high was reported, re-ranged
     assert chart.vb.viewRange()[1][1] >= high  # and the view follows it
 
 
