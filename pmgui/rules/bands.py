@@ -41,7 +41,7 @@ from pmgui.domain import money
 from pmgui.domain.enums import PositionStatus, Side
 from pmgui.domain.models import MarketState, Position
 from pmgui.domain.timeframes import seconds
-from pmgui.rules import stops
+from pmgui.rules import stops, targets
 from pmgui.rules.adds import at_breakeven
 from pmgui.rules.common import (
     FLAG_ADD_ON,
@@ -459,7 +459,10 @@ def _momentum_edges(p: Params) -> tuple[float, float, float, float, float]:
 
 def _momentum_loss(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     peak = ctx.pos.peak_roi  # within the band the ROI never exceeds it (the observe edge)
-    min_peak, full, lo, hi, band = p.memo(_momentum_edges, _momentum_edges)
+    try:  # `p.memo(_momentum_edges, …)` without the method call
+        min_peak, full, lo, hi, band = p._memo[_momentum_edges]
+    except KeyError:
+        min_peak, full, lo, hi, band = p.memo(_momentum_edges, _momentum_edges)
     if peak < min_peak or peak <= 0:
         return
     b.fire_roi(-_INF, peak * full)
@@ -524,7 +527,10 @@ def _region_prices(fx: _Fixed, regions: tuple[tuple[float, float, float], ...]
 
 def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     pos = ctx.pos
-    c, regions, reps = p.memo(_trailing_plan, _trailing_plan)
+    try:  # `p.memo(_trailing_plan, …)` without the method call
+        c, regions, reps = p._memo[_trailing_plan]
+    except KeyError:
+        c, regions, reps = p.memo(_trailing_plan, _trailing_plan)
     if c.after_breakeven and not stops.breakeven_reached(ctx):
         return
     mode = c.mode
@@ -644,16 +650,29 @@ def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     tp, e, d = pos.tp, pos.entry, ctx.dir
     if tp is None or (tp - e) * d <= 0:
         return
-    freeze, strong, min_trend, fade, rsi_high, rsi_low, stale_hours = p.memo(
-        _dynamic_tp_params, _dynamic_tp_params)
+    mkt = ctx.mkt
+    ind = ctx.frame("dynamic_tp") if mkt.frames else mkt.indicators  # `ctx.frame`
+    # the rule's own tests of the indicators, kept with them (`targets._gates`): the
+    # extension's momentum and trend, the pull-in's last change, RSI stretched
+    try:
+        hot = p._memo[targets._dynamic_tp_hot]
+    except KeyError:
+        hot = p.memo(targets._dynamic_tp_hot, targets._dynamic_tp_hot)
+    gates = hot[1]
+    if gates[0] is not ind or gates[1] != d:
+        gates = targets._gates(hot, ind, d)
+    extend = gates[2] and FLAG_TP_EXTENDED not in pos.flags
+    if not extend and not (gates[3] and FLAG_TP_PULLED_IN not in pos.flags):
+        return  # neither change can act (the tests below, their indicator parts kept)
+    try:
+        limits = p._memo[_dynamic_tp_params]
+    except KeyError:
+        limits = p.memo(_dynamic_tp_params, _dynamic_tp_params)
+    freeze, stale_hours = limits[0], limits[6]
     # progress = (p - e)/(tp - e) grows towards TP; frozen at progress >= freeze - eps
     p_freeze = e + (freeze - _EPS) * (tp - e)
     frozen_now = (ctx.price - e) / (tp - e) >= freeze - _EPS  # `ge`, written out
-    mkt = ctx.mkt
-    ind = ctx.frame("dynamic_tp") if mkt.frames else mkt.indicators  # `ctx.frame`
-    mom, trend = ind.momentum, ind.trend
-    if (mom is not None and trend is not None and FLAG_TP_EXTENDED not in pos.flags
-            and d * mom >= strong - _EPS and d * trend >= min_trend - _EPS):
+    if extend:  # `d * momentum >= strong - eps and d * trend >= min_trend - eps`
         if frozen_now:  # the whole unfrozen side may extend
             if d > 0:
                 b.fire_approx(-_INF, p_freeze)
@@ -666,13 +685,9 @@ def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
             b.fire_approx(p_freeze, p_freeze)
             for s in (*ind.swing_highs, *ind.swing_lows):
                 b.fire_approx(s, s)
-    last = ind.last_change
-    if last is None or FLAG_TP_PULLED_IN in pos.flags or not d * last <= fade + _EPS:
-        return  # `le(d * last, fade)` above, written out
-    rsi = ind.rsi
-    stretched = rsi is not None and (rsi > rsi_high + _EPS if d > 0  # `gt`
-                                     else rsi < rsi_low - _EPS)
-    if stretched or _hours_timer(b, pos, now, stale_hours, strict=False):
+    if not gates[3] or FLAG_TP_PULLED_IN in pos.flags:
+        return  # no last change, or `le(d * last, fade)` false
+    if gates[4] or _hours_timer(b, pos, now, stale_hours, strict=False):  # RSI stretched
         a = e + _EPS * (tp - e)  # progress > 0 (strictly, with tolerance) up to the freeze
         b.fire_approx(min(a, p_freeze), max(a, p_freeze))
 
@@ -875,7 +890,10 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
               and isinstance(qty, (int, float)) and 0 < qty < _INF
               and isinstance(now, (int, float)) and -_INF < now < _INF):
         return None
-    unknown, families, protection, static, holder = params.memo(_plan, _plan)
+    try:  # `params.memo(_plan, _plan)` without the method call
+        unknown, families, protection, static, holder = params._memo[_plan]
+    except KeyError:
+        unknown, families, protection, static, holder = params.memo(_plan, _plan)
     if unknown:
         return None  # an enabled rule without a band family (protection included)
     fx = holder[0]
