@@ -800,3 +800,20 @@ def test_the_region_check_catches_a_template_shared_across_regions(monkeypatch):
     monkeypatch.setattr(stops_mod, "_inputs_template", shared)
     with pytest.raises(AssertionError):
         _moves_in_each_profit_region()
+
+
+def test_the_pull_in_zone_bounds_the_band_when_rsi_is_stretched():
+    """Dynamic TP's pull-in (fading momentum, RSI stretched, no extension) acts from just
+    above the entry up to the freeze: below the entry the band must stop where that zone
+    starts, not at the best price beyond it (`_dynamic_tp` reads the rule's kept gates)."""
+    params = resolve_params("manual", {"dynamic_tp.enabled": True})
+    ind = Indicators(momentum=None, trend=None, last_change=-0.002, rsi=80.0)
+    roi_at_best = (105.0 - 100.0) / 100.0
+    pos = Position("g", SYMBOL, Side.LONG, 1.0, 100.0, 1.0, 0.0, 1.0, tp=110.0,
+                   fee_rate=0.0, best_price=105.0, peak_roi=roi_at_best)
+    mkt = MarketState(SYMBOL, 99.5, 60.0, MARKET, ind)
+    assert evaluate(pos, mkt, params) == []
+    band = quiet_band(pos, mkt, params)
+    assert band is not None and band.lo < 99.5 < band.hi <= 100.0 + 1e-6
+    inside_zone = replace(mkt, price=100.5)
+    assert [a.reason for a in evaluate(pos, inside_zone, params)] == [Reason.DYNAMIC_TP]
