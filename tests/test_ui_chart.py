@@ -852,3 +852,27 @@ def test_the_views_and_the_plot_answer_paints_in_qt(qtbot):
         assert w.boundingRect() == pg.GraphicsWidget.boundingRect(w)
         assert w.shape().boundingRect() == w.boundingRect()
     assert chart.vb.sceneBoundingRect().contains(chart.tags["sl"].sceneBoundingRect())
+
+
+def test_a_new_candle_in_the_right_margin_keeps_the_time_range(qtbot):
+    """The time range leaves room after the newest candle: a new candle inside it moves
+    no range (a new range re-lays the whole chart out, both axes and every item); one
+    beyond it moves the range on, with room again, the newest candle in view."""
+    eng, win, chart, _mouse = auto_ranged(qtbot)
+    x0, x1 = chart.vb.viewRange()[0]
+    newest = chart.candles()[-1]
+    assert x1 > newest.ts + 60  # room after the forming candle's period
+
+    def at(ts: float, price: float) -> None:
+        eng.outbox.publish(tick(POS.symbol, price, ts))
+        win.bridge.flush_now()
+        qtbot.waitUntil(lambda: chart.candles()[-1].ts == ts)
+        chart.plot.viewport().repaint()  # the paint that runs the auto-range
+
+    at(newest.ts + 60, 40_490.0)  # the next minute
+    assert chart.vb.viewRange()[0] == [x0, x1]
+    beyond = (x1 // 60 + 1) * 60  # a minute past the range's end
+    at(beyond, 40_495.0)
+    y0, y1 = chart.vb.viewRange()[0]
+    assert y1 > beyond + 60  # moved on, the newest candle in view with room after it
+    assert y0 <= chart.candles()[0].ts  # and the oldest still in view

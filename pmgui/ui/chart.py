@@ -105,32 +105,50 @@ Ask = Callable[..., bool]
 
 
 class SteadyViewBox(QuietViewBox):
-    """Auto-range that holds still while the prices stay in view.
+    """Auto-range that holds still while the prices and the candles stay in view.
 
-    pyqtgraph re-ranges for every new high or low of the forming candle and every move of a
-    trailing line; a new range regenerates both axes with their grid (and every tag moves),
-    which in a fast market is most of the chart's cost. Here the price range auto-range
-    wants is taken with `SLACK` of room above and below, and kept while what must be shown
-    is inside it and it is not much larger than needed (`LOOSE`). Its bounds, shape and
-    paint are Qt's (`QtBounds`)."""
+    pyqtgraph re-ranges for every new high or low of the forming candle, every move of a
+    trailing line and every new candle; a new range regenerates both axes with their grid
+    and lays every item and tag out again, which in a fast market is most of the chart's
+    cost. Here the price range auto-range wants is taken with `SLACK` of room above and
+    below, and the time range with `ROOM` after the newest candle (the right margin of a
+    trading chart); each is kept while what must be shown is inside it and it is not much
+    larger than needed (`LOOSE`). A new 1-minute candle in a view of 200 then moves the
+    time range every ~10 minutes, not every minute. Its bounds, shape and paint are Qt's
+    (`QtBounds`)."""
 
     SLACK = 0.06  # room added above and below when the price range must change
-    LOOSE = 1.5  # a range more than this × the needed height is tightened again
+    ROOM = 0.05  # room added after the newest candle when the time range must change
+    LOOSE = 1.5  # a range more than this × the needed span is tightened again
 
     def setRange(self, rect=None, xRange=None, yRange=None, padding=None, update=True,
                  disableAutoRange=True):
-        if (yRange is not None and rect is None and not disableAutoRange
-                and self._updatingRange):  # asked by updateAutoRange
-            lo, hi = float(yRange[0]), float(yRange[1])
-            c0, c1 = self.viewRange()[1]
-            span = hi - lo
-            if c0 <= lo and hi <= c1 and (c1 - c0) <= span * self.LOOSE:
-                yRange = None  # in view, not too loose: the range stays
-            elif span > 0:
-                yRange = (lo - span * self.SLACK, hi + span * self.SLACK)
+        if rect is None and not disableAutoRange and self._updatingRange:  # auto-range
+            if xRange is not None:
+                xRange = self._steady(0, xRange, 0.0, self.ROOM)
+            if yRange is not None:
+                yRange = self._steady(1, yRange, self.SLACK, self.SLACK)
             if xRange is None and yRange is None:
                 return
         super().setRange(rect, xRange, yRange, padding, update, disableAutoRange)
+
+    def _steady(self, axis: int, wanted, before: float,
+                after: float) -> tuple[float, float] | None:
+        """The range to set on `axis` for the auto-range's `wanted` one; None: keep the
+        range shown (it holds what must be shown and is not too loose)."""
+        lo, hi = float(wanted[0]), float(wanted[1])
+        c0, c1 = self.viewRange()[axis]
+        span = hi - lo
+        # pyqtgraph padded the data's span by a fraction of it on each side; the time
+        # range need only hold the data (its start must not count: it moves left as the
+        # span grows with each candle)
+        f = self.suggestPadding(axis) if axis == 0 else 0.0
+        pad = span * f / (1 + 2 * f)
+        if c0 <= lo + pad and hi - pad <= c1 and (c1 - c0) <= span * self.LOOSE:
+            return None
+        if span > 0:
+            return (lo - span * before, hi + span * after)
+        return (lo, hi)
 
     def itemBoundsChanged(self, item) -> None:
         """pyqtgraph answers an item's new bounds by marking the auto-range for the next
