@@ -10,8 +10,9 @@ next job, and each panel's job is handed to the window's `Turns`, not run where 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
+from shiboken6 import delete
 
 from pmgui.engine.outbox import Outbox
 from pmgui.ui.bridge import Bridge
@@ -185,3 +186,44 @@ def test_the_table_flush_goes_ahead_of_the_jobs_waiting(qtbot):
         br._on_timer()
     qtbot.waitUntil(lambda: len(order) == 3)
     assert order == ["table", "chart", "log"]
+
+
+def test_a_job_whose_owner_is_deleted_is_dropped_and_the_next_one_runs(qtbot):
+    turns = Turns()
+    ran: list[str] = []
+    gone, kept = QObject(), QObject()
+    turns.later("gone", lambda: ran.append("gone"), owner=gone)
+    turns.later("kept", lambda: ran.append("kept"), owner=kept)
+    delete(gone)  # the window closed while its job waited
+    qtbot.waitUntil(lambda: not turns.waiting("kept"))
+    assert ran == ["kept"] and turns.runs == 1
+
+
+def test_a_key_left_by_a_deleted_owner_does_not_hold_back_a_new_job(qtbot):
+    turns = Turns()
+    ran: list[str] = []
+    old, new = QObject(), QObject()
+    turns.later(("account", 1), lambda: ran.append("old"), owner=old)
+    delete(old)  # and a new panel got the old one's id() for its key
+    turns.later(("account", 1), lambda: ran.append("new"), owner=new)
+    qtbot.waitUntil(lambda: bool(ran))
+    QApplication.processEvents()
+    assert ran == ["new"]
+
+
+def test_the_account_sums_waiting_when_the_panel_is_deleted_are_dropped(qtbot):
+    """The full suite's flake: a window closed with the account's sums waiting; the turn then
+    ran them on the panel's deleted labels (RuntimeError in Qt's event loop)."""
+    from pmgui.ui.panels import AccountPanel
+    from pmgui.ui.theme import make_theme
+
+    eng = EngineDouble()
+    br = Bridge(Outbox())
+    panel = AccountPanel(br, eng.market, make_theme("dark"))
+    panel._wallet = 10_000.0
+    panel.on_positions([snapshot(position(), 30_000.0)])
+    assert br.turns.waiting(("account", id(panel)))
+    delete(panel)
+    qtbot.waitUntil(lambda: not br.turns._jobs)
+    QApplication.processEvents()
+    assert br.turns.runs == 0

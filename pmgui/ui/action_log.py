@@ -295,7 +295,7 @@ class ActionLogPanel(QTableView):
         # same pass as the bridge's, and the two ran in one stretch
         self._turns = bridge.turns
         self._commit.timeout.connect(lambda: self._turns.later(("actionLog", id(self)),
-                                                              self.commit))
+                                                              self.commit, owner=self))
         self.seeded = False
         bridge.actions.connect(self.on_actions)
         bridge.error.connect(self.on_error)

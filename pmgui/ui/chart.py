@@ -587,7 +587,7 @@ class ChartWidget(QWidget):
 
     def _after_cooldown(self) -> None:
         if self.turns is not None:
-            self.turns.later(("chart", id(self)), self._redraw_due)
+            self.turns.later(("chart", id(self)), self._redraw_due, owner=self)
         else:
             self._redraw_due()
 

@@ -540,7 +540,7 @@ class AccountPanel(QWidget):
         brought the snapshots or beside the other timers due with the cooldown's: a few ms
         of CPU that made those stretches longer."""
         self._dirty = True
-        self._turns.later(("account", id(self)), self._refresh_if_dirty)
+        self._turns.later(("account", id(self)), self._refresh_if_dirty, owner=self)
 
     def _refresh_if_dirty(self) -> None:
         if self._dirty:

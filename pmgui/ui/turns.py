@@ -14,7 +14,10 @@ when the job is done: a timer that came due during a job (the heartbeat, an inpu
 is earlier in Qt's timer list than the next job and runs first, and the repaint a job caused
 runs before the next job too (posted events come before timers in a loop turn). A job is
 keyed: handing on a key already waiting does not queue it twice (jobs read the newest state
-when they run, so one run serves every request made before it).
+when they run, so one run serves every request made before it). A job names the Qt object
+it works on (`owner`): once that object is deleted — a window closed while its jobs waited —
+the job is dropped, not run on deleted widgets, and a new object that got the old one's
+`id()` for its key is not kept waiting behind it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from PySide6.QtCore import QObject, QTimer
+from shiboken6 import isValid
+
+Job = tuple[Callable[[], None], QObject | None]
+
+
+def _alive(job: Job) -> bool:
+    owner = job[1]
+    return owner is None or isValid(owner)
 
 
 class Turns(QObject):
@@ -29,22 +40,28 @@ class Turns(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._jobs: dict[Hashable, Callable[[], None]] = {}  # waiting, in the order asked
+        self._jobs: dict[Hashable, Job] = {}  # waiting, in the order asked
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._run_one)
         self.runs = 0  # jobs run so far (tests and diagnostics)
 
-    def later(self, key: Hashable, job: Callable[[], None], *, first: bool = False) -> None:
+    def later(self, key: Hashable, job: Callable[[], None], *, owner: QObject | None = None,
+              first: bool = False) -> None:
         """Run `job` on a later turn, after the jobs already waiting — before them with
         `first` (the table's flush: its prices are what the trader reads, the others can
-        wait a turn) — once: a key waiting already keeps its place and its job."""
-        if key not in self._jobs:
+        wait a turn) — once: a key waiting already keeps its place and its job. `owner`:
+        the Qt object the job works on; the job is dropped once it is deleted."""
+        waiting = self._jobs.get(key)
+        if waiting is not None and not _alive(waiting):
+            del self._jobs[key]  # its owner is gone (and `key` may be a new object's id)
+            waiting = None
+        if waiting is None:
             if first and self._jobs:
-                self._jobs = {key: job, **self._jobs}
+                self._jobs = {key: (job, owner), **self._jobs}
             else:
-                self._jobs[key] = job
+                self._jobs[key] = (job, owner)
         if not self._timer.isActive():
             self._timer.start()
 
@@ -56,13 +73,15 @@ class Turns(QObject):
         self._jobs.pop(key, None)
 
     def _run_one(self) -> None:
-        if not self._jobs:
-            return
-        key = next(iter(self._jobs))
-        job = self._jobs.pop(key)
+        while self._jobs:
+            job = self._jobs.pop(next(iter(self._jobs)))
+            if _alive(job):
+                break
+        else:
+            return  # only jobs of deleted objects were waiting
         self.runs += 1
         try:
-            job()
+            job[0]()
         finally:
             # started after the job: a timer that came due meanwhile is ahead of it
             if self._jobs:
