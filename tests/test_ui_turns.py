@@ -227,3 +227,20 @@ def test_the_account_sums_waiting_when_the_panel_is_deleted_are_dropped(qtbot):
     qtbot.waitUntil(lambda: not br.turns._jobs)
     QApplication.processEvents()
     assert br.turns.runs == 0
+
+
+def test_the_table_flush_waiting_when_the_bridge_is_deleted_is_dropped(qtbot):
+    """The GUI bench's teardown: the window and its bridge deleted with the table's flush
+    waiting; the turn then emitted from the deleted bridge ("Signal source has been
+    deleted" in Qt's event loop)."""
+    ob = Outbox()
+    br = Bridge(ob)
+    turns = br.turns
+    ob.publish(snapshot(position(), 40_100.0, T0))
+    for _ in range(br._table_every):
+        br._on_timer()
+    assert turns.waiting("table")
+    delete(br)
+    qtbot.waitUntil(lambda: not turns.waiting("table"))
+    QApplication.processEvents()
+    assert turns.runs == 0

@@ -128,7 +128,7 @@ class Bridge(QObject):
         self.pump()
         self._pumps += 1
         if self._pumps % self._table_every == 0:
-            self.turns.later("table", self.flush_table, first=True)
+            self.turns.later("table", self.flush_table, first=True, owner=self)
 
     @property
     def waiting(self) -> int:
