@@ -248,3 +248,31 @@ def test_a_replay_pair_without_a_positive_difference_is_null_not_a_crash():
     assert d["params"]["pairs_ticks_per_s"] == [None, 125000.0]
     assert d["value"] is None  # least of 2n (0.009) <= least of n (0.010): no figure either
     assert d["name"] == "replay[manual]" and d["params"]["ticks"] == [1000, 2000]
+
+
+def test_rules_rows_are_the_least_cpu_of_runs_interleaved_over_the_presets(monkeypatch):
+    """Each preset and mode runs RULES_ROUNDS times, every round running all of them (a slow
+    spell of the machine touches every preset alike), and the row is the run of least CPU
+    time, every run's figure beside it."""
+    from dataclasses import replace
+
+    from pmgui.bench import rules
+
+    order: list[tuple[str, bool, bool]] = []
+    real = rules.run_rules
+
+    def spy(preset: str, n: int, **kw):
+        order.append((preset, kw.get("bands", False), kw.get("recompute", False)))
+        return real(preset, n, **kw)
+
+    monkeypatch.setattr(rules, "run_rules", spy)
+    rows = {r.name: r for r in bench.bench_rules(replace(bench.Plan.make(True), rules_n=400,
+                                                         rules_base_n=100))}
+    one_round = [(p, b, False) for p in bench.PRESETS for b in (True, False)]
+    assert order[:len(one_round) * bench.RULES_ROUNDS] == one_round * bench.RULES_ROUNDS
+    for p in bench.PRESETS:
+        for name in (f"rules[{p}]", f"rules_full[{p}]"):
+            runs = rows[name].params["runs_per_s"]
+            assert len(runs) == bench.RULES_ROUNDS
+            assert rows[name].value == pytest.approx(max(runs), rel=1e-5)
+            assert min(runs) <= rows[name].params["median_per_s"] <= max(runs)
