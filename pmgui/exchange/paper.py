@@ -207,6 +207,18 @@ def _money(v: float) -> str:
     return f"{v:,.2f}"
 
 
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN … COMMIT, rolled back when the body raises."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class PaperExchange:
     """A simulated futures exchange implementing `pmgui.exchange.base.Exchange`."""
 
@@ -1147,26 +1159,15 @@ class PaperExchange:
         # (synchronous=NORMAL in WAL: a killed app loses none of them); the engine's journal
         # of intended orders is still synced before anything is sent.
         if self._relaxed is not None:
-            with self._relaxed():
-                conn.execute("BEGIN")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+            with self._relaxed(), _transaction(conn):
+                yield conn
             return
         mode = conn.execute("PRAGMA synchronous").fetchone()[0]
         if mode > 1:
             conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            conn.execute("BEGIN")
-            try:
+            with _transaction(conn):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         finally:
             if mode > 1:
                 conn.execute(f"PRAGMA synchronous = {int(mode)}")
