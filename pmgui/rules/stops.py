@@ -525,22 +525,9 @@ def trailing(ctx: Ctx) -> list[Action]:
     total = price + roi + peak + move + dist + best + level + (0.0 if sl is None else sl)
     if total - total != 0.0:  # an inf or NaN among them: `action` cleans it
         return _trailing(ctx)
-    # `_trailing_move`'s action: its record copied from the region's template (key order
-    # kept), the tick's values stored over the placeholders
-    inputs = template.copy()
-    inputs["price"] = price
-    inputs["roi"] = roi
-    inputs["peak"] = peak
-    inputs["move"] = move
-    inputs["distance"] = dist
-    inputs["best_price"] = best
-    inputs["level"] = level
-    inputs["previous_sl"] = sl
-    ts = mkt.ts
-    return [_new_action(
-        _MOVE_SL, _TRAILING_REASON, ctx.pos.id, price, None, level, None, "trailing",
-        _STOP_ADJUST_INT, ts if -_INF < ts < _INF else 0.0, MappingProxyType(inputs),
-        _NO_FLAGS, _TRAILING_KIND, False)]
+    # `_trailing_move`'s action, its record from the region's template
+    return [_trailing_action(template, ctx.pos.id, price, roi, peak, move, dist, best, level,
+                             sl, mkt.ts)]
 
 
 class _TrailTable:
@@ -676,19 +663,27 @@ def _trailing_move(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms,
         if len(kept) >= _CACHE_SIZE:
             kept.clear()
         hit = kept[id(prefix)] = (prefix, _inputs_template(prefix))
-    # `{"price": price, …, **prefix, "distance": d, …}`: a copy of the record with its keys
-    # in that order, the tick's values stored over the placeholders (the order is kept)
-    inputs = hit[1].copy()
+    # `{"price": price, …, **prefix, "distance": d, …}`
+    return _trailing_action(hit[1], ctx.pos.id, price, roi, peak, move, d, best, level, sl, ts)
+
+
+def _trailing_action(template: dict[str, object], pos_id: str, price: float, roi: float,
+                     peak: float, move: float, distance: float, best: float, level: float,
+                     sl: float | None, ts: float) -> Action:
+    """A trailing stop move: its record a copy of `template` (its keys in the record's
+    order), the tick's values stored over the placeholders — the general path and the
+    fast path build it alike."""
+    inputs = template.copy()
     inputs["price"] = price
     inputs["roi"] = roi
     inputs["peak"] = peak
     inputs["move"] = move
-    inputs["distance"] = d
+    inputs["distance"] = distance
     inputs["best_price"] = best
     inputs["level"] = level
     inputs["previous_sl"] = sl
     return _new_action(
-        _MOVE_SL, _TRAILING_REASON, ctx.pos.id, price, None, level, None, "trailing",
+        _MOVE_SL, _TRAILING_REASON, pos_id, price, None, level, None, "trailing",
         _STOP_ADJUST_INT, ts if -_INF < ts < _INF else 0.0, MappingProxyType(inputs),
         _NO_FLAGS, _TRAILING_KIND, False)
 
