@@ -118,3 +118,44 @@ def test_a_stored_close_is_kept_when_trailing_moves_filled_the_log_first(rig):
     rows = [(log.text(r, 2), log.text(r, 3)) for r in range(log.rowCount())]
     assert rows[-1] == ("stop_loss", "close @ 38,000.0 qty 0.010")
     assert log.log_action(stored, newest=False) is False  # shown once
+
+
+def test_a_commit_makes_the_cells_of_the_rows_on_screen_only_and_a_scroll_makes_the_rest(
+        rig, qtbot):
+    """In a storm every row on screen is new at each commit: cells are made for the rows on
+    screen and one beyond, not for rows the next commit pushes off screen unseen; a row
+    scrolled into view gets its cells before it is painted, coloured and flagged as any."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor
+
+    from pmgui.ui.action_log import FILL_MARGIN
+
+    ob, br, log = rig
+    log.resize(700, 400)
+    log.show()
+    qtbot.waitExposed(log)
+    for i in range(150):
+        ok = i != 10  # one failed action: a warning row
+        ob.publish(action(f"p{i}", BTC.symbol, ActionType.MOVE_SL, Reason.TRAILING,
+                          40_000.0 + i, T0 + i, sl=39_000.0 + i, ok=ok))
+    br.flush_now()
+    model = log.log_model
+    last = log.rowAt(log.viewport().height() - 1)
+    assert 0 < last < 100
+    made = [r for r in range(model.rowCount()) if model.item(r, 0) is not None]
+    assert made == list(range(last + 1 + FILL_MARGIN))
+    assert FILL_MARGIN <= 1
+    qtbot.waitUntil(lambda: log.verticalScrollBar().maximum() >= 130)  # (laid out)
+    log.verticalScrollBar().setValue(130)  # the failed action (row 139) comes into view
+    first, last = log.rowAt(0), log.rowAt(log.viewport().height() - 1)
+    assert first <= 139 <= last
+    for r in range(first, last + 1):
+        for c in range(4):
+            it = model.item(r, c)
+            assert it is not None and it.text() == log.text(r, c)
+            assert not it.flags() & Qt.ItemFlag.ItemIsEditable
+            assert it.flags() & Qt.ItemFlag.ItemIsSelectable
+    warn = QColor(make_theme("dark").warning)
+    assert log.is_warning(139)
+    assert all(model.item(139, c).foreground().color() == warn for c in range(4))
+    assert model.item(138, 0).foreground().style() == Qt.BrushStyle.NoBrush

@@ -36,7 +36,11 @@ MAX_LOG_ROWS = 2000
 TRIM_SLACK = 200  # rows over the cap before trimming (trim in chunks, not per row)
 COMMIT_MS = 500  # live rows reach the view at most twice a second (a human reads the log)
 HEADERS = ("Time", "Symbol", "Reason", "Detail")
-FILL_MARGIN = 10  # rows above and below the view whose cells are made with the rows on screen
+# rows above and below the view whose cells are made with the rows on screen: one (a row
+# coming into view by scrolling is made before it is painted: `ActionLogPanel` fills on every
+# scroll); in a storm every row on screen is new at each commit, so each extra row is made,
+# pushed off screen by the next commit and never seen
+FILL_MARGIN = 1
 _FLAGS = (Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
           | Qt.ItemFlag.ItemNeverHasChildren)
 ROUTINE = (ActionType.MOVE_SL, ActionType.MOVE_TP)
@@ -104,6 +108,11 @@ class ActionLogModel(QStandardItemModel):
         self._keys: set[tuple] = set()
         self._max = max_rows
         self._warn = QBrush(QColor(theme.warning))
+        # a new cell is a copy of one of these (one call, not one per flag and colour)
+        self._cell = QStandardItem()
+        self._cell.setFlags(_FLAGS)
+        self._warn_cell = self._cell.clone()
+        self._warn_cell.setForeground(self._warn)
         self.trimmed = 0  # rows dropped by the cap so far (routine ones first)
         # the rows on screen, (first, last); None: none (nothing is made until shown)
         self.visible: Callable[[], tuple[int, int] | None] | None = None
@@ -128,6 +137,7 @@ class ActionLogModel(QStandardItemModel):
 
     def set_theme(self, theme: Theme) -> None:
         self._warn = QBrush(QColor(theme.warning))
+        self._warn_cell.setForeground(self._warn)
         was = self.blockSignals(True)
         try:
             for r, e in enumerate(self._rows):
@@ -196,12 +206,11 @@ class ActionLogModel(QStandardItemModel):
         e = self._rows[r]
         e.shown = True
         texts = self.texts(r)
+        cell = self._warn_cell if e.warn else self._cell
         for c, text in enumerate(texts):
-            it = QStandardItem(text)
-            it.setFlags(_FLAGS)
+            it = cell.clone()
+            it.setText(text)
             it.setToolTip(self.tooltip(r, c))
-            if e.warn:
-                it.setForeground(self._warn)
             self.setItem(r, c, it)
 
     def _unseen(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
