@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PySide6.QtCore import Qt
 
 import pmgui.ui.positions_model as pm
@@ -184,10 +186,34 @@ def test_price_formatting_follows_each_markets_tick_size():
     assert fmt_pct(-0.018, 1) == "−1.8%"
 
 
+_any_price = st.one_of(st.floats(-2e5, 2e5), st.floats(allow_nan=True, allow_infinity=True),
+                      st.integers(-10**6, 10**6), st.none(),
+                      st.tuples(st.integers(390_000, 390_010),  # BTC's ticks and between
+                                st.sampled_from([0.0, 0.02, 0.05, 0.07, -0.03])).map(
+                                    lambda t: t[0] / 10 + t[1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_any_price, max_size=40))
+def test_the_texts_a_formatter_keeps_per_tick_read_as_fmt_price(values):
+    """A formatter keeps the text of each whole number of ticks (most of a storm's prices
+    are a look-up); what it shows is `fmt_price`'s text for any price, also once its store
+    was full and forgotten (a store of 3 here)."""
+    cap = pm._TEXTS_PER_MARKET
+    pm._TEXTS_PER_MARKET = 3
+    try:
+        for market in (BTC, SOL):
+            f = pm._price_formatter(market)
+            assert [f(v) for v in values + values] == [
+                fmt_price(v, market) for v in values + values]  # type: ignore[arg-type]
+    finally:
+        pm._TEXTS_PER_MARKET = cap
+
+
 def test_the_shared_price_formatter_is_fmt_price_for_any_sequence_of_prices():
-    """One formatter per market, shared by its rows, remembers the price it formatted last
-    (the positions of a symbol come one after the other): any sequence — repeats, other
-    prices, ints, nan, None, negatives — reads as `fmt_price`."""
+    """One formatter per market, shared by its rows, keeps the text of each whole number of
+    ticks it formatted: any sequence — repeats, other prices, ints, nan, None, negatives —
+    reads as `fmt_price`."""
     seq = [41_250.0, 41_250.0, 41_250.04, 41_250.0, 41_251.0, 41_251, None, math.nan,
            math.nan, -0.0, 0.0, -12.3, 41_251.0, math.inf, 41_250.04]
     for market in (BTC, SOL):

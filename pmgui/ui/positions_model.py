@@ -148,29 +148,36 @@ _PRICE_TEXT: dict[int, tuple[Market, Callable[[object], str]]] = {}  # id(market
 
 def _price_formatter(market: Market | None) -> Callable[[object], str]:
     """`fmt_price` for one market with its decimals and rounding worked out once (a storm
-    formats thousands of prices a second): the same text, a third of the work."""
+    formats thousands of prices a second): the same text, a fraction of the work. The text
+    is a function of the price's whole number of ticks, kept per market: a storm's prices
+    come back to the same ticks (a symbol walks around its price), so most are a division,
+    a round and a dict look-up."""
     if market is None or not market.tick_size > 0:
         return lambda v: fmt_price(v, market)  # type: ignore[arg-type]
     tick = market.tick_size
     clean = max(0, min(12, -math.floor(math.log10(tick) + 1e-12) + 2))  # Market._clean's
     spec = f",.{step_decimals(tick)}f"
-
-    last: list[object] = [None, ""]  # the price formatted last and its text
+    texts: dict[int, str] = {}  # whole ticks → text
 
     def text(v: object) -> str:
         if v.__class__ is not float or v - v != 0:  # type: ignore[operator]
             return fmt_price(v, market)  # type: ignore[arg-type]  (None, ints, nan, inf)
-        if v == last[0]:  # (finite floats only: the positions of one symbol, one after
-            return last[1]  # type: ignore[return-value]  # the other in a flush)
         steps = v / tick  # type: ignore[operator]
         if steps - steps != 0:
             return fmt_price(v, market)  # type: ignore[arg-type]
-        out = format(round(round(steps) * tick, clean), spec)
-        out = MINUS + out[1:] if out[0] == "-" else out
-        last[0], last[1] = v, out
+        n = round(steps)
+        out = texts.get(n)
+        if out is None:
+            if len(texts) >= _TEXTS_PER_MARKET:
+                texts.clear()
+            out = format(round(n * tick, clean), spec)
+            out = texts[n] = MINUS + out[1:] if out[0] == "-" else out
         return out
 
     return text
+
+
+_TEXTS_PER_MARKET = 4096  # price texts kept per market (then forgotten, all at once)
 
 
 def _formatter_of(market: Market | None) -> Callable[[object], str]:
@@ -281,14 +288,15 @@ _TIP_KEYS = ("pnl", "roi", "r")  # tooltips written from the row's figures
 _MISSING_LAST = math.inf  # ascending sort value of a missing number (last)
 
 
-# the position's stop and target levels (attrgetter: one tuple, built in C)
-_levels = operator.attrgetter("sl", "tp", "trailing", "liquidation")
-# The position's fields the table shows or computes from, besides its levels (rule memory —
-# peaks, best price, flags — changes with every tick and shows nothing).
+# The position's fields the table shows or computes from (rule memory — peaks, best price,
+# flags — changes with every tick and shows nothing): first those besides the levels, then
+# its stop and target levels (the last `_N_LEVELS`). One getter (a tuple built in C) and one
+# comparison per snapshot tell that neither changed, the common case in a storm.
+_N_LEVELS = 4
 _shown = operator.attrgetter(
     "symbol", "side", "qty", "entry", "leverage", "opened_at", "initial_qty", "initial_sl",
     "fee_rate", "contract_size", "preset", "automation", "fees_paid", "exchange",
-    "margin_mode", "hedge", "funding")
+    "margin_mode", "hedge", "funding", "sl", "tp", "trailing", "liquidation")
 
 
 def _merge(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -324,7 +332,7 @@ class _Line:
     sorts: list[object]  # raw sort values written
     sig: tuple[object, ...] = ()  # what else the texts depend on (market, staleness, ...)
     pending: int = 0  # columns (bit c) that may show less than `row`: written when on screen
-    shown: tuple = ()  # _shown() of the row's position (what else besides the levels shows)
+    shown: tuple = ()  # _shown() of the row's position: what shows, its levels last
     price: Callable[[object], str] = fmt_price  # type: ignore[assignment]  # the market's
 
 
@@ -447,18 +455,18 @@ class PositionsModel(QStandardItemModel):
                 # which cells can have changed, from the snapshot's own fields (cheap): a
                 # position whose shown fields are the same at another mark changes only the
                 # columns that follow the mark; a moved stop only the level columns besides
-                op = old.position
-                if np_ is not op:
+                shown_changed = moved = False
+                if np_ is not old.position:
                     fields = _shown(np_)
-                    shown_changed = fields != line.shown
-                    line.shown = fields
-                else:
-                    shown_changed = False
+                    was_shown = line.shown
+                    if fields != was_shown:
+                        shown_changed = fields[:-_N_LEVELS] != was_shown[:-_N_LEVELS]
+                        moved = not shown_changed
+                        line.shown = fields
                 if snap.stale != old.stale or shown_changed:
                     full = True
                     mask = all_mask
                 else:
-                    moved = np_ is not op and _levels(np_) != _levels(op)
                     same_mark = snap.mark == old.mark and snap.pnl == old.pnl
                     mask = 0
                     if same_mark and not moved:
