@@ -10,24 +10,36 @@ from pmgui.bench import __main__ as bench
 from pmgui.bench import live
 
 
-def test_live_storm_tiny_runs_the_workload(tmp_path):
-    res = live.run_live(4, 300.0, 1.5, probes=1, probe_every=0.25, workdir=tmp_path,
-                        startup_timeout=90)
-    res.check()
-    assert res.symbols == 2
-    assert res.open_before == res.open_after == 4 and res.protected_before == 4
-    assert res.pushed > 0 and res.taken > 0
-    assert res.taken_after >= res.taken
-    assert res.cpu > 0 and res.cpu_per_tick > 0
-    # the probe's stop rested on the venue, was crossed there, and the engine booked closes
-    assert res.crossings >= 1 and 1 <= len(res.latencies) <= res.crossings
-    assert all(x >= 0 for x in res.latencies)
+def test_live_section_tiny_runs_the_workload_and_reports_rows_beside_the_paper_storm(
+        tmp_path, monkeypatch):
+    """Two tiny live storms through the section: each kept its book and took the venue's
+    ticks, the probe's stop rested on the venue, was crossed there and the engine booked the
+    close; the rows stand beside the paper storm of the same size. (One test, not two: each
+    live storm starts a real pmgui and a venue process, the costliest set-up of the suite.)"""
+    runs: list[live.LiveResult] = []
+    real_run_live = live.run_live
 
+    def recorded(*args, **kw):
+        runs.append(real_run_live(*args, **kw))
+        return runs[-1]
 
-def test_live_section_tiny_reports_rows_beside_the_paper_storm(tmp_path):
+    monkeypatch.setattr(live, "run_live", recorded)
     plan = bench.Plan.make(quick=True)
-    rows = {r.name: r for r in live.bench_live(plan, sizes=(4, 6), duration=1.0, rate=300.0,
-                                               probes=1, probe_every=0.25, workdir=tmp_path)}
+    rows = {r.name: r for r in live.bench_live(plan, sizes=(4, 6), duration=1.5, rate=300.0,
+                                               probes=1, probe_every=0.25, workdir=tmp_path,
+                                               startup_timeout=90)}
+    assert [r.positions for r in runs] == [4, 6]
+    for res in runs:
+        res.check()
+        assert res.symbols == res.positions // 2
+        assert res.open_before == res.open_after == res.positions
+        assert res.protected_before == res.positions
+        assert res.pushed > 0 and res.taken > 0
+        assert res.taken_after >= res.taken
+        assert res.cpu > 0 and res.cpu_per_tick > 0
+        # the probe's stop rested on the venue, was crossed there, the engine booked closes
+        assert res.crossings >= 1 and 1 <= len(res.latencies) <= res.crossings
+        assert all(x >= 0 for x in res.latencies)
     small, big = "live[4]", "live[6]"
     assert {f"{small}.ticks_per_s", f"{small}.backlog", f"{small}.cpu_per_tick",
             f"{big}.cpu_per_tick", f"{big}.cpu_per_tick_vs_small"} <= set(rows)
