@@ -9,13 +9,22 @@ then reads commands from stdin, one per line, and answers `OK …` or `ERR …`:
 
 End of input stops the engine cleanly. A test SIGKILLs it whenever it likes: that is the
 point — the kill can land in the middle of an open, a stop move or a fill.
+
+Crash loops start this process dozens of times; `python -m` would spend most of each start
+importing ccxt and pmgui (~3 s of CPU). `forked` is the same program as a child of a fork
+server that imported `PRELOAD` once: a real process with its own pid, stdin, stdout and
+stderr, SIGKILLed the same way, that builds its engine from nothing after the fork — only the
+import is shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from pmgui.config import load_config
@@ -24,6 +33,10 @@ from pmgui.domain.errors import PmguiError
 from pmgui.engine import commands as cmd
 from pmgui.engine.build import build_engine
 from pmgui.engine.events import ActionTaken, ErrorEvent
+
+#: What every engine process imports anyway (the venue factory pulls in ccxt and ccxt.pro):
+#: a fork server loads it once, its children start with it imported.
+PRELOAD = ("tests.engine_driver", "pmgui.exchange.venues.factory", "pmgui.exchange.credentials")
 
 
 def _say(text: str) -> None:
@@ -68,6 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.stop()
     return 0
+
+
+def forked(argv: list[str], env: Mapping[str, str], cwd: str, stdin: Connection,
+           stdout: Connection, log: str) -> None:
+    """`main(argv)` in a child of a fork server, wired as `python -m tests.engine_driver`.
+
+    The pipes' descriptors become fds 0 and 1 (the line protocol, unchanged), `log` is
+    appended to on fd 2, and the environment and working directory are the test's (the
+    server kept the ones it started with). The exit code is main's.
+    """
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for fd, target in ((stdin.fileno(), 0), (stdout.fileno(), 1), (err, 2)):
+        os.dup2(fd, target)
+    for conn in (stdin, stdout):
+        conn.close()
+    os.close(err)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)
+    sys.exit(main(argv))
 
 
 if __name__ == "__main__":

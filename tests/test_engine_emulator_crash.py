@@ -11,16 +11,16 @@ ours known to the store, nothing pending for ever.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -37,6 +37,7 @@ from tests.emulator_support import (
     wait_until,
     write_config,
 )
+from tests.engine_driver import PRELOAD, forked
 from tests.fakes.binance_server import ThreadedBinanceServer
 
 SYMBOLS = {
@@ -47,23 +48,39 @@ SYMBOLS = {
 }
 
 
+# Engine processes are forked from one server that imported pmgui and ccxt (engine_driver's
+# PRELOAD): a crash loop starts dozens of them, and a fresh interpreter would spend ~3 s of
+# CPU on imports each time — and a kill "during start-up" would mostly land in those imports.
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(list(PRELOAD))
+
+
 class Driver:
-    """One engine process; stdout lines are collected by a thread (no blocking reads)."""
+    """One engine process (`tests.engine_driver.forked`, a child of the fork server); its
+    stdout lines are collected by a thread (no blocking reads)."""
 
     def __init__(self, config: Path, db: Path, log: Path) -> None:
         self.log = log
-        self._err = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.engine_driver", "--config", str(config),
-             "--db", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._err, text=True, env=env(), cwd=ROOT)
+        child_in, parent_in = _FORKS.Pipe(duplex=False)
+        parent_out, child_out = _FORKS.Pipe(duplex=False)
+        self.proc = _FORKS.Process(
+            target=forked, daemon=True,
+            args=(["--config", str(config), "--db", str(db)], env(), str(ROOT), child_in,
+                  child_out, str(log)))
+        self.proc.start()  # the child has its ends now: ours are the only other copies
+        child_in.close()
+        child_out.close()
+        self._stdin = open(os.dup(parent_in.fileno()), "w", encoding="utf-8")
+        stdout = open(os.dup(parent_out.fileno()), encoding="utf-8")
+        parent_in.close()
+        parent_out.close()
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read, args=(stdout,), daemon=True).start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
+    def _read(self, stdout: TextIO) -> None:
+        with stdout:
+            for line in stdout:
+                self.lines.put(line.strip())
 
     def wait_ready(self, timeout: float = 40.0) -> None:
         deadline = time.monotonic() + timeout
@@ -72,26 +89,25 @@ class Driver:
                 if self.lines.get(timeout=0.1) == "READY":
                     return
             except queue.Empty:
-                if self.proc.poll() is not None:
+                if not self.proc.is_alive():
                     break
         raise AssertionError(f"engine not ready: {self.log.read_text()[-3000:]}")
 
     def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
+        self._stdin.write(line + "\n")
+        self._stdin.flush()
 
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self._err.close()
+        self.proc.join(10)
+        assert self.proc.exitcode == -signal.SIGKILL, self.proc.exitcode
+        self._stdin.close()
 
-    def stop(self) -> int:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        code = self.proc.wait(40)
-        self._err.close()
-        return code
+    def stop(self) -> int | None:
+        """End of input: the engine stops cleanly; its exit code (None: still running)."""
+        self._stdin.close()
+        self.proc.join(40)
+        return self.proc.exitcode
 
 
 def orphans(server: ThreadedBinanceServer) -> list[str]:
