@@ -28,7 +28,7 @@ from pmgui.ui.chart_candles import CandleSeries, aggregate
 from pmgui.ui.chart_drag import consequence
 from pmgui.ui.chart_items import stack_tags
 from pmgui.ui.chart_state import LineMachine, LineState, TransitionError, verdict
-from pmgui.ui.main_window import MainWindow, UiSettings
+from pmgui.ui.main_window import UiSettings
 from tests.test_ui_drag import LEFT, Mouse, _fast_mouse, make, on_exchange  # noqa: F401
 from tests.ui_doubles import (
     BTC,
@@ -37,6 +37,7 @@ from tests.ui_doubles import (
     candles,
     candles_event,
     position,
+    shown_window,
     snapshot,
     tick,
 )
@@ -56,12 +57,7 @@ def price_at(chart, p: QPoint) -> float:
 def auto_ranged(qtbot, pos=POS, mark=40_500.0, settings=None, answer=None, size=(1400, 900)):
     """A window whose chart auto-ranges by itself (no range set by the test)."""
     eng = EngineDouble(answer=answer)
-    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
-                     settings=settings or UiSettings())
-    qtbot.addWidget(win)
-    win.resize(*size)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, eng, size=size, settings=settings or UiSettings())
     eng.outbox.publish(snapshot(pos, mark))
     eng.outbox.publish(candles_event(pos.symbol, candles(30, start=40_000.0, step=10.0)))
     eng.outbox.publish(tick(pos.symbol, mark, T0))
@@ -792,12 +788,7 @@ def test_with_no_history_the_forming_minutes_markers_are_on_screen(qtbot):
     from tests.ui_doubles import action
 
     eng = EngineDouble()
-    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
-                     settings=UiSettings())
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
     eng.outbox.publish(snapshot(POS, 40_500.0))
     eng.outbox.publish(tick(POS.symbol, 40_500.0, T0))
     eng.outbox.publish(action(POS.id, POS.symbol, ts=T0 + 50, sl=39_100.0))

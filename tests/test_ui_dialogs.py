@@ -21,7 +21,7 @@ from pmgui.engine.events import PositionRemoved
 from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, preset_names
 from pmgui.ui.main_window import MainWindow
 from pmgui.ui.positions_model import COLUMNS, column_index
-from tests.ui_doubles import BTC, ETH, T0, EngineDouble, position, snapshot, tick
+from tests.ui_doubles import BTC, ETH, T0, EngineDouble, position, shown_window, snapshot, tick
 
 POS = position(liquidation=36_500.0)  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,000
 
@@ -29,9 +29,7 @@ POS = position(liquidation=36_500.0)  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,
 @pytest.fixture
 def env(qtbot):
     eng = EngineDouble()
-    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False)
-    qtbot.addWidget(win)
-    win.show()
+    win = shown_window(qtbot, eng, exposed=False)
     eng.outbox.publish(snapshot(POS, 40_500.0))
     eng.outbox.publish(tick(BTC.symbol, 40_500.0, T0))
     win.bridge.flush_now()

@@ -19,7 +19,7 @@ from pmgui.engine.commands import (
 )
 from pmgui.ui.chart_state import LineState
 from pmgui.ui.dialogs import OrderDialog
-from pmgui.ui.main_window import MainWindow, UiSettings
+from pmgui.ui.main_window import UiSettings
 from tests.ui_doubles import (
     BTC,
     ETH,
@@ -29,6 +29,7 @@ from tests.ui_doubles import (
     candles,
     candles_event,
     position,
+    shown_window,
     snapshot,
     tick,
 )
@@ -100,12 +101,7 @@ def on_exchange(cmd):
 
 def make(qtbot, snaps, settings: UiSettings | None = None, answer=None):
     eng = EngineDouble(answer=answer)
-    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
-                     settings=settings or UiSettings())
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, eng, size=(1400, 900), settings=settings or UiSettings())
     for s in snaps:
         eng.outbox.publish(s)
     sym = snaps[0].position.symbol

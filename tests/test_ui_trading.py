@@ -19,7 +19,7 @@ from pmgui.ui.confirm import ConfirmDialog
 from pmgui.ui.dialogs import AmountDialog, OrderDialog
 from pmgui.ui.main_window import MainWindow, UiSettings
 from pmgui.ui.positions_model import ESSENTIAL, column_index
-from tests.ui_doubles import BTC, ETH, SOL, T0, EngineDouble, position, snapshot, tick
+from tests.ui_doubles import BTC, ETH, SOL, T0, EngineDouble, position, shown_window, snapshot, tick
 
 POS = position(liquidation=36_500.0)  # long 0.5 BTC @ 40,000 at 10×, SL 39,000, TP 42,000
 ETH_POS = position("p2", ETH.symbol, Side.SHORT, qty=3.0, entry=3000.0, sl=3100.0, tp=2800.0,
@@ -28,13 +28,7 @@ ETH_POS = position("p2", ETH.symbol, Side.SHORT, qty=3.0, entry=3000.0, sl=3100.
 
 def make(qtbot, *, one_click: bool = False, size: tuple[int, int] | None = None):
     eng = EngineDouble()
-    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
-                     settings=UiSettings(one_click=one_click))
-    qtbot.addWidget(win)
-    if size is not None:
-        win.resize(*size)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, eng, size=size, settings=UiSettings(one_click=one_click))
     for ev in (AccountEvent(10_000.0, 10_000.0, "USDT", T0), snapshot(POS, 40_500.0),
                tick(BTC.symbol, 40_500.0, T0), tick(ETH.symbol, 3_000.0, T0),
                tick(SOL.symbol, 150.0, T0)):

@@ -17,7 +17,7 @@ from shiboken6 import delete
 from pmgui.engine.outbox import Outbox
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.turns import Turns
-from tests.ui_doubles import BTC, T0, EngineDouble, action, position, snapshot, tick
+from tests.ui_doubles import BTC, T0, EngineDouble, action, position, shown_window, snapshot, tick
 
 
 def beat_between(order: list[str], name: str) -> QTimer:
@@ -140,16 +140,11 @@ def test_the_logs_commit_waits_for_a_turn_after_its_timer(qtbot, monkeypatch):
 
 
 def test_the_charts_live_redraw_waits_for_its_turn_behind_the_window_jobs(qtbot, monkeypatch):
-    from pmgui.ui.main_window import MainWindow, UiSettings
+    from pmgui.ui.main_window import UiSettings
     from tests.ui_doubles import candles, candles_event
 
     eng = EngineDouble()
-    win = MainWindow(eng, clock=lambda: 0.0, wall_clock=lambda: T0, start=False,
-                     settings=UiSettings())
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
     pos = position()
     eng.outbox.publish(snapshot(pos, 40_500.0))
     eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,

@@ -6,18 +6,15 @@ from __future__ import annotations
 from PySide6.QtWidgets import QLabel
 
 from pmgui.engine.events import ConnectionEvent
-from pmgui.ui.main_window import MainWindow, UiSettings
-from tests.ui_doubles import T0, EngineDouble
+from pmgui.ui.main_window import UiSettings
+from tests.ui_doubles import EngineDouble, shown_window
 
 BTC = "BTC/USDT:USDT"
 
 
 def test_status_bar_shows_clock_offset_headroom_and_stream_states(qtbot) -> None:
     eng = EngineDouble()
-    win = MainWindow(eng, clock=lambda: 1000.0, wall_clock=lambda: T0, start=False,
-                     settings=UiSettings())
-    qtbot.addWidget(win)
-    win.show()
+    win = shown_window(qtbot, eng, clock=lambda: 1000.0, exposed=False, settings=UiSettings())
     orders = win.findChild(QLabel, "ordersStatus")
 
     eng.outbox.publish(ConnectionEvent(

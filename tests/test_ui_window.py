@@ -23,6 +23,7 @@ from tests.ui_doubles import (
     candles,
     candles_event,
     position,
+    shown_window,
     snapshot,
     tick,
 )
@@ -40,10 +41,7 @@ class Clock:
 def env(qtbot):
     eng = EngineDouble()
     clock = Clock()
-    win = MainWindow(eng, clock=clock, wall_clock=lambda: T0, start=False,
-                     settings=UiSettings())
-    qtbot.addWidget(win)
-    win.show()
+    win = shown_window(qtbot, eng, clock=clock, exposed=False, settings=UiSettings())
     return eng, win, clock
 
 
@@ -471,10 +469,8 @@ def test_candles_sent_before_the_chart_is_built_are_shown_by_it(qtbot):
     """The chart is built after the first frame; the engine sends a symbol's candle window
     once, possibly before that: the window keeps it for the chart."""
     eng = EngineDouble()
-    win = MainWindow(eng, clock=Clock(), wall_clock=lambda: T0, start=False,
-                     settings=UiSettings(), defer_chart=True)
-    qtbot.addWidget(win)
-    win.show()
+    win = shown_window(qtbot, eng, clock=Clock(), exposed=False, settings=UiSettings(),
+                       defer_chart=True)
     publish(eng, win, snapshot(BTC_POS, 40_100.0), candles_event(BTC.symbol, candles(30)))
     chart = win.build_chart()
     win.select_position(BTC_POS.id)

@@ -11,6 +11,7 @@ import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pmgui.domain.enums import ActionType, Protection, Reason, Side, StopKind
 from pmgui.domain.errors import PmguiError
@@ -36,6 +37,9 @@ from pmgui.engine.events import (
 )
 from pmgui.engine.outbox import Outbox
 from pmgui.rules.params import resolve_params
+
+if TYPE_CHECKING:  # Qt is imported by the UI tests only (test_bench, test_rounding use doubles)
+    from pmgui.ui.main_window import MainWindow
 
 T0 = 1_763_700_000.0  # a fixed wall-clock origin for deterministic ages
 
@@ -138,6 +142,31 @@ class EngineDouble:
 
     def of_type(self, kind: type) -> list[Command]:
         return [c for c in self.submitted if isinstance(c, kind)]
+
+
+def shown_window(qtbot: Any, eng: EngineDouble | None = None, *,
+                 size: tuple[int, int] | None = None, exposed: bool = True,
+                 clock: Callable[[], float] = lambda: 0.0, **kw: Any) -> MainWindow:
+    """A MainWindow on the double, shown as a trader sees it, closed after the test by qtbot.
+
+    Frozen clocks (monotonic `clock`, wall clock T0) so ages and time ranges are
+    deterministic; not started (no timers: the test flushes the bridge itself). `size`
+    resizes before showing (the chart's geometry depends on it); `exposed` waits until the
+    window is on screen, which painting tests need. Other keywords go to MainWindow
+    (`settings`, `qsettings`, `defer_chart`…).
+    """
+    from pmgui.ui.main_window import MainWindow
+
+    kw.setdefault("wall_clock", lambda: T0)
+    win = MainWindow(eng if eng is not None else EngineDouble(), clock=clock, start=False,
+                     **kw)
+    qtbot.addWidget(win)
+    if size is not None:
+        win.resize(*size)
+    win.show()
+    if exposed:
+        qtbot.waitExposed(win)
+    return win
 
 
 def position(pid: str = "p1", symbol: str = BTC.symbol, side: Side = Side.LONG,
