@@ -78,7 +78,7 @@ from pmgui.engine.events import (
 )
 from pmgui.engine.funding import FundingSync
 from pmgui.engine.ids import new_client_id
-from pmgui.engine.ledger import EPS, OrderLedger
+from pmgui.engine.ledger import EPS, Applied, OrderLedger
 from pmgui.engine.loop import let_due_work_first
 from pmgui.engine.manual import ManualCommands
 from pmgui.engine.marketdata import MarketData
@@ -676,22 +676,37 @@ class EngineCore:
     async def apply_order(self, order: Order, fills: Iterable[Fill],
                           synthesize: bool = False) -> None:
         """Apply what changed in `order` since we last saw it (the ledger computes the
-        delta; the position books it)."""
+        delta; the position books it).
+
+        A fill that closes a position is booked in the commit of the order's report: both
+        are the venue's word (it can tell them again), committed without a sync of their own,
+        so one commit stands between the venue's fill and the close acknowledged instead of
+        two. Other reports commit alone (no enclosing transaction: a savepoint more)."""
         fills = tuple(fills)
         pos = self.book.runtime(order.position_id) if order.position_id else None
         known = self.ledger.get(order.client_id)
         owner = self.book.runtime(known.position_id) if known else pos
-        applied = self.ledger.apply(
-            order, fills, synthesize=synthesize,
-            fee_rate=owner.position.fee_rate if owner else 0.0005,
-            contract_size=self.market.market(order.symbol).contract_size)
+        closed: tuple[Position, ActionTaken | None] | None = None
+        with contextlib.ExitStack() as booking:
+            if known is not None and order.filled - known.filled > EPS:  # a fill: its delta
+                booking.enter_context(self.store.relaxed())
+                booking.enter_context(self.store.transaction())
+            applied = self.ledger.apply(
+                order, fills, synthesize=synthesize,
+                fee_rate=owner.position.fee_rate if owner else 0.0005,
+                contract_size=self.market.market(order.symbol).contract_size)
+            if applied is not None and applied.delta > 0 and applied.price is not None \
+                    and applied.order.position_id:
+                closed = self._book_closing_fill(applied)
         if applied is None:
             await self._apply_foreign(order, fills)
             return
         merged = applied.order
         if applied.lost_protection:
             self.protector.lost(merged)
-        if applied.delta > 0 and applied.price is not None and merged.position_id:
+        if closed is not None:
+            await self._closed(*closed)
+        elif applied.delta > 0 and applied.price is not None and merged.position_id:
             await self._apply_fill(merged, applied.delta, applied.price, applied.fee or 0.0,
                                    liquidation=applied.liquidation)
 
@@ -752,6 +767,41 @@ class EngineCore:
             self.publish_position(rt)
             return
         q = min(qty, pos.qty)
+        pos = self._reduced(rt, order, qty, price, fee, liquidation, now)
+        if pos.status is PositionStatus.CLOSED:
+            with self.store.relaxed(), self.store.transaction():
+                note = self._book_close(pos, order, q, price, liquidation)
+            await self._closed(pos, note)
+        else:
+            self.set_position(pos)
+            rt.protect_dirty = True
+            self.publish_position(rt)
+
+    def _book_closing_fill(self, applied: Applied) -> tuple[Position, ActionTaken | None] | None:
+        """Inside the order report's transaction: when its fill closes an open position of
+        the book, the close is booked in the same commit (see `apply_order`); returns the
+        closed position and the log line to publish once committed. None: any other fill,
+        booked after the commit by `_apply_fill`."""
+        order = applied.order
+        rt = self.book.runtime(order.position_id or "")
+        if rt is None or (order.side is rt.position.side.open_side and not order.reduce_only):
+            return None
+        price = applied.price or 0.0
+        q = min(applied.delta, rt.position.qty)
+        pos = self._reduced(rt, order, applied.delta, price, applied.fee or 0.0,
+                            applied.liquidation, self.clock())
+        if pos.status is not PositionStatus.CLOSED:
+            return None
+        self.reconciler.touch(pos.symbol, pos.side)
+        return pos, self._book_close(pos, order, q, price, applied.liquidation)
+
+    def _reduced(self, rt: PositionRuntime, order: Order, qty: float, price: float, fee: float,
+                 liquidation: bool, now: float) -> Position:
+        """The position after a reducing fill of `qty` at `price` (closed when nothing is
+        left); nothing is stored."""
+        pos = rt.position
+        market = self.market.market(pos.symbol)
+        q = min(qty, pos.qty)
         gross = pos.dir * (price - pos.entry) * q * pos.contract_size
         remaining = pos.qty - q
         if remaining <= max(EPS, market.amount_step * 1e-6):
@@ -763,26 +813,27 @@ class EngineCore:
         tranches = reduce_tranches(pos.tranches, q, flags)
         pos = pos.evolve(qty=remaining, realized_pnl=pos.realized_pnl + gross - fee,
                          fees_paid=pos.fees_paid + fee, tranches=tranches)
-        reason = self._fill_reason(pos, order, liquidation)
         if remaining == 0.0:
             pos = pos.evolve(status=PositionStatus.CLOSED, closed_at=now, exit_price=price,
-                             exit_reason=reason)
-            # booked from the venue's fill: the venue can tell it again (reconciliation), so
-            # it is committed without waiting for a sync (a killed process loses nothing);
-            # the closed position and its log line in one commit, published once committed
-            note = None
-            with self.store.relaxed(), self.store.transaction():
-                self.set_position(pos)
-                if order.role in PROTECTIVE or liquidation \
-                        or order.reason == Reason.RECONCILE.value:
-                    note = self._note_external_close(pos, order, q, price, reason)
-            if note is not None:
-                self.outbox.publish(note)
-            await self.finish_close(pos)
-        else:
-            self.set_position(pos)
-            rt.protect_dirty = True
-            self.publish_position(rt)
+                             exit_reason=self._fill_reason(pos, order, liquidation))
+        return pos
+
+    def _book_close(self, pos: Position, order: Order, qty: float, price: float,
+                    liquidation: bool) -> ActionTaken | None:
+        """The closed position stored with its log line, inside the caller's transaction.
+        Booked from the venue's fill: the venue can tell it again (reconciliation), so the
+        caller commits it without waiting for a sync (a killed process loses nothing).
+        Returns the log line's event, published once committed (`_closed`)."""
+        self.set_position(pos)
+        if order.role in PROTECTIVE or liquidation or order.reason == Reason.RECONCILE.value:
+            return self._note_external_close(pos, order, qty, price, str(pos.exit_reason))
+        return None
+
+    async def _closed(self, pos: Position, note: ActionTaken | None) -> None:
+        """A close committed: its log line published, then the rest of the close."""
+        if note is not None:
+            self.outbox.publish(note)
+        await self.finish_close(pos)
 
     def _fill_reason(self, pos: Position, order: Order, liquidation: bool) -> str:
         if liquidation:

@@ -1,0 +1,53 @@
+"""A stop's fill and the close it completes reach the journal in one commit."""
+
+from __future__ import annotations
+
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus
+from pmgui.domain.models import Tick
+from pmgui.engine.events import ActionTaken
+from tests.engine_support import SYMBOL, one_long_open
+
+
+def _transactions(statements: list[str]) -> list[list[str]]:
+    """The statements grouped by top-level transaction (BEGIN … COMMIT)."""
+    out: list[list[str]] = []
+    for s in statements:
+        if s == "BEGIN":
+            out.append([])
+        elif out and s != "COMMIT":
+            out[-1].append(s)
+    return out
+
+
+async def test_the_stops_fill_and_the_close_are_one_commit_before_the_ack(db_path):
+    """One commit fewer between the venue's fill and the close acknowledged: the order's
+    report (its status, its fill) and the closed position with its log line are booked
+    together, and the close is published only once that commit is done."""
+    h, rt = await one_long_open(db_path)
+    stop = next(o for o in rt.pending() if o.role is OrderRole.STOP_LOSS)
+    statements: list[str] = []
+    at_ack: list[int] = []
+
+    def listen(ev: object) -> None:
+        if isinstance(ev, ActionTaken) and ev.action.type is ActionType.CLOSE:
+            at_ack.append(len(statements))
+
+    h.outbox.add_listener(listen)
+    h.store.db.conn.set_trace_callback(statements.append)
+    try:
+        await h.paper.deliver(Tick(SYMBOL, 58_400.0, 1_700_000_060.0), h.engine)
+    finally:
+        h.store.db.conn.set_trace_callback(None)
+    assert at_ack, "the stop's close was not published"
+    before = statements[:at_ack[0]]
+    assert before[-1] == "COMMIT"  # published once committed
+    engine = [t for t in _transactions(before)
+              if any(s.startswith("INSERT INTO fills") and stop.client_id in s for s in t)]
+    assert len(engine) == 1
+    (booked,) = engine
+    assert any(s.startswith("INSERT INTO orders") and stop.client_id in s for s in booked)
+    assert any(s.startswith("UPDATE positions") and "'closed'" in s for s in booked)
+    assert any(s.startswith("INSERT INTO actions") for s in booked)
+    assert h.store.order(stop.client_id).status is OrderStatus.FILLED
+    assert not h.store.load_position(rt.id).is_open
+    await h.engine.shutdown()
