@@ -34,7 +34,7 @@ def _generate(cls: type, args: list[str], value_of: Callable[[str], str]) -> Cal
     env: dict[str, object] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
     lines = [f"def make({', '.join(args)}):"]
     if twin is not None:
-        lines.append("    new = _new(_twin)")
+        lines.append("    new = _twin()")  # the class call: no `object.__new__` argument checks
         lines += [f"    new.{name} = {value_of(name)}" for name in names]
         lines.append("    new.__class__ = _cls")
     else:
