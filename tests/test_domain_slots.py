@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import FrozenInstanceError, dataclass, fields, replace
+import sys
+from dataclasses import FrozenInstanceError, dataclass, field, fields, replace
 
 import pytest
 
 from pmgui.domain.enums import ActionType, Reason, StopKind
 from pmgui.domain.models import Action, Indicators, Market, MarketState, Position, frozen_map
-from pmgui.domain.slots import _twin, slot_constructor, slot_copier
+from pmgui.domain.slots import _twin, slot_constructor, slot_copier, slots_in_base
 from pmgui.engine.events import RuleIndicator
 
 ACTION = Action(ActionType.MOVE_SL, Reason.TRAILING, "p1", 101.5, qty=None, sl=99.0, tp=None,
@@ -109,3 +110,41 @@ def test_market_state_is_made_as_the_dataclass_would_make_it():
         a.price = 1.0  # type: ignore[misc]
     with pytest.raises(TypeError):
         MarketState("S/USDT:USDT", 1.0)  # type: ignore[call-arg]
+
+
+def test_the_hot_classes_keep_their_slots_on_a_plain_base_that_is_their_twin():
+    """Position, Action, MarketState and Indicators (made or copied on every evaluated tick)
+    add no slot of their own: their fields' slots are on a plain base, which is their twin,
+    so the class switch of every copy checks the layout by walking to that base instead of
+    comparing slot-name tuples."""
+    for cls in (Position, Action, MarketState, Indicators):
+        names = tuple(f.name for f in fields(cls))
+        (base,) = cls.__bases__
+        assert cls.__dict__["__slots__"] == () and base.__slots__ == names
+        assert base.__bases__ == (object,) and _twin(cls, names) is base
+
+
+def test_slots_in_base_keeps_the_dataclass_as_it_was():
+    """The same fields, defaults, equality, repr, frozenness and memory layout as the plain
+    slotted dataclass; the constructor and copier give what `__init__` and `replace` give."""
+    def declare(with_base: bool) -> type:
+        class Thing:
+            x: float
+            tags: frozenset[str] = frozenset()
+            extra: tuple[int, ...] = field(default_factory=tuple)
+
+        return dataclass(frozen=True, slots=True)(slots_in_base(Thing) if with_base else Thing)
+
+    plain, based = declare(False), declare(True)
+    assert [(f.name, f.default) for f in fields(based)] == [
+        (f.name, f.default) for f in fields(plain)]
+    a = based(1.5)
+    assert repr(a).endswith(repr(plain(1.5)).split(".")[-1])
+    assert a == based(1.5, frozenset(), ()) and a != based(2.0)
+    assert not hasattr(a, "__dict__") and sys.getsizeof(a) == sys.getsizeof(plain(1.5))
+    with pytest.raises(FrozenInstanceError):
+        a.x = 2.0  # type: ignore[misc]
+    assert _twin(based, ("x", "tags", "extra")) is based.__bases__[0]
+    made = slot_constructor(based)(3.0, frozenset({"t"}), (1,))
+    assert type(made) is based and made == based(3.0, frozenset({"t"}), (1,))
+    assert slot_copier(based, ("x",))(made, 4.0) == replace(made, x=4.0)

@@ -23,7 +23,7 @@ from pmgui.domain.enums import (
     Side,
     StopKind,
 )
-from pmgui.domain.slots import slot_constructor, slot_copier
+from pmgui.domain.slots import slot_constructor, slot_copier, slots_in_base
 
 Scalar = float | int | str | bool | None
 _OPEN = PositionStatus.OPEN
@@ -120,6 +120,7 @@ class Tranche:
 
 
 @dataclass(frozen=True, slots=True)
+@slots_in_base  # copies switch class cheaply (`pmgui.domain.slots`)
 class Position:
     """A position as the manager thread knows it. Never mutated: see `replace`."""
 
@@ -278,6 +279,7 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
+@slots_in_base  # copies switch class cheaply (`pmgui.domain.slots`)
 class Action:
     """A decision: by a rule, by the trader (`manual`) or by reconciliation.
 
@@ -307,6 +309,7 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+@slots_in_base  # copies switch class cheaply (`pmgui.domain.slots`)
 class Indicators:
     """Indicator values from completed candles; None until enough history."""
 
@@ -330,6 +333,7 @@ _NO_FRAMES: Mapping[str, Indicators] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, init=False)
+@slots_in_base  # copies switch class cheaply (`pmgui.domain.slots`)
 class MarketState:
     """What a rule may know about the market at the moment of evaluation.
 

@@ -50,16 +50,43 @@ def _generate(cls: type, args: list[str], value_of: Callable[[str], str]) -> Cal
 _TWINS: dict[type, type | None] = {}
 
 
+def slots_in_base(cls: type) -> type:
+    """Class decorator, applied under `@dataclass(frozen=True, slots=True)`: the fields'
+    slots go on a plain base class (`_<Name>Slots`, nothing else in it), so the dataclass
+    adds none of its own (it skips slots a base already has) and the base is the class's
+    twin (`_twin`).
+
+    Why: switching an instance from a twin to the class by `__class__` assignment makes
+    CPython check that both have the same layout; for two classes on `object` it compares
+    their slot-name tuples element by element (about 900 instructions for Position's 34
+    slots, on every copy of a position), for a class that adds nothing to its base it only
+    walks up to that base."""
+    names = tuple(cls.__annotations__)  # the fields, in order (this module's classes: no
+    # ClassVar or InitVar among them; `_twin` checks the result against `fields`)
+    base = type(f"_{cls.__name__}Slots", (), {"__slots__": names,
+                                              "__module__": cls.__module__})
+    ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    return type(cls.__name__, (base,), ns)
+
+
 def _twin(cls: type, names: tuple[str, ...]) -> type | None:
     """A plain class with exactly `cls`'s memory layout — the same `__slots__` in the same
     order on the same base, nothing else — so that an instance built as the twin can become
     a `cls` by `__class__` assignment (Python allows it only between such layouts and
-    checks it). None when `cls` has another base, other slots, or refuses the assignment."""
+    checks it); for a `slots_in_base` class, that base itself. None when `cls` has another
+    base, other slots, or refuses the assignment."""
     if cls in _TWINS:
         return _TWINS[cls]
     twin: type | None = None
-    if cls.__bases__ == (object,) and getattr(cls, "__slots__", None) == names:
+    candidate: type | None = None
+    bases = cls.__bases__
+    if bases == (object,) and getattr(cls, "__slots__", None) == names:
         candidate = type(f"_{cls.__name__}Twin", (), {"__slots__": names})
+    elif (len(bases) == 1 and bases[0].__bases__ == (object,)
+          and bases[0].__dict__.get("__slots__") == names
+          and cls.__dict__.get("__slots__") == ()):  # `slots_in_base`: the base itself
+        candidate = bases[0]
+    if candidate is not None:
         try:
             object.__new__(candidate).__class__ = cls  # the layout check, made once
             twin = candidate
