@@ -55,6 +55,7 @@ from pmgui.engine.commands import (
     IndicatorHistory,
 )
 from pmgui.engine.events import ActionTaken, CandlesEvent, PositionSnapshot, TickEvent
+from pmgui.ui.chart_axis import ChartAxis, ChartDateAxis
 from pmgui.ui.chart_candles import TIMEFRAMES, CandleSeries
 from pmgui.ui.chart_drag import (
     LINE_TITLES,
@@ -263,7 +264,8 @@ class ChartWidget(QWidget):
         # plot
         self.plot = pg.PlotWidget(plotItem=ChartPlotItem(
             viewBox=SteadyViewBox(),
-            axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}))
+            axisItems={"bottom": ChartDateAxis(orientation="bottom"),
+                       "right": ChartAxis(orientation="right")}))
         self.plot.setObjectName("chartPlot")
         self.plot.setAccessibleName("Price chart with entry, stop-loss and take-profit lines")
         self.plot.setMenuEnabled(False)
@@ -274,7 +276,7 @@ class ChartWidget(QWidget):
         pi.hideAxis("left")
         # the axes draw the grid over the whole plot: kept as a pixmap, so a moving price
         # line or tag repaints a blit, not every grid line and label (redrawn when the
-        # range changes)
+        # range changes, the grid filled, not stroked: ChartAxis)
         for name in ("right", "bottom"):
             pi.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.vb = pi.vb
