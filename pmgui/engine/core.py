@@ -157,6 +157,7 @@ class EngineCore:
         self._orders_up = asyncio.Event()
         self.stream_task: asyncio.Task[None] | None = None
         self.started = False  # rules act only once the start-up reconciliation is done
+        self._warming: set[asyncio.Task[None]] = set()  # positions' warm-ups under way
 
     # read-only views for callers outside the engine (UI queries, tests, replay)
     @property
@@ -217,6 +218,12 @@ class EngineCore:
         self.entries.publish()
         await self.refresh_account()
         self.started = True
+        # Protected and acting: now what the rules of the restored (and adopted) positions
+        # read, so their symbols' first ticks do not load it — before the manager thread's
+        # `gc.freeze` (it runs when `start` returns), which then takes these long-lived
+        # candles and indicator sets out of the collector's generations too.
+        for rt in list(self.book.runtimes()):
+            await self.warm_up(rt)
 
     async def _wait_for_order_stream(self, timeout: float) -> None:
         task = self.stream_task
@@ -247,6 +254,9 @@ class EngineCore:
     async def shutdown(self) -> None:
         """Persist everything that is only in memory; the exchange keeps the orders."""
         await self.stop_stream()
+        for task in list(self._warming):
+            task.cancel()
+        await asyncio.gather(*self._warming, return_exceptions=True)
         await self.protector.settle_background()
         for pos in self.book.values():
             self.store.save_position(pos)
@@ -340,6 +350,39 @@ class EngineCore:
             self._rule_info.clear()
         self._rule_info[id(params)] = (params, info)
         return info
+
+    async def warm_up(self, rt: PositionRuntime) -> None:
+        """Load what `rt`'s rules read — each rule timeframe's venue history
+        (`MarketData.ensure_frames`) and the indicator sets on its candles
+        (`MarketData.state`) — now, not on its symbol's first tick: that tick would fetch
+        and compute them on the tick path (hundreds of µs to ms each, a symbol at a time
+        in a storm), and the objects it makes would be born after start-up's `gc.freeze`.
+        The tick path keeps the lazy load as the fallback (a warm-up not finished waits
+        for the load under way, one that failed falls back as before). Never raises: a
+        failed fetch is logged by the load, anything else here once."""
+        pos = rt.position
+        if not pos.is_open:
+            return
+        try:
+            info = self.rule_info(self._params_of(rt))
+            if info.frames:
+                await self.market.ensure_frames(self.exchange, pos.symbol, info.frames)
+            self.market.state(pos.symbol, info.spec, info.timeframes)
+        except Exception:
+            log.warning("%s: warm-up of its rules' candles failed (its first tick does "
+                        "what it can, as without one)", pos.symbol, exc_info=True)
+
+    def schedule_warm_up(self, rt: PositionRuntime) -> None:
+        """`warm_up(rt)` as a task of its own: what called it (an open, right after its
+        protective orders) does not wait for a history fetch."""
+        task = asyncio.create_task(self.warm_up(rt), name=f"warm-up {rt.position.symbol}")
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def warmed_up(self) -> None:
+        """Wait for the warm-ups under way (a bench whose book stands for a restored one)."""
+        while self._warming:
+            await asyncio.gather(*self._warming, return_exceptions=True)
 
     def hold_marks(self) -> None:
         """Coalesce the tick path's publications (prices, position marks) until

@@ -358,6 +358,8 @@ class ManualCommands:
         async with rt.lock:  # ticks may already be evaluating the new position
             await self.core.protector.sync(rt, force=True)
         self.core.publish_position(rt)
+        # protected: now its rules' candles and indicators, beside it (not on its first tick)
+        self.core.schedule_warm_up(rt)
         outcomes = tuple(self.core.protector.outcome(rt, role) for role in PROTECTIVE) \
             if rt.is_open else ()
         market = self.core.market.market(c.symbol)

@@ -11,7 +11,8 @@ The venue's stream feeds `STREAM` (the base timeframe); another timeframe is one
 Rule timeframes (`1m` … `1d`, issue 11): `frames(symbol, spec, timeframes)` gives the rules
 the indicators of each timeframe they read, from completed candles only. A rule timeframe's
 series starts from the venue's history at that timeframe (`fetch_ohlcv(symbol, tf)`, loaded
-once by `ensure_frames`; only candles whose end has passed, the venue's forming one seeds the
+once by `ensure_frames` — when a position is opened or restored (`EngineCore.warm_up`), else
+on its first tick; only candles whose end has passed, the venue's forming one seeds the
 bucket in progress) and continues with the stream's completed candles aggregated into it
 (`CandleBuilder`); a timeframe finer than the stream's candles is built from ticks. A bucket
 is complete when the stream candle that ends it arrives (or a later one).
@@ -106,7 +107,10 @@ class MarketData:
         self._stale_reported: set[str] = set()
         self._builders: dict[tuple[str, str], CandleBuilder] = {}  # rule timeframes
         self._builders_of: dict[str, list[tuple[str, CandleBuilder]]] = {}  # by symbol
-        self._history_due: set[tuple[str, str]] = set()
+        self._history_due: set[tuple[str, str]] = set()  # cleared when loaded, not before
+        # the load of a (symbol, timeframe) under way: a second caller (the tick path
+        # racing a position's warm-up) waits for it instead of fetching again
+        self._loading: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._stream_gap: dict[str, float] = {}  # the stream's candle length, as seen
         # per symbol, bumped whenever a candle of any of its timeframes completes (or its
         # history is replaced): what the rules read from candles is unchanged while it is
@@ -293,7 +297,8 @@ class MarketData:
 
     def frames_ready(self, symbol: str, timeframes: Iterable[str]) -> bool:
         """Whether `ensure_frames` has nothing to do (each timeframe wanted, its history
-        loaded or under way): the tick path then skips it and its coroutine."""
+        loaded): the tick path then skips it and its coroutine. A load under way is not
+        ready: the rules must not read a timeframe whose history is still to come."""
         builders, due = self._builders, self._history_due
         for tf in timeframes:
             key = (symbol, tf)
@@ -303,13 +308,41 @@ class MarketData:
 
     async def ensure_frames(self, exchange: Exchange, symbol: str,
                             timeframes: Iterable[str]) -> None:
-        """Load the venue's history of each timeframe not loaded yet (once per timeframe)."""
+        """Load the venue's history of each timeframe not loaded yet (once per timeframe).
+
+        Called by a position's warm-up (`EngineCore.warm_up`, off the tick path) and, as the
+        fallback, by the tick path and the indicator query: whoever comes second while a
+        load is under way waits for that one (one fetch per timeframe), and returns only
+        once the history is in — never with half of it."""
         for tf in timeframes:
             self.want(symbol, tf)
             key = (symbol, tf)
-            if key in self._history_due:
+            while key in self._history_due:
+                pending = self._loading.get(key)
+                if pending is not None:
+                    # shielded: a waiter cancelled must not cancel the load others wait on
+                    await asyncio.shield(pending)
+                    continue  # loaded, or its loader was cancelled: then load it here
+                await self._load_once(exchange, symbol, tf)
+
+    async def _load_once(self, exchange: Exchange, symbol: str, tf: str) -> None:
+        """`_load_frame`, registered as the load under way of `(symbol, tf)`. Done once it
+        returns or fails (a failed fetch is logged by `_load_frame` and not retried, as
+        before); still due when cancelled (a warm-up stopped at shutdown loaded nothing)."""
+        key = (symbol, tf)
+        done = self._loading[key] = asyncio.get_running_loop().create_future()
+        loaded = False
+        try:
+            await self._load_frame(exchange, symbol, tf)
+            loaded = True
+        except Exception:
+            loaded = True  # raised to this caller once, as before; not fetched again
+            raise
+        finally:
+            if loaded:
                 self._history_due.discard(key)
-                await self._load_frame(exchange, symbol, tf)
+            del self._loading[key]
+            done.set_result(None)
 
     async def _load_frame(self, exchange: Exchange, symbol: str, tf: str) -> None:
         sec = seconds(tf)

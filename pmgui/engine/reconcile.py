@@ -193,6 +193,9 @@ class Reconciler:
             if self._busy((r.symbol, r.side), mark) or self._entry_fill(r):
                 continue
             pos = self.adopt(r)  # journals its own OPEN action
+            rt = core.book.runtime(pos.id)
+            if core.started and rt is not None:  # at start-up: warmed after protection
+                core.schedule_warm_up(rt)
             market = self.core.market.market(r.symbol)
             log.info("reconcile: adopted %s %s %s @ %s (preset %s)", r.symbol, r.side.value,
                      plain_qty(r.qty, market), plain_price(r.entry, market), pos.preset)

@@ -37,7 +37,8 @@ FULL_COLLECTION_EVERY = 100
 
 def freeze_startup_objects() -> None:
     """Started: what exists now lives as long as the engine (modules, classes, the restored
-    book, resolved parameters, markets). `gc.freeze()` takes it out of the collector's
+    book, resolved parameters, markets, the book's candles and indicator sets — `start`
+    warms them up before it returns). `gc.freeze()` takes it out of the collector's
     generations, so a full collection during a storm traverses only what the storm made —
     tens of thousands of objects fewer, a pause of milliseconds instead of tens of them in
     the middle of a tick. Frozen objects are still freed by reference counting. Full
