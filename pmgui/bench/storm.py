@@ -188,6 +188,7 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
         main_ids = await open_book(core, symbols, paper, time.time, preset)
         for p in psyms:
             await _open_probe(core, paper, p)
+        await core.warmed_up()  # the book stands for a restored one: warmed before the freeze
         store.db.conn.execute("PRAGMA synchronous = FULL")
         res.open_before = sum(1 for i in main_ids if i in core.book)
         thresholds = gc.get_threshold()
