@@ -320,3 +320,94 @@ def test_make_ctx_sets_every_field_of_the_context():
     assert values == {"pos": p, "mkt": ctx.mkt, "params": params, "price": 98.0, "roi": roi,
                       "peak": max(0.02, roi), "move": -(98.0 - 100.0) / 100.0, "best": 97.0,
                       "age": 60.0, "side": Side.SHORT, "dir": -1, "tick": MARKET.tick_size}
+
+
+# dynamic TP's skip of an extension a level stops (`targets._extension_idle`) -------------
+
+import random  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pmgui.rules.common import FLAG_TP_EXTENDED, FLAG_TP_PULLED_IN  # noqa: E402
+
+_TICKS = (0.01, 0.5, 1.0)
+_SKIP_PARAMS = (rules_only("dynamic_tp"), resolve_params("guardian"))
+
+
+def _skip_case(side: Side, tp_dist: float, progress: float, tick: float,
+               levels: list[tuple[str, float]], mom: float | None, trend: float,
+               last: float | None, rsi: float, flags: frozenset[str], age_h: float,
+               guardian: bool) -> None:
+    """One position and tick: dynamic TP with the skip decides what it decides when the
+    slow path is always taken (the rule before the skip). `levels` are swing levels as
+    (where, offset): around the TP in ticks (the cap's edge) or around the price."""
+    d = side.dir
+    market = Market(symbol=MARKET.symbol, tick_size=tick, amount_step=0.001,
+                    min_amount=0.001)
+    tp = market.round_price(100.0 + d * tp_dist)
+    price = 100.0 + progress * (tp - 100.0)
+    at = {"tp": tp, "price": price, "ext": 100.0 + d * 1.25 * tp_dist}
+    swings = [round(at[where] + off * tick, 6) for where, off in levels]
+    ind = Indicators(momentum=None if mom is None else d * mom, trend=d * trend,
+                     last_change=None if last is None else d * last, rsi=rsi,
+                     swing_highs=tuple(s for s in swings if s > 0),
+                     swing_lows=tuple(s for s in swings if s > 0))
+    p = pos(side, tp=tp, sl=100.0 * (1 - d * 0.05), opened_at=0.0, flags=flags)
+    m = MarketState(p.symbol, price, age_h * 3600.0, market, ind)
+    params = _SKIP_PARAMS[guardian]
+    got = targets_mod.dynamic_tp(make_ctx(p, m, params))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(targets_mod, "_extension_idle", lambda ctx, tp, ind: False)
+        want = targets_mod.dynamic_tp(make_ctx(p, m, params))
+    assert got == want
+    assert [a.inputs for a in got] == [a.inputs for a in want]
+    assert [list(a.inputs) for a in got] == [list(a.inputs) for a in want]  # key order
+
+
+_LEVEL = st.tuples(st.sampled_from(("tp", "price", "ext")), st.integers(-3, 3))
+
+
+@settings(max_examples=800, deadline=None, database=None)
+@given(side=st.sampled_from((Side.LONG, Side.SHORT)), tp_dist=st.floats(0.5, 20.0),
+       progress=st.floats(-0.5, 0.9), tick=st.sampled_from(_TICKS),
+       levels=st.lists(_LEVEL, max_size=4),
+       mom=st.sampled_from((None, 0.05, 0.02, 0.0199, -0.05)),
+       trend=st.sampled_from((0.01, 0.0, -0.01)),
+       last=st.sampled_from((None, -0.002, 0.0, 0.002)), rsi=st.sampled_from((20.0, 50.0, 80.0)),
+       flags=st.sampled_from((frozenset(), frozenset({FLAG_TP_EXTENDED}),
+                              frozenset({FLAG_TP_PULLED_IN}))),
+       age_h=st.sampled_from((0.0, 1.0, 23.99, 24.0, 100.0)), guardian=st.booleans())
+def test_dynamic_tp_skip_decides_as_the_slow_path(side, tp_dist, progress, tick, levels, mom,
+                                                  trend, last, rsi, flags, age_h, guardian):
+    _skip_case(side, tp_dist, progress, tick, levels, mom, trend, last, rsi, flags, age_h,
+               guardian)
+
+
+def _random_skip_cases(n: int) -> None:
+    rng = random.Random(7)
+    for _ in range(n):
+        _skip_case(rng.choice((Side.LONG, Side.SHORT)), rng.uniform(0.5, 20.0),
+                   rng.uniform(-0.5, 0.9), rng.choice(_TICKS),
+                   [(rng.choice(("tp", "price", "ext")), rng.randint(-3, 3))
+                    for _ in range(rng.randint(0, 4))],
+                   rng.choice((None, 0.05, 0.02)), 0.01, rng.choice((None, 0.002)), 50.0,
+                   frozenset(), rng.choice((0.0, 1.0)), rng.random() < 0.5)
+
+
+def test_the_skip_cases_pass_unmutated():
+    _random_skip_cases(300)
+
+
+@pytest.mark.parametrize("broken", [
+    lambda ctx, tp, ind: targets_mod.barrier(ind, ctx.price, ctx.dir) is not None,
+    lambda ctx, tp, ind: targets_mod.extended_tp(
+        ctx, tp, ctx.params.f("dynamic_tp.extend"),
+        targets_mod.barrier(ind, ctx.price - ctx.dir * 4 * ctx.tick, ctx.dir)) is None,
+], ids=["any-level", "level-seen-4-ticks-back"])
+def test_the_skip_check_catches_a_wrong_skip(monkeypatch, broken):
+    """Mutation check: a skip taken where the extension acts (any level in the way; the
+    barrier looked up from a few ticks behind the price) changes decisions."""
+    monkeypatch.setattr(targets_mod, "_extension_idle", broken)
+    with pytest.raises(AssertionError):
+        _random_skip_cases(300)

@@ -694,22 +694,10 @@ def _dynamic_tp(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
 
 def _extension_acts(ctx: Ctx, p: Params) -> bool:
     """Whether dynamic TP's extension acts at the current price (its staleness ignored)."""
-    pos, d = ctx.pos, ctx.dir
-    tp = pos.tp
+    tp = ctx.pos.tp
     assert tp is not None
-    ind = ctx.frame("dynamic_tp")
-    gap = max(ctx.tick, 1e-12)
-    if d > 0:
-        above = [h for h in ind.swing_highs if h > ctx.price]
-        barrier = min(above) if above else None
-    else:
-        below = [x for x in ind.swing_lows if x < ctx.price]
-        barrier = max(below) if below else None
-    ext = p.f("dynamic_tp.extend")
-    new_tp = ctx.market.round_price(tp + d * ext * abs(tp - pos.entry))
-    if barrier is not None and (new_tp - barrier) * d > 0:
-        new_tp = ctx.market.round_price(barrier)
-    return (new_tp - tp) * d >= gap and new_tp > 0
+    level = targets.barrier(ctx.frame("dynamic_tp"), ctx.price, ctx.dir)
+    return targets.extended_tp(ctx, tp, p.f("dynamic_tp.extend"), level) is not None
 
 
 def _add_on(b: _Builder, ctx: Ctx, p: Params) -> None:

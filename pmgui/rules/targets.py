@@ -142,6 +142,43 @@ def _sr_levels(ctx: Ctx, highs: tuple[float, ...], lows: tuple[float, ...]
     return (min(above) if above else None), (max(below) if below else None)
 
 
+def barrier(ind: Indicators, price: float, d: int) -> float | None:
+    """The level in the trade's way at `price`: `_sr_levels`' resistance above a long
+    (d > 0), its support below a short — the one level the extension is capped by."""
+    if d > 0:
+        above = [h for h in ind.swing_highs if h > price]
+        return min(above) if above else None
+    below = [x for x in ind.swing_lows if x < price]
+    return max(below) if below else None
+
+
+def extended_tp(ctx: Ctx, tp: float, ext: float, level: float | None
+                ) -> tuple[float, bool] | None:
+    """The extension's new TP (`tp` moved by `ext` × |tp − entry|, capped at the barrier
+    `level`) and whether the level capped it; None when it is not at least a tick beyond
+    `tp` (a level at or inside the TP: no extension). One definition for the rule, its
+    skip and the quiet band."""
+    d = ctx.dir
+    new_tp = ctx.market.round_price(tp + d * ext * abs(tp - ctx.pos.entry))
+    capped = False
+    if level is not None and (new_tp - level) * d > 0:
+        # never extend through support/resistance: at most up to the level itself
+        new_tp, capped = ctx.market.round_price(level), True
+    if (new_tp - tp) * d >= max(ctx.tick, 1e-12) and new_tp > 0:
+        return new_tp, capped
+    return None
+
+
+def _extension_idle(ctx: Ctx, tp: float, ind: Indicators) -> bool:
+    """Whether the extension, its indicator gates passed, still cannot act at this price
+    (`extended_tp` None): 336 of guardian's 402 slow-path entries on the bench path (a
+    swing high between the price and the TP). Only the barrier on the trade's side and
+    the target are computed — what the slow path would find after gathering both levels
+    and every threshold."""
+    return extended_tp(ctx, tp, ctx.params.f("dynamic_tp.extend"),
+                       barrier(ind, ctx.price, ctx.dir)) is None
+
+
 _TOL = THRESHOLD_EPS
 
 
@@ -221,17 +258,18 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     if gates[0] is not ind or gates[1] != d:
         gates = _gates(hot, ind, d)
     stale = ctx.age / 3600.0 >= stale_hours - _TOL
+    pull = (gates[3] and FLAG_TP_PULLED_IN not in flags and progress > _TOL
+            and (stale or gates[4]))
     if not (gates[2] and FLAG_TP_EXTENDED not in flags and not stale):
-        # not the extension: the pull-in?
-        if not gates[3] or FLAG_TP_PULLED_IN in flags or not progress > _TOL:
-            return []
-        if not stale and not gates[4]:
-            return []
+        if not pull:
+            return []  # neither the extension nor the pull-in
+    elif not pull and _extension_idle(ctx, tp, ind):
+        return []  # only the extension could act, and a level stops it at this price
     tick = ctx.tick
     gap = max(tick, 1e-12)
     resistance, support = _sr_levels(ctx, ind.swing_highs, ind.swing_lows)
     # the level in the trade's way: resistance above a long, support below a short
-    barrier = resistance if ctx.dir > 0 else support
+    level = resistance if ctx.dir > 0 else support
     age_hours = ctx.age / 3600.0
     stale_hours = p.f("dynamic_tp.stale_hours")
     stale = ge(age_hours, stale_hours)
@@ -243,12 +281,9 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
     if (FLAG_TP_EXTENDED not in pos.flags and not stale and mom is not None
             and trend is not None and ge(mom, strong) and ge(trend, min_trend)):
         ext = p.f("dynamic_tp.extend")
-        new_tp = ctx.market.round_price(tp + ctx.dir * ext * abs(tp - pos.entry))
-        capped = False
-        if barrier is not None and (new_tp - barrier) * ctx.dir > 0:
-            # never extend through support/resistance: at most up to the level itself
-            new_tp, capped = ctx.market.round_price(barrier), True
-        if (new_tp - tp) * ctx.dir >= gap and new_tp > 0:
+        extended = extended_tp(ctx, tp, ext, level)
+        if extended is not None:
+            new_tp, capped = extended
             return [action(ctx, ActionType.MOVE_TP, Reason.DYNAMIC_TP, "dynamic_tp",
                            Priority.TP_ADJUST, tp=new_tp, flags=(FLAG_TP_EXTENDED,),
                            inputs={**_base_inputs(ind, tp, progress, freeze, (resistance, support),
@@ -266,10 +301,10 @@ def dynamic_tp(ctx: Ctx) -> list[Action]:
         cut = p.f("dynamic_tp.pull_in")
         new_tp = ctx.market.round_price(ctx.price + (tp - ctx.price) * (1 - cut))
         at_level = False
-        if barrier is not None and (tp - barrier) * ctx.dir > 0 \
-                and (new_tp - barrier) * ctx.dir > 0 and (barrier - ctx.price) * ctx.dir >= gap:
+        if level is not None and (tp - level) * ctx.dir > 0 \
+                and (new_tp - level) * ctx.dir > 0 and (level - ctx.price) * ctx.dir >= gap:
             # a level between the price and the target: take profit there
-            new_tp, at_level = ctx.market.round_price(barrier), True
+            new_tp, at_level = ctx.market.round_price(level), True
         beyond_price = (new_tp - ctx.price) * ctx.dir >= gap
         closer = (tp - new_tp) * ctx.dir >= gap
         if beyond_price and closer:
