@@ -110,6 +110,7 @@ log = logging.getLogger("pmgui.engine")
 
 HOUSEKEEPING_SLICE = 64  # positions per slice of a housekeeping pass (`periodic`)
 ACCOUNT_INTERVAL = 1.0  # s: closes refresh the account at most this often
+STARTUP_WARM_WAIT = 5.0  # s: start-up waits this long at most for the book's warm-ups
 
 STOP_REASON = {
     StopKind.INITIAL: Reason.STOP_LOSS,
@@ -221,9 +222,15 @@ class EngineCore:
         # Protected and acting: now what the rules of the restored (and adopted) positions
         # read, so their symbols' first ticks do not load it — before the manager thread's
         # `gc.freeze` (it runs when `start` returns), which then takes these long-lived
-        # candles and indicator sets out of the collector's generations too.
+        # candles and indicator sets out of the collector's generations too. All at once
+        # (the venue client's rate limiter paces the fetches) and waited for at most
+        # `STARTUP_WARM_WAIT`: a large book on a slow or rate-limited venue must not hold
+        # the trader's start-up back (nor run into the engine thread's start timeout); what
+        # is not in by then goes on in the background, as an open's warm-up does.
         for rt in list(self.book.runtimes()):
-            await self.warm_up(rt)
+            self.schedule_warm_up(rt)
+        if self._warming:
+            await asyncio.wait(set(self._warming), timeout=STARTUP_WARM_WAIT)
 
     async def _wait_for_order_stream(self, timeout: float) -> None:
         task = self.stream_task
