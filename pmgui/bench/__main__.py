@@ -25,8 +25,10 @@ measures, and its baseline:
   PositionMonitor mechanics (QTableWidget, a queued signal per event, re-sorted after each
   event as vn.py's `sorting = True` monitors are) on the same storm; `[reduced]` rows compare
   with the cheaper reduction used before (plain items, no sorting).
-* `memory.*`: engine bytes per position (tracemalloc, marginal from 50 to 500; baseline: the
-  Position values alone), resident MB at 500 positions (baseline: the same process before).
+* `memory.*`: engine bytes per position (tracemalloc, marginal from 50 to 500, warm-ups
+  done; baseline: the Position values alone) — the position's own state, then with its
+  symbol's candles and indicator sets (`_with_market_data`), then with the paper venue's
+  book — and resident MB at 500 positions (baseline: the same process before).
 * `journal.actions`: actions journaled per s on disk (baseline: bare sqlite3, same sync).
 * `replay[preset]`: ticks per CPU second of `pmgui replay`, start-up removed by marginal cost
   (n / (least CPU of 2n ticks − least CPU of n) over 5 interleaved pairs; every run and each
@@ -275,12 +277,20 @@ def bench_gui(plan: Plan) -> list[Row]:
 def bench_memory(plan: Plan) -> list[Row]:
     from pmgui.bench.misc import bytes_per_position, rss_at
 
-    per, with_venue, bare = bytes_per_position(50, 500)
+    b = bytes_per_position(50, 500)
     rss, rss0 = rss_at(500)
-    return [Row("memory.bytes_per_position", per, "B", bare,
-                {"from": 50, "to": 500, "with_paper_venue": round(with_venue),
-                 "baseline": "the Position values alone"}),
-            Row("memory.bytes_per_position_with_venue", with_venue, "B", bare,
+    return [Row("memory.bytes_per_position", b.own, "B", b.bare,
+                {"from": 50, "to": 500, "with_market_data": round(b.engine),
+                 "with_paper_venue": round(b.with_venue),
+                 "baseline": "the Position values alone",
+                 "note": "the position's own engine state; its symbol's candles and "
+                         "indicator sets are the _with_market_data row"}),
+            Row("memory.bytes_per_position_with_market_data", b.engine, "B", b.bare,
+                {"from": 50, "to": 500, "market_data": round(b.market),
+                 "positions_per_symbol": 2, "baseline": "the Position values alone",
+                 "note": "includes its symbol's rule candles and indicator sets (loaded at "
+                         "open; per symbol, sized by the venue's history)"}),
+            Row("memory.bytes_per_position_with_venue", b.with_venue, "B", b.bare,
                 {"from": 50, "to": 500, "baseline": "the Position values alone",
                  "note": "includes the simulated venue's own orders, fills and positions"}),
             Row("memory.rss_500", rss, "MB", rss0,

@@ -37,20 +37,43 @@ async def _engine(n_positions: int, tmp: str, *, sync_off: bool = True):
     return core, paper, symbols
 
 
-def bytes_per_position(small: int = 50, large: int = 500) -> tuple[float, float, float]:
-    """(engine bytes per position, the same with the paper venue's own book, bytes of the
-    bare Position values) by tracemalloc: the marginal growth from `small` to `large`
-    positions, all opened through the real path. What the simulated venue allocates (a
-    real venue keeps that on its side) is told apart by the allocating call stack."""
-    async def go() -> tuple[float, float, float]:
+@dataclass(frozen=True)
+class PositionBytes:
+    """Engine bytes per position, marginal from `small` to `large` positions (see
+    `bytes_per_position`)."""
+
+    own: float  # the position's own state: book, runtime, orders, store caches
+    market: float  # its symbol's candles and indicator sets (a symbol per two positions here)
+    venue: float  # what the simulated venue keeps (a real venue keeps that on its side)
+    bare: float  # the Position values alone (the baseline)
+
+    @property
+    def engine(self) -> float:
+        return self.own + self.market
+
+    @property
+    def with_venue(self) -> float:
+        return self.engine + self.venue
+
+
+def bytes_per_position(small: int = 50, large: int = 500) -> PositionBytes:
+    """The engine's bytes per position by tracemalloc: the marginal growth from `small` to
+    `large` positions, all opened through the real path and their warm-ups done (an open
+    loads its symbol's rule candles and indicator sets beside it, as the first tick did
+    before). Told apart by the allocating call stack: what the simulated venue allocates,
+    and the symbol's market data (allocated under `pmgui/engine/marketdata.py`), which is
+    per symbol and grows with the venue's history length, not with the positions."""
+    async def go() -> PositionBytes:
         with tempfile.TemporaryDirectory() as tmp:
             core, paper, symbols = await _engine(large, tmp)
             await open_book(core, symbols[:small // 2], paper, time.time)
+            await core.warmed_up()
             core.outbox.drain()
             gc.collect()
             tracemalloc.start(40)
             before = tracemalloc.take_snapshot()
             await open_book(core, symbols[small // 2:large // 2], paper, time.time)
+            await core.warmed_up()
             core.outbox.drain()
             gc.collect()
             after = tracemalloc.take_snapshot()
@@ -58,10 +81,16 @@ def bytes_per_position(small: int = 50, large: int = 500) -> tuple[float, float,
             n = len(core.book) - small
             if n != large - small:
                 raise AssertionError(f"memory: {n} positions opened, wanted {large - small}")
-            venue = [tracemalloc.Filter(False, "*/pmgui/exchange/paper.py", all_frames=True)]
-            total = sum(d.size_diff for d in after.compare_to(before, "filename"))
-            engine = sum(d.size_diff for d in after.filter_traces(venue).compare_to(
-                before.filter_traces(venue), "filename"))
+
+            def grown(*filters: tracemalloc.Filter) -> float:
+                return sum(d.size_diff for d in after.filter_traces(filters).compare_to(
+                    before.filter_traces(filters), "filename"))
+
+            not_venue = tracemalloc.Filter(False, "*/pmgui/exchange/paper.py", all_frames=True)
+            market = grown(not_venue, tracemalloc.Filter(
+                True, "*/pmgui/engine/marketdata.py", all_frames=True))
+            engine = grown(not_venue)
+            total = grown()
             # baseline: the positions' own values alone
             tracemalloc.start()
             b0 = tracemalloc.get_traced_memory()[0]
@@ -73,7 +102,8 @@ def bytes_per_position(small: int = 50, large: int = 500) -> tuple[float, float,
             tracemalloc.stop()
             bare = (b1 - b0) / len(copies)
             await core.shutdown()
-            return engine / n, total / n, bare
+            return PositionBytes(own=(engine - market) / n, market=market / n,
+                                 venue=(total - engine) / n, bare=bare)
 
     return asyncio.run(go())
 
