@@ -7,7 +7,7 @@ import pyqtgraph as pg
 import pytest
 from PySide6.QtGui import QImage, QPainter
 
-from pmgui.ui.chart_axis import FilledGrid
+from pmgui.ui.chart_axis import FilledGrid, line_pixels
 from tests.test_ui_chart import auto_ranged
 
 
@@ -73,3 +73,12 @@ def test_the_grid_is_filled_not_stroked(qtbot):
         p.end()
         # (pyqtgraph's own axis line is handed a point and no pen)
         assert [a for a in rec.stroked if a[0] != a[-1]] == [], axis.orientation
+
+
+@pytest.mark.parametrize("end", [float("nan"), float("inf"), -float("inf"), 1e300])
+def test_a_line_off_any_pixel_is_left_to_qt(end):
+    """A degenerate range can put a grid line's end at a NaN, infinite or huge device coordinate:
+    no pixel run (the axis strokes it, Qt skips it) rather than an exception inside paint."""
+    assert line_pixels(end, 3.0, 10.0, 3.0) is None
+    assert line_pixels(2.0, 3.0, 2.0, end) is None
+    assert line_pixels(0.5, 3.5, 9.5, 3.5) is not None

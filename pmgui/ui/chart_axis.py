@@ -18,6 +18,7 @@ from PySide6.QtGui import QPainter, QPen, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QWidget
 
 TickSpec = tuple[QPen, QPointF, QPointF]
+_PIXEL_LIMIT = 2.0**30  # device coordinates a QRect holds (int32), with room for its size
 
 
 def _fillable(pen: QPen) -> bool:
@@ -32,7 +33,11 @@ def _fillable(pen: QPen) -> bool:
 def line_pixels(ax: float, ay: float, bx: float, by: float) -> QRect | None:
     """The device pixels Qt's aliased cosmetic stroker covers for a horizontal or vertical
     line from (ax, ay) to (bx, by) (device coordinates): the pixel holding each end and all
-    between; None for a slanted line."""
+    between; None for a slanted line, or one off any pixel (a NaN, infinite or huge end,
+    from a degenerate range: stroked by Qt then, which clips it — `floor` or `QRect` would
+    raise inside a paint, where an exception takes the window down)."""
+    if not all(-_PIXEL_LIMIT < v < _PIXEL_LIMIT for v in (ax, ay, bx, by)):  # NaN: False
+        return None
     if ay == by:
         x0, x1 = sorted((floor(ax), floor(bx)))
         return QRect(x0, floor(ay), x1 - x0 + 1, 1)
