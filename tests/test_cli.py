@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from pmgui.store.db import Store
+
 ENV = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PMGUI_CONFIG_DIR": "/nonexistent-pmgui",
        "PYTHONUNBUFFERED": "1"}
 
@@ -85,7 +87,12 @@ def test_sigkill_then_restart_loses_nothing(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     before = json.loads(pmgui("positions", "--db", str(db), "--json").stdout)
-    assert len(before) == 5
+    with Store.open(db, readonly=True) as store:
+        closed = store.closed_positions()
+    # the five demo opens are all on disk: still open, or closed by a rule in the moments
+    # before the kill (its close booked as the open was; once in a CI pair a demo position
+    # closed that fast and the count of open ones alone said 4)
+    assert len(before) + len(closed) == 5
     r = pmgui("--headless", "--exit-after", "3", "--db", str(db))
     assert r.returncode == 0, r.stderr
     after = json.loads(pmgui("positions", "--db", str(db), "--json").stdout)
