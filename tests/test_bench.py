@@ -92,6 +92,55 @@ def test_storm_keeps_its_book_and_measures_probe_closes(tmp_path):
         assert wait >= 0 and part >= 0 and lat == pytest.approx(wait + part, abs=1e-6)
 
 
+def test_storm_counts_the_loop_stretches_the_feed_sees(tmp_path, monkeypatch):
+    """A tick whose delivery holds the feed, and a task holding the loop while the feed
+    waits for its next tick, are both counted as stretches (and nothing shorter than
+    STRETCH_MIN is kept)."""
+    import time as _time
+
+    from pmgui.bench import storm as storm_mod
+    from pmgui.engine.core import EngineCore
+
+    on_tick, held, driving = EngineCore.on_tick, [], []
+
+    async def slow_once(self, tick):  # one tick's engine work takes 80 ms
+        if driving and not held and tick.symbol.startswith("S"):
+            held.append(tick)
+            _time.sleep(0.080)
+        await on_tick(self, tick)
+
+    monkeypatch.setattr(EngineCore, "on_tick", slow_once)
+    drive = storm_mod._drive
+
+    async def with_a_hog(core, *a, **k):  # a task beside the feed holds the loop 40 ms
+        async def hog():
+            await asyncio.sleep(0.3)
+            _time.sleep(0.040)
+        task = asyncio.create_task(hog())
+        driving.append(True)
+        await drive(core, *a, **k)
+        await task
+
+    monkeypatch.setattr(storm_mod, "_drive", with_a_hog)
+    res = asyncio.run(run_storm(8, 400.0, 0.8, probes=2, probe_every=0.1, workdir=tmp_path))
+    assert held
+    assert all(s > storm_mod.STRETCH_MIN for s in res.stretches)
+    # (long enough to stand out of a busy test machine's own stretches)
+    assert any(s >= 0.080 for s in res.stretches)  # the slow tick's delivery
+    assert any(0.040 <= s < 0.080 for s in res.stretches)  # the feed woke late
+    summary = res.stretch_summary()
+    assert summary["stretches_over_10ms"] >= 2 and summary["stretch_max_ms"] >= 80.0
+
+
+def test_stretch_summary_counts_by_threshold():
+    res = StormResult(10, 5, 100.0, 1.0, stretches=[0.0015, 0.004, 0.0125, 0.002])
+    assert res.stretch_summary() == {"stretches_over_1ms": 4, "stretches_over_3ms": 2,
+                                     "stretches_over_10ms": 1,
+                                     "stretches_over_3ms_total_ms": 16.5,
+                                     "stretch_max_ms": 12.5}
+    assert StormResult(10, 5, 100.0, 1.0).stretch_summary()["stretch_max_ms"] == 0.0
+
+
 def test_storm_check_refuses_closed_positions():
     res = StormResult(10, 5, 100.0, 1.0, offered=10, delivered=10, delivered_main=10,
                       open_before=10, open_after=9, closed_main=["p1"])

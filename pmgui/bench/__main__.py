@@ -196,6 +196,7 @@ def storm_rows(res, prefix: str, cpu_base: float | None,
            "wait_p99_ms": _ms(percentile(res.waits, 99)),
            "engine_p50_ms": _ms(percentile(res.engine_parts, 50)),
            "engine_p99_ms": _ms(percentile(res.engine_parts, 99)),
+           **res.stretch_summary(),
            "baseline": "target 5 ms"}
     runs = cpu_runs if cpu_runs else [res.cpu_per_tick]
     cpu = {**p, "baseline": "CPU per tick at the smallest book" if cpu_base else "none",

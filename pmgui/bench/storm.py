@@ -19,6 +19,12 @@ and an open cost the engine more with a larger book (the account is re-summed af
 the venue checks margin over all its orders), so more of them would change what is measured
 (20 a second added ~95 µs of CPU per tick at 2,000 positions, ~28 at 50).
 
+The loop's stretches over 1 ms are counted as the feed sees them (`stretches`): a tick's
+delivery that held the feed (the engine's work on that tick, a GC pause inside it), and the
+feed waking late from its pause (another task — a command, a re-placement, the housekeeping —
+held the loop). ~200 probes make a p99 that a few stretches decide; how many stretches over
+3 ms a storm had, and their total, is the steadier figure (two clock reads a tick).
+
 The engine publishes its events as `--headless` does: to listeners (the bench's own), with
 nothing kept for a window that is not there (`Outbox(buffered=False)`). Until session 9 the
 storm's outbox was never drained — it held the last 10,000 actions, which no configuration
@@ -48,6 +54,7 @@ from pmgui.domain.models import Market, Tick
 
 TICK = 1e-6  # price tick of the storm's markets: each offered price is unique per symbol
 PROBE_SL = 0.99  # probe stops sit 1 % under the probe's price
+STRETCH_MIN = 0.001  # s: a stretch of the loop shorter than this is not kept
 
 
 def storm_symbols(n_symbols: int) -> list[str]:
@@ -104,6 +111,9 @@ class StormResult:
     probes_skipped: int = 0  # probe times at which no probe was ready (none sent)
     waits: list[float] = field(default_factory=list)  # s, offered → the engine takes it
     engine_parts: list[float] = field(default_factory=list)  # s, taken → acked
+    # s, the loop's stretches over STRETCH_MIN the feed saw: a tick's delivery that held it
+    # (the engine's work on that tick), or the feed waking late (others held the loop)
+    stretches: list[float] = field(default_factory=list)
 
     @property
     def ticks_per_s(self) -> float:
@@ -119,6 +129,16 @@ class StormResult:
 
     def pct(self, q: float) -> float:
         return percentile(self.latencies, q)
+
+    def stretch_summary(self) -> dict[str, float]:
+        """How many stretches over 1, 3 and 10 ms, and the time in those over 3 ms: steadier
+        figures than a p99 of ~200 probes, which a few stretches decide."""
+        over3 = [s for s in self.stretches if s > 0.003]
+        return {"stretches_over_1ms": sum(1 for s in self.stretches if s > 0.001),
+                "stretches_over_3ms": len(over3),
+                "stretches_over_10ms": sum(1 for s in self.stretches if s > 0.010),
+                "stretches_over_3ms_total_ms": round(sum(over3) * 1e3, 1),
+                "stretch_max_ms": round(max(self.stretches, default=0.0) * 1e3, 2)}
 
     def check(self) -> None:
         """The workload was the one announced (else the figures mean nothing)."""
@@ -262,8 +282,10 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
     probe_turn = 0
     housekeeping = asyncio.create_task(_housekeeping(core))
     i = 0
+    stretches = res.stretches
+    clock = time.perf_counter
     while True:
-        now = time.perf_counter() - t0
+        now = clock() - t0
         if now >= duration:
             break
         if acked:  # re-open the probes that closed (the book keeps its size)
@@ -274,6 +296,9 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
         due = i / rate
         if due > now:
             await asyncio.sleep(due - now)
+            late = clock() - t0 - due  # the loop was held past the feed's time
+            if late > STRETCH_MIN:
+                stretches.append(late)
             continue
         offered_at = t0 + due
         if due >= next_probe and psyms:
@@ -286,19 +311,31 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
             else:
                 sent[s] = offered_at
                 res.probes_sent += 1
-                taken[s] = time.perf_counter()
+                taken[s] = start = clock()
                 await paper.deliver(Tick(s, round(100 * PROBE_SL - 0.05, 2), time.time()),
                                     core)
+                held = clock() - start
+                if held > STRETCH_MIN:
+                    stretches.append(held)
                 i += 1
                 res.delivered += 1
                 continue
         s = symbols[rng.randrange(len(symbols))]
-        await paper.deliver(Tick(s, path.next(s), time.time()), core)
+        tick = Tick(s, path.next(s), time.time())
+        start = clock()
+        await paper.deliver(tick, core)
+        held = clock() - start
+        if held > STRETCH_MIN:
+            stretches.append(held)
         i += 1
         res.delivered += 1
         res.delivered_main += 1
         if i % 64 == 0:
+            start = clock()
             await asyncio.sleep(0)
+            held = clock() - start
+            if held > STRETCH_MIN:
+                stretches.append(held)
     res.wall = time.perf_counter() - t0
     res.cpu = time.process_time() - cpu0
     res.offered = int(res.wall * rate)
