@@ -290,3 +290,77 @@ async def test_publishing_everything_lets_ticks_in_between_its_scans(tmp_path: P
     at = [seen.index(e) for e in steps]
     assert "tick" in seen[at[0]:at[1]] and "tick" in seen[at[1]:at[2]]
     await engine.shutdown()
+
+
+async def test_the_account_is_summed_a_slice_at_a_time(monkeypatch) -> None:
+    """`_open_pnl` (an account refresh's pass over the book) hands the loop over between
+    slices of `ACCOUNT_SLICE` positions, and its total is the float one pass gives."""
+    import pmgui.engine.core as core_mod
+
+    book = PositionBook()
+    for i in range(7):
+        book.add(PositionRuntime(Position(f"p{i}", "A" if i % 2 else "B",
+                                          Side.LONG if i % 3 else Side.SHORT, 0.1 * (i + 1),
+                                          100.0 + i / 7, 5.0, 0.0, 1.0), {}))
+    last = {"A": Tick("A", 101.37, 0.0), "B": Tick("B", 99.01, 0.0)}
+    seen: list[str] = []
+    whole = open_pnl(book.runtimes(), last)
+
+    def logged(runtimes, prices, total=0.0):
+        seen.append(f"slice of {len(runtimes)}")
+        return open_pnl(runtimes, prices, total)
+
+    monkeypatch.setattr(core_mod, "ACCOUNT_SLICE", 3)
+    monkeypatch.setattr(core_mod, "open_pnl", logged)
+    fake = SimpleNamespace(book=book, market=SimpleNamespace(last=last))
+    got: list[float] = []
+
+    async def run() -> None:
+        got.append(await EngineCore._open_pnl(fake))  # type: ignore[arg-type]
+
+    await _beside_ticks(seen, run())
+    slices = [i for i, e in enumerate(seen) if e.startswith("slice")]
+    assert [seen[i] for i in slices] == ["slice of 3", "slice of 3", "slice of 1"]
+    assert "tick" in seen[slices[0]:slices[1]] and "tick" in seen[slices[1]:slices[2]]
+    assert got == [whole]
+
+
+async def test_a_close_refreshes_the_account_beside_the_tick_that_booked_it(
+        tmp_path: Path) -> None:
+    """The stop's fill closes the position while its tick is delivered; the account (a sum
+    over the whole book) is refreshed after that delivery returned, in a task of its own,
+    not inside it: the ticks behind the close do not wait for the sum."""
+    import time
+
+    from pmgui.engine import commands as cmd
+    from pmgui.engine.events import AccountEvent
+    from pmgui.engine.settings import EngineSettings
+    from pmgui.exchange.paper import PaperExchange
+    from pmgui.store.db import Store
+    from tests.engine_support import MARKET
+
+    store = Store.open(tmp_path / "x.db")
+    paper = PaperExchange({SYMBOL: MARKET}, None, realtime=True, db=store.db)
+    events: list = []
+    outbox = Outbox()
+    outbox.add_listener(events.append)
+    core = EngineCore(paper, store, outbox, EngineSettings(default_preset="manual",
+                                                           protect_throttle=0.0))
+    await core.start()
+    await paper.deliver(Tick(SYMBOL, 60_000.0, time.time()), core)
+    res = await core.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                             tp=61_000.0))
+    await core.warmed_up()
+    core._account_at = float("-inf")  # a close now refreshes the account
+    told = len([e for e in events if isinstance(e, AccountEvent)])
+    await paper.deliver(Tick(SYMBOL, 58_000.0, time.time()), core)  # its stop fills
+    assert res.position_id not in core.book
+    assert len([e for e in events if isinstance(e, AccountEvent)]) == told  # not in line
+    for _ in range(10):
+        await asyncio.sleep(0)
+    accounts = [e for e in events if isinstance(e, AccountEvent)]
+    assert len(accounts) == told + 1
+    balance = (await paper.fetch_balance()).total
+    assert accounts[-1].balance == balance and accounts[-1].equity == balance  # book empty
+    assert not core._account_due
+    await core.shutdown()
