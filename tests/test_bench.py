@@ -204,6 +204,20 @@ def test_gui_stalls_less_the_hosts_share_are_the_gaps_less_the_cpu_waits():
         assert a is not None and b is not None and 0.0 <= a <= b
 
 
+def test_gui_cpu_share_tells_the_longest_gap_apart():
+    """Beside the gaps, the GUI thread's own CPU in each: in the longest gap, the most in any
+    gap, and what of the longest gap was neither that CPU nor a wait for a CPU."""
+    from pmgui.bench.gui import GuiResult
+
+    r = GuiResult("w", rows=1, gaps=[0.005, 0.070, 0.040], waits=[0.0, 0.004, 0.0],
+                  cpus=[0.001, 0.020, 0.030])
+    assert r.gui_cpu_share() == {"stall_max_gui_cpu_ms": 20.0,
+                                 "gui_cpu_max_between_beats_ms": 30.0,
+                                 "stall_max_lock_or_blocked_ms": 46.0}
+    assert r.max_stall == 0.070  # the row: unchanged
+    assert GuiResult("w", rows=1, gaps=[0.1]).gui_cpu_share() == {}  # unknown
+
+
 def test_gui_baseline_is_vnpy_position_monitor(qtbot):
     """The baseline does what vn.py's PositionMonitor does per event: one queued signal, the
     table re-sorted after each event, only the `update` columns set again, PnL coloured by

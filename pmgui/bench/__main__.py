@@ -253,7 +253,7 @@ def bench_gui(plan: Plan) -> list[Row]:
     p = {"rows": ours.rows, "delivered": ours.delivered, "baseline_delivered": base.delivered,
          "rate": 2000, "duration_s": round(ours.wall, 2), "lag_samples": ours.samples,
          "stalls_over_50ms": ours.stalls_over(0.05), "updates": ours.updates,
-         **ours.host_share(),
+         **ours.host_share(), **ours.gui_cpu_share(),
          "baseline_updates": base.updates, "actions": ours.actions, "paints": ours.paints,
          "baseline_paints": base.paints,
          "baseline_stalls_over_50ms": base.stalls_over(0.05),

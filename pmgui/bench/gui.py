@@ -44,6 +44,10 @@ class GuiResult:
     # per gap, the time the GUI thread sat runnable waiting for a CPU (another process or
     # thread had it: the host, not the window), s; empty where the system does not say
     waits: list[float] = field(default_factory=list)
+    # per gap, the GUI thread's own CPU time in it (the heartbeat's sampling taken out), s:
+    # the rest of a gap is the thread off a CPU — waiting for one (`waits`), for the
+    # interpreter lock the engine's thread holds, or blocked
+    cpus: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)  # displayed price lag samples, s
     samples: int = 0
     updates: int = 0  # position snapshots the view applied
@@ -80,6 +84,21 @@ class GuiResult:
         return {"stall_max_less_cpu_wait_ms": round(max(own) * 1e3, 1),
                 "stalls_over_50ms_less_cpu_wait": sum(1 for g in own if g > 0.05),
                 "longest_stall_cpu_wait_ms": None if wait is None else round(wait * 1e3, 1)}
+
+    def gui_cpu_share(self) -> dict[str, float]:
+        """The bench's params for the GUI thread's own CPU in the gaps (empty where unknown):
+        in the longest gap, the most in any gap (the longest stretch of work the window did
+        between two heartbeats, steadier than the wall figures), and what of the longest gap
+        was neither that CPU nor a wait for a CPU (the interpreter lock, a block)."""
+        if not self.cpus or len(self.cpus) != len(self.gaps):
+            return {}
+        i = max(range(len(self.gaps)), key=self.gaps.__getitem__)
+        out = {"stall_max_gui_cpu_ms": round(self.cpus[i] * 1e3, 1),
+               "gui_cpu_max_between_beats_ms": round(max(self.cpus) * 1e3, 1)}
+        if len(self.waits) == len(self.gaps):
+            rest = self.gaps[i] - self.waits[i] - self.cpus[i]
+            out["stall_max_lock_or_blocked_ms"] = round(max(0.0, rest) * 1e3, 1)
+        return out
 
     @property
     def longest_wait(self) -> float | None:
@@ -258,6 +277,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
             view.bridge.actions.connect(on_actions)
         own = [0.0]  # GUI CPU spent by the measurement itself
         last = [time.perf_counter()]
+        last_cpu = [time.thread_time()]  # the GUI thread's CPU when the last beat ended
         last_wait = [cpu_wait()]
         rng = random.Random(seed)
 
@@ -266,6 +286,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
             now = time.perf_counter()
             waited = cpu_wait()
             res.gaps.append(now - last[0])
+            res.cpus.append(c0 - last_cpu[0])
             last[0] = now
             if waited is not None and last_wait[0] is not None:
                 res.waits.append(waited - last_wait[0])
@@ -287,7 +308,8 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
                     if lag is not None:
                         res.lags.append(lag)
                         res.samples += 1
-            own[0] += time.thread_time() - c0
+            last_cpu[0] = time.thread_time()
+            own[0] += last_cpu[0] - c0
 
         stop = threading.Event()
 
@@ -321,6 +343,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
         t0 = time.perf_counter()
         last[0] = t0
         last_wait[0] = cpu_wait()
+        last_cpu[0] = time.thread_time()
         counting[0] = True
         heartbeat.start()
         ev = QEventLoop()
