@@ -159,6 +159,53 @@ def test_a_started_engine_leaves_full_collections_rare():
         del kept
 
 
+def test_a_started_engine_collects_young_objects_in_small_batches():
+    """A storm's shape: each tick replaces a position's state (freeing the one before, which
+    takes one off CPython's allocation count) and a queue grows by one every 4th tick. The
+    young count then reaches its threshold only every 4 x threshold ticks, while the young
+    generation holds every state made since: once started (`freeze_startup_objects`), a
+    young collection finds at most ~6 x YOUNG_COLLECTION_EVERY objects (was 5 x 700), and
+    full collections are no more frequent per allocation than CPython's own thresholds
+    after 10 x 10 x 700 (deterministic counts, no timing)."""
+    import gc
+
+    from pmgui.engine.thread import (
+        FULL_COLLECTION_EVERY,
+        MIDDLE_COLLECTION_EVERY,
+        YOUNG_COLLECTION_EVERY,
+        freeze_startup_objects,
+    )
+
+    thresholds = gc.get_threshold()
+    young_sizes: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 0:
+            young_sizes.append(len(gc.get_objects(generation=0)))
+
+    state: dict[int, list] = {i: [] for i in range(2_000)}
+    queue: list[list] = []
+    gc.collect()
+    try:
+        freeze_startup_objects()
+        gc.callbacks.append(seen)
+        try:
+            for tick in range(20_000):
+                state[tick % 2_000] = [tick]  # the new state; the old one is freed
+                if tick % 4 == 0:
+                    queue.append([])
+        finally:
+            gc.callbacks.remove(seen)
+        assert len(young_sizes) >= 10
+        assert max(young_sizes) <= 6 * YOUNG_COLLECTION_EVERY <= 1_000
+        assert YOUNG_COLLECTION_EVERY * MIDDLE_COLLECTION_EVERY * FULL_COLLECTION_EVERY \
+            >= 700 * 10 * 100
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        del state, queue
+
+
 def test_the_forming_candle_is_built_from_ticks_and_takes_over_the_venues_own():
     """The forming candle the chart shows: opened by the first tick of a bucket (its volume
     that tick's alone), extended in place by the ticks inside it, restarted by a later bucket;
