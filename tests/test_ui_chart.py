@@ -34,6 +34,7 @@ from tests.ui_doubles import (
     BTC,
     T0,
     EngineDouble,
+    action,
     candles,
     candles_event,
     position,
@@ -587,6 +588,48 @@ def test_escape_while_creating_from_the_entry_creates_nothing(qtbot):
     assert eng.of_type(SetTargets) == []
     assert "cancelled" in win.statusBar().currentMessage()
     assert chart.line("entry").movable  # and the entry still offers the stop
+
+
+def test_a_new_action_marker_neither_re_ranges_nor_repaints_the_whole_view(
+        qtbot, monkeypatch):
+    """The markers are outside the auto-range: refreshing them (each action of the shown
+    position, many a second in a storm) must not make pyqtgraph run an auto-range and
+    repaint the whole view; the marker is still shown."""
+    eng, win, chart, _mouse = auto_ranged(qtbot)
+    for _ in range(3):
+        QApplication.processEvents()
+    reported: list[object] = []
+    real = chart.vb.itemBoundsChanged
+
+    def spy(item) -> None:
+        reported.append(item)
+        real(item)
+
+    chart.vb.itemBoundsChanged = spy  # what informViewBoundsChanged calls
+    whole: list[tuple] = []
+
+    def update(self, *a) -> None:
+        if self is chart.vb:
+            whole.append(a)
+        QGraphicsWidget.update(self, *a)
+
+    monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
+    ranged: list[int] = []
+    real_range = chart.vb.updateAutoRange
+
+    def auto_range() -> None:
+        ranged.append(1)
+        real_range()
+
+    chart.vb.updateAutoRange = auto_range
+    shown = chart.vb.viewRange()
+    eng.outbox.publish(action(POS.id, POS.symbol, price=40_450.0, ts=T0 + 5))
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    chart.plot.viewport().repaint()  # the paint that would run a pending auto-range
+    assert [m[:2] for m in chart.marker_points()] == [(T0 + 5, 40_450.0)]
+    assert reported == [] and whole == [] and ranged == []
+    assert chart.vb.viewRange() == shown
 
 
 def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_does(

@@ -325,8 +325,14 @@ class ChartWidget(QWidget):
         self.markers.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         # not in the auto-range: each new marker moved it (a new range lays the whole chart
         # out again, the date axis's labels, every item); they sit on the candles' prices,
-        # and the candles' time range covers the forming candle's whole period
+        # and the candles' time range covers the forming candle's whole period. Nor do they
+        # report new bounds: pyqtgraph answered each refresh of the markers (every action
+        # of the shown position) with an auto-range at the next paint (2-4 ms of GUI CPU
+        # in a storm, walking every item's bounds) and a repaint of the whole view, though
+        # they cannot move the range (the GUI storm: 13 -> 10 auto-ranges in 10 s; the
+        # rest follow a moved stop or a new candle)
         self.plot.addItem(self.markers, ignoreBounds=True)
+        outside_range(self.markers)
         # crosshair
         self.cross_v = pg.InfiniteLine(angle=90, movable=False)
         self.cross_h = pg.InfiniteLine(angle=0, movable=False)
