@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
-import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from typing import Any
 from pmgui.domain.enums import OrderStatus
 from pmgui.engine.ids import is_ours
 from pmgui.store.db import Store
+from tests.engine_driver import FORKS, cli_forked
 from tests.fakes.binance_server import ExchangeState, ThreadedBinanceServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,17 +77,72 @@ def env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1", "QT_QPA_PLATFORM": "offscreen"}
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pmgui.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env(), cwd=ROOT)
+def run_cli(*args: str, ready: Callable[[str, int], object] | None = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`pmgui ARGS` to its end, or — with `ready` — until `ready(its stderr so far, the
+    number of its engine's housekeeping passes done)` holds, then Ctrl+C (SIGINT: the clean
+    stop a trader's terminal sends); its exit code, stdout and stderr.
+
+    The process is a child of the fork server (tests.engine_driver.cli_forked): it runs
+    pmgui.cli's main from the start; only the imports (ccxt: ~2-3 s of CPU a start) are
+    shared. pmgui's own start-up as a fresh interpreter is tested in test_cli/test_startup.
+    """
+    tag = os.urandom(6).hex()
+    out, err, passes = (Path(tempfile.gettempdir(), f"pmgui-cli-{tag}.{n}")
+                        for n in ("out", "err", "passes"))
+    proc = FORKS.Process(target=cli_forked, args=(list(args), env(), str(ROOT), str(out),
+                                                  str(err), str(passes)), daemon=True)
+
+    def text(path: Path) -> str:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    proc.start()
+    try:
+        if ready is not None:
+            try:
+                wait_until(lambda: not proc.is_alive() or ready(text(err), len(text(passes))),
+                           timeout, "")
+            except AssertionError:
+                raise AssertionError(f"pmgui {' '.join(args)}: not ready after {timeout} s"
+                                     f"\n{text(err)[-3000:]}") from None
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGINT)
+        proc.join(timeout)
+        if proc.is_alive():
+            raise subprocess.TimeoutExpired(["pmgui", *args], timeout, text(out), text(err))
+        return subprocess.CompletedProcess(["pmgui", *args], proc.exitcode, text(out),
+                                           text(err))
+    finally:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(10)
+        for path in (out, err, passes):
+            path.unlink(missing_ok=True)
 
 
-def run_headless(config: Path, db: Path, exit_after: float = 2.0,
+def run_headless(config: Path, db: Path, ready: Callable[[str, int], object],
                  *extra: str) -> subprocess.CompletedProcess[str]:
+    """`pmgui --headless` on `config` and `db` until `ready` (see run_cli and settled)."""
     # a live venue starts on a new database only when told so (--new-db)
     new = () if db.exists() else ("--new-db",)
-    return run_cli("--headless", "--config", str(config), "--db", str(db), *new,
-                   "--exit-after", str(exit_after), *extra)
+    return run_cli("--headless", "--config", str(config), "--db", str(db), *new, *extra,
+                   ready=ready)
+
+
+def settled(server: ThreadedBinanceServer) -> Callable[[str, int], bool]:
+    """For run_headless: the run's engine started (connected, reconciled, protecting: it
+    logs "engine running on"), its order and market streams are connected to the emulator
+    (a user-stream handshake and a market websocket since this call) and a housekeeping
+    pass (pending orders, orphans, the protection sync) has run after the start — what a
+    run left on for a while has done, counted instead of waited for."""
+    srv = server.server
+    users, markets = len(srv.user_ws_keys), sum(srv.ws_connects_by_path.values())
+
+    def ready(stderr: str, passes: int) -> bool:
+        return ("engine running on" in stderr and passes >= 1
+                and len(srv.user_ws_keys) > users
+                and sum(srv.ws_connects_by_path.values()) > markets)
+    return ready
 
 
 def positions_json(db: Path) -> list[dict[str, Any]]:

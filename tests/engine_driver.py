@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Mapping
@@ -34,9 +35,14 @@ from pmgui.engine import commands as cmd
 from pmgui.engine.build import build_engine
 from pmgui.engine.events import ActionTaken, ErrorEvent
 
-#: What every engine process imports anyway (the venue factory pulls in ccxt and ccxt.pro):
-#: a fork server loads it once, its children start with it imported.
-PRELOAD = ("tests.engine_driver", "pmgui.exchange.venues.factory", "pmgui.exchange.credentials")
+#: What every engine process imports anyway (the venue factory pulls in ccxt and ccxt.pro;
+#: pmgui.cli's headless path the engine builder and the service): a fork server loads it
+#: once, its children start with it imported.
+PRELOAD = ("tests.engine_driver", "pmgui.exchange.venues.factory", "pmgui.exchange.credentials",
+           "pmgui.cli", "pmgui.engine.build", "pmgui.service.cli")
+#: The fork server's context (one server per test process, started on first use).
+FORKS = multiprocessing.get_context("forkserver")
+FORKS.set_forkserver_preload(list(PRELOAD))
 
 
 def _say(text: str) -> None:
@@ -105,6 +111,41 @@ def forked(argv: list[str], env: Mapping[str, str], cwd: str, stdin: Connection,
     sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)
     sys.exit(main(argv))
 
+
+def cli_forked(argv: list[str], env: Mapping[str, str], cwd: str, out: str, err: str,
+               passes: str) -> None:
+    """`python -m pmgui.cli ARGV` in a child of the fork server: stdin is /dev/null, stdout
+    and stderr go to the files `out` and `err`, the environment and working directory are
+    the test's. The exit code is pmgui's. Only the imports are shared with the server: the
+    command runs from `main` as in a fresh interpreter. Each housekeeping pass of its
+    engine (EngineCore.periodic, about one a second) that ends adds a byte to `passes`: a
+    test waits for one rather than for a number of seconds."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    for path, target in ((out, 1), (err, 2)):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)
+    sys.argv = ["pmgui", *argv]
+    from pmgui.cli import main as cli_main
+    from pmgui.engine.core import EngineCore
+
+    periodic = EngineCore.periodic
+
+    async def counted(self: EngineCore) -> None:
+        await periodic(self)
+        with open(passes, "ab") as f:
+            f.write(b".")
+
+    EngineCore.periodic = counted  # type: ignore[method-assign]
+    sys.exit(cli_main(argv))
 
 if __name__ == "__main__":
     sys.exit(main())

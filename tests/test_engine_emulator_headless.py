@@ -23,6 +23,7 @@ from tests.emulator_support import (
     protective,
     run_headless,
     secrets_absent,
+    settled,
     start_server,
     write_config,
 )
@@ -41,7 +42,7 @@ def _adopted(server: ThreadedBinanceServer, tmp_path: Path) -> tuple[Path, Path,
     server.state.set_position("BTCUSDT", "0.02", "50000", leverage=10)
     cfg = write_config(tmp_path / "config.toml", server, {BTC: {"preset": "monitor"}})
     db = tmp_path / "pmgui.db"
-    r = run_headless(cfg, db, 2.0, "-v")
+    r = run_headless(cfg, db, settled(server), "-v")
     assert r.returncode == 0, r.stderr
     return cfg, db, [r.stdout, r.stderr]
 
@@ -69,7 +70,7 @@ def test_headless_adopts_with_the_symbol_preset_and_protects_once(server, tmp_pa
     assert problems(server, db) == []
 
     # a restart changes nothing: the same two orders, nothing re-sent
-    r = run_headless(cfg, db, 1.5)
+    r = run_headless(cfg, db, settled(server))
     assert r.returncode == 0, r.stderr
     again = protective(server.state, "BTCUSDT")
     assert [o.client_id for o in again["STOP_MARKET"]] == [sl.client_id]
@@ -93,7 +94,7 @@ def test_position_closed_on_the_exchange_while_down(server, tmp_path):
     server.state.set_position("BTCUSDT", "0", "0")  # the trader closed it on the website
     assert len(protective(server.state, "BTCUSDT")["STOP_MARKET"]) == 1  # still resting
 
-    r = run_headless(cfg, db, 1.5)
+    r = run_headless(cfg, db, settled(server))
     assert r.returncode == 0, r.stderr
     assert "closed outside pmgui" in r.stderr
     assert positions_json(db) == []
@@ -113,7 +114,7 @@ def test_partial_close_on_the_exchange_while_down(server, tmp_path):
     old = {o.client_id for o in server.state.algo_orders.values()}
     server.state.set_position("BTCUSDT", "0.005", "50000")  # the trader sold 0.015
 
-    r = run_headless(cfg, db, 1.5)
+    r = run_headless(cfg, db, settled(server))
     assert r.returncode == 0, r.stderr
     assert "quantity 0.020 → 0.005" in r.stderr
     (p,) = positions_json(db)
