@@ -90,6 +90,29 @@ def test_a_fill_walks_the_lifecycle_and_is_booked_once(ledger: OrderLedger) -> N
         [OrderStatus.OPEN, OrderStatus.OPEN, OrderStatus.OPEN, OrderStatus.FILLED]
 
 
+def test_a_report_that_changes_nothing_is_not_written_again(ledger: OrderLedger) -> None:
+    """The stream's report of what the create call answered (the same order again) writes
+    no row, publishes nothing and changes no state; a report that differs in anything is
+    journaled as before."""
+    order = ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    acked = venue(order, OrderStatus.OPEN)
+    ledger.apply(acked, ())
+    statements: list[str] = []
+    ledger.store.db.conn.set_trace_callback(statements.append)
+    told = len(ledger.seen)  # type: ignore[attr-defined]
+    again = ledger.apply(acked, ())
+    assert statements == [] and len(ledger.seen) == told  # type: ignore[attr-defined]
+    assert again.delta == 0 and again.order == ledger.get("pmg-1")
+    assert not again.lost_protection
+    assert ledger.state("pmg-1") is S.ACKNOWLEDGED and "pmg-1" in ledger.live
+    moved = replace(acked, updated_at=(acked.updated_at or 0.0) + 1.0)  # newer, same state
+    ledger.apply(moved, ())
+    ledger.store.db.conn.set_trace_callback(None)
+    assert any(s.startswith("INSERT INTO orders") for s in statements)
+    assert ledger.store.order("pmg-1").updated_at == moved.updated_at
+
+
 def test_a_stale_venue_report_never_moves_an_order_back(ledger: OrderLedger) -> None:
     order = ledger.journal(req())
     ledger.mark_sent("pmg-1")

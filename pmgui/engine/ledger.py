@@ -364,6 +364,12 @@ class OrderLedger:
         merged = replace(merged, status=status_of(new, merged if new is state_of(merged)
                                                   else known),
                          error=merged.error or known.error)
+        if not fills and new is old and merged == known:
+            # The venue told again what the journal holds: the stream's report of the answer
+            # the create or cancel call gave (the paper venue and the real ones both send
+            # it). Nothing to write, track or publish — a commit fewer (~0.3 ms of the loop)
+            # per order placed or cancelled, paid by whichever tick delivered the report.
+            return Applied(known, known, 0.0, None, None, False, False)
         delta = merged.filled - known.filled
         price = _delta_price(known, merged, delta, fills)
         fee = sum(f.fee for f in fills) if fills else None
