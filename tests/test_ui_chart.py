@@ -632,6 +632,52 @@ def test_a_new_action_marker_neither_re_ranges_nor_repaints_the_whole_view(
     assert chart.vb.viewRange() == shown
 
 
+def test_a_stop_moved_inside_the_view_repaints_itself_not_the_whole_view(qtbot, monkeypatch):
+    """A trailing stop moves many times a second in a storm: inside the view its move still
+    runs the auto-range at the next paint (it can tighten a loose range), but asks for no
+    repaint of the whole view besides its own; moved out of the view it re-ranges as
+    before, the range growing to show it."""
+    eng, win, chart, _mouse = auto_ranged(qtbot)
+    for _ in range(3):
+        QApplication.processEvents()
+    whole: list[tuple] = []
+
+    def update(self, *a) -> None:
+        if self is chart.vb:
+            whole.append(a)
+        QGraphicsWidget.update(self, *a)
+
+    monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
+    ranged: list[int] = []
+    real_range = chart.vb.updateAutoRange
+
+    def auto_range() -> None:
+        ranged.append(1)
+        real_range()
+
+    chart.vb.updateAutoRange = auto_range
+    from dataclasses import replace
+
+    (_x0, _x1), (y0, y1) = chart.vb.viewRange()
+    shown = chart.vb.viewRange()
+    inside = POS.sl + 20.0  # the stop trails up a little, still the lowest level
+    assert y0 < inside < y1
+    eng.outbox.publish(snapshot(replace(POS, sl=inside), 40_500.0, T0 + 5))
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    chart.plot.viewport().repaint()
+    assert chart.line("sl").value() == inside
+    assert ranged == [1] and whole == []  # the auto-range ran, at the line's own paint
+    assert chart.vb.viewRange() == shown  # (and held the range)
+    ranged.clear()
+    below = round(y0 - (y1 - y0), 1)  # far below the view
+    eng.outbox.publish(snapshot(replace(POS, sl=below), 40_500.0, T0 + 6))
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    chart.plot.viewport().repaint()
+    assert ranged and chart.vb.viewRange()[1][0] <= below
+
+
 def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_does(
         qtbot, monkeypatch):
     """The last-price line and the tags are outside the auto-range: moving them must not

@@ -167,6 +167,19 @@ class SteadyViewBox(QuietViewBox):
             if y0 <= lo and hi <= y1:
                 self._itemBoundsCache.pop(item, None)
                 return
+        if isinstance(item, LevelLine) and item.isVisible() and self.autoRangeEnabled()[1]:
+            y0, y1 = self.viewRange()[1]
+            if y0 <= item.value() <= y1:
+                # a level moved inside the view (a trailing stop, many a second in a storm):
+                # it may still move the range (a loose one is tightened), so the auto-range
+                # runs at the next paint as pyqtgraph has it — but that paint is the line's
+                # own (Qt repaints where it was and where it is; a new range repaints the
+                # whole view by its new transform), not a repaint of the whole view asked
+                # for besides, every item's paint in it (2-5 ms of GUI CPU)
+                self._itemBoundsCache.pop(item, None)
+                self._autoRangeNeedsUpdate = True
+                item.update()
+                return
         super().itemBoundsChanged(item)
 
 
