@@ -66,6 +66,8 @@ def test_rules_bench_band_path_decides_exactly_as_full_evaluation(preset):
     assert banded.full_evaluations + banded.band_ticks == banded.evaluations == 2400
     assert full.full_evaluations == 2400 and full.band_ticks == 0
     assert banded.band_ticks > 0  # the bands do decide ticks on this path
+    assert 0 < banded.lane_ticks < banded.full_evaluations  # and the trend lanes others
+    assert full.lane_ticks == 0
 
 
 def test_rules_bench_check_refuses_a_vanished_workload():

@@ -346,7 +346,9 @@ def test_policy_exports_quiet_band():
 def test_band_gate_computes_the_band_only_when_a_tick_needs_it(monkeypatch):
     calls = []
     real = bands_mod.quiet_band
+    in_lane = bands_mod._band_in_lane  # a band the trend lane's families start
     monkeypatch.setattr(bands_mod, "quiet_band", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(bands_mod, "_band_in_lane", lambda *a: calls.append(a) or in_lane(*a))
     params = resolve_params("manual", {})
     pos = _pos(sl=95.0, tp=110.0)
     gate = BandGate()

@@ -98,8 +98,9 @@ class RulesRun:
     reopened: int = 0
     cpu: float = 0.0
     mode: str = "full"  # "full": evaluate every tick; "band": the engine's way
-    full_evaluations: int = 0  # ticks that ran observe + evaluate
+    full_evaluations: int = 0  # ticks that ran observe + evaluate (or + evaluate_trend)
     band_ticks: int = 0  # ticks decided by the quiet band alone
+    lane_ticks: int = 0  # of the evaluated ticks, those in the trend lane (evaluate_trend)
     decisions: list[tuple[int, str, str]] | None = None  # (tick, action type, reason)
 
     @property
@@ -110,7 +111,8 @@ class RulesRun:
         if self.open_evaluations != self.evaluations or self.evaluations == 0:
             raise AssertionError(f"rules[{self.preset}]: {self.evaluations - self.open_evaluations}"
                                  " evaluations saw no open position")
-        if self.full_evaluations + self.band_ticks != self.evaluations:
+        if self.full_evaluations + self.band_ticks != self.evaluations \
+                or self.lane_ticks > self.full_evaluations:
             raise AssertionError(f"rules[{self.preset}]: ticks not accounted for")
 
 
@@ -120,15 +122,17 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
 
     `bands=False`: observe + evaluate on every tick. `bands=True`: as the engine runs it —
     a tick inside the position's quiet band is decided by the band alone (observe would
-    return the position unchanged and evaluate nothing, `pmgui.rules.bands`); any other
-    tick runs observe + evaluate, after which the band is that of the position as it then
-    is (`BandGate`: computed when a tick first needs it), dropped when a candle closes.
-    `record` keeps every decision for comparing the two.
+    return the position unchanged and evaluate nothing, `pmgui.rules.bands`); a tick in
+    the position's trend lane (`BandGate.lane`: only observe and trailing can act) runs
+    observe + `evaluate_trend`; any other tick runs observe + evaluate. After either the
+    band is that of the position as it then is (`BandGate`: computed when a tick first
+    needs it), dropped when a candle closes. `record` keeps every decision for comparing
+    the two.
     """
     from pmgui.indicators import IndicatorSet
     from pmgui.rules.bands import BandGate
     from pmgui.rules.params import resolve_params
-    from pmgui.rules.policy import evaluate, indicator_spec, observe
+    from pmgui.rules.policy import evaluate, evaluate_trend, indicator_spec, observe
 
     params = resolve_params(preset, {})
     spec = indicator_spec(params)
@@ -145,10 +149,12 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     hi = lo = path[0]
     base_ts = history[-1].ts + 60
     gate = BandGate()
-    quiet = gate.quiet
+    quiet, lane = gate.quiet, gate.lane
     decisions = run.decisions
     # the run's counters are kept in locals inside the timed loop and stored after it
     evaluations = open_evaluations = actions = reopened = full_evaluations = band_ticks = 0
+    lane_ticks = 0
+    decide = evaluate
     cpu0 = time.process_time()
     for i, price in enumerate(path):
         ts = base_ts + i
@@ -168,15 +174,21 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
         if recompute:
             snap = IndicatorSet.from_candles(spec, window).snapshot()
         evaluations += 1
-        if bands and quiet(price, ts):
-            band_ticks += 1
-            open_evaluations += pos.status is OPEN  # `is_open`
-            continue
+        if bands:
+            if quiet(price, ts):
+                band_ticks += 1
+                open_evaluations += pos.status is OPEN  # `is_open`
+                continue
+            if lane(price, ts):
+                lane_ticks += 1
+                decide = evaluate_trend
+            else:
+                decide = evaluate
         full_evaluations += 1
         pos = observe(pos, price)
         open_evaluations += pos.status is OPEN  # `is_open`
         mkt = MarketState(SYMBOL, price, ts, MARKET, snap)
-        for a in evaluate(pos, mkt, params):
+        for a in decide(pos, mkt, params):
             actions += 1
             if decisions is not None:
                 decisions.append((i, a.type.value, a.reason.value))
@@ -193,6 +205,7 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     run.cpu = time.process_time() - cpu0
     run.evaluations, run.open_evaluations, run.actions = evaluations, open_evaluations, actions
     run.reopened, run.full_evaluations, run.band_ticks = reopened, full_evaluations, band_ticks
+    run.lane_ticks = lane_ticks
     return run
 
 

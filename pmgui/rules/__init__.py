@@ -13,10 +13,10 @@ from typing import Any
 _EXPORTS = {
     "PARAMS": "params", "Params": "params", "ParamSpec": "params",
     "parse_assignment": "params", "resolve_params": "params",
-    "evaluate": "policy", "indicator_spec": "policy", "initial_targets": "policy",
-    "observe": "policy", "params_for": "policy", "price_is_usable": "policy",
-    "scale_out": "policy",
-    "BandGate": "bands", "QuietBand": "bands", "quiet_band": "bands",
+    "evaluate": "policy", "evaluate_trend": "policy", "indicator_spec": "policy",
+    "initial_targets": "policy", "observe": "policy", "params_for": "policy",
+    "price_is_usable": "policy", "scale_out": "policy",
+    "BandGate": "bands", "QuietBand": "bands", "quiet_band": "bands", "trend_lane": "bands",
     "PRESETS": "presets", "PRESET_DESCRIPTIONS": "presets",
 }
 

@@ -66,7 +66,7 @@ from pmgui.rules.common import (
 from pmgui.rules.params import Params
 from pmgui.rules.sizing import add_size
 
-__all__ = ["BandGate", "QuietBand", "quiet_band"]
+__all__ = ["BandGate", "QuietBand", "quiet_band", "trend_lane"]
 
 _LONG = Side.LONG  # a module constant: an enum member lookup costs ~0.1 µs
 _SHORT = Side.SHORT
@@ -331,13 +331,15 @@ def _could_move_stop(pos: Position, level: float | None) -> bool:
 
 # families ----------------------------------------------------------------------------------
 
-def _protection_params(params: Params) -> tuple[bool, bool, bool, bool]:
+_Protection = tuple[bool, bool, bool, bool]  # stop, target, instant target, tranches
+
+
+def _protection_params(params: Params) -> _Protection:
     return (params.enabled("stop_loss"), params.enabled("take_profit"),
             bool(params["take_profit.instant"]), params.enabled("tranches"))
 
 
-def _protection(b: _Builder, pos: Position,
-                protection: tuple[bool, bool, bool, bool]) -> None:
+def _protection(b: _Builder, pos: Position, protection: _Protection) -> None:
     side = pos.side
     sl_on, tp_on, instant, tranches = protection  # `_protection_params`
     if sl_on and (sl := pos.sl) is not None:  # `_price_level_stop(b, side, sl)`, inlined
@@ -830,8 +832,14 @@ def _unknown(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     raise _Unbounded
 
 
-def _families(params: Params) -> tuple[Family, ...]:
-    """The band families of the rules `params` enables (automation on), once per Params."""
+_LANE_EXCLUDED = frozenset({"momentum_loss", "trailing"})
+"""The families a trend lane leaves out (`trend_lane`): trailing runs in the lane, and
+momentum loss cannot act there (its give-back is zero at a new peak ROI)."""
+
+
+def _families(params: Params, lane: bool = False) -> tuple[Family, ...]:
+    """The band families of the rules `params` enables (automation on), once per Params;
+    `lane`: those of a trend lane (without `_LANE_EXCLUDED`)."""
     if any(on and rule not in HANDLED_RULES for rule, on in params._enabled.items()):
         return (_unknown,)
     table: tuple[tuple[str, Family], ...] = (
@@ -844,19 +852,39 @@ def _families(params: Params) -> tuple[Family, ...]:
         ("add_on", lambda b, ctx, p, now: _add_on(b, ctx, p)),
         ("scaling", lambda b, ctx, p, now: _scaling(b, ctx, p)),
     )
-    return tuple(fn for rule, fn in table if params.enabled(rule))
+    return tuple(fn for rule, fn in table
+                 if params.enabled(rule) and not (lane and rule in _LANE_EXCLUDED))
 
 
-_Plan = tuple[bool, tuple[Family, ...], tuple[bool, bool, bool, bool], bool, list]
+_LanePlan = tuple[tuple[Family, ...], _Protection, _Protection, tuple[Family, ...], bool]
+_Plan = tuple[bool, tuple[Family, ...], _Protection, bool, list, _LanePlan | None]
 
 
 def _plan(params: Params) -> _Plan:
-    """Everything `quiet_band` reads from the Params alone, in one memo: (an enabled rule
-    without a family, the families, `_protection_params`, emergency or smart TP on, the
-    `_Fixed` holder of `_fixed`)."""
+    """Everything `quiet_band` and `trend_lane` read from the Params alone, in one memo: (an
+    enabled rule without a family, the families, `_protection_params`, emergency or smart
+    TP on, the `_Fixed` holder of `_fixed`, the trend lane's plan or None when the Params
+    allow no lane: (its families, its protection (without the stop), the stop alone, the
+    families it leaves out, whether its families read no stop))."""
     families = _families(params)
+    lane: _LanePlan | None = None
+    if _lane_allowed(params):
+        sl_on, tp_on, instant, tranches = _protection_params(params)
+        lane_families = _families(params, lane=True)
+        lane = (lane_families, (False, tp_on, instant, tranches), (sl_on, False, False, False),
+                tuple(fn for fn in families if fn not in lane_families),
+                not (params.enabled("r_targets") or params.enabled("breakeven_plus")))
     return (families == (_unknown,), families, _protection_params(params),
-            params.enabled("emergency") or params.enabled("smart_tp"), [_NO_FIXED, {}])
+            params.enabled("emergency") or params.enabled("smart_tp"), [_NO_FIXED, {}], lane)
+
+
+def _lane_allowed(params: Params) -> bool:
+    """Whether momentum loss stays silent at a zero give-back (the lane's ticks: the ROI is
+    the peak), as its rule tests it (`ge(giveback, threshold)` of both tests)."""
+    if not params.enabled("momentum_loss"):
+        return True
+    _, full, _, _, band = _momentum_params(params)
+    return not 0.0 >= full - _EPS and not 0.0 >= band - _EPS
 
 
 _NO_FIXED = _Fixed.__new__(_Fixed)  # matches no position (`side` is None)
@@ -865,6 +893,71 @@ _NO_FIXED.side = None  # type: ignore[assignment]
 
 def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | None:
     """The band of prices/times inside which the rules cannot act (module docstring)."""
+    b = _narrowed(pos, mkt, params, False)
+    return None if b is None else b.band(mkt.ts)
+
+
+def trend_lane(pos: Position, mkt: MarketState, params: Params) -> QuietBand | None:
+    """The trend lane: the prices and times at which, of all the rules, only observe,
+    trailing and momentum loss could act — computed like the band (the same moment, the
+    same position), with every other family's firing sets around the price (None: no lane).
+
+    Why: in a trend nearly every tick is a new best price, outside any band: observe records
+    it and trailing moves the stop, while every other rule is as silent as inside the band.
+    The lane lets such a tick run `policy.evaluate_trend` (trailing alone) instead of the
+    whole policy. Contract, for a price p with `lane.holds(p, ts)`, the same params and
+    indicators, and a position P that differs from `pos` at most in its stop (the same or
+    tighter: `_lane_successor`), best price and peak ROI, where P's stop is not crossed at p
+    and P's ROI at p is at least its peak (`BandGate.lane` checks both per tick):
+
+        evaluate(observe(P, p), mkt@(p, ts), params) == evaluate_trend(observe(P, p), …)
+
+    Momentum loss is left out because at such a p the ROI is the new peak (give-back 0:
+    Params where that acts allow no lane, `_lane_allowed`); the stop's own level is checked
+    per tick because trailing moves it. A family that reads the stop (breakeven moves, an
+    add-on's cancel at breakeven) reads it here as `pos` has it: a tighter stop can only
+    silence the breakeven moves, and a resting add-on (whose cancel a tighter stop can
+    start) allows no lane.
+    """
+    if not pos.automation or add_on_open_since(pos.flags) is not None:
+        return None
+    b = _narrowed(pos, mkt, params, True)
+    return None if b is None else b.band(mkt.ts)
+
+
+def _band_in_lane(lane: QuietBand, pos: Position, mkt: MarketState,
+                  params: Params) -> QuietBand | None:
+    """`quiet_band(pos, mkt, params)` for a successor `pos` (`_lane_successor`) of the
+    position whose trend lane is `lane`, the price and time inside the lane, when the
+    lane's families read no stop (`_LanePlan`'s last) or the stop is the lane position's:
+    those families' firing sets are then the same, and none lies inside the lane, so the
+    band is the lane narrowed by the rest alone — the stop, observe's edge, momentum loss
+    and trailing of `pos` (the same sets `quiet_band` finds, the same band)."""
+    price, now = float(mkt.price), mkt.ts
+    lane_plan = params._memo[_plan][5]
+    holder = params._memo[_plan][4]
+    fx = holder[0]
+    if not (fx.side is pos.side and fx.entry is pos.entry and fx.tp is pos.tp
+            and fx.leverage is pos.leverage and fx.fee_rate is pos.fee_rate):
+        fx = _fixed(holder, pos)
+    b = _Builder(fx, price)
+    b.lo, b.hi, b.until = lane.lo, lane.hi, lane.until
+    try:
+        _protection(b, pos, lane_plan[2])  # the stop alone
+        _observe(b, pos)
+        rest = lane_plan[3]
+        if rest:
+            ctx = make_ctx(pos, mkt, params)
+            for family in rest:
+                family(b, ctx, params, now)
+    except _Unbounded:
+        return None
+    return b.band(now)
+
+
+def _narrowed(pos: Position, mkt: MarketState, params: Params, lane: bool) -> _Builder | None:
+    """The builder narrowed by every family of the band (`lane`: of the trend lane: no
+    observe edge, the lane's families); None when there is no band."""
     if not isinstance(params, Params) or mkt.symbol != pos.symbol:
         return None
     price, now = mkt.price, mkt.ts
@@ -879,11 +972,15 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
               and isinstance(now, (int, float)) and -_INF < now < _INF):
         return None
     try:  # `params.memo(_plan, _plan)` without the method call
-        unknown, families, protection, static, holder = params._memo[_plan]
+        unknown, families, protection, static, holder, lane_plan = params._memo[_plan]
     except KeyError:
-        unknown, families, protection, static, holder = params.memo(_plan, _plan)
+        unknown, families, protection, static, holder, lane_plan = params.memo(_plan, _plan)
     if unknown:
         return None  # an enabled rule without a band family (protection included)
+    if lane:
+        if lane_plan is None:
+            return None
+        families, protection = lane_plan[0], lane_plan[1]
     fx = holder[0]
     if not (fx.side is pos.side and fx.entry is entry and fx.tp is pos.tp
             and fx.leverage is pos.leverage and fx.fee_rate is pos.fee_rate):
@@ -894,7 +991,8 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
         if pos.automation:
             if not fx.roi_ok:
                 return None
-            _observe(b, pos)
+            if not lane:
+                _observe(b, pos)
             if static:  # the emergency and smart-TP sets (`_static_sets`), kept in `fx`
                 sets = fx.sets
                 if sets is None:
@@ -916,7 +1014,29 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
                     family(b, ctx, params, now)
     except _Unbounded:
         return None
-    return b.band(now)
+    return b
+
+
+def _lane_successor(of: tuple[Position, MarketState, Params], pos: Position,
+                    mkt: MarketState, params: Params) -> bool:
+    """Whether `trend_lane(*of)` is also `pos`'s lane at `mkt` (its contract's P): the same
+    params, indicators and market, and a position that differs at most in its best price,
+    peak ROI and a stop that is the same or tighter (trailing's moves and observe's
+    records: every field a rule other than those reads is the same object)."""
+    lp, lm, lparams = of
+    if not (params is lparams and mkt.indicators is lm.indicators and mkt.frames is lm.frames
+            and mkt.market is lm.market and pos.side is lp.side and pos.entry is lp.entry
+            and pos.qty is lp.qty and pos.tp is lp.tp and pos.flags is lp.flags
+            and pos.leverage is lp.leverage and pos.fee_rate is lp.fee_rate
+            and pos.opened_at is lp.opened_at and pos.initial_qty is lp.initial_qty
+            and pos.initial_sl is lp.initial_sl and pos.tranches is lp.tranches
+            and pos.automation is lp.automation and pos.status is lp.status
+            and pos.symbol is lp.symbol):
+        return False
+    was, sl = lp.sl, pos.sl
+    if sl is was or was is None or not -_INF < was < _INF:
+        return True  # the same stop, or none that a breakeven move had to beat
+    return sl is not None and (sl >= was if pos.side is _LONG else sl <= was)
 
 
 class BandGate:
@@ -929,28 +1049,60 @@ class BandGate:
     tick that needs it: a tick beyond the recorded best price cannot be inside any band
     (its favourable edge is the best price while automation runs), so in a trend — every
     tick a new best, evaluated anyway — no band is computed just to be dropped. `clear()`
-    when the position, its params or its indicators change outside an evaluation."""
+    when the position, its params or its indicators change outside an evaluation.
 
-    __slots__ = ("_band", "_hi", "_lo", "_pending", "_until")
+    `lane(price, ts)` for a tick that is not quiet: True when it is inside the trend lane
+    (`trend_lane`) of the settled position — then `policy.evaluate_trend` decides it as
+    `evaluate` would. The lane is computed at the first tick that asks (or band that needs
+    it) and kept while the settled positions are its successors (`_lane_successor`: in a
+    trend, each tick's trailing move), so a trend's ticks share one; their bands start
+    from it (`_band_in_lane`: the same band, only the families it leaves out computed)."""
+
+    __slots__ = ("_band", "_dir", "_e", "_f", "_hi", "_lane", "_lane_hi", "_lane_lo",
+                 "_lane_of", "_lane_until", "_last", "_lev", "_lo", "_pending", "_stop_free",
+                 "_until")
 
     def __init__(self) -> None:
         self._band: QuietBand | None = None
         self._pending: tuple[Position, MarketState, Params] | None = None
         self._lo = self._hi = self._until = math.nan  # the band's edges (NaN: none)
+        self._last: tuple[Position, MarketState, Params] | None = None  # the last settle
+        self._lane_of: tuple[Position, MarketState, Params] | None = None  # lane computed
+        self._lane: QuietBand | None = None  # the lane (`trend_lane`) of `_lane_of`
+        self._stop_free = False  # its families read no stop (its bands: any stop)
+        self._lane_lo = self._lane_hi = self._lane_until = math.nan  # its edges (NaN: none)
+        self._lev = self._e = self._f = 0.0  # the lane position's ROI terms (`make_ctx`'s)
+        self._dir = 0
 
     def settle(self, pos: Position, mkt: MarketState, params: Params) -> None:
         self._band = None
         self._lo = self._hi = self._until = math.nan
-        self._pending = (pos, mkt, params)
+        self._pending = self._last = (pos, mkt, params)
+        of = self._lane_of
+        if of is not None and not _lane_successor(of, pos, mkt, params):
+            self._lane_of = self._lane = None
+            self._lane_lo = self._lane_hi = self._lane_until = math.nan
 
     def clear(self) -> None:
         self._band = None
         self._lo = self._hi = self._until = math.nan
-        self._pending = None
+        self._pending = self._last = self._lane_of = self._lane = None
+        self._lane_lo = self._lane_hi = self._lane_until = math.nan
 
     def _compute(self) -> None:
-        band = self._band = quiet_band(*self._pending)  # type: ignore[misc]
+        pending = self._pending
+        assert pending is not None
         self._pending = None
+        if self._lane_of is None:
+            self._compute_lane(pending)  # the trend's lane, and the part of its bands
+        pos, mkt, params = pending
+        lane = self._lane
+        if lane is not None and lane.lo < mkt.price < lane.hi and mkt.ts < lane.until and (
+                self._stop_free or pos.sl is self._lane_of[0].sl):  # type: ignore[index]
+            band = _band_in_lane(lane, pos, mkt, params)
+        else:
+            band = quiet_band(pos, mkt, params)
+        self._band = band
         if band is not None:
             self._lo, self._hi, self._until = band.lo, band.hi, band.until
 
@@ -964,6 +1116,45 @@ class BandGate:
                 return False  # a new best: outside any band of this position
             self._compute()
         return self._lo < price < self._hi and ts < self._until  # `band.holds`; NaN: none
+
+    def _compute_lane(self, last: tuple[Position, MarketState, Params]) -> None:
+        self._lane_of = last
+        lane = self._lane = trend_lane(*last)
+        if lane is None:
+            return  # NaN edges: no lane for these positions
+        pos = last[0]
+        self._stop_free = last[2]._memo[_plan][5][4]  # type: ignore[index]
+        lev = pos.leverage
+        self._lev = (0.0 if lev < 0.0 else lev) if _isfinite(lev) else math.nan
+        self._e, self._f = pos.entry, pos.fee_rate
+        self._dir = 1 if pos.side is _LONG else -1
+        self._lane_lo, self._lane_hi, self._lane_until = lane.lo, lane.hi, lane.until
+
+    def lane(self, price: float, ts: float) -> bool:
+        """Whether a tick that is not quiet is in the settled position's trend lane: inside
+        the lane's prices and before its timer, the position's stop not crossed, and its
+        ROI at `price` (`make_ctx`'s arithmetic) at least its peak."""
+        last = self._last
+        if last is None:
+            return False
+        if self._lane_of is None:
+            self._compute_lane(last)
+        if not (self._lane_lo < price < self._lane_hi and ts < self._lane_until
+                and price > 0.0 and type(price) is float):
+            return False  # NaN edges: no lane (and a price as `make_ctx` takes it)
+        pos = last[0]
+        sl = pos.sl
+        d = self._dir
+        if sl is not None and not (price > sl if d > 0 else price < sl):
+            return False
+        lev, e = self._lev, self._e
+        if lev == lev:  # `make_ctx`'s ROI: the same arithmetic (a non-finite leverage: 0)
+            r = lev * (d * (price - e) - self._f * (e + price)) / e
+            if not _isfinite(r):
+                r = 0.0
+        else:
+            r = 0.0
+        return r >= pos.peak_roi
 
     @property
     def band(self) -> QuietBand | None:

@@ -47,7 +47,7 @@ from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.sizing import add_size, scale_out
 
 __all__ = [
-    "QuietBand", "add_size", "evaluate", "indicator_frames", "indicator_spec",
+    "QuietBand", "add_size", "evaluate", "evaluate_trend", "indicator_frames", "indicator_spec",
     "initial_targets", "observe", "params_for", "price_is_usable", "quiet_band", "scale_out",
 ]
 
@@ -168,6 +168,13 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
             candidates.extend(found)
     if not candidates:
         return []
+    return _decided(candidates, ctx)
+
+
+def _decided(candidates: list[Action], ctx: Ctx) -> list[Action]:
+    """The arbitration of a tick's candidates (`select`), and the cancel of a resting
+    add-on that a closing decision withdraws."""
+    pos = ctx.pos
     out = select(candidates, pos.side)
     if (pos.flags and add_on_open_since(pos.flags) is not None
             and any(a.is_closing for a in out)
@@ -176,6 +183,32 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
         cancel = adds.cancel_add_on(ctx, "closing", closing_reason=closing.reason.value)
         out.insert(out.index(closing), cancel)
     return out
+
+
+def _trend_rules(params: Params) -> tuple[RuleFn, ...]:
+    """The rules `evaluate_trend` runs: those of the automation pipeline that a trend lane
+    leaves to act (trailing, when enabled)."""
+    return tuple(fn for fn in params.memo(_pipelines, _pipelines)[0] if fn is stops.trailing)
+
+
+def evaluate_trend(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
+    """`evaluate` of a tick in the position's trend lane (`pmgui.rules.bands.trend_lane`,
+    asked through `BandGate.lane`), after `observe`: there every rule but trailing is
+    silent, so trailing alone runs and its candidates are arbitrated as `evaluate` does.
+    Only for such a tick: the lane is what makes the two equal."""
+    ctx = make_ctx(pos, mkt, params)
+    try:  # `params.memo(_trend_rules, …)` without the method call
+        rules = params._memo[_trend_rules]
+    except KeyError:
+        rules = params.memo(_trend_rules, _trend_rules)
+    candidates: list[Action] = []
+    for fn in rules:
+        found = fn(ctx)
+        if found:
+            candidates.extend(found)
+    if not candidates:
+        return []
+    return _decided(candidates, ctx)
 
 
 def select(candidates: list[Action], side: Side) -> list[Action]:

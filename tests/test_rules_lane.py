@@ -1,0 +1,244 @@
+"""Trend lanes (`pmgui.rules.bands.trend_lane`): a tick in the lane, decided by observe +
+`evaluate_trend` (trailing alone), decides exactly as observe + `evaluate` (every rule).
+
+The drivers of `test_rules_bands` walk the same random paths (every preset, overrides,
+sides, flags, tranches, indicators, candle closes): one evaluates every tick in full, the
+other as the bench and a gate run it — a quiet tick skipped, a lane tick through
+`evaluate_trend`, any other tick through `evaluate`. Actions and positions must be equal
+on every tick, and at more prices inside each lane the two functions are compared directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from pmgui.domain.enums import ActionType, Reason, Side
+from pmgui.domain.models import Indicators, MarketState, Position
+from pmgui.rules import bands as bands_mod
+from pmgui.rules.bands import BandGate, trend_lane
+from pmgui.rules.params import resolve_params
+from pmgui.rules.policy import evaluate, evaluate_trend, observe
+from tests.test_rules_bands import MARKETS, SYMBOL, _params, _start, apply, scenario
+
+
+def _probe_lane(gate: BandGate, pos: Position, mkt: MarketState, params, fractions) -> None:
+    """The lane's contract, directly: at prices inside it that the gate admits for `pos`,
+    observe + evaluate_trend decides as observe + evaluate."""
+    lo, hi = gate._lane_lo, gate._lane_hi
+    if not lo < hi:
+        return
+    lo = lo if math.isfinite(lo) else mkt.price * 0.5
+    hi = hi if math.isfinite(hi) else mkt.price * 1.5
+    for f in fractions:
+        p = lo + (hi - lo) * f
+        if gate.lane(p, mkt.ts):
+            obs = observe(pos, p)
+            at = replace(mkt, price=p)
+            assert evaluate_trend(obs, at, params) == evaluate(obs, at, params), (p, gate)
+
+
+def _run(s: dict) -> tuple[int, int, int]:
+    params = _params(s)
+    market = s["market"]
+    snaps = s["indicators"]
+    full = laned = _start(s)
+    gate = BandGate()
+    price, ts, k = 100.0, 0.0, 0
+    quiet = lane = evaluated = 0
+    for ret, dt, candle in s["steps"]:
+        price = max(price * (1 + ret), 1.0)
+        if market.tick_size > 0 and ret and dt >= 30:
+            price = market.round_price(price)
+        ts += dt
+        if candle:
+            k += 1
+            gate.clear()  # a candle closed: indicators changed
+        mkt = MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)])
+        full = observe(full, price)
+        acts_full = evaluate(full, mkt, params)
+        full = apply(full, acts_full, ts)
+        if gate.quiet(price, ts):
+            quiet += 1
+            acts = []
+        else:
+            in_lane = gate.lane(price, ts)
+            if in_lane:
+                lane += 1
+            else:
+                evaluated += 1
+            obs = observe(laned, price)
+            acts = (evaluate_trend if in_lane else evaluate)(obs, mkt, params)
+            laned = apply(obs, acts, ts)
+            gate.settle(laned, mkt, params)
+            _probe_lane(gate, laned, mkt, params, s["probe"])
+        assert acts == acts_full
+        assert laned == full
+        if not full.is_open:
+            break
+    return quiet, lane, evaluated
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario)
+def test_decisions_with_trend_lanes_equal_full_evaluation(s):
+    _run(s)
+
+
+# Mutation checks: a failing example, not a minimal one, and the same examples every run.
+@settings(max_examples=400, deadline=None, database=None, report_multiple_bugs=False,
+          derandomize=True, phases=(Phase.explicit, Phase.generate),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario)
+def _mutant(s):
+    _run(s)
+
+
+def test_the_property_catches_a_lane_that_is_too_wide(monkeypatch):
+    """Mutation check: a lane widened by a few percent lets another rule's action be
+    missed."""
+    real = bands_mod.trend_lane
+
+    def wide(pos, mkt, params):
+        lane = real(pos, mkt, params)
+        if lane is None:
+            return None
+        return bands_mod.QuietBand(lane.lo * 0.95, lane.hi * 1.05, lane.until)
+
+    monkeypatch.setattr(bands_mod, "trend_lane", wide)
+    with pytest.raises(AssertionError):
+        _mutant()
+
+
+def _lane_after_a_target_pulled_in() -> tuple[bool, list]:
+    """A long whose instant TP is pulled in from 110 to 101 between two settles: at 101.5,
+    is the tick in the gate's lane, and what does the full policy do there?"""
+    params = resolve_params("monitor", {"trailing.enabled": True, "trailing.mode": "fixed"})
+    pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0, tp=110.0,
+                   initial_sl=97.0, best_price=100.0, preset="monitor")
+    mkt = MarketState(SYMBOL, 100.0, 1.0, MARKET, Indicators())
+    gate = BandGate()
+    gate.settle(pos, mkt, params)
+    assert gate.lane(100.5, 2.0)  # the lane of the first position: up to its TP
+    pulled = replace(pos, tp=101.0)
+    gate.settle(pulled, mkt, params)
+    return gate.lane(101.5, 3.0), evaluate(observe(pulled, 101.5),
+                                           replace(mkt, price=101.5, ts=3.0), params)
+
+
+def test_a_lane_ends_when_the_position_changes_in_more_than_its_stop(monkeypatch):
+    """A lane is kept only for positions that differ in their stop, best price and peak:
+    after the TP moved, the tick beyond it is evaluated in full and closes. Mutation check:
+    a lane kept for any position misses the close."""
+    in_lane, acts = _lane_after_a_target_pulled_in()
+    assert not in_lane and [a.reason for a in acts] == [Reason.TAKE_PROFIT]
+    monkeypatch.setattr(bands_mod, "_lane_successor", lambda *a: True)
+    assert _lane_after_a_target_pulled_in()[0]
+
+
+# --------------------------------------------------------------------------- concrete cases
+
+MARKET = MARKETS[0]
+
+
+def _trend(preset: str, overrides: dict | None = None, side: Side = Side.LONG,
+           steps: int = 40, step: float = 0.0005) -> tuple[list, list, int]:
+    """A steady trend, every tick a new best: (full decisions, gated decisions, lane ticks)."""
+    params = resolve_params(preset, overrides or {})
+    d = side.dir
+    start = 100.0
+    pos = Position("p1", SYMBOL, side, 1.0, start, 10.0, 0.0, 1.0,
+                   sl=round(start * (1 - d * 0.03), 2), tp=round(start * (1 + d * 0.5), 2),
+                   initial_sl=round(start * (1 - d * 0.03), 2), best_price=start,
+                   preset=preset)
+    ind = Indicators(volatility=0.01, momentum=0.0)
+    full = laned = pos
+    gate = BandGate()
+    out_full, out_laned, lanes = [], [], 0
+    price = start
+    for i in range(steps):
+        price = round(price * (1 + d * step), 2)
+        mkt = MarketState(SYMBOL, price, float(i + 1), MARKET, ind)
+        full = observe(full, price)
+        acts = evaluate(full, mkt, params)
+        out_full.append(acts)
+        full = apply(full, acts, mkt.ts)
+        if gate.quiet(price, mkt.ts):
+            out_laned.append([])
+            continue
+        in_lane = gate.lane(price, mkt.ts)
+        lanes += in_lane
+        obs = observe(laned, price)
+        acts = (evaluate_trend if in_lane else evaluate)(obs, mkt, params)
+        out_laned.append(acts)
+        laned = apply(obs, acts, mkt.ts)
+        gate.settle(laned, mkt, params)
+    return out_full, out_laned, lanes
+
+
+@pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
+def test_a_trend_runs_in_the_lane_and_moves_the_stop_as_in_full(side):
+    full, laned, lanes = _trend("guardian", side=side)
+    assert laned == full
+    assert lanes >= 30  # one lane, computed once, serves the trend's ticks
+    moves = [a for acts in full for a in acts]
+    assert len(moves) >= 30 and {a.reason for a in moves} == {Reason.TRAILING}
+
+
+def test_momentum_loss_that_acts_at_a_new_peak_allows_no_lane(monkeypatch):
+    """A give-back threshold of (nearly) zero closes at a new peak ROI: such Params allow no
+    lane. Mutation check: allowing it misses the close."""
+    over = {"momentum_loss.giveback": 1e-11}
+    full, laned, lanes = _trend("guardian", over)
+    assert lanes == 0 and laned == full
+    assert any(a.reason is Reason.MOMENTUM_LOSS for acts in full for a in acts)
+    monkeypatch.setattr(bands_mod, "_lane_allowed", lambda params: True)
+    full, laned, lanes = _trend("guardian", over)
+    assert lanes > 0 and laned != full
+
+
+def test_no_lane_while_an_add_on_rests():
+    params = resolve_params("breakout", {})
+    pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0, tp=150.0,
+                   initial_sl=97.0, best_price=100.0, preset="breakout",
+                   flags=frozenset({"add_on_open:0.0"}))
+    mkt = MarketState(SYMBOL, 100.0, 1.0, MARKET, Indicators(ema9=100.0))
+    assert trend_lane(pos, mkt, params) is None
+    assert trend_lane(replace(pos, flags=frozenset()), mkt, params) is not None
+
+
+def test_the_gate_checks_the_stop_and_the_peak_per_tick():
+    """The lane holds for the settled position only where its stop is not crossed and its
+    ROI at the price is at least its peak."""
+    params = resolve_params("guardian", {})
+    pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0, tp=150.0,
+                   initial_sl=97.0, best_price=100.0, preset="guardian")
+    mkt = MarketState(SYMBOL, 100.0, 1.0, MARKET, Indicators())
+    gate = BandGate()
+    gate.settle(pos, mkt, params)
+    assert not gate.quiet(100.5, 2.0) and gate.lane(100.5, 2.0)
+    # the same lane for a successor whose stop is above the price: crossed, not in it
+    gate.settle(replace(pos, sl=100.6), mkt, params)
+    assert gate._lane_of is not None and not gate.lane(100.5, 2.0)
+    # a peak above the ROI at the price: momentum loss could act
+    gate.settle(replace(pos, peak_roi=0.5), mkt, params)
+    assert gate._lane_of is not None and not gate.lane(100.5, 2.0)
+    # a looser stop ends the lane (a breakeven move it had silenced could act again)
+    gate.settle(replace(pos, sl=90.0), mkt, params)
+    assert gate._lane_of is None
+    gate.clear()
+    assert not gate.lane(100.5, 2.0)
+
+
+def test_evaluate_trend_runs_trailing_alone():
+    params = resolve_params("guardian", {"trailing.enabled": False})
+    pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0,
+                   best_price=110.0, preset="guardian")
+    mkt = MarketState(SYMBOL, 110.0, 1.0, MARKET, Indicators())
+    assert evaluate_trend(pos, mkt, params) == []
+    acts = evaluate_trend(pos, mkt, resolve_params("guardian", {}))
+    assert [a.type for a in acts] == [ActionType.MOVE_SL]
