@@ -196,11 +196,13 @@ def evaluate_trend(pos: Position, mkt: MarketState, params: Params) -> list[Acti
     asked through `BandGate.lane`), after `observe`: there every rule but trailing is
     silent, so trailing alone runs and its candidates are arbitrated as `evaluate` does.
     Only for such a tick: the lane is what makes the two equal."""
-    ctx = make_ctx(pos, mkt, params)
     try:  # `params.memo(_trend_rules, …)` without the method call
         rules = params._memo[_trend_rules]
     except KeyError:
         rules = params.memo(_trend_rules, _trend_rules)
+    if not rules:
+        return []  # no trailing (manual, monitor): the lane's tick decides nothing
+    ctx = make_ctx(pos, mkt, params)
     candidates: list[Action] = []
     for fn in rules:
         found = fn(ctx)
