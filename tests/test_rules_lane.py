@@ -1,5 +1,6 @@
 """Trend lanes (`pmgui.rules.bands.trend_lane`): a tick in the lane, decided by observe +
-`evaluate_trend` (trailing alone), decides exactly as observe + `evaluate` (every rule).
+`evaluate_trend` (trailing alone), decides exactly as observe + `evaluate` (every rule), and
+a band the gate starts from its lane is the band `quiet_band` computes.
 
 The drivers of `test_rules_bands` walk the same random paths (every preset, overrides,
 sides, flags, tranches, indicators, candle closes): one evaluates every tick in full, the
@@ -15,11 +16,12 @@ from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.models import Indicators, MarketState, Position
 from pmgui.rules import bands as bands_mod
-from pmgui.rules.bands import BandGate, trend_lane
+from pmgui.rules.bands import BandGate, quiet_band, trend_lane
 from pmgui.rules.params import resolve_params
 from pmgui.rules.policy import evaluate, evaluate_trend, observe
 from tests.test_rules_bands import MARKETS, SYMBOL, _params, _start, apply, scenario
@@ -61,7 +63,10 @@ def _run(s: dict) -> tuple[int, int, int]:
         full = observe(full, price)
         acts_full = evaluate(full, mkt, params)
         full = apply(full, acts_full, ts)
-        if gate.quiet(price, ts):
+        is_quiet = gate.quiet(price, ts)
+        if gate._pending is None and gate._last is not None:  # the band the gate computed
+            assert gate._band == quiet_band(*gate._last)  # (from its lane: the same band)
+        if is_quiet:
             quiet += 1
             acts = []
         else:
@@ -82,20 +87,44 @@ def _run(s: dict) -> tuple[int, int, int]:
     return quiet, lane, evaluated
 
 
-@settings(max_examples=400, deadline=None,
+trend_steps = st.lists(
+    st.tuples(
+        st.one_of(st.floats(-0.0015, 0.0035), st.floats(-0.0015, 0.0035),
+                  st.floats(-0.03, 0.03)),  # return, favourable on the whole
+        st.sampled_from([1.0, 1.0, 1.0, 30.0, 600.0]),  # seconds to the next tick
+        st.sampled_from([False] * 11 + [True]),  # a candle closes before this tick
+    ),
+    min_size=20, max_size=90)
+trending = st.tuples(scenario, trend_steps, st.booleans()).map(
+    lambda t: {**t[0], "automation": True, "add_on_open": t[2] and t[0]["add_on_open"],
+               "tp_pct": None if t[0]["tp_pct"] is None else t[0]["tp_pct"] + 0.05,
+               "steps": [(r * t[0]["side"].dir, dt, c) for r, dt, c in t[1]]})
+"""The band property's scenarios on paths that trend the position's way (the lane's ticks:
+new best prices), automation on, an add-on resting less often, targets further away."""
+
+
+@settings(max_examples=250, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(scenario)
+@given(st.one_of(trending, scenario))
 def test_decisions_with_trend_lanes_equal_full_evaluation(s):
     _run(s)
 
 
 # Mutation checks: a failing example, not a minimal one, and the same examples every run.
-@settings(max_examples=400, deadline=None, database=None, report_multiple_bugs=False,
+@settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=False,
           derandomize=True, phases=(Phase.explicit, Phase.generate),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(scenario)
+@given(trending)
 def _mutant(s):
     _run(s)
+
+
+def test_the_property_catches_a_band_taken_from_the_lane_alone(monkeypatch):
+    """Mutation check: a band of a lane's successor without the stop, observe's edge,
+    momentum loss and trailing narrowing it is not `quiet_band`'s."""
+    monkeypatch.setattr(bands_mod, "_band_in_lane", lambda lane, pos, mkt, params: lane)
+    with pytest.raises(AssertionError):
+        _mutant()
 
 
 def test_the_property_catches_a_lane_that_is_too_wide(monkeypatch):
