@@ -6,6 +6,12 @@ pixel at a time (its cosmetic stroker blends each pixel as its own span), so the
 axis's horizontal grid alone took 3-8 ms of GUI-thread CPU each time the range changed —
 most of the longest stall left in a storm. The same pixels filled as a 1-pixel-high
 rectangle are one span a row: ~0.5 ms for the whole grid.
+
+Each new range also measures every tick label again (pyqtgraph asks the painter for each
+label's bounding rect, ~28 a paint of the price axis, and the time axis sizes its zoom levels'
+example texts through the font metrics): ~12 µs of text layout each, ~1.4 ms of GUI-thread
+CPU when both axes re-range. A storm's labels are few and recur (a price axis shifted by a
+tick shows mostly the same numbers), so their measurements are remembered (`Measured`).
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from __future__ import annotations
 from math import floor
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRect, Qt
-from PySide6.QtGui import QPainter, QPen, QTransform
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt
+from PySide6.QtGui import QFont, QFontMetrics, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QWidget
 
 TickSpec = tuple[QPen, QPointF, QPointF]
@@ -47,6 +53,76 @@ def line_pixels(ax: float, ay: float, bx: float, by: float) -> QRect | None:
     return None
 
 
+_MEASURES: dict[tuple, QRectF | QRect] = {}  # (font, device, what was asked) → its rect
+_MEASURES_KEPT = 4096  # then forgotten, all at once
+
+
+def _measured(key: tuple, measure) -> QRectF | QRect:
+    """The rect `measure()` gives, remembered under `key`; a copy each time (pyqtgraph
+    scales the one it gets)."""
+    rect = _MEASURES.get(key)
+    if rect is None:
+        if len(_MEASURES) >= _MEASURES_KEPT:
+            _MEASURES.clear()
+        rect = _MEASURES[key] = measure()
+    return type(rect)(rect)
+
+
+class MeasuredMetrics:
+    """A painter's font metrics whose `boundingRect(text)` is remembered (the time axis
+    sizes its zoom levels' example texts with it at every new range); the rest is Qt's."""
+
+    def __init__(self, metrics: QFontMetrics, font: tuple) -> None:
+        self._metrics = metrics
+        self._font = font
+
+    def boundingRect(self, *args: object) -> QRect:
+        if len(args) == 1 and isinstance(args[0], str):
+            return _measured((self._font, "metrics", args[0]),
+                             lambda: self._metrics.boundingRect(args[0]))
+        return self._metrics.boundingRect(*args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._metrics, name)
+
+
+class Measured:
+    """The painter an axis generates its draw specs with: a label's bounding rect (and the
+    font metrics' rect of a text) is measured once per font and paint device, then
+    remembered; everything else is the painter's own.
+
+    The font is the painter's at the time (tracked through `setFont`), the device's
+    resolution goes with it: what Qt's measurement depends on besides the text, the
+    rectangle and the flags, which are part of the key too."""
+
+    def __init__(self, painter: QPainter) -> None:
+        self._painter = painter
+        self._font = self._font_key()
+
+    def _font_key(self) -> tuple:
+        device = self._painter.device()
+        dpi = ((device.logicalDpiX(), device.logicalDpiY(), device.devicePixelRatioF())
+               if device is not None else ())
+        return (self._painter.font().key(), *dpi)
+
+    def setFont(self, font: QFont) -> None:
+        self._painter.setFont(font)
+        self._font = self._font_key()
+
+    def boundingRect(self, *args: object) -> QRectF:
+        if len(args) == 3 and isinstance(args[0], QRectF) and isinstance(args[2], str):
+            rect, flags, text = args
+            key = (self._font, rect.getRect(), int(flags), text)  # type: ignore[attr-defined, call-overload]
+            return _measured(key, lambda: self._painter.boundingRect(*args))
+        return self._painter.boundingRect(*args)
+
+    def fontMetrics(self) -> MeasuredMetrics:
+        return MeasuredMetrics(self._painter.fontMetrics(), self._font)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._painter, name)
+
+
 class FilledGrid:
     """Put first among the bases of a pyqtgraph axis: its grid and tick lines are filled
     pixel runs (see the module's docstring), its labels pyqtgraph's own.
@@ -61,7 +137,7 @@ class FilledGrid:
               widget: QWidget | None = None) -> None:
         if self.style["tickFont"]:
             p.setFont(self.style["tickFont"])
-        specs = self.generateDrawSpecs(p)
+        specs = self.generateDrawSpecs(Measured(p))
         if specs is not None:
             self.drawPicture(p, *specs)
 
