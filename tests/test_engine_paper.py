@@ -263,3 +263,27 @@ async def test_actions_are_stamped_when_decided_not_with_an_older_tick(db_path):
     assert taken[0].type is ActionType.OPEN
     assert len(taken) > 1, "guardian decided nothing at the open: the test shows nothing"
     assert [a.ts for a in taken] == [T0 + 0.75] + [T0 + 1.0] * (len(taken) - 1)
+
+
+async def test_a_due_window_is_built_on_one_tick_and_written_on_the_next(db_path):
+    """The tick that finds the written-behind window due builds its chunk's log lines and
+    writes nothing; a later tick writes them (two loop steps, not one: `build_behind`)."""
+    from pmgui.domain.enums import StopKind
+    from pmgui.domain.models import Action
+
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    store = h.store
+    store.flush_behind()
+    store.record_action_behind(
+        Action(type=ActionType.MOVE_SL, reason=Reason.TRAILING, position_id=pid,
+               price=60_000.0, sl=59_100.0, rule="trailing", ts=T0 + 1,
+               stop_kind=StopKind.TRAILING), symbol=SYMBOL)
+    store._behind_since -= 3600.0  # the window is due (white-box: no waiting)
+    store._behind_resume = 0.0
+    await _tick(h, 60_000.0, 1)
+    assert store.behind == 1 and store._behind_actions[0].__class__ is tuple  # built only
+    await _tick(h, 60_000.0, 2)
+    assert store.behind == 0
+    assert [a["sl"] for a in store.actions(pid) if a["type"] == "move_sl"] == [59_100.0]
+    await h.engine.shutdown()

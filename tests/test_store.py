@@ -592,6 +592,92 @@ def test_a_queue_past_the_backlog_limit_is_written_without_pauses(store, monkeyp
     assert store.behind == 8 and not store.behind_due(3600.0)  # under it: paced again
 
 
+def _storm_inputs(i: int) -> dict:
+    """A trailing move's inputs as the rule logs them (19 plain scalars)."""
+    return {"price": 100.0 + i / 7, "roi": -0.0065 + i / 1e5, "peak": 0.0, "move": -3e-4,
+            "mode": "adaptive", "timeframe": "4h", "base_distance": 0.02, "volatility": None,
+            "volatility_mult": 1.0, "profit_mult": 1.0, "momentum": None, "momentum_mult": 1,
+            "raw_distance": 0.02, "min_distance": 0.004, "max_distance": 0.04,
+            "distance": 0.02, "best_price": 100.02 + i, "level": 98.0196 + i / 3,
+            "previous_sl": 95.0, "flag": i % 2 == 0}
+
+
+def _storm_behind(path, build: bool) -> tuple[list, list, int]:
+    """A storm-shaped sequence written behind (level moves of 30 positions and their log
+    lines, several a position, chunks of 8 rows as the tick path writes them), with or
+    without `build_behind` before each chunk; the positions' and actions' rows afterwards
+    (updated_at aside: the clock) and the number of commits."""
+    store = Store.open(path)
+    store.behind_chunk = 8
+    for i in range(30):
+        store.save_position(minimal_position(f"m{i}"))
+    commits = []
+    store.db.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    for rnd in range(4):
+        for i in range(30):
+            if (i + rnd) % 3:
+                store.save_position_behind(
+                    minimal_position(f"m{i}").evolve(sl=1900.0 + i + rnd, best_price=2e3 + rnd))
+            k = rnd * 30 + i
+            store.record_action_behind(
+                replace(_move(f"m{i}", 2000.0 + k, float(k)), inputs=frozen_map(_storm_inputs(k)),
+                        flags=frozenset({"a", "b"} if k % 2 else set())), symbol="ETH")
+        store._behind_since -= 7200.0  # the window is due (white-box: no waiting)
+        while store.behind:
+            if build:
+                before = store.behind
+                assert store.build_behind() > 0  # the tick that finds the window due builds
+                assert store.build_behind() == 0 and store.behind == before
+            store.flush_behind(older_than=3600.0)
+    store.db.conn.set_trace_callback(None)
+    conn = store.db.conn
+    pos = conn.execute("SELECT * FROM positions ORDER BY id").fetchall()
+    names = [d[0] for d in conn.execute("SELECT * FROM positions").description]
+    u = names.index("updated_at")
+    acts = conn.execute("SELECT * FROM actions ORDER BY id").fetchall()
+    store.close()
+    return [r[:u] + r[u + 1:] for r in pos], acts, len(commits)
+
+
+def test_rows_built_ahead_of_their_chunk_are_written_as_they_would_have_been(tmp_path):
+    """`build_behind` (the tick path's step before a due chunk) changes nothing on disk: the
+    same positions and log rows, byte for byte, in the same number of commits."""
+    plain = _storm_behind(tmp_path / "a.db", build=False)
+    built = _storm_behind(tmp_path / "b.db", build=True)
+    assert plain[1] and len(plain[1]) == 120
+    assert built == plain
+    assert plain[2] == 4 * 7  # (20 moves + 30 lines) a round, in chunks of 8
+
+
+def test_a_chunk_built_ahead_is_written_without_building_a_row(store, monkeypatch):
+    """After `build_behind` the next chunk's log lines are rows already (no SQL was run to
+    build them): the chunk's write builds none, and the chunk after it was left as it was."""
+    import pmgui.store.db as db
+
+    store.behind_chunk = 4
+    for i in range(6):
+        store.save_position(minimal_position(f"m{i}"))
+        store.record_action_behind(
+            replace(_move(f"m{i}", 2000.0 + i, float(i)), inputs=frozen_map(_storm_inputs(i))),
+            symbol="ETH")
+    store._behind_since -= 7200.0
+    statements = []
+    store.db.conn.set_trace_callback(statements.append)
+    assert store.build_behind() == 4 and statements == [] and store.behind == 6
+
+    def no_build(self):
+        raise AssertionError("a row built in the chunk's write")
+
+    monkeypatch.setattr(db._LaterRow, "row", no_build)
+    assert store.flush_behind(older_than=3600.0) == 4
+    assert store.behind == 2
+    with pytest.raises(AssertionError):  # the next chunk was not built ahead
+        store.flush_behind()
+    monkeypatch.undo()
+    store.flush_behind()
+    assert [r["price"] for r in store.actions(limit=10)] == [2000.0 + i for i in range(5, -1, -1)]
+
+
 def test_a_synced_write_carries_only_its_own_positions_state_behind(store, db_path):
     """An order journaled for a position lands with that position's newer levels, not with
     the whole queue; a line recorded at once after lines queued behind still comes after
@@ -967,3 +1053,23 @@ def test_relaxed_writes_in_a_row_set_the_level_once(store):
     pragmas = [sql for sql, _ in seen if sql.startswith("PRAGMA")]
     assert pragmas == ["PRAGMA synchronous = NORMAL"]
     assert [level for sql, level in seen if sql == "COMMIT"] == ["NORMAL"] * 4
+
+
+def test_the_pause_after_a_chunk_covers_the_building_done_ahead_of_it(store):
+    """The pause `behind_due` keeps after a chunk (BEHIND_PACE times its cost) counts the
+    time `build_behind` spent on it too: split into two steps, the written-behind work keeps
+    the same share of the loop."""
+    import time as _time
+
+    import pmgui.store.db as db
+
+    for i in range(3):
+        store.save_position(minimal_position(f"m{i}"))
+        store.record_action_behind(_move(f"m{i}", 2000.0 + i, float(i)), symbol="ETH")
+    store._behind_since -= 7200.0
+    assert store.build_behind() == 3
+    assert store._built_cost > 0.0
+    store._built_cost = 10.0  # white-box: building took 10 s
+    assert store.flush_behind(older_than=3600.0) == 3
+    assert store._built_cost == 0.0
+    assert store._behind_resume >= _time.monotonic() + db.BEHIND_PACE * 10.0 - 1.0

@@ -311,7 +311,9 @@ class EngineCore:
         for rt in self.book.for_symbol(tick.symbol):
             await self._on_position_tick(rt, tick)
         window = self.settings.write_behind
-        if self.store.behind_due(window):
+        # a due chunk's log lines are built on this tick, written on a later one (two loop
+        # steps, not one: `Store.build_behind`)
+        if self.store.behind_due(window) and not self.store.build_behind():
             self.store.flush_behind(window)
 
     async def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
