@@ -91,11 +91,11 @@ from pmgui.exchange.base import ConnectionState, Exchange, ExchangePosition, Ord
 from pmgui.exchange.demo import DemoPosition
 from pmgui.exchange.retry import OrderStatusUnknown
 from pmgui.indicators import IndicatorSpec
-from pmgui.rules.bands import quiet_band
 from pmgui.rules.common import ADD_ON_OPEN_PREFIX, TRANCHE_CLOSED_PREFIX, add_on_open_since
 from pmgui.rules.params import Params, resolve_params
 from pmgui.rules.policy import (
     evaluate,
+    evaluate_trend,
     indicator_frames,
     indicator_spec,
     initial_targets,
@@ -436,18 +436,12 @@ class EngineCore:
                 and not price_is_usable(tick.price, ts, now, info.max_age):
             self._publish_mark(rt)
             return
-        observed: Position | None = None
+        in_lane = False  # the tick is in the settled position's trend lane
         if rt.band_pos is pos and rt.band_params is params \
                 and rt.band_version == self.market.version(pos.symbol):
-            band = rt.band
-            if band is None and rt.band_mkt is not None:
-                # computed on the first tick after the evaluation that does not move the
-                # position's bookkeeping (a tick that does is evaluated anyway)
-                observed = observe(pos, tick.price)
-                if observed is pos:
-                    band = rt.band = quiet_band(pos, rt.band_mkt, params)
-                rt.band_mkt = None
-            if band is not None and band.lo < tick.price < band.hi and ts < band.until \
+            gate = rt.gate
+            # the band is computed at the first tick that needs it (`BandGate`)
+            if gate.quiet(tick.price, ts) \
                     and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
                 if self._quiet_tick(rt, tick, now):  # a protection sync is pending
                     async with rt.lock:
@@ -456,8 +450,11 @@ class EngineCore:
                     self._maybe_persist(rt)
                     self._publish_mark(rt)
                 return
-        if observed is None:
-            observed = observe(pos, tick.price)
+            # an add-on that rested when the position was settled makes the next evaluation
+            # a full one (its flag may be dropped below: a change the lane does not know)
+            in_lane = not rt.band_add_on and gate.lane(tick.price, ts)
+        settled = rt.band_pos
+        observed = observe(pos, tick.price)
         if observed is not pos:
             self.set_position(observed, persist=False)
             pos = observed
@@ -484,7 +481,11 @@ class EngineCore:
             mkt = MarketState(pos.symbol, tick.price, tick.ts, market, indicators, frame_sets)
             failed_close = False
             rt.deferred_seen = False
-            for action in evaluate(pos, mkt, params):
+            # the lane holds for the position observed on this tick, if nothing changed it
+            # while this tick waited for its market data or the lock
+            decide = evaluate_trend if in_lane and pos is observed \
+                and rt.band_pos is settled and rt.band_version == version else evaluate
+            for action in decide(pos, mkt, params):
                 if "follows" in action.inputs and failed_close:
                     continue  # the breakeven that rides with a TP1 that was not carried out
                 if self._venue_owns_stop(rt, action, params):
@@ -512,10 +513,11 @@ class EngineCore:
         """After an evaluation: the prices and times at which the rules cannot act on this
         position as it now is (`pmgui.rules.bands`), kept with what it was computed for."""
         pos = rt.position
-        rt.band = rt.band_mkt = rt.band_pos = None
+        rt.band_pos = None
         if not self.settings.quiet_bands or not pos.is_open:
+            rt.gate.clear()
             return
-        rt.band_mkt = mkt  # the band itself is computed when first needed
+        rt.gate.settle(pos, mkt, params)  # the band itself is computed when first needed
         rt.band_pos, rt.band_params, rt.band_version = pos, params, version
         rt.band_add_on = add_on_open_since(pos.flags) is not None
 

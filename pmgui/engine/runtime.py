@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pmgui.domain.enums import OrderRole, OrderStatus, PositionStatus, Side
-from pmgui.domain.models import MarketState, Order, Position, Tick
-from pmgui.rules.bands import QuietBand
+from pmgui.domain.models import Order, Position, Tick
+from pmgui.rules.bands import BandGate
 from pmgui.rules.params import Params
 
 
@@ -38,11 +38,11 @@ class PositionRuntime:
     deferred_seen: bool = False  # this evaluation deferred to the exchange's order
     indicator: object | None = None  # RuleIndicator: what its rules follow (for the chart)
     indicator_due: Tick | None = None  # a later tick `indicator` is to be recomputed for
-    # The quiet band (`pmgui.rules.bands`) of the last evaluation, valid only for the
-    # position object, Params object and candle version it was computed with: a tick
-    # inside it skips observe/evaluate (decisions are the same, see the band's contract).
-    band: QuietBand | None = None
-    band_mkt: MarketState | None = None  # what the band is to be computed from (pending)
+    # The quiet band and trend lane (`pmgui.rules.bands.BandGate`) of the last evaluation,
+    # valid only for the position object, Params object and candle version it was settled
+    # with: a tick inside the band skips observe/evaluate, one in the lane runs trailing
+    # alone (decisions are the same, see the band's and the lane's contracts).
+    gate: BandGate = field(default_factory=BandGate)
     band_pos: Position | None = None
     band_params: Params | None = None
     band_version: int = -1
