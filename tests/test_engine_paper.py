@@ -287,3 +287,47 @@ async def test_a_due_window_is_built_on_one_tick_and_written_on_the_next(db_path
     assert store.behind == 0
     assert [a["sl"] for a in store.actions(pid) if a["type"] == "move_sl"] == [59_100.0]
     await h.engine.shutdown()
+
+
+async def test_housekeeping_builds_each_chunk_in_a_step_before_writing_it(db_path, monkeypatch):
+    """A housekeeping pass writes what waits behind a chunk at a time; each chunk's log lines
+    are built first and the loop handed over before its write (build and write: two steps)."""
+    import pmgui.engine.core as core_mod
+    from pmgui.domain.enums import StopKind
+    from pmgui.domain.models import Action
+
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    store = h.store
+    store.flush_behind()
+    store.behind_chunk = 4
+    for i in range(6):
+        store.record_action_behind(
+            Action(type=ActionType.MOVE_SL, reason=Reason.TRAILING, position_id=pid,
+                   price=60_000.0, sl=59_100.0 + i, rule="trailing", ts=T0 + 1 + i,
+                   stop_kind=StopKind.TRAILING), symbol=SYMBOL)
+    store._behind_since -= 3600.0  # the window is due (white-box: no waiting)
+    steps: list[str] = []
+    real_yield, real_flush = core_mod.let_due_work_first, store.flush_behind
+
+    async def handed_over() -> None:
+        steps.append("yield")
+        await real_yield()
+
+    def flush(older_than: float = 0.0) -> int:
+        built = sum(r.__class__ is tuple for r in store._behind_actions[:store.behind_chunk])
+        n = real_flush(older_than)
+        if n:
+            steps.append(f"write {n} built {built}")
+        return n
+
+    monkeypatch.setattr(core_mod, "let_due_work_first", handed_over)
+    monkeypatch.setattr(store, "flush_behind", flush)
+    await h.engine.periodic()
+    writes = [i for i, s in enumerate(steps) if s.startswith("write")]
+    assert [steps[i] for i in writes] == ["write 4 built 4", "write 2 built 2"]
+    assert all(steps[i - 1] == "yield" for i in writes)
+    monkeypatch.undo()
+    assert [a["sl"] for a in store.actions(pid) if a["type"] == "move_sl"] == \
+        [59_100.0 + i for i in range(5, -1, -1)]
+    await h.engine.shutdown()

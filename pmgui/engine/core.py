@@ -1199,8 +1199,14 @@ class EngineCore:
             self._maybe_persist(rt)
             if i % HOUSEKEEPING_SLICE == 0:
                 await let_due_work_first()
-        # what waits behind, a chunk at a time with the ticks in between (not one long commit)
-        while self.store.flush_behind(self.settings.write_behind):
+        # what waits behind, a chunk at a time with the ticks in between (not one long commit),
+        # each chunk's log lines built in a step before its write (`Store.build_behind`)
+        window = self.settings.write_behind
+        while True:
+            if self.store.behind and self.store.build_behind():
+                await let_due_work_first()
+            if not self.store.flush_behind(window):
+                break
             await let_due_work_first()
 
     async def _cancel_orphans(self) -> None:
