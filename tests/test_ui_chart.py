@@ -104,6 +104,28 @@ def test_drag_at_the_edge_lands_on_the_price_under_the_cursor(qtbot, dy):
     assert chart.vb.autoRangeEnabled()[1]  # auto-range is back after the drop
 
 
+def repaints_and_ranges(chart, monkeypatch) -> tuple[list[tuple], list[int]]:
+    """Lists that grow with each repaint of the whole view asked for (QGraphicsItem.update
+    on the view box) and each auto-range run (each walks every item's bounds in Python)."""
+    whole: list[tuple] = []
+    ranged: list[int] = []
+
+    def update(self, *a) -> None:
+        if self is chart.vb:
+            whole.append(a)
+        QGraphicsWidget.update(self, *a)
+
+    monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
+    real_range = chart.vb.updateAutoRange
+
+    def auto_range() -> None:
+        ranged.append(1)
+        real_range()
+
+    chart.vb.updateAutoRange = auto_range
+    return whole, ranged
+
+
 def test_each_move_puts_the_line_under_the_cursor(qtbot):
     _eng, _win, chart, mouse = auto_ranged(qtbot)
     a = mouse.at(42_000.0)
@@ -606,22 +628,7 @@ def test_a_new_action_marker_neither_re_ranges_nor_repaints_the_whole_view(
         real(item)
 
     chart.vb.itemBoundsChanged = spy  # what informViewBoundsChanged calls
-    whole: list[tuple] = []
-
-    def update(self, *a) -> None:
-        if self is chart.vb:
-            whole.append(a)
-        QGraphicsWidget.update(self, *a)
-
-    monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
-    ranged: list[int] = []
-    real_range = chart.vb.updateAutoRange
-
-    def auto_range() -> None:
-        ranged.append(1)
-        real_range()
-
-    chart.vb.updateAutoRange = auto_range
+    whole, ranged = repaints_and_ranges(chart, monkeypatch)
     shown = chart.vb.viewRange()
     eng.outbox.publish(action(POS.id, POS.symbol, price=40_450.0, ts=T0 + 5))
     win.bridge.flush_now()
@@ -640,22 +647,7 @@ def test_a_stop_moved_inside_the_view_repaints_itself_not_the_whole_view(qtbot, 
     eng, win, chart, _mouse = auto_ranged(qtbot)
     for _ in range(3):
         QApplication.processEvents()
-    whole: list[tuple] = []
-
-    def update(self, *a) -> None:
-        if self is chart.vb:
-            whole.append(a)
-        QGraphicsWidget.update(self, *a)
-
-    monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
-    ranged: list[int] = []
-    real_range = chart.vb.updateAutoRange
-
-    def auto_range() -> None:
-        ranged.append(1)
-        real_range()
-
-    chart.vb.updateAutoRange = auto_range
+    whole, ranged = repaints_and_ranges(chart, monkeypatch)
     from dataclasses import replace
 
     (_x0, _x1), (y0, y1) = chart.vb.viewRange()
@@ -696,22 +688,7 @@ def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_d
         real(item)
 
     chart.vb.itemBoundsChanged = spy  # what informViewBoundsChanged calls
-    whole: list[tuple] = []  # repaints of the whole view asked for (QGraphicsItem.update)
-
-    def update(self, *a) -> None:
-        if self is chart.vb:
-            whole.append(a)
-        QGraphicsWidget.update(self, *a)
-
-    monkeypatch.setattr(pg.ViewBox, "update", update, raising=False)
-    ranged: list[int] = []  # auto-ranges run (each walks every item's bounds in Python)
-    real_range = chart.vb.updateAutoRange
-
-    def auto_range() -> None:
-        ranged.append(1)
-        real_range()
-
-    chart.vb.updateAutoRange = auto_range
+    whole, ranged = repaints_and_ranges(chart, monkeypatch)
     last = chart.line("last")
     shown = chart.vb.viewRange()
     assert shown[1][0] < 40_480.0
