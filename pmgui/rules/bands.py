@@ -785,9 +785,19 @@ _UNBOUNDED: list[tuple[float, float]] = [(-_INF, _INF)]
 _CACHE_SIZE = 1024
 
 
+def _fixed_of(holder: list, pos: Position) -> _Fixed:
+    """The `_Fixed` of `pos`: the one last used while its objects are `pos`'s (`is`: the
+    common case, a position evolved in its peaks or stop), else `_fixed`'s."""
+    fx = holder[0]
+    if fx.side is pos.side and fx.entry is pos.entry and fx.tp is pos.tp \
+            and fx.leverage is pos.leverage and fx.fee_rate is pos.fee_rate:
+        return fx
+    return _fixed(holder, pos)
+
+
 def _fixed(holder: list, pos: Position) -> _Fixed:
     """The `_Fixed` of `pos` (side, entry, TP, leverage, fees) among those kept for one
-    Params: `holder` is [the one last used, {values: _Fixed}]. The caller has checked the
+    Params: `holder` is [the one last used, {values: _Fixed}]. `_fixed_of` has checked the
     last one's objects with `is`; here by value and type (equal values of one type give
     equal results; a leverage of True equals 1.0 but is no leverage at all)."""
     cache = holder[1]
@@ -936,10 +946,7 @@ def _band_in_lane(lane: QuietBand, pos: Position, mkt: MarketState,
     price, now = float(mkt.price), mkt.ts
     lane_plan = params._memo[_plan][5]
     holder = params._memo[_plan][4]
-    fx = holder[0]
-    if not (fx.side is pos.side and fx.entry is pos.entry and fx.tp is pos.tp
-            and fx.leverage is pos.leverage and fx.fee_rate is pos.fee_rate):
-        fx = _fixed(holder, pos)
+    fx = _fixed_of(holder, pos)
     b = _Builder(fx, price)
     b.lo, b.hi, b.until = lane.lo, lane.hi, lane.until
     try:
@@ -981,10 +988,7 @@ def _narrowed(pos: Position, mkt: MarketState, params: Params, lane: bool) -> _B
         if lane_plan is None:
             return None
         families, protection = lane_plan[0], lane_plan[1]
-    fx = holder[0]
-    if not (fx.side is pos.side and fx.entry is entry and fx.tp is pos.tp
-            and fx.leverage is pos.leverage and fx.fee_rate is pos.fee_rate):
-        fx = _fixed(holder, pos)
+    fx = _fixed_of(holder, pos)
     b = _Builder(fx, float(price))
     try:
         _protection(b, pos, protection)
