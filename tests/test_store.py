@@ -377,6 +377,30 @@ def test_transaction_groups_writes_and_rolls_back_on_error(store):
     assert store.fills() == [fill()]
 
 
+def test_savepoints_are_named_by_depth_so_their_statements_stay_prepared(store):
+    """Each savepoint statement is compiled once and kept in the connection's statement
+    cache only if its text comes back: many nested blocks use one name per depth, and a
+    block rolled back at depth 2 still leaves depth 1's writes (the innermost name wins)."""
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    try:
+        for k in range(5):
+            with store.transaction():
+                store.save_position(full_position(f"p{k}"))
+                with store.transaction():  # depth 1, inside it depth 2 rolled back
+                    store.record_fill(fill(f"f{k}"), f"p{k}")
+                    with pytest.raises(ValidationError), store.transaction():
+                        store.journal_order(sl_request(f"c{k}", f"p{k}"), ts=1.0)
+                        store.record_fill(fill(price=math.nan), f"p{k}")
+    finally:
+        store.db.conn.set_trace_callback(None)
+    names = {s.split()[-1] for s in seen if s.startswith(("SAVEPOINT", "RELEASE"))}
+    assert names == {"pmgui_sp1", "pmgui_sp2", "pmgui_sp3"}
+    assert all(store.load_position(f"p{k}") is not None for k in range(5))
+    assert sorted(f.id for f in store.fills()) == [f"f{k}" for k in range(5)]
+    assert all(store.order(f"c{k}") is None for k in range(5))
+
+
 def test_writes_are_committed_when_the_method_returns(store, db_path):
     store.save_position(full_position())
     other = sqlite3.connect(db_path)  # a second connection sees it without any close/commit
