@@ -25,6 +25,7 @@ from typing import Literal
 
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Tick
+from pmgui.domain.slots import slot_constructor
 from pmgui.resources import resource_path
 
 PriceKind = Literal["ticks", "candles"]
@@ -36,6 +37,12 @@ _CANDLE_COLS = ("open", "high", "low", "close")
 _MS_THRESHOLD = 1e11
 _US_THRESHOLD = 1e14
 _QUOTES = ("USDT", "USDC", "BUSD", "USD")
+_MAX_EPOCH = 253_402_300_799_999_999  # past 9999-12-31 even read as microseconds
+_INF = math.inf
+# `Tick(...)` / `Candle(...)` with every field given, without the frozen dataclass's
+# per-field `object.__setattr__` (a file of a million ticks makes a million of them)
+_new_tick = slot_constructor(Tick)
+_new_candle = slot_constructor(Candle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +116,7 @@ def parse_timestamp(text: str) -> float:
             raise ValueError(f"timestamp {s!r} is not finite")
         if v < 0:
             raise ValueError(f"timestamp {s!r} is negative")
-        if v > 253_402_300_799_999_999:  # past 9999-12-31 even read as microseconds
+        if v > _MAX_EPOCH:
             raise ValueError(f"timestamp {s!r} is beyond the year 9999")
         if v >= _US_THRESHOLD:
             return v / 1_000_000.0
@@ -194,41 +201,71 @@ def load_price_csv(path: str | Path, symbol: str | None = None, *,
     candles: list[Candle] = []
     last_ts: float | None = None
     last_line = 0
+    vol_idx = header.index("volume") if "volume" in header else None
     if has_candles:
-        idx = {c: header.index(c) for c in _CANDLE_COLS}
-        vol_idx = header.index("volume") if "volume" in header else None
+        o_idx, h_idx, l_idx, c_idx = (header.index(c) for c in _CANDLE_COLS)
     else:
         price_idx = header.index("price")
-        vol_idx = header.index("volume") if "volume" in header else None
     width = len(header)
+    field_limit = csv.field_size_limit()
     skipped: list[int] = []
     reasons: list[str] = []
 
     for lineno, text in body:
-        fields = next(csv.reader([text]))
-        if len(fields) < width:
-            raise ValidationError(
-                f"{name} line {lineno}: expected {width} columns, found {len(fields)}",
-                field="path")
-        try:
-            ts = parse_timestamp(fields[ts_col])
-            volume = (_number(fields[vol_idx], "volume", positive=False)
-                      if vol_idx is not None and fields[vol_idx].strip() else 0.0)
-            if has_candles:
-                o = _number(fields[idx["open"]], "open")
-                h = _number(fields[idx["high"]], "high")
-                lo = _number(fields[idx["low"]], "low")
-                c = _number(fields[idx["close"]], "close")
+        # The usual row — no quote or NUL, no field beyond csv's size limit, enough columns,
+        # every number a plain float that passes its check — is read by `str.split` and
+        # `float` alone (what `csv.reader`, `parse_timestamp` and `_number` give for it: float
+        # ignores the surrounding spaces they strip); any other row, valid or not, takes the
+        # general path below, which makes the decision and the message.
+        fields = text.split(",") if '"' not in text and "\x00" not in text \
+            and len(text) <= field_limit else None
+        if fields is not None and len(fields) >= width:
+            try:
+                ts = float(fields[ts_col])
+                volume = float(fields[vol_idx]) if vol_idx is not None else 0.0
+                if has_candles:
+                    o, h = float(fields[o_idx]), float(fields[h_idx])
+                    lo, c = float(fields[l_idx]), float(fields[c_idx])
+                    usual = 0.0 < o < _INF and 0.0 < h < _INF and 0.0 < lo < _INF \
+                        and 0.0 < c < _INF
+                else:
+                    price = float(fields[price_idx])
+                    usual = 0.0 < price < _INF
+            except ValueError:
+                usual = False
+            if usual and 0.0 <= volume < _INF and 0.0 <= ts < _MS_THRESHOLD:
+                pass  # epoch seconds (`parse_timestamp` of larger values divides)
+            elif usual and 0.0 <= volume < _INF and 0.0 <= ts <= _MAX_EPOCH:
+                ts = ts / 1_000_000.0 if ts >= _US_THRESHOLD else ts / 1000.0
             else:
-                price = _number(fields[price_idx], "price")
-        except InvalidPrice as e:
-            if strict:
+                fields = None
+        else:
+            fields = None
+        if fields is None:
+            fields = next(csv.reader([text]))
+            if len(fields) < width:
+                raise ValidationError(
+                    f"{name} line {lineno}: expected {width} columns, found {len(fields)}",
+                    field="path")
+            try:
+                ts = parse_timestamp(fields[ts_col])
+                volume = (_number(fields[vol_idx], "volume", positive=False)
+                          if vol_idx is not None and fields[vol_idx].strip() else 0.0)
+                if has_candles:
+                    o = _number(fields[o_idx], "open")
+                    h = _number(fields[h_idx], "high")
+                    lo = _number(fields[l_idx], "low")
+                    c = _number(fields[c_idx], "close")
+                else:
+                    price = _number(fields[price_idx], "price")
+            except InvalidPrice as e:
+                if strict:
+                    raise ValidationError(f"{name} line {lineno}: {e}", field="path") from None
+                skipped.append(lineno)
+                reasons.append(str(e))
+                continue
+            except ValueError as e:
                 raise ValidationError(f"{name} line {lineno}: {e}", field="path") from None
-            skipped.append(lineno)
-            reasons.append(str(e))
-            continue
-        except ValueError as e:
-            raise ValidationError(f"{name} line {lineno}: {e}", field="path") from None
         try:
             if has_candles:
                 if h < lo:
@@ -247,9 +284,9 @@ def load_price_csv(path: str | Path, symbol: str | None = None, *,
                 f"first, each time once)", field="path")
         last_ts, last_line = ts, lineno
         if has_candles:
-            candles.append(Candle(ts=ts, open=o, high=h, low=lo, close=c, volume=volume))
+            candles.append(_new_candle(ts, o, h, lo, c, volume))
         else:
-            ticks.append(Tick(symbol=sym, price=price, ts=ts, volume=volume))
+            ticks.append(_new_tick(sym, price, ts, volume, False))
 
     if not ticks and not candles:
         raise ValidationError(

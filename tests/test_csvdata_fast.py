@@ -1,0 +1,147 @@
+"""`load_price_csv` reads the usual row by `str.split` and `float` and every other row through
+`csv.reader`, `parse_timestamp` and `_number`: both ways must give the same file — the same
+ticks or candles, the same skipped rows and reasons, the same error naming the same line.
+
+Quoting every field of a data row sends that row down the csv path (a quote is never taken
+by the split), so a file and its quoted twin compare the two readings of the same rows."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pmgui.domain.errors import ValidationError
+from pmgui.exchange.csvdata import load_price_csv
+
+NAME = "BTCUSDT-fast.csv"
+
+# plain numbers (most rows) and everything a row may get wrong or write unusually
+_ODD = ["", " ", "0", "-1", "-0.0", "nan", "inf", "-inf", "1e400", "abc", " 12.5 ", "\t7",
+        "1_0", "+3", "1e3", "0x10"]
+_ODD_TS = ["", "-5", "nan", "inf", "x", "1e18", "253402300799999999", "253402300800000000",
+           "0", "-0.0", "99999999999", "100000000000", "100000000000000",
+           "2024-01-01T00:00:00Z", "2024-01-01 00:00:30", " 1700000000 "]
+
+
+def _number() -> st.SearchStrategy[str]:
+    plain = st.floats(0.01, 1000.0).map(lambda v: f"{v:.4f}")
+    return st.one_of(plain, plain, plain, st.sampled_from(_ODD))
+
+
+def _timestamp(i: int) -> st.SearchStrategy[str]:
+    base = 1_700_000_000 + 10 * i
+    return st.one_of(st.just(str(base)), st.just(str(base)), st.just(str(base * 1000)),
+                     st.just(str(base * 1_000_000)), st.just(f"{base}.5"),
+                     st.sampled_from(_ODD_TS))
+
+
+@st.composite
+def _files(draw) -> tuple[list[str], list[list[str] | str]]:
+    """A header and rows: each row its fields, or a raw line (blank, comment)."""
+    cols = (["timestamp", "open", "high", "low", "close"] if draw(st.booleans())
+            else ["timestamp", "price"])
+    if draw(st.booleans()):
+        cols.append("volume")
+    cols = draw(st.permutations(cols))
+    rows: list[list[str] | str] = []
+    for i in range(draw(st.integers(1, 12))):
+        if draw(st.integers(0, 15)) == 0:
+            rows.append(draw(st.sampled_from(["", "   ", "# note", "  # note"])))
+            continue
+        fields = [draw(_timestamp(i)) if c == "timestamp" else draw(_number()) for c in cols]
+        extra = draw(st.integers(0, 12))
+        if extra == 0:
+            fields = fields[:-1]  # a column short
+        elif extra == 1:
+            fields.append("x")  # extra columns are ignored
+        rows.append(fields)
+    return cols, rows
+
+
+def _load(text: str, strict: bool) -> tuple:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / NAME
+        p.write_text(text)
+        try:
+            data = load_price_csv(p, strict=strict)
+        except ValidationError as e:
+            return ("error", str(e), e.field)
+    return (data.kind, data.symbol, data.ticks, data.candles, data.skipped,
+            data.skipped_reasons)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_files(), st.booleans())
+def test_the_split_reading_and_the_csv_reading_give_the_same_file(file, strict):
+    cols, rows = file
+
+    def text(quoted: bool) -> str:
+        lines = [",".join(cols)]
+        for r in rows:
+            line = r if isinstance(r, str) else ",".join(r)
+            if quoted and not isinstance(r, str) and line.strip() \
+                    and not line.lstrip().startswith("#"):
+                # a data row (quoting a blank or comment line would make it one)
+                line = ",".join(f'"{f}"' for f in r)
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    assert _load(text(False), strict) == _load(text(True), strict)
+
+
+def test_the_usual_rows_read_as_the_csv_path_reads_them(tmp_path):
+    """The three epoch units, surrounding spaces and a volume column, side by side."""
+    plain = tmp_path / "a" / NAME
+    quoted = tmp_path / "b" / NAME
+    rows = [("1700000000", " 100.5", "2"), ("1700000001000", "101 ", "0"),
+            ("1700000002000000", "99.25", "1.5"), ("1700000003.5", "1e2", "-0.0")]
+    for p, q in ((plain, ""), (quoted, '"')):
+        p.parent.mkdir()
+        p.write_text("timestamp,price,volume\n"
+                     + "".join(",".join(f"{q}{f}{q}" for f in r) + "\n" for r in rows))
+    a, b = load_price_csv(plain), load_price_csv(quoted)
+    assert a.ticks == b.ticks
+    assert [(t.ts, t.price, t.volume) for t in a.ticks] == [
+        (1_700_000_000.0, 100.5, 2.0), (1_700_000_001.0, 101.0, 0.0),
+        (1_700_000_002.0, 99.25, 1.5), (1_700_000_003.5, 100.0, -0.0)]
+
+
+def _both(tmp_path, header: str, rows: list[list[str]], strict: bool) -> tuple[tuple, tuple]:
+    out = []
+    for sub, q in (("plain", ""), ("quoted", '"')):
+        p = tmp_path / sub / NAME
+        p.parent.mkdir()
+        p.write_text(header + "\n" + "".join(",".join(f"{q}{f}{q}" for f in r) + "\n"
+                                             for r in rows))
+        try:
+            d = load_price_csv(p, strict=strict)
+            out.append((d.kind, d.ticks, d.candles, d.skipped, d.skipped_reasons))
+        except ValidationError as e:
+            out.append(("error", str(e)))
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("column,value", [("timestamp", v) for v in _ODD_TS]
+                         + [(c, v) for c in ("price", "volume", "open", "high", "low", "close")
+                            for v in _ODD])
+def test_each_odd_value_in_an_otherwise_usual_file_reads_as_the_csv_path_reads_it(
+        tmp_path, column, value, strict):
+    """Every odd value alone in its column of the middle row: the same skip, error or
+    value either way (the random files above mix them; here each one is certain to run)."""
+    candles = column in ("open", "high", "low", "close")
+    cols = ["timestamp", "open", "high", "low", "close", "volume"] if candles \
+        else ["timestamp", "price", "volume"]
+    rows = []
+    for i in range(3):
+        usual = {"timestamp": str(1_700_000_000 + 10 * i), "price": "100.5", "open": "10",
+                 "high": "12", "low": "9", "close": "11", "volume": "3"}
+        if i == 1:
+            usual[column] = value
+        rows.append([usual[c] for c in cols])
+    plain, quoted = _both(tmp_path, ",".join(cols), rows, strict)
+    assert plain == quoted
