@@ -247,6 +247,15 @@ class PositionsPanel(QWidget):
         bridge.positionsChanged.connect(self.on_positions)
         bridge.positionRemoved.connect(self.on_position_removed)
         bridge.orderChanged.connect(self.on_order)
+        # the view is told of a table flush on the turn after it (the flush's Python work,
+        # then the repaint of the cells it changed, each a stretch of its own: in a storm
+        # each is several ms of GUI CPU, and a stretch that held both was the GUI storm's
+        # longest stall); ahead of the jobs waiting, as the flush itself. A `flush_now`
+        # (start-up, a screenshot) tells it at once.
+        turns = bridge.turns
+        self.model.signal_later = lambda send: turns.later(
+            ("table-paint", id(self)), send, owner=self, first=True)
+        bridge.flushed.connect(self.model.send_changes)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

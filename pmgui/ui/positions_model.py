@@ -402,6 +402,11 @@ class PositionsModel(QStandardItemModel):
         # While `update` tells the view what changed: source row → the columns (bit c) whose
         # text or colour changed; the view repaints those cells only. None otherwise.
         self.shown_changes: dict[int, int] | None = None
+        # How `update` tells the view: None, at once; else it hands `send_changes` to this
+        # (the window's `Turns`): the update's Python work and the repaint its signals cause
+        # then fall into two event-loop turns, not one stretch (see `send_changes`)
+        self.signal_later: Callable[[Callable[[], None]], None] | None = None
+        self._unsent: tuple[dict[int, int], int, int, list[tuple[int, int]]] | None = None
         self.rowsRemoved.connect(self._on_rows_removed)
         for c, col in enumerate(self._columns):
             h = QStandardItem(col.title)
@@ -422,6 +427,7 @@ class PositionsModel(QStandardItemModel):
         others, write the cells whose value changed (see the class) and tell the view once
         per batch: one `dataChanged` per block of columns that can have changed, over the
         changed rows."""
+        self.send_changes()  # (the last update's, if still waiting: in order)
         fresh: dict[str, PositionSnapshot] = {}
         top = bottom = -1
         full = marks = levels = badge = False
@@ -530,14 +536,28 @@ class PositionsModel(QStandardItemModel):
                 blocks = _merge(blocks)
                 if badge:
                     blocks.append((self._protection_col, self._protection_col))
-            self.shown_changes = shown
-            try:
-                for lo, hi in blocks:  # one signal per block of columns over the changed rows
-                    self.dataChanged.emit(self.index(top, lo), self.index(bottom, hi))
-            finally:
-                self.shown_changes = None
+            self._unsent = (shown, top, bottom, blocks)
+            if self.signal_later is None:
+                self.send_changes()
+            else:
+                self.signal_later(self.send_changes)
         for snap in fresh.values():
             self._insert(snap)
+
+    def send_changes(self) -> None:
+        """Tell the view what the last `update` changed (see `signal_later`): one
+        `dataChanged` per block of columns over the changed rows, with `shown_changes`
+        naming the cells to repaint. Nothing when it was told already."""
+        unsent, self._unsent = self._unsent, None
+        if unsent is None:
+            return
+        shown, top, bottom, blocks = unsent
+        self.shown_changes = shown
+        try:
+            for lo, hi in blocks:
+                self.dataChanged.emit(self.index(top, lo), self.index(bottom, hi))
+        finally:
+            self.shown_changes = None
 
     def refresh_rows(self, rows: Iterable[int] | None = None) -> None:
         """Write what changed in rows not written since their last snapshot (`rows`: those
@@ -714,6 +734,7 @@ class PositionsModel(QStandardItemModel):
         if i is None:
             return False
         self._protection_detail.pop(position_id, None)
+        self.send_changes()  # its rows are the rows before the removal
         self.removeRow(i)  # _on_rows_removed keeps the lines in step
         return True
 
