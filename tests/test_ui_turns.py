@@ -239,3 +239,125 @@ def test_the_table_flush_waiting_when_the_bridge_is_deleted_is_dropped(qtbot):
     qtbot.waitUntil(lambda: not turns.waiting("table"))
     QApplication.processEvents()
     assert turns.runs == 0
+
+
+def _table_panel(qtbot):
+    from pmgui.ui.panels import PositionsPanel
+    from pmgui.ui.theme import make_theme
+
+    ob = Outbox()
+    br = Bridge(ob)
+    panel = PositionsPanel(br, lambda _s: BTC, make_theme("dark"))
+    qtbot.addWidget(panel)
+    panel.resize(1200, 300)
+    panel.show()
+    qtbot.waitExposed(panel)
+    return ob, br, panel
+
+
+def test_the_table_view_is_told_of_a_flush_on_the_turn_after_it(qtbot):
+    """The flush writes the cells (the model is current at once); the view hears of it —
+    and repaints — on a turn of its own: a timer that came due during the flush runs first."""
+    from pmgui.ui.positions_model import column_index
+
+    ob, br, panel = _table_panel(qtbot)
+    pos = position()
+    ob.publish(snapshot(pos, 40_000.0, T0))
+    br.flush_now()
+    model = panel.model
+    order: list[str] = []
+    keep: list[QTimer] = []
+    model.dataChanged.connect(lambda *_a: order.append("told"))
+    # connected after the panel: runs inside the flush, after the model's update
+    br.positionsChanged.connect(lambda _s: (
+        order.append("flushed"),
+        order.append(model.item(0, column_index("mark")).text()),
+        keep.append(beat_between(order, "beat"))))
+    ob.publish(snapshot(pos, 40_100.0, T0 + 1))
+    for _ in range(br._table_every):
+        br._on_timer()
+    qtbot.waitUntil(lambda: "told" in order)
+    assert order[:4] == ["flushed", "40,100.0", "beat", "told"]
+
+
+def test_flush_now_tells_the_table_view_at_once(qtbot):
+    ob, br, panel = _table_panel(qtbot)
+    pos = position()
+    ob.publish(snapshot(pos, 40_000.0, T0))
+    br.flush_now()
+    told: list[int] = []
+    panel.model.dataChanged.connect(lambda *_a: told.append(1))
+    ob.publish(snapshot(pos, 40_100.0, T0 + 1))
+    br.flush_now()
+    assert told  # not waiting for a turn (start-up, a screenshot)
+
+
+def test_a_change_not_told_yet_is_told_before_rows_are_removed(qtbot):
+    """The rows a waiting change names are the rows before a removal: it is told first."""
+    from pmgui.ui.positions_model import PositionsModel
+
+    model = PositionsModel(lambda _s: BTC)
+    waiting: list = []
+    model.signal_later = waiting.append
+    a, b = position("a"), position("b")
+    model.update([snapshot(a, 40_000.0, T0), snapshot(b, 40_000.0, T0)])
+    waiting.clear()
+    events: list[tuple] = []
+    model.dataChanged.connect(lambda tl, br_, *_r: events.append(("told", tl.row(), br_.row())))
+    model.rowsAboutToBeRemoved.connect(lambda _p, f, _l: events.append(("removing", f)))
+    model.update([snapshot(b, 40_100.0, T0 + 1)])  # row 1
+    assert events == [] and len(waiting) == 1
+    model.remove("a")
+    told = [e for e in events if e[0] == "told"]  # (one per block of columns)
+    assert set(told) == {("told", 1, 1)} and events == [*told, ("removing", 0)]
+    waiting[0]()  # its turn comes: nothing is told twice
+    assert events == [*told, ("removing", 0)]
+
+
+def test_the_logs_commit_is_painted_after_it_not_beside_a_later_job(qtbot):
+    """The rows a commit puts on top are laid out by the commit itself: Qt's view would lay
+    them out on a timer of its own, later, and their repaint (every row on screen moved
+    down) then ran beside whatever job that pass held — in the GUI storm, most often the
+    table's flush. Laid out at once, the repaint follows the commit, before a timer that
+    came due during it."""
+    from PySide6.QtCore import QEvent
+
+    from pmgui.ui.action_log import ActionLogPanel
+    from pmgui.ui.theme import make_theme
+
+    br = Bridge(Outbox())
+    log = ActionLogPanel(br, lambda _s: BTC, make_theme("dark"), lambda _pid: BTC.symbol)
+    qtbot.addWidget(log)
+    log.resize(470, 300)
+    log.show()
+    qtbot.waitExposed(log)
+    log.on_actions([action(f"p{i}", BTC.symbol, price=40_000.0 + i, ts=T0 + i)
+                    for i in range(40)])
+    log.commit()
+    qtbot.waitUntil(lambda: log.text(0, 3) != "")
+    order: list[str] = []
+    keep: list[object] = []
+
+    class Paints(QObject):
+        def eventFilter(self, _obj, ev) -> bool:
+            if ev.type() == QEvent.Type.Paint:
+                order.append("paint")
+            return False
+
+    probe = Paints()
+    log.viewport().installEventFilter(probe)
+    for _ in range(5):
+        QApplication.processEvents()
+    order.clear()
+    log.on_actions([action(f"q{i}", BTC.symbol, price=41_000.0 + i, ts=T0 + 100 + i)
+                    for i in range(10)])
+
+    def job() -> None:
+        keep.append(beat_between(order, "beat"))  # due during the commit
+        log.commit()
+
+    br.turns.later("commit", job)
+    qtbot.waitUntil(lambda: "beat" in order and "paint" in order)
+    log.viewport().removeEventFilter(probe)
+    assert order[0] == "paint"
+    assert log.text(0, 1) == BTC.symbol and "41,009" in log.text(0, 3)

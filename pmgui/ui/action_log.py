@@ -348,11 +348,18 @@ class ActionLogPanel(QTableView):
             self._commit.start()
 
     def commit(self) -> None:
-        """Show the collected live rows now."""
+        """Show the collected live rows now.
+
+        The new rows are laid out here, not on the view's own zero timer: the repaint they
+        cause (every row on screen moves down, ~5 ms of GUI CPU at 500 positions) then
+        follows the commit in its own turn. Laid out by Qt a pass later, it ran beside the
+        job that pass held — in the GUI storm most often the table's flush, one stretch of
+        both (`Turns`)."""
         self._commit.stop()
         if self._pending:
             batch, self._pending = self._pending, []
-            self.log_model.add_newest(batch)
+            if self.log_model.add_newest(batch) and self.isVisible():
+                self.executeDelayedItemsLayout()
 
     @property
     def pending(self) -> int:
