@@ -361,3 +361,18 @@ def test_the_logs_commit_is_painted_after_it_not_beside_a_later_job(qtbot):
     log.viewport().removeEventFilter(probe)
     assert order[0] == "paint"
     assert log.text(0, 1) == BTC.symbol and "41,009" in log.text(0, 3)
+
+
+def test_the_pumps_timer_hands_the_pump_to_the_turns(qtbot):
+    """The pump is a turn of its own: its timer and a job's came due in one pass of Qt's
+    timers and ran back to back, in one stretch with the job's repaint."""
+    ob = Outbox()
+    br = Bridge(ob)
+    order: list[str] = []
+    br.ticks.connect(lambda _evs: order.append("pump"))
+    br._chart_timer.timeout.connect(lambda: order.append("timer"))  # after the bridge's slot
+    ob.publish(tick(BTC.symbol, 40_100.0, T0))
+    br.start()
+    qtbot.waitUntil(lambda: "pump" in order)
+    br.stop()
+    assert order[:2] == ["timer", "pump"]

@@ -7,8 +7,9 @@ keeps its own "newest per key" buffer for the slow signals, so whatever is emitt
 the newest value known — never an older price after a newer one. The table flush rides on
 every n-th pump, on the event loop's next turn after its drain (`Turns`: the pump's chart and
 log work and the table's update are a few ms of CPU each; in one stretch they held the window
-long enough for the engine's thread to take the interpreter lock from it — a stall). A table
-value is never a whole period older than the drain that brought it.
+long enough for the engine's thread to take the interpreter lock from it — a stall). The pump
+itself is a turn too, ahead of the jobs waiting (its timer often came due in the same pass as
+one of them). A table value is never a whole period older than the drain that brought it.
 
 Unkeyed events (actions, errors, closed positions) are emitted in publish order at the fast
 rate and never dropped; a PositionRemoved also discards that position's pending snapshot so
@@ -76,7 +77,7 @@ class Bridge(QObject):
         self._log: deque[ActionTaken | ErrorEvent] = deque()  # waiting, in publish order
         self._chart_timer = QTimer(self)
         self._chart_timer.setInterval(max(1, round(1000 / chart_hz)))
-        self._chart_timer.timeout.connect(self._on_timer)
+        self._chart_timer.timeout.connect(self._pump_later)
         self._table_every = max(1, round(chart_hz / table_hz))  # pumps per table flush
         self._pumps = 0
         # the window's periodic jobs, one per event-loop turn (the table flush; the panels
@@ -123,6 +124,12 @@ class Bridge(QObject):
         for c in latest_candles.values():
             self._emit(self.candles, c)
         self._hand_on_log(limit)
+
+    def _pump_later(self) -> None:
+        """The pump's timer hands the pump to the turns, ahead of the jobs waiting: its timer
+        and a job's often came due in the same pass of Qt's timers, and the pump (1-5 ms of
+        GUI CPU in a storm) then ran in one stretch with the job and its repaint."""
+        self.turns.later("pump", self._on_timer, owner=self, first=True)
 
     def _on_timer(self) -> None:
         self.pump()
