@@ -9,7 +9,7 @@ import sqlite_utils
 
 from pmgui.domain.enums import OrderStatus, OrderType, Side
 from pmgui.domain.errors import InvalidOrder
-from pmgui.exchange.paper import PaperExchange
+from pmgui.exchange.paper import SCHEMA_VERSION, PaperExchange
 from tests.paper_support import BTC, ETH, MARKETS, Driver, req
 
 STOP, TP, LIMIT = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET, OrderType.LIMIT
@@ -399,3 +399,54 @@ async def test_setting_the_leverage_a_symbol_has_writes_nothing_and_keeps_it(db_
     again = _open(db_path)
     await again.connect()
     assert again.leverage(BTC) == 15.0
+
+
+def _stored_state(db_path) -> dict[str, str]:
+    return {r["key"]: r["value"] for r in sqlite_utils.Database(db_path)["paper_state"].rows}
+
+
+def _venue_state(ex: PaperExchange) -> dict[str, str]:
+    """`paper_state` as the venue in memory would have it: what a restart restores."""
+    return {"balance": repr(ex._balance), "order_seq": str(ex._seq),
+            "fill_seq": str(ex._fill_seq), "funding_paid": repr(ex.funding_paid),
+            "funding_slot": str(ex._funding_slot if ex._funding_slot is not None else ""),
+            "schema_version": str(SCHEMA_VERSION)}
+
+
+async def test_a_stops_fill_rewrites_only_the_state_rows_it_changed(db_path):
+    """A resting stop's fill changes the balance and the fill counter: only those two
+    `paper_state` rows are written in the commit before its report, and the stored state
+    is still the whole of the venue's (a restart restores it)."""
+    ex = _open(db_path)
+    await ex.connect()
+    d = Driver(ex)
+    await d.tick(60_000.0)
+    await ex.create_order(req("long", "buy", amount=0.1))
+    await ex.create_order(req("sl", "sell", STOP, 0.1, trigger_price=59_000.0,
+                              reduce_only=True, position_id="P1"))
+    written: list[str] = []
+    ex.db.conn.set_trace_callback(
+        lambda sql: written.append(sql.split("VALUES ('")[1].split("'")[0])
+        if "INTO paper_state" in sql else None)
+    await d.tick(58_900.0)  # through the stop
+    ex.db.conn.set_trace_callback(None)
+    assert (await ex.fetch_order_by_client_id("sl", BTC)).status is OrderStatus.FILLED
+    assert sorted(written) == ["balance", "fill_seq"]
+    assert _stored_state(db_path) == _venue_state(ex)
+
+
+async def test_state_written_inside_a_transaction_that_rolled_back_is_written_again(db_path):
+    """The venue's write nested in someone else's transaction is not known to be stored
+    (the transaction may roll back): its next own commit writes every row again."""
+    ex = _open(db_path)
+    await ex.connect()
+    d = Driver(ex)
+    await d.tick(60_000.0)
+    await ex.create_order(req("long", "buy", amount=0.1))
+    await ex.create_order(req("sl", "sell", STOP, 0.1, trigger_price=59_000.0,
+                              reduce_only=True, position_id="P1"))
+    ex.db.conn.execute("BEGIN")
+    await ex.create_order(req("rest", "buy", LIMIT, 0.01, price=50_000.0))  # order_seq + 1
+    ex.db.conn.execute("ROLLBACK")
+    await d.tick(58_900.0)  # the stop fills: balance and fill_seq change, order_seq not
+    assert _stored_state(db_path) == _venue_state(ex)
