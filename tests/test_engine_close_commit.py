@@ -22,7 +22,8 @@ def _transactions(statements: list[str]) -> list[list[str]]:
 async def test_the_stops_fill_and_the_close_are_one_commit_before_the_ack(db_path):
     """One commit fewer between the venue's fill and the close acknowledged: the order's
     report (its status, its fill) and the closed position with its log line are booked
-    together, and the close is published only once that commit is done."""
+    together, and the close is published only once that commit is done. The booking is one
+    block committed whole: its writes open no savepoints of their own."""
     h, rt = await one_long_open(db_path)
     stop = next(o for o in rt.pending() if o.role is OrderRole.STOP_LOSS)
     statements: list[str] = []
@@ -48,6 +49,8 @@ async def test_the_stops_fill_and_the_close_are_one_commit_before_the_ack(db_pat
     assert any(s.startswith("INSERT INTO orders") and stop.client_id in s for s in booked)
     assert any(s.startswith("UPDATE positions") and "'closed'" in s for s in booked)
     assert any(s.startswith("INSERT INTO actions") for s in booked)
+    # parts that mean nothing apart, booked whole: no savepoint per write (`whole=True`)
+    assert not [s for s in booked if "SAVEPOINT" in s]
     assert h.store.order(stop.client_id).status is OrderStatus.FILLED
     assert not h.store.load_position(rt.id).is_open
     await h.engine.shutdown()

@@ -401,6 +401,41 @@ def test_savepoints_are_named_by_depth_so_their_statements_stay_prepared(store):
     assert all(store.order(f"c{k}") is None for k in range(5))
 
 
+def test_a_whole_block_opens_no_savepoints_and_commits_all_or_nothing(store):
+    """`transaction(whole=True)`: its writes run without savepoints of their own (nested
+    blocks included); a write that fails inside rolls the whole block back, even when the
+    body caught the error and went on; nested inside another block it is an ordinary one."""
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    try:
+        with store.transaction(whole=True):
+            store.save_position(full_position("p1"))
+            with store.transaction():
+                store.journal_order(sl_request("c1", "p1"), ts=1.0)
+                store.record_fill(fill("f1"), "p1")
+    finally:
+        store.db.conn.set_trace_callback(None)
+    assert not [s for s in seen if "SAVEPOINT" in s]
+    assert seen.count("BEGIN") == 1 and seen.count("COMMIT") == 1
+    assert store.load_position("p1") is not None and store.order("c1") is not None
+    assert [f.id for f in store.fills()] == ["f1"]
+
+    with pytest.raises(StoreError, match="nothing of it was written"), \
+            store.transaction(whole=True):
+        store.save_position(full_position("p2"))
+        with pytest.raises(ValidationError):  # c1 is taken: caught, the block fails whole
+            store.journal_order(sl_request("c1", "p2"), ts=2.0)
+        store.record_fill(fill("f3"), "p2")
+    assert store.load_position("p2") is None
+    assert [f.id for f in store.fills()] == ["f1"]
+
+    with store.transaction(), store.transaction(whole=True):  # nested: savepoints as ever
+        store.save_position(full_position("p3"))
+        with pytest.raises(ValidationError):
+            store.journal_order(sl_request("c1", "p3"), ts=3.0)
+    assert store.load_position("p3") is not None
+
+
 def test_writes_are_committed_when_the_method_returns(store, db_path):
     store.save_position(full_position())
     other = sqlite3.connect(db_path)  # a second connection sees it without any close/commit

@@ -748,7 +748,7 @@ class EngineCore:
         with contextlib.ExitStack() as booking:
             if known is not None and order.filled - known.filled > EPS:  # a fill: its delta
                 booking.enter_context(self.store.relaxed())
-                booking.enter_context(self.store.transaction())
+                booking.enter_context(self.store.transaction(whole=True))
             applied = self.ledger.apply(
                 order, fills, synthesize=synthesize,
                 fee_rate=owner.position.fee_rate if owner else 0.0005,
@@ -827,7 +827,7 @@ class EngineCore:
         q = min(qty, pos.qty)
         pos = self._reduced(rt, order, qty, price, fee, liquidation, now)
         if pos.status is PositionStatus.CLOSED:
-            with self.store.relaxed(), self.store.transaction():
+            with self.store.relaxed(), self.store.transaction(whole=True):
                 note = self._book_close(pos, order, q, price, liquidation)
             await self._closed(pos, note)
         else:

@@ -375,7 +375,7 @@ class OrderLedger:
         fee = sum(f.fee for f in fills) if fills else None
         # A venue report: what the venue can tell again (looked up by client id), so it is
         # committed without a sync of its own (a killed process still loses nothing).
-        with self.store.relaxed(), self.store.transaction():
+        with self.store.relaxed(), self.store.transaction(whole=True):
             self.store.save_order(merged)
             for f in fills:
                 self.store.record_fill(f, merged.position_id)
