@@ -7,6 +7,7 @@ by the split), so a file and its quoted twin compare the two readings of the sam
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from pathlib import Path
 
@@ -145,3 +146,22 @@ def test_each_odd_value_in_an_otherwise_usual_file_reads_as_the_csv_path_reads_i
         rows.append([usual[c] for c in cols])
     plain, quoted = _both(tmp_path, ",".join(cols), rows, strict)
     assert plain == quoted
+
+
+@pytest.mark.parametrize("text", ["timestamp,price\n1700000000,100\n", "timestamp,price\nx,1\n"])
+@pytest.mark.parametrize("was_enabled", [True, False])
+def test_the_collector_is_as_it_was_after_a_load(tmp_path, text, was_enabled):
+    """The load pauses the cyclic collector (`_load`) and gives it back as it found it,
+    after a file read and after an error."""
+    p = tmp_path / NAME
+    p.write_text(text)
+    before = gc.isenabled()
+    (gc.enable if was_enabled else gc.disable)()
+    try:
+        try:
+            load_price_csv(p)
+        except ValidationError:
+            pass
+        assert gc.isenabled() is was_enabled
+    finally:
+        (gc.enable if before else gc.disable)()
