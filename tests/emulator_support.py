@@ -78,10 +78,12 @@ def env() -> dict[str, str]:
 
 
 def run_cli(*args: str, ready: Callable[[str, int], object] | None = None,
-            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+            timeout: float = 60.0, environ: Mapping[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
     """`pmgui ARGS` to its end, or — with `ready` — until `ready(its stderr so far, the
     number of its engine's housekeeping passes done)` holds, then Ctrl+C (SIGINT: the clean
-    stop a trader's terminal sends); its exit code, stdout and stderr.
+    stop a trader's terminal sends); its exit code, stdout and stderr. `environ` is the
+    process's environment (default: `env()`, the emulator's credentials).
 
     The process is a child of the fork server (tests.engine_driver.cli_forked): it runs
     pmgui.cli's main from the start; only the imports (ccxt: ~2-3 s of CPU a start) are
@@ -90,8 +92,9 @@ def run_cli(*args: str, ready: Callable[[str, int], object] | None = None,
     tag = os.urandom(6).hex()
     out, err, passes = (Path(tempfile.gettempdir(), f"pmgui-cli-{tag}.{n}")
                         for n in ("out", "err", "passes"))
-    proc = FORKS.Process(target=cli_forked, args=(list(args), env(), str(ROOT), str(out),
-                                                  str(err), str(passes)), daemon=True)
+    proc = FORKS.Process(target=cli_forked, daemon=True, args=(
+        list(args), dict(env() if environ is None else environ), str(ROOT), str(out),
+        str(err), str(passes)))
 
     def text(path: Path) -> str:
         return path.read_text(encoding="utf-8") if path.exists() else ""

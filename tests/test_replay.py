@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
-import sys
 
 import pytest
 
@@ -16,14 +16,17 @@ from pmgui.engine.ids import is_ours
 from pmgui.engine.replay import ReplayRequest, run_replay
 from pmgui.exchange.csvdata import PriceData
 from pmgui.resources import resource_path
+from tests.emulator_support import run_cli
 
 BTC_1H = resource_path("data", "BTCUSD-1h-coinbase-2019.csv")
 TYPES = {"open", "move_sl", "move_tp", "reduce", "add", "close"}
 
 
 def replay_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pmgui.cli", "replay", *args],
-                          capture_output=True, text=True, timeout=120)
+    """`pmgui replay ARGS` with the test's environment, as a child of the fork server:
+    pmgui.cli's main from the start, only the imports shared (~1 s of CPU a start, ~25
+    starts in this file). pmgui's start-up as a fresh interpreter is test_cli's subject."""
+    return run_cli("replay", *args, environ=os.environ, timeout=120)
 
 
 def _finite(v) -> bool:
