@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from pmgui.service.tokens import TokenStore
 from pmgui.store.db import Store
 from pmgui.ui.main_window import MainWindow
 from pmgui.ui.remote import attach_remote
+from tests.engine_driver import FORKS, cli_forked
 
 
 class EngineProcess:
@@ -40,27 +42,33 @@ class EngineProcess:
         self.config.write_text("[paper]\nseed = 21\n" + extra_config)
         store = TokenStore(tmp_path / "tokens.json")
         self.tokens = {s: store.create(s)[0] for s in ("read", "trade")}
-        self.proc: subprocess.Popen | None = None
+        self.proc: BaseProcess | None = None
         self.starts = 0
 
     def start(self, qtbot, port: int = 0) -> str:
+        """`pmgui --headless --listen` as a child of the fork server (tests.engine_driver
+        .cli_forked): pmgui.cli's main from the start, only the imports shared (a fresh
+        interpreter spent ~1.5 s of CPU on them, five starts in this file); its stdout and
+        stderr go to engineN.out and engineN.log."""
         endpoint_path(self.db).unlink(missing_ok=True)
         self.starts += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.dir / f"engine{self.starts}.log", "wb") as log:  # the child keeps a copy
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pmgui", "--headless", "--listen", f"127.0.0.1:{port}",
-                 "--db", str(self.db), "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        qtbot.waitUntil(lambda: endpoint_path(self.db).exists() or self.proc.poll() is not None,
+        log = self.dir / f"engine{self.starts}.log"
+        self.proc = FORKS.Process(target=cli_forked, daemon=True, args=(
+            ["--headless", "--listen", f"127.0.0.1:{port}", "--db", str(self.db),
+             "--config", str(self.config)], env, os.getcwd(),
+            str(self.dir / f"engine{self.starts}.out"), str(log),
+            str(self.dir / f"engine{self.starts}.passes")))
+        self.proc.start()
+        qtbot.waitUntil(lambda: endpoint_path(self.db).exists() or not self.proc.is_alive(),
                         timeout=90_000)
-        assert self.proc.poll() is None, (self.dir / f"engine{self.starts}.log").read_text()
+        assert self.proc.is_alive(), log.read_text()
         return json.loads(endpoint_path(self.db).read_text())["url"]
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None and self.proc.is_alive():
             self.proc.kill()
-            self.proc.wait(30)
+            self.proc.join(30)
 
     def stored(self) -> dict:
         store = Store.open(self.db, readonly=True)
