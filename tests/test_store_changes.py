@@ -8,6 +8,7 @@ with the same field named.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -32,7 +33,8 @@ _BAD = [math.nan, math.inf, -math.inf, "1", None, True]
 numbers = {*_POS_REQUIRED_FLOATS, *_POS_OPTIONAL_FLOATS}
 
 
-def _value(name: str, good: bool) -> st.SearchStrategy:
+@functools.cache  # one strategy per field and kind: hypothesis prepares a new strategy
+def _value(name: str, good: bool) -> st.SearchStrategy:  # object on each of its draws
     options = list(_GOOD) + ([None] if name in _POS_OPTIONAL_FLOATS else [])
     if not good:
         options += [v for v in _BAD if not (v is None and name in _POS_OPTIONAL_FLOATS)]
