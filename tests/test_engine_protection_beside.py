@@ -117,3 +117,50 @@ async def test_a_re_placement_beside_the_stream_lets_due_ticks_in_between_its_ve
     assert "tick B" in seen[placed:cancelled]
     assert await _stops(paper, A) == [pytest.approx(104.0 * 0.99)]
     await engine.shutdown()
+
+
+async def test_an_open_lets_due_ticks_in_between_its_stop_and_its_take_profit(db_path):
+    """An open places its stop and take-profit in line (the command waits for them), but
+    the stream goes on beside it: a tick that is due meanwhile (here B's) is taken between
+    the stop's answer and the take-profit's journal, not only once both are placed."""
+    store = Store.open(db_path)
+    paper = PaperExchange({A: _market(A), B: _market(B)}, None, realtime=True, db=store.db,
+                          balance=1e9)
+    engine = EngineCore(paper, store, Outbox(), EngineSettings(default_preset="manual"))
+    await engine.start()
+    await paper.deliver(Tick(B, 100.0, time.time()), engine)
+    await engine.handle(cmd.OpenPosition(B, Side.LONG, 1.0, 5, sl=95.0, tp=150.0))
+    seen: list[str] = []
+    create, journal = paper.create_order, engine.ledger.journal
+
+    async def logged_create(req):
+        result = await create(req)
+        seen.append(f"answered {req.symbol} {req.role.value}")
+        return result
+
+    def logged_journal(req, **kw):
+        seen.append(f"journal {req.symbol} {req.role.value}")
+        return journal(req, **kw)
+
+    paper.create_order = logged_create  # type: ignore[method-assign]
+    engine.ledger.journal = logged_journal  # type: ignore[method-assign]
+    streaming = True
+
+    async def stream_b() -> None:
+        while streaming:
+            await paper.deliver(Tick(B, 99.9, time.time()), engine)
+            seen.append("tick B")
+            await asyncio.sleep(0)
+
+    stream = asyncio.create_task(stream_b())
+    await paper.deliver(Tick(A, 100.0, time.time()), engine)
+    await engine.handle(cmd.OpenPosition(A, Side.SHORT, 1.0, 5, sl=105.0, tp=90.0))
+    streaming = False
+    await stream
+    calls = [e for e in seen if e != "tick B"]
+    assert calls == [f"journal {A} entry", f"answered {A} entry",
+                     f"journal {A} stop_loss", f"answered {A} stop_loss",
+                     f"journal {A} take_profit", f"answered {A} take_profit"]
+    stop_answered = seen.index(f"answered {A} stop_loss")
+    assert "tick B" in seen[stop_answered:seen.index(f"journal {A} take_profit")]
+    await engine.shutdown()
