@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pmgui.domain.enums import ActionType, OrderRole, OrderStatus
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Side
 from pmgui.domain.models import Tick
+from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken
 from tests.engine_support import SYMBOL, one_long_open
 
@@ -53,4 +54,29 @@ async def test_the_stops_fill_and_the_close_are_one_commit_before_the_ack(db_pat
     assert not [s for s in booked if "SAVEPOINT" in s]
     assert h.store.order(stop.client_id).status is OrderStatus.FILLED
     assert not h.store.load_position(rt.id).is_open
+    await h.engine.shutdown()
+
+
+async def test_an_opens_booking_is_one_block_without_savepoints_or_lookups(db_path):
+    """The entry's answer is booked in one commit: the position, its entry bound to it (the
+    link with the entry's role) and its log line, committed whole (no savepoint per write)
+    and the entry linked in the same write as its report, not looked up again to link it."""
+    statements: list[str] = []
+    h, _ = await one_long_open(db_path)
+    h.store.db.conn.set_trace_callback(statements.append)
+    try:
+        await h.paper.deliver(Tick(SYMBOL, 60_000.0, 1_700_000_001.0), h.engine)
+        res = await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.SHORT, 0.01, 10,
+                                                     sl=61_500.0, tp=59_000.0))
+    finally:
+        h.store.db.conn.set_trace_callback(None)
+    booking = [t for t in _transactions(statements)
+               if any(s.startswith("INSERT INTO actions") for s in t)]
+    assert len(booking) == 1
+    (booked,) = booking
+    assert any(s.startswith("INSERT INTO order_links") and "'entry'" in s for s in booked)
+    assert any(res.position_id in s for s in booked if s.startswith("INSERT INTO positions"))
+    assert not [s for s in booked if "SAVEPOINT" in s or s.startswith("SELECT")]
+    entry = next(o for o in h.store.linked_orders(res.position_id) if o.role is OrderRole.ENTRY)
+    assert entry.status is OrderStatus.FILLED
     await h.engine.shutdown()

@@ -236,6 +236,24 @@ def test_every_order_field_round_trips(store):
     assert store.linked_orders("pX") == [o]
 
 
+def test_save_order_keeps_a_links_role_unless_relinked(store):
+    """An order report keeps the role its position link has; a bound entry or an adopted
+    order (`relink`) gives the link the order's role, in the same write."""
+    def role() -> str:
+        return store.db.execute("SELECT role FROM order_links WHERE position_id = 'p1' "
+                                "AND client_id = 'c-sl-1'").fetchone()[0]
+
+    o = store.journal_order(sl_request(), ts=1.0)
+    assert role() == OrderRole.STOP_LOSS.value
+    as_tp = Order(**{**{f.name: getattr(o, f.name) for f in fields(Order)},
+                     "status": OrderStatus.OPEN, "role": OrderRole.TAKE_PROFIT})
+    store.save_order(as_tp)
+    assert role() == OrderRole.STOP_LOSS.value
+    store.save_order(as_tp, relink=True)
+    assert role() == OrderRole.TAKE_PROFIT.value
+    assert store.db["order_links"].count == 1
+
+
 def test_link_order_requires_a_journaled_order(store):
     with pytest.raises(ValidationError, match="not in the journal"):
         store.link_order("p1", "ghost", OrderRole.TAKE_PROFIT)

@@ -240,9 +240,7 @@ class OrderLedger:
 
     def adopt(self, order: Order) -> None:
         """Track an order found on the venue (a foreign close booked on one of ours)."""
-        self.store.save_order(order)
-        if order.position_id:
-            self.store.link_order(order.position_id, order.client_id, order.role)
+        self.store.save_order(order, relink=True)  # its link takes the order's role
         self._track(order, state_of(order))
 
     def bind(self, order: Order) -> Order:
@@ -252,9 +250,7 @@ class OrderLedger:
         new = state_of(order)
         if cur is not None and _RANK[cur] > _RANK[new]:
             new, order = cur, replace(order, status=status_of(cur, order))
-        self.store.save_order(order)
-        if order.position_id:
-            self.store.link_order(order.position_id, order.client_id, order.role)
+        self.store.save_order(order, relink=True)  # its link takes the order's role
         self._track(order, new)
         return order
 

@@ -338,8 +338,10 @@ class ManualCommands:
         pos = self.core.with_default_targets(pos)
         # Booked from the venue's answer (it can tell it again: reconciliation), so committed
         # without an fsync on the loop; a killed process loses nothing, and the protective
-        # orders journaled next are synced before they are sent, this with them.
-        with self.core.store.relaxed(), self.core.store.transaction():
+        # orders journaled next are synced before they are sent, this with them. Its parts
+        # mean nothing apart (a position without its entry, an entry bound to no position):
+        # committed whole, without a savepoint per write (the entry's step of the loop).
+        with self.core.store.relaxed(), self.core.store.transaction(whole=True):
             rt = self.core.set_position(pos)
             self.core.ledger.bind(replace(result, position_id=pid, role=OrderRole.ENTRY,
                                      reason="open"))

@@ -1141,15 +1141,21 @@ class Store:
         return order
 
     @_guard
-    def save_order(self, order: Order) -> None:
-        """Insert or update an order by client id (status, exchange id, fills, error...)."""
+    def save_order(self, order: Order, *, relink: bool = False) -> None:
+        """Insert or update an order by client id (status, exchange id, fills, error...).
+
+        It is linked to its position (if any) with its role; an existing link keeps its role
+        unless `relink` (an entry bound to the position it opened, an adopted order: the
+        order's role is the one it plays now). `relink` is `link_order` in the same write,
+        without its lookup of the order just saved (a SELECT and a row parsed, an INSERT
+        more: ~0.1 ms of an open's booking step)."""
         self._writable()
         row = order_to_row(order)
         with self._atomic(order.position_id):
             self._upsert("orders", row, "client_id")
             if order.position_id:
                 self._link(order.position_id, order.client_id, order.role.value,
-                           order.updated_at, update_role=False)
+                           order.updated_at, update_role=relink)
 
     @_guard
     def pending_orders(self) -> list[Order]:
