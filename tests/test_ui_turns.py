@@ -376,3 +376,158 @@ def test_the_pumps_timer_hands_the_pump_to_the_turns(qtbot):
     qtbot.waitUntil(lambda: "pump" in order)
     br.stop()
     assert order[:2] == ["timer", "pump"]
+
+
+def test_the_charts_repaint_waits_for_the_turn_after_its_redraw(qtbot):
+    """Qt paints a scene's changes in the posted call that processes them, before the timers
+    of the next pass: the live redraw and its repaint held the GUI thread in one stretch
+    (the GUI storm's longest). The viewport's updates are held through the redraw and let go
+    on the next turn, so a timer that came due during the redraw runs between the two, and
+    the repaint then shows the new state."""
+    from PySide6.QtCore import QEvent
+
+    from pmgui.ui.main_window import UiSettings
+    from tests.ui_doubles import candles, candles_event
+
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
+    pos = position()
+    eng.outbox.publish(snapshot(pos, 40_500.0))
+    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,
+                                                         step=pos.entry / 4000)))
+    eng.outbox.publish(tick(pos.symbol, 40_500.0, T0))
+    win.bridge.flush_now()
+    chart = win.chart
+    vp = chart.plot.viewport()
+    qtbot.waitUntil(lambda: not win.bridge.turns._jobs)
+    for _ in range(5):
+        QApplication.processEvents()
+    chart._cooldown.stop()  # the next live change redraws at once, not after the interval
+    order: list[str] = []
+    keep: list[QTimer] = []
+
+    class Paints(QObject):
+        def eventFilter(self, _obj, ev) -> bool:
+            if ev.type() == QEvent.Type.Paint:
+                order.append("paint")
+            return False
+
+    probe = Paints()
+    vp.installEventFilter(probe)
+    real = chart.redraw_now
+
+    def redraw() -> None:
+        order.append("redraw")
+        keep.append(beat_between(order, "beat"))  # due during the redraw
+        real()
+
+    chart.redraw_now = redraw  # type: ignore[method-assign]
+    try:
+        eng.outbox.publish(tick(pos.symbol, 40_600.0, T0 + 5))
+        win.bridge.pump()
+        qtbot.waitUntil(lambda: "paint" in order)
+    finally:
+        vp.removeEventFilter(probe)
+        del chart.redraw_now
+    assert order[:3] == ["redraw", "beat", "paint"]
+    assert vp.updatesEnabled()
+    assert chart.line("last").value() == 40_600.0
+
+
+def test_the_logs_live_commit_is_painted_on_the_turn_after_it(qtbot):
+    """The live commit's repaint (every row on screen moved down) is held for the turn after
+    the commit (`Turns.paint_later`): a timer that came due during the commit runs between
+    the two, and the repaint then shows the new rows."""
+    from PySide6.QtCore import QEvent
+
+    from pmgui.ui.action_log import ActionLogPanel
+    from pmgui.ui.theme import make_theme
+
+    br = Bridge(Outbox())
+    log = ActionLogPanel(br, lambda _s: BTC, make_theme("dark"), lambda _pid: BTC.symbol)
+    qtbot.addWidget(log)
+    log.resize(470, 300)
+    log.show()
+    qtbot.waitExposed(log)
+    log.on_actions([action(f"p{i}", BTC.symbol, price=40_000.0 + i, ts=T0 + i)
+                    for i in range(40)])
+    log.commit()
+    qtbot.waitUntil(lambda: log.text(0, 3) != "")
+    order: list[str] = []
+    keep: list[object] = []
+
+    class Paints(QObject):
+        def eventFilter(self, _obj, ev) -> bool:
+            if ev.type() == QEvent.Type.Paint:
+                order.append("paint")
+            return False
+
+    probe = Paints()
+    for _ in range(5):
+        QApplication.processEvents()
+    log.viewport().installEventFilter(probe)
+    real = log.commit
+
+    def commit() -> None:
+        if log.pending:
+            order.append("commit")
+            keep.append(beat_between(order, "beat"))  # due during the commit
+        real()
+
+    log.commit = commit  # type: ignore[method-assign]
+    try:
+        log.on_actions([action(f"q{i}", BTC.symbol, price=41_000.0 + i, ts=T0 + 100 + i)
+                        for i in range(10)])  # (the live commit comes on its timer)
+        qtbot.waitUntil(lambda: "paint" in order)
+    finally:
+        log.viewport().removeEventFilter(probe)
+        del log.commit
+    assert order[:3] == ["commit", "beat", "paint"]
+    assert log.viewport().updatesEnabled()
+    assert log.text(0, 1) == BTC.symbol and "41,009" in log.text(0, 3)
+
+
+def test_the_charts_redraw_finds_a_new_range_in_its_turn_not_in_the_paint(qtbot):
+    """pyqtgraph re-ranges at the start of a paint, and a new range found there moves the axes
+    and the tags and repaints the view a second time. The live redraw re-ranges in its own
+    turn: the range holds the new price before any paint, and the held repaint draws it once."""
+    from PySide6.QtCore import QEvent
+
+    from pmgui.ui.main_window import UiSettings
+    from tests.ui_doubles import candles, candles_event
+
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
+    pos = position()
+    eng.outbox.publish(snapshot(pos, 40_500.0))
+    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,
+                                                         step=pos.entry / 4000)))
+    eng.outbox.publish(tick(pos.symbol, 40_500.0, T0))
+    win.bridge.flush_now()
+    chart = win.chart
+    qtbot.waitUntil(lambda: not win.bridge.turns._jobs)
+    for _ in range(5):
+        QApplication.processEvents()
+    chart._cooldown.stop()
+    far = chart.vb.viewRange()[1][1] * 1.2  # above the price range shown
+    seen: list[tuple[float, float]] = []
+
+    class Paints(QObject):
+        def eventFilter(self, _obj, ev) -> bool:
+            if ev.type() == QEvent.Type.Paint:
+                seen.append(tuple(chart.vb.viewRange()[1]))
+            return False
+
+    probe = Paints()
+    chart.plot.viewport().installEventFilter(probe)
+    try:
+        eng.outbox.publish(tick(pos.symbol, far, T0 + 5))
+        win.bridge.pump()
+        qtbot.waitUntil(lambda: chart.line("last").value() == far and len(seen) >= 1)
+        for _ in range(5):
+            QApplication.processEvents()
+    finally:
+        chart.plot.viewport().removeEventFilter(probe)
+    y0, y1 = seen[0]
+    assert y0 <= far <= y1  # the first paint already shows the new range
+    assert len(seen) == 1  # and no second paint for it

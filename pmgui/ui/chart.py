@@ -614,7 +614,17 @@ class ChartWidget(QWidget):
 
     def _redraw_due(self) -> None:
         if self._due:
-            self.redraw_now()
+            if self.turns is None:
+                self.redraw_now()
+            else:
+                # its repaint on the next turn, not in this stretch (`Turns.paint_later`)
+                self.turns.paint_later(self.plot.viewport())
+                self.redraw_now()
+                # the auto-range here, as the scene would at the start of the paint: a new
+                # range found there moved the axes and the tags and repainted the view a
+                # second time (pyqtgraph re-ranges inside a paint); found here, the held
+                # repaint draws the new range once
+                self.plot.scene().prepareForPaint()
             self._cooldown.start(REDRAW_MS)
 
     def redraw_now(self) -> None:

@@ -18,6 +18,13 @@ when they run, so one run serves every request made before it). A job names the 
 it works on (`owner`): once that object is deleted — a window closed while its jobs waited —
 the job is dropped, not run on deleted widgets, and a new object that got the old one's
 `id()` for its key is not kept waiting behind it.
+
+A job's repaint can be held for the next turn too (`paint_later`): Qt paints a change in the
+posted event that processes it, run before the timers of the next pass, so a job and the
+repaint it caused were one stretch (the chart's redraw and its paint, the log's commit and its
+paint: 12–20 ms of GUI CPU in a storm, the longest). With the widget's updates off through the
+job, the job's changes ask for no paint; the next turn turns them on again, which repaints the
+whole widget once, with the new state: a timer that came due during the job runs between.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QWidget
 from shiboken6 import isValid
 
 Job = tuple[Callable[[], None], QObject | None]
@@ -71,6 +79,15 @@ class Turns(QObject):
     def cancel(self, key: Hashable) -> None:
         """Forget the job waiting under `key` (its caller has just done the work itself)."""
         self._jobs.pop(key, None)
+
+    def paint_later(self, widget: QWidget) -> None:
+        """Hold `widget`'s repaints until a later turn (see the module): call it before the
+        job's changes. A widget hidden or already held is left as it is."""
+        if not widget.isVisible() or not widget.updatesEnabled():
+            return
+        widget.setUpdatesEnabled(False)
+        # (turned on again, Qt updates the whole widget)
+        self.later(("paint", id(widget)), lambda: widget.setUpdatesEnabled(True), owner=widget)
 
     def _run_one(self) -> None:
         while self._jobs:
