@@ -271,6 +271,22 @@ def test_replay_marginal_replays_n_and_2n_ticks_on_an_open_position(preset):
     assert len(m.pair_rates) == 3
 
 
+@pytest.mark.parametrize("preset", ["manual", "guardian"])
+def test_a_replay_run_reads_the_csv_and_writes_the_json_inside_its_clock(preset):
+    """The replay rows time the command's own path: every tick of the file read and
+    replayed (the summary's time is the last row's), every action and the summary written as
+    JSON lines — a run that left the file or the output out would not count them."""
+    from pmgui.bench.rules import REPLAY_MEASURED, ReplayMarginal, replay_cpu
+
+    run = replay_cpu(preset, 400)
+    assert run.ticks_read == run.ticks == 400
+    assert run.lines_written == run.actions + 1 >= 2  # the open, …, the summary
+    assert run.cpu > 0
+    row = bench.replay_row(ReplayMarginal(preset, 400, (run.cpu,), (run.cpu * 2,),
+                                         run.actions), 1.0).as_dict()
+    assert row["params"]["measured"] == REPLAY_MEASURED
+
+
 def test_marginal_rate_is_n_over_the_least_cpu_of_each_size():
     from pmgui.bench.rules import ReplayMarginal, marginal_rate
 

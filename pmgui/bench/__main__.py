@@ -32,7 +32,8 @@ measures, and its baseline:
   symbol's candles and indicator sets (`_with_market_data`), then with the paper venue's
   book — and resident MB at 500 positions (baseline: the same process before).
 * `journal.actions`: actions journaled per s on disk (baseline: bare sqlite3, same sync).
-* `replay[preset]`: ticks per CPU second of `pmgui replay`, start-up removed by marginal cost
+* `replay[preset]`: ticks per CPU second of `pmgui replay --json` on a tick CSV (its command
+  path: the file read, the replay, the JSON lines written), start-up removed by marginal cost
   (n / (least CPU of 2n ticks − least CPU of n) over 5 interleaved pairs; every run and each
   pair's own figure in the params; baseline: the rules alone on the same path).
 * `flat.50`: seconds to flat 50 positions with CloseAll (baseline: one by one).
@@ -321,6 +322,8 @@ def replay_row(m: ReplayMarginal, baseline: float) -> Row:
     """A replay measurement's row. A pair whose 2n-tick run took no more CPU than its n-tick
     run (a short `--quick` run on a busy machine) has no figure of its own: null, as the
     row's value would be."""
+    from pmgui.bench.rules import REPLAY_MEASURED
+
     return Row(f"replay[{m.preset}]", m.per_s, "ticks/s (CPU, marginal)", baseline,
                {"ticks": [m.n, 2 * m.n], "cpu_s": [round(min(m.cpu_n), 3),
                                                    round(min(m.cpu_2n), 3)],
@@ -328,7 +331,8 @@ def replay_row(m: ReplayMarginal, baseline: float) -> Row:
                                [round(c, 3) for c in m.cpu_2n]],
                 "pairs_ticks_per_s": [_clean(r) for r in m.pair_rates],
                 "estimator": "n / (least CPU of 2n - least CPU of n), runs interleaved",
-                "actions": m.actions, "baseline": "the rules alone, same path"})
+                "actions": m.actions, "measured": REPLAY_MEASURED,
+                "baseline": "the rules alone, same path"})
 
 
 def bench_flat(plan: Plan) -> list[Row]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pmgui.domain.enums import ActionType, PositionStatus, Side
-from pmgui.domain.models import Candle, Market, MarketState, Position, Tick, evolver
+from pmgui.domain.models import Candle, Market, MarketState, Position, evolver
 
 SYMBOL = "BENCH/USDT:USDT"
 OPEN = PositionStatus.OPEN
@@ -211,34 +211,61 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
 
 # ---------------------------------------------------------------------------------- replay
 
+REPLAY_MEASURED = ("pmgui replay --json on a tick CSV inside the clock: the file read, the "
+                   "replay, the JSON lines written (to a buffer)")
+
+
 @dataclass
 class ReplayRun:
     preset: str
     ticks: int
     cpu: float
     actions: int
+    ticks_read: int = 0  # ticks the command replayed from the file (its summary's last time)
+    lines_written: int = 0  # JSON lines it wrote: one per action, then the summary
 
 
 def replay_cpu(preset: str, n: int, seed: int = 5) -> ReplayRun:
-    """CPU seconds of `pmgui replay` over `n` ticks (start-up included)."""
-    import asyncio
+    """CPU seconds of `pmgui replay --json` over `n` ticks (start-up included, the
+    interpreter's own and the imports aside): the command's own path, as a checker running
+    it from outside pays it — the CSV read, the replay, the JSON lines written (to a buffer:
+    the terminal or file they go to is not pmgui's cost)."""
+    import contextlib
+    import io
+    import json
+    import tempfile
+    from pathlib import Path
 
-    from pmgui.engine.replay import ReplayRequest, run_replay
-    from pmgui.exchange.csvdata import PriceData
+    from pmgui.cli import build_parser
+    from pmgui.engine.replay import run_replay_cli
 
     path = quiet_path(n, seed)
-    data = PriceData("ticks", SYMBOL, ticks=tuple(Tick(SYMBOL, p, 1.7e9 + i)
-                                                   for i, p in enumerate(path)))
-    # wide levels: the position stays open for the whole path (the workload must not vanish)
-    req = ReplayRequest(Side.LONG, path[0], 1.0, 1.0, sl=path[0] * 0.2, tp=path[0] * 5,
-                        preset=preset, symbol=SYMBOL)
-    cpu0 = time.process_time()
-    result = asyncio.run(run_replay(data, req))
-    cpu = time.process_time() - cpu0
-    if not result.summary.get("open_qty"):
-        raise AssertionError(f"replay[{preset}]: the position closed ({result.summary}); the "
-                             "workload vanished")
-    return ReplayRun(preset, n, cpu, len(result.actions))
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "bench-ticks.csv"
+        csv.write_text("timestamp,price\n" + "".join(f"{1_700_000_000 + i},{p}\n"
+                                                      for i, p in enumerate(path)))
+        # wide levels: the position stays open for the whole path (the workload must not
+        # vanish)
+        args = build_parser().parse_args([
+            "replay", str(csv), "--side", "long", "--entry", repr(path[0]), "--qty", "1",
+            "--sl", repr(path[0] * 0.2), "--tp", repr(path[0] * 5), "--preset", preset,
+            "--symbol", SYMBOL, "--json"])
+        out, err = io.StringIO(), io.StringIO()  # not a terminal: no progress bar
+        cpu0 = time.process_time()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = run_replay_cli(args)
+        cpu = time.process_time() - cpu0
+    lines = out.getvalue().splitlines()
+    rows = [json.loads(line) for line in lines]
+    summary = rows[-1] if rc == 0 and rows else {}
+    if summary.get("type") != "summary" or not summary.get("open_qty"):
+        raise AssertionError(f"replay[{preset}]: the position closed or the replay failed "
+                             f"(rc {rc}, {summary or err.getvalue()}); the workload vanished")
+    # the summary's time is the last tick's: the file's rows read up to it, in order
+    read = round(summary["ts"] - 1_700_000_000) + 1
+    if read != n:
+        raise AssertionError(f"replay[{preset}]: {read} of {n} ticks replayed")
+    return ReplayRun(preset, n, cpu, len(rows) - 1, read, len(rows))
 
 
 @dataclass(frozen=True)
