@@ -11,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pmgui import identity
@@ -298,12 +298,13 @@ def _run(args: argparse.Namespace) -> int:
 
     remote = service_cli.choose_remote(args, db)  # the window attaches to a running engine
     if remote is not None:
+        stop_remote = _once(remote.stop)
         try:
             return run_gui(remote, exit_after=args.exit_after, screenshot=args.screenshot,
                            theme=config.ui.theme, confirm_drags=config.ui.confirm_drags,
-                           on_window=service_cli.window_hook(remote))
+                           on_window=service_cli.window_hook(remote), on_close=stop_remote)
         finally:
-            remote.stop()
+            stop_remote()  # (run_gui did it, unless it failed before its window)
     # the window first: the engine is built and started on a helper thread once the
     # window's first frame is painted (pmgui.launch); a failed start closes the window
     from pmgui.launch import EngineLauncher
@@ -320,19 +321,38 @@ def _run(args: argparse.Namespace) -> int:
         return engine
 
     engine = EngineLauncher(config.exchange.id, db, build, start=lambda e: _start(e, db))
-    try:
-        status = run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
-                         theme=config.ui.theme, confirm_drags=config.ui.confirm_drags,
-                         on_window=service_cli.window_hook(None))
-    finally:
+
+    @_once
+    def stop_engine() -> None:  # by run_gui, while the window's collector still runs
         engine.stop()
         for notifier in notifiers:
             notifier.stop()
+
+    try:
+        status = run_gui(engine, exit_after=args.exit_after, screenshot=args.screenshot,
+                         theme=config.ui.theme, confirm_drags=config.ui.confirm_drags,
+                         on_window=service_cli.window_hook(None), on_close=stop_engine)
+    finally:
+        stop_engine()  # (run_gui did it, unless it failed before its window)
         if engine.startup_error is None:
             service_cli.after_window(args, db)
     if engine.startup_error is not None:
         raise engine.startup_error
     return status or _stopped(engine)
+
+
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    """`fn`, run by the first call only (a stop both run_gui and the caller's `finally` ask
+    for)."""
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            fn()
+
+    return once
 
 
 def _check_display(screenshot: bool) -> None:

@@ -22,6 +22,7 @@ visible in the results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import tempfile
@@ -179,11 +180,15 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
     from pmgui.engine.thread import EngineThread
     from pmgui.exchange.paper import PaperExchange
     from pmgui.store.db import Store
+    from pmgui.ui.collector import pinned_to_gui_thread
 
     app = QApplication.instance() or QApplication([])
     symbols = storm_symbols(max(1, positions // 2))
     offered = Offered()
-    with tempfile.TemporaryDirectory() as tmp:
+    # pmgui's window runs as run_gui runs it: the cyclic collector on the GUI thread only
+    # (pmgui.ui.collector), the engine stopped inside; vn.py's monitor leaves CPython's own
+    pinned = contextlib.nullcontext() if baseline else pinned_to_gui_thread(app)
+    with tempfile.TemporaryDirectory() as tmp, pinned:
         db = Path(tmp) / "gui.db"
 
         def factory(outbox):

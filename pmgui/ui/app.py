@@ -6,6 +6,10 @@ frame, an engine that still has to start (pmgui.launch.EngineLauncher: it has
 `start_in_background`) is started on its own thread, and the chart (pyqtgraph, imported on
 a helper thread) is built into the window. A start that fails closes the window; the
 caller reports the error.
+While the window runs, the cyclic garbage collector runs on the GUI thread only
+(`pmgui.ui.collector`): a collection on the engine's or the start-up thread could delete a
+Qt object of the window from the wrong thread. `on_close` (the caller's engine stop) runs
+before that ends, so no other thread is left allocating when CPython's own collector is back.
 `exit_after` exists for smoke tests and documentation screenshots: after that many
 seconds the window is grabbed to `screenshot` (if given) and the app quits with 0.
 """
@@ -27,6 +31,7 @@ from PySide6.QtWidgets import QApplication
 
 from pmgui import identity
 from pmgui.ui.about import apply_identity
+from pmgui.ui.collector import pinned_to_gui_thread
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.main_window import MainWindow, UiSettings
 from pmgui.ui.theme import THEMES
@@ -51,11 +56,14 @@ def settings_store(path: Path | None = None) -> QSettings:
 def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
             screenshot: Path | None = None, theme: str = "dark",
             confirm_drags: bool = False, settings_path: Path | None = None,
-            on_window: Callable[[MainWindow], None] | None = None) -> int:
+            on_window: Callable[[MainWindow], None] | None = None,
+            on_close: Callable[[], None] | None = None) -> int:
     """Run the GUI until the window closes (or `exit_after` seconds); return the exit code.
 
     The layout (window, docks, columns, sorting, palette options) is restored from and
-    saved to `settings_store(settings_path)`.
+    saved to `settings_store(settings_path)`. `on_close` runs once the window has closed,
+    still under the GUI-thread collector (see the module's docstring), even if the window
+    failed.
     """
     if theme not in THEMES:
         raise ValueError(f"unknown theme {theme!r}: choose one of {', '.join(THEMES)}")
@@ -65,6 +73,21 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     if app is None:
         app = QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
+    # before the window: its helper threads start after the first frame
+    with pinned_to_gui_thread(app):
+        try:
+            return _run_window(app, engine, exit_after=exit_after, screenshot=screenshot,
+                               theme=theme, confirm_drags=confirm_drags,
+                               settings_path=settings_path, on_window=on_window)
+        finally:
+            if on_close is not None:
+                on_close()
+
+
+def _run_window(app: QApplication, engine: EngineHandle, *, exit_after: float | None,
+                screenshot: Path | None, theme: str, confirm_drags: bool,
+                settings_path: Path | None,
+                on_window: Callable[[MainWindow], None] | None) -> int:
     apply_identity(app)
     window = MainWindow(engine, settings=UiSettings(theme=theme, confirm_drags=confirm_drags),
                         qsettings=settings_store(settings_path), defer_chart=True)
