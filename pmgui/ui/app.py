@@ -148,6 +148,7 @@ def _run_window(app: QApplication, engine: EngineHandle, *, exit_after: float | 
         if not closed.is_set:
             _run_qasync(app, closed)
     finally:
+        closed.detach()
         restore_sigint()
         for helper in helpers:  # (an import: it ends) — the window outlives its signal
             helper.join()
@@ -164,9 +165,16 @@ class _Closed(QObject):
         self.event: asyncio.Event | None = None
         self._first_loop = first_loop
         window.destroyed.connect(self.set)
-        app = QApplication.instance()
-        if app is not None:
-            app.lastWindowClosed.connect(self.set)
+        self._app = QApplication.instance()
+        if self._app is not None:
+            self._app.lastWindowClosed.connect(self.set)
+
+    def detach(self) -> None:
+        """The run is over: a later window of this application (a test's next run_gui) must
+        not reach this run's first-frame loop, which is gone with it."""
+        if self._app is not None:
+            self._app.lastWindowClosed.disconnect(self.set)
+            self._app = None
 
     def set(self, *_a: object) -> None:
         self.is_set = True
