@@ -413,10 +413,8 @@ def _venue_state(ex: PaperExchange) -> dict[str, str]:
             "schema_version": str(SCHEMA_VERSION)}
 
 
-async def test_a_stops_fill_rewrites_only_the_state_rows_it_changed(db_path):
-    """A resting stop's fill changes the balance and the fill counter: only those two
-    `paper_state` rows are written in the commit before its report, and the stored state
-    is still the whole of the venue's (a restart restores it)."""
+async def _long_with_a_resting_stop(db_path) -> tuple[PaperExchange, Driver]:
+    """A venue at 60,000 with a 0.1 long and its stop resting at 59,000."""
     ex = _open(db_path)
     await ex.connect()
     d = Driver(ex)
@@ -424,6 +422,14 @@ async def test_a_stops_fill_rewrites_only_the_state_rows_it_changed(db_path):
     await ex.create_order(req("long", "buy", amount=0.1))
     await ex.create_order(req("sl", "sell", STOP, 0.1, trigger_price=59_000.0,
                               reduce_only=True, position_id="P1"))
+    return ex, d
+
+
+async def test_a_stops_fill_rewrites_only_the_state_rows_it_changed(db_path):
+    """A resting stop's fill changes the balance and the fill counter: only those two
+    `paper_state` rows are written in the commit before its report, and the stored state
+    is still the whole of the venue's (a restart restores it)."""
+    ex, d = await _long_with_a_resting_stop(db_path)
     written: list[str] = []
     ex.db.conn.set_trace_callback(
         lambda sql: written.append(sql.split("VALUES ('")[1].split("'")[0])
@@ -438,13 +444,7 @@ async def test_a_stops_fill_rewrites_only_the_state_rows_it_changed(db_path):
 async def test_state_written_inside_a_transaction_that_rolled_back_is_written_again(db_path):
     """The venue's write nested in someone else's transaction is not known to be stored
     (the transaction may roll back): its next own commit writes every row again."""
-    ex = _open(db_path)
-    await ex.connect()
-    d = Driver(ex)
-    await d.tick(60_000.0)
-    await ex.create_order(req("long", "buy", amount=0.1))
-    await ex.create_order(req("sl", "sell", STOP, 0.1, trigger_price=59_000.0,
-                              reduce_only=True, position_id="P1"))
+    ex, d = await _long_with_a_resting_stop(db_path)
     ex.db.conn.execute("BEGIN")
     await ex.create_order(req("rest", "buy", LIMIT, 0.01, price=50_000.0))  # order_seq + 1
     ex.db.conn.execute("ROLLBACK")

@@ -10,7 +10,9 @@ next job, and each panel's job is handed to the window's `Turns`, not run where 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QTimer
+from collections.abc import Callable
+
+from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 from shiboken6 import delete
 
@@ -29,6 +31,58 @@ def beat_between(order: list[str], name: str) -> QTimer:
     t.timeout.connect(lambda: order.append(name))
     t.start()
     return t
+
+
+class PaintSpy(QObject):
+    """An event filter that calls `on_paint` for each paint event of the widget it filters."""
+
+    def __init__(self, on_paint: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_paint = on_paint
+
+    def eventFilter(self, _obj, ev) -> bool:
+        if ev.type() == QEvent.Type.Paint:
+            self._on_paint()
+        return False
+
+
+def committed_log(qtbot):
+    """An action log on screen with 40 actions committed and shown, and its bridge."""
+    from pmgui.ui.action_log import ActionLogPanel
+    from pmgui.ui.theme import make_theme
+
+    br = Bridge(Outbox())
+    log = ActionLogPanel(br, lambda _s: BTC, make_theme("dark"), lambda _pid: BTC.symbol)
+    qtbot.addWidget(log)
+    log.resize(470, 300)
+    log.show()
+    qtbot.waitExposed(log)
+    log.on_actions([action(f"p{i}", BTC.symbol, price=40_000.0 + i, ts=T0 + i)
+                    for i in range(40)])
+    log.commit()
+    qtbot.waitUntil(lambda: log.text(0, 3) != "")
+    return log, br
+
+
+def settled_chart(qtbot):
+    """A window whose chart shows a position's candles and a first tick, its jobs all run and
+    the chart's cool-down off (the next live change redraws at once)."""
+    from pmgui.ui.main_window import UiSettings
+    from tests.ui_doubles import candles, candles_event
+
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
+    pos = position()
+    eng.outbox.publish(snapshot(pos, 40_500.0))
+    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,
+                                                         step=pos.entry / 4000)))
+    eng.outbox.publish(tick(pos.symbol, 40_500.0, T0))
+    win.bridge.flush_now()
+    qtbot.waitUntil(lambda: not win.bridge.turns._jobs)
+    for _ in range(5):
+        QApplication.processEvents()
+    win.chart._cooldown.stop()
+    return eng, win, pos
 
 
 def test_a_timer_due_during_a_job_runs_before_the_next_job(qtbot):
@@ -320,31 +374,10 @@ def test_the_logs_commit_is_painted_after_it_not_beside_a_later_job(qtbot):
     down) then ran beside whatever job that pass held — in the GUI storm, most often the
     table's flush. Laid out at once, the repaint follows the commit, before a timer that
     came due during it."""
-    from PySide6.QtCore import QEvent
-
-    from pmgui.ui.action_log import ActionLogPanel
-    from pmgui.ui.theme import make_theme
-
-    br = Bridge(Outbox())
-    log = ActionLogPanel(br, lambda _s: BTC, make_theme("dark"), lambda _pid: BTC.symbol)
-    qtbot.addWidget(log)
-    log.resize(470, 300)
-    log.show()
-    qtbot.waitExposed(log)
-    log.on_actions([action(f"p{i}", BTC.symbol, price=40_000.0 + i, ts=T0 + i)
-                    for i in range(40)])
-    log.commit()
-    qtbot.waitUntil(lambda: log.text(0, 3) != "")
+    log, br = committed_log(qtbot)
     order: list[str] = []
     keep: list[object] = []
-
-    class Paints(QObject):
-        def eventFilter(self, _obj, ev) -> bool:
-            if ev.type() == QEvent.Type.Paint:
-                order.append("paint")
-            return False
-
-    probe = Paints()
+    probe = PaintSpy(lambda: order.append("paint"))
     log.viewport().installEventFilter(probe)
     for _ in range(5):
         QApplication.processEvents()
@@ -384,35 +417,12 @@ def test_the_charts_repaint_waits_for_the_turn_after_its_redraw(qtbot):
     (the GUI storm's longest). The viewport's updates are held through the redraw and let go
     on the next turn, so a timer that came due during the redraw runs between the two, and
     the repaint then shows the new state."""
-    from PySide6.QtCore import QEvent
-
-    from pmgui.ui.main_window import UiSettings
-    from tests.ui_doubles import candles, candles_event
-
-    eng = EngineDouble()
-    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
-    pos = position()
-    eng.outbox.publish(snapshot(pos, 40_500.0))
-    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,
-                                                         step=pos.entry / 4000)))
-    eng.outbox.publish(tick(pos.symbol, 40_500.0, T0))
-    win.bridge.flush_now()
+    eng, win, pos = settled_chart(qtbot)
     chart = win.chart
     vp = chart.plot.viewport()
-    qtbot.waitUntil(lambda: not win.bridge.turns._jobs)
-    for _ in range(5):
-        QApplication.processEvents()
-    chart._cooldown.stop()  # the next live change redraws at once, not after the interval
     order: list[str] = []
     keep: list[QTimer] = []
-
-    class Paints(QObject):
-        def eventFilter(self, _obj, ev) -> bool:
-            if ev.type() == QEvent.Type.Paint:
-                order.append("paint")
-            return False
-
-    probe = Paints()
+    probe = PaintSpy(lambda: order.append("paint"))
     vp.installEventFilter(probe)
     real = chart.redraw_now
 
@@ -438,31 +448,10 @@ def test_the_logs_live_commit_is_painted_on_the_turn_after_it(qtbot):
     """The live commit's repaint (every row on screen moved down) is held for the turn after
     the commit (`Turns.paint_later`): a timer that came due during the commit runs between
     the two, and the repaint then shows the new rows."""
-    from PySide6.QtCore import QEvent
-
-    from pmgui.ui.action_log import ActionLogPanel
-    from pmgui.ui.theme import make_theme
-
-    br = Bridge(Outbox())
-    log = ActionLogPanel(br, lambda _s: BTC, make_theme("dark"), lambda _pid: BTC.symbol)
-    qtbot.addWidget(log)
-    log.resize(470, 300)
-    log.show()
-    qtbot.waitExposed(log)
-    log.on_actions([action(f"p{i}", BTC.symbol, price=40_000.0 + i, ts=T0 + i)
-                    for i in range(40)])
-    log.commit()
-    qtbot.waitUntil(lambda: log.text(0, 3) != "")
+    log, _ = committed_log(qtbot)
     order: list[str] = []
     keep: list[object] = []
-
-    class Paints(QObject):
-        def eventFilter(self, _obj, ev) -> bool:
-            if ev.type() == QEvent.Type.Paint:
-                order.append("paint")
-            return False
-
-    probe = Paints()
+    probe = PaintSpy(lambda: order.append("paint"))
     for _ in range(5):
         QApplication.processEvents()
     log.viewport().installEventFilter(probe)
@@ -491,34 +480,11 @@ def test_the_charts_redraw_finds_a_new_range_in_its_turn_not_in_the_paint(qtbot)
     """pyqtgraph re-ranges at the start of a paint, and a new range found there moves the axes
     and the tags and repaints the view a second time. The live redraw re-ranges in its own
     turn: the range holds the new price before any paint, and the held repaint draws it once."""
-    from PySide6.QtCore import QEvent
-
-    from pmgui.ui.main_window import UiSettings
-    from tests.ui_doubles import candles, candles_event
-
-    eng = EngineDouble()
-    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
-    pos = position()
-    eng.outbox.publish(snapshot(pos, 40_500.0))
-    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,
-                                                         step=pos.entry / 4000)))
-    eng.outbox.publish(tick(pos.symbol, 40_500.0, T0))
-    win.bridge.flush_now()
+    eng, win, pos = settled_chart(qtbot)
     chart = win.chart
-    qtbot.waitUntil(lambda: not win.bridge.turns._jobs)
-    for _ in range(5):
-        QApplication.processEvents()
-    chart._cooldown.stop()
     far = chart.vb.viewRange()[1][1] * 1.2  # above the price range shown
     seen: list[tuple[float, float]] = []
-
-    class Paints(QObject):
-        def eventFilter(self, _obj, ev) -> bool:
-            if ev.type() == QEvent.Type.Paint:
-                seen.append(tuple(chart.vb.viewRange()[1]))
-            return False
-
-    probe = Paints()
+    probe = PaintSpy(lambda: seen.append(tuple(chart.vb.viewRange()[1])))
     chart.plot.viewport().installEventFilter(probe)
     try:
         eng.outbox.publish(tick(pos.symbol, far, T0 + 5))
