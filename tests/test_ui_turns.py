@@ -194,20 +194,8 @@ def test_the_logs_commit_waits_for_a_turn_after_its_timer(qtbot, monkeypatch):
 
 
 def test_the_charts_live_redraw_waits_for_its_turn_behind_the_window_jobs(qtbot, monkeypatch):
-    from pmgui.ui.main_window import UiSettings
-    from tests.ui_doubles import candles, candles_event
-
-    eng = EngineDouble()
-    win = shown_window(qtbot, eng, size=(1400, 900), settings=UiSettings())
-    pos = position()
-    eng.outbox.publish(snapshot(pos, 40_500.0))
-    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry,
-                                                         step=pos.entry / 4000)))
-    eng.outbox.publish(tick(pos.symbol, 40_500.0, T0))
-    win.bridge.flush_now()
+    eng, win, pos = settled_chart(qtbot)
     chart = win.chart
-    QApplication.processEvents()
-    chart._cooldown.stop()  # the next live change redraws at once, not after the interval
     order: list[str] = []
     keep: list[QTimer] = []
     real = chart.redraw_now
