@@ -105,3 +105,23 @@ def test_rates_above_the_caps_are_refused():
         Bridge(Outbox(), table_hz=60)
     with pytest.raises(ValueError, match="rates"):
         Bridge(Outbox(), chart_hz=0)
+
+
+def test_lists_are_handed_on_as_made_not_converted_per_receiver(setup):
+    """A storm's lists (hundreds of snapshots, prices, actions) go to every receiver as the
+    one list the bridge made: a list signal converted each element to a QVariant and back
+    per receiver, letting the interpreter lock go inside the emit (the engine took it)."""
+    ob, br, rec = setup
+    again: dict[str, list] = {}
+    for name in ("positionsChanged", "ticks", "actions"):
+        getattr(br, name).connect(lambda v, n=name: again.setdefault(n, []).append(v))
+    p = position()
+    ob.publish(snapshot(p, 40_100.0, T0))
+    ob.publish(tick(BTC.symbol, 40_100.0, T0))
+    ob.publish(action(p.id, BTC.symbol))
+    br.flush_now()
+    for name in ("positionsChanged", "ticks", "actions"):
+        (first,) = rec[name]
+        (second,) = again[name]
+        assert type(first) is list and len(first) == 1
+        assert first is second, name  # the same list, not a copy for each receiver
