@@ -8,6 +8,7 @@ from pmgui.domain.enums import Reason
 from pmgui.engine.events import AccountEvent, ErrorEvent, PositionRemoved
 from pmgui.engine.outbox import Outbox
 from pmgui.ui.bridge import Bridge
+from tests.gil_support import times_let_go
 from tests.ui_doubles import BTC, ETH, T0, action, position, snapshot, tick
 
 
@@ -89,12 +90,12 @@ def test_account_keeps_the_newest_by_time(setup):
 
 
 def test_timers_deliver_without_manual_pumping(setup, qtbot):
-    ob, br, _rec = setup
+    ob, br, rec = setup
     br.start()
     try:
-        with qtbot.waitSignal(br.positionsChanged, timeout=3000) as blocker:
-            ob.publish(snapshot(position(), 40_123.0, T0))
-        assert blocker.args[0][0].mark == 40_123.0
+        ob.publish(snapshot(position(), 40_123.0, T0))
+        qtbot.waitUntil(lambda: len(rec["positionsChanged"]) == 1, timeout=3000)
+        assert rec["positionsChanged"][0][0].mark == 40_123.0
     finally:
         br.stop()
     assert not br.running
@@ -109,8 +110,8 @@ def test_rates_above_the_caps_are_refused():
 
 def test_lists_are_handed_on_as_made_not_converted_per_receiver(setup):
     """A storm's lists (hundreds of snapshots, prices, actions) go to every receiver as the
-    one list the bridge made: a list signal converted each element to a QVariant and back
-    per receiver, letting the interpreter lock go inside the emit (the engine took it)."""
+    one list the bridge made: a Qt list signal converted each element to a QVariant and
+    back per receiver."""
     ob, br, rec = setup
     again: dict[str, list] = {}
     for name in ("positionsChanged", "ticks", "actions"):
@@ -125,3 +126,24 @@ def test_lists_are_handed_on_as_made_not_converted_per_receiver(setup):
         (second,) = again[name]
         assert type(first) is list and len(first) == 1
         assert first is second, name  # the same list, not a copy for each receiver
+
+
+def test_a_pump_hands_its_lists_on_without_letting_the_interpreter_lock_go(setup):
+    """A Qt signal lets the interpreter lock go inside each emit and around each Python
+    slot, and the engine's busy thread takes it there (tests.gil_support): the bridge hands
+    a storm's pumps to its receivers (five here, as in the window) without letting it go."""
+    ob, br, rec = setup
+    for name in ("positionsChanged", "ticks", "actions"):
+        getattr(br, name).connect(lambda _v: None)
+    p = position()
+
+    def pumps() -> None:
+        for i in range(200):
+            ob.publish(snapshot(p, 40_000.0 + i, T0 + i))
+            ob.publish(tick(BTC.symbol, 40_000.0 + i, T0 + i))
+            ob.publish(action(p.id, BTC.symbol, ts=T0 + i))
+            br.pump()
+            br.flush_table()
+
+    assert times_let_go(pumps) == 0
+    assert len(rec["positionsChanged"]) == 200 and len(rec["ticks"]) == 200

@@ -1,4 +1,4 @@
-"""Bridge: drains the engine's Outbox on GUI timers and re-emits typed Qt signals.
+"""Bridge: drains the engine's Outbox on GUI timers and re-emits typed signals.
 
 Why two rates: the table is read by a human (≤ 15 Hz: its prices at most ~70 ms old, and
 the view stays cheap), the chart's last-price line should feel live (≤ 30 Hz). The Outbox
@@ -41,6 +41,7 @@ from pmgui.engine.events import (
     TickEvent,
 )
 from pmgui.engine.outbox import Outbox
+from pmgui.ui.fanout import Fanout
 from pmgui.ui.turns import Turns
 
 TABLE_HZ = 15.0
@@ -49,20 +50,15 @@ MAX_LOG_PER_PUMP = 1000  # actions + errors handed on per pump; the rest waits, 
 
 
 class Bridge(QObject):
-    """Outbox → Qt signals. Lives in (and must only be used from) the GUI thread."""
+    """Outbox → signals. Lives in (and must only be used from) the GUI thread."""
 
-    # The lists go out as `object`, the list itself: a `Signal(list)` is a QVariantList,
-    # each element converted to a QVariant on the way in and back for every receiver (~0.5 µs
-    # of GUI CPU an element, a storm's flush is hundreds), with the interpreter lock let go
-    # inside the emit — the engine's thread took it there, and the window waited up to a
-    # switch interval to get it back, several times a pump. A list is made per emit and its
-    # receivers only read it.
-    positionsChanged = Signal(object)  # list[PositionSnapshot], newest per position
+    # The per-pump lists (positionsChanged, ticks, actions) are `Fanout`s, made per bridge
+    # in __init__: their receivers are called in Python, without the hand-overs of the
+    # interpreter lock a Qt signal makes at each slot (pmgui.ui.fanout). Each list is made
+    # per emit and handed to every receiver as it is; receivers only read it.
     positionRemoved = Signal(object)  # PositionRemoved
     orderChanged = Signal(object)  # OrderSnapshot
-    ticks = Signal(object)  # list[TickEvent], the newest per symbol, one list per pump
     candles = Signal(object)  # CandlesEvent
-    actions = Signal(object)  # list[ActionTaken] in publish order, one list per run
     connection = Signal(object)  # ConnectionEvent
     account = Signal(object)  # AccountEvent
     error = Signal(object)  # ErrorEvent (in order with the actions around it)
@@ -71,6 +67,9 @@ class Bridge(QObject):
     def __init__(self, outbox: Outbox, parent: QObject | None = None, *,
                  table_hz: float = TABLE_HZ, chart_hz: float = CHART_HZ) -> None:
         super().__init__(parent)
+        self.positionsChanged = Fanout()  # list[PositionSnapshot], newest per position
+        self.ticks = Fanout()  # list[TickEvent], the newest per symbol, one list per pump
+        self.actions = Fanout()  # list[ActionTaken] in publish order, one list per run
         if not (0 < table_hz <= TABLE_HZ and 0 < chart_hz <= CHART_HZ):
             raise ValueError(f"rates must be in (0, {TABLE_HZ:g}] and (0, {CHART_HZ:g}] Hz")
         self.outbox = outbox
@@ -222,6 +221,6 @@ class Bridge(QObject):
             if self._account is None or ev.ts >= self._account.ts:
                 self._account = ev
 
-    def _emit(self, signal: Signal, value: object) -> None:
+    def _emit(self, signal: Signal | Fanout, value: object) -> None:
         self.emitted += 1
         signal.emit(value)  # type: ignore[attr-defined]
