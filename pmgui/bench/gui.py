@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import math
+import os
 import random
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,13 +152,54 @@ class Offered:
         return None  # shown before the storm (the opening price)
 
 
+_SCHEDSTAT_FDS: dict[int, int] = {}  # native thread id → its schedstat, opened once
+
+
+def _pread_holding_the_lock() -> Callable[[int, ctypes.Array, int, int], int] | None:
+    """libc's pread called with the interpreter lock held (ctypes.PyDLL): Python's own file
+    reads let the lock go around each system call (see `cpu_wait`)."""
+    try:
+        fn = ctypes.PyDLL(None).pread
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_ssize_t
+    fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
+    return fn
+
+
+_PREAD = _pread_holding_the_lock()
+
+
 def cpu_wait() -> float | None:
     """Seconds the calling thread has spent runnable, waiting for a CPU (Linux schedstat;
-    None elsewhere)."""
+    None elsewhere).
+
+    Read without letting the interpreter lock go: the heartbeat reads it at every beat, and
+    a read through Python's `open` let the lock go three times (open, read, close) — in a
+    storm the engine's thread took it there and the GUI thread waited up to a switch interval
+    for it, inside the measurement (11 such waits a second, 52 ms/s, in the GUI storm;
+    perf's take_gil waits matched to the Python call they fell in), counted in the next gap.
+    The thread's file is opened once (its first call) and read again from the start."""
+    tid = threading.get_native_id()
+    fd = _SCHEDSTAT_FDS.get(tid)
+    if fd is None:
+        try:
+            fd = _SCHEDSTAT_FDS[tid] = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            return None
     try:
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
+        if _PREAD is not None:
+            buf = ctypes.create_string_buffer(96)
+            n = _PREAD(fd, buf, 95, 0)
+            if n <= 0:
+                raise OSError("schedstat: nothing read")
+            text = buf.raw[:n]
+        else:
+            text = os.pread(fd, 95, 0)
+        return int(text.split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
+        _SCHEDSTAT_FDS.pop(tid, None)  # (a thread gone: its id may come back, opened anew)
+        os.close(fd)
         return None
 
 
@@ -170,8 +214,6 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
                   baseline: bool = False, reduced: bool = False, seed: int = 7) -> GuiResult:
     """One storm against the window, or with `baseline` against vn.py's monitor (`reduced`: the
     older, cheaper reduction of it without vn.py's per-event re-sort and cell classes)."""
-    import os
-
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
     from PySide6.QtWidgets import QApplication
