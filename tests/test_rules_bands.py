@@ -751,10 +751,10 @@ def test_the_cache_property_catches_a_trailing_table_kept_across_indicators(monk
     region's distance and inputs) kept with the Params across a candle close."""
     real = stops_mod._trail_table
 
-    def stale(hot, p, mkt, ind, d):  # the first table of each side, whatever the indicators
-        kept = p.memo("stale tables", lambda p: {})
+    def stale(hot, p, mkt, ind, tind, d):  # the first table of each side, whatever the
+        kept = p.memo("stale tables", lambda p: {})  # indicators
         if d not in kept:
-            kept[d] = real(hot, p, mkt, ind, d)
+            kept[d] = real(hot, p, mkt, ind, tind, d)
         hot[0] = kept[d]
         return kept[d]
 
@@ -767,8 +767,8 @@ def test_the_cache_property_catches_a_trailing_table_kept_across_sides(monkeypat
     """Mutation check: the table of the side that asked first given to the other."""
     real = stops_mod._trail_table
 
-    def sideless(hot, p, mkt, ind, d):
-        table = real(hot, p, mkt, ind, 1)
+    def sideless(hot, p, mkt, ind, tind, d):
+        table = real(hot, p, mkt, ind, tind, 1)
         table.d = d  # served as this side's
         return table
 
@@ -824,3 +824,58 @@ def test_the_pull_in_zone_bounds_the_band_when_rsi_is_stretched():
     assert band is not None and band.lo < 99.5 < band.hi <= 100.0 + 1e-6
     inside_zone = replace(mkt, price=100.5)
     assert [a.reason for a in evaluate(pos, inside_zone, params)] == [Reason.DYNAMIC_TP]
+
+
+def _tightening_moves_on_their_own_timeframe() -> None:
+    """A fixed trail tightened on another timeframe than the trail's: a candle close of
+    tightening's timeframe alone (its volatility high, then low) changes the distance,
+    and each move is the general path's (`stops._trailing`) and the plain one's."""
+    params = resolve_params("active", {"trailing.timeframe": "1h", "tightening.timeframe": "1d"})
+    trail = Indicators(volatility=0.01)
+    for vol in (0.05, 0.001, 0.05):
+        frames = {"1h": trail, "1d": Indicators(volatility=vol)}
+        pos = _pos(best_price=100.0, peak_roi=0.0, sl=80.0, opened_at=0.0)
+        ctx = make_ctx(pos, MarketState(SYMBOL, 100.0, 10.0, MARKET, trail, frames), params)
+        moved = stops_mod.trailing(ctx)
+        assert moved and moved == stops_mod._trailing(ctx) == _trailing_through_action(ctx)
+        assert list(moved[0].inputs) == list(_trailing_through_action(ctx)[0].inputs)
+
+
+def test_tightening_moves_read_tightening_s_own_indicators():
+    _tightening_moves_on_their_own_timeframe()
+
+
+def test_the_tightening_check_catches_a_table_kept_across_tightening_s_indicators(
+        monkeypatch):
+    """Mutation check: the fast path's table kept by the trail's indicators alone (a candle
+    close of tightening's timeframe would leave the previous distance in force)."""
+    real = stops_mod._trail_table
+
+    def by_trail_alone(hot, p, mkt, ind, tind, d):
+        kept = p.memo("tables by the trail's indicators", lambda p: {})
+        if (id(ind), d) not in kept:
+            kept[id(ind), d] = real(hot, p, mkt, ind, tind, d)
+        table = kept[id(ind), d]
+        table.tind = tind  # served as these indicators' table
+        hot[0] = table
+        return table
+
+    monkeypatch.setattr(stops_mod, "_trail_table", by_trail_alone)
+    with pytest.raises(AssertionError):
+        _tightening_moves_on_their_own_timeframe()
+
+
+def test_the_cache_property_catches_a_table_used_once_tightening_s_hours_started(monkeypatch):
+    """Mutation check: the fast path's table (distances before tightening's hours start)
+    used for an aged, profitable position."""
+    real = stops_mod._trail_hot
+
+    def never_aged(p):
+        hot = real(p)
+        if hot is not None:
+            hot[4] = math.inf
+        return hot
+
+    monkeypatch.setattr(stops_mod, "_trail_hot", never_aged)
+    with pytest.raises(AssertionError):
+        _cached_mutant()

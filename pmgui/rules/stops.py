@@ -147,26 +147,39 @@ def _distance_terms(ctx: Ctx, c: _TrailCfg, parts: _Parts) -> _Terms:
 
 def _terms_at(c: _TrailCfg, parts: _Parts, roi: float, age: float) -> _Terms:
     """`_distance_terms` at ROI `roi` and age `age` (seconds)."""
-    profit_mult = raw = floor = 0.0
+    profit_mult = 1.0
     if c.mode == "adaptive":
-        profit_mult = 1.0
         for above, mult in c.profit_above:  # `gt(roi, threshold)`, the tolerance added
             if roi > above:
                 profit_mult = mult
                 break
+    beyond = None
+    if c.tightening:
+        hours = age / 3600.0
+        if gt(hours, c.t_start_hours) and gt(roi, 0.0):
+            beyond = hours - c.t_start_hours
+    return _terms_of(c, parts, profit_mult, beyond)
+
+
+def _terms_of(c: _TrailCfg, parts: _Parts, profit_mult: float,
+              beyond: float | None) -> _Terms:
+    """The distance's terms for a profit multiplier (adaptive; fixed: ignored) and the hours
+    beyond tightening's start (None: not aged, or not profitable). The arithmetic of
+    `trailing_stop_levels`; the fast path's table is made of it for each profit region of
+    a position not yet aged (`_trail_table`)."""
+    raw = floor = 0.0
+    if c.mode == "adaptive":
         raw = c.distance * parts[1] * profit_mult * parts[3]
         d = min(max(raw, c.min), c.max)
     else:
+        profit_mult = 0.0
         d = c.distance
-    beyond = None
     if c.tightening:
         floor = min(c.t_min_distance, d)
         out = d
         if parts[5]:
             out -= c.t_volatility_step
-        hours = age / 3600.0
-        if gt(hours, c.t_start_hours) and gt(roi, 0.0):
-            beyond = hours - c.t_start_hours
+        if beyond is not None:
             out -= c.t_per_hour * beyond
         d = max(out, floor)
     return d, profit_mult, raw, floor, beyond
@@ -206,8 +219,18 @@ def trailing_line(pos: Position, mkt: MarketState, params: Params
 
 def _info_of(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms) -> dict[str, object]:
     """The inputs of a fixed/adaptive trailing level (`trailing_level`'s record)."""
+    info = _record_head(c, parts, terms)
+    info["distance"] = terms[0]
+    info["best_price"] = ctx.best
+    return info
+
+
+def _record_head(c: _TrailCfg, parts: _Parts, terms: _Terms) -> dict[str, object]:
+    """The start of a fixed/adaptive trailing level's record: what comes from the Params,
+    the indicators and the distance's terms (`_info_of` adds the distance and the best
+    price; `_inputs_prefix` keeps it cleaned)."""
     vol, vol_mult, mom, mom_mult, tvol, tight_vol = parts
-    d, profit_mult, raw, floor, beyond = terms
+    _, profit_mult, raw, floor, beyond = terms
     info: dict[str, object]
     if c.mode == "adaptive":
         info = {"mode": "adaptive", "timeframe": c.timeframe, "base_distance": c.distance,
@@ -223,8 +246,6 @@ def _info_of(ctx: Ctx, c: _TrailCfg, parts: _Parts, terms: _Terms) -> dict[str, 
         if beyond is not None:
             info["tightening_hours_beyond"] = beyond
         info["tightening_floor"] = floor
-    info["distance"] = d
-    info["best_price"] = ctx.best
     return info
 
 
@@ -471,10 +492,11 @@ def trailing(ctx: Ctx) -> list[Action]:
     """The trailing stop's move (or its due close) this tick.
 
     Why two paths: on a trending market nearly every evaluated tick moves the stop, so the
-    usual case — a fixed or adaptive trail without tightening or a breakeven gate, plain
-    finite floats — is decided from a table kept per Params and indicator objects
-    (`_TrailTable`: each profit region's distance and inputs record); anything else takes
-    `_trailing` (the general path, the same arithmetic step by step)."""
+    usual case — a fixed or adaptive trail without a breakeven gate, plain finite floats,
+    and with tightening only while its hours have not started (`_terms_at`'s hours beyond
+    its start: none before, nor at a loss) — is decided from a table kept per Params and
+    indicator objects (`_TrailTable`: each profit region's distance and inputs record);
+    anything else takes `_trailing` (the general path, the same arithmetic step by step)."""
     params = ctx.params
     try:
         hot = params._memo[_trail_hot]
@@ -485,11 +507,18 @@ def trailing(ctx: Ctx) -> list[Action]:
     mkt = ctx.mkt
     frames = mkt.frames
     ind = frames.get(hot[1], mkt.indicators) if frames else mkt.indicators
+    roi = ctx.roi
+    tf = hot[3]  # tightening's timeframe (None: no tightening)
+    if tf is None:
+        tind = None
+    else:
+        if ctx.age / 3600.0 > hot[4] and roi > _ROI_ABOVE_ZERO:  # `_terms_at`'s aged test
+            return _trailing(ctx)  # tightening's hours have started: the general path
+        tind = frames.get(tf, mkt.indicators) if frames else mkt.indicators
     d = ctx.dir
     table = hot[0]  # the table last used (a single position's ticks: the same again)
-    if table.ind is not ind or table.d != d:
-        table = _trail_table(hot, params, mkt, ind, d)
-    roi = ctx.roi
+    if table.ind is not ind or table.tind is not tind or table.d != d:
+        table = _trail_table(hot, params, mkt, ind, tind, d)
     for row in table.regions:  # `gt(roi, threshold)`: the first passed (the last: -inf)
         if roi > row[0]:
             break
@@ -531,59 +560,69 @@ def trailing(ctx: Ctx) -> list[Action]:
 
 
 class _TrailTable:
-    """A fixed/adaptive trail's per-tick lookup for one indicator object and direction:
-    `regions` = [ROI threshold + tolerance, distance, inputs template (made at the
-    region's first move: None until then), the distance's terms] in `profit_above` order,
-    the last one for "no threshold passed" (threshold −inf); `cfg` and `parts` what the
-    templates are made from."""
+    """A fixed/adaptive trail's per-tick lookup for one indicator object (and tightening's,
+    None without tightening) and direction: `regions` = [ROI threshold + tolerance,
+    distance, inputs template (made at the region's first move: None until then), the
+    distance's terms] in `profit_above` order, the last one for "no threshold passed"
+    (threshold −inf); `cfg` and `parts` what the templates are made from. With
+    tightening, the distances are those before its hours start (`_terms_of` without
+    them): `trailing` takes the table only then."""
 
-    __slots__ = ("cfg", "d", "ind", "min_step", "parts", "regions")
+    __slots__ = ("cfg", "d", "ind", "min_step", "parts", "regions", "tind")
 
-    def __init__(self, ind: object, d: int, cfg: _TrailCfg | None, parts: _Parts | None,
-                 regions: tuple[list, ...]) -> None:
-        self.ind, self.d, self.cfg, self.parts, self.regions = ind, d, cfg, parts, regions
+    def __init__(self, ind: object, tind: object, d: int, cfg: _TrailCfg | None,
+                 parts: _Parts | None, regions: tuple[list, ...]) -> None:
+        self.ind, self.tind, self.d, self.cfg, self.parts = ind, tind, d, cfg, parts
+        self.regions = regions
         self.min_step = 0.0 if cfg is None else cfg.min_step
 
 
-_TrailHot = list  # [the table last used, the trailing timeframe, {(id(ind), d): table}]
+_TrailHot = list
+"""[the table last used, the trailing timeframe, {(id(ind), id(tind), d): table},
+tightening's timeframe (None: no tightening), its start in hours + the tolerance]"""
+_ROI_ABOVE_ZERO = 0.0 + THRESHOLD_EPS  # `gt(roi, 0.0)`'s threshold
 
 
 def _trail_hot(p: Params) -> _TrailHot | None:
     """The fast path's holder for `p`, or None when `p`'s trail takes the general path
-    (chandelier, tightening or a breakeven gate)."""
+    (chandelier or a breakeven gate)."""
     c = trailing_config(p)
-    if c.mode not in ("fixed", "adaptive") or c.tightening or c.after_breakeven:
+    if c.mode not in ("fixed", "adaptive") or c.after_breakeven:
         return None
-    return [_TrailTable(_NO_TABLE_IND, 0, None, None, ()),
-            p.memo(_timeframes, _timeframes).get("trailing"), {}]
+    tfs = p.memo(_timeframes, _timeframes)
+    return [_TrailTable(_NO_TABLE_IND, None, 0, None, None, ()), tfs.get("trailing"), {},
+            tfs.get("tightening") if c.tightening else None,
+            c.t_start_hours + THRESHOLD_EPS]  # `gt(hours, c.t_start_hours)`'s threshold
 
 
 _NO_TABLE_IND = object()
 
 
-def _trail_table(hot: _TrailHot, p: Params, mkt: MarketState, ind: object,
+def _trail_table(hot: _TrailHot, p: Params, mkt: MarketState, ind: object, tind: object,
                  d: int) -> _TrailTable:
-    """The table of `ind` and `d` (kept per Params; the entry holds `ind`, so an id is never
-    another object's while kept): each region's distance is `_terms_at`'s, its template
-    `_trailing_move`'s, from the same indicator parts (`_indicator_parts`)."""
+    """The table of `ind`, `tind` and `d` (kept per Params; the entry holds both, so an id
+    is never another object's while kept): each region's terms are `_terms_at`'s before
+    tightening's hours start (`_terms_of` without them), its template `_trailing_move`'s,
+    from the same indicator parts (`_indicator_parts`)."""
     cache = hot[2]
-    table = cache.get((id(ind), d))
-    if table is None or table.ind is not ind:
+    key = (id(ind), id(tind), d)
+    table = cache.get(key)
+    if table is None or table.ind is not ind or table.tind is not tind:
         c = trailing_config(p)
         parts = _indicator_parts(p, mkt, c, d)
         rows = []
         terms: _Terms
         if c.mode == "adaptive":  # `trailing`'s terms at each profit multiplier
             for above, profit_mult in (*c.profit_above, (-_INF, 1.0)):
-                raw = c.distance * parts[1] * profit_mult * parts[3]
-                terms = (min(max(raw, c.min), c.max), profit_mult, raw, 0.0, None)
+                terms = _terms_of(c, parts, profit_mult, None)
                 rows.append([above, terms[0], None, terms])
-        else:  # fixed: `_terms_at`'s
-            rows.append([-_INF, c.distance, None, (c.distance, 0.0, 0.0, 0.0, None)])
-        table = _TrailTable(ind, d, c, parts, tuple(rows))
+        else:  # fixed: one distance
+            terms = _terms_of(c, parts, 1.0, None)
+            rows.append([-_INF, terms[0], None, terms])
+        table = _TrailTable(ind, tind, d, c, parts, tuple(rows))
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
-        cache[(id(ind), d)] = table
+        cache[key] = table
     hot[0] = table
     return table
 
@@ -702,26 +741,21 @@ def _template_cache(p: Params) -> dict[int, tuple[dict[str, object], dict[str, o
 
 def _inputs_prefix(params: Params, c: _TrailCfg, parts: _Parts,
                    terms: _Terms) -> dict[str, object]:
-    """The start of `_info_of`'s record (what comes from the Params, the indicators and
-    the ROI region) with each value as `action` cleans it, kept per (parts, profit
-    multiplier): the raw distance is their product."""
+    """The start of `_info_of`'s record (`_record_head`: what comes from the Params, the
+    indicators and the ROI region) with each value as `action` cleans it, kept per (parts,
+    profit multiplier): the raw distance and the tightening floor follow from them. For
+    terms without tightening's hours (`terms[4]` None: the only ones asked for)."""
     cache = params.memo(_prefix_cache, _prefix_cache)
-    if c.mode != "adaptive":  # one record per mode (kept: the caller keys on its identity)
-        kept = cache.get(c.mode)  # type: ignore[call-overload]
+    if c.mode != "adaptive" and not c.tightening:  # one record per mode (kept: the caller
+        kept = cache.get(c.mode)  # type: ignore[call-overload]  # keys on its identity)
         if kept is None:
             kept = cache[c.mode] = (None, {"mode": clean(c.mode)})  # type: ignore[index]
         return kept[1]
-    profit_mult = terms[1]
-    key = (id(parts), profit_mult)
+    key = (id(parts), terms[1])
     hit = cache.get(key)
     if hit is not None and hit[0] is parts:
         return hit[1]
-    vol, vol_mult, mom, mom_mult, _, _ = parts
-    prefix = {k: clean(v) for k, v in (
-        ("mode", "adaptive"), ("timeframe", c.timeframe), ("base_distance", c.distance),
-        ("volatility", vol), ("volatility_mult", vol_mult), ("profit_mult", profit_mult),
-        ("momentum", mom), ("momentum_mult", mom_mult), ("raw_distance", terms[2]),
-        ("min_distance", c.min), ("max_distance", c.max))}
+    prefix = {k: clean(v) for k, v in _record_head(c, parts, terms).items()}
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
     cache[key] = (parts, prefix)
