@@ -554,7 +554,7 @@ def test_the_cache_property_catches_stale_region_distances(monkeypatch):
 
     def first_distances(ctx, rois):
         real(ctx, rois)
-        return ctx.params.memo(stops_mod._distances_cache, stops_mod._distances_cache)[0][2]
+        return ctx.params.memo(stops_mod._distances_cache, stops_mod._distances_cache)[0][4]
 
     def stale(ctx, rois):  # the distances of the first indicators, kept with the Params
         c = stops_mod.trailing_config(ctx.params)
@@ -879,3 +879,44 @@ def test_the_cache_property_catches_a_table_used_once_tightening_s_hours_started
     monkeypatch.setattr(stops_mod, "_trail_hot", never_aged)
     with pytest.raises(AssertionError):
         _cached_mutant()
+
+
+def _tightened_bands_per_volatility() -> None:
+    """A young position under a fixed trail with tightening, one Params, a candle close
+    that starts tightening's volatility step and one that ends it: each band is the one a
+    Params without caches gives, and the step decides whether the trail can tighten the
+    stop (its level 98.5 with the step, 98.0 without; the stop at 98.2)."""
+    ov = {"breakeven_plus.enabled": False, "profit_booking.enabled": False,
+          "scaling.enabled": False}
+    params = resolve_params("active", ov)
+    pos = _pos(sl=98.2, best_price=100.0, peak_roi=0.0, opened_at=0.0)
+    seen = set()
+    for vol in (0.05, 0.01, 0.05, 0.01):
+        mkt = MarketState(SYMBOL, 99.9, 10.0, MARKET, Indicators(volatility=vol))
+        got = quiet_band(pos, mkt, params)
+        assert got == quiet_band(pos, mkt, resolve_params("active", ov)), vol
+        seen.add(got)
+    assert len(seen) == 2
+
+
+def test_tightened_band_distances_follow_tightening_s_volatility():
+    _tightened_bands_per_volatility()
+
+
+def test_the_band_distances_check_catches_distances_kept_across_tightening_s_volatility(
+        monkeypatch):
+    """Mutation check: band region distances kept by the trail's multipliers alone (a
+    candle whose volatility starts or ends tightening's step leaves them stale)."""
+    real = stops_mod.region_distances
+
+    def without_high_vol(params, mkt, c, d, rois):
+        parts = stops_mod._indicator_parts(params, mkt, c, d)
+        kept = params.memo("distances by the trail's multipliers", lambda p: {})
+        key = (id(rois), parts[1], parts[3])
+        if key not in kept:
+            kept[key] = real(params, mkt, c, d, rois)
+        return kept[key]
+
+    monkeypatch.setattr(stops_mod, "region_distances", without_high_vol)
+    with pytest.raises(AssertionError):
+        _tightened_bands_per_volatility()

@@ -118,7 +118,7 @@ class _Fixed:
     """
 
     __slots__ = ("de", "dir", "dmf", "e", "entry", "f", "fe", "fee_rate", "lev", "leverage",
-                 "regions", "roi_ok", "sets", "side", "t_dists", "t_ind", "tp")
+                 "regions", "roi_ok", "sets", "side", "t_dists", "t_ind", "t_tind", "tp")
 
     def __init__(self, pos: Position) -> None:
         # the key (the objects themselves: `is` on them is equality, and held here an id
@@ -128,7 +128,7 @@ class _Fixed:
         self.sets: list[tuple[float, float]] | None = None
         self.regions: tuple[tuple[float, float] | None, ...] | None = None
         self.t_ind: object = _NO_INDICATORS  # the indicators of `t_dists`
-        # (`_trailing_distances`)
+        self.t_tind: object = _NO_INDICATORS  # and tightening's (`_trailing_distances`)
         self.t_dists: tuple[float, ...] = ()
         d = self.dir = 1 if pos.side is _LONG else -1
         e = self.e = pos.entry
@@ -555,7 +555,7 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
         regions, reps = ((-_INF, _INF, roi),), (roi,)
         levels = stops.trailing_stop_levels(ctx, reps)
     else:
-        if c.tightening:
+        if timed:  # tightening's hours count: the distances change with the age
             levels = stops.trailing_stop_levels(ctx, reps)
         else:  # `trailing_stop_levels_at`: each level taken below only if looked at
             dists = _trailing_distances(b.fx, ctx, p, c, reps)
@@ -600,16 +600,21 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
 
 def _trailing_distances(fx: _Fixed, ctx: Ctx, p: Params, c: stops._TrailCfg,
                         reps: tuple[float, ...]) -> tuple[float, ...]:
-    """`stops.region_distances` of the Params' regions without tightening, kept in the
-    position's `_Fixed` (the Params, the side) with the indicators they were read from
-    (the object itself: held there, checked with `is`) — a position's bands between two
-    candle closes read the same ones."""
+    """`stops.region_distances` of the Params' regions (before tightening's hours start),
+    kept in the position's `_Fixed` (the Params, the side) with the indicators they were
+    read from, the trail's and tightening's (the objects themselves: held there, checked
+    with `is`) — a position's bands between two candle closes read the same ones."""
     mkt = ctx.mkt
-    ind = ctx.frame("trailing") if mkt.frames else mkt.indicators  # `_indicator_parts`'
-    if fx.t_ind is ind:
+    if mkt.frames:  # `_indicator_parts`' indicators
+        ind = ctx.frame("trailing")
+        tind = ctx.frame("tightening") if c.tightening else None
+    else:
+        ind = mkt.indicators
+        tind = ind if c.tightening else None
+    if fx.t_ind is ind and fx.t_tind is tind:
         return fx.t_dists
     dists = fx.t_dists = stops.region_distances(p, mkt, c, ctx.dir, reps)
-    fx.t_ind = ind
+    fx.t_ind, fx.t_tind = ind, tind
     return dists
 
 

@@ -175,14 +175,22 @@ def _terms_of(c: _TrailCfg, parts: _Parts, profit_mult: float,
         profit_mult = 0.0
         d = c.distance
     if c.tightening:
-        floor = min(c.t_min_distance, d)
-        out = d
-        if parts[5]:
-            out -= c.t_volatility_step
-        if beyond is not None:
-            out -= c.t_per_hour * beyond
-        d = max(out, floor)
+        d, floor = _tightened(c, d, parts[5], beyond)
     return d, profit_mult, raw, floor, beyond
+
+
+def _tightened(c: _TrailCfg, d: float, high_vol: bool,
+               beyond: float | None) -> tuple[float, float]:
+    """(distance, floor) of tightening (`c.tightening`) applied to the distance `d`: the
+    volatility step when `high_vol`, the hours `beyond` its start (None: none), never
+    below the floor."""
+    floor = min(c.t_min_distance, d)
+    out = d
+    if high_vol:
+        out -= c.t_volatility_step
+    if beyond is not None:
+        out -= c.t_per_hour * beyond
+    return max(out, floor), floor
 
 
 def trailing_line(pos: Position, mkt: MarketState, params: Params
@@ -406,13 +414,8 @@ def trailing_stop_levels(ctx: Ctx, rois: tuple[float, ...]) -> list[float | None
     for roi in rois:
         d = _distance_at(c, adaptive, roi, vol_mult, mom_mult)
         if c.tightening:
-            floor = min(c.t_min_distance, d)
-            o = d
-            if tight_vol:
-                o -= c.t_volatility_step
-            if aged and gt(roi, 0.0):
-                o -= c.t_per_hour * (hours - c.t_start_hours)
-            d = max(o, floor)
+            d = _tightened(c, d, tight_vol, hours - c.t_start_hours
+                           if aged and gt(roi, 0.0) else None)[0]
         out.append(best * (1 - d_sign * d))
     return out
 
@@ -437,7 +440,7 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
     each ROI depends only on the indicators, so it is kept with them (the level is the
     same product of the best price and the same distance)."""
     c = trailing_config(ctx.params)
-    if c.tightening or c.mode == "chandelier":
+    if c.tightening or c.mode == "chandelier":  # tightening: its hours may count
         return trailing_stop_levels(ctx, rois)
     dists = region_distances(ctx.params, ctx.mkt, c, ctx.dir, rois)
     best, d_sign = ctx.best, ctx.dir
@@ -446,33 +449,39 @@ def trailing_stop_levels_at(ctx: Ctx, rois: tuple[float, ...]) -> list[float | N
 
 def region_distances(params: Params, mkt: MarketState, c: _TrailCfg, d: int,
                      rois: tuple[float, ...]) -> tuple[float, ...]:
-    """The fixed/adaptive trailing distance (without tightening: `c.tightening` false) at
-    each ROI of `rois` for the indicators of `mkt` and direction `d` — the distances of
-    `trailing_stop_levels_at`, whose level at each is `best * (1 - d * distance)`. Kept
-    per Params by the indicator parts and the `rois` object (the entry holds both)."""
+    """The fixed/adaptive trailing distance before tightening's hours start (none with
+    `c.tightening` false) at each ROI of `rois` for the indicators of `mkt` and direction
+    `d` — the distances of `trailing_stop_levels_at`, whose level at each is
+    `best * (1 - d * distance)`. Kept per Params by all they depend on besides: the
+    indicators' multipliers (volatility, momentum, tightening's high volatility) and the
+    `rois` object (the entry holds it) — a candle close that leaves the multipliers as
+    they were finds its distances kept."""
     parts = _indicator_parts(params, mkt, c, d)
+    vol_mult, mom_mult, high_vol = parts[1], parts[3], parts[5]
     holder = params.memo(_distances_cache, _distances_cache)
     hit = holder[0]
-    if hit[0] is parts and hit[1] is rois:
-        return hit[2]
-    if (hit := holder[1].get((id(parts), id(rois)))) is not None \
-            and hit[0] is parts and hit[1] is rois:
+    if hit[0] is rois and hit[1] == vol_mult and hit[2] == mom_mult and hit[3] is high_vol:
+        return hit[4]
+    key = (id(rois), vol_mult, mom_mult, high_vol)
+    if (hit := holder[1].get(key)) is not None and hit[0] is rois:
         holder[0] = hit
-        return hit[2]
-    _, vol_mult, _, mom_mult, _, _ = parts
+        return hit[4]
     adaptive = c.mode == "adaptive"
     dists = tuple(_distance_at(c, adaptive, roi, vol_mult, mom_mult) for roi in rois)
+    if c.tightening:
+        dists = tuple(_tightened(c, x, high_vol, None)[0] for x in dists)
     cache = holder[1]
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
-    cache[(id(parts), id(rois))] = holder[0] = (parts, rois, dists)
+    cache[key] = holder[0] = (rois, vol_mult, mom_mult, high_vol, dists)
     return dists
 
 
 def _distances_cache(p: Params) -> list:
-    """[the entry last used, {(ids of the indicator parts, ROIs): entry}]; an entry is
-    (parts, ROIs, the distances at those ROIs) and holds both."""
-    return [(None, None, ()), {}]
+    """[the entry last used, {(id of the ROIs, the multipliers): entry}]; an entry is
+    (ROIs, volatility multiplier, momentum multiplier, tightening's high volatility, the
+    distances at those ROIs) and holds the ROIs."""
+    return [(None, None, None, None, ()), {}]
 
 
 def tightening_floored(ctx: Ctx, roi: float) -> bool:
