@@ -107,6 +107,35 @@ def test_aggregator_cuts_where_bucket_start_does(tf, start, steps):
     assert got == want
 
 
+@given(tf=st.sampled_from([0.1, 1 / 3, 1.0, 60.0, 300.0]), start=st.floats(0.0, 2e9),
+       steps=st.lists(st.tuples(st.sampled_from([0.0, 1e-7, 0.05, 0.5, 1.0, 59.999, 60.0,
+                                                 3600.0]),
+                                st.integers(1, 9), st.sampled_from([0.0, 0.1, 2.5, 1e-9])),
+                      min_size=1, max_size=60),
+       renamed=st.booleans())
+def test_recorded_tick_replay_emits_what_the_aggregator_makes_of_its_ticks(tf, start, steps,
+                                                                          renamed):
+    """Tick data replayed in its own time (no clock) cuts each candle from its rows when the
+    next bucket's first tick arrives: the events — each CandleClosed before the tick that
+    completes it, the last candle at the end, volumes summed in order, the ticks renamed to
+    the feed's symbol — are those of feeding the ticks one by one to `CandleAggregator`."""
+    ticks, ts = [], start
+    for gap, price, volume in steps:
+        ts += gap
+        ticks.append(Tick(ETH, float(price), ts, volume))
+    ticks.append(Tick(ETH, 5.0, bucket_start(ts, tf) + tf))  # exactly the next boundary
+    sym = BTC if renamed else ETH
+    agg = CandleAggregator(tf)
+    want: list[object] = []
+    for t in ticks:
+        t = Tick(sym, t.price, t.ts, t.volume)
+        closed = agg.add(t)
+        want += [closed, t] if closed is not None else [t]
+    want += agg.flush()
+    data = PriceData("ticks", ETH, ticks=tuple(ticks))
+    assert list(ReplayFeed(data, symbol=sym, timeframe=tf).events()) == want
+
+
 def test_replay_is_deterministic_through_the_paper_exchange():
     path = bundled_data()[1] if len(bundled_data()) > 1 else None
     assert path is not None and path.name == "BTCUSD-1h-coinbase-2019.csv"

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import reduce
+from operator import add
 from pathlib import Path
 from typing import Protocol
 
@@ -152,37 +154,72 @@ class ReplayFeed:
         return (self.symbol,)
 
     def events(self) -> Iterator[FeedEvent]:
-        sym = self.symbol
         if self.data.kind == "candles":
-            interval = self.data.interval
-            close_at = interval - min(1.0, interval / 100.0)
-            offsets = (0.0, interval / 3.0, 2.0 * interval / 3.0, close_at)
-            last = -math.inf
-            for c in self.data.candles:
-                vol = c.volume / 4.0
-                opened = c.ts
-                for i, (off, price) in enumerate(zip(offsets, candle_path_ticks(c),
-                                                     strict=True)):
-                    ts = c.ts + off
-                    if self.clock is not None:
-                        ts = last = max(float(self.clock()), last)
-                        opened = ts if i == 0 else opened
-                    # Inside a candle the path is continuous; its open may gap.
-                    yield Tick(sym, price, ts, vol, continuous=i > 0)
-                yield CandleClosed(sym, c if self.clock is None else replace(c, ts=opened))
-            return
+            return self._candle_events()
+        return self._recorded_ticks() if self.clock is None else self._clocked_ticks()
+
+    def _candle_events(self) -> Iterator[FeedEvent]:
+        """Candle data: four path ticks per candle, then the candle (see the class)."""
+        sym = self.symbol
+        interval = self.data.interval
+        close_at = interval - min(1.0, interval / 100.0)
+        offsets = (0.0, interval / 3.0, 2.0 * interval / 3.0, close_at)
+        last = -math.inf
+        for c in self.data.candles:
+            vol = c.volume / 4.0
+            opened = c.ts
+            for i, (off, price) in enumerate(zip(offsets, candle_path_ticks(c),
+                                                 strict=True)):
+                ts = c.ts + off
+                if self.clock is not None:
+                    ts = last = max(float(self.clock()), last)
+                    opened = ts if i == 0 else opened
+                # Inside a candle the path is continuous; its open may gap.
+                yield Tick(sym, price, ts, vol, continuous=i > 0)
+            yield CandleClosed(sym, c if self.clock is None else replace(c, ts=opened))
+
+    def _clocked_ticks(self) -> Iterator[FeedEvent]:
+        """Tick data stamped with `clock()` (a realtime demo): candles aggregated as they go."""
+        assert self.clock is not None
+        sym, clock = self.symbol, self.clock
         agg = CandleAggregator(self.timeframe)
         last = -math.inf
         for t in self.data.ticks:
             tick = t if t.symbol == sym else replace(t, symbol=sym)
-            if self.clock is not None:
-                last = max(float(self.clock()), last)
-                tick = replace(tick, ts=last)
+            last = max(float(clock()), last)
+            tick = replace(tick, ts=last)
             closed = agg.add(tick)
             if closed is not None:
                 yield closed
             yield tick
         yield from agg.flush()
+
+    def _recorded_ticks(self) -> Iterator[FeedEvent]:
+        """Tick data in the data's own time: the events `CandleAggregator` makes of them,
+        each candle cut from its rows when the tick that opens the next bucket arrives
+        (the aggregator's test) — per tick one division and comparison instead of a call
+        updating the forming candle, which is built once from its rows (`_candle_of`)."""
+        sym, tf, ticks = self.symbol, self.timeframe, self.data.ticks
+        k = math.floor(ticks[0].ts / tf)  # the bucket `ticks[start:]` fall in: [k·tf, (k+1)·tf)
+        bound = k + 1.0
+        start = 0
+        for i, t in enumerate(ticks):
+            if t.ts / tf >= bound:
+                yield CandleClosed(sym, _candle_of(ticks, start, i, k * tf))
+                k = math.floor(t.ts / tf)
+                bound = k + 1.0
+                start = i
+            yield t if t.symbol == sym else replace(t, symbol=sym)
+        yield CandleClosed(sym, _candle_of(ticks, start, len(ticks), k * tf))
+
+
+def _candle_of(ticks: Sequence[Tick], start: int, end: int, ts: float) -> Candle:
+    """The candle of `ticks[start:end]` opened at `ts`, as `CandleAggregator` builds it from
+    them one by one: high and low by the same comparisons (`max`/`min` keep the first of
+    equal values and skip NaN as its tests do), the volume summed in order."""
+    prices = [t.price for t in ticks[start:end]]
+    return Candle(ts, prices[0], max(prices), min(prices), prices[-1],
+                  reduce(add, [t.volume for t in ticks[start:end]]))
 
 
 # --- random walk ---------------------------------------------------------------------------
