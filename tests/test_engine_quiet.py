@@ -51,3 +51,33 @@ async def test_the_tick_path_reads_the_rule_info_of_the_positions_current_params
     await h.paper.deliver(Tick(SYMBOL, 60_020.0, T0 + 2), h.engine)
     assert rt.info.max_age == 2.0  # type: ignore[union-attr]
     assert rt.info == h.engine.rule_info(h.engine.params(rt.position))
+
+
+async def test_a_tick_inside_the_quiet_band_is_decided_without_the_evaluation_path(
+        tmp_path: Path) -> None:
+    """`_screen_tick` decides a position's quiet tick by itself (counted, no coroutine of
+    its own); a tick outside the band goes on to `_on_position_tick`, which evaluates it."""
+    h, rt = await one_long_open(tmp_path / "x.db")
+    engine = h.engine
+    entered: list[float] = []
+    evaluate_tick = engine._on_position_tick
+
+    async def spy(rt_: PositionRuntime, tick: Tick, sync_only: bool = False) -> None:
+        entered.append(tick.price)
+        await evaluate_tick(rt_, tick, sync_only)
+
+    engine._on_position_tick = spy  # type: ignore[method-assign]
+    await h.paper.deliver(Tick(SYMBOL, 60_010.0, T0 + 1), engine)  # settles the band
+    band = rt.gate.band
+    assert band is not None and band.lo < 60_010.0 < band.hi
+    quiet = engine.quiet_ticks
+    inside = [60_010.0 - d for d in (2.0, 1.0, 3.0, 0.5)]
+    assert all(band.lo < p < band.hi for p in inside)
+    for i, p in enumerate(inside):
+        await h.paper.deliver(Tick(SYMBOL, p, T0 + 2 + i), engine)
+    assert engine.quiet_ticks == quiet + len(inside)
+    assert entered == [60_010.0]
+    outside = band.hi + 10.0
+    await h.paper.deliver(Tick(SYMBOL, outside, T0 + 10), engine)
+    assert entered == [60_010.0, outside]
+    assert rt.position.best_price == outside  # observed and evaluated

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from enum import Enum
 from types import MappingProxyType
 
 from pmgui.domain import money
@@ -107,6 +108,18 @@ from pmgui.rules.tranches import reduce_tranches, tranche_levels
 from pmgui.store.db import Store
 
 log = logging.getLogger("pmgui.engine")
+
+
+class _Step(Enum):
+    """What a position's tick still needs after `EngineCore._screen_tick`."""
+
+    DONE = 0
+    SYNC = 1  # a quiet tick whose protection sync is due
+    EVALUATE = 2
+
+
+_DONE, _SYNC, _EVALUATE = _Step.DONE, _Step.SYNC, _Step.EVALUATE
+_OPEN = PositionStatus.OPEN  # `Position.is_open` without the property call
 
 HOUSEKEEPING_SLICE = 64  # positions per slice of a housekeeping pass (`periodic`)
 ACCOUNT_INTERVAL = 1.0  # s: closes refresh the account at most this often
@@ -309,7 +322,11 @@ class EngineCore:
         if tick.symbol in self._demo_pending:
             await self._open_demo(self._demo_pending[tick.symbol], tick)
         for rt in self.book.for_symbol(tick.symbol):
-            await self._on_position_tick(rt, tick)
+            # most of a position's ticks are decided by `_screen_tick` alone, without a
+            # coroutine of their own
+            step = self._screen_tick(rt, tick)
+            if step is not _DONE:
+                await self._on_position_tick(rt, tick, step is _SYNC)
         window = self.settings.write_behind
         # a due chunk's log lines are built on this tick, written on a later one (two loop
         # steps, not one: `Store.build_behind`)
@@ -417,10 +434,15 @@ class EngineCore:
         else:
             self.publish_position(rt)
 
-    async def _on_position_tick(self, rt: PositionRuntime, tick: Tick) -> None:
+    def _screen_tick(self, rt: PositionRuntime, tick: Tick) -> _Step:
+        """What `rt`'s tick needs beyond what is done here: `_DONE` when the position is no
+        longer the book's open one, when the price is not usable (its mark published), or
+        when the tick is inside the position's quiet band (`_quiet_tick`); `_SYNC` for a
+        quiet tick whose protection sync is due; `_EVALUATE` otherwise. Synchronous: the
+        quiet tick, a position's usual one, costs no coroutine and no await."""
         pos = rt.position
-        if not pos.is_open or self.book.runtime(pos.id) is not rt:
-            return
+        if pos.status is not _OPEN or self.book.runtime(pos.id) is not rt:
+            return _DONE
         params = rt.params if rt.params is not None else self.params(pos)
         if rt.info_params is params:
             info: _RuleInfo = rt.info  # type: ignore[assignment]
@@ -435,24 +457,35 @@ class EngineCore:
                 and now - now == 0.0) \
                 and not price_is_usable(tick.price, ts, now, info.max_age):
             self._publish_mark(rt)
-            return
-        in_lane = False  # the tick is in the settled position's trend lane
+            return _DONE
+        # the band is computed at the first tick that needs it (`BandGate`)
         if rt.band_pos is pos and rt.band_params is params \
-                and rt.band_version == self.market.version(pos.symbol):
-            gate = rt.gate
-            # the band is computed at the first tick that needs it (`BandGate`)
-            if gate.quiet(tick.price, ts) \
-                    and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
-                if self._quiet_tick(rt, tick, now):  # a protection sync is pending
-                    async with rt.lock:
-                        if rt.protect_dirty and rt.is_open and self.book.runtime(rt.id) is rt:
-                            await self.protector.sync(rt)
-                    self._maybe_persist(rt)
-                    self._publish_mark(rt)
-                return
-            # an add-on that rested when the position was settled makes the next evaluation
-            # a full one (its flag may be dropped below: a change the lane does not know)
-            in_lane = not rt.band_add_on and gate.lane(tick.price, ts)
+                and rt.band_version == self.market.version(pos.symbol) \
+                and rt.gate.quiet(tick.price, ts) \
+                and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
+            return _SYNC if self._quiet_tick(rt, tick, now) else _DONE
+        return _EVALUATE
+
+    async def _on_position_tick(self, rt: PositionRuntime, tick: Tick,
+                                sync_only: bool = False) -> None:
+        """The rest of a tick `_screen_tick` did not decide: with `sync_only`, the quiet
+        tick's due protection sync (under the lock), else the evaluation."""
+        if sync_only:
+            async with rt.lock:
+                if rt.protect_dirty and rt.is_open and self.book.runtime(rt.id) is rt:
+                    await self.protector.sync(rt)
+            self._maybe_persist(rt)
+            self._publish_mark(rt)
+            return
+        pos = rt.position
+        params = rt.params if rt.params is not None else self.params(pos)
+        info: _RuleInfo = rt.info  # type: ignore[assignment]  (`_screen_tick` set it)
+        # the tick is in the settled position's trend lane (it is not in its quiet band, or
+        # an add-on that rested when the position was settled ended: then a full evaluation,
+        # its flag may be dropped below, a change the lane does not know)
+        in_lane = rt.band_pos is pos and rt.band_params is params \
+            and rt.band_version == self.market.version(pos.symbol) \
+            and not rt.band_add_on and rt.gate.lane(tick.price, tick.ts)
         settled = rt.band_pos
         observed = observe(pos, tick.price)
         if observed is not pos:
@@ -536,9 +569,15 @@ class EngineCore:
         rt.indicator_due = tick  # the chart's line, computed when next published
         if rt.protect_dirty and self.protector.due(rt, now):
             return True
-        if rt.position is not rt.saved:  # `_maybe_persist`'s own first test, without the call
+        # `_maybe_persist`'s own first tests, without the call (it is due once per
+        # `save_interval` at most)
+        if rt.position is not rt.saved and now - rt.saved_at >= self.settings.save_interval:
             self._maybe_persist(rt, now)
-        self._publish_mark(rt)
+        marks = self._marks  # `_publish_mark`, without the call
+        if marks is not None:
+            marks[rt.position.id] = rt
+        else:
+            self.publish_position(rt)
         return False
 
     def indicator_of(self, rt: PositionRuntime) -> object | None:
