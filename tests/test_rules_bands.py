@@ -920,3 +920,41 @@ def test_the_band_distances_check_catches_distances_kept_across_tightening_s_vol
     monkeypatch.setattr(stops_mod, "region_distances", without_high_vol)
     with pytest.raises(AssertionError):
         _tightened_bands_per_volatility()
+
+
+def _breakeven_plus_bands_per_position() -> None:
+    """Breakeven+ alone on one Params for positions that differ in one of the side, entry,
+    leverage and fees: each band is the one a Params without caches gives, and the level
+    (kept in the position's `_Fixed`) decides whether the rule can tighten the stop."""
+    ov = {"trailing.enabled": False, "tightening.enabled": False,
+          "profit_booking.enabled": False, "scaling.enabled": False,
+          "take_profit.enabled": False}
+    params = resolve_params("active", ov)
+    seen = set()
+    for side in (Side.LONG, Side.SHORT):
+        d = side.dir
+        base = _pos(side, sl=100.0 * (1 + d * 0.0045), best_price=100.0 * (1 + d * 0.05),
+                    peak_roi=0.5, fee_rate=0.0005)
+        for pos in (base, base.evolve(leverage=12.0), base, base.evolve(fee_rate=0.002),
+                    base.evolve(entry=99.5), base):
+            mkt = MarketState(SYMBOL, 100.0 * (1 + d * 0.005), 10.0, MARKET, Indicators())
+            got = quiet_band(pos, mkt, params)
+            assert got == quiet_band(pos, mkt, resolve_params("active", ov)), pos
+            seen.add(got)
+    assert len(seen - {None}) >= 4
+
+
+def test_breakeven_plus_levels_are_kept_per_position():
+    _breakeven_plus_bands_per_position()
+
+
+def test_the_breakeven_plus_check_catches_a_level_kept_across_positions(monkeypatch):
+    """Mutation check: breakeven+'s level and edge of the first position kept for all."""
+    real = bands_mod._breakeven_plus_fixed
+
+    def first_only(ctx, p):
+        return p.memo("first breakeven+ level", lambda q: real(ctx, p))
+
+    monkeypatch.setattr(bands_mod, "_breakeven_plus_fixed", first_only)
+    with pytest.raises(AssertionError):
+        _breakeven_plus_bands_per_position()

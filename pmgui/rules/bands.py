@@ -111,14 +111,16 @@ _NO_INDICATORS = object()  # no indicators are these
 class _Fixed:
     """What a position's band reads that depends only on its side, entry, TP, leverage and
     fees (and the Params): the ROI → price conversion with its products taken once, and —
-    filled when first needed — the emergency and smart-TP firing sets and the trailing
-    ROI regions as price intervals. A position's ticks bring a new Position object each
-    time its peak, best price or stop moves, the same five values (the same objects: an
-    evolved position shares them) — so they reuse one `_Fixed` (`_fixed`, kept per Params).
+    filled when first needed — the emergency and smart-TP firing sets, the trailing
+    ROI regions as price intervals and breakeven+'s level. A position's ticks bring a new
+    Position object each time its peak, best price or stop moves, the same five values
+    (the same objects: an evolved position shares them) — so they reuse one `_Fixed`
+    (`_fixed`, kept per Params).
     """
 
-    __slots__ = ("de", "dir", "dmf", "e", "entry", "f", "fe", "fee_rate", "lev", "leverage",
-                 "regions", "roi_ok", "sets", "side", "t_dists", "t_ind", "t_tind", "tp")
+    __slots__ = ("bp", "de", "dir", "dmf", "e", "entry", "f", "fe", "fee_rate", "lev",
+                 "leverage", "regions", "roi_ok", "sets", "side", "t_dists", "t_ind", "t_tind",
+                 "tp")
 
     def __init__(self, pos: Position) -> None:
         # the key (the objects themselves: `is` on them is equality, and held here an id
@@ -129,6 +131,7 @@ class _Fixed:
         self.regions: tuple[tuple[float, float] | None, ...] | None = None
         self.t_ind: object = _NO_INDICATORS  # the indicators of `t_dists`
         self.t_tind: object = _NO_INDICATORS  # and tightening's (`_trailing_distances`)
+        self.bp: tuple[float | None, float | None] | None = None  # `_breakeven_plus_fixed`
         self.t_dists: tuple[float, ...] = ()
         d = self.dir = 1 if pos.side is _LONG else -1
         e = self.e = pos.entry
@@ -506,11 +509,23 @@ def _profit_booking(b: _Builder, pos: Position, p: Params, now: float) -> None:
 
 
 def _breakeven_plus(b: _Builder, ctx: Ctx, p: Params) -> None:
+    fx = b.fx
+    kept = fx.bp
+    if kept is None:
+        kept = fx.bp = _breakeven_plus_fixed(ctx, p)
+    level, edge = kept
+    if edge is not None and _could_move_stop(ctx.pos, level):
+        b.fire_roi(edge, _INF)
+
+
+def _breakeven_plus_fixed(ctx: Ctx, p: Params) -> tuple[float | None, float | None]:
+    """(breakeven+'s level, the ROI from which it acts; None: never) — they depend only on
+    the side, entry, leverage and fees and the Params, so they are kept in the position's
+    `_Fixed`."""
     lev = ctx.pos.leverage
     if not (isinstance(lev, (int, float)) and lev > 0):
-        return
-    if _could_move_stop(ctx.pos, stops.breakeven_plus_level(ctx)):
-        b.fire_roi(p.f("breakeven_plus.min_roi") - _EPS, _INF)
+        return None, None
+    return stops.breakeven_plus_level(ctx), p.f("breakeven_plus.min_roi") - _EPS
 
 
 def _trailing_plan(p: Params) -> tuple[stops._TrailCfg,
