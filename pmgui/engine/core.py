@@ -68,6 +68,7 @@ from pmgui.domain.slots import slot_copier
 from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine import indicator_line, queries
+from pmgui.engine.collection import collection_deferred
 from pmgui.engine.entries import RestingEntries
 from pmgui.engine.events import (
     AccountEvent,
@@ -779,22 +780,27 @@ class EngineCore:
         are the venue's word (it can tell them again), committed without a sync of their own,
         so one commit stands between the venue's fill and the close acknowledged instead of
         two. Other reports commit alone (no enclosing transaction: a savepoint more)."""
-        fills = tuple(fills)
-        pos = self.book.runtime(order.position_id) if order.position_id else None
-        known = self.ledger.get(order.client_id)
-        owner = self.book.runtime(known.position_id) if known else pos
         closed: tuple[Position, ActionTaken | None] | None = None
-        with contextlib.ExitStack() as booking:
-            if known is not None and order.filled - known.filled > EPS:  # a fill: its delta
-                booking.enter_context(self.store.relaxed())
-                booking.enter_context(self.store.transaction(whole=True))
-            applied = self.ledger.apply(
-                order, fills, synthesize=synthesize,
-                fee_rate=owner.position.fee_rate if owner else 0.0005,
-                contract_size=self.market.market(order.symbol).contract_size)
-            if applied is not None and applied.delta > 0 and applied.price is not None \
-                    and applied.order.position_id:
-                closed = self._book_closing_fill(applied)
+        # the report booked and a close acknowledged without a collection in between (it
+        # runs right after: `collection_deferred`); nothing in the block awaits
+        with collection_deferred():
+            fills = tuple(fills)
+            pos = self.book.runtime(order.position_id) if order.position_id else None
+            known = self.ledger.get(order.client_id)
+            owner = self.book.runtime(known.position_id) if known else pos
+            with contextlib.ExitStack() as booking:
+                if known is not None and order.filled - known.filled > EPS:  # a fill's delta
+                    booking.enter_context(self.store.relaxed())
+                    booking.enter_context(self.store.transaction(whole=True))
+                applied = self.ledger.apply(
+                    order, fills, synthesize=synthesize,
+                    fee_rate=owner.position.fee_rate if owner else 0.0005,
+                    contract_size=self.market.market(order.symbol).contract_size)
+                if applied is not None and applied.delta > 0 and applied.price is not None \
+                        and applied.order.position_id:
+                    closed = self._book_closing_fill(applied)
+            if closed is not None and closed[1] is not None:
+                self.outbox.publish(closed[1])  # committed: the close acknowledged
         if applied is None:
             await self._apply_foreign(order, fills)
             return
@@ -802,7 +808,7 @@ class EngineCore:
         if applied.lost_protection:
             self.protector.lost(merged)
         if closed is not None:
-            await self._closed(*closed)
+            await self._closed(closed[0], None)  # its log line published above
         elif applied.delta > 0 and applied.price is not None and merged.position_id:
             await self._apply_fill(merged, applied.delta, applied.price, applied.fee or 0.0,
                                    liquidation=applied.liquidation)
