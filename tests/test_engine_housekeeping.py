@@ -14,6 +14,7 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -60,9 +61,40 @@ def test_unresolved_follows_every_change_of_the_live_orders(history: list[Order]
     ledger = _ledger()
     for order in history:
         ledger._track(order, state_of(order))
-        assert ledger.unresolved() == [o for o in ledger.live.values()
-                                       if o.status is OrderStatus.PENDING]
-        assert ledger._pending == len(ledger.unresolved())
+        assert {o.client_id: o for o in ledger.unresolved()} == {
+            o.client_id: o for o in ledger.live.values() if o.status is OrderStatus.PENDING}
+        assert len(ledger.unresolved()) == len({o.client_id for o in ledger.unresolved()})
+
+
+class _OnlyLookups(dict):
+    """Live orders that may be looked up by client id, never walked."""
+
+    def values(self):  # type: ignore[override]
+        raise AssertionError("live orders walked")
+
+    def items(self):  # type: ignore[override]
+        raise AssertionError("live orders walked")
+
+    def __iter__(self):
+        raise AssertionError("live orders walked")
+
+
+def test_unresolved_reads_only_the_pending_orders() -> None:
+    """The housekeeping asks every second; with thousands of resting orders and one on
+    its way, the answer comes from the pending ones, not a walk of every live order."""
+    ledger = _ledger()
+    ledger.live = _OnlyLookups()
+    for i in range(50):
+        resting = Order(f"r{i}", SYMBOL, OrderSide.SELL, OrderType.STOP_MARKET, 1.0,
+                        OrderStatus.OPEN, position_id=f"P{i}")
+        ledger._track(resting, state_of(resting))
+    pending = Order("n1", SYMBOL, OrderSide.SELL, OrderType.STOP_MARKET, 1.0,
+                    OrderStatus.PENDING, position_id="P1")
+    ledger._track(pending, state_of(pending))
+    assert ledger.unresolved() == [pending]
+    acked = replace(pending, status=OrderStatus.OPEN)
+    ledger._track(acked, state_of(acked))
+    assert ledger.unresolved() == []
 
 
 def _position(pid: str, status: PositionStatus) -> Position:
@@ -87,7 +119,7 @@ def test_orphans_possible_whenever_the_full_scan_finds_one(
              if o.role in PROTECTIVE
              and ((owner := book.runtime(o.position_id)) is None or not owner.is_open)
              and o.client_id not in ledger.cancelling]
-    possible = EngineCore._orphans_possible(core)  # type: ignore[arg-type]
+    possible = asyncio.run(EngineCore._orphans_possible(core))  # type: ignore[arg-type]
     if found:
         assert possible
     # and it is not merely always True: it says False exactly when every live order names
@@ -97,15 +129,52 @@ def test_orphans_possible_whenever_the_full_scan_finds_one(
     assert possible is not every_owned
 
 
+async def test_the_orphan_test_goes_a_slice_at_a_time(monkeypatch) -> None:
+    """`_orphans_possible` tests `HOUSEKEEPING_SLICE` positions per step, the loop handed
+    over in between, and still finds a position of the last slice that is not open."""
+    import pmgui.engine.core as core_mod
+
+    monkeypatch.setattr(core_mod, "HOUSEKEEPING_SLICE", 3)
+    ledger = _ledger()
+    book = PositionBook()
+    for i in range(7):
+        pid = f"P{i}"
+        status = PositionStatus.CLOSED if i == 6 else PositionStatus.OPEN
+        book.add(PositionRuntime(_position(pid, status), ledger.of_position(pid)))
+        stop = Order(f"s{i}", SYMBOL, OrderSide.SELL, OrderType.STOP_MARKET, 1.0,
+                     OrderStatus.OPEN, position_id=pid, role=OrderRole.STOP_LOSS)
+        ledger._track(stop, state_of(stop))
+    seen: list[str] = []
+    real_all_open = book.all_open
+
+    def all_open(ids) -> bool:
+        ids = list(ids)
+        seen.append(f"slice of {len(ids)}")
+        return real_all_open(ids)
+
+    monkeypatch.setattr(book, "all_open", all_open)
+    core = SimpleNamespace(ledger=ledger, book=book)
+    got: list[bool] = []
+
+    async def run() -> None:
+        got.append(await EngineCore._orphans_possible(core))  # type: ignore[arg-type]
+
+    await _beside_ticks(seen, run())
+    slices = [i for i, e in enumerate(seen) if e.startswith("slice")]
+    assert [seen[i] for i in slices] == ["slice of 3", "slice of 3", "slice of 1"]
+    assert "tick" in seen[slices[0]:slices[1]] and "tick" in seen[slices[1]:slices[2]]
+    assert got == [True]
+
+
 async def test_cancel_orphans_still_cancels_an_orphan(tmp_path: Path) -> None:
     """Through the engine: a resting stop whose position left the book is cancelled."""
     h, rt = await one_long_open(tmp_path / "x.db")
     stops = [o for o in rt.resting() if o.role in PROTECTIVE]
-    assert len(stops) == 2 and not h.engine._orphans_possible()
+    assert len(stops) == 2 and not await h.engine._orphans_possible()
     await h.engine._cancel_orphans()
     assert all(h.engine.ledger.get(o.client_id).status is OrderStatus.OPEN for o in stops)
     h.engine.book.remove(rt.id)  # as if its close was booked and its cancels failed
-    assert h.engine._orphans_possible()
+    assert await h.engine._orphans_possible()
     await h.engine._cancel_orphans()
     assert all(h.engine.ledger.get(o.client_id).status is OrderStatus.CANCELED
                for o in stops)

@@ -1257,7 +1257,7 @@ class EngineCore:
     async def _cancel_orphans(self) -> None:
         """Protective orders whose position is no longer open (their cancel failed, or the
         position closed while pmgui was down) do not survive one housekeeping pass."""
-        if not self._orphans_possible():
+        if not await self._orphans_possible():
             return
         for o in self.ledger.resting():
             owner = self.book.runtime(o.position_id)
@@ -1270,12 +1270,23 @@ class EngineCore:
                 except ExchangeError as exc:
                     log.info("orphaned order %s not cancelled yet: %s", o.client_id, exc)
 
-    def _orphans_possible(self) -> bool:
+    async def _orphans_possible(self) -> bool:
         """False when `_cancel_orphans` cannot find one: every live order names a position
         that is open in the book (one test per position, not one per order of a large
-        book)."""
+        book), `HOUSEKEEPING_SLICE` positions per step with the loop handed over in
+        between: in one step the test was ~2-3 ms at 2,000 positions every second, a
+        stretch the ticks due meanwhile waited out. A position closed after its slice was
+        tested leaves its orders to the next pass, as one closed after a test in one step."""
         owners = self.ledger.owners()
-        return sum(owners.values()) != len(self.ledger.live) or not self.book.all_open(owners)
+        if sum(owners.values()) != len(self.ledger.live):
+            return True
+        ids = list(owners)
+        for start in range(0, len(ids), HOUSEKEEPING_SLICE):
+            if start:
+                await let_due_work_first()
+            if not self.book.all_open(ids[start:start + HOUSEKEEPING_SLICE]):
+                return True
+        return False
 
     async def _refresh_stale_prices(self) -> None:
         wanted: dict[str, tuple[str, float, int, float]] = {}

@@ -156,7 +156,9 @@ class OrderLedger:
         self.live: dict[str, Order] = {}
         self._state: dict[str, OrderState] = {}
         self._by_position: dict[str, dict[str, Order]] = {}
-        self._pending = 0  # orders in `live` whose journal status is pending (`unresolved`)
+        # the client ids of the orders in `live` whose journal status is pending, in the
+        # order they became so (`unresolved`): a few at a time, among thousands of live orders
+        self._pending: dict[str, None] = {}
         self.creating: set[str] = set()  # create call in flight
         self.cancelling: set[str] = set()  # pmgui's own cancel in flight
         self.reduce_flags: dict[str, frozenset[str]] = {}  # client id → the action's flags
@@ -195,9 +197,12 @@ class OrderLedger:
         return [o for o in self.live.values() if o.status is OrderStatus.OPEN]
 
     def unresolved(self) -> list[Order]:
-        if not self._pending:  # the usual case: no scan of a large book's orders
-            return []
-        return [o for o in self.live.values() if o.status is OrderStatus.PENDING]
+        """The live orders whose journal status is pending (journaled, their fate not yet
+        known), from the index `_track` keeps: the housekeeping asks every second, and a
+        scan of the live orders was ~2 ms of one loop step at 2,000 positions whenever an
+        order was on its way (most of the time in a storm)."""
+        live = self.live
+        return [live[cid] for cid in self._pending]
 
     def owners(self) -> dict[str, int]:
         """{position id: how many live orders name it} for the positions with live orders:
@@ -211,7 +216,7 @@ class OrderLedger:
         self._state[cid] = state
         old = self.live.get(cid)
         if old is not None and old.status is OrderStatus.PENDING:
-            self._pending -= 1  # counted again below if it stays live and pending
+            del self._pending[cid]  # indexed again below if it stays live and pending
         if old is not None and old.position_id and old.position_id != order.position_id:
             self._by_position.get(old.position_id, {}).pop(cid, None)
         if state.is_final:  # final: the journal row says it from now on
@@ -229,7 +234,7 @@ class OrderLedger:
             self._final.pop(cid, None)
             self.live[cid] = order
             if order.status is OrderStatus.PENDING:
-                self._pending += 1
+                self._pending[cid] = None
             if order.position_id:
                 self._by_position.setdefault(order.position_id, {})[cid] = order
 
