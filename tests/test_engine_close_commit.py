@@ -47,7 +47,7 @@ async def test_the_stops_fill_and_the_close_are_one_commit_before_the_ack(db_pat
               if any(s.startswith("INSERT INTO fills") and stop.client_id in s for s in t)]
     assert len(engine) == 1
     (booked,) = engine
-    assert any(s.startswith("INSERT INTO orders") and stop.client_id in s for s in booked)
+    assert any(s.startswith("UPDATE orders SET status = ") and stop.client_id in s for s in booked)
     assert any(s.startswith("UPDATE positions") and "'closed'" in s for s in booked)
     assert any(s.startswith("INSERT INTO actions") for s in booked)
     # parts that mean nothing apart, booked whole: no savepoint per write (`whole=True`)

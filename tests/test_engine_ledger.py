@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from itertools import product
 from pathlib import Path
@@ -109,8 +110,37 @@ def test_a_report_that_changes_nothing_is_not_written_again(ledger: OrderLedger)
     moved = replace(acked, updated_at=(acked.updated_at or 0.0) + 1.0)  # newer, same state
     ledger.apply(moved, ())
     ledger.store.db.conn.set_trace_callback(None)
-    assert any(s.startswith("INSERT INTO orders") for s in statements)
+    assert any(s.startswith("UPDATE orders SET updated_at = ") and s.count(" = ") == 2
+               for s in statements)  # that column alone
     assert ledger.store.order("pmg-1").updated_at == moved.updated_at
+
+
+def test_a_report_writes_only_the_columns_it_changed(ledger: OrderLedger) -> None:
+    """A venue's report of a journaled order updates the columns that differ from the
+    journal's row (not an upsert of every column, which rewrote the entries of all the
+    table's indexes); the row read back is the report, and an order whose row is gone is
+    written whole."""
+    order = ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    statements: list[str] = []
+    ledger.store.db.conn.set_trace_callback(statements.append)
+    acked = venue(order, OrderStatus.OPEN)
+    ledger.apply(acked, ())
+    fill = Fill("f1", "pmg-1", SYM, OrderSide.SELL, 1.0, 100.0, 0.05, 1.0)
+    filled = ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 100.0), (fill,)).order
+    ledger.store.db.conn.set_trace_callback(None)
+    writes = [(s.split()[0], re.findall(r"(\w+) = ", s.split(" WHERE ")[0]))
+              for s in statements if s.startswith(("INSERT INTO orders", "UPDATE orders"))]
+    assert writes == [("UPDATE", ["status", "exchange_id"]),
+                      ("UPDATE", ["status", "filled", "average"])]
+    assert ledger.store.order("pmg-1") == filled
+    gone = ledger.journal(req("pmg-2"))
+    ledger.mark_sent("pmg-2")
+    ledger.store.db.conn.execute("DELETE FROM order_links WHERE client_id = 'pmg-2'")
+    ledger.store.db.conn.execute("DELETE FROM orders WHERE client_id = 'pmg-2'")
+    ledger.store.db.conn.commit()
+    ledger.apply(venue(gone, OrderStatus.OPEN), ())
+    assert ledger.store.order("pmg-2") == venue(gone, OrderStatus.OPEN)
 
 
 def test_a_stale_venue_report_never_moves_an_order_back(ledger: OrderLedger) -> None:

@@ -377,7 +377,7 @@ class OrderLedger:
         # A venue report: what the venue can tell again (looked up by client id), so it is
         # committed without a sync of its own (a killed process still loses nothing).
         with self.store.relaxed(), self.store.transaction(whole=True):
-            self.store.save_order(merged)
+            self.store.save_order(merged, journaled=known)
             for f in fills:
                 self.store.record_fill(f, merged.position_id)
             if synthesize and delta > EPS and not fills and price is not None:

@@ -116,6 +116,7 @@ BUSY_TIMEOUT_MS = 5000
 _UPSERT_SQL: dict[tuple, str] = {}  # prepared once per table and column set
 _INSERT_SQL: dict[tuple, str] = {}
 _UPDATE_SQL: dict[tuple, str] = {}
+_ORDER_UPDATE_SQL: dict[tuple[str, ...], str] = {}  # per set of changed columns
 
 
 _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
@@ -1141,21 +1142,45 @@ class Store:
         return order
 
     @_guard
-    def save_order(self, order: Order, *, relink: bool = False) -> None:
+    def save_order(self, order: Order, *, relink: bool = False,
+                   journaled: Order | None = None) -> None:
         """Insert or update an order by client id (status, exchange id, fills, error...).
 
         It is linked to its position (if any) with its role; an existing link keeps its role
         unless `relink` (an entry bound to the position it opened, an adopted order: the
         order's role is the one it plays now). `relink` is `link_order` in the same write,
         without its lookup of the order just saved (a SELECT and a row parsed, an INSERT
-        more: ~0.1 ms of an open's booking step)."""
+        more: ~0.1 ms of an open's booking step).
+
+        `journaled`: the order as this store last wrote it (the ledger's copy). Only the
+        columns that differ are written: a venue's report changes the status, the fill and
+        the exchange id, and the upsert of every column rewrote the entries of all three
+        of the table's indexes (~70 µs of a stop fill's booking, between the fill and the
+        close acknowledged). A row that is not there is written whole."""
         self._writable()
         row = order_to_row(order)
         with self._atomic(order.position_id):
-            self._upsert("orders", row, "client_id")
+            if journaled is None or not self._update_order(row, journaled):
+                self._upsert("orders", row, "client_id")
             if order.position_id:
                 self._link(order.position_id, order.client_id, order.role.value,
                            order.updated_at, update_role=relink)
+
+    def _update_order(self, row: Row, journaled: Order) -> bool:
+        """Write the columns of `row` that differ from `journaled`'s; False when nothing
+        was updated (no change to write, or no such row): the caller writes it whole."""
+        if journaled.client_id != row["client_id"]:
+            return False
+        old = order_to_row(journaled)
+        cols = tuple(c for c, v in row.items() if v != old[c])
+        if not cols:
+            return False
+        sql = _ORDER_UPDATE_SQL.get(cols)
+        if sql is None:
+            sets = ", ".join(f"{c} = ?" for c in cols)
+            sql = _ORDER_UPDATE_SQL[cols] = f"UPDATE orders SET {sets} WHERE client_id = ?"
+        cur = self.db.conn.execute(sql, (*(row[c] for c in cols), row["client_id"]))
+        return cur.rowcount == 1
 
     @_guard
     def pending_orders(self) -> list[Order]:
