@@ -270,6 +270,31 @@ async def test_a_pass_over_the_book_reads_each_positions_own_params(tmp_path: Pa
     await h.engine.shutdown()
 
 
+async def test_stale_prices_are_checked_a_slice_at_a_time(monkeypatch) -> None:
+    """`_refresh_stale_prices` asks about each symbol of the book once, `HOUSEKEEPING_SLICE`
+    positions per step, the loop handed over in between."""
+    import pmgui.engine.core as core_mod
+
+    monkeypatch.setattr(core_mod, "HOUSEKEEPING_SLICE", 3)
+    book = PositionBook()
+    for i, symbol in enumerate("AABCDEA"):
+        book.add(PositionRuntime(Position(f"p{i}", symbol, Side.LONG if i % 2 else Side.SHORT,
+                                          1.0, 100.0, 5.0, 0.0, 1.0), {}))
+    seen: list[str] = []
+
+    async def refresh_stale(_exchange, wanted, _deliver) -> None:
+        seen.append("asked " + "".join(w[0] for w in wanted))
+
+    policy = SimpleNamespace(memo=lambda key, make: (5.0, 3, 0.5))
+    core = SimpleNamespace(book=book, exchange=None, on_tick=None,
+                           market=SimpleNamespace(refresh_stale=refresh_stale),
+                           _params_of=lambda rt: policy)
+    await _beside_ticks(seen, EngineCore._refresh_stale_prices(core))  # type: ignore[arg-type]
+    asked = [i for i, e in enumerate(seen) if e.startswith("asked")]
+    assert [seen[i] for i in asked] == ["asked AB", "asked CDE"]
+    assert "tick" in seen[asked[0]:asked[1]]
+
+
 async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path,
                                                                  monkeypatch) -> None:
     """The close booked from the venue's stop fill and its log line commit together, and

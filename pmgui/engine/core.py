@@ -1289,14 +1289,25 @@ class EngineCore:
         return False
 
     async def _refresh_stale_prices(self) -> None:
-        wanted: dict[str, tuple[str, float, int, float]] = {}
-        for rt in self.book.runtimes():
+        """Each symbol of the book checked once for a stale price (refreshed from REST),
+        `HOUSEKEEPING_SLICE` positions per step with the loop handed over in between: in
+        one step the pass was ~2 ms of CPU at 2,000 positions every second."""
+        seen: set[str] = set()
+        wanted: list[tuple[str, float, int, float]] = []
+        for i, rt in enumerate(self.book.runtimes(), 1):
             symbol = rt.position.symbol
-            if symbol in wanted:
-                continue
-            max_age, tries, backoff = self._params_of(rt).memo(_price_policy, _price_policy)
-            wanted[symbol] = (symbol, max_age, tries, backoff)
-        await self.market.refresh_stale(self.exchange, wanted.values(), self.on_tick)
+            if symbol not in seen:
+                seen.add(symbol)
+                max_age, tries, backoff = self._params_of(rt).memo(_price_policy,
+                                                                   _price_policy)
+                wanted.append((symbol, max_age, tries, backoff))
+            if i % HOUSEKEEPING_SLICE == 0:
+                if wanted:
+                    await self.market.refresh_stale(self.exchange, wanted, self.on_tick)
+                    wanted = []
+                await let_due_work_first()
+        if wanted:
+            await self.market.refresh_stale(self.exchange, wanted, self.on_tick)
 
     async def reconcile(self, startup: bool = False) -> list[str]:
         return await self.reconciler.reconcile(startup)
