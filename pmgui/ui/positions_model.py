@@ -407,6 +407,10 @@ class PositionsModel(QStandardItemModel):
         # then fall into two event-loop turns, not one stretch (see `send_changes`)
         self.signal_later: Callable[[Callable[[], None]], None] | None = None
         self._unsent: tuple[dict[int, int], int, int, list[tuple[int, int]]] | None = None
+        # Called with the number of rows an update inserted (once per update that inserted
+        # any): the window takes a batch of new rows out of the cyclic collector (their items,
+        # lines and figures live as long as the positions; see MainWindow)
+        self.inserted: Callable[[int], None] | None = None
         self.rowsRemoved.connect(self._on_rows_removed)
         for c, col in enumerate(self._columns):
             h = QStandardItem(col.title)
@@ -543,6 +547,8 @@ class PositionsModel(QStandardItemModel):
                 self.signal_later(self.send_changes)
         for snap in fresh.values():
             self._insert(snap)
+        if fresh and self.inserted is not None:
+            self.inserted(len(fresh))
 
     def send_changes(self) -> None:
         """Tell the view what the last `update` changed (see `signal_later`): one
