@@ -9,6 +9,7 @@ this scan, on 19,985 of 20,000 ticks).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pmgui.domain.models import Tick
@@ -52,4 +53,25 @@ async def test_a_small_move_is_not_worth_it_again_without_a_scan(tmp_path: Path,
         assert protector._worth_replacing(rt) is fresh() is (price < 10_000.0), price
     h.engine.set_position(rt.position.evolve(sl=58_440.0), persist=False)  # 60 away now
     assert protector._worth_replacing(rt) is fresh() is True
+    await h.engine.shutdown()
+
+
+async def test_the_tick_path_does_not_sync_a_move_not_worth_replacing(tmp_path: Path) -> None:
+    """`wants_sync` (the tick path's test before it takes the lock for `sync`) says no while
+    a move is under `protect_min_step`, though `due` (throttle, budget: the housekeeping
+    pass's test) says yes; a move worth replacing, or protection kept locally, says yes."""
+    h, rt = await one_long_open(tmp_path / "x.db", EngineSettings(default_preset="manual",
+                                                                 protect_throttle=0.0))
+    protector, now = h.engine.protector, h.engine.clock()
+    pos = rt.position
+    rt.position = pos.evolve(sl=pos.sl + 0.1)  # far under 0.1 % of the price
+    rt.protect_dirty = True
+    assert protector.due(rt, now) and not protector.wants_sync(rt, now)
+    await protector.sync(rt)  # what the tick path skips: sync would only leave it dirty
+    assert rt.protect_dirty
+    rt.position = pos.evolve(sl=pos.sl + 300.0)  # 0.5 % of the price
+    assert protector.wants_sync(rt, now)
+    rt.position = pos.evolve(sl=pos.sl + 0.1)
+    h.engine.settings = replace(h.engine.settings, protect_on_exchange=False)
+    assert protector.wants_sync(rt, now)
     await h.engine.shutdown()

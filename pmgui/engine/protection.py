@@ -185,6 +185,20 @@ class Protector:
             return False
         return self._token_ready(now)
 
+    def wants_sync(self, rt: PositionRuntime, now: float) -> bool:
+        """Whether the tick path's `sync(rt)` (a rule's move: neither `force` nor `settle`)
+        could do anything now: `due`, and not the kept "not worth replacing" answer
+        (`_worth_replacing`). A trailing position whose move is under `protect_min_step`
+        stays dirty until the housekeeping pass settles it (`sync(settle=True)`, which asks
+        `due`); meanwhile each of its ticks took the position's lock and ran `sync` only to
+        be told "not worth" again (a replay has no housekeeping pass: every tick)."""
+        if not self.due(rt, now):
+            return False
+        core = self.core
+        if not core.settings.protect_on_exchange or not core.exchange.capabilities.stop_orders:
+            return True  # sync clears the flag
+        return self._worth_replacing(rt)
+
     async def sync(self, rt: PositionRuntime, force: bool = False,
                    settle: bool = False) -> None:
         """Make the exchange's reduce-only SL/TP orders mirror the local levels (call under
