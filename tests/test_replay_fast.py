@@ -81,3 +81,44 @@ def test_fast_replay_equals_the_reference_on_bundled_real_data(preset, extra):
     assert fast.summary["exit_reason"] is not None
     assert _rows(fast) == _rows(slow)
     assert fast.summary == slow.summary
+
+
+def _cli_args(csv: str) -> object:
+    from pmgui.cli import build_parser
+    return build_parser().parse_args(["replay", csv, "--side", "long", "--entry", "100",
+                                      "--qty", "1", "--preset", "manual", "--json"])
+
+
+def test_the_cli_replays_with_its_data_out_of_the_collectors_generations(
+        tmp_path, monkeypatch, capsys) -> None:
+    """`pmgui replay` freezes the heap once the file is read (the collector's passes during
+    the replay do not walk every row), and leaves it unfrozen as it found it."""
+    import gc
+
+    import pmgui.engine.replay as replay_module
+
+    csv = tmp_path / "ticks.csv"
+    csv.write_text("timestamp,price\n" + "".join(f"{1_700_000_000 + i},{100 + i % 7}\n"
+                                                  for i in range(3000)))
+    seen: list[int] = []
+    real = replay_module.run_replay
+
+    async def spy(data, *args, **kwargs):
+        seen.append(gc.get_freeze_count())
+        return await real(data, *args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "run_replay", spy)
+    assert gc.get_freeze_count() == 0
+    assert replay_module.run_replay_cli(_cli_args(str(csv))) == 0
+    assert seen and seen[0] > 3000  # every tick read is frozen, and what existed before
+    assert gc.get_freeze_count() == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('{"type": "summary"')
+    # a heap frozen before (an application's own freeze) is left as it was
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        assert replay_module.run_replay_cli(_cli_args(str(csv))) == 0
+        assert seen[-1] == before  # not frozen again (nor unfrozen) by the command
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

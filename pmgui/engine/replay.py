@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -309,6 +311,24 @@ def _open_at(text: str | None) -> float | None:
         raise ValidationError(f"--open-at: {e}", field="open_at") from None
 
 
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """What exists now — the price data (a tick or candle object per row), the modules —
+    lives to the end of the command: `gc.freeze()` takes it out of the collector's
+    generations, so the replay's collections walk only what the replay makes, not every
+    row read (2k of ~41k instructions per tick of a 40k-tick replay). Frozen objects are
+    still freed by reference counting. Unfrozen at the end, as it was found; left alone
+    when something froze the heap before (an application's own freeze)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_replay_cli(args: argparse.Namespace) -> int:
     overrides: dict[str, Scalar] = {}
     for text in args.overrides:
@@ -343,7 +363,8 @@ def run_replay_cli(args: argparse.Namespace) -> int:
     def emit(row: dict) -> None:
         print(json.dumps(row) if args.json else _human(row), flush=False)
 
-    result = asyncio.run(run_replay(data, req, emit, progress if show_progress else None))
+    with _frozen_heap():
+        result = asyncio.run(run_replay(data, req, emit, progress if show_progress else None))
     if show_progress:
         print(file=sys.stderr)
     s = result.summary
