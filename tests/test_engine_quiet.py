@@ -81,3 +81,29 @@ async def test_a_tick_inside_the_quiet_band_is_decided_without_the_evaluation_pa
     await h.paper.deliver(Tick(SYMBOL, outside, T0 + 10), engine)
     assert entered == [60_010.0, outside]
     assert rt.position.best_price == outside  # observed and evaluated
+
+
+async def test_quiet_ticks_of_a_move_not_worth_replacing_leave_the_lock_and_sync_alone(
+        tmp_path: Path) -> None:
+    """A position left dirty by a move under `protect_min_step` (its orders still at its
+    levels) waits for the housekeeping pass: its quiet ticks neither take its lock nor run
+    `sync` to be told "not worth" again — on every tick (a replay has no housekeeping
+    pass) — and it stays dirty for that pass."""
+    h, rt = await one_long_open(tmp_path / "x.db")
+    engine = h.engine
+    await h.paper.deliver(Tick(SYMBOL, 60_010.0, T0 + 1), engine)  # settles the band
+    synced: list[str] = []
+    real_sync = engine.protector.sync
+
+    async def spy(rt_: PositionRuntime, force: bool = False, settle: bool = False) -> None:
+        synced.append(rt_.id)
+        await real_sync(rt_, force, settle)
+
+    engine.protector.sync = spy  # type: ignore[method-assign]
+    rt.protect_dirty = True  # as a rule's move under the step leaves it
+    quiet = engine.quiet_ticks
+    for i, p in enumerate((60_008.0, 60_009.0, 60_007.5)):
+        await h.paper.deliver(Tick(SYMBOL, p, T0 + 5 + i), engine)
+    assert engine.quiet_ticks == quiet + 3
+    assert synced == []
+    assert rt.protect_dirty

@@ -537,7 +537,8 @@ class EngineCore:
                                                   info.spec)
             rt.indicator_due = None
             self._set_band(rt, mkt, params, version)
-            if rt.protect_dirty and rt.is_open and self.protector.due(rt, self.clock()):
+            if rt.protect_dirty and rt.is_open \
+                    and self.protector.wants_sync(rt, self.clock()):
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
         self._publish_mark(rt)
@@ -568,7 +569,7 @@ class EngineCore:
             return False
         rt.deferred_since = None  # no stop/TP close was due: the grace starts afresh
         rt.indicator_due = tick  # the chart's line, computed when next published
-        if rt.protect_dirty and self.protector.due(rt, now):
+        if rt.protect_dirty and self.protector.wants_sync(rt, now):
             return True
         # `_maybe_persist`'s own first tests, without the call (it is due once per
         # `save_interval` at most)
