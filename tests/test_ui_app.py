@@ -61,3 +61,37 @@ def test_settings_location_follows_the_environment(qapp, tmp_path):
 
     assert settings_store().fileName() == str(tmp_path / "env-ui.ini")
     assert settings_store(tmp_path / "x.ini").fileName() == str(tmp_path / "x.ini")
+
+
+def test_a_window_closed_before_its_first_frame_ends_the_run(qapp, tmp_path, monkeypatch):
+    """A timed exit on a busy machine can come before the first frame: the window closes
+    while the first-frame loop (a plain QEventLoop, not QApplication.exec) runs. Qt 6 emits
+    lastWindowClosed only inside exec, so the run used to go on to the qasync loop and wait
+    there for ever (seen as a hang of a run_gui test under load)."""
+    from pmgui.ui import app as app_module
+
+    # no first frame ever comes: the paint is not noticed and the fallback is out of reach
+    monkeypatch.setattr(app_module._FirstFrame, "eventFilter", lambda self, obj, ev: False)
+    monkeypatch.setattr(app_module._FirstFrame, "FALLBACK_MS", 3_600_000)
+    started: list[bool] = []
+    eng = EngineDouble()
+    monkeypatch.setattr(eng, "start_in_background",
+                        lambda *a, **k: started.append(True), raising=False)
+    assert run_gui(eng, exit_after=0, settings_path=tmp_path / "ui.ini") == 0
+    assert started == []  # it ended in the first-frame loop, before anything was started
+
+
+def test_the_closed_watcher_sees_a_close_outside_qapplication_exec(qapp, tmp_path):
+    from PySide6.QtCore import QEventLoop, QSettings
+
+    from pmgui.ui.app import _Closed
+    from pmgui.ui.main_window import MainWindow
+
+    window = MainWindow(EngineDouble(),
+                        qsettings=QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat))
+    closed = _Closed(window, QEventLoop())
+    window.show()
+    window.close()  # no event loop runs: what a close during the first-frame loop looks like
+    assert closed.is_set
+    closed.detach()
+    window.deleteLater()

@@ -137,7 +137,8 @@ def _run_window(app: QApplication, engine: EngineHandle, *, exit_after: float | 
         first_loop.quit()
         helpers.append(_after_first_frame(window, engine))
 
-    window.installEventFilter(_FirstFrame(window, after_first_frame))
+    first_frame = _FirstFrame(window, after_first_frame)
+    window.installEventFilter(first_frame)
     if exit_after is not None:
         QTimer.singleShot(int(exit_after * 1000), finish)
     restore_sigint = _close_on_sigint(window)
@@ -148,6 +149,7 @@ def _run_window(app: QApplication, engine: EngineHandle, *, exit_after: float | 
         if not closed.is_set:
             _run_qasync(app, closed)
     finally:
+        first_frame.cancel()
         closed.detach()
         restore_sigint()
         for helper in helpers:  # (an import: it ends) — the window outlives its signal
@@ -157,24 +159,28 @@ def _run_window(app: QApplication, engine: EngineHandle, *, exit_after: float | 
 
 class _Closed(QObject):
     """Whether the window has closed (or was destroyed); ends the first-frame loop then, and
-    later the qasync loop's wait (`event`)."""
+    later the qasync loop's wait (`event`).
+
+    It watches the window's own `closed` signal, not QApplication.lastWindowClosed: Qt 6
+    emits that one only from inside QApplication.exec(), and the first-frame loop is a plain
+    QEventLoop — a window closed before its first frame (a timed exit on a busy machine,
+    the trader's close) left the run waiting in the qasync loop for ever."""
 
     def __init__(self, window: MainWindow, first_loop: QEventLoop) -> None:
         super().__init__()
         self.is_set = False
         self.event: asyncio.Event | None = None
         self._first_loop = first_loop
+        self._window: MainWindow | None = window
         window.destroyed.connect(self.set)
-        self._app = QApplication.instance()
-        if self._app is not None:
-            self._app.lastWindowClosed.connect(self.set)
+        window.closed.connect(self.set)
 
     def detach(self) -> None:
-        """The run is over: a later window of this application (a test's next run_gui) must
-        not reach this run's first-frame loop, which is gone with it."""
-        if self._app is not None:
-            self._app.lastWindowClosed.disconnect(self.set)
-            self._app = None
+        """The run is over: the window (a test may keep it and close it again) must not
+        reach this run's first-frame loop, which is gone with it."""
+        if self._window is not None:
+            self._window.closed.disconnect(self.set)
+            self._window = None
 
     def set(self, *_a: object) -> None:
         self.is_set = True
@@ -222,6 +228,14 @@ class _FirstFrame(QObject):
             obj.removeEventFilter(self)
             QTimer.singleShot(0, self, self._run)
         return False
+
+    def cancel(self) -> None:
+        """The run is over (the window may have closed before its first frame): nothing is
+        to run any more, and the filter leaves the window. Its `then` holds the window, and
+        the window (as Qt parent) holds this filter: left in place, that cycle kept the
+        window alive to the interpreter's exit, where tearing down its filter segfaulted."""
+        self._then = None
+        self.parent().removeEventFilter(self)
 
     def _run(self) -> None:
         then, self._then = self._then, None

@@ -147,6 +147,10 @@ class MainWindow(QMainWindow):
     """pmgui's window. `clock` is monotonic seconds (injectable so tests need no sleeps)."""
 
     statusMessage = Signal(str)
+    # the window has closed (its close was accepted). `run_gui` ends its run on it: Qt 6
+    # emits QApplication.lastWindowClosed only from inside QApplication.exec(), so a window
+    # closed during the first-frame loop (a plain QEventLoop) would leave the run waiting
+    closed = Signal()
 
     def __init__(self, engine: EngineHandle, *, settings: UiSettings | None = None,
                  bridge: Bridge | None = None, clock: Callable[[], float] = time.monotonic,
@@ -1039,6 +1043,8 @@ class MainWindow(QMainWindow):
         self._second.stop()
         self.history.shutdown()
         super().closeEvent(event)
+        if event.isAccepted():
+            self.closed.emit()
 
 
 def _side(side: Side) -> str:
