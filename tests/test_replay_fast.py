@@ -118,7 +118,10 @@ def test_the_cli_replays_with_its_data_out_of_the_collectors_generations(
     try:
         before = gc.get_freeze_count()
         assert replay_module.run_replay_cli(_cli_args(str(csv))) == 0
-        assert seen[-1] == before  # not frozen again (nor unfrozen) by the command
-        assert gc.get_freeze_count() > 0
+        # neither frozen again (the ticks read would add thousands) nor unfrozen by the
+        # command; a few objects frozen with the suite's own state may die meanwhile (a
+        # freed object leaves the frozen generation: 6-12 of ~890,000 did in the suite)
+        assert before - 100 < seen[-1] <= before
+        assert before - 100 < gc.get_freeze_count() <= before
     finally:
         gc.unfreeze()
