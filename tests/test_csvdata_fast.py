@@ -165,3 +165,87 @@ def test_the_collector_is_as_it_was_after_a_load(tmp_path, text, was_enabled):
         assert gc.isenabled() is was_enabled
     finally:
         (gc.enable if before else gc.disable)()
+
+
+def _usual_rows(n: int, unit: float, volume: bool, start: int = 1_700_000_000) -> list[list[str]]:
+    return [[f"{(start + 7 * i) * unit:.0f}", f"{100 + (i * 37 % 101) / 4:.2f}"]
+            + ([f"{(i % 5) * 0.5}"] if volume else []) for i in range(n)]
+
+
+@pytest.mark.parametrize("unit", [1, 1000, 1_000_000])
+@pytest.mark.parametrize("volume", [False, True])
+@pytest.mark.parametrize("order", [("timestamp", "price"), ("price", "timestamp")])
+def test_a_usual_tick_file_reads_as_the_row_by_row_and_the_csv_paths_read_it(
+        tmp_path, unit, volume, order):
+    """A file of usual rows only is read a column at a time (`_tick_columns`); a comment
+    line (the row loop) or quotes (the csv path) around the same rows read the same ticks."""
+    cols = [*order] + (["volume"] if volume else [])
+    rows = [[r[0] if c == "timestamp" else r[1] if c == "price" else r[2] for c in cols]
+            for r in _usual_rows(40, unit, volume)]
+    header = ",".join(cols)
+    body = "".join(",".join(r) + "\n" for r in rows)
+    loaded = []
+    for sub, text in (("columns", header + "\n" + body),
+                      ("rows", header + "\n" + body + "# the end\n"),
+                      ("csv", header + "\n" + "".join(",".join(f'"{f}"' for f in r) + "\n"
+                                                     for r in rows))):
+        p = tmp_path / sub / NAME
+        p.parent.mkdir()
+        p.write_text(text)
+        d = load_price_csv(p)
+        loaded.append((d.kind, d.symbol, d.ticks, [type(t) for t in d.ticks], d.skipped))
+    assert loaded[0] == loaded[1] == loaded[2]
+    assert loaded[0][2][1].ts == 1_700_000_007.0
+
+
+@pytest.mark.parametrize("line", ["", "  ", "# note", "1700000300,-1", "1700000300,nan",
+                                  "1700000300,inf", "1700000300,x", "1700000300,1e400",
+                                  "1700000200,5", "1700000300", "1700000300,5,6",
+                                  "1700000300000,5", "2024-01-01T00:00:00Z,5", '"1700000300",5',
+                                  "1700000300,5\x00"])
+def test_a_tick_file_with_one_unusual_line_reads_as_the_csv_path_reads_it(tmp_path, line):
+    """One line the columns cannot take (blank, comment, a row to skip or to refuse, another
+    epoch unit, out of order, a short or long row, quotes, NUL), among usual rows: the row
+    loop reads the file, as the csv path does (the same ticks, skips and errors)."""
+    rows = [r for r in _usual_rows(30, 1, False)]
+    lines = [",".join(r) for r in rows[:20]] + [line] + [",".join(r) for r in rows[20:]]
+    quoted = [",".join(f'"{f}"' for f in r) for r in rows[:20]] + [line] \
+        + [",".join(f'"{f}"' for f in r) for r in rows[20:]]
+    for strict in (False, True):
+        plain = _load("timestamp,price\n" + "\n".join(lines) + "\n", strict)
+        assert plain == _load("timestamp,price\n" + "\n".join(quoted) + "\n", strict)
+
+
+def test_a_usual_tick_file_is_read_without_a_python_loop_over_its_rows(tmp_path):
+    """The loader's own bytecode (csvdata's functions) does not grow with the rows of a
+    usual tick file: they are split, converted and checked by C loops (`_tick_columns`).
+    What remains per row is building its tick (`slot_constructor`'s generated code)."""
+    import sys
+
+    import pmgui.exchange.csvdata as csvdata
+
+    def ops(n: int) -> int:
+        p = tmp_path / f"{n}" / NAME
+        p.parent.mkdir()
+        p.write_text("timestamp,price,volume\n"
+                     + "".join(",".join(r) + "\n" for r in _usual_rows(n, 1000, True)))
+        count = 0
+
+        def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+            nonlocal count
+            if frame.f_code.co_filename != csvdata.__file__:
+                return None
+            frame.f_trace_opcodes = True
+            if event == "opcode":
+                count += 1
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            data = csvdata.load_price_csv(p)
+        finally:
+            sys.settrace(None)
+        assert len(data.ticks) == n
+        return count
+
+    assert ops(50) == ops(500)
