@@ -125,3 +125,29 @@ def test_the_cli_replays_with_its_data_out_of_the_collectors_generations(
         assert before - 100 < gc.get_freeze_count() <= before
     finally:
         gc.unfreeze()
+
+
+def test_no_collector_pass_of_the_cli_walks_the_rows_it_read(tmp_path, capsys) -> None:
+    """The collector is paused from the load to the freeze: the load leaves its count at
+    about one per row, and a pass started before the freeze would walk every row read."""
+    import gc
+
+    import pmgui.engine.replay as replay_module
+
+    rows = 3000
+    csv = tmp_path / "ticks.csv"
+    csv.write_text("timestamp,price\n" + "".join(f"{1_700_000_000 + i},{100 + i % 7}\n"
+                                                  for i in range(rows)))
+    counts: list[int] = []
+
+    def started(phase: str, info: dict) -> None:
+        if phase == "start":
+            counts.append(gc.get_count()[0])  # objects made since the last pass
+
+    gc.callbacks.append(started)
+    try:
+        assert replay_module.run_replay_cli(_cli_args(str(csv))) == 0
+    finally:
+        gc.callbacks.remove(started)
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('{"type": "summary"')
+    assert max(counts, default=0) < rows, counts
