@@ -63,7 +63,7 @@ import math
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -102,6 +102,7 @@ _PRICE_CHUNK = 128
 _PRICE_PACE = 4.0
 _MAX_CANDLES = 5000
 _NO_UPDATES: tuple[OrderUpdate, ...] = ()  # a calm tick's (not a new list per tick)
+_INF = math.inf
 
 _TIMEFRAMES = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -574,9 +575,30 @@ class PaperExchange:
             if self._loaded:
                 self._write_prices(force=True)
 
-    async def deliver(self, event: FeedEvent, sink: ExchangeSink) -> None:
+    def deliver(self, event: FeedEvent, sink: ExchangeSink) -> Coroutine[Any, Any, None]:
         """Process one feed event as `run` does (also for driving the venue by hand):
-        first the updates queued by commands since the last event, then the event."""
+        first the updates queued by commands since the last event, then the event.
+
+        Not a coroutine function but one's twin: a calm tick — nothing queued, a known
+        symbol and a valid price, no order matched, the symbol wanted — is taken by the venue
+        here, and the sink's own `on_tick(tick)` is returned for the caller to await: one
+        coroutine per tick instead of two (`pmgui replay` delivers every row of a file).
+        Any other event is `_deliver`'s coroutine. The venue's part of a calm tick is done
+        when `deliver` is called rather than when its result is awaited: callers await it
+        at once (a task made of it sees the venue's part done already)."""
+        if self._pending or not self._loaded or event.__class__ is not Tick:
+            return self._deliver(event, sink)
+        price = event.price
+        if event.symbol not in self._markets or not (
+                0.0 < price < _INF if price.__class__ is float else valid_price(price)):
+            return self._deliver(event, sink)  # (which drops it)
+        updates = self._on_tick(event)
+        if updates or (self._subscribed and not self._wants(event.symbol)):
+            return self._after_tick(event, updates, sink)
+        return sink.on_tick(event)
+
+    async def _deliver(self, event: FeedEvent, sink: ExchangeSink) -> None:
+        """`deliver` of any event: the queued updates first, then the event."""
         if not self._loaded:
             self._ensure_loaded()
         if self._pending:
@@ -588,11 +610,15 @@ class PaperExchange:
             return
         if event.symbol not in self._markets or not valid_price(event.price):
             return
-        updates = self._on_tick(event)
+        await self._after_tick(event, self._on_tick(event), sink)
+
+    async def _after_tick(self, tick: Tick, updates: Sequence[OrderUpdate],
+                          sink: ExchangeSink) -> None:
+        """The sink's part of a tick the venue took: its order updates, then the tick."""
         for u in updates:
             await sink.on_order_update(u)
-        if not self._subscribed or self._wants(event.symbol):  # `_wants`' common case first
-            await sink.on_tick(event)
+        if not self._subscribed or self._wants(tick.symbol):  # `_wants`' common case first
+            await sink.on_tick(tick)
 
     async def flush(self, sink: ExchangeSink) -> None:
         """Deliver the updates queued by commands now (`deliver` and `run` do it first)."""
