@@ -68,6 +68,10 @@ def test_rules_bench_band_path_decides_exactly_as_full_evaluation(preset):
     assert banded.band_ticks > 0  # the bands do decide ticks on this path
     assert 0 < banded.lane_ticks < banded.full_evaluations  # and the trend lanes others
     assert full.lane_ticks == 0
+    # a candle close settles the band of the position with the new indicators at the
+    # close's tick: that tick is decided by it when inside (not evaluated in full)
+    assert 0 < banded.close_band_ticks <= banded.band_ticks
+    assert full.close_band_ticks == 0
 
 
 def test_rules_bench_check_refuses_a_vanished_workload():

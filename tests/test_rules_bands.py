@@ -187,9 +187,13 @@ def _run(s: dict) -> tuple[int, int]:
         ts += dt
         if candle:
             k += 1
-            band = None  # a candle closed: indicators changed
-            gate.clear()
         mkt = MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)])
+        if candle:  # indicators changed: the band of the same position with them, at this
+            # tick, not evaluated (the engine's way: settled at the close)
+            band = quiet_band(banded, mkt, params)
+            gate.settle(banded, mkt, params)
+            if band is not None:
+                _probe(band, banded, mkt, params, s["probe"])
         # every tick, in full
         full = observe(full, price)
         acts_full = evaluate(full, mkt, params)
@@ -251,6 +255,22 @@ def test_the_property_catches_a_late_timer(monkeypatch):
     real = bands_mod.QuietBand
     monkeypatch.setattr(bands_mod, "QuietBand",
                         lambda lo, hi, until: real(lo, hi, until + 7200.0))
+    with pytest.raises(AssertionError):
+        _mutant()
+
+
+def test_the_property_catches_a_band_kept_across_a_candle_close(monkeypatch):
+    """Mutation check: a gate that keeps the band of the old indicators when a close
+    settles the same position again is caught."""
+    real = BandGate.settle
+
+    def stale(self, pos, mkt, params):
+        last = self._last
+        if last is not None and last[0] is pos and mkt.indicators is not last[1].indicators:
+            return  # the old band stays
+        real(self, pos, mkt, params)
+
+    monkeypatch.setattr(BandGate, "settle", stale)
     with pytest.raises(AssertionError):
         _mutant()
 

@@ -58,8 +58,9 @@ def _run(s: dict) -> tuple[int, int, int]:
         ts += dt
         if candle:
             k += 1
-            gate.clear()  # a candle closed: indicators changed
         mkt = MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)])
+        if candle:  # indicators changed: the gate settles the same position with them at
+            gate.settle(laned, mkt, params)  # this tick, not evaluated (the engine's way)
         full = observe(full, price)
         acts_full = evaluate(full, mkt, params)
         full = apply(full, acts_full, ts)

@@ -101,6 +101,7 @@ class RulesRun:
     full_evaluations: int = 0  # ticks that ran observe + evaluate (or + evaluate_trend)
     band_ticks: int = 0  # ticks decided by the quiet band alone
     lane_ticks: int = 0  # of the evaluated ticks, those in the trend lane (evaluate_trend)
+    close_band_ticks: int = 0  # of the band ticks, those right after a candle close
     decisions: list[tuple[int, str, str]] | None = None  # (tick, action type, reason)
 
     @property
@@ -126,8 +127,9 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     the position's trend lane (`BandGate.lane`: only observe and trailing can act) runs
     observe + `evaluate_trend`; any other tick runs observe + evaluate. After either the
     band is that of the position as it then is (`BandGate`: computed when a tick first
-    needs it), dropped when a candle closes. `record` keeps every decision for comparing
-    the two.
+    needs it); when a candle closes, that of the same position with the new indicators at
+    the close's tick (settled there: the tick is evaluated only if outside it, as in the
+    engine). `record` keeps every decision for comparing the two.
     """
     from pmgui.indicators import IndicatorSet
     from pmgui.rules.bands import BandGate
@@ -153,7 +155,7 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     decisions = run.decisions
     # the run's counters are kept in locals inside the timed loop and stored after it
     evaluations = open_evaluations = actions = reopened = full_evaluations = band_ticks = 0
-    lane_ticks = 0
+    lane_ticks = close_band_ticks = 0
     decide = evaluate
     cpu0 = time.process_time()
     for i, price in enumerate(path):
@@ -163,10 +165,13 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
                             path[i - 1], 10.0)
             window.append(candle)
             hi = lo = price
-            gate.clear()  # the indicators change
             if not recompute:
                 ind.update(candle)
                 snap = ind.snapshot()
+            if bands:  # the indicators changed: the band of the position as it is, with
+                # them, at this tick (the engine's way): no evaluation when it holds
+                gate.settle(pos, MarketState(SYMBOL, price, ts, MARKET, snap), params)
+                close_band_ticks += quiet(price, ts)  # (asked again below: kept, cheap)
         if price > hi:
             hi = price
         elif price < lo:
@@ -205,7 +210,7 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     run.cpu = time.process_time() - cpu0
     run.evaluations, run.open_evaluations, run.actions = evaluations, open_evaluations, actions
     run.reopened, run.full_evaluations, run.band_ticks = reopened, full_evaluations, band_ticks
-    run.lane_ticks = lane_ticks
+    run.lane_ticks, run.close_band_ticks = lane_ticks, close_band_ticks
     return run
 
 
