@@ -275,3 +275,30 @@ def test_the_quick_candle_check_accepts_exactly_what_the_full_one_accepts(v):
     except ValidationError:
         quick = False
     assert quick == full
+
+
+def _swings_by_definition(seq: list[float], strength: int, lookback: int,
+                          highest: bool) -> tuple[float, ...]:
+    """Swings' value after `seq`, written as its definition: the middle of each full window
+    of 2·strength+1 values strictly above (below) all the others, kept for `lookback`."""
+    found = []
+    w = 2 * strength + 1
+    for end in range(w, len(seq) + 1):
+        win = seq[end - w:end]
+        mid, others = win[strength], win[:strength] + win[strength + 1:]
+        if (mid > max(others)) if highest else (mid < min(others)):
+            found.append((end - 1 - strength, mid))
+    return tuple(v for i, v in found if i >= len(seq) - lookback)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 4).map(float) | st.floats(-3.0, 3.0), min_size=1, max_size=40),
+       st.integers(1, 3), st.integers(1, 12), st.booleans())
+def test_swings_are_the_strict_extremes_of_their_windows(seq, strength, lookback, highest):
+    """Ties (a window's extreme met twice) are no swing: few distinct values make many."""
+    from pmgui.indicators.core import Swings
+
+    s = Swings(strength, lookback, highest=highest)
+    for x in seq:
+        s.push(x)
+    assert s.value == _swings_by_definition(seq, strength, lookback, highest)

@@ -264,10 +264,12 @@ class Swings:
         self._win.append(x)
         self._i += 1
         k = self.strength
-        if len(self._win) == 2 * k + 1:
-            mid = self._win[k]
-            others = [v for j, v in enumerate(self._win) if j != k]
-            if (mid > max(others)) if self._highest else (mid < min(others)):
+        win = self._win
+        if len(win) == 2 * k + 1:
+            mid = win[k]
+            # strictly above (below) every other value of the window: the extreme, and no
+            # other value equal to it (the window holds finite floats: no NaN)
+            if (mid == max(win) if self._highest else mid == min(win)) and win.count(mid) == 1:
                 found.append((self._i - 1 - k, mid))
                 changed = True
         while found and found[0][0] < self._i - self.lookback:

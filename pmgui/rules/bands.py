@@ -431,22 +431,35 @@ def _emergency(b: _Builder, p: Params) -> None:
     b.fire_roi(-_INF, thr + _EPS)
 
 
+_Tier = tuple[float, float | None, float | None]
+
+
+def _smart_tp_tiers(p: Params) -> tuple[_Tier, ...]:
+    """Smart TP's tiers as `_smart_tp` reads them, once per Params: (move − tolerance, the
+    long's and the short's TP divisors `1 + dist + tolerance` / `1 − dist − tolerance`;
+    None for the tier without a TP distance) — the same floats, evaluated in the same
+    order as the per-call expressions they replace."""
+    tiers: list[tuple[float, float | None]] = [(p.f("smart_tp.always_move"), None)]
+    for i in (1, 2, 3, 4):
+        tiers.append((p.f(f"smart_tp.t{i}_move"), p.f(f"smart_tp.t{i}_tp_dist")))
+    return tuple((move_min - _EPS,
+                  None if dist_min is None else 1 + dist_min + _EPS,
+                  None if dist_min is None else 1 - dist_min - _EPS)
+                 for move_min, dist_min in tiers)
+
+
 def _smart_tp(b: _Builder, pos: Position, p: Params) -> None:
     tp = pos.tp
     if tp is not None and not money.valid_price(tp):
         raise _Unbounded
     e, d = pos.entry, (1 if pos.side is _LONG else -1)
-    tiers = [(p.f("smart_tp.always_move"), None)]
-    for i in (1, 2, 3, 4):
-        tiers.append((p.f(f"smart_tp.t{i}_move"), p.f(f"smart_tp.t{i}_tp_dist")))
-    for move_min, dist_min in tiers:
-        a = move_min - _EPS
+    for a, up, down in p.memo(_smart_tp_tiers, _smart_tp_tiers):
         if d > 0:
             x = e * (1 + a)
-            y = _INF if (tp is None or dist_min is None) else tp / (1 + dist_min + _EPS)
+            y = _INF if (tp is None or up is None) else tp / up
         else:
             y = e * (1 - a)
-            x = -_INF if (tp is None or dist_min is None) else tp / (1 - dist_min - _EPS)
+            x = -_INF if (tp is None or down is None) else tp / down
         b.fire_approx(x, y)
 
 
