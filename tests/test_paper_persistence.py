@@ -441,6 +441,29 @@ async def test_a_stops_fill_rewrites_only_the_state_rows_it_changed(db_path):
     assert _stored_state(db_path) == _venue_state(ex)
 
 
+async def test_a_stops_fill_updates_the_venues_rows_in_place(db_path):
+    """The stop's fill, its take-profit's cancel and the state they change are written over
+    the rows that hold them (each keeps its rowid: no delete and insert under a new one),
+    and what is stored is what the venue holds (a restart restores it)."""
+    ex, d = await _long_with_a_resting_stop(db_path)
+    await ex.create_order(req("tp", "sell", TP, 0.1, trigger_price=70_000.0,
+                              reduce_only=True, position_id="P1"))
+    db = sqlite_utils.Database(db_path)
+
+    def rowids(table: str, key: str) -> dict[str, int]:
+        return {k: r for r, k in db.execute(f"SELECT rowid, {key} FROM {table}").fetchall()}
+
+    orders, state = rowids("paper_orders", "client_id"), rowids("paper_state", "key")
+    await d.tick(58_900.0)  # through the stop: it fills, the take-profit is cancelled
+    assert (await ex.fetch_order_by_client_id("sl", BTC)).status is OrderStatus.FILLED
+    assert (await ex.fetch_order_by_client_id("tp", BTC)).status is OrderStatus.CANCELED
+    assert rowids("paper_orders", "client_id") == orders
+    assert rowids("paper_state", "key") == state
+    again = _open(db_path)
+    await again.connect()
+    assert await _snapshot(again) == await _snapshot(ex)
+
+
 async def test_state_written_inside_a_transaction_that_rolled_back_is_written_again(db_path):
     """The venue's write nested in someone else's transaction is not known to be stored
     (the transaction may roll back): its next own commit writes every row again."""

@@ -182,6 +182,23 @@ _ORDER_COLS = ("client_id", "seq", "exchange_id", "symbol", "side", "type", "amo
                "role", "reason", "created_at", "updated_at", "error")
 
 
+def _upsert_sql(table: str, cols: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """An insert that updates the row in place when its key is there. `INSERT OR REPLACE`
+    deletes the old row and inserts a new one under a new rowid: the key's index entry and
+    two table pages (the old row's and the table's last) are rewritten, in the commit that
+    stands between a stop's fill and its report; an update in place rewrites one page."""
+    sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {sets}")
+
+
+_ORDER_UPSERT = _upsert_sql("paper_orders", _ORDER_COLS, ("client_id",))
+_STATE_UPSERT = _upsert_sql("paper_state", ("key", "value"), ("key",))
+_POSITION_UPSERT = _upsert_sql(
+    "paper_positions", ("symbol", "side", "qty", "entry", "leverage", "margin", "opened_at",
+                        "realized", "fees"), ("symbol", "side"))
+
+
 def _triggered(otype: OrderType, side: OrderSide, trigger: float, price: float) -> bool:
     """Crossing rule for conditional orders (see module docstring)."""
     if otype is OrderType.STOP_MARKET:
@@ -1241,9 +1258,8 @@ class PaperExchange:
                                              if self._funding_slot is not None else ""),
                          "schema_version": str(SCHEMA_VERSION)}
                 stored = self._state_stored
-                conn.executemany(
-                    "INSERT OR REPLACE INTO paper_state (key, value) VALUES (?, ?)",
-                    [(k, v) for k, v in state.items() if stored.get(k) != v])
+                conn.executemany(_STATE_UPSERT,
+                                 [(k, v) for k, v in state.items() if stored.get(k) != v])
             if d.funding:
                 conn.executemany(
                     "INSERT INTO paper_funding (ts, symbol, side, amount) VALUES (?, ?, ?, ?)",
@@ -1255,16 +1271,13 @@ class PaperExchange:
                                  (key[0], key[1].value))
                 else:
                     conn.execute(
-                        "INSERT OR REPLACE INTO paper_positions (symbol, side, qty, entry, "
-                        "leverage, margin, opened_at, realized, fees) VALUES "
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        _POSITION_UPSERT,
                         (p.symbol, p.side.value, p.qty, p.entry, p.leverage, p.margin,
                          p.opened_at, p.realized, p.fees))
             for cid in d.orders:
                 o = self._orders[cid]
                 conn.execute(
-                    f"INSERT OR REPLACE INTO paper_orders ({', '.join(_ORDER_COLS)}) VALUES "
-                    f"({', '.join('?' * len(_ORDER_COLS))})",
+                    _ORDER_UPSERT,
                     (o.client_id, self._order_seq.get(cid, 0), o.exchange_id, o.symbol,
                      o.side.value, o.type.value, o.amount, o.status.value, o.price,
                      o.trigger_price, o.filled, o.average, int(o.reduce_only), o.position_id,
