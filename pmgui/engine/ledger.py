@@ -41,6 +41,7 @@ from pmgui.domain import money
 from pmgui.domain.enums import OrderRole, OrderStatus
 from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Fill, Order, OrderRequest
+from pmgui.domain.slots import slot_copier
 from pmgui.engine.events import OrderSnapshot
 from pmgui.engine.outbox import Outbox
 from pmgui.store.db import Store
@@ -49,6 +50,14 @@ log = logging.getLogger("pmgui.engine.ledger")
 
 EPS = 1e-12
 FINAL_KEPT = 512  # orders that became final lately, kept in memory beside their journal rows
+
+
+# Copies of an order on the path of every venue report (a stop's fill among them, before
+# its close is acknowledged): straight-line slot copies, ~10x cheaper than
+# `dataclasses.replace` (Order has no __post_init__: the copy is the same object replace makes)
+_merged = slot_copier(Order, ("position_id", "role", "reason", "created_at", "status", "error"))
+_with_fill = slot_copier(Order, ("filled", "average"))
+_unreferenced = slot_copier(Order, ("trigger_ref",))
 
 
 class OrderState(StrEnum):
@@ -227,7 +236,7 @@ class OrderLedger:
             final = self._final
             final.pop(cid, None)
             # as just journaled (the venue's trigger reference is not journaled)
-            final[cid] = order if order.trigger_ref is None else replace(order, trigger_ref=None)
+            final[cid] = order if order.trigger_ref is None else _unreferenced(order, None)
             if len(final) > FINAL_KEPT:
                 final.popitem(last=False)
         else:
@@ -342,12 +351,13 @@ class OrderLedger:
         if known is None:
             return None
         old = self._state.get(order.client_id) or state_of(known)
-        merged = replace(order, position_id=known.position_id, role=known.role,
-                         reason=known.reason, created_at=known.created_at or order.created_at)
-        if merged.filled + EPS < known.filled:  # a stale update must not undo fills
-            merged = replace(merged, filled=known.filled, average=known.average)
-        new = old if merged.status is OrderStatus.PENDING else state_of(merged)
-        if new is S.FILLED and merged.filled <= EPS < merged.amount and not old.is_final:
+        # the report as far as it counts (a stale one must not undo fills); made whole below
+        # in one copy with what the ledger keeps (position, role, reason, creation)
+        said = _with_fill(order, known.filled, known.average) \
+            if order.filled + EPS < known.filled else order
+        reported = state_of(said)
+        new = old if said.status is OrderStatus.PENDING else reported
+        if new is S.FILLED and said.filled <= EPS < said.amount and not old.is_final:
             # "filled" without a filled quantity: a conditional order fired and its market
             # child's fill is still on its way. Not final until the quantity is known (else
             # the stop would look lost and the position look closed by someone else).
@@ -362,9 +372,10 @@ class OrderLedger:
             else:  # a jump the lifecycle does not foresee: the venue's word is the truth
                 log.info("order %s: the venue reports %s after %s", order.client_id,
                          new.value, old.value)
-        merged = replace(merged, status=status_of(new, merged if new is state_of(merged)
-                                                  else known),
-                         error=merged.error or known.error)
+        merged = _merged(said, known.position_id, known.role, known.reason,
+                         known.created_at or said.created_at,
+                         status_of(new, said if new is reported else known),
+                         said.error or known.error)
         if not fills and new is old and merged == known:
             # The venue told again what the journal holds: the stream's report of the answer
             # the create or cancel call gave (the paper venue and the real ones both send

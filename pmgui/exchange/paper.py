@@ -78,6 +78,7 @@ from pmgui.domain.errors import (
 )
 from pmgui.domain.models import Candle, Fill, Market, Order, OrderRequest, Tick
 from pmgui.domain.money import average_entry, liquidation_price, valid_price
+from pmgui.domain.slots import slot_copier
 from pmgui.exchange.base import (
     Balance,
     Capabilities,
@@ -103,6 +104,11 @@ _PRICE_PACE = 4.0
 _MAX_CANDLES = 5000
 _NO_UPDATES: tuple[OrderUpdate, ...] = ()  # a calm tick's (not a new list per tick)
 _INF = math.inf
+
+# A fill's and a cancel's copy of the order, on the path from a stop's crossing to its report:
+# straight-line slot copies, ~10x cheaper than `dataclasses.replace` (the same object)
+_filled = slot_copier(Order, ("status", "filled", "average", "updated_at", "error"))
+_ended = slot_copier(Order, ("status", "updated_at", "error"))
 
 _TIMEFRAMES = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -948,8 +954,7 @@ class PaperExchange:
         error = None
         if o.reduce_only and qty < o.remaining - _EPS:
             error = f"reduce-only: filled {qty:g} of {o.amount:g}, the whole position"
-        done = replace(o, status=OrderStatus.FILLED, filled=m.round_amount(o.filled + qty),
-                       average=price, updated_at=now, error=error)
+        done = _filled(o, OrderStatus.FILLED, m.round_amount(o.filled + qty), price, now, error)
         self._store_order(done)
         updates = [OrderUpdate(done, (fill,))]
         if closed:
@@ -1041,7 +1046,7 @@ class PaperExchange:
 
     def _cancel(self, cid: str, error: str | None,
                 status: OrderStatus = OrderStatus.CANCELED) -> OrderUpdate:
-        o = replace(self._orders[cid], status=status, updated_at=self.now(), error=error)
+        o = _ended(self._orders[cid], status, self.now(), error)
         self._store_order(o)
         return OrderUpdate(o)
 
