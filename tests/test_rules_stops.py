@@ -326,3 +326,20 @@ def test_protection_works_without_a_sane_leverage():
         assert a.reason is Reason.STOP_LOSS
         for x in evaluate(pos(L, sl=95.0, leverage=lev), mkt(99.0), params):
             assert all(not isinstance(v, float) or math.isfinite(v) for v in x.inputs.values())
+
+
+@pytest.mark.parametrize("odd", [math.nan, math.inf, "x", 3, None])
+def test_a_trailing_record_s_prefix_is_cleaned_as_every_action_input(odd):
+    """The kept start of a trailing move's record (`_inputs_prefix`) holds each value as
+    `clean` makes it (finite floats and plain scalars as they are, NaN/inf as None)."""
+    from pmgui.rules import stops
+    from pmgui.rules.common import clean
+
+    params = resolve_params("guardian", {})
+    c = stops.trailing_config(params)
+    parts = (odd, 1.0, 0.004, 1.0, None, False)
+    terms = stops._terms_of(c, (0.01, 1.0, 0.004, 1.0, None, False), 1.0, None)
+    prefix = stops._inputs_prefix(params, c, parts, terms)
+    head = stops._record_head(c, parts, terms)
+    assert prefix == {k: clean(v) for k, v in head.items()}
+    assert prefix["volatility"] == clean(odd)

@@ -764,7 +764,13 @@ def _inputs_prefix(params: Params, c: _TrailCfg, parts: _Parts,
     hit = cache.get(key)
     if hit is not None and hit[0] is parts:
         return hit[1]
-    prefix = {k: clean(v) for k, v in _record_head(c, parts, terms).items()}
+    prefix = _record_head(c, parts, terms)  # a new dict: cleaned in place if need be
+    for v in prefix.values():  # `clean` keeps finite floats and plain scalars as they are
+        t = type(v)
+        if not ((t is float and v - v == 0.0) or t is str or t is bool or t is int
+                or v is None):
+            prefix = {k: clean(v) for k, v in prefix.items()}
+            break
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
     cache[key] = (parts, prefix)
