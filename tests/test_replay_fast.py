@@ -151,3 +151,44 @@ def test_no_collector_pass_of_the_cli_walks_the_rows_it_read(tmp_path, capsys) -
         gc.callbacks.remove(started)
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith('{"type": "summary"')
     assert max(counts, default=0) < rows, counts
+
+
+def test_a_quiet_tick_of_a_replay_costs_six_calls_of_the_tick_path(monkeypatch) -> None:
+    """Per quiet tick of a replay, the venue's and the engine's tick path (paper.py,
+    core.py, marketdata.py, money.py) run six Python functions: the venue's `deliver`
+    and `_on_tick`, the engine's `on_tick`, its market data's `on_tick`, `_screen_tick`
+    (which takes the quiet tick itself) and the engine's clock. A valid float price is
+    tested inline (no `valid_price` call), the symbol's candle version read from its dict
+    (no `version` call). Counted over the second half of a run: the functions run on
+    (nearly) every tick, not those of the candles."""
+    import sys
+    from collections import Counter
+
+    from pmgui.bench.rules import quiet_path
+
+    files = ("/pmgui/exchange/paper.py", "/pmgui/engine/core.py",
+             "/pmgui/engine/marketdata.py", "/pmgui/domain/money.py")
+
+    def calls(n: int) -> Counter:
+        path = quiet_path(n, 5)
+        data = PriceData("ticks", SYM, ticks=tuple(Tick(SYM, p, 1.7e9 + i)
+                                                    for i, p in enumerate(path)))
+        req = ReplayRequest(Side.LONG, path[0], 1.0, 1.0, sl=path[0] * 0.2,
+                            tp=path[0] * 5, preset="manual", symbol=SYM)
+        seen: Counter = Counter()
+
+        def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+            if event == "call" and frame.f_code.co_filename.endswith(files):
+                seen[frame.f_code.co_name] += 1
+
+        sys.setprofile(profile)
+        try:
+            result = asyncio.run(run_replay(data, req))
+        finally:
+            sys.setprofile(None)
+        assert result.summary["open_qty"] == 1.0  # open to the end: every tick a quiet one
+        return seen
+
+    extra = calls(4000) - calls(2000)  # the calls of 2000 more ticks
+    per_tick = {name: n for name, n in extra.items() if n >= 1900}  # (not once per candle)
+    assert sum(per_tick.values()) / 2000 < 6.5, per_tick

@@ -438,9 +438,10 @@ class EngineCore:
     def _screen_tick(self, rt: PositionRuntime, tick: Tick) -> _Step:
         """What `rt`'s tick needs beyond what is done here: `_DONE` when the position is no
         longer the book's open one, when the price is not usable (its mark published), or
-        when the tick is inside the position's quiet band (`_quiet_tick`); `_SYNC` for a
+        when the tick is inside the position's quiet band (done here, below); `_SYNC` for a
         quiet tick whose protection sync is due; `_EVALUATE` otherwise. Synchronous: the
-        quiet tick, a position's usual one, costs no coroutine and no await."""
+        quiet tick, a position's usual one, costs no coroutine and no await (and no call
+        of its own: it is most ticks of a replay)."""
         pos = rt.position
         if pos.status is not _OPEN or self.book.runtime(pos.id) is not rt:
             return _DONE
@@ -460,12 +461,34 @@ class EngineCore:
             self._publish_mark(rt)
             return _DONE
         # the band is computed at the first tick that needs it (`BandGate`)
-        if rt.band_pos is pos and rt.band_params is params \
-                and rt.band_version == self.market.version(pos.symbol) \
-                and rt.gate.quiet(tick.price, ts) \
-                and (not rt.band_add_on or rt.pending(OrderRole.ADD)):
-            return _SYNC if self._quiet_tick(rt, tick, now) else _DONE
-        return _EVALUATE
+        if not (rt.band_pos is pos and rt.band_params is params
+                and rt.band_version == self.market.versions.get(pos.symbol, 0)
+                and rt.gate.quiet(tick.price, ts)
+                and (not rt.band_add_on or rt.pending(OrderRole.ADD))):
+            return _EVALUATE
+        # A tick inside the position's quiet band: `observe` would keep the position and
+        # `evaluate` return nothing (the band's contract), so only what a tick without
+        # actions does besides remains: the start-up and in-flight gates, the exchange-stop
+        # grace restarting, the pending protection sync (run by the caller under the lock,
+        # which then saves and publishes), saving, and the mark for the window.
+        self.quiet_ticks += 1
+        if rt.lock.locked() or not self.started:
+            self._publish_mark(rt)
+            return _DONE
+        rt.deferred_since = None  # no stop/TP close was due: the grace starts afresh
+        rt.indicator_due = tick  # the chart's line, computed when next published
+        if rt.protect_dirty and self.protector.wants_sync(rt, now):
+            return _SYNC
+        # `_maybe_persist`'s own first tests, without the call (it is due once per
+        # `save_interval` at most)
+        if rt.position is not rt.saved and now - rt.saved_at >= self.settings.save_interval:
+            self._maybe_persist(rt, now)
+        marks = self._marks  # `_publish_mark`, without the call
+        if marks is not None:
+            marks[rt.position.id] = rt
+        else:
+            self.publish_position(rt)
+        return _DONE
 
     async def _on_position_tick(self, rt: PositionRuntime, tick: Tick,
                                 sync_only: bool = False) -> None:
@@ -555,32 +578,6 @@ class EngineCore:
         rt.gate.settle(pos, mkt, params)  # the band itself is computed when first needed
         rt.band_pos, rt.band_params, rt.band_version = pos, params, version
         rt.band_add_on = add_on_open_since(pos.flags) is not None
-
-    def _quiet_tick(self, rt: PositionRuntime, tick: Tick, now: float) -> bool:
-        """A tick inside the position's quiet band: `observe` would keep the position and
-        `evaluate` return nothing (the band's contract), so only what a tick without actions
-        does besides remains: the start-up and in-flight gates, the exchange-stop grace
-        restarting, the pending protection sync, saving, and the mark for the window.
-        True when the protection sync is due: the caller runs it under the lock, then saves
-        and publishes."""
-        self.quiet_ticks += 1
-        if rt.lock.locked() or not self.started:
-            self._publish_mark(rt)
-            return False
-        rt.deferred_since = None  # no stop/TP close was due: the grace starts afresh
-        rt.indicator_due = tick  # the chart's line, computed when next published
-        if rt.protect_dirty and self.protector.wants_sync(rt, now):
-            return True
-        # `_maybe_persist`'s own first tests, without the call (it is due once per
-        # `save_interval` at most)
-        if rt.position is not rt.saved and now - rt.saved_at >= self.settings.save_interval:
-            self._maybe_persist(rt, now)
-        marks = self._marks  # `_publish_mark`, without the call
-        if marks is not None:
-            marks[rt.position.id] = rt
-        else:
-            self.publish_position(rt)
-        return False
 
     def indicator_of(self, rt: PositionRuntime) -> object | None:
         """The line the position's rules follow (RuleIndicator), as of its last tick."""

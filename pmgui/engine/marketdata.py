@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from pmgui.indicators import CandleBuilder, IndicatorSet, IndicatorSpec
 log = logging.getLogger("pmgui.engine.marketdata")
 
 STREAM = "stream"  # the timeframe the venue's candle stream delivers
+_INF = math.inf
 
 
 @dataclass(eq=False)
@@ -114,7 +116,7 @@ class MarketData:
         self._stream_gap: dict[str, float] = {}  # the stream's candle length, as seen
         # per symbol, bumped whenever a candle of any of its timeframes completes (or its
         # history is replaced): what the rules read from candles is unchanged while it is
-        self._version: dict[str, int] = {}
+        self.versions: dict[str, int] = {}  # (read-only outside; `version()` reads it)
         self._states: dict[tuple[str, int, tuple[str, ...]],
                            tuple[int, Indicators, Mapping[str, Indicators], IndicatorSpec]] = {}
         # while held (`hold()`), ticks are published once per symbol at `release()`
@@ -138,18 +140,20 @@ class MarketData:
 
     def on_tick(self, tick: Tick) -> bool:
         """Take a tick; False when it is invalid or older than the one we have."""
-        if not money.valid_price(tick.price):
+        price = tick.price
+        # `money.valid_price`, its float case inline (every tick of every symbol)
+        if not (0.0 < price < _INF if price.__class__ is float else money.valid_price(price)):
             log.warning("ignoring invalid price %r for %s", tick.price, tick.symbol)
             return False
         symbol = tick.symbol
+        ts = tick.ts
         prev = self.last.get(symbol)
-        if prev is not None and tick.ts < prev.ts:
+        if prev is not None and ts < prev.ts:
             return False  # out of order: never let an older price replace a newer one
         self.last[symbol] = tick
         # the forming candle, extended in place (most ticks fall inside the candle it builds;
         # `_forming_for` only when a new one starts or the venue's own is taken over)
         cur = self._forming.get(symbol)
-        ts, price = tick.ts, tick.price
         if cur.__class__ is not _Forming or ts - (ts % self.settings.candle_timeframe) > cur.ts:
             cur = self._forming_for(tick, cur)
         if price > cur.high:
@@ -178,10 +182,10 @@ class MarketData:
 
     def version(self, symbol: str) -> int:
         """Changes whenever a candle of `symbol` (any timeframe) completes."""
-        return self._version.get(symbol, 0)
+        return self.versions.get(symbol, 0)
 
     def _changed(self, symbol: str) -> None:
-        self._version[symbol] = self._version.get(symbol, 0) + 1
+        self.versions[symbol] = self.versions.get(symbol, 0) + 1
 
     def state(self, symbol: str, spec: IndicatorSpec, timeframes: tuple[str, ...]
               ) -> tuple[Indicators, Mapping[str, Indicators]]:
@@ -191,13 +195,13 @@ class MarketData:
         # fields on every tick costs more than the rest of the lookup; `hit[3] is spec`
         # (which also keeps the spec alive, so its id is not reused)
         key = (symbol, id(spec), timeframes)
-        version = self._version.get(symbol, 0)
+        version = self.versions.get(symbol, 0)
         hit = self._states.get(key)
         if hit is not None and hit[0] == version and hit[3] is spec:
             return hit[1], hit[2]
         base = self.series(symbol).snapshot(spec)
         frames = MappingProxyType(self.frames(symbol, spec, timeframes))
-        version = self._version.get(symbol, 0)  # a frame created just now may have bumped it
+        version = self.versions.get(symbol, 0)  # a frame created just now may have bumped it
         if len(self._states) > 4096:
             self._states.clear()
         self._states[key] = (version, base, frames, spec)
@@ -244,7 +248,7 @@ class MarketData:
     def _append(self, symbol: str, timeframe: str, candle: Candle) -> bool:
         if not self.series(symbol, timeframe).append(candle):
             return False
-        self._version[symbol] = self._version.get(symbol, 0) + 1
+        self.versions[symbol] = self.versions.get(symbol, 0) + 1
         return True
 
     def close_candle(self, symbol: str, candle: Candle, timeframe: str = STREAM) -> None:
