@@ -52,3 +52,13 @@ async def test_ticks_that_are_not_calm_keep_their_order_and_drops() -> None:
     candle = Candle(T0, 100.0, 101.0, 88.0, 89.0)
     await ex.deliver(CandleClosed(BTC, candle), sink)
     assert sink.calls == [("candle", BTC, candle, True)]
+
+
+async def test_a_venue_without_a_database_keeps_no_prices_to_write() -> None:
+    """The once-a-second price write's set of symbols that ticked is kept only with a
+    database to write them to (a replay's venue has none)."""
+    ex, sink = venue(), RecordingSink()
+    for i in range(3):
+        await ex.deliver(Tick(BTC, 100.0 + i, T0 + i), sink)
+    assert ex._prices_dirty == set()
+    assert ex._last[BTC].price == 102.0

@@ -582,15 +582,20 @@ class PaperExchange:
             step = max(1, len(self.feed.symbols()))
             interval = (getattr(self.feed, "tick_interval", None) or 1.0) / self.speed
             n_ticks = 0
+            # the tick count at which the loop next pauses (realtime: a time step of `step`
+            # ticks) or yields (simulated: every `yield_every` ticks, as read at the last)
+            due = step if self.realtime else self.yield_every
             for ev in self.feed.events():
                 await self.deliver(ev, sink)
                 if ev.__class__ is Tick:  # (a feed's events are exactly these two classes)
                     n_ticks += 1
-                    if self.realtime:
-                        if n_ticks % step == 0:
+                    if n_ticks == due:
+                        if self.realtime:
+                            due += step
                             await self._pause(interval, sink)
-                    elif n_ticks % self.yield_every == 0:
-                        await asyncio.sleep(0)  # let commands in between simulated ticks
+                        else:
+                            due += self.yield_every
+                            await asyncio.sleep(0)  # let commands in between simulated ticks
             await self._flush(sink)
         finally:
             self._running = False
@@ -684,7 +689,8 @@ class PaperExchange:
 
     def _on_tick(self, tick: Tick) -> Sequence[OrderUpdate]:
         self._last[tick.symbol] = tick
-        self._prices_dirty.add(tick.symbol)
+        if self.db is not None:  # for `_write_prices` (none without a database)
+            self._prices_dirty.add(tick.symbol)
         if not self.realtime:  # the clock is the newest tick's time (`max`: ~10x the cost)
             sim = self._sim_ts
             if sim is None or tick.ts > sim:
