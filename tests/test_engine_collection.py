@@ -1,5 +1,6 @@
-"""The booking of a venue's report holds no cyclic collection: a due one runs right after
-the close is acknowledged (`pmgui.engine.collection`)."""
+"""The booking of a venue's report, and the paper venue's matching that makes it, hold no
+cyclic collection: a due one runs right after the close is acknowledged
+(`pmgui.engine.collection`)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,48 @@ async def test_a_stop_fill_is_booked_and_acknowledged_without_a_collection(
     assert "collection" not in seen[report:ack]
     assert "collection" in seen[ack:]
     assert after == EVERY_ALLOCATION  # the thresholds in force again
+    assert rt.id not in h.engine.book
+    await h.engine.shutdown()
+    with Store.open(tmp_path / "x.db", readonly=True) as reader:
+        assert reader.load_position(rt.id).status is PositionStatus.CLOSED
+
+
+async def test_a_stop_crossing_is_matched_reported_and_acknowledged_without_a_collection(
+        tmp_path: Path, monkeypatch) -> None:
+    """With a collection due on every allocation, none starts from the paper venue matching
+    the tick through the stop (its fill, its commit, its report) to the close acknowledged;
+    one starts right after, and the close is on disk."""
+    h, rt = await one_long_open(tmp_path / "x.db")
+    seen: list[str] = []
+    real_match = h.paper._match
+
+    def match(*a, **k):
+        seen.append("match")
+        return real_match(*a, **k)
+
+    def listen(ev: Event) -> None:
+        if isinstance(ev, ActionTaken) and ev.action.type is ActionType.CLOSE:
+            seen.append("acknowledged")
+
+    def on_collection(phase: str, _info: dict) -> None:
+        if phase == "start" and threading.current_thread() is threading.main_thread():
+            seen.append("collection")
+
+    monkeypatch.setattr(h.paper, "_match", match)
+    h.engine.outbox.add_listener(listen)
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(on_collection)
+    gc.set_threshold(*EVERY_ALLOCATION)
+    try:
+        await h.paper.deliver(Tick(SYMBOL, 58_000.0, T0 + 1), h.engine)  # through its stop
+        after = gc.get_threshold()
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(on_collection)
+    start, ack = seen.index("match"), seen.index("acknowledged")
+    assert "collection" not in seen[start:ack]
+    assert "collection" in seen[ack:]
+    assert after == EVERY_ALLOCATION
     assert rt.id not in h.engine.book
     await h.engine.shutdown()
     with Store.open(tmp_path / "x.db", readonly=True) as reader:

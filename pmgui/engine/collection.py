@@ -12,8 +12,15 @@ the same work, after the acknowledgement instead of before it.
 Only the thresholds change, never whether collection is enabled: the window pins
 collection to the GUI thread by disabling it (`pmgui.ui.collector`), and a block here must
 not switch it back on. Blocks nest and may run on two engine threads at once: the first in
-saves the thresholds, the last out restores them. A block must not await (another task
-would run with collection deferred for as long as the venue takes to answer).
+saves the thresholds, the last out restores them.
+
+A block must not await a venue (another task would run with collection deferred for as long
+as the venue takes to answer). The paper venue's block around a matched tick (`PaperExchange.
+_matched`: its matching, its commit and its reports to the engine, which books them) is the
+one that awaits: a report of the simulated venue is booked without suspending in the common
+case (a stop's fill and its close); when it suspends (a resting entry's fill places its
+protection), collection is put off for that long, not dropped. The module holds nothing but
+the thresholds: the venue uses it without depending on the engine's state.
 """
 
 from __future__ import annotations

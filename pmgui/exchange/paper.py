@@ -79,6 +79,7 @@ from pmgui.domain.errors import (
 from pmgui.domain.models import Candle, Fill, Market, Order, OrderRequest, Tick
 from pmgui.domain.money import average_entry, liquidation_price, valid_price
 from pmgui.domain.slots import slot_copier
+from pmgui.engine.collection import collection_deferred
 from pmgui.exchange.base import (
     Balance,
     Capabilities,
@@ -621,6 +622,8 @@ class PaperExchange:
                 0.0 < price < _INF if price.__class__ is float else valid_price(price)):
             return self._deliver(event, sink)  # (which drops it)
         updates = self._on_tick(event)
+        if updates is None:
+            return self._matched(event, sink)
         if updates or (self._subscribed and not self._wants(event.symbol)):
             return self._after_tick(event, updates, sink)
         return sink.on_tick(event)
@@ -638,7 +641,11 @@ class PaperExchange:
             return
         if event.symbol not in self._markets or not valid_price(event.price):
             return
-        await self._after_tick(event, self._on_tick(event), sink)
+        updates = self._on_tick(event)
+        if updates is None:
+            await self._matched(event, sink)
+        else:
+            await self._after_tick(event, updates, sink)
 
     async def _after_tick(self, tick: Tick, updates: Sequence[OrderUpdate],
                           sink: ExchangeSink) -> None:
@@ -687,7 +694,7 @@ class PaperExchange:
 
     # --- matching --------------------------------------------------------------------------
 
-    def _on_tick(self, tick: Tick) -> Sequence[OrderUpdate]:
+    def _on_tick(self, tick: Tick) -> Sequence[OrderUpdate] | None:
         self._last[tick.symbol] = tick
         if self.db is not None:  # for `_write_prices` (none without a database)
             self._prices_dirty.add(tick.symbol)
@@ -711,6 +718,29 @@ class PaperExchange:
                     self._commit(raise_errors=False)
                 self._write_prices()
             return _NO_UPDATES
+        return None  # not calm: `_matched` matches it
+
+    async def _matched(self, tick: Tick, sink: ExchangeSink) -> None:
+        """The sink's part of a tick that was not calm (`_on_tick` took it): the matching,
+        its commit and the reports of what it changed run in one `collection_deferred()`
+        block, then the tick as `_after_tick` gives it.
+
+        Why one block: the engine books a report with collection deferred, and a block of
+        the venue's own would end with the due collection at the next allocation (the
+        report's coroutine), still before the close is acknowledged: ~1 stop crossing in 4
+        held a young or a middle collection (0.2-1 ms) in the venue's matching and commit.
+        The reports await the engine, which in the common case (a stop's fill and its
+        close) does not suspend; when it does (a resting entry's fill places its
+        protection), the collection is put off for as long, not dropped."""
+        with collection_deferred():
+            for u in self._match(tick):
+                await sink.on_order_update(u)
+        if not self._subscribed or self._wants(tick.symbol):  # `_wants`' common case first
+            await sink.on_tick(tick)
+
+    def _match(self, tick: Tick) -> list[OrderUpdate]:
+        """What a tick outside the calm band fills, cancels or liquidates, committed."""
+        price = tick.price
         updates: list[OrderUpdate] = []
         # Liquidation first: a gap through both a stop and the liquidation price liquidates
         # (the loss of an isolated position never exceeds its margin); its stops are canceled.
