@@ -192,3 +192,30 @@ def test_a_quiet_tick_of_a_replay_costs_six_calls_of_the_tick_path(monkeypatch) 
     extra = calls(4000) - calls(2000)  # the calls of 2000 more ticks
     per_tick = {name: n for name, n in extra.items() if n >= 1900}  # (not once per candle)
     assert sum(per_tick.values()) / 2000 < 6.5, per_tick
+
+
+def test_a_candle_close_inside_the_band_is_not_evaluated_in_full(monkeypatch) -> None:
+    """The first tick of a position after its symbol's candle close settles the band again
+    with the new indicators (`EngineCore._settle_at_close`) instead of evaluating the rules
+    in full: on a quiet path (the position stays inside its band) no tick after the opening
+    ones is evaluated, though a candle closes every minute. The decisions are those of
+    the reference path (the tests above)."""
+    from pmgui.bench.rules import quiet_path
+    from pmgui.engine.core import EngineCore
+
+    real = EngineCore._on_position_tick
+    evaluated: list[float] = []
+
+    async def counted(self, rt, tick, sync_only=False):  # type: ignore[no-untyped-def]
+        evaluated.append(tick.ts)
+        await real(self, rt, tick, sync_only)
+
+    monkeypatch.setattr(EngineCore, "_on_position_tick", counted)
+    path = quiet_path(3000, 5)
+    data = PriceData("ticks", SYM, ticks=tuple(Tick(SYM, p, 1.7e9 + i)
+                                                for i, p in enumerate(path)))
+    req = ReplayRequest(Side.LONG, path[0], 1.0, 1.0, sl=path[0] * 0.2, tp=path[0] * 5,
+                        preset="manual", symbol=SYM)
+    result = asyncio.run(run_replay(data, req))
+    assert result.summary["open_qty"] == 1.0
+    assert [ts for ts in evaluated if ts > 1.7e9 + 120] == []  # 47 closes after the first two

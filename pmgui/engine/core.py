@@ -461,9 +461,16 @@ class EngineCore:
             self._publish_mark(rt)
             return _DONE
         # the band is computed at the first tick that needs it (`BandGate`)
-        if not (rt.band_pos is pos and rt.band_params is params
-                and rt.band_version == self.market.versions.get(pos.symbol, 0)
-                and rt.gate.quiet(tick.price, ts)
+        if rt.band_pos is not pos or rt.band_params is not params:
+            return _EVALUATE
+        if rt.band_version != self.market.versions.get(pos.symbol, 0):
+            # a candle closed since the band was settled: settled again at this tick
+            if rt.band_add_on or not self.market.frames_ready(pos.symbol, info.frames):
+                return _EVALUATE
+            self._settle_at_close(rt, tick, params, info)
+            if rt.band_pos is not pos:
+                return _EVALUATE
+        if not (rt.gate.quiet(tick.price, ts)
                 and (not rt.band_add_on or rt.pending(OrderRole.ADD))):
             return _EVALUATE
         # A tick inside the position's quiet band: `observe` would keep the position and
@@ -565,6 +572,22 @@ class EngineCore:
                 await self.protector.sync(rt)
         self._maybe_persist(rt)
         self._publish_mark(rt)
+
+    def _settle_at_close(self, rt: PositionRuntime, tick: Tick, params: Params,
+                         info: _RuleInfo) -> None:
+        """A candle of the symbol closed since `rt`'s band was settled: settle it again for
+        the same position with the new indicators, at this tick. The band is a function of
+        position, market state and params (`pmgui.rules.bands`' contract): a tick inside it
+        is one a full evaluation would decide nothing on (observe keeps the position,
+        evaluate returns nothing), so the first tick after each close need not be
+        evaluated in full when it is inside; outside, it is evaluated as before."""
+        symbol = rt.position.symbol
+        indicators, frames = self.market.state(symbol, info.spec, info.timeframes)
+        mkt = MarketState(symbol, tick.price, tick.ts, self.market.market(symbol), indicators,
+                          frames)
+        # the version read after `state` (a frame created just now may have bumped it), as
+        # the evaluation reads it
+        self._set_band(rt, mkt, params, self.market.version(symbol))
 
     def _set_band(self, rt: PositionRuntime, mkt: MarketState, params: Params,
                   version: int) -> None:
