@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from types import MappingProxyType
 
+from pmgui.collection import collection_deferred
 from pmgui.domain import money
 from pmgui.domain.enums import (
     ActionType,
@@ -68,7 +69,6 @@ from pmgui.domain.slots import slot_copier
 from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine import indicator_line, queries
-from pmgui.engine.collection import collection_deferred
 from pmgui.engine.entries import RestingEntries
 from pmgui.engine.events import (
     AccountEvent,

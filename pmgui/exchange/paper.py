@@ -68,6 +68,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pmgui.collection import collection_deferred
 from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
 from pmgui.domain.errors import (
     ExchangeError,
@@ -79,7 +80,6 @@ from pmgui.domain.errors import (
 from pmgui.domain.models import Candle, Fill, Market, Order, OrderRequest, Tick
 from pmgui.domain.money import average_entry, liquidation_price, valid_price
 from pmgui.domain.slots import slot_copier
-from pmgui.engine.collection import collection_deferred
 from pmgui.exchange.base import (
     Balance,
     Capabilities,

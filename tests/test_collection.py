@@ -1,6 +1,6 @@
 """The booking of a venue's report, and the paper venue's matching that makes it, hold no
 cyclic collection: a due one runs right after the close is acknowledged
-(`pmgui.engine.collection`)."""
+(`pmgui.collection`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import gc
 import threading
 from pathlib import Path
 
+from pmgui.collection import DEFERRED, collection_deferred
 from pmgui.domain.enums import ActionType, PositionStatus
 from pmgui.domain.models import Tick
-from pmgui.engine.collection import DEFERRED, collection_deferred
 from pmgui.engine.events import ActionTaken, Event
 from pmgui.store.db import Store
 from tests.engine_support import SYMBOL, one_long_open

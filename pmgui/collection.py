@@ -20,7 +20,8 @@ _matched`: its matching, its commit and its reports to the engine, which books t
 one that awaits: a report of the simulated venue is booked without suspending in the common
 case (a stop's fill and its close); when it suspends (a resting entry's fill places its
 protection), collection is put off for that long, not dropped. The module holds nothing but
-the thresholds: the venue uses it without depending on the engine's state.
+the thresholds, so it belongs to no layer (DESIGN §1): the engine and the paper venue share
+it without the exchange layer importing the engine.
 """
 
 from __future__ import annotations
