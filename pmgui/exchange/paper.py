@@ -1356,7 +1356,10 @@ class PaperExchange:
             if not self._price_pass:  # a new write: once a second, what ticked since
                 if now - self._last_price_write < _PRICE_WRITE_INTERVAL:
                     return
-                self._price_pass = list(self._prices_dirty)
+                # in key order, so each chunk's rows sit on a few neighbouring pages of
+                # the table and its key index instead of all over them (a commit writes
+                # each page it touched once: ~20 pages per chunk at 1,000 symbols unsorted)
+                self._price_pass = sorted(self._prices_dirty, reverse=True)
                 self._prices_dirty = set()
                 self._last_price_write = now
             elif now < self._price_resume:
