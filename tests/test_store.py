@@ -627,6 +627,36 @@ def test_a_due_window_is_written_behind_in_chunks_in_the_order_recorded(store, d
             [2000.0 + i for i in reversed(range(40))]
 
 
+def test_a_chunked_write_behind_takes_the_positions_in_their_rows_order(store, db_path):
+    """The chunks of a due window take the queued positions in the order of their rows in
+    the table, not the queue's (each chunk's rows on neighbouring pages: fewer pages per
+    commit); a position queued again after the pass began waits for the next pass, and the
+    queue still drains whole with every row at its last state."""
+    store.behind_chunk = 8
+    for i in range(24):
+        store.save_position(minimal_position(f"m{i}"))
+    for i in reversed(range(24)):  # queued in the reverse of the rows' order
+        store.save_position_behind(minimal_position(f"m{i}").evolve(sl=1900.0 + i))
+    store._behind_since -= 7200.0  # the window is due (white-box: no waiting in tests)
+
+    def written() -> dict[str, float]:
+        with _peek(db_path) as reader:
+            return {p.id: p.sl for p in reader.load_open_positions() if p.sl is not None}
+
+    assert store.flush_behind(older_than=3600.0) == 8
+    assert set(written()) == {f"m{i}" for i in range(8)}  # the first rows, not m23..m16
+    store.save_position_behind(minimal_position("m0").evolve(sl=1800.0))  # queued again
+    store._behind_resume = 0.0
+    assert store.flush_behind(older_than=3600.0) == 8
+    assert written() == {f"m{i}": 1900.0 + i for i in range(16)}  # the pass goes on
+    while store.behind:
+        store._behind_resume = 0.0
+        store.flush_behind(older_than=3600.0)
+    with _peek(db_path) as reader:
+        assert {p.id: p.sl for p in reader.load_open_positions()} == \
+            {f"m{i}": 1800.0 if i == 0 else 1900.0 + i for i in range(24)}
+
+
 def test_the_tick_paths_chunks_are_spaced_not_written_on_consecutive_ticks(store, db_path):
     """After a chunk, `behind_due` holds the next one back for BEHIND_PACE times what the
     chunk took (a run of chunks on consecutive ticks is a backlog every tick behind it waits

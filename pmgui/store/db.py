@@ -361,6 +361,10 @@ class Store:
         self._behind_actions: list[tuple | _LaterRow] = []  # `ACTION_COLUMNS` values
         self._behind_since: float | None = None
         self.behind_chunk = BEHIND_CHUNK
+        # the queued positions of the chunked write under way, in their rows' order in the
+        # table, the next one last (`_pass_take`); the rowids that order them, learnt once
+        self._behind_pass: list[str] = []
+        self._rowids: dict[str, int] = {}
         self._behind_resume = 0.0  # monotonic time before which a due chunk waits (paced)
         self._built_cost = 0.0  # s spent building the next chunk's rows (`build_behind`)
         self._next_action_id: int | None = None  # ids are taken when a line is recorded
@@ -877,7 +881,7 @@ class Store:
             n_a = self._chunk_actions(limit)
             taken_a, self._behind_actions = actions[:n_a], actions[n_a:]
             taken_p = {}
-            for pid in list(positions)[:limit - n_a]:
+            for pid in self._pass_take(positions, limit - n_a):
                 taken_p[pid] = positions.pop(pid)
         since = self._behind_since
         if not self._behind_positions and not self._behind_actions:
@@ -896,6 +900,43 @@ class Store:
         self._carried_positions.update(taken_p)  # until the transaction commits
         self._carried_actions.extend(taken_a)
         return len(taken_p) + len(taken_a)
+
+    def _pass_take(self, positions: dict[str, _Queued], n: int) -> list[str]:
+        """The next `n` queued positions of a chunked write: a pass takes the positions
+        queued when it began in the order of their rows in the table, so each chunk's
+        rows sit on neighbouring pages (a commit writes every page it touched once; in
+        the queue's order a chunk of a 2,000-position book touched one page per row). A
+        position queued after the pass began waits for the next one: no longer than one
+        pass, as in the queue's order."""
+        order = self._behind_pass
+        taken: dict[str, None] = {}
+        while len(taken) < n:
+            if not order:
+                order = self._behind_pass = self._row_order(
+                    [pid for pid in positions if pid not in taken])
+                if not order:
+                    break
+            pid = order.pop()
+            if pid in positions:
+                taken[pid] = None
+        return list(taken)
+
+    def _row_order(self, ids: list[str]) -> list[str]:
+        """`ids` in the reverse order of their rows' rowids (the next one last); a position
+        without a row yet (written whole) comes after those with one."""
+        rowids = self._rowids
+        unknown = [pid for pid in ids if pid not in rowids]
+        if unknown:
+            if len(rowids) + len(unknown) > 65536:
+                rowids.clear()  # a bound; the ids met are learnt again
+            conn = self.db.conn
+            for i in range(0, len(unknown), 500):
+                part = unknown[i:i + 500]
+                rowids.update(conn.execute(
+                    f"SELECT id, rowid FROM positions WHERE id IN ({', '.join('?' * len(part))})",
+                    part))
+        last = math.inf
+        return sorted(ids, key=lambda pid: rowids.get(pid, last), reverse=True)
 
     def _action_row(self, action: Action, symbol: str, ok: bool, detail: str) -> tuple:
         """The action's row (`ACTION_COLUMNS` values) with its id taken now: the log keeps
