@@ -95,3 +95,46 @@ def test_the_closed_watcher_sees_a_close_outside_qapplication_exec(qapp, tmp_pat
     assert closed.is_set
     closed.detach()
     window.deleteLater()
+
+
+def test_the_chart_import_starts_only_after_the_gui_thread_read_every_qt_name(qapp, qtbot):
+    """PySide6 makes its classes at the first read of each name, and pyqtgraph's import reads
+    every name of QtCore/QtGui/QtWidgets: the helper thread must find them made (on the GUI
+    thread, a slice per turn), not make them while the GUI thread runs Qt (a SIGSEGV)."""
+    import threading
+
+    from PySide6.QtCore import QObject
+
+    from pmgui.ui.app import QT_CLASSES_SLICE, _ChartImport
+
+    seen: list[tuple[int, int, bool]] = []
+    parent = QObject()
+    holder: list[_ChartImport] = []
+
+    def load() -> None:
+        imp = holder[0]
+        seen.append((imp._next, len(imp._names),
+                     threading.current_thread() is not threading.main_thread()))
+
+    imp = _ChartImport(parent, load)  # type: ignore[arg-type]
+    holder.append(imp)
+    assert len(imp._names) > 10 * QT_CLASSES_SLICE  # QtCore + QtGui + QtWidgets
+    assert imp.thread.ident is None  # nothing started before the GUI thread's first turn
+    qtbot.waitUntil(lambda: bool(seen), timeout=30_000)
+    imp.join()
+    done, total, on_helper = seen[0]
+    assert done == total and on_helper
+
+
+def test_a_cancelled_chart_import_never_starts(qapp, qtbot):
+    from PySide6.QtCore import QObject
+
+    from pmgui.ui.app import _ChartImport
+
+    ran: list[bool] = []
+    parent = QObject()
+    imp = _ChartImport(parent, lambda: ran.append(True))  # type: ignore[arg-type]
+    imp.cancel()
+    qtbot.wait(50)  # turns of the event loop: a running timer would have read a slice
+    assert imp._next == 0 and imp.thread.ident is None and not ran
+    imp.join()  # a thread never started is not joined

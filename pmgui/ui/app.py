@@ -131,7 +131,7 @@ def _run_window(app: QApplication, engine: EngineHandle, *, exit_after: float | 
     first_loop = QEventLoop()
     closed = _Closed(window, first_loop)
 
-    helpers: list[threading.Thread] = []
+    helpers: list[_ChartImport] = []
 
     def after_first_frame() -> None:
         first_loop.quit()
@@ -153,6 +153,7 @@ def _run_window(app: QApplication, engine: EngineHandle, *, exit_after: float | 
         closed.detach()
         restore_sigint()
         for helper in helpers:  # (an import: it ends) — the window outlives its signal
+            helper.cancel()
             helper.join()
     return exit_code
 
@@ -270,7 +271,56 @@ class _ChartLoaded(QObject):
         self.loaded.connect(window.build_chart)
 
 
-def _after_first_frame(window: MainWindow, engine: EngineHandle) -> threading.Thread:
+# attribute reads per event-loop turn while the Qt classes are made (a new class ~0.3 ms)
+QT_CLASSES_SLICE = 16
+
+
+class _ChartImport(QObject):
+    """The chart module's import on a helper thread, started once PySide6's Qt classes exist.
+
+    PySide6 makes a module's Python classes lazily, at the first read of each name, and
+    pyqtgraph's import reads every name of QtCore, QtGui and QtWidgets
+    (`pyqtgraph.Qt._copy_attrs`): on the helper thread it made ~1,000 classes while the GUI
+    thread ran Qt, and a spawned window died with SIGSEGV there (faulthandler: the helper
+    in `_copy_attrs`, the GUI thread in the event loop; one spawn in ~10 on a loaded
+    machine). The GUI thread reads those names first, `QT_CLASSES_SLICE` per turn of its
+    event loop (a heartbeat is never held for long), so the helper only finds classes that
+    already exist; the chart comes ~0.3 s later, the first frame no later."""
+
+    def __init__(self, window: MainWindow, load: Callable[[], None]) -> None:
+        super().__init__(window)
+        from PySide6 import QtCore, QtGui, QtWidgets
+
+        self._names = [(m, n) for m in (QtCore, QtGui, QtWidgets) for n in dir(m)]
+        self._next = 0
+        self.thread = threading.Thread(target=load, name="pmgui-chart-import", daemon=True)
+        self._timer = QTimer(self)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._step)
+        self._timer.start()
+
+    def _step(self) -> None:
+        end = min(self._next + QT_CLASSES_SLICE, len(self._names))
+        for module, name in self._names[self._next:end]:
+            try:
+                getattr(module, name)
+            except Exception:  # a name PySide6 lists but cannot make
+                log.debug("Qt name %s.%s", module.__name__, name, exc_info=True)
+        self._next = end
+        if end == len(self._names):
+            self._timer.stop()
+            self.thread.start()
+
+    def cancel(self) -> None:
+        """The run ends: an import not started yet is not started."""
+        self._timer.stop()
+
+    def join(self) -> None:
+        if self.thread.ident is not None:
+            self.thread.join()
+
+
+def _after_first_frame(window: MainWindow, engine: EngineHandle) -> _ChartImport:
     """Start an engine that waits for the window, and build the chart: its module
     (pyqtgraph, a few hundred ms) is imported on a helper thread, so the window that has
     just appeared stays responsive; the widget is then built on the GUI thread (anything
@@ -291,9 +341,7 @@ def _after_first_frame(window: MainWindow, engine: EngineHandle) -> threading.Th
         except RuntimeError:  # the window is gone
             pass
 
-    helper = threading.Thread(target=load, name="pmgui-chart-import", daemon=True)
-    helper.start()
-    return helper
+    return _ChartImport(window, load)
 
 
 def _close_on_sigint(window: MainWindow) -> Callable[[], None]:
