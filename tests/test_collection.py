@@ -20,6 +20,39 @@ T0 = 1_700_000_000.0
 EVERY_ALLOCATION = (1, 10**6, 10**6)
 
 
+async def _cross_the_stop_with_a_collection_always_due(h, seen: list[str]) -> tuple[int, ...]:
+    """Deliver the tick through the position's stop with a young collection due on every
+    allocation, recording into `seen` each collection started on this thread and the close
+    acknowledged (beside what the caller's own spies record); returns the thresholds in
+    force right after the delivery."""
+
+    def listen(ev: Event) -> None:
+        if isinstance(ev, ActionTaken) and ev.action.type is ActionType.CLOSE:
+            seen.append("acknowledged")
+
+    def on_collection(phase: str, _info: dict) -> None:
+        if phase == "start" and threading.current_thread() is threading.main_thread():
+            seen.append("collection")
+
+    h.engine.outbox.add_listener(listen)
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(on_collection)
+    gc.set_threshold(*EVERY_ALLOCATION)
+    try:
+        await h.paper.deliver(Tick(SYMBOL, 58_000.0, T0 + 1), h.engine)  # through its stop
+        return gc.get_threshold()
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(on_collection)
+
+
+async def _closed_on_disk(h, rt, path: Path) -> None:
+    assert rt.id not in h.engine.book
+    await h.engine.shutdown()
+    with Store.open(path, readonly=True) as reader:
+        assert reader.load_position(rt.id).status is PositionStatus.CLOSED
+
+
 async def test_a_stop_fill_is_booked_and_acknowledged_without_a_collection(
         tmp_path: Path, monkeypatch) -> None:
     """With a collection due on every allocation, none starts between the ledger taking the
@@ -33,35 +66,15 @@ async def test_a_stop_fill_is_booked_and_acknowledged_without_a_collection(
         seen.append("report")
         return real_apply(*a, **k)
 
-    def listen(ev: Event) -> None:
-        if isinstance(ev, ActionTaken) and ev.action.type is ActionType.CLOSE:
-            seen.append("acknowledged")
-
-    def on_collection(phase: str, _info: dict) -> None:
-        if phase == "start" and threading.current_thread() is threading.main_thread():
-            seen.append("collection")
-
     monkeypatch.setattr(h.engine.ledger, "apply", apply)
-    h.engine.outbox.add_listener(listen)
-    thresholds = gc.get_threshold()
-    gc.callbacks.append(on_collection)
-    gc.set_threshold(*EVERY_ALLOCATION)
-    try:
-        await h.paper.deliver(Tick(SYMBOL, 58_000.0, T0 + 1), h.engine)  # through its stop
-        after = gc.get_threshold()
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.callbacks.remove(on_collection)
+    after = await _cross_the_stop_with_a_collection_always_due(h, seen)
     ack = seen.index("acknowledged")
     report = max(i for i, e in enumerate(seen[:ack]) if e == "report")
     assert "collection" in seen[:report]  # collections were due all along
     assert "collection" not in seen[report:ack]
     assert "collection" in seen[ack:]
     assert after == EVERY_ALLOCATION  # the thresholds in force again
-    assert rt.id not in h.engine.book
-    await h.engine.shutdown()
-    with Store.open(tmp_path / "x.db", readonly=True) as reader:
-        assert reader.load_position(rt.id).status is PositionStatus.CLOSED
+    await _closed_on_disk(h, rt, tmp_path / "x.db")
 
 
 async def test_a_stop_crossing_is_matched_reported_and_acknowledged_without_a_collection(
@@ -77,33 +90,13 @@ async def test_a_stop_crossing_is_matched_reported_and_acknowledged_without_a_co
         seen.append("match")
         return real_match(*a, **k)
 
-    def listen(ev: Event) -> None:
-        if isinstance(ev, ActionTaken) and ev.action.type is ActionType.CLOSE:
-            seen.append("acknowledged")
-
-    def on_collection(phase: str, _info: dict) -> None:
-        if phase == "start" and threading.current_thread() is threading.main_thread():
-            seen.append("collection")
-
     monkeypatch.setattr(h.paper, "_match", match)
-    h.engine.outbox.add_listener(listen)
-    thresholds = gc.get_threshold()
-    gc.callbacks.append(on_collection)
-    gc.set_threshold(*EVERY_ALLOCATION)
-    try:
-        await h.paper.deliver(Tick(SYMBOL, 58_000.0, T0 + 1), h.engine)  # through its stop
-        after = gc.get_threshold()
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.callbacks.remove(on_collection)
+    after = await _cross_the_stop_with_a_collection_always_due(h, seen)
     start, ack = seen.index("match"), seen.index("acknowledged")
     assert "collection" not in seen[start:ack]
     assert "collection" in seen[ack:]
     assert after == EVERY_ALLOCATION
-    assert rt.id not in h.engine.book
-    await h.engine.shutdown()
-    with Store.open(tmp_path / "x.db", readonly=True) as reader:
-        assert reader.load_position(rt.id).status is PositionStatus.CLOSED
+    await _closed_on_disk(h, rt, tmp_path / "x.db")
 
 
 def test_blocks_nest_and_leave_the_thresholds_and_the_switch_as_found() -> None:
