@@ -119,7 +119,7 @@ def test_the_chart_import_starts_only_after_the_gui_thread_read_every_qt_name(qa
     imp = _ChartImport(parent, load)  # type: ignore[arg-type]
     holder.append(imp)
     assert len(imp._names) > 10 * QT_CLASSES_SLICE  # QtCore + QtGui + QtWidgets
-    assert imp.thread.ident is None  # nothing started before the GUI thread's first turn
+    assert imp.import_thread.ident is None  # nothing started before the GUI thread's first turn
     qtbot.waitUntil(lambda: bool(seen), timeout=30_000)
     imp.join()
     done, total, on_helper = seen[0]
@@ -136,5 +136,5 @@ def test_a_cancelled_chart_import_never_starts(qapp, qtbot):
     imp = _ChartImport(parent, lambda: ran.append(True))  # type: ignore[arg-type]
     imp.cancel()
     qtbot.wait(50)  # turns of the event loop: a running timer would have read a slice
-    assert imp._next == 0 and imp.thread.ident is None and not ran
+    assert imp._next == 0 and imp.import_thread.ident is None and not ran
     imp.join()  # a thread never started is not joined

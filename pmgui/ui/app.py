@@ -280,7 +280,7 @@ class _ChartImport(QObject):
 
     PySide6 makes a module's Python classes lazily, at the first read of each name, and
     pyqtgraph's import reads every name of QtCore, QtGui and QtWidgets
-    (`pyqtgraph.Qt._copy_attrs`): on the helper thread it made ~1,000 classes while the GUI
+    (`pyqtgraph.Qt._copy_attrs`, 721 names): on the helper thread it made them while the GUI
     thread ran Qt, and a spawned window died with SIGSEGV there (faulthandler: the helper
     in `_copy_attrs`, the GUI thread in the event loop; one spawn in ~10 on a loaded
     machine). The GUI thread reads those names first, `QT_CLASSES_SLICE` per turn of its
@@ -293,7 +293,7 @@ class _ChartImport(QObject):
 
         self._names = [(m, n) for m in (QtCore, QtGui, QtWidgets) for n in dir(m)]
         self._next = 0
-        self.thread = threading.Thread(target=load, name="pmgui-chart-import", daemon=True)
+        self.import_thread = threading.Thread(target=load, name="pmgui-chart-import", daemon=True)
         self._timer = QTimer(self)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._step)
@@ -309,15 +309,15 @@ class _ChartImport(QObject):
         self._next = end
         if end == len(self._names):
             self._timer.stop()
-            self.thread.start()
+            self.import_thread.start()
 
     def cancel(self) -> None:
         """The run ends: an import not started yet is not started."""
         self._timer.stop()
 
     def join(self) -> None:
-        if self.thread.ident is not None:
-            self.thread.join()
+        if self.import_thread.ident is not None:
+            self.import_thread.join()
 
 
 def _after_first_frame(window: MainWindow, engine: EngineHandle) -> _ChartImport:
