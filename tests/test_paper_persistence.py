@@ -10,7 +10,7 @@ import sqlite_utils
 from pmgui.domain.enums import OrderStatus, OrderType, Side
 from pmgui.domain.errors import InvalidOrder
 from pmgui.exchange.paper import SCHEMA_VERSION, PaperExchange
-from tests.paper_support import BTC, ETH, MARKETS, Driver, req
+from tests.paper_support import BTC, ETH, MARKETS, Driver, RecordingSink, req
 
 STOP, TP, LIMIT = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET, OrderType.LIMIT
 
@@ -501,6 +501,38 @@ async def test_a_stops_fill_updates_the_venues_rows_in_place(db_path):
     again = _open(db_path)
     await again.connect()
     assert await _snapshot(again) == await _snapshot(ex)
+
+
+async def test_a_due_price_write_comes_after_the_reports_of_a_matched_tick(db_path,
+                                                                           monkeypatch):
+    """A tick through a stop on which the once-a-second price write is due: the stop's
+    report reaches the sink before that write (market data, not venue state: a chunk of
+    upserts and a commit between a fill and its report was part of tick → close
+    acknowledged), and the write is still done on that tick."""
+    import pmgui.exchange.paper as paper
+
+    clock = _SteppingClock()
+    monkeypatch.setattr(paper, "time", clock)
+    ex, d = await _long_with_a_resting_stop(db_path)
+    await d.tick(3_000.0, ETH)
+    ex._write_prices(force=True)
+    await d.tick(3_100.0, ETH)  # waits for the next write
+    clock.t += 10.0  # the write is due
+
+    def eth_row() -> float:
+        return ex.db["paper_prices"].get(ETH)["price"]
+
+    seen: list[tuple[OrderStatus, float]] = []
+
+    class Sink(RecordingSink):
+        async def on_order_update(self, update) -> None:
+            seen.append((update.order.status, eth_row()))
+            await super().on_order_update(update)
+
+    d.sink = Sink()
+    await d.tick(58_900.0)  # through the stop
+    assert seen == [(OrderStatus.FILLED, 3_000.0)]  # reported before the price write
+    assert eth_row() == 3_100.0  # written on the same tick, after the report
 
 
 async def test_state_written_inside_a_transaction_that_rolled_back_is_written_again(db_path):

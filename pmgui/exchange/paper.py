@@ -731,10 +731,15 @@ class PaperExchange:
         held a young or a middle collection (0.2-1 ms) in the venue's matching and commit.
         The reports await the engine, which in the common case (a stop's fill and its
         close) does not suspend; when it does (a resting entry's fill places its
-        protection), the collection is put off for as long, not dropped."""
+        protection), the collection is put off for as long, not dropped.
+
+        The once-a-second price write (market data, not venue state) comes after the
+        reports: a due chunk (~0.5-1 ms of upserts and a commit) between a stop's fill
+        and its report was part of tick → close acknowledged."""
         with collection_deferred():
             for u in self._match(tick):
                 await sink.on_order_update(u)
+        self._write_prices()
         if not self._subscribed or self._wants(tick.symbol):  # `_wants`' common case first
             await sink.on_tick(tick)
 
@@ -768,8 +773,7 @@ class PaperExchange:
                                              self.taker_fee))
         self._charge_funding(tick.ts if not self.realtime else self.now())
         self._commit(raise_errors=False)
-        self._write_prices()
-        return updates
+        return updates  # the price write is the caller's, after the reports (`_matched`)
 
     def _calm_band(self, symbol: str) -> tuple[float, float]:
         """(lo, hi): no liquidation of the symbol's positions and no trigger of its resting
