@@ -143,6 +143,26 @@ def test_a_report_writes_only_the_columns_it_changed(ledger: OrderLedger) -> Non
     assert ledger.store.order("pmg-2") == venue(gone, OrderStatus.OPEN)
 
 
+def test_the_report_of_an_answered_fill_writes_its_fills_not_the_order_again(
+        ledger: OrderLedger) -> None:
+    """A market order the create call answered filled: the stream's report of it (the same
+    order, with its fills) records the fills and leaves the order's row as it is (it holds
+    that order already); the fills are booked once, the delta was the answer's."""
+    order = ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    answer = venue(order, OrderStatus.FILLED, 1.0, 100.0)
+    assert ledger.apply(answer, ()).delta == pytest.approx(1.0)
+    statements: list[str] = []
+    ledger.store.db.conn.set_trace_callback(statements.append)
+    fill = Fill("f1", "pmg-1", SYM, OrderSide.SELL, 1.0, 100.0, 0.05, 1.0)
+    report = ledger.apply(answer, (fill,))
+    ledger.store.db.conn.set_trace_callback(None)
+    assert report.delta == 0
+    assert not [s for s in statements if s.startswith(("INSERT INTO orders", "UPDATE orders"))]
+    assert [f.id for f in ledger.store.fills("P1")] == ["f1"]
+    assert ledger.store.order("pmg-1") == ledger.get("pmg-1") == report.order
+
+
 def test_a_stale_venue_report_never_moves_an_order_back(ledger: OrderLedger) -> None:
     order = ledger.journal(req())
     ledger.mark_sent("pmg-1")

@@ -388,7 +388,12 @@ class OrderLedger:
         # A venue report: what the venue can tell again (looked up by client id), so it is
         # committed without a sync of its own (a killed process still loses nothing).
         with self.store.relaxed(), self.store.transaction(whole=True):
-            self.store.save_order(merged, journaled=known)
+            if merged != known:
+                # else the row holds it already (`known` is the order as journaled): the
+                # stream's report of a market order the create call answered filled brings
+                # its fills and nothing else, and its row was upserted whole again (every
+                # column and index entry) in the commit of every entry and market close
+                self.store.save_order(merged, journaled=known)
             for f in fills:
                 self.store.record_fill(f, merged.position_id)
             if synthesize and delta > EPS and not fills and price is not None:
