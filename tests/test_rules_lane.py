@@ -272,3 +272,31 @@ def test_evaluate_trend_runs_trailing_alone():
     assert evaluate_trend(pos, mkt, params) == []
     acts = evaluate_trend(pos, mkt, resolve_params("guardian", {}))
     assert [a.type for a in acts] == [ActionType.MOVE_SL]
+
+
+@pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
+def test_a_guardian_lane_band_needs_no_context(monkeypatch, side):
+    """guardian's lane leaves out only momentum loss and an adaptive trail: a band started
+    from its lane reads the peak, the ROI and the best price directly (`_band_in_lane`'s
+    direct path, no `make_ctx`) and is `quiet_band`'s. Fails when each family is called
+    with a context."""
+    params = resolve_params("guardian", {})
+    d = side.dir
+    pos = Position("p1", SYMBOL, side, 1.0, 100.0, 10.0, 0.0, 1.0, sl=100.0 - d * 3.0,
+                   tp=100.0 + d * 50.0, initial_sl=100.0 - d * 3.0, best_price=100.0,
+                   preset="guardian")
+    # a new best at 104 (after a pull-back from 104.5): trailing moves the stop
+    pos = observe(pos, 100.0 + d * 4.5)
+    mkt = MarketState(SYMBOL, 100.0 + d * 4.0, 1.0, MARKET,
+                      Indicators(volatility=0.01, momentum=0.0))
+    obs = observe(pos, mkt.price)
+    pos = apply(obs, evaluate(obs, mkt, params), mkt.ts)
+    expected = quiet_band(pos, mkt, params)
+    lane = trend_lane(pos, mkt, params)
+    assert expected is not None and lane is not None
+
+    def no_context(*args):
+        raise AssertionError("a context was made")
+
+    monkeypatch.setattr(bands_mod, "make_ctx", no_context)
+    assert bands_mod._band_in_lane(lane, pos, mkt, params) == expected

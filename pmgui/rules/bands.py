@@ -56,6 +56,7 @@ from pmgui.rules.common import (
     THRESHOLD_EPS,
     TRANCHE_CLOSED_PREFIX,
     Ctx,
+    _timeframes,
     add_on_open_since,
     ge,
     gt,
@@ -476,7 +477,12 @@ def _momentum_edges(p: Params) -> tuple[float, float, float, float, float]:
 
 
 def _momentum_loss(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
-    peak = ctx.pos.peak_roi  # within the band the ROI never exceeds it (the observe edge)
+    _momentum_fire(b, ctx.pos.peak_roi, p)
+
+
+def _momentum_fire(b: _Builder, peak: float, p: Params) -> None:
+    """Momentum loss's firing sets for a position whose peak ROI is `peak` (within the band
+    the ROI never exceeds it: the observe edge)."""
     try:  # `p.memo(_momentum_edges, …)` without the method call
         min_peak, full, lo, hi, band = p._memo[_momentum_edges]
     except KeyError:
@@ -586,11 +592,14 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
         if timed:  # tightening's hours count: the distances change with the age
             levels = stops.trailing_stop_levels(ctx, reps)
         else:  # `trailing_stop_levels_at`: each level taken below only if looked at
-            dists = _trailing_distances(b.fx, ctx, p, c, reps)
+            dists = _trailing_distances(b.fx, ctx.mkt, p, c, reps)
         prices = b.fx.regions
         if prices is None:
             prices = b.fx.regions = _region_prices(b.fx, regions)
     best, d_sign = ctx.best, ctx.dir
+    if dists:  # the usual case: the kept distances and region prices
+        _fire_regions(b, regions, prices, dists, roi, best, d_sign, pos.sl)  # type: ignore[arg-type]
+        return
     n = len(regions)
     here = 0  # the region of the current ROI
     while here < n - 1 and roi > regions[here][1]:
@@ -601,7 +610,7 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
     # only the nearest firing range on each side of the current one can bound the band
     for order in (range(here, n), range(here - 1, -1, -1)):
         for k in order:
-            level = best * (1 - d_sign * dists[k]) if dists else levels[k]
+            level = levels[k]
             if level is None or level <= 0:
                 continue
             if timed and gt(regions[k][2], 0.0) and not stops.tightening_floored(
@@ -626,24 +635,59 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
             break
 
 
-def _trailing_distances(fx: _Fixed, ctx: Ctx, p: Params, c: stops._TrailCfg,
+def _trailing_distances(fx: _Fixed, mkt: MarketState, p: Params, c: stops._TrailCfg,
                         reps: tuple[float, ...]) -> tuple[float, ...]:
     """`stops.region_distances` of the Params' regions (before tightening's hours start),
     kept in the position's `_Fixed` (the Params, the side) with the indicators they were
     read from, the trail's and tightening's (the objects themselves: held there, checked
     with `is`) — a position's bands between two candle closes read the same ones."""
-    mkt = ctx.mkt
-    if mkt.frames:  # `_indicator_parts`' indicators
-        ind = ctx.frame("trailing")
-        tind = ctx.frame("tightening") if c.tightening else None
+    if mkt.frames:  # `_indicator_parts`' indicators (`Ctx.frame`)
+        tfs = p.memo(_timeframes, _timeframes)
+        ind = mkt.indicators_for(tfs["trailing"])
+        tind = mkt.indicators_for(tfs["tightening"]) if c.tightening else None
     else:
         ind = mkt.indicators
         tind = ind if c.tightening else None
     if fx.t_ind is ind and fx.t_tind is tind:
         return fx.t_dists
-    dists = fx.t_dists = stops.region_distances(p, mkt, c, ctx.dir, reps)
+    dists = fx.t_dists = stops.region_distances(p, mkt, c, fx.dir, reps)
     fx.t_ind, fx.t_tind = ind, tind
     return dists
+
+
+def _fire_regions(b: _Builder, regions: tuple[tuple[float, float, float], ...],
+                  prices: tuple[tuple[float, float] | None, ...], dists: tuple[float, ...],
+                  roi: float, best: float, d_sign: int, sl: float | None) -> None:
+    """The trailing family of a fixed/adaptive trail whose distances do not change with
+    time (`_trailing`'s usual case; a trend lane's bands, `_band_in_lane`): the ROI region
+    nearest the current one on each side in which the level `best · (1 ∓ distance)` could
+    move the stop (`_could_move_stop`) fires, as `b.fire_roi` of its kept prices."""
+    n = len(regions)
+    here = 0  # the region of the current ROI
+    while here < n - 1 and roi > regions[here][1]:
+        here += 1
+    any_sl = sl is None or not _isfinite(sl)
+    long = d_sign > 0
+    # only the nearest firing range on each side of the current one can bound the band
+    for order in (range(here, n), range(here - 1, -1, -1)):
+        for k in order:
+            level = best * (1 - d_sign * dists[k])
+            if level <= 0 or not (
+                    (0.0 < level < _INF if type(level) is float else valid_price(level))
+                    and (any_sl or (level > sl if long else level < sl))):  # type: ignore[operator]
+                continue  # `_could_move_stop`, inlined
+            if (xy := prices[k]) is not None:  # `b.fire_roi` of region k, kept
+                x, y = xy
+                p0 = b.p0
+                if y < p0:
+                    if y > b.lo:
+                        b.lo = y
+                elif x > p0:
+                    if x < b.hi:
+                        b.hi = x
+                else:
+                    raise _Unbounded
+            break
 
 
 def _trailing_reps(p: Params) -> tuple[tuple[tuple[float, float, float], ...] | None,
@@ -899,7 +943,8 @@ def _families(params: Params, lane: bool = False) -> tuple[Family, ...]:
                  if params.enabled(rule) and not (lane and rule in _LANE_EXCLUDED))
 
 
-_LanePlan = tuple[tuple[Family, ...], _Protection, _Protection, tuple[Family, ...], bool]
+_LanePlan = tuple[tuple[Family, ...], _Protection, _Protection, tuple[Family, ...], bool,
+                  tuple[bool, bool] | None]
 _Plan = tuple[bool, tuple[Family, ...], _Protection, bool, list, _LanePlan | None]
 
 
@@ -914,11 +959,27 @@ def _plan(params: Params) -> _Plan:
     if _lane_allowed(params):
         sl_on, tp_on, instant, tranches = _protection_params(params)
         lane_families = _families(params, lane=True)
+        rest = tuple(fn for fn in families if fn not in lane_families)
         lane = (lane_families, (False, tp_on, instant, tranches), (sl_on, False, False, False),
-                tuple(fn for fn in families if fn not in lane_families),
-                not (params.enabled("r_targets") or params.enabled("breakeven_plus")))
+                rest, not (params.enabled("r_targets") or params.enabled("breakeven_plus")),
+                _lane_rest_direct(params, rest))
     return (families == (_unknown,), families, _protection_params(params),
             params.enabled("emergency") or params.enabled("smart_tp"), [_NO_FIXED, {}], lane)
+
+
+def _lane_rest_direct(params: Params, rest: tuple[Family, ...]) -> tuple[bool, bool] | None:
+    """(momentum loss, trailing) when the families a lane leaves out are only those and
+    trailing's are read without a context (`_band_in_lane`'s direct path: a fixed/adaptive
+    trail with ROI regions, no breakeven gate, no tightening — `_trailing`'s usual case
+    through `_fire_regions`); None otherwise (each family is called with a context)."""
+    if not set(rest) <= {_momentum_loss, _trailing}:
+        return None
+    if _trailing in rest:
+        c = stops.trailing_config(params)
+        if (c.after_breakeven or c.mode not in ("fixed", "adaptive") or c.tightening
+                or _trailing_regions(params) is None):
+            return None
+    return _momentum_loss in rest, _trailing in rest
 
 
 def _lane_allowed(params: Params) -> bool:
@@ -972,27 +1033,74 @@ def _band_in_lane(lane: QuietBand, pos: Position, mkt: MarketState,
                   params: Params) -> QuietBand | None:
     """`quiet_band(pos, mkt, params)` for a successor `pos` (`_lane_successor`) of the
     position whose trend lane is `lane`, the price and time inside the lane, when the
-    lane's families read no stop (`_LanePlan`'s last) or the stop is the lane position's:
+    lane's families read no stop (`_LanePlan`'s fifth) or the stop is the lane position's:
     those families' firing sets are then the same, and none lies inside the lane, so the
     band is the lane narrowed by the rest alone — the stop, observe's edge, momentum loss
     and trailing of `pos` (the same sets `quiet_band` finds, the same band)."""
     price, now = float(mkt.price), mkt.ts
-    lane_plan = params._memo[_plan][5]
-    holder = params._memo[_plan][4]
-    fx = _fixed_of(holder, pos)
+    plan = params._memo[_plan]
+    lane_plan = plan[5]
+    fx = _fixed_of(plan[4], pos)
     b = _Builder(fx, price)
     b.lo, b.hi, b.until = lane.lo, lane.hi, lane.until
     try:
         _protection(b, pos, lane_plan[2])  # the stop alone
         _observe(b, pos)
         rest = lane_plan[3]
-        if rest:
+        if not rest:
+            pass
+        elif (direct := lane_plan[5]) is not None:
+            # momentum loss and trailing without a context: what they read of one is the
+            # peak, the ROI and the best price at this price (`make_ctx`'s arithmetic)
+            if direct[0]:
+                _momentum_fire(b, pos.peak_roi, params)
+            if direct[1]:
+                _lane_trailing(b, fx, pos, mkt, params, price)
+        else:
             ctx = make_ctx(pos, mkt, params)
             for family in rest:
                 family(b, ctx, params, now)
     except _Unbounded:
         return None
     return b.band(now)
+
+
+def _lane_trailing(b: _Builder, fx: _Fixed, pos: Position, mkt: MarketState, params: Params,
+                   price: float) -> None:
+    """`_trailing(b, make_ctx(pos, mkt, params), params, now)` for Params whose trail it
+    decides by `_fire_regions` (`_lane_rest_direct`): the ROI and the best price at `price`
+    as `make_ctx` computes them, the distances and region prices kept in `fx`."""
+    try:  # `p.memo(_trailing_plan, …)` without the method call
+        c, regions, reps = params._memo[_trailing_plan]
+    except KeyError:
+        c, regions, reps = params.memo(_trailing_plan, _trailing_plan)
+    d = fx.dir
+    entry = pos.entry
+    if (0.0 < entry < _INF if type(entry) is float else valid_price(entry)) \
+            and 0.0 < price < _INF:
+        lev = pos.leverage
+        if _isfinite(lev):  # `make_ctx`'s ROI (`position_roi`)
+            if lev < 0.0:
+                lev = 0.0
+            roi = lev * (d * (price - entry) - pos.fee_rate * (entry + price)) / entry
+            if not _isfinite(roi):
+                roi = 0.0
+        else:
+            roi = 0.0
+    else:
+        roi = 0.0
+    prev = pos.best_price
+    if not (0.0 < prev < _INF if type(prev) is float else valid_price(prev)):
+        prev = entry
+    if d > 0:  # `make_ctx`'s best: `max(prev, price)` / `min(prev, price)`
+        best = price if price > prev else prev
+    else:
+        best = price if price < prev else prev
+    prices = fx.regions
+    if prices is None:
+        prices = fx.regions = _region_prices(fx, regions)
+    _fire_regions(b, regions, prices, _trailing_distances(fx, mkt, params, c, reps), roi,
+                  best, d, pos.sl)
 
 
 def _narrowed(pos: Position, mkt: MarketState, params: Params, lane: bool) -> _Builder | None:
