@@ -1,6 +1,7 @@
 """Trend lanes (`pmgui.rules.bands.trend_lane`): a tick in the lane, decided by observe +
-`evaluate_trend` (trailing alone), decides exactly as observe + `evaluate` (every rule), and
-a band the gate starts from its lane is the band `quiet_band` computes.
+`evaluate_trend` (trailing, momentum loss, the stop loss), decides exactly as observe +
+`evaluate` (every rule), and a band the gate starts from its lane is the band `quiet_band`
+computes.
 
 The drivers of `test_rules_bands` walk the same random paths (every preset, overrides,
 sides, flags, tranches, indicators, candle closes): one evaluates every tick in full, the
@@ -241,22 +242,28 @@ def test_no_lane_while_an_add_on_rests():
     assert trend_lane(replace(pos, flags=frozenset()), mkt, params) is not None
 
 
-def test_the_gate_checks_the_stop_and_the_peak_per_tick():
-    """The lane holds for the settled position only where its stop is not crossed and its
-    ROI at the price is at least its peak."""
+def test_the_lane_holds_across_the_stop_and_below_the_peak():
+    """The lane holds for the settled position's successors wherever the price is inside
+    it: across their stop (evaluate_trend runs the stop loss there) and below their peak
+    ROI (momentum loss), deciding as evaluate does; a looser stop ends it."""
     params = resolve_params("guardian", {})
     pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0, tp=150.0,
                    initial_sl=97.0, best_price=100.0, preset="guardian")
     mkt = MarketState(SYMBOL, 100.0, 1.0, MARKET, Indicators())
+    at = replace(mkt, price=100.5, ts=2.0)
     gate = BandGate()
     gate.settle(pos, mkt, params)
     assert not gate.quiet(100.5, 2.0) and gate.lane(100.5, 2.0)
-    # the same lane for a successor whose stop is above the price: crossed, not in it
-    gate.settle(replace(pos, sl=100.6), mkt, params)
-    assert gate._lane_of is not None and not gate.lane(100.5, 2.0)
-    # a peak above the ROI at the price: momentum loss could act
+    # a successor whose stop is above the price: crossed, closed by the stop loss
+    crossed = replace(pos, sl=100.6)
+    gate.settle(crossed, mkt, params)
+    assert gate._lane_of is not None and gate.lane(100.5, 2.0)
+    acts = evaluate(observe(crossed, 100.5), at, params)
+    assert [a.reason for a in acts] == [Reason.STOP_LOSS]
+    assert evaluate_trend(observe(crossed, 100.5), at, params) == acts
+    # a peak above the ROI at the price: still the lane (evaluate_trend runs momentum loss)
     gate.settle(replace(pos, peak_roi=0.5), mkt, params)
-    assert gate._lane_of is not None and not gate.lane(100.5, 2.0)
+    assert gate._lane_of is not None and gate.lane(100.5, 2.0)
     # a looser stop ends the lane (a breakeven move it had silenced could act again)
     gate.settle(replace(pos, sl=90.0), mkt, params)
     assert gate._lane_of is None
@@ -264,7 +271,33 @@ def test_the_gate_checks_the_stop_and_the_peak_per_tick():
     assert not gate.lane(100.5, 2.0)
 
 
-def test_evaluate_trend_runs_trailing_alone():
+def _pull_back(peak_roi: float, price: float) -> tuple[bool, list, list]:
+    """A guardian long (a trail of 4 %) that peaked at `peak_roi`, settled at 104 with its
+    lane: at `price` (below its best of 104.5, above the trail's level), is the tick in the
+    lane, and what do evaluate_trend and evaluate decide there after observe?"""
+    params = resolve_params("guardian", {"trailing.min": 0.04, "trailing.max": 0.04})
+    pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0, tp=150.0,
+                   initial_sl=97.0, best_price=104.5, peak_roi=peak_roi, preset="guardian")
+    mkt = MarketState(SYMBOL, 104.0, 1.0, MARKET, Indicators())
+    gate = BandGate()
+    gate.settle(pos, mkt, params)
+    at = replace(mkt, price=price, ts=2.0)
+    obs = observe(pos, price)
+    return gate.lane(price, 2.0), evaluate_trend(obs, at, params), evaluate(obs, at, params)
+
+
+@pytest.mark.parametrize("price", [102.0, 101.5, 101.0])
+def test_a_pull_back_in_the_lane_decides_momentum_loss_as_in_full(price):
+    """A pull-back below the peak ROI is in the lane; evaluate_trend runs momentum loss
+    there and closes as the full policy does (fails when the gate asks for the peak, or
+    when evaluate_trend runs trailing alone: mutation checked)."""
+    in_lane, trend, full = _pull_back(0.45, price)
+    assert in_lane
+    assert [a.reason for a in full] == [Reason.MOMENTUM_LOSS]
+    assert trend == full
+
+
+def test_evaluate_trend_runs_trailing_momentum_loss_below_the_peak_and_a_crossed_stop():
     params = resolve_params("guardian", {"trailing.enabled": False})
     pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0,
                    best_price=110.0, preset="guardian")
@@ -272,6 +305,12 @@ def test_evaluate_trend_runs_trailing_alone():
     assert evaluate_trend(pos, mkt, params) == []
     acts = evaluate_trend(pos, mkt, resolve_params("guardian", {}))
     assert [a.type for a in acts] == [ActionType.MOVE_SL]
+    # below a peak ROI of 200 %, momentum loss closes
+    acts = evaluate_trend(replace(pos, peak_roi=2.0), mkt, params)
+    assert [a.reason for a in acts] == [Reason.MOMENTUM_LOSS]
+    # across its stop, the stop loss closes
+    acts = evaluate_trend(replace(pos, sl=110.0), mkt, params)
+    assert [a.reason for a in acts] == [Reason.STOP_LOSS]
 
 
 @pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])

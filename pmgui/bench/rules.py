@@ -124,7 +124,8 @@ def run_rules(preset: str, n: int, *, recompute: bool = False, seed: int = 3,
     `bands=False`: observe + evaluate on every tick. `bands=True`: as the engine runs it —
     a tick inside the position's quiet band is decided by the band alone (observe would
     return the position unchanged and evaluate nothing, `pmgui.rules.bands`); a tick in
-    the position's trend lane (`BandGate.lane`: only observe and trailing can act) runs
+    the position's trend lane (`BandGate.lane`: only observe, trailing, momentum loss and
+    the stop loss can act) runs
     observe + `evaluate_trend`; any other tick runs observe + evaluate. After either the
     band is that of the position as it then is (`BandGate`: computed when a tick first
     needs it); when a candle closes, that of the same position with the new indicators at

@@ -920,8 +920,8 @@ def _unknown(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
 
 
 _LANE_EXCLUDED = frozenset({"momentum_loss", "trailing"})
-"""The families a trend lane leaves out (`trend_lane`): trailing runs in the lane, and
-momentum loss cannot act there (its give-back is zero at a new peak ROI)."""
+"""The families a trend lane leaves out (`trend_lane`): both run in the lane
+(`policy.evaluate_trend`; momentum loss below the peak ROI only)."""
 
 
 def _families(params: Params, lane: bool = False) -> tuple[Family, ...]:
@@ -983,8 +983,9 @@ def _lane_rest_direct(params: Params, rest: tuple[Family, ...]) -> tuple[bool, b
 
 
 def _lane_allowed(params: Params) -> bool:
-    """Whether momentum loss stays silent at a zero give-back (the lane's ticks: the ROI is
-    the peak), as its rule tests it (`ge(giveback, threshold)` of both tests)."""
+    """Whether momentum loss stays silent at a zero give-back (a lane's ticks at the peak
+    ROI, where `evaluate_trend` skips it), as its rule tests it (`ge(giveback, threshold)`
+    of both tests)."""
     if not params.enabled("momentum_loss"):
         return True
     _, full, _, _, band = _momentum_params(params)
@@ -1003,22 +1004,25 @@ def quiet_band(pos: Position, mkt: MarketState, params: Params) -> QuietBand | N
 
 def trend_lane(pos: Position, mkt: MarketState, params: Params) -> QuietBand | None:
     """The trend lane: the prices and times at which, of all the rules, only observe,
-    trailing and momentum loss could act — computed like the band (the same moment, the
-    same position), with every other family's firing sets around the price (None: no lane).
+    trailing, momentum loss and the stop loss could act — computed like the band (the same
+    moment, the same position), with every other family's firing sets around the price
+    (None: no lane).
 
     Why: in a trend nearly every tick is a new best price, outside any band: observe records
     it and trailing moves the stop, while every other rule is as silent as inside the band.
-    The lane lets such a tick run `policy.evaluate_trend` (trailing alone) instead of the
-    whole policy. Contract, for a price p with `lane.holds(p, ts)`, the same params and
+    The lane lets such a tick — or a pull-back inside it, or one across the stop — run
+    `policy.evaluate_trend` (trailing, momentum loss and the stop loss alone) instead of
+    the whole policy. Contract, for a price p with `lane.holds(p, ts)`, the same params and
     indicators, and a position P that differs from `pos` at most in its stop (the same or
-    tighter: `_lane_successor`), best price and peak ROI, where P's stop is not crossed at p
-    and P's ROI at p is at least its peak (`BandGate.lane` checks both per tick):
+    tighter: `_lane_successor`), best price and peak ROI:
 
         evaluate(observe(P, p), mkt@(p, ts), params) == evaluate_trend(observe(P, p), …)
 
-    Momentum loss is left out because at such a p the ROI is the new peak (give-back 0:
-    Params where that acts allow no lane, `_lane_allowed`); the stop's own level is checked
-    per tick because trailing moves it. A family that reads the stop (breakeven moves, an
+    Momentum loss is left out of the lane because it depends on the peak ROI: it runs in
+    `evaluate_trend` below the peak (at the peak its give-back is zero: Params where that
+    acts allow no lane, `_lane_allowed`, so it is skipped there); the stop's own level is
+    left out because trailing moves it: the stop loss runs in `evaluate_trend` where it is
+    crossed. A family that reads the stop (breakeven moves, an
     add-on's cancel at breakeven) reads it here as `pos` has it: a tighter stop can only
     silence the breakeven moves, and a resting add-on (whose cancel a tighter stop can
     start) allows no lane.
@@ -1203,9 +1207,8 @@ class BandGate:
     trend, each tick's trailing move), so a trend's ticks share one; their bands start
     from it (`_band_in_lane`: the same band, only the families it leaves out computed)."""
 
-    __slots__ = ("_band", "_dir", "_e", "_f", "_hi", "_lane", "_lane_hi", "_lane_lo",
-                 "_lane_of", "_lane_until", "_last", "_lev", "_lo", "_pending", "_stop_free",
-                 "_until")
+    __slots__ = ("_band", "_hi", "_lane", "_lane_hi", "_lane_lo", "_lane_of", "_lane_until",
+                 "_last", "_lo", "_pending", "_stop_free", "_until")
 
     def __init__(self) -> None:
         self._band: QuietBand | None = None
@@ -1216,8 +1219,6 @@ class BandGate:
         self._lane: QuietBand | None = None  # the lane (`trend_lane`) of `_lane_of`
         self._stop_free = False  # its families read no stop (its bands: any stop)
         self._lane_lo = self._lane_hi = self._lane_until = math.nan  # its edges (NaN: none)
-        self._lev = self._e = self._f = 0.0  # the lane position's ROI terms (`make_ctx`'s)
-        self._dir = 0
 
     def settle(self, pos: Position, mkt: MarketState, params: Params) -> None:
         self._band = None
@@ -1267,39 +1268,21 @@ class BandGate:
         lane = self._lane = trend_lane(*last)
         if lane is None:
             return  # NaN edges: no lane for these positions
-        pos = last[0]
         self._stop_free = last[2]._memo[_plan][5][4]  # type: ignore[index]
-        lev = pos.leverage
-        self._lev = (0.0 if lev < 0.0 else lev) if _isfinite(lev) else math.nan
-        self._e, self._f = pos.entry, pos.fee_rate
-        self._dir = 1 if pos.side is _LONG else -1
         self._lane_lo, self._lane_hi, self._lane_until = lane.lo, lane.hi, lane.until
 
     def lane(self, price: float, ts: float) -> bool:
         """Whether a tick that is not quiet is in the settled position's trend lane: inside
-        the lane's prices and before its timer, the position's stop not crossed, and its
-        ROI at `price` (`make_ctx`'s arithmetic) at least its peak."""
+        the lane's prices and before its timer (the stop, crossed or not, is
+        `evaluate_trend`'s)."""
         last = self._last
         if last is None:
             return False
         if self._lane_of is None:
             self._compute_lane(last)
-        if not (self._lane_lo < price < self._lane_hi and ts < self._lane_until
-                and price > 0.0 and type(price) is float):
-            return False  # NaN edges: no lane (and a price as `make_ctx` takes it)
-        pos = last[0]
-        sl = pos.sl
-        d = self._dir
-        if sl is not None and not (price > sl if d > 0 else price < sl):
-            return False
-        lev, e = self._lev, self._e
-        if lev == lev:  # `make_ctx`'s ROI: the same arithmetic (a non-finite leverage: 0)
-            r = lev * (d * (price - e) - self._f * (e + price)) / e
-            if not _isfinite(r):
-                r = 0.0
-        else:
-            r = 0.0
-        return r >= pos.peak_roi
+        # NaN edges: no lane (and a price as `make_ctx` takes it)
+        return (self._lane_lo < price < self._lane_hi and ts < self._lane_until
+                and price > 0.0 and type(price) is float)
 
     @property
     def band(self) -> QuietBand | None:

@@ -185,26 +185,46 @@ def _decided(candidates: list[Action], ctx: Ctx) -> list[Action]:
     return out
 
 
-def _trend_rules(params: Params) -> tuple[RuleFn, ...]:
-    """The rules `evaluate_trend` runs: those of the automation pipeline that a trend lane
-    leaves to act (trailing, when enabled)."""
-    return tuple(fn for fn in params.memo(_pipelines, _pipelines)[0] if fn is stops.trailing)
+_TrendRules = tuple[tuple[RuleFn, ...], tuple[RuleFn, ...], tuple[RuleFn, ...],
+                    tuple[RuleFn, ...]]
+
+
+def _trend_rules(params: Params) -> _TrendRules:
+    """The rules `evaluate_trend` runs, in pipeline order, indexed by (the stop crossed,
+    the ROI below its peak): of the automation pipeline those a trend lane leaves to act —
+    trailing; the stop loss where the stop is crossed (the lane leaves the stop to the
+    tick: trailing moves it); momentum loss below the peak ROI (at it the give-back is
+    zero, and Params that allow a lane keep momentum loss silent there:
+    `bands._lane_allowed`)."""
+    on = params.memo(_pipelines, _pipelines)[0]
+    lane = (stops.trailing, exits.stop_loss, exits.momentum_loss)
+    return tuple(tuple(fn for fn in on if fn in lane
+                       and (crossed or fn is not exits.stop_loss)
+                       and (below or fn is not exits.momentum_loss))
+                 for crossed in (False, True) for below in (False, True))  # type: ignore[return-value]
 
 
 def evaluate_trend(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
     """`evaluate` of a tick in the position's trend lane (`pmgui.rules.bands.trend_lane`,
-    asked through `BandGate.lane`), after `observe`: there every rule but trailing is
-    silent, so trailing alone runs and its candidates are arbitrated as `evaluate` does.
-    Only for such a tick: the lane is what makes the two equal."""
+    asked through `BandGate.lane`), after `observe`: there every rule but trailing, the
+    stop loss and momentum loss is silent, so those alone run (the stop loss where the
+    stop is crossed, momentum loss below the peak ROI: a pull-back inside the lane) and
+    their candidates are arbitrated as `evaluate` does. Only for such a tick: the lane is
+    what makes the two equal."""
     try:  # `params.memo(_trend_rules, …)` without the method call
         rules = params._memo[_trend_rules]
     except KeyError:
         rules = params.memo(_trend_rules, _trend_rules)
-    if not rules:
-        return []  # no trailing (manual, monitor): the lane's tick decides nothing
+    sl, price = pos.sl, mkt.price
+    # the stop loss's own test of a crossing (`exits.stop_loss`: it decides; here only
+    # whether it is to run)
+    crossed = 2 if sl is not None and not (
+        price > sl if pos.side is _LONG else price < sl) else 0
+    if not rules[crossed + 1]:
+        return []  # none of them (manual, monitor before their stop): nothing to decide
     ctx = make_ctx(pos, mkt, params)
     candidates: list[Action] = []
-    for fn in rules:
+    for fn in rules[crossed + (ctx.roi < ctx.peak)]:
         found = fn(ctx)
         if found:
             candidates.extend(found)
