@@ -339,3 +339,43 @@ def test_a_guardian_lane_band_needs_no_context(monkeypatch, side):
 
     monkeypatch.setattr(bands_mod, "make_ctx", no_context)
     assert bands_mod._band_in_lane(lane, pos, mkt, params) == expected
+
+
+class _Read(tuple):
+    """A tuple that records which items are read."""
+
+    read: list[int]
+
+    def __getitem__(self, k):  # type: ignore[override]
+        self.read.append(k)
+        return tuple.__getitem__(self, k)
+
+
+@pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
+@pytest.mark.parametrize("falling", [True, False])
+def test_trailing_regions_below_a_silent_one_are_not_walked_when_distances_fall(side,
+                                                                                 falling):
+    """Right after a trailing move the stop is the current region's level: with distances
+    that fall as the ROI grows no lower region can tighten it, so the band's trailing
+    family reads none of them — and bounds the band as the full walk does (fails when the
+    lower regions are walked anyway)."""
+    d = side.dir
+    regions = ((-math.inf, 0.03, 0.02), (0.03, 0.05, 0.04), (0.05, 0.10, 0.075),
+               (0.10, math.inf, 1.1))
+    prices = ((0.0, 100.6), (100.6, 101.0), (101.0, 102.0), (102.0, 1e9)) if d > 0 else (
+        (99.4, 1e9), (99.0, 99.4), (98.0, 99.0), (0.0, 98.0))
+    dists = (0.04, 0.034, 0.028, 0.02) if falling else (0.02, 0.034, 0.028, 0.02)
+    best = 100.0 + d * 4.0
+    sl = best * (1 - d * dists[3])  # the stop trailing just set in the top region
+    pos = Position("p1", SYMBOL, side, 1.0, 100.0, 5.0, 0.0, 1.0, sl=sl, best_price=best,
+                   preset="guardian")
+    out = []
+    for walk in (True, False):
+        seq = _Read(dists)
+        seq.read = []
+        b = bands_mod._Builder(bands_mod._Fixed(pos), 100.0 + d * 3.9)
+        bands_mod._fire_regions(b, regions, prices, seq, 0.19, best, d, sl,
+                                falling and not walk)
+        out.append((b.lo, b.hi, seq.read))
+    assert out[0][:2] == out[1][:2]
+    assert out[1][2] == ([3] if falling else [3, 2, 1, 0])

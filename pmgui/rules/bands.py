@@ -120,7 +120,8 @@ class _Fixed:
     """
 
     __slots__ = ("bp", "de", "dir", "dmf", "e", "entry", "f", "fe", "fee_rate", "lev",
-                 "leverage", "regions", "roi_ok", "sets", "side", "t_dists", "t_ind", "t_tind",
+                 "leverage", "regions", "roi_ok", "sets", "side", "t_dists", "t_falling", "t_ind",
+                 "t_tind",
                  "tp")
 
     def __init__(self, pos: Position) -> None:
@@ -134,6 +135,7 @@ class _Fixed:
         self.t_tind: object = _NO_INDICATORS  # and tightening's (`_trailing_distances`)
         self.bp: tuple[float | None, float | None] | None = None  # `_breakeven_plus_fixed`
         self.t_dists: tuple[float, ...] = ()
+        self.t_falling = False  # `t_dists` never rises from a region to the next
         d = self.dir = 1 if pos.side is _LONG else -1
         e = self.e = pos.entry
         lev, f = pos.leverage, pos.fee_rate
@@ -598,7 +600,8 @@ def _trailing(b: _Builder, ctx: Ctx, p: Params, now: float) -> None:
             prices = b.fx.regions = _region_prices(b.fx, regions)
     best, d_sign = ctx.best, ctx.dir
     if dists:  # the usual case: the kept distances and region prices
-        _fire_regions(b, regions, prices, dists, roi, best, d_sign, pos.sl)  # type: ignore[arg-type]
+        _fire_regions(b, regions, prices, dists, roi, best, d_sign, pos.sl,  # type: ignore[arg-type]
+                      b.fx.t_falling)
         return
     n = len(regions)
     here = 0  # the region of the current ROI
@@ -651,30 +654,43 @@ def _trailing_distances(fx: _Fixed, mkt: MarketState, p: Params, c: stops._Trail
     if fx.t_ind is ind and fx.t_tind is tind:
         return fx.t_dists
     dists = fx.t_dists = stops.region_distances(p, mkt, c, fx.dir, reps)
+    fx.t_falling = all(a >= b for a, b in itertools.pairwise(dists))
     fx.t_ind, fx.t_tind = ind, tind
     return dists
 
 
 def _fire_regions(b: _Builder, regions: tuple[tuple[float, float, float], ...],
                   prices: tuple[tuple[float, float] | None, ...], dists: tuple[float, ...],
-                  roi: float, best: float, d_sign: int, sl: float | None) -> None:
+                  roi: float, best: float, d_sign: int, sl: float | None,
+                  falling: bool) -> None:
     """The trailing family of a fixed/adaptive trail whose distances do not change with
     time (`_trailing`'s usual case; a trend lane's bands, `_band_in_lane`): the ROI region
     nearest the current one on each side in which the level `best · (1 ∓ distance)` could
-    move the stop (`_could_move_stop`) fires, as `b.fire_roi` of its kept prices."""
+    move the stop (`_could_move_stop`) fires, as `b.fire_roi` of its kept prices.
+
+    `falling`: no distance exceeds the one of the region below it (an adaptive trail's
+    profit multipliers shrink as the ROI grows). Then a lower region's level is no tighter
+    than the current one's (float products and differences round monotonically), so when
+    the current one's is a finite positive level no tighter than a finite stop — the usual
+    band right after a trailing move — no lower region fires and they are not walked."""
     n = len(regions)
     here = 0  # the region of the current ROI
     while here < n - 1 and roi > regions[here][1]:
         here += 1
     any_sl = sl is None or not _isfinite(sl)
     long = d_sign > 0
+    lower = True  # the regions below the current one may fire
     # only the nearest firing range on each side of the current one can bound the band
     for order in (range(here, n), range(here - 1, -1, -1)):
+        if not lower:
+            break
         for k in order:
             level = best * (1 - d_sign * dists[k])
             if level <= 0 or not (
                     (0.0 < level < _INF if type(level) is float else valid_price(level))
                     and (any_sl or (level > sl if long else level < sl))):  # type: ignore[operator]
+                if k == here and falling and not any_sl and 0.0 < level < _INF:
+                    lower = False  # no lower region's level is tighter (see above)
                 continue  # `_could_move_stop`, inlined
             if (xy := prices[k]) is not None:  # `b.fire_roi` of region k, kept
                 x, y = xy
@@ -1103,8 +1119,8 @@ def _lane_trailing(b: _Builder, fx: _Fixed, pos: Position, mkt: MarketState, par
     prices = fx.regions
     if prices is None:
         prices = fx.regions = _region_prices(fx, regions)
-    _fire_regions(b, regions, prices, _trailing_distances(fx, mkt, params, c, reps), roi,
-                  best, d, pos.sl)
+    dists = _trailing_distances(fx, mkt, params, c, reps)
+    _fire_regions(b, regions, prices, dists, roi, best, d, pos.sl, fx.t_falling)
 
 
 def _narrowed(pos: Position, mkt: MarketState, params: Params, lane: bool) -> _Builder | None:
