@@ -6,10 +6,11 @@ measures, and its baseline:
 
 * `rules[preset]`: ticks decided per CPU second for one position kept open on a volatile
   path, actions applied, as the engine runs the policy: a tick inside the position's quiet
-  band (`pmgui.rules.bands`) is decided by the band, a tick in its trend lane (only observe
-  and trailing can act: `BandGate.lane`) runs observe + `evaluate_trend`, any other runs
-  observe + evaluate; both recompute the band (`band_ticks` / `evaluated_ticks` /
-  `lane_ticks`, a part of the evaluated ones, say how many of each). The run must
+  band (`pmgui.rules.bands`) is decided by the band, a tick in its trend lane (only observe,
+  trailing, momentum loss and the stop loss can act: `BandGate.lane`) runs observe +
+  `evaluate_trend`, any other runs observe + evaluate; both recompute the band
+  (`band_ticks` / `evaluated_ticks` / `lane_ticks`, a part of the evaluated ones, say how
+  many of each). The run must
   decide exactly as `rules_full[preset]`, the same path with observe + evaluate on every
   tick. Baseline of both: evaluate on every tick with the indicators recomputed from the
   window on every tick.
