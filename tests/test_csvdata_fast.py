@@ -249,3 +249,79 @@ def test_a_usual_tick_file_is_read_without_a_python_loop_over_its_rows(tmp_path)
         return count
 
     assert ops(50) == ops(500)
+
+
+# the characters `_usual_ticks` takes in a row besides its commas, and some of each kind
+_NUMBER_TEXT = st.text("0123456789.eE+-", max_size=6)
+
+
+@st.composite
+def _number_char_files(draw) -> str:
+    """Tick files whose rows hold only number characters, commas and line ends — what the
+    separator test of `_usual_ticks` reads — mostly usual, some rows with a comma too many
+    or too few (or a line break a field early), empty or odd numbers (`1e`, `+-`, `.`), out
+    of order, or no last line end."""
+    cols = draw(st.permutations(["timestamp", "price"]
+                                + (["volume"] if draw(st.booleans()) else [])))
+    lines = []
+    for i in range(draw(st.integers(1, 12))):
+        values = {"timestamp": str(1_700_000_000 + 10 * i),
+                  "price": f"{draw(st.floats(0.01, 1000.0)):.4f}",
+                  "volume": str(draw(st.integers(0, 9)))}
+        fields = [values[c] if draw(st.integers(0, 9)) else draw(_NUMBER_TEXT) for c in cols]
+        change = draw(st.integers(0, 15))
+        if change == 0:
+            fields = fields[:-1]
+        elif change == 1:
+            fields.append(draw(_NUMBER_TEXT))
+        elif change == 2 and len(fields) > 1:
+            fields[0:2] = [fields[0] + fields[1]]  # two fields run together: a comma short
+        elif change == 3 and lines and len(lines[-1]) > 1:
+            fields.insert(0, lines[-1].pop())  # the line break a field early: every field
+            # in its column, one row short and the next long
+        lines.append(fields)
+    end = "\n" if draw(st.integers(0, 4)) else ""
+    return ",".join(cols) + "\n" + "\n".join(map(",".join, lines)) + end
+
+
+@settings(max_examples=200, deadline=None)
+@given(_number_char_files(), st.booleans())
+def test_a_file_of_number_rows_reads_as_it_does_without_the_usual_file_reader(text, strict):
+    """`_usual_ticks` reads a file of number rows without splitting its lines: whatever it
+    takes, it takes as the line reading does (`_tick_columns`, the row loop, the csv path:
+    the same ticks, skips and errors); a row with a comma too many or too few among usual
+    ones must not shift the columns of the rows after it."""
+    from unittest import mock
+
+    import pmgui.exchange.csvdata as csvdata
+
+    fast = _load(text, strict)
+    with mock.patch.object(csvdata, "_usual_ticks", lambda *a: None):
+        assert fast == _load(text, strict)
+
+
+@pytest.mark.parametrize("volume", [False, True])
+def test_a_usual_tick_file_is_read_by_the_usual_file_reader(tmp_path, volume):
+    """A file of usual rows is read by `_usual_ticks` (its columns kept for the feed); the
+    same rows with a space after each comma (split into lines: `_tick_columns`) and quoted
+    (the csv path) read the same ticks."""
+    import pmgui.exchange.csvdata as csvdata
+
+    rows = _usual_rows(40, 1000, volume)
+    header = "timestamp,price" + (",volume" if volume else "")
+    texts = {"lf": header + "\n" + "".join(",".join(r) + "\n" for r in rows),
+             "spaced": header + "\n" + "".join(", ".join(r) + "\n" for r in rows),
+             "quoted": header + "\n" + "".join(",".join(f'"{f}"' for f in r) + "\n"
+                                               for r in rows)}
+    loaded = {}
+    for name, text in texts.items():
+        p = tmp_path / name / NAME
+        p.parent.mkdir()
+        p.write_text(text)
+        usual = csvdata._usual_ticks(text, p, None)
+        assert (usual is not None) == (name == "lf")
+        loaded[name] = load_price_csv(p)
+    assert loaded["lf"].ticks == loaded["spaced"].ticks == loaded["quoted"].ticks
+    assert loaded["lf"].columns == (
+        [t.ts for t in loaded["lf"].ticks], [t.price for t in loaded["lf"].ticks],
+        [t.volume for t in loaded["lf"].ticks] if volume else None)
