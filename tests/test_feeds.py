@@ -9,7 +9,7 @@ import random
 import statistics
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmgui.domain.errors import ValidationError
@@ -134,6 +134,35 @@ def test_recorded_tick_replay_emits_what_the_aggregator_makes_of_its_ticks(tf, s
     want += agg.flush()
     data = PriceData("ticks", ETH, ticks=tuple(ticks))
     assert list(ReplayFeed(data, symbol=sym, timeframe=tf).events()) == want
+
+
+@settings(max_examples=150, deadline=None)
+@given(tf=st.sampled_from([0.1, 1 / 3, 1.0, 7.0, 60.0, 300.0]),
+       start=st.integers(0, 2_000_000_000),
+       steps=st.lists(st.tuples(st.sampled_from([1, 2, 3, 7, 59, 60, 61, 300, 3600]),
+                                st.integers(1, 9), st.sampled_from(["", "0", "0.1", "2.5"])),
+                      min_size=1, max_size=80),
+       unit=st.sampled_from([1, 1000]))
+def test_a_file_read_a_column_at_a_time_replays_as_tick_by_tick(tmp_path_factory, tf, start,
+                                                                steps, unit):
+    """A tick file read a column at a time (`PriceData.columns`) is replayed in runs cut by
+    bisection (`_runs`): the same events, in the same order, as the tick-by-tick replay of
+    the same data — each candle's ticks (the same objects), its CandleClosed before the
+    tick that completes it (on exact bucket boundaries too), volumes summed in order."""
+    with_volume = steps[0][2] != ""
+    ts, rows = start, []
+    for gap, price, volume in steps:
+        ts += gap
+        rows.append(f"{ts * unit},{price}" + (f",{volume or 0}" if with_volume else ""))
+    path = tmp_path_factory.mktemp("feed") / "BTCUSDT.csv"
+    path.write_text("timestamp,price" + (",volume" if with_volume else "") + "\n"
+                    + "\n".join(rows) + "\n")
+    data = load_price_csv(path, BTC)
+    assert data.columns is not None  # the usual file: read a column at a time
+    feed = ReplayFeed(data, symbol=BTC, timeframe=tf)
+    events = feed.events()
+    assert isinstance(events, itertools.chain)  # the runs, not the per-tick loop
+    assert list(events) == list(feed._tick_by_tick())
 
 
 def test_replay_is_deterministic_through_the_paper_exchange():

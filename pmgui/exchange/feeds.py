@@ -12,17 +12,19 @@ from __future__ import annotations
 import math
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
-from operator import add
+from itertools import chain, repeat
+from operator import add, truediv
 from pathlib import Path
 from typing import Protocol
 
 from pmgui import resources
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Candle, Market, Tick
-from pmgui.exchange.csvdata import PriceData, candle_path_ticks, load_price_csv
+from pmgui.exchange.csvdata import PriceData, TickColumns, candle_path_ticks, load_price_csv
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +199,22 @@ class ReplayFeed:
     def _recorded_ticks(self) -> Iterator[FeedEvent]:
         """Tick data in the data's own time: the events `CandleAggregator` makes of them,
         each candle cut from its rows when the tick that opens the next bucket arrives
-        (the aggregator's test) — per tick one division and comparison instead of a call
-        updating the forming candle, which is built once from its rows (`_candle_of`)."""
+        (the aggregator's test: `ts / timeframe` reaches the next bucket's index).
+
+        A file read a column at a time (`PriceData.columns`: its times strictly increasing,
+        every tick of the data's symbol) when the feed keeps that symbol: the cuts are found
+        by bisection in the times and the candles made of the column slices, and the ticks
+        between the cuts are handed on as slices of the data's tuple, chained by C code
+        (`_runs`) — no Python step per tick: `pmgui replay` takes every row of a file
+        through here. Any other tick data tick by tick (`_tick_by_tick`)."""
+        data = self.data
+        if data.columns is None or data.symbol != self.symbol:
+            return self._tick_by_tick()
+        return chain.from_iterable(_runs(data.ticks, data.columns, self.symbol,
+                                         self.timeframe))
+
+    def _tick_by_tick(self) -> Iterator[FeedEvent]:
+        """`_recorded_ticks` one tick at a time (the ticks renamed to the feed's symbol)."""
         sym, tf, ticks = self.symbol, self.timeframe, self.data.ticks
         k = math.floor(ticks[0].ts / tf)  # the bucket `ticks[start:]` fall in: [k·tf, (k+1)·tf)
         bound = k + 1.0
@@ -211,6 +227,34 @@ class ReplayFeed:
                 start = i
             yield t if t.symbol == sym else replace(t, symbol=sym)
         yield CandleClosed(sym, _candle_of(ticks, start, len(ticks), k * tf))
+
+
+def _runs(ticks: Sequence[Tick], columns: TickColumns, sym: str, tf: float
+          ) -> Iterator[Sequence[FeedEvent]]:
+    """`_tick_by_tick`'s events as runs, for ticks of `sym` made of `columns`: each
+    candle's ticks (a slice of `ticks`), then its `CandleClosed` (a 1-tuple). The times
+    increase, so `ts / tf` never decreases (a correctly rounded division by a positive
+    number is monotonic): the first tick after a candle's first whose `ts / tf` reaches
+    the next bucket's index — the one the per-tick test finds — is found by bisection."""
+    ts, prices, volumes = columns
+    q = list(map(truediv, ts, repeat(tf)))
+    n = len(q)
+    k = math.floor(q[0])
+    bound = k + 1.0
+    start = lo = 0
+    while True:
+        i = bisect_left(q, bound, lo)
+        seg = prices[start:i]
+        yield ticks[start:i]
+        yield (CandleClosed(sym, Candle(
+            k * tf, seg[0], max(seg), min(seg), seg[-1],
+            # the volumes summed in order, as the aggregator adds them (0.0: none in the file)
+            reduce(add, volumes[start:i]) if volumes is not None else 0.0)),)
+        if i == n:
+            return
+        k = math.floor(q[i])
+        bound = k + 1.0
+        start, lo = i, i + 1
 
 
 def _candle_of(ticks: Sequence[Tick], start: int, end: int, ts: float) -> Candle:
