@@ -192,7 +192,10 @@ async def run_replay(data: PriceData, req: ReplayRequest,
     paper = PaperExchange({req.symbol: market}, feed, balance=max(1e6, notional * 10),
                           taker_fee=req.fee, maker_fee=req.fee, slippage=req.slippage,
                           realtime=False)
-    outbox = Outbox()
+    # nothing drains a replay's outbox (its listener takes the actions): it keeps nothing,
+    # as a headless engine's does (`Outbox(buffered=False)`), instead of a lock, a keyed
+    # dict and up to 10,000 undrained events held to the end
+    outbox = Outbox(buffered=False)
     actions: list[dict] = []
     errors: list[str] = []
     removed: list[Position] = []
