@@ -104,6 +104,43 @@ def test_an_outbox_nobody_drains_pushes_every_event_and_keeps_none():
         box.drain()
 
 
+def test_candles_are_published_only_where_someone_takes_them():
+    """An unbuffered outbox whose listeners all name their event types says which types reach
+    anyone (`wants`); the candle event — a tuple of the symbol's candles — is built only
+    where one does: a window's buffered outbox, a listener taking every type, or one naming
+    CandlesEvent. A replay's listener (actions, errors, closes) gets none."""
+    from pmgui.domain.models import Tick
+    from pmgui.engine.events import ActionTaken, CandlesEvent, ErrorEvent, TickEvent
+    from pmgui.engine.marketdata import MarketData
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings
+
+    def candle_events(box: Outbox, heard: list) -> list:
+        md = MarketData(box, EngineSettings(candle_timeframe=60.0), lambda: 0.0)
+        assert md.on_tick(Tick("BTC", 100.0, 120.5, 2.0))
+        md.publish_candles("BTC")
+        got = heard if not box.buffered else box.drain()
+        return [e for e in got if isinstance(e, CandlesEvent)]
+
+    narrow: list = []
+    box = Outbox(buffered=False)
+    box.add_listener(narrow.append, types=(ActionTaken, ErrorEvent))
+    assert not box.wants(CandlesEvent) and box.wants(ActionTaken)
+    assert candle_events(box, narrow) == []
+    assert [type(e) for e in narrow] == [TickEvent]  # still called with every event
+
+    for types in (None, (CandlesEvent,)):
+        heard: list = []
+        box = Outbox(buffered=False)
+        box.add_listener(lambda e: None, types=(ActionTaken,))
+        box.add_listener(heard.append, types=types)
+        assert box.wants(CandlesEvent)
+        assert len(candle_events(box, heard)) == 1
+    assert Outbox().wants(CandlesEvent)  # a window drains everything it keeps
+    assert len(candle_events(Outbox(), [])) == 1
+    assert Outbox(buffered=False).wants(CandlesEvent) is False  # nobody listens at all
+
+
 def test_frames_ready_says_when_ensure_frames_has_nothing_to_do():
     """The tick path skips `ensure_frames` only when it would do nothing: every timeframe
     wanted and its venue history loaded (or its load under way)."""

@@ -262,6 +262,8 @@ class MarketData:
             self.publish_candles(symbol)
 
     def publish_candles(self, symbol: str) -> None:
+        if not self.outbox.wants(CandlesEvent):  # (a replay: nobody takes the candles)
+            return
         candles = self.candles(symbol)
         forming = self._forming.get(symbol)
         if forming is not None and (not candles or forming.ts > candles[-1].ts):

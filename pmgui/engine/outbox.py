@@ -31,6 +31,8 @@ class Outbox:
         self._unkeyed: deque[Event] = deque()  # oldest dropped in O(1) when full
         self._max_unkeyed = max_unkeyed
         self._listeners: tuple[Callable[[Event], None], ...] = ()  # replaced, never mutated
+        # the event types some listener takes; None: some listener takes every type
+        self._wanted: frozenset[type[Event]] | None = frozenset()
         self.dropped = 0
 
     def publish(self, event: Event) -> None:
@@ -55,10 +57,27 @@ class Outbox:
         for listener in listeners:  # console logging in --headless; never Qt objects
             listener(event)
 
-    def add_listener(self, fn: Callable[[Event], None]) -> None:
-        """Called on the publishing thread for every event (headless logging, tests)."""
+    def add_listener(self, fn: Callable[[Event], None],
+                     types: tuple[type[Event], ...] | None = None) -> None:
+        """Called on the publishing thread for every event (headless logging, tests).
+
+        `types` names the only event types `fn` takes (it is still called with the others and
+        ignores them): with every listener of an unbuffered outbox naming its types, a
+        publisher may skip building an event nobody takes (`wants`)."""
         with self._lock:
             self._listeners = (*self._listeners, fn)
+            if types is None or self._wanted is None:
+                self._wanted = None
+            else:
+                self._wanted = self._wanted | frozenset(types)
+
+    def wants(self, event_type: type[Event]) -> bool:
+        """Whether an event of `event_type` reaches anyone: always when the outbox keeps
+        events for a drain; unbuffered, when some listener takes that type. A replay's only
+        listener takes its actions, errors and closes, and a candle close there made a tuple of
+        the symbol's 500 candles for an event nobody read."""
+        wanted = self._wanted
+        return self.buffered or wanted is None or event_type in wanted
 
     def drain(self) -> list[Event]:
         """Everything pending, unkeyed events first in publish order, then the newest per key.

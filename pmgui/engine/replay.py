@@ -211,7 +211,7 @@ async def run_replay(data: PriceData, req: ReplayRequest,
         elif isinstance(ev, PositionRemoved):
             removed.append(ev.position)
 
-    outbox.add_listener(listen)
+    outbox.add_listener(listen, types=(ActionTaken, ErrorEvent, PositionRemoved))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         store = Store.open(Path(tmp) / "replay.db")
         settings = EngineSettings(default_preset=req.preset, overrides=dict(req.overrides),
