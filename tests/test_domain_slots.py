@@ -9,7 +9,7 @@ from dataclasses import FrozenInstanceError, dataclass, field, fields, replace
 import pytest
 
 from pmgui.domain.enums import ActionType, Reason, StopKind
-from pmgui.domain.models import Action, Indicators, Market, MarketState, Position, frozen_map
+from pmgui.domain.models import Action, Indicators, Market, MarketState, Position, Tick, frozen_map
 from pmgui.domain.slots import _twin, slot_constructor, slot_copier, slots_in_base
 from pmgui.engine.events import RuleIndicator
 
@@ -114,10 +114,10 @@ def test_market_state_is_made_as_the_dataclass_would_make_it():
 
 def test_the_hot_classes_keep_their_slots_on_a_plain_base_that_is_their_twin():
     """Position, Action, MarketState and Indicators (made or copied on every evaluated tick)
-    add no slot of their own: their fields' slots are on a plain base, which is their twin,
-    so the class switch of every copy checks the layout by walking to that base instead of
-    comparing slot-name tuples."""
-    for cls in (Position, Action, MarketState, Indicators):
+    and Tick (made for every row of a replayed file) add no slot of their own: their fields'
+    slots are on a plain base, which is their twin, so the class switch of every copy checks
+    the layout by walking to that base instead of comparing slot-name tuples."""
+    for cls in (Position, Action, MarketState, Indicators, Tick):
         names = tuple(f.name for f in fields(cls))
         (base,) = cls.__bases__
         assert cls.__dict__["__slots__"] == () and base.__slots__ == names

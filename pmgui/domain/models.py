@@ -85,6 +85,7 @@ def _round_to(value: float, step: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+@slots_in_base  # a replay makes one per row of its file (`pmgui.domain.slots`)
 class Tick:
     symbol: str
     price: float
