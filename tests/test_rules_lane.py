@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pmgui.domain.enums import ActionType, Reason, Side
+from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
 from pmgui.domain.models import Indicators, MarketState, Position
 from pmgui.rules import bands as bands_mod
 from pmgui.rules.bands import BandGate, quiet_band, trend_lane
@@ -311,6 +311,38 @@ def test_evaluate_trend_runs_trailing_momentum_loss_below_the_peak_and_a_crossed
     # across its stop, the stop loss closes
     acts = evaluate_trend(replace(pos, sl=110.0), mkt, params)
     assert [a.reason for a in acts] == [Reason.STOP_LOSS]
+
+
+@pytest.mark.parametrize("kind", ["move", "follows", "no level", "close"])
+def test_evaluate_trend_decides_a_lone_candidate_as_the_arbitration_does(monkeypatch, kind):
+    """A lone candidate (the lane's usual one: a trailing move) is returned as `_decided`
+    returns it: kept when `select` keeps it alone, dropped when it follows a close that is
+    not there or moves the stop nowhere (fails when the shortcut keeps every lone
+    candidate, or one that follows: mutation checked)."""
+    from pmgui.rules import policy
+    from pmgui.rules.common import action, make_ctx
+
+    params = resolve_params("guardian", {})
+    pos = Position("p1", SYMBOL, Side.LONG, 1.0, 100.0, 10.0, 0.0, 1.0, sl=97.0,
+                   best_price=110.0, preset="guardian")
+    mkt = MarketState(SYMBOL, 110.0, 1.0, MARKET, Indicators())
+    ctx = make_ctx(pos, mkt, params)
+    if kind == "close":
+        cand = action(ctx, ActionType.CLOSE, Reason.MOMENTUM_LOSS, "momentum_loss",
+                      Priority.MOMENTUM_LOSS, qty=1.0)
+    else:
+        cand = action(ctx, ActionType.MOVE_SL, Reason.TRAILING, "trailing",
+                      Priority.STOP_ADJUST, sl=None if kind == "no level" else 105.0,
+                      inputs={"follows": "tp1"} if kind == "follows" else None,
+                      stop_kind=StopKind.TRAILING)
+
+    def rule(c):
+        return [cand]
+
+    monkeypatch.setattr(policy, "_trend_rules", lambda p: ((rule,),) * 4)
+    got = evaluate_trend(pos, mkt, params)
+    assert got == policy._decided([cand], ctx)
+    assert got == ([] if kind in ("follows", "no level") else [cand])
 
 
 @pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])

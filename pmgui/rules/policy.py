@@ -230,6 +230,12 @@ def evaluate_trend(pos: Position, mkt: MarketState, params: Params) -> list[Acti
             candidates.extend(found)
     if not candidates:
         return []
+    if len(candidates) == 1:
+        # the lane's usual decision, a lone trailing move: `_decided` keeps it as it is
+        # (`select`'s lone stop move, not a closing one), without its calls
+        a = candidates[0]
+        if a.type is _MOVE_SL and a.sl is not None and "follows" not in a.inputs:
+            return candidates
     return _decided(candidates, ctx)
 
 
