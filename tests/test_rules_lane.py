@@ -314,8 +314,9 @@ def test_evaluate_trend_runs_trailing_momentum_loss_below_the_peak_and_a_crossed
 
 
 @pytest.mark.parametrize("kind", ["move", "follows", "no level", "close"])
-def test_evaluate_trend_decides_a_lone_candidate_as_the_arbitration_does(monkeypatch, kind):
-    """A lone candidate (the lane's usual one: a trailing move) is returned as `_decided`
+def test_a_lone_candidate_is_decided_as_the_arbitration_does(monkeypatch, kind):
+    """A lone candidate (the lane's usual one: a trailing move), in evaluate_trend and
+    evaluate, is returned as `_decided`
     returns it: kept when `select` keeps it alone, dropped when it follows a close that is
     not there or moves the stop nowhere (fails when the shortcut keeps every lone
     candidate, or one that follows: mutation checked)."""
@@ -340,9 +341,11 @@ def test_evaluate_trend_decides_a_lone_candidate_as_the_arbitration_does(monkeyp
         return [cand]
 
     monkeypatch.setattr(policy, "_trend_rules", lambda p: ((rule,),) * 4)
-    got = evaluate_trend(pos, mkt, params)
-    assert got == policy._decided([cand], ctx)
-    assert got == ([] if kind in ("follows", "no level") else [cand])
+    monkeypatch.setattr(policy, "_pipelines", lambda p: ((rule,), (rule,)))
+    for decide in (evaluate_trend, evaluate):
+        got = decide(pos, mkt, params)
+        assert got == policy._decided([cand], ctx)
+        assert got == ([] if kind in ("follows", "no level") else [cand])
 
 
 @pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])

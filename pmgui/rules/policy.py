@@ -168,6 +168,10 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
             candidates.extend(found)
     if not candidates:
         return []
+    if len(candidates) == 1:  # a lone stop move: as `_decided` keeps it (`evaluate_trend`)
+        a = candidates[0]
+        if a.type is _MOVE_SL and a.sl is not None and "follows" not in a.inputs:
+            return candidates
     return _decided(candidates, ctx)
 
 
