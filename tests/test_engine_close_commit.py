@@ -5,7 +5,7 @@ from __future__ import annotations
 from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Side
 from pmgui.domain.models import Tick
 from pmgui.engine import commands as cmd
-from pmgui.engine.events import ActionTaken
+from pmgui.engine.events import ActionTaken, OrderSnapshot
 from tests.engine_support import SYMBOL, one_long_open
 
 
@@ -20,17 +20,25 @@ def _transactions(statements: list[str]) -> list[list[str]]:
     return out
 
 
-async def test_the_stops_fill_and_the_close_are_one_commit_before_the_ack(db_path):
-    """One commit fewer between the venue's fill and the close acknowledged: the order's
-    report (its status, its fill) and the closed position with its log line are booked
-    together, and the close is published only once that commit is done. The booking is one
-    block committed whole: its writes open no savepoints of their own."""
+async def test_the_stops_close_is_acknowledged_on_the_venues_fill_then_booked_in_one_commit(
+        db_path):
+    """The close the venue's stop carried out is acknowledged as soon as the venue reported
+    it: the venue's commit of the fill is done, the engine's booking is not (it comes right
+    after; a crash in between is booked again from the venue's word at the next start:
+    tests/test_engine_close_crash.py). The booking is then one commit: the order's report
+    (its status, its fill) and the closed position with its log line, committed whole — its
+    writes open no savepoints of their own. The order's snapshot is published before the
+    close's log line, as when both came after the commit."""
     h, rt = await one_long_open(db_path)
     stop = next(o for o in rt.pending() if o.role is OrderRole.STOP_LOSS)
     statements: list[str] = []
     at_ack: list[int] = []
+    snapshot_first: list[bool] = []
 
     def listen(ev: object) -> None:
+        if isinstance(ev, OrderSnapshot) and ev.order.client_id == stop.client_id \
+                and ev.order.status is OrderStatus.FILLED:
+            snapshot_first.append(not at_ack)
         if isinstance(ev, ActionTaken) and ev.action.type is ActionType.CLOSE:
             at_ack.append(len(statements))
 
@@ -41,9 +49,18 @@ async def test_the_stops_fill_and_the_close_are_one_commit_before_the_ack(db_pat
     finally:
         h.store.db.conn.set_trace_callback(None)
     assert at_ack, "the stop's close was not published"
+    assert snapshot_first == [True]
     before = statements[:at_ack[0]]
-    assert before[-1] == "COMMIT"  # published once committed
-    engine = [t for t in _transactions(before)
+    # the venue's fill committed before the close was acknowledged ...
+    venue = [t for t in _transactions(before)
+             if any(s.startswith("INSERT INTO paper_fills") for s in t)]
+    assert len(venue) == 1
+    assert "COMMIT" in before[before.index(venue[0][0]):]
+    # ... and nothing of the engine's booking written yet
+    assert not [s for s in before if stop.client_id in s and (
+        s.startswith("INSERT INTO fills") or s.startswith("UPDATE orders"))]
+    assert not [s for s in before if s.startswith("INSERT INTO actions")]
+    engine = [t for t in _transactions(statements)
               if any(s.startswith("INSERT INTO fills") and stop.client_id in s for s in t)]
     assert len(engine) == 1
     (booked,) = engine

@@ -23,7 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmgui.domain import money
-from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, PositionStatus, Side
+from pmgui.domain.enums import (
+    ActionType,
+    OrderRole,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionStatus,
+    Side,
+)
 from pmgui.domain.models import Order, Position, Tick
 from pmgui.engine.core import EngineCore, open_pnl
 from pmgui.engine.events import ErrorEvent
@@ -297,9 +305,11 @@ async def test_stale_prices_are_checked_a_slice_at_a_time(monkeypatch) -> None:
 
 async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path,
                                                                  monkeypatch) -> None:
-    """The close booked from the venue's stop fill and its log line commit together, and
-    the close is told only once both are on disk: a log line that cannot be written leaves
-    no closed position on disk without it (restart reconciles it from the venue)."""
+    """The close booked from the venue's stop fill and its log line commit together: a log
+    line that cannot be written leaves no closed position on disk without it (restart
+    reconciles it from the venue). What was told is the venue's word: the close is told as
+    soon as the venue reported its fill (before the engine's booking), once, at the price
+    the venue holds."""
     from pmgui.domain.errors import StoreError
     from pmgui.engine.events import ActionTaken
     from pmgui.store.db import Store
@@ -317,7 +327,10 @@ async def test_a_stop_fills_close_and_its_log_line_are_one_commit(tmp_path: Path
         await h.paper.deliver(Tick(SYMBOL, 58_000.0, T0 + 1), h.engine)
     with Store.open(tmp_path / "x.db", readonly=True) as reader:
         assert reader.load_position(pid).status is PositionStatus.OPEN  # not half-booked
-    assert len(h.of(ActionTaken)) == told  # nothing told that is not on disk
+    new = h.of(ActionTaken)[told:]
+    assert [(e.action.type, e.action.position_id) for e in new] == [(ActionType.CLOSE, pid)]
+    venue = [f for f in h.paper.fills() if f.order_client_id == new[0].action.inputs["order"]]
+    assert [f.price for f in venue] == [new[0].action.price]  # the venue holds what was told
     await h.engine.shutdown()
 
 

@@ -799,9 +799,24 @@ class EngineCore:
 
         A fill that closes a position is booked in the commit of the order's report: both
         are the venue's word (it can tell them again), committed without a sync of their own,
-        so one commit stands between the venue's fill and the close acknowledged instead of
-        two. Other reports commit alone (no enclosing transaction: a savepoint more)."""
-        closed: tuple[Position, ActionTaken | None] | None = None
+        so one commit stands between the venue's fill and the close booked instead of two.
+        Other reports commit alone (no enclosing transaction: a savepoint more).
+
+        A close the venue carried out (its stop, its take-profit, a liquidation) is
+        acknowledged as soon as the venue reported it — the order's snapshot and the close's
+        log line published — and booked after, in that commit: the venue committed the fill
+        before it reported it, and what it holds is booked again at the next start should the
+        engine die before its own commit (reconciliation looks up every order the journal
+        still has open). The booking (the order's row, its fill, the closed position, the
+        log line: ~1 ms of SQL and Python at 500 positions) was between the two."""
+        closing: _Closing | None = None
+
+        def announce(applied: Applied) -> ActionTaken | None:
+            nonlocal closing
+            if applied.delta > 0 and applied.price is not None and applied.order.position_id:
+                closing = self._closing_fill(applied)
+            return closing.note if closing is not None else None
+
         # the report booked and a close acknowledged without a collection in between (it
         # runs right after: `collection_deferred`); nothing in the block awaits
         with collection_deferred():
@@ -810,26 +825,25 @@ class EngineCore:
             known = self.ledger.get(order.client_id)
             owner = self.book.runtime(known.position_id) if known else pos
             with contextlib.ExitStack() as booking:
-                if known is not None and order.filled - known.filled > EPS:  # a fill's delta
+                delta = known is not None and order.filled - known.filled > EPS
+                if delta:  # a fill's delta: booked whole with the close it may complete
                     booking.enter_context(self.store.relaxed())
                     booking.enter_context(self.store.transaction(whole=True))
                 applied = self.ledger.apply(
                     order, fills, synthesize=synthesize,
                     fee_rate=owner.position.fee_rate if owner else 0.0005,
-                    contract_size=self.market.market(order.symbol).contract_size)
-                if applied is not None and applied.delta > 0 and applied.price is not None \
-                        and applied.order.position_id:
-                    closed = self._book_closing_fill(applied)
-            if closed is not None and closed[1] is not None:
-                self.outbox.publish(closed[1])  # committed: the close acknowledged
+                    contract_size=self.market.market(order.symbol).contract_size,
+                    announce=announce if delta else None)
+                if closing is not None:
+                    self._book_closing(closing)
         if applied is None:
             await self._apply_foreign(order, fills)
             return
         merged = applied.order
         if applied.lost_protection:
             self.protector.lost(merged)
-        if closed is not None:
-            await self._closed(closed[0], None)  # its log line published above
+        if closing is not None:
+            await self._closed(closing.pos, None)  # its log line published above
         elif applied.delta > 0 and applied.price is not None and merged.position_id:
             await self._apply_fill(merged, applied.delta, applied.price, applied.fee or 0.0,
                                    liquidation=applied.liquidation)
@@ -901,11 +915,11 @@ class EngineCore:
             rt.protect_dirty = True
             self.publish_position(rt)
 
-    def _book_closing_fill(self, applied: Applied) -> tuple[Position, ActionTaken | None] | None:
-        """Inside the order report's transaction: when its fill closes an open position of
-        the book, the close is booked in the same commit (see `apply_order`); returns the
-        closed position and the log line to publish once committed. None: any other fill,
-        booked after the commit by `_apply_fill`."""
+    def _closing_fill(self, applied: Applied) -> _Closing | None:
+        """What the order report's fill does when it closes an open position of the book:
+        the closed position and the log line of a close the venue carried out (published
+        before the booking: see `apply_order`), nothing written yet. None: any other fill,
+        booked after the report's commit by `_apply_fill`."""
         order = applied.order
         rt = self.book.runtime(order.position_id or "")
         if rt is None or (order.side is rt.position.side.open_side and not order.reduce_only):
@@ -917,7 +931,14 @@ class EngineCore:
         if pos.status is not PositionStatus.CLOSED:
             return None
         self.reconciler.touch(pos.symbol, pos.side)
-        return pos, self._book_close(pos, order, q, price, applied.liquidation)
+        return _Closing(pos, self._close_note(pos, order, q, price, applied.liquidation))
+
+    def _book_closing(self, closing: _Closing) -> None:
+        """Inside the order report's transaction: the close `_closing_fill` found, booked in
+        the same commit (the closed position and its log line)."""
+        self.set_position(closing.pos)
+        if closing.note is not None:
+            self.store.record_action(closing.note.action, symbol=closing.pos.symbol)
 
     def _reduced(self, rt: PositionRuntime, order: Order, qty: float, price: float, fee: float,
                  liquidation: bool, now: float) -> Position:
@@ -948,7 +969,17 @@ class EngineCore:
         Booked from the venue's fill: the venue can tell it again (reconciliation), so the
         caller commits it without waiting for a sync (a killed process loses nothing).
         Returns the log line's event, published once committed (`_closed`)."""
+        note = self._close_note(pos, order, qty, price, liquidation)
         self.set_position(pos)
+        if note is not None:
+            self.store.record_action(note.action, symbol=pos.symbol)
+        return note
+
+    def _close_note(self, pos: Position, order: Order, qty: float, price: float,
+                    liquidation: bool) -> ActionTaken | None:
+        """The log line of a close the exchange carried out (protective order, liquidation,
+        a reconciled order), not yet recorded; None for a close of the engine's own (its
+        action is logged where it was decided)."""
         if order.role in PROTECTIVE or liquidation or order.reason == Reason.RECONCILE.value:
             return self._note_external_close(pos, order, qty, price, str(pos.exit_reason))
         return None
@@ -970,12 +1001,11 @@ class EngineCore:
 
     def _note_external_close(self, pos: Position, order: Order, qty: float, price: float,
                              reason: str) -> ActionTaken:
-        """A close the exchange carried out (protective order, liquidation): log it too.
-        Returns the event, published by the caller once the log line is committed."""
+        """A close the exchange carried out (protective order, liquidation): its log line's
+        event (the caller records its action)."""
         action = Action(ActionType.CLOSE, Reason(reason), pos.id, price, qty=qty,
                         sl=pos.sl, tp=pos.tp, rule="exchange", ts=self.clock(),
                         inputs=frozen_map({"order": order.client_id, "price": price}))
-        self.store.record_action(action, symbol=pos.symbol)
         market = self.market.market(pos.symbol)
         return ActionTaken(action, pos.symbol, True, f"filled "
                            f"{plain_qty(qty, market)} @ {plain_price(price, market)}")
@@ -1449,6 +1479,15 @@ class _RuleInfo:
     frames: dict[str, tuple[str, ...]]  # timeframe → the rules that read it
     timeframes: tuple[str, ...]
     max_age: float  # price.max_age
+
+
+@dataclass(frozen=True, slots=True)
+class _Closing:
+    """A fill that closes a position (`EngineCore._closing_fill`): the closed position and
+    the log line of a close the venue carried out (None for a close of the engine's own)."""
+
+    pos: Position
+    note: ActionTaken | None
 
 
 # `dataclasses.replace` of an applied action without its per-call overhead

@@ -42,7 +42,7 @@ from pmgui.domain.enums import OrderRole, OrderStatus
 from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Fill, Order, OrderRequest
 from pmgui.domain.slots import slot_copier
-from pmgui.engine.events import OrderSnapshot
+from pmgui.engine.events import Event, OrderSnapshot
 from pmgui.engine.outbox import Outbox
 from pmgui.store.db import Store
 
@@ -339,12 +339,19 @@ class OrderLedger:
     # ---------------------------------------------------------------- venue updates
 
     def apply(self, order: Order, fills: Iterable[Fill], *, synthesize: bool = False,
-              fee_rate: float = 0.0005, contract_size: float = 1.0) -> Applied | None:
+              fee_rate: float = 0.0005, contract_size: float = 1.0,
+              announce: Callable[[Applied], Event | None] | None = None) -> Applied | None:
         """Merge a venue report of one of our orders; journal it and its fills.
 
         Returns None for an order the ledger does not know (not ours, or foreign). Fill
         records come with the stream; only reconciliation, which sees a filled order but never
         its fills, `synthesize`s one for the delta.
+
+        `announce` is shown what the report changes before anything is written; an event it
+        returns is published then, right after the order's snapshot (which is published
+        before the journal write too, in that case). For the venue's own word, which it can
+        tell again: a fill that closes a position is announced as soon as the venue reported
+        it, and its booking commits after (`EngineCore.apply_order`).
         """
         fills = tuple(fills)
         known = self.get(order.client_id)
@@ -385,6 +392,18 @@ class OrderLedger:
         delta = merged.filled - known.filled
         price = _delta_price(known, merged, delta, fills)
         fee = sum(f.fee for f in fills) if fills else None
+        lost = (new.is_final and not old.is_final and merged.filled <= EPS
+                and merged.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
+                and merged.client_id not in self.cancelling)
+        booked_fee = fee
+        if delta > EPS and price is not None and fee is None:
+            booked_fee = delta * price * contract_size * fee_rate
+        applied = Applied(merged, known, delta if delta > EPS else 0.0, price, booked_fee,
+                          any(f.liquidation for f in fills), lost)
+        early = announce(applied) if announce is not None else None
+        if early is not None:  # the venue's word, told before it is journaled
+            self.outbox.publish(OrderSnapshot(merged))
+            self.outbox.publish(early)
         # A venue report: what the venue can tell again (looked up by client id), so it is
         # committed without a sync of its own (a killed process still loses nothing).
         with self.store.relaxed(), self.store.transaction(whole=True):
@@ -404,14 +423,9 @@ class OrderLedger:
                          merged.exchange_id),
                     merged.position_id)
         self._track(merged, new)
-        self.outbox.publish(OrderSnapshot(merged))
-        lost = (new.is_final and not old.is_final and merged.filled <= EPS
-                and merged.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
-                and merged.client_id not in self.cancelling)
-        if delta > EPS and price is not None and fee is None:
-            fee = delta * price * contract_size * fee_rate
-        return Applied(merged, known, delta if delta > EPS else 0.0, price, fee,
-                       any(f.liquidation for f in fills), lost)
+        if early is None:
+            self.outbox.publish(OrderSnapshot(merged))
+        return applied
 
 
 def _delta_price(known: Order, new: Order, delta: float, fills: tuple[Fill, ...]) -> float | None:
