@@ -168,16 +168,17 @@ def evaluate(pos: Position, mkt: MarketState, params: Params) -> list[Action]:
             candidates.extend(found)
     if not candidates:
         return []
-    if len(candidates) == 1:  # a lone stop move: as `_decided` keeps it (`evaluate_trend`)
-        a = candidates[0]
-        if a.type is _MOVE_SL and a.sl is not None and "follows" not in a.inputs:
-            return candidates
     return _decided(candidates, ctx)
 
 
 def _decided(candidates: list[Action], ctx: Ctx) -> list[Action]:
     """The arbitration of a tick's candidates (`select`), and the cancel of a resting
-    add-on that a closing decision withdraws."""
+    add-on that a closing decision withdraws. A lone stop move (the usual decision: a trail's
+    step) is what `select` keeps as it is, so it is returned without select's calls."""
+    if len(candidates) == 1:
+        a = candidates[0]
+        if a.type is _MOVE_SL and a.sl is not None and "follows" not in a.inputs:
+            return candidates
     pos = ctx.pos
     out = select(candidates, pos.side)
     if (pos.flags and add_on_open_since(pos.flags) is not None
@@ -234,12 +235,6 @@ def evaluate_trend(pos: Position, mkt: MarketState, params: Params) -> list[Acti
             candidates.extend(found)
     if not candidates:
         return []
-    if len(candidates) == 1:
-        # the lane's usual decision, a lone trailing move: `_decided` keeps it as it is
-        # (`select`'s lone stop move, not a closing one), without its calls
-        a = candidates[0]
-        if a.type is _MOVE_SL and a.sl is not None and "follows" not in a.inputs:
-            return candidates
     return _decided(candidates, ctx)
 
 
