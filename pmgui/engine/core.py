@@ -660,9 +660,11 @@ class EngineCore:
         ok, detail = True, ""
         try:
             if action.type is ActionType.CLOSE:
-                await self.reduce(rt, pos.qty, action.reason, action)
+                if await self.reduce(rt, pos.qty, action.reason, action) is None:
+                    detail = self.close_not_sent(rt)
             elif action.type is ActionType.REDUCE:
-                await self.reduce(rt, action.qty or 0.0, action.reason, action)
+                if await self.reduce(rt, action.qty or 0.0, action.reason, action) is None:
+                    detail = self.close_not_sent(rt)
             elif behind:  # `set_position(moved, persist="behind")` for the runtime in hand
                 rt.position = moved
                 self.store.save_position_behind(moved)
@@ -1134,19 +1136,48 @@ class EngineCore:
             order = await self.place(req)
         except OrderStatusUnknown:
             raise  # looked up by client id; never re-sent while its fate is unknown
-        except ExchangeError:
+        except ExchangeError as refused:
             # Refused (e.g. nothing left to reduce): look up and reconcile, never re-send.
+            # The usual cause is a race the lookup above cannot close: the position's own
+            # stop (or take-profit) on the exchange filled in the instant between that lookup
+            # and this close reaching the venue — a market falling through the old stop
+            # while its moved level is being re-placed. The lookup books that fill (by the
+            # stop's client id); a venue that holds nothing of the position any more means
+            # the close was not needed, which is no failure (the caller reports why).
+            left = 0.0
             if rt.is_open:
                 try:
-                    await self.verify_before_close(rt)
+                    left = await self.verify_before_close(rt)
                 except ExchangeError as exc:
                     log.info("%s: lookup after a refused close failed: %s", pos.symbol, exc)
-            raise
+                    raise refused from None
+            if left > 0:
+                raise
+            log.info("%s: close refused (%s); the exchange holds nothing of the position "
+                     "any more: %s", pos.symbol, refused, self.close_not_sent(rt))
+            return None
         finally:
             self.ledger.reduce_flags.pop(req.client_id, None)
         if flags and rt.is_open and self.book.runtime(rt.id) is rt:
             self.set_position(rt.position.evolve(flags=rt.position.flags | flags))
         return order
+
+    def close_not_sent(self, rt: PositionRuntime) -> str:
+        """Why a close `reduce` decided not to send (or the venue refused as not needed): the
+        exchange holds nothing of the position any more. The truth for the action log."""
+        pos = rt.position
+        market = self.market.market(pos.symbol)
+        if not rt.is_open:
+            if pos.exit_reason == Reason.RECONCILE.value:
+                return "not sent: the position was closed outside pmgui"
+            price = f" @ {plain_price(pos.exit_price, market)}" if pos.exit_price else ""
+            return f"not sent: the exchange closed it first ({pos.exit_reason}{price})"
+        fired = [o.role.value for o in rt.pending() if o.role in PROTECTIVE
+                 and o.status is OrderStatus.FILLED]
+        if fired:
+            return (f"not sent: its {fired[0]} order on the exchange fired; its fill is "
+                    "booked as the exchange reports it")
+        return "not sent: the exchange holds nothing of the position any more"
 
     async def _add(self, rt: PositionRuntime, action: Action) -> None:
         pos = rt.position
