@@ -121,6 +121,8 @@ class _Step(Enum):
 
 _DONE, _SYNC, _EVALUATE = _Step.DONE, _Step.SYNC, _Step.EVALUATE
 _OPEN = PositionStatus.OPEN  # `Position.is_open` without the property call
+# a rule's actions that place an order (journaled and synced before it is sent)
+_ORDERING = frozenset((ActionType.CLOSE, ActionType.REDUCE, ActionType.ADD))
 
 HOUSEKEEPING_SLICE = 64  # positions per slice of a housekeeping pass (`periodic`)
 ACCOUNT_INTERVAL = 1.0  # s: closes refresh the account at most this often
@@ -655,6 +657,13 @@ class EngineCore:
         behind = moved is not None and action.reason is not Reason.MANUAL
         if behind:
             self.store.record_action_behind(action, symbol=pos.symbol)
+        elif action.type in _ORDERING and action.reason is not Reason.MANUAL:
+            # A rule's close, reduction or add: an order follows, journaled and synced
+            # (`place` -> `journal_synced`, its fsync in a worker) before it is sent, and that
+            # sync makes this commit durable too. Not an fsync of its own on the loop's thread
+            # on the tick -> close path (a SIGKILL loses neither: WAL). The trader's stay synced.
+            with self.store.relaxed():
+                self.store.record_action(action, symbol=pos.symbol)
         else:
             self.store.record_action(action, symbol=pos.symbol)
         ok, detail = True, ""
