@@ -1162,6 +1162,71 @@ def test_relaxed_writes_in_a_row_set_the_level_once(store):
     assert [level for sql, level in seen if sql == "COMMIT"] == ["NORMAL"] * 4
 
 
+def test_the_checkpointer_follows_up_until_nothing_waits(tmp_path):
+    """A checkpoint pass under a steady writer leaves the frames appended meanwhile: the
+    WAL can start over only after a checkpoint that left nothing, so the thread checkpoints
+    again at once while frames wait (at most FOLLOW_UPS more), instead of waiting for its
+    next round while the WAL grows towards the inline backstop on the writer's thread."""
+    from pmgui.store import db as dbmod
+
+    class Conn:
+        def __init__(self, left: list[int]) -> None:
+            self.left, self.calls = left, 0
+
+        def execute(self, sql: str):
+            assert sql == "PRAGMA wal_checkpoint(PASSIVE)"
+            self.calls += 1
+            return self
+
+        def fetchall(self) -> list:
+            return []
+
+    def worker(left: list[int]) -> dbmod._Checkpointer:
+        w = dbmod._Checkpointer(Conn(left), tmp_path / "x.db", 8, 1.0)  # type: ignore[arg-type]
+        w.waiting = lambda shm: w.conn.left[min(w.conn.calls, len(w.conn.left)) - 1]
+        return w
+
+    w = worker([700, 40, 0])  # frames waiting after each pass
+    w.run_pass(0)
+    assert w.conn.calls == 3 and w.checkpoints == 3
+    w = worker([0])  # nothing left after the first: done
+    w.run_pass(0)
+    assert w.conn.calls == 1
+    w = worker([5] * 50)  # a writer that always gets in between: bounded
+    w.run_pass(0)
+    assert w.conn.calls == 1 + dbmod.FOLLOW_UPS
+
+
+def test_under_a_steady_writer_the_wal_starts_over_before_the_backstop(tmp_path):
+    """A writer that commits every ~2 ms (a storm's loop) with the checkpoints in the
+    background: the WAL starts over again and again (its frame count drops) and never
+    reaches the inline backstop, whose checkpoint would run on the writer's thread."""
+    import os
+    import struct
+    import time
+
+    store = Store.open(tmp_path / "w.db")
+    try:
+        assert store.checkpoint_in_background(pages=50, interval=0.01)
+        shm = os.open(str(tmp_path / "w.db-shm"), os.O_RDONLY)
+        frames, starts_over, peak = 0, 0, 0
+        deadline = time.monotonic() + 30
+        i = 0
+        while starts_over < 3:
+            assert time.monotonic() < deadline, f"the WAL never started over (peak {peak})"
+            store.record_equity(float(i), 100.0 + i, 100.0)
+            store.set_setting(f"k{i % 50}", "x" * 3000)
+            i += 1
+            now = struct.unpack_from("=I", os.pread(shm, 100, 0), 16)[0]
+            starts_over += now < frames
+            frames, peak = now, max(peak, now)
+            time.sleep(0.002)
+        os.close(shm)
+        assert peak < 20000  # dbmod.BACKSTOP_PAGES
+    finally:
+        store.close()
+
+
 def test_the_pause_after_a_chunk_covers_the_building_done_ahead_of_it(store):
     """The pause `behind_due` keeps after a chunk (BEHIND_PACE times its cost) counts the
     time `build_behind` spent on it too: split into two steps, the written-behind work keeps

@@ -124,6 +124,7 @@ _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 # this many pages wait in the WAL; SQLite's own inline checkpoint only as a backstop.
 CHECKPOINT_PAGES = 1000
 BACKSTOP_PAGES = 20000
+FOLLOW_UPS = 4  # checkpoints right after one that left frames waiting (`_Checkpointer`)
 # s: a relaxed block trusts the NORMAL level it set itself this long (`Store.relaxed`), then
 # sets it again (someone else sharing the connection may have changed it)
 LEVEL_RECHECK = 0.25
@@ -1462,6 +1463,22 @@ class _Checkpointer(threading.Thread):
         backfilled = struct.unpack_from("=I", head, 96)[0]
         return max(0, mx_frame - backfilled)
 
+    def run_pass(self, shm: int) -> None:
+        """A PASSIVE checkpoint, then at once another while frames still wait, up to
+        `FOLLOW_UPS` more. The WAL starts over (the writer writes from its beginning again)
+        only when the writer opens a transaction after a checkpoint that left nothing in
+        it; under a steady writer (a storm: a commit every few ms) the first pass, which
+        copies ~1000 pages and fsyncs the database, almost never does, so the WAL grew to
+        the inline backstop (`BACKSTOP_PAGES`, ~80 MB), whose checkpoint — a copy of the
+        pages and two fsyncs — then ran on the engine's loop. The follow-ups copy only what
+        the writer appended meanwhile (a few commits): one of them usually finishes
+        between two commits."""
+        for _ in range(1 + FOLLOW_UPS):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+            if self._stop_event.is_set() or self.waiting(shm) == 0:
+                return
+
     def run(self) -> None:
         conn = self.conn
         shm: int | None = None
@@ -1473,8 +1490,7 @@ class _Checkpointer(threading.Thread):
                         shm = os.open(str(self.path) + "-shm", os.O_RDONLY)
                     if self.waiting(shm) < self.pages:
                         continue
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
+                    self.run_pass(shm)
                     failing = False
                 except (OSError, sqlite3.Error, struct.error) as exc:
                     if not failing:
