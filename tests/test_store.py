@@ -1162,6 +1162,22 @@ def test_relaxed_writes_in_a_row_set_the_level_once(store):
     assert [level for sql, level in seen if sql == "COMMIT"] == ["NORMAL"] * 4
 
 
+def test_a_level_set_elsewhere_is_forgotten_on_request(store):
+    """Someone else (a bench's set-up) sets FULL behind the store's back: relaxed blocks of
+    the next LEVEL_RECHECK s would trust the NORMAL the store set itself and commit fsynced
+    (on the engine's loop, at a storm's start). `forget_level` makes the next one set it."""
+    store.record_equity(1.0, 100.0, 100.0)  # sets NORMAL, trusted for LEVEL_RECHECK s
+    seen = _commit_levels(store)
+    store.db.conn.execute("PRAGMA synchronous = FULL")  # someone else's statement
+    store.record_equity(2.0, 100.0, 100.0)
+    assert [lv for sql, lv in seen if sql == "COMMIT"] == ["FULL"]  # why it is needed
+    store.db.conn.execute("PRAGMA synchronous = FULL")
+    store.forget_level()
+    store.record_equity(3.0, 100.0, 100.0)
+    store.record_equity(4.0, 100.0, 100.0)
+    assert [lv for sql, lv in seen if sql == "COMMIT"][1:] == ["NORMAL", "NORMAL"]
+
+
 def test_the_checkpointer_follows_up_until_nothing_waits(tmp_path):
     """A checkpoint pass under a steady writer leaves the frames appended meanwhile: the
     WAL can start over only after a checkpoint that left nothing, so the thread checkpoints

@@ -48,6 +48,21 @@ CHILD = textwrap.dedent("""
         print(f"A {pid}", flush=True)
         store.set_setting(f"last-{prefix}", i)
         print(f"S {i}", flush=True)
+        # relaxed commits (WAL, not fsynced: the engine loop's hot path): a venue's report
+        # with its fill, an intended order journaled for a worker thread's sync, an equity
+        # point; a killed process loses none of them
+        with store.relaxed(), store.transaction(whole=True):
+            store.record_fill(Fill(id=f"g-{pid}", order_client_id=None,
+                                   symbol="BTC/USDT:USDT", side=OrderSide.SELL, qty=0.5,
+                                   price=101.0, fee=0.05, ts=float(i)), pid)
+            store.journal_order(OrderRequest(
+                client_id=f"r-{pid}", symbol="BTC/USDT:USDT", side=OrderSide.SELL,
+                type=OrderType.TAKE_PROFIT_MARKET, amount=1.0, trigger_price=110.0,
+                reduce_only=True, position_id=pid, role=OrderRole.TAKE_PROFIT), ts=float(i),
+                sync=False)
+        print(f"R {pid}", flush=True)
+        store.record_equity(float(i), 100.0 + i, 100.0)
+        print(f"E {i}", flush=True)
         i += 1
 """)
 
@@ -85,6 +100,7 @@ def check(path: Path, prefix: str, acks: list[str]) -> None:
         orders = {o.client_id for o in s.open_orders()}
         fills = {f.id: f for f in s.fills()}
         actions = {a["position_id"] for a in s.actions(limit=1_000_000)}
+        equity = {ts for ts, _ in s.equity_curve()}
         ours = [pid for pid in positions if pid.startswith(prefix + "-")]
         for pid in ours:  # atomic groups: all three writes or none
             assert f"c-{pid}" in orders and f"f-{pid}" in fills, pid
@@ -97,6 +113,11 @@ def check(path: Path, prefix: str, acks: list[str]) -> None:
                 assert what in actions, f"acknowledged action {what} lost"
             elif kind == "S":
                 assert s.get_setting(f"last-{prefix}") >= int(what)
+            elif kind == "R":
+                assert f"g-{what}" in fills and f"r-{what}" in orders, \
+                    f"acknowledged relaxed write {what} lost"
+            elif kind == "E":
+                assert float(what) in equity, f"acknowledged equity point {what} lost"
         acked = [ln.split()[1] for ln in acks if ln.startswith("T ")]
         # nothing beyond the one write in flight at the moment of the kill
         assert len(ours) <= len(acked) + 1

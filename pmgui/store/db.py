@@ -592,6 +592,29 @@ class Store:
             if toggle:
                 self._normal = False
 
+    def forget_level(self) -> None:
+        """Someone else set `PRAGMA synchronous` on this connection (a bench's set-up, bulk
+        loading at OFF then back to FULL): the next relaxed block sets NORMAL again instead
+        of trusting the level this store set less than `LEVEL_RECHECK` s ago. Without it,
+        every relaxed commit of those up to 0.25 s is fsynced on the writing thread: ~70-90
+        fsyncs at the start of each 500-position storm (session 18, a trace of the commits)."""
+        self._normal_until = 0.0
+
+    @contextmanager
+    def audit_commits(self) -> Iterator[CommitAudit]:
+        """Count the commits made on this connection inside the block, by thread and by
+        whether SQLite fsyncs them (`synchronous` FULL or EXTRA at the COMMIT): a probe for
+        tests and benches (a Python callback on every statement: not for production). The
+        level is followed through every `PRAGMA synchronous` statement the connection runs,
+        whoever runs it (this store, the paper venue, a bench)."""
+        conn = self.db.conn
+        audit = CommitAudit(int(conn.execute("PRAGMA synchronous").fetchone()[0]))
+        conn.set_trace_callback(audit.statement)
+        try:
+            yield audit
+        finally:
+            conn.set_trace_callback(None)
+
     def _synced(self) -> None:
         """The next commit is fsynced (`synchronous=FULL`): called before every commit that
         is not `relaxed()` (a relaxed block leaves the connection at NORMAL). Set every time,
@@ -1438,6 +1461,35 @@ class Store:
             open_orders=tuple(self.open_orders()),
             pending_orders=tuple(self.pending_orders()),
         )
+
+
+_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+
+
+class CommitAudit:
+    """What `Store.audit_commits` saw: `commits[(thread ident, synced)]` = how many."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level  # the connection's synchronous level, as last set
+        self.commits: dict[tuple[int, bool], int] = {}
+
+    def statement(self, sql: str) -> None:
+        head = sql.lstrip()[:18].upper()
+        if head.startswith("PRAGMA SYNCHRONOUS"):
+            value = sql.rsplit("=", 1)[-1].strip().strip(";").upper() if "=" in sql else ""
+            if value:
+                self.level = _LEVELS[value] if value in _LEVELS else int(value)
+        elif head.startswith("COMMIT") or head.startswith("END"):
+            key = (threading.get_ident(), self.level >= 2)
+            self.commits[key] = self.commits.get(key, 0) + 1
+
+    def synced(self, thread: int | None = None) -> int:
+        """Fsynced commits (on `thread` only, when given)."""
+        return sum(n for (t, synced), n in self.commits.items()
+                   if synced and (thread is None or t == thread))
+
+    def total(self, thread: int | None = None) -> int:
+        return sum(n for (t, _), n in self.commits.items() if thread is None or t == thread)
 
 
 class _Checkpointer(threading.Thread):
