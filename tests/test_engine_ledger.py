@@ -220,6 +220,44 @@ def test_an_unanswered_create_is_unknown_until_looked_up(ledger: OrderLedger,
     assert (fill.qty, fill.price, fill.order_client_id) == (1.0, 99.0, "pmg-1")
 
 
+def test_the_venues_own_fill_records_replace_a_lookups_synthesized_one(
+        ledger: OrderLedger) -> None:
+    """A lookup books a filled order whose fill records it never saw (a synthesized record,
+    `<client id>#<filled>`); the stream's report with the venue's own records comes after:
+    the position is booked once and the order's records add up to its quantity once (the
+    real ones, a synthesized remainder only for what they do not cover yet)."""
+    order = ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    a = ledger.apply(venue(order, OrderStatus.OPEN, 0.4, 100.0), (), synthesize=True)
+    assert a.delta == 0.4
+    a = ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 99.4), (), synthesize=True)
+    assert a.delta == pytest.approx(0.6)
+    assert sorted(f.qty for f in ledger.store.fills("P1")) == pytest.approx([0.4, 0.6])
+    first = Fill("v1", "pmg-1", SYM, OrderSide.SELL, 0.5, 100.0, 0.025, 1.0)
+    a = ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 99.4), (first,))
+    assert a.delta == 0.0  # booked once
+    fills = ledger.store.fills("P1")
+    assert sum(f.qty for f in fills) == pytest.approx(1.0)
+    assert {f.id: round(f.qty, 9) for f in fills} == {"v1": 0.5, "pmg-1#1": 0.5}
+    synth = next(f for f in fills if f.id == "pmg-1#1")
+    assert synth.fee == pytest.approx(0.6 * 99.0 * 0.0005 * 0.5 / 0.6)  # in proportion
+    second = Fill("v2", "pmg-1", SYM, OrderSide.SELL, 0.5, 98.8, 0.025, 2.0)
+    ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 99.4), (first, second))  # again v1
+    assert sorted(f.id for f in ledger.store.fills("P1")) == ["v1", "v2"]
+
+
+def test_fill_records_of_new_quantity_leave_no_record_out(ledger: OrderLedger) -> None:
+    """Without a lookup before them, the venue's records are stored as they come (the
+    usual stream), also when the create's answer said filled first."""
+    order = ledger.journal(req())
+    ledger.mark_sent("pmg-1")
+    a = ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 100.0), ())  # the create's answer
+    assert a.delta == 1.0
+    fill = Fill("v1", "pmg-1", SYM, OrderSide.SELL, 1.0, 100.0, 0.05, 1.0)
+    ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 100.0), (fill,))
+    assert [f.id for f in ledger.store.fills("P1")] == ["v1"]
+
+
 def test_never_reached_the_exchange_is_rejected_and_final(ledger: OrderLedger) -> None:
     ledger.journal(req())
     ledger.mark_sent("pmg-1")

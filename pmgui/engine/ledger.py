@@ -175,6 +175,9 @@ class OrderLedger:
         # a late report of one (a cancel's echo, a fill after its stop fired) is merged
         # without reading it back from SQLite
         self._final: OrderedDict[str, Order] = OrderedDict()
+        # the orders this ledger booked lately with a synthesized fill record (a lookup's):
+        # the venue's own records of that quantity replace it when they come (`apply`)
+        self._synthesized: dict[str, None] = {}
 
     # ---------------------------------------------------------------- queries
 
@@ -413,8 +416,15 @@ class OrderLedger:
                 # its fills and nothing else, and its row was upserted whole again (every
                 # column and index entry) in the commit of every entry and market close
                 self.store.save_order(merged, journaled=known)
+            stored = 0.0  # fill records new to the journal
             for f in fills:
-                self.store.record_fill(f, merged.position_id)
+                if self.store.record_fill(f, merged.position_id):
+                    stored += f.qty
+            if stored > delta + EPS and merged.client_id in self._synthesized:
+                # Records of quantity already booked: a lookup booked it with a synthesized
+                # record (`synthesize`, below) before the venue's own records came. They
+                # take its place, so the order's records add up to what was booked once.
+                self.store.absorb_synthesized_fills(merged.client_id, stored - delta)
             if synthesize and delta > EPS and not fills and price is not None:
                 self.store.record_fill(
                     Fill(f"{merged.client_id}#{merged.filled:.12g}", merged.client_id,
@@ -422,6 +432,9 @@ class OrderLedger:
                          delta * price * contract_size * fee_rate, self.clock(),
                          merged.exchange_id),
                     merged.position_id)
+                self._synthesized[merged.client_id] = None
+                if len(self._synthesized) > FINAL_KEPT:
+                    self._synthesized.pop(next(iter(self._synthesized)))
         self._track(merged, new)
         if early is None:
             self.outbox.publish(OrderSnapshot(merged))

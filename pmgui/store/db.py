@@ -1332,6 +1332,38 @@ class Store:
         return False
 
     @_guard
+    def absorb_synthesized_fills(self, client_id: str, qty: float) -> float:
+        """The venue's own fill records of `qty` of the order `client_id` arrived after a
+        lookup had booked that quantity with a synthesized record (`<client id>#<filled>`,
+        `OrderLedger.apply(synthesize=True)`): remove that much of the synthesized records,
+        oldest first (a record partly covered keeps the rest, its fee in proportion), so the
+        order's records are not counted twice. Returns the quantity removed. Writes inside
+        the caller's transaction when one is open (the report's)."""
+        self._writable()
+        left = _num(qty, "qty")
+        prefix = client_id + "#"
+        rows = self._rows("SELECT id, qty, fee FROM fills WHERE order_client_id = ? "
+                          "AND substr(id, 1, ?) = ? ORDER BY ts, id",
+                          [client_id, len(prefix), prefix])
+        removed = 0.0
+        with self._tx():
+            for r in rows:
+                if left <= 1e-12:
+                    break
+                q = float(r["qty"])
+                if q <= left + 1e-12:
+                    self.db.conn.execute("DELETE FROM fills WHERE id = ?", (r["id"],))
+                    take = q
+                else:
+                    rest = q - left
+                    self.db.conn.execute("UPDATE fills SET qty = ?, fee = ? WHERE id = ?",
+                                         (rest, float(r["fee"]) * rest / q, r["id"]))
+                    take = left
+                left -= take
+                removed += take
+        return removed
+
+    @_guard
     def fills(self, position_id: str | None = None) -> list[Fill]:
         if position_id is None:
             rows = self._rows("SELECT * FROM fills ORDER BY ts, id")
