@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.models import Market, Tick
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
@@ -31,14 +31,15 @@ PROBE = "P0/USDT:USDT"
 T0 = 1_700_000_000.0
 
 
-async def _paper_storm(tmp_path: Path, ticks: int = 400, closes: int = 6
-                       ) -> tuple[CommitAudit, list[int], int, int]:
+async def _paper_storm(tmp_path: Path, ticks: int = 400, closes: int = 6, swing: float = 0.3
+                       ) -> tuple[CommitAudit, list[int], int, int, int]:
     """A small storm as the app runs it (`engine.build`: the paper venue on the store's
     connection, its commits at the store's level): a long and a short on each symbol under
     the default preset (trailing moves, their protection re-placed), a probe whose stop is
     crossed `closes` times and that is re-opened each time by the OpenPosition command.
+    `swing`: how far (in %) the main symbols' prices drift from the entries and back.
     Returns the audit of the measured part, the threads `sync_wal` ran on, the loop's
-    thread, and the probe closes acknowledged."""
+    thread, the probe closes acknowledged and the rules' closes, reductions and adds."""
     store = Store.open(tmp_path / "storm.db")
     markets = {s: Market(s, 1e-6, 0.001, min_notional=0.0) for s in [*SYMBOLS, PROBE]}
     now = [T0]
@@ -55,11 +56,16 @@ async def _paper_storm(tmp_path: Path, ticks: int = 400, closes: int = 6
 
     store.sync_wal = recording_sync  # type: ignore[method-assign]
     closed: list[str] = []
+    ruled: list[ActionType] = []
 
     def listen(ev: object) -> None:
-        if isinstance(ev, ActionTaken) and ev.ok and ev.symbol == PROBE \
-                and ev.action.type is ActionType.CLOSE:
+        if not isinstance(ev, ActionTaken) or not ev.ok:
+            return
+        if ev.symbol == PROBE and ev.action.type is ActionType.CLOSE:
             closed.append(ev.action.position_id or "")
+        elif ev.symbol != PROBE and ev.action.reason is not Reason.MANUAL \
+                and ev.action.type in (ActionType.CLOSE, ActionType.REDUCE, ActionType.ADD):
+            ruled.append(ev.action.type)
 
     core.outbox.add_listener(listen)
 
@@ -86,8 +92,8 @@ async def _paper_storm(tmp_path: Path, ticks: int = 400, closes: int = 6
         with store.audit_commits() as audit:
             for i in range(ticks):
                 s = SYMBOLS[i % len(SYMBOLS)]
-                # within 0.3 % of the entries, as the bench's storm: moves, no rule closes
-                await tick(s, 100.0 + 0.3 * (i % 100) / 100 * (1 if i < ticks // 2 else -1))
+                # a drift away from the entries and back (the bench's storm: within 0.3 %)
+                await tick(s, 100.0 + swing * (i % 100) / 100 * (1 if i < ticks // 2 else -1))
                 if i % (ticks // closes) == ticks // closes // 2 and len(closed) < closes:
                     await tick(PROBE, 98.5)  # through the probe's stop: the venue fills it
                     await open_probe()
@@ -95,14 +101,21 @@ async def _paper_storm(tmp_path: Path, ticks: int = 400, closes: int = 6
                     await core.periodic()  # equity point, housekeeping
                     await asyncio.sleep(0)
             store.flush_behind()
-        return audit, synced_on, loop_thread, len(closed)
+        return audit, synced_on, loop_thread, len(closed), len(ruled)
     finally:
         await core.shutdown()
 
 
 @pytest.mark.timeout(120)
-async def test_a_paper_storm_fsyncs_nothing_on_the_loops_thread(tmp_path: Path) -> None:
-    audit, synced_on, loop_thread, closes = await _paper_storm(tmp_path)
+@pytest.mark.parametrize("swing", [0.3, 3.0])
+async def test_a_paper_storm_fsyncs_nothing_on_the_loops_thread(tmp_path: Path,
+                                                                 swing: float) -> None:
+    """Within 0.3 % of the entries (the bench's storm: stop moves only), and swinging 3 %
+    (the rules also take partial profits and close: their decisions are journaled relaxed,
+    the orders that follow synced in a worker)."""
+    audit, synced_on, loop_thread, closes, ruled = await _paper_storm(tmp_path, swing=swing)
+    if swing > 1:
+        assert ruled > 0  # the rules acted on the main positions, not only the venue
     assert closes >= 4  # stops crossed, closes booked, probes re-opened: the hot path ran
     assert audit.total(loop_thread) > 100  # ... and committed on the loop's thread
     assert audit.synced(loop_thread) == 0, audit.commits
