@@ -108,9 +108,8 @@ async def test_a_close_refused_because_the_old_stop_filled_first_books_the_stop(
     assert pos.exit_reason == "trailing_stop"
     fills = engine.store.fills(pid)
     closing = [f for f in fills if f.order_client_id == old_stop.client_id]
-    assert closing and {f.qty for f in closing} == {1.0}
-    assert {f.order_client_id for f in fills} == {fills[0].order_client_id,
-                                                  old_stop.client_id}  # no fill of a close
+    assert len(closing) == 1 and closing[0].qty == pytest.approx(1.0)  # booked once
+    assert len(fills) == 2  # the entry and the stop: no fill of a close, no duplicate
     # booked once on the position: the entry's fee, the stop's loss and its fee
     entry = fills[0]
     assert pos.realized_pnl == pytest.approx(
@@ -131,8 +130,6 @@ async def test_a_close_refused_because_the_old_stop_filled_first_books_the_stop(
     await engine.shutdown()
 
 
-@pytest.mark.xfail(reason="the ledger keeps a synthesized fill beside the venue's real one "
-                          "(COORD-needs: race9 -> ack9)", strict=False)
 async def test_a_late_stream_report_after_a_lookup_does_not_duplicate_the_fill(db_path):
     """The lookup after the refusal books the stop's fill from the order (a synthesized
     fill record); the stream's report with the venue's own fill record comes after: the
