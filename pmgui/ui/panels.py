@@ -255,7 +255,12 @@ class PositionsPanel(QWidget):
         turns = bridge.turns
         self.model.signal_later = lambda send: turns.later(
             ("table-paint", id(self)), send, owner=self, first=True)
-        bridge.flushed.connect(self.model.send_changes)
+        # and a flush of every row is applied a slice per turn (PositionsModel.apply_later):
+        # the table's share of the turn the flush came in, then the rest, ahead of the jobs
+        # waiting, each slice told to the view (and repainted) before the next one
+        self.model.apply_later = lambda apply: turns.later(
+            ("table-rest", id(self)), apply, owner=self, first=True)
+        bridge.flushed.connect(self.model.finish)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

@@ -1,0 +1,175 @@
+"""An update of many rows is applied a slice per event-loop turn (PositionsModel.apply_later):
+no row lost, the newest snapshot wins, the view is told of every slice, and sorting stays
+consistent while an update is partly applied."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+from PySide6.QtCore import Qt
+
+from pmgui.ui.positions_model import ID_ROLE, PositionsModel, PositionsProxy, column_index
+from tests.ui_doubles import T0, EngineDouble, position, shown_window, snapshot
+
+DISPLAY = Qt.ItemDataRole.DisplayRole
+N = 500
+
+
+def mark(model, row: int) -> str:
+    return model.data(model.index(row, column_index("mark")), DISPLAY)
+
+
+def price_text(p: float) -> str:
+    return f"{p:,.1f}"  # BTC: tick 0.1
+
+
+class FakeTurns:
+    """The window's `Turns` as the model sees it: jobs run one per `turn()`, a key waiting
+    is queued once (here: one key, the model's next slice)."""
+
+    def __init__(self) -> None:
+        self.jobs: deque = deque()
+
+    def later(self, job) -> None:
+        if job not in self.jobs:
+            self.jobs.append(job)
+
+    def turn(self) -> bool:
+        if not self.jobs:
+            return False
+        self.jobs.popleft()()
+        return True
+
+    def drain(self) -> int:
+        n = 0
+        while self.turn():
+            n += 1
+        return n
+
+
+@pytest.fixture
+def sliced(qtbot):
+    model = PositionsModel(EngineDouble().market, clock=lambda: T0)
+    turns = FakeTurns()
+    model.update([snapshot(position(f"p{i}"), 40_000.0) for i in range(N)])  # listed
+    model.apply_later = turns.later
+    model.rows_per_slice = 64
+    return model, turns
+
+
+def test_an_update_of_every_row_is_applied_over_several_turns_with_no_row_lost(sliced):
+    model, turns = sliced
+    changed: set[int] = set()
+    model.dataChanged.connect(lambda tl, br, _r=None: changed.update(range(tl.row(),
+                                                                         br.row() + 1)))
+    model.update([snapshot(position(f"p{i}"), 41_000.0 + i / 10, T0 + 1) for i in range(N)])
+    # the first slice now, the rest waiting for later turns
+    assert model.waiting == N - 64
+    assert mark(model, 0) == price_text(41_000.0)
+    assert mark(model, N - 1) == price_text(40_000.0)  # not applied yet
+    assert turns.drain() == -(-(N - 64) // 64)  # one turn per further slice
+    assert model.waiting == 0
+    assert [mark(model, r) for r in range(N)] == [price_text(41_000.0 + i / 10)
+                                                  for i in range(N)]
+    model.send_changes()  # (the last slice's, told on its own turn by the window)
+    assert changed == set(range(N))  # the view was told of every row
+
+
+def test_a_newer_snapshot_of_a_waiting_row_takes_its_place_and_wins(sliced):
+    model, turns = sliced
+    model.update([snapshot(position(f"p{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    turns.turn()  # partly applied: rows 0..127 done
+    assert model.waiting == N - 128
+    # a newer batch before the rest was applied: every row moves again
+    model.update([snapshot(position(f"p{i}"), 42_000.0, T0 + 2) for i in range(N)])
+    # the rows waiting kept their place (the oldest waiting goes first) and took the newer
+    # value; the rows applied already wait again, behind them
+    assert model.snapshot("p200").mark == 42_000.0  # the newest, though not shown yet
+    assert mark(model, 200) == price_text(40_000.0)
+    turns.drain()
+    assert model.waiting == 0
+    assert {mark(model, r) for r in range(N)} == {price_text(42_000.0)}
+    assert all(model.snapshot_at(r).ts == T0 + 2 for r in range(N))
+
+
+def test_with_a_view_the_rows_on_screen_show_everything_after_the_last_slice(sliced):
+    model, turns = sliced
+    model.visible = lambda: [0, 1, N - 2, N - 1]  # rows on screen: first and last slice
+    model.update([snapshot(position(f"p{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    turns.drain()
+    pnl = model.data(model.index(0, column_index("pnl")), DISPLAY)
+    assert model.data(model.index(N - 1, column_index("pnl")), DISPLAY) == pnl
+    assert mark(model, N - 1) == price_text(41_000.0)
+    # the rows off screen: their price now, the rest when they come into view
+    assert {mark(model, r) for r in range(N)} == {price_text(41_000.0)}
+    model.refresh_rows([250])
+    assert model.data(model.index(250, column_index("pnl")), DISPLAY) == pnl
+
+
+def test_sorting_during_a_partly_applied_update_stays_consistent(sliced):
+    model, turns = sliced
+    proxy = PositionsProxy()
+    proxy.setSourceModel(model)
+    mk = column_index("mark")
+    proxy.sort(mk, Qt.SortOrder.DescendingOrder)
+
+    def order_is_consistent() -> None:
+        shown = [proxy.data(proxy.index(r, mk), DISPLAY) for r in range(proxy.rowCount())]
+        values = [float(t.replace(",", "")) for t in shown]
+        assert values == sorted(values, reverse=True)
+        assert proxy.rowCount() == N
+        assert {proxy.data(proxy.index(r, 0), ID_ROLE) for r in range(N)} == {
+            f"p{i}" for i in range(N)}
+
+    model.update([snapshot(position(f"p{i}"), 40_000.0 + i, T0 + 1) for i in range(N)])
+    turns.turn()
+    model.send_changes()  # the window tells the view of each slice on its own turn
+    order_is_consistent()  # half-applied: sorted on what each row shows
+    proxy.sort(mk, Qt.SortOrder.AscendingOrder)  # the trader re-sorts meanwhile
+    while turns.turn():
+        model.send_changes()
+    values = [float(proxy.data(proxy.index(r, mk), DISPLAY).replace(",", ""))
+              for r in range(N)]
+    assert values == [40_000.0 + i for i in range(N)]  # every row, in order of its newest
+
+
+def test_a_position_removed_while_its_snapshot_waits_is_not_brought_back(sliced):
+    model, turns = sliced
+    model.update([snapshot(position(f"p{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    assert model.snapshot("p400") is not None and model.waiting
+    assert model.remove("p400") is True
+    assert model.snapshot("p400") is None
+    turns.drain()
+    assert model.rowCount() == N - 1 and "p400" not in model.position_ids()
+    assert {mark(model, r) for r in range(N - 1)} == {price_text(41_000.0)}
+
+
+def test_finish_applies_every_waiting_snapshot_at_once(sliced):
+    model, turns = sliced
+    model.update([snapshot(position(f"p{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    model.finish()
+    assert model.waiting == 0
+    assert {mark(model, r) for r in range(N)} == {price_text(41_000.0)}
+    turns.drain()  # the slice asked for earlier finds nothing left
+    assert model.waiting == 0
+
+
+def test_the_window_applies_a_flush_of_every_row_over_turns_and_flush_now_at_once(qtbot):
+    win = shown_window(qtbot)
+    win.model.update([snapshot(position(f"w{i}"), 40_000.0) for i in range(N)])
+    turns = win.bridge.turns
+    runs = turns.runs
+    win.bridge.positionsChanged.emit(
+        [snapshot(position(f"w{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    assert 0 < win.model.waiting < N  # a slice applied, the rest on later turns
+    qtbot.waitUntil(lambda: win.model.waiting == 0, timeout=5000)
+    assert turns.runs - runs >= -(-N // win.model.rows_per_slice) - 1
+    assert {mark(win.model, r) for r in range(N)} == {price_text(41_000.0)}
+    # a flush_now (start-up, a screenshot) shows every row at once
+    win.bridge.positionsChanged.emit(
+        [snapshot(position(f"w{i}"), 42_000.0, T0 + 2) for i in range(N)])
+    assert win.model.waiting
+    win.bridge.flush_now()
+    assert win.model.waiting == 0
+    assert {mark(win.model, r) for r in range(N)} == {price_text(42_000.0)}
