@@ -173,3 +173,20 @@ def test_the_window_applies_a_flush_of_every_row_over_turns_and_flush_now_at_onc
     win.bridge.flush_now()
     assert win.model.waiting == 0
     assert {mark(win.model, r) for r in range(N)} == {price_text(42_000.0)}
+
+
+def test_the_rows_on_screen_are_in_the_first_slice(sliced):
+    model, turns = sliced
+    on_screen = [300, 301, 302, 499]
+    model.visible = lambda: on_screen
+    model.update([snapshot(position(f"p{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    assert model.waiting == N - 64
+    pnl = column_index("pnl")
+    for r in on_screen:  # applied and written in full, though last in the batch's order
+        assert mark(model, r) == price_text(41_000.0)
+        assert model.data(model.index(r, pnl), DISPLAY) == model.data(
+            model.index(on_screen[0], pnl), DISPLAY)
+    assert mark(model, 0) == price_text(41_000.0)  # then the batch's order
+    assert mark(model, 64) == price_text(40_000.0)
+    turns.drain()
+    assert {mark(model, r) for r in range(N)} == {price_text(41_000.0)}

@@ -473,28 +473,43 @@ class PositionsModel(QStandardItemModel):
         waiting = self._waiting
         if not waiting:
             return
+        visible = self.visible() if self.visible is not None else None
+        if visible is not None:
+            visible = list(visible)  # (read twice)
         n = self.rows_per_slice if self.apply_later is not None else len(waiting)
         if len(waiting) <= n:
             batch, self._waiting = list(waiting.values()), {}
         else:
+            batch = []
+            if visible:  # the rows on screen first: what the trader reads
+                lines = self._lines
+                for r in visible:
+                    if 0 <= r < len(lines):
+                        snap = waiting.pop(lines[r].row.snap.position.id, None)
+                        if snap is not None:
+                            batch.append(snap)
             items = list(waiting.items())
-            batch = [snap for _pid, snap in items[:n]]
-            self._waiting = dict(items[n:])
+            k = max(0, n - len(batch))
+            batch.extend(snap for _pid, snap in items[:k])
+            self._waiting = dict(items[k:])
             # asked before the slice tells the view (`signal_later`, ahead of the jobs
             # waiting): the view is told of this slice, and repaints it, before the next one
-            self.apply_later(self._apply_slice)  # type: ignore[misc]
-        self._apply(batch)
+            if self._waiting:
+                self.apply_later(self._apply_slice)  # type: ignore[misc]
+        self._apply(batch, visible)
 
     def finish(self) -> None:
         """Apply every waiting snapshot and tell the view now (`flush_now`: start-up, a
         screenshot)."""
         if self._waiting:
             batch, self._waiting = list(self._waiting.values()), {}
-            self._apply(batch)
+            self._apply(batch, self.visible() if self.visible is not None else None)
         self.send_changes()
 
-    def _apply(self, snapshots: Iterable[PositionSnapshot]) -> None:
-        """`update`'s work for snapshots of positions shown already."""
+    def _apply(self, snapshots: Iterable[PositionSnapshot], visible: Iterable[int] | None
+               ) -> None:
+        """`update`'s work for snapshots of positions shown already (`visible`: the rows on
+        screen, as `self.visible()` gave them)."""
         self.send_changes()  # (the last update's, if still waiting: in order)
         top = bottom = -1
         full = marks = levels = badge = False
@@ -504,7 +519,6 @@ class PositionsModel(QStandardItemModel):
         level_mask, badge_mask = self._level_mask, self._badge_mask
         # with a view: every row gets its mark (the price column) and the sort column now,
         # the rest when it is on screen (below) or comes into view; without: all of it
-        visible = self.visible() if self.visible is not None else None
         mc, sc = self._mark_col, self.sort_column
         mbit = 1 << mc if mc >= 0 else 0
         sbit = 1 << sc if 0 <= sc < len(self._columns) else 0
