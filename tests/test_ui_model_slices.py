@@ -190,3 +190,24 @@ def test_the_rows_on_screen_are_in_the_first_slice(sliced):
     assert mark(model, 64) == price_text(40_000.0)
     turns.drain()
     assert {mark(model, r) for r in range(N)} == {price_text(41_000.0)}
+
+
+def test_the_view_is_told_of_the_first_slice_and_then_of_the_rest_at_the_last(sliced):
+    """The rows on screen are in the first slice: the view is told of it at once (on the
+    turn after it); the slices between change rows off screen and are told with the last
+    (one repaint and re-sort for them, not one per slice). No row is left untold."""
+    model, turns = sliced
+    model.visible = lambda: [0, 1, 2]
+    told: list[int] = []
+    rows: set[int] = set()
+    model.signal_later = lambda send: told.append(turns_run[0])
+    model.dataChanged.connect(lambda tl, br, _r=None: rows.update(range(tl.row(),
+                                                                      br.row() + 1)))
+    turns_run = [0]
+    model.update([snapshot(position(f"p{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    model.send_changes()  # (the window's turn for it)
+    while turns.turn():
+        turns_run[0] += 1
+    assert told == [0, turns_run[0] - 1]  # the first slice, then the last
+    model.send_changes()
+    assert rows == set(range(N))

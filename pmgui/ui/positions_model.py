@@ -418,6 +418,7 @@ class PositionsModel(QStandardItemModel):
         self.apply_later: Callable[[Callable[[], None]], None] | None = None
         self.rows_per_slice = ROWS_PER_SLICE
         self._waiting: dict[str, PositionSnapshot] = {}  # position id → newest, not applied
+        self._on_screen: list[int] | None = None  # `visible()` as read for the batch waiting
         # Called with the number of rows an update inserted (once per update that inserted
         # any): the window takes a batch of new rows out of the cyclic collector (their items,
         # lines and figures live as long as the positions; see MainWindow)
@@ -456,7 +457,8 @@ class PositionsModel(QStandardItemModel):
                 waiting[pid] = snap  # (a position waiting already keeps its place)
             else:
                 fresh[pid] = snap
-        self._apply_slice()
+        self._on_screen = None  # (read again for a new batch)
+        self._apply_slice(tell=True)
         for snap in fresh.values():
             self._insert(snap)
         if fresh and self.inserted is not None:
@@ -467,15 +469,21 @@ class PositionsModel(QStandardItemModel):
         """Snapshots handed to `update` and not applied yet (their slice is to come)."""
         return len(self._waiting)
 
-    def _apply_slice(self) -> None:
+    def _apply_slice(self, tell: bool = False) -> None:
         """Apply the next slice of the waiting snapshots (all of them without `apply_later`)
-        and hand the rest on to a later turn."""
+        and hand the rest on to a later turn. The view is told of the first slice (`tell`:
+        the rows on screen are in it) and of the last; the slices between are told with the
+        last (they change rows off screen: one repaint and one re-sort for them, not one
+        each)."""
         waiting = self._waiting
         if not waiting:
             return
-        visible = self.visible() if self.visible is not None else None
-        if visible is not None:
-            visible = list(visible)  # (read twice)
+        visible = self._on_screen
+        if visible is None and self.visible is not None:
+            # read once per batch (each read maps the rows on screen through the proxy) and
+            # again when the view changed meanwhile (`refresh_rows`, rows added or removed)
+            rows = self.visible()
+            visible = self._on_screen = list(rows) if rows is not None else None
         n = self.rows_per_slice if self.apply_later is not None else len(waiting)
         if len(waiting) <= n:
             batch, self._waiting = list(waiting.values()), {}
@@ -496,21 +504,21 @@ class PositionsModel(QStandardItemModel):
             # waiting): the view is told of this slice, and repaints it, before the next one
             if self._waiting:
                 self.apply_later(self._apply_slice)  # type: ignore[misc]
-        self._apply(batch, visible)
+        self._apply(batch, visible, tell or not self._waiting)
 
     def finish(self) -> None:
         """Apply every waiting snapshot and tell the view now (`flush_now`: start-up, a
         screenshot)."""
         if self._waiting:
             batch, self._waiting = list(self._waiting.values()), {}
-            self._apply(batch, self.visible() if self.visible is not None else None)
+            self._apply(batch, self.visible() if self.visible is not None else None, True)
         self.send_changes()
 
-    def _apply(self, snapshots: Iterable[PositionSnapshot], visible: Iterable[int] | None
-               ) -> None:
+    def _apply(self, snapshots: Iterable[PositionSnapshot], visible: Iterable[int] | None,
+               tell: bool) -> None:
         """`update`'s work for snapshots of positions shown already (`visible`: the rows on
-        screen, as `self.visible()` gave them)."""
-        self.send_changes()  # (the last update's, if still waiting: in order)
+        screen, as `self.visible()` gave them); what changed is added to what the view has
+        not been told yet, and told (`tell`) now or on a later turn (`signal_later`)."""
         top = bottom = -1
         full = marks = levels = badge = False
         index = self._index
@@ -615,7 +623,16 @@ class PositionsModel(QStandardItemModel):
                 blocks = _merge(blocks)
                 if badge:
                     blocks.append((self._protection_col, self._protection_col))
-            self._unsent = (shown, top, bottom, blocks)
+            unsent = self._unsent
+            if unsent is None:
+                self._unsent = (shown, top, bottom, blocks)
+            else:  # (a slice not told yet: told with this one)
+                told_later, t0, b0, blocks0 = unsent
+                for r, m in shown.items():
+                    told_later[r] = told_later.get(r, 0) | m
+                self._unsent = (told_later, min(t0, top), max(b0, bottom),
+                                _merge(blocks0 + blocks))
+        if tell and self._unsent is not None:
             if self.signal_later is None:
                 self.send_changes()
             else:
@@ -639,6 +656,7 @@ class PositionsModel(QStandardItemModel):
     def refresh_rows(self, rows: Iterable[int] | None = None) -> None:
         """Write what changed in rows not written since their last snapshot (`rows`: those
         source rows; None: all) — the view calls it for the rows coming into view."""
+        self._on_screen = None  # (the view changed: its rows are read again)
         was = self.blockSignals(True)
         try:
             self._refresh(rows, {})
@@ -697,6 +715,7 @@ class PositionsModel(QStandardItemModel):
         self._write(line)
         self._lines.append(line)
         self._index[pid] = len(self._lines) - 1
+        self._on_screen = None
         self.appendRow(items)
 
     def _write(self, line: _Line) -> int:
@@ -819,6 +838,7 @@ class PositionsModel(QStandardItemModel):
     def _on_rows_removed(self, _parent: Index, first: int, last: int) -> None:
         # connected first: the lines follow Qt's rows before anyone else hears of it
         del self._lines[first:last + 1]
+        self._on_screen = None
         self._index = {ln.row.snap.position.id: n for n, ln in enumerate(self._lines)}
 
     def refresh_live(self) -> None:
