@@ -485,3 +485,41 @@ def test_the_charts_redraw_finds_a_new_range_in_its_turn_not_in_the_paint(qtbot)
     y0, y1 = seen[0]
     assert y0 <= far <= y1  # the first paint already shows the new range
     assert len(seen) == 1  # and no second paint for it
+
+
+def test_the_charts_live_redraw_draws_its_series_and_its_levels_on_two_turns(qtbot):
+    """A live redraw of the series (candles, indicator, markers) and of the rest (the levels,
+    the last price, the tags, the auto-range) was one stretch of GUI CPU: the series are drawn
+    on its turn, the rest on the next, a timer that came due between runs between them, and
+    the held repaint comes after both, showing the new state."""
+    eng, win, pos = settled_chart(qtbot)
+    chart = win.chart
+    vp = chart.plot.viewport()
+    order: list[str] = []
+    keep: list[QTimer] = []
+    probe = PaintSpy(lambda: order.append("paint"))
+    vp.installEventFilter(probe)
+    real_candles, real_last = chart._render_candles, chart._update_last
+
+    def candles_drawn() -> None:
+        order.append("candles")
+        keep.append(beat_between(order, "beat"))  # due during the first turn
+        real_candles()
+
+    def last_placed() -> None:
+        order.append("last")
+        real_last()
+
+    chart._render_candles = candles_drawn  # type: ignore[method-assign]
+    chart._update_last = last_placed  # type: ignore[method-assign]
+    try:
+        eng.outbox.publish(tick(pos.symbol, pos.entry * 1.01, T0 + 70))  # a new candle
+        win.bridge.pump()
+        qtbot.waitUntil(lambda: "paint" in order)
+    finally:
+        vp.removeEventFilter(probe)
+        del chart._render_candles, chart._update_last
+    assert order[:4] == ["candles", "beat", "last", "paint"]
+    assert vp.updatesEnabled()
+    assert chart.line("last").value() == pos.entry * 1.01
+    assert not chart._layout_owed  # the tags were laid out by the second turn

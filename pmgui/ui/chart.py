@@ -94,6 +94,8 @@ __all__ = ["DRAGGABLE", "LINE_KINDS", "LINE_TITLES", "ChartWidget", "DragContext
 LINE_KINDS = ("entry", "sl", "tp", "trailing", "liquidation", "last")
 MAX_MARKERS = 500
 REDRAW_MS = 100  # live redraws of the chart: at most 10 a second
+# what a live redraw draws on its first turn (the rest on the next: `_redraw_due`)
+_SERIES_PARTS = frozenset(("candles", "indicator", "markers"))
 FOLD_AFTER = 256  # ticks of a symbol not shown waiting before they are folded into its candles
 _MARKER_SYMBOL = {ActionType.OPEN: "t1", ActionType.ADD: "t1", ActionType.CLOSE: "x",
                   ActionType.REDUCE: "t", ActionType.MOVE_SL: "d", ActionType.MOVE_TP: "d"}
@@ -228,6 +230,7 @@ class ChartWidget(QWidget):
         # during a redraw the tags are laid out once, at its end (the indicator, the levels
         # and the last price each ask for it; None: not in a redraw)
         self._layout_wanted: bool | None = None
+        self._layout_owed = False  # a redraw's first turn left the tags to the second
         self._cooldown = QTimer(self)
         self._cooldown.setSingleShot(True)
         self._cooldown.setInterval(REDRAW_MS)
@@ -617,20 +620,43 @@ class ChartWidget(QWidget):
             if self.turns is None:
                 self.redraw_now()
             else:
-                # its repaint on the next turn, not in this stretch (`Turns.paint_later`)
+                # the series (candles, indicator, markers) on this turn and the rest — the
+                # levels, the last price, the tags and the auto-range — on the next (a live
+                # redraw of both was 3-10 ms of GUI CPU in one stretch in the GUI storm);
+                # asked before the repaint is held, so that it comes after both
+                if self._due & _SERIES_PARTS:
+                    self.turns.later(("chart-rest", id(self)), self._redraw_rest, owner=self)
+                # its repaint on a later turn, not in this stretch (`Turns.paint_later`)
                 self.turns.paint_later(self.plot.viewport())
-                self.redraw_now()
-                # the auto-range here, as the scene would at the start of the paint: a new
-                # range found there moved the axes and the tags and repainted the view a
-                # second time (pyqtgraph re-ranges inside a paint); found here, the held
-                # repaint draws the new range once
-                self.plot.scene().prepareForPaint()
+                if self._due & _SERIES_PARTS:
+                    self._redraw(_SERIES_PARTS, lay_out=False)
+                else:
+                    self._redraw_rest()
             self._cooldown.start(REDRAW_MS)
+
+    def _redraw_rest(self) -> None:
+        """The live redraw's second turn: what is due besides the series, then the
+        auto-range."""
+        self.redraw_now()
+        # the auto-range here, as the scene would at the start of the paint: a new range
+        # found there moved the axes and the tags and repainted the view a second time
+        # (pyqtgraph re-ranges inside a paint); found here, the held repaint draws the new
+        # range once
+        self.plot.scene().prepareForPaint()
 
     def redraw_now(self) -> None:
         """Draw what the live updates changed (the owner calls it when flushed)."""
-        due, self._due = self._due, set()
-        self._layout_wanted = False
+        self._redraw(None)
+
+    def _redraw(self, parts: frozenset[str] | None, *, lay_out: bool = True) -> None:
+        """Draw the `parts` due (None: all); the tags laid out at the end — or, without
+        `lay_out`, by the next redraw that lays them out."""
+        if parts is None:
+            due, self._due = self._due, set()
+        else:
+            due = self._due & parts
+            self._due -= due
+        self._layout_wanted, self._layout_owed = self._layout_owed, False
         try:
             if "candles" in due:
                 self._render_candles()
@@ -647,7 +673,10 @@ class ChartWidget(QWidget):
         finally:
             wanted, self._layout_wanted = self._layout_wanted, None
         if wanted:
-            self._layout_tags()
+            if lay_out:
+                self._layout_tags()
+            else:
+                self._layout_owed = True
 
     def on_ticks(self, evs: list[TickEvent]) -> None:
         """The newest price of each symbol (one list per bridge pump): every symbol's series
