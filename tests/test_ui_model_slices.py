@@ -9,7 +9,13 @@ from collections import deque
 import pytest
 from PySide6.QtCore import Qt
 
-from pmgui.ui.positions_model import ID_ROLE, PositionsModel, PositionsProxy, column_index
+from pmgui.ui.positions_model import (
+    ID_ROLE,
+    SORT_ROLE,
+    PositionsModel,
+    PositionsProxy,
+    column_index,
+)
 from tests.ui_doubles import T0, EngineDouble, position, shown_window, snapshot
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
@@ -186,8 +192,8 @@ def test_the_rows_on_screen_are_in_the_first_slice(sliced):
         assert mark(model, r) == price_text(41_000.0)
         assert model.data(model.index(r, pnl), DISPLAY) == model.data(
             model.index(on_screen[0], pnl), DISPLAY)
-    assert mark(model, 0) == price_text(41_000.0)  # then the batch's order
-    assert mark(model, 64) == price_text(40_000.0)
+    assert model.snapshot_at(0).ts == T0 + 1  # then the batch's order
+    assert model.snapshot_at(64).ts == T0  # (its slice is to come)
     turns.drain()
     assert {mark(model, r) for r in range(N)} == {price_text(41_000.0)}
 
@@ -211,3 +217,37 @@ def test_the_view_is_told_of_the_first_slice_and_then_of_the_rest_at_the_last(sl
     assert told == [0, turns_run[0] - 1]  # the first slice, then the last
     model.send_changes()
     assert rows == set(range(N))
+
+
+def test_with_a_view_every_rows_price_is_written_at_once_the_rest_in_its_slice(sliced):
+    """The price column is what the trader follows: a batch writes every row's mark on its
+    first turn; the rest of a row (its snapshot, P/L, ...) follows in its slice, and the
+    slice does not write the mark again."""
+    model, turns = sliced
+    model.visible = lambda: [0, 1]
+    model.update([snapshot(position(f"p{i}"), 41_000.0 + i / 10, T0 + 1) for i in range(N)])
+    assert model.waiting == N - 64
+    assert [mark(model, r) for r in range(N)] == [price_text(41_000.0 + i / 10)
+                                                  for i in range(N)]
+    assert model.snapshot_at(N - 1).ts == T0  # the row itself waits for its slice
+    turns.drain()
+    assert all(model.snapshot_at(r).ts == T0 + 1 for r in range(N))
+    assert [mark(model, r) for r in range(N)] == [price_text(41_000.0 + i / 10)
+                                                  for i in range(N)]
+    pnl = column_index("pnl")
+    model.refresh_rows(None)
+    assert model.data(model.index(N - 1, pnl), DISPLAY) != model.data(
+        model.index(0, pnl), DISPLAY)  # its own P/L, from its own (newest) snapshot
+
+
+def test_sorting_by_the_price_waits_for_the_slices(sliced):
+    """Sorted by the mark, a row's price and its sort value go together: written in its
+    slice, not ahead of it."""
+    model, turns = sliced
+    model.visible = lambda: [0, 1]
+    model.prepare_sort(column_index("mark"))
+    model.update([snapshot(position(f"p{i}"), 41_000.0, T0 + 1) for i in range(N)])
+    assert mark(model, N - 1) == price_text(40_000.0)
+    turns.drain()
+    assert {mark(model, r) for r in range(N)} == {price_text(41_000.0)}
+    assert model.data(model.index(N - 1, column_index("mark")), SORT_ROLE) == 41_000.0

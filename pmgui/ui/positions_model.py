@@ -504,7 +504,69 @@ class PositionsModel(QStandardItemModel):
             # waiting): the view is told of this slice, and repaints it, before the next one
             if self._waiting:
                 self.apply_later(self._apply_slice)  # type: ignore[misc]
+                if tell:  # a new batch: the price of every row now, the rest in its slice
+                    self._write_marks(self._waiting.values(), visible)
         self._apply(batch, visible, tell or not self._waiting)
+
+    def _write_marks(self, snapshots: Iterable[PositionSnapshot],
+                     visible: list[int] | None) -> None:
+        """The mark (price) text of rows whose snapshot waits for a later slice, written
+        now: the price column is what the trader follows, and a slice a turn or more later
+        (each turn is a wait for the interpreter lock in a storm) left it behind. The rest of
+        the row follows in its slice (which finds the mark written). Only where the mark is
+        all the text depends on (`_write_mark`'s inline case, rows off screen, the proxy not
+        sorting by it); other rows wait for their slice."""
+        mc = self._mark_col
+        if visible is None or not self._fast_mark or self.sort_column == mc:
+            return
+        mbit = 1 << mc
+        index, lines = self._index, self._lines
+        shown: dict[int, int] = {}
+        top = bottom = -1
+        was = self.blockSignals(True)
+        try:
+            for snap in snapshots:
+                i = index.get(snap.position.id)
+                if i is None:
+                    continue
+                line = lines[i]
+                sig = line.sig
+                if not sig or sig[0] != id(line.row.market) or sig[1] != snap.stale:
+                    continue  # (its texts depend on more: written in full by its slice)
+                v = snap.mark
+                a = line.values[mc]
+                if a == v and type(a) is type(v):
+                    continue
+                line.values[mc] = v
+                text = line.price(v)
+                if snap.stale and text != DASH:
+                    text = f"⚠ {text}"
+                line.sorts[mc] = _NOT_SET  # (prepare_sort writes it)
+                line.pending |= mbit
+                if text != line.texts[mc]:
+                    line.texts[mc] = text
+                    line.items[mc].setText(text)
+                    shown[i] = mbit
+                    if top < 0 or i < top:
+                        top = i
+                    if i > bottom:
+                        bottom = i
+        finally:
+            self.blockSignals(was)
+        if top >= 0:
+            self._add_unsent(shown, top, bottom, [(mc, mc)])
+
+    def _add_unsent(self, shown: dict[int, int], top: int, bottom: int,
+                    blocks: list[tuple[int, int]]) -> None:
+        """Add changes to those the view has not been told of yet."""
+        unsent = self._unsent
+        if unsent is None:
+            self._unsent = (shown, top, bottom, blocks)
+            return
+        told_later, t0, b0, blocks0 = unsent
+        for r, m in shown.items():
+            told_later[r] = told_later.get(r, 0) | m
+        self._unsent = (told_later, min(t0, top), max(b0, bottom), _merge(blocks0 + blocks))
 
     def finish(self) -> None:
         """Apply every waiting snapshot and tell the view now (`flush_now`: start-up, a
@@ -623,15 +685,7 @@ class PositionsModel(QStandardItemModel):
                 blocks = _merge(blocks)
                 if badge:
                     blocks.append((self._protection_col, self._protection_col))
-            unsent = self._unsent
-            if unsent is None:
-                self._unsent = (shown, top, bottom, blocks)
-            else:  # (a slice not told yet: told with this one)
-                told_later, t0, b0, blocks0 = unsent
-                for r, m in shown.items():
-                    told_later[r] = told_later.get(r, 0) | m
-                self._unsent = (told_later, min(t0, top), max(b0, bottom),
-                                _merge(blocks0 + blocks))
+            self._add_unsent(shown, top, bottom, blocks)  # (with a slice not told yet)
         if tell and self._unsent is not None:
             if self.signal_later is None:
                 self.send_changes()
