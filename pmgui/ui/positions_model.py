@@ -287,8 +287,8 @@ _LEVEL_KEYS = ("sl", "tp", "trailing", "liquidation", "liq_dist")  # follow the 
 _TIP_KEYS = ("pnl", "roi", "r")  # tooltips written from the row's figures
 _MISSING_LAST = math.inf  # ascending sort value of a missing number (last)
 # Rows an update applies per event-loop turn when the view spreads it (`apply_later`): in the
-# GUI storm a row cost ~9 µs of GUI CPU (500 rows: 5 ms median, 10 ms at worst, in one
-# stretch), so a slice is ~1-2 ms; 500 rows are four turns
+# GUI storm (500 rows, 2,000 ticks/s) a table flush is ~200 rows and cost 5 ms of GUI CPU
+# median, 10 ms at worst, in one stretch (~10-25 µs a row), so a slice is ~1-1.5 ms
 ROWS_PER_SLICE = 64
 
 
@@ -413,8 +413,8 @@ class PositionsModel(QStandardItemModel):
         self._unsent: tuple[dict[int, int], int, int, list[tuple[int, int]]] | None = None
         # How many snapshots `update` applies in one go: None, all of them; else it applies
         # `rows_per_slice` and hands the rest to this (the window's `Turns`), a slice per
-        # turn. In the GUI storm (500 rows at 15 Hz) one update of every row was 5-10 ms of
-        # GUI CPU in one stretch, the longest of the table's; ~9 µs a row (see ROWS_PER_SLICE)
+        # turn. In the GUI storm (500 rows at 15 Hz) one flush was 5-10 ms of GUI CPU in one
+        # stretch, the longest of the table's (see ROWS_PER_SLICE)
         self.apply_later: Callable[[Callable[[], None]], None] | None = None
         self.rows_per_slice = ROWS_PER_SLICE
         self._waiting: dict[str, PositionSnapshot] = {}  # position id → newest, not applied
@@ -445,9 +445,10 @@ class PositionsModel(QStandardItemModel):
         changed rows.
 
         With `apply_later` set, the snapshots of known positions are applied in slices of
-        at most `rows_per_slice` rows, one slice now and the rest on later turns (see
-        `apply_later`); a newer snapshot of a position still waiting takes the older one's
-        place (the newest wins, nothing is dropped). New positions are inserted at once."""
+        at most `rows_per_slice` rows, one slice now (the rows on screen first, and every
+        row's price) and the rest on later turns (see `apply_later`); a newer snapshot of a
+        position still waiting takes the older one's place (the newest wins, nothing is
+        dropped). New positions are inserted at once."""
         waiting = self._waiting
         index = self._index
         fresh: dict[str, PositionSnapshot] = {}
