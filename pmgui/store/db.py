@@ -125,6 +125,7 @@ _LIVE_STATUSES = (OrderStatus.PENDING.value, OrderStatus.OPEN.value)
 CHECKPOINT_PAGES = 1000
 BACKSTOP_PAGES = 20000
 FOLLOW_UPS = 4  # checkpoints right after one that left frames waiting (`_Checkpointer`)
+RESTART_PAGES = 4000  # ... once the WAL holds this many frames: it starts over (~16 MB)
 # s: a relaxed block trusts the NORMAL level it set itself this long (`Store.relaxed`), then
 # sets it again (someone else sharing the connection may have changed it)
 LEVEL_RECHECK = 0.25
@@ -1538,30 +1539,39 @@ class _Checkpointer(threading.Thread):
         self.conn, self.path, self.pages, self.interval = conn, path, pages, interval
         self._stop_event = threading.Event()
         self.checkpoints = 0
+        self.restart_pages = max(pages, RESTART_PAGES)
 
-    def waiting(self, shm: int) -> int:
+    def frames(self, shm: int) -> tuple[int, int]:
+        """(frames in the WAL since it last started over, frames of them not yet copied)."""
         head = os.pread(shm, 100, 0)
         if len(head) < 100:
-            return 0
+            return 0, 0
         mx_frame = struct.unpack_from("=I", head, 16)[0]
         backfilled = struct.unpack_from("=I", head, 96)[0]
-        return max(0, mx_frame - backfilled)
+        return mx_frame, max(0, mx_frame - backfilled)
+
+    def waiting(self, shm: int) -> int:
+        return self.frames(shm)[1]
 
     def run_pass(self, shm: int) -> None:
-        """A PASSIVE checkpoint, then at once another while frames still wait, up to
-        `FOLLOW_UPS` more. The WAL starts over (the writer writes from its beginning again)
-        only when the writer opens a transaction after a checkpoint that left nothing in
-        it; under a steady writer (a storm: a commit every few ms) the first pass, which
-        copies ~1000 pages and fsyncs the database, almost never does, so the WAL grew to
-        the inline backstop (`BACKSTOP_PAGES`, ~80 MB), whose checkpoint — a copy of the
-        pages and two fsyncs — then ran on the engine's loop. The follow-ups copy only what
-        the writer appended meanwhile (a few commits): one of them usually finishes
-        between two commits."""
-        for _ in range(1 + FOLLOW_UPS):
+        """A PASSIVE checkpoint; once the WAL holds `RESTART_PAGES` frames, another at once
+        while frames still wait, up to `FOLLOW_UPS` more. The WAL starts over (the writer
+        writes from its beginning again) only when the writer opens a transaction after a
+        checkpoint that left nothing in it; under a steady writer (a storm: a commit every
+        few ms) a pass, which copies ~1000 pages and fsyncs the database, almost never
+        does, so the WAL grew to the inline backstop (`BACKSTOP_PAGES`, ~80 MB), whose
+        checkpoint — a copy of the pages and two fsyncs — then ran on the engine's loop.
+        The follow-ups copy only what the writer appended meanwhile (a few commits): one of
+        them usually finishes between two commits. Not before `RESTART_PAGES`: each start
+        over costs the writer an fsync of the WAL's new header (SQLite's, on the engine's
+        loop), so the WAL starts over every ~16 MB, not every 4."""
+        for follow_up in range(1 + FOLLOW_UPS):
+            if follow_up:
+                size, waiting = self.frames(shm)
+                if self._stop_event.is_set() or waiting == 0 or size < self.restart_pages:
+                    return
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
-            if self._stop_event.is_set() or self.waiting(shm) == 0:
-                return
 
     def run(self) -> None:
         conn = self.conn
