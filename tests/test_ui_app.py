@@ -138,3 +138,24 @@ def test_a_cancelled_chart_import_never_starts(qapp, qtbot):
     qtbot.wait(50)  # turns of the event loop: a running timer would have read a slice
     assert imp._next == 0 and imp.import_thread.ident is None and not ran
     imp.join()  # a thread never started is not joined
+
+
+def test_the_window_runs_with_a_short_switch_interval_and_puts_it_back(qapp, tmp_path):
+    """While the window runs, the GUI thread waits at most 1 ms for the interpreter lock the
+    engine's thread holds (pmgui.ui.gil); afterwards the interval is as it was."""
+    import sys
+
+    from pmgui.ui.gil import SWITCH_INTERVAL_S, short_switch_interval
+
+    was = sys.getswitchinterval()
+    seen: list[float] = []
+    assert run_gui(EngineDouble(), exit_after=0, settings_path=tmp_path / "ui.ini",
+                   on_window=lambda _w: seen.append(sys.getswitchinterval())) == 0
+    assert seen == [pytest.approx(min(was, SWITCH_INTERVAL_S))]
+    assert sys.getswitchinterval() == was
+    sys.setswitchinterval(0.0005)  # a shorter one set before is kept
+    try:
+        with short_switch_interval() as inside:
+            assert inside == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(was)

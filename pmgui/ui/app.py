@@ -32,6 +32,7 @@ from PySide6.QtWidgets import QApplication
 from pmgui import identity
 from pmgui.ui.about import apply_identity
 from pmgui.ui.collector import pinned_to_gui_thread
+from pmgui.ui.gil import short_switch_interval
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.main_window import MainWindow, UiSettings
 from pmgui.ui.theme import THEMES
@@ -73,8 +74,9 @@ def run_gui(engine: EngineHandle, *, exit_after: float | None = None,
     if app is None:
         app = QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
-    # before the window: its helper threads start after the first frame
-    with pinned_to_gui_thread(app):
+    # before the window: its helper threads start after the first frame. The switch
+    # interval short while the window runs (pmgui.ui.gil)
+    with pinned_to_gui_thread(app), short_switch_interval():
         try:
             return _run_window(app, engine, exit_after=exit_after, screenshot=screenshot,
                                theme=theme, confirm_drags=confirm_drags,
