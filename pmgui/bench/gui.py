@@ -223,14 +223,17 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
     from pmgui.exchange.paper import PaperExchange
     from pmgui.store.db import Store
     from pmgui.ui.collector import pinned_to_gui_thread
+    from pmgui.ui.gil import short_switch_interval
 
     app = QApplication.instance() or QApplication([])
     symbols = storm_symbols(max(1, positions // 2))
     offered = Offered()
     # pmgui's window runs as run_gui runs it: the cyclic collector on the GUI thread only
     # (pmgui.ui.collector), the engine stopped inside; vn.py's monitor leaves CPython's own
+    # (and its 5 ms switch interval, where pmgui's window runs at pmgui.ui.gil's)
     pinned = contextlib.nullcontext() if baseline else pinned_to_gui_thread(app)
-    with tempfile.TemporaryDirectory() as tmp, pinned:
+    switch = contextlib.nullcontext() if baseline else short_switch_interval()
+    with tempfile.TemporaryDirectory() as tmp, pinned, switch:
         db = Path(tmp) / "gui.db"
 
         def factory(outbox):
@@ -249,6 +252,7 @@ def run_gui_storm(positions: int = 500, rate: float = 2000.0, duration: float = 
             core.store.db.conn.execute("PRAGMA synchronous = OFF")
             await open_book(core, symbols, core.exchange, time.time)
             core.store.db.conn.execute("PRAGMA synchronous = FULL")
+            core.store.forget_level()  # set behind the store's back: it must not trust its own
 
         asyncio.run_coroutine_threadsafe(setup(), loop).result(600)
         if baseline:

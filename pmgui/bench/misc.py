@@ -193,6 +193,7 @@ def time_to_flat(n: int = 50) -> tuple[float, float]:
             core, paper, symbols = await _engine(n, tmp)
             await open_book(core, symbols, paper, time.time)
             core.store.db.conn.execute("PRAGMA synchronous = FULL")
+            core.store.forget_level()
             if len(core.book) != n:
                 raise AssertionError(f"flat: {len(core.book)} of {n} positions opened")
             t0 = time.perf_counter()

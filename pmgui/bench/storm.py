@@ -210,6 +210,7 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
             await _open_probe(core, paper, p)
         await core.warmed_up()  # the book stands for a restored one: warmed before the freeze
         store.db.conn.execute("PRAGMA synchronous = FULL")
+        store.forget_level()  # set behind the store's back: its relaxed commits re-set NORMAL
         res.open_before = sum(1 for i in main_ids if i in core.book)
         thresholds = gc.get_threshold()
         freeze_startup_objects()  # as the manager thread does once started (the book here)
