@@ -39,7 +39,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -168,6 +168,15 @@ class Faults:
     reject_auth: bool = False  # every private request → -2015
     insufficient_margin: bool = False  # every opening order → -2019
     clock_skew: float = 0.0  # seconds the server's clock runs ahead (+) or behind (-) ours
+    # a triggered conditional order stays TRIGGERED after its market order filled (Binance
+    # reports it FINISHED a moment later): `finish_held_algos()` finishes them
+    algo_finish_held: bool = False
+    # the next N lookups (by id or client id) of a triggered conditional order's market
+    # order answer -2013 (not visible yet)
+    hidden_children: int = 0
+    # awaited with the params of each regular order as it arrives, before it is handled:
+    # a test plays what the venue did in that same instant (a stop filling first)
+    before_create: Callable[[dict[str, str]], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -275,6 +284,7 @@ class BinanceServer:
         self._user_ws: set[web.WebSocketResponse] = set()
         self._listen_keys: set[str] = set()
         self._held: list[dict[str, Any]] = []
+        self._unfinished: list[tuple[FakeOrder, FakeOrder]] = []  # faults.algo_finish_held
         self._weights: list[float] = []  # arrival times of the REST requests of the last minute
         self.weight_limit = 2400
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -769,6 +779,9 @@ class BinanceServer:
 
     async def _priv_create_order(self, params: dict[str, str]) -> Any:
         m = self._market(params)
+        hook, self.faults.before_create = self.faults.before_create, None
+        if hook is not None:  # once
+            await hook(dict(params))
         if self.faults.create_drops > 0:
             self.faults.create_drops -= 1
             return await self._delay_then({"code": -1007, "msg": "Timeout waiting for "
@@ -941,11 +954,24 @@ class BinanceServer:
         await self._push_algo_update(algo)
         await self._push_order_update(child, "NEW")
         await self._fill(child, price, maker=False)
+        if self.faults.algo_finish_held:
+            self._unfinished.append((algo, child))
+            return
+        await self._finish(algo, child)
+
+    async def _finish(self, algo: FakeOrder, child: FakeOrder) -> None:
         algo.executed = child.executed
         algo.cum_quote = child.cum_quote
         algo.status = "FINISHED" if child.status == "FILLED" else "CANCELED"
         algo.update_time = _ms()
         await self._push_algo_update(algo)
+
+    async def finish_held_algos(self) -> int:
+        """Report FINISHED the triggered orders `faults.algo_finish_held` left TRIGGERED."""
+        held, self._unfinished = self._unfinished, []
+        for algo, child in held:
+            await self._finish(algo, child)
+        return len(held)
 
     def _find(self, book: dict[int, FakeOrder], params: dict[str, str], id_key: str,
               client_key: str) -> FakeOrder:
@@ -962,6 +988,10 @@ class BinanceServer:
     async def _priv_get_order(self, params: dict[str, str]) -> dict[str, Any]:
         self._market(params)
         order = self._find(self.state.orders, params, "orderId", "origClientOrderId")
+        if self.faults.hidden_children > 0 and any(
+                a.actual_order_id == order.order_id for a in self.state.algo_orders.values()):
+            self.faults.hidden_children -= 1
+            raise BinanceApiError(-2013, "Order does not exist.")
         return self._order_json(order)
 
     async def _priv_cancel_order(self, params: dict[str, str]) -> dict[str, Any]:
