@@ -101,6 +101,9 @@ class AdapterSettings:
     # found within this, so the order stream is back well inside 10 s
     listen_key_check: float = 5.0
     stream_ack_timeout: float = 10.0  # an acknowledged order unseen by the stream → stalled
+    # looks at the market order of a conditional order that fired (its fill) before it is
+    # reported unseen (backoff between them: ~3.5 s at the default backoff)
+    fired_lookups: int = 4
 
 
 _HEALTH_CLASSES: dict[type, type] = {}
@@ -874,7 +877,7 @@ class CcxtExchange:
                         raise
                     continue  # not found there (or this variant unsupported)
                 if o and str(o.get("clientOrderId") or "") == client_id:
-                    return self._to_order(o)
+                    return await self._looked_up(ex, o, symbol)
             if self.is_binance:
                 return None
         for order in await self.fetch_open_orders(symbol):
@@ -895,9 +898,113 @@ class CcxtExchange:
                         continue
                     for o in rows or []:
                         if str(o.get("clientOrderId") or "") == client_id:
-                            return self._to_order(o)
+                            return await self._looked_up(ex, o, symbol)
                 break
         return None
+
+    async def _looked_up(self, ex: Any, o: Mapping[str, Any], symbol: str) -> Order:
+        """The order a lookup found, as far as the venue can tell: a conditional order that
+        fired is followed to the market order it created, whose fill is the stop's."""
+        if self.algo_orders and vm.algo_fired(self.id, o):
+            return await self._follow_fired(ex, o, symbol)
+        return self._to_order(o)
+
+    async def _follow_fired(self, ex: Any, a: Mapping[str, Any], symbol: str) -> Order:
+        """A conditional order that fired (Binance TRIGGERING/TRIGGERED/FINISHED, OKX
+        effective): its fill is the market order it created (`algo_child_of`), looked up by
+        id — the algo record never says what was executed, nor at what price. That order may
+        not be visible for a moment: looked at again, boundedly (`fired_lookups`).
+
+        Returns the conditional order with its market order's status, quantity and average
+        price; with the order stream running, its fill (the venue's price and fee, under the
+        fill id the stream's own report of it has) is delivered first, so it is booked once.
+        If no fill of it shows within the bounded look, the order is returned FILLED with
+        nothing filled: "fired, its fill not seen" (never "still resting", which would let a
+        flat position read as closed outside pmgui; never a price of our own guessing)."""
+        aid = str(vm.algo_id_of(self.id, a))
+        attempts = max(1, self._settings.fired_lookups)
+        child: Any = None
+        for attempt in range(attempts):
+            child_id = vm.algo_child_of(a)
+            if child_id:
+                child = await self._fired_child(ex, child_id, symbol)
+                if child is not None and self._status_of(child, OrderStatus.OPEN).is_final:
+                    break
+            if attempt == attempts - 1:
+                break
+            await self._sleep(self._settings.backoff.delay(attempt))
+            try:  # read again: it may name its market order only now (TRIGGERING)
+                again = await self._rest(
+                    lambda: self._fetch_order_by_id(ex, aid, symbol, True), "fetch_order")
+            except pe.ExchangeError as e:
+                if e.retryable:
+                    raise
+                again = None
+            if again:
+                a = again
+        filled = (_f(child.get("filled")) or 0.0) if child is not None else 0.0
+        cstatus = self._status_of(child, OrderStatus.OPEN) if child is not None else None
+        if child is None or (filled <= _EPS and not (cstatus and cstatus.is_final)):
+            log.warning("%s: conditional order %s fired; no fill of its market order %s is "
+                        "visible after %d lookups", self.id, vm.client_id_of(self.id, a),
+                        vm.algo_child_of(a) or "(not named yet)", attempts)
+            return self._to_order(a, filled=0.0, status=OrderStatus.FILLED)
+        status = OrderStatus.FILLED if cstatus is OrderStatus.FILLED else \
+            (cstatus if cstatus is not None and cstatus.is_final else OrderStatus.OPEN)
+        average = _pos(child.get("average"))
+        cost = _pos(child.get("cost"))
+        if average is None and cost is not None and filled > _EPS:
+            average = cost / filled
+        order = self._to_order(a, filled=filled, average=average, status=status)
+        if filled > _EPS and self._sink is not None:
+            row = dict(child)
+            fee = await self._fee_of(ex, str(vm.order_id_of(self.id, child)), symbol, filled)
+            if fee is not None:
+                row["pmgui_fee"] = fee
+            self._algo_by_child[str(vm.order_id_of(self.id, child))] = aid
+            await self._process_orders([dict(a), row])
+        return order
+
+    async def _fired_child(self, ex: Any, child_id: str, symbol: str) -> Any:
+        """The market order a fired conditional order created; None while the venue does
+        not show it (a network failure raises: unknown is not absent)."""
+        try:
+            return await self._rest(
+                lambda: self._fetch_order_by_id(ex, child_id, symbol, False), "fetch_order")
+        except pe.ExchangeError as e:
+            if e.retryable:
+                raise
+            return None
+
+    async def _fee_of(self, ex: Any, order_id: str, symbol: str, filled: float
+                      ) -> float | None:
+        """The venue's fee for the executions of order `order_id` (in the settlement
+        currency), when its trades account for `filled`; None: estimated instead."""
+        try:
+            if self.is_binance:
+                trades = await ex.fetch_my_trades(symbol, None, None, {"orderId": order_id})
+            elif ex.has.get("fetchOrderTrades"):
+                trades = await ex.fetch_order_trades(order_id, symbol)
+            else:
+                return None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("%s: trades of %s not read (%s); its fee is estimated", self.id,
+                     order_id, map_error(exc, self.id))
+            return None
+        qty = fee = 0.0
+        for t in trades or []:
+            if str(t.get("order") or "") != order_id:
+                continue
+            qty += _f(t.get("amount")) or 0.0
+            f = t.get("fee") or {}
+            if f.get("cost") is None:
+                continue
+            if f.get("currency") not in (None, self._settle):
+                return None  # paid in another asset (BNB): not a settlement amount
+            fee += abs(_f(f.get("cost")) or 0.0)
+        return fee if abs(qty - filled) <= 1e-9 * max(1.0, filled) else None
 
     def _prepare(self, req: OrderRequest) -> tuple[str, float, float | None, dict[str, Any]]:
         """Validate against the market and build (type, amount, price, params)."""
@@ -1958,6 +2065,9 @@ class CcxtExchange:
         if isinstance(info, dict) and _f(info.get("l")) is not None and \
                 abs((_f(info.get("l")) or 0.0) - delta) < 1e-12:
             fee = _f(info.get("n"))
+        total_fee = _f(source.get("pmgui_fee"))  # the venue's fee for `filled` (its trades)
+        if fee is None and total_fee is not None and filled > _EPS:
+            fee = total_fee * delta / filled
         if fee is None:
             raw_market = self._raw_markets.get(order.symbol) or {}
             rate = _f(raw_market.get("taker")) or 0.0005

@@ -219,6 +219,24 @@ def algo_child_of(o: Mapping[str, Any]) -> str | None:
     return child if child and child != "0" else None
 
 
+# a conditional order that fired: its market order exists (or is being created); the algo
+# record itself never carries that order's fill (Binance algo REST: no executed quantity;
+# OKX: no accFillSz), so "fired" says nothing about what was executed, nor at what price
+_ALGO_FIRED = frozenset({"TRIGGERING", "TRIGGERED", "FINISHED",  # binance algoStatus / X
+                         "partially_effective", "effective"})  # okx algo state
+
+
+def algo_fired(venue: str, o: Mapping[str, Any]) -> bool:
+    """`o` is a conditional (algo) order that triggered: its fill is its market child's
+    (`algo_child_of`), which only a lookup of that order by id tells."""
+    if algo_id_of(venue, o) is None:
+        return False
+    info = info_of(o)
+    state = str(info.get("X") or info.get("algoStatus") or info.get("state") or "")
+    return state in _ALGO_FIRED or (state in ("CANCELED", "EXPIRED", "canceled")
+                                    and algo_child_of(o) is not None)
+
+
 _ALGO_STATES = {
     # binance algo (X / algoStatus)
     "TRIGGERING": OrderStatus.OPEN, "TRIGGERED": OrderStatus.OPEN,

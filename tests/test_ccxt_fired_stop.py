@@ -1,0 +1,158 @@
+"""A stop on Binance that fired: its algo order says TRIGGERED, its fill is its market child's.
+
+Binance USDⓈ-M serves stops as algo orders. Once the trigger fires, the algo order reports
+TRIGGERED (with `actualOrderId`: the market order it created) until it says FINISHED a
+moment later; the algo record never carries what was executed. A lookup of the stop by its
+client id in that instant (the close the venue refused because the stop filled first, or the
+reconciliation after a restart) must follow it to its market order and book that order's
+fill — its real price, quantity and fee — once: not read TRIGGERED as "still resting", find
+the position flat and book it "closed outside pmgui" at the last price.
+
+The real engine and adapter over the local Binance emulator (tests.fakes.binance_server):
+its `algo_finish_held` keeps a fired stop TRIGGERED after its market order filled,
+`hold_order_events` holds the order stream's reports back, `hidden_children` hides the
+market order from lookups for a while, `before_create` lets the stop fill in the instant a
+close reaches the venue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pmgui.domain.enums import OrderRole, Side
+from pmgui.engine import commands as cmd
+from pmgui.engine.core import EngineCore
+from pmgui.engine.events import ErrorEvent
+from pmgui.engine.outbox import Outbox
+from pmgui.engine.settings import EngineSettings
+from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
+from pmgui.exchange.credentials import Credentials
+from pmgui.exchange.retry import Backoff
+from pmgui.store.db import Store
+from tests.fakes.binance_server import TAKER_FEE, BinanceServer
+from tests.fakes.recording_sink import RecordingSink
+
+BTC = "BTC/USDT:USDT"
+FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
+                       order_poll_interval=0.5, supervisor_interval=0.05,
+                       order_stream_check=0.1, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
+FILL = 48900.0  # where the stop's market order fills
+LAST = 48000.0  # where the market is by the time pmgui looks
+STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_FEE)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BinanceServer]:
+    srv = BinanceServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def _engine(server: BinanceServer, db: Path) -> tuple[EngineCore, CcxtExchange, Outbox]:
+    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                            credentials=Credentials("test-key", "s"), settings=FAST)
+    outbox = Outbox()
+    # the engine leaves a crossed stop to the exchange's own order (no close of its own)
+    engine = EngineCore(exchange, Store.open(db), outbox,
+                        EngineSettings(default_preset="manual", protect_throttle=0.0,
+                                       exchange_stop_grace=600.0))
+    await engine.start(stream=True)
+    return engine, exchange, outbox
+
+
+async def _open_long(engine: EngineCore) -> tuple[str, str]:
+    """A long of 0.01 BTC at 50,000 with its stop (49,000) on the exchange: (position id,
+    the stop's client id)."""
+    await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=49000, tp=52000))
+    pid = engine.book.find(BTC, Side.LONG).id
+    stop = next(o for o in engine.orders.values() if o.role is OrderRole.STOP_LOSS)
+    return pid, stop.client_id
+
+
+async def _stop_fires(server: BinanceServer) -> None:
+    """The market falls through the stop (its market order fills at FILL) and moves on."""
+    await server.set_price(BTC, FILL)
+    await server.set_price(BTC, LAST)
+
+
+def _stop_fills(engine: EngineCore, pid: str, stop_cid: str) -> list:
+    return [f for f in engine.store.fills(pid) if f.order_client_id == stop_cid]
+
+
+def _assert_closed_by_its_stop(engine: EngineCore, pid: str, stop_cid: str) -> None:
+    pos = engine.store.load_position(pid)
+    assert pos is not None and not pos.is_open
+    assert (pos.exit_reason, pos.exit_price) == ("stop_loss", pytest.approx(FILL)), \
+        (pos.exit_reason, pos.exit_price)
+    (fill,) = _stop_fills(engine, pid, stop_cid)
+    assert (fill.qty, fill.price) == (pytest.approx(0.01), pytest.approx(FILL))
+    assert fill.fee == pytest.approx(STOP_FEE)  # the venue's fee, not an estimate
+
+
+async def test_a_close_refused_because_the_stop_fired_books_the_stop_s_market_order(
+        server: BinanceServer, tmp_path: Path) -> None:
+    engine, exchange, outbox = await _engine(server, tmp_path / "pmgui.db")
+    try:
+        pid, stop_cid = await _open_long(engine)
+        server.faults.hold_order_events = True  # the stream reports the fill late
+        server.faults.algo_finish_held = True  # the stop says TRIGGERED meanwhile
+
+        async def stop_fills_first(params: dict[str, str]) -> None:
+            await _stop_fires(server)
+
+        server.faults.before_create = stop_fills_first
+        outbox.drain()
+        result = await engine.handle(cmd.ClosePosition(pid))
+        events = outbox.drain()
+        assert [e.message for e in events if isinstance(e, ErrorEvent)] == []
+        _assert_closed_by_its_stop(engine, pid, stop_cid)
+        # the trader is told what happened: the stop closed it at its own price
+        assert result.ok and "@ 48900.0 by its stop loss" in result.message, result.message
+        assert "closed outside" not in str([getattr(e, "detail", "") for e in events])
+        # the stream's late reports and the stop's FINISHED come after: booked once still
+        (algo,) = [o for o in server.state.algo_orders.values() if o.client_id == stop_cid]
+        child = str(algo.actual_order_id)
+        await server.release_held_events()
+        await server.finish_held_algos()
+        waiter = RecordingSink()
+        await waiter.wait_for(lambda: (BTC, child) in exchange._raw_seen
+                              and (BTC, str(algo.order_id)) in exchange._raw_seen
+                              and exchange._raw_seen[(BTC, str(algo.order_id))][1] == "closed",
+                              timeout=15)
+        _assert_closed_by_its_stop(engine, pid, stop_cid)
+        # the entry and the stop's exit, nothing else (the entry's is booked before its
+        # position exists: not under the position's id)
+        assert len(engine.store.fills()) == 2, engine.store.fills()
+        # one close was sent (refused), none re-sent; the position is flat
+        assert server.state.positions["BTCUSDT"].amount == 0
+        await waiter.wait_for(lambda: not server.state.open_orders(algo=True), timeout=15)
+    finally:
+        await engine.shutdown()
+
+
+@pytest.mark.parametrize("hidden", [0, 2])
+async def test_reconcile_after_a_restart_books_a_triggered_stop_s_market_order(
+        server: BinanceServer, tmp_path: Path, hidden: int) -> None:
+    """pmgui was down while the stop fired; at the restart the stop still says TRIGGERED
+    (and its market order may not be visible for a moment yet): reconciliation books the
+    market order's fill, not "closed outside pmgui" at the last price."""
+    db = tmp_path / "pmgui.db"
+    engine, _, _ = await _engine(server, db)
+    pid, stop_cid = await _open_long(engine)
+    await engine.shutdown()
+    server.faults.algo_finish_held = True
+    await _stop_fires(server)
+    server.faults.hidden_children = hidden
+    engine, _, _ = await _engine(server, db)
+    try:
+        assert server.faults.hidden_children == 0
+        _assert_closed_by_its_stop(engine, pid, stop_cid)
+        notes = [str(a.get("inputs")) for a in engine.store.actions(pid)]
+        assert not [n for n in notes if "closed outside" in n], notes
+    finally:
+        await engine.shutdown()
