@@ -156,3 +156,26 @@ async def test_reconcile_after_a_restart_books_a_triggered_stop_s_market_order(
         assert not [n for n in notes if "closed outside" in n], notes
     finally:
         await engine.shutdown()
+
+
+async def test_a_fired_stop_whose_fill_stays_invisible_is_closed_outside_and_says_why(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """Only when the venue shows no fill of the fired stop after a bounded look does the
+    reconciliation fall back to "closed outside pmgui" at the last price, and its log says
+    that the stop fired and its fill was not seen."""
+    db = tmp_path / "pmgui.db"
+    engine, _, _ = await _engine(server, db)
+    pid, _ = await _open_long(engine)
+    await engine.shutdown()
+    server.faults.algo_finish_held = True
+    await _stop_fires(server)
+    server.faults.hidden_children = 10_000
+    engine, _, _ = await _engine(server, db)
+    try:
+        pos = engine.store.load_position(pid)
+        assert pos is not None and not pos.is_open and pos.exit_reason == "reconcile"
+        notes = [str(a.get("inputs")) for a in engine.store.actions(pid)]
+        (note,) = [n for n in notes if "closed outside" in n]
+        assert "stop_loss order fired" in note and "no fill" in note, note
+    finally:
+        await engine.shutdown()

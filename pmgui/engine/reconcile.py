@@ -43,6 +43,9 @@ class Reconciler:
         self.opening: set[tuple[str, Side]] = set()  # entries in flight (not positions yet)
         self._changes = 0
         self._touched: dict[tuple[str, Side], int] = {}
+        # position id → the protective order of it the venue says fired, no fill of which
+        # its lookup saw (this pass's `_refresh_orders`): said so if it is closed outside
+        self._fired_unseen: dict[str, str] = {}
 
     def touch(self, symbol: str, side: Side) -> None:
         """A fill, open or close changed (symbol, side): older snapshots do not judge it."""
@@ -116,6 +119,10 @@ class Reconciler:
                         core.protector.lost(gone, "missing")
                 continue
             await core.apply_order(found, (), synthesize=True)
+            if found.status is OrderStatus.FILLED and found.filled <= 0 \
+                    and order.role in PROTECTIVE and order.position_id:
+                # it fired, and the adapter's bounded look at its market order saw no fill
+                self._fired_unseen[order.position_id] = order.role.value
 
     # ---------------------------------------------------------------- the pass
 
@@ -123,6 +130,7 @@ class Reconciler:
         """Bring the store in line with the exchange; every fix is logged as `reconcile`."""
         core = self.core
         notes: list[str] = []
+        self._fired_unseen.clear()
         await self._refresh_orders(notes)
         mark = self._changes
         try:
@@ -221,6 +229,11 @@ class Reconciler:
                                 exit_reason=Reason.RECONCILE.value)
             core.set_position(closed)
             note = f"{pos.symbol} {pos.side.value} was closed outside pmgui"
+            fired = self._fired_unseen.pop(pos.id, None)
+            if fired is not None:
+                note += (f": its {fired} order fired on the exchange, but no fill of it was "
+                         "visible after a bounded lookup; booked at the last price "
+                         f"{plain_price(price, core.market.market(pos.symbol))}")
             self.journal(ActionType.CLOSE, pos, note, price, pos.qty)
             await core.finish_close(closed)
             return note
