@@ -117,3 +117,28 @@ async def test_last_price_trigger_and_no_close_storm(server: OkxServer,
         assert len(market_orders(server)) - before <= 1  # never a storm of closes
     finally:
         await rig.stop()
+
+
+async def test_a_stop_s_fill_on_the_stream_is_booked_at_its_price(server: OkxServer,
+                                                                  tmp_path: Path) -> None:
+    """OKX swaps are counted in contracts (BTC-USDT-SWAP: 0.01 BTC): the stop's fill is
+    booked at the price it filled at — not the trigger price (the algo record's quantity
+    without a price), not the quote value per contract (ccxt's cost / filled, 100× low)."""
+    server.core.set_position(INST, "long", "1", "50000")
+    rig = VenueRig("okx", server, tmp_path / "db.sqlite", settings=monitor("last"))
+    try:
+        await rig.start()
+        await server.set_price(INST, "49400", mark="49900")  # through the stop at 49,500
+        await until(lambda: not rig.open_positions(), what="closed by its stop")
+        (closed,) = rig.store.closed_positions()
+        assert (closed.exit_reason, closed.exit_price) == ("stop_loss", 49_400.0)
+        (stop,) = [o for o in server.core.orders.values() if o.algo and o.kind == "stop"]
+        child = server.core.orders[stop.child]
+        (fill,) = rig.store.fills()
+        assert (fill.qty, fill.price) == (1.0, 49_400.0)
+        assert fill.fee == pytest.approx(float(child.fee))
+        # 1 contract of 0.01 BTC from 50,000 to 49,400, less the entry's (adopted: none)
+        # and the stop's fee
+        assert closed.realized_pnl == pytest.approx(-6.0 - float(child.fee))
+    finally:
+        await rig.stop()

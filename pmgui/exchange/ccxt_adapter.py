@@ -1987,7 +1987,15 @@ class CcxtExchange:
                 else:
                     child_id = vm.algo_child_of(a)
                     exec_key = f"o:{child_id}" if child_id else f"a:{aid}"
-                    self._emit_order(out, f"a:{aid}", self._to_order(a), a, exec_key)
+                    order = self._to_order(a)
+                    if order.filled > _EPS and order.average is None \
+                            and _pos(a.get("cost")) is None:
+                        # a quantity without a price (OKX's algo record once it fired): what
+                        # it executed, and at what price, is its market order's to say — a
+                        # quantity alone would be booked at the trigger price
+                        order = replace(order, filled=min(
+                            order.filled, self._fill_progress.get(exec_key, (0.0, 0.0))[0]))
+                    self._emit_order(out, f"a:{aid}", order, a, exec_key)
         sink = self._sink
         if sink is not None:
             for update in out:
@@ -2051,14 +2059,18 @@ class CcxtExchange:
         if delta <= _EPS:
             return ()
         avg = order.average
+        # ccxt's cost is the quote value: filled × contract size × price (OKX swaps have
+        # contracts of 0.01 BTC, 0.1 ETH …: a price read as cost / filled was 100× too low)
+        cs = self._markets.get(order.symbol, Market(order.symbol, 0, 0)).contract_size or 1.0
         cost = _pos(source.get("cost"))
         if cost is None and avg is not None:
-            cost = avg * filled
+            cost = avg * filled * cs
         if cost is None:
             return ()  # no price yet: wait for the update that carries it
-        price = (cost - prev_cost) / delta if cost > prev_cost else (avg or cost / filled)
+        price = (cost - prev_cost) / (delta * cs) if cost > prev_cost \
+            else (avg or cost / (filled * cs))
         if not (math.isfinite(price) and price > 0):
-            price = avg or cost / filled
+            price = avg or cost / (filled * cs)
         self._fill_progress[key] = (filled, cost)
         info = source.get("info") or {}
         fee = None
