@@ -119,6 +119,37 @@ async def test_last_price_trigger_and_no_close_storm(server: OkxServer,
         await rig.stop()
 
 
+async def test_a_stop_that_fired_while_pmgui_was_down_is_booked_at_its_fill(
+        server: OkxServer, tmp_path: Path) -> None:
+    """The stop fired while pmgui was down: its algo order says `effective` (it carries no
+    fill; `ordId` names the market order it created). The restart's reconcile books that
+    market order's fill — its price and fee — not "closed outside pmgui" at the last price."""
+    server.core.set_position(INST, "long", "1", "50000")
+    rig = VenueRig("okx", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        assert len(rig.open_positions()) == 1
+        assert {(o.kind, float(o.trigger)) for o in algos(server)} >= {("stop", 49_500.0)}
+    finally:
+        await rig.stop()
+    await server.set_price(INST, "49400", mark="49400")  # the stop fires: fills at 49,400
+    (stop,) = [o for o in server.core.orders.values() if o.algo and o.kind == "stop"]
+    assert stop.child is not None and server.core.positions[(INST, "net")].qty == 0
+    await server.set_price(INST, "48000", mark="48000")  # the market moves on
+    rig2 = VenueRig("okx", server, tmp_path / "db.sqlite")
+    try:
+        await rig2.start()
+        assert rig2.open_positions() == []
+        (closed,) = rig2.store.closed_positions()
+        assert (closed.exit_reason, closed.exit_price) == ("stop_loss", 49_400.0)
+        child = server.core.orders[stop.child]
+        (fill,) = [f for f in rig2.store.fills() if f.exchange_order_id is not None
+                   and f.price == 49_400.0]
+        assert fill.fee == pytest.approx(float(child.fee))  # the venue's fee
+    finally:
+        await rig2.stop()
+
+
 async def test_a_stop_s_fill_on_the_stream_is_booked_at_its_price(server: OkxServer,
                                                                   tmp_path: Path) -> None:
     """OKX swaps are counted in contracts (BTC-USDT-SWAP: 0.01 BTC): the stop's fill is

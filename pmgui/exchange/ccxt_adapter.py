@@ -876,7 +876,7 @@ class CcxtExchange:
                     if e.retryable:
                         raise
                     continue  # not found there (or this variant unsupported)
-                if o and str(o.get("clientOrderId") or "") == client_id:
+                if o and self._has_client_id(o, client_id):
                     return await self._looked_up(ex, o, symbol)
             if self.is_binance:
                 return None
@@ -897,10 +897,17 @@ class CcxtExchange:
                             raise
                         continue
                     for o in rows or []:
-                        if str(o.get("clientOrderId") or "") == client_id:
+                        if self._has_client_id(o, client_id):
                             return await self._looked_up(ex, o, symbol)
                 break
         return None
+
+    def _has_client_id(self, o: Mapping[str, Any], client_id: str) -> bool:
+        """`o` is the order pmgui gave `client_id`: its own client id, or a conditional
+        order's (ccxt reads OKX's `clOrdId` only: an algo order's is its `algoClOrdId`; the
+        order an algo created carries its algo's too, and is not that order)."""
+        return str(o.get("clientOrderId") or "") == client_id or (
+            vm.algo_id_of(self.id, o) is not None and vm.client_id_of(self.id, o) == client_id)
 
     async def _looked_up(self, ex: Any, o: Mapping[str, Any], symbol: str) -> Order:
         """The order a lookup found, as far as the venue can tell: a conditional order that
@@ -958,7 +965,10 @@ class CcxtExchange:
         order = self._to_order(a, filled=filled, average=average, status=status)
         if filled > _EPS and self._sink is not None:
             row = dict(child)
-            fee = await self._fee_of(ex, str(vm.order_id_of(self.id, child)), symbol, filled)
+            fee = self._own_fee(child)  # OKX's order says it; Binance's: its trades
+            if fee is None:
+                fee = await self._fee_of(ex, str(vm.order_id_of(self.id, child)), symbol,
+                                         filled)
             if fee is not None:
                 row["pmgui_fee"] = fee
             self._algo_by_child[str(vm.order_id_of(self.id, child))] = aid
@@ -975,6 +985,14 @@ class CcxtExchange:
             if e.retryable:
                 raise
             return None
+
+    def _own_fee(self, o: Mapping[str, Any]) -> float | None:
+        """The fee an order's own record gives for all it executed (settlement currency)."""
+        fee = o.get("fee")
+        if not isinstance(fee, Mapping) or _f(fee.get("cost")) is None \
+                or fee.get("currency") not in (None, self._settle):
+            return None
+        return abs(_f(fee.get("cost")) or 0.0)
 
     async def _fee_of(self, ex: Any, order_id: str, symbol: str, filled: float
                       ) -> float | None:
