@@ -167,3 +167,26 @@ def test_demo_is_each_venues_own_demo(venue: str, check) -> None:
     ex = getattr(ccxtpro, venue)()
     adapter._enable_demo(ex)
     assert check(ex)
+
+
+@pytest.mark.parametrize(("venue", "info", "fired"), [
+    ("binanceusdm", {"algoId": 77, "algoStatus": "NEW"}, False),
+    ("binanceusdm", {"algoId": 77, "algoStatus": "TRIGGERING"}, True),
+    ("binanceusdm", {"algoId": 77, "algoStatus": "TRIGGERED", "actualOrderId": "90"}, True),
+    ("binanceusdm", {"algoId": 77, "algoStatus": "FINISHED", "actualOrderId": "90"}, True),
+    ("binanceusdm", {"aid": 77, "X": "TRIGGERED", "ai": "90"}, True),  # ALGO_UPDATE
+    ("binanceusdm", {"algoId": 77, "algoStatus": "CANCELED", "actualOrderId": ""}, False),
+    ("binanceusdm", {"algoId": 77, "algoStatus": "EXPIRED", "actualOrderId": "90"}, True),
+    ("binanceusdm", {"orderId": 90, "status": "FILLED"}, False),  # the market order itself
+    ("okx", {"algoId": "5", "ordType": "conditional", "state": "live"}, False),
+    ("okx", {"algoId": "5", "ordType": "conditional", "state": "effective",
+             "ordId": "9"}, True),
+    ("okx", {"algoId": "5", "ordType": "conditional", "state": "partially_effective"}, True),
+    ("okx", {"algoId": "5", "ordType": "market", "ordId": "9", "state": "filled",
+             "accFillSz": "1"}, False),  # the market order an algo created
+])
+def test_a_conditional_order_that_fired_is_told_apart(venue: str, info: dict,
+                                                      fired: bool) -> None:
+    """A fired conditional order's fill is its market order's (the engine follows it by
+    id): TRIGGERING/TRIGGERED are not "resting", FINISHED/effective carry no fill."""
+    assert vm.algo_fired(venue, {"id": "x", "info": info}) is fired
