@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from pmgui.domain.enums import OrderRole, Side
+from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
+from pmgui.domain.models import OrderRequest
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.events import ErrorEvent
@@ -179,3 +180,35 @@ async def test_a_fired_stop_whose_fill_stays_invisible_is_closed_outside_and_say
         assert "stop_loss order fired" in note and "no fill" in note, note
     finally:
         await engine.shutdown()
+
+
+async def test_a_cancel_that_raced_a_fill_reports_what_was_filled(server: BinanceServer) -> None:
+    """A cancel reaching an order a fill has just reached: the venue's answer says what was
+    executed (and at what price); the adapter's result says it too, not the quantity the
+    caller knew before — the order is final after it, so nothing else would resync it."""
+    server.state.set_position("BTCUSDT", "0.01", "50000")
+    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                            credentials=Credentials("test-key", "s"), settings=FAST)
+    await exchange.connect()
+    try:
+        # a reduce-only limit for more than is held: it fills 0.01 and stays working
+        order = await exchange.create_order(OrderRequest(
+            "pmg-race-1", BTC, OrderSide.SELL, OrderType.LIMIT, 0.02, price=51000.0,
+            reduce_only=True))
+        assert order.filled == 0.0
+        await server.set_price(BTC, 51000)
+        (venue,) = [o for o in server.state.orders.values() if o.client_id == "pmg-race-1"]
+        assert (venue.status, venue.executed) == ("PARTIALLY_FILLED", Decimal("0.01"))
+        sink = RecordingSink()
+        exchange._sink = sink  # (as `run` sets it) the order stream says nothing meanwhile
+        result = await exchange.cancel_order(order)  # `order`: what the caller knew
+        assert result.status is OrderStatus.CANCELED
+        assert (result.filled, result.average) == (pytest.approx(0.01), pytest.approx(51000))
+        # its fill record: the venue's price and (maker) fee
+        (fill,) = sink.fills("pmg-race-1")
+        (trade,) = [t for t in server.state.trades if t.order_id == venue.order_id]
+        assert (fill.qty, fill.price, fill.fee) == \
+            (pytest.approx(0.01), pytest.approx(51000), pytest.approx(float(trade.fee)))
+        assert trade.maker
+    finally:
+        await exchange.close()

@@ -1224,6 +1224,26 @@ class CcxtExchange:
         status = self._status_of(raw or {}, OrderStatus.CANCELED)
         if status.is_final:
             result = replace(result, status=status)
+        raw_filled = _f((raw or {}).get("filled")) if not trigger else None
+        if raw_filled is not None and raw_filled > order.filled + _EPS:
+            # a fill reached it before the cancel did: the venue's answer says what was
+            # executed and at what price (the order is final now: nothing resyncs it later)
+            average = _pos(raw.get("average"))
+            cost = _pos(raw.get("cost"))
+            if average is None and cost is not None:
+                average = cost / (raw_filled * (self._markets.get(
+                    order.symbol, Market(order.symbol, 0, 0)).contract_size or 1.0))
+            result = replace(result, filled=raw_filled, average=average or order.average)
+            if self._sink is not None and raw.get("clientOrderId"):
+                # its fill records (the venue's price and fee) under the ids the stream's
+                # own report of them has: booked once, whichever comes first
+                row = dict(raw)
+                fee = self._own_fee(raw)
+                if fee is None and order.exchange_id:
+                    fee = await self._fee_of(ex, order.exchange_id, order.symbol, raw_filled)
+                if fee is not None:
+                    row["pmgui_fee"] = fee
+                await self._process_orders([row])
         for key in [k for k, v in self._tracked_open.items() if v[0] == order.exchange_id]:
             self._tracked_open.pop(key, None)
         return result
