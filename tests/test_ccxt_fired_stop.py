@@ -212,3 +212,32 @@ async def test_a_cancel_that_raced_a_fill_reports_what_was_filled(server: Binanc
         assert trade.maker
     finally:
         await exchange.close()
+
+
+async def test_a_fired_stop_whose_market_order_is_still_working_is_not_final() -> None:
+    """OKX reports a stop `effective` the moment it fires; the market order it created may
+    have filled part of it only. The stop is not done (final) until that order is: its
+    remaining fills are still to come, and a final stop would look like the position's
+    protection gone (a stop placed again) while its own order is still closing it."""
+    ex = CcxtExchange("okx")
+    sink = RecordingSink()
+    ex._sink = sink
+    algo = {"id": "A1", "clientOrderId": None, "symbol": BTC, "type": "market", "side": "sell",
+            "amount": 1.0, "filled": 1.0, "average": None, "cost": None, "status": "closed",
+            "triggerPrice": 49500.0, "lastUpdateTimestamp": 2,
+            "info": {"algoId": "A1", "algoClOrdId": "pmgSL1", "ordType": "conditional",
+                     "state": "effective", "ordId": "C1", "slTriggerPx": "49500"}}
+    child = {"id": "C1", "clientOrderId": None, "symbol": BTC, "type": "market",
+             "side": "sell", "amount": 1.0, "filled": 0.4, "average": 49400.0,
+             "cost": 0.4 * 49400.0, "status": "open", "lastUpdateTimestamp": 2,
+             "info": {"ordId": "C1", "algoId": "A1", "algoClOrdId": "pmgSL1",
+                      "ordType": "market", "state": "partially_filled", "accFillSz": "0.4"}}
+    await ex._process_orders([algo, child])
+    (update,) = [u for u in sink.updates if u.order.client_id == "pmgSL1"]
+    assert (update.order.status, update.order.filled) == (OrderStatus.OPEN, 0.4)
+    assert [(f.qty, f.price) for f in update.fills] == [(0.4, 49400.0)]
+    await ex._process_orders([algo, {**child, "filled": 1.0, "cost": 49400.0,
+                                     "status": "closed", "lastUpdateTimestamp": 3}])
+    last = [u for u in sink.updates if u.order.client_id == "pmgSL1"][-1]
+    assert (last.order.status, last.order.filled) == (OrderStatus.FILLED, 1.0)
+    assert [(f.qty, f.price) for f in last.fills] == [(pytest.approx(0.6), 49400.0)]

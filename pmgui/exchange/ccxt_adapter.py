@@ -2015,9 +2015,12 @@ class CcxtExchange:
                     cstatus = self._status_of(child, OrderStatus.OPEN)
                     filled = _f(child.get("filled")) or 0.0
                     astatus = self._status_of(a, OrderStatus.OPEN)
+                    # a fired algo (OKX `effective`, Binance FINISHED) is done when its market
+                    # order is: until then its remaining fills are still to come
                     status = OrderStatus.FILLED if cstatus is OrderStatus.FILLED else \
                         (cstatus if cstatus.is_final else
-                         (OrderStatus.OPEN if not astatus.is_final else astatus))
+                         (OrderStatus.OPEN if not astatus.is_final
+                          or vm.algo_fired(self.id, a) else astatus))
                     order = self._to_order(a, filled=filled, average=_pos(child.get("average")),
                                            status=status)
                     self._emit_order(out, f"a:{aid}", order, child,
