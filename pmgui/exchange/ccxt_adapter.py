@@ -961,7 +961,8 @@ class CcxtExchange:
         average = _pos(child.get("average"))
         cost = _pos(child.get("cost"))
         if average is None and cost is not None and filled > _EPS:
-            average = cost / filled
+            average = cost / (filled * (self._markets.get(
+                symbol, Market(symbol, 0, 0)).contract_size or 1.0))  # cost: quote value
         order = self._to_order(a, filled=filled, average=average, status=status)
         if filled > _EPS and self._sink is not None:
             row = dict(child)
@@ -987,12 +988,13 @@ class CcxtExchange:
             return None
 
     def _own_fee(self, o: Mapping[str, Any]) -> float | None:
-        """The fee an order's own record gives for all it executed (settlement currency)."""
+        """The fee an order's own record gives for all it executed (settlement currency;
+        negative: a rebate)."""
         fee = o.get("fee")
         if not isinstance(fee, Mapping) or _f(fee.get("cost")) is None \
                 or fee.get("currency") not in (None, self._settle):
             return None
-        return abs(_f(fee.get("cost")) or 0.0)
+        return _f(fee.get("cost"))
 
     async def _fee_of(self, ex: Any, order_id: str, symbol: str, filled: float
                       ) -> float | None:
@@ -1021,7 +1023,7 @@ class CcxtExchange:
                 continue
             if f.get("currency") not in (None, self._settle):
                 return None  # paid in another asset (BNB): not a settlement amount
-            fee += abs(_f(f.get("cost")) or 0.0)
+            fee += _f(f.get("cost")) or 0.0  # (negative: a rebate)
         return fee if abs(qty - filled) <= 1e-9 * max(1.0, filled) else None
 
     def _prepare(self, req: OrderRequest) -> tuple[str, float, float | None, dict[str, Any]]:
