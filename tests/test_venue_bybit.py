@@ -149,3 +149,80 @@ async def test_open_entry_and_its_protection(server: BybitServer, tmp_path: Path
         assert [c["orderType"] for c in creates(server)] == ["Market"]
     finally:
         await rig.stop()
+
+
+def fired(server: BybitServer, symbol: str = "BTCUSDT") -> list:
+    """The market orders Bybit created for fired position TP/SLs, oldest first."""
+    return sorted((o for o in server.core.orders.values() if o.symbol == symbol
+                   and str(o.extra.get("create_type", "")).startswith("CreateBy")
+                   and o.extra.get("create_type") != "CreateByUser"),
+                  key=lambda o: (o.created, o.id))
+
+
+async def test_a_position_stop_that_fired_while_pmgui_was_down_is_booked_at_its_fill(
+        server: BybitServer, tmp_path: Path) -> None:
+    """The position's stop (trading-stop) fired while pmgui was down: the level is gone from
+    the position and the market order Bybit created for it is in the order history. The
+    restart books that order's fill, not "closed outside pmgui" at the last price."""
+    server.core.set_position("BTCUSDT", "long", "0.02", "50000")
+    rig = VenueRig("bybit", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        assert tpsl(server, "net")[:2] == (49_500.0, 51_000.0)
+    finally:
+        await rig.stop()
+    await server.set_price("BTCUSDT", "49400")  # through the stop: filled at 49,400
+    (order,) = fired(server)
+    assert float(order.avg) == 49_400.0 and server.core.positions[("BTCUSDT", "net")].qty == 0
+    await server.set_price("BTCUSDT", "48000")  # the market moves on
+    rig2 = VenueRig("bybit", server, tmp_path / "db.sqlite")
+    try:
+        await rig2.start()
+        assert rig2.open_positions() == []
+        (closed,) = rig2.store.closed_positions()
+        assert (closed.exit_reason, closed.exit_price) == ("stop_loss", 49_400.0)
+    finally:
+        await rig2.stop()
+
+
+@pytest.mark.parametrize("how", ["stream away", "restart"])
+async def test_an_old_fired_stop_in_the_history_is_not_booked_on_a_new_position(
+        server: BybitServer, tmp_path: Path, how: str) -> None:
+    """The order history still holds the market order an earlier position's stop created
+    (same symbol, same leg). When the new position's stop fires while the order stream is
+    away (or pmgui is down), only its own market order is its fill: the old one (another
+    size, another price) is not booked on the new position; its fee is the venue's."""
+    server.core.set_position("BTCUSDT", "long", "0.05", "50000")
+    rig = VenueRig("bybit", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        await until(lambda: server._private, what="the private stream")
+        await server.set_price("BTCUSDT", "49400")  # the first position's stop fires
+        await until(lambda: not rig.open_positions(), what="the first position closed")
+        await server.set_price("BTCUSDT", "50000")
+        server.core.set_position("BTCUSDT", "long", "0.02", "50000")  # opened in the app
+        await rig.engine.reconcile()  # adopted, its stop set on the position
+        (pos,) = rig.open_positions()
+        assert pos.qty == 0.02 and tpsl(server, "net")[:2] == (49_500.0, 51_000.0)
+        if how == "restart":
+            await rig.stop()
+        server.faults.private_stream_stalled = True  # the order stream hears nothing
+        await server.set_price("BTCUSDT", "49300")  # the new position's stop fires
+        first, second = fired(server)
+        assert (float(first.qty), float(second.qty)) == (0.05, 0.02)
+        server.faults.private_stream_stalled = False
+        if how == "restart":
+            rig = VenueRig("bybit", server, tmp_path / "db.sqlite")
+            await rig.start()
+        else:
+            await server.drop_websockets()  # the stream is back: what it missed is resynced
+        await until(lambda: not rig.open_positions(), what="the new position closed")
+        closed = rig.store.load_position(pos.id)
+        assert (closed.exit_reason, closed.exit_price, closed.initial_qty) == \
+            ("stop_loss", 49_300.0, 0.02)
+        assert closed.realized_pnl == pytest.approx(-0.02 * 700 - float(second.fee))
+        fills = rig.store.fills(pos.id)
+        assert [(f.qty, f.price) for f in fills] == [(0.02, 49_300.0)], fills
+    finally:
+        await rig.stop()
+

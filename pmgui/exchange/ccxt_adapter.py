@@ -236,6 +236,7 @@ class CcxtExchange:
         self._requests: dict[str, OrderRequest] = {}  # client id → what pmgui asked for
         self._emitted: dict[str, tuple[Any, ...]] = {}  # order key → last emitted signature
         self._fill_progress: dict[str, tuple[float, float]] = {}  # key → (filled, cost)
+        self._fee_progress: dict[str, float] = {}  # key → the venue's cumulative fee booked
         self._algo_by_child: dict[str, str] = {}  # child exchange id → algo exchange id
         self._algo_raw: dict[str, dict[str, Any]] = {}
         self._algo_cids: dict[str, str] = {}  # client id → first algo kept with it
@@ -990,11 +991,7 @@ class CcxtExchange:
     def _own_fee(self, o: Mapping[str, Any]) -> float | None:
         """The fee an order's own record gives for all it executed (settlement currency;
         negative: a rebate)."""
-        fee = o.get("fee")
-        if not isinstance(fee, Mapping) or _f(fee.get("cost")) is None \
-                or fee.get("currency") not in (None, self._settle):
-            return None
-        return _f(fee.get("cost"))
+        return vm.order_fee_of(self.id, o, self._settle)
 
     async def _fee_of(self, ex: Any, order_id: str, symbol: str, filled: float
                       ) -> float | None:
@@ -2120,9 +2117,18 @@ class CcxtExchange:
         if isinstance(info, dict) and _f(info.get("l")) is not None and \
                 abs((_f(info.get("l")) or 0.0) - delta) < 1e-12:
             fee = _f(info.get("n"))
-        total_fee = _f(source.get("pmgui_fee"))  # the venue's fee for `filled` (its trades)
-        if fee is None and total_fee is not None and filled > _EPS:
-            fee = total_fee * delta / filled
+        # the venue's fee for all `filled`: from the order's trades (`pmgui_fee`), or the
+        # order's own cumulative fee (Bybit cumExecFee, OKX fee; Binance's order `fee` is
+        # the last trade's only: its `n` above)
+        total_fee = _f(source.get("pmgui_fee"))
+        if total_fee is None and not self.is_binance:
+            total_fee = self._own_fee(source)
+        if total_fee is not None:
+            before = self._fee_progress.get(key)
+            if fee is None and filled > _EPS:
+                fee = total_fee - before if before is not None and prev_filled > _EPS \
+                    else total_fee * delta / filled if prev_filled > _EPS else total_fee
+            self._fee_progress[key] = total_fee
         if fee is None:
             raw_market = self._raw_markets.get(order.symbol) or {}
             rate = _f(raw_market.get("taker")) or 0.0005

@@ -65,6 +65,18 @@ class BybitExchange(CcxtExchange):
             st = self._tpsl = {}  # (symbol, positionIdx, "sl"|"tp") → (client id, level)
         return st
 
+    def _tpsl_since(self) -> dict[tuple[str, int, str], float]:
+        """(symbol, positionIdx, "sl"|"tp") → when pmgui set the level there (venue ms): a
+        market order Bybit created for a TP/SL before that was an earlier level's (an
+        earlier position's), never this one's fill."""
+        since = getattr(self, "_since", None)
+        if since is None:
+            since = self._since = {}
+        return since
+
+    def _venue_ms(self, local: float) -> float:
+        return (local + (self._clock_offset or 0.0)) * 1000.0
+
     def _position_sizes(self) -> dict[tuple[str, Side], float]:
         sizes = getattr(self, "_sizes", None)
         if sizes is None:
@@ -110,6 +122,9 @@ class BybitExchange(CcxtExchange):
                 _, kind, idx_text, symbol = ex_id.split(":", 3)
                 self._tpsl_state()[(symbol, int(idx_text), kind)] = (o.client_id,
                                                                     o.trigger_price)
+                # journaled just before it was set: no fired order of it is older
+                self._tpsl_since()[(symbol, int(idx_text), kind)] = self._venue_ms(
+                    o.created_at)
                 self._requests.setdefault(o.client_id, OrderRequest(
                     o.client_id, o.symbol, o.side, o.type, o.amount,
                     trigger_price=o.trigger_price, reduce_only=True,
@@ -132,11 +147,13 @@ class BybitExchange(CcxtExchange):
         level = self._price_precise(req.symbol, float(req.trigger_price or 0.0))
         req = replace(req, trigger_price=level)
         self._requests[req.client_id] = req
+        started = self._venue_ms(self._clock())
         try:
             await self._trading_stop(req.symbol, idx, kind, level, req.trigger_ref)
         except pe.ExchangeError as e:
             raise map_error(e, self.id, trigger=True) from e
         self._tpsl_state()[(req.symbol, idx, kind)] = (req.client_id, level)
+        self._tpsl_since()[(req.symbol, idx, kind)] = started
         return self._tpsl_order(req, idx, kind)
 
     async def cancel_order(self, order: Order) -> Order:
@@ -192,9 +209,14 @@ class BybitExchange(CcxtExchange):
         if kind is None or o.get("clientOrderId"):
             return o
         idx = int(info.get("positionIdx") or 0)
-        current = self._tpsl_state().get((str(o.get("symbol")), idx, kind))
+        key = (str(o.get("symbol")), idx, kind)
+        current = self._tpsl_state().get(key)
         if current is None:
             return o
+        created = vm.pos_num(o.get("timestamp"))
+        since = self._tpsl_since().get(key)
+        if created is not None and since is not None and created < since:
+            return o  # an earlier level's (an earlier position's): not this one's fill
         return {**o, "clientOrderId": current[0],
                 "type": "stop_market" if kind == "sl" else "take_profit_market",
                 "triggerPrice": current[1], "reduceOnly": True}
@@ -224,8 +246,13 @@ class BybitExchange(CcxtExchange):
             except pe.ExchangeError as e:
                 log.info("bybit: order history of %s unavailable: %s", symbol, e)
                 continue
-            fired = [o for o in rows or [] if str(vm.info_of(o).get("createType") or "")
-                     .startswith(("CreateByStopLoss", "CreateByTakeProfit"))]
+            # only the fills of the levels pmgui set there now: a market order an earlier
+            # level created (an earlier position's, still in the history) would be taken
+            # for a close of someone else's on the position open now
+            fired = [m for m in (self._fill_of_position_tpsl(o) for o in rows or []
+                                 if str(vm.info_of(o).get("createType") or "")
+                                 .startswith(("CreateByStopLoss", "CreateByTakeProfit")))
+                     if m.get("clientOrderId")]
             if fired:
                 await self._process_orders(fired)
 

@@ -266,6 +266,18 @@ def status_of(venue: str, o: Mapping[str, Any], default: OrderStatus) -> OrderSt
     return _CCXT_STATES.get(str(s).lower() if s else "", default)
 
 
+def order_fee_of(venue: str, o: Mapping[str, Any], settle: str) -> float | None:
+    """The venue's cumulative fee for everything order `o` executed, in the settlement
+    currency (negative: a rebate); None when the record does not say it (or says it in
+    another asset). Not Binance's order `fee`: that is its last trade's (`n`) only."""
+    fee = o.get("fee")
+    if isinstance(fee, Mapping) and num(fee.get("cost")) is not None:
+        return num(fee.get("cost")) if fee.get("currency") in (None, settle) else None
+    if venue == "bybit":  # ccxt reads cumFeeDetail only; cumExecFee is in the settle coin
+        return num(info_of(o).get("cumExecFee"))
+    return None
+
+
 def order_type_of(venue: str, o: Mapping[str, Any]) -> OrderType:
     info = info_of(o)
     raw = ""
