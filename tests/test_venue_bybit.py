@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pmgui.domain.enums import Protection, Side
+from pmgui.engine import commands as cmd
 from pmgui.engine.events import ErrorEvent
 from tests.fakes.bybit_server import BybitServer
 from tests.venue_support import VenueRig, monitor, until
@@ -226,3 +227,30 @@ async def test_an_old_fired_stop_in_the_history_is_not_booked_on_a_new_position(
     finally:
         await rig.stop()
 
+
+async def test_a_close_after_the_position_stop_fired_unheard_books_its_fill(
+        server: BybitServer, tmp_path: Path) -> None:
+    """The position's stop fired on Bybit while the order stream said nothing (stalled): the
+    level is gone from the position. A close the trader asks for looks the stop up first:
+    it finds the market order Bybit created for it and books that fill (its price, its
+    fee); nothing is sent, and the position is not "closed outside pmgui" at the last
+    price."""
+    server.core.set_position("BTCUSDT", "long", "0.02", "50000")
+    rig = VenueRig("bybit", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        (pos,) = rig.open_positions()
+        await until(lambda: server._private, what="the private stream")
+        server.faults.private_stream_stalled = True
+        await server.set_price("BTCUSDT", "49400")  # through the stop: filled at 49,400
+        (order,) = fired(server)
+        await server.set_price("BTCUSDT", "48000")  # the market moves on
+        before = len(creates(server))
+        result = await rig.engine.handle(cmd.ClosePosition(pos.id))
+        assert len(creates(server)) == before  # nothing sent
+        closed = rig.store.load_position(pos.id)
+        assert (closed.exit_reason, closed.exit_price) == ("stop_loss", 49_400.0), result
+        assert closed.realized_pnl == pytest.approx(-0.02 * 600 - float(order.fee))
+        assert result.ok and "49400" in result.message, result.message
+    finally:
+        await rig.stop()

@@ -352,13 +352,18 @@ class BybitExchange(CcxtExchange):
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
         ex = self._client()
         self._market(symbol)
-        if any(cid == client_id for cid, _ in self._tpsl_state().values()):
+        key = next((k for k, (cid, _) in self._tpsl_state().items() if cid == client_id),
+                   None)
+        if key is not None:
             for o in await self._open_position_tpsl(symbol):
                 if o.client_id == client_id:
                     return o
+            fired = await self._fired_position_tpsl(key, client_id)
+            if fired is not None:
+                return fired
             req = self._requests.get(client_id)
             return None if req is None else replace(
-                self._tpsl_order(req, 0, "sl"), status=OrderStatus.CANCELED)
+                self._tpsl_order(req, key[1], key[2]), status=OrderStatus.CANCELED)
         lookups = [
             ("open orders", lambda: ex.fetch_open_orders(symbol, None, None,
                                                          {"orderLinkId": client_id})),
@@ -378,6 +383,36 @@ class BybitExchange(CcxtExchange):
             for o in rows or []:
                 if str(o.get("clientOrderId") or "") == client_id:
                     return self._to_order(o)
+        return None
+
+    async def _fired_position_tpsl(self, key: tuple[str, int, str],
+                                   client_id: str) -> Order | None:
+        """pmgui's position TP/SL `key` is no longer on its position: if it fired, the
+        market order Bybit created for it (order history, createType CreateByStopLoss /
+        CreateByTakeProfit, not older than the level) is its fill — delivered like the
+        stream's report of it when the stream runs, so it is booked once. While the
+        position is gone and that order is not in the history yet, it is looked for again
+        (boundedly). None: no such order (the level was removed, e.g. in the Bybit app)."""
+        symbol, idx, _kind = key
+        ex = self._client()
+        attempts = max(1, self._settings.fired_lookups)
+        for attempt in range(attempts):
+            rows = await self._rest(lambda: ex.fetch_canceled_and_closed_orders(
+                symbol, None, self.closed_page, {}), "order history")
+            mine = [m for m in (self._fill_of_position_tpsl(o) for o in rows or [])
+                    if m.get("clientOrderId") == client_id]
+            if mine:
+                newest = max(mine, key=lambda m: vm.pos_num(m.get("timestamp")) or 0.0)
+                if self._sink is not None:
+                    await self._process_orders([newest])
+                return self._to_order(newest)
+            if attempt == attempts - 1:
+                break
+            held = [p for p in await self.fetch_positions() if p.symbol == symbol
+                    and self._leg_idx(symbol, p.side) == idx and p.qty > 0]
+            if held:
+                return None  # the position is there: the level was removed, not fired
+            await self._sleep(self._settings.backoff.delay(attempt))
         return None
 
     async def set_leverage(self, symbol: str, leverage: float) -> None:
