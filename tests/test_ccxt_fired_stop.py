@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import ccxt
 import pytest
 
 from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
@@ -241,3 +242,27 @@ async def test_a_fired_stop_whose_market_order_is_still_working_is_not_final() -
     last = [u for u in sink.updates if u.order.client_id == "pmgSL1"][-1]
     assert (last.order.status, last.order.filled) == (OrderStatus.FILLED, 1.0)
     assert [(f.qty, f.price) for f in last.fills] == [(pytest.approx(0.6), 49400.0)]
+
+
+def test_a_triggered_conditional_order_s_own_fills_are_not_hidden() -> None:
+    """Bybit: a conditional order that fired executes as itself (no child), so its record's
+    cumulative quantity, with its price, is what it executed — also while it is still
+    working. Read as "nothing filled yet", a lookup would show the position smaller than
+    its orders explain (booked again as "changed outside pmgui" at the last price, then
+    its own fills on top)."""
+    bybit = ccxt.bybit()
+    raw = {"orderId": "b1", "orderLinkId": "pmgT1", "symbol": "BTCUSDT", "side": "Sell",
+           "orderType": "Market", "orderStatus": "PartiallyFilled", "qty": "1",
+           "cumExecQty": "0.4", "cumExecValue": "19760", "avgPrice": "49400",
+           "cumExecFee": "10.868", "triggerPrice": "49500", "triggerDirection": 2,
+           "stopOrderType": "Stop", "reduceOnly": True, "positionIdx": 0,
+           "createdTime": "1700000000000", "updatedTime": "1700000000500"}
+    o = bybit.parse_order(raw)
+    ex = CcxtExchange("bybit")
+    order = ex._to_order(o)
+    assert (order.type, order.status) == (OrderType.STOP_MARKET, OrderStatus.OPEN)
+    assert (order.filled, order.average) == (0.4, 49400.0)
+    untriggered = ex._to_order(bybit.parse_order(
+        {**raw, "orderStatus": "Untriggered", "cumExecQty": "0", "cumExecValue": "0",
+         "avgPrice": "", "cumExecFee": "0"}))
+    assert (untriggered.status, untriggered.filled) == (OrderStatus.OPEN, 0.0)

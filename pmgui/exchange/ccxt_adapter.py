@@ -791,8 +791,13 @@ class CcxtExchange:
         now = self._clock()
         st = status or self._status_of(o, OrderStatus.OPEN)
         fl = filled if filled is not None else (_f(o.get("filled")) or 0.0)
-        if st is OrderStatus.OPEN and otype in _TRIGGER_TYPES and filled is None:
-            fl = 0.0  # an untriggered/working conditional order has filled nothing yet
+        if st is OrderStatus.OPEN and otype in _TRIGGER_TYPES and filled is None and not (
+                vm.algo_id_of(self.id, o) is None
+                and (_pos(o.get("average")) or _pos(o.get("cost")))):
+            # an untriggered conditional order has filled nothing yet, and an algo record's
+            # quantity is not an execution (its market order's is); a conditional order that
+            # executes as itself (Bybit) and says at what price did fill what it says
+            fl = 0.0
         return Order(
             client_id=client_id,
             symbol=str(o.get("symbol") or (req.symbol if req else "")),
