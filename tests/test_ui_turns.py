@@ -10,8 +10,10 @@ next job, and each panel's job is handed to the window's `Turns`, not run where 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
+import pytest
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 from shiboken6 import delete
@@ -83,6 +85,38 @@ def settled_chart(qtbot):
         QApplication.processEvents()
     win.chart._cooldown.stop()
     return eng, win, pos
+
+
+@dataclass
+class WatchedChart:
+    """A settled chart (`settled_chart`) whose viewport's paints are recorded in `order`;
+    `keep` holds the timers a test starts, so they live until it ends."""
+
+    eng: EngineDouble
+    win: object
+    pos: object
+    order: list[str] = field(default_factory=list)
+    keep: list[QTimer] = field(default_factory=list)
+
+    @property
+    def chart(self):
+        return self.win.chart
+
+    @property
+    def vp(self):
+        return self.win.chart.plot.viewport()
+
+
+@pytest.fixture
+def watched_chart(qtbot) -> Iterator[WatchedChart]:
+    """`settled_chart` with a paint spy on the chart's viewport (each paint appends
+    "paint" to `order`), taken off again when the test ends."""
+    w = WatchedChart(*settled_chart(qtbot))
+    probe = PaintSpy(lambda: w.order.append("paint"))
+    vp = w.vp
+    vp.installEventFilter(probe)
+    yield w
+    vp.removeEventFilter(probe)
 
 
 def test_a_timer_due_during_a_job_runs_before_the_next_job(qtbot):
@@ -399,19 +433,15 @@ def test_the_pumps_timer_hands_the_pump_to_the_turns(qtbot):
     assert order[:2] == ["timer", "pump"]
 
 
-def test_the_charts_repaint_waits_for_the_turn_after_its_redraw(qtbot):
+def test_the_charts_repaint_waits_for_the_turn_after_its_redraw(qtbot, watched_chart,
+                                                                 monkeypatch):
     """Qt paints a scene's changes in the posted call that processes them, before the timers
     of the next pass: the live redraw and its repaint held the GUI thread in one stretch
     (the GUI storm's longest). The viewport's updates are held through the redraw and let go
     on the next turn, so a timer that came due during the redraw runs between the two, and
     the repaint then shows the new state."""
-    eng, win, pos = settled_chart(qtbot)
-    chart = win.chart
-    vp = chart.plot.viewport()
-    order: list[str] = []
-    keep: list[QTimer] = []
-    probe = PaintSpy(lambda: order.append("paint"))
-    vp.installEventFilter(probe)
+    w = watched_chart
+    chart, order, keep = w.chart, w.order, w.keep
     real = chart.redraw_now
 
     def redraw() -> None:
@@ -419,16 +449,12 @@ def test_the_charts_repaint_waits_for_the_turn_after_its_redraw(qtbot):
         keep.append(beat_between(order, "beat"))  # due during the redraw
         real()
 
-    chart.redraw_now = redraw  # type: ignore[method-assign]
-    try:
-        eng.outbox.publish(tick(pos.symbol, 40_600.0, T0 + 5))
-        win.bridge.pump()
-        qtbot.waitUntil(lambda: "paint" in order)
-    finally:
-        vp.removeEventFilter(probe)
-        del chart.redraw_now
+    monkeypatch.setattr(chart, "redraw_now", redraw)
+    w.eng.outbox.publish(tick(w.pos.symbol, 40_600.0, T0 + 5))
+    w.win.bridge.pump()
+    qtbot.waitUntil(lambda: "paint" in order)
     assert order[:3] == ["redraw", "beat", "paint"]
-    assert vp.updatesEnabled()
+    assert w.vp.updatesEnabled()
     assert chart.line("last").value() == 40_600.0
 
 
@@ -487,18 +513,14 @@ def test_the_charts_redraw_finds_a_new_range_in_its_turn_not_in_the_paint(qtbot)
     assert len(seen) == 1  # and no second paint for it
 
 
-def test_the_charts_live_redraw_draws_its_series_and_its_levels_on_two_turns(qtbot):
+def test_the_charts_live_redraw_draws_its_series_and_its_levels_on_two_turns(
+        qtbot, watched_chart, monkeypatch):
     """A live redraw of the series (candles, indicator, markers) and of the rest (the levels,
     the last price, the tags, the auto-range) was one stretch of GUI CPU: the series are drawn
     on its turn, the rest on the next, a timer that came due between runs between them, and
     the held repaint comes after both, showing the new state."""
-    eng, win, pos = settled_chart(qtbot)
-    chart = win.chart
-    vp = chart.plot.viewport()
-    order: list[str] = []
-    keep: list[QTimer] = []
-    probe = PaintSpy(lambda: order.append("paint"))
-    vp.installEventFilter(probe)
+    w = watched_chart
+    chart, order, keep = w.chart, w.order, w.keep
     real_candles, real_last = chart._render_candles, chart._update_last
 
     def candles_drawn() -> None:
@@ -510,16 +532,12 @@ def test_the_charts_live_redraw_draws_its_series_and_its_levels_on_two_turns(qtb
         order.append("last")
         real_last()
 
-    chart._render_candles = candles_drawn  # type: ignore[method-assign]
-    chart._update_last = last_placed  # type: ignore[method-assign]
-    try:
-        eng.outbox.publish(tick(pos.symbol, pos.entry * 1.01, T0 + 70))  # a new candle
-        win.bridge.pump()
-        qtbot.waitUntil(lambda: "paint" in order)
-    finally:
-        vp.removeEventFilter(probe)
-        del chart._render_candles, chart._update_last
+    monkeypatch.setattr(chart, "_render_candles", candles_drawn)
+    monkeypatch.setattr(chart, "_update_last", last_placed)
+    w.eng.outbox.publish(tick(w.pos.symbol, w.pos.entry * 1.01, T0 + 70))  # a new candle
+    w.win.bridge.pump()
+    qtbot.waitUntil(lambda: "paint" in order)
     assert order[:4] == ["candles", "beat", "last", "paint"]
-    assert vp.updatesEnabled()
-    assert chart.line("last").value() == pos.entry * 1.01
+    assert w.vp.updatesEnabled()
+    assert chart.line("last").value() == w.pos.entry * 1.01
     assert not chart._layout_owed  # the tags were laid out by the second turn
