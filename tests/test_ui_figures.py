@@ -61,3 +61,85 @@ def test_the_account_panel_sums_what_account_figures_sums(qtbot):
     panel.on_positions([snapshot(a, 39_000.0, T0 + 1)])  # the same position, a new mark
     assert panel.figures() == expected()
     assert panel.figures().unrealized < 0
+
+
+def _account_panel(qtbot):
+    from pmgui.engine.outbox import Outbox
+    from pmgui.ui.bridge import Bridge
+    from pmgui.ui.panels import AccountPanel
+    from pmgui.ui.theme import make_theme
+    from tests.ui_doubles import EngineDouble
+
+    eng = EngineDouble()
+    br = Bridge(Outbox())
+    panel = AccountPanel(br, eng.market, make_theme("dark"))
+    qtbot.addWidget(panel)
+    panel._wallet = 10_000.0
+    return eng, br, panel
+
+
+def test_the_account_computes_terms_only_for_the_positions_that_changed(qtbot, monkeypatch):
+    """Incremental sums: a new snapshot of one position computes that position's terms
+    again, not every position's (the sums are then the same as `account_figures`')."""
+    from pmgui.ui import panels
+    from pmgui.ui.figures import account_figures
+    from tests.ui_doubles import T0
+
+    eng, _br, panel = _account_panel(qtbot)
+    panel.on_positions([snapshot(position(f"p{i}"), 40_000.0 + i) for i in range(50)])
+    panel.refresh()
+    seen: list[str] = []
+    real = panels.account_terms
+
+    def counted(snap, market):
+        seen.append(snap.position.id)
+        return real(snap, market)
+
+    monkeypatch.setattr(panels, "account_terms", counted)
+    panel.on_positions([snapshot(position("p7"), 39_000.0, T0 + 1)])
+    f = panel.figures()
+    assert seen == ["p7"]
+    assert f == account_figures(10_000.0, list(panel._snaps.values()), eng.market)
+
+
+def test_the_account_sums_of_many_positions_are_spread_over_turns(qtbot, monkeypatch):
+    """With more changed positions than `ACCOUNT_SLICE`, their terms are computed a slice
+    per turn and the labels set once, after the last slice: the newest snapshot of each
+    position counts (one changed again while the slices run too), none is left out."""
+    from pmgui.ui.figures import account_figures
+    from pmgui.ui.fmt import fmt_money
+    from pmgui.ui.panels import ACCOUNT_SLICE
+    from tests.ui_doubles import T0
+
+    eng, br, panel = _account_panel(qtbot)
+    n = ACCOUNT_SLICE * 3 + 5
+    panel.on_positions([snapshot(position(f"p{i}"), 40_000.0) for i in range(n)])
+    qtbot.waitUntil(lambda: not br.turns._jobs)
+    panel._cooldown.stop()
+    steps: list[tuple[str, int]] = []
+    real_terms, real_refresh = panel._update_terms, panel.refresh
+
+    def terms(limit=None):
+        steps.append(("slice" if limit else "rest", br.turns.runs))
+        if len(steps) == 1:  # a newer snapshot comes in while the slices run
+            panel.on_positions([snapshot(position("p0"), 38_000.0, T0 + 2)])
+        real_terms(limit)
+
+    def refresh():
+        steps.append(("labels", br.turns.runs))
+        real_refresh()
+
+    monkeypatch.setattr(panel, "_update_terms", terms)
+    monkeypatch.setattr(panel, "refresh", refresh)
+    before = panel.text("upnl")
+    panel.on_positions([snapshot(position(f"p{i}"), 39_000.0, T0 + 1) for i in range(n)])
+    assert steps == []  # nothing summed inside the call
+    qtbot.waitUntil(lambda: not br.turns._jobs)
+    kinds = [k for k, _run in steps]
+    assert kinds == ["slice"] * 3 + ["labels", "rest"]  # (refresh sums the rest)
+    turns_run = [run for _k, run in steps]
+    assert len(set(turns_run[:4])) == 4  # each slice, and the labels, on a turn of its own
+    want = account_figures(10_000.0, list(panel._snaps.values()), eng.market)
+    assert panel.text("upnl") == f"Unrealized {fmt_money(want.unrealized, 'USDT')}" != before
+    assert panel._snaps["p0"].mark == 38_000.0
+    assert panel.figures() == want

@@ -190,6 +190,28 @@ def test_the_account_sums_wait_for_a_turn_not_the_tables_flush(qtbot):
     assert "-" in panel.text("upnl") or "−" in panel.text("upnl")
 
 
+
+def test_an_account_event_is_summed_on_the_accounts_turn_not_in_the_flush(qtbot):
+    """A wallet change comes with the table's flush in a storm (fills): the sums over the
+    positions changed meanwhile run on the account's turns, not inside that flush."""
+    from pmgui.engine.events import AccountEvent
+    from pmgui.ui.panels import AccountPanel
+    from pmgui.ui.theme import make_theme
+
+    eng = EngineDouble()
+    ob = Outbox()
+    br = Bridge(ob)
+    panel = AccountPanel(br, eng.market, make_theme("dark"))
+    qtbot.addWidget(panel)
+    before = panel.text("wallet")
+    ob.publish(AccountEvent(12_345.0, 12_345.0, "USDT", T0))
+    br.pump()
+    br.flush_table()
+    assert panel.text("wallet") == before  # not summed inside the flush's call
+    assert br.turns.waiting(("account", id(panel)))
+    qtbot.waitUntil(lambda: panel.text("wallet") == "Wallet 12,345.00")
+
+
 def test_a_flush_now_shows_the_account_at_once(qtbot):
     from pmgui.ui.panels import AccountPanel
     from pmgui.ui.theme import make_theme
