@@ -492,6 +492,48 @@ def test_markers_keep_their_explanation_not_the_actions(qtbot):
     assert [chart._marker_tip(m[0], m[1], m[3:]) for m in stored] == tips
 
 
+
+def test_live_markers_are_appended_to_the_item_and_it_shows_every_marker(qtbot, monkeypatch):
+    """A live action of the shown position adds its marker to the chart's item, not every
+    marker set again; an action older than the last marker (put in between), a theme or
+    another position sets them all. Whichever way, the item shows exactly the markers
+    `marker_points` lists, in order."""
+    _eng, _win, chart, _mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    sets: list[int] = []
+    real_set = chart.markers.setData
+
+    def counted(*a, **k):
+        sets.append(len(k.get("x", a[0] if a else [])))
+        return real_set(*a, **k)
+
+    monkeypatch.setattr(chart.markers, "setData", counted)
+
+    def act(i: float) -> ActionTaken:
+        return ActionTaken(Action(ActionType.MOVE_SL, Reason.TRAILING, "p1", 40_300.0 + i,
+                                  sl=39_400.0 + i, rule="trailing", ts=T0 + i), BTC.symbol)
+
+    def shown() -> list[tuple[float, float]]:
+        d = chart.markers.data
+        return [(float(x), float(y)) for x, y in zip(d["x"], d["y"], strict=True)]
+
+    def listed() -> list[tuple[float, float]]:
+        return [(x, y) for x, y, _tip in chart.marker_points()]
+
+    chart.on_actions([act(1), act(2)])
+    chart.redraw_now()
+    assert shown() == listed() and len(listed()) == 2
+    first = len(sets)
+    for i in (3, 4, 5):
+        chart.on_actions([act(i)])
+        chart.redraw_now()
+    assert len(sets) == first  # appended, not set again
+    assert shown() == listed() and len(listed()) == 5
+    chart.on_actions([act(2.5)])  # older than the last: in between
+    chart.redraw_now()
+    assert len(sets) == first + 1 and sets[-1] == 6
+    assert shown() == listed() and [x for x, _y in shown()] == sorted(x for x, _y in shown())
+
+
 # -- labels at 1024×700 ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("theme", ["dark", "light"])

@@ -220,6 +220,9 @@ class ChartWidget(QWidget):
         # values (chart_text.action_facts), not the event: a session's markers are many
         # thousands, and the garbage collector stops tracking such a tuple
         self._markers: dict[str, list[tuple[object, ...]]] = {}
+        # what the markers item shows: (position id, theme, count, first, last marker); None:
+        # unknown (see _refresh_markers)
+        self._markers_drawn: tuple[object, ...] | None = None
         self.machines = {kind: LineMachine(kind) for kind in LINE_KINDS}
         # live redraws (prices, actions of the shown position) at most every REDRAW_MS:
         # the first at once, the next when the interval is over (never a stale end state)
@@ -1165,18 +1168,33 @@ class ChartWidget(QWidget):
 
     # -- markers -----------------------------------------------------------------------------
     def _refresh_markers(self) -> None:
+        """The shown position's markers on the chart. Markers only added at the end since
+        the last call (a live action: the usual case) are appended to the item, not all of
+        them set again (up to MAX_MARKERS points remade, 0.6 ms and more of GUI CPU in a
+        storm's live redraw)."""
         pid = self.position_id
         pts = self._markers.get(pid, [])[-MAX_MARKERS:] if pid else []
         if not pts:
             self.markers.setData([], [])
+            self._markers_drawn = None
             return
+        drawn, theme = self._markers_drawn, self._theme
+        if drawn is not None and drawn[0] == pid and drawn[1] is theme \
+                and drawn[2] <= len(pts) and pts[0] is drawn[3] and pts[drawn[2] - 1] is drawn[4]:
+            new = pts[drawn[2]:]  # (the markers drawn are still the first ones, unmoved)
+            if new:
+                self.markers.addPoints(**self._marker_args(new))
+        else:
+            self.markers.setData(**self._marker_args(pts))
+        self._markers_drawn = (pid, theme, len(pts), pts[0], pts[-1])
+
+    def _marker_args(self, pts: list[tuple[object, ...]]) -> dict[str, object]:
         facts = np.empty(len(pts), dtype=object)  # one cell per marker (a list of tuples
         for i, m in enumerate(pts):  # would be read as a 2-D array)
             facts[i] = m[3:]
-        self.markers.setData(
-            x=[m[0] for m in pts], y=[m[1] for m in pts],
-            data=facts, symbol=[m[2] for m in pts],
-            brush=pg.mkBrush(self._theme.marker), pen=pg.mkPen(self._theme.base))
+        return {"x": [m[0] for m in pts], "y": [m[1] for m in pts], "data": facts,
+                "symbol": [m[2] for m in pts], "brush": pg.mkBrush(self._theme.marker),
+                "pen": pg.mkPen(self._theme.base)}
 
     def _marker_tip(self, x: float, y: float, data: object) -> str:
         """A marker's explanation, written when it is asked for (hover), not per action."""
