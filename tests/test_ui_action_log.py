@@ -159,3 +159,53 @@ def test_a_commit_makes_the_cells_of_the_rows_on_screen_only_and_a_scroll_makes_
     assert log.is_warning(139)
     assert all(model.item(139, c).foreground().color() == warn for c in range(4))
     assert model.item(138, 0).foreground().style() == Qt.BrushStyle.NoBrush
+
+
+def test_the_live_commit_trims_the_log_to_its_cap_on_a_turn_after_it(qtbot, monkeypatch):
+    """The live commit (on its turn) puts the new rows on top and leaves the trim to the cap
+    for a later turn: a timer due during the commit runs between the two. Once trimmed the
+    log is at its cap with the newest rows on top and the must-see rows kept."""
+    from PySide6.QtCore import QTimer
+
+    from pmgui.ui import action_log
+
+    monkeypatch.setattr(action_log, "COMMIT_MS", 0)
+    cap = 50
+    ob = Outbox(max_unkeyed=2 * N)
+    br = Bridge(ob)
+    log = ActionLogPanel(br, lambda _s: BTC, make_theme("dark"), lambda _pid: BTC.symbol,
+                         max_rows=cap)
+    qtbot.addWidget(log)
+    model = log.log_model
+    order: list[str] = []
+    keep: list[QTimer] = []
+    real_commit, real_trim = log.commit, model.trim
+
+    def commit() -> None:
+        if log.pending:
+            order.append("commit")
+            t = QTimer()  # due during the commit
+            t.setSingleShot(True)
+            t.setInterval(0)
+            t.timeout.connect(lambda: order.append("beat"))
+            t.start()
+            keep.append(t)
+        real_commit()
+
+    def trim() -> None:
+        order.append(f"trim {model.rowCount()}")
+        real_trim()
+
+    monkeypatch.setattr(log, "commit", commit)
+    monkeypatch.setattr(model, "trim", trim)
+    n = cap + TRIM_SLACK + 30
+    ob.publish(action("p0", BTC.symbol, ActionType.CLOSE, Reason.STOP_LOSS, 39_000.0, T0,
+                      qty=0.01))
+    for i in range(1, n):
+        ob.publish(action(f"p{i}", BTC.symbol, ActionType.MOVE_SL, Reason.TRAILING,
+                          40_000.0 + i, T0 + i, sl=39_000.0 + i))
+    br.pump()  # the commit's timer starts; the commit and the trim run on turns
+    qtbot.waitUntil(lambda: model.rowCount() == cap)
+    assert order == ["commit", "beat", f"trim {n}"]
+    assert log.text(0, 3).startswith("move_sl @ ") and f"{40_000.0 + n - 1:,.1f}" in log.text(0, 3)
+    assert log.text(cap - 1, 2) == "stop_loss"  # the close kept, routine rows dropped

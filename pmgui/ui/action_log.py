@@ -153,19 +153,30 @@ class ActionLogModel(QStandardItemModel):
                                   self.index(len(self._rows) - 1, len(HEADERS) - 1),
                                   [Qt.ItemDataRole.ForegroundRole])
 
-    def add_newest(self, entries: Sequence[LogEntry]) -> int:
+    def add_newest(self, entries: Sequence[LogEntry], *, trim: bool = True) -> int:
         """Put live rows on top (the last of `entries` is the newest); the same action is
-        never shown twice. Returns how many were added."""
+        never shown twice. Returns how many were added. Without `trim` the log may stay
+        over its cap until `trim` is called (`over_cap`)."""
         fresh = self._unseen(entries)
         if not fresh:
             return 0
         fresh.reverse()
         self._rows[0:0] = fresh
         self.insertRows(0, len(fresh))  # empty rows: made when shown
-        if len(self._rows) > self._max + TRIM_SLACK:
-            self._trim()
+        if trim:
+            self.trim()
         self.fill_visible()
         return len(fresh)
+
+    @property
+    def over_cap(self) -> bool:
+        """More rows than the cap and its slack: `trim` has work to do."""
+        return len(self._rows) > self._max + TRIM_SLACK
+
+    def trim(self) -> None:
+        """Back to the cap if over it and its slack (see `_trim`)."""
+        if self.over_cap:
+            self._trim()
 
     def add_oldest(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
         """Stored rows under the live ones; returns those kept. Over the cap, the trim drops
@@ -177,7 +188,7 @@ class ActionLogModel(QStandardItemModel):
         n = len(self._rows)
         self._rows.extend(fresh)
         self.insertRows(n, len(fresh))
-        if len(self._rows) > self._max + TRIM_SLACK:
+        if self.over_cap:
             self._trim()
             kept = {id(e) for e in self._rows}
             fresh = [e for e in fresh if id(e) in kept]
@@ -306,6 +317,7 @@ class ActionLogPanel(QTableView):
         self._commit.timeout.connect(lambda: self._turns.later(("actionLog", id(self)),
                                                               self._commit_turn, owner=self))
         self.seeded = False
+        self._trim_later = False  # (set by _commit_turn around its commit)
         bridge.actions.connect(self.on_actions)
         bridge.error.connect(self.on_error)
         bridge.flushed.connect(self.commit)
@@ -354,19 +366,34 @@ class ActionLogPanel(QTableView):
         cause (every row on screen moves down, ~5 ms of GUI CPU at 500 positions) then
         follows the commit in its own turn. Laid out by Qt a pass later, it ran beside the
         job that pass held — in the GUI storm most often the table's flush, one stretch of
-        both (`Turns`)."""
+        both (`Turns`). On the commit's own turn (`_commit_turn`) the rows over the cap
+        are dropped on a turn after it (`_trim_turn`)."""
         self._commit.stop()
         if self._pending:
             batch, self._pending = self._pending, []
-            if self.log_model.add_newest(batch) and self.isVisible():
+            model = self.log_model
+            later = self._trim_later
+            if model.add_newest(batch, trim=not later) and self.isVisible():
                 self.executeDelayedItemsLayout()
+            if later and model.over_cap:
+                self._turns.later(("actionLogTrim", id(self)), self._trim_turn, owner=self)
 
     def _commit_turn(self) -> None:
         """The live commit on its turn, its repaint (every row on screen, 5–8 ms of GUI CPU
-        in a storm) held for the next turn (`Turns.paint_later`)."""
+        in a storm) held for the next turn (`Turns.paint_later`), and the trim to the cap
+        on a turn after (in the GUI storm every second commit trimmed, 0.8-1.3 ms of GUI
+        CPU, a third to a half of the commit's stretch: the rows removed are off screen,
+        the view's bookkeeping of them grows with the rows in the log)."""
         if self._pending:
             self._turns.paint_later(self.viewport())
-        self.commit()
+        self._trim_later = True
+        try:
+            self.commit()
+        finally:
+            self._trim_later = False
+
+    def _trim_turn(self) -> None:
+        self.log_model.trim()
 
     @property
     def pending(self) -> int:
