@@ -251,3 +251,30 @@ def test_sorting_by_the_price_waits_for_the_slices(sliced):
     turns.drain()
     assert {mark(model, r) for r in range(N)} == {price_text(41_000.0)}
     assert model.data(model.index(N - 1, column_index("mark")), SORT_ROLE) == 41_000.0
+
+
+def test_the_price_of_the_rows_left_for_later_slices_is_written_on_the_next_turn(sliced):
+    """With `marks_later` (the window's turns) the first slice's turn applies the slice only;
+    the price of every row left for later slices is written by a job of its own, before
+    those slices, and the view is told of both at once."""
+    model, turns = sliced
+    model.visible = lambda: [0, 1]
+    marks: list = []
+    model.marks_later = marks.append
+    rows: set[int] = set()
+    model.dataChanged.connect(lambda tl, br, _r=None: rows.update(range(tl.row(),
+                                                                      br.row() + 1)))
+    model.update([snapshot(position(f"p{i}"), 41_000.0 + i / 10, T0 + 1) for i in range(N)])
+    assert model.waiting == N - 64
+    assert mark(model, 0) == price_text(41_000.0)  # in the first slice
+    assert mark(model, N - 1) == price_text(40_000.0)  # left for the job
+    assert len(marks) == 1 and len(turns.jobs) == 1  # the job, and the next slice
+    marks.pop()()  # the job's turn, ahead of the slices
+    assert [mark(model, r) for r in range(N)] == [price_text(41_000.0 + i / 10)
+                                                  for i in range(N)]
+    assert model.snapshot_at(N - 1).ts == T0  # the row itself still waits for its slice
+    model.send_changes()  # the view told once, of the slice and the prices
+    assert rows >= set(range(N - 64, N)) | {0, 1}
+    turns.drain()
+    assert not marks  # one job per batch
+    assert all(model.snapshot_at(r).ts == T0 + 1 for r in range(N))

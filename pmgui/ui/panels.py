@@ -265,6 +265,10 @@ class PositionsPanel(QWidget):
         # waiting, each slice told to the view (and repainted) before the next one
         self.model.apply_later = lambda apply: turns.later(
             ("table-rest", id(self)), apply, owner=self, first=True)
+        # the price of the rows left for later slices on the turn after the first slice,
+        # ahead of the view being told of both (PositionsModel.marks_later)
+        self.model.marks_later = lambda write: turns.later(
+            ("table-marks", id(self)), write, owner=self, first=True)
         bridge.flushed.connect(self.model.finish)
 
     def resizeEvent(self, event) -> None:
