@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 from shiboken6 import delete
 
 from pmgui.engine.outbox import Outbox
@@ -563,3 +563,89 @@ def test_the_charts_live_redraw_draws_its_series_and_its_levels_on_two_turns(
     assert w.vp.updatesEnabled()
     assert chart.line("last").value() == w.pos.entry * 1.01
     assert not chart._layout_owed  # the tags were laid out by the second turn
+
+
+class Painted(QWidget):
+    """A plain widget that records each of its paints' rectangle, (top, height), in `order`."""
+
+    def __init__(self, parent: QWidget, order: list) -> None:
+        super().__init__(parent)
+        self.order = order
+        self.window_: QWidget | None = None
+
+    def paintEvent(self, ev) -> None:
+        self.order.append((ev.rect().top(), ev.rect().height()))
+
+
+def painted_child(qtbot, height: int, order: list) -> Painted:
+    """A `Painted` 200 × `height` inside a window on screen (as a view's viewport is), its
+    first paints done (and not recorded)."""
+    top = QWidget()
+    qtbot.addWidget(top)
+    top.resize(220, height + 20)
+    w = Painted(top, order)
+    w.window_ = top  # (kept alive with it)
+    w.setGeometry(10, 10, 200, height)
+    top.show()
+    qtbot.waitExposed(top)
+    qtbot.waitUntil(lambda: bool(order))
+    for _ in range(5):
+        QApplication.processEvents()
+    order.clear()
+    return w
+
+
+def test_a_held_repaint_in_parts_paints_one_band_per_turn_top_first(qtbot, monkeypatch):
+    """`paint_later(parts=2)`: the job's changes ask for no paint; the next turn paints the
+    top half, a timer due during that turn runs, the turn after paints the bottom half;
+    every row of the widget is painted once and its updates are on again."""
+    turns = Turns()
+    order: list = []
+    keep: list[QTimer] = []
+    w = painted_child(qtbot, 101, order)
+    real = turns._paint_part
+
+    def part(widget, i, parts) -> None:
+        order.append(f"band {i}")
+        if i == 0:
+            keep.append(beat_between(order, "beat"))  # due during the first band's turn
+        real(widget, i, parts)
+
+    monkeypatch.setattr(turns, "_paint_part", part)
+
+    def job() -> None:
+        order.append("job")
+        turns.paint_later(w, parts=2)
+        w.update()  # the job's change: held
+
+    turns.later("job", job)
+    qtbot.waitUntil(lambda: (50, 51) in order)
+    for _ in range(5):
+        QApplication.processEvents()
+    assert order == ["job", "band 0", (0, 50), "beat", "band 1", (50, 51)]
+    assert w.updatesEnabled()
+
+
+def test_a_widget_held_again_between_its_bands_is_painted_whole_after_the_new_job(
+        qtbot, monkeypatch):
+    """A widget held again before its last band: that band's turn turns its updates on as
+    `paint_later` does (one repaint of all of it), it is not left held."""
+    turns = Turns()
+    order: list = []
+    w = painted_child(qtbot, 100, order)
+    real = turns._paint_part
+
+    def part(widget, i, parts) -> None:
+        real(widget, i, parts)
+        if i == 0:  # held again before the bottom band (the bands are ahead of any job)
+            turns.paint_later(w, parts=2)
+            w.update()
+
+    monkeypatch.setattr(turns, "_paint_part", part)
+    turns.paint_later(w, parts=2)
+    w.update()
+    qtbot.waitUntil(lambda: (0, 100) in order and w.updatesEnabled())
+    for _ in range(5):
+        QApplication.processEvents()
+    assert order[-1] == (0, 100) and (50, 50) not in order  # one repaint of all of it
+    assert w.updatesEnabled() and not turns._jobs

@@ -35,6 +35,10 @@ from pmgui.ui.theme import Theme
 MAX_LOG_ROWS = 2000
 TRIM_SLACK = 200  # rows over the cap before trimming (trim in chunks, not per row)
 COMMIT_MS = 500  # live rows reach the view at most twice a second (a human reads the log)
+# the live commit's repaint comes in this many bands, one per turn (`Turns.paint_later`): in
+# the GUI storm every row on screen is new at each commit, one repaint of all of them 2-3 ms
+# of GUI CPU in one stretch, the log's longest
+PAINT_PARTS = 2
 HEADERS = ("Time", "Symbol", "Reason", "Detail")
 # rows above and below the view whose cells are made with the rows on screen: one (a row
 # coming into view by scrolling is made before it is painted: `ActionLogPanel` fills on every
@@ -380,12 +384,13 @@ class ActionLogPanel(QTableView):
 
     def _commit_turn(self) -> None:
         """The live commit on its turn, its repaint (every row on screen, 5–8 ms of GUI CPU
-        in a storm) held for the next turn (`Turns.paint_later`), and the trim to the cap
+        in a storm) held for the next turns, in `PAINT_PARTS` bands (`Turns.paint_later`),
+        and the trim to the cap
         on a turn after (in the GUI storm every second commit trimmed, 0.8-1.3 ms of GUI
         CPU, a third to a half of the commit's stretch: the rows removed are off screen,
         the view's bookkeeping of them grows with the rows in the log)."""
         if self._pending:
-            self._turns.paint_later(self.viewport())
+            self._turns.paint_later(self.viewport(), parts=PAINT_PARTS)
         self._trim_later = True
         try:
             self.commit()

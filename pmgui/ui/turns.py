@@ -25,13 +25,16 @@ repaint it caused were one stretch (the chart's redraw and its paint, the log's 
 paint: 12–20 ms of GUI CPU in a storm, the longest). With the widget's updates off through the
 job, the job's changes ask for no paint; the next turn turns them on again, which repaints the
 whole widget once, with the new state: a timer that came due during the job runs between.
+A repaint of every pixel of a large widget is itself a long stretch (the action log's, every
+row on screen new at each commit in a storm: 2-3 ms of GUI CPU): `parts` splits it into
+horizontal bands, one repainted per turn, top first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QWidget
 from shiboken6 import isValid
 
@@ -80,14 +83,38 @@ class Turns(QObject):
         """Forget the job waiting under `key` (its caller has just done the work itself)."""
         self._jobs.pop(key, None)
 
-    def paint_later(self, widget: QWidget) -> None:
+    def paint_later(self, widget: QWidget, *, parts: int = 1) -> None:
         """Hold `widget`'s repaints until a later turn (see the module): call it before the
-        job's changes. A widget hidden or already held is left as it is."""
+        job's changes. A widget hidden or already held is left as it is. With `parts` > 1
+        the repaint comes in that many bands, one per turn."""
         if not widget.isVisible() or not widget.updatesEnabled():
             return
         widget.setUpdatesEnabled(False)
-        # (turned on again, Qt updates the whole widget)
-        self.later(("paint", id(widget)), lambda: widget.setUpdatesEnabled(True), owner=widget)
+        if parts <= 1 or widget.findChild(QWidget):  # (bands: for a widget without children)
+            # (turned on again, Qt updates the whole widget)
+            self.later(("paint", id(widget)), lambda: widget.setUpdatesEnabled(True),
+                       owner=widget)
+        else:
+            self.later(("paint", id(widget)), lambda: self._paint_part(widget, 0, parts),
+                       owner=widget)
+
+    def _paint_part(self, widget: QWidget, i: int, parts: int) -> None:
+        """Band `i` of a held widget's repaint; the next on the next turn, ahead of the jobs
+        waiting. The first turns the widget's updates on again without Qt's update of the
+        whole of it. A widget held again meanwhile (a job after the last band) is turned on
+        as `paint_later` does: one repaint of all of it."""
+        if i == 0:
+            widget.setAttribute(Qt.WidgetAttribute.WA_ForceUpdatesDisabled, False)
+            widget.setAttribute(Qt.WidgetAttribute.WA_UpdatesDisabled, False)
+        elif not widget.updatesEnabled():
+            widget.setUpdatesEnabled(True)
+            return
+        w, h = widget.width(), widget.height()
+        top, bottom = h * i // parts, h * (i + 1) // parts if i + 1 < parts else h
+        widget.update(0, top, w, bottom - top)
+        if i + 1 < parts:
+            self.later(("paint", id(widget)), lambda: self._paint_part(widget, i + 1, parts),
+                       owner=widget, first=True)
 
     def _run_one(self) -> None:
         while self._jobs:
