@@ -104,8 +104,9 @@ def test_the_account_computes_terms_only_for_the_positions_that_changed(qtbot, m
 
 def test_the_account_sums_of_many_positions_are_spread_over_turns(qtbot, monkeypatch):
     """With more changed positions than `ACCOUNT_SLICE`, their terms are computed a slice
-    per turn and the labels set once, after the last slice: the newest snapshot of each
-    position counts (one changed again while the slices run too), none is left out."""
+    per turn and the labels set once, after the last slice. A position that changes again
+    while the slices run is left for the next sums (each position's terms once per sums,
+    however slow the turns), which show its newest snapshot: none is left out."""
     from pmgui.ui.figures import account_figures
     from pmgui.ui.fmt import fmt_money
     from pmgui.ui.panels import ACCOUNT_SLICE
@@ -120,26 +121,29 @@ def test_the_account_sums_of_many_positions_are_spread_over_turns(qtbot, monkeyp
     real_terms, real_refresh = panel._update_terms, panel.refresh
 
     def terms(limit=None):
-        steps.append(("slice" if limit else "rest", br.turns.runs))
-        if len(steps) == 1:  # a newer snapshot comes in while the slices run
-            panel.on_positions([snapshot(position("p0"), 38_000.0, T0 + 2)])
+        steps.append((f"slice {limit}", br.turns.runs))
         real_terms(limit)
+        if len(steps) == 1:  # a newer snapshot of p0 after its terms, while the slices run
+            panel.on_positions([snapshot(position("p0"), 38_000.0, T0 + 2)])
 
-    def refresh():
+    def refresh(**kw):
         steps.append(("labels", br.turns.runs))
-        real_refresh()
+        real_refresh(**kw)
 
     monkeypatch.setattr(panel, "_update_terms", terms)
     monkeypatch.setattr(panel, "refresh", refresh)
     before = panel.text("upnl")
     panel.on_positions([snapshot(position(f"p{i}"), 39_000.0, T0 + 1) for i in range(n)])
     assert steps == []  # nothing summed inside the call
+    qtbot.waitUntil(lambda: [k for k, _run in steps].count("labels") == 2)  # two sums
     qtbot.waitUntil(lambda: not br.turns._jobs)
     kinds = [k for k, _run in steps]
-    assert kinds == ["slice"] * 3 + ["labels", "rest"]  # (refresh sums the rest)
-    turns_run = [run for _k, run in steps]
-    assert len(set(turns_run[:4])) == 4  # each slice, and the labels, on a turn of its own
+    s = ACCOUNT_SLICE
+    assert kinds == [f"slice {s}"] * 3 + ["slice 5", "labels", "slice 1", "labels"]
+    runs = [run for _k, run in steps]
+    assert runs[:4] == sorted(set(runs[:4]))  # a slice per turn
+    assert runs[4] == runs[3] and runs[6] == runs[5]  # the labels with the last slice
     want = account_figures(10_000.0, list(panel._snaps.values()), eng.market)
+    assert panel._snaps["p0"].mark == 38_000.0 and not panel._changed
     assert panel.text("upnl") == f"Unrealized {fmt_money(want.unrealized, 'USDT')}" != before
-    assert panel._snaps["p0"].mark == 38_000.0
     assert panel.figures() == want

@@ -525,7 +525,7 @@ class AccountPanel(QWidget):
         self._terms: dict[str, tuple[float, float, float]] = {}
         self._funding_of: dict[str, float] = {}  # the open positions' own funding, if known
         self._changed: dict[str, None] = {}
-        self._slices = 0  # slices of terms computed since the labels were last set
+        self._batch: int | None = None  # positions of the sums under way left to compute
         # a storm updates every position at each flush: the account's sums over all of
         # them are redone at most every ACCOUNT_MS (at once on the first change and when
         # the bridge is flushed), not at every flush
@@ -578,18 +578,22 @@ class AccountPanel(QWidget):
         self._turns.later(("account", id(self)), self._refresh_step, owner=self)
 
     def _refresh_step(self) -> None:
-        """One turn of the sums: a slice of the terms, or the last of them and the labels.
-        The labels are set after at most as many slices as the positions make (changes
-        coming in meanwhile do not put them off for ever)."""
+        """One turn of the sums: a slice of the terms of the positions that had changed when
+        the sums began (their batch), and with its last slice the labels. A position that
+        changes again meanwhile is left for the next sums (its newer terms then), so a storm
+        computes each position's terms once per sums, however slow the turns: the labels
+        show its terms of when the sums began until then."""
         if not self._dirty:
             return
-        if len(self._changed) > ACCOUNT_SLICE and \
-                self._slices * ACCOUNT_SLICE < len(self._snaps):
-            self._slices += 1
-            self._update_terms(ACCOUNT_SLICE)
+        if self._batch is None:
+            self._batch = len(self._changed)  # the first ones (an ordered set)
+        n = min(ACCOUNT_SLICE, self._batch)
+        self._update_terms(n)
+        self._batch -= n
+        if self._batch > 0:
             self._turns.later(("account", id(self)), self._refresh_step, owner=self)
             return
-        self.refresh()
+        self.refresh(full=False)
 
     def _refresh_if_dirty(self) -> None:
         if self._dirty:
@@ -628,23 +632,45 @@ class AccountPanel(QWidget):
                 else:
                     funding.pop(pid, None)
 
+    def _first_terms(self, pid: str, snap: PositionSnapshot) -> tuple[float, float, float]:
+        """A position's terms computed out of turn: it has none yet (new since the sums
+        began). Its change stays marked for the next sums."""
+        p = snap.position
+        t = self._terms[pid] = account_terms(snap, self._market_for(p.symbol))
+        if is_num(p.funding):
+            self._funding_of[pid] = p.funding
+        return t
+
     def figures(self):
         """`account_figures` over the positions (the same sums in the same order): the terms
         of the positions changed since the last sums computed, the others' kept."""
         self._update_terms()
+        return self._sums()
+
+    def _sums(self):
+        """The account from the terms as computed (a position without terms yet: now)."""
         terms = self._terms
         upnl = margin = maint = 0.0
-        for pid in self._snaps:
-            t = terms[pid]
+        for pid, snap in self._snaps.items():
+            t = terms.get(pid)
+            if t is None:
+                t = self._first_terms(pid, snap)
             upnl += t[0]
             margin += t[1]
             maint += t[2]
         return account_of(self._wallet, upnl, margin, maint)
 
-    def refresh(self) -> None:
+    def refresh(self, *, full: bool = True) -> None:
+        """The labels from the sums: of every position's newest terms, or without `full`
+        (the sums' turns) of the terms computed so far (a position never computed yet is
+        computed now), the changes left marked for the next sums."""
         self._dirty = False
-        self._slices = 0
-        f = self.figures()
+        self._batch = None
+        f = self.figures() if full else self._sums()
+        if self._changed:  # (left for the next sums, after the cooldown)
+            self._dirty = True
+            if not self._cooldown.isActive():
+                self._cooldown.start()
         cur = self._currency
         texts = {
             "equity": f"Equity {fmt_amount(f.equity, cur)} {cur}",
