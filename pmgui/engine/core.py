@@ -81,7 +81,7 @@ from pmgui.engine.events import (
 from pmgui.engine.funding import FundingSync
 from pmgui.engine.ids import new_client_id
 from pmgui.engine.ledger import EPS, Applied, OrderLedger
-from pmgui.engine.loop import let_due_work_first
+from pmgui.engine.loop import TurnShare, let_due_work_first
 from pmgui.engine.manual import ManualCommands
 from pmgui.engine.marketdata import MarketData
 from pmgui.engine.outbox import Outbox
@@ -763,10 +763,16 @@ class EngineCore:
 
     # ------------------------------------------------------------------ orders
 
-    async def place(self, req: OrderRequest) -> Order:
-        """Journal, then send. Never re-sent blindly: the adapter resolves timeouts by id."""
+    async def place(self, req: OrderRequest, turns: TurnShare | None = None) -> Order:
+        """Journal, then send. Never re-sent blindly: the adapter resolves timeouts by id.
+
+        `turns` (a re-placement beside the stream): once journaled and synced, the send
+        waits for its turn among its peers (`TurnShare`). Their fsyncs end together in a
+        burst, and each one's send and booking (a commit or two) then ran in one round."""
         ledger = self.ledger
         order = await ledger.journal_synced(req)  # its fsync off the loop
+        if turns is not None:
+            await turns.turn()  # journaled and synced: nothing is sent before this anyway
         ledger.mark_sent(req.client_id)
         try:
             result = await self.exchange.create_order(req)
