@@ -159,3 +159,18 @@ async def test_a_burst_of_re_placements_takes_turns_with_the_stream_and_each_com
         if a != "tick" and b != "tick" and a.split()[1] != b.split()[1]:
             pytest.fail(f"two re-placements' steps in one round: {a!r} then {b!r} ({seen})")
     await engine.shutdown()
+
+
+def test_a_loop_that_ended_with_a_turn_taken_does_not_hold_up_the_next_one() -> None:
+    """The round that would have handed the turn on never comes once its loop is gone."""
+    share = TurnShare()
+
+    async def take() -> None:
+        await share.turn()  # taken; the hand-on is scheduled on this loop, which then ends
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(take())  # stops in the round of the turn: no hand-on ran
+    finally:
+        loop.close()
+    asyncio.run(asyncio.wait_for(share.turn(), 5))

@@ -39,10 +39,15 @@ class TurnShare:
     def __init__(self) -> None:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._taken = False  # a step was let through in the current round
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def turn(self) -> None:
         """Return once this task may run its step: at once when no peer ran one this round
         and none waits, else in a later round, first come first served."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a loop that ended with a turn taken hands none on
+            self._loop, self._taken = loop, False
+            self._waiters.clear()
         if not self._taken and not self._waiters:
             self._take()
             return
