@@ -285,8 +285,8 @@ class EngineCore:
         await self.protector.settle_background()
         if self._account_task is not None:  # it writes an equity point: before the close
             await asyncio.gather(self._account_task, return_exceptions=True)
-        for pos in self.book.values():
-            self.store.save_position(pos)
+        # the whole book in one transaction: one synced commit, not one per position
+        self.store.save_positions(self.book.values())
         try:
             await self.exchange.close()
         finally:

@@ -59,7 +59,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -1152,6 +1152,38 @@ class Store:
                 if self._behind_since is None:
                     self._behind_since = time.monotonic()
             raise
+
+    @_guard
+    def save_positions(self, positions: Iterable[Position]) -> int:
+        """`save_position` of several positions in one transaction: one synced commit for
+        all of them (an engine's shutdown saves its whole book: one fsync, not one per
+        position), all or none. Every position is validated before anything is written
+        (ValidationError: nothing is); a write that fails midway (StoreError) rolls the
+        whole batch back, so the file keeps exactly what it held before the call, and the
+        states waiting behind for those positions wait there again. Returns how many were
+        saved."""
+        self._writable()
+        items = [(pos, self._validate(pos)) for pos in positions]
+        if not items:
+            return 0
+        updated_at = time.time()
+        taken: dict[str, _Queued] = {}  # superseded by the batch, unless it rolls back
+        for pos, _ in items:
+            queued = self._behind_positions.pop(pos.id, None)
+            if queued is not None:
+                taken.setdefault(pos.id, queued)
+        self._carried_positions.update(taken)
+        try:
+            with self._tx():
+                for pos, prep in items:
+                    self._write_position(pos, updated_at, prep)
+        except BaseException:
+            for pid, queued in taken.items():
+                self._behind_positions.setdefault(pid, queued)
+            if taken and self._behind_since is None:
+                self._behind_since = time.monotonic()
+            raise
+        return len(items)
 
     @_guard
     def load_open_positions(self) -> list[Position]:
