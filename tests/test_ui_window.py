@@ -384,6 +384,31 @@ def test_the_positions_view_repaints_only_the_columns_a_price_changes(env, qtbot
     assert cell(win, 0, "mark") == "40,200.0"
 
 
+def test_the_columns_stay_put_and_fit_when_the_book_grows_past_a_screenful(qtbot):
+    """The columns are fitted to the viewport with the scroll bar's room kept, so a book that
+    grows past a screenful moves no column and never needs scrolling sideways (before, the
+    scroll bar then came and took 14 px of the width the columns had been fitted to: a bar
+    to scroll sideways by 2 px appeared and the last column shrank, a repaint of its own)."""
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng, settings=UiSettings())
+    table = win.positions.table
+    hdr = table.horizontalHeader()
+    publish(eng, win, snapshot(position("g0"), 40_100.0))
+    QApplication.processEvents()
+
+    def layout() -> list[tuple[int, int]]:
+        return [(c, hdr.sectionSize(c)) for c in range(hdr.count()) if not hdr.isSectionHidden(c)]
+
+    before = layout()
+    publish(eng, win, *[snapshot(position(f"g{i}"), 40_100.0) for i in range(500)])
+    qtbot.waitUntil(lambda: table.verticalScrollBar().maximum() > 0)  # (laid out)
+    QApplication.processEvents()
+    assert layout() == before
+    assert not table.horizontalScrollBar().isVisible()
+    right = max(hdr.sectionViewportPosition(c) + size for c, size in before)
+    assert right <= table.viewport().width()
+
+
 def test_the_positions_view_repaints_only_the_cells_whose_text_changed(env, qtbot):
     """Of the rows on screen, only those whose snapshot changed what they show are
     repainted, and of those only the changed cells; the repainted cell shows the new text."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from itertools import islice
 
 from PySide6.QtCore import (
+    QEvent,
     QItemSelectionModel,
     QModelIndex,
     QObject,
@@ -155,6 +156,14 @@ class PositionsTable(QTableView):
     # rows come into view: their cells are written first (PositionsModel.refresh_rows)
     view_changed: Callable[[], None] | None = None
 
+    # the viewport's width changes: the columns are fitted to it (PositionsPanel.fit_width)
+    width_changed: Callable[[int], None] | None = None
+
+    def viewportEvent(self, event) -> bool:
+        if event.type() == QEvent.Type.Resize and self.width_changed is not None:
+            self.width_changed(event.size().width())
+        return super().viewportEvent(event)
+
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self.view_changed is not None:
@@ -195,6 +204,7 @@ class PositionsPanel(QWidget):
         # view (scrolling, resizing, re-sorting, rows removed above)
         self.model.visible = self._visible_rows
         t.view_changed = self._refresh_visible
+        t.width_changed = self.fit_width
         t.verticalScrollBar().valueChanged.connect(self._refresh_visible)
         self.proxy.layoutChanged.connect(self._refresh_visible)
         self.proxy.rowsRemoved.connect(self._refresh_visible)
@@ -207,6 +217,11 @@ class PositionsPanel(QWidget):
         t.verticalHeader().setDefaultSectionSize(24)
         t.setWordWrap(False)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # the scroll bar's room is kept whatever the rows: the columns fitted to the width
+        # stay put when the book grows past a screenful (before, its bar then took 14 px of a
+        # width the columns had been fitted to: a bar to scroll sideways by 2 px appeared and
+        # the last column shrank, a repaint of its own)
+        t.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         hdr = t.horizontalHeader()
         hdr.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hdr.setStretchLastSection(True)
@@ -270,11 +285,6 @@ class PositionsPanel(QWidget):
         self.model.marks_later = lambda write: turns.later(
             ("table-marks", id(self)), write, owner=self, first=True)
         bridge.flushed.connect(self.model.finish)
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        sb = self.table.verticalScrollBar()
-        self.fit_width(event.size().width() - 2 - (sb.width() if sb.isVisible() else 0))
 
     def _visible_rows(self) -> list[int] | None:
         """The source rows on screen (with a margin); None: the view shows nothing yet, so
