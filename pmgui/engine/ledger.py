@@ -38,11 +38,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from pmgui.domain import money
-from pmgui.domain.enums import OrderRole, OrderStatus
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Reason
 from pmgui.domain.errors import PmguiError
-from pmgui.domain.models import Fill, Order, OrderRequest
+from pmgui.domain.models import Action, Fill, Order, OrderRequest, frozen_map
 from pmgui.domain.slots import slot_copier
-from pmgui.engine.events import Event, OrderSnapshot
+from pmgui.engine.events import ActionTaken, Event, OrderSnapshot
 from pmgui.engine.outbox import Outbox
 from pmgui.store.db import Store
 
@@ -386,21 +386,57 @@ class OrderLedger:
                          known.created_at or said.created_at,
                          status_of(new, said if new is reported else known),
                          said.error or known.error)
+        # The delta is booked as far as the venue said at what price (fill records, or an
+        # average): never at a price of our own guessing. A quantity reported without one
+        # is not counted as applied (the journal's `filled` stays at what was booked), so
+        # the report that brings its price books it. A final report still without one was
+        # looked up already (the adapter's bounded lookup of its fills found nothing): its
+        # rest is booked at the best reference, and says so.
+        delta, price = _priced_delta(known, merged, merged.filled - known.filled, fills)
+        unpriced = merged.filled - known.filled - delta
+        reference: tuple[str, float] | None = None
+        if unpriced > EPS:
+            reference = _reference(known, merged) if new.is_final else None
+            if reference is not None:
+                price = reference[1] if delta <= EPS else \
+                    (delta * (price or 0.0) + unpriced * reference[1]) / (delta + unpriced)
+                delta += unpriced
+                if merged.average is None:
+                    merged = _with_fill(merged, merged.filled, _mean(
+                        known.filled, known.average, delta, price))
+            else:
+                if new.is_final and not old.is_final:  # no reference at all: kept open
+                    log.warning("order %s: %s %s filled without a price, and no fill price "
+                                "of it was visible after a bounded lookup; not booked until "
+                                "the venue shows one (looked up by client id again)",
+                                merged.client_id, merged.filled - known.filled,
+                                merged.symbol)
+                    new = S.PARTIALLY_FILLED  # (its journal row: open)
+                    merged = replace(merged, status=status_of(new, merged))
+                elif new.is_final:
+                    log.warning("order %s: %s more filled reported after it was final, "
+                                "without a price; not booked", merged.client_id, unpriced)
+                merged = _with_fill(merged, known.filled + delta,
+                                    _mean(known.filled, known.average, delta, price)
+                                    if delta > EPS else known.average)
         if not fills and new is old and merged == known:
             # The venue told again what the journal holds: the stream's report of the answer
             # the create or cancel call gave (the paper venue and the real ones both send
             # it). Nothing to write, track or publish — a commit fewer (~0.3 ms of the loop)
             # per order placed or cancelled, paid by whichever tick delivered the report.
             return Applied(known, known, 0.0, None, None, False, False)
-        delta = merged.filled - known.filled
-        price = _delta_price(known, merged, delta, fills)
         fee = sum(f.fee for f in fills) if fills else None
-        lost = (new.is_final and not old.is_final and merged.filled <= EPS
+        lost = (new.is_final and not old.is_final and said.filled <= EPS
                 and merged.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
                 and merged.client_id not in self.cancelling)
         booked_fee = fee
         if delta > EPS and price is not None and fee is None:
             booked_fee = delta * price * contract_size * fee_rate
+        elif reference is not None and fee is not None:  # the rest's fee: estimated too
+            booked_fee = fee + unpriced * reference[1] * contract_size * fee_rate
+        note = None
+        if reference is not None:
+            note = _reference_note(merged, unpriced, reference, self.clock())
         applied = Applied(merged, known, delta if delta > EPS else 0.0, price, booked_fee,
                           any(f.liquidation for f in fills), lost)
         early = announce(applied) if announce is not None else None
@@ -435,23 +471,68 @@ class OrderLedger:
                 self._synthesized[merged.client_id] = None
                 if len(self._synthesized) > FINAL_KEPT:
                     self._synthesized.pop(next(iter(self._synthesized)))
+            if note is not None:
+                self.store.record_action(note.action, symbol=merged.symbol)
         self._track(merged, new)
         if early is None:
             self.outbox.publish(OrderSnapshot(merged))
+        if note is not None:
+            self.outbox.publish(note)
         return applied
 
 
-def _delta_price(known: Order, new: Order, delta: float, fills: tuple[Fill, ...]) -> float | None:
+def _priced_delta(known: Order, new: Order, delta: float, fills: tuple[Fill, ...]
+                  ) -> tuple[float, float | None]:
+    """How much of a report's fill delta the venue priced, and at what price: fill records
+    that cover it (their mean price), else the order's average (the delta's own share of
+    it), else the records' own quantity. (0, None): no price at all — nothing is guessed."""
     if delta <= EPS:
-        return None
-    if fills:
-        q = sum(f.qty for f in fills)
-        if q > 0:
-            return sum(f.qty * f.price for f in fills) / q
-    if new.average is not None and known.average is not None and known.filled > 0:
-        p = (new.average * new.filled - known.average * known.filled) / delta
+        return 0.0, None
+    q = sum(f.qty for f in fills) if fills else 0.0
+    if q > 0 and q + EPS >= delta:
+        return delta, sum(f.qty * f.price for f in fills) / q
+    if new.average is not None and money.valid_price(new.average):
+        if known.average is not None and known.filled > 0:
+            p = (new.average * new.filled - known.average * known.filled) / delta
+            if money.valid_price(p):
+                return delta, p
+        return delta, new.average
+    if q > EPS:  # records of part of it: that part is booked, the rest waits for its price
+        p = sum(f.qty * f.price for f in fills) / q
         if money.valid_price(p):
-            return p
-    if new.average is not None:
-        return new.average
-    return new.price or new.trigger_price
+            return q, p
+    return 0.0, None
+
+
+def _mean(q1: float, p1: float | None, q2: float, p2: float | None) -> float | None:
+    """The average price of q1 at p1 and q2 at p2 (either side may be missing)."""
+    if p1 is None or q1 <= EPS:
+        return p2
+    if p2 is None or q2 <= EPS:
+        return p1
+    return (q1 * p1 + q2 * p2) / (q1 + q2)
+
+
+def _reference(known: Order, new: Order) -> tuple[str, float] | None:
+    """The best price there is for a fill the venue never priced: what the order's earlier
+    fills averaged, else its limit price (it fills there or better), else its trigger."""
+    for label, p in (("the average of its earlier fills",
+                      known.average if known.filled > EPS else None),
+                     ("its limit price", new.price), ("its trigger price", new.trigger_price),
+                     ("its limit price", known.price),
+                     ("its trigger price", known.trigger_price)):
+        if p is not None and money.valid_price(p):
+            return label, p
+    return None
+
+
+def _reference_note(order: Order, qty: float, reference: tuple[str, float],
+                    now: float) -> ActionTaken:
+    label, price = reference
+    note = (f"order {order.client_id} ({order.symbol} {order.side.value}): {qty:.12g} filled "
+            "without a price; no fill price of it was visible after a bounded lookup; booked "
+            f"at {label} {price:.12g}")
+    log.warning("%s", note)
+    action = Action(ActionType.MOVE_SL, Reason.RECONCILE, order.position_id or "", price,
+                    qty=qty, rule="ledger", ts=now, inputs=frozen_map({"note": note}))
+    return ActionTaken(action, order.symbol, True, note)
