@@ -177,6 +177,11 @@ class Faults:
     # awaited with the params of each regular order as it arrives, before it is handled:
     # a test plays what the venue did in that same instant (a stop filling first)
     before_create: Callable[[dict[str, str]], Awaitable[None]] | None = None
+    # orders' reports (REST and stream, regular and algo) say what was executed but at no
+    # price: avgPrice/cumQuote/ap/L/actualPrice "0" (the price is in the trades only)
+    priceless_reports: bool = False
+    # the next N trade listings (userTrades) answer [] (the trades not visible yet)
+    hidden_trades: int = 0
 
 
 @dataclass
@@ -1020,6 +1025,9 @@ class BinanceServer:
 
     async def _priv_user_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
         m = self._market(params)
+        if self.faults.hidden_trades > 0:
+            self.faults.hidden_trades -= 1
+            return []
         return [{"buyer": t.side == "BUY", "commission": _s(t.fee), "commissionAsset": "USDT",
                  "id": t.id, "maker": t.maker, "orderId": t.order_id, "price": _s(t.price),
                  "qty": _s(t.qty), "quoteQty": _s(t.price * t.qty),
@@ -1073,11 +1081,16 @@ class BinanceServer:
         self._listen_keys.clear()
         return {}
 
+    def _avg(self, o: FakeOrder) -> Decimal:
+        return Decimal(0) if self.faults.priceless_reports else o.avg
+
     def _order_json(self, o: FakeOrder) -> dict[str, Any]:
+        priceless = self.faults.priceless_reports
         return {"orderId": o.order_id, "symbol": o.symbol, "status": o.status,
-                "clientOrderId": o.client_id, "price": _s(o.price), "avgPrice": _s(o.avg),
+                "clientOrderId": o.client_id, "price": _s(o.price),
+                "avgPrice": _s(self._avg(o)),
                 "origQty": _s(o.qty), "executedQty": _s(o.executed),
-                "cumQty": _s(o.executed), "cumQuote": _s(o.cum_quote),
+                "cumQty": _s(o.executed), "cumQuote": _s(0 if priceless else o.cum_quote),
                 "timeInForce": o.time_in_force, "type": o.type, "reduceOnly": o.reduce_only,
                 "closePosition": o.close_position, "side": o.side,
                 "positionSide": o.position_side,
@@ -1092,7 +1105,7 @@ class BinanceServer:
                 "positionSide": o.position_side, "timeInForce": o.time_in_force,
                 "quantity": _s(o.qty), "algoStatus": o.status,
                 "actualOrderId": str(o.actual_order_id or ""),
-                "actualPrice": _s(o.avg), "triggerPrice": _s(o.stop_price),
+                "actualPrice": _s(self._avg(o)), "triggerPrice": _s(o.stop_price),
                 "price": _s(o.price), "icebergQuantity": None,
                 "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": o.working_type,
                 "priceMatch": "NONE", "closePosition": o.close_position,
@@ -1203,10 +1216,11 @@ class BinanceServer:
         push = self._held.append if self.faults.hold_order_events else None
         event = {"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": {
             "s": o.symbol, "c": o.client_id, "S": o.side, "o": o.type, "f": o.time_in_force,
-            "q": _s(o.qty), "p": _s(o.price), "ap": _s(o.avg), "sp": _s(o.stop_price),
+            "q": _s(o.qty), "p": _s(o.price), "ap": _s(self._avg(o)), "sp": _s(o.stop_price),
             "x": execution, "X": o.status, "i": o.order_id,
             "l": _s(trade.qty) if trade else "0", "z": _s(o.executed),
-            "L": _s(trade.price) if trade else "0", "N": "USDT",
+            "L": _s(trade.price) if trade and not self.faults.priceless_reports else "0",
+            "N": "USDT",
             "n": _s(trade.fee) if trade else "0", "T": o.update_time,
             "t": trade.id if trade else 0, "b": "0", "a": "0",
             "m": trade.maker if trade else False, "R": o.reduce_only, "wt": o.working_type,
@@ -1224,7 +1238,7 @@ class BinanceServer:
             "caid": o.client_id, "aid": o.order_id, "at": "CONDITIONAL", "o": o.type,
             "s": o.symbol, "S": o.side, "ps": o.position_side, "f": o.time_in_force,
             "q": _s(o.qty),
-            "X": o.status, "ai": str(o.actual_order_id or ""), "ap": _s(o.avg),
+            "X": o.status, "ai": str(o.actual_order_id or ""), "ap": _s(self._avg(o)),
             "aq": _s(o.executed), "act": "MARKET" if o.actual_order_id else "0",
             "tp": _s(o.stop_price), "p": _s(o.price), "V": "EXPIRE_MAKER",
             "wt": o.working_type, "pm": "NONE", "cp": o.close_position, "pP": False,
