@@ -461,11 +461,15 @@ class OrderLedger:
                 # record (`synthesize`, below) before the venue's own records came. They
                 # take its place, so the order's records add up to what was booked once.
                 self.store.absorb_synthesized_fills(merged.client_id, stored - delta)
-            if synthesize and delta > EPS and not fills and price is not None:
+            # a lookup's quantity (no records of it come with it), or what was booked at a
+            # reference: a record of our own, replaced by the venue's records should they come
+            synth_qty, synth_price = (delta, price) if synthesize and not fills else \
+                (unpriced, reference[1]) if reference is not None else (0.0, None)
+            if synth_qty > EPS and synth_price is not None:
                 self.store.record_fill(
                     Fill(f"{merged.client_id}#{merged.filled:.12g}", merged.client_id,
-                         merged.symbol, merged.side, delta, price,
-                         delta * price * contract_size * fee_rate, self.clock(),
+                         merged.symbol, merged.side, synth_qty, synth_price,
+                         synth_qty * synth_price * contract_size * fee_rate, self.clock(),
                          merged.exchange_id),
                     merged.position_id)
                 self._synthesized[merged.client_id] = None

@@ -237,6 +237,9 @@ class CcxtExchange:
         self._emitted: dict[str, tuple[Any, ...]] = {}  # order key → last emitted signature
         self._fill_progress: dict[str, tuple[float, float]] = {}  # key → (filled, cost)
         self._fee_progress: dict[str, float] = {}  # key → the venue's cumulative fee booked
+        # order id → the quantity whose price a bounded lookup of its trades did not find
+        # (not looked up again for as much: the ledger books it at its reference)
+        self._unpriced_seen: dict[str, float] = {}
         self._algo_by_child: dict[str, str] = {}  # child exchange id → algo exchange id
         self._algo_raw: dict[str, dict[str, Any]] = {}
         self._algo_cids: dict[str, str] = {}  # client id → first algo kept with it
@@ -920,7 +923,10 @@ class CcxtExchange:
         fired is followed to the market order it created, whose fill is the stop's."""
         if self.algo_orders and vm.algo_fired(self.id, o):
             return await self._follow_fired(ex, o, symbol)
-        return self._to_order(o)
+        priced = await self._priced(ex, o, symbol)
+        if priced is not o and self._sink is not None:
+            await self._process_orders([priced])  # its fill, under the stream's fill id
+        return self._to_order(priced)
 
     async def _follow_fired(self, ex: Any, a: Mapping[str, Any], symbol: str) -> Order:
         """A conditional order that fired (Binance TRIGGERING/TRIGGERED/FINISHED, OKX
@@ -955,6 +961,8 @@ class CcxtExchange:
                 again = None
             if again:
                 a = again
+        if child is not None:
+            child = await self._priced(ex, child, symbol)
         filled = (_f(child.get("filled")) or 0.0) if child is not None else 0.0
         cstatus = self._status_of(child, OrderStatus.OPEN) if child is not None else None
         if child is None or (filled <= _EPS and not (cstatus and cstatus.is_final)):
@@ -1002,6 +1010,14 @@ class CcxtExchange:
                       ) -> float | None:
         """The venue's fee for the executions of order `order_id` (in the settlement
         currency), when its trades account for `filled`; None: estimated instead."""
+        found = await self._trades_of(ex, order_id, symbol, filled)
+        return None if found is None else found[1]
+
+    async def _trades_of(self, ex: Any, order_id: str, symbol: str, filled: float
+                         ) -> tuple[float, float | None] | None:
+        """What the trades of order `order_id` say when they account for `filled`: their
+        average price and their fee (settlement currency; None when paid in another asset).
+        None: not read, or they do not account for it (yet)."""
         try:
             if self.is_binance:
                 trades = await ex.fetch_my_trades(symbol, None, None, {"orderId": order_id})
@@ -1012,21 +1028,68 @@ class CcxtExchange:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.info("%s: trades of %s not read (%s); its fee is estimated", self.id,
-                     order_id, map_error(exc, self.id))
+            log.info("%s: trades of %s not read (%s)", self.id, order_id,
+                     map_error(exc, self.id))
             return None
-        qty = fee = 0.0
+        qty = value = fee = 0.0
+        foreign = False
         for t in trades or []:
             if str(t.get("order") or "") != order_id:
                 continue
-            qty += _f(t.get("amount")) or 0.0
+            amount = _f(t.get("amount")) or 0.0
+            price = _pos(t.get("price"))
+            if price is None:
+                return None
+            qty += amount
+            value += amount * price
             f = t.get("fee") or {}
             if f.get("cost") is None:
                 continue
             if f.get("currency") not in (None, self._settle):
-                return None  # paid in another asset (BNB): not a settlement amount
+                foreign = True  # paid in another asset (BNB): not a settlement amount
             fee += _f(f.get("cost")) or 0.0  # (negative: a rebate)
-        return fee if abs(qty - filled) <= 1e-9 * max(1.0, filled) else None
+        if qty <= _EPS or abs(qty - filled) > 1e-9 * max(1.0, filled):
+            return None
+        return value / qty, None if foreign else fee
+
+    def _unpriced(self, o: Mapping[str, Any]) -> bool:
+        """A final record of a regular order that says it executed something but not at
+        what price (no average, no cost)."""
+        return ((_f(o.get("filled")) or 0.0) > _EPS
+                and _pos(o.get("average")) is None and _pos(o.get("cost")) is None
+                and vm.algo_id_of(self.id, o) is None
+                and self._status_of(o, OrderStatus.OPEN).is_final)
+
+    async def _priced(self, ex: Any, o: Mapping[str, Any], symbol: str) -> Mapping[str, Any]:
+        """An order's final record that says no price, with the price its trades say (and
+        their fee), looked at boundedly (`fired_lookups`: the trades may not be visible
+        for a moment). Never a price of our own guessing: when no trade shows, the record
+        is returned as it is (the ledger books it at its reference and says so)."""
+        if ex is None or not self._unpriced(o):
+            return o
+        oid = str(vm.order_id_of(self.id, o) or "")
+        filled = _f(o.get("filled")) or 0.0
+        progress = self._fill_progress.get(f"o:{oid}", (0.0, 0.0))[0]
+        if not oid or progress >= filled - _EPS or \
+                self._unpriced_seen.get(oid, -1.0) >= filled - _EPS:
+            return o  # priced already (booked), or looked up for as much in vain
+        attempts = max(1, self._settings.fired_lookups)
+        for attempt in range(attempts):
+            found = await self._trades_of(ex, oid, symbol, filled)
+            if found is not None:
+                average, fee = found
+                cs = self._markets.get(symbol, Market(symbol, 0, 0)).contract_size or 1.0
+                row = {**o, "average": average, "cost": average * filled * cs}
+                if fee is not None:
+                    row["pmgui_fee"] = fee
+                return row
+            if attempt < attempts - 1:
+                await self._sleep(self._settings.backoff.delay(attempt))
+        self._unpriced_seen[oid] = filled
+        log.warning("%s: order %s (%s) executed %s, its record says at no price, and no "
+                    "trade of it was visible after %d lookups", self.id,
+                    o.get("clientOrderId") or oid, symbol, filled, attempts)
+        return o
 
     def _prepare(self, req: OrderRequest) -> tuple[str, float, float | None, dict[str, Any]]:
         """Validate against the market and build (type, amount, price, params)."""
@@ -1159,6 +1222,7 @@ class CcxtExchange:
                 # an acknowledgement without the order's state (Bybit, OKX): a market
                 # order's fill is asked for by its id, so the caller sees what happened
                 raw = await self._fetch_after_ack(ex, raw, req)
+            raw = await self._priced(ex, raw, req.symbol)  # a fill it says at no price
             order = self._to_order(raw)
             if not order.symbol:
                 order = replace(order, symbol=req.symbol)
@@ -1232,6 +1296,7 @@ class CcxtExchange:
         if raw_filled is not None and raw_filled > order.filled + _EPS:
             # a fill reached it before the cancel did: the venue's answer says what was
             # executed and at what price (the order is final now: nothing resyncs it later)
+            raw = await self._priced(ex, raw, order.symbol)  # … or its trades say the price
             average = _pos(raw.get("average"))
             cost = _pos(raw.get("cost"))
             if average is None and cost is not None:
@@ -1968,6 +2033,10 @@ class CcxtExchange:
         deadlock.
         """
         out: list[OrderUpdate] = []
+        if self._ex is not None and any(self._unpriced(o) for o in raw_orders):
+            # a final record without a price: the price its trades say, looked up first
+            raw_orders = [await self._priced(self._ex, o, str(o.get("symbol") or ""))
+                          for o in raw_orders]
         async with self._process_lock:
             algos, regular = [], []
             for o in raw_orders:
