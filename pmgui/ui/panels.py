@@ -14,7 +14,6 @@ from collections.abc import Callable
 from itertools import islice
 
 from PySide6.QtCore import (
-    QEvent,
     QItemSelectionModel,
     QModelIndex,
     QObject,
@@ -156,16 +155,16 @@ class PositionsTable(QTableView):
     # rows come into view: their cells are written first (PositionsModel.refresh_rows)
     view_changed: Callable[[], None] | None = None
 
-    # the viewport's width changes: the columns are fitted to it (PositionsPanel.fit_width)
+    # the viewport's width changes: the columns are fitted to it (PositionsPanel.fit_width).
+    # Told from the view's own resize, the viewport laid out by then (its width changes with
+    # the view's alone: the vertical scroll bar is always shown), not from a `viewportEvent`
+    # override, which Qt would call into Python for each of the viewport's events
     width_changed: Callable[[int], None] | None = None
-
-    def viewportEvent(self, event) -> bool:
-        if event.type() == QEvent.Type.Resize and self.width_changed is not None:
-            self.width_changed(event.size().width())
-        return super().viewportEvent(event)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        if self.width_changed is not None:
+            self.width_changed(self.viewport().width())
         if self.view_changed is not None:
             self.view_changed()
 
