@@ -156,6 +156,21 @@ def test_the_paper_venue_s_priced_reports_book_as_before(ledger: OrderLedger) ->
     assert (a.delta, a.price, a.fee) == (1.0, 49480.0, 24.74)
 
 
+def test_a_record_of_the_whole_cumulative_fill_books_the_delta_s_share_once(
+        ledger: OrderLedger) -> None:
+    """After a restart the adapter tells an order's fill as one record of all it executed
+    (its progress is new): what the ledger booked before is not booked again, neither its
+    quantity nor its price nor its fee."""
+    order = sent(ledger, stop_req())
+    first = Fill("v:0.4", "pmg-s", SYM, OrderSide.SELL, 0.4, 100.0, 0.02, 1.0)
+    ledger.apply(report(order, OrderStatus.OPEN, 0.4, 100.0), (first,))
+    whole = Fill("w:1", "pmg-s", SYM, OrderSide.SELL, 1.0, 99.4, 0.05, 2.0)
+    a = ledger.apply(report(order, OrderStatus.FILLED, 1.0, 99.4), (whole,))
+    assert a.delta == pytest.approx(0.6)
+    assert a.price == pytest.approx((99.4 - 0.4 * 100.0) / 0.6)
+    assert a.fee == pytest.approx(0.05 * 0.6)
+
+
 _report = st.tuples(
     st.integers(min_value=0, max_value=10),  # filled, in tenths of the amount
     st.sampled_from(["none", "average", "fill"]),  # what price the report carries

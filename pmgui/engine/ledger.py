@@ -426,6 +426,10 @@ class OrderLedger:
             # per order placed or cancelled, paid by whichever tick delivered the report.
             return Applied(known, known, 0.0, None, None, False, False)
         fee = sum(f.fee for f in fills) if fills else None
+        if fee is not None and delta > EPS:
+            q = sum(f.qty for f in fills)
+            if q > delta + EPS and known.filled > EPS:  # records of more than the delta:
+                fee = fee * delta / q  # its share of their fee (booked once, not again)
         lost = (new.is_final and not old.is_final and said.filled <= EPS
                 and merged.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
                 and merged.client_id not in self.cancelling)
@@ -493,6 +497,13 @@ def _priced_delta(known: Order, new: Order, delta: float, fills: tuple[Fill, ...
     if delta <= EPS:
         return 0.0, None
     q = sum(f.qty for f in fills) if fills else 0.0
+    if q > delta + EPS and new.average is not None and known.average is not None \
+            and known.filled > 0:
+        # records of more than the delta (a record of the order's whole cumulative fill,
+        # told after a restart): the delta's own share of the average prices it
+        p = (new.average * new.filled - known.average * known.filled) / delta
+        if money.valid_price(p):
+            return delta, p
     if q > 0 and q + EPS >= delta:
         return delta, sum(f.qty * f.price for f in fills) / q
     if new.average is not None and money.valid_price(new.average):

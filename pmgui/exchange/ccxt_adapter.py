@@ -924,9 +924,32 @@ class CcxtExchange:
         if self.algo_orders and vm.algo_fired(self.id, o):
             return await self._follow_fired(ex, o, symbol)
         priced = await self._priced(ex, o, symbol)
-        if priced is not o and self._sink is not None:
-            await self._process_orders([priced])  # its fill, under the stream's fill id
+        await self._tell_fill(ex, priced, symbol)
         return self._to_order(priced)
+
+    async def _tell_fill(self, ex: Any, o: Mapping[str, Any], symbol: str) -> None:
+        """A regular order a lookup found executed beyond what the stream told (it filled
+        while pmgui was down, or while the stream was away): its fill record — the venue's
+        price and fee (the order's own record, else its trades), under the fill id the
+        stream's report of it has — is delivered first, so it is booked with the venue's
+        fee, once, instead of an estimate."""
+        if self._sink is None or vm.algo_id_of(self.id, o) is not None:
+            return
+        filled = _f(o.get("filled")) or 0.0
+        oid = str(vm.order_id_of(self.id, o) or "")
+        if filled <= _EPS or not oid or \
+                self._fill_progress.get(f"o:{oid}", (0.0, 0.0))[0] >= filled - _EPS:
+            return
+        if _pos(o.get("average")) is None and _pos(o.get("cost")) is None:
+            return  # no price to tell (the ledger waits for it)
+        row = dict(o)
+        if _f(row.get("pmgui_fee")) is None:
+            fee = self._own_fee(o)
+            if fee is None:
+                fee = await self._fee_of(ex, oid, symbol, filled)
+            if fee is not None:
+                row["pmgui_fee"] = fee
+        await self._process_orders([row])
 
     async def _follow_fired(self, ex: Any, a: Mapping[str, Any], symbol: str) -> Order:
         """A conditional order that fired (Binance TRIGGERING/TRIGGERED/FINISHED, OKX
@@ -1145,8 +1168,16 @@ class CcxtExchange:
         return ccxt_type, amount, price, params
 
     def recall_orders(self, orders: Sequence[Order]) -> None:
-        """The journal's open orders after a restart, for venues whose orders cannot carry
-        pmgui's client id (the generic base needs none)."""
+        """The journal's open orders after a restart: what of each regular order was booked
+        already (its fill progress), so the first report of it after the restart tells the
+        fill since then — its quantity, price and share of the fee — not all it ever
+        executed. (Venues whose orders cannot carry pmgui's client id name them here too.)"""
+        for o in orders:
+            if o.exchange_id and o.type not in _TRIGGER_TYPES and o.filled > _EPS \
+                    and o.average is not None and math.isfinite(o.average) and o.average > 0:
+                cs = self._markets.get(o.symbol, Market(o.symbol, 0, 0)).contract_size or 1.0
+                self._fill_progress.setdefault(f"o:{o.exchange_id}",
+                                               (o.filled, o.average * o.filled * cs))
 
     def _venue_order_params(self, req: OrderRequest, params: dict[str, Any]) -> None:
         """Add the venue's own order parameters (position side in hedge mode, margin mode,

@@ -116,6 +116,7 @@ class BybitExchange(CcxtExchange):
     def recall_orders(self, orders: Sequence[Order]) -> None:
         """A position TP/SL has no client id at Bybit: after a restart the journal names
         which level pmgui set (exchange id `tpsl:<sl|tp>:<idx>:<symbol>`)."""
+        super().recall_orders(orders)
         for o in orders:
             ex_id = o.exchange_id or ""
             if ex_id.startswith("tpsl:") and o.trigger_price:
@@ -382,7 +383,7 @@ class BybitExchange(CcxtExchange):
                 continue
             for o in rows or []:
                 if str(o.get("clientOrderId") or "") == client_id:
-                    return self._to_order(o)
+                    return await self._looked_up(ex, o, symbol)  # (its price, its fill)
         return None
 
     async def _fired_position_tpsl(self, key: tuple[str, int, str],
