@@ -265,7 +265,8 @@ class MainWindow(QMainWindow):
         self._second.setInterval(1000)
         self._second.timeout.connect(self.refresh_status)
         self.apply_theme(self.theme)
-        self.resize(1480, 900)
+        # every designed column fits beside the always-shown vertical scroll bar
+        self.resize(1500, 900)
         if qsettings is not None:
             self.restore_layout(qsettings)
         self.refresh_status()
