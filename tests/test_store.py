@@ -785,6 +785,50 @@ def test_a_chunk_built_ahead_is_written_without_building_a_row(store, monkeypatc
     assert [r["price"] for r in store.actions(limit=10)] == [2000.0 + i for i in range(5, -1, -1)]
 
 
+def test_the_next_pass_is_prepared_in_bounded_build_steps_not_in_the_chunks_write(
+        store, db_path, monkeypatch):
+    """The rowids that order a chunked write's pass are looked up by the tick path's build
+    steps, at most PASS_STEP a step, the sort in a step of its own: no single step (tick)
+    does a whole pass over a large book, and the chunk's write looks up nothing; the queue
+    still drains whole, in the rows' order, every row at its last state."""
+    import pmgui.store.db as db
+
+    monkeypatch.setattr(db, "PASS_STEP", 8)
+    store.behind_chunk = 8
+    for i in range(40):
+        store.save_position(minimal_position(f"m{i:02}"))
+    for i in reversed(range(40)):  # queued in the reverse of the rows' order
+        store.save_position_behind(minimal_position(f"m{i:02}").evolve(sl=1900.0 + i))
+    store._behind_since -= 7200.0  # the window is due (white-box: no waiting in tests)
+    lookups: list[str] = []
+    store.db.conn.set_trace_callback(
+        lambda sql: lookups.append(sql) if "rowid FROM positions" in sql else None)
+    order, steps = [], 0
+    while store.behind:
+        while True:
+            before = len(lookups)
+            work = store.build_behind()
+            assert len(lookups) - before <= 1
+            if lookups[before:]:
+                assert lookups[-1].count("'m") <= 8  # ids inlined by the trace
+            if not work:
+                break
+            steps += 1
+            assert steps < 100
+        before = len(lookups)
+        queued = set(store._behind_positions)
+        store._behind_resume = 0.0
+        assert store.flush_behind(older_than=3600.0) == 8
+        assert len(lookups) == before  # the chunk's write looked nothing up
+        order += sorted(queued - set(store._behind_positions))
+    store.db.conn.set_trace_callback(None)
+    assert len(lookups) == 5 and steps == 6  # 40 rowids, 8 a step; then the sort
+    assert order == [f"m{i:02}" for i in range(40)]
+    with _peek(db_path) as reader:
+        assert {p.id: p.sl for p in reader.load_open_positions()} == \
+            {f"m{i:02}": 1900.0 + i for i in range(40)}
+
+
 def test_a_synced_write_carries_only_its_own_positions_state_behind(store, db_path):
     """An order journaled for a position lands with that position's newer levels, not with
     the whole queue; a line recorded at once after lines queued behind still comes after

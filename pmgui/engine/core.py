@@ -1345,7 +1345,7 @@ class EngineCore:
         # each chunk's log lines built in a step before its write (`Store.build_behind`)
         window = self.settings.write_behind
         while True:
-            if self.store.behind and self.store.build_behind():
+            while self.store.behind and self.store.build_behind():  # a step at a time
                 await let_due_work_first()
             if not self.store.flush_behind(window):
                 break
