@@ -123,6 +123,7 @@ async def test_a_paper_storm_fsyncs_nothing_on_the_loops_thread(tmp_path: Path,
     # a worker thread, never the loop's
     assert len(synced_on) >= 2 * closes
     assert loop_thread not in synced_on
+    assert len(set(synced_on)) == 1  # all of them on the store's one sync thread
 
 
 def test_the_audit_follows_the_level_whoever_sets_it(tmp_path: Path) -> None:

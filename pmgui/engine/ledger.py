@@ -30,7 +30,6 @@ again from the journal on start-up (a stored `pending` order is `unknown`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -303,7 +302,7 @@ class OrderLedger:
         order = self.journal(req, sync=False)
         self.creating.add(req.client_id)
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.store.sync_wal)
+            await self.store.wal_synced()  # the store's sync thread, group commit
         except BaseException as exc:
             self.creating.discard(req.client_id)
             self.reject(req.client_id, f"not sent: {exc}")

@@ -31,7 +31,9 @@ Why it is built this way:
 - **The journal comes first.** `journal_order` stores an intended order in status `pending`
   before the engine sends it; whatever is still `pending` after a restart (`pending_orders`) is
   an order whose fate is unknown and must be looked up on the exchange by its client id, never
-  blindly re-sent.
+  blindly re-sent. The engine journals it relaxed and awaits `wal_synced` before sending: the
+  fsync runs on the store's one sync thread (`pmgui.store.walsync`), where the journals of a
+  burst share one (group commit: a sync that started after a commit covers it).
 - **Idempotent fills.** A fill is keyed by its id; recording it twice is a no-op that returns
   False, so the engine can apply a fill's effect only when `record_fill` returns True.
 - **One writer.** A writable Store holds an OS lock on `<db>.lock` (pmgui.store.lock), so a
@@ -48,6 +50,7 @@ error, locked by another writer) are raised as `StoreError` with the operation n
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -105,6 +108,7 @@ from pmgui.store.serialize import (
     tranche_from_row,
     tranche_rows,
 )
+from pmgui.store.walsync import WalSyncer
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +391,7 @@ class Store:
         # block sets nothing (`relaxed`); 0: set it again
         self._normal_until = 0.0
         self._wal_fd: int | None = None  # for `sync_wal` (fsync off the event loop)
+        self._syncer: WalSyncer | None = None  # `wal_synced`: its thread, started on demand
         self._sp = 0  # savepoints open (`_tx`): the next one's depth
         self._whole = False  # inside `transaction(whole=True)`: writes open no savepoints
         self._doomed: BaseException | None = None  # what failed inside that block
@@ -521,6 +526,8 @@ class Store:
             if self._checkpointer is not None:  # first: the last connection removes the WAL
                 self._checkpointer.stop()
                 self._checkpointer = None
+            if self._syncer is not None:  # the syncs asked for are done first
+                self._syncer.stop()
             if self._wal_fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(self._wal_fd)
@@ -662,6 +669,17 @@ class Store:
             os.fsync(fd)
         except OSError as e:
             raise StoreError(f"the journal could not be synced to disk: {e}") from e
+
+    def wal_synced(self) -> asyncio.Future[None]:
+        """`sync_wal` on the store's own sync thread, for the running event loop: the
+        future completes once every commit made before this call is on disk (it fails with
+        `StoreError` as `sync_wal` would). Group commit (`WalSyncer`): a sync that started
+        after a commit covers it, so the journals of one burst share one fsync — one
+        thread, not the default executor's workers each taking the GIL from the loop. Check
+        `can_sync_wal` first, on the engine's thread."""
+        if self._syncer is None:
+            self._syncer = WalSyncer(lambda: self.sync_wal)
+        return self._syncer.synced()
 
     def checkpoint_in_background(self, pages: int = CHECKPOINT_PAGES,
                                  interval: float = 0.25) -> bool:
