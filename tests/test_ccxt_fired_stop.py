@@ -18,30 +18,28 @@ close reaches the venue.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import ccxt
 import pytest
 
-from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
+from pmgui.domain.enums import OrderSide, OrderStatus, OrderType
 from pmgui.domain.models import OrderRequest
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.events import ErrorEvent
 from pmgui.engine.outbox import Outbox
-from pmgui.engine.settings import EngineSettings
-from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
-from pmgui.exchange.credentials import Credentials
+from pmgui.exchange.ccxt_adapter import CcxtExchange
 from pmgui.exchange.retry import Backoff
-from pmgui.store.db import Store
+from tests.binance_rig import BTC, binance_engine, binance_exchange, open_long
+from tests.binance_rig import FAST as QUICK
 from tests.fakes.binance_server import TAKER_FEE, BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 
-BTC = "BTC/USDT:USDT"
-FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
-                       order_poll_interval=0.5, supervisor_interval=0.05,
-                       order_stream_check=0.1, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
+# bounded lookups 50-300 ms apart (the other Binance rig tests: 10-50 ms)
+FAST = replace(QUICK, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
 FILL = 48900.0  # where the stop's market order fills
 LAST = 48000.0  # where the market is by the time pmgui looks
 STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_FEE)
@@ -56,24 +54,13 @@ async def server() -> AsyncIterator[BinanceServer]:
 
 
 async def _engine(server: BinanceServer, db: Path) -> tuple[EngineCore, CcxtExchange, Outbox]:
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
-    outbox = Outbox()
-    # the engine leaves a crossed stop to the exchange's own order (no close of its own)
-    engine = EngineCore(exchange, Store.open(db), outbox,
-                        EngineSettings(default_preset="manual", protect_throttle=0.0,
-                                       exchange_stop_grace=600.0))
-    await engine.start(stream=True)
-    return engine, exchange, outbox
+    return await binance_engine(server, db, FAST)
 
 
 async def _open_long(engine: EngineCore) -> tuple[str, str]:
     """A long of 0.01 BTC at 50,000 with its stop (49,000) on the exchange: (position id,
     the stop's client id)."""
-    await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=49000, tp=52000))
-    pid = engine.book.find(BTC, Side.LONG).id
-    stop = next(o for o in engine.orders.values() if o.role is OrderRole.STOP_LOSS)
-    return pid, stop.client_id
+    return await open_long(engine, sl=49000)
 
 
 async def _stop_fires(server: BinanceServer) -> None:
@@ -188,8 +175,7 @@ async def test_a_cancel_that_raced_a_fill_reports_what_was_filled(server: Binanc
     executed (and at what price); the adapter's result says it too, not the quantity the
     caller knew before — the order is final after it, so nothing else would resync it."""
     server.state.set_position("BTCUSDT", "0.01", "50000")
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
+    exchange = binance_exchange(server, FAST)
     await exchange.connect()
     try:
         # a reduce-only limit for more than is held: it fills 0.01 and stays working

@@ -21,19 +21,10 @@ from pmgui.domain.enums import OrderRole, OrderSide, OrderType, Side
 from pmgui.domain.models import OrderRequest
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
-from pmgui.engine.outbox import Outbox
-from pmgui.engine.settings import EngineSettings
-from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
-from pmgui.exchange.credentials import Credentials
-from pmgui.exchange.retry import Backoff
-from pmgui.store.db import Store
+from tests.binance_rig import BTC, binance_engine, binance_exchange
 from tests.fakes.binance_server import MAKER_FEE, BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 
-BTC = "BTC/USDT:USDT"
-FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
-                       order_poll_interval=0.5, supervisor_interval=0.05,
-                       order_stream_check=0.1, backoff=Backoff(0.01, 2.0, 0.05, 0.0))
 LIMIT = 49500.0
 VENUE_FEE = float(Decimal("49500") * Decimal("0.01") * MAKER_FEE)
 
@@ -47,13 +38,7 @@ async def server() -> AsyncIterator[BinanceServer]:
 
 
 async def _engine(server: BinanceServer, db: Path) -> EngineCore:
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
-    engine = EngineCore(exchange, Store.open(db), Outbox(),
-                        EngineSettings(default_preset="manual", protect_throttle=0.0,
-                                       exchange_stop_grace=600.0))
-    await engine.start(stream=True)
-    return engine
+    return (await binance_engine(server, db))[0]
 
 
 @pytest.mark.parametrize("priceless", [False, True])
@@ -85,8 +70,7 @@ async def test_a_lookup_tells_the_fill_of_an_order_it_finds_filled(
         server: BinanceServer) -> None:
     """The adapter alone: an order found filled by a lookup by client id comes with its
     fill record (the venue's price and fee, under the id the stream's report has)."""
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
+    exchange = binance_exchange(server)
     await exchange.connect()
     try:
         await exchange.create_order(OrderRequest(
@@ -111,8 +95,7 @@ async def test_after_a_restart_the_first_report_tells_the_fill_since_then(
     was down: the journal's order names what was booked (`recall_orders`), so the fill
     record the adapter tells is the quantity since then at its own price — not all the
     order ever executed again, at its cumulative average."""
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
+    exchange = binance_exchange(server)
     await exchange.connect()
     try:
         journaled = await exchange.create_order(OrderRequest(

@@ -20,22 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from pmgui.domain.enums import OrderRole, Side
-from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
-from pmgui.engine.outbox import Outbox
-from pmgui.engine.settings import EngineSettings
-from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
-from pmgui.exchange.credentials import Credentials
-from pmgui.exchange.retry import Backoff
-from pmgui.store.db import Store
+from pmgui.exchange.ccxt_adapter import CcxtExchange
+from tests.binance_rig import BTC, binance_engine, open_long
 from tests.fakes.binance_server import TAKER_FEE, BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 
-BTC = "BTC/USDT:USDT"
-FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
-                       order_poll_interval=0.5, supervisor_interval=0.05,
-                       order_stream_check=0.1, backoff=Backoff(0.01, 2.0, 0.05, 0.0))
 TRIGGER = 49000.0
 FILL = 48900.0  # where the stop's market order fills
 STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_FEE)
@@ -52,20 +42,12 @@ async def server() -> AsyncIterator[BinanceServer]:
 
 
 async def _engine(server: BinanceServer, db: Path) -> tuple[EngineCore, CcxtExchange]:
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
-    engine = EngineCore(exchange, Store.open(db), Outbox(),
-                        EngineSettings(default_preset="manual", protect_throttle=0.0,
-                                       exchange_stop_grace=600.0))
-    await engine.start(stream=True)
+    engine, exchange, _ = await binance_engine(server, db)
     return engine, exchange
 
 
 async def _open_long(engine: EngineCore) -> tuple[str, str]:
-    await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=TRIGGER, tp=52000))
-    pid = engine.book.find(BTC, Side.LONG).id
-    stop = next(o for o in engine.orders.values() if o.role is OrderRole.STOP_LOSS)
-    return pid, stop.client_id
+    return await open_long(engine, sl=TRIGGER)
 
 
 def _closed(engine: EngineCore, pid: str) -> bool:

@@ -1,0 +1,52 @@
+"""The real engine and ccxt adapter over the local Binance emulator, on a real SQLite journal:
+what the Binance engine tests of fills told late or looked up (fired stops, fills reported
+without a price, fees of looked-up fills) share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pmgui.domain.enums import OrderRole, Side
+from pmgui.engine import commands as cmd
+from pmgui.engine.core import EngineCore
+from pmgui.engine.outbox import Outbox
+from pmgui.engine.settings import EngineSettings
+from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
+from pmgui.exchange.credentials import Credentials
+from pmgui.exchange.retry import Backoff
+from pmgui.store.db import Store
+from tests.fakes.binance_server import BinanceServer
+
+BTC = "BTC/USDT:USDT"
+# short polls and quick bounded lookups (`fired_lookups` retries 10-50 ms apart)
+FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
+                       order_poll_interval=0.5, supervisor_interval=0.05,
+                       order_stream_check=0.1, backoff=Backoff(0.01, 2.0, 0.05, 0.0))
+
+
+def binance_exchange(server: BinanceServer, settings: AdapterSettings = FAST) -> CcxtExchange:
+    """The ccxt adapter (binanceusdm) pointed at the emulator."""
+    return CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                        credentials=Credentials("test-key", "s"), settings=settings)
+
+
+async def binance_engine(server: BinanceServer, db: Path, settings: AdapterSettings = FAST
+                         ) -> tuple[EngineCore, CcxtExchange, Outbox]:
+    """A started engine (streams on, `manual` preset) over the emulator: a crossed stop is
+    left to the exchange's own order (no close of the engine's own for 600 s)."""
+    exchange = binance_exchange(server, settings)
+    outbox = Outbox()
+    engine = EngineCore(exchange, Store.open(db), outbox,
+                        EngineSettings(default_preset="manual", protect_throttle=0.0,
+                                       exchange_stop_grace=600.0))
+    await engine.start(stream=True)
+    return engine, exchange, outbox
+
+
+async def open_long(engine: EngineCore, sl: float, tp: float = 52000.0) -> tuple[str, str]:
+    """A long of 0.01 BTC at the emulator's price with its stop on the exchange: (position
+    id, the stop's client id)."""
+    await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=sl, tp=tp))
+    pid = engine.book.find(BTC, Side.LONG).id
+    stop = next(o for o in engine.orders.values() if o.role is OrderRole.STOP_LOSS)
+    return pid, stop.client_id
