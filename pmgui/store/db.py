@@ -1215,21 +1215,7 @@ class Store:
     @_guard
     def save_position(self, pos: Position) -> None:
         """Insert or replace the full state of `pos`, its tranches included."""
-        self._writable()
-        prep = self._validate(pos)
-        updated_at = time.time()
-        taken = self._behind_positions.pop(pos.id, None)  # this newer state supersedes it
-        if taken is not None:  # ... unless it is rolled back: then that one waits again
-            self._carried_positions[pos.id] = taken
-        try:
-            with self._tx():
-                self._write_position(pos, updated_at, prep)
-        except BaseException:
-            if taken is not None:
-                self._behind_positions.setdefault(pos.id, taken)
-                if self._behind_since is None:
-                    self._behind_since = time.monotonic()
-            raise
+        self.save_positions((pos,))
 
     @_guard
     def save_positions(self, positions: Iterable[Position]) -> int:
@@ -1245,7 +1231,9 @@ class Store:
         if not items:
             return 0
         updated_at = time.time()
-        taken: dict[str, _Queued] = {}  # superseded by the batch, unless it rolls back
+        # a state waiting behind is superseded by the newer one saved here ... unless the
+        # write rolls back: then it waits again
+        taken: dict[str, _Queued] = {}
         for pos, _ in items:
             queued = self._behind_positions.pop(pos.id, None)
             if queued is not None:
