@@ -496,26 +496,29 @@ def _priced_delta(known: Order, new: Order, delta: float, fills: tuple[Fill, ...
     if delta <= EPS:
         return 0.0, None
     q = sum(f.qty for f in fills) if fills else 0.0
-    if q > delta + EPS and new.average is not None and known.average is not None \
-            and known.filled > 0:
+    share = _average_share(known, new, delta)
+    if q > delta + EPS and share is not None:
         # records of more than the delta (a record of the order's whole cumulative fill,
         # told after a restart): the delta's own share of the average prices it
-        p = (new.average * new.filled - known.average * known.filled) / delta
-        if money.valid_price(p):
-            return delta, p
+        return delta, share
     if q > 0 and q + EPS >= delta:
         return delta, sum(f.qty * f.price for f in fills) / q
     if new.average is not None and money.valid_price(new.average):
-        if known.average is not None and known.filled > 0:
-            p = (new.average * new.filled - known.average * known.filled) / delta
-            if money.valid_price(p):
-                return delta, p
-        return delta, new.average
+        return delta, new.average if share is None else share
     if q > EPS:  # records of part of it: that part is booked, the rest waits for its price
         p = sum(f.qty * f.price for f in fills) / q
         if money.valid_price(p):
             return q, p
     return 0.0, None
+
+
+def _average_share(known: Order, new: Order, delta: float) -> float | None:
+    """The price of the `delta` filled since `known`, read from the two averages (None:
+    either is missing, or the result is no valid price)."""
+    if new.average is None or known.average is None or known.filled <= 0:
+        return None
+    p = (new.average * new.filled - known.average * known.filled) / delta
+    return p if money.valid_price(p) else None
 
 
 def _mean(q1: float, p1: float | None, q2: float, p2: float | None) -> float | None:
