@@ -119,6 +119,10 @@ def test_a_final_report_without_any_price_is_booked_at_its_reference_and_says_so
                "trigger price 49500" in line for line in lines), lines
     # the trader's action log says it too, on the position
     assert any("bounded lookup" in str(n) for n in ledger.store.actions("P1"))
+    # filed as what the stop's fill did (a reduction), not as a stop move: the chart would
+    # label the SL line as moved by reconciliation and the log file it as routine
+    (note,) = [n for n in ledger.store.actions("P1") if "bounded lookup" in str(n)]
+    assert note["type"] == "reduce", note
     assert ledger.apply(report(order, OrderStatus.FILLED, 1.0), ()).delta == 0.0
 
 

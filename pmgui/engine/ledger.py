@@ -550,6 +550,10 @@ def _reference_note(order: Order, qty: float, reference: tuple[str, float],
             "without a price; no fill price of it was visible after a bounded lookup; booked "
             f"at {label} {price:.12g}")
     log.warning("%s", note)
-    action = Action(ActionType.MOVE_SL, Reason.RECONCILE, order.position_id or "", price,
+    # what the fill did to the position (a stop-loss kind here would label the chart's SL
+    # line as moved by reconciliation, and the log would file it as a routine stop move)
+    kind = {OrderRole.ENTRY: ActionType.OPEN, OrderRole.ADD: ActionType.ADD}.get(
+        order.role, ActionType.REDUCE)
+    action = Action(kind, Reason.RECONCILE, order.position_id or "", price,
                     qty=qty, rule="ledger", ts=now, inputs=frozen_map({"note": note}))
     return ActionTaken(action, order.symbol, True, note)
