@@ -104,6 +104,10 @@ class AdapterSettings:
     # looks at the market order of a conditional order that fired (its fill) before it is
     # reported unseen (backoff between them: ~3.5 s at the default backoff)
     fired_lookups: int = 4
+    # looks at the trades of an order booked at a reference after that bounded lookup found
+    # none, further apart (the backoff goes on: ~3 min at the default), before it is left
+    # to the lookup by client id at the next reconciliation
+    price_relooks: int = 10
 
 
 _HEALTH_CLASSES: dict[type, type] = {}
@@ -240,6 +244,9 @@ class CcxtExchange:
         # order id → the quantity whose price a bounded lookup of its trades did not find
         # (not looked up again for as much: the ledger books it at its reference)
         self._unpriced_seen: dict[str, float] = {}
+        # order id → the task looking up the price of its priceless final report, beside the
+        # stream (`_price_beside`): one per order, however often the venue tells it
+        self._pricing: dict[str, asyncio.Task[None]] = {}
         self._algo_by_child: dict[str, str] = {}  # child exchange id → algo exchange id
         self._algo_raw: dict[str, dict[str, Any]] = {}
         self._algo_cids: dict[str, str] = {}  # client id → first algo kept with it
@@ -796,7 +803,7 @@ class CcxtExchange:
         fl = filled if filled is not None else (_f(o.get("filled")) or 0.0)
         if st is OrderStatus.OPEN and otype in _TRIGGER_TYPES and filled is None and not (
                 vm.algo_id_of(self.id, o) is None
-                and (_pos(o.get("average")) or _pos(o.get("cost")))):
+                and (_pos(o.get("average")) or _venue_cost(o))):
             # an untriggered conditional order has filled nothing yet, and an algo record's
             # quantity is not an execution (its market order's is); a conditional order that
             # executes as itself (Bybit) and says at what price did fill what it says
@@ -940,7 +947,7 @@ class CcxtExchange:
         if filled <= _EPS or not oid or \
                 self._fill_progress.get(f"o:{oid}", (0.0, 0.0))[0] >= filled - _EPS:
             return
-        if _pos(o.get("average")) is None and _pos(o.get("cost")) is None:
+        if _pos(o.get("average")) is None and _venue_cost(o) is None:
             return  # no price to tell (the ledger waits for it)
         row = dict(o)
         if _f(row.get("pmgui_fee")) is None:
@@ -996,7 +1003,7 @@ class CcxtExchange:
         status = OrderStatus.FILLED if cstatus is OrderStatus.FILLED else \
             (cstatus if cstatus is not None and cstatus.is_final else OrderStatus.OPEN)
         average = _pos(child.get("average"))
-        cost = _pos(child.get("cost"))
+        cost = _venue_cost(child)
         if average is None and cost is not None and filled > _EPS:
             average = cost / (filled * (self._markets.get(
                 symbol, Market(symbol, 0, 0)).contract_size or 1.0))  # cost: quote value
@@ -1075,11 +1082,94 @@ class CcxtExchange:
             return None
         return value / qty, None if foreign else fee
 
+    def _to_look_up(self, o: Mapping[str, Any]) -> bool:
+        """A priceless final record whose trades were not looked up for as much yet (nor
+        priced since: the stream's report with a price booked it)."""
+        if not self._unpriced(o):
+            return False
+        oid = str(vm.order_id_of(self.id, o) or "")
+        filled = _f(o.get("filled")) or 0.0
+        return bool(oid) and \
+            self._fill_progress.get(f"o:{oid}", (0.0, 0.0))[0] < filled - _EPS and \
+            self._unpriced_seen.get(oid, -1.0) < filled - _EPS
+
+    def _price_beside(self, o: Mapping[str, Any]) -> None:
+        """Look up the price of a priceless final record off the order stream's path (the
+        bounded lookup takes seconds: other orders' updates — a close's acknowledgement, a
+        fill on another symbol — must not wait behind it). One task per order: a record
+        told again meanwhile is left to it. Once priced the record is processed like any
+        (under the processing lock; a priced report that came first booked it, and the
+        record then adds nothing)."""
+        oid = str(vm.order_id_of(self.id, o) or "")
+        if oid in self._pricing:
+            return
+        task = asyncio.get_running_loop().create_task(self._price_then_process(o),
+                                                      name=f"ccxt-price-{oid}")
+        self._pricing[oid] = task
+        self._background.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._background.discard(t)
+            if self._pricing.get(oid) is t:
+                del self._pricing[oid]
+
+        task.add_done_callback(done)
+
+    async def _price_then_process(self, o: Mapping[str, Any]) -> None:
+        symbol = str(o.get("symbol") or "")
+        try:
+            row = await self._priced(self._ex, o, symbol)
+            await self._process_orders([row])  # priced, or looked up in vain: not again
+            if self._unpriced(row):
+                await self._relook(row, symbol)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: the price of order %s was not looked up", self.id,
+                          o.get("clientOrderId") or o.get("id"))
+
+    async def _relook(self, o: Mapping[str, Any], symbol: str) -> None:
+        """After a bounded lookup found no trade of a priceless record (the ledger booked it
+        at its reference, and said so), its trades looked at again further apart
+        (`price_relooks`): once they show, the record with their price and fee is processed
+        and the ledger corrects the booking (once). None found: left to reconciliation,
+        which looks up every order booked at a reference by its client id."""
+        oid = str(vm.order_id_of(self.id, o) or "")
+        filled = _f(o.get("filled")) or 0.0
+        first = max(1, self._settings.fired_lookups)
+        for attempt in range(self._settings.price_relooks):
+            await self._sleep(self._settings.backoff.delay(first + attempt))
+            if self._fill_progress.get(f"o:{oid}", (0.0, 0.0))[0] >= filled - _EPS:
+                return  # the venue's priced report came meanwhile
+            found = await self._trades_of(self._ex, oid, symbol, filled)
+            if found is not None:
+                log.info("%s: order %s (%s): its trades show now; its report is told "
+                         "again with their price", self.id, o.get("clientOrderId") or oid,
+                         symbol)
+                await self._process_orders([self._with_trades(o, symbol, filled, found)])
+                return
+        if self._settings.price_relooks > 0:
+            log.warning("%s: order %s (%s): still no trade of it visible after %d more "
+                        "lookups; its fill stays booked at its reference until "
+                        "reconciliation finds the venue's price", self.id,
+                        o.get("clientOrderId") or oid, symbol, self._settings.price_relooks)
+
+    def _with_trades(self, o: Mapping[str, Any], symbol: str, filled: float,
+                     found: tuple[float, float | None]) -> dict[str, Any]:
+        """The record `o` with the price its trades say (and their fee, when it is paid in
+        the settlement currency)."""
+        average, fee = found
+        cs = self._markets.get(symbol, Market(symbol, 0, 0)).contract_size or 1.0
+        row = {**o, "average": average, "cost": average * filled * cs}
+        if fee is not None:
+            row["pmgui_fee"] = fee
+        return row
+
     def _unpriced(self, o: Mapping[str, Any]) -> bool:
         """A final record of a regular order that says it executed something but not at
         what price (no average, no cost)."""
         return ((_f(o.get("filled")) or 0.0) > _EPS
-                and _pos(o.get("average")) is None and _pos(o.get("cost")) is None
+                and _pos(o.get("average")) is None and _venue_cost(o) is None
                 and vm.algo_id_of(self.id, o) is None
                 and self._status_of(o, OrderStatus.OPEN).is_final)
 
@@ -1100,12 +1190,7 @@ class CcxtExchange:
         for attempt in range(attempts):
             found = await self._trades_of(ex, oid, symbol, filled)
             if found is not None:
-                average, fee = found
-                cs = self._markets.get(symbol, Market(symbol, 0, 0)).contract_size or 1.0
-                row = {**o, "average": average, "cost": average * filled * cs}
-                if fee is not None:
-                    row["pmgui_fee"] = fee
-                return row
+                return self._with_trades(o, symbol, filled, found)
             if attempt < attempts - 1:
                 await self._sleep(self._settings.backoff.delay(attempt))
         self._unpriced_seen[oid] = filled
@@ -1329,7 +1414,7 @@ class CcxtExchange:
             # executed and at what price (the order is final now: nothing resyncs it later)
             raw = await self._priced(ex, raw, order.symbol)  # … or its trades say the price
             average = _pos(raw.get("average"))
-            cost = _pos(raw.get("cost"))
+            cost = _venue_cost(raw)
             if average is None and cost is not None:
                 average = cost / (raw_filled * (self._markets.get(
                     order.symbol, Market(order.symbol, 0, 0)).contract_size or 1.0))
@@ -2064,10 +2149,16 @@ class CcxtExchange:
         deadlock.
         """
         out: list[OrderUpdate] = []
-        if self._ex is not None and any(self._unpriced(o) for o in raw_orders):
-            # a final record without a price: the price its trades say, looked up first
-            raw_orders = [await self._priced(self._ex, o, str(o.get("symbol") or ""))
-                          for o in raw_orders]
+        if self._ex is not None and self._sink is not None and \
+                any(self._unpriced(o) for o in raw_orders):
+            # a final record without a price: the price its trades say, looked up in a task
+            # of its own, which processes the record once priced (or looked up in vain);
+            # the batch's other orders go on now
+            waiting = [o for o in raw_orders if self._to_look_up(o)]
+            for o in waiting:
+                self._price_beside(o)
+            if waiting:
+                raw_orders = [o for o in raw_orders if all(o is not w for w in waiting)]
         async with self._process_lock:
             algos, regular = [], []
             for o in raw_orders:
@@ -2134,7 +2225,7 @@ class CcxtExchange:
                     exec_key = f"o:{child_id}" if child_id else f"a:{aid}"
                     order = self._to_order(a)
                     if order.filled > _EPS and order.average is None \
-                            and _pos(a.get("cost")) is None:
+                            and _venue_cost(a) is None:
                         # a quantity without a price (OKX's algo record once it fired): what
                         # it executed, and at what price, is its market order's to say — a
                         # quantity alone would be booked at the trigger price
@@ -2207,7 +2298,7 @@ class CcxtExchange:
         # ccxt's cost is the quote value: filled × contract size × price (OKX swaps have
         # contracts of 0.01 BTC, 0.1 ETH …: a price read as cost / filled was 100× too low)
         cs = self._markets.get(order.symbol, Market(order.symbol, 0, 0)).contract_size or 1.0
-        cost = _pos(source.get("cost"))
+        cost = _venue_cost(source)
         if cost is None and avg is not None:
             cost = avg * filled * cs
         if cost is None:
@@ -2287,6 +2378,17 @@ class CcxtExchange:
             return
         self._last_order_poll = now
         await self._resync_tracked()
+
+
+def _venue_cost(o: Mapping[str, Any]) -> float | None:
+    """The quote value the venue says an order executed, or None. ccxt (`safe_order`) makes
+    one up from the order's limit price when the venue said neither an average nor a cost
+    (a cost the venue said gives the average too): a limit order reported without a price
+    would read as filled at its limit — a guess, never booked as the venue's word."""
+    cost = _pos(o.get("cost"))
+    if cost is not None and _pos(o.get("average")) is None and _pos(o.get("price")) is not None:
+        return None
+    return cost
 
 
 def _symbols_by_client(clients: Mapping[str, Any], symbols: set[str]) -> dict[str, set[str]]:
