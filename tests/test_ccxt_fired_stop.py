@@ -252,3 +252,37 @@ def test_a_triggered_conditional_order_s_own_fills_are_not_hidden() -> None:
         {**raw, "orderStatus": "Untriggered", "cumExecQty": "0", "cumExecValue": "0",
          "avgPrice": "", "cumExecFee": "0"}))
     assert (untriggered.status, untriggered.filled) == (OrderStatus.OPEN, 0.0)
+
+
+async def test_after_a_restart_a_fired_stop_whose_market_order_still_works_is_not_resting(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """pmgui was down while the stop fired; its market order (under the stop's client id
+    too) is still working, unfilled, at the restart. The lookup by client id follows the
+    stop (its algo order) to that market order — it does not take the market order for the
+    stop itself, which read as a resting order of the market type without a trigger (the
+    protection then "moved" it: cancelled the working close and placed another stop)."""
+    db = tmp_path / "pmgui.db"
+    engine, _, _ = await _engine(server, db)
+    pid, stop_cid = await _open_long(engine)
+    placed = sorted(o.client_id for o in server.state.algo_orders.values())  # stop and TP
+    await engine.shutdown()
+    server.faults.held_children = 1
+    await server.set_price(BTC, FILL)  # the stop fires; its market order stays NEW
+    engine, _, _ = await _engine(server, db)
+    try:
+        (algo,) = [o for o in server.state.algo_orders.values() if o.client_id == stop_cid]
+        stop = engine.ledger.get(stop_cid)
+        assert stop is not None and stop.type is OrderType.STOP_MARKET
+        assert stop.trigger_price == pytest.approx(49000.0)
+        # nothing was placed or cancelled in its place: the working close is left to work
+        assert sorted(o.client_id for o in server.state.algo_orders.values()) == placed
+        assert server.state.orders[algo.actual_order_id].status == "NEW"
+        await server.fill_held_children()
+        await RecordingSink().wait_for(
+            lambda: (p := engine.store.load_position(pid)) is not None and not p.is_open,
+            timeout=15)
+        pos = engine.store.load_position(pid)
+        assert (pos.exit_reason, pos.exit_price) == ("stop_loss", pytest.approx(FILL))
+        assert sum(f.qty for f in _stop_fills(engine, pid, stop_cid)) == pytest.approx(0.01)
+    finally:
+        await engine.shutdown()

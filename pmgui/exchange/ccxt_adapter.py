@@ -247,6 +247,9 @@ class CcxtExchange:
         # order id → the task looking up the price of its priceless final report, beside the
         # stream (`_price_beside`): one per order, however often the venue tells it
         self._pricing: dict[str, asyncio.Task[None]] = {}
+        # client id → the journal's conditional order of that id (`recall_orders`): what a
+        # lookup after a restart finds under it may be the market order it created
+        self._recalled_triggers: dict[str, Order] = {}
         self._algo_by_child: dict[str, str] = {}  # child exchange id → algo exchange id
         self._algo_raw: dict[str, dict[str, Any]] = {}
         self._algo_cids: dict[str, str] = {}  # client id → first algo kept with it
@@ -877,8 +880,8 @@ class CcxtExchange:
         """
         ex = self._client()
         self._market(symbol)
-        req = self._requests.get(client_id)
-        trigger_first = bool(req and req.type in _TRIGGER_TYPES)
+        cond = self._conditional(client_id)
+        trigger_first = cond is not None
         if self.is_binance or ex.has.get("fetchOrder"):
             variants = [True, False] if trigger_first else [False, True]
             for trig in variants:
@@ -893,7 +896,7 @@ class CcxtExchange:
                         raise
                     continue  # not found there (or this variant unsupported)
                 if o and self._has_client_id(o, client_id):
-                    return await self._looked_up(ex, o, symbol)
+                    return await self._looked_up(ex, o, symbol, cond)
             if self.is_binance:
                 return None
         for order in await self.fetch_open_orders(symbol):
@@ -914,7 +917,7 @@ class CcxtExchange:
                         continue
                     for o in rows or []:
                         if self._has_client_id(o, client_id):
-                            return await self._looked_up(ex, o, symbol)
+                            return await self._looked_up(ex, o, symbol, cond)
                 break
         return None
 
@@ -925,14 +928,35 @@ class CcxtExchange:
         return str(o.get("clientOrderId") or "") == client_id or (
             vm.algo_id_of(self.id, o) is not None and vm.client_id_of(self.id, o) == client_id)
 
-    async def _looked_up(self, ex: Any, o: Mapping[str, Any], symbol: str) -> Order:
+    def _conditional(self, client_id: str) -> OrderRequest | Order | None:
+        """What pmgui asked for under `client_id` when it is a conditional order (this
+        session's request, else the journal's order recalled at the start); None: not one,
+        or not known to be one."""
+        req = self._requests.get(client_id)
+        if req is not None:
+            return req if req.type in _TRIGGER_TYPES else None
+        return self._recalled_triggers.get(client_id)
+
+    async def _looked_up(self, ex: Any, o: Mapping[str, Any], symbol: str,
+                         cond: OrderRequest | Order | None = None) -> Order:
         """The order a lookup found, as far as the venue can tell: a conditional order that
-        fired is followed to the market order it created, whose fill is the stop's."""
+        fired is followed to the market order it created, whose fill is the stop's.
+
+        A regular order found under the client id of a conditional one (`cond`) is that
+        market order (Binance gives it the stop's client id): the stop fired. It is the
+        stop's state — its type and trigger kept — never a market order taking the stop's
+        place in the ledger (a resting order without a trigger, which the protection would
+        "move": cancel the working close and place another stop)."""
         if self.algo_orders and vm.algo_fired(self.id, o):
             return await self._follow_fired(ex, o, symbol)
         priced = await self._priced(ex, o, symbol)
         await self._tell_fill(ex, priced, symbol)
-        return self._to_order(priced)
+        order = self._to_order(priced)
+        if cond is not None and vm.algo_id_of(self.id, o) is None \
+                and order.type not in _TRIGGER_TYPES:
+            order = replace(order, type=cond.type, trigger_price=cond.trigger_price,
+                            reduce_only=cond.reduce_only)
+        return order
 
     async def _tell_fill(self, ex: Any, o: Mapping[str, Any], symbol: str) -> None:
         """A regular order a lookup found executed beyond what the stream told (it filled
@@ -1258,6 +1282,8 @@ class CcxtExchange:
         fill since then — its quantity, price and share of the fee — not all it ever
         executed. (Venues whose orders cannot carry pmgui's client id name them here too.)"""
         for o in orders:
+            if o.type in _TRIGGER_TYPES:
+                self._recalled_triggers[o.client_id] = o
             if o.exchange_id and o.type not in _TRIGGER_TYPES and o.filled > _EPS \
                     and o.average is not None and math.isfinite(o.average) and o.average > 0:
                 cs = self._markets.get(o.symbol, Market(o.symbol, 0, 0)).contract_size or 1.0

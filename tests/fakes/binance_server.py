@@ -182,6 +182,9 @@ class Faults:
     priceless_reports: bool = False
     # the next N trade listings (userTrades) answer [] (the trades not visible yet)
     hidden_trades: int = 0
+    # the market orders of the next N conditional orders to trigger stay NEW, unfilled, until
+    # `fill_held_children()` (a market order still working when it is looked up)
+    held_children: int = 0
 
 
 @dataclass
@@ -290,6 +293,7 @@ class BinanceServer:
         self._listen_keys: set[str] = set()
         self._held: list[dict[str, Any]] = []
         self._unfinished: list[tuple[FakeOrder, FakeOrder]] = []  # faults.algo_finish_held
+        self._held_children: list[tuple[FakeOrder, FakeOrder]] = []  # faults.held_children
         self._weights: list[float] = []  # arrival times of the REST requests of the last minute
         self.weight_limit = 2400
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -958,6 +962,10 @@ class BinanceServer:
         self.state.orders[child.order_id] = child
         await self._push_algo_update(algo)
         await self._push_order_update(child, "NEW")
+        if self.faults.held_children > 0:
+            self.faults.held_children -= 1
+            self._held_children.append((algo, child))
+            return
         await self._fill(child, price, maker=False)
         if self.faults.algo_finish_held:
             self._unfinished.append((algo, child))
@@ -970,6 +978,15 @@ class BinanceServer:
         algo.status = "FINISHED" if child.status == "FILLED" else "CANCELED"
         algo.update_time = _ms()
         await self._push_algo_update(algo)
+
+    async def fill_held_children(self) -> int:
+        """Fill the market orders `faults.held_children` held, at the current price (their
+        conditional orders then finish)."""
+        held, self._held_children = self._held_children, []
+        for algo, child in held:
+            await self._fill(child, self.state.prices[child.symbol], maker=False)
+            await self._finish(algo, child)
+        return len(held)
 
     async def finish_held_algos(self) -> int:
         """Report FINISHED the triggered orders `faults.algo_finish_held` left TRIGGERED."""
