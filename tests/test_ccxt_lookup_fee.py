@@ -77,7 +77,7 @@ async def test_a_lookup_tells_the_fill_of_an_order_it_finds_filled(
             "pmg-lk-1", BTC, OrderSide.BUY, OrderType.LIMIT, 0.01, price=LIMIT))
         await server.set_price(BTC, LIMIT)
         sink = RecordingSink()
-        exchange._sink = sink  # (as `run` sets it) the stream was not listening meanwhile
+        exchange.attach(sink)  # no stream: what the lookup finds is delivered there
         found = await exchange.fetch_order_by_client_id("pmg-lk-1", BTC)
         assert found is not None and found.filled == pytest.approx(0.01)
         (fill,) = sink.fills("pmg-lk-1")
@@ -103,7 +103,7 @@ async def test_after_a_restart_the_first_report_tells_the_fill_since_then(
         # as the journal holds it: 0.004 booked at 49,600 (its first fills)
         exchange.recall_orders([replace(journaled, filled=0.004, average=49600.0)])
         sink = RecordingSink()
-        exchange._sink = sink
+        exchange.attach(sink)
         await server.set_price(BTC, LIMIT)  # the rest (the venue: all 0.01 at 49,500)
         await exchange.fetch_order_by_client_id("pmg-rc-1", BTC)
         (fill,) = sink.fills("pmg-rc-1")

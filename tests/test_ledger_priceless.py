@@ -230,3 +230,19 @@ def test_any_sequence_books_the_largest_filled_once_never_more_never_nan(
             assert ledger.state("pmg-s").is_final
         finally:
             ledger.store.close()
+
+
+def test_a_fee_the_venue_did_not_say_is_estimated_and_the_log_says_so(
+        ledger: OrderLedger, caplog: pytest.LogCaptureFixture) -> None:
+    """A lookup's fill without a record of its own (no fee said): booked with the fee at the
+    position's rate, and the log says plainly that this fee is an estimate."""
+    order = sent(ledger, stop_req())
+    caplog.set_level(logging.INFO, logger="pmgui.engine.ledger")
+    a = ledger.apply(report(order, OrderStatus.FILLED, 1.0, 49400.0), (), synthesize=True)
+    assert a.fee == pytest.approx(49400.0 * 0.0005)
+    assert any("is an estimate" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    venue = sent(ledger, replace(stop_req(), client_id="pmg-v"))
+    fill = Fill("v1", "pmg-v", SYM, OrderSide.SELL, 1.0, 49400.0, 19.0, 1.0)
+    ledger.apply(report(venue, OrderStatus.FILLED, 1.0, 49400.0), (fill,))
+    assert not any("is an estimate" in r.getMessage() for r in caplog.records)

@@ -435,6 +435,9 @@ class OrderLedger:
         booked_fee = fee
         if delta > EPS and price is not None and fee is None:
             booked_fee = delta * price * contract_size * fee_rate
+            log.info("order %s: the fee of its fill of %.12g %s is an estimate (%.6g at the "
+                     "rate %g): the venue did not say it", order.client_id, delta,
+                     order.symbol, booked_fee, fee_rate)
         elif reference is not None and fee is not None:  # the rest's fee: estimated too
             booked_fee = fee + unpriced * reference[1] * contract_size * fee_rate
         note = None

@@ -1479,6 +1479,15 @@ class CcxtExchange:
             if mid:
                 self._fast_ids[str(mid)] = s
 
+    def attach(self, sink: ExchangeSink) -> None:
+        """Deliver to `sink` what lookups find while no stream runs (`run` sets it too): a
+        fill a lookup by client id finds (reconciliation's, after a restart) reaches it as
+        its fill record, with the venue's price and fee (the order's own record, else its
+        trades), before the order the lookup returns — without one the engine booked that
+        order's fill with an estimated fee."""
+        if self._sink is None:
+            self._sink = sink
+
     async def run(self, sink: ExchangeSink) -> None:
         """Stream until cancelled: prices per symbol, orders, connection state."""
         self._client()
@@ -2356,6 +2365,9 @@ class CcxtExchange:
             rate = _f(raw_market.get("taker")) or 0.0005
             fee = abs(delta * price * rate * self._markets.get(
                 order.symbol, Market(order.symbol, 0, 0)).contract_size)
+            log.info("%s: order %s: the fee of its fill of %.12g %s is an estimate (%.6g at "
+                     "the taker rate %g): the venue's report did not say it", self.id,
+                     order.client_id, delta, order.symbol, fee, rate)
         ts = _pos(source.get("lastTradeTimestamp")) or _pos(source.get("lastUpdateTimestamp"))
         return (Fill(
             id=f"{self.id}:{key}:{filled:.12g}",
