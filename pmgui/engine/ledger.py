@@ -31,6 +31,7 @@ again from the journal on start-up (a stored `pending` order is `unknown`).
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -39,7 +40,7 @@ from enum import StrEnum
 from pmgui.domain import money
 from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Reason
 from pmgui.domain.errors import PmguiError
-from pmgui.domain.models import Action, Fill, Order, OrderRequest, frozen_map
+from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position, frozen_map
 from pmgui.domain.slots import slot_copier
 from pmgui.engine.events import ActionTaken, Event, OrderSnapshot
 from pmgui.engine.outbox import Outbox
@@ -49,6 +50,8 @@ log = logging.getLogger("pmgui.engine.ledger")
 
 EPS = 1e-12
 FINAL_KEPT = 512  # orders that became final lately, kept in memory beside their journal rows
+# the settings key under which the fills booked at a reference wait for their correction
+REFERENCES_KEY = "ledger.references"
 
 
 # Copies of an order on the path of every venue report (a stop's fill among them, before
@@ -153,6 +156,86 @@ class Applied:
     lost_protection: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """A fill booked at a reference, waiting for the venue's price (persisted under
+    `REFERENCES_KEY` in the booking's commit, so a restart before its correction keeps it).
+
+    `qty` was booked at `price` (the reference, named by `label`) with the estimated fee
+    `fee`; the order's `base_qty` before it was booked at the venue's prices (`base_avg`).
+    The position saw `booked_qty` at `booked_at` from that report (priced part and
+    reference together): a close's exit price."""
+
+    position_id: str
+    qty: float
+    price: float
+    label: str
+    fee: float
+    fee_rate: float
+    contract_size: float
+    base_qty: float
+    base_avg: float | None
+    booked_qty: float
+    booked_at: float
+
+    def to_json(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_json(cls, raw: object) -> Booked | None:
+        """None for a malformed entry (a newer or damaged settings value): it is dropped
+        with a warning by the caller, never booked at a guess."""
+        try:
+            assert isinstance(raw, dict)
+            return cls(**{name: raw[name] for name in cls.__slots__})
+        except (AssertionError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """What re-booking a fill booked at a reference at the venue's price changes on the
+    position (`corrected`): `qty` moves from `booked_price` to `price`, the fee by
+    `fee_delta`; a close's exit price from `booked_at` to `corrected_at`."""
+
+    client_id: str
+    position_id: str
+    opening: bool  # the fill opened or added to the position (else it reduced it)
+    qty: float
+    booked_price: float
+    price: float
+    fee_delta: float
+    booked_at: float
+    corrected_at: float
+
+
+def corrected(pos: Position, c: Correction) -> Position:
+    """The position as if the fill had been booked at the venue's price from the start.
+
+    A reduction: its realised P/L by `dir·(price − booked)·qty·contract size` less the fee's
+    difference (exact), a close's exit price too. An open or add: the average entry (and
+    its tranche's) moves by the fill's share of the difference — exact while nothing was
+    reduced in between (the correction follows the booking by seconds: the lookup's), the
+    fee's difference is taken from the realised P/L like every opening fee."""
+    fees = pos.fees_paid + c.fee_delta
+    if c.opening:
+        entry = pos.entry + c.qty * (c.price - c.booked_price) / pos.qty \
+            if pos.qty > EPS else pos.entry
+        tranches = tuple(
+            replace(t, entry=t.entry + c.qty * (c.price - c.booked_price) / t.qty)
+            if t.id == c.client_id and t.qty + EPS >= c.qty else t for t in pos.tranches)
+        if not money.valid_price(entry):
+            return pos.evolve(fees_paid=fees, realized_pnl=pos.realized_pnl - c.fee_delta)
+        return pos.evolve(entry=entry, tranches=tranches, fees_paid=fees,
+                          realized_pnl=pos.realized_pnl - c.fee_delta)
+    gross = pos.dir * (c.price - c.booked_price) * c.qty * pos.contract_size
+    pos = pos.evolve(realized_pnl=pos.realized_pnl + gross - c.fee_delta, fees_paid=fees)
+    if not pos.is_open and pos.exit_price is not None and \
+            abs(pos.exit_price - c.booked_at) <= 1e-9 * max(1.0, abs(c.booked_at)):
+        pos = pos.evolve(exit_price=c.corrected_at)
+    return pos
+
+
 class OrderLedger:
     """Orders by client id with their lifecycle state; the journal's only writer for orders
     and fills. `live` holds every order that is not final (pending or resting)."""
@@ -177,6 +260,13 @@ class OrderLedger:
         # the orders this ledger booked lately with a synthesized fill record (a lookup's):
         # the venue's own records of that quantity replace it when they come (`apply`)
         self._synthesized: dict[str, None] = {}
+        # the fills booked at a reference, by client id, until the venue's price corrects
+        # them (`REFERENCES_KEY`: persisted in the booking's commit, read back by `load`)
+        self._referenced: dict[str, Booked] = {}
+        # the engine's hook for a correction of a position it holds open (its runtime state
+        # is the truth, not the journal's row): True when it booked it. A closed position's
+        # row is final, and corrected here (`_rebook`)
+        self.rebook: Callable[[Correction], bool] | None = None
 
     # ---------------------------------------------------------------- queries
 
@@ -250,9 +340,33 @@ class OrderLedger:
                 self._by_position.setdefault(order.position_id, {})[cid] = order
 
     def load(self) -> None:
-        """Start-up: the journal's open and pending orders (pending = `unknown` now)."""
+        """Start-up: the journal's open and pending orders (pending = `unknown` now), and the
+        fills booked at a reference that wait for the venue's price."""
         for order in self.store.open_orders():
             self._track(order, state_of(order))
+        raw = self.store.get_setting(REFERENCES_KEY, {}) or {}
+        for cid, entry in (raw.items() if isinstance(raw, dict) else ()):
+            booked = Booked.from_json(entry)
+            if booked is None:
+                log.warning("order %s: its reference booking's record is unreadable (%r); "
+                            "it is not corrected", cid, entry)
+                continue
+            self._referenced[cid] = booked
+
+    def corrects(self, client_id: str) -> bool:
+        """A fill of this order was booked at a reference: a report of it that carries the
+        venue's price corrects the position's booking (`rebook`)."""
+        return client_id in self._referenced
+
+    def referenced(self) -> list[Order]:
+        """The orders a fill of which is booked at a reference, for reconciliation to look
+        up by client id (their venue records may carry the price by now)."""
+        return [o for o in map(self.get, list(self._referenced)) if o is not None]
+
+    def _save_references(self) -> None:
+        """Inside the caller's transaction: what waits for its correction, persisted."""
+        self.store.set_setting(REFERENCES_KEY, {cid: b.to_json()
+                                                for cid, b in self._referenced.items()})
 
     def adopt(self, order: Order) -> None:
         """Track an order found on the venue (a foreign close booked on one of ours)."""
@@ -394,6 +508,13 @@ class OrderLedger:
         delta, price = _priced_delta(known, merged, merged.filled - known.filled, fills)
         unpriced = merged.filled - known.filled - delta
         reference: tuple[str, float] | None = None
+        priced_qty, priced_at = delta, price  # the part the venue priced
+        booked = self._referenced.get(order.client_id)
+        fix = _venue_price(booked, said, fills) \
+            if booked is not None and unpriced <= EPS and delta <= EPS else None
+        if fix is not None and booked is not None:  # the venue's average of all it booked
+            merged = _with_fill(merged, merged.filled, _mean(
+                booked.base_qty, booked.base_avg, booked.qty, fix[0]))
         if unpriced > EPS:
             reference = _reference(known, merged) if new.is_final else None
             if reference is not None:
@@ -418,7 +539,7 @@ class OrderLedger:
                 merged = _with_fill(merged, known.filled + delta,
                                     _mean(known.filled, known.average, delta, price)
                                     if delta > EPS else known.average)
-        if not fills and new is old and merged == known:
+        if not fills and new is old and merged == known and fix is None:
             # The venue told again what the journal holds: the stream's report of the answer
             # the create or cancel call gave (the paper venue and the real ones both send
             # it). Nothing to write, track or publish — a commit fewer (~0.3 ms of the loop)
@@ -462,7 +583,10 @@ class OrderLedger:
             for f in fills:
                 if self.store.record_fill(f, merged.position_id):
                     stored += f.qty
-            if stored > delta + EPS and merged.client_id in self._synthesized:
+            if fix is not None and booked is not None:  # (no reference, so no note, here)
+                note = self._rebook(merged, booked, fix, stored)
+            elif stored > delta + EPS and merged.client_id in self._synthesized \
+                    and booked is None:
                 # Records of quantity already booked: a lookup booked it with a synthesized
                 # record (`synthesize`, below) before the venue's own records came. They
                 # take its place, so the order's records add up to what was booked once.
@@ -481,6 +605,14 @@ class OrderLedger:
                 self._synthesized[merged.client_id] = None
                 if len(self._synthesized) > FINAL_KEPT:
                     self._synthesized.pop(next(iter(self._synthesized)))
+            if reference is not None and unpriced > EPS and merged.position_id:
+                self._referenced[merged.client_id] = Booked(
+                    merged.position_id, unpriced, reference[1], reference[0],
+                    unpriced * reference[1] * contract_size * fee_rate, fee_rate,
+                    contract_size, known.filled + priced_qty,
+                    _mean(known.filled, known.average, priced_qty, priced_at),
+                    applied.delta, price or reference[1])
+                self._save_references()
             if note is not None:
                 self.store.record_action(note.action, symbol=merged.symbol)
         self._track(merged, new)
@@ -489,6 +621,99 @@ class OrderLedger:
         if note is not None:
             self.outbox.publish(note)
         return applied
+
+
+    def _rebook(self, order: Order, booked: Booked, fix: tuple[float, float | None],
+                stored: float) -> ActionTaken:
+        """Inside the report's transaction, so all of it commits once or not at all: the
+        fill booked at a reference re-booked at the venue's price (`fix`) on its position —
+        an open one by the engine (`rebook`), a closed one's journal row here — the record
+        of our own booked at the reference replaced by the venue's records (stored with this
+        report), or by one of our own at the venue's price when only its average came; the
+        reference booking done. Returns the note that says what was corrected."""
+        correction = _correction(order, booked, fix)
+        cid = order.client_id
+        outcome = self._correct_position(correction)
+        self.store.absorb_synthesized_fills(cid, max(stored, booked.qty))
+        if stored + EPS < booked.qty:
+            fee = fix[1] if fix[1] is not None else \
+                booked.qty * correction.price * booked.contract_size * booked.fee_rate
+            self.store.record_fill(
+                Fill(f"{cid}#{order.filled:.12g}", cid, order.symbol, order.side, booked.qty,
+                     correction.price, fee, self.clock(), order.exchange_id),
+                order.position_id)
+        del self._referenced[cid]
+        self._save_references()
+        return _correction_note(order, booked, correction, fix[1] is not None, outcome,
+                                self.clock())
+
+    def _correct_position(self, c: Correction) -> str:
+        """The correction booked on its position; what was corrected, in words."""
+        if self.rebook is not None and self.rebook(c):
+            return "the open position corrected"
+        pos = self.store.load_position(c.position_id)
+        if pos is None:
+            return "its position is not in the journal: nothing corrected"
+        if pos.is_open:  # the engine's (its runtime state): not written behind its back
+            return "the open position is NOT corrected (its booking stays at the reference)"
+        after = corrected(pos, c)
+        self.store.save_position(after)
+        exit_moved = "" if after.exit_price == pos.exit_price else \
+            f", exit price {pos.exit_price:.12g} → {after.exit_price:.12g}"
+        return f"the closed position corrected: realised P/L " \
+            f"{after.realized_pnl - pos.realized_pnl:+.6g}{exit_moved}"
+
+
+def _venue_price(booked: Booked, said: Order, fills: tuple[Fill, ...]
+                 ) -> tuple[float, float | None] | None:
+    """The venue's price of the quantity booked at a reference, and its fee (None: the
+    report does not say it), from a report that covers that quantity: fill records of just
+    it, or of all the order executed, or the order's average over all of it. None: this
+    report does not price it (a partial record, a stale report): it waits on."""
+    whole = booked.base_qty + booked.qty
+    tol = 1e-9 * max(1.0, whole)
+    if said.filled + tol < whole:
+        return None
+    base = booked.base_qty * (booked.base_avg or 0.0)
+    q = sum(f.qty for f in fills)
+    found: tuple[float, float | None] | None = None
+    if q > EPS:
+        mean = sum(f.qty * f.price for f in fills) / q
+        fee = sum(f.fee for f in fills)
+        if abs(q - booked.qty) <= tol:
+            found = mean, fee
+        elif abs(q - whole) <= tol:  # all it executed: the rest's share, and of the fee
+            found = (mean * whole - base) / booked.qty, fee * booked.qty / whole
+    if found is None and said.average is not None and abs(said.filled - whole) <= tol:
+        found = (said.average * whole - base) / booked.qty, None
+    if found is None or not money.valid_price(found[0]) or \
+            (found[1] is not None and not math.isfinite(found[1])):
+        return None
+    return found
+
+
+def _correction(order: Order, booked: Booked, fix: tuple[float, float | None]) -> Correction:
+    """The correction of a reference booking at the venue's price `fix` (and fee, else the
+    estimate at that price)."""
+    price, venue_fee = fix
+    fee = venue_fee if venue_fee is not None else \
+        booked.qty * price * booked.contract_size * booked.fee_rate
+    opening = order.role in (OrderRole.ENTRY, OrderRole.ADD) and not order.reduce_only
+    corrected_at = booked.booked_at + booked.qty * (price - booked.price) / booked.booked_qty \
+        if booked.booked_qty > EPS else price
+    return Correction(order.client_id, booked.position_id, opening, booked.qty, booked.price,
+                      price, fee - booked.fee, booked.booked_at, corrected_at)
+
+
+def _correction_note(order: Order, booked: Booked, c: Correction, venue_fee: bool,
+                     outcome: str, now: float) -> ActionTaken:
+    """The log line and action-log note of a correction, filed as what the fill did."""
+    said = "the venue's" if venue_fee else "an estimate"
+    text = (f"order {order.client_id} ({order.symbol} {order.side.value}): {c.qty:.12g} "
+            f"booked at {booked.label} {c.booked_price:.12g} is re-booked at the venue's price "
+            f"{c.price:.12g}, fee {booked.fee + c.fee_delta:.6g} ({said}); {outcome}")
+    log.warning("%s", text)
+    return _note(order, c.qty, c.price, text, now)
 
 
 def _priced_delta(known: Order, new: Order, delta: float, fills: tuple[Fill, ...]
@@ -553,10 +778,15 @@ def _reference_note(order: Order, qty: float, reference: tuple[str, float],
             "without a price; no fill price of it was visible after a bounded lookup; booked "
             f"at {label} {price:.12g}")
     log.warning("%s", note)
-    # what the fill did to the position (a stop-loss kind here would label the chart's SL
-    # line as moved by reconciliation, and the log would file it as a routine stop move)
+    return _note(order, qty, price, note, now)
+
+
+def _note(order: Order, qty: float, price: float, text: str, now: float) -> ActionTaken:
+    """An action-log note of the ledger's, filed as what the fill did to the position (a
+    stop-loss kind here would label the chart's SL line as moved by reconciliation, and the
+    log would file it as a routine stop move)."""
     kind = {OrderRole.ENTRY: ActionType.OPEN, OrderRole.ADD: ActionType.ADD}.get(
         order.role, ActionType.REDUCE)
     action = Action(kind, Reason.RECONCILE, order.position_id or "", price,
-                    qty=qty, rule="ledger", ts=now, inputs=frozen_map({"note": note}))
-    return ActionTaken(action, order.symbol, True, note)
+                    qty=qty, rule="ledger", ts=now, inputs=frozen_map({"note": text}))
+    return ActionTaken(action, order.symbol, True, text)

@@ -1,0 +1,87 @@
+"""A stop booked at its trigger (its fill was reported without a price, and no trade of it
+showed within the bounded lookup) is re-booked at the venue's price when its trades show
+later (the adapter looks again, further apart) — once, with the venue's fee, and the
+position's realised P/L and exit price become what booking at that price from the start
+gives.
+
+The real engine, adapter and ccxt over the local Binance emulator, on a real SQLite journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pmgui.domain.models import Position
+from pmgui.engine.core import EngineCore
+from tests.binance_rig import BTC, binance_engine, open_long
+from tests.fakes.binance_server import TAKER_FEE, BinanceServer
+from tests.fakes.recording_sink import RecordingSink
+
+TRIGGER = 49000.0
+FILL = 48900.0  # where the stop's market order fills
+STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_FEE)
+REBOOKED = "booked at its trigger price 49000 is re-booked at the venue's price 48900"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BinanceServer]:
+    srv = BinanceServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+def _stored(engine: EngineCore, pid: str) -> Position:
+    pos = engine.store.load_position(pid)
+    assert pos is not None
+    return pos
+
+
+def _notes(engine: EngineCore, pid: str, text: str) -> list[dict]:
+    return [a for a in engine.store.actions(pid) if text in str(a.get("inputs"))]
+
+
+def _as_if_booked_at_the_fill(pos: Position, entry_fees: float) -> None:
+    """The closed long as booking 0.01 at 48,900 with the venue's fee from the start gives."""
+    assert not pos.is_open and pos.exit_price == pytest.approx(FILL)
+    assert pos.fees_paid == pytest.approx(entry_fees + STOP_FEE)
+    assert pos.realized_pnl == pytest.approx(
+        (FILL - pos.entry) * 0.01 * pos.contract_size - entry_fees - STOP_FEE)
+
+
+async def _fire_unseen(engine: EngineCore, server: BinanceServer) -> tuple[str, str, float]:
+    """A long whose stop fires while its reports say no price and its trades stay hidden:
+    booked at the trigger. (position id, the stop's client id, the entry's fees)"""
+    pid, stop_cid = await open_long(engine, sl=TRIGGER)
+    entry_fees = engine.book.runtime(pid).position.fees_paid
+    server.faults.priceless_reports = True
+    server.faults.hidden_trades = 10**9
+    await server.set_price(BTC, FILL)
+    await RecordingSink().wait_for(lambda: _notes(engine, pid, "bounded lookup"), timeout=15)
+    pos = _stored(engine, pid)
+    assert not pos.is_open and pos.exit_price == pytest.approx(TRIGGER)
+    return pid, stop_cid, entry_fees
+
+
+async def test_a_stop_booked_at_its_trigger_is_rebooked_when_its_trades_show(
+        server: BinanceServer, tmp_path: Path) -> None:
+    engine, _, _ = await binance_engine(server, tmp_path / "pmgui.db")
+    try:
+        pid, stop_cid, entry_fees = await _fire_unseen(engine, server)
+        server.faults.hidden_trades = 0  # the trades show: the adapter's next look finds them
+        await RecordingSink().wait_for(lambda: _notes(engine, pid, REBOOKED), timeout=15)
+        _as_if_booked_at_the_fill(_stored(engine, pid), entry_fees)
+        (note,) = _notes(engine, pid, REBOOKED)
+        assert note["type"] == "reduce"
+        fills = [f for f in engine.store.fills(pid) if f.order_client_id == stop_cid]
+        assert sum(f.qty for f in fills) == pytest.approx(0.01)
+        assert all(f.price == pytest.approx(FILL) for f in fills)
+        await engine.reconcile()  # told again: corrected once
+        assert len(_notes(engine, pid, REBOOKED)) == 1
+        _as_if_booked_at_the_fill(_stored(engine, pid), entry_fees)
+    finally:
+        await engine.shutdown()
