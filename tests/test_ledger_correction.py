@@ -322,3 +322,14 @@ def test_any_sequence_corrects_once_and_books_no_more_than_the_order(
             assert not ledger.corrects("pmg-s")
         finally:
             ledger.store.close()
+
+
+def test_an_unreadable_reference_record_is_dropped_with_a_warning_never_guessed(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = Store.open(db)
+    store.set_setting(REFERENCES_KEY, {"pmg-x": {"qty": "lots"}, "pmg-y": 3})
+    store.close()
+    ledger = _ledger(db)
+    assert ledger.referenced() == [] and not ledger.corrects("pmg-x")
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+    ledger.store.close()

@@ -185,11 +185,17 @@ class Booked:
     def from_json(cls, raw: object) -> Booked | None:
         """None for a malformed entry (a newer or damaged settings value): it is dropped
         with a warning by the caller, never booked at a guess."""
-        try:
-            assert isinstance(raw, dict)
-            return cls(**{name: raw[name] for name in cls.__slots__})
-        except (AssertionError, KeyError, TypeError):
+        if not isinstance(raw, dict):
             return None
+        try:
+            booked = cls(**{name: raw[name] for name in cls.__slots__})
+        except (KeyError, TypeError):
+            return None
+        numbers = (booked.qty, booked.price, booked.fee, booked.fee_rate, booked.contract_size,
+                   booked.base_qty, booked.booked_qty, booked.booked_at)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            return None
+        return booked
 
 
 @dataclass(frozen=True, slots=True)
