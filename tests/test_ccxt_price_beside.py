@@ -30,8 +30,9 @@ from tests.fakes.recording_sink import RecordingSink
 
 LIMIT = 49500.0
 HIDDEN = 10**9  # trade listings answer [] until the test shows them
-# the bounded lookup goes on for as long as the test needs (a look every 10-50 ms)
-PATIENT = replace(FAST, fired_lookups=10**6)
+# the bounded lookup goes on for as long as the test needs (a look every 10-50 ms: 15 s and
+# more; the backoff's delay is computed as a float power, finite below ~1,000 attempts)
+PATIENT = replace(FAST, fired_lookups=600)
 
 
 @pytest.fixture
@@ -86,3 +87,22 @@ async def test_other_orders_updates_do_not_wait_behind_a_priceless_fills_lookup(
     await ex._resync_tracked()
     await ex._process_cache()
     assert len(sink.fills("pmg-buy")) == 1
+
+
+async def test_a_lookup_beside_an_attached_sink_ends_with_the_exchange(
+        server: BinanceServer) -> None:
+    """No stream runs (a sink attached): a lookup still under way when the exchange closes
+    is stopped with it, not left pending behind it."""
+    ex = binance_exchange(server, PATIENT)
+    await ex.connect()
+    sink = RecordingSink()
+    ex.attach(sink)
+    await ex.create_order(_limit("pmg-buy", OrderSide.BUY, LIMIT))
+    server.faults.priceless_reports = True
+    server.faults.hidden_trades = HIDDEN
+    await server.set_price(BTC, LIMIT)
+    await ex._resync_tracked()  # the REST poll finds it filled, priceless: looked up beside
+    tasks = list(ex._pricing.values())
+    assert tasks and not any(t.done() for t in tasks)
+    await ex.close()
+    assert all(t.done() for t in tasks) and sink.fills("pmg-buy") == []

@@ -538,6 +538,12 @@ class CcxtExchange:
                                "set exchange.demo = false or choose another exchange")
 
     async def close(self) -> None:
+        # the price lookups beside the stream (`_price_beside`): `run` stops them as it ends,
+        # but a sink attached without it (`attach`) leaves them to this
+        pricing = list(self._pricing.values())
+        for task in pricing:
+            task.cancel()
+        await asyncio.gather(*pricing, return_exceptions=True)
         await self._close_client()
 
     async def _close_client(self) -> None:
