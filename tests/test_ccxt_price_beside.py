@@ -106,3 +106,21 @@ async def test_a_lookup_beside_an_attached_sink_ends_with_the_exchange(
     assert tasks and not any(t.done() for t in tasks)
     await ex.close()
     assert all(t.done() for t in tasks) and sink.fills("pmg-buy") == []
+
+
+async def test_a_priced_report_during_the_lookup_and_the_lookup_book_the_fill_once(
+        server: BinanceServer, running: tuple[CcxtExchange, RecordingSink]) -> None:
+    ex, sink = running
+    await ex.create_order(_limit("pmg-buy", OrderSide.BUY, LIMIT))
+    server.faults.priceless_reports = True
+    server.faults.hidden_trades = HIDDEN
+    await server.set_price(BTC, LIMIT)
+    await sink.wait_for(lambda: server.faults.hidden_trades < HIDDEN - 2, timeout=15)
+    (task,) = ex._pricing.values()
+    server.faults.priceless_reports = False
+    await ex._resync_tracked()  # the venue's priced record comes while the lookup goes on
+    assert len(sink.fills("pmg-buy")) == 1
+    server.faults.hidden_trades = 0  # and the lookup finds the trades too
+    await task
+    (fill,) = sink.fills("pmg-buy")  # booked once
+    assert fill.price == pytest.approx(LIMIT)
