@@ -628,7 +628,6 @@ class OrderLedger:
             self.outbox.publish(note)
         return applied
 
-
     def _rebook(self, order: Order, booked: Booked, fix: tuple[float, float | None],
                 stored: float) -> ActionTaken:
         """Inside the report's transaction, so all of it commits once or not at all: the

@@ -106,7 +106,7 @@ class AdapterSettings:
     fired_lookups: int = 4
     # looks at the trades of an order booked at a reference after that bounded lookup found
     # none, further apart (the backoff goes on: ~3 min at the default), before it is left
-    # to the lookup by client id at the next reconciliation
+    # booked at its reference
     price_relooks: int = 10
 
 
@@ -1162,8 +1162,9 @@ class CcxtExchange:
         """After a bounded lookup found no trade of a priceless record (the ledger booked it
         at its reference, and said so), its trades looked at again further apart
         (`price_relooks`): once they show, the record with their price and fee is processed
-        and the ledger corrects the booking (once). None found: left to reconciliation,
-        which looks up every order booked at a reference by its client id."""
+        and the ledger corrects the booking (once). None found: it stays booked at its
+        reference, and the ledger names it among the orders to look up by client id
+        (`OrderLedger.referenced`)."""
         oid = str(vm.order_id_of(self.id, o) or "")
         filled = _f(o.get("filled")) or 0.0
         first = max(1, self._settings.fired_lookups)
@@ -1180,8 +1181,7 @@ class CcxtExchange:
                 return
         if self._settings.price_relooks > 0:
             log.warning("%s: order %s (%s): still no trade of it visible after %d more "
-                        "lookups; its fill stays booked at its reference until "
-                        "reconciliation finds the venue's price", self.id,
+                        "lookups; its fill stays booked at its reference", self.id,
                         o.get("clientOrderId") or oid, symbol, self._settings.price_relooks)
 
     def _with_trades(self, o: Mapping[str, Any], symbol: str, filled: float,
