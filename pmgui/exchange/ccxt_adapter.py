@@ -105,7 +105,7 @@ class AdapterSettings:
     # reported unseen (backoff between them: ~3.5 s at the default backoff)
     fired_lookups: int = 4
     # looks at the trades of an order booked at a reference after that bounded lookup found
-    # none, further apart (the backoff goes on: ~3 min at the default), before it is left
+    # none, further apart (the backoff goes on: ~4.5 min at the default), before it is left
     # booked at its reference
     price_relooks: int = 10
 
