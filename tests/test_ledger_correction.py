@@ -333,3 +333,15 @@ def test_an_unreadable_reference_record_is_dropped_with_a_warning_never_guessed(
     assert ledger.referenced() == [] and not ledger.corrects("pmg-x")
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     ledger.store.close()
+
+
+def test_reconciliation_stops_looking_up_a_reference_booking_after_a_week(db: Path) -> None:
+    """Looked up by client id at every reconciliation for a week (a venue forgets old
+    orders); a priced report of it still corrects it after that."""
+    ledger = _ledger(db)
+    order = sent(ledger, stop_req())
+    ledger.apply(report(order, OrderStatus.FILLED, 1.0), ())
+    assert [o.client_id for o in ledger.referenced()] == ["pmg-s"]
+    ledger.clock = lambda: 1_700_000_000.0 + 8 * 86400.0
+    assert ledger.referenced() == [] and ledger.corrects("pmg-s")
+    ledger.store.close()

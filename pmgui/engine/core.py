@@ -80,7 +80,7 @@ from pmgui.engine.events import (
 )
 from pmgui.engine.funding import FundingSync
 from pmgui.engine.ids import new_client_id
-from pmgui.engine.ledger import EPS, Applied, OrderLedger
+from pmgui.engine.ledger import EPS, Applied, Correction, OrderLedger, corrected
 from pmgui.engine.loop import TurnShare, let_due_work_first
 from pmgui.engine.manual import ManualCommands
 from pmgui.engine.marketdata import MarketData
@@ -166,6 +166,7 @@ class EngineCore:
         self._account_task: asyncio.Task[None] | None = None  # a close's refresh, beside
         now = lambda: self.clock()  # noqa: E731 (callers may swap the engine's clock)
         self.ledger = OrderLedger(store, outbox, now)
+        self.ledger.rebook = self._rebook_open  # a reference booking's correction
         self.market = MarketData(outbox, self.settings, now)
         self.protector = Protector(self)
         self.reconciler = Reconciler(self)
@@ -221,6 +222,10 @@ class EngineCore:
             self.stream_task = asyncio.create_task(self.exchange.run(self),
                                                    name="exchange-stream")
             await self._wait_for_order_stream(stream_wait)
+        elif (attach := getattr(self.exchange, "attach", None)) is not None:
+            # no stream: what lookups find (a fill with the venue's price and fee) is still
+            # delivered here, ahead of the order they return (else its fee is estimated)
+            attach(self)
         await self.reconciler.reconcile(startup=True)
         symbols = sorted(self.book.symbols() | {d.symbol for d in self._demo})
         if symbols:
@@ -864,6 +869,17 @@ class EngineCore:
         elif applied.delta > 0 and applied.price is not None and merged.position_id:
             await self._apply_fill(merged, applied.delta, applied.price, applied.fee or 0.0,
                                    liquidation=applied.liquidation)
+
+    def _rebook_open(self, c: Correction) -> bool:
+        """The ledger's hook, inside its report's transaction: a fill booked at a reference
+        re-booked at the venue's price on the position the book holds open (its runtime
+        state is the truth). False: not open here (the ledger corrects a closed one's row)."""
+        rt = self.book.runtime(c.position_id)
+        if rt is None or not rt.position.is_open:
+            return False
+        self.set_position(corrected(rt.position, c))
+        self.publish_position(rt)
+        return True
 
     async def _apply_foreign(self, order: Order, fills: tuple[Fill, ...]) -> None:
         """An order pmgui did not place: a liquidation, or the trader's own order elsewhere."""

@@ -52,6 +52,9 @@ EPS = 1e-12
 FINAL_KEPT = 512  # orders that became final lately, kept in memory beside their journal rows
 # the settings key under which the fills booked at a reference wait for their correction
 REFERENCES_KEY = "ledger.references"
+# how long reconciliation keeps looking up an order booked at a reference (every pass, ~1 a
+# minute): a venue forgets old orders, and a priced report of one still corrects it after
+REFERENCE_LOOKUP_AGE = 7 * 86400.0
 
 
 # Copies of an order on the path of every venue report (a stop's fill among them, before
@@ -366,8 +369,11 @@ class OrderLedger:
 
     def referenced(self) -> list[Order]:
         """The orders a fill of which is booked at a reference, for reconciliation to look
-        up by client id (their venue records may carry the price by now)."""
-        return [o for o in map(self.get, list(self._referenced)) if o is not None]
+        up by client id (their venue records may carry the price by now), for
+        `REFERENCE_LOOKUP_AGE` after their last update."""
+        since = self.clock() - REFERENCE_LOOKUP_AGE
+        return [o for o in map(self.get, list(self._referenced))
+                if o is not None and o.updated_at >= since]
 
     def _save_references(self) -> None:
         """Inside the caller's transaction: what waits for its correction, persisted."""

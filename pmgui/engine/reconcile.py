@@ -98,7 +98,10 @@ class Reconciler:
 
     async def _refresh_orders(self, notes: list[str]) -> None:
         core, ledger = self.core, self.core.ledger
-        for order in list(core.store.pending_orders()) + ledger.resting():
+        # (and the final orders a fill of which is booked at a reference: their records
+        # may carry the venue's price by now, which corrects the booking)
+        for order in list(core.store.pending_orders()) + ledger.resting() + \
+                ledger.referenced():
             if order.client_id in ledger.creating:
                 continue  # its create call is still waiting for the answer: not ours to judge
             try:
