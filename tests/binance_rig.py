@@ -30,16 +30,17 @@ def binance_exchange(server: BinanceServer, settings: AdapterSettings = FAST) ->
                         credentials=Credentials("test-key", "s"), settings=settings)
 
 
-async def binance_engine(server: BinanceServer, db: Path, settings: AdapterSettings = FAST
-                         ) -> tuple[EngineCore, CcxtExchange, Outbox]:
-    """A started engine (streams on, `manual` preset) over the emulator: a crossed stop is
-    left to the exchange's own order (no close of the engine's own for 600 s)."""
+async def binance_engine(server: BinanceServer, db: Path, settings: AdapterSettings = FAST,
+                         stream: bool = True) -> tuple[EngineCore, CcxtExchange, Outbox]:
+    """A started engine (`manual` preset; streams on unless `stream` is False) over the
+    emulator: a crossed stop is left to the exchange's own order (no close of the engine's
+    own for 600 s)."""
     exchange = binance_exchange(server, settings)
     outbox = Outbox()
     engine = EngineCore(exchange, Store.open(db), outbox,
                         EngineSettings(default_preset="manual", protect_throttle=0.0,
                                        exchange_stop_grace=600.0))
-    await engine.start(stream=True)
+    await engine.start(stream=stream)
     return engine, exchange, outbox
 
 

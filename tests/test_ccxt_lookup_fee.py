@@ -37,13 +37,16 @@ async def server() -> AsyncIterator[BinanceServer]:
     await srv.stop()
 
 
-async def _engine(server: BinanceServer, db: Path) -> EngineCore:
-    return (await binance_engine(server, db))[0]
+async def _engine(server: BinanceServer, db: Path, stream: bool = True) -> EngineCore:
+    return (await binance_engine(server, db, stream=stream))[0]
 
 
+@pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("priceless", [False, True])
 async def test_an_entry_filled_while_down_is_booked_with_the_venue_s_fee(
-        server: BinanceServer, tmp_path: Path, priceless: bool) -> None:
+        server: BinanceServer, tmp_path: Path, priceless: bool, stream: bool) -> None:
+    """(`stream` False: the engine restarted without the venue's streams — its lookups
+    still deliver what they find with the venue's fee.)"""
     db = tmp_path / "pmgui.db"
     engine = await _engine(server, db)
     res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
@@ -53,7 +56,7 @@ async def test_an_entry_filled_while_down_is_booked_with_the_venue_s_fee(
     await engine.shutdown()
     server.faults.priceless_reports = priceless  # (then its trades say the price too)
     await server.set_price(BTC, LIMIT)  # the limit fills, as a maker
-    engine = await _engine(server, db)
+    engine = await _engine(server, db, stream)
     try:
         pos = engine.book.find(BTC, Side.LONG)
         assert pos is not None and pos.is_open

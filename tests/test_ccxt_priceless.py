@@ -41,8 +41,9 @@ async def server() -> AsyncIterator[BinanceServer]:
     await srv.stop()
 
 
-async def _engine(server: BinanceServer, db: Path) -> tuple[EngineCore, CcxtExchange]:
-    engine, exchange, _ = await binance_engine(server, db)
+async def _engine(server: BinanceServer, db: Path, stream: bool = True
+                  ) -> tuple[EngineCore, CcxtExchange]:
+    engine, exchange, _ = await binance_engine(server, db, stream=stream)
     return engine, exchange
 
 
@@ -115,11 +116,13 @@ async def test_a_priceless_stop_whose_trades_stay_invisible_is_booked_at_its_tri
         await engine.shutdown()
 
 
+@pytest.mark.parametrize("stream", [True, False])
 async def test_reconcile_after_a_restart_books_a_priceless_stop_at_its_trades_price(
-        server: BinanceServer, tmp_path: Path) -> None:
+        server: BinanceServer, tmp_path: Path, stream: bool) -> None:
     """pmgui was down while the stop fired, and the venue's order records carry no price:
     the lookup by client id at the restart follows the stop to its market order, and that
-    order's trades give the price."""
+    order's trades give the price and the fee (`stream` False: restarted without the
+    venue's streams, the same)."""
     db = tmp_path / "pmgui.db"
     engine, _ = await _engine(server, db)
     pid, stop_cid = await _open_long(engine)
@@ -127,7 +130,7 @@ async def test_reconcile_after_a_restart_books_a_priceless_stop_at_its_trades_pr
     server.faults.priceless_reports = True
     server.faults.hidden_trades = 1  # not visible at the first look
     await server.set_price(BTC, FILL)
-    engine, _ = await _engine(server, db)
+    engine, _ = await _engine(server, db, stream)
     try:
         assert server.faults.hidden_trades == 0
         pos = engine.store.load_position(pid)
@@ -135,6 +138,7 @@ async def test_reconcile_after_a_restart_books_a_priceless_stop_at_its_trades_pr
         assert (pos.exit_reason, pos.exit_price) == ("stop_loss", pytest.approx(FILL))
         (fill,) = [f for f in engine.store.fills(pid) if f.order_client_id == stop_cid]
         assert (fill.qty, fill.price) == (pytest.approx(0.01), pytest.approx(FILL))
+        assert fill.fee == pytest.approx(STOP_FEE)  # the venue's, not an estimate
         assert not [n for n in _notes(engine, pid) if "bounded lookup" in n
                     or "closed outside" in n]
     finally:
