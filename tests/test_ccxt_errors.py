@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import keyring
 import pytest
 from ccxt.base import errors as cx
+from hypothesis import given
+from hypothesis import strategies as st
 from keyring.backend import KeyringBackend
 
 from pmgui.domain import errors as pe
@@ -178,3 +181,25 @@ def test_malformed_keyring_entry_is_a_clear_error(memory_keyring: MemoryKeyring)
     memory_keyring.set_password("pmgui", "okx", json.dumps({"apiKey": "only-key"}))
     with pytest.raises(pe.AuthenticationError, match="secret"):
         load_credentials("okx", {})
+
+
+@given(base=st.floats(0.0, 10.0), factor=st.floats(0.5, 10.0), max_delay=st.floats(0.0, 600.0),
+       attempt=st.integers(-5, 10**6))
+def test_backoff_never_overflows_and_stays_capped(base: float, factor: float, max_delay: float,
+                                                  attempt: int) -> None:
+    """A stream failing for days counts attempts into the thousands: the wait stays the cap
+    (2.0 ** 1100 overflowed a float and raised out of the reconnect loop)."""
+    b = Backoff(base=base, factor=factor, max_delay=max_delay, jitter=0.0)
+    d = b.delay(attempt)
+    assert math.isfinite(d) and 0.0 <= d <= max(max_delay, 0.0)
+    n = max(0, attempt)
+    try:
+        exact = base * factor ** n
+    except OverflowError:
+        exact = math.inf if base > 0 else 0.0
+    assert d == max(0.0, min(max_delay, exact))
+
+
+def test_backoff_saturates_after_thousands_of_attempts() -> None:
+    b = Backoff(base=0.5, factor=2.0, max_delay=30.0, jitter=0.1)
+    assert all(27.0 <= b.delay(a) <= 33.0 for a in (64, 1_100, 10**9))

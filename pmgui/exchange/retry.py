@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -189,7 +190,19 @@ class Backoff:
     jitter: float = 0.1
 
     def delay(self, attempt: int) -> float:
-        d = min(self.max_delay, self.base * self.factor ** max(0, attempt))
+        """The wait before retry `attempt` (0-based). A stream that keeps failing for days
+        counts its attempts into the thousands: past the attempt that reaches `max_delay` the
+        power is not taken, so it saturates instead of overflowing a float (`2.0 ** 1100`
+        raises)."""
+        n = max(0, attempt)
+        if self.base <= 0 or self.max_delay <= 0:
+            d = max(0.0, min(self.max_delay, self.base))
+        elif self.factor <= 1.0:
+            d = min(self.max_delay, self.base * self.factor ** n)
+        else:
+            reach = math.log(self.max_delay / self.base) / math.log(self.factor)
+            d = self.max_delay if n > reach + 1 else min(self.max_delay,
+                                                         self.base * self.factor ** n)
         if self.jitter > 0:
             d *= 1.0 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, d)
