@@ -278,6 +278,12 @@ class BinanceServer:
         self.host = host
         self.port = port
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
+        # the account's commission rates (its VIP tier, a BNB discount: not the market's
+        # listed taker rate an estimate uses), and how many trades a market order executes
+        # in (equal parts at the price, each told by its own ORDER_TRADE_UPDATE)
+        self.taker_fee = TAKER_FEE
+        self.maker_fee = MAKER_FEE
+        self.market_trades = 1
         self.ws_connects = {"market": 0, "user": 0}  # websocket handshakes so far
         self.ws_connects_by_path: dict[str, int] = {}  # market handshakes per URL path
         self.ws_closed_by_path: dict[str, int] = {}  # market connections ended per URL path
@@ -875,7 +881,10 @@ class BinanceServer:
             self.state.orders[order.order_id] = order
             await self._push_order_update(order, "NEW")
             if otype == "MARKET":
-                await self._fill(order, self.state.prices[m.symbol], maker=False)
+                for i in range(self.market_trades - 1, -1, -1):
+                    part = None if i == 0 else (order.qty - order.executed) / (i + 1)
+                    await self._fill(order, self.state.prices[m.symbol], maker=False,
+                                     qty=part)
             elif self._limit_crosses(order, self.state.prices[m.symbol]):
                 await self._fill(order, order.price, maker=False)
         return order
@@ -890,11 +899,13 @@ class BinanceServer:
     def _limit_crosses(order: FakeOrder, price: Decimal) -> bool:
         return price <= order.price if order.side == "BUY" else price >= order.price
 
-    async def _fill(self, order: FakeOrder, price: Decimal, maker: bool) -> None:
-        """Execute the order's remaining quantity at `price`; update position and wallet."""
+    async def _fill(self, order: FakeOrder, price: Decimal, maker: bool,
+                    qty: Decimal | None = None) -> None:
+        """Execute the order's remaining quantity (or `qty` of it) at `price`; update
+        position and wallet."""
         st = self.state
         pos = st.position(order.symbol, order.position_side)
-        qty = order.qty - order.executed
+        qty = order.qty - order.executed if qty is None else qty
         direction = Decimal(1) if order.side == "BUY" else Decimal(-1)
         hedge_close = order.position_side != "BOTH" and \
             (order.side == "SELL") == (order.position_side == "LONG")
@@ -922,7 +933,7 @@ class BinanceServer:
                 pos.amount = direction * opening
                 pos.entry = price
         pos.update_time = _ms()
-        fee = price * qty * (MAKER_FEE if maker else TAKER_FEE)
+        fee = price * qty * (self.maker_fee if maker else self.taker_fee)
         st.wallet += realized - fee
         order.executed += qty
         order.cum_quote += price * qty
