@@ -595,6 +595,8 @@ class OrderLedger:
             for f in fills:
                 if self.store.record_fill(f, merged.position_id):
                     stored += f.qty
+                else:  # told again: with the venue's fee of a fill booked with an estimate?
+                    self._correct_fee(merged, f)
             if fix is not None and booked is not None:  # (no reference, so no note, here)
                 note = self._rebook(merged, booked, fix, stored)
             elif stored > delta + EPS and merged.client_id in self._synthesized \
@@ -658,15 +660,58 @@ class OrderLedger:
         return _correction_note(order, booked, correction, fix[1] is not None, outcome,
                                 self.clock())
 
+    def _correct_fee(self, order: Order, fill: Fill) -> None:
+        """Inside the report's transaction: a fill record told again under its id with
+        another fee — the venue's, for a fill booked with an estimate (Binance's create answer
+        has no commission; its stream's report of the trade has). The position's fees and
+        realised P/L move by the difference (an open one by the engine's hook, a closed one's
+        journal row here) and the record takes the venue's fee, in one commit: told again
+        (a replay, after a restart too) it finds the venue's fee there and changes nothing.
+
+        Logged, not filed in the action log: a fee's true-up follows nearly every market
+        order on such a venue, and is no decision nor a change of the position's course (a
+        price re-booked at a reference is: `_correction_note`)."""
+        old = self.store.fill_fee_differs(fill)
+        if old is None or not math.isfinite(fill.fee):
+            return
+        pid = order.position_id
+        if not pid:
+            self.store.set_fill_fee(fill.id, fill.fee)
+            return
+        opening = order.role in (OrderRole.ENTRY, OrderRole.ADD) and not order.reduce_only
+        c = Correction(order.client_id, pid, opening, fill.qty, fill.price, fill.price,
+                       fill.fee - old, fill.price, fill.price)
+        if self.rebook is not None and self.rebook(c):
+            outcome = "the open position's fees corrected"
+        else:
+            outcome = self._correct_row(c)
+            if outcome is None:  # kept as booked: the record says what was booked
+                log.warning("order %s: the venue's fee of its fill %s is %.6g, booked with "
+                            "the estimate %.6g; the open position is NOT corrected",
+                            order.client_id, fill.id, fill.fee, old)
+                return
+        self.store.set_fill_fee(fill.id, fill.fee)
+        log.info("order %s (%s): the fee of its fill of %.12g is the venue's %.6g, booked "
+                 "with the estimate %.6g (%+.6g); %s", order.client_id, order.symbol,
+                 fill.qty, fill.fee, old, fill.fee - old, outcome)
+
     def _correct_position(self, c: Correction) -> str:
         """The correction booked on its position; what was corrected, in words."""
         if self.rebook is not None and self.rebook(c):
             return "the open position corrected"
+        outcome = self._correct_row(c)
+        # an open one is the engine's (its runtime state): not written behind its back
+        return "the open position is NOT corrected (its booking stays at the reference)" \
+            if outcome is None else outcome
+
+    def _correct_row(self, c: Correction) -> str | None:
+        """A closed position's journal row corrected; what was, in words (None: the
+        position is open, and not the ledger's to write)."""
         pos = self.store.load_position(c.position_id)
         if pos is None:
             return "its position is not in the journal: nothing corrected"
-        if pos.is_open:  # the engine's (its runtime state): not written behind its back
-            return "the open position is NOT corrected (its booking stays at the reference)"
+        if pos.is_open:
+            return None
         after = corrected(pos, c)
         self.store.save_position(after)
         exit_moved = "" if after.exit_price == pos.exit_price else \

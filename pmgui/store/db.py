@@ -1431,6 +1431,31 @@ class Store:
         return False
 
     @_guard
+    def fill_fee_differs(self, fill: Fill) -> float | None:
+        """The fee stored for the fill record `fill.id` when it is the same fill (its
+        quantity and price) told with another fee (the venue's, after an estimate); None:
+        no such record, another fill under that id, or the same fee."""
+        row = self.db.conn.execute("SELECT qty, price, fee FROM fills WHERE id = ?",
+                                   (fill.id,)).fetchone()
+        if row is None:
+            return None
+        qty, price, fee = float(row[0]), float(row[1]), float(row[2])
+        if abs(qty - fill.qty) > 1e-9 * max(1.0, qty) or \
+                abs(price - fill.price) > 1e-9 * max(1.0, price) or \
+                abs(fee - fill.fee) <= 1e-12 * max(1.0, abs(fee)):
+            return None
+        return fee
+
+    @_guard
+    def set_fill_fee(self, fill_id: str, fee: float) -> None:
+        """The fee of a stored fill record (the venue's, after an estimate); inside the
+        caller's transaction when one is open (the report's)."""
+        self._writable()
+        with self._tx():
+            self.db.conn.execute("UPDATE fills SET fee = ? WHERE id = ?",
+                                 (_num(fee, "fee"), fill_id))
+
+    @_guard
     def absorb_synthesized_fills(self, client_id: str, qty: float) -> float:
         """The venue's own fill records of `qty` of the order `client_id` arrived after a
         lookup had booked that quantity with a synthesized record (`<client id>#<filled>`,
