@@ -82,6 +82,19 @@ _TRIGGER_TYPES = (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
 _EPS = 1e-12
 
 
+_ESTIMATES_KEPT = 512  # fills told with an estimated fee, waiting for the venue's
+
+
+@dataclass(slots=True)
+class _Estimate:
+    """A fill told with an estimated fee (`fill`), of the order's quantity after `before`;
+    the venue's trades of it seen since, by trade id: (quantity, fee)."""
+
+    fill: Fill
+    before: float
+    trades: dict[str, tuple[float, float]]
+
+
 @dataclass(frozen=True, slots=True)
 class AdapterSettings:
     """Timings of the stream supervision. Defaults suit live trading; tests shrink them."""
@@ -241,6 +254,9 @@ class CcxtExchange:
         self._emitted: dict[str, tuple[Any, ...]] = {}  # order key → last emitted signature
         self._fill_progress: dict[str, tuple[float, float]] = {}  # key → (filled, cost)
         self._fee_progress: dict[str, float] = {}  # key → the venue's cumulative fee booked
+        # key → the fill told with an estimated fee, until the venue's fee of it shows
+        # (`_fee_fix`: told again under its id with that fee, the ledger corrects the booking)
+        self._fee_estimates: dict[str, _Estimate] = {}
         # order id → the quantity whose price a bounded lookup of its trades did not find
         # (not looked up again for as much: the ledger books it at its reference)
         self._unpriced_seen: dict[str, float] = {}
@@ -2334,7 +2350,7 @@ class CcxtExchange:
         filled = order.filled
         delta = filled - prev_filled
         if delta <= _EPS:
-            return ()
+            return self._fee_fix(key, order, source) if self._fee_estimates else ()
         avg = order.average
         # ccxt's cost is the quote value: filled × contract size × price (OKX swaps have
         # contracts of 0.01 BTC, 0.1 ETH …: a price read as cost / filled was 100× too low)
@@ -2372,16 +2388,75 @@ class CcxtExchange:
             fee = abs(delta * price * rate * self._markets.get(
                 order.symbol, Market(order.symbol, 0, 0)).contract_size)
             log.info("%s: order %s: the fee of its fill of %.12g %s is an estimate (%.6g at "
-                     "the taker rate %g): the venue's report did not say it", self.id,
-                     order.client_id, delta, order.symbol, fee, rate)
+                     "the taker rate %g): the venue's report did not say it; corrected when "
+                     "the venue's later report says it", self.id, order.client_id, delta,
+                     order.symbol, fee, rate)
+            estimated = True
+        else:
+            estimated = False
         ts = _pos(source.get("lastTradeTimestamp")) or _pos(source.get("lastUpdateTimestamp"))
-        return (Fill(
+        fill = Fill(
             id=f"{self.id}:{key}:{filled:.12g}",
             order_client_id=order.client_id,
             symbol=order.symbol, side=order.side, qty=delta, price=price, fee=fee or 0.0,
             ts=ts / 1000.0 if ts else self._clock(),
             exchange_order_id=order.exchange_id,
-        ),)
+        )
+        if estimated:
+            self._fee_estimates.pop(key, None)
+            self._fee_estimates[key] = _Estimate(fill, prev_filled, {})
+            if len(self._fee_estimates) > _ESTIMATES_KEPT:
+                self._fee_estimates.pop(next(iter(self._fee_estimates)))
+        else:
+            self._fee_estimates.pop(key, None)
+        return (fill,)
+
+    def _fee_fix(self, key: str, order: Order, source: Mapping[str, Any]) -> tuple[Fill, ...]:
+        """A report of no new quantity that says the venue's fee of the fill told with an
+        estimated fee (`_fee_estimates`): that fill again, under its id, with the venue's fee
+        (the ledger corrects the fee booked for it, once: the journal's record then holds the
+        venue's). Binance's create answer has no commission; its stream's ORDER_TRADE_UPDATE
+        of each trade does (`l`, `n`: summed over the trades that make up the fill), and a
+        lookup's trades do (`pmgui_fee`, all the order executed). () while it does not."""
+        est = self._fee_estimates.get(key)
+        if est is None:
+            return ()
+        fill = est.fill
+        end = est.before + fill.qty
+        tol = 1e-9 * max(1.0, end)
+        venue: float | None = None
+        total = _f(source.get("pmgui_fee"))
+        if total is not None and est.before <= _EPS and abs(order.filled - end) <= tol:
+            venue = total  # the order's trades: all it executed, which is this fill
+        info = source.get("info")
+        if venue is None and isinstance(info, dict) and info.get("x") == "TRADE":
+            # this report's trade (`l`, `n`; `z`: the order's cumulative quantity after it)
+            last, paid, cum = _f(info.get("l")), _f(info.get("n")), _f(info.get("z"))
+            asset = info.get("N")
+            if last is not None and last > _EPS and paid is not None and cum is not None \
+                    and est.before + tol < cum <= end + tol \
+                    and (asset is None or asset == self._settle):
+                est.trades[str(info.get("t"))] = (last, paid)
+            # ccxt keeps the order's earlier trades its stream told (reports told together
+            # reach us as the order's last state): of this fill when it is all the order's
+            for t in source.get("trades") or () if est.before <= _EPS else ():
+                fee = t.get("fee") if isinstance(t, dict) else None
+                amount = _f(t.get("amount")) if isinstance(t, dict) else None
+                cost = _f(fee.get("cost")) if isinstance(fee, dict) else None
+                if amount is not None and amount > _EPS and cost is not None and \
+                        t.get("id") is not None and fee.get("currency") in (None, self._settle):
+                    est.trades.setdefault(str(t.get("id")), (amount, cost))
+            covered = sum(q for q, _ in est.trades.values())
+            if est.trades and abs(covered - fill.qty) <= tol:
+                venue = sum(n for _, n in est.trades.values())
+        if venue is None or not math.isfinite(venue):
+            return ()
+        del self._fee_estimates[key]
+        if abs(venue - fill.fee) <= 1e-12 * max(1.0, abs(venue)):
+            return ()  # the estimate was the venue's fee: nothing to correct
+        log.debug("%s: order %s: the venue's fee of its fill %s is %.6g (booked with the "
+                  "estimate %.6g)", self.id, order.client_id, fill.id, venue, fill.fee)
+        return (replace(fill, fee=venue),)
 
     async def _resync_tracked(self) -> None:
         """After the order stream (re)connects, fetch what may have changed meanwhile."""
