@@ -207,3 +207,39 @@ def test_the_venue_s_fee_replaces_the_estimate_once(
                              else [])
             assert all(c.price == c.booked_price == PRICE for c in hook)
         ledger.store.close()
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_lookup_s_fill_booked_with_an_estimate_takes_the_venue_s_fee_from_its_records(
+        tmp_path: Path, closed: bool) -> None:
+    """Reconciliation found the order filled without its records (a synthesized record,
+    the fee estimated at the position's rate); the venue's records come later: they replace
+    it, and the fee booked is the venue's — once."""
+    hook: list[Correction] = []
+    ledger = OrderLedger(Store.open(tmp_path / "j.db"), Outbox(), lambda: 1_700_000_000.0)
+    ledger.load()
+    ledger.rebook = None if closed else (lambda c: hook.append(c) is None)
+    req = OrderRequest("pmg-c", BTC, OrderSide.SELL, OrderType.MARKET, 0.01,
+                       reduce_only=True, position_id="P1", role=OrderRole.REDUCE,
+                       reason="manual")
+    order = ledger.journal(req)
+    ledger.mark_sent("pmg-c")
+    done = replace(order, status=OrderStatus.FILLED, filled=0.01, average=PRICE,
+                   exchange_id="1")
+    booked = ledger.apply(done, (), synthesize=True, fee_rate=0.0005)
+    assert booked is not None and booked.fee == pytest.approx(ESTIMATE)
+    base = _long(ledger.store, 0.01, 1.0 + ESTIMATE, -1.0 - ESTIMATE, closed)
+    venue = Fill("b:o:1:0.01", "pmg-c", BTC, OrderSide.SELL, 0.01, PRICE, VENUE_FEE, 1.0, "1")
+    for _ in range(2):  # told again: nothing more
+        again = ledger.apply(done, (venue,))
+        assert again is not None and again.delta == 0.0
+    (record,) = ledger.store.fills("P1")
+    assert (record.id, record.fee) == (venue.id, pytest.approx(VENUE_FEE))
+    delta = VENUE_FEE - ESTIMATE
+    if closed:
+        pos = ledger.store.load_position("P1")
+        assert pos.fees_paid == pytest.approx(base.fees_paid + delta)
+        assert pos.realized_pnl == pytest.approx(base.realized_pnl - delta)
+    else:
+        assert [c.fee_delta for c in hook] == [pytest.approx(delta)]
+    ledger.store.close()

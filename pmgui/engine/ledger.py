@@ -591,10 +591,11 @@ class OrderLedger:
                 # its fills and nothing else, and its row was upserted whole again (every
                 # column and index entry) in the commit of every entry and market close
                 self.store.save_order(merged, journaled=known)
-            stored = 0.0  # fill records new to the journal
+            stored = stored_fee = 0.0  # fill records new to the journal
             for f in fills:
                 if self.store.record_fill(f, merged.position_id):
                     stored += f.qty
+                    stored_fee += f.fee
                 else:  # told again: with the venue's fee of a fill booked with an estimate?
                     self._correct_fee(merged, f)
             if fix is not None and booked is not None:  # (no reference, so no note, here)
@@ -604,7 +605,11 @@ class OrderLedger:
                 # Records of quantity already booked: a lookup booked it with a synthesized
                 # record (`synthesize`, below) before the venue's own records came. They
                 # take its place, so the order's records add up to what was booked once.
-                self.store.absorb_synthesized_fills(merged.client_id, stored - delta)
+                qty, estimate = self.store.absorb_synthesized_fills(merged.client_id,
+                                                                    stored - delta)
+                if qty > EPS:  # booked with the estimate its record carried: the venue's now
+                    self._correct_estimate(merged, qty, price or known.average,
+                                           stored_fee * qty / stored - estimate)
             # a lookup's quantity (no records of it come with it), or what was booked at a
             # reference: a record of our own, replaced by the venue's records should they come
             synth_qty, synth_price = (delta, price) if synthesize and not fills else \
@@ -659,6 +664,28 @@ class OrderLedger:
         self._save_references()
         return _correction_note(order, booked, correction, fix[1] is not None, outcome,
                                 self.clock())
+
+    def _correct_estimate(self, order: Order, qty: float, price: float | None,
+                          fee_delta: float) -> None:
+        """Inside the report's transaction: `qty` of the order, booked with an estimated
+        fee (a lookup's synthesized record), has the venue's records now (they replaced
+        it): the position's fees and realised P/L move by `fee_delta` (the engine's hook for
+        an open one, the journal's row for a closed one), logged."""
+        pid = order.position_id
+        if not pid or abs(fee_delta) <= 1e-12 or not math.isfinite(fee_delta) or \
+                price is None or not money.valid_price(price):
+            return
+        opening = order.role in (OrderRole.ENTRY, OrderRole.ADD) and not order.reduce_only
+        c = Correction(order.client_id, pid, opening, qty, price, price, fee_delta, price,
+                       price)
+        if self.rebook is not None and self.rebook(c):
+            outcome: str | None = "the open position's fees corrected"
+        else:
+            outcome = self._correct_row(c)
+        log.log(logging.INFO if outcome else logging.WARNING,
+                "order %s (%s): the venue's fee of %.12g booked with an estimate differs by "
+                "%+.6g; %s", order.client_id, order.symbol, qty, fee_delta,
+                outcome or "the open position is NOT corrected")
 
     def _correct_fee(self, order: Order, fill: Fill) -> None:
         """Inside the report's transaction: a fill record told again under its id with

@@ -1456,20 +1456,21 @@ class Store:
                                  (_num(fee, "fee"), fill_id))
 
     @_guard
-    def absorb_synthesized_fills(self, client_id: str, qty: float) -> float:
+    def absorb_synthesized_fills(self, client_id: str, qty: float) -> tuple[float, float]:
         """The venue's own fill records of `qty` of the order `client_id` arrived after a
         lookup had booked that quantity with a synthesized record (`<client id>#<filled>`,
         `OrderLedger.apply(synthesize=True)`): remove that much of the synthesized records,
         oldest first (a record partly covered keeps the rest, its fee in proportion), so the
-        order's records are not counted twice. Returns the quantity removed. Writes inside
-        the caller's transaction when one is open (the report's)."""
+        order's records are not counted twice. Returns the quantity removed and the fee it
+        carried (estimated). Writes inside the caller's transaction when one is open (the
+        report's)."""
         self._writable()
         left = _num(qty, "qty")
         prefix = client_id + "#"
         rows = self._rows("SELECT id, qty, fee FROM fills WHERE order_client_id = ? "
                           "AND substr(id, 1, ?) = ? ORDER BY ts, id",
                           [client_id, len(prefix), prefix])
-        removed = 0.0
+        removed = fee = 0.0
         with self._tx():
             for r in rows:
                 if left <= 1e-12:
@@ -1485,7 +1486,8 @@ class Store:
                     take = left
                 left -= take
                 removed += take
-        return removed
+                fee += float(r["fee"]) * take / q if q > 0 else 0.0
+        return removed, fee
 
     @_guard
     def fills(self, position_id: str | None = None) -> list[Fill]:
