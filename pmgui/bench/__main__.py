@@ -105,7 +105,9 @@ class Plan:
     gui_s: float
     # ticks of the replay rows' shorter run: since they time the command's own path, each
     # run's start-up (store, venue, engine: ~0.1-0.2 s) was half of a 20,000-tick run and
-    # the marginal figure swung 71k-546k/s under load; at 50,000 it is a fifth
+    # the marginal figure swung 71k-546k/s under load; at 50,000 it is a fifth. `--quick`'s
+    # 10,000: at 1,500 the marginal CPU (~7 ms) was below the runs' spread on a busy host,
+    # and one quick run reported 2.16M ticks/s for `manual` (2n's least run 1 ms above n's)
     replay_n: int
     journal_s: float
     paint_runs: int
@@ -114,7 +116,7 @@ class Plan:
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(3000, 600, 3.0, (50, 500, 2000), 3.0, 1500, 0.5, 3)
+            return cls(3000, 600, 3.0, (50, 500, 2000), 3.0, 10000, 0.5, 3)
         return cls(20000, 2000, 20.0, (50, 500, 2000), 10.0, 50000, 2.0, 7, 2)
 
 
