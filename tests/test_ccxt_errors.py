@@ -200,6 +200,14 @@ def test_backoff_never_overflows_and_stays_capped(base: float, factor: float, ma
     assert d == max(0.0, min(max_delay, exact))
 
 
+@pytest.mark.parametrize("base", [2.2250738585072014e-308, 1e-300, 0.5])
+def test_backoff_with_a_tiny_base_saturates_too(base: float) -> None:
+    # hypothesis found it: base * 2 ** 1024 is below the cap, but 2 ** 1024 is not a float
+    b = Backoff(base=base, factor=2.0, max_delay=2.0, jitter=0.0)
+    assert [b.delay(a) for a in (1023, 1024, 1025, 5000)] == [min(2.0, base * 2.0 ** 1023),
+                                                              2.0, 2.0, 2.0]
+
+
 def test_backoff_saturates_after_thousands_of_attempts() -> None:
     b = Backoff(base=0.5, factor=2.0, max_delay=30.0, jitter=0.1)
     assert all(27.0 <= b.delay(a) <= 33.0 for a in (64, 1_100, 10**9))

@@ -191,18 +191,13 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """The wait before retry `attempt` (0-based). A stream that keeps failing for days
-        counts its attempts into the thousands: past the attempt that reaches `max_delay` the
-        power is not taken, so it saturates instead of overflowing a float (`2.0 ** 1100`
-        raises)."""
-        n = max(0, attempt)
-        if self.base <= 0 or self.max_delay <= 0:
-            d = max(0.0, min(self.max_delay, self.base))
-        elif self.factor <= 1.0:
-            d = min(self.max_delay, self.base * self.factor ** n)
-        else:
-            reach = math.log(self.max_delay / self.base) / math.log(self.factor)
-            d = self.max_delay if n > reach + 1 else min(self.max_delay,
-                                                         self.base * self.factor ** n)
+        counts its attempts into the thousands: a power past the float range (`2.0 ** 1025`
+        raises) is the cap, not an exception out of the retry loop."""
+        try:
+            grown = self.base * self.factor ** max(0, attempt)
+        except OverflowError:  # far past the cap
+            grown = math.inf if self.base > 0 else 0.0
+        d = max(0.0, min(self.max_delay, grown))
         if self.jitter > 0:
             d *= 1.0 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, d)
