@@ -31,7 +31,7 @@ from tests.fakes.recording_sink import RecordingSink
 LIMIT = 49500.0
 HIDDEN = 10**9  # trade listings answer [] until the test shows them
 # the bounded lookup goes on for as long as the test needs (a look every 10-50 ms: 15 s and
-# more; the backoff's delay is computed as a float power, finite below ~1,000 attempts)
+# more)
 PATIENT = replace(FAST, fired_lookups=600)
 
 
