@@ -675,13 +675,7 @@ class OrderLedger:
         if not pid or abs(fee_delta) <= 1e-12 or not math.isfinite(fee_delta) or \
                 price is None or not money.valid_price(price):
             return
-        opening = order.role in (OrderRole.ENTRY, OrderRole.ADD) and not order.reduce_only
-        c = Correction(order.client_id, pid, opening, qty, price, price, fee_delta, price,
-                       price)
-        if self.rebook is not None and self.rebook(c):
-            outcome: str | None = "the open position's fees corrected"
-        else:
-            outcome = self._correct_row(c)
+        outcome = self._book_correction(_fee_only(order, qty, price, fee_delta))
         log.log(logging.INFO if outcome else logging.WARNING,
                 "order %s (%s): the venue's fee of %.12g booked with an estimate differs by "
                 "%+.6g; %s", order.client_id, order.symbol, qty, fee_delta,
@@ -705,18 +699,12 @@ class OrderLedger:
         if not pid:
             self.store.set_fill_fee(fill.id, fill.fee)
             return
-        opening = order.role in (OrderRole.ENTRY, OrderRole.ADD) and not order.reduce_only
-        c = Correction(order.client_id, pid, opening, fill.qty, fill.price, fill.price,
-                       fill.fee - old, fill.price, fill.price)
-        if self.rebook is not None and self.rebook(c):
-            outcome = "the open position's fees corrected"
-        else:
-            outcome = self._correct_row(c)
-            if outcome is None:  # kept as booked: the record says what was booked
-                log.warning("order %s: the venue's fee of its fill %s is %.6g, booked with "
-                            "the estimate %.6g; the open position is NOT corrected",
-                            order.client_id, fill.id, fill.fee, old)
-                return
+        outcome = self._book_correction(_fee_only(order, fill.qty, fill.price, fill.fee - old))
+        if outcome is None:  # kept as booked: the record says what was booked
+            log.warning("order %s: the venue's fee of its fill %s is %.6g, booked with the "
+                        "estimate %.6g; the open position is NOT corrected",
+                        order.client_id, fill.id, fill.fee, old)
+            return
         self.store.set_fill_fee(fill.id, fill.fee)
         log.info("order %s (%s): the fee of its fill of %.12g is the venue's %.6g, booked "
                  "with the estimate %.6g (%+.6g); %s", order.client_id, order.symbol,
@@ -724,12 +712,16 @@ class OrderLedger:
 
     def _correct_position(self, c: Correction) -> str:
         """The correction booked on its position; what was corrected, in words."""
+        return self._book_correction(c) or \
+            "the open position is NOT corrected (its booking stays at the reference)"
+
+    def _book_correction(self, c: Correction) -> str | None:
+        """A correction booked on its position: an open one by the engine's hook (its
+        runtime state is the truth, not written behind its back), a closed one's journal row
+        here. What was corrected, in words; None: open, and no hook took it."""
         if self.rebook is not None and self.rebook(c):
             return "the open position corrected"
-        outcome = self._correct_row(c)
-        # an open one is the engine's (its runtime state): not written behind its back
-        return "the open position is NOT corrected (its booking stays at the reference)" \
-            if outcome is None else outcome
+        return self._correct_row(c)
 
     def _correct_row(self, c: Correction) -> str | None:
         """A closed position's journal row corrected; what was, in words (None: the
@@ -781,11 +773,21 @@ def _correction(order: Order, booked: Booked, fix: tuple[float, float | None]) -
     price, venue_fee = fix
     fee = venue_fee if venue_fee is not None else \
         booked.qty * price * booked.contract_size * booked.fee_rate
-    opening = order.role in (OrderRole.ENTRY, OrderRole.ADD) and not order.reduce_only
     corrected_at = booked.booked_at + booked.qty * (price - booked.price) / booked.booked_qty \
         if booked.booked_qty > EPS else price
-    return Correction(order.client_id, booked.position_id, opening, booked.qty, booked.price,
-                      price, fee - booked.fee, booked.booked_at, corrected_at)
+    return Correction(order.client_id, booked.position_id, _opens(order), booked.qty,
+                      booked.price, price, fee - booked.fee, booked.booked_at, corrected_at)
+
+
+def _fee_only(order: Order, qty: float, price: float, fee_delta: float) -> Correction:
+    """The correction of a fee booked with an estimate: `qty` stays at `price`."""
+    return Correction(order.client_id, order.position_id or "", _opens(order), qty, price,
+                      price, fee_delta, price, price)
+
+
+def _opens(order: Order) -> bool:
+    """The order's fill opened or added to its position (else it reduced it)."""
+    return order.role in (OrderRole.ENTRY, OrderRole.ADD) and not order.reduce_only
 
 
 def _correction_note(order: Order, booked: Booked, c: Correction, venue_fee: bool,
