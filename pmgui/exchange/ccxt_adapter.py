@@ -2439,7 +2439,8 @@ class CcxtExchange:
                 est.trades[str(info.get("t"))] = (last, paid)
             # ccxt keeps the order's earlier trades its stream told (reports told together
             # reach us as the order's last state): of this fill when it is all the order's
-            for t in source.get("trades") or () if est.before <= _EPS else ():
+            kept = (source.get("trades") or ()) if est.before <= _EPS else ()
+            for t in kept:
                 fee = t.get("fee") if isinstance(t, dict) else None
                 amount = _f(t.get("amount")) if isinstance(t, dict) else None
                 cost = _f(fee.get("cost")) if isinstance(fee, dict) else None
