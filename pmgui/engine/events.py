@@ -2,7 +2,7 @@
 
 Each event has a `key`: the bridge keeps only the newest pending event per key (a price
 tick for BTC replaces the previous BTC tick), except events whose key is None, which are
-never dropped (actions, errors, closed positions).
+never dropped (actions, errors, closed positions, corrections of closed positions).
 """
 
 from __future__ import annotations
@@ -58,6 +58,25 @@ class PositionRemoved:
     @property
     def clears(self) -> tuple[str, str]:
         return ("position", self.position.id)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionCorrected:
+    """A closed position's journal row was corrected after it was booked: a fill booked at a
+    reference re-booked at the venue's price, or a fee booked with an estimate replaced by
+    the venue's. Carries the corrected final state (as committed) and what was corrected,
+    in words (`what`).
+
+    Published by the ledger only after the corrected row is committed, and never for a
+    correction that changed nothing: an open position's correction reaches the views with
+    its snapshots, but a closed one has none, so without this event the history view and
+    the day's realised P/L would keep showing numbers the venue has since corrected.
+    Unkeyed (never coalesced, never dropped): each one is a change of booked money."""
+
+    position: Position
+    ts: float
+    what: str
+    key = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,5 +158,5 @@ class ErrorEvent:
     key = None
 
 
-Event = (PositionSnapshot | PositionRemoved | OrderSnapshot | TickEvent | CandlesEvent
-         | ActionTaken | ConnectionEvent | AccountEvent | ErrorEvent)
+Event = (PositionSnapshot | PositionRemoved | PositionCorrected | OrderSnapshot | TickEvent
+         | CandlesEvent | ActionTaken | ConnectionEvent | AccountEvent | ErrorEvent)

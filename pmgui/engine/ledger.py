@@ -30,10 +30,12 @@ again from the journal on start-up (a stored `pending` order is `unknown`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -42,7 +44,7 @@ from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Reason
 from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position, frozen_map
 from pmgui.domain.slots import slot_copier
-from pmgui.engine.events import ActionTaken, Event, OrderSnapshot
+from pmgui.engine.events import ActionTaken, Event, OrderSnapshot, PositionCorrected
 from pmgui.engine.outbox import Outbox
 from pmgui.store.db import Store
 
@@ -276,6 +278,9 @@ class OrderLedger:
         # is the truth, not the journal's row): True when it booked it. A closed position's
         # row is final, and corrected here (`_rebook`)
         self.rebook: Callable[[Correction], bool] | None = None
+        # closed positions' rows corrected in a transaction not known to be committed yet:
+        # announced (`PositionCorrected`) once it is (`_announce`), dropped if it rolled back
+        self._corrected: list[PositionCorrected] = []
 
     # ---------------------------------------------------------------- queries
 
@@ -584,7 +589,7 @@ class OrderLedger:
             self.outbox.publish(early)
         # A venue report: what the venue can tell again (looked up by client id), so it is
         # committed without a sync of its own (a killed process still loses nothing).
-        with self.store.relaxed(), self.store.transaction(whole=True):
+        with self._committing():
             if merged != known:
                 # else the row holds it already (`known` is the order as journaled): the
                 # stream's report of a market order the create call answered filled brings
@@ -640,6 +645,59 @@ class OrderLedger:
         if note is not None:
             self.outbox.publish(note)
         return applied
+
+    @contextmanager
+    def _committing(self) -> Iterator[None]:
+        """A venue report's transaction (relaxed: the venue can tell it again). The closed
+        positions' rows it corrects are announced once it has committed (`_announce`), never
+        from inside it: a view shown a correction that then rolled back would be as wrong
+        as one never shown it."""
+        mark = len(self._corrected)
+        try:
+            with self.store.relaxed(), self.store.transaction(whole=True):
+                yield
+        except BaseException:
+            del self._corrected[mark:]  # rolled back: nothing of it was corrected
+            raise
+        self._announce()
+
+    def _announce(self) -> None:
+        """`PositionCorrected` for the closed positions' rows corrected since the last
+        announcement, once their commit is done. Inside the caller's transaction (the
+        engine books a fill's report with the close it completes, in one commit) nothing is
+        committed yet: they are announced on the event loop's next turn (nothing holds a
+        transaction across an await); without a running loop, with the next report's
+        commit."""
+        if not self._corrected:
+            return
+        if not self.store.db.conn.in_transaction:
+            self._announce_committed()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon(self._announce_committed)
+
+    def _announce_committed(self) -> None:
+        """`_announce` outside any transaction: each position's corrections published if
+        the journal's row holds the newest of them (committed; not if the caller's block
+        rolled back)."""
+        if not self._corrected or self.store.db.conn.in_transaction:
+            return
+        events, self._corrected = self._corrected, []
+        newest = {ev.position.id: ev.position for ev in events}
+        committed = set()
+        for pid, pos in newest.items():
+            row = self.store.load_position(pid)
+            if row is not None and _same_booking(row, pos):
+                committed.add(pid)
+        for ev in events:
+            if ev.position.id in committed:
+                self.outbox.publish(ev)
+            else:
+                log.info("position %s: its correction (%s) was rolled back; not announced",
+                         ev.position.id, ev.what)
 
     def _rebook(self, order: Order, booked: Booked, fix: tuple[float, float | None],
                 stored: float) -> ActionTaken:
@@ -732,11 +790,16 @@ class OrderLedger:
         if pos.is_open:
             return None
         after = corrected(pos, c)
-        self.store.save_position(after)
         exit_moved = "" if after.exit_price == pos.exit_price else \
             f", exit price {pos.exit_price:.12g} → {after.exit_price:.12g}"
-        return f"the closed position corrected: realised P/L " \
-            f"{after.realized_pnl - pos.realized_pnl:+.6g}{exit_moved}"
+        change = f"realised P/L {after.realized_pnl - pos.realized_pnl:+.6g}{exit_moved}"
+        if _same_booking(after, pos):  # a difference too small to change a number
+            return f"the closed position unchanged ({change})"
+        self.store.save_position(after)
+        if self.outbox.wants(PositionCorrected):  # announced once this commits
+            self._corrected.append(PositionCorrected(after, self.clock(),
+                                                     f"{_cause(c)}: {change}"))
+        return f"the closed position corrected: {change}"
 
 
 def _venue_price(booked: Booked, said: Order, fills: tuple[Fill, ...]
@@ -783,6 +846,21 @@ def _fee_only(order: Order, qty: float, price: float, fee_delta: float) -> Corre
     """The correction of a fee booked with an estimate: `qty` stays at `price`."""
     return Correction(order.client_id, order.position_id or "", _opens(order), qty, price,
                       price, fee_delta, price, price)
+
+
+def _cause(c: Correction) -> str:
+    """What a correction re-booked, in words (a `PositionCorrected`'s `what`)."""
+    if c.price != c.booked_price:
+        return (f"{c.qty:.12g} of order {c.client_id} booked at {c.booked_price:.12g} "
+                f"re-booked at the venue's price {c.price:.12g}")
+    return f"the venue's fee of {c.qty:.12g} of order {c.client_id} (booked with an estimate)"
+
+
+def _same_booking(a: Position, b: Position) -> bool:
+    """The numbers a correction changes are the same in both (a no-op correction, or the
+    journal's row as an announcement says it was written)."""
+    return (a.realized_pnl, a.fees_paid, a.exit_price, a.entry) == \
+        (b.realized_pnl, b.fees_paid, b.exit_price, b.entry)
 
 
 def _opens(order: Order) -> bool:
