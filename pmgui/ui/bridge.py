@@ -11,9 +11,9 @@ long enough for the engine's thread to take the interpreter lock from it — a s
 itself is a turn too, ahead of the jobs waiting (its timer often came due in the same pass as
 one of them). A table value is never a whole period older than the drain that brought it.
 
-Unkeyed events (actions, errors, closed positions) are emitted in publish order at the fast
-rate and never dropped; a PositionRemoved also discards that position's pending snapshot so
-a closed position is not resurrected by a late flush.
+Unkeyed events (actions, errors, closed positions, corrections of closed positions) are
+emitted in publish order at the fast rate and never dropped; a PositionRemoved also discards
+that position's pending snapshot so a closed position is not resurrected by a late flush.
 
 In a fast market every signal counts (a storm is hundreds of rule actions and thousands of
 prices a second): prices and actions go out as *one list per pump*, not one signal each.
@@ -36,6 +36,7 @@ from pmgui.engine.events import (
     ErrorEvent,
     Event,
     OrderSnapshot,
+    PositionCorrected,
     PositionRemoved,
     PositionSnapshot,
     TickEvent,
@@ -57,6 +58,7 @@ class Bridge(QObject):
     # interpreter lock a Qt signal makes at each slot (pmgui.ui.fanout). Each list is made
     # per emit and handed to every receiver as it is; receivers only read it.
     positionRemoved = Signal(object)  # PositionRemoved
+    positionCorrected = Signal(object)  # PositionCorrected: a closed position's new numbers
     orderChanged = Signal(object)  # OrderSnapshot
     candles = Signal(object)  # CandlesEvent
     connection = Signal(object)  # ConnectionEvent
@@ -213,6 +215,8 @@ class Bridge(QObject):
             self._positions.pop(ev.position.id, None)
             self._removed[ev.position.id] = ev.ts
             self._emit(self.positionRemoved, ev)
+        elif isinstance(ev, PositionCorrected):
+            self._emit(self.positionCorrected, ev)
         elif isinstance(ev, OrderSnapshot):
             self._orders[ev.order.client_id] = ev
         elif isinstance(ev, ConnectionEvent):

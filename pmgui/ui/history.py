@@ -3,16 +3,23 @@
 The UI never opens the store: it sends a `GetHistory` request and the engine answers with a
 frozen `HistorySnapshot` (pmgui/engine/queries.py). The answer comes back to the GUI thread
 through the CommandRunner's queued signal, like command results, so nothing here blocks.
+
+A closed position corrected after it was booked (the engine's `PositionCorrected`: a fill
+re-booked at the venue's price, the venue's fee for an estimate) is shown at once from the
+event — its row and the day's realised P/L — and the metrics and equity curve (the store's
+sums) are asked for again shortly after, once for a burst of corrections. An answer asked
+for before a correction arrived may predate its commit: the correction is laid over it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,7 +34,9 @@ from PySide6.QtWidgets import (
 )
 
 from pmgui.domain.enums import Side
-from pmgui.engine.commands import GetHistory, HistorySnapshot
+from pmgui.domain.models import Position
+from pmgui.engine.commands import ClosedTrade, GetHistory, HistorySnapshot
+from pmgui.engine.events import PositionCorrected
 from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_price, fmt_qty, fmt_r, is_num
 from pmgui.ui.theme import Theme, make_theme, tabular_font
 
@@ -40,6 +49,10 @@ CLOSED_COLUMNS = ("Closed", "Symbol", "Side", "Qty", "Entry", "Exit", "P/L", "R"
 HistoryData = HistorySnapshot  # the engine's answer, shown as it is
 
 Ask = Callable[[GetHistory, Callable[[object, str | None], None]], bool]
+
+# a correction's metrics and equity curve are asked for this long after it (one request for
+# a burst: a storm's closes are followed by their fees' true-ups, one correction each)
+REQUERY_MS = 300
 
 
 def metrics_text(m: Any, currency: str = "USDT") -> str:
@@ -67,6 +80,36 @@ def _rate(v: float | None) -> str:
     return f"{v * 100:.0f}%" if is_num(v) else DASH
 
 
+def local_midnight(now: float) -> float:
+    """The start of `now`'s local day (what the engine's "today" counts from)."""
+    return time.mktime((*time.localtime(now)[:3], 0, 0, 0, 0, 0, -1))
+
+
+def with_corrections(data: HistorySnapshot, positions: Mapping[str, Position],
+                     now: float) -> tuple[HistorySnapshot, list[int]]:
+    """`data` with the corrected closed positions in place of their rows (their R again)
+    and the day's realised P/L moved by their difference when they count in it (closed
+    since local midnight, as the engine sums it); the rows that changed."""
+    from pmgui.store.metrics import trade_r  # (pure: no store is opened)
+
+    closed = list(data.closed)
+    midnight = local_midnight(now)
+    today = data.realized_today
+    rows = []
+    for i, trade in enumerate(closed):
+        old = trade.position
+        new = positions.get(old.id)  # type: ignore[attr-defined]
+        if new is None or new == old:
+            continue
+        if is_num(old.closed_at) and old.closed_at >= midnight:  # type: ignore[attr-defined]
+            today += new.realized_pnl - old.realized_pnl  # type: ignore[attr-defined]
+        closed[i] = ClosedTrade(new, trade_r(new))
+        rows.append(i)
+    if not rows:
+        return data, rows
+    return replace(data, closed=tuple(closed), realized_today=today), rows
+
+
 class HistoryPanel(QWidget):
     """Metrics line, closed-trades table and equity curve; `refresh()` reloads in the background."""
 
@@ -76,16 +119,26 @@ class HistoryPanel(QWidget):
 
     def __init__(self, ask: Ask | None,
                  market_for: Callable[[str], object] | None = None,
-                 theme: Theme | None = None, parent: QWidget | None = None) -> None:
+                 theme: Theme | None = None, parent: QWidget | None = None, *,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         super().__init__(parent)
         self.setObjectName("history")
         self._ask = ask
         self._market_for = market_for or (lambda _s: None)
         self._theme = theme or make_theme("dark")
+        self._wall = wall_clock
         self._generation = 0
         self._busy = False
         self.data: HistoryData | None = None
         self._done.connect(self._on_done)
+        # corrections received, by position id, with the request generation current then:
+        # an answer of that generation or older may predate them (laid over it, `_on_done`)
+        self._corrections: dict[str, tuple[Position, int]] = {}
+        self._again = False  # asked for again once the request in flight is answered
+        self._requery = QTimer(self)
+        self._requery.setSingleShot(True)
+        self._requery.setInterval(REQUERY_MS)
+        self._requery.timeout.connect(self._refresh_corrected)
 
         self.metrics_label = QLabel("No history loaded")
         self.metrics_label.setObjectName("metricsLabel")
@@ -187,10 +240,39 @@ class HistoryPanel(QWidget):
             self._busy = False
         return sent
 
+    def on_position_corrected(self, ev: PositionCorrected) -> None:
+        """A closed position's booking corrected: its row and the day's realised P/L now,
+        from the event (`loaded` tells the account panel); the metrics and the equity
+        curve asked for again after `REQUERY_MS`."""
+        pos = ev.position
+        self._corrections[pos.id] = (pos, self._generation)
+        if self.data is not None:
+            data, rows = with_corrections(self.data, {pos.id: pos}, self._wall())
+            if rows:
+                self.data = data
+                for row in rows:
+                    self._fill_row(row, data.closed[row])
+                self.loaded.emit(data)
+        if self._ask is not None and not self._requery.isActive():
+            self._requery.start()
+
+    def _refresh_corrected(self) -> None:
+        if not self.refresh() and self._busy:
+            self._again = True  # the answer on its way may predate the correction
+
     def _on_done(self, gen: int, data: object, err: object) -> None:
         self._busy = False
         if gen != self._generation:
             return
+        if self._again:
+            self._again = False
+            self._requery.start()
+        # the corrections this answer may predate (received while it was asked for) are
+        # laid over it; the older ones it holds
+        self._corrections = {pid: c for pid, c in self._corrections.items() if c[1] >= gen}
+        if isinstance(data, HistorySnapshot) and self._corrections:
+            data = with_corrections(data, {pid: c[0] for pid, c in self._corrections.items()},
+                                    self._wall())[0]
         if err is not None:
             self.metrics_label.setText(f"⚠ {err}")
             self.failed.emit(str(err))
@@ -208,31 +290,36 @@ class HistoryPanel(QWidget):
         self.loaded.emit(data)
 
     def _fill_table(self, data: HistoryData) -> None:
-        t = self._theme
         self.table.setRowCount(len(data.closed))
         font = tabular_font()
         for row, trade in enumerate(data.closed):
-            p, r = trade.position, trade.r
-            market = self._market_for(p.symbol)
-            held = (p.closed_at - p.opened_at) if p.closed_at is not None else None
-            when = (time.strftime("%m-%d %H:%M", time.localtime(p.closed_at))
-                    if is_num(p.closed_at) else DASH)
-            cells = (when, p.symbol, "▲ LONG" if p.side is Side.LONG else "▼ SHORT",
-                     fmt_qty(p.initial_qty, market), fmt_price(p.entry, market),  # type: ignore[arg-type]
-                     fmt_price(p.exit_price, market), fmt_money(p.realized_pnl),  # type: ignore[arg-type]
-                     fmt_r(r), p.exit_reason or DASH, fmt_age(held))
-            for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if c in (3, 4, 5, 6, 7, 9):
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                          | Qt.AlignmentFlag.AlignVCenter)
-                    item.setFont(font)
-                if c == 6 and is_num(p.realized_pnl) and p.realized_pnl != 0:
-                    item.setForeground(QColor(t.up if p.realized_pnl > 0 else t.down))
-                self.table.setItem(row, c, item)
+            self._fill_row(row, trade, font)
+
+    def _fill_row(self, row: int, trade: ClosedTrade, font: Any = None) -> None:
+        t = self._theme
+        font = font or tabular_font()
+        p: Any = trade.position
+        market = self._market_for(p.symbol)
+        held = (p.closed_at - p.opened_at) if p.closed_at is not None else None
+        when = (time.strftime("%m-%d %H:%M", time.localtime(p.closed_at))
+                if is_num(p.closed_at) else DASH)
+        cells = (when, p.symbol, "▲ LONG" if p.side is Side.LONG else "▼ SHORT",
+                 fmt_qty(p.initial_qty, market), fmt_price(p.entry, market),  # type: ignore[arg-type]
+                 fmt_price(p.exit_price, market), fmt_money(p.realized_pnl),  # type: ignore[arg-type]
+                 fmt_r(trade.r), p.exit_reason or DASH, fmt_age(held))
+        for c, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            if c in (3, 4, 5, 6, 7, 9):
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                      | Qt.AlignmentFlag.AlignVCenter)
+                item.setFont(font)
+            if c == 6 and is_num(p.realized_pnl) and p.realized_pnl != 0:
+                item.setForeground(QColor(t.up if p.realized_pnl > 0 else t.down))
+            self.table.setItem(row, c, item)
 
     def shutdown(self) -> None:
         self._ask = None  # answers still on their way are shown nowhere
+        self._requery.stop()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

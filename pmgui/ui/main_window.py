@@ -239,7 +239,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.table_dock], [230], Qt.Orientation.Vertical)
 
         # history (closed trades, metrics, equity) from the store, read-only
-        self.history = HistoryPanel(self.runner.request, engine.market, self.theme)
+        self.history = HistoryPanel(self.runner.request, engine.market, self.theme,
+                                    wall_clock=wall_clock)
         self.history.loaded.connect(self._on_history_loaded)
         self.history.loaded.connect(self.account.on_history)
         self.history_dock = QDockWidget("History", self)
@@ -403,6 +404,9 @@ class MainWindow(QMainWindow):
         b = self.bridge
         b.positionsChanged.connect(self.on_positions)
         b.positionRemoved.connect(self.on_position_removed)
+        # a closed position's booking corrected: its history row and the day's realised
+        # P/L (the account panel takes it from the history's `loaded`)
+        b.positionCorrected.connect(self.history.on_position_corrected)
         b.candles.connect(self._keep_candles)
         b.error.connect(lambda ev: self.notify(f"⚠ {ev.message}"))
 
