@@ -382,9 +382,11 @@ def _start(engine, db: Path) -> None:
         raise
 
 
-def _headless(engine, exit_after: float | None, db: Path | None = None, service=None) -> int:
+def console_listener(engine) -> Callable[[object], None]:
+    """The headless console's outbox listener: one log line per action, error, close and
+    correction of a closed position (numbers to the market's precision)."""
     from pmgui.domain.numbers import plain_price, plain_qty
-    from pmgui.engine.events import ActionTaken, ErrorEvent, PositionRemoved
+    from pmgui.engine.events import ActionTaken, ErrorEvent, PositionCorrected, PositionRemoved
 
     def on_event(ev) -> None:
         if isinstance(ev, ActionTaken):
@@ -401,6 +403,17 @@ def _headless(engine, exit_after: float | None, db: Path | None = None, service=
             log.info("closed %s %s @ %s (%s) P/L %.2f", p.symbol, p.side.value,
                      plain_price(p.exit_price, engine.market(p.symbol)), p.exit_reason,
                      p.realized_pnl)
+        elif isinstance(ev, PositionCorrected):
+            p = ev.position
+            log.info("corrected closed %s %s %s: exit %s, fees %.6g, P/L %.2f (%s)", p.id,
+                     p.symbol, p.side.value, plain_price(p.exit_price, engine.market(p.symbol)),
+                     p.fees_paid, p.realized_pnl, ev.what)
+
+    return on_event
+
+
+def _headless(engine, exit_after: float | None, db: Path | None = None, service=None) -> int:
+    on_event = console_listener(engine)
 
     engine.outbox.add_listener(on_event)
     if service is not None:

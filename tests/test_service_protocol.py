@@ -15,6 +15,7 @@ from pmgui.domain.enums import (
     OrderSide,
     OrderStatus,
     OrderType,
+    PositionStatus,
     Protection,
     Reason,
     Side,
@@ -22,7 +23,13 @@ from pmgui.domain.enums import (
 )
 from pmgui.domain.models import Action, Fill, Order, Position, frozen_map
 from pmgui.engine import commands as cmd
-from pmgui.engine.events import ActionTaken, OrderSnapshot, PositionRemoved, PositionSnapshot
+from pmgui.engine.events import (
+    ActionTaken,
+    OrderSnapshot,
+    PositionCorrected,
+    PositionRemoved,
+    PositionSnapshot,
+)
 from pmgui.service import protocol
 from pmgui.service.protocol import ProtocolError, decode, encode
 
@@ -62,6 +69,9 @@ def test_every_command_and_event_type_is_on_the_wire():
                       realized_pnl=-1.5),
     PositionSnapshot(position(), 101.0, 0.5, 0.01, 0.2, Protection.ON_EXCHANGE, False, 3.0),
     PositionRemoved(position(closed_at=9.0, exit_reason="stop_loss"), 9.0),
+    PositionCorrected(position(qty=0.0, closed_at=9.0, exit_price=94.5, realized_pnl=-2.75,
+                               status=PositionStatus.CLOSED), 12.0,
+                      "0.5 of order c1 booked at 95 re-booked at the venue's price 94.5"),
     OrderSnapshot(Order("c1", "BTC/USDT:USDT", OrderSide.SELL, OrderType.STOP_MARKET, 0.5,
                         OrderStatus.OPEN, trigger_price=95.0, reduce_only=True,
                         role=OrderRole.STOP_LOSS)),

@@ -27,6 +27,7 @@ from pmgui.engine.events import (
     ActionTaken,
     ConnectionEvent,
     ErrorEvent,
+    PositionCorrected,
     PositionRemoved,
     PositionSnapshot,
 )
@@ -67,7 +68,9 @@ class Notifier:
         self._conn_at = 0.0
         self._down_since: dict[str, float] = {}
         self._stale_told: set[str] = set()
-        self._closed_today: list[tuple[float, str, float]] = []  # (ts, symbol, pnl)
+        # position id → (ts, symbol, pnl) of the closes for the daily summary (a correction
+        # of a closed position's P/L replaces its entry's)
+        self._closed_today: dict[str, tuple[float, str, float]] = {}
         self._summary_day: str | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -155,12 +158,18 @@ class Notifier:
             p = ev.position
             pnl = p.realized_pnl
             with self._lock:
-                self._closed_today.append((p.closed_at or ev.ts, p.symbol, pnl))
+                self._closed_today[p.id] = (p.closed_at or ev.ts, p.symbol, pnl)
                 self._protection.pop(p.id, None)
             self.alert(Alert(f"close:{p.id}", f"pmgui: {p.symbol} closed",
                              f"{p.symbol} {p.side.value} closed @ {p.exit_price} "
                              f"({p.exit_reason or 'closed'}), P/L {_money(pnl)}",
                              "success" if pnl >= 0 else "warning"))
+        elif isinstance(ev, PositionCorrected):  # the summary's P/L, no alert of its own
+            p = ev.position
+            with self._lock:
+                if p.id in self._closed_today:
+                    ts, symbol, _old = self._closed_today[p.id]
+                    self._closed_today[p.id] = (ts, symbol, p.realized_pnl)
         elif isinstance(ev, ActionTaken):
             if str(ev.action.reason.value).startswith("emergency_stop"):
                 a = ev.action
@@ -237,8 +246,9 @@ class Notifier:
     def summary(self, now: float) -> Alert:
         midnight = time.mktime((*time.localtime(now)[:3], 0, 0, 0, 0, 0, -1))
         with self._lock:
-            self._closed_today = [c for c in self._closed_today if c[0] >= midnight]
-            closes = list(self._closed_today)
+            self._closed_today = {pid: c for pid, c in self._closed_today.items()
+                                  if c[0] >= midnight}
+            closes = list(self._closed_today.values())
             open_n = len(self._protection)
             unprotected = sum(1 for v in self._protection.values()
                               if v != Protection.ON_EXCHANGE)

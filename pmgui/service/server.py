@@ -44,6 +44,7 @@ from pmgui.engine.events import (
     CandlesEvent,
     ConnectionEvent,
     OrderSnapshot,
+    PositionCorrected,
     PositionRemoved,
     PositionSnapshot,
     TickEvent,
@@ -61,7 +62,7 @@ BATCH_INTERVAL = 0.03  # at most ~30 batches a second per client (coalescing win
 
 
 def _symbol_of(ev: object) -> str | None:
-    if isinstance(ev, PositionSnapshot | PositionRemoved):
+    if isinstance(ev, PositionSnapshot | PositionRemoved | PositionCorrected):
         return ev.position.symbol
     if isinstance(ev, OrderSnapshot):
         return ev.order.symbol
