@@ -190,3 +190,32 @@ def test_an_answer_asked_for_before_the_correction_does_not_undo_it(
         assert "Total P/L +$992.50" in panel.metrics_label.text()
     finally:
         venue.close()
+
+
+def test_a_remote_windows_resync_asks_for_the_history_again(qtbot) -> None:
+    """A resync (a reconnection, a backlog the server dropped) loses the corrections sent
+    meanwhile: the window on a remote engine asks for its history again, once."""
+    from pmgui.ui.remote import attach_remote
+
+    class Link:  # what the indicator reads of a RemoteEngine
+        url = "ws://127.0.0.1:9"
+        link = "connected"
+        link_detail = ""
+        scope = "read"
+        syncs = 1
+
+    eng = EngineDouble()
+    win = MainWindow(eng, start=False)
+    qtbot.addWidget(win)
+    link = Link()
+    indicator = attach_remote(win, link)
+
+    def asked() -> int:
+        return sum(isinstance(c, GetHistory) for c in eng.submitted)
+
+    indicator.refresh()
+    assert asked() == 0  # the first full state: nothing lost
+    link.syncs = 2
+    qtbot.waitUntil(lambda: asked() == 1, timeout=10_000)
+    indicator.refresh()
+    assert asked() == 1

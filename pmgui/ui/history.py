@@ -253,6 +253,12 @@ class HistoryPanel(QWidget):
                 for row in rows:
                     self._fill_row(row, data.closed[row])
                 self.loaded.emit(data)
+        self.refresh_soon()
+
+    def refresh_soon(self) -> None:
+        """Ask for the history again after `REQUERY_MS` (once for all asked meanwhile), or,
+        while an answer is on its way (it may predate what made this necessary), once it is
+        answered: a correction's metrics, the events a remote window's resync left out."""
         if self._ask is not None and not self._requery.isActive():
             self._requery.start()
 

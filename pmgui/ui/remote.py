@@ -4,6 +4,9 @@ The remote engine's client runs on its own thread and only sets plain attributes
 (`link`, `link_detail`); the indicator reads them on a GUI timer, so no Qt object is touched
 from another thread. Disconnected is shown in red with the reason; commands are refused by
 the client while disconnected (never queued), and reconnecting resyncs the full state.
+A resync (a reconnection, or a backlog the server dropped) replaces the positions (those
+gone are told as closed), but the corrections of closed positions sent meanwhile are lost
+with the backlog: the window's history is asked for again.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class RemoteLinkIndicator(QLabel):
         self.setObjectName("remoteLink")
         self.remote = remote
         self.state = ""
+        self._syncs = getattr(remote, "syncs", 0)  # full states received (RemoteEngine)
         self._timer = QTimer(self)
         self._timer.setInterval(200)
         self._timer.timeout.connect(self.refresh)
@@ -37,6 +41,12 @@ class RemoteLinkIndicator(QLabel):
         self.refresh()
 
     def refresh(self) -> None:
+        syncs = getattr(self.remote, "syncs", 0)
+        if syncs != self._syncs:
+            self._syncs = syncs
+            history = getattr(self.window(), "history", None)
+            if history is not None:
+                history.refresh_soon()
         state, detail = self.remote.link, self.remote.link_detail
         if state == self.state and detail == self.toolTip():
             return
