@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from pmgui.domain.enums import OrderRole
 from pmgui.domain.models import Tick
 from pmgui.engine.settings import EngineSettings
 from tests.engine_support import SYMBOL, one_long_open
@@ -74,4 +77,41 @@ async def test_the_tick_path_does_not_sync_a_move_not_worth_replacing(tmp_path: 
     rt.position = pos.evolve(sl=pos.sl + 0.1)
     h.engine.settings = replace(h.engine.settings, protect_on_exchange=False)
     assert protector.wants_sync(rt, now)
+    await h.engine.shutdown()
+
+
+async def test_a_spent_budget_is_not_asked_again_before_it_refills(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """With the shared re-placement budget spent, a dirty position's quiet ticks do not ask
+    `wants_sync` until the time the budget has a token again (`budget_spent_until`, from the
+    refill's rate); the first tick at that time re-places the order, as asking on every
+    tick did."""
+    h, rt = await one_long_open(tmp_path / "x.db", EngineSettings(
+        default_preset="manual", protect_throttle=0.0, protect_budget=2.0))
+    protector, t0 = h.engine.protector, h.engine.clock()
+    protector._tokens, protector._refilled = 0.0, t0  # spent (two moves a second)
+    h.engine.set_position(rt.position.evolve(sl=59_000.0), persist=False)
+    rt.protect_dirty = True
+    # evaluated: the move stays dirty, a token is 0.4 s away at this tick
+    await h.paper.deliver(Tick(SYMBOL, 60_010.0, t0 + 0.1), h.engine)
+    assert rt.protect_dirty
+    assert protector.budget_spent_until == pytest.approx(t0 + 0.5)
+    asked = 0
+    wants = protector.wants_sync
+
+    def counted(*a, **k):
+        nonlocal asked
+        asked += 1
+        return wants(*a, **k)
+
+    monkeypatch.setattr(protector, "wants_sync", counted)
+    quiet = h.engine.quiet_ticks
+    for k, price in enumerate((60_005.0, 60_004.0, 60_003.0), start=2):  # under the best
+        await h.paper.deliver(Tick(SYMBOL, price, t0 + k / 10), h.engine)
+    assert h.engine.quiet_ticks == quiet + 3
+    assert asked == 0 and rt.protect_dirty  # the budget still spent
+    assert protector.covering(rt, OrderRole.STOP_LOSS).trigger_price == 58_500.0
+    await h.paper.deliver(Tick(SYMBOL, 60_002.0, t0 + 0.5), h.engine)
+    assert asked == 1 and not rt.protect_dirty
+    assert protector.covering(rt, OrderRole.STOP_LOSS).trigger_price == 59_000.0
     await h.engine.shutdown()

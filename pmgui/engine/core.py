@@ -491,7 +491,8 @@ class EngineCore:
             return _DONE
         rt.deferred_since = None  # no stop/TP close was due: the grace starts afresh
         rt.indicator_due = tick  # the chart's line, computed when next published
-        if rt.protect_dirty and self.protector.wants_sync(rt, now):
+        if rt.protect_dirty and now >= self.protector.budget_spent_until \
+                and self.protector.wants_sync(rt, now):
             return _SYNC
         # `_maybe_persist`'s own first tests, without the call (it is due once per
         # `save_interval` at most)

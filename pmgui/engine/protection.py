@@ -63,6 +63,11 @@ class Protector:
         # re-placement budget for automated moves (token bucket over all positions)
         self._tokens = float(core.settings.protect_budget)
         self._refilled = core.clock()
+        # Until this time the budget has no token for a rule move's re-placement (set when
+        # `_token_ready` finds it spent): the tick path tests it before asking `wants_sync`.
+        # With thousands of positions trailing, most of them wait dirty while the budget is
+        # spent, and each of their quiet ticks asked (three calls, a refill) to hear no.
+        self.budget_spent_until = float("-inf")
         self._beside: set[asyncio.Task[None]] = set()  # re-placements beside the stream
         # their steps, one per loop round (a burst of them no longer lands in one round)
         self._turns = TurnShare()
@@ -401,9 +406,12 @@ class Protector:
         budget = self.core.settings.protect_budget
         if budget <= 0 or budget == float("inf"):
             return True
-        self._tokens = min(budget, self._tokens + (now - self._refilled) * budget)
+        tokens = self._tokens = min(budget, self._tokens + (now - self._refilled) * budget)
         self._refilled = now
-        return self._tokens >= 1.0
+        if tokens >= 1.0:
+            return True
+        self.budget_spent_until = now + (1.0 - tokens) / budget  # the refill's linear
+        return False
 
     def _spend_token(self) -> None:
         budget = self.core.settings.protect_budget
