@@ -71,7 +71,7 @@ async def test_state_survives_a_kill_and_restart(db_path):
     again = _open(db_path, balance=123.0)  # the stored wallet wins over the constructor's
     await again.connect()
     after = await _snapshot(again)
-    # Marks are market data, written at most once a second: the last second may be lost.
+    # Marks are market data, written at most every 5 s: the last seconds may be lost.
     assert _no_mark(after["positions"]) == _no_mark(before["positions"])
     assert after["balance"] == before["balance"]
     assert after["open"] == before["open"]
