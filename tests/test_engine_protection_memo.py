@@ -22,20 +22,25 @@ from tests.engine_support import SYMBOL, one_long_open
 T0 = 1_700_000_000.0
 
 
+def _counted(monkeypatch, obj: object, name: str) -> list[int]:
+    """Count the calls of `obj.name` (the count in the returned list's one item)."""
+    calls = [0]
+    fn = getattr(obj, name)
+
+    def counted(*a, **k):
+        calls[0] += 1
+        return fn(*a, **k)
+
+    monkeypatch.setattr(obj, name, counted)
+    return calls
+
+
 async def test_a_small_move_is_not_worth_it_again_without_a_scan(tmp_path: Path,
                                                                  monkeypatch) -> None:
     h, rt = await one_long_open(tmp_path / "x.db", EngineSettings(default_preset="manual",
                                                                  protect_throttle=0.0))
     protector = h.engine.protector
-    scans = 0
-    covering = protector.covering
-
-    def counted(*a, **k):
-        nonlocal scans
-        scans += 1
-        return covering(*a, **k)
-
-    monkeypatch.setattr(protector, "covering", counted)
+    scans = _counted(monkeypatch, protector, "covering")
 
     def fresh() -> bool:  # the answer of a full scan
         kept, rt.not_worth = rt.not_worth, None
@@ -47,10 +52,10 @@ async def test_a_small_move_is_not_worth_it_again_without_a_scan(tmp_path: Path,
     # a rule's move of 10 under 0.1 % of the price (60): not worth a re-placement
     h.engine.set_position(rt.position.evolve(sl=58_510.0), persist=False)
     assert not protector._worth_replacing(rt)
-    scanned = scans
+    scanned = scans[0]
     assert scanned > 0
     assert not protector._worth_replacing(rt)
-    assert scans == scanned  # the kept answer, no scan
+    assert scans[0] == scanned  # the kept answer, no scan
     for price, ts in ((61_000.0, 1), (9_000.0, 2), (60_000.0, 3), (9_999.0, 4), (10_001.0, 5)):
         h.engine.market.on_tick(Tick(SYMBOL, price, T0 + ts))  # the engine's view only
         assert protector._worth_replacing(rt) is fresh() is (price < 10_000.0), price
@@ -96,22 +101,14 @@ async def test_a_spent_budget_is_not_asked_again_before_it_refills(tmp_path: Pat
     await h.paper.deliver(Tick(SYMBOL, 60_010.0, t0 + 0.1), h.engine)
     assert rt.protect_dirty
     assert protector.budget_spent_until == pytest.approx(t0 + 0.5)
-    asked = 0
-    wants = protector.wants_sync
-
-    def counted(*a, **k):
-        nonlocal asked
-        asked += 1
-        return wants(*a, **k)
-
-    monkeypatch.setattr(protector, "wants_sync", counted)
+    asked = _counted(monkeypatch, protector, "wants_sync")
     quiet = h.engine.quiet_ticks
     for k, price in enumerate((60_005.0, 60_004.0, 60_003.0), start=2):  # under the best
         await h.paper.deliver(Tick(SYMBOL, price, t0 + k / 10), h.engine)
     assert h.engine.quiet_ticks == quiet + 3
-    assert asked == 0 and rt.protect_dirty  # the budget still spent
+    assert asked[0] == 0 and rt.protect_dirty  # the budget still spent
     assert protector.covering(rt, OrderRole.STOP_LOSS).trigger_price == 58_500.0
     await h.paper.deliver(Tick(SYMBOL, 60_002.0, t0 + 0.5), h.engine)
-    assert asked == 1 and not rt.protect_dirty
+    assert asked[0] == 1 and not rt.protect_dirty
     assert protector.covering(rt, OrderRole.STOP_LOSS).trigger_price == 59_000.0
     await h.engine.shutdown()
