@@ -112,3 +112,25 @@ async def test_a_spent_budget_is_not_asked_again_before_it_refills(tmp_path: Pat
     assert asked[0] == 1 and not rt.protect_dirty
     assert protector.covering(rt, OrderRole.STOP_LOSS).trigger_price == 59_000.0
     await h.engine.shutdown()
+
+
+async def test_the_housekeeping_pass_does_not_ask_a_spent_budget(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The housekeeping pass settles dirty positions (`sync(settle=True)`, a move under
+    `protect_min_step` included) as the budget allows: while it is spent, the pass does not
+    ask `due` for each of them; once a token is back, the pass re-places the order."""
+    h, rt = await one_long_open(tmp_path / "x.db", EngineSettings(
+        default_preset="manual", protect_throttle=0.0, protect_budget=2.0))
+    protector, t0 = h.engine.protector, h.engine.clock()
+    protector._tokens, protector._refilled = 0.0, t0
+    assert not protector._token_ready(t0)  # spent: a token 0.5 s away
+    h.engine.set_position(rt.position.evolve(sl=58_510.0), persist=False)  # under min step
+    rt.protect_dirty = True
+    asked = _counted(monkeypatch, protector, "due")
+    await h.engine.periodic()
+    assert asked[0] == 0 and rt.protect_dirty
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, t0 + 0.5), h.engine)  # the clock moves on
+    await h.engine.periodic()
+    assert asked[0] >= 1 and not rt.protect_dirty
+    assert protector.covering(rt, OrderRole.STOP_LOSS).trigger_price == 58_510.0
+    await h.engine.shutdown()

@@ -1348,8 +1348,10 @@ class EngineCore:
         if self._account_due:
             await let_due_work_first()  # the account sums the whole book: a part of its own
             await self.refresh_account(funding=False)
+        protector = self.protector
         for i, rt in enumerate(self.book.runtimes(), 1):
-            if rt.protect_dirty and self.protector.due(rt, self.clock()):
+            if rt.protect_dirty and self.clock() >= protector.budget_spent_until \
+                    and protector.due(rt, self.clock()):
                 async with rt.lock:
                     await self.protector.sync(rt, settle=True)
             if i % HOUSEKEEPING_SLICE == 0:

@@ -64,9 +64,10 @@ class Protector:
         self._tokens = float(core.settings.protect_budget)
         self._refilled = core.clock()
         # Until this time the budget has no token for a rule move's re-placement (set when
-        # `_token_ready` finds it spent): the tick path tests it before asking `wants_sync`.
-        # With thousands of positions trailing, most of them wait dirty while the budget is
-        # spent, and each of their quiet ticks asked (three calls, a refill) to hear no.
+        # `_token_ready` finds it spent): the tick path tests it before asking `wants_sync`,
+        # the housekeeping pass before asking `due`. With thousands of positions trailing,
+        # most of them wait dirty while the budget is spent, and each of their quiet ticks
+        # (and each of them in every pass) asked — three calls, a refill — to hear no.
         self.budget_spent_until = float("-inf")
         self._beside: set[asyncio.Task[None]] = set()  # re-placements beside the stream
         # their steps, one per loop round (a burst of them no longer lands in one round)
