@@ -8,8 +8,9 @@ import pytest
 
 from pmgui.domain.enums import ActionType, PositionStatus, Reason, Side, StopKind
 from pmgui.domain.models import Action, Position, Tranche
+from pmgui.domain.money import trade_r
 from pmgui.store import Store, TradeMetrics
-from pmgui.store.metrics import compute_metrics, trade_r
+from pmgui.store.metrics import compute_metrics
 
 
 def closed(pid: str, *, side: Side = Side.LONG, entry: float = 100.0, qty: float = 2.0,

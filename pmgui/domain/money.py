@@ -51,6 +51,22 @@ def risk_per_unit(entry: float, initial_sl: float | None) -> float | None:
     return r if r > 0 else None
 
 
+def trade_r(pos: Position) -> float | None:
+    """A closed trade's result in R multiples: realised P/L over R · initial qty · contract size,
+    R = |first entry − initial stop| (the first tranche's entry when tranches are known).
+    None without an initial stop (`pmgui.store.metrics` sums it; a window re-rates a
+    corrected trade with it)."""
+    first_entry = pos.tranches[0].entry if pos.tranches else pos.entry
+    r = risk_per_unit(first_entry, pos.initial_sl)
+    if r is None:
+        return None
+    risk = r * pos.initial_qty * pos.contract_size
+    if not math.isfinite(risk) or risk <= 0 or not math.isfinite(pos.realized_pnl):
+        return None
+    value = pos.realized_pnl / risk
+    return value if math.isfinite(value) else None
+
+
 def pnl_r(side: Side, entry: float, price: float, initial_sl: float | None) -> float | None:
     r = risk_per_unit(entry, initial_sl)
     if r is None or not valid_price(price):

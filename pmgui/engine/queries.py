@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pmgui.domain.errors import ExchangeError, ValidationError
+from pmgui.domain.money import trade_r
 from pmgui.domain.timeframes import seconds
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken
 from pmgui.store.db import Store
-from pmgui.store.metrics import trade_r
 from pmgui.store.serialize import action_from_record
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from pmgui.domain.enums import Reason, StopKind
 from pmgui.domain.models import Position
-from pmgui.domain.money import risk_per_unit
+from pmgui.domain.money import trade_r
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +48,6 @@ class TradeMetrics:
     trailing_count: int = 0
     add_on_count: int = 0
     total_pnl: float = 0.0
-
-
-def trade_r(pos: Position) -> float | None:
-    """The trade's result in R multiples, or None without an initial stop (see module doc)."""
-    first_entry = pos.tranches[0].entry if pos.tranches else pos.entry
-    r = risk_per_unit(first_entry, pos.initial_sl)
-    if r is None:
-        return None
-    risk = r * pos.initial_qty * pos.contract_size
-    if not math.isfinite(risk) or risk <= 0 or not math.isfinite(pos.realized_pnl):
-        return None
-    value = pos.realized_pnl / risk
-    return value if math.isfinite(value) else None
 
 
 def compute_metrics(closed: Iterable[Position],

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from pmgui.domain.enums import Side
 from pmgui.domain.models import Position
+from pmgui.domain.money import trade_r
 from pmgui.engine.commands import ClosedTrade, GetHistory, HistorySnapshot
 from pmgui.engine.events import PositionCorrected
 from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_price, fmt_qty, fmt_r, is_num
@@ -90,8 +91,6 @@ def with_corrections(data: HistorySnapshot, positions: Mapping[str, Position],
     """`data` with the corrected closed positions in place of their rows (their R again)
     and the day's realised P/L moved by their difference when they count in it (closed
     since local midnight, as the engine sums it); the rows that changed."""
-    from pmgui.store.metrics import trade_r  # (pure: no store is opened)
-
     closed = list(data.closed)
     midnight = local_midnight(now)
     today = data.realized_today
