@@ -40,6 +40,27 @@ def test_for_symbol_follows_every_add_and_remove() -> None:
     assert book.for_symbol("ETH/USDT:USDT") == (other,)
 
 
+def test_for_symbol_keeps_the_other_symbols_answers() -> None:
+    """An open or a close drops only its own symbol's answer: the other symbols' ticks
+    still find theirs (in a 1,000-symbol book, dropping them all at each of a storm's ten
+    closes and re-opens a second rebuilt one on nearly every tick). A runtime replaced
+    under its id is the one the next answer holds."""
+    book = PositionBook()
+    other = book.add(_rt("C", "ETH/USDT:USDT"))
+    kept = book.for_symbol("ETH/USDT:USDT")
+    a = book.add(_rt("A"))
+    assert book.for_symbol(SYMBOL) == (a,)
+    book.remove("A")
+    assert book.for_symbol(SYMBOL) == ()
+    assert book.for_symbol("ETH/USDT:USDT") is kept  # not built again
+    again = book.add(_rt("C", "ETH/USDT:USDT"))
+    assert book.for_symbol("ETH/USDT:USDT") == (again,) and again is not other
+    moved = book.add(_rt("C", SYMBOL))  # (an id keeps its symbol; if not, it moves whole)
+    assert book.for_symbol(SYMBOL) == (moved,)
+    assert book.for_symbol("ETH/USDT:USDT") == ()
+    assert book.runtime("C") is moved and len(book) == 1
+
+
 async def test_the_tick_path_reads_the_rule_info_of_the_positions_current_params(
         tmp_path: Path) -> None:
     """A preset change gives the position new Params: the next tick judges staleness (and
