@@ -999,6 +999,17 @@ class BinanceServer:
             await self._finish(algo, child)
         return len(held)
 
+    async def fill_part(self, client_id: str, qty: float | str,
+                        price: float | str | None = None) -> None:
+        """Execute `qty` of the resting regular order `client_id` as a maker, at `price`
+        (default: its limit): a partial fill, told like any (stream, trades, REST)."""
+        order = self._find(self.state.orders, {"origClientOrderId": client_id}, "orderId",
+                           "origClientOrderId")
+        if not order.is_open:
+            raise ValueError(f"order {client_id} is not open ({order.status})")
+        await self._fill(order, _d(price) if price is not None else order.price, maker=True,
+                         qty=min(_d(qty), order.qty - order.executed))
+
     async def finish_held_algos(self) -> int:
         """Report FINISHED the triggered orders `faults.algo_finish_held` left TRIGGERED."""
         held, self._unfinished = self._unfinished, []
