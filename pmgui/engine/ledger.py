@@ -268,9 +268,6 @@ class OrderLedger:
         # a late report of one (a cancel's echo, a fill after its stop fired) is merged
         # without reading it back from SQLite
         self._final: OrderedDict[str, Order] = OrderedDict()
-        # the orders this ledger booked lately with a synthesized fill record (a lookup's):
-        # the venue's own records of that quantity replace it when they come (`apply`)
-        self._synthesized: dict[str, None] = {}
         # the fills booked at a reference, by client id, until the venue's price corrects
         # them (`REFERENCES_KEY`: persisted in the booking's commit, read back by `load`)
         self._referenced: dict[str, Booked] = {}
@@ -596,25 +593,22 @@ class OrderLedger:
                 # its fills and nothing else, and its row was upserted whole again (every
                 # column and index entry) in the commit of every entry and market close
                 self.store.save_order(merged, journaled=known)
-            stored = stored_fee = 0.0  # fill records new to the journal
+            stored = stored_fee = stored_value = 0.0  # fill records new to the journal
+            kept: list[str] = []
             for f in fills:
                 if self.store.record_fill(f, merged.position_id):
                     stored += f.qty
                     stored_fee += f.fee
+                    stored_value += f.qty * f.price
+                    kept.append(f.id)
                 else:  # told again: with the venue's fee of a fill booked with an estimate?
                     self._correct_fee(merged, f)
+            # what this report books anew from its records: the delta at its price, or the
+            # quantity booked at a reference re-booked at the venue's price
+            new_qty, new_value = delta, delta * (price or 0.0)
             if fix is not None and booked is not None:  # (no reference, so no note, here)
                 note = self._rebook(merged, booked, fix, stored)
-            elif stored > delta + EPS and merged.client_id in self._synthesized \
-                    and booked is None:
-                # Records of quantity already booked: a lookup booked it with a synthesized
-                # record (`synthesize`, below) before the venue's own records came. They
-                # take its place, so the order's records add up to what was booked once.
-                qty, estimate = self.store.absorb_synthesized_fills(merged.client_id,
-                                                                    stored - delta)
-                if qty > EPS:  # booked with the estimate its record carried: the venue's now
-                    self._correct_estimate(merged, qty, price or known.average,
-                                           stored_fee * qty / stored - estimate)
+                new_qty, new_value = booked.qty, booked.qty * fix[0]
             # a lookup's quantity (no records of it come with it), or what was booked at a
             # reference: a record of our own, replaced by the venue's records should they come
             synth_qty, synth_price = (delta, price) if synthesize and not fills else \
@@ -626,9 +620,15 @@ class OrderLedger:
                          synth_qty * synth_price * contract_size * fee_rate, self.clock(),
                          merged.exchange_id),
                     merged.position_id)
-                self._synthesized[merged.client_id] = None
-                if len(self._synthesized) > FINAL_KEPT:
-                    self._synthesized.pop(next(iter(self._synthesized)))
+            if stored > delta + EPS and (booked is None or fix is not None):
+                # Records of more than this report books anew: they describe again quantity
+                # recorded already (a record of all the order filled, told after a restart,
+                # beside the records of its trades or of a lookup's): they take the earlier
+                # records' place, so the order's records add up to what was booked, once.
+                # (Not while a reference booking waits for a report that prices it all: its
+                # record is the re-booking's to replace, `_rebook`.)
+                self._absorb_redescribed(merged, kept, (stored, stored_fee, stored_value),
+                                         new_qty, new_value)
             if reference is not None and unpriced > EPS and merged.position_id:
                 self._referenced[merged.client_id] = Booked(
                     merged.position_id, unpriced, reference[1], reference[0],
@@ -723,21 +723,53 @@ class OrderLedger:
         return _correction_note(order, booked, correction, fix[1] is not None, outcome,
                                 self.clock())
 
-    def _correct_estimate(self, order: Order, qty: float, price: float | None,
-                          fee_delta: float) -> None:
-        """Inside the report's transaction: `qty` of the order, booked with an estimated
-        fee (a lookup's synthesized record), has the venue's records now (they replaced
-        it): the position's fees and realised P/L move by `fee_delta` (the engine's hook for
-        an open one, the journal's row for a closed one), logged."""
-        pid = order.position_id
-        if not pid or abs(fee_delta) <= 1e-12 or not math.isfinite(fee_delta) or \
-                price is None or not money.valid_price(price):
+    def _absorb_redescribed(self, order: Order, kept: list[str],
+                            stored: tuple[float, float, float], new_qty: float,
+                            new_value: float) -> None:
+        """Inside the report's transaction: the report's records (`kept`; their quantity,
+        fee and value `stored`) describe more than it booked anew (`new_qty` for
+        `new_value`): when the order's records now add up to more than it filled, the
+        earlier records of the excess are removed (`Store.absorb_fills`: a lookup's record
+        of our own first) and the report's records — the venue's newest word — stand for it.
+
+        Nothing is lost when the two descriptions differ: the records kept say the venue's
+        figures, and the fee booked for that quantity (an estimate on our own record, or
+        the venue's earlier trade reports') moves to the report's share of its fee on the
+        position (the engine's hook for an open one, the journal's row for a closed one),
+        once: the earlier records are gone, so a report told again finds nothing in excess.
+        A price that differs is logged, the booking kept: both are the venue's figures
+        (its trade reports, its record of the order), and the delta was booked at its own
+        share of the venue's average, so the position's quantity times price is the
+        venue's already."""
+        qty, fee, value, ids = self.store.absorb_fills(order.client_id, order.filled, kept)
+        if qty <= EPS:
             return
-        outcome = self._book_correction(_fee_only(order, qty, price, fee_delta))
+        s_qty, s_fee, s_value = stored
+        ours = all("#" in i for i in ids)
+        venue_fee = s_fee * qty / s_qty
+        fee_delta = venue_fee - fee
+        log.info("order %s (%s): the venue's record(s) %s of %.12g describe again %.12g "
+                 "recorded already (%s): counted once, theirs kept", order.client_id,
+                 order.symbol, ", ".join(kept), s_qty, qty, ", ".join(ids))
+        old_price = value / qty
+        rest = s_qty - new_qty
+        if not ours and abs(rest - qty) <= 1e-9 * max(1.0, s_qty):
+            said = (s_value - new_value) / qty
+            if abs(said - old_price) > 1e-9 * max(1.0, abs(old_price)):
+                log.warning("order %s (%s): the venue's records of %.12g differ: %.12g at "
+                            "%.12g before, %.12g at %.12g in its record of the order; its "
+                            "record kept, the position's booking not re-priced",
+                            order.client_id, order.symbol, qty, qty, old_price, qty, said)
+        pid = order.position_id
+        if not pid or abs(fee_delta) <= 1e-12 * max(1.0, abs(venue_fee)) or \
+                not math.isfinite(fee_delta) or not money.valid_price(old_price):
+            return
+        outcome = self._book_correction(_fee_only(order, qty, old_price, fee_delta))
+        what = "booked with an estimate" if ours else "booked from its earlier records"
         log.log(logging.INFO if outcome else logging.WARNING,
-                "order %s (%s): the venue's fee of %.12g booked with an estimate differs by "
-                "%+.6g; %s", order.client_id, order.symbol, qty, fee_delta,
-                outcome or "the open position is NOT corrected")
+                "order %s (%s): the venue's fee of %.12g %s differs by %+.6g (%.6g, was "
+                "%.6g); %s", order.client_id, order.symbol, qty, what, fee_delta, venue_fee,
+                fee, outcome or "the open position is NOT corrected")
 
     def _correct_fee(self, order: Order, fill: Fill) -> None:
         """Inside the report's transaction: a fill record told again under its id with

@@ -62,7 +62,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -1488,6 +1488,51 @@ class Store:
                 removed += take
                 fee += float(r["fee"]) * take / q if q > 0 else 0.0
         return removed, fee
+
+    @_guard
+    def absorb_fills(self, client_id: str, filled: float, keep: Collection[str]
+                     ) -> tuple[float, float, float, list[str]]:
+        """The order `client_id`'s fill records brought down to `filled` (what the ledger
+        booked of it) when they add up to more: a report described again quantity already
+        recorded (a record of all the order filled, told after a restart, beside the records
+        of its trades or a lookup's record of our own). The records in `keep` (that report's)
+        stay; of the others the excess is removed — our own synthesized records
+        (`<client id>#…`) first, then the oldest — a record partly covered keeping the rest,
+        its fee in proportion. Returns the quantity removed, the fee and the value (quantity
+        × price) it carried, and the ids of the records it touched. One indexed sum when
+        nothing is in excess. Writes inside the caller's transaction when one is open."""
+        self._writable()
+        total = self.db.conn.execute(
+            "SELECT COALESCE(SUM(qty), 0) FROM fills WHERE order_client_id = ?",
+            (client_id,)).fetchone()[0]
+        left = float(total) - _num(filled, "filled")
+        if left <= 1e-9 * max(1.0, abs(filled)):
+            return 0.0, 0.0, 0.0, []
+        prefix = client_id + "#"
+        rows = [r for r in self._rows(
+            "SELECT id, qty, price, fee FROM fills WHERE order_client_id = ? "
+            "ORDER BY substr(id, 1, ?) <> ?, ts, id", [client_id, len(prefix), prefix])
+            if r["id"] not in keep]
+        removed = fee = value = 0.0
+        touched: list[str] = []
+        with self._tx():
+            for r in rows:
+                if left <= 1e-12:
+                    break
+                q, f = float(r["qty"]), float(r["fee"])
+                take = min(q, left)
+                if q <= left + 1e-12:
+                    self.db.conn.execute("DELETE FROM fills WHERE id = ?", (r["id"],))
+                else:
+                    rest = q - left
+                    self.db.conn.execute("UPDATE fills SET qty = ?, fee = ? WHERE id = ?",
+                                         (rest, f * rest / q, r["id"]))
+                left -= take
+                removed += take
+                fee += f * take / q if q > 0 else 0.0
+                value += take * float(r["price"])
+                touched.append(str(r["id"]))
+        return removed, fee, value, touched
 
     @_guard
     def fills(self, position_id: str | None = None) -> list[Fill]:
