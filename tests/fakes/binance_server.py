@@ -144,6 +144,7 @@ class FakeTrade:
     realized: Decimal
     time: int
     maker: bool = False
+    fee_asset: str = "USDT"  # the asset the commission was paid in (BNB: a discount)
 
 
 @dataclass
@@ -284,6 +285,10 @@ class BinanceServer:
         self.taker_fee = TAKER_FEE
         self.maker_fee = MAKER_FEE
         self.market_trades = 1
+        # the asset commissions are paid in (the account's "pay fees with BNB" switch) and
+        # its price in USDT: a fee of x USDT is charged as x / price of it
+        self.fee_asset = "USDT"
+        self.fee_asset_price = Decimal(1)
         self.ws_connects = {"market": 0, "user": 0}  # websocket handshakes so far
         self.ws_connects_by_path: dict[str, int] = {}  # market handshakes per URL path
         self.ws_closed_by_path: dict[str, int] = {}  # market connections ended per URL path
@@ -412,6 +417,11 @@ class BinanceServer:
         held, self._held = self._held, []
         for event in held:
             await self._push_user(event)
+        return len(held)
+
+    def discard_held_events(self) -> int:
+        """Drop the ORDER_TRADE_UPDATEs held back (a stream that never delivered them)."""
+        held, self._held = self._held, []
         return len(held)
 
     def paths(self) -> list[str]:
@@ -942,8 +952,9 @@ class BinanceServer:
         order.update_time = _ms()
         trade = FakeTrade(id=next(self._trade_ids), order_id=order.order_id,
                           client_id=order.client_id, symbol=order.symbol, side=order.side,
-                          qty=qty, price=price, fee=fee, realized=realized,
-                          time=order.update_time, maker=maker)
+                          qty=qty, price=price, fee=fee / self.fee_asset_price,
+                          realized=realized, time=order.update_time, maker=maker,
+                          fee_asset=self.fee_asset)
         st.trades.append(trade)
         await self._push_order_update(order, "TRADE", trade)
         await self._push_account_update(order.symbol, order.position_side)
@@ -1067,12 +1078,15 @@ class BinanceServer:
         if self.faults.hidden_trades > 0:
             self.faults.hidden_trades -= 1
             return []
-        return [{"buyer": t.side == "BUY", "commission": _s(t.fee), "commissionAsset": "USDT",
+        oid = params.get("orderId")  # (Binance: only together with the symbol)
+        return [{"buyer": t.side == "BUY", "commission": _s(t.fee),
+                 "commissionAsset": t.fee_asset,
                  "id": t.id, "maker": t.maker, "orderId": t.order_id, "price": _s(t.price),
                  "qty": _s(t.qty), "quoteQty": _s(t.price * t.qty),
                  "realizedPnl": _s(t.realized), "side": t.side, "positionSide": "BOTH",
                  "symbol": t.symbol, "time": t.time}
-                for t in self.state.trades if t.symbol == m.symbol]
+                for t in self.state.trades
+                if t.symbol == m.symbol and (not oid or str(t.order_id) == oid)]
 
     async def _priv_income(self, params: dict[str, str]) -> list[dict[str, Any]]:
         kind, sym = params.get("incomeType"), params.get("symbol")
@@ -1259,7 +1273,7 @@ class BinanceServer:
             "x": execution, "X": o.status, "i": o.order_id,
             "l": _s(trade.qty) if trade else "0", "z": _s(o.executed),
             "L": _s(trade.price) if trade and not self.faults.priceless_reports else "0",
-            "N": "USDT",
+            "N": trade.fee_asset if trade else "USDT",
             "n": _s(trade.fee) if trade else "0", "T": o.update_time,
             "t": trade.id if trade else 0, "b": "0", "a": "0",
             "m": trade.maker if trade else False, "R": o.reduce_only, "wt": o.working_type,
