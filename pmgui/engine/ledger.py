@@ -57,6 +57,15 @@ REFERENCES_KEY = "ledger.references"
 # how long reconciliation keeps looking up an order booked at a reference (every pass, ~1 a
 # minute): a venue forgets old orders, and a priced report of one still corrects it after
 REFERENCE_LOOKUP_AGE = 7 * 86400.0
+# the settings key under which the fills booked with an estimated fee wait for the venue's
+# fee: {fill id: {"client_id", "end" (the order's filled after it), "at"}}. A setting, not a
+# column of `fills`: it holds a handful of entries for seconds (the stream's report corrects
+# them), is written in the booking's commit like `REFERENCES_KEY`, and needs no migration
+FEE_ESTIMATES_KEY = "ledger.fee_estimates"
+# how long after its booking a fill's estimated fee is looked up at start-up: a venue lists
+# an account's trades for days, and a fee true-up a day late is still one
+FEE_LOOKUP_AGE = 86400.0
+FEE_ESTIMATES_KEPT = 512  # the newest kept (each booking writes them all)
 
 
 # Copies of an order on the path of every venue report (a stop's fill among them, before
@@ -271,6 +280,12 @@ class OrderLedger:
         # the fills booked at a reference, by client id, until the venue's price corrects
         # them (`REFERENCES_KEY`: persisted in the booking's commit, read back by `load`)
         self._referenced: dict[str, Booked] = {}
+        # the venue's word on whether a fill record it tells carries an estimated fee (the
+        # adapter's `fee_estimated`; None: the venue says every fee it books)
+        self.fee_estimated: Callable[[Fill], bool] | None = None
+        # the fills recorded with an estimated fee, by fill id, until the venue's fee is
+        # told (`FEE_ESTIMATES_KEY`: persisted in the booking's commit, read back by `load`)
+        self._estimates: dict[str, dict[str, object]] = {}
         # the engine's hook for a correction of a position it holds open (its runtime state
         # is the truth, not the journal's row): True when it booked it. A closed position's
         # row is final, and corrected here (`_rebook`)
@@ -363,6 +378,62 @@ class OrderLedger:
                             "it is not corrected", cid, entry)
                 continue
             self._referenced[cid] = booked
+        raw = self.store.get_setting(FEE_ESTIMATES_KEY, {}) or {}
+        for fid, entry in (raw.items() if isinstance(raw, dict) else ()):
+            if not isinstance(entry, dict) or not isinstance(entry.get("client_id"), str) \
+                    or not all(isinstance(entry.get(k), (int, float))
+                               and math.isfinite(entry[k]) for k in ("end", "at")):
+                log.warning("fill %s: its estimated fee's record is unreadable (%r); its fee "
+                            "is not looked up", fid, entry)
+                continue
+            self._estimates[fid] = entry
+
+    def fee_estimates(self) -> list[tuple[Order, Fill, float]]:
+        """The fills recorded with an estimated fee whose venue's fee was never told, for a
+        lookup of their trades after a restart: (the order as journaled, the record, the
+        order's filled before it). Those booked more than `FEE_LOOKUP_AGE` ago are given up
+        (said in the log; their fee stays the estimate), those whose record is gone dropped."""
+        out: list[tuple[Order, Fill, float]] = []
+        since = self.clock() - FEE_LOOKUP_AGE
+        changed = False
+        for fid, entry in list(self._estimates.items()):
+            cid = str(entry["client_id"])
+            fill, order = self.store.fill(fid), self.get(cid)
+            if fill is None or order is None:
+                del self._estimates[fid]
+                changed = True
+                continue
+            if float(entry["at"]) < since:  # type: ignore[arg-type]
+                log.warning("order %s (%s): the fee of its fill %s is still the estimate %.6g "
+                            "a day after it was booked; no longer looked up", cid,
+                            fill.symbol, fid, fill.fee)
+                del self._estimates[fid]
+                changed = True
+                continue
+            out.append((order, fill, float(entry["end"]) - fill.qty))  # type: ignore[arg-type]
+        if changed:
+            self._save_estimates()
+        return out
+
+    def fee_settled(self, fill_id: str) -> None:
+        """The venue says the fill recorded with an estimated fee needs no correction (its
+        fee is the estimate, or is paid in another asset: the estimate kept, the adapter
+        says so): no longer waited for. Its own commit, relaxed: lost in a crash, the fee is
+        looked up once more at the next start."""
+        if fill_id not in self._estimates:
+            return
+        with self.store.relaxed(), self.store.transaction(whole=True):
+            self._settled(fill_id)
+
+    def _save_estimates(self) -> None:
+        """What waits for the venue's fee, persisted (inside the caller's transaction when
+        one is open: the booking's, the correction's)."""
+        while len(self._estimates) > FEE_ESTIMATES_KEPT:
+            fid = next(iter(self._estimates))
+            log.warning("fill %s: its estimated fee is no longer tracked (over %d waiting)",
+                        fid, FEE_ESTIMATES_KEPT)
+            del self._estimates[fid]
+        self.store.set_setting(FEE_ESTIMATES_KEY, self._estimates)
 
     def corrects(self, client_id: str) -> bool:
         """A fill of this order was booked at a reference: a report of it that carries the
@@ -595,12 +666,17 @@ class OrderLedger:
                 self.store.save_order(merged, journaled=known)
             stored = stored_fee = stored_value = 0.0  # fill records new to the journal
             kept: list[str] = []
+            estimated = self.fee_estimated
             for f in fills:
                 if self.store.record_fill(f, merged.position_id):
                     stored += f.qty
                     stored_fee += f.fee
                     stored_value += f.qty * f.price
                     kept.append(f.id)
+                    if estimated is not None and estimated(f):  # kept until the venue's
+                        self._estimates[f.id] = {"client_id": merged.client_id,
+                                                 "end": merged.filled, "at": self.clock()}
+                        self._save_estimates()
                 else:  # told again: with the venue's fee of a fill booked with an estimate?
                     self._correct_fee(merged, f)
             # what this report books anew from its records: the delta at its price, or the
@@ -744,6 +820,8 @@ class OrderLedger:
         qty, fee, value, ids = self.store.absorb_fills(order.client_id, order.filled, kept)
         if qty <= EPS:
             return
+        if any(self._estimates.pop(i, None) is not None for i in list(ids)):
+            self._save_estimates()  # (a record partly kept: the venue's share replaced it)
         s_qty, s_fee, s_value = stored
         ours = all("#" in i for i in ids)
         venue_fee = s_fee * qty / s_qty
@@ -784,10 +862,17 @@ class OrderLedger:
         price re-booked at a reference is: `_correction_note`)."""
         old = self.store.fill_fee_differs(fill)
         if old is None or not math.isfinite(fill.fee):
+            rec = self.store.fill(fill.id) if fill.id in self._estimates else None
+            if rec is not None and abs(rec.fee - fill.fee) <= 1e-12 * max(1.0, abs(rec.fee)) \
+                    and abs(rec.qty - fill.qty) <= 1e-9 * max(1.0, rec.qty):
+                # told again with the fee it was booked with: the venue's fee (or kept, the
+                # venue's being in another asset: the adapter says so): settled
+                self._settled(fill.id)
             return
         pid = order.position_id
         if not pid:
             self.store.set_fill_fee(fill.id, fill.fee)
+            self._settled(fill.id)
             return
         outcome = self._book_correction(_fee_only(order, fill.qty, fill.price, fill.fee - old))
         if outcome is None:  # kept as booked: the record says what was booked
@@ -796,9 +881,15 @@ class OrderLedger:
                         order.client_id, fill.id, fill.fee, old)
             return
         self.store.set_fill_fee(fill.id, fill.fee)
+        self._settled(fill.id)
         log.info("order %s (%s): the fee of its fill of %.12g is the venue's %.6g, booked "
                  "with the estimate %.6g (%+.6g); %s", order.client_id, order.symbol,
                  fill.qty, fill.fee, old, fill.fee - old, outcome)
+
+    def _settled(self, fill_id: str) -> None:
+        """Inside the report's transaction: the fill's record holds the venue's fee now."""
+        if self._estimates.pop(fill_id, None) is not None:
+            self._save_estimates()
 
     def _correct_position(self, c: Correction) -> str:
         """The correction booked on its position; what was corrected, in words."""

@@ -46,6 +46,11 @@ class Reconciler:
         # position id → the protective order of it the venue says fired, no fill of which
         # its lookup saw (this pass's `_refresh_orders`): said so if it is closed outside
         self._fired_unseen: dict[str, str] = {}
+        # the venue's word on which fill records carry an estimated fee (the ccxt adapter's;
+        # the ledger keeps that with the record so a restart still corrects it)
+        core.ledger.fee_estimated = getattr(core.exchange, "fee_estimated", None)
+        if core.ledger.fee_estimated is not None:  # and when one needs no correction
+            core.exchange.on_fee_settled = core.ledger.fee_settled  # type: ignore[attr-defined]
 
     def touch(self, symbol: str, side: Side) -> None:
         """A fill, open or close changed (symbol, side): older snapshots do not judge it."""
@@ -127,6 +132,21 @@ class Reconciler:
                 # it fired, and the adapter's bounded look at its market order saw no fill
                 self._fired_unseen[order.position_id] = order.role.value
 
+    def _recall_fee_estimates(self) -> None:
+        """At start-up: the fills the journal holds with an estimated fee (the venue's report
+        of it did not come before pmgui stopped) are handed to the venue, which looks up
+        their trades beside the stream and tells each again with the venue's fee — the
+        ledger corrects the booking once, as the stream's report would have. Reconciliation
+        does not look up filled orders, so without this the estimate stayed for good."""
+        recall = getattr(self.core.exchange, "recall_fee_estimates", None)
+        if recall is None:
+            return
+        estimates = self.core.ledger.fee_estimates()
+        if estimates:
+            log.info("reconcile: %d fill(s) booked with an estimated fee before the restart; "
+                     "their trades are looked up", len(estimates))
+            recall(estimates)
+
     # ---------------------------------------------------------------- the pass
 
     async def reconcile(self, startup: bool = False) -> list[str]:
@@ -135,6 +155,8 @@ class Reconciler:
         notes: list[str] = []
         self._fired_unseen.clear()
         await self._refresh_orders(notes)
+        if startup:
+            self._recall_fee_estimates()
         mark = self._changes
         try:
             remote = await core.exchange.fetch_positions()

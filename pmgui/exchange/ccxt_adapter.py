@@ -121,6 +121,10 @@ class AdapterSettings:
     # none, further apart (the backoff goes on: ~4.5 min at the default), before it is left
     # booked at its reference
     price_relooks: int = 10
+    # after a restart, looks at the trades of each fill the journal holds with an estimated
+    # fee (`recall_fee_estimates`), beside the stream (~2.5 min at the default backoff),
+    # before its fee is left an estimate until the next start
+    fee_lookups: int = 10
 
 
 _HEALTH_CLASSES: dict[type, type] = {}
@@ -257,6 +261,12 @@ class CcxtExchange:
         # key → the fill told with an estimated fee, until the venue's fee of it shows
         # (`_fee_fix`: told again under its id with that fee, the ledger corrects the booking)
         self._fee_estimates: dict[str, _Estimate] = {}
+        # the tasks looking up, after a restart, the venue's fees of the journal's fills
+        # booked with an estimate (`recall_fee_estimates`): stopped with the stream or close
+        self._fee_lookups: set[asyncio.Task[None]] = set()
+        # told the id of a fill told with an estimated fee that needs no correction after
+        # all (`_fee_settled`): the ledger's record of the estimate is done with
+        self.on_fee_settled: Callable[[str], None] | None = None
         # order id → the quantity whose price a bounded lookup of its trades did not find
         # (not looked up again for as much: the ledger books it at its reference)
         self._unpriced_seen: dict[str, float] = {}
@@ -556,7 +566,7 @@ class CcxtExchange:
     async def close(self) -> None:
         # the price lookups beside the stream (`_price_beside`): `run` stops them as it ends,
         # but a sink attached without it (`attach`) leaves them to this
-        pricing = list(self._pricing.values())
+        pricing = list(self._pricing.values()) + list(self._fee_lookups)
         for task in pricing:
             task.cancel()
         await asyncio.gather(*pricing, return_exceptions=True)
@@ -2368,7 +2378,8 @@ class CcxtExchange:
         info = source.get("info") or {}
         fee = None
         if isinstance(info, dict) and _f(info.get("l")) is not None and \
-                abs((_f(info.get("l")) or 0.0) - delta) < 1e-12:
+                abs((_f(info.get("l")) or 0.0) - delta) < 1e-12 and \
+                info.get("N") in (None, self._settle):  # (BNB: no settlement amount)
             fee = _f(info.get("n"))
         # the venue's fee for all `filled`: from the order's trades (`pmgui_fee`), or the
         # order's own cumulative fee (Bybit cumExecFee, OKX fee; Binance's order `fee` is
@@ -2434,8 +2445,17 @@ class CcxtExchange:
             last, paid, cum = _f(info.get("l")), _f(info.get("n")), _f(info.get("z"))
             asset = info.get("N")
             if last is not None and last > _EPS and paid is not None and cum is not None \
-                    and est.before + tol < cum <= end + tol \
-                    and (asset is None or asset == self._settle):
+                    and est.before + tol < cum <= end + tol:
+                if asset not in (None, self._settle):
+                    # paid in another asset (BNB): no settlement amount to book; the
+                    # estimate is kept (settled: nothing more to wait for)
+                    log.warning("%s: order %s: the venue charged the fee of its fill %s in "
+                                "%s (%.8g): not a %s amount, so the estimate %.6g is kept "
+                                "(no conversion is made)", self.id, order.client_id,
+                                fill.id, asset, paid, self._settle, fill.fee)
+                    del self._fee_estimates[key]
+                    self._fee_settled(fill.id)
+                    return ()
                 est.trades[str(info.get("t"))] = (last, paid)
             # ccxt keeps the order's earlier trades its stream told (reports told together
             # reach us as the order's last state): of this fill when it is all the order's
@@ -2454,10 +2474,182 @@ class CcxtExchange:
             return ()
         del self._fee_estimates[key]
         if abs(venue - fill.fee) <= 1e-12 * max(1.0, abs(venue)):
-            return ()  # the estimate was the venue's fee: nothing to correct
+            self._fee_settled(fill.id)  # the estimate was the venue's fee: nothing to correct
+            return ()
         log.debug("%s: order %s: the venue's fee of its fill %s is %.6g (booked with the "
                   "estimate %.6g)", self.id, order.client_id, fill.id, venue, fill.fee)
         return (replace(fill, fee=venue),)
+
+    # ------------------------------------------------------------------ estimated fees
+    def _fee_settled(self, fill_id: str) -> None:
+        """The fill told with an estimated fee needs no correction: the venue's fee is the
+        estimate, or is paid in another asset (the estimate kept). Whoever keeps the
+        estimate's fact (`on_fee_settled`: the ledger) is told; never fails the stream."""
+        hook = self.on_fee_settled
+        if hook is None:
+            return
+        try:
+            hook(fill_id)
+        except Exception:
+            log.exception("%s: the settled estimate of fill %s was not recorded", self.id,
+                          fill_id)
+
+    def fee_estimated(self, fill: Fill) -> bool:
+        """`fill` is told with an estimated fee, and the venue's has not been told since
+        (`_fee_estimates`): the ledger keeps that with its record, persisted, so a restart
+        before the venue's report still corrects it (`recall_fee_estimates`)."""
+        key = self._estimate_key(fill.id)
+        est = self._fee_estimates.get(key) if key is not None else None
+        return est is not None and est.fill.id == fill.id
+
+    def _estimate_key(self, fill_id: str) -> str | None:
+        """The executing order's key in a fill id of ours (`<venue>:<key>:<filled>`)."""
+        prefix = f"{self.id}:"
+        if not fill_id.startswith(prefix):
+            return None
+        rest = fill_id[len(prefix):]
+        cut = rest.rfind(":")
+        return rest[:cut] if cut > 0 and rest.startswith("o:") else None
+
+    def recall_fee_estimates(self, estimates: Sequence[tuple[Order, Fill, float]]) -> None:
+        """After a restart: the journal's fills booked with an estimated fee, each with its
+        order (as journaled) and the order's quantity before it. They are estimates again
+        here (a report of their trades told now corrects them as before, `_fee_fix`), and
+        their trades are looked up beside the stream (`_settle_estimates`; bounded, with the
+        backoff): the venue's fee is told under the fill's id, as the stream's report would
+        have told it, and the ledger corrects the booking once. Start-up and the tick path
+        never wait for it."""
+        todo: list[tuple[Order, str]] = []
+        for order, fill, before in estimates:
+            key = self._estimate_key(fill.id)
+            if key is None or key in self._fee_estimates:
+                continue
+            self._fee_estimates[key] = _Estimate(fill, max(0.0, before), {})
+            todo.append((order, key))
+        if not todo or self._ex is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._settle_estimates(todo),
+                                                      name="ccxt-fee-lookups")
+        self._fee_lookups.add(task)
+        self._background.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._fee_lookups.discard(t)
+            self._background.discard(t)
+
+        task.add_done_callback(done)
+
+    async def _settle_estimates(self, todo: list[tuple[Order, str]]) -> None:
+        """Look up the trades of each recalled estimate (`fee_lookups` rounds, the backoff
+        between them) until they say its fee: in the settlement currency it is told again
+        under the fill's id with the venue's fee; in another asset (BNB) the estimate is kept
+        — no conversion is invented — and settled (`_fee_settled`), as is one that was the
+        venue's fee. An estimate
+        the stream's report corrected meanwhile is left alone. Not visible after the last
+        round: left an estimate (the next start looks again), said in the log."""
+        left = todo
+        rounds = max(1, self._settings.fee_lookups)
+        try:
+            for attempt in range(rounds):
+                if attempt:
+                    await self._sleep(self._settings.backoff.delay(attempt - 1))
+                waiting: list[tuple[Order, str]] = []
+                for order, key in left:
+                    est = self._fee_estimates.get(key)
+                    if est is None:
+                        continue  # told by the stream's report meanwhile
+                    found = await self._fill_fee(self._ex, key[2:], est.fill.symbol,
+                                                 est.before, est.before + est.fill.qty)
+                    if found is None:
+                        waiting.append((order, key))
+                        continue
+                    if self._fee_estimates.get(key) is not est or self._sink is None:
+                        continue
+                    del self._fee_estimates[key]
+                    fee, asset = found
+                    fill = est.fill
+                    if asset != self._settle:
+                        log.warning("%s: order %s (%s): the venue charged the fee of its fill "
+                                    "%s in %s (%.8g): not a %s amount, so the estimate %.6g "
+                                    "is kept (no conversion is made)", self.id,
+                                    order.client_id, fill.symbol, fill.id, asset, fee,
+                                    self._settle, fill.fee)
+                        self._fee_settled(fill.id)
+                        continue
+                    if abs(fee - fill.fee) <= 1e-12 * max(1.0, abs(fee)):
+                        self._fee_settled(fill.id)  # the estimate was the venue's fee
+                        continue
+                    log.info("%s: order %s (%s): the venue's fee of its fill %s, booked with "
+                             "an estimate before the restart, is %.6g (estimate %.6g)",
+                             self.id, order.client_id, fill.symbol, fill.id, fee, fill.fee)
+                    fill = replace(fill, fee=fee)
+                    sink = self._sink
+                    await self._deliver("a fee looked up", lambda s=sink, o=order, f=fill:
+                                        s.on_order_update(OrderUpdate(o, (f,))))
+                left = waiting
+                if not left:
+                    return
+            for order, key in left:
+                est = self._fee_estimates.get(key)
+                if est is not None:
+                    log.warning("%s: order %s (%s): no trade of its fill %s visible after %d "
+                                "lookups; its fee stays the estimate %.6g (looked up again at "
+                                "the next start)", self.id, order.client_id, est.fill.symbol,
+                                est.fill.id, rounds, est.fill.fee)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: the fees booked with an estimate were not looked up", self.id)
+
+    async def _fill_fee(self, ex: Any, order_id: str, symbol: str, before: float,
+                        end: float) -> tuple[float, str] | None:
+        """The venue's fee of the fill that took order `order_id` from `before` to `end`
+        executed (its trades in that span, in the order they executed) and the asset it was
+        paid in (the settlement currency unless a trade says another). None: not read, or
+        its trades do not account for that span (yet), or one says no fee."""
+        if ex is None:
+            return None
+        try:
+            if self.is_binance:
+                trades = await ex.fetch_my_trades(symbol, None, None, {"orderId": order_id})
+            elif ex.has.get("fetchOrderTrades"):
+                trades = await ex.fetch_order_trades(order_id, symbol)
+            else:
+                return None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("%s: trades of %s not read (%s)", self.id, order_id,
+                     map_error(exc, self.id))
+            return None
+
+        def executed(t: Mapping[str, Any]) -> tuple[float, int, str]:
+            tid = str(t.get("id") or "")
+            return (_f(t.get("timestamp")) or 0.0, int(tid) if tid.isdigit() else 0, tid)
+
+        rows = sorted((t for t in trades or [] if str(t.get("order") or "") == order_id),
+                      key=executed)
+        tol = 1e-9 * max(1.0, end)
+        cum = qty = fee = 0.0
+        assets: set[str] = set()
+        for t in rows:
+            amount = _f(t.get("amount")) or 0.0
+            cum += amount
+            if cum <= before + tol:
+                continue
+            if cum > end + tol:
+                break
+            f = t.get("fee") or {}
+            cost = _f(f.get("cost")) if isinstance(f, dict) else None
+            if cost is None:
+                return None
+            qty += amount
+            fee += cost  # (negative: a rebate)
+            assets.add(str(f.get("currency") or self._settle))
+        if qty <= _EPS or abs(qty - (end - before)) > tol:
+            return None
+        foreign = sorted(a for a in assets if a != self._settle)
+        return fee, foreign[0] if foreign else self._settle
 
     async def _resync_tracked(self) -> None:
         """After the order stream (re)connects, fetch what may have changed meanwhile."""

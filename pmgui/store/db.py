@@ -1535,6 +1535,12 @@ class Store:
         return removed, fee, value, touched
 
     @_guard
+    def fill(self, fill_id: str) -> Fill | None:
+        """The fill record stored under `fill_id`, if any."""
+        rows = self._rows("SELECT * FROM fills WHERE id = ?", [fill_id])
+        return fill_from_row(rows[0]) if rows else None
+
+    @_guard
     def fills(self, position_id: str | None = None) -> list[Fill]:
         if position_id is None:
             rows = self._rows("SELECT * FROM fills ORDER BY ts, id")
