@@ -73,12 +73,11 @@ async def _open_before_its_fee_is_told(server: BinanceServer, db: Path) -> str:
 
 
 def _fees(engine: EngineCore, pid: str) -> tuple[float, float, float]:
-    """(the open position's fees, its journal row's, its fill records' — the entry's, the
-    only order that filled)"""
+    """(the open position's fees, its journal row's, its fill records')"""
     rt = engine.book.runtime(pid)
     row = engine.store.load_position(pid)
     assert rt is not None and row is not None
-    return rt.position.fees_paid, row.fees_paid, sum(f.fee for f in engine.store.fills())
+    return rt.position.fees_paid, row.fees_paid, sum(f.fee for f in engine.store.fills(pid))
 
 
 async def test_a_restart_before_the_fee_is_told_looks_it_up_and_corrects_once(

@@ -466,6 +466,9 @@ class OrderLedger:
         if cur is not None and _RANK[cur] > _RANK[new]:
             new, order = cur, replace(order, status=status_of(cur, order))
         self.store.save_order(order, relink=True)  # its link takes the order's role
+        if order.position_id:  # its fill, told with the answer, before the position: the
+            with self.store.relaxed():  # venue's word (told again), not synced apart
+                self.store.claim_fills(order.client_id, order.position_id)
         self._track(order, new)
         return order
 

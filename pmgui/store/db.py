@@ -1535,6 +1535,19 @@ class Store:
         return removed, fee, value, touched
 
     @_guard
+    def claim_fills(self, client_id: str, position_id: str) -> int:
+        """The order's fill records stored before it had a position take its position id:
+        a market entry's fill comes with the create answer, before the position it opens
+        exists (`Store.fills(position_id)` — the history's per-position trades — would miss
+        it). Returns how many. Inside the caller's transaction when one is open."""
+        self._writable()
+        with self._tx():
+            cur = self.db.conn.execute(
+                "UPDATE fills SET position_id = ? WHERE order_client_id = ? "
+                "AND position_id IS NULL", (position_id, client_id))
+        return cur.rowcount
+
+    @_guard
     def fill(self, fill_id: str) -> Fill | None:
         """The fill record stored under `fill_id`, if any."""
         rows = self._rows("SELECT * FROM fills WHERE id = ?", [fill_id])
