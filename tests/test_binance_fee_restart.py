@@ -31,6 +31,7 @@ from tests.fakes.binance_server import BinanceServer
 from tests.venue_support import until
 
 PRICE = 50000.0  # the emulator's BTC price
+ETH = "ETH/USDT:USDT"
 RATE = Decimal("0.0004")  # the account's taker rate (the market lists 0.0005)
 ESTIMATE = PRICE * 0.01 * 0.0005
 VENUE_FEE = float(Decimal("50000") * Decimal("0.01") * RATE)
@@ -165,6 +166,17 @@ async def test_a_bnb_fee_told_by_the_stream_is_not_booked_as_usdt(
     server.fee_asset, server.fee_asset_price = "BNB", Decimal("600")
     engine = (await binance_engine(server, tmp_path / "pmgui.db"))[0]
     try:
+        # a limit entry the stream tells first (its report: the fee in BNB)
+        res = await engine.handle(cmd.OpenPosition(ETH, Side.SHORT, 0.01, 10, sl=3300.0,
+                                                   tp=2800.0, order_type="limit",
+                                                   price=3100.0))
+        assert res.ok, res.message
+        await server.set_price(ETH, 3100.0)  # it fills, as a maker
+        await until(lambda: engine.book.find(ETH, Side.SHORT) is not None, what="opened")
+        short = engine.book.find(ETH, Side.SHORT).id
+        assert _fees(engine, short) == (pytest.approx(3100.0 * 0.01 * 0.0005),) * 3
+        assert not _waiting(engine)
+        # a market entry told first by its create answer, then by the stream
         server.faults.hold_order_events = True
         res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
                                                    tp=52000.0))

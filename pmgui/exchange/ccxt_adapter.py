@@ -2377,10 +2377,13 @@ class CcxtExchange:
         self._fill_progress[key] = (filled, cost)
         info = source.get("info") or {}
         fee = None
+        foreign = None  # the asset this report says the fee was paid in, when not ours
         if isinstance(info, dict) and _f(info.get("l")) is not None and \
-                abs((_f(info.get("l")) or 0.0) - delta) < 1e-12 and \
-                info.get("N") in (None, self._settle):  # (BNB: no settlement amount)
-            fee = _f(info.get("n"))
+                abs((_f(info.get("l")) or 0.0) - delta) < 1e-12:
+            if info.get("N") in (None, self._settle):
+                fee = _f(info.get("n"))
+            else:  # (BNB: no settlement amount: estimated below, and kept)
+                foreign = str(info.get("N"))
         # the venue's fee for all `filled`: from the order's trades (`pmgui_fee`), or the
         # order's own cumulative fee (Bybit cumExecFee, OKX fee; Binance's order `fee` is
         # the last trade's only: its `n` above)
@@ -2398,11 +2401,18 @@ class CcxtExchange:
             rate = _f(raw_market.get("taker")) or 0.0005
             fee = abs(delta * price * rate * self._markets.get(
                 order.symbol, Market(order.symbol, 0, 0)).contract_size)
-            log.info("%s: order %s: the fee of its fill of %.12g %s is an estimate (%.6g at "
-                     "the taker rate %g): the venue's report did not say it; corrected when "
-                     "the venue's later report says it", self.id, order.client_id, delta,
-                     order.symbol, fee, rate)
-            estimated = True
+            if foreign is not None:
+                log.warning("%s: order %s: the venue charged the fee of its fill of %.12g %s "
+                            "in %s (%s): not a %s amount, so it is booked with an estimate "
+                            "(%.6g at the taker rate %g), kept (no conversion is made)",
+                            self.id, order.client_id, delta, order.symbol, foreign,
+                            info.get("n"), self._settle, fee, rate)
+            else:
+                log.info("%s: order %s: the fee of its fill of %.12g %s is an estimate (%.6g "
+                         "at the taker rate %g): the venue's report did not say it; "
+                         "corrected when the venue's later report says it", self.id,
+                         order.client_id, delta, order.symbol, fee, rate)
+            estimated = foreign is None
         else:
             estimated = False
         ts = _pos(source.get("lastTradeTimestamp")) or _pos(source.get("lastUpdateTimestamp"))
