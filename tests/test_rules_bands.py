@@ -718,6 +718,31 @@ def test_fixed_parts_are_kept_per_side_entry_tp_leverage_and_fees():
     _check_fixed_parts(_fixed_order())
 
 
+def test_the_fixed_parts_of_a_large_book_are_kept_for_all_its_positions(monkeypatch):
+    """One Params (a preset without overrides) serves a whole book: the fixed parts of
+    each of 5,000 positions with entries of their own are built once, not again each time
+    the book goes round (kept for a few hundred positions, a 2,000-position book built
+    one for every band it computed, its emergency and ROI sets with it)."""
+    made = 0
+    make = bands_mod._Fixed
+
+    def counted(pos):
+        nonlocal made
+        made += 1
+        return make(pos)
+
+    monkeypatch.setattr(bands_mod, "_Fixed", counted)
+    params = resolve_params("guardian", _STATIC_ONLY)
+    ind = Indicators(volatility=0.02, momentum=0.01)
+    base = _pos(Side.LONG, sl=96.0, tp=106.0, best_price=101.0, peak_roi=0.3)
+    book = [base.evolve(entry=100.0 + k / 1000) for k in range(5000)]
+    mkt = MarketState(SYMBOL, 102.0, 10.0, MARKET, ind)
+    for _ in range(2):
+        for pos in book:
+            quiet_band(pos, mkt, params)
+    assert made == len(book)
+
+
 @pytest.mark.parametrize("field", _FIXED_FIELDS)
 def test_the_fixed_parts_check_catches_a_key_without(monkeypatch, field):
     """Mutation check: `_Fixed` kept by a key that omits one of its inputs is caught."""

@@ -875,7 +875,10 @@ class _Recorder(_Builder):
 
 
 _UNBOUNDED: list[tuple[float, float]] = [(-_INF, _INF)]
-_CACHE_SIZE = 1024
+# `_Fixed`s kept per Params: one Params (a preset without overrides) serves the whole book,
+# each position with an entry of its own. At 1,024 a 2,000-position book emptied the cache
+# over and over and built a `_Fixed` (and its emergency and ROI sets) for one band in two.
+_CACHE_SIZE = 16384
 
 
 def _fixed_of(holder: list, pos: Position) -> _Fixed:
