@@ -167,6 +167,12 @@ class EngineCore:
         now = lambda: self.clock()  # noqa: E731 (callers may swap the engine's clock)
         self.ledger = OrderLedger(store, outbox, now)
         self.ledger.rebook = self._rebook_open  # a reference booking's correction
+        # the venue's word on which fill records carry an estimated fee (the ccxt adapter's;
+        # the ledger keeps that with the record so a restart still corrects it), and when
+        # one needs no correction after all
+        self.ledger.fee_estimated = getattr(exchange, "fee_estimated", None)
+        if self.ledger.fee_estimated is not None:
+            exchange.on_fee_settled = self.ledger.fee_settled  # type: ignore[attr-defined]
         self.market = MarketData(outbox, self.settings, now)
         self.protector = Protector(self)
         self.reconciler = Reconciler(self)

@@ -46,11 +46,6 @@ class Reconciler:
         # position id → the protective order of it the venue says fired, no fill of which
         # its lookup saw (this pass's `_refresh_orders`): said so if it is closed outside
         self._fired_unseen: dict[str, str] = {}
-        # the venue's word on which fill records carry an estimated fee (the ccxt adapter's;
-        # the ledger keeps that with the record so a restart still corrects it)
-        core.ledger.fee_estimated = getattr(core.exchange, "fee_estimated", None)
-        if core.ledger.fee_estimated is not None:  # and when one needs no correction
-            core.exchange.on_fee_settled = core.ledger.fee_settled  # type: ignore[attr-defined]
 
     def touch(self, symbol: str, side: Side) -> None:
         """A fill, open or close changed (symbol, side): older snapshots do not judge it."""
