@@ -65,6 +65,31 @@ def test_history_shows_closed_trades_metrics_and_equity(qtbot, store_file):
     assert list(ys) == [10_000.0, 10_400.0, 10_340.0]
 
 
+@pytest.mark.parametrize("equity", [(10_000.0,), (10_000.0, 10_000.0, 10_000.0)])
+def test_a_new_accounts_equity_curve_is_framed_in_hours_and_a_band(qtbot, tmp_path, equity):
+    """One equity point (a new account), or a few in the same minutes at one value: the
+    view spans an hour up to the last point and ±0.5 % of the equity, not fractions of a
+    second and tenths of a unit (what the auto range made of them)."""
+    path = tmp_path / "pmgui.db"
+    st = Store.open(path)
+    try:
+        for i, eq in enumerate(equity):
+            st.record_equity(T0 + i * 60, eq, eq)
+    finally:
+        st.close()
+    eng = EngineDouble(db=path)
+    panel = HistoryPanel(CommandRunner(eng).request, eng.market)
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.loaded, timeout=10_000):
+        assert panel.refresh()
+    (x0, x1), (y0, y1) = panel.equity_plot.getPlotItem().getViewBox().viewRange()
+    last = T0 + (len(equity) - 1) * 60
+    assert x1 >= last and x0 <= last - 3_600 and x1 - x0 < 2 * 3_600
+    assert y0 <= 10_000 - 50 and y1 >= 10_000 + 50 and y1 - y0 < 200
+    # one point draws no line: it is drawn as a dot
+    assert panel.equity_curve.opts["symbol"] == ("o" if len(equity) == 1 else None)
+
+
 def test_a_file_that_is_not_a_database_is_reported_and_left_alone(qtbot, tmp_path):
     bad = tmp_path / "notes.db"
     bad.write_bytes(b"this is not sqlite" * 10)

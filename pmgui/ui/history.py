@@ -69,6 +69,10 @@ def metrics_text(m: Any, currency: str = "USDT") -> str:
     return " · ".join(parts)
 
 
+EQUITY_MIN_SPAN_S = 3600.0  # the equity curve's view shows at least an hour
+EQUITY_MIN_BAND = 0.005  # and at least ±0.5 % of the equity around a flat curve
+
+
 def equity_points(rows: tuple[tuple[float, float], ...]) -> tuple[list[float], list[float]]:
     """Plottable (time, equity) points: finite, a real timestamp (an unset clock's 0 would
     stretch the time axis back to 1970), in time order."""
@@ -218,6 +222,9 @@ class HistoryPanel(QWidget):
 
         self._equity_plot.setBackground(theme.base)
         self._equity_curve.setPen(pg.mkPen(theme.last, width=2))
+        self._equity_curve.setSymbolPen(pg.mkPen(theme.last))
+        self._equity_curve.setSymbolBrush(pg.mkBrush(theme.last))
+        self._equity_curve.setSymbolSize(7)
         pi = self._equity_plot.getPlotItem()
         for name in ("bottom", "left"):  # readable on both themes, like the chart's axes
             ax = pi.getAxis(name)
@@ -291,8 +298,28 @@ class HistoryPanel(QWidget):
         self._fill_table(data)
         xs, ys = equity_points(data.equity)
         self.equity_curve.setData(xs, ys)
-        self.equity_plot.enableAutoRange()
+        self._frame_equity(xs, ys)
         self.loaded.emit(data)
+
+    def _frame_equity(self, xs: list[float], ys: list[float]) -> None:
+        """The curve's view: its points, with at least `EQUITY_MIN_SPAN_S` of time and a
+        band of equity around a flat curve. A new account has one point (or a few in the
+        same minute, at the same equity): left to the auto range, the time axis read in
+        hundredths of a second and the equity axis in tenths of a unit around it."""
+        plot = self.equity_plot
+        # a single point draws no line: a dot then, or a new account's curve looks empty
+        self.equity_curve.setSymbol("o" if len(xs) == 1 else None)
+        if not xs:
+            plot.enableAutoRange()
+            return
+        x_hi = xs[-1]
+        x_lo = min(xs[0], x_hi - EQUITY_MIN_SPAN_S)
+        y_lo, y_hi = min(ys), max(ys)
+        pad = max(abs(y_hi) * EQUITY_MIN_BAND, 1.0)
+        if y_hi - y_lo < pad:
+            mid = (y_lo + y_hi) / 2
+            y_lo, y_hi = mid - pad, mid + pad
+        plot.setRange(xRange=(x_lo, x_hi), yRange=(y_lo, y_hi), padding=0.02)
 
     def _fill_table(self, data: HistoryData) -> None:
         self.table.setRowCount(len(data.closed))
