@@ -1099,11 +1099,10 @@ class CcxtExchange:
         found = await self._trades_of(ex, order_id, symbol, filled)
         return None if found is None else found[1]
 
-    async def _trades_of(self, ex: Any, order_id: str, symbol: str, filled: float
-                         ) -> tuple[float, float | None] | None:
-        """What the trades of order `order_id` say when they account for `filled`: their
-        average price and their fee (settlement currency; None when paid in another asset).
-        None: not read, or they do not account for it (yet)."""
+    async def _order_trades(self, ex: Any, order_id: str, symbol: str) -> list | None:
+        """The venue's trades of order `order_id` (Binance: its account trades filtered by
+        order id; elsewhere ccxt's `fetchOrderTrades`). None: the venue cannot list them, or
+        the lookup failed (logged)."""
         try:
             if self.is_binance:
                 trades = await ex.fetch_my_trades(symbol, None, None, {"orderId": order_id})
@@ -1117,9 +1116,19 @@ class CcxtExchange:
             log.info("%s: trades of %s not read (%s)", self.id, order_id,
                      map_error(exc, self.id))
             return None
+        return list(trades or [])
+
+    async def _trades_of(self, ex: Any, order_id: str, symbol: str, filled: float
+                         ) -> tuple[float, float | None] | None:
+        """What the trades of order `order_id` say when they account for `filled`: their
+        average price and their fee (settlement currency; None when paid in another asset).
+        None: not read, or they do not account for it (yet)."""
+        trades = await self._order_trades(ex, order_id, symbol)
+        if trades is None:
+            return None
         qty = value = fee = 0.0
         foreign = False
-        for t in trades or []:
+        for t in trades:
             if str(t.get("order") or "") != order_id:
                 continue
             amount = _f(t.get("amount")) or 0.0
@@ -2619,25 +2628,15 @@ class CcxtExchange:
         its trades do not account for that span (yet), or one says no fee."""
         if ex is None:
             return None
-        try:
-            if self.is_binance:
-                trades = await ex.fetch_my_trades(symbol, None, None, {"orderId": order_id})
-            elif ex.has.get("fetchOrderTrades"):
-                trades = await ex.fetch_order_trades(order_id, symbol)
-            else:
-                return None
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.info("%s: trades of %s not read (%s)", self.id, order_id,
-                     map_error(exc, self.id))
+        trades = await self._order_trades(ex, order_id, symbol)
+        if trades is None:
             return None
 
         def executed(t: Mapping[str, Any]) -> tuple[float, int, str]:
             tid = str(t.get("id") or "")
             return (_f(t.get("timestamp")) or 0.0, int(tid) if tid.isdigit() else 0, tid)
 
-        rows = sorted((t for t in trades or [] if str(t.get("order") or "") == order_id),
+        rows = sorted((t for t in trades if str(t.get("order") or "") == order_id),
                       key=executed)
         tol = 1e-9 * max(1.0, end)
         cum = qty = fee = 0.0
