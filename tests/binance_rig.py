@@ -4,6 +4,9 @@ without a price, fees of looked-up fills) share."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 
 from pmgui.domain.enums import OrderRole, Side
@@ -18,10 +21,27 @@ from pmgui.store.db import Store
 from tests.fakes.binance_server import BinanceServer
 
 BTC = "BTC/USDT:USDT"
+PRICE = 50000.0  # the emulator's BTC price
+TAKER_RATE = Decimal("0.0004")  # an account's own taker rate (the market lists 0.0005)
+ESTIMATE = PRICE * 0.01 * 0.0005  # the fee of 0.01 BTC at the market's listed rate
+VENUE_FEE = float(Decimal("50000") * Decimal("0.01") * TAKER_RATE)  # and at the account's
 # short polls and quick bounded lookups (`fired_lookups` retries 10-50 ms apart)
 FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
                        order_poll_interval=0.5, supervisor_interval=0.05,
                        order_stream_check=0.1, backoff=Backoff(0.01, 2.0, 0.05, 0.0))
+
+
+@asynccontextmanager
+async def rated_server() -> AsyncIterator[BinanceServer]:
+    """The emulator, its account charged `TAKER_RATE` (not the rate the market lists: the
+    fee a venue says differs from the one estimated)."""
+    srv = BinanceServer()
+    srv.taker_fee = TAKER_RATE
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
 
 
 def binance_exchange(server: BinanceServer, settings: AdapterSettings = FAST) -> CcxtExchange:

@@ -16,7 +16,6 @@ import math
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -29,24 +28,24 @@ from pmgui.engine import commands as cmd
 from pmgui.engine.ledger import Correction, OrderLedger
 from pmgui.engine.outbox import Outbox
 from pmgui.store.db import Store
-from tests.binance_rig import BTC, binance_engine, binance_exchange
+from tests.binance_rig import (
+    BTC,
+    ESTIMATE,
+    PRICE,
+    VENUE_FEE,
+    binance_engine,
+    binance_exchange,
+    rated_server,
+)
 from tests.fakes.binance_server import BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 from tests.venue_support import until
 
-PRICE = 50000.0  # the emulator's BTC price
-RATE = Decimal("0.0004")  # the account's taker rate (the market lists 0.0005)
-ESTIMATE = PRICE * 0.01 * 0.0005
-VENUE_FEE = float(Decimal("50000") * Decimal("0.01") * RATE)
-
 
 @pytest.fixture
 async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    srv.taker_fee = RATE
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with rated_server() as srv:
+        yield srv
 
 
 @pytest.mark.parametrize("trades", [1, 2])

@@ -26,24 +26,17 @@ from pmgui.domain.enums import Side
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.ledger import FEE_ESTIMATES_KEY
-from tests.binance_rig import BTC, binance_engine
+from tests.binance_rig import BTC, ESTIMATE, VENUE_FEE, binance_engine, rated_server
 from tests.fakes.binance_server import BinanceServer
 from tests.venue_support import until
 
-PRICE = 50000.0  # the emulator's BTC price
 ETH = "ETH/USDT:USDT"
-RATE = Decimal("0.0004")  # the account's taker rate (the market lists 0.0005)
-ESTIMATE = PRICE * 0.01 * 0.0005
-VENUE_FEE = float(Decimal("50000") * Decimal("0.01") * RATE)
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    srv.taker_fee = RATE
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with rated_server() as srv:
+        yield srv
 
 
 def _waiting(engine: EngineCore) -> dict:

@@ -12,7 +12,6 @@ less than the market's listed taker rate), on a real SQLite journal."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,15 @@ import pytest
 from pmgui.domain.enums import Side
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import Event, PositionCorrected, PositionRemoved
-from tests.binance_rig import BTC, binance_engine
+from tests.binance_rig import BTC, VENUE_FEE, binance_engine, rated_server
 from tests.fakes.binance_server import BinanceServer
 from tests.venue_support import until
-
-PRICE = 50000.0
-RATE = Decimal("0.0004")  # the account's taker rate (the market lists 0.0005)
-VENUE_FEE = float(Decimal("50000") * Decimal("0.01") * RATE)
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    srv.taker_fee = RATE
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with rated_server() as srv:
+        yield srv
 
 
 async def test_only_the_closed_positions_fee_correction_is_announced(
