@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, PositionStatus, Side
-from pmgui.domain.models import Fill, OrderRequest, Position
+from pmgui.domain.models import Fill, Order, OrderRequest, Position
 from pmgui.engine import commands as cmd
 from pmgui.engine.ledger import Correction, OrderLedger
 from pmgui.engine.outbox import Outbox
@@ -46,6 +46,17 @@ from tests.venue_support import until
 async def server() -> AsyncIterator[BinanceServer]:
     async with rated_server() as srv:
         yield srv
+
+
+def _filled_close(ledger: OrderLedger) -> Order:
+    """A market close of 0.01 BTC of position P1, journaled, sent, and filled at PRICE by
+    the venue's answer (which says no fee)."""
+    order = ledger.journal(OrderRequest("pmg-c", BTC, OrderSide.SELL, OrderType.MARKET, 0.01,
+                                        reduce_only=True, position_id="P1",
+                                        role=OrderRole.REDUCE, reason="manual"))
+    ledger.mark_sent("pmg-c")
+    return replace(order, status=OrderStatus.FILLED, filled=0.01, average=PRICE,
+                   exchange_id="1")
 
 
 @pytest.mark.parametrize("trades", [1, 2])
@@ -168,13 +179,7 @@ def test_the_venue_s_fee_replaces_the_estimate_once(
             return led
 
         ledger = start()
-        req = OrderRequest("pmg-c", BTC, OrderSide.SELL, OrderType.MARKET, 0.01,
-                           reduce_only=True, position_id="P1", role=OrderRole.REDUCE,
-                           reason="manual")
-        order = ledger.journal(req)
-        ledger.mark_sent("pmg-c")
-        done = replace(order, status=OrderStatus.FILLED, filled=0.01, average=PRICE,
-                       exchange_id="1")
+        done = _filled_close(ledger)
         est = Fill("b:o:1:0.01", "pmg-c", BTC, OrderSide.SELL, 0.01, PRICE, estimate, 1.0,
                    "1")
         booked = ledger.apply(done, (est,))
@@ -218,13 +223,7 @@ def test_a_lookup_s_fill_booked_with_an_estimate_takes_the_venue_s_fee_from_its_
     ledger = OrderLedger(Store.open(tmp_path / "j.db"), Outbox(), lambda: 1_700_000_000.0)
     ledger.load()
     ledger.rebook = None if closed else (lambda c: hook.append(c) is None)
-    req = OrderRequest("pmg-c", BTC, OrderSide.SELL, OrderType.MARKET, 0.01,
-                       reduce_only=True, position_id="P1", role=OrderRole.REDUCE,
-                       reason="manual")
-    order = ledger.journal(req)
-    ledger.mark_sent("pmg-c")
-    done = replace(order, status=OrderStatus.FILLED, filled=0.01, average=PRICE,
-                   exchange_id="1")
+    done = _filled_close(ledger)
     booked = ledger.apply(done, (), synthesize=True, fee_rate=0.0005)
     assert booked is not None and booked.fee == pytest.approx(ESTIMATE)
     base = _long(ledger.store, 0.01, 1.0 + ESTIMATE, -1.0 - ESTIMATE, closed)
