@@ -1465,28 +1465,11 @@ class Store:
         carried (estimated). Writes inside the caller's transaction when one is open (the
         report's)."""
         self._writable()
-        left = _num(qty, "qty")
         prefix = client_id + "#"
-        rows = self._rows("SELECT id, qty, fee FROM fills WHERE order_client_id = ? "
+        rows = self._rows("SELECT id, qty, price, fee FROM fills WHERE order_client_id = ? "
                           "AND substr(id, 1, ?) = ? ORDER BY ts, id",
                           [client_id, len(prefix), prefix])
-        removed = fee = 0.0
-        with self._tx():
-            for r in rows:
-                if left <= 1e-12:
-                    break
-                q = float(r["qty"])
-                if q <= left + 1e-12:
-                    self.db.conn.execute("DELETE FROM fills WHERE id = ?", (r["id"],))
-                    take = q
-                else:
-                    rest = q - left
-                    self.db.conn.execute("UPDATE fills SET qty = ?, fee = ? WHERE id = ?",
-                                         (rest, float(r["fee"]) * rest / q, r["id"]))
-                    take = left
-                left -= take
-                removed += take
-                fee += float(r["fee"]) * take / q if q > 0 else 0.0
+        removed, fee, _value, _ids = self._trim_fills(rows, _num(qty, "qty"))
         return removed, fee
 
     @_guard
@@ -1513,6 +1496,15 @@ class Store:
             "SELECT id, qty, price, fee FROM fills WHERE order_client_id = ? "
             "ORDER BY substr(id, 1, ?) <> ?, ts, id", [client_id, len(prefix), prefix])
             if r["id"] not in keep]
+        return self._trim_fills(rows, left)
+
+    def _trim_fills(self, rows: list[Row], left: float
+                    ) -> tuple[float, float, float, list[str]]:
+        """Remove `left` of quantity from the fill records `rows` (id, qty, price, fee), in
+        their order: a record covered whole is deleted, one covered in part keeps the rest,
+        its fee in proportion. Returns the quantity removed, the fee and the value (quantity
+        × price) it carried, and the ids of the records touched. In the caller's transaction
+        when one is open."""
         removed = fee = value = 0.0
         touched: list[str] = []
         with self._tx():
@@ -1523,6 +1515,7 @@ class Store:
                 take = min(q, left)
                 if q <= left + 1e-12:
                     self.db.conn.execute("DELETE FROM fills WHERE id = ?", (r["id"],))
+                    take = q
                 else:
                     rest = q - left
                     self.db.conn.execute("UPDATE fills SET qty = ?, fee = ? WHERE id = ?",
