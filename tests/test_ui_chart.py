@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication, QGraphicsWidget
 
+from pmgui.domain.candles import merge_buckets
 from pmgui.domain.enums import ActionType, Reason, Side
 from pmgui.domain.models import Action, Candle
 from pmgui.engine.commands import KEEP, CommandResult, ProtectionOutcome, SetTargets
 from pmgui.engine.events import ActionTaken, RuleIndicator
 from pmgui.ui.chart import TAG_MARGIN
-from pmgui.ui.chart_candles import CandleSeries, aggregate
+from pmgui.ui.chart_candles import CandleSeries
 from pmgui.ui.chart_drag import consequence
 from pmgui.ui.chart_items import stack_tags
 from pmgui.ui.chart_state import LineMachine, LineState, TransitionError, verdict
@@ -333,7 +334,7 @@ def test_timeframe_buttons_aggregate_the_candles(qtbot):
     chart.tf_buttons["5m"].click()  # QTest clicks would move the global cursor
     assert chart.timeframe == "5m" and chart.tf_buttons["5m"].isChecked()
     shown = chart.candles()
-    assert shown == tuple(aggregate(base, 300.0))
+    assert shown == tuple(merge_buckets(base, 300.0))
     assert len(shown) == 7
     # volume bars under the completed candles, at the same times
     vol = chart.volume.opts
@@ -604,7 +605,7 @@ def test_series_view_returns_only_the_newest_candles():
     s.merge(candles(600, t0=0.0))
     assert s.view(60.0, 100) == list(candles(600, t0=0.0)[-100:])
     five = s.view(300.0, 10)
-    assert len(five) == 10 and five == aggregate(candles(600, t0=0.0), 300.0)[-10:]
+    assert len(five) == 10 and five == merge_buckets(candles(600, t0=0.0), 300.0)[-10:]
 
 
 def test_tag_texts_say_the_state_of_each_line():

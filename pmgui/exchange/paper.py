@@ -69,6 +69,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pmgui.collection import collection_deferred
+from pmgui.domain.candles import merge_buckets
 from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
 from pmgui.domain.errors import (
     ExchangeError,
@@ -89,7 +90,7 @@ from pmgui.exchange.base import (
     FundingPayment,
     OrderUpdate,
 )
-from pmgui.exchange.feeds import CandleClosed, Feed, FeedEvent, bucket_start
+from pmgui.exchange.feeds import CandleClosed, Feed, FeedEvent
 
 log = logging.getLogger("pmgui.paper")
 
@@ -436,7 +437,7 @@ class PaperExchange:
         if tf > base + _EPS and len(seen) < want:
             # a coarse timeframe's warm-up walked at that timeframe (not minute by minute),
             # then what the venue has seen, aggregated
-            own = _aggregate(seen, tf) if seen else []
+            own = merge_buckets(seen, tf) if seen else []
             first = own[0].ts if own else math.inf
             hist = [c for c in self._warmup(symbol, limit, tf) if c.ts < first]
             return (hist + own)[-limit:]
@@ -453,7 +454,7 @@ class PaperExchange:
                     self._candle_rows.extend((symbol, c) for c in older)
                     self._write_prices(force=True)
         if tf > base + _EPS:
-            candles = _aggregate(candles, tf)
+            candles = merge_buckets(candles, tf)
         return candles[-limit:]
 
     def fills(self) -> list[Fill]:
@@ -1422,15 +1423,3 @@ def _merge(a: _Dirty, b: _Dirty) -> _Dirty:
                   leverage=a.leverage | b.leverage, funding=a.funding + b.funding)
 
 
-def _aggregate(candles: list[Candle], timeframe: float) -> list[Candle]:
-    """Merge candles into `timeframe` buckets (open of the first, close of the last)."""
-    out: list[Candle] = []
-    for c in candles:
-        start = bucket_start(c.ts, timeframe)
-        if out and out[-1].ts == start:
-            last = out[-1]
-            out[-1] = Candle(start, last.open, max(last.high, c.high), min(last.low, c.low),
-                             c.close, last.volume + c.volume)
-        else:
-            out.append(Candle(start, c.open, c.high, c.low, c.close, c.volume))
-    return out

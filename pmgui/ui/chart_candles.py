@@ -13,8 +13,10 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 
+from pmgui.domain.candles import merge_buckets
 from pmgui.domain.models import Candle
 from pmgui.domain.money import valid_price
+from pmgui.domain.timeframes import bucket_start
 
 TIMEFRAMES: dict[str, float] = {"1m": 60.0, "5m": 300.0, "15m": 900.0, "1h": 3600.0,
                                 "4h": 14_400.0, "1d": 86_400.0}
@@ -30,25 +32,6 @@ def base_seconds(candles: Sequence[Candle], default: float = 60.0) -> float:
     """The candles' own interval: the median gap between neighbours."""
     gaps = sorted(b.ts - a.ts for a, b in itertools.pairwise(candles) if b.ts > a.ts)
     return gaps[len(gaps) // 2] if gaps else default
-
-
-def bucket_start(ts: float, seconds: float) -> float:
-    return ts - (ts % seconds)
-
-
-def aggregate(candles: Sequence[Candle], seconds: float) -> list[Candle]:
-    """Merge candles into `seconds` buckets: open of the first, close of the last, extremes
-    and summed volume. Candles already at least that coarse are returned as they are."""
-    out: list[Candle] = []
-    for c in candles:
-        start = bucket_start(c.ts, seconds)
-        if out and out[-1].ts == start:
-            last = out[-1]
-            out[-1] = Candle(start, last.open, max(last.high, c.high), min(last.low, c.low),
-                             c.close, last.volume + c.volume)
-        else:
-            out.append(Candle(start, c.open, c.high, c.low, c.close, c.volume))
-    return out
 
 
 class CandleSeries:
@@ -196,7 +179,7 @@ class CandleSeries:
             return cs[-limit:] if limit else list(cs)
         cached = self._cache.get(seconds)
         if cached is None or cached[0] != self._version:
-            head = self._with_history(seconds, aggregate(cs[:-1], seconds))
+            head = self._with_history(seconds, merge_buckets(cs[:-1], seconds))
             self._cache[seconds] = (self._version, head)
         else:
             head = cached[1]
