@@ -96,6 +96,10 @@ def test_storm_keeps_its_book_and_measures_probe_closes(tmp_path):
     assert res.probes_sent >= acked
     for lat, wait, part in zip(res.latencies, res.waits, res.engine_parts, strict=False):
         assert wait >= 0 and part >= 0 and lat == pytest.approx(wait + part, abs=1e-6)
+    # sampled at half time: its ticks and actions are a part of the run's
+    assert res.half is not None
+    cpu, ticks, actions = res.half
+    assert 0 < ticks < res.delivered and 0 <= actions <= res.actions and 0 < cpu < res.cpu
 
 
 def test_storm_counts_the_loop_stretches_the_feed_sees(tmp_path, monkeypatch):
@@ -321,6 +325,26 @@ def test_storm_cpu_row_is_the_mean_of_the_passes():
     # one pass: the run's own CPU per tick
     one = {r.name: r for r in bench.storm_rows(res, "storm[50]", None)}
     assert one["storm[50].cpu_per_tick"].value == pytest.approx(res.cpu_per_tick * 1e6)
+
+
+def test_storm_cpu_row_splits_the_run_at_half_time():
+    """The first and the second half of the reported pass: CPU and rule actions per tick of
+    each, from the half-time sample (none without one)."""
+    res = StormResult(50, 25, 2000.0, 1.0, exchange_stops=True)
+    res.delivered, res.cpu, res.actions, res.latencies = 1000, 0.3, 500, [0.001]
+    assert res.halves() is None
+    rows = {r.name: r for r in bench.storm_rows(res, "storm[50]", None)}
+    assert "halves_us" not in rows["storm[50].cpu_per_tick"].params
+    res.half = (0.2, 400, 440)  # 400 ticks, 0.2 s, 440 actions by half time
+    (cpu1, act1), (cpu2, act2) = res.halves()
+    assert cpu1 == pytest.approx(0.2 / 400) and act1 == pytest.approx(1.1)
+    assert cpu2 == pytest.approx(0.1 / 600) and act2 == pytest.approx(60 / 600)
+    cpu = {r.name: r for r in bench.storm_rows(res, "storm[50]", None)}[
+        "storm[50].cpu_per_tick"].params
+    assert cpu["halves_us"] == [500.0, 166.7]
+    assert cpu["halves_actions_per_tick"] == [1.1, 0.1]
+    res.half = (0.3, 1000, 500)  # sampled with every tick already in: no second half
+    assert res.halves() is None
 
 
 def test_a_replay_pair_without_a_positive_difference_is_null_not_a_crash():

@@ -22,7 +22,10 @@ measures, and its baseline:
   row's params; baseline: the 5 ms target), CPU per tick (baseline: the same at the smallest
   book). The full run takes the sizes there and back (50, 500, 2000, 2000, 500, 50): CPU per
   tick is the mean of a size's two passes (both in the row's params), the latency rows are the
-  pass with the worse p99.
+  pass with the worse p99. That pass's CPU and rule actions per tick in each half of its time
+  are in the CPU row's params (`halves_us`, `halves_actions_per_tick`): each symbol's walk
+  starts with the storm, and a young walk makes new best prices (trailing moves) often — more
+  so the more symbols share the 2,000 ticks a second.
 * `gui.*`: the real main window offscreen, 500 rows, fed by the engine during the storm: GUI
   CPU per tick, longest stall of a 5 ms heartbeat, displayed price lag p99; baseline: vn.py's
   PositionMonitor mechanics (QTableWidget, a queued signal per event, re-sorted after each
@@ -211,6 +214,11 @@ def storm_rows(res, prefix: str, cpu_base: float | None,
     runs = cpu_runs if cpu_runs else [res.cpu_per_tick]
     cpu = {**p, "baseline": "CPU per tick at the smallest book" if cpu_base else "none",
            "passes_us": [round(c * 1e6, 1) for c in runs]}
+    halves = res.halves()
+    if halves is not None:  # where the CPU went: the young walks' moves are the first half's
+        (cpu1, act1), (cpu2, act2) = halves
+        cpu["halves_us"] = [round(cpu1 * 1e6, 1), round(cpu2 * 1e6, 1)]
+        cpu["halves_actions_per_tick"] = [round(act1, 4), round(act2, 4)]
     return [
         Row(f"{prefix}.ticks_per_s", res.ticks_per_s, "ticks/s", res.rate,
             {**p, "baseline": "offered rate"}),

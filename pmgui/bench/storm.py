@@ -106,6 +106,10 @@ class StormResult:
     open_after: int = 0
     closed_main: list[str] = field(default_factory=list)
     actions: int = 0  # rule actions taken on main positions (moves) during the run
+    # (process CPU s, ticks delivered, rule actions) when half the run's time had passed:
+    # the storm's walks are young at its start (a symbol's price has seen few ticks, so
+    # new best prices, hence trailing moves, are frequent), and more so with more symbols
+    half: tuple[float, int, int] | None = None
     exchange_stops: bool = True
     probes_censored: int = 0  # probes not acked by the end (counted at their least latency)
     probes_skipped: int = 0  # probe times at which no probe was ready (none sent)
@@ -126,6 +130,18 @@ class StormResult:
     @property
     def cpu_per_tick(self) -> float:
         return self.cpu / self.delivered if self.delivered else math.inf
+
+    def halves(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """((CPU s per tick, rule actions per tick) of the run's first half, the same of its
+        second half), None without a half-time sample or with a half without ticks."""
+        if self.half is None:
+            return None
+        cpu, ticks, actions = self.half
+        rest = self.delivered - ticks
+        if ticks <= 0 or rest <= 0:
+            return None
+        return ((cpu / ticks, actions / ticks),
+                ((self.cpu - cpu) / rest, (self.actions - actions) / rest))
 
     def pct(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -289,6 +305,8 @@ async def _drive(core, paper, res: StormResult, symbols: list[str], psyms: list[
         now = clock() - t0
         if now >= duration:
             break
+        if res.half is None and now >= duration / 2:
+            res.half = (time.process_time() - cpu0, res.delivered, res.actions)
         if acked:  # re-open the probes that closed (the book keeps its size)
             for s in acked:
                 await paper.deliver(Tick(s, 100.0, time.time()), core)
