@@ -18,12 +18,31 @@ os.environ.setdefault("PMGUI_CONFIG_DIR", os.path.join(_scratch, "config"))
 # ~15 % of their CPU (test_cli, test_cli_hardening, test_startup: 49/45 -> 41/39 s CPU).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+from collections.abc import AsyncIterator  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.fakes.binance_server import BinanceServer
 
 
 @pytest.fixture
 def db_path(tmp_path):
     return tmp_path / "pmgui.db"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BinanceServer]:
+    """The local Binance USDⓈ-M emulator (tests.fakes.binance_server), started for the test
+    and stopped after it. A test file of another venue, or of an emulator set up otherwise,
+    defines a `server` of its own."""
+    from tests.fakes.binance_server import BinanceServer
+
+    srv = BinanceServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
 
 
 @pytest.fixture(autouse=True)

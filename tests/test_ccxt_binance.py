@@ -33,14 +33,6 @@ class Sleeps:
         await asyncio.sleep(0)
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
 def make(server: BinanceServer, sleeps: Sleeps | None = None, creds: Credentials | None = KEY,
          **cfg: object) -> CcxtExchange:
     options = server.ccxt_config()

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from pmgui.domain.enums import Side
 from pmgui.engine import commands as cmd
@@ -30,14 +27,6 @@ BTC = "BTC/USDT:USDT"
 FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
                        order_poll_interval=0.5, supervisor_interval=0.05,
                        order_stream_check=0.1, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 async def test_engine_opens_protects_and_sees_the_stop_fill(server: BinanceServer,

@@ -17,7 +17,6 @@ close reaches the venue.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -43,14 +42,6 @@ FAST = replace(QUICK, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
 FILL = 48900.0  # where the stop's market order fills
 LAST = 48000.0  # where the market is by the time pmgui looks
 STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_FEE)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 async def _engine(server: BinanceServer, db: Path) -> tuple[EngineCore, CcxtExchange, Outbox]:

@@ -34,14 +34,6 @@ FAST = AdapterSettings(stale_after=0.6, poll_interval=0.2, resubscribe_after=1.5
 RECOVERY_BOUND = 10.0  # seconds (issue 8: orders / the stream back within 10 s)
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
 def _exchange(server: BinanceServer, settings: AdapterSettings = FAST,
               options: dict[str, Any] | None = None) -> CcxtExchange:
     return CcxtExchange("binanceusdm", options=options or server.ccxt_config(),

@@ -10,7 +10,6 @@ The real engine, adapter and ccxt over the local Binance emulator, on a real SQL
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -27,14 +26,6 @@ from tests.fakes.recording_sink import RecordingSink
 
 LIMIT = 49500.0
 VENUE_FEE = float(Decimal("49500") * Decimal("0.01") * MAKER_FEE)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 async def _engine(server: BinanceServer, db: Path, stream: bool = True) -> EngineCore:

@@ -36,14 +36,6 @@ PATIENT = replace(FAST, fired_lookups=600)
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-@pytest.fixture
 async def running(server: BinanceServer) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
     ex = binance_exchange(server, PATIENT)
     await ex.connect()

@@ -14,7 +14,6 @@ The real engine, adapter and ccxt over the local Binance emulator, on a real SQL
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,14 +30,6 @@ FILL = 48900.0  # where the stop's market order fills
 STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_FEE)
 LOOKUP_NOTE = "no fill price of it was visible after a bounded lookup; booked at its " \
     "trigger price 49000"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 async def _engine(server: BinanceServer, db: Path, stream: bool = True

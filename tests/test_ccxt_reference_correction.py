@@ -9,7 +9,6 @@ The real engine, adapter and ccxt over the local Binance emulator, on a real SQL
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -30,14 +29,6 @@ STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_FEE)
 LIMIT = 49500.0
 MAKER_ENTRY_FEE = float(Decimal("49500") * Decimal("0.01") * MAKER_FEE)
 REBOOKED = "booked at its trigger price 49000 is re-booked at the venue's price 48900"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 def _stored(engine: EngineCore, pid: str) -> Position:

@@ -25,14 +25,6 @@ FAST = AdapterSettings(stale_after=0.6, poll_interval=0.2, resubscribe_after=1.5
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-@pytest.fixture
 async def running(server: BinanceServer) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
     ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
                       credentials=Credentials("test-key", "s"), settings=FAST)

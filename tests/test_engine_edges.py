@@ -20,14 +20,6 @@ from tests.test_engine_emulator_faults import BTC, Rig
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-@pytest.fixture
 async def rig(server: BinanceServer, tmp_path: Path) -> AsyncIterator[Rig]:
     r = Rig(server, tmp_path / "pmgui.db")
     yield r

@@ -116,14 +116,6 @@ async def until(cond: Callable[[], object], timeout: float = 15.0) -> None:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-@pytest.fixture
 async def rig(server: BinanceServer, tmp_path: Path) -> AsyncIterator[Rig]:
     r = Rig(server, tmp_path / "pmgui.db")
     yield r

@@ -15,7 +15,6 @@ The real engine, adapter and ccxt over the local Binance emulator on a real SQLi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -38,14 +37,6 @@ FIRST, REST, REST_AT = 0.004, 0.006, 49400.0  # the entry's two fills
 VENUE_FEES = float(Decimal("49500") * Decimal("0.004") * MAKER_FEE
                    + Decimal("49400") * Decimal("0.006") * MAKER_FEE)
 ENTRY = (FIRST * LIMIT + REST * REST_AT) / (FIRST + REST)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 def _entry_fills(engine: EngineCore, client_id: str) -> list[Fill]:
