@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -23,14 +22,12 @@ from pmgui.domain.enums import OrderSide, OrderStatus, OrderType
 from pmgui.domain.models import OrderRequest
 from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
 from pmgui.exchange.credentials import Credentials
-from pmgui.exchange.retry import Backoff
+from tests.adapter_rig import FAST_STREAMS, running
 from tests.fakes.binance_server import BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 
 BTC = "BTC/USDT:USDT"
-FAST = AdapterSettings(stale_after=0.6, poll_interval=0.2, resubscribe_after=1.5,
-                       order_poll_interval=0.3, supervisor_interval=0.05, order_stream_check=0.1,
-                       backoff=Backoff(0.05, 2.0, 0.3, 0.0), stream_ack_timeout=1.0)
+FAST = replace(FAST_STREAMS, stream_ack_timeout=1.0)
 RECOVERY_BOUND = 10.0  # seconds (issue 8: orders / the stream back within 10 s)
 
 
@@ -40,24 +37,10 @@ def _exchange(server: BinanceServer, settings: AdapterSettings = FAST,
                         credentials=Credentials("test-key", "s"), settings=settings)
 
 
-@contextlib.asynccontextmanager
-async def _running(server: BinanceServer, settings: AdapterSettings = FAST,
-                   options: dict[str, Any] | None = None
-                   ) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
-    ex = _exchange(server, settings, options)
-    await ex.connect()
-    ex.subscribe([BTC])
-    sink = RecordingSink()
-    task = asyncio.create_task(ex.run(sink))
-    try:
-        await sink.wait_for(lambda: sink.connections and sink.connections[-1].orders
-                            and sink.connections[-1].market_data)
-        yield ex, sink
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await ex.close()
+def _running(server: BinanceServer, settings: AdapterSettings = FAST,
+             options: dict[str, Any] | None = None
+             ) -> contextlib.AbstractAsyncContextManager[tuple[CcxtExchange, RecordingSink]]:
+    return running(_exchange(server, settings, options))
 
 
 def _created(server: BinanceServer) -> list[dict[str, str]]:

@@ -13,8 +13,6 @@ adapter delivers.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
@@ -24,6 +22,7 @@ import pytest
 from pmgui.domain.enums import OrderSide, OrderType
 from pmgui.domain.models import OrderRequest
 from pmgui.exchange.ccxt_adapter import CcxtExchange
+from tests.adapter_rig import running as adapter_running
 from tests.binance_rig import BTC, FAST, binance_exchange
 from tests.fakes.binance_server import MAKER_FEE, BinanceServer
 from tests.fakes.recording_sink import RecordingSink
@@ -37,17 +36,8 @@ PATIENT = replace(FAST, fired_lookups=600)
 
 @pytest.fixture
 async def running(server: BinanceServer) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
-    ex = binance_exchange(server, PATIENT)
-    await ex.connect()
-    ex.subscribe([BTC])
-    sink = RecordingSink()
-    task = asyncio.create_task(ex.run(sink))
-    await sink.wait_for(lambda: sink.connections and sink.connections[-1].orders)
-    yield ex, sink
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await ex.close()
+    async with adapter_running(binance_exchange(server, PATIENT), prices=False) as pair:
+        yield pair
 
 
 def _limit(cid: str, side: OrderSide, price: float) -> OrderRequest:

@@ -4,47 +4,31 @@ changed instead of by converting every cached order again."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from pmgui.domain.enums import OrderSide, OrderStatus, OrderType
 from pmgui.domain.models import OrderRequest
-from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
-from pmgui.exchange.credentials import Credentials
-from pmgui.exchange.retry import Backoff
+from pmgui.exchange.ccxt_adapter import CcxtExchange
+from tests.adapter_rig import FAST_STREAMS
+from tests.adapter_rig import running as adapter_running
+from tests.binance_rig import binance_exchange
 from tests.fakes.binance_server import BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
-FAST = AdapterSettings(stale_after=0.6, poll_interval=0.2, resubscribe_after=1.5,
-                       order_poll_interval=0.3, supervisor_interval=0.05, order_stream_check=0.1,
-                       backoff=Backoff(0.05, 2.0, 0.3, 0.0))
 
 
 @pytest.fixture
 async def running(server: BinanceServer) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=FAST)
-    await ex.connect()
-    ex.subscribe([BTC])
-    sink = RecordingSink()
-    task = asyncio.create_task(ex.run(sink))
-    await sink.wait_for(lambda: sink.connections and sink.connections[-1].market_data
-                        and sink.connections[-1].orders)
-    yield ex, sink
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await ex.close()
+    async with adapter_running(binance_exchange(server, FAST_STREAMS)) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize("stream", ["btcusdt@miniTicker", "btcusdt@ticker"])
 async def test_fast_tick_reads_a_ticker_as_ccxt_does(server: BinanceServer, stream: str) -> None:
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=FAST)
+    ex = binance_exchange(server, FAST_STREAMS)
     await ex.connect()
     try:
         ex.subscribe([BTC])

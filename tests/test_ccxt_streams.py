@@ -13,33 +13,20 @@ import pytest
 
 from pmgui.domain.enums import OrderSide, OrderStatus, OrderType
 from pmgui.domain.models import Candle, OrderRequest, Tick
-from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
-from pmgui.exchange.credentials import Credentials
-from pmgui.exchange.retry import Backoff
+from pmgui.exchange.ccxt_adapter import CcxtExchange
+from tests.adapter_rig import FAST_STREAMS
+from tests.adapter_rig import running as adapter_running
+from tests.binance_rig import binance_exchange
 from tests.fakes.binance_server import BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 
 BTC = "BTC/USDT:USDT"
-FAST = AdapterSettings(stale_after=0.6, poll_interval=0.2, resubscribe_after=1.5,
-                       order_poll_interval=0.3, supervisor_interval=0.05, order_stream_check=0.1,
-                       backoff=Backoff(0.05, 2.0, 0.3, 0.0))
 
 
 @pytest.fixture
 async def running(server: BinanceServer) -> AsyncIterator[tuple[CcxtExchange, RecordingSink]]:
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=FAST)
-    await ex.connect()
-    ex.subscribe([BTC])
-    sink = RecordingSink()
-    task = asyncio.create_task(ex.run(sink))
-    await sink.wait_for(lambda: sink.connections and sink.connections[-1].market_data
-                        and sink.connections[-1].orders)
-    yield ex, sink
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await ex.close()
+    async with adapter_running(binance_exchange(server, FAST_STREAMS)) as pair:
+        yield pair
 
 
 async def test_ticks_candles_and_connection(server: BinanceServer,
@@ -151,8 +138,7 @@ async def test_missed_order_events_are_recovered_after_reconnect(
 
 async def test_without_streams_prices_and_orders_come_from_rest(server: BinanceServer) -> None:
     """A venue without websockets: REST polling carries prices and order fills."""
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=FAST)
+    ex = binance_exchange(server, FAST_STREAMS)
     await ex.connect()
     ex.capabilities = replace(ex.capabilities, watch_tickers=False, watch_orders=False,
                               missing=("live price stream", "live order stream"))
@@ -182,9 +168,8 @@ async def test_without_streams_prices_and_orders_come_from_rest(server: BinanceS
 
 
 async def test_bids_asks_price_source(server: BinanceServer) -> None:
-    settings = replace(FAST, price_source="bids_asks")
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=settings)
+    settings = replace(FAST_STREAMS, price_source="bids_asks")
+    ex = binance_exchange(server, settings)
     await ex.connect()
     ex.subscribe([BTC])
     sink = RecordingSink()
@@ -218,8 +203,7 @@ class ReactiveSink(RecordingSink):
 
 async def test_engine_reacting_inside_callbacks_neither_deadlocks_nor_kills_streams(
         server: BinanceServer) -> None:
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=FAST)
+    ex = binance_exchange(server, FAST_STREAMS)
     await ex.connect()
     ex.subscribe([BTC])
     sink = ReactiveSink()
@@ -272,8 +256,7 @@ async def test_late_child_order_events_do_not_duplicate_fills(
 
 async def test_candles_from_ticks_close_on_the_minute_and_prefer_the_venue_kline(
         server: BinanceServer) -> None:
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=FAST)
+    ex = binance_exchange(server, FAST_STREAMS)
     await ex.connect()
     sink = RecordingSink()
     try:
