@@ -5,7 +5,6 @@ never closing what may not be ours, flatten."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,7 @@ from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken
 from pmgui.engine.settings import EngineSettings, SymbolRules
 from tests.fakes.binance_server import BinanceServer
-from tests.test_engine_emulator_faults import BTC, Rig
-
-
-@pytest.fixture
-async def rig(server: BinanceServer, tmp_path: Path) -> AsyncIterator[Rig]:
-    r = Rig(server, tmp_path / "pmgui.db")
-    yield r
-    await r.stop()
+from tests.test_engine_emulator_faults import BTC, Rig, rig_fixture  # noqa: F401 (fixture `rig`)
 
 
 async def test_set_targets_answers_local_only_with_the_venues_reason(server, rig):

@@ -115,8 +115,10 @@ async def until(cond: Callable[[], object], timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def rig(server: BinanceServer, tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(name="rig")
+async def rig_fixture(server: BinanceServer, tmp_path: Path) -> AsyncIterator[Rig]:
+    """A Rig over the emulator on a fresh database, stopped after the test (also the `rig`
+    of test_engine_edges)."""
     r = Rig(server, tmp_path / "pmgui.db")
     yield r
     await r.stop()
