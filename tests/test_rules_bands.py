@@ -219,19 +219,24 @@ def _run(s: dict) -> tuple[int, int]:
     return quiet, evaluated
 
 
-@settings(max_examples=600, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# The properties' searches (of these rule tests and test_rules_lane's): long scenarios, no
+# deadline and no health check on their size or speed.
+PROPERTY = settings(deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# The mutation checks need a failing example, not a minimal one: no shrinking, and the same
+# examples every run (a random search took 33 s in one run and passed pytest's 120 s timeout
+# in another, on a busy machine).
+MUTATION = settings(PROPERTY, database=None, report_multiple_bugs=False, derandomize=True,
+                    phases=(Phase.explicit, Phase.generate))
+
+
+@settings(PROPERTY, max_examples=600)
 @given(scenario)
 def test_decisions_with_bands_equal_full_evaluation(s):
     _run(s)
 
 
-# The mutation checks below need a failing example, not a minimal one: no shrinking, and the
-# same examples every run (a random search took 33 s in one run and passed pytest's 120 s
-# timeout in another, on a busy machine).
-@settings(max_examples=600, deadline=None, database=None, report_multiple_bugs=False,
-          derandomize=True, phases=(Phase.explicit, Phase.generate),
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(MUTATION, max_examples=600)
 @given(scenario)
 def _mutant(s):
     _run(s)
@@ -468,8 +473,7 @@ def _check_cached_equal_fresh(s: dict, steps) -> None:
         assert evaluate(pos, mkt, params) == evaluate(pos, mkt, fresh)
 
 
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(PROPERTY, max_examples=200)
 @given(scenario, cached_steps)
 def test_cached_trailing_arithmetic_equals_a_fresh_computation(s, steps):
     """What is kept per Params between ticks (the indicator multipliers, the distances of
@@ -477,10 +481,8 @@ def test_cached_trailing_arithmetic_equals_a_fresh_computation(s, steps):
     _check_cached_equal_fresh(s, steps)
 
 
-@settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=False,
-          derandomize=True,  # the same examples every run: a mutant caught once is always
-          phases=(Phase.generate,),  # a mutant only has to fail: no shrinking
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(MUTATION, max_examples=300,
+          phases=(Phase.generate,))  # a mutant only has to fail: no shrinking
 @given(scenario, cached_steps)
 def _cached_mutant(s, steps):
     _check_cached_equal_fresh(s, steps)

@@ -16,7 +16,7 @@ import math
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmgui.domain.enums import ActionType, Priority, Reason, Side, StopKind
@@ -25,7 +25,16 @@ from pmgui.rules import bands as bands_mod
 from pmgui.rules.bands import BandGate, quiet_band, trend_lane
 from pmgui.rules.params import resolve_params
 from pmgui.rules.policy import evaluate, evaluate_trend, observe
-from tests.test_rules_bands import MARKETS, SYMBOL, _params, _start, apply, scenario
+from tests.test_rules_bands import (
+    MARKETS,
+    MUTATION,
+    PROPERTY,
+    SYMBOL,
+    _params,
+    _start,
+    apply,
+    scenario,
+)
 
 
 def _probe_lane(gate: BandGate, pos: Position, mkt: MarketState, params, fractions) -> None:
@@ -105,17 +114,14 @@ trending = st.tuples(scenario, trend_steps, st.booleans()).map(
 new best prices), automation on, an add-on resting less often, targets further away."""
 
 
-@settings(max_examples=250, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(PROPERTY, max_examples=250)
 @given(st.one_of(trending, scenario))
 def test_decisions_with_trend_lanes_equal_full_evaluation(s):
     _run(s)
 
 
 # Mutation checks: a failing example, not a minimal one, and the same examples every run.
-@settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=False,
-          derandomize=True, phases=(Phase.explicit, Phase.generate),
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(MUTATION, max_examples=300)
 @given(trending)
 def _mutant(s):
     _run(s)
