@@ -1456,21 +1456,22 @@ class Store:
                                  (_num(fee, "fee"), fill_id))
 
     @_guard
-    def absorb_synthesized_fills(self, client_id: str, qty: float) -> tuple[float, float]:
+    def absorb_synthesized_fills(self, client_id: str, qty: float
+                                 ) -> tuple[float, float, list[str]]:
         """The venue's own fill records of `qty` of the order `client_id` arrived after a
         lookup had booked that quantity with a synthesized record (`<client id>#<filled>`,
         `OrderLedger.apply(synthesize=True)`): remove that much of the synthesized records,
         oldest first (a record partly covered keeps the rest, its fee in proportion), so the
-        order's records are not counted twice. Returns the quantity removed and the fee it
-        carried (estimated). Writes inside the caller's transaction when one is open (the
-        report's)."""
+        order's records are not counted twice. Returns the quantity removed, the fee it
+        carried (estimated) and the ids of the records touched. Writes inside the caller's
+        transaction when one is open (the report's)."""
         self._writable()
         prefix = client_id + "#"
         rows = self._rows("SELECT id, qty, price, fee FROM fills WHERE order_client_id = ? "
                           "AND substr(id, 1, ?) = ? ORDER BY ts, id",
                           [client_id, len(prefix), prefix])
-        removed, fee, _value, _ids = self._trim_fills(rows, _num(qty, "qty"))
-        return removed, fee
+        removed, fee, _value, ids = self._trim_fills(rows, _num(qty, "qty"))
+        return removed, fee, ids
 
     @_guard
     def absorb_fills(self, client_id: str, filled: float, keep: Collection[str]
@@ -1485,10 +1486,7 @@ class Store:
         × price) it carried, and the ids of the records it touched. One indexed sum when
         nothing is in excess. Writes inside the caller's transaction when one is open."""
         self._writable()
-        total = self.db.conn.execute(
-            "SELECT COALESCE(SUM(qty), 0) FROM fills WHERE order_client_id = ?",
-            (client_id,)).fetchone()[0]
-        left = float(total) - _num(filled, "filled")
+        left = self.fill_qty(client_id) - _num(filled, "filled")
         if left <= 1e-9 * max(1.0, abs(filled)):
             return 0.0, 0.0, 0.0, []
         prefix = client_id + "#"
@@ -1526,6 +1524,13 @@ class Store:
                 value += take * float(r["price"])
                 touched.append(str(r["id"]))
         return removed, fee, value, touched
+
+    @_guard
+    def fill_qty(self, client_id: str) -> float:
+        """The quantity the order `client_id`'s fill records add up to (one indexed sum)."""
+        return float(self.db.conn.execute(
+            "SELECT COALESCE(SUM(qty), 0) FROM fills WHERE order_client_id = ?",
+            (client_id,)).fetchone()[0])
 
     @_guard
     def claim_fills(self, client_id: str, position_id: str) -> int:
