@@ -58,9 +58,11 @@ REFERENCES_KEY = "ledger.references"
 # minute): a venue forgets old orders, and a priced report of one still corrects it after
 REFERENCE_LOOKUP_AGE = 7 * 86400.0
 # the settings key under which the fills booked with an estimated fee wait for the venue's
-# fee: {fill id: {"client_id", "end" (the order's filled after it), "at"}}. A setting, not a
-# column of `fills`: it holds a handful of entries for seconds (the stream's report corrects
-# them), is written in the booking's commit like `REFERENCES_KEY`, and needs no migration
+# fee — records the venue told with an estimate and the ledger's own (`<client id>#…`: a
+# delta booked without records) alike: {fill id: {"client_id", "end" (the order's filled
+# after it), "at"}}. A setting, not a column of `fills`: it holds a handful of entries for
+# seconds (the stream's report corrects them), is written in the booking's commit like
+# `REFERENCES_KEY`, and needs no migration
 FEE_ESTIMATES_KEY = "ledger.fee_estimates"
 # how long after its booking a fill's estimated fee is looked up at start-up: a venue lists
 # an account's trades for days, and a fee true-up a day late is still one
@@ -458,9 +460,13 @@ class OrderLedger:
         self.store.save_order(order, relink=True)  # its link takes the order's role
         self._track(order, state_of(order))
 
-    def bind(self, order: Order) -> Order:
+    def bind(self, order: Order, fee: float | None = None) -> Order:
         """An entry's answer, now tied to the position it opened. A state the stream already
-        reported further along is kept."""
+        reported further along is kept. `fee`: what the caller booked on the position for
+        all the answer says filled (an estimate at the position's rate): the part no record
+        of the venue's says yet (the paper venue's report follows its answer) is recorded
+        with its share of it, as the ledger's own estimate (`_synthesize`), so the venue's
+        record replaces it — its fee corrected on the position — and it is not lost."""
         cur = self.state(order.client_id)
         new = state_of(order)
         if cur is not None and _RANK[cur] > _RANK[new]:
@@ -469,6 +475,15 @@ class OrderLedger:
         if order.position_id:  # its fill, told with the answer, before the position: the
             with self.store.relaxed():  # venue's word (told again), not synced apart
                 self.store.claim_fills(order.client_id, order.position_id)
+                if fee is not None and order.filled > EPS and order.average is not None:
+                    # what its reports booked has its records (the venue's, or ours): the
+                    # order as the ledger holds it (in memory here: no lookup in the booking)
+                    held = self.live.get(order.client_id) or self._final.get(order.client_id)
+                    missing = order.filled - (held.filled if held is not None
+                                              else self.store.fill_qty(order.client_id))
+                    if missing > 1e-9 * max(1.0, order.filled) and math.isfinite(fee):
+                        self._synthesize(order, missing, order.average,
+                                         fee * missing / order.filled, estimate=True)
         self._track(order, new)
         return order
 
@@ -548,8 +563,11 @@ class OrderLedger:
         """Merge a venue report of one of our orders; journal it and its fills.
 
         Returns None for an order the ledger does not know (not ours, or foreign). Fill
-        records come with the stream; only reconciliation, which sees a filled order but never
-        its fills, `synthesize`s one for the delta.
+        records come with the stream; a delta booked without any (a lookup's, reconciliation
+        sees a filled order but not its fills; an answer that says only the order's filled
+        and average) gets a record of the ledger's own, its fee estimated and tracked until
+        the venue's is known (`_synthesize`). (`synthesize`, which reconciliation passes
+        for what its lookups find, adds nothing to that.)
 
         `announce` is shown what the report changes before anything is written; an event it
         returns is published then, right after the order's snapshot (which is published
@@ -677,9 +695,7 @@ class OrderLedger:
                     stored_value += f.qty * f.price
                     kept.append(f.id)
                     if estimated is not None and estimated(f):  # kept until the venue's
-                        self._estimates[f.id] = {"client_id": merged.client_id,
-                                                 "end": merged.filled, "at": self.clock()}
-                        self._save_estimates()
+                        self._estimated(f.id, merged.client_id, merged.filled)
                 else:  # told again: with the venue's fee of a fill booked with an estimate?
                     self._correct_fee(merged, f)
             # what this report books anew from its records: the delta at its price, or the
@@ -688,17 +704,17 @@ class OrderLedger:
             if fix is not None and booked is not None:  # (no reference, so no note, here)
                 note = self._rebook(merged, booked, fix, stored)
                 new_qty, new_value = booked.qty, booked.qty * fix[0]
-            # a lookup's quantity (no records of it come with it), or what was booked at a
-            # reference: a record of our own, replaced by the venue's records should they come
-            synth_qty, synth_price = (delta, price) if synthesize and not fills else \
+            # a quantity booked without records of it (a lookup's; an answer that says only
+            # the order's filled and average, as the paper venue's create answer does before
+            # its report), or what was booked at a reference: a record of our own, replaced
+            # by the venue's records should they come. Its fee is an estimate, tracked like
+            # the venue's until its fee is known (not a reference's: its re-booking says it)
+            synth_qty, synth_price = (delta, price) if not fills else \
                 (unpriced, reference[1]) if reference is not None else (0.0, None)
             if synth_qty > EPS and synth_price is not None:
-                self.store.record_fill(
-                    Fill(f"{merged.client_id}#{merged.filled:.12g}", merged.client_id,
-                         merged.symbol, merged.side, synth_qty, synth_price,
-                         synth_qty * synth_price * contract_size * fee_rate, self.clock(),
-                         merged.exchange_id),
-                    merged.position_id)
+                self._synthesize(merged, synth_qty, synth_price,
+                                 synth_qty * synth_price * contract_size * fee_rate,
+                                 estimate=reference is None)
             if stored > delta + EPS and (booked is None or fix is not None):
                 # Records of more than this report books anew: they describe again quantity
                 # recorded already (a record of all the order filled, told after a restart,
@@ -789,14 +805,13 @@ class OrderLedger:
         correction = _correction(order, booked, fix)
         cid = order.client_id
         outcome = self._correct_position(correction)
-        self.store.absorb_synthesized_fills(cid, max(stored, booked.qty))
-        if stored + EPS < booked.qty:
+        self._forget_estimates(
+            self.store.absorb_synthesized_fills(cid, max(stored, booked.qty))[2])
+        if stored + EPS < booked.qty:  # only the venue's average: a record of our own
             fee = fix[1] if fix[1] is not None else \
                 booked.qty * correction.price * booked.contract_size * booked.fee_rate
-            self.store.record_fill(
-                Fill(f"{cid}#{order.filled:.12g}", cid, order.symbol, order.side, booked.qty,
-                     correction.price, fee, self.clock(), order.exchange_id),
-                order.position_id)
+            self._synthesize(order, booked.qty, correction.price, fee,
+                             estimate=fix[1] is None)
         del self._referenced[cid]
         self._save_references()
         return _correction_note(order, booked, correction, fix[1] is not None, outcome,
@@ -823,8 +838,7 @@ class OrderLedger:
         qty, fee, value, ids = self.store.absorb_fills(order.client_id, order.filled, kept)
         if qty <= EPS:
             return
-        if any(self._estimates.pop(i, None) is not None for i in list(ids)):
-            self._save_estimates()  # (a record partly kept: the venue's share replaced it)
+        self._forget_estimates(ids)  # (a record partly kept: the venue's share replaced it)
         s_qty, s_fee, s_value = stored
         ours = all("#" in i for i in ids)
         venue_fee = s_fee * qty / s_qty
@@ -888,6 +902,35 @@ class OrderLedger:
         log.info("order %s (%s): the fee of its fill of %.12g is the venue's %.6g, booked "
                  "with the estimate %.6g (%+.6g); %s", order.client_id, order.symbol,
                  fill.qty, fill.fee, old, fill.fee - old, outcome)
+
+    def _synthesize(self, order: Order, qty: float, price: float, fee: float, *,
+                    estimate: bool) -> None:
+        """Inside the report's transaction: a fill record of our own (`<client id>#<the
+        order's filled>`) for `qty` of `order` booked at `price` with `fee`, where no record
+        of the venue's says it. With an `estimate`d fee it waits for the venue's like one
+        the venue told with an estimate (`_estimated`): replaced by the venue's records
+        while running (`_absorb_redescribed`), looked up by the order's trades after a
+        restart (`fee_estimates`)."""
+        fill = Fill(f"{order.client_id}#{order.filled:.12g}", order.client_id, order.symbol,
+                    order.side, qty, price, fee, self.clock(), order.exchange_id)
+        if self.store.record_fill(fill, order.position_id) and estimate:
+            self._estimated(fill.id, order.client_id, order.filled)
+
+    def _estimated(self, fill_id: str, client_id: str, end: float) -> None:
+        """Inside the booking's transaction: the fill record `fill_id` (of order `client_id`,
+        whose filled was `end` after it) holds an estimated fee, persisted until the venue's
+        is known. Not on a venue that neither tells a fee later nor looks one up (no
+        `fee_estimated`: the paper venue, which says every fee in its own report)."""
+        if self.fee_estimated is None:
+            return
+        self._estimates[fill_id] = {"client_id": client_id, "end": end, "at": self.clock()}
+        self._save_estimates()
+
+    def _forget_estimates(self, fill_ids: Iterable[str]) -> None:
+        """Inside the report's transaction: the records `fill_ids` were replaced (or cut)
+        by the venue's records, which say the fee: no longer waited for, never looked up."""
+        if any(self._estimates.pop(i, None) is not None for i in list(fill_ids)):
+            self._save_estimates()
 
     def _settled(self, fill_id: str) -> None:
         """Inside the report's transaction: the fill's record holds the venue's fee now."""

@@ -344,7 +344,7 @@ class ManualCommands:
         with self.core.store.relaxed(), self.core.store.transaction(whole=True):
             rt = self.core.set_position(pos)
             self.core.ledger.bind(replace(result, position_id=pid, role=OrderRole.ENTRY,
-                                     reason="open"))
+                                          reason="open"), fee=fee)
             action = Action(ActionType.OPEN, Reason.MANUAL, pid, result.average,
                             qty=result.filled, sl=pos.sl, tp=pos.tp, rule="manual", ts=now)
             self.core.store.record_action(action, symbol=c.symbol)
