@@ -2530,17 +2530,34 @@ class CcxtExchange:
         cut = rest.rfind(":")
         return rest[:cut] if cut > 0 and rest.startswith("o:") else None
 
+    def _recall_key(self, order: Order, fill: Fill) -> str | None:
+        """The key of the order whose trades say the fee of `fill`, a journal record with an
+        estimated fee: ours (`<venue>:<key>:<filled>`), or the ledger's own record of a
+        quantity booked without records (`<client id>#<filled>`: the order's own id). None:
+        not looked up — a conditional order's fill on a venue that gives its market order
+        another id (its trades are under that id, which the journal does not hold)."""
+        key = self._estimate_key(fill.id)
+        if key is not None or not fill.id.startswith(f"{order.client_id}#"):
+            return key
+        if not fill.exchange_order_id or (self.algo_orders and order.type in _TRIGGER_TYPES):
+            log.info("%s: order %s (%s): the fee of its fill %s is an estimate whose trades "
+                     "cannot be looked up here; it stays the estimate", self.id,
+                     order.client_id, fill.symbol, fill.id)
+            return None
+        return f"o:{fill.exchange_order_id}"
+
     def recall_fee_estimates(self, estimates: Sequence[tuple[Order, Fill, float]]) -> None:
-        """After a restart: the journal's fills booked with an estimated fee, each with its
-        order (as journaled) and the order's quantity before it. They are estimates again
-        here (a report of their trades told now corrects them as before, `_fee_fix`), and
-        their trades are looked up beside the stream (`_settle_estimates`; bounded, with the
-        backoff): the venue's fee is told under the fill's id, as the stream's report would
-        have told it, and the ledger corrects the booking once. Start-up and the tick path
-        never wait for it."""
+        """After a restart: the journal's fills booked with an estimated fee (the venue's
+        records told with one, and the ledger's own records of a quantity booked without
+        records: `_recall_key`), each with its order (as journaled) and the order's quantity
+        before it. They are estimates again here (a report of their trades told now
+        corrects them as before, `_fee_fix`), and their trades are looked up beside the
+        stream (`_settle_estimates`; bounded, with the backoff): the venue's fee is told
+        under the fill's id, as the stream's report would have told it, and the ledger
+        corrects the booking once. Start-up and the tick path never wait for it."""
         todo: list[tuple[Order, str]] = []
         for order, fill, before in estimates:
-            key = self._estimate_key(fill.id)
+            key = self._recall_key(order, fill)
             if key is None or key in self._fee_estimates:
                 continue
             self._fee_estimates[key] = _Estimate(fill, max(0.0, before), {})
