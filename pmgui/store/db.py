@@ -221,6 +221,18 @@ def _guard(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+def _fill_span(fill_id: str, qty: float) -> tuple[float, float] | None:
+    """The part of its order's execution a fill record describes, (filled before, filled
+    after), read off its id: the ledger's own `<client id>#<filled>`, a venue adapter's
+    `<venue>:<order key>:<filled>`. None: an id that does not say it (the paper venue's)."""
+    cut = max(fill_id.rfind("#"), fill_id.rfind(":"))
+    try:
+        end = float(fill_id[cut + 1:]) if cut >= 0 else math.nan
+    except ValueError:
+        return None
+    return (end - qty, end) if math.isfinite(end) else None
+
+
 def _check_header(path: Path) -> int:
     """Size of the file; StoreError if it is non-empty and not a SQLite database."""
     try:
@@ -1481,20 +1493,32 @@ class Store:
         recorded (a record of all the order filled, told after a restart, beside the records
         of its trades or a lookup's record of our own). The records in `keep` (that report's)
         stay; of the others the excess is removed — our own synthesized records
-        (`<client id>#…`) first, then the oldest — a record partly covered keeping the rest,
-        its fee in proportion. Returns the quantity removed, the fee and the value (quantity
-        × price) it carried, and the ids of the records it touched. One indexed sum when
-        nothing is in excess. Writes inside the caller's transaction when one is open."""
+        (`<client id>#…`) first, those whose part of the order's execution (`_fill_span`:
+        the filled their ids name) the kept records describe first among them, then the
+        oldest — a record partly covered keeping the rest, its fee in proportion. Returns
+        the quantity removed, the fee and the value (quantity × price) it carried, and the
+        ids of the records it touched. One indexed sum when nothing is in excess. Writes
+        inside the caller's transaction when one is open."""
         self._writable()
         left = self.fill_qty(client_id) - _num(filled, "filled")
         if left <= 1e-9 * max(1.0, abs(filled)):
             return 0.0, 0.0, 0.0, []
         prefix = client_id + "#"
-        rows = [r for r in self._rows(
-            "SELECT id, qty, price, fee FROM fills WHERE order_client_id = ? "
-            "ORDER BY substr(id, 1, ?) <> ?, ts, id", [client_id, len(prefix), prefix])
-            if r["id"] not in keep]
-        return self._trim_fills(rows, left)
+        rows = self._rows("SELECT id, qty, price, fee FROM fills WHERE order_client_id = ? "
+                          "ORDER BY ts, id", [client_id])
+        said = [span for r in rows if r["id"] in keep
+                if (span := _fill_span(str(r["id"]), float(r["qty"]))) is not None]
+
+        def overlap(r: Row) -> float:  # how much of it the kept records describe
+            span = _fill_span(str(r["id"]), float(r["qty"]))
+            return 0.0 if span is None else sum(
+                max(0.0, min(span[1], b) - max(span[0], a)) for a, b in said)
+
+        # ours first, those the kept records describe first among them (by the order's
+        # filled their ids name: a lookup's record of the same trades, not an earlier one)
+        others = sorted((r for r in rows if r["id"] not in keep),
+                        key=lambda r: (not str(r["id"]).startswith(prefix), -overlap(r)))
+        return self._trim_fills(others, left)
 
     def _trim_fills(self, rows: list[Row], left: float
                     ) -> tuple[float, float, float, list[str]]:
