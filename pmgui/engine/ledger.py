@@ -838,7 +838,7 @@ class OrderLedger:
         qty, fee, value, ids = self.store.absorb_fills(order.client_id, order.filled, kept)
         if qty <= EPS:
             return
-        self._forget_estimates(ids)  # (a record partly kept: the venue's share replaced it)
+        self._forget_estimates(ids)
         s_qty, s_fee, s_value = stored
         ours = all("#" in i for i in ids)
         venue_fee = s_fee * qty / s_qty
@@ -927,9 +927,15 @@ class OrderLedger:
         self._save_estimates()
 
     def _forget_estimates(self, fill_ids: Iterable[str]) -> None:
-        """Inside the report's transaction: the records `fill_ids` were replaced (or cut)
-        by the venue's records, which say the fee: no longer waited for, never looked up."""
-        if any(self._estimates.pop(i, None) is not None for i in list(fill_ids)):
+        """Inside the report's transaction: the records `fill_ids` were replaced by the
+        venue's records, which say their fee: those gone are no longer waited for, never
+        looked up. One cut (partly kept: the venue's records described the order's earlier
+        trades) still waits with the fee of the rest, an estimate — looked up as the part
+        before the order's filled after it (`fee_estimates`: its own quantity now)."""
+        gone = [i for i in fill_ids if i in self._estimates and self.store.fill(i) is None]
+        for i in gone:
+            del self._estimates[i]
+        if gone:
             self._save_estimates()
 
     def _settled(self, fill_id: str) -> None:
