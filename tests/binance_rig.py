@@ -51,12 +51,13 @@ def binance_exchange(server: BinanceServer, settings: AdapterSettings = FAST) ->
 
 
 async def binance_engine(server: BinanceServer, db: Path, settings: AdapterSettings = FAST,
-                         stream: bool = True) -> tuple[EngineCore, CcxtExchange, Outbox]:
+                         stream: bool = True, outbox: Outbox | None = None
+                         ) -> tuple[EngineCore, CcxtExchange, Outbox]:
     """A started engine (`manual` preset; streams on unless `stream` is False) over the
     emulator: a crossed stop is left to the exchange's own order (no close of the engine's
-    own for 600 s)."""
+    own for 600 s). `outbox`: one whose listeners hear the start too."""
     exchange = binance_exchange(server, settings)
-    outbox = Outbox()
+    outbox = outbox if outbox is not None else Outbox()
     engine = EngineCore(exchange, Store.open(db), outbox,
                         EngineSettings(default_preset="manual", protect_throttle=0.0,
                                        exchange_stop_grace=600.0))
