@@ -170,3 +170,30 @@ def test_a_lookup_s_estimate_is_corrected_once_after_a_restart() -> None:
             assert abs(run.booked + run.corrections[0].fee_delta - VENUE_FEES) <= 1e-9
         finally:
             run.led.store.close()
+
+
+def test_a_venue_record_at_the_estimate_s_own_rate_is_no_correction(tmp_path: Path) -> None:
+    """The paper venue's record at the rate the ledger estimated with, its fee rounded to 10
+    decimals, takes the place of the ledger's own record: no correction of the position
+    (nor an announcement of a closed one) for a difference that is no money."""
+    corrections: list[Correction] = []
+    led = _ledger(tmp_path / "j.db", corrections)
+    try:
+        order = led.journal(OrderRequest(CID, SYM, OrderSide.BUY, OrderType.MARKET, 0.0137,
+                                         position_id="P1", role=OrderRole.ADD,
+                                         reason="manual"))
+        led.mark_sent(CID)
+        price = 61234.573
+        answer = replace(order, status=OrderStatus.FILLED, exchange_id="paper-7",
+                         filled=0.0137, average=price)
+        first = led.apply(answer, ())  # the create answer: booked with the estimate
+        assert first is not None and first.fee == 0.0137 * price * 0.0005
+        fee = round(0.0137 * price * 0.0005, 10)
+        assert fee != first.fee  # (the venue's rounding)
+        led.apply(answer, (Fill("paper-fill-7", CID, SYM, OrderSide.BUY, 0.0137, price, fee,
+                                1.0, "paper-7"),))
+        (record,) = [f for f in led.store.fills() if f.order_client_id == CID]
+        assert record.id == "paper-fill-7"
+        assert corrections == []
+    finally:
+        led.store.close()

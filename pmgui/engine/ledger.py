@@ -68,6 +68,10 @@ FEE_ESTIMATES_KEY = "ledger.fee_estimates"
 # an account's trades for days, and a fee true-up a day late is still one
 FEE_LOOKUP_AGE = 86400.0
 FEE_ESTIMATES_KEPT = 512  # the newest kept (each booking writes them all)
+# a fee's difference that is no money: below any venue's precision (Binance says 8
+# decimals), above float noise and the paper venue's rounding of its fees (10 decimals) — a
+# record of our own replaced by the paper venue's at the same rate is not a correction
+FEE_NOISE = 1e-9
 
 
 # Copies of an order on the path of every venue report (a stop's fill among them, before
@@ -856,7 +860,7 @@ class OrderLedger:
                             "record kept, the position's booking not re-priced",
                             order.client_id, order.symbol, qty, qty, old_price, qty, said)
         pid = order.position_id
-        if not pid or abs(fee_delta) <= 1e-12 * max(1.0, abs(venue_fee)) or \
+        if not pid or abs(fee_delta) <= max(FEE_NOISE, 1e-12 * abs(venue_fee)) or \
                 not math.isfinite(fee_delta) or not money.valid_price(old_price):
             return
         outcome = self._book_correction(_fee_only(order, qty, old_price, fee_delta))
