@@ -224,7 +224,7 @@ def test_a_lookup_s_fill_booked_with_an_estimate_takes_the_venue_s_fee_from_its_
     ledger.load()
     ledger.rebook = None if closed else (lambda c: hook.append(c) is None)
     done = _filled_close(ledger)
-    booked = ledger.apply(done, (), synthesize=True, fee_rate=0.0005)
+    booked = ledger.apply(done, (), fee_rate=0.0005)
     assert booked is not None and booked.fee == pytest.approx(ESTIMATE)
     base = _long(ledger.store, 0.01, 1.0 + ESTIMATE, -1.0 - ESTIMATE, closed)
     venue = Fill("b:o:1:0.01", "pmg-c", BTC, OrderSide.SELL, 0.01, PRICE, VENUE_FEE, 1.0, "1")

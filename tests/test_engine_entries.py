@@ -61,7 +61,7 @@ async def test_limit_entry_rests_then_fills_and_opens_with_its_bracket(db_path):
     assert h.engine.protection(pos) is Protection.ON_EXCHANGE
     assert h.store.order(o.client_id).status is OrderStatus.FILLED
     # the same fill reported again (a REST lookup) books nothing twice
-    await h.engine.apply_order(h.paper._orders[o.client_id], (), synthesize=True)
+    await h.engine.apply_order(h.paper._orders[o.client_id], ())
     assert h.engine.positions[pos.id].qty == pytest.approx(0.01)
     assert len(h.engine.positions) == 1
     await h.engine.periodic()

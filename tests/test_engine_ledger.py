@@ -214,7 +214,7 @@ def test_an_unanswered_create_is_unknown_until_looked_up(ledger: OrderLedger,
     fresh = OrderLedger(ledger.store, Outbox(), ledger.clock)
     fresh.load()
     assert fresh.state("pmg-1") is S.UNKNOWN
-    a = fresh.apply(venue(order, OrderStatus.FILLED, 1.0, 99.0), (), synthesize=True)
+    a = fresh.apply(venue(order, OrderStatus.FILLED, 1.0, 99.0), ())
     assert fresh.state("pmg-1") is S.FILLED and a.delta == 1.0
     (fill,) = fresh.store.fills("P1")  # reconciliation books a fill it never saw
     assert (fill.qty, fill.price, fill.order_client_id) == (1.0, 99.0, "pmg-1")
@@ -228,9 +228,9 @@ def test_the_venues_own_fill_records_replace_a_lookups_synthesized_one(
     real ones, a synthesized remainder only for what they do not cover yet)."""
     order = ledger.journal(req())
     ledger.mark_sent("pmg-1")
-    a = ledger.apply(venue(order, OrderStatus.OPEN, 0.4, 100.0), (), synthesize=True)
+    a = ledger.apply(venue(order, OrderStatus.OPEN, 0.4, 100.0), ())
     assert a.delta == 0.4
-    a = ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 99.4), (), synthesize=True)
+    a = ledger.apply(venue(order, OrderStatus.FILLED, 1.0, 99.4), ())
     assert a.delta == pytest.approx(0.6)
     assert sorted(f.qty for f in ledger.store.fills("P1")) == pytest.approx([0.4, 0.6])
     first = Fill("v1", "pmg-1", SYM, OrderSide.SELL, 0.5, 100.0, 0.025, 1.0)

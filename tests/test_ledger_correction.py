@@ -126,7 +126,7 @@ def test_the_reference_booking_survives_a_restart_and_is_corrected_once_after_it
     assert ledger.corrects("pmg-s")
     assert [o.client_id for o in ledger.referenced()] == ["pmg-s"]
     # the lookup by client id at reconciliation: the order's average, no records of it
-    ledger.apply(report(order, OrderStatus.FILLED, 1.0, 49300.0), (), synthesize=True)
+    ledger.apply(report(order, OrderStatus.FILLED, 1.0, 49300.0), ())
     (c,) = fixes
     assert c.price == pytest.approx(49300.0) and not c.opening
     # no fee said: the estimate at the venue's price, and the note says it is one

@@ -83,18 +83,16 @@ class _Run:
         self.acked = replace(order, status=OrderStatus.OPEN, exchange_id="x1")
         self.led.apply(self.acked, ())
 
-    def apply(self, order: Order, fills: tuple[Fill, ...], synthesize: bool = False) -> None:
-        applied = self.led.apply(order, fills, synthesize=synthesize)
+    def apply(self, order: Order, fills: tuple[Fill, ...]) -> None:
+        applied = self.led.apply(order, fills)
         assert applied is not None
         if applied.delta > 0:
             self.booked += applied.fee or 0.0
 
     def step(self, op: tuple[str, int]) -> None:
         kind, k = op
-        if kind == "lookup":
-            self.apply(_report(self.acked, k), (), synthesize=True)
-        elif kind == "answer":  # the order's filled and average, no records, no lookup
-            self.apply(_report(self.acked, k), ())
+        if kind in ("lookup", "answer"):  # a lookup's answer, or the order's filled and
+            self.apply(_report(self.acked, k), ())  # average alone: no records either way
         elif kind == "trade":  # the stream's report after trade k: a record since the last
             fills = (_record(self.told, k),) if k > self.told else ()
             self.told = max(self.told, k)

@@ -63,8 +63,8 @@ def _records(engine: EngineCore, client_id: str) -> list[Fill]:
     return [f for f in engine.store.fills() if f.order_client_id == client_id]
 
 
-async def _entry_booked_without_records(server: BinanceServer, engine: EngineCore,
-                                        synthesize: bool) -> tuple[str, str]:
+async def _entry_booked_without_records(server: BinanceServer, engine: EngineCore
+                                        ) -> tuple[str, str]:
     """A limit long fills (as a maker) while the stream's reports are held; a lookup by
     client id finds it filled, without its records, and the engine applies that answer:
     booked at the venue's average with the ledger's estimate. (position id, client id)"""
@@ -81,7 +81,7 @@ async def _entry_booked_without_records(server: BinanceServer, engine: EngineCor
     finally:
         await lookup.close()
     assert found is not None and found.filled == pytest.approx(QTY) and found.average
-    await engine.apply_order(found, (), synthesize=synthesize)
+    await engine.apply_order(found, ())
     rt = engine.book.find(BTC, Side.LONG)
     assert rt is not None and rt.position.fees_paid == pytest.approx(ESTIMATE)
     (own,) = _records(engine, entry.client_id)
@@ -104,14 +104,12 @@ def _fees(engine: EngineCore, pid: str, client_id: str) -> tuple[float, float]:
     return row.fees_paid, sum(f.fee for f in _records(engine, client_id))
 
 
-@pytest.mark.parametrize("synthesize", [True, False],
-                         ids=["a lookup's answer", "an answer without records"])
 async def test_a_restart_before_the_venue_s_records_looks_the_fee_up_once(
-        server: BinanceServer, tmp_path: Path, synthesize: bool) -> None:
+        server: BinanceServer, tmp_path: Path) -> None:
     db = tmp_path / "pmgui.db"
     engine = (await binance_engine(server, db))[0]
     try:
-        pid, cid = await _entry_booked_without_records(server, engine, synthesize)
+        pid, cid = await _entry_booked_without_records(server, engine)
         assert len(_waiting(engine)) == 1  # the estimate's fact, journaled with its record
     finally:
         await engine.shutdown()
@@ -145,7 +143,7 @@ async def test_a_closed_position_s_estimate_is_corrected_after_a_restart_and_ann
     db = tmp_path / "pmgui.db"
     engine = (await binance_engine(server, db))[0]
     try:
-        pid, cid = await _entry_booked_without_records(server, engine, True)
+        pid, cid = await _entry_booked_without_records(server, engine)
         server.faults.hold_order_events = False
         server.discard_held_events()  # the entry's reports never come
         res = await engine.handle(cmd.ClosePosition(pid))
@@ -190,7 +188,7 @@ async def test_the_venue_s_records_while_running_replace_ours_and_nothing_is_loo
     db = tmp_path / "pmgui.db"
     engine = (await binance_engine(server, db))[0]
     try:
-        pid, cid = await _entry_booked_without_records(server, engine, True)
+        pid, cid = await _entry_booked_without_records(server, engine)
         assert len(_waiting(engine)) == 1
         server.faults.hold_order_events = False
         await server.release_held_events()  # the stream's reports of the entry's trade
@@ -217,7 +215,7 @@ async def test_a_fee_paid_in_bnb_keeps_the_estimate_and_is_not_looked_up_again(
     db = tmp_path / "pmgui.db"
     engine = (await binance_engine(server, db))[0]
     try:
-        pid, cid = await _entry_booked_without_records(server, engine, True)
+        pid, cid = await _entry_booked_without_records(server, engine)
     finally:
         await engine.shutdown()
         server.faults.hold_order_events = False

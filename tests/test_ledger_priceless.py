@@ -241,7 +241,7 @@ def test_a_fee_the_venue_did_not_say_is_estimated_and_the_log_says_so(
     position's rate, and the log says plainly that this fee is an estimate."""
     order = sent(ledger, stop_req())
     caplog.set_level(logging.INFO, logger="pmgui.engine.ledger")
-    a = ledger.apply(report(order, OrderStatus.FILLED, 1.0, 49400.0), (), synthesize=True)
+    a = ledger.apply(report(order, OrderStatus.FILLED, 1.0, 49400.0), ())
     assert a.fee == pytest.approx(49400.0 * 0.0005)
     assert any("is an estimate" in r.getMessage() for r in caplog.records)
     caplog.clear()

@@ -142,7 +142,7 @@ def test_a_lookup_s_record_is_replaced_by_the_venue_s_after_a_restart(
     assert order is not None
     done = replace(order, status=OrderStatus.FILLED, filled=0.01, average=PRICE,
                    exchange_id="1")
-    booked = ledger.apply(done, (), synthesize=True, fee_rate=0.0005)
+    booked = ledger.apply(done, (), fee_rate=0.0005)
     assert booked is not None and booked.fee == pytest.approx(ESTIMATE)
     base = _long(ledger.store, 1.0 + ESTIMATE, closed)
     ledger.store.close()

@@ -821,8 +821,7 @@ class EngineCore:
         finally:
             self.ledger.cancelling.discard(order.client_id)
 
-    async def apply_order(self, order: Order, fills: Iterable[Fill],
-                          synthesize: bool = False) -> None:
+    async def apply_order(self, order: Order, fills: Iterable[Fill]) -> None:
         """Apply what changed in `order` since we last saw it (the ledger computes the
         delta; the position books it).
 
@@ -859,7 +858,7 @@ class EngineCore:
                     booking.enter_context(self.store.relaxed())
                     booking.enter_context(self.store.transaction(whole=True))
                 applied = self.ledger.apply(
-                    order, fills, synthesize=synthesize,
+                    order, fills,
                     fee_rate=owner.position.fee_rate if owner else 0.0005,
                     contract_size=self.market.market(order.symbol).contract_size,
                     announce=announce if delta else None)
@@ -1121,7 +1120,7 @@ class EngineCore:
                     raise _unsure(found, f"{pos.symbol}: not closing while the state of "
                                          f"its {o.role.value} order is unknown ({found})")
                 if found is not None:
-                    await self.apply_order(found, (), synthesize=True)
+                    await self.apply_order(found, ())
                 if not rt.is_open:
                     return 0.0  # its own stop/TP closed it: nothing to send
                 if found is not None and found.status is OrderStatus.FILLED \

@@ -561,8 +561,8 @@ class OrderLedger:
 
     # ---------------------------------------------------------------- venue updates
 
-    def apply(self, order: Order, fills: Iterable[Fill], *, synthesize: bool = False,
-              fee_rate: float = 0.0005, contract_size: float = 1.0,
+    def apply(self, order: Order, fills: Iterable[Fill], *, fee_rate: float = 0.0005,
+              contract_size: float = 1.0,
               announce: Callable[[Applied], Event | None] | None = None) -> Applied | None:
         """Merge a venue report of one of our orders; journal it and its fills.
 
@@ -570,8 +570,7 @@ class OrderLedger:
         records come with the stream; a delta booked without any (a lookup's, reconciliation
         sees a filled order but not its fills; an answer that says only the order's filled
         and average) gets a record of the ledger's own, its fee estimated and tracked until
-        the venue's is known (`_synthesize`). (`synthesize`, which reconciliation passes
-        for what its lookups find, adds nothing to that.)
+        the venue's is known (`_synthesize`).
 
         `announce` is shown what the report changes before anything is written; an event it
         returns is published then, right after the order's snapshot (which is published

@@ -91,7 +91,7 @@ class Reconciler:
                 if rt is not None:
                     core.protector.mark_dirty(rt, urgent=True)
             else:
-                await core.apply_order(found, (), synthesize=True)
+                await core.apply_order(found, ())
             if rt is not None:
                 rt.protect_failing.pop(order.role, None)
                 rt.protect_dirty = True
@@ -121,7 +121,7 @@ class Reconciler:
                     if gone.role in PROTECTIVE:
                         core.protector.lost(gone, "missing")
                 continue
-            await core.apply_order(found, (), synthesize=True)
+            await core.apply_order(found, ())
             if found.status is OrderStatus.FILLED and found.filled <= 0 \
                     and order.role in PROTECTIVE and order.position_id:
                 # it fired, and the adapter's bounded look at its market order saw no fill

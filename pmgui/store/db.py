@@ -1472,11 +1472,11 @@ class Store:
                                  ) -> tuple[float, float, list[str]]:
         """The venue's own fill records of `qty` of the order `client_id` arrived after a
         lookup had booked that quantity with a synthesized record (`<client id>#<filled>`,
-        `OrderLedger.apply(synthesize=True)`): remove that much of the synthesized records,
-        oldest first (a record partly covered keeps the rest, its fee in proportion), so the
-        order's records are not counted twice. Returns the quantity removed, the fee it
-        carried (estimated) and the ids of the records touched. Writes inside the caller's
-        transaction when one is open (the report's)."""
+        `OrderLedger.apply` without the venue's records): remove that much of the
+        synthesized records, oldest first (a record partly covered keeps the rest, its fee in
+        proportion), so the order's records are not counted twice. Returns the quantity
+        removed, the fee it carried (estimated) and the ids of the records touched. Writes
+        inside the caller's transaction when one is open (the report's)."""
         self._writable()
         prefix = client_id + "#"
         rows = self._rows("SELECT id, qty, price, fee FROM fills WHERE order_client_id = ? "
