@@ -9,21 +9,16 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 
-from pmgui.config import Config, PaperConfig
 from pmgui.domain.errors import ValidationError
-from pmgui.engine.build import build_engine
 from pmgui.engine.commands import CandlesSnapshot, GetCandles
-from pmgui.engine.settings import EngineSettings
 from pmgui.ui.main_window import MainWindow
+from tests.ui_doubles import paper_engine
 
 
 @pytest.fixture
 def engine(tmp_path):
-    eng = build_engine(Config(paper=PaperConfig(seed=7),
-                              engine=EngineSettings(demo_positions=True)), tmp_path / "p.db")
-    eng.start()
-    yield eng
-    eng.stop()
+    with paper_engine(tmp_path / "p.db", seed=7, demo_positions=True) as eng:
+        yield eng
 
 
 def test_get_candles_is_answered_on_the_engine_thread_with_completed_candles(engine):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
@@ -39,12 +42,21 @@ LEFT = Qt.MouseButton.LeftButton
 RIGHT = Qt.MouseButton.RightButton
 
 
+@contextlib.contextmanager
+def every_mouse_move() -> Iterator[None]:
+    """pyqtgraph delivers every synthetic mouse move (no rate limit) until the end."""
+    old = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)
+    try:
+        yield
+    finally:
+        pg.setConfigOption("mouseRateLimit", old)
+
+
 @pytest.fixture(autouse=True)
 def _fast_mouse():
-    old = pg.getConfigOption("mouseRateLimit")
-    pg.setConfigOption("mouseRateLimit", -1)  # deliver every synthetic move
-    yield
-    pg.setConfigOption("mouseRateLimit", old)
+    with every_mouse_move():
+        yield
 
 
 def _send(w, kind, pos: QPoint, button, buttons, mods=NO_MOD) -> None:

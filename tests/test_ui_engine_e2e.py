@@ -5,19 +5,13 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QToolButton
 
-from pmgui.config import Config, PaperConfig
-from pmgui.engine.build import build_engine
-from pmgui.engine.settings import EngineSettings
-from pmgui.store.db import Store
 from pmgui.ui.main_window import MainWindow
+from tests.ui_doubles import paper_engine, stored
 
 
 def test_demo_positions_show_up_and_emergency_close_closes_one(qtbot, tmp_path):
     db = tmp_path / "pmgui.db"
-    engine = build_engine(Config(paper=PaperConfig(seed=11),
-                                 engine=EngineSettings(demo_positions=True)), db)
-    engine.start()
-    try:
+    with paper_engine(db, seed=11, demo_positions=True) as engine:
         win = MainWindow(engine)
         qtbot.addWidget(win)
         said: list[str] = []  # a hovered tool button's status tip may replace the message
@@ -39,32 +33,21 @@ def test_demo_positions_show_up_and_emergency_close_closes_one(qtbot, tmp_path):
         # the closed position's row is gone and nothing else took its selection
         assert win.selected_position_id() is None
         win.ask_before_quit = False
-    finally:
-        engine.stop()
-    store = Store.open(db, readonly=True)
-    try:
+    with stored(db) as store:
         closed = store.load_position(pid)
         assert not closed.is_open and closed.exit_reason == "manual"
         reduces = [o for o in store.linked_orders(pid) if o.role.value == "reduce"]
         assert len(reduces) == 1  # the double click sent one close
         assert pid not in {p.id for p in store.load_open_positions()}
-    finally:
-        store.close()
 
 
 def test_drag_sl_on_the_chart_moves_the_stop_in_engine_store_and_exchange(qtbot, tmp_path):
-    import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
 
-    from tests.test_ui_drag import Mouse
+    from tests.test_ui_drag import Mouse, every_mouse_move
 
     db = tmp_path / "pmgui.db"
-    engine = build_engine(Config(paper=PaperConfig(seed=5),
-                                 engine=EngineSettings(demo_positions=True)), db)
-    engine.start()
-    old = pg.getConfigOption("mouseRateLimit")
-    pg.setConfigOption("mouseRateLimit", -1)
-    try:
+    with paper_engine(db, seed=5, demo_positions=True) as engine, every_mouse_move():
         win = MainWindow(engine)
         qtbot.addWidget(win)
         win.resize(1400, 900)
@@ -107,11 +90,5 @@ def test_drag_sl_on_the_chart_moves_the_stop_in_engine_store_and_exchange(qtbot,
         qtbot.waitUntil(lambda: any(m.startswith(("✔ SL", "⚠ SL", "✖ SL")) for m in said),
                         timeout=10_000)
         assert any(m.startswith("✔ SL set to") for m in said), said
-    finally:
-        pg.setConfigOption("mouseRateLimit", old)
-        engine.stop()
-    store = Store.open(db, readonly=True)
-    try:
+    with stored(db) as store:
         assert store.load_position(pos.id).sl == new_sl
-    finally:
-        store.close()

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from pmgui.config import Config, PaperConfig
-from pmgui.engine.build import build_engine
-from pmgui.engine.settings import EngineSettings
-from pmgui.store.db import Store
 from pmgui.ui.dialogs import OrderDialog
 from pmgui.ui.main_window import MainWindow
+from tests.ui_doubles import paper_engine, stored
 
 BTC = "BTC/USDT:USDT"  # the paper venue's BTC starts near 87 500
 
@@ -33,10 +30,7 @@ def _ticket(win, qtbot) -> OrderDialog:
 
 def test_limit_entry_from_the_ticket_is_listed_and_cancelled(qtbot, tmp_path):
     db = tmp_path / "pmgui.db"
-    engine = build_engine(Config(paper=PaperConfig(seed=11),
-                                 engine=EngineSettings(demo_positions=False)), db)
-    engine.start()
-    try:
+    with paper_engine(db, seed=11, demo_positions=False) as engine:
         win = MainWindow(engine)
         qtbot.addWidget(win)
         said: list[str] = []
@@ -90,12 +84,7 @@ def test_limit_entry_from_the_ticket_is_listed_and_cancelled(qtbot, tmp_path):
         qtbot.waitUntil(lambda: t.rowCount() == 0, timeout=20_000)
         qtbot.waitUntil(lambda: any("canceled" in m for m in said), timeout=20_000)
         win.ask_before_quit = False
-    finally:
-        engine.stop()
-    store = Store.open(db, readonly=True)
-    try:
+    with stored(db) as store:
         o = store.order(cid)
         assert o.status.value == "canceled" and o.role.value == "entry"
         assert not store.load_open_positions()
-    finally:
-        store.close()

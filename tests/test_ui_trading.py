@@ -19,7 +19,18 @@ from pmgui.ui.confirm import ConfirmDialog
 from pmgui.ui.dialogs import AmountDialog, OrderDialog
 from pmgui.ui.main_window import MainWindow, UiSettings
 from pmgui.ui.positions_model import ESSENTIAL, column_index
-from tests.ui_doubles import BTC, ETH, SOL, T0, EngineDouble, position, shown_window, snapshot, tick
+from tests.ui_doubles import (
+    BTC,
+    ETH,
+    SOL,
+    T0,
+    EngineDouble,
+    paper_engine,
+    position,
+    shown_window,
+    snapshot,
+    tick,
+)
 
 POS = position(liquidation=36_500.0)  # long 0.5 BTC @ 40,000 at 10×, SL 39,000, TP 42,000
 ETH_POS = position("p2", ETH.symbol, Side.SHORT, qty=3.0, entry=3000.0, sl=3100.0, tp=2800.0,
@@ -336,15 +347,7 @@ def test_account_panel_shows_funding_from_the_venue(qtbot):
 
 # -- over the real engine thread and paper exchange -------------------------------------------
 def test_a_trader_opens_adds_and_partly_closes_through_the_real_engine(qtbot, tmp_path):
-    from pmgui.config import Config, PaperConfig
-    from pmgui.engine.build import build_engine
-    from pmgui.engine.settings import EngineSettings
-
-    engine = build_engine(Config(paper=PaperConfig(seed=3),
-                                 engine=EngineSettings(demo_positions=False)),
-                          tmp_path / "pmgui.db")
-    engine.start()
-    try:
+    with paper_engine(tmp_path / "pmgui.db", seed=3, demo_positions=False) as engine:
         win = MainWindow(engine)  # live: bridge, timers, history asked of the engine
         qtbot.addWidget(win)
         win.show()
@@ -386,8 +389,6 @@ def test_a_trader_opens_adds_and_partly_closes_through_the_real_engine(qtbot, tm
         qtbot.waitUntil(lambda: "75 % closed" in " ".join(win.alerts[-3:])
                         or "75 % closed" in win.statusBar().currentMessage(), timeout=20_000)
         win.ask_before_quit = False
-    finally:
-        engine.stop()
 
 
 def test_edit_dialog_errors_never_move_or_widen_the_form(qtbot):

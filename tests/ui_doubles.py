@@ -3,12 +3,16 @@
 `EngineDouble` implements pmgui.ui.handle.EngineHandle by recording every submitted
 command and answering with a future — completed at once by default, or left pending
 (`hold=True`) so a test can check what happens while a command is on its way.
+
+For the end-to-end tests, `paper_engine` runs the real engine thread over the paper venue
+instead, and `stored` reads what it left in its database.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +43,8 @@ from pmgui.engine.outbox import Outbox
 from pmgui.rules.params import resolve_params
 
 if TYPE_CHECKING:  # Qt is imported by the UI tests only (test_bench, test_rounding use doubles)
+    from pmgui.engine.thread import EngineThread
+    from pmgui.store.db import Store
     from pmgui.ui.main_window import MainWindow
 
 T0 = 1_763_700_000.0  # a fixed wall-clock origin for deterministic ages
@@ -167,6 +173,35 @@ def shown_window(qtbot: Any, eng: EngineDouble | None = None, *,
     if exposed:
         qtbot.waitExposed(win)
     return win
+
+
+@contextlib.contextmanager
+def paper_engine(db: Path, seed: int, demo_positions: bool) -> Iterator[EngineThread]:
+    """The real engine thread over the paper venue (its prices from `seed`; the demo
+    positions opened at start, or none) on the SQLite file `db`: started, stopped after."""
+    from pmgui.config import Config, PaperConfig
+    from pmgui.engine.build import build_engine
+    from pmgui.engine.settings import EngineSettings
+
+    engine = build_engine(Config(paper=PaperConfig(seed=seed),
+                                 engine=EngineSettings(demo_positions=demo_positions)), db)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@contextlib.contextmanager
+def stored(db: Path) -> Iterator[Store]:
+    """The SQLite file `db` opened read-only (what the engine left in it), closed after."""
+    from pmgui.store.db import Store
+
+    store = Store.open(db, readonly=True)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def position(pid: str = "p1", symbol: str = BTC.symbol, side: Side = Side.LONG,
