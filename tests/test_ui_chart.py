@@ -127,6 +127,20 @@ def repaints_and_ranges(chart, monkeypatch) -> tuple[list[tuple], list[int]]:
     return whole, ranged
 
 
+def bounds_reports(chart) -> list[object]:
+    """A list that grows with each item that tells the view box of new bounds
+    (`itemBoundsChanged`: what informViewBoundsChanged calls)."""
+    reported: list[object] = []
+    real = chart.vb.itemBoundsChanged
+
+    def spy(item) -> None:
+        reported.append(item)
+        real(item)
+
+    chart.vb.itemBoundsChanged = spy
+    return reported
+
+
 def test_each_move_puts_the_line_under_the_cursor(qtbot):
     _eng, _win, chart, mouse = auto_ranged(qtbot)
     a = mouse.at(42_000.0)
@@ -663,14 +677,7 @@ def test_a_new_action_marker_neither_re_ranges_nor_repaints_the_whole_view(
     eng, win, chart, _mouse = auto_ranged(qtbot)
     for _ in range(3):
         QApplication.processEvents()
-    reported: list[object] = []
-    real = chart.vb.itemBoundsChanged
-
-    def spy(item) -> None:
-        reported.append(item)
-        real(item)
-
-    chart.vb.itemBoundsChanged = spy  # what informViewBoundsChanged calls
+    reported = bounds_reports(chart)
     whole, ranged = repaints_and_ranges(chart, monkeypatch)
     shown = chart.vb.viewRange()
     eng.outbox.publish(action(POS.id, POS.symbol, price=40_450.0, ts=T0 + 5))
@@ -723,14 +730,7 @@ def test_the_last_price_moves_without_re_ranging_the_view_and_a_new_high_still_d
     win.bridge.flush_now()
     for _ in range(3):
         QApplication.processEvents()
-    reported: list[object] = []
-    real = chart.vb.itemBoundsChanged
-
-    def spy(item) -> None:
-        reported.append(item)
-        real(item)
-
-    chart.vb.itemBoundsChanged = spy  # what informViewBoundsChanged calls
+    reported = bounds_reports(chart)
     whole, ranged = repaints_and_ranges(chart, monkeypatch)
     last = chart.line("last")
     shown = chart.vb.viewRange()
