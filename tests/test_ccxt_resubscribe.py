@@ -76,6 +76,24 @@ async def _pump(server: BinanceServer, bases: tuple[str, ...]) -> None:
         await asyncio.sleep(0.02)  # the market's pace, not a wait for a condition
 
 
+@contextlib.asynccontextmanager
+async def _pumping(server: BinanceServer, bases: tuple[str, ...]) -> AsyncIterator[None]:
+    """Every symbol's price moving all the time (`_pump`) until the block's end."""
+    pump = asyncio.create_task(_pump(server, bases))
+    try:
+        yield
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+async def _ticking_again(sink: RecordingSink, bases: tuple[str, ...]) -> None:
+    """Waits until a price of every symbol has come in since the call."""
+    n = len(sink.ticks)
+    await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]} == {_sym(b) for b in bases})
+
+
 def _stream_states(state: ConnectionState) -> dict[str, str]:
     return {name.removeprefix("price "): s for name, s in state.streams
             if name.startswith("price ")}
@@ -99,8 +117,7 @@ async def _all_streaming(server: BinanceServer, sink: RecordingSink,
 async def test_a_silent_symbol_redials_only_its_own_connection() -> None:
     bases = BASES[:4]
     async with _running(bases, streams=2) as (server, ex, sink):
-        pump = asyncio.create_task(_pump(server, bases))
-        try:
+        async with _pumping(server, bases):
             paths = await _all_streaming(server, sink, bases)
             assert len(set(paths.values())) == 2  # spread over two connections
             silent_path = paths["BTCUSDT"]
@@ -117,15 +134,9 @@ async def test_a_silent_symbol_redials_only_its_own_connection() -> None:
                 _stream_states(c)[_sym(i[:-4])] != "up"
                 for c in sink.connections[first:] for i in neighbours))
             server.faults.silent_symbols = set()
-            n = len(sink.ticks)
-            await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]}
-                                == {_sym(b) for b in bases})
+            await _ticking_again(sink, bases)
             await sink.wait_for(lambda: all(
                 s == "up" for s in _stream_states(sink.connections[-1]).values()))
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
 
         healthy_path = paths[next(iter(healthy))]
         assert server.ws_connects_by_path[healthy_path] == 1  # never re-dialled
@@ -138,8 +149,7 @@ async def test_a_silent_symbol_redials_only_its_own_connection() -> None:
 
 async def test_symbols_silent_together_redial_each_connection_once() -> None:
     async with _running(BASES, streams=3) as (server, ex, sink):
-        pump = asyncio.create_task(_pump(server, BASES))
-        try:
+        async with _pumping(server, BASES):
             paths = await _all_streaming(server, sink, BASES)
             by_path: dict[str, set[str]] = {}
             for sid, path in paths.items():
@@ -152,13 +162,7 @@ async def test_symbols_silent_together_redial_each_connection_once() -> None:
                                 and server.ws_connects_by_path[second] >= 2)
             redials = ex.public_redials if hasattr(ex, "public_redials") else None
             server.faults.silent_symbols = set()
-            n = len(sink.ticks)
-            await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]}
-                                == {_sym(b) for b in BASES})
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await _ticking_again(sink, BASES)
         # one re-dial per affected connection, not one per silent symbol; the third never
         assert server.ws_connects_by_path[quiet] == 1
         assert server.ws_closed_by_path.get(quiet, 0) == 0
@@ -292,8 +296,7 @@ async def test_a_connection_that_cannot_be_told_redials_every_public_one(
     bases = BASES[:4]
     caplog.set_level(logging.INFO, logger="pmgui.exchange.ccxt_adapter")
     async with _running(bases, streams=2) as (server, ex, sink):
-        pump = asyncio.create_task(_pump(server, bases))
-        try:
+        async with _pumping(server, bases):
             paths = await _all_streaming(server, sink, bases)
             for url, client in list(ex._client().clients.items()):
                 if "listenKey" not in url and "/private" not in url:
@@ -303,13 +306,7 @@ async def test_a_connection_that_cannot_be_told_redials_every_public_one(
             await sink.wait_for(lambda: all(server.ws_connects_by_path[p] >= 2
                                             for p in set(paths.values())))
             server.faults.silent_symbols = set()
-            n = len(sink.ticks)
-            await sink.wait_for(lambda: {t.symbol for t in sink.ticks[n:]}
-                                == {_sym(b) for b in bases})
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await _ticking_again(sink, bases)
     said = [r.getMessage() for r in caplog.records if "cannot be told" in r.getMessage()]
     assert said and "BTC/USDT:USDT" in said[0] and "re-dialling every public" in said[0]
 
