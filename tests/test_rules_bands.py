@@ -10,6 +10,7 @@ before its timer never make the rules act nor observe record anything.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -171,15 +172,12 @@ def _probe(band: QuietBand, pos: Position, mkt: MarketState, params, fractions) 
             assert got == [], (band, p, ts, got)
 
 
-def _run(s: dict) -> tuple[int, int]:
-    params = _params(s)
+def ticks(s: dict) -> Iterator[tuple[float, float, MarketState, bool]]:
+    """The scenario's path, tick by tick: (price, time, the market then, whether a candle
+    closed at it: the next indicators)."""
     market: Market = s["market"]
     snaps = s["indicators"]
-    full = banded = _start(s)
-    band: QuietBand | None = None
-    gate = BandGate()  # the same band, computed lazily: must agree tick by tick
     price, ts, k = 100.0, 0.0, 0
-    quiet = evaluated = 0
     for ret, dt, candle in s["steps"]:
         price = max(price * (1 + ret), 1.0)
         if market.tick_size > 0 and ret and dt >= 30:
@@ -187,7 +185,16 @@ def _run(s: dict) -> tuple[int, int]:
         ts += dt
         if candle:
             k += 1
-        mkt = MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)])
+        yield price, ts, MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)]), candle
+
+
+def _run(s: dict) -> tuple[int, int]:
+    params = _params(s)
+    full = banded = _start(s)
+    band: QuietBand | None = None
+    gate = BandGate()  # the same band, computed lazily: must agree tick by tick
+    quiet = evaluated = 0
+    for price, ts, mkt, candle in ticks(s):
         if candle:  # indicators changed: the band of the same position with them, at this
             # tick, not evaluated (the engine's way: settled at the close)
             band = quiet_band(banded, mkt, params)

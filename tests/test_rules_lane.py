@@ -34,6 +34,7 @@ from tests.test_rules_bands import (
     _start,
     apply,
     scenario,
+    ticks,
 )
 
 
@@ -55,20 +56,10 @@ def _probe_lane(gate: BandGate, pos: Position, mkt: MarketState, params, fractio
 
 def _run(s: dict) -> tuple[int, int, int]:
     params = _params(s)
-    market = s["market"]
-    snaps = s["indicators"]
     full = laned = _start(s)
     gate = BandGate()
-    price, ts, k = 100.0, 0.0, 0
     quiet = lane = evaluated = 0
-    for ret, dt, candle in s["steps"]:
-        price = max(price * (1 + ret), 1.0)
-        if market.tick_size > 0 and ret and dt >= 30:
-            price = market.round_price(price)
-        ts += dt
-        if candle:
-            k += 1
-        mkt = MarketState(SYMBOL, price, ts, market, snaps[k % len(snaps)])
+    for price, ts, mkt, candle in ticks(s):
         if candle:  # indicators changed: the gate settles the same position with them at
             gate.settle(laned, mkt, params)  # this tick, not evaluated (the engine's way)
         full = observe(full, price)
