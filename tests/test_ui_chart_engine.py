@@ -21,6 +21,16 @@ def engine(tmp_path):
         yield eng
 
 
+def _shown(qtbot, engine) -> MainWindow:
+    """The window over the engine, shown at 1400×900, once it has a position selected."""
+    win = MainWindow(engine)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitUntil(lambda: win.selected_snapshot() is not None, timeout=20_000)
+    return win
+
+
 def test_get_candles_is_answered_on_the_engine_thread_with_completed_candles(engine):
     symbol = "BTC/USDT:USDT"
     snap = engine.submit(GetCandles(symbol, "4h", 50)).result(30)
@@ -38,11 +48,7 @@ def test_get_candles_is_answered_on_the_engine_thread_with_completed_candles(eng
 
 
 def test_the_4h_chart_shows_the_engines_history_after_a_restart(qtbot, engine):
-    win = MainWindow(engine)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitUntil(lambda: win.selected_snapshot() is not None, timeout=20_000)
+    win = _shown(qtbot, engine)
     chart = win.chart
     symbol = chart.symbol
     qtbot.waitUntil(lambda: len(chart.candles()) > 0, timeout=20_000)
@@ -90,11 +96,7 @@ def test_the_chandelier_line_is_the_engines_and_matches_an_independent_computati
     from pmgui.engine.commands import SetPreset
     from pmgui.indicators import IndicatorSet, IndicatorSpec
 
-    win = MainWindow(engine)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitUntil(lambda: win.selected_snapshot() is not None, timeout=20_000)
+    win = _shown(qtbot, engine)
     chart = win.chart
     pos = win.selected_snapshot().position
     assert engine.submit(SetPreset(pos.id, "breakout")).result(30).ok
