@@ -16,10 +16,10 @@ from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings
-from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
-from pmgui.exchange.credentials import Credentials
+from pmgui.exchange.ccxt_adapter import AdapterSettings
 from pmgui.exchange.retry import Backoff
 from pmgui.store.db import Store
+from tests.binance_rig import binance_exchange
 from tests.fakes.binance_server import BinanceServer
 from tests.fakes.recording_sink import RecordingSink
 
@@ -29,15 +29,17 @@ FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0
                        order_stream_check=0.1, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
 
 
+def _engine(server: BinanceServer, db: Path) -> EngineCore:
+    """The engine (`manual` preset) over the adapter over the emulator, on `db`; not started."""
+    return EngineCore(binance_exchange(server, FAST), Store.open(db), Outbox(),
+                      EngineSettings(default_preset="manual", protect_throttle=0.0))
+
+
 async def test_engine_opens_protects_and_sees_the_stop_fill(server: BinanceServer,
                                                             tmp_path: Path) -> None:
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
-    store = Store.open(tmp_path / "pmgui.db")
-    engine = EngineCore(exchange, store, Outbox(),
-                        EngineSettings(default_preset="manual", protect_throttle=0.0))
+    engine = _engine(server, tmp_path / "pmgui.db")
     await engine.start()
-    run = asyncio.create_task(exchange.run(engine))
+    run = asyncio.create_task(engine.exchange.run(engine))
     waiter = RecordingSink()
     try:
         await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=49000, tp=52000))
@@ -64,11 +66,7 @@ async def test_engine_opens_protects_and_sees_the_stop_fill(server: BinanceServe
 async def test_engine_adopts_a_position_opened_elsewhere(server: BinanceServer,
                                                          tmp_path: Path) -> None:
     server.state.set_position("BTCUSDT", "-0.02", "50500", leverage=5)
-    exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                            credentials=Credentials("test-key", "s"), settings=FAST)
-    store = Store.open(tmp_path / "pmgui.db")
-    engine = EngineCore(exchange, store, Outbox(),
-                        EngineSettings(default_preset="manual", protect_throttle=0.0))
+    engine = _engine(server, tmp_path / "pmgui.db")
     try:
         await engine.start()
         (pos,) = [p for p in engine.positions.values() if p.is_open]
