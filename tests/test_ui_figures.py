@@ -39,17 +39,10 @@ def test_the_account_panel_sums_what_account_figures_sums(qtbot):
     """The panel keeps each position's terms while its snapshot is the same and sums them
     in one loop: the same figures as `account_figures` over its positions, also after a
     position's snapshot changed (a kept term must not outlive its snapshot)."""
-    from pmgui.engine.outbox import Outbox
-    from pmgui.ui.bridge import Bridge
     from pmgui.ui.figures import account_figures
-    from pmgui.ui.panels import AccountPanel
-    from pmgui.ui.theme import make_theme
-    from tests.ui_doubles import ETH, T0, EngineDouble
+    from tests.ui_doubles import ETH, T0, account_panel
 
-    eng = EngineDouble()
-    panel = AccountPanel(Bridge(Outbox()), eng.market, make_theme("dark"))
-    qtbot.addWidget(panel)
-    panel._wallet = 10_000.0
+    eng, _br, panel = account_panel(qtbot)
     a, b = position("a"), position("b", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
     snaps = [snapshot(a, 40_500.0), snapshot(b, 3_010.0)]
     panel.on_positions(snaps)
@@ -63,29 +56,14 @@ def test_the_account_panel_sums_what_account_figures_sums(qtbot):
     assert panel.figures().unrealized < 0
 
 
-def _account_panel(qtbot):
-    from pmgui.engine.outbox import Outbox
-    from pmgui.ui.bridge import Bridge
-    from pmgui.ui.panels import AccountPanel
-    from pmgui.ui.theme import make_theme
-    from tests.ui_doubles import EngineDouble
-
-    eng = EngineDouble()
-    br = Bridge(Outbox())
-    panel = AccountPanel(br, eng.market, make_theme("dark"))
-    qtbot.addWidget(panel)
-    panel._wallet = 10_000.0
-    return eng, br, panel
-
-
 def test_the_account_computes_terms_only_for_the_positions_that_changed(qtbot, monkeypatch):
     """Incremental sums: a new snapshot of one position computes that position's terms
     again, not every position's (the sums are then the same as `account_figures`')."""
     from pmgui.ui import panels
     from pmgui.ui.figures import account_figures
-    from tests.ui_doubles import T0
+    from tests.ui_doubles import T0, account_panel
 
-    eng, _br, panel = _account_panel(qtbot)
+    eng, _br, panel = account_panel(qtbot)
     panel.on_positions([snapshot(position(f"p{i}"), 40_000.0 + i) for i in range(50)])
     panel.refresh()
     seen: list[str] = []
@@ -110,9 +88,9 @@ def test_the_account_sums_of_many_positions_are_spread_over_turns(qtbot, monkeyp
     from pmgui.ui.figures import account_figures
     from pmgui.ui.fmt import fmt_money
     from pmgui.ui.panels import ACCOUNT_SLICE
-    from tests.ui_doubles import T0
+    from tests.ui_doubles import T0, account_panel
 
-    eng, br, panel = _account_panel(qtbot)
+    eng, br, panel = account_panel(qtbot)
     n = ACCOUNT_SLICE * 3 + 5
     panel.on_positions([snapshot(position(f"p{i}"), 40_000.0) for i in range(n)])
     qtbot.waitUntil(lambda: not br.turns._jobs)

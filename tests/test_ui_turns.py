@@ -21,7 +21,17 @@ from shiboken6 import delete
 from pmgui.engine.outbox import Outbox
 from pmgui.ui.bridge import Bridge
 from pmgui.ui.turns import Turns
-from tests.ui_doubles import BTC, T0, EngineDouble, action, position, shown_window, snapshot, tick
+from tests.ui_doubles import (
+    BTC,
+    T0,
+    EngineDouble,
+    account_panel,
+    action,
+    position,
+    shown_window,
+    snapshot,
+    tick,
+)
 
 
 def beat_between(order: list[str], name: str) -> QTimer:
@@ -175,14 +185,7 @@ def test_flush_now_flushes_the_table_at_once_and_leaves_no_turn_waiting(qtbot):
 
 
 def test_the_account_sums_wait_for_a_turn_not_the_tables_flush(qtbot):
-    from pmgui.ui.panels import AccountPanel
-    from pmgui.ui.theme import make_theme
-
-    eng = EngineDouble()
-    br = Bridge(Outbox())
-    panel = AccountPanel(br, eng.market, make_theme("dark"))
-    qtbot.addWidget(panel)
-    panel._wallet = 10_000.0
+    _eng, _br, panel = account_panel(qtbot)
     before = panel.text("upnl")
     panel.on_positions([snapshot(position(), 30_000.0)])  # a large loss
     assert panel.text("upnl") == before  # not summed inside the flush's call
@@ -195,14 +198,9 @@ def test_an_account_event_is_summed_on_the_accounts_turn_not_in_the_flush(qtbot)
     """A wallet change comes with the table's flush in a storm (fills): the sums over the
     positions changed meanwhile run on the account's turns, not inside that flush."""
     from pmgui.engine.events import AccountEvent
-    from pmgui.ui.panels import AccountPanel
-    from pmgui.ui.theme import make_theme
 
-    eng = EngineDouble()
     ob = Outbox()
-    br = Bridge(ob)
-    panel = AccountPanel(br, eng.market, make_theme("dark"))
-    qtbot.addWidget(panel)
+    _eng, br, panel = account_panel(qtbot, ob, wallet=None)
     before = panel.text("wallet")
     ob.publish(AccountEvent(12_345.0, 12_345.0, "USDT", T0))
     br.pump()
@@ -213,15 +211,8 @@ def test_an_account_event_is_summed_on_the_accounts_turn_not_in_the_flush(qtbot)
 
 
 def test_a_flush_now_shows_the_account_at_once(qtbot):
-    from pmgui.ui.panels import AccountPanel
-    from pmgui.ui.theme import make_theme
-
-    eng = EngineDouble()
     ob = Outbox()
-    br = Bridge(ob)
-    panel = AccountPanel(br, eng.market, make_theme("dark"))
-    qtbot.addWidget(panel)
-    panel._wallet = 10_000.0
+    _eng, br, panel = account_panel(qtbot, ob)
     before = panel.text("upnl")
     ob.publish(snapshot(position(), 30_000.0))
     br.flush_now()

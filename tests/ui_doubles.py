@@ -175,6 +175,24 @@ def shown_window(qtbot: Any, eng: EngineDouble | None = None, *,
     return win
 
 
+def account_panel(qtbot: Any, outbox: Outbox | None = None,
+                  wallet: float | None = 10_000.0) -> tuple[EngineDouble, Any, Any]:
+    """The account panel (dark theme) on a Bridge over `outbox` (a new one by default) with
+    an EngineDouble's markets and its wallet at `wallet` (None: none known yet), closed
+    after the test by qtbot: (the double, the bridge, the panel)."""
+    from pmgui.ui.bridge import Bridge
+    from pmgui.ui.panels import AccountPanel
+    from pmgui.ui.theme import make_theme
+
+    eng = EngineDouble()
+    br = Bridge(outbox if outbox is not None else Outbox())
+    panel = AccountPanel(br, eng.market, make_theme("dark"))
+    qtbot.addWidget(panel)
+    if wallet is not None:
+        panel._wallet = wallet
+    return eng, br, panel
+
+
 @contextlib.contextmanager
 def paper_engine(db: Path, seed: int, demo_positions: bool) -> Iterator[EngineThread]:
     """The real engine thread over the paper venue (its prices from `seed`; the demo
