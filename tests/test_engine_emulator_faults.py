@@ -32,17 +32,12 @@ from pmgui.engine.events import (
 from pmgui.engine.ids import is_ours
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings, SymbolRules
-from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
-from pmgui.exchange.credentials import Credentials
-from pmgui.exchange.retry import Backoff
 from pmgui.store.db import Store
+from tests.binance_rig import binance_exchange
 from tests.fakes.binance_server import BinanceServer
+from tests.venue_support import FAST  # short polls, quick bounded lookups
 
 BTC = "BTC/USDT:USDT"
-FAST = AdapterSettings(stale_after=1.0, poll_interval=0.3, resubscribe_after=5.0,
-                       order_poll_interval=0.5, supervisor_interval=0.05,
-                       order_stream_check=0.1, lookup_grace=0.2,
-                       backoff=Backoff(0.05, 2.0, 0.3, 0.0))
 MONITOR = EngineSettings(default_preset="manual", protect_throttle=0.0,
                          symbols=frozen_map({BTC: SymbolRules("monitor")}))
 
@@ -53,8 +48,7 @@ class Rig:
     def __init__(self, server: BinanceServer, db: Path,
                  settings: EngineSettings = MONITOR) -> None:
         self.server = server
-        self.exchange = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                                     credentials=Credentials("test-key", "s"), settings=FAST)
+        self.exchange = binance_exchange(server, FAST)
         self.store = Store.open(db)
         self.outbox = Outbox()
         self.events: list[object] = []
