@@ -56,16 +56,13 @@ async def test_each_charge_is_attributed_to_its_position_and_persisted(db_path):
     await h2.engine.shutdown()
 
 
-async def test_a_live_venue_funding_history_is_attributed_by_symbol(tmp_path):
+async def test_a_live_venue_funding_history_is_attributed_by_symbol(server, tmp_path):
     """binanceusdm through ccxt against the local emulator: the income history's funding
     fees (not commissions) land on the position of their symbol, persisted with it."""
     import time
 
-    from tests.fakes.binance_server import BinanceServer
     from tests.test_engine_emulator_faults import Rig
 
-    server = BinanceServer()
-    await server.start()
     rig = Rig(server, tmp_path / "pmgui.db")
     try:
         server.state.set_position("BTCUSDT", "0.02", "50000", leverage=10)
@@ -87,4 +84,3 @@ async def test_a_live_venue_funding_history_is_attributed_by_symbol(tmp_path):
         assert any(p.endswith("/income") for _, p, _ in server.requests)
     finally:
         await rig.stop()
-        await server.stop()
