@@ -507,6 +507,16 @@ def test_the_cache_property_catches_stale_indicator_parts(monkeypatch):
         _cached_mutant()
 
 
+def _kept_by_identity(params, name: str, obj: object, compute):
+    """A mutant's cache on `params` (its memo `name`): what `compute()` gave for `obj`,
+    kept by `obj`'s identity alone."""
+    kept = params.memo(name, lambda p: {})
+    hit = kept.get(id(obj))
+    if hit is None or hit[0] is not obj:
+        hit = kept[id(obj)] = (obj, compute())
+    return hit[1]
+
+
 def _both_sides_on_one_params() -> None:
     """A long and a short of one symbol share the indicators and the Params: each side gets
     its own multipliers (strong momentum for the long is weak for the short)."""
@@ -530,11 +540,8 @@ def test_the_side_check_catches_parts_kept_across_sides(monkeypatch):
     real = stops_mod._indicator_parts
 
     def keyed_without_side(params, mkt, c, d):
-        kept = params.memo("parts by indicators", lambda p: {})
-        hit = kept.get(id(mkt.indicators))
-        if hit is None or hit[0] is not mkt.indicators:
-            hit = kept[id(mkt.indicators)] = (mkt.indicators, real(params, mkt, c, d))
-        return hit[1]
+        return _kept_by_identity(params, "parts by indicators", mkt.indicators,
+                                 lambda: real(params, mkt, c, d))
 
     monkeypatch.setattr(stops_mod, "_indicator_parts", keyed_without_side)
     with pytest.raises(AssertionError):
@@ -566,11 +573,8 @@ def test_the_region_check_catches_inputs_kept_across_roi_regions(monkeypatch):
     real = stops_mod._inputs_prefix
 
     def per_parts(params, c, parts, terms):
-        kept = params.memo("prefix by parts", lambda p: {})
-        hit = kept.get(id(parts))
-        if hit is None or hit[0] is not parts:
-            hit = kept[id(parts)] = (parts, real(params, c, parts, terms))
-        return hit[1]
+        return _kept_by_identity(params, "prefix by parts", parts,
+                                 lambda: real(params, c, parts, terms))
 
     monkeypatch.setattr(stops_mod, "_inputs_prefix", per_parts)
     with pytest.raises(AssertionError):
@@ -714,6 +718,19 @@ def _check_fixed_parts(order: list[int]) -> None:
             assert None not in seen and len(seen) == len(positions)
 
 
+def _fixed_kept_by(key):
+    """A mutant `bands._fixed`: a position's `_Fixed` kept by `key(pos)`."""
+    def fixed(holder, pos):
+        k = key(pos)
+        fx = holder[1].get(k)
+        if fx is None:
+            fx = holder[1][k] = bands_mod._Fixed(pos)
+        holder[0] = fx
+        return fx
+
+    return fixed
+
+
 def _fixed_order() -> list[int]:
     """Every position right after one that differs from it in a single field (the last
     one used is checked first), then all of them again in a stride."""
@@ -755,15 +772,8 @@ def test_the_fixed_parts_of_a_large_book_are_kept_for_all_its_positions(monkeypa
 @pytest.mark.parametrize("field", _FIXED_FIELDS)
 def test_the_fixed_parts_check_catches_a_key_without(monkeypatch, field):
     """Mutation check: `_Fixed` kept by a key that omits one of its inputs is caught."""
-    def fixed(holder, pos):
-        key = tuple(getattr(pos, f) for f in _FIXED_FIELDS if f != field)
-        fx = holder[1].get(key)
-        if fx is None:
-            fx = holder[1][key] = bands_mod._Fixed(pos)
-        holder[0] = fx
-        return fx
-
-    monkeypatch.setattr(bands_mod, "_fixed", fixed)
+    monkeypatch.setattr(bands_mod, "_fixed", _fixed_kept_by(
+        lambda pos: tuple(getattr(pos, f) for f in _FIXED_FIELDS if f != field)))
     with pytest.raises(AssertionError):
         _check_fixed_parts(_fixed_order())
 
@@ -787,15 +797,8 @@ def test_fixed_parts_tell_a_leverage_of_true_from_one():
 
 def test_the_leverage_check_catches_a_key_by_value_alone(monkeypatch):
     """Mutation check: `_Fixed` kept by values without their types is caught."""
-    def fixed(holder, pos):
-        key = tuple(getattr(pos, f) for f in _FIXED_FIELDS)
-        fx = holder[1].get(key)
-        if fx is None:
-            fx = holder[1][key] = bands_mod._Fixed(pos)
-        holder[0] = fx
-        return fx
-
-    monkeypatch.setattr(bands_mod, "_fixed", fixed)
+    monkeypatch.setattr(bands_mod, "_fixed", _fixed_kept_by(
+        lambda pos: tuple(getattr(pos, f) for f in _FIXED_FIELDS)))
     with pytest.raises(AssertionError):
         _check_leverage_true_and_one()
 
