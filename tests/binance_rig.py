@@ -12,6 +12,7 @@ from pathlib import Path
 from pmgui.domain.enums import OrderRole, Side
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
+from pmgui.engine.ledger import FEE_ESTIMATES_KEY
 from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings
 from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
@@ -72,3 +73,13 @@ async def open_long(engine: EngineCore, sl: float, tp: float = 52000.0) -> tuple
     pid = engine.book.find(BTC, Side.LONG).id
     stop = next(o for o in engine.orders.values() if o.role is OrderRole.STOP_LOSS)
     return pid, stop.client_id
+
+
+def waiting_fees(engine: EngineCore) -> dict:
+    """The fills whose estimated fee waits for the venue's (`ledger.fee_estimates`)."""
+    return engine.store.get_setting(FEE_ESTIMATES_KEY, {}) or {}
+
+
+def trade_listings(server: BinanceServer) -> int:
+    """How often the emulator was asked for an account's trades (`userTrades`)."""
+    return sum(1 for p in server.paths() if p.endswith("/userTrades"))

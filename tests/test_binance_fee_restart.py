@@ -25,8 +25,15 @@ import pytest
 from pmgui.domain.enums import Side
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
-from pmgui.engine.ledger import FEE_ESTIMATES_KEY
-from tests.binance_rig import BTC, ESTIMATE, VENUE_FEE, binance_engine, rated_server
+from tests.binance_rig import (
+    BTC,
+    ESTIMATE,
+    VENUE_FEE,
+    binance_engine,
+    rated_server,
+    trade_listings,
+    waiting_fees,
+)
 from tests.fakes.binance_server import BinanceServer
 from tests.venue_support import until
 
@@ -37,14 +44,6 @@ ETH = "ETH/USDT:USDT"
 async def server() -> AsyncIterator[BinanceServer]:
     async with rated_server() as srv:
         yield srv
-
-
-def _waiting(engine: EngineCore) -> dict:
-    return engine.store.get_setting(FEE_ESTIMATES_KEY, {}) or {}
-
-
-def _trade_listings(server: BinanceServer) -> int:
-    return sum(1 for p in server.paths() if p.endswith("/userTrades"))
 
 
 async def _open_before_its_fee_is_told(server: BinanceServer, db: Path) -> str:
@@ -58,7 +57,7 @@ async def _open_before_its_fee_is_told(server: BinanceServer, db: Path) -> str:
         assert res.ok, res.message
         rt = engine.book.find(BTC, Side.LONG)
         assert rt.position.fees_paid == pytest.approx(ESTIMATE)
-        assert len(_waiting(engine)) == 1  # the estimate's fact, journaled with its fill
+        assert len(waiting_fees(engine)) == 1  # the estimate's fact, journaled with its fill
         return rt.id
     finally:
         await engine.shutdown()
@@ -84,16 +83,16 @@ async def test_a_restart_before_the_fee_is_told_looks_it_up_and_corrects_once(
                                        == pytest.approx(VENUE_FEE), what="the venue's fee")
         rt = engine.book.runtime(pid)
         assert rt.position.realized_pnl == pytest.approx(-VENUE_FEE)
-        await until(lambda: not _waiting(engine), what="settled")
+        await until(lambda: not waiting_fees(engine), what="settled")
         assert _fees(engine, pid) == (pytest.approx(VENUE_FEE),) * 3
     finally:
         await engine.shutdown()
-    listed = _trade_listings(server)
+    listed = trade_listings(server)
     for _ in range(2):  # more restarts: nothing looked up, nothing corrected again
         engine = (await binance_engine(server, db))[0]
         try:
             assert _fees(engine, pid) == (pytest.approx(VENUE_FEE),) * 3
-            assert not _waiting(engine) and _trade_listings(server) == listed
+            assert not waiting_fees(engine) and trade_listings(server) == listed
         finally:
             await engine.shutdown()
 
@@ -116,7 +115,7 @@ async def test_trades_that_never_show_give_up_with_a_log_line_and_the_next_start
             lambda: any("its fee stays the estimate" in r.getMessage() for r in caplog.records),
             what="the lookup given up")
         assert _fees(engine, pid) == (pytest.approx(ESTIMATE),) * 3
-        assert len(_waiting(engine)) == 1  # looked up again at the next start
+        assert len(waiting_fees(engine)) == 1  # looked up again at the next start
     finally:
         await engine.shutdown()
     server.faults.hidden_trades = 0
@@ -137,17 +136,17 @@ async def test_a_fee_paid_in_bnb_keeps_the_estimate_and_says_so(
     caplog.set_level(logging.INFO)
     engine = (await binance_engine(server, db))[0]
     try:
-        await until(lambda: not _waiting(engine), what="settled")
+        await until(lambda: not waiting_fees(engine), what="settled")
         assert _fees(engine, pid) == (pytest.approx(ESTIMATE),) * 3  # never the BNB amount
         (line,) = [r.getMessage() for r in caplog.records if "in BNB" in r.getMessage()]
         assert "estimate" in line and "kept" in line
     finally:
         await engine.shutdown()
-    listed = _trade_listings(server)
+    listed = trade_listings(server)
     engine = (await binance_engine(server, db))[0]  # settled: not looked up again
     try:
         assert _fees(engine, pid) == (pytest.approx(ESTIMATE),) * 3
-        assert _trade_listings(server) == listed
+        assert trade_listings(server) == listed
     finally:
         await engine.shutdown()
 
@@ -168,7 +167,7 @@ async def test_a_bnb_fee_told_by_the_stream_is_not_booked_as_usdt(
         await until(lambda: engine.book.find(ETH, Side.SHORT) is not None, what="opened")
         short = engine.book.find(ETH, Side.SHORT).id
         assert _fees(engine, short) == (pytest.approx(3100.0 * 0.01 * 0.0005),) * 3
-        assert not _waiting(engine)
+        assert not waiting_fees(engine)
         # a market entry told first by its create answer, then by the stream
         server.faults.hold_order_events = True
         res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
@@ -177,7 +176,7 @@ async def test_a_bnb_fee_told_by_the_stream_is_not_booked_as_usdt(
         pid = engine.book.find(BTC, Side.LONG).id
         server.faults.hold_order_events = False
         await server.release_held_events()
-        await until(lambda: not _waiting(engine), what="settled")
+        await until(lambda: not waiting_fees(engine), what="settled")
         assert _fees(engine, pid) == (pytest.approx(ESTIMATE),) * 3
     finally:
         await engine.shutdown()
@@ -196,16 +195,16 @@ async def test_an_estimate_the_stream_confirms_is_not_looked_up_after_a_restart(
                                                    tp=52000.0))
         assert res.ok, res.message
         pid = engine.book.find(BTC, Side.LONG).id
-        assert len(_waiting(engine)) == 1
+        assert len(waiting_fees(engine)) == 1
         server.faults.hold_order_events = False
         await server.release_held_events()
-        await until(lambda: not _waiting(engine), what="settled by the stream's report")
+        await until(lambda: not waiting_fees(engine), what="settled by the stream's report")
     finally:
         await engine.shutdown()
-    listed = _trade_listings(server)
+    listed = trade_listings(server)
     engine = (await binance_engine(server, db))[0]
     try:
         assert _fees(engine, pid) == (pytest.approx(ESTIMATE),) * 3
-        assert _trade_listings(server) == listed
+        assert trade_listings(server) == listed
     finally:
         await engine.shutdown()

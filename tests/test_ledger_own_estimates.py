@@ -33,7 +33,15 @@ from pmgui.engine.core import EngineCore
 from pmgui.engine.events import PositionCorrected
 from pmgui.engine.ledger import FEE_ESTIMATES_KEY
 from pmgui.engine.outbox import Outbox
-from tests.binance_rig import BTC, TAKER_RATE, binance_engine, binance_exchange, rated_server
+from tests.binance_rig import (
+    BTC,
+    TAKER_RATE,
+    binance_engine,
+    binance_exchange,
+    rated_server,
+    trade_listings,
+    waiting_fees,
+)
 from tests.engine_support import SYMBOL, Harness
 from tests.fakes.binance_server import MAKER_FEE, BinanceServer
 from tests.venue_support import until
@@ -49,14 +57,6 @@ CLOSE_FEE = float(Decimal("49500") * Decimal("0.01") * TAKER_RATE)  # a market c
 async def server() -> AsyncIterator[BinanceServer]:
     async with rated_server() as srv:
         yield srv
-
-
-def _waiting(engine: EngineCore) -> dict:
-    return engine.store.get_setting(FEE_ESTIMATES_KEY, {}) or {}
-
-
-def _trade_listings(server: BinanceServer) -> int:
-    return sum(1 for p in server.paths() if p.endswith("/userTrades"))
 
 
 def _records(engine: EngineCore, client_id: str) -> list[Fill]:
@@ -110,7 +110,7 @@ async def test_a_restart_before_the_venue_s_records_looks_the_fee_up_once(
     engine = (await binance_engine(server, db))[0]
     try:
         pid, cid = await _entry_booked_without_records(server, engine)
-        assert len(_waiting(engine)) == 1  # the estimate's fact, journaled with its record
+        assert len(waiting_fees(engine)) == 1  # the estimate's fact, journaled with its record
     finally:
         await engine.shutdown()
         server.faults.hold_order_events = False
@@ -119,18 +119,18 @@ async def test_a_restart_before_the_venue_s_records_looks_the_fee_up_once(
     try:
         await until(lambda: engine.book.runtime(pid).position.fees_paid
                     == pytest.approx(MAKER), what="the venue's fee")
-        await until(lambda: not _waiting(engine), what="settled")
+        await until(lambda: not waiting_fees(engine), what="settled")
         rt = engine.book.runtime(pid)
         assert rt.position.realized_pnl == pytest.approx(-MAKER)
         assert _fees(engine, pid, cid) == (pytest.approx(MAKER),) * 2
         assert sum(f.qty for f in _records(engine, cid)) == pytest.approx(QTY)
     finally:
         await engine.shutdown()
-    listed = _trade_listings(server)
+    listed = trade_listings(server)
     engine = (await binance_engine(server, db))[0]  # nothing looked up, nothing corrected
     try:
         assert engine.book.runtime(pid).position.fees_paid == pytest.approx(MAKER)
-        assert not _waiting(engine) and _trade_listings(server) == listed
+        assert not waiting_fees(engine) and trade_listings(server) == listed
     finally:
         await engine.shutdown()
 
@@ -153,14 +153,14 @@ async def test_a_closed_position_s_estimate_is_corrected_after_a_restart_and_ann
                     == pytest.approx(ESTIMATE + CLOSE_FEE), what="the close's fee")
         closed = engine.store.load_position(pid)
         assert closed is not None and not closed.is_open
-        assert [e["client_id"] for e in _waiting(engine).values()] == [cid]
+        assert [e["client_id"] for e in waiting_fees(engine).values()] == [cid]
     finally:
         await engine.shutdown()
     close_fees = CLOSE_FEE
     events: list[PositionCorrected] = []
     engine = (await binance_engine(server, db, outbox=_heard(events)))[0]
     try:
-        await until(lambda: not _waiting(engine), what="looked up and settled")
+        await until(lambda: not waiting_fees(engine), what="looked up and settled")
         await until(lambda: len(events) == 1, what="announced")
         row = engine.store.load_position(pid)
         assert row is not None and not row.is_open
@@ -172,12 +172,12 @@ async def test_a_closed_position_s_estimate_is_corrected_after_a_restart_and_ann
     finally:
         await engine.shutdown()
     assert len(events) == 1
-    listed = _trade_listings(server)
+    listed = trade_listings(server)
     engine = (await binance_engine(server, db, outbox=_heard(events)))[0]
     try:
         row = engine.store.load_position(pid)
         assert row is not None and row.fees_paid == pytest.approx(close_fees + MAKER)
-        assert not _waiting(engine) and _trade_listings(server) == listed
+        assert not waiting_fees(engine) and trade_listings(server) == listed
     finally:
         await engine.shutdown()
     assert len(events) == 1
@@ -189,22 +189,22 @@ async def test_the_venue_s_records_while_running_replace_ours_and_nothing_is_loo
     engine = (await binance_engine(server, db))[0]
     try:
         pid, cid = await _entry_booked_without_records(server, engine)
-        assert len(_waiting(engine)) == 1
+        assert len(waiting_fees(engine)) == 1
         server.faults.hold_order_events = False
         await server.release_held_events()  # the stream's reports of the entry's trade
-        await until(lambda: not _waiting(engine), what="the estimate dropped")
+        await until(lambda: not waiting_fees(engine), what="the estimate dropped")
         await until(lambda: engine.book.runtime(pid).position.fees_paid
                     == pytest.approx(MAKER), what="the venue's fee")
         (record,) = _records(engine, cid)
         assert "#" not in record.id and record.fee == pytest.approx(MAKER)
     finally:
         await engine.shutdown()
-    listed = _trade_listings(server)
+    listed = trade_listings(server)
     engine = (await binance_engine(server, db))[0]
     try:
         assert engine.book.runtime(pid).position.fees_paid == pytest.approx(MAKER)
         assert _fees(engine, pid, cid) == (pytest.approx(MAKER),) * 2
-        assert not _waiting(engine) and _trade_listings(server) == listed
+        assert not waiting_fees(engine) and trade_listings(server) == listed
     finally:
         await engine.shutdown()
 
@@ -223,18 +223,18 @@ async def test_a_fee_paid_in_bnb_keeps_the_estimate_and_is_not_looked_up_again(
     caplog.set_level(logging.INFO)
     engine = (await binance_engine(server, db))[0]
     try:
-        await until(lambda: not _waiting(engine), what="settled")
+        await until(lambda: not waiting_fees(engine), what="settled")
         assert engine.book.runtime(pid).position.fees_paid == pytest.approx(ESTIMATE)
         assert _fees(engine, pid, cid) == (pytest.approx(ESTIMATE),) * 2  # not BNB as USDT
         (line,) = [r.getMessage() for r in caplog.records if "in BNB" in r.getMessage()]
         assert "estimate" in line and "kept" in line
     finally:
         await engine.shutdown()
-    listed = _trade_listings(server)
+    listed = trade_listings(server)
     engine = (await binance_engine(server, db))[0]
     try:
         assert engine.book.runtime(pid).position.fees_paid == pytest.approx(ESTIMATE)
-        assert _trade_listings(server) == listed
+        assert trade_listings(server) == listed
     finally:
         await engine.shutdown()
 
