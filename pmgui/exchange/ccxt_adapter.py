@@ -2465,15 +2465,9 @@ class CcxtExchange:
             asset = info.get("N")
             if last is not None and last > _EPS and paid is not None and cum is not None \
                     and est.before + tol < cum <= end + tol:
-                if asset not in (None, self._settle):
-                    # paid in another asset (BNB): no settlement amount to book; the
-                    # estimate is kept (settled: nothing more to wait for)
-                    log.warning("%s: order %s: the venue charged the fee of its fill %s in "
-                                "%s (%.8g): not a %s amount, so the estimate %.6g is kept "
-                                "(no conversion is made)", self.id, order.client_id,
-                                fill.id, asset, paid, self._settle, fill.fee)
+                if asset not in (None, self._settle):  # paid in another asset (BNB)
                     del self._fee_estimates[key]
-                    self._fee_settled(fill.id)
+                    self._estimate_stands(order, fill, paid, str(asset))
                     return ()
                 est.trades[str(info.get("t"))] = (last, paid)
             # ccxt keeps the order's earlier trades its stream told (reports told together
@@ -2492,14 +2486,29 @@ class CcxtExchange:
         if venue is None or not math.isfinite(venue):
             return ()
         del self._fee_estimates[key]
-        if abs(venue - fill.fee) <= 1e-12 * max(1.0, abs(venue)):
-            self._fee_settled(fill.id)  # the estimate was the venue's fee: nothing to correct
+        if self._estimate_stands(order, fill, venue, self._settle):
             return ()
         log.debug("%s: order %s: the venue's fee of its fill %s is %.6g (booked with the "
                   "estimate %.6g)", self.id, order.client_id, fill.id, venue, fill.fee)
         return (replace(fill, fee=venue),)
 
     # ------------------------------------------------------------------ estimated fees
+    def _estimate_stands(self, order: Order, fill: Fill, fee: float, asset: str) -> bool:
+        """The venue's fee `fee` (paid in `asset`) of `fill`, told with an estimated fee,
+        leaves the estimate as booked: it was paid in another asset (BNB: no settlement
+        amount to book, and no conversion is invented; said in the log), or it is the
+        estimate. Then the estimate is settled (`_fee_settled`): nothing more to wait for.
+        False: the fill is to be told again with the venue's fee."""
+        if asset != self._settle:
+            log.warning("%s: order %s (%s): the venue charged the fee of its fill %s in %s "
+                        "(%.8g): not a %s amount, so the estimate %.6g is kept (no "
+                        "conversion is made)", self.id, order.client_id, fill.symbol,
+                        fill.id, asset, fee, self._settle, fill.fee)
+        elif abs(fee - fill.fee) > 1e-12 * max(1.0, abs(fee)):
+            return False
+        self._fee_settled(fill.id)
+        return True
+
     def _fee_settled(self, fill_id: str) -> None:
         """The fill told with an estimated fee needs no correction: the venue's fee is the
         estimate, or is paid in another asset (the estimate kept). Whoever keeps the
@@ -2578,11 +2587,10 @@ class CcxtExchange:
     async def _settle_estimates(self, todo: list[tuple[Order, str]]) -> None:
         """Look up the trades of each recalled estimate (`fee_lookups` rounds, the backoff
         between them) until they say its fee: in the settlement currency it is told again
-        under the fill's id with the venue's fee; in another asset (BNB) the estimate is kept
-        — no conversion is invented — and settled (`_fee_settled`), as is one that was the
-        venue's fee. An estimate
-        the stream's report corrected meanwhile is left alone. Not visible after the last
-        round: left an estimate (the next start looks again), said in the log."""
+        under the fill's id with the venue's fee; one in another asset (BNB), or that was
+        the estimate, is settled as booked (`_estimate_stands`). An estimate the stream's
+        report corrected meanwhile is left alone. Not visible after the last round: left an
+        estimate (the next start looks again), said in the log."""
         left = todo
         rounds = max(1, self._settings.fee_lookups)
         try:
@@ -2604,16 +2612,7 @@ class CcxtExchange:
                     del self._fee_estimates[key]
                     fee, asset = found
                     fill = est.fill
-                    if asset != self._settle:
-                        log.warning("%s: order %s (%s): the venue charged the fee of its fill "
-                                    "%s in %s (%.8g): not a %s amount, so the estimate %.6g "
-                                    "is kept (no conversion is made)", self.id,
-                                    order.client_id, fill.symbol, fill.id, asset, fee,
-                                    self._settle, fill.fee)
-                        self._fee_settled(fill.id)
-                        continue
-                    if abs(fee - fill.fee) <= 1e-12 * max(1.0, abs(fee)):
-                        self._fee_settled(fill.id)  # the estimate was the venue's fee
+                    if self._estimate_stands(order, fill, fee, asset):
                         continue
                     log.info("%s: order %s (%s): the venue's fee of its fill %s, booked with "
                              "an estimate before the restart, is %.6g (estimate %.6g)",
