@@ -1534,12 +1534,11 @@ class Store:
                 if left <= 1e-12:
                     break
                 q, f = float(r["qty"]), float(r["fee"])
-                take = min(q, left)
                 if q <= left + 1e-12:
                     self.db.conn.execute("DELETE FROM fills WHERE id = ?", (r["id"],))
                     take = q
                 else:
-                    rest = q - left
+                    take, rest = left, q - left
                     self.db.conn.execute("UPDATE fills SET qty = ?, fee = ? WHERE id = ?",
                                          (rest, f * rest / q, r["id"]))
                 left -= take
