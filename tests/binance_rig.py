@@ -14,6 +14,7 @@ from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.ledger import FEE_ESTIMATES_KEY
 from pmgui.engine.outbox import Outbox
+from pmgui.engine.runtime import PositionRuntime
 from pmgui.engine.settings import EngineSettings
 from pmgui.exchange.ccxt_adapter import AdapterSettings, CcxtExchange
 from pmgui.exchange.credentials import Credentials
@@ -73,6 +74,20 @@ async def open_long(engine: EngineCore, sl: float, tp: float = 52000.0) -> tuple
     pid = engine.book.find(BTC, Side.LONG).id
     stop = next(o for o in engine.orders.values() if o.role is OrderRole.STOP_LOSS)
     return pid, stop.client_id
+
+
+async def open_before_the_stream(engine: EngineCore, server: BinanceServer
+                                 ) -> PositionRuntime:
+    """The stream's order reports held (`hold_order_events`, left on: the caller releases or
+    discards them): a market long of 0.01 BTC booked from the create answer alone, with an
+    estimated fee. Its runtime."""
+    server.faults.hold_order_events = True
+    res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
+                                               tp=52000.0))
+    assert res.ok, res.message
+    rt = engine.book.find(BTC, Side.LONG)
+    assert rt is not None
+    return rt
 
 
 def waiting_fees(engine: EngineCore) -> dict:

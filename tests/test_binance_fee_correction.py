@@ -35,6 +35,7 @@ from tests.binance_rig import (
     VENUE_FEE,
     binance_engine,
     binance_exchange,
+    open_before_the_stream,
     rated_server,
 )
 from tests.fakes.binance_server import BinanceServer
@@ -68,11 +69,7 @@ async def test_market_entry_and_close_are_booked_with_the_venue_s_fee(
     engine = (await binance_engine(server, db))[0]
     try:
         # the stream's reports come after the create answer is booked (the usual order)
-        server.faults.hold_order_events = True
-        res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
-                                                   tp=52000.0))
-        assert res.ok, res.message
-        rt = engine.book.find(BTC, Side.LONG)
+        rt = await open_before_the_stream(engine, server)
         pid = rt.id
         assert rt.position.fees_paid == pytest.approx(ESTIMATE)  # booked with the estimate
         server.faults.hold_order_events = False

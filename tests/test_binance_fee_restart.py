@@ -26,10 +26,10 @@ from pmgui.domain.enums import Side
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from tests.binance_rig import (
-    BTC,
     ESTIMATE,
     VENUE_FEE,
     binance_engine,
+    open_before_the_stream,
     rated_server,
     trade_listings,
     waiting_fees,
@@ -51,11 +51,7 @@ async def _open_before_its_fee_is_told(server: BinanceServer, db: Path) -> str:
     the stream's trade report, which never comes. The position id."""
     engine = (await binance_engine(server, db))[0]
     try:
-        server.faults.hold_order_events = True
-        res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
-                                                   tp=52000.0))
-        assert res.ok, res.message
-        rt = engine.book.find(BTC, Side.LONG)
+        rt = await open_before_the_stream(engine, server)
         assert rt.position.fees_paid == pytest.approx(ESTIMATE)
         assert len(waiting_fees(engine)) == 1  # the estimate's fact, journaled with its fill
         return rt.id
@@ -169,11 +165,7 @@ async def test_a_bnb_fee_told_by_the_stream_is_not_booked_as_usdt(
         assert _fees(engine, short) == (pytest.approx(3100.0 * 0.01 * 0.0005),) * 3
         assert not waiting_fees(engine)
         # a market entry told first by its create answer, then by the stream
-        server.faults.hold_order_events = True
-        res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
-                                                   tp=52000.0))
-        assert res.ok, res.message
-        pid = engine.book.find(BTC, Side.LONG).id
+        pid = (await open_before_the_stream(engine, server)).id
         server.faults.hold_order_events = False
         await server.release_held_events()
         await until(lambda: not waiting_fees(engine), what="settled")
@@ -190,11 +182,7 @@ async def test_an_estimate_the_stream_confirms_is_not_looked_up_after_a_restart(
     db = tmp_path / "pmgui.db"
     engine = (await binance_engine(server, db))[0]
     try:
-        server.faults.hold_order_events = True
-        res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
-                                                   tp=52000.0))
-        assert res.ok, res.message
-        pid = engine.book.find(BTC, Side.LONG).id
+        pid = (await open_before_the_stream(engine, server)).id
         assert len(waiting_fees(engine)) == 1
         server.faults.hold_order_events = False
         await server.release_held_events()

@@ -16,10 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from pmgui.domain.enums import Side
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import Event, PositionCorrected, PositionRemoved
-from tests.binance_rig import BTC, VENUE_FEE, binance_engine, rated_server
+from tests.binance_rig import (
+    VENUE_FEE,
+    binance_engine,
+    open_before_the_stream,
+    rated_server,
+)
 from tests.fakes.binance_server import BinanceServer
 from tests.venue_support import until
 
@@ -37,11 +41,7 @@ async def test_only_the_closed_positions_fee_correction_is_announced(
     outbox.add_listener(lambda ev: seen.append(ev)
                         if isinstance(ev, PositionCorrected | PositionRemoved) else None)
     try:
-        server.faults.hold_order_events = True  # the trades' reports after the answers
-        res = await engine.handle(cmd.OpenPosition(BTC, Side.LONG, 0.01, 10, sl=48000.0,
-                                                   tp=52000.0))
-        assert res.ok, res.message
-        rt = engine.book.find(BTC, Side.LONG)
+        rt = await open_before_the_stream(engine, server)  # trades' reports after answers
         pid = rt.id
         server.faults.hold_order_events = False
         await server.release_held_events()
