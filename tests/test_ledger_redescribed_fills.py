@@ -15,6 +15,7 @@ The real engine, adapter and ccxt over the local Binance emulator on a real SQLi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -131,10 +132,11 @@ def _long(store: Store, fees: float, closed: bool) -> Position:
 
 @pytest.mark.parametrize("closed", [False, True])
 def test_a_lookup_s_record_is_replaced_by_the_venue_s_after_a_restart(
-        tmp_path: Path, closed: bool) -> None:
+        tmp_path: Path, closed: bool, caplog: pytest.LogCaptureFixture) -> None:
     """A lookup saw the order filled without its records (the ledger's record, an estimated
     fee); pmgui restarts before the venue's records come: they replace it all the same,
     and the fee booked becomes the venue's — once, however often they are told again."""
+    caplog.set_level(logging.DEBUG, logger="pmgui.engine.ledger")
     path = tmp_path / "j.db"
     hook: list[Correction] = []
     ledger = _ledger(path, hook, closed)
@@ -161,13 +163,22 @@ def test_a_lookup_s_record_is_replaced_by_the_venue_s_after_a_restart(
         ledger.store.close()
     assert [c.fee_delta for c in hook] == ([] if closed
                                           else [pytest.approx(VENUE_FEE - ESTIMATE)])
+    # the venue's records taking the place of the ledger's own: the usual path of every
+    # market order booked from its answer, a detail of the log, not a line at INFO
+    assert _redescribed(caplog) == [logging.DEBUG]
+
+
+def _redescribed(caplog: pytest.LogCaptureFixture) -> list[int]:
+    """The levels of the ledger's lines that venue records replaced earlier ones."""
+    return [r.levelno for r in caplog.records if "describe again" in r.getMessage()]
 
 
 def test_a_record_of_all_the_order_filled_replaces_the_trades_recorded_before_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The stream told the order's first trade (a record of it); after a restart, a report
     describes all the order filled in one record (another id): it takes the first record's
     place, the delta is booked at its own share, and the fees add up to the venue's."""
+    caplog.set_level(logging.DEBUG, logger="pmgui.engine.ledger")
     path = tmp_path / "j.db"
     hook: list[Correction] = []
     ledger = _ledger(path, hook, closed=False)
@@ -198,3 +209,4 @@ def test_a_record_of_all_the_order_filled_replaces_the_trades_recorded_before_it
     # booked: the first trade's fee, the delta's share; the whole record's fee of the first
     # part differs from its trade's by 0.005: booked once, on the open position
     assert [c.fee_delta for c in hook] == [pytest.approx(0.005)]
+    assert _redescribed(caplog) == [logging.INFO]  # the venue's own records replaced: said

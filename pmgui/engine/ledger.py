@@ -846,9 +846,13 @@ class OrderLedger:
         ours = all("#" in i for i in ids)
         venue_fee = s_fee * qty / s_qty
         fee_delta = venue_fee - fee
-        log.info("order %s (%s): the venue's record(s) %s of %.12g describe again %.12g "
-                 "recorded already (%s): counted once, theirs kept", order.client_id,
-                 order.symbol, ", ".join(kept), s_qty, qty, ", ".join(ids))
+        # replacing the ledger's own records (`#` ids) is the usual path of every market order
+        # whose answer was booked before the venue's report (each paper open, a Binance
+        # market order): a detail; replacing the venue's earlier records is worth a line
+        log.log(logging.DEBUG if ours else logging.INFO,
+                "order %s (%s): the venue's record(s) %s of %.12g describe again %.12g "
+                "recorded already (%s): counted once, theirs kept", order.client_id,
+                order.symbol, ", ".join(kept), s_qty, qty, ", ".join(ids))
         old_price = value / qty
         rest = s_qty - new_qty
         if not ours and abs(rest - qty) <= 1e-9 * max(1.0, s_qty):
