@@ -389,10 +389,10 @@ def console_listener(engine) -> Callable[[object], None]:
     A rule's level that follows the price (a trailing stop, a dynamic TP) moves at every new
     best price — in a fast market hundreds of lines a second over a large book, which bury
     the closes and errors a trader watches for, and cost the engine's thread a formatted
-    line each (3 % of its CPU in the live storm at 500 positions). Those are
-    logged at DEBUG (`--verbose`), as Freqtrade logs its stop adjustments; they stay in the
-    action log (History, `pmgui positions`) as every decision does. One-off moves
-    (breakeven, the trader's own) and failed moves stay at INFO."""
+    line each (3 % of its CPU in the live storm at 500 positions). Those are logged at DEBUG
+    (`--verbose`), as Freqtrade logs its stop adjustments; they stay in the action log
+    (History, `pmgui positions`) as every decision does. One-off moves (breakeven, the
+    trader's own) and failed moves stay at INFO."""
     from pmgui.domain.enums import ActionType, Reason
     from pmgui.domain.numbers import plain_price, plain_qty
     from pmgui.engine.events import ActionTaken, ErrorEvent, PositionCorrected, PositionRemoved
