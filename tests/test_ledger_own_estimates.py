@@ -89,6 +89,20 @@ async def _entry_booked_without_records(server: BinanceServer, engine: EngineCor
     return rt.id, entry.client_id
 
 
+async def _booked_and_stopped(server: BinanceServer, db: Path) -> tuple[str, str]:
+    """`_entry_booked_without_records` on an engine over `db`, which then stops before the
+    venue's reports come (they never will: discarded). (position id, client id)"""
+    engine = (await binance_engine(server, db))[0]
+    try:
+        pid, cid = await _entry_booked_without_records(server, engine)
+        assert len(waiting_fees(engine)) == 1  # the estimate's fact, journaled with its record
+    finally:
+        await engine.shutdown()
+        server.faults.hold_order_events = False
+        server.discard_held_events()  # the venue's reports never come
+    return pid, cid
+
+
 def _heard(events: list[PositionCorrected]) -> Outbox:
     """An outbox whose listener keeps the corrections published (from the start on)."""
     outbox = Outbox()
@@ -107,14 +121,7 @@ def _fees(engine: EngineCore, pid: str, client_id: str) -> tuple[float, float]:
 async def test_a_restart_before_the_venue_s_records_looks_the_fee_up_once(
         server: BinanceServer, tmp_path: Path) -> None:
     db = tmp_path / "pmgui.db"
-    engine = (await binance_engine(server, db))[0]
-    try:
-        pid, cid = await _entry_booked_without_records(server, engine)
-        assert len(waiting_fees(engine)) == 1  # the estimate's fact, journaled with its record
-    finally:
-        await engine.shutdown()
-        server.faults.hold_order_events = False
-        server.discard_held_events()  # the venue's reports never come
+    pid, cid = await _booked_and_stopped(server, db)
     engine = (await binance_engine(server, db))[0]
     try:
         await until(lambda: engine.book.runtime(pid).position.fees_paid
@@ -213,13 +220,7 @@ async def test_a_fee_paid_in_bnb_keeps_the_estimate_and_is_not_looked_up_again(
         server: BinanceServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     server.fee_asset, server.fee_asset_price = "BNB", Decimal("600")
     db = tmp_path / "pmgui.db"
-    engine = (await binance_engine(server, db))[0]
-    try:
-        pid, cid = await _entry_booked_without_records(server, engine)
-    finally:
-        await engine.shutdown()
-        server.faults.hold_order_events = False
-        server.discard_held_events()
+    pid, cid = await _booked_and_stopped(server, db)
     caplog.set_level(logging.INFO)
     engine = (await binance_engine(server, db))[0]
     try:
