@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -103,6 +104,20 @@ async def _booked_and_stopped(server: BinanceServer, db: Path) -> tuple[str, str
     return pid, cid
 
 
+@asynccontextmanager
+async def _restarted_again(server: BinanceServer, db: Path,
+                           **kw: object) -> AsyncIterator[EngineCore]:
+    """One more restart over `db`: the engine to check, and on the way out the proof that
+    it looked no trade up (the venue's trade listings as before it started)."""
+    listed = trade_listings(server)
+    engine = (await binance_engine(server, db, **kw))[0]
+    try:
+        yield engine
+        assert trade_listings(server) == listed
+    finally:
+        await engine.shutdown()
+
+
 def _heard(events: list[PositionCorrected]) -> Outbox:
     """An outbox whose listener keeps the corrections published (from the start on)."""
     outbox = Outbox()
@@ -133,13 +148,9 @@ async def test_a_restart_before_the_venue_s_records_looks_the_fee_up_once(
         assert sum(f.qty for f in _records(engine, cid)) == pytest.approx(QTY)
     finally:
         await engine.shutdown()
-    listed = trade_listings(server)
-    engine = (await binance_engine(server, db))[0]  # nothing looked up, nothing corrected
-    try:
+    async with _restarted_again(server, db) as engine:  # nothing looked up, nor corrected
         assert engine.book.runtime(pid).position.fees_paid == pytest.approx(MAKER)
-        assert not waiting_fees(engine) and trade_listings(server) == listed
-    finally:
-        await engine.shutdown()
+        assert not waiting_fees(engine)
 
 
 async def test_a_closed_position_s_estimate_is_corrected_after_a_restart_and_announced_once(
@@ -179,14 +190,10 @@ async def test_a_closed_position_s_estimate_is_corrected_after_a_restart_and_ann
     finally:
         await engine.shutdown()
     assert len(events) == 1
-    listed = trade_listings(server)
-    engine = (await binance_engine(server, db, outbox=_heard(events)))[0]
-    try:
+    async with _restarted_again(server, db, outbox=_heard(events)) as engine:
         row = engine.store.load_position(pid)
         assert row is not None and row.fees_paid == pytest.approx(close_fees + MAKER)
-        assert not waiting_fees(engine) and trade_listings(server) == listed
-    finally:
-        await engine.shutdown()
+        assert not waiting_fees(engine)
     assert len(events) == 1
 
 
@@ -206,14 +213,10 @@ async def test_the_venue_s_records_while_running_replace_ours_and_nothing_is_loo
         assert "#" not in record.id and record.fee == pytest.approx(MAKER)
     finally:
         await engine.shutdown()
-    listed = trade_listings(server)
-    engine = (await binance_engine(server, db))[0]
-    try:
+    async with _restarted_again(server, db) as engine:
         assert engine.book.runtime(pid).position.fees_paid == pytest.approx(MAKER)
         assert _fees(engine, pid, cid) == (pytest.approx(MAKER),) * 2
-        assert not waiting_fees(engine) and trade_listings(server) == listed
-    finally:
-        await engine.shutdown()
+        assert not waiting_fees(engine)
 
 
 async def test_a_fee_paid_in_bnb_keeps_the_estimate_and_is_not_looked_up_again(
@@ -231,13 +234,8 @@ async def test_a_fee_paid_in_bnb_keeps_the_estimate_and_is_not_looked_up_again(
         assert "estimate" in line and "kept" in line
     finally:
         await engine.shutdown()
-    listed = trade_listings(server)
-    engine = (await binance_engine(server, db))[0]
-    try:
+    async with _restarted_again(server, db) as engine:
         assert engine.book.runtime(pid).position.fees_paid == pytest.approx(ESTIMATE)
-        assert trade_listings(server) == listed
-    finally:
-        await engine.shutdown()
 
 
 async def test_on_the_paper_venue_its_report_replaces_the_answer_s_estimate(
