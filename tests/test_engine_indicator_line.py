@@ -9,7 +9,7 @@ context, and the dataclass's own constructor — on random positions, prices and
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -120,3 +120,49 @@ def test_the_line_is_the_rules_trailing_level(cases):
             assert type(got) is RuleIndicator
             for f in fields(RuleIndicator):  # the same values, of the same types
                 assert type(getattr(got, f.name)) is type(getattr(want, f.name)), f.name
+
+
+later = st.tuples(
+    st.floats(80.0, 125.0),  # price
+    st.sampled_from([0.0, 30.0, 800.0, 9000.0, 400000.0]),  # time
+    st.one_of(st.none(), st.floats(80.0, 125.0)),  # the position's best price then
+    st.sampled_from([0.0, 0.3, math.nan]),  # its peak ROI then
+    st.sampled_from([None, "entry", "leverage", "fee_rate", "opened_at", "side"]),  # changed
+)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case, st.lists(later, min_size=1, max_size=5))
+def test_a_prepared_line_is_the_line_at_each_later_tick(c, ticks):
+    """`line_at(prepare(…), best_price, price, ts)` — the engine keeps what `prepare` read
+    between ticks while the Params object, the candles and the position's fields it reads
+    (`reads`) are the same — is `current` for the position as it is at that tick: its
+    best price, peak and stop moved, the trail's level, distance and time follow; any field
+    `prepare` reads changed, `reads` says so."""
+    market = MarketData(Outbox(), EngineSettings(), lambda: 0.0)
+    params = _params(c)
+    spec = indicator_spec(params)
+    frames = {}
+    if c["frame"] is not None:
+        frames = {str(params["trailing.timeframe"]): c["frame"],
+                  str(params["add_on.timeframe"]): c["frame"]}
+    pos = Position("p1", SYMBOL, c["side"], 1.0, c["entry"], c["leverage"], -c["age"],
+                   1.0, fee_rate=c["fee"], best_price=c["best"], peak_roi=c["peak"],
+                   preset=c["preset"])
+    prep = indicator_line.prepare(market, pos, MarketState(SYMBOL, c["price"], 0.0, MARKET,
+                                                           c["ind"], frames), params, spec)
+    other = {"entry": 101.0, "leverage": 3.0, "fee_rate": 0.001, "opened_at": -7.0,
+             "side": Side.SHORT if c["side"] is Side.LONG else Side.LONG}
+    for price, ts, best, peak, changed in ticks:
+        now = replace(pos, best_price=best, peak_roi=peak, sl=best,
+                      **({changed: other[changed]} if changed else {}))
+        if changed is not None:
+            assert indicator_line.reads(pos) != indicator_line.reads(now)
+            continue
+        assert indicator_line.reads(pos) == indicator_line.reads(now)
+        mkt = MarketState(SYMBOL, price, ts, MARKET, c["ind"], frames)
+        got = indicator_line.line_at(prep, now.best_price, price, ts)
+        want = indicator_line.current(market, now, mkt, params, spec)
+        assert got == want
+        assert want == _plain(market, now, mkt, params, spec)

@@ -577,8 +577,8 @@ class EngineCore:
                     break
             if not rt.deferred_seen:
                 rt.deferred_since = None  # the price is back: the grace starts afresh
-            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params,
-                                                  info.spec)
+            rt.indicator = self._rule_line(rt, params, info, tick.price, tick.ts,
+                                          (mkt, version))
             rt.indicator_due = None
             self._set_band(rt, mkt, params, version)
             if rt.protect_dirty and rt.is_open \
@@ -621,14 +621,42 @@ class EngineCore:
         tick = rt.indicator_due
         if tick is not None:
             rt.indicator_due = None
-            params = self.params(rt.position)
-            info = self.rule_info(params)
-            indicators, frames = self.market.state(rt.symbol, info.spec, info.timeframes)
-            mkt = MarketState(rt.symbol, tick.price, tick.ts, self.market.market(rt.symbol),
-                              indicators, frames)
-            rt.indicator = indicator_line.current(self.market, rt.position, mkt, params,
-                                                  info.spec)
+            params = self._params_of(rt)
+            rt.indicator = self._rule_line(rt, params, None, tick.price, tick.ts)
         return rt.indicator
+
+    def _rule_line(self, rt: PositionRuntime, params: Params, info: _RuleInfo | None,
+                   price: float, ts: float, given: tuple[MarketState, int] | None = None
+                   ) -> object | None:
+        """`indicator_line.current` for `rt`'s position on a tick at `price`, `ts` (`given`:
+        that tick's market state and the candle version it was read at, when the caller
+        has them — an evaluation, whose awaits may have let a candle close since). What the
+        line reads besides
+        the tick and the best price (`indicator_line.prepare`) is kept with the position's
+        fields, Params object and candle version it was read for: a position's usual tick, which
+        changes none of them (a new best price or peak does not), computes only the trail's
+        level at its price (the line was a quarter of a quiet tick's cost: the candles'
+        series and indicators read again)."""
+        pos = rt.position
+        symbol = pos.symbol
+        memo = rt.line_memo
+        read = indicator_line.reads(pos)
+        if memo is None or memo[1] is not params \
+                or memo[2] != self.market.versions.get(symbol, 0) or memo[0] != read:
+            if info is None:
+                info = self.rule_info(params)
+            if given is None:
+                indicators, frames = self.market.state(symbol, info.spec, info.timeframes)
+                # read after `state` (a frame created just now may have bumped it)
+                version = self.market.versions.get(symbol, 0)
+                mkt = MarketState(symbol, price, ts, self.market.market(symbol), indicators,
+                                  frames)
+            else:
+                mkt, version = given
+            memo = (read, params, version,
+                    indicator_line.prepare(self.market, pos, mkt, params, info.spec))
+            rt.line_memo = memo
+        return indicator_line.line_at(memo[3], pos.best_price, price, ts)
 
     def _venue_owns_stop(self, rt: PositionRuntime, action: Action, params: Params) -> bool:
         """A stop resting on the exchange that triggers on the mark price decides by itself:

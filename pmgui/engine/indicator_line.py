@@ -12,6 +12,7 @@ thin line on the chart is the one the stop follows and the GUI computes nothing:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pmgui.domain import money
@@ -24,7 +25,7 @@ from pmgui.indicators import IndicatorSet, IndicatorSpec
 from pmgui.rules.common import valid_price
 from pmgui.rules.params import Params
 from pmgui.rules.policy import indicator_spec
-from pmgui.rules.stops import trailing_line
+from pmgui.rules.stops import TrailPrep, trailing_line, trailing_line_at, trailing_prep
 
 if TYPE_CHECKING:
     from pmgui.engine.marketdata import MarketData
@@ -56,28 +57,84 @@ def _level(mode: str, pos: Position, mkt: MarketState, params: Params,
     return trailing_line(pos, mkt, params)  # `trailing_level`'s level and distance
 
 
-def current(market: MarketData, pos: Position, mkt: MarketState, params: Params,
-            spec: IndicatorSpec | None = None) -> RuleIndicator | None:
-    """The line's value on this tick (`mkt`: the state the rules were given; `spec`:
-    `indicator_spec(params)` when the caller has it)."""
+@dataclass(frozen=True, slots=True)
+class LinePrep:
+    """The line between two candle closes of a position under one Params object
+    (`prepare`): a line that only a candle changes (chandelier, EMA) is `line` itself; a
+    fixed/adaptive trail is `level` (`stops.trailing_prep`), its value at a tick's price
+    and time and the position's best price (`line_at`). The same values `current` gives on
+    that tick, without the market's series and indicators and the Params' tables read
+    again for each tick of the position."""
+
+    line: RuleIndicator | None  # a line no tick changes
+    level: TrailPrep | None = None  # else: its level (and distance) at the tick
+    name: str = ""
+    timeframe: str = ""
+    step: bool = False
+    have: int = 0
+    need: int = 0
+
+
+_NO_LINE = LinePrep(None)
+
+
+def prepare(market: MarketData, pos: Position, mkt: MarketState, params: Params,
+            spec: IndicatorSpec | None = None) -> LinePrep:
+    """What `current` computes from all but the tick's price and time and the position's
+    best price, for the position (`reads`), the Params and the candles of `mkt` (its
+    indicators): `line_at(prepare(…), best_price, price, ts)` is `current` on a tick at that
+    price and time while those are the same."""
     try:
         desc = params.memo(describe, describe)  # from the values alone: once per Params
         if desc is None:
-            return None
+            return _NO_LINE
         mode, tf, name, need = desc
         step = mode in ("chandelier", "ema")
         have = 0
-        since = mkt.ts
+        since = None  # the tick's time
         if tf:
             series = market.series(pos.symbol, tf)
             have = series.indicator_set(spec or indicator_spec(params)).count
             if step:
                 since = series.window[-1].ts + seconds(tf) if series.window else 0.0
-        level, distance = _level(mode, pos, mkt, params, tf)
+        if mode == "ema":
+            level: TrailPrep = (mkt.indicators_for(tf).ema9, None)
+        else:
+            level = trailing_prep(pos, mkt, params)  # chandelier: (level, None)
     except PmguiError:
-        return None
-    value = level if valid_price(level) else None
-    return _new_line(name, tf, value, since, step, have, need, distance)
+        return _NO_LINE
+    if since is None:
+        return LinePrep(None, level, name, tf, step, have, need)
+    value = level[0] if valid_price(level[0]) else None
+    return LinePrep(_new_line(name, tf, value, since, step, have, need, level[1]))
+
+
+def reads(pos: Position) -> tuple:
+    """The fields of `pos` that `prepare` reads (`stops.trailing_prep`; the best price is
+    `line_at`'s): while they, the Params and the candles are the same, so is `prepare`."""
+    return pos.side, pos.entry, pos.leverage, pos.fee_rate, pos.opened_at
+
+
+def line_at(prep: LinePrep, best_price: float | None, price: float, ts: float
+            ) -> RuleIndicator | None:
+    """The line of `prep` (`prepare`) for a position with best price `best_price` so far,
+    on a tick at `price` and `ts`."""
+    level = prep.level
+    if level is None:
+        return prep.line
+    value, distance = trailing_line_at(level, best_price, price, ts)
+    if not valid_price(value):
+        value = None
+    return _new_line(prep.name, prep.timeframe, value, ts, prep.step, prep.have, prep.need,
+                     distance)
+
+
+def current(market: MarketData, pos: Position, mkt: MarketState, params: Params,
+            spec: IndicatorSpec | None = None) -> RuleIndicator | None:
+    """The line's value on this tick (`mkt`: the state the rules were given; `spec`:
+    `indicator_spec(params)` when the caller has it)."""
+    return line_at(prepare(market, pos, mkt, params, spec), pos.best_price, mkt.price,
+                   mkt.ts)
 
 
 _new_line = slot_constructor(RuleIndicator)  # made on every published tick of a position

@@ -38,6 +38,9 @@ class PositionRuntime:
     deferred_seen: bool = False  # this evaluation deferred to the exchange's order
     indicator: object | None = None  # RuleIndicator: what its rules follow (for the chart)
     indicator_due: Tick | None = None  # a later tick `indicator` is to be recomputed for
+    # `indicator`'s line between ticks (`indicator_line.prepare`) with the position's fields,
+    # Params object and candle version it holds for (`EngineCore._rule_line`)
+    line_memo: tuple | None = None
     # The quiet band and trend lane (`pmgui.rules.bands.BandGate`) of the last evaluation,
     # valid only for the position object, Params object and candle version it was settled
     # with: a tick inside the band skips observe/evaluate, one in the lane runs trailing

@@ -198,30 +198,59 @@ def trailing_line(pos: Position, mkt: MarketState, params: Params
     """(level, distance) of `trailing_level(make_ctx(pos, mkt, params))` — its level and
     its "distance" input (None for chandelier) — without the context or the inputs: the
     chart's line asks for it on every tick of the position."""
+    return trailing_line_at(trailing_prep(pos, mkt, params), pos.best_price, mkt.price,
+                            mkt.ts)
+
+
+# `trailing_prep`'s answer: a chandelier's (level, None), which no tick changes; else what a
+# fixed/adaptive level reads besides the tick and the best price (config, indicator parts,
+# direction, entry and whether it is a price, leverage (None: not finite), fee rate, open
+# time)
+TrailPrep = tuple
+
+
+def trailing_prep(pos: Position, mkt: MarketState, params: Params) -> TrailPrep:
+    """What `trailing_line` reads from the position (its side, entry, leverage, fee rate and
+    open time; not its best price), the Params and the indicators of `mkt` (not its price
+    or time): while they are the same, `trailing_line_at(prep, best_price, price, ts)` is
+    `trailing_line` for a position with that best price at that price and time. The
+    chart's line keeps it between ticks (`EngineCore._rule_line`)."""
     c = trailing_config(params)
-    if c.mode == "chandelier":
+    if c.mode == "chandelier":  # the indicators and the side only
         return trailing_level(make_ctx(pos, mkt, params))[0], None
-    price = float(mkt.price)  # `make_ctx`'s ROI, age and best price (the same arithmetic)
     d = 1 if pos.side is _LONG else -1
     entry = pos.entry
+    lev: float | None = pos.leverage
+    if math.isfinite(lev):  # type: ignore[arg-type]
+        lev = max(lev, 0.0)  # type: ignore[type-var]
+    else:
+        lev = None
+    return (c, _indicator_parts(params, mkt, c, d), d, entry, valid_price(entry), lev,
+            pos.fee_rate, pos.opened_at)
+
+
+def trailing_line_at(prep: TrailPrep, best_price: float | None, price: float, ts: float
+                     ) -> tuple[float | None, float | None]:
+    """`trailing_line` from its `trailing_prep`, for a position whose best price so far is
+    `best_price`, at `price` and `ts` (make_ctx's ROI, age and best price: the same
+    arithmetic)."""
+    if len(prep) == 2:
+        return prep  # type: ignore[return-value]
+    c, parts, d, entry, entry_ok, lev, fee_rate, opened_at = prep
+    price = float(price)
     r = 0.0
-    if valid_price(entry) and valid_price(price):
-        lev = pos.leverage
-        if math.isfinite(lev):
-            lev = max(lev, 0.0)
-            r = lev * (d * (price - entry) - pos.fee_rate * (entry + price)) / entry
-            if not math.isfinite(r):
-                r = 0.0
+    if entry_ok and lev is not None and valid_price(price):
+        r = lev * (d * (price - entry) - fee_rate * (entry + price)) / entry
+        if not math.isfinite(r):
+            r = 0.0
     age = 0.0
     if c.tightening:
-        age = mkt.ts - pos.opened_at
+        age = ts - opened_at
         if not math.isfinite(age) or age < 0.0:
             age = 0.0
-    prev = pos.best_price
-    if not valid_price(prev):
-        prev = entry
+    prev = best_price if valid_price(best_price) else entry
     best = max(prev, price) if d > 0 else min(prev, price)
-    dist = _terms_at(c, _indicator_parts(params, mkt, c, d), r, age)[0]
+    dist = _terms_at(c, parts, r, age)[0]
     return best * (1 - d * dist), dist
 
 
