@@ -631,12 +631,11 @@ class EngineCore:
         """`indicator_line.current` for `rt`'s position on a tick at `price`, `ts` (`given`:
         that tick's market state and the candle version it was read at, when the caller
         has them — an evaluation, whose awaits may have let a candle close since). What the
-        line reads besides
-        the tick and the best price (`indicator_line.prepare`) is kept with the position's
-        fields, Params object and candle version it was read for: a position's usual tick, which
-        changes none of them (a new best price or peak does not), computes only the trail's
-        level at its price (the line was a quarter of a quiet tick's cost: the candles'
-        series and indicators read again)."""
+        line reads besides the tick and the best price (`indicator_line.prepare`) is kept
+        with the position's fields it reads, the Params object and the candle version: a
+        position's usual tick changes none of them (a new best price, peak or stop does
+        not) and computes only the trail's level at its price. Read afresh, the line was a
+        quarter of a quiet tick's cost (the candles' series and indicators read again)."""
         pos = rt.position
         symbol = pos.symbol
         memo = rt.line_memo
