@@ -7,7 +7,9 @@ thin line on the chart is the one the stop follows and the GUI computes nothing:
   per completed candle;
 - trailing `fixed` / `adaptive`: the trailing level this tick (best price less the distance);
 - otherwise, with the add-on enabled: its EMA on `add_on.timeframe`, a step per candle.
-`current` rides on each PositionSnapshot; `history` answers GetIndicatorLine.
+`current` rides on each PositionSnapshot; `history` answers GetIndicatorLine. The engine
+keeps `prepare`'s part between ticks (it changes with a candle, the Params or the fields
+`reads` names) and computes `line_at` on each: a trail's level at the tick's price.
 """
 
 from __future__ import annotations
