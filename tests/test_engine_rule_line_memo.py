@@ -1,8 +1,8 @@
 """The chart's rule line is kept between ticks (`EngineCore._rule_line`): what it reads
 besides the tick and the best price (`indicator_line.prepare`) is reused while the position
-fields it reads, the Params object and the symbol's candle version are the same. The
-published lines must be exactly those computed afresh on every tick, as before — for each
-kind of line (chandelier and EMA, stepped by candles; adaptive and fixed trails, which
+fields it reads, the Params object and the symbol's candle version are the same. Each line
+the engine computes must be exactly the one computed afresh at that moment, as before — for
+each kind of line (chandelier and EMA, stepped by candles; adaptive and fixed trails, which
 follow the tick and the best price, the latter with time tightening), across candle closes,
 stop moves, new best prices and a preset change.
 """
@@ -10,6 +10,7 @@ stop moves, new best prices and a preset change.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from pmgui.domain.enums import Side
 from pmgui.domain.models import Candle, Market, MarketState, Tick
@@ -21,7 +22,9 @@ from pmgui.engine.outbox import Outbox
 from pmgui.engine.settings import EngineSettings
 from pmgui.exchange.feeds import CandleClosed
 from pmgui.exchange.paper import PaperExchange
+from pmgui.rules.params import resolve_params
 from pmgui.store.db import Store
+from tests.engine_support import one_long_open
 
 T0 = 1_700_006_400.0  # a multiple of 4 h
 SYMBOLS = {"chandelier": "BTC/USDT:USDT", "ema": "ETH/USDT:USDT", "adaptive": "SOL/USDT:USDT",
@@ -118,27 +121,26 @@ async def _run(db_path, seed: int) -> tuple[list[tuple[str, float, object]], dic
     return lines, held
 
 
-async def test_published_lines_are_the_lines_computed_afresh(tmp_path, monkeypatch):
-    calls = {"prepare": 0}
-    prepare = indicator_line.prepare
+async def test_each_line_is_the_line_computed_afresh(tmp_path, monkeypatch):
+    kept = EngineCore._rule_line
+    computed: list[object] = []
+    misses = [0]
 
-    def counted(*a, **k):
-        calls["prepare"] += 1
-        return prepare(*a, **k)
+    def checked(self, rt, params, info, price, ts, given=None):
+        """The engine's line, checked against the line read afresh at the same moment."""
+        memo = rt.line_memo
+        got = kept(self, rt, params, info, price, ts, given)
+        misses[0] += rt.line_memo is not memo
+        want = _fresh_line(self, rt, params, info, price, ts, given)
+        assert got == want and type(got) is type(want), (rt.id, got, want)
+        computed.append(got)
+        return got
 
-    monkeypatch.setattr(indicator_line, "prepare", counted)
-    kept, held = await _run(tmp_path / "kept.db", 7)
-    prepared = calls["prepare"]
-    monkeypatch.setattr(EngineCore, "_rule_line", _fresh_line)
-    fresh, held_again = await _run(tmp_path / "fresh.db", 7)
-    assert list(held.values()) == list(held_again.values())
-    # the same session: the same snapshots in the same order, each with the same line
-    assert len(kept) == len(fresh)
-    assert [(held[a[0]], a[1], a[2]) for a in kept] == \
-        [(held_again[b[0]], b[1], b[2]) for b in fresh]
-    # the session shows every kind of line, with values, and lines that change
+    monkeypatch.setattr(EngineCore, "_rule_line", checked)
+    published, held = await _run(tmp_path / "lines.db", 7)
+    # the session showed every kind of line, with values, and lines that change
     for kind in LINES:
-        vals = [ind for pid, _ts, ind in kept if held[pid] == kind and ind is not None]
+        vals = [ind for pid, _ts, ind in published if held[pid] == kind and ind is not None]
         assert len(vals) > 200 and all(type(v) is RuleIndicator for v in vals), kind
         values = {v.value for v in vals if v.value is not None}
         assert len(values) > 3, (kind, values)
@@ -147,8 +149,48 @@ async def test_published_lines_are_the_lines_computed_afresh(tmp_path, monkeypat
             assert len({v.since for v in vals}) > 1  # its candles closed along the session
         else:
             assert not any(v.step for v in vals)
-    fixed = [ind.distance for pid, _ts, ind in kept if held[pid] == "fixed" and ind]
+    fixed = [ind.distance for pid, _ts, ind in published if held[pid] == "fixed" and ind]
     assert min(fixed) < max(fixed)  # tightening over time, and the preset change
-    # and the memo did its job: the line was read afresh far less often than published
+    # and the memo did its job: the line was read afresh far less often than computed
     # (a new best price, peak or stop does not read it again; a candle close does)
-    assert 0 < prepared < len(kept) / 8, (prepared, len(kept))
+    assert len(computed) > 3000  # every tick of a position: the line at its price
+    assert 0 < misses[0] < len(computed) / 8, (misses[0], len(computed))
+
+
+async def test_a_change_of_what_the_line_reads_reads_it_again(tmp_path):
+    """A new best price, peak or stop keeps what `prepare` read; a change of a field it
+    reads (an add-on's new entry, another leverage, fee rate, open time or side), of the
+    Params or of the candles reads it again — and the line is the one computed afresh."""
+    h, rt = await one_long_open(tmp_path / "one.db", EngineSettings(default_preset="active"))
+    engine = h.engine
+    params = engine.params(rt.position)
+    at = engine.market.last[rt.symbol]
+    line = engine._rule_line(rt, params, None, at.price + 5.0, at.ts + 1.0)
+    memo = rt.line_memo
+    assert memo is not None and type(line) is RuleIndicator and line.value is not None
+
+    def again(pos, price: float) -> object:
+        rt.position = pos
+        got = engine._rule_line(rt, params, None, price, at.ts + 2.0)
+        assert got == _fresh_line(engine, rt, params, None, price, at.ts + 2.0)
+        return got
+
+    pos = rt.position
+    again(replace(pos, best_price=pos.entry * 1.01, peak_roi=0.2, sl=pos.entry), at.price)
+    assert rt.line_memo is memo  # the best price is line_at's: nothing read again
+    for field, value in (("entry", pos.entry * 0.99), ("leverage", 3.0),
+                         ("fee_rate", 0.002), ("opened_at", pos.opened_at - 9000.0),
+                         ("side", Side.SHORT)):
+        pos = replace(pos, **{field: value})  # one more field changed each time
+        again(pos, at.price)
+        assert rt.line_memo is not memo, field
+        memo = rt.line_memo
+    other = resolve_params("active", {"trailing.distance": 0.02})
+    assert engine._rule_line(rt, other, None, at.price, at.ts + 2.0) == \
+        _fresh_line(engine, rt, other, None, at.price, at.ts + 2.0)
+    assert rt.line_memo is not memo
+    memo = rt.line_memo
+    engine.market._changed(rt.symbol)  # a candle of the symbol closed
+    engine._rule_line(rt, other, None, at.price, at.ts + 2.0)
+    assert rt.line_memo is not memo
+    await engine.shutdown()
