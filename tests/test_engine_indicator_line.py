@@ -71,6 +71,19 @@ def _params(c: dict):
         return resolve_params(c["preset"], {})
 
 
+def _frames_and_position(c: dict, params) -> tuple[dict, Position]:
+    """A case's rule-timeframe indicators (its frame under the line's timeframes) and its
+    position."""
+    frames = {}
+    if c["frame"] is not None:
+        frames = {str(params["trailing.timeframe"]): c["frame"],
+                  str(params["add_on.timeframe"]): c["frame"]}
+    pos = Position("p1", SYMBOL, c["side"], 1.0, c["entry"], c["leverage"], -c["age"],
+                   1.0, fee_rate=c["fee"], best_price=c["best"], peak_roi=c["peak"],
+                   preset=c["preset"])
+    return frames, pos
+
+
 def _plain(market: MarketData, pos: Position, mkt: MarketState, params,
            spec) -> RuleIndicator | None:
     """The line the plain way: a full context's `trailing_level` and the dataclass."""
@@ -105,13 +118,7 @@ def test_the_line_is_the_rules_trailing_level(cases):
         params = params_of.setdefault(repr(sorted(c["overrides"].items())) + c["preset"],
                                       _params(c))
         spec = indicator_spec(params)
-        frames = {}
-        if c["frame"] is not None:
-            frames = {str(params["trailing.timeframe"]): c["frame"],
-                      str(params["add_on.timeframe"]): c["frame"]}
-        pos = Position("p1", SYMBOL, c["side"], 1.0, c["entry"], c["leverage"], -c["age"],
-                       1.0, fee_rate=c["fee"], best_price=c["best"], peak_roi=c["peak"],
-                       preset=c["preset"])
+        frames, pos = _frames_and_position(c, params)
         mkt = MarketState(SYMBOL, c["price"], 0.0, MARKET, c["ind"], frames)
         got = indicator_line.current(market, pos, mkt, params, spec)
         want = _plain(market, pos, mkt, params, spec)
@@ -143,13 +150,7 @@ def test_a_prepared_line_is_the_line_at_each_later_tick(c, ticks):
     market = MarketData(Outbox(), EngineSettings(), lambda: 0.0)
     params = _params(c)
     spec = indicator_spec(params)
-    frames = {}
-    if c["frame"] is not None:
-        frames = {str(params["trailing.timeframe"]): c["frame"],
-                  str(params["add_on.timeframe"]): c["frame"]}
-    pos = Position("p1", SYMBOL, c["side"], 1.0, c["entry"], c["leverage"], -c["age"],
-                   1.0, fee_rate=c["fee"], best_price=c["best"], peak_roi=c["peak"],
-                   preset=c["preset"])
+    frames, pos = _frames_and_position(c, params)
     prep = indicator_line.prepare(market, pos, MarketState(SYMBOL, c["price"], 0.0, MARKET,
                                                            c["ind"], frames), params, spec)
     other = {"entry": 101.0, "leverage": 3.0, "fee_rate": 0.001, "opened_at": -7.0,
