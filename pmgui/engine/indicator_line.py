@@ -27,7 +27,7 @@ from pmgui.indicators import IndicatorSet, IndicatorSpec
 from pmgui.rules.common import valid_price
 from pmgui.rules.params import Params
 from pmgui.rules.policy import indicator_spec
-from pmgui.rules.stops import TrailPrep, trailing_line, trailing_line_at, trailing_prep
+from pmgui.rules.stops import TrailPrep, trailing_line_at, trailing_prep
 
 if TYPE_CHECKING:
     from pmgui.engine.marketdata import MarketData
@@ -52,11 +52,21 @@ def describe(params: Params) -> tuple[str, str, str, int] | None:
     return None
 
 
-def _level(mode: str, pos: Position, mkt: MarketState, params: Params,
-           tf: str) -> tuple[float | None, float | None]:
+def _prep_level(mode: str, pos: Position, mkt: MarketState, params: Params,
+                tf: str) -> TrailPrep:
+    """What the line's level reads besides the tick: the EMA's (value, None), a chandelier's
+    (level, None), or a fixed/adaptive trail's `stops.trailing_prep`."""
     if mode == "ema":
         return mkt.indicators_for(tf).ema9, None
-    return trailing_line(pos, mkt, params)  # `trailing_level`'s level and distance
+    return trailing_prep(pos, mkt, params)
+
+
+def _level(mode: str, pos: Position, mkt: MarketState, params: Params,
+           tf: str) -> tuple[float | None, float | None]:
+    """The line's (level, distance) on the tick of `mkt` (`trailing_level`'s level and
+    distance for a trail)."""
+    return trailing_line_at(_prep_level(mode, pos, mkt, params, tf), pos.best_price,
+                            mkt.price, mkt.ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +109,7 @@ def prepare(market: MarketData, pos: Position, mkt: MarketState, params: Params,
             have = series.indicator_set(spec or indicator_spec(params)).count
             if step:
                 since = series.window[-1].ts + seconds(tf) if series.window else 0.0
-        if mode == "ema":
-            level: TrailPrep = (mkt.indicators_for(tf).ema9, None)
-        else:
-            level = trailing_prep(pos, mkt, params)  # chandelier: (level, None)
+        level = _prep_level(mode, pos, mkt, params, tf)
     except PmguiError:
         return _NO_LINE
     if since is None:
