@@ -314,6 +314,75 @@ def test_storm_order_goes_there_and_back():
     assert sorted(bench.storm_order((50, 500), 3)) == [50, 50, 50, 500, 500, 500]
 
 
+def test_storm_configs_add_the_largest_book_with_the_smallest_storms_symbols():
+    assert bench.storm_configs((50, 500, 2000)) == [(50, None), (500, None), (2000, None),
+                                                    (2000, 25)]
+    # in the order beside the largest size, in both passes
+    assert bench.storm_order(tuple(bench.storm_configs((50, 2000))), 2) == [
+        (50, None), (2000, None), (2000, 25), (2000, 25), (2000, None), (50, None)]
+    assert bench.storm_configs((50,)) == [(50, None)]
+
+
+def test_storm_with_active_symbols_ticks_only_those_and_keeps_the_whole_book(tmp_path,
+                                                                             monkeypatch):
+    import pmgui.bench.storm as storm
+    from pmgui.exchange.paper import PaperExchange
+
+    seen: set[str] = set()
+    driving: list[bool] = []  # the ticks of the run, not the book's opening prices
+    deliver, drive = PaperExchange.deliver, storm._drive
+
+    async def recorded(self, tick, sink):
+        if driving:
+            seen.add(tick.symbol)
+        return await deliver(self, tick, sink)
+
+    async def driven(*args, **kwargs):
+        driving.append(True)
+        return await drive(*args, **kwargs)
+
+    monkeypatch.setattr(PaperExchange, "deliver", recorded)
+    monkeypatch.setattr(storm, "_drive", driven)
+    res = asyncio.run(run_storm(8, 400.0, 0.5, probes=1, probe_every=0.1, workdir=tmp_path,
+                                active=1))
+    res.check()
+    assert res.active_symbols == 1 and res.symbols == 4
+    assert res.open_before == res.open_after == 8 and res.delivered_main > 0
+    assert {s for s in seen if s.startswith("S")} == {"S0000/USDT:USDT"}
+
+
+def test_storm_section_reports_the_book_alone_against_the_smallest_storm(monkeypatch):
+    """`storm[2000@25]`: its CPU row is the mean of its passes over the smallest storm's."""
+    from dataclasses import replace
+
+    import pmgui.bench.storm as storm
+
+    cpu = {(50, None): [1e-4, 1e-4], (500, None): [1.2e-4] * 2, (2000, None): [1.5e-4] * 2,
+           (2000, 25): [1.0e-4, 1.2e-4]}
+    runs: list[tuple[int, int | None]] = []
+
+    async def fake(n, rate, duration, *, active=None):
+        runs.append((n, active))
+        res = StormResult(n, n // 2, rate, duration, active_symbols=active or n // 2)
+        res.open_before = res.open_after = n
+        res.delivered = res.delivered_main = res.offered = 1000
+        res.cpu = cpu[(n, active)][sum(1 for r in runs if r == (n, active)) - 1] * 1000
+        res.latencies = [0.001]
+        return res
+
+    monkeypatch.setattr(storm, "run_storm", fake)
+    rows = {r.name: r for r in bench.bench_storm(replace(bench.Plan.make(True),
+                                                         storm_passes=2))}
+    assert runs == bench.storm_order(tuple(bench.storm_configs((50, 500, 2000))), 2)
+    book = rows["storm[2000@25].cpu_per_tick"]
+    assert book.value == pytest.approx(110.0) and book.baseline == pytest.approx(100.0)
+    assert book.params["symbols_ticking"] == 25 and book.params["positions"] == 2000
+    assert book.params["passes_us"] == [100.0, 120.0]
+    assert rows["storm[2000].cpu_per_tick"].ratio == pytest.approx(1.5)
+    assert not any(n.startswith("storm[2000@25].") and not n.endswith("cpu_per_tick")
+                   for n in rows)
+
+
 def test_storm_cpu_row_is_the_mean_of_the_passes():
     res = StormResult(50, 25, 2000.0, 1.0, exchange_stops=True)
     res.delivered, res.cpu, res.latencies = 100, 0.01, [0.001, 0.002]

@@ -25,7 +25,11 @@ measures, and its baseline:
   pass with the worse p99. That pass's CPU and rule actions per tick in each half of its time
   are in the CPU row's params (`halves_us`, `halves_actions_per_tick`): each symbol's walk
   starts with the storm, and a young walk makes new best prices (trailing moves) often — more
-  so the more symbols share the 2,000 ticks a second.
+  so the more symbols share the 2,000 ticks a second. `storm[2000@25].cpu_per_tick` sets the
+  two apart: the 2,000-position book with the ticks on 25 of its symbols (each as often as in
+  the 50-position storm; the other 1,975 positions stand open), beside the largest size in
+  the order; against the smallest storm's CPU per tick it is what the book's size alone
+  costs a tick.
 * `gui.*`: the real main window offscreen, 500 rows, fed by the engine during the storm: GUI
   CPU per tick, longest stall of a 5 ms heartbeat, displayed price lag p99; baseline: vn.py's
   PositionMonitor mechanics (QTableWidget, a queued signal per event, re-sorted after each
@@ -232,33 +236,57 @@ def storm_rows(res, prefix: str, cpu_base: float | None,
     ]
 
 
-def storm_order(sizes: tuple[int, ...], passes: int) -> list[int]:
+def storm_order(sizes: tuple, passes: int) -> list:
     """The sizes there and back (50, 500, 2000, 2000, 500, 50 for two passes): a machine that
     gets faster or slower during the section weighs on every size alike, so the ratio of CPU
     per tick between sizes is not a measure of when each ran."""
-    order: list[int] = []
+    order: list = []
     for k in range(max(1, passes)):
         order += list(sizes) if k % 2 == 0 else list(reversed(sizes))
     return order
 
 
+def storm_configs(sizes: tuple[int, ...]) -> list[tuple[int, int | None]]:
+    """(positions, symbols ticking — None: all) of the storm section's runs: each size, and
+    beside the largest the largest book with only the smallest storm's symbols ticking."""
+    configs: list[tuple[int, int | None]] = [(n, None) for n in sizes]
+    largest, smallest = max(sizes), min(sizes)
+    if largest > smallest:
+        configs.insert(configs.index((largest, None)) + 1, (largest, max(1, smallest // 2)))
+    return configs
+
+
 def bench_storm(plan: Plan) -> list[Row]:
+    """The storm at each size, and `storm[2000@25]`: the largest book, the ticks on only the
+    smallest storm's number of symbols — each symbol sees as many ticks as in the smallest
+    storm, in the largest storm's book. Its CPU per tick against the smallest's is what the
+    book's size costs a tick; the largest storm's adds what its young walks cost (each of its
+    symbols sees 40 ticks in 20 s, the smallest's 1,600: far more new best prices, so
+    trailing moves, per tick)."""
     from pmgui.bench.storm import run_storm
 
     rows: list[Row] = []
-    results: dict[int, list] = {}
-    for n in storm_order(plan.storm_sizes, plan.storm_passes):
-        res = asyncio.run(run_storm(n, 2000.0, plan.storm_s))
+    results: dict[tuple[int, int | None], list] = {}
+    for n, active in storm_order(tuple(storm_configs(plan.storm_sizes)), plan.storm_passes):
+        res = asyncio.run(run_storm(n, 2000.0, plan.storm_s, active=active))
         res.check()
-        results.setdefault(n, []).append(res)
-    cpu = {n: [r.cpu_per_tick for r in rs] for n, rs in results.items()}
-    smallest = min(results)
-    small = statistics.fmean(cpu[smallest]) * 1e6
+        results.setdefault((n, active), []).append(res)
+    cpu = {c: [r.cpu_per_tick for r in rs] for c, rs in results.items()}
+    smallest = min(plan.storm_sizes)
+    small = statistics.fmean(cpu[(smallest, None)]) * 1e6
     for n in plan.storm_sizes:
         prefix = "storm" if n == 500 else f"storm[{n}]"
         # latency and throughput: the pass with the worse tail, reported whole
-        res = max(results[n], key=lambda r: r.pct(99))
-        rows += storm_rows(res, prefix, small if n != smallest else None, cpu[n])
+        res = max(results[(n, None)], key=lambda r: r.pct(99))
+        rows += storm_rows(res, prefix, small if n != smallest else None, cpu[(n, None)])
+    for (n, active), runs in results.items():
+        if active is None:
+            continue
+        row = storm_rows(runs[0], f"storm[{n}@{active}]", small, cpu[(n, active)])[-1]
+        row.params.update(symbols_ticking=active, baseline=(
+            f"CPU per tick at {smallest} positions: as many symbols ticking, each as often, "
+            f"in a book of {n}"))
+        rows.append(row)
     return rows
 
 

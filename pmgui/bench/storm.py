@@ -111,6 +111,7 @@ class StormResult:
     # new best prices, hence trailing moves, are frequent), and more so with more symbols
     half: tuple[float, int, int] | None = None
     exchange_stops: bool = True
+    active_symbols: int = 0  # the symbols the ticks go to (the first ones; 0: all of them)
     probes_censored: int = 0  # probes not acked by the end (counted at their least latency)
     probes_skipped: int = 0  # probe times at which no probe was ready (none sent)
     waits: list[float] = field(default_factory=list)  # s, offered → the engine takes it
@@ -198,8 +199,10 @@ async def open_book(core, symbols: list[str], paper, clock: Callable[[], float],
 async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float = 20.0, *,
                     probes: int = 8, probe_every: float = 0.1, exchange_stops: bool = True,
                     preset: str | None = None, workdir: Path | None = None,
-                    seed: int = 7) -> StormResult:
-    """One storm on a fresh engine (see the module docstring)."""
+                    seed: int = 7, active: int | None = None) -> StormResult:
+    """One storm on a fresh engine (see the module docstring). With `active`, the ticks go
+    to the first `active` symbols only: the rest of the book stands open and untouched
+    (`storm[2000@25]`: a large book with a small storm's symbols ticking)."""
     from pmgui.engine.core import EngineCore
     from pmgui.engine.outbox import Outbox
     from pmgui.engine.settings import EngineSettings
@@ -218,7 +221,8 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
         # as --headless runs it: nothing pulls events, the bench listens (see Outbox)
         core = EngineCore(paper, store, Outbox(buffered=False), settings)
         await core.start()
-        res = StormResult(positions, n_sym, rate, duration, exchange_stops=exchange_stops)
+        res = StormResult(positions, n_sym, rate, duration, exchange_stops=exchange_stops,
+                          active_symbols=min(n_sym, active) if active else n_sym)
         # Setting up is not measured: without syncing, 2,000 opens take seconds, not minutes.
         store.db.conn.execute("PRAGMA synchronous = OFF")
         main_ids = await open_book(core, symbols, paper, time.time, preset)
@@ -231,7 +235,8 @@ async def run_storm(positions: int = 500, rate: float = 2000.0, duration: float 
         thresholds = gc.get_threshold()
         freeze_startup_objects()  # as the manager thread does once started (the book here)
         try:
-            await _drive(core, paper, res, symbols, psyms, probe_every, seed)
+            await _drive(core, paper, res, symbols[:res.active_symbols], psyms, probe_every,
+                         seed)
         finally:
             gc.unfreeze()  # the next storm of the bench starts from the same state
             gc.set_threshold(*thresholds)
