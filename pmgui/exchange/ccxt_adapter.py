@@ -1038,15 +1038,8 @@ class CcxtExchange:
             if attempt == attempts - 1:
                 break
             await self._sleep(self._settings.backoff.delay(attempt))
-            try:  # read again: it may name its market order only now (TRIGGERING)
-                again = await self._rest(
-                    lambda: self._fetch_order_by_id(ex, aid, symbol, True), "fetch_order")
-            except pe.ExchangeError as e:
-                if e.retryable:
-                    raise
-                again = None
-            if again:
-                a = again
+            # read again: it may name its market order only now (TRIGGERING)
+            a = await self._algo_again(ex, aid, symbol) or a
         if child is not None:
             child = await self._priced(ex, child, symbol)
         filled = (_f(child.get("filled")) or 0.0) if child is not None else 0.0
@@ -1075,6 +1068,17 @@ class CcxtExchange:
             self._algo_by_child[str(vm.order_id_of(self.id, child))] = aid
             await self._process_orders([dict(a), row])
         return order
+
+    async def _algo_again(self, ex: Any, aid: str, symbol: str) -> Any:
+        """Conditional order `aid` as the venue shows it now (by its algo id); None when the
+        venue does not show it (a network failure raises: unknown is not absent)."""
+        try:
+            return await self._rest(
+                lambda: self._fetch_order_by_id(ex, aid, symbol, True), "fetch_order")
+        except pe.ExchangeError as e:
+            if e.retryable:
+                raise
+            return None
 
     async def _fired_child(self, ex: Any, child_id: str, symbol: str) -> Any:
         """The market order a fired conditional order created; None while the venue does
