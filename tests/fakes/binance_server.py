@@ -183,6 +183,10 @@ class Faults:
     priceless_reports: bool = False
     # the next N trade listings (userTrades) answer [] (the trades not visible yet)
     hidden_trades: int = 0
+    # the next N lookups of a triggered conditional order by its id or client id (algoOrder)
+    # answer it TRIGGERING, without its market order's id (`actualOrderId` ""), as Binance
+    # does in the instant between the trigger and that order's creation
+    unnamed_children: int = 0
     # the market orders of the next N conditional orders to trigger stay NEW, unfilled, until
     # `fill_held_children()` (a market order still working when it is looked up)
     held_children: int = 0
@@ -1098,7 +1102,11 @@ class BinanceServer:
 
     async def _priv_get_algo(self, params: dict[str, str]) -> dict[str, Any]:
         order = self._find(self.state.algo_orders, params, "algoId", "clientAlgoId")
-        return self._algo_json(order)
+        body = self._algo_json(order)
+        if self.faults.unnamed_children > 0 and order.actual_order_id:
+            self.faults.unnamed_children -= 1
+            body.update(algoStatus="TRIGGERING", actualOrderId="", actualPrice="0")
+        return body
 
     async def _priv_cancel_algo(self, params: dict[str, str]) -> dict[str, Any]:
         try:
