@@ -2454,7 +2454,22 @@ class CcxtExchange:
                 self._fee_estimates.pop(next(iter(self._fee_estimates)))
         else:
             self._fee_estimates.pop(key, None)
+        if self._fee_estimates:
+            self._told_anew(order.client_id, prev_filled, filled)
         return (fill,)
+
+    def _told_anew(self, client_id: str, before: float, end: float) -> None:
+        """A fill of order `client_id` from `before` to `end` is told by the venue's report:
+        a fired conditional order's fill recalled with an estimate (`a:<algo id>`: its
+        market order's fills, this report's, are keyed apart) within that span is that
+        report's now — the ledger takes the venue's record in place of its own, and its
+        fee — so it is no longer looked up (told again, it would replace the venue's record
+        with pmgui's)."""
+        tol = 1e-9 * max(1.0, end)
+        for key, est in list(self._fee_estimates.items()):
+            if key.startswith("a:") and est.fill.order_client_id == client_id and \
+                    before <= est.before + tol and est.before + est.fill.qty <= end + tol:
+                del self._fee_estimates[key]
 
     def _fee_fix(self, key: str, order: Order, source: Mapping[str, Any]) -> tuple[Fill, ...]:
         """A report of no new quantity that says the venue's fee of the fill told with an
@@ -2557,18 +2572,21 @@ class CcxtExchange:
     def _recall_key(self, order: Order, fill: Fill) -> str | None:
         """The key of the order whose trades say the fee of `fill`, a journal record with an
         estimated fee: ours (`<venue>:<key>:<filled>`), or the ledger's own record of a
-        quantity booked without records (`<client id>#<filled>`: the order's own id). None:
-        not looked up — a conditional order's fill on a venue that gives its market order
-        another id (its trades are under that id, which the journal does not hold)."""
+        quantity booked without records (`<client id>#<filled>`: the order's own id; a
+        conditional order's on a venue that gives the market order it created another id,
+        `a:<its algo id>` — its trades are under that market order's id, which the journal
+        does not hold: the lookup reads it off the algo order first, `_recalled_child`).
+        None: not looked up (no id of the venue's to look it up by)."""
         key = self._estimate_key(fill.id)
         if key is not None or not fill.id.startswith(f"{order.client_id}#"):
             return key
-        if not fill.exchange_order_id or (self.algo_orders and order.type in _TRIGGER_TYPES):
+        if not fill.exchange_order_id:
             log.info("%s: order %s (%s): the fee of its fill %s is an estimate whose trades "
                      "cannot be looked up here; it stays the estimate", self.id,
                      order.client_id, fill.symbol, fill.id)
             return None
-        return f"o:{fill.exchange_order_id}"
+        algo = self.algo_orders and order.type in _TRIGGER_TYPES
+        return f"{'a' if algo else 'o'}:{fill.exchange_order_id}"
 
     def recall_fee_estimates(self, estimates: Sequence[tuple[Order, Fill, float]]) -> None:
         """After a restart: the journal's fills booked with an estimated fee (the venue's
@@ -2603,11 +2621,15 @@ class CcxtExchange:
         """Look up the trades of each recalled estimate (`fee_lookups` rounds, the backoff
         between them) until they say its fee: in the settlement currency it is told again
         under the fill's id with the venue's fee; one in another asset (BNB), or that was
-        the estimate, is settled as booked (`_estimate_stands`). An estimate the stream's
-        report corrected meanwhile is left alone. Not visible after the last round: left an
-        estimate (the next start looks again), said in the log."""
+        the estimate, is settled as booked (`_estimate_stands`). A fired conditional order's
+        (`a:<algo id>`) are its market order's trades: that order's id is read off the algo
+        order in each round until it names one (`_recalled_child`; not named: not found in
+        that round). An estimate the stream's report corrected meanwhile is left alone. Not
+        visible after the last round: left an estimate (the next start looks again), said
+        in the log."""
         left = todo
         rounds = max(1, self._settings.fee_lookups)
+        children: dict[str, str] = {}  # a fired conditional order's key: its market order
         try:
             for attempt in range(rounds):
                 if attempt:
@@ -2617,7 +2639,15 @@ class CcxtExchange:
                     est = self._fee_estimates.get(key)
                     if est is None:
                         continue  # told by the stream's report meanwhile
-                    found = await self._fill_fee(self._ex, key[2:], est.fill.symbol,
+                    oid: str | None = key[2:]
+                    if key.startswith("a:"):  # a fired conditional order's: its market order's
+                        oid = children.get(key) or \
+                            await self._recalled_child(order, key[2:], est.fill.symbol)
+                        if oid is None:
+                            waiting.append((order, key))  # not named (yet): not found
+                            continue
+                        children[key] = oid
+                    found = await self._fill_fee(self._ex, oid, est.fill.symbol,
                                                  est.before, est.before + est.fill.qty)
                     if found is None:
                         waiting.append((order, key))
@@ -2650,6 +2680,25 @@ class CcxtExchange:
             raise
         except Exception:
             log.exception("%s: the fees booked with an estimate were not looked up", self.id)
+
+    async def _recalled_child(self, order: Order, aid: str, symbol: str) -> str | None:
+        """The id of the market order that conditional order `order` (algo id `aid`)
+        created when it fired, whose trades say the fee of its fill recalled with an
+        estimate: read off the algo order as the venue shows it now (`_algo_again`), as the
+        lookup of a fired stop reads it (`algo_child_of`). None while the algo order names
+        none (it says TRIGGERING still, or never fired; the lookup failed: logged): not
+        found this round — never another order's trades in its place."""
+        try:
+            a = await self._algo_again(self._ex, aid, symbol)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("%s: order %s (%s): conditional order %s not read (%s)", self.id,
+                     order.client_id, symbol, aid, map_error(exc, self.id))
+            return None
+        if not a or not vm.algo_fired(self.id, a) or str(vm.algo_id_of(self.id, a)) != aid:
+            return None
+        return vm.algo_child_of(a)
 
     async def _fill_fee(self, ex: Any, order_id: str, symbol: str, before: float,
                         end: float) -> tuple[float, str] | None:
