@@ -5,8 +5,8 @@ time / ticker(s) / candles, account config (`posMode` net_mode | long_short_mode
 positions (`mgnMode` cross | isolated, `posSide` net | long | short), set-leverage, trade
 order / order-algo / cancel-order / cancel-algos / order / order-algo / orders-pending /
 orders-algo-pending (by `ordType`, as OKX requires) / orders-history /
-orders-algo-history, and the websockets: public `tickers`, private `orders` (after
-`login`) and business `orders-algo`.
+orders-algo-history / fills-history (an order's executions), and the websockets: public
+`tickers`, private `orders` (after `login`) and business `orders-algo`.
 
 Algo (conditional) orders live in their own book; they trigger on `slTriggerPxType` /
 `tpTriggerPxType` (last | mark) and create a market order that carries the algo's
@@ -431,6 +431,20 @@ class OkxServer:
         if o is None or o.algo:
             raise VenueError("order_missing", "Order does not exist")
         return [self.order_json(o)]
+
+    async def _r_trade_fills_history(self, p: dict[str, Any]) -> Any:
+        """An account's executions (newest first), of one instrument or order (`ordId`)."""
+        inst, oid = p.get("instId"), p.get("ordId")
+        rows = [t for t in self.core.trades
+                if (not inst or t.symbol == inst) and (not oid or t.order_id == oid)]
+        return [{"instType": "SWAP", "instId": t.symbol, "tradeId": t.id, "ordId": t.order_id,
+                 "clOrdId": self.core.orders[t.order_id].client_id, "billId": t.id,
+                 "subType": "1", "tag": "", "fillPx": s(t.price), "fillSz": s(t.qty),
+                 "fillIdxPx": "", "fillPnl": "0", "fillPxVol": "", "fillPxUsd": "",
+                 "fillMarkVol": "", "fillFwdPx": "", "fillMarkPx": "", "side": t.side,
+                 "posSide": self.core.orders[t.order_id].leg, "execType": "T",
+                 "feeCcy": "USDT", "fee": s(-t.fee), "ts": str(t.ts), "fillTime": str(t.ts)}
+                for t in reversed(rows)]
 
     async def _get_algo(self, p: dict[str, Any]) -> Any:
         o = self.core.find(p.get("algoId"), p.get("algoClOrdId"))

@@ -115,6 +115,20 @@ class VOrder:
         return self.kind in ("stop", "take_profit")
 
 
+@dataclass
+class VTrade:
+    """One execution of an order (OKX: a row of its fills)."""
+
+    id: str
+    order_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    ts: int
+
+
 class VenueCore:
     def __init__(self) -> None:
         self.markets: dict[str, VMarket] = {}
@@ -133,6 +147,8 @@ class VenueCore:
         # OKX: a triggered algo order creates a new order (its child); Bybit: the
         # conditional order itself becomes a market order and fills under its own id
         self.conditional_children = True
+        self.taker_fee = TAKER_FEE  # what the account is charged (the market lists 5 bp)
+        self.trades: list[VTrade] = []  # every execution, in the order they happened
 
     # ------------------------------------------------------------ setup
     def add_market(self, m: VMarket, price: str | float) -> None:
@@ -290,13 +306,15 @@ class VenueCore:
             pos.created = 0
             pos.sl = pos.tp = Decimal(0)
         pos.updated = ms()
-        fee = price * qty * TAKER_FEE * d(self.markets[order.symbol].contract_size)
+        fee = price * qty * self.taker_fee * d(self.markets[order.symbol].contract_size)
         self.wallet += realized * d(self.markets[order.symbol].contract_size) - fee
         order.filled += qty
         order.cum_quote += price * qty
         order.fee += fee
         order.status = "filled" if order.filled >= order.qty else "partially_filled"
         order.updated = ms()
+        self.trades.append(VTrade(str(next(self._ids)), order.id, order.symbol, order.side,
+                                  qty, price, fee, order.updated))
         order.extra["last_qty"] = qty
         order.extra["last_price"] = price
         await self._emit(order)
