@@ -1032,14 +1032,14 @@ class CcxtExchange:
         for attempt in range(attempts):
             child_id = vm.algo_child_of(a)
             if child_id:
-                child = await self._fired_child(ex, child_id, symbol)
+                child = await self._order_now(ex, child_id, symbol, False)
                 if child is not None and self._status_of(child, OrderStatus.OPEN).is_final:
                     break
             if attempt == attempts - 1:
                 break
             await self._sleep(self._settings.backoff.delay(attempt))
             # read again: it may name its market order only now (TRIGGERING)
-            a = await self._algo_again(ex, aid, symbol) or a
+            a = await self._order_now(ex, aid, symbol, True) or a
         if child is not None:
             child = await self._priced(ex, child, symbol)
         filled = (_f(child.get("filled")) or 0.0) if child is not None else 0.0
@@ -1069,23 +1069,13 @@ class CcxtExchange:
             await self._process_orders([dict(a), row])
         return order
 
-    async def _algo_again(self, ex: Any, aid: str, symbol: str) -> Any:
-        """Conditional order `aid` as the venue shows it now (by its algo id); None when the
-        venue does not show it (a network failure raises: unknown is not absent)."""
+    async def _order_now(self, ex: Any, oid: str, symbol: str, trigger: bool) -> Any:
+        """Order `oid` (a conditional one, by its algo id: `trigger`) as the venue shows it
+        now — a fired stop read again, the market order it created; None while the venue
+        does not show it (a network failure raises: unknown is not absent)."""
         try:
             return await self._rest(
-                lambda: self._fetch_order_by_id(ex, aid, symbol, True), "fetch_order")
-        except pe.ExchangeError as e:
-            if e.retryable:
-                raise
-            return None
-
-    async def _fired_child(self, ex: Any, child_id: str, symbol: str) -> Any:
-        """The market order a fired conditional order created; None while the venue does
-        not show it (a network failure raises: unknown is not absent)."""
-        try:
-            return await self._rest(
-                lambda: self._fetch_order_by_id(ex, child_id, symbol, False), "fetch_order")
+                lambda: self._fetch_order_by_id(ex, oid, symbol, trigger), "fetch_order")
         except pe.ExchangeError as e:
             if e.retryable:
                 raise
@@ -2684,12 +2674,12 @@ class CcxtExchange:
     async def _recalled_child(self, order: Order, aid: str, symbol: str) -> str | None:
         """The id of the market order that conditional order `order` (algo id `aid`)
         created when it fired, whose trades say the fee of its fill recalled with an
-        estimate: read off the algo order as the venue shows it now (`_algo_again`), as the
+        estimate: read off the algo order as the venue shows it now (`_order_now`), as the
         lookup of a fired stop reads it (`algo_child_of`). None while the algo order names
         none (it says TRIGGERING still, or never fired; the lookup failed: logged): not
         found this round — never another order's trades in its place."""
         try:
-            a = await self._algo_again(self._ex, aid, symbol)
+            a = await self._order_now(self._ex, aid, symbol, True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
