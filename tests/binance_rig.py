@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pmgui.domain.enums import OrderRole, Side
+from pmgui.domain.models import Fill
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.ledger import FEE_ESTIMATES_KEY
@@ -93,6 +94,11 @@ async def open_before_the_stream(engine: EngineCore, server: BinanceServer
 def waiting_fees(engine: EngineCore) -> dict:
     """The fills whose estimated fee waits for the venue's (`ledger.fee_estimates`)."""
     return engine.store.get_setting(FEE_ESTIMATES_KEY, {}) or {}
+
+
+def records(engine: EngineCore, client_id: str) -> list[Fill]:
+    """The journal's fill records of order `client_id`."""
+    return [f for f in engine.store.fills() if f.order_client_id == client_id]
 
 
 def trade_listings(server: BinanceServer) -> int:

@@ -32,7 +32,6 @@ from pathlib import Path
 import pytest
 
 from pmgui.domain.enums import OrderType
-from pmgui.domain.models import Fill
 from pmgui.engine.core import EngineCore
 from pmgui.engine.events import PositionCorrected
 from pmgui.engine.outbox import Outbox
@@ -45,6 +44,7 @@ from tests.binance_rig import (
     binance_exchange,
     open_long,
     rated_server,
+    records,
     trade_listings,
     waiting_fees,
 )
@@ -61,10 +61,6 @@ STOP_FEE = float(Decimal("48900") * Decimal("0.01") * TAKER_RATE)  # what the ve
 async def server() -> AsyncIterator[BinanceServer]:
     async with rated_server() as srv:
         yield srv
-
-
-def _stop_records(engine: EngineCore, stop_cid: str) -> list[Fill]:
-    return [f for f in engine.store.fills() if f.order_client_id == stop_cid]
 
 
 def _algo_lookups(server: BinanceServer, stop_cid: str) -> int:
@@ -116,7 +112,7 @@ async def _stop_booked_by_pmgui_then_stopped(server: BinanceServer, db: Path,
         assert found is not None and found.type is OrderType.STOP_MARKET
         assert (found.filled, found.average) == (pytest.approx(0.01), pytest.approx(FILL))
         await engine.apply_order(found, ())
-        (own,) = _stop_records(engine, stop_cid)
+        (own,) = records(engine, stop_cid)
         assert own.id.startswith(stop_cid + "#") and own.fee == pytest.approx(ESTIMATE)
         assert own.exchange_order_id == stop.exchange_id  # the algo id, not its child's
         assert [e["client_id"] for e in waiting_fees(engine).values()] == [stop_cid]
@@ -131,9 +127,9 @@ async def _stop_booked_by_pmgui_then_stopped(server: BinanceServer, db: Path,
 def _corrected(engine: EngineCore, pid: str, stop_cid: str, booked_pnl: float) -> bool:
     """The closed position and the stop's record hold the venue's fee of the stop's fill."""
     row = engine.store.load_position(pid)
-    records = _stop_records(engine, stop_cid)
-    return row is not None and len(records) == 1 and \
-        records[0].fee == pytest.approx(STOP_FEE) and \
+    kept = records(engine, stop_cid)
+    return row is not None and len(kept) == 1 and \
+        kept[0].fee == pytest.approx(STOP_FEE) and \
         row.fees_paid == pytest.approx(VENUE_FEE + STOP_FEE) and \
         row.realized_pnl == pytest.approx(booked_pnl + ESTIMATE - STOP_FEE)
 
@@ -147,7 +143,7 @@ async def test_a_fired_stop_s_estimated_fee_is_corrected_once_after_a_restart(
     try:
         await until(lambda: not waiting_fees(engine), what="looked up and settled")
         assert _corrected(engine, pid, stop_cid, booked)
-        (record,) = _stop_records(engine, stop_cid)
+        (record,) = records(engine, stop_cid)
         assert record.id.startswith(stop_cid + "#")  # the record corrected, not replaced
         await until(lambda: len(events) == 1, what="announced")
         assert events[0].position.realized_pnl == pytest.approx(booked + ESTIMATE - STOP_FEE)
@@ -183,12 +179,12 @@ async def test_a_fee_the_stream_tells_meanwhile_is_corrected_once_not_again_by_t
         await until(lambda: not waiting_fees(engine), what="the venue's record taken")
         await until(lambda: len(events) == 1, what="announced")
         assert _corrected(engine, pid, stop_cid, booked)
-        (record,) = _stop_records(engine, stop_cid)
+        (record,) = records(engine, stop_cid)
         assert "#" not in record.id
         server.faults.unnamed_children = 0  # the lookup finds the same fee now
         await until(lambda: not exchange._fee_lookups, what="the lookup done")
         assert _corrected(engine, pid, stop_cid, booked)
-        assert _stop_records(engine, stop_cid) == [record] and len(events) == 1
+        assert records(engine, stop_cid) == [record] and len(events) == 1
     finally:
         await engine.shutdown()
 
@@ -233,7 +229,7 @@ async def test_a_market_order_never_seen_leaves_the_estimate_and_the_next_start_
         assert engine.started
         await until(lambda: any("its fee stays the estimate" in r.getMessage()
                                 for r in caplog.records), what="the lookup given up")
-        (record,) = _stop_records(engine, stop_cid)
+        (record,) = records(engine, stop_cid)
         assert record.fee == pytest.approx(ESTIMATE)
         row = engine.store.load_position(pid)
         assert row is not None and row.fees_paid == pytest.approx(VENUE_FEE + ESTIMATE)
@@ -262,7 +258,7 @@ async def test_a_fired_stop_s_fee_paid_in_bnb_keeps_the_estimate_and_says_so(
     engine = (await binance_engine(server, db))[0]
     try:
         await until(lambda: not waiting_fees(engine), what="settled")
-        (record,) = _stop_records(engine, stop_cid)
+        (record,) = records(engine, stop_cid)
         assert record.fee == pytest.approx(ESTIMATE)  # never the BNB amount as USDT
         row = engine.store.load_position(pid)
         assert row is not None and row.realized_pnl == pytest.approx(booked)

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from pmgui.domain.enums import OrderRole, Side
-from pmgui.domain.models import Fill, Tick
+from pmgui.domain.models import Tick
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
 from pmgui.engine.events import PositionCorrected
@@ -40,6 +40,7 @@ from tests.binance_rig import (
     binance_engine,
     binance_exchange,
     rated_server,
+    records,
     trade_listings,
     waiting_fees,
 )
@@ -60,11 +61,7 @@ async def server() -> AsyncIterator[BinanceServer]:
         yield srv
 
 
-def _records(engine: EngineCore, client_id: str) -> list[Fill]:
-    return [f for f in engine.store.fills() if f.order_client_id == client_id]
-
-
-async def _entry_booked_without_records(server: BinanceServer, engine: EngineCore
+async def _entry_booked_withoutrecords(server: BinanceServer, engine: EngineCore
                                         ) -> tuple[str, str]:
     """A limit long fills (as a maker) while the stream's reports are held; a lookup by
     client id finds it filled, without its records, and the engine applies that answer:
@@ -85,7 +82,7 @@ async def _entry_booked_without_records(server: BinanceServer, engine: EngineCor
     await engine.apply_order(found, ())
     rt = engine.book.find(BTC, Side.LONG)
     assert rt is not None and rt.position.fees_paid == pytest.approx(ESTIMATE)
-    (own,) = _records(engine, entry.client_id)
+    (own,) = records(engine, entry.client_id)
     assert own.id.startswith(entry.client_id + "#") and own.fee == pytest.approx(ESTIMATE)
     return rt.id, entry.client_id
 
@@ -95,7 +92,7 @@ async def _booked_and_stopped(server: BinanceServer, db: Path) -> tuple[str, str
     venue's reports come (they never will: discarded). (position id, client id)"""
     engine = (await binance_engine(server, db))[0]
     try:
-        pid, cid = await _entry_booked_without_records(server, engine)
+        pid, cid = await _entry_booked_withoutrecords(server, engine)
         assert len(waiting_fees(engine)) == 1  # the estimate's fact, journaled with its record
     finally:
         await engine.shutdown()
@@ -130,7 +127,7 @@ def _fees(engine: EngineCore, pid: str, client_id: str) -> tuple[float, float]:
     """(the journal row's fees, the entry's records' fees)"""
     row = engine.store.load_position(pid)
     assert row is not None
-    return row.fees_paid, sum(f.fee for f in _records(engine, client_id))
+    return row.fees_paid, sum(f.fee for f in records(engine, client_id))
 
 
 async def test_a_restart_before_the_venue_s_records_looks_the_fee_up_once(
@@ -145,7 +142,7 @@ async def test_a_restart_before_the_venue_s_records_looks_the_fee_up_once(
         rt = engine.book.runtime(pid)
         assert rt.position.realized_pnl == pytest.approx(-MAKER)
         assert _fees(engine, pid, cid) == (pytest.approx(MAKER),) * 2
-        assert sum(f.qty for f in _records(engine, cid)) == pytest.approx(QTY)
+        assert sum(f.qty for f in records(engine, cid)) == pytest.approx(QTY)
     finally:
         await engine.shutdown()
     async with _restarted_again(server, db) as engine:  # nothing looked up, nor corrected
@@ -161,7 +158,7 @@ async def test_a_closed_position_s_estimate_is_corrected_after_a_restart_and_ann
     db = tmp_path / "pmgui.db"
     engine = (await binance_engine(server, db))[0]
     try:
-        pid, cid = await _entry_booked_without_records(server, engine)
+        pid, cid = await _entry_booked_withoutrecords(server, engine)
         server.faults.hold_order_events = False
         server.discard_held_events()  # the entry's reports never come
         res = await engine.handle(cmd.ClosePosition(pid))
@@ -202,14 +199,14 @@ async def test_the_venue_s_records_while_running_replace_ours_and_nothing_is_loo
     db = tmp_path / "pmgui.db"
     engine = (await binance_engine(server, db))[0]
     try:
-        pid, cid = await _entry_booked_without_records(server, engine)
+        pid, cid = await _entry_booked_withoutrecords(server, engine)
         assert len(waiting_fees(engine)) == 1
         server.faults.hold_order_events = False
         await server.release_held_events()  # the stream's reports of the entry's trade
         await until(lambda: not waiting_fees(engine), what="the estimate dropped")
         await until(lambda: engine.book.runtime(pid).position.fees_paid
                     == pytest.approx(MAKER), what="the venue's fee")
-        (record,) = _records(engine, cid)
+        (record,) = records(engine, cid)
         assert "#" not in record.id and record.fee == pytest.approx(MAKER)
     finally:
         await engine.shutdown()

@@ -24,10 +24,9 @@ from pathlib import Path
 import pytest
 
 from pmgui.domain.enums import OrderRole, OrderType
-from pmgui.domain.models import Fill
 from pmgui.exchange.ccxt_adapter import CcxtExchange
 from pmgui.exchange.credentials import Credentials
-from tests.binance_rig import waiting_fees
+from tests.binance_rig import records, waiting_fees
 from tests.fakes.okx_server import OkxServer
 from tests.venue_support import BTC, FAST, VenueRig, monitor, until
 
@@ -44,10 +43,6 @@ async def server() -> AsyncIterator[OkxServer]:
     await srv.start()
     yield srv
     await srv.stop()
-
-
-def _stop_records(rig: VenueRig, stop_cid: str) -> list[Fill]:
-    return [f for f in rig.store.fills() if f.order_client_id == stop_cid]
 
 
 def _lookups(server: OkxServer) -> int:
@@ -86,7 +81,7 @@ async def test_a_fired_okx_stop_s_estimated_fee_is_corrected_once_after_a_restar
         assert found is not None and found.type is OrderType.STOP_MARKET
         assert (found.filled, found.average) == (pytest.approx(1.0), pytest.approx(FILL))
         await rig.engine.apply_order(found, ())
-        (own,) = _stop_records(rig, stop_cid)
+        (own,) = records(rig.engine, stop_cid)
         assert own.id.startswith(stop_cid + "#") and own.fee == pytest.approx(ESTIMATE)
         assert own.exchange_order_id == stop.exchange_id  # the algo id
         booked = rig.store.load_position(pid)
@@ -101,7 +96,7 @@ async def test_a_fired_okx_stop_s_estimated_fee_is_corrected_once_after_a_restar
     try:
         await rig.start()
         await until(lambda: not waiting_fees(rig.engine), what="looked up and settled")
-        (record,) = _stop_records(rig, stop_cid)
+        (record,) = records(rig.engine, stop_cid)
         assert record.fee == pytest.approx(venue_fee)
         row = rig.store.load_position(pid)
         assert row is not None and row.fees_paid == pytest.approx(venue_fee)
