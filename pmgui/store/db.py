@@ -1115,14 +1115,18 @@ class Store:
 
     def _validate(self, pos: Position) -> _Prep | None:
         """Check `pos` before it is queued or written (ValidationError naming the field;
-        nothing changes). Against a state of the same id validated before (queued, or the
-        one last written) only its new objects are checked (`position_changes`); when that
-        state is the one written, the column changes found are returned for the write."""
+        nothing changes). Against a state of the same id validated before (the one last
+        written, else the one queued) only its new objects are checked (`position_changes`);
+        against the one written, the column changes found are returned for the write. (The
+        one written first, even with a newer state queued: the changes found are the
+        write's, not found a second time when it is written — ~2,000 of a storm's 11,000
+        level moves, session 27.)"""
         pid = pos.id
         if pid.__class__ is str:
-            queued = self._behind_positions.get(pid)
-            written = self._written.get(pid)
-            ref = queued[0] if queued is not None else written
+            ref = written = self._written.get(pid)
+            if ref is None:
+                queued = self._behind_positions.get(pid)
+                ref = None if queued is None else queued[0]
             if ref is not None:
                 cols, vals = position_changes(ref, pos)
                 if pos.tranches is not ref.tranches:
