@@ -108,9 +108,9 @@ def _rows(store: Store) -> dict[str, list[tuple]]:
     }
 
 
-def test_level_moves_written_behind_store_the_rows_the_synced_path_stores(tmp_path):
-    positions = _positions(40)
-    moves = _moves(positions, 1500, seed=27)
+def _both_paths(tmp_path, positions, moves, build_every: int, flush: bool):
+    """The rows `moves` leave through the behind path (a chunk's lines built every
+    `build_every` moves, and written there too with `flush`) and through the synced path."""
     behind, synced = Store.open(tmp_path / "behind.db"), Store.open(tmp_path / "synced.db")
     try:
         for s in (behind, synced):
@@ -118,49 +118,42 @@ def test_level_moves_written_behind_store_the_rows_the_synced_path_stores(tmp_pa
         for i, (pos, action) in enumerate(moves):
             behind.record_action_behind(action, symbol=pos.symbol)
             behind.save_position_behind(pos)
-            if i % 7 == 6:  # the tick path: a chunk's lines built, then written
+            if i % build_every == build_every - 1:  # the tick path: lines built, then written
                 behind.build_behind()
-                behind.flush_behind(1e-9)
+                if flush:
+                    behind.flush_behind(1e-9)
             synced.record_action(action, symbol=pos.symbol)
             synced.save_position(pos)
         assert behind.behind > 0
         behind.flush_behind()
         assert behind.behind == 0
-        got, want = _rows(behind), _rows(synced)
-        assert len(want["actions"]) == len(moves)
-        for table in want:
-            assert got[table] == want[table], table
-        # both paths share the row builders: the inputs text checked against json itself
-        texts = [r[12] for r in want["actions"]]
-        assert texts == [_reference_json(a.inputs) for _, a in moves]
-        # the odd inputs took the general path: non-finite stored as null, other keys
-        assert sum('"distance":null' in t for t in texts) >= 10
-        assert sum('"why":"other keys"' in t for t in texts) >= 10
-        assert sum('"momentum":-0.0' in t for t in texts) >= 10
+        return _rows(behind), _rows(synced)
     finally:
         behind.close()
         synced.close()
+
+
+def test_level_moves_written_behind_store_the_rows_the_synced_path_stores(tmp_path):
+    positions = _positions(40)
+    moves = _moves(positions, 1500, seed=27)
+    got, want = _both_paths(tmp_path, positions, moves, build_every=7, flush=True)
+    assert len(want["actions"]) == len(moves)
+    for table in want:
+        assert got[table] == want[table], table
+    # both paths share the row builders: the inputs text checked against json itself
+    texts = [r[12] for r in want["actions"]]
+    assert texts == [_reference_json(a.inputs) for _, a in moves]
+    # the odd inputs took the general path: non-finite stored as null, other keys
+    assert sum('"distance":null' in t for t in texts) >= 10
+    assert sum('"why":"other keys"' in t for t in texts) >= 10
+    assert sum('"momentum":-0.0' in t for t in texts) >= 10
 
 
 def test_behind_rows_equal_when_built_after_every_move(tmp_path):
     """Each line built alone (the memo of the last inputs changes at every line)."""
     positions = _positions(3)
     moves = _moves(positions, 200, seed=5)
-    behind, synced = Store.open(tmp_path / "behind.db"), Store.open(tmp_path / "synced.db")
-    try:
-        for s in (behind, synced):
-            s.save_positions(positions)
-        for pos, action in moves:
-            behind.record_action_behind(action, symbol=pos.symbol)
-            behind.save_position_behind(pos)
-            behind.build_behind()
-            synced.record_action(action, symbol=pos.symbol)
-            synced.save_position(pos)
-        behind.flush_behind()
-        got, want = _rows(behind), _rows(synced)
-        for table in want:
-            assert got[table] == want[table], table
-        assert [r[12] for r in got["actions"]] == [_reference_json(a.inputs) for _, a in moves]
-    finally:
-        behind.close()
-        synced.close()
+    got, want = _both_paths(tmp_path, positions, moves, build_every=1, flush=False)
+    for table in want:
+        assert got[table] == want[table], table
+    assert [r[12] for r in got["actions"]] == [_reference_json(a.inputs) for _, a in moves]
