@@ -848,8 +848,7 @@ class Store:
         """`save_position` written behind: validated now, stored with the next window.
         (`_guard`ed inline: see `_guarded`.)"""
         try:
-            if self._closed or self.readonly:
-                self._writable()
+            self._writable()
             prep = self._validate(pos)
             self._behind_positions[pos.id] = (pos, time.time(), prep)
             if self._behind_since is None:
@@ -863,15 +862,11 @@ class Store:
         move). Validated now; its row id comes with the write. (`_guard`ed inline: see
         `_guarded`.)"""
         try:
-            if self._closed or self.readonly:
-                self._writable()
+            self._writable()
             if action.inputs.__class__ is MappingProxyType \
                     and plain_action(action, symbol, detail):
                 action_flags(action)  # the one part that can still be refused: checked now
-                row_id = self._next_action_id
-                if row_id is None:
-                    row_id = self._peek_action_id()
-                self._next_action_id = row_id + 1  # `_take_action_id`
+                row_id = self._take_action_id()
                 self._behind_actions.append(_later_row(row_id, action, symbol, ok, detail))
             else:
                 self._behind_actions.append(self._action_row(action, symbol, ok, detail))
@@ -905,8 +900,8 @@ class Store:
         built = 0
         for i in range(n_a):
             r = actions[i]
-            if r.__class__ is not tuple:  # `r.row()`, one call less a line
-                actions[i] = plain_action_values(r.action, r.row_id, r.symbol, r.ok, r.detail)
+            if r.__class__ is not tuple:
+                actions[i] = r.row()
                 built += 1
         if len(self._behind_positions) + len(actions) > limit and limit > n_a:
             built += self._prepare_pass(limit - n_a)
@@ -1166,24 +1161,18 @@ class Store:
         UPDATE statement per set of changed columns."""
         groups: dict[tuple[str, ...], tuple[list[Position], list[tuple]]] = {}
         written = self._written
-        # `_changes`, `_write_tranches` and `_remember` inline (three calls a row: ~0.5 µs
-        # of each level move, session 27)
         for pid, (pos, updated_at, prep) in taken.items():
             prev = written.get(pid)
             if prev is None:
                 self._write_whole(pos, updated_at)
                 continue
-            if prep is not None and prep[0] is prev:
-                cols, vals = prep[1], prep[2]
-            else:
-                cols, vals = position_changes(prev, pos)
+            cols, vals = self._changes(prev, pos, prep)
             group = groups.get(cols)
             if group is None:
                 group = groups[cols] = ([], [])
             group[0].append(pos)
             group[1].append((*vals, updated_at, pid))
-            if pos.tranches is not prev.tranches:
-                self._write_tranches(prev, pos)
+            self._write_tranches(prev, pos)
         conn = self.db.conn
         for cols, (items, params) in groups.items():
             sql = _update_sql(cols)
@@ -1191,10 +1180,8 @@ class Store:
                 for pos, row in zip(items, params, strict=True):  # a row vanished: which
                     if conn.execute(sql, row).rowcount != 1:  # one? (equal re-writes)
                         self._write_whole(pos, row[-2])
-            if len(written) + len(items) > 8192:
-                written.clear()  # `_remember`'s bound
             for pos in items:
-                written[pos.id] = pos
+                self._remember(pos)
 
     def _write_whole(self, pos: Position, updated_at: float) -> None:
         self._upsert("positions", position_to_row(pos, updated_at), "id")
