@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import fields, replace
 
 from pmgui.domain.enums import ActionType, Reason, StopKind
+from pmgui.domain.levels import _MOVE_STOP
 from pmgui.domain.models import Action, frozen_map
 from pmgui.domain.slots import slot_copier
-from pmgui.engine.core import _MOVE_STOP
 
 
 def test_action_copy_is_dataclasses_replace():

@@ -331,3 +331,57 @@ async def test_housekeeping_builds_each_chunk_in_a_step_before_writing_it(db_pat
     assert [a["sl"] for a in store.actions(pid) if a["type"] == "move_sl"] == \
         [59_100.0 + i for i in range(5, -1, -1)]
     await h.engine.shutdown()
+
+
+def _row_sl(db_path, pid: str) -> float | None:
+    """The stop in the position's row as it is on disk (no replay)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT sl FROM positions WHERE id = ?", (pid,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def test_trailing_moves_rewrite_no_row_yet_every_reader_gets_the_last_one(db_path):
+    """A rule's level move is logged (behind) but its row is rewritten only with the next
+    save: on disk the row keeps an older stop, and whoever loads the position — another
+    process now, the engine after a crash — gets the last move, replayed from the log."""
+    settings = EngineSettings(default_preset="manual", protect_on_exchange=False,
+                              overrides={"trailing.enabled": True, "trailing.mode": "fixed",
+                                         "trailing.distance": 0.01})
+    h = Harness(db_path, [], settings)
+    pid = await _open(h, sl=58_000.0, tp=70_000.0)
+    h.store.flush_behind()
+    before = _row_sl(db_path, pid)
+    for i, p in enumerate([60_500.0, 61_000.0, 61_400.0], start=1):
+        await _tick(h, p, i)
+    sl = h.engine.positions[pid].sl
+    assert sl == pytest.approx(61_400.0 * 0.99, abs=0.1)
+    moves = [e for e in h.of(ActionTaken) if e.action.type is ActionType.MOVE_SL]
+    assert len(moves) == 3
+    h.store.flush_behind()  # the window's write: the log lines, no row
+    assert _row_sl(db_path, pid) == before != sl
+    with Store.open(db_path, readonly=True) as reader:
+        got = reader.load_position(pid)
+        assert (got.sl, got.trailing) == (sl, sl)
+    await h.engine.shutdown()  # the shutdown saves the book: the row holds it now
+    assert _row_sl(db_path, pid) == sl
+
+
+async def test_an_order_placed_after_moves_lands_with_the_levels_it_was_placed_at(db_path):
+    """The exchange stop re-placed after a trailing move is journaled together with the
+    position's row at the new stop (not only its log line): an order is never on disk
+    without the levels it was placed at."""
+    settings = EngineSettings(default_preset="manual", protect_throttle=0.0,
+                              overrides={"trailing.enabled": True, "trailing.mode": "fixed",
+                                         "trailing.distance": 0.01})
+    h = Harness(db_path, [], settings)
+    pid = await _open(h, sl=58_000.0, tp=70_000.0)
+    await _tick(h, 61_000.0, 1)
+    sl = h.engine.positions[pid].sl
+    stops = [o for o in await h.paper.fetch_open_orders(SYMBOL) if o.type.value == "stop_market"]
+    assert len(stops) == 1 and stops[0].trigger_price == pytest.approx(sl)
+    assert _row_sl(db_path, pid) == sl  # no window written: the order's commit carried it
+    await h.engine.shutdown()

@@ -609,9 +609,9 @@ def test_a_due_window_is_written_behind_in_chunks_in_the_order_recorded(store, d
     store.behind_chunk = 16
     for i in range(40):
         store.save_position(minimal_position(f"m{i}"))
-    for i in range(40):
-        store.save_position_behind(minimal_position(f"m{i}").evolve(sl=1900.0 + i))
+    for i in range(40):  # as the engine does: the decision's line, then the state after it
         store.record_action_behind(_move(f"m{i}", 2000.0 + i, float(i)), symbol="ETH")
+        store.save_position_behind(minimal_position(f"m{i}").evolve(sl=1900.0 + i))
     assert store.flush_behind(older_than=3600.0) == 0  # the window is not due yet
     store._behind_since -= 7200.0  # it is now (white-box: no waiting in tests)
     written = []
@@ -836,8 +836,8 @@ def test_a_synced_write_carries_only_its_own_positions_state_behind(store, db_pa
     for pid in ("p1", "p2"):
         store.save_position(full_position(pid))
     store.save_position_behind(full_position("p1", sl=44100.0))
-    store.save_position_behind(full_position("p2", sl=44200.0))
     store.record_action_behind(_move("p2", 43000.0, 1.0), symbol="BTC")
+    store.save_position_behind(full_position("p2", sl=44200.0))  # a state after that line
     store.journal_order(sl_request("c-1", "p1"), 2.0)
     with _peek(db_path) as reader:
         assert reader.load_position("p1").sl == 44100.0  # its own state came along
@@ -1378,3 +1378,65 @@ def test_the_pause_after_a_chunk_covers_the_building_done_ahead_of_it(store):
     assert store.flush_behind(older_than=3600.0) == 3
     assert store._built_cost == 0.0
     assert store._behind_resume >= _time.monotonic() + db.BEHIND_PACE * 10.0 - 1.0
+
+
+def test_rule_moves_logged_after_a_row_are_replayed_on_load(store, db_path):
+    """A rule's level move rewrites no row (the engine logs it and saves the row with its
+    next save): whoever loads the position — the engine after a crash, another process —
+    gets the row with the moves logged after it applied in order. The trader's own moves
+    (saved at once), moves not carried out, other positions' lines and lines logged before
+    the row was written are not replayed; a closed position is its final row."""
+    store.save_position(minimal_position("m1"))
+    store.save_position(full_position("p1"))
+    tp_move = Action(type=ActionType.MOVE_TP, reason=Reason.DYNAMIC_TP,
+                     position_id="m1", price=2010.0, tp=2100.0, rule="dynamic_tp", ts=1.0,
+                     flags=frozenset({"tp_moved"}))
+    store.record_action_behind(_move("m1", 1990.0, 1.0), symbol="ETH")  # sl 1989
+    store.record_action_behind(tp_move, symbol="ETH")
+    store.record_action_behind(_move("m1", 1995.0, 2.0), symbol="ETH")  # sl 1994
+    store.record_action_behind(_move("p1", 43000.0, 2.0), symbol="BTC")  # another position
+    manual = Action(type=ActionType.MOVE_SL, reason=Reason.MANUAL, position_id="m1",
+                    price=2000.0, sl=1500.0, rule="manual", ts=3.0)
+    store.record_action(manual, symbol="ETH")  # its state is saved at once by the engine
+    store.record_action(_move("m1", 1999.0, 4.0), symbol="ETH", ok=False, detail="refused")
+    store.flush_behind()
+    with _peek(db_path) as reader:
+        m1 = reader.load_position("m1")
+        assert (m1.sl, m1.sl_kind, m1.trailing, m1.initial_sl) == \
+            (1994.0, StopKind.TRAILING, 1994.0, 1989.0)  # R's stop: the first one it got
+        assert (m1.tp, m1.flags) == (2100.0, frozenset({"tp_moved"}))
+        assert reader.load_position("p1").sl == 42999.0
+        assert {p.id: p.sl for p in reader.load_open_positions()} == \
+            {"m1": 1994.0, "p1": 42999.0}
+    # a row saved after the lines holds them: they are not applied a second time
+    store.save_position(minimal_position("m1").evolve(sl=1950.0))
+    assert store.load_position("m1").sl == 1950.0
+    store.save_position(full_position("p1").evolve(status=PositionStatus.CLOSED,
+                                                   closed_at=1_700_000_900.0))
+    assert [p.id for p in store.closed_positions()] == ["p1"]
+    assert store.closed_positions()[0].sl == full_position("p1").sl
+
+
+def test_a_row_queued_before_a_move_is_written_with_its_watermark(store, db_path):
+    """A state queued behind, then a move logged, then the chunk written: the row is the
+    older state and the move is replayed over it (the watermark is taken when the state is
+    queued, not when it is written)."""
+    store.save_position(minimal_position("m1"))
+    store.save_position_behind(minimal_position("m1").evolve(best_price=2050.0))
+    store.record_action_behind(_move("m1", 2050.0, 1.0), symbol="ETH")
+    store.flush_behind()
+    with _peek(db_path) as reader:
+        m1 = reader.load_position("m1")
+        assert (m1.best_price, m1.sl) == (2050.0, 2049.0)
+
+
+def test_rows_of_schema_2_replay_nothing(db_path):
+    """Rows written before schema 3 carry no watermark (NULL): they were rewritten at every
+    move, so nothing is replayed over them."""
+    with Store.open(db_path) as s:
+        s.save_position(minimal_position("m1"))
+        s.record_action(_move("m1", 1990.0, 1.0), symbol="ETH")
+        s.db.conn.execute("UPDATE positions SET level_action_id = NULL")
+        s.db.conn.commit()
+    with _peek(db_path) as reader:
+        assert reader.load_position("m1").sl is None

@@ -283,6 +283,34 @@ def test_schema_1_database_gains_the_funding_column_and_keeps_its_positions(db_p
         assert s.load_position("old").funding == -1.5
 
 
+def test_schema_2_database_gains_the_journal_watermark_and_replays_nothing(db_path):
+    """A file of schema 2 (every rule move rewrote the row): its rows get a NULL watermark,
+    so the moves already in the log are not applied again; a row saved after the upgrade
+    carries one."""
+    raw = Database(sqlite3.connect(db_path))
+    mig.migrate(raw, list(mig.MIGRATIONS[:2]))
+    raw.execute("INSERT INTO positions (id, symbol, side, status, qty, entry, leverage, "
+                "opened_at, initial_qty, sl, sl_kind, fee_rate, contract_size, preset, "
+                "overrides, automation, peak_roi, flags, realized_pnl, fees_paid, exchange, "
+                "updated_at) VALUES ('old', 'BTC/USDT:USDT', 'long', 'open', 0.5, 40000, 5, "
+                "1, 0.5, 39500, 'trailing', 0.0005, 1, 'guardian', '{}', 1, 0, '[]', 0, 0, "
+                "'paper', 1)")
+    raw.execute("INSERT INTO actions (id, ts, position_id, symbol, type, reason, price, sl, "
+                "rule, priority, inputs, flags, stop_kind, is_limit, ok, detail) VALUES "
+                "(1, 1, 'old', 'BTC/USDT:USDT', 'move_sl', 'trailing_stop', 40100, 39000, "
+                "'trailing', 7, '{}', '[]', 'trailing', 0, 1, '')")
+    raw.conn.commit()
+    raw.close()
+    with Store.open(db_path) as s:
+        assert s.schema_version == mig.SCHEMA_VERSION
+        assert s.db["positions"].columns_dict["level_action_id"] is int
+        (old,) = s.load_open_positions()
+        assert old.sl == 39500.0  # the row, not the older move in the log
+        s.save_position(old.evolve(best_price=40200.0))
+        assert s.db.execute("SELECT level_action_id FROM positions").fetchone()[0] == 1
+        assert s.load_position("old").sl == 39500.0
+
+
 def test_v1_database_with_data_migrates_and_keeps_data(db_path):
     fresh_db(db_path)  # a v1 file with a position in it
     raw = Database(sqlite3.connect(db_path))

@@ -50,6 +50,7 @@ from pmgui.domain.errors import (
     RetryableExchangeError,
     ValidationError,
 )
+from pmgui.domain.levels import rule_level_move
 from pmgui.domain.models import (
     Action,
     Candle,
@@ -61,7 +62,6 @@ from pmgui.domain.models import (
     Scalar,
     Tick,
     Tranche,
-    evolver,
     frozen_map,
 )
 from pmgui.domain.numbers import plain_price, plain_qty
@@ -713,10 +713,12 @@ class EngineCore:
             elif action.type is ActionType.REDUCE:
                 if await self.reduce(rt, action.qty or 0.0, action.reason, action) is None:
                     detail = self.close_not_sent(rt)
-            elif behind:  # `set_position(moved, persist="behind")` for the runtime in hand
+            elif behind:
+                # The row is not rewritten for the move: its log line, just recorded, is
+                # the journal the store replays on load over the row's last state
+                # (`Store._positions`); the row itself follows with the next peaks save
+                # (`_maybe_persist`, `save_interval`), or with any synced save before.
                 rt.position = moved
-                self.store.save_position_behind(moved)
-                rt.saved_at, rt.saved = self.clock(), moved
                 rt.protect_dirty = True
             elif moved is not None:
                 self.set_position(moved)
@@ -778,27 +780,24 @@ class EngineCore:
 
     @staticmethod
     def _moved(pos: Position, action: Action) -> Position | None:
-        """The position after a level move. A rule names the new level in `sl`/`tp`; a manual
-        move may also remove one (`inputs` new_sl/new_tp = None) and re-levels the tranches."""
-        manual = action.reason is Reason.MANUAL
+        """The position after a level move. A rule names the new level in `sl`/`tp`
+        (`rule_level_move`, which the store replays on load); a manual move may also remove
+        one (`inputs` new_sl/new_tp = None) and re-levels the tranches."""
+        inputs = action.inputs
         if action.type is ActionType.MOVE_SL:
-            sl = action.inputs["new_sl"] if "new_sl" in action.inputs else action.sl
-            if sl is None and not manual:
-                return None
-            kind = StopKind.MANUAL if manual else (action.stop_kind or StopKind.MANUAL)
-            new = _MOVE_STOP(pos, sl, kind, sl if kind is StopKind.TRAILING else pos.trailing,
-                             pos.initial_sl if pos.initial_sl is not None else sl,
-                             pos.flags | action.flags if action.flags else pos.flags)
-            if manual:
-                new = new.evolve(tranches=tuple(replace(t, sl=sl) for t in pos.tranches))
-            return new
-        tp = action.inputs["new_tp"] if "new_tp" in action.inputs else action.tp
-        if tp is None and not manual:
-            return None
+            sl = inputs["new_sl"] if "new_sl" in inputs else action.sl
+            if action.reason is not Reason.MANUAL:
+                return rule_level_move(pos, ActionType.MOVE_SL, sl, None, action.stop_kind,
+                                       action.flags)
+            new = pos.evolve(sl=sl, sl_kind=StopKind.MANUAL,
+                             initial_sl=pos.initial_sl if pos.initial_sl is not None else sl,
+                             flags=pos.flags | action.flags if action.flags else pos.flags)
+            return new.evolve(tranches=tuple(replace(t, sl=sl) for t in pos.tranches))
+        tp = inputs["new_tp"] if "new_tp" in inputs else action.tp
+        if action.reason is not Reason.MANUAL:
+            return rule_level_move(pos, action.type, None, tp, None, action.flags)
         new = pos.evolve(tp=tp, flags=pos.flags | action.flags if action.flags else pos.flags)
-        if manual:
-            new = new.evolve(tranches=tuple(replace(t, tp=tp) for t in pos.tranches))
-        return new
+        return new.evolve(tranches=tuple(replace(t, tp=tp) for t in pos.tranches))
 
     # ------------------------------------------------------------------ orders
 
@@ -809,6 +808,13 @@ class EngineCore:
         waits for its turn among its peers (`TurnShare`). Their fsyncs end together in a
         burst, and each one's send and booking (a commit or two) then ran in one round."""
         ledger = self.ledger
+        rt = self.book.runtime(req.position_id) if req.position_id else None
+        if rt is not None and rt.position is not rt.saved and rt.position.is_open:
+            # the position as it is now goes to disk in the order's own commit (the store
+            # carries a position's queued state with it): an order is never on disk
+            # without the levels it was placed at, rule moves included (not written per
+            # move: `execute`)
+            self.set_position(rt.position, persist="behind")
         order = await ledger.journal_synced(req)  # its fsync off the loop
         if turns is not None:
             await turns.turn()  # journaled and synced: nothing is sent before this anyway
@@ -1590,8 +1596,6 @@ class _Closing:
 # `dataclasses.replace` of an applied action without its per-call overhead
 _action_at = slot_copier(Action, ("ts",))
 _action_levels = slot_copier(Action, ("sl", "tp"))
-# a rule's stop move: the new stop, its kind, the trailing level, R's stop, the flags
-_MOVE_STOP = evolver("sl", "sl_kind", "trailing", "initial_sl", "flags")
 
 
 def _unsure(exc: ExchangeError, message: str) -> ExchangeError:

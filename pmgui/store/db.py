@@ -20,7 +20,11 @@ Why it is built this way:
   synced write carries only what waits behind for its own position (an order journaled for
   a position is never on disk without the levels it was placed at), so it never queues
   behind the backlog; a log line's id is taken when it is recorded, so the log keeps the
-  order of the decisions whichever commit writes them. Venue reports and such windows may be
+  order of the decisions whichever commit writes them. A rule's level move is only its log
+  line: each position row carries the journal watermark it was saved at
+  (`level_action_id`, the last action id logged then), and every load replays over it the
+  position's moves logged after (`_replay_moves`), so the engine rewrites the row with its
+  next save instead of at every move of a trail. Venue reports and such windows may be
   committed `relaxed()` (WAL, not fsynced: a killed process loses nothing; the next synced
   commit syncs them). Hot-path writes use prepared SQL (sqlite-utils keeps schema and
   migrations). The store remembers the Position it last wrote for each id (the engine's
@@ -81,8 +85,9 @@ else:
     finally:
         del sys.modules["pandas"]
 
-from pmgui.domain.enums import OrderRole, OrderStatus, PositionStatus
+from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, PositionStatus, StopKind
 from pmgui.domain.errors import StoreError, ValidationError
+from pmgui.domain.levels import rule_level_move
 from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position
 from pmgui.domain.slots import slot_constructor
 from pmgui.store import migrations as mig
@@ -151,7 +156,9 @@ _PROTECTIVE_ROLES = (OrderRole.STOP_LOSS.value, OrderRole.TAKE_PROFIT.value)
 # a state's column changes against the Position they were computed from (that Position,
 # the columns, their values)
 _Prep = tuple[Position, tuple[str, ...], list[Any]]
-_Queued = tuple[Position, float, "_Prep | None"]  # a position waiting behind
+# a position waiting behind: the state, its updated_at, its column changes, its journal
+# watermark (`_watermark`)
+_Queued = tuple[Position, float, "_Prep | None", int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +192,19 @@ _ACTION_INSERT = (f"INSERT INTO actions ({', '.join(ACTION_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(ACTION_COLUMNS))})")
 
 
+# a position's rule level moves logged after its row's journal watermark, in order
+# (`Store._replay_moves`; the per-position index serves it)
+_MOVES_AFTER = ("SELECT type, sl, tp, stop_kind, flags FROM actions WHERE position_id = ? "
+                "AND id > ? AND type IN ('move_sl', 'move_tp') AND reason != 'manual' "
+                "AND ok = 1 ORDER BY id")
+
+
 def _update_sql(cols: tuple[str, ...]) -> str:
-    """UPDATE of a position's changed columns and its updated_at (params: values,
-    updated_at, id)."""
+    """UPDATE of a position's changed columns, its updated_at and its journal watermark
+    (params: values, updated_at, level_action_id, id)."""
     sql = _UPDATE_SQL.get(cols)
     if sql is None:
-        sets = ", ".join(f"{c} = ?" for c in (*cols, "updated_at"))
+        sets = ", ".join(f"{c} = ?" for c in (*cols, "updated_at", "level_action_id"))
         sql = _UPDATE_SQL[cols] = f"UPDATE positions SET {sets} WHERE id = ?"
     return sql
 
@@ -850,7 +864,7 @@ class Store:
         try:
             self._writable()
             prep = self._validate(pos)
-            self._behind_positions[pos.id] = (pos, time.time(), prep)
+            self._behind_positions[pos.id] = (pos, time.time(), prep, self._watermark())
             if self._behind_since is None:
                 self._behind_since = time.monotonic()
         except (sqlite3.Error, ValueError, KeyError) as e:
@@ -1083,6 +1097,14 @@ class Store:
             row_id = self._next_action_id = int(last or 0) + 1
         return row_id
 
+    def _watermark(self) -> int:
+        """The journal watermark of a position state saved now: the id of the last action
+        logged so far, for any position. The engine applies a rule's level move to the
+        position right after logging it, with nothing in between, so a state saved now
+        holds every move logged before; the moves of its position logged after (a higher
+        id) are not in its row yet, and `_positions` replays them."""
+        return self._peek_action_id() - 1
+
     def _take_action_id(self) -> int:
         row_id = self._peek_action_id()
         self._next_action_id = row_id + 1
@@ -1142,36 +1164,36 @@ class Store:
             self._written.clear()
         self._written[pos.id] = pos
 
-    def _write_position(self, pos: Position, updated_at: float,
-                        prep: _Prep | None = None) -> None:
+    def _write_position(self, pos: Position, updated_at: float, prep: _Prep | None,
+                        level: int) -> None:
         """Write `pos` (validated): the columns that changed since this connection last
         wrote it, or the whole row and its tranches."""
         prev = self._written.pop(pos.id, None)
         if prev is not None:
             cols, vals = self._changes(prev, pos, prep)
-            cur = self.db.conn.execute(_update_sql(cols), (*vals, updated_at, pos.id))
+            cur = self.db.conn.execute(_update_sql(cols), (*vals, updated_at, level, pos.id))
             if cur.rowcount == 1:
                 self._write_tranches(prev, pos)
                 self._remember(pos)
                 return
-        self._write_whole(pos, updated_at)  # new to this connection, or its row vanished
+        self._write_whole(pos, updated_at, level)  # new to this connection, or row vanished
 
     def _write_positions(self, taken: dict[str, _Queued]) -> None:
         """Write queued positions: the level moves (the same few columns changed) as one
         UPDATE statement per set of changed columns."""
         groups: dict[tuple[str, ...], tuple[list[Position], list[tuple]]] = {}
         written = self._written
-        for pid, (pos, updated_at, prep) in taken.items():
+        for pid, (pos, updated_at, prep, level) in taken.items():
             prev = written.get(pid)
             if prev is None:
-                self._write_whole(pos, updated_at)
+                self._write_whole(pos, updated_at, level)
                 continue
             cols, vals = self._changes(prev, pos, prep)
             group = groups.get(cols)
             if group is None:
                 group = groups[cols] = ([], [])
             group[0].append(pos)
-            group[1].append((*vals, updated_at, pid))
+            group[1].append((*vals, updated_at, level, pid))
             self._write_tranches(prev, pos)
         conn = self.db.conn
         for cols, (items, params) in groups.items():
@@ -1179,12 +1201,14 @@ class Store:
             if conn.executemany(sql, params).rowcount != len(items):
                 for pos, row in zip(items, params, strict=True):  # a row vanished: which
                     if conn.execute(sql, row).rowcount != 1:  # one? (equal re-writes)
-                        self._write_whole(pos, row[-2])
+                        self._write_whole(pos, row[-3], row[-2])
             for pos in items:
                 self._remember(pos)
 
-    def _write_whole(self, pos: Position, updated_at: float) -> None:
-        self._upsert("positions", position_to_row(pos, updated_at), "id")
+    def _write_whole(self, pos: Position, updated_at: float, level: int) -> None:
+        row = position_to_row(pos, updated_at)
+        row["level_action_id"] = level
+        self._upsert("positions", row, "id")
         self._replace_tranches(pos, tranche_rows(pos))
         self._remember(pos)
 
@@ -1242,7 +1266,27 @@ class Store:
             sql += f" LIMIT {_check_limit(limit)}"
         rows = self._rows(sql, params)
         tranches = self._tranches_for([r["id"] for r in rows])
-        return [position_from_row(r, tranches[r["id"]]) for r in rows]
+        return [self._replay_moves(r, position_from_row(r, tranches[r["id"]]))
+                for r in rows]
+
+    def _replay_moves(self, row: Row, pos: Position) -> Position:
+        """`pos` as its row holds it, with the rules' level moves logged after the row was
+        written (a higher id than its `level_action_id`) applied in order: the engine
+        logs each move (behind, in the same windows as the rows) but rewrites the row only
+        with its next save, so the journal holds the newer stop or target. Only while the
+        position is open (a close is a synced save of the final state); rows of a schema
+        before 3 (NULL) were rewritten at every move."""
+        level = row.get("level_action_id")
+        if level is None or pos.status is not PositionStatus.OPEN:
+            return pos
+        for r in self.db.conn.execute(_MOVES_AFTER, (pos.id, level)):
+            kind, sl, tp, stop_kind, flags = r
+            moved = rule_level_move(pos, ActionType(kind), sl, tp,
+                                    None if stop_kind is None else StopKind(stop_kind),
+                                    frozenset(json.loads(flags)))
+            if moved is not None:
+                pos = moved
+        return pos
 
     # ------------------------------------------------------------------ positions
 
@@ -1264,7 +1308,7 @@ class Store:
         items = [(pos, self._validate(pos)) for pos in positions]
         if not items:
             return 0
-        updated_at = time.time()
+        updated_at, level = time.time(), self._watermark()
         # a state waiting behind is superseded by the newer one saved here ... unless the
         # write rolls back: then it waits again
         taken: dict[str, _Queued] = {}
@@ -1276,7 +1320,7 @@ class Store:
         try:
             with self._tx():
                 for pos, prep in items:
-                    self._write_position(pos, updated_at, prep)
+                    self._write_position(pos, updated_at, prep, level)
         except BaseException:
             for pid, queued in taken.items():
                 self._behind_positions.setdefault(pid, queued)

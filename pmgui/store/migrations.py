@@ -40,7 +40,15 @@ def _v1_to_v2(db: Database) -> None:
     db["positions"].add_column("funding", float)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2)
+def _v2_to_v3(db: Database) -> None:
+    """The journal watermark of a position's row: the id of the last action logged (for any
+    position) when the row's state was taken. A rule's level move is not written to the row
+    each time: the moves logged after it are replayed on load (`Store._positions`). NULL
+    (rows written before v3, when every move rewrote the row): nothing to replay."""
+    db["positions"].add_column("level_action_id", int)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
