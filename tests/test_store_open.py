@@ -265,14 +265,23 @@ def test_v0_migrates_step_by_step_to_a_later_version(db_path):
     assert digest(db_path) == before
 
 
-def test_schema_1_database_gains_the_funding_column_and_keeps_its_positions(db_path):
+def _old_file(db_path: Path, version: int, **columns) -> Database:
+    """A file left by the pmgui of schema `version`, holding one open position 'old' with
+    its required columns (and `columns`)."""
     raw = Database(sqlite3.connect(db_path))
-    mig.migrate(raw, [mig.MIGRATIONS[0]])  # a file written before per-position funding
-    raw.execute("INSERT INTO positions (id, symbol, side, status, qty, entry, leverage, "
-                "opened_at, initial_qty, sl_kind, fee_rate, contract_size, preset, overrides, "
-                "automation, peak_roi, flags, realized_pnl, fees_paid, exchange, updated_at) "
-                "VALUES ('old', 'BTC/USDT:USDT', 'long', 'open', 0.5, 40000, 5, 1, 0.5, "
-                "'initial', 0.0005, 1, 'manual', '{}', 1, 0, '[]', 0, 0, 'paper', 1)")
+    mig.migrate(raw, list(mig.MIGRATIONS[:version]))
+    raw["positions"].insert({
+        "id": "old", "symbol": "BTC/USDT:USDT", "side": "long", "status": "open", "qty": 0.5,
+        "entry": 40000.0, "leverage": 5.0, "opened_at": 1.0, "initial_qty": 0.5,
+        "sl_kind": "initial", "fee_rate": 0.0005, "contract_size": 1.0, "preset": "manual",
+        "overrides": "{}", "automation": 1, "peak_roi": 0.0, "flags": "[]",
+        "realized_pnl": 0.0, "fees_paid": 0.0, "exchange": "paper", "updated_at": 1.0,
+        **columns})
+    return raw
+
+
+def test_schema_1_database_gains_the_funding_column_and_keeps_its_positions(db_path):
+    raw = _old_file(db_path, 1)  # a file written before per-position funding
     raw.conn.commit()
     raw.close()
     with Store.open(db_path) as s:
@@ -287,14 +296,7 @@ def test_schema_2_database_gains_the_journal_watermark_and_replays_nothing(db_pa
     """A file of schema 2 (every rule move rewrote the row): its rows get a NULL watermark,
     so the moves already in the log are not applied again; a row saved after the upgrade
     carries one."""
-    raw = Database(sqlite3.connect(db_path))
-    mig.migrate(raw, list(mig.MIGRATIONS[:2]))
-    raw.execute("INSERT INTO positions (id, symbol, side, status, qty, entry, leverage, "
-                "opened_at, initial_qty, sl, sl_kind, fee_rate, contract_size, preset, "
-                "overrides, automation, peak_roi, flags, realized_pnl, fees_paid, exchange, "
-                "updated_at) VALUES ('old', 'BTC/USDT:USDT', 'long', 'open', 0.5, 40000, 5, "
-                "1, 0.5, 39500, 'trailing', 0.0005, 1, 'guardian', '{}', 1, 0, '[]', 0, 0, "
-                "'paper', 1)")
+    raw = _old_file(db_path, 2, sl=39500.0, sl_kind="trailing", preset="guardian")
     raw.execute("INSERT INTO actions (id, ts, position_id, symbol, type, reason, price, sl, "
                 "rule, priority, inputs, flags, stop_kind, is_limit, ok, detail) VALUES "
                 "(1, 1, 'old', 'BTC/USDT:USDT', 'move_sl', 'trailing_stop', 40100, 39000, "
