@@ -34,6 +34,11 @@ class EngineSettings:
     # opened since).
     exchange_stop_grace: float = 3.0
     save_interval: float = 5.0  # peak/best-price bookkeeping is persisted at most this often
+    # ...and at most this many positions' peaks a second over the whole book: a book larger
+    # than `save_budget` x `save_interval` positions saves each one's less often (2,000
+    # positions: every 20 s), so that the writes a tick pays for do not grow with the book
+    # (`EngineCore.save_every`). Stops are not peaks: a rule's move has its own log line.
+    save_budget: float = 100.0
     # Rebuildable state (peaks, a rule's level moves and their log) is written behind in one
     # transaction per window of this many seconds; intended orders are always synced first.
     write_behind: float = 0.25
