@@ -11,10 +11,9 @@ import pytest
 
 from pmgui.domain.enums import PositionStatus, Side
 from pmgui.domain.models import Position, Tick
-from pmgui.engine.core import EngineCore
-from pmgui.engine.runtime import PositionBook, PositionRuntime
+from pmgui.engine.runtime import PositionRuntime
 from pmgui.engine.settings import EngineSettings
-from tests.engine_support import SYMBOL, one_long_open
+from tests.engine_support import SYMBOL, Harness, one_long_open
 
 T0 = 1_700_000_000.0
 
@@ -24,7 +23,7 @@ def _settings(budget: float) -> EngineSettings:
                           save_budget=budget)
 
 
-def _saved_best(h, pid: str) -> float | None:
+def _saved_best(h: Harness, pid: str) -> float | None:
     h.store.flush_behind()
     row = h.store.db.conn.execute("SELECT best_price FROM positions WHERE id = ?",
                                   (pid,)).fetchone()
@@ -37,13 +36,13 @@ def test_save_every_is_the_interval_until_the_budget_cannot_keep_it(
         tmp_path: Path, budget: float, every: float) -> None:
     """Three positions: 5 s while 3 / budget <= 5 s; at 0.5 saves a second saving them all
     takes 6 s; 0 (no budget) and inf keep the interval."""
-    engine = EngineCore.__new__(EngineCore)  # what save_every reads: settings and book
-    engine.settings = _settings(budget)
-    engine.book = PositionBook()
+    h = Harness(tmp_path / "x.db", [], _settings(budget))
     for i in range(3):
-        engine.book.add(PositionRuntime(Position(f"P{i}", SYMBOL, Side.LONG, 100.0, 1.0, 1.0,
-                                                 100.0, T0, status=PositionStatus.OPEN), {}))
-    assert engine.save_every() == pytest.approx(every)
+        h.engine.book.add(PositionRuntime(Position(f"P{i}", SYMBOL, Side.LONG, 100.0, 1.0,
+                                                   1.0, 100.0, T0,
+                                                   status=PositionStatus.OPEN), {}))
+    assert h.engine.save_every() == pytest.approx(every)
+    h.store.close()
 
 
 @pytest.mark.parametrize(("budget", "due"), [(100.0, 5.0), (0.1, 10.0)])
