@@ -113,20 +113,26 @@ def _venue(n: int) -> Any:
 
 _STREAM_VOLUME = 1000.0  # the emulator's miniTicker base volume
 _REST_VOLUME = "7"  # its REST tickers' here (a REST last price has none: 0)
+_MOVED = 200.0  # the price every symbol moves to in the stale scenario (from ~100)
 
 
 class _Sink:
     """Receipt times per symbol of the prices that came over a stream (told from the REST
-    polled ones by their volume), the REST ones counted apart."""
+    polled ones by their volume), the REST ones counted apart, with the last REST price: a
+    poll answered before a move and received after it is not the move arriving."""
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {}
         self.rest: dict[str, list[float]] = {}
+        self.rest_price: dict[str, float] = {}
         self.shown_down: set[str] | None = None  # symbols a state showed not "up" (armed)
 
     async def on_tick(self, tick: Any) -> None:
-        into = self.times if tick.volume == _STREAM_VOLUME else self.rest
+        stream = tick.volume == _STREAM_VOLUME
+        into = self.times if stream else self.rest
         into.setdefault(tick.symbol, []).append(time.monotonic())
+        if not stream:
+            self.rest_price[tick.symbol] = tick.price
 
     async def on_candle(self, symbol: str, candle: Any, closed: bool) -> None:
         return None
@@ -272,13 +278,17 @@ async def run_stale(symbols: int = 500) -> StaleResult:
                                                                           syms):
         await _wait(lambda: len(sink.rest) == symbols, 120, "every symbol's first price")
         await asyncio.sleep(1.0)  # a poll round or so in between (pace, not a condition)
-        seen = {s: len(t) for s, t in sink.rest.items()}
         n0 = len(venue.requests)
         cycles.clear()
         t0 = time.monotonic()
         for mid in _market_ids(symbols):
-            venue.state.prices[mid] = Decimal(200)
-        await _wait(lambda: all(len(sink.rest[s]) > seen[s] for s in syms), 120,
+            venue.state.prices[mid] = Decimal(_MOVED)
+        # The new price itself, not just another REST price: a poll answered just before
+        # the prices moved arrives after it with the old ones (seen on a busy machine:
+        # "every symbol moved" in 52 ms with no request sent since). The venue logs a
+        # request and reads its prices in one step of its loop, so the poll that brings the
+        # new price is one logged after `n0`.
+        await _wait(lambda: all(sink.rest_price.get(s) == _MOVED for s in syms), 120,
                     "every new price by REST")
         res.move_to_all_s = round(time.monotonic() - t0, 3)
         reqs = [r for r in venue.requests[n0:] if "ticker" in r[1]]
