@@ -326,3 +326,55 @@ async def test_a_refused_batch_call_falls_back_to_tickers_per_symbol(
     said = [r for r in caplog.records if r.getMessage().startswith("binanceusdm REST price "
                                                                    "poll:")]
     assert len([r for r in said if r.levelno >= logging.WARNING]) == 1
+
+
+async def test_a_batch_poll_stays_one_batch_round_after_round() -> None:
+    """The symbols of one poll are received one after another; their receipt times must not
+    decide when each is polled next, or the batch splits (the first symbols due a round before
+    the last) and stays split, a request per part. On a clock that moves a millisecond per
+    price received and a supervisor round each 50 ms (both simulated, so the split is certain
+    where it can happen at all), every round polls all the symbols in one call."""
+    bases = tuple(f"T{i:02d}" for i in range(60))
+    now = [1_000_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    async def sleep(delay: float) -> None:
+        now[0] += delay
+        await asyncio.sleep(0.001)  # a real pause for the loop (pace, not a condition)
+
+    server = BinanceServer(_state(bases))
+    server.faults.market_data_stalled = True
+    await server.start()
+    settings = AdapterSettings(stale_after=4.0, poll_interval=0.2, resubscribe_after=1e9,
+                               order_poll_interval=1e9, supervisor_interval=0.05,
+                               order_stream_check=0.1, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
+    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                      credentials=Credentials("test-key", "s"), settings=settings,
+                      clock=clock, sleep=sleep)
+    await ex.connect()
+    every = [_sym(b) for b in bases]
+    ex.subscribe(every)
+
+    class Sink(RecordingSink):
+        async def on_tick(self, tick: Any) -> None:
+            now[0] += 0.001  # each price received a moment after the one before
+            await super().on_tick(tick)
+
+    sink = Sink()
+    task = asyncio.create_task(ex.run(sink))
+    try:
+        await sink.wait_for(lambda: len(sink.ticks) >= 6 * len(bases))
+        one, many = _price_requests(server)
+        counts = {s: sum(1 for t in sink.ticks if t.symbol == s) for s in every}
+        polled_at = {ex._last_poll_at[s] for s in every}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ex.close()
+        await server.stop()
+    assert one == 0 and many >= 6
+    assert len(polled_at) == 1  # every symbol polled in the same round, every round
+    assert max(counts.values()) - min(counts.values()) <= 1  # ... and as often as the others

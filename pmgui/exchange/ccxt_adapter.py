@@ -243,6 +243,7 @@ class CcxtExchange:
         self._last_price_at: dict[str, float] = {}  # receipt time (clock) of the last price
         self._last_stream_at: dict[str, float] = {}
         self._last_poll_at: dict[str, float] = {}
+        self._polled_price_at: dict[str, float] = {}  # receipt time of a REST poll's price
         self._stream_up: dict[str, bool] = {}
         self._stream_started_at: dict[str, float] = {}
         self._candles: dict[str, Candle] = {}
@@ -1742,10 +1743,13 @@ class CcxtExchange:
         except Exception:
             log.exception("%s: the engine failed handling %s", self.id, what)
 
-    async def _emit_tick(self, tick: Tick) -> None:
+    async def _emit_tick(self, tick: Tick, polled: bool = False) -> None:
         if not (math.isfinite(tick.price) and tick.price > 0):
             return
-        self._last_price_at[tick.symbol] = self._clock()
+        now = self._clock()
+        self._last_price_at[tick.symbol] = now
+        if polled:
+            self._polled_price_at[tick.symbol] = now
         self._last_price[tick.symbol] = tick.price
         sink = self._sink
         if sink is None:
@@ -1805,12 +1809,19 @@ class CcxtExchange:
 
     def _poll_due(self, symbol: str, now: float) -> bool:
         """Whether `symbol` needs a REST price now: stale or its stream down, and neither a
-        price nor a poll within `poll_interval`."""
+        price from elsewhere (a stream) nor a poll within `poll_interval`.
+
+        A poll's own price is not "a price from elsewhere": its symbols' prices are received
+        one after another, so counting them made the first symbols of a batch due a round
+        before the last ones — one batch split in two (or a lone symbol fetched by itself),
+        for good, each part a request of its own (Binance's batch call returns every
+        symbol whatever it was asked for). The poll's time alone paces its symbols, together."""
         last = self._last_price_at.get(symbol)
         stale = last is None or now - last > self._settings.stale_after
         if not stale and self._stream_up.get(symbol, False):
             return False
-        if last is not None and now - last <= self._settings.poll_interval:
+        if last is not None and now - last <= self._settings.poll_interval \
+                and last != self._polled_price_at.get(symbol):
             return False
         if now - self._last_poll_at.get(symbol, 0.0) < self._settings.poll_interval:
             return False
@@ -1860,7 +1871,7 @@ class CcxtExchange:
         for symbol in symbols:
             tick = self._tick_from(symbol, tickers.get(symbol))
             if tick is not None:
-                await self._emit_tick(replace(tick, ts=self._clock()))
+                await self._emit_tick(replace(tick, ts=self._clock()), polled=True)
 
     async def _fetch_prices_batch(self, ex: Any, symbols: Sequence[str]
                                   ) -> Mapping[str, Any] | None:
