@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
@@ -42,8 +43,11 @@ def _state(bases: Iterable[str]) -> ExchangeState:
 
 @contextlib.asynccontextmanager
 async def _running(bases: tuple[str, ...], streams: int, settings: AdapterSettings = SETTINGS,
-                   stalled: bool = False, refused: tuple[str, ...] = ()
+                   stalled: bool = False, refused: tuple[str, ...] = (),
+                   sink: RecordingSink | None = None, **clocks: Any,
                    ) -> AsyncIterator[tuple[BinanceServer, CcxtExchange, RecordingSink]]:
+    """The adapter on the emulator, running into `sink` (a RecordingSink by default);
+    `clocks`: the adapter's `clock` and `sleep`, where a test simulates time."""
     server = BinanceServer(_state(bases))
     server.faults.market_data_stalled = stalled
     server.faults.refused_paths = refused
@@ -51,10 +55,10 @@ async def _running(bases: tuple[str, ...], streams: int, settings: AdapterSettin
     config: dict[str, Any] = server.ccxt_config()
     config["options"]["streamLimits"] = {"linear": streams}
     ex = CcxtExchange("binanceusdm", options=config, credentials=Credentials("test-key", "s"),
-                      settings=settings)
+                      settings=settings, **clocks)
     await ex.connect()
     ex.subscribe([_sym(b) for b in bases])
-    sink = RecordingSink()
+    sink = RecordingSink() if sink is None else sink
     task = asyncio.create_task(ex.run(sink))
     try:
         yield server, ex, sink
@@ -344,37 +348,21 @@ async def test_a_batch_poll_stays_one_batch_round_after_round() -> None:
         now[0] += delay
         await asyncio.sleep(0.001)  # a real pause for the loop (pace, not a condition)
 
-    server = BinanceServer(_state(bases))
-    server.faults.market_data_stalled = True
-    await server.start()
-    settings = AdapterSettings(stale_after=4.0, poll_interval=0.2, resubscribe_after=1e9,
-                               order_poll_interval=1e9, supervisor_interval=0.05,
-                               order_stream_check=0.1, backoff=Backoff(0.05, 2.0, 0.3, 0.0))
-    ex = CcxtExchange("binanceusdm", options=server.ccxt_config(),
-                      credentials=Credentials("test-key", "s"), settings=settings,
-                      clock=clock, sleep=sleep)
-    await ex.connect()
-    every = [_sym(b) for b in bases]
-    ex.subscribe(every)
+    # no re-dials and no order polls in the simulated clock's quick rounds: price polls only
+    settings = dataclasses.replace(SETTINGS, resubscribe_after=1e9, order_poll_interval=1e9)
 
     class Sink(RecordingSink):
         async def on_tick(self, tick: Any) -> None:
             now[0] += 0.001  # each price received a moment after the one before
             await super().on_tick(tick)
 
-    sink = Sink()
-    task = asyncio.create_task(ex.run(sink))
-    try:
+    every = [_sym(b) for b in bases]
+    async with _running(bases, streams=50, settings=settings, stalled=True, sink=Sink(),
+                        clock=clock, sleep=sleep) as (server, ex, sink):
         await sink.wait_for(lambda: len(sink.ticks) >= 6 * len(bases))
         one, many = _price_requests(server)
         counts = {s: sum(1 for t in sink.ticks if t.symbol == s) for s in every}
         polled_at = {ex._last_poll_at[s] for s in every}
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await ex.close()
-        await server.stop()
     assert one == 0 and many >= 6
     assert len(polled_at) == 1  # every symbol polled in the same round, every round
     assert max(counts.values()) - min(counts.values()) <= 1  # ... and as often as the others
