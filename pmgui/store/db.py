@@ -63,7 +63,6 @@ import math
 import os
 import sqlite3
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -72,18 +71,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
-
-if "pandas" in sys.modules:  # already loaded by someone: nothing to save
-    from sqlite_utils import Database
-else:
-    # sqlite-utils imports pandas when it is installed, only to map pandas.Timestamp, which
-    # pmgui never stores: 0.3-0.6 s of start-up. Its import is refused while sqlite-utils
-    # loads, then allowed again for anyone who really wants pandas.
-    sys.modules["pandas"] = None  # type: ignore[assignment]
-    try:
-        from sqlite_utils import Database
-    finally:
-        del sys.modules["pandas"]
 
 from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, PositionStatus, StopKind
 from pmgui.domain.errors import StoreError, ValidationError
@@ -113,6 +100,7 @@ from pmgui.store.serialize import (
     tranche_from_row,
     tranche_rows,
 )
+from pmgui.store.sqlite_lib import Database
 from pmgui.store.walsync import WalSyncer
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from sqlite_utils import Database
-
 from pmgui.domain.errors import StoreError
 from pmgui.store.schema import create_v1
+from pmgui.store.sqlite_lib import Database
 
 Migration = Callable[[Database], None]
 

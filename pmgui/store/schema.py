@@ -21,7 +21,7 @@ Tables (schema version 1):
 
 from __future__ import annotations
 
-from sqlite_utils import Database
+from pmgui.store.sqlite_lib import Database
 
 TABLES = ("meta", "positions", "tranches", "orders", "order_links", "fills", "actions", "equity",
           "settings")
