@@ -226,3 +226,11 @@ def test_the_startup_bench_times_spawn_to_the_window_and_beside_a_bare_one():
     assert len(r.paint) == len(r.ready) == len(r.bare) == 1
     assert 0 < r.paint[0] <= r.ready[0] and r.bare[0] > 0  # ready: chart and rows, later
     assert Startup.median([3.0, 1.0, 2.0]) == 2.0 and Startup.median([4.0, 1.0]) == 2.5
+
+
+def test_the_replay_startup_bench_times_the_whole_command_beside_a_bare_interpreter():
+    from pmgui.bench.misc import replay_startup
+
+    r = replay_startup(1, ticks=200)  # raises unless the file was replayed to its end
+    assert r.ticks == 200 and len(r.command) == len(r.bare) == 1
+    assert r.command[0] > 0 and r.bare[0] > 0

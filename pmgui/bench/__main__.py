@@ -46,7 +46,9 @@ measures, and its baseline:
   pair's own figure in the params; baseline: the rules alone on the same path).
 * `flat.50`: seconds to flat 50 positions with CloseAll (baseline: one by one).
 * `startup.first_paint`: spawn → the main window's first frame painted; `startup.ready`:
-  spawn → the window shows its chart and positions (baseline: a bare PySide6 window).
+  spawn → the window shows its chart and positions (baseline: a bare PySide6 window);
+  `startup.replay`: spawn → exit of `pmgui replay --json` on a 1,000-tick file, what a
+  command run from outside pays besides its ticks (baseline: a bare interpreter).
 
 Timings are never asserted in tests; the workload each figure claims is asserted here (an
 engine storm whose positions closed raises instead of reporting a number).
@@ -386,9 +388,10 @@ def bench_flat(plan: Plan) -> list[Row]:
 
 
 def bench_startup(plan: Plan) -> list[Row]:
-    from pmgui.bench.misc import first_paint
+    from pmgui.bench.misc import first_paint, replay_startup
 
     r = first_paint(plan.paint_runs)
+    c = replay_startup(plan.paint_runs)
     med = r.median
     base = {"baseline": "bare PySide6 window (table, status bar, menu), first frame",
             "baseline_runs": [round(x, 3) for x in r.bare], "mode": "python -m pmgui --paper",
@@ -400,7 +403,13 @@ def bench_startup(plan: Plan) -> list[Row]:
             Row("startup.ready", med(r.ready), "s", med(r.bare),
                 {"runs": [round(x, 3) for x in r.ready],
                  "measured": "spawn → the window shows its chart and the paper demo "
-                             "positions (median)", **base})]
+                             "positions (median)", **base}),
+            Row("startup.replay", med(c.command), "s", med(c.bare),
+                {"runs": [round(x, 3) for x in c.command],
+                 "baseline_runs": [round(x, 3) for x in c.bare], "ticks": c.ticks,
+                 "measured": f"spawn → exit of `python -m pmgui replay FILE --json` on a "
+                             f"{c.ticks}-tick CSV, `manual` (median)",
+                 "baseline": "a bare interpreter, `python -c pass` (median)"})]
 
 
 def bench_live(plan: Plan) -> list[Row]:

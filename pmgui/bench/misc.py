@@ -331,3 +331,51 @@ def first_paint(runs: int = 3) -> Startup:
             result.ready.append(ready)
             result.bare.append(once(_PAINT_BARE, [], Path(tmp) / f"bare{i}")[0])
     return result
+
+
+@dataclass
+class CommandStartup:
+    """Seconds from spawn to exit, one entry per run (fresh interpreter each)."""
+
+    command: list[float] = field(default_factory=list)  # `pmgui replay --json`, a short file
+    bare: list[float] = field(default_factory=list)  # the interpreter alone (`-c pass`)
+    ticks: int = 0
+
+
+def replay_startup(runs: int = 3, ticks: int = 1000) -> CommandStartup:
+    """Spawn `python -m pmgui replay FILE --json` on a `ticks`-row tick CSV (manual preset,
+    the position kept open: the file is read to its end) and a bare interpreter, `runs`
+    times each, interleaved: seconds from spawn to exit of each. What a command run from
+    outside pays before its first tick — the interpreter, pmgui's imports, a store in a
+    temporary folder, the engine's start — plus a short file; the replay's own rate per
+    tick is `replay[…]`'s (start-up removed there). Raises unless every run replayed the
+    whole file and wrote its summary."""
+    from pmgui.bench.rules import SYMBOL, quiet_path
+
+    path = quiet_path(ticks)
+    result = CommandStartup(ticks=ticks)
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "ticks.csv"
+        csv.write_text("timestamp,price\n" + "".join(f"{1_700_000_000 + i},{p}\n"
+                                                      for i, p in enumerate(path)))
+        env["PMGUI_CONFIG_DIR"] = str(Path(tmp) / "config")
+        env["PMGUI_DATA_DIR"] = str(Path(tmp) / "data")
+        args = ["-m", "pmgui", "replay", str(csv), "--side", "long", "--entry",
+                repr(path[0]), "--qty", "1", "--sl", repr(path[0] * 0.2), "--tp",
+                repr(path[0] * 5), "--preset", "manual", "--symbol", SYMBOL, "--json"]
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                                 env=env, timeout=300)
+            result.command.append(time.perf_counter() - t0)
+            lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+            summary = json.loads(lines[-1]) if out.returncode == 0 and lines else {}
+            if summary.get("type") != "summary" or not summary.get("open_qty") \
+                    or round(summary["ts"] - 1_700_000_000) + 1 != ticks:
+                raise AssertionError(f"replay start-up: the file was not replayed to its end "
+                                     f"(exit {out.returncode}): {out.stderr[-3000:]}")
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True, env=env, timeout=60)
+            result.bare.append(time.perf_counter() - t0)
+    return result
