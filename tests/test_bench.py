@@ -457,3 +457,16 @@ def test_rules_rows_are_the_least_cpu_of_runs_interleaved_over_the_presets(monke
             assert len(runs) == bench.RULES_ROUNDS
             assert rows[name].value == pytest.approx(max(runs), rel=1e-5)
             assert min(runs) <= rows[name].params["median_per_s"] <= max(runs)
+
+
+def test_a_replay_summary_counts_only_a_whole_file_replayed_with_the_position_open():
+    from pmgui.bench.rules import REPLAY_T0, replayed_summary
+
+    ok = {"type": "summary", "open_qty": 1.0, "ts": REPLAY_T0 + 9.0}
+    assert replayed_summary("r", 10, 0, [{"type": "action"}, ok], "") is ok
+    with pytest.raises(AssertionError, match="r: 8 of 10 ticks replayed"):
+        replayed_summary("r", 10, 0, [{**ok, "ts": REPLAY_T0 + 7.0}], "")
+    with pytest.raises(AssertionError, match="workload vanished"):
+        replayed_summary("r", 10, 0, [{**ok, "open_qty": 0.0}], "")
+    with pytest.raises(AssertionError, match="rc 2.*no such file"):
+        replayed_summary("r", 10, 2, [ok], "pmgui: error: no such file")

@@ -350,31 +350,22 @@ def replay_startup(runs: int = 3, ticks: int = 1000) -> CommandStartup:
     temporary folder, the engine's start — plus a short file; the replay's own rate per
     tick is `replay[…]`'s (start-up removed there). Raises unless every run replayed the
     whole file and wrote its summary."""
-    from pmgui.bench.rules import SYMBOL, quiet_path
+    from pmgui.bench.rules import quiet_path, replay_file, replayed_summary
 
-    path = quiet_path(ticks)
     result = CommandStartup(ticks=ticks)
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "ticks.csv"
-        csv.write_text("timestamp,price\n" + "".join(f"{1_700_000_000 + i},{p}\n"
-                                                      for i, p in enumerate(path)))
         env["PMGUI_CONFIG_DIR"] = str(Path(tmp) / "config")
         env["PMGUI_DATA_DIR"] = str(Path(tmp) / "data")
-        args = ["-m", "pmgui", "replay", str(csv), "--side", "long", "--entry",
-                repr(path[0]), "--qty", "1", "--sl", repr(path[0] * 0.2), "--tp",
-                repr(path[0] * 5), "--preset", "manual", "--symbol", SYMBOL, "--json"]
+        args = replay_file(quiet_path(ticks), Path(tmp) / "ticks.csv", "manual")
         for _ in range(runs):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                                 env=env, timeout=300)
+            out = subprocess.run([sys.executable, "-m", "pmgui", *args], capture_output=True,
+                                 text=True, env=env, timeout=300)
             result.command.append(time.perf_counter() - t0)
-            lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
-            summary = json.loads(lines[-1]) if out.returncode == 0 and lines else {}
-            if summary.get("type") != "summary" or not summary.get("open_qty") \
-                    or round(summary["ts"] - 1_700_000_000) + 1 != ticks:
-                raise AssertionError(f"replay start-up: the file was not replayed to its end "
-                                     f"(exit {out.returncode}): {out.stderr[-3000:]}")
+            rows = [json.loads(ln) for ln in out.stdout.splitlines() if ln.strip()] \
+                if out.returncode == 0 else []
+            replayed_summary("replay start-up", ticks, out.returncode, rows, out.stderr)
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], check=True, env=env, timeout=60)
             result.bare.append(time.perf_counter() - t0)

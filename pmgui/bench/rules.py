@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from pmgui.domain.enums import ActionType, PositionStatus, Side
 from pmgui.domain.models import Candle, Market, MarketState, Position, evolver
@@ -231,6 +232,36 @@ class ReplayRun:
     lines_written: int = 0  # JSON lines it wrote: one per action, then the summary
 
 
+REPLAY_T0 = 1_700_000_000  # the first row's timestamp in a bench tick file (1 s apart)
+
+
+def replay_file(path: Sequence[float], dest: Path, preset: str) -> list[str]:
+    """Write `path` to `dest` as a tick CSV (`timestamp,price`, a row a second from
+    `REPLAY_T0`) and give the `pmgui replay … --json` arguments that replay it with `preset`:
+    a long at the first price, with levels so wide that the position stays open for the
+    whole path (the workload must not vanish)."""
+    dest.write_text("timestamp,price\n" + "".join(f"{REPLAY_T0 + i},{p}\n"
+                                                   for i, p in enumerate(path)))
+    return ["replay", str(dest), "--side", "long", "--entry", repr(path[0]), "--qty", "1",
+            "--sl", repr(path[0] * 0.2), "--tp", repr(path[0] * 5), "--preset", preset,
+            "--symbol", SYMBOL, "--json"]
+
+
+def replayed_summary(what: str, n: int, rc: int, rows: list[dict], err: str) -> dict:
+    """The summary of a `replay_file` run whose JSON lines are `rows`, checked: the command
+    succeeded, the position is still open and every one of the file's `n` rows was replayed
+    (the summary's time is the last tick's: the rows read up to it, in order). Raises an
+    AssertionError naming `what` otherwise."""
+    summary = rows[-1] if rc == 0 and rows else {}
+    if summary.get("type") != "summary" or not summary.get("open_qty"):
+        raise AssertionError(f"{what}: the position closed or the replay failed "
+                             f"(rc {rc}, {summary or err[-3000:]}); the workload vanished")
+    read = round(summary["ts"] - REPLAY_T0) + 1
+    if read != n:
+        raise AssertionError(f"{what}: {read} of {n} ticks replayed")
+    return summary
+
+
 def replay_cpu(preset: str, n: int, seed: int = 5) -> ReplayRun:
     """CPU seconds of `pmgui replay --json` over `n` ticks (start-up included, the
     interpreter's own and the imports aside): the command's own path, as a checker running
@@ -240,38 +271,22 @@ def replay_cpu(preset: str, n: int, seed: int = 5) -> ReplayRun:
     import io
     import json
     import tempfile
-    from pathlib import Path
 
     from pmgui.cli import build_parser
     from pmgui.engine.replay import run_replay_cli
 
-    path = quiet_path(n, seed)
     with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "bench-ticks.csv"
-        csv.write_text("timestamp,price\n" + "".join(f"{1_700_000_000 + i},{p}\n"
-                                                      for i, p in enumerate(path)))
-        # wide levels: the position stays open for the whole path (the workload must not
-        # vanish)
-        args = build_parser().parse_args([
-            "replay", str(csv), "--side", "long", "--entry", repr(path[0]), "--qty", "1",
-            "--sl", repr(path[0] * 0.2), "--tp", repr(path[0] * 5), "--preset", preset,
-            "--symbol", SYMBOL, "--json"])
+        args = build_parser().parse_args(
+            replay_file(quiet_path(n, seed), Path(tmp) / "bench-ticks.csv", preset))
         out, err = io.StringIO(), io.StringIO()  # not a terminal: no progress bar
         cpu0 = time.process_time()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = run_replay_cli(args)
         cpu = time.process_time() - cpu0
-    lines = out.getvalue().splitlines()
-    rows = [json.loads(line) for line in lines]
-    summary = rows[-1] if rc == 0 and rows else {}
-    if summary.get("type") != "summary" or not summary.get("open_qty"):
-        raise AssertionError(f"replay[{preset}]: the position closed or the replay failed "
-                             f"(rc {rc}, {summary or err.getvalue()}); the workload vanished")
-    # the summary's time is the last tick's: the file's rows read up to it, in order
-    read = round(summary["ts"] - 1_700_000_000) + 1
-    if read != n:
-        raise AssertionError(f"replay[{preset}]: {read} of {n} ticks replayed")
-    return ReplayRun(preset, n, cpu, len(rows) - 1, read, len(rows))
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    summary = replayed_summary(f"replay[{preset}]", n, rc, rows, err.getvalue())
+    return ReplayRun(preset, n, cpu, len(rows) - 1, round(summary["ts"] - REPLAY_T0) + 1,
+                     len(rows))
 
 
 @dataclass(frozen=True)
