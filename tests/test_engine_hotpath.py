@@ -273,3 +273,47 @@ def test_the_forming_candle_is_built_from_ticks_and_takes_over_the_venues_own():
     assert forming() == Candle(240.0, 95.0, 98.0, 94.0, 98.0, 11.0)
     assert md.on_tick(Tick("BTC", 93.0, 260.0, 1.0))
     assert forming() == Candle(240.0, 95.0, 98.0, 93.0, 93.0, 12.0)
+
+
+def test_a_run_of_ticks_taken_at_once_is_each_tick_taken_in_turn():
+    """`MarketData.take_run` (what `EngineCore.on_tick_run` does with a quiet run) leaves
+    the last price, the forming candle and the held price of `on_tick` tick by tick; and
+    `can_take_run` refuses what tick by tick would do otherwise: a run that starts a new
+    candle, an older tick, prices not held (published per tick)."""
+    import random
+
+    from pmgui.domain.models import Tick
+    from pmgui.engine.marketdata import MarketData
+    from pmgui.engine.outbox import Outbox
+    from pmgui.engine.settings import EngineSettings
+
+    rng = random.Random(3)
+    t0 = 1_700_000_040.0  # a candle's open (60 s)
+    ticks = [Tick("X", round(100 + rng.uniform(-1, 1), 2), t0 + i, rng.choice((0.0, 0.3)))
+             for i in range(60)]
+
+    def market() -> MarketData:
+        md = MarketData(Outbox(), EngineSettings(candle_timeframe=60.0), lambda: 0.0)
+        md.hold()
+        assert md.on_tick(ticks[0])
+        return md
+
+    one, run = market(), market()
+    for t in ticks[1:]:
+        assert one.on_tick(t)
+    rest = ticks[1:]
+    prices = [t.price for t in rest]
+    low, high = min(prices), max(prices)
+    assert run.can_take_run("X", rest[0], rest[-1], low, high)
+    run.take_run(rest, low, high, [t.volume for t in rest])
+    assert run.last == one.last
+    assert run._forming["X"].candle() == one._forming["X"].candle()  # volume summed in order
+    assert run._held == one._held
+
+    late = Tick("X", 100.0, t0 + 60)  # the next candle's first tick
+    assert not run.can_take_run("X", late, late, 100.0, 100.0)
+    assert not market().can_take_run("X", rest[0], late, low, high)  # a run into it
+    assert not run.can_take_run("X", ticks[5], ticks[-1], low, high)  # older than the last
+    assert not run.can_take_run("X", rest[0], rest[-1], 0.0, high)  # an invalid price
+    run.release()  # prices published per tick again
+    assert not run.can_take_run("X", rest[0], rest[-1], low, high)

@@ -219,3 +219,83 @@ def test_a_candle_close_inside_the_band_is_not_evaluated_in_full(monkeypatch) ->
     result = asyncio.run(run_replay(data, req))
     assert result.summary["open_qty"] == 1.0
     assert [ts for ts in evaluated if ts > 1.7e9 + 120] == []  # 47 closes after the first two
+
+
+def _csv_data(tmp_path, data: PriceData) -> PriceData:
+    """`data` as a tick file read back: a column at a time, so the feed hands the venue
+    runs of ticks (`ReplayFeed.runs`) and the engine takes the quiet ones at once."""
+    csv = tmp_path / "ticks.csv"
+    csv.write_text("timestamp,price,volume\n" + "".join(
+        f"{t.ts!r},{t.price!r},{(i % 5) * 0.25!r}\n" for i, t in enumerate(data.ticks)))
+    read = load_price_csv(csv, SYM)
+    assert read.columns is not None
+    return read
+
+
+def _counting_runs(monkeypatch) -> list[int]:
+    """The sizes of the runs the engine took at once (declined ones are not counted)."""
+    from pmgui.engine.core import EngineCore
+
+    taken: list[int] = []
+    real = EngineCore.on_tick_run
+
+    def counted(self, ticks, low, high, volumes):  # type: ignore[no-untyped-def]
+        ok = real(self, ticks, low, high, volumes)
+        if ok:
+            taken.append(len(ticks))
+        return ok
+
+    monkeypatch.setattr(EngineCore, "on_tick_run", counted)
+    return taken
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("guardian", {}),
+    ("active", {"scaling.enabled": True}),
+    ("breakout", {"trailing.timeframe": "5m", "add_on.timeframe": "1m"}),
+    ("manual", {"trailing.enabled": True, "trailing.mode": "fixed"}),
+    ("monitor", {}),
+])
+@pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
+def test_runs_of_a_tick_file_taken_at_once_equal_the_reference(tmp_path, monkeypatch, preset,
+                                                                 overrides, side):
+    """A tick file read a column at a time reaches the engine as runs (a candle's ticks
+    after its first), each taken at once where every tick would be quiet: the actions
+    (with their inputs) and the summary are the reference's, every tick evaluated."""
+    walk = _walk(6000, seed=len(preset) * 7 + 1, mirror=side is Side.LONG)
+    walk = PriceData("ticks", SYM, ticks=tuple(
+        Tick(SYM, t.price, 1.7e9 + 1.0 * i) for i, t in enumerate(walk.ticks)))  # 60 a candle
+    data = _csv_data(tmp_path, walk)
+    p0 = data.ticks[0].price
+    d = side.dir
+    req = ReplayRequest(side, p0, 1.0, 5.0, sl=round(p0 * (1 - d * 0.06), 2),
+                        tp=None if preset == "breakout" else round(p0 * (1 + d * 0.15), 2),
+                        preset=preset, overrides=overrides, symbol=SYM)
+    taken = _counting_runs(monkeypatch)
+    fast, slow = _both(data, req)
+    assert len(fast.actions) >= 2  # opened and acted
+    assert _rows(fast) == _rows(slow)
+    assert fast.summary == slow.summary
+    assert sum(taken) > 1000, taken  # the runs were taken, not all declined
+
+
+def test_a_quiet_tick_file_is_taken_a_run_at_a_time(tmp_path, monkeypatch) -> None:
+    """On a quiet path (the position inside its band to the end) every candle's ticks but
+    its first are taken as one run; the loop's yields cut a run where they fall; the
+    forming candle, the last price and the summary are those of the reference."""
+    from pmgui.bench.rules import quiet_path
+
+    path = quiet_path(3000, 5)
+    data = _csv_data(tmp_path, PriceData("ticks", SYM, ticks=tuple(
+        Tick(SYM, p, 1.7e9 + i) for i, p in enumerate(path))))
+    req = ReplayRequest(Side.LONG, path[0], 1.0, 1.0, sl=path[0] * 0.2, tp=path[0] * 5,
+                        preset="guardian", symbol=SYM)
+    taken = _counting_runs(monkeypatch)
+    fast, slow = _both(data, req)
+    assert fast.summary["open_qty"] == 1.0
+    assert _rows(fast) == _rows(slow)
+    assert fast.summary == slow.summary
+    # 50 candles of 60 ticks; the first two open and settle the position; the runs are cut
+    # at the yields every 256 ticks
+    assert 2800 < sum(taken) < 3000 - 48
+    assert max(taken) == 59 and min(taken) >= 1

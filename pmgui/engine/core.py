@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from types import MappingProxyType
@@ -346,6 +346,73 @@ class EngineCore:
         # steps, not one: `Store.build_behind`)
         if self.store.behind_due(window) and not self.store.build_behind():
             self.store.flush_behind(window)
+
+    def on_tick_run(self, ticks: Sequence[Tick], low: float, high: float,
+                    volumes: Sequence[float] | None) -> bool:
+        """Take a run of one symbol's ticks at once — what `on_tick` of each, in order,
+        would do — when every one would be a quiet tick of every position of the symbol;
+        False, with nothing changed, when not (the venue then delivers them one by one).
+
+        Why: `pmgui replay` delivers every row of a file; inside a position's quiet band a
+        tick changes only the last price, the forming candle and the marks, so a candle's
+        ticks whose range lies inside every band (`BandGate.quiet_run`) need one pass, not
+        one per tick. The ticks: strictly increasing times, float prices from `low` to
+        `high` (a recorded file's run, `PaperExchange.run`). Taken only where the outcome
+        cannot differ: the engine's clock is the venue's simulated one (each tick would be
+        judged at its own time: fresh), marks and prices are published coalesced
+        (`hold_marks`: the last state is what is published), no protection sync falls due
+        (`Protector.quiet_through`), no save falls due within the run, and every position's
+        band holds."""
+        first, last = ticks[0], ticks[-1]
+        symbol = first.symbol
+        if self._marks is None or symbol in self._demo_pending \
+                or not self.market.can_take_run(symbol, first, last, low, high):
+            return False
+        now = self.clock()
+        if now != last.ts:
+            return False  # not the simulated clock that follows the ticks
+        runtimes = self.book.for_symbol(symbol)
+        settings = self.settings
+        for rt in runtimes:
+            pos = rt.position
+            if pos.status is not _OPEN or self.book.runtime(pos.id) is not rt:
+                continue  # (`_screen_tick`: nothing for it)
+            params = rt.params
+            info = rt.info
+            if params is None or rt.info_params is not params \
+                    or not info.max_age >= 0.0 \
+                    or rt.band_pos is not pos or rt.band_params is not params \
+                    or rt.band_version != self.market.versions.get(symbol, 0) \
+                    or rt.band_add_on \
+                    or not rt.gate.quiet_run(first.price, first.ts, low, high, last.ts):
+                return False
+            if rt.lock.locked() or not self.started:
+                continue  # (its quiet ticks only publish the mark)
+            if not self.protector.quiet_through(rt, now, low):
+                return False  # a protection sync may fall due in the run: at its own tick
+            if pos is not rt.saved:
+                elapsed = now - rt.saved_at
+                if elapsed >= settings.save_interval and (
+                        elapsed * settings.save_budget >= len(self.book)
+                        or settings.save_budget <= 0):
+                    return False  # a save falls due in the run: at its own tick
+        self.market.take_run(ticks, low, high, volumes)
+        n = len(ticks)
+        marks = self._marks
+        for rt in runtimes:
+            pos = rt.position
+            if pos.status is not _OPEN or self.book.runtime(pos.id) is not rt:
+                continue
+            self.quiet_ticks += n
+            if not rt.lock.locked() and self.started:
+                rt.deferred_since = None
+                rt.indicator_due = last
+                self.protector.through(rt, now)
+            marks[pos.id] = rt
+        window = settings.write_behind
+        if self.store.behind_due(window) and not self.store.build_behind():
+            self.store.flush_behind(window)
+        return True
 
     async def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         self.market.on_candle(symbol, candle, closed)

@@ -24,8 +24,10 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import add
 from types import MappingProxyType
 
 from pmgui.domain import money
@@ -169,6 +171,47 @@ class MarketData:
         else:
             self.outbox.publish(TickEvent(symbol, tick.price, tick.ts))
         return True
+
+    def can_take_run(self, symbol: str, first: Tick, last: Tick, low: float,
+                     high: float) -> bool:
+        """Whether `take_run` of ticks of `symbol` from `first` to `last` (strictly
+        increasing times, prices from `low` to `high`) does what `on_tick` of each would:
+        every price valid, none older than the last price, all inside the forming candle
+        (none starts a new one), no timeframe built from ticks (`_frames_tick`), and
+        prices published coalesced (`hold()`: the last one is what is published)."""
+        if self._held is None or not (0.0 < low and high < _INF):
+            return False
+        prev = self.last.get(symbol)
+        if prev is not None and first.ts < prev.ts:
+            return False
+        cur = self._forming.get(symbol)
+        ts = last.ts
+        if cur.__class__ is not _Forming or ts - (ts % self.settings.candle_timeframe) > cur.ts:
+            return False
+        if symbol in self._builders_of:
+            interval = self._interval(symbol)
+            if any(b.tf < interval - 1e-9 for _, b in self._builders_of[symbol]):
+                return False
+        return True
+
+    def take_run(self, ticks: Sequence[Tick], low: float, high: float,
+                 volumes: Sequence[float] | None) -> None:
+        """`on_tick` of each of `ticks` (`can_take_run` said it may): the last price, the
+        forming candle extended by the run (its volumes added in order, as tick by tick)."""
+        last = ticks[-1]
+        symbol = last.symbol
+        self.last[symbol] = last
+        cur = self._forming[symbol]
+        if high > cur.high:
+            cur.high = high
+        if low < cur.low:
+            cur.low = low
+        cur.close = last.price
+        if volumes is not None:
+            cur.volume = reduce(add, volumes, cur.volume)
+        else:
+            cur.volume += 0.0
+        self._held[symbol] = last  # type: ignore[index]  (`can_take_run`: held)
 
     def hold(self) -> None:
         """Publish prices coalesced from now on: the last tick per symbol at `release()`."""

@@ -207,6 +207,44 @@ class Protector:
             return True  # sync clears the flag
         return self._worth_replacing(rt)
 
+    def quiet_through(self, rt: PositionRuntime, now: float, low: float) -> bool:
+        """Whether the quiet tick's protection test (`EngineCore._screen_tick`: dirty, past
+        the budget's time and `wants_sync`) is False at every tick of a run of `rt`'s symbol
+        — market times up to `now`, increasing, prices from `low` up — and `through(rt,
+        now)` is then all those tests change (`EngineCore.on_tick_run`).
+
+        Each of those is monotone: once past `budget_spent_until` or the throttle, later
+        ticks are too; a token that is ready with the bucket full stays ready and the refill
+        only moves its time; and the kept "not worth replacing" answer holds at a price
+        whose step (`protect_min_step` of it) is at least the lowest price's."""
+        if not rt.protect_dirty or now < self.budget_spent_until:
+            return True
+        core = self.core
+        settings = core.settings
+        if not settings.protect_on_exchange or not core.exchange.capabilities.stop_orders:
+            return False  # a sync is wanted at once (it clears the flag)
+        if now - rt.protect_last < settings.protect_throttle:
+            return True  # never due in the run: no token asked for
+        budget = settings.protect_budget
+        if not (budget <= 0 or budget == float("inf")
+                or (self._tokens >= budget and self._tokens >= 1.0)):
+            return False  # a refill that changes the bucket: tick by tick
+        pos = rt.position
+        market = core.market.market(pos.symbol)
+        memo = rt.not_worth
+        return memo is not None and memo[0] is pos and memo[1] is market \
+            and memo[2] is settings \
+            and memo[4] < max(settings.protect_min_step * low, market.tick_size / 2) \
+            and _same(memo[3], rt.orders)
+
+    def through(self, rt: PositionRuntime, now: float) -> None:
+        """What the quiet ticks' protection tests of a run up to `now` leave changed
+        (`quiet_through` said they are all False): the budget's refill time, where the
+        last tick asked for a token."""
+        if rt.protect_dirty and now >= self.budget_spent_until \
+                and now - rt.protect_last >= self.core.settings.protect_throttle:
+            self._token_ready(now)
+
     async def sync(self, rt: PositionRuntime, force: bool = False,
                    settle: bool = False) -> None:
         """Make the exchange's reduce-only SL/TP orders mirror the local levels (call under

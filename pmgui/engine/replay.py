@@ -22,7 +22,7 @@ import json
 import math
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,6 +127,18 @@ class _ReplaySink:
         if self.progress and self.n % 2000 == 0:
             self.progress(tick.ts)
         await self.engine.on_tick(tick)
+
+    def on_tick_run(self, ticks: Sequence[Tick], low: float, high: float,
+                    volumes: Sequence[float] | None) -> bool:
+        """The engine's `on_tick_run` once the position is open (before, each tick is
+        `on_tick`'s: the one that opens it must be found)."""
+        if self.opened is None or not self.engine.on_tick_run(ticks, low, high, volumes):
+            return False
+        if self.progress:
+            before, self.n = self.n, self.n + len(ticks)
+            if before // 2000 != self.n // 2000:
+                self.progress(ticks[-1].ts)
+        return True
 
     async def on_candle(self, symbol, candle, closed) -> None:
         await self.engine.on_candle(symbol, candle, closed)

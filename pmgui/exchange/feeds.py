@@ -38,6 +38,19 @@ class CandleClosed:
 FeedEvent = Tick | CandleClosed
 
 
+@dataclass(frozen=True, slots=True)
+class TickRun:
+    """Consecutive ticks of one symbol inside one candle of a recorded file, in time order
+    (strictly increasing), with their prices and volumes as columns (`volumes` None: every
+    volume 0.0): what `ReplayFeed.runs` hands the paper venue, which takes a run at once
+    when nothing can happen inside its price range (`PaperExchange.run`)."""
+
+    symbol: str
+    ticks: Sequence[Tick]
+    prices: Sequence[float]
+    volumes: Sequence[float] | None
+
+
 class Feed(Protocol):
     """What the paper exchange consumes. `tick_interval` is the wall-clock pause between
     time steps in realtime mode (None: let the exchange choose)."""
@@ -196,6 +209,17 @@ class ReplayFeed:
             yield tick
         yield from agg.flush()
 
+    def runs(self) -> Iterator[TickRun | CandleClosed] | None:
+        """`events()` as runs — each candle's ticks as one `TickRun`, then its
+        `CandleClosed` — for a tick file read a column at a time whose symbol the feed keeps
+        (`_recorded_ticks`' fast case, without a clock); None for any other data (take
+        `events()` then)."""
+        data = self.data
+        if data.kind != "ticks" or self.clock is not None or data.columns is None \
+                or data.symbol != self.symbol:
+            return None
+        return _runs(data.ticks, data.columns, self.symbol, self.timeframe)
+
     def _recorded_ticks(self) -> Iterator[FeedEvent]:
         """Tick data in the data's own time: the events `CandleAggregator` makes of them,
         each candle cut from its rows when the tick that opens the next bucket arrives
@@ -210,8 +234,8 @@ class ReplayFeed:
         data = self.data
         if data.columns is None or data.symbol != self.symbol:
             return self._tick_by_tick()
-        return chain.from_iterable(_runs(data.ticks, data.columns, self.symbol,
-                                         self.timeframe))
+        return chain.from_iterable(map(_events_of, _runs(data.ticks, data.columns,
+                                                          self.symbol, self.timeframe)))
 
     def _tick_by_tick(self) -> Iterator[FeedEvent]:
         """`_recorded_ticks` one tick at a time (the ticks renamed to the feed's symbol)."""
@@ -230,9 +254,9 @@ class ReplayFeed:
 
 
 def _runs(ticks: Sequence[Tick], columns: TickColumns, sym: str, tf: float
-          ) -> Iterator[Sequence[FeedEvent]]:
+          ) -> Iterator[TickRun | CandleClosed]:
     """`_tick_by_tick`'s events as runs, for ticks of `sym` made of `columns`: each
-    candle's ticks (a slice of `ticks`), then its `CandleClosed` (a 1-tuple). The times
+    candle's ticks (a slice of `ticks`, as a `TickRun`), then its `CandleClosed`. The times
     increase, so `ts / tf` never decreases (a correctly rounded division by a positive
     number is monotonic): the first tick after a candle's first whose `ts / tf` reaches
     the next bucket's index — the one the per-tick test finds — is found by bisection."""
@@ -245,16 +269,22 @@ def _runs(ticks: Sequence[Tick], columns: TickColumns, sym: str, tf: float
     while True:
         i = bisect_left(q, bound, lo)
         seg = prices[start:i]
-        yield ticks[start:i]
-        yield (CandleClosed(sym, Candle(
+        vols = volumes[start:i] if volumes is not None else None
+        yield TickRun(sym, ticks[start:i], seg, vols)
+        yield CandleClosed(sym, Candle(
             k * tf, seg[0], max(seg), min(seg), seg[-1],
             # the volumes summed in order, as the aggregator adds them (0.0: none in the file)
-            reduce(add, volumes[start:i]) if volumes is not None else 0.0)),)
+            reduce(add, vols) if vols is not None else 0.0))
         if i == n:
             return
         k = math.floor(q[i])
         bound = k + 1.0
         start, lo = i, i + 1
+
+
+def _events_of(item: TickRun | CandleClosed) -> Sequence[FeedEvent]:
+    """A run's ticks, or the candle close as a 1-tuple (`_recorded_ticks` chains them)."""
+    return item.ticks if item.__class__ is TickRun else (item,)  # type: ignore[union-attr, return-value]
 
 
 def _candle_of(ticks: Sequence[Tick], start: int, end: int, ts: float) -> Candle:

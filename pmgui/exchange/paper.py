@@ -90,7 +90,7 @@ from pmgui.exchange.base import (
     FundingPayment,
     OrderUpdate,
 )
-from pmgui.exchange.feeds import CandleClosed, Feed, FeedEvent
+from pmgui.exchange.feeds import CandleClosed, Feed, FeedEvent, TickRun
 
 log = logging.getLogger("pmgui.paper")
 
@@ -587,6 +587,14 @@ class PaperExchange:
             if self.feed is None:
                 while True:
                     await self._pause(3600.0, sink)
+            runs = getattr(self.feed, "runs", None)
+            take = getattr(sink, "on_tick_run", None)
+            items = runs() if runs is not None and take is not None and not self.realtime \
+                else None
+            if items is not None:
+                await self._run_runs(items, sink, take)
+                await self._flush(sink)
+                return
             step = max(1, len(self.feed.symbols()))
             interval = (getattr(self.feed, "tick_interval", None) or 1.0) / self.speed
             n_ticks = 0
@@ -610,6 +618,74 @@ class PaperExchange:
             self._wake = None
             if self._loaded:
                 self._write_prices(force=True)
+
+    async def _run_runs(self, items: Iterator[TickRun | CandleClosed], sink: ExchangeSink,
+                        take: Callable[[Sequence[Tick], float, float, Sequence[float] | None],
+                                       bool]) -> None:
+        """`run`'s loop, simulated, over a feed's runs (`ReplayFeed.runs`) for a sink that
+        takes runs (`EngineCore.on_tick_run`): each run's first tick as any tick (it opens
+        the engine's forming candle, settles a band after the candle close before it), the
+        rest at once where nothing can happen in its price range (`_take_run`), else tick by
+        tick. The loop yields every `yield_every` ticks, as `run` does: a run is cut there."""
+        n_ticks = 0
+        due = self.yield_every
+        for item in items:
+            if item.__class__ is not TickRun:
+                await self.deliver(item, sink)  # type: ignore[arg-type]
+                continue
+            ticks, prices, volumes = item.ticks, item.prices, item.volumes  # type: ignore[union-attr]
+            i, m = 0, len(ticks)
+            while i < m:
+                j = min(m, i + due - n_ticks)  # the ticks up to the next yield
+                await self.deliver(ticks[i], sink)
+                if j - i > 2:
+                    await self._take_run(ticks[i + 1:j], prices[i + 1:j],
+                                         volumes[i + 1:j] if volumes is not None else None,
+                                         sink, take)
+                elif j - i == 2:
+                    await self.deliver(ticks[i + 1], sink)
+                n_ticks += j - i
+                i = j
+                if n_ticks == due:
+                    due += self.yield_every
+                    await asyncio.sleep(0)  # let commands in between simulated ticks
+
+    async def _take_run(self, ticks: Sequence[Tick], prices: Sequence[float],
+                        volumes: Sequence[float] | None, sink: ExchangeSink,
+                        take: Callable[[Sequence[Tick], float, float, Sequence[float] | None],
+                                       bool]) -> None:
+        """Ticks of one symbol (strictly increasing times, valid float prices: a run of a
+        recorded file) delivered as `deliver` would one by one, at once when the venue's
+        part of each is its calm case and the sink takes them all (`take` returns False
+        when it would not, having changed nothing): no order triggers and no position
+        liquidates strictly inside the symbol's calm band, no funding falls due before the
+        last tick, and nothing is queued or stored (`_on_tick`'s other work). Else — or
+        when the sink declines, the venue's part undone — tick by tick."""
+        sym = ticks[0].symbol
+        last = ticks[-1]
+        low, high = min(prices), max(prices)
+        if not self._pending and self._loaded and self.db is None and sym in self._markets \
+                and low > 0.0 and high < _INF and last.ts < self._funding_due \
+                and not (self._subscribed and not self._wants(sym)):
+            calm = self._calm.get(sym)
+            if calm is None:
+                calm = self._calm[sym] = self._calm_band(sym)
+            prev_last, prev_sim = self._last.get(sym), self._sim_ts
+            # (each tick's clock its own time: none before the newest tick delivered)
+            if calm[0] < low and high < calm[1] and (prev_sim is None
+                                                      or prev_sim <= ticks[0].ts):
+                self._last[sym] = last
+                if prev_sim is None or last.ts > prev_sim:
+                    self._sim_ts = last.ts
+                if take(ticks, low, high, volumes):
+                    return
+                self._sim_ts = prev_sim  # declined: the ticks one by one, as they came
+                if prev_last is None:
+                    del self._last[sym]
+                else:
+                    self._last[sym] = prev_last
+        for t in ticks:
+            await self.deliver(t, sink)
 
     def deliver(self, event: FeedEvent, sink: ExchangeSink) -> Coroutine[Any, Any, None]:
         """Process one feed event as `run` does (also for driving the venue by hand):

@@ -1282,6 +1282,14 @@ class BandGate:
             self._compute()
         return self._lo < price < self._hi and ts < self._until  # `band.holds`; NaN: none
 
+    def quiet_run(self, first: float, ts: float, low: float, high: float,
+                  last_ts: float) -> bool:
+        """`quiet(p, t)` for every tick of a run (times from `ts` to `last_ts`, increasing;
+        prices from `low` to `high`, `first` the first tick's): the first tick's own test
+        (which computes a pending band), then the band's edges against the run's range."""
+        return self.quiet(first, ts) and self._lo < low and high < self._hi \
+            and last_ts < self._until
+
     def _compute_lane(self, last: tuple[Position, MarketState, Params]) -> None:
         self._lane_of = last
         lane = self._lane = trend_lane(*last)
