@@ -134,3 +134,40 @@ async def test_the_housekeeping_pass_does_not_ask_a_spent_budget(tmp_path: Path,
     assert asked[0] >= 1 and not rt.protect_dirty
     assert protector.covering(rt, OrderRole.STOP_LOSS).trigger_price == 58_510.0
     await h.engine.shutdown()
+
+
+async def test_a_run_is_quiet_for_protection_where_every_tick_would_be(tmp_path: Path) -> None:
+    """`quiet_through(rt, now, low)` (a run of quiet ticks taken at once, `on_tick_run`) is
+    True only where each tick's own test would say no sync: the kept not-worth answer holds
+    at the run's lowest price (a smaller price, a smaller step), the throttle or the spent
+    budget hold every tick back; a bucket a refill would change is left to the ticks."""
+    h, rt = await one_long_open(tmp_path / "x.db", EngineSettings(
+        default_preset="manual", protect_throttle=0.0, protect_budget=2.0))
+    protector, now = h.engine.protector, h.engine.clock()
+    assert protector.quiet_through(rt, now, 1.0)  # not dirty: nothing to sync
+    # a rule's move of 10: not worth re-placing at a price whose 0.1 % step is over 10
+    h.engine.set_position(rt.position.evolve(sl=58_510.0), persist=False)
+    rt.protect_dirty = True
+    assert not protector._worth_replacing(rt)  # the answer kept at the last price (60,000)
+    for low in (60_000.0, 10_001.0, 9_999.0, 5_000.0):
+        h.engine.market.on_tick(Tick(SYMBOL, low, now))  # a tick at the run's lowest price
+        assert protector.quiet_through(rt, now, low) is (not protector.wants_sync(rt, now)) \
+            is (low > 10_000.0), low
+    h.engine.market.on_tick(Tick(SYMBOL, 60_000.0, now))
+    protector._tokens = 1.5  # a token ready, the bucket not full: each tick's refill counts
+    assert protector.wants_sync(rt, now) is False
+    assert not protector.quiet_through(rt, now, 60_000.0)
+    protector._tokens = 0.5  # spent: due again at `budget_spent_until`, not in the run
+    assert not protector.due(rt, now)
+    assert protector.quiet_through(rt, protector.budget_spent_until - 0.01, 9_000.0)
+    rt.protect_last = now  # the position's throttle holds every tick of the run back
+    h.engine.settings = replace(h.engine.settings, protect_throttle=5.0)
+    assert protector.quiet_through(rt, now + 4.9, 9_000.0)
+    assert not protector.quiet_through(rt, now + 5.0, 9_000.0)  # (the spent budget's test)
+    protector._tokens, protector._refilled = 2.0, now
+    assert not protector.quiet_through(rt, now + 5.0, 60_000.0)  # kept for other settings
+    assert not protector._worth_replacing(rt)  # kept again, for these
+    assert protector.quiet_through(rt, now + 5.0, 60_000.0)
+    protector.through(rt, now + 5.0)  # what the run's last tick's test left: the refill time
+    assert protector._refilled == now + 5.0 and protector._tokens == 2.0
+    await h.engine.shutdown()

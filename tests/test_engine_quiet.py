@@ -128,3 +128,54 @@ async def test_quiet_ticks_of_a_move_not_worth_replacing_leave_the_lock_and_sync
     assert engine.quiet_ticks == quiet + 3
     assert synced == []
     assert rt.protect_dirty
+
+
+async def test_a_run_of_ticks_is_taken_at_once_only_where_each_would_be_quiet(
+        tmp_path: Path) -> None:
+    """`EngineCore.on_tick_run` takes a run of ticks only where each tick would be a quiet
+    one doing nothing else, and otherwise declines with nothing changed: prices published
+    per tick (marks not held), a save falling due within the run, a price outside the band,
+    a clock that is not the ticks' own."""
+    from pmgui.engine.settings import EngineSettings
+
+    h, rt = await one_long_open(tmp_path / "x.db", EngineSettings(
+        default_preset="manual", protect_throttle=0.0, save_interval=5.0))
+    engine, paper = h.engine, h.paper
+    await paper.deliver(Tick(SYMBOL, 60_010.0, T0 + 1), engine)  # a new best: evaluated
+    await paper.deliver(Tick(SYMBOL, 60_005.0, T0 + 2), engine)  # quiet: the band is known
+    assert rt.position is not rt.saved  # the best price moved, saved behind later
+    rt.saved_at = T0
+
+    def run(prices: list[float], start: float) -> list[Tick]:
+        ticks = [Tick(SYMBOL, p, start + i * 0.5) for i, p in enumerate(prices)]
+        paper._sim_ts = ticks[-1].ts  # the venue's part: its clock at the last tick
+        return ticks
+
+    def take(ticks: list[Tick]) -> bool:
+        prices = [t.price for t in ticks]
+        before = (engine.market.last[SYMBOL], engine.quiet_ticks, rt.indicator_due)
+        ok = engine.on_tick_run(ticks, min(prices), max(prices), None)
+        if not ok:
+            assert (engine.market.last[SYMBOL], engine.quiet_ticks, rt.indicator_due) == before
+        return ok
+
+    quiet = run([60_001.0, 60_003.0, 59_999.0, 60_004.0], T0 + 3)  # T0+3 … T0+4.5
+    assert not take(quiet)  # marks published per tick: each tick's own
+    engine.hold_marks()
+    assert not take(run([60_001.0, 60_003.0, 61_500.0], T0 + 3))  # over the TP: acts
+    assert not take(run([60_001.0, 60_011.0], T0 + 3))  # a new best: observed
+    assert not take(run([60_001.0] * 6, T0 + 3))  # to T0+5.5: the save falls due at T0+5
+    ticks = run([60_001.0, 60_003.0, 59_999.0, 60_004.0], T0 + 3)
+    rt.saved = rt.position  # (saved: no save to fall due)
+    # a clock ahead of the ticks: each would be judged at that time, not its own — the
+    # first 6 s old, over `price.max_age` (5 s): stale, not a quiet tick
+    paper._sim_ts = T0 + 9
+    assert not take(ticks)
+    paper._sim_ts = ticks[-1].ts
+    quiet_ticks = engine.quiet_ticks
+    assert take(ticks)
+    assert engine.quiet_ticks == quiet_ticks + 4
+    assert engine.market.last[SYMBOL] is ticks[-1] and rt.indicator_due is ticks[-1]
+    assert engine._marks == {rt.id: rt}
+    engine.release_marks()
+    await engine.shutdown()

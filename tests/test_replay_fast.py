@@ -299,3 +299,22 @@ def test_a_quiet_tick_file_is_taken_a_run_at_a_time(tmp_path, monkeypatch) -> No
     # at the yields every 256 ticks
     assert 2800 < sum(taken) < 3000 - 48
     assert max(taken) == 59 and min(taken) >= 1
+
+
+def test_progress_is_reported_through_runs(tmp_path, monkeypatch) -> None:
+    """With a progress callback (a terminal) the runs are still taken at once, progress is
+    reported about every 2,000 ticks in time order, and the result is the same."""
+    from pmgui.bench.rules import quiet_path
+
+    path = quiet_path(9000, 7)
+    data = _csv_data(tmp_path, PriceData("ticks", SYM, ticks=tuple(
+        Tick(SYM, p, 1.7e9 + i) for i, p in enumerate(path))))
+    req = ReplayRequest(Side.LONG, path[0], 1.0, 1.0, sl=path[0] * 0.2, tp=path[0] * 5,
+                        preset="manual", symbol=SYM)
+    seen: list[float] = []
+    taken = _counting_runs(monkeypatch)
+    with_progress = asyncio.run(run_replay(data, req, progress=seen.append))
+    assert sum(taken) > 8000
+    assert 3 <= len(seen) <= 5 and seen == sorted(seen) and seen[-1] > 1.7e9 + 7000
+    plain = asyncio.run(run_replay(data, req))
+    assert _rows(with_progress) == _rows(plain) and with_progress.summary == plain.summary
