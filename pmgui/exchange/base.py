@@ -92,7 +92,11 @@ class ConnectionState:
 
 
 class ExchangeSink(Protocol):
-    """Where a running exchange delivers its streams (implemented by the engine)."""
+    """Where a running exchange delivers its streams (implemented by the engine).
+
+    A sink may also have `on_tick_run(ticks, low, high, volumes) -> bool` (the engine's
+    `EngineCore.on_tick_run`): the paper venue in simulated time then offers it a recorded
+    file's ticks a run at once, and delivers them one by one when it declines."""
 
     async def on_tick(self, tick: Tick) -> None: ...
 
