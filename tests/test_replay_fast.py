@@ -41,27 +41,36 @@ def _rows(result) -> list[dict]:
     return rows
 
 
+PRESETS = [  # each preset with what makes its families act on the random paths
+    ("guardian", {}),
+    ("active", {"scaling.enabled": True}),
+    ("breakout", {"trailing.timeframe": "5m", "add_on.timeframe": "1m"}),
+    ("manual", {"trailing.enabled": True, "trailing.mode": "fixed"}),
+    ("monitor", {}),
+]
+
+
+def _request(data: PriceData, preset: str, overrides: dict, side: Side) -> ReplayRequest:
+    """A position opened at the path's first price: SL 6 % away, TP 15 % (none for
+    `breakout`, which sets its own), 5x."""
+    p0 = data.ticks[0].price
+    d = side.dir
+    return ReplayRequest(side, p0, 1.0, 5.0, sl=round(p0 * (1 - d * 0.06), 2),
+                         tp=None if preset == "breakout" else round(p0 * (1 + d * 0.15), 2),
+                         preset=preset, overrides=overrides, symbol=SYM)
+
+
 def _both(data: PriceData, req: ReplayRequest):
     fast = asyncio.run(run_replay(data, req))
     slow = asyncio.run(run_replay(data, req, fast=False))
     return fast, slow
 
 
-@pytest.mark.parametrize("preset,overrides", [
-    ("guardian", {}),
-    ("active", {"scaling.enabled": True}),
-    ("breakout", {"trailing.timeframe": "5m", "add_on.timeframe": "1m"}),
-    ("manual", {"trailing.enabled": True, "trailing.mode": "fixed"}),
-    ("monitor", {}),
-])
+@pytest.mark.parametrize("preset,overrides", PRESETS)
 @pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
 def test_fast_replay_equals_the_reference_on_random_paths(preset, overrides, side):
     data = _walk(6000, seed=len(preset) * 7, mirror=side is Side.LONG)
-    p0 = data.ticks[0].price
-    d = side.dir
-    req = ReplayRequest(side, p0, 1.0, 5.0, sl=round(p0 * (1 - d * 0.06), 2),
-                        tp=None if preset == "breakout" else round(p0 * (1 + d * 0.15), 2),
-                        preset=preset, overrides=overrides, symbol=SYM)
+    req = _request(data, preset, overrides, side)
     fast, slow = _both(data, req)
     assert len(fast.actions) >= 2  # opened and acted
     assert _rows(fast) == _rows(slow)
@@ -249,13 +258,7 @@ def _counting_runs(monkeypatch) -> list[int]:
     return taken
 
 
-@pytest.mark.parametrize("preset,overrides", [
-    ("guardian", {}),
-    ("active", {"scaling.enabled": True}),
-    ("breakout", {"trailing.timeframe": "5m", "add_on.timeframe": "1m"}),
-    ("manual", {"trailing.enabled": True, "trailing.mode": "fixed"}),
-    ("monitor", {}),
-])
+@pytest.mark.parametrize("preset,overrides", PRESETS)
 @pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
 def test_runs_of_a_tick_file_taken_at_once_equal_the_reference(tmp_path, monkeypatch, preset,
                                                                  overrides, side):
@@ -266,11 +269,7 @@ def test_runs_of_a_tick_file_taken_at_once_equal_the_reference(tmp_path, monkeyp
     walk = PriceData("ticks", SYM, ticks=tuple(
         Tick(SYM, t.price, 1.7e9 + 1.0 * i) for i, t in enumerate(walk.ticks)))  # 60 a candle
     data = _csv_data(tmp_path, walk)
-    p0 = data.ticks[0].price
-    d = side.dir
-    req = ReplayRequest(side, p0, 1.0, 5.0, sl=round(p0 * (1 - d * 0.06), 2),
-                        tp=None if preset == "breakout" else round(p0 * (1 + d * 0.15), 2),
-                        preset=preset, overrides=overrides, symbol=SYM)
+    req = _request(data, preset, overrides, side)
     taken = _counting_runs(monkeypatch)
     fast, slow = _both(data, req)
     assert len(fast.actions) >= 2  # opened and acted
