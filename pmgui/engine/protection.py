@@ -32,7 +32,9 @@ from pmgui.exchange.retry import OrderStatusUnknown
 from pmgui.rules.tranches import ProtectiveOrder, protective_orders
 
 if TYPE_CHECKING:
+    from pmgui.domain.models import Market
     from pmgui.engine.core import EngineCore
+    from pmgui.engine.settings import EngineSettings
 
 log = logging.getLogger("pmgui.engine.protection")
 
@@ -48,6 +50,23 @@ def tranche_ids(order: Order) -> tuple[str, ...]:
         return ()
     return tuple(x for x in reason.split(TRANCHES_TAG, 1)[1].split(",") if x)
 PROTECTIVE = (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
+
+
+def _min_step(settings: EngineSettings, market: Market, price: float) -> float:
+    """The smallest level move worth re-placing an exchange order for at `price`."""
+    return max(settings.protect_min_step * price, market.tick_size / 2)
+
+
+def _not_worth_kept(rt: PositionRuntime, market: Market, settings: EngineSettings,
+                    price: float) -> bool:
+    """Whether the kept "not worth replacing" answer (`rt.not_worth`, `_worth_replacing`)
+    is still the answer at `price`: the same position, market, settings and live orders,
+    and the farthest distance from a live order to its level under the step at `price`
+    (a higher price, a larger step: it then holds at any price above as well)."""
+    memo = rt.not_worth
+    return memo is not None and memo[0] is rt.position and memo[1] is market \
+        and memo[2] is settings and memo[4] < _min_step(settings, market, price) \
+        and _same(memo[3], rt.orders)
 
 
 def _same(orders: tuple[Order, ...], live: dict[str, Order]) -> bool:
@@ -229,13 +248,7 @@ class Protector:
         if not (budget <= 0 or budget == float("inf")
                 or (self._tokens >= budget and self._tokens >= 1.0)):
             return False  # a refill that changes the bucket: tick by tick
-        pos = rt.position
-        market = core.market.market(pos.symbol)
-        memo = rt.not_worth
-        return memo is not None and memo[0] is pos and memo[1] is market \
-            and memo[2] is settings \
-            and memo[4] < max(settings.protect_min_step * low, market.tick_size / 2) \
-            and _same(memo[3], rt.orders)
+        return _not_worth_kept(rt, core.market.market(rt.position.symbol), settings, low)
 
     def through(self, rt: PositionRuntime, now: float) -> None:
         """What the quiet ticks' protection tests of a run up to `now` leave changed
@@ -415,11 +428,9 @@ class Protector:
         market = core.market.market(pos.symbol)
         price = core.market.price(pos.symbol) or pos.entry
         settings = core.settings
-        step = max(settings.protect_min_step * price, market.tick_size / 2)
-        memo = rt.not_worth
-        if memo is not None and memo[0] is pos and memo[1] is market \
-                and memo[2] is settings and memo[4] < step and _same(memo[3], rt.orders):
+        if _not_worth_kept(rt, market, settings, price):
             return False
+        step = _min_step(settings, market, price)
         farthest = 0.0
         for role in PROTECTIVE:
             if role is OrderRole.TAKE_PROFIT and not core.exchange.capabilities.take_profit_orders:
