@@ -638,12 +638,10 @@ class PaperExchange:
             while i < m:
                 j = min(m, i + due - n_ticks)  # the ticks up to the next yield
                 await self.deliver(ticks[i], sink)
-                if j - i > 2:
+                if j - i > 1:
                     await self._take_run(ticks[i + 1:j], prices[i + 1:j],
                                          volumes[i + 1:j] if volumes is not None else None,
                                          sink, take)
-                elif j - i == 2:
-                    await self.deliver(ticks[i + 1], sink)
                 n_ticks += j - i
                 i = j
                 if n_ticks == due:
