@@ -268,6 +268,46 @@ def test_history_ends_at_the_start_price_just_before_the_live_candles():
         f.history("NOPE", 5)
 
 
+def _history_rounding_every_point(f: RandomWalkFeed, symbol: str, n: int,
+                                  tf: float) -> list[Candle]:
+    """The warm-up candles as the model defines them: the walk's 12 sub-steps per candle,
+    scaled to end at the start price, every point rounded, then open/high/low/close."""
+    w = f._walker(symbol, ":history" if tf == f.timeframe else f":history{tf:g}")
+    segs, vols, prev = [], [], w.price
+    for _ in range(n):
+        seg, vol = [prev], 0.0
+        for _ in range(12):
+            seg.append(w.step(tf / 12))
+            vol += f._volume(w.rng, w.price, w.regime, tf / 12)
+        prev = seg[-1]
+        segs.append(seg)
+        vols.append(vol)
+    scale = f.start_price(symbol) / segs[-1][-1]
+    first = bucket_start(f.start_ts, tf) - n * tf
+    out = []
+    for i, (seg, vol) in enumerate(zip(segs, vols, strict=True)):
+        pts = [f._round(symbol, p * scale) for p in seg]
+        if i == n - 1:
+            pts[-1] = f._round(symbol, f.start_price(symbol))
+        out.append(Candle(first + i * tf, pts[0], max(pts), min(pts), pts[-1],
+                          float(f"{vol:.6g}")))
+    return out
+
+
+@pytest.mark.parametrize("markets", [DEMO_MARKETS, None], ids=["tick-size", "8-digits"])
+@pytest.mark.parametrize("tf", [60.0, 14_400.0])
+def test_history_rounds_only_the_extremes_and_gets_the_same_candles(markets, tf):
+    # `history` rounds a candle's open, high, low and close only (rounding keeps order):
+    # the same candles as rounding every point of the walk
+    f = RandomWalkFeed({BTC: 87_500.0, "DOGE/USDT:USDT": 0.16}, seed=11,
+                       start_ts=1_700_000_030, markets=markets, volatility_scale=3.0)
+    f.resume_from({"DOGE/USDT:USDT": 0.1523})
+    for symbol in (BTC, "DOGE/USDT:USDT"):
+        got = f.history(symbol, 300, timeframe=tf)
+        assert got == _history_rounding_every_point(f, symbol, 300, tf)
+        assert got[-1].close == f._round(symbol, f.start_price(symbol))
+
+
 def test_random_walk_validation():
     with pytest.raises(ValidationError, match="at least one symbol"):
         RandomWalkFeed({}, seed=1)

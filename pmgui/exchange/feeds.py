@@ -491,11 +491,15 @@ class RandomWalkFeed:
         scale = self.start_price(symbol) / path[-1][-1]
         first = bucket_start(self.start_ts, tf) - n_candles * tf
         out: list[Candle] = []
+        rnd = self._round
+        last = n_candles - 1
         for i, (seg, vol) in enumerate(zip(path, vols, strict=True)):
-            pts = [self._round(symbol, p * scale) for p in seg]
-            if i == n_candles - 1:
-                pts[-1] = self._round(symbol, self.start_price(symbol))
-            o, c = pts[0], pts[-1]
-            out.append(Candle(first + i * tf, o, max(pts), min(pts), c,
-                              float(f"{vol:.6g}")))
+            if i == last:  # its close is the start price itself
+                pts = [rnd(symbol, p * scale) for p in seg]
+                pts[-1] = rnd(symbol, self.start_price(symbol))
+                o, h, lo, c = pts[0], max(pts), min(pts), pts[-1]
+            else:  # `_round` and the scaling never reverse an order: round the extremes
+                o, c = rnd(symbol, seg[0] * scale), rnd(symbol, seg[-1] * scale)
+                h, lo = rnd(symbol, max(seg) * scale), rnd(symbol, min(seg) * scale)
+            out.append(Candle(first + i * tf, o, h, lo, c, float(f"{vol:.6g}")))
         return out
