@@ -317,3 +317,52 @@ def test_a_run_of_ticks_taken_at_once_is_each_tick_taken_in_turn():
     assert not run.can_take_run("X", rest[0], rest[-1], 0.0, high)  # an invalid price
     run.release()  # prices published per tick again
     assert not run.can_take_run("X", rest[0], rest[-1], low, high)
+
+
+def test_side_direction_is_each_members_own():
+    from pmgui.domain.enums import Side
+
+    assert (Side.LONG.dir, Side.SHORT.dir) == (1, -1)
+    assert Side("long").dir == 1 and Side("short").dir == -1
+    assert len(Side) == 2  # `dir` is an attribute of the members, not a member
+
+
+async def test_a_snapshot_is_the_plain_ways(db_path):
+    """`EngineCore.snapshot` (its runtime looked up once, the max age from the rule info,
+    a straight-line constructor) gives what each of its fields is defined as: the money
+    formulas at the mark, staleness against `price.max_age`, the protection, the line."""
+    from pmgui.domain import money
+    from pmgui.domain.enums import Protection
+    from pmgui.domain.models import Tick
+    from pmgui.engine.events import PositionSnapshot
+    from tests.engine_support import SYMBOL, one_long_open
+
+    h, rt = await one_long_open(db_path)
+    core = h.engine
+    max_age = float(core.params(rt.position)["price.max_age"])
+
+    def plain(pos, now):
+        tick = core.market.last.get(pos.symbol)
+        mark = tick.price
+        return PositionSnapshot(pos, mark, money.position_pnl(pos, mark),
+                                money.position_roi(pos, mark), money.position_r(pos, mark),
+                                core.protection(pos), now - tick.ts > max_age, now,
+                                rt.indicator)
+
+    seen = set()
+    for k, (price, age) in enumerate(((60_300.0, 0.0), (59_800.0, max_age * 2),
+                                      (60_050.0, max_age / 2))):
+        at = 1_700_000_001.0 + 10 * k
+        await h.paper.deliver(Tick(SYMBOL, price, at), core)
+        now = at + age
+        core.clock = lambda now=now: now
+        got = core.snapshot(rt.position)
+        want = plain(rt.position, now)
+        assert type(got) is PositionSnapshot and got == want
+        seen.add((got.stale, got.protection))
+    assert seen == {(False, Protection.ON_EXCHANGE), (True, Protection.ON_EXCHANGE)}
+    # a position the book does not hold: no line, protection from its stop alone
+    loose = rt.position.evolve(id="elsewhere")
+    got = core.snapshot(loose)
+    assert got.indicator is None and got.protection is Protection.LOCAL_ONLY
+    assert got.pnl == money.position_pnl(loose, got.mark)

@@ -9,10 +9,13 @@ class Side(StrEnum):
     LONG = "long"
     SHORT = "short"
 
-    @property
-    def dir(self) -> int:
-        """+1 for long, -1 for short: the sign every money formula multiplies by."""
-        return 1 if self is Side.LONG else -1
+    dir: int
+    """+1 for long, -1 for short: the sign every money formula multiplies by. An attribute
+    of each member (set as the member is made), not a property: it is read by every money
+    formula, several times per position on most ticks."""
+
+    def __init__(self, value: str) -> None:
+        self.dir = 1 if value == "long" else -1
 
     @property
     def close_side(self) -> OrderSide:

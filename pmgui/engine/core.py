@@ -65,7 +65,7 @@ from pmgui.domain.models import (
     frozen_map,
 )
 from pmgui.domain.numbers import plain_price, plain_qty
-from pmgui.domain.slots import slot_copier
+from pmgui.domain.slots import slot_constructor, slot_copier
 from pmgui.domain.validation import validate_targets
 from pmgui.engine import commands as cmd
 from pmgui.engine import indicator_line, queries
@@ -1386,18 +1386,29 @@ class EngineCore:
             self.set_position(rt.position, persist="behind")
 
     def snapshot(self, pos: Position) -> PositionSnapshot:
+        """What the window shows of `pos` now. Made for every position a tick reaches (two
+        per tick of a storm's symbols, a third of its engine time), so the runtime is looked
+        up once and its rule info read where the tick path keeps it."""
         tick = self.market.last.get(pos.symbol)
-        mark = tick.price if tick else None
         now = self.clock()
-        stale = tick is None or now - tick.ts > float(self.params(pos)["price.max_age"])
         rt = self.book.runtime(pos.id)
-        ind = self.indicator_of(rt) if rt is not None else None
-        if mark is None:
-            return PositionSnapshot(pos, None, 0.0, 0.0, None, self.protection(pos), True, now,
-                                    ind)  # type: ignore[arg-type]
-        return PositionSnapshot(pos, mark, money.position_pnl(pos, mark),
-                                money.position_roi(pos, mark), money.position_r(pos, mark),
-                                self.protection(pos), stale, now, ind)  # type: ignore[arg-type]
+        if rt is None:
+            max_age = float(self.params(pos)["price.max_age"])
+            ind = None
+            protection = Protection.UNPROTECTED if pos.sl is None else Protection.LOCAL_ONLY
+        else:
+            params = rt.params if rt.params is not None else self.params(pos)
+            info: _RuleInfo = rt.info if rt.info_params is params \
+                else self.rule_info(params)  # type: ignore[assignment]
+            max_age = info.max_age  # `float(params["price.max_age"])`, kept
+            ind = self.indicator_of(rt)
+            protection = self.protector.protection(rt, pos)
+        if tick is None:
+            return _new_snapshot(pos, None, 0.0, 0.0, None, protection, True, now, ind)
+        mark = tick.price
+        return _new_snapshot(pos, mark, money.position_pnl(pos, mark),
+                             money.position_roi(pos, mark), money.position_r(pos, mark),
+                             protection, now - tick.ts > max_age, now, ind)
 
     def publish_position(self, rt: PositionRuntime) -> None:
         if rt.is_open and self.book.runtime(rt.id) is rt:
@@ -1673,6 +1684,9 @@ class _RuleInfo:
     frames: dict[str, tuple[str, ...]]  # timeframe → the rules that read it
     timeframes: tuple[str, ...]
     max_age: float  # price.max_age
+
+
+_new_snapshot = slot_constructor(PositionSnapshot)  # `PositionSnapshot(…)`, every field given
 
 
 @dataclass(frozen=True, slots=True)
