@@ -366,3 +366,33 @@ async def test_a_snapshot_is_the_plain_ways(db_path):
     got = core.snapshot(loose)
     assert got.indicator is None and got.protection is Protection.LOCAL_ONLY
     assert got.pnl == money.position_pnl(loose, got.mark)
+
+
+async def test_only_an_acknowledged_stop_covering_the_whole_size_protects_on_the_exchange(
+        db_path):
+    """`Protector.covering` walks the runtime's orders itself (no lists per snapshot): the
+    stop counts only when it is the stop's role, acknowledged (OPEN, not merely journaled)
+    and covers the whole quantity within half an amount step."""
+    from dataclasses import replace as evolve_order
+
+    from pmgui.domain.enums import OrderRole, OrderStatus, Protection
+    from tests.engine_support import one_long_open
+
+    h, rt = await one_long_open(db_path)
+    core = h.engine
+    assert core.protection(rt.position) is Protection.ON_EXCHANGE
+    (sl_id, sl), = [(k, o) for k, o in rt.orders.items() if o.role is OrderRole.STOP_LOSS]
+    step = core.market.market(rt.position.symbol).amount_step
+    cases = {
+        "journaled only": evolve_order(sl, status=OrderStatus.PENDING),
+        "a take-profit's role": evolve_order(sl, role=OrderRole.TAKE_PROFIT),
+        "a smaller size": evolve_order(sl, amount=rt.position.qty - step),
+    }
+    for what, order in cases.items():
+        rt.orders[sl_id] = order
+        assert core.protection(rt.position) is Protection.LOCAL_ONLY, what
+    rt.orders[sl_id] = evolve_order(sl, amount=rt.position.qty - step * 0.4)  # rounding
+    assert core.protection(rt.position) is Protection.ON_EXCHANGE
+    rt.orders[sl_id] = sl
+    assert core.protection(rt.position) is Protection.ON_EXCHANGE
+

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pmgui.engine.protection")
 
 EPS = 1e-12
+_OPEN = OrderStatus.OPEN
 ROLE_KEY = {OrderRole.STOP_LOSS: "sl", OrderRole.TAKE_PROFIT: "tp"}
 TRANCHES_TAG = " tranches="
 
@@ -101,8 +102,10 @@ class Protector:
         them stands for the set when every group has its acknowledged order."""
         pos = pos or rt.position
         half_step = self.core.market.market(pos.symbol).amount_step / 2
-        for o in rt.resting(role):
-            if o.amount + half_step + EPS >= pos.qty:
+        qty = pos.qty
+        for o in rt.orders.values():  # `rt.resting(role)` without its two lists (every
+            # published snapshot asks, for its stop)
+            if o.role is role and o.status is _OPEN and o.amount + half_step + EPS >= qty:
                 return o
         wanted = self.tranche_orders(rt, pos, role)
         if wanted:
