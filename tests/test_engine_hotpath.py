@@ -395,4 +395,3 @@ async def test_only_an_acknowledged_stop_covering_the_whole_size_protects_on_the
     assert core.protection(rt.position) is Protection.ON_EXCHANGE
     rt.orders[sl_id] = sl
     assert core.protection(rt.position) is Protection.ON_EXCHANGE
-

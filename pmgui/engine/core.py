@@ -1388,19 +1388,16 @@ class EngineCore:
     def snapshot(self, pos: Position) -> PositionSnapshot:
         """What the window shows of `pos` now. Made for every position a tick reaches (two
         per tick of a storm's symbols, a third of its engine time), so the runtime is looked
-        up once and its rule info read where the tick path keeps it."""
+        up once and the price's max age read from the rule info kept per Params."""
         tick = self.market.last.get(pos.symbol)
         now = self.clock()
         rt = self.book.runtime(pos.id)
-        if rt is None:
-            max_age = float(self.params(pos)["price.max_age"])
+        if rt is None:  # a position the book does not hold
+            max_age = self.rule_info(self.params(pos)).max_age
             ind = None
-            protection = Protection.UNPROTECTED if pos.sl is None else Protection.LOCAL_ONLY
+            protection = self.protection(pos)
         else:
-            params = rt.params if rt.params is not None else self.params(pos)
-            info: _RuleInfo = rt.info if rt.info_params is params \
-                else self.rule_info(params)  # type: ignore[assignment]
-            max_age = info.max_age  # `float(params["price.max_age"])`, kept
+            max_age = self.rule_info(self._params_of(rt)).max_age
             ind = self.indicator_of(rt)
             protection = self.protector.protection(rt, pos)
         if tick is None:
