@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import platform
+import sys
 
 import pytest
 
@@ -172,7 +175,25 @@ def test_cli_runs_a_section_as_json(capsys):
     assert row["name"] == "journal.actions" and row["params"]["rows"] > 0
     assert row["baseline"] and row["ratio"] == pytest.approx(row["value"] / row["baseline"],
                                                              rel=1e-3)
-    assert "python" in out["machine"]
+    m = out["machine"]
+    assert m["python"] == platform.python_version()
+    # the interpreter itself (a venv's python is a link to it) and how it was built
+    assert os.path.samefile(m["python_executable"],
+                            getattr(sys, "_base_executable", sys.executable))
+    assert not os.path.islink(m["python_executable"])
+    assert platform.python_compiler() in m["python_build"]
+    assert m["python_configure"] == bench.python_configure()
+
+
+def test_the_machine_record_names_the_interpreter_build_options():
+    # as CONFIG_ARGS records them: quoted, some with a value
+    assert bench.python_configure(
+        "'--prefix=/root/.pyenv/versions/3.11.7' '--enable-shared' "
+        "'LDFLAGS=-L/x -Wl,-rpath,/x'") == ["--enable-shared"]
+    assert bench.python_configure(
+        "'--enable-optimizations' '--with-lto=full' '--with-computed-gotos'") == [
+        "--enable-optimizations", "--with-lto"]
+    assert bench.python_configure("'--without-ensurepip' 'CFLAGS=--enable-shared-x'") == []
 
 
 def test_gui_check_refuses_a_window_that_did_not_show_the_storm():

@@ -425,8 +425,15 @@ OPT_IN = {"live"}  # run only when named with --only (pmgui.bench.live: long, so
 
 
 def machine() -> dict:
+    """Where the figures were measured. The interpreter's build is part of it: on one host,
+    the same CPython 3.11 from pyenv (no profile-guided build, libpython shared) ran the
+    rules ~25 % slower than Debian's packaged one (session 43), so a figure is compared
+    with another from the same interpreter (`python_executable`, `python_build`)."""
     info = {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count()}
+            "cpus": os.cpu_count(), "python_executable": python_executable(),
+            "python_build": " ".join((platform.python_implementation(),
+                                      *platform.python_build(), platform.python_compiler())),
+            "python_configure": python_configure()}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -436,6 +443,25 @@ def machine() -> dict:
     except OSError:
         pass
     return info
+
+
+def python_executable() -> str:
+    """The interpreter itself, not the virtual environment's link to it."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+_CONFIGURE_FLAGS = ("--enable-optimizations", "--with-lto", "--enable-shared")
+
+
+def python_configure(args: str | None = None) -> list[str]:
+    """Of the interpreter's configure options (`args`: as `CONFIG_ARGS` records them), those
+    that change its speed. A distribution may build with profile guidance without them."""
+    if args is None:
+        import sysconfig
+
+        args = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
+    given = {a.strip("'\"").split("=", 1)[0] for a in args.split()}
+    return [f for f in _CONFIGURE_FLAGS if f in given]
 
 
 def main(argv: list[str] | None = None) -> int:
