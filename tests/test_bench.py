@@ -194,6 +194,10 @@ def test_the_machine_record_names_the_interpreter_build_options():
         "'--enable-optimizations' '--with-lto=full' '--with-computed-gotos'") == [
         "--enable-optimizations", "--with-lto"]
     assert bench.python_configure("'--without-ensurepip' 'CFLAGS=--enable-shared-x'") == []
+    # an option's name inside another's quoted value is not that option
+    assert bench.python_configure("'CFLAGS=-O2 --enable-shared' '--with-lto'") == [
+        "--with-lto"]
+    assert bench.python_configure("'--enable-shared") == []  # unbalanced: nothing told
 
 
 def test_gui_check_refuses_a_window_that_did_not_show_the_storm():

@@ -62,6 +62,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -426,9 +427,10 @@ OPT_IN = {"live"}  # run only when named with --only (pmgui.bench.live: long, so
 
 def machine() -> dict:
     """Where the figures were measured. The interpreter's build is part of it: on one host,
-    the same CPython 3.11 from pyenv (no profile-guided build, libpython shared) ran the
-    rules ~25 % slower than Debian's packaged one (session 43), so a figure is compared
-    with another from the same interpreter (`python_executable`, `python_build`)."""
+    the same CPython 3.11 from pyenv (built without `--enable-optimizations`, libpython
+    shared) ran the rules 18-22 % slower than Debian's packaged one (session 43), so a
+    figure is compared with another from the same interpreter (`python_executable`,
+    `python_build`)."""
     info = {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "python_executable": python_executable(),
             "python_build": " ".join((platform.python_implementation(),
@@ -460,7 +462,11 @@ def python_configure(args: str | None = None) -> list[str]:
         import sysconfig
 
         args = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
-    given = {a.strip("'\"").split("=", 1)[0] for a in args.split()}
+    try:  # shell-quoted: a quoted value (`'CFLAGS=-O2 -g'`) is one word, not several
+        words = shlex.split(args)
+    except ValueError:  # unbalanced quotes: no options can be told apart
+        return []
+    given = {w.split("=", 1)[0] for w in words}
     return [f for f in _CONFIGURE_FLAGS if f in given]
 
 
