@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
@@ -268,12 +270,14 @@ def test_theme_switch_and_screenshot(env, tmp_path):
     assert img.width() > 800 and img.height() > 500
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason=(
+    "None is immortal from Python 3.12 (PEP 683): its count starts at 2**32 - 1 and "
+    "stable-ABI extensions such as shiboken6 move it while CPython's own code leaves it, so "
+    "a drop is no leak there, and billions of lost references would not bring it to zero"))
 def test_qt_binding_does_not_leak_references_to_none(env):
     """PySide6 6.12.0 drops a reference to None on every invalid QVariant it returns (pyqtgraph
     hits that path on every line move): on Python 3.11 the GUI then dies with
     "deallocating None" after a while. This guards the installed binding."""
-    import sys
-
     eng, win, _ = env
     publish(eng, win, snapshot(BTC_POS, 40_100.0), candles_event(BTC.symbol, candles(30)))
     before = sys.getrefcount(None)
