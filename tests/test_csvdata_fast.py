@@ -101,7 +101,7 @@ def test_the_usual_rows_read_as_the_csv_path_reads_them(tmp_path):
     rows = [("1700000000", " 100.5", "2"), ("1700000001000", "101 ", "0"),
             ("1700000002000000", "99.25", "1.5"), ("1700000003.5", "1e2", "-0.0")]
     for p, q in ((plain, ""), (quoted, '"')):
-        p.parent.mkdir()
+        p.parent.mkdir(exist_ok=True)
         p.write_text("timestamp,price,volume\n"
                      + "".join(",".join(f"{q}{f}{q}" for f in r) + "\n" for r in rows))
     a, b = load_price_csv(plain), load_price_csv(quoted)
@@ -226,7 +226,7 @@ def test_a_usual_tick_file_is_read_without_a_python_loop_over_its_rows(tmp_path)
 
     def ops(n: int) -> int:
         p = tmp_path / f"{n}" / NAME
-        p.parent.mkdir()
+        p.parent.mkdir(exist_ok=True)
         p.write_text("timestamp,price,volume\n"
                      + "".join(",".join(r) + "\n" for r in _usual_rows(n, 1000, True)))
         count = 0
@@ -248,7 +248,9 @@ def test_a_usual_tick_file_is_read_without_a_python_loop_over_its_rows(tmp_path)
         assert len(data.ticks) == n
         return count
 
-    assert ops(50) == ops(500)
+    ops(50)  # Python 3.12.1 reports no opcode event in the first traced load, 0 == 0
+    small, large = ops(50), ops(500)
+    assert small > 0 and small == large
 
 
 # the characters `_usual_ticks` takes in a row besides its commas, and some of each kind
