@@ -101,7 +101,7 @@ def test_the_usual_rows_read_as_the_csv_path_reads_them(tmp_path):
     rows = [("1700000000", " 100.5", "2"), ("1700000001000", "101 ", "0"),
             ("1700000002000000", "99.25", "1.5"), ("1700000003.5", "1e2", "-0.0")]
     for p, q in ((plain, ""), (quoted, '"')):
-        p.parent.mkdir(exist_ok=True)
+        p.parent.mkdir()
         p.write_text("timestamp,price,volume\n"
                      + "".join(",".join(f"{q}{f}{q}" for f in r) + "\n" for r in rows))
     a, b = load_price_csv(plain), load_price_csv(quoted)
