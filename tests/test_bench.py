@@ -220,6 +220,30 @@ def test_gui_check_refuses_a_window_that_did_not_show_the_storm():
             shown(**kw).check()
 
 
+def test_gui_cpu_per_tick_is_per_tick_the_view_handled():
+    """A view that applies every event and fell behind (vn.py's monitor: its events queue
+    up) is charged per tick whose events it applied, not per tick delivered to the engine;
+    a view that kept up, or whose events are not counted (pmgui's coalescing window), per
+    tick delivered."""
+    from pmgui.bench.gui import GuiResult
+
+    behind = GuiResult("b", rows=500, delivered=15_000, updates=9_000, events=30_000,
+                       gui_cpu=9.0)
+    assert behind.handled == pytest.approx(4_500)
+    assert behind.cpu_per_tick == pytest.approx(9.0 / 4_500)
+    assert behind.cpu_per_delivered_tick == pytest.approx(9.0 / 15_000)
+    kept_up = GuiResult("b", rows=500, delivered=8_000, updates=16_000, events=16_000,
+                        gui_cpu=9.0)
+    assert kept_up.handled == 8_000 and kept_up.cpu_per_tick == pytest.approx(9.0 / 8_000)
+    # events applied in the window that were sent just before it: never more than delivered
+    ahead = GuiResult("b", rows=500, delivered=8_000, updates=16_010, events=16_000,
+                      gui_cpu=9.0)
+    assert ahead.handled == 8_000
+    ours = GuiResult("w", rows=500, delivered=20_000, updates=30_000, gui_cpu=3.0)
+    assert ours.events is None and ours.cpu_per_tick == pytest.approx(3.0 / 20_000)
+    assert GuiResult("w", rows=500).cpu_per_tick == math.inf  # nothing delivered
+
+
 def test_gui_stalls_less_the_hosts_share_are_the_gaps_less_the_cpu_waits():
     """On a shared machine most of a long heartbeat gap can be the GUI thread waiting for a
     CPU another process has: the bench reports the gaps (the rows) and, beside them, the gaps
@@ -271,6 +295,7 @@ def test_gui_baseline_is_vnpy_position_monitor(qtbot):
     for ev in (snapshot(a, 41_000.0), snapshot(b, 39_000.0)):
         box.publish(ev)
     qtbot.waitUntil(lambda: mon.applied == 2)
+    assert mon.emitted == 2  # the events sent to it, counted where they are sent
     assert mon.isSortingEnabled()
     assert [mon.symbol_at(r) for r in range(2)] == ["AAA/USDT:USDT", "ZZZ/USDT:USDT"]
     box.publish(snapshot(a, 41_500.0))

@@ -24,3 +24,15 @@ def test_the_heartbeats_cpu_wait_reading_keeps_the_interpreter_lock():
 
     assert times_let_go(beats) == 0
     assert all(r is not None for r in reads) and reads == sorted(reads)  # type: ignore[type-var]
+
+
+def test_a_tiny_storm_against_vnpys_monitor_counts_the_events_it_was_sent(qapp):
+    """The baseline's CPU per tick is per tick it handled (`GuiResult.handled`): the events
+    signalled to it are counted where they are sent, each delivered tick sends its symbol's
+    positions' snapshots, and the ticks handled are never more than those delivered."""
+    from pmgui.bench.gui import run_gui_storm
+
+    res = run_gui_storm(20, 300.0, 1.0, baseline=True)
+    assert res.events is not None and res.events >= res.delivered > 0
+    assert 0 < res.updates and 0 < res.handled <= res.delivered
+    assert res.cpu_per_tick == pytest.approx(res.gui_cpu / res.handled)

@@ -34,7 +34,10 @@ measures, and its baseline:
   CPU per tick, longest stall of a 5 ms heartbeat, displayed price lag p99; baseline: vn.py's
   PositionMonitor mechanics (QTableWidget, a queued signal per event, re-sorted after each
   event as vn.py's `sorting = True` monitors are) on the same storm; `[reduced]` rows compare
-  with the cheaper reduction used before (plain items, no sorting).
+  with the cheaper reduction used before (plain items, no sorting). CPU per tick is per tick
+  handled: a monitor that applies every event and falls behind (vn.py's, at 2,000 ticks/s)
+  handled the delivered ticks in the share of their events it applied (`GuiResult.handled`;
+  params `baseline_events`, `baseline_handled_ticks`, and the figure per delivered tick).
 * `memory.*`: engine bytes per position (tracemalloc, marginal from 50 to 500, warm-ups
   done; baseline: the Position values alone) — the position's own state, then with its
   symbol's candles and indicator sets (`_with_market_data`), then with the paper venue's
@@ -293,6 +296,15 @@ def bench_storm(plan: Plan) -> list[Row]:
     return rows
 
 
+def _handled(prefix: str, res) -> dict[str, float | int | None]:
+    """A view's params for what its CPU per tick is divided by (`GuiResult.cpu_per_tick`):
+    the events sent to it, the ticks it handled, its GUI-thread CPU and that CPU per
+    delivered tick (the figure before session 47)."""
+    return {f"{prefix}_events": res.events, f"{prefix}_handled_ticks": round(res.handled),
+            f"{prefix}_gui_cpu_s": round(res.gui_cpu, 2),
+            f"{prefix}_cpu_per_delivered_tick_us": round(res.cpu_per_delivered_tick * 1e6, 1)}
+
+
 def bench_gui(plan: Plan) -> list[Row]:
     from pmgui.bench.gui import lag_percentile, run_gui_storm
 
@@ -303,13 +315,15 @@ def bench_gui(plan: Plan) -> list[Row]:
          "rate": 2000, "duration_s": round(ours.wall, 2), "lag_samples": ours.samples,
          "stalls_over_50ms": ours.stalls_over(0.05), "updates": ours.updates,
          **ours.host_share(), **ours.gui_cpu_share(),
-         "baseline_updates": base.updates, "actions": ours.actions, "paints": ours.paints,
+         "baseline_updates": base.updates, **_handled("baseline", base),
+         "actions": ours.actions, "paints": ours.paints,
          "baseline_paints": base.paints,
          "baseline_stalls_over_50ms": base.stalls_over(0.05),
          "baseline": "vn.py's PositionMonitor mechanics (re-sort per event, cell classes), "
                      "same storm"}
     pr = {"rows": ours.rows, "delivered": ours.delivered,
           "baseline_delivered": reduced.delivered, "baseline_updates": reduced.updates,
+          **_handled("baseline", reduced),
           "baseline_paints": reduced.paints,
           "baseline_stalls_over_50ms": reduced.stalls_over(0.05),
           "baseline": "reduced vn.py-style monitor (plain items, no sorting), same storm"}
