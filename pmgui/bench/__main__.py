@@ -73,6 +73,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pmgui.bench.gui import GuiResult
     from pmgui.bench.rules import ReplayMarginal, RulesRun
 
 PRESETS = ("manual", "guardian", "breakout", "active", "monitor")
@@ -296,7 +297,7 @@ def bench_storm(plan: Plan) -> list[Row]:
     return rows
 
 
-def _handled(prefix: str, res) -> dict[str, float | int | None]:
+def _handled(prefix: str, res: GuiResult) -> dict[str, float | int | None]:
     """A view's params for what its CPU per tick is divided by (`GuiResult.cpu_per_tick`):
     the events sent to it, the ticks it handled, its GUI-thread CPU and that CPU per
     delivered tick (the figure before session 47)."""

@@ -76,7 +76,7 @@ class GuiResult:
         """GUI-thread CPU per tick handled. Why not per tick delivered: vn.py's monitor
         saturates the GUI thread at 2,000 ticks/s (~9.5 of 10 s), so per delivered tick its
         figure is ~10 s / delivered — the ticks still queued when the window closed credited
-        to it as done, and a figure that swung 615–1,884 µs with how the engine's thread
+        to it as done, and a figure that swung 615–2,031 µs with how the engine's thread
         and the GUI thread shared the interpreter lock in the run."""
         handled = self.handled
         return self.gui_cpu / handled if handled else math.inf
