@@ -264,3 +264,43 @@ def test_close_raises_an_alert(env):
     assert win.alerts and "take_profit" in win.alerts[-1] and "42,000.0" in win.alerts[-1]
     assert "closed (take_profit)" in win.statusBar().currentMessage()
     assert win.model.rowCount() == 0 and win.chart.position_id is None
+
+
+def _editor_on(qtbot, pos, mark):
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng, exposed=False)
+    eng.outbox.publish(snapshot(pos, mark))
+    eng.outbox.publish(tick(pos.symbol, mark, T0))
+    win.bridge.flush_now()
+    return eng, win, open_editor(win)
+
+
+def test_switching_units_back_and_forth_keeps_the_levels_exactly(qtbot):
+    # levels a 3-decimal % or R does not carry to the tick: read back, they would move
+    pos = position(entry=87_534.1, sl=86_203.9, tp=90_794.1, liquidation=79_130.8)
+    eng, _win, dlg = _editor_on(qtbot, pos, 87_400.0)
+    for mode in ("% from entry", "R", "Price"):
+        for kind in ("sl", "tp"):
+            dlg.modes[kind].setCurrentText(mode)
+            assert dlg.previews[kind].text().startswith(
+                f"→ {kind.upper()} {'86,203.9' if kind == 'sl' else '90,794.1'} ·"), mode
+    assert (dlg.inputs["sl"].text(), dlg.inputs["tp"].text()) == ("86203.9", "90794.1")
+    assert dlg.parsed() == (KEEP, KEEP)  # nothing changed: nothing is sent
+    # in % the SL is left as it was while the TP is changed: only the TP is sent
+    dlg.modes["sl"].setCurrentText("% from entry")
+    dlg.inputs["tp"].setText("91,000")
+    dlg.submit()
+    assert eng.of_type(SetTargets) == [SetTargets("p1", sl=KEEP, tp=91_000.0)]
+
+
+def test_switching_to_r_without_an_initial_stop_does_not_remove_the_level(qtbot):
+    pos = position(sl=None, tp=42_000.0, liquidation=36_500.0)
+    eng, _win, dlg = _editor_on(qtbot, pos, 40_500.0)
+    dlg.modes["tp"].setCurrentText("R")
+    assert dlg.inputs["tp"].text() != ""  # an empty field would mean "no TP"
+    assert "R is undefined" in dlg.error.text()
+    assert not dlg.ok_button.isEnabled()
+    dlg.submit()
+    assert eng.of_type(SetTargets) == []
+    dlg.modes["tp"].setCurrentText("Price")  # back: the level is still there
+    assert dlg.parsed() == (KEEP, KEEP)

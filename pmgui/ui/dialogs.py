@@ -195,6 +195,10 @@ class EditTargetsDialog(QDialog):
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
         self._busy = False
+        # the level a unit switch converted, by field: {kind: (mode, text, level)}. A
+        # rounded % or R text read back would move the level by ticks, so the trader's
+        # unchanged level (or the converted-back price) stays exactly what it was.
+        self._converted: dict[str, tuple[str, str, float]] = {}
         self.result_message = ""
         self.result: CommandResult | None = None
         self.setMinimumWidth(540)
@@ -216,19 +220,28 @@ class EditTargetsDialog(QDialog):
             self._refresh()
 
     def _mode_changed(self, kind: str) -> None:
-        """Switching unit converts the shown value instead of reinterpreting it."""
+        """Switching unit converts the shown value instead of reinterpreting it; the level
+        itself is kept exactly (switching back and forth changes nothing)."""
         p = self._snap.position
         edit = self.inputs[kind]
         mode = self.modes[kind].currentText()
         prev = getattr(self, f"_last_{kind}", None)
         if prev is not None and valid_price(prev):
+            text: str | None = None
             if mode == MODES[0]:
-                edit.setText(fmt_price(prev, self._market).replace(",", ""))
+                text = fmt_price(prev, self._market).replace(",", "")
             elif mode == MODES[1]:
-                edit.setText(f"{p.side.dir * (prev - p.entry) / p.entry * 100:.3f}")
+                text = f"{p.side.dir * (prev - p.entry) / p.entry * 100:.3f}"
             else:
                 r = risk_per_unit(p.entry, p.initial_sl)
-                edit.setText(f"{p.side.dir * (prev - p.entry) / r:.3f}" if r else "")
+                # no initial stop: the text stays, and reads as an error in R (an empty
+                # field would mean "no level" and remove it)
+                text = f"{p.side.dir * (prev - p.entry) / r:.3f}" if r else None
+            if text is not None:
+                edit.blockSignals(True)
+                edit.setText(text)
+                edit.blockSignals(False)
+                self._converted[kind] = (mode, text, prev)
         self._refresh()
 
     def _level(self, kind: str) -> tuple[float | None, bool]:
@@ -236,9 +249,13 @@ class EditTargetsDialog(QDialog):
         p = self._snap.position
         name = "SL" if kind == "sl" else "TP"
         text, mode = self.inputs[kind].text(), self.modes[kind].currentText()
-        level = level_from_input(text, mode, name, p)
-        if level is not None and self._market is not None:
-            level = self._market.round_price(level)
+        conv = self._converted.get(kind)
+        if conv is not None and conv[:2] == (mode, text):
+            level: float | None = conv[2]  # the converted value, untouched since
+        else:
+            level = level_from_input(text, mode, name, p)
+            if level is not None and self._market is not None:
+                level = self._market.round_price(level)
         current = p.sl if kind == "sl" else p.tp
         if level is None or current is None:
             changed = level is not current
