@@ -304,3 +304,20 @@ def test_switching_to_r_without_an_initial_stop_does_not_remove_the_level(qtbot)
     assert eng.of_type(SetTargets) == []
     dlg.modes["tp"].setCurrentText("Price")  # back: the level is still there
     assert dlg.parsed() == (KEEP, KEEP)
+
+
+def test_the_engines_refusal_stays_shown_through_new_ticks(env):
+    eng, win = env
+
+    def refuse(cmd):
+        raise ExchangeError("Binance: order would immediately trigger")
+    eng.answer = refuse
+    dlg = open_editor(win)
+    dlg.inputs["sl"].setText("39500")
+    dlg.submit()
+    for i in range(1, 4):  # the price goes on while the trader reads the reason
+        eng.outbox.publish(tick(BTC.symbol, 40_500.0 + i, T0 + i))
+        win.bridge.flush_now()
+    assert "Rejected: Binance: order would immediately trigger" in dlg.error.text()
+    dlg.inputs["sl"].setText("39400")  # the trader's next try: the old reason goes
+    assert dlg.error.text() == ""

@@ -177,7 +177,7 @@ class EditTargetsDialog(QDialog):
             grid.addWidget(mode, row * 2, 2)
             grid.addWidget(preview, row * 2 + 1, 1, 1, 2)
             self.inputs[kind], self.modes[kind], self.previews[kind] = edit, mode, preview
-            edit.textChanged.connect(self._refresh)
+            edit.textChanged.connect(self._edited)
             mode.currentIndexChanged.connect(lambda _i, k=kind: self._mode_changed(k))
         self.error = fixed_line(_TipLabel(), 2)
         self.error.setObjectName("targetsError")
@@ -195,6 +195,9 @@ class EditTargetsDialog(QDialog):
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
         self._busy = False
+        # the engine's refusal of the last OK: shown until the trader changes something
+        # (a tick re-validates the fields, it must not wipe the venue's reason)
+        self._refused = ""
         # the level a unit switch converted, by field: {kind: (mode, text, level)}. A
         # rounded % or R text read back would move the level by ticks, so the trader's
         # unchanged level (or the converted-back price) stays exactly what it was.
@@ -219,6 +222,10 @@ class EditTargetsDialog(QDialog):
         if not self._busy:
             self._refresh()
 
+    def _edited(self) -> None:
+        self._refused = ""
+        self._refresh()
+
     def _mode_changed(self, kind: str) -> None:
         """Switching unit converts the shown value instead of reinterpreting it; the level
         itself is kept exactly (switching back and forth changes nothing)."""
@@ -242,7 +249,7 @@ class EditTargetsDialog(QDialog):
                 edit.setText(text)
                 edit.blockSignals(False)
                 self._converted[kind] = (mode, text, prev)
-        self._refresh()
+        self._edited()
 
     def _level(self, kind: str) -> tuple[float | None, bool]:
         """(level, changed) for one field; raises ValidationError with a specific message."""
@@ -291,7 +298,7 @@ class EditTargetsDialog(QDialog):
                                              else ""))
             else:
                 prev.setText(f"→ {consequence(kind, level, self._ctx)}")
-        self.error.setText("\n".join(problems))
+        self.error.setText("\n".join(problems) or self._refused)
         self.ok_button.setEnabled(not problems and not self._busy)
 
     def submit(self) -> None:
@@ -314,7 +321,8 @@ class EditTargetsDialog(QDialog):
     def _on_done(self, res: CommandResult | None, err: str | None) -> None:
         self._busy = False
         if err is not None:
-            self.error.setText(f"✖ Rejected: {err}")
+            self._refused = f"✖ Rejected: {err}"
+            self.error.setText(self._refused)
             self._refresh_ok_only()
             return
         self.result_message = res.message if res is not None else ""
