@@ -321,3 +321,22 @@ def test_the_engines_refusal_stays_shown_through_new_ticks(env):
     assert "Rejected: Binance: order would immediately trigger" in dlg.error.text()
     dlg.inputs["sl"].setText("39400")  # the trader's next try: the old reason goes
     assert dlg.error.text() == ""
+
+
+def test_the_editor_of_a_position_that_closes_meanwhile_sends_nothing(env, qtbot):
+    eng, win = env
+    dlg = open_editor(win)
+    dlg.inputs["sl"].setText("39500")
+    assert dlg.ok_button.isEnabled()
+    eng.outbox.publish(PositionRemoved(POS.evolve(exit_reason="stop_loss",
+                                                  exit_price=39_000.0), T0 + 5))
+    win.bridge.flush_now()
+    assert dlg.isVisible()  # the trader reads why, and closes it
+    assert "has closed (stop_loss) at 39,000.0" in dlg.error.text()
+    assert not dlg.ok_button.isEnabled() and not dlg.inputs["sl"].isEnabled()
+    qtbot.keyClick(dlg.inputs["sl"], Qt.Key.Key_Return)
+    dlg.submit()
+    eng.outbox.publish(tick(BTC.symbol, 39_000.0, T0 + 6))  # a tick re-validates: still void
+    win.bridge.flush_now()
+    assert not dlg.ok_button.isEnabled() and "has closed" in dlg.error.text()
+    assert eng.of_type(SetTargets) == []

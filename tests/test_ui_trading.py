@@ -430,3 +430,35 @@ def test_funding_column_tooltip_and_account_strip_per_position(qtbot):
     assert "Funding —" in cell("p4", "pnl", Qt.ItemDataRole.ToolTipRole)
     # the account's own figure, and the open positions' share of it
     assert win.account.text("funding") == "Funding −$1.30 · open −$0.85"
+
+
+@pytest.mark.parametrize("open_question", ["emergency", "partial", "reverse", "custom", "add"])
+def test_a_question_about_a_position_that_closes_meanwhile_can_no_longer_send(
+        qtbot, open_question):
+    eng, win = make(qtbot)
+    if open_question == "emergency":
+        win.act_emergency.trigger()
+    elif open_question == "partial":
+        key(qtbot, win, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # close 50 %
+    elif open_question == "reverse":
+        win.act_reverse.trigger()
+    elif open_question == "custom":
+        win.act_close_custom.trigger()
+        win.dialog.input.setText("30")
+    else:
+        win.act_add.trigger()
+        win.dialog.input.setText("0.1")
+    dlg = win.dialog if open_question in ("custom", "add") else win.confirm_dialog
+    assert dlg is not None and dlg.isVisible()
+    ok = dlg.ok_button if isinstance(dlg, AmountDialog) else dlg.confirm_button
+    assert ok.isEnabled()
+    eng.outbox.publish(PositionRemoved(POS.evolve(exit_reason="stop_loss",
+                                                  exit_price=39_000.0), T0 + 5))
+    win.bridge.flush_now()
+    assert dlg.isVisible() and not ok.isEnabled()
+    said = (dlg.error if isinstance(dlg, AmountDialog) else dlg.label).text()
+    assert "has closed (stop_loss)" in said
+    qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    if isinstance(dlg, AmountDialog):
+        dlg.submit()
+    assert eng.commands() == []

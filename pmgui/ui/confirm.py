@@ -51,6 +51,16 @@ class ConfirmDialog(QDialog):
         lay.addWidget(self.label)
         lay.addWidget(self.buttons)
         self._done = False
+        self.position_id: str | None = None  # the position the question is about
+
+    def position_gone(self, text: str) -> None:
+        """The position closed while the question was open: nothing is left to confirm."""
+        if self._done:
+            return
+        self._done = True
+        self.confirm_button.setEnabled(False)
+        self.label.setText(text)
+        self.cancel_button.setText("Close")
 
     def _confirm(self) -> None:
         if self._done:

@@ -202,6 +202,7 @@ class EditTargetsDialog(QDialog):
         # rounded % or R text read back would move the level by ticks, so the trader's
         # unchanged level (or the converted-back price) stays exactly what it was.
         self._converted: dict[str, tuple[str, str, float]] = {}
+        self._gone = ""  # the position closed while the dialog was open: why
         self.result_message = ""
         self.result: CommandResult | None = None
         self.setMinimumWidth(540)
@@ -221,6 +222,18 @@ class EditTargetsDialog(QDialog):
                             f"{fmt_price(p.liquidation, self._market)}")
         if not self._busy:
             self._refresh()
+
+    @property
+    def position_id(self) -> str:
+        return self._snap.position.id
+
+    def position_gone(self, text: str) -> None:
+        """The position closed while the dialog was open: nothing is left to protect, so
+        nothing can be sent (an answer on its way still arrives)."""
+        self._gone = text
+        for w in (*self.inputs.values(), *self.modes.values()):
+            w.setEnabled(False)
+        self._refresh()
 
     def _edited(self) -> None:
         self._refused = ""
@@ -298,12 +311,12 @@ class EditTargetsDialog(QDialog):
                                              else ""))
             else:
                 prev.setText(f"→ {consequence(kind, level, self._ctx)}")
-        self.error.setText("\n".join(problems) or self._refused)
-        self.ok_button.setEnabled(not problems and not self._busy)
+        self.error.setText(self._gone or "\n".join(problems) or self._refused)
+        self.ok_button.setEnabled(not problems and not self._busy and not self._gone)
 
     def submit(self) -> None:
-        if self._busy:
-            return  # Enter repeats while the engine is answering
+        if self._busy or self._gone:
+            return  # Enter repeats while the engine is answering; a closed position
         try:
             sl, tp = self.parsed()
         except ValidationError as e:
@@ -330,7 +343,7 @@ class EditTargetsDialog(QDialog):
         self.accept()
 
     def _refresh_ok_only(self) -> None:
-        self.ok_button.setEnabled(True)
+        self.ok_button.setEnabled(not self._gone)
 
 
 SIZE_UNITS = ("coins", "quote", "% of balance", "risk % of balance")
@@ -772,9 +785,21 @@ class AmountDialog(QDialog):
         lay.addWidget(self.buttons)
         self.input.textChanged.connect(self._refresh)
         self.setMinimumWidth(400)
+        self.position_id: str | None = None  # the position the amount is for
+        self._gone = ""
+        self._refresh()
+
+    def position_gone(self, text: str) -> None:
+        """The position closed while the dialog was open: nothing can be sent for it."""
+        self._gone = text
+        self.input.setEnabled(False)
         self._refresh()
 
     def _refresh(self) -> float | None:
+        if self._gone:
+            self.error.setText(self._gone)
+            self.ok_button.setEnabled(False)
+            return None
         if not self.input.text().strip():
             self.preview.setText("")
             self.error.setText("")

@@ -479,6 +479,12 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(500, self.history.refresh)
         if self.chart.position_id == p.id:
             self._show_current()
+        gone = (f"{p.symbol} {_side(p.side)} has closed ({reason}) at {price}: there is "
+                f"nothing left to change.")
+        for dlg in (self.dialog, self.confirm_dialog):  # a question about it is void
+            if (dlg is not None and dlg.isVisible()
+                    and getattr(dlg, "position_id", None) == p.id):
+                dlg.position_gone(gone)  # type: ignore[attr-defined]
 
     def _on_history_loaded(self, data: HistorySnapshot) -> None:
         """First load: the stored recent actions under the live ones (and on the chart)."""
@@ -577,6 +583,7 @@ class MainWindow(QMainWindow):
                 f"and cannot be undone.")
         dlg = ConfirmDialog("Emergency close", text, f"Close {p.symbol} now", self,
                             object_name="emergencyConfirm")
+        dlg.position_id = p.id
         dlg.confirmed.connect(lambda pid=p.id: self.send_close(pid))
         self.confirm_dialog = dlg
         dlg.open()

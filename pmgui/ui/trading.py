@@ -50,7 +50,7 @@ class PositionActions(QObject):
         self.win = win
 
     def _ask_or_do(self, title: str, text: str, confirm: str, do: Callable[[], object],
-                   name: str) -> None:
+                   name: str, position_id: str | None = None) -> None:
         """One-click trading acts at once; otherwise the question states what will happen."""
         if self.win.settings.one_click:
             do()
@@ -58,6 +58,7 @@ class PositionActions(QObject):
         if self.win.confirm_dialog is not None and self.win.confirm_dialog.isVisible():
             return
         dlg = ConfirmDialog(title, text, confirm, self.win, object_name=name)
+        dlg.position_id = position_id
         dlg.confirmed.connect(do)
         self.win.confirm_dialog = dlg
         dlg.open()
@@ -86,7 +87,8 @@ class PositionActions(QObject):
                 f"{fmt_qty(p.qty, market)} with a reduce-only MARKET order (last price "
                 f"{fmt_price(snap.mark, market)}). The SL/TP orders are resized to the rest.")
         self._ask_or_do(f"Close {pct}", text, f"Close {pct}",
-                        lambda: self._send_partial(p.id, p.symbol, fraction), "partialConfirm")
+                        lambda: self._send_partial(p.id, p.symbol, fraction), "partialConfirm",
+                        p.id)
 
     def _send_partial(self, pid: str, symbol: str, fraction: float) -> bool:
         key = ("close", pid)
@@ -128,6 +130,7 @@ class PositionActions(QObject):
         dlg = AmountDialog(f"Close part of {p.symbol}", "Close %", parse, self.win,
                            object_name="closePartDialog", ok_text="Close")
         dlg.chosen.connect(lambda f: self._send_partial(p.id, p.symbol, f))
+        dlg.position_id = p.id
         self.win.dialog = dlg
         dlg.open()
         return dlg
@@ -168,6 +171,7 @@ class PositionActions(QObject):
             self.win.runner.submit(AddToPosition(p.id, qty), done, key=("add", p.id))
 
         dlg.chosen.connect(send)
+        dlg.position_id = p.id
         self.win.dialog = dlg
         dlg.open()
         return dlg
@@ -185,7 +189,7 @@ class PositionActions(QObject):
                 f"{p.leverage:g}× (preset {p.preset}, no SL/TP until you set them or the "
                 f"preset does).")
         self._ask_or_do("Reverse position", text, "Reverse",
-                        lambda: self._send_reverse(p, other), "reverseConfirm")
+                        lambda: self._send_reverse(p, other), "reverseConfirm", p.id)
 
     def _send_reverse(self, p: Position, other: Side) -> None:
         key = ("close", p.id)
