@@ -462,3 +462,47 @@ def test_a_question_about_a_position_that_closes_meanwhile_can_no_longer_send(
     if isinstance(dlg, AmountDialog):
         dlg.submit()
     assert eng.commands() == []
+
+
+def test_a_huge_price_with_a_fine_tick_and_a_tiny_price_are_never_cut_in_the_table(qtbot):
+    """100,000.12345 (tick 0.00001) shown as "100,000.1…", a quantity of 123,456,789 as
+    "123,456…": a number cut at its end reads as another number. The column grows instead."""
+    from PySide6.QtGui import QFontMetrics
+
+    from pmgui.domain.models import Market
+
+    big = Market("BIG/USDT:USDT", tick_size=0.00001, amount_step=0.001, min_amount=0.001,
+                 base="BIG", quote="USDT")
+    tiny = Market("TINY/USDT:USDT", tick_size=1e-10, amount_step=1, min_amount=1,
+                  base="TINY", quote="USDT")
+    eng = EngineDouble()
+    eng.markets.update({big.symbol: big, tiny.symbol: tiny})
+    win = shown_window(qtbot, eng, size=(1500, 900))
+    p1 = position("b1", big.symbol, entry=100_000.12345, sl=98_765.43211, tp=123_456.78901,
+                  qty=12.345, leverage=3.0, liquidation=66_789.12345)
+    p2 = position("t1", tiny.symbol, Side.SHORT, entry=0.0000123456, sl=0.0000130001,
+                  tp=0.0000110009, qty=123_456_789, leverage=20.0, liquidation=0.0000135)
+    for ev in (snapshot(p1, 101_234.56789), snapshot(p2, 0.0000122222),
+               tick(big.symbol, 101_234.56789, T0), tick(tiny.symbol, 0.0000122222, T0)):
+        eng.outbox.publish(ev)
+    win.bridge.flush_now()
+    QApplication.processEvents()
+
+    def cut() -> list[tuple[str, str]]:
+        out = []
+        for r in range(win.model.rowCount()):
+            for c in visible_sections(win):
+                it = win.model.item(r, c)
+                width = QFontMetrics(it.font()).horizontalAdvance(it.text())
+                if width + 8 > win.table.columnWidth(c):
+                    out.append((win.model.columns[c].key, it.text()))
+        return out
+
+    assert cut() == []
+    assert "123,456,789" in {win.model.item(r, column_index("qty")).text() for r in range(2)}
+    # a value that grows later (the P/L of a big position) is fitted within a second
+    eng.outbox.publish(snapshot(p1, 181_234.56789, T0 + 1))
+    win.bridge.flush_now()
+    win.refresh_status()  # the window's once-a-second refresh
+    QApplication.processEvents()
+    assert cut() == []

@@ -501,6 +501,7 @@ class MainWindow(QMainWindow):
     def refresh_status(self) -> None:
         self.status.refresh()
         self.model.refresh_live()
+        self.positions.fit_values()  # once a second: a value grown past its column
 
     def notify(self, text: str, *, alert: bool = False, critical: bool = False,
                timeout_ms: int = 15000) -> None:

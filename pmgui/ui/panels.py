@@ -10,7 +10,7 @@ numbers).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import islice
 
 from PySide6.QtCore import (
@@ -24,7 +24,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAccessible, QAction
+from PySide6.QtGui import QAccessible, QAction, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -73,6 +73,8 @@ ACCOUNT_SLICE = 128
 VISIBLE_MARGIN = 1  # rows above and below the view written with the rows on screen
 
 # width of each column (px at 96 dpi; scaled with the font on high-DPI screens)
+CELL_PAD = 14  # a cell's text margins and focus frame, in pixels
+WIDE_CHARS = "0123456789,.+\u2212-$%R×▲▼●—MW"  # at least as wide as any character of a value
 WIDTHS = {"symbol": 120, "side": 76, "qty": 66, "entry": 84, "mark": 84, "pnl": 86,
           "roi": 68, "r": 60, "sl": 84, "tp": 84, "trailing": 84, "liquidation": 84,
           "liq_dist": 66, "notional": 92, "margin": 84, "leverage": 50, "mode": 70,
@@ -228,6 +230,9 @@ class PositionsPanel(QWidget):
         hdr.setSectionsMovable(True)
         hdr.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         hdr.customContextMenuRequested.connect(self._header_menu)
+        self._value_need: dict[int, int] = {}  # column → width its widest value needed
+        self._metrics: dict[int, QFontMetrics] = {}  # column → its font's metrics
+        self._widest: dict[int, int] = {}  # column → advance of its widest WIDE_CHARS
         self.size_columns()
         for c, col in enumerate(self.model.columns):
             t.setColumnHidden(c, not col.default)
@@ -262,6 +267,8 @@ class PositionsPanel(QWidget):
 
         t.selectionModel().currentRowChanged.connect(self._current_changed)
         self.model.rowsInserted.connect(self._select_first_if_none)
+        self.model.rowsInserted.connect(
+            lambda _p, first, last: self.fit_values(range(first, min(last, first + 63) + 1)))
         self.model.rowsRemoved.connect(self._after_remove)
         bridge.positionsChanged.connect(self.on_positions)
         bridge.positionRemoved.connect(self.on_position_removed)
@@ -403,9 +410,55 @@ class PositionsPanel(QWidget):
         return not self.proxy.dynamicSortFilter()
 
     def size_columns(self) -> None:
-        scale = max(1.0, self.table.fontMetrics().height() / 16.0)  # high-DPI / large fonts
-        for c, col in enumerate(self.model.columns):
-            self.table.setColumnWidth(c, round(WIDTHS.get(col.key, 90) * scale))
+        for c in range(len(self.model.columns)):
+            self.table.setColumnWidth(c, self._designed(c))
+
+    def fit_values(self, rows: Iterable[int] | None = None) -> bool:
+        """Widen the columns whose value would be cut: a price of 100,000.12345 shown as
+        "100,000.1…", a quantity of 123,456,789 as "123,456…" — a number cut at its end
+        reads as another number, so it is shown whole (the table scrolls sideways when the
+        window is too narrow, as for any column). `rows` are source rows (default: those on
+        screen); called for rows added and once a second, never per tick. A column grows only
+        past the widest value seen so far, so a column the trader narrowed stays as set
+        until a wider value comes. True if a column grew."""
+        model = self.model
+        if rows is None:
+            rows = self._visible_rows() or range(min(model.rowCount(), 64))
+        n_rows, n_cols = model.rowCount(), model.columnCount()
+        if not n_rows:
+            return False
+        metrics, wide = self._metrics, self._widest
+        if len(metrics) != n_cols:  # each column's font is fixed (set when a row is added)
+            metrics.clear()
+            metrics.update((c, QFontMetrics(model.item(0, c).font())) for c in range(n_cols))
+            wide.clear()
+            wide.update((c, max(1, *(metrics[c].horizontalAdvance(ch) for ch in WIDE_CHARS)))
+                        for c in range(n_cols))
+        # the width a column's values may reach; a text of no more characters than fit in it
+        # at the widest character a cell shows fits (most cells: no measuring)
+        scale = self._scale()
+        room = [max(self._value_need.get(c, 0), round(WIDTHS.get(col.key, 90) * scale))
+                - CELL_PAD for c, col in enumerate(model.columns)]
+        sure = [room[c] // wide[c] for c in range(n_cols)]
+        grew = []
+        for r in rows:
+            if not 0 <= r < n_rows:
+                continue
+            for c, text in enumerate(model.row_texts(r)):
+                if text is None or len(text) <= sure[c]:
+                    continue
+                width = metrics[c].horizontalAdvance(text)
+                if width > room[c]:
+                    room[c] = width
+                    self._value_need[c] = width + CELL_PAD
+                    grew.append(c)
+        if not grew:
+            return False
+        for c in set(grew):
+            if not self.table.isColumnHidden(c) and self.table.columnWidth(c) < self._designed(c):
+                self.table.setColumnWidth(c, self._designed(c))
+        self.fit_width(self.table.viewport().width())
+        return True
 
     def set_column_visible(self, key: str, visible: bool) -> None:
         c = [col.key for col in self.model.columns].index(key)
@@ -423,9 +476,15 @@ class PositionsPanel(QWidget):
         arrow = 18 if hdr.sortIndicatorSection() == c else 0
         return hdr.fontMetrics().horizontalAdvance(title) + 14 + arrow
 
+    def _scale(self) -> float:
+        return max(1.0, self.table.fontMetrics().height() / 16.0)  # high-DPI / large fonts
+
+    def _designed_base(self, c: int) -> int:
+        return round(WIDTHS.get(self.model.columns[c].key, 90) * self._scale())
+
     def _designed(self, c: int) -> int:
-        scale = max(1.0, self.table.fontMetrics().height() / 16.0)
-        return round(WIDTHS.get(self.model.columns[c].key, 90) * scale)
+        """The column's width: as designed, or what its widest value needs (`fit_values`)."""
+        return max(self._designed_base(c), self._value_need.get(c, 0))
 
     def fit_width(self, width: int) -> None:
         """Any width: the designed column widths when they fit; when narrow, first the

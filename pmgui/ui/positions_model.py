@@ -984,6 +984,10 @@ class PositionsModel(QStandardItemModel):
     def row_of(self, position_id: str) -> int | None:
         return self._index.get(position_id)
 
+    def row_texts(self, row: int) -> list[str | None]:
+        """What row `row`'s cells show now, by column (None: not written yet). Read-only."""
+        return self._lines[row].texts
+
     def position_ids(self) -> list[str]:
         return [ln.row.snap.position.id for ln in self._lines]
 
