@@ -19,7 +19,7 @@ from pmgui.engine.commands import (
 )
 from pmgui.engine.events import PositionRemoved
 from pmgui.ui.dialogs import EditTargetsDialog, OrderDialog, preset_names
-from pmgui.ui.main_window import MainWindow
+from pmgui.ui.main_window import MainWindow, UiSettings
 from pmgui.ui.positions_model import COLUMNS, column_index
 from tests.ui_doubles import BTC, ETH, T0, EngineDouble, position, shown_window, snapshot, tick
 
@@ -340,3 +340,18 @@ def test_the_editor_of_a_position_that_closes_meanwhile_sends_nothing(env, qtbot
     win.bridge.flush_now()
     assert not dlg.ok_button.isEnabled() and "has closed" in dlg.error.text()
     assert eng.of_type(SetTargets) == []
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_one_click_trading_is_restored_as_the_trader_left_it(qtbot, tmp_path, on):
+    ini = str(tmp_path / "layout.ini")
+    eng = EngineDouble()
+    win = MainWindow(eng, start=False, settings=UiSettings(one_click=not on),
+                     qsettings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.act_one_click.trigger()  # Options → One-click trading (saved at once)
+    assert win.settings.one_click is on
+    win.close()
+    win2 = MainWindow(eng, start=False, qsettings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(win2)
+    assert win2.settings.one_click is on and win2.act_one_click.isChecked() is on

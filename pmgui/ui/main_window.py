@@ -997,6 +997,10 @@ class MainWindow(QMainWindow):
         sound = qs.value("ui/sound_alerts")
         if sound is not None:
             self.settings.sound_alerts = str(sound).lower() in ("true", "1")
+        one_click = qs.value("ui/one_click")  # saved when toggled (Options → One-click)
+        if one_click is not None:
+            self.settings.one_click = str(one_click).lower() in ("true", "1")
+            self.act_one_click.setChecked(self.settings.one_click)
         self._drag_options_changed()
         self._palette_changed()
         return restored
