@@ -108,7 +108,7 @@ def test_first_frame_is_a_usable_window_painted_before_anything_heavy(tmp_path):
     # a real window from the first frame: the table with its columns, the status bar, the
     # menu and the toolbar's actions
     assert first["visible"] and first["table"] and first["columns"] >= 10
-    assert first["status_bar"] and first["menus"] == ["&Help"]
+    assert first["status_bar"] and first["menus"] == ["&View", "&Help"]
     assert {"emergencyClose", "closeAll", "newOrder"} <= set(first["toolbar"])
     # then the chart is built into it and the engine starts and lists the demo positions
     ready = report.get("ready")

@@ -355,3 +355,33 @@ def test_one_click_trading_is_restored_as_the_trader_left_it(qtbot, tmp_path, on
     win2 = MainWindow(eng, start=False, qsettings=QSettings(ini, QSettings.Format.IniFormat))
     qtbot.addWidget(win2)
     assert win2.settings.one_click is on and win2.act_one_click.isChecked() is on
+
+
+def test_a_closed_side_panel_comes_back_from_the_view_menu_also_after_a_restart(
+        qtbot, tmp_path):
+    ini = str(tmp_path / "layout.ini")
+    eng = EngineDouble()
+    win = MainWindow(eng, start=False, qsettings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    for dock in (win.log_dock, win.history_dock, win.orders_dock):
+        dock.close()  # the ✕ in the panel's title bar
+        assert not dock.isVisible()
+    win.close()  # saves the layout: the panels are closed in it
+    win2 = MainWindow(eng, start=False, qsettings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(win2)
+    win2.show()
+    qtbot.waitExposed(win2)
+    menus = {m.title().replace("&", ""): m for m in (a.menu() for a in win2.menuBar().actions())
+             if m is not None}
+    assert list(menus) == ["View", "Help"]
+    shown = {a.text(): a for a in menus["View"].actions()}
+    assert set(shown) == {"Action log", "History", "Orders"}
+    for name, dock in (("Action log", win2.log_dock), ("History", win2.history_dock),
+                       ("Orders", win2.orders_dock)):
+        assert not dock.isVisible() and not shown[name].isChecked()
+        shown[name].trigger()
+        assert dock.isVisible() and shown[name].isChecked()
+    # and the shortcuts are found from the Help menu too
+    assert win2.act_help in menus["Help"].actions()

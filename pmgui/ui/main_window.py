@@ -385,7 +385,20 @@ class MainWindow(QMainWindow):
         btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         tb.addWidget(btn)
         self.options_menu = options
-        self.menuBar().addMenu("&Help").addAction("About pmgui…", lambda: show_about(self))
+        # the side panels can be closed (their ✕) and floated: this is how they come back
+        # (a closed panel stays closed across restarts: the layout saves it)
+        view = self.menuBar().addMenu("&View")
+        view.setObjectName("viewMenu")
+        for dock in (self.log_dock, self.history_dock, self.orders_dock):
+            a = dock.toggleViewAction()
+            a.setObjectName(f"show_{dock.objectName()}")
+            a.setStatusTip(f"Show or hide the {dock.windowTitle()} panel")
+            view.addAction(a)
+        self.view_menu = view
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.setObjectName("helpMenu")
+        help_menu.addAction(self.act_help)  # F1: every shortcut, read from the actions
+        help_menu.addAction("About pmgui…", lambda: show_about(self))
         self._update_action_state()
 
     def _build_status_bar(self) -> None:
