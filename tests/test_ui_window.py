@@ -526,3 +526,19 @@ def test_building_the_chart_takes_the_long_lived_objects_out_of_the_collector(qt
     assert gc.get_freeze_count() > before
     assert not any(o is probe for o in gc.get_objects())
     gc.unfreeze()  # other tests start from an unfrozen heap
+
+
+def test_close_all_shows_each_fill_by_symbol_at_its_markets_precision(env, qtbot):
+    eng, win, _ = env
+    fills = (Fill("f1", "c1", BTC.symbol, BTC_POS.side.close_side, 0.5, 40_090.0, 10.0, T0),
+             Fill("f2", "c2", ETH.symbol, ETH_POS.side.close_side, 3.0, 2_990.0, 4.5, T0))
+    eng.answer = lambda cmd: CommandResult(True, "closed 2 position(s)", fills=fills,
+                                           realized_pnl=-12.3)
+    said: list[str] = []
+    win.statusMessage.connect(said.append)
+    publish(eng, win, snapshot(BTC_POS, 40_100.0), snapshot(ETH_POS, 2990.0))
+    win.act_close_all.trigger()
+    win.confirm_dialog.confirm_button.click()
+    (done,) = [m for m in said if m.startswith("✔ All positions closed")]
+    assert done == ("✔ All positions closed: filled BTC/USDT:USDT 0.500 @ 40,090.0, "
+                    "ETH/USDT:USDT 3.00 @ 2,990.00 · realized −$12.30")

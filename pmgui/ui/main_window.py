@@ -656,7 +656,8 @@ class MainWindow(QMainWindow):
             self.notify(f"⚠ Close all: still open after re-check: {', '.join(res.residual)}",
                         alert=True)
             return
-        self.notify(f"✔ All positions closed{fills_text(res, None)}", alert=True)
+        self.notify(f"✔ All positions closed{fills_text(res, None, self.engine.market)}",
+                    alert=True)
 
     # -- drag to modify ----------------------------------------------------------------------
     def _on_level_dropped(self, pid: str, kind: str, level: float) -> None:

@@ -20,7 +20,7 @@ from pmgui.engine.commands import AddToPosition, ClosePosition, CommandResult, O
 from pmgui.engine.events import PositionSnapshot
 from pmgui.ui.confirm import ConfirmDialog
 from pmgui.ui.dialogs import AmountDialog, parse_number
-from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
+from pmgui.ui.fmt import fmt_money, fmt_price, fmt_qty, is_num
 
 if TYPE_CHECKING:
     from pmgui.ui.main_window import MainWindow
@@ -30,15 +30,23 @@ def _side(side: Side) -> str:
     return "▲ LONG" if side is Side.LONG else "▼ SHORT"
 
 
-def fills_text(res: CommandResult | None, market: Market | None) -> str:
+def fills_text(res: CommandResult | None, market: Market | None,
+               market_for: Callable[[str], Market | None] | None = None) -> str:
+    """`: filled 0.500 @ 40,090.0 · realized −$12.30`. With `market_for` (a close of several
+    positions) each fill is named by its symbol and shown to its own market's tick and step."""
     if res is None or not res.fills:
         return f": {res.message}" if res is not None and res.message else ""
     parts = []
     for f in res.fills:
         qty, price = getattr(f, "qty", None), getattr(f, "price", None)
         if is_num(qty) and is_num(price):
-            parts.append(f"{fmt_qty(qty, market)} @ {fmt_price(price, market)}")
-    pnl = f" · realized {res.realized_pnl:+,.2f}" if is_num(res.realized_pnl) else ""
+            symbol = getattr(f, "symbol", None)
+            m = market_for(symbol) if market_for is not None and symbol else market
+            name = f"{symbol} " if market_for is not None and symbol else ""
+            parts.append(f"{name}{fmt_qty(qty, m)} @ {fmt_price(price, m)}")
+    quote = market.quote if market is not None and market.quote else "USDT"
+    pnl = (f" · realized {fmt_money(res.realized_pnl, quote)}" if is_num(res.realized_pnl)
+           else "")
     return (": filled " + ", ".join(parts) + pnl) if parts else ""
 
 
