@@ -506,3 +506,35 @@ def test_a_huge_price_with_a_fine_tick_and_a_tiny_price_are_never_cut_in_the_tab
     win.refresh_status()  # the window's once-a-second refresh
     QApplication.processEvents()
     assert cut() == []
+
+
+def test_after_a_squeeze_a_larger_window_gives_the_panels_and_columns_back(qtbot):
+    """Made small (a quarter of the screen) and large again: the table shows its rows and
+    all its columns, and the action log its width, as before — Qt alone gave all the room
+    back to the chart, and the columns put in the chooser for lack of room stayed there."""
+    eng, win = make(qtbot, size=(1500, 900))
+    eng.outbox.publish(snapshot(ETH_POS, 3_010.0))
+    win.bridge.flush_now()
+
+    def settle(size):
+        win.resize(*size)
+        qtbot.waitUntil(lambda: win.size().width() == size[0], timeout=5000)
+        QApplication.processEvents()
+
+    settle((1500, 900))
+    before = (win.table_dock.height(), win.log_dock.width(), win.positions.visible_columns())
+    assert "notional" in before[2] and "margin" in before[2]
+    settle((640, 420))
+    assert win.table_dock.height() < before[0] and "notional" not in \
+        win.positions.visible_columns()
+    settle((1500, 900))
+    assert (win.table_dock.height(), win.log_dock.width(),
+            win.positions.visible_columns()) == before
+    # a size the trader chose (the splitter under the table moved down) is given back
+    win.resizeDocks([win.table_dock], [320], Qt.Orientation.Vertical)
+    QApplication.processEvents()
+    chosen = win.table_dock.height()
+    assert chosen > before[0] + 40
+    settle((700, 450))
+    settle((1500, 900))
+    assert win.table_dock.height() == chosen

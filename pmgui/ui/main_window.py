@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QByteArray,
+    QEvent,
     QItemSelectionModel,
     QPoint,
     QSettings,
@@ -258,6 +259,15 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.log_dock, self.orders_dock)
         self.log_dock.raise_()
 
+        # the panels' sizes the trader chose, given back when a squeezed window grows (the
+        # designed ones until the panels are laid out at the window's size)
+        self._dock_want: dict[str, int] = {"table": 230, "side": 470}
+        self._win_size = self.size()
+        self._roomiest = (0, 0)  # the largest width and height the window has had
+        self._dock_noted = False
+        for dock in (self.table_dock, self.log_dock, self.history_dock, self.orders_dock):
+            dock.installEventFilter(self)
+
         self._build_actions()
         self._build_status_bar()
         self._connect_bridge()
@@ -270,6 +280,7 @@ class MainWindow(QMainWindow):
         self.resize(1500, 900)
         if qsettings is not None:
             self.restore_layout(qsettings)
+        self._win_size = self.size()  # the panels laid out at this size are as wanted
         self.refresh_status()
         if start:
             self.bridge.start()
@@ -832,6 +843,62 @@ class MainWindow(QMainWindow):
         super().resizeEvent(event)
         # narrow windows: the columns that matter first, the rest stay in the chooser
         self.positions.fit_width(self.table.viewport().width() or event.size().width() - 24)
+        self._regrow_docks(event.oldSize(), event.size())
+
+    # -- panel sizes through window resizes ----------------------------------------------
+    def _side_dock(self) -> QDockWidget | None:
+        return next((d for d in (self.log_dock, self.history_dock, self.orders_dock)
+                     if d.isVisible() and not d.isFloating()), None)
+
+    def _dock_size(self, key: str) -> int | None:
+        if key == "table":
+            return self.table_dock.height() if self.table_dock.isVisible() else None
+        side = self._side_dock()
+        return side.width() if side is not None else None
+
+    def _regrow_docks(self, old, new) -> None:
+        """A smaller window squeezes the panels (the positions table to a row or two, the
+        action log to a sliver), and Qt gives all of a larger window back to the chart: the
+        panels stayed squeezed. When the window grows, a panel smaller than the trader last
+        had it (before the squeeze) gets that size back."""
+        want = self._dock_want
+        if old.isValid():
+            for key, grew, orient in (
+                    ("table", new.height() > old.height(), Qt.Orientation.Vertical),
+                    ("side", new.width() > old.width(), Qt.Orientation.Horizontal)):
+                now = self._dock_size(key)
+                dock = self.table_dock if key == "table" else self._side_dock()
+                if grew and now is not None and now < want[key] and dock is not None:
+                    self.resizeDocks([dock], [want[key]], orient)
+        self._roomiest = (max(self._roomiest[0], new.width()),
+                          max(self._roomiest[1], new.height()))
+        self._win_size = new
+
+    def eventFilter(self, obj, ev) -> bool:
+        """A panel resized while the window keeps its size, once the first layout is done:
+        the trader moved a splitter (or the window gave a panel back its size); unless the
+        window is smaller than it has been, that size is the one to give back."""
+        if (ev.type() == QEvent.Type.Resize and self._dock_noted
+                and self.size() == self._win_size):
+            self._note_dock_sizes()
+        return False
+
+    def _note_dock_sizes(self) -> None:
+        """The panels' sizes now are the trader's (the laid-out designed or restored layout,
+        a splitter moved), unless the window is smaller than it has been (a squeeze)."""
+        for key, i in (("table", 1), ("side", 0)):
+            size = self._dock_size(key)
+            if size is not None and (self.width(), self.height())[i] >= self._roomiest[i]:
+                self._dock_want[key] = size
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._dock_noted:  # once laid out at its first size
+            QTimer.singleShot(0, self, self._first_layout_done)
+
+    def _first_layout_done(self) -> None:
+        self._dock_noted = True
+        self._note_dock_sizes()
 
     def apply_settings(self, new: UiSettings) -> None:
         """Apply behaviour settings live (theme, palette, drags, sound) and persist them."""

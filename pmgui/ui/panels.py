@@ -497,7 +497,12 @@ class PositionsPanel(QWidget):
         hidden_by_me: set[str] = getattr(self, "_auto_hidden", set())
         self._auto_hidden = hidden_by_me
         shown = [c for c in range(len(cols)) if not self.table.isColumnHidden(c)]
-        need = sum(self.table.columnWidth(c) for c in shown)
+        # the last column is stretched to the table's edge: what it needs is its own width
+        # (counted stretched, a widened window never had room to bring anything back)
+        hdr = self.table.horizontalHeader()
+        last = max(shown, key=hdr.visualIndex) if shown else -1
+        need = sum(min(self.table.columnWidth(c), self._designed(c)) if c == last
+                   else self.table.columnWidth(c) for c in shown)
         for c in range(len(cols)):  # room again: bring back what we hid, in column order
             if keys[c] in hidden_by_me and need + self._designed(c) <= width:
                 self.table.setColumnHidden(c, False)
