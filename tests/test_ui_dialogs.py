@@ -385,3 +385,26 @@ def test_a_closed_side_panel_comes_back_from_the_view_menu_also_after_a_restart(
         assert dock.isVisible() and shown[name].isChecked()
     # and the shortcuts are found from the Help menu too
     assert win2.act_help in menus["Help"].actions()
+
+
+def test_the_editor_follows_the_engines_moves_of_a_level_the_trader_has_not_touched(env):
+    """A trailing stop moves while the dialog is open: the field shows the new stop (a
+    trader "tightening" from the old one would loosen it); a field the trader has already
+    changed stays theirs, with the engine's new level said beside it."""
+    eng, win = env
+    dlg = open_editor(win)
+    dlg.modes["tp"].setCurrentText("% from entry")
+    eng.outbox.publish(snapshot(POS.evolve(sl=39_300.0, tp=42_400.0), 40_600.0, T0 + 1))
+    win.bridge.flush_now()
+    assert dlg.inputs["sl"].text() == "39,300.0"
+    assert dlg.previews["sl"].text().startswith("→ SL 39,300.0 ·")
+    assert dlg.inputs["tp"].text() == "6.000"  # 42,400 in the unit the trader chose
+    assert dlg.parsed() == (KEEP, KEEP)  # nothing changed by the trader: nothing sent
+    dlg.inputs["sl"].setText("39,200")  # the trader's own value…
+    eng.outbox.publish(snapshot(POS.evolve(sl=39_450.0, tp=42_400.0), 40_700.0, T0 + 2))
+    win.bridge.flush_now()
+    assert dlg.inputs["sl"].text() == "39,200"  # …stays theirs
+    assert "The engine has moved SL to 39,450.0" in dlg.error.text()
+    assert dlg.previews["sl"].text().startswith("→ SL 39,200.0 ·")
+    dlg.submit()
+    assert eng.of_type(SetTargets) == [SetTargets("p1", sl=39_200.0, tp=KEEP)]

@@ -150,6 +150,10 @@ class EditTargetsDialog(QDialog):
         self._ctx = DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate,
                                 p.initial_sl, price, market)
         self.inputs: dict[str, QLineEdit] = {}
+        # the text the dialog itself put in each field (the position's level): a field
+        # still showing it is the trader's "unchanged", and follows the engine's moves
+        self._shown: dict[str, str] = {}
+        self._moved: dict[str, float | None] = {}  # moved by the engine after the trader typed
         self.modes: dict[str, QComboBox] = {}
         self.previews: dict[str, QLabel] = {}
         side = "▲ LONG" if p.side is Side.LONG else "▼ SHORT"
@@ -163,6 +167,7 @@ class EditTargetsDialog(QDialog):
         for row, (kind, title, current) in enumerate((("sl", "Stop loss", p.sl),
                                                       ("tp", "Take profit", p.tp))):
             edit = QLineEdit(fmt_price(current, market) if current is not None else "")
+            self._shown[kind] = edit.text()
             edit.setObjectName(f"{kind}Input")
             edit.setAccessibleName(f"{title} level")
             edit.setPlaceholderText("none")
@@ -208,6 +213,65 @@ class EditTargetsDialog(QDialog):
         self.setMinimumWidth(540)
         self._refresh()
 
+    def on_snapshot(self, snap: PositionSnapshot) -> None:
+        """The engine's newer snapshot of the position (a trailing stop or a dynamic TP
+        moved, a partial close): a field the trader has not touched follows the new level,
+        so an OK never sends a stale one; a field the trader has changed stays theirs, and
+        its preview says where the engine has put the level since."""
+        old, p = self._snap.position, snap.position
+        if p.id != old.id or self._gone:
+            return
+        self._snap = snap
+        self._ctx = replace(self._ctx, entry=p.entry, qty=p.qty, initial_sl=p.initial_sl,
+                            fee_rate=p.fee_rate, contract_size=p.contract_size)
+        tol = self._market.tick_size / 2 if self._market is not None else 1e-12
+        for kind in ("sl", "tp"):
+            before, now = getattr(old, kind), getattr(p, kind)
+            if (before is None) == (now is None) and (now is None or abs(now - before) <= tol):
+                continue
+            edit, mode = self.inputs[kind], self.modes[kind].currentText()
+            conv = self._converted.get(kind)
+            untouched = ((mode == MODES[0] and edit.text() == self._shown[kind])
+                         or (conv is not None and conv[:2] == (mode, edit.text())
+                             and conv[2] == before))
+            if not untouched:
+                self._moved[kind] = now
+                continue
+            text = ("" if now is None else fmt_price(now, self._market) if mode == MODES[0]
+                    else self._text_for(kind, mode, now))  # (a price as when it opened)
+            if text is None:  # (R without an initial stop: shown as a price)
+                self.modes[kind].blockSignals(True)
+                self.modes[kind].setCurrentText(MODES[0])
+                self.modes[kind].blockSignals(False)
+                mode, text = MODES[0], fmt_price(now, self._market)
+            edit.blockSignals(True)
+            edit.setText(text)
+            edit.blockSignals(False)
+            if mode == MODES[0]:
+                self._shown[kind] = text
+                self._converted.pop(kind, None)
+            elif now is not None:
+                self._converted[kind] = (mode, text, now)
+            self._moved.pop(kind, None)
+        self.header.setText(self._header_text())
+        if not self._busy:
+            self._refresh()
+
+    def _header_text(self) -> str:
+        p, m = self._snap.position, self._market
+        return (f"{p.symbol}  {self._side_text}  entry {fmt_price(p.entry, m)}  ·  price "
+                f"{fmt_price(self._price, m)}  ·  liq. {fmt_price(p.liquidation, m)}")
+
+    def _text_for(self, kind: str, mode: str, level: float) -> str | None:
+        """`level` as the field shows it in `mode` (None: R without an initial stop)."""
+        p = self._snap.position
+        if mode == MODES[0]:
+            return fmt_price(level, self._market).replace(",", "")
+        if mode == MODES[1]:
+            return f"{p.side.dir * (level - p.entry) / p.entry * 100:.3f}"
+        r = risk_per_unit(p.entry, p.initial_sl)
+        return f"{p.side.dir * (level - p.entry) / r:.3f}" if r else None
+
     def on_tick(self, ev: object) -> None:
         """Validate against the newest price, not the one the dialog opened with."""
         p = self._snap.position
@@ -216,10 +280,7 @@ class EditTargetsDialog(QDialog):
             return
         self._price = price
         self._ctx = replace(self._ctx, price=price)
-        self.header.setText(f"{p.symbol}  {self._side_text}  entry "
-                            f"{fmt_price(p.entry, self._market)}  ·  price "
-                            f"{fmt_price(price, self._market)}  ·  liq. "
-                            f"{fmt_price(p.liquidation, self._market)}")
+        self.header.setText(self._header_text())
         if not self._busy:
             self._refresh()
 
@@ -242,21 +303,13 @@ class EditTargetsDialog(QDialog):
     def _mode_changed(self, kind: str) -> None:
         """Switching unit converts the shown value instead of reinterpreting it; the level
         itself is kept exactly (switching back and forth changes nothing)."""
-        p = self._snap.position
         edit = self.inputs[kind]
         mode = self.modes[kind].currentText()
         prev = getattr(self, f"_last_{kind}", None)
         if prev is not None and valid_price(prev):
-            text: str | None = None
-            if mode == MODES[0]:
-                text = fmt_price(prev, self._market).replace(",", "")
-            elif mode == MODES[1]:
-                text = f"{p.side.dir * (prev - p.entry) / p.entry * 100:.3f}"
-            else:
-                r = risk_per_unit(p.entry, p.initial_sl)
-                # no initial stop: the text stays, and reads as an error in R (an empty
-                # field would mean "no level" and remove it)
-                text = f"{p.side.dir * (prev - p.entry) / r:.3f}" if r else None
+            # R without an initial stop: the text stays, and reads as an error in R (an
+            # empty field would mean "no level" and remove it)
+            text = self._text_for(kind, mode, prev)
             if text is not None:
                 edit.blockSignals(True)
                 edit.setText(text)
@@ -295,7 +348,8 @@ class EditTargetsDialog(QDialog):
         return out[0], out[1]
 
     def _refresh(self) -> None:
-        problems = []
+        problems: list[str] = []
+        notes: list[str] = []
         for kind, name in (("sl", "SL"), ("tp", "TP")):
             prev = self.previews[kind]
             try:
@@ -311,7 +365,13 @@ class EditTargetsDialog(QDialog):
                                              else ""))
             else:
                 prev.setText(f"→ {consequence(kind, level, self._ctx)}")
-        self.error.setText(self._gone or "\n".join(problems) or self._refused)
+            if kind in self._moved:  # the trader's value stays; the engine's is said
+                now = self._moved[kind]
+                notes.append(f"⚠ The engine has moved {name} to "
+                             f"{fmt_price(now, self._market) if now is not None else 'none'}"
+                             f" since you opened this; OK sends yours.")
+        self.error.setText(self._gone or "\n".join(problems) or self._refused
+                           or " ".join(notes))
         self.ok_button.setEnabled(not problems and not self._busy and not self._gone)
 
     def submit(self) -> None:

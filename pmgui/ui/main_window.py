@@ -735,8 +735,15 @@ class MainWindow(QMainWindow):
                 if ev.symbol == sym:
                     d.on_tick(ev)
 
+        def on_positions(snaps: list, d=dlg, pid=snap.position.id) -> None:
+            for s in snaps:
+                if s.position.id == pid:
+                    d.on_snapshot(s)
+
         self.bridge.ticks.connect(on_ticks)  # the newest price, while it is open
-        dlg.finished.connect(lambda _r: self.bridge.ticks.disconnect(on_ticks))
+        self.bridge.positionsChanged.connect(on_positions)  # and the newest levels
+        dlg.finished.connect(lambda _r: (self.bridge.ticks.disconnect(on_ticks),
+                                         self.bridge.positionsChanged.disconnect(on_positions)))
         dlg.accepted.connect(lambda s=snap.position.symbol, d=dlg, m=market: self.notify(
             f"{s}: " + protection_summary(d.result, m)))
         self.dialog = dlg
