@@ -538,3 +538,17 @@ def test_after_a_squeeze_a_larger_window_gives_the_panels_and_columns_back(qtbot
     settle((700, 450))
     settle((1500, 900))
     assert win.table_dock.height() == chosen
+
+
+def test_the_ticket_shows_a_bad_size_beside_its_field_with_the_other_fields_problems(qtbot):
+    eng, win = make(qtbot)
+    dlg = open_ticket(qtbot, win)
+    dlg.symbol.setCurrentText(ETH.symbol)
+    qtbot.keyClicks(dlg.qty, "-1")
+    qtbot.keyClicks(dlg.sl, "abc")
+    assert dlg.field_errors["qty"].text() == "✖ Size must be positive"
+    assert dlg.field_errors["sl"].text() == "✖ SL must be a number (got 'abc')"
+    assert dlg.error.text().startswith("2 problems")
+    assert not dlg.ok_button.isEnabled()
+    dlg.submit()
+    assert eng.of_type(OpenPosition) == []

@@ -692,6 +692,11 @@ class OrderDialog(QDialog):
         if self._kind() != "market":
             price = check("price", lambda: self._entry_price(market, price))  # type: ignore
 
+        if self.qty.text().strip():  # the size as a number (the rest needs the other fields)
+            size = check("qty", lambda: parse_number(self.qty.text(), "Size"))
+            if size is not None and not size > 0:  # type: ignore[operator]
+                out.setdefault("qty", "Size must be positive" if size < 0  # type: ignore
+                               else "Size cannot be zero")
         lev = check("leverage", lambda: parse_number(self.leverage.text(), "Leverage"))
         if lev is not None:
             check("leverage", lambda: validate_leverage(
