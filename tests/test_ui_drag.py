@@ -250,6 +250,28 @@ def test_confirm_step_apply_and_discard(qtbot):
     assert 39_300 < cmd.sl < 39_500
 
 
+def test_a_proposal_whose_level_the_engine_moves_meanwhile_says_so_before_apply(qtbot):
+    """Confirm drags: the trader drags the SL up from 39,000 to ~39,400 and hesitates; the
+    trailing stop moves it to 39,600. Apply would now loosen the stop: the bar says where
+    the engine has put it; Apply still sends the trader's level if they choose it."""
+    eng, win, _chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
+                                  settings=UiSettings(confirm_drags=True))
+    mouse.drag(39_000.0, 39_400.0)
+    bar = win.drag_bar
+    assert bar.isVisible() and "engine has moved" not in bar.label.text()
+    eng.outbox.publish(snapshot(POS, 40_550.0, T0 + 1))  # a new mark alone: no note
+    win.bridge.flush_now()
+    assert "engine has moved" not in bar.label.text()
+    eng.outbox.publish(snapshot(POS.evolve(sl=39_600.0), 40_800.0, T0 + 2))
+    win.bridge.flush_now()
+    assert bar.label.text().startswith("⚠ the engine has moved SL to 39,600.0 since the drag")
+    assert "move SL 39," in bar.label.text()
+    assert eng.commands() == []
+    qtbot.mouseClick(bar.apply_button, LEFT)
+    (cmd,) = eng.of_type(SetTargets)
+    assert 39_300 < cmd.sl < 39_500
+
+
 def test_modifier_can_be_required(qtbot):
     eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
                                   settings=UiSettings(drag_modifier=True))

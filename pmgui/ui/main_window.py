@@ -173,6 +173,8 @@ class MainWindow(QMainWindow):
         self._closed_ok: set[str] = set()  # positions whose full close the engine confirmed
         self._action_state: object = ()  # what the selection's actions show (never () again)
         self.confirm_dialog: ConfirmDialog | None = None
+        # the dragged proposal's position, level kind, that level at the drop, bar text
+        self._proposal_from: tuple[str, str, float | None, str] | None = None
         self.dialog: QDialog | None = None  # the edit/order/help dialog shown last
         self.alerts: list[str] = []  # close alerts raised this session (newest last)
         self._tray: QSystemTrayIcon | None = None
@@ -487,7 +489,31 @@ class MainWindow(QMainWindow):
                 chart.on_snapshot(s, defer=True)  # a live redraw (≤ 10 a second)
         if self.chart.symbol is not None and self.chart.market is None:
             self.chart.set_market(self.engine.market(self.chart.symbol))
+        if self.drag_bar.proposal is not None:
+            self._proposal_moved()
         self._update_action_state(unless_same=True)
+
+    def _proposal_moved(self) -> None:
+        """A dragged level awaits Apply while the engine moves that level (a trailing
+        stop): the bar says where it is now, so Apply is not taken for the move the trader
+        first saw (tightening a stop the engine has since tightened further loosens it)."""
+        base = self._proposal_from
+        prop = self.drag_bar.proposal
+        if base is None or prop is None or base[:2] != prop[:2]:
+            return
+        pid, kind, was, text = base
+        snap = self.model.snapshot(pid)
+        if snap is None:
+            return
+        now = getattr(snap.position, kind)
+        market = self.engine.market(snap.position.symbol)
+        tol = market.tick_size / 2 if market is not None else 1e-12
+        if (now is None) == (was is None) and (now is None or abs(now - was) <= tol):
+            return
+        name = LINE_TITLES[kind]
+        self.drag_bar.label.setText(
+            f"⚠ the engine has moved {name} to {fmt_price(now, market)} since the drag — "
+            f"{text}")
 
     def on_position_removed(self, ev: PositionRemoved) -> None:
         p = ev.position
@@ -683,8 +709,10 @@ class MainWindow(QMainWindow):
         ctx = DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate, p.initial_sl,
                           self.chart.last_price(), market)
         self.chart.propose(kind, level)
-        self.drag_bar.ask(pid, kind, level,
-                          f"{p.symbol}: move {consequence(kind, level, ctx)} ?")
+        text = f"{p.symbol}: move {consequence(kind, level, ctx)} ?"
+        self.drag_bar.ask(pid, kind, level, text)
+        # the level the proposal changes: if the engine moves it meanwhile, the bar says so
+        self._proposal_from = (pid, kind, getattr(p, kind), text)
 
     def commit_level(self, pid: str, kind: str, level: float) -> bool:
         """Send one SetTargets for a dragged level; the line shows it as pending meanwhile."""
