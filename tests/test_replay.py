@@ -309,3 +309,33 @@ def test_breakeven_after_tp1_holds_when_the_price_falls_straight_back(tmp_path, 
     assert tp1["ts"] == be["ts"] and be["sl"] == pytest.approx(p(100.1))  # same evaluation
     assert s["exit_reason"] == "breakeven_stop"
     assert s["realized_pnl"] > 0  # a winning trade stays a winner
+
+
+def _run_rows(tmp_path, rows: list[str], *args: str) -> tuple[list[dict], dict]:
+    f = tmp_path / "X-USDT.csv"
+    f.write_text("\n".join(rows) + "\n")
+    r = replay_cli(str(f), *args, "--json")
+    assert r.returncode == 0, r.stderr
+    *acts, summary = [json.loads(line) for line in r.stdout.splitlines()]
+    return acts, summary
+
+
+def test_whole_number_prices_do_not_coarsen_the_levels_fills_or_liquidation(tmp_path):
+    """A file of whole-number prices says nothing about the venue's tick: replay's market
+    must not round the trader's stop, a slipped fill or the liquidation price to 1.00."""
+    t = 1_700_000_000
+    ticks = ["timestamp,price"] + [f"{t + i},{p}" for i, p in enumerate([100, 101, 99, 97])]
+    long_ = ("--side", "long", "--entry", "100", "--qty", "1", "--fee", "0")
+    # a stop at 98.6 is not crossed by 99 (rounded to 99 it was: stopped out at 99)
+    acts, s = _run_rows(tmp_path, ticks, *long_, "--sl", "98.6")
+    assert s["exit_reason"] == "stop_loss" and s["exit_price"] == 97.0, acts
+    assert acts[-1]["ts"] == t + 3
+    # 0.1 % slippage on the stop's market fill at 97: 96.903 (rounded to 97 it vanished)
+    acts, s = _run_rows(tmp_path, ticks, *long_, "--sl", "98", "--slippage", "0.001")
+    assert s["exit_price"] == pytest.approx(96.903)
+    assert s["realized_pnl"] == pytest.approx(96.903 - 100)
+    # 20x: liquidated at entry·(1 − 1/20 + 0.004) = 95.4, not at 95 (the whole margin)
+    gap = ["timestamp,price", f"{t},100", f"{t + 1},90"]
+    acts, s = _run_rows(tmp_path, gap, *long_, "--leverage", "20")
+    assert s["exit_reason"] == "liquidation" and s["exit_price"] == pytest.approx(95.4)
+    assert s["realized_pnl"] == pytest.approx(-4.6)

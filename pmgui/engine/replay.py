@@ -79,11 +79,22 @@ class ReplayResult:
     summary: dict
 
 
-def infer_market(symbol: str, data: PriceData, qty: float) -> Market:
-    """A market fine enough not to distort the recorded prices or the requested size."""
+def infer_market(symbol: str, data: PriceData, qty: float,
+                 levels: Sequence[float | None] = ()) -> Market:
+    """A market fine enough not to distort the recorded prices, the trader's `levels`
+    (entry, SL, TP), the prices the venue computes (a slipped fill, the liquidation price,
+    a trailing stop) or the requested size.
+
+    The file's decimals are not the venue's tick: a file of whole-number prices rounded
+    `--sl 98.6` to 99 (stopped out by a price of 99), a 0.1 % slippage on 97 to nothing and
+    a 20x long's liquidation at 95.4 to 95. So the tick is also at most a hundred-millionth
+    of the lowest price seen (as fine as `_step_of` goes), which no price path notices."""
     # The amount step is fine, not the decimals of --qty: a whole-number quantity must still
     # allow partial exits (TP1 closes 50% of `--qty 1`).
-    return Market(symbol, tick_size=_step_of(_prices(data)), amount_step=1e-8,
+    prices = _prices(data) + [v for v in levels if v is not None and 0.0 < v < math.inf]
+    low = min(prices, default=1.0)
+    fine = 10.0 ** max(math.floor(math.log10(low)) - 8, -10)
+    return Market(symbol, tick_size=min(_step_of(prices), fine), amount_step=1e-8,
                   min_amount=0.0, min_notional=0.0, mmr=0.004)
 
 
@@ -198,7 +209,7 @@ async def run_replay(data: PriceData, req: ReplayRequest,
         raise ValidationError(
             f"{Path(data.source).name or 'the data'}: {len(data.skipped)} rows with an invalid "
             f"price ({describe_lines(data.skipped)})", field="data")
-    market = infer_market(req.symbol, data, req.qty)
+    market = infer_market(req.symbol, data, req.qty, (req.entry, req.sl, req.tp))
     feed = ReplayFeed(data, symbol=req.symbol)
     notional = req.entry * req.qty
     paper = PaperExchange({req.symbol: market}, feed, balance=max(1e6, notional * 10),
