@@ -339,3 +339,24 @@ def test_whole_number_prices_do_not_coarsen_the_levels_fills_or_liquidation(tmp_
     acts, s = _run_rows(tmp_path, gap, *long_, "--leverage", "20")
     assert s["exit_reason"] == "liquidation" and s["exit_price"] == pytest.approx(95.4)
     assert s["realized_pnl"] == pytest.approx(-4.6)
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_a_candle_reaches_the_stop_before_the_liquidation_price(tmp_path, side):
+    """Inside a candle the price moves continuously: a stop between the entry and the
+    liquidation price is reached first and fills at its level; the position is not
+    liquidated (it was, at 20x: the liquidation was checked before the orders)."""
+    d = 1 if side == "long" else -1
+
+    def p(x: float) -> float:
+        return round(100 + d * (x - 100), 4)
+
+    # a long's adverse extreme first: a rising candle (open→low→high→close) through the
+    # stop at 97 and the liquidation at 95.4 down to 90; a short's, the mirror image
+    lo, hi = sorted((p(90), p(101)))
+    candle = ["timestamp,open,high,low,close", f"1700000000,100,{hi},{lo},{p(100.5)}"]
+    acts, s = _run_rows(tmp_path, candle, "--side", side, "--entry", "100", "--qty", "1",
+                        "--leverage", "20", "--sl", str(p(97)), "--fee", "0")
+    assert s["exit_reason"] == "stop_loss", acts
+    assert s["exit_price"] == pytest.approx(p(97))
+    assert s["realized_pnl"] == pytest.approx(-3.0)

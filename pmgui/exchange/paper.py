@@ -38,8 +38,10 @@ Exact behaviour:
   fee) through a synthetic market order (role REDUCE, reason "liquidation") whose fill has
   `liquidation=True`; its reduce-only orders are canceled. The liquidation check comes
   before order matching, so a gap through both a stop and the liquidation price liquidates:
-  an isolated position never loses more than its margin (plus fees). Then resting orders
-  are matched in the order they were created.
+  an isolated position never loses more than its margin (plus fees) — except on a
+  `continuous` tick, where the orders the price reached on its way to the liquidation price
+  (a stop between it and the entry) fill first, at their levels. Then resting orders are
+  matched in the order they were created.
 - `create_order` returns the resulting Order (FILLED for a market order) and queues the same
   `OrderUpdate` for the sink; `cancel_order` likewise. `run()` delivers queued updates before
   the next feed event, and while it sleeps in realtime mode it wakes up to deliver them at
@@ -836,8 +838,26 @@ class PaperExchange:
                 continue
             liq = self._liq_price(p)
             if liq is not None and (price <= liq if p.side is Side.LONG else price >= liq):
+                if tick.continuous:
+                    # No gap: the price moved here through every level on the way (inside a
+                    # replayed candle), so what it reached before the liquidation price — a
+                    # stop between the entry and it — filled first, at its own level.
+                    updates.extend(self._match_orders(tick.symbol, liq, True))
+                    p = self._positions.get((tick.symbol, side))
+                    liq = self._liq_price(p) if p is not None else None
+                    if p is None or liq is None or not (
+                            price <= liq if p.side is Side.LONG else price >= liq):
+                        continue
                 updates.extend(self._liquidate(p, liq))
-        for cid in list(self._open_by_symbol.get(tick.symbol, ())):
+        updates.extend(self._match_orders(tick.symbol, price, tick.continuous))
+        self._charge_funding(tick.ts if not self.realtime else self.now())
+        self._commit(raise_errors=False)
+        return updates  # the price write is the caller's, after the reports (`_matched`)
+
+    def _match_orders(self, symbol: str, price: float, continuous: bool) -> list[OrderUpdate]:
+        """The fills of `symbol`'s resting orders that the price `price` reaches."""
+        updates: list[OrderUpdate] = []
+        for cid in list(self._open_by_symbol.get(symbol, ())):
             if cid not in self._open:  # canceled by an earlier fill in this tick
                 continue
             o = self._orders[cid]
@@ -849,12 +869,10 @@ class PaperExchange:
                                                             price):
                 # A continuous move crossed the trigger: the market order fills there; a gap
                 # (a real next tick, a candle's open) fills at the price after the gap.
-                at = o.trigger_price if tick.continuous else price
+                at = o.trigger_price if continuous else price
                 updates.extend(self._execute(cid, self._slipped(o.symbol, o.side, at),
                                              self.taker_fee))
-        self._charge_funding(tick.ts if not self.realtime else self.now())
-        self._commit(raise_errors=False)
-        return updates  # the price write is the caller's, after the reports (`_matched`)
+        return updates
 
     def _calm_band(self, symbol: str) -> tuple[float, float]:
         """(lo, hi): no liquidation of the symbol's positions and no trigger of its resting
