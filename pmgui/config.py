@@ -158,7 +158,9 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a pmgui "
                           "configuration file")
     try:
-        text = raw.decode("utf-8")
+        # "utf-8-sig": a byte order mark at the start (Windows Notepad writes one) is not
+        # part of the text; tomllib would refuse it as an "invalid statement" at 1:1
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") \
             from exc
