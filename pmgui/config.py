@@ -6,6 +6,7 @@ is touched.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -76,6 +77,95 @@ _SCHEMA: dict[str, set[str]] = {
 }
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SPACE = " \t"
+
+
+def _toml_key(s: str, i: int = 0) -> tuple[tuple[str, ...], int] | None:
+    """The (dotted) TOML key at `s[i:]`: its parts and the index after it; None where no key
+    starts (bare, "basic" or 'literal' parts, spaces around the dots)."""
+    parts: list[str] = []
+    n = len(s)
+    while True:
+        while i < n and s[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return None
+        if s[i] == '"':
+            j = i + 1
+            while j < n and s[j] != '"':
+                j += 2 if s[j] == "\\" else 1
+            if j >= n:
+                return None
+            try:  # TOML's escapes are JSON's (and \U, rare in a key)
+                parts.append(json.loads(s[i:j + 1]))
+            except ValueError:
+                parts.append(s[i + 1:j])
+            i = j + 1
+        elif s[i] == "'":
+            j = s.find("'", i + 1)
+            if j < 0:
+                return None
+            parts.append(s[i + 1:j])
+            i = j + 1
+        else:
+            m = _BARE_KEY.match(s, i)
+            if m is None:
+                return None
+            parts.append(m.group())
+            i = m.end()
+        while i < n and s[i] in _SPACE:
+            i += 1
+        if i < n and s[i] == ".":
+            i += 1
+            continue
+        return tuple(parts), i
+
+
+def _key_path(key: str) -> tuple[str, ...] | None:
+    """The parts of a key as messages write it (`symbols."BTC/USDT:USDT".preset`)."""
+    k = _toml_key(key)
+    return k[0] if k is not None and k[1] == len(key) else None
+
+
+def _line_of_path(text: str, path: tuple[str, ...]) -> int | None:
+    """The line where the key `path` (its parts from the document's root) is set: a
+    `key = value` line in its own table (or a dotted key leading to it), the inline table
+    that holds it, or its table's header. Tables are followed, so a key that several tables
+    have (`preset`, `stale_after`) is found in the right one. None where not found."""
+    if not path:
+        return None
+    table: tuple[str, ...] = ()
+    inside: str | None = None  # the delimiter of a multi-line string being skipped
+    first_in: int | None = None  # the first key set inside `path` (a table without a header)
+    for n, line in enumerate(text.splitlines(), 1):
+        if inside is not None:
+            if line.count(inside) % 2:
+                inside = None
+            continue
+        s = line.lstrip(_SPACE)
+        if s.startswith("["):
+            k = _toml_key(s, 2 if s.startswith("[[") else 1)
+            if k is not None:
+                table = k[0]
+                if table == path:
+                    return n
+            continue
+        k = _toml_key(s)
+        if k is None or not s[k[1]:].startswith("="):
+            continue
+        full = table + k[0]
+        value = s[k[1] + 1:].lstrip(_SPACE)
+        if full == path or (value.startswith("{") and path[:len(full)] == full):
+            return n
+        if first_in is None and full[:len(path)] == path:
+            first_in = n
+        for delim in ('"""', "'''"):
+            if value.startswith(delim) and value.count(delim) == 1:
+                inside = delim
+    return first_in
+
+
 def _line_of(text: str, key: str) -> int | None:
     pat = re.compile(rf'^\s*(\[+[^\]]*)?["\']?{re.escape(key)}["\']?\s*(=|\]|\.)', re.M)
     m = pat.search(text)
@@ -89,21 +179,32 @@ class _Reader:
     def __init__(self, path: Path, text: str) -> None:
         self.path, self.text = path, text
 
-    def fail(self, key: str, message: str, search: str | None = None) -> ConfigError:
-        """`search`: the text to find the line by (default: the key's last part)."""
-        leaf = search or key.split(".")[-1].strip('"')
-        line = _line_of(self.text, leaf)
+    def fail(self, key: str, message: str, search: str | None = None,
+             path: tuple[str, ...] | None = None) -> ConfigError:
+        """`path`: the key's parts from the root (default: read from `key`), to find its
+        line in its own table; `search`: the text to find the line by where that fails
+        (default: the key's last part)."""
+        if path is None:
+            path = _key_path(key)
+        line = _line_of_path(self.text, path) if path else None
+        if line is None:
+            leaf = search or key.split(".")[-1].strip('"')
+            line = _line_of(self.text, leaf)
         where = f"{self.path}:{line}" if line else str(self.path)
         return ConfigError(f"{where}: {key}: {message}")
 
-    def check_keys(self, table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+    def check_keys(self, table: Mapping[str, Any], allowed: set[str], prefix: str,
+                   at: tuple[str, ...] | None = None) -> None:
+        """`at`: the table's parts from the root (default: read from `prefix`)."""
         for k in table:
             if k not in allowed:
                 name = f"{prefix}.{k}" if prefix else k
-                raise self.fail(name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                base = at if at is not None else _key_path(prefix) if prefix else ()
+                raise self.fail(name, f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                                path=None if base is None else (*base, k))
 
     def get(self, table: Mapping[str, Any], key: str, typ: type | tuple[type, ...],
-            prefix: str, default: Any) -> Any:
+            prefix: str, default: Any, at: tuple[str, ...] | None = None) -> Any:
         if key not in table:
             return default
         v = table[key]
@@ -111,7 +212,8 @@ class _Reader:
         if not ok:
             names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
             raise self.fail(f"{prefix}.{key}" if prefix else key,
-                            f"must be {names}, got {type(v).__name__} {v!r}")
+                            f"must be {names}, got {type(v).__name__} {v!r}",
+                            path=None if at is None else (*at, key))
         return v
 
 
@@ -206,7 +308,8 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
     try:
         resolve_params(preset, overrides)
     except ValidationError as exc:
-        raise _override_error(r, "rules.set", preset, overrides, exc) from exc
+        raise _override_error(r, "rules.set", preset, overrides, exc,
+                              ("rules", "set")) from exc
 
     symbols: dict[str, SymbolRules] = {}
     sym_tab = data.get("symbols", {})
@@ -214,19 +317,23 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
         raise r.fail("symbols", "must be a table")
     for sym, spec in sym_tab.items():
         prefix = f'symbols."{sym}"'
+        at = ("symbols", sym)
         if not isinstance(spec, dict):
-            raise r.fail(sym, "must be a table")
-        r.check_keys(spec, _SCHEMA["symbol"], prefix)
-        sp = r.get(spec, "preset", str, prefix, None)
-        so = r.get(spec, "set", dict, prefix, {})
+            raise r.fail(sym, "must be a table", path=at)
+        r.check_keys(spec, _SCHEMA["symbol"], prefix, at)
+        sp = r.get(spec, "preset", str, prefix, None, at)
+        so = r.get(spec, "set", dict, prefix, {}, at)
         merged = dict(overrides)
         merged.update(so)
         try:
             resolve_params(sp or preset, merged)
         except ValidationError as exc:
             if exc.field in so:
-                raise _override_error(r, f"{prefix}.set", sp or preset, so, exc) from exc
-            raise r.fail(sym, str(exc)) from exc
+                raise _override_error(r, f"{prefix}.set", sp or preset, so, exc,
+                                      (*at, "set")) from exc
+            if exc.field == "preset" and sp is not None:  # the symbol's own preset
+                raise r.fail(f"{prefix}.preset", str(exc), path=(*at, "preset")) from exc
+            raise r.fail(sym, str(exc), path=at) from exc
         symbols[sym] = SymbolRules(sp, frozen_map(_scalars(so)))
 
     paper = data.get("paper", {})
@@ -263,8 +370,9 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
 
 
 def _override_error(r: _Reader, table: str, preset: str, overrides: Mapping[str, Any],
-                    exc: ValidationError) -> ConfigError:
-    """Name the override that is wrong (its own key and line), not the preset."""
+                    exc: ValidationError, at: tuple[str, ...]) -> ConfigError:
+    """Name the override that is wrong (its own key and line), not the preset. `at`: the
+    table's parts from the root."""
     from pmgui.rules.params import resolve_params
 
     key = exc.field if exc.field in overrides else None
@@ -276,8 +384,8 @@ def _override_error(r: _Reader, table: str, preset: str, overrides: Mapping[str,
                 key = k
                 break
     if key is None:
-        return r.fail(f"{table.rsplit('.', 1)[0]}.preset", str(exc))
-    return r.fail(f"{table}.{key}", str(exc), search=str(key))
+        return r.fail(f"{table.rsplit('.', 1)[0]}.preset", str(exc), path=(*at[:-1], "preset"))
+    return r.fail(f"{table}.{key}", str(exc), search=str(key), path=(*at, str(key)))
 
 
 def _scalars(d: Mapping[str, Any]) -> dict[str, Scalar]:

@@ -47,3 +47,30 @@ def test_a_bom_elsewhere_is_still_an_error(tmp_path):
     cfg.write_bytes(b'[ui]\n' + BOM + b'theme = "light"\n')
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize("body,line,key", [
+    # the symbol's own `preset` (line 4), not [rules]' preset on line 2
+    ('[rules]\npreset = "guardian"\n[symbols."BTC/USDT:USDT"]\npreset = 5\n',
+     4, 'symbols."BTC/USDT:USDT".preset'),
+    ('[rules]\npreset = "guardian"\n[symbols."BTC/USDT:USDT"]\npreset = "gardian"\n',
+     4, 'symbols."BTC/USDT:USDT".preset'),
+    # the symbol's inline override (line 6), not the valid one of [rules.set] on line 4
+    ('[rules]\npreset = "manual"\n[rules.set]\n"trailing.distance" = 0.5\n'
+     '[symbols."ETH/USDT:USDT"]\nset = { "trailing.distance" = 7 }\n',
+     6, 'symbols."ETH/USDT:USDT".set.trailing.distance'),
+    # a key both [service] and [notify] have
+    ('[service]\nstale_after = 5\n\n[notify]\nstale_after = -1\n', 5, "notify.stale_after"),
+    # an unknown key named like a known one elsewhere
+    ('[ui]\ntheme = "dark"\n[symbols."BTC/USDT:USDT"]\ntheme = "dark"\n',
+     4, 'symbols."BTC/USDT:USDT".theme'),
+    # dotted keys and a symbol with a dot in its name
+    ('[symbols]\n"1000PEPE/USDT:USDT".preset = "monitor"\n'
+     '"1000.X/USDT:USDT".set = { "stop_loss.pct" = 2 }\n',
+     3, 'symbols."1000.X/USDT:USDT".set.stop_loss.pct'),
+])
+def test_the_line_is_the_one_of_the_key_in_its_own_table(tmp_path, body, line, key):
+    cfg = _write(tmp_path, body)
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value).startswith(f"{cfg}:{line}: {key}: "), str(e.value)
