@@ -360,3 +360,22 @@ def test_a_candle_reaches_the_stop_before_the_liquidation_price(tmp_path, side):
     assert s["exit_reason"] == "stop_loss", acts
     assert s["exit_price"] == pytest.approx(p(97))
     assert s["realized_pnl"] == pytest.approx(-3.0)
+
+
+def test_human_output_shows_prices_and_quantities_as_given(tmp_path):
+    """The human lines printed six significant digits: a BTC price of 101,234.56 as
+    101235, a stop of 100,123.45 as 100123, a quantity of 0.123456 as 0.123456 but
+    0.1234567 as 0.123457."""
+    f = tmp_path / "BTC-USDT.csv"
+    f.write_text("timestamp,price\n1700000000,101234.56\n1700000001,101300.12\n"
+                 "1700000002,99876.54\n")
+    r = replay_cli(str(f), "--side", "long", "--entry", "101234.56", "--qty", "0.1234567",
+                   "--sl", "100123.45", "--tp", "123456.78", "--fee", "0")
+    assert r.returncode == 0, r.stderr
+    opened, closed, summary = r.stdout.splitlines()
+    assert opened.split()[2:] == ["open", "manual", "price", "101234.56", "qty", "0.1234567",
+                                  "sl", "100123.45", "tp", "123456.78"], opened
+    assert closed.split()[2:] == ["close", "stop_loss", "price", "99876.54", "qty",
+                                  "0.1234567"], closed
+    assert summary.startswith("exit: stop_loss @ 99876.54 "), summary
+

@@ -316,15 +316,23 @@ def _fmt_ts(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _plain(v: float | None) -> str:
+    """A number as the JSON line has it (`_num`: up to 10 decimals), written out in full:
+    `:g` kept six significant digits (a BTC price of 101234.56 printed as 101235)."""
+    if v is None:
+        return "None"
+    return f"{v:.10f}".rstrip("0").rstrip(".") or "0"
+
+
 def _human(row: dict) -> str:
     parts = [_fmt_ts(row["ts"]), f"{row['type']:<8}", f"{row['reason']:<32}",
-             f"price {row['price']:g}" if row["price"] is not None else ""]
+             f"price {_plain(row['price'])}" if row["price"] is not None else ""]
     if row.get("qty") is not None and row["type"] in ("open", "reduce", "add", "close"):
-        parts.append(f"qty {row['qty']:g}")
+        parts.append(f"qty {_plain(row['qty'])}")
     if row["type"] in ("open", "move_sl") and row.get("sl") is not None:
-        parts.append(f"sl {row['sl']:g}")
+        parts.append(f"sl {_plain(row['sl'])}")
     if row["type"] in ("open", "move_tp") and row.get("tp") is not None:
-        parts.append(f"tp {row['tp']:g}")
+        parts.append(f"tp {_plain(row['tp'])}")
     return "  ".join(p for p in parts if p)
 
 
@@ -415,8 +423,9 @@ def run_replay_cli(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s))
     else:
-        print(f"exit: {s['exit_reason'] or 'still open'} @ {s['exit_price']}  realized P/L "
-              f"{s['realized_pnl']:+.4f}  ROI {s['roi']:+.2%}  final price {s['final_price']}")
+        print(f"exit: {s['exit_reason'] or 'still open'} @ {_plain(s['exit_price'])}  realized "
+              f"P/L {s['realized_pnl']:+.4f}  ROI {s['roi']:+.2%}  final price "
+              f"{_plain(s['final_price'])}")
         for e in s.get("errors", []):
             print(f"warning: {e}", file=sys.stderr)
     return 0
