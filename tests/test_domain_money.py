@@ -101,6 +101,21 @@ def test_market_precision():
     assert m.floor_amount(0.003) == 0.003  # no float flooring artefact (0.002999…)
 
 
+def test_floor_amount_keeps_a_whole_number_of_many_small_steps():
+    """2.3 / 1e-8 is 229999999.99999997 in floats: the absolute 1e-9 of a step that covered
+    the division's error for a few steps did not for 2.3e8 of them, and 2.3 was floored to
+    2.29999999 (a replay's stop closed all but 1e-8, which stayed open)."""
+    m = Market("X/USDT:USDT", tick_size=0.01, amount_step=1e-8)
+    for q in (2.3, 4.1, 1.15, 0.29, 1.00142604, 82.50615925, 9.7):
+        assert m.floor_amount(q) == q, q
+    qs = [round(i * 0.001, 3) for i in range(1, 20_000)] + \
+        [round(i * 1.00000007e-3, 8) for i in range(1, 20_000)]
+    assert [q for q in qs if m.floor_amount(q) != q] == []
+    # still a floor: never more than asked
+    assert m.floor_amount(2.299999995) == 2.29999999
+    assert m.floor_amount(0.123456789) == 0.12345678
+
+
 finite = st.floats(min_value=1e-6, max_value=1e7, allow_nan=False, allow_infinity=False)
 anything = st.floats(allow_nan=True, allow_infinity=True)
 

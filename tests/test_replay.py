@@ -379,3 +379,20 @@ def test_human_output_shows_prices_and_quantities_as_given(tmp_path):
                                   "0.1234567"], closed
     assert summary.startswith("exit: stop_loss @ 99876.54 "), summary
 
+
+
+@pytest.mark.parametrize("qty", ["2.3", "4.1", "1.15"])
+def test_a_stop_closes_the_whole_of_an_ordinary_quantity(tmp_path, qty):
+    """--qty 2.3: the stop order's amount was floored to 2.29999999 (a float artefact of
+    2.3 / 1e-8); the stop filled, 1e-8 stayed open, unprotected, and the summary said
+    the position never exited."""
+    f = tmp_path / "X-USDT.csv"
+    f.write_text("timestamp,price\n1700000000,100\n1700000001,101\n1700000002,97\n")
+    r = replay_cli(str(f), "--side", "long", "--entry", "100", "--qty", qty, "--sl", "98",
+                   "--fee", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    *acts, s = [json.loads(line) for line in r.stdout.splitlines()]
+    assert s["exit_reason"] == "stop_loss" and s["open_qty"] == 0.0, s
+    assert [a["type"] for a in acts] == ["open", "close"]
+    assert acts[-1]["qty"] == float(qty) and "errors" not in s
+    assert s["realized_pnl"] == pytest.approx(-3 * float(qty))

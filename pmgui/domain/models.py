@@ -60,7 +60,10 @@ class Market:
         """Largest multiple of the amount step not above `amount` (never over-close)."""
         if self.amount_step <= 0:
             return amount
-        steps = math.floor(amount / self.amount_step + 1e-9)
+        q = amount / self.amount_step
+        # 1e-9 of a step, and the division's rounding error, which grows with the number of
+        # steps: 2.3 / 1e-8 is 229999999.99999997 (a floor without it lost a step)
+        steps = math.floor(q + 1e-9 + abs(q) * 1e-14)
         return _clean(steps * self.amount_step, self.amount_step)
 
     def round_amount(self, amount: float) -> float:
