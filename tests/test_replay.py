@@ -396,3 +396,18 @@ def test_a_stop_closes_the_whole_of_an_ordinary_quantity(tmp_path, qty):
     assert [a["type"] for a in acts] == ["open", "close"]
     assert acts[-1]["qty"] == float(qty) and "errors" not in s
     assert s["realized_pnl"] == pytest.approx(-3 * float(qty))
+
+
+def test_a_quantity_finer_than_the_default_amount_step_closes_whole(tmp_path):
+    """--qty 0.123456789: the market's amount step (1e-8) floored the stop's amount to
+    0.12345678, and 9e-9 stayed open, unprotected ("below the minimum")."""
+    f = tmp_path / "X-USDT.csv"
+    f.write_text("timestamp,price\n1700000000,100\n1700000001,101\n1700000002,97\n")
+    r = replay_cli(str(f), "--side", "long", "--entry", "100", "--qty", "0.123456789",
+                   "--sl", "98", "--fee", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    *acts, s = [json.loads(line) for line in r.stdout.splitlines()]
+    assert s["exit_reason"] == "stop_loss" and s["open_qty"] == 0.0, s
+    assert acts[-1]["type"] == "close" and acts[-1]["qty"] == pytest.approx(0.123456789)
+    assert "errors" not in s
+    assert s["realized_pnl"] == pytest.approx(-3 * 0.123456789)

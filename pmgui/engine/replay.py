@@ -90,12 +90,14 @@ def infer_market(symbol: str, data: PriceData, qty: float,
     a 20x long's liquidation at 95.4 to 95. So the tick is also at most a hundred-millionth
     of the lowest price seen (as fine as `_step_of` goes), which no price path notices."""
     # The amount step is fine, not the decimals of --qty: a whole-number quantity must still
-    # allow partial exits (TP1 closes 50% of `--qty 1`).
+    # allow partial exits (TP1 closes 50% of `--qty 1`); and no coarser than them: with
+    # `--qty 0.123456789` a close of the whole was floored to 0.12345678, leaving 9e-9 open.
     prices = _prices(data) + [v for v in levels if v is not None and 0.0 < v < math.inf]
     low = min(prices, default=1.0)
     fine = 10.0 ** max(math.floor(math.log10(low)) - 8, -10)
-    return Market(symbol, tick_size=min(_step_of(prices), fine), amount_step=1e-8,
-                  min_amount=0.0, min_notional=0.0, mmr=0.004)
+    return Market(symbol, tick_size=min(_step_of(prices), fine),
+                  amount_step=min(_step_of([qty]), 1e-8), min_amount=0.0, min_notional=0.0,
+                  mmr=0.004)
 
 
 def _prices(data: PriceData) -> list[float]:
