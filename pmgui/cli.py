@@ -195,12 +195,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PmguiError as exc:
         print(f"pmgui: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return _reader_gone()
     except (OSError, _sqlite_error()) as exc:  # a full disk, unreadable files: one line
         log.debug("failed", exc_info=True)
         print(f"pmgui: error: {_os_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (`pmgui replay --json | head -1`): not a failure of
+    pmgui's to report; the exit status a process stopped by SIGPIPE has. Stdout is pointed
+    at the null device, so the flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 128 + getattr(signal, "SIGPIPE", 13)
 
 
 def _sqlite_error() -> type[BaseException]:

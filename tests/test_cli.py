@@ -135,3 +135,25 @@ def test_the_headless_engine_keeps_no_events_nobody_drains(tmp_path):
                        timeout=90)
     assert r.returncode == 0, r.stderr
     assert "BUFFERED False" in r.stdout
+
+
+@pytest.mark.parametrize("command", [["replay", "{csv}", "--side", "long", "--entry", "100",
+                                      "--qty", "1", "--json"],
+                                     ["positions", "--db", "{db}", "--json"]])
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path, command):
+    """`pmgui replay --json | head -1`: the reader closes the pipe; pmgui printed
+    'pmgui: error: Broken pipe' (exit 1) as if it had failed."""
+    csv = tmp_path / "X-USDT.csv"
+    csv.write_text("timestamp,price\n1700000000,100\n1700000001,101\n")
+    db = tmp_path / "x.db"
+    st = Store.open(db)
+    st.close()
+    args = [a.format(csv=csv, db=db) for a in command]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line: the first write fails
+    try:
+        r = subprocess.run([sys.executable, "-m", "pmgui.cli", *args], stdout=write,
+                           stderr=subprocess.PIPE, text=True, timeout=90, env=ENV)
+    finally:
+        os.close(write)
+    assert r.stderr == "" and r.returncode == 128 + signal.SIGPIPE, r.stderr
