@@ -72,6 +72,15 @@ def _non_negative(text: str) -> float:
     return v
 
 
+def _rate(text: str) -> float:
+    """A fee or slippage rate: a fraction of the price, as the paper venue takes it."""
+    v = _non_negative(text)
+    if not v < 0.1:
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction below 0.1 (0.0005 is 0.05 %), got {text!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pmgui", description="Live position monitor and manager for crypto futures.")
     p.add_argument("--version", action=_Version)
@@ -116,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="RULE.PARAM=VALUE",
                    help="override one rule parameter, e.g. trailing.distance=0.02 "
                         "(repeatable)")
-    r.add_argument("--fee", type=_non_negative, help="fee rate per side (default: paper taker)")
-    r.add_argument("--slippage", type=_non_negative, default=0.0,
+    r.add_argument("--fee", type=_rate, help="fee rate per side (default: paper taker)")
+    r.add_argument("--slippage", type=_rate, default=0.0,
                    help="slippage of market fills as a fraction of the price (default: 0)")
     r.add_argument("--json", action="store_true", help="one JSON object per line")
     r.add_argument("--symbol", default=None, help="symbol name to report (default: file name)")

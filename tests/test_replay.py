@@ -411,3 +411,15 @@ def test_a_quantity_finer_than_the_default_amount_step_closes_whole(tmp_path):
     assert acts[-1]["type"] == "close" and acts[-1]["qty"] == pytest.approx(0.123456789)
     assert "errors" not in s
     assert s["realized_pnl"] == pytest.approx(-3 * 0.123456789)
+
+
+@pytest.mark.parametrize("option", ["--fee", "--slippage"])
+def test_a_fee_or_slippage_out_of_range_is_named_as_the_option(option):
+    """--fee 0.5 was refused by the paper venue as 'paper taker fee must be ...', after the
+    whole file was read: a name the trader never typed."""
+    r = replay_cli(str(BTC_1H), "--side", "long", "--entry", "8554.06", "--qty", "1",
+                   option, "0.5")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert f"argument {option}: must be a fraction below 0.1" in line, line
+    assert "paper" not in line
