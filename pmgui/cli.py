@@ -72,6 +72,15 @@ def _non_negative(text: str) -> float:
     return v
 
 
+def _db_path(text: str) -> Path:
+    """--db: a file. A path that ends with a separator names a folder (`--db ~/trading/`),
+    which `Path` forgets: a missing one became a database file of the folder's name."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names a folder; give the database file in it, e.g. {text}pmgui.db")
+    return Path(text)
+
+
 def _rate(text: str) -> float:
     """A fee or slippage rate: a fraction of the price, as the paper venue takes it."""
     v = _non_negative(text)
@@ -86,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action=_Version)
     p.add_argument("--headless", action="store_true",
                    help="run the engine without a window, logging to the console")
-    p.add_argument("--db", type=Path, help="SQLite database (default: user data directory)")
+    p.add_argument("--db", type=_db_path,
+                   help="SQLite database (default: user data directory)")
     p.add_argument("--new-db", action="store_true",
                    help="allow --db to create a new database for a live exchange")
     p.add_argument("--config", type=Path, help="TOML configuration file")
@@ -143,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, sub)
 
     s = sub.add_parser("positions", help="open positions with their SL/TP and orders")
-    s.add_argument("--db", type=Path, dest="positions_db")
+    s.add_argument("--db", type=_db_path, dest="positions_db")
     s.add_argument("--json", action="store_true")
     return p
 

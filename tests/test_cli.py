@@ -157,3 +157,14 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path, command):
     finally:
         os.close(write)
     assert r.stderr == "" and r.returncode == 128 + signal.SIGPIPE, r.stderr
+
+
+@pytest.mark.parametrize("command", [["--headless", "--exit-after", "1"], ["positions"]])
+def test_a_db_path_that_names_a_folder_is_refused(tmp_path, command):
+    """`--db ~/trading/` (a folder, by its trailing slash) that does not exist yet: the
+    headless engine made a database *file* named `trading` and ran on it."""
+    r = pmgui(*command, "--db", f"{tmp_path / 'trading'}/")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "argument --db" in line and "folder" in line, line
+    assert list(tmp_path.iterdir()) == []
