@@ -74,3 +74,13 @@ def test_the_line_is_the_one_of_the_key_in_its_own_table(tmp_path, body, line, k
     with pytest.raises(ConfigError) as e:
         load_config(cfg)
     assert str(e.value).startswith(f"{cfg}:{line}: {key}: "), str(e.value)
+
+
+@pytest.mark.parametrize("key", ["min_interval", "stale_after"])
+def test_a_nan_notify_interval_is_refused(tmp_path, key):
+    """`min_interval = nan` passed `< 0` (every comparison with NaN is false): the alerts'
+    de-duplication never held; `stale_after = nan` never told a stale feed."""
+    cfg = _write(tmp_path, f'[notify]\nurls = ["json://localhost"]\n{key} = nan\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value).startswith(f"{cfg}:3: notify.{key}: must be "), str(e.value)

@@ -105,13 +105,13 @@ def parse_notify(r: Any, data: Mapping[str, Any]) -> NotifyConfig:
         if not isinstance(u, str) or "://" not in u:
             raise r.fail("notify.urls", f"each entry must be an apprise URL, got {u!r}")
     min_interval = float(r.get(tab, "min_interval", (int, float), "notify", d.min_interval))
-    if min_interval < 0:
+    if not min_interval >= 0:  # (NaN-safe: NaN < 0 is false too)
         raise r.fail("notify.min_interval", "must be zero or positive")
     per_hour = r.get(tab, "max_per_hour", int, "notify", d.max_per_hour)
     if per_hour <= 0:
         raise r.fail("notify.max_per_hour", "must be positive")
     stale = float(r.get(tab, "stale_after", (int, float), "notify", d.stale_after))
-    if stale <= 0:
+    if not stale > 0:
         raise r.fail("notify.stale_after", "must be positive")
     summary = r.get(tab, "daily_summary", (str, bool), "notify", d.daily_summary)
     if summary is False:
