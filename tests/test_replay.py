@@ -423,3 +423,22 @@ def test_a_fee_or_slippage_out_of_range_is_named_as_the_option(option):
     (line,) = r.stderr.strip().splitlines()
     assert f"argument {option}: must be a fraction below 0.1" in line, line
     assert "paper" not in line
+
+
+def test_a_trailing_stop_due_at_once_is_not_left_to_the_breakeven_order(tmp_path):
+    """DESIGN §4: a stop that is due acts at once. After TP1 and the breakeven move (its
+    order on the exchange at 0.3003), the trailing stop from the best price 0.32 (0.3136)
+    is crossed by the next price, 0.31, before it was ever sent: the engine said "its order
+    on the exchange closes it" and waited its grace for the breakeven order, which that
+    price does not reach — the position closed a tick later, at 0.309."""
+    t = 1_700_000_000
+    prices = [0.3, 0.305, 0.32, 0.31, 0.309, 0.308, 0.307, 0.306, 0.305, 0.304]
+    rows = ["timestamp,price"] + [f"{t + 10 * i},{p}" for i, p in enumerate(prices)]
+    acts, s = _run_rows(tmp_path, rows, "--side", "long", "--entry", "0.3", "--qty", "10",
+                        "--sl", "0.29", "--preset", "breakout", "--set", "trailing.enabled=true",
+                        "--set", "trailing.mode=fixed", "--fee", "0")
+    assert [a["reason"] for a in acts] == ["manual", "tp1", "breakeven", "trailing_stop"]
+    close = acts[-1]
+    assert close["ts"] == t + 30 and close["price"] == 0.31, close
+    assert s["exit_price"] == 0.31
+    assert s["realized_pnl"] == pytest.approx(5 * 0.02 + 5 * 0.01)

@@ -823,6 +823,14 @@ class EngineCore:
         if level is None or order is None or order.trigger_price is None \
                 or abs(order.trigger_price - market.round_price(level)) >= market.tick_size / 2:
             return False
+        # ... and only where the price that decided it reached that order's trigger: a stop
+        # due at once (a trailing level set above the price it is crossed by, never sent)
+        # is not the order resting at the position's earlier stop, which that price does
+        # not fill (DESIGN §4: a due stop acts at once)
+        beyond = rt.position.side.dir * (action.price - order.trigger_price)
+        if (beyond > market.tick_size / 2 if role is OrderRole.STOP_LOSS
+                else beyond < -market.tick_size / 2):
+            return False
         now = self.clock()
         rt.deferred_seen = True
         if rt.deferred_since is None:
