@@ -88,3 +88,32 @@ async def test_okx_lists_conditional_and_oco_algo_orders(okx: OkxServer) -> None
         assert not [o for o in okx.algo_orders() if o.client_id == "pmgcond1"]
     finally:
         await ex.close()
+
+
+async def test_okx_open_orders_are_read_page_by_page(okx: OkxServer) -> None:
+    """OKX lists pending orders (regular and algo alike) at most 100 to a page, newest
+    first; the rest is behind the `after` cursor (the oldest ordId / algoId of the page). A
+    protective order on page two must not read as missing (it would be placed again)."""
+    okx.core.set_position("BTC-USDT-SWAP", "long", "500", "50000")
+    for i in range(130):  # more than one page of conditional orders …
+        await okx.core.place(symbol="BTC-USDT-SWAP", side="sell", kind="stop",
+                             qty=Decimal(1), client_id=f"pmgcond{i}", leg="net",
+                             trigger=Decimal(40_000 + i), reduce_only=True, algo=True,
+                             extra={"ordType": "conditional"})
+    for i in range(105):  # … and of regular ones
+        await okx.core.place(symbol="BTC-USDT-SWAP", side="sell", kind="limit",
+                             qty=Decimal(1), client_id=f"pmglim{i}", leg="net",
+                             price=Decimal(60_000 + i), reduce_only=True)
+    ex = CcxtExchange("okx", options=okx.ccxt_config(),
+                      credentials=Credentials("k", "s", "p"), settings=FAST)
+    await ex.connect()
+    try:
+        orders = await ex.fetch_open_orders()
+        want = {f"pmgcond{i}" for i in range(130)} | {f"pmglim{i}" for i in range(105)}
+        assert sorted(o.client_id for o in orders) == sorted(want)
+        for path in ("/api/v5/trade/orders-algo-pending", "/api/v5/trade/orders-pending"):
+            assert any(p.get("after") for m, q, p in okx.requests if q == path)
+        per_symbol = await ex.fetch_open_orders(BTC)
+        assert {o.client_id for o in per_symbol} == want
+    finally:
+        await ex.close()

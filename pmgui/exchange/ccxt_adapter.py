@@ -878,9 +878,7 @@ class CcxtExchange:
         rows: list[Any] = []
         for i, query in enumerate(self._open_order_queries(symbol)):
             try:
-                rows += await self._rest(
-                    lambda q=query: ex.fetch_open_orders(symbol, None, None, dict(q)),
-                    f"fetch_open_orders{query or ''}") or []
+                rows += await self._open_order_rows(ex, symbol, query)
             except pe.ExchangeError as e:
                 if e.retryable or i == 0:
                     raise
@@ -899,6 +897,14 @@ class CcxtExchange:
                 # watched from now on: missed stream events get resynced by REST
                 self._track(order, order.type in _TRIGGER_TYPES)
         return out
+
+    async def _open_order_rows(self, ex: Any, symbol: str | None,
+                               query: Mapping[str, Any]) -> list[Any]:
+        """Every row of one open-order listing (`_open_order_queries`): ccxt's answer as is
+        (a venue whose listing is paged and not followed by ccxt follows it itself)."""
+        return list(await self._rest(
+            lambda: ex.fetch_open_orders(symbol, None, None, dict(query)),
+            f"fetch_open_orders{dict(query) or ''}") or [])
 
     def _open_order_queries(self, symbol: str | None) -> list[dict[str, Any]]:
         """The params of each open-order listing that together cover the whole book

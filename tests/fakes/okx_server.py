@@ -455,8 +455,11 @@ class OkxServer:
     def _filter(self, p: dict[str, Any], rows: list[VOrder]) -> list[VOrder]:
         if p.get("instId"):
             rows = [o for o in rows if o.symbol == p["instId"]]
-        return sorted(rows, key=lambda o: (o.created, o.id), reverse=True)[
-            :min(int(p.get("limit") or 100), 100)]
+        rows = sorted(rows, key=lambda o: (o.created, o.id), reverse=True)
+        if p.get("after"):  # the page of records older than this ordId / algoId
+            ids = [o.id for o in rows]
+            rows = rows[ids.index(p["after"]) + 1:] if p["after"] in ids else []
+        return rows[:min(int(p.get("limit") or 100), 100)]
 
     async def _r_trade_orders_pending(self, p: dict[str, Any]) -> Any:
         rows = [o for o in self.core.open_orders() if not o.algo]

@@ -15,16 +15,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pmgui.domain.enums import OrderType, Side
 from pmgui.domain.models import OrderRequest
 from pmgui.exchange.ccxt_adapter import _TRIGGER_TYPES, CcxtExchange
+from pmgui.exchange.venues import mapping as vm
+
+log = logging.getLogger(__name__)
 
 
 class OkxExchange(CcxtExchange):
     algo_orders = True
+    _OPEN_PAGE = 100  # OKX's largest page of pending orders
+    _OPEN_PAGES = 100  # at most this many pages per listing (10,000 orders)
 
     def _default_config(self) -> dict[str, Any]:
         cfg = super()._default_config()
@@ -58,6 +64,34 @@ class OkxExchange(CcxtExchange):
     def _open_order_queries(self, symbol: str | None) -> list[dict[str, Any]]:
         return [{}, {"trigger": True, "ordType": "conditional"},
                 {"trigger": True, "ordType": "oco"}]
+
+    async def _open_order_rows(self, ex: Any, symbol: str | None,
+                               query: Mapping[str, Any]) -> list[Any]:
+        """OKX lists pending orders (orders-pending, orders-algo-pending) newest first, at
+        most 100 to a page; older ones are behind the `after` cursor: the oldest ordId
+        (algo listings: algoId) of the page. ccxt's `paginate` here walks by time through
+        an `until` OKX does not know, so the cursor is followed here, page by page."""
+        rows: list[Any] = []
+        after: str | None = None
+        for _ in range(self._OPEN_PAGES):
+            params = dict(query)
+            if after is not None:
+                params["after"] = after
+            page = list(await self._rest(
+                lambda p=params: ex.fetch_open_orders(symbol, None, self._OPEN_PAGE, dict(p)),
+                f"fetch_open_orders{dict(query) or ''}") or [])
+            rows += page
+            if len(page) < self._OPEN_PAGE:
+                return rows
+            last = vm.info_of(page[-1])
+            cursor = str(last.get("algoId") if query.get("trigger") else
+                         last.get("ordId") or "")
+            if not cursor or cursor == after:
+                return rows
+            after = cursor
+        log.warning("okx: more than %d open orders in one listing %s; the rest is not read",
+                    self._OPEN_PAGES * self._OPEN_PAGE, dict(query))
+        return rows
 
     def _extra_order_watches(self) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
         ex = self._client()
