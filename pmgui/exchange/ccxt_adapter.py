@@ -65,7 +65,7 @@ from pmgui.exchange.credentials import Credentials, load_credentials
 from pmgui.exchange.retry import (
     Backoff,
     OrderStatusUnknown,
-    exchange_code,
+    exchange_codes,
     is_ambiguous,
     is_rate_limit,
     is_timestamp_error,
@@ -1377,8 +1377,9 @@ class CcxtExchange:
                     await self._sleep(self._settings.backoff.delay(rate_limited) * 2)
                     rate_limited += 1
                     continue
-                duplicate = attempt > 0 and (isinstance(exc, cx.DuplicateOrderId)
-                                             or exchange_code(str(exc)) in ("-4116",))
+                duplicate = attempt > 0 and (
+                    isinstance(exc, cx.DuplicateOrderId)
+                    or bool(_DUPLICATE_CLIENT_ID.intersection(exchange_codes(str(exc)))))
                 if not is_ambiguous(exc) and not duplicate:
                     raise map_error(exc, self.id, trigger=trigger) from exc
                 log.warning("%s create %s: %s; looking it up by client id", self.id,
@@ -2786,6 +2787,16 @@ class CcxtExchange:
             return
         self._last_order_poll = now
         await self._resync_tracked()
+
+
+# each venue's refusal of a client order id already in use: on a resend after a create
+# that got no answer, it is the first send's order (look it up), never a rejection
+_DUPLICATE_CLIENT_ID = frozenset({
+    "-4116",  # binance: ClientOrderId is duplicated
+    "110072",  # bybit: OrderLinkedID is duplicate
+    "51016",  # okx: duplicated clOrdId
+    "51065",  # okx: algoClOrdId already exists
+})
 
 
 def _venue_cost(o: Mapping[str, Any]) -> float | None:

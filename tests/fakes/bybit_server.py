@@ -39,6 +39,10 @@ class BybitFaults:
     create_timeouts: int = 0  # order/create: placed, the answer comes too late
     response_delay: float = 5.0
     private_stream_stalled: bool = False
+    # order lookups find nothing until a create arrives after one of them: an order
+    # placed under a timed-out create is not visible to the lookup that follows
+    lookups_blind: bool = False
+    lookups_blinded: bool = False  # (a lookup was answered blind)
 
 
 class BybitServer:
@@ -126,6 +130,14 @@ class BybitServer:
             return web.json_response({"retCode": 10006, "retMsg": "Too many visits!",
                                       "result": {}, "retExtInfo": {}, "time": ms()},
                                      status=429)
+        if request.method == "POST" and path == "/v5/order/create":
+            if self.faults.lookups_blinded:
+                self.faults.lookups_blind = self.faults.lookups_blinded = False
+        elif self.faults.lookups_blind and path.startswith("/v5/order/"):
+            self.faults.lookups_blinded = True
+            return web.json_response({"retCode": 0, "retMsg": "OK", "result": {
+                "category": "linear", "list": [], "nextPageCursor": ""},
+                "retExtInfo": {}, "time": ms()})
         handler = getattr(self, "_r_" + path[4:].replace("/", "_").replace("-", "_"), None)
         if handler is None:
             return web.json_response({"retCode": 10001, "retMsg": f"unknown path {path}",

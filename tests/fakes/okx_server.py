@@ -43,6 +43,10 @@ class OkxFaults:
     response_delay: float = 5.0
     private_stream_stalled: bool = False
     silent_insts: set[str] = field(default_factory=set)  # these tickers stay silent
+    # order lookups find nothing until a create arrives after one of them: an order
+    # placed under a timed-out create is not visible to the lookup that follows
+    lookups_blind: bool = False
+    lookups_blinded: bool = False  # (a lookup was answered blind)
 
 
 class OkxServer:
@@ -120,6 +124,18 @@ class OkxServer:
             self.faults.http_429 -= 1
             return web.json_response({"code": "50011", "msg": "Too Many Requests",
                                       "data": []}, status=429)
+        if request.method == "POST" and path in ("/api/v5/trade/order",
+                                                 "/api/v5/trade/order-algo",
+                                                 "/api/v5/trade/batch-orders"):
+            if self.faults.lookups_blinded:
+                self.faults.lookups_blind = self.faults.lookups_blinded = False
+        elif self.faults.lookups_blind and request.method == "GET" and \
+                path.startswith("/api/v5/trade/"):
+            self.faults.lookups_blinded = True
+            if path in ("/api/v5/trade/order", "/api/v5/trade/order-algo"):
+                return web.json_response({"code": "51603", "msg": "Order does not exist",
+                                          "data": []})
+            return web.json_response({"code": "0", "msg": "", "data": []})
         name = "_r_" + path[len("/api/v5/"):].replace("/", "_").replace("-", "_")
         handler = getattr(self, name, None)
         if handler is None:

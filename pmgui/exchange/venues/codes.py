@@ -73,6 +73,7 @@ OKX: CodeTable = {
     "51000": (pe.InvalidOrder, "a request parameter was rejected"),
     "51008": (pe.InsufficientFunds, "the available balance or margin is insufficient"),
     "51016": (pe.InvalidOrder, "the client order id is already in use"),
+    "51065": (pe.InvalidOrder, "the client order id is already in use"),
     "51169": (pe.InvalidOrder, "there is no position in this direction to reduce or close"),
     "51170": (pe.InvalidOrder, "a reduce-only order cannot open or increase the position"),
 }
