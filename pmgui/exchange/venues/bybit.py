@@ -258,6 +258,13 @@ class BybitExchange(CcxtExchange):
                 await self._process_orders(fired)
 
     async def _process_orders(self, raw_orders: list[Mapping[str, Any]]) -> None:
+        sizes = self._position_sizes()
+        for o in raw_orders:
+            if sizes and (vm.num(o.get("filled")) or 0.0) > 0:
+                # a fill changed the position: its size is asked for again when it decides
+                # (a limit / stop entry, a tranche's stop: not the last listing's size)
+                for leg in (Side.LONG, Side.SHORT):
+                    sizes.pop((str(o.get("symbol")), leg), None)
         await super()._process_orders([self._fill_of_position_tpsl(o) for o in raw_orders])
 
     def _enable_demo(self, ex: Any) -> None:
@@ -320,7 +327,7 @@ class BybitExchange(CcxtExchange):
         if self._uses_position_tpsl(req):
             return await self._create_position_tpsl(req)
         order = await super().create_order(req)
-        if req.type is OrderType.MARKET and order.filled > 0:
+        if order.filled > 0:
             self._position_sizes().pop((req.symbol, self._position_side(req)), None)
         return order
 
