@@ -11,6 +11,7 @@ from pmgui.exchange.ccxt_adapter import CcxtExchange
 from pmgui.exchange.credentials import Credentials
 from tests.fakes.bybit_server import BybitServer
 from tests.fakes.okx_server import OkxServer
+from tests.fakes.venue_core import VMarket
 from tests.venue_support import BTC, FAST
 
 pytestmark = pytest.mark.timeout(120)
@@ -115,5 +116,25 @@ async def test_okx_open_orders_are_read_page_by_page(okx: OkxServer) -> None:
             assert any(p.get("after") for m, q, p in okx.requests if q == path)
         per_symbol = await ex.fetch_open_orders(BTC)
         assert {o.client_id for o in per_symbol} == want
+    finally:
+        await ex.close()
+
+
+async def test_bybit_positions_are_read_page_by_page(bybit: BybitServer) -> None:
+    """Bybit lists positions at most 200 to a page (cursor): a position on page two must
+    not read as closed (it would be booked as closed outside pmgui)."""
+    for i in range(230):
+        bybit.core.add_market(VMarket(f"C{i}USDT", f"C{i}", tick="0.01", step="1",
+                                      min_qty="1"), "10")
+        bybit.core.set_position(f"C{i}USDT", "long", "5", "10")
+    ex = CcxtExchange("bybit", options=bybit.ccxt_config(),
+                      credentials=Credentials("k", "s"), settings=FAST)
+    await ex.connect()
+    try:
+        positions = await ex.fetch_positions()
+        assert sorted(p.symbol for p in positions) == sorted(
+            f"C{i}/USDT:USDT" for i in range(230))
+        pages = [p for m, q, p in bybit.requests if q == "/v5/position/list"]
+        assert any(p.get("cursor") for p in pages)  # it did follow the cursor
     finally:
         await ex.close()

@@ -284,7 +284,12 @@ class BybitServer:
         else:
             for pos in self.core.open_positions():
                 rows.append(self._position_row(pos))
-        return {"list": rows, "nextPageCursor": "", "category": "linear"}
+        # pages of `limit` (default 20, at most 200) behind `nextPageCursor`, as Bybit's
+        limit = min(int(p.get("limit") or 20), 200)
+        start = int(p.get("cursor") or 0)
+        nxt = str(start + limit) if start + limit < len(rows) else ""
+        return {"list": rows[start:start + limit], "nextPageCursor": nxt,
+                "category": "linear"}
 
     async def _r_position_set_leverage(self, p: dict[str, Any]) -> Any:
         sym = self._m(p)

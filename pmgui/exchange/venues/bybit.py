@@ -288,9 +288,10 @@ class BybitExchange(CcxtExchange):
 
     async def _fetch_positions_raw(self, ex: Any) -> list[Any]:
         rows: list[Any] = []
-        for settle in self._settles():
+        for settle in self._settles():  # every page: at most 200 positions to one
             got = await self._rest(
-                lambda s=settle: ex.fetch_positions(None, {"settleCoin": s}),
+                lambda s=settle: ex.fetch_positions(None, {"settleCoin": s,
+                                                           "paginate": True}),
                 "fetch_positions")
             rows += list(got or [])
         for p in rows:  # zero-size rows still tell the symbol's position mode
