@@ -261,3 +261,23 @@ def test_healthz_reports_streams_and_unprotected_positions(tmp_path):
         assert "1 unprotected position(s)" in body["problems"]
     ok, report = service.health()  # the engine stopped
     assert not ok and "engine stopped" in report["problems"]
+
+
+async def test_the_charts_requests_are_answered_for_a_read_token(tmp_path):
+    # a remote window's chart asks GetCandles and GetIndicatorLine like the embedded one:
+    # they are read-only requests, so a read token gets their answers, not unknown_type
+    from pmgui.engine.commands import CandlesSnapshot, GetCandles, GetIndicatorLine
+
+    with served_engine(tmp_path) as (engine, service, tokens):
+        async with aiohttp.ClientSession() as session:
+            ro = await open_ws(session, service, tokens["read"])
+            pid = sorted(await positions_seen(ro))[0]
+            symbol = engine.query(lambda core: core.positions[pid].symbol).result(10)
+            await ro.send_str(submit_frame(1, GetCandles(symbol, "1h", 50)))
+            got = await answer(ro, 1)
+            assert got["op"] == "result", got
+            assert isinstance(protocol.decode(got["result"]), CandlesSnapshot)
+            await ro.send_str(submit_frame(2, GetIndicatorLine(pid)))
+            got = await answer(ro, 2)
+            assert got["op"] == "result", got
+            await ro.close()

@@ -182,9 +182,11 @@ class EngineInfo:
     presets: tuple[str, ...] = ()
 
 
+# every request too: the engine service accepts exactly these types (a remote window's chart
+# asks GetCandles and GetIndicatorLine like the embedded one)
 Command = (SetTargets | ClosePosition | CloseAll | SetAutomation | SetPreset | OpenPosition
            | AddToPosition | CancelOrder | SetSymbolRules | GetHistory | GetSymbolRules
-           | GetEngineInfo)
+           | GetEngineInfo | GetCandles | GetIndicatorLine)
 
 
 @dataclass(frozen=True, slots=True)
