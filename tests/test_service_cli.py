@@ -157,3 +157,14 @@ def test_python_dash_m_pmgui_runs_the_cli():
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0 and "create" in out.stdout
+
+
+def test_the_unit_keeps_a_dollar_in_a_path_literal(tmp_path, monkeypatch):
+    # systemd expands $VAR and ${VAR} in ExecStart even inside quotes; "$$" is a literal "$"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    db = tmp_path / "a $HOME ${USER} dir" / "p.db"
+    assert main(["service", "install", "--user", "--db", str(db)]) == 0
+    text = (tmp_path / "xdg" / "systemd" / "user" / "pmgui.service").read_text()
+    exec_line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    expected = str(db).replace("$", "$$")
+    assert f'--db "{expected}"' in exec_line, exec_line

@@ -118,8 +118,9 @@ WantedBy=default.target
 
 
 def _quote(arg: str) -> str:
-    """One ExecStart argument: `%` doubled (systemd specifiers), quoted when needed."""
-    arg = arg.replace("%", "%%")
+    """One ExecStart argument: `%` and `$` doubled (systemd specifiers and environment
+    variables are expanded even inside quotes), quoted when needed."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
     if not arg or any(c in arg for c in " \t\"'\\$;"):
         return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return arg
