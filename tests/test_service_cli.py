@@ -168,3 +168,23 @@ def test_the_unit_keeps_a_dollar_in_a_path_literal(tmp_path, monkeypatch):
     exec_line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     expected = str(db).replace("$", "$$")
     assert f'--db "{expected}"' in exec_line, exec_line
+
+
+def test_a_second_install_does_not_replace_a_different_unit_silently(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    unit = tmp_path / "xdg" / "systemd" / "user" / "pmgui.service"
+    first = tmp_path / "first.db"
+    assert main(["service", "install", "--user", "--db", str(first)]) == 0
+    written = unit.read_text()
+    # the same setup again: fine (nothing changes)
+    assert main(["service", "install", "--user", "--db", str(first)]) == 0
+    capsys.readouterr()
+    # another database: refused, the first unit kept, the reason and --force named
+    assert main(["service", "install", "--user", "--db", str(tmp_path / "other.db")]) != 0
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--force" in err and str(first) in err
+    assert unit.read_text() == written
+    assert main(["service", "install", "--user", "--db", str(tmp_path / "other.db"),
+                 "--force"]) == 0
+    assert str(tmp_path / "other.db") in unit.read_text()

@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser, sub: Any) -> None:
     _config_option(si)
     si.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     si.add_argument("--log-json", type=Path, default=argparse.SUPPRESS, metavar="PATH")
+    si.add_argument("--force", action="store_true",
+                    help="replace an existing unit that differs")
 
 
 def _config_option(p: argparse.ArgumentParser) -> None:
@@ -120,7 +122,8 @@ def _service(args: argparse.Namespace) -> int:
         parse_listen(args.unit_listen)
     except ValueError as e:
         raise PmguiError(f"--listen: {e}") from None
-    path = install_user_unit(args.unit_listen, args.db, args.config, args.log_json)
+    path = install_user_unit(args.unit_listen, args.db, args.config, args.log_json,
+                             force=args.force)
     print(f"wrote {path}")
     print(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now "
           f"{UNIT_NAME}")

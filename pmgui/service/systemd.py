@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from pmgui.domain.errors import PmguiError
+
 UNIT_NAME = "pmgui.service"
 
 
@@ -127,8 +129,12 @@ def _quote(arg: str) -> str:
 
 
 def install_user_unit(listen: str, db: Path | None, config: Path | None,
-                      log_json: Path | None) -> Path:
-    """Write the unit for the current user; the caller tells them the systemctl commands."""
+                      log_json: Path | None, *, force: bool = False) -> Path:
+    """Write the unit for the current user; the caller tells them the systemctl commands.
+
+    An existing unit that differs (another database, address or configuration) is kept and
+    PmguiError says so, unless `force`: a second install never replaces the first silently.
+    """
     exe = shutil.which("pmgui")
     args = [exe] if exe else [sys.executable, "-m", "pmgui"]
     args += ["--headless", "--listen", listen]
@@ -139,6 +145,18 @@ def install_user_unit(listen: str, db: Path | None, config: Path | None,
     if log_json is not None:
         args += ["--log-json", str(log_json.resolve())]
     target = user_unit_dir() / UNIT_NAME
+    text = unit_text(args)
+    try:
+        existing = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing = None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PmguiError(f"cannot read the existing unit {target}: {e}") from None
+    if existing is not None and existing != text and not force:
+        old = next((line for line in existing.splitlines() if line.startswith("ExecStart=")),
+                   "(no ExecStart)")
+        raise PmguiError(f"{target} already exists with another setup ({old}); not replaced. "
+                         "Add --force to replace it, or edit it by hand")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(unit_text(args), encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
     return target
