@@ -281,3 +281,26 @@ async def test_the_charts_requests_are_answered_for_a_read_token(tmp_path):
             got = await answer(ro, 2)
             assert got["op"] == "result", got
             await ro.close()
+
+
+async def test_a_token_revoked_while_connected_can_no_longer_trade(tmp_path):
+    # revoking a (leaked) trade token takes effect at once: the connection that authenticated
+    # with it before the revocation is refused its next command, and nothing is executed
+    from pmgui.service.tokens import TokenStore
+
+    with served_engine(tmp_path) as (engine, service, tokens):
+        async with aiohttp.ClientSession() as session:
+            rw = await open_ws(session, service, tokens["trade"])
+            pid = sorted(await positions_seen(rw))[0]
+            await rw.send_str(submit_frame(1, SetAutomation(pid, False)))
+            assert (await answer(rw, 1))["op"] == "result"
+            store = TokenStore(tmp_path / "tokens.json")
+            trade_id = next(t.id for t in store.list() if t.scope == "trade")
+            assert store.revoke(trade_id)
+            await rw.send_str(submit_frame(2, SetAutomation(pid, True)))
+            err = await answer(rw, 2)
+            assert err["op"] == "error" and err["code"] == "forbidden", err
+            assert "revoked" in err["error"]
+            closing = await rw.receive(timeout=20)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert not engine.query(lambda core: core.positions[pid].automation).result(10)

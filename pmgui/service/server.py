@@ -85,6 +85,7 @@ class _Client:
     resyncs: int = 0
     markets_sent: set = field(default_factory=set)
     signalled: bool = False
+    token: str = field(default="", repr=False)  # re-checked before each command (revocation)
 
     def add(self, ev: Any) -> None:
         """Under the server lock, on the publishing thread."""
@@ -318,7 +319,7 @@ class EngineService:
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
         client = _Client(next(self._ids), scope, peer, asyncio.Event(), loop,
-                         self.settings.send_queue)
+                         self.settings.send_queue, token=token)
         try:
             if not await self._hello(ws, client):
                 return ws
@@ -464,6 +465,11 @@ class EngineService:
                 if version_bad:
                     return
                 continue
+            if not self._still_valid(client):
+                log.warning("client %d: its token was revoked: closed", client.id)
+                await self._refuse(ws, "forbidden", "the token was revoked: nothing done",
+                                   msg_id, close=True)
+                return
             if client.scope != "trade" and not isinstance(cmd, readonly):
                 log.warning("client %d (read-only) tried %s: refused", client.id,
                             type(cmd).__name__)
@@ -473,6 +479,15 @@ class EngineService:
             task = asyncio.create_task(self._execute(ws, msg_id, cmd))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+
+    def _still_valid(self, client: _Client) -> bool:
+        """Does the client's token still grant its scope? (A revoked token takes effect at
+        once, also for connections opened before; an unreadable token file fails closed.)"""
+        try:
+            return self.auth.scope_of(client.token) == client.scope
+        except PmguiError as e:
+            log.error("cannot check client %d's token: %s", client.id, e)
+            return False
 
     async def _execute(self, ws: web.WebSocketResponse, msg_id: int, cmd: Any) -> None:
         try:
