@@ -304,3 +304,18 @@ async def test_a_token_revoked_while_connected_can_no_longer_trade(tmp_path):
             closing = await rw.receive(timeout=20)
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert not engine.query(lambda core: core.positions[pid].automation).result(10)
+
+
+async def test_clients_are_told_when_the_engine_stops(tmp_path):
+    # a stopping engine closes each websocket with 1001 and a reason, so the window can say
+    # the engine stopped instead of seeing the socket drop
+    with served_engine(tmp_path) as (_engine, service, tokens):
+        async with aiohttp.ClientSession() as session:
+            ws = await open_ws(session, service, tokens["read"])
+            await asyncio.to_thread(service.stop)
+            while True:
+                msg = await ws.receive(timeout=30)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+            assert msg.type == aiohttp.WSMsgType.CLOSE, (msg.type, msg.data, msg.extra)
+            assert msg.data == 1001 and "stopping" in msg.extra

@@ -126,6 +126,7 @@ class EngineService:
         self._mirror: OrderedDict[Any, Any] = OrderedDict()
         self._conn_at: float | None = None  # monotonic time of the newest ConnectionEvent
         self._clients: dict[int, _Client] = {}
+        self._sockets: set[web.WebSocketResponse] = set()  # open websockets (server loop)
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -237,6 +238,7 @@ class EngineService:
         app.router.add_get("/", self._ws)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/healthz", self._healthz)
+        app.on_shutdown.append(self._going_away)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=context)
@@ -249,6 +251,15 @@ class EngineService:
             await self._stop.wait()
         finally:
             await self._runner.cleanup()
+
+    async def _going_away(self, app: web.Application) -> None:
+        """The engine stops: every client is told so (1001) instead of losing the socket."""
+        for ws in list(self._sockets):
+            try:
+                await asyncio.wait_for(ws.close(code=1001, message=b"the engine is stopping"),
+                                       5.0)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                pass
 
     # -- health --------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -317,6 +328,7 @@ class EngineService:
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="websocket upgrade expected\n")
         await ws.prepare(request)
+        self._sockets.add(ws)
         loop = asyncio.get_running_loop()
         client = _Client(next(self._ids), scope, peer, asyncio.Event(), loop,
                          self.settings.send_queue, token=token)
@@ -336,6 +348,7 @@ class EngineService:
         finally:
             with self._lock:
                 self._clients.pop(client.id, None)
+            self._sockets.discard(ws)
             if not ws.closed:
                 await ws.close()
             log.info("client %d disconnected", client.id)
