@@ -314,6 +314,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.headless:
         from pmgui.engine.build import build_engine
 
+        service_cli.check_listen(config, args.listen)
         service_cli.wait_for_db(args, db)
         from pmgui.engine.outbox import Outbox
 

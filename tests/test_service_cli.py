@@ -188,3 +188,19 @@ def test_a_second_install_does_not_replace_a_different_unit_silently(tmp_path, m
     assert main(["service", "install", "--user", "--db", str(tmp_path / "other.db"),
                  "--force"]) == 0
     assert str(tmp_path / "other.db") in unit.read_text()
+
+
+def test_a_refused_listen_address_stops_pmgui_before_the_engine_starts(tmp_path, monkeypatch,
+                                                                         capsys, caplog):
+    # another address than loopback without TLS: refused at once, before the engine connects
+    # to its exchange, adopts positions and places stops only to be stopped again
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    cfg = tmp_path / "pmgui.toml"
+    cfg.write_text("")
+    caplog.set_level(logging.INFO)
+    assert main(["--headless", "--paper", "--config", str(cfg), "--db", str(tmp_path / "p.db"),
+                 "--listen", "0.0.0.0:0", "--exit-after", "60"]) == 1
+    assert "needs TLS" in capsys.readouterr().err
+    assert "engine running" not in caplog.text
+    assert not (tmp_path / "p.db").exists()  # the database was not even opened

@@ -211,6 +211,21 @@ class HeadlessService:
             self.notifier.stop()
 
 
+def check_listen(config: Any, listen: str | None) -> None:
+    """PmguiError when `--listen` cannot be served as configured (another address than
+    loopback without TLS or a token, a bad certificate): said before the database is opened
+    and the engine connects, adopts positions and places stops, not after."""
+    if listen is None:
+        return
+    from pmgui.service.server import EngineService
+    from pmgui.service.settings import parse_listen
+    from pmgui.service.tokens import Authenticator, TokenStore, tokens_path
+
+    host = parse_listen(listen or config.service.listen)[0]
+    auth = Authenticator(TokenStore(tokens_path(config.path)))
+    EngineService(None, auth, config.service).check(host)
+
+
 def attach_notifier(engine: Any, config: Any) -> Any:
     """Alerts for an engine embedded in the window (the headless one uses HeadlessService)."""
     if not config.notify.urls:

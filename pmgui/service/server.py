@@ -173,8 +173,10 @@ class EngineService:
             return False, events
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self, host: str, port: int, timeout: float = 30.0) -> tuple[str, int]:
-        """Bind and serve on a thread of its own; returns the bound (host, port)."""
+    def check(self, host: str) -> ssl.SSLContext | None:
+        """PmguiError when serving on `host` is not allowed as configured (another address
+        than loopback without TLS or without a token, an unloadable certificate); else the
+        TLS context (None: plain). Called before the engine starts, and by `start`."""
         s = self.settings
         context = None
         if not is_loopback(host):
@@ -192,6 +194,11 @@ class EngineService:
             except (OSError, ssl.SSLError) as e:
                 raise PmguiError(f"cannot load the TLS certificate {s.tls_cert} / key "
                                  f"{s.tls_key}: {e}") from None
+        return context
+
+    def start(self, host: str, port: int, timeout: float = 30.0) -> tuple[str, int]:
+        """Bind and serve on a thread of its own; returns the bound (host, port)."""
+        context = self.check(host)
         self.tls = context is not None
         self._thread = threading.Thread(target=self._run, args=(host, port, context),
                                         name="pmgui-service", daemon=True)
