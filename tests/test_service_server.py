@@ -319,3 +319,20 @@ async def test_clients_are_told_when_the_engine_stops(tmp_path):
                     break
             assert msg.type == aiohttp.WSMsgType.CLOSE, (msg.type, msg.data, msg.extra)
             assert msg.data == 1001 and "stopping" in msg.extra
+
+
+async def test_an_unreadable_token_file_refuses_clearly_and_the_engine_carries_on(tmp_path):
+    with served_engine(tmp_path) as (engine, service, tokens):
+        good = (tmp_path / "tokens.json").read_text()
+        (tmp_path / "tokens.json").write_text("{not json")
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await open_ws(session, service, tokens["trade"])
+            assert e.value.status == 503  # not an internal error: the reason is told
+            async with session.get(service.url.replace("ws://", "http://") + "/ws",
+                                   headers={"Authorization": f"Bearer {tokens['read']}"}) as r:
+                assert r.status == 503 and "token file" in await r.text()
+            (tmp_path / "tokens.json").write_text(good + " ")  # readable again
+            ws = await open_ws(session, service, tokens["read"])
+            await ws.close()
+        assert engine.running

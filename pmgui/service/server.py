@@ -322,7 +322,14 @@ class EngineService:
         peer = request.remote or "?"
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        scope = self.auth.scope_of(token) if token else None
+        try:
+            scope = self.auth.scope_of(token) if token else None
+        except PmguiError as e:  # the token file is unreadable: fail closed, say why
+            self.refused += 1
+            log.error("refused a connection from %s: %s", peer, e)
+            return web.Response(status=503, reason="Service Unavailable",
+                                text="the engine cannot check tokens: its token file is "
+                                     "unreadable (see the engine's log)\n")
         if scope is None:
             self.refused += 1
             log.warning("refused a connection from %s: %s", peer,
