@@ -336,3 +336,21 @@ async def test_an_unreadable_token_file_refuses_clearly_and_the_engine_carries_o
             ws = await open_ws(session, service, tokens["read"])
             await ws.close()
         assert engine.running
+
+
+async def test_an_event_that_cannot_be_encoded_does_not_stop_the_feed(tmp_path):
+    # one bad event (a bug elsewhere) is left out; the client keeps getting the live feed
+    # instead of a connection that stays open while nothing arrives any more
+    with served_engine(tmp_path) as (engine, service, tokens):
+        async with aiohttp.ClientSession() as session:
+            ws = await open_ws(session, service, tokens["read"])
+            await positions_seen(ws)
+            engine.outbox.publish(ErrorEvent(("not", "a", object()), 1.0))  # type: ignore[arg-type]
+            engine.outbox.publish(ErrorEvent("after the bad one", 2.0))
+            while True:
+                data = json.loads((await ws.receive(timeout=30)).data)
+                messages = [protocol.decode(e).message for e in data.get("events", [])
+                            if e.get("__t") == "ErrorEvent"]
+                if "after the bad one" in messages:
+                    break
+            await ws.close()

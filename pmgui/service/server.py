@@ -438,8 +438,17 @@ class EngineService:
 
     @staticmethod
     def _encode(events: list[Any], markets: list[Any]) -> dict[str, Any]:
-        return {"events": [protocol.encode(e) for e in events],
-                "markets": [protocol.encode(m) for m in markets]}
+        """The batch's payload. An event that cannot be encoded (a bug elsewhere) is logged
+        and left out: it must not end the sender, which would leave the client connected
+        to a feed that silently stopped (a stale view shown as live)."""
+        out: dict[str, list[Any]] = {"events": [], "markets": []}
+        for name, values in (("events", events), ("markets", markets)):
+            for v in values:
+                try:
+                    out[name].append(protocol.encode(v))
+                except (TypeError, ValueError) as e:
+                    log.error("cannot send a %s to clients: %s", type(v).__name__, e)
+        return out
 
     async def _receive(self, ws: web.WebSocketResponse, client: _Client) -> None:
         s = self.settings
