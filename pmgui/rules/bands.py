@@ -367,8 +367,9 @@ def _protection(b: _Builder, pos: Position, protection: _Protection) -> None:
             if t.id in closed or not (math.isfinite(t.qty) and t.qty > 0):
                 continue
             _price_level_stop(b, side, t.sl)
-            if instant:
-                _price_level_target(b, side, t.tp)
+            if instant:  # `exits.tranche_targets`: the position's TP for one without its own
+                _price_level_target(b, side, t.tp if t.tp is not None
+                                    else pos.tp if tp_on else None)
     if tp_on and instant and not (tranches and pos.tranches):
         _price_level_target(b, side, pos.tp)
 

@@ -108,7 +108,9 @@ def take_profit(ctx: Ctx) -> list[Action]:
                       {"tp": pos.tp, "instant": True})]
 
 
-def _tranche_exit(ctx: Ctx, kind: str) -> list[Action]:
+def _tranche_exit(ctx: Ctx, kind: str, default_tp: float | None = None) -> list[Action]:
+    """`default_tp`: the TP of a tranche without one of its own (the position's, as the
+    exchange's TP order for it: `tranches.effective_tranches`)."""
     pos = ctx.pos
     hit = []
     already = {f[len(TRANCHE_CLOSED_PREFIX):] for f in pos.flags
@@ -116,7 +118,7 @@ def _tranche_exit(ctx: Ctx, kind: str) -> list[Action]:
     for t in pos.tranches:
         if t.id in already:  # closed by an earlier tick's reduction still being applied
             continue
-        level = t.sl if kind == "sl" else t.tp
+        level = t.sl if kind == "sl" else (t.tp if t.tp is not None else default_tp)
         crossed = (money.stop_hit(pos.side, level, ctx.price) if kind == "sl"
                    else money.target_hit(pos.side, level, ctx.price))
         if crossed and math.isfinite(t.qty) and t.qty > 0:
@@ -128,8 +130,11 @@ def _tranche_exit(ctx: Ctx, kind: str) -> list[Action]:
     requested = min(sum(t.qty for t in hit), pos.qty)
     qty, everything = scale_out(requested, pos.qty, ctx.market)
     flags = [TRANCHE_CLOSED_PREFIX + t.id for t in hit]
+    first = hit[0]
     inputs = {"tranches": ",".join(t.id for t in hit), "level_kind": kind,
-              "level": (hit[0].sl if kind == "sl" else hit[0].tp), "requested_qty": requested}
+              "level": (first.sl if kind == "sl" else
+                        first.tp if first.tp is not None else default_tp),
+              "requested_qty": requested}
     if everything:
         return [close_all(ctx, reason, "tranches", priority, inputs, flags)]
     return [action(ctx, ActionType.REDUCE, reason, "tranches", priority, qty=qty,
@@ -141,9 +146,14 @@ def tranche_stops(ctx: Ctx) -> list[Action]:
 
 
 def tranche_targets(ctx: Ctx) -> list[Action]:
-    if not ctx.params["take_profit.instant"]:
+    """Each tranche's own TP; a tranche without one (opened before the preset gave the
+    position its TP) exits at the position's TP while `take_profit` is on — the TP its
+    exchange order holds — since `take_profit` leaves tranches to this rule."""
+    params = ctx.params
+    if not params["take_profit.instant"]:
         return []
-    return _tranche_exit(ctx, "tp")
+    return _tranche_exit(ctx, "tp",
+                         ctx.pos.tp if params.enabled("take_profit") else None)
 
 
 def _smart_min_move(p: Params) -> float:
