@@ -6,7 +6,8 @@ accompany a close or a stop adjustment that outranks it.
 Interpretations:
 - Add-on: pnl_r ≥ 0.5, |p - EMA|/EMA ≤ 0.5% → a limit order at the EMA (rounded to the tick)
   for add_on.fraction (50%) of the original quantity, once (flag `add_on_executed`). No R
-  (no initial SL) → no add-on.
+  (no initial SL) → no add-on; none either once the stop is at breakeven or better (what
+  withdraws a resting one, below).
 - Scaling: roi ≥ 5%, favourable momentum > 2%, mean quote volume per candle > 100k, age <
   15 min → a market add of scaling.fraction (25%) of the original quantity, once (flag
   `scaled`), capped so the position never exceeds scaling.max_size_mult × the original
@@ -60,6 +61,10 @@ def add_on(ctx: Ctx) -> list[Action]:
     band = p.f("add_on.ema_band")
     dist = abs(ctx.price - ema) / ema
     if gt(dist, band):
+        return []
+    if at_breakeven(ctx):
+        # what withdraws a resting add-on (`add_on_cancel`) also keeps one from being sent:
+        # added at the EMA beyond the entry, the average entry would pass a breakeven stop
         return []
     base = pos.initial_qty if pos.initial_qty > 0 else pos.qty
     frac = p.f("add_on.fraction")
