@@ -91,6 +91,9 @@ scenario = st.fixed_dictionaries({
     "flags": st.frozensets(st.sampled_from(FLAGS), max_size=3),
     "add_on_open": st.booleans(),
     "tranches": st.booleans(),
+    # the second tranche without a TP of its own (opened before the position had its TP):
+    # it exits at the position's TP (`exits.tranche_targets`)
+    "tranche_own_tp": st.booleans(),
     "automation": st.booleans(),
     "age": st.sampled_from([0.0, 100.0, 7000.0, 200000.0]),
     "market": st.sampled_from(MARKETS),
@@ -147,7 +150,8 @@ def _start(s: dict) -> Position:
         tranches = (Tranche("t1", 0.6, entry, 0.0, sl=sl, tp=tp),
                     Tranche("t2", 0.4, entry, 0.0,
                             sl=None if sl is None else round(sl - d * 0.5, 2),
-                            tp=None if tp is None else round(tp + d * 0.7, 2)))
+                            tp=None if tp is None or not s.get("tranche_own_tp", True)
+                            else round(tp + d * 0.7, 2)))
     return Position("p1", SYMBOL, side, 1.0, entry, s["leverage"], -s["age"], 1.0, sl=sl,
                     tp=tp, initial_sl=sl, fee_rate=s["fee"], automation=s["automation"],
                     best_price=entry, flags=frozenset(flags), tranches=tranches,
