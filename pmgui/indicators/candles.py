@@ -103,8 +103,11 @@ class CandleBuilder:
             self._cur = Candle(b, candle.open, candle.high, candle.low, candle.close,
                                candle.volume)
         elif cur.ts == b:
+            # the venue's count of the bucket includes the ticks seen so far (a snapshot
+            # older than some of them counts less: the ticks' count stands then)
             self._cur = Candle(b, candle.open, max(cur.high, candle.high),
-                               min(cur.low, candle.low), cur.close, cur.volume)
+                               min(cur.low, candle.low), cur.close,
+                               max(cur.volume, candle.volume))
 
     def close_until(self, now: float) -> list[Candle]:
         """Complete the forming candle once the clock has passed its end."""
