@@ -28,8 +28,10 @@ Exact behaviour:
   below the minimum notional for an order that is not reduce-only (as on Binance), raises
   `InvalidOrder`. Opening orders reserve margin (notional/leverage + taker fee) from the free
   wallet; not enough raises `InsufficientFunds` (and a resting one that cannot be paid for
-  when it executes ends REJECTED). Leverage is per symbol (default 10x) and also re-sizes
-  the margin of that symbol's open positions.
+  when it executes ends REJECTED). Leverage is per symbol (default 10x); lowering it also
+  re-sizes the margin of that symbol's open positions at a higher one, raising it leaves
+  their margin as it is (as on Binance); an add at another leverage than its position's
+  makes the position's leverage its notional over the margin it holds.
 - Isolated margin: a position holds notional/leverage of the wallet; fees and realized P/L
   settle into the wallet. `Balance.total` is the wallet (realized only), `used` the margin
   of positions and open opening orders, `free` the rest.
@@ -471,8 +473,12 @@ class PaperExchange:
     # --- orders ----------------------------------------------------------------------------
 
     async def set_leverage(self, symbol: str, leverage: float) -> None:
-        """Leverage of the symbol for new fills and its open positions (their isolated margin
-        is re-sized: raising it frees margin, lowering it needs free wallet)."""
+        """Leverage of the symbol for new fills. An open position at a higher leverage is
+        re-sized to the new one (its isolated margin grows from the free wallet: safer); one
+        at or below it keeps its margin and leverage. Raising the leverage never takes margin
+        away from an open isolated position, as on Binance: that would move its liquidation
+        price towards the market by itself (past it for a losing one, liquidated on the next
+        tick at a price the market had already left) behind the trader's back."""
         self._ensure_loaded()
         m = self._market(symbol)
         if (isinstance(leverage, bool) or not isinstance(leverage, (int, float))
@@ -490,7 +496,7 @@ class PaperExchange:
         delta = 0.0
         for side in (Side.LONG, Side.SHORT):  # the symbol's positions (a sum of two: exact
             p = self._positions.get((symbol, side))  # in either order)
-            if p is not None:
+            if p is not None and lev < p.leverage:
                 new_margin = p.entry * p.qty * m.contract_size / lev
                 changes.append((p, new_margin))
                 delta += new_margin - p.margin
@@ -1143,6 +1149,11 @@ class PaperExchange:
                 pos.qty = m.round_amount(pos.qty + qty)
                 pos.margin += price * qty * cs / lev
                 pos.fees += fee
+                if lev != pos.leverage:
+                    # an add at another leverage than the position's (raised since it
+                    # opened): isolated, the position is liquidated by the margin it holds,
+                    # so its leverage is what that margin is of its notional
+                    pos.leverage = pos.entry * pos.qty * cs / pos.margin
             return False
         assert pos is not None
         pnl = key[1].dir * (price - pos.entry) * qty * cs
