@@ -836,7 +836,10 @@ class PaperExchange:
         """What a tick outside the calm band fills, cancels or liquidates, committed."""
         price = tick.price
         updates: list[OrderUpdate] = []
-        # Liquidation first: a gap through both a stop and the liquidation price liquidates
+        # Funding first: a boundary this tick passes was before its price, so it is paid by
+        # the positions held then (not one the tick opens, and also one it closes)
+        self._charge_funding(tick.ts if not self.realtime else self.now())
+        # Liquidation next: a gap through both a stop and the liquidation price liquidates
         # (the loss of an isolated position never exceeds its margin); its stops are canceled.
         for side in (Side.LONG, Side.SHORT):  # one tick concerns only its own symbol
             p = self._positions.get((tick.symbol, side))
@@ -856,7 +859,6 @@ class PaperExchange:
                         continue
                 updates.extend(self._liquidate(p, liq))
         updates.extend(self._match_orders(tick.symbol, price, tick.continuous))
-        self._charge_funding(tick.ts if not self.realtime else self.now())
         self._commit(raise_errors=False)
         return updates  # the price write is the caller's, after the reports (`_matched`)
 
