@@ -444,6 +444,8 @@ class PaperExchange:
             own = merge_buckets(seen, tf) if seen else []
             first = own[0].ts if own else math.inf
             hist = [c for c in self._warmup(symbol, limit, tf) if c.ts < first]
+            if hist and own:
+                hist = self._joined(symbol, hist, own[0].open)
             return (hist + own)[-limit:]
         candles = seen
         if len(seen) < want and symbol not in self._stored_candles:
@@ -460,6 +462,25 @@ class PaperExchange:
         if tf > base + _EPS:
             candles = merge_buckets(candles, tf)
         return candles[-limit:]
+
+    def _joined(self, symbol: str, hist: list[Candle], to: float) -> list[Candle]:
+        """A coarse timeframe's warm-up `hist` scaled to close where the venue's own candles
+        open (`to`). The coarse walk ends at the start price at the start time, but the own
+        candles it precedes begin earlier (the finer warm-up already kept) and elsewhere:
+        unscaled, the seam was a jump that never traded (10 % on the demo's BTC hours) — a
+        false candle on the chart and a true range that inflated ATR and the chandelier
+        stop of every rule reading that timeframe."""
+        last = hist[-1].close
+        if not (last > 0 and to > 0) or last == to:
+            return hist
+        k = to / last
+        m = self._markets[symbol]
+
+        def px(v: float) -> float:
+            return max(m.round_price(v * k), m.tick_size) if m.tick_size > 0 else v * k
+
+        return [Candle(c.ts, px(c.open), px(c.high), px(c.low), px(c.close), c.volume)
+                for c in hist]
 
     def fills(self) -> list[Fill]:
         """Every fill so far, oldest first (the venue's trade history)."""
