@@ -32,3 +32,21 @@ async def test_hourly_history_after_the_minute_warm_up_has_no_fake_gap():
     assert first_own.open == minutes[0].open
     assert all(c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close)
                for c in hours)
+
+
+async def test_a_longer_request_extends_the_past_it_served_instead_of_inventing_another():
+    feed = demo_feed(7, realtime=False, start_ts=1_700_000_000.0)
+    ex = PaperExchange(dict(DEMO_MARKETS), feed, realtime=False)
+    await ex.connect()
+    tick = DEMO_MARKETS[BTC].tick_size
+    # the rules load 300 hourly candles; the chart then asks one more (its forming candle)
+    rules = await ex.fetch_ohlcv(BTC, "1h", 300)
+    chart = await ex.fetch_ohlcv(BTC, "1h", 301)
+    assert chart[1:] == rules  # the same past, one candle further back
+    # minutes: the 500 kept at the first read, then a longer window
+    short = await ex.fetch_ohlcv(BTC, "1m", 500)
+    long = await ex.fetch_ohlcv(BTC, "1m", 1200)
+    assert len(long) == 1200 and long[-500:] == short
+    for series in (chart, long):
+        assert [(a.ts, a.close, b.open) for a, b in itertools.pairwise(series)
+                if abs(b.open - a.close) > 2 * tick] == []

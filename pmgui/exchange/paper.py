@@ -1281,12 +1281,19 @@ class PaperExchange:
         cached = self._history.get(key)
         if cached is None or len(cached) < n:
             if timeframe is None:
-                cached = list(history(symbol, max(n, 500)))
+                fresh = list(history(symbol, max(n, 500)))
             else:
                 try:
-                    cached = list(history(symbol, max(n, 100), timeframe=timeframe))
+                    fresh = list(history(symbol, max(n, 100), timeframe=timeframe))
                 except TypeError:  # a feed without per-timeframe history
                     return []
+            if cached:
+                # A longer walk is another path, not this one further back: the past already
+                # served (the rules' indicators were built on it, the chart shows it) stays,
+                # and the new walk only lengthens it, joined where it begins.
+                older = [c for c in fresh if c.ts < cached[0].ts]
+                fresh = (self._joined(symbol, older, cached[0].open) if older else []) + cached
+            cached = fresh
             self._history[key] = cached
         return cached[-n:]
 
