@@ -217,6 +217,13 @@ class _Reader:
         return v
 
 
+# ccxt's constructor keys that carry secrets (`Exchange.requiredCredentials`). In
+# `[exchange.options]` they would sit in a plain file, and the keyring's or environment's
+# credentials would silently replace them anyway (DESIGN §9: never the config file).
+CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid", "login", "twofa",
+                             "privateKey", "walletAddress", "token"})
+
+
 def ccxt_exchange_ids() -> frozenset[str]:
     """The exchange ids ccxt offers (`ccxt.exchanges`), read from ccxt's package source
     without running it: importing ccxt takes most of a second, and the configuration is
@@ -298,6 +305,13 @@ def parse_config(data: Mapping[str, Any], path: Path, text: str = "") -> Config:
             raise r.fail("exchange.id", f"unknown exchange {ex_id!r} (not a ccxt exchange id)")
     demo = r.get(ex, "demo", bool, "exchange", False)
     options = r.get(ex, "options", dict, "exchange", {})
+    for key in options:
+        if key in CREDENTIAL_KEYS:
+            raise r.fail(f"exchange.options.{key}",
+                         "credentials are never read from the config file: store them in the "
+                         f"OS keyring (service 'pmgui', user '{ex_id}') or set PMGUI_API_KEY, "
+                         "PMGUI_API_SECRET and PMGUI_API_PASSWORD",
+                         path=("exchange", "options", key))
 
     rules = data.get("rules", {})
     if not isinstance(rules, dict):

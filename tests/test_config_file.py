@@ -84,3 +84,26 @@ def test_a_nan_notify_interval_is_refused(tmp_path, key):
     with pytest.raises(ConfigError) as e:
         load_config(cfg)
     assert str(e.value).startswith(f"{cfg}:3: notify.{key}: must be "), str(e.value)
+
+
+@pytest.mark.parametrize("key", ["apiKey", "secret", "password"])
+def test_credentials_in_exchange_options_are_refused_by_key_and_line(tmp_path, key):
+    """DESIGN §9: credentials never come from the config file. `[exchange.options]` is passed
+    to ccxt unchanged, so an API key there sat in a plain file and was then silently replaced
+    by the keyring's or the environment's: the trader believed one key was trading."""
+    cfg = _write(tmp_path, '[exchange]\nid = "binanceusdm"\n\n[exchange.options]\n'
+                           f'timeout = 5000\n{key} = "abc"\n')
+    before = cfg.read_bytes()
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    msg = str(err.value)
+    assert msg.startswith(f"{cfg}:6: exchange.options.{key}: credentials are never read")
+    assert "keyring" in msg and "PMGUI_API_KEY" in msg and "abc" not in msg
+    assert cfg.read_bytes() == before
+
+
+def test_other_exchange_options_still_pass(tmp_path):
+    cfg = _write(tmp_path, '[exchange]\nid = "binanceusdm"\n\n[exchange.options]\n'
+                           'timeout = 5000\n[exchange.options.options]\nrecvWindow = 9000\n')
+    c = load_config(cfg)
+    assert c.exchange.options["timeout"] == 5000
