@@ -204,3 +204,23 @@ def test_a_refused_listen_address_stops_pmgui_before_the_engine_starts(tmp_path,
     assert "needs TLS" in capsys.readouterr().err
     assert "engine running" not in caplog.text
     assert not (tmp_path / "p.db").exists()  # the database was not even opened
+
+
+def test_a_token_revoked_by_another_process_is_refused_even_with_equal_mtime_and_size(
+        tmp_path):
+    """The running service caches the token file. `pmgui token revoke` and `token create`
+    (another process) can leave the file with the same size and, on a coarse file-system
+    clock, the same mtime: the service kept accepting the revoked token."""
+    path = tmp_path / "tokens.json"
+    service = TokenStore(path)
+    old, _info = TokenStore(path).create("trade", "ab")
+    assert service.scope_of(old) == "trade"  # cached now
+    st = path.stat()
+    data = json.loads(path.read_text())
+    new_token = "pmgui_" + "x" * 43
+    data["tokens"][0]["hash"] = digest(new_token)  # same length, another token
+    path.write_text(json.dumps(data, indent=1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime == st.st_mtime
+    assert service.scope_of(old) is None
+    assert service.scope_of(new_token) == "trade"

@@ -51,26 +51,32 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._cache: tuple[float, int, list[dict]] | None = None
+        self._cache: tuple[bytes, list[dict]] | None = None
 
     def _read(self) -> list[dict]:
+        """The file's valid entries. The cache is keyed on the file's bytes, not its mtime
+        and size: `pmgui token revoke` then `create` in another process can leave both equal
+        (a coarse file-system clock, a label of the same length), and a revoked token would
+        have stayed valid in the running service. The file is small and read per command,
+        never per tick."""
         try:
-            st = self.path.stat()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return []
-        key = (st.st_mtime, st.st_size)
-        if self._cache is not None and self._cache[:2] == key:
-            return self._cache[2]
+        except OSError as e:
+            raise PmguiError(f"cannot read the token file {self.path}: {e}") from None
+        if self._cache is not None and self._cache[0] == raw:
+            return self._cache[1]
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as e:
             raise PmguiError(f"cannot read the token file {self.path}: {e}") from None
         entries = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(entries, list):
             raise PmguiError(f"{self.path}: not a pmgui token file")
         valid = [e for e in entries if isinstance(e, dict) and e.get("scope") in SCOPES
                  and isinstance(e.get("hash"), str) and isinstance(e.get("id"), str)]
-        self._cache = (key[0], key[1], valid)
+        self._cache = (raw, valid)
         return valid
 
     def _write(self, entries: list[dict]) -> None:
