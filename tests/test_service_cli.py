@@ -224,3 +224,23 @@ def test_a_token_revoked_by_another_process_is_refused_even_with_equal_mtime_and
     assert path.stat().st_size == st.st_size and path.stat().st_mtime == st.st_mtime
     assert service.scope_of(old) is None
     assert service.scope_of(new_token) == "trade"
+
+
+def test_service_install_refuses_a_public_address_the_service_could_not_serve(
+        tmp_path, monkeypatch, capsys):
+    """`service install --listen 0.0.0.0:…` without TLS wrote a unit whose every start
+    (Restart=always) stopped with "needs TLS": a restart loop found only in the journal."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[exchange]\nid = "paper"\n')
+    unit = tmp_path / "xdg" / "systemd" / "user" / "pmgui.service"
+    assert main(["service", "install", "--user", "--listen", "0.0.0.0:9000",
+                 "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "not installed" in err and "needs TLS" in err
+    assert not unit.exists()
+    # loopback needs neither: installed as before
+    assert main(["service", "install", "--user", "--listen", "127.0.0.1:9000",
+                 "--config", str(cfg)]) == 0
+    assert unit.exists()

@@ -122,6 +122,15 @@ def _service(args: argparse.Namespace) -> int:
         parse_listen(args.unit_listen)
     except ValueError as e:
         raise PmguiError(f"--listen: {e}") from None
+    # The unit runs `pmgui --headless --listen ...` with this configuration: what would stop
+    # it at every start (a public address without TLS or a token, a bad certificate, a bad
+    # configuration file) is said now, not found later in the journal of a restart loop.
+    from pmgui.config import load_config
+
+    try:
+        check_listen(load_config(args.config), args.unit_listen)
+    except PmguiError as e:
+        raise PmguiError(f"not installed: the service would stop at start: {e}") from None
     path = install_user_unit(args.unit_listen, args.db, args.config, args.log_json,
                              force=args.force)
     print(f"wrote {path}")
