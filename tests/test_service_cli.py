@@ -244,3 +244,35 @@ def test_service_install_refuses_a_public_address_the_service_could_not_serve(
     assert main(["service", "install", "--user", "--listen", "127.0.0.1:9000",
                  "--config", str(cfg)]) == 0
     assert unit.exists()
+
+
+def test_a_port_in_use_stops_pmgui_before_the_engine_starts(tmp_path, monkeypatch, capsys,
+                                                             caplog):
+    """A port another program holds was reported only after the engine had connected,
+    adopted positions and placed stops, which it then stopped again."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    cfg = tmp_path / "pmgui.toml"
+    cfg.write_text("")
+    caplog.set_level(logging.INFO)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["--headless", "--paper", "--config", str(cfg),
+                     "--db", str(tmp_path / "p.db"), "--listen", f"127.0.0.1:{port}",
+                     "--exit-after", "60"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "in use" in err
+    assert "engine running" not in caplog.text
+    assert not (tmp_path / "p.db").exists()
+
+
+def test_service_install_does_not_refuse_the_port_its_own_service_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["service", "install", "--user", "--listen", f"127.0.0.1:{port}"]) == 0

@@ -128,7 +128,7 @@ def _service(args: argparse.Namespace) -> int:
     from pmgui.config import load_config
 
     try:
-        check_listen(load_config(args.config), args.unit_listen)
+        check_listen(load_config(args.config), args.unit_listen, bind=False)
     except PmguiError as e:
         raise PmguiError(f"not installed: the service would stop at start: {e}") from None
     path = install_user_unit(args.unit_listen, args.db, args.config, args.log_json,
@@ -220,19 +220,46 @@ class HeadlessService:
             self.notifier.stop()
 
 
-def check_listen(config: Any, listen: str | None) -> None:
+def check_listen(config: Any, listen: str | None, *, bind: bool = True) -> None:
     """PmguiError when `--listen` cannot be served as configured (another address than
     loopback without TLS or a token, a bad certificate): said before the database is opened
-    and the engine connects, adopts positions and places stops, not after."""
+    and the engine connects, adopts positions and places stops, not after. `bind`: also
+    check that the port can be bound now (not for `service install`, whose own service may
+    be holding it)."""
     if listen is None:
         return
     from pmgui.service.server import EngineService
     from pmgui.service.settings import parse_listen
     from pmgui.service.tokens import Authenticator, TokenStore, tokens_path
 
-    host = parse_listen(listen or config.service.listen)[0]
+    host, port = parse_listen(listen or config.service.listen)
     auth = Authenticator(TokenStore(tokens_path(config.path)))
     EngineService(None, auth, config.service).check(host)
+    if bind and port:
+        _probe_bind(host, port)
+
+
+def _probe_bind(host: str, port: int) -> None:
+    """PmguiError when `host:port` cannot be bound now (in use, not an address of this
+    machine): before, that was found only after the engine had started and placed stops.
+    Bound the way the server binds (SO_REUSEADDR on POSIX, as asyncio does), so a port left
+    in TIME_WAIT is not refused here while the server could take it. Another program can
+    still take the port in between; the server's own bind reports that."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError as e:
+        raise PmguiError(f"cannot listen on {host}:{port}: {e}") from None
+    family, kind, proto, _, addr = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            if os.name == "posix":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+    except OSError as e:
+        raise PmguiError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def attach_notifier(engine: Any, config: Any) -> Any:
