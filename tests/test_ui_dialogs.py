@@ -408,3 +408,33 @@ def test_the_editor_follows_the_engines_moves_of_a_level_the_trader_has_not_touc
     assert dlg.previews["sl"].text().startswith("→ SL 39,200.0 ·")
     dlg.submit()
     assert eng.of_type(SetTargets) == [SetTargets("p1", sl=39_200.0, tp=KEEP)]
+
+
+def _luminance(hex_colour: str) -> float:
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_a_dialog_error_is_readable_on_either_theme(env, qtbot, theme):
+    """The editor's error line was #ff6b6b on both themes: on the light theme's white that is
+    a contrast of 2.5:1, under WCAG's 4.5:1 for text (a refusal the trader could miss)."""
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from pmgui.ui.theme import make_theme
+
+    _eng, win = env
+    before = QApplication.palette()
+    try:
+        win.apply_theme(make_theme(theme))
+        dlg = open_editor(win)
+        colour = dlg.error.styleSheet().split("color:")[1].strip(" ;")
+        window = dlg.palette().color(QPalette.ColorRole.Window).name()
+        hi, lo = sorted((_luminance(colour), _luminance(window)), reverse=True)
+        assert (hi + 0.05) / (lo + 0.05) >= 4.5, (theme, colour, window)
+        dlg.close()
+    finally:
+        QApplication.setPalette(before)

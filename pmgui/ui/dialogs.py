@@ -47,7 +47,7 @@ from pmgui.engine.commands import KEEP, Command, CommandResult, OpenPosition, Se
 from pmgui.engine.events import PositionSnapshot
 from pmgui.ui.chart_drag import DragContext, consequence
 from pmgui.ui.fmt import fmt_price, fmt_qty, is_num
-from pmgui.ui.theme import tabular_font
+from pmgui.ui.theme import error_style, tabular_font
 
 Send = Callable[[Command, Callable[[CommandResult | None, str | None], None]], bool]
 
@@ -187,7 +187,7 @@ class EditTargetsDialog(QDialog):
         self.error = fixed_line(_TipLabel(), 2)
         self.error.setObjectName("targetsError")
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #ff6b6b;")
+        self.error.setStyleSheet(error_style())
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
@@ -475,7 +475,7 @@ class OrderDialog(QDialog):
         self.preview.setFont(tabular_font())
         self.error = fixed_line(_TipLabel())
         self.error.setObjectName("orderError")
-        self.error.setStyleSheet("color: #ff6b6b;")
+        self.error.setStyleSheet(error_style())
         # one reserved line under each field: an error appears without moving anything
         self.field_errors: dict[str, QLabel] = {}
         grid = QGridLayout()
@@ -498,7 +498,7 @@ class OrderDialog(QDialog):
             err = fixed_line(_TipLabel())
             err.setObjectName(f"{key}Error")
             err.setFixedHeight(line_h + 2)
-            err.setStyleSheet("color: #ff6b6b;")
+            err.setStyleSheet(error_style())
             err.setTextFormat(Qt.TextFormat.PlainText)
             grid.addWidget(err, 2 * i + 1, 1)
             self.field_errors[key] = err
@@ -829,7 +829,7 @@ class AmountDialog(QDialog):
         self.preview.setObjectName("amountPreview")
         self.error = fixed_line(_TipLabel())
         self.error.setObjectName("amountError")
-        self.error.setStyleSheet("color: #ff6b6b;")
+        self.error.setStyleSheet(error_style())
         h = self.fontMetrics().height() + 2
         self.preview.setFixedHeight(h)
         self.error.setFixedHeight(h)

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pmgui.ui.theme import error_style
+
 log = logging.getLogger(__name__)
 KEY = "remote/endpoints"
 KEYRING_SERVICE = "pmgui-engine"
@@ -61,7 +63,7 @@ class ConnectDialog(QDialog):
         self.remember = QCheckBox("Save the token in the OS keyring", self)
         self.remember.setChecked(True)
         self.error = QLabel("", self)
-        self.error.setStyleSheet("color: #d32f2f")
+        self.error.setStyleSheet(error_style())
         form.addRow("Engine URL", self.url)
         form.addRow("Token", self.token)
         form.addRow("", self.remember)
