@@ -84,3 +84,21 @@ def test_close_quantity_never_exceeds_position():
     assert validate_close_qty(0.5, p) == 0.5
     with pytest.raises(ValidationError, match="only 0.5"):
         validate_close_qty(0.6, p)
+
+
+def test_messages_print_the_numbers_that_decide_in_full():
+    """`:g` kept six significant digits: an SL a tenth under the price read as the price
+    itself, a tiny coin's price came out as 1.234e-05, an order worth 4.996 as 5.00."""
+    with pytest.raises(ValidationError) as e:
+        validate_targets(Side.SHORT, 101234.6, 101234.5, None)
+    assert str(e.value) == "SL 101234.5 must be above the current price 101234.6 for a short"
+    with pytest.raises(ValidationError) as e:
+        validate_targets(Side.LONG, 0.00001234, None, 0.00001233)
+    assert str(e.value) == "TP 0.00001233 must be above the current price 0.00001234 for a long"
+    with pytest.raises(ValidationError) as e:
+        validate_targets(Side.LONG, 0.1 + 0.2, 0.31, None)
+    assert str(e.value) == "SL 0.31 must be below the current price 0.3 for a long"
+    m = Market("BTC/USDT:USDT", 0.1, 0.001, min_amount=0.001, min_notional=5)
+    with pytest.raises(ValidationError) as e:
+        validate_new_position("BTC/USDT:USDT", Side.LONG, 0.001, 10, [], m, price=4996.0)
+    assert str(e.value) == "order value 4.996 is below the minimum 5 USDT for BTC/USDT:USDT"

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from decimal import Decimal
 
 from pmgui.domain.enums import Side
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Market, Position
+
+
+def _num(v: float) -> str:
+    """A number in a message in full, up to 12 significant digits, never in exponent form:
+    `:g` kept six (SL 101234.5 against a price of 101234.6 read "SL 101234 must be below the
+    current price 101234"; an order worth 4.996 read "order value 5.00 is below the minimum
+    5"), and wrote a price of 0.00001234 as 1.234e-05."""
+    text = format(Decimal(f"{float(v):.12g}"), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def require_price(value: object, field: str) -> float:
@@ -61,25 +71,31 @@ def validate_targets(side: Side, price: float, sl: float | None, tp: float | Non
         require_price(sl, "SL")
         if side is Side.LONG and sl >= price:
             raise ValidationError(
-                f"SL {sl:g} must be below the current price {price:g} for a long", field="sl")
+                f"SL {_num(sl)} must be below the current price {_num(price)} for a long",
+                field="sl")
         if side is Side.SHORT and sl <= price:
             raise ValidationError(
-                f"SL {sl:g} must be above the current price {price:g} for a short", field="sl")
+                f"SL {_num(sl)} must be above the current price {_num(price)} for a short",
+                field="sl")
         if liquidation is not None:
             if side is Side.LONG and sl <= liquidation:
                 raise ValidationError(
-                    f"SL {sl:g} is beyond the liquidation price {liquidation:g}", field="sl")
+                    f"SL {_num(sl)} is beyond the liquidation price {_num(liquidation)}",
+                    field="sl")
             if side is Side.SHORT and sl >= liquidation:
                 raise ValidationError(
-                    f"SL {sl:g} is beyond the liquidation price {liquidation:g}", field="sl")
+                    f"SL {_num(sl)} is beyond the liquidation price {_num(liquidation)}",
+                    field="sl")
     if tp is not None:
         require_price(tp, "TP")
         if side is Side.LONG and tp <= price:
             raise ValidationError(
-                f"TP {tp:g} must be above the current price {price:g} for a long", field="tp")
+                f"TP {_num(tp)} must be above the current price {_num(price)} for a long",
+                field="tp")
         if side is Side.SHORT and tp >= price:
             raise ValidationError(
-                f"TP {tp:g} must be below the current price {price:g} for a short", field="tp")
+                f"TP {_num(tp)} must be below the current price {_num(price)} for a short",
+                field="tp")
 
 
 def validate_new_position(symbol: str, side: Side, amount: object, leverage: object,
@@ -95,21 +111,21 @@ def validate_new_position(symbol: str, side: Side, amount: object, leverage: obj
     if market is not None:
         if market.min_amount and qty < market.min_amount:
             raise ValidationError(
-                f"amount {qty:g} is below the minimum {market.min_amount:g} for {symbol}",
+                f"amount {_num(qty)} is below the minimum {_num(market.min_amount)} for {symbol}",
                 field="amount")
         if price is not None and market.min_notional:
             notional = qty * price * market.contract_size
             if notional < market.min_notional:
                 raise ValidationError(
-                    f"order value {notional:.2f} is below the minimum {market.min_notional:g} "
-                    f"{market.quote} for {symbol}", field="amount")
+                    f"order value {_num(notional)} is below the minimum "
+                    f"{_num(market.min_notional)} {market.quote} for {symbol}", field="amount")
 
 
 def validate_close_qty(qty: object, position: Position) -> float:
     v = validate_amount(qty, "quantity")
     if v > position.qty * (1 + 1e-9):
         raise ValidationError(
-            f"cannot close {v:g}: the position is only {position.qty:g}", field="qty")
+            f"cannot close {_num(v)}: the position is only {_num(position.qty)}", field="qty")
     return min(v, position.qty)
 
 
@@ -119,12 +135,12 @@ def check_entry_price(kind: str, side: Side, price: float, market_price: float) 
     if below and not price < market_price:
         raise ValidationError(
             f"a {kind} {'buy' if side is Side.LONG else 'sell'} must be below the market "
-            f"({market_price:g}); {price:g} is not"
+            f"({_num(market_price)}); {_num(price)} is not"
             + (" — use a stop entry to buy a breakout" if kind == "limit"
                else " — use a limit entry to sell a rally"), field="price")
     if not below and not price > market_price:
         raise ValidationError(
             f"a {kind} {'buy' if side is Side.LONG else 'sell'} must be above the market "
-            f"({market_price:g}); {price:g} is not"
+            f"({_num(market_price)}); {_num(price)} is not"
             + (" — use a stop entry to sell a breakdown" if kind == "limit"
                else " — use a limit entry to buy a dip"), field="price")
