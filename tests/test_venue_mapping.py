@@ -143,12 +143,16 @@ def test_binance_hedge_isolated_position() -> None:
     ("binanceusdm", "-2019", pe.InsufficientFunds),
     ("binanceusdm", "-2021", pe.OrderWouldTriggerImmediately),
     ("binanceusdm", "-4061", pe.InvalidOrder), ("binanceusdm", "-4164", pe.InvalidOrder),
+    ("binanceusdm", "-2020", pe.InvalidOrder), ("binanceusdm", "-2027", pe.InvalidOrder),
+    ("binanceusdm", "-2028", pe.InsufficientFunds), ("binanceusdm", "-4131", pe.InvalidOrder),
+    ("binanceusdm", "-5022", pe.InvalidOrder),
 ])
 def test_each_venues_codes_map_to_domain_errors(venue: str, code: str, kind: type) -> None:
     assert code in table_for(venue)
     key = {"bybit": "retCode", "okx": "sCode"}.get(venue, "code")
     err = map_error(ccxt.ExchangeError(f'{venue} {{"{key}": "{code}", "msg": "x"}}'), venue)
     assert type(err) is kind
+    assert table_for(venue)[code][1] in str(err)  # the trader reads what it means
 
 
 @pytest.mark.parametrize(("venue", "check"), [

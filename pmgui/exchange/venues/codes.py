@@ -14,6 +14,16 @@ CodeTable = dict[str, tuple[type[pe.ExchangeError], str]]
 BINANCE: CodeTable = {
     "-2019": (pe.InsufficientFunds, "not enough margin for this order"),
     "-2018": (pe.InsufficientFunds, "the balance is insufficient"),
+    "-2020": (pe.InvalidOrder, "the order could not be filled at once as asked (fill-or-kill: "
+              "not enough in the book at that price)"),
+    "-2027": (pe.InvalidOrder, "the position would exceed the maximum allowed at this leverage "
+              "(lower the leverage or the size)"),
+    "-2028": (pe.InsufficientFunds, "the margin balance is too low for this leverage"),
+    "-4131": (pe.InvalidOrder, "the market order was refused: the best price in the book is too "
+              "far from the mark price (PERCENT_PRICE filter, a thin or fast book); try again "
+              "or use a limit order"),
+    "-5022": (pe.InvalidOrder, "the post-only order would have taken liquidity, so it was "
+              "refused"),
     "-2021": (pe.OrderWouldTriggerImmediately,
               "the stop/take-profit price is already crossed, the order would trigger at once"),
     "-2022": (pe.InvalidOrder, "the reduce-only order was rejected (no position to reduce "
