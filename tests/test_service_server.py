@@ -354,3 +354,26 @@ async def test_an_event_that_cannot_be_encoded_does_not_stop_the_feed(tmp_path):
                 if "after the bad one" in messages:
                     break
             await ws.close()
+
+
+async def test_a_feed_that_fails_closes_the_connection_instead_of_going_quiet(tmp_path):
+    # an error in the sender other than encoding (here: an event whose symbol cannot be
+    # looked up) ended the feed while the connection stayed open: the window kept showing
+    # its last prices as live. It is closed with 1011 now, and the window reconnects.
+    class Odd(ErrorEvent):
+        symbol = ["not", "hashable"]  # noqa: RUF012 (unhashable on purpose)
+
+    with served_engine(tmp_path) as (engine, service, tokens):
+        async with aiohttp.ClientSession() as session:
+            ws = await open_ws(session, service, tokens["read"])
+            await positions_seen(ws)
+            engine.outbox.publish(Odd("odd", 1.0))
+            while True:
+                msg = await ws.receive(timeout=30)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1011, msg
+            again = await open_ws(session, service, tokens["read"])  # served as before
+            await positions_seen(again)
+            await again.close()
+        assert engine.running

@@ -435,6 +435,14 @@ class EngineService:
             log.warning("client %d is not reading (%s): closing", client.id,
                         type(e).__name__)
             await ws.close(code=1008, message=b"too slow")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug on this side (an event or market that breaks the batch): the feed has
+            # stopped, so the connection must not stay open as if it were live. Closed with
+            # 1011, the window says so and reconnects to a fresh sync.
+            log.exception("the feed to client %d failed: closing its connection", client.id)
+            await ws.close(code=1011, message=b"the engine's feed failed; reconnect")
 
     @staticmethod
     def _encode(events: list[Any], markets: list[Any]) -> dict[str, Any]:
