@@ -187,7 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     disable_core_dumps()
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    # A replay's output is its actions (stdout) and its summary; the engine's INFO lines (a
+    # fee booked at the paper rate before the venue's fill record of it arrives, which then
+    # confirms it) were interleaved with them on the terminal. Warnings and errors stay.
+    quiet = args.command == "replay" and not args.verbose
+    logging.basicConfig(level=logging.DEBUG if args.verbose else
+                        logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     from pmgui.redact import install_log_redaction

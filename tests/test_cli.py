@@ -168,3 +168,17 @@ def test_a_db_path_that_names_a_folder_is_refused(tmp_path, command):
     (line,) = r.stderr.strip().splitlines()
     assert "argument --db" in line and "folder" in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_prints_its_actions_without_the_engines_info_lines():
+    """A guardian close by market order: its fee is booked at the paper rate before the
+    venue's fill record confirms it, and that INFO line ("... is an estimate ... the venue did
+    not say it") was printed among the replay's actions."""
+    from pmgui.resources import resource_path
+
+    csv = resource_path("data", "BTCUSD-1h-coinbase-2019.csv")
+    r = pmgui("replay", str(csv), "--side", "long", "--entry", "8554.06", "--qty", "0.5",
+              "--leverage", "10", "--sl", "8300", "--tp", "9200", "--preset", "guardian")
+    assert r.returncode == 0, r.stderr
+    assert "close     momentum_loss" in r.stdout and "exit: momentum_loss" in r.stdout
+    assert " INFO " not in r.stderr and "estimate" not in r.stderr, r.stderr
