@@ -1142,8 +1142,12 @@ class ChartWidget(QWidget):
 
     def _on_mouse_clicked(self, ev) -> None:
         """Right click on the plot: trade at that price (the window builds the menu). During
-        a drag the right button cancels the drag instead (the line item takes it)."""
+        a drag the right button cancels the drag instead (the line item takes it): the
+        scene reports that click here too, after the dragged line or tag accepted it and
+        the drag is over: that click is the cancel's, not the plot's (no trade menu)."""
         if ev.button() != Qt.MouseButton.RightButton or self.drag.active or self._snap is None:
+            return
+        if ev.isAccepted() and isinstance(ev.currentItem, (LevelLine, LevelTag)):
             return
         pos = ev.scenePos()
         if not self.vb.sceneBoundingRect().contains(pos):

@@ -1,0 +1,37 @@
+"""Audit of dragging on the chart, as a trader does it: real mouse events on the plot's
+viewport, the real window over the engine double (tests/ui_doubles.py)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from pmgui.engine.commands import SetTargets
+from tests.test_ui_drag import RIGHT, _fast_mouse, make  # noqa: F401
+from tests.ui_doubles import position, snapshot
+
+POS = position()  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,000, 10x
+
+
+def test_a_right_click_that_cancels_a_drag_opens_no_trade_menu(qtbot):
+    """The right click is the drag's cancel: it must not also offer an entry at that price
+    (a menu of buy/sell orders popping up under a hand that meant "stop")."""
+    eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    menus: list[float] = []
+    chart.tradeMenuRequested.connect(lambda price, _at: menus.append(price))
+    a, b = mouse.at(42_000.0), mouse.at(41_000.0)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(b)
+    assert chart.drag.active
+    mouse.press(b, RIGHT)
+    mouse.release(b, RIGHT)
+    mouse.release(b)
+    assert not chart.drag.active and eng.of_type(SetTargets) == []
+    assert chart.line("tp").value() == pytest.approx(42_000.0)
+    assert menus == []
+    # a right click with no drag still offers the trade menu
+    mouse.press(b, RIGHT)
+    mouse.release(b, RIGHT)
+    QApplication.processEvents()
+    assert len(menus) == 1
