@@ -35,3 +35,20 @@ def test_a_right_click_that_cancels_a_drag_opens_no_trade_menu(qtbot):
     mouse.release(b, RIGHT)
     QApplication.processEvents()
     assert len(menus) == 1
+
+
+def test_a_right_click_on_the_chart_opens_no_pyqtgraph_view_menu(qtbot):
+    """The chart's right click is the trade menu; pyqtgraph's own view menu ("View All",
+    "Mouse Mode", "Export...") must not pop up beside or under it."""
+    from PySide6.QtWidgets import QMenu
+
+    _eng, _win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    chart.tradeMenuRequested.disconnect()  # only what pyqtgraph itself opens
+    b = mouse.at(41_000.0)
+    mouse.move(b)
+    mouse.press(b, RIGHT)
+    mouse.release(b, RIGHT)
+    QApplication.processEvents()
+    shown = [[a.text() for a in w.actions()] for w in QApplication.topLevelWidgets()
+             if isinstance(w, QMenu) and w.isVisible()]
+    assert shown == []

@@ -303,6 +303,9 @@ class ChartWidget(QWidget):
         self.volume_vb = QuietViewBox(enableMouse=False)
         self.volume_vb.setMouseEnabled(False, False)
         self.volume_vb.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        # pyqtgraph still hands it the scene's right clicks: no view menu of its own (the
+        # chart's right click is the trade menu)
+        self.volume_vb.setMenuEnabled(False)
         self.volume_vb.setZValue(-100)
         pi.scene().addItem(self.volume_vb)
         self.volume_vb.setXLink(self.vb)
