@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtWidgets import QApplication
 
+from pmgui.domain.enums import Side
 from pmgui.engine.commands import SetTargets
 from tests.test_ui_drag import RIGHT, _fast_mouse, make  # noqa: F401
 from tests.ui_doubles import position, snapshot
@@ -52,3 +53,32 @@ def test_a_right_click_on_the_chart_opens_no_pyqtgraph_view_menu(qtbot):
     shown = [[a.text() for a in w.actions()] for w in QApplication.topLevelWidgets()
              if isinstance(w, QMenu) and w.isVisible()]
     assert shown == []
+
+
+@pytest.mark.parametrize("pos,mark,start,end,liq", [
+    (POS.evolve(liquidation=36_400.0), 40_500.0, 39_000.0, 36_000.0, "36,400.0"),
+    (position("s1", side=Side.SHORT, entry=40_000.0, sl=41_000.0, tp=38_000.0,
+              liquidation=43_600.0), 39_500.0, 41_000.0, 43_900.0, "43,600.0"),
+])
+def test_a_stop_dragged_beyond_liquidation_is_refused_with_the_reason(qtbot, pos, mark, start,
+                                                                      end, liq):
+    """A stop past the liquidation price never fills: the venue liquidates the position
+    first. The drop is refused like a level that would trigger at once: the line goes back,
+    the status bar says why, nothing is sent; during the drag the tag says so."""
+    eng, win, chart, mouse = make(qtbot, [snapshot(pos, mark)])
+    chart.vb.setRange(yRange=(min(start, end) - 800, max(start, end) + 800), padding=0)
+    QApplication.processEvents()
+    a, b = mouse.at(start), mouse.at(end)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(a + (b - a) * 0.5)
+    mouse.move(b)
+    assert chart.tags["sl"].toPlainText().endswith("✖ beyond liquidation")
+    mouse.release(b)
+    assert eng.of_type(SetTargets) == []
+    assert chart.line("sl").value() == pytest.approx(start)
+    msg = win.statusBar().currentMessage()
+    assert f"beyond the liquidation price {liq}" in msg and "SL not moved" in msg
+    # a stop between the price and the liquidation is still a stop
+    mouse.drag(start, (start + end) / 2)
+    assert len(eng.of_type(SetTargets)) == 1

@@ -833,7 +833,7 @@ class ChartWidget(QWidget):
             return None
         p = s.position
         return DragContext(p.side, p.entry, p.qty, p.contract_size, p.fee_rate, p.initial_sl,
-                           self.last_price(), self._market)
+                           self.last_price(), self._market, p.liquidation)
 
     def snap_level(self, y: float) -> float:
         if self._market is not None and self._market.tick_size > 0:

@@ -48,6 +48,8 @@ class DragContext:
     initial_sl: float | None
     price: float | None
     market: Market | None
+    # the position's liquidation price: a stop beyond it never triggers (None: unknown)
+    liquidation: float | None = None
 
 
 def consequence(kind: str, level: float, ctx: DragContext) -> str:
@@ -68,7 +70,11 @@ def consequence(kind: str, level: float, ctx: DragContext) -> str:
 
 
 def trigger_reason(kind: str, level: float, ctx: DragContext) -> str | None:
-    """Why `level` cannot be dropped (it would trigger at once), or None if it can."""
+    """Why `level` cannot be dropped (it would trigger at once, or it is a stop the
+    position would be liquidated before reaching), or None if it can."""
+    why = liquidation_reason(kind, level, ctx)
+    if why is not None:
+        return why
     p = ctx.price
     if p is None or not valid_price(p):
         return None
@@ -85,6 +91,19 @@ def trigger_reason(kind: str, level: float, ctx: DragContext) -> str | None:
             return f"{name} {fl} is at or below the price {fp}: a long would take profit at once"
         if ctx.side is Side.SHORT and level >= p:
             return f"{name} {fl} is at or above the price {fp}: a short would take profit at once"
+    return None
+
+
+def liquidation_reason(kind: str, level: float, ctx: DragContext) -> str | None:
+    """Why a stop at `level` protects nothing: at or beyond the liquidation price (below it
+    for a long, above it for a short) the venue liquidates the position first."""
+    liq = ctx.liquidation
+    if kind != "sl" or liq is None or not valid_price(liq):
+        return None
+    if (level <= liq) if ctx.side is Side.LONG else (level >= liq):
+        return (f"{LINE_TITLES[kind]} {fmt_price(level, ctx.market)} is beyond the "
+                f"liquidation price {fmt_price(liq, ctx.market)}: the position would be "
+                f"liquidated before the stop triggers")
     return None
 
 

@@ -15,6 +15,7 @@ from pmgui.ui.chart_drag import (
     DragContext,
     consequence,
     created_kind,
+    liquidation_reason,
     trigger_reason,
 )
 from pmgui.ui.chart_state import LineMachine, LineState
@@ -37,7 +38,9 @@ def tag_text(kind: str, level: float, ctx: DragContext | None, m: LineMachine, *
         text = f"{LINE_TITLES[kind]} {fmt_price(level, market)}"
     st = m.state
     if st is LineState.DRAGGING:
-        if ctx is not None and trigger_reason(kind, level, ctx):
+        if ctx is not None and liquidation_reason(kind, level, ctx):
+            text += " · ✖ beyond liquidation"
+        elif ctx is not None and trigger_reason(kind, level, ctx):
             text += " · ✖ would trigger now"
         return text
     if kind == "entry" and entry_note:
