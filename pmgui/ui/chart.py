@@ -281,10 +281,11 @@ class ChartWidget(QWidget):
             bar.addWidget(b)
 
         # plot
+        self.price_axis = ChartAxis(orientation="right")  # labelled at the market's precision
         self.plot = pg.PlotWidget(plotItem=ChartPlotItem(
             viewBox=SteadyViewBox(),
             axisItems={"bottom": ChartDateAxis(orientation="bottom"),
-                       "right": ChartAxis(orientation="right")}))
+                       "right": self.price_axis}))
         self.plot.setObjectName("chartPlot")
         self.plot.setAccessibleName("Price chart with entry, stop-loss and take-profit lines")
         self.plot.setMenuEnabled(False)
@@ -551,6 +552,7 @@ class ChartWidget(QWidget):
         if changed:
             self.drag.cancel()  # a drag belongs to the position it started on
         self._snap, self._market = snap, market
+        self.price_axis.set_market(market)
         self.plot.setVisible(snap is not None)
         self.empty.setVisible(snap is None)
         if changed:
@@ -573,6 +575,7 @@ class ChartWidget(QWidget):
         """The market became known (tick size for snapping and labels)."""
         if market is not None and market != self._market:
             self._market = market
+            self.price_axis.set_market(market)
             self.refresh_levels()
             self._update_title()
 

@@ -16,12 +16,15 @@ tick shows mostly the same numbers), so their measurements are remembered (`Meas
 
 from __future__ import annotations
 
-from math import floor
+from math import floor, isfinite
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QFont, QFontMetrics, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QWidget
+
+from pmgui.domain.models import Market
+from pmgui.domain.numbers import step_decimals
 
 TickSpec = tuple[QPen, QPointF, QPointF]
 _PIXEL_LIMIT = 2.0**30  # device coordinates a QRect holds (int32), with room for its size
@@ -171,7 +174,43 @@ class FilledGrid:
 
 
 class ChartAxis(FilledGrid, pg.AxisItem):
-    """The price axis (`FilledGrid`)."""
+    """The price axis (`FilledGrid`), labelled as the trader reads prices everywhere else:
+    thousands separators, plain decimals, at least the market's precision.
+
+    pyqtgraph writes a label of 10,000 or more, or under 0.001, with `%g` (six significant
+    digits, else scientific): above 100,000 neighbouring labels read the same ("123456" for
+    123,455.5, 123,456.0 and 123,456.5) and a price of 0.0000123 reads "1.23e-05"."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._decimals: int | None = None  # the market's price decimals (None: unknown)
+
+    def set_market(self, market: Market | None) -> None:
+        """Label prices at `market`'s precision (None: as the ticks' spacing needs)."""
+        d = step_decimals(market.tick_size, 2) if market is not None \
+            and market.tick_size > 0 else None
+        if d != self._decimals:
+            self._decimals = d
+            self.picture = None
+            self.update()
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        """Each value as a price: as many decimals as the spacing needs (0.25 → 2), never
+        fewer than the market's."""
+        if self.logMode or not (isfinite(spacing) and spacing > 0 and isfinite(scale)):
+            return super().tickStrings(values, scale, spacing)
+        d = step_decimals(spacing * scale, 10)
+        if self._decimals is not None:
+            d = max(d, self._decimals)
+        out = []
+        for v in values:
+            vs = v * scale
+            text = f"{vs:,.{d}f}" if isfinite(vs) else ""
+            if text.startswith("-"):
+                # a real minus; none for a value that rounds to zero
+                text = text[1:] if float(text[1:].replace(",", "")) == 0 else "\u2212" + text[1:]
+            out.append(text)
+        return out
 
 
 class ChartDateAxis(FilledGrid, pg.DateAxisItem):

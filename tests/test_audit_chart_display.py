@@ -1,0 +1,80 @@
+"""Audit of what the chart shows a trader: the price axis, markers, the view. Real window
+over the engine double (tests/ui_doubles.py), real paints."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from pmgui.domain.models import Market
+from tests.ui_doubles import (
+    T0,
+    EngineDouble,
+    candles,
+    candles_event,
+    position,
+    shown_window,
+    snapshot,
+    tick,
+)
+
+PEPE = Market("PEPE/USDT:USDT", tick_size=0.0000001, amount_step=1.0, min_amount=1.0,
+              base="PEPE", quote="USDT")
+
+
+def shown(qtbot, pos, mark, step, markets=()):
+    eng = EngineDouble()
+    for m in markets:
+        eng.markets[m.symbol] = m
+    win = shown_window(qtbot, eng, size=(1400, 900))
+    eng.outbox.publish(snapshot(pos, mark))
+    eng.outbox.publish(candles_event(pos.symbol, candles(30, start=pos.entry, step=step)))
+    eng.outbox.publish(tick(pos.symbol, mark, T0))
+    win.bridge.flush_now()
+    QApplication.processEvents()
+    return eng, win, win.chart
+
+
+def price_labels(chart) -> list[tuple[float, str]]:
+    """(value, text) of every label the price axis draws at its range now."""
+    axis = chart.plot.getPlotItem().getAxis("right")
+    out = []
+    for spacing, values in axis.tickValues(*axis.range, axis.geometry().height()):
+        out += zip(values, axis.tickStrings(values, axis.autoSIPrefixScale, spacing),
+                   strict=True)
+    return out
+
+
+@pytest.mark.parametrize("y0,y1", [(123_455.0, 123_458.0), (123_000.0, 124_000.0)])
+def test_price_axis_labels_above_100k_are_distinct_prices_at_the_markets_precision(
+        qtbot, y0, y1):
+    """pyqtgraph wrote labels >= 10,000 with %g (six significant digits): 123,455.5,
+    123,456.0 and 123,456.5 all read "123456", beside an entry at 123,456.7."""
+    pos = position(entry=123_456.7, sl=123_400.0, tp=123_520.0)
+    _eng, _win, chart = shown(qtbot, pos, 123_460.0, 1.0)
+    chart.vb.setRange(yRange=(y0, y1), padding=0)
+    QApplication.processEvents()
+    labels = price_labels(chart)
+    assert len(labels) >= 3
+    texts = [t for _v, t in labels]
+    assert len(set(texts)) == len(texts), texts
+    for v, t in labels:
+        # the tags' format (123,456.5): separators, the tick's decimals at least
+        assert float(t.replace(",", "")) == pytest.approx(v, abs=1e-9), (v, t)
+        assert "," in t and len(t.split(".")[1]) >= 1, (v, t)
+    chart.grab().save("/tmp/pmgui_audit_axis_big.png")
+
+
+def test_price_axis_labels_of_a_tiny_price_are_plain_decimals(qtbot):
+    """A price of 0.0000123 (tick 0.0000001) was labelled 1.23e-05."""
+    pos = position(symbol=PEPE.symbol, qty=1_000_000.0, entry=0.0000123, sl=0.0000118,
+                   tp=0.0000131)
+    _eng, _win, chart = shown(qtbot, pos, 0.0000124, 0.0000001, markets=(PEPE,))
+    chart.vb.setRange(yRange=(0.0000115, 0.0000135), padding=0)
+    QApplication.processEvents()
+    labels = price_labels(chart)
+    assert len(labels) >= 3
+    for v, t in labels:
+        assert "e" not in t and float(t) == pytest.approx(v, rel=1e-9), (v, t)
+        assert len(t.split(".")[1]) >= 7, (v, t)  # the tick's decimals at least
+    chart.grab().save("/tmp/pmgui_audit_axis_tiny.png")
