@@ -78,3 +78,42 @@ def test_price_axis_labels_of_a_tiny_price_are_plain_decimals(qtbot):
         assert "e" not in t and float(t) == pytest.approx(v, rel=1e-9), (v, t)
         assert len(t.split(".")[1]) >= 7, (v, t)  # the tick's decimals at least
     chart.grab().save("/tmp/pmgui_audit_axis_tiny.png")
+
+
+def test_an_action_marker_sits_on_the_candle_of_its_time_at_every_timeframe(qtbot):
+    """A candle is drawn centred on its open time; a marker was drawn at the action's own
+    time, so an action at 02:45:30 on the 1h chart sat against the 03:00 candle (and
+    between two candles on the 1m chart). It sits on the candle that holds its time."""
+    from pmgui.domain.enums import ActionType, Reason
+    from tests.ui_doubles import action
+
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng, size=(1400, 900))
+    pos = position()
+    t0 = 1_763_683_200.0  # a UTC midnight
+    cs = candles(600, start=40_000.0, step=5.0, t0=t0)
+    when = t0 + 2 * 3600 + 45 * 60 + 30  # 02:45:30
+    eng.outbox.publish(snapshot(pos, 40_500.0, ts=t0 + 600 * 60))
+    eng.outbox.publish(candles_event(pos.symbol, cs))
+    eng.outbox.publish(action("p1", pos.symbol, ActionType.MOVE_SL, Reason.TRAILING, 40_410.0,
+                              when, sl=39_500.0))
+    win.bridge.flush_now()
+    chart = win.chart
+
+    def drawn_x() -> float:
+        xs, _ys = chart.markers.getData()
+        assert len(xs) == 1
+        return float(xs[0])
+
+    shown_ts = {c.ts for c in chart.candles()}
+    assert drawn_x() == t0 + 2 * 3600 + 45 * 60 and drawn_x() in shown_ts  # the 02:45 minute
+    chart.set_timeframe("1h")
+    QApplication.processEvents()
+    assert drawn_x() == t0 + 2 * 3600 and drawn_x() in {c.ts for c in chart.candles()}
+    chart.set_timeframe("15m")
+    assert drawn_x() == t0 + 2 * 3600 + 45 * 60
+    ((x, _y, tip),) = chart.marker_points()  # what is listed is what is drawn
+    assert x == drawn_x() and "trailing" in tip
+    chart.set_timeframe("1h")
+    QApplication.processEvents()
+    chart.grab().save("/tmp/pmgui_audit_marker_1h.png")

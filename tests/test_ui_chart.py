@@ -684,7 +684,7 @@ def test_a_new_action_marker_neither_re_ranges_nor_repaints_the_whole_view(
     win.bridge.flush_now()
     QApplication.processEvents()
     chart.plot.viewport().repaint()  # the paint that would run a pending auto-range
-    assert [m[:2] for m in chart.marker_points()] == [(T0 + 5, 40_450.0)]
+    assert [m[:2] for m in chart.marker_points()] == [(T0, 40_450.0)]  # on T0's candle
     assert reported == [] and whole == [] and ranged == []
     assert chart.vb.viewRange() == shown
 
@@ -908,7 +908,7 @@ def test_with_no_history_the_forming_minutes_markers_are_on_screen(qtbot):
     assert chart.vb.autoRangeEnabled()[0] and not chart.candle_item.candles
     (x0, x1), _ = chart.vb.viewRange()
     ((x, _y, _tip),) = chart.marker_points()
-    assert x0 < x == T0 + 50 < x1
+    assert x0 < x == T0 < x1  # on the forming candle (of T0's minute)
 
 
 def _python_overrides(item, names=("paint", "boundingRect", "shape")) -> list[str]:

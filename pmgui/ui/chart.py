@@ -486,6 +486,7 @@ class ChartWidget(QWidget):
         self.timeframe = name
         self._rendered = None
         self._render_candles()
+        self._refresh_markers()  # on the candles of the new timeframe
         self.vb.enableAutoRange(axis=pg.ViewBox.XAxis)
         self._want_history()
         self.timeframeChanged.emit(name)
@@ -738,6 +739,7 @@ class ChartWidget(QWidget):
         if self._snap is not None and ev.symbol == self._snap.position.symbol:
             had = bool(self.candle_item.candles)
             self._render_candles()
+            self._refresh_markers()  # (redrawn only when the candles' grid changed)
             self._update_indicator()
             self._layout_tags()
             if not had and self.candle_item.candles:
@@ -790,10 +792,13 @@ class ChartWidget(QWidget):
         return True
 
     def marker_points(self) -> list[tuple[float, float, str]]:
-        """The markers shown now as (x, y, tooltip) — for tests and accessibility."""
+        """The markers shown now as (x, y, tooltip) — for tests and accessibility; x is the
+        open time of the candle they sit on (`_marker_grid`)."""
         pid = self.position_id
         pts = self._markers.get(pid, [])[-MAX_MARKERS:] if pid else []
-        return [(m[0], m[1], self._marker_tip(m[0], m[1], m[3:])) for m in pts]
+        sec, phase = self._marker_grid()
+        return [(m[0] - (m[0] - phase) % sec, m[1],  # type: ignore[operator]
+                 self._marker_tip(m[0], m[1], m[3:])) for m in pts]  # type: ignore[arg-type]
 
     # -- proposals and commits (driven by the owner) -----------------------------------------
     def propose(self, kind: str, level: float) -> None:
@@ -1189,20 +1194,38 @@ class ChartWidget(QWidget):
             self._markers_drawn = None
             return
         drawn, theme = self._markers_drawn, self._theme
-        if drawn is not None and drawn[0] == pid and drawn[1] is theme \
+        grid = self._marker_grid()
+        if drawn is not None and drawn[0] == pid and drawn[1] is theme and drawn[5] == grid \
                 and drawn[2] <= len(pts) and pts[0] is drawn[3] and pts[drawn[2] - 1] is drawn[4]:
             new = pts[drawn[2]:]  # (the markers drawn are still the first ones, unmoved)
             if new:
-                self.markers.addPoints(**self._marker_args(new))
+                self.markers.addPoints(**self._marker_args(new, grid))
         else:
-            self.markers.setData(**self._marker_args(pts))
-        self._markers_drawn = (pid, theme, len(pts), pts[0], pts[-1])
+            self.markers.setData(**self._marker_args(pts, grid))
+        self._markers_drawn = (pid, theme, len(pts), pts[0], pts[-1], grid)
 
-    def _marker_args(self, pts: list[tuple[object, ...]]) -> dict[str, object]:
+    def _marker_grid(self) -> tuple[float, float]:
+        """(seconds, phase) of the candles shown: a candle is drawn centred on its open
+        time, so a marker goes to the open time of the candle holding its action — drawn at
+        the action's own time it sat between candles, against the next one on a coarse
+        timeframe. Coarser timeframes are UTC buckets (phase 0); the base candles keep the
+        engine's own phase (a replayed file's hours need not start on the hour)."""
+        series = self._series.get(self.symbol) if self.symbol else None
+        base = series.base if series is not None else 60.0
+        sec = max(TIMEFRAMES[self.timeframe], base)
+        phase = 0.0
+        if series is not None and series.candles and sec <= base + 1e-9:
+            phase = series.candles[0].ts % sec
+        return sec, phase
+
+    def _marker_args(self, pts: list[tuple[object, ...]],
+                     grid: tuple[float, float]) -> dict[str, object]:
         facts = np.empty(len(pts), dtype=object)  # one cell per marker (a list of tuples
         for i, m in enumerate(pts):  # would be read as a 2-D array)
             facts[i] = m[3:]
-        return {"x": [m[0] for m in pts], "y": [m[1] for m in pts], "data": facts,
+        sec, phase = grid
+        xs = [t - (t - phase) % sec for t in (float(m[0]) for m in pts)]  # type: ignore[arg-type]
+        return {"x": xs, "y": [m[1] for m in pts], "data": facts,
                 "symbol": [m[2] for m in pts], "brush": pg.mkBrush(self._theme.marker),
                 "pen": pg.mkPen(self._theme.base)}
 
