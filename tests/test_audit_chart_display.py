@@ -117,3 +117,44 @@ def test_an_action_marker_sits_on_the_candle_of_its_time_at_every_timeframe(qtbo
     chart.set_timeframe("1h")
     QApplication.processEvents()
     chart.grab().save("/tmp/pmgui_audit_marker_1h.png")
+
+
+def test_a_double_click_makes_the_view_follow_the_price_again_after_a_zoom(qtbot):
+    """A wheel zoom is the trader's and the ticks keep it (the view does not jump back);
+    but nothing brought the following view back: the price could walk out of the chart for
+    good. A double click on the plot shows the candles and levels again and follows."""
+    from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+
+    from tests.test_ui_drag import Mouse, _send
+
+    pos = position()
+    eng, win, chart = shown(qtbot, pos, 40_500.0, 10.0)
+    chart.vb.updateAutoRange()
+    vp = chart.plot.viewport()
+    centre = QPointF(vp.width() / 2, vp.height() / 2)
+    wheel = QWheelEvent(centre, QPointF(vp.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                        QPoint(0, 240), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(vp, wheel)
+    zoomed = chart.vb.viewRange()
+    assert list(chart.vb.autoRangeEnabled()) == [False, False]
+    for i, price in enumerate((40_700.0, 41_200.0, 43_000.0)):  # the price runs away
+        eng.outbox.publish(tick(pos.symbol, price, T0 + 1 + i))
+        win.bridge.flush_now()
+        chart.redraw_now()
+        chart.plot.viewport().repaint()
+    assert chart.vb.viewRange() == zoomed  # the trader's zoom is kept tick after tick
+    assert not zoomed[1][0] <= 43_000.0 <= zoomed[1][1]
+    at, left = centre.toPoint(), Qt.MouseButton.LeftButton
+    mouse = Mouse(chart)
+    mouse.press(at)
+    mouse.release(at)
+    _send(vp, QEvent.Type.MouseButtonDblClick, at, left, left)  # what Qt sends the 2nd time
+    mouse.release(at)
+    chart.vb.updateAutoRange()
+    (x0, x1), (y0, y1) = chart.vb.viewRange()
+    assert y0 <= 39_000.0 and 43_000.0 <= y1  # the stop and the price, in view again
+    assert x0 <= chart.candles()[0].ts and chart.candles()[-1].ts <= x1
+    assert all(chart.vb.autoRangeEnabled())
+    assert eng.commands() == []  # a double click sends nothing

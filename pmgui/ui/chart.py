@@ -1155,7 +1155,15 @@ class ChartWidget(QWidget):
         """Right click on the plot: trade at that price (the window builds the menu). During
         a drag the right button cancels the drag instead (the line item takes it): the
         scene reports that click here too, after the dragged line or tag accepted it and
-        the drag is over: that click is the cancel's, not the plot's (no trade menu)."""
+        the drag is over: that click is the cancel's, not the plot's (no trade menu).
+
+        A double left click makes the view follow the candles and levels again: a wheel
+        zoom or a pan turns pyqtgraph's auto-range off for good, and nothing else in the
+        chart turns it back on for the position shown."""
+        if ev.button() == Qt.MouseButton.LeftButton and ev.double() and not self.drag.active \
+                and self._snap is not None:
+            self.vb.enableAutoRange()
+            return
         if ev.button() != Qt.MouseButton.RightButton or self.drag.active or self._snap is None:
             return
         if ev.isAccepted() and isinstance(ev.currentItem, (LevelLine, LevelTag)):
