@@ -82,3 +82,55 @@ def test_a_stop_dragged_beyond_liquidation_is_refused_with_the_reason(qtbot, pos
     # a stop between the price and the liquidation is still a stop
     mouse.drag(start, (start + end) / 2)
     assert len(eng.of_type(SetTargets)) == 1
+
+
+def test_a_cancelled_drag_of_a_local_only_stop_keeps_its_warning(qtbot):
+    """The venue refused the stop order: the line says "local only" (only pmgui's rules
+    guard it) and is dashed. The trader grabs it again and presses Esc: the line must be
+    what it was, warning included — it came back as a plain, solid stop that looked held
+    on the exchange. The same for the engine's "◆ trailing" note."""
+    from PySide6.QtCore import Qt
+
+    from pmgui.domain.enums import ActionType, Reason
+    from pmgui.engine.commands import CommandResult, ProtectionOutcome
+    from pmgui.ui.chart_state import LineState
+    from tests.ui_doubles import BTC, T0, action
+
+    def local(cmd):
+        return CommandResult(True, "ok", cmd.position_id, outcomes=(
+            ProtectionOutcome("sl", cmd.sl, "local_only", "-2021 order would trigger"),))
+
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)], answer=local)
+    mouse.drag(39_000.0, 39_400.0)
+    (cmd,) = eng.of_type(SetTargets)
+    eng.outbox.publish(snapshot(POS.evolve(sl=cmd.sl), 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    m, tag, line = chart.machine("sl"), chart.tags["sl"], chart.line("sl")
+    assert m.state is LineState.LOCAL_ONLY
+    before = (tag.toPlainText(), line.value(), line.pen.style())
+    assert "⚠ local only" in before[0] and before[2] == Qt.PenStyle.DashLine
+
+    def grab_and_escape(level: float) -> None:
+        a, b = mouse.at(level), mouse.at(level - 300)
+        mouse.move(a)
+        mouse.press(a)
+        mouse.move(a + (b - a) * 0.5)
+        mouse.move(b)
+        assert chart.drag.active
+        qtbot.keyClick(chart.plot, Qt.Key.Key_Escape)
+        mouse.release(b)
+
+    grab_and_escape(cmd.sl)
+    assert (tag.toPlainText(), line.value(), line.pen.style()) == before
+    assert m.state is LineState.LOCAL_ONLY
+    assert len(eng.of_type(SetTargets)) == 1
+    # the engine then trails it (a new level: the warning gives way), noted ◆ trailing
+    eng.outbox.publish(action("p1", BTC.symbol, ActionType.MOVE_SL, Reason.TRAILING,
+                              40_600.0, T0 + 2, sl=39_600.0))
+    eng.outbox.publish(snapshot(POS.evolve(sl=39_600.0), 40_600.0, T0 + 2))
+    win.bridge.flush_now()
+    chart.redraw_now()
+    trailed = tag.toPlainText()
+    assert "◆ trailing" in trailed and "local only" not in trailed
+    grab_and_escape(39_600.0)
+    assert tag.toPlainText() == trailed

@@ -888,6 +888,10 @@ class ChartWidget(QWidget):
     def _tolerance(self) -> float:
         return self._market.tick_size / 2 if self._market is not None else 1e-9
 
+    def tolerance(self) -> float:
+        """Two levels closer than this are the same level (half a tick)."""
+        return self._tolerance()
+
     def _style_tag(self, tag: LevelTag, colour: str) -> None:
         tag.setColor(colour)
         base = self._theme.base

@@ -125,7 +125,8 @@ class DragController(QObject):
         self.creating = False  # dragged out of the entry line
         self._saved_auto: list | None = None
         self.frozen_range: tuple | None = None  # the view range held during the drag
-        self.proposed: float | None = None  # the line was a proposal when the drag began
+        # what the dragged line was when the drag began (LineMachine.memo; None: created)
+        self.before: tuple | None = None
 
     @property
     def active(self) -> bool:
@@ -149,7 +150,7 @@ class DragController(QObject):
         if not self.creating:
             self.kind = item.kind
             m = chart.machine(item.kind)
-            self.proposed = m.level if m.state is LineState.PROPOSED else None
+            self.before = m.memo()
             m.start_drag(chart.level_of(item.kind))
         self._freeze()
         app = QApplication.instance()
@@ -191,7 +192,7 @@ class DragController(QObject):
         if item is not self.item:
             return
         chart = self.chart
-        kind, proposed = self.kind, self.proposed
+        kind, before = self.kind, self.before
         self._end()
         if kind is None:  # an entry drag that created nothing
             chart.refresh_levels()
@@ -201,7 +202,7 @@ class DragController(QObject):
         ctx = chart.context()
         reason = trigger_reason(kind, level, ctx) if ctx is not None and level else None
         if level is None or reason is not None or level == m.start or ctx is None:
-            self._restore(kind, proposed)
+            self._restore(kind, before)
             chart.refresh_levels()
             if reason is not None:
                 chart.dragRejected.emit(kind, reason)
@@ -216,27 +217,34 @@ class DragController(QObject):
         """Esc / right click / another position shown: restore the line, ignore the rest."""
         if not self.active:
             return
-        item, kind, proposed = self.item, self.kind, self.proposed
+        item, kind, before = self.item, self.kind, self.before
         item.abort()
         self._end()
         if kind is not None:
-            self._restore(kind, proposed)
+            self._restore(kind, before)
         self.chart.refresh_levels()
         self.chart.dragCancelled.emit(kind or item.kind)
 
-    def _restore(self, kind: str, proposed: float | None) -> None:
+    def _restore(self, kind: str, before: tuple | None) -> None:
         """A drag that changed nothing: the line is what it was before it — the engine's
-        level, or the proposal still awaiting the trader's decision (the confirm bar stays
-        open for it, so the line must keep showing it)."""
-        m = self.chart.machine(kind)
-        if m.state is LineState.DRAGGING:
+        level, the proposal still awaiting the trader's decision (the confirm bar stays
+        open for it, so the line must keep showing it), or a result with its warning;
+        then the newest snapshot settles a result as it would have during the drag."""
+        chart = self.chart
+        m = chart.machine(kind)
+        if m.state is not LineState.DRAGGING:
+            return
+        if before is None:  # created out of the entry line: nothing was there
             m.cancel()
-            if proposed is not None:
-                m.propose(proposed)
+            return
+        m.restore(before)
+        snap = chart.snapshot
+        if snap is not None:
+            m.settle(chart.engine_level(kind), snap.ts, chart.tolerance())
 
     def _end(self) -> None:
         self.item = None
-        self.proposed = None
+        self.before = None
         self.creating = False
         self.kind = None
         self._unfreeze()

@@ -108,6 +108,17 @@ class LineMachine:
         self.state, self.start, self.level, self.reason = LineState.DRAGGING, level, level, ""
         self.auto = ""
 
+    def memo(self) -> tuple:
+        """What the line is now, for `restore` (taken before a drag starts)."""
+        return (self.state, self.level, self.start, self.reason, self.since, self.auto)
+
+    def restore(self, memo: tuple) -> None:
+        """A drag cancelled or dropped where nothing changes: the line is again exactly
+        what `memo` was — a result's warning ("local only") or the engine's ◆ note
+        included, not a plain idle line."""
+        self._need(LineState.DRAGGING)
+        self.state, self.level, self.start, self.reason, self.since, self.auto = memo
+
     def move(self, level: float) -> None:
         self._need(LineState.DRAGGING)
         self.level = level
