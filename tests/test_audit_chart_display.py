@@ -158,3 +158,34 @@ def test_a_double_click_makes_the_view_follow_the_price_again_after_a_zoom(qtbot
     assert x0 <= chart.candles()[0].ts and chart.candles()[-1].ts <= x1
     assert all(chart.vb.autoRangeEnabled())
     assert eng.commands() == []  # a double click sends nothing
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0.0])
+def test_a_non_finite_or_non_positive_indicator_value_is_never_drawn(qtbot, bad):
+    """The rule's line takes the engine's values as they come: a NaN reached the curve and
+    its tag ("Trail 2% —" placed at a NaN height), inf an edge tag, −1 a price of −1.0."""
+    import math
+
+    from pmgui.engine.commands import IndicatorHistory
+    from pmgui.engine.events import RuleIndicator
+
+    pos = position()
+    eng, win, chart = shown(qtbot, pos, 40_500.0, 10.0)
+
+    def trail(v: float, ts: float) -> RuleIndicator:
+        return RuleIndicator("Trail 2%", "", v, ts, False, distance=0.02)
+
+    for i, v in enumerate((39_500.0, bad)):
+        eng.outbox.publish(snapshot(pos, 40_500.0, T0 + 1 + i, indicator=trail(v, T0 + 1 + i)))
+        win.bridge.flush_now()
+        chart.redraw_now()
+    QApplication.processEvents()
+    tag = chart.indicator_tag
+    assert tag.toPlainText() == "Trail 2% 39,500.0"
+    assert math.isfinite(tag.pos().y())
+    assert all(math.isfinite(y) and y > 0 for y in chart.indicator().ys)
+    # the same for the past the engine answers with
+    chart._feed.on_history(IndicatorHistory(pos.id, trail(39_600.0, T0 + 5),
+                                            ((T0 - 60, bad), (T0 - 30, 39_400.0))))
+    chart._update_indicator()
+    assert all(math.isfinite(y) and y > 0 for y in chart.indicator().ys)

@@ -13,8 +13,10 @@ Until the rule's timeframe is warm there is no line, only a `note`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from pmgui.domain.money import valid_price
 from pmgui.engine.commands import IndicatorHistory
 from pmgui.engine.events import RuleIndicator
 
@@ -80,7 +82,7 @@ class IndicatorFeed:
         return True
 
     def _add(self, ind: RuleIndicator) -> None:
-        if ind.value is None:
+        if not valid_price(ind.value):  # None while warming; NaN, inf, ≤ 0 never drawn
             return
         pts = self._points
         if pts and ind.since < pts[-1][0]:
@@ -104,8 +106,9 @@ class IndicatorFeed:
             self._points = []
         if self.current is None:
             return False
-        newer = [p for p in self._points if not hist.points or p[0] > hist.points[-1][0]]
-        self._points = [*hist.points, *newer][-MAX_POINTS:]
+        past = [p for p in hist.points if valid_price(p[1]) and math.isfinite(p[0])]
+        newer = [p for p in self._points if not past or p[0] > past[-1][0]]
+        self._points = [*past, *newer][-MAX_POINTS:]
         self._line = None
         return True
 
