@@ -134,3 +134,19 @@ def test_a_cancelled_drag_of_a_local_only_stop_keeps_its_warning(qtbot):
     assert "◆ trailing" in trailed and "local only" not in trailed
     grab_and_escape(39_600.0)
     assert tag.toPlainText() == trailed
+
+
+def test_a_tight_stops_label_keeps_its_sign_and_size():
+    """At 123,456.7 a stop 56.7 below is a −0.05% move (−2.3% of margin at 50x): the label
+    read "0.0%" — no sign, no size — and a −0.04R "0.0R". Small values get the decimals
+    that show them; the usual ones keep the label's one decimal."""
+    from pmgui.ui.chart_drag import DragContext, consequence
+    from tests.ui_doubles import BTC
+
+    ctx = DragContext(Side.LONG, 123_456.7, 0.5, 1.0, 0.0, 122_000.0, 123_460.0, BTC)
+    assert consequence("sl", 123_400.0, ctx) == "SL 123,400.0 · −0.05% · −$28.35 · −0.04R"
+    assert consequence("tp", 123_500.0, ctx) == "TP 123,500.0 · +0.04% · +$21.65 · +0.03R"
+    short = DragContext(Side.SHORT, 123_456.7, 0.5, 1.0, 0.0, 124_000.0, 123_450.0, BTC)
+    assert consequence("sl", 123_500.0, short) == "SL 123,500.0 · −0.04% · −$21.65 · −0.1R"
+    assert consequence("sl", 121_000.0, ctx) == "SL 121,000.0 · −2.0% · −$1,228 · −1.7R"
+    assert consequence("sl", 123_456.7, ctx).startswith("SL 123,456.7 · 0.0% · $0.00")

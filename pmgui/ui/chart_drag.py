@@ -62,11 +62,23 @@ def consequence(kind: str, level: float, ctx: DragContext) -> str:
     pnl = unrealized_pnl(ctx.side, ctx.entry, level, ctx.qty, ctx.contract_size, ctx.fee_rate)
     r = pnl_r(ctx.side, ctx.entry, level, ctx.initial_sl)
     quote = ctx.market.quote if ctx.market is not None else "USDT"
-    parts = [f"{LINE_TITLES[kind]} {fmt_price(level, ctx.market)}", fmt_pct(move, 1),
+    parts = [f"{LINE_TITLES[kind]} {fmt_price(level, ctx.market)}",
+             fmt_pct(move, _shown_decimals(move * 100 if move is not None else None)),
              fmt_money(pnl, quote, 0 if abs(pnl) >= 100 else 2)]
     if r is not None:
-        parts.append(fmt_r(r, 1))
+        parts.append(fmt_r(r, _shown_decimals(r)))
     return " · ".join(parts)
+
+
+def _shown_decimals(value: float | None, most: int = 3) -> int:
+    """One decimal, or as many more (up to `most`) as a small non-zero value needs not to
+    read 0.0 — a tight stop's −0.05% lost its sign and size."""
+    d = 1
+    if value is None or not math.isfinite(value) or value == 0:
+        return d
+    while d < most and round(abs(value), d) == 0:
+        d += 1
+    return d
 
 
 def trigger_reason(kind: str, level: float, ctx: DragContext) -> str | None:
