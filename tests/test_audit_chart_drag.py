@@ -150,3 +150,37 @@ def test_a_tight_stops_label_keeps_its_sign_and_size():
     assert consequence("sl", 123_500.0, short) == "SL 123,500.0 · −0.04% · −$21.65 · −0.1R"
     assert consequence("sl", 121_000.0, ctx) == "SL 121,000.0 · −2.0% · −$1,228 · −1.7R"
     assert consequence("sl", 123_456.7, ctx).startswith("SL 123,456.7 · 0.0% · $0.00")
+
+
+def test_apply_of_a_proposal_the_price_has_crossed_meanwhile_is_refused(qtbot):
+    """Confirm mode: the SL is dragged up to ~39,400 with the price at 40,500 and the trader
+    hesitates; the price falls to 39,300. Apply would now send a stop above the price (the
+    engine closes the position at market at once): it is refused as a drop there would be,
+    with the reason, nothing is sent and the line shows the engine's stop again."""
+    from PySide6.QtCore import Qt
+
+    from pmgui.ui.chart_state import LineState
+    from pmgui.ui.main_window import UiSettings
+    from tests.ui_doubles import T0, tick
+
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
+                                  settings=UiSettings(confirm_drags=True))
+    mouse.drag(39_000.0, 39_400.0)
+    bar = win.drag_bar
+    assert bar.isVisible() and chart.machine("sl").state is LineState.PROPOSED
+    eng.outbox.publish(tick(POS.symbol, 39_300.0, T0 + 1))
+    win.bridge.flush_now()
+    chart.redraw_now()
+    qtbot.mouseClick(bar.apply_button, Qt.MouseButton.LeftButton)
+    assert eng.of_type(SetTargets) == []
+    assert not bar.isVisible()
+    assert chart.machine("sl").state is LineState.IDLE
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    msg = win.statusBar().currentMessage()
+    assert "long would stop out at once" in msg and "SL not moved" in msg
+    # with the price back above it, the same move applies
+    eng.outbox.publish(tick(POS.symbol, 40_100.0, T0 + 2))
+    win.bridge.flush_now()
+    mouse.drag(39_000.0, 39_400.0)
+    qtbot.mouseClick(bar.apply_button, Qt.MouseButton.LeftButton)
+    assert len(eng.of_type(SetTargets)) == 1

@@ -829,6 +829,13 @@ class ChartWidget(QWidget):
         self.refresh_levels()
         return v
 
+    def refusal(self, kind: str, level: float) -> str | None:
+        """Why `kind` at `level` cannot be sent now (it would trigger at once at the price
+        now, or lies beyond liquidation), or None: a drop is checked when it happens, a
+        proposal again when the trader applies it — the price may have crossed it since."""
+        ctx = self.context()
+        return trigger_reason(kind, level, ctx) if ctx is not None else None
+
     def pending(self) -> dict[str, float]:
         """Levels proposed or sent and not answered yet."""
         return {k: m.level for k, m in self.machines.items()

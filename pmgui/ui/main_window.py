@@ -734,6 +734,11 @@ class MainWindow(QMainWindow):
         self.notify(verdict_message(LINE_TITLES[kind], level, v, market))
 
     def _drag_confirmed(self, pid: str, kind: str, level: float) -> None:
+        why = self.chart.refusal(kind, level) if self.chart.position_id == pid else None
+        if why is not None:  # the price crossed the proposal while the trader decided
+            self.chart.discard(kind)
+            self._on_drag_rejected(kind, why)
+            return
         self.commit_level(pid, kind, level)
 
     def _drag_discarded(self, pid: str, kind: str, level: float) -> None:
