@@ -184,3 +184,36 @@ def test_apply_of_a_proposal_the_price_has_crossed_meanwhile_is_refused(qtbot):
     mouse.drag(39_000.0, 39_400.0)
     qtbot.mouseClick(bar.apply_button, Qt.MouseButton.LeftButton)
     assert len(eng.of_type(SetTargets)) == 1
+
+
+def test_a_drop_while_the_same_levels_change_is_still_on_its_way_is_not_left_hanging(qtbot):
+    """The venue is slow: the SL's change is in flight. The trader looks at another position
+    and back (the line shows the engine's stop again) and drags the SL anew. That drop
+    could not be sent (one change of a level at a time) and the line stayed at it, dashed,
+    "confirm or discard" with no bar to do either, deaf to the engine's later moves. It
+    goes back to the engine's level and says why."""
+    from pmgui.engine.commands import CommandResult
+    from pmgui.ui.chart_state import LineState
+    from tests.ui_doubles import ETH, T0
+
+    other = position("p9", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0), snapshot(other, 3001.0)])
+    eng.hold = True
+    mouse.drag(39_000.0, 39_400.0)
+    assert len(eng.of_type(SetTargets)) == 1
+    assert win.select_position("p9") and chart.position_id == "p9"
+    assert win.select_position("p1") and chart.position_id == "p1"
+    chart.vb.setRange(yRange=(38_500.0, 42_500.0), padding=0)
+    QApplication.processEvents()
+    mouse.drag(39_000.0, 39_300.0)
+    assert len(eng.of_type(SetTargets)) == 1  # one change of a level at a time
+    m = chart.machine("sl")
+    assert m.state is LineState.IDLE
+    assert chart.line("sl").value() == pytest.approx(39_000.0)
+    assert "still on its way" in win.statusBar().currentMessage()
+    # the first change is answered; the engine's snapshots move the line again
+    eng.held[0].set_result(CommandResult(True, "ok", "p1"))
+    eng.outbox.publish(snapshot(POS.evolve(sl=39_400.0), 40_500.0, T0 + 1))
+    win.bridge.flush_now()
+    chart.redraw_now()
+    assert chart.line("sl").value() == pytest.approx(39_400.0)

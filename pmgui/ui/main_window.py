@@ -717,7 +717,11 @@ class MainWindow(QMainWindow):
     def commit_level(self, pid: str, kind: str, level: float) -> bool:
         """Send one SetTargets for a dragged level; the line shows it as pending meanwhile."""
         key = ("targets", pid, kind)
-        if self.runner.busy(key):
+        if self.runner.busy(key):  # not sent: the line must not wait for it as a proposal
+            if self.chart.position_id == pid:
+                self.chart.discard(kind)
+            self.notify(f"✖ {LINE_TITLES[kind]} not moved: its previous change is still on "
+                        f"its way — line restored")
             return False
         cmd = SetTargets(pid, sl=level) if kind == "sl" else SetTargets(pid, tp=level)
         if self.chart.position_id == pid:
