@@ -189,3 +189,31 @@ def test_a_non_finite_or_non_positive_indicator_value_is_never_drawn(qtbot, bad)
                                             ((T0 - 60, bad), (T0 - 30, 39_400.0))))
     chart._update_indicator()
     assert all(math.isfinite(y) and y > 0 for y in chart.indicator().ys)
+
+
+def test_the_checked_timeframe_names_the_candles_shown(qtbot):
+    """A symbol whose candles are hourly (a replayed hourly file) is drawn in hourly
+    candles whatever timeframe was chosen: the 1m button stayed checked (and disabled)
+    over hourly candles. The button of the candles shown is checked; another symbol with
+    minute candles shows the trader's 1m again."""
+    from pmgui.domain.models import Candle
+    from tests.ui_doubles import ETH
+
+    pos = position()
+    eth = position("e1", ETH.symbol, entry=3000.0, sl=2900.0, tp=3300.0)
+    eng, win, chart = shown(qtbot, pos, 40_500.0, 10.0)
+    eng.outbox.publish(snapshot(eth, 3000.0))
+    hourly = tuple(Candle(T0 - 3600.0 * (40 - i), 3000.0, 3010.0, 2990.0, 3000.0, 1.0)
+                   for i in range(40))
+    eng.outbox.publish(candles_event(ETH.symbol, hourly))
+    win.bridge.flush_now()
+    assert chart.timeframe == "1m" and chart.tf_buttons["1m"].isChecked()
+    assert win.select_position("e1") and chart.symbol == ETH.symbol
+    shown_candles = chart.candles()
+    assert shown_candles[1].ts - shown_candles[0].ts == 3600.0  # hourly candles are shown
+    checked = [n for n, b in chart.tf_buttons.items() if b.isChecked()]
+    assert checked == ["1h"]
+    assert not chart.tf_buttons["1m"].isEnabled()
+    assert win.select_position("p1") and chart.symbol == pos.symbol
+    checked = [n for n, b in chart.tf_buttons.items() if b.isChecked()]
+    assert checked == ["1m"] and chart.timeframe == "1m"

@@ -228,7 +228,8 @@ class ChartWidget(QWidget):
         # the first at once, the next when the interval is over (never a stale end state)
         # what waits: "candles", "indicator", "last", "markers", "levels", "title"
         self._due: set[str] = set()
-        self._tf_allowed: frozenset[str] | None = None  # the timeframe buttons enabled
+        # (the timeframe buttons enabled, the one checked)
+        self._tf_allowed: tuple[frozenset[str], str | None] | None = None
         self._title_of: tuple | None = None  # what the title shows
         # during a redraw the tags are laid out once, at its end (the indicator, the levels
         # and the last price each ask for it; None: not in a redraw)
@@ -1079,12 +1080,22 @@ class ChartWidget(QWidget):
         self.forming_item.set_candles(tail, sec)
 
     def _update_tf_buttons(self, series: CandleSeries | None) -> None:
+        """Enable the timeframes the candles can be shown at and check the one shown: candles
+        coarser than the chosen timeframe (a replayed hourly file) are shown at their own,
+        which the checked button must name; the choice is kept for the next symbol."""
         allowed = frozenset(series.timeframes() if series is not None else TIMEFRAMES)
-        if allowed == self._tf_allowed:  # (each redraw: set only when it changes)
+        sec = max(TIMEFRAMES[self.timeframe], series.base if series is not None else 0.0)
+        shown = next((n for n, v in TIMEFRAMES.items() if abs(v - sec) < 1e-9), None)
+        key = (allowed, shown)
+        if key == self._tf_allowed:  # (each redraw: set only when it changes)
             return
-        self._tf_allowed = allowed
+        self._tf_allowed = key
         for name, b in self.tf_buttons.items():
             b.setEnabled(name in allowed)
+        self.tf_group.setExclusive(shown is not None)  # (exclusive: one stays checked)
+        for name, b in self.tf_buttons.items():
+            b.setChecked(name == shown)
+        self.tf_group.setExclusive(True)
 
     def _sync_volume_view(self) -> None:
         self.volume_vb.setGeometry(self.vb.sceneBoundingRect())
