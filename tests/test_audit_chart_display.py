@@ -217,3 +217,29 @@ def test_the_checked_timeframe_names_the_candles_shown(qtbot):
     assert win.select_position("p1") and chart.symbol == pos.symbol
     checked = [n for n, b in chart.tf_buttons.items() if b.isChecked()]
     assert checked == ["1m"] and chart.timeframe == "1m"
+
+
+def test_a_stop_with_no_order_on_the_exchange_is_not_drawn_as_a_held_one(qtbot):
+    """The engine says the position's stop is guarded locally only (no acknowledged stop
+    order on the venue covers it: refused, not yet placed, or the position grew). The SL
+    line was the same solid line with the same tag as a stop held on the exchange; it says
+    so, dashed, until the venue holds it."""
+    from PySide6.QtCore import Qt
+
+    from pmgui.domain.enums import Protection
+
+    pos = position()
+    eng, win, chart = shown(qtbot, pos, 40_500.0, 10.0)
+    sl, tag = chart.line("sl"), chart.tags["sl"]
+    assert sl.pen.style() == Qt.PenStyle.SolidLine and "local only" not in tag.toPlainText()
+    eng.outbox.publish(snapshot(pos, 40_510.0, T0 + 1, protection=Protection.LOCAL_ONLY))
+    win.bridge.flush_now()
+    chart.redraw_now()
+    assert "⚠ local only" in tag.toPlainText()
+    assert sl.pen.style() == Qt.PenStyle.DashLine
+    assert "local only" not in chart.tags["tp"].toPlainText()  # the badge is the stop's
+    eng.outbox.publish(snapshot(pos, 40_520.0, T0 + 2, protection=Protection.ON_EXCHANGE))
+    win.bridge.flush_now()
+    chart.redraw_now()
+    assert "local only" not in tag.toPlainText()
+    assert sl.pen.style() == Qt.PenStyle.SolidLine

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pmgui.domain.enums import ActionType, Side
+from pmgui.domain.enums import ActionType, Protection, Side
 from pmgui.domain.models import Market
 from pmgui.domain.money import valid_price
 from pmgui.engine.commands import (
@@ -900,6 +900,11 @@ class ChartWidget(QWidget):
         """Two levels closer than this are the same level (half a tick)."""
         return self._tolerance()
 
+    def _unguarded(self) -> bool:
+        """The engine reports the shown position's stop as guarded locally only: no stop
+        order the venue acknowledged covers it (the line must not look like a held one)."""
+        return self._snap is not None and self._snap.protection == Protection.LOCAL_ONLY
+
     def _style_tag(self, tag: LevelTag, colour: str) -> None:
         tag.setColor(colour)
         base = self._theme.base
@@ -909,7 +914,8 @@ class ChartWidget(QWidget):
     def _style_lines(self) -> None:
         t = self._theme
         paused = self._snap is not None and not self._snap.position.automation
-        key = (t, paused, tuple(self.machines[k].state for k in DRAGGABLE))
+        unguarded = self._unguarded()
+        key = (t, paused, unguarded, tuple(self.machines[k].state for k in DRAGGABLE))
         if key == self._styled:
             return  # pens and tag colours as they are (setting them repaints every tag)
         self._styled = key
@@ -922,7 +928,9 @@ class ChartWidget(QWidget):
             style = styles[kind]
             st = self.machines[kind].state
             if kind in DRAGGABLE and (paused or st in (LineState.PROPOSED, LineState.PENDING,
-                                                       LineState.LOCAL_ONLY)):
+                                                       LineState.LOCAL_ONLY)
+                                      or (kind == "sl" and unguarded
+                                          and st is LineState.IDLE)):
                 style = Qt.PenStyle.DashLine  # paused, awaiting the engine, or local only
             width = 2 if kind in DRAGGABLE else 1
             line.setPen(pg.mkPen(colours[kind], width=width, style=style))
@@ -936,7 +944,8 @@ class ChartWidget(QWidget):
             return ()
         p = s.position
         return (p.id, p.side, p.entry, p.qty, p.sl, p.tp, p.trailing, p.liquidation,
-                p.initial_sl, p.fee_rate, p.contract_size, p.automation, id(self._market),
+                p.initial_sl, p.fee_rate, p.contract_size, p.automation, s.protection,
+                id(self._market),
                 self.drag_enabled, self.drag.creating, self._entry_hint,
                 tuple((m.state, m.level, m.auto, m.reason) for m in self.machines.values()))
 
@@ -983,7 +992,8 @@ class ChartWidget(QWidget):
             assert level is not None
             line.setValue(level)
             tag.set_text(tag_text(kind, level, ctx, m, automation=p.automation,
-                                  market=self._market, entry_note=self._entry_note(kind)))
+                                  market=self._market, entry_note=self._entry_note(kind),
+                                  unguarded=self._unguarded()))
         self._update_last()
 
     def _update_last(self) -> None:

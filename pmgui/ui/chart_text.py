@@ -27,10 +27,13 @@ NOTES = {LineState.PROPOSED: "confirm or discard", LineState.PENDING: "pending�
 
 
 def tag_text(kind: str, level: float, ctx: DragContext | None, m: LineMachine, *,
-             automation: bool, market: Market | None, entry_note: str = "") -> str:
+             automation: bool, market: Market | None, entry_note: str = "",
+             unguarded: bool = False) -> str:
     """`SL 41,250 · −1.8% · −$92 · −0.9R · pending…`: the level, what it gives, its state.
 
-    `entry_note` is what the entry line offers (`drag for SL`) or says during that drag.
+    `entry_note` is what the entry line offers (`drag for SL`) or says during that drag;
+    `unguarded`: the engine reports no stop order on the exchange for the position (its
+    protection is local only), said on the SL's tag while no change of it is under way.
     """
     if kind in DRAGGABLE and ctx is not None:
         text = consequence(kind, level, ctx)
@@ -53,6 +56,8 @@ def tag_text(kind: str, level: float, ctx: DragContext | None, m: LineMachine, *
         text += f" · ✖ {short(m.reason)}"
     elif m.auto:
         text += f" · ◆ {m.auto}"
+    if kind == "sl" and unguarded and st is LineState.IDLE:
+        text += " · ⚠ local only (no order on the exchange)"
     if kind in DRAGGABLE and not automation:
         text += " · ‖ paused"
     return text
