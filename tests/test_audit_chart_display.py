@@ -243,3 +243,29 @@ def test_a_stop_with_no_order_on_the_exchange_is_not_drawn_as_a_held_one(qtbot):
     chart.redraw_now()
     assert "local only" not in tag.toPlainText()
     assert sl.pen.style() == Qt.PenStyle.SolidLine
+
+
+def test_a_markers_explanation_shows_no_none_nan_or_scientific_numbers(qtbot):
+    """Rules record what they saw as the action's inputs; a missing value (a TP distance
+    with no TP) read "tp distance None", a NaN "nan", and a price of a fine-ticked market
+    "1.23e-05"."""
+    from pmgui.domain.enums import ActionType, Reason
+    from pmgui.domain.models import Action
+    from pmgui.engine.events import ActionTaken
+
+    pos = position(symbol=PEPE.symbol, qty=1_000_000.0, entry=0.0000123, sl=0.0000118,
+                   tp=0.0000131)
+    eng, win, chart = shown(qtbot, pos, 0.0000124, 0.0000001, markets=(PEPE,))
+    a = Action(ActionType.CLOSE, Reason.SMART_TAKE_PROFIT, pos.id, 0.0000130, qty=1e6,
+               rule="smart_tp", ts=T0,
+               inputs={"tp_distance": None, "ema": 0.0000123, "move": float("nan"),
+                       "roi": 0.0523, "peak_price": 0.00001305, "instant": True})
+    eng.outbox.publish(ActionTaken(a, PEPE.symbol))
+    win.bridge.flush_now()
+    chart.redraw_now()
+    ((_x, _y, tip),) = chart.marker_points()
+    inputs = tip.splitlines()[2]
+    assert "None" not in inputs and "nan" not in inputs.lower() and "e-0" not in inputs
+    assert "tp distance —" in inputs and "move —" in inputs
+    assert "ema 0.0000123" in inputs and "peak price 0.00001305" in inputs
+    assert "roi 0.0523" in inputs

@@ -19,7 +19,7 @@ from pmgui.ui.chart_drag import (
     trigger_reason,
 )
 from pmgui.ui.chart_state import LineMachine, LineState
-from pmgui.ui.fmt import fmt_price, fmt_qty
+from pmgui.ui.fmt import DASH, fmt_price, fmt_qty
 
 DRAGGABLE = ("sl", "tp")
 NOTES = {LineState.PROPOSED: "confirm or discard", LineState.PENDING: "pending…",
@@ -123,14 +123,28 @@ def explain_facts(facts: ActionFacts, market: Market | None) -> str:
 
 
 def inputs_text(inputs: Mapping[str, object], market: Market | None) -> str:
+    """`roi 0.0523 · ema 0.0000123 · tp distance —`: what a rule saw. A missing or
+    non-finite value is a dash (not "None" or "nan"); a small number is written out in
+    plain decimals (a fine-ticked market's price was "1.23e-05")."""
     parts = []
     for k, v in inputs.items():
-        if isinstance(v, float):
-            s = fmt_price(v, market) if abs(v) >= 100 else f"{v:.4g}"
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            s = DASH
+        elif isinstance(v, float):
+            s = fmt_price(v, market) if abs(v) >= 100 else _plain(v)
         else:
             s = str(v)
         parts.append(f"{k.replace('_', ' ')} {s}")
     return " · ".join(parts)
+
+
+def _plain(v: float, digits: int = 4) -> str:
+    """`v` to `digits` significant digits, never in scientific notation (|v| < 100)."""
+    if v == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+    text = f"{v:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def short(text: str, n: int = 48) -> str:
