@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QApplication
 
 from pmgui.domain.enums import Side
 from pmgui.engine.commands import SetTargets
-from tests.test_ui_drag import RIGHT, _fast_mouse, make  # noqa: F401
+from tests.test_ui_drag import RIGHT, _fast_mouse, make, on_exchange  # noqa: F401
 from tests.ui_doubles import position, snapshot
 
 POS = position()  # long 0.5 BTC @ 40,000, SL 39,000, TP 42,000, 10x
@@ -217,3 +217,62 @@ def test_a_drop_while_the_same_levels_change_is_still_on_its_way_is_not_left_han
     win.bridge.flush_now()
     chart.redraw_now()
     assert chart.line("sl").value() == pytest.approx(39_400.0)
+
+
+def test_a_drop_the_engines_move_during_the_drag_turned_into_a_loosening_is_not_sent(qtbot):
+    """Instant mode. The trader grabs the SL at 39,000 to tighten it to ~39,300; during the
+    drag the trailing stop moves it to 39,600 — unseen, the line is under the cursor. The
+    drop would now loosen the stop from 39,600 to 39,300: it is not sent, the line shows
+    the engine's 39,600 and the status bar says why. A drop that still does what the
+    trader meant (tighter than the engine's new stop) is sent."""
+    from tests.ui_doubles import T0
+
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)], answer=on_exchange)
+
+    def drag_while_the_engine_trails(y1: float, trailed: float, ts: float) -> None:
+        start = chart.line("sl").value()
+        a, b = mouse.at(start), mouse.at(y1)
+        mouse.move(a)
+        mouse.press(a)
+        mouse.move(a + (b - a) * 0.5)
+        eng.outbox.publish(snapshot(POS.evolve(sl=trailed), 40_600.0, ts))
+        win.bridge.flush_now()
+        chart.redraw_now()
+        mouse.move(b)
+        assert chart.drag.active
+        mouse.release(b)
+
+    drag_while_the_engine_trails(39_300.0, 39_600.0, T0 + 1)
+    assert eng.of_type(SetTargets) == []
+    assert chart.line("sl").value() == pytest.approx(39_600.0)
+    msg = win.statusBar().currentMessage()
+    assert "moved SL to 39,600.0 during the drag" in msg and "SL not moved" in msg
+    drag_while_the_engine_trails(39_900.0, 39_700.0, T0 + 2)  # tighter still: sent
+    (cmd,) = eng.of_type(SetTargets)
+    assert abs(cmd.sl - 39_900.0) < 60
+
+
+def test_stale_reason_reads_the_drag_against_what_the_trader_saw():
+    """The rule behind the refusal above, for both sides and for a line whose confirmed
+    level the snapshot had not shown yet (no engine move: nothing refused)."""
+    from pmgui.ui.chart_drag import DragContext, stale_reason
+    from tests.ui_doubles import BTC
+
+    ctx = DragContext(Side.LONG, 40_000.0, 0.5, 1.0, 0.0, 39_000.0, 40_500.0, BTC)
+    tol = BTC.tick_size / 2
+    # long: tighten 39,000 → 39,300 while trailed to 39,600: loosening, refused
+    assert "would move it down, not up" in stale_reason("sl", 39_300.0, 39_000.0, 39_000.0,
+                                                        39_600.0, ctx, tol)
+    assert stale_reason("sl", 39_800.0, 39_000.0, 39_000.0, 39_600.0, ctx, tol) is None
+    assert stale_reason("sl", 38_500.0, 39_000.0, 39_000.0, 39_600.0, ctx, tol) is None
+    assert stale_reason("sl", 39_300.0, 39_000.0, 39_000.0, 39_000.0, ctx, tol) is None
+    # short: tighten 41,000 → 40,700 while trailed to 40,400: refused
+    short = DragContext(Side.SHORT, 40_000.0, 0.5, 1.0, 0.0, 41_000.0, 39_500.0, BTC)
+    assert "would move it up, not down" in stale_reason("sl", 40_700.0, 41_000.0, 41_000.0,
+                                                        40_400.0, short, tol)
+    # the line showed a confirmed 39,400 the snapshot (39,000) had not caught up with; the
+    # snapshot then says 39,400: the engine moved nothing, a drag down from it is meant
+    assert stale_reason("sl", 39_200.0, 39_400.0, 39_000.0, 39_400.0, ctx, tol) is None
+    assert stale_reason("sl", 39_200.0, 39_400.0, None, 39_400.0, ctx, tol) is None
+    # created out of the entry line while the engine set one
+    assert "set SL to 39,100.0" in stale_reason("sl", 39_300.0, None, None, 39_100.0, ctx, tol)

@@ -119,6 +119,29 @@ def liquidation_reason(kind: str, level: float, ctx: DragContext) -> str | None:
     return None
 
 
+def stale_reason(kind: str, level: float, shown: float | None, before: float | None,
+                 now: float | None, ctx: DragContext, tol: float) -> str | None:
+    """Why a drop is not sent because the engine moved the same level during the drag
+    (a trailing stop; `before` → `now`): the drop would move the engine's new level the
+    other way than the trader dragged the line from where it was shown (`shown`), the
+    line under the cursor having hidden that move — tightening a stop the engine has
+    tightened further loosens it. None: the drop still does what was meant (or the engine
+    did not move the level)."""
+    name = LINE_TITLES[kind]
+    base = before if before is not None else shown  # (a level the engine has not shown yet)
+    if now is None or (base is not None and abs(now - base) <= tol):
+        return None
+    if base is None or shown is None:  # created out of the entry line meanwhile
+        return (f"the engine set {name} to {fmt_price(now, ctx.market)} during the drag: "
+                f"drag its line")
+    dragged, effect = level - shown, level - now
+    if dragged * effect > 0:
+        return None
+    return (f"the engine moved {name} to {fmt_price(now, ctx.market)} during the drag: "
+            f"{fmt_price(level, ctx.market)} would move it {'down' if effect < 0 else 'up'}"
+            f", not {'up' if dragged > 0 else 'down'} as dragged")
+
+
 def created_kind(side: Side, entry: float, y: float) -> str:
     """Dragging out of the entry line: below a long's entry is its stop, above its target
     (mirrored for a short)."""
@@ -139,6 +162,7 @@ class DragController(QObject):
         self.frozen_range: tuple | None = None  # the view range held during the drag
         # what the dragged line was when the drag began (LineMachine.memo; None: created)
         self.before: tuple | None = None
+        self.engine_start: float | None = None  # the engine's level when the drag began
 
     @property
     def active(self) -> bool:
@@ -163,6 +187,7 @@ class DragController(QObject):
             self.kind = item.kind
             m = chart.machine(item.kind)
             self.before = m.memo()
+            self.engine_start = chart.engine_level(item.kind)
             m.start_drag(chart.level_of(item.kind))
         self._freeze()
         app = QApplication.instance()
@@ -204,7 +229,7 @@ class DragController(QObject):
         if item is not self.item:
             return
         chart = self.chart
-        kind, before = self.kind, self.before
+        kind, before, engine_start = self.kind, self.before, self.engine_start
         self._end()
         if kind is None:  # an entry drag that created nothing
             chart.refresh_levels()
@@ -213,6 +238,9 @@ class DragController(QObject):
         level = m.level
         ctx = chart.context()
         reason = trigger_reason(kind, level, ctx) if ctx is not None and level else None
+        if reason is None and ctx is not None and level:
+            reason = stale_reason(kind, level, m.start, engine_start,
+                                  chart.engine_level(kind), ctx, chart.tolerance())
         if level is None or reason is not None or level == m.start or ctx is None:
             self._restore(kind, before)
             chart.refresh_levels()
@@ -257,6 +285,7 @@ class DragController(QObject):
     def _end(self) -> None:
         self.item = None
         self.before = None
+        self.engine_start = None
         self.creating = False
         self.kind = None
         self._unfreeze()
