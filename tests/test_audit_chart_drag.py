@@ -276,3 +276,26 @@ def test_stale_reason_reads_the_drag_against_what_the_trader_saw():
     assert stale_reason("sl", 39_200.0, 39_400.0, None, 39_400.0, ctx, tol) is None
     # created out of the entry line while the engine set one
     assert "set SL to 39,100.0" in stale_reason("sl", 39_300.0, None, None, 39_100.0, ctx, tol)
+
+
+def test_the_dragged_lines_tag_says_it_would_trigger_once_the_price_crosses_it(qtbot):
+    """The trader holds the SL at ~40,300 under a price of 40,500; the price falls to
+    40,200 while the hand is still. The tag said nothing until the mouse moved again and
+    the drop was then refused as if by surprise; it says "would trigger now" as soon as
+    the price crosses the held level."""
+    from tests.ui_doubles import T0, tick
+
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)])
+    a, b = mouse.at(39_000.0), mouse.at(40_300.0)
+    mouse.move(a)
+    mouse.press(a)
+    mouse.move(a + (b - a) * 0.5)
+    mouse.move(b)
+    tag = chart.tags["sl"]
+    assert "would trigger" not in tag.toPlainText()
+    eng.outbox.publish(tick(POS.symbol, 40_200.0, T0 + 1))
+    win.bridge.flush_now()
+    chart.redraw_now()
+    assert tag.toPlainText().endswith("✖ would trigger now")
+    mouse.release(b)
+    assert eng.of_type(SetTargets) == []

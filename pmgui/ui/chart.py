@@ -677,7 +677,9 @@ class ChartWidget(QWidget):
                 self._update_title()
             if "markers" in due:
                 self._refresh_markers()
-            if "levels" in due:
+            if "levels" in due or ("last" in due and self.drag.active):
+                # (during a drag the new price may make the held level one that would
+                # trigger at once: its tag says so without waiting for the hand to move)
                 self.refresh_levels()  # also places the last price
             elif "last" in due:
                 self._update_last()
