@@ -62,7 +62,7 @@ def test_price_axis_labels_above_100k_are_distinct_prices_at_the_markets_precisi
         # the tags' format (123,456.5): separators, the tick's decimals at least
         assert float(t.replace(",", "")) == pytest.approx(v, abs=1e-9), (v, t)
         assert "," in t and len(t.split(".")[1]) >= 1, (v, t)
-    chart.grab().save("/tmp/pmgui_audit_axis_big.png")
+    chart.grab().save(f"/tmp/pmgui_audit_axis_big_{y0:.0f}.png")
 
 
 def test_price_axis_labels_of_a_tiny_price_are_plain_decimals(qtbot):
