@@ -299,3 +299,24 @@ def test_the_dragged_lines_tag_says_it_would_trigger_once_the_price_crosses_it(q
     assert tag.toPlainText().endswith("✖ would trigger now")
     mouse.release(b)
     assert eng.of_type(SetTargets) == []
+
+
+def test_a_proposal_the_price_crosses_says_so_on_its_tag_before_apply(qtbot):
+    """Confirm mode: the proposed SL at ~39,400 waits for Apply; the price falls through it.
+    Apply is refused then (above), and the line says so before the click: its tag reads
+    "would trigger now" instead of "confirm or discard"; back above, it asks again."""
+    from pmgui.ui.main_window import UiSettings
+    from tests.ui_doubles import T0, tick
+
+    eng, win, chart, mouse = make(qtbot, [snapshot(POS, 40_500.0)],
+                                  settings=UiSettings(confirm_drags=True))
+    mouse.drag(39_000.0, 39_400.0)
+    tag = chart.tags["sl"]
+    assert tag.toPlainText().endswith("confirm or discard")
+    for i, (price, note) in enumerate(((39_300.0, "✖ would trigger now"),
+                                       (40_100.0, "confirm or discard"))):
+        eng.outbox.publish(tick(POS.symbol, price, T0 + 1 + i))
+        win.bridge.flush_now()
+        chart.redraw_now()
+        assert tag.toPlainText().endswith(note), price
+    assert eng.of_type(SetTargets) == []

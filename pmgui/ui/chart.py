@@ -677,9 +677,9 @@ class ChartWidget(QWidget):
                 self._update_title()
             if "markers" in due:
                 self._refresh_markers()
-            if "levels" in due or ("last" in due and self.drag.active):
-                # (during a drag the new price may make the held level one that would
-                # trigger at once: its tag says so without waiting for the hand to move)
+            if "levels" in due or ("last" in due and self._held()):
+                # (during a drag or a proposal the new price may make the level one that
+                # would trigger at once: its tag says so without waiting for the hand)
                 self.refresh_levels()  # also places the last price
             elif "last" in due:
                 self._update_last()
@@ -901,6 +901,11 @@ class ChartWidget(QWidget):
     def tolerance(self) -> float:
         """Two levels closer than this are the same level (half a tick)."""
         return self._tolerance()
+
+    def _held(self) -> bool:
+        """A line is being dragged or awaits Apply: its tag depends on the price."""
+        return self.drag.active or any(self.machines[k].state is LineState.PROPOSED
+                                       for k in DRAGGABLE)
 
     def _unguarded(self) -> bool:
         """The engine reports the shown position's stop as guarded locally only: no stop

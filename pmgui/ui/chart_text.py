@@ -40,7 +40,9 @@ def tag_text(kind: str, level: float, ctx: DragContext | None, m: LineMachine, *
     else:
         text = f"{LINE_TITLES[kind]} {fmt_price(level, market)}"
     st = m.state
-    if st is LineState.DRAGGING:
+    if st is LineState.DRAGGING or (st is LineState.PROPOSED and ctx is not None
+                                    and trigger_reason(kind, level, ctx)):
+        # held, or awaiting Apply, where the price (or the liquidation) refuses it
         if ctx is not None and liquidation_reason(kind, level, ctx):
             text += " · ✖ beyond liquidation"
         elif ctx is not None and trigger_reason(kind, level, ctx):
