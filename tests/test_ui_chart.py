@@ -1,6 +1,6 @@
 """The chart as a trader uses it: real mouse events on the plot's viewport, real widgets.
 
-Drags near the edge land on the price under the cursor (the view is frozen while dragging),
+Drags near the edge move a line exactly as the hand moved (the view is frozen while dragging),
 lines out of view are edge tags that can be dragged, SL/TP are created out of the entry line,
 timeframes, the forming candle, the crosshair's P/L, the rule's indicator, explained markers,
 tags that never overlap, and the state machine behind every line.
@@ -84,7 +84,7 @@ def test_drag_at_the_edge_lands_on_the_price_under_the_cursor(qtbot, dy):
     (_x0, _x1), (y0, y1) = chart.vb.viewRange()
     assert 39_000.0 - y0 < (y1 - y0) * 0.1  # the SL sits near the bottom edge
     b = a + QPoint(0, dy)
-    expected = price_at(chart, b)
+    expected = 39_000.0 + price_at(chart, b) - price_at(chart, a)  # moved as the hand moved
     y_before = chart.vb.viewRange()[1]
     mouse.move(a)
     mouse.press(a)
@@ -141,7 +141,7 @@ def bounds_reports(chart) -> list[object]:
     return reported
 
 
-def test_each_move_puts_the_line_under_the_cursor(qtbot):
+def test_each_move_puts_the_line_where_the_hand_moved_it(qtbot):
     _eng, _win, chart, mouse = auto_ranged(qtbot)
     a = mouse.at(42_000.0)
     mouse.move(a)
@@ -149,7 +149,8 @@ def test_each_move_puts_the_line_under_the_cursor(qtbot):
     for dy in (17, 41, 90, 160, 12):
         p = a + QPoint(0, dy)
         mouse.move(p)
-        assert chart.line("tp").value() == pytest.approx(price_at(chart, p), abs=BTC.tick_size)
+        assert chart.line("tp").value() == pytest.approx(
+            42_000.0 + price_at(chart, p) - price_at(chart, a), abs=BTC.tick_size)
     mouse.release(a + QPoint(0, 12))
 
 
@@ -976,3 +977,24 @@ def test_a_new_candle_in_the_right_margin_keeps_the_time_range(qtbot):
     y0, y1 = chart.vb.viewRange()[0]
     assert y1 > beyond + 60  # moved on, the newest candle in view with room after it
     assert y0 <= chart.candles()[0].ts  # and the oldest still in view
+
+
+@pytest.mark.parametrize("off", [4, -4])
+def test_a_line_grabbed_beside_its_level_does_not_jump_to_the_cursor(qtbot, off):
+    """A line is grabbed within a few pixels of its level. The first move put the level under
+    the cursor: a press 4 px off the stop, held, with a 1 px tremor, moved the stop by 5 px of
+    price and the drop sent it. The line keeps where it was held and moves as the hand moves."""
+    eng, _win, chart, mouse = auto_ranged(qtbot)
+    a = mouse.at(39_000.0) + QPoint(0, off)
+    assert abs(price_at(chart, a) - 39_000.0) > 5 * BTC.tick_size  # a real offset
+    mouse.move(a)
+    mouse.press(a)
+    b = a + QPoint(0, 1)
+    for _ in range(3):  # past the drag threshold and back: a held, trembling click
+        mouse.move(a + QPoint(0, 12))
+        mouse.move(b)
+    moved = price_at(chart, b) - price_at(chart, a)
+    assert chart.line("sl").value() == pytest.approx(39_000.0 + moved, abs=BTC.tick_size)
+    mouse.release(b)
+    (cmd,) = eng.of_type(SetTargets)
+    assert abs(cmd.sl - (39_000.0 + moved)) <= BTC.tick_size / 2 + 1e-9

@@ -3,8 +3,8 @@
 The `DragController` listens to the lines' and tags' signals (started / moved / finished /
 cancelled) and drives the line's `LineMachine`. While a drag lasts:
 - the view's range is frozen (auto-range off on both axes, restored after the drop), so the
-  scale never moves under the cursor and the level is exactly the price under the cursor,
-  snapped to the tick size;
+  scale never moves under the cursor: a line moves exactly as the hand moves from where it
+  was grabbed (a tag puts its level under the cursor), snapped to the tick size;
 - Esc anywhere in the application or a right click cancels and restores the line;
 - dragging out of the entry line creates a missing SL or TP (the side of the entry the
   cursor is on decides which, as in MT5 and TradingView).
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QApplication
 from pmgui.domain.enums import Side
 from pmgui.domain.models import Market
 from pmgui.domain.money import pnl_r, unrealized_pnl, valid_price
+from pmgui.ui.chart_items import LevelLine
 from pmgui.ui.chart_state import LineState
 from pmgui.ui.fmt import fmt_money, fmt_pct, fmt_price, fmt_r
 
@@ -163,6 +164,10 @@ class DragController(QObject):
         # what the dragged line was when the drag began (LineMachine.memo; None: created)
         self.before: tuple | None = None
         self.engine_start: float | None = None  # the engine's level when the drag began
+        # the grabbed line's level minus the price where the button went down: a line is
+        # grabbed within a few pixels of it, and without the offset the first move snapped
+        # it to the cursor (a held click with a 1 px tremor moved a stop by up to 5 px)
+        self.grab_offset = 0.0
 
     @property
     def active(self) -> bool:
@@ -175,7 +180,7 @@ class DragController(QObject):
         item.sigCancelled.connect(lambda _item: self.cancel())
 
     # -- gesture -----------------------------------------------------------------------------
-    def _started(self, item, _pos: QPointF) -> None:
+    def _started(self, item, pos: QPointF) -> None:
         chart = self.chart
         if chart.position_id is None or self.active:
             item.abort()
@@ -183,6 +188,13 @@ class DragController(QObject):
         self.item = item
         self.creating = item.kind == "entry"
         self.kind = None
+        self.grab_offset = 0.0
+        if not self.creating and isinstance(item, LevelLine):
+            # a tag (possibly stacked away from its level, or at the view's edge for a level
+            # out of view) puts the level under the cursor; a line keeps where it was held
+            start, y = chart.level_of(item.kind), chart.vb.mapSceneToView(pos).y()
+            if start is not None and math.isfinite(y):
+                self.grab_offset = start - y
         if not self.creating:
             self.kind = item.kind
             m = chart.machine(item.kind)
@@ -200,7 +212,7 @@ class DragController(QObject):
         if item is not self.item:
             return
         chart = self.chart
-        y = chart.vb.mapSceneToView(pos).y()
+        y = chart.vb.mapSceneToView(pos).y() + self.grab_offset
         if not math.isfinite(y) or y <= 0:
             return
         level = chart.snap_level(y)

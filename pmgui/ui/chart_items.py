@@ -247,7 +247,9 @@ class _Draggable:
                 ev.ignore()
                 return
             self.dragging, self.cancelled = True, False
-            self.sigStarted.emit(self, ev.scenePos())  # type: ignore[attr-defined]
+            # where the button went down: the grab point the drag keeps its offset from
+            self.sigStarted.emit(  # type: ignore[attr-defined]
+                self, ev.buttonDownScenePos(Qt.MouseButton.LeftButton))
         if not self.dragging and not self.cancelled:
             ev.ignore()
             return
