@@ -1079,9 +1079,15 @@ class Store:
         return row
 
     def _peek_action_id(self) -> int:
+        """The id the next log line takes: above every id logged and every position row's
+        journal watermark. Lines written behind can be lost in a crash while a row saved
+        synced already names them (`_watermark`); an id handed out again after the restart
+        would be taken on load for a move the row holds already, and not replayed."""
         row_id = self._next_action_id
         if row_id is None:
-            last = self.db.execute("SELECT MAX(id) FROM actions").fetchone()[0]
+            last = self.db.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM actions), 0), "
+                "COALESCE((SELECT MAX(level_action_id) FROM positions), 0))").fetchone()[0]
             row_id = self._next_action_id = int(last or 0) + 1
         return row_id
 
