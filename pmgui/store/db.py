@@ -771,6 +771,7 @@ class Store:
                 return
             self._sp += 1
             name = f"pmgui_sp{self._sp}"
+            carried = len(self._carried_positions), len(self._carried_actions)
             try:
                 conn.execute(f"SAVEPOINT {name}")
                 try:
@@ -780,6 +781,7 @@ class Store:
                     if conn.in_transaction:
                         conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
                         conn.execute(f"RELEASE SAVEPOINT {name}")
+                    self._requeue_carried(*carried)
                     raise
                 else:
                     conn.execute(f"RELEASE SAVEPOINT {name}")
@@ -810,16 +812,22 @@ class Store:
     def _forget_written(self) -> None:
         self._written.clear()
 
-    def _requeue_carried(self) -> None:
+    def _requeue_carried(self, positions: int = 0, actions: int = 0) -> None:
         """A rolled-back transaction had taken rows from the write-behind queue: they wait
-        there again (newer states queued meanwhile win)."""
-        for pid, rows in self._carried_positions.items():
+        there again (newer states queued meanwhile win). A savepoint rolled back gives back
+        only what was taken inside it (the carried rows after the first `positions` and
+        `actions`): the enclosing transaction may still commit, and would otherwise take
+        the undone rows for written."""
+        carried_p, carried_a = self._carried_positions, self._carried_actions
+        undone_p = list(carried_p.items())[positions:] if positions else list(carried_p.items())
+        undone_a = carried_a[actions:]
+        for pid, rows in undone_p:
             self._behind_positions.setdefault(pid, rows)
-        self._behind_actions[:0] = self._carried_actions
-        if (self._carried_positions or self._carried_actions) and self._behind_since is None:
+            del carried_p[pid]
+        self._behind_actions[:0] = undone_a
+        del carried_a[actions:]
+        if (undone_p or undone_a) and self._behind_since is None:
             self._behind_since = time.monotonic()
-        self._carried_positions.clear()
-        self._carried_actions.clear()
 
     @contextmanager
     def _atomic(self, position_id: str | None = None) -> Iterator[None]:
