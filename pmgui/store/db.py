@@ -332,7 +332,10 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
         raise StoreError(f"{path} is corrupt ({'; '.join(problems[:3])}); "
                          "it was not modified")
     try:
-        return mig.read_version(Database(conn, recursive_triggers=False, execute_plugins=False))
+        db = Database(conn, recursive_triggers=False, execute_plugins=False)
+        version = mig.read_version(db)
+        mig.check_tables(db, version)
+        return version
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path} cannot be read ({e}); it was not modified") from e
 

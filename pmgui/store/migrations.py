@@ -13,8 +13,9 @@ To add version N+1: append a function here that alters the tables (sqlite-utils 
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pmgui.domain.errors import StoreError
 from pmgui.store.schema import create_v1
@@ -76,6 +77,48 @@ def read_version(db: Database) -> int:
         raise StoreError(f"the pmgui database has an invalid schema version {version}; "
                          "it was not modified")
     return version
+
+
+_EXPECTED: dict[int, Mapping[str, frozenset[str]]] = {}
+
+
+def expected_columns(version: int) -> Mapping[str, frozenset[str]]:
+    """The tables and columns a database of schema `version` has: those the migrations up
+    to it create (built once per version in memory, so it can never disagree with them)."""
+    found = _EXPECTED.get(version)
+    if found is None:
+        conn = sqlite3.connect(":memory:")
+        try:
+            db = Database(conn, execute_plugins=False)
+            for step in MIGRATIONS[:version]:
+                with db.atomic():
+                    step(db)
+            found = _EXPECTED[version] = {
+                t: frozenset(r[1] for r in conn.execute(f"PRAGMA table_info([{t}])"))
+                for t in db.table_names()}
+        finally:
+            conn.close()
+    return found
+
+
+def check_tables(db: Database, version: int) -> None:
+    """Refuse a pmgui database of a known schema that lacks one of that schema's tables or
+    columns (edited by hand, a partial restore): opened, it would fail at the first fill or
+    order booked — after the order was sent — instead of now, before anything is written."""
+    if version <= 0 or version > SCHEMA_VERSION:
+        return
+    names = set(db.table_names())
+    missing: list[str] = []
+    for table, columns in expected_columns(version).items():
+        if table not in names:
+            missing.append(f"table {table}")
+            continue
+        have = {r[1] for r in db.execute(f"PRAGMA table_info([{table}])").fetchall()}
+        missing += [f"column {table}.{c}" for c in sorted(columns - have)]
+    if missing:
+        raise StoreError(f"the pmgui database (schema {version}) lacks "
+                         f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
+                         "it was damaged or edited outside pmgui and was not modified")
 
 
 def check_supported(version: int, supported: int = SCHEMA_VERSION) -> None:
