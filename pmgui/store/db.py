@@ -78,7 +78,7 @@ from pmgui.domain.levels import rule_level_move
 from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position
 from pmgui.domain.slots import slot_constructor
 from pmgui.store import migrations as mig
-from pmgui.store.lock import WriterLock
+from pmgui.store.lock import WriterLock, lock_path
 from pmgui.store.metrics import TradeMetrics, compute_metrics
 from pmgui.store.serialize import (
     ACTION_COLUMNS,
@@ -475,7 +475,7 @@ class Store:
     @classmethod
     def _open_writable(cls, p: Path) -> Store:
         created = not p.exists()
-        lock_file = p.with_name(p.name + ".lock")
+        lock_file = lock_path(p)
         lock_existed = lock_file.exists()
         try:
             with _leave_no_side_files(p):

@@ -37,11 +37,18 @@ else:
         fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def lock_path(db_path: Path) -> Path:
+    """The lock file of the database at `db_path`: beside the file itself, symbolic links
+    followed, so every name of one database (the file, a link to it) shares one lock."""
+    real = db_path.resolve() if db_path.is_symlink() else db_path
+    return real.with_name(real.name + ".lock")
+
+
 class WriterLock:
     """Held by a writable Store; `release()` is idempotent."""
 
     def __init__(self, db_path: Path) -> None:
-        self.path = db_path.with_name(db_path.name + ".lock")
+        self.path = lock_path(db_path)
         existed = self.path.exists()
         try:
             fh = open(self.path, "a+", encoding="utf-8")  # held until release()
