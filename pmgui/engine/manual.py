@@ -299,6 +299,12 @@ class ManualCommands:
                            reason="open")
         self.core.reconciler.opening.add((c.symbol, c.side))
         try:
+            # what it opens, with it: an answer lost (a crash, a timeout) is adopted so
+            self.core.reconciler.remember_entry(req.client_id, {
+                "position_id": pid, "side": c.side.value, "leverage": c.leverage,
+                "sl": None if c.sl is None else market.round_price(c.sl),
+                "tp": None if c.tp is None else market.round_price(c.tp),
+                "preset": preset, "overrides": dict(c.overrides)})
             await self.core.ledger.journal_synced(req)  # synced off the loop, then sent
         except BaseException:
             self.core.reconciler.opening.discard((c.symbol, c.side))
@@ -349,6 +355,8 @@ class ManualCommands:
                             qty=result.filled, sl=pos.sl, tp=pos.tp, rule="manual", ts=now)
             self.core.store.record_action(action, symbol=c.symbol)
         self.core.outbox.publish(ActionTaken(action, c.symbol))
+        with self.core.store.relaxed():  # after the booking (a lost write: pruned at start)
+            self.core.reconciler.forget_entry(req.client_id)
         # Booked: the ticks due meanwhile go first. The entry's answer, its booking and the
         # stop's journal were one step of the loop (2-4 ms of CPU at 500 positions), and any
         # symbol's tick — a stop's crossing on its way to being booked — waited it out. Only

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pmgui.engine.reconcile")
 
+# settings key: a market entry's client id → the position the trader asked it to open
+# (`Reconciler.remember_entry`)
+ENTRY_INTENTS = "entry_intents"
+
 
 class Reconciler:
     def __init__(self, core: EngineCore) -> None:
@@ -46,6 +50,7 @@ class Reconciler:
         # position id → the protective order of it the venue says fired, no fill of which
         # its lookup saw (this pass's `_refresh_orders`): said so if it is closed outside
         self._fired_unseen: dict[str, str] = {}
+        self._entry_intents: dict[str, dict] | None = None  # `_intents`
 
     def touch(self, symbol: str, side: Side) -> None:
         """A fill, open or close changed (symbol, side): older snapshots do not judge it."""
@@ -62,6 +67,90 @@ class Reconciler:
 
     def _busy(self, key: tuple[str, Side], mark: int | None) -> bool:
         return key in self.opening or (mark is not None and self._touched.get(key, 0) > mark)
+
+    # ---------------------------------------------------------------- market entries
+
+    def remember_entry(self, client_id: str, intent: Mapping[str, object]) -> None:
+        """Before a market entry is journaled: the position it is to open (`position_id`,
+        `side`, `leverage`, `sl`, `tp`, `preset`, `overrides`). The entry is booked from the
+        venue's answer; when that answer is lost (the engine killed after sending, a create
+        that timed out) the position is found on the venue and adopted — with this, as the
+        trader asked (its stop and target protecting it on the venue), not bare. Committed
+        relaxed: the entry's journal sync, before it is sent, covers it."""
+        intents = self._intents()
+        intents[client_id] = dict(intent)
+        try:
+            with self.core.store.relaxed():
+                self.core.store.set_setting(ENTRY_INTENTS, intents)
+        except BaseException:
+            intents.pop(client_id, None)  # not stored: the entry is not sent either
+            raise
+
+    def forget_entry(self, client_id: str) -> None:
+        """The entry's position is booked (inside the caller's transaction when one is open)."""
+        intents = self._intents()
+        if client_id in intents:
+            rest = {k: v for k, v in intents.items() if k != client_id}
+            self.core.store.set_setting(ENTRY_INTENTS, rest)
+            del intents[client_id]  # once stored (a rolled-back write would keep it there)
+
+    def _intents(self) -> dict[str, dict]:
+        """The stored intents (read once; this object is the one every change saves)."""
+        if self._entry_intents is None:
+            raw = self.core.store.get_setting(ENTRY_INTENTS, {}) or {}
+            self._entry_intents = {k: v for k, v in raw.items() if isinstance(v, dict)} \
+                if isinstance(raw, dict) else {}
+        return self._entry_intents
+
+    def _intended(self, r: ExchangePosition) -> tuple[Order, dict] | None:
+        """A filled market entry of ours not booked on any position whose intent names this
+        venue position's symbol and side (the newest)."""
+        for cid, intent in reversed(list(self._intents().items())):
+            order = self.core.ledger.get(cid) or self.core.store.order(cid)
+            if order is not None and order.role is OrderRole.ENTRY \
+                    and order.position_id is None and order.filled > 0 \
+                    and order.symbol == r.symbol and intent.get("side") == r.side.value:
+                return order, intent
+        return None
+
+    def _prune_intents(self) -> None:
+        """Forget the intents of entries that will open nothing more: unknown, bound to their
+        position, or final without a fill."""
+        intents = self._intents()
+        keep = {}
+        for cid, intent in intents.items():
+            order = self.core.ledger.get(cid) or self.core.store.order(cid)
+            if order is None or order.position_id is not None \
+                    or (order.status.is_final and order.filled <= 0):
+                continue
+            keep[cid] = intent
+        if len(keep) != len(intents):
+            self.core.store.set_setting(ENTRY_INTENTS, keep)
+            self._entry_intents = keep
+
+    def _adopt_intended(self, r: ExchangePosition, entry: Order, intent: dict) -> Position:
+        """The position of our own market entry, booked as the trader asked: its id, stop,
+        target, preset and overrides; the entry order, its fills and their fees on it."""
+        core = self.core
+        overrides = intent.get("overrides")
+        pid = intent.get("position_id")
+        if not isinstance(pid, str) or not pid or core.store.load_position(pid) is not None:
+            pid = None
+        with core.store.transaction():
+            pos = self.adopt(r, sl=_level(intent.get("sl")), tp=_level(intent.get("tp")),
+                             preset=intent.get("preset") if isinstance(intent.get("preset"),
+                                                                       str) else None,
+                             overrides=overrides if isinstance(overrides, dict) else None,
+                             reason=Reason.MANUAL, position_id=pid, entry=entry.client_id)
+            core.ledger.bind(replace(entry, position_id=pos.id, role=OrderRole.ENTRY))
+            fee = sum(f.fee for f in core.store.fills(pos.id)
+                      if f.order_client_id == entry.client_id)
+            if fee:
+                pos = pos.evolve(fees_paid=pos.fees_paid + fee,
+                                 realized_pnl=pos.realized_pnl - fee)
+                core.set_position(pos)
+            self.forget_entry(entry.client_id)
+        return pos
 
     # ---------------------------------------------------------------- orders
 
@@ -164,6 +253,8 @@ class Reconciler:
         except ExchangeError:
             open_remote = []
         await self.cancel_orphans(open_remote, notes)
+        if startup:
+            self._prune_intents()
         for note in notes:
             self.log(note)
         notes += position_notes
@@ -220,7 +311,9 @@ class Reconciler:
         for r in by_key.values():
             if self._busy((r.symbol, r.side), mark) or self._entry_fill(r):
                 continue
-            pos = self.adopt(r)  # journals its own OPEN action
+            intended = self._intended(r)
+            # journals its own OPEN action
+            pos = self.adopt(r) if intended is None else self._adopt_intended(r, *intended)
             rt = core.book.runtime(pos.id)
             if core.started and rt is not None:  # at start-up: warmed after protection
                 core.schedule_warm_up(rt)
@@ -286,8 +379,11 @@ class Reconciler:
 
     def adopt(self, r: ExchangePosition, *, sl: float | None = None, tp: float | None = None,
               preset: str | None = None, overrides: Mapping[str, Scalar] | None = None,
-              reason: Reason = Reason.RECONCILE, fee_rate: float | None = None) -> Position:
-        """Take over a position found on the exchange; journals its OPEN action."""
+              reason: Reason = Reason.RECONCILE, fee_rate: float | None = None,
+              position_id: str | None = None, entry: str | None = None) -> Position:
+        """Take over a position found on the exchange; journals its OPEN action.
+        `position_id`: the id to give it (a new one without); `entry`: the client id of our
+        own entry order that opened it (its tranche's id, as for an entry booked at once)."""
         core = self.core
         now = core.clock()
         preset = preset or core.settings.preset_for(r.symbol)
@@ -297,13 +393,15 @@ class Reconciler:
         pos = Position(
             fee_rate=0.0005 if fee_rate is None else fee_rate,
             overrides=frozen_map(overrides or {}),
-            id=new_position_id(r.symbol, r.side.value, now), symbol=r.symbol, side=r.side,
+            id=position_id or new_position_id(r.symbol, r.side.value, now),
+            symbol=r.symbol, side=r.side,
             qty=r.qty, entry=r.entry, leverage=r.leverage or 1.0,
             opened_at=r.opened_at or now, initial_qty=r.qty, sl=sl, tp=tp, initial_sl=sl,
             liquidation=r.liquidation, preset=preset, exchange=core.exchange.id,
             margin_mode=r.margin_mode, hedge=r.hedged,
             contract_size=core.market.market(r.symbol).contract_size,
-            tranches=(Tranche("adopted", r.qty, r.entry, r.opened_at or now, sl, tp, "adopted"),),
+            tranches=(Tranche(entry or "adopted", r.qty, r.entry, r.opened_at or now, sl, tp,
+                              "entry" if entry else "adopted"),),
         )
         if pos.liquidation is None and core.exchange.id == "paper":
             pos = pos.evolve(liquidation=money.liquidation_price(
@@ -340,3 +438,10 @@ class Reconciler:
                         inputs=frozen_map({"note": note}))
         core.store.record_action(action, symbol="")
         core.outbox.publish(ActionTaken(action, "", True, note))
+
+
+def _level(value: object) -> float | None:
+    """A stored intent's stop or target (None: none, or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
