@@ -325,6 +325,23 @@ class OrderLedger:
     def __iter__(self) -> Iterator[Order]:
         return iter(list(self.live.values()))
 
+    def _superseded(self, order: Order) -> bool:
+        """A newer live order of ours plays the same protective role on the same position:
+        `order` was being replaced (the new one is placed first, then the old cancelled), so
+        its end is pmgui's own doing even when the cancel in flight is not known any more
+        (`cancelling` is not journaled: the engine died between the venue's cancel and its
+        report)."""
+        from pmgui.engine.protection import tranche_ids  # (it imports the runtime, this)
+
+        pid = order.position_id
+        if pid is None:
+            return False
+        covers = tranche_ids(order)  # a tranche's own order: replaced by one for it only
+        return any(
+            o.position_id == pid and o.role is order.role and o.client_id != order.client_id
+            and o.created_at >= order.created_at and tranche_ids(o) == covers
+            for o in self.live.values())
+
     def resting(self) -> list[Order]:
         """Orders the venue acknowledged and that are still open."""
         return [o for o in self.live.values() if o.status is OrderStatus.OPEN]
@@ -661,7 +678,8 @@ class OrderLedger:
                 fee = fee * delta / q  # its share of their fee (booked once, not again)
         lost = (new.is_final and not old.is_final and said.filled <= EPS
                 and merged.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
-                and merged.client_id not in self.cancelling)
+                and merged.client_id not in self.cancelling
+                and not self._superseded(merged))
         booked_fee = fee
         if delta > EPS and price is not None and fee is None:
             booked_fee = delta * price * contract_size * fee_rate
