@@ -88,3 +88,36 @@ async def test_a_market_entry_killed_before_its_booking_is_taken_over_with_its_s
     assert (again.id, again.sl, again.tp) == (pos.id, 58_500.0, 61_000.0)
     assert sum(1 for a in h2.store.actions(pos.id) if a["type"] == "open") == 1
     await h2.engine.shutdown()
+
+
+async def test_a_timed_out_market_entry_is_protected_at_the_next_lookup(tmp_path: Path) -> None:
+    """The create timed out (the venue filled it): the housekeeping's lookup of the pending
+    order finds it filled and the position is taken over with its stop and target then —
+    not a minute later at the next full reconciliation, bare and unguarded meanwhile."""
+    from pmgui.domain.models import Tick
+    from pmgui.engine import commands as cmd
+    from pmgui.exchange.retry import OrderStatusUnknown
+
+    h = Harness(tmp_path / "timeout.db", [])
+    await h.engine.start()
+    await h.paper.deliver(Tick(SYMBOL, 60_000.0, 1_700_000_000.0), h.engine)
+    create = h.paper.create_order
+
+    async def timed_out(req):  # the venue takes it; its answer is lost on the way back
+        await create(req)
+        raise OrderStatusUnknown("no answer", req.client_id)
+
+    h.paper.create_order = timed_out  # type: ignore[method-assign]
+    with pytest.raises(OrderStatusUnknown):
+        await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.01, 10, sl=58_500.0,
+                                               tp=61_000.0))
+    h.paper.create_order = create  # type: ignore[method-assign]
+    await h.paper.deliver(Tick(SYMBOL, 60_010.0, 1_700_000_005.0), h.engine)
+    await h.engine.periodic()  # its lookup of the pending entry
+    await h.engine.protector.settle_background()
+    (pos,) = h.engine.positions.values()
+    assert (pos.qty, pos.sl, pos.tp) == (0.01, 58_500.0, 61_000.0)
+    resting = {o.role: o.trigger_price for o in await h.paper.fetch_open_orders(SYMBOL)
+               if o.type in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)}
+    assert resting == {OrderRole.STOP_LOSS: 58_500.0, OrderRole.TAKE_PROFIT: 61_000.0}
+    await h.engine.shutdown()

@@ -51,6 +51,7 @@ class Reconciler:
         # its lookup saw (this pass's `_refresh_orders`): said so if it is closed outside
         self._fired_unseen: dict[str, str] = {}
         self._entry_intents: dict[str, dict] | None = None  # `_intents`
+        self._taken_over: set[str] = set()  # entries `_take_over_entries` looked for
 
     def touch(self, symbol: str, side: Side) -> None:
         """A fill, open or close changed (symbol, side): older snapshots do not judge it."""
@@ -184,6 +185,42 @@ class Reconciler:
             if rt is not None:
                 rt.protect_failing.pop(order.role, None)
                 rt.protect_dirty = True
+        if self._entries_unbooked():
+            await self._take_over_entries()
+
+    def _entries_unbooked(self) -> bool:
+        """A market entry of ours filled (its lookup, or the venue's report of it) whose
+        answer never came back to book its position: its create timed out."""
+        ledger = self.core.ledger
+        for cid, intent in self._intents().items():
+            order = ledger.get(cid)
+            if order is None or order.position_id is not None or order.filled <= 0 \
+                    or cid in ledger.creating or cid in self._taken_over:
+                continue
+            if not any((order.symbol, side) in self.opening for side in Side
+                       if side.value == intent.get("side")):
+                self._taken_over.add(cid)  # looked for once; later, by the full passes
+                return True
+        return False
+
+    async def _take_over_entries(self) -> None:
+        """A market entry whose answer was lost turned out filled: its position, on the
+        venue, is taken over now (`_positions`: as the trader asked, `remember_entry`) and
+        protected — not at the next full reconciliation, unguarded until then."""
+        core = self.core
+        mark = self._changes
+        try:
+            remote = await core.exchange.fetch_positions()
+        except ExchangeError as exc:
+            log.info("positions unavailable for a filled entry (%s); the next "
+                     "reconciliation takes it over", exc)
+            return
+        known = {rt.id for rt in core.book.runtimes()}
+        await self._positions(remote, mark)
+        for rt in [rt for rt in core.book.runtimes() if rt.id not in known]:
+            async with rt.lock:
+                await core.protector.sync(rt, force=True)
+            core.publish_position(rt)
 
     async def _refresh_orders(self, notes: list[str]) -> None:
         core, ledger = self.core, self.core.ledger
