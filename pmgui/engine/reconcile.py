@@ -23,7 +23,7 @@ from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, PositionStatu
 from pmgui.domain.errors import ExchangeError
 from pmgui.domain.models import Action, Order, Position, Scalar, Tranche, frozen_map
 from pmgui.domain.numbers import plain_price, plain_qty
-from pmgui.engine.events import ActionTaken
+from pmgui.engine.events import ActionTaken, ErrorEvent
 from pmgui.engine.ids import is_ours, new_position_id
 from pmgui.engine.ledger import OrderState
 from pmgui.engine.protection import PROTECTIVE
@@ -35,6 +35,16 @@ if TYPE_CHECKING:
     from pmgui.engine.core import EngineCore
 
 log = logging.getLogger("pmgui.engine.reconcile")
+
+# a journaled order that never reached the exchange (`Reconciler.never_sent`): what it was,
+# the log line's type, and for a trade the trader expects done, what that means
+_UNSENT = {OrderRole.ENTRY: "entry", OrderRole.REDUCE: "close", OrderRole.ADD: "add"}
+_UNSENT_TYPE = {OrderRole.ENTRY: ActionType.OPEN, OrderRole.REDUCE: ActionType.REDUCE,
+                OrderRole.ADD: ActionType.ADD}
+_UNSENT_OUTCOME = {OrderRole.ENTRY: "no position was opened",
+                   OrderRole.REDUCE: "the position was not closed or reduced by it",
+                   OrderRole.ADD: "nothing was added"}
+S_REJECTED = OrderState.REJECTED
 
 # settings key: a market entry's client id → the position the trader asked it to open
 # (`Reconciler.remember_entry`)
@@ -177,7 +187,7 @@ class Reconciler:
             rt = core.book.runtime(order.position_id)
             if found is None:
                 ledger.reject(order.client_id, "never reached the exchange")
-                self.log(f"order {order.client_id} never reached the exchange")
+                self.never_sent(order)
                 if rt is not None:
                     core.protector.mark_dirty(rt, urgent=True)
             else:
@@ -238,8 +248,10 @@ class Reconciler:
             if found is None:
                 state = ledger.state(order.client_id)
                 if order.status is OrderStatus.PENDING:
+                    if state is S_REJECTED:
+                        continue  # told already (listed twice: the journal and the ledger)
                     ledger.reject(order.client_id, "never reached the exchange")
-                    notes.append(f"order {order.client_id} never reached the exchange")
+                    self.never_sent(order)
                 elif order.status is OrderStatus.OPEN and state is not None \
                         and not state.is_final:
                     gone = ledger.transition(order.client_id, OrderState.CANCELLED)
@@ -466,6 +478,32 @@ class Reconciler:
                         ts=core.clock(), inputs=frozen_map({"note": note}))
         core.store.record_action(action, symbol=pos.symbol)
         core.outbox.publish(ActionTaken(action, pos.symbol, True, note))
+
+    def never_sent(self, order: Order) -> None:
+        """A journaled order the exchange never received (the engine stopped between its
+        journal and its send). A trade the trader expects done (a close, an entry, an add:
+        the log already says it was decided) is logged on its position as NOT carried out
+        and told as an error; a protective order is noted (the sync re-places it)."""
+        core = self.core
+        if order.role not in _UNSENT_OUTCOME:  # a protective order: re-placed by the sync
+            self.log(f"order {order.client_id} never reached the exchange")
+            return
+        what = _UNSENT[order.role]
+        market = core.market.market(order.symbol)
+        rt = core.book.runtime(order.position_id)
+        where = f"{order.symbol} {rt.position.side.value}" if rt is not None else order.symbol
+        outcome = _UNSENT_OUTCOME[order.role]
+        note = (f"{where}: the {what} order {order.client_id} "
+                f"({order.side.value} {plain_qty(order.amount, market)}) journaled before "
+                f"pmgui stopped never reached the exchange; {outcome}")
+        log.warning("reconcile: %s", note)
+        action = Action(_UNSENT_TYPE[order.role], Reason.RECONCILE,
+                        order.position_id or "", core.market.price(order.symbol) or 0.0,
+                        qty=order.amount, rule="reconcile", ts=core.clock(),
+                        inputs=frozen_map({"order": order.client_id}))
+        core.store.record_action(action, symbol=order.symbol, ok=False, detail=note)
+        core.outbox.publish(ActionTaken(action, order.symbol, False, note))
+        core.outbox.publish(ErrorEvent(note, core.clock(), order.position_id))
 
     def log(self, note: str) -> None:
         core = self.core
