@@ -49,6 +49,9 @@ S_REJECTED = OrderState.REJECTED
 # settings key: a market entry's client id → the position the trader asked it to open
 # (`Reconciler.remember_entry`)
 ENTRY_INTENTS = "entry_intents"
+# passes a position that differs from the venue waits while an order of it cannot be looked
+# up (then it is aligned anyway: a lookup that never succeeds must not freeze it)
+UNCHECKED_PASSES = 3
 
 
 class Reconciler:
@@ -61,6 +64,10 @@ class Reconciler:
         # its lookup saw (this pass's `_refresh_orders`): said so if it is closed outside
         self._fired_unseen: dict[str, str] = {}
         self._entry_intents: dict[str, dict] | None = None  # `_intents`
+        # positions with an order of ours whose lookup failed in this pass (`_positions`
+        # does not judge them against the venue), and how many passes each waited so
+        self._unchecked: set[str] = set()
+        self._deferred: dict[str, int] = {}
         self._taken_over: set[str] = set()  # entries `_take_over_entries` looked for
 
     def touch(self, symbol: str, side: Side) -> None:
@@ -244,6 +251,8 @@ class Reconciler:
                 found = await core.exchange.fetch_order_by_client_id(order.client_id, order.symbol)
             except ExchangeError as exc:
                 notes.append(f"could not check order {order.client_id}: {exc}")
+                if order.position_id:
+                    self._unchecked.add(order.position_id)
                 continue
             if found is None:
                 state = ledger.state(order.client_id)
@@ -287,6 +296,7 @@ class Reconciler:
         core = self.core
         notes: list[str] = []
         self._fired_unseen.clear()
+        self._unchecked.clear()
         await self._refresh_orders(notes)
         if startup:
             self._recall_fee_estimates()
@@ -354,6 +364,19 @@ class Reconciler:
             r = by_key.pop(key, None)
             if self._busy(key, mark) or rt.lock.locked() or not pos.is_open:
                 continue
+            if pos.id in self._unchecked and (r is None or abs(r.qty - pos.qty) > core.market
+                                               .market(pos.symbol).amount_step / 2):
+                # an order of ours on it could not be looked up: it may be what changed
+                # the position (our close, our stop that fired while pmgui was down), to
+                # be booked from its fill — not "closed outside pmgui" without its P/L
+                waited = self._deferred.get(pos.id, 0)
+                if waited < UNCHECKED_PASSES:
+                    self._deferred[pos.id] = waited + 1
+                    log.info("reconcile: %s %s differs on the exchange, but an order of "
+                             "it could not be looked up; judged at the next pass",
+                             pos.symbol, pos.side.value)
+                    continue
+            self._deferred.pop(pos.id, None)
             note = await self.align(rt, r)
             if note:
                 notes.append(note)
