@@ -10,3 +10,8 @@ SETTINGS = EngineSettings(default_preset="manual", protect_throttle=0.0, protect
                           write_behind=0.0,
                           overrides={"trailing.enabled": True, "trailing.mode": "fixed",
                                      "trailing.distance": 0.01})
+
+# TP1 at 1 R closes half of the original quantity (`pmgui.rules.targets`)
+TP1_SETTINGS = EngineSettings(default_preset="manual", protect_throttle=0.0,
+                              overrides={"r_targets.enabled": True, "r_targets.tp1_r": 1.0,
+                                         "r_targets.tp1_fraction": 0.5})

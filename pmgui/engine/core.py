@@ -1135,13 +1135,15 @@ class EngineCore:
         remaining = pos.qty - q
         if remaining <= max(EPS, market.amount_step * 1e-6):
             remaining = 0.0
-        flags = self.ledger.reduce_flags.get(order.client_id, frozenset())
+        flags = action_flags = self.ledger.reduce_flags.get(order.client_id, frozenset())
         ids = tranche_ids(self.ledger.get(order.client_id) or order)
         if ids:  # a per-tranche protective order: exactly its tranches leave
             flags = flags | {TRANCHE_CLOSED_PREFIX + i for i in ids}
         tranches = reduce_tranches(pos.tranches, q, flags)
         pos = pos.evolve(qty=remaining, realized_pnl=pos.realized_pnl + gross - fee,
                          fees_paid=pos.fees_paid + fee, tranches=tranches)
+        if action_flags and not action_flags <= pos.flags:  # booked with the reduction
+            pos = pos.evolve(flags=pos.flags | action_flags)  # (after a restart too)
         if remaining == 0.0:
             pos = pos.evolve(status=PositionStatus.CLOSED, closed_at=now, exit_price=price,
                              exit_reason=self._fill_reason(pos, order, liquidation))
@@ -1313,7 +1315,7 @@ class EngineCore:
                            qty, reduce_only=True, position_id=pos.id, role=OrderRole.REDUCE,
                            reason=str(getattr(reason, "value", reason)))
         if flags:
-            self.ledger.reduce_flags[req.client_id] = flags
+            self.ledger.keep_reduce_flags(req.client_id, flags)
         try:
             order = await self.place(req)
         except OrderStatusUnknown:
@@ -1339,7 +1341,8 @@ class EngineCore:
                      "any more: %s", pos.symbol, refused, self.close_not_sent(rt))
             return None
         finally:
-            self.ledger.reduce_flags.pop(req.client_id, None)
+            if flags:
+                self.ledger.drop_reduce_flags(req.client_id)
         if flags and rt.is_open and self.book.runtime(rt.id) is rt:
             self.set_position(rt.position.evolve(flags=rt.position.flags | flags))
         return order

@@ -64,6 +64,8 @@ REFERENCE_LOOKUP_AGE = 7 * 86400.0
 # seconds (the stream's report corrects them), is written in the booking's commit like
 # `REFERENCES_KEY`, and needs no migration
 FEE_ESTIMATES_KEY = "ledger.fee_estimates"
+# settings key: a rule's reduction in flight → the flags its action sets (`keep_reduce_flags`)
+REDUCE_FLAGS_KEY = "ledger.reduce_flags"
 # how long after its booking a fill's estimated fee is looked up at start-up: a venue lists
 # an account's trades for days, and a fee true-up a day late is still one
 FEE_LOOKUP_AGE = 86400.0
@@ -389,10 +391,18 @@ class OrderLedger:
                 self._by_position.setdefault(order.position_id, {})[cid] = order
 
     def load(self) -> None:
-        """Start-up: the journal's open and pending orders (pending = `unknown` now), and the
-        fills booked at a reference that wait for the venue's price."""
+        """Start-up: the journal's open and pending orders (pending = `unknown` now), the
+        fills booked at a reference that wait for the venue's price, and the flags of the
+        reductions still in flight."""
         for order in self.store.open_orders():
             self._track(order, state_of(order))
+        raw = self.store.get_setting(REDUCE_FLAGS_KEY, {}) or {}
+        kept = {cid: frozenset(str(f) for f in flags)
+                for cid, flags in (raw.items() if isinstance(raw, dict) else ())
+                if cid in self.live and isinstance(flags, list)}
+        self.reduce_flags.update(kept)
+        if len(kept) != len(raw if isinstance(raw, dict) else ()):
+            self._save_reduce_flags()  # those booked (or never sent) before: forgotten
         raw = self.store.get_setting(REFERENCES_KEY, {}) or {}
         for cid, entry in (raw.items() if isinstance(raw, dict) else ()):
             booked = Booked.from_json(entry)
@@ -410,6 +420,34 @@ class OrderLedger:
                             "is not looked up", fid, entry)
                 continue
             self._estimates[fid] = entry
+
+    def keep_reduce_flags(self, client_id: str, flags: frozenset[str]) -> None:
+        """Before a rule's reduction is journaled: the flags its action sets (`tp1_done`…),
+        applied when its fill is booked. Persisted (relaxed: the order's journal sync, before
+        it is sent, covers it): killed between the venue's fill and its booking, the next
+        start books the fill from the venue's word with them — without them TP1 would fire
+        again and close the rest."""
+        self.reduce_flags[client_id] = flags
+        try:
+            with self.store.relaxed():
+                self._save_reduce_flags()
+        except BaseException:
+            self.reduce_flags.pop(client_id, None)
+            raise
+
+    def drop_reduce_flags(self, client_id: str) -> None:
+        """The reduction is answered and booked: its flags are on the position."""
+        if self.reduce_flags.pop(client_id, None) is None:
+            return
+        try:
+            with self.store.relaxed():
+                self._save_reduce_flags()
+        except PmguiError as exc:  # left in the journal: forgotten at the next start
+            log.warning("order %s: its flags stay journaled (%s)", client_id, exc)
+
+    def _save_reduce_flags(self) -> None:
+        self.store.set_setting(REDUCE_FLAGS_KEY, {cid: sorted(f) for cid, f
+                                                  in self.reduce_flags.items()})
 
     def fee_estimates(self) -> list[tuple[Order, Fill, float]]:
         """The fills recorded with an estimated fee whose venue's fee was never told, for a
