@@ -26,7 +26,6 @@ from PySide6.QtWidgets import QApplication
 from pmgui.domain.enums import Side
 from pmgui.domain.models import Market
 from pmgui.domain.money import pnl_r, unrealized_pnl, valid_price
-from pmgui.ui.chart_items import LevelLine
 from pmgui.ui.chart_state import LineState
 from pmgui.ui.fmt import fmt_money, fmt_pct, fmt_price, fmt_r
 
@@ -189,7 +188,9 @@ class DragController(QObject):
         self.creating = item.kind == "entry"
         self.kind = None
         self.grab_offset = 0.0
-        if not self.creating and isinstance(item, LevelLine):
+        # a LevelTag knows its `line` (chart_items is not imported here: it loads
+        # pyqtgraph, which waits until after the first frame)
+        if not self.creating and not hasattr(item, "line"):
             # a tag (possibly stacked away from its level, or at the view's edge for a level
             # out of view) puts the level under the cursor; a line keeps where it was held
             start, y = chart.level_of(item.kind), chart.vb.mapSceneToView(pos).y()
