@@ -264,10 +264,10 @@ OKX_POSITION = {
 
 OKX_BALANCE = [{
     "adjEq": "", "borrowFroz": "", "imr": "50", "isoEq": "0", "mgnRatio": "120",
-    "mmr": "2.5", "notionalUsd": "501", "ordFroz": "0", "totalEq": "10000",
+    "mmr": "2.5", "notionalUsd": "501", "ordFroz": "0", "totalEq": "9998",
     "uTime": "1705474164160", "upl": "-2",
     "details": [{"availBal": "9950", "availEq": "9950", "cashBal": "10000", "ccy": "USDT",
-                 "crossLiab": "0", "disEq": "10000", "eq": "10000", "eqUsd": "10000",
+                 "crossLiab": "0", "disEq": "9998", "eq": "9998", "eqUsd": "9998",
                  "fixedBal": "0", "frozenBal": "50", "imr": "50", "interest": "0",
                  "isoEq": "0", "isoLiab": "0", "isoUpl": "0", "liab": "0", "maxLoan": "0",
                  "mgnRatio": "", "mmr": "2.5", "notionalLever": "", "ordFrozen": "0",
@@ -356,3 +356,23 @@ async def test_okx_without_passphrase_is_a_clear_auth_error() -> None:
     with pytest.raises(pe.AuthenticationError, match="password"):
         await ex.connect()
 
+
+
+async def test_okx_balance_is_the_wallet_not_the_equity_with_the_open_pnl() -> None:
+    """ccxt's `total` is the currency's `eq` (cash + upl): the engine, adding the positions'
+    open P/L for the equity, counted it twice. The wallet is `cashBal`."""
+    ex = await connect("okx", Router(okx_routes()))
+    try:
+        bal = await ex.fetch_balance()
+        assert (bal.currency, bal.total) == ("USDT", 10000.0)
+    finally:
+        await ex.close()
+
+
+async def test_bybit_balance_stays_its_wallet_balance() -> None:
+    ex = await connect("bybit", Router(bybit_routes()))
+    try:
+        bal = await ex.fetch_balance()
+        assert (bal.currency, bal.total) == ("USDT", 10000.0)
+    finally:
+        await ex.close()

@@ -720,10 +720,14 @@ class CcxtExchange:
         return vm.leverage_of(p)
 
     async def fetch_balance(self) -> Balance:
+        """`Balance.total` is the wallet: realized P/L only (the engine adds the positions'
+        open P/L for the equity, as the paper venue's wallet is)."""
         ex = self._client()
         raw = await self._rest(lambda: ex.fetch_balance(), "fetch_balance")
         entry = raw.get(self._settle) or {}
-        total = _f(entry.get("total")) or 0.0
+        total = vm.wallet_of(self.id, raw, self._settle)
+        if total is None:
+            total = _f(entry.get("total")) or 0.0
         free = _f(entry.get("free")) or 0.0
         used = _f(entry.get("used"))
         return Balance(self._settle, total, free, used if used is not None else total - free)

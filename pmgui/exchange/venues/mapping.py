@@ -41,6 +41,35 @@ def pos_num(value: Any) -> float | None:
     return x if x is not None and x > 0 else None
 
 
+def wallet_of(venue: str, raw: Mapping[str, Any], settle: str) -> float | None:
+    """The `settle` currency's wallet balance (realized P/L only) from a ccxt balance's raw
+    answer, where ccxt's `total` is an equity that already holds the open P/L; None where
+    ccxt's `total` is the wallet (Bybit's `walletBalance`, the paper venue).
+
+    - binance (USDⓈ-M): ccxt's `total` is the asset's `marginBalance` (wallet + unrealized);
+      `walletBalance` is the wallet.
+    - okx: ccxt's `total` is the currency's `eq` (cash + `upl`); `cashBal` is the wallet.
+
+    Without this the engine, which adds the positions' open P/L for the equity, counted it
+    twice, and the wallet shown held it."""
+    info = raw.get("info")
+    if not isinstance(info, Mapping):
+        return None
+    if venue.startswith("binance"):
+        rows, key, field = info.get("assets"), "asset", "walletBalance"
+    elif venue == "okx":
+        data = info.get("data")
+        first = data[0] if isinstance(data, list) and data else None
+        rows = first.get("details") if isinstance(first, Mapping) else None
+        key, field = "ccy", "cashBal"
+    else:
+        return None
+    for row in rows if isinstance(rows, list) else ():
+        if isinstance(row, Mapping) and row.get(key) == settle:
+            return num(row.get(field))
+    return None
+
+
 def info_of(raw: Mapping[str, Any]) -> Mapping[str, Any]:
     info = raw.get("info")
     return info if isinstance(info, Mapping) else {}
