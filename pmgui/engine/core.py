@@ -1306,7 +1306,9 @@ class EngineCore:
         pos = rt.position
         market = self.market.market(pos.symbol)
         qty, close_all = scale_out(min(qty, closable), closable, market)
-        if close_all:
+        # a remainder below the market's minimum order could never be closed or protected
+        # (every order for it is refused): the close takes it too
+        if close_all or 0 < closable - qty < market.min_amount - EPS:
             qty = closable
         if qty <= 0:
             raise ValidationError(f"nothing to close in {pos.symbol}")
