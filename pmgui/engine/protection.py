@@ -413,8 +413,12 @@ class Protector:
                         f"{', '.join(w.tranche_ids)} not placed ({exc}); guarded locally only",
                         core.clock(), pos.id))
                 rt.protect_failing[role] = str(exc)
-        if not failed:
-            rt.protect_failing.pop(role, None)
+        if failed:
+            # A group's order was refused: the orders it was to replace stay (reduce-only,
+            # they cannot over-close) — they are what still guards that group's quantity on
+            # the exchange, as `_sync_one` keeps the old order when the new one fails.
+            return
+        rt.protect_failing.pop(role, None)
         for o in unmatched:
             await self.cancel_quietly(rt, o)
 
