@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pmgui.domain.enums import ActionType, OrderType, Reason, Side
+from pmgui.domain.enums import ActionType, OrderType, Protection, Reason, Side
 from pmgui.domain.models import Action, Market, Tick
 from pmgui.engine import commands as cmd
 from pmgui.engine.core import EngineCore
@@ -61,4 +61,33 @@ async def test_a_refused_tranche_stop_does_not_strip_the_stop_that_still_protect
     await paper.deliver(Tick(SYMBOL, first_sl - 10.0, T0 + 5), engine)
     assert await paper.fetch_positions() == []
     assert pid not in engine.positions
+    await engine.shutdown()
+
+
+async def test_a_preset_change_realigns_the_exchange_orders_and_the_badge(db_path):
+    """A tranched position (`monitor`: one SL/TP per tranche) switched to `manual` by the
+    trader: its levels are now the position's, one SL and one TP for all of it. The engine
+    changed the preset and left the per-tranche orders on the exchange for good: the badge
+    said "local only" while nothing ever re-placed them."""
+    store = Store.open(db_path)
+    paper = PaperExchange({SYMBOL: COARSE}, None, realtime=False, db=store.db)
+    engine = EngineCore(paper, store, Outbox(),
+                        EngineSettings(default_preset="monitor", protect_throttle=0.0),
+                        clock=paper.now)
+    await engine.start()
+    await paper.deliver(Tick(SYMBOL, 60_000.0, T0), engine)
+    pid = (await engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.02, 5,
+                                                preset="monitor"))).position_id
+    await paper.deliver(Tick(SYMBOL, 60_600.0, T0 + 1), engine)
+    assert await engine.execute(Action(ActionType.ADD, Reason.MANUAL, pid, 60_600.0, qty=0.01,
+                                       rule="manual", ts=T0 + 1))
+    await paper.deliver(Tick(SYMBOL, 60_610.0, T0 + 2), engine)
+    assert len(await _stops(paper)) == 2  # one per tranche
+    res = await engine.handle(cmd.SetPreset(pid, "manual"))
+    assert res.ok
+    await paper.deliver(Tick(SYMBOL, 60_620.0, T0 + 3), engine)
+    await engine.periodic()
+    pos = engine.positions[pid]
+    assert await _stops(paper) == [(pos.sl, pytest.approx(0.03))]
+    assert engine.protection(pos) is Protection.ON_EXCHANGE
     await engine.shutdown()

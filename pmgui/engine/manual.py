@@ -248,6 +248,10 @@ class ManualCommands:
         resolve_params(c.preset, overrides)  # validates; raises ValidationError
         rt.params = None
         self.core.set_position(pos.evolve(preset=c.preset, overrides=frozen_map(c.overrides)))
+        # The rules decide which orders the exchange holds (per tranche or one for the whole
+        # position, the trigger type): what rests was placed for the old preset, so it is
+        # re-aligned on the next pass, not left as it is for good.
+        self.core.protector.mark_dirty(rt, urgent=True)
         self.core.publish_position(rt)
         return cmd.CommandResult(True, f"{pos.symbol}: preset {c.preset}", pos.id)
 
