@@ -67,3 +67,43 @@ async def test_a_partial_close_with_a_closable_remainder_stays_partial(db_path):
              if o.type is OrderType.STOP_MARKET]
     assert [o.amount for o in stops] == [pytest.approx(0.015)]
     await engine.shutdown()
+
+
+async def test_a_second_emergency_close_after_the_first_answers_with_the_close(db_path):
+    """The emergency close clicked twice, the second arriving after the first was done (a
+    double click on a fast venue, or the position's stop filling first): the answer is the
+    close that happened, not an error; nothing more is sent."""
+    engine, _paper = await _engine(db_path)
+    pid = (await engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.02, 10, sl=59_000.0,
+                                                tp=62_000.0))).position_id
+    first = await engine.handle(cmd.ClosePosition(pid))
+    assert first.ok and pid not in engine.positions
+    sent = len(engine.store.linked_orders(pid))
+    again = await engine.handle(cmd.ClosePosition(pid))
+    assert again.ok and again.position_id == pid
+    assert "already closed" in again.message and again.fills == ()
+    assert len(engine.store.linked_orders(pid)) == sent  # nothing sent
+    await engine.shutdown()
+
+
+async def test_flatten_of_a_position_closed_by_its_stop_meanwhile_is_no_error(db_path):
+    """Flatten lists the open positions, then asks the venue for its positions: a stop
+    that fills in that instant closes one of them. The flatten's answer must still say
+    everything is flat, not report that position as an error."""
+    engine, paper = await _engine(db_path)
+    a = (await engine.handle(cmd.OpenPosition(SYMBOL, Side.LONG, 0.02, 10, sl=59_000.0,
+                                              tp=62_000.0))).position_id
+    fetch = paper.fetch_positions
+
+    async def stop_fills_first(*args: object, **kw: object) -> object:
+        paper.fetch_positions = fetch  # once: the venue's stop fills as it is asked
+        await paper.deliver(Tick(SYMBOL, 58_900.0, T0 + 1), engine)
+        assert a not in engine.positions
+        return await fetch(*args, **kw)
+
+    paper.fetch_positions = stop_fills_first  # type: ignore[method-assign]
+    res = await engine.handle(cmd.CloseAll())
+    assert res.ok, res.message
+    assert res.residual == ()
+    assert engine.store.load_position(a).exit_reason == "stop_loss"
+    await engine.shutdown()

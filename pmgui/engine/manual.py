@@ -105,12 +105,24 @@ class ManualCommands:
         rt = self.core.book.runtime(c.position_id)
         if rt is not None and rt.closing is not None and c.fraction >= 1:
             return await asyncio.shield(rt.closing)  # idempotent: one close per position
+        if rt is None or not rt.is_open:
+            done = self._already_closed(c.position_id)
+            if done is not None:
+                return done
         rt = self.runtime(c.position_id)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         if c.fraction >= 1:
             rt.closing = fut
         try:
             async with rt.lock:
+                if not rt.is_open or self.core.book.runtime(rt.id) is not rt:
+                    # closed while this close waited for the position (its stop filled, a
+                    # close before it): that close is the answer, nothing is sent
+                    done = self._already_closed(c.position_id)
+                    if done is not None:
+                        if not fut.done():
+                            fut.set_result(done)
+                        return done
                 pos = self.runtime(c.position_id).position
                 before = {f.id for f in self.core.store.fills(pos.id)}
                 price = self.core.market.price(pos.symbol) or pos.entry
@@ -135,6 +147,17 @@ class ManualCommands:
         finally:
             if rt.closing is fut:
                 rt.closing = None
+
+    def _already_closed(self, pid: str) -> cmd.CommandResult | None:
+        """A close asked of a position that is closed already (a second click of the
+        emergency close, a flatten racing the position's own stop): the truth about the
+        close that happened, nothing sent. None: no such closed position."""
+        pos = self.core.store.load_position(pid)
+        if pos is None or pos.is_open:
+            return None
+        how = f" ({pos.exit_reason})" if pos.exit_reason else ""
+        return cmd.CommandResult(True, f"{pos.symbol}: already closed{how}; nothing was sent",
+                                 pos.id, realized_pnl=0.0)
 
     def _close_result(self, pos: Position, before: set[str],
                       order: Order | None) -> cmd.CommandResult:
