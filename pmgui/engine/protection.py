@@ -383,6 +383,7 @@ class Protector:
         core = self.core
         pos = rt.position
         wanted = self.tranche_orders(rt, pos, role)
+        market = core.market.market(pos.symbol)
         current = [o for o in rt.pending(role)
                    if o.status in (OrderStatus.OPEN, OrderStatus.PENDING)]
         if any(o.status is OrderStatus.PENDING for o in current):
@@ -393,8 +394,11 @@ class Protector:
         for w, m in zip(wanted, matched, strict=True):
             if m is not None:
                 continue
-            req = OrderRequest(core.new_client_id(), pos.symbol, pos.side.close_side, otype, w.qty,
-                               trigger_price=w.trigger, reduce_only=True, position_id=pos.id,
+            # to the step: a float sum (0.03 - 0.02 = 0.00999…) the venue's precision would
+            # truncate a step short (0.009), leaving that step without an order
+            req = OrderRequest(core.new_client_id(), pos.symbol, pos.side.close_side, otype,
+                               market.round_amount(w.qty), trigger_price=w.trigger,
+                               reduce_only=True, position_id=pos.id,
                                role=role, reason=role.value + TRANCHES_TAG
                                + ",".join(w.tranche_ids))
             try:
@@ -503,8 +507,11 @@ class Protector:
                     if o is not keep[0]:
                         await self.cancel_quietly(rt, o)
                 return
+            # to the step: a float remainder (0.3 - 0.1 = 0.19999…) the venue's precision
+            # would truncate a step short (0.199), leaving that step without an order
             req = OrderRequest(core.new_client_id(), pos.symbol, pos.side.close_side, otype,
-                               pos.qty, trigger_price=trigger, reduce_only=True, position_id=pos.id,
+                               market.round_amount(pos.qty), trigger_price=trigger,
+                               reduce_only=True, position_id=pos.id,
                                role=role, reason=role.value, trigger_ref=self.trigger_ref(pos))
             try:
                 await core.place(req, self._turns if beside else None)

@@ -1,0 +1,83 @@
+"""Audit of protection on the Binance USDⓈ-M emulator: the real engine, the real ccxt
+adapter and a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pmgui.domain.enums import Side
+from pmgui.engine import commands as cmd
+from tests.fakes.binance_server import BinanceServer
+from tests.venue_support import BTC, VenueRig, monitor, until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BinanceServer]:
+    srv = BinanceServer()
+    await srv.start()
+    srv.state.api_keys.add("test-key")
+    yield srv
+    await srv.stop()
+
+
+def algos(server: BinanceServer) -> list:
+    return [o for o in server.state.algo_orders.values() if o.is_open]
+
+
+async def _settled(rig: VenueRig, cond) -> None:
+    """Housekeeping passes until `cond` holds (a pass re-places what a fill left dirty)."""
+    for _ in range(100):
+        if cond():
+            return
+        await rig.engine.periodic()
+        await until(lambda: True)
+    assert cond()
+
+
+async def test_protective_orders_cover_the_whole_position_after_fills_and_closes(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """Quantities are floats: 0.02 + 0.01 - 0.02 is 0.009999999999999998 and 0.3 - 0.1 is
+    0.19999999999999998, which the venue's precision truncates to 0.009 / 0.199. The
+    protective orders must still cover the position to the last step (and the badge say
+    so), not leave one step without a stop on the exchange."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite", monitor())
+    try:
+        await rig.start()
+        e = rig.engine
+        pid = (await e.handle(cmd.OpenPosition(BTC, Side.SHORT, 0.02, 10))).position_id
+        await server.set_price("BTCUSDT", "49500")
+        await until(lambda: e.market.price(BTC) == 49_500.0, what="the new price")
+        await e.handle(cmd.AddToPosition(pid, 0.01))
+        await until(lambda: e.positions[pid].qty == pytest.approx(0.03), what="the add")
+        await _settled(rig, lambda: len(algos(server)) == 4
+                       and not any(o.client_id in e.ledger.creating for o in algos(server)))
+        sizes = sorted(float(o.qty) for o in algos(server) if o.type == "STOP_MARKET")
+        assert sizes == [0.01, 0.02]
+        assert e.protection(e.positions[pid]).value == "on_exchange"
+    finally:
+        await rig.stop()
+
+
+async def test_a_whole_position_stop_covers_the_position_after_a_partial_close(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """A third of 0.3 closed: the stop and take-profit are re-placed for 0.2, not 0.199."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        pid = (await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.3, 10, sl=49_000.0,
+                                               tp=51_000.0, preset="manual"))).position_id
+        res = await e.handle(cmd.ClosePosition(pid, 1 / 3))
+        assert res.ok, res.message
+        assert e.positions[pid].qty == pytest.approx(0.2)
+        await _settled(rig, lambda: {float(o.qty) for o in algos(server)} != {0.3})
+        assert sorted((o.type, float(o.qty)) for o in algos(server)) == [
+            ("STOP_MARKET", 0.2), ("TAKE_PROFIT_MARKET", 0.2)]
+        assert e.protection(e.positions[pid]).value == "on_exchange"
+    finally:
+        await rig.stop()
