@@ -81,3 +81,33 @@ async def test_a_whole_position_stop_covers_the_position_after_a_partial_close(
         assert e.protection(e.positions[pid]).value == "on_exchange"
     finally:
         await rig.stop()
+
+
+@pytest.mark.parametrize("hedge", [False, True])
+async def test_per_tranche_orders_trigger_on_the_symbols_trigger_price(
+        server: BinanceServer, tmp_path: Path, hedge: bool) -> None:
+    """`protection.trigger = "last"` for the symbol: the per-tranche SL/TP (seed 002, after
+    a second fill at another price) must trigger on the last price like the whole-position
+    ones. They were sent without the symbol's trigger type: on the mark price."""
+    server.state.hedge_mode = hedge
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite", monitor(trigger="last"))
+    try:
+        await rig.start()
+        e = rig.engine
+        pid = (await e.handle(cmd.OpenPosition(BTC, Side.SHORT, 0.02, 10))).position_id
+        assert {o.working_type for o in algos(server)} == {"CONTRACT_PRICE"}
+        await server.set_price("BTCUSDT", "49500")
+        await until(lambda: e.market.price(BTC) == 49_500.0, what="the new price")
+        await e.handle(cmd.AddToPosition(pid, 0.01))
+        await until(lambda: e.positions[pid].qty == pytest.approx(0.03), what="the add")
+
+        def per_tranche() -> bool:
+            return len(algos(server)) == 4 and {float(o.qty) for o in algos(server)} == \
+                {0.02, 0.01}
+
+        await _settled(rig, per_tranche)
+        assert per_tranche(), [(o.type, o.qty, o.stop_price) for o in algos(server)]
+        assert {o.working_type for o in algos(server)} == {"CONTRACT_PRICE"}, \
+            [(o.type, o.qty, o.working_type) for o in algos(server)]
+    finally:
+        await rig.stop()

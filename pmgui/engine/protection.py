@@ -400,7 +400,7 @@ class Protector:
                                market.round_amount(w.qty), trigger_price=w.trigger,
                                reduce_only=True, position_id=pos.id,
                                role=role, reason=role.value + TRANCHES_TAG
-                               + ",".join(w.tranche_ids))
+                               + ",".join(w.tranche_ids), trigger_ref=self.trigger_ref(pos))
             try:
                 await core.place(req, self._turns if beside else None)
             except OrderStatusUnknown as exc:
