@@ -111,3 +111,24 @@ async def test_per_tranche_orders_trigger_on_the_symbols_trigger_price(
             [(o.type, o.qty, o.working_type) for o in algos(server)]
     finally:
         await rig.stop()
+
+
+async def test_an_add_is_protected_on_the_exchange_when_the_command_answers(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """The trader's Add at market: when the command answers, the stop on the exchange covers
+    the grown position (as after an open or a level change), not only the old size until
+    some later tick or housekeeping pass re-places it."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        pid = (await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0,
+                                               tp=51_000.0, preset="manual"))).position_id
+        res = await e.handle(cmd.AddToPosition(pid, 0.01))
+        assert res.ok, res.message
+        assert e.positions[pid].qty == pytest.approx(0.03)
+        assert sorted((o.type, float(o.qty)) for o in algos(server)) == [
+            ("STOP_MARKET", 0.03), ("TAKE_PROFIT_MARKET", 0.03)]
+        assert e.protection(e.positions[pid]).value == "on_exchange"
+    finally:
+        await rig.stop()

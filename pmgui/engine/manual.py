@@ -425,6 +425,10 @@ class ManualCommands:
             self.runtime(c.position_id)  # still open
             core.store.record_action(action, symbol=pos.symbol)
             await core._add(rt, action)
+            if rt.is_open and rt.protect_dirty:
+                # the trader's own change, like an open or a level move: the stop on the
+                # exchange covers the grown position now, not at a later tick or pass
+                await core.protector.sync(rt, force=True)
         core.outbox.publish(ActionTaken(action, pos.symbol))
         core.publish_position(rt)
         return cmd.CommandResult(True, f"{pos.symbol}: add "
