@@ -132,3 +132,26 @@ async def test_an_add_is_protected_on_the_exchange_when_the_command_answers(
         assert e.protection(e.positions[pid]).value == "on_exchange"
     finally:
         await rig.stop()
+
+
+async def test_a_changed_trigger_type_re_places_the_exchange_orders(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """The trader sets `protection.trigger = "last"` on a position whose orders trigger on
+    the mark price: the exchange's SL/TP must follow (re-placed on the last price), not
+    keep triggering on the mark because their levels did not change."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        pid = (await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0,
+                                               tp=51_000.0, preset="manual"))).position_id
+        assert {o.working_type for o in algos(server)} == {"MARK_PRICE"}
+        res = await e.handle(cmd.SetPreset(pid, "manual", {"protection.trigger": "last"}))
+        assert res.ok, res.message
+        await _settled(rig, lambda: {o.working_type for o in algos(server)}
+                       == {"CONTRACT_PRICE"} and len(algos(server)) == 2)
+        assert sorted((o.type, float(o.stop_price), float(o.qty)) for o in algos(server)) == [
+            ("STOP_MARKET", 49_000.0, 0.02), ("TAKE_PROFIT_MARKET", 51_000.0, 0.02)]
+        assert e.protection(e.positions[pid]).value == "on_exchange"
+    finally:
+        await rig.stop()

@@ -390,6 +390,11 @@ class Protector:
             rt.protect_dirty = True  # an unanswered create: wait until its fate is known
             return
         matched, unmatched = self._match(current, wanted, pos)
+        ref = self.trigger_ref(pos)
+        for i, m in enumerate(matched):
+            if m is not None and m.trigger_ref not in (None, ref):
+                matched[i] = None  # the symbol's trigger type changed: re-placed on it
+                unmatched.append(m)
         failed = False
         for w, m in zip(wanted, matched, strict=True):
             if m is not None:
@@ -400,7 +405,7 @@ class Protector:
                                market.round_amount(w.qty), trigger_price=w.trigger,
                                reduce_only=True, position_id=pos.id,
                                role=role, reason=role.value + TRANCHES_TAG
-                               + ",".join(w.tranche_ids), trigger_ref=self.trigger_ref(pos))
+                               + ",".join(w.tranche_ids), trigger_ref=ref)
             try:
                 await core.place(req, self._turns if beside else None)
             except OrderStatusUnknown as exc:
@@ -492,9 +497,13 @@ class Protector:
         if level is not None:
             trigger = market.round_price(level)
             half_tick, half_step = market.tick_size / 2, market.amount_step / 2
+            ref = self.trigger_ref(pos)
+            # an order on the other trigger price (mark/last: the trader changed
+            # `protection.trigger`) is re-placed; one whose type is not known is kept
             keep = [o for o in current if o.trigger_price is not None
                     and abs(o.trigger_price - trigger) < half_tick
-                    and abs(o.amount - pos.qty) <= half_step]
+                    and abs(o.amount - pos.qty) <= half_step
+                    and o.trigger_ref in (None, ref)]
             keep.sort(key=lambda o: o.status is not OrderStatus.OPEN)  # acknowledged first
             if keep and keep[0].status is OrderStatus.PENDING:
                 # Its create went unanswered: until its fate is known, what protects the
@@ -512,7 +521,7 @@ class Protector:
             req = OrderRequest(core.new_client_id(), pos.symbol, pos.side.close_side, otype,
                                market.round_amount(pos.qty), trigger_price=trigger,
                                reduce_only=True, position_id=pos.id,
-                               role=role, reason=role.value, trigger_ref=self.trigger_ref(pos))
+                               role=role, reason=role.value, trigger_ref=ref)
             try:
                 await core.place(req, self._turns if beside else None)
             except OrderWouldTriggerImmediately as exc:
