@@ -11,7 +11,7 @@ import pytest
 from pmgui.domain.enums import Side
 from pmgui.engine import commands as cmd
 from tests.fakes.binance_server import BinanceServer
-from tests.venue_support import BTC, VenueRig, monitor, until
+from tests.venue_support import BTC, ETH, VenueRig, monitor, until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,5 +153,29 @@ async def test_a_changed_trigger_type_re_places_the_exchange_orders(
         assert sorted((o.type, float(o.stop_price), float(o.qty)) for o in algos(server)) == [
             ("STOP_MARKET", 49_000.0, 0.02), ("TAKE_PROFIT_MARKET", 51_000.0, 0.02)]
         assert e.protection(e.positions[pid]).value == "on_exchange"
+    finally:
+        await rig.stop()
+
+
+async def test_flatten_still_closes_when_its_first_look_at_the_positions_fails(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """Flatten's one shared look at the venue's positions is refused (a burst of 429s that
+    outlasts the adapter's retries): each position's close then looks for itself, as a
+    single close does. It closed nothing at all, a whole book left open by one error."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0, preset="manual"))
+        await e.handle(cmd.OpenPosition(ETH, Side.SHORT, 0.5, 10, sl=3_100.0, preset="manual"))
+        assert len(rig.open_positions()) == 2
+        server.faults.http_429_paths = ("positionRisk",)
+        server.faults.http_429 = 4  # the adapter's tries of that one look
+        res = await e.handle(cmd.CloseAll())
+        assert rig.open_positions() == []
+        assert all(p.amount == 0 for p in server.state.positions.values())
+        assert algos(server) == []
+        assert res.residual == ()
+        assert "closed 2 position(s)" in res.message, res.message
     finally:
         await rig.stop()

@@ -9,6 +9,7 @@ through the verified reduce path, opens through the journal. Results tell the tr
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,8 @@ from pmgui.rules.params import resolve_params
 
 if TYPE_CHECKING:
     from pmgui.engine.core import EngineCore
+
+log = logging.getLogger("pmgui.engine.manual")
 
 
 class ManualCommands:
@@ -203,13 +206,13 @@ class ManualCommands:
             try:
                 remote = await self.core.exchange.fetch_positions()  # one look for all of them
             except ExchangeError as exc:
-                errors.append(f"positions unavailable: {exc}")
-        if remote is not None or not rts:
-            results = await asyncio.gather(
-                *(self.close(cmd.ClosePosition(rt.id, 1.0, c.reason), remote, mark)
-                  for rt in rts), return_exceptions=True)
-        else:
-            results = []
+                # not a reason to close nothing: each close then looks for itself (and
+                # refuses alone, with its reason, if the venue still cannot tell)
+                log.warning("flatten: positions unavailable (%s); each close looks itself",
+                            exc)
+        results = await asyncio.gather(
+            *(self.close(cmd.ClosePosition(rt.id, 1.0, c.reason), remote, mark)
+              for rt in rts), return_exceptions=True)
         closed, realized, fills = 0, 0.0, []
         for rt, res in zip(rts, results, strict=False):
             if isinstance(res, cmd.CommandResult):
