@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pmgui.domain.enums import Side
+from pmgui.domain.errors import ValidationError
 from pmgui.engine import commands as cmd
 from tests.fakes.binance_server import BinanceServer
 from tests.venue_support import BTC, ETH, VenueRig, monitor, until
@@ -177,5 +178,28 @@ async def test_flatten_still_closes_when_its_first_look_at_the_positions_fails(
         assert algos(server) == []
         assert res.residual == ()
         assert "closed 2 position(s)" in res.message, res.message
+    finally:
+        await rig.stop()
+
+
+@pytest.mark.parametrize("order_type", ["market", "limit"])
+async def test_one_way_account_refuses_an_opposite_open_that_would_net_the_position(
+        server: BinanceServer, tmp_path: Path, order_type: str) -> None:
+    """A one-way account nets a symbol's orders: a "short" opened while a long is open only
+    reduces the long. The engine sent it and booked a short beside the whole long (two
+    positions shown, one 0.01 long on the venue). It must refuse, nothing sent."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0, preset="manual"))
+        sent = len(server.state.orders) + len(server.state.algo_orders)
+        with pytest.raises(ValidationError, match="one-way"):
+            await e.handle(cmd.OpenPosition(BTC, Side.SHORT, 0.01, 10, sl=52_000.0,
+                                            preset="manual", order_type=order_type,
+                                            price=None if order_type == "market" else 50_500.0))
+        assert len(server.state.orders) + len(server.state.algo_orders) == sent
+        assert [(p.side, p.qty) for p in rig.open_positions()] == [(Side.LONG, 0.02)]
+        assert float(server.state.positions["BTCUSDT"].amount) == 0.02
     finally:
         await rig.stop()

@@ -38,6 +38,7 @@ from pmgui.domain.validation import (
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken, OrderSnapshot
 from pmgui.engine.ids import new_position_id
+from pmgui.engine.manual import check_position_mode
 from pmgui.engine.protection import PROTECTIVE
 from pmgui.engine.runtime import PositionRuntime
 from pmgui.rules.params import resolve_params
@@ -108,6 +109,7 @@ class RestingEntries:
             core.market.last[c.symbol] = tick
             now_price = tick.price
         check_entry_price(kind, c.side, price, now_price)
+        check_position_mode(core, c.symbol, c.side)
         qty = validate_amount(c.qty)
         validate_leverage(c.leverage, market.max_leverage or 125)
         qty = market.floor_amount(qty)

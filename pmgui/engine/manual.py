@@ -14,7 +14,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pmgui.domain import money
-from pmgui.domain.enums import ActionType, OrderRole, OrderType, Protection, Reason, StopKind
+from pmgui.domain.enums import (
+    ActionType,
+    OrderRole,
+    OrderType,
+    Protection,
+    Reason,
+    Side,
+    StopKind,
+)
 from pmgui.domain.errors import ExchangeError, PmguiError, PositionNotFound, ValidationError
 from pmgui.domain.models import (
     Action,
@@ -313,6 +321,7 @@ class ManualCommands:
         validate_new_position(c.symbol, c.side, c.qty, c.leverage,
                               [rt.position for rt in self.core.book.for_symbol(c.symbol)],
                               market, price)
+        check_position_mode(self.core, c.symbol, c.side)
         preset = c.preset or self.core.settings.preset_for(c.symbol)
         overrides = self.core.settings.overrides_for(c.symbol)
         overrides.update(c.overrides)
@@ -441,6 +450,23 @@ class ManualCommands:
 
 async def add_to_position(core: EngineCore, c: cmd.AddToPosition) -> cmd.CommandResult:
     return await core.commands.add(c)
+
+
+def check_position_mode(core: EngineCore, symbol: str, side: Side) -> None:
+    """A one-way account nets a symbol's orders: an open of one side while the other side
+    is open would only reduce (or flip) that position, never open a second one beside it.
+    Refused with the reason, nothing sent. A venue that keeps both sides apart (the paper
+    exchange, a hedge-mode account) has no such limit."""
+    hedged = getattr(core.exchange, "is_hedged", None)
+    if hedged is None or hedged(symbol):
+        return
+    opposite = Side.SHORT if side is Side.LONG else Side.LONG
+    if core.book.find(symbol, opposite) is not None:
+        raise ValidationError(
+            f"{symbol}: the account is in one-way position mode, so a {side.value} would "
+            f"reduce the open {opposite.value} instead of opening a {side.value}; close "
+            f"the {opposite.value} first (or switch the account to hedge mode)",
+            field="side")
 
 
 def _number(value: object, name: str) -> float:
