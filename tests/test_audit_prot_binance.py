@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pmgui.domain.enums import Side
+from pmgui.domain.enums import OrderSide, OrderType, Side
 from pmgui.domain.errors import ValidationError
+from pmgui.domain.models import OrderRequest
 from pmgui.engine import commands as cmd
+from pmgui.exchange.ccxt_adapter import CcxtExchange
+from pmgui.exchange.credentials import Credentials
 from tests.fakes.binance_server import BinanceServer
-from tests.venue_support import BTC, ETH, VenueRig, monitor, until
+from tests.venue_support import BTC, ETH, FAST, VenueRig, monitor, until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -202,4 +205,36 @@ async def test_one_way_account_refuses_an_opposite_open_that_would_net_the_posit
         assert [(p.side, p.qty) for p in rig.open_positions()] == [(Side.LONG, 0.02)]
         assert float(server.state.positions["BTCUSDT"].amount) == 0.02
     finally:
+        await rig.stop()
+
+
+async def test_closing_never_cancels_the_traders_own_order_that_filled_against_it(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """The trader's own limit sell, placed in the venue's app (not by pmgui), fills in part
+    against pmgui's long: the engine books that fill on the position. When the position is
+    then closed, pmgui cancelled that order too — an order it did not place (DESIGN §5:
+    never touch what is not ours). It must still rest on the venue."""
+    other = CcxtExchange("binanceusdm", options=server.ccxt_config(),
+                         credentials=Credentials("test-key", "s"), settings=FAST)
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        await other.connect()
+        e = rig.engine
+        pid = (await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0,
+                                               preset="manual"))).position_id
+        await other.create_order(OrderRequest("web_trader_1", BTC, OrderSide.SELL,
+                                              OrderType.LIMIT, 0.03, price=51_000.0))
+        await server.fill_part("web_trader_1", "0.01")
+        await until(lambda: e.positions[pid].qty == pytest.approx(0.01),
+                    what="the trader's fill booked on the position")
+        res = await e.handle(cmd.ClosePosition(pid))
+        assert res.ok, res.message
+        assert pid not in e.positions
+        mine = next(o for o in server.state.orders.values() if o.client_id == "web_trader_1")
+        assert mine.status == "PARTIALLY_FILLED"
+        assert [p for m, p, q in server.requests if m == "DELETE"
+                and q.get("origClientOrderId") == "web_trader_1"] == []
+    finally:
+        await other.close()
         await rig.stop()

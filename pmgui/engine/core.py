@@ -80,7 +80,7 @@ from pmgui.engine.events import (
     PositionSnapshot,
 )
 from pmgui.engine.funding import FundingSync
-from pmgui.engine.ids import new_client_id
+from pmgui.engine.ids import is_ours, new_client_id
 from pmgui.engine.ledger import EPS, Applied, Correction, OrderLedger, corrected
 from pmgui.engine.loop import TurnShare, let_due_work_first
 from pmgui.engine.manual import ManualCommands
@@ -1200,6 +1200,8 @@ class EngineCore:
         """Closed: cancel what protected it, publish, forget."""
         rt = self.book.runtime(pos.id)
         for order in (rt.resting() if rt else []):
+            if not is_ours(order.client_id):
+                continue  # the trader's own order booked on it: never touched (DESIGN §5)
             try:
                 await self.cancel(order)
             except ExchangeError as exc:
