@@ -238,3 +238,27 @@ async def test_closing_never_cancels_the_traders_own_order_that_filled_against_i
     finally:
         await other.close()
         await rig.stop()
+
+
+async def test_an_open_whose_stop_is_already_crossed_says_it_was_closed(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """The market falls while the entry is on its way: the long fills below its requested
+    stop, the venue refuses the stop as already triggered and the engine closes the
+    position at once (DESIGN §4). The command's answer must say so, not "opened"."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+
+        async def market_falls(params: dict[str, str]) -> None:
+            await server.set_price("BTCUSDT", "48900")  # through the stop at 49 000
+
+        server.faults.before_create = market_falls  # as the entry arrives
+        res = await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0,
+                                              preset="manual"))
+        assert rig.open_positions() == []
+        assert float(server.state.positions["BTCUSDT"].amount) == 0
+        assert "closed at once (stop_loss" in res.message, res.message
+        assert res.outcomes == ()
+    finally:
+        await rig.stop()

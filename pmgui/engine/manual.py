@@ -412,9 +412,19 @@ class ManualCommands:
         outcomes = tuple(self.core.protector.outcome(rt, role) for role in PROTECTIVE) \
             if rt.is_open else ()
         market = self.core.market.market(c.symbol)
-        return cmd.CommandResult(True, f"opened {c.side.value} {plain_qty(result.filled, market)} "
-                                 f"{c.symbol} @ {plain_price(result.average, market)}", pid,
-                                 outcomes=outcomes)
+        opened = (f"opened {c.side.value} {plain_qty(result.filled, market)} {c.symbol} @ "
+                  f"{plain_price(result.average, market)}")
+        if not rt.is_open:
+            # its level was through the market when the venue got it (the price moved while
+            # the entry was on its way): closed at once (DESIGN §4), not "opened"
+            cur = rt.position
+            how = f" ({cur.exit_reason})" if cur.exit_reason else ""
+            at = f" @ {plain_price(cur.exit_price, market)}" if cur.exit_price else ""
+            return cmd.CommandResult(True, f"{opened}, then closed at once{how}{at} — its "
+                                           "level was already crossed; realized "
+                                           f"{cur.realized_pnl:+,.2f}", pid,
+                                     realized_pnl=cur.realized_pnl)
+        return cmd.CommandResult(True, opened, pid, outcomes=outcomes)
 
     async def add(self, c: cmd.AddToPosition) -> cmd.CommandResult:
         """The UI's Add: an ADD action through the same executor path the rules use
