@@ -262,3 +262,26 @@ async def test_an_open_whose_stop_is_already_crossed_says_it_was_closed(
         assert res.outcomes == ()
     finally:
         await rig.stop()
+
+
+async def test_a_close_filled_without_its_price_yet_is_not_reported_as_not_sent(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """The emergency close fills, but the venue's reports carry no price and its trades are
+    not visible yet: the answer said "nothing sent — its stop/TP order has fired", which
+    is false on both counts (a trader would click again). It must say the close was sent,
+    its fill to follow."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        pid = (await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0,
+                                               preset="manual"))).position_id
+        server.faults.priceless_reports = True
+        server.faults.hidden_trades = 1_000
+        server.faults.hold_order_events = True
+        res = await e.handle(cmd.ClosePosition(pid))
+        assert float(server.state.positions["BTCUSDT"].amount) == 0  # it did close
+        assert "nothing sent" not in res.message and "fired" not in res.message, res.message
+        assert "close sent" in res.message, res.message
+    finally:
+        await rig.stop()

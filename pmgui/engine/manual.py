@@ -186,6 +186,19 @@ class ManualCommands:
         avg = sum(f.qty * f.price for f in fills) / qty if qty > 0 else None
         pnl = now.realized_pnl - pos.realized_pnl
         how = ""
+        if not fills and now.is_open and order is not None:
+            # sent, but no priced fill yet (the venue reported none, or a fill without its
+            # price): what the venue said, not "nothing sent"
+            market = self.core.market.market(pos.symbol)
+            if order.filled > EPS:
+                return cmd.CommandResult(
+                    True, f"{pos.symbol}: close sent, {plain_qty(order.filled, market)} filled; "
+                          "its price is not reported yet — booked as the exchange reports it",
+                    pos.id, realized_pnl=0.0)
+            return cmd.CommandResult(
+                False, f"{pos.symbol}: close sent; its fill is not reported (with its price) "
+                       "yet — the position updates as the exchange reports it", pos.id,
+                realized_pnl=0.0)
         if not fills and now.is_open:
             return cmd.CommandResult(False, f"{pos.symbol}: nothing sent — its stop/TP order on "
                                             "the exchange has fired; its fill is on its way",
