@@ -285,3 +285,33 @@ async def test_a_close_filled_without_its_price_yet_is_not_reported_as_not_sent(
         assert "close sent" in res.message, res.message
     finally:
         await rig.stop()
+
+
+async def test_flatten_with_one_close_refused_closes_the_others_and_keeps_its_stop(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """One position's close is refused by the venue: the others close, that one keeps its
+    stop on the exchange, and the answer names it as still open."""
+    from tests.fakes.binance_server import BinanceApiError
+
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0, preset="manual"))
+        await e.handle(cmd.OpenPosition(ETH, Side.SHORT, 0.5, 10, sl=3_100.0, preset="manual"))
+        refused: list[str] = []
+
+        async def refuse(params: dict[str, str]) -> None:
+            refused.append(params["symbol"])
+            raise BinanceApiError(-1100, "Illegal characters found in a parameter.")
+
+        server.faults.before_create = refuse  # the first close to arrive
+        res = await e.handle(cmd.CloseAll())
+        assert not res.ok
+        assert len(refused) == 1
+        left = rig.open_positions()
+        assert [p.symbol.replace("/", "").split(":")[0] for p in left] == refused
+        assert [p.split()[0] for p in res.residual] == [left[0].symbol]
+        assert [o.symbol for o in algos(server) if o.type == "STOP_MARKET"] == refused
+    finally:
+        await rig.stop()
