@@ -315,3 +315,30 @@ async def test_flatten_with_one_close_refused_closes_the_others_and_keeps_its_st
         assert [o.symbol for o in algos(server) if o.type == "STOP_MARKET"] == refused
     finally:
         await rig.stop()
+
+
+async def test_flatten_withdraws_working_entries_before_the_market_moves_them_into_fills(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """Flatten with a resting buy-the-dip entry on another symbol: the market falls as the
+    closes go out and would fill that entry. It was withdrawn only after the closes, so it
+    filled first and the flatten left a new position open. Withdrawn first, nothing opens."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=48_000.0, preset="manual"))
+        entry = await e.handle(cmd.OpenPosition(ETH, Side.LONG, 0.5, 10, order_type="limit",
+                                                price=2_900.0, preset="manual"))
+        assert entry.ok and "working" in entry.message, entry.message
+
+        async def market_falls(params: dict[str, str]) -> None:
+            await server.set_price("ETHUSDT", "2850")  # through the entry's limit
+
+        server.faults.before_create = market_falls  # as the first close arrives
+        res = await e.handle(cmd.CloseAll())
+        assert res.ok, res.message
+        assert rig.open_positions() == []
+        assert all(p.amount == 0 for p in server.state.positions.values())
+        assert not [o for o in server.state.orders.values() if o.is_open]
+    finally:
+        await rig.stop()

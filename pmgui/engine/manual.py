@@ -216,10 +216,20 @@ class ManualCommands:
         return cmd.CommandResult(True, msg, pos.id, fills=fills, realized_pnl=pnl)
 
     async def close_all(self, c: cmd.CloseAll) -> cmd.CommandResult:
-        """Flatten (DESIGN §5): every position closed at once with reduce-only market orders
-        while its protective orders still stand; then the protective orders left are
-        cancelled, the exchange re-checked and residuals reported."""
+        """Flatten (DESIGN §5): the working entries withdrawn, then every position closed at
+        once with reduce-only market orders while its protective orders still stand; then
+        the protective orders left are cancelled, the exchange re-checked and residuals
+        reported."""
         errors: list[str] = []
+        # The working entries first: a flatten leaves nothing that opens a position later,
+        # and an entry the closing market runs through would fill while the closes are out
+        # (one that filled already is a position by now, closed below with the others).
+        entries = [o for o in self.core.entries.working() if o.status.value == "open"]
+        cancels = await asyncio.gather(*(self.core.cancel(o) for o in entries),
+                                       return_exceptions=True)
+        for o, res in zip(entries, cancels, strict=True):
+            if isinstance(res, ExchangeError):
+                errors.append(f"cancel {o.symbol} {o.role.value}: {res}")
         rts = [rt for rt in self.core.book.runtimes() if rt.is_open]
         remote: list[ExchangePosition] | None = None
         mark = self.core.reconciler.mark
@@ -250,8 +260,6 @@ class ManualCommands:
 
         # a position that could not be closed keeps its protection
         leftovers = [o for o in self.core.ledger.resting() if o.role in PROTECTIVE and orphaned(o)]
-        # and the working entries: a flatten leaves nothing that opens a position later
-        leftovers += [o for o in self.core.entries.working() if o.status.value == "open"]
         cancels = await asyncio.gather(*(self.core.cancel(o) for o in leftovers),
                                        return_exceptions=True)
         for o, res in zip(leftovers, cancels, strict=True):
