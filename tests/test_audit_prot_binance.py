@@ -342,3 +342,32 @@ async def test_flatten_withdraws_working_entries_before_the_market_moves_them_in
         assert not [o for o in server.state.orders.values() if o.is_open]
     finally:
         await rig.stop()
+
+
+@pytest.mark.parametrize("order_type", ["market", "limit"])
+async def test_an_open_at_another_leverage_never_changes_an_open_positions_leverage(
+        server: BinanceServer, tmp_path: Path, order_type: str) -> None:
+    """The venue's leverage is per symbol: opening the other leg (hedge mode) or a resting
+    entry at 20x set the symbol to 20x under the open 10x long, whose ROI, emergency tiers
+    and liquidation pmgui still computed at 10x. Refused instead, nothing changed."""
+    server.state.hedge_mode = True
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0, preset="manual"))
+        assert server.state.leverage["BTCUSDT"] == 10
+        with pytest.raises(ValidationError, match="10x"):
+            await e.handle(cmd.OpenPosition(BTC, Side.SHORT, 0.01, 20, sl=51_000.0,
+                                            preset="manual", order_type=order_type,
+                                            price=None if order_type == "market" else 50_500.0))
+        assert server.state.leverage["BTCUSDT"] == 10
+        assert [(p.side, p.leverage) for p in rig.open_positions()] == [(Side.LONG, 10)]
+        # at the position's own leverage it is fine
+        res = await e.handle(cmd.OpenPosition(BTC, Side.SHORT, 0.01, 10, sl=51_000.0,
+                                              preset="manual", order_type=order_type,
+                                              price=None if order_type == "market"
+                                              else 50_500.0))
+        assert res.ok, res.message
+    finally:
+        await rig.stop()

@@ -160,7 +160,7 @@ async def test_emergency_close_is_idempotent(db_path):
 async def test_close_all_flattens_and_rechecks(db_path):
     h = Harness(db_path, [])
     a = await _open(h)
-    b = (await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.SHORT, 0.02, 5, sl=61_000.0,
+    b = (await h.engine.handle(cmd.OpenPosition(SYMBOL, Side.SHORT, 0.02, 10, sl=61_000.0,
                                                 tp=58_000.0))).position_id
     res = await h.engine.handle(cmd.CloseAll())
     assert res.ok and res.residual == ()

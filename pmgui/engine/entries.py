@@ -38,7 +38,7 @@ from pmgui.domain.validation import (
 from pmgui.engine import commands as cmd
 from pmgui.engine.events import ActionTaken, OrderSnapshot
 from pmgui.engine.ids import new_position_id
-from pmgui.engine.manual import check_position_mode
+from pmgui.engine.manual import check_leverage, check_position_mode
 from pmgui.engine.protection import PROTECTIVE
 from pmgui.engine.runtime import PositionRuntime
 from pmgui.rules.params import resolve_params
@@ -110,6 +110,7 @@ class RestingEntries:
             now_price = tick.price
         check_entry_price(kind, c.side, price, now_price)
         check_position_mode(core, c.symbol, c.side)
+        check_leverage(core, c.symbol, c.leverage)
         qty = validate_amount(c.qty)
         validate_leverage(c.leverage, market.max_leverage or 125)
         qty = market.floor_amount(qty)

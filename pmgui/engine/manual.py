@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -343,6 +344,7 @@ class ManualCommands:
                               [rt.position for rt in self.core.book.for_symbol(c.symbol)],
                               market, price)
         check_position_mode(self.core, c.symbol, c.side)
+        check_leverage(self.core, c.symbol, c.leverage)
         preset = c.preset or self.core.settings.preset_for(c.symbol)
         overrides = self.core.settings.overrides_for(c.symbol)
         overrides.update(c.overrides)
@@ -498,6 +500,23 @@ def check_position_mode(core: EngineCore, symbol: str, side: Side) -> None:
             f"reduce the open {opposite.value} instead of opening a {side.value}; close "
             f"the {opposite.value} first (or switch the account to hedge mode)",
             field="side")
+
+
+def check_leverage(core: EngineCore, symbol: str, leverage: object) -> None:
+    """A venue's leverage is per symbol: setting it for a new open re-levers the symbol's
+    open positions on the exchange (Binance, the paper venue) while pmgui goes on computing
+    their ROI, emergency tiers and liquidation at their own leverage. An open at another
+    leverage than an open position of the symbol is refused, nothing changed."""
+    if isinstance(leverage, bool) or not isinstance(leverage, (int, float)):
+        return  # the validation that follows names it
+    for rt in core.book.for_symbol(symbol):
+        lev = rt.position.leverage
+        if rt.is_open and isinstance(lev, (int, float)) and math.isfinite(lev) \
+                and abs(lev - float(leverage)) > 1e-9:
+            raise ValidationError(
+                f"{symbol}: the open {rt.position.side.value} runs at {lev:g}x and the "
+                f"exchange's leverage is per symbol; open at {lev:g}x (or close it first)",
+                field="leverage")
 
 
 def _number(value: object, name: str) -> float:
