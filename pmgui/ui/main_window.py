@@ -659,8 +659,9 @@ class MainWindow(QMainWindow):
             self.notify(f"✖ Close {label} failed: {err}", alert=True)
             return
         self._closed_ok.add(pid)
-        self.notify(f"✔ {label} closed{fills_text(res, self.engine.market(label))}",
-                    alert=True)
+        # the status bar only: the position leaving the book raises the close's one alert
+        # (`on_position_removed`), this answer was a second beep and notice for it
+        self.notify(f"✔ {label} closed{fills_text(res, self.engine.market(label))}")
 
     def close_all(self) -> None:
         n = self.model.rowCount()
@@ -693,8 +694,8 @@ class MainWindow(QMainWindow):
             self.notify(f"⚠ Close all: still open after re-check: {', '.join(res.residual)}",
                         alert=True)
             return
-        self.notify(f"✔ All positions closed{fills_text(res, None, self.engine.market)}",
-                    alert=True)
+        # each position closed raised its own alert as it left the book (no extra one)
+        self.notify(f"✔ All positions closed{fills_text(res, None, self.engine.market)}")
 
     # -- drag to modify ----------------------------------------------------------------------
     def _on_level_dropped(self, pid: str, kind: str, level: float) -> None:

@@ -1,0 +1,82 @@
+"""Audit of the window's close alerts: one alert (sound, desktop notice, alert list) per close,
+whichever way the close came about (the trader's own close, a close-all, the engine's)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from pmgui.domain.enums import Side
+from pmgui.engine.commands import ClosePosition, CommandResult
+from pmgui.engine.events import PositionRemoved
+from pmgui.ui.main_window import UiSettings
+from tests.ui_doubles import BTC, ETH, T0, EngineDouble, position, shown_window, snapshot
+
+
+@pytest.fixture
+def beeps(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr(QApplication, "beep", staticmethod(lambda: calls.append(1)))
+    return calls
+
+
+def _closed(pid: str, symbol: str, price: float) -> PositionRemoved:
+    p = position(pid, symbol, Side.LONG)
+    return PositionRemoved(p.evolve(exit_reason="manual", exit_price=price), T0 + 5)
+
+
+def _confirm(qtbot, win) -> None:
+    dlg = win.confirm_dialog
+    assert dlg is not None and dlg.isVisible()
+    qtbot.waitUntil(dlg.confirm_button.isEnabled, timeout=5000)
+    qtbot.mouseClick(dlg.confirm_button, Qt.MouseButton.LeftButton)
+
+
+def test_the_traders_emergency_close_alerts_once(qtbot, beeps):
+    """The close's answer (its fill) and the position leaving the book are two reports of
+    one close: the trader heard two beeps and got two desktop notices for it."""
+    eng = EngineDouble(answer=lambda c: CommandResult(True, "closed", c.position_id))
+    win = shown_window(qtbot, eng, settings=UiSettings(sound_alerts=True))
+    eng.outbox.publish(snapshot(position("a"), 40_500.0))
+    win.bridge.flush_now()
+    win.select_position("a")
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    win.table.setFocus()
+    qtbot.keyClick(win.table, Qt.Key.Key_X, Qt.KeyboardModifier.ControlModifier
+                   | Qt.KeyboardModifier.ShiftModifier)
+    _confirm(qtbot, win)
+    qtbot.waitUntil(lambda: len(eng.of_type(ClosePosition)) == 1, timeout=5000)
+    qtbot.waitUntil(lambda: "closed" in win.statusBar().currentMessage(), timeout=5000)
+    eng.outbox.publish(_closed("a", BTC.symbol, 40_490.0))
+    win.bridge.flush_now()
+    assert win.model.rowCount() == 0
+    assert len(win.alerts) == 1, win.alerts
+    assert "closed (manual)" in win.alerts[0] and "40,490.0" in win.alerts[0]
+    assert len(beeps) == 1
+
+
+def test_close_all_alerts_once_per_position_closed(qtbot, beeps):
+    eng = EngineDouble(answer=lambda c: CommandResult(True, "all closed"))
+    win = shown_window(qtbot, eng, settings=UiSettings(sound_alerts=True))
+    eng.outbox.publish(snapshot(position("a"), 40_500.0))
+    eng.outbox.publish(snapshot(position("b", ETH.symbol), 40_500.0))
+    win.bridge.flush_now()
+    win.send_close_all()
+    qtbot.waitUntil(lambda: "All positions closed" in win.statusBar().currentMessage(),
+                    timeout=5000)
+    eng.outbox.publish(_closed("a", BTC.symbol, 40_490.0))
+    eng.outbox.publish(_closed("b", ETH.symbol, 40_480.0))
+    win.bridge.flush_now()
+    assert len(win.alerts) == 2, win.alerts
+    assert len(beeps) == 2
+
+
+def test_a_failed_close_and_a_residual_position_still_alert(qtbot, beeps):
+    """What needs the trader (a close refused, a position left open) keeps its alert."""
+    eng = EngineDouble(answer=lambda c: CommandResult(True, "re-checked", residual=("b",)))
+    win = shown_window(qtbot, eng, settings=UiSettings(sound_alerts=True))
+    win.send_close_all()
+    qtbot.waitUntil(lambda: len(win.alerts) == 1, timeout=5000)
+    assert "still open" in win.alerts[0] and len(beeps) == 1
