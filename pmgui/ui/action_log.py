@@ -29,6 +29,7 @@ from pmgui.domain.enums import ActionType
 from pmgui.domain.models import Market
 from pmgui.engine.commands import HistorySnapshot
 from pmgui.engine.events import ActionTaken, ErrorEvent
+from pmgui.ui.chart_text import explain_action
 from pmgui.ui.fmt import DASH, fmt_price, fmt_qty, is_num
 from pmgui.ui.theme import Theme
 
@@ -129,11 +130,17 @@ class ActionLogModel(QStandardItemModel):
         return e.texts
 
     def tooltip(self, r: int, c: int) -> str:
+        """The cell's hover text; the reason and detail cells of an action explain it in full
+        (what was done, the price and rule, the inputs the rule saw: the row itself has room
+        for the outcome only, and without the inputs a decision could not be checked)."""
         e = self._rows[r]
         if c == 0:
             return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.when))
-        if isinstance(e.event, ErrorEvent):
-            return e.event.message
+        ev = e.event
+        if isinstance(ev, ErrorEvent):
+            return ev.message
+        if c >= 2:
+            return explain_action(ev, self._market_for(ev.symbol))
         return self.texts(r)[c]
 
     def entry(self, r: int) -> LogEntry:
@@ -222,10 +229,15 @@ class ActionLogModel(QStandardItemModel):
         e.shown = True
         texts = self.texts(r)
         cell = self._warn_cell if e.warn else self._cell
+        why = None  # the reason and detail cells share one explanation (made once)
         for c, text in enumerate(texts):
             it = cell.clone()
             it.setText(text)
-            it.setToolTip(self.tooltip(r, c))
+            if c < 2 or why is None:
+                tip = self.tooltip(r, c)
+                if c >= 2:
+                    why = tip
+            it.setToolTip(tip if c < 2 else why)
             self.setItem(r, c, it)
 
     def _unseen(self, entries: Iterable[LogEntry]) -> list[LogEntry]:
