@@ -7,9 +7,16 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from pmgui.domain.enums import Side
-from pmgui.engine.commands import ClosePosition, CommandResult
+from pmgui.domain.enums import PositionStatus, Side
+from pmgui.engine.commands import (
+    ClosedTrade,
+    ClosePosition,
+    CommandResult,
+    GetHistory,
+    HistorySnapshot,
+)
 from pmgui.engine.events import PositionRemoved
+from pmgui.store.metrics import TradeMetrics
 from pmgui.ui.main_window import UiSettings
 from tests.ui_doubles import BTC, ETH, T0, EngineDouble, position, shown_window, snapshot
 
@@ -80,3 +87,49 @@ def test_a_failed_close_and_a_residual_position_still_alert(qtbot, beeps):
     win.send_close_all()
     qtbot.waitUntil(lambda: len(win.alerts) == 1, timeout=5000)
     assert "still open" in win.alerts[0] and len(beeps) == 1
+
+
+# -- the history follows the closes --------------------------------------------------------------
+def _history(*pids: str) -> HistorySnapshot:
+    closed = tuple(ClosedTrade(position(pid).evolve(status=PositionStatus.CLOSED,
+                                                    closed_at=T0 + 5, exit_price=40_490.0,
+                                                    exit_reason="manual",
+                                                    realized_pnl=-5.0), -0.01)
+                   for pid in pids)
+    return HistorySnapshot(closed, TradeMetrics(count=len(pids), losses=len(pids)), ())
+
+
+def test_a_close_while_the_history_is_being_read_is_shown_once_it_is_answered(qtbot):
+    """Two closes in quick succession while the engine is slow to answer: the history read
+    for the first was still on its way when the second closed, and the second's refresh was
+    dropped (one request at a time), so the closed trades, the metrics and today's P/L left
+    the second close out until some later close or a click on Refresh."""
+    eng = EngineDouble(hold=True, hold_requests=True)
+    win = shown_window(qtbot, eng)
+    win._second.start()  # a live window (the test's is not started: no bridge timer)
+    calls: list[bool] = []
+    refresh = win.history.refresh
+
+    def counted() -> bool:
+        sent = refresh()
+        calls.append(sent)
+        return sent
+
+    win.history.refresh = counted  # type: ignore[method-assign]
+    for pid in ("a", "b"):
+        eng.outbox.publish(snapshot(position(pid), 40_500.0))
+    win.bridge.flush_now()
+    eng.outbox.publish(_closed("a", BTC.symbol, 40_490.0))
+    win.bridge.flush_now()
+    qtbot.waitUntil(lambda: len(eng.of_type(GetHistory)) == 1, timeout=5000)
+    eng.outbox.publish(_closed("b", BTC.symbol, 40_480.0))
+    win.bridge.flush_now()
+    qtbot.waitUntil(lambda: len(calls) == 2, timeout=5000)  # b's refresh, a's on its way
+    assert calls == [True, False]
+    eng.held[0].set_result(_history("a"))  # read before b's close was written
+    qtbot.waitUntil(lambda: win.history.table.rowCount() == 1, timeout=5000)
+    qtbot.waitUntil(lambda: len(eng.of_type(GetHistory)) == 2, timeout=5000)
+    eng.held[1].set_result(_history("a", "b"))
+    qtbot.waitUntil(lambda: win.history.table.rowCount() == 2, timeout=5000)
+    assert win.history.metrics_label.text().startswith("Trades 2 (0 won, 2 lost)")
+    win._second.stop()

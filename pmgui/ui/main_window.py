@@ -526,7 +526,9 @@ class MainWindow(QMainWindow):
         else:
             self.notify(f"{p.symbol} {_side(p.side)} closed ({reason}) at {price}", alert=True)
         if self._second.isActive():  # live window: the engine has just written the close
-            QTimer.singleShot(500, self.history.refresh)
+            # once for a burst of closes, and again after an answer already on its way
+            # (read before this close was written: a plain refresh was dropped then)
+            self.history.refresh_soon()
         if self.chart.position_id == p.id:
             self._show_current()
         gone = (f"{p.symbol} {_side(p.side)} has closed ({reason}) at {price}: there is "
