@@ -138,6 +138,8 @@ class HistoryPanel(QWidget):
         # an answer of that generation or older may predate them (laid over it, `_on_done`)
         self._corrections: dict[str, tuple[Position, int]] = {}
         self._again = False  # asked for again once the request in flight is answered
+        self._day: float | None = None  # local midnight of the day the answer shown counts
+        self._asked_day: float | None = None  # … of the request in flight
         self._requery = QTimer(self)
         self._requery.setSingleShot(True)
         self._requery.setInterval(REQUERY_MS)
@@ -239,6 +241,7 @@ class HistoryPanel(QWidget):
         if self._busy:
             return False
         self._busy = True
+        self._asked_day = local_midnight(self._wall())
         self._generation += 1
         gen = self._generation
         sent = self._ask(GetHistory(), lambda data, err, g=gen: self._on_done(g, data, err))
@@ -268,6 +271,17 @@ class HistoryPanel(QWidget):
         if self._ask is not None and not self._requery.isActive():
             self._requery.start()
 
+    def check_day(self) -> None:
+        """Once a second (the window's status timer): past local midnight, the day's
+        realised P/L shown is yesterday's (an answer counts the closes since the midnight
+        of when it was made), so the history is asked for again — once, at the new day."""
+        if self._day is None or self._ask is None:
+            return
+        day = local_midnight(self._wall())
+        if day != self._day:
+            self._day = day
+            self.refresh_soon()
+
     def _refresh_corrected(self) -> None:
         if not self.refresh() and self._busy:
             self._again = True  # the answer on its way may predate the correction
@@ -294,6 +308,7 @@ class HistoryPanel(QWidget):
             self.failed.emit("the engine gave no history")
             return
         self.data = data
+        self._day = self._asked_day  # (asked before midnight, answered after: asked again)
         self.metrics_label.setText(metrics_text(data.metrics))
         self._fill_table(data)
         xs, ys = equity_points(data.equity)

@@ -552,6 +552,7 @@ class MainWindow(QMainWindow):
 
     def refresh_status(self) -> None:
         self.status.refresh()
+        self.history.check_day()  # "Today" starts again at local midnight
         self.model.refresh_live()
         self.positions.fit_values()  # once a second: a value grown past its column
 
