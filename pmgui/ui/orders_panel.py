@@ -1,8 +1,12 @@
-"""Working orders: resting limit/stop entries (not yet positions), with a Cancel action.
+"""Working orders: resting limit/stop entries (not yet positions) and the add-on rule's
+resting limit adds, with a Cancel action for the entries.
 
 Fed by the bridge's OrderSnapshots like every panel; cancelling sends `CancelOrder` through
 the window's command runner and shows the engine's answer. Protective SL/TP orders are shown
-on their position's protection badge instead (pmgui/ui/panels.py).
+on their position's protection badge instead (pmgui/ui/panels.py). An add-on's limit order
+rests on the exchange too (for minutes, at the EMA): it is listed, so every pmgui order the
+exchange shows is in the window, but it is the rule's to withdraw (`add_on_cancel`) — the
+engine cancels entry orders only, so it has no Cancel.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from pmgui.ui.bridge import Bridge
 from pmgui.ui.fmt import fmt_price, fmt_qty
 
 Send = Callable[[Command, Callable[[CommandResult | None, str | None], None]], bool]
-HEADERS = ("Symbol", "Side", "Type", "Price", "Size", "Filled", "State")
+HEADERS = ("Symbol", "Side", "Type", "Price", "Size", "Filled", "State", "Role")
 ENTRY_TYPES = (OrderType.LIMIT, OrderType.STOP_MARKET)
+ROLES = {OrderRole.ENTRY: "Entry", OrderRole.ADD: "Add-on"}  # the resting orders listed
 
 
 class WorkingOrdersPanel(QWidget):
@@ -67,7 +72,7 @@ class WorkingOrdersPanel(QWidget):
 
     def on_order(self, ev: OrderSnapshot) -> None:
         o = ev.order
-        if o.role is not OrderRole.ENTRY or o.type not in ENTRY_TYPES \
+        if o.role not in ROLES or o.type not in ENTRY_TYPES \
                 or self.orders.get(o.client_id) == o:  # (re-published unchanged)
             return
         if o.status.is_final:
@@ -93,7 +98,7 @@ class WorkingOrdersPanel(QWidget):
             cells = (o.symbol, "▲ BUY" if o.side is OrderSide.BUY else "▼ SELL", kind,
                      fmt_price(o.price or o.trigger_price, m), fmt_qty(o.amount, m),
                      fmt_qty(o.filled, m), "working" if o.status.value == "open"
-                     else "sending")
+                     else "sending", ROLES[o.role])
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, o.client_id)
@@ -105,11 +110,23 @@ class WorkingOrdersPanel(QWidget):
                             else "No working orders")
         self._selection_changed()
 
+    def _cancellable(self) -> str | None:
+        """The selected order if the trader may cancel it (an entry: the engine's
+        `CancelOrder` withdraws entries only; an add-on is its rule's)."""
+        cid = self.selected_id()
+        o = self.orders.get(cid) if cid is not None else None
+        return cid if o is not None and o.role is OrderRole.ENTRY else None
+
     def _selection_changed(self) -> None:
-        self.cancel_button.setEnabled(self.selected_id() is not None)
+        cid = self.selected_id()
+        ok = self._cancellable() is not None
+        self.cancel_button.setEnabled(ok)
+        self.cancel_button.setToolTip(
+            "" if ok or cid is None else "The add-on rule places and withdraws this "
+            "order (the engine cancels entry orders only)")
 
     def cancel_selected(self) -> None:
-        cid = self.selected_id()
+        cid = self._cancellable()
         if cid is None:
             return
         self.cancel_button.setEnabled(False)
