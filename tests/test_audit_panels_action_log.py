@@ -64,3 +64,17 @@ def test_inputs_never_show_none_nan_or_exponents(rig):
     for bad in ("None", "nan", "e-0", "inf"):
         assert bad not in tip, tip
     assert "filled 1000000 @ 0.0000123" in tip and log.text(0, 3) == "filled 1000000 @ 0.0000123"
+
+
+def test_a_reconcile_note_without_a_price_is_explained_without_a_zero_price(rig):
+    """Reconciliation's notes carry no price (0.0) and their note as an input: the hover
+    said "at 0.00" and the note twice."""
+    ob, br, log = rig
+    note = "order sl-7 (BTC/USDT:USDT) cancelled outside pmgui"
+    a = Action(ActionType.MOVE_SL, Reason.RECONCILE, "", 0.0, rule="reconcile", ts=T0,
+               inputs={"note": note})
+    ob.publish(ActionTaken(a, "", True, note))
+    br.flush_now()
+    tip = log.tooltip(0, 3)
+    assert "0.00" not in tip and tip.count(note) == 1 and "rule reconcile" in tip
+    assert log.text(0, 3) == note

@@ -27,9 +27,10 @@ from PySide6.QtWidgets import QAbstractItemView, QTableView, QWidget
 
 from pmgui.domain.enums import ActionType
 from pmgui.domain.models import Market
+from pmgui.domain.money import valid_price
 from pmgui.engine.commands import HistorySnapshot
 from pmgui.engine.events import ActionTaken, ErrorEvent
-from pmgui.ui.chart_text import explain_action
+from pmgui.ui.chart_text import inputs_text
 from pmgui.ui.fmt import DASH, fmt_price, fmt_qty, is_num
 from pmgui.ui.theme import Theme
 
@@ -64,6 +65,34 @@ def action_detail(ev: ActionTaken, market: Market | None) -> str:
     if a.type is ActionType.MOVE_TP and a.tp is not None:
         parts.append(f"TP → {fmt_price(a.tp, market)}")
     return " ".join(parts)
+
+
+def explain(ev: ActionTaken, market: Market | None) -> str:
+    """An action in full, for the hover of its reason and detail: what was done, at which
+    price by which rule, the inputs the rule saw, the outcome. A note without a price
+    (reconciliation's, the ledger's) says no "at 0.00", and its note is not said twice."""
+    a = ev.action
+    head = f"{a.reason.value.replace('_', ' ')} · {a.type.value.replace('_', ' ')}"
+    if a.type is ActionType.MOVE_SL and a.sl is not None:
+        head += f" → {fmt_price(a.sl, market)}"
+    elif a.type is ActionType.MOVE_TP and a.tp is not None:
+        head += f" → {fmt_price(a.tp, market)}"
+    elif a.qty is not None:
+        head += f" {fmt_qty(a.qty, market)}"
+    lines = [head]
+    at = [f"at {fmt_price(a.price, market)}"] if valid_price(a.price) else []
+    if a.rule:
+        at.append(f"rule {a.rule}")
+    if at:
+        lines.append(" · ".join(at))
+    inputs = {k: v for k, v in a.inputs.items() if not (ev.detail and v == ev.detail)}
+    if inputs:
+        lines.append(inputs_text(inputs, market))
+    if ev.detail:
+        lines.append(ev.detail)
+    if not ev.ok:
+        lines.append("FAILED")
+    return "\n".join(lines)
 
 
 def _key(ev: ActionTaken) -> tuple:
@@ -140,7 +169,7 @@ class ActionLogModel(QStandardItemModel):
         if isinstance(ev, ErrorEvent):
             return ev.message
         if c >= 2:
-            return explain_action(ev, self._market_for(ev.symbol))
+            return explain(ev, self._market_for(ev.symbol))
         return self.texts(r)[c]
 
     def entry(self, r: int) -> LogEntry:
