@@ -70,3 +70,34 @@ def test_protective_and_market_orders_stay_off_the_orders_panel(qtbot):
     win.bridge.flush_now()
     assert win.orders.table.rowCount() == 0
     assert win.orders.status.text() == "No working orders"
+
+
+def test_a_closed_positions_cancelled_stops_leave_nothing_behind(qtbot):
+    """A close cancels the position's SL/TP; those cancels reach the window after the
+    position left it (removals are handed on at once, orders at the table's rate), and
+    each closed position left an entry in the panel's order book and its protection text
+    in the model: a window running for weeks kept one of each for every trade closed."""
+    from pmgui.engine.events import PositionRemoved
+    from tests.ui_doubles import position, snapshot
+
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng)
+
+    def stop(pid: str, status: OrderStatus) -> Order:
+        return Order(f"sl-{pid}", BTC.symbol, OrderSide.SELL, OrderType.STOP_MARKET, 0.5,
+                     status, trigger_price=39_000.0, reduce_only=True, position_id=pid,
+                     role=OrderRole.STOP_LOSS)
+
+    for i in range(50):
+        pid = f"p{i}"
+        eng.outbox.publish(snapshot(position(pid), 40_500.0))
+        eng.outbox.publish(OrderSnapshot(stop(pid, OrderStatus.OPEN)))
+        win.bridge.flush_now()
+        assert "on exchange" in win.model.protection_detail(pid)
+        p = position(pid).evolve(exit_reason="stop_loss", exit_price=39_000.0)
+        eng.outbox.publish(OrderSnapshot(stop(pid, OrderStatus.CANCELED)))
+        eng.outbox.publish(PositionRemoved(p, T0 + 5))
+        win.bridge.flush_now()
+    assert win.model.rowCount() == 0
+    assert win.positions._orders == {}
+    assert all(win.model.protection_detail(f"p{i}") == "" for i in range(50))

@@ -325,11 +325,19 @@ class PositionsPanel(QWidget):
         o = ev.order
         if o.position_id is None:
             return
-        orders = self._orders.setdefault(o.position_id, {})
-        if o.status.is_final or o.role not in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
-            orders.pop(o.client_id, None)
-        else:
+        live = not o.status.is_final and o.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
+        orders = self._orders.get(o.position_id)
+        if orders is None:
+            if not live:
+                # nothing held for it: most often a closed position's stops, cancelled after
+                # it left (removals are handed on at once, orders at the table's rate) —
+                # kept, they were an entry here and a text in the model per trade closed
+                return
+            orders = self._orders[o.position_id] = {}
+        if live:
             orders[o.client_id] = o
+        else:
+            orders.pop(o.client_id, None)
         market = self._market_for(o.symbol)
         lines = []
         for x in sorted(orders.values(), key=lambda x: x.role.value):
