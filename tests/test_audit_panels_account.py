@@ -29,3 +29,25 @@ def test_today_starts_again_at_local_midnight_in_a_window_left_running(qtbot):
     qtbot.waitUntil(lambda: today.text() == "Today $0.00", timeout=5000)
     win.refresh_status()
     assert len(eng.of_type(GetHistory)) == 2  # once a day
+
+
+def test_margin_ratio_past_liquidation_warns_instead_of_a_dash(qtbot):
+    """Equity at or below zero (losses beyond the wallet: a gap, cross margin) is the
+    account past liquidation; the ratio maintenance / equity has no meaning there and the
+    bar showed "Margin ratio —" in the normal colour — the calmest text of the bar at its
+    most dangerous moment."""
+    from tests.ui_doubles import account_panel, position, snapshot
+
+    _eng, _br, panel = account_panel(qtbot, wallet=3_000.0)
+    long = position("a", qty=1.0, entry=40_000.0, leverage=20.0)
+    panel.on_positions([snapshot(long, 39_000.0)])
+    panel.refresh()
+    assert panel.figures().equity > 0
+    assert panel.text("ratio").startswith("Margin ratio ") and "⚠" not in panel.text("ratio")
+    panel.on_positions([snapshot(long, 36_500.0, T0 + 1)])
+    panel.refresh()
+    f = panel.figures()
+    assert f.equity < 0 and f.margin_ratio is None
+    assert panel.text("ratio") == "Margin ratio ⚠ over 100% (equity ≤ 0)"
+    sheet = panel.labels["ratio"].styleSheet()
+    assert panel._theme.warning in sheet and "bold" in sheet

@@ -753,13 +753,18 @@ class AccountPanel(QWidget):
             if not self._cooldown.isActive():
                 self._cooldown.start()
         cur = self._currency
+        # equity at or below zero with positions open: past liquidation, where
+        # maintenance / equity has no value (None) — said, not a calm dash
+        broke = f.margin_ratio is None and is_num(f.equity) and f.equity <= 0 \
+            and bool(self._snaps)  # type: ignore[operator]
         texts = {
             "equity": f"Equity {fmt_amount(f.equity, cur)} {cur}",
             "wallet": f"Wallet {fmt_amount(f.wallet, cur)}",
             "upnl": f"Unrealized {fmt_money(f.unrealized, cur)}",
             "margin": f"Margin {fmt_amount(f.margin, cur)}",
             "available": f"Available {fmt_amount(f.available, cur)}",
-            "ratio": f"Margin ratio {fmt_pct(f.margin_ratio, 1).lstrip('+')}",
+            "ratio": "Margin ratio ⚠ over 100% (equity ≤ 0)" if broke
+                     else f"Margin ratio {fmt_pct(f.margin_ratio, 1).lstrip('+')}",
             "today": f"Today {fmt_money(self._today, cur)}",
             "funding": f"Funding {fmt_money(self._funding, cur)}",
         }
@@ -777,7 +782,7 @@ class AccountPanel(QWidget):
                        ("funding", self._funding)):
             colour = t.up if is_num(v) and v > 0 else t.down if is_num(v) and v < 0 else t.text  # type: ignore[operator]
             self._style(key, f"color: {colour};")
-        warn = is_num(f.margin_ratio) and f.margin_ratio >= 0.8  # type: ignore[operator]
+        warn = broke or (is_num(f.margin_ratio) and f.margin_ratio >= 0.8)  # type: ignore[operator]
         self._style("ratio", f"color: {t.warning}; font-weight: bold;" if warn
                     else f"color: {t.text};")
 
