@@ -443,6 +443,9 @@ class SettingsDialog(QDialog):
                 self._set_status(symbol, f"✖ {e}", False)
                 continue
             if new_preset == preset and new_overrides == overrides:
+                if self.row_status(symbol).text().startswith("✖"):
+                    # the refused input is gone (the stored rules are back): so is the refusal
+                    self._set_status(symbol, "", True)
                 continue
             self._set_status(symbol, "sending…", True)
             cmd = SetSymbolRules(symbol, new_preset, new_overrides)
