@@ -50,3 +50,24 @@ def test_a_saved_rows_confirmation_stays_through_a_later_apply(qtbot):
     qtbot.mouseClick(dlg.apply_rules_button, Qt.MouseButton.LeftButton)
     assert dlg.row_status(ETH.symbol).text() == "✔ saved"
     assert len(eng.of_type(SetSymbolRules)) == 1
+
+
+def test_stored_overrides_are_shown_exactly_and_an_apply_elsewhere_leaves_them(qtbot):
+    """Overrides were shown to 6 significant digits ("0.0123457", "2.50000e+06"): the text
+    then parsed to another value than the stored one, so Apply — clicked to change another
+    symbol's preset — also sent the rounded value for this symbol, silently changing its
+    rule."""
+    eng = EngineDouble()
+    stored = {"trailing.distance": 0.0123456789, "scaling.min_volume": 2_500_000.5,
+              "price.max_age": 2.0, "stop_loss.pct": 0.00001}
+    eng.rules[ETH.symbol] = ("guardian", dict(stored))
+    win = make_window(qtbot, eng)
+    dlg = open_settings(qtbot, win)
+    dlg.tabs.setCurrentIndex(1)
+    text = dlg.overrides_edit(ETH.symbol).text()
+    assert "trailing.distance=0.0123456789" in text and "scaling.min_volume=2500000.5" in text
+    assert "stop_loss.pct=0.00001" in text and "e-" not in text and "e+" not in text
+    dlg.preset_combo(SOL.symbol).setCurrentText("breakout")
+    qtbot.mouseClick(dlg.apply_rules_button, Qt.MouseButton.LeftButton)
+    assert [c.symbol for c in eng.of_type(SetSymbolRules)] == [SOL.symbol]
+    assert eng.rules[ETH.symbol] == ("guardian", stored)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -92,12 +94,15 @@ def parse_overrides(text: str) -> dict[str, Scalar]:
 
 
 def format_overrides(overrides: Mapping[str, Scalar]) -> str:
-    """The inverse of parse_overrides, sorted by name (bools as true/false)."""
+    """The inverse of parse_overrides, sorted by name (bools as true/false). A float is
+    written exactly (its shortest round-trip digits) and without an exponent: rounded to
+    6 digits ("0.0123457"), it parsed back to another value, and the next Apply sent that
+    value as a change the trader never made."""
     def fmt(v: Scalar) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, float):
-            return f"{v:g}" if abs(v) >= 1e-4 or v == 0 else repr(v)
+            return np.format_float_positional(v, trim="-") if math.isfinite(v) else str(v)
         return str(v)
 
     return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(overrides.items()))
