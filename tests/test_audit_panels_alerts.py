@@ -133,3 +133,21 @@ def test_a_close_while_the_history_is_being_read_is_shown_once_it_is_answered(qt
     qtbot.waitUntil(lambda: win.history.table.rowCount() == 2, timeout=5000)
     assert win.history.metrics_label.text().startswith("Trades 2 (0 won, 2 lost)")
     win._second.stop()
+
+
+def test_a_long_sessions_alerts_are_bounded_newest_kept(qtbot, beeps):
+    """Every close's alert was kept for the whole session: a window running for weeks
+    beside a busy book held every one of them."""
+    from pmgui.ui.main_window import MAX_ALERTS
+
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng)
+    n = 3 * MAX_ALERTS + 7
+    for i in range(n):
+        eng.outbox.publish(snapshot(position(f"p{i}"), 40_500.0))
+        eng.outbox.publish(PositionRemoved(position(f"p{i}").evolve(
+            exit_reason="take_profit", exit_price=42_000.0 + i), T0 + 5))
+        win.bridge.flush_now()
+    assert len(win.alerts) <= 2 * MAX_ALERTS
+    assert len(win.alerts) >= MAX_ALERTS
+    assert f"{42_000 + n - 1:,}.0" in win.alerts[-1]

@@ -104,6 +104,8 @@ class UiSettings:
     stale_after: float = STALE_AFTER
 
 
+MAX_ALERTS = 200  # alerts kept in `MainWindow.alerts`
+
 # QSettings keys of the persisted UiSettings fields (the layout's file, group "ui")
 _PERSISTED = ("theme", "colour_blind", "red_up", "confirm_drags", "drag_modifier",
               "sound_alerts", "one_click")
@@ -176,7 +178,9 @@ class MainWindow(QMainWindow):
         # the dragged proposal's position, level kind, that level at the drop, bar text
         self._proposal_from: tuple[str, str, float | None, str] | None = None
         self.dialog: QDialog | None = None  # the edit/order/help dialog shown last
-        self.alerts: list[str] = []  # close alerts raised this session (newest last)
+        # the newest alerts raised this session (newest last; at most MAX_ALERTS: a window
+        # running for weeks beside a busy book raises thousands)
+        self.alerts: list[str] = []
         self._tray: QSystemTrayIcon | None = None
         self._qsettings = qsettings
         self.keyring_backend: object | None = None  # None: the OS keyring (tests inject one)
@@ -580,6 +584,8 @@ class MainWindow(QMainWindow):
         """A desktop notification through the system tray where the platform has one, and
         a sound (QApplication.beep: QtMultimedia is not a dependency) when enabled."""
         self.alerts.append(text)
+        if len(self.alerts) > 2 * MAX_ALERTS:  # trimmed in chunks, not at every alert
+            del self.alerts[:-MAX_ALERTS]
         if self.settings.sound_alerts:
             self.sounds += 1
             QApplication.beep()
