@@ -51,3 +51,40 @@ def test_margin_ratio_past_liquidation_warns_instead_of_a_dash(qtbot):
     assert panel.text("ratio") == "Margin ratio ⚠ over 100% (equity ≤ 0)"
     sheet = panel.labels["ratio"].styleSheet()
     assert panel._theme.warning in sheet and "bold" in sheet
+
+
+def test_equity_does_not_jump_by_a_closed_positions_pnl_before_the_wallet_is_reported(qtbot):
+    """A close takes the position's P/L out of "Unrealized" at once, but the venue's new
+    wallet comes with the next account report (a REST call on a live venue; after a burst
+    of closes, the next housekeeping pass): until then the bar's Equity and Wallet left the
+    closed trade's P/L out — at every profitable close the equity dropped by its profit
+    for a moment, and rose by its loss for a losing one."""
+    from pmgui.engine.events import AccountEvent, PositionRemoved
+    from pmgui.engine.outbox import Outbox
+    from tests.ui_doubles import account_panel, position, snapshot
+
+    ob = Outbox()
+    _eng, br, panel = account_panel(qtbot, ob, wallet=None)
+    ob.publish(AccountEvent(10_000.0, 10_000.0, "USDT", T0))
+    long = position("a", qty=1.0, entry=40_000.0, fee_rate=0.0)
+    ob.publish(snapshot(long, 41_000.0, T0 + 1))
+    br.flush_now()
+    assert panel.text("equity") == "Equity 11,000.00 USDT"
+    assert panel.text("upnl") == "Unrealized +$1,000.00"
+    # closed at 41,000 (the engine books +1,000 realised); the wallet report follows
+    closed = long.evolve(qty=0.0, realized_pnl=1_000.0, exit_price=41_000.0,
+                         exit_reason="take_profit", closed_at=T0 + 2)
+    ob.publish(PositionRemoved(closed, T0 + 2))
+    br.flush_now()
+    assert panel.text("upnl") == "Unrealized $0.00"
+    assert panel.text("equity") == "Equity 11,000.00 USDT"
+    assert panel.text("wallet") == "Wallet 11,000.00"
+    # a report made before the close (still on its way) does not undo it …
+    ob.publish(AccountEvent(10_000.0, 10_000.0, "USDT", T0 + 1.5))
+    br.flush_now()
+    assert panel.text("equity") == "Equity 11,000.00 USDT"
+    # … the venue's report after it is the wallet (no P/L counted twice)
+    ob.publish(AccountEvent(10_999.0, 10_999.0, "USDT", T0 + 3))
+    br.flush_now()
+    assert panel.text("wallet") == "Wallet 10,999.00"
+    assert panel.text("equity") == "Equity 10,999.00 USDT"

@@ -586,6 +586,10 @@ class AccountPanel(QWidget):
         self._currency = "USDT"
         self._funding: float | None = None
         self._today: float | None = None
+        # P/L realised by closes the venue's wallet report does not hold yet: position id →
+        # (the close's engine time, P/L realised by it). Counted into the wallet until a
+        # report made after the close comes (the closed P/L leaves "Unrealized" at once)
+        self._unreported: dict[str, tuple[float, float]] = {}
         self.labels: dict[str, QLabel] = {}
         lay = FlowLayout(self, h_spacing=14)
         font = tabular_font()
@@ -625,6 +629,9 @@ class AccountPanel(QWidget):
     def on_account(self, ev: AccountEvent) -> None:
         if is_num(ev.balance):
             self._wallet = float(ev.balance)
+            if self._unreported:  # the closes up to this report are in its wallet
+                self._unreported = {pid: c for pid, c in self._unreported.items()
+                                    if not (is_num(ev.ts) and ev.ts >= c[0])}
         self._currency = ev.currency or self._currency
         funding = getattr(ev, "funding", None)
         self._funding = float(funding) if is_num(funding) else self._funding
@@ -683,7 +690,12 @@ class AccountPanel(QWidget):
 
     def on_position_removed(self, ev: PositionRemoved) -> None:
         pid = ev.position.id
-        self._snaps.pop(pid, None)
+        snap = self._snaps.pop(pid, None)
+        if snap is not None and self._wallet is not None:
+            # its P/L leaves the unrealized sum now; the wallet holding it comes later
+            done = ev.position.realized_pnl - snap.position.realized_pnl
+            if is_num(done) and done != 0 and is_num(ev.ts):
+                self._unreported[pid] = (float(ev.ts), done)
         self._terms.pop(pid, None)
         self._funding_of.pop(pid, None)
         self._changed.pop(pid, None)
@@ -739,7 +751,10 @@ class AccountPanel(QWidget):
             upnl += t[0]
             margin += t[1]
             maint += t[2]
-        return account_of(self._wallet, upnl, margin, maint)
+        wallet = self._wallet
+        if wallet is not None and self._unreported:
+            wallet += sum(c[1] for c in self._unreported.values())
+        return account_of(wallet, upnl, margin, maint)
 
     def refresh(self, *, full: bool = True) -> None:
         """The labels from the sums: of every position's newest terms, or without `full`
