@@ -88,3 +88,32 @@ def test_equity_does_not_jump_by_a_closed_positions_pnl_before_the_wallet_is_rep
     br.flush_now()
     assert panel.text("wallet") == "Wallet 10,999.00"
     assert panel.text("equity") == "Equity 10,999.00 USDT"
+
+
+def test_a_partial_close_keeps_equity_until_the_wallet_report(qtbot):
+    """TP1 closes half: that half's P/L leaves "Unrealized" at once, and the engine reports
+    the wallet after a partial close only with its periodic report (10 s): for that long
+    the equity was short of the half's profit."""
+    from pmgui.engine.events import AccountEvent
+    from pmgui.engine.outbox import Outbox
+    from tests.ui_doubles import account_panel, position, snapshot
+
+    ob = Outbox()
+    _eng, br, panel = account_panel(qtbot, ob, wallet=None)
+    ob.publish(AccountEvent(10_000.0, 10_000.0, "USDT", T0))
+    long = position("a", qty=1.0, entry=40_000.0, fee_rate=0.0)
+    ob.publish(snapshot(long, 42_000.0, T0 + 1))
+    br.flush_now()
+    assert panel.text("equity") == "Equity 12,000.00 USDT"
+    half = long.evolve(qty=0.5, realized_pnl=1_000.0)  # TP1: half closed at 42,000
+    ob.publish(snapshot(half, 42_000.0, T0 + 2))
+    br.flush_now()
+    assert panel.text("upnl") == "Unrealized +$1,000.00"
+    assert panel.text("equity") == "Equity 12,000.00 USDT"
+    ob.publish(snapshot(half, 42_100.0, T0 + 2.5))  # the price moves on: counted once
+    br.flush_now()
+    assert panel.text("equity") == "Equity 12,050.00 USDT"
+    ob.publish(AccountEvent(11_000.0, 11_000.0, "USDT", T0 + 12))  # the periodic report
+    br.flush_now()
+    assert panel.text("wallet") == "Wallet 11,000.00"
+    assert panel.text("equity") == "Equity 12,050.00 USDT"

@@ -586,10 +586,13 @@ class AccountPanel(QWidget):
         self._currency = "USDT"
         self._funding: float | None = None
         self._today: float | None = None
-        # P/L realised by closes the venue's wallet report does not hold yet: position id →
-        # (the close's engine time, P/L realised by it). Counted into the wallet until a
-        # report made after the close comes (the closed P/L leaves "Unrealized" at once)
-        self._unreported: dict[str, tuple[float, float]] = {}
+        # P/L realised by closes — whole or partial — the venue's wallet report does not
+        # hold yet: (position id, the engine time of the close) → P/L realised by it.
+        # Counted into the wallet until a report made after the close comes (the closed
+        # P/L leaves "Unrealized" at once; the engine reports the wallet after a whole close
+        # within a second, after a partial one with its periodic report, 10 s)
+        self._unreported: dict[tuple[str, float], float] = {}
+        self._realized: dict[str, float] = {}  # each position's realised P/L as accounted
         self.labels: dict[str, QLabel] = {}
         lay = FlowLayout(self, h_spacing=14)
         font = tabular_font()
@@ -630,8 +633,8 @@ class AccountPanel(QWidget):
         if is_num(ev.balance):
             self._wallet = float(ev.balance)
             if self._unreported:  # the closes up to this report are in its wallet
-                self._unreported = {pid: c for pid, c in self._unreported.items()
-                                    if not (is_num(ev.ts) and ev.ts >= c[0])}
+                self._unreported = {k: v for k, v in self._unreported.items()
+                                    if not (is_num(ev.ts) and ev.ts >= k[1])}
         self._currency = ev.currency or self._currency
         funding = getattr(ev, "funding", None)
         self._funding = float(funding) if is_num(funding) else self._funding
@@ -691,11 +694,11 @@ class AccountPanel(QWidget):
     def on_position_removed(self, ev: PositionRemoved) -> None:
         pid = ev.position.id
         snap = self._snaps.pop(pid, None)
-        if snap is not None and self._wallet is not None:
+        seen = self._realized.pop(pid, None)
+        if snap is not None:
             # its P/L leaves the unrealized sum now; the wallet holding it comes later
-            done = ev.position.realized_pnl - snap.position.realized_pnl
-            if is_num(done) and done != 0 and is_num(ev.ts):
-                self._unreported[pid] = (float(ev.ts), done)
+            self._note_realized(pid, snap.position.realized_pnl if seen is None else seen,
+                                ev.position.realized_pnl, ev.ts)
         self._terms.pop(pid, None)
         self._funding_of.pop(pid, None)
         self._changed.pop(pid, None)
@@ -706,11 +709,29 @@ class AccountPanel(QWidget):
             self._today = data.realized_today
             self.refresh()
 
+    def _note_realized(self, pid: str, before: float, after: float, ts: float) -> None:
+        """P/L realised by a close of `pid` at engine time `ts` (`after` − `before`), held
+        until a wallet report made after it."""
+        done = after - before
+        if self._wallet is not None and is_num(done) and done != 0 and is_num(ts):
+            self._unreported[(pid, float(ts))] = self._unreported.get((pid, float(ts)),
+                                                                       0.0) + done
+
+    def _seen(self, pid: str, snap: PositionSnapshot) -> None:
+        """A position's realised P/L as its terms are computed: a rise since the last ones
+        is a partial close the wallet report may not hold yet."""
+        now = snap.position.realized_pnl
+        before = self._realized.get(pid)
+        self._realized[pid] = now
+        if before is not None and now != before:
+            self._note_realized(pid, before, now, snap.ts)
+
     def _update_terms(self, limit: int | None = None) -> None:
         """The terms of (at most `limit` of) the positions changed since their last terms,
         oldest change first."""
         changed, snaps, terms = self._changed, self._snaps, self._terms
         funding = self._funding_of
+        realized = self._realized
         market_for = self._market_for
         n = len(changed) if limit is None else min(limit, len(changed))
         pids = list(islice(changed, n))
@@ -720,6 +741,9 @@ class AccountPanel(QWidget):
             if snap is not None:
                 p = snap.position
                 terms[pid] = account_terms(snap, market_for(p.symbol))
+                r = p.realized_pnl
+                if realized.get(pid) != r:  # (inline: this loop runs over a storm's book)
+                    self._seen(pid, snap)
                 if is_num(p.funding):
                     funding[pid] = p.funding
                 else:
@@ -730,6 +754,7 @@ class AccountPanel(QWidget):
         began). Its change stays marked for the next sums."""
         p = snap.position
         t = self._terms[pid] = account_terms(snap, self._market_for(p.symbol))
+        self._seen(pid, snap)
         if is_num(p.funding):
             self._funding_of[pid] = p.funding
         return t
@@ -753,7 +778,7 @@ class AccountPanel(QWidget):
             maint += t[2]
         wallet = self._wallet
         if wallet is not None and self._unreported:
-            wallet += sum(c[1] for c in self._unreported.values())
+            wallet += sum(self._unreported.values())
         return account_of(wallet, upnl, margin, maint)
 
     def refresh(self, *, full: bool = True) -> None:
