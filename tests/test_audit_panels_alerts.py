@@ -151,3 +151,17 @@ def test_a_long_sessions_alerts_are_bounded_newest_kept(qtbot, beeps):
     assert len(win.alerts) <= 2 * MAX_ALERTS
     assert len(win.alerts) >= MAX_ALERTS
     assert f"{42_000 + n - 1:,}.0" in win.alerts[-1]
+
+
+def test_a_close_learnt_without_its_reason_or_price_says_closed_plainly(qtbot):
+    """A remote window that was away learns of a close from the engine's resync: the
+    position's last open state, no exit reason or price. The alert read "closed (closed)
+    at —"."""
+    eng = EngineDouble()
+    win = shown_window(qtbot, eng)
+    eng.outbox.publish(snapshot(position("a"), 40_500.0))
+    win.bridge.flush_now()
+    eng.outbox.publish(PositionRemoved(position("a"), T0 + 5))  # as last seen: open
+    win.bridge.flush_now()
+    assert win.alerts == [f"{BTC.symbol} ▲ LONG closed"]
+    assert "—" not in win.statusBar().currentMessage()

@@ -69,7 +69,7 @@ from pmgui.ui.dialogs import (
     preset_names,
     protection_summary,
 )
-from pmgui.ui.fmt import fmt_price, fmt_qty, plain_price
+from pmgui.ui.fmt import fmt_price, fmt_qty, is_num, plain_price
 from pmgui.ui.handle import EngineHandle
 from pmgui.ui.history import HistoryPanel
 from pmgui.ui.orders_panel import WorkingOrdersPanel
@@ -524,19 +524,23 @@ class MainWindow(QMainWindow):
         self._closed_ok.discard(p.id)
         reason = p.exit_reason or "closed"
         price = fmt_price(p.exit_price, self.engine.market(p.symbol))
+        # a close this window only learns of (a remote window's resync after it was away)
+        # has no reason or price: "closed", not "closed (closed) at —"
+        how = (f" ({reason})" if p.exit_reason else "") + (
+            f" at {price}" if is_num(p.exit_price) and p.exit_price > 0 else "")
         if _is_emergency(reason):
-            self.notify(f"⚠ EMERGENCY STOP: {p.symbol} {_side(p.side)} closed ({reason}) at "
-                        f"{price}", alert=True, critical=True, timeout_ms=60_000)
+            self.notify(f"⚠ EMERGENCY STOP: {p.symbol} {_side(p.side)} closed{how}",
+                        alert=True, critical=True, timeout_ms=60_000)
         else:
-            self.notify(f"{p.symbol} {_side(p.side)} closed ({reason}) at {price}", alert=True)
+            self.notify(f"{p.symbol} {_side(p.side)} closed{how}", alert=True)
         if self._second.isActive():  # live window: the engine has just written the close
             # once for a burst of closes, and again after an answer already on its way
             # (read before this close was written: a plain refresh was dropped then)
             self.history.refresh_soon()
         if self.chart.position_id == p.id:
             self._show_current()
-        gone = (f"{p.symbol} {_side(p.side)} has closed ({reason}) at {price}: there is "
-                f"nothing left to change.")
+        gone = (f"{p.symbol} {_side(p.side)} has closed{how}: there is nothing left to "
+                f"change.")
         for dlg in (self.dialog, self.confirm_dialog):  # a question about it is void
             if (dlg is not None and dlg.isVisible()
                     and getattr(dlg, "position_id", None) == p.id):
