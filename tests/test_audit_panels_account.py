@@ -117,3 +117,32 @@ def test_a_partial_close_keeps_equity_until_the_wallet_report(qtbot):
     br.flush_now()
     assert panel.text("wallet") == "Wallet 11,000.00"
     assert panel.text("equity") == "Equity 12,050.00 USDT"
+
+
+def test_sums_over_stale_prices_say_so(qtbot):
+    """A position's price gone stale (its feed silent past `price.max_age`) is marked in
+    its row; the account's Unrealized and Equity summed over it looked as live as ever."""
+    from pmgui.engine.events import AccountEvent
+    from pmgui.engine.outbox import Outbox
+    from tests.ui_doubles import ETH, account_panel, position, snapshot
+
+    ob = Outbox()
+    _eng, br, panel = account_panel(qtbot, ob, wallet=None)
+    ob.publish(AccountEvent(10_000.0, 10_000.0, "USDT", T0))
+    a = position("a", qty=1.0, entry=40_000.0, fee_rate=0.0)
+    b = position("b", ETH.symbol, qty=1.0, entry=3_000.0, sl=2_900.0, tp=3_300.0,
+                 fee_rate=0.0)
+    ob.publish(snapshot(a, 41_000.0, T0 + 1))
+    ob.publish(snapshot(b, 3_100.0, T0 + 1))
+    br.flush_now()
+    assert panel.text("upnl") == "Unrealized +$1,100.00"
+    assert panel.text("equity") == "Equity 11,100.00 USDT"
+    ob.publish(snapshot(a, 41_000.0, T0 + 30, stale=True))
+    br.flush_now()
+    assert panel.text("upnl") == "Unrealized +$1,100.00 ⚠ 1 stale price"
+    assert panel.text("equity") == "Equity 11,100.00 USDT ⚠ stale"
+    assert panel._theme.warning in panel.labels["upnl"].styleSheet()
+    ob.publish(snapshot(a, 41_050.0, T0 + 31))  # its feed is back
+    br.flush_now()
+    assert panel.text("upnl") == "Unrealized +$1,150.00"
+    assert panel.text("equity") == "Equity 11,150.00 USDT"

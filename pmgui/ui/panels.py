@@ -593,6 +593,9 @@ class AccountPanel(QWidget):
         # within a second, after a partial one with its periodic report, 10 s)
         self._unreported: dict[tuple[str, float], float] = {}
         self._realized: dict[str, float] = {}  # each position's realised P/L as accounted
+        # positions whose terms were computed from a stale price (their feed silent past
+        # `price.max_age`): the sums say so, as the rows do
+        self._stale: set[str] = set()
         self.labels: dict[str, QLabel] = {}
         lay = FlowLayout(self, h_spacing=14)
         font = tabular_font()
@@ -695,6 +698,7 @@ class AccountPanel(QWidget):
         pid = ev.position.id
         snap = self._snaps.pop(pid, None)
         seen = self._realized.pop(pid, None)
+        self._stale.discard(pid)
         if snap is not None:
             # its P/L leaves the unrealized sum now; the wallet holding it comes later
             self._note_realized(pid, snap.position.realized_pnl if seen is None else seen,
@@ -732,6 +736,7 @@ class AccountPanel(QWidget):
         changed, snaps, terms = self._changed, self._snaps, self._terms
         funding = self._funding_of
         realized = self._realized
+        stale = self._stale
         market_for = self._market_for
         n = len(changed) if limit is None else min(limit, len(changed))
         pids = list(islice(changed, n))
@@ -744,6 +749,10 @@ class AccountPanel(QWidget):
                 r = p.realized_pnl
                 if realized.get(pid) != r:  # (inline: this loop runs over a storm's book)
                     self._seen(pid, snap)
+                if snap.stale:
+                    stale.add(pid)
+                elif stale:
+                    stale.discard(pid)
                 if is_num(p.funding):
                     funding[pid] = p.funding
                 else:
@@ -755,6 +764,8 @@ class AccountPanel(QWidget):
         p = snap.position
         t = self._terms[pid] = account_terms(snap, self._market_for(p.symbol))
         self._seen(pid, snap)
+        if snap.stale:
+            self._stale.add(pid)
         if is_num(p.funding):
             self._funding_of[pid] = p.funding
         return t
@@ -808,6 +819,10 @@ class AccountPanel(QWidget):
             "today": f"Today {fmt_money(self._today, cur)}",
             "funding": f"Funding {fmt_money(self._funding, cur)}",
         }
+        n_stale = len(self._stale)
+        if n_stale:  # summed over prices the feed has not renewed: not live figures
+            texts["upnl"] += f" ⚠ {n_stale} stale price{'s' if n_stale != 1 else ''}"
+            texts["equity"] += " ⚠ stale"
         fund = self._funding_of
         own = [fund[pid] for pid in self._snaps if pid in fund]
         if own:
@@ -821,6 +836,8 @@ class AccountPanel(QWidget):
         for key, v in (("upnl", f.unrealized), ("today", self._today),
                        ("funding", self._funding)):
             colour = t.up if is_num(v) and v > 0 else t.down if is_num(v) and v < 0 else t.text  # type: ignore[operator]
+            if key == "upnl" and n_stale:
+                colour = t.warning
             self._style(key, f"color: {colour};")
         warn = broke or (is_num(f.margin_ratio) and f.margin_ratio >= 0.8)  # type: ignore[operator]
         self._style("ratio", f"color: {t.warning}; font-weight: bold;" if warn
