@@ -165,3 +165,25 @@ def test_a_close_learnt_without_its_reason_or_price_says_closed_plainly(qtbot):
     win.bridge.flush_now()
     assert win.alerts == [f"{BTC.symbol} ▲ LONG closed"]
     assert "—" not in win.statusBar().currentMessage()
+
+
+def test_an_emergency_storm_keeps_the_notice_readable_and_bounded(qtbot):
+    """A crash stops out hundreds of positions by their emergency tier: the notice's hover
+    listed every one (a tooltip taller than any screen, cut by it) and kept them all until
+    the trader clicked."""
+    from pmgui.ui.panels import AlertButton
+    from pmgui.ui.theme import make_theme
+
+    notice = AlertButton(make_theme("dark"))
+    qtbot.addWidget(notice)
+    for i in range(500):
+        notice.add(f"⚠ EMERGENCY STOP: P{i} closed")
+    assert notice.text().startswith("⚠ EMERGENCY STOP: P499 closed")
+    assert "(+499 more)" in notice.text()
+    tip = notice.toolTip().splitlines()
+    assert len(tip) <= 30 and "⚠ EMERGENCY STOP: P499 closed" in tip
+    assert any("480 earlier" in line for line in tip)
+    assert len(notice.messages) <= 2 * AlertButton.SHOWN
+    notice.dismiss()
+    notice.add("⚠ EMERGENCY STOP: Q closed")
+    assert "more" not in notice.text() and notice.toolTip().startswith("⚠ EMERGENCY STOP: Q")

@@ -998,7 +998,12 @@ class ConnectionStatus(QObject):
 
 # -- alerts ------------------------------------------------------------------------------------
 class AlertButton(QPushButton):
-    """Emergency stops: a highlighted status-bar notice that stays until clicked."""
+    """Emergency stops: a highlighted status-bar notice that stays until clicked.
+
+    Its hover lists the newest `SHOWN` (a crash may stop out hundreds of positions at once:
+    a list of them all was taller than the screen), with how many came before."""
+
+    SHOWN = 20
 
     def __init__(self, theme: Theme, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -1008,18 +1013,26 @@ class AlertButton(QPushButton):
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.clicked.connect(self.dismiss)
         self.hide()
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # the newest (at most 2 × SHOWN)
+        self.count = 0  # alerts since the last dismissal
         self.set_theme(theme)
 
     def add(self, text: str) -> None:
         self.messages.append(text)
-        more = len(self.messages) - 1
+        self.count += 1
+        if len(self.messages) > 2 * self.SHOWN:
+            del self.messages[:-self.SHOWN]
+        more = self.count - 1
         self.setText(text + (f"   (+{more} more)" if more else "") + "   ✕")
-        self.setToolTip("\n".join(self.messages) + "\n\nClick to dismiss")
+        shown = self.messages[-self.SHOWN:]
+        earlier = self.count - len(shown)
+        head = f"… and {earlier} earlier\n" if earlier else ""
+        self.setToolTip(head + "\n".join(shown) + "\n\nClick to dismiss")
         self.show()
 
     def dismiss(self) -> None:
         self.messages.clear()
+        self.count = 0
         self.hide()
 
     def set_theme(self, theme: Theme) -> None:
