@@ -60,3 +60,38 @@ def test_the_panel_draws_a_months_answer_bounded(qtbot):
     assert len(xs) <= EQUITY_MAX_POINTS and min(ys) == 7_500.0 and max(ys) == 12_900.0
     (x0, x1), _y = panel.equity_plot.getPlotItem().getViewBox().viewRange()
     assert x0 <= T0 + 1 and x1 >= T0 + (MONTH - 1) * 10.0 - 1
+
+
+def test_the_equity_axis_reads_a_large_account_in_plain_figures(qtbot):
+    """pyqtgraph labels values of 10,000 or more with `%g`: a $1.2M account's axis read
+    "1.3e+06" (and its neighbours, "1.24634e+06", did not fit and were left out)."""
+    equity = tuple((T0 + i * 600.0, 1_234_000.0 * (1 + 0.01 * (i % 7))) for i in range(40))
+    answer = HistorySnapshot((), TradeMetrics(), equity)
+    panel = HistoryPanel(lambda _r, done: (done(answer, None), True)[1], lambda _s: None)
+    qtbot.addWidget(panel)
+    panel.resize(600, 500)
+    panel.show()
+    qtbot.waitExposed(panel)
+    assert panel.refresh()
+    axis = panel.equity_plot.getPlotItem().getAxis("left")
+    assert axis.tickStrings([1_240_000.0, 1_260_000.0], 1.0, 20_000.0) == [
+        "1,240,000", "1,260,000"]
+    assert axis.tickStrings([10_050.0, 10_100.0], 1.0, 50.0) == ["10,050", "10,100"]
+    assert axis.tickStrings([0.0505, 0.051], 1.0, 0.0005) == ["0.0505", "0.0510"]
+    assert axis.tickStrings([-500.0, 0.0], 1.0, 250.0) == ["\u2212500", "0"]
+    # the labels the axis draws now: every one whole, none in scientific notation
+    qtbot.waitUntil(lambda: bool(_drawn_labels(axis)), timeout=5000)
+    labels = _drawn_labels(axis)
+    assert len(labels) >= 3 and all("e+" not in t for t in labels), labels
+
+
+def _drawn_labels(axis) -> list[str]:
+    from PySide6.QtGui import QPainter, QPixmap
+
+    pix = QPixmap(10, 10)
+    painter = QPainter(pix)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [] if specs is None else [t for _rect, _flags, t in specs[2]]

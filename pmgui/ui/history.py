@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QColor
+from PySide6.QtGui import QCloseEvent, QColor, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -39,7 +39,17 @@ from pmgui.domain.models import Position
 from pmgui.domain.money import trade_r
 from pmgui.engine.commands import ClosedTrade, GetHistory, HistorySnapshot
 from pmgui.engine.events import PositionCorrected
-from pmgui.ui.fmt import DASH, fmt_age, fmt_money, fmt_price, fmt_qty, fmt_r, is_num
+from pmgui.ui.fmt import (
+    DASH,
+    MINUS,
+    fmt_age,
+    fmt_money,
+    fmt_price,
+    fmt_qty,
+    fmt_r,
+    is_num,
+    step_decimals,
+)
 from pmgui.ui.theme import Theme, make_theme, tabular_font
 
 log = logging.getLogger(__name__)
@@ -77,6 +87,7 @@ EQUITY_MIN_BAND = 0.005  # and at least ±0.5 % of the equity around a flat curv
 # close. A curve this wide is more points than the plot has pixels: each stretch keeps its
 # lowest and highest equity, so no drawdown or peak is smoothed away.
 EQUITY_MAX_POINTS = 4000
+EQUITY_AXIS_WIDTH = 58  # px: the equity axis at least (its labels of 10,000s fit)
 
 
 def equity_points(rows: tuple[tuple[float, float], ...]) -> tuple[list[float], list[float]]:
@@ -117,6 +128,31 @@ def thin_points(t: np.ndarray, e: np.ndarray, limit: int) -> tuple[np.ndarray, n
         idx.append(np.array([full + int(tail.argmin()), full + int(tail.argmax())]))
     keep = np.unique(np.concatenate(idx))
     return t[keep], e[keep]
+
+
+def _equity_axis() -> Any:
+    """The equity axis, labelled as amounts are everywhere else: thousands separators,
+    plain decimals (as many as the ticks' spacing needs), a real minus. pyqtgraph writes
+    a label of 10,000 or more with `%g`: a $1.2M account's axis read "1.3e+06"."""
+    import pyqtgraph as pg
+
+    class EquityAxis(pg.AxisItem):
+        def tickStrings(self, values: list[float], scale: float,
+                        spacing: float) -> list[str]:
+            if self.logMode or not (is_num(spacing) and spacing > 0 and is_num(scale)):
+                return super().tickStrings(values, scale, spacing)
+            d = step_decimals(spacing * scale, 10)
+            out = []
+            for v in values:
+                vs = v * scale
+                text = f"{vs:,.{d}f}" if is_num(vs) else ""
+                if text.startswith("-"):  # a real minus; none for a value rounding to 0
+                    text = text[1:] if float(text[1:].replace(",", "")) == 0 \
+                        else MINUS + text[1:]
+                out.append(text)
+            return out
+
+    return EquityAxis(orientation="left")
 
 
 def _rate(v: float | None) -> str:
@@ -242,7 +278,8 @@ class HistoryPanel(QWidget):
     def _build_equity(self) -> None:
         import pyqtgraph as pg
 
-        plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
+        plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(),
+                                        "left": _equity_axis()})
         plot.setObjectName("equityCurve")
         plot.setAccessibleName("Equity curve")
         plot.setMenuEnabled(False)
@@ -251,7 +288,8 @@ class HistoryPanel(QWidget):
         self._equity_plot = plot
         self._equity_curve = plot.plot([], [])
         # room for "10,250"-wide labels: pyqtgraph leaves them out when they do not fit
-        plot.getPlotItem().getAxis("left").setWidth(58)
+        # (widened to the account's own figures in `_frame_equity`)
+        plot.getPlotItem().getAxis("left").setWidth(EQUITY_AXIS_WIDTH)
         self._split.addWidget(plot)
         self._split.setStretchFactor(0, 3)
         self._split.setStretchFactor(1, 2)
@@ -373,6 +411,15 @@ class HistoryPanel(QWidget):
             mid = (y_lo + y_hi) / 2
             y_lo, y_hi = mid - pad, mid + pad
         plot.setRange(xRange=(x_lo, x_hi), yRange=(y_lo, y_hi), padding=0.02)
+        # wide enough for the widest label this range gives ("1,240,000" is wider than
+        # the designed "10,250"): pyqtgraph leaves out a label that does not fit
+        axis = plot.getPlotItem().getAxis("left")
+        step = (y_hi - y_lo) / 8
+        texts = axis.tickStrings([y_lo, y_hi, -abs(y_lo)], 1.0, step)
+        fm = QFontMetrics(axis.style.get("tickFont") or axis.font())
+        need = max(fm.horizontalAdvance(t) for t in texts) + 14 if texts else 0
+        if max(EQUITY_AXIS_WIDTH, need) != axis.width():
+            axis.setWidth(max(EQUITY_AXIS_WIDTH, need))
 
     def _fill_table(self, data: HistoryData) -> None:
         self.table.setRowCount(len(data.closed))
