@@ -17,9 +17,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QColor, QFontMetrics
 from PySide6.QtWidgets import (
@@ -51,6 +50,9 @@ from pmgui.ui.fmt import (
     step_decimals,
 )
 from pmgui.ui.theme import Theme, make_theme, tabular_font
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ def equity_points(rows: tuple[tuple[float, float], ...]) -> tuple[list[float], l
     """Plottable (time, equity) points: finite, a real timestamp (an unset clock's 0 would
     stretch the time axis back to 1970), in time order; at most `EQUITY_MAX_POINTS`
     (`thin_points`). Vectorised: the answer may hold hundreds of thousands."""
+    import numpy as np  # (here: not before the window's first frame)
+
     try:
         a = np.asarray(rows, dtype=float).reshape(-1, 2)
     except (TypeError, ValueError):  # not plain numbers: one by one
@@ -112,6 +116,8 @@ def equity_points(rows: tuple[tuple[float, float], ...]) -> tuple[list[float], l
 def thin_points(t: np.ndarray, e: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """At most `limit` of the points, in order: the first, the last, and of each of
     `limit // 2 - 1` runs of consecutive points its lowest and highest equity."""
+    import numpy as np
+
     n = len(t)
     if n <= limit:
         return t, e

@@ -19,9 +19,9 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -102,7 +102,10 @@ def format_overrides(overrides: Mapping[str, Scalar]) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, float):
-            return np.format_float_positional(v, trim="-") if math.isfinite(v) else str(v)
+            if not math.isfinite(v):
+                return str(v)
+            text = repr(v)  # the shortest digits that read back as `v`
+            return format(Decimal(text), "f") if "e" in text or "E" in text else text
         return str(v)
 
     return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(overrides.items()))
