@@ -349,8 +349,21 @@ def test_emergency_tier_is_a_price_edge():
 
 
 def test_paused_automation_keeps_only_protection():
-    b = _band(_pos(sl=95.0, tp=110.0, automation=False, best_price=None), 100.0, "guardian")
+    b = _band(_pos(sl=95.0, tp=110.0, automation=False, best_price=None), 100.0, "guardian",
+              **{"emergency.enabled": False, "smart_tp.enabled": False})
     assert b is not None and (b.lo, b.hi, b.until) == (95.0, 110.0, math.inf)
+
+
+def test_paused_automation_keeps_the_emergency_caps_in_the_band():
+    """DESIGN §4: emergency stops override everything, paused automation included: the band
+    of a paused guardian position ends where the first loss cap fires (-15 % ROI at 5x:
+    a price of ~97), not at its stop at 95."""
+    from pmgui.domain.money import price_at_roi
+
+    b = _band(_pos(sl=95.0, tp=110.0, automation=False, best_price=None), 100.0, "guardian")
+    edge = price_at_roi(Side.LONG, 100.0, -0.15, 5.0, 0.0005)
+    assert b is not None and edge is not None and 95.0 < edge
+    assert edge < b.lo + 1e-6 and b.lo < edge * (1 + 1e-6) and b.hi <= 110.0
 
 
 def test_profit_booking_age_is_a_timer():

@@ -297,3 +297,17 @@ def test_tranche_helpers():
     # a flagged tranche is not hit twice while the engine catches up
     p = _tranched().evolve(flags=frozenset({"tranche_closed:b"}))
     assert evaluate(p, mkt(99.99), rules_only("tranches")) == []
+
+
+def test_the_emergency_caps_still_close_a_paused_position():
+    """DESIGN §4: emergency stops override everything. A trader who paused a guardian
+    position's rules to manage it by hand was left without the loss caps: at -30 % ROI the
+    position stayed open until its stop (or liquidation)."""
+    for side, price in ((Side.LONG, 97.0), (Side.SHORT, 103.0)):
+        p = pos(side, leverage=10.0, sl=90.0 if side is Side.LONG else 110.0,
+                automation=False)
+        [a] = evaluate(p, mkt(price), resolve_params("guardian"))
+        assert a.type is ActionType.CLOSE and a.reason is Reason.EMERGENCY_STOP_SEVERE_LOSS
+    # the trader's other rules stay paused: no smart take-profit
+    p = pos(leverage=10.0, tp=200.0, automation=False)
+    assert evaluate(p, mkt(125.0), resolve_params("guardian")) == []

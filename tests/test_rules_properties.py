@@ -15,6 +15,8 @@ from pmgui.rules.policy import evaluate, initial_targets, observe
 from pmgui.rules.presets import PRESETS
 from tests.rules_support import apply, pos
 
+EMERGENCY_REASONS = tuple(r for r in Reason if r.value.startswith("emergency_stop"))
+
 MARKET = Market(symbol="BTC/USDT:USDT", tick_size=0.01, amount_step=0.001, min_amount=0.001)
 MARKETS = [
     MARKET,
@@ -113,9 +115,10 @@ def _run(s: dict) -> None:
                 assert (price - a.sl) * d > 0
             if a.type is ActionType.ADD:
                 assert a.qty is not None and a.qty > 0
-            if not before.automation:
+            if not before.automation:  # protection and the loss caps (DESIGN §4)
                 assert a.reason in (Reason.STOP_LOSS, Reason.TRAILING_STOP,
-                                    Reason.BREAKEVEN_STOP, Reason.TAKE_PROFIT)
+                                    Reason.BREAKEVEN_STOP, Reason.TAKE_PROFIT,
+                                    *EMERGENCY_REASONS)
         after = apply(before, acts, t)
         if before.sl is not None and after.sl is not None:
             assert (after.sl - before.sl) * d >= 0, "a stop loosened"

@@ -68,16 +68,18 @@ def test_instant_tp_off_leaves_it_to_the_exchange_order():
         == []
 
 
-def test_protection_runs_when_automation_paused_and_nothing_else_does():
+def test_protection_and_the_loss_caps_run_when_automation_paused_and_nothing_else_does():
     params = resolve_params("guardian")
     p = pos(L, sl=95.0, tp=120.0, automation=False, leverage=10)
-    # -50% ROI would be an emergency, but automation is paused: only the SL acts
+    # the emergency caps override everything (DESIGN §4), paused automation included
     [a] = evaluate(p, mkt(94.0), params)
+    assert a.reason is Reason.EMERGENCY_STOP_LIQUIDATION_RISK
+    [a] = evaluate(p.evolve(leverage=1.0), mkt(94.0), params)  # -6 % ROI: no cap, the SL
     assert a.reason is Reason.STOP_LOSS
-    assert evaluate(p, mkt(96.0), params) == []  # emergency paused, trailing paused
+    assert evaluate(p, mkt(99.0), params) == []  # -10 % ROI: trailing and the rest paused
     [b] = evaluate(p, mkt(121.0), params)
     assert b.reason is Reason.TAKE_PROFIT
-    # with automation on the emergency tier outranks the stop
+    # with automation on the emergency tier outranks the stop as well
     [c] = evaluate(pos(L, sl=95.0, leverage=10), mkt(94.0), params)
     assert c.reason is Reason.EMERGENCY_STOP_LIQUIDATION_RISK
 

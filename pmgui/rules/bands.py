@@ -1157,12 +1157,14 @@ def _narrowed(pos: Position, mkt: MarketState, params: Params, lane: bool) -> _B
     b = _Builder(fx, float(price))
     try:
         _protection(b, pos, protection)
-        if pos.automation:
+        automation = pos.automation
+        if automation or static:  # paused, the loss caps still run (`policy._PIPELINE`)
             if not fx.roi_ok:
                 return None
-            if not lane:
+            if automation and not lane:
                 _observe(b, pos)
-            if static:  # the emergency and smart-TP sets (`_static_sets`), kept in `fx`
+            if static:  # the emergency and smart-TP sets (`_static_sets`), kept in `fx`;
+                # paused, smart TP's only narrow the band (more evaluation, never less)
                 sets = fx.sets
                 if sets is None:
                     sets = fx.sets = _static_sets(fx, pos, params)
@@ -1177,7 +1179,7 @@ def _narrowed(pos: Position, mkt: MarketState, params: Params, lane: bool) -> _B
                     else:
                         raise _Unbounded
                 b.lo, b.hi = lo, hi
-            if families:
+            if automation and families:
                 ctx = make_ctx(pos, mkt, params)
                 for family in families:
                     family(b, ctx, params, now)

@@ -8,7 +8,9 @@ Per call (one position, one tick):
    Staleness needs the wall clock, which rules do not read: the engine calls
    `price_is_usable(price, price_ts, now, params["price.max_age"])` before `evaluate`.
 2. With automation paused (`pos.automation == False`) only protection runs: the position's
-   SL and TP (and the tranches' SL/TP). Protection is never paused.
+   SL and TP (and the tranches' SL/TP) and the emergency loss caps, which DESIGN §4 says
+   override everything (a trader who paused the rules to manage a position by hand is still
+   not left without the last line before liquidation). Protection is never paused.
 3. Candidates from every enabled rule are sorted by priority (1 emergency … 9 add). The
    first closing action (CLOSE/REDUCE) is the one close of this tick; non-closing actions
    (MOVE_SL, MOVE_TP, ADD) survive only if their priority is strictly before it. Stop moves
@@ -63,7 +65,7 @@ _evolve_peak_best = evolver("peak_roi", "best_price")
 
 # (rule id whose `enabled` gates it, function, protection?) in priority order.
 _PIPELINE: tuple[tuple[str, RuleFn, bool], ...] = (
-    ("emergency", exits.emergency, False),
+    ("emergency", exits.emergency, True),  # DESIGN §4: overrides everything (paused too)
     ("stop_loss", exits.stop_loss, True),
     ("tranches", exits.tranche_stops, True),
     ("take_profit", exits.take_profit, True),
