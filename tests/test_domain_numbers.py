@@ -39,3 +39,25 @@ def test_never_nan_inf_or_exponent(value):
             assert text == DASH
         elif abs(value) < 1e15:
             assert "e" not in text.lower()
+
+
+def test_plain_number_writes_numbers_in_full_without_exponents():
+    """Texts whose market is not at hand (validation messages, the ledger's notes in the
+    action log) wrote 0.00001 as 1e-05 and 101234.5 as 101234 (`:g`)."""
+    from pmgui.domain.numbers import plain_number
+
+    assert plain_number(0.00001) == "0.00001"
+    assert plain_number(0.00001234) == "0.00001234"
+    assert plain_number(101234.5) == "101234.5"
+    assert plain_number(1e6) == "1000000"
+    assert plain_number(0.1 + 0.2) == "0.3"
+    assert plain_number(-2.5) == "-2.5"
+    assert plain_number(float("nan")) == "—"
+
+
+def test_the_ledgers_notes_write_small_quantities_plainly():
+    from pmgui.engine.ledger import Correction, _cause
+
+    c = Correction("pmg1", "p1", False, 0.00001, 0.00001234, 0.00001233, 0.0, 0.0, 0.0)
+    text = _cause(c)
+    assert "e-0" not in text and "0.00001 of order pmg1" in text and "0.00001234" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from decimal import Decimal
 
 from pmgui.domain.models import Market
 
@@ -73,3 +74,13 @@ def _qty_decimals(value: float) -> int:
         if abs(round(value, d) - value) <= abs(value) * 1e-9:
             return d
     return 8
+
+
+def plain_number(value: float) -> str:
+    """A number in a message in full, up to 12 significant digits, never in exponent form
+    (`:g` kept six; `:.12g` wrote 0.00001 as 1e-05): for texts whose market is not at hand
+    (validation messages, the ledger's notes in the action log)."""
+    if not is_num(value):
+        return DASH
+    text = format(Decimal(f"{float(value):.12g}"), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

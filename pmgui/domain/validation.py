@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from decimal import Decimal
 
 from pmgui.domain.enums import Side
 from pmgui.domain.errors import ValidationError
 from pmgui.domain.models import Market, Position
-
-
-def _num(v: float) -> str:
-    """A number in a message in full, up to 12 significant digits, never in exponent form:
-    `:g` kept six (SL 101234.5 against a price of 101234.6 read "SL 101234 must be below the
-    current price 101234"; an order worth 4.996 read "order value 5.00 is below the minimum
-    5"), and wrote a price of 0.00001234 as 1.234e-05."""
-    text = format(Decimal(f"{float(v):.12g}"), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+from pmgui.domain.numbers import plain_number as _num
 
 
 def require_price(value: object, field: str) -> float:

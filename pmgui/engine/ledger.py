@@ -43,6 +43,7 @@ from pmgui.domain import money
 from pmgui.domain.enums import ActionType, OrderRole, OrderStatus, Reason
 from pmgui.domain.errors import PmguiError
 from pmgui.domain.models import Action, Fill, Order, OrderRequest, Position, frozen_map
+from pmgui.domain.numbers import plain_number as _n
 from pmgui.domain.slots import slot_copier
 from pmgui.engine.events import ActionTaken, Event, OrderSnapshot, PositionCorrected
 from pmgui.engine.outbox import Outbox
@@ -1029,7 +1030,7 @@ class OrderLedger:
             return None
         after = corrected(pos, c)
         exit_moved = "" if after.exit_price == pos.exit_price else \
-            f", exit price {pos.exit_price:.12g} → {after.exit_price:.12g}"
+            f", exit price {_n(pos.exit_price)} → {_n(after.exit_price)}"
         change = f"realised P/L {after.realized_pnl - pos.realized_pnl:+.6g}{exit_moved}"
         if _same_booking(after, pos):  # a difference too small to change a number
             return f"the closed position unchanged ({change})"
@@ -1089,9 +1090,9 @@ def _fee_only(order: Order, qty: float, price: float, fee_delta: float) -> Corre
 def _cause(c: Correction) -> str:
     """What a correction re-booked, in words (a `PositionCorrected`'s `what`)."""
     if c.price != c.booked_price:
-        return (f"{c.qty:.12g} of order {c.client_id} booked at {c.booked_price:.12g} "
-                f"re-booked at the venue's price {c.price:.12g}")
-    return f"the venue's fee of {c.qty:.12g} of order {c.client_id} (booked with an estimate)"
+        return (f"{_n(c.qty)} of order {c.client_id} booked at {_n(c.booked_price)} "
+                f"re-booked at the venue's price {_n(c.price)}")
+    return f"the venue's fee of {_n(c.qty)} of order {c.client_id} (booked with an estimate)"
 
 
 def _same_booking(a: Position, b: Position) -> bool:
@@ -1110,9 +1111,9 @@ def _correction_note(order: Order, booked: Booked, c: Correction, venue_fee: boo
                      outcome: str, now: float) -> ActionTaken:
     """The log line and action-log note of a correction, filed as what the fill did."""
     said = "the venue's" if venue_fee else "an estimate"
-    text = (f"order {order.client_id} ({order.symbol} {order.side.value}): {c.qty:.12g} "
-            f"booked at {booked.label} {c.booked_price:.12g} is re-booked at the venue's price "
-            f"{c.price:.12g}, fee {booked.fee + c.fee_delta:.6g} ({said}); {outcome}")
+    text = (f"order {order.client_id} ({order.symbol} {order.side.value}): {_n(c.qty)} "
+            f"booked at {booked.label} {_n(c.booked_price)} is re-booked at the venue's price "
+            f"{_n(c.price)}, fee {_n(booked.fee + c.fee_delta)} ({said}); {outcome}")
     log.warning("%s", text)
     return _note(order, c.qty, c.price, text, now)
 
@@ -1175,9 +1176,9 @@ def _reference(known: Order, new: Order) -> tuple[str, float] | None:
 def _reference_note(order: Order, qty: float, reference: tuple[str, float],
                     now: float) -> ActionTaken:
     label, price = reference
-    note = (f"order {order.client_id} ({order.symbol} {order.side.value}): {qty:.12g} filled "
+    note = (f"order {order.client_id} ({order.symbol} {order.side.value}): {_n(qty)} filled "
             "without a price; no fill price of it was visible after a bounded lookup; booked "
-            f"at {label} {price:.12g}")
+            f"at {label} {_n(price)}")
     log.warning("%s", note)
     return _note(order, qty, price, note, now)
 
