@@ -385,3 +385,23 @@ async def test_an_order_placed_after_moves_lands_with_the_levels_it_was_placed_a
     assert len(stops) == 1 and stops[0].trigger_price == pytest.approx(sl)
     assert _row_sl(db_path, pid) == sl  # no window written: the order's commit carried it
     await h.engine.shutdown()
+
+
+async def test_a_symbols_new_overrides_reach_its_open_positions_now_not_after_a_restart(
+        db_path):
+    """A symbol's overrides are under its open positions' own: the running engine kept
+    their old rules (cached) until a restart, which then changed them behind the trader's
+    back. They follow at once now, and the exchange orders are re-aligned."""
+    h = Harness(db_path, [])
+    pid = await _open(h)
+    rt = h.engine.book.runtime(pid)
+    assert h.engine.params(rt.position)["trailing.distance"] != 0.031
+    await h.engine.handle(cmd.SetSymbolRules(SYMBOL, None, {"trailing.distance": 0.031}))
+    assert h.engine.params(rt.position)["trailing.distance"] == 0.031
+    assert rt.protect_dirty
+    await h.engine.shutdown()
+    h2 = Harness(db_path, [])  # the same after a restart
+    await h2.engine.start()
+    rt2 = h2.engine.book.runtime(pid)
+    assert h2.engine.params(rt2.position)["trailing.distance"] == 0.031
+    await h2.engine.shutdown()

@@ -1674,13 +1674,23 @@ class EngineCore:
         raise ValidationError(f"unknown command {type(command).__name__}")
 
     def apply_symbol_rules(self, stored: Mapping[str, Mapping[str, object]]) -> None:
-        """Rules chosen in the app win over the config file's, symbol by symbol."""
-        symbols = dict(self.settings.symbols)
+        """Rules chosen in the app win over the config file's, symbol by symbol. A symbol's
+        overrides are also under its open positions' own (`params`): a change re-resolves
+        their rules now and re-aligns their exchange orders (`protection.trigger`, the
+        tranches), as a restart would have — before, they kept the old rules until one."""
+        before = self.settings
+        symbols = dict(before.symbols)
         for symbol, spec in stored.items():
             symbols[symbol] = SymbolRules(spec.get("preset"),  # type: ignore[arg-type]
                                           frozen_map(spec.get("overrides") or {}))
-        self.settings = replace(self.settings, symbols=MappingProxyType(symbols))
+        self.settings = replace(before, symbols=MappingProxyType(symbols))
         self.market.settings = self.settings
+        for rt in self.book.runtimes():
+            sym = rt.position.symbol
+            if rt.params is not None and rt.is_open and \
+                    before.overrides_for(sym) != self.settings.overrides_for(sym):
+                rt.params = None
+                self.protector.mark_dirty(rt, urgent=True)
 
     def symbol_rules(self) -> dict[str, tuple[str, dict[str, Scalar]]]:
         """Effective preset and overrides per configured symbol (for the settings dialog)."""
