@@ -371,3 +371,31 @@ async def test_an_open_at_another_leverage_never_changes_an_open_positions_lever
         assert res.ok, res.message
     finally:
         await rig.stop()
+
+
+async def test_one_way_account_refuses_an_open_beside_a_working_entry_of_the_other_side(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """A resting short entry on a one-way account nets with a long opened after it: once it
+    fills it reduces the long instead of opening a short beside it. The long is refused while
+    the entry works, nothing sent; cancelled, the long may open."""
+    rig = VenueRig("binanceusdm", server, tmp_path / "db.sqlite")
+    try:
+        await rig.start()
+        e = rig.engine
+        res = await e.handle(cmd.OpenPosition(BTC, Side.SHORT, 0.01, 10, sl=52_000.0,
+                                              preset="manual", order_type="limit",
+                                              price=50_500.0))
+        assert res.ok, res.message
+        sent = len(server.state.orders) + len(server.state.algo_orders)
+        with pytest.raises(ValidationError, match="short entry order is working"):
+            await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0,
+                                            preset="manual"))
+        assert len(server.state.orders) + len(server.state.algo_orders) == sent
+        assert rig.open_positions() == []
+        (entry,) = e.entries.working()
+        await e.handle(cmd.CancelOrder(entry.client_id))
+        res = await e.handle(cmd.OpenPosition(BTC, Side.LONG, 0.02, 10, sl=49_000.0,
+                                              preset="manual"))
+        assert res.ok, res.message
+    finally:
+        await rig.stop()

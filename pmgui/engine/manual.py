@@ -500,6 +500,16 @@ def check_position_mode(core: EngineCore, symbol: str, side: Side) -> None:
             f"reduce the open {opposite.value} instead of opening a {side.value}; close "
             f"the {opposite.value} first (or switch the account to hedge mode)",
             field="side")
+    # a resting entry of the other side nets the same way once it fills: this open's
+    # position would then be reduced (or flipped) by it behind the trader's back
+    other = opposite.open_side
+    if any(o.symbol == symbol and o.side is other and not o.status.is_final
+           for o in core.entries.working()):
+        raise ValidationError(
+            f"{symbol}: the account is in one-way position mode and a {opposite.value} entry "
+            f"order is working: once filled it would reduce this {side.value} instead of "
+            f"opening beside it; cancel that entry first (or switch the account to hedge mode)",
+            field="side")
 
 
 def check_leverage(core: EngineCore, symbol: str, leverage: object) -> None:
