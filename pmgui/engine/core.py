@@ -48,7 +48,6 @@ from pmgui.domain.errors import (
     ExchangeError,
     PmguiError,
     RetryableExchangeError,
-    StoreError,
     ValidationError,
 )
 from pmgui.domain.levels import rule_level_move
@@ -129,7 +128,6 @@ HOUSEKEEPING_SLICE = 64  # positions per slice of a housekeeping pass (`periodic
 ACCOUNT_INTERVAL = 1.0  # s: closes refresh the account at most this often
 ACCOUNT_SLICE = 256  # positions summed per step of an account refresh (`_open_pnl`)
 STARTUP_WARM_WAIT = 5.0  # s: start-up waits this long at most for the book's warm-ups
-JOURNAL_ALARM_EVERY = 60.0  # s: a journal that cannot be written is told this often at most
 
 STOP_REASON = {
     StopKind.INITIAL: Reason.STOP_LOSS,
@@ -163,7 +161,6 @@ class EngineCore:
         # per position at `release_marks` (coalesced), not on every tick
         self._marks: dict[str, PositionRuntime] | None = None
         self.quiet_ticks = 0  # position ticks inside their quiet band (rules skipped)
-        self._journal_alarm = float("-inf")  # when `journal_failed` last told the trader
         self._account_at = float("-inf")  # engine time of the last account refresh
         self._account_due = False  # a close since then has not been reflected
         self._account_task: asyncio.Task[None] | None = None  # a close's refresh, beside
@@ -348,7 +345,7 @@ class EngineCore:
         # a due chunk's log lines are built on this tick, written on a later one (two loop
         # steps, not one: `Store.build_behind`)
         if self.store.behind_due(window) and not self.store.build_behind():
-            self._flush_behind(window)
+            self.store.flush_behind(window)
 
     def on_tick_run(self, ticks: Sequence[Tick], low: float, high: float,
                     volumes: Sequence[float] | None) -> bool:
@@ -414,29 +411,8 @@ class EngineCore:
             marks[pos.id] = rt
         window = settings.write_behind
         if self.store.behind_due(window) and not self.store.build_behind():
-            self._flush_behind(window)
-        return True
-
-    def _flush_behind(self, window: float) -> None:
-        """The tick path's write of what waits behind. A write that fails (a full disk)
-        keeps the rows queued for the next window and is told, not raised into the venue's
-        stream: the ticks, and the rules guarding every position locally, go on."""
-        try:
             self.store.flush_behind(window)
-        except StoreError as exc:
-            self.journal_failed(exc, None, "the positions' levels are not saved")
-
-    def journal_failed(self, exc: StoreError, position_id: str | None, what: str) -> None:
-        """The database could not be written: what needed it was not done (an order is
-        never sent unjournaled). Told to the trader as an error — at most once every
-        `JOURNAL_ALARM_EVERY` s: every tick that tries again would repeat it."""
-        log.error("%s: the database cannot be written: %s", what, exc)
-        now = self.clock()
-        if now - self._journal_alarm >= JOURNAL_ALARM_EVERY or now < self._journal_alarm:
-            self._journal_alarm = now
-            self.outbox.publish(ErrorEvent(
-                f"{what}: the database cannot be written ({exc}); nothing was sent — free "
-                "disk space or check the database file", now, position_id))
+        return True
 
     async def on_candle(self, symbol: str, candle: Candle, closed: bool) -> None:
         self.market.on_candle(symbol, candle, closed)
@@ -791,24 +767,17 @@ class EngineCore:
         # A rule's level move sends no order and can be rebuilt (the rules recompute it):
         # written behind. Everything else — closes, adds, the trader's own moves — is synced.
         behind = moved is not None and action.reason is not Reason.MANUAL
-        try:
-            if behind:
-                self.store.record_action_behind(action, symbol=pos.symbol)
-            elif action.type in _ORDERING and action.reason is not Reason.MANUAL:
-                # A rule's close, reduction or add: an order follows, journaled and synced
-                # (`place` -> `journal_synced`, its fsync in a worker) before it is sent, and
-                # that sync makes this commit durable too. Not an fsync of its own on the
-                # loop's thread on the tick -> close path (a SIGKILL loses neither: WAL). The
-                # trader's stay synced.
-                with self.store.relaxed():
-                    self.store.record_action(action, symbol=pos.symbol)
-            else:
+        if behind:
+            self.store.record_action_behind(action, symbol=pos.symbol)
+        elif action.type in _ORDERING and action.reason is not Reason.MANUAL:
+            # A rule's close, reduction or add: an order follows, journaled and synced
+            # (`place` -> `journal_synced`, its fsync in a worker) before it is sent, and that
+            # sync makes this commit durable too. Not an fsync of its own on the loop's thread
+            # on the tick -> close path (a SIGKILL loses neither: WAL). The trader's stay synced.
+            with self.store.relaxed():
                 self.store.record_action(action, symbol=pos.symbol)
-        except StoreError as exc:  # not journaled: not done (a rule asks again next tick)
-            if action.reason is Reason.MANUAL:
-                raise  # the trader's command answers with the error itself
-            self.journal_failed(exc, pos.id, f"{pos.symbol}: {action.reason.value}")
-            return False
+        else:
+            self.store.record_action(action, symbol=pos.symbol)
         ok, detail = True, ""
         try:
             if action.type is ActionType.CLOSE:
