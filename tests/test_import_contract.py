@@ -50,10 +50,11 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 
 # the package itself (its data directory, its version) and its cross-cutting helpers
 # (secret redaction in logs, bundled resources, identity, the interpreter's collection
-# thresholds that the engine's booking and the paper venue's matching defer together)
-# belong to no layer
+# thresholds that the engine's booking and the paper venue's matching defer together, the
+# asyncio waits that keep a cancel) belong to no layer
 PACKAGE = {"pmgui", "pmgui.__version__"}
-SHARED = ("pmgui.redact", "pmgui.resources", "pmgui.identity", "pmgui.collection")
+SHARED = ("pmgui.redact", "pmgui.resources", "pmgui.identity", "pmgui.collection",
+          "pmgui.aio")
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from types import MappingProxyType
 
+from pmgui.aio import wait_event
 from pmgui.collection import collection_deferred
 from pmgui.domain import money
 from pmgui.domain.enums import (
@@ -275,10 +276,7 @@ class EngineCore:
                             "(orders are polled until it is)", self.exchange.id, timeout)
                 return
             self._orders_up.clear()
-            try:
-                await asyncio.wait_for(self._orders_up.wait(), min(left, 0.25))
-            except TimeoutError:
-                pass
+            await wait_event(self._orders_up, min(left, 0.25))
 
     async def stop_stream(self) -> None:
         task, self.stream_task = self.stream_task, None

@@ -72,6 +72,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pmgui.aio import wait_event
 from pmgui.collection import collection_deferred
 from pmgui.domain.candles import merge_buckets
 from pmgui.domain.enums import OrderRole, OrderSide, OrderStatus, OrderType, Side
@@ -786,10 +787,7 @@ class PaperExchange:
             if remaining <= 0:
                 return
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, remaining)
 
     def _queue(self, updates: Iterable[OrderUpdate]) -> None:
         self._pending.extend(updates)
