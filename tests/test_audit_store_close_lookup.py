@@ -7,17 +7,13 @@ fill when its lookup succeeds; it waits for the lookup and books the close from 
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pmgui.domain.errors import ExchangeError
+from tests.audit_trail_support import killed_child
 from tests.engine_support import Harness
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import asyncio, os, signal, sys
@@ -47,10 +43,7 @@ asyncio.run(main(sys.argv[1]))
 async def test_a_close_whose_lookup_fails_at_start_is_booked_from_its_fill_later(
         tmp_path: Path) -> None:
     db = tmp_path / "lookup.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(db)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=100)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-    pid, close_id = proc.stdout.split()
+    pid, close_id = killed_child(CHILD, db)
 
     h = Harness(db, [])
     lookup = h.paper.fetch_order_by_client_id

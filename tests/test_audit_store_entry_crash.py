@@ -10,17 +10,13 @@ without a stop.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pmgui.domain.enums import OrderRole, OrderStatus, OrderType, Side
+from tests.audit_trail_support import killed_child
 from tests.engine_support import SYMBOL, Harness
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import asyncio, os, signal, sys
@@ -55,10 +51,7 @@ asyncio.run(main(sys.argv[1]))
 async def test_a_market_entry_killed_before_its_booking_is_taken_over_with_its_stop(
         tmp_path: Path) -> None:
     db = tmp_path / "entry.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(db)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=100)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-    entry_id = proc.stdout.split()[0]
+    entry_id = killed_child(CHILD, db)[0]
 
     h = Harness(db, [])
     await h.engine.start()

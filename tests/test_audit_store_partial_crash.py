@@ -9,19 +9,14 @@ fires a second time and closes the other half too (the runner the trader kept is
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pmgui.domain.enums import OrderStatus
 from pmgui.domain.models import Tick
-from tests.audit_trail_support import TP1_SETTINGS
+from tests.audit_trail_support import TP1_SETTINGS, killed_child
 from tests.engine_support import SYMBOL, Harness
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import asyncio, os, signal, sys
@@ -56,10 +51,7 @@ asyncio.run(main(sys.argv[1]))
 async def test_tp1_filled_before_a_crash_is_booked_once_and_does_not_fire_again(
         tmp_path: Path) -> None:
     db = tmp_path / "tp1.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(db)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=100)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-    pid, reduce_id, amount = proc.stdout.split()
+    pid, reduce_id, amount = killed_child(CHILD, db)
     assert float(amount) == 0.01
 
     h = Harness(db, [], TP1_SETTINGS)

@@ -9,18 +9,14 @@ keep exactly one stop, at the new level.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pmgui.domain.enums import OrderRole, OrderStatus, OrderType
 from pmgui.engine.events import ErrorEvent
+from tests.audit_trail_support import killed_child
 from tests.engine_support import SYMBOL, Harness
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import asyncio, os, signal, sys
@@ -52,10 +48,7 @@ asyncio.run(main(sys.argv[1]))
 async def test_the_old_stop_cancelled_by_pmgui_before_a_crash_is_not_reported_lost(
         tmp_path: Path) -> None:
     db = tmp_path / "replace.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(db)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=100)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-    old_id = proc.stdout.split()[0]
+    old_id = killed_child(CHILD, db)[0]
 
     h = Harness(db, [])
     await h.engine.start()

@@ -10,19 +10,14 @@ exactly one stop on the venue at least as tight, and journal no order twice.
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pmgui.domain.enums import OrderRole, OrderType, Side
-from tests.audit_trail_support import SETTINGS
+from tests.audit_trail_support import SETTINGS, killed_child
 from tests.engine_support import MARKET, SYMBOL, Harness
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import asyncio, os, signal, sys
@@ -75,9 +70,7 @@ async def test_sigkill_during_a_trail_never_loosens_the_stop(
     for kill, first in ((kill_at, 1), (again_at, 100)):  # and once more after a restart
         if kill is None:
             continue
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(db), str(kill), str(first)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=200)
-        assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+        killed_child(CHILD, db, kill, first, timeout=200)
     stops = _venue_stops(db)
     assert stops, "no stop rested on the venue at the crash"
     tightest = max(p for _, p in stops)

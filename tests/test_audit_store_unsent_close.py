@@ -6,17 +6,13 @@ tell the truth; §6: journal before acting, reconcile after a crash)."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pmgui.engine.events import ErrorEvent
+from tests.audit_trail_support import killed_child
 from tests.engine_support import SYMBOL, Harness
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import asyncio, os, signal, sys
@@ -44,10 +40,7 @@ asyncio.run(main(sys.argv[1]))
 async def test_a_close_that_never_reached_the_exchange_is_told_on_its_position(
         tmp_path: Path) -> None:
     db = tmp_path / "unsent.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(db)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=100)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-    pid, close_id = proc.stdout.split()
+    pid, close_id = killed_child(CHILD, db)
 
     h = Harness(db, [])
     await h.engine.start()
